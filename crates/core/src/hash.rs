@@ -1,0 +1,151 @@
+//! SHA-256 digests and their text encodings.
+//!
+//! Everything Blackbox hashes is SHA-256 (FIPS 180-4). On the wire a digest is written either as
+//! `sha256:<64 lowercase hex>` (entry hashes, content hashes) or as standard padded base64
+//! (Merkle roots in checkpoints and proofs, following C2SP tlog-checkpoint).
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use sha2::{Digest as _, Sha256};
+
+/// The `sha256:` prefix used on every hex-encoded digest in the entry format.
+pub const SHA256_PREFIX: &str = "sha256:";
+
+/// A 32-byte SHA-256 digest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Hash(pub [u8; 32]);
+
+/// Why a digest string could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HashParseError {
+    /// The string does not start with `sha256:`.
+    #[error("expected a digest of the form sha256:<64 lowercase hex digits>, got {found:?}")]
+    MissingPrefix {
+        /// The first characters of what was found (never more than 80).
+        found: String,
+    },
+    /// The hex part is not 64 lowercase hex digits.
+    #[error("the digest after sha256: must be 64 lowercase hex digits")]
+    BadHex,
+    /// The base64 text does not decode to exactly 32 bytes.
+    #[error("expected standard base64 of 32 bytes")]
+    BadBase64,
+}
+
+impl Hash {
+    /// SHA-256 of `data`.
+    #[must_use]
+    pub fn digest(data: &[u8]) -> Self {
+        Self(Sha256::digest(data).into())
+    }
+
+    /// The raw bytes.
+    #[must_use]
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// 64 lowercase hex digits.
+    #[must_use]
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// `sha256:` followed by 64 lowercase hex digits.
+    #[must_use]
+    pub fn to_prefixed(&self) -> String {
+        let mut s = String::with_capacity(71);
+        s.push_str(SHA256_PREFIX);
+        s.push_str(&hex::encode(self.0));
+        s
+    }
+
+    /// Standard (padded) base64, as used in checkpoints and proofs.
+    #[must_use]
+    pub fn to_base64(&self) -> String {
+        B64.encode(self.0)
+    }
+
+    /// Parses `sha256:<64 lowercase hex>`.
+    ///
+    /// # Errors
+    /// [`HashParseError`] when the prefix is missing or the hex is not exactly 64 lowercase digits.
+    pub fn from_prefixed(s: &str) -> Result<Self, HashParseError> {
+        let Some(hex_part) = s.strip_prefix(SHA256_PREFIX) else {
+            return Err(HashParseError::MissingPrefix {
+                found: s.chars().take(80).collect(),
+            });
+        };
+        Self::from_hex(hex_part)
+    }
+
+    /// Parses 64 lowercase hex digits (no prefix).
+    ///
+    /// # Errors
+    /// [`HashParseError::BadHex`] unless the input is exactly 64 lowercase hex digits.
+    pub fn from_hex(s: &str) -> Result<Self, HashParseError> {
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(HashParseError::BadHex);
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|_| HashParseError::BadHex)?;
+        Ok(Self(out))
+    }
+
+    /// Parses standard padded base64 of exactly 32 bytes.
+    ///
+    /// # Errors
+    /// [`HashParseError::BadBase64`] otherwise.
+    pub fn from_base64(s: &str) -> Result<Self, HashParseError> {
+        let v = B64.decode(s).map_err(|_| HashParseError::BadBase64)?;
+        let arr: [u8; 32] = v.try_into().map_err(|_| HashParseError::BadBase64)?;
+        Ok(Self(arr))
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(SHA256_PREFIX)?;
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixed_round_trip_and_fips_vector() {
+        // FIPS 180-4 example: SHA-256("abc").
+        let h = Hash::digest(b"abc");
+        assert_eq!(
+            h.to_prefixed(),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(Hash::from_prefixed(&h.to_prefixed()), Ok(h));
+        assert_eq!(Hash::from_base64(&h.to_base64()), Ok(h));
+    }
+
+    #[test]
+    fn rejects_uppercase_short_and_unprefixed() {
+        let up = "sha256:BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD";
+        assert_eq!(Hash::from_prefixed(up), Err(HashParseError::BadHex));
+        assert_eq!(Hash::from_prefixed("sha256:abcd"), Err(HashParseError::BadHex));
+        assert!(matches!(
+            Hash::from_prefixed("md5:00"),
+            Err(HashParseError::MissingPrefix { .. })
+        ));
+    }
+}

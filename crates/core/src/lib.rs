@@ -1,0 +1,18 @@
+//! # blackbox-core
+//!
+//! The pure core of Blackbox, a tamper-evident audit log for AI agents: the entry format (v1), its
+//! canonical encoding (RFC 8785), the HMAC-SHA256 hash chain, RFC 6962 / RFC 9162 Merkle trees,
+//! C2SP signed-note checkpoints, inclusion and consistency proofs, and verification.
+//!
+//! What it deliberately leaves out: files, databases, threads, clocks and networks. Callers hand it
+//! bytes and keys; it hands back entries, digests, signatures and verdicts. That is what lets an
+//! offline verifier embed it. docs/FORMAT.md in the repository is the normative description of
+//! every byte this crate produces.
+#![forbid(unsafe_code)]
+
+pub mod checkpoint;
+pub mod hash;
+pub mod merkle;
+pub mod note;
+
+pub use hash::Hash;
