@@ -16,3 +16,9 @@ pub mod merkle;
 pub mod note;
 
 pub use hash::Hash;
+pub mod entry;
+pub mod error;
+pub mod ids;
+pub mod keys;
+
+pub use error::{Error, FieldError};

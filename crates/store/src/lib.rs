@@ -1,1 +1,298 @@
+//! # blackbox-store
+//!
+//! The storage contract for Blackbox ledgers, and the embedded default backend ([`sqlite`]).
+//!
+//! The contract is deliberately small: a store keeps, per tenant chain, the exact bytes of each
+//! entry with a few index columns, the chain head, signed checkpoints, erasable personal-data
+//! sidecars and a sparse table of Merkle subtree hashes. It never interprets entry bytes and never
+//! signs anything: sequencing and signing happen in `blackbox-ledger`, verification in
+//! `blackbox-core`. A PostgreSQL backend implements the same trait.
+//!
+//! ## Contract
+//!
+//! Implementations of [`Store`]:
+//!
+//! - MUST make a [`WriteBatch`] all-or-nothing: after [`WriteBatch::commit`] returns `Ok`, every
+//!   entry, checkpoint, head and node written through it is durable (survives power loss / kill -9);
+//!   if the process dies before `commit` returns, none of it is visible after restart.
+//! - MUST NOT report `Ok` from `commit` unless/until the data is durably committed (fsync or the
+//!   engine's equivalent), and MUST NOT make a batch's writes visible to readers before commit.
+//! - MUST serialise writers: at most one [`WriteBatch`] is open per store at a time; a second
+//!   `begin` waits (or fails with [`StoreError::Busy`] after the backend's timeout).
+//! - MUST store `line` byte-for-byte as given and return exactly those bytes.
+//! - MUST NOT reorder, renumber, merge or drop entries, and MUST refuse an entry whose `seq` is
+//!   not `head.size + 1` for its chain ([`StoreError::SeqConflict`]).
+//! - MUST return scans in ascending `seq` order, and query results in ascending
+//!   (`ts_ms`, `tenant_id`, `seq`) order.
+//! - MUST answer filtered queries (agent, session, tool, event type, time range) through indexes,
+//!   not by scanning every entry.
+//! - MAY keep personal sidecars in separate storage; [`Store::delete_personal`] MUST remove them
+//!   so that they are no longer readable (physical erasure is a later, stronger requirement).
 #![forbid(unsafe_code)]
+
+pub mod error;
+pub mod sqlite;
+
+pub use error::StoreError;
+
+use blackbox_core::Hash;
+
+/// Identifies a tenant's chain. The store treats it as an opaque, already-validated string.
+pub type TenantRef<'a> = &'a str;
+
+/// The head of one tenant's chain, as last committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHead {
+    /// Tenant whose chain this is.
+    pub tenant_id: String,
+    /// Number of entries in the chain (= seq of the last entry; 0 for an empty chain).
+    pub size: u64,
+    /// Entry hash of the last entry (the genesis hash for an empty chain).
+    pub head_hash: Hash,
+    /// UUIDv7 bytes of the last entry id (all zero for an empty chain).
+    pub last_entry_id: [u8; 16],
+    /// Opaque compact Merkle state (serialised by `blackbox-core::merkle::CompactRange`).
+    pub merkle_state: Vec<u8>,
+    /// Tree size of the most recent checkpoint (0 when none).
+    pub last_checkpoint_size: u64,
+    /// Unix milliseconds of the most recent checkpoint (0 when none).
+    pub last_checkpoint_ms: i64,
+}
+
+/// Personal fields removed from an entry's signed bytes and kept beside it (see FORMAT.md,
+/// "Personal data sidecar"). Erasure deletes this record; the entry keeps only a salted digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonalRecord {
+    /// The sidecar JSON exactly as it is verified (`{"salt":…,"fields":{…}}`).
+    pub sidecar: Vec<u8>,
+    /// Pseudonymous data-subject ids referenced by the entry (for erasure look-ups).
+    pub subject_ids: Vec<String>,
+}
+
+/// One entry to append.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    /// Chain sequence number (1-based).
+    pub seq: u64,
+    /// UUIDv7 of the entry, as 16 bytes.
+    pub entry_id: [u8; 16],
+    /// Entry timestamp, Unix milliseconds (index column).
+    pub ts_ms: i64,
+    /// Index column.
+    pub agent_id: String,
+    /// Index column.
+    pub session_id: String,
+    /// Index column.
+    pub event_type: String,
+    /// Tool name for tool calls (index column).
+    pub tool: Option<String>,
+    /// The exact signed entry line (no trailing newline).
+    pub line: Vec<u8>,
+    /// SHA-256 of `line`.
+    pub entry_hash: Hash,
+    /// Erasable personal sidecar, if the entry has one.
+    pub personal: Option<PersonalRecord>,
+}
+
+/// One entry as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// Tenant of the chain.
+    pub tenant_id: String,
+    /// Chain sequence number.
+    pub seq: u64,
+    /// The exact stored bytes of the entry line.
+    pub line: Vec<u8>,
+    /// The stored SHA-256 of the line (as written; verification recomputes it).
+    pub entry_hash: Hash,
+    /// The personal sidecar bytes, if still present.
+    pub personal: Option<Vec<u8>>,
+}
+
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Tenant of the chain.
+    pub tenant_id: String,
+    /// Tree size the checkpoint commits to.
+    pub size: u64,
+    /// Unix milliseconds when it was made.
+    pub ts_ms: i64,
+    /// The full signed note text (body, blank line, signature lines).
+    pub note: String,
+}
+
+/// Filters for [`Store::query`]. `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// Only this tenant's chain.
+    pub tenant_id: Option<String>,
+    /// Exact agent id.
+    pub agent_id: Option<String>,
+    /// Exact session id.
+    pub session_id: Option<String>,
+    /// Exact tool name.
+    pub tool: Option<String>,
+    /// Exact event type.
+    pub event_type: Option<String>,
+    /// Inclusive lower bound on the entry timestamp, Unix ms.
+    pub start_ms: Option<i64>,
+    /// Inclusive upper bound on the entry timestamp, Unix ms.
+    pub end_ms: Option<i64>,
+    /// At most this many rows.
+    pub limit: Option<u64>,
+}
+
+/// A write transaction. Dropping it without [`WriteBatch::commit`] rolls everything back.
+pub trait WriteBatch {
+    /// The committed-or-pending head of `tenant`'s chain inside this batch (`None` if the chain
+    /// does not exist yet).
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn chain_head(&mut self, tenant: TenantRef<'_>) -> Result<Option<ChainHead>, StoreError>;
+
+    /// Appends entries to `tenant`'s chain, creating the chain if needed. `entries` MUST continue
+    /// the chain (`seq` = current size + 1, + 2, …); the head is updated with [`Self::set_head`].
+    ///
+    /// # Errors
+    /// [`StoreError::SeqConflict`] when a seq does not continue the chain; backend failures.
+    fn append(&mut self, tenant: TenantRef<'_>, entries: &[NewEntry]) -> Result<(), StoreError>;
+
+    /// Records the new head of a chain (size MUST equal the last appended seq).
+    ///
+    /// # Errors
+    /// [`StoreError::SeqConflict`] if `head.size` does not match the entries stored; backend failures.
+    fn set_head(&mut self, head: &ChainHead) -> Result<(), StoreError>;
+
+    /// Stores a signed checkpoint.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn put_checkpoint(&mut self, cp: &StoredCheckpoint) -> Result<(), StoreError>;
+
+    /// Stores hashes of complete Merkle subtrees of height `level` (covering leaves
+    /// `index * 2^level .. (index + 1) * 2^level`), used to build proofs without reading every leaf.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn put_nodes(
+        &mut self,
+        tenant: TenantRef<'_>,
+        level: u8,
+        nodes: &[(u64, Hash)],
+    ) -> Result<(), StoreError>;
+
+    /// Sets a metadata value (store-wide settings such as the log name).
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    /// Makes everything in the batch durable, all or nothing.
+    ///
+    /// # Errors
+    /// Backend failures; on error nothing of the batch is visible.
+    fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// A ledger store. See the crate docs for the MUST / MUST NOT contract.
+pub trait Store: Send {
+    /// Opens a write batch (waiting for any other writer).
+    ///
+    /// # Errors
+    /// [`StoreError::Busy`] after the backend's lock timeout; backend failures.
+    fn begin(&mut self) -> Result<Box<dyn WriteBatch + '_>, StoreError>;
+
+    /// Every chain's committed head, ordered by tenant id.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn chains(&self) -> Result<Vec<ChainHead>, StoreError>;
+
+    /// Entries of `tenant` with `from_seq <= seq <= to_seq`, ascending, streamed to `f`
+    /// (return `false` from `f` to stop early).
+    ///
+    /// # Errors
+    /// Backend failures, or the first error returned by `f`.
+    fn scan(
+        &self,
+        tenant: TenantRef<'_>,
+        from_seq: u64,
+        to_seq: u64,
+        f: &mut dyn FnMut(StoredEntry) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// Entries matching `q`, in (`ts_ms`, `tenant_id`, `seq`) order, streamed to `f`
+    /// (return `false` to stop).
+    ///
+    /// # Errors
+    /// Backend failures, or the first error returned by `f`.
+    fn query(
+        &self,
+        q: &Query,
+        f: &mut dyn FnMut(StoredEntry) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// The entry with this UUIDv7, in any chain.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn entry_by_id(&self, entry_id: &[u8; 16]) -> Result<Option<StoredEntry>, StoreError>;
+
+    /// Stored entry hashes (the Merkle leaves' inputs) for `first_seq ..= last_seq`, ascending.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn entry_hashes(
+        &self,
+        tenant: TenantRef<'_>,
+        first_seq: u64,
+        last_seq: u64,
+    ) -> Result<Vec<Hash>, StoreError>;
+
+    /// Stored subtree hashes at `level` for node indexes `first ..= last` (missing ones omitted).
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn nodes(
+        &self,
+        tenant: TenantRef<'_>,
+        level: u8,
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<(u64, Hash)>, StoreError>;
+
+    /// All checkpoints of `tenant`, ascending by (size, ts_ms).
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn checkpoints(&self, tenant: TenantRef<'_>) -> Result<Vec<StoredCheckpoint>, StoreError>;
+
+    /// The most recent checkpoint of `tenant` (largest ts_ms, then size).
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn latest_checkpoint(
+        &self,
+        tenant: TenantRef<'_>,
+    ) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// A metadata value.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Removes the personal sidecars of the given entries (used by erasure).
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn delete_personal(&mut self, tenant: TenantRef<'_>, seqs: &[u64]) -> Result<(), StoreError>;
+
+    /// `(tenant, seq)` of every entry whose sidecar references `subject_id`.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn entries_for_subject(&self, subject_id: &str) -> Result<Vec<(String, u64)>, StoreError>;
+}

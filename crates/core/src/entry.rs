@@ -1,0 +1,722 @@
+//! Entry format v1: from an agent's event to a signed entry line, and back.
+//!
+//! The normative description is docs/FORMAT.md ("Entry line"). In short:
+//!
+//! - `body` = RFC 8785 (JCS) serialisation of the entry object without `hmac_sha256`;
+//! - `hmac_sha256` = lowercase hex of HMAC-SHA256(key[key_id], body);
+//! - `line` = `body` with its final `}` replaced by `,"hmac_sha256":"<hex>"}` — so the HMAC is
+//!   always the last member and `body` is recovered from a line by a fixed-length suffix cut;
+//! - entry hash = SHA-256(line), written `sha256:<hex>` in the next entry's `prev_entry_hash`.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, FieldError};
+use crate::hash::Hash;
+use crate::ids::{AgentId, EventType, KeyId, MAX_SAFE_INTEGER, SessionId, TenantId};
+use crate::keys::{HmacKey, Keyring};
+
+/// The entry format version this crate writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `prev_entry_hash` of the first entry of every chain: `sha256:` followed by 64 zeros.
+pub const GENESIS_HASH: Hash = Hash([0u8; 32]);
+
+/// `,"hmac_sha256":"` — the start of the fixed suffix of every line.
+const HMAC_MEMBER_PREFIX: &[u8] = b",\"hmac_sha256\":\"";
+/// Length of the suffix `,"hmac_sha256":"<64 hex>"}`.
+pub const HMAC_SUFFIX_LEN: usize = HMAC_MEMBER_PREFIX.len() + 64 + 2;
+
+/// Deepest nesting accepted in a payload (objects and arrays).
+pub const MAX_DEPTH: usize = 64;
+
+/// Event fields the log assigns itself; an input event carrying one is refused.
+const ASSIGNED_FIELDS: [&str; 6] = ["seq", "entry_id", "prev_entry_hash", "hmac_sha256", "key_id", "v"];
+/// Envelope fields of an input event; every other top-level field moves into `payload`.
+const ENVELOPE_FIELDS: [&str; 8] = [
+    "tenant_id",
+    "agent_id",
+    "session_id",
+    "event_type",
+    "timestamp",
+    "client_seq",
+    "payload",
+    "personal_digest",
+];
+
+/// What the writer does with sensitive fields before anything touches disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedactionPolicy {
+    /// Raw-content field names: anywhere in the payload, `name: value` becomes
+    /// `name_hash: "sha256:…"`.
+    pub raw_fields: BTreeSet<String>,
+    /// Personal-data field names (top level of the event or of its payload): moved out of the
+    /// signed bytes into the erasable sidecar, committed to by a salted digest.
+    pub personal_fields: BTreeSet<String>,
+}
+
+impl Default for RedactionPolicy {
+    fn default() -> Self {
+        let raw = [
+            "prompt",
+            "completion",
+            "messages",
+            "query",
+            "content",
+            "result_data",
+            "args_raw",
+        ];
+        Self {
+            raw_fields: raw.iter().map(|s| (*s).to_owned()).collect(),
+            personal_fields: std::iter::once("data_subjects".to_owned()).collect(),
+        }
+    }
+}
+
+/// An input event after validation, redaction and canonicalisation, ready to be sequenced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalizedEvent {
+    /// Tenant named by the event, if any (the writer applies its default otherwise).
+    pub tenant_id: Option<TenantId>,
+    /// Agent identity.
+    pub agent_id: AgentId,
+    /// Agent session.
+    pub session_id: SessionId,
+    /// Event type.
+    pub event_type: EventType,
+    /// Event time given by the agent, Unix ms (the writer uses its clock when absent).
+    pub timestamp_ms: Option<i64>,
+    /// The agent's own per-session counter.
+    pub client_seq: Option<u64>,
+    /// RFC 8785 bytes of the payload object, raw content already replaced by hashes.
+    pub payload_jcs: Vec<u8>,
+    /// `payload.tool_name` of a `tool_call` (an index column).
+    pub tool: Option<String>,
+    /// Personal fields lifted out of the event (`data_subjects`, `payload.<name>`), if any.
+    pub personal: Option<Map<String, Value>>,
+    /// Data-subject ids found in `data_subjects` (strings, or objects' `id`).
+    pub subject_ids: Vec<String>,
+}
+
+fn field_err(field: &str, problem: impl Into<String>) -> Error {
+    Error::Field(FieldError::new(field, problem))
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// RFC 8785 serialisation of a JSON value.
+///
+/// # Errors
+/// [`Error::Json`] if the value cannot be canonicalised (non-finite numbers cannot occur in a
+/// `serde_json::Value`, so in practice this does not fail).
+pub fn canonical_json(v: &Value) -> Result<Vec<u8>, Error> {
+    serde_json_canonicalizer::to_vec(v).map_err(|e| Error::Json(e.to_string()))
+}
+
+/// The hash a raw value is replaced with: SHA-256 of the UTF-8 text for strings, of the RFC 8785
+/// form for any other JSON value.
+///
+/// # Errors
+/// As [`canonical_json`].
+pub fn content_hash(v: &Value) -> Result<Hash, Error> {
+    Ok(match v {
+        Value::String(s) => Hash::digest(s.as_bytes()),
+        other => Hash::digest(&canonical_json(other)?),
+    })
+}
+
+fn is_prefixed_hash(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| Hash::from_prefixed(s).is_ok())
+}
+
+/// Replaces raw content by hashes and checks integers and depth, recursively.
+fn redact(v: &mut Value, path: &mut String, depth: usize, policy: &RedactionPolicy) -> Result<(), Error> {
+    if depth > MAX_DEPTH {
+        return Err(field_err(path, format!("nests deeper than {MAX_DEPTH} levels")));
+    }
+    match v {
+        Value::Number(n) => {
+            let exact = n.as_u64().map(|u| u <= MAX_SAFE_INTEGER).or_else(|| n.as_i64().map(|i| i.unsigned_abs() <= MAX_SAFE_INTEGER));
+            if exact == Some(false) {
+                return Err(field_err(path, "is an integer beyond ±2^53-1, which RFC 8785 cannot represent exactly; send it as a string"));
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                redact(item, path, depth + 1, policy)?;
+                path.truncate(len);
+            }
+        }
+        Value::Object(map) => {
+            let raw: Vec<String> = map.keys().filter(|k| policy.raw_fields.contains(*k)).cloned().collect();
+            for key in raw {
+                let Some(value) = map.remove(&key) else { continue };
+                let hashed = if is_prefixed_hash(&value) {
+                    value
+                } else {
+                    Value::String(content_hash(&value)?.to_prefixed())
+                };
+                let hash_key = format!("{key}_hash");
+                if let Some(existing) = map.get(&hash_key) {
+                    if existing != &hashed {
+                        let at = if path.is_empty() { hash_key } else { format!("{path}.{hash_key}") };
+                        return Err(field_err(&at, format!("is given, and so is raw `{key}`, but they do not match; send one of them")));
+                    }
+                }
+                map.insert(hash_key, hashed);
+            }
+            for (k, item) in map.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                redact(item, path, depth + 1, policy)?;
+                path.truncate(len);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::String(_) => {}
+    }
+    Ok(())
+}
+
+/// Checks the seed's typed payloads (`llm_request`, `tool_call`); other types are free-form.
+fn check_typed_payload(event_type: &str, p: &Map<String, Value>) -> Result<Option<String>, Error> {
+    #[derive(Clone, Copy)]
+    enum T {
+        Str,
+        Hash,
+        Count,
+        Number,
+        Bool,
+        Object,
+        Array,
+    }
+    fn check(p: &Map<String, Value>, prefix: &str, key: &str, t: T, required: bool) -> Result<(), Error> {
+        let path = format!("{prefix}{key}");
+        let Some(v) = p.get(key) else {
+            return if required { Err(field_err(&path, "is required")) } else { Ok(()) };
+        };
+        let ok = match t {
+            T::Str => v.is_string(),
+            T::Hash => is_prefixed_hash(v),
+            T::Count => v.as_u64().is_some(),
+            T::Number => v.as_f64().is_some_and(|f| f >= 0.0),
+            T::Bool => v.is_boolean(),
+            T::Object => v.is_object(),
+            T::Array => v.is_array(),
+        };
+        if ok {
+            return Ok(());
+        }
+        let want = match t {
+            T::Str => "a string",
+            T::Hash => "a digest `sha256:<64 lowercase hex>`",
+            T::Count => "a non-negative integer",
+            T::Number => "a non-negative number",
+            T::Bool => "true or false",
+            T::Object => "an object",
+            T::Array => "an array",
+        };
+        Err(field_err(&path, format!("must be {want}, not {}", type_name(v))))
+    }
+    match event_type {
+        "llm_request" => {
+            check(p, "payload.", "model", T::Str, true)?;
+            check(p, "payload.", "prompt_hash", T::Hash, false)?;
+            check(p, "payload.", "completion_hash", T::Hash, false)?;
+            check(p, "payload.", "token_count_in", T::Count, false)?;
+            check(p, "payload.", "token_count_out", T::Count, false)?;
+            check(p, "payload.", "latency_ms", T::Number, false)?;
+            check(p, "payload.", "tool_calls", T::Array, false)?;
+            if let Some(Value::Array(calls)) = p.get("tool_calls") {
+                for (i, c) in calls.iter().enumerate() {
+                    let prefix = format!("payload.tool_calls[{i}].");
+                    let Value::Object(c) = c else {
+                        return Err(field_err(prefix.trim_end_matches('.'), format!("must be an object, not {}", type_name(c))));
+                    };
+                    check(c, &prefix, "name", T::Str, true)?;
+                    check(c, &prefix, "args_hash", T::Hash, false)?;
+                    check(c, &prefix, "result_hash", T::Hash, false)?;
+                }
+            }
+            Ok(None)
+        }
+        "tool_call" => {
+            check(p, "payload.", "tool_name", T::Str, true)?;
+            for key in ["agent_role", "invocation_id"] {
+                check(p, "payload.", key, T::Str, false)?;
+            }
+            check(p, "payload.", "args", T::Object, false)?;
+            check(p, "payload.", "duration_ms", T::Number, false)?;
+            check(p, "payload.", "authorization", T::Object, false)?;
+            if let Some(Value::Object(a)) = p.get("authorization") {
+                check(a, "payload.authorization.", "rbac_role", T::Str, false)?;
+                check(a, "payload.authorization.", "allowed", T::Bool, false)?;
+                check(a, "payload.authorization.", "policy_matched", T::Str, false)?;
+            }
+            check(p, "payload.", "result", T::Object, false)?;
+            if let Some(Value::Object(r)) = p.get("result") {
+                check(r, "payload.result.", "rows_returned", T::Count, false)?;
+                check(r, "payload.result.", "result_hash", T::Hash, false)?;
+                check(r, "payload.result.", "data_classification", T::Str, false)?;
+            }
+            Ok(p.get("tool_name").and_then(Value::as_str).map(str::to_owned))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn take_string(obj: &mut Map<String, Value>, key: &str) -> Result<Option<String>, Error> {
+    match obj.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(field_err(key, format!("must be a string, not {}", type_name(&other)))),
+    }
+}
+
+fn subject_ids(v: &Value) -> Result<Vec<String>, Error> {
+    let items = match v {
+        Value::Array(items) => items.as_slice(),
+        other => return Err(field_err("data_subjects", format!("must be an array of ids or {{\"id\":…,\"category\":…}} objects, not {}", type_name(other)))),
+    };
+    let mut ids = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let id = match item {
+            Value::String(s) => s.as_str(),
+            Value::Object(o) => o.get("id").and_then(Value::as_str).ok_or_else(|| field_err(&format!("data_subjects[{i}].id"), "is required and must be a string"))?,
+            other => return Err(field_err(&format!("data_subjects[{i}]"), format!("must be a string id or an object with `id`, not {}", type_name(other)))),
+        };
+        if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
+            return Err(field_err(&format!("data_subjects[{i}]"), "must be an id of 1-256 characters without control characters"));
+        }
+        ids.push(id.to_owned());
+    }
+    Ok(ids)
+}
+
+/// Validates, redacts and canonicalises one input event.
+///
+/// Top-level fields other than the envelope (`tenant_id agent_id session_id event_type timestamp
+/// client_seq payload`) are moved into `payload`, so the seed's flat `tool_call` shape is
+/// accepted as is.
+///
+/// # Errors
+/// [`Error::Field`] naming the offending field (its JSON path) and the problem.
+pub fn normalize_event(event: Value, policy: &RedactionPolicy) -> Result<NormalizedEvent, Error> {
+    let Value::Object(mut obj) = event else {
+        return Err(Error::Json(format!("an event must be a JSON object, not {}", type_name(&event))));
+    };
+    for f in ASSIGNED_FIELDS {
+        if obj.contains_key(f) {
+            return Err(field_err(f, "is assigned by the log and must not be sent; remove it"));
+        }
+    }
+    if obj.contains_key("personal_digest") {
+        return Err(field_err("personal_digest", "is assigned by the log and must not be sent; remove it"));
+    }
+    let tenant_id = take_string(&mut obj, "tenant_id")?.map(|s| TenantId::parse(&s)).transpose()?;
+    let agent_id = AgentId::parse(&take_string(&mut obj, "agent_id")?.ok_or_else(|| field_err("agent_id", "is required"))?)?;
+    let session_id = SessionId::parse(&take_string(&mut obj, "session_id")?.ok_or_else(|| field_err("session_id", "is required"))?)?;
+    let event_type = EventType::parse(&take_string(&mut obj, "event_type")?.ok_or_else(|| field_err("event_type", "is required"))?)?;
+    let timestamp_ms = take_string(&mut obj, "timestamp")?
+        .map(|s| parse_timestamp(&s).map_err(|p| field_err("timestamp", p)))
+        .transpose()?;
+    let client_seq = match obj.remove("client_seq") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(n) if n <= MAX_SAFE_INTEGER => Some(n),
+            _ => return Err(field_err("client_seq", "must be a non-negative integer up to 2^53-1")),
+        },
+    };
+    let mut payload = match obj.remove("payload") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(other) => return Err(field_err("payload", format!("must be an object, not {}", type_name(&other)))),
+    };
+
+    // Personal fields: top level of the event, then top level of the payload.
+    let mut personal = Map::new();
+    let mut subjects = Vec::new();
+    for name in &policy.personal_fields {
+        if let Some(v) = obj.remove(name) {
+            if name == "data_subjects" {
+                subjects.extend(subject_ids(&v)?);
+            }
+            personal.insert(name.clone(), v);
+        }
+        if let Some(v) = payload.remove(name) {
+            personal.insert(format!("payload.{name}"), v);
+        }
+    }
+    for (k, v) in obj {
+        if ENVELOPE_FIELDS.contains(&k.as_str()) {
+            continue;
+        }
+        if payload.contains_key(&k) {
+            return Err(field_err(&k, "is given both at the top level and inside `payload`; send it once"));
+        }
+        payload.insert(k, v);
+    }
+    let mut payload = Value::Object(payload);
+    redact(&mut payload, &mut String::from("payload"), 1, policy)?;
+    let Value::Object(payload_map) = &payload else {
+        return Err(field_err("payload", "must be an object"));
+    };
+    let tool = check_typed_payload(event_type.as_str(), payload_map)?;
+    let payload_jcs = canonical_json(&payload)?;
+    let personal = if personal.is_empty() {
+        None
+    } else {
+        let mut pv = Value::Object(personal);
+        redact(&mut pv, &mut String::new(), 1, &RedactionPolicy { raw_fields: policy.raw_fields.clone(), personal_fields: BTreeSet::new() })?;
+        match pv {
+            Value::Object(m) => Some(m),
+            _ => None,
+        }
+    };
+    Ok(NormalizedEvent {
+        tenant_id,
+        agent_id,
+        session_id,
+        event_type,
+        timestamp_ms,
+        client_seq,
+        payload_jcs,
+        tool,
+        personal,
+        subject_ids: subjects,
+    })
+}
+
+/// Parses an RFC 3339 timestamp (any offset) to Unix milliseconds (sub-millisecond digits are
+/// truncated).
+///
+/// # Errors
+/// A plain-English reason.
+pub fn parse_timestamp(s: &str) -> Result<i64, String> {
+    let ts: jiff::Timestamp = s.parse().map_err(|e| format!("must be an RFC 3339 time such as 2026-04-14T18:00:00.123Z ({e})"))?;
+    Ok(ts.as_millisecond())
+}
+
+/// Formats Unix milliseconds as RFC 3339 UTC with exactly three fractional digits:
+/// `2026-04-14T18:00:00.123Z`.
+///
+/// # Errors
+/// When `ms` is outside the range jiff represents (years -9999..=9999).
+pub fn format_timestamp(ms: i64) -> Result<String, String> {
+    let ts = jiff::Timestamp::from_millisecond(ms).map_err(|e| format!("time out of range: {e}"))?;
+    Ok(format!("{ts:.3}"))
+}
+
+/// The personal-data sidecar of an entry and the digest the entry commits to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sidecar {
+    /// JCS bytes of `{"fields":{…},"salt":"<64 hex>"}`.
+    pub bytes: Vec<u8>,
+    /// SHA-256 of `bytes`: the entry's `personal_digest`.
+    pub digest: Hash,
+}
+
+/// Builds the sidecar for `fields` with a fresh 32-byte random `salt`. The salt makes the digest
+/// useless for guessing a low-entropy subject id once the sidecar is erased.
+///
+/// # Errors
+/// As [`canonical_json`].
+pub fn make_sidecar(fields: &Map<String, Value>, salt: [u8; 32]) -> Result<Sidecar, Error> {
+    let mut obj = Map::new();
+    obj.insert("fields".to_owned(), Value::Object(fields.clone()));
+    obj.insert("salt".to_owned(), Value::String(hex::encode(salt)));
+    let bytes = canonical_json(&Value::Object(obj))?;
+    let digest = Hash::digest(&bytes);
+    Ok(Sidecar { bytes, digest })
+}
+
+/// Everything the writer decides for one entry.
+#[derive(Debug)]
+pub struct SealParams<'a> {
+    /// Chain of the entry.
+    pub tenant_id: &'a TenantId,
+    /// Sequence number in that chain.
+    pub seq: u64,
+    /// UUIDv7, strictly increasing within the chain.
+    pub entry_id: uuid::Uuid,
+    /// Entry time, Unix ms.
+    pub timestamp_ms: i64,
+    /// Key generation used.
+    pub key_id: &'a KeyId,
+    /// The key itself.
+    pub key: &'a HmacKey,
+    /// Entry hash of the previous entry ([`GENESIS_HASH`] for seq 1).
+    pub prev_entry_hash: Hash,
+    /// Digest of the personal sidecar, if any.
+    pub personal_digest: Option<Hash>,
+}
+
+/// A signed entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedEntry {
+    /// The exact bytes stored and exported (no trailing newline).
+    pub line: Vec<u8>,
+    /// SHA-256 of `line`.
+    pub entry_hash: Hash,
+}
+
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // serde_json escapes exactly as RFC 8785 §3.2.2.2 requires (", \, and controls as \b \t \n
+    // \f \r or \u00xx lowercase); writing a &str to a Vec cannot fail.
+    if serde_json::to_writer(&mut *out, s).is_err() {
+        unreachable!("serialising a str into a Vec<u8> cannot fail");
+    }
+}
+
+/// Assembles, signs and hashes one entry. Members are written in RFC 8785 order (keys sorted by
+/// UTF-16 code units); the golden and property tests check the result against a JCS library.
+///
+/// # Errors
+/// When the timestamp is out of range.
+pub fn seal(ev: &NormalizedEvent, p: &SealParams<'_>) -> Result<SealedEntry, Error> {
+    let ts = format_timestamp(p.timestamp_ms).map_err(|e| field_err("timestamp", e))?;
+    let mut out = Vec::with_capacity(ev.payload_jcs.len() + 512);
+    out.extend_from_slice(b"{\"agent_id\":");
+    push_json_str(&mut out, ev.agent_id.as_str());
+    if let Some(cs) = ev.client_seq {
+        out.extend_from_slice(b",\"client_seq\":");
+        out.extend_from_slice(cs.to_string().as_bytes());
+    }
+    out.extend_from_slice(b",\"entry_id\":\"");
+    out.extend_from_slice(p.entry_id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).as_bytes());
+    out.extend_from_slice(b"\",\"event_type\":");
+    push_json_str(&mut out, ev.event_type.as_str());
+    out.extend_from_slice(b",\"key_id\":");
+    push_json_str(&mut out, p.key_id.as_str());
+    out.extend_from_slice(b",\"payload\":");
+    out.extend_from_slice(&ev.payload_jcs);
+    if let Some(d) = p.personal_digest {
+        out.extend_from_slice(b",\"personal_digest\":\"");
+        out.extend_from_slice(d.to_prefixed().as_bytes());
+        out.push(b'"');
+    }
+    out.extend_from_slice(b",\"prev_entry_hash\":\"");
+    out.extend_from_slice(p.prev_entry_hash.to_prefixed().as_bytes());
+    out.extend_from_slice(b"\",\"seq\":");
+    out.extend_from_slice(p.seq.to_string().as_bytes());
+    out.extend_from_slice(b",\"session_id\":");
+    push_json_str(&mut out, ev.session_id.as_str());
+    out.extend_from_slice(b",\"tenant_id\":");
+    push_json_str(&mut out, p.tenant_id.as_str());
+    out.extend_from_slice(b",\"timestamp\":\"");
+    out.extend_from_slice(ts.as_bytes());
+    out.extend_from_slice(b"\",\"v\":1}");
+    let mac = p.key.sign(&out);
+    out.pop(); // the closing brace of the body
+    out.extend_from_slice(HMAC_MEMBER_PREFIX);
+    out.extend_from_slice(hex::encode(mac).as_bytes());
+    out.extend_from_slice(b"\"}");
+    let entry_hash = Hash::digest(&out);
+    Ok(SealedEntry { line: out, entry_hash })
+}
+
+/// Recovers the HMAC input (`body`) and the MAC from a line by the fixed suffix rule.
+///
+/// # Errors
+/// [`Error::MalformedEntry`] when the line does not end in `,"hmac_sha256":"<64 hex>"}`.
+pub fn split_line(line: &[u8]) -> Result<(Vec<u8>, [u8; 32]), Error> {
+    let n = line.len();
+    if n < HMAC_SUFFIX_LEN + 2 || line.first() != Some(&b'{') {
+        return Err(Error::MalformedEntry("too short, or not a JSON object".to_owned()));
+    }
+    let cut = n - HMAC_SUFFIX_LEN;
+    let suffix = &line[cut..];
+    if !suffix.starts_with(HMAC_MEMBER_PREFIX) || !suffix.ends_with(b"\"}") {
+        return Err(Error::MalformedEntry("the last member must be \"hmac_sha256\":\"<64 lowercase hex>\"".to_owned()));
+    }
+    let hex_part = &suffix[HMAC_MEMBER_PREFIX.len()..HMAC_MEMBER_PREFIX.len() + 64];
+    if !hex_part.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
+        return Err(Error::MalformedEntry("hmac_sha256 must be 64 lowercase hex digits".to_owned()));
+    }
+    let mut mac = [0u8; 32];
+    hex::decode_to_slice(hex_part, &mut mac).map_err(|_| Error::MalformedEntry("hmac_sha256 is not hex".to_owned()))?;
+    let mut body = Vec::with_capacity(cut + 1);
+    body.extend_from_slice(&line[..cut]);
+    body.push(b'}');
+    Ok((body, mac))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry<'a> {
+    v: u32,
+    seq: u64,
+    #[serde(borrow)]
+    entry_id: Cow<'a, str>,
+    #[serde(borrow)]
+    timestamp: Cow<'a, str>,
+    #[serde(borrow)]
+    tenant_id: Cow<'a, str>,
+    #[serde(borrow)]
+    agent_id: Cow<'a, str>,
+    #[serde(borrow)]
+    session_id: Cow<'a, str>,
+    #[serde(borrow)]
+    event_type: Cow<'a, str>,
+    #[serde(default)]
+    client_seq: Option<u64>,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+    #[serde(default, borrow)]
+    personal_digest: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    key_id: Cow<'a, str>,
+    #[serde(borrow)]
+    prev_entry_hash: Cow<'a, str>,
+    #[serde(borrow)]
+    hmac_sha256: Cow<'a, str>,
+}
+
+/// A parsed entry line, borrowing from the line.
+#[derive(Debug, Clone)]
+pub struct EntryView<'a> {
+    /// Chain sequence number.
+    pub seq: u64,
+    /// UUIDv7.
+    pub entry_id: uuid::Uuid,
+    /// Entry time, Unix ms.
+    pub timestamp_ms: i64,
+    /// The timestamp text as written.
+    pub timestamp: Cow<'a, str>,
+    /// Chain.
+    pub tenant_id: Cow<'a, str>,
+    /// Agent.
+    pub agent_id: Cow<'a, str>,
+    /// Session.
+    pub session_id: Cow<'a, str>,
+    /// Event type.
+    pub event_type: Cow<'a, str>,
+    /// Agent's per-session counter.
+    pub client_seq: Option<u64>,
+    /// Payload, exactly as in the line.
+    pub payload: &'a RawValue,
+    /// Digest of the personal sidecar.
+    pub personal_digest: Option<Hash>,
+    /// HMAC key generation.
+    pub key_id: Cow<'a, str>,
+    /// Link to the previous entry.
+    pub prev_entry_hash: Hash,
+    /// The MAC.
+    pub hmac: [u8; 32],
+}
+
+impl<'a> EntryView<'a> {
+    /// Parses a line (strictly: unknown members, a wrong version or malformed values are errors).
+    ///
+    /// # Errors
+    /// [`Error::MalformedEntry`] saying what is wrong.
+    pub fn parse(line: &'a [u8]) -> Result<Self, Error> {
+        let raw: RawEntry<'a> = serde_json::from_slice(line).map_err(|e| Error::MalformedEntry(e.to_string()))?;
+        if raw.v != FORMAT_VERSION {
+            return Err(Error::MalformedEntry(format!("format version {} is not supported (this build reads v{FORMAT_VERSION})", raw.v)));
+        }
+        let entry_id = uuid::Uuid::parse_str(&raw.entry_id).map_err(|e| Error::MalformedEntry(format!("entry_id: {e}")))?;
+        if entry_id.get_version_num() != 7 {
+            return Err(Error::MalformedEntry("entry_id must be a UUIDv7".to_owned()));
+        }
+        let timestamp_ms = parse_timestamp(&raw.timestamp).map_err(|e| Error::MalformedEntry(format!("timestamp {e}")))?;
+        let bad_hash = |f: &'static str| move |e: crate::hash::HashParseError| Error::MalformedEntry(format!("{f}: {e}"));
+        let prev_entry_hash = Hash::from_prefixed(&raw.prev_entry_hash).map_err(bad_hash("prev_entry_hash"))?;
+        let personal_digest = raw.personal_digest.as_deref().map(Hash::from_prefixed).transpose().map_err(bad_hash("personal_digest"))?;
+        let mut hmac = [0u8; 32];
+        if raw.hmac_sha256.len() != 64 || hex::decode_to_slice(raw.hmac_sha256.as_bytes(), &mut hmac).is_err() {
+            return Err(Error::MalformedEntry("hmac_sha256 must be 64 hex digits".to_owned()));
+        }
+        Ok(Self {
+            seq: raw.seq,
+            entry_id,
+            timestamp_ms,
+            timestamp: raw.timestamp,
+            tenant_id: raw.tenant_id,
+            agent_id: raw.agent_id,
+            session_id: raw.session_id,
+            event_type: raw.event_type,
+            client_seq: raw.client_seq,
+            payload: raw.payload,
+            personal_digest,
+            key_id: raw.key_id,
+            prev_entry_hash,
+            hmac,
+        })
+    }
+}
+
+/// Outcome of checking an entry's HMAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HmacStatus {
+    /// The MAC verifies under the key named by `key_id`.
+    Valid,
+    /// The MAC does not verify.
+    Invalid,
+    /// The keyring has no key with the entry's `key_id`.
+    UnknownKey,
+    /// No keyring was given (public-key-only verification).
+    NotChecked,
+}
+
+/// Checks the MAC of `line` (whose parsed form is `view`) against `keys`.
+#[must_use]
+pub fn check_hmac(line: &[u8], view: &EntryView<'_>, keys: Option<&Keyring>) -> HmacStatus {
+    let Some(keys) = keys else { return HmacStatus::NotChecked };
+    let Some(key) = keys.key(&view.key_id) else { return HmacStatus::UnknownKey };
+    match split_line(line) {
+        Ok((body, mac)) if mac == view.hmac && key.verify(&body, &mac) => HmacStatus::Valid,
+        _ => HmacStatus::Invalid,
+    }
+}
+
+/// The next entry id of a chain: a UUIDv7 for `now_ms` with random bits, unless that would not
+/// be greater than `last` (same millisecond, or the clock stepped back), in which case `last + 1`
+/// in the 74 random bits (RFC 9562 §6.2, method 2: monotonic random), carrying into the
+/// millisecond field if they overflow. Strictly increasing whatever the clock does.
+#[must_use]
+pub fn next_entry_id(last: Option<uuid::Uuid>, now_ms: u64, random: [u8; 10]) -> uuid::Uuid {
+    let fresh = uuid::Builder::from_unix_timestamp_millis(now_ms, &random).into_uuid();
+    let Some(last) = last else { return fresh };
+    if fresh > last {
+        return fresh;
+    }
+    let v = last.as_u128();
+    let ms = v >> 80;
+    let rand_a = (v >> 64) & 0xfff;
+    let rand_b = v & ((1u128 << 62) - 1);
+    let mut counter = (rand_a << 62) | rand_b;
+    let mut ms = ms;
+    counter += 1;
+    if counter >> 74 != 0 {
+        counter = 0;
+        ms += 1;
+    }
+    let rand_a = counter >> 62;
+    let rand_b = counter & ((1u128 << 62) - 1);
+    let out = (ms << 80) | (0x7u128 << 76) | (rand_a << 64) | (0b10u128 << 62) | rand_b;
+    uuid::Uuid::from_u128(out)
+}
+
+/// Unix milliseconds embedded in a UUIDv7.
+#[must_use]
+pub fn uuid_millis(id: &uuid::Uuid) -> u64 {
+    u64::try_from(id.as_u128() >> 80).unwrap_or(u64::MAX)
+}
