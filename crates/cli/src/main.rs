@@ -1,1 +1,34 @@
-fn main() {}
+//! `blackbox`: the command-line tool. Argument parsing and wiring only; the work is done by
+//! `blackbox-ledger` and `blackbox-core`.
+//!
+//! Exit codes: 0 ok, 1 a check failed (TAMPERED, invalid proof), 2 usage or I/O error.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+mod cli;
+mod cmd;
+mod output;
+
+/// Outcome of a command that ran to completion.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Everything checked out.
+    Ok,
+    /// A check failed (exit 1).
+    CheckFailed,
+}
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cmd::run(args) {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::CheckFailed) => ExitCode::from(1),
+        Err(e) => {
+            // anyhow's alternate format prints the whole cause chain on one line.
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

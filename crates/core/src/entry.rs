@@ -35,7 +35,14 @@ pub const HMAC_SUFFIX_LEN: usize = HMAC_MEMBER_PREFIX.len() + 64 + 2;
 pub const MAX_DEPTH: usize = 64;
 
 /// Event fields the log assigns itself; an input event carrying one is refused.
-const ASSIGNED_FIELDS: [&str; 6] = ["seq", "entry_id", "prev_entry_hash", "hmac_sha256", "key_id", "v"];
+const ASSIGNED_FIELDS: [&str; 6] = [
+    "seq",
+    "entry_id",
+    "prev_entry_hash",
+    "hmac_sha256",
+    "key_id",
+    "v",
+];
 /// Envelope fields of an input event; every other top-level field moves into `payload`.
 const ENVELOPE_FIELDS: [&str; 8] = [
     "tenant_id",
@@ -143,15 +150,29 @@ fn is_prefixed_hash(v: &Value) -> bool {
 }
 
 /// Replaces raw content by hashes and checks integers and depth, recursively.
-fn redact(v: &mut Value, path: &mut String, depth: usize, policy: &RedactionPolicy) -> Result<(), Error> {
+fn redact(
+    v: &mut Value,
+    path: &mut String,
+    depth: usize,
+    policy: &RedactionPolicy,
+) -> Result<(), Error> {
     if depth > MAX_DEPTH {
-        return Err(field_err(path, format!("nests deeper than {MAX_DEPTH} levels")));
+        return Err(field_err(
+            path,
+            format!("nests deeper than {MAX_DEPTH} levels"),
+        ));
     }
     match v {
         Value::Number(n) => {
-            let exact = n.as_u64().map(|u| u <= MAX_SAFE_INTEGER).or_else(|| n.as_i64().map(|i| i.unsigned_abs() <= MAX_SAFE_INTEGER));
+            let exact = n
+                .as_u64()
+                .map(|u| u <= MAX_SAFE_INTEGER)
+                .or_else(|| n.as_i64().map(|i| i.unsigned_abs() <= MAX_SAFE_INTEGER));
             if exact == Some(false) {
-                return Err(field_err(path, "is an integer beyond ±2^53-1, which RFC 8785 cannot represent exactly; send it as a string"));
+                return Err(field_err(
+                    path,
+                    "is an integer beyond ±2^53-1, which RFC 8785 cannot represent exactly; send it as a string",
+                ));
             }
         }
         Value::Array(items) => {
@@ -163,9 +184,15 @@ fn redact(v: &mut Value, path: &mut String, depth: usize, policy: &RedactionPoli
             }
         }
         Value::Object(map) => {
-            let raw: Vec<String> = map.keys().filter(|k| policy.raw_fields.contains(*k)).cloned().collect();
+            let raw: Vec<String> = map
+                .keys()
+                .filter(|k| policy.raw_fields.contains(*k))
+                .cloned()
+                .collect();
             for key in raw {
-                let Some(value) = map.remove(&key) else { continue };
+                let Some(value) = map.remove(&key) else {
+                    continue;
+                };
                 let hashed = if is_prefixed_hash(&value) {
                     value
                 } else {
@@ -174,8 +201,17 @@ fn redact(v: &mut Value, path: &mut String, depth: usize, policy: &RedactionPoli
                 let hash_key = format!("{key}_hash");
                 if let Some(existing) = map.get(&hash_key) {
                     if existing != &hashed {
-                        let at = if path.is_empty() { hash_key } else { format!("{path}.{hash_key}") };
-                        return Err(field_err(&at, format!("is given, and so is raw `{key}`, but they do not match; send one of them")));
+                        let at = if path.is_empty() {
+                            hash_key
+                        } else {
+                            format!("{path}.{hash_key}")
+                        };
+                        return Err(field_err(
+                            &at,
+                            format!(
+                                "is given, and so is raw `{key}`, but they do not match; send one of them"
+                            ),
+                        ));
                     }
                 }
                 map.insert(hash_key, hashed);
@@ -207,10 +243,20 @@ fn check_typed_payload(event_type: &str, p: &Map<String, Value>) -> Result<Optio
         Object,
         Array,
     }
-    fn check(p: &Map<String, Value>, prefix: &str, key: &str, t: T, required: bool) -> Result<(), Error> {
+    fn check(
+        p: &Map<String, Value>,
+        prefix: &str,
+        key: &str,
+        t: T,
+        required: bool,
+    ) -> Result<(), Error> {
         let path = format!("{prefix}{key}");
         let Some(v) = p.get(key) else {
-            return if required { Err(field_err(&path, "is required")) } else { Ok(()) };
+            return if required {
+                Err(field_err(&path, "is required"))
+            } else {
+                Ok(())
+            };
         };
         let ok = match t {
             T::Str => v.is_string(),
@@ -233,7 +279,10 @@ fn check_typed_payload(event_type: &str, p: &Map<String, Value>) -> Result<Optio
             T::Object => "an object",
             T::Array => "an array",
         };
-        Err(field_err(&path, format!("must be {want}, not {}", type_name(v))))
+        Err(field_err(
+            &path,
+            format!("must be {want}, not {}", type_name(v)),
+        ))
     }
     match event_type {
         "llm_request" => {
@@ -248,7 +297,10 @@ fn check_typed_payload(event_type: &str, p: &Map<String, Value>) -> Result<Optio
                 for (i, c) in calls.iter().enumerate() {
                     let prefix = format!("payload.tool_calls[{i}].");
                     let Value::Object(c) = c else {
-                        return Err(field_err(prefix.trim_end_matches('.'), format!("must be an object, not {}", type_name(c))));
+                        return Err(field_err(
+                            prefix.trim_end_matches('.'),
+                            format!("must be an object, not {}", type_name(c)),
+                        ));
                     };
                     check(c, &prefix, "name", T::Str, true)?;
                     check(c, &prefix, "args_hash", T::Hash, false)?;
@@ -276,7 +328,9 @@ fn check_typed_payload(event_type: &str, p: &Map<String, Value>) -> Result<Optio
                 check(r, "payload.result.", "result_hash", T::Hash, false)?;
                 check(r, "payload.result.", "data_classification", T::Str, false)?;
             }
-            Ok(p.get("tool_name").and_then(Value::as_str).map(str::to_owned))
+            Ok(p.get("tool_name")
+                .and_then(Value::as_str)
+                .map(str::to_owned))
         }
         _ => Ok(None),
     }
@@ -286,24 +340,51 @@ fn take_string(obj: &mut Map<String, Value>, key: &str) -> Result<Option<String>
     match obj.remove(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(field_err(key, format!("must be a string, not {}", type_name(&other)))),
+        Some(other) => Err(field_err(
+            key,
+            format!("must be a string, not {}", type_name(&other)),
+        )),
     }
 }
 
 fn subject_ids(v: &Value) -> Result<Vec<String>, Error> {
     let items = match v {
         Value::Array(items) => items.as_slice(),
-        other => return Err(field_err("data_subjects", format!("must be an array of ids or {{\"id\":…,\"category\":…}} objects, not {}", type_name(other)))),
+        other => {
+            return Err(field_err(
+                "data_subjects",
+                format!(
+                    "must be an array of ids or {{\"id\":…,\"category\":…}} objects, not {}",
+                    type_name(other)
+                ),
+            ));
+        }
     };
     let mut ids = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let id = match item {
             Value::String(s) => s.as_str(),
-            Value::Object(o) => o.get("id").and_then(Value::as_str).ok_or_else(|| field_err(&format!("data_subjects[{i}].id"), "is required and must be a string"))?,
-            other => return Err(field_err(&format!("data_subjects[{i}]"), format!("must be a string id or an object with `id`, not {}", type_name(other)))),
+            Value::Object(o) => o.get("id").and_then(Value::as_str).ok_or_else(|| {
+                field_err(
+                    &format!("data_subjects[{i}].id"),
+                    "is required and must be a string",
+                )
+            })?,
+            other => {
+                return Err(field_err(
+                    &format!("data_subjects[{i}]"),
+                    format!(
+                        "must be a string id or an object with `id`, not {}",
+                        type_name(other)
+                    ),
+                ));
+            }
         };
         if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
-            return Err(field_err(&format!("data_subjects[{i}]"), "must be an id of 1-256 characters without control characters"));
+            return Err(field_err(
+                &format!("data_subjects[{i}]"),
+                "must be an id of 1-256 characters without control characters",
+            ));
         }
         ids.push(id.to_owned());
     }
@@ -320,20 +401,39 @@ fn subject_ids(v: &Value) -> Result<Vec<String>, Error> {
 /// [`Error::Field`] naming the offending field (its JSON path) and the problem.
 pub fn normalize_event(event: Value, policy: &RedactionPolicy) -> Result<NormalizedEvent, Error> {
     let Value::Object(mut obj) = event else {
-        return Err(Error::Json(format!("an event must be a JSON object, not {}", type_name(&event))));
+        return Err(Error::Json(format!(
+            "an event must be a JSON object, not {}",
+            type_name(&event)
+        )));
     };
     for f in ASSIGNED_FIELDS {
         if obj.contains_key(f) {
-            return Err(field_err(f, "is assigned by the log and must not be sent; remove it"));
+            return Err(field_err(
+                f,
+                "is assigned by the log and must not be sent; remove it",
+            ));
         }
     }
     if obj.contains_key("personal_digest") {
-        return Err(field_err("personal_digest", "is assigned by the log and must not be sent; remove it"));
+        return Err(field_err(
+            "personal_digest",
+            "is assigned by the log and must not be sent; remove it",
+        ));
     }
-    let tenant_id = take_string(&mut obj, "tenant_id")?.map(|s| TenantId::parse(&s)).transpose()?;
-    let agent_id = AgentId::parse(&take_string(&mut obj, "agent_id")?.ok_or_else(|| field_err("agent_id", "is required"))?)?;
-    let session_id = SessionId::parse(&take_string(&mut obj, "session_id")?.ok_or_else(|| field_err("session_id", "is required"))?)?;
-    let event_type = EventType::parse(&take_string(&mut obj, "event_type")?.ok_or_else(|| field_err("event_type", "is required"))?)?;
+    let tenant_id = take_string(&mut obj, "tenant_id")?
+        .map(|s| TenantId::parse(&s))
+        .transpose()?;
+    let agent_id = AgentId::parse(
+        &take_string(&mut obj, "agent_id")?.ok_or_else(|| field_err("agent_id", "is required"))?,
+    )?;
+    let session_id = SessionId::parse(
+        &take_string(&mut obj, "session_id")?
+            .ok_or_else(|| field_err("session_id", "is required"))?,
+    )?;
+    let event_type = EventType::parse(
+        &take_string(&mut obj, "event_type")?
+            .ok_or_else(|| field_err("event_type", "is required"))?,
+    )?;
     let timestamp_ms = take_string(&mut obj, "timestamp")?
         .map(|s| parse_timestamp(&s).map_err(|p| field_err("timestamp", p)))
         .transpose()?;
@@ -341,13 +441,23 @@ pub fn normalize_event(event: Value, policy: &RedactionPolicy) -> Result<Normali
         None | Some(Value::Null) => None,
         Some(v) => match v.as_u64() {
             Some(n) if n <= MAX_SAFE_INTEGER => Some(n),
-            _ => return Err(field_err("client_seq", "must be a non-negative integer up to 2^53-1")),
+            _ => {
+                return Err(field_err(
+                    "client_seq",
+                    "must be a non-negative integer up to 2^53-1",
+                ));
+            }
         },
     };
     let mut payload = match obj.remove("payload") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m,
-        Some(other) => return Err(field_err("payload", format!("must be an object, not {}", type_name(&other)))),
+        Some(other) => {
+            return Err(field_err(
+                "payload",
+                format!("must be an object, not {}", type_name(&other)),
+            ));
+        }
     };
 
     // Personal fields: top level of the event, then top level of the payload.
@@ -369,7 +479,10 @@ pub fn normalize_event(event: Value, policy: &RedactionPolicy) -> Result<Normali
             continue;
         }
         if payload.contains_key(&k) {
-            return Err(field_err(&k, "is given both at the top level and inside `payload`; send it once"));
+            return Err(field_err(
+                &k,
+                "is given both at the top level and inside `payload`; send it once",
+            ));
         }
         payload.insert(k, v);
     }
@@ -384,7 +497,15 @@ pub fn normalize_event(event: Value, policy: &RedactionPolicy) -> Result<Normali
         None
     } else {
         let mut pv = Value::Object(personal);
-        redact(&mut pv, &mut String::new(), 1, &RedactionPolicy { raw_fields: policy.raw_fields.clone(), personal_fields: BTreeSet::new() })?;
+        redact(
+            &mut pv,
+            &mut String::new(),
+            1,
+            &RedactionPolicy {
+                raw_fields: policy.raw_fields.clone(),
+                personal_fields: BTreeSet::new(),
+            },
+        )?;
         match pv {
             Value::Object(m) => Some(m),
             _ => None,
@@ -410,7 +531,9 @@ pub fn normalize_event(event: Value, policy: &RedactionPolicy) -> Result<Normali
 /// # Errors
 /// A plain-English reason.
 pub fn parse_timestamp(s: &str) -> Result<i64, String> {
-    let ts: jiff::Timestamp = s.parse().map_err(|e| format!("must be an RFC 3339 time such as 2026-04-14T18:00:00.123Z ({e})"))?;
+    let ts: jiff::Timestamp = s
+        .parse()
+        .map_err(|e| format!("must be an RFC 3339 time such as 2026-04-14T18:00:00.123Z ({e})"))?;
     Ok(ts.as_millisecond())
 }
 
@@ -420,7 +543,8 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
 /// # Errors
 /// When `ms` is outside the range jiff represents (years -9999..=9999).
 pub fn format_timestamp(ms: i64) -> Result<String, String> {
-    let ts = jiff::Timestamp::from_millisecond(ms).map_err(|e| format!("time out of range: {e}"))?;
+    let ts =
+        jiff::Timestamp::from_millisecond(ms).map_err(|e| format!("time out of range: {e}"))?;
     Ok(format!("{ts:.3}"))
 }
 
@@ -500,7 +624,12 @@ pub fn seal(ev: &NormalizedEvent, p: &SealParams<'_>) -> Result<SealedEntry, Err
         out.extend_from_slice(cs.to_string().as_bytes());
     }
     out.extend_from_slice(b",\"entry_id\":\"");
-    out.extend_from_slice(p.entry_id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).as_bytes());
+    out.extend_from_slice(
+        p.entry_id
+            .hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer())
+            .as_bytes(),
+    );
     out.extend_from_slice(b"\",\"event_type\":");
     push_json_str(&mut out, ev.event_type.as_str());
     out.extend_from_slice(b",\"key_id\":");
@@ -529,7 +658,10 @@ pub fn seal(ev: &NormalizedEvent, p: &SealParams<'_>) -> Result<SealedEntry, Err
     out.extend_from_slice(hex::encode(mac).as_bytes());
     out.extend_from_slice(b"\"}");
     let entry_hash = Hash::digest(&out);
-    Ok(SealedEntry { line: out, entry_hash })
+    Ok(SealedEntry {
+        line: out,
+        entry_hash,
+    })
 }
 
 /// Recovers the HMAC input (`body`) and the MAC from a line by the fixed suffix rule.
@@ -539,19 +671,29 @@ pub fn seal(ev: &NormalizedEvent, p: &SealParams<'_>) -> Result<SealedEntry, Err
 pub fn split_line(line: &[u8]) -> Result<(Vec<u8>, [u8; 32]), Error> {
     let n = line.len();
     if n < HMAC_SUFFIX_LEN + 2 || line.first() != Some(&b'{') {
-        return Err(Error::MalformedEntry("too short, or not a JSON object".to_owned()));
+        return Err(Error::MalformedEntry(
+            "too short, or not a JSON object".to_owned(),
+        ));
     }
     let cut = n - HMAC_SUFFIX_LEN;
     let suffix = &line[cut..];
     if !suffix.starts_with(HMAC_MEMBER_PREFIX) || !suffix.ends_with(b"\"}") {
-        return Err(Error::MalformedEntry("the last member must be \"hmac_sha256\":\"<64 lowercase hex>\"".to_owned()));
+        return Err(Error::MalformedEntry(
+            "the last member must be \"hmac_sha256\":\"<64 lowercase hex>\"".to_owned(),
+        ));
     }
     let hex_part = &suffix[HMAC_MEMBER_PREFIX.len()..HMAC_MEMBER_PREFIX.len() + 64];
-    if !hex_part.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
-        return Err(Error::MalformedEntry("hmac_sha256 must be 64 lowercase hex digits".to_owned()));
+    if !hex_part
+        .iter()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    {
+        return Err(Error::MalformedEntry(
+            "hmac_sha256 must be 64 lowercase hex digits".to_owned(),
+        ));
     }
     let mut mac = [0u8; 32];
-    hex::decode_to_slice(hex_part, &mut mac).map_err(|_| Error::MalformedEntry("hmac_sha256 is not hex".to_owned()))?;
+    hex::decode_to_slice(hex_part, &mut mac)
+        .map_err(|_| Error::MalformedEntry("hmac_sha256 is not hex".to_owned()))?;
     let mut body = Vec::with_capacity(cut + 1);
     body.extend_from_slice(&line[..cut]);
     body.push(b'}');
@@ -628,21 +770,41 @@ impl<'a> EntryView<'a> {
     /// # Errors
     /// [`Error::MalformedEntry`] saying what is wrong.
     pub fn parse(line: &'a [u8]) -> Result<Self, Error> {
-        let raw: RawEntry<'a> = serde_json::from_slice(line).map_err(|e| Error::MalformedEntry(e.to_string()))?;
+        let raw: RawEntry<'a> =
+            serde_json::from_slice(line).map_err(|e| Error::MalformedEntry(e.to_string()))?;
         if raw.v != FORMAT_VERSION {
-            return Err(Error::MalformedEntry(format!("format version {} is not supported (this build reads v{FORMAT_VERSION})", raw.v)));
+            return Err(Error::MalformedEntry(format!(
+                "format version {} is not supported (this build reads v{FORMAT_VERSION})",
+                raw.v
+            )));
         }
-        let entry_id = uuid::Uuid::parse_str(&raw.entry_id).map_err(|e| Error::MalformedEntry(format!("entry_id: {e}")))?;
+        let entry_id = uuid::Uuid::parse_str(&raw.entry_id)
+            .map_err(|e| Error::MalformedEntry(format!("entry_id: {e}")))?;
         if entry_id.get_version_num() != 7 {
-            return Err(Error::MalformedEntry("entry_id must be a UUIDv7".to_owned()));
+            return Err(Error::MalformedEntry(
+                "entry_id must be a UUIDv7".to_owned(),
+            ));
         }
-        let timestamp_ms = parse_timestamp(&raw.timestamp).map_err(|e| Error::MalformedEntry(format!("timestamp {e}")))?;
-        let bad_hash = |f: &'static str| move |e: crate::hash::HashParseError| Error::MalformedEntry(format!("{f}: {e}"));
-        let prev_entry_hash = Hash::from_prefixed(&raw.prev_entry_hash).map_err(bad_hash("prev_entry_hash"))?;
-        let personal_digest = raw.personal_digest.as_deref().map(Hash::from_prefixed).transpose().map_err(bad_hash("personal_digest"))?;
+        let timestamp_ms = parse_timestamp(&raw.timestamp)
+            .map_err(|e| Error::MalformedEntry(format!("timestamp {e}")))?;
+        let bad_hash = |f: &'static str| {
+            move |e: crate::hash::HashParseError| Error::MalformedEntry(format!("{f}: {e}"))
+        };
+        let prev_entry_hash =
+            Hash::from_prefixed(&raw.prev_entry_hash).map_err(bad_hash("prev_entry_hash"))?;
+        let personal_digest = raw
+            .personal_digest
+            .as_deref()
+            .map(Hash::from_prefixed)
+            .transpose()
+            .map_err(bad_hash("personal_digest"))?;
         let mut hmac = [0u8; 32];
-        if raw.hmac_sha256.len() != 64 || hex::decode_to_slice(raw.hmac_sha256.as_bytes(), &mut hmac).is_err() {
-            return Err(Error::MalformedEntry("hmac_sha256 must be 64 hex digits".to_owned()));
+        if raw.hmac_sha256.len() != 64
+            || hex::decode_to_slice(raw.hmac_sha256.as_bytes(), &mut hmac).is_err()
+        {
+            return Err(Error::MalformedEntry(
+                "hmac_sha256 must be 64 hex digits".to_owned(),
+            ));
         }
         Ok(Self {
             seq: raw.seq,
@@ -679,8 +841,12 @@ pub enum HmacStatus {
 /// Checks the MAC of `line` (whose parsed form is `view`) against `keys`.
 #[must_use]
 pub fn check_hmac(line: &[u8], view: &EntryView<'_>, keys: Option<&Keyring>) -> HmacStatus {
-    let Some(keys) = keys else { return HmacStatus::NotChecked };
-    let Some(key) = keys.key(&view.key_id) else { return HmacStatus::UnknownKey };
+    let Some(keys) = keys else {
+        return HmacStatus::NotChecked;
+    };
+    let Some(key) = keys.key(&view.key_id) else {
+        return HmacStatus::UnknownKey;
+    };
     match split_line(line) {
         Ok((body, mac)) if mac == view.hmac && key.verify(&body, &mac) => HmacStatus::Valid,
         _ => HmacStatus::Invalid,
@@ -719,4 +885,16 @@ pub fn next_entry_id(last: Option<uuid::Uuid>, now_ms: u64, random: [u8; 10]) ->
 #[must_use]
 pub fn uuid_millis(id: &uuid::Uuid) -> u64 {
     u64::try_from(id.as_u128() >> 80).unwrap_or(u64::MAX)
+}
+
+/// Parses an entry id given by a person: a UUIDv7 in any standard text form.
+///
+/// # Errors
+/// A plain-English reason.
+pub fn parse_entry_id(s: &str) -> Result<uuid::Uuid, String> {
+    let u = uuid::Uuid::parse_str(s.trim()).map_err(|e| format!("not a UUID ({e})"))?;
+    if u.get_version_num() != 7 {
+        return Err("entry ids are UUIDv7".to_owned());
+    }
+    Ok(u)
 }

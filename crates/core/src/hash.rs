@@ -87,7 +87,11 @@ impl Hash {
     /// # Errors
     /// [`HashParseError::BadHex`] unless the input is exactly 64 lowercase hex digits.
     pub fn from_hex(s: &str) -> Result<Self, HashParseError> {
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(HashParseError::BadHex);
         }
         let mut out = [0u8; 32];
@@ -142,7 +146,10 @@ mod tests {
     fn rejects_uppercase_short_and_unprefixed() {
         let up = "sha256:BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD";
         assert_eq!(Hash::from_prefixed(up), Err(HashParseError::BadHex));
-        assert_eq!(Hash::from_prefixed("sha256:abcd"), Err(HashParseError::BadHex));
+        assert_eq!(
+            Hash::from_prefixed("sha256:abcd"),
+            Err(HashParseError::BadHex)
+        );
         assert!(matches!(
             Hash::from_prefixed("md5:00"),
             Err(HashParseError::MissingPrefix { .. })

@@ -170,7 +170,8 @@ impl Keyring {
             if hex_key.len() != 64 || hex::decode_to_slice(hex_key, &mut bytes).is_err() {
                 return Err(bad("the key must be 64 hex digits (256 bits)"));
             }
-            ring.push(id, HmacKey::from_bytes(bytes)).map_err(|_| bad("duplicate key id"))?;
+            ring.push(id, HmacKey::from_bytes(bytes))
+                .map_err(|_| bad("duplicate key id"))?;
         }
         if !saw_header {
             return Err(Error::Keyring {
@@ -206,7 +207,9 @@ impl Keyring {
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Keyring").field("ids", &self.order).finish_non_exhaustive()
+        f.debug_struct("Keyring")
+            .field("ids", &self.order)
+            .finish_non_exhaustive()
     }
 }
 
@@ -240,12 +243,18 @@ mod tests {
     #[test]
     fn keyring_round_trip_and_errors_hide_keys() {
         let mut ring = Keyring::new();
-        ring.push(KeyId::parse("k1").unwrap(), HmacKey::from_bytes([7; 32])).unwrap();
-        ring.push(KeyId::parse("k2").unwrap(), HmacKey::from_bytes([9; 32])).unwrap();
+        ring.push(KeyId::parse("k1").unwrap(), HmacKey::from_bytes([7; 32]))
+            .unwrap();
+        ring.push(KeyId::parse("k2").unwrap(), HmacKey::from_bytes([9; 32]))
+            .unwrap();
         let text = ring.to_secret_text();
         let back = Keyring::parse(&text).unwrap();
         assert_eq!(back.current().unwrap().0.as_str(), "k2");
-        assert!(back.key("k1").unwrap().verify(b"x", &ring.key("k1").unwrap().sign(b"x")));
+        assert!(
+            back.key("k1")
+                .unwrap()
+                .verify(b"x", &ring.key("k1").unwrap().sign(b"x"))
+        );
         assert_eq!(back.next_id().as_str(), "k3");
         let secret_hex = hex::encode([9u8; 32]);
         assert!(!format!("{back:?}").contains(&secret_hex));

@@ -14,6 +14,8 @@ pub mod checkpoint;
 pub mod hash;
 pub mod merkle;
 pub mod note;
+pub mod proof;
+pub mod verify;
 
 pub use hash::Hash;
 pub mod entry;

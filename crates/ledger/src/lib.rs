@@ -1,1 +1,22 @@
+//! # blackbox-ledger
+//!
+//! A Blackbox ledger on disk: the data directory and its keys, the writer (sequence, sign, store,
+//! checkpoint), verification of a store or an exported JSONL log using every core, proofs built
+//! from stored Merkle nodes, queries and exports.
+//!
+//! It depends on `blackbox-core` for every byte format and on `blackbox-store` for persistence;
+//! the HTTP service and the CLI sit on top of it.
 #![forbid(unsafe_code)]
+
+pub mod config;
+pub mod datadir;
+pub mod error;
+pub mod export;
+pub mod jsonl;
+pub mod open;
+pub mod proof;
+pub mod query;
+pub mod verify;
+pub mod writer;
+
+pub use error::LedgerError;

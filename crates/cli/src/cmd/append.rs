@@ -1,0 +1,216 @@
+//! `blackbox append`: NDJSON events in, signed entries out.
+//!
+//! A reader thread reads lines and normalises them in parallel (validation, redaction, RFC 8785);
+//! this thread sequences, signs and stores them. Without `--batch-size` the whole input is one
+//! all-or-nothing transaction: a bad line means nothing is appended.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result, anyhow};
+use blackbox_core::entry::{NormalizedEvent, RedactionPolicy, normalize_event};
+use blackbox_core::ids::TenantId;
+use blackbox_ledger::datadir::DataDir;
+use blackbox_ledger::writer::BatchOutcome;
+use rayon::prelude::*;
+
+use crate::Outcome;
+use crate::cli::TextOrJson;
+use crate::output::n;
+
+/// Longest accepted input line.
+const MAX_LINE: usize = 1 << 20;
+const CHUNK: usize = 8192;
+
+type Parsed = (u64, Result<NormalizedEvent, String>);
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn normalise(line_no: u64, raw: &[u8], policy: &RedactionPolicy, tenant: Option<&TenantId>) -> Parsed {
+    let res = (|| {
+        if raw.len() > MAX_LINE {
+            return Err(format!("the line is longer than {} bytes; events must be smaller", MAX_LINE));
+        }
+        let v: serde_json::Value = serde_json::from_slice(raw).map_err(|e| format!("not valid JSON: {e}"))?;
+        let mut ev = normalize_event(v, policy).map_err(|e| e.to_string())?;
+        match (&ev.tenant_id, tenant) {
+            (Some(t), Some(want)) if t != want => {
+                return Err(format!("field `tenant_id` is `{t}` but --tenant-id is `{want}`; events may only name the tenant they are appended for"));
+            }
+            (None, Some(want)) => ev.tenant_id = Some(want.clone()),
+            _ => {}
+        }
+        Ok(ev)
+    })();
+    (line_no, res)
+}
+
+fn reader_thread(
+    input: Box<dyn Read + Send>,
+    policy: RedactionPolicy,
+    tenant: Option<TenantId>,
+    streaming: bool,
+    tx: mpsc::SyncSender<Result<Vec<Parsed>, String>>,
+) {
+    let mut r = BufReader::with_capacity(1 << 20, input);
+    let mut raw: Vec<(u64, Vec<u8>)> = Vec::with_capacity(CHUNK);
+    let mut line_no = 0u64;
+    let send = |raw: &mut Vec<(u64, Vec<u8>)>| {
+        let parsed: Vec<Parsed> = raw.par_iter().map(|(no, l)| normalise(*no, l, &policy, tenant.as_ref())).collect();
+        raw.clear();
+        tx.send(Ok(parsed)).is_ok()
+    };
+    loop {
+        let mut buf = Vec::new();
+        match r.read_until(b'\n', &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = tx.send(Err(format!("reading input: {e}")));
+                return;
+            }
+        }
+        line_no += 1;
+        while matches!(buf.last(), Some(b'\n' | b'\r')) {
+            buf.pop();
+        }
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue; // blank lines are allowed and skipped
+        }
+        raw.push((line_no, buf));
+        // In streaming mode, hand over what we have whenever the input pauses.
+        if (raw.len() >= CHUNK || (streaming && r.buffer().is_empty())) && !send(&mut raw) {
+            return;
+        }
+    }
+    if !raw.is_empty() {
+        send(&mut raw);
+    }
+}
+
+#[derive(Default)]
+struct Totals {
+    appended: u64,
+    checkpoints: u64,
+    chains: BTreeMap<String, (u64, u64)>,
+}
+
+impl Totals {
+    fn add(&mut self, o: &BatchOutcome) {
+        self.appended += o.appended.len() as u64;
+        self.checkpoints += o.checkpoints.len() as u64;
+        for a in &o.appended {
+            let e = self.chains.entry(a.tenant_id.clone()).or_insert((a.seq, a.seq));
+            e.0 = e.0.min(a.seq);
+            e.1 = e.1.max(a.seq);
+        }
+    }
+}
+
+pub fn run(dir: &DataDir, file: Option<&Path>, tenant: Option<&str>, batch_size: Option<usize>, format: TextOrJson) -> Result<Outcome> {
+    let tenant = tenant.map(TenantId::parse).transpose().map_err(|e| anyhow!("--tenant-id: {e}"))?;
+    if batch_size == Some(0) {
+        anyhow::bail!("--batch-size must be at least 1");
+    }
+    let (mut store, mut writer, config) = blackbox_ledger::open::open_writer(dir)?;
+    let input: Box<dyn Read + Send> = match file {
+        Some(p) => Box::new(File::open(p).with_context(|| format!("cannot open --file {}", p.display()))?),
+        None => Box::new(std::io::stdin()),
+    };
+    let (tx, rx) = mpsc::sync_channel(4);
+    let policy = config.redaction.clone();
+    let streaming = batch_size.is_some();
+    let reader = std::thread::spawn(move || reader_thread(input, policy, tenant, streaming, tx));
+
+    let mut totals = Totals::default();
+    let limit = batch_size.unwrap_or(usize::MAX);
+    let mut failure: Option<anyhow::Error> = None;
+    'outer: loop {
+        let mut session = writer.session(&mut store)?;
+        let mut more = false;
+        while session.len() < limit {
+            let Ok(chunk) = rx.recv() else { break };
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    failure = Some(anyhow!(e));
+                    break 'outer;
+                }
+            };
+            for (line_no, ev) in chunk {
+                match ev {
+                    Ok(ev) => {
+                        session.add(&ev, now_ms())?;
+                    }
+                    Err(why) => {
+                        failure = Some(anyhow!("line {line_no}: {why}"));
+                        break 'outer;
+                    }
+                }
+            }
+            if session.len() >= limit {
+                more = true;
+            }
+            // Streaming: commit when the input pauses.
+            if streaming && !session.is_empty() {
+                more = true;
+                break;
+            }
+        }
+        if session.is_empty() {
+            break;
+        }
+        let outcome = session.commit(now_ms(), true)?;
+        totals.add(&outcome);
+        if !more {
+            break;
+        }
+    }
+    drop(rx);
+    let _ = reader.join();
+    if let Some(e) = failure {
+        let kept = if totals.appended == 0 {
+            "nothing was appended".to_owned()
+        } else {
+            format!("{} entries of earlier batches were committed; the batch with this line was not", n(totals.appended))
+        };
+        return Err(e.context(kept));
+    }
+    match format {
+        TextOrJson::Json => {
+            let chains: serde_json::Map<String, serde_json::Value> = totals
+                .chains
+                .iter()
+                .map(|(t, (a, b))| (t.clone(), serde_json::json!({"first_seq": a, "last_seq": b})))
+                .collect();
+            println!("{}", serde_json::json!({"appended": totals.appended, "checkpoints": totals.checkpoints, "chains": chains}));
+        }
+        TextOrJson::Text => {
+            let chains: Vec<String> = totals
+                .chains
+                .iter()
+                .map(|(t, (a, b))| format!("{t} seq {}–{}", n(*a), n(*b)))
+                .collect();
+            if totals.appended == 0 {
+                println!("Appended 0 entries (the input held no events).");
+            } else {
+                println!(
+                    "Appended {} entries ({}); {} checkpoint{} signed.",
+                    n(totals.appended),
+                    chains.join(", "),
+                    n(totals.checkpoints),
+                    if totals.checkpoints == 1 { "" } else { "s" }
+                );
+            }
+        }
+    }
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,127 @@
+//! `checkpoint`, `prove`, `verify-proof`, `export-log`.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use blackbox_core::proof::verify_proof_document;
+use blackbox_ledger::datadir::{DataDir, load_verifier};
+use blackbox_ledger::proof::{latest_checkpoint, prove_consistency, prove_inclusion};
+use blackbox_store::Store as _;
+
+use crate::Outcome;
+use crate::cli::TextOrJson;
+use crate::cmd::append::now_ms;
+use crate::output::n;
+
+fn pick_tenant(store: &dyn blackbox_store::Store, tenant: Option<&str>) -> Result<String> {
+    let chains = store.chains()?;
+    if let Some(t) = tenant {
+        if chains.iter().any(|c| c.tenant_id == t) {
+            return Ok(t.to_owned());
+        }
+        bail!("the store has no chain for tenant `{t}`");
+    }
+    match chains.as_slice() {
+        [] => bail!("the store is empty: append events first"),
+        [one] => Ok(one.tenant_id.clone()),
+        many => {
+            let names: Vec<&str> = many.iter().map(|c| c.tenant_id.as_str()).collect();
+            bail!("the store has several chains ({}); choose one with --tenant-id", names.join(", "))
+        }
+    }
+}
+
+/// Writes `text` to `path` atomically, or to standard output.
+fn emit(path: Option<&Path>, text: &str) -> Result<()> {
+    match path {
+        None => {
+            let mut o = std::io::stdout().lock();
+            o.write_all(text.as_bytes())?;
+            o.flush()?;
+        }
+        Some(p) => {
+            let tmp = p.with_extension("partial");
+            std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, p).with_context(|| format!("writing {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn checkpoint(dir: &DataDir, tenant: Option<&str>, sign_now: bool, format: TextOrJson) -> Result<Outcome> {
+    if sign_now {
+        let (mut store, mut writer, _) = blackbox_ledger::open::open_writer(dir)?;
+        pick_tenant(&store, tenant)?;
+        writer.heartbeat(&mut store, now_ms(), true)?;
+    }
+    let store = blackbox_ledger::open::open_reader(dir)?;
+    let t = pick_tenant(&store, tenant)?;
+    let cp = latest_checkpoint(&store, &t)?;
+    match format {
+        TextOrJson::Text => emit(None, &cp.note_text())?,
+        TextOrJson::Json => println!(
+            "{}",
+            serde_json::json!({
+                "tenant_id": t, "origin": cp.checkpoint.origin, "tree_size": cp.checkpoint.size,
+                "root": cp.checkpoint.root.to_base64(), "timestamp": cp.checkpoint.extension("timestamp"),
+                "note": cp.note_text(),
+            })
+        ),
+    }
+    Ok(Outcome::Ok)
+}
+
+pub fn prove(dir: &DataDir, entry_id: Option<&str>, consistency: Option<&Path>, include_entry: bool, output: Option<&Path>) -> Result<Outcome> {
+    let store = blackbox_ledger::open::open_reader(dir)?;
+    let json = if let Some(id) = entry_id {
+        let uuid = uuid_bytes(id)?;
+        let entry = store.entry_by_id(&uuid)?.ok_or_else(|| anyhow!("no entry with id {id}"))?;
+        serde_json::to_string_pretty(&prove_inclusion(&store, &entry, include_entry)?)?
+    } else if let Some(path) = consistency {
+        let old = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::to_string_pretty(&prove_consistency(&store, &old)?)?
+    } else {
+        bail!("give --entry-id ID or --consistency OLD_CHECKPOINT");
+    };
+    emit(output, &format!("{json}\n"))?;
+    Ok(Outcome::Ok)
+}
+
+fn uuid_bytes(id: &str) -> Result<[u8; 16]> {
+    let u = blackbox_core::entry::parse_entry_id(id).map_err(|e| anyhow!("--entry-id {id:?}: {e}"))?;
+    Ok(*u.as_bytes())
+}
+
+pub fn verify_proof(public_key: &Path, proof: &Path, format: TextOrJson) -> Result<Outcome> {
+    let verifier = load_verifier(public_key)?;
+    let text = std::fs::read_to_string(proof).with_context(|| format!("reading {}", proof.display()))?;
+    let result = verify_proof_document(&text, &verifier);
+    match (&result, format) {
+        (Ok(p), TextOrJson::Text) => println!("{p}"),
+        (Err(e), TextOrJson::Text) => println!("INVALID — {e}"),
+        (Ok(p), TextOrJson::Json) => println!("{}", serde_json::json!({"status": "ok", "summary": p.to_string()})),
+        (Err(e), TextOrJson::Json) => println!("{}", serde_json::json!({"status": "invalid", "reason": e.to_string()})),
+    }
+    Ok(if result.is_ok() { Outcome::Ok } else { Outcome::CheckFailed })
+}
+
+pub fn export_log(dir: &DataDir, tenant: Option<&str>, output: &Path) -> Result<Outcome> {
+    let store = blackbox_ledger::open::open_reader(dir)?;
+    let tmp = output.with_extension("partial");
+    let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let counts = blackbox_ledger::export::export_log(&store, tenant, &mut w)?;
+    let file = w.into_inner().map_err(|e| anyhow!("writing {}: {}", tmp.display(), e.error()))?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, output).with_context(|| format!("writing {}", output.display()))?;
+    println!(
+        "Exported {} entries and {} checkpoints from {} chain{} to {}",
+        n(counts.entries),
+        n(counts.checkpoints),
+        n(counts.chains),
+        if counts.chains == 1 { "" } else { "s" },
+        output.display()
+    );
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,184 @@
+//! `blackbox verify`: the verdict in the seed's words.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, bail};
+use blackbox_core::verify::Report;
+use blackbox_ledger::datadir::{DataDir, DEFAULT_DATA_DIR, load_keyring, load_verifier};
+use blackbox_ledger::verify::{StoreVerifyOptions, prescan_log, verify_log_file, verify_store};
+
+use crate::Outcome;
+use crate::cli::TextOrJson;
+use crate::output::{n, progress};
+
+pub struct Args {
+    pub data_dir: Option<PathBuf>,
+    pub log_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub public_key: Option<PathBuf>,
+    pub checkpoints: Vec<PathBuf>,
+    pub tenant_id: Option<String>,
+    pub all: bool,
+    pub format: TextOrJson,
+}
+
+pub fn run(a: &Args) -> Result<Outcome> {
+    let mut trusted = Vec::new();
+    for p in &a.checkpoints {
+        trusted.push(std::fs::read_to_string(p).with_context(|| format!("cannot read --checkpoint {}", p.display()))?);
+    }
+    let verifier_from = |p: &PathBuf| load_verifier(p).with_context(|| "loading --public-key");
+    let report = if let Some(log) = &a.log_file {
+        if a.key_file.is_none() && a.public_key.is_none() {
+            bail!("verifying a log file needs --key-file (the HMAC keyring) or --public-key (checkpoint.pub), or both");
+        }
+        if a.tenant_id.is_some() {
+            bail!("--tenant-id applies to a store; a log file is verified whole");
+        }
+        let keys = a.key_file.as_ref().map(|p| load_keyring(p)).transpose()?;
+        let verifier = a.public_key.as_ref().map(verifier_from).transpose()?;
+        let (total, _) = prescan_log(log)?;
+        let pb = progress(total, "verifying");
+        let r = verify_log_file(log, keys.as_ref(), verifier, &trusted, &|done| pb.set_position(done))?;
+        pb.finish_and_clear();
+        r
+    } else {
+        let dir = DataDir::new(a.data_dir.clone().unwrap_or_else(|| DEFAULT_DATA_DIR.into()));
+        let store = blackbox_ledger::open::open_reader(&dir)?;
+        let total: u64 = blackbox_store::Store::chains(&store)?
+            .iter()
+            .filter(|c| a.tenant_id.as_ref().is_none_or(|t| *t == c.tenant_id))
+            .map(|c| c.size)
+            .sum();
+        drop(store);
+        // With only --public-key, check what the public key can check (no HMACs).
+        let keys = if a.public_key.is_some() && a.key_file.is_none() {
+            None
+        } else {
+            Some(load_keyring(a.key_file.as_ref().unwrap_or(&dir.hmac_keys_path()))?)
+        };
+        let verifier = match &a.public_key {
+            Some(p) => verifier_from(p)?,
+            None => blackbox_ledger::open::public_key(&dir)?,
+        };
+        if let Some(t) = &a.tenant_id {
+            let store = blackbox_ledger::open::open_reader(&dir)?;
+            if !blackbox_store::Store::chains(&store)?.iter().any(|c| &c.tenant_id == t) {
+                bail!("the store has no chain for tenant `{t}`");
+            }
+        }
+        let pb = progress(total, "verifying");
+        let opts = StoreVerifyOptions { tenant: a.tenant_id.clone(), trusted_checkpoints: trusted };
+        let r = verify_store(&dir.store_path(), keys.as_ref(), Some(verifier), &opts, &|done| pb.set_position(done))?;
+        pb.finish_and_clear();
+        r
+    };
+    match a.format {
+        TextOrJson::Json => println!("{}", report_json(&report)),
+        TextOrJson::Text => print!("{}", report_text(&report, a.all)),
+    }
+    Ok(if report.ok() { Outcome::Ok } else { Outcome::CheckFailed })
+}
+
+fn headline(r: &Report) -> String {
+    let chains = r.chains.len();
+    if let Some(f) = r.first() {
+        let tenant = if chains > 1 && !f.tenant_id.is_empty() { format!("tenant {}: ", f.tenant_id) } else { String::new() };
+        return format!("TAMPERED — {tenant}{}", f.headline());
+    }
+    let intact = if chains > 1 { format!("{chains} chains intact") } else { "chain intact".to_owned() };
+    let scope = if r.hmac_checked { "" } else { " (public key only)" };
+    format!("OK — {} entries verified{scope}, {intact}", n(r.entries))
+}
+
+pub fn report_text(r: &Report, all: bool) -> String {
+    let mut out = headline(r);
+    out.push('\n');
+    if !r.ok() {
+        if all {
+            for f in &r.findings {
+                let tenant = if f.tenant_id.is_empty() { "-".to_owned() } else { f.tenant_id.clone() };
+                let seq = if f.seq == 0 { "-".to_owned() } else { n(f.seq) };
+                let pos = if f.position == 0 { String::new() } else { format!(" [position {}]", n(f.position)) };
+                out.push_str(&format!("  {tenant:<16} entry {seq:>11}  {:<24} {}{pos}\n", f.kind.as_str(), f.message));
+                if let (Some(e), Some(a)) = (f.expected, f.actual) {
+                    out.push_str(&format!("  {:<16}       {:>11}  expected {e}\n  {:<16}       {:>11}  found    {a}\n", "", "", "", ""));
+                }
+            }
+            if r.findings_total > r.findings.len() as u64 {
+                out.push_str(&format!("  … and {} more\n", n(r.findings_total - r.findings.len() as u64)));
+            }
+        } else if r.findings_total > 1 {
+            out.push_str(&format!("{} problems found in all; run with --all to list them.\n", n(r.findings_total)));
+        }
+        if let Some(f) = r.first() {
+            if let (Some(e), Some(a), false) = (f.expected, f.actual, all) {
+                out.push_str(&format!("  expected {e}\n  found    {a}\n"));
+            }
+        }
+    }
+    for c in &r.chains {
+        out.push_str(&format!(
+            "  chain {:<16} {:>11} entries, {} checkpoint{} verified (largest: {}), head {}\n",
+            c.tenant_id,
+            n(c.entries),
+            n(c.checkpoints_verified),
+            if c.checkpoints_verified == 1 { "" } else { "s" },
+            n(c.largest_checkpoint),
+            c.head
+        ));
+        if r.ok() && c.largest_checkpoint < c.entries {
+            out.push_str(&format!(
+                "  {:<22} entries after {} are covered by hash links{}, not yet by a signed checkpoint\n",
+                "",
+                n(c.largest_checkpoint),
+                if r.hmac_checked { " and HMACs" } else { "" }
+            ));
+        }
+    }
+    if !r.hmac_valid_by_key.is_empty() {
+        let keys: Vec<String> = r.hmac_valid_by_key.iter().map(|(k, c)| format!("{k}: {}", n(*c))).collect();
+        out.push_str(&format!("  HMACs verified by key id: {}\n", keys.join(", ")));
+    }
+    for nc in &r.not_checked {
+        out.push_str(&format!("  not checked: {nc}\n"));
+    }
+    out
+}
+
+pub fn report_json(r: &Report) -> serde_json::Value {
+    let findings: Vec<serde_json::Value> = r
+        .findings
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "tenant_id": f.tenant_id, "seq": f.seq, "position": f.position, "kind": f.kind.as_str(),
+                "message": f.message, "summary": f.headline(),
+                "expected": f.expected.map(|h| h.to_prefixed()), "actual": f.actual.map(|h| h.to_prefixed()),
+            })
+        })
+        .collect();
+    let chains: Vec<serde_json::Value> = r
+        .chains
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "tenant_id": c.tenant_id, "entries": c.entries, "head": c.head.to_prefixed(), "merkle_root": c.root.to_base64(),
+                "checkpoints_verified": c.checkpoints_verified, "largest_checkpoint": c.largest_checkpoint, "redacted": c.redacted,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "status": if r.ok() { "ok" } else { "tampered" },
+        "summary": headline(r),
+        "entries": r.entries,
+        "chains": chains,
+        "findings": findings,
+        "findings_total": r.findings_total,
+        "hmac_checked": r.hmac_checked,
+        "signatures_checked": r.signatures_checked,
+        "hmac_valid_by_key": r.hmac_valid_by_key,
+        "checkpoints_seen": r.checkpoints_seen,
+        "not_checked": r.not_checked,
+    })
+}

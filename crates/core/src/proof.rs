@@ -1,0 +1,199 @@
+//! Inclusion and consistency proof documents (JSON), and their verification with nothing but the
+//! checkpoint public key. See docs/FORMAT.md, "Proofs".
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::SignedCheckpoint;
+use crate::entry::EntryView;
+use crate::hash::Hash;
+use crate::ids::group_thousands;
+use crate::merkle::{leaf_hash, verify_consistency, verify_inclusion};
+use crate::note::NoteVerifier;
+use crate::verify::origin_tenant;
+
+/// `type` of an inclusion proof document.
+pub const INCLUSION_TYPE: &str = "blackbox.inclusion_proof.v1";
+/// `type` of a consistency proof document.
+pub const CONSISTENCY_TYPE: &str = "blackbox.consistency_proof.v1";
+
+/// Proves that one entry is in the tree a signed checkpoint commits to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionProof {
+    /// Always [`INCLUSION_TYPE`].
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Chain.
+    pub tenant_id: String,
+    /// The entry's UUIDv7.
+    pub entry_id: String,
+    /// The entry's sequence number; its leaf index is `seq - 1`.
+    pub seq: u64,
+    /// `sha256:<hex>` of the entry line (the leaf is SHA-256(0x00 || these 32 bytes)).
+    pub entry_hash: String,
+    /// The entry line itself, when included, so the verifier can recompute `entry_hash`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+    /// Tree size of the checkpoint.
+    pub tree_size: u64,
+    /// Audit path, leaf to root, standard base64.
+    pub hashes: Vec<String>,
+    /// The signed checkpoint (full note text).
+    pub checkpoint: String,
+}
+
+/// Proves that an older checkpoint's tree is a prefix of a newer one's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyProof {
+    /// Always [`CONSISTENCY_TYPE`].
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Chain.
+    pub tenant_id: String,
+    /// Size of the old tree.
+    pub old_size: u64,
+    /// Size of the new tree.
+    pub new_size: u64,
+    /// The old signed checkpoint.
+    pub old_checkpoint: String,
+    /// The new signed checkpoint.
+    pub new_checkpoint: String,
+    /// RFC 9162 consistency proof, standard base64.
+    pub hashes: Vec<String>,
+}
+
+/// Why a proof is rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProofError {
+    /// The document is not a proof of a known type.
+    #[error("not a Blackbox proof document: {0}")]
+    Malformed(String),
+    /// A checkpoint in the proof does not verify with the public key.
+    #[error("the checkpoint in the proof does not verify with the public key: {0}")]
+    BadSignature(String),
+    /// The checkpoint is for another chain or size than the proof claims.
+    #[error("the proof and its checkpoint disagree: {0}")]
+    Mismatch(String),
+    /// The Merkle proof does not lead to the signed root.
+    #[error("the Merkle proof does not match the signed root: {0}")]
+    Merkle(String),
+}
+
+/// What a valid proof established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proven {
+    /// Entry `seq` (hash) is in `tenant`'s tree of `tree_size`.
+    Inclusion {
+        /// Chain.
+        tenant_id: String,
+        /// Entry.
+        seq: u64,
+        /// Entry id.
+        entry_id: String,
+        /// Tree size.
+        tree_size: u64,
+        /// Whether the entry line was included and hashed.
+        entry_checked: bool,
+    },
+    /// The old tree is a prefix of the new one.
+    Consistency {
+        /// Chain.
+        tenant_id: String,
+        /// Old size.
+        old_size: u64,
+        /// New size.
+        new_size: u64,
+    },
+}
+
+impl std::fmt::Display for Proven {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Inclusion { tenant_id, seq, entry_id, tree_size, entry_checked } => write!(
+                f,
+                "OK — entry {} ({entry_id}) of tenant {tenant_id} is included in the signed tree of {} entries{}",
+                group_thousands(*seq),
+                group_thousands(*tree_size),
+                if *entry_checked { "; entry bytes match" } else { "" }
+            ),
+            Self::Consistency { tenant_id, old_size, new_size } => write!(
+                f,
+                "OK — tenant {tenant_id}: the signed tree of {} entries is a prefix of the signed tree of {} entries (append-only)",
+                group_thousands(*old_size),
+                group_thousands(*new_size)
+            ),
+        }
+    }
+}
+
+fn decode_hashes(v: &[String]) -> Result<Vec<Hash>, ProofError> {
+    v.iter()
+        .map(|s| Hash::from_base64(s).map_err(|e| ProofError::Malformed(format!("proof hash {s:?}: {e}"))))
+        .collect()
+}
+
+fn open_checkpoint(text: &str, verifier: &NoteVerifier, tenant: &str) -> Result<SignedCheckpoint, ProofError> {
+    let cp = SignedCheckpoint::parse(text).map_err(|e| ProofError::Malformed(format!("checkpoint: {e}")))?;
+    cp.verify(verifier).map_err(|e| ProofError::BadSignature(e.to_string()))?;
+    let t = origin_tenant(&cp.checkpoint.origin);
+    if t != tenant {
+        return Err(ProofError::Mismatch(format!("checkpoint is for tenant `{t}`, proof for `{tenant}`")));
+    }
+    Ok(cp)
+}
+
+/// Verifies a proof document (either type) with the checkpoint public key alone.
+///
+/// # Errors
+/// [`ProofError`] saying which check failed.
+pub fn verify_proof_document(json: &str, verifier: &NoteVerifier) -> Result<Proven, ProofError> {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    let probe: Probe = serde_json::from_str(json).map_err(|e| ProofError::Malformed(e.to_string()))?;
+    match probe.kind.as_str() {
+        INCLUSION_TYPE => {
+            let p: InclusionProof = serde_json::from_str(json).map_err(|e| ProofError::Malformed(e.to_string()))?;
+            let cp = open_checkpoint(&p.checkpoint, verifier, &p.tenant_id)?;
+            if cp.checkpoint.size != p.tree_size {
+                return Err(ProofError::Mismatch(format!("tree_size {} but the checkpoint says {}", p.tree_size, cp.checkpoint.size)));
+            }
+            let entry_hash = Hash::from_prefixed(&p.entry_hash).map_err(|e| ProofError::Malformed(format!("entry_hash: {e}")))?;
+            let mut entry_checked = false;
+            if let Some(line) = &p.entry {
+                if Hash::digest(line.as_bytes()) != entry_hash {
+                    return Err(ProofError::Mismatch("the included entry does not hash to entry_hash".to_owned()));
+                }
+                let view = EntryView::parse(line.as_bytes()).map_err(|e| ProofError::Malformed(e.to_string()))?;
+                if view.seq != p.seq || view.tenant_id != p.tenant_id || view.entry_id.to_string() != p.entry_id {
+                    return Err(ProofError::Mismatch("the included entry's seq, tenant or id differ from the proof's".to_owned()));
+                }
+                entry_checked = true;
+            }
+            if p.seq == 0 {
+                return Err(ProofError::Malformed("seq starts at 1".to_owned()));
+            }
+            let hashes = decode_hashes(&p.hashes)?;
+            verify_inclusion(&leaf_hash(entry_hash.as_bytes()), p.seq - 1, p.tree_size, &hashes, &cp.checkpoint.root)
+                .map_err(|e| ProofError::Merkle(e.to_string()))?;
+            Ok(Proven::Inclusion { tenant_id: p.tenant_id, seq: p.seq, entry_id: p.entry_id, tree_size: p.tree_size, entry_checked })
+        }
+        CONSISTENCY_TYPE => {
+            let p: ConsistencyProof = serde_json::from_str(json).map_err(|e| ProofError::Malformed(e.to_string()))?;
+            let old = open_checkpoint(&p.old_checkpoint, verifier, &p.tenant_id)?;
+            let new = open_checkpoint(&p.new_checkpoint, verifier, &p.tenant_id)?;
+            if old.checkpoint.size != p.old_size || new.checkpoint.size != p.new_size {
+                return Err(ProofError::Mismatch("old_size/new_size differ from the checkpoints' sizes".to_owned()));
+            }
+            let hashes = decode_hashes(&p.hashes)?;
+            verify_consistency(p.old_size, p.new_size, &hashes, &old.checkpoint.root, &new.checkpoint.root)
+                .map_err(|e| ProofError::Merkle(e.to_string()))?;
+            Ok(Proven::Consistency { tenant_id: p.tenant_id, old_size: p.old_size, new_size: p.new_size })
+        }
+        other => Err(ProofError::Malformed(format!("unknown proof type `{other}`"))),
+    }
+}

@@ -1,0 +1,941 @@
+//! Verification of one or many chains: HMACs, hash links, sequence, ids, personal sidecars, and
+//! Merkle roots against signed checkpoints.
+//!
+//! Work is split in two so callers can use every core:
+//!
+//! 1. [`check_entry`] is independent per entry (parse, SHA-256, HMAC, sidecar digest): run it in
+//!    parallel over chunks;
+//! 2. [`LogVerifier::feed`] consumes the results in log order and classifies what is wrong
+//!    (modification, deletion, insertion, reordering, replay, truncation, wrong key, bad or
+//!    inconsistent checkpoints). Its memory is bounded by a window of recent entries per chain.
+//!
+//! Nothing here reads files or spawns threads.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+use crate::checkpoint::SignedCheckpoint;
+use crate::entry::{EntryView, GENESIS_HASH, HmacStatus, check_hmac};
+use crate::hash::Hash;
+use crate::ids::group_thousands;
+use crate::keys::Keyring;
+use crate::merkle::{CompactRange, leaf_hash};
+use crate::note::NoteVerifier;
+
+/// How many recent entries per chain are remembered for link, replay and reorder checks.
+pub const WINDOW: usize = 65_536;
+/// How many findings are kept in full (the rest are counted).
+pub const MAX_FINDINGS: usize = 10_000;
+/// How many missing sequence numbers are tracked individually per chain.
+const MAX_MISSING: usize = 1_000_000;
+
+/// What kind of problem a finding reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum FindingKind {
+    /// An entry's bytes changed after it was signed (HMAC or hash link mismatch).
+    Modification,
+    /// Entries are missing from the chain.
+    Deletion,
+    /// An entry was added that the writer never wrote.
+    Insertion,
+    /// Entries are out of order.
+    Reordering,
+    /// An entry appears more than once.
+    Replay,
+    /// The log is shorter than a checkpoint says it was.
+    Truncation,
+    /// No entry signed with a key id verifies under the key given.
+    WrongKey,
+    /// An entry names a key id that is not in the keyring.
+    UnknownKey,
+    /// A checkpoint's signature does not verify with the public key.
+    BadCheckpointSignature,
+    /// A checkpoint's root differs from the root of the entries it covers.
+    CheckpointMismatch,
+    /// A line is not a valid v1 entry or checkpoint.
+    Malformed,
+    /// Personal data was removed without an erasure marker, or its sidecar does not match.
+    UnmarkedRedaction,
+    /// Entry ids do not increase along the chain (clock manipulation or reordering).
+    IdNotIncreasing,
+}
+
+impl FindingKind {
+    /// Stable machine name (used in `--format json`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Modification => "modification",
+            Self::Deletion => "deletion",
+            Self::Insertion => "insertion",
+            Self::Reordering => "reordering",
+            Self::Replay => "replay",
+            Self::Truncation => "truncation",
+            Self::WrongKey => "wrong_key",
+            Self::UnknownKey => "unknown_key",
+            Self::BadCheckpointSignature => "bad_checkpoint_signature",
+            Self::CheckpointMismatch => "checkpoint_mismatch",
+            Self::Malformed => "malformed",
+            Self::UnmarkedRedaction => "unmarked_redaction",
+            Self::IdNotIncreasing => "id_not_increasing",
+        }
+    }
+
+    /// The words after the message in the one-line verdict: `(deletion detected)`.
+    #[must_use]
+    pub const fn detected(self) -> &'static str {
+        match self {
+            Self::Modification => "modification detected",
+            Self::Deletion => "deletion detected",
+            Self::Insertion => "insertion detected",
+            Self::Reordering => "reordering detected",
+            Self::Replay => "replayed entry detected",
+            Self::Truncation => "truncation detected",
+            Self::WrongKey => "wrong key",
+            Self::UnknownKey => "unknown key",
+            Self::BadCheckpointSignature => "bad checkpoint signature",
+            Self::CheckpointMismatch => "checkpoint inconsistent with entries",
+            Self::Malformed => "malformed entry",
+            Self::UnmarkedRedaction => "unmarked redaction",
+            Self::IdNotIncreasing => "clock manipulation or reordering detected",
+        }
+    }
+}
+
+impl fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Chain of the problem (empty when unknown, e.g. an unparseable line).
+    pub tenant_id: String,
+    /// Sequence number of the first bad entry (0 when it cannot be told).
+    pub seq: u64,
+    /// Where in the input: 1-based line of a file, or row order in a store.
+    pub position: u64,
+    /// What kind of problem.
+    pub kind: FindingKind,
+    /// Plain-English detail, e.g. `hash mismatch`.
+    pub message: String,
+    /// Expected digest, when a digest comparison failed.
+    pub expected: Option<Hash>,
+    /// Digest found or computed.
+    pub actual: Option<Hash>,
+    /// For HMAC failures: the key id, and whether the next entry still links to this one.
+    hmac_fail: Option<(String, bool)>,
+}
+
+impl Finding {
+    fn new(
+        tenant: &str,
+        seq: u64,
+        position: u64,
+        kind: FindingKind,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            tenant_id: tenant.to_owned(),
+            seq,
+            position,
+            kind,
+            message: message.into(),
+            expected: None,
+            actual: None,
+            hmac_fail: None,
+        }
+    }
+
+    fn digests(mut self, expected: Hash, actual: Hash) -> Self {
+        self.expected = Some(expected);
+        self.actual = Some(actual);
+        self
+    }
+
+    /// `entry 9,421 hash mismatch (deletion detected)`.
+    #[must_use]
+    pub fn headline(&self) -> String {
+        if self.seq == 0 {
+            format!("{} ({})", self.message, self.kind.detected())
+        } else {
+            format!(
+                "entry {} {} ({})",
+                group_thousands(self.seq),
+                self.message,
+                self.kind.detected()
+            )
+        }
+    }
+}
+
+/// Whether an entry's personal sidecar matches its digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SidecarStatus {
+    /// The entry has no personal data.
+    None,
+    /// The sidecar is present and matches `personal_digest`.
+    Valid,
+    /// The entry commits to personal data but the sidecar is absent (erased or removed).
+    Absent,
+    /// The sidecar is present but does not match the digest.
+    Mismatch,
+    /// A sidecar is present but the entry has no digest.
+    Unexpected,
+}
+
+/// What an entry says about its place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// Chain.
+    pub tenant_id: String,
+    /// Sequence number.
+    pub seq: u64,
+    /// UUIDv7 as a number (ordered like the UUID).
+    pub entry_id: u128,
+    /// Link to the previous entry.
+    pub prev_entry_hash: Hash,
+    /// HMAC key generation.
+    pub key_id: String,
+}
+
+/// The per-entry, order-independent part of verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryCheck {
+    /// 1-based line or row position.
+    pub position: u64,
+    /// SHA-256 of the line as found.
+    pub entry_hash: Hash,
+    /// Parsed fields, or why the line is not an entry.
+    pub meta: Result<EntryMeta, String>,
+    /// HMAC outcome.
+    pub hmac: HmacStatus,
+    /// Personal sidecar outcome.
+    pub sidecar: SidecarStatus,
+}
+
+/// Checks one entry line on its own (parse, hash, HMAC, sidecar). Safe to run in parallel.
+#[must_use]
+pub fn check_entry(
+    position: u64,
+    line: &[u8],
+    sidecar: Option<&[u8]>,
+    keys: Option<&Keyring>,
+) -> EntryCheck {
+    let entry_hash = Hash::digest(line);
+    match EntryView::parse(line) {
+        Err(e) => EntryCheck {
+            position,
+            entry_hash,
+            meta: Err(e.to_string()),
+            hmac: HmacStatus::NotChecked,
+            sidecar: SidecarStatus::None,
+        },
+        Ok(view) => {
+            let hmac = check_hmac(line, &view, keys);
+            let sidecar = match (view.personal_digest, sidecar) {
+                (None, None) => SidecarStatus::None,
+                (None, Some(_)) => SidecarStatus::Unexpected,
+                (Some(_), None) => SidecarStatus::Absent,
+                (Some(d), Some(bytes)) if Hash::digest(bytes) == d => SidecarStatus::Valid,
+                (Some(_), Some(_)) => SidecarStatus::Mismatch,
+            };
+            EntryCheck {
+                position,
+                entry_hash,
+                meta: Ok(EntryMeta {
+                    tenant_id: view.tenant_id.into_owned(),
+                    seq: view.seq,
+                    entry_id: view.entry_id.as_u128(),
+                    prev_entry_hash: view.prev_entry_hash,
+                    key_id: view.key_id.into_owned(),
+                }),
+                hmac,
+                sidecar,
+            }
+        }
+    }
+}
+
+/// Per-chain summary in the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainSummary {
+    /// Tenant.
+    pub tenant_id: String,
+    /// Entries read for this chain.
+    pub entries: u64,
+    /// Hash of the last entry read.
+    pub head: Hash,
+    /// Merkle root over the entries read.
+    pub root: Hash,
+    /// Checkpoints whose signature and root were verified.
+    pub checkpoints_verified: u64,
+    /// Largest checkpointed size verified.
+    pub largest_checkpoint: u64,
+    /// Entries whose personal sidecar is absent (redacted).
+    pub redacted: u64,
+}
+
+/// The outcome of verifying a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Entries read.
+    pub entries: u64,
+    /// Per chain.
+    pub chains: Vec<ChainSummary>,
+    /// Problems, ordered by (tenant, seq, position); at most [`MAX_FINDINGS`].
+    pub findings: Vec<Finding>,
+    /// How many problems in all (may exceed `findings.len()`).
+    pub findings_total: u64,
+    /// Whether HMACs were checked (a keyring was given).
+    pub hmac_checked: bool,
+    /// Whether checkpoint signatures were checked (a public key was given).
+    pub signatures_checked: bool,
+    /// Entries per key id whose HMAC verified.
+    pub hmac_valid_by_key: BTreeMap<String, u64>,
+    /// Checkpoints seen, verified or not.
+    pub checkpoints_seen: u64,
+    /// What could not be checked, in plain words.
+    pub not_checked: Vec<String>,
+}
+
+impl Report {
+    /// True when no problem was found.
+    #[must_use]
+    pub fn ok(&self) -> bool {
+        self.findings_total == 0
+    }
+
+    /// The first problem (lowest tenant, seq, position).
+    #[must_use]
+    pub fn first(&self) -> Option<&Finding> {
+        self.findings.first()
+    }
+}
+
+struct PendingCheckpoint {
+    position: u64,
+    cp: SignedCheckpoint,
+    trusted: bool,
+}
+
+#[derive(Default)]
+struct ChainState {
+    next: u64,
+    recent: BTreeMap<u64, Vec<(Hash, u64)>>,
+    by_hash: HashMap<Hash, u64>,
+    pending_links: BTreeMap<u64, Vec<(u64, Hash, u64)>>,
+    missing: BTreeSet<u64>,
+    last_entry_id: u128,
+    tree: CompactRange,
+    head: Hash,
+    checkpoints: BTreeMap<u64, Vec<PendingCheckpoint>>,
+    checkpoints_verified: u64,
+    largest_checkpoint: u64,
+    redacted: u64,
+    modified: BTreeSet<u64>,
+    hmac_fail_finding: HashMap<u64, usize>,
+}
+
+/// Streaming verifier over any number of chains. See the module docs.
+pub struct LogVerifier {
+    hmac_checked: bool,
+    note_verifier: Option<NoteVerifier>,
+    chains: BTreeMap<String, ChainState>,
+    findings: Vec<Finding>,
+    findings_total: u64,
+    entries: u64,
+    checkpoints_seen: u64,
+    hmac_valid_by_key: BTreeMap<String, u64>,
+    hmac_invalid_by_key: BTreeMap<String, u64>,
+    expected_heads: BTreeMap<String, (u64, Hash)>,
+}
+
+impl fmt::Debug for LogVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogVerifier")
+            .field("entries", &self.entries)
+            .field("chains", &self.chains.len())
+            .field("findings_total", &self.findings_total)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The tenant a checkpoint origin names: the part after the last `/`.
+#[must_use]
+pub fn origin_tenant(origin: &str) -> &str {
+    origin.rsplit('/').next().unwrap_or(origin)
+}
+
+impl LogVerifier {
+    /// A verifier. `hmac_checked` says whether the [`EntryCheck`]s it will be fed were made with
+    /// a keyring; `note_verifier` is the checkpoint public key, if any.
+    #[must_use]
+    pub fn new(hmac_checked: bool, note_verifier: Option<NoteVerifier>) -> Self {
+        Self {
+            hmac_checked,
+            note_verifier,
+            chains: BTreeMap::new(),
+            findings: Vec::new(),
+            findings_total: 0,
+            entries: 0,
+            checkpoints_seen: 0,
+            hmac_valid_by_key: BTreeMap::new(),
+            hmac_invalid_by_key: BTreeMap::new(),
+            expected_heads: BTreeMap::new(),
+        }
+    }
+
+    /// Records what a store's (unsigned) chain head says: `size` entries ending in `head`. A
+    /// chain that ends earlier is reported as truncated, one that ends elsewhere as modified.
+    pub fn expect_head(&mut self, tenant: &str, size: u64, head: Hash) {
+        self.expected_heads.insert(tenant.to_owned(), (size, head));
+        self.chain(tenant);
+    }
+
+    fn push(&mut self, f: Finding) -> Option<usize> {
+        self.findings_total += 1;
+        if self.findings.len() < MAX_FINDINGS {
+            self.findings.push(f);
+            Some(self.findings.len() - 1)
+        } else {
+            None
+        }
+    }
+
+    fn chain(&mut self, tenant: &str) -> &mut ChainState {
+        self.chains
+            .entry(tenant.to_owned())
+            .or_insert_with(|| ChainState {
+                next: 1,
+                head: GENESIS_HASH,
+                ..ChainState::default()
+            })
+    }
+
+    /// Registers a signed checkpoint (from the log, or `trusted` from the auditor). Must be called
+    /// before the entries it covers are fed. The chain is the checkpoint origin's last `/` part.
+    pub fn add_checkpoint(&mut self, position: u64, text: &str, trusted: bool) {
+        self.checkpoints_seen += 1;
+        let cp = match SignedCheckpoint::parse(text) {
+            Ok(cp) => cp,
+            Err(e) => {
+                self.push(Finding::new(
+                    "",
+                    0,
+                    position,
+                    FindingKind::Malformed,
+                    format!("checkpoint at position {position} cannot be read: {e}"),
+                ));
+                return;
+            }
+        };
+        let tenant = origin_tenant(&cp.checkpoint.origin).to_owned();
+        if let Some(v) = &self.note_verifier {
+            if let Err(e) = cp.verify(v) {
+                let size = cp.checkpoint.size;
+                self.push(Finding::new(
+                    &tenant,
+                    size,
+                    position,
+                    FindingKind::BadCheckpointSignature,
+                    format!(
+                        "checkpoint for tree size {} does not verify with the public key: {e}",
+                        group_thousands(size)
+                    ),
+                ));
+                return;
+            }
+        }
+        let size = cp.checkpoint.size;
+        let state = self.chain(&tenant);
+        state
+            .checkpoints
+            .entry(size)
+            .or_default()
+            .push(PendingCheckpoint {
+                position,
+                cp,
+                trusted,
+            });
+        if size == 0 {
+            self.settle_checkpoints(&tenant);
+        }
+    }
+
+    fn settle_checkpoints(&mut self, tenant: &str) {
+        let Some(state) = self.chains.get_mut(tenant) else {
+            return;
+        };
+        let size = state.tree.size();
+        let Some(list) = state.checkpoints.remove(&size) else {
+            return;
+        };
+        let root = state.tree.root();
+        let mut out = Vec::new();
+        for pc in list {
+            if pc.cp.checkpoint.root == root {
+                state.checkpoints_verified += 1;
+                state.largest_checkpoint = state.largest_checkpoint.max(size);
+            } else {
+                let what = if pc.trusted {
+                    "the trusted checkpoint"
+                } else {
+                    "checkpoint"
+                };
+                out.push(
+                    Finding::new(tenant, size, pc.position, FindingKind::CheckpointMismatch, format!("{what} for tree size {} has a different Merkle root than the entries (history rewritten)", group_thousands(size)))
+                        .digests(pc.cp.checkpoint.root, root),
+                );
+            }
+        }
+        for f in out {
+            self.push(f);
+        }
+    }
+
+    /// Feeds the next entry in log order.
+    pub fn feed(&mut self, c: EntryCheck) {
+        self.entries += 1;
+        let meta = match c.meta {
+            Ok(m) => m,
+            Err(why) => {
+                self.push(Finding::new(
+                    "",
+                    0,
+                    c.position,
+                    FindingKind::Malformed,
+                    format!("line {} is not a valid entry: {why}", c.position),
+                ));
+                return;
+            }
+        };
+        let tenant = meta.tenant_id.clone();
+        let s = meta.seq;
+        let h = c.entry_hash;
+        let pos = c.position;
+        let mut new: Vec<Finding> = Vec::new();
+        let hmac_checked = self.hmac_checked;
+        let state = self.chain(&tenant);
+
+        // Replays and duplicated sequence numbers.
+        if let Some(seen) = state.recent.get(&s) {
+            if let Some((_, first_pos)) = seen.iter().find(|(hh, _)| *hh == h) {
+                let f = Finding::new(
+                    &tenant,
+                    s,
+                    pos,
+                    FindingKind::Replay,
+                    format!(
+                        "is a copy of the entry at position {first_pos} (replayed or duplicated)"
+                    ),
+                );
+                self.push(f);
+                return;
+            }
+            let first_pos = seen.first().map_or(0, |(_, p)| *p);
+            let f = Finding::new(
+                &tenant,
+                s,
+                pos,
+                FindingKind::Insertion,
+                format!(
+                    "appears twice with different content (positions {first_pos} and {pos}): one of them was inserted"
+                ),
+            );
+            let state = self.chain(&tenant);
+            state.recent.entry(s).or_default().push((h, pos));
+            state.by_hash.insert(h, s);
+            self.push(f);
+            return;
+        }
+        let mut reordered = false;
+        if s < state.next {
+            if state.missing.remove(&s) {
+                reordered = true;
+                new.push(Finding::new(
+                    &tenant,
+                    s,
+                    pos,
+                    FindingKind::Reordering,
+                    format!(
+                        "is out of order: it appears after entry {}",
+                        group_thousands(state.next - 1)
+                    ),
+                ));
+            } else {
+                new.push(Finding::new(
+                    &tenant,
+                    s,
+                    pos,
+                    FindingKind::Replay,
+                    format!(
+                        "appears again after entry {} (replayed or reordered)",
+                        group_thousands(state.next - 1)
+                    ),
+                ));
+                for f in new {
+                    self.push(f);
+                }
+                return;
+            }
+        } else if s > state.next {
+            for m in state.next..s {
+                if state.missing.len() >= MAX_MISSING {
+                    break;
+                }
+                state.missing.insert(m);
+            }
+        }
+
+        // Entry ids must increase with position (only for entries that are in sequence).
+        if !reordered {
+            if meta.entry_id <= state.last_entry_id {
+                new.push(Finding::new(
+                    &tenant,
+                    s,
+                    pos,
+                    FindingKind::IdNotIncreasing,
+                    "has an entry_id that is not greater than the previous entry's",
+                ));
+            }
+            state.last_entry_id = meta.entry_id;
+        }
+
+        // The link to the predecessor.
+        let mut mark_intact = None;
+        if s == 1 {
+            if meta.prev_entry_hash != GENESIS_HASH {
+                new.push(
+                    Finding::new(
+                        &tenant,
+                        s,
+                        pos,
+                        FindingKind::Modification,
+                        "does not start from the genesis hash",
+                    )
+                    .digests(GENESIS_HASH, meta.prev_entry_hash),
+                );
+            }
+        } else if let Some(preds) = state.recent.get(&(s - 1)) {
+            let pred_pos_hash = preds.first().copied();
+            if preds.iter().any(|(ph, _)| *ph == meta.prev_entry_hash) {
+                mark_intact = state.hmac_fail_finding.get(&(s - 1)).copied();
+            } else if let Some(&j) = state
+                .by_hash
+                .get(&meta.prev_entry_hash)
+                .filter(|&&j| j + 1 < s)
+            {
+                new.push(Finding::new(
+                    &tenant,
+                    j + 1,
+                    pos,
+                    FindingKind::Insertion,
+                    format!(
+                        "was inserted: entry {} links to entry {}",
+                        group_thousands(s),
+                        group_thousands(j)
+                    ),
+                ));
+            } else if !state.modified.contains(&(s - 1)) {
+                let (ph, _) = pred_pos_hash.unwrap_or((GENESIS_HASH, 0));
+                let prev_hmac_ok = !state.hmac_fail_finding.contains_key(&(s - 1));
+                let this_hmac_bad = c.hmac == HmacStatus::Invalid;
+                if hmac_checked && prev_hmac_ok && this_hmac_bad {
+                    new.push(Finding::new(&tenant, s, pos, FindingKind::Deletion, "hash mismatch: it does not link to the authentic entry before it (entries deleted and renumbered, or forged)").digests(meta.prev_entry_hash, ph));
+                } else {
+                    new.push(
+                        Finding::new(
+                            &tenant,
+                            s - 1,
+                            pos,
+                            FindingKind::Modification,
+                            format!(
+                                "hash mismatch: entry {} recorded a different hash for it",
+                                group_thousands(s)
+                            ),
+                        )
+                        .digests(meta.prev_entry_hash, ph),
+                    );
+                    state.modified.insert(s - 1);
+                }
+            }
+        } else if state.missing.contains(&(s - 1)) {
+            state
+                .pending_links
+                .entry(s - 1)
+                .or_default()
+                .push((s, meta.prev_entry_hash, pos));
+        }
+
+        if let Some(idx) = mark_intact {
+            if let Some((_, intact)) = self.findings.get_mut(idx).and_then(|f| f.hmac_fail.as_mut()) {
+                *intact = true;
+            }
+        }
+        let state = self.chain(&tenant);
+
+        // Entries that were waiting for this one as their predecessor.
+        if let Some(waiting) = state.pending_links.remove(&s) {
+            for (succ, link, succ_pos) in waiting {
+                if link != h {
+                    new.push(
+                        Finding::new(
+                            &tenant,
+                            s,
+                            succ_pos,
+                            FindingKind::Modification,
+                            format!(
+                                "hash mismatch: entry {} recorded a different hash for it",
+                                group_thousands(succ)
+                            ),
+                        )
+                        .digests(link, h),
+                    );
+                }
+            }
+        }
+
+        // The entry's own signature and personal data.
+        let mut hmac_fail = false;
+        match c.hmac {
+            HmacStatus::Valid => {
+                *self
+                    .hmac_valid_by_key
+                    .entry(meta.key_id.clone())
+                    .or_default() += 1
+            }
+            HmacStatus::Invalid => {
+                hmac_fail = true;
+                *self
+                    .hmac_invalid_by_key
+                    .entry(meta.key_id.clone())
+                    .or_default() += 1;
+            }
+            HmacStatus::UnknownKey => new.push(Finding::new(
+                &tenant,
+                s,
+                pos,
+                FindingKind::UnknownKey,
+                format!(
+                    "is signed with key id `{}`, which is not in the keyring",
+                    meta.key_id
+                ),
+            )),
+            HmacStatus::NotChecked => {}
+        }
+        let state = self.chain(&tenant);
+        match c.sidecar {
+            SidecarStatus::None | SidecarStatus::Valid => {}
+            SidecarStatus::Absent => {
+                // Redaction is legitimate only under an erasure marker (a later format feature);
+                // until markers exist, every absent sidecar is an unmarked redaction.
+                state.redacted += 1;
+                new.push(Finding::new(
+                    &tenant,
+                    s,
+                    pos,
+                    FindingKind::UnmarkedRedaction,
+                    "has had its personal data removed without an erasure marker",
+                ));
+            }
+            SidecarStatus::Mismatch => new.push(Finding::new(
+                &tenant,
+                s,
+                pos,
+                FindingKind::Modification,
+                "personal-data sidecar does not match the digest the entry commits to",
+            )),
+            SidecarStatus::Unexpected => new.push(Finding::new(
+                &tenant,
+                s,
+                pos,
+                FindingKind::Modification,
+                "has a personal-data sidecar but commits to none",
+            )),
+        }
+
+        // Merkle tree over the entries as they appear.
+        state.tree.append(leaf_hash(h.as_bytes()));
+        state.head = h;
+        state.recent.entry(s).or_default().push((h, pos));
+        state.by_hash.insert(h, s);
+        if state.recent.len() > WINDOW {
+            if let Some((old, hashes)) = state.recent.pop_first() {
+                for (hh, _) in hashes {
+                    state.by_hash.remove(&hh);
+                }
+                state.hmac_fail_finding.remove(&old);
+                state.modified.remove(&old);
+            }
+        }
+        state.next = state.next.max(s + 1);
+
+        if hmac_fail {
+            let mut f = Finding::new(
+                &tenant,
+                s,
+                pos,
+                FindingKind::Modification,
+                "HMAC mismatch: content changed after signing",
+            );
+            f.hmac_fail = Some((meta.key_id.clone(), false));
+            new.insert(0, f);
+        }
+        let mut hmac_idx = None;
+        for f in new {
+            let is_hmac = f.hmac_fail.is_some();
+            if f.kind == FindingKind::Modification && f.seq == s {
+                self.chain(&tenant).modified.insert(s);
+            }
+            let idx = self.push(f);
+            if is_hmac {
+                hmac_idx = idx;
+            }
+        }
+        if let Some(idx) = hmac_idx {
+            self.chain(&tenant).hmac_fail_finding.insert(s, idx);
+        }
+        self.settle_checkpoints(&tenant);
+    }
+
+    /// Ends verification and returns the report.
+    #[must_use]
+    pub fn finish(mut self) -> Report {
+        // Gaps never filled are deletions; checkpoints beyond the end are truncations.
+        let tenants: Vec<String> = self.chains.keys().cloned().collect();
+        for t in &tenants {
+            let mut out = Vec::new();
+            if let Some(state) = self.chains.get_mut(t) {
+                let mut runs: Vec<(u64, u64)> = Vec::new();
+                for &m in &state.missing {
+                    match runs.last_mut() {
+                        Some((_, end)) if *end + 1 == m => *end = m,
+                        _ => runs.push((m, m)),
+                    }
+                }
+                for (a, b) in runs {
+                    let msg = if a == b {
+                        "is missing".to_owned()
+                    } else {
+                        format!(
+                            "to {} are missing ({} entries)",
+                            group_thousands(b),
+                            group_thousands(b - a + 1)
+                        )
+                    };
+                    out.push(Finding::new(
+                        t,
+                        a,
+                        0,
+                        FindingKind::Deletion,
+                        format!("hash mismatch: {msg}"),
+                    ));
+                }
+                let size = state.tree.size();
+                if let Some((want, head)) = self.expected_heads.get(t) {
+                    if *want > size {
+                        out.push(Finding::new(t, size + 1, 0, FindingKind::Truncation, format!("and later are missing: the store's chain head records {} entries but {} are present", group_thousands(*want), group_thousands(size))));
+                    } else if *want == size && *head != state.head {
+                        out.push(Finding::new(t, size, 0, FindingKind::Modification, "hash mismatch: the last entry is not the one the chain head records").digests(*head, state.head));
+                    }
+                }
+                for (cp_size, list) in std::mem::take(&mut state.checkpoints) {
+                    for pc in list {
+                        let who = if pc.trusted {
+                            "the trusted checkpoint"
+                        } else {
+                            "a signed checkpoint"
+                        };
+                        out.push(Finding::new(t, size + 1, pc.position, FindingKind::Truncation, format!("and later are missing: {who} commits to {} entries but the chain has {}", group_thousands(cp_size), group_thousands(size))));
+                    }
+                }
+            }
+            for f in out {
+                self.push(f);
+            }
+        }
+
+        // Wrong key: every entry under a key id fails its HMAC while the links around them hold.
+        let mut wrong: BTreeSet<String> = BTreeSet::new();
+        for (k, invalid) in &self.hmac_invalid_by_key {
+            let valid = self.hmac_valid_by_key.get(k).copied().unwrap_or(0);
+            let all_intact = self
+                .findings
+                .iter()
+                .filter_map(|f| f.hmac_fail.as_ref())
+                .filter(|(kid, _)| kid == k)
+                .all(|(_, intact)| *intact);
+            if valid == 0 && *invalid > 0 && all_intact {
+                wrong.insert(k.clone());
+            }
+        }
+        if !wrong.is_empty() {
+            let mut firsts: BTreeMap<String, Finding> = BTreeMap::new();
+            self.findings.retain(|f| match &f.hmac_fail {
+                Some((k, _)) if wrong.contains(k) => {
+                    firsts.entry(k.clone()).or_insert_with(|| f.clone());
+                    false
+                }
+                _ => true,
+            });
+            for (k, f) in firsts {
+                let n = self.hmac_invalid_by_key.get(&k).copied().unwrap_or(0);
+                self.findings_total = self.findings_total.saturating_sub(n - 1);
+                let mut g = Finding::new(
+                    &f.tenant_id,
+                    f.seq,
+                    f.position,
+                    FindingKind::WrongKey,
+                    format!(
+                        "HMAC does not verify: none of the {} entries signed with key id `{k}` verifies with the key given (wrong key file?)",
+                        group_thousands(n)
+                    ),
+                );
+                g.hmac_fail = None;
+                self.findings.push(g);
+            }
+        }
+        self.findings.sort_by(|a, b| {
+            (&a.tenant_id, a.seq, a.position).cmp(&(&b.tenant_id, b.seq, b.position))
+        });
+
+        let mut not_checked = Vec::new();
+        if !self.hmac_checked {
+            not_checked.push(
+                "HMAC signatures (no HMAC key given: only the service's key can check them)"
+                    .to_owned(),
+            );
+        }
+        if self.note_verifier.is_none() {
+            not_checked.push("checkpoint signatures (no public key given)".to_owned());
+        }
+        let chains = self
+            .chains
+            .iter()
+            .map(|(t, s)| ChainSummary {
+                tenant_id: t.clone(),
+                entries: s.tree.size(),
+                head: s.head,
+                root: s.tree.root(),
+                checkpoints_verified: s.checkpoints_verified,
+                largest_checkpoint: s.largest_checkpoint,
+                redacted: s.redacted,
+            })
+            .collect();
+        Report {
+            entries: self.entries,
+            chains,
+            findings: self.findings,
+            findings_total: self.findings_total,
+            hmac_checked: self.hmac_checked,
+            signatures_checked: self.note_verifier.is_some(),
+            hmac_valid_by_key: self.hmac_valid_by_key,
+            checkpoints_seen: self.checkpoints_seen,
+            not_checked,
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Ledger settings, read once from `DIR/blackbox.toml` into a typed value.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use blackbox_core::entry::RedactionPolicy;
+use blackbox_core::ids::TenantId;
+use serde::Deserialize;
+
+use crate::error::LedgerError;
+
+/// The file `init` writes: every setting with its default, documented.
+pub const DEFAULT_CONFIG: &str = r#"# Blackbox ledger settings. Every value shown is the default.
+
+[ledger]
+# Tenant for events that name none.
+default_tenant = "default"
+
+[checkpoints]
+# Sign a checkpoint after this many entries in a chain ...
+every_entries = 10000
+# ... and at least this often, even when nothing was logged (a heartbeat), so that a log that
+# stopped silently is visible to anyone holding the public key.
+every_seconds = 60
+
+[redaction]
+# Raw-content fields replaced by `<name>_hash` = "sha256:<hex>" before anything is stored.
+raw_fields = ["prompt", "completion", "messages", "query", "content", "result_data", "args_raw"]
+# Extra names to add to the list above (keeps the defaults).
+extra_raw_fields = []
+# Personal-data fields (top level of the event or of its payload) kept outside the signed bytes,
+# committed to by a salted digest, so they can be erased later without breaking verification.
+personal_fields = ["data_subjects"]
+"#;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    ledger: RawLedger,
+    #[serde(default)]
+    checkpoints: RawCheckpoints,
+    #[serde(default)]
+    redaction: RawRedaction,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLedger {
+    default_tenant: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCheckpoints {
+    every_entries: Option<u64>,
+    every_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRedaction {
+    raw_fields: Option<Vec<String>>,
+    #[serde(default)]
+    extra_raw_fields: Vec<String>,
+    personal_fields: Option<Vec<String>>,
+}
+
+/// Validated ledger settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerConfig {
+    /// Tenant for events that name none.
+    pub default_tenant: TenantId,
+    /// Checkpoint after this many entries per chain.
+    pub checkpoint_every_entries: u64,
+    /// Checkpoint (or heartbeat) at least this often, in milliseconds.
+    pub checkpoint_every_ms: i64,
+    /// Redaction lists.
+    pub redaction: RedactionPolicy,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        match Self::parse(DEFAULT_CONFIG, Path::new("<defaults>")) {
+            Ok(c) => c,
+            Err(_) => unreachable!("DEFAULT_CONFIG is valid; the config tests check it"),
+        }
+    }
+}
+
+impl LedgerConfig {
+    /// Reads `path`; a missing file means all defaults.
+    ///
+    /// # Errors
+    /// [`LedgerError::Config`] naming the problem (TOML errors carry line and column).
+    pub fn load(path: &Path) -> Result<Self, LedgerError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(LedgerError::Io { path: path.to_owned(), source }),
+        }
+    }
+
+    /// Parses settings text.
+    ///
+    /// # Errors
+    /// [`LedgerError::Config`].
+    pub fn parse(text: &str, path: &Path) -> Result<Self, LedgerError> {
+        let bad = |problem: String| LedgerError::Config { path: path.to_owned(), problem };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let default_tenant = TenantId::parse(raw.ledger.default_tenant.as_deref().unwrap_or("default"))
+            .map_err(|e| bad(format!("[ledger] default_tenant: {e}")))?;
+        let every_entries = raw.checkpoints.every_entries.unwrap_or(10_000);
+        if every_entries == 0 {
+            return Err(bad("[checkpoints] every_entries must be at least 1".to_owned()));
+        }
+        let every_seconds = raw.checkpoints.every_seconds.unwrap_or(60);
+        if every_seconds == 0 || every_seconds > 86_400 * 365 {
+            return Err(bad("[checkpoints] every_seconds must be between 1 and 31536000".to_owned()));
+        }
+        let defaults = RedactionPolicy::default();
+        let mut raw_fields: BTreeSet<String> = raw
+            .redaction
+            .raw_fields
+            .map_or(defaults.raw_fields, |v| v.into_iter().collect());
+        raw_fields.extend(raw.redaction.extra_raw_fields);
+        let personal_fields: BTreeSet<String> = raw
+            .redaction
+            .personal_fields
+            .map_or(defaults.personal_fields, |v| v.into_iter().collect());
+        for f in raw_fields.iter().chain(&personal_fields) {
+            if f.is_empty() || f.contains('.') {
+                return Err(bad(format!("[redaction] field name `{f}` must be a plain, non-empty key (no dots)")));
+            }
+        }
+        if let Some(both) = raw_fields.intersection(&personal_fields).next() {
+            return Err(bad(format!("[redaction] `{both}` cannot be both a raw field and a personal field")));
+        }
+        Ok(Self {
+            default_tenant,
+            checkpoint_every_entries: every_entries,
+            checkpoint_every_ms: i64::try_from(every_seconds * 1000).unwrap_or(i64::MAX),
+            redaction: RedactionPolicy { raw_fields, personal_fields },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_match_the_policy() {
+        let c = LedgerConfig::default();
+        assert_eq!(c.checkpoint_every_entries, 10_000);
+        assert_eq!(c.redaction, RedactionPolicy::default());
+        assert_eq!(c.default_tenant.as_str(), "default");
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let p = Path::new("x.toml");
+        let e = LedgerConfig::parse("[checkpoints]\nevery_entries = 0\n", p).unwrap_err().to_string();
+        assert!(e.contains("every_entries"), "{e}");
+        let e = LedgerConfig::parse("[checkpoints]\nevery_entrys = 5\n", p).unwrap_err().to_string();
+        assert!(e.contains("every_entrys"), "{e}");
+        let e = LedgerConfig::parse("[redaction]\nextra_raw_fields = [\"data_subjects\"]\n", p).unwrap_err().to_string();
+        assert!(e.contains("data_subjects"), "{e}");
+        let c = LedgerConfig::parse("[redaction]\nextra_raw_fields = [\"ssn\"]\n", p).unwrap();
+        assert!(c.redaction.raw_fields.contains("ssn") && c.redaction.raw_fields.contains("prompt"));
+    }
+}

@@ -1,0 +1,248 @@
+//! The data directory: store, keys, public key and configuration.
+//!
+//! ```text
+//! DIR/
+//!   blackbox.db            the embedded SQLite store (plus -wal / -shm while open)
+//!   blackbox.toml          settings (checkpoint policy, redaction lists)
+//!   checkpoint.pub         the checkpoint verifier key (public; give it to auditors)
+//!   keys/                  0700
+//!     hmac.keys            HMAC keyring, 0600 (secret)
+//!     checkpoint.key       Ed25519 checkpoint-signing seed, 0600 (secret)
+//! ```
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use blackbox_core::keys::{HmacKey, Keyring};
+use blackbox_core::note::{NoteSigner, NoteVerifier};
+
+use crate::error::LedgerError;
+
+/// Default data directory (relative to the working directory).
+pub const DEFAULT_DATA_DIR: &str = "./blackbox-data";
+
+/// Paths inside a data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// Names a data directory (nothing is touched).
+    #[must_use]
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The directory.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The SQLite store file.
+    #[must_use]
+    pub fn store_path(&self) -> PathBuf {
+        self.root.join("blackbox.db")
+    }
+
+    /// The settings file.
+    #[must_use]
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("blackbox.toml")
+    }
+
+    /// The public checkpoint verifier key.
+    #[must_use]
+    pub fn public_key_path(&self) -> PathBuf {
+        self.root.join("checkpoint.pub")
+    }
+
+    /// The keys directory.
+    #[must_use]
+    pub fn keys_dir(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+
+    /// The HMAC keyring.
+    #[must_use]
+    pub fn hmac_keys_path(&self) -> PathBuf {
+        self.keys_dir().join("hmac.keys")
+    }
+
+    /// The checkpoint-signing key.
+    #[must_use]
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.keys_dir().join("checkpoint.key")
+    }
+
+    /// Whether `init` has run here.
+    #[must_use]
+    pub fn is_initialised(&self) -> bool {
+        self.store_path().exists()
+    }
+}
+
+/// Reads a secret file after checking it is not readable by group or others.
+///
+/// # Errors
+/// [`LedgerError::KeyPermissions`], [`LedgerError::KeyFile`], [`LedgerError::Io`].
+pub fn read_secret(path: &Path) -> Result<String, LedgerError> {
+    let meta = fs::metadata(path).map_err(|e| LedgerError::KeyFile {
+        path: path.to_owned(),
+        problem: format!("cannot read it ({e})"),
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(LedgerError::KeyPermissions {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    fs::read_to_string(path).map_err(LedgerError::io(path))
+}
+
+/// Writes a secret file with mode 0600 atomically (temp file, fsync, rename, fsync dir).
+///
+/// # Errors
+/// [`LedgerError::Io`].
+pub fn write_secret(path: &Path, contents: &str) -> Result<(), LedgerError> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(LedgerError::io(&tmp))?;
+        // The mode given to open() is filtered by the umask; set it explicitly too.
+        f.set_permissions(fs::Permissions::from_mode(0o600)).map_err(LedgerError::io(&tmp))?;
+        f.write_all(contents.as_bytes()).map_err(LedgerError::io(&tmp))?;
+        f.sync_all().map_err(LedgerError::io(&tmp))?;
+    }
+    fs::rename(&tmp, path).map_err(LedgerError::io(path))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Writes a public file atomically.
+///
+/// # Errors
+/// [`LedgerError::Io`].
+pub fn write_public(path: &Path, contents: &str) -> Result<(), LedgerError> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, contents).map_err(LedgerError::io(&tmp))?;
+    fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(LedgerError::io(&tmp))?;
+    fs::rename(&tmp, path).map_err(LedgerError::io(path))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LedgerError> {
+    fs::File::open(dir).and_then(|f| f.sync_all()).map_err(LedgerError::io(dir))
+}
+
+/// Loads the HMAC keyring (permission-checked).
+///
+/// # Errors
+/// See [`read_secret`]; [`LedgerError::KeyFile`] when malformed.
+pub fn load_keyring(path: &Path) -> Result<Keyring, LedgerError> {
+    let text = read_secret(path)?;
+    Keyring::parse(&text).map_err(|e| LedgerError::KeyFile {
+        path: path.to_owned(),
+        problem: e.to_string(),
+    })
+}
+
+/// Loads the checkpoint signer: the key file holds `<log name> <64 hex seed>`.
+///
+/// # Errors
+/// See [`read_secret`]; [`LedgerError::KeyFile`] when malformed.
+pub fn load_signer(path: &Path) -> Result<NoteSigner, LedgerError> {
+    let text = read_secret(path)?;
+    let bad = |problem: &str| LedgerError::KeyFile {
+        path: path.to_owned(),
+        problem: problem.to_owned(),
+    };
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .ok_or_else(|| bad("empty; expected `<log name> <64 hex digits>`"))?;
+    let (name, seed_hex) = line
+        .split_once(' ')
+        .ok_or_else(|| bad("expected `<log name> <64 hex digits>`"))?;
+    let mut seed = [0u8; 32];
+    if seed_hex.len() != 64 || hex::decode_to_slice(seed_hex, &mut seed).is_err() {
+        return Err(bad("the seed must be 64 hex digits"));
+    }
+    NoteSigner::new(name, seed).map_err(|e| bad(&e.to_string()))
+}
+
+/// Loads a public verifier key file (`name+hash+base64`, C2SP signed-note vkey).
+///
+/// # Errors
+/// [`LedgerError::Io`] or [`LedgerError::KeyFile`].
+pub fn load_verifier(path: &Path) -> Result<NoteVerifier, LedgerError> {
+    let text = fs::read_to_string(path).map_err(LedgerError::io(path))?;
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or("");
+    NoteVerifier::from_vkey(line).map_err(|e| LedgerError::KeyFile {
+        path: path.to_owned(),
+        problem: format!("not a checkpoint public key ({e})"),
+    })
+}
+
+/// 32 bytes from the OS random number generator.
+///
+/// # Errors
+/// [`LedgerError::Random`].
+pub fn random32() -> Result<[u8; 32], LedgerError> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| LedgerError::Random(e.to_string()))?;
+    Ok(b)
+}
+
+/// Creates the keys directory (0700) and fresh keys. Returns the verifier key.
+///
+/// # Errors
+/// [`LedgerError::Io`], [`LedgerError::Random`].
+pub fn create_keys(dir: &DataDir, log_name: &str) -> Result<NoteVerifier, LedgerError> {
+    let keys = dir.keys_dir();
+    fs::create_dir_all(&keys).map_err(LedgerError::io(&keys))?;
+    fs::set_permissions(&keys, fs::Permissions::from_mode(0o700)).map_err(LedgerError::io(&keys))?;
+    let mut ring = Keyring::new();
+    ring.push(ring.next_id(), HmacKey::from_bytes(random32()?))
+        .map_err(|e| LedgerError::Inconsistent(e.to_string()))?;
+    write_secret(&dir.hmac_keys_path(), &ring.to_secret_text())?;
+    let seed = random32()?;
+    let signer = NoteSigner::new(log_name, seed).map_err(|e| LedgerError::KeyFile {
+        path: dir.signing_key_path(),
+        problem: format!("invalid log name `{log_name}`: {e}"),
+    })?;
+    write_secret(
+        &dir.signing_key_path(),
+        &format!("# blackbox checkpoint signing key (Ed25519 seed); secret\n{log_name} {}\n", hex::encode(seed)),
+    )?;
+    let verifier = signer.verifier();
+    write_public(&dir.public_key_path(), &format!("{}\n", verifier.to_vkey()))?;
+    Ok(verifier)
+}
+
+/// Adds a new HMAC key generation; returns its id.
+///
+/// # Errors
+/// As [`load_keyring`] and [`write_secret`].
+pub fn rotate_hmac_key(dir: &DataDir) -> Result<String, LedgerError> {
+    let path = dir.hmac_keys_path();
+    let mut ring = load_keyring(&path)?;
+    let id = ring.next_id();
+    ring.push(id.clone(), HmacKey::from_bytes(random32()?))
+        .map_err(|e| LedgerError::Inconsistent(e.to_string()))?;
+    write_secret(&path, &ring.to_secret_text())?;
+    Ok(id.to_string())
+}

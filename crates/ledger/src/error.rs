@@ -1,0 +1,88 @@
+//! Errors of the ledger crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong opening, writing or reading a ledger.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerError {
+    /// The data directory has not been initialised.
+    #[error("no Blackbox store in {dir}: run `blackbox init --data-dir {dir}` first")]
+    NotInitialised {
+        /// The directory looked at.
+        dir: PathBuf,
+    },
+    /// `init` was asked to create a store that exists.
+    #[error("{dir} already holds a Blackbox store; refusing to overwrite it")]
+    AlreadyInitialised {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A key file may be read by other users.
+    #[error(
+        "key file {path} is readable by group or others (mode {mode:03o}); a secret key must be private: run `chmod 600 {path}`"
+    )]
+    KeyPermissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A key file is missing or malformed (never quotes the key).
+    #[error("key file {path}: {problem}")]
+    KeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// An input event is invalid.
+    #[error("line {line}: {source}")]
+    Event {
+        /// 1-based input line.
+        line: u64,
+        /// What is wrong with it.
+        source: blackbox_core::Error,
+    },
+    /// The configuration file is invalid.
+    #[error("configuration {path}: {problem}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] blackbox_store::StoreError),
+    /// File I/O failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Signing a checkpoint failed.
+    #[error("signing a checkpoint failed: {0}")]
+    Checkpoint(#[from] blackbox_core::checkpoint::CheckpointError),
+    /// The store's content is inconsistent in a way that prevents the operation.
+    #[error("{0}")]
+    Inconsistent(String),
+    /// Something asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A proof could not be produced or checked.
+    #[error("{0}")]
+    Proof(String),
+    /// The operating system's random number generator failed.
+    #[error("the system random number generator failed: {0}")]
+    Random(String),
+}
+
+impl LedgerError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+}

@@ -1,0 +1,114 @@
+//! Creating and opening a data directory.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+
+use blackbox_core::note::NoteVerifier;
+use blackbox_store::sqlite::SqliteStore;
+use blackbox_store::Store as _;
+
+use crate::config::{DEFAULT_CONFIG, LedgerConfig};
+use crate::datadir::{DataDir, create_keys, load_keyring, load_signer, load_verifier, random32};
+use crate::error::LedgerError;
+use crate::writer::{CheckpointSigner, Writer, WriterSettings};
+
+/// What `init` created.
+#[derive(Debug)]
+pub struct InitOutcome {
+    /// The checkpoint verifier (public) key.
+    pub verifier: NoteVerifier,
+    /// The log name (checkpoint origins are `<log name>/<tenant>`).
+    pub log_name: String,
+}
+
+/// A default log name: `blackbox/<8 random hex digits>`, unique per installation.
+///
+/// # Errors
+/// [`LedgerError::Random`].
+pub fn default_log_name() -> Result<String, LedgerError> {
+    Ok(format!("blackbox/{}", hex::encode(&random32()?[..4])))
+}
+
+/// Creates the data directory, keys, settings and store. Refuses to touch an existing store.
+///
+/// # Errors
+/// [`LedgerError::AlreadyInitialised`], I/O and store failures.
+pub fn init(dir: &DataDir, log_name: &str) -> Result<InitOutcome, LedgerError> {
+    if dir.is_initialised() {
+        return Err(LedgerError::AlreadyInitialised { dir: dir.root().to_owned() });
+    }
+    fs::create_dir_all(dir.root()).map_err(LedgerError::io(dir.root()))?;
+    fs::set_permissions(dir.root(), fs::Permissions::from_mode(0o700)).map_err(LedgerError::io(dir.root()))?;
+    // Keys first and the store last: a store's presence means "initialised", so an interrupted
+    // init can simply be run again.
+    let verifier = create_keys(dir, log_name)?;
+    if !dir.config_path().exists() {
+        crate::datadir::write_public(&dir.config_path(), DEFAULT_CONFIG)?;
+    }
+    let tmp = dir.root().join("blackbox.db.init");
+    let _ = fs::remove_file(&tmp);
+    {
+        let mut store = SqliteStore::create(&tmp)?;
+        let mut b = store.begin()?;
+        b.set_meta("log_name", log_name)?;
+        b.set_meta("public_key", &verifier.to_vkey())?;
+        b.commit()?;
+    }
+    fs::rename(&tmp, dir.store_path()).map_err(LedgerError::io(dir.store_path()))?;
+    Ok(InitOutcome { verifier, log_name: log_name.to_owned() })
+}
+
+fn require_init(dir: &DataDir) -> Result<(), LedgerError> {
+    if dir.is_initialised() {
+        Ok(())
+    } else {
+        Err(LedgerError::NotInitialised { dir: dir.root().to_owned() })
+    }
+}
+
+/// Opens the store for writing, with the writer (keys loaded and permission-checked).
+///
+/// # Errors
+/// [`LedgerError::NotInitialised`], key, config and store failures.
+pub fn open_writer(dir: &DataDir) -> Result<(SqliteStore, Writer, LedgerConfig), LedgerError> {
+    require_init(dir)?;
+    let config = LedgerConfig::load(&dir.config_path())?;
+    let keys = load_keyring(&dir.hmac_keys_path())?;
+    let signer = load_signer(&dir.signing_key_path())?;
+    let store = SqliteStore::open(&dir.store_path())?;
+    if let Some(name) = store.meta("log_name")? {
+        if name != signer.name() {
+            return Err(LedgerError::Inconsistent(format!(
+                "the signing key is for log `{}` but the store belongs to `{name}`",
+                signer.name()
+            )));
+        }
+    }
+    let writer = Writer::new(
+        keys,
+        CheckpointSigner::new(signer),
+        WriterSettings {
+            default_tenant: config.default_tenant.clone(),
+            checkpoint_every_entries: config.checkpoint_every_entries,
+            checkpoint_every_ms: config.checkpoint_every_ms,
+        },
+    )?;
+    Ok((store, writer, config))
+}
+
+/// Opens the store read-only.
+///
+/// # Errors
+/// [`LedgerError::NotInitialised`], store failures.
+pub fn open_reader(dir: &DataDir) -> Result<SqliteStore, LedgerError> {
+    require_init(dir)?;
+    Ok(SqliteStore::open_read_only(&dir.store_path())?)
+}
+
+/// The checkpoint verifier of a data directory (its `checkpoint.pub`).
+///
+/// # Errors
+/// I/O and key-format failures.
+pub fn public_key(dir: &DataDir) -> Result<NoteVerifier, LedgerError> {
+    load_verifier(&dir.public_key_path())
+}

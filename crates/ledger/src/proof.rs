@@ -1,0 +1,123 @@
+//! Building inclusion and consistency proofs from a store.
+//!
+//! Proofs need hashes of perfect aligned subtrees. Subtrees of height ≥ [`NODE_LEVEL`] are folded
+//! from the stored level-8 nodes; smaller ones from at most 256 stored entry hashes.
+
+use blackbox_core::Hash;
+use blackbox_core::checkpoint::SignedCheckpoint;
+use blackbox_core::merkle::{ProofError as MerkleProofError, consistency_proof, inclusion_proof, leaf_hash, node_hash};
+use blackbox_core::proof::{CONSISTENCY_TYPE, ConsistencyProof, INCLUSION_TYPE, InclusionProof};
+use blackbox_core::verify::origin_tenant;
+use blackbox_store::{Store, StoredEntry};
+
+use crate::error::LedgerError;
+use crate::writer::NODE_LEVEL;
+
+fn fold_perfect(mut level: Vec<Hash>) -> Result<Hash, LedgerError> {
+    if level.is_empty() || !level.len().is_power_of_two() {
+        return Err(LedgerError::Inconsistent("Merkle nodes missing from the store".to_owned()));
+    }
+    while level.len() > 1 {
+        level = level.chunks(2).map(|p| node_hash(&p[0], &p[1])).collect();
+    }
+    Ok(level[0])
+}
+
+/// The hash of the perfect subtree of `2^level` leaves starting at leaf `start` of `tenant`.
+///
+/// # Errors
+/// Store failures, or [`LedgerError::Inconsistent`] when stored hashes are missing.
+pub fn subtree_hash(store: &dyn Store, tenant: &str, start: u64, level: u8) -> Result<Hash, LedgerError> {
+    if level >= NODE_LEVEL {
+        let first = start >> NODE_LEVEL;
+        let count = 1u64 << (level - NODE_LEVEL);
+        let nodes = store.nodes(tenant, NODE_LEVEL, first, first + count - 1)?;
+        if nodes.len() as u64 != count {
+            return Err(LedgerError::Inconsistent(format!("chain `{tenant}`: stored Merkle nodes are incomplete")));
+        }
+        fold_perfect(nodes.into_iter().map(|(_, h)| h).collect())
+    } else {
+        let count = 1u64 << level;
+        let hashes = store.entry_hashes(tenant, start + 1, start + count)?;
+        if hashes.len() as u64 != count {
+            return Err(LedgerError::Inconsistent(format!("chain `{tenant}`: entries {}..{} are missing", start + 1, start + count)));
+        }
+        fold_perfect(hashes.iter().map(|h| leaf_hash(h.as_bytes())).collect())
+    }
+}
+
+fn map_proof_err(e: MerkleProofError<LedgerError>) -> LedgerError {
+    match e {
+        MerkleProofError::Storage(e) => e,
+        other => LedgerError::Proof(other.to_string()),
+    }
+}
+
+/// The latest checkpoint of `tenant`, parsed.
+///
+/// # Errors
+/// [`LedgerError::NotFound`] when the chain has none.
+pub fn latest_checkpoint(store: &dyn Store, tenant: &str) -> Result<SignedCheckpoint, LedgerError> {
+    let cp = store
+        .latest_checkpoint(tenant)?
+        .ok_or_else(|| LedgerError::NotFound(format!("tenant `{tenant}` has no checkpoint yet")))?;
+    SignedCheckpoint::parse(&cp.note).map_err(|e| LedgerError::Inconsistent(format!("stored checkpoint unreadable: {e}")))
+}
+
+/// An inclusion proof for `entry` against the latest checkpoint that covers it.
+///
+/// # Errors
+/// [`LedgerError::NotFound`] when no checkpoint covers the entry yet; store failures.
+pub fn prove_inclusion(store: &dyn Store, entry: &StoredEntry, include_entry: bool) -> Result<InclusionProof, LedgerError> {
+    let cp = latest_checkpoint(store, &entry.tenant_id)?;
+    let size = cp.checkpoint.size;
+    if entry.seq > size {
+        return Err(LedgerError::NotFound(format!(
+            "entry {} is newer than the latest checkpoint (size {size}); run `blackbox checkpoint` to sign one",
+            entry.seq
+        )));
+    }
+    let hashes = inclusion_proof(entry.seq - 1, size, |start, level| subtree_hash(store, &entry.tenant_id, start, level)).map_err(map_proof_err)?;
+    let view = blackbox_core::entry::EntryView::parse(&entry.line).map_err(|e| LedgerError::Inconsistent(e.to_string()))?;
+    Ok(InclusionProof {
+        kind: INCLUSION_TYPE.to_owned(),
+        tenant_id: entry.tenant_id.clone(),
+        entry_id: view.entry_id.to_string(),
+        seq: entry.seq,
+        entry_hash: Hash::digest(&entry.line).to_prefixed(),
+        entry: if include_entry { Some(String::from_utf8_lossy(&entry.line).into_owned()) } else { None },
+        tree_size: size,
+        hashes: hashes.iter().map(Hash::to_base64).collect(),
+        checkpoint: cp.note_text(),
+    })
+}
+
+/// A consistency proof from the trusted `old` checkpoint to the latest one of its chain.
+///
+/// # Errors
+/// [`LedgerError::Proof`] when the old checkpoint is unreadable or larger than the log.
+pub fn prove_consistency(store: &dyn Store, old_text: &str) -> Result<ConsistencyProof, LedgerError> {
+    let old = SignedCheckpoint::parse(old_text).map_err(|e| LedgerError::Proof(format!("the old checkpoint cannot be read: {e}")))?;
+    let tenant = origin_tenant(&old.checkpoint.origin).to_owned();
+    let new = latest_checkpoint(store, &tenant)?;
+    let (old_size, new_size) = (old.checkpoint.size, new.checkpoint.size);
+    if old_size > new_size {
+        return Err(LedgerError::Proof(format!(
+            "the old checkpoint commits to {old_size} entries but the latest has only {new_size}: the log was truncated or the checkpoint is from another log"
+        )));
+    }
+    let hashes = if old_size == 0 || old_size == new_size {
+        Vec::new()
+    } else {
+        consistency_proof(old_size, new_size, |start, level| subtree_hash(store, &tenant, start, level)).map_err(map_proof_err)?
+    };
+    Ok(ConsistencyProof {
+        kind: CONSISTENCY_TYPE.to_owned(),
+        tenant_id: tenant,
+        old_size,
+        new_size,
+        old_checkpoint: old.note_text(),
+        new_checkpoint: new.note_text(),
+        hashes: hashes.iter().map(Hash::to_base64).collect(),
+    })
+}

@@ -1,0 +1,420 @@
+//! The writer: sequence, sign, store and checkpoint.
+//!
+//! Data flows one way: a [`NormalizedEvent`] (already validated and redacted) gets its chain's
+//! next `seq`, a strictly increasing UUIDv7, the previous entry's hash and the current HMAC key;
+//! the sealed line goes to the store together with the chain head, Merkle nodes and any
+//! checkpoint due, in one all-or-nothing batch.
+
+use std::collections::BTreeMap;
+
+use blackbox_core::Hash;
+use blackbox_core::checkpoint::{Checkpoint, SignedCheckpoint};
+use blackbox_core::entry::{
+    GENESIS_HASH, NormalizedEvent, SealParams, format_timestamp, make_sidecar, next_entry_id, seal,
+};
+use blackbox_core::ids::{KeyId, TenantId};
+use blackbox_core::keys::{HmacKey, Keyring};
+use blackbox_core::merkle::{CompactRange, leaf_hash};
+use blackbox_core::note::NoteSigner;
+use blackbox_store::{ChainHead, NewEntry, PersonalRecord, Store, StoredCheckpoint, WriteBatch};
+
+use crate::error::LedgerError;
+
+/// Merkle subtrees of this height are stored, so proofs read at most 2^8 leaves per level.
+pub const NODE_LEVEL: u8 = 8;
+/// Entries handed to the store per call inside a batch.
+const FLUSH_EVERY: usize = 4096;
+
+/// One entry the writer committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Chain.
+    pub tenant_id: String,
+    /// Sequence number.
+    pub seq: u64,
+    /// UUIDv7.
+    pub entry_id: uuid::Uuid,
+    /// SHA-256 of the entry line.
+    pub entry_hash: Hash,
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Entries appended, in input order.
+    pub appended: Vec<Appended>,
+    /// Checkpoints signed (tenant, size).
+    pub checkpoints: Vec<(String, u64)>,
+}
+
+struct ChainWork {
+    head: ChainHead,
+    tree: CompactRange,
+    last_id: Option<uuid::Uuid>,
+    entries: Vec<NewEntry>,
+    nodes: Vec<(u64, Hash)>,
+    dirty: bool,
+}
+
+/// Random bytes for entry ids, fetched from the OS in blocks.
+struct RandomPool {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl RandomPool {
+    fn new() -> Self {
+        Self { buf: vec![0; 4096], pos: 4096 }
+    }
+
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], LedgerError> {
+        if self.pos + N > self.buf.len() {
+            getrandom::fill(&mut self.buf).map_err(|e| LedgerError::Random(e.to_string()))?;
+            self.pos = 0;
+        }
+        let mut out = [0u8; N];
+        out.copy_from_slice(&self.buf[self.pos..self.pos + N]);
+        self.pos += N;
+        Ok(out)
+    }
+}
+
+/// Signs checkpoints for one log.
+#[derive(Debug)]
+pub struct CheckpointSigner {
+    signer: NoteSigner,
+}
+
+impl CheckpointSigner {
+    /// Wraps the note signer; its name is the log name.
+    #[must_use]
+    pub fn new(signer: NoteSigner) -> Self {
+        Self { signer }
+    }
+
+    /// The log name (the signed-note key name).
+    #[must_use]
+    pub fn log_name(&self) -> &str {
+        self.signer.name()
+    }
+
+    /// The checkpoint origin of a tenant's chain: `<log name>/<tenant>`.
+    #[must_use]
+    pub fn origin(&self, tenant: &str) -> String {
+        format!("{}/{tenant}", self.signer.name())
+    }
+
+    /// Signs a checkpoint for `tenant` at `size` with `root`, stamped `now_ms`.
+    ///
+    /// # Errors
+    /// [`LedgerError::Checkpoint`].
+    pub fn sign(&self, tenant: &str, size: u64, root: Hash, now_ms: i64) -> Result<StoredCheckpoint, LedgerError> {
+        let ts = format_timestamp(now_ms).map_err(LedgerError::Inconsistent)?;
+        let cp = Checkpoint {
+            origin: self.origin(tenant),
+            size,
+            root,
+            extensions: vec![format!("timestamp {ts}")],
+        };
+        let signed = SignedCheckpoint::sign(cp, &self.signer)?;
+        Ok(StoredCheckpoint {
+            tenant_id: tenant.to_owned(),
+            size,
+            ts_ms: now_ms,
+            note: signed.note_text(),
+        })
+    }
+}
+
+/// Settings the writer needs.
+#[derive(Debug, Clone)]
+pub struct WriterSettings {
+    /// Tenant for events without one.
+    pub default_tenant: TenantId,
+    /// Checkpoint every this many entries per chain.
+    pub checkpoint_every_entries: u64,
+    /// Checkpoint at least this often (ms).
+    pub checkpoint_every_ms: i64,
+}
+
+/// Appends to a store. One writer per store at a time (the store serialises batches).
+pub struct Writer {
+    keys: Keyring,
+    signer: CheckpointSigner,
+    settings: WriterSettings,
+    random: RandomPool,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("keys", &self.keys)
+            .field("signer", &self.signer)
+            .finish_non_exhaustive()
+    }
+}
+
+fn load_work(batch: &mut dyn WriteBatch, tenant: &str) -> Result<ChainWork, LedgerError> {
+    let head = batch.chain_head(tenant)?.unwrap_or_else(|| ChainHead {
+        tenant_id: tenant.to_owned(),
+        size: 0,
+        head_hash: GENESIS_HASH,
+        last_entry_id: [0; 16],
+        merkle_state: CompactRange::new().to_bytes(),
+        last_checkpoint_size: 0,
+        last_checkpoint_ms: 0,
+    });
+    let tree = CompactRange::from_bytes(&head.merkle_state).map_err(|e| {
+        LedgerError::Inconsistent(format!("chain `{tenant}`: stored Merkle state is unreadable ({e})"))
+    })?;
+    if tree.size() != head.size {
+        return Err(LedgerError::Inconsistent(format!(
+            "chain `{tenant}`: Merkle state covers {} entries but the head says {}",
+            tree.size(),
+            head.size
+        )));
+    }
+    let last_id = (head.size > 0).then(|| uuid::Uuid::from_bytes(head.last_entry_id));
+    Ok(ChainWork { head, tree, last_id, entries: Vec::new(), nodes: Vec::new(), dirty: false })
+}
+
+fn flush(batch: &mut dyn WriteBatch, tenant: &str, work: &mut ChainWork) -> Result<(), LedgerError> {
+    if !work.entries.is_empty() {
+        batch.append(tenant, &work.entries)?;
+        work.entries.clear();
+    }
+    if !work.nodes.is_empty() {
+        batch.put_nodes(tenant, NODE_LEVEL, &work.nodes)?;
+        work.nodes.clear();
+    }
+    Ok(())
+}
+
+impl Writer {
+    /// A writer signing with the keyring's current key.
+    ///
+    /// # Errors
+    /// [`LedgerError::Inconsistent`] when the keyring is empty.
+    pub fn new(keys: Keyring, signer: CheckpointSigner, settings: WriterSettings) -> Result<Self, LedgerError> {
+        if keys.current().is_none() {
+            return Err(LedgerError::Inconsistent("the HMAC keyring holds no key".to_owned()));
+        }
+        Ok(Self { keys, signer, settings, random: RandomPool::new() })
+    }
+
+    /// The checkpoint signer.
+    #[must_use]
+    pub fn signer(&self) -> &CheckpointSigner {
+        &self.signer
+    }
+
+    fn current_key(&self) -> Result<(KeyId, HmacKey), LedgerError> {
+        self.keys
+            .current()
+            .map(|(id, k)| (id.clone(), k.clone()))
+            .ok_or_else(|| LedgerError::Inconsistent("the HMAC keyring holds no key".to_owned()))
+    }
+
+    /// Opens an append session: one all-or-nothing store batch that events are streamed into.
+    ///
+    /// # Errors
+    /// Store failures (e.g. another writer holds the store).
+    pub fn session<'w, 's>(&'w mut self, store: &'s mut dyn Store) -> Result<AppendSession<'w, 's>, LedgerError> {
+        let (key_id, key) = self.current_key()?;
+        let batch = store.begin()?;
+        Ok(AppendSession {
+            writer: self,
+            batch,
+            key_id,
+            key,
+            chains: BTreeMap::new(),
+            checkpoints: Vec::new(),
+            outcome: BatchOutcome::default(),
+        })
+    }
+
+    /// Appends `events` in one all-or-nothing batch, then signs a closing checkpoint for every
+    /// chain that grew when `close` is set. `now_ms` is the writer's clock.
+    ///
+    /// # Errors
+    /// Store failures (nothing of the batch is then visible), signing failures.
+    pub fn append(
+        &mut self,
+        store: &mut dyn Store,
+        events: &[NormalizedEvent],
+        now_ms: i64,
+        close: bool,
+    ) -> Result<BatchOutcome, LedgerError> {
+        let mut session = self.session(store)?;
+        for ev in events {
+            session.add(ev, now_ms)?;
+        }
+        session.commit(now_ms, close)
+    }
+
+    /// Signs a checkpoint for every chain whose last one is older than the checkpoint interval
+    /// (a heartbeat when nothing was logged since), or for all chains when `force` is set.
+    /// Returns (tenant, size) of each checkpoint written.
+    ///
+    /// # Errors
+    /// Store and signing failures.
+    pub fn heartbeat(&mut self, store: &mut dyn Store, now_ms: i64, force: bool) -> Result<Vec<(String, u64)>, LedgerError> {
+        let heads = store.chains()?;
+        let mut batch = store.begin()?;
+        let mut written = Vec::new();
+        for head in heads {
+            if !force && now_ms - head.last_checkpoint_ms < self.settings.checkpoint_every_ms {
+                continue;
+            }
+            // Re-read inside the batch: another writer may have moved the head.
+            let mut work = load_work(batch.as_mut(), &head.tenant_id)?;
+            let cp = self.signer.sign(&head.tenant_id, work.head.size, work.tree.root(), now_ms)?;
+            batch.put_checkpoint(&cp)?;
+            work.head.last_checkpoint_size = work.head.size;
+            work.head.last_checkpoint_ms = now_ms;
+            batch.set_head(&work.head)?;
+            written.push((head.tenant_id.clone(), work.head.size));
+        }
+        batch.commit()?;
+        Ok(written)
+    }
+}
+
+/// An open, uncommitted append (see [`Writer::session`]). Dropping it rolls everything back.
+pub struct AppendSession<'w, 's> {
+    writer: &'w mut Writer,
+    batch: Box<dyn WriteBatch + 's>,
+    key_id: KeyId,
+    key: HmacKey,
+    chains: BTreeMap<String, ChainWork>,
+    checkpoints: Vec<StoredCheckpoint>,
+    outcome: BatchOutcome,
+}
+
+impl std::fmt::Debug for AppendSession<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppendSession")
+            .field("key_id", &self.key_id)
+            .field("appended", &self.outcome.appended.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppendSession<'_, '_> {
+    /// Entries added so far.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.outcome.appended.len()
+    }
+
+    /// Whether nothing was added.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.outcome.appended.is_empty()
+    }
+
+    /// Sequences, signs and stages one event (visible only after [`Self::commit`]).
+    ///
+    /// # Errors
+    /// Store and signing failures.
+    pub fn add(&mut self, ev: &NormalizedEvent, now_ms: i64) -> Result<&Appended, LedgerError> {
+        let tenant = ev.tenant_id.as_ref().unwrap_or(&self.writer.settings.default_tenant).clone();
+        if !self.chains.contains_key(tenant.as_str()) {
+            let w = load_work(self.batch.as_mut(), tenant.as_str())?;
+            self.chains.insert(tenant.as_str().to_owned(), w);
+        }
+        let Some(work) = self.chains.get_mut(tenant.as_str()) else {
+            return Err(LedgerError::Inconsistent("chain state vanished".to_owned()));
+        };
+        let seq = work.head.size + 1;
+        let now_u = u64::try_from(now_ms).unwrap_or(0);
+        let entry_id = next_entry_id(work.last_id, now_u, self.writer.random.take::<10>()?);
+        let sidecar = match &ev.personal {
+            Some(fields) => Some(
+                make_sidecar(fields, self.writer.random.take::<32>()?)
+                    .map_err(|e| LedgerError::Inconsistent(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let ts_ms = ev.timestamp_ms.unwrap_or(now_ms);
+        let sealed = seal(
+            ev,
+            &SealParams {
+                tenant_id: &tenant,
+                seq,
+                entry_id,
+                timestamp_ms: ts_ms,
+                key_id: &self.key_id,
+                key: &self.key,
+                prev_entry_hash: work.head.head_hash,
+                personal_digest: sidecar.as_ref().map(|s| s.digest),
+            },
+        )
+        .map_err(|e| LedgerError::Inconsistent(e.to_string()))?;
+        let nodes = &mut work.nodes;
+        work.tree.push(leaf_hash(sealed.entry_hash.as_bytes()), |level, idx, h| {
+            if level == NODE_LEVEL {
+                nodes.push((idx, *h));
+            }
+        });
+        work.head.size = seq;
+        work.head.head_hash = sealed.entry_hash;
+        work.head.last_entry_id = *entry_id.as_bytes();
+        work.last_id = Some(entry_id);
+        work.dirty = true;
+        work.entries.push(NewEntry {
+            seq,
+            entry_id: *entry_id.as_bytes(),
+            ts_ms,
+            agent_id: ev.agent_id.as_str().to_owned(),
+            session_id: ev.session_id.as_str().to_owned(),
+            event_type: ev.event_type.as_str().to_owned(),
+            tool: ev.tool.clone(),
+            line: sealed.line,
+            entry_hash: sealed.entry_hash,
+            personal: sidecar.map(|s| PersonalRecord { sidecar: s.bytes, subject_ids: ev.subject_ids.clone() }),
+        });
+        if seq % self.writer.settings.checkpoint_every_entries == 0 {
+            self.checkpoints.push(self.writer.signer.sign(tenant.as_str(), seq, work.tree.root(), now_ms)?);
+            work.head.last_checkpoint_size = seq;
+            work.head.last_checkpoint_ms = now_ms;
+        }
+        if work.entries.len() >= FLUSH_EVERY {
+            flush(self.batch.as_mut(), tenant.as_str(), work)?;
+        }
+        self.outcome.appended.push(Appended {
+            tenant_id: tenant.as_str().to_owned(),
+            seq,
+            entry_id,
+            entry_hash: sealed.entry_hash,
+        });
+        self.outcome.appended.last().ok_or_else(|| LedgerError::Inconsistent("nothing appended".to_owned()))
+    }
+
+    /// Writes heads, Merkle nodes and due checkpoints (a closing one per grown chain when
+    /// `close`), and commits durably. Nothing is visible before this returns `Ok`.
+    ///
+    /// # Errors
+    /// Store and signing failures; then nothing of the session is visible.
+    pub fn commit(mut self, now_ms: i64, close: bool) -> Result<BatchOutcome, LedgerError> {
+        for (tenant, work) in &mut self.chains {
+            flush(self.batch.as_mut(), tenant, work)?;
+            let due = now_ms - work.head.last_checkpoint_ms >= self.writer.settings.checkpoint_every_ms;
+            if (close && work.head.last_checkpoint_size != work.head.size) || due {
+                self.checkpoints.push(self.writer.signer.sign(tenant, work.head.size, work.tree.root(), now_ms)?);
+                work.head.last_checkpoint_size = work.head.size;
+                work.head.last_checkpoint_ms = now_ms;
+            }
+            work.head.merkle_state = work.tree.to_bytes();
+            if work.dirty {
+                self.batch.set_head(&work.head)?;
+            }
+        }
+        for cp in &self.checkpoints {
+            self.batch.put_checkpoint(cp)?;
+            self.outcome.checkpoints.push((cp.tenant_id.clone(), cp.size));
+        }
+        self.batch.commit()?;
+        Ok(self.outcome)
+    }
+}
