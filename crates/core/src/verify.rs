@@ -819,12 +819,12 @@ impl LogVerifier {
                 }
                 for (a, b) in runs {
                     let msg = if a == b {
-                        "is missing".to_owned()
+                        "hash mismatch, 1 entry missing".to_owned()
                     } else {
                         format!(
-                            "to {} are missing ({} entries)",
-                            group_thousands(b),
-                            group_thousands(b - a + 1)
+                            "hash mismatch, {} entries missing (through entry {})",
+                            group_thousands(b - a + 1),
+                            group_thousands(b)
                         )
                     };
                     out.push(Finding::new(
@@ -832,7 +832,7 @@ impl LogVerifier {
                         a,
                         0,
                         FindingKind::Deletion,
-                        format!("hash mismatch: {msg}"),
+                        msg,
                     ));
                 }
                 let size = state.tree.size();

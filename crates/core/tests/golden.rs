@@ -1,0 +1,195 @@
+//! The worked example of docs/FORMAT.md: a fixed key, a 3-entry log and its checkpoint.
+//!
+//! The bytes must never change without a format version bump. The test compares the computed
+//! values with `tests/data/golden/` and checks that docs/FORMAT.md quotes every one of them, so
+//! the document cannot drift from the code. Regenerate (after a deliberate format change) with
+//! `BLACKBOX_BLESS=1 cargo test -p blackbox-core --test golden` and update FORMAT.md.
+
+use blackbox_core::Hash;
+use blackbox_core::checkpoint::{Checkpoint, SignedCheckpoint};
+use blackbox_core::entry::{
+    GENESIS_HASH, RedactionPolicy, SealParams, make_sidecar, next_entry_id, normalize_event,
+    parse_timestamp, seal, split_line,
+};
+use blackbox_core::ids::{KeyId, TenantId};
+use blackbox_core::keys::{HmacKey, Keyring};
+use blackbox_core::merkle::{CompactRange, leaf_hash, node_hash};
+use blackbox_core::note::NoteSigner;
+use blackbox_core::verify::{LogVerifier, check_entry};
+use serde_json::{Value, json};
+
+const EVENTS: [&str; 3] = [
+    r#"{"tenant_id":"acme","agent_id":"agent-1","session_id":"s1","client_seq":1,"timestamp":"2026-04-14T18:00:00.123Z","event_type":"llm_request","payload":{"model":"gpt-4o","prompt":"hello","token_count_in":5,"token_count_out":2,"latency_ms":120}}"#,
+    r#"{"tenant_id":"acme","agent_id":"agent-1","session_id":"s1","client_seq":2,"timestamp":"2026-04-14T18:00:01.000Z","event_type":"tool_call","tool_name":"query_database","agent_role":"analyst","args":{"query":"SELECT 1","table":"orders"},"authorization":{"rbac_role":"analyst","allowed":true,"policy_matched":"analyst-read"},"result":{"rows_returned":1,"data_classification":"internal"},"duration_ms":4,"data_subjects":[{"id":"ds_1","category":"customer"}]}"#,
+    r#"{"tenant_id":"acme","agent_id":"agent-1","session_id":"s1","client_seq":3,"timestamp":"2026-04-14T18:00:02.500Z","event_type":"decision","payload":{"decision":"done"}}"#,
+];
+
+fn key_bytes() -> [u8; 32] {
+    std::array::from_fn(|i| u8::try_from(i).unwrap())
+}
+
+fn seed_bytes() -> [u8; 32] {
+    std::array::from_fn(|i| u8::try_from(i + 0x20).unwrap())
+}
+
+struct Example {
+    values: Value,
+    jsonl: String,
+}
+
+fn build() -> Example {
+    let key = HmacKey::from_bytes(key_bytes());
+    let key_id = KeyId::parse("k1").unwrap();
+    let tenant = TenantId::parse("acme").unwrap();
+    let signer = NoteSigner::new("blackbox/example", seed_bytes()).unwrap();
+    let policy = RedactionPolicy::default();
+    let mut prev = GENESIS_HASH;
+    let mut last_id = None;
+    let mut tree = CompactRange::new();
+    let mut entries = Vec::new();
+    let mut jsonl = String::new();
+    let mut leaves = Vec::new();
+    for (i, raw) in EVENTS.iter().enumerate() {
+        let ev = normalize_event(serde_json::from_str(raw).unwrap(), &policy).unwrap();
+        let ms = ev.timestamp_ms.unwrap();
+        let random = [u8::try_from(0x11 * (i + 1)).unwrap(); 10];
+        let id = next_entry_id(last_id, u64::try_from(ms).unwrap(), random);
+        last_id = Some(id);
+        let salt = [0xa5u8; 32];
+        let sidecar = ev.personal.as_ref().map(|f| make_sidecar(f, salt).unwrap());
+        let sealed = seal(
+            &ev,
+            &SealParams {
+                tenant_id: &tenant,
+                seq: u64::try_from(i + 1).unwrap(),
+                entry_id: id,
+                timestamp_ms: ms,
+                key_id: &key_id,
+                key: &key,
+                prev_entry_hash: prev,
+                personal_digest: sidecar.as_ref().map(|s| s.digest),
+            },
+        )
+        .unwrap();
+        let (body, mac) = split_line(&sealed.line).unwrap();
+        let leaf = leaf_hash(sealed.entry_hash.as_bytes());
+        leaves.push(leaf);
+        tree.append(leaf);
+        if let Some(sc) = &sidecar {
+            jsonl.push_str(&format!(
+                "{{\"personal\":{{\"seq\":{},\"sidecar\":{},\"tenant_id\":\"acme\"}}}}\n",
+                i + 1,
+                String::from_utf8(sc.bytes.clone()).unwrap()
+            ));
+        }
+        jsonl.push_str(std::str::from_utf8(&sealed.line).unwrap());
+        jsonl.push('\n');
+        entries.push(json!({
+            "seq": i + 1,
+            "input": raw,
+            "payload_jcs": String::from_utf8(ev.payload_jcs.clone()).unwrap(),
+            "sidecar": sidecar.as_ref().map(|s| String::from_utf8(s.bytes.clone()).unwrap()),
+            "personal_digest": sidecar.as_ref().map(|s| s.digest.to_prefixed()),
+            "body": String::from_utf8(body).unwrap(),
+            "hmac_sha256": hex::encode(mac),
+            "line": String::from_utf8(sealed.line.clone()).unwrap(),
+            "entry_hash": sealed.entry_hash.to_prefixed(),
+            "leaf_hash": leaf.to_hex(),
+        }));
+        prev = sealed.entry_hash;
+    }
+    let n01 = node_hash(&leaves[0], &leaves[1]);
+    let root = node_hash(&n01, &leaves[2]);
+    assert_eq!(root, tree.root());
+    let ts = "2026-04-14T18:00:03.000Z";
+    let cp = Checkpoint {
+        origin: "blackbox/example/acme".to_owned(),
+        size: 3,
+        root,
+        extensions: vec![format!("timestamp {ts}")],
+    };
+    let body = cp.to_text();
+    let signed = SignedCheckpoint::sign(cp, &signer).unwrap();
+    let note = signed.note_text();
+    jsonl.push_str(&serde_json::json!({ "checkpoint": note }).to_string());
+    jsonl.push('\n');
+    let v = signer.verifier();
+    let values = json!({
+        "hmac_key_hex": hex::encode(key_bytes()),
+        "ed25519_seed_hex": hex::encode(seed_bytes()),
+        "vkey": v.to_vkey(),
+        "key_hash_hex": hex::encode(v.key_hash()),
+        "fingerprint": v.fingerprint(),
+        "salt_hex": hex::encode([0xa5u8; 32]),
+        "entries": entries,
+        "node_0_1": n01.to_hex(),
+        "root_hex": root.to_hex(),
+        "root_base64": root.to_base64(),
+        "checkpoint_body": body,
+        "checkpoint_note": note,
+    });
+    Example { values, jsonl }
+}
+
+fn data(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden").join(name)
+}
+
+#[test]
+fn worked_example_matches_golden_files_and_format_md() {
+    let ex = build();
+    let pretty = serde_json::to_string_pretty(&ex.values).unwrap() + "\n";
+    if std::env::var_os("BLACKBOX_BLESS").is_some() {
+        std::fs::write(data("example.json"), &pretty).unwrap();
+        std::fs::write(data("example.jsonl"), &ex.jsonl).unwrap();
+    }
+    let golden = std::fs::read_to_string(data("example.json")).unwrap();
+    assert_eq!(pretty, golden, "the worked example changed: that is a format change");
+    assert_eq!(ex.jsonl, std::fs::read_to_string(data("example.jsonl")).unwrap());
+
+    // Every value of the worked example appears verbatim in docs/FORMAT.md.
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/FORMAT.md")).unwrap();
+    let mut must: Vec<String> = vec![];
+    for k in ["hmac_key_hex", "ed25519_seed_hex", "vkey", "key_hash_hex", "fingerprint", "salt_hex", "node_0_1", "root_hex", "root_base64"] {
+        must.push(ex.values[k].as_str().unwrap().to_owned());
+    }
+    for line in ex.values["checkpoint_note"].as_str().unwrap().lines() {
+        must.push(line.to_owned());
+    }
+    for e in ex.values["entries"].as_array().unwrap() {
+        for k in ["payload_jcs", "body", "hmac_sha256", "line", "entry_hash", "leaf_hash", "sidecar", "personal_digest", "input"] {
+            if let Some(s) = e[k].as_str() {
+                must.push(s.to_owned());
+            }
+        }
+    }
+    for m in must {
+        assert!(doc.contains(&m), "docs/FORMAT.md does not quote this worked-example value:\n{m}");
+    }
+}
+
+#[test]
+fn worked_example_verifies_and_timestamps_parse() {
+    let ex = build();
+    let mut ring = Keyring::new();
+    ring.push(KeyId::parse("k1").unwrap(), HmacKey::from_bytes(key_bytes())).unwrap();
+    let signer = NoteSigner::new("blackbox/example", seed_bytes()).unwrap();
+    let mut v = LogVerifier::new(true, Some(signer.verifier()));
+    v.add_checkpoint(5, ex.values["checkpoint_note"].as_str().unwrap(), false);
+    let mut pending_sidecar = None;
+    for (i, line) in ex.jsonl.lines().enumerate() {
+        if line.starts_with("{\"personal\":") {
+            let val: Value = serde_json::from_str(line).unwrap();
+            pending_sidecar = Some(serde_json::to_vec(&val["personal"]["sidecar"]).unwrap());
+        } else if !line.starts_with("{\"checkpoint\":") {
+            let pos = u64::try_from(i + 1).unwrap();
+            v.feed(check_entry(pos, line.as_bytes(), pending_sidecar.take().as_deref(), Some(&ring)));
+        }
+    }
+    let r = v.finish();
+    assert!(r.ok(), "{:?}", r.findings);
+    assert_eq!(r.entries, 3);
+    assert_eq!(r.chains[0].checkpoints_verified, 1);
+    assert_eq!(parse_timestamp("2026-04-14T18:00:00.123Z").unwrap(), 1_776_189_600_123);
+    assert_eq!(Hash::digest(b"").to_hex(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
