@@ -606,7 +606,7 @@ impl LogVerifier {
         }
 
         // The link to the predecessor.
-        let mut mark_intact = None;
+        let mut mark_broken = None;
         if s == 1 {
             if meta.prev_entry_hash != GENESIS_HASH {
                 new.push(
@@ -622,8 +622,11 @@ impl LogVerifier {
             }
         } else if let Some(preds) = state.recent.get(&(s - 1)) {
             let pred_pos_hash = preds.first().copied();
-            if preds.iter().any(|(ph, _)| *ph == meta.prev_entry_hash) {
-                mark_intact = state.hmac_fail_finding.get(&(s - 1)).copied();
+            let linked = preds.iter().any(|(ph, _)| *ph == meta.prev_entry_hash);
+            if !linked {
+                mark_broken = state.hmac_fail_finding.get(&(s - 1)).copied();
+            }
+            if linked {
             } else if let Some(&j) = state
                 .by_hash
                 .get(&meta.prev_entry_hash)
@@ -671,9 +674,9 @@ impl LogVerifier {
                 .push((s, meta.prev_entry_hash, pos));
         }
 
-        if let Some(idx) = mark_intact {
+        if let Some(idx) = mark_broken {
             if let Some((_, intact)) = self.findings.get_mut(idx).and_then(|f| f.hmac_fail.as_mut()) {
-                *intact = true;
+                *intact = false;
             }
         }
         let state = self.chain(&tenant);
@@ -782,7 +785,7 @@ impl LogVerifier {
                 FindingKind::Modification,
                 "HMAC mismatch: content changed after signing",
             );
-            f.hmac_fail = Some((meta.key_id.clone(), false));
+            f.hmac_fail = Some((meta.key_id.clone(), true));
             new.insert(0, f);
         }
         let mut hmac_idx = None;

@@ -170,6 +170,10 @@ pub fn run(dir: &DataDir, file: Option<&Path>, tenant: Option<&str>, batch_size:
         }
         let outcome = session.commit(now_ms(), true)?;
         totals.add(&outcome);
+        if streaming {
+            // The acknowledgement: everything counted here is durable.
+            eprintln!("committed {} entries in all", totals.appended);
+        }
         if !more {
             break;
         }
