@@ -63,8 +63,8 @@ pub enum Cmd {
     },
     /// Verify a store or an exported JSONL log: HMACs, chain links, checkpoints.
     Verify {
-        /// Data directory (default: ./blackbox-data, or BLACKBOX_DATA_DIR) when no --log-file.
-        #[arg(long, env = "BLACKBOX_DATA_DIR")]
+        /// Data directory when no --log-file [default: BLACKBOX_DATA_DIR, else ./blackbox-data].
+        #[arg(long)]
         data_dir: Option<PathBuf>,
         /// Verify this exported JSONL log instead of the store.
         #[arg(long, conflicts_with = "data_dir")]

@@ -116,9 +116,10 @@ pub fn export_log(dir: &DataDir, tenant: Option<&str>, output: &Path) -> Result<
     file.sync_all()?;
     std::fs::rename(&tmp, output).with_context(|| format!("writing {}", output.display()))?;
     println!(
-        "Exported {} entries and {} checkpoints from {} chain{} to {}",
+        "Exported {} entries and {} checkpoint{} from {} chain{} to {}",
         n(counts.entries),
         n(counts.checkpoints),
+        if counts.checkpoints == 1 { "" } else { "s" },
         n(counts.chains),
         if counts.chains == 1 { "" } else { "s" },
         output.display()

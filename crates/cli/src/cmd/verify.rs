@@ -43,7 +43,9 @@ pub fn run(a: &Args) -> Result<Outcome> {
         pb.finish_and_clear();
         r
     } else {
-        let dir = DataDir::new(a.data_dir.clone().unwrap_or_else(|| DEFAULT_DATA_DIR.into()));
+        let dir = DataDir::new(a.data_dir.clone().unwrap_or_else(|| {
+            std::env::var_os("BLACKBOX_DATA_DIR").map_or_else(|| DEFAULT_DATA_DIR.into(), PathBuf::from)
+        }));
         let store = blackbox_ledger::open::open_reader(&dir)?;
         let total: u64 = blackbox_store::Store::chains(&store)?
             .iter()

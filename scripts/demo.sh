@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The main job on the embedded store, end to end: init, append a realistic agent session,
+# verify, query, checkpoint, prove, export, verify with the public key alone, and catch tampering.
+# Needs only Rust (cargo); everything happens in a temporary directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet -p blackbox
+BB="$PWD/target/release/blackbox"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+export BLACKBOX_DATA_DIR="$WORK/blackbox-data"
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*" | sed "s#$WORK#\$WORK#g; s#$BB#blackbox#g"; }
+if [ -n "${NO_COLOR:-}" ] || [ ! -t 1 ]; then step() { printf '\n$ %s\n' "$*" | sed "s#$WORK#\$WORK#g; s#$BB#blackbox#g"; }; fi
+
+step "$BB" init
+"$BB" init
+
+step "$BB" append --file examples/session.ndjson
+"$BB" append --file examples/session.ndjson
+
+step "$BB" verify
+"$BB" verify
+
+step "$BB" query --agent-id moltbot-analyst-07 --tool query_database --start 2026-04-14T00:00:00Z --end 2026-04-14T23:59:59Z --format csv
+"$BB" query --agent-id moltbot-analyst-07 --tool query_database --start 2026-04-14T00:00:00Z --end 2026-04-14T23:59:59Z --format csv
+
+step "$BB" query --session-id sess_def456
+"$BB" query --session-id sess_def456
+
+step "$BB" checkpoint "> $WORK/anchor.cp   # an auditor keeps this"
+"$BB" checkpoint > "$WORK/anchor.cp"
+cat "$WORK/anchor.cp"
+
+ID=$("$BB" query --tool send_email --format jsonl | sed -n 's/.*"entry_id":"\([^"]*\)".*/\1/p' | head -1)
+step "$BB" prove --entry-id "$ID" --output "$WORK/proof.json"
+"$BB" prove --entry-id "$ID" --output "$WORK/proof.json"
+step "$BB" verify-proof --public-key "$BLACKBOX_DATA_DIR/checkpoint.pub" "$WORK/proof.json"
+"$BB" verify-proof --public-key "$BLACKBOX_DATA_DIR/checkpoint.pub" "$WORK/proof.json"
+
+step "$BB" export-log --output "$WORK/audit.jsonl"
+"$BB" export-log --output "$WORK/audit.jsonl"
+step "$BB" verify --log-file "$WORK/audit.jsonl" --public-key "$BLACKBOX_DATA_DIR/checkpoint.pub"
+"$BB" verify --log-file "$WORK/audit.jsonl" --public-key "$BLACKBOX_DATA_DIR/checkpoint.pub"
+
+# Tamper with a copy: flip the denied email tool call's decision to "allowed".
+grep -n '"allowed":false' "$WORK/audit.jsonl" >/dev/null
+sed 's/"allowed":false/"allowed":true/' "$WORK/audit.jsonl" > "$WORK/tampered.jsonl"
+step "$BB" verify --log-file "$WORK/tampered.jsonl" --key-file "$BLACKBOX_DATA_DIR/keys/hmac.keys" "  # someone edited entry 5"
+set +e
+"$BB" verify --log-file "$WORK/tampered.jsonl" --key-file "$BLACKBOX_DATA_DIR/keys/hmac.keys"
+code=$?
+set -e
+echo "(exit code $code)"
