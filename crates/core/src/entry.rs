@@ -683,17 +683,9 @@ pub fn split_line(line: &[u8]) -> Result<(Vec<u8>, [u8; 32]), Error> {
         ));
     }
     let hex_part = &suffix[HMAC_MEMBER_PREFIX.len()..HMAC_MEMBER_PREFIX.len() + 64];
-    if !hex_part
-        .iter()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
-    {
-        return Err(Error::MalformedEntry(
-            "hmac_sha256 must be 64 lowercase hex digits".to_owned(),
-        ));
-    }
-    let mut mac = [0u8; 32];
-    hex::decode_to_slice(hex_part, &mut mac)
-        .map_err(|_| Error::MalformedEntry("hmac_sha256 is not hex".to_owned()))?;
+    let mac = crate::hash::decode_hex32(hex_part).ok_or_else(|| {
+        Error::MalformedEntry("hmac_sha256 must be 64 lowercase hex digits".to_owned())
+    })?;
     let mut body = Vec::with_capacity(cut + 1);
     body.extend_from_slice(&line[..cut]);
     body.push(b'}');
@@ -798,14 +790,9 @@ impl<'a> EntryView<'a> {
             .map(Hash::from_prefixed)
             .transpose()
             .map_err(bad_hash("personal_digest"))?;
-        let mut hmac = [0u8; 32];
-        if raw.hmac_sha256.len() != 64
-            || hex::decode_to_slice(raw.hmac_sha256.as_bytes(), &mut hmac).is_err()
-        {
-            return Err(Error::MalformedEntry(
-                "hmac_sha256 must be 64 hex digits".to_owned(),
-            ));
-        }
+        let hmac = crate::hash::decode_hex32(raw.hmac_sha256.as_bytes()).ok_or_else(|| {
+            Error::MalformedEntry("hmac_sha256 must be 64 lowercase hex digits".to_owned())
+        })?;
         Ok(Self {
             seq: raw.seq,
             entry_id,

@@ -286,7 +286,8 @@ pub struct Report {
     pub entries: u64,
     /// Per chain.
     pub chains: Vec<ChainSummary>,
-    /// Problems, ordered by (tenant, seq, position); at most [`MAX_FINDINGS`].
+    /// Problems, ordered by (tenant, seq, entry before checkpoint problems, position); at most
+    /// [`MAX_FINDINGS`].
     pub findings: Vec<Finding>,
     /// How many problems in all (may exceed `findings.len()`).
     pub findings_total: u64,
@@ -309,7 +310,7 @@ impl Report {
         self.findings_total == 0
     }
 
-    /// The first problem (lowest tenant, seq, position).
+    /// The first problem (lowest tenant, seq, then entry problems before checkpoint ones).
     #[must_use]
     pub fn first(&self) -> Option<&Finding> {
         self.findings.first()
@@ -352,6 +353,7 @@ pub struct LogVerifier {
     hmac_valid_by_key: BTreeMap<String, u64>,
     hmac_invalid_by_key: BTreeMap<String, u64>,
     expected_heads: BTreeMap<String, (u64, Hash)>,
+    late_checkpoints: Vec<(String, u64, u64)>,
 }
 
 impl fmt::Debug for LogVerifier {
@@ -386,6 +388,7 @@ impl LogVerifier {
             hmac_valid_by_key: BTreeMap::new(),
             hmac_invalid_by_key: BTreeMap::new(),
             expected_heads: BTreeMap::new(),
+            late_checkpoints: Vec::new(),
         }
     }
 
@@ -407,13 +410,21 @@ impl LogVerifier {
     }
 
     fn chain(&mut self, tenant: &str) -> &mut ChainState {
-        self.chains
-            .entry(tenant.to_owned())
-            .or_insert_with(|| ChainState {
-                next: 1,
-                head: GENESIS_HASH,
-                ..ChainState::default()
-            })
+        // Look up before inserting: `entry()` would allocate a key for every entry.
+        if !self.chains.contains_key(tenant) {
+            self.chains.insert(
+                tenant.to_owned(),
+                ChainState {
+                    next: 1,
+                    head: GENESIS_HASH,
+                    ..ChainState::default()
+                },
+            );
+        }
+        match self.chains.get_mut(tenant) {
+            Some(s) => s,
+            None => unreachable!("inserted above"),
+        }
     }
 
     /// Registers a signed checkpoint (from the log, or `trusted` from the auditor). Must be called
@@ -452,6 +463,13 @@ impl LogVerifier {
         }
         let size = cp.checkpoint.size;
         let state = self.chain(&tenant);
+        if size < state.tree.size() {
+            // Registered after entries beyond its size were fed: a single pass cannot recompute
+            // that root. Blackbox's own exports never do this (a checkpoint follows the entry that
+            // completes it); say so rather than pass it silently.
+            self.late_checkpoints.push((tenant, size, position));
+            return;
+        }
         state
             .checkpoints
             .entry(size)
@@ -461,7 +479,7 @@ impl LogVerifier {
                 cp,
                 trusted,
             });
-        if size == 0 {
+        if size == self.chain(&tenant).tree.size() {
             self.settle_checkpoints(&tenant);
         }
     }
@@ -494,6 +512,16 @@ impl LogVerifier {
         }
         for f in out {
             self.push(f);
+        }
+    }
+
+    /// Re-labels the HMAC failure at `idx` as an insertion: the entry was forged, not modified.
+    fn mark_inserted(&mut self, idx: usize, message: String) {
+        if let Some(f) = self.findings.get_mut(idx)
+            && f.kind == FindingKind::Modification
+        {
+            f.kind = FindingKind::Insertion;
+            f.message = message;
         }
     }
 
@@ -549,6 +577,10 @@ impl LogVerifier {
             let state = self.chain(&tenant);
             state.recent.entry(s).or_default().push((h, pos));
             state.by_hash.insert(h, s);
+            // An earlier copy whose MAC failed is the forged one, not a modified entry.
+            if let Some(idx) = state.hmac_fail_finding.get(&s).copied() {
+                self.mark_inserted(idx, format!("was inserted: its HMAC does not verify and another entry with this number follows at position {pos}"));
+            }
             self.push(f);
             return;
         }
@@ -607,6 +639,8 @@ impl LogVerifier {
 
         // The link to the predecessor.
         let mut mark_broken = None;
+        let mut inserted = None;
+        let mut hmac_explained = false;
         if s == 1 {
             if meta.prev_entry_hash != GENESIS_HASH {
                 new.push(
@@ -632,6 +666,7 @@ impl LogVerifier {
                 .get(&meta.prev_entry_hash)
                 .filter(|&&j| j + 1 < s)
             {
+                inserted = state.hmac_fail_finding.get(&(j + 1)).copied();
                 new.push(Finding::new(
                     &tenant,
                     j + 1,
@@ -648,6 +683,7 @@ impl LogVerifier {
                 let prev_hmac_ok = !state.hmac_fail_finding.contains_key(&(s - 1));
                 let this_hmac_bad = c.hmac == HmacStatus::Invalid;
                 if hmac_checked && prev_hmac_ok && this_hmac_bad {
+                    hmac_explained = true;
                     new.push(Finding::new(&tenant, s, pos, FindingKind::Deletion, "hash mismatch: it does not link to the authentic entry before it (entries deleted and renumbered, or forged)").digests(meta.prev_entry_hash, ph));
                 } else {
                     new.push(
@@ -674,6 +710,15 @@ impl LogVerifier {
                 .push((s, meta.prev_entry_hash, pos));
         }
 
+        if let Some(idx) = inserted {
+            self.mark_inserted(
+                idx,
+                format!(
+                    "was inserted: its HMAC does not verify and entry {} links past it",
+                    group_thousands(s)
+                ),
+            );
+        }
         if let Some(idx) = mark_broken {
             if let Some((_, intact)) = self.findings.get_mut(idx).and_then(|f| f.hmac_fail.as_mut()) {
                 *intact = false;
@@ -786,7 +831,12 @@ impl LogVerifier {
                 "HMAC mismatch: content changed after signing",
             );
             f.hmac_fail = Some((meta.key_id.clone(), true));
-            new.insert(0, f);
+            if hmac_explained {
+                // Renumbering after a deletion broke the MAC: the deletion comes first.
+                new.push(f);
+            } else {
+                new.insert(0, f);
+            }
         }
         let mut hmac_idx = None;
         for f in new {
@@ -902,8 +952,23 @@ impl LogVerifier {
                 self.findings.push(g);
             }
         }
+        // At one sequence number, what is wrong with the entry comes before what it does to the
+        // checkpoints covering it (checkpoint and entry positions are not comparable).
+        let from_checkpoint = |k: FindingKind| {
+            matches!(
+                k,
+                FindingKind::CheckpointMismatch
+                    | FindingKind::BadCheckpointSignature
+                    | FindingKind::Truncation
+            )
+        };
         self.findings.sort_by(|a, b| {
-            (&a.tenant_id, a.seq, a.position).cmp(&(&b.tenant_id, b.seq, b.position))
+            (&a.tenant_id, a.seq, from_checkpoint(a.kind), a.position).cmp(&(
+                &b.tenant_id,
+                b.seq,
+                from_checkpoint(b.kind),
+                b.position,
+            ))
         });
 
         let mut not_checked = Vec::new();
@@ -915,6 +980,12 @@ impl LogVerifier {
         }
         if self.note_verifier.is_none() {
             not_checked.push("checkpoint signatures (no public key given)".to_owned());
+        }
+        for (t, size, pos) in &self.late_checkpoints {
+            not_checked.push(format!(
+                "the checkpoint of tenant {t} for {} entries at position {pos}: it comes after later entries, so its root was not recomputed",
+                group_thousands(*size)
+            ));
         }
         let chains = self
             .chains

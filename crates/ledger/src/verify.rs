@@ -25,25 +25,147 @@ const CHUNK: usize = 8192;
 /// Called with the number of entries verified so far.
 pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 
-/// One unit of parallel work: an entry line and its sidecar.
+/// A block of lines read together: one buffer, entries as ranges into it.
+struct Chunk {
+    buf: Vec<u8>,
+    items: Vec<Item>,
+}
+
+/// One entry of a chunk and its sidecar, or a checkpoint record met in the stream.
 struct Item {
+    checkpoint: Option<String>,
     position: u64,
-    line: Vec<u8>,
-    sidecar: Option<Vec<u8>>,
+    line: std::ops::Range<usize>,
+    sidecar: Option<std::ops::Range<usize>>,
     sidecar_error: Option<String>,
 }
 
-fn check_chunk(items: &[Item], keys: Option<&Keyring>) -> Vec<EntryCheck> {
-    items
-        .par_iter()
+impl Chunk {
+    fn push(&mut self, position: u64, line: &[u8], sidecar: Option<&[u8]>, sidecar_error: Option<String>) {
+        let sidecar = sidecar.map(|sc| {
+            let a = self.buf.len();
+            self.buf.extend_from_slice(sc);
+            a..self.buf.len()
+        });
+        let a = self.buf.len();
+        self.buf.extend_from_slice(line);
+        self.items.push(Item { checkpoint: None, position, line: a..self.buf.len(), sidecar, sidecar_error });
+    }
+
+    fn push_checkpoint(&mut self, position: u64, text: String) {
+        self.items.push(Item { checkpoint: Some(text), position, line: 0..0, sidecar: None, sidecar_error: None });
+    }
+
+    fn is_full(&self) -> bool {
+        self.items.len() >= CHUNK || self.buf.len() >= CHUNK_BYTES
+    }
+}
+
+/// The reader's end of the pipeline: full chunks go out, used ones come back for reuse.
+struct ChunkSink {
+    tx: mpsc::SyncSender<Chunk>,
+    free: mpsc::Receiver<Chunk>,
+}
+
+impl ChunkSink {
+    /// An empty chunk, recycled when one is available.
+    fn fresh(&self) -> Chunk {
+        match self.free.try_recv() {
+            Ok(mut c) => {
+                c.buf.clear();
+                c.items.clear();
+                c
+            }
+            Err(_) => Chunk { buf: Vec::with_capacity(CHUNK_BYTES + (64 << 10)), items: Vec::with_capacity(CHUNK) },
+        }
+    }
+
+    /// Sends `chunk` on and returns a fresh one; `None` when the consumer has gone.
+    fn send(&self, chunk: &mut Chunk) -> Option<()> {
+        let fresh = self.fresh();
+        let full = std::mem::replace(chunk, fresh);
+        self.tx.send(full).ok()
+    }
+}
+
+/// Bytes per chunk before it is handed on.
+const CHUNK_BYTES: usize = 8 << 20;
+
+/// A checked item, in log order.
+enum Checked {
+    Entry(EntryCheck),
+    Checkpoint(u64, String),
+}
+
+fn check_chunk(chunk: &mut Chunk, keys: Option<&Keyring>) -> Vec<Checked> {
+    let buf = &chunk.buf;
+    chunk
+        .items
+        .par_iter_mut()
         .map(|it| {
-            let mut c = check_entry(it.position, &it.line, it.sidecar.as_deref(), keys);
+            if let Some(text) = it.checkpoint.take() {
+                return Checked::Checkpoint(it.position, text);
+            }
+            let sidecar = it.sidecar.as_ref().map(|r| &buf[r.clone()]);
+            let mut c = check_entry(it.position, &buf[it.line.clone()], sidecar, keys);
             if let (Some(why), Ok(_)) = (&it.sidecar_error, &c.meta) {
                 c.meta = Err(why.clone());
             }
-            c
+            Checked::Entry(c)
         })
         .collect()
+}
+
+/// Runs the three stages: `read` (own thread) fills chunks, this thread checks them in parallel,
+/// a feeder thread runs the sequential part. Returns the verifier with everything fed.
+fn pipeline<R>(
+    mut v: LogVerifier,
+    keys: Option<&Keyring>,
+    progress: Progress<'_>,
+    read: R,
+) -> Result<LogVerifier, LedgerError>
+where
+    R: FnOnce(&ChunkSink) -> Result<(), LedgerError> + Send,
+{
+    std::thread::scope(|scope| {
+        let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(2);
+        let (free_tx, free_rx) = mpsc::channel::<Chunk>();
+        let (check_tx, check_rx) = mpsc::sync_channel::<Vec<Checked>>(2);
+        let reader = scope.spawn(move || read(&ChunkSink { tx: chunk_tx, free: free_rx }));
+        let feeder = scope.spawn(move || {
+            let mut done = 0u64;
+            for checks in check_rx {
+                for c in checks {
+                    match c {
+                        Checked::Entry(c) => {
+                            done += 1;
+                            v.feed(c);
+                        }
+                        Checked::Checkpoint(pos, text) => v.add_checkpoint(pos, &text, false),
+                    }
+                }
+                progress(done);
+            }
+            v
+        });
+        for mut chunk in chunk_rx {
+            let checks = check_chunk(&mut chunk, keys);
+            // Hand the buffer back: fresh multi-megabyte buffers cost more in page faults and
+            // zeroing than the hashing itself.
+            let _ = free_tx.send(chunk);
+            if check_tx.send(checks).is_err() {
+                break;
+            }
+        }
+        drop(check_tx);
+        let read_result = reader
+            .join()
+            .unwrap_or_else(|_| Err(LedgerError::Inconsistent("the reader thread panicked".to_owned())));
+        let v = feeder
+            .join()
+            .map_err(|_| LedgerError::Inconsistent("the verifier thread panicked".to_owned()))?;
+        read_result.map(|()| v)
+    })
 }
 
 /// What to check a store against.
@@ -82,37 +204,26 @@ pub fn verify_store(
         v.expect_head(&head.tenant_id, head.size, head.head_hash);
         let tenant = head.tenant_id.clone();
         let path = db_path.to_owned();
-        std::thread::scope(|scope| -> Result<(), LedgerError> {
-            let (tx, rx) = mpsc::sync_channel::<Vec<Item>>(2);
-            let reader = scope.spawn(move || -> Result<(), LedgerError> {
-                let rstore = SqliteStore::open_read_only(&path)?;
-                let mut chunk = Vec::with_capacity(CHUNK);
-                let mut pos = 0u64;
-                rstore.scan(&tenant, 1, u64::MAX, &mut |e| {
-                    pos += 1;
-                    chunk.push(Item { position: pos, line: e.line, sidecar: e.personal, sidecar_error: None });
-                    if chunk.len() == CHUNK {
-                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                        if tx.send(full).is_err() {
-                            return Ok(false);
-                        }
-                    }
-                    Ok(true)
-                })?;
-                if !chunk.is_empty() {
-                    let _ = tx.send(chunk);
+        let base = done;
+        let chain_progress = |n: u64| progress(base + n);
+        v = pipeline(v, keys, &chain_progress, move |tx| {
+            let rstore = SqliteStore::open_read_only(&path)?;
+            let mut chunk = tx.fresh();
+            let mut pos = 0u64;
+            rstore.scan(&tenant, 1, u64::MAX, &mut |e| {
+                pos += 1;
+                chunk.push(pos, &e.line, e.personal.as_deref(), None);
+                if chunk.is_full() && tx.send(&mut chunk).is_none() {
+                    return Ok(false);
                 }
-                Ok(())
-            });
-            for chunk in rx {
-                for c in check_chunk(&chunk, keys) {
-                    v.feed(c);
-                }
-                done += chunk.len() as u64;
-                progress(done);
+                Ok(true)
+            })?;
+            if !chunk.items.is_empty() {
+                let _ = tx.send(&mut chunk);
             }
-            reader.join().map_err(|_| LedgerError::Inconsistent("the reader thread panicked".to_owned()))?
+            Ok(())
         })?;
+        done += head.size;
     }
     Ok(v.finish())
 }
@@ -168,59 +279,42 @@ pub fn verify_log_file(
     trusted_checkpoints: &[String],
     progress: Progress<'_>,
 ) -> Result<Report, LedgerError> {
-    let (_, cps) = prescan_log(path)?;
     let mut v = LogVerifier::new(keys.is_some(), verifier);
     for (i, cp) in trusted_checkpoints.iter().enumerate() {
         v.add_checkpoint(u64::try_from(i).unwrap_or(0) + 1, cp, true);
     }
-    for (n, cp) in cps {
-        match cp {
-            Ok(text) => v.add_checkpoint(n, &text, false),
-            Err(why) => v.add_checkpoint(n, &why, false),
-        }
-    }
-    let mut io_result = Ok(());
-    std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::sync_channel::<Vec<Item>>(2);
-        let reader = scope.spawn(move || -> Result<(), LedgerError> {
-            let mut chunk = Vec::with_capacity(CHUNK);
-            let mut pending: Option<(u64, Result<(String, u64, Vec<u8>), String>)> = None;
-            for_each_line(path, |n, line| {
-                match record_kind(line) {
-                    RecordKind::Checkpoint => {}
-                    RecordKind::Personal => pending = Some((n, parse_personal_record(line))),
-                    RecordKind::Entry => {
-                        let (sidecar, sidecar_error) = match pending.take() {
-                            None => (None, None),
-                            Some((_, Ok((_, _, bytes)))) => (Some(bytes), None),
-                            Some((pn, Err(why))) => (None, Some(format!("the personal record on line {pn} is malformed: {why}"))),
-                        };
-                        chunk.push(Item { position: n, line: line.to_vec(), sidecar, sidecar_error });
-                        if chunk.len() == CHUNK {
-                            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                            if tx.send(full).is_err() {
-                                return false;
-                            }
-                        }
+    let v = pipeline(v, keys, progress, move |tx| {
+        let mut chunk = tx.fresh();
+        let mut pending: Option<(u64, Result<(String, u64, Vec<u8>), String>)> = None;
+        for_each_line(path, |n, line| {
+            match record_kind(line) {
+                RecordKind::Checkpoint => match parse_checkpoint_record(line) {
+                    Ok(text) => chunk.push_checkpoint(n, text),
+                    Err(why) => chunk.push_checkpoint(n, why),
+                },
+                RecordKind::Personal => pending = Some((n, parse_personal_record(line))),
+                RecordKind::Entry => {
+                    match pending.take() {
+                        None => chunk.push(n, line, None, None),
+                        Some((_, Ok((_, _, bytes)))) => chunk.push(n, line, Some(&bytes), None),
+                        Some((pn, Err(why))) => chunk.push(
+                            n,
+                            line,
+                            None,
+                            Some(format!("the personal record on line {pn} is malformed: {why}")),
+                        ),
+                    }
+                    if chunk.is_full() && tx.send(&mut chunk).is_none() {
+                        return false;
                     }
                 }
-                true
-            })?;
-            if !chunk.is_empty() {
-                let _ = tx.send(chunk);
             }
-            Ok(())
-        });
-        let mut done = 0u64;
-        for chunk in rx {
-            for c in check_chunk(&chunk, keys) {
-                v.feed(c);
-            }
-            done += chunk.len() as u64;
-            progress(done);
+            true
+        })?;
+        if !chunk.items.is_empty() {
+            let _ = tx.send(&mut chunk);
         }
-        io_result = reader.join().unwrap_or_else(|_| Err(LedgerError::Inconsistent("the reader thread panicked".to_owned())));
-    });
-    io_result?;
+        Ok(())
+    })?;
     Ok(v.finish())
 }

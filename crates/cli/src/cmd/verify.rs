@@ -37,7 +37,8 @@ pub fn run(a: &Args) -> Result<Outcome> {
         }
         let keys = a.key_file.as_ref().map(|p| load_keyring(p)).transpose()?;
         let verifier = a.public_key.as_ref().map(verifier_from).transpose()?;
-        let (total, _) = prescan_log(log)?;
+        // Counting entries for the progress bar costs a read of the file: only on a terminal.
+        let total = if std::io::IsTerminal::is_terminal(&std::io::stderr()) { prescan_log(log)?.0 } else { 0 };
         let pb = progress(total, "verifying");
         let r = verify_log_file(log, keys.as_ref(), verifier, &trusted, &|done| pb.set_position(done))?;
         pb.finish_and_clear();
