@@ -130,7 +130,11 @@ pub enum Cmd {
         #[command(flatten)]
         dir: DataDirArg,
         /// The entry to prove (its UUIDv7).
-        #[arg(long, required_unless_present = "consistency", conflicts_with = "consistency")]
+        #[arg(
+            long,
+            required_unless_present = "consistency",
+            conflicts_with = "consistency"
+        )]
         entry_id: Option<String>,
         /// A signed checkpoint file: prove the latest checkpoint extends it.
         #[arg(long)]

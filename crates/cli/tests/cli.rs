@@ -1,4 +1,6 @@
 //! End-to-end tests of the `blackbox` command: real processes, real files.
+// Helpers here panic on failure by design: that is how a test reports it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -30,17 +32,38 @@ fn init_writes_private_keys_and_prints_only_public_material() {
     let r = run(&["init", "--data-dir", dir2.to_str().unwrap()]);
     assert_eq!(r.code, 0);
     let ring = std::fs::read_to_string(dir2.join("keys/hmac.keys")).unwrap();
-    let secret = ring.lines().find(|l| l.starts_with("k1 ")).unwrap().split(' ').nth(1).unwrap().to_owned();
+    let secret = ring
+        .lines()
+        .find(|l| l.starts_with("k1 "))
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .to_owned();
     let seed = std::fs::read_to_string(dir2.join("keys/checkpoint.key")).unwrap();
-    let seed = seed.lines().last().unwrap().split(' ').nth(1).unwrap().to_owned();
+    let seed = seed
+        .lines()
+        .last()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .to_owned();
     for out in [&r.stdout, &r.stderr] {
-        assert!(!out.contains(&secret) && !out.contains(&seed), "secret key material printed");
+        assert!(
+            !out.contains(&secret) && !out.contains(&seed),
+            "secret key material printed"
+        );
     }
     assert!(r.stdout.contains("fingerprint:") && r.stdout.contains("sha256:"));
     // A second init refuses to overwrite.
     let again = run(&["init", "--data-dir", dir2.to_str().unwrap()]);
     assert_eq!(again.code, 2);
-    assert!(again.stderr.contains("already holds a Blackbox store"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("already holds a Blackbox store"),
+        "{}",
+        again.stderr
+    );
 }
 
 #[test]
@@ -51,7 +74,11 @@ fn key_file_readable_by_others_is_refused_with_a_clear_message() {
     let f = example_session();
     let r = run(&["append", "--data-dir", &dir, "--file", f.to_str().unwrap()]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("readable by group or others") && r.stderr.contains("chmod 600"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("readable by group or others") && r.stderr.contains("chmod 600"),
+        "{}",
+        r.stderr
+    );
     let secret = std::fs::read_to_string(&keys).unwrap();
     let hexkey = secret.lines().last().unwrap().split(' ').nth(1).unwrap();
     assert!(!r.stderr.contains(hexkey));
@@ -63,11 +90,27 @@ fn append_verify_query_round_trip() {
     append_example(&dir);
     let v = run(&["verify", "--data-dir", &dir]);
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
-    assert!(v.stdout.starts_with("OK — 8 entries verified, chain intact"), "{}", v.stdout);
+    assert!(
+        v.stdout
+            .starts_with("OK — 8 entries verified, chain intact"),
+        "{}",
+        v.stdout
+    );
 
     let q = run(&[
-        "query", "--data-dir", &dir, "--agent-id", "moltbot-analyst-07", "--tool", "query_database",
-        "--start", "2026-04-14T00:00:00Z", "--end", "2026-04-14T23:59:59Z", "--format", "csv",
+        "query",
+        "--data-dir",
+        &dir,
+        "--agent-id",
+        "moltbot-analyst-07",
+        "--tool",
+        "query_database",
+        "--start",
+        "2026-04-14T00:00:00Z",
+        "--end",
+        "2026-04-14T23:59:59Z",
+        "--format",
+        "csv",
     ]);
     assert_eq!(q.code, 0, "{}", q.stderr);
     let rows: Vec<&str> = q.stdout.lines().collect();
@@ -78,10 +121,28 @@ fn append_verify_query_round_trip() {
     assert!(!q.stdout.contains("SELECT * FROM customer_orders"));
     assert!(rows[1].contains("query_hash"));
 
-    let j = run(&["query", "--data-dir", &dir, "--session-id", "sess_abc123", "--format", "json"]);
+    let j = run(&[
+        "query",
+        "--data-dir",
+        &dir,
+        "--session-id",
+        "sess_abc123",
+        "--format",
+        "json",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 4);
-    let none = run(&["query", "--data-dir", &dir, "--event-type", "tool_call", "--start", "2026-04-15", "--format", "jsonl"]);
+    let none = run(&[
+        "query",
+        "--data-dir",
+        &dir,
+        "--event-type",
+        "tool_call",
+        "--start",
+        "2026-04-15",
+        "--format",
+        "jsonl",
+    ]);
     assert_eq!(none.code, 0);
     assert!(none.stdout.is_empty());
     let bad = run(&["query", "--data-dir", &dir, "--start", "yesterday"]);
@@ -92,18 +153,38 @@ fn append_verify_query_round_trip() {
 #[test]
 fn a_malformed_line_names_its_line_and_appends_nothing() {
     let (_tmp, dir) = init_store();
-    let input = format!("{}{{\"agent_id\":\"a\",\"session_id\":\"s\"}}\n{}", events(3, "t1"), events(2, "t1"));
+    let input = format!(
+        "{}{{\"agent_id\":\"a\",\"session_id\":\"s\"}}\n{}",
+        events(3, "t1"),
+        events(2, "t1")
+    );
     let r = run_stdin(&["append", "--data-dir", &dir], Some(&input));
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("line 4") && r.stderr.contains("event_type") && r.stderr.contains("nothing was appended"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("line 4")
+            && r.stderr.contains("event_type")
+            && r.stderr.contains("nothing was appended"),
+        "{}",
+        r.stderr
+    );
     let bad_json = run_stdin(&["append", "--data-dir", &dir], Some("{\"agent_id\": \n"));
     assert_eq!(bad_json.code, 2);
-    assert!(bad_json.stderr.contains("line 1") && bad_json.stderr.contains("not valid JSON"), "{}", bad_json.stderr);
+    assert!(
+        bad_json.stderr.contains("line 1") && bad_json.stderr.contains("not valid JSON"),
+        "{}",
+        bad_json.stderr
+    );
     let wrong_type = run_stdin(
         &["append", "--data-dir", &dir],
-        Some("{\"agent_id\":\"a\",\"session_id\":\"s\",\"event_type\":\"tool_call\",\"tool_name\":\"x\",\"authorization\":{\"allowed\":\"yes\"}}\n"),
+        Some(
+            "{\"agent_id\":\"a\",\"session_id\":\"s\",\"event_type\":\"tool_call\",\"tool_name\":\"x\",\"authorization\":{\"allowed\":\"yes\"}}\n",
+        ),
     );
-    assert!(wrong_type.stderr.contains("payload.authorization.allowed"), "{}", wrong_type.stderr);
+    assert!(
+        wrong_type.stderr.contains("payload.authorization.allowed"),
+        "{}",
+        wrong_type.stderr
+    );
     // Nothing was written by any of these.
     let q = run(&["query", "--data-dir", &dir, "--format", "jsonl"]);
     assert_eq!(q.stdout, "");
@@ -112,10 +193,16 @@ fn a_malformed_line_names_its_line_and_appends_nothing() {
 #[test]
 fn tenant_flag_sets_default_and_refuses_other_tenants() {
     let (_tmp, dir) = init_store();
-    let r = run_stdin(&["append", "--data-dir", &dir, "--tenant-id", "acme"], Some("{\"agent_id\":\"a\",\"session_id\":\"s\",\"event_type\":\"x\"}\n"));
+    let r = run_stdin(
+        &["append", "--data-dir", &dir, "--tenant-id", "acme"],
+        Some("{\"agent_id\":\"a\",\"session_id\":\"s\",\"event_type\":\"x\"}\n"),
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("acme seq 1–1"), "{}", r.stdout);
-    let r = run_stdin(&["append", "--data-dir", &dir, "--tenant-id", "acme"], Some(&events(1, "other")));
+    let r = run_stdin(
+        &["append", "--data-dir", &dir, "--tenant-id", "acme"],
+        Some(&events(1, "other")),
+    );
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("--tenant-id"), "{}", r.stderr);
 }
@@ -127,17 +214,42 @@ fn proofs_verify_with_the_public_key_alone() {
     let cp_old = tmp.path().join("old.cp");
     let c = run(&["checkpoint", "--data-dir", &dir]);
     assert_eq!(c.code, 0);
-    assert!(c.stdout.contains("blackbox/test/tenant_xyz\n8\n"), "{}", c.stdout);
+    assert!(
+        c.stdout.contains("blackbox/test/tenant_xyz\n8\n"),
+        "{}",
+        c.stdout
+    );
     std::fs::write(&cp_old, &c.stdout).unwrap();
 
-    let j = run(&["query", "--data-dir", &dir, "--format", "jsonl", "--limit", "3"]);
+    let j = run(&[
+        "query",
+        "--data-dir",
+        &dir,
+        "--format",
+        "jsonl",
+        "--limit",
+        "3",
+    ]);
     let third: serde_json::Value = serde_json::from_str(j.stdout.lines().nth(2).unwrap()).unwrap();
     let id = third["entry_id"].as_str().unwrap();
     let proof = tmp.path().join("p.json");
-    let p = run(&["prove", "--data-dir", &dir, "--entry-id", id, "--output", proof.to_str().unwrap()]);
+    let p = run(&[
+        "prove",
+        "--data-dir",
+        &dir,
+        "--entry-id",
+        id,
+        "--output",
+        proof.to_str().unwrap(),
+    ]);
     assert_eq!(p.code, 0, "{}", p.stderr);
     let pubkey = format!("{dir}/checkpoint.pub");
-    let ok = run(&["verify-proof", "--public-key", &pubkey, proof.to_str().unwrap()]);
+    let ok = run(&[
+        "verify-proof",
+        "--public-key",
+        &pubkey,
+        proof.to_str().unwrap(),
+    ]);
     assert_eq!(ok.code, 0, "{}", ok.stdout);
     assert!(ok.stdout.starts_with("OK — entry 3 "), "{}", ok.stdout);
 
@@ -145,20 +257,49 @@ fn proofs_verify_with_the_public_key_alone() {
     let text = std::fs::read_to_string(&proof).unwrap();
     let forged = text.replace("\"seq\": 3", "\"seq\": 4");
     std::fs::write(&proof, forged).unwrap();
-    let bad = run(&["verify-proof", "--public-key", &pubkey, proof.to_str().unwrap()]);
+    let bad = run(&[
+        "verify-proof",
+        "--public-key",
+        &pubkey,
+        proof.to_str().unwrap(),
+    ]);
     assert_eq!(bad.code, 1);
     assert!(bad.stdout.starts_with("INVALID"), "{}", bad.stdout);
 
     // Grow the log, then prove the old checkpoint is a prefix of the new one.
     append_example(&dir);
     let cons = tmp.path().join("c.json");
-    let p = run(&["prove", "--data-dir", &dir, "--consistency", cp_old.to_str().unwrap(), "--output", cons.to_str().unwrap()]);
+    let p = run(&[
+        "prove",
+        "--data-dir",
+        &dir,
+        "--consistency",
+        cp_old.to_str().unwrap(),
+        "--output",
+        cons.to_str().unwrap(),
+    ]);
     assert_eq!(p.code, 0, "{}", p.stderr);
-    let ok = run(&["verify-proof", "--public-key", &pubkey, cons.to_str().unwrap()]);
+    let ok = run(&[
+        "verify-proof",
+        "--public-key",
+        &pubkey,
+        cons.to_str().unwrap(),
+    ]);
     assert_eq!(ok.code, 0, "{}", ok.stdout);
-    assert!(ok.stdout.contains("8 entries is a prefix of the signed tree of 16"), "{}", ok.stdout);
+    assert!(
+        ok.stdout
+            .contains("8 entries is a prefix of the signed tree of 16"),
+        "{}",
+        ok.stdout
+    );
     // And the old anchor still verifies the grown store.
-    let v = run(&["verify", "--data-dir", &dir, "--checkpoint", cp_old.to_str().unwrap()]);
+    let v = run(&[
+        "verify",
+        "--data-dir",
+        &dir,
+        "--checkpoint",
+        cp_old.to_str().unwrap(),
+    ]);
     assert_eq!(v.code, 0, "{}", v.stdout);
 }
 
@@ -167,19 +308,55 @@ fn exported_log_verifies_and_tampering_is_named() {
     let (tmp, dir) = init_store();
     append_example(&dir);
     let log = tmp.path().join("audit.jsonl");
-    let e = run(&["export-log", "--data-dir", &dir, "--output", log.to_str().unwrap()]);
+    let e = run(&[
+        "export-log",
+        "--data-dir",
+        &dir,
+        "--output",
+        log.to_str().unwrap(),
+    ]);
     assert_eq!(e.code, 0, "{}", e.stderr);
     let keys = format!("{dir}/keys/hmac.keys");
     let pubkey = format!("{dir}/checkpoint.pub");
-    let v = run(&["verify", "--log-file", log.to_str().unwrap(), "--key-file", &keys, "--public-key", &pubkey]);
+    let v = run(&[
+        "verify",
+        "--log-file",
+        log.to_str().unwrap(),
+        "--key-file",
+        &keys,
+        "--public-key",
+        &pubkey,
+    ]);
     assert_eq!(v.code, 0, "{}", v.stdout);
-    assert!(v.stdout.starts_with("OK — 8 entries verified, chain intact"));
-    let pk = run(&["verify", "--log-file", log.to_str().unwrap(), "--public-key", &pubkey]);
+    assert!(
+        v.stdout
+            .starts_with("OK — 8 entries verified, chain intact")
+    );
+    let pk = run(&[
+        "verify",
+        "--log-file",
+        log.to_str().unwrap(),
+        "--public-key",
+        &pubkey,
+    ]);
     assert_eq!(pk.code, 0);
-    assert!(pk.stdout.contains("public key only") && pk.stdout.contains("not checked: HMAC"), "{}", pk.stdout);
+    assert!(
+        pk.stdout.contains("public key only") && pk.stdout.contains("not checked: HMAC"),
+        "{}",
+        pk.stdout
+    );
 
-    let lines: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(str::to_owned).collect();
-    let entry_idx: Vec<usize> = lines.iter().enumerate().filter(|(_, l)| l.starts_with("{\"agent_id\"")).map(|(i, _)| i).collect();
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let entry_idx: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("{\"agent_id\""))
+        .map(|(i, _)| i)
+        .collect();
     let write = |name: &str, ls: &[String]| {
         let p = tmp.path().join(name);
         std::fs::write(&p, ls.join("\n") + "\n").unwrap();
@@ -189,46 +366,123 @@ fn exported_log_verifies_and_tampering_is_named() {
     let mut del = lines.clone();
     del.remove(entry_idx[5]);
     let p = write("del.jsonl", &del);
-    let r = run(&["verify", "--log-file", p.to_str().unwrap(), "--key-file", &keys, "--format", "json"]);
+    let r = run(&[
+        "verify",
+        "--log-file",
+        p.to_str().unwrap(),
+        "--key-file",
+        &keys,
+        "--format",
+        "json",
+    ]);
     assert_eq!(r.code, 1);
     let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(j["status"], "tampered");
     assert_eq!(j["findings"][0]["kind"], "deletion");
     assert_eq!(j["findings"][0]["seq"], 6);
-    let r = run(&["verify", "--log-file", p.to_str().unwrap(), "--key-file", &keys]);
-    assert!(r.stdout.starts_with("TAMPERED — entry 6 hash mismatch"), "{}", r.stdout);
+    let r = run(&[
+        "verify",
+        "--log-file",
+        p.to_str().unwrap(),
+        "--key-file",
+        &keys,
+    ]);
+    assert!(
+        r.stdout.starts_with("TAMPERED — entry 6 hash mismatch"),
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.contains("(deletion detected)"));
     // Modification of entry 3.
     let mut m = lines.clone();
     m[entry_idx[2]] = m[entry_idx[2]].replace("\"rows_returned\":100", "\"rows_returned\":1");
     let p = write("mod.jsonl", &m);
-    let r = run(&["verify", "--log-file", p.to_str().unwrap(), "--key-file", &keys, "--public-key", &pubkey]);
+    let r = run(&[
+        "verify",
+        "--log-file",
+        p.to_str().unwrap(),
+        "--key-file",
+        &keys,
+        "--public-key",
+        &pubkey,
+    ]);
     assert_eq!(r.code, 1);
-    assert!(r.stdout.starts_with("TAMPERED — entry 3 HMAC mismatch"), "{}", r.stdout);
+    assert!(
+        r.stdout.starts_with("TAMPERED — entry 3 HMAC mismatch"),
+        "{}",
+        r.stdout
+    );
     // Truncation: drop the last entry and every checkpoint; a trusted checkpoint still catches it.
     let trusted = tmp.path().join("trusted.cp");
     std::fs::write(&trusted, run(&["checkpoint", "--data-dir", &dir]).stdout).unwrap();
-    let t: Vec<String> = lines.iter().filter(|l| !l.starts_with("{\"checkpoint\"")).cloned().collect();
+    let t: Vec<String> = lines
+        .iter()
+        .filter(|l| !l.starts_with("{\"checkpoint\""))
+        .cloned()
+        .collect();
     let t = &t[..t.len() - 1];
     let p = write("trunc.jsonl", t);
-    let r = run(&["verify", "--log-file", p.to_str().unwrap(), "--key-file", &keys, "--public-key", &pubkey, "--checkpoint", trusted.to_str().unwrap()]);
+    let r = run(&[
+        "verify",
+        "--log-file",
+        p.to_str().unwrap(),
+        "--key-file",
+        &keys,
+        "--public-key",
+        &pubkey,
+        "--checkpoint",
+        trusted.to_str().unwrap(),
+    ]);
     assert_eq!(r.code, 1, "{}", r.stdout);
-    assert!(r.stdout.starts_with("TAMPERED — entry 8 and later are missing"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .starts_with("TAMPERED — entry 8 and later are missing"),
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.contains("(truncation detected)"));
     // Wrong key.
     let other = tempfile::tempdir().unwrap();
     let od = other.path().join("d");
     assert_eq!(run(&["init", "--data-dir", od.to_str().unwrap()]).code, 0);
-    let r = run(&["verify", "--log-file", log.to_str().unwrap(), "--key-file", od.join("keys/hmac.keys").to_str().unwrap()]);
+    let r = run(&[
+        "verify",
+        "--log-file",
+        log.to_str().unwrap(),
+        "--key-file",
+        od.join("keys/hmac.keys").to_str().unwrap(),
+    ]);
     assert_eq!(r.code, 1);
-    assert!(r.stdout.starts_with("TAMPERED — entry 1 HMAC does not verify") && r.stdout.contains("(wrong key)"), "{}", r.stdout);
-    let r = run(&["verify", "--log-file", log.to_str().unwrap(), "--public-key", od.join("checkpoint.pub").to_str().unwrap()]);
+    assert!(
+        r.stdout
+            .starts_with("TAMPERED — entry 1 HMAC does not verify")
+            && r.stdout.contains("(wrong key)"),
+        "{}",
+        r.stdout
+    );
+    let r = run(&[
+        "verify",
+        "--log-file",
+        log.to_str().unwrap(),
+        "--public-key",
+        od.join("checkpoint.pub").to_str().unwrap(),
+    ]);
     assert_eq!(r.code, 1);
-    assert!(r.stdout.contains("bad checkpoint signature"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("bad checkpoint signature"),
+        "{}",
+        r.stdout
+    );
     // Usage errors exit 2.
     let r = run(&["verify", "--log-file", log.to_str().unwrap()]);
     assert_eq!(r.code, 2);
-    let r = run(&["verify", "--log-file", "/nonexistent.jsonl", "--key-file", &keys]);
+    let r = run(&[
+        "verify",
+        "--log-file",
+        "/nonexistent.jsonl",
+        "--key-file",
+        &keys,
+    ]);
     assert_eq!(r.code, 2);
 }
 
@@ -238,15 +492,30 @@ fn tampering_inside_the_store_is_detected() {
     append_example(&dir);
     let db = rusqlite::Connection::open(format!("{dir}/blackbox.db")).unwrap();
     let line: Vec<u8> = db
-        .query_row("SELECT line FROM entries WHERE (id & 1099511627775) = 5", [], |r| r.get(0))
+        .query_row(
+            "SELECT line FROM entries WHERE (id & 1099511627775) = 5",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
-    let forged = String::from_utf8(line).unwrap().replace("\"allowed\":false", "\"allowed\":true");
-    let n = db.execute("UPDATE entries SET line = ?1 WHERE (id & 1099511627775) = 5", [forged.as_bytes()]).unwrap();
+    let forged = String::from_utf8(line)
+        .unwrap()
+        .replace("\"allowed\":false", "\"allowed\":true");
+    let n = db
+        .execute(
+            "UPDATE entries SET line = ?1 WHERE (id & 1099511627775) = 5",
+            [forged.as_bytes()],
+        )
+        .unwrap();
     assert_eq!(n, 1);
     drop(db);
     let r = run(&["verify", "--data-dir", &dir]);
     assert_eq!(r.code, 1, "{}", r.stdout);
-    assert!(r.stdout.starts_with("TAMPERED — entry 5 HMAC mismatch"), "{}", r.stdout);
+    assert!(
+        r.stdout.starts_with("TAMPERED — entry 5 HMAC mismatch"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -299,12 +568,18 @@ fn kill_9_during_append_loses_nothing_acknowledged() {
     child.kill().unwrap(); // SIGKILL
     let _ = child.wait();
     let _ = writer.join();
-    assert!(acked >= 3_000, "the appender acknowledged only {acked} entries");
+    assert!(
+        acked >= 3_000,
+        "the appender acknowledged only {acked} entries"
+    );
     let v = run(&["verify", "--data-dir", &dir, "--format", "json"]);
     assert_eq!(v.code, 0, "{}", v.stdout);
     let j: serde_json::Value = serde_json::from_str(&v.stdout).unwrap();
     let have = j["entries"].as_u64().unwrap();
-    assert!(have >= acked, "acknowledged {acked} entries but only {have} survived");
+    assert!(
+        have >= acked,
+        "acknowledged {acked} entries but only {have} survived"
+    );
     // The store keeps working after the crash.
     let r = run_stdin(&["append", "--data-dir", &dir], Some(&events(10, "crash")));
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -199,20 +199,20 @@ fn redact(
                     Value::String(content_hash(&value)?.to_prefixed())
                 };
                 let hash_key = format!("{key}_hash");
-                if let Some(existing) = map.get(&hash_key) {
-                    if existing != &hashed {
-                        let at = if path.is_empty() {
-                            hash_key
-                        } else {
-                            format!("{path}.{hash_key}")
-                        };
-                        return Err(field_err(
-                            &at,
-                            format!(
-                                "is given, and so is raw `{key}`, but they do not match; send one of them"
-                            ),
-                        ));
-                    }
+                if let Some(existing) = map.get(&hash_key)
+                    && existing != &hashed
+                {
+                    let at = if path.is_empty() {
+                        hash_key
+                    } else {
+                        format!("{path}.{hash_key}")
+                    };
+                    return Err(field_err(
+                        &at,
+                        format!(
+                            "is given, and so is raw `{key}`, but they do not match; send one of them"
+                        ),
+                    ));
                 }
                 map.insert(hash_key, hashed);
             }

@@ -87,7 +87,9 @@ impl Hash {
     /// # Errors
     /// [`HashParseError::BadHex`] unless the input is exactly 64 lowercase hex digits.
     pub fn from_hex(s: &str) -> Result<Self, HashParseError> {
-        decode_hex32(s.as_bytes()).map(Self).ok_or(HashParseError::BadHex)
+        decode_hex32(s.as_bytes())
+            .map(Self)
+            .ok_or(HashParseError::BadHex)
     }
 
     /// Parses standard padded base64 of exactly 32 bytes.

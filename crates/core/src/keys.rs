@@ -131,10 +131,10 @@ impl Keyring {
     pub fn next_id(&self) -> KeyId {
         let mut n = self.order.len() + 1;
         loop {
-            if let Ok(id) = KeyId::parse(&format!("k{n}")) {
-                if !self.keys.contains_key(&id) {
-                    return id;
-                }
+            if let Ok(id) = KeyId::parse(&format!("k{n}"))
+                && !self.keys.contains_key(&id)
+            {
+                return id;
             }
             n += 1;
         }

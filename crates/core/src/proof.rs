@@ -111,14 +111,28 @@ pub enum Proven {
 impl std::fmt::Display for Proven {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Inclusion { tenant_id, seq, entry_id, tree_size, entry_checked } => write!(
+            Self::Inclusion {
+                tenant_id,
+                seq,
+                entry_id,
+                tree_size,
+                entry_checked,
+            } => write!(
                 f,
                 "OK — entry {} ({entry_id}) of tenant {tenant_id} is included in the signed tree of {} entries{}",
                 group_thousands(*seq),
                 group_thousands(*tree_size),
-                if *entry_checked { "; entry bytes match" } else { "" }
+                if *entry_checked {
+                    "; entry bytes match"
+                } else {
+                    ""
+                }
             ),
-            Self::Consistency { tenant_id, old_size, new_size } => write!(
+            Self::Consistency {
+                tenant_id,
+                old_size,
+                new_size,
+            } => write!(
                 f,
                 "OK — tenant {tenant_id}: the signed tree of {} entries is a prefix of the signed tree of {} entries (append-only)",
                 group_thousands(*old_size),
@@ -130,16 +144,27 @@ impl std::fmt::Display for Proven {
 
 fn decode_hashes(v: &[String]) -> Result<Vec<Hash>, ProofError> {
     v.iter()
-        .map(|s| Hash::from_base64(s).map_err(|e| ProofError::Malformed(format!("proof hash {s:?}: {e}"))))
+        .map(|s| {
+            Hash::from_base64(s)
+                .map_err(|e| ProofError::Malformed(format!("proof hash {s:?}: {e}")))
+        })
         .collect()
 }
 
-fn open_checkpoint(text: &str, verifier: &NoteVerifier, tenant: &str) -> Result<SignedCheckpoint, ProofError> {
-    let cp = SignedCheckpoint::parse(text).map_err(|e| ProofError::Malformed(format!("checkpoint: {e}")))?;
-    cp.verify(verifier).map_err(|e| ProofError::BadSignature(e.to_string()))?;
+fn open_checkpoint(
+    text: &str,
+    verifier: &NoteVerifier,
+    tenant: &str,
+) -> Result<SignedCheckpoint, ProofError> {
+    let cp = SignedCheckpoint::parse(text)
+        .map_err(|e| ProofError::Malformed(format!("checkpoint: {e}")))?;
+    cp.verify(verifier)
+        .map_err(|e| ProofError::BadSignature(e.to_string()))?;
     let t = origin_tenant(&cp.checkpoint.origin);
     if t != tenant {
-        return Err(ProofError::Mismatch(format!("checkpoint is for tenant `{t}`, proof for `{tenant}`")));
+        return Err(ProofError::Mismatch(format!(
+            "checkpoint is for tenant `{t}`, proof for `{tenant}`"
+        )));
     }
     Ok(cp)
 }
@@ -154,23 +179,37 @@ pub fn verify_proof_document(json: &str, verifier: &NoteVerifier) -> Result<Prov
         #[serde(rename = "type")]
         kind: String,
     }
-    let probe: Probe = serde_json::from_str(json).map_err(|e| ProofError::Malformed(e.to_string()))?;
+    let probe: Probe =
+        serde_json::from_str(json).map_err(|e| ProofError::Malformed(e.to_string()))?;
     match probe.kind.as_str() {
         INCLUSION_TYPE => {
-            let p: InclusionProof = serde_json::from_str(json).map_err(|e| ProofError::Malformed(e.to_string()))?;
+            let p: InclusionProof =
+                serde_json::from_str(json).map_err(|e| ProofError::Malformed(e.to_string()))?;
             let cp = open_checkpoint(&p.checkpoint, verifier, &p.tenant_id)?;
             if cp.checkpoint.size != p.tree_size {
-                return Err(ProofError::Mismatch(format!("tree_size {} but the checkpoint says {}", p.tree_size, cp.checkpoint.size)));
+                return Err(ProofError::Mismatch(format!(
+                    "tree_size {} but the checkpoint says {}",
+                    p.tree_size, cp.checkpoint.size
+                )));
             }
-            let entry_hash = Hash::from_prefixed(&p.entry_hash).map_err(|e| ProofError::Malformed(format!("entry_hash: {e}")))?;
+            let entry_hash = Hash::from_prefixed(&p.entry_hash)
+                .map_err(|e| ProofError::Malformed(format!("entry_hash: {e}")))?;
             let mut entry_checked = false;
             if let Some(line) = &p.entry {
                 if Hash::digest(line.as_bytes()) != entry_hash {
-                    return Err(ProofError::Mismatch("the included entry does not hash to entry_hash".to_owned()));
+                    return Err(ProofError::Mismatch(
+                        "the included entry does not hash to entry_hash".to_owned(),
+                    ));
                 }
-                let view = EntryView::parse(line.as_bytes()).map_err(|e| ProofError::Malformed(e.to_string()))?;
-                if view.seq != p.seq || view.tenant_id != p.tenant_id || view.entry_id.to_string() != p.entry_id {
-                    return Err(ProofError::Mismatch("the included entry's seq, tenant or id differ from the proof's".to_owned()));
+                let view = EntryView::parse(line.as_bytes())
+                    .map_err(|e| ProofError::Malformed(e.to_string()))?;
+                if view.seq != p.seq
+                    || view.tenant_id != p.tenant_id
+                    || view.entry_id.to_string() != p.entry_id
+                {
+                    return Err(ProofError::Mismatch(
+                        "the included entry's seq, tenant or id differ from the proof's".to_owned(),
+                    ));
                 }
                 entry_checked = true;
             }
@@ -178,22 +217,49 @@ pub fn verify_proof_document(json: &str, verifier: &NoteVerifier) -> Result<Prov
                 return Err(ProofError::Malformed("seq starts at 1".to_owned()));
             }
             let hashes = decode_hashes(&p.hashes)?;
-            verify_inclusion(&leaf_hash(entry_hash.as_bytes()), p.seq - 1, p.tree_size, &hashes, &cp.checkpoint.root)
-                .map_err(|e| ProofError::Merkle(e.to_string()))?;
-            Ok(Proven::Inclusion { tenant_id: p.tenant_id, seq: p.seq, entry_id: p.entry_id, tree_size: p.tree_size, entry_checked })
+            verify_inclusion(
+                &leaf_hash(entry_hash.as_bytes()),
+                p.seq - 1,
+                p.tree_size,
+                &hashes,
+                &cp.checkpoint.root,
+            )
+            .map_err(|e| ProofError::Merkle(e.to_string()))?;
+            Ok(Proven::Inclusion {
+                tenant_id: p.tenant_id,
+                seq: p.seq,
+                entry_id: p.entry_id,
+                tree_size: p.tree_size,
+                entry_checked,
+            })
         }
         CONSISTENCY_TYPE => {
-            let p: ConsistencyProof = serde_json::from_str(json).map_err(|e| ProofError::Malformed(e.to_string()))?;
+            let p: ConsistencyProof =
+                serde_json::from_str(json).map_err(|e| ProofError::Malformed(e.to_string()))?;
             let old = open_checkpoint(&p.old_checkpoint, verifier, &p.tenant_id)?;
             let new = open_checkpoint(&p.new_checkpoint, verifier, &p.tenant_id)?;
             if old.checkpoint.size != p.old_size || new.checkpoint.size != p.new_size {
-                return Err(ProofError::Mismatch("old_size/new_size differ from the checkpoints' sizes".to_owned()));
+                return Err(ProofError::Mismatch(
+                    "old_size/new_size differ from the checkpoints' sizes".to_owned(),
+                ));
             }
             let hashes = decode_hashes(&p.hashes)?;
-            verify_consistency(p.old_size, p.new_size, &hashes, &old.checkpoint.root, &new.checkpoint.root)
-                .map_err(|e| ProofError::Merkle(e.to_string()))?;
-            Ok(Proven::Consistency { tenant_id: p.tenant_id, old_size: p.old_size, new_size: p.new_size })
+            verify_consistency(
+                p.old_size,
+                p.new_size,
+                &hashes,
+                &old.checkpoint.root,
+                &new.checkpoint.root,
+            )
+            .map_err(|e| ProofError::Merkle(e.to_string()))?;
+            Ok(Proven::Consistency {
+                tenant_id: p.tenant_id,
+                old_size: p.old_size,
+                new_size: p.new_size,
+            })
         }
-        other => Err(ProofError::Malformed(format!("unknown proof type `{other}`"))),
+        other => Err(ProofError::Malformed(format!(
+            "unknown proof type `{other}`"
+        ))),
     }
 }

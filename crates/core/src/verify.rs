@@ -445,21 +445,21 @@ impl LogVerifier {
             }
         };
         let tenant = origin_tenant(&cp.checkpoint.origin).to_owned();
-        if let Some(v) = &self.note_verifier {
-            if let Err(e) = cp.verify(v) {
-                let size = cp.checkpoint.size;
-                self.push(Finding::new(
-                    &tenant,
-                    size,
-                    position,
-                    FindingKind::BadCheckpointSignature,
-                    format!(
-                        "checkpoint for tree size {} does not verify with the public key: {e}",
-                        group_thousands(size)
-                    ),
-                ));
-                return;
-            }
+        if let Some(v) = &self.note_verifier
+            && let Err(e) = cp.verify(v)
+        {
+            let size = cp.checkpoint.size;
+            self.push(Finding::new(
+                &tenant,
+                size,
+                position,
+                FindingKind::BadCheckpointSignature,
+                format!(
+                    "checkpoint for tree size {} does not verify with the public key: {e}",
+                    group_thousands(size)
+                ),
+            ));
+            return;
         }
         let size = cp.checkpoint.size;
         let state = self.chain(&tenant);
@@ -719,10 +719,13 @@ impl LogVerifier {
                 ),
             );
         }
-        if let Some(idx) = mark_broken {
-            if let Some((_, intact)) = self.findings.get_mut(idx).and_then(|f| f.hmac_fail.as_mut()) {
-                *intact = false;
-            }
+        if let Some(idx) = mark_broken
+            && let Some((_, intact)) = self
+                .findings
+                .get_mut(idx)
+                .and_then(|f| f.hmac_fail.as_mut())
+        {
+            *intact = false;
         }
         let state = self.chain(&tenant);
 
@@ -811,14 +814,14 @@ impl LogVerifier {
         state.head = h;
         state.recent.entry(s).or_default().push((h, pos));
         state.by_hash.insert(h, s);
-        if state.recent.len() > WINDOW {
-            if let Some((old, hashes)) = state.recent.pop_first() {
-                for (hh, _) in hashes {
-                    state.by_hash.remove(&hh);
-                }
-                state.hmac_fail_finding.remove(&old);
-                state.modified.remove(&old);
+        if state.recent.len() > WINDOW
+            && let Some((old, hashes)) = state.recent.pop_first()
+        {
+            for (hh, _) in hashes {
+                state.by_hash.remove(&hh);
             }
+            state.hmac_fail_finding.remove(&old);
+            state.modified.remove(&old);
         }
         state.next = state.next.max(s + 1);
 
@@ -880,13 +883,7 @@ impl LogVerifier {
                             group_thousands(b)
                         )
                     };
-                    out.push(Finding::new(
-                        t,
-                        a,
-                        0,
-                        FindingKind::Deletion,
-                        msg,
-                    ));
+                    out.push(Finding::new(t, a, 0, FindingKind::Deletion, msg));
                 }
                 let size = state.tree.size();
                 if let Some((want, head)) = self.expected_heads.get(t) {

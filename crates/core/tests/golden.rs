@@ -132,7 +132,9 @@ fn build() -> Example {
 }
 
 fn data(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden").join(name)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/golden")
+        .join(name)
 }
 
 #[test]
@@ -144,27 +146,57 @@ fn worked_example_matches_golden_files_and_format_md() {
         std::fs::write(data("example.jsonl"), &ex.jsonl).unwrap();
     }
     let golden = std::fs::read_to_string(data("example.json")).unwrap();
-    assert_eq!(pretty, golden, "the worked example changed: that is a format change");
-    assert_eq!(ex.jsonl, std::fs::read_to_string(data("example.jsonl")).unwrap());
+    assert_eq!(
+        pretty, golden,
+        "the worked example changed: that is a format change"
+    );
+    assert_eq!(
+        ex.jsonl,
+        std::fs::read_to_string(data("example.jsonl")).unwrap()
+    );
 
     // Every value of the worked example appears verbatim in docs/FORMAT.md.
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/FORMAT.md")).unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/FORMAT.md"))
+        .unwrap();
     let mut must: Vec<String> = vec![];
-    for k in ["hmac_key_hex", "ed25519_seed_hex", "vkey", "key_hash_hex", "fingerprint", "salt_hex", "node_0_1", "root_hex", "root_base64"] {
+    for k in [
+        "hmac_key_hex",
+        "ed25519_seed_hex",
+        "vkey",
+        "key_hash_hex",
+        "fingerprint",
+        "salt_hex",
+        "node_0_1",
+        "root_hex",
+        "root_base64",
+    ] {
         must.push(ex.values[k].as_str().unwrap().to_owned());
     }
     for line in ex.values["checkpoint_note"].as_str().unwrap().lines() {
         must.push(line.to_owned());
     }
     for e in ex.values["entries"].as_array().unwrap() {
-        for k in ["payload_jcs", "body", "hmac_sha256", "line", "entry_hash", "leaf_hash", "sidecar", "personal_digest", "input"] {
+        for k in [
+            "payload_jcs",
+            "body",
+            "hmac_sha256",
+            "line",
+            "entry_hash",
+            "leaf_hash",
+            "sidecar",
+            "personal_digest",
+            "input",
+        ] {
             if let Some(s) = e[k].as_str() {
                 must.push(s.to_owned());
             }
         }
     }
     for m in must {
-        assert!(doc.contains(&m), "docs/FORMAT.md does not quote this worked-example value:\n{m}");
+        assert!(
+            doc.contains(&m),
+            "docs/FORMAT.md does not quote this worked-example value:\n{m}"
+        );
     }
 }
 
@@ -172,7 +204,11 @@ fn worked_example_matches_golden_files_and_format_md() {
 fn worked_example_verifies_and_timestamps_parse() {
     let ex = build();
     let mut ring = Keyring::new();
-    ring.push(KeyId::parse("k1").unwrap(), HmacKey::from_bytes(key_bytes())).unwrap();
+    ring.push(
+        KeyId::parse("k1").unwrap(),
+        HmacKey::from_bytes(key_bytes()),
+    )
+    .unwrap();
     let signer = NoteSigner::new("blackbox/example", seed_bytes()).unwrap();
     let mut v = LogVerifier::new(true, Some(signer.verifier()));
     v.add_checkpoint(5, ex.values["checkpoint_note"].as_str().unwrap(), false);
@@ -183,13 +219,24 @@ fn worked_example_verifies_and_timestamps_parse() {
             pending_sidecar = Some(serde_json::to_vec(&val["personal"]["sidecar"]).unwrap());
         } else if !line.starts_with("{\"checkpoint\":") {
             let pos = u64::try_from(i + 1).unwrap();
-            v.feed(check_entry(pos, line.as_bytes(), pending_sidecar.take().as_deref(), Some(&ring)));
+            v.feed(check_entry(
+                pos,
+                line.as_bytes(),
+                pending_sidecar.take().as_deref(),
+                Some(&ring),
+            ));
         }
     }
     let r = v.finish();
     assert!(r.ok(), "{:?}", r.findings);
     assert_eq!(r.entries, 3);
     assert_eq!(r.chains[0].checkpoints_verified, 1);
-    assert_eq!(parse_timestamp("2026-04-14T18:00:00.123Z").unwrap(), 1_776_189_600_123);
-    assert_eq!(Hash::digest(b"").to_hex(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    assert_eq!(
+        parse_timestamp("2026-04-14T18:00:00.123Z").unwrap(),
+        1_776_189_600_123
+    );
+    assert_eq!(
+        Hash::digest(b"").to_hex(),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
 }

@@ -97,7 +97,10 @@ impl LedgerConfig {
         match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(&text, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(source) => Err(LedgerError::Io { path: path.to_owned(), source }),
+            Err(source) => Err(LedgerError::Io {
+                path: path.to_owned(),
+                source,
+            }),
         }
     }
 
@@ -106,17 +109,25 @@ impl LedgerConfig {
     /// # Errors
     /// [`LedgerError::Config`].
     pub fn parse(text: &str, path: &Path) -> Result<Self, LedgerError> {
-        let bad = |problem: String| LedgerError::Config { path: path.to_owned(), problem };
+        let bad = |problem: String| LedgerError::Config {
+            path: path.to_owned(),
+            problem,
+        };
         let raw: RawConfig = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
-        let default_tenant = TenantId::parse(raw.ledger.default_tenant.as_deref().unwrap_or("default"))
-            .map_err(|e| bad(format!("[ledger] default_tenant: {e}")))?;
+        let default_tenant =
+            TenantId::parse(raw.ledger.default_tenant.as_deref().unwrap_or("default"))
+                .map_err(|e| bad(format!("[ledger] default_tenant: {e}")))?;
         let every_entries = raw.checkpoints.every_entries.unwrap_or(10_000);
         if every_entries == 0 {
-            return Err(bad("[checkpoints] every_entries must be at least 1".to_owned()));
+            return Err(bad(
+                "[checkpoints] every_entries must be at least 1".to_owned()
+            ));
         }
         let every_seconds = raw.checkpoints.every_seconds.unwrap_or(60);
         if every_seconds == 0 || every_seconds > 86_400 * 365 {
-            return Err(bad("[checkpoints] every_seconds must be between 1 and 31536000".to_owned()));
+            return Err(bad(
+                "[checkpoints] every_seconds must be between 1 and 31536000".to_owned(),
+            ));
         }
         let defaults = RedactionPolicy::default();
         let mut raw_fields: BTreeSet<String> = raw
@@ -130,17 +141,24 @@ impl LedgerConfig {
             .map_or(defaults.personal_fields, |v| v.into_iter().collect());
         for f in raw_fields.iter().chain(&personal_fields) {
             if f.is_empty() || f.contains('.') {
-                return Err(bad(format!("[redaction] field name `{f}` must be a plain, non-empty key (no dots)")));
+                return Err(bad(format!(
+                    "[redaction] field name `{f}` must be a plain, non-empty key (no dots)"
+                )));
             }
         }
         if let Some(both) = raw_fields.intersection(&personal_fields).next() {
-            return Err(bad(format!("[redaction] `{both}` cannot be both a raw field and a personal field")));
+            return Err(bad(format!(
+                "[redaction] `{both}` cannot be both a raw field and a personal field"
+            )));
         }
         Ok(Self {
             default_tenant,
             checkpoint_every_entries: every_entries,
             checkpoint_every_ms: i64::try_from(every_seconds * 1000).unwrap_or(i64::MAX),
-            redaction: RedactionPolicy { raw_fields, personal_fields },
+            redaction: RedactionPolicy {
+                raw_fields,
+                personal_fields,
+            },
         })
     }
 }
@@ -160,13 +178,21 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         let p = Path::new("x.toml");
-        let e = LedgerConfig::parse("[checkpoints]\nevery_entries = 0\n", p).unwrap_err().to_string();
+        let e = LedgerConfig::parse("[checkpoints]\nevery_entries = 0\n", p)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("every_entries"), "{e}");
-        let e = LedgerConfig::parse("[checkpoints]\nevery_entrys = 5\n", p).unwrap_err().to_string();
+        let e = LedgerConfig::parse("[checkpoints]\nevery_entrys = 5\n", p)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("every_entrys"), "{e}");
-        let e = LedgerConfig::parse("[redaction]\nextra_raw_fields = [\"data_subjects\"]\n", p).unwrap_err().to_string();
+        let e = LedgerConfig::parse("[redaction]\nextra_raw_fields = [\"data_subjects\"]\n", p)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("data_subjects"), "{e}");
         let c = LedgerConfig::parse("[redaction]\nextra_raw_fields = [\"ssn\"]\n", p).unwrap();
-        assert!(c.redaction.raw_fields.contains("ssn") && c.redaction.raw_fields.contains("prompt"));
+        assert!(
+            c.redaction.raw_fields.contains("ssn") && c.redaction.raw_fields.contains("prompt")
+        );
     }
 }

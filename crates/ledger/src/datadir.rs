@@ -119,8 +119,10 @@ pub fn write_secret(path: &Path, contents: &str) -> Result<(), LedgerError> {
             .open(&tmp)
             .map_err(LedgerError::io(&tmp))?;
         // The mode given to open() is filtered by the umask; set it explicitly too.
-        f.set_permissions(fs::Permissions::from_mode(0o600)).map_err(LedgerError::io(&tmp))?;
-        f.write_all(contents.as_bytes()).map_err(LedgerError::io(&tmp))?;
+        f.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(LedgerError::io(&tmp))?;
+        f.write_all(contents.as_bytes())
+            .map_err(LedgerError::io(&tmp))?;
         f.sync_all().map_err(LedgerError::io(&tmp))?;
     }
     fs::rename(&tmp, path).map_err(LedgerError::io(path))?;
@@ -134,13 +136,17 @@ pub fn write_secret(path: &Path, contents: &str) -> Result<(), LedgerError> {
 pub fn write_public(path: &Path, contents: &str) -> Result<(), LedgerError> {
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, contents).map_err(LedgerError::io(&tmp))?;
-    fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(LedgerError::io(&tmp))?;
+    fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(LedgerError::io(&tmp))?;
     fs::rename(&tmp, path).map_err(LedgerError::io(path))?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), LedgerError> {
-    fs::File::open(dir).and_then(|f| f.sync_all()).map_err(LedgerError::io(dir))
+    fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(LedgerError::io(dir))
 }
 
 /// Loads the HMAC keyring (permission-checked).
@@ -214,7 +220,8 @@ pub fn random32() -> Result<[u8; 32], LedgerError> {
 pub fn create_keys(dir: &DataDir, log_name: &str) -> Result<NoteVerifier, LedgerError> {
     let keys = dir.keys_dir();
     fs::create_dir_all(&keys).map_err(LedgerError::io(&keys))?;
-    fs::set_permissions(&keys, fs::Permissions::from_mode(0o700)).map_err(LedgerError::io(&keys))?;
+    fs::set_permissions(&keys, fs::Permissions::from_mode(0o700))
+        .map_err(LedgerError::io(&keys))?;
     let mut ring = Keyring::new();
     ring.push(ring.next_id(), HmacKey::from_bytes(random32()?))
         .map_err(|e| LedgerError::Inconsistent(e.to_string()))?;
@@ -226,7 +233,10 @@ pub fn create_keys(dir: &DataDir, log_name: &str) -> Result<NoteVerifier, Ledger
     })?;
     write_secret(
         &dir.signing_key_path(),
-        &format!("# blackbox checkpoint signing key (Ed25519 seed); secret\n{log_name} {}\n", hex::encode(seed)),
+        &format!(
+            "# blackbox checkpoint signing key (Ed25519 seed); secret\n{log_name} {}\n",
+            hex::encode(seed)
+        ),
     )?;
     let verifier = signer.verifier();
     write_public(&dir.public_key_path(), &format!("{}\n", verifier.to_vkey()))?;

@@ -24,16 +24,26 @@ pub struct ExportCounts {
 ///
 /// # Errors
 /// Store and I/O failures; [`LedgerError::NotFound`] for an unknown tenant.
-pub fn export_log(store: &dyn Store, tenant: Option<&str>, out: &mut dyn Write) -> Result<ExportCounts, LedgerError> {
-    let io = |e: std::io::Error| LedgerError::Io { path: "<output>".into(), source: e };
+pub fn export_log(
+    store: &dyn Store,
+    tenant: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<ExportCounts, LedgerError> {
+    let io = |e: std::io::Error| LedgerError::Io {
+        path: "<output>".into(),
+        source: e,
+    };
     let mut counts = ExportCounts::default();
     let chains = store.chains()?;
-    if let Some(t) = tenant {
-        if !chains.iter().any(|c| c.tenant_id == t) {
-            return Err(LedgerError::NotFound(format!("no chain for tenant `{t}`")));
-        }
+    if let Some(t) = tenant
+        && !chains.iter().any(|c| c.tenant_id == t)
+    {
+        return Err(LedgerError::NotFound(format!("no chain for tenant `{t}`")));
     }
-    for head in chains.iter().filter(|c| tenant.is_none_or(|t| t == c.tenant_id)) {
+    for head in chains
+        .iter()
+        .filter(|c| tenant.is_none_or(|t| t == c.tenant_id))
+    {
         counts.chains += 1;
         let cps = store.checkpoints(&head.tenant_id)?;
         let mut cps = cps.into_iter().peekable();

@@ -54,7 +54,9 @@ pub fn parse_checkpoint_record(line: &[u8]) -> Result<String, String> {
     struct Rec {
         checkpoint: String,
     }
-    serde_json::from_slice::<Rec>(line).map(|r| r.checkpoint).map_err(|e| format!("checkpoint record: {e}"))
+    serde_json::from_slice::<Rec>(line)
+        .map(|r| r.checkpoint)
+        .map_err(|e| format!("checkpoint record: {e}"))
 }
 
 /// A personal-sidecar record line (`sidecar` is embedded verbatim: it is JCS already).
@@ -66,7 +68,11 @@ pub fn personal_record(tenant: &str, seq: u64, sidecar: &[u8]) -> Vec<u8> {
     out.extend_from_slice(b",\"sidecar\":");
     out.extend_from_slice(sidecar);
     out.extend_from_slice(b",\"tenant_id\":");
-    out.extend_from_slice(serde_json::Value::String(tenant.to_owned()).to_string().as_bytes());
+    out.extend_from_slice(
+        serde_json::Value::String(tenant.to_owned())
+            .to_string()
+            .as_bytes(),
+    );
     out.extend_from_slice(b"}}");
     out
 }
@@ -91,7 +97,11 @@ pub fn parse_personal_record(line: &[u8]) -> Result<(String, u64, Vec<u8>), Stri
         personal: Inner<'a>,
     }
     let r: Rec<'_> = serde_json::from_slice(line).map_err(|e| format!("personal record: {e}"))?;
-    Ok((r.personal.tenant_id, r.personal.seq, r.personal.sidecar.get().as_bytes().to_vec()))
+    Ok((
+        r.personal.tenant_id,
+        r.personal.seq,
+        r.personal.sidecar.get().as_bytes().to_vec(),
+    ))
 }
 
 #[cfg(test)]
@@ -107,7 +117,10 @@ mod tests {
         let sc = br#"{"fields":{"data_subjects":["ds_1"]},"salt":"00"}"#;
         let p = personal_record("acme", 7, sc);
         assert_eq!(record_kind(&p), RecordKind::Personal);
-        assert_eq!(parse_personal_record(&p).unwrap(), ("acme".to_owned(), 7, sc.to_vec()));
+        assert_eq!(
+            parse_personal_record(&p).unwrap(),
+            ("acme".to_owned(), 7, sc.to_vec())
+        );
         assert_eq!(record_kind(b"{\"agent_id\":\"a\"}"), RecordKind::Entry);
     }
 }

@@ -4,8 +4,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 
 use blackbox_core::note::NoteVerifier;
-use blackbox_store::sqlite::SqliteStore;
 use blackbox_store::Store as _;
+use blackbox_store::sqlite::SqliteStore;
 
 use crate::config::{DEFAULT_CONFIG, LedgerConfig};
 use crate::datadir::{DataDir, create_keys, load_keyring, load_signer, load_verifier, random32};
@@ -35,10 +35,13 @@ pub fn default_log_name() -> Result<String, LedgerError> {
 /// [`LedgerError::AlreadyInitialised`], I/O and store failures.
 pub fn init(dir: &DataDir, log_name: &str) -> Result<InitOutcome, LedgerError> {
     if dir.is_initialised() {
-        return Err(LedgerError::AlreadyInitialised { dir: dir.root().to_owned() });
+        return Err(LedgerError::AlreadyInitialised {
+            dir: dir.root().to_owned(),
+        });
     }
     fs::create_dir_all(dir.root()).map_err(LedgerError::io(dir.root()))?;
-    fs::set_permissions(dir.root(), fs::Permissions::from_mode(0o700)).map_err(LedgerError::io(dir.root()))?;
+    fs::set_permissions(dir.root(), fs::Permissions::from_mode(0o700))
+        .map_err(LedgerError::io(dir.root()))?;
     // Keys first and the store last: a store's presence means "initialised", so an interrupted
     // init can simply be run again.
     let verifier = create_keys(dir, log_name)?;
@@ -55,14 +58,19 @@ pub fn init(dir: &DataDir, log_name: &str) -> Result<InitOutcome, LedgerError> {
         b.commit()?;
     }
     fs::rename(&tmp, dir.store_path()).map_err(LedgerError::io(dir.store_path()))?;
-    Ok(InitOutcome { verifier, log_name: log_name.to_owned() })
+    Ok(InitOutcome {
+        verifier,
+        log_name: log_name.to_owned(),
+    })
 }
 
 fn require_init(dir: &DataDir) -> Result<(), LedgerError> {
     if dir.is_initialised() {
         Ok(())
     } else {
-        Err(LedgerError::NotInitialised { dir: dir.root().to_owned() })
+        Err(LedgerError::NotInitialised {
+            dir: dir.root().to_owned(),
+        })
     }
 }
 
@@ -75,14 +83,14 @@ pub fn open_writer(dir: &DataDir) -> Result<(SqliteStore, Writer, LedgerConfig),
     let config = LedgerConfig::load(&dir.config_path())?;
     let keys = load_keyring(&dir.hmac_keys_path())?;
     let signer = load_signer(&dir.signing_key_path())?;
-    let store = SqliteStore::open(&dir.store_path())?;
-    if let Some(name) = store.meta("log_name")? {
-        if name != signer.name() {
-            return Err(LedgerError::Inconsistent(format!(
-                "the signing key is for log `{}` but the store belongs to `{name}`",
-                signer.name()
-            )));
-        }
+    let store = SqliteStore::open(dir.store_path())?;
+    if let Some(name) = store.meta("log_name")?
+        && name != signer.name()
+    {
+        return Err(LedgerError::Inconsistent(format!(
+            "the signing key is for log `{}` but the store belongs to `{name}`",
+            signer.name()
+        )));
     }
     let writer = Writer::new(
         keys,
@@ -102,7 +110,7 @@ pub fn open_writer(dir: &DataDir) -> Result<(SqliteStore, Writer, LedgerConfig),
 /// [`LedgerError::NotInitialised`], store failures.
 pub fn open_reader(dir: &DataDir) -> Result<SqliteStore, LedgerError> {
     require_init(dir)?;
-    Ok(SqliteStore::open_read_only(&dir.store_path())?)
+    Ok(SqliteStore::open_read_only(dir.store_path())?)
 }
 
 /// The checkpoint verifier of a data directory (its `checkpoint.pub`).

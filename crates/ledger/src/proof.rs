@@ -5,7 +5,9 @@
 
 use blackbox_core::Hash;
 use blackbox_core::checkpoint::SignedCheckpoint;
-use blackbox_core::merkle::{ProofError as MerkleProofError, consistency_proof, inclusion_proof, leaf_hash, node_hash};
+use blackbox_core::merkle::{
+    ProofError as MerkleProofError, consistency_proof, inclusion_proof, leaf_hash, node_hash,
+};
 use blackbox_core::proof::{CONSISTENCY_TYPE, ConsistencyProof, INCLUSION_TYPE, InclusionProof};
 use blackbox_core::verify::origin_tenant;
 use blackbox_store::{Store, StoredEntry};
@@ -15,7 +17,9 @@ use crate::writer::NODE_LEVEL;
 
 fn fold_perfect(mut level: Vec<Hash>) -> Result<Hash, LedgerError> {
     if level.is_empty() || !level.len().is_power_of_two() {
-        return Err(LedgerError::Inconsistent("Merkle nodes missing from the store".to_owned()));
+        return Err(LedgerError::Inconsistent(
+            "Merkle nodes missing from the store".to_owned(),
+        ));
     }
     while level.len() > 1 {
         level = level.chunks(2).map(|p| node_hash(&p[0], &p[1])).collect();
@@ -27,20 +31,31 @@ fn fold_perfect(mut level: Vec<Hash>) -> Result<Hash, LedgerError> {
 ///
 /// # Errors
 /// Store failures, or [`LedgerError::Inconsistent`] when stored hashes are missing.
-pub fn subtree_hash(store: &dyn Store, tenant: &str, start: u64, level: u8) -> Result<Hash, LedgerError> {
+pub fn subtree_hash(
+    store: &dyn Store,
+    tenant: &str,
+    start: u64,
+    level: u8,
+) -> Result<Hash, LedgerError> {
     if level >= NODE_LEVEL {
         let first = start >> NODE_LEVEL;
         let count = 1u64 << (level - NODE_LEVEL);
         let nodes = store.nodes(tenant, NODE_LEVEL, first, first + count - 1)?;
         if nodes.len() as u64 != count {
-            return Err(LedgerError::Inconsistent(format!("chain `{tenant}`: stored Merkle nodes are incomplete")));
+            return Err(LedgerError::Inconsistent(format!(
+                "chain `{tenant}`: stored Merkle nodes are incomplete"
+            )));
         }
         fold_perfect(nodes.into_iter().map(|(_, h)| h).collect())
     } else {
         let count = 1u64 << level;
         let hashes = store.entry_hashes(tenant, start + 1, start + count)?;
         if hashes.len() as u64 != count {
-            return Err(LedgerError::Inconsistent(format!("chain `{tenant}`: entries {}..{} are missing", start + 1, start + count)));
+            return Err(LedgerError::Inconsistent(format!(
+                "chain `{tenant}`: entries {}..{} are missing",
+                start + 1,
+                start + count
+            )));
         }
         fold_perfect(hashes.iter().map(|h| leaf_hash(h.as_bytes())).collect())
     }
@@ -61,14 +76,19 @@ pub fn latest_checkpoint(store: &dyn Store, tenant: &str) -> Result<SignedCheckp
     let cp = store
         .latest_checkpoint(tenant)?
         .ok_or_else(|| LedgerError::NotFound(format!("tenant `{tenant}` has no checkpoint yet")))?;
-    SignedCheckpoint::parse(&cp.note).map_err(|e| LedgerError::Inconsistent(format!("stored checkpoint unreadable: {e}")))
+    SignedCheckpoint::parse(&cp.note)
+        .map_err(|e| LedgerError::Inconsistent(format!("stored checkpoint unreadable: {e}")))
 }
 
 /// An inclusion proof for `entry` against the latest checkpoint that covers it.
 ///
 /// # Errors
 /// [`LedgerError::NotFound`] when no checkpoint covers the entry yet; store failures.
-pub fn prove_inclusion(store: &dyn Store, entry: &StoredEntry, include_entry: bool) -> Result<InclusionProof, LedgerError> {
+pub fn prove_inclusion(
+    store: &dyn Store,
+    entry: &StoredEntry,
+    include_entry: bool,
+) -> Result<InclusionProof, LedgerError> {
     let cp = latest_checkpoint(store, &entry.tenant_id)?;
     let size = cp.checkpoint.size;
     if entry.seq > size {
@@ -77,15 +97,23 @@ pub fn prove_inclusion(store: &dyn Store, entry: &StoredEntry, include_entry: bo
             entry.seq
         )));
     }
-    let hashes = inclusion_proof(entry.seq - 1, size, |start, level| subtree_hash(store, &entry.tenant_id, start, level)).map_err(map_proof_err)?;
-    let view = blackbox_core::entry::EntryView::parse(&entry.line).map_err(|e| LedgerError::Inconsistent(e.to_string()))?;
+    let hashes = inclusion_proof(entry.seq - 1, size, |start, level| {
+        subtree_hash(store, &entry.tenant_id, start, level)
+    })
+    .map_err(map_proof_err)?;
+    let view = blackbox_core::entry::EntryView::parse(&entry.line)
+        .map_err(|e| LedgerError::Inconsistent(e.to_string()))?;
     Ok(InclusionProof {
         kind: INCLUSION_TYPE.to_owned(),
         tenant_id: entry.tenant_id.clone(),
         entry_id: view.entry_id.to_string(),
         seq: entry.seq,
         entry_hash: Hash::digest(&entry.line).to_prefixed(),
-        entry: if include_entry { Some(String::from_utf8_lossy(&entry.line).into_owned()) } else { None },
+        entry: if include_entry {
+            Some(String::from_utf8_lossy(&entry.line).into_owned())
+        } else {
+            None
+        },
         tree_size: size,
         hashes: hashes.iter().map(Hash::to_base64).collect(),
         checkpoint: cp.note_text(),
@@ -96,8 +124,12 @@ pub fn prove_inclusion(store: &dyn Store, entry: &StoredEntry, include_entry: bo
 ///
 /// # Errors
 /// [`LedgerError::Proof`] when the old checkpoint is unreadable or larger than the log.
-pub fn prove_consistency(store: &dyn Store, old_text: &str) -> Result<ConsistencyProof, LedgerError> {
-    let old = SignedCheckpoint::parse(old_text).map_err(|e| LedgerError::Proof(format!("the old checkpoint cannot be read: {e}")))?;
+pub fn prove_consistency(
+    store: &dyn Store,
+    old_text: &str,
+) -> Result<ConsistencyProof, LedgerError> {
+    let old = SignedCheckpoint::parse(old_text)
+        .map_err(|e| LedgerError::Proof(format!("the old checkpoint cannot be read: {e}")))?;
     let tenant = origin_tenant(&old.checkpoint.origin).to_owned();
     let new = latest_checkpoint(store, &tenant)?;
     let (old_size, new_size) = (old.checkpoint.size, new.checkpoint.size);
@@ -109,7 +141,10 @@ pub fn prove_consistency(store: &dyn Store, old_text: &str) -> Result<Consistenc
     let hashes = if old_size == 0 || old_size == new_size {
         Vec::new()
     } else {
-        consistency_proof(old_size, new_size, |start, level| subtree_hash(store, &tenant, start, level)).map_err(map_proof_err)?
+        consistency_proof(old_size, new_size, |start, level| {
+            subtree_hash(store, &tenant, start, level)
+        })
+        .map_err(map_proof_err)?
     };
     Ok(ConsistencyProof {
         kind: CONSISTENCY_TYPE.to_owned(),

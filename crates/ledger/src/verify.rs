@@ -41,7 +41,13 @@ struct Item {
 }
 
 impl Chunk {
-    fn push(&mut self, position: u64, line: &[u8], sidecar: Option<&[u8]>, sidecar_error: Option<String>) {
+    fn push(
+        &mut self,
+        position: u64,
+        line: &[u8],
+        sidecar: Option<&[u8]>,
+        sidecar_error: Option<String>,
+    ) {
         let sidecar = sidecar.map(|sc| {
             let a = self.buf.len();
             self.buf.extend_from_slice(sc);
@@ -49,11 +55,23 @@ impl Chunk {
         });
         let a = self.buf.len();
         self.buf.extend_from_slice(line);
-        self.items.push(Item { checkpoint: None, position, line: a..self.buf.len(), sidecar, sidecar_error });
+        self.items.push(Item {
+            checkpoint: None,
+            position,
+            line: a..self.buf.len(),
+            sidecar,
+            sidecar_error,
+        });
     }
 
     fn push_checkpoint(&mut self, position: u64, text: String) {
-        self.items.push(Item { checkpoint: Some(text), position, line: 0..0, sidecar: None, sidecar_error: None });
+        self.items.push(Item {
+            checkpoint: Some(text),
+            position,
+            line: 0..0,
+            sidecar: None,
+            sidecar_error: None,
+        });
     }
 
     fn is_full(&self) -> bool {
@@ -76,7 +94,10 @@ impl ChunkSink {
                 c.items.clear();
                 c
             }
-            Err(_) => Chunk { buf: Vec::with_capacity(CHUNK_BYTES + (64 << 10)), items: Vec::with_capacity(CHUNK) },
+            Err(_) => Chunk {
+                buf: Vec::with_capacity(CHUNK_BYTES + (64 << 10)),
+                items: Vec::with_capacity(CHUNK),
+            },
         }
     }
 
@@ -131,7 +152,12 @@ where
         let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(2);
         let (free_tx, free_rx) = mpsc::channel::<Chunk>();
         let (check_tx, check_rx) = mpsc::sync_channel::<Vec<Checked>>(2);
-        let reader = scope.spawn(move || read(&ChunkSink { tx: chunk_tx, free: free_rx }));
+        let reader = scope.spawn(move || {
+            read(&ChunkSink {
+                tx: chunk_tx,
+                free: free_rx,
+            })
+        });
         let feeder = scope.spawn(move || {
             let mut done = 0u64;
             for checks in check_rx {
@@ -158,9 +184,11 @@ where
             }
         }
         drop(check_tx);
-        let read_result = reader
-            .join()
-            .unwrap_or_else(|_| Err(LedgerError::Inconsistent("the reader thread panicked".to_owned())));
+        let read_result = reader.join().unwrap_or_else(|_| {
+            Err(LedgerError::Inconsistent(
+                "the reader thread panicked".to_owned(),
+            ))
+        });
         let v = feeder
             .join()
             .map_err(|_| LedgerError::Inconsistent("the verifier thread panicked".to_owned()))?;
@@ -236,7 +264,9 @@ fn for_each_line(path: &Path, mut f: impl FnMut(u64, &[u8]) -> bool) -> Result<(
     let mut n = 0u64;
     loop {
         buf.clear();
-        let got = r.read_until(b'\n', &mut buf).map_err(LedgerError::io(path))?;
+        let got = r
+            .read_until(b'\n', &mut buf)
+            .map_err(LedgerError::io(path))?;
         if got == 0 {
             return Ok(());
         }
@@ -250,11 +280,17 @@ fn for_each_line(path: &Path, mut f: impl FnMut(u64, &[u8]) -> bool) -> Result<(
     }
 }
 
+/// Checkpoint records found by [`prescan_log`]: (line, note text or why it is unreadable).
+pub type FoundCheckpoints = Vec<(u64, Result<String, String>)>;
+
+/// A personal record waiting for its entry: (line, (tenant, seq, sidecar) or why unreadable).
+type PendingSidecar = Option<(u64, Result<(String, u64, Vec<u8>), String>)>;
+
 /// Counts the entry lines of a JSONL file and collects its checkpoints (a fast first pass).
 ///
 /// # Errors
 /// I/O errors.
-pub fn prescan_log(path: &Path) -> Result<(u64, Vec<(u64, Result<String, String>)>), LedgerError> {
+pub fn prescan_log(path: &Path) -> Result<(u64, FoundCheckpoints), LedgerError> {
     let mut entries = 0u64;
     let mut cps = Vec::new();
     for_each_line(path, |n, line| {
@@ -285,7 +321,7 @@ pub fn verify_log_file(
     }
     let v = pipeline(v, keys, progress, move |tx| {
         let mut chunk = tx.fresh();
-        let mut pending: Option<(u64, Result<(String, u64, Vec<u8>), String>)> = None;
+        let mut pending: PendingSidecar = None;
         for_each_line(path, |n, line| {
             match record_kind(line) {
                 RecordKind::Checkpoint => match parse_checkpoint_record(line) {
@@ -301,7 +337,9 @@ pub fn verify_log_file(
                             n,
                             line,
                             None,
-                            Some(format!("the personal record on line {pn} is malformed: {why}")),
+                            Some(format!(
+                                "the personal record on line {pn} is malformed: {why}"
+                            )),
                         ),
                     }
                     if chunk.is_full() && tx.send(&mut chunk).is_none() {

@@ -64,7 +64,10 @@ struct RandomPool {
 
 impl RandomPool {
     fn new() -> Self {
-        Self { buf: vec![0; 4096], pos: 4096 }
+        Self {
+            buf: vec![0; 4096],
+            pos: 4096,
+        }
     }
 
     fn take<const N: usize>(&mut self) -> Result<[u8; N], LedgerError> {
@@ -108,7 +111,13 @@ impl CheckpointSigner {
     ///
     /// # Errors
     /// [`LedgerError::Checkpoint`].
-    pub fn sign(&self, tenant: &str, size: u64, root: Hash, now_ms: i64) -> Result<StoredCheckpoint, LedgerError> {
+    pub fn sign(
+        &self,
+        tenant: &str,
+        size: u64,
+        root: Hash,
+        now_ms: i64,
+    ) -> Result<StoredCheckpoint, LedgerError> {
         let ts = format_timestamp(now_ms).map_err(LedgerError::Inconsistent)?;
         let cp = Checkpoint {
             origin: self.origin(tenant),
@@ -165,7 +174,9 @@ fn load_work(batch: &mut dyn WriteBatch, tenant: &str) -> Result<ChainWork, Ledg
         last_checkpoint_ms: 0,
     });
     let tree = CompactRange::from_bytes(&head.merkle_state).map_err(|e| {
-        LedgerError::Inconsistent(format!("chain `{tenant}`: stored Merkle state is unreadable ({e})"))
+        LedgerError::Inconsistent(format!(
+            "chain `{tenant}`: stored Merkle state is unreadable ({e})"
+        ))
     })?;
     if tree.size() != head.size {
         return Err(LedgerError::Inconsistent(format!(
@@ -175,10 +186,21 @@ fn load_work(batch: &mut dyn WriteBatch, tenant: &str) -> Result<ChainWork, Ledg
         )));
     }
     let last_id = (head.size > 0).then(|| uuid::Uuid::from_bytes(head.last_entry_id));
-    Ok(ChainWork { head, tree, last_id, entries: Vec::new(), nodes: Vec::new(), dirty: false })
+    Ok(ChainWork {
+        head,
+        tree,
+        last_id,
+        entries: Vec::new(),
+        nodes: Vec::new(),
+        dirty: false,
+    })
 }
 
-fn flush(batch: &mut dyn WriteBatch, tenant: &str, work: &mut ChainWork) -> Result<(), LedgerError> {
+fn flush(
+    batch: &mut dyn WriteBatch,
+    tenant: &str,
+    work: &mut ChainWork,
+) -> Result<(), LedgerError> {
     if !work.entries.is_empty() {
         batch.append(tenant, &work.entries)?;
         work.entries.clear();
@@ -195,11 +217,22 @@ impl Writer {
     ///
     /// # Errors
     /// [`LedgerError::Inconsistent`] when the keyring is empty.
-    pub fn new(keys: Keyring, signer: CheckpointSigner, settings: WriterSettings) -> Result<Self, LedgerError> {
+    pub fn new(
+        keys: Keyring,
+        signer: CheckpointSigner,
+        settings: WriterSettings,
+    ) -> Result<Self, LedgerError> {
         if keys.current().is_none() {
-            return Err(LedgerError::Inconsistent("the HMAC keyring holds no key".to_owned()));
+            return Err(LedgerError::Inconsistent(
+                "the HMAC keyring holds no key".to_owned(),
+            ));
         }
-        Ok(Self { keys, signer, settings, random: RandomPool::new() })
+        Ok(Self {
+            keys,
+            signer,
+            settings,
+            random: RandomPool::new(),
+        })
     }
 
     /// The checkpoint signer.
@@ -219,7 +252,10 @@ impl Writer {
     ///
     /// # Errors
     /// Store failures (e.g. another writer holds the store).
-    pub fn session<'w, 's>(&'w mut self, store: &'s mut dyn Store) -> Result<AppendSession<'w, 's>, LedgerError> {
+    pub fn session<'w, 's>(
+        &'w mut self,
+        store: &'s mut dyn Store,
+    ) -> Result<AppendSession<'w, 's>, LedgerError> {
         let (key_id, key) = self.current_key()?;
         let batch = store.begin()?;
         Ok(AppendSession {
@@ -258,7 +294,12 @@ impl Writer {
     ///
     /// # Errors
     /// Store and signing failures.
-    pub fn heartbeat(&mut self, store: &mut dyn Store, now_ms: i64, force: bool) -> Result<Vec<(String, u64)>, LedgerError> {
+    pub fn heartbeat(
+        &mut self,
+        store: &mut dyn Store,
+        now_ms: i64,
+        force: bool,
+    ) -> Result<Vec<(String, u64)>, LedgerError> {
         let heads = store.chains()?;
         let mut batch = store.begin()?;
         let mut written = Vec::new();
@@ -268,7 +309,9 @@ impl Writer {
             }
             // Re-read inside the batch: another writer may have moved the head.
             let mut work = load_work(batch.as_mut(), &head.tenant_id)?;
-            let cp = self.signer.sign(&head.tenant_id, work.head.size, work.tree.root(), now_ms)?;
+            let cp = self
+                .signer
+                .sign(&head.tenant_id, work.head.size, work.tree.root(), now_ms)?;
             batch.put_checkpoint(&cp)?;
             work.head.last_checkpoint_size = work.head.size;
             work.head.last_checkpoint_ms = now_ms;
@@ -318,7 +361,11 @@ impl AppendSession<'_, '_> {
     /// # Errors
     /// Store and signing failures.
     pub fn add(&mut self, ev: &NormalizedEvent, now_ms: i64) -> Result<&Appended, LedgerError> {
-        let tenant = ev.tenant_id.as_ref().unwrap_or(&self.writer.settings.default_tenant).clone();
+        let tenant = ev
+            .tenant_id
+            .as_ref()
+            .unwrap_or(&self.writer.settings.default_tenant)
+            .clone();
         if !self.chains.contains_key(tenant.as_str()) {
             let w = load_work(self.batch.as_mut(), tenant.as_str())?;
             self.chains.insert(tenant.as_str().to_owned(), w);
@@ -352,11 +399,12 @@ impl AppendSession<'_, '_> {
         )
         .map_err(|e| LedgerError::Inconsistent(e.to_string()))?;
         let nodes = &mut work.nodes;
-        work.tree.push(leaf_hash(sealed.entry_hash.as_bytes()), |level, idx, h| {
-            if level == NODE_LEVEL {
-                nodes.push((idx, *h));
-            }
-        });
+        work.tree
+            .push(leaf_hash(sealed.entry_hash.as_bytes()), |level, idx, h| {
+                if level == NODE_LEVEL {
+                    nodes.push((idx, *h));
+                }
+            });
         work.head.size = seq;
         work.head.head_hash = sealed.entry_hash;
         work.head.last_entry_id = *entry_id.as_bytes();
@@ -372,10 +420,18 @@ impl AppendSession<'_, '_> {
             tool: ev.tool.clone(),
             line: sealed.line,
             entry_hash: sealed.entry_hash,
-            personal: sidecar.map(|s| PersonalRecord { sidecar: s.bytes, subject_ids: ev.subject_ids.clone() }),
+            personal: sidecar.map(|s| PersonalRecord {
+                sidecar: s.bytes,
+                subject_ids: ev.subject_ids.clone(),
+            }),
         });
         if seq % self.writer.settings.checkpoint_every_entries == 0 {
-            self.checkpoints.push(self.writer.signer.sign(tenant.as_str(), seq, work.tree.root(), now_ms)?);
+            self.checkpoints.push(self.writer.signer.sign(
+                tenant.as_str(),
+                seq,
+                work.tree.root(),
+                now_ms,
+            )?);
             work.head.last_checkpoint_size = seq;
             work.head.last_checkpoint_ms = now_ms;
         }
@@ -388,7 +444,10 @@ impl AppendSession<'_, '_> {
             entry_id,
             entry_hash: sealed.entry_hash,
         });
-        self.outcome.appended.last().ok_or_else(|| LedgerError::Inconsistent("nothing appended".to_owned()))
+        self.outcome
+            .appended
+            .last()
+            .ok_or_else(|| LedgerError::Inconsistent("nothing appended".to_owned()))
     }
 
     /// Writes heads, Merkle nodes and due checkpoints (a closing one per grown chain when
@@ -399,9 +458,15 @@ impl AppendSession<'_, '_> {
     pub fn commit(mut self, now_ms: i64, close: bool) -> Result<BatchOutcome, LedgerError> {
         for (tenant, work) in &mut self.chains {
             flush(self.batch.as_mut(), tenant, work)?;
-            let due = now_ms - work.head.last_checkpoint_ms >= self.writer.settings.checkpoint_every_ms;
+            let due =
+                now_ms - work.head.last_checkpoint_ms >= self.writer.settings.checkpoint_every_ms;
             if (close && work.head.last_checkpoint_size != work.head.size) || due {
-                self.checkpoints.push(self.writer.signer.sign(tenant, work.head.size, work.tree.root(), now_ms)?);
+                self.checkpoints.push(self.writer.signer.sign(
+                    tenant,
+                    work.head.size,
+                    work.tree.root(),
+                    now_ms,
+                )?);
                 work.head.last_checkpoint_size = work.head.size;
                 work.head.last_checkpoint_ms = now_ms;
             }
@@ -412,7 +477,9 @@ impl AppendSession<'_, '_> {
         }
         for cp in &self.checkpoints {
             self.batch.put_checkpoint(cp)?;
-            self.outcome.checkpoints.push((cp.tenant_id.clone(), cp.size));
+            self.outcome
+                .checkpoints
+                .push((cp.tenant_id.clone(), cp.size));
         }
         self.batch.commit()?;
         Ok(self.outcome)

@@ -34,16 +34,27 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn normalise(line_no: u64, raw: &[u8], policy: &RedactionPolicy, tenant: Option<&TenantId>) -> Parsed {
+fn normalise(
+    line_no: u64,
+    raw: &[u8],
+    policy: &RedactionPolicy,
+    tenant: Option<&TenantId>,
+) -> Parsed {
     let res = (|| {
         if raw.len() > MAX_LINE {
-            return Err(format!("the line is longer than {} bytes; events must be smaller", MAX_LINE));
+            return Err(format!(
+                "the line is longer than {} bytes; events must be smaller",
+                MAX_LINE
+            ));
         }
-        let v: serde_json::Value = serde_json::from_slice(raw).map_err(|e| format!("not valid JSON: {e}"))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(raw).map_err(|e| format!("not valid JSON: {e}"))?;
         let mut ev = normalize_event(v, policy).map_err(|e| e.to_string())?;
         match (&ev.tenant_id, tenant) {
             (Some(t), Some(want)) if t != want => {
-                return Err(format!("field `tenant_id` is `{t}` but --tenant-id is `{want}`; events may only name the tenant they are appended for"));
+                return Err(format!(
+                    "field `tenant_id` is `{t}` but --tenant-id is `{want}`; events may only name the tenant they are appended for"
+                ));
             }
             (None, Some(want)) => ev.tenant_id = Some(want.clone()),
             _ => {}
@@ -64,7 +75,10 @@ fn reader_thread(
     let mut raw: Vec<(u64, Vec<u8>)> = Vec::with_capacity(CHUNK);
     let mut line_no = 0u64;
     let send = |raw: &mut Vec<(u64, Vec<u8>)>| {
-        let parsed: Vec<Parsed> = raw.par_iter().map(|(no, l)| normalise(*no, l, &policy, tenant.as_ref())).collect();
+        let parsed: Vec<Parsed> = raw
+            .par_iter()
+            .map(|(no, l)| normalise(*no, l, &policy, tenant.as_ref()))
+            .collect();
         raw.clear();
         tx.send(Ok(parsed)).is_ok()
     };
@@ -108,21 +122,35 @@ impl Totals {
         self.appended += o.appended.len() as u64;
         self.checkpoints += o.checkpoints.len() as u64;
         for a in &o.appended {
-            let e = self.chains.entry(a.tenant_id.clone()).or_insert((a.seq, a.seq));
+            let e = self
+                .chains
+                .entry(a.tenant_id.clone())
+                .or_insert((a.seq, a.seq));
             e.0 = e.0.min(a.seq);
             e.1 = e.1.max(a.seq);
         }
     }
 }
 
-pub fn run(dir: &DataDir, file: Option<&Path>, tenant: Option<&str>, batch_size: Option<usize>, format: TextOrJson) -> Result<Outcome> {
-    let tenant = tenant.map(TenantId::parse).transpose().map_err(|e| anyhow!("--tenant-id: {e}"))?;
+pub fn run(
+    dir: &DataDir,
+    file: Option<&Path>,
+    tenant: Option<&str>,
+    batch_size: Option<usize>,
+    format: TextOrJson,
+) -> Result<Outcome> {
+    let tenant = tenant
+        .map(TenantId::parse)
+        .transpose()
+        .map_err(|e| anyhow!("--tenant-id: {e}"))?;
     if batch_size == Some(0) {
         anyhow::bail!("--batch-size must be at least 1");
     }
     let (mut store, mut writer, config) = blackbox_ledger::open::open_writer(dir)?;
     let input: Box<dyn Read + Send> = match file {
-        Some(p) => Box::new(File::open(p).with_context(|| format!("cannot open --file {}", p.display()))?),
+        Some(p) => {
+            Box::new(File::open(p).with_context(|| format!("cannot open --file {}", p.display()))?)
+        }
         None => Box::new(std::io::stdin()),
     };
     let (tx, rx) = mpsc::sync_channel(4);
@@ -184,7 +212,10 @@ pub fn run(dir: &DataDir, file: Option<&Path>, tenant: Option<&str>, batch_size:
         let kept = if totals.appended == 0 {
             "nothing was appended".to_owned()
         } else {
-            format!("{} entries of earlier batches were committed; the batch with this line was not", n(totals.appended))
+            format!(
+                "{} entries of earlier batches were committed; the batch with this line was not",
+                n(totals.appended)
+            )
         };
         return Err(e.context(kept));
     }
@@ -193,9 +224,17 @@ pub fn run(dir: &DataDir, file: Option<&Path>, tenant: Option<&str>, batch_size:
             let chains: serde_json::Map<String, serde_json::Value> = totals
                 .chains
                 .iter()
-                .map(|(t, (a, b))| (t.clone(), serde_json::json!({"first_seq": a, "last_seq": b})))
+                .map(|(t, (a, b))| {
+                    (
+                        t.clone(),
+                        serde_json::json!({"first_seq": a, "last_seq": b}),
+                    )
+                })
                 .collect();
-            println!("{}", serde_json::json!({"appended": totals.appended, "checkpoints": totals.checkpoints, "chains": chains}));
+            println!(
+                "{}",
+                serde_json::json!({"appended": totals.appended, "checkpoints": totals.checkpoints, "chains": chains})
+            );
         }
         TextOrJson::Text => {
             let chains: Vec<String> = totals

@@ -14,28 +14,108 @@ mod verify;
 
 pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.cmd {
-        Cmd::Init { dir, log_name, format } => init(&DataDir::new(dir.data_dir), log_name, format),
-        Cmd::Append { dir, file, tenant_id, batch_size, format } => {
-            append::run(&DataDir::new(dir.data_dir), file.as_deref(), tenant_id.as_deref(), batch_size, format)
-        }
-        Cmd::Verify { data_dir, log_file, key_file, public_key, checkpoint, tenant_id, all, format } => {
-            verify::run(&verify::Args { data_dir, log_file, key_file, public_key, checkpoints: checkpoint, tenant_id, all, format })
-        }
-        Cmd::Query { dir, agent_id, session_id, tenant_id, tool, event_type, start, end, limit, format } => query::run(
+        Cmd::Init {
+            dir,
+            log_name,
+            format,
+        } => init(&DataDir::new(dir.data_dir), log_name, format),
+        Cmd::Append {
+            dir,
+            file,
+            tenant_id,
+            batch_size,
+            format,
+        } => append::run(
             &DataDir::new(dir.data_dir),
-            query::Filters { agent_id, session_id, tenant_id, tool, event_type, start, end, limit },
+            file.as_deref(),
+            tenant_id.as_deref(),
+            batch_size,
             format,
         ),
-        Cmd::Checkpoint { dir, tenant_id, sign_now, format } => {
-            proofs::checkpoint(&DataDir::new(dir.data_dir), tenant_id.as_deref(), sign_now, format)
-        }
-        Cmd::Prove { dir, entry_id, consistency, no_entry, output } => {
-            proofs::prove(&DataDir::new(dir.data_dir), entry_id.as_deref(), consistency.as_deref(), !no_entry, output.as_deref())
-        }
-        Cmd::VerifyProof { public_key, proof, format } => proofs::verify_proof(&public_key, &proof, format),
-        Cmd::ExportLog { dir, tenant_id, output } => proofs::export_log(&DataDir::new(dir.data_dir), tenant_id.as_deref(), &output),
-        Cmd::Keys { cmd: KeysCmd::Rotate { dir } } => rotate(&DataDir::new(dir.data_dir)),
-        Cmd::Keys { cmd: KeysCmd::Show { dir } } => show_keys(&DataDir::new(dir.data_dir)),
+        Cmd::Verify {
+            data_dir,
+            log_file,
+            key_file,
+            public_key,
+            checkpoint,
+            tenant_id,
+            all,
+            format,
+        } => verify::run(&verify::Args {
+            data_dir,
+            log_file,
+            key_file,
+            public_key,
+            checkpoints: checkpoint,
+            tenant_id,
+            all,
+            format,
+        }),
+        Cmd::Query {
+            dir,
+            agent_id,
+            session_id,
+            tenant_id,
+            tool,
+            event_type,
+            start,
+            end,
+            limit,
+            format,
+        } => query::run(
+            &DataDir::new(dir.data_dir),
+            query::Filters {
+                agent_id,
+                session_id,
+                tenant_id,
+                tool,
+                event_type,
+                start,
+                end,
+                limit,
+            },
+            format,
+        ),
+        Cmd::Checkpoint {
+            dir,
+            tenant_id,
+            sign_now,
+            format,
+        } => proofs::checkpoint(
+            &DataDir::new(dir.data_dir),
+            tenant_id.as_deref(),
+            sign_now,
+            format,
+        ),
+        Cmd::Prove {
+            dir,
+            entry_id,
+            consistency,
+            no_entry,
+            output,
+        } => proofs::prove(
+            &DataDir::new(dir.data_dir),
+            entry_id.as_deref(),
+            consistency.as_deref(),
+            !no_entry,
+            output.as_deref(),
+        ),
+        Cmd::VerifyProof {
+            public_key,
+            proof,
+            format,
+        } => proofs::verify_proof(&public_key, &proof, format),
+        Cmd::ExportLog {
+            dir,
+            tenant_id,
+            output,
+        } => proofs::export_log(&DataDir::new(dir.data_dir), tenant_id.as_deref(), &output),
+        Cmd::Keys {
+            cmd: KeysCmd::Rotate { dir },
+        } => rotate(&DataDir::new(dir.data_dir)),
+        Cmd::Keys {
+            cmd: KeysCmd::Show { dir },
+        } => show_keys(&DataDir::new(dir.data_dir)),
     }
 }
 
@@ -62,14 +142,28 @@ fn init(dir: &DataDir, log_name: Option<String>, format: TextOrJson) -> Result<O
                 "{}",
                 aligned(&[
                     ("log name", out.log_name.clone()),
-                    ("HMAC key", format!("k1 in {} (mode 0600, secret)", dir.hmac_keys_path().display())),
-                    ("signing key", format!("{} (mode 0600, secret)", dir.signing_key_path().display())),
+                    (
+                        "HMAC key",
+                        format!(
+                            "k1 in {} (mode 0600, secret)",
+                            dir.hmac_keys_path().display()
+                        )
+                    ),
+                    (
+                        "signing key",
+                        format!("{} (mode 0600, secret)", dir.signing_key_path().display())
+                    ),
                     ("public key", vkey),
                     ("fingerprint", fp),
-                    ("public key file", dir.public_key_path().display().to_string()),
+                    (
+                        "public key file",
+                        dir.public_key_path().display().to_string()
+                    ),
                 ])
             );
-            println!("Give the public key file to your auditors: `blackbox verify --public-key` needs nothing else.");
+            println!(
+                "Give the public key file to your auditors: `blackbox verify --public-key` needs nothing else."
+            );
         }
     }
     Ok(Outcome::Ok)
@@ -77,10 +171,15 @@ fn init(dir: &DataDir, log_name: Option<String>, format: TextOrJson) -> Result<O
 
 fn rotate(dir: &DataDir) -> Result<Outcome> {
     if !dir.is_initialised() {
-        anyhow::bail!("no Blackbox store in {}: run `blackbox init` first", dir.root().display());
+        anyhow::bail!(
+            "no Blackbox store in {}: run `blackbox init` first",
+            dir.root().display()
+        );
     }
     let id = blackbox_ledger::datadir::rotate_hmac_key(dir).context("rotating the HMAC key")?;
-    println!("New HMAC key generation {id} is now current; entries signed with older keys still verify.");
+    println!(
+        "New HMAC key generation {id} is now current; entries signed with older keys still verify."
+    );
     Ok(Outcome::Ok)
 }
 
@@ -88,7 +187,10 @@ fn show_keys(dir: &DataDir) -> Result<Outcome> {
     let ring = blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path())?;
     let v = blackbox_ledger::open::public_key(dir)?;
     let ids: Vec<String> = ring.ids().iter().map(ToString::to_string).collect();
-    let current = ring.current().map(|(id, _)| id.to_string()).unwrap_or_default();
+    let current = ring
+        .current()
+        .map(|(id, _)| id.to_string())
+        .unwrap_or_default();
     print!(
         "{}",
         aligned(&[

@@ -27,7 +27,10 @@ fn pick_tenant(store: &dyn blackbox_store::Store, tenant: Option<&str>) -> Resul
         [one] => Ok(one.tenant_id.clone()),
         many => {
             let names: Vec<&str> = many.iter().map(|c| c.tenant_id.as_str()).collect();
-            bail!("the store has several chains ({}); choose one with --tenant-id", names.join(", "))
+            bail!(
+                "the store has several chains ({}); choose one with --tenant-id",
+                names.join(", ")
+            )
         }
     }
 }
@@ -49,7 +52,12 @@ fn emit(path: Option<&Path>, text: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn checkpoint(dir: &DataDir, tenant: Option<&str>, sign_now: bool, format: TextOrJson) -> Result<Outcome> {
+pub fn checkpoint(
+    dir: &DataDir,
+    tenant: Option<&str>,
+    sign_now: bool,
+    format: TextOrJson,
+) -> Result<Outcome> {
     if sign_now {
         let (mut store, mut writer, _) = blackbox_ledger::open::open_writer(dir)?;
         pick_tenant(&store, tenant)?;
@@ -72,14 +80,23 @@ pub fn checkpoint(dir: &DataDir, tenant: Option<&str>, sign_now: bool, format: T
     Ok(Outcome::Ok)
 }
 
-pub fn prove(dir: &DataDir, entry_id: Option<&str>, consistency: Option<&Path>, include_entry: bool, output: Option<&Path>) -> Result<Outcome> {
+pub fn prove(
+    dir: &DataDir,
+    entry_id: Option<&str>,
+    consistency: Option<&Path>,
+    include_entry: bool,
+    output: Option<&Path>,
+) -> Result<Outcome> {
     let store = blackbox_ledger::open::open_reader(dir)?;
     let json = if let Some(id) = entry_id {
         let uuid = uuid_bytes(id)?;
-        let entry = store.entry_by_id(&uuid)?.ok_or_else(|| anyhow!("no entry with id {id}"))?;
+        let entry = store
+            .entry_by_id(&uuid)?
+            .ok_or_else(|| anyhow!("no entry with id {id}"))?;
         serde_json::to_string_pretty(&prove_inclusion(&store, &entry, include_entry)?)?
     } else if let Some(path) = consistency {
-        let old = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let old =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::to_string_pretty(&prove_consistency(&store, &old)?)?
     } else {
         bail!("give --entry-id ID or --consistency OLD_CHECKPOINT");
@@ -89,30 +106,45 @@ pub fn prove(dir: &DataDir, entry_id: Option<&str>, consistency: Option<&Path>, 
 }
 
 fn uuid_bytes(id: &str) -> Result<[u8; 16]> {
-    let u = blackbox_core::entry::parse_entry_id(id).map_err(|e| anyhow!("--entry-id {id:?}: {e}"))?;
+    let u =
+        blackbox_core::entry::parse_entry_id(id).map_err(|e| anyhow!("--entry-id {id:?}: {e}"))?;
     Ok(*u.as_bytes())
 }
 
 pub fn verify_proof(public_key: &Path, proof: &Path, format: TextOrJson) -> Result<Outcome> {
     let verifier = load_verifier(public_key)?;
-    let text = std::fs::read_to_string(proof).with_context(|| format!("reading {}", proof.display()))?;
+    let text =
+        std::fs::read_to_string(proof).with_context(|| format!("reading {}", proof.display()))?;
     let result = verify_proof_document(&text, &verifier);
     match (&result, format) {
         (Ok(p), TextOrJson::Text) => println!("{p}"),
         (Err(e), TextOrJson::Text) => println!("INVALID — {e}"),
-        (Ok(p), TextOrJson::Json) => println!("{}", serde_json::json!({"status": "ok", "summary": p.to_string()})),
-        (Err(e), TextOrJson::Json) => println!("{}", serde_json::json!({"status": "invalid", "reason": e.to_string()})),
+        (Ok(p), TextOrJson::Json) => println!(
+            "{}",
+            serde_json::json!({"status": "ok", "summary": p.to_string()})
+        ),
+        (Err(e), TextOrJson::Json) => println!(
+            "{}",
+            serde_json::json!({"status": "invalid", "reason": e.to_string()})
+        ),
     }
-    Ok(if result.is_ok() { Outcome::Ok } else { Outcome::CheckFailed })
+    Ok(if result.is_ok() {
+        Outcome::Ok
+    } else {
+        Outcome::CheckFailed
+    })
 }
 
 pub fn export_log(dir: &DataDir, tenant: Option<&str>, output: &Path) -> Result<Outcome> {
     let store = blackbox_ledger::open::open_reader(dir)?;
     let tmp = output.with_extension("partial");
-    let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let file =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     let counts = blackbox_ledger::export::export_log(&store, tenant, &mut w)?;
-    let file = w.into_inner().map_err(|e| anyhow!("writing {}: {}", tmp.display(), e.error()))?;
+    let file = w
+        .into_inner()
+        .map_err(|e| anyhow!("writing {}: {}", tmp.display(), e.error()))?;
     file.sync_all()?;
     std::fs::rename(&tmp, output).with_context(|| format!("writing {}", output.display()))?;
     println!(

@@ -25,7 +25,8 @@ pub struct Filters {
 /// RFC 3339, or a bare date: its first millisecond (`end == false`) or its last (`end == true`).
 pub fn parse_bound(flag: &str, s: &str, end: bool) -> Result<i64> {
     if s.len() == 10 && s.as_bytes().get(4) == Some(&b'-') {
-        let day = parse_timestamp(&format!("{s}T00:00:00Z")).map_err(|e| anyhow!("{flag} {s:?}: {e}"))?;
+        let day =
+            parse_timestamp(&format!("{s}T00:00:00Z")).map_err(|e| anyhow!("{flag} {s:?}: {e}"))?;
         return Ok(if end { day + 86_400_000 - 1 } else { day });
     }
     parse_timestamp(s).map_err(|e| anyhow!("{flag} {s:?}: {e}"))
@@ -36,12 +37,20 @@ fn io_err(e: std::io::Error) -> StoreError {
 }
 
 pub fn run(dir: &DataDir, f: Filters, format: QueryFormat) -> Result<Outcome> {
-    let start_ms = f.start.as_deref().map(|s| parse_bound("--start", s, false)).transpose()?;
-    let end_ms = f.end.as_deref().map(|s| parse_bound("--end", s, true)).transpose()?;
-    if let (Some(a), Some(b)) = (start_ms, end_ms) {
-        if a > b {
-            anyhow::bail!("--start is after --end");
-        }
+    let start_ms = f
+        .start
+        .as_deref()
+        .map(|s| parse_bound("--start", s, false))
+        .transpose()?;
+    let end_ms = f
+        .end
+        .as_deref()
+        .map(|s| parse_bound("--end", s, true))
+        .transpose()?;
+    if let (Some(a), Some(b)) = (start_ms, end_ms)
+        && a > b
+    {
+        anyhow::bail!("--start is after --end");
     }
     let store = blackbox_ledger::open::open_reader(dir)?;
     let q = Query {
@@ -59,7 +68,9 @@ pub fn run(dir: &DataDir, f: Filters, format: QueryFormat) -> Result<Outcome> {
     let mut count = 0u64;
     let result = match format {
         QueryFormat::Jsonl => store.query(&q, &mut |e| {
-            out.write_all(&e.line).and_then(|()| out.write_all(b"\n")).map_err(io_err)?;
+            out.write_all(&e.line)
+                .and_then(|()| out.write_all(b"\n"))
+                .map_err(io_err)?;
             count += 1;
             Ok(true)
         }),
@@ -80,7 +91,8 @@ pub fn run(dir: &DataDir, f: Filters, format: QueryFormat) -> Result<Outcome> {
             let mut w = csv::Writer::from_writer(&mut out);
             w.write_record(COLUMNS).map_err(|e| anyhow!(e))?;
             let r = store.query(&q, &mut |e| {
-                w.write_record(flatten(&e.tenant_id, e.seq, &e.line)).map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+                w.write_record(flatten(&e.tenant_id, e.seq, &e.line))
+                    .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
                 count += 1;
                 Ok(true)
             });
@@ -88,13 +100,38 @@ pub fn run(dir: &DataDir, f: Filters, format: QueryFormat) -> Result<Outcome> {
             r
         }
         QueryFormat::Table => {
-            let cols = ["timestamp", "tenant_id", "seq", "agent_id", "session_id", "event_type", "tool_name", "allowed", "model"];
-            let idx: Vec<usize> = cols.iter().filter_map(|c| COLUMNS.iter().position(|x| x == c)).collect();
-            writeln!(out, "{:<24}  {:<12}  {:>8}  {:<24}  {:<16}  {:<14}  {:<18}  {:<7}  {}", "TIME", "TENANT", "SEQ", "AGENT", "SESSION", "TYPE", "TOOL", "ALLOWED", "MODEL")?;
+            let cols = [
+                "timestamp",
+                "tenant_id",
+                "seq",
+                "agent_id",
+                "session_id",
+                "event_type",
+                "tool_name",
+                "allowed",
+                "model",
+            ];
+            let idx: Vec<usize> = cols
+                .iter()
+                .filter_map(|c| COLUMNS.iter().position(|x| x == c))
+                .collect();
+            writeln!(
+                out,
+                "{:<24}  {:<12}  {:>8}  {:<24}  {:<16}  {:<14}  {:<18}  {:<7}  MODEL",
+                "TIME", "TENANT", "SEQ", "AGENT", "SESSION", "TYPE", "TOOL", "ALLOWED"
+            )?;
             store.query(&q, &mut |e| {
                 let row = flatten(&e.tenant_id, e.seq, &e.line);
-                let v: Vec<&str> = idx.iter().map(|&i| row.get(i).map_or("", String::as_str)).collect();
-                writeln!(out, "{:<24}  {:<12}  {:>8}  {:<24}  {:<16}  {:<14}  {:<18}  {:<7}  {}", v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]).map_err(io_err)?;
+                let v: Vec<&str> = idx
+                    .iter()
+                    .map(|&i| row.get(i).map_or("", String::as_str))
+                    .collect();
+                writeln!(
+                    out,
+                    "{:<24}  {:<12}  {:>8}  {:<24}  {:<16}  {:<14}  {:<18}  {:<7}  {}",
+                    v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]
+                )
+                .map_err(io_err)?;
                 count += 1;
                 Ok(true)
             })
@@ -103,7 +140,9 @@ pub fn run(dir: &DataDir, f: Filters, format: QueryFormat) -> Result<Outcome> {
     match result {
         Ok(()) => {}
         // A closed pipe (`| head`) ends the output quietly.
-        Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(Outcome::Ok),
+        Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            return Ok(Outcome::Ok);
+        }
         Err(e) => return Err(e.into()),
     }
     match out.flush() {
@@ -111,7 +150,11 @@ pub fn run(dir: &DataDir, f: Filters, format: QueryFormat) -> Result<Outcome> {
         r => r?,
     }
     if format == QueryFormat::Table {
-        eprintln!("{} entr{}", blackbox_core::ids::group_thousands(count), if count == 1 { "y" } else { "ies" });
+        eprintln!(
+            "{} entr{}",
+            blackbox_core::ids::group_thousands(count),
+            if count == 1 { "y" } else { "ies" }
+        );
     }
     Ok(Outcome::Ok)
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
 use blackbox_core::verify::Report;
-use blackbox_ledger::datadir::{DataDir, DEFAULT_DATA_DIR, load_keyring, load_verifier};
+use blackbox_ledger::datadir::{DEFAULT_DATA_DIR, DataDir, load_keyring, load_verifier};
 use blackbox_ledger::verify::{StoreVerifyOptions, prescan_log, verify_log_file, verify_store};
 
 use crate::Outcome;
@@ -25,12 +25,17 @@ pub struct Args {
 pub fn run(a: &Args) -> Result<Outcome> {
     let mut trusted = Vec::new();
     for p in &a.checkpoints {
-        trusted.push(std::fs::read_to_string(p).with_context(|| format!("cannot read --checkpoint {}", p.display()))?);
+        trusted.push(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read --checkpoint {}", p.display()))?,
+        );
     }
     let verifier_from = |p: &PathBuf| load_verifier(p).with_context(|| "loading --public-key");
     let report = if let Some(log) = &a.log_file {
         if a.key_file.is_none() && a.public_key.is_none() {
-            bail!("verifying a log file needs --key-file (the HMAC keyring) or --public-key (checkpoint.pub), or both");
+            bail!(
+                "verifying a log file needs --key-file (the HMAC keyring) or --public-key (checkpoint.pub), or both"
+            );
         }
         if a.tenant_id.is_some() {
             bail!("--tenant-id applies to a store; a log file is verified whole");
@@ -38,14 +43,21 @@ pub fn run(a: &Args) -> Result<Outcome> {
         let keys = a.key_file.as_ref().map(|p| load_keyring(p)).transpose()?;
         let verifier = a.public_key.as_ref().map(verifier_from).transpose()?;
         // Counting entries for the progress bar costs a read of the file: only on a terminal.
-        let total = if std::io::IsTerminal::is_terminal(&std::io::stderr()) { prescan_log(log)?.0 } else { 0 };
+        let total = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            prescan_log(log)?.0
+        } else {
+            0
+        };
         let pb = progress(total, "verifying");
-        let r = verify_log_file(log, keys.as_ref(), verifier, &trusted, &|done| pb.set_position(done))?;
+        let r = verify_log_file(log, keys.as_ref(), verifier, &trusted, &|done| {
+            pb.set_position(done)
+        })?;
         pb.finish_and_clear();
         r
     } else {
         let dir = DataDir::new(a.data_dir.clone().unwrap_or_else(|| {
-            std::env::var_os("BLACKBOX_DATA_DIR").map_or_else(|| DEFAULT_DATA_DIR.into(), PathBuf::from)
+            std::env::var_os("BLACKBOX_DATA_DIR")
+                .map_or_else(|| DEFAULT_DATA_DIR.into(), PathBuf::from)
         }));
         let store = blackbox_ledger::open::open_reader(&dir)?;
         let total: u64 = blackbox_store::Store::chains(&store)?
@@ -58,7 +70,9 @@ pub fn run(a: &Args) -> Result<Outcome> {
         let keys = if a.public_key.is_some() && a.key_file.is_none() {
             None
         } else {
-            Some(load_keyring(a.key_file.as_ref().unwrap_or(&dir.hmac_keys_path()))?)
+            Some(load_keyring(
+                a.key_file.as_ref().unwrap_or(&dir.hmac_keys_path()),
+            )?)
         };
         let verifier = match &a.public_key {
             Some(p) => verifier_from(p)?,
@@ -66,13 +80,25 @@ pub fn run(a: &Args) -> Result<Outcome> {
         };
         if let Some(t) = &a.tenant_id {
             let store = blackbox_ledger::open::open_reader(&dir)?;
-            if !blackbox_store::Store::chains(&store)?.iter().any(|c| &c.tenant_id == t) {
+            if !blackbox_store::Store::chains(&store)?
+                .iter()
+                .any(|c| &c.tenant_id == t)
+            {
                 bail!("the store has no chain for tenant `{t}`");
             }
         }
         let pb = progress(total, "verifying");
-        let opts = StoreVerifyOptions { tenant: a.tenant_id.clone(), trusted_checkpoints: trusted };
-        let r = verify_store(&dir.store_path(), keys.as_ref(), Some(verifier), &opts, &|done| pb.set_position(done))?;
+        let opts = StoreVerifyOptions {
+            tenant: a.tenant_id.clone(),
+            trusted_checkpoints: trusted,
+        };
+        let r = verify_store(
+            &dir.store_path(),
+            keys.as_ref(),
+            Some(verifier),
+            &opts,
+            &|done| pb.set_position(done),
+        )?;
         pb.finish_and_clear();
         r
     };
@@ -80,17 +106,33 @@ pub fn run(a: &Args) -> Result<Outcome> {
         TextOrJson::Json => println!("{}", report_json(&report)),
         TextOrJson::Text => print!("{}", report_text(&report, a.all)),
     }
-    Ok(if report.ok() { Outcome::Ok } else { Outcome::CheckFailed })
+    Ok(if report.ok() {
+        Outcome::Ok
+    } else {
+        Outcome::CheckFailed
+    })
 }
 
 fn headline(r: &Report) -> String {
     let chains = r.chains.len();
     if let Some(f) = r.first() {
-        let tenant = if chains > 1 && !f.tenant_id.is_empty() { format!("tenant {}: ", f.tenant_id) } else { String::new() };
+        let tenant = if chains > 1 && !f.tenant_id.is_empty() {
+            format!("tenant {}: ", f.tenant_id)
+        } else {
+            String::new()
+        };
         return format!("TAMPERED — {tenant}{}", f.headline());
     }
-    let intact = if chains > 1 { format!("{chains} chains intact") } else { "chain intact".to_owned() };
-    let scope = if r.hmac_checked { "" } else { " (public key only)" };
+    let intact = if chains > 1 {
+        format!("{chains} chains intact")
+    } else {
+        "chain intact".to_owned()
+    };
+    let scope = if r.hmac_checked {
+        ""
+    } else {
+        " (public key only)"
+    };
     format!("OK — {} entries verified{scope}, {intact}", n(r.entries))
 }
 
@@ -100,24 +142,42 @@ pub fn report_text(r: &Report, all: bool) -> String {
     if !r.ok() {
         if all {
             for f in &r.findings {
-                let tenant = if f.tenant_id.is_empty() { "-".to_owned() } else { f.tenant_id.clone() };
+                let tenant = if f.tenant_id.is_empty() {
+                    "-".to_owned()
+                } else {
+                    f.tenant_id.clone()
+                };
                 let seq = if f.seq == 0 { "-".to_owned() } else { n(f.seq) };
-                let pos = if f.position == 0 { String::new() } else { format!(" [position {}]", n(f.position)) };
-                out.push_str(&format!("  {tenant:<16} entry {seq:>11}  {:<24} {}{pos}\n", f.kind.as_str(), f.message));
+                let pos = if f.position == 0 {
+                    String::new()
+                } else {
+                    format!(" [position {}]", n(f.position))
+                };
+                out.push_str(&format!(
+                    "  {tenant:<16} entry {seq:>11}  {:<24} {}{pos}\n",
+                    f.kind.as_str(),
+                    f.message
+                ));
                 if let (Some(e), Some(a)) = (f.expected, f.actual) {
                     out.push_str(&format!("  {:<16}       {:>11}  expected {e}\n  {:<16}       {:>11}  found    {a}\n", "", "", "", ""));
                 }
             }
             if r.findings_total > r.findings.len() as u64 {
-                out.push_str(&format!("  … and {} more\n", n(r.findings_total - r.findings.len() as u64)));
+                out.push_str(&format!(
+                    "  … and {} more\n",
+                    n(r.findings_total - r.findings.len() as u64)
+                ));
             }
         } else if r.findings_total > 1 {
-            out.push_str(&format!("{} problems found in all; run with --all to list them.\n", n(r.findings_total)));
+            out.push_str(&format!(
+                "{} problems found in all; run with --all to list them.\n",
+                n(r.findings_total)
+            ));
         }
-        if let Some(f) = r.first() {
-            if let (Some(e), Some(a), false) = (f.expected, f.actual, all) {
-                out.push_str(&format!("  expected {e}\n  found    {a}\n"));
-            }
+        if let Some(f) = r.first()
+            && let (Some(e), Some(a), false) = (f.expected, f.actual, all)
+        {
+            out.push_str(&format!("  expected {e}\n  found    {a}\n"));
         }
     }
     for c in &r.chains {
@@ -140,8 +200,15 @@ pub fn report_text(r: &Report, all: bool) -> String {
         }
     }
     if !r.hmac_valid_by_key.is_empty() {
-        let keys: Vec<String> = r.hmac_valid_by_key.iter().map(|(k, c)| format!("{k}: {}", n(*c))).collect();
-        out.push_str(&format!("  HMACs verified by key id: {}\n", keys.join(", ")));
+        let keys: Vec<String> = r
+            .hmac_valid_by_key
+            .iter()
+            .map(|(k, c)| format!("{k}: {}", n(*c)))
+            .collect();
+        out.push_str(&format!(
+            "  HMACs verified by key id: {}\n",
+            keys.join(", ")
+        ));
     }
     for nc in &r.not_checked {
         out.push_str(&format!("  not checked: {nc}\n"));

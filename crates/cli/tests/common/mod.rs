@@ -1,5 +1,6 @@
 //! Helpers for end-to-end tests of the `blackbox` binary.
-#![allow(dead_code)]
+// Test helpers panic on failure by design: that is how a test reports it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -23,14 +24,22 @@ pub fn run(args: &[&str]) -> Run {
 pub fn run_stdin(args: &[&str], stdin: Option<&str>) -> Run {
     let mut cmd = bin();
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     let mut child = cmd.spawn().expect("spawn blackbox");
     if let Some(input) = stdin {
         use std::io::Write as _;
         let mut si = child.stdin.take().unwrap();
         si.write_all(input.as_bytes()).unwrap();
     }
-    let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().unwrap();
     Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -57,7 +66,13 @@ pub fn events(n: usize, tenant: &str) -> String {
     for i in 0..n {
         let agent = format!("agent-{:02}", i % 7);
         let session = format!("sess-{}", i / 50);
-        let ts = format!("2026-04-14T{:02}:{:02}:{:02}.{:03}Z", (i / 3600) % 24, (i / 60) % 60, i % 60, i % 1000);
+        let ts = format!(
+            "2026-04-14T{:02}:{:02}:{:02}.{:03}Z",
+            (i / 3600) % 24,
+            (i / 60) % 60,
+            i % 60,
+            i % 1000
+        );
         let line = if i % 3 == 0 {
             format!(
                 r#"{{"tenant_id":"{tenant}","agent_id":"{agent}","session_id":"{session}","client_seq":{i},"timestamp":"{ts}","event_type":"llm_request","payload":{{"model":"gpt-4o","prompt":"question number {i}","token_count_in":{},"token_count_out":{},"latency_ms":{}}}}}"#,

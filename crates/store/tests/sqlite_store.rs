@@ -1,0 +1,973 @@
+//! Behaviour of the SQLite store against the storage contract.
+
+// Test helpers outside #[test] functions unwrap too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use blackbox_core::Hash;
+use blackbox_store::sqlite::{SCHEMA_VERSION, SqliteStore};
+use blackbox_store::{
+    ChainHead, NewEntry, PersonalRecord, Query, Store, StoreError, StoredCheckpoint, StoredEntry,
+};
+
+fn tmp() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    (dir, path)
+}
+
+/// A deterministic entry of `tenant` at `seq`.
+fn entry(
+    tenant: &str,
+    seq: u64,
+    ts_ms: i64,
+    agent: &str,
+    session: &str,
+    event: &str,
+    tool: Option<&str>,
+) -> NewEntry {
+    let line = format!(
+        r#"{{"tenant":"{tenant}","seq":{seq},"ts":{ts_ms},"agent":"{agent}","session":"{session}","type":"{event}","tool":{},"pad":"{}"}}"#,
+        tool.map_or("null".to_owned(), |t| format!("\"{t}\"")),
+        "x".repeat(usize::try_from(seq % 7).unwrap() * 3)
+    )
+    .into_bytes();
+    let mut entry_id = [0u8; 16];
+    entry_id.copy_from_slice(&Hash::digest(format!("{tenant}/{seq}").as_bytes()).0[..16]);
+    NewEntry {
+        seq,
+        entry_id,
+        ts_ms,
+        agent_id: agent.to_owned(),
+        session_id: session.to_owned(),
+        event_type: event.to_owned(),
+        tool: tool.map(str::to_owned),
+        entry_hash: Hash::digest(&line),
+        line,
+        personal: None,
+    }
+}
+
+/// The head after `last` (an empty chain's head when `None`).
+fn head(tenant: &str, last: Option<&NewEntry>) -> ChainHead {
+    ChainHead {
+        tenant_id: tenant.to_owned(),
+        size: last.map_or(0, |e| e.seq),
+        head_hash: last.map_or(Hash([7; 32]), |e| e.entry_hash),
+        last_entry_id: last.map_or([0; 16], |e| e.entry_id),
+        merkle_state: last.map_or(Vec::new(), |e| e.seq.to_be_bytes().to_vec()),
+        last_checkpoint_size: 0,
+        last_checkpoint_ms: 0,
+    }
+}
+
+/// Appends `entries` to `tenant` and sets the head, in one committed batch.
+fn append(store: &mut SqliteStore, tenant: &str, entries: &[NewEntry]) {
+    let mut b = store.begin().unwrap();
+    b.append(tenant, entries).unwrap();
+    b.set_head(&head(tenant, entries.last())).unwrap();
+    b.commit().unwrap();
+}
+
+fn scan_all(store: &SqliteStore, tenant: &str) -> Vec<StoredEntry> {
+    let mut out = Vec::new();
+    store
+        .scan(tenant, 0, u64::MAX, &mut |e| {
+            out.push(e);
+            Ok(true)
+        })
+        .unwrap();
+    out
+}
+
+fn query(store: &SqliteStore, q: &Query) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    store
+        .query(q, &mut |e| {
+            out.push((e.tenant_id, e.seq));
+            Ok(true)
+        })
+        .unwrap();
+    out
+}
+
+fn seqs(tenant: &str, seqs: &[u64]) -> Vec<(String, u64)> {
+    seqs.iter().map(|&s| (tenant.to_owned(), s)).collect()
+}
+
+fn raw(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
+}
+
+#[test]
+fn store_is_send() {
+    fn is_send<T: Send>() {}
+    is_send::<SqliteStore>();
+}
+
+#[test]
+fn create_open_reopen() {
+    let (_dir, path) = tmp();
+    {
+        let mut store = SqliteStore::create(&path).unwrap();
+        assert!(store.chains().unwrap().is_empty());
+        let mut b = store.begin().unwrap();
+        b.set_meta("log_name", "example.com/log").unwrap();
+        b.set_meta("log_name", "example.com/log2").unwrap();
+        b.commit().unwrap();
+        assert_eq!(
+            store.meta("log_name").unwrap().as_deref(),
+            Some("example.com/log2")
+        );
+    }
+    assert!(matches!(
+        SqliteStore::create(&path),
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    {
+        let mut store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store.meta("log_name").unwrap().as_deref(),
+            Some("example.com/log2")
+        );
+        assert_eq!(store.meta("missing").unwrap(), None);
+        let e = entry("t", 1, 10, "a", "s", "ev", None);
+        append(&mut store, "t", std::slice::from_ref(&e));
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let heads = store.chains().unwrap();
+    assert_eq!(heads.len(), 1);
+    assert_eq!(heads[0].size, 1);
+    let mode: String = raw(&path)
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn open_missing_is_not_found() {
+    let (_dir, path) = tmp();
+    assert!(matches!(
+        SqliteStore::open(&path),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        SqliteStore::open_read_only(&path),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(!path.exists(), "open must not create the file");
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let (_dir, path) = tmp();
+    drop(SqliteStore::create(&path).unwrap());
+    raw(&path).pragma_update(None, "user_version", 99).unwrap();
+    for r in [SqliteStore::open(&path), SqliteStore::open_read_only(&path)] {
+        match r {
+            Err(StoreError::Schema { found, supported }) => {
+                assert_eq!(found, 99);
+                assert_eq!(supported, SCHEMA_VERSION);
+            }
+            other => panic!("expected a schema error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn other_sqlite_file_is_not_a_store() {
+    let (_dir, path) = tmp();
+    raw(&path)
+        .execute_batch("CREATE TABLE t(x); PRAGMA user_version = 1;")
+        .unwrap();
+    assert!(matches!(
+        SqliteStore::open(&path),
+        Err(StoreError::NotAStore { .. })
+    ));
+    let text = path.with_extension("txt");
+    std::fs::write(
+        &text,
+        "this is not a database, just some text long enough to matter\n".repeat(20),
+    )
+    .unwrap();
+    assert!(matches!(
+        SqliteStore::open_read_only(&text),
+        Err(StoreError::NotAStore { .. })
+    ));
+    assert!(matches!(
+        SqliteStore::open(&text),
+        Err(StoreError::NotAStore { .. })
+    ));
+}
+
+#[test]
+fn append_across_batches_and_tenants() {
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    let a: Vec<_> = (1..=5)
+        .map(|s| {
+            entry(
+                "alpha",
+                s,
+                100 + i64::try_from(s).unwrap(),
+                "ag",
+                "s1",
+                "ev",
+                None,
+            )
+        })
+        .collect();
+    let b: Vec<_> = (1..=3)
+        .map(|s| entry("beta", s, 50, "ag", "s1", "ev", Some("t")))
+        .collect();
+    append(&mut store, "beta", &b[..2]);
+    append(&mut store, "alpha", &a[..3]);
+    // Several appends to two chains in one batch.
+    {
+        let mut batch = store.begin().unwrap();
+        batch.append("alpha", &a[3..4]).unwrap();
+        batch.append("beta", &b[2..]).unwrap();
+        batch.append("alpha", &a[4..]).unwrap();
+        batch.set_head(&head("alpha", a.last())).unwrap();
+        batch.set_head(&head("beta", b.last())).unwrap();
+        batch.commit().unwrap();
+    }
+    let heads = store.chains().unwrap();
+    assert_eq!(heads, vec![head("alpha", a.last()), head("beta", b.last())]);
+
+    let got = scan_all(&store, "alpha");
+    assert_eq!(got.len(), 5);
+    for (g, e) in got.iter().zip(&a) {
+        assert_eq!(g.tenant_id, "alpha");
+        assert_eq!(g.seq, e.seq);
+        assert_eq!(g.line, e.line);
+        assert_eq!(g.entry_hash, e.entry_hash);
+        assert_eq!(g.personal, None);
+    }
+    // Partial scan and early stop.
+    let mut part = Vec::new();
+    store
+        .scan("alpha", 2, 4, &mut |e| {
+            part.push(e.seq);
+            Ok(e.seq < 3)
+        })
+        .unwrap();
+    assert_eq!(part, vec![2, 3]);
+    assert!(scan_all(&store, "nobody").is_empty());
+    assert_eq!(scan_all(&store, "beta").len(), 3);
+    // Errors from the callback are passed through.
+    let r = store.scan("alpha", 1, 5, &mut |_| {
+        Err(StoreError::Invalid {
+            what: "stop".into(),
+        })
+    });
+    assert!(matches!(r, Err(StoreError::Invalid { .. })));
+}
+
+#[test]
+fn chain_head_inside_batch_sees_pending_head() {
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    let e1 = entry("t", 1, 1, "a", "s", "ev", None);
+    let e2 = entry("t", 2, 2, "a", "s", "ev", None);
+    let mut b = store.begin().unwrap();
+    assert_eq!(b.chain_head("t").unwrap(), None);
+    b.append("t", std::slice::from_ref(&e1)).unwrap();
+    // Appended but no head recorded yet.
+    assert_eq!(b.chain_head("t").unwrap(), None);
+    b.set_head(&head("t", Some(&e1))).unwrap();
+    assert_eq!(b.chain_head("t").unwrap(), Some(head("t", Some(&e1))));
+    b.append("t", std::slice::from_ref(&e2)).unwrap();
+    b.set_head(&head("t", Some(&e2))).unwrap();
+    assert_eq!(b.chain_head("t").unwrap(), Some(head("t", Some(&e2))));
+    b.commit().unwrap();
+    let mut b = store.begin().unwrap();
+    assert_eq!(b.chain_head("t").unwrap(), Some(head("t", Some(&e2))));
+}
+
+#[test]
+fn empty_chain_via_set_head() {
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    let mut b = store.begin().unwrap();
+    b.set_head(&head("t", None)).unwrap();
+    b.commit().unwrap();
+    assert_eq!(store.chains().unwrap(), vec![head("t", None)]);
+    // A head beyond the stored entries is refused.
+    let mut b = store.begin().unwrap();
+    let mut h = head("t", None);
+    h.size = 1;
+    assert!(matches!(
+        b.set_head(&h),
+        Err(StoreError::SeqConflict {
+            expected: 0,
+            got: 1,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn seq_conflicts() {
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    let e = |s| entry("t", s, 1, "a", "s", "ev", None);
+    // A new chain starts at 1.
+    {
+        let mut b = store.begin().unwrap();
+        let r = b.append("t", &[e(2)]);
+        assert!(matches!(
+            r,
+            Err(StoreError::SeqConflict { ref tenant, expected: 1, got: 2 }) if tenant == "t"
+        ));
+    }
+    append(&mut store, "t", &[e(1), e(2)]);
+    let mut b = store.begin().unwrap();
+    // Duplicate.
+    assert!(matches!(
+        b.append("t", &[e(2)]),
+        Err(StoreError::SeqConflict {
+            expected: 3,
+            got: 2,
+            ..
+        })
+    ));
+    // Gap.
+    assert!(matches!(
+        b.append("t", &[e(4)]),
+        Err(StoreError::SeqConflict {
+            expected: 3,
+            got: 4,
+            ..
+        })
+    ));
+    // Gap inside one call: nothing of the call is written.
+    assert!(matches!(
+        b.append("t", &[e(3), e(5)]),
+        Err(StoreError::SeqConflict {
+            expected: 4,
+            got: 5,
+            ..
+        })
+    ));
+    // The batch is still usable and continues from 3.
+    b.append("t", &[e(3)]).unwrap();
+    b.append("t", &[e(4)]).unwrap();
+    // A head that does not match the stored entries.
+    assert!(matches!(
+        b.set_head(&head("t", Some(&e(3)))),
+        Err(StoreError::SeqConflict {
+            expected: 4,
+            got: 3,
+            ..
+        })
+    ));
+    b.set_head(&head("t", Some(&e(4)))).unwrap();
+    b.commit().unwrap();
+    let got: Vec<u64> = scan_all(&store, "t").iter().map(|e| e.seq).collect();
+    assert_eq!(got, vec![1, 2, 3, 4]);
+}
+
+#[test]
+fn commit_requires_matching_head() {
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    let e = |s| entry("t", s, 1, "a", "s", "ev", None);
+    // Never set.
+    let mut b = store.begin().unwrap();
+    b.append("t", &[e(1)]).unwrap();
+    assert!(matches!(b.commit(), Err(StoreError::Invalid { .. })));
+    assert!(store.chains().unwrap().is_empty());
+    // Set, then more appended.
+    let mut b = store.begin().unwrap();
+    b.append("t", &[e(1)]).unwrap();
+    b.set_head(&head("t", Some(&e(1)))).unwrap();
+    b.append("t", &[e(2)]).unwrap();
+    assert!(matches!(
+        b.commit(),
+        Err(StoreError::SeqConflict {
+            expected: 2,
+            got: 1,
+            ..
+        })
+    ));
+    assert!(store.chains().unwrap().is_empty());
+    // A head whose hash is not the last entry's.
+    let mut b = store.begin().unwrap();
+    b.append("t", &[e(1)]).unwrap();
+    let mut h = head("t", Some(&e(1)));
+    h.head_hash = Hash([9; 32]);
+    assert!(matches!(b.set_head(&h), Err(StoreError::Invalid { .. })));
+}
+
+#[test]
+fn duplicate_entry_id_is_refused_and_call_undone() {
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    let e1 = entry("t", 1, 1, "a", "s", "ev", None);
+    append(&mut store, "t", std::slice::from_ref(&e1));
+    let mut b = store.begin().unwrap();
+    let e2 = entry("t", 2, 2, "a", "s", "ev", None);
+    let mut e3 = entry("t", 3, 3, "a", "s", "ev", None);
+    e3.entry_id = e1.entry_id;
+    assert!(matches!(
+        b.append("t", &[e2.clone(), e3]),
+        Err(StoreError::Invalid { .. })
+    ));
+    // e2 was rolled back with the failed call.
+    b.append("t", std::slice::from_ref(&e2)).unwrap();
+    b.set_head(&head("t", Some(&e2))).unwrap();
+    b.commit().unwrap();
+    assert_eq!(scan_all(&store, "t").len(), 2);
+}
+
+#[test]
+fn drop_without_commit_rolls_back() {
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    let e = |t, s| entry(t, s, 1, "new-agent", "s", "ev", Some("new-tool"));
+    append(&mut store, "old", &[e("old", 1)]);
+    {
+        let mut b = store.begin().unwrap();
+        b.append("old", &[e("old", 2)]).unwrap();
+        b.set_head(&head("old", Some(&e("old", 2)))).unwrap();
+        b.append("new", &[e("new", 1)]).unwrap();
+        b.set_head(&head("new", Some(&e("new", 1)))).unwrap();
+        b.put_checkpoint(&StoredCheckpoint {
+            tenant_id: "new".into(),
+            size: 1,
+            ts_ms: 5,
+            note: "n".into(),
+        })
+        .unwrap();
+        b.put_nodes("new", 0, &[(0, Hash([1; 32]))]).unwrap();
+        b.set_meta("k", "v").unwrap();
+        // dropped here
+    }
+    assert_eq!(
+        store.chains().unwrap(),
+        vec![head("old", Some(&e("old", 1)))]
+    );
+    assert_eq!(scan_all(&store, "old").len(), 1);
+    assert!(scan_all(&store, "new").is_empty());
+    assert_eq!(store.meta("k").unwrap(), None);
+    assert!(store.checkpoints("new").unwrap().is_empty());
+    assert!(store.nodes("new", 0, 0, 10).unwrap().is_empty());
+    assert!(store.entry_by_id(&e("new", 1).entry_id).unwrap().is_none());
+    let mut b = store.begin().unwrap();
+    assert_eq!(b.chain_head("new").unwrap(), None);
+    assert_eq!(
+        b.chain_head("old").unwrap(),
+        Some(head("old", Some(&e("old", 1))))
+    );
+    // Names added by the rolled-back batch are not used: the same strings work again.
+    b.append("new", &[e("new", 1)]).unwrap();
+    b.set_head(&head("new", Some(&e("new", 1)))).unwrap();
+    b.commit().unwrap();
+    let q = Query {
+        agent_id: Some("new-agent".into()),
+        tool: Some("new-tool".into()),
+        ..Query::default()
+    };
+    assert_eq!(
+        query(&store, &q),
+        vec![("new".into(), 1), ("old".into(), 1)]
+    );
+}
+
+/// Two tenants with a spread of agents, sessions, tools and event types.
+fn query_fixture(path: &Path) -> SqliteStore {
+    let mut store = SqliteStore::create(path).unwrap();
+    // (seq, ts, agent, session, event, tool)
+    let acme = [
+        (1, 100, "a1", "s1", "start", None),
+        (2, 110, "a1", "s1", "tool_call", Some("grep")),
+        (3, 110, "a2", "s2", "tool_call", Some("bash")),
+        (4, 120, "a1", "s1", "tool_call", Some("bash")),
+        (5, 130, "a2", "s2", "end", None),
+        (6, 130, "a1", "s3", "tool_call", Some("grep")),
+    ];
+    let bolt = [
+        (1, 105, "a1", "s9", "start", None),
+        (2, 110, "a1", "s9", "tool_call", Some("bash")),
+        (3, 140, "b1", "s9", "tool_call", Some("grep")),
+    ];
+    for (tenant, rows) in [("acme", &acme[..]), ("bolt", &bolt[..])] {
+        let entries: Vec<_> = rows
+            .iter()
+            .map(|&(s, ts, a, sess, ev, tool)| entry(tenant, s, ts, a, sess, ev, tool))
+            .collect();
+        append(&mut store, tenant, &entries);
+    }
+    store
+}
+
+#[test]
+fn query_filters_order_and_limit() {
+    let (_dir, path) = tmp();
+    let store = query_fixture(&path);
+    let acme = |s: &[u64]| seqs("acme", s);
+    let bolt = |s: &[u64]| seqs("bolt", s);
+    let cat = |a: Vec<(String, u64)>, b: Vec<(String, u64)>| -> Vec<(String, u64)> {
+        let mut v = a;
+        v.extend(b);
+        v
+    };
+    let q = |f: fn(&mut Query)| {
+        let mut q = Query::default();
+        f(&mut q);
+        query(&store, &q)
+    };
+
+    // Everything: by (ts, tenant, seq). ts 110 appears in both tenants; acme comes first.
+    assert_eq!(
+        q(|_| {}),
+        vec![
+            ("acme".into(), 1),
+            ("bolt".into(), 1),
+            ("acme".into(), 2),
+            ("acme".into(), 3),
+            ("bolt".into(), 2),
+            ("acme".into(), 4),
+            ("acme".into(), 5),
+            ("acme".into(), 6),
+            ("bolt".into(), 3),
+        ]
+    );
+    assert_eq!(
+        q(|q| q.tenant_id = Some("acme".into())),
+        acme(&[1, 2, 3, 4, 5, 6])
+    );
+    assert_eq!(q(|q| q.tenant_id = Some("zzz".into())), vec![]);
+    assert_eq!(
+        q(|q| q.agent_id = Some("a1".into())),
+        vec![
+            ("acme".into(), 1),
+            ("bolt".into(), 1),
+            ("acme".into(), 2),
+            ("bolt".into(), 2),
+            ("acme".into(), 4),
+            ("acme".into(), 6),
+        ]
+    );
+    assert_eq!(q(|q| q.session_id = Some("s2".into())), acme(&[3, 5]));
+    assert_eq!(
+        q(|q| q.tool = Some("grep".into())),
+        cat(acme(&[2, 6]), bolt(&[3]))
+    );
+    assert_eq!(q(|q| q.event_type = Some("end".into())), acme(&[5]));
+    assert_eq!(q(|q| q.agent_id = Some("unknown".into())), vec![]);
+    // Time bounds are inclusive.
+    assert_eq!(
+        q(|q| {
+            q.start_ms = Some(110);
+            q.end_ms = Some(120);
+        }),
+        vec![
+            ("acme".into(), 2),
+            ("acme".into(), 3),
+            ("bolt".into(), 2),
+            ("acme".into(), 4),
+        ]
+    );
+    assert_eq!(q(|q| q.start_ms = Some(131)), bolt(&[3]));
+    assert_eq!(q(|q| q.end_ms = Some(100)), acme(&[1]));
+    assert_eq!(
+        q(|q| {
+            q.start_ms = Some(120);
+            q.end_ms = Some(110);
+        }),
+        vec![]
+    );
+    // Combinations.
+    assert_eq!(
+        q(|q| {
+            q.tenant_id = Some("acme".into());
+            q.agent_id = Some("a1".into());
+            q.tool = Some("bash".into());
+        }),
+        acme(&[4])
+    );
+    assert_eq!(
+        q(|q| {
+            q.agent_id = Some("a1".into());
+            q.event_type = Some("tool_call".into());
+            q.start_ms = Some(111);
+        }),
+        acme(&[4, 6])
+    );
+    assert_eq!(
+        q(|q| {
+            q.tenant_id = Some("bolt".into());
+            q.session_id = Some("s9".into());
+            q.tool = Some("grep".into());
+            q.event_type = Some("tool_call".into());
+            q.agent_id = Some("b1".into());
+            q.start_ms = Some(140);
+            q.end_ms = Some(140);
+        }),
+        bolt(&[3])
+    );
+    assert_eq!(
+        q(|q| {
+            q.session_id = Some("s1".into());
+            q.tool = Some("grep".into());
+        }),
+        acme(&[2])
+    );
+    // Limit, over one chain and over the merge of several.
+    assert_eq!(
+        q(|q| {
+            q.tenant_id = Some("acme".into());
+            q.limit = Some(2);
+        }),
+        acme(&[1, 2])
+    );
+    assert_eq!(
+        q(|q| {
+            q.tool = Some("bash".into());
+            q.limit = Some(2);
+        }),
+        cat(acme(&[3]), bolt(&[2]))
+    );
+    assert_eq!(q(|q| q.limit = Some(0)), vec![]);
+    assert_eq!(q(|q| q.limit = Some(100)).len(), 9);
+
+    // The callback can stop early, and the rows carry the stored bytes.
+    let mut got = Vec::new();
+    store
+        .query(&Query::default(), &mut |e| {
+            got.push(e);
+            Ok(got.len() < 3)
+        })
+        .unwrap();
+    assert_eq!(got.len(), 3);
+    let expected = entry("bolt", 1, 105, "a1", "s9", "start", None);
+    assert_eq!(got[1].line, expected.line);
+    assert_eq!(got[1].entry_hash, expected.entry_hash);
+}
+
+#[test]
+fn entry_by_id_finds_any_chain() {
+    let (_dir, path) = tmp();
+    let store = query_fixture(&path);
+    let e = entry("bolt", 2, 110, "a1", "s9", "tool_call", Some("bash"));
+    let got = store.entry_by_id(&e.entry_id).unwrap().unwrap();
+    assert_eq!(got.tenant_id, "bolt");
+    assert_eq!(got.seq, 2);
+    assert_eq!(got.line, e.line);
+    assert_eq!(got.entry_hash, e.entry_hash);
+    assert_eq!(store.entry_by_id(&[0xAB; 16]).unwrap(), None);
+}
+
+#[test]
+fn entry_hashes_and_nodes() {
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    let entries: Vec<_> = (1..=20)
+        .map(|s| entry("t", s, 1, "a", "s", "ev", None))
+        .collect();
+    {
+        let mut b = store.begin().unwrap();
+        b.append("t", &entries).unwrap();
+        let level1: Vec<_> = (0..10)
+            .map(|i| (i, Hash([u8::try_from(i).unwrap(); 32])))
+            .collect();
+        b.put_nodes("t", 1, &level1).unwrap();
+        b.put_nodes("t", 2, &[(0, Hash([40; 32])), (4, Hash([44; 32]))])
+            .unwrap();
+        // The same node again is fine; a different hash for it is not.
+        b.put_nodes("t", 2, &[(0, Hash([40; 32]))]).unwrap();
+        assert!(matches!(
+            b.put_nodes("t", 2, &[(0, Hash([41; 32]))]),
+            Err(StoreError::Invalid { .. })
+        ));
+        b.set_head(&head("t", entries.last())).unwrap();
+        b.commit().unwrap();
+    }
+    let want: Vec<Hash> = entries[4..=9].iter().map(|e| e.entry_hash).collect();
+    assert_eq!(store.entry_hashes("t", 5, 10).unwrap(), want);
+    assert_eq!(store.entry_hashes("t", 19, 30).unwrap().len(), 2);
+    assert!(store.entry_hashes("t", 10, 5).unwrap().is_empty());
+    assert!(store.entry_hashes("x", 1, 5).unwrap().is_empty());
+
+    let n = store.nodes("t", 1, 3, 5).unwrap();
+    assert_eq!(
+        n,
+        vec![(3, Hash([3; 32])), (4, Hash([4; 32])), (5, Hash([5; 32]))]
+    );
+    assert_eq!(
+        store.nodes("t", 2, 0, u64::MAX).unwrap(),
+        vec![(0, Hash([40; 32])), (4, Hash([44; 32]))]
+    );
+    assert!(store.nodes("t", 3, 0, 100).unwrap().is_empty());
+    assert!(store.nodes("x", 1, 0, 100).unwrap().is_empty());
+}
+
+#[test]
+fn checkpoints_ordering_and_latest() {
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    let entries: Vec<_> = (1..=10)
+        .map(|s| entry("t", s, 1, "a", "s", "ev", None))
+        .collect();
+    let cp = |size, ts_ms, note: &str| StoredCheckpoint {
+        tenant_id: "t".into(),
+        size,
+        ts_ms,
+        note: note.into(),
+    };
+    assert_eq!(store.latest_checkpoint("t").unwrap(), None);
+    {
+        let mut b = store.begin().unwrap();
+        b.append("t", &entries).unwrap();
+        b.set_head(&head("t", entries.last())).unwrap();
+        b.put_checkpoint(&cp(10, 300, "c")).unwrap();
+        b.put_checkpoint(&cp(5, 200, "b")).unwrap();
+        b.put_checkpoint(&cp(5, 100, "a")).unwrap();
+        // Re-signed at the same size later.
+        b.put_checkpoint(&cp(10, 400, "d")).unwrap();
+        assert!(matches!(
+            b.put_checkpoint(&cp(11, 500, "beyond")),
+            Err(StoreError::Invalid { .. })
+        ));
+        b.commit().unwrap();
+    }
+    let notes: Vec<String> = store
+        .checkpoints("t")
+        .unwrap()
+        .into_iter()
+        .map(|c| c.note)
+        .collect();
+    assert_eq!(notes, vec!["a", "b", "c", "d"]);
+    assert_eq!(
+        store.latest_checkpoint("t").unwrap(),
+        Some(cp(10, 400, "d"))
+    );
+    assert!(store.checkpoints("x").unwrap().is_empty());
+    assert_eq!(store.latest_checkpoint("x").unwrap(), None);
+}
+
+#[test]
+fn personal_sidecars_and_erasure() {
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    let mut entries: Vec<_> = (1..=4)
+        .map(|s| entry("t", s, 10, "a", "s", "ev", None))
+        .collect();
+    let sidecar = |s: u64| format!(r#"{{"salt":"x{s}","fields":{{"email":"u{s}@example.com"}}}}"#);
+    entries[0].personal = Some(PersonalRecord {
+        sidecar: sidecar(1).into_bytes(),
+        subject_ids: vec!["subj-1".into(), "subj-2".into(), "subj-1".into()],
+    });
+    entries[2].personal = Some(PersonalRecord {
+        sidecar: sidecar(3).into_bytes(),
+        subject_ids: vec!["subj-1".into()],
+    });
+    append(&mut store, "t", &entries);
+    let other = {
+        let mut e = entry("u", 1, 10, "a", "s", "ev", None);
+        e.personal = Some(PersonalRecord {
+            sidecar: sidecar(9).into_bytes(),
+            subject_ids: vec!["subj-1".into()],
+        });
+        e
+    };
+    append(&mut store, "u", std::slice::from_ref(&other));
+
+    let got = scan_all(&store, "t");
+    assert_eq!(got[0].personal.as_deref(), Some(sidecar(1).as_bytes()));
+    assert_eq!(got[1].personal, None);
+    assert_eq!(got[2].personal.as_deref(), Some(sidecar(3).as_bytes()));
+    let mut via_query = Vec::new();
+    store
+        .query(
+            &Query {
+                tenant_id: Some("t".into()),
+                ..Query::default()
+            },
+            &mut |e| {
+                via_query.push(e.personal);
+                Ok(true)
+            },
+        )
+        .unwrap();
+    assert_eq!(via_query[0].as_deref(), Some(sidecar(1).as_bytes()));
+    assert_eq!(
+        store
+            .entry_by_id(&entries[2].entry_id)
+            .unwrap()
+            .unwrap()
+            .personal
+            .as_deref(),
+        Some(sidecar(3).as_bytes())
+    );
+
+    assert_eq!(
+        store.entries_for_subject("subj-1").unwrap(),
+        vec![("t".into(), 1), ("t".into(), 3), ("u".into(), 1)]
+    );
+    assert_eq!(
+        store.entries_for_subject("subj-2").unwrap(),
+        vec![("t".into(), 1)]
+    );
+    assert!(store.entries_for_subject("nobody").unwrap().is_empty());
+
+    store.delete_personal("t", &[1, 2, 99]).unwrap();
+    store.delete_personal("nobody", &[1]).unwrap();
+    let got = scan_all(&store, "t");
+    assert_eq!(got[0].personal, None);
+    assert_eq!(got[2].personal.as_deref(), Some(sidecar(3).as_bytes()));
+    // The entry itself is untouched.
+    assert_eq!(got[0].line, entries[0].line);
+    assert_eq!(
+        store.entries_for_subject("subj-1").unwrap(),
+        vec![("t".into(), 3), ("u".into(), 1)]
+    );
+    assert!(store.entries_for_subject("subj-2").unwrap().is_empty());
+    // And stays gone after reopening.
+    drop(store);
+    let store = SqliteStore::open_read_only(&path).unwrap();
+    assert_eq!(scan_all(&store, "t")[0].personal, None);
+}
+
+#[test]
+fn read_only_store() {
+    let (_dir, path) = tmp();
+    drop(query_fixture(&path));
+    let mut ro = SqliteStore::open_read_only(&path).unwrap();
+    assert!(ro.is_read_only());
+    assert!(matches!(ro.begin(), Err(StoreError::ReadOnly)));
+    assert!(matches!(
+        ro.delete_personal("acme", &[1]),
+        Err(StoreError::ReadOnly)
+    ));
+    assert_eq!(ro.chains().unwrap().len(), 2);
+    assert_eq!(query(&ro, &Query::default()).len(), 9);
+}
+
+#[test]
+fn readers_do_not_see_uncommitted_batches() {
+    let (_dir, path) = tmp();
+    let mut writer = SqliteStore::create(&path).unwrap();
+    let reader = SqliteStore::open_read_only(&path).unwrap();
+    let e1 = entry("t", 1, 1, "a", "s", "ev", None);
+    let mut b = writer.begin().unwrap();
+    b.append("t", std::slice::from_ref(&e1)).unwrap();
+    b.set_head(&head("t", Some(&e1))).unwrap();
+    assert!(reader.chains().unwrap().is_empty());
+    assert!(scan_all(&reader, "t").is_empty());
+    b.commit().unwrap();
+    assert_eq!(reader.chains().unwrap().len(), 1);
+    assert_eq!(scan_all(&reader, "t").len(), 1);
+}
+
+#[test]
+fn second_writer_gets_busy() {
+    let (_dir, path) = tmp();
+    let mut first = SqliteStore::create(&path).unwrap();
+    let mut second = SqliteStore::open(&path).unwrap();
+    second.set_busy_timeout(Duration::from_millis(50)).unwrap();
+    let batch = first.begin().unwrap();
+    let started = Instant::now();
+    assert!(matches!(second.begin(), Err(StoreError::Busy)));
+    assert!(started.elapsed() >= Duration::from_millis(40));
+    drop(batch);
+    second.begin().unwrap().commit().unwrap();
+}
+
+#[test]
+fn big_batch_of_100k() {
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    let n = 100_000u64;
+    let entries: Vec<_> = (1..=n)
+        .map(|s| {
+            let agent = format!("agent-{}", s % 17);
+            let session = format!("session-{}", s / 100);
+            let tool = (s % 2 == 0).then(|| format!("tool-{}", s % 5));
+            entry(
+                "big",
+                s,
+                1_700_000_000_000 + i64::try_from(s / 3).unwrap(),
+                &agent,
+                &session,
+                "tool_call",
+                tool.as_deref(),
+            )
+        })
+        .collect();
+    append(&mut store, "big", &entries);
+    assert_eq!(store.chains().unwrap()[0].size, n);
+    let mut count = 0u64;
+    store
+        .scan("big", 1, n, &mut |e| {
+            count += 1;
+            assert_eq!(e.seq, count);
+            Ok(true)
+        })
+        .unwrap();
+    assert_eq!(count, n);
+    let q = Query {
+        session_id: Some("session-500".into()),
+        ..Query::default()
+    };
+    assert_eq!(
+        query(&store, &q),
+        seqs("big", &(50_000..50_100).collect::<Vec<_>>())
+    );
+    let last = store
+        .entry_by_id(&entries[99_999].entry_id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.seq, n);
+}
+
+#[test]
+fn store_can_be_used_from_inside_a_query_callback() {
+    let (_dir, path) = tmp();
+    let store = query_fixture(&path);
+    let mut outer = 0;
+    store
+        .query(&Query::default(), &mut |e| {
+            outer += 1;
+            let again = store.entry_by_id(&entry_id_of(&e)).unwrap();
+            assert_eq!(again.map(|a| a.line), Some(e.line));
+            assert_eq!(query(&store, &Query::default()).len(), 9);
+            Ok(true)
+        })
+        .unwrap();
+    assert_eq!(outer, 9);
+}
+
+/// The entry id the fixtures give `e` (see [`entry`]).
+fn entry_id_of(e: &StoredEntry) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&Hash::digest(format!("{}/{}", e.tenant_id, e.seq).as_bytes()).0[..16]);
+    id
+}
+
+#[test]
+fn head_update_without_append() {
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    let e1 = entry("t", 1, 1, "a", "s", "ev", None);
+    append(&mut store, "t", std::slice::from_ref(&e1));
+    let mut h = head("t", Some(&e1));
+    h.last_checkpoint_size = 1;
+    h.last_checkpoint_ms = 1234;
+    let mut b = store.begin().unwrap();
+    b.put_checkpoint(&StoredCheckpoint {
+        tenant_id: "t".into(),
+        size: 1,
+        ts_ms: 1234,
+        note: "note".into(),
+    })
+    .unwrap();
+    b.set_head(&h).unwrap();
+    b.commit().unwrap();
+    assert_eq!(store.chains().unwrap(), vec![h]);
+    assert!(format!("{store:?}").contains("SqliteStore"));
+}
