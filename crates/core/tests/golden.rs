@@ -5,6 +5,9 @@
 //! the document cannot drift from the code. Regenerate (after a deliberate format change) with
 //! `BLACKBOX_BLESS=1 cargo test -p blackbox-core --test golden` and update FORMAT.md.
 
+// Test helpers panic on failure by design: that is how a test reports it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use blackbox_core::Hash;
 use blackbox_core::checkpoint::{Checkpoint, SignedCheckpoint};
 use blackbox_core::entry::{
