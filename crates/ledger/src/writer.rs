@@ -16,7 +16,11 @@ use blackbox_core::ids::{KeyId, TenantId};
 use blackbox_core::keys::{HmacKey, Keyring};
 use blackbox_core::merkle::{CompactRange, leaf_hash};
 use blackbox_core::note::NoteSigner;
-use blackbox_store::{ChainHead, NewEntry, PersonalRecord, Store, StoredCheckpoint, WriteBatch};
+use std::sync::mpsc;
+
+use blackbox_store::{
+    ChainHead, NewEntry, PersonalRecord, Store, StoreError, StoredCheckpoint, WriteBatch,
+};
 
 use crate::error::LedgerError;
 
@@ -164,7 +168,12 @@ impl std::fmt::Debug for Writer {
 }
 
 fn load_work(batch: &mut dyn WriteBatch, tenant: &str) -> Result<ChainWork, LedgerError> {
-    let head = batch.chain_head(tenant)?.unwrap_or_else(|| ChainHead {
+    let head = batch.chain_head(tenant)?;
+    chain_work(tenant, head)
+}
+
+fn chain_work(tenant: &str, head: Option<ChainHead>) -> Result<ChainWork, LedgerError> {
+    let head = head.unwrap_or_else(|| ChainHead {
         tenant_id: tenant.to_owned(),
         size: 0,
         head_hash: GENESIS_HASH,
@@ -194,22 +203,6 @@ fn load_work(batch: &mut dyn WriteBatch, tenant: &str) -> Result<ChainWork, Ledg
         nodes: Vec::new(),
         dirty: false,
     })
-}
-
-fn flush(
-    batch: &mut dyn WriteBatch,
-    tenant: &str,
-    work: &mut ChainWork,
-) -> Result<(), LedgerError> {
-    if !work.entries.is_empty() {
-        batch.append(tenant, &work.entries)?;
-        work.entries.clear();
-    }
-    if !work.nodes.is_empty() {
-        batch.put_nodes(tenant, NODE_LEVEL, &work.nodes)?;
-        work.nodes.clear();
-    }
-    Ok(())
 }
 
 impl Writer {
@@ -248,24 +241,37 @@ impl Writer {
             .ok_or_else(|| LedgerError::Inconsistent("the HMAC keyring holds no key".to_owned()))
     }
 
-    /// Opens an append session: one all-or-nothing store batch that events are streamed into.
+    /// Streams events into `store`: `f` adds them through the [`AppendSink`] on this thread
+    /// (sequencing and signing) while a store thread applies the writes, so hashing and storage
+    /// proceed side by side. Each [`AppendSink::commit`] ends one all-or-nothing batch; whatever
+    /// was added after the last commit when `f` returns is rolled back.
     ///
     /// # Errors
-    /// Store failures (e.g. another writer holds the store).
-    pub fn session<'w, 's>(
-        &'w mut self,
-        store: &'s mut dyn Store,
-    ) -> Result<AppendSession<'w, 's>, LedgerError> {
+    /// The first error of `f`, of the store or of signing.
+    pub fn stream<T>(
+        &mut self,
+        store: &mut dyn Store,
+        f: impl FnOnce(&mut AppendSink<'_>) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
         let (key_id, key) = self.current_key()?;
-        let batch = store.begin()?;
-        Ok(AppendSession {
-            writer: self,
-            batch,
-            key_id,
-            key,
-            chains: BTreeMap::new(),
-            checkpoints: Vec::new(),
-            outcome: BatchOutcome::default(),
+        std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::sync_channel::<StoreCmd>(8);
+            let worker = scope.spawn(move || store_worker(store, &rx));
+            let mut sink = AppendSink {
+                writer: self,
+                tx,
+                key_id,
+                key,
+                chains: BTreeMap::new(),
+                checkpoints: Vec::new(),
+                outcome: BatchOutcome::default(),
+            };
+            let result = f(&mut sink);
+            drop(sink); // closes the channel: an uncommitted batch is rolled back
+            worker
+                .join()
+                .map_err(|_| LedgerError::Inconsistent("the store thread panicked".to_owned()))?;
+            result
         })
     }
 
@@ -281,11 +287,12 @@ impl Writer {
         now_ms: i64,
         close: bool,
     ) -> Result<BatchOutcome, LedgerError> {
-        let mut session = self.session(store)?;
-        for ev in events {
-            session.add(ev, now_ms)?;
-        }
-        session.commit(now_ms, close)
+        self.stream(store, |sink| {
+            for ev in events {
+                sink.add(ev, now_ms)?;
+            }
+            sink.commit(now_ms, close)
+        })
     }
 
     /// Signs a checkpoint for every chain whose last one is older than the checkpoint interval
@@ -323,10 +330,97 @@ impl Writer {
     }
 }
 
-/// An open, uncommitted append (see [`Writer::session`]). Dropping it rolls everything back.
-pub struct AppendSession<'w, 's> {
+/// What the sequencing thread asks of the store thread.
+enum StoreCmd {
+    Head(
+        String,
+        mpsc::SyncSender<Result<Option<ChainHead>, StoreError>>,
+    ),
+    Append(String, Vec<NewEntry>),
+    Nodes(String, Vec<(u64, Hash)>),
+    SetHead(ChainHead),
+    Checkpoint(StoredCheckpoint),
+    Commit(mpsc::SyncSender<Result<(), StoreError>>),
+}
+
+/// Applies commands batch by batch. After a failure the rest of the batch is skipped and the
+/// error answers its `Commit`; the batch is dropped (rolled back). Returns when the sequencing
+/// side hangs up; a batch open at that moment is rolled back.
+fn store_worker(store: &mut dyn Store, rx: &mpsc::Receiver<StoreCmd>) {
+    while let Ok(first) = rx.recv() {
+        let mut failed: Option<StoreError> = None;
+        let mut batch = match store.begin() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                failed = Some(e);
+                None
+            }
+        };
+        let mut cmd = first;
+        loop {
+            match cmd {
+                StoreCmd::Commit(reply) => {
+                    let result = match (failed.take(), batch.take()) {
+                        (Some(e), _) => Err(e),
+                        (None, Some(b)) => b.commit(),
+                        (None, None) => Err(StoreError::Invalid {
+                            what: "no open batch".to_owned(),
+                        }),
+                    };
+                    let _ = reply.send(result);
+                    break;
+                }
+                StoreCmd::Head(tenant, reply) => {
+                    let r = match (&failed, batch.as_mut()) {
+                        (None, Some(b)) => b.chain_head(&tenant),
+                        (Some(e), _) => Err(StoreError::Invalid {
+                            what: format!("an earlier write of this batch failed: {e}"),
+                        }),
+                        (None, None) => Err(StoreError::Invalid {
+                            what: "no open batch".to_owned(),
+                        }),
+                    };
+                    let _ = reply.send(r);
+                }
+                StoreCmd::Append(t, entries) => {
+                    apply(&mut failed, batch.as_mut(), |b| b.append(&t, &entries))
+                }
+                StoreCmd::Nodes(t, nodes) => apply(&mut failed, batch.as_mut(), |b| {
+                    b.put_nodes(&t, NODE_LEVEL, &nodes)
+                }),
+                StoreCmd::SetHead(h) => apply(&mut failed, batch.as_mut(), |b| b.set_head(&h)),
+                StoreCmd::Checkpoint(cp) => {
+                    apply(&mut failed, batch.as_mut(), |b| b.put_checkpoint(&cp))
+                }
+            }
+            match rx.recv() {
+                Ok(next) => cmd = next,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+fn apply<'b>(
+    failed: &mut Option<StoreError>,
+    batch: Option<&mut Box<dyn WriteBatch + 'b>>,
+    f: impl FnOnce(&mut dyn WriteBatch) -> Result<(), StoreError>,
+) {
+    if failed.is_some() {
+        return;
+    }
+    if let Some(b) = batch {
+        if let Err(e) = f(b.as_mut()) {
+            *failed = Some(e);
+        }
+    }
+}
+
+/// The sequencing side of [`Writer::stream`]: assigns seq, entry id and links, signs, and hands
+/// the store writes to the store thread.
+pub struct AppendSink<'w> {
     writer: &'w mut Writer,
-    batch: Box<dyn WriteBatch + 's>,
+    tx: mpsc::SyncSender<StoreCmd>,
     key_id: KeyId,
     key: HmacKey,
     chains: BTreeMap<String, ChainWork>,
@@ -334,29 +428,64 @@ pub struct AppendSession<'w, 's> {
     outcome: BatchOutcome,
 }
 
-impl std::fmt::Debug for AppendSession<'_, '_> {
+impl std::fmt::Debug for AppendSink<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppendSession")
+        f.debug_struct("AppendSink")
             .field("key_id", &self.key_id)
-            .field("appended", &self.outcome.appended.len())
+            .field("pending", &self.outcome.appended.len())
             .finish_non_exhaustive()
     }
 }
 
-impl AppendSession<'_, '_> {
-    /// Entries added so far.
+fn gone() -> LedgerError {
+    LedgerError::Inconsistent("the store thread stopped".to_owned())
+}
+
+impl AppendSink<'_> {
+    /// Entries added since the last commit.
     #[must_use]
     pub fn len(&self) -> usize {
         self.outcome.appended.len()
     }
 
-    /// Whether nothing was added.
+    /// Whether nothing was added since the last commit.
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.outcome.appended.is_empty()
     }
 
-    /// Sequences, signs and stages one event (visible only after [`Self::commit`]).
+    fn send(&self, cmd: StoreCmd) -> Result<(), LedgerError> {
+        self.tx.send(cmd).map_err(|_| gone())
+    }
+
+    fn load(&mut self, tenant: &str) -> Result<(), LedgerError> {
+        if self.chains.contains_key(tenant) {
+            return Ok(());
+        }
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        self.send(StoreCmd::Head(tenant.to_owned(), reply_tx))?;
+        let head = reply_rx.recv().map_err(|_| gone())??;
+        let work = chain_work(tenant, head)?;
+        self.chains.insert(tenant.to_owned(), work);
+        Ok(())
+    }
+
+    fn flush(&mut self, tenant: &str) -> Result<(), LedgerError> {
+        let Some(work) = self.chains.get_mut(tenant) else {
+            return Ok(());
+        };
+        let entries = std::mem::take(&mut work.entries);
+        let nodes = std::mem::take(&mut work.nodes);
+        if !entries.is_empty() {
+            self.send(StoreCmd::Append(tenant.to_owned(), entries))?;
+        }
+        if !nodes.is_empty() {
+            self.send(StoreCmd::Nodes(tenant.to_owned(), nodes))?;
+        }
+        Ok(())
+    }
+
+    /// Sequences, signs and stages one event (durable only after [`Self::commit`]).
     ///
     /// # Errors
     /// Store and signing failures.
@@ -366,10 +495,7 @@ impl AppendSession<'_, '_> {
             .as_ref()
             .unwrap_or(&self.writer.settings.default_tenant)
             .clone();
-        if !self.chains.contains_key(tenant.as_str()) {
-            let w = load_work(self.batch.as_mut(), tenant.as_str())?;
-            self.chains.insert(tenant.as_str().to_owned(), w);
-        }
+        self.load(tenant.as_str())?;
         let Some(work) = self.chains.get_mut(tenant.as_str()) else {
             return Err(LedgerError::Inconsistent("chain state vanished".to_owned()));
         };
@@ -436,7 +562,7 @@ impl AppendSession<'_, '_> {
             work.head.last_checkpoint_ms = now_ms;
         }
         if work.entries.len() >= FLUSH_EVERY {
-            flush(self.batch.as_mut(), tenant.as_str(), work)?;
+            self.flush(tenant.as_str())?;
         }
         self.outcome.appended.push(Appended {
             tenant_id: tenant.as_str().to_owned(),
@@ -451,16 +577,21 @@ impl AppendSession<'_, '_> {
     }
 
     /// Writes heads, Merkle nodes and due checkpoints (a closing one per grown chain when
-    /// `close`), and commits durably. Nothing is visible before this returns `Ok`.
+    /// `close`), and waits until the store has committed them durably. Returns what this batch
+    /// appended; the sink is then ready for the next batch.
     ///
     /// # Errors
-    /// Store and signing failures; then nothing of the session is visible.
-    pub fn commit(mut self, now_ms: i64, close: bool) -> Result<BatchOutcome, LedgerError> {
-        for (tenant, work) in &mut self.chains {
-            flush(self.batch.as_mut(), tenant, work)?;
+    /// Store and signing failures; then nothing of this batch is visible.
+    pub fn commit(&mut self, now_ms: i64, close: bool) -> Result<BatchOutcome, LedgerError> {
+        let tenants: Vec<String> = self.chains.keys().cloned().collect();
+        for tenant in &tenants {
+            self.flush(tenant)?;
+            let Some(work) = self.chains.get_mut(tenant) else {
+                continue;
+            };
             let due =
                 now_ms - work.head.last_checkpoint_ms >= self.writer.settings.checkpoint_every_ms;
-            if (close && work.head.last_checkpoint_size != work.head.size) || due {
+            if work.dirty && ((close && work.head.last_checkpoint_size != work.head.size) || due) {
                 self.checkpoints.push(self.writer.signer.sign(
                     tenant,
                     work.head.size,
@@ -470,18 +601,29 @@ impl AppendSession<'_, '_> {
                 work.head.last_checkpoint_size = work.head.size;
                 work.head.last_checkpoint_ms = now_ms;
             }
-            work.head.merkle_state = work.tree.to_bytes();
             if work.dirty {
-                self.batch.set_head(&work.head)?;
+                work.dirty = false;
+                work.head.merkle_state = work.tree.to_bytes();
+                let head = work.head.clone();
+                self.send(StoreCmd::SetHead(head))?;
             }
         }
-        for cp in &self.checkpoints {
-            self.batch.put_checkpoint(cp)?;
+        for cp in std::mem::take(&mut self.checkpoints) {
             self.outcome
                 .checkpoints
                 .push((cp.tenant_id.clone(), cp.size));
+            self.send(StoreCmd::Checkpoint(cp))?;
         }
-        self.batch.commit()?;
-        Ok(self.outcome)
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        self.send(StoreCmd::Commit(reply_tx))?;
+        let result = reply_rx.recv().map_err(|_| gone())?;
+        if let Err(e) = result {
+            // The store rolled back: forget this batch's chain state and outcome.
+            self.chains.clear();
+            self.outcome = BatchOutcome::default();
+            return Err(e.into());
+        }
+        // The chain state stays valid for the next batch: one writer holds the store.
+        Ok(std::mem::take(&mut self.outcome))
     }
 }

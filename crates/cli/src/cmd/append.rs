@@ -161,53 +161,52 @@ pub fn run(
     let mut totals = Totals::default();
     let limit = batch_size.unwrap_or(usize::MAX);
     let mut failure: Option<anyhow::Error> = None;
-    'outer: loop {
-        let mut session = writer.session(&mut store)?;
-        let mut more = false;
-        while session.len() < limit {
-            let Ok(chunk) = rx.recv() else { break };
+    let stream_result = writer.stream(&mut store, |sink| {
+        let mut pending_commit = false;
+        for chunk in &rx {
             let chunk = match chunk {
                 Ok(c) => c,
                 Err(e) => {
                     failure = Some(anyhow!(e));
-                    break 'outer;
+                    return Ok(());
                 }
             };
             for (line_no, ev) in chunk {
                 match ev {
                     Ok(ev) => {
-                        session.add(&ev, now_ms())?;
+                        sink.add(&ev, now_ms())?;
+                        pending_commit = true;
                     }
                     Err(why) => {
                         failure = Some(anyhow!("line {line_no}: {why}"));
-                        break 'outer;
+                        // Returning without a commit rolls the open batch back.
+                        return Ok(());
                     }
                 }
+                if sink.len() >= limit {
+                    totals.add(&sink.commit(now_ms(), true)?);
+                    pending_commit = false;
+                    eprintln!("committed {} entries in all", totals.appended);
+                }
             }
-            if session.len() >= limit {
-                more = true;
-            }
-            // Streaming: commit when the input pauses.
-            if streaming && !session.is_empty() {
-                more = true;
-                break;
+            // Streaming: commit whenever the input pauses (the reader hands over what it has).
+            if streaming && pending_commit {
+                totals.add(&sink.commit(now_ms(), true)?);
+                pending_commit = false;
+                eprintln!("committed {} entries in all", totals.appended);
             }
         }
-        if session.is_empty() {
-            break;
+        if pending_commit {
+            totals.add(&sink.commit(now_ms(), true)?);
+            if streaming {
+                eprintln!("committed {} entries in all", totals.appended);
+            }
         }
-        let outcome = session.commit(now_ms(), true)?;
-        totals.add(&outcome);
-        if streaming {
-            // The acknowledgement: everything counted here is durable.
-            eprintln!("committed {} entries in all", totals.appended);
-        }
-        if !more {
-            break;
-        }
-    }
+        Ok(())
+    });
     drop(rx);
     let _ = reader.join();
+    stream_result?;
     if let Some(e) = failure {
         let kept = if totals.appended == 0 {
             "nothing was appended".to_owned()
