@@ -130,7 +130,77 @@ fn type_name(v: &Value) -> &'static str {
 /// [`Error::Json`] if the value cannot be canonicalised (non-finite numbers cannot occur in a
 /// `serde_json::Value`, so in practice this does not fail).
 pub fn canonical_json(v: &Value) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(256);
+    if write_jcs_exact(v, &mut out) {
+        return Ok(out);
+    }
     serde_json_canonicalizer::to_vec(v).map_err(|e| Error::Json(e.to_string()))
+}
+
+/// RFC 8785 without floating-point numbers, which is most agent events: integers print as plain
+/// decimals (the writer refuses any beyond ±(2^53−1)), strings escape as serde_json does (the same
+/// rules, RFC 8785 §3.2.2.2), and object members sort by UTF-16 code units (§3.2.3). Returns false
+/// when the value holds a float, leaving ES6 number formatting to the full canonicaliser. A
+/// property test checks this path against `serde_json_canonicalizer` byte for byte.
+fn write_jcs_exact(v: &Value, out: &mut Vec<u8>) -> bool {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                out.extend_from_slice(u.to_string().as_bytes());
+            } else if let Some(i) = n.as_i64() {
+                out.extend_from_slice(i.to_string().as_bytes());
+            } else {
+                return false;
+            }
+        }
+        Value::String(st) => push_json_str(out, st),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                if !write_jcs_exact(item, out) {
+                    return false;
+                }
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            // serde_json's map is usually sorted by UTF-8 bytes already; UTF-16 order differs
+            // only for keys with characters at or above U+E000, so sort only when needed.
+            if !members
+                .windows(2)
+                .all(|w| utf16_cmp(w[0].0, w[1].0).is_lt())
+            {
+                members.sort_by(|a, b| utf16_cmp(a.0, b.0));
+            }
+            out.push(b'{');
+            for (i, (k, item)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                push_json_str(out, k);
+                out.push(b':');
+                if !write_jcs_exact(item, out) {
+                    return false;
+                }
+            }
+            out.push(b'}');
+        }
+    }
+    true
+}
+
+fn utf16_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        return a.as_bytes().cmp(b.as_bytes());
+    }
+    a.encode_utf16().cmp(b.encode_utf16())
 }
 
 /// The hash a raw value is replaced with: SHA-256 of the UTF-8 text for strings, of the RFC 8785
@@ -250,10 +320,10 @@ fn check_typed_payload(event_type: &str, p: &Map<String, Value>) -> Result<Optio
         t: T,
         required: bool,
     ) -> Result<(), Error> {
-        let path = format!("{prefix}{key}");
+        let path = || format!("{prefix}{key}");
         let Some(v) = p.get(key) else {
             return if required {
-                Err(field_err(&path, "is required"))
+                Err(field_err(&path(), "is required"))
             } else {
                 Ok(())
             };
@@ -280,7 +350,7 @@ fn check_typed_payload(event_type: &str, p: &Map<String, Value>) -> Result<Optio
             T::Array => "an array",
         };
         Err(field_err(
-            &path,
+            &path(),
             format!("must be {want}, not {}", type_name(v)),
         ))
     }
@@ -884,4 +954,70 @@ pub fn parse_entry_id(s: &str) -> Result<uuid::Uuid, String> {
         return Err("entry ids are UUIDv7".to_owned());
     }
     Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-(1i64 << 53) + 1..(1i64 << 53)).prop_map(|i| Value::from(i)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| Value::from(f)),
+            "\\PC{0,12}".prop_map(Value::String),
+            prop_oneof![
+                Just("\u{e000}"),
+                Just("\u{1f600}"),
+                Just("\u{7f}"),
+                Just("a\"b\\c\n\u{1}")
+            ]
+            .prop_map(|s| Value::String(s.to_owned())),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        "[a-z_]{1,8}",
+                        "\\PC{1,6}",
+                        Just("\u{e000}k".to_owned()),
+                        Just("\u{1f600}k".to_owned())
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// The fast RFC 8785 path agrees with the reference canonicaliser byte for byte.
+        #[test]
+        fn fast_jcs_matches_the_reference(v in json_value()) {
+            let reference = serde_json_canonicalizer::to_vec(&v).unwrap();
+            let mut fast = Vec::new();
+            if write_jcs_exact(&v, &mut fast) {
+                prop_assert_eq!(String::from_utf8(fast).unwrap(), String::from_utf8(reference.clone()).unwrap());
+            }
+            prop_assert_eq!(canonical_json(&v).unwrap(), reference);
+        }
+    }
+
+    #[test]
+    fn utf16_order_differs_from_utf8_above_e000() {
+        // U+E000 sorts after U+1F600 in UTF-8 but before it in UTF-16 (surrogates are D800-DFFF).
+        assert!(utf16_cmp("\u{1f600}", "\u{e000}").is_lt());
+        assert!("\u{1f600}" > "\u{e000}");
+        let v: Value = serde_json::from_str(r#"{"\ue000":1,"\ud83d\ude00":2,"a":3}"#).unwrap();
+        assert_eq!(
+            canonical_json(&v).unwrap(),
+            serde_json_canonicalizer::to_vec(&v).unwrap()
+        );
+    }
 }
