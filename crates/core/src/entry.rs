@@ -533,14 +533,21 @@ pub fn normalize_event(event: Value, policy: &RedactionPolicy) -> Result<Normali
     // Personal fields: top level of the event, then top level of the payload.
     let mut personal = Map::new();
     let mut subjects = Vec::new();
+    // Empty values (null, [], {}) name nobody: they are dropped rather than given a sidecar.
+    let is_empty = |v: &Value| match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    };
     for name in &policy.personal_fields {
-        if let Some(v) = obj.remove(name) {
+        if let Some(v) = obj.remove(name).filter(|v| !is_empty(v)) {
             if name == "data_subjects" {
                 subjects.extend(subject_ids(&v)?);
             }
             personal.insert(name.clone(), v);
         }
-        if let Some(v) = payload.remove(name) {
+        if let Some(v) = payload.remove(name).filter(|v| !is_empty(v)) {
             personal.insert(format!("payload.{name}"), v);
         }
     }
