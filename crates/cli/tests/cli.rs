@@ -585,3 +585,42 @@ fn kill_9_during_append_loses_nothing_acknowledged() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(run(&["verify", "--data-dir", &dir]).code, 0);
 }
+
+#[test]
+fn a_quiet_stream_still_signs_heartbeat_checkpoints() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let (_tmp, dir) = init_store();
+    std::fs::write(
+        format!("{dir}/blackbox.toml"),
+        "[checkpoints]\nevery_seconds = 1\n",
+    )
+    .unwrap();
+    let mut child = common::bin()
+        .args(["append", "--data-dir", &dir, "--batch-size", "100"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(events(3, "quiet").as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    let db = rusqlite::Connection::open(format!("{dir}/blackbox.db")).unwrap();
+    let (n, sizes): (i64, i64) = db
+        .query_row(
+            "SELECT count(*), count(DISTINCT size) FROM checkpoints",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    // One checkpoint when the 3 entries were committed, then heartbeats at the same size.
+    assert!(n >= 3, "only {n} checkpoints after 3.5 s of silence");
+    assert_eq!(sizes, 1);
+    drop(db);
+    let v = run(&["verify", "--data-dir", &dir]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+}

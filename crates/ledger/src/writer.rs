@@ -576,6 +576,37 @@ impl AppendSink<'_> {
             .ok_or_else(|| LedgerError::Inconsistent("nothing appended".to_owned()))
     }
 
+    /// Signs a heartbeat checkpoint (unchanged size, newer timestamp) for every chain this
+    /// stream has touched whose last checkpoint is older than the checkpoint interval, and
+    /// commits. A log that went quiet thereby still proves, to anyone with the public key, that
+    /// it was alive and had exactly this many entries. Returns how many were signed.
+    ///
+    /// # Errors
+    /// Store and signing failures.
+    pub fn heartbeat(&mut self, now_ms: i64) -> Result<usize, LedgerError> {
+        let every = self.writer.settings.checkpoint_every_ms;
+        let mut signed = 0;
+        for (tenant, work) in &mut self.chains {
+            if now_ms - work.head.last_checkpoint_ms < every {
+                continue;
+            }
+            self.checkpoints.push(self.writer.signer.sign(
+                tenant,
+                work.head.size,
+                work.tree.root(),
+                now_ms,
+            )?);
+            work.head.last_checkpoint_size = work.head.size;
+            work.head.last_checkpoint_ms = now_ms;
+            work.dirty = true;
+            signed += 1;
+        }
+        if signed > 0 {
+            self.commit(now_ms, false)?;
+        }
+        Ok(signed)
+    }
+
     /// Writes heads, Merkle nodes and due checkpoints (a closing one per grown chain when
     /// `close`), and waits until the store has committed them durably. Returns what this batch
     /// appended; the sink is then ready for the next batch.

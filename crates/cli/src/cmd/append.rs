@@ -155,6 +155,7 @@ pub fn run(
     };
     let (tx, rx) = mpsc::sync_channel(4);
     let policy = config.redaction.clone();
+    let every_ms = config.checkpoint_every_ms;
     let streaming = batch_size.is_some();
     let reader = std::thread::spawn(move || reader_thread(input, policy, tenant, streaming, tx));
 
@@ -163,7 +164,21 @@ pub fn run(
     let mut failure: Option<anyhow::Error> = None;
     let stream_result = writer.stream(&mut store, |sink| {
         let mut pending_commit = false;
-        for chunk in &rx {
+        let idle =
+            std::time::Duration::from_millis(u64::try_from(every_ms).unwrap_or(60_000).max(1));
+        loop {
+            let chunk = match rx.recv_timeout(idle) {
+                Ok(c) => c,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    // Nothing arrived for a checkpoint interval: sign heartbeats so a stalled
+                    // or silenced agent is visible in the checkpoint history.
+                    if streaming && !pending_commit {
+                        sink.heartbeat(now_ms())?;
+                    }
+                    continue;
+                }
+            };
             let chunk = match chunk {
                 Ok(c) => c,
                 Err(e) => {
