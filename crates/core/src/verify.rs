@@ -23,7 +23,7 @@ use crate::merkle::{CompactRange, leaf_hash};
 use crate::note::NoteVerifier;
 
 /// How many recent entries per chain are remembered for link, replay and reorder checks.
-pub const WINDOW: usize = 65_536;
+pub const WINDOW: usize = 8_192;
 /// How many findings are kept in full (the rest are counted).
 pub const MAX_FINDINGS: usize = 10_000;
 /// How many missing sequence numbers are tracked individually per chain.
@@ -363,6 +363,16 @@ impl fmt::Debug for LogVerifier {
             .field("chains", &self.chains.len())
             .field("findings_total", &self.findings_total)
             .finish_non_exhaustive()
+    }
+}
+
+/// Adds one to `map[key]` without allocating a key when it is already there (the common case).
+fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_owned(), 1);
+        }
     }
 }
 
@@ -753,18 +763,10 @@ impl LogVerifier {
         // The entry's own signature and personal data.
         let mut hmac_fail = false;
         match c.hmac {
-            HmacStatus::Valid => {
-                *self
-                    .hmac_valid_by_key
-                    .entry(meta.key_id.clone())
-                    .or_default() += 1
-            }
+            HmacStatus::Valid => bump(&mut self.hmac_valid_by_key, &meta.key_id),
             HmacStatus::Invalid => {
                 hmac_fail = true;
-                *self
-                    .hmac_invalid_by_key
-                    .entry(meta.key_id.clone())
-                    .or_default() += 1;
+                bump(&mut self.hmac_invalid_by_key, &meta.key_id);
             }
             HmacStatus::UnknownKey => new.push(Finding::new(
                 &tenant,
