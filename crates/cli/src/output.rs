@@ -17,6 +17,21 @@ pub fn progress(total: u64, what: &str) -> ProgressBar {
     pb
 }
 
+/// A progress bar counting bytes of a file, only on a terminal and for inputs over 8 MiB.
+pub fn progress_bytes(total: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() || total < (8 << 20) {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{msg} {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    pb.set_style(style);
+    pb.set_message(what.to_owned());
+    pb
+}
+
 pub use blackbox_core::ids::group_thousands as n;
 
 /// Writes aligned `label: value` lines.

@@ -70,6 +70,7 @@ fn reader_thread(
     tenant: Option<TenantId>,
     streaming: bool,
     tx: mpsc::SyncSender<Result<Vec<Parsed>, String>>,
+    progress: indicatif::ProgressBar,
 ) {
     let mut r = BufReader::with_capacity(1 << 20, input);
     let mut raw: Vec<(u64, Vec<u8>)> = Vec::with_capacity(CHUNK);
@@ -93,6 +94,7 @@ fn reader_thread(
             }
         }
         line_no += 1;
+        progress.inc(buf.len() as u64);
         while matches!(buf.last(), Some(b'\n' | b'\r')) {
             buf.pop();
         }
@@ -147,17 +149,22 @@ pub fn run(
         anyhow::bail!("--batch-size must be at least 1");
     }
     let (mut store, mut writer, config) = blackbox_ledger::open::open_writer(dir)?;
-    let input: Box<dyn Read + Send> = match file {
+    let (input, size): (Box<dyn Read + Send>, u64) = match file {
         Some(p) => {
-            Box::new(File::open(p).with_context(|| format!("cannot open --file {}", p.display()))?)
+            let f = File::open(p).with_context(|| format!("cannot open --file {}", p.display()))?;
+            let size = f.metadata().map_or(0, |m| m.len());
+            (Box::new(f), size)
         }
-        None => Box::new(std::io::stdin()),
+        None => (Box::new(std::io::stdin()), 0),
     };
+    let pb = crate::output::progress_bytes(size, "appending");
+    let reader_pb = pb.clone();
     let (tx, rx) = mpsc::sync_channel(4);
     let policy = config.redaction.clone();
     let every_ms = config.checkpoint_every_ms;
     let streaming = batch_size.is_some();
-    let reader = std::thread::spawn(move || reader_thread(input, policy, tenant, streaming, tx));
+    let reader =
+        std::thread::spawn(move || reader_thread(input, policy, tenant, streaming, tx, reader_pb));
 
     let mut totals = Totals::default();
     let limit = batch_size.unwrap_or(usize::MAX);
@@ -221,6 +228,7 @@ pub fn run(
     });
     drop(rx);
     let _ = reader.join();
+    pb.finish_and_clear();
     stream_result?;
     if let Some(e) = failure {
         let kept = if totals.appended == 0 {
