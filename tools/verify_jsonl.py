@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""An independent verifier for Blackbox JSONL logs, written from docs/FORMAT.md alone.
+
+It shares no code with the Rust implementation: if both accept a log and reject the same
+tampering, the format document is precise enough to implement. Standard library only; Ed25519
+checkpoint signatures are checked when the `cryptography` package is installed.
+
+usage: verify_jsonl.py LOG [--key-file hmac.keys] [--public-key checkpoint.pub]
+exit: 0 OK, 1 TAMPERED, 2 usage error
+"""
+import base64, hashlib, hmac, json, sys
+
+GENESIS = "sha256:" + "0" * 64
+SUFFIX = len(',"hmac_sha256":"') + 64 + len('"}')
+
+
+def sha(b):
+    return hashlib.sha256(b).digest()
+
+
+def leaf(entry_hash):
+    return sha(b"\x00" + entry_hash)
+
+
+def node(l, r):
+    return sha(b"\x01" + l + r)
+
+
+class Tree:
+    """RFC 6962 Merkle tree over leaf hashes (right frontier)."""
+
+    def __init__(self):
+        self.stack, self.size = [], 0  # (height, hash)
+
+    def push(self, h):
+        height = 0
+        while self.stack and self.stack[-1][0] == height:
+            _, left = self.stack.pop()
+            h, height = node(left, h), height + 1
+        self.stack.append((height, h))
+        self.size += 1
+
+    def root(self):
+        if not self.stack:
+            return sha(b"")
+        h = self.stack[-1][1]
+        for _, left in reversed(self.stack[:-1]):
+            h = node(left, h)
+        return h
+
+
+def parse_note(text):
+    """C2SP signed note + tlog checkpoint: (origin, size, root, body, [(name, keyhash, sig)])."""
+    cut = text.rindex("\n\n")
+    body, sigs = text[: cut + 1], []
+    for line in text[cut + 2 :].splitlines():
+        assert line.startswith("\u2014 ")
+        name, b64 = line[2:].split(" ")
+        raw = base64.b64decode(b64, validate=True)
+        sigs.append((name, raw[:4], raw[4:]))
+    origin, size, root = body.split("\n")[:3]
+    return origin, int(size), base64.b64decode(root, validate=True), body, sigs
+
+
+def load_vkey(path):
+    name, khash, b64 = open(path).read().strip().split("+", 2)
+    raw = base64.b64decode(b64)
+    assert raw[0] == 1 and len(raw) == 33, "not an Ed25519 verifier key"
+    assert sha(name.encode() + b"\n" + raw)[:4].hex() == khash, "key hash mismatch"
+    return name, bytes.fromhex(khash), raw[1:]
+
+
+def main(argv):
+    args, opts = [], {}
+    it = iter(argv)
+    for a in it:
+        if a in ("--key-file", "--public-key"):
+            opts[a] = next(it)
+        else:
+            args.append(a)
+    if len(args) != 1:
+        print(__doc__.strip().splitlines()[-2], file=sys.stderr)
+        return 2
+    keys = {}
+    if "--key-file" in opts:
+        for line in open(opts["--key-file"]):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                kid, hexkey = line.split(" ")
+                keys[kid] = bytes.fromhex(hexkey)
+    vkey = load_vkey(opts["--public-key"]) if "--public-key" in opts else None
+    ed = None
+    if vkey:
+        try:
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+            ed = Ed25519PublicKey.from_public_bytes(vkey[2])
+        except ImportError:
+            print("note: `cryptography` not installed; checkpoint signatures not checked")
+
+    chains, problems, checkpoints, sidecar = {}, [], [], None
+    for n, raw in enumerate(open(args[0], "rb"), 1):
+        line = raw.rstrip(b"\n")
+        if line.startswith(b'{"checkpoint":'):
+            checkpoints.append((n, json.loads(line)["checkpoint"]))
+            continue
+        if line.startswith(b'{"personal":'):
+            rec = json.loads(line)["personal"]
+            sidecar = json.dumps(rec["sidecar"], sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+            continue
+        e = json.loads(line)
+        t = e["tenant_id"]
+        c = chains.setdefault(t, {"next": 1, "prev": GENESIS, "tree": Tree(), "roots": {}})
+        body = line[:-SUFFIX] + b"}"
+        assert line[-SUFFIX:] == b',"hmac_sha256":"' + e["hmac_sha256"].encode() + b'"}', f"line {n}: HMAC is not the last member"
+        if keys:
+            k = keys.get(e["key_id"])
+            if k is None or not hmac.compare_digest(hmac.new(k, body, hashlib.sha256).hexdigest(), e["hmac_sha256"]):
+                problems.append(f"entry {e['seq']} (line {n}): HMAC mismatch")
+        if e["seq"] != c["next"]:
+            problems.append(f"entry {c['next']} (line {n}): sequence jumps to {e['seq']}")
+        if e["prev_entry_hash"] != c["prev"]:
+            problems.append(f"entry {e['seq']} (line {n}): does not link to the previous entry")
+        if "personal_digest" in e:
+            if sidecar is None:
+                problems.append(f"entry {e['seq']} (line {n}): personal data removed")
+            elif "sha256:" + sha(sidecar).hex() != e["personal_digest"]:
+                problems.append(f"entry {e['seq']} (line {n}): personal sidecar does not match")
+        sidecar = None
+        h = sha(line)
+        c["next"], c["prev"] = e["seq"] + 1, "sha256:" + h.hex()
+        c["tree"].push(leaf(h))
+        c["roots"][c["tree"].size] = c["tree"].root()
+
+    for n, text in checkpoints:
+        origin, size, root, body, sigs = parse_note(text)
+        tenant = origin.rsplit("/", 1)[-1]
+        if ed:
+            ok = False
+            for name, kh, sig in sigs:
+                if name == vkey[0] and kh == vkey[1]:
+                    try:
+                        ed.verify(sig, body.encode())
+                        ok = True
+                    except Exception:
+                        pass
+            if not ok:
+                problems.append(f"checkpoint on line {n}: bad signature")
+        got = chains.get(tenant, {"roots": {}})["roots"].get(size, sha(b"") if size == 0 else None)
+        if got is None:
+            problems.append(f"checkpoint on line {n}: commits to {size} entries of {tenant}, which are not all present (truncation)")
+        elif got != root:
+            problems.append(f"checkpoint on line {n}: Merkle root differs from the entries")
+
+    total = sum(c["tree"].size for c in chains.values())
+    if problems:
+        print(f"TAMPERED — {problems[0]}")
+        for p in problems[1:]:
+            print(f"  {p}")
+        return 1
+    print(f"OK — {total:,} entries verified, {len(chains)} chain(s) intact, {len(checkpoints)} checkpoint(s) matched"
+          + ("" if keys else " (no HMAC key given)"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
