@@ -911,9 +911,18 @@ pub fn check_hmac(line: &[u8], view: &EntryView<'_>, keys: Option<&Keyring>) -> 
     let Some(key) = keys.key(&view.key_id) else {
         return HmacStatus::UnknownKey;
     };
-    match split_line(line) {
-        Ok((body, mac)) if mac == view.hmac && key.verify(&body, &mac) => HmacStatus::Valid,
-        _ => HmacStatus::Invalid,
+    // The body is the line without its HMAC suffix, plus the closing brace: hash it in place.
+    let Some(cut) = line.len().checked_sub(HMAC_SUFFIX_LEN) else {
+        return HmacStatus::Invalid;
+    };
+    let suffix_ok = line[cut..].starts_with(HMAC_MEMBER_PREFIX)
+        && line.ends_with(b"\"}")
+        && crate::hash::decode_hex32(&line[cut + HMAC_MEMBER_PREFIX.len()..line.len() - 2])
+            .is_some_and(|mac| mac == view.hmac);
+    if suffix_ok && key.verify_parts(&[&line[..cut], b"}"], &view.hmac) {
+        HmacStatus::Valid
+    } else {
+        HmacStatus::Invalid
     }
 }
 

@@ -46,6 +46,17 @@ impl HmacKey {
         mac.verify_slice(tag).is_ok()
     }
 
+    /// Checks `tag` against HMAC-SHA256(key, parts[0] || parts[1] || …) in constant time,
+    /// without concatenating the parts.
+    #[must_use]
+    pub fn verify_parts(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
+        let mut mac = self.mac();
+        for p in parts {
+            mac.update(p);
+        }
+        mac.verify_slice(tag).is_ok()
+    }
+
     fn mac(&self) -> HmacSha256 {
         // HMAC accepts keys of any length, so this cannot fail for a 32-byte key.
         match HmacSha256::new_from_slice(&self.bytes) {
