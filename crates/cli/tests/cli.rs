@@ -492,18 +492,14 @@ fn tampering_inside_the_store_is_detected() {
     append_example(&dir);
     let db = rusqlite::Connection::open(format!("{dir}/blackbox.db")).unwrap();
     let line: Vec<u8> = db
-        .query_row(
-            "SELECT line FROM entries WHERE (id & 1099511627775) = 5",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT line FROM entries WHERE seq = 5", [], |r| r.get(0))
         .unwrap();
     let forged = String::from_utf8(line)
         .unwrap()
         .replace("\"allowed\":false", "\"allowed\":true");
     let n = db
         .execute(
-            "UPDATE entries SET line = ?1 WHERE (id & 1099511627775) = 5",
+            "UPDATE entries SET line = ?1 WHERE seq = 5",
             [forged.as_bytes()],
         )
         .unwrap();

@@ -981,10 +981,10 @@ mod tests {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
-            (-(1i64 << 53) + 1..(1i64 << 53)).prop_map(|i| Value::from(i)),
+            (-(1i64 << 53) + 1..(1i64 << 53)).prop_map(Value::from),
             any::<f64>()
                 .prop_filter("finite", |f| f.is_finite())
-                .prop_map(|f| Value::from(f)),
+                .prop_map(Value::from),
             "\\PC{0,12}".prop_map(Value::String),
             prop_oneof![
                 Just("\u{e000}"),

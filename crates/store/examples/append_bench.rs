@@ -7,13 +7,23 @@
 //! closing checkpoints and `commit`.
 //!
 //! ```text
-//! cargo run --release -p blackbox-store --example append_bench -- [N] [--batches K] [--query] [--dir DIR]
+//! cargo run --release -p blackbox-store --example append_bench -- \
+//!     [N] [--batches K] [--small K] [--query] [--dir DIR] [--query-only]
 //! ```
 //!
-//! `--batches K` appends N entries K times (K batches, e.g. `1000000 --batches 1`, or
-//! `200000 --batches 5` for 1M entries); `--query` then times the first row (and all rows) of an
-//! agent + tool + one-day query on a freshly opened read-only store, like `bench/run.sh`.
-//! `--dir` keeps the store in DIR (default: a temporary directory, removed afterwards).
+//! It prints, per batch, entries/s (wall clock, `begin` to `commit` returned) and the process's
+//! CPU time per entry. The machine is likely shared: run it a few times.
+//!
+//! - `--batches K` appends N entries K times (K batches; e.g. `200000 --batches 5` for 1M
+//!   entries in batches of 200k, or `1000000` for one batch of 1M).
+//! - `--small K` then appends K batches of a single entry each and reports the time per batch.
+//! - `--query` then times, on a freshly opened read-only store, the first row and all rows of a
+//!   few queries (agent + tool + one day as in `bench/run.sh`, a session, an event type over one
+//!   hour, everything) and a scan of one tenant.
+//! - `--dir DIR` keeps the store in DIR (default: a temporary directory, removed afterwards);
+//!   `--query-only --dir DIR` runs only the queries, on the store a previous run left there.
+//! - With `BENCH_PERF_CTL=FIFO`, only the timed part is profiled by
+//!   `perf record -D -1 --control fifo:FIFO`.
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -202,11 +212,17 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut n: u64 = 200_000;
     let mut batches = 1u64;
     let mut query = false;
+    let mut small = 0u64;
     let mut dir: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--query" => query = true,
+            "--small" => small = args.next().ok_or("--small K")?.parse()?,
+            "--query-only" => {
+                query = true;
+                batches = 0;
+            }
             "--batches" => batches = args.next().ok_or("--batches K")?.parse()?,
             "--dir" => dir = Some(args.next().ok_or("--dir DIR")?.into()),
             other => n = other.parse()?,
@@ -221,8 +237,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         tmp.path().to_path_buf()
     };
     let path = dir.join("bench.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    if batches > 0 {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
     }
 
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
@@ -241,7 +259,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         })
         .collect();
 
-    let mut store = SqliteStore::create(&path)?;
+    let mut store = if batches > 0 {
+        SqliteStore::create(&path)?
+    } else {
+        SqliteStore::open(&path)?
+    };
     let mut total = Duration::ZERO;
     for b in 0..batches {
         let calls = batch_calls(&mut rng, &mut chains, b * n, n);
@@ -302,42 +324,119 @@ fn main() -> Result<(), Box<dyn Error>> {
             cpu * 1e6 / n as f64,
         );
     }
+    if small > 0 {
+        // Small durable batches of one entry each (tenants in turn), after the big ones.
+        let t0 = Instant::now();
+        for k in 0..small {
+            let calls = batch_calls(&mut rng, &mut chains, batches * n + k, 1);
+            let mut batch = store.begin()?;
+            for Call::Append(c, entries, nodes) in &calls {
+                let chain = &chains[*c];
+                batch.append(chain.tenant, entries)?;
+                if !nodes.is_empty() {
+                    batch.put_nodes(chain.tenant, NODE_LEVEL, nodes)?;
+                }
+                if let Some((head_hash, last_entry_id)) = chain.last {
+                    batch.set_head(&ChainHead {
+                        tenant_id: chain.tenant.to_owned(),
+                        size: chain.size,
+                        head_hash,
+                        last_entry_id,
+                        merkle_state: vec![0; 32 * 12],
+                        last_checkpoint_size: 0,
+                        last_checkpoint_ms: BASE_MS,
+                    })?;
+                }
+            }
+            batch.commit()?;
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        println!(
+            "{small} batches of one entry in {secs:.3} s = {:.0} µs per durable batch",
+            secs * 1e6 / small as f64
+        );
+    }
     let file = std::fs::metadata(&path)?.len();
-    println!(
-        "total: {} entries in {:.3} s = {:.0} entries/s; file {:.0} MB",
-        n * batches,
-        total.as_secs_f64(),
-        (n * batches) as f64 / total.as_secs_f64(),
-        file as f64 / 1e6
-    );
+    if batches > 0 {
+        println!(
+            "total: {} entries in {:.3} s = {:.0} entries/s; file {:.0} MB",
+            n * batches,
+            total.as_secs_f64(),
+            (n * batches) as f64 / total.as_secs_f64(),
+            file as f64 / 1e6
+        );
+    }
     drop(store);
 
     if query {
-        let agent = "acme-agent-07";
-        let q = Query {
-            agent_id: Some(agent.to_owned()),
-            tool: Some("query_database".to_owned()),
-            start_ms: Some(BASE_MS),
-            end_ms: Some(BASE_MS + 86_400_000 - 1),
-            ..Query::default()
-        };
-        for limit in [Some(1), None] {
-            let t0 = Instant::now();
-            let ro = SqliteStore::open_read_only(&path)?;
-            let mut rows = 0u64;
-            let mut first = None;
-            ro.query(&Query { limit, ..q.clone() }, &mut |_| {
-                rows += 1;
-                first.get_or_insert_with(|| t0.elapsed());
-                Ok(true)
-            })?;
-            println!(
-                "query agent+tool+day (limit {limit:?}): first row after {:.1} ms, {rows} rows \
-                 in {:.1} ms (open included)",
-                first.unwrap_or_default().as_secs_f64() * 1e3,
-                t0.elapsed().as_secs_f64() * 1e3
-            );
+        let day = Some(BASE_MS);
+        let day_end = Some(BASE_MS + 86_400_000 - 1);
+        let queries = [
+            (
+                "agent+tool+day",
+                Query {
+                    agent_id: Some("acme-agent-07".to_owned()),
+                    tool: Some("query_database".to_owned()),
+                    start_ms: day,
+                    end_ms: day_end,
+                    ..Query::default()
+                },
+            ),
+            (
+                "session",
+                Query {
+                    session_id: Some("sess_acme_700".to_owned()),
+                    ..Query::default()
+                },
+            ),
+            (
+                "event type decision, 1 hour",
+                Query {
+                    event_type: Some("decision".to_owned()),
+                    start_ms: Some(BASE_MS + 3_600_000),
+                    end_ms: Some(BASE_MS + 7_200_000 - 1),
+                    ..Query::default()
+                },
+            ),
+            ("everything", Query::default()),
+        ];
+        for (name, q) in queries {
+            for limit in [Some(1), None] {
+                let t0 = Instant::now();
+                let ro = SqliteStore::open_read_only(&path)?;
+                let mut rows = 0u64;
+                let mut first = None;
+                ro.query(&Query { limit, ..q.clone() }, &mut |_| {
+                    rows += 1;
+                    first.get_or_insert_with(|| t0.elapsed());
+                    Ok(true)
+                })?;
+                println!(
+                    "query {name:<28} {:<9} first row after {:7.1} ms, {rows:>7} rows in {:7.1} ms \
+                     (open included)",
+                    if limit.is_some() {
+                        "limit 1"
+                    } else {
+                        "all rows"
+                    },
+                    first.unwrap_or_default().as_secs_f64() * 1e3,
+                    t0.elapsed().as_secs_f64() * 1e3
+                );
+            }
         }
+        let t0 = Instant::now();
+        let ro = SqliteStore::open_read_only(&path)?;
+        let mut rows = 0u64;
+        ro.scan("acme", 1, u64::MAX, &mut |_| {
+            rows += 1;
+            Ok(true)
+        })?;
+        let secs = t0.elapsed().as_secs_f64();
+        println!(
+            "scan of tenant acme: {rows} entries in {:.1} ms = {:.0} entries/s",
+            secs * 1e3,
+            rows as f64 / secs
+        );
     }
     Ok(())
 }

@@ -8,35 +8,61 @@
 //!
 //! ## Schema (version [`SCHEMA_VERSION`])
 //!
+//! The layout is shaped by bulk appends: every B-tree that grows by one record per entry grows at
+//! its right edge, and the filter indexes are posting lists written once per `append` call and
+//! value instead of B-tree indexes updated once per entry and index. (`examples/append_bench.rs`
+//! measures appends; on a 2-core VM this layout needs about half the CPU time per entry of one
+//! with an index per filter column.)
+//!
 //! - `chains`: one row per tenant chain and its head. `chain_id` is a small integer that the other
 //!   tables use instead of the tenant string.
-//! - `entries`: one row per entry. The integer primary key packs the chain and the sequence
-//!   number, `chain_id << 40 | seq`, so the row id itself is the `(chain, seq)` key: appends go to
-//!   the end of the table's B-tree, a chain scan is a row-id range scan, and no separate
-//!   `(chain, seq)` index has to be maintained. Every secondary index ends, implicitly, with that
-//!   row id, i.e. with `seq`, so `ORDER BY ts_ms, id` is answered straight from an index. The
-//!   layout limits a chain to 2^40 - 1 entries and a store to 2^23 - 1 chains.
-//! - `names`: a dictionary of the agent, session, event type and tool strings. `entries` stores
-//!   their small integer ids, which keeps the four filter indexes compact (measured: about 20 %
-//!   faster bulk appends and an 18 % smaller file than storing the strings in every row and index).
+//! - `entries`: one row per entry, keyed by a row id in insertion order over all chains, so
+//!   appends only ever add to the right edge of the table's B-tree. Each row also holds its
+//!   `chain_id` and `seq`. The entry id (UUIDv7) is stored as two integers, `id_hi` (bytes 0..8)
+//!   and `id_lo` (bytes 8..16, big-endian, as signed 64-bit values); the unique index on
+//!   `(id_lo, id_hi)` makes entry ids unique across chains and finds an entry by id (integer keys
+//!   compare several times faster than a 16-byte blob, and the low half is almost never equal).
+//! - `runs`: maps `(chain_id, seq)` to the entry row id. Each `append` call stores its entries
+//!   under consecutive row ids, so one row `(chain_id, first_seq, first_id, count)` describes a
+//!   whole call, and is extended when the next call of the same chain continues it (a
+//!   single-tenant store has a single run). A chain scan is a row-id range scan per run.
+//! - `postings`: the filter indexes. For every `append` call, and every distinct agent, session,
+//!   event type, tool (and "any entry", kind 0) among its entries, one row per time bucket
+//!   (2^[`BUCKET_BITS`] ms, about 17.5 minutes) lists those entries' `(ts_ms, row id)` pairs,
+//!   sorted, as varints (about 3 bytes a pair).
+//! - `names`: a dictionary of the agent, session, event type and tool strings; `entries` and
+//!   `postings` store their small integer ids.
 //! - `personal` and `personal_subjects`: erasable personal-data sidecars and the data-subject ids
-//!   they reference, kept apart from the entries so that erasure deletes whole rows.
+//!   they reference, keyed by the entry row id and kept apart from the entries so that erasure
+//!   deletes whole rows.
 //! - `checkpoints`, `merkle_nodes` and `meta`.
 //!
-//! `entries_view` shows entries with their tenant, seq and strings, for ad-hoc inspection with
-//! the `sqlite3` shell.
+//! A query runs per chain, merging the chains by (`ts_ms`, tenant, seq). In a chain it reads the
+//! postings of its most selective filter (kind 0 without filters) bucket by bucket, keeps the
+//! pairs within the time range that the other filters' postings of the same bucket also list,
+//! sorts them (one bucket's matches at a time) and reads those entries by row id, so it reads
+//! posting lists and matching entries only, never the entries of a whole time range. Every
+//! statement is an index search (`read_statements_search_indexes` checks the plans).
+//!
+//! A [`WriteBatch`] is one `BEGIN IMMEDIATE` transaction. An `append` call is checked before it
+//! writes anything and a call failing on a duplicate entry id is undone, so after those errors
+//! the batch is still usable; after any other failure half-way through a call (I/O error, disk
+//! full) the batch refuses further writes and `commit`, and must be dropped (rolled back).
+//!
+//! `entries_view` shows entries with their tenant, seq, entry id and strings, for ad-hoc
+//! inspection with the `sqlite3` shell.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use blackbox_core::Hash;
-use rusqlite::types::{Value, ValueRef};
+use rusqlite::config::DbConfig;
+use rusqlite::types::ValueRef;
 use rusqlite::{
-    CachedStatement, Connection, OpenFlags, OptionalExtension as _, Row, Transaction,
-    TransactionBehavior, params, params_from_iter,
+    Connection, OpenFlags, OptionalExtension as _, Row, Transaction, TransactionBehavior, params,
 };
 
 use crate::{
@@ -54,6 +80,17 @@ pub const APPLICATION_ID: i32 = 0x424C_4258;
 /// How long a writer waits for another writer's lock before failing with [`StoreError::Busy`].
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Postings cover time buckets of `2^BUCKET_BITS` milliseconds (about 17.5 minutes): a bucket is
+/// `ts_ms >> BUCKET_BITS`. Larger buckets mean fewer posting rows per `append` call; smaller
+/// ones mean less to read and sort before a query's first row.
+pub const BUCKET_BITS: u32 = 20;
+
+/// Page size of new stores. Larger pages hold more ~1 KiB entry rows each: fewer page splits,
+/// WAL frames and system calls per entry (`examples/append_bench.rs`: 4 KiB 6.3 µs of CPU per
+/// appended entry, 8 KiB 4.9, 16 KiB 4.2, 32 KiB 3.7, 64 KiB 3.6). 32 KiB keeps most of the gain
+/// while small batches write (and random reads fetch) half as much as with 64 KiB pages.
+const PAGE_SIZE: i64 = 32 * 1024;
+
 /// Page cache per connection, in KiB (SQLite's negative `cache_size`).
 const CACHE_SIZE_KIB: i64 = 64 * 1024;
 
@@ -61,15 +98,21 @@ const CACHE_SIZE_KIB: i64 = 64 * 1024;
 /// a WAL file as large as the biggest batch).
 const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
-/// Bits of the entry key that hold the seq; the chain id is in the bits above.
-const SEQ_BITS: u32 = 40;
-/// Largest seq a chain can hold.
-const MAX_SEQ: u64 = (1 << SEQ_BITS) - 1;
-/// Largest chain id (the entry key must stay a positive i64).
-const MAX_CHAIN_ID: i64 = (1 << (63 - SEQ_BITS)) - 1;
-
 /// Most dictionary names remembered between batches (the cache is cleared when it grows past).
 const NAME_CACHE_LIMIT: usize = 100_000;
+
+/// Posting kinds: which column a posting list indexes.
+const KIND_ALL: i64 = 0;
+const KIND_AGENT: i64 = 1;
+const KIND_SESSION: i64 = 2;
+const KIND_EVENT: i64 = 3;
+const KIND_TOOL: i64 = 4;
+
+/// Most entries a query reads ahead in one range scan (see `ChainStream::entry`).
+const READ_AHEAD: u64 = 256;
+
+/// Posting rows summed per filter when choosing which filter drives a query.
+const DRIVER_PROBE_ROWS: i64 = 64;
 
 const SCHEMA: &str = r"
 CREATE TABLE meta(
@@ -88,20 +131,22 @@ CREATE TABLE chains(
     last_checkpoint_ms   INTEGER NOT NULL
 );
 
--- Agent, session, event type and tool strings, referenced by id from entries.
+-- Agent, session, event type and tool strings, referenced by id from entries and postings.
 CREATE TABLE names(
     name_id INTEGER PRIMARY KEY,
     name    TEXT NOT NULL UNIQUE
 );
 
--- id = chain_id << 40 | seq. No foreign keys here: checking them would cost five look-ups per
--- appended entry, and only this module writes the table.
+-- id: insertion order over all chains. id_hi/id_lo: the entry id's bytes 0..8 and 8..16 as
+-- big-endian signed integers. agent..tool: name ids. No foreign keys here: checking them would
+-- cost look-ups per appended entry, and only this module writes the table.
 CREATE TABLE entries(
     id         INTEGER PRIMARY KEY,
     chain_id   INTEGER NOT NULL,
-    seq        INTEGER,
+    seq        INTEGER NOT NULL,
     ts_ms      INTEGER NOT NULL,
-    entry_id   BLOB NOT NULL,
+    id_hi      INTEGER NOT NULL,
+    id_lo      INTEGER NOT NULL,
     entry_hash BLOB NOT NULL,
     agent      INTEGER NOT NULL,
     session    INTEGER NOT NULL,
@@ -109,12 +154,30 @@ CREATE TABLE entries(
     tool       INTEGER,
     line       BLOB NOT NULL
 );
-CREATE UNIQUE INDEX entries_entry_id ON entries(entry_id);
-CREATE INDEX entries_ts      ON entries(chain_id, ts_ms);
-CREATE INDEX entries_agent   ON entries(chain_id, agent, ts_ms);
-CREATE INDEX entries_session ON entries(chain_id, session, ts_ms);
-CREATE INDEX entries_event   ON entries(chain_id, event_type, ts_ms);
-CREATE INDEX entries_tool    ON entries(chain_id, tool, ts_ms) WHERE tool IS NOT NULL;
+CREATE UNIQUE INDEX entries_entry_id ON entries(id_lo, id_hi);
+
+-- Entries first_seq .. first_seq + count - 1 of a chain have ids first_id .. first_id + count - 1.
+CREATE TABLE runs(
+    chain_id  INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    first_id  INTEGER NOT NULL,
+    count     INTEGER NOT NULL,
+    PRIMARY KEY(chain_id, first_seq)
+) WITHOUT ROWID;
+
+-- kind: 0 any entry (name_id 0), 1 agent, 2 session, 3 event type, 4 tool. bucket: ts_ms >> 20.
+-- data: n pairs (ts_ms, id) sorted by (ts_ms, id), as varints: the first ts_ms relative to the
+-- bucket's start, then differences to the previous ts_ms; each id relative to first_id.
+CREATE TABLE postings(
+    chain_id INTEGER NOT NULL,
+    kind     INTEGER NOT NULL,
+    name_id  INTEGER NOT NULL,
+    bucket   INTEGER NOT NULL,
+    first_id INTEGER NOT NULL,
+    n        INTEGER NOT NULL,
+    data     BLOB NOT NULL,
+    PRIMARY KEY(chain_id, kind, name_id, bucket, first_id)
+) WITHOUT ROWID;
 
 CREATE TABLE personal(
     id      INTEGER PRIMARY KEY REFERENCES entries(id),
@@ -146,7 +209,7 @@ CREATE TABLE merkle_nodes(
 ) WITHOUT ROWID;
 
 CREATE VIEW entries_view AS
-SELECT c.tenant_id, e.id & 1099511627775 AS seq, e.ts_ms, lower(hex(e.entry_id)) AS entry_id,
+SELECT c.tenant_id, e.seq, e.ts_ms, printf('%016x%016x', e.id_hi, e.id_lo) AS entry_id,
        lower(hex(e.entry_hash)) AS entry_hash, a.name AS agent_id, s.name AS session_id,
        v.name AS event_type, t.name AS tool, CAST(e.line AS TEXT) AS line
 FROM entries e
@@ -156,6 +219,51 @@ JOIN names s ON s.name_id = e.session
 JOIN names v ON v.name_id = e.event_type
 LEFT JOIN names t ON t.name_id = e.tool;
 ";
+
+// ---- read statements (also checked by the query-plan test) -----------------------------------
+
+/// The run of a chain holding seq `?2` (or the last run before it).
+const RUN_AT_SQL: &str = "SELECT first_seq, first_id, count FROM runs \
+                          WHERE chain_id = ?1 AND first_seq <= ?2 ORDER BY first_seq DESC LIMIT 1";
+/// The runs of a chain starting in `?2 ..= ?3`, in order.
+const RUNS_FROM_SQL: &str = "SELECT first_seq, first_id, count FROM runs \
+                             WHERE chain_id = ?1 AND first_seq BETWEEN ?2 AND ?3 ORDER BY first_seq";
+/// The last run of a chain.
+const LAST_RUN_SQL: &str = "SELECT first_seq, first_id, count FROM runs \
+                            WHERE chain_id = ?1 ORDER BY first_seq DESC LIMIT 1";
+/// Entries by row-id range (one run), with their sidecars.
+const ENTRY_RANGE_SQL: &str = "SELECT e.chain_id, e.seq, e.entry_hash, e.line, p.sidecar \
+                               FROM entries e LEFT JOIN personal p ON p.id = e.id \
+                               WHERE e.id BETWEEN ?1 AND ?2 ORDER BY e.id";
+/// Entry hashes by row-id range (one run).
+const HASH_RANGE_SQL: &str = "SELECT chain_id, seq, entry_hash FROM entries \
+                              WHERE id BETWEEN ?1 AND ?2 ORDER BY id";
+/// One entry by row id, with its sidecar.
+const ENTRY_AT_SQL: &str = "SELECT e.chain_id, e.seq, e.entry_hash, e.line, p.sidecar \
+                            FROM entries e LEFT JOIN personal p ON p.id = e.id WHERE e.id = ?1";
+/// One entry by entry id, with its tenant and sidecar.
+const ENTRY_BY_ID_SQL: &str = "SELECT c.tenant_id, e.chain_id, e.seq, e.entry_hash, e.line, \
+                               p.sidecar \
+                               FROM entries e JOIN chains c ON c.chain_id = e.chain_id \
+                               LEFT JOIN personal p ON p.id = e.id \
+                               WHERE e.id_lo = ?1 AND e.id_hi = ?2";
+/// The first bucket in `?4 ..= ?5` holding postings of `(chain, kind, name)`.
+const NEXT_BUCKET_SQL: &str = "SELECT bucket FROM postings \
+                               WHERE chain_id = ?1 AND kind = ?2 AND name_id = ?3 \
+                               AND bucket BETWEEN ?4 AND ?5 ORDER BY bucket LIMIT 1";
+/// The postings of `(chain, kind, name)` in one bucket.
+const BUCKET_POSTINGS_SQL: &str = "SELECT bucket, first_id, n, data FROM postings \
+                                   WHERE chain_id = ?1 AND kind = ?2 AND name_id = ?3 \
+                                   AND bucket = ?4";
+/// How many entries the first posting rows of a filter in a bucket range cover.
+const PROBE_SQL: &str = "SELECT coalesce(sum(n), 0) FROM (SELECT n FROM postings \
+                         WHERE chain_id = ?1 AND kind = ?2 AND name_id = ?3 \
+                         AND bucket BETWEEN ?4 AND ?5 LIMIT ?6)";
+/// `(tenant, seq)` of the entries whose sidecar references a data subject.
+const SUBJECT_SQL: &str = "SELECT c.tenant_id, e.seq FROM personal_subjects s \
+                           JOIN entries e ON e.id = s.id \
+                           JOIN chains c ON c.chain_id = e.chain_id \
+                           WHERE s.subject_id = ?1 ORDER BY c.tenant_id, e.seq";
 
 /// A Blackbox store in one SQLite file. See the [module docs](self) for the layout.
 pub struct SqliteStore {
@@ -215,12 +323,11 @@ impl SqliteStore {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
+        // Only takes effect on a new, empty file (before WAL mode is set in `configure`).
+        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         configure(&conn, false)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(SCHEMA)?;
-        if let Ok(extra) = std::env::var("BB_SCHEMA") {
-            tx.execute_batch(&extra)?;
-        }
         tx.pragma_update(None, "application_id", APPLICATION_ID)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
@@ -323,7 +430,7 @@ impl SqliteStore {
         self.read_only
     }
 
-    /// The chain id and tenant of `tenant`, if the chain exists.
+    /// The chain id of `tenant`, if the chain exists.
     fn chain_id(&self, tenant: &str) -> Result<Option<i64>, StoreError> {
         Ok(self
             .conn
@@ -359,130 +466,266 @@ impl SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Resolves the filters of `q`. `None` when a filter names a string that is not stored at
-    /// all (so nothing can match).
-    fn query_plan(&self, q: &Query) -> Result<Option<QueryPlan>, StoreError> {
+    /// The `(kind, name id)` filters of `q`, in tie-break order (session, agent, tool, event
+    /// type). `None` when a filter names a string that is not stored at all (nothing matches).
+    fn query_filters(&self, q: &Query) -> Result<Option<Vec<(i64, i64)>>, StoreError> {
         let mut filters = Vec::new();
-        for (filter, column, index) in [
-            (&q.session_id, "session", "entries_session"),
-            (&q.agent_id, "agent", "entries_agent"),
-            (&q.tool, "tool", "entries_tool"),
-            (&q.event_type, "event_type", "entries_event"),
+        for (filter, kind) in [
+            (&q.session_id, KIND_SESSION),
+            (&q.agent_id, KIND_AGENT),
+            (&q.tool, KIND_TOOL),
+            (&q.event_type, KIND_EVENT),
         ] {
             if let Some(name) = filter {
                 let Some(name_id) = self.lookup_name(name)? else {
                     return Ok(None);
                 };
-                filters.push(Filter {
-                    column,
-                    index,
-                    name_id,
-                });
+                filters.push((kind, name_id));
             }
         }
-        Ok(Some(QueryPlan {
-            filters,
-            start_ms: q.start_ms,
-            end_ms: q.end_ms,
-            limit: q.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)),
-        }))
+        Ok(Some(filters))
     }
 
-    /// The index to read a chain through when several filters are set: the one whose matching
-    /// range is smallest (counted up to [`INDEX_PROBE_CAP`] entries each, in index-only scans).
-    /// SQLite's planner cannot tell which of two equality filters is more selective without
-    /// statistics, and would otherwise pick one arbitrarily.
-    fn choose_index(
+    /// The stream of `chain`'s entries matching `filters` within `[start, end]`, in (ts_ms, id)
+    /// order. It reads the postings of the filter covering the fewest entries (counted over its
+    /// first [`DRIVER_PROBE_ROWS`] posting rows): SQLite's planner cannot tell which of two
+    /// equality filters is more selective.
+    fn chain_stream(
         &self,
-        plan: &QueryPlan,
         chain: i64,
-    ) -> Result<Option<&'static str>, StoreError> {
-        if plan.filters.len() < 2 {
-            return Ok(None);
+        filters: &[(i64, i64)],
+        start: i64,
+        end: i64,
+    ) -> Result<ChainStream, StoreError> {
+        let first_bucket = start >> BUCKET_BITS;
+        let last_bucket = end >> BUCKET_BITS;
+        let mut others: Vec<(i64, i64)> = filters.to_vec();
+        let driver = if others.is_empty() {
+            (KIND_ALL, 0)
+        } else if others.len() == 1 {
+            others.remove(0)
+        } else {
+            let mut best: Option<(i64, usize)> = None;
+            for (i, &(kind, name)) in others.iter().enumerate() {
+                let n: i64 = self.conn.prepare_cached(PROBE_SQL)?.query_row(
+                    params![
+                        chain,
+                        kind,
+                        name,
+                        first_bucket,
+                        last_bucket,
+                        DRIVER_PROBE_ROWS
+                    ],
+                    |r| r.get(0),
+                )?;
+                // Ties go to the earlier filter.
+                if best.is_none_or(|(m, _)| n < m) {
+                    best = Some((n, i));
+                }
+            }
+            others.remove(best.map_or(0, |(_, i)| i))
+        };
+        Ok(ChainStream {
+            chain,
+            driver,
+            others,
+            start,
+            end,
+            next_bucket: Some(first_bucket),
+            last_bucket,
+            pending: Vec::new(),
+            fetched: VecDeque::new(),
+        })
+    }
+
+    /// The `(ts_ms, id)` pairs of the postings of `(chain, kind, name)` in `bucket`, unsorted.
+    fn bucket_postings(
+        &self,
+        chain: i64,
+        (kind, name): (i64, i64),
+        bucket: i64,
+        out: &mut Vec<(i64, i64)>,
+    ) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare_cached(BUCKET_POSTINGS_SQL)?;
+        let mut rows = stmt.query(params![chain, kind, name, bucket])?;
+        while let Some(row) = rows.next()? {
+            let first_id = col_i64(row, 1, "a posting's first id")?;
+            let n = col_u64(row, 2, "a posting's length")?;
+            let data = col_blob(row, 3, "a posting's data")?;
+            decode_posting(bucket, first_id, n, data, out).ok_or_else(|| {
+                corrupt(format!(
+                    "the posting list of chain {chain}, kind {kind}, name {name}, bucket \
+                     {bucket}, first id {first_id} cannot be decoded"
+                ))
+            })?;
         }
-        let mut best: Option<(i64, &'static str)> = None;
-        for f in &plan.filters {
-            let mut sql = format!(
-                "SELECT count(*) FROM (SELECT 1 FROM entries INDEXED BY {} \
-                 WHERE chain_id = ?1 AND {} = ?2",
-                f.index, f.column
-            );
-            let mut values = vec![Value::Integer(chain), Value::Integer(f.name_id)];
-            plan.push_time_bounds(&mut sql, &mut values, "");
-            values.push(Value::Integer(INDEX_PROBE_CAP));
-            sql.push_str(&format!(" LIMIT ?{})", values.len()));
-            let n: i64 = self
-                .conn
-                .prepare_cached(&sql)?
-                .query_row(params_from_iter(values.iter()), |r| r.get(0))?;
-            // Ties go to the earlier filter (session, agent, tool, event type).
-            if best.is_none_or(|(m, _)| n < m) {
-                best = Some((n, f.index));
+        Ok(())
+    }
+
+    /// The entry at row id `id`, which must belong to chain `chain`.
+    fn entry_at(&self, id: i64, chain: i64, tenant: &str) -> Result<StoredEntry, StoreError> {
+        let mut stmt = self.conn.prepare_cached(ENTRY_AT_SQL)?;
+        let mut rows = stmt.query([id])?;
+        let Some(row) = rows.next()? else {
+            return Err(corrupt(format!(
+                "a posting list of tenant {tenant:?} refers to entry row {id}, which does not exist"
+            )));
+        };
+        let stored_chain = col_i64(row, 0, "an entry's chain id")?;
+        if stored_chain != chain {
+            return Err(corrupt(format!(
+                "a posting list of tenant {tenant:?} refers to entry row {id} of another chain"
+            )));
+        }
+        read_entry(row, tenant, 1)
+    }
+
+    /// Calls `f` on the row-id ranges holding seqs `from ..= to` of `chain`, in seq order, as
+    /// `(first seq, first id, last id)`; stops when `f` returns `false`.
+    fn for_each_run_range(
+        &self,
+        chain: i64,
+        from: u64,
+        to: u64,
+        f: &mut dyn FnMut(u64, i64, i64) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let Ok(from) = i64::try_from(from) else {
+            return Ok(());
+        };
+        let to = i64::try_from(to).unwrap_or(i64::MAX);
+        // The run holding `from` starts at or before it.
+        let start: i64 = self
+            .conn
+            .prepare_cached(RUN_AT_SQL)?
+            .query_row(params![chain, from], |r| r.get(0))
+            .optional()?
+            .unwrap_or(from);
+        let mut stmt = self.conn.prepare_cached(RUNS_FROM_SQL)?;
+        let mut rows = stmt.query(params![chain, start, to])?;
+        while let Some(row) = rows.next()? {
+            let run = read_run(row)?;
+            let lo = from.max(run.first_seq);
+            let hi = to.min(run.last_seq());
+            if lo > hi {
+                continue;
+            }
+            let first_id = run.first_id + (lo - run.first_seq);
+            let last_id = run.first_id + (hi - run.first_seq);
+            if !f(lo.unsigned_abs(), first_id, last_id)? {
+                break;
             }
         }
-        Ok(best.map(|(_, index)| index))
-    }
-
-    /// The SQL and parameters reading `plan`'s entries of one chain in (ts_ms, seq) order.
-    fn chain_sql(&self, plan: &QueryPlan, chain: i64) -> Result<(String, Vec<Value>), StoreError> {
-        let indexed_by = match self.choose_index(plan, chain)? {
-            Some(index) => format!(" INDEXED BY {index}"),
-            None => String::new(),
-        };
-        let mut sql = format!(
-            "SELECT e.id, e.entry_hash, e.line, p.sidecar, e.ts_ms \
-             FROM entries e{indexed_by} LEFT JOIN personal p ON p.id = e.id \
-             WHERE e.chain_id = ?1"
-        );
-        let mut values = vec![Value::Integer(chain)];
-        for f in &plan.filters {
-            values.push(Value::Integer(f.name_id));
-            sql.push_str(&format!(" AND e.{} = ?{}", f.column, values.len()));
-        }
-        plan.push_time_bounds(&mut sql, &mut values, "e.");
-        // Every index used above ends with the row id, whose low bits are the seq, so this
-        // order comes straight from the index (no sort).
-        sql.push_str(" ORDER BY e.ts_ms, e.id");
-        if let Some(limit) = plan.limit {
-            values.push(Value::Integer(limit));
-            sql.push_str(&format!(" LIMIT ?{}", values.len()));
-        }
-        Ok((sql, values))
+        Ok(())
     }
 }
 
-static GLOBAL: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
-
-/// Entries counted per candidate index when choosing between filters (see
-/// [`SqliteStore::choose_index`]).
-const INDEX_PROBE_CAP: i64 = 10_000;
-
-/// An equality filter on a dictionary column.
+/// One chain's matching entries in (ts_ms, id) order, read bucket by bucket.
 #[derive(Debug)]
-struct Filter {
-    column: &'static str,
-    index: &'static str,
-    name_id: i64,
+struct ChainStream {
+    chain: i64,
+    /// The `(kind, name id)` whose postings are read.
+    driver: (i64, i64),
+    /// Further filters, checked against their postings of the same bucket.
+    others: Vec<(i64, i64)>,
+    start: i64,
+    end: i64,
+    /// The lowest bucket not read yet (`None` when done).
+    next_bucket: Option<i64>,
+    last_bucket: i64,
+    /// The rest of the current bucket, in descending order (the next entry is last).
+    pending: Vec<(i64, i64)>,
+    /// Entries read ahead (with their row ids): the next ones [`Self::next`] returns.
+    fetched: VecDeque<(i64, StoredEntry)>,
 }
 
-/// A query with its strings resolved to dictionary ids.
-#[derive(Debug)]
-struct QueryPlan {
-    filters: Vec<Filter>,
-    start_ms: Option<i64>,
-    end_ms: Option<i64>,
-    limit: Option<i64>,
-}
-
-impl QueryPlan {
-    fn push_time_bounds(&self, sql: &mut String, values: &mut Vec<Value>, prefix: &str) {
-        if let Some(start) = self.start_ms {
-            values.push(Value::Integer(start));
-            sql.push_str(&format!(" AND {prefix}ts_ms >= ?{}", values.len()));
+impl ChainStream {
+    /// The entry at row id `id`, which [`Self::next`] just returned. The matches after it
+    /// with consecutive row ids (typically a whole `append` call when a query has no filters
+    /// but time) are read with it, in one range scan; at most `most` entries.
+    fn entry(
+        &mut self,
+        store: &SqliteStore,
+        id: i64,
+        tenant: &str,
+        most: u64,
+    ) -> Result<StoredEntry, StoreError> {
+        match self.fetched.pop_front() {
+            Some((fetched_id, entry)) if fetched_id == id => return Ok(entry),
+            Some(_) => self.fetched.clear(),
+            None => {}
         }
-        if let Some(end) = self.end_ms {
-            values.push(Value::Integer(end));
-            sql.push_str(&format!(" AND {prefix}ts_ms <= ?{}", values.len()));
+        let most = usize::try_from(most.min(READ_AHEAD)).unwrap_or(1);
+        let mut last = id;
+        for &(_, next) in self.pending.iter().rev().take(most.saturating_sub(1)) {
+            if Some(next) != last.checked_add(1) {
+                break;
+            }
+            last = next;
+        }
+        if last == id {
+            return store.entry_at(id, self.chain, tenant);
+        }
+        let mut stmt = store.conn.prepare_cached(ENTRY_RANGE_SQL)?;
+        let mut rows = stmt.query(params![id, last])?;
+        let mut at = id;
+        while let Some(row) = rows.next()? {
+            if col_i64(row, 0, "an entry's chain id")? != self.chain {
+                return Err(corrupt(format!(
+                    "a posting list of tenant {tenant:?} refers to entry row {at} of another \
+                     chain"
+                )));
+            }
+            self.fetched.push_back((at, read_entry(row, tenant, 1)?));
+            at += 1;
+        }
+        match self.fetched.pop_front() {
+            Some((first, entry)) if first == id && at == last + 1 => Ok(entry),
+            _ => Err(corrupt(format!(
+                "a posting list of tenant {tenant:?} refers to entry rows {id}..={last}, which \
+                 are not all stored"
+            ))),
+        }
+    }
+
+    /// The next `(ts_ms, id)`.
+    fn next(&mut self, store: &SqliteStore) -> Result<Option<(i64, i64)>, StoreError> {
+        loop {
+            if let Some(next) = self.pending.pop() {
+                return Ok(Some(next));
+            }
+            let Some(from) = self.next_bucket else {
+                return Ok(None);
+            };
+            let (kind, name) = self.driver;
+            let bucket: Option<i64> = store
+                .conn
+                .prepare_cached(NEXT_BUCKET_SQL)?
+                .query_row(
+                    params![self.chain, kind, name, from, self.last_bucket],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(bucket) = bucket else {
+                self.next_bucket = None;
+                return Ok(None);
+            };
+            self.next_bucket = bucket.checked_add(1).filter(|&b| b <= self.last_bucket);
+            let mut rows = std::mem::take(&mut self.pending);
+            store.bucket_postings(self.chain, self.driver, bucket, &mut rows)?;
+            let (start, end) = (self.start, self.end);
+            rows.retain(|&(ts, _)| start <= ts && ts <= end);
+            let mut other = Vec::new();
+            for &filter in &self.others {
+                if rows.is_empty() {
+                    break;
+                }
+                other.clear();
+                store.bucket_postings(self.chain, filter, bucket, &mut other)?;
+                let ids: HashSet<i64> = other.iter().map(|&(_, id)| id).collect();
+                rows.retain(|(_, id)| ids.contains(id));
+            }
+            rows.sort_unstable_by(|a, b| b.cmp(a));
+            self.pending = rows;
         }
     }
 }
@@ -490,6 +733,10 @@ impl QueryPlan {
 /// Applies the per-connection settings.
 fn configure(conn: &Connection, read_only: bool) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Plans must not depend on bound values: otherwise SQLite marks statements whose parameters
+    // may be 0 or 1 (chain ids, posting kinds) for re-preparation whenever they are rebound, and
+    // the statement cache (which clears bindings) re-prepares them on every use.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "cache_size", -CACHE_SIZE_KIB)?;
     if read_only {
@@ -497,32 +744,84 @@ fn configure(conn: &Connection, read_only: bool) -> Result<(), StoreError> {
     } else {
         // Returns the resulting mode; a file system without shared memory keeps the rollback
         // journal, which is just as durable with synchronous=FULL.
-        // Larger pages hold more ~1 KiB entry rows each: fewer splits and WAL frames per entry
-        // (bench/run.sh: append ~20% faster than 4 KiB). Only takes effect on a new, empty file.
-        conn.pragma_update(None, "page_size", 16384)?;
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
         // Deleted personal data is overwritten in the database file rather than left in free
         // pages. Deletes are rare, so this costs nothing on the append path.
         conn.pragma_update(None, "secure_delete", "ON")?;
-        if let Ok(extra) = std::env::var("BB_PRAGMAS") {
-            conn.execute_batch(&extra)?;
-        }
     }
     Ok(())
 }
 
 // ---- encoding helpers ------------------------------------------------------------------------
 
-/// The entry key of `seq` in chain `chain_id` (`seq <= MAX_SEQ`, `chain_id <= MAX_CHAIN_ID`).
-const fn entry_key(chain_id: i64, seq: u64) -> i64 {
-    (chain_id << SEQ_BITS) | (seq & MAX_SEQ) as i64
+/// The two halves of an entry id as stored (`id_hi`, `id_lo`).
+fn id_halves(id: &[u8; 16]) -> (i64, i64) {
+    let mut hi = [0u8; 8];
+    let mut lo = [0u8; 8];
+    hi.copy_from_slice(&id[..8]);
+    lo.copy_from_slice(&id[8..]);
+    (i64::from_be_bytes(hi), i64::from_be_bytes(lo))
 }
 
-/// The seq of an entry key.
-const fn key_seq(key: i64) -> u64 {
-    (key as u64) & MAX_SEQ
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v & 0x7f) as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *data.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f).checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Encodes `(ts_ms, offset)` pairs, sorted by (ts_ms, offset) and all in `bucket`, as a posting
+/// list whose ids are `first_id + offset`.
+fn encode_posting(bucket: i64, pairs: &[(i64, u32)], out: &mut Vec<u8>) {
+    let mut prev = bucket << BUCKET_BITS;
+    for &(ts, off) in pairs {
+        put_varint(out, (ts - prev).unsigned_abs());
+        put_varint(out, u64::from(off));
+        prev = ts;
+    }
+}
+
+/// Decodes a posting list of `n` pairs into `out` as `(ts_ms, id)`. `None` if it is malformed.
+fn decode_posting(
+    bucket: i64,
+    first_id: i64,
+    n: u64,
+    data: &[u8],
+    out: &mut Vec<(i64, i64)>,
+) -> Option<()> {
+    if !(i64::MIN >> BUCKET_BITS..=i64::MAX >> BUCKET_BITS).contains(&bucket) {
+        return None;
+    }
+    let start = bucket << BUCKET_BITS;
+    let end = start | ((1 << BUCKET_BITS) - 1);
+    let mut ts = start;
+    let mut pos = 0;
+    out.reserve(usize::try_from(n).ok()?.min(data.len()));
+    for _ in 0..n {
+        ts = ts.checked_add(i64::try_from(get_varint(data, &mut pos)?).ok()?)?;
+        let id = first_id.checked_add(i64::try_from(get_varint(data, &mut pos)?).ok()?)?;
+        if ts > end {
+            return None;
+        }
+        out.push((ts, id));
+    }
+    (pos == data.len()).then_some(())
 }
 
 fn corrupt(what: impl Into<String>) -> StoreError {
@@ -537,53 +836,90 @@ fn to_i64(v: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| invalid(format!("{what} {v} is larger than the store can hold")))
 }
 
-fn col_i64(row: &Row<'_>, idx: usize, what: &str) -> Result<i64, StoreError> {
+/// What a column holds, for error messages: a fixed text, or a closure that formats one only
+/// when reading the column fails (rows are read by the million; their messages almost never).
+trait Describe {
+    fn describe(self) -> String;
+}
+
+impl Describe for &str {
+    fn describe(self) -> String {
+        self.to_owned()
+    }
+}
+
+impl<F: FnOnce() -> String> Describe for F {
+    fn describe(self) -> String {
+        self()
+    }
+}
+
+fn col_i64(row: &Row<'_>, idx: usize, what: impl Describe) -> Result<i64, StoreError> {
     match row.get_ref(idx)? {
         ValueRef::Integer(v) => Ok(v),
-        _ => Err(corrupt(format!("{what} is not an integer"))),
+        _ => Err(corrupt(format!("{} is not an integer", what.describe()))),
     }
 }
 
-fn col_u64(row: &Row<'_>, idx: usize, what: &str) -> Result<u64, StoreError> {
-    let v = col_i64(row, idx, what)?;
-    u64::try_from(v).map_err(|_| corrupt(format!("{what} is negative ({v})")))
+fn col_u64(row: &Row<'_>, idx: usize, what: impl Describe) -> Result<u64, StoreError> {
+    match row.get_ref(idx)? {
+        ValueRef::Integer(v) => {
+            u64::try_from(v).map_err(|_| corrupt(format!("{} is negative ({v})", what.describe())))
+        }
+        _ => Err(corrupt(format!("{} is not an integer", what.describe()))),
+    }
 }
 
-fn col_blob<'r>(row: &'r Row<'_>, idx: usize, what: &str) -> Result<&'r [u8], StoreError> {
+fn col_blob<'r>(row: &'r Row<'_>, idx: usize, what: impl Describe) -> Result<&'r [u8], StoreError> {
     match row.get_ref(idx)? {
         ValueRef::Blob(b) => Ok(b),
-        _ => Err(corrupt(format!("{what} is not a blob"))),
+        _ => Err(corrupt(format!("{} is not a blob", what.describe()))),
     }
 }
 
-fn col_opt_blob(row: &Row<'_>, idx: usize, what: &str) -> Result<Option<Vec<u8>>, StoreError> {
+fn col_opt_blob(
+    row: &Row<'_>,
+    idx: usize,
+    what: impl Describe,
+) -> Result<Option<Vec<u8>>, StoreError> {
     match row.get_ref(idx)? {
         ValueRef::Null => Ok(None),
         ValueRef::Blob(b) => Ok(Some(b.to_vec())),
-        _ => Err(corrupt(format!("{what} is not a blob"))),
+        _ => Err(corrupt(format!("{} is not a blob", what.describe()))),
     }
 }
 
-fn col_text(row: &Row<'_>, idx: usize, what: &str) -> Result<String, StoreError> {
+fn col_text(row: &Row<'_>, idx: usize, what: impl Describe) -> Result<String, StoreError> {
     match row.get_ref(idx)? {
-        ValueRef::Text(t) => {
-            String::from_utf8(t.to_vec()).map_err(|_| corrupt(format!("{what} is not valid UTF-8")))
-        }
-        _ => Err(corrupt(format!("{what} is not text"))),
+        ValueRef::Text(t) => String::from_utf8(t.to_vec())
+            .map_err(|_| corrupt(format!("{} is not valid UTF-8", what.describe()))),
+        _ => Err(corrupt(format!("{} is not text", what.describe()))),
     }
 }
 
-fn col_hash(row: &Row<'_>, idx: usize, what: &str) -> Result<Hash, StoreError> {
-    let b = col_blob(row, idx, what)?;
-    <[u8; 32]>::try_from(b)
-        .map(Hash)
-        .map_err(|_| corrupt(format!("{what} is {} bytes long, not 32", b.len())))
+fn col_fixed<const N: usize>(
+    row: &Row<'_>,
+    idx: usize,
+    what: impl Describe,
+) -> Result<[u8; N], StoreError> {
+    match row.get_ref(idx)? {
+        ValueRef::Blob(b) => <[u8; N]>::try_from(b).map_err(|_| {
+            corrupt(format!(
+                "{} is {} bytes long, not {N}",
+                what.describe(),
+                b.len()
+            ))
+        }),
+        _ => Err(corrupt(format!("{} is not a blob", what.describe()))),
+    }
 }
 
-fn col_id16(row: &Row<'_>, idx: usize, what: &str) -> Result<[u8; 16], StoreError> {
-    let b = col_blob(row, idx, what)?;
-    <[u8; 16]>::try_from(b)
-        .map_err(|_| corrupt(format!("{what} is {} bytes long, not 16", b.len())))
+fn col_hash(row: &Row<'_>, idx: usize, what: impl Describe) -> Result<Hash, StoreError> {
+    col_fixed(row, idx, what).map(Hash)
+}
+
+fn col_id16(row: &Row<'_>, idx: usize, what: impl Describe) -> Result<[u8; 16], StoreError> {
+    col_fixed(row, idx, what)
 }
 
 const HEAD_COLUMNS: &str = "tenant_id, size, head_hash, last_entry_id, merkle_state, \
@@ -593,28 +929,47 @@ fn read_head(row: &Row<'_>) -> Result<ChainHead, StoreError> {
     let tenant_id = col_text(row, 0, "a chain's tenant id")?;
     let what = |c: &str| format!("column {c} of the chain of tenant {tenant_id:?}");
     Ok(ChainHead {
-        size: col_u64(row, 1, &what("size"))?,
-        head_hash: col_hash(row, 2, &what("head_hash"))?,
-        last_entry_id: col_id16(row, 3, &what("last_entry_id"))?,
-        merkle_state: col_blob(row, 4, &what("merkle_state"))?.to_vec(),
-        last_checkpoint_size: col_u64(row, 5, &what("last_checkpoint_size"))?,
-        last_checkpoint_ms: col_i64(row, 6, &what("last_checkpoint_ms"))?,
+        size: col_u64(row, 1, || what("size"))?,
+        head_hash: col_hash(row, 2, || what("head_hash"))?,
+        last_entry_id: col_id16(row, 3, || what("last_entry_id"))?,
+        merkle_state: col_blob(row, 4, || what("merkle_state"))?.to_vec(),
+        last_checkpoint_size: col_u64(row, 5, || what("last_checkpoint_size"))?,
+        last_checkpoint_ms: col_i64(row, 6, || what("last_checkpoint_ms"))?,
         tenant_id,
     })
 }
 
-/// Reads `(key, entry_hash, line, sidecar)` starting at column `first`.
+/// Reads `(seq, entry_hash, line, sidecar)` starting at column `first`.
 fn read_entry(row: &Row<'_>, tenant: &str, first: usize) -> Result<StoredEntry, StoreError> {
-    let key = col_i64(row, first, "an entry key")?;
-    let seq = key_seq(key);
+    let seq = col_u64(row, first, || {
+        format!("the seq of an entry of tenant {tenant:?}")
+    })?;
     let what = |c: &str| format!("{c} of entry {seq} of tenant {tenant:?}");
     Ok(StoredEntry {
         tenant_id: tenant.to_owned(),
         seq,
-        entry_hash: col_hash(row, first + 1, &what("the entry hash"))?,
-        line: col_blob(row, first + 2, &what("the line"))?.to_vec(),
-        personal: col_opt_blob(row, first + 3, &what("the personal sidecar"))?,
+        entry_hash: col_hash(row, first + 1, || what("the entry hash"))?,
+        line: col_blob(row, first + 2, || what("the line"))?.to_vec(),
+        personal: col_opt_blob(row, first + 3, || what("the personal sidecar"))?,
     })
+}
+
+/// Checks that the entry read from a run's row-id range is the one the run maps there.
+fn check_run_entry(
+    row: &Row<'_>,
+    chain: i64,
+    expected_seq: u64,
+    tenant: &str,
+) -> Result<(), StoreError> {
+    let stored_chain = col_i64(row, 0, "an entry's chain id")?;
+    let seq = col_u64(row, 1, "an entry's seq")?;
+    if stored_chain != chain || seq != expected_seq {
+        return Err(corrupt(format!(
+            "entry {expected_seq} of tenant {tenant:?} is not stored where the chain's runs say \
+             (found chain {stored_chain}, seq {seq})"
+        )));
+    }
+    Ok(())
 }
 
 fn read_checkpoint(row: &Row<'_>, tenant: &str) -> Result<StoredCheckpoint, StoreError> {
@@ -626,28 +981,50 @@ fn read_checkpoint(row: &Row<'_>, tenant: &str) -> Result<StoredCheckpoint, Stor
     })
 }
 
-/// Merge order of query rows: `(ts_ms, rank of the tenant, seq)`.
-type MergeKey = (i64, usize, u64);
-
-/// One chain's stream in a merged query.
-struct Cursor<'s> {
-    rows: rusqlite::Rows<'s>,
-    /// Position of the chain in tenant order (the tie-breaker after `ts_ms`).
-    rank: usize,
-    tenant: String,
+/// Consecutive entries of one chain stored under consecutive row ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    first_seq: i64,
+    first_id: i64,
+    count: i64,
 }
 
-impl Cursor<'_> {
-    /// The next row as `((ts_ms, rank, seq), entry)`.
-    fn next(&mut self) -> Result<Option<(MergeKey, StoredEntry)>, StoreError> {
-        let Some(row) = self.rows.next()? else {
-            return Ok(None);
-        };
-        let ts = col_i64(row, 4, "an entry time")?;
-        let entry = read_entry(row, &self.tenant, 0)?;
-        Ok(Some(((ts, self.rank, entry.seq), entry)))
+impl Run {
+    const fn last_seq(&self) -> i64 {
+        self.first_seq + self.count - 1
+    }
+
+    const fn last_id(&self) -> i64 {
+        self.first_id + self.count - 1
+    }
+
+    /// The row id of `seq`, if the run holds it.
+    fn id_of(&self, seq: i64) -> Option<i64> {
+        (self.first_seq..=self.last_seq())
+            .contains(&seq)
+            .then(|| self.first_id + (seq - self.first_seq))
     }
 }
+
+fn read_run(row: &Row<'_>) -> Result<Run, StoreError> {
+    let run = Run {
+        first_seq: col_i64(row, 0, "a run's first seq")?,
+        first_id: col_i64(row, 1, "a run's first id")?,
+        count: col_i64(row, 2, "a run's length")?,
+    };
+    if run.first_seq < 1
+        || run.count < 1
+        || run.first_seq.checked_add(run.count).is_none()
+        || run.first_id.checked_add(run.count).is_none()
+    {
+        return Err(corrupt(format!("a run is out of range ({run:?})")));
+    }
+    Ok(run)
+}
+
+/// Merge order of query rows: `(ts_ms, rank of the tenant, row id)`. Within a chain the row id
+/// grows with the seq, so this is the contract's (`ts_ms`, `tenant_id`, `seq`) order.
+type MergeKey = (i64, usize, i64);
 
 impl Store for SqliteStore {
     fn begin(&mut self) -> Result<Box<dyn WriteBatch + '_>, StoreError> {
@@ -659,6 +1036,7 @@ impl Store for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         Ok(Box::new(SqliteBatch {
             tx,
+            failed: false,
             names: &mut self.names,
             new_names: HashMap::new(),
             chains: HashMap::new(),
@@ -685,25 +1063,25 @@ impl Store for SqliteStore {
         f: &mut dyn FnMut(StoredEntry) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
         let from = from_seq.max(1);
-        let to = to_seq.min(MAX_SEQ);
-        if from > to {
+        if from > to_seq {
             return Ok(());
         }
         let Some(chain) = self.chain_id(tenant)? else {
             return Ok(());
         };
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT e.id, e.entry_hash, e.line, p.sidecar \
-             FROM entries e LEFT JOIN personal p ON p.id = e.id \
-             WHERE e.id BETWEEN ?1 AND ?2 ORDER BY e.id",
-        )?;
-        let mut rows = stmt.query(params![entry_key(chain, from), entry_key(chain, to)])?;
-        while let Some(row) = rows.next()? {
-            if !f(read_entry(row, tenant, 0)?)? {
-                break;
+        self.for_each_run_range(chain, from, to_seq, &mut |first_seq, lo, hi| {
+            let mut stmt = self.conn.prepare_cached(ENTRY_RANGE_SQL)?;
+            let mut rows = stmt.query(params![lo, hi])?;
+            let mut seq = first_seq;
+            while let Some(row) = rows.next()? {
+                check_run_entry(row, chain, seq, tenant)?;
+                if !f(read_entry(row, tenant, 1)?)? {
+                    return Ok(false);
+                }
+                seq += 1;
             }
-        }
-        Ok(())
+            Ok(true)
+        })
     }
 
     fn query(
@@ -714,104 +1092,65 @@ impl Store for SqliteStore {
         if q.limit == Some(0) {
             return Ok(());
         }
-        if let (Some(start), Some(end)) = (q.start_ms, q.end_ms)
-            && start > end
-        {
+        let start = q.start_ms.unwrap_or(i64::MIN);
+        let end = q.end_ms.unwrap_or(i64::MAX);
+        if start > end {
             return Ok(());
         }
-        let chains = self.query_chains(q)?;
-        if chains.is_empty() {
-            return Ok(());
-        }
-        let Some(plan) = self.query_plan(q)? else {
-            return Ok(());
-        };
-        let mut remaining = q.limit.unwrap_or(u64::MAX);
-
-        if let [(chain, tenant)] = chains.as_slice() {
-            // One chain: stream the rows as they come.
-            let (sql, values) = self.chain_sql(&plan, *chain)?;
-            let mut stmt = self.conn.prepare_cached(&sql)?;
-            let mut rows = stmt.query(params_from_iter(values.iter()))?;
-            while let Some(row) = rows.next()? {
-                remaining -= 1;
-                if !f(read_entry(row, tenant, 0)?)? || remaining == 0 {
-                    break;
-                }
-            }
-            return Ok(());
-        }
-
-        // Several chains: each one's rows come from its indexes in (ts_ms, seq) order; merge
-        // them by (ts_ms, tenant, seq), holding one pending row per chain. A read transaction
-        // makes all the chains' statements read the same snapshot (unless the caller is already
-        // inside one, e.g. querying from a callback). Declared first, it ends after them.
+        // One read transaction makes all the statements below read the same snapshot (unless
+        // the caller is already inside one, e.g. querying from a callback). Declared first, it
+        // ends after them.
         let _snapshot = if self.conn.is_autocommit() {
             Some(self.conn.unchecked_transaction()?)
         } else {
             None
         };
-        let sqls: Vec<(String, Vec<Value>)> = chains
-            .iter()
-            .map(|(chain, _)| self.chain_sql(&plan, *chain))
-            .collect::<Result<_, _>>()?;
-        let mut stmts: Vec<CachedStatement<'_>> = sqls
-            .iter()
-            .map(|(sql, _)| self.conn.prepare_cached(sql))
-            .collect::<Result<_, _>>()?;
-        let mut cursors = Vec::with_capacity(chains.len());
-        for (rank, ((stmt, (_, values)), (_, tenant))) in
-            stmts.iter_mut().zip(&sqls).zip(&chains).enumerate()
-        {
-            cursors.push(Cursor {
-                rows: stmt.query(params_from_iter(values.iter()))?,
-                rank,
-                tenant: tenant.clone(),
-            });
+        let chains = self.query_chains(q)?;
+        if chains.is_empty() {
+            return Ok(());
         }
-        let mut pending: Vec<Option<StoredEntry>> = Vec::with_capacity(cursors.len());
-        let mut heap = BinaryHeap::with_capacity(cursors.len());
-        for cursor in &mut cursors {
-            match cursor.next()? {
-                Some((key, entry)) => {
-                    heap.push(Reverse(key));
-                    pending.push(Some(entry));
-                }
-                None => pending.push(None),
+        let Some(filters) = self.query_filters(q)? else {
+            return Ok(());
+        };
+        let mut remaining = q.limit.unwrap_or(u64::MAX);
+
+        // Each chain's matches come in (ts_ms, id) order; merge them by (ts_ms, tenant, id),
+        // holding one pending match per chain.
+        let mut streams = Vec::with_capacity(chains.len());
+        let mut heap = BinaryHeap::with_capacity(chains.len());
+        for (rank, (chain, _)) in chains.iter().enumerate() {
+            let mut stream = self.chain_stream(*chain, &filters, start, end)?;
+            if let Some((ts, id)) = stream.next(self)? {
+                heap.push(Reverse::<MergeKey>((ts, rank, id)));
             }
+            streams.push(stream);
         }
-        while let Some(Reverse((_, rank, _))) = heap.pop() {
-            let Some(entry) = pending.get_mut(rank).and_then(Option::take) else {
+        while let Some(Reverse((_, rank, id))) = heap.pop() {
+            let (Some(stream), Some((chain, tenant))) = (streams.get_mut(rank), chains.get(rank))
+            else {
                 return Err(invalid("query merge lost its place (internal error)"));
             };
+            debug_assert_eq!(stream.chain, *chain);
+            let entry = stream.entry(self, id, tenant, remaining)?;
             remaining -= 1;
             if !f(entry)? || remaining == 0 {
                 break;
             }
-            if let Some(cursor) = cursors.get_mut(rank)
-                && let Some((key, entry)) = cursor.next()?
-            {
-                heap.push(Reverse(key));
-                if let Some(slot) = pending.get_mut(rank) {
-                    *slot = Some(entry);
-                }
+            if let Some((ts, id)) = stream.next(self)? {
+                heap.push(Reverse((ts, rank, id)));
             }
         }
         Ok(())
     }
 
     fn entry_by_id(&self, entry_id: &[u8; 16]) -> Result<Option<StoredEntry>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT c.tenant_id, e.id, e.entry_hash, e.line, p.sidecar \
-             FROM entries e JOIN chains c ON c.chain_id = e.chain_id \
-             LEFT JOIN personal p ON p.id = e.id \
-             WHERE e.entry_id = ?1",
-        )?;
-        let mut rows = stmt.query([entry_id])?;
+        let (hi, lo) = id_halves(entry_id);
+        let mut stmt = self.conn.prepare_cached(ENTRY_BY_ID_SQL)?;
+        let mut rows = stmt.query(params![lo, hi])?;
         match rows.next()? {
             Some(row) => {
                 let tenant = col_text(row, 0, "a chain's tenant id")?;
-                Ok(Some(read_entry(row, &tenant, 1)?))
+                Ok(Some(read_entry(row, &tenant, 2)?))
             }
             None => Ok(None),
         }
@@ -824,26 +1163,30 @@ impl Store for SqliteStore {
         last_seq: u64,
     ) -> Result<Vec<Hash>, StoreError> {
         let from = first_seq.max(1);
-        let to = last_seq.min(MAX_SEQ);
-        if from > to {
+        if from > last_seq {
             return Ok(Vec::new());
         }
         let Some(chain) = self.chain_id(tenant)? else {
             return Ok(Vec::new());
         };
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, entry_hash FROM entries WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
-        )?;
-        let mut rows = stmt.query(params![entry_key(chain, from), entry_key(chain, to)])?;
-        let mut out = Vec::with_capacity(usize::try_from(to - from + 1).unwrap_or(0).min(1 << 20));
-        while let Some(row) = rows.next()? {
-            let seq = key_seq(col_i64(row, 0, "an entry key")?);
-            out.push(col_hash(
-                row,
-                1,
-                &format!("the entry hash of entry {seq} of tenant {tenant:?}"),
-            )?);
-        }
+        let mut out = Vec::with_capacity(
+            usize::try_from(last_seq - from + 1)
+                .unwrap_or(0)
+                .min(1 << 20),
+        );
+        self.for_each_run_range(chain, from, last_seq, &mut |first_seq, lo, hi| {
+            let mut stmt = self.conn.prepare_cached(HASH_RANGE_SQL)?;
+            let mut rows = stmt.query(params![lo, hi])?;
+            let mut seq = first_seq;
+            while let Some(row) = rows.next()? {
+                check_run_entry(row, chain, seq, tenant)?;
+                out.push(col_hash(row, 2, || {
+                    format!("the entry hash of entry {seq} of tenant {tenant:?}")
+                })?);
+                seq += 1;
+            }
+            Ok(true)
+        })?;
         Ok(out)
     }
 
@@ -871,8 +1214,10 @@ impl Store for SqliteStore {
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             let idx = col_u64(row, 0, "a Merkle node index")?;
-            let what = format!("Merkle node {level}/{idx} of tenant {tenant:?}");
-            out.push((idx, col_hash(row, 1, &what)?));
+            let hash = col_hash(row, 1, || {
+                format!("Merkle node {level}/{idx} of tenant {tenant:?}")
+            })?;
+            out.push((idx, hash));
         }
         Ok(out)
     }
@@ -917,7 +1262,7 @@ impl Store for SqliteStore {
             .prepare_cached("SELECT value FROM meta WHERE key = ?1")?;
         let mut rows = stmt.query([key])?;
         match rows.next()? {
-            Some(row) => Ok(Some(col_text(row, 0, &format!("meta value {key:?}"))?)),
+            Some(row) => Ok(Some(col_text(row, 0, || format!("meta value {key:?}"))?)),
             None => Ok(None),
         }
     }
@@ -933,16 +1278,23 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
+            let mut run_at = tx.prepare_cached(RUN_AT_SQL)?;
             let mut del_subjects =
                 tx.prepare_cached("DELETE FROM personal_subjects WHERE id = ?1")?;
             let mut del_personal = tx.prepare_cached("DELETE FROM personal WHERE id = ?1")?;
             for &seq in seqs {
-                if seq == 0 || seq > MAX_SEQ {
+                let Ok(seq) = i64::try_from(seq) else {
                     continue;
-                }
-                let key = entry_key(chain, seq);
-                del_subjects.execute([key])?;
-                del_personal.execute([key])?;
+                };
+                let run = run_at
+                    .query_row(params![chain, seq], |r| Ok(read_run(r)))
+                    .optional()?
+                    .transpose()?;
+                let Some(id) = run.and_then(|r| r.id_of(seq)) else {
+                    continue;
+                };
+                del_subjects.execute([id])?;
+                del_personal.execute([id])?;
             }
         }
         tx.commit()?;
@@ -950,16 +1302,12 @@ impl Store for SqliteStore {
     }
 
     fn entries_for_subject(&self, subject_id: &str) -> Result<Vec<(String, u64)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT c.tenant_id, s.id FROM personal_subjects s \
-             JOIN chains c ON c.chain_id = (s.id >> 40) \
-             WHERE s.subject_id = ?1 ORDER BY c.tenant_id, s.id",
-        )?;
+        let mut stmt = self.conn.prepare_cached(SUBJECT_SQL)?;
         let mut rows = stmt.query([subject_id])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             let tenant = col_text(row, 0, "a chain's tenant id")?;
-            let seq = key_seq(col_i64(row, 1, "an entry key")?);
+            let seq = col_u64(row, 1, "an entry's seq")?;
             out.push((tenant, seq));
         }
         Ok(out)
@@ -974,6 +1322,8 @@ struct ChainState {
     chain_id: i64,
     /// Entries stored, including this batch's appends (= seq of the last entry).
     len: u64,
+    /// The chain's last run (`None` while the chain is empty).
+    last_run: Option<Run>,
     /// Size of the head as recorded (committed, or set in this batch).
     head_size: u64,
     /// Whether the chain has a recorded head (false for a chain this batch created and has not
@@ -985,9 +1335,21 @@ struct ChainState {
 }
 
 /// A [`WriteBatch`] over one SQLite `BEGIN IMMEDIATE` transaction.
+///
+/// [`WriteBatch::append`] checks a call (seq continuity, limits) before writing anything, and a
+/// call that fails because an entry id is already stored is undone (its rows are deleted), so in
+/// both cases the batch stays usable and is as it was before the call. A call that fails
+/// half-way for any other reason (I/O error, disk full, …) is not undone: the batch is then
+/// *poisoned*: every later method, including [`WriteBatch::commit`], fails with
+/// [`StoreError::Invalid`], and the caller must drop the batch, which rolls all of it back. The
+/// same happens when SQLite has rolled the transaction back by itself after an error. (Appends
+/// run without a savepoint per call: its journal of every page the call changes cost ~10% of
+/// append time.)
 #[derive(Debug)]
 struct SqliteBatch<'a> {
     tx: Transaction<'a>,
+    /// An `append` failed half-way; nothing more may be written or committed.
+    failed: bool,
     /// The store's committed-name cache.
     names: &'a mut HashMap<String, i64>,
     /// Names looked up or added by this batch (moved into `names` on commit).
@@ -996,6 +1358,7 @@ struct SqliteBatch<'a> {
 }
 
 /// Dictionary ids of one entry's strings.
+#[derive(Debug, Clone, Copy)]
 struct NameIds {
     agent: i64,
     session: i64,
@@ -1003,7 +1366,243 @@ struct NameIds {
     tool: Option<i64>,
 }
 
+/// One posting row of an `append` call, before its entries have row ids.
+struct NewPosting {
+    kind: i64,
+    name_id: i64,
+    bucket: i64,
+    /// Index in the call of the posting's first (lowest) entry.
+    first: u32,
+    n: usize,
+    data: Vec<u8>,
+}
+
+/// `(kind, name id, bucket)` of a posting row.
+type PostingKey = (i64, i64, i64);
+
+/// Groups one `append` call's entries into posting rows.
+fn build_postings(entries: &[NewEntry], ids: &[NameIds]) -> Vec<NewPosting> {
+    // Group key -> index in `groups`. Consecutive entries often share a key (the same bucket,
+    // session, event type), so each kind remembers its last key before asking the map.
+    let mut index: HashMap<PostingKey, usize> = HashMap::new();
+    let mut groups: Vec<(PostingKey, Vec<(i64, u32)>)> = Vec::new();
+    let mut last: [Option<(PostingKey, usize)>; 5] = [None; 5];
+    for (i, (e, n)) in (0u32..).zip(entries.iter().zip(ids)) {
+        let bucket = e.ts_ms >> BUCKET_BITS;
+        let keys = [
+            Some((KIND_ALL, 0)),
+            Some((KIND_AGENT, n.agent)),
+            Some((KIND_SESSION, n.session)),
+            Some((KIND_EVENT, n.event_type)),
+            n.tool.map(|t| (KIND_TOOL, t)),
+        ];
+        for (slot, (kind, name)) in last.iter_mut().zip(keys).filter_map(|(s, k)| Some((s, k?))) {
+            let key = (kind, name, bucket);
+            let g = match *slot {
+                Some((k, g)) if k == key => g,
+                _ => {
+                    let g = *index.entry(key).or_insert_with(|| {
+                        groups.push((key, Vec::new()));
+                        groups.len() - 1
+                    });
+                    *slot = Some((key, g));
+                    g
+                }
+            };
+            if let Some((_, pairs)) = groups.get_mut(g) {
+                pairs.push((e.ts_ms, i));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for ((kind, name_id, bucket), mut pairs) in groups {
+        // Usually sorted already (entries come in time order), which the sort detects.
+        pairs.sort_unstable();
+        let first = pairs.iter().map(|&(_, i)| i).min().unwrap_or(0);
+        for p in &mut pairs {
+            p.1 -= first;
+        }
+        let mut data = Vec::with_capacity(pairs.len() * 4);
+        encode_posting(bucket, &pairs, &mut data);
+        out.push(NewPosting {
+            kind,
+            name_id,
+            bucket,
+            first,
+            n: pairs.len(),
+            data,
+        });
+    }
+    out
+}
+
+/// Why writing an `append` call's rows failed.
+enum CallError {
+    /// An entry id is already stored (or repeated within the call). The rows the call wrote
+    /// before it, from the given row id on (`None`: no rows), must be removed.
+    Duplicate(StoreError, Option<i64>),
+    /// Anything else: the call may be half-written.
+    Other(StoreError),
+}
+
+impl From<rusqlite::Error> for CallError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Other(e.into())
+    }
+}
+
+/// What one `append` call writes, checked and resolved.
+struct CallRows<'e> {
+    tenant: &'e str,
+    chain_id: i64,
+    first_seq: i64,
+    entries: &'e [NewEntry],
+    ids: &'e [NameIds],
+    postings: &'e [NewPosting],
+    /// The chain's last run before the call.
+    last_run: Option<Run>,
+}
+
+/// Writes one `append` call: entries (with consecutive row ids), sidecars, postings and the run.
+/// Returns the chain's new last run.
+fn write_call(conn: &Connection, call: &CallRows<'_>) -> Result<Run, CallError> {
+    let CallRows {
+        tenant,
+        chain_id,
+        first_seq,
+        entries,
+        ids,
+        postings,
+        last_run,
+    } = *call;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO entries(chain_id, seq, ts_ms, id_hi, id_lo, entry_hash, agent, session, \
+         event_type, tool, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    let mut insert_personal =
+        conn.prepare_cached("INSERT INTO personal(id, sidecar) VALUES (?1, ?2)")?;
+    let mut insert_subject = conn.prepare_cached(
+        "INSERT OR IGNORE INTO personal_subjects(id, subject_id) VALUES (?1, ?2)",
+    )?;
+    let mut first_id: Option<i64> = None;
+    for ((seq, e), n) in (first_seq..).zip(entries).zip(ids) {
+        let (hi, lo) = id_halves(&e.entry_id);
+        // The row id is left to SQLite: max + 1, an append at the right edge of the table.
+        let res = insert.execute(params![
+            chain_id,
+            seq,
+            e.ts_ms,
+            hi,
+            lo,
+            e.entry_hash.0,
+            n.agent,
+            n.session,
+            n.event_type,
+            n.tool,
+            e.line,
+        ]);
+        if let Err(err) = res {
+            if err.sqlite_extended_error_code() == Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE) {
+                return Err(CallError::Duplicate(
+                    invalid(format!(
+                        "entry id {} (seq {} of tenant {tenant:?}) is already stored; entry ids \
+                         must be unique",
+                        hex16(&e.entry_id),
+                        e.seq
+                    )),
+                    first_id,
+                ));
+            }
+            return Err(err.into());
+        }
+        let id = conn.last_insert_rowid();
+        // Runs and postings rely on one call's entries having consecutive row ids.
+        let first = *first_id.get_or_insert(id);
+        if id != first + (seq - first_seq) {
+            return Err(CallError::Other(invalid(format!(
+                "entry row ids are not consecutive ({id} after {}); the entries table is full",
+                first + (seq - first_seq) - 1
+            ))));
+        }
+        if let Some(p) = &e.personal {
+            insert_personal.execute(params![id, p.sidecar])?;
+            for subject in &p.subject_ids {
+                insert_subject.execute(params![id, subject])?;
+            }
+        }
+    }
+    let first_id = first_id.unwrap_or_default();
+    let mut insert_posting = conn.prepare_cached(
+        "INSERT INTO postings(chain_id, kind, name_id, bucket, first_id, n, data) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for p in postings {
+        insert_posting.execute(params![
+            chain_id,
+            p.kind,
+            p.name_id,
+            p.bucket,
+            first_id + i64::from(p.first),
+            i64::try_from(p.n).unwrap_or(i64::MAX),
+            p.data,
+        ])?;
+    }
+    let count = i64::try_from(entries.len()).unwrap_or(i64::MAX);
+    match last_run {
+        // The call continues the chain's last run: extend it.
+        Some(r) if r.last_seq() + 1 == first_seq && r.last_id() + 1 == first_id => {
+            let run = Run {
+                count: r.count + count,
+                ..r
+            };
+            conn.prepare_cached(
+                "UPDATE runs SET count = ?3 WHERE chain_id = ?1 AND first_seq = ?2",
+            )?
+            .execute(params![chain_id, run.first_seq, run.count])?;
+            Ok(run)
+        }
+        _ => {
+            let run = Run {
+                first_seq,
+                first_id,
+                count,
+            };
+            conn.prepare_cached(
+                "INSERT INTO runs(chain_id, first_seq, first_id, count) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![chain_id, run.first_seq, run.first_id, run.count])?;
+            Ok(run)
+        }
+    }
+}
+
+/// Removes the entries (and their sidecars) from row id `first_id` on: the rows a failed
+/// `append` call wrote before it failed (they are the last rows of the table).
+fn undo_entries(conn: &Connection, first_id: i64) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached("DELETE FROM personal_subjects WHERE id >= ?1")?
+        .execute([first_id])?;
+    conn.prepare_cached("DELETE FROM personal WHERE id >= ?1")?
+        .execute([first_id])?;
+    conn.prepare_cached("DELETE FROM entries WHERE id >= ?1")?
+        .execute([first_id])?;
+    Ok(())
+}
+
 impl SqliteBatch<'_> {
+    /// Fails if an earlier `append` of this batch failed half-way (see [`SqliteBatch`]) or the
+    /// transaction is gone.
+    fn usable(&self) -> Result<(), StoreError> {
+        // SQLite rolls a transaction back by itself after some errors (disk full, I/O); later
+        // statements would then each commit on their own.
+        if self.failed || self.tx.is_autocommit() {
+            return Err(invalid(
+                "an earlier write of this batch failed half-way; drop the batch (nothing of it \
+                 is committed) and start a new one",
+            ));
+        }
+        Ok(())
+    }
+
     /// The state of `tenant`'s chain; with `create`, a missing chain is created (without a head).
     fn chain(&mut self, tenant: &str, create: bool) -> Result<Option<&mut ChainState>, StoreError> {
         if !self.chains.contains_key(tenant) {
@@ -1016,17 +1615,32 @@ impl SqliteBatch<'_> {
                 let head_size = u64::try_from(size).map_err(|_| {
                     corrupt(format!("the chain of tenant {tenant:?} has size {size}"))
                 })?;
-                // Count what is stored rather than trusting the head.
-                let last: Option<i64> = self
+                // Count what is stored rather than trusting the head: the last run, checked
+                // against the entry it ends with.
+                let last_run = self
                     .tx
-                    .prepare_cached("SELECT max(id) FROM entries WHERE id BETWEEN ?1 AND ?2")?
-                    .query_row(
-                        params![entry_key(chain_id, 1), entry_key(chain_id, MAX_SEQ)],
-                        |r| r.get(0),
-                    )?;
+                    .prepare_cached(LAST_RUN_SQL)?
+                    .query_row([chain_id], |r| Ok(read_run(r)))
+                    .optional()?
+                    .transpose()?;
+                if let Some(run) = last_run {
+                    let stored: Option<(i64, i64)> = self
+                        .tx
+                        .prepare_cached("SELECT chain_id, seq FROM entries WHERE id = ?1")?
+                        .query_row([run.last_id()], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?;
+                    if stored != Some((chain_id, run.last_seq())) {
+                        return Err(corrupt(format!(
+                            "the last entry of tenant {tenant:?} ({}) is not stored where the \
+                             chain's runs say",
+                            run.last_seq()
+                        )));
+                    }
+                }
                 ChainState {
                     chain_id,
-                    len: last.map_or(0, key_seq),
+                    len: last_run.map_or(0, |r| r.last_seq().unsigned_abs()),
+                    last_run,
                     head_size,
                     has_head: true,
                     dirty: false,
@@ -1041,14 +1655,10 @@ impl SqliteBatch<'_> {
                          RETURNING chain_id",
                     )?
                     .query_row([tenant], |r| r.get(0))?;
-                if chain_id > MAX_CHAIN_ID {
-                    return Err(invalid(format!(
-                        "this store cannot hold more than {MAX_CHAIN_ID} chains"
-                    )));
-                }
                 ChainState {
                     chain_id,
                     len: 0,
+                    last_run: None,
                     head_size: 0,
                     has_head: false,
                     dirty: true,
@@ -1085,6 +1695,7 @@ impl SqliteBatch<'_> {
 
 impl WriteBatch for SqliteBatch<'_> {
     fn chain_head(&mut self, tenant: TenantRef<'_>) -> Result<Option<ChainHead>, StoreError> {
+        self.usable()?;
         match self.chain(tenant, false)? {
             Some(state) if state.has_head => {}
             _ => return Ok(None),
@@ -1100,6 +1711,7 @@ impl WriteBatch for SqliteBatch<'_> {
     }
 
     fn append(&mut self, tenant: TenantRef<'_>, entries: &[NewEntry]) -> Result<(), StoreError> {
+        self.usable()?;
         if entries.is_empty() {
             return Ok(());
         }
@@ -1113,97 +1725,90 @@ impl WriteBatch for SqliteBatch<'_> {
                     got: e.seq,
                 });
             }
-            if e.seq > MAX_SEQ {
-                return Err(invalid(format!(
-                    "seq {} is beyond this store's limit of {MAX_SEQ} entries per chain",
-                    e.seq
-                )));
-            }
         }
-        let mut ids = Vec::with_capacity(entries.len());
+        let first_seq = to_i64(len + 1, "seq")?;
+        let fits = i64::try_from(entries.len())
+            .ok()
+            .filter(|&n| n <= i64::from(u32::MAX))
+            .and_then(|n| first_seq.checked_add(n));
+        if fits.is_none() {
+            return Err(invalid(format!(
+                "an append of {} entries from seq {first_seq} is beyond this store's limits",
+                entries.len()
+            )));
+        }
+        // Consecutive entries often repeat a string (the same session or event type): compare
+        // with the previous entry's before hashing.
+        let mut ids: Vec<NameIds> = Vec::with_capacity(entries.len());
+        let mut prev: Option<(&NewEntry, NameIds)> = None;
         for e in entries {
-            ids.push(NameIds {
-                agent: self.name_id(&e.agent_id)?,
-                session: self.name_id(&e.session_id)?,
-                event_type: self.name_id(&e.event_type)?,
-                tool: e.tool.as_deref().map(|t| self.name_id(t)).transpose()?,
-            });
+            let agent = match prev {
+                Some((p, n)) if p.agent_id == e.agent_id => n.agent,
+                _ => self.name_id(&e.agent_id)?,
+            };
+            let session = match prev {
+                Some((p, n)) if p.session_id == e.session_id => n.session,
+                _ => self.name_id(&e.session_id)?,
+            };
+            let event_type = match prev {
+                Some((p, n)) if p.event_type == e.event_type => n.event_type,
+                _ => self.name_id(&e.event_type)?,
+            };
+            let tool = match (e.tool.as_deref(), prev) {
+                (None, _) => None,
+                (Some(t), Some((p, n))) if p.tool.as_deref() == Some(t) => n.tool,
+                (Some(t), _) => Some(self.name_id(t)?),
+            };
+            let n = NameIds {
+                agent,
+                session,
+                event_type,
+                tool,
+            };
+            ids.push(n);
+            prev = Some((e, n));
         }
-        let chain_id = match self.chain(tenant, true)? {
-            Some(state) => state.chain_id,
+        let postings = build_postings(entries, &ids);
+        let (chain_id, last_run) = match self.chain(tenant, true)? {
+            Some(state) => (state.chain_id, state.last_run),
             None => return Err(invalid("chain creation failed (internal error)")),
         };
 
-        // A savepoint makes the call all-or-nothing within the batch (a duplicate entry id
-        // half-way leaves the batch as it was).
-        let nosp = std::env::var_os("BB_NOSP").is_some();
-        let global = std::env::var_os("BB_G").is_some();
-        if !nosp {
-            self.tx.execute_batch("SAVEPOINT sp")?;
-        }
-        let sp = &self.tx;
-        {
-            let mut insert = sp.prepare_cached(
-                "INSERT INTO entries(id, chain_id, ts_ms, entry_id, entry_hash, agent, session, \
-                 event_type, tool, line, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
-            let mut insert_personal =
-                sp.prepare_cached("INSERT INTO personal(id, sidecar) VALUES (?1, ?2)")?;
-            let mut insert_subject = sp.prepare_cached(
-                "INSERT OR IGNORE INTO personal_subjects(id, subject_id) VALUES (?1, ?2)",
-            )?;
-            for (e, n) in entries.iter().zip(&ids) {
-                let key = if global {
-                    GLOBAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                } else {
-                    entry_key(chain_id, e.seq)
-                };
-                let res = insert.execute(params![
-                    key,
-                    chain_id,
-                    e.ts_ms,
-                    e.entry_id,
-                    e.entry_hash.0,
-                    n.agent,
-                    n.session,
-                    n.event_type,
-                    n.tool,
-                    e.line,
-                    e.seq as i64,
-                ]);
-                if let Err(err) = res {
-                    if err.sqlite_extended_error_code()
-                        == Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
-                    {
-                        return Err(invalid(format!(
-                            "entry id {} (seq {} of tenant {tenant:?}) is already stored; \
-                             entry ids must be unique",
-                            hex16(&e.entry_id),
-                            e.seq
-                        )));
-                    }
-                    return Err(err.into());
+        // No savepoint (its journal of every page the call changes cost ~10% of an append): a
+        // duplicate entry id is undone by deleting the call's rows, and any other failure
+        // half-way poisons the batch.
+        let call = CallRows {
+            tenant,
+            chain_id,
+            first_seq,
+            entries,
+            ids: &ids,
+            postings: &postings,
+            last_run,
+        };
+        let run = match write_call(&self.tx, &call) {
+            Ok(run) => run,
+            Err(CallError::Duplicate(err, written)) => {
+                if written.is_some_and(|first| undo_entries(&self.tx, first).is_err()) {
+                    self.failed = true;
                 }
-                if let Some(p) = &e.personal {
-                    insert_personal.execute(params![key, p.sidecar])?;
-                    for subject in &p.subject_ids {
-                        insert_subject.execute(params![key, subject])?;
-                    }
-                }
+                return Err(err);
             }
-        }
-        if !nosp {
-            self.tx.execute_batch("RELEASE sp")?;
-        }
-
+            Err(CallError::Other(err)) => {
+                self.failed = true;
+                return Err(err);
+            }
+        };
         if let Some(state) = self.chains.get_mut(tenant) {
             state.len += entries.len() as u64;
+            state.last_run = Some(run);
             state.dirty = true;
         }
         Ok(())
     }
 
     fn set_head(&mut self, head: &ChainHead) -> Result<(), StoreError> {
+        self.usable()?;
         let tenant = head.tenant_id.as_str();
         let len = self.chain(tenant, false)?.map_or(0, |s| s.len);
         if head.size != len {
@@ -1219,15 +1824,13 @@ impl WriteBatch for SqliteBatch<'_> {
             return Err(invalid("chain creation failed (internal error)"));
         };
         let chain_id = state.chain_id;
-        if head.size > 0 && std::env::var_os("BB_G").is_none() {
+        if let Some(run) = state.last_run {
             // The head must describe the last stored entry.
-            let (hash, id): (Vec<u8>, Vec<u8>) = self
+            let (hash, hi, lo): (Vec<u8>, i64, i64) = self
                 .tx
-                .prepare_cached("SELECT entry_hash, entry_id FROM entries WHERE id = ?1")?
-                .query_row([entry_key(chain_id, head.size)], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
-            if hash != head.head_hash.0 || id != head.last_entry_id {
+                .prepare_cached("SELECT entry_hash, id_hi, id_lo FROM entries WHERE id = ?1")?
+                .query_row([run.last_id()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            if hash != head.head_hash.0 || (hi, lo) != id_halves(&head.last_entry_id) {
                 return Err(invalid(format!(
                     "the head of tenant {tenant:?} does not match its entry {}: head_hash and \
                      last_entry_id must be that entry's hash and id",
@@ -1259,6 +1862,7 @@ impl WriteBatch for SqliteBatch<'_> {
     }
 
     fn put_checkpoint(&mut self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
+        self.usable()?;
         let size = to_i64(cp.size, "checkpoint size")?;
         let Some(state) = self.chain(&cp.tenant_id, true)? else {
             return Err(invalid("chain creation failed (internal error)"));
@@ -1284,6 +1888,7 @@ impl WriteBatch for SqliteBatch<'_> {
         level: u8,
         nodes: &[(u64, Hash)],
     ) -> Result<(), StoreError> {
+        self.usable()?;
         if nodes.is_empty() {
             return Ok(());
         }
@@ -1316,6 +1921,7 @@ impl WriteBatch for SqliteBatch<'_> {
     }
 
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.usable()?;
         self.tx
             .prepare_cached(
                 "INSERT INTO meta(key, value) VALUES (?1, ?2) \
@@ -1326,6 +1932,7 @@ impl WriteBatch for SqliteBatch<'_> {
     }
 
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.usable()?;
         let this = *self;
         for (tenant, state) in &this.chains {
             if !state.dirty {
@@ -1376,6 +1983,7 @@ mod tests {
         let line = format!("{{\"seq\":{seq},\"agent\":\"{agent}\"}}").into_bytes();
         let mut entry_id = [0u8; 16];
         entry_id[..8].copy_from_slice(&seq.to_be_bytes());
+        entry_id[8..].copy_from_slice(&ts_ms.to_be_bytes());
         NewEntry {
             seq,
             entry_id,
@@ -1390,42 +1998,22 @@ mod tests {
         }
     }
 
-    /// The `EXPLAIN QUERY PLAN` detail lines of the per-chain SQL for `q`.
-    fn plan(store: &SqliteStore, q: &Query) -> Vec<String> {
-        let plan = store.query_plan(q).unwrap().unwrap();
-        let (sql, values) = store.chain_sql(&plan, 1).unwrap();
-        let mut stmt = store
-            .conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .unwrap();
-        let rows = stmt
-            .query_map(params_from_iter(values.iter()), |r| r.get::<_, String>(3))
-            .unwrap();
-        rows.collect::<Result<_, _>>().unwrap()
+    fn head(tenant: &str, last: &NewEntry) -> ChainHead {
+        ChainHead {
+            tenant_id: tenant.into(),
+            size: last.seq,
+            head_hash: last.entry_hash,
+            last_entry_id: last.entry_id,
+            merkle_state: Vec::new(),
+            last_checkpoint_size: 0,
+            last_checkpoint_ms: 0,
+        }
     }
 
-    fn assert_indexed(plan: &[String], index: &str) {
-        let text = plan.join("\n");
-        assert!(
-            plan.iter().any(|l| l.starts_with("SEARCH e USING INDEX")
-                || l.starts_with("SEARCH e USING COVERING INDEX")),
-            "no index search on entries:\n{text}"
-        );
-        assert!(text.contains(index), "expected {index}:\n{text}");
-        assert!(
-            !plan.iter().any(|l| l.starts_with("SCAN")),
-            "full scan:\n{text}"
-        );
-        assert!(
-            !text.contains("TEMP B-TREE"),
-            "sorts instead of reading in order:\n{text}"
-        );
-    }
-
-    #[test]
-    fn filtered_queries_use_indexes() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::create(dir.path().join("s.db")).unwrap();
+    /// 50 entries of tenant "t": agents a0..a2, sessions s0..s3, tool "bash" on even seqs and
+    /// "rare" on seq 9, timestamps over several buckets.
+    fn fixture(dir: &Path) -> SqliteStore {
+        let mut store = SqliteStore::create(dir.join("s.db")).unwrap();
         let entries: Vec<_> = (1..=50)
             .map(|s| {
                 let tool = if s == 9 {
@@ -1433,88 +2021,237 @@ mod tests {
                 } else {
                     (s % 2 == 0).then_some("bash")
                 };
-                entry(
-                    s,
-                    i64::try_from(s).unwrap(),
-                    &format!("a{}", s % 3),
-                    &format!("s{}", s % 4),
-                    tool,
-                )
+                let ts = i64::try_from(s).unwrap() << (BUCKET_BITS - 2);
+                entry(s, ts, &format!("a{}", s % 3), &format!("s{}", s % 4), tool)
             })
             .collect();
         let mut b = store.begin().unwrap();
-        b.append("t", &entries).unwrap();
-        let last = entries.last().unwrap();
-        b.set_head(&ChainHead {
-            tenant_id: "t".into(),
-            size: 50,
-            head_hash: last.entry_hash,
-            last_entry_id: last.entry_id,
-            merkle_state: Vec::new(),
-            last_checkpoint_size: 0,
-            last_checkpoint_ms: 0,
-        })
-        .unwrap();
+        b.append("t", &entries[..20]).unwrap();
+        b.append("t", &entries[20..]).unwrap();
+        b.set_head(&head("t", &entries[49])).unwrap();
         b.commit().unwrap();
+        store
+    }
 
-        let q = Query {
-            tenant_id: Some("t".into()),
-            agent_id: Some("a1".into()),
-            tool: Some("bash".into()),
-            start_ms: Some(10),
-            end_ms: Some(40),
-            limit: Some(100),
-            ..Query::default()
-        };
-        // a1 matches fewer entries than bash in that time range.
-        assert_indexed(&plan(&store, &q), "entries_agent");
-        let q = Query {
-            agent_id: Some("a0".into()),
-            tool: Some("rare".into()),
-            ..Query::default()
-        };
-        assert_indexed(&plan(&store, &q), "entries_tool");
-        let q = Query {
-            agent_id: Some("a0".into()),
-            session_id: Some("s1".into()),
-            event_type: Some("tool_call".into()),
-            ..Query::default()
-        };
-        assert_indexed(&plan(&store, &q), "entries_session");
+    /// Every statement the read paths run.
+    const READ_STATEMENTS: [&str; 11] = [
+        RUN_AT_SQL,
+        RUNS_FROM_SQL,
+        LAST_RUN_SQL,
+        ENTRY_RANGE_SQL,
+        HASH_RANGE_SQL,
+        ENTRY_AT_SQL,
+        ENTRY_BY_ID_SQL,
+        NEXT_BUCKET_SQL,
+        BUCKET_POSTINGS_SQL,
+        PROBE_SQL,
+        SUBJECT_SQL,
+    ];
 
-        let q = Query {
-            session_id: Some("s2".into()),
-            ..Query::default()
-        };
-        assert_indexed(&plan(&store, &q), "entries_session");
-        let q = Query {
-            tool: Some("bash".into()),
-            ..Query::default()
-        };
-        assert_indexed(&plan(&store, &q), "entries_tool");
-        let q = Query {
-            event_type: Some("tool_call".into()),
-            start_ms: Some(5),
-            ..Query::default()
-        };
-        assert_indexed(&plan(&store, &q), "entries_event");
-        let q = Query {
-            start_ms: Some(5),
-            end_ms: Some(6),
-            ..Query::default()
-        };
-        assert_indexed(&plan(&store, &q), "entries_ts");
-        // Even an unfiltered query walks a chain through the time index, in order.
-        assert_indexed(&plan(&store, &Query::default()), "entries_ts");
+    #[test]
+    fn read_statements_search_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = fixture(dir.path());
+        for sql in READ_STATEMENTS {
+            let mut stmt = store
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let n = stmt.parameter_count();
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(vec![1i64; n]), |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let text = plan.join("\n");
+            assert!(
+                plan.iter().any(|l| l.starts_with("SEARCH")),
+                "no index search:\n{sql}\n{text}"
+            );
+            // The probe sums the rows of its own LIMIT-ed subquery.
+            assert!(
+                !plan
+                    .iter()
+                    .any(|l| l.starts_with("SCAN") && l != "SCAN (subquery-1)"),
+                "full scan:\n{sql}\n{text}"
+            );
+            // entries_for_subject sorts its (few) rows by tenant; nothing else sorts.
+            assert!(
+                sql == SUBJECT_SQL || !text.contains("TEMP B-TREE"),
+                "sorts instead of reading in order:\n{sql}\n{text}"
+            );
+        }
     }
 
     #[test]
-    fn entry_keys_round_trip() {
-        for (chain, seq) in [(1, 1), (1, MAX_SEQ), (MAX_CHAIN_ID, MAX_SEQ), (7, 12_345)] {
-            let key = entry_key(chain, seq);
-            assert!(key > 0);
-            assert_eq!(key_seq(key), seq);
-            assert_eq!(key >> SEQ_BITS, chain);
+    fn statements_are_not_reprepared_when_rebound() {
+        // With values 0 and 1 in the bindings, SQLite would otherwise re-prepare statements on
+        // every use through the statement cache (see `configure`).
+        let dir = tempfile::tempdir().unwrap();
+        let store = fixture(dir.path());
+        let _snapshot = store.conn.unchecked_transaction().unwrap();
+        for sql in READ_STATEMENTS {
+            for k in 0..5i64 {
+                let mut stmt = store.conn.prepare_cached(sql).unwrap();
+                let n = i64::try_from(stmt.parameter_count()).unwrap();
+                let mut rows = stmt
+                    .query(rusqlite::params_from_iter((0..n).map(|i| (k + i) % 3)))
+                    .unwrap();
+                while rows.next().unwrap().is_some() {}
+            }
+            let stmt = store.conn.prepare_cached(sql).unwrap();
+            assert_eq!(
+                stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "{sql}"
+            );
         }
+    }
+
+    #[test]
+    fn postings_round_trip() {
+        for ts0 in [0, 5, -1, i64::MIN, i64::MAX - 10, 1_776_124_800_000] {
+            let bucket = ts0 >> BUCKET_BITS;
+            let start = bucket << BUCKET_BITS;
+            let end = start | ((1 << BUCKET_BITS) - 1);
+            let mut pairs = vec![
+                (start, 7u32),
+                (ts0.clamp(start, end), 0),
+                (ts0.clamp(start, end), 3),
+                (end, 1),
+            ];
+            pairs.sort_unstable();
+            let mut data = Vec::new();
+            encode_posting(bucket, &pairs, &mut data);
+            let mut out = Vec::new();
+            decode_posting(bucket, 100, 4, &data, &mut out).unwrap();
+            let want: Vec<(i64, i64)> = pairs
+                .iter()
+                .map(|&(ts, off)| (ts, 100 + i64::from(off)))
+                .collect();
+            assert_eq!(out, want, "ts0 {ts0}");
+            // Malformed lists are refused: wrong length, truncation, trailing bytes, a time past
+            // the bucket.
+            assert!(decode_posting(bucket, 100, 5, &data, &mut Vec::new()).is_none());
+            assert!(decode_posting(bucket, 100, 3, &data, &mut Vec::new()).is_none());
+            let cut = &data[..data.len() - 1];
+            assert!(decode_posting(bucket, 100, 4, cut, &mut Vec::new()).is_none());
+            let mut past = Vec::new();
+            put_varint(&mut past, 1 << BUCKET_BITS);
+            put_varint(&mut past, 0);
+            assert!(decode_posting(bucket, 100, 1, &past, &mut Vec::new()).is_none());
+        }
+        let mut long = Vec::new();
+        put_varint(&mut long, u64::MAX);
+        assert_eq!(long.len(), 10);
+        assert_eq!(get_varint(&long, &mut 0), Some(u64::MAX));
+        assert_eq!(get_varint(&[0xff; 11], &mut 0), None);
+    }
+
+    #[test]
+    fn queries_read_the_most_selective_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = fixture(dir.path());
+        let id = |name: &str| store.lookup_name(name).unwrap().unwrap();
+        let chain = store.chain_id("t").unwrap().unwrap();
+        let driver = |filters: &[(i64, i64)]| {
+            store
+                .chain_stream(chain, filters, i64::MIN, i64::MAX)
+                .unwrap()
+                .driver
+        };
+        // a1 (17 entries) is more selective than bash (25); rare (1) more than a0 (16).
+        let (a1, bash) = ((KIND_AGENT, id("a1")), (KIND_TOOL, id("bash")));
+        assert_eq!(driver(&[a1, bash]), a1);
+        assert_eq!(driver(&[bash, a1]), a1);
+        let (a0, rare) = ((KIND_AGENT, id("a0")), (KIND_TOOL, id("rare")));
+        assert_eq!(driver(&[a0, rare]), rare);
+        assert_eq!(driver(&[]), (KIND_ALL, 0));
+        // And the stream yields exactly the matches, in (ts_ms, id) order.
+        let mut stream = store.chain_stream(chain, &[a0, bash], 0, i64::MAX).unwrap();
+        let mut seqs = Vec::new();
+        while let Some((_, id)) = stream.next(&store).unwrap() {
+            seqs.push(store.entry_at(id, chain, "t").unwrap().seq);
+        }
+        assert_eq!(seqs, vec![6, 12, 18, 24, 30, 36, 42, 48]);
+    }
+
+    #[test]
+    fn a_batch_whose_append_failed_half_way_is_poisoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = fixture(dir.path());
+        // Make the postings insert fail after the call's entries are written.
+        store
+            .conn
+            .execute_batch(
+                "CREATE TEMP TRIGGER fail_postings BEFORE INSERT ON postings \
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+            )
+            .unwrap();
+        let e51 = entry(51, 1, "a", "s", None);
+        {
+            let mut b = store.begin().unwrap();
+            assert!(matches!(
+                b.append("t", std::slice::from_ref(&e51)),
+                Err(StoreError::Sqlite(_))
+            ));
+            // Everything else is refused now, and so is the commit.
+            for r in [
+                b.append("t", std::slice::from_ref(&e51)),
+                b.set_head(&head("t", &e51)),
+                b.set_meta("k", "v"),
+                b.put_nodes("t", 0, &[(0, Hash([0; 32]))]),
+                b.chain_head("t").map(|_| ()),
+            ] {
+                assert!(matches!(r, Err(StoreError::Invalid { .. })), "{r:?}");
+            }
+            assert!(matches!(b.commit(), Err(StoreError::Invalid { .. })));
+        }
+        store
+            .conn
+            .execute_batch("DROP TRIGGER fail_postings")
+            .unwrap();
+        // Nothing of the failed batch is stored, and the chain continues normally.
+        assert_eq!(store.chains().unwrap()[0].size, 50);
+        assert!(store.entry_by_id(&e51.entry_id).unwrap().is_none());
+        let mut b = store.begin().unwrap();
+        b.append("t", std::slice::from_ref(&e51)).unwrap();
+        b.set_head(&head("t", &e51)).unwrap();
+        b.commit().unwrap();
+        assert_eq!(store.entry_by_id(&e51.entry_id).unwrap().unwrap().seq, 51);
+    }
+
+    #[test]
+    fn entries_view_shows_entry_ids_in_hex() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::create(dir.path().join("s.db")).unwrap();
+        let mut e = entry(1, 5, "a", "s", Some("bash"));
+        e.entry_id = [
+            0x01, 0x9d, 0x8f, 0x00, 0x00, 0x00, 0x70, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0xff,
+        ];
+        let mut b = store.begin().unwrap();
+        b.append("t", std::slice::from_ref(&e)).unwrap();
+        b.set_head(&head("t", &e)).unwrap();
+        b.commit().unwrap();
+        let row: (String, i64, String, String, String) = store
+            .conn
+            .query_row(
+                "SELECT tenant_id, seq, entry_id, agent_id, tool FROM entries_view",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            row,
+            (
+                "t".into(),
+                1,
+                "019d8f000000700080000000000000ff".into(),
+                "a".into(),
+                "bash".into()
+            )
+        );
+        assert_eq!(row.2, hex16(&e.entry_id));
     }
 }

@@ -971,3 +971,350 @@ fn head_update_without_append() {
     assert_eq!(store.chains().unwrap(), vec![h]);
     assert!(format!("{store:?}").contains("SqliteStore"));
 }
+
+/// Deterministic pseudo-random numbers (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[usize::try_from(self.below(items.len() as u64)).unwrap()]
+    }
+}
+
+/// An entry as the reference model sees it: (tenant, seq, ts, agent, session, event, tool).
+type Model = (String, u64, i64, String, String, String, Option<String>);
+
+#[test]
+fn queries_match_a_reference_model() {
+    // Timestamps spread over many 17.5-minute posting buckets, out of order within chains,
+    // repeated, negative and extreme; entries appended in calls of varying size, interleaved
+    // between tenants, over several batches and a reopen.
+    let (_dir, path) = tmp();
+    let tenants = ["acme", "bolt", "core"];
+    let agents = ["a1", "a2", "a3", "a4"];
+    let sessions = ["s1", "s2", "s3", "s4", "s5", "s6"];
+    let events = ["llm_request", "tool_call", "decision"];
+    let tools = ["bash", "grep", "sql"];
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut model: Vec<Model> = Vec::new();
+    let mut sizes = [0u64; 3];
+    let mut last: [Option<NewEntry>; 3] = [None, None, None];
+    for round in 0..4 {
+        let mut store = if round == 0 {
+            SqliteStore::create(&path).unwrap()
+        } else {
+            SqliteStore::open(&path).unwrap()
+        };
+        let mut b = store.begin().unwrap();
+        for _ in 0..12 {
+            let t = usize::try_from(rng.below(3)).unwrap();
+            let n = [1, 2, 7, 40][usize::try_from(rng.below(4)).unwrap()];
+            let entries: Vec<_> = (0..n)
+                .map(|_| {
+                    sizes[t] += 1;
+                    let ts = match rng.below(20) {
+                        0 => i64::MIN + i64::try_from(rng.below(3)).unwrap(),
+                        1 => i64::MAX - i64::try_from(rng.below(3)).unwrap(),
+                        2 => -i64::try_from(rng.below(5_000_000)).unwrap(),
+                        _ => 1_776_124_800_000 + i64::try_from(rng.below(4 * 3_600_000)).unwrap(),
+                    };
+                    let event = rng.pick(&events);
+                    let tool = (event == "tool_call").then(|| rng.pick(&tools));
+                    let e = entry(
+                        tenants[t],
+                        sizes[t],
+                        ts,
+                        rng.pick(&agents),
+                        rng.pick(&sessions),
+                        event,
+                        tool,
+                    );
+                    model.push((
+                        tenants[t].to_owned(),
+                        e.seq,
+                        ts,
+                        e.agent_id.clone(),
+                        e.session_id.clone(),
+                        e.event_type.clone(),
+                        e.tool.clone(),
+                    ));
+                    e
+                })
+                .collect();
+            b.append(tenants[t], &entries).unwrap();
+            last[t] = entries.last().cloned();
+        }
+        for (t, e) in last.iter().enumerate() {
+            if let Some(e) = e {
+                b.set_head(&head(tenants[t], Some(e))).unwrap();
+            }
+        }
+        b.commit().unwrap();
+    }
+    let store = SqliteStore::open_read_only(&path).unwrap();
+    let mut sorted = model.clone();
+    sorted.sort_by(|a, b| (a.2, &a.0, a.1).cmp(&(b.2, &b.0, b.1)));
+    let expect = |q: &Query| -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = sorted
+            .iter()
+            .filter(|m| q.tenant_id.as_ref().is_none_or(|t| *t == m.0))
+            .filter(|m| q.agent_id.as_ref().is_none_or(|v| *v == m.3))
+            .filter(|m| q.session_id.as_ref().is_none_or(|v| *v == m.4))
+            .filter(|m| q.event_type.as_ref().is_none_or(|v| *v == m.5))
+            .filter(|m| q.tool.is_none() || q.tool == m.6)
+            .filter(|m| q.start_ms.is_none_or(|s| m.2 >= s))
+            .filter(|m| q.end_ms.is_none_or(|e| m.2 <= e))
+            .map(|m| (m.0.clone(), m.1))
+            .collect();
+        if let Some(l) = q.limit {
+            out.truncate(usize::try_from(l).unwrap());
+        }
+        out
+    };
+    let some =
+        |rng: &mut Rng, items: &[&str]| (rng.below(3) == 0).then(|| rng.pick(items).to_owned());
+    let mut nonempty = 0;
+    for i in 0..400 {
+        let (start_ms, end_ms) = match rng.below(4) {
+            0 => (None, None),
+            1 => {
+                let s = 1_776_124_800_000 + i64::try_from(rng.below(4 * 3_600_000)).unwrap();
+                (
+                    Some(s),
+                    Some(s + i64::try_from(rng.below(3_600_000)).unwrap()),
+                )
+            }
+            2 => (Some(i64::MIN), Some(0)),
+            _ => (Some(1_776_124_800_000 + 3_600_000), None),
+        };
+        let q = Query {
+            tenant_id: some(&mut rng, &tenants),
+            agent_id: some(&mut rng, &agents),
+            session_id: some(&mut rng, &sessions),
+            tool: some(&mut rng, &tools),
+            event_type: some(&mut rng, &events),
+            start_ms,
+            end_ms,
+            limit: (rng.below(3) == 0).then(|| rng.below(20)),
+        };
+        let want = expect(&q);
+        nonempty += usize::from(!want.is_empty());
+        assert_eq!(query(&store, &q), want, "query {i}: {q:?}");
+    }
+    assert!(nonempty > 150, "too few queries with results: {nonempty}");
+    // Every entry is where a scan expects it.
+    for t in tenants {
+        let got: Vec<u64> = scan_all(&store, t).iter().map(|e| e.seq).collect();
+        let want: Vec<u64> = model.iter().filter(|m| m.0 == t).map(|m| m.1).collect();
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn seqs_map_to_rows_across_interleaved_calls() {
+    let (_dir, path) = tmp();
+    let e = |t: &str, s: u64| {
+        let mut e = entry(t, s, i64::try_from(s).unwrap(), "a", "s", "ev", None);
+        if s.is_multiple_of(5) {
+            e.personal = Some(PersonalRecord {
+                sidecar: format!("{{\"salt\":\"{t}{s}\"}}").into_bytes(),
+                subject_ids: vec![format!("subj-{}", s % 2)],
+            });
+        }
+        e
+    };
+    // Calls of 3 entries alternate between two tenants, in three batches (reopening the store
+    // between them): each call is its own run. The two calls of "solo" in a batch follow each
+    // other and share a run.
+    let mut next = [1u64; 3];
+    for round in 0..3 {
+        let mut store = if round == 0 {
+            SqliteStore::create(&path).unwrap()
+        } else {
+            SqliteStore::open(&path).unwrap()
+        };
+        let mut b = store.begin().unwrap();
+        for call in 0..6 {
+            let t = ["x", "y"][call % 2];
+            let i = call % 2;
+            let entries: Vec<_> = (next[i]..next[i] + 3).map(|s| e(t, s)).collect();
+            next[i] += 3;
+            b.append(t, &entries).unwrap();
+            b.set_head(&head(t, entries.last())).unwrap();
+        }
+        let solo: Vec<_> = (next[2]..next[2] + 4).map(|s| e("solo", s)).collect();
+        next[2] += 4;
+        b.append("solo", &solo[..1]).unwrap();
+        b.append("solo", &solo[1..]).unwrap();
+        b.set_head(&head("solo", solo.last())).unwrap();
+        b.commit().unwrap();
+    }
+    let runs = |chain: &str| -> i64 {
+        raw(&path)
+            .query_row(
+                "SELECT count(*) FROM runs JOIN chains USING (chain_id) WHERE tenant_id = ?1",
+                [chain],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(runs("x"), 9);
+    assert_eq!(runs("solo"), 3);
+
+    let mut store = SqliteStore::open(&path).unwrap();
+    for t in ["x", "y", "solo"] {
+        let n = store
+            .chains()
+            .unwrap()
+            .iter()
+            .find(|h| h.tenant_id == t)
+            .unwrap()
+            .size;
+        assert_eq!(n, if t == "solo" { 12 } else { 27 });
+        // Every range, across run boundaries.
+        for from in 0..=n + 1 {
+            for to in [from, from + 1, from + 4, n, n + 3] {
+                let mut got = Vec::new();
+                store
+                    .scan(t, from, to, &mut |x| {
+                        got.push((x.seq, x.line, x.personal));
+                        Ok(true)
+                    })
+                    .unwrap();
+                let want: Vec<_> = (from.max(1)..=to.min(n))
+                    .map(|s| {
+                        let x = e(t, s);
+                        (s, x.line, x.personal.map(|p| p.sidecar))
+                    })
+                    .collect();
+                assert_eq!(got, want, "{t} {from}..={to}");
+                let hashes = store.entry_hashes(t, from, to).unwrap();
+                let want: Vec<_> = (from.max(1)..=to.min(n))
+                    .map(|s| e(t, s).entry_hash)
+                    .collect();
+                assert_eq!(hashes, want, "{t} {from}..={to}");
+            }
+        }
+    }
+    // Sidecars by subject, and erasure by seq, in whichever run the entries are.
+    let subj0: Vec<(String, u64)> = ["solo", "x", "y"]
+        .iter()
+        .flat_map(|t| {
+            let n = if *t == "solo" { 12 } else { 27 };
+            (1..=n)
+                .filter(|s| s % 10 == 0)
+                .map(|s| ((*t).to_owned(), s))
+        })
+        .collect();
+    assert_eq!(store.entries_for_subject("subj-0").unwrap(), subj0);
+    store.delete_personal("x", &[5, 10, 25, 26, 1000]).unwrap();
+    let got: Vec<_> = scan_all(&store, "x")
+        .into_iter()
+        .filter(|x| x.personal.is_some())
+        .map(|x| x.seq)
+        .collect();
+    assert_eq!(got, vec![15, 20]);
+    assert_eq!(
+        store.entries_for_subject("subj-0").unwrap(),
+        seqs("solo", &[10])
+            .into_iter()
+            .chain(seqs("x", &[20]))
+            .chain(seqs("y", &[10, 20]))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_duplicate_entry_id_undoes_the_whole_call() {
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    let e = |t: &str, s: u64| {
+        let mut e = entry(t, s, 1, "a", "s", "ev", Some("t"));
+        e.personal = Some(PersonalRecord {
+            sidecar: b"{}".to_vec(),
+            subject_ids: vec![format!("subj-{t}-{s}")],
+        });
+        e
+    };
+    append(&mut store, "u", &[e("u", 1)]);
+    let mut b = store.begin().unwrap();
+    let mut calls: Vec<NewEntry> = (1..=5).map(|s| e("t", s)).collect();
+    // An entry id of another chain, and then one repeated within the call.
+    calls[3].entry_id = e("u", 1).entry_id;
+    assert!(matches!(
+        b.append("t", &calls),
+        Err(StoreError::Invalid { .. })
+    ));
+    calls[3].entry_id = calls[1].entry_id;
+    assert!(matches!(
+        b.append("t", &calls),
+        Err(StoreError::Invalid { .. })
+    ));
+    // The batch is as it was: the first three entries can be appended again.
+    b.append("t", &calls[..3]).unwrap();
+    b.set_head(&head("t", Some(&calls[2]))).unwrap();
+    b.commit().unwrap();
+    assert_eq!(scan_all(&store, "t").len(), 3);
+    assert!(store.entries_for_subject("subj-t-4").unwrap().is_empty());
+    assert_eq!(
+        store.entries_for_subject("subj-t-3").unwrap(),
+        seqs("t", &[3])
+    );
+    let q = Query {
+        tool: Some("t".into()),
+        ..Query::default()
+    };
+    assert_eq!(
+        query(&store, &q),
+        vec![
+            ("t".into(), 1),
+            ("t".into(), 2),
+            ("t".into(), 3),
+            ("u".into(), 1)
+        ]
+    );
+}
+
+#[test]
+fn a_line_can_be_changed_with_sql() {
+    // How the CLI's tampering test edits a stored line (one tenant: `seq` is unique).
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    let entries: Vec<_> = (1..=6)
+        .map(|s| entry("t", s, 1, "a", "s", "ev", None))
+        .collect();
+    append(&mut store, "t", &entries[..2]);
+    append(&mut store, "t", &entries[2..]);
+    let db = raw(&path);
+    // A single tenant's entries are one run of row ids 1..=6.
+    let run: (i64, i64, i64) = db
+        .query_row("SELECT first_seq, first_id, count FROM runs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(run, (1, 1, 6));
+    let line: Vec<u8> = db
+        .query_row("SELECT line FROM entries WHERE seq = 5", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(line, entries[4].line);
+    let n = db
+        .execute(
+            "UPDATE entries SET line = ?1 WHERE seq = 5",
+            [b"forged".as_slice()],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    drop(db);
+    assert_eq!(scan_all(&store, "t")[4].line, b"forged");
+}
