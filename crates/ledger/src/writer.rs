@@ -409,10 +409,10 @@ fn apply<'b>(
     if failed.is_some() {
         return;
     }
-    if let Some(b) = batch {
-        if let Err(e) = f(b.as_mut()) {
-            *failed = Some(e);
-        }
+    if let Some(b) = batch
+        && let Err(e) = f(b.as_mut())
+    {
+        *failed = Some(e);
     }
 }
 
