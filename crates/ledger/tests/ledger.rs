@@ -16,7 +16,7 @@ fn event(i: usize, tenant: &str) -> blackbox_core::entry::NormalizedEvent {
         "tenant_id": tenant, "agent_id": format!("agent-{}", i % 5), "session_id": format!("s{}", i / 40),
         "event_type": "tool_call", "tool_name": "query_database", "client_seq": i,
         "timestamp": format!("2026-04-14T10:{:02}:{:02}.000Z", (i / 60) % 60, i % 60),
-        "args": {"query": format!("SELECT {i}")}, "data_subjects": if i % 9 == 0 { serde_json::json!(["ds_1"]) } else { serde_json::json!([]) },
+        "args": {"query": format!("SELECT {i}")}, "data_subjects": if i.is_multiple_of(9) { serde_json::json!(["ds_1"]) } else { serde_json::json!([]) },
     });
     normalize_event(v, &RedactionPolicy::default()).unwrap()
 }
