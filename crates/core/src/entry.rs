@@ -216,7 +216,11 @@ pub fn content_hash(v: &Value) -> Result<Hash, Error> {
 }
 
 fn is_prefixed_hash(v: &Value) -> bool {
-    v.as_str().is_some_and(|s| Hash::from_prefixed(s).is_ok())
+    // A probe, not a parse: no error value (and no allocation) for the common "no".
+    v.as_str().is_some_and(|s| {
+        s.strip_prefix(crate::hash::SHA256_PREFIX)
+            .is_some_and(|h| crate::hash::decode_hex32(h.as_bytes()).is_some())
+    })
 }
 
 /// Replaces raw content by hashes and checks integers and depth, recursively.

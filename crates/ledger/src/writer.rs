@@ -29,11 +29,9 @@ pub const NODE_LEVEL: u8 = 8;
 /// Entries handed to the store per call inside a batch.
 const FLUSH_EVERY: usize = 4096;
 
-/// One entry the writer committed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One entry the writer sequenced and signed (its tenant is the event's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
-    /// Chain.
-    pub tenant_id: String,
     /// Sequence number.
     pub seq: u64,
     /// UUIDv7.
@@ -42,11 +40,13 @@ pub struct Appended {
     pub entry_hash: Hash,
 }
 
-/// What one batch did.
+/// What one batch did. Constant size per chain, whatever the number of entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
-    /// Entries appended, in input order.
-    pub appended: Vec<Appended>,
+    /// Entries appended.
+    pub count: u64,
+    /// Per chain: the first and last seq appended.
+    pub chains: BTreeMap<String, (u64, u64)>,
     /// Checkpoints signed (tenant, size).
     pub checkpoints: Vec<(String, u64)>,
 }
@@ -432,7 +432,7 @@ impl std::fmt::Debug for AppendSink<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppendSink")
             .field("key_id", &self.key_id)
-            .field("pending", &self.outcome.appended.len())
+            .field("pending", &self.outcome.count)
             .finish_non_exhaustive()
     }
 }
@@ -445,13 +445,13 @@ impl AppendSink<'_> {
     /// Entries added since the last commit.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.outcome.appended.len()
+        usize::try_from(self.outcome.count).unwrap_or(usize::MAX)
     }
 
     /// Whether nothing was added since the last commit.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.outcome.appended.is_empty()
+        self.outcome.count == 0
     }
 
     fn send(&self, cmd: StoreCmd) -> Result<(), LedgerError> {
@@ -489,7 +489,7 @@ impl AppendSink<'_> {
     ///
     /// # Errors
     /// Store and signing failures.
-    pub fn add(&mut self, ev: &NormalizedEvent, now_ms: i64) -> Result<&Appended, LedgerError> {
+    pub fn add(&mut self, ev: &NormalizedEvent, now_ms: i64) -> Result<Appended, LedgerError> {
         let tenant = ev
             .tenant_id
             .as_ref()
@@ -564,16 +564,20 @@ impl AppendSink<'_> {
         if work.entries.len() >= FLUSH_EVERY {
             self.flush(tenant.as_str())?;
         }
-        self.outcome.appended.push(Appended {
-            tenant_id: tenant.as_str().to_owned(),
+        self.outcome.count += 1;
+        match self.outcome.chains.get_mut(tenant.as_str()) {
+            Some(range) => range.1 = seq,
+            None => {
+                self.outcome
+                    .chains
+                    .insert(tenant.as_str().to_owned(), (seq, seq));
+            }
+        }
+        Ok(Appended {
             seq,
             entry_id,
             entry_hash: sealed.entry_hash,
-        });
-        self.outcome
-            .appended
-            .last()
-            .ok_or_else(|| LedgerError::Inconsistent("nothing appended".to_owned()))
+        })
     }
 
     /// Signs a heartbeat checkpoint (unchanged size, newer timestamp) for every chain this

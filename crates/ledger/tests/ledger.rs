@@ -109,7 +109,9 @@ fn heartbeat_export_and_both_verifiers_agree() {
     let out = writer
         .append(&mut store, &events, 1_776_160_000_000, true)
         .unwrap();
-    assert_eq!(out.appended.len(), 120);
+    assert_eq!(out.count, 120);
+    assert_eq!(out.chains["acme"], (1, 80));
+    assert_eq!(out.chains["globex"], (1, 40));
     // A heartbeat re-signs the same size later.
     let hb = writer
         .heartbeat(&mut store, 1_776_160_999_000, true)

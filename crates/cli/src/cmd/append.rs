@@ -121,15 +121,12 @@ struct Totals {
 
 impl Totals {
     fn add(&mut self, o: &BatchOutcome) {
-        self.appended += o.appended.len() as u64;
+        self.appended += o.count;
         self.checkpoints += o.checkpoints.len() as u64;
-        for a in &o.appended {
-            let e = self
-                .chains
-                .entry(a.tenant_id.clone())
-                .or_insert((a.seq, a.seq));
-            e.0 = e.0.min(a.seq);
-            e.1 = e.1.max(a.seq);
+        for (t, (a, b)) in &o.chains {
+            let e = self.chains.entry(t.clone()).or_insert((*a, *b));
+            e.0 = e.0.min(*a);
+            e.1 = e.1.max(*b);
         }
     }
 }
