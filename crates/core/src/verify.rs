@@ -326,8 +326,7 @@ struct PendingCheckpoint {
 #[derive(Default)]
 struct ChainState {
     next: u64,
-    recent: BTreeMap<u64, Vec<(Hash, u64)>>,
-    by_hash: HashMap<Hash, u64>,
+    recent: Window,
     pending_links: BTreeMap<u64, Vec<(u64, Hash, u64)>>,
     missing: BTreeSet<u64>,
     last_entry_id: u128,
@@ -339,6 +338,106 @@ struct ChainState {
     redacted: u64,
     modified: BTreeSet<u64>,
     hmac_fail_finding: HashMap<u64, usize>,
+}
+
+/// The last [`WINDOW`] sequence numbers of a chain: a ring indexed by `seq % WINDOW` whose slots
+/// keep their vectors (no allocation per entry once warm), and a map from entry hash to seq.
+struct Window {
+    slots: Vec<(u64, Vec<(Hash, u64)>)>,
+    by_hash: HashMap<Hash, u64, BuildDigestHasher>,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Self {
+            slots: Vec::new(),
+            by_hash: HashMap::with_capacity_and_hasher(WINDOW, BuildDigestHasher),
+        }
+    }
+}
+
+impl Window {
+    fn slot(seq: u64) -> usize {
+        // WINDOW is far below usize::MAX, so the remainder always fits.
+        usize::try_from(seq % WINDOW as u64).unwrap_or(0)
+    }
+
+    /// The (hash, position) of every entry seen with this seq (usually one; two or more means
+    /// a duplicate).
+    fn get(&self, seq: u64) -> &[(Hash, u64)] {
+        match self.slots.get(Self::slot(seq)) {
+            Some((s, v)) if *s == seq => v,
+            _ => &[],
+        }
+    }
+
+    /// Records an entry; returns the seq it evicted from the window, if any.
+    fn insert(&mut self, seq: u64, h: Hash, pos: u64) -> Option<u64> {
+        if self.slots.is_empty() {
+            self.slots = (0..WINDOW).map(|_| (u64::MAX, Vec::new())).collect();
+        }
+        let i = Self::slot(seq);
+        let mut evicted = None;
+        if let Some(slot) = self.slots.get_mut(i) {
+            if slot.0 != seq {
+                for (old_hash, _) in slot.1.drain(..) {
+                    self.by_hash.remove(&old_hash);
+                }
+                if slot.0 != u64::MAX {
+                    evicted = Some(slot.0);
+                }
+                slot.0 = seq;
+            }
+            slot.1.push((h, pos));
+        }
+        self.by_hash.insert(h, seq);
+        evicted
+    }
+
+    /// The seq of the entry with this hash, if it is in the window.
+    fn seq_of(&self, h: &Hash) -> Option<u64> {
+        self.by_hash.get(h).copied()
+    }
+}
+
+/// Hashes a SHA-256 digest by its first eight bytes: they are already uniformly distributed,
+/// and SipHash over 32 bytes per entry showed up in verification profiles. (An attacker cannot
+/// choose entry hashes to collide without breaking SHA-256.)
+#[derive(Clone, Copy, Default)]
+struct BuildDigestHasher;
+
+impl std::hash::BuildHasher for BuildDigestHasher {
+    type Hasher = DigestHasher;
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher(0)
+    }
+}
+
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut b = [0u8; 8];
+        let n = bytes.len().min(8);
+        b[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(b);
+    }
+
+    fn write_usize(&mut self, _len: usize) {
+        // The length prefix of the 32-byte array carries no information.
+    }
+}
+
+impl ChainState {
+    /// Drops bookkeeping about a seq that left the window.
+    fn forget(&mut self, seq: u64) {
+        self.hmac_fail_finding.remove(&seq);
+        self.modified.remove(&seq);
+    }
 }
 
 /// Streaming verifier over any number of chains. See the module docs.
@@ -560,7 +659,8 @@ impl LogVerifier {
         let state = self.chain(&tenant);
 
         // Replays and duplicated sequence numbers.
-        if let Some(seen) = state.recent.get(&s) {
+        let seen = state.recent.get(s);
+        if !seen.is_empty() {
             if let Some((_, first_pos)) = seen.iter().find(|(hh, _)| *hh == h) {
                 let f = Finding::new(
                     &tenant,
@@ -585,8 +685,9 @@ impl LogVerifier {
                 ),
             );
             let state = self.chain(&tenant);
-            state.recent.entry(s).or_default().push((h, pos));
-            state.by_hash.insert(h, s);
+            if let Some(old) = state.recent.insert(s, h, pos) {
+                state.forget(old);
+            }
             // An earlier copy whose MAC failed is the forged one, not a modified entry.
             if let Some(idx) = state.hmac_fail_finding.get(&s).copied() {
                 self.mark_inserted(idx, format!("was inserted: its HMAC does not verify and another entry with this number follows at position {pos}"));
@@ -664,17 +765,19 @@ impl LogVerifier {
                     .digests(GENESIS_HASH, meta.prev_entry_hash),
                 );
             }
-        } else if let Some(preds) = state.recent.get(&(s - 1)) {
+        } else if let preds = state.recent.get(s - 1)
+            && !preds.is_empty()
+        {
             let pred_pos_hash = preds.first().copied();
             let linked = preds.iter().any(|(ph, _)| *ph == meta.prev_entry_hash);
             if !linked {
                 mark_broken = state.hmac_fail_finding.get(&(s - 1)).copied();
             }
             if linked {
-            } else if let Some(&j) = state
-                .by_hash
-                .get(&meta.prev_entry_hash)
-                .filter(|&&j| j + 1 < s)
+            } else if let Some(j) = state
+                .recent
+                .seq_of(&meta.prev_entry_hash)
+                .filter(|&j| j + 1 < s)
             {
                 inserted = state.hmac_fail_finding.get(&(j + 1)).copied();
                 new.push(Finding::new(
@@ -814,16 +917,8 @@ impl LogVerifier {
         // Merkle tree over the entries as they appear.
         state.tree.append(leaf_hash(h.as_bytes()));
         state.head = h;
-        state.recent.entry(s).or_default().push((h, pos));
-        state.by_hash.insert(h, s);
-        if state.recent.len() > WINDOW
-            && let Some((old, hashes)) = state.recent.pop_first()
-        {
-            for (hh, _) in hashes {
-                state.by_hash.remove(&hh);
-            }
-            state.hmac_fail_finding.remove(&old);
-            state.modified.remove(&old);
+        if let Some(old) = state.recent.insert(s, h, pos) {
+            state.forget(old);
         }
         state.next = state.next.max(s + 1);
 

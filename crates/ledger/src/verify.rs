@@ -5,7 +5,7 @@
 //! to the sequential [`LogVerifier`]. Memory is bounded by a few chunks plus the verifier's window.
 
 use std::fs::File;
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::Path;
 use std::sync::mpsc;
 
@@ -27,7 +27,10 @@ pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 
 /// A block of lines read together: one buffer, entries as ranges into it.
 struct Chunk {
+    /// Entry lines (for files: the raw block read, split into lines in place).
     buf: Vec<u8>,
+    /// Sidecar bytes.
+    side: Vec<u8>,
     items: Vec<Item>,
 }
 
@@ -48,17 +51,29 @@ impl Chunk {
         sidecar: Option<&[u8]>,
         sidecar_error: Option<String>,
     ) {
-        let sidecar = sidecar.map(|sc| {
-            let a = self.buf.len();
-            self.buf.extend_from_slice(sc);
-            a..self.buf.len()
-        });
         let a = self.buf.len();
         self.buf.extend_from_slice(line);
+        let range = a..self.buf.len();
+        self.push_range(position, range, sidecar, sidecar_error);
+    }
+
+    /// An entry whose line is already in `buf` at `line`.
+    fn push_range(
+        &mut self,
+        position: u64,
+        line: std::ops::Range<usize>,
+        sidecar: Option<&[u8]>,
+        sidecar_error: Option<String>,
+    ) {
+        let sidecar = sidecar.map(|sc| {
+            let a = self.side.len();
+            self.side.extend_from_slice(sc);
+            a..self.side.len()
+        });
         self.items.push(Item {
             checkpoint: None,
             position,
-            line: a..self.buf.len(),
+            line,
             sidecar,
             sidecar_error,
         });
@@ -91,11 +106,13 @@ impl ChunkSink {
         match self.free.try_recv() {
             Ok(mut c) => {
                 c.buf.clear();
+                c.side.clear();
                 c.items.clear();
                 c
             }
             Err(_) => Chunk {
                 buf: Vec::with_capacity(CHUNK_BYTES + (64 << 10)),
+                side: Vec::new(),
                 items: Vec::with_capacity(CHUNK),
             },
         }
@@ -119,15 +136,15 @@ enum Checked {
 }
 
 fn check_chunk(chunk: &mut Chunk, keys: Option<&Keyring>) -> Vec<Checked> {
-    let buf = &chunk.buf;
-    chunk
-        .items
+    let Chunk { buf, side, items } = chunk;
+    let (buf, side) = (&*buf, &*side);
+    items
         .par_iter_mut()
         .map(|it| {
             if let Some(text) = it.checkpoint.take() {
                 return Checked::Checkpoint(it.position, text);
             }
-            let sidecar = it.sidecar.as_ref().map(|r| &buf[r.clone()]);
+            let sidecar = it.sidecar.as_ref().map(|r| &side[r.clone()]);
             let mut c = check_entry(it.position, &buf[it.line.clone()], sidecar, keys);
             if let (Some(why), Ok(_)) = (&it.sidecar_error, &c.meta) {
                 c.meta = Err(why.clone());
@@ -320,39 +337,64 @@ pub fn verify_log_file(
         v.add_checkpoint(u64::try_from(i).unwrap_or(0) + 1, cp, true);
     }
     let v = pipeline(v, keys, progress, move |tx| {
-        let mut chunk = tx.fresh();
+        // Blocks are read straight into the chunk buffer and split into lines in place; a partial
+        // last line is carried into the next chunk.
+        let mut file = File::open(path).map_err(LedgerError::io(path))?;
+        let mut carry: Vec<u8> = Vec::new();
+        let mut line_no = 0u64;
         let mut pending: PendingSidecar = None;
-        for_each_line(path, |n, line| {
-            match record_kind(line) {
-                RecordKind::Checkpoint => match parse_checkpoint_record(line) {
-                    Ok(text) => chunk.push_checkpoint(n, text),
-                    Err(why) => chunk.push_checkpoint(n, why),
-                },
-                RecordKind::Personal => pending = Some((n, parse_personal_record(line))),
-                RecordKind::Entry => {
-                    match pending.take() {
-                        None => chunk.push(n, line, None, None),
-                        Some((_, Ok((_, _, bytes)))) => chunk.push(n, line, Some(&bytes), None),
-                        Some((pn, Err(why))) => chunk.push(
-                            n,
-                            line,
+        loop {
+            let mut chunk = tx.fresh();
+            chunk.buf.extend_from_slice(&carry);
+            carry.clear();
+            let want = CHUNK_BYTES.saturating_sub(chunk.buf.len()).max(1 << 16);
+            let got = (&mut file)
+                .take(want as u64)
+                .read_to_end(&mut chunk.buf)
+                .map_err(LedgerError::io(path))?;
+            let eof = got == 0;
+            let mut start = 0usize;
+            while start < chunk.buf.len() {
+                let end = match memchr::memchr(b'\n', &chunk.buf[start..]) {
+                    Some(off) => start + off,
+                    None if eof => chunk.buf.len(),
+                    None => break,
+                };
+                line_no += 1;
+                let line = &chunk.buf[start..end];
+                match record_kind(line) {
+                    RecordKind::Checkpoint => {
+                        let text = parse_checkpoint_record(line).unwrap_or_else(|why| why);
+                        chunk.push_checkpoint(line_no, text);
+                    }
+                    RecordKind::Personal => pending = Some((line_no, parse_personal_record(line))),
+                    RecordKind::Entry => match pending.take() {
+                        None => chunk.push_range(line_no, start..end, None, None),
+                        Some((_, Ok((_, _, bytes)))) => {
+                            chunk.push_range(line_no, start..end, Some(&bytes), None);
+                        }
+                        Some((pn, Err(why))) => chunk.push_range(
+                            line_no,
+                            start..end,
                             None,
                             Some(format!(
                                 "the personal record on line {pn} is malformed: {why}"
                             )),
                         ),
-                    }
-                    if chunk.is_full() && tx.send(&mut chunk).is_none() {
-                        return false;
-                    }
+                    },
                 }
+                start = end + 1;
             }
-            true
-        })?;
-        if !chunk.items.is_empty() {
-            let _ = tx.send(&mut chunk);
+            let start = start.min(chunk.buf.len());
+            carry.extend_from_slice(&chunk.buf[start..]);
+            chunk.buf.truncate(start);
+            if !chunk.items.is_empty() && tx.tx.send(chunk).is_err() {
+                return Ok(());
+            }
+            if eof {
+                return Ok(());
+            }
         }
-        Ok(())
     })?;
     Ok(v.finish())
 }

@@ -186,3 +186,47 @@ fn an_interrupted_stream_leaves_nothing_behind() {
         .unwrap();
     assert_eq!(store.chains().unwrap()[0].size, 1);
 }
+
+#[test]
+fn file_verification_reads_across_block_boundaries() {
+    // More than one 8 MiB read block, with personal records and lines straddling the boundary.
+    let (tmp, dir) = setup(1000);
+    let (mut store, mut writer, _) = open_writer(&dir).unwrap();
+    let pad = "x".repeat(1500);
+    let events: Vec<_> = (0..7000)
+        .map(|i| {
+            let v = serde_json::json!({
+                "tenant_id": "acme", "agent_id": "a", "session_id": "s", "event_type": "note",
+                "payload": {"pad": pad, "i": i},
+                "data_subjects": if i % 3 == 0 { serde_json::json!(["ds_x"]) } else { serde_json::json!([]) },
+            });
+            normalize_event(v, &RedactionPolicy::default()).unwrap()
+        })
+        .collect();
+    writer
+        .append(&mut store, &events, 1_776_160_000_000, true)
+        .unwrap();
+    drop(store);
+    let store = open_reader(&dir).unwrap();
+    let path = tmp.path().join("big.jsonl");
+    export_log(&store, None, &mut std::fs::File::create(&path).unwrap()).unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() > 10 << 20);
+    let keys = load_keyring(&dir.hmac_keys_path()).unwrap();
+    let r = verify_log_file(
+        &path,
+        Some(&keys),
+        Some(public_key(&dir).unwrap()),
+        &[],
+        &|_| {},
+    )
+    .unwrap();
+    assert!(r.ok(), "{:?}", r.findings.first());
+    assert_eq!(r.entries, 7000);
+    assert_eq!(r.chains[0].checkpoints_verified, 7);
+    // Without the final newline the last line still counts.
+    let text = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &text[..text.len() - 1]).unwrap();
+    let r = verify_log_file(&path, Some(&keys), None, &[], &|_| {}).unwrap();
+    assert!(r.ok());
+    assert_eq!(r.entries, 7000);
+}
