@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-1000000}"
 OUT="${BENCH_DIR:-$(mktemp -d)}"
+mkdir -p "$OUT"
 cargo build --release --quiet -p blackbox
 BB="$PWD/target/release/blackbox"
 export BLACKBOX_DATA_DIR="$OUT/data"
@@ -18,6 +19,11 @@ python3 bench/gen_events.py "$N" > "$OUT/events.ndjson"
 t "$BB" append --file "$OUT/events.ndjson" > /dev/null
 printf '%-34s %8.2f s  %12.0f entries/s  %7d MiB max RSS\n' "append (durable, one batch)" "$secs" "$(echo "$N / $secs" | bc -l)" "$((kb / 1024))"
 
+BLACKBOX_DATA_DIR="$OUT/data-batched" "$BB" init > /dev/null
+t env BLACKBOX_DATA_DIR="$OUT/data-batched" "$BB" append --batch-size 100000 --file "$OUT/events.ndjson" > /dev/null 2>&1
+printf '%-34s %8.2f s  %12.0f entries/s  %7d MiB max RSS\n' "append --batch-size 100000" "$secs" "$(echo "$N / $secs" | bc -l)" "$((kb / 1024))"
+rm -rf "$OUT/data-batched"
+
 t "$BB" verify > "$OUT/verify.txt"
 head -1 "$OUT/verify.txt"
 printf '%-34s %8.2f s  %12.0f entries/s  %7d MiB max RSS\n' "verify --data-dir" "$secs" "$(echo "$N / $secs" | bc -l)" "$((kb / 1024))"
@@ -28,6 +34,9 @@ t "$BB" verify --log-file "$OUT/audit.jsonl" --key-file "$BLACKBOX_DATA_DIR/keys
 head -1 "$OUT/verify-file.txt"
 vsecs=$secs
 printf '%-34s %8.2f s  %12.0f entries/s  %7d MiB max RSS\n' "verify --log-file (key + pubkey)" "$secs" "$(echo "$N / $secs" | bc -l)" "$((kb / 1024))"
+
+t "$BB" verify --log-file "$OUT/audit.jsonl" --public-key "$BLACKBOX_DATA_DIR/checkpoint.pub" > /dev/null
+printf '%-34s %8.2f s  %12.0f entries/s  %7d MiB max RSS\n' "verify --log-file (public key only)" "$secs" "$(echo "$N / $secs" | bc -l)" "$((kb / 1024))"
 
 t openssl dgst -sha256 "$OUT/audit.jsonl" > /dev/null
 printf '%-34s %8.2f s  %12.0f MB/s (file: %d MB)\n' "openssl dgst -sha256 (reference)" "$secs" "$(echo "$SIZE / 1000000 / $secs" | bc -l)" "$((SIZE / 1000000))"

@@ -159,7 +159,21 @@ pub fn run(
     let (tx, rx) = mpsc::sync_channel(4);
     let policy = config.redaction.clone();
     let every_ms = config.checkpoint_every_ms;
-    let streaming = batch_size.is_some();
+    // "Commit when the input pauses" is for pipes and terminals; a regular file never pauses,
+    // it only refills a buffer, so it commits every --batch-size events.
+    let input_is_file = match file {
+        Some(_) => true,
+        None => {
+            use std::os::fd::AsFd as _;
+            std::io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .ok()
+                .and_then(|fd| std::fs::File::from(fd).metadata().ok())
+                .is_some_and(|m| m.is_file())
+        }
+    };
+    let streaming = batch_size.is_some() && !input_is_file;
     let reader =
         std::thread::spawn(move || reader_thread(input, policy, tenant, streaming, tx, reader_pb));
 
@@ -217,7 +231,7 @@ pub fn run(
         }
         if pending_commit {
             totals.add(&sink.commit(now_ms(), true)?);
-            if streaming {
+            if limit != usize::MAX {
                 eprintln!("committed {} entries in all", totals.appended);
             }
         }
