@@ -167,6 +167,21 @@ impl std::fmt::Debug for Writer {
     }
 }
 
+impl ChainWork {
+    /// Signs a checkpoint of the chain as it stands and records it in the head.
+    fn checkpoint(
+        &mut self,
+        signer: &CheckpointSigner,
+        tenant: &str,
+        now_ms: i64,
+    ) -> Result<StoredCheckpoint, LedgerError> {
+        let cp = signer.sign(tenant, self.head.size, self.tree.root(), now_ms)?;
+        self.head.last_checkpoint_size = self.head.size;
+        self.head.last_checkpoint_ms = now_ms;
+        Ok(cp)
+    }
+}
+
 fn load_work(batch: &mut dyn WriteBatch, tenant: &str) -> Result<ChainWork, LedgerError> {
     let head = batch.chain_head(tenant)?;
     chain_work(tenant, head)
@@ -316,12 +331,8 @@ impl Writer {
             }
             // Re-read inside the batch: another writer may have moved the head.
             let mut work = load_work(batch.as_mut(), &head.tenant_id)?;
-            let cp = self
-                .signer
-                .sign(&head.tenant_id, work.head.size, work.tree.root(), now_ms)?;
+            let cp = work.checkpoint(&self.signer, &head.tenant_id, now_ms)?;
             batch.put_checkpoint(&cp)?;
-            work.head.last_checkpoint_size = work.head.size;
-            work.head.last_checkpoint_ms = now_ms;
             batch.set_head(&work.head)?;
             written.push((head.tenant_id.clone(), work.head.size));
         }
@@ -552,14 +563,8 @@ impl AppendSink<'_> {
             }),
         });
         if seq % self.writer.settings.checkpoint_every_entries == 0 {
-            self.checkpoints.push(self.writer.signer.sign(
-                tenant.as_str(),
-                seq,
-                work.tree.root(),
-                now_ms,
-            )?);
-            work.head.last_checkpoint_size = seq;
-            work.head.last_checkpoint_ms = now_ms;
+            self.checkpoints
+                .push(work.checkpoint(&self.writer.signer, tenant.as_str(), now_ms)?);
         }
         if work.entries.len() >= FLUSH_EVERY {
             self.flush(tenant.as_str())?;
@@ -594,14 +599,8 @@ impl AppendSink<'_> {
             if now_ms - work.head.last_checkpoint_ms < every {
                 continue;
             }
-            self.checkpoints.push(self.writer.signer.sign(
-                tenant,
-                work.head.size,
-                work.tree.root(),
-                now_ms,
-            )?);
-            work.head.last_checkpoint_size = work.head.size;
-            work.head.last_checkpoint_ms = now_ms;
+            self.checkpoints
+                .push(work.checkpoint(&self.writer.signer, tenant, now_ms)?);
             work.dirty = true;
             signed += 1;
         }
@@ -627,14 +626,8 @@ impl AppendSink<'_> {
             let due =
                 now_ms - work.head.last_checkpoint_ms >= self.writer.settings.checkpoint_every_ms;
             if work.dirty && ((close && work.head.last_checkpoint_size != work.head.size) || due) {
-                self.checkpoints.push(self.writer.signer.sign(
-                    tenant,
-                    work.head.size,
-                    work.tree.root(),
-                    now_ms,
-                )?);
-                work.head.last_checkpoint_size = work.head.size;
-                work.head.last_checkpoint_ms = now_ms;
+                self.checkpoints
+                    .push(work.checkpoint(&self.writer.signer, tenant, now_ms)?);
             }
             if work.dirty {
                 work.dirty = false;
