@@ -70,9 +70,14 @@ pub fn run(a: &Args) -> Result<Outcome> {
         let keys = if a.public_key.is_some() && a.key_file.is_none() {
             None
         } else {
-            Some(load_keyring(
-                a.key_file.as_ref().unwrap_or(&dir.hmac_keys_path()),
-            )?)
+            let path = a.key_file.clone().unwrap_or_else(|| dir.hmac_keys_path());
+            if a.key_file.is_none() && !path.exists() {
+                bail!(
+                    "no HMAC keyring at {}: pass --key-file KEYRING to check HMACs, or --public-key checkpoint.pub to check what the public key can (links, Merkle roots, signed checkpoints)",
+                    path.display()
+                );
+            }
+            Some(load_keyring(&path)?)
         };
         let verifier = match &a.public_key {
             Some(p) => verifier_from(p)?,
