@@ -38,7 +38,7 @@ pub enum Cmd {
     Init {
         #[command(flatten)]
         dir: DataDirArg,
-        /// Name of this log; checkpoint origins are `<log name>/<tenant>` [default: `blackbox/<8 random hex digits>`].
+        /// Name of this log; checkpoint origins are `<log name>/<tenant>` (default: `blackbox/<8 random hex digits>`).
         #[arg(long)]
         log_name: Option<String>,
         #[arg(long, value_enum, default_value = "text")]

@@ -3,7 +3,7 @@
 //! The normative description is docs/FORMAT.md ("Entry line"). In short:
 //!
 //! - `body` = RFC 8785 (JCS) serialisation of the entry object without `hmac_sha256`;
-//! - `hmac_sha256` = lowercase hex of HMAC-SHA256(key[key_id], body);
+//! - `hmac_sha256` = lowercase hex of HMAC-SHA256(key named by `key_id`, body);
 //! - `line` = `body` with its final `}` replaced by `,"hmac_sha256":"<hex>"}` — so the HMAC is
 //!   always the last member and `body` is recovered from a line by a fixed-length suffix cut;
 //! - entry hash = SHA-256(line), written `sha256:<hex>` in the next entry's `prev_entry_hash`.

@@ -46,7 +46,7 @@ impl HmacKey {
         mac.verify_slice(tag).is_ok()
     }
 
-    /// Checks `tag` against HMAC-SHA256(key, parts[0] || parts[1] || …) in constant time,
+    /// Checks `tag` against HMAC-SHA256(key, `parts[0] || parts[1] || …`) in constant time,
     /// without concatenating the parts.
     #[must_use]
     pub fn verify_parts(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
