@@ -114,7 +114,7 @@ def main(argv):
         assert line[-SUFFIX:] == b',"hmac_sha256":"' + e["hmac_sha256"].encode() + b'"}', f"line {n}: HMAC is not the last member"
         if keys:
             k = keys.get(e["key_id"])
-            if k is None or not hmac.compare_digest(hmac.new(k, body, hashlib.sha256).hexdigest(), e["hmac_sha256"]):
+            if k is None or not hmac.compare_digest(hmac.new(k, sha(body), hashlib.sha256).hexdigest(), e["hmac_sha256"]):
                 problems.append(f"entry {e['seq']} (line {n}): HMAC mismatch")
         if e["seq"] != c["next"]:
             problems.append(f"entry {c['next']} (line {n}): sequence jumps to {e['seq']}")

@@ -1,5 +1,6 @@
-//! Entry lines: `split_line`, `EntryView::parse`, `check_hmac` and `check_entry` on arbitrary
-//! bytes must never panic, and the streaming verifier must digest whatever they produce.
+//! Entry lines: `split_line`, `EntryView::parse`, `line_scan::scan`, `check_hmac` and
+//! `check_entry` on arbitrary bytes must never panic, the lean scanner must never accept what
+//! the full parser refuses, and the streaming verifier must digest whatever they produce.
 #![no_main]
 
 use blackbox_core::entry::{EntryView, HmacStatus, check_hmac, split_line};
@@ -20,6 +21,16 @@ fuzz_target!(|data: &[u8]| {
     let ring = keyring();
 
     // The whole input as one line.
+    if let Some(sc) = blackbox_core::line_scan::scan(data) {
+        let view = EntryView::parse(data).expect("the lean scanner accepted a malformed line");
+        assert_eq!(sc.seq, view.seq);
+        assert_eq!(sc.entry_id, view.entry_id.as_u128());
+        assert_eq!(sc.tenant_id, &*view.tenant_id);
+        assert_eq!(sc.key_id, &*view.key_id);
+        assert_eq!(sc.prev_entry_hash, view.prev_entry_hash);
+        assert_eq!(sc.personal_digest, view.personal_digest);
+        assert_eq!(sc.hmac, view.hmac);
+    }
     let split = split_line(data);
     if let Ok(view) = EntryView::parse(data) {
         let status = check_hmac(data, &view, Some(&ring));

@@ -3,7 +3,7 @@
 //! The normative description is docs/FORMAT.md ("Entry line"). In short:
 //!
 //! - `body` = RFC 8785 (JCS) serialisation of the entry object without `hmac_sha256`;
-//! - `hmac_sha256` = lowercase hex of HMAC-SHA256(key named by `key_id`, body);
+//! - `hmac_sha256` = lowercase hex of HMAC-SHA256(key named by `key_id`, SHA-256(body));
 //! - `line` = `body` with its final `}` replaced by `,"hmac_sha256":"<hex>"}` — so the HMAC is
 //!   always the last member and `body` is recovered from a line by a fixed-length suffix cut;
 //! - entry hash = SHA-256(line), written `sha256:<hex>` in the next entry's `prev_entry_hash`.
@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use sha2::{Digest as _, Sha256};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, FieldError};
@@ -733,12 +734,17 @@ pub fn seal(ev: &NormalizedEvent, p: &SealParams<'_>) -> Result<SealedEntry, Err
     out.extend_from_slice(b",\"timestamp\":\"");
     out.extend_from_slice(ts.as_bytes());
     out.extend_from_slice(b"\",\"v\":1}");
-    let mac = p.key.sign(&out);
+    // One pass over the bytes: the body and the line share everything but the body's final `}`.
     out.pop(); // the closing brace of the body
+    let mut prefix = Sha256::new();
+    prefix.update(&out);
+    let body_digest = Hash(prefix.clone().chain_update(b"}").finalize().into());
+    let mac = p.key.sign(body_digest.as_bytes());
+    let cut = out.len();
     out.extend_from_slice(HMAC_MEMBER_PREFIX);
     out.extend_from_slice(hex::encode(mac).as_bytes());
     out.extend_from_slice(b"\"}");
-    let entry_hash = Hash::digest(&out);
+    let entry_hash = Hash(prefix.chain_update(&out[cut..]).finalize().into());
     Ok(SealedEntry {
         line: out,
         entry_hash,
@@ -906,24 +912,71 @@ pub enum HmacStatus {
     NotChecked,
 }
 
+/// Where the HMAC suffix `,"hmac_sha256":"…"}` of a line starts, if the line has its shape.
+fn suffix_cut(line: &[u8]) -> Option<usize> {
+    let cut = line.len().checked_sub(HMAC_SUFFIX_LEN)?;
+    (cut > 0 && line[cut..].starts_with(HMAC_MEMBER_PREFIX) && line.ends_with(b"\"}"))
+        .then_some(cut)
+}
+
+/// The digests of an entry line, computed in one pass over its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineDigests {
+    /// SHA-256 of the whole line: the entry hash.
+    pub entry_hash: Hash,
+    /// SHA-256 of the body (the HMAC's message), when the line ends in the HMAC suffix.
+    pub body_digest: Option<Hash>,
+}
+
+/// The entry hash and the body digest of `line`. The body is the line up to its HMAC suffix plus
+/// a closing `}`, so both digests share the hashing of that prefix.
+#[must_use]
+pub fn line_digests(line: &[u8]) -> LineDigests {
+    let Some(cut) = suffix_cut(line) else {
+        return LineDigests {
+            entry_hash: Hash::digest(line),
+            body_digest: None,
+        };
+    };
+    let mut prefix = Sha256::new();
+    prefix.update(&line[..cut]);
+    let body = prefix.clone().chain_update(b"}").finalize();
+    let entry = prefix.chain_update(&line[cut..]).finalize();
+    LineDigests {
+        entry_hash: Hash(entry.into()),
+        body_digest: Some(Hash(body.into())),
+    }
+}
+
 /// Checks the MAC of `line` (whose parsed form is `view`) against `keys`.
 #[must_use]
 pub fn check_hmac(line: &[u8], view: &EntryView<'_>, keys: Option<&Keyring>) -> HmacStatus {
+    let body_digest = line_digests(line).body_digest;
+    check_hmac_digest(&view.key_id, body_digest, &view.hmac, line, keys)
+}
+
+/// Checks a MAC given the body digest of its line (see [`line_digests`]): `mac` must equal both
+/// the hex in the line's suffix and HMAC-SHA256(key `key_id`, body digest), compared in constant
+/// time.
+#[must_use]
+pub fn check_hmac_digest(
+    key_id: &str,
+    body_digest: Option<Hash>,
+    mac: &[u8; 32],
+    line: &[u8],
+    keys: Option<&Keyring>,
+) -> HmacStatus {
     let Some(keys) = keys else {
         return HmacStatus::NotChecked;
     };
-    let Some(key) = keys.key(&view.key_id) else {
+    let Some(key) = keys.key(key_id) else {
         return HmacStatus::UnknownKey;
     };
-    // The body is the line without its HMAC suffix, plus the closing brace: hash it in place.
-    let Some(cut) = line.len().checked_sub(HMAC_SUFFIX_LEN) else {
+    let (Some(digest), Some(cut)) = (body_digest, suffix_cut(line)) else {
         return HmacStatus::Invalid;
     };
-    let suffix_ok = line[cut..].starts_with(HMAC_MEMBER_PREFIX)
-        && line.ends_with(b"\"}")
-        && crate::hash::decode_hex32(&line[cut + HMAC_MEMBER_PREFIX.len()..line.len() - 2])
-            .is_some_and(|mac| mac == view.hmac);
-    if suffix_ok && key.verify_parts(&[&line[..cut], b"}"], &view.hmac) {
+    let suffix_mac = crate::hash::decode_hex32(&line[cut + HMAC_MEMBER_PREFIX.len()..line.len() - 2]);
+    if suffix_mac.is_some_and(|m| m == *mac) && key.verify(digest.as_bytes(), mac) {
         HmacStatus::Valid
     } else {
         HmacStatus::Invalid

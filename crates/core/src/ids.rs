@@ -36,6 +36,13 @@ macro_rules! text_id {
             }
         }
 
+        impl std::borrow::Borrow<str> for $name {
+            // Eq, Ord and Hash are derived from the one String field, so they agree with str's.
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)

@@ -18,22 +18,31 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 pub const KEYRING_HEADER: &str = "# blackbox hmac keyring v1";
 
 /// A 256-bit HMAC-SHA256 key. Zeroed when dropped.
+///
+/// The keyed HMAC state (the key XOR ipad and opad blocks already absorbed) is prepared once, so
+/// each MAC costs only the compressions of its message: per-entry MACs are over a 32-byte digest.
 #[derive(Clone)]
 pub struct HmacKey {
     bytes: [u8; 32],
+    keyed: HmacSha256,
 }
 
 impl HmacKey {
     /// Wraps 32 secret bytes.
     #[must_use]
-    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self { bytes }
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        // HMAC accepts keys of any length, so this cannot fail for a 32-byte key.
+        let keyed = match HmacSha256::new_from_slice(&bytes) {
+            Ok(m) => m,
+            Err(_) => unreachable!("HMAC-SHA256 takes keys of any length"),
+        };
+        Self { bytes, keyed }
     }
 
     /// HMAC-SHA256 of `data` under this key.
     #[must_use]
     pub fn sign(&self, data: &[u8]) -> [u8; 32] {
-        let mut mac = self.mac();
+        let mut mac = self.keyed.clone();
         mac.update(data);
         mac.finalize().into_bytes().into()
     }
@@ -41,28 +50,9 @@ impl HmacKey {
     /// Checks `tag` against HMAC-SHA256(key, data) in constant time.
     #[must_use]
     pub fn verify(&self, data: &[u8], tag: &[u8]) -> bool {
-        let mut mac = self.mac();
+        let mut mac = self.keyed.clone();
         mac.update(data);
         mac.verify_slice(tag).is_ok()
-    }
-
-    /// Checks `tag` against HMAC-SHA256(key, `parts[0] || parts[1] || …`) in constant time,
-    /// without concatenating the parts.
-    #[must_use]
-    pub fn verify_parts(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
-        let mut mac = self.mac();
-        for p in parts {
-            mac.update(p);
-        }
-        mac.verify_slice(tag).is_ok()
-    }
-
-    fn mac(&self) -> HmacSha256 {
-        // HMAC accepts keys of any length, so this cannot fail for a 32-byte key.
-        match HmacSha256::new_from_slice(&self.bytes) {
-            Ok(m) => m,
-            Err(_) => unreachable!("HMAC-SHA256 takes keys of any length"),
-        }
     }
 
     fn hex(&self) -> String {
@@ -72,7 +62,8 @@ impl HmacKey {
 
 impl Drop for HmacKey {
     fn drop(&mut self) {
-        // Best effort: overwrite the key before the memory is released.
+        // Best effort: overwrite the key before the memory is released (the keyed HMAC state is
+        // wiped by its own Drop: `hmac` is built with its `zeroize` feature).
         for b in &mut self.bytes {
             // volatile-free wipe is fine here: the struct is being dropped and not read again.
             *b = 0;
@@ -127,8 +118,8 @@ impl Keyring {
     /// The key with this id.
     #[must_use]
     pub fn key(&self, id: &str) -> Option<&HmacKey> {
-        // KeyId's Ord/Eq are those of its string, so a lookup by &str through a temporary is exact.
-        KeyId::parse(id).ok().and_then(|k| self.keys.get(&k))
+        // KeyId borrows as its string (same Eq and Ord): no allocation per lookup.
+        self.keys.get(id)
     }
 
     /// Key ids, oldest first.

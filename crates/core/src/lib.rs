@@ -12,6 +12,7 @@
 
 pub mod checkpoint;
 pub mod hash;
+pub mod line_scan;
 pub mod merkle;
 pub mod note;
 pub mod proof;

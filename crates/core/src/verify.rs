@@ -11,15 +11,17 @@
 //!
 //! Nothing here reads files or spawns threads.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use crate::checkpoint::SignedCheckpoint;
-use crate::entry::{EntryView, GENESIS_HASH, HmacStatus, check_hmac};
+use crate::entry::{EntryView, GENESIS_HASH, HmacStatus, check_hmac_digest, line_digests};
 use crate::hash::Hash;
-use crate::ids::group_thousands;
+use crate::ids::{KeyId, TenantId, group_thousands};
 use crate::keys::Keyring;
 use crate::merkle::{CompactRange, leaf_hash};
+use crate::line_scan::scan;
 use crate::note::NoteVerifier;
 
 /// How many recent entries per chain are remembered for link, replay and reorder checks.
@@ -187,11 +189,48 @@ pub enum SidecarStatus {
     Unexpected,
 }
 
+/// A short string kept inline, so that reading an entry allocates nothing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct InlineStr<const N: usize> {
+    len: u8,
+    bytes: [u8; N],
+}
+
+impl<const N: usize> InlineStr<N> {
+    /// `s` if it is at most `N` (and at most 255) bytes long.
+    #[must_use]
+    pub fn new(s: &str) -> Option<Self> {
+        let len = u8::try_from(s.len()).ok().filter(|&l| usize::from(l) <= N)?;
+        let mut bytes = [0u8; N];
+        bytes[..s.len()].copy_from_slice(s.as_bytes());
+        Some(Self { len, bytes })
+    }
+
+    /// The text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        // Built from a &str, cut at its own length: always valid UTF-8.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl<const N: usize> fmt::Display for InlineStr<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<const N: usize> fmt::Debug for InlineStr<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// What an entry says about its place in the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryMeta {
     /// Chain.
-    pub tenant_id: String,
+    pub tenant_id: InlineStr<{ TenantId::MAX_LEN }>,
     /// Sequence number.
     pub seq: u64,
     /// UUIDv7 as a number (ordered like the UUID).
@@ -199,7 +238,7 @@ pub struct EntryMeta {
     /// Link to the previous entry.
     pub prev_entry_hash: Hash,
     /// HMAC key generation.
-    pub key_id: String,
+    pub key_id: InlineStr<{ KeyId::MAX_LEN }>,
 }
 
 /// The per-entry, order-independent part of verification.
@@ -209,12 +248,49 @@ pub struct EntryCheck {
     pub position: u64,
     /// SHA-256 of the line as found.
     pub entry_hash: Hash,
+    /// The Merkle leaf of the entry: SHA-256(0x00 || entry hash).
+    pub leaf: Hash,
     /// Parsed fields, or why the line is not an entry.
     pub meta: Result<EntryMeta, String>,
     /// HMAC outcome.
     pub hmac: HmacStatus,
     /// Personal sidecar outcome.
     pub sidecar: SidecarStatus,
+}
+
+/// The fields the verifier needs, from the lean reader or, off its layout, the full parser.
+struct Envelope<'a> {
+    tenant_id: Cow<'a, str>,
+    key_id: Cow<'a, str>,
+    seq: u64,
+    entry_id: u128,
+    prev_entry_hash: Hash,
+    personal_digest: Option<Hash>,
+    hmac: [u8; 32],
+}
+
+fn envelope(line: &[u8]) -> Result<Envelope<'_>, String> {
+    if let Some(e) = scan(line) {
+        return Ok(Envelope {
+            tenant_id: Cow::Borrowed(e.tenant_id),
+            key_id: Cow::Borrowed(e.key_id),
+            seq: e.seq,
+            entry_id: e.entry_id,
+            prev_entry_hash: e.prev_entry_hash,
+            personal_digest: e.personal_digest,
+            hmac: e.hmac,
+        });
+    }
+    let v = EntryView::parse(line).map_err(|e| e.to_string())?;
+    Ok(Envelope {
+        tenant_id: v.tenant_id,
+        key_id: v.key_id,
+        seq: v.seq,
+        entry_id: v.entry_id.as_u128(),
+        prev_entry_hash: v.prev_entry_hash,
+        personal_digest: v.personal_digest,
+        hmac: v.hmac,
+    })
 }
 
 /// Checks one entry line on its own (parse, hash, HMAC, sidecar). Safe to run in parallel.
@@ -225,38 +301,51 @@ pub fn check_entry(
     sidecar: Option<&[u8]>,
     keys: Option<&Keyring>,
 ) -> EntryCheck {
-    let entry_hash = Hash::digest(line);
-    match EntryView::parse(line) {
-        Err(e) => EntryCheck {
-            position,
-            entry_hash,
-            meta: Err(e.to_string()),
-            hmac: HmacStatus::NotChecked,
-            sidecar: SidecarStatus::None,
-        },
-        Ok(view) => {
-            let hmac = check_hmac(line, &view, keys);
-            let sidecar = match (view.personal_digest, sidecar) {
-                (None, None) => SidecarStatus::None,
-                (None, Some(_)) => SidecarStatus::Unexpected,
-                (Some(_), None) => SidecarStatus::Absent,
-                (Some(d), Some(bytes)) if Hash::digest(bytes) == d => SidecarStatus::Valid,
-                (Some(_), Some(_)) => SidecarStatus::Mismatch,
-            };
-            EntryCheck {
-                position,
-                entry_hash,
-                meta: Ok(EntryMeta {
-                    tenant_id: view.tenant_id.into_owned(),
-                    seq: view.seq,
-                    entry_id: view.entry_id.as_u128(),
-                    prev_entry_hash: view.prev_entry_hash,
-                    key_id: view.key_id.into_owned(),
-                }),
-                hmac,
-                sidecar,
-            }
-        }
+    let digests = line_digests(line);
+    let entry_hash = digests.entry_hash;
+    let leaf = leaf_hash(entry_hash.as_bytes());
+    let malformed = |why: String| EntryCheck {
+        position,
+        entry_hash,
+        leaf,
+        meta: Err(why),
+        hmac: HmacStatus::NotChecked,
+        sidecar: SidecarStatus::None,
+    };
+    let env = match envelope(line) {
+        Ok(e) => e,
+        Err(why) => return malformed(why),
+    };
+    let Some(tenant_id) = InlineStr::new(&env.tenant_id) else {
+        return malformed(format!(
+            "tenant_id is longer than {} bytes",
+            TenantId::MAX_LEN
+        ));
+    };
+    let Some(key_id) = InlineStr::new(&env.key_id) else {
+        return malformed(format!("key_id is longer than {} bytes", KeyId::MAX_LEN));
+    };
+    let hmac = check_hmac_digest(&env.key_id, digests.body_digest, &env.hmac, line, keys);
+    let sidecar = match (env.personal_digest, sidecar) {
+        (None, None) => SidecarStatus::None,
+        (None, Some(_)) => SidecarStatus::Unexpected,
+        (Some(_), None) => SidecarStatus::Absent,
+        (Some(d), Some(bytes)) if Hash::digest(bytes) == d => SidecarStatus::Valid,
+        (Some(_), Some(_)) => SidecarStatus::Mismatch,
+    };
+    EntryCheck {
+        position,
+        entry_hash,
+        leaf,
+        meta: Ok(EntryMeta {
+            tenant_id,
+            seq: env.seq,
+            entry_id: env.entry_id,
+            prev_entry_hash: env.prev_entry_hash,
+            key_id,
+        }),
+        hmac,
+        sidecar,
     }
 }
 
@@ -341,17 +430,18 @@ struct ChainState {
 }
 
 /// The last [`WINDOW`] sequence numbers of a chain: a ring indexed by `seq % WINDOW` whose slots
-/// keep their vectors (no allocation per entry once warm), and a map from entry hash to seq.
+/// keep their vectors (no allocation per entry once warm). A map from entry hash to seq is built
+/// only when a link first fails to match (an intact log never needs it), then kept up to date.
 struct Window {
     slots: Vec<(u64, Vec<(Hash, u64)>)>,
-    by_hash: HashMap<Hash, u64, BuildDigestHasher>,
+    by_hash: Option<HashMap<Hash, u64, BuildDigestHasher>>,
 }
 
 impl Default for Window {
     fn default() -> Self {
         Self {
             slots: Vec::new(),
-            by_hash: HashMap::with_capacity_and_hasher(WINDOW, BuildDigestHasher),
+            by_hash: None,
         }
     }
 }
@@ -381,7 +471,9 @@ impl Window {
         if let Some(slot) = self.slots.get_mut(i) {
             if slot.0 != seq {
                 for (old_hash, _) in slot.1.drain(..) {
-                    self.by_hash.remove(&old_hash);
+                    if let Some(m) = self.by_hash.as_mut() {
+                        m.remove(&old_hash);
+                    }
                 }
                 if slot.0 != u64::MAX {
                     evicted = Some(slot.0);
@@ -390,13 +482,25 @@ impl Window {
             }
             slot.1.push((h, pos));
         }
-        self.by_hash.insert(h, seq);
+        if let Some(m) = self.by_hash.as_mut() {
+            m.insert(h, seq);
+        }
         evicted
     }
 
     /// The seq of the entry with this hash, if it is in the window.
-    fn seq_of(&self, h: &Hash) -> Option<u64> {
-        self.by_hash.get(h).copied()
+    fn seq_of(&mut self, h: &Hash) -> Option<u64> {
+        let slots = &self.slots;
+        let map = self.by_hash.get_or_insert_with(|| {
+            let mut m = HashMap::with_capacity_and_hasher(WINDOW, BuildDigestHasher);
+            for (seq, hashes) in slots {
+                for (hh, _) in hashes {
+                    m.insert(*hh, *seq);
+                }
+            }
+            m
+        });
+        map.get(h).copied()
     }
 }
 
@@ -650,7 +754,8 @@ impl LogVerifier {
                 return;
             }
         };
-        let tenant = meta.tenant_id.clone();
+        let tenant_buf = meta.tenant_id;
+        let tenant = tenant_buf.as_str();
         let s = meta.seq;
         let h = c.entry_hash;
         let pos = c.position;
@@ -866,10 +971,10 @@ impl LogVerifier {
         // The entry's own signature and personal data.
         let mut hmac_fail = false;
         match c.hmac {
-            HmacStatus::Valid => bump(&mut self.hmac_valid_by_key, &meta.key_id),
+            HmacStatus::Valid => bump(&mut self.hmac_valid_by_key, meta.key_id.as_str()),
             HmacStatus::Invalid => {
                 hmac_fail = true;
-                bump(&mut self.hmac_invalid_by_key, &meta.key_id);
+                bump(&mut self.hmac_invalid_by_key, meta.key_id.as_str());
             }
             HmacStatus::UnknownKey => new.push(Finding::new(
                 &tenant,
@@ -915,7 +1020,7 @@ impl LogVerifier {
         }
 
         // Merkle tree over the entries as they appear.
-        state.tree.append(leaf_hash(h.as_bytes()));
+        state.tree.append(c.leaf);
         state.head = h;
         if let Some(old) = state.recent.insert(s, h, pos) {
             state.forget(old);
@@ -930,7 +1035,7 @@ impl LogVerifier {
                 FindingKind::Modification,
                 "HMAC mismatch: content changed after signing",
             );
-            f.hmac_fail = Some((meta.key_id.clone(), true));
+            f.hmac_fail = Some((meta.key_id.as_str().to_owned(), true));
             if hmac_explained {
                 // Renumbering after a deletion broke the MAC: the deletion comes first.
                 new.push(f);

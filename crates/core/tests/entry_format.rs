@@ -577,6 +577,34 @@ fn sealed(ev: &NormalizedEvent, seq: u64, prev: Hash, personal: Option<Hash>) ->
     .line
 }
 
+/// What the lean scanner accepts, the full parser accepts with the same values.
+fn scan_agrees(line: &[u8]) -> Result<(), TestCaseError> {
+    let Some(sc) = blackbox_core::line_scan::scan(line) else {
+        return Ok(());
+    };
+    let view = EntryView::parse(line);
+    prop_assert!(
+        view.is_ok(),
+        "the lean scanner accepted a line the full parser refuses ({:?}): {}",
+        view.err(),
+        String::from_utf8_lossy(line)
+    );
+    let view = view.unwrap();
+    prop_assert_eq!(sc.seq, view.seq);
+    prop_assert_eq!(sc.entry_id, view.entry_id.as_u128());
+    prop_assert_eq!(sc.tenant_id, &*view.tenant_id);
+    prop_assert_eq!(sc.agent_id, &*view.agent_id);
+    prop_assert_eq!(sc.session_id, &*view.session_id);
+    prop_assert_eq!(sc.event_type, &*view.event_type);
+    prop_assert_eq!(sc.key_id, &*view.key_id);
+    prop_assert_eq!(sc.client_seq, view.client_seq);
+    prop_assert_eq!(sc.timestamp_ms, view.timestamp_ms);
+    prop_assert_eq!(sc.prev_entry_hash, view.prev_entry_hash);
+    prop_assert_eq!(sc.personal_digest, view.personal_digest);
+    prop_assert_eq!(sc.hmac, view.hmac);
+    Ok(())
+}
+
 /// Checks every documented property of a sealed line.
 fn check_sealed_line(line: &[u8]) -> Result<(), TestCaseError> {
     let (body, mac) = split_line(line).unwrap();
@@ -601,7 +629,7 @@ fn check_sealed_line(line: &[u8]) -> Result<(), TestCaseError> {
     // It parses back, and its MAC is HMAC-SHA256(k1, body).
     let view = EntryView::parse(line).unwrap();
     prop_assert_eq!(view.hmac, mac);
-    prop_assert_eq!(mac, key().sign(&body));
+    prop_assert_eq!(mac, key().sign(&Sha256::digest(&body)));
     prop_assert_eq!(check_hmac(line, &view, Some(&keyring())), HmacStatus::Valid);
     prop_assert_eq!(
         check_hmac(line, &view, Some(&common::wrong_keyring())),
@@ -617,6 +645,7 @@ fn check_sealed_line(line: &[u8]) -> Result<(), TestCaseError> {
         HmacStatus::UnknownKey
     );
     // Entry hash = SHA-256(line).
+    scan_agrees(line)?;
     let c = check_entry(1, line, None, Some(&keyring()));
     prop_assert_eq!(c.entry_hash.0, <[u8; 32]>::from(Sha256::digest(line)));
     prop_assert_eq!(c.hmac, HmacStatus::Valid);
@@ -932,6 +961,7 @@ proptest! {
     #[test]
     fn entry_parsers_never_panic_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
         let _ = EntryView::parse(&bytes);
+        scan_agrees(&bytes)?;
         let _ = split_line(&bytes);
         let _ = check_entry(1, &bytes, Some(&bytes), Some(&keyring()));
         let _ = check_entry(1, &bytes, None, None);
@@ -948,6 +978,7 @@ proptest! {
             let at = i.index(line.len());
             line[at] = b;
         }
+        scan_agrees(&line)?;
         let c = check_entry(1, &line, None, Some(&keyring()));
         if line != original {
             prop_assert_ne!(c.hmac, HmacStatus::Valid);
@@ -991,6 +1022,8 @@ fn sample_inputs_are_valid() {
     let line = sample_line();
     let c = check_entry(1, &line, None, Some(&keyring()));
     assert_eq!(c.hmac, HmacStatus::Valid);
+    // ... and on the lean scanner's path, so its mutations exercise it.
+    assert!(blackbox_core::line_scan::scan(&line).is_some());
     let sc = SignedCheckpoint::parse(&sample_checkpoint()).unwrap();
     sc.verify(&common::note_verifier()).unwrap();
     let vkey = common::note_verifier().to_vkey();
@@ -998,4 +1031,23 @@ fn sample_inputs_are_valid() {
         NoteVerifier::from_vkey(&vkey).unwrap(),
         common::note_verifier()
     );
+}
+
+#[test]
+fn lean_scanner_never_accepts_what_the_full_parser_refuses() {
+    // Every position of a valid line, replaced by each byte that matters to JSON's grammar.
+    let line = sample_line();
+    let bytes = b"\"\\{}[],:09afAF-.eE+ \t\x00\x1f\x7f\x80\xc3\xffnul";
+    for i in 0..line.len() {
+        for &b in bytes {
+            let mut m = line.clone();
+            m[i] = b;
+            scan_agrees(&m).unwrap();
+            m.insert(i, b);
+            scan_agrees(&m).unwrap();
+        }
+        let mut m = line.clone();
+        m.remove(i);
+        scan_agrees(&m).unwrap();
+    }
 }

@@ -93,6 +93,7 @@ fn build() -> Example {
             "payload_jcs": String::from_utf8(ev.payload_jcs.clone()).unwrap(),
             "sidecar": sidecar.as_ref().map(|s| String::from_utf8(s.bytes.clone()).unwrap()),
             "personal_digest": sidecar.as_ref().map(|s| s.digest.to_prefixed()),
+            "body_digest": Hash::digest(&body).to_hex(),
             "body": String::from_utf8(body).unwrap(),
             "hmac_sha256": hex::encode(mac),
             "line": String::from_utf8(sealed.line.clone()).unwrap(),
@@ -182,6 +183,7 @@ fn worked_example_matches_golden_files_and_format_md() {
         for k in [
             "payload_jcs",
             "body",
+            "body_digest",
             "hmac_sha256",
             "line",
             "entry_hash",

@@ -20,7 +20,7 @@ use crate::error::LedgerError;
 use crate::jsonl::{RecordKind, parse_checkpoint_record, parse_personal_record, record_kind};
 
 /// Lines per chunk handed to the parallel stage.
-const CHUNK: usize = 8192;
+const CHUNK: usize = 4096;
 
 /// Called with the number of entries verified so far.
 pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
@@ -32,6 +32,9 @@ struct Chunk {
     /// Sidecar bytes.
     side: Vec<u8>,
     items: Vec<Item>,
+    /// What the parallel stage found, item by item (kept with the chunk so that its allocation
+    /// is recycled too).
+    checks: Vec<Checked>,
 }
 
 /// One entry of a chunk and its sidecar, or a checkpoint record met in the stream.
@@ -108,12 +111,14 @@ impl ChunkSink {
                 c.buf.clear();
                 c.side.clear();
                 c.items.clear();
+                c.checks.clear();
                 c
             }
             Err(_) => Chunk {
                 buf: Vec::with_capacity(CHUNK_BYTES + (64 << 10)),
                 side: Vec::new(),
                 items: Vec::with_capacity(CHUNK),
+                checks: Vec::with_capacity(CHUNK),
             },
         }
     }
@@ -127,7 +132,7 @@ impl ChunkSink {
 }
 
 /// Bytes per chunk before it is handed on.
-const CHUNK_BYTES: usize = 8 << 20;
+const CHUNK_BYTES: usize = 2 << 20;
 
 /// A checked item, in log order.
 enum Checked {
@@ -135,8 +140,13 @@ enum Checked {
     Checkpoint(u64, String),
 }
 
-fn check_chunk(chunk: &mut Chunk, keys: Option<&Keyring>) -> Vec<Checked> {
-    let Chunk { buf, side, items } = chunk;
+fn check_chunk(chunk: &mut Chunk, keys: Option<&Keyring>) {
+    let Chunk {
+        buf,
+        side,
+        items,
+        checks,
+    } = chunk;
     let (buf, side) = (&*buf, &*side);
     items
         .par_iter_mut()
@@ -151,11 +161,13 @@ fn check_chunk(chunk: &mut Chunk, keys: Option<&Keyring>) -> Vec<Checked> {
             }
             Checked::Entry(c)
         })
-        .collect()
+        .collect_into_vec(checks);
 }
 
 /// Runs the three stages: `read` (own thread) fills chunks, this thread checks them in parallel,
-/// a feeder thread runs the sequential part. Returns the verifier with everything fed.
+/// a feeder thread runs the sequential part and hands each chunk back to the reader for reuse
+/// (fresh buffers cost more in page faults and zeroing than the hashing itself). Returns the
+/// verifier with everything fed.
 fn pipeline<R>(
     mut v: LogVerifier,
     keys: Option<&Keyring>,
@@ -168,7 +180,7 @@ where
     std::thread::scope(|scope| {
         let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(2);
         let (free_tx, free_rx) = mpsc::channel::<Chunk>();
-        let (check_tx, check_rx) = mpsc::sync_channel::<Vec<Checked>>(2);
+        let (check_tx, check_rx) = mpsc::sync_channel::<Chunk>(2);
         let reader = scope.spawn(move || {
             read(&ChunkSink {
                 tx: chunk_tx,
@@ -177,8 +189,8 @@ where
         });
         let feeder = scope.spawn(move || {
             let mut done = 0u64;
-            for checks in check_rx {
-                for c in checks {
+            for mut chunk in check_rx {
+                for c in chunk.checks.drain(..) {
                     match c {
                         Checked::Entry(c) => {
                             done += 1;
@@ -188,15 +200,14 @@ where
                     }
                 }
                 progress(done);
+                // The reader may have finished: a chunk nobody takes back is simply dropped.
+                let _ = free_tx.send(chunk);
             }
             v
         });
         for mut chunk in chunk_rx {
-            let checks = check_chunk(&mut chunk, keys);
-            // Hand the buffer back: fresh multi-megabyte buffers cost more in page faults and
-            // zeroing than the hashing itself.
-            let _ = free_tx.send(chunk);
-            if check_tx.send(checks).is_err() {
+            check_chunk(&mut chunk, keys);
+            if check_tx.send(chunk).is_err() {
                 break;
             }
         }

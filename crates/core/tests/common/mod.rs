@@ -476,7 +476,7 @@ pub fn sign_value(v: &Value, key: &HmacKey) -> Vec<u8> {
     let mut obj: Map<String, Value> = v.as_object().unwrap().clone();
     obj.remove("hmac_sha256");
     let mut body = canonical_json(&Value::Object(obj)).unwrap();
-    let mac = key.sign(&body);
+    let mac = key.sign(&Hash::digest(&body).0);
     body.pop();
     body.extend_from_slice(b",\"hmac_sha256\":\"");
     body.extend_from_slice(hex::encode(mac).as_bytes());

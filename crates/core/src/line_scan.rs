@@ -1,0 +1,389 @@
+//! A lean reader for entry lines in the exact layout the writer produces.
+//!
+//! Verification reads every entry of a log, so the cost of reading one line matters as much as
+//! the cost of hashing it. A writer emits the envelope members in RFC 8785 order with no
+//! whitespace (docs/FORMAT.md §2), so a verifier can read them positionally instead of through a
+//! general JSON deserialiser: [`scan`] walks that one layout, checks every value exactly as
+//! [`crate::entry::EntryView::parse`] does, validates the payload's JSON syntax without building
+//! anything, and returns borrowed fields.
+//!
+//! It is a fast path, not a second definition of the format: it returns `None` for anything off
+//! the common layout (escapes in envelope strings, whitespace, upper-case hex, other member
+//! orders, very deep payloads), and the caller then falls back to the full parser, which accepts
+//! or rejects the line with a precise message. What `scan` accepts, the full parser accepts with
+//! the same values (a property test and a fuzz target check this).
+
+use crate::Hash;
+use crate::entry::{FORMAT_VERSION, parse_timestamp};
+use crate::hash::decode_hex32;
+
+/// The envelope of an entry line, borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScannedEntry<'a> {
+    /// Chain sequence number.
+    pub seq: u64,
+    /// UUIDv7, as its 128-bit value.
+    pub entry_id: u128,
+    /// Chain.
+    pub tenant_id: &'a str,
+    /// Agent.
+    pub agent_id: &'a str,
+    /// Session.
+    pub session_id: &'a str,
+    /// Event type.
+    pub event_type: &'a str,
+    /// HMAC key generation.
+    pub key_id: &'a str,
+    /// Agent's per-session counter.
+    pub client_seq: Option<u64>,
+    /// Entry time, Unix ms.
+    pub timestamp_ms: i64,
+    /// Link to the previous entry.
+    pub prev_entry_hash: Hash,
+    /// Digest of the personal sidecar.
+    pub personal_digest: Option<Hash>,
+    /// The MAC.
+    pub hmac: [u8; 32],
+}
+
+/// Deepest payload nesting the fast path follows (deeper lines go to the full parser).
+const MAX_DEPTH: usize = 64;
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn lit(&mut self, s: &[u8]) -> Option<()> {
+        let end = self.i.checked_add(s.len())?;
+        (self.b.get(self.i..end)? == s).then(|| self.i = end)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    /// A string without escapes or control characters, after its opening quote; returns the
+    /// text and leaves the cursor after the closing quote.
+    fn plain_str(&mut self) -> Option<&'a str> {
+        self.lit(b"\"")?;
+        let start = self.i;
+        let end = start + skip_plain(&self.b[start..]);
+        if self.b.get(end) != Some(&b'"') {
+            return None; // an escape or a control character: the full parser decides
+        }
+        self.i = end + 1;
+        // The whole line was checked to be UTF-8, and a quote is never inside a code point.
+        std::str::from_utf8(&self.b[start..end]).ok()
+    }
+
+    /// An unsigned integer as serde_json reads a u64: no sign, no leading zero, no fraction.
+    fn uint(&mut self) -> Option<u64> {
+        let start = self.i;
+        let mut v: u64 = 0;
+        while let Some(d) = self.peek().filter(u8::is_ascii_digit) {
+            v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            self.i += 1;
+        }
+        let n = self.i - start;
+        if n == 0 || (n > 1 && self.b[start] == b'0') {
+            return None;
+        }
+        // A fraction or exponent makes it a float, which a u64 field refuses.
+        if matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        Some(v)
+    }
+
+    /// `"sha256:<64 lowercase hex>"`.
+    fn digest(&mut self) -> Option<Hash> {
+        self.lit(b"\"sha256:")?;
+        let h = decode_hex32(self.b.get(self.i..self.i + 64)?)?;
+        self.i += 64;
+        self.lit(b"\"")?;
+        Some(Hash(h))
+    }
+
+    /// A lowercase, hyphenated UUID whose version is 7.
+    fn uuid_v7(&mut self) -> Option<u128> {
+        self.lit(b"\"")?;
+        let s = self.b.get(self.i..self.i + 36)?;
+        let mut v: u128 = 0;
+        for (k, &c) in s.iter().enumerate() {
+            if matches!(k, 8 | 13 | 18 | 23) {
+                if c != b'-' {
+                    return None;
+                }
+                continue;
+            }
+            let d = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                _ => return None,
+            };
+            v = (v << 4) | u128::from(d);
+        }
+        self.i += 36;
+        self.lit(b"\"")?;
+        // Version nibble: bits 76..80 of the 128-bit value.
+        ((v >> 76) & 0xf == 7).then_some(v)
+    }
+
+    /// Any JSON value without whitespace; the cursor ends after it.
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'{' => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.i += 1;
+                if self.peek()? == b'}' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.any_str()?;
+                    self.lit(b":")?;
+                    self.value(depth + 1)?;
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b'}' => {
+                            self.i += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b'[' => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.i += 1;
+                if self.peek()? == b']' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.value(depth + 1)?;
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b']' => {
+                            self.i += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b'"' => self.any_str(),
+            b't' => self.lit(b"true"),
+            b'f' => self.lit(b"false"),
+            b'n' => self.lit(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    /// A JSON string with valid escapes and no raw control characters.
+    fn any_str(&mut self) -> Option<()> {
+        self.lit(b"\"")?;
+        loop {
+            self.i += skip_plain(self.b.get(self.i..)?);
+            match self.peek()? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                b'\\' => {
+                    self.i += 1;
+                    match self.peek()? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 1,
+                        b'u' => {
+                            let hex = self.b.get(self.i + 1..self.i + 5)?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return None;
+                            }
+                            self.i += 5;
+                        }
+                        _ => return None,
+                    }
+                }
+                _ => return None, // a control character
+            }
+        }
+    }
+
+    /// A JSON number (RFC 8259 §6 grammar).
+    fn number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek()? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if !self.peek()?.is_ascii_digit() {
+                return None;
+            }
+            self.digits();
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if !self.peek()?.is_ascii_digit() {
+                return None;
+            }
+            self.digits();
+        }
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+    }
+}
+
+/// How many leading bytes of `s` are plain string content: not `"`, `\\` or a control character.
+/// Eight bytes at a time (SWAR): most of a line is the inside of strings.
+fn skip_plain(s: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let special = |c: u8| c == b'"' || c == b'\\' || c < 0x20;
+    let mut i = 0;
+    while let Some(w) = s.get(i..i + 8) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        let x = u64::from_le_bytes(a);
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let slash = x ^ (ONES * u64::from(b'\\'));
+        // Some byte is zero after the XOR (a quote or backslash), or below 0x20: exact "any"
+        // tests (they may flag a later byte falsely after a borrow, never miss one).
+        let hit = (quote.wrapping_sub(ONES) & !quote)
+            | (slash.wrapping_sub(ONES) & !slash)
+            | (x.wrapping_sub(ONES * 0x20) & !x);
+        if hit & HIGH != 0
+            && let Some(k) = w.iter().position(|&c| special(c))
+        {
+            return i + k;
+        }
+        i += 8;
+    }
+    while let Some(&c) = s.get(i) {
+        if special(c) {
+            return i;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Reads `line` if it has the writer's exact layout; `None` sends the caller to the full parser.
+#[must_use]
+pub fn scan(line: &[u8]) -> Option<ScannedEntry<'_>> {
+    std::str::from_utf8(line).ok()?;
+    let mut c = Cursor { b: line, i: 0 };
+    c.lit(b"{\"agent_id\":")?;
+    let agent_id = c.plain_str()?;
+    let client_seq = if c.lit(b",\"client_seq\":").is_some() {
+        Some(c.uint()?)
+    } else {
+        None
+    };
+    c.lit(b",\"entry_id\":")?;
+    let entry_id = c.uuid_v7()?;
+    c.lit(b",\"event_type\":")?;
+    let event_type = c.plain_str()?;
+    c.lit(b",\"key_id\":")?;
+    let key_id = c.plain_str()?;
+    c.lit(b",\"payload\":")?;
+    c.value(0)?;
+    let personal_digest = if c.lit(b",\"personal_digest\":").is_some() {
+        Some(c.digest()?)
+    } else {
+        None
+    };
+    c.lit(b",\"prev_entry_hash\":")?;
+    let prev_entry_hash = c.digest()?;
+    c.lit(b",\"seq\":")?;
+    let seq = c.uint()?;
+    c.lit(b",\"session_id\":")?;
+    let session_id = c.plain_str()?;
+    c.lit(b",\"tenant_id\":")?;
+    let tenant_id = c.plain_str()?;
+    c.lit(b",\"timestamp\":")?;
+    let timestamp = c.plain_str()?;
+    let timestamp_ms = parse_timestamp(timestamp).ok()?;
+    c.lit(b",\"v\":")?;
+    if c.uint()? != u64::from(FORMAT_VERSION) {
+        return None;
+    }
+    c.lit(b",\"hmac_sha256\":\"")?;
+    let hmac = decode_hex32(line.get(c.i..c.i + 64)?)?;
+    c.i += 64;
+    c.lit(b"\"}")?;
+    if c.i != line.len() {
+        return None;
+    }
+    Some(ScannedEntry {
+        seq,
+        entry_id,
+        tenant_id,
+        agent_id,
+        session_id,
+        event_type,
+        key_id,
+        client_seq,
+        timestamp_ms,
+        prev_entry_hash,
+        personal_digest,
+        hmac,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_plain_stops_at_quotes_escapes_and_controls() {
+        for (s, want) in [
+            (&b"abcdefghijklmnop\"x"[..], 16),
+            (b"abc\\def", 3),
+            (b"abcdefgh\x1fzz", 8),
+            (b"h\xc3\xa9llo w\xc3\xb6rld and more\"", 22),
+            (b"", 0),
+            (b"\"", 0),
+            (b"0123456", 7),
+        ] {
+            assert_eq!(skip_plain(s), want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_follow_the_json_grammar() {
+        for ok in ["0", "-0", "12", "-1.5", "1e9", "1E+2", "2.5e-3"] {
+            let mut c = Cursor {
+                b: ok.as_bytes(),
+                i: 0,
+            };
+            assert!(c.value(0).is_some() && c.i == ok.len(), "{ok}");
+        }
+        for bad in ["01", "-", "1.", ".5", "1e", "+1", "--1"] {
+            let mut c = Cursor {
+                b: bad.as_bytes(),
+                i: 0,
+            };
+            assert!(c.value(0).is_none() || c.i != bad.len(), "{bad}");
+        }
+    }
+}
