@@ -50,8 +50,14 @@ pub struct ScannedEntry<'a> {
 const MAX_DEPTH: usize = 64;
 
 struct Cursor<'a> {
+    /// The line as text (slicing it at quote positions costs nothing: a quote is never inside a
+    /// code point).
+    text: &'a str,
     b: &'a [u8],
     i: usize,
+    /// The line is printable ASCII (no control characters, nothing above 0x7e): string contents
+    /// then need no byte-by-byte check, only a search for the closing quote or an escape.
+    printable: bool,
 }
 
 impl<'a> Cursor<'a> {
@@ -69,13 +75,12 @@ impl<'a> Cursor<'a> {
     fn plain_str(&mut self) -> Option<&'a str> {
         self.lit(b"\"")?;
         let start = self.i;
-        let end = start + skip_plain(&self.b[start..]);
+        let end = start + self.skip(&self.b[start..]);
         if self.b.get(end) != Some(&b'"') {
             return None; // an escape or a control character: the full parser decides
         }
         self.i = end + 1;
-        // The whole line was checked to be UTF-8, and a quote is never inside a code point.
-        std::str::from_utf8(&self.b[start..end]).ok()
+        self.text.get(start..end)
     }
 
     /// An unsigned integer as serde_json reads a u64: no sign, no leading zero, no fraction.
@@ -129,6 +134,15 @@ impl<'a> Cursor<'a> {
         self.lit(b"\"")?;
         // Version nibble: bits 76..80 of the 128-bit value.
         ((v >> 76) & 0xf == 7).then_some(v)
+    }
+
+    /// How many leading bytes of `s` are plain string content.
+    fn skip(&self, s: &[u8]) -> usize {
+        if self.printable {
+            memchr::memchr2(b'"', b'\\', s).unwrap_or(s.len())
+        } else {
+            skip_plain(s)
+        }
     }
 
     /// Any JSON value without whitespace; the cursor ends after it.
@@ -191,7 +205,7 @@ impl<'a> Cursor<'a> {
     fn any_str(&mut self) -> Option<()> {
         self.lit(b"\"")?;
         loop {
-            self.i += skip_plain(self.b.get(self.i..)?);
+            self.i += self.skip(self.b.get(self.i..)?);
             match self.peek()? {
                 b'"' => {
                     self.i += 1;
@@ -287,11 +301,33 @@ fn skip_plain(s: &[u8]) -> usize {
     i
 }
 
+/// Whether every byte is in 0x20..=0x7f, eight bytes at a time.
+fn is_printable_ascii(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut words = s.chunks_exact(8);
+    let mut flags = 0u64;
+    for w in &mut words {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        let x = u64::from_le_bytes(a);
+        // High bit set (>= 0x80), or below 0x20 (exact "any" test, as in `skip_plain`).
+        flags |= x | (x.wrapping_sub(ONES * 0x20) & !x);
+    }
+    flags & HIGH == 0 && words.remainder().iter().all(|&c| (0x20..0x80).contains(&c))
+}
+
 /// Reads `line` if it has the writer's exact layout; `None` sends the caller to the full parser.
 #[must_use]
 pub fn scan(line: &[u8]) -> Option<ScannedEntry<'_>> {
-    std::str::from_utf8(line).ok()?;
-    let mut c = Cursor { b: line, i: 0 };
+    let text = std::str::from_utf8(line).ok()?;
+    let printable = is_printable_ascii(line);
+    let mut c = Cursor {
+        text,
+        b: line,
+        i: 0,
+        printable,
+    };
     c.lit(b"{\"agent_id\":")?;
     let agent_id = c.plain_str()?;
     let client_seq = if c.lit(b",\"client_seq\":").is_some() {
@@ -370,18 +406,35 @@ mod tests {
     }
 
     #[test]
+    fn printable_ascii_is_exact() {
+        assert!(is_printable_ascii(b""));
+        assert!(is_printable_ascii(b" ~{\"a\":1}0123456789abcdef\x7f"));
+        for bad in [0x00u8, 0x09, 0x1f, 0x80, 0xc3, 0xff] {
+            for at in 0..20 {
+                let mut v = vec![b'a'; 20];
+                v[at] = bad;
+                assert!(!is_printable_ascii(&v), "{bad:#x} at {at}");
+            }
+        }
+    }
+
+    #[test]
     fn numbers_follow_the_json_grammar() {
         for ok in ["0", "-0", "12", "-1.5", "1e9", "1E+2", "2.5e-3"] {
             let mut c = Cursor {
+                text: ok,
                 b: ok.as_bytes(),
                 i: 0,
+                printable: true,
             };
             assert!(c.value(0).is_some() && c.i == ok.len(), "{ok}");
         }
         for bad in ["01", "-", "1.", ".5", "1e", "+1", "--1"] {
             let mut c = Cursor {
+                text: bad,
                 b: bad.as_bytes(),
                 i: 0,
+                printable: true,
             };
             assert!(c.value(0).is_none() || c.i != bad.len(), "{bad}");
         }

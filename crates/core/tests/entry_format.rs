@@ -1035,18 +1035,31 @@ fn sample_inputs_are_valid() {
 
 #[test]
 fn lean_scanner_never_accepts_what_the_full_parser_refuses() {
-    // Every position of a valid line, replaced by each byte that matters to JSON's grammar.
+    // Every position of a valid line, replaced by each byte that matters to JSON's grammar; once
+    // for the sample line (it holds an emoji) and once for its all-ASCII variant (the scanner's
+    // quicker string path).
     let line = sample_line();
+    let ascii: Vec<u8> = String::from_utf8(line.clone())
+        .unwrap()
+        .replace('\u{1f600}', "\\u00e9")
+        .into_bytes();
+    assert!(ascii.is_ascii() && blackbox_core::line_scan::scan(&ascii).is_some());
+    for line in [line, ascii] {
+        mutate_every_byte(&line);
+    }
+}
+
+fn mutate_every_byte(line: &[u8]) {
     let bytes = b"\"\\{}[],:09afAF-.eE+ \t\x00\x1f\x7f\x80\xc3\xffnul";
     for i in 0..line.len() {
         for &b in bytes {
-            let mut m = line.clone();
+            let mut m = line.to_vec();
             m[i] = b;
             scan_agrees(&m).unwrap();
             m.insert(i, b);
             scan_agrees(&m).unwrap();
         }
-        let mut m = line.clone();
+        let mut m = line.to_vec();
         m.remove(i);
         scan_agrees(&m).unwrap();
     }
