@@ -490,21 +490,26 @@ fn exported_log_verifies_and_tampering_is_named() {
 fn tampering_inside_the_store_is_detected() {
     let (_tmp, dir) = init_store();
     append_example(&dir);
+    // Entry lines live in segment files beside the database; edit entry 5 in place, keeping
+    // its length: an attacker hiding that the call was denied.
     let db = rusqlite::Connection::open(format!("{dir}/blackbox.db")).unwrap();
-    let line: Vec<u8> = db
-        .query_row("SELECT line FROM entries WHERE seq = 5", [], |r| r.get(0))
+    let (seg, off, len): (i64, i64, i64) = db
+        .query_row("SELECT seg, off, len FROM entries WHERE seq = 5", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .unwrap();
-    let forged = String::from_utf8(line)
-        .unwrap()
-        .replace("\"allowed\":false", "\"allowed\":true");
-    let n = db
-        .execute(
-            "UPDATE entries SET line = ?1 WHERE seq = 5",
-            [forged.as_bytes()],
-        )
-        .unwrap();
-    assert_eq!(n, 1);
     drop(db);
+    let file = format!("{dir}/blackbox.lines/{seg:08}.lines");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let (a, b) = (usize::try_from(off).unwrap(), usize::try_from(off + len).unwrap());
+    let forged = String::from_utf8(bytes[a..b].to_vec())
+        .unwrap()
+        .replace("\"allowed\":false", "\"allowed\":true")
+        .replace("\"duration_ms\":3,", "\"duration_ms\":30,");
+    assert_eq!(forged.len(), b - a);
+    assert!(forged.contains("\"allowed\":true"));
+    bytes[a..b].copy_from_slice(forged.as_bytes());
+    std::fs::write(&file, bytes).unwrap();
     let r = run(&["verify", "--data-dir", &dir]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(

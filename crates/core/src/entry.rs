@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use sha2::{Digest as _, Sha256};
 use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, FieldError};
 use crate::hash::Hash;
@@ -975,7 +975,8 @@ pub fn check_hmac_digest(
     let (Some(digest), Some(cut)) = (body_digest, suffix_cut(line)) else {
         return HmacStatus::Invalid;
     };
-    let suffix_mac = crate::hash::decode_hex32(&line[cut + HMAC_MEMBER_PREFIX.len()..line.len() - 2]);
+    let suffix_mac =
+        crate::hash::decode_hex32(&line[cut + HMAC_MEMBER_PREFIX.len()..line.len() - 2]);
     if suffix_mac.is_some_and(|m| m == *mac) && key.verify(digest.as_bytes(), mac) {
         HmacStatus::Valid
     } else {

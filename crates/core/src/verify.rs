@@ -20,8 +20,8 @@ use crate::entry::{EntryView, GENESIS_HASH, HmacStatus, check_hmac_digest, line_
 use crate::hash::Hash;
 use crate::ids::{KeyId, TenantId, group_thousands};
 use crate::keys::Keyring;
-use crate::merkle::{CompactRange, leaf_hash};
 use crate::line_scan::scan;
+use crate::merkle::{CompactRange, leaf_hash};
 use crate::note::NoteVerifier;
 
 /// How many recent entries per chain are remembered for link, replay and reorder checks.
@@ -200,7 +200,9 @@ impl<const N: usize> InlineStr<N> {
     /// `s` if it is at most `N` (and at most 255) bytes long.
     #[must_use]
     pub fn new(s: &str) -> Option<Self> {
-        let len = u8::try_from(s.len()).ok().filter(|&l| usize::from(l) <= N)?;
+        let len = u8::try_from(s.len())
+            .ok()
+            .filter(|&l| usize::from(l) <= N)?;
         let mut bytes = [0u8; N];
         bytes[..s.len()].copy_from_slice(s.as_bytes());
         Some(Self { len, bytes })

@@ -49,7 +49,9 @@ pub fn init(dir: &DataDir, log_name: &str) -> Result<InitOutcome, LedgerError> {
         crate::datadir::write_public(&dir.config_path(), DEFAULT_CONFIG)?;
     }
     let tmp = dir.root().join("blackbox.db.init");
+    let tmp_lines = blackbox_store::segments::lines_dir(&tmp);
     let _ = fs::remove_file(&tmp);
+    let _ = fs::remove_dir_all(&tmp_lines);
     {
         let mut store = SqliteStore::create(&tmp)?;
         let mut b = store.begin()?;
@@ -57,6 +59,9 @@ pub fn init(dir: &DataDir, log_name: &str) -> Result<InitOutcome, LedgerError> {
         b.set_meta("public_key", &verifier.to_vkey())?;
         b.commit()?;
     }
+    // The entry-line segments first: the database's presence means "initialised".
+    let lines = blackbox_store::segments::lines_dir(&dir.store_path());
+    fs::rename(&tmp_lines, &lines).map_err(LedgerError::io(&lines))?;
     fs::rename(&tmp, dir.store_path()).map_err(LedgerError::io(dir.store_path()))?;
     Ok(InitOutcome {
         verifier,

@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod segments;
 pub mod sqlite;
 
 pub use error::StoreError;

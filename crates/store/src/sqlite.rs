@@ -65,13 +65,14 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension as _, Row, Transaction, TransactionBehavior, params,
 };
 
+use crate::segments::{LineRef, LinesEnd, SEGMENT_BYTES, SegmentReader, SegmentWriter, lines_dir};
 use crate::{
     ChainHead, NewEntry, Query, Store, StoreError, StoredCheckpoint, StoredEntry, TenantRef,
     WriteBatch,
 };
 
 /// Schema version written to `PRAGMA user_version`. Stores with another version are refused.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `PRAGMA application_id` of a Blackbox store ("BLBX"), so that other SQLite files are
 /// recognised as not being stores.
@@ -107,6 +108,9 @@ const KIND_AGENT: i64 = 1;
 const KIND_SESSION: i64 = 2;
 const KIND_EVENT: i64 = 3;
 const KIND_TOOL: i64 = 4;
+
+/// Entries a scan reads from the database before reading their lines together.
+const SCAN_BLOCK: usize = 1024;
 
 /// Most entries a query reads ahead in one range scan (see `ChainStream::entry`).
 const READ_AHEAD: u64 = 256;
@@ -152,7 +156,9 @@ CREATE TABLE entries(
     session    INTEGER NOT NULL,
     event_type INTEGER NOT NULL,
     tool       INTEGER,
-    line       BLOB NOT NULL
+    seg        INTEGER NOT NULL,
+    off        INTEGER NOT NULL,
+    len        INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX entries_entry_id ON entries(id_lo, id_hi);
 
@@ -211,7 +217,7 @@ CREATE TABLE merkle_nodes(
 CREATE VIEW entries_view AS
 SELECT c.tenant_id, e.seq, e.ts_ms, printf('%016x%016x', e.id_hi, e.id_lo) AS entry_id,
        lower(hex(e.entry_hash)) AS entry_hash, a.name AS agent_id, s.name AS session_id,
-       v.name AS event_type, t.name AS tool, CAST(e.line AS TEXT) AS line
+       v.name AS event_type, t.name AS tool, e.seg, e.off, e.len
 FROM entries e
 JOIN chains c ON c.chain_id = e.chain_id
 JOIN names a ON a.name_id = e.agent
@@ -232,18 +238,18 @@ const RUNS_FROM_SQL: &str = "SELECT first_seq, first_id, count FROM runs \
 const LAST_RUN_SQL: &str = "SELECT first_seq, first_id, count FROM runs \
                             WHERE chain_id = ?1 ORDER BY first_seq DESC LIMIT 1";
 /// Entries by row-id range (one run), with their sidecars.
-const ENTRY_RANGE_SQL: &str = "SELECT e.chain_id, e.seq, e.entry_hash, e.line, p.sidecar \
+const ENTRY_RANGE_SQL: &str = "SELECT e.chain_id, e.seq, e.entry_hash, p.sidecar, e.seg, e.off, e.len \
                                FROM entries e LEFT JOIN personal p ON p.id = e.id \
                                WHERE e.id BETWEEN ?1 AND ?2 ORDER BY e.id";
 /// Entry hashes by row-id range (one run).
 const HASH_RANGE_SQL: &str = "SELECT chain_id, seq, entry_hash FROM entries \
                               WHERE id BETWEEN ?1 AND ?2 ORDER BY id";
 /// One entry by row id, with its sidecar.
-const ENTRY_AT_SQL: &str = "SELECT e.chain_id, e.seq, e.entry_hash, e.line, p.sidecar \
+const ENTRY_AT_SQL: &str = "SELECT e.chain_id, e.seq, e.entry_hash, p.sidecar, e.seg, e.off, e.len \
                             FROM entries e LEFT JOIN personal p ON p.id = e.id WHERE e.id = ?1";
 /// One entry by entry id, with its tenant and sidecar.
-const ENTRY_BY_ID_SQL: &str = "SELECT c.tenant_id, e.chain_id, e.seq, e.entry_hash, e.line, \
-                               p.sidecar \
+const ENTRY_BY_ID_SQL: &str = "SELECT c.tenant_id, e.chain_id, e.seq, e.entry_hash, \
+                               p.sidecar, e.seg, e.off, e.len \
                                FROM entries e JOIN chains c ON c.chain_id = e.chain_id \
                                LEFT JOIN personal p ON p.id = e.id \
                                WHERE e.id_lo = ?1 AND e.id_hi = ?2";
@@ -270,6 +276,10 @@ pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     read_only: bool,
+    /// The entry lines (see [`crate::segments`]).
+    lines: SegmentReader,
+    /// Size at which a new segment file is started.
+    segment_limit: u64,
     /// Committed dictionary names and their ids (names are never deleted, so this cannot go
     /// stale; names added by a batch join it only when the batch commits).
     names: HashMap<String, i64>,
@@ -293,15 +303,29 @@ impl SqliteStore {
     /// partly created file is then removed).
     pub fn create(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
+        let lines = lines_dir(path);
+        match std::fs::create_dir(&lines) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::AlreadyExists {
+                    path: lines.display().to_string(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
         // create_new makes creation exclusive even if two processes race.
         match OpenOptions::new().write(true).create_new(true).open(path) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let _ = std::fs::remove_dir(&lines);
                 return Err(StoreError::AlreadyExists {
                     path: path.display().to_string(),
                 });
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&lines);
+                return Err(e.into());
+            }
         }
         match Self::init_new(path) {
             Ok(store) => Ok(store),
@@ -313,6 +337,7 @@ impl SqliteStore {
                     p.push(suffix);
                     let _ = std::fs::remove_file(p);
                 }
+                let _ = std::fs::remove_dir_all(lines_dir(path));
                 Err(e)
             }
         }
@@ -404,6 +429,8 @@ impl SqliteStore {
             conn,
             path: path.to_path_buf(),
             read_only,
+            lines: SegmentReader::new(lines_dir(path)),
+            segment_limit: SEGMENT_BYTES,
             names: HashMap::new(),
         }
     }
@@ -422,6 +449,12 @@ impl SqliteStore {
     pub fn set_busy_timeout(&mut self, timeout: Duration) -> Result<(), StoreError> {
         self.conn.busy_timeout(timeout)?;
         Ok(())
+    }
+
+    /// Starts new segment files of entry lines at `bytes` instead of [`SEGMENT_BYTES`] (for
+    /// tests of segment boundaries; the size affects nothing but the number of files).
+    pub fn set_segment_limit(&mut self, bytes: u64) {
+        self.segment_limit = bytes.max(1);
     }
 
     /// Whether the store was opened with [`SqliteStore::open_read_only`].
@@ -577,7 +610,9 @@ impl SqliteStore {
                 "a posting list of tenant {tenant:?} refers to entry row {id} of another chain"
             )));
         }
-        read_entry(row, tenant, 1)
+        let (mut e, at) = read_entry(row, tenant, 1)?;
+        e.line = self.lines.read(at)?;
+        Ok(e)
     }
 
     /// Calls `f` on the row-id ranges holding seqs `from ..= to` of `chain`, in seq order, as
@@ -668,6 +703,7 @@ impl ChainStream {
         let mut stmt = store.conn.prepare_cached(ENTRY_RANGE_SQL)?;
         let mut rows = stmt.query(params![id, last])?;
         let mut at = id;
+        let mut batch = Vec::new();
         while let Some(row) = rows.next()? {
             if col_i64(row, 0, "an entry's chain id")? != self.chain {
                 return Err(corrupt(format!(
@@ -675,9 +711,12 @@ impl ChainStream {
                      chain"
                 )));
             }
-            self.fetched.push_back((at, read_entry(row, tenant, 1)?));
+            batch.push(read_entry(row, tenant, 1)?);
             at += 1;
         }
+        fill_lines(&store.lines, &mut batch)?;
+        self.fetched
+            .extend((id..).zip(batch.into_iter().map(|(e, _)| e)));
         match self.fetched.pop_front() {
             Some((first, entry)) if first == id && at == last + 1 => Ok(entry),
             _ => Err(corrupt(format!(
@@ -939,19 +978,45 @@ fn read_head(row: &Row<'_>) -> Result<ChainHead, StoreError> {
     })
 }
 
-/// Reads `(seq, entry_hash, line, sidecar)` starting at column `first`.
-fn read_entry(row: &Row<'_>, tenant: &str, first: usize) -> Result<StoredEntry, StoreError> {
+/// Reads `(seq, entry_hash, sidecar, seg, off, len)` starting at column `first`: the entry
+/// without its line, and where the line is.
+fn read_entry(
+    row: &Row<'_>,
+    tenant: &str,
+    first: usize,
+) -> Result<(StoredEntry, LineRef), StoreError> {
     let seq = col_u64(row, first, || {
         format!("the seq of an entry of tenant {tenant:?}")
     })?;
     let what = |c: &str| format!("{c} of entry {seq} of tenant {tenant:?}");
-    Ok(StoredEntry {
-        tenant_id: tenant.to_owned(),
-        seq,
-        entry_hash: col_hash(row, first + 1, || what("the entry hash"))?,
-        line: col_blob(row, first + 2, || what("the line"))?.to_vec(),
-        personal: col_opt_blob(row, first + 3, || what("the personal sidecar"))?,
-    })
+    let at = LineRef::from_columns(
+        col_i64(row, first + 3, || what("the line's segment"))?,
+        col_i64(row, first + 4, || what("the line's offset"))?,
+        col_i64(row, first + 5, || what("the line's length"))?,
+    )
+    .ok_or_else(|| corrupt(format!("{} is out of range", what("the line's place"))))?;
+    Ok((
+        StoredEntry {
+            tenant_id: tenant.to_owned(),
+            seq,
+            entry_hash: col_hash(row, first + 1, || what("the entry hash"))?,
+            line: Vec::new(),
+            personal: col_opt_blob(row, first + 2, || what("the personal sidecar"))?,
+        },
+        at,
+    ))
+}
+
+/// Fills in the lines of entries read with [`read_entry`].
+fn fill_lines(
+    lines: &SegmentReader,
+    batch: &mut [(StoredEntry, LineRef)],
+) -> Result<(), StoreError> {
+    let refs: Vec<LineRef> = batch.iter().map(|(_, r)| *r).collect();
+    for ((e, _), line) in batch.iter_mut().zip(lines.read_many(&refs)?) {
+        e.line = line;
+    }
+    Ok(())
 }
 
 /// Checks that the entry read from a run's row-id range is the one the run maps there.
@@ -1034,8 +1099,23 @@ impl Store for SqliteStore {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Read under the write lock: no other writer can move the end now.
+        let end: Option<String> = tx
+            .prepare_cached("SELECT value FROM meta WHERE key = 'lines_end'")?
+            .query_row([], |r| r.get(0))
+            .optional()?;
+        let end = match end {
+            None => LinesEnd::START,
+            Some(v) => LinesEnd::parse(&v).ok_or_else(|| {
+                corrupt(format!(
+                    "the committed end of the entry lines ({v:?}) is unreadable"
+                ))
+            })?,
+        };
+        let lines = SegmentWriter::begin(&lines_dir(&self.path), end, self.segment_limit)?;
         Ok(Box::new(SqliteBatch {
             tx,
+            lines,
             failed: false,
             names: &mut self.names,
             new_names: HashMap::new(),
@@ -1073,12 +1153,26 @@ impl Store for SqliteStore {
             let mut stmt = self.conn.prepare_cached(ENTRY_RANGE_SQL)?;
             let mut rows = stmt.query(params![lo, hi])?;
             let mut seq = first_seq;
-            while let Some(row) = rows.next()? {
-                check_run_entry(row, chain, seq, tenant)?;
-                if !f(read_entry(row, tenant, 1)?)? {
-                    return Ok(false);
+            // Rows are read a block at a time, so that neighbouring lines are read together.
+            let mut batch = Vec::with_capacity(SCAN_BLOCK);
+            let mut more = true;
+            while more {
+                batch.clear();
+                while batch.len() < SCAN_BLOCK {
+                    let Some(row) = rows.next()? else {
+                        more = false;
+                        break;
+                    };
+                    check_run_entry(row, chain, seq, tenant)?;
+                    batch.push(read_entry(row, tenant, 1)?);
+                    seq += 1;
                 }
-                seq += 1;
+                fill_lines(&self.lines, &mut batch)?;
+                for (e, _) in batch.drain(..) {
+                    if !f(e)? {
+                        return Ok(false);
+                    }
+                }
             }
             Ok(true)
         })
@@ -1150,7 +1244,9 @@ impl Store for SqliteStore {
         match rows.next()? {
             Some(row) => {
                 let tenant = col_text(row, 0, "a chain's tenant id")?;
-                Ok(Some(read_entry(row, &tenant, 2)?))
+                let (mut e, at) = read_entry(row, &tenant, 2)?;
+                e.line = self.lines.read(at)?;
+                Ok(Some(e))
             }
             None => Ok(None),
         }
@@ -1348,6 +1444,8 @@ struct ChainState {
 #[derive(Debug)]
 struct SqliteBatch<'a> {
     tx: Transaction<'a>,
+    /// The batch's entry lines (written past the committed end; durable before `tx` commits).
+    lines: SegmentWriter,
     /// An `append` failed half-way; nothing more may be written or committed.
     failed: bool,
     /// The store's committed-name cache.
@@ -1457,6 +1555,8 @@ struct CallRows<'e> {
     chain_id: i64,
     first_seq: i64,
     entries: &'e [NewEntry],
+    /// Where each entry's line goes.
+    lines: &'e [LineRef],
     ids: &'e [NameIds],
     postings: &'e [NewPosting],
     /// The chain's last run before the call.
@@ -1471,13 +1571,15 @@ fn write_call(conn: &Connection, call: &CallRows<'_>) -> Result<Run, CallError> 
         chain_id,
         first_seq,
         entries,
+        lines,
         ids,
         postings,
         last_run,
     } = *call;
     let mut insert = conn.prepare_cached(
         "INSERT INTO entries(chain_id, seq, ts_ms, id_hi, id_lo, entry_hash, agent, session, \
-         event_type, tool, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+         event_type, tool, seg, off, len) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
     let mut insert_personal =
         conn.prepare_cached("INSERT INTO personal(id, sidecar) VALUES (?1, ?2)")?;
@@ -1485,7 +1587,7 @@ fn write_call(conn: &Connection, call: &CallRows<'_>) -> Result<Run, CallError> 
         "INSERT OR IGNORE INTO personal_subjects(id, subject_id) VALUES (?1, ?2)",
     )?;
     let mut first_id: Option<i64> = None;
-    for ((seq, e), n) in (first_seq..).zip(entries).zip(ids) {
+    for (((seq, e), n), at) in (first_seq..).zip(entries).zip(ids).zip(lines) {
         let (hi, lo) = id_halves(&e.entry_id);
         // The row id is left to SQLite: max + 1, an append at the right edge of the table.
         let res = insert.execute(params![
@@ -1499,7 +1601,9 @@ fn write_call(conn: &Connection, call: &CallRows<'_>) -> Result<Run, CallError> 
             n.session,
             n.event_type,
             n.tool,
-            e.line,
+            at.seg,
+            i64::try_from(at.off).unwrap_or(i64::MAX),
+            at.len,
         ]);
         if let Err(err) = res {
             if err.sqlite_extended_error_code() == Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE) {
@@ -1777,11 +1881,13 @@ impl WriteBatch for SqliteBatch<'_> {
         // No savepoint (its journal of every page the call changes cost ~10% of an append): a
         // duplicate entry id is undone by deleting the call's rows, and any other failure
         // half-way poisons the batch.
+        let lines = self.lines.plan(entries.iter().map(|e| e.line.len()))?;
         let call = CallRows {
             tenant,
             chain_id,
             first_seq,
             entries,
+            lines: &lines,
             ids: &ids,
             postings: &postings,
             last_run,
@@ -1799,6 +1905,11 @@ impl WriteBatch for SqliteBatch<'_> {
                 return Err(err);
             }
         };
+        // The rows are in; now the lines they point at (made durable at commit).
+        if let Err(err) = self.lines.write(entries.iter().map(|e| e.line.as_slice())) {
+            self.failed = true;
+            return Err(err);
+        }
         if let Some(state) = self.chains.get_mut(tenant) {
             state.len += entries.len() as u64;
             state.last_run = Some(run);
@@ -1954,11 +2065,22 @@ impl WriteBatch for SqliteBatch<'_> {
         }
         let SqliteBatch {
             tx,
+            mut lines,
             names,
             new_names,
             ..
         } = this;
+        // The lines are durable before the rows that point at them are committed.
+        if lines.is_dirty() {
+            let end = lines.sync()?;
+            tx.prepare_cached(
+                "INSERT INTO meta(key, value) VALUES ('lines_end', ?1) \
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([end.to_meta()])?;
+        }
         tx.commit()?;
+        lines.committed();
         if names.len() + new_names.len() > NAME_CACHE_LIMIT {
             names.clear();
         }

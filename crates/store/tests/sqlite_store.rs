@@ -3,6 +3,7 @@
 // Test helpers outside #[test] functions unwrap too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -1286,9 +1287,26 @@ fn a_duplicate_entry_id_undoes_the_whole_call() {
     );
 }
 
+/// Where entry `seq` of a single-tenant store is: (segment file, offset, length).
+fn line_place(path: &Path, seq: u64) -> (PathBuf, u64, usize) {
+    let (seg, off, len): (i64, i64, i64) = raw(path)
+        .query_row(
+            "SELECT seg, off, len FROM entries WHERE seq = ?1",
+            [i64::try_from(seq).unwrap()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    let file = path.with_extension("lines").join(format!("{seg:08}.lines"));
+    (
+        file,
+        u64::try_from(off).unwrap(),
+        usize::try_from(len).unwrap(),
+    )
+}
+
 #[test]
-fn a_line_can_be_changed_with_sql() {
-    // How the CLI's tampering test edits a stored line (one tenant: `seq` is unique).
+fn a_stored_line_can_be_changed_in_its_segment_file() {
+    // How the CLI's tampering tests edit a stored line: in place, in the segment file.
     let (_dir, path) = tmp();
     let mut store = SqliteStore::create(&path).unwrap();
     let entries: Vec<_> = (1..=6)
@@ -1296,25 +1314,152 @@ fn a_line_can_be_changed_with_sql() {
         .collect();
     append(&mut store, "t", &entries[..2]);
     append(&mut store, "t", &entries[2..]);
-    let db = raw(&path);
     // A single tenant's entries are one run of row ids 1..=6.
-    let run: (i64, i64, i64) = db
+    let run: (i64, i64, i64) = raw(&path)
         .query_row("SELECT first_seq, first_id, count FROM runs", [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .unwrap();
     assert_eq!(run, (1, 1, 6));
-    let line: Vec<u8> = db
-        .query_row("SELECT line FROM entries WHERE seq = 5", [], |r| r.get(0))
+    let (file, off, len) = line_place(&path, 5);
+    let bytes = std::fs::read(&file).unwrap();
+    let at = usize::try_from(off).unwrap();
+    assert_eq!(&bytes[at..at + len], entries[4].line.as_slice());
+    // Lines are plain JSONL: each followed by a newline.
+    assert_eq!(bytes[at + len], b'\n');
+    let forged = vec![b'X'; len];
+    std::os::unix::fs::FileExt::write_all_at(
+        &std::fs::File::options().write(true).open(&file).unwrap(),
+        &forged,
+        off,
+    )
+    .unwrap();
+    assert_eq!(scan_all(&store, "t")[4].line, forged);
+}
+
+fn segment_files(path: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(path.with_extension("lines"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn lines_span_segment_files_and_read_back_across_them() {
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    // Tiny segments: a new file every append call or so.
+    store.set_segment_limit(300);
+    let entries: Vec<_> = (1..=40u64)
+        .map(|s| {
+            entry(
+                if s % 2 == 0 { "a" } else { "b" },
+                s.div_ceil(2),
+                i64::try_from(s).unwrap(),
+                "ag",
+                "se",
+                "ev",
+                Some("tool"),
+            )
+        })
+        .collect();
+    for chunk in entries.chunks(5) {
+        let mut b = store.begin().unwrap();
+        for e in chunk {
+            let tenant = if e.line.starts_with(br#"{"tenant":"a""#) {
+                "a"
+            } else {
+                "b"
+            };
+            b.append(tenant, std::slice::from_ref(e)).unwrap();
+            b.set_head(&head(tenant, Some(e))).unwrap();
+        }
+        b.commit().unwrap();
+    }
+    assert!(segment_files(&path).len() > 3, "{:?}", segment_files(&path));
+    let reopened = SqliteStore::open_read_only(&path).unwrap();
+    for (tenant, want) in [("a", &entries[1..]), ("b", &entries[..])] {
+        let got = scan_all(&reopened, tenant);
+        let want: Vec<&NewEntry> = want.iter().step_by(2).collect();
+        assert_eq!(got.len(), 20);
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.line, w.line);
+        }
+    }
+    for e in &entries {
+        assert_eq!(
+            reopened.entry_by_id(&e.entry_id).unwrap().unwrap().line,
+            e.line
+        );
+    }
+    let q = Query {
+        tool: Some("tool".into()),
+        ..Query::default()
+    };
+    assert_eq!(query(&reopened, &q).len(), 40);
+}
+
+#[test]
+fn lines_of_a_batch_that_does_not_commit_are_cut_off() {
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    store.set_segment_limit(200);
+    let entries: Vec<_> = (1..=12)
+        .map(|s| entry("t", s, 1, "a", "s", "ev", None))
+        .collect();
+    append(&mut store, "t", &entries[..2]);
+    let files = segment_files(&path);
+    let (file, _, _) = line_place(&path, 2);
+    let committed = std::fs::metadata(&file).unwrap().len();
+    // A batch that writes lines over several new segments, then is dropped.
+    {
+        let mut b = store.begin().unwrap();
+        for e in &entries[2..] {
+            b.append("t", std::slice::from_ref(e)).unwrap();
+        }
+    }
+    assert_eq!(segment_files(&path), files);
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), committed);
+    // A writer that died before committing left bytes past the end and a later segment: the
+    // next batch cuts them off, and the chain continues where it was.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap()
+        .write_all(b"garbage from a dead writer")
         .unwrap();
-    assert_eq!(line, entries[4].line);
-    let n = db
-        .execute(
-            "UPDATE entries SET line = ?1 WHERE seq = 5",
-            [b"forged".as_slice()],
-        )
-        .unwrap();
-    assert_eq!(n, 1);
-    drop(db);
-    assert_eq!(scan_all(&store, "t")[4].line, b"forged");
+    std::fs::write(path.with_extension("lines").join("00000099.lines"), b"junk").unwrap();
+    append(&mut store, "t", &entries[2..4]);
+    assert!(!segment_files(&path).contains(&"00000099.lines".to_owned()));
+    let got = scan_all(&store, "t");
+    assert_eq!(got.len(), 4);
+    for (g, w) in got.iter().zip(&entries) {
+        assert_eq!(g.line, w.line);
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("garbage"), "{text}");
+}
+
+#[test]
+fn a_missing_segment_file_is_reported_as_corruption() {
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    let entries: Vec<_> = (1..=3)
+        .map(|s| entry("t", s, 1, "a", "s", "ev", None))
+        .collect();
+    append(&mut store, "t", &entries);
+    let (file, _, _) = line_place(&path, 1);
+    std::fs::remove_file(&file).unwrap();
+    let fresh = SqliteStore::open_read_only(&path).unwrap();
+    let err = fresh.scan("t", 1, 3, &mut |_| Ok(true)).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("missing"), "{err}");
+    // A writer refuses to continue a chain whose lines are gone.
+    let mut w = SqliteStore::open(&path).unwrap();
+    assert!(matches!(
+        w.begin().map(|_| ()),
+        Err(StoreError::Corrupt { .. })
+    ));
 }
