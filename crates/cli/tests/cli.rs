@@ -501,7 +501,10 @@ fn tampering_inside_the_store_is_detected() {
     drop(db);
     let file = format!("{dir}/blackbox.lines/{seg:08}.lines");
     let mut bytes = std::fs::read(&file).unwrap();
-    let (a, b) = (usize::try_from(off).unwrap(), usize::try_from(off + len).unwrap());
+    let (a, b) = (
+        usize::try_from(off).unwrap(),
+        usize::try_from(off + len).unwrap(),
+    );
     let forged = String::from_utf8(bytes[a..b].to_vec())
         .unwrap()
         .replace("\"allowed\":false", "\"allowed\":true")

@@ -51,16 +51,23 @@ impl Hash {
     /// 64 lowercase hex digits.
     #[must_use]
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        let mut out = Vec::with_capacity(64);
+        push_hex(&mut out, &self.0);
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// `sha256:` followed by 64 lowercase hex digits.
     #[must_use]
     pub fn to_prefixed(&self) -> String {
-        let mut s = String::with_capacity(71);
-        s.push_str(SHA256_PREFIX);
-        s.push_str(&hex::encode(self.0));
-        s
+        let mut out = Vec::with_capacity(71);
+        self.push_prefixed(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Appends `sha256:` and 64 lowercase hex digits to `out`.
+    pub fn push_prefixed(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(SHA256_PREFIX.as_bytes());
+        push_hex(out, &self.0);
     }
 
     /// Standard (padded) base64, as used in checkpoints and proofs.
@@ -119,6 +126,15 @@ const HEX_VALUE: [u8; 256] = {
     }
     t
 };
+
+/// Appends the lowercase hex digits of `bytes` to `out` (hex digits are ASCII, so `out` stays
+/// UTF-8 if it was).
+pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    let start = out.len();
+    out.resize(start + 2 * bytes.len(), 0);
+    // Fails only when the output is not twice the input's length, which it is.
+    let _ = hex::encode_to_slice(bytes, &mut out[start..]);
+}
 
 /// Decodes exactly 64 lowercase hex digits into 32 bytes (`None` for anything else).
 #[must_use]

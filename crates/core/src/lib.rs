@@ -21,6 +21,7 @@ pub mod verify;
 pub use hash::Hash;
 pub mod entry;
 pub mod error;
+pub mod event;
 pub mod ids;
 pub mod keys;
 

@@ -434,18 +434,10 @@ struct ChainState {
 /// The last [`WINDOW`] sequence numbers of a chain: a ring indexed by `seq % WINDOW` whose slots
 /// keep their vectors (no allocation per entry once warm). A map from entry hash to seq is built
 /// only when a link first fails to match (an intact log never needs it), then kept up to date.
+#[derive(Default)]
 struct Window {
     slots: Vec<(u64, Vec<(Hash, u64)>)>,
     by_hash: Option<HashMap<Hash, u64, BuildDigestHasher>>,
-}
-
-impl Default for Window {
-    fn default() -> Self {
-        Self {
-            slots: Vec::new(),
-            by_hash: None,
-        }
-    }
 }
 
 impl Window {
@@ -763,14 +755,14 @@ impl LogVerifier {
         let pos = c.position;
         let mut new: Vec<Finding> = Vec::new();
         let hmac_checked = self.hmac_checked;
-        let state = self.chain(&tenant);
+        let state = self.chain(tenant);
 
         // Replays and duplicated sequence numbers.
         let seen = state.recent.get(s);
         if !seen.is_empty() {
             if let Some((_, first_pos)) = seen.iter().find(|(hh, _)| *hh == h) {
                 let f = Finding::new(
-                    &tenant,
+                    tenant,
                     s,
                     pos,
                     FindingKind::Replay,
@@ -783,7 +775,7 @@ impl LogVerifier {
             }
             let first_pos = seen.first().map_or(0, |(_, p)| *p);
             let f = Finding::new(
-                &tenant,
+                tenant,
                 s,
                 pos,
                 FindingKind::Insertion,
@@ -791,7 +783,7 @@ impl LogVerifier {
                     "appears twice with different content (positions {first_pos} and {pos}): one of them was inserted"
                 ),
             );
-            let state = self.chain(&tenant);
+            let state = self.chain(tenant);
             if let Some(old) = state.recent.insert(s, h, pos) {
                 state.forget(old);
             }
@@ -807,7 +799,7 @@ impl LogVerifier {
             if state.missing.remove(&s) {
                 reordered = true;
                 new.push(Finding::new(
-                    &tenant,
+                    tenant,
                     s,
                     pos,
                     FindingKind::Reordering,
@@ -818,7 +810,7 @@ impl LogVerifier {
                 ));
             } else {
                 new.push(Finding::new(
-                    &tenant,
+                    tenant,
                     s,
                     pos,
                     FindingKind::Replay,
@@ -845,7 +837,7 @@ impl LogVerifier {
         if !reordered {
             if meta.entry_id <= state.last_entry_id {
                 new.push(Finding::new(
-                    &tenant,
+                    tenant,
                     s,
                     pos,
                     FindingKind::IdNotIncreasing,
@@ -863,7 +855,7 @@ impl LogVerifier {
             if meta.prev_entry_hash != GENESIS_HASH {
                 new.push(
                     Finding::new(
-                        &tenant,
+                        tenant,
                         s,
                         pos,
                         FindingKind::Modification,
@@ -888,7 +880,7 @@ impl LogVerifier {
             {
                 inserted = state.hmac_fail_finding.get(&(j + 1)).copied();
                 new.push(Finding::new(
-                    &tenant,
+                    tenant,
                     j + 1,
                     pos,
                     FindingKind::Insertion,
@@ -904,11 +896,11 @@ impl LogVerifier {
                 let this_hmac_bad = c.hmac == HmacStatus::Invalid;
                 if hmac_checked && prev_hmac_ok && this_hmac_bad {
                     hmac_explained = true;
-                    new.push(Finding::new(&tenant, s, pos, FindingKind::Deletion, "hash mismatch: it does not link to the authentic entry before it (entries deleted and renumbered, or forged)").digests(meta.prev_entry_hash, ph));
+                    new.push(Finding::new(tenant, s, pos, FindingKind::Deletion, "hash mismatch: it does not link to the authentic entry before it (entries deleted and renumbered, or forged)").digests(meta.prev_entry_hash, ph));
                 } else {
                     new.push(
                         Finding::new(
-                            &tenant,
+                            tenant,
                             s - 1,
                             pos,
                             FindingKind::Modification,
@@ -947,7 +939,7 @@ impl LogVerifier {
         {
             *intact = false;
         }
-        let state = self.chain(&tenant);
+        let state = self.chain(tenant);
 
         // Entries that were waiting for this one as their predecessor.
         if let Some(waiting) = state.pending_links.remove(&s) {
@@ -955,7 +947,7 @@ impl LogVerifier {
                 if link != h {
                     new.push(
                         Finding::new(
-                            &tenant,
+                            tenant,
                             s,
                             succ_pos,
                             FindingKind::Modification,
@@ -979,7 +971,7 @@ impl LogVerifier {
                 bump(&mut self.hmac_invalid_by_key, meta.key_id.as_str());
             }
             HmacStatus::UnknownKey => new.push(Finding::new(
-                &tenant,
+                tenant,
                 s,
                 pos,
                 FindingKind::UnknownKey,
@@ -990,7 +982,7 @@ impl LogVerifier {
             )),
             HmacStatus::NotChecked => {}
         }
-        let state = self.chain(&tenant);
+        let state = self.chain(tenant);
         match c.sidecar {
             SidecarStatus::None | SidecarStatus::Valid => {}
             SidecarStatus::Absent => {
@@ -998,7 +990,7 @@ impl LogVerifier {
                 // until markers exist, every absent sidecar is an unmarked redaction.
                 state.redacted += 1;
                 new.push(Finding::new(
-                    &tenant,
+                    tenant,
                     s,
                     pos,
                     FindingKind::UnmarkedRedaction,
@@ -1006,14 +998,14 @@ impl LogVerifier {
                 ));
             }
             SidecarStatus::Mismatch => new.push(Finding::new(
-                &tenant,
+                tenant,
                 s,
                 pos,
                 FindingKind::Modification,
                 "personal-data sidecar does not match the digest the entry commits to",
             )),
             SidecarStatus::Unexpected => new.push(Finding::new(
-                &tenant,
+                tenant,
                 s,
                 pos,
                 FindingKind::Modification,
@@ -1031,7 +1023,7 @@ impl LogVerifier {
 
         if hmac_fail {
             let mut f = Finding::new(
-                &tenant,
+                tenant,
                 s,
                 pos,
                 FindingKind::Modification,
@@ -1049,7 +1041,7 @@ impl LogVerifier {
         for f in new {
             let is_hmac = f.hmac_fail.is_some();
             if f.kind == FindingKind::Modification && f.seq == s {
-                self.chain(&tenant).modified.insert(s);
+                self.chain(tenant).modified.insert(s);
             }
             let idx = self.push(f);
             if is_hmac {
@@ -1057,9 +1049,9 @@ impl LogVerifier {
             }
         }
         if let Some(idx) = hmac_idx {
-            self.chain(&tenant).hmac_fail_finding.insert(s, idx);
+            self.chain(tenant).hmac_fail_finding.insert(s, idx);
         }
-        self.settle_checkpoints(&tenant);
+        self.settle_checkpoints(tenant);
     }
 
     /// Ends verification and returns the report.

@@ -1064,3 +1064,127 @@ fn mutate_every_byte(line: &[u8]) {
         scan_agrees(&m).unwrap();
     }
 }
+
+// normalize_json: reading an event's text directly gives what normalize_event gives its Value.
+
+fn arb_leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        (-1e6f64..1e6).prop_map(Value::from),
+        "[a-z \\\\\"\u{e9}\u{1f600}]{0,12}".prop_map(Value::String),
+        Just(Value::String(format!("sha256:{}", "ab".repeat(32)))),
+    ]
+}
+
+fn arb_event() -> impl Strategy<Value = Value> {
+    let tree = arb_leaf().prop_recursive(4, 40, 5, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(
+                prop_oneof![
+                    Just("query".to_owned()),
+                    Just("prompt".to_owned()),
+                    Just("query_hash".to_owned()),
+                    Just("content".to_owned()),
+                    "[a-z_]{1,6}",
+                ],
+                inner,
+                0..4
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    let member = prop_oneof![
+        Just("tenant_id"),
+        Just("agent_id"),
+        Just("session_id"),
+        Just("event_type"),
+        Just("timestamp"),
+        Just("client_seq"),
+        Just("payload"),
+        Just("data_subjects"),
+        Just("tool_name"),
+        Just("model"),
+        Just("args"),
+        Just("prompt"),
+        Just("seq"),
+        Just("extra"),
+    ];
+    (
+        prop::collection::btree_map(member, tree, 0..6),
+        prop_oneof![
+            Just("tool_call"),
+            Just("llm_request"),
+            Just("custom"),
+            Just("bad type!")
+        ],
+        any::<bool>(),
+    )
+        .prop_map(|(members, event_type, with_envelope)| {
+            let mut m: Map<String, Value> = members
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+            if with_envelope {
+                m.insert("agent_id".into(), json!("agent-7"));
+                m.insert("session_id".into(), json!("s1"));
+                m.insert("event_type".into(), json!(event_type));
+                m.insert("tool_name".into(), json!("query_database"));
+                m.insert("model".into(), json!("gpt-4o"));
+            }
+            Value::Object(m)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn normalize_json_agrees_with_normalize_event(ev in arb_event(), pretty in any::<bool>()) {
+        let text = if pretty {
+            serde_json::to_vec_pretty(&ev).unwrap()
+        } else {
+            serde_json::to_vec(&ev).unwrap()
+        };
+        let policy = RedactionPolicy::default();
+        let from_text = blackbox_core::event::normalize_json(&text, &policy);
+        let from_value = normalize_event(ev, &policy);
+        match (from_text, from_value) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+            (a, b) => prop_assert!(false, "text: {:?}\nvalue: {:?}", a, b),
+        }
+    }
+}
+
+#[test]
+fn normalize_json_takes_the_last_of_duplicate_members_and_reads_escapes() {
+    let text = br#"{"agent_id":"first","agent_id":"a\u0067ent","session_id":"s","event_type":"custom","payload":{"k":1,"k":2,"q\u0075ery":"x"}}"#;
+    let n = blackbox_core::event::normalize_json(text, &RedactionPolicy::default()).unwrap();
+    assert_eq!(n.agent_id.as_str(), "agent");
+    let payload = String::from_utf8(n.payload_jcs).unwrap();
+    assert_eq!(
+        payload,
+        format!(
+            r#"{{"k":2,"query_hash":"{}"}}"#,
+            Hash::digest(b"x").to_prefixed()
+        )
+    );
+    let err = blackbox_core::event::normalize_json(b"[1]", &RedactionPolicy::default())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "not valid JSON: an event must be a JSON object, not an array"
+    );
+    let err = blackbox_core::event::normalize_json(b"{\"a\":", &RedactionPolicy::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("not valid JSON: EOF while parsing"),
+        "{err}"
+    );
+}

@@ -135,6 +135,8 @@ impl ChunkSink {
 const CHUNK_BYTES: usize = 2 << 20;
 
 /// A checked item, in log order.
+// Entries are almost every item; boxing them would allocate once per entry.
+#[allow(clippy::large_enum_variant)]
 enum Checked {
     Entry(EntryCheck),
     Checkpoint(u64, String),

@@ -12,7 +12,8 @@ use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, anyhow};
-use blackbox_core::entry::{NormalizedEvent, RedactionPolicy, normalize_event};
+use blackbox_core::entry::{NormalizedEvent, RedactionPolicy};
+use blackbox_core::event::normalize_json;
 use blackbox_core::ids::TenantId;
 use blackbox_ledger::datadir::DataDir;
 use blackbox_ledger::writer::BatchOutcome;
@@ -47,9 +48,7 @@ fn normalise(
                 MAX_LINE
             ));
         }
-        let v: serde_json::Value =
-            serde_json::from_slice(raw).map_err(|e| format!("not valid JSON: {e}"))?;
-        let mut ev = normalize_event(v, policy).map_err(|e| e.to_string())?;
+        let mut ev = normalize_json(raw, policy).map_err(|e| e.to_string())?;
         match (&ev.tenant_id, tenant) {
             (Some(t), Some(want)) if t != want => {
                 return Err(format!(
