@@ -1,5 +1,6 @@
-//! Agent events: JSON parsing and `normalize_event` on arbitrary bytes must never panic, and
-//! every event that is accepted must seal into a line that parses back and verifies.
+//! Agent events: `normalize_json` and `normalize_event` on arbitrary bytes must never panic and
+//! must agree, and every event that is accepted must seal into a line that parses back and
+//! verifies.
 #![no_main]
 
 use blackbox_core::Hash;
@@ -12,10 +13,19 @@ use blackbox_core::keys::{HmacKey, Keyring};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    // Reading the text directly and reading it through a `Value` must agree.
+    let from_text = blackbox_core::event::normalize_json(data, &RedactionPolicy::default());
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
+        assert!(from_text.is_err());
         return;
     };
-    let Ok(ev) = normalize_event(value, &RedactionPolicy::default()) else {
+    let from_value = normalize_event(value, &RedactionPolicy::default());
+    match (&from_text, &from_value) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        _ => panic!("normalize_json and normalize_event disagree: {from_text:?} / {from_value:?}"),
+    }
+    let Ok(ev) = from_value else {
         return;
     };
     let (Ok(tenant), Ok(key_id)) = (TenantId::parse("tenant_fuzz"), KeyId::parse("k1")) else {

@@ -19,7 +19,10 @@
 //!   engine's equivalent), and MUST NOT make a batch's writes visible to readers before commit.
 //! - MUST serialise writers: at most one [`WriteBatch`] is open per store at a time; a second
 //!   `begin` waits (or fails with [`StoreError::Busy`] after the backend's timeout).
-//! - MUST store `line` byte-for-byte as given and return exactly those bytes.
+//! - MUST store `line` byte-for-byte as given and return exactly those bytes. (The SQLite
+//!   backend keeps lines in segment files next to the database, made durable before the rows
+//!   that point at them; a backup copies the database, its `-wal` file and the `.lines`
+//!   directory together.)
 //! - MUST NOT reorder, renumber, merge or drop entries, and MUST refuse an entry whose `seq` is
 //!   not `head.size + 1` for its chain ([`StoreError::SeqConflict`]).
 //! - MUST return scans in ascending `seq` order, and query results in ascending

@@ -1,6 +1,8 @@
 //! The embedded SQLite store.
 //!
-//! One file holds every tenant chain. The database runs in WAL mode with `synchronous=FULL`, so a
+//! One database file indexes every tenant chain; the entry lines themselves are in append-only
+//! segment files beside it (see [`crate::segments`]: written once, fsynced before the rows that
+//! point at them commit). The database runs in WAL mode with `synchronous=FULL`, so a
 //! committed [`WriteBatch`] has been fsynced to the write-ahead log before `commit` returns, and
 //! readers (other connections, `blackbox verify`) keep reading the last committed state while a
 //! writer works. Writers take the database's write lock with `BEGIN IMMEDIATE` and so serialise;
@@ -22,6 +24,7 @@
 //!   and `id_lo` (bytes 8..16, big-endian, as signed 64-bit values); the unique index on
 //!   `(id_lo, id_hi)` makes entry ids unique across chains and finds an entry by id (integer keys
 //!   compare several times faster than a 16-byte blob, and the low half is almost never equal).
+//!   `seg`, `off`, `len` say where the entry's line is in the segment files.
 //! - `runs`: maps `(chain_id, seq)` to the entry row id. Each `append` call stores its entries
 //!   under consecutive row ids, so one row `(chain_id, first_seq, first_id, count)` describes a
 //!   whole call, and is extended when the next call of the same chain continues it (a
