@@ -716,3 +716,30 @@ pub fn normalize(event: Node<'_>, policy: &RedactionPolicy) -> Result<Normalized
         subject_ids: subjects,
     })
 }
+
+/// Replaces raw content in an event, in place, by its hash, exactly as the service would
+/// (docs/FORMAT.md §4): for clients that hash before sending, so that raw prompts and query text
+/// never leave the agent. Nothing else of the event changes; the service then keeps the
+/// already-hashed values as they are.
+///
+/// # Errors
+/// [`Error::Field`] when a raw field and its `_hash` are both given and disagree, an integer is
+/// beyond ±2^53−1, or the event nests deeper than [`MAX_DEPTH`].
+pub fn hash_raw_content(event: &mut Value, policy: &RedactionPolicy) -> Result<(), Error> {
+    let mut node = Node::from_value(event);
+    // Envelope members are never raw content; the payload and the flat members are.
+    if let Node::Obj(members) = &mut node {
+        for (k, v) in members.iter_mut() {
+            if ENVELOPE_FIELDS.contains(&k.as_ref()) && k != "payload" {
+                continue;
+            }
+            if policy.raw_fields.contains(k.as_ref()) {
+                continue; // handled below, at this level
+            }
+            redact(v, Path::Key(&Path::Root(""), k), 2, policy)?;
+        }
+        replace_raw(members, Path::Root(""), policy)?;
+    }
+    *event = node.to_value();
+    Ok(())
+}

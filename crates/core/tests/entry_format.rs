@@ -1188,3 +1188,24 @@ fn normalize_json_takes_the_last_of_duplicate_members_and_reads_escapes() {
         "{err}"
     );
 }
+
+#[test]
+fn client_side_hashing_gives_the_service_the_same_entry() {
+    let policy = RedactionPolicy::default();
+    let raw = json!({"agent_id":"a","session_id":"s","event_type":"tool_call","tool_name":"q",
+        "args":{"query":"SELECT * FROM users","table":"users"},"prompt":"hello",
+        "payload":{"content":[1,2,{"x":"y"}]}});
+    let mut hashed = raw.clone();
+    blackbox_core::event::hash_raw_content(&mut hashed, &policy).unwrap();
+    let text = hashed.to_string();
+    assert!(
+        !text.contains("SELECT") && !text.contains("hello"),
+        "{text}"
+    );
+    assert!(
+        text.contains("query_hash")
+            && text.contains("prompt_hash")
+            && text.contains("content_hash")
+    );
+    assert_eq!(norm(hashed).unwrap(), norm(raw).unwrap());
+}
