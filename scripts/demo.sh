@@ -52,3 +52,26 @@ set +e
 code=$?
 set -e
 echo "(exit code $code)"
+
+# The same through the audit service: agents POST events, auditors read them back.
+PORT="${DEMO_PORT:-17700}"
+SVC="$WORK/service-data"
+step "$BB" serve --data-dir "$SVC" --listen "127.0.0.1:$PORT" "&"
+BLACKBOX_LOG=warn "$BB" serve --data-dir "$SVC" --listen "127.0.0.1:$PORT" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+step "$BB" tokens create --data-dir "$SVC" --tenant tenant_xyz --scope ingest,read
+TOKEN=$("$BB" tokens create --data-dir "$SVC" --tenant tenant_xyz --scope ingest,read | tail -1)
+echo "bbx_…(the token, shown once)"
+step curl -X POST "http://127.0.0.1:$PORT/v1/events" -H '"Authorization: Bearer $TOKEN"' -H '"Content-Type: application/x-ndjson"' --data-binary @examples/session.ndjson
+curl -fsS -X POST "http://127.0.0.1:$PORT/v1/events" -H "Authorization: Bearer $TOKEN" \
+  -H "Content-Type: application/x-ndjson" --data-binary @examples/session.ndjson | head -c 300; echo " …"
+step curl "http://127.0.0.1:$PORT/v1/entries?tool=send_email" -H '"Authorization: Bearer $TOKEN"'
+curl -fsS "http://127.0.0.1:$PORT/v1/entries?tool=send_email" -H "Authorization: Bearer $TOKEN" | head -c 400; echo " …"
+step "$BB" verify --server "http://127.0.0.1:$PORT" --token '$TOKEN'
+"$BB" verify --server "http://127.0.0.1:$PORT" --token "$TOKEN"
+step kill -TERM '$SERVER' "  # graceful: drains requests, signs closing checkpoints"
+kill -TERM "$SERVER"
+wait "$SERVER"
+"$BB" verify --data-dir "$SVC"

@@ -18,6 +18,23 @@ pub struct DataDirArg {
     pub data_dir: PathBuf,
 }
 
+/// Work against a running `blackbox serve` instead of a local data directory.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RemoteArgs {
+    /// URL of a running service (e.g. http://127.0.0.1:7700); the command then asks it instead of
+    /// reading a local data directory.
+    #[arg(long, env = "BLACKBOX_SERVER")]
+    pub server: Option<String>,
+    /// API token for --server (read scope).
+    #[arg(
+        long,
+        env = "BLACKBOX_TOKEN",
+        hide_env_values = true,
+        requires = "server"
+    )]
+    pub token: Option<String>,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TextOrJson {
     Text,
@@ -61,14 +78,16 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
     },
-    /// Verify a store or an exported JSONL log: HMACs, chain links, checkpoints.
+    /// Verify a store, or exported JSONL log files as one log: HMACs, chain links, checkpoints.
     Verify {
         /// Data directory when no --log-file [default: BLACKBOX_DATA_DIR, else ./blackbox-data].
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Verify this exported JSONL log instead of the store.
-        #[arg(long, conflicts_with = "data_dir")]
-        log_file: Option<PathBuf>,
+        /// Verify this exported JSONL log instead of the store. Repeat to verify several files
+        /// in the given order as one log: a file that continues a chain starts with an anchor
+        /// record (FORMAT.md §8) or with the next entry. Findings name the file and line.
+        #[arg(long, conflicts_with = "data_dir", value_name = "FILE")]
+        log_file: Vec<PathBuf>,
         /// HMAC keyring file (secret) to check every entry's HMAC.
         #[arg(long)]
         key_file: Option<PathBuf>,
@@ -86,11 +105,15 @@ pub enum Cmd {
         all: bool,
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Search the audit trail (indexed filters; output streams).
     Query {
         #[command(flatten)]
         dir: DataDirArg,
+        #[command(flatten)]
+        remote: RemoteArgs,
         #[arg(long)]
         agent_id: Option<String>,
         #[arg(long)]
@@ -117,6 +140,8 @@ pub enum Cmd {
     Checkpoint {
         #[command(flatten)]
         dir: DataDirArg,
+        #[command(flatten)]
+        remote: RemoteArgs,
         #[arg(long)]
         tenant_id: Option<String>,
         /// Sign a fresh checkpoint of the current chain first.
@@ -129,6 +154,11 @@ pub enum Cmd {
     Prove {
         #[command(flatten)]
         dir: DataDirArg,
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// Tenant of the chain (with --server and an admin token).
+        #[arg(long)]
+        tenant_id: Option<String>,
         /// The entry to prove (its UUIDv7).
         #[arg(
             long,
@@ -166,6 +196,40 @@ pub enum Cmd {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Run the audit service: agents write events to it over HTTP, auditors read from it.
+    /// With no settings it listens on 127.0.0.1:7700 and keeps its store in ./blackbox-data,
+    /// initialising keys on first start. See docs/API.md.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:7700).
+        #[arg(long, env = "BLACKBOX_LISTEN")]
+        listen: Option<String>,
+        /// Data directory (default ./blackbox-data).
+        #[arg(long, env = "BLACKBOX_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Settings file (TOML; see `blackbox serve --print-config`).
+        #[arg(long, env = "BLACKBOX_CONFIG")]
+        config: Option<PathBuf>,
+        /// Anomaly-detection rules (YAML).
+        #[arg(long, env = "BLACKBOX_RULES")]
+        rules: Option<PathBuf>,
+        /// Also append every committed entry and checkpoint to this JSONL file.
+        #[arg(long, env = "BLACKBOX_LOG_FILE")]
+        log_file: Option<PathBuf>,
+        /// Log lines as `text` or `json`.
+        #[arg(long, env = "BLACKBOX_LOG_FORMAT")]
+        log_format: Option<String>,
+        /// Requests per second per token (0: no limit; default 2000).
+        #[arg(long, env = "BLACKBOX_RATE_LIMIT")]
+        rate_limit: Option<u32>,
+        /// Print an example settings file with every default, and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
+    /// Manage the service's API tokens.
+    Tokens {
+        #[command(subcommand)]
+        cmd: TokensCmd,
+    },
     /// Manage keys.
     Keys {
         #[command(subcommand)]
@@ -184,5 +248,39 @@ pub enum KeysCmd {
     Show {
         #[command(flatten)]
         dir: DataDirArg,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokensCmd {
+    /// Create a token; it is printed once, alone on the last line.
+    Create {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Tenant the token is bound to (required for ingest and read tokens).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// ingest, read, admin, or a comma-separated list.
+        #[arg(long)]
+        scope: String,
+        /// A note saying what the token is for.
+        #[arg(long, default_value = "")]
+        label: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        dir: DataDirArg,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+    },
+    /// Revoke a token by its id; a running service refuses it from its next request on.
+    Revoke {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// The token id (16 hex digits; `tokens list` shows them).
+        id: String,
     },
 }

@@ -628,3 +628,104 @@ fn a_quiet_stream_still_signs_heartbeat_checkpoints() {
     let v = run(&["verify", "--data-dir", &dir]);
     assert_eq!(v.code, 0, "{}", v.stdout);
 }
+
+#[test]
+fn several_log_files_verify_as_one_log() {
+    let (tmp, dir) = init_store();
+    append_example(&dir);
+    // The append closed with a checkpoint at the head (8): anchor the second file there.
+    let data = blackbox_ledger::datadir::DataDir::new(&dir);
+    let anchor = {
+        let store = blackbox_ledger::open::open_reader(&data).unwrap();
+        blackbox_ledger::anchor::anchor_now(&store, "tenant_xyz").unwrap()
+    };
+    assert_eq!(anchor.size(), 8);
+    append_example(&dir);
+    let log = tmp.path().join("audit.jsonl");
+    let e = run(&[
+        "export-log",
+        "--data-dir",
+        &dir,
+        "--output",
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(e.code, 0, "{}", e.stderr);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let e8 = lines
+        .iter()
+        .position(|l| l.starts_with("{\"agent_id\"") && l.contains(",\"seq\":8,"))
+        .unwrap();
+    let cut = e8 + 1 + usize::from(lines[e8 + 1].starts_with("{\"checkpoint\":"));
+    let a = tmp.path().join("a.jsonl");
+    let b = tmp.path().join("b.jsonl");
+    std::fs::write(&a, lines[..cut].join("\n") + "\n").unwrap();
+    let anchor_line = anchor.to_line();
+    let rest = [&[anchor_line.as_str()][..], &lines[cut..]].concat();
+    std::fs::write(&b, rest.join("\n") + "\n").unwrap();
+    let keys = format!("{dir}/keys/hmac.keys");
+    let pubkey = format!("{dir}/checkpoint.pub");
+    let verify = |files: &[&Path]| {
+        let mut args = vec!["verify".to_owned()];
+        for f in files {
+            args.push("--log-file".to_owned());
+            args.push(f.to_str().unwrap().to_owned());
+        }
+        args.extend(["--key-file".to_owned(), keys.clone()]);
+        args.extend(["--public-key".to_owned(), pubkey.clone()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args)
+    };
+    let r = verify(&[&a, &b]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .starts_with("OK — 16 entries verified, chain intact"),
+        "{}",
+        r.stdout
+    );
+    // The second file alone: entries 9 to 16, picked up at the anchor.
+    let r = verify(&[&b]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stdout.starts_with("OK — 8 entries verified"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("entries 9 to 16: the log picks the chain up at an anchor of size 8"),
+        "{}",
+        r.stdout
+    );
+    // The last entry of the first file deleted: found where the second file begins.
+    let short: Vec<&str> = lines[..cut]
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != e8)
+        .map(|(_, l)| *l)
+        .collect();
+    std::fs::write(&a, short.join("\n") + "\n").unwrap();
+    let r = verify(&[&a, &b]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.starts_with("TAMPERED — entry 8 is missing")
+            && r.stdout.contains("(deletion detected)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!("at {} line 1", b.display())),
+        "{}",
+        r.stdout
+    );
+    // --log-file and --data-dir do not mix.
+    let r = run(&[
+        "verify",
+        "--log-file",
+        a.to_str().unwrap(),
+        "--data-dir",
+        &dir,
+    ]);
+    assert_eq!(r.code, 2);
+}

@@ -10,6 +10,7 @@
 //! every byte this crate produces.
 #![forbid(unsafe_code)]
 
+pub mod anchor;
 pub mod checkpoint;
 pub mod hash;
 pub mod line_scan;

@@ -79,6 +79,16 @@ pub enum MerkleError {
         /// The length supplied.
         got: usize,
     },
+    /// A frontier does not have one hash per set bit of the tree size it is given for.
+    #[error("a frontier for tree size {size} has {expected} hashes (one per set bit), not {got}")]
+    FrontierLength {
+        /// The tree size.
+        size: u64,
+        /// `size.count_ones()`.
+        expected: usize,
+        /// The number of hashes supplied.
+        got: usize,
+    },
 }
 
 /// Why a proof could not be generated: bad parameters, or the storage callback failed.
@@ -163,6 +173,23 @@ impl CompactRange {
             size: 0,
             frontier: Vec::new(),
         }
+    }
+
+    /// The range of a tree of `size` leaves whose right frontier is `frontier` (largest subtree
+    /// first, as [`frontier`](Self::frontier) returns it), e.g. from an anchor record.
+    ///
+    /// # Errors
+    /// [`MerkleError::FrontierLength`] unless there is exactly one hash per set bit of `size`.
+    pub fn from_frontier(size: u64, frontier: Vec<Hash>) -> Result<Self, MerkleError> {
+        let expected = size.count_ones() as usize;
+        if frontier.len() != expected {
+            return Err(MerkleError::FrontierLength {
+                size,
+                expected,
+                got: frontier.len(),
+            });
+        }
+        Ok(Self { size, frontier })
     }
 
     /// The number of leaves appended so far.
@@ -950,6 +977,29 @@ mod tests {
         let _ = range.root();
         range.append(empty_root());
         assert_eq!(range.to_bytes(), full);
+    }
+
+    #[test]
+    fn from_frontier_rebuilds_the_range_and_rejects_wrong_lengths() {
+        let mut range = CompactRange::new();
+        for size in 0..=40u64 {
+            let rebuilt = CompactRange::from_frontier(size, range.frontier().to_vec()).unwrap();
+            assert_eq!(rebuilt, range);
+            let mut longer = range.frontier().to_vec();
+            longer.push(empty_root());
+            assert_eq!(
+                CompactRange::from_frontier(size, longer),
+                Err(MerkleError::FrontierLength {
+                    size,
+                    expected: size.count_ones() as usize,
+                    got: size.count_ones() as usize + 1
+                })
+            );
+            if let Some((_, shorter)) = range.frontier().split_last() {
+                assert!(CompactRange::from_frontier(size, shorter.to_vec()).is_err());
+            }
+            range.append(leaf_hash(&size.to_le_bytes()));
+        }
     }
 
     proptest! {

@@ -9,12 +9,18 @@
 //!    (modification, deletion, insertion, reordering, replay, truncation, wrong key, bad or
 //!    inconsistent checkpoints). Its memory is bounded by a window of recent entries per chain.
 //!
+//! A log read from the middle of a chain starts with an anchor record ([`crate::anchor`]); feed
+//! it with [`LogVerifier::add_anchor`] in log order, like an entry. Several files of one log are
+//! verified as one stream: an anchor met in a chain already in progress must match the state
+//! reached.
+//!
 //! Nothing here reads files or spawns threads.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
+use crate::anchor::{Anchor, AnchorError};
 use crate::checkpoint::SignedCheckpoint;
 use crate::entry::{EntryView, GENESIS_HASH, HmacStatus, check_hmac_digest, line_digests};
 use crate::hash::Hash;
@@ -118,8 +124,12 @@ pub struct Finding {
     pub tenant_id: String,
     /// Sequence number of the first bad entry (0 when it cannot be told).
     pub seq: u64,
-    /// Where in the input: 1-based line of a file, or row order in a store.
+    /// Where in the input: 1-based line of a file (counted across all files when several are
+    /// read as one log), or row order in a store.
     pub position: u64,
+    /// When several files are read as one log: the file and 1-based line `position` falls in
+    /// (set by the driver that reads the files).
+    pub source: Option<SourceLine>,
     /// What kind of problem.
     pub kind: FindingKind,
     /// Plain-English detail, e.g. `hash mismatch`.
@@ -144,6 +154,7 @@ impl Finding {
             tenant_id: tenant.to_owned(),
             seq,
             position,
+            source: None,
             kind,
             message: message.into(),
             expected: None,
@@ -172,6 +183,15 @@ impl Finding {
             )
         }
     }
+}
+
+/// A line of one of several input files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLine {
+    /// The file, as the user named it.
+    pub file: String,
+    /// 1-based line in that file.
+    pub line: u64,
 }
 
 /// Whether an entry's personal sidecar matches its digest.
@@ -356,11 +376,18 @@ pub fn check_entry(
 pub struct ChainSummary {
     /// Tenant.
     pub tenant_id: String,
-    /// Entries read for this chain.
+    /// Entries read for this chain, replays and duplicates not counted (`size - start` when
+    /// nothing is missing).
     pub entries: u64,
+    /// Entries before the first one read: the size of the anchor the chain was picked up from
+    /// (0 when the log starts at the genesis hash).
+    pub start: u64,
+    /// Merkle tree size reached: `start` plus the entries read, or the size of a later anchor
+    /// that continued the chain past missing entries.
+    pub size: u64,
     /// Hash of the last entry read.
     pub head: Hash,
-    /// Merkle root over the entries read.
+    /// Merkle root of the tree reached (over the entries read, continuing an anchor's frontier).
     pub root: Hash,
     /// Checkpoints whose signature and root were verified.
     pub checkpoints_verified: u64,
@@ -416,6 +443,12 @@ struct PendingCheckpoint {
 
 #[derive(Default)]
 struct ChainState {
+    /// An entry or anchor of this chain has been fed (so a later anchor continues it).
+    started: bool,
+    /// The size of the anchor the chain was started from (0: from genesis).
+    start: u64,
+    /// Entries read into the tree (not counting replays and duplicates).
+    read: u64,
     next: u64,
     recent: Window,
     pending_links: BTreeMap<u64, Vec<(u64, Hash, u64)>>,
@@ -551,6 +584,8 @@ pub struct LogVerifier {
     hmac_invalid_by_key: BTreeMap<String, u64>,
     expected_heads: BTreeMap<String, (u64, Hash)>,
     late_checkpoints: Vec<(String, u64, u64)>,
+    /// Plain-words notes for [`Report::not_checked`] about anchors.
+    anchor_notes: Vec<String>,
 }
 
 impl fmt::Debug for LogVerifier {
@@ -596,6 +631,7 @@ impl LogVerifier {
             hmac_invalid_by_key: BTreeMap::new(),
             expected_heads: BTreeMap::new(),
             late_checkpoints: Vec::new(),
+            anchor_notes: Vec::new(),
         }
     }
 
@@ -722,6 +758,230 @@ impl LogVerifier {
         }
     }
 
+    /// Reads an anchor record line (FORMAT.md §8) and feeds it with [`Self::add_anchor`]; a
+    /// record that cannot be read is a `malformed` finding.
+    pub fn add_anchor_line(&mut self, position: u64, line: &[u8]) {
+        match Anchor::parse(line) {
+            Ok(a) => self.add_anchor(position, &a),
+            Err(e) => {
+                self.checkpoints_seen += 1;
+                self.push(Finding::new(
+                    "",
+                    0,
+                    position,
+                    FindingKind::Malformed,
+                    format!("anchor record at position {position} cannot be read: {e}"),
+                ));
+            }
+        }
+    }
+
+    /// Feeds an anchor record in log order: after the entries before it, before those after it.
+    ///
+    /// The anchor is checked first (its signature too when there is a public key; a failure is a
+    /// `bad_checkpoint_signature` or `checkpoint_mismatch` finding). Then, for a chain not seen
+    /// yet, the chain continues from it: the next entry is `N + 1`, linking to its head, and the
+    /// Merkle tree grows from its frontier (the first entry's id cannot be compared with entry
+    /// `N`'s). For a chain already in progress, the anchor must match the state reached: a larger
+    /// size means entries are missing, a smaller one that the log repeats or rewinds, a different
+    /// head or Merkle state that history was rewritten.
+    pub fn add_anchor(&mut self, position: u64, anchor: &Anchor) {
+        self.checkpoints_seen += 1;
+        let tenant = anchor.tenant_id().as_str();
+        let n = anchor.size();
+        let checked = match &self.note_verifier {
+            Some(v) => anchor.verify(v),
+            None => anchor.check(),
+        };
+        let valid = match checked {
+            Ok(()) => true,
+            Err(e) => {
+                let kind = match e {
+                    AnchorError::Checkpoint(_) => FindingKind::BadCheckpointSignature,
+                    _ => FindingKind::CheckpointMismatch,
+                };
+                let message = if n == 0 {
+                    format!(
+                        "the anchor for tree size 0 at position {position} does not verify: {e}"
+                    )
+                } else {
+                    format!(
+                        "is the head of an anchor at position {position} that does not verify: {e}"
+                    )
+                };
+                self.push(Finding::new(tenant, n, position, kind, message));
+                false
+            }
+        };
+        if self.chain(tenant).started {
+            self.continue_at_anchor(position, anchor, valid);
+        } else {
+            self.start_at_anchor(position, anchor, valid);
+        }
+    }
+
+    /// Makes `anchor` the chain's state: entries `1 ..= N` are taken as the anchor says.
+    fn adopt_anchor(&mut self, position: u64, anchor: &Anchor, why: &str) {
+        let tenant = anchor.tenant_id().as_str();
+        let n = anchor.size();
+        let state = self.chain(tenant);
+        state.started = true;
+        state.tree = anchor.range().clone();
+        state.head = anchor.head();
+        state.next = n.saturating_add(1);
+        if n > 0
+            && let Some(old) = state.recent.insert(n, anchor.head(), position)
+        {
+            state.forget(old);
+        }
+        // Checkpoints registered for smaller trees cover entries this log does not have.
+        let larger = state.checkpoints.split_off(&n);
+        let smaller = std::mem::replace(&mut state.checkpoints, larger);
+        for (size, list) in smaller {
+            for pc in list {
+                let what = if pc.trusted {
+                    "the trusted checkpoint"
+                } else {
+                    "the checkpoint"
+                };
+                self.anchor_notes.push(format!(
+                    "{what} of tenant {tenant} for {} entries (position {}): {why} at the anchor for {} entries at position {position}, so its root was not recomputed",
+                    group_thousands(size),
+                    pc.position,
+                    group_thousands(n)
+                ));
+            }
+        }
+        self.settle_checkpoints(tenant);
+    }
+
+    fn count_anchor_checkpoint(&mut self, tenant: &str, size: u64) {
+        let state = self.chain(tenant);
+        state.checkpoints_verified += 1;
+        state.largest_checkpoint = state.largest_checkpoint.max(size);
+    }
+
+    fn start_at_anchor(&mut self, position: u64, anchor: &Anchor, valid: bool) {
+        let tenant = anchor.tenant_id().as_str();
+        let n = anchor.size();
+        self.chain(tenant).start = n;
+        if self.note_verifier.is_some() {
+            if valid {
+                self.count_anchor_checkpoint(tenant, n);
+            }
+        } else {
+            self.anchor_notes.push(format!(
+                "the anchor of tenant {tenant} at position {position}: no public key given, so it is not authenticated and the {} entries before it are taken on its word",
+                group_thousands(n)
+            ));
+        }
+        self.adopt_anchor(position, anchor, "the log starts after it");
+    }
+
+    fn continue_at_anchor(&mut self, position: u64, anchor: &Anchor, valid: bool) {
+        let tenant = anchor.tenant_id().as_str();
+        let (n, head) = (anchor.size(), anchor.head());
+        let state = self.chain(tenant);
+        let reached = state.next.saturating_sub(1);
+        let known: Vec<Hash> = if n == 0 {
+            vec![GENESIS_HASH]
+        } else {
+            state.recent.get(n).iter().map(|(h, _)| *h).collect()
+        };
+        let mut out = Vec::new();
+        if n > reached {
+            let first = reached + 1;
+            let missing = if first == n {
+                "is missing".to_owned()
+            } else {
+                format!(
+                    "to {} are missing ({} entries)",
+                    group_thousands(n),
+                    group_thousands(n - reached)
+                )
+            };
+            out.push(Finding::new(
+                tenant,
+                first,
+                position,
+                FindingKind::Deletion,
+                format!(
+                    "{missing}: the log before the anchor at position {position} ends at entry {}, the anchor continues after entry {}",
+                    group_thousands(reached),
+                    group_thousands(n)
+                ),
+            ));
+            for f in out {
+                self.push(f);
+            }
+            // Nothing read can confirm it: it counts only if its signature was checked.
+            if valid && self.note_verifier.is_some() {
+                self.count_anchor_checkpoint(tenant, n);
+            }
+            self.adopt_anchor(position, anchor, "entries before it are missing");
+            return;
+        }
+        if let Some(&ours) = known.first()
+            && !known.contains(&head)
+        {
+            out.push(
+                Finding::new(
+                    tenant,
+                    n,
+                    position,
+                    FindingKind::Modification,
+                    format!(
+                        "hash mismatch: the anchor at position {position} records a different entry {} than the log before it (history rewritten)",
+                        group_thousands(n)
+                    ),
+                )
+                .digests(head, ours),
+            );
+            // Entries after the anchor that link to its head would report the same break again.
+            state.modified.insert(n);
+        } else if n < reached {
+            out.push(Finding::new(
+                tenant,
+                n + 1,
+                position,
+                FindingKind::Replay,
+                format!(
+                    "and later appear again: the anchor at position {position} restarts the chain after entry {}, but the log before it already reached entry {} (overlapping files, or a rewound log)",
+                    group_thousands(n),
+                    group_thousands(reached)
+                ),
+            ));
+        } else if state.tree.size() != n {
+            // Entries before it are missing (already reported): check what follows against the
+            // anchor's Merkle state rather than the incomplete one.
+            let valid_signed = valid && self.note_verifier.is_some();
+            if valid_signed {
+                self.count_anchor_checkpoint(tenant, n);
+            }
+            self.adopt_anchor(position, anchor, "entries before it are missing");
+        } else if state.tree != *anchor.range() {
+            out.push(
+                Finding::new(
+                    tenant,
+                    n,
+                    position,
+                    FindingKind::CheckpointMismatch,
+                    format!(
+                        "the anchor at position {position} has a different Merkle state for tree size {} than the entries before it (history rewritten)",
+                        group_thousands(n)
+                    ),
+                )
+                .digests(anchor.range().root(), state.tree.root()),
+            );
+        } else if valid {
+            // Same size, head and tree: like a checkpoint record whose root matches the entries.
+            self.count_anchor_checkpoint(tenant, n);
+        }
+        for f in out {
+            self.push(f);
+        }
+    }
+
     /// Re-labels the HMAC failure at `idx` as an insertion: the entry was forged, not modified.
     fn mark_inserted(&mut self, idx: usize, message: String) {
         if let Some(f) = self.findings.get_mut(idx)
@@ -756,6 +1016,7 @@ impl LogVerifier {
         let mut new: Vec<Finding> = Vec::new();
         let hmac_checked = self.hmac_checked;
         let state = self.chain(tenant);
+        state.started = true;
 
         // Replays and duplicated sequence numbers.
         let seen = state.recent.get(s);
@@ -1015,6 +1276,7 @@ impl LogVerifier {
 
         // Merkle tree over the entries as they appear.
         state.tree.append(c.leaf);
+        state.read += 1;
         state.head = h;
         if let Some(old) = state.recent.insert(s, h, pos) {
             state.forget(old);
@@ -1174,6 +1436,7 @@ impl LogVerifier {
         if self.note_verifier.is_none() {
             not_checked.push("checkpoint signatures (no public key given)".to_owned());
         }
+        not_checked.append(&mut self.anchor_notes);
         for (t, size, pos) in &self.late_checkpoints {
             not_checked.push(format!(
                 "the checkpoint of tenant {t} for {} entries at position {pos}: it comes after later entries, so its root was not recomputed",
@@ -1185,7 +1448,9 @@ impl LogVerifier {
             .iter()
             .map(|(t, s)| ChainSummary {
                 tenant_id: t.clone(),
-                entries: s.tree.size(),
+                entries: s.read,
+                start: s.start,
+                size: s.tree.size(),
                 head: s.head,
                 root: s.tree.root(),
                 checkpoints_verified: s.checkpoints_verified,

@@ -245,3 +245,80 @@ fn worked_example_verifies_and_timestamps_parse() {
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );
 }
+
+/// The worked example's last entry in a file of its own: an anchor at size 2, entry 3, and the
+/// checkpoint at 3 (`tests/data/golden/example-anchored.jsonl`, quoted in docs/FORMAT.md §13).
+#[test]
+fn worked_example_anchor_matches_golden_file_and_format_md() {
+    use blackbox_core::anchor::Anchor;
+    let ex = build();
+    let entries = ex.values["entries"].as_array().unwrap();
+    let hash = |i: usize| Hash::from_prefixed(entries[i]["entry_hash"].as_str().unwrap()).unwrap();
+    let (l1, l2) = (leaf_hash(hash(0).as_bytes()), leaf_hash(hash(1).as_bytes()));
+    let mut range = CompactRange::new();
+    range.append(l1);
+    range.append(l2);
+    let signer = NoteSigner::new("blackbox/example", seed_bytes()).unwrap();
+    let cp = Checkpoint {
+        origin: "blackbox/example/acme".to_owned(),
+        size: 2,
+        root: range.root(),
+        extensions: vec!["timestamp 2026-04-14T18:00:01.500Z".to_owned()],
+    };
+    let cp = SignedCheckpoint::sign(cp, &signer).unwrap();
+    // The inclusion proof of leaf 1 in a tree of 2 is its sibling, leaf 0.
+    let anchor = Anchor::new(
+        TenantId::parse("acme").unwrap(),
+        range,
+        hash(1),
+        vec![l1],
+        cp,
+    )
+    .unwrap();
+    anchor.verify(&signer.verifier()).unwrap();
+    let line = anchor.to_line();
+    let jsonl = format!(
+        "{line}\n{}\n{}\n",
+        entries[2]["line"].as_str().unwrap(),
+        serde_json::json!({ "checkpoint": ex.values["checkpoint_note"] })
+    );
+    if std::env::var_os("BLACKBOX_BLESS").is_some() {
+        std::fs::write(data("example-anchored.jsonl"), &jsonl).unwrap();
+    }
+    assert_eq!(
+        jsonl,
+        std::fs::read_to_string(data("example-anchored.jsonl")).unwrap(),
+        "the anchored example changed: that is a format change"
+    );
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/FORMAT.md"))
+        .unwrap();
+    assert!(
+        doc.contains(&line),
+        "docs/FORMAT.md does not quote the anchor record:\n{line}"
+    );
+
+    // The file verifies on its own: entry 3 continues from the anchor, and checkpoint 3 matches.
+    let mut ring = Keyring::new();
+    ring.push(
+        KeyId::parse("k1").unwrap(),
+        HmacKey::from_bytes(key_bytes()),
+    )
+    .unwrap();
+    let mut v = LogVerifier::new(true, Some(signer.verifier()));
+    for (i, l) in jsonl.lines().enumerate() {
+        let pos = u64::try_from(i + 1).unwrap();
+        if l.starts_with("{\"anchor\":") {
+            v.add_anchor_line(pos, l.as_bytes());
+        } else if l.starts_with("{\"checkpoint\":") {
+            let val: Value = serde_json::from_str(l).unwrap();
+            v.add_checkpoint(pos, val["checkpoint"].as_str().unwrap(), false);
+        } else {
+            v.feed(check_entry(pos, l.as_bytes(), None, Some(&ring)));
+        }
+    }
+    let r = v.finish();
+    assert!(r.ok(), "{:?}", r.findings);
+    let c = &r.chains[0];
+    assert_eq!((c.entries, c.start, c.size), (1, 2, 3));
+    assert_eq!(c.checkpoints_verified, 2);
+}

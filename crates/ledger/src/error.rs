@@ -69,6 +69,18 @@ pub enum LedgerError {
     /// The store's content is inconsistent in a way that prevents the operation.
     #[error("{0}")]
     Inconsistent(String),
+    /// An anchor was asked for with a checkpoint of another size than the chain head.
+    #[error(
+        "chain `{tenant}`: an anchor needs a checkpoint of the head's size {head_size}, but the checkpoint given has size {checkpoint_size}"
+    )]
+    AnchorSize {
+        /// The chain.
+        tenant: String,
+        /// Entries in the chain.
+        head_size: u64,
+        /// The checkpoint's tree size.
+        checkpoint_size: u64,
+    },
     /// Something asked for does not exist.
     #[error("{0}")]
     NotFound(String),

@@ -5,7 +5,10 @@
 //! {"agent_id":…,"hmac_sha256":"…"}                            an entry line, byte for byte
 //! {"personal":{"seq":7,"sidecar":{…},"tenant_id":"acme"}}     sidecar of the entry that follows
 //! {"checkpoint":"<signed note text>"}                         a signed checkpoint
+//! {"anchor":{"checkpoint":…,"frontier":[…],"head":…,…}}      where a file picks a chain up
 //! ```
+//!
+//! Anchor records are read and checked by [`blackbox_core::anchor::Anchor`].
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -14,6 +17,8 @@ use serde_json::value::RawValue;
 pub const CHECKPOINT_PREFIX: &[u8] = b"{\"checkpoint\":";
 /// Prefix of a personal-sidecar record.
 pub const PERSONAL_PREFIX: &[u8] = b"{\"personal\":";
+/// Prefix of an anchor record.
+pub const ANCHOR_PREFIX: &[u8] = blackbox_core::anchor::ANCHOR_PREFIX;
 
 /// What a JSONL line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +29,8 @@ pub enum RecordKind {
     Checkpoint,
     /// A personal sidecar record.
     Personal,
+    /// An anchor record: the state of a chain before the entries that follow.
+    Anchor,
 }
 
 /// Classifies a line by its prefix.
@@ -33,6 +40,8 @@ pub fn record_kind(line: &[u8]) -> RecordKind {
         RecordKind::Checkpoint
     } else if line.starts_with(PERSONAL_PREFIX) {
         RecordKind::Personal
+    } else if line.starts_with(ANCHOR_PREFIX) {
+        RecordKind::Anchor
     } else {
         RecordKind::Entry
     }
@@ -122,5 +131,9 @@ mod tests {
             ("acme".to_owned(), 7, sc.to_vec())
         );
         assert_eq!(record_kind(b"{\"agent_id\":\"a\"}"), RecordKind::Entry);
+        assert_eq!(
+            record_kind(b"{\"anchor\":{\"checkpoint\":\"\"}}"),
+            RecordKind::Anchor
+        );
     }
 }

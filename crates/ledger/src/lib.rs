@@ -8,6 +8,7 @@
 //! the HTTP service and the CLI sit on top of it.
 #![forbid(unsafe_code)]
 
+pub mod anchor;
 pub mod config;
 pub mod datadir;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod jsonl;
 pub mod open;
 pub mod proof;
 pub mod query;
+pub mod report;
 pub mod verify;
 pub mod writer;
 

@@ -61,7 +61,7 @@ pub fn subtree_hash(
     }
 }
 
-fn map_proof_err(e: MerkleProofError<LedgerError>) -> LedgerError {
+pub(crate) fn map_proof_err(e: MerkleProofError<LedgerError>) -> LedgerError {
     match e {
         MerkleProofError::Storage(e) => e,
         other => LedgerError::Proof(other.to_string()),
@@ -132,6 +132,48 @@ pub fn prove_consistency(
         .map_err(|e| LedgerError::Proof(format!("the old checkpoint cannot be read: {e}")))?;
     let tenant = origin_tenant(&old.checkpoint.origin).to_owned();
     let new = latest_checkpoint(store, &tenant)?;
+    prove_between(store, old, new)
+}
+
+/// A consistency proof between two stored checkpoints of `tenant`'s chain, at `from_size` and
+/// `to_size` (the latest checkpoint when `None`).
+///
+/// # Errors
+/// [`LedgerError::NotFound`] when no checkpoint of that size is stored; proof failures.
+pub fn prove_sizes(
+    store: &dyn Store,
+    tenant: &str,
+    from_size: u64,
+    to_size: Option<u64>,
+) -> Result<ConsistencyProof, LedgerError> {
+    let at = |size: u64| -> Result<SignedCheckpoint, LedgerError> {
+        let cp = store
+            .checkpoints(tenant)?
+            .into_iter()
+            .rev()
+            .find(|c| c.size == size)
+            .ok_or_else(|| {
+                LedgerError::NotFound(format!(
+                    "tenant `{tenant}` has no signed checkpoint at tree size {size}"
+                ))
+            })?;
+        SignedCheckpoint::parse(&cp.note)
+            .map_err(|e| LedgerError::Inconsistent(format!("stored checkpoint unreadable: {e}")))
+    };
+    let old = at(from_size)?;
+    let new = match to_size {
+        Some(s) => at(s)?,
+        None => latest_checkpoint(store, tenant)?,
+    };
+    prove_between(store, old, new)
+}
+
+fn prove_between(
+    store: &dyn Store,
+    old: SignedCheckpoint,
+    new: SignedCheckpoint,
+) -> Result<ConsistencyProof, LedgerError> {
+    let tenant = origin_tenant(&old.checkpoint.origin).to_owned();
     let (old_size, new_size) = (old.checkpoint.size, new.checkpoint.size);
     if old_size > new_size {
         return Err(LedgerError::Proof(format!(

@@ -3,15 +3,19 @@
 //! A reader thread produces chunks of lines; each chunk's entries are checked in parallel
 //! ([`blackbox_core::verify::check_entry`]: parse, SHA-256, HMAC, sidecar) and then fed in order
 //! to the sequential [`LogVerifier`]. Memory is bounded by a few chunks plus the verifier's window.
+//!
+//! Checkpoint and anchor records travel inside the chunks, in their place among the entries, so
+//! the verifier meets them in log order. Several JSONL files are read as one stream
+//! ([`verify_log_files`]): a file that continues a chain starts with an anchor record.
 
 use std::fs::File;
 use std::io::{BufRead as _, BufReader, Read as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use blackbox_core::keys::Keyring;
 use blackbox_core::note::NoteVerifier;
-use blackbox_core::verify::{EntryCheck, LogVerifier, Report, check_entry};
+use blackbox_core::verify::{EntryCheck, LogVerifier, Report, SourceLine, check_entry};
 use blackbox_store::Store as _;
 use blackbox_store::sqlite::SqliteStore;
 use rayon::prelude::*;
@@ -37,9 +41,17 @@ struct Chunk {
     checks: Vec<Checked>,
 }
 
-/// One entry of a chunk and its sidecar, or a checkpoint record met in the stream.
+/// A record other than an entry, met in the stream.
+enum Record {
+    /// The note text of a checkpoint record (or why it is unreadable).
+    Checkpoint(String),
+    /// An anchor record line, read by the verifier.
+    Anchor(Vec<u8>),
+}
+
+/// One entry of a chunk and its sidecar, or a checkpoint or anchor record met in the stream.
 struct Item {
-    checkpoint: Option<String>,
+    record: Option<Record>,
     position: u64,
     line: std::ops::Range<usize>,
     sidecar: Option<std::ops::Range<usize>>,
@@ -74,7 +86,7 @@ impl Chunk {
             a..self.side.len()
         });
         self.items.push(Item {
-            checkpoint: None,
+            record: None,
             position,
             line,
             sidecar,
@@ -82,9 +94,9 @@ impl Chunk {
         });
     }
 
-    fn push_checkpoint(&mut self, position: u64, text: String) {
+    fn push_record(&mut self, position: u64, record: Record) {
         self.items.push(Item {
-            checkpoint: Some(text),
+            record: Some(record),
             position,
             line: 0..0,
             sidecar: None,
@@ -140,6 +152,7 @@ const CHUNK_BYTES: usize = 2 << 20;
 enum Checked {
     Entry(EntryCheck),
     Checkpoint(u64, String),
+    Anchor(u64, Vec<u8>),
 }
 
 fn check_chunk(chunk: &mut Chunk, keys: Option<&Keyring>) {
@@ -153,8 +166,10 @@ fn check_chunk(chunk: &mut Chunk, keys: Option<&Keyring>) {
     items
         .par_iter_mut()
         .map(|it| {
-            if let Some(text) = it.checkpoint.take() {
-                return Checked::Checkpoint(it.position, text);
+            match it.record.take() {
+                Some(Record::Checkpoint(text)) => return Checked::Checkpoint(it.position, text),
+                Some(Record::Anchor(line)) => return Checked::Anchor(it.position, line),
+                None => {}
             }
             let sidecar = it.sidecar.as_ref().map(|r| &side[r.clone()]);
             let mut c = check_entry(it.position, &buf[it.line.clone()], sidecar, keys);
@@ -199,6 +214,7 @@ where
                             v.feed(c);
                         }
                         Checked::Checkpoint(pos, text) => v.add_checkpoint(pos, &text, false),
+                        Checked::Anchor(pos, line) => v.add_anchor_line(pos, &line),
                     }
                 }
                 progress(done);
@@ -327,7 +343,7 @@ pub fn prescan_log(path: &Path) -> Result<(u64, FoundCheckpoints), LedgerError> 
         match record_kind(line) {
             RecordKind::Entry => entries += 1,
             RecordKind::Checkpoint => cps.push((n, parse_checkpoint_record(line))),
-            RecordKind::Personal => {}
+            RecordKind::Personal | RecordKind::Anchor => {}
         }
         true
     })?;
@@ -345,69 +361,134 @@ pub fn verify_log_file(
     trusted_checkpoints: &[String],
     progress: Progress<'_>,
 ) -> Result<Report, LedgerError> {
+    verify_log_files(
+        &[path.to_owned()],
+        keys,
+        verifier,
+        trusted_checkpoints,
+        progress,
+    )
+}
+
+/// Verifies several JSONL files, in the order given, as one log: the lines of each file follow
+/// those of the one before, so a chain continues across files (a later file starts with an
+/// anchor record, or simply goes on with the next entry).
+///
+/// Finding positions count lines across all the files; with more than one file each finding
+/// also names the file and line ([`Finding::source`](blackbox_core::verify::Finding::source)).
+/// Trusted checkpoints have position 0.
+///
+/// # Errors
+/// I/O errors. Problems with the log are findings in the [`Report`].
+pub fn verify_log_files(
+    paths: &[PathBuf],
+    keys: Option<&Keyring>,
+    verifier: Option<NoteVerifier>,
+    trusted_checkpoints: &[String],
+    progress: Progress<'_>,
+) -> Result<Report, LedgerError> {
     let mut v = LogVerifier::new(keys.is_some(), verifier);
-    for (i, cp) in trusted_checkpoints.iter().enumerate() {
-        v.add_checkpoint(u64::try_from(i).unwrap_or(0) + 1, cp, true);
+    for cp in trusted_checkpoints {
+        v.add_checkpoint(0, cp, true);
     }
+    // Lines before each file, counted across the files.
+    let mut offsets: Vec<u64> = Vec::with_capacity(paths.len());
+    let offsets_out = &mut offsets;
     let v = pipeline(v, keys, progress, move |tx| {
-        // Blocks are read straight into the chunk buffer and split into lines in place; a partial
-        // last line is carried into the next chunk.
-        let mut file = File::open(path).map_err(LedgerError::io(path))?;
-        let mut carry: Vec<u8> = Vec::new();
         let mut line_no = 0u64;
         let mut pending: PendingSidecar = None;
-        loop {
-            let mut chunk = tx.fresh();
-            chunk.buf.extend_from_slice(&carry);
-            carry.clear();
-            let want = CHUNK_BYTES.saturating_sub(chunk.buf.len()).max(1 << 16);
-            let got = (&mut file)
-                .take(want as u64)
-                .read_to_end(&mut chunk.buf)
-                .map_err(LedgerError::io(path))?;
-            let eof = got == 0;
-            let mut start = 0usize;
-            while start < chunk.buf.len() {
-                let end = match memchr::memchr(b'\n', &chunk.buf[start..]) {
-                    Some(off) => start + off,
-                    None if eof => chunk.buf.len(),
-                    None => break,
-                };
-                line_no += 1;
-                let line = &chunk.buf[start..end];
-                match record_kind(line) {
-                    RecordKind::Checkpoint => {
-                        let text = parse_checkpoint_record(line).unwrap_or_else(|why| why);
-                        chunk.push_checkpoint(line_no, text);
-                    }
-                    RecordKind::Personal => pending = Some((line_no, parse_personal_record(line))),
-                    RecordKind::Entry => match pending.take() {
-                        None => chunk.push_range(line_no, start..end, None, None),
-                        Some((_, Ok((_, _, bytes)))) => {
-                            chunk.push_range(line_no, start..end, Some(&bytes), None);
-                        }
-                        Some((pn, Err(why))) => chunk.push_range(
-                            line_no,
-                            start..end,
-                            None,
-                            Some(format!(
-                                "the personal record on line {pn} is malformed: {why}"
-                            )),
-                        ),
-                    },
-                }
-                start = end + 1;
-            }
-            let start = start.min(chunk.buf.len());
-            carry.extend_from_slice(&chunk.buf[start..]);
-            chunk.buf.truncate(start);
-            if !chunk.items.is_empty() && tx.tx.send(chunk).is_err() {
-                return Ok(());
-            }
-            if eof {
-                return Ok(());
+        for path in paths {
+            offsets_out.push(line_no);
+            if !read_log_file(tx, path, &mut line_no, &mut pending)? {
+                break;
             }
         }
+        Ok(())
     })?;
-    Ok(v.finish())
+    let mut report = v.finish();
+    if paths.len() > 1 {
+        for f in &mut report.findings {
+            let Some(i) = offsets.iter().rposition(|&o| o < f.position) else {
+                continue; // position 0: not a line of any file
+            };
+            if let (Some(path), Some(&o)) = (paths.get(i), offsets.get(i)) {
+                f.source = Some(SourceLine {
+                    file: path.display().to_string(),
+                    line: f.position - o,
+                });
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Reads one JSONL file into chunks, numbering its lines on from `line_no`. Returns `false` when
+/// the consumer has gone.
+fn read_log_file(
+    tx: &ChunkSink,
+    path: &Path,
+    line_no: &mut u64,
+    pending: &mut PendingSidecar,
+) -> Result<bool, LedgerError> {
+    // Blocks are read straight into the chunk buffer and split into lines in place; a partial
+    // last line is carried into the next chunk.
+    let mut file = File::open(path).map_err(LedgerError::io(path))?;
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let mut chunk = tx.fresh();
+        chunk.buf.extend_from_slice(&carry);
+        carry.clear();
+        let want = CHUNK_BYTES.saturating_sub(chunk.buf.len()).max(1 << 16);
+        let got = (&mut file)
+            .take(want as u64)
+            .read_to_end(&mut chunk.buf)
+            .map_err(LedgerError::io(path))?;
+        let eof = got == 0;
+        let mut start = 0usize;
+        while start < chunk.buf.len() {
+            let end = match memchr::memchr(b'\n', &chunk.buf[start..]) {
+                Some(off) => start + off,
+                None if eof => chunk.buf.len(),
+                None => break,
+            };
+            *line_no += 1;
+            let n = *line_no;
+            let line = &chunk.buf[start..end];
+            match record_kind(line) {
+                RecordKind::Checkpoint => {
+                    let text = parse_checkpoint_record(line).unwrap_or_else(|why| why);
+                    chunk.push_record(n, Record::Checkpoint(text));
+                }
+                RecordKind::Anchor => {
+                    let line = line.to_vec();
+                    chunk.push_record(n, Record::Anchor(line));
+                }
+                RecordKind::Personal => *pending = Some((n, parse_personal_record(line))),
+                RecordKind::Entry => match pending.take() {
+                    None => chunk.push_range(n, start..end, None, None),
+                    Some((_, Ok((_, _, bytes)))) => {
+                        chunk.push_range(n, start..end, Some(&bytes), None);
+                    }
+                    Some((pn, Err(why))) => chunk.push_range(
+                        n,
+                        start..end,
+                        None,
+                        Some(format!(
+                            "the personal record on line {pn} is malformed: {why}"
+                        )),
+                    ),
+                },
+            }
+            start = end + 1;
+        }
+        let start = start.min(chunk.buf.len());
+        carry.extend_from_slice(&chunk.buf[start..]);
+        chunk.buf.truncate(start);
+        if !chunk.items.is_empty() && tx.tx.send(chunk).is_err() {
+            return Ok(false);
+        }
+        if eof {
+            return Ok(true);
+        }
+    }
 }

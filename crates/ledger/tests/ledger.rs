@@ -230,3 +230,106 @@ fn file_verification_reads_across_block_boundaries() {
     assert!(r.ok());
     assert_eq!(r.entries, 7000);
 }
+
+#[test]
+fn a_log_split_at_an_anchor_verifies_file_by_file_and_as_a_set() {
+    use blackbox_ledger::anchor::{anchor_at_head, anchor_now};
+    use blackbox_ledger::verify::verify_log_files;
+
+    let (tmp, dir) = setup(50);
+    let (mut store, mut writer, _) = open_writer(&dir).unwrap();
+    let first: Vec<_> = (0..70).map(|i| event(i, "acme")).collect();
+    writer
+        .append(&mut store, &first, 1_776_160_000_000, true)
+        .unwrap();
+    // The closing checkpoint is at the head (70): the anchor is built there.
+    let anchor = anchor_now(&store, "acme").unwrap();
+    assert_eq!(anchor.size(), 70);
+    let verifier = public_key(&dir).unwrap();
+    anchor.verify(&verifier).unwrap();
+    // A checkpoint of another size is refused.
+    let head = store.chains().unwrap().remove(0);
+    let cp50 = store
+        .checkpoints("acme")
+        .unwrap()
+        .into_iter()
+        .find(|c| c.size == 50)
+        .unwrap();
+    assert!(matches!(
+        anchor_at_head(&store, &head, &cp50),
+        Err(blackbox_ledger::LedgerError::AnchorSize {
+            head_size: 70,
+            checkpoint_size: 50,
+            ..
+        })
+    ));
+    let second: Vec<_> = (70..130).map(|i| event(i, "acme")).collect();
+    writer
+        .append(&mut store, &second, 1_776_160_100_000, true)
+        .unwrap();
+    drop(store);
+
+    let store = open_reader(&dir).unwrap();
+    let whole = tmp.path().join("whole.jsonl");
+    export_log(&store, None, &mut std::fs::File::create(&whole).unwrap()).unwrap();
+    let text = std::fs::read_to_string(&whole).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // Cut after the checkpoint record that follows entry 70.
+    let e70 = lines
+        .iter()
+        .position(|l| l.starts_with("{\"agent_id\"") && l.contains(",\"seq\":70,"))
+        .unwrap();
+    assert!(lines[e70 + 1].starts_with("{\"checkpoint\":"));
+    let cut = e70 + 2;
+    let write = |name: &str, ls: &[&str]| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, ls.join("\n") + "\n").unwrap();
+        p
+    };
+    let a = write("a.jsonl", &lines[..cut]);
+    let anchor_line = anchor.to_line();
+    let b = write(
+        "b.jsonl",
+        &[&[anchor_line.as_str()][..], &lines[cut..]].concat(),
+    );
+
+    let keys = load_keyring(&dir.hmac_keys_path()).unwrap();
+    let check = |paths: &[std::path::PathBuf]| {
+        verify_log_files(paths, Some(&keys), Some(verifier.clone()), &[], &|_| {}).unwrap()
+    };
+    let all = check(std::slice::from_ref(&whole));
+    assert!(all.ok(), "{:?}", all.findings);
+    let set = check(&[a.clone(), b.clone()]);
+    assert!(set.ok(), "{:?}", set.findings);
+    let (s, w) = (&set.chains[0], &all.chains[0]);
+    assert_eq!((s.entries, s.start, s.size), (130, 0, 130));
+    assert_eq!((s.head, s.root), (w.head, w.root));
+    assert_eq!(set.entries, 130);
+
+    let ra = check(std::slice::from_ref(&a));
+    assert!(ra.ok(), "{:?}", ra.findings);
+    assert_eq!(ra.chains[0].size, 70);
+    let rb = verify_log_file(&b, Some(&keys), Some(verifier.clone()), &[], &|_| {}).unwrap();
+    assert!(rb.ok(), "{:?}", rb.findings);
+    let c = &rb.chains[0];
+    assert_eq!((c.entries, c.start, c.size), (60, 70, 130));
+    assert_eq!((c.head, c.root), (w.head, w.root));
+    assert_eq!(c.largest_checkpoint, 130);
+
+    // The last entry of the first file deleted: found at the anchor, named by file and line.
+    let mut short: Vec<&str> = lines[..cut].to_vec();
+    short.remove(e70);
+    let a2 = write("a2.jsonl", &short);
+    let r = check(&[a2.clone(), b.clone()]);
+    assert!(!r.ok());
+    let f = r.first().unwrap();
+    assert_eq!(
+        (f.kind, f.seq),
+        (blackbox_core::verify::FindingKind::Deletion, 70)
+    );
+    let src = f.source.as_ref().unwrap();
+    assert_eq!((src.file.as_str(), src.line), (b.to_str().unwrap(), 1));
+    // Files in the wrong order: the first file's entries come after the anchor at 70.
+    let r = check(&[b.clone(), a.clone()]);
+    assert!(!r.ok());
+}

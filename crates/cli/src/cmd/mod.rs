@@ -4,12 +4,16 @@ use anyhow::{Context as _, Result};
 use blackbox_ledger::datadir::DataDir;
 
 use crate::Outcome;
+use crate::cli::TokensCmd;
 use crate::cli::{Cli, Cmd, KeysCmd, TextOrJson};
 use crate::output::{aligned, n};
 
 mod append;
 mod proofs;
 mod query;
+mod remote;
+mod serve;
+mod tokens;
 mod verify;
 
 pub fn run(cli: Cli) -> Result<Outcome> {
@@ -19,6 +23,42 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             log_name,
             format,
         } => init(&DataDir::new(dir.data_dir), log_name, format),
+        Cmd::Serve {
+            listen,
+            data_dir,
+            config,
+            rules,
+            log_file,
+            log_format,
+            rate_limit,
+            print_config,
+        } => serve::run(serve::Args {
+            listen,
+            data_dir,
+            config,
+            rules,
+            log_file,
+            log_format,
+            rate_limit,
+            print_config,
+        }),
+        Cmd::Tokens { cmd } => match cmd {
+            TokensCmd::Create {
+                dir,
+                tenant,
+                scope,
+                label,
+                format,
+            } => tokens::create(
+                &DataDir::new(dir.data_dir),
+                tenant.as_deref(),
+                &scope,
+                &label,
+                format,
+            ),
+            TokensCmd::List { dir, format } => tokens::list(&DataDir::new(dir.data_dir), format),
+            TokensCmd::Revoke { dir, id } => tokens::revoke(&DataDir::new(dir.data_dir), &id),
+        },
         Cmd::Append {
             dir,
             file,
@@ -33,6 +73,13 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             format,
         ),
         Cmd::Verify {
+            tenant_id,
+            all,
+            format,
+            remote,
+            ..
+        } if remote.server.is_some() => remote::verify(&remote, tenant_id.as_deref(), all, format),
+        Cmd::Verify {
             data_dir,
             log_file,
             key_file,
@@ -41,6 +88,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             tenant_id,
             all,
             format,
+            remote: _,
         } => verify::run(&verify::Args {
             data_dir,
             log_file,
@@ -53,6 +101,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         }),
         Cmd::Query {
             dir,
+            remote,
             agent_id,
             session_id,
             tenant_id,
@@ -62,9 +111,8 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             end,
             limit,
             format,
-        } => query::run(
-            &DataDir::new(dir.data_dir),
-            query::Filters {
+        } => {
+            let filters = query::Filters {
                 agent_id,
                 session_id,
                 tenant_id,
@@ -73,14 +121,33 @@ pub fn run(cli: Cli) -> Result<Outcome> {
                 start,
                 end,
                 limit,
-            },
+            };
+            if remote.server.is_some() {
+                remote::query(&remote, &filters, format)
+            } else {
+                query::run(&DataDir::new(dir.data_dir), filters, format)
+            }
+        }
+        Cmd::Checkpoint {
+            remote,
+            tenant_id,
+            sign_now,
             format,
-        ),
+            ..
+        } if remote.server.is_some() => {
+            if sign_now {
+                anyhow::bail!(
+                    "--sign-now needs the data directory (the service signs on its own schedule)"
+                );
+            }
+            remote::checkpoint(&remote, tenant_id.as_deref(), format)
+        }
         Cmd::Checkpoint {
             dir,
             tenant_id,
             sign_now,
             format,
+            remote: _,
         } => proofs::checkpoint(
             &DataDir::new(dir.data_dir),
             tenant_id.as_deref(),
@@ -88,11 +155,26 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             format,
         ),
         Cmd::Prove {
+            remote,
+            tenant_id,
+            entry_id,
+            consistency,
+            output,
+            ..
+        } if remote.server.is_some() => remote::prove(
+            &remote,
+            tenant_id.as_deref(),
+            entry_id.as_deref(),
+            consistency.as_deref(),
+            output.as_deref(),
+        ),
+        Cmd::Prove {
             dir,
             entry_id,
             consistency,
             no_entry,
             output,
+            ..
         } => proofs::prove(
             &DataDir::new(dir.data_dir),
             entry_id.as_deref(),

@@ -100,38 +100,9 @@ pub fn run(dir: &DataDir, f: Filters, format: QueryFormat) -> Result<Outcome> {
             r
         }
         QueryFormat::Table => {
-            let cols = [
-                "timestamp",
-                "tenant_id",
-                "seq",
-                "agent_id",
-                "session_id",
-                "event_type",
-                "tool_name",
-                "allowed",
-                "model",
-            ];
-            let idx: Vec<usize> = cols
-                .iter()
-                .filter_map(|c| COLUMNS.iter().position(|x| x == c))
-                .collect();
-            writeln!(
-                out,
-                "{:<24}  {:<12}  {:>8}  {:<24}  {:<16}  {:<14}  {:<18}  {:<7}  MODEL",
-                "TIME", "TENANT", "SEQ", "AGENT", "SESSION", "TYPE", "TOOL", "ALLOWED"
-            )?;
+            table_header(&mut out)?;
             store.query(&q, &mut |e| {
-                let row = flatten(&e.tenant_id, e.seq, &e.line);
-                let v: Vec<&str> = idx
-                    .iter()
-                    .map(|&i| row.get(i).map_or("", String::as_str))
-                    .collect();
-                writeln!(
-                    out,
-                    "{:<24}  {:<12}  {:>8}  {:<24}  {:<16}  {:<14}  {:<18}  {:<7}  {}",
-                    v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]
-                )
-                .map_err(io_err)?;
+                table_row(&mut out, &e.tenant_id, e.seq, &e.line).map_err(io_err)?;
                 count += 1;
                 Ok(true)
             })
@@ -157,4 +128,44 @@ pub fn run(dir: &DataDir, f: Filters, format: QueryFormat) -> Result<Outcome> {
         );
     }
     Ok(Outcome::Ok)
+}
+
+/// The table view's header line.
+pub fn table_header(out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<24}  {:<12}  {:>8}  {:<24}  {:<16}  {:<14}  {:<18}  {:<7}  MODEL",
+        "TIME", "TENANT", "SEQ", "AGENT", "SESSION", "TYPE", "TOOL", "ALLOWED"
+    )
+}
+
+/// One entry as a line of the table view.
+pub fn table_row(out: &mut impl Write, tenant: &str, seq: u64, line: &[u8]) -> std::io::Result<()> {
+    const COLS: [&str; 9] = [
+        "timestamp",
+        "tenant_id",
+        "seq",
+        "agent_id",
+        "session_id",
+        "event_type",
+        "tool_name",
+        "allowed",
+        "model",
+    ];
+    let row = flatten(tenant, seq, line);
+    let v: Vec<&str> = COLS
+        .iter()
+        .map(|c| {
+            COLUMNS
+                .iter()
+                .position(|x| x == c)
+                .and_then(|i| row.get(i))
+                .map_or("", String::as_str)
+        })
+        .collect();
+    writeln!(
+        out,
+        "{:<24}  {:<12}  {:>8}  {:<24}  {:<16}  {:<14}  {:<18}  {:<7}  {}",
+        v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]
+    )
 }

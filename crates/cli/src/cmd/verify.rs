@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result, bail};
 use blackbox_core::verify::Report;
 use blackbox_ledger::datadir::{DEFAULT_DATA_DIR, DataDir, load_keyring, load_verifier};
-use blackbox_ledger::verify::{StoreVerifyOptions, prescan_log, verify_log_file, verify_store};
+use blackbox_ledger::report::{headline, report_json};
+use blackbox_ledger::verify::{StoreVerifyOptions, prescan_log, verify_log_files, verify_store};
 
 use crate::Outcome;
 use crate::cli::TextOrJson;
@@ -13,7 +14,8 @@ use crate::output::{n, progress};
 
 pub struct Args {
     pub data_dir: Option<PathBuf>,
-    pub log_file: Option<PathBuf>,
+    /// JSONL files verified in this order as one log (empty: verify the store).
+    pub log_file: Vec<PathBuf>,
     pub key_file: Option<PathBuf>,
     pub public_key: Option<PathBuf>,
     pub checkpoints: Vec<PathBuf>,
@@ -31,7 +33,7 @@ pub fn run(a: &Args) -> Result<Outcome> {
         );
     }
     let verifier_from = |p: &PathBuf| load_verifier(p).with_context(|| "loading --public-key");
-    let report = if let Some(log) = &a.log_file {
+    let report = if !a.log_file.is_empty() {
         if a.key_file.is_none() && a.public_key.is_none() {
             bail!(
                 "verifying a log file needs --key-file (the HMAC keyring) or --public-key (checkpoint.pub), or both"
@@ -42,14 +44,15 @@ pub fn run(a: &Args) -> Result<Outcome> {
         }
         let keys = a.key_file.as_ref().map(|p| load_keyring(p)).transpose()?;
         let verifier = a.public_key.as_ref().map(verifier_from).transpose()?;
-        // Counting entries for the progress bar costs a read of the file: only on a terminal.
-        let total = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            prescan_log(log)?.0
-        } else {
-            0
-        };
+        // Counting entries for the progress bar costs a read of the files: only on a terminal.
+        let mut total = 0;
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            for log in &a.log_file {
+                total += prescan_log(log)?.0;
+            }
+        }
         let pb = progress(total, "verifying");
-        let r = verify_log_file(log, keys.as_ref(), verifier, &trusted, &|done| {
+        let r = verify_log_files(&a.log_file, keys.as_ref(), verifier, &trusted, &|done| {
             pb.set_position(done)
         })?;
         pb.finish_and_clear();
@@ -118,29 +121,6 @@ pub fn run(a: &Args) -> Result<Outcome> {
     })
 }
 
-fn headline(r: &Report) -> String {
-    let chains = r.chains.len();
-    if let Some(f) = r.first() {
-        let tenant = if chains > 1 && !f.tenant_id.is_empty() {
-            format!("tenant {}: ", f.tenant_id)
-        } else {
-            String::new()
-        };
-        return format!("TAMPERED — {tenant}{}", f.headline());
-    }
-    let intact = if chains > 1 {
-        format!("{chains} chains intact")
-    } else {
-        "chain intact".to_owned()
-    };
-    let scope = if r.hmac_checked {
-        ""
-    } else {
-        " (public key only)"
-    };
-    format!("OK — {} entries verified{scope}, {intact}", n(r.entries))
-}
-
 pub fn report_text(r: &Report, all: bool) -> String {
     let mut out = headline(r);
     out.push('\n');
@@ -153,10 +133,10 @@ pub fn report_text(r: &Report, all: bool) -> String {
                     f.tenant_id.clone()
                 };
                 let seq = if f.seq == 0 { "-".to_owned() } else { n(f.seq) };
-                let pos = if f.position == 0 {
-                    String::new()
-                } else {
-                    format!(" [position {}]", n(f.position))
+                let pos = match (&f.source, f.position) {
+                    (Some(s), _) => format!(" [{} line {}]", s.file, n(s.line)),
+                    (None, 0) => String::new(),
+                    (None, p) => format!(" [position {}]", n(p)),
                 };
                 out.push_str(&format!(
                     "  {tenant:<16} entry {seq:>11}  {:<24} {}{pos}\n",
@@ -180,6 +160,11 @@ pub fn report_text(r: &Report, all: bool) -> String {
             ));
         }
         if let Some(f) = r.first()
+            && let (Some(s), false) = (&f.source, all)
+        {
+            out.push_str(&format!("  at {} line {}\n", s.file, n(s.line)));
+        }
+        if let Some(f) = r.first()
             && let (Some(e), Some(a), false) = (f.expected, f.actual, all)
         {
             out.push_str(&format!("  expected {e}\n  found    {a}\n"));
@@ -195,7 +180,16 @@ pub fn report_text(r: &Report, all: bool) -> String {
             n(c.largest_checkpoint),
             c.head
         ));
-        if r.ok() && c.largest_checkpoint < c.entries {
+        if c.start > 0 {
+            out.push_str(&format!(
+                "  {:<22} entries {} to {}: the log picks the chain up at an anchor of size {}\n",
+                "",
+                n(c.start + 1),
+                n(c.size),
+                n(c.start)
+            ));
+        }
+        if r.ok() && c.largest_checkpoint < c.size {
             out.push_str(&format!(
                 "  {:<22} entries after {} are covered by hash links{}, not yet by a signed checkpoint\n",
                 "",
@@ -219,41 +213,4 @@ pub fn report_text(r: &Report, all: bool) -> String {
         out.push_str(&format!("  not checked: {nc}\n"));
     }
     out
-}
-
-pub fn report_json(r: &Report) -> serde_json::Value {
-    let findings: Vec<serde_json::Value> = r
-        .findings
-        .iter()
-        .map(|f| {
-            serde_json::json!({
-                "tenant_id": f.tenant_id, "seq": f.seq, "position": f.position, "kind": f.kind.as_str(),
-                "message": f.message, "summary": f.headline(),
-                "expected": f.expected.map(|h| h.to_prefixed()), "actual": f.actual.map(|h| h.to_prefixed()),
-            })
-        })
-        .collect();
-    let chains: Vec<serde_json::Value> = r
-        .chains
-        .iter()
-        .map(|c| {
-            serde_json::json!({
-                "tenant_id": c.tenant_id, "entries": c.entries, "head": c.head.to_prefixed(), "merkle_root": c.root.to_base64(),
-                "checkpoints_verified": c.checkpoints_verified, "largest_checkpoint": c.largest_checkpoint, "redacted": c.redacted,
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "status": if r.ok() { "ok" } else { "tampered" },
-        "summary": headline(r),
-        "entries": r.entries,
-        "chains": chains,
-        "findings": findings,
-        "findings_total": r.findings_total,
-        "hmac_checked": r.hmac_checked,
-        "signatures_checked": r.signatures_checked,
-        "hmac_valid_by_key": r.hmac_valid_by_key,
-        "checkpoints_seen": r.checkpoints_seen,
-        "not_checked": r.not_checked,
-    })
 }

@@ -1,0 +1,177 @@
+//! `query`, `verify`, `checkpoint` and `prove` against a running service (`--server URL --token T`).
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use blackbox_client::{Client, EntryQuery, Format};
+use blackbox_core::checkpoint::SignedCheckpoint;
+
+use crate::Outcome;
+use crate::cli::{QueryFormat, RemoteArgs, TextOrJson};
+use crate::cmd::query::{Filters, table_header, table_row};
+
+fn client(r: &RemoteArgs) -> Result<(Client, tokio::runtime::Runtime)> {
+    let server = r
+        .server
+        .as_deref()
+        .ok_or_else(|| anyhow!("--server is required"))?;
+    let token = r.token.clone().ok_or_else(|| {
+        anyhow!("--server needs --token T (or BLACKBOX_TOKEN): a token with read scope")
+    })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the HTTP client")?;
+    let c = Client::new(server, token).map_err(|e| anyhow!("--server {server}: {e}"))?;
+    Ok((c, rt))
+}
+
+pub fn query(r: &RemoteArgs, f: &Filters, format: QueryFormat) -> Result<Outcome> {
+    let (c, rt) = client(r)?;
+    let mut q = EntryQuery::new();
+    q.tenant_id = f.tenant_id.clone();
+    q.agent_id = f.agent_id.clone();
+    q.session_id = f.session_id.clone();
+    q.tool = f.tool.clone();
+    q.event_type = f.event_type.clone();
+    q.start = f.start.clone();
+    q.end = f.end.clone();
+    q.limit = f.limit;
+    let wire = match format {
+        QueryFormat::Csv => Format::Csv,
+        QueryFormat::Json => Format::Json,
+        QueryFormat::Jsonl | QueryFormat::Table => Format::Jsonl,
+    };
+    let raw = rt.block_on(c.entries_raw(&q, wire))?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match format {
+        QueryFormat::Table => {
+            table_header(&mut out)?;
+            let mut count = 0u64;
+            for line in raw.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
+                let tenant = v["tenant_id"].as_str().unwrap_or("");
+                let seq = v["seq"].as_u64().unwrap_or(0);
+                table_row(&mut out, tenant, seq, line)?;
+                count += 1;
+            }
+            out.flush()?;
+            eprintln!(
+                "{} entr{}",
+                blackbox_core::ids::group_thousands(count),
+                if count == 1 { "y" } else { "ies" }
+            );
+        }
+        _ => {
+            out.write_all(&raw.body)?;
+            out.flush()?;
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+pub fn verify(
+    r: &RemoteArgs,
+    tenant: Option<&str>,
+    all: bool,
+    format: TextOrJson,
+) -> Result<Outcome> {
+    let (c, rt) = client(r)?;
+    let report = rt.block_on(c.verify(tenant))?;
+    let ok = report["status"] == "ok";
+    match format {
+        TextOrJson::Json => println!("{report}"),
+        TextOrJson::Text => {
+            println!("{}", report["summary"].as_str().unwrap_or("(no summary)"));
+            let findings = report["findings"].as_array().cloned().unwrap_or_default();
+            for f in findings.iter().take(if all { usize::MAX } else { 0 }) {
+                println!(
+                    "  {:<16} entry {:>11}  {:<24} {}",
+                    f["tenant_id"].as_str().unwrap_or("-"),
+                    f["seq"],
+                    f["kind"].as_str().unwrap_or(""),
+                    f["message"].as_str().unwrap_or("")
+                );
+            }
+            if !all && report["findings_total"].as_u64().unwrap_or(0) > 1 {
+                println!(
+                    "{} problems found in all; run with --all to list them.",
+                    report["findings_total"]
+                );
+            }
+            for ch in report["chains"].as_array().cloned().unwrap_or_default() {
+                println!(
+                    "  chain {:<16} {:>11} entries, {} checkpoints verified (largest: {}), head {}",
+                    ch["tenant_id"].as_str().unwrap_or(""),
+                    ch["entries"],
+                    ch["checkpoints_verified"],
+                    ch["largest_checkpoint"],
+                    ch["head"].as_str().unwrap_or("")
+                );
+            }
+            println!(
+                "  verified by the service at {}",
+                r.server.as_deref().unwrap_or("")
+            );
+        }
+    }
+    Ok(if ok {
+        Outcome::Ok
+    } else {
+        Outcome::CheckFailed
+    })
+}
+
+pub fn checkpoint(r: &RemoteArgs, tenant: Option<&str>, format: TextOrJson) -> Result<Outcome> {
+    let (c, rt) = client(r)?;
+    let cp = rt.block_on(c.latest_checkpoint(tenant))?;
+    match format {
+        TextOrJson::Text => print!("{}", cp.note),
+        TextOrJson::Json => println!(
+            "{}",
+            serde_json::json!({"tenant_id": cp.tenant_id, "tree_size": cp.size, "timestamp": cp.timestamp, "note": cp.note})
+        ),
+    }
+    Ok(Outcome::Ok)
+}
+
+pub fn prove(
+    r: &RemoteArgs,
+    tenant: Option<&str>,
+    entry_id: Option<&str>,
+    consistency: Option<&Path>,
+    output: Option<&Path>,
+) -> Result<Outcome> {
+    let (c, rt) = client(r)?;
+    let doc = match (entry_id, consistency) {
+        (Some(id), _) => rt.block_on(c.inclusion_proof(id, tenant))?,
+        (None, Some(old_path)) => {
+            let old_text = std::fs::read_to_string(old_path)
+                .with_context(|| format!("cannot read --consistency {}", old_path.display()))?;
+            let old = SignedCheckpoint::parse(&old_text)
+                .map_err(|e| anyhow!("--consistency {}: {e}", old_path.display()))?;
+            let doc = rt.block_on(c.consistency_proof(old.checkpoint.size, None, tenant))?;
+            // The service proves from its own checkpoint of that size: it must be the one kept.
+            let v: serde_json::Value = serde_json::from_str(&doc)?;
+            let theirs = SignedCheckpoint::parse(v["old_checkpoint"].as_str().unwrap_or(""))
+                .map_err(|e| anyhow!("the service's old checkpoint is unreadable: {e}"))?;
+            if theirs.checkpoint.root != old.checkpoint.root {
+                eprintln!(
+                    "TAMPERED — the service's checkpoint at size {} has a different root than yours (history rewritten)",
+                    old.checkpoint.size
+                );
+                return Ok(Outcome::CheckFailed);
+            }
+            doc
+        }
+        (None, None) => bail!("give --entry-id ID or --consistency OLD_CHECKPOINT"),
+    };
+    match output {
+        None => println!("{doc}"),
+        Some(p) => std::fs::write(p, format!("{doc}\n"))
+            .with_context(|| format!("writing {}", p.display()))?,
+    }
+    Ok(Outcome::Ok)
+}

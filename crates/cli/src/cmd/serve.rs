@@ -1,0 +1,65 @@
+//! `blackbox serve`: the audit service.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow, bail};
+use blackbox_server::config::{EXAMPLE, LogFormat, Overrides, ServerConfig};
+
+use crate::Outcome;
+
+pub struct Args {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub rules: Option<PathBuf>,
+    pub log_file: Option<PathBuf>,
+    pub log_format: Option<String>,
+    pub rate_limit: Option<u32>,
+    pub print_config: bool,
+}
+
+pub fn run(a: Args) -> Result<Outcome> {
+    if a.print_config {
+        print!("{EXAMPLE}");
+        return Ok(Outcome::Ok);
+    }
+    if let Some(rules) = &a.rules {
+        bail!(
+            "--rules {}: anomaly-detection rules are not supported by this version of the service yet",
+            rules.display()
+        );
+    }
+    let config = ServerConfig::load(
+        a.config.as_deref(),
+        &Overrides {
+            listen: a.listen,
+            data_dir: a.data_dir,
+            log_file: a.log_file,
+            log_format: a.log_format,
+            rate_limit: a.rate_limit,
+        },
+    )?;
+    init_logging(config.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("blackbox-http")
+        .build()
+        .map_err(|e| anyhow!("cannot start the runtime: {e}"))?;
+    rt.block_on(blackbox_server::serve(config))?;
+    Ok(Outcome::Ok)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BLACKBOX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::env::var_os("NO_COLOR").is_none()
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

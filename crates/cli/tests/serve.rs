@@ -1,0 +1,461 @@
+//! `blackbox serve` as a real process: crashes, a full disk, the Python client.
+
+// Helpers here panic on failure by design: that is how a test reports it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{bin, init_store, run};
+use serde_json::{Value, json};
+
+/// A `blackbox serve` child on a free loopback port.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(dir: &str) -> Self {
+        Self::start_with(dir, |c| c)
+    }
+
+    fn start_with(
+        dir: &str,
+        wrap: impl FnOnce(std::process::Command) -> std::process::Command,
+    ) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut cmd = bin();
+        cmd.args([
+            "serve",
+            "--data-dir",
+            dir,
+            "--listen",
+            &addr.to_string(),
+            "--rate-limit",
+            "0",
+        ])
+        .env("BLACKBOX_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        let mut child = wrap(cmd).spawn().unwrap();
+        // Drain stderr so the child never blocks on a full pipe.
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                eprintln!("[serve] {line}");
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok((200, _)) = http(addr, "GET", "/healthz", None, None) {
+                return Self { child, addr };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the server did not start");
+    }
+
+    fn kill9(&mut self) {
+        // Child::kill sends SIGKILL.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 exchange (one request per connection): (status, body).
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    req.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    s.write_all(req.as_bytes())?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)?;
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status line in {text:?}")))?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    // Chunked bodies (streamed answers) are not needed by these tests' JSON calls.
+    Ok((status, body.to_owned()))
+}
+
+fn token(dir: &str, tenant: &str, scope: &str) -> String {
+    let r = run(&[
+        "tokens",
+        "create",
+        "--data-dir",
+        dir,
+        "--tenant",
+        tenant,
+        "--scope",
+        scope,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.stdout.lines().last().unwrap().to_owned()
+}
+
+fn event(writer: usize, i: usize) -> Value {
+    json!({"agent_id": format!("agent-{writer}"), "session_id": format!("s-{writer}"),
+        "client_seq": i, "event_type": "tool_call", "tool_name": "query_database",
+        "args": {"query": format!("SELECT {i}")}})
+}
+
+#[test]
+fn kill_9_while_eight_clients_write_loses_nothing_acknowledged() {
+    let (_tmp, dir) = init_store();
+    let t = token(&dir, "acme", "ingest,read");
+    let mut server = Server::start(&dir);
+    let addr = server.addr;
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (acked, stop, t) = (Arc::clone(&acked), Arc::clone(&stop), t.clone());
+            std::thread::spawn(move || {
+                let mut i = 0;
+                // Bounded: at most 5,000 requests per writer, or until the server dies.
+                while !stop.load(Ordering::Relaxed) && i < 5000 {
+                    let batch: Vec<Value> = (0..1 + i % 5).map(|k| event(w, i * 10 + k)).collect();
+                    i += 1;
+                    match http(
+                        addr,
+                        "POST",
+                        "/v1/events",
+                        Some(&t),
+                        Some(&Value::Array(batch).to_string()),
+                    ) {
+                        Ok((200, body)) => {
+                            let v: Value = serde_json::from_str(&body).unwrap();
+                            let mut a = acked.lock().unwrap();
+                            for e in v["entries"].as_array().unwrap() {
+                                a.push(e["entry_id"].as_str().unwrap().to_owned());
+                            }
+                        }
+                        Ok((status, body)) => panic!("unexpected {status}: {body}"),
+                        Err(_) => break, // the server is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    server.kill9();
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 50,
+        "only {} entries acknowledged before the kill",
+        acked.len()
+    );
+    // Every acknowledged entry survived, and the chain verifies.
+    let v = run(&["verify", "--data-dir", &dir]);
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    let server = Server::start(&dir);
+    for id in &acked {
+        let (status, body) = http(
+            server.addr,
+            "GET",
+            &format!("/v1/entries/{id}"),
+            Some(&t),
+            None,
+        )
+        .unwrap();
+        assert_eq!(status, 200, "acknowledged entry {id} is missing: {body}");
+    }
+    let (status, body) = http(server.addr, "GET", "/v1/verify", Some(&t), None).unwrap();
+    assert_eq!(status, 200);
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["status"], "ok", "{report}");
+    assert!(report["entries"].as_u64().unwrap() >= acked.len() as u64);
+}
+
+fn has_prlimit() -> bool {
+    std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn a_full_disk_answers_503_loses_nothing_and_recovers() {
+    if !has_prlimit() {
+        eprintln!("SKIPPED: prlimit (util-linux) is not installed; .ci/run installs it");
+        assert!(std::env::var_os("CI").is_none(), "prlimit is missing in CI");
+        return;
+    }
+    let (_tmp, dir) = init_store();
+    let t = token(&dir, "acme", "ingest,read");
+    // SIGXFSZ is ignored, so writes past the file-size limit fail with EFBIG instead of
+    // killing the process: a disk that is full for this process's files.
+    let server = Server::start_with(&dir, |mut c| {
+        let prog = c.get_program().to_owned();
+        let args: Vec<_> = c.get_args().map(ToOwned::to_owned).collect();
+        let mut sh = std::process::Command::new("bash");
+        sh.arg("-c")
+            .arg("trap '' XFSZ; exec \"$0\" \"$@\"")
+            .arg(prog)
+            .args(args);
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => sh.env(k, v),
+                None => sh.env_remove(k),
+            };
+        }
+        c = sh;
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    });
+    let pid = server.child.id().to_string();
+    let post = |i: usize| {
+        let batch: Vec<Value> = (0..20).map(|k| event(0, i * 100 + k)).collect();
+        http(
+            server.addr,
+            "POST",
+            "/v1/events",
+            Some(&t),
+            Some(&Value::Array(batch).to_string()),
+        )
+        .unwrap()
+    };
+    let mut acked = 0u64;
+    for i in 0..5 {
+        let (s, b) = post(i);
+        assert_eq!(s, 200, "{b}");
+        acked += 20;
+    }
+    // The disk is full: no file of the service may grow past its current largest size.
+    let biggest = walk(std::path::Path::new(&dir)).into_iter().max().unwrap();
+    let limit = biggest + 4096;
+    let r = std::process::Command::new("prlimit")
+        .args(["--pid", &pid, &format!("--fsize={limit}:unlimited")])
+        .status()
+        .unwrap();
+    assert!(r.success());
+    let mut saw_503 = false;
+    for i in 5..400 {
+        let (s, b) = post(i);
+        match s {
+            200 => acked += 20,
+            503 => {
+                let v: Value = serde_json::from_str(&b).unwrap();
+                assert_eq!(v["error"]["code"], "unavailable", "{b}");
+                saw_503 = true;
+                break;
+            }
+            other => panic!("unexpected {other}: {b}"),
+        }
+    }
+    assert!(saw_503, "writes never failed under the file-size limit");
+    let (s, _) = http(server.addr, "GET", "/readyz", None, None).unwrap();
+    assert_eq!(s, 503);
+    // Space returns: the next request succeeds and nothing acknowledged was lost.
+    let r = std::process::Command::new("prlimit")
+        .args(["--pid", &pid, "--fsize=unlimited:unlimited"])
+        .status()
+        .unwrap();
+    assert!(r.success());
+    let (s, b) = post(1000);
+    assert_eq!(s, 200, "{b}");
+    acked += 20;
+    let (s, body) = http(server.addr, "GET", "/v1/verify", Some(&t), None).unwrap();
+    assert_eq!(s, 200);
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["status"], "ok", "{report}");
+    assert_eq!(report["entries"].as_u64().unwrap(), acked);
+    let (s, _) = http(server.addr, "GET", "/readyz", None, None).unwrap();
+    assert_eq!(s, 200);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<u64> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        if m.is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(m.len());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_python_example_client_hashes_and_posts_a_batch() {
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: python3 is not installed");
+        assert!(std::env::var_os("CI").is_none(), "python3 is missing in CI");
+        return;
+    }
+    let (_tmp, dir) = init_store();
+    let t = token(&dir, "acme", "ingest,read");
+    let server = Server::start(&dir);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python_client.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .env("BLACKBOX_URL", format!("http://{}", server.addr))
+        .env("BLACKBOX_TOKEN", &t)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, body) = http(server.addr, "GET", "/v1/verify", Some(&t), None).unwrap();
+    assert_eq!(s, 200);
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["status"], "ok");
+    assert!(report["entries"].as_u64().unwrap() >= 2, "{report}");
+}
+
+#[test]
+fn serve_refuses_bad_settings_with_a_clear_message() {
+    let (_tmp, dir) = init_store();
+    let r = run(&["serve", "--data-dir", &dir, "--listen", "not-an-address"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--listen"), "{}", r.stderr);
+    let r = run(&["serve", "--print-config"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("[server]"));
+    let r = run(&["tokens", "create", "--data-dir", &dir, "--scope", "read"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("needs a tenant"), "{}", r.stderr);
+    let created = run(&[
+        "tokens",
+        "create",
+        "--data-dir",
+        &dir,
+        "--tenant",
+        "acme",
+        "--scope",
+        "ingest",
+    ]);
+    let tok = created.stdout.lines().last().unwrap();
+    let id = tok.split('_').nth(1).unwrap();
+    let list = run(&["tokens", "list", "--data-dir", &dir]);
+    assert!(
+        list.stdout.contains(id) && !list.stdout.contains(tok),
+        "{}",
+        list.stdout
+    );
+    assert_eq!(run(&["tokens", "revoke", "--data-dir", &dir, id]).code, 0);
+    assert_eq!(run(&["tokens", "revoke", "--data-dir", &dir, id]).code, 2);
+}
+
+#[test]
+fn query_verify_checkpoint_and_prove_work_against_a_running_service() {
+    let (tmp, dir) = init_store();
+    let t = token(&dir, "acme", "ingest,read");
+    let server = Server::start(&dir);
+    let url = format!("http://{}", server.addr);
+    let batch: Vec<Value> = (0..6).map(|i| event(1, i)).collect();
+    let (s, body) = http(
+        server.addr,
+        "POST",
+        "/v1/events",
+        Some(&t),
+        Some(&Value::Array(batch).to_string()),
+    )
+    .unwrap();
+    assert_eq!(s, 200, "{body}");
+    let written: Value = serde_json::from_str(&body).unwrap();
+    let remote = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--server", &url, "--token", &t]);
+        run(&all)
+    };
+    let q = remote(&["query", "--tool", "query_database", "--format", "jsonl"]);
+    assert_eq!(q.code, 0, "{}", q.stderr);
+    assert_eq!(q.stdout.lines().count(), 6);
+    let table = remote(&["query", "--agent-id", "agent-1"]);
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    assert!(table.stdout.starts_with("TIME"), "{}", table.stdout);
+    let v = remote(&["verify"]);
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    assert!(
+        v.stdout.starts_with("OK — 6 entries verified"),
+        "{}",
+        v.stdout
+    );
+    let cp = remote(&["checkpoint"]);
+    assert_eq!(cp.code, 0, "{}", cp.stderr);
+    let anchor = tmp.path().join("anchor.cp");
+    std::fs::write(&anchor, &cp.stdout).unwrap();
+    let id = written["entries"][2]["entry_id"].as_str().unwrap();
+    let proof = tmp.path().join("proof.json");
+    let p = remote(&[
+        "prove",
+        "--entry-id",
+        id,
+        "--output",
+        proof.to_str().unwrap(),
+    ]);
+    assert_eq!(p.code, 0, "{}", p.stderr);
+    let pubkey = format!("{dir}/checkpoint.pub");
+    let vp = run(&[
+        "verify-proof",
+        "--public-key",
+        &pubkey,
+        proof.to_str().unwrap(),
+    ]);
+    assert_eq!(vp.code, 0, "{}{}", vp.stdout, vp.stderr);
+    // A token without read scope is refused with the service's message.
+    let ingest_only = token(&dir, "acme", "ingest");
+    let r = run(&["verify", "--server", &url, "--token", &ingest_only]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("forbidden") || r.stderr.contains("scopes"),
+        "{}",
+        r.stderr
+    );
+}

@@ -1,0 +1,71 @@
+//! The verification report as people and machines read it: the one-line verdict in the product's
+//! words, and the JSON document that `blackbox verify --format json` and the service's
+//! `GET /v1/verify` return.
+
+use blackbox_core::ids::group_thousands as n;
+use blackbox_core::verify::Report;
+
+/// `OK — 14,823 entries verified, chain intact` or `TAMPERED — entry 9,421 …`.
+#[must_use]
+pub fn headline(r: &Report) -> String {
+    let chains = r.chains.len();
+    if let Some(f) = r.first() {
+        let tenant = if chains > 1 && !f.tenant_id.is_empty() {
+            format!("tenant {}: ", f.tenant_id)
+        } else {
+            String::new()
+        };
+        return format!("TAMPERED — {tenant}{}", f.headline());
+    }
+    let intact = if chains > 1 {
+        format!("{chains} chains intact")
+    } else {
+        "chain intact".to_owned()
+    };
+    let scope = if r.hmac_checked {
+        ""
+    } else {
+        " (public key only)"
+    };
+    format!("OK — {} entries verified{scope}, {intact}", n(r.entries))
+}
+
+/// The report as JSON (stable member names: scripts and auditors' tools depend on them).
+#[must_use]
+pub fn report_json(r: &Report) -> serde_json::Value {
+    let findings: Vec<serde_json::Value> = r
+        .findings
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "tenant_id": f.tenant_id, "seq": f.seq, "position": f.position, "kind": f.kind.as_str(),
+                "message": f.message, "summary": f.headline(),
+                "file": f.source.as_ref().map(|s| s.file.clone()), "line": f.source.as_ref().map(|s| s.line),
+                "expected": f.expected.map(|h| h.to_prefixed()), "actual": f.actual.map(|h| h.to_prefixed()),
+            })
+        })
+        .collect();
+    let chains: Vec<serde_json::Value> = r
+        .chains
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "tenant_id": c.tenant_id, "entries": c.entries, "start": c.start, "size": c.size, "head": c.head.to_prefixed(), "merkle_root": c.root.to_base64(),
+                "checkpoints_verified": c.checkpoints_verified, "largest_checkpoint": c.largest_checkpoint, "redacted": c.redacted,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "status": if r.ok() { "ok" } else { "tampered" },
+        "summary": headline(r),
+        "entries": r.entries,
+        "chains": chains,
+        "findings": findings,
+        "findings_total": r.findings_total,
+        "hmac_checked": r.hmac_checked,
+        "signatures_checked": r.signatures_checked,
+        "hmac_valid_by_key": r.hmac_valid_by_key,
+        "checkpoints_seen": r.checkpoints_seen,
+        "not_checked": r.not_checked,
+    })
+}

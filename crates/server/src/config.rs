@@ -1,0 +1,257 @@
+//! Service settings: defaults, then an optional TOML file, then environment variables and flags
+//! (the binary passes those two as [`Overrides`]: clap reads `BLACKBOX_…` variables for each
+//! flag). Checked once, here, into a typed [`ServerConfig`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::ServerError;
+
+/// Default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
+
+/// An example file with every setting and its default, for `--config`.
+pub const EXAMPLE: &str = r#"# blackbox serve settings (all optional; flags and BLACKBOX_* variables override them)
+[server]
+listen = "127.0.0.1:7700"
+data_dir = "./blackbox-data"
+# Largest request body accepted (bytes); larger ones get 413.
+body_limit_bytes = 16777216
+# Most events in one POST /v1/events.
+max_events_per_request = 10000
+# Ingest requests waiting for the writer before new ones get 503.
+queue_capacity = 4096
+
+[server.rate_limit]
+# Requests per second per token (token bucket); 0 turns the limit off.
+requests_per_second = 2000
+burst = 4000
+
+[mirror]
+# Also append every committed entry and checkpoint to this JSONL file (for log shippers).
+# log_file = "/var/log/blackbox/audit.jsonl"
+# Start a new file when the current one reaches this size.
+rotate_bytes = 268435456
+"#;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Validated service settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The data directory (initialised on first start).
+    pub data_dir: PathBuf,
+    /// Largest request body, bytes.
+    pub body_limit: usize,
+    /// Most events per ingest request.
+    pub max_events_per_request: usize,
+    /// Ingest requests queued for the writer.
+    pub queue_capacity: usize,
+    /// Per-token requests per second (0: no limit).
+    pub rate_per_second: u32,
+    /// Per-token burst.
+    pub rate_burst: u32,
+    /// JSONL mirror file.
+    pub mirror: Option<PathBuf>,
+    /// Mirror rotation size, bytes.
+    pub mirror_rotate_bytes: u64,
+    /// Log line format.
+    pub log_format: LogFormat,
+}
+
+/// Values from flags or environment variables (`None`: not given).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen` / `BLACKBOX_LISTEN`.
+    pub listen: Option<String>,
+    /// `--data-dir` / `BLACKBOX_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--log-file` / `BLACKBOX_LOG_FILE`.
+    pub log_file: Option<PathBuf>,
+    /// `--log-format` / `BLACKBOX_LOG_FORMAT`.
+    pub log_format: Option<String>,
+    /// `--rate-limit` / `BLACKBOX_RATE_LIMIT` (requests per second per token; 0 = off).
+    pub rate_limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    mirror: RawMirror,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    body_limit_bytes: Option<usize>,
+    max_events_per_request: Option<usize>,
+    queue_capacity: Option<usize>,
+    #[serde(default)]
+    rate_limit: RawRate,
+    log_format: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    requests_per_second: Option<u32>,
+    burst: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMirror {
+    log_file: Option<PathBuf>,
+    rotate_bytes: Option<u64>,
+}
+
+fn parse_listen(s: &str, whence: &str) -> Result<SocketAddr, ServerError> {
+    s.parse().map_err(|_| {
+        ServerError::Config(format!(
+            "{whence}: `{s}` is not an address to listen on; give IP:PORT such as 127.0.0.1:7700 or 0.0.0.0:7700"
+        ))
+    })
+}
+
+fn parse_log_format(s: &str, whence: &str) -> Result<LogFormat, ServerError> {
+    match s {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(ServerError::Config(format!(
+            "{whence}: log format `{other}` is unknown; use text or json"
+        ))),
+    }
+}
+
+impl ServerConfig {
+    /// Builds the settings: defaults, then `file` (if given), then `o`.
+    ///
+    /// # Errors
+    /// [`ServerError::Config`] naming the file, key or flag that is wrong.
+    pub fn load(file: Option<&Path>, o: &Overrides) -> Result<Self, ServerError> {
+        let raw: RawFile = match file {
+            None => RawFile::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    ServerError::Config(format!("cannot read --config {}: {e}", p.display()))
+                })?;
+                toml::from_str(&text).map_err(|e| {
+                    ServerError::Config(format!("{}: {}", p.display(), e.to_string().trim()))
+                })?
+            }
+        };
+        let whence = file.map_or_else(String::new, |p| p.display().to_string());
+        let listen = match (&o.listen, &raw.server.listen) {
+            (Some(l), _) => parse_listen(l, "--listen")?,
+            (None, Some(l)) => parse_listen(l, &format!("{whence}: server.listen"))?,
+            (None, None) => parse_listen(DEFAULT_LISTEN, "default")?,
+        };
+        let data_dir = o
+            .data_dir
+            .clone()
+            .or(raw.server.data_dir)
+            .unwrap_or_else(|| PathBuf::from(blackbox_ledger::datadir::DEFAULT_DATA_DIR));
+        let log_format = match (&o.log_format, &raw.server.log_format) {
+            (Some(f), _) => parse_log_format(f, "--log-format")?,
+            (None, Some(f)) => parse_log_format(f, &format!("{whence}: server.log_format"))?,
+            (None, None) => LogFormat::Text,
+        };
+        let positive =
+            |v: Option<usize>, default: usize, key: &str| -> Result<usize, ServerError> {
+                match v {
+                    Some(0) => Err(ServerError::Config(format!(
+                        "{whence}: server.{key} must be at least 1"
+                    ))),
+                    Some(n) => Ok(n),
+                    None => Ok(default),
+                }
+            };
+        let rate_per_second = o
+            .rate_limit
+            .or(raw.server.rate_limit.requests_per_second)
+            .unwrap_or(2000);
+        let rate_burst = raw
+            .server
+            .rate_limit
+            .burst
+            .unwrap_or(rate_per_second.saturating_mul(2))
+            .max(rate_per_second);
+        Ok(Self {
+            listen,
+            data_dir,
+            body_limit: positive(raw.server.body_limit_bytes, 16 << 20, "body_limit_bytes")?,
+            max_events_per_request: positive(
+                raw.server.max_events_per_request,
+                10_000,
+                "max_events_per_request",
+            )?,
+            queue_capacity: positive(raw.server.queue_capacity, 4096, "queue_capacity")?,
+            rate_per_second,
+            rate_burst,
+            mirror: o.log_file.clone().or(raw.mirror.log_file),
+            mirror_rotate_bytes: raw.mirror.rotate_bytes.unwrap_or(256 << 20).max(1 << 16),
+            log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_and_overrides() {
+        let c = ServerConfig::load(None, &Overrides::default()).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.data_dir, PathBuf::from("./blackbox-data"));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.toml");
+        std::fs::write(&f, EXAMPLE.replace("127.0.0.1:7700", "127.0.0.1:9000")).unwrap();
+        let c = ServerConfig::load(Some(&f), &Overrides::default()).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.rate_per_second, 2000);
+        let o = Overrides {
+            listen: Some("0.0.0.0:7800".into()),
+            rate_limit: Some(0),
+            ..Overrides::default()
+        };
+        let c = ServerConfig::load(Some(&f), &o).unwrap();
+        assert_eq!(c.listen.port(), 7800);
+        assert_eq!(c.rate_per_second, 0);
+    }
+
+    #[test]
+    fn bad_settings_name_where_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.toml");
+        std::fs::write(&f, "[server]\nlisten = \"nope\"\n").unwrap();
+        let e = ServerConfig::load(Some(&f), &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("server.listen"), "{e}");
+        std::fs::write(&f, "[server]\nlisen = \"x\"\n").unwrap();
+        let e = ServerConfig::load(Some(&f), &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+        let o = Overrides {
+            listen: Some("7700".into()),
+            ..Overrides::default()
+        };
+        let e = ServerConfig::load(None, &o).unwrap_err();
+        assert!(e.to_string().contains("--listen"), "{e}");
+    }
+}

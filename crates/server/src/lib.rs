@@ -1,0 +1,157 @@
+//! # blackbox-server
+//!
+//! The audit service behind `blackbox serve`: agents write events to it over HTTP and auditors
+//! read from it; only it holds the signing keys. docs/API.md describes the API and
+//! `openapi.json` (served at `GET /openapi.json`) is its machine-readable form.
+//!
+//! - [`config`]: settings from defaults, a TOML file, environment and flags;
+//! - [`tokens`]: API tokens (hashed at rest, constant-time comparison);
+//! - [`ingest`]: the writer thread with group commit;
+//! - [`api`]: the routes;
+//! - [`metrics`]: Prometheus metrics.
+//!
+//! What it leaves out: TLS (put the service behind a TLS-terminating proxy, or keep it on
+//! loopback as by default).
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod metrics;
+pub mod readers;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use blackbox_core::entry::RedactionPolicy;
+use blackbox_core::keys::Keyring;
+use blackbox_core::note::NoteVerifier;
+use blackbox_ledger::datadir::DataDir;
+
+pub use config::ServerConfig;
+pub use error::{ApiError, ServerError};
+
+/// The chain that records refusals of requests that carried no valid token.
+pub const SYSTEM_TENANT: &str = "_blackbox";
+
+/// The OpenAPI document of the service (also in the repository as docs/openapi.json).
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+/// Everything the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Settings.
+    pub config: Arc<ServerConfig>,
+    /// The data directory.
+    pub dir: DataDir,
+    /// The writer.
+    pub ingest: ingest::Ingest,
+    /// API tokens.
+    pub tokens: Arc<tokens::TokenStore>,
+    /// Read-only store connections.
+    pub readers: Arc<readers::ReaderPool>,
+    /// Metrics.
+    pub metrics: Arc<metrics::Metrics>,
+    /// What is hashed and what is personal.
+    pub policy: Arc<RedactionPolicy>,
+    /// Per-token rate limits.
+    pub limiter: Arc<api::RateLimiter>,
+    /// The HMAC keyring (for `GET /v1/verify`).
+    pub keys: Arc<Keyring>,
+    /// The checkpoint public key.
+    pub verifier: Arc<NoteVerifier>,
+}
+
+/// Opens (initialising on first start) the data directory and starts the writer.
+///
+/// # Errors
+/// Configuration, key and store failures.
+pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), ServerError> {
+    let dir = DataDir::new(config.data_dir.clone());
+    if !dir.is_initialised() {
+        let name = blackbox_ledger::open::default_log_name()?;
+        let out = blackbox_ledger::open::init(&dir, &name)?;
+        tracing::info!(
+            data_dir = %dir.root().display(),
+            log_name = %out.log_name,
+            public_key = %out.verifier.to_vkey(),
+            fingerprint = %out.verifier.fingerprint(),
+            "initialised a new data directory"
+        );
+    }
+    let (store, writer, ledger_config) = blackbox_ledger::open::open_writer(&dir)?;
+    let keys = blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path())?;
+    let verifier = blackbox_ledger::open::public_key(&dir)?;
+    let tokens = tokens::TokenStore::open(&dir.root().join("tokens.db"))?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let (ingest, thread) = ingest::Ingest::start(
+        store,
+        writer,
+        ledger_config.checkpoint_every_ms,
+        config.queue_capacity,
+        Arc::clone(&metrics),
+    );
+    let state = AppState {
+        limiter: Arc::new(api::RateLimiter::new(
+            config.rate_per_second,
+            config.rate_burst,
+        )),
+        config: Arc::new(config),
+        readers: Arc::new(readers::ReaderPool::new(dir.store_path())),
+        dir,
+        ingest,
+        tokens: Arc::new(tokens),
+        metrics,
+        policy: Arc::new(ledger_config.redaction),
+        keys: Arc::new(keys),
+        verifier: Arc::new(verifier),
+    };
+    Ok((state, thread))
+}
+
+/// Runs the service until SIGINT or SIGTERM: stops accepting, drains in-flight requests, lets
+/// the writer sign closing checkpoints, and returns.
+///
+/// # Errors
+/// Start-up failures (bad settings, the address in use, the store).
+pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
+    let listen = config.listen;
+    let (state, writer) = start(config)?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        ServerError::Config(format!(
+            "cannot listen on {listen}: {e}; choose another address with --listen"
+        ))
+    })?;
+    // Handlers are installed before the service says it is ready: a SIGTERM from then on is a
+    // graceful shutdown, never the default "terminate at once".
+    let shutdown = shutdown_signal()?;
+    tracing::info!(listen = %listener.local_addr()?, data_dir = %state.dir.root().display(), "blackbox serve is ready");
+    let app = api::router(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    tracing::info!("draining: waiting for the writer's last commit");
+    // The router (and every Ingest handle) is gone: the writer signs closing checkpoints.
+    tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .map_err(|e| ServerError::Config(format!("the writer thread failed: {e}")))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, ServerError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tracing::info!("shutdown requested");
+    })
+}

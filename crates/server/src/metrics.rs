@@ -1,0 +1,177 @@
+//! Prometheus metrics (`GET /metrics`, text exposition format).
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a rejected request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// The error code (`unauthenticated`, `rate_limited`, `invalid_event`, …).
+    pub reason: String,
+}
+
+/// Labels of a chain.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabel {
+    /// Tenant id.
+    pub tenant: String,
+}
+
+/// Labels of an HTTP request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    /// The route pattern (`/v1/events`, `/v1/entries/{entry_id}`, …).
+    pub route: String,
+    /// Response status code.
+    pub status: u16,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs … ~52 s.
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 20))
+}
+
+/// Every metric the service exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// Events committed.
+    pub ingest_events: Counter,
+    /// Time from an ingest request entering the writer's queue to its durable commit.
+    pub ingest_latency: Histogram,
+    /// Events per group commit.
+    pub batch_events: Histogram,
+    /// Duration of a group commit (including fsync).
+    pub commit_seconds: Histogram,
+    /// Group commits that failed (store or disk errors; their requests got 503).
+    pub commit_failures: Counter,
+    /// Entries per chain.
+    pub chain_entries: Family<TenantLabel, Gauge>,
+    /// Requests refused, by reason.
+    pub rejected: Family<ReasonLabel, Counter>,
+    /// Verifications (`GET /v1/verify`) that found a problem.
+    pub verify_failures: Counter,
+    /// `access_denied` records that could not be queued (the queue was full).
+    pub denials_dropped: Counter,
+    /// HTTP requests by route and status.
+    pub http_requests: Family<RouteLabel, Counter>,
+    /// HTTP request latency by route and status.
+    pub http_seconds: Family<RouteLabel, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// All metrics, registered.
+    #[must_use]
+    pub fn new() -> Self {
+        let m = Self {
+            registry: Mutex::new(Registry::with_prefix("blackbox")),
+            ingest_events: Counter::default(),
+            ingest_latency: latency_histogram(),
+            batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 18)),
+            commit_seconds: latency_histogram(),
+            commit_failures: Counter::default(),
+            chain_entries: Family::default(),
+            rejected: Family::default(),
+            verify_failures: Counter::default(),
+            denials_dropped: Counter::default(),
+            http_requests: Family::default(),
+            http_seconds: Family::new_with_constructor(latency_histogram),
+        };
+        {
+            let mut r = m
+                .registry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            r.register(
+                "ingest_events",
+                "Events durably committed",
+                m.ingest_events.clone(),
+            );
+            r.register(
+                "ingest_latency_seconds",
+                "Time from an ingest request being queued to its durable commit",
+                m.ingest_latency.clone(),
+            );
+            r.register(
+                "commit_batch_events",
+                "Events per group commit",
+                m.batch_events.clone(),
+            );
+            r.register(
+                "commit_seconds",
+                "Duration of a group commit, fsync included",
+                m.commit_seconds.clone(),
+            );
+            r.register(
+                "commit_failures",
+                "Group commits that failed (their requests were answered 503)",
+                m.commit_failures.clone(),
+            );
+            r.register(
+                "chain_entries",
+                "Entries in each tenant chain",
+                m.chain_entries.clone(),
+            );
+            r.register(
+                "rejected_requests",
+                "Requests refused, by reason",
+                m.rejected.clone(),
+            );
+            r.register(
+                "verify_failures",
+                "Verifications that found a problem",
+                m.verify_failures.clone(),
+            );
+            r.register(
+                "access_denied_dropped",
+                "access_denied records not written because the queue was full",
+                m.denials_dropped.clone(),
+            );
+            r.register(
+                "http_requests",
+                "HTTP requests by route and status",
+                m.http_requests.clone(),
+            );
+            r.register(
+                "http_request_seconds",
+                "HTTP request latency by route and status",
+                m.http_seconds.clone(),
+            );
+        }
+        m
+    }
+
+    /// Counts a refused request.
+    pub fn reject(&self, reason: &str) {
+        self.rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The text exposition.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let r = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &r);
+        out
+    }
+}

@@ -1,0 +1,89 @@
+//! A pool of read-only store connections for the handlers (SQLite in WAL mode: readers see the
+//! last committed state while the writer works).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use blackbox_store::sqlite::SqliteStore;
+
+use crate::error::ServerError;
+
+/// Most idle connections kept.
+const KEEP: usize = 8;
+
+/// Read-only connections to one store.
+#[derive(Debug)]
+pub struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<SqliteStore>>,
+}
+
+/// A connection on loan; returned to the pool when dropped.
+#[derive(Debug)]
+pub struct Reader<'p> {
+    pool: &'p ReaderPool,
+    store: Option<SqliteStore>,
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = SqliteStore;
+    fn deref(&self) -> &SqliteStore {
+        // Present from construction until drop.
+        match &self.store {
+            Some(s) => s,
+            None => unreachable!("a reader holds its store until it is dropped"),
+        }
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.store.take() {
+            let mut idle = self
+                .pool
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if idle.len() < KEEP {
+                idle.push(s);
+            }
+        }
+    }
+}
+
+impl ReaderPool {
+    /// A pool over the store at `path`.
+    #[must_use]
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The database path.
+    #[must_use]
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// A connection (an idle one, or a new one).
+    ///
+    /// # Errors
+    /// Store failures when opening.
+    pub fn get(&self) -> Result<Reader<'_>, ServerError> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let store = match idle {
+            Some(s) => s,
+            None => SqliteStore::open_read_only(&self.path)?,
+        };
+        Ok(Reader {
+            pool: self,
+            store: Some(store),
+        })
+    }
+}

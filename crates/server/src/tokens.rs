@@ -1,0 +1,401 @@
+//! API tokens: created once, stored only as hashes, compared in constant time.
+//!
+//! A token is `bbx_<16 hex: id>_<43 base64url: 32 random bytes>`. The id is public (it names the
+//! token in listings, logs and the audit log); the service keeps SHA-256 of the secret part in
+//! `DIR/tokens.db` (a small SQLite file, mode 0600) and never the token itself. The CLI
+//! (`blackbox tokens …`) and a running service share that file: a new or revoked token takes
+//! effect on the service's next request.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use blackbox_core::ids::TenantId;
+use rusqlite::{Connection, params};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use crate::error::ServerError;
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tokens(
+    id            TEXT PRIMARY KEY NOT NULL,
+    tenant_id     TEXT,
+    scopes        TEXT NOT NULL,
+    label         TEXT NOT NULL,
+    secret_sha256 BLOB NOT NULL,
+    created_ms    INTEGER NOT NULL,
+    revoked_ms    INTEGER
+);";
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Scopes {
+    /// Write events for its tenant.
+    pub ingest: bool,
+    /// Read its tenant's log.
+    pub read: bool,
+    /// Everything, for every tenant, and manage tokens.
+    pub admin: bool,
+}
+
+impl Scopes {
+    /// Parses `ingest`, `read`, `admin` or a comma-separated list of them.
+    ///
+    /// # Errors
+    /// A message naming the unknown scope.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut out = Self::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "ingest" => out.ingest = true,
+                "read" => out.read = true,
+                "admin" => out.admin = true,
+                other => {
+                    return Err(format!(
+                        "unknown scope `{other}`; scopes are ingest, read and admin (comma-separated)"
+                    ));
+                }
+            }
+        }
+        if out == Self::default() {
+            return Err("at least one scope is needed: ingest, read or admin".to_owned());
+        }
+        Ok(out)
+    }
+
+    /// The scope names, as a list.
+    #[must_use]
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.ingest {
+            v.push("ingest");
+        }
+        if self.read {
+            v.push("read");
+        }
+        if self.admin {
+            v.push("admin");
+        }
+        v
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.names().join(","))
+    }
+}
+
+/// A token as listed (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    /// Public id (`16 hex digits`).
+    pub id: String,
+    /// Tenant the token is bound to (`None` for an admin token of every tenant).
+    pub tenant_id: Option<String>,
+    /// What it may do.
+    pub scopes: Scopes,
+    /// Free text given at creation.
+    pub label: String,
+    /// Unix ms of creation.
+    pub created_ms: i64,
+    /// Unix ms of revocation, if revoked.
+    pub revoked_ms: Option<i64>,
+}
+
+struct Record {
+    info: TokenInfo,
+    secret_sha256: [u8; 32],
+}
+
+struct Cache {
+    conn: Connection,
+    version: i64,
+    tokens: HashMap<String, Record>,
+}
+
+/// The token file of a data directory.
+pub struct TokenStore {
+    cache: Mutex<Cache>,
+}
+
+impl fmt::Debug for TokenStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenStore(..)")
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn load(conn: &Connection) -> Result<HashMap<String, Record>, ServerError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, tenant_id, scopes, label, secret_sha256, created_ms, revoked_ms FROM tokens",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, Vec<u8>>(4)?,
+            r.get::<_, i64>(5)?,
+            r.get::<_, Option<i64>>(6)?,
+        ))
+    })?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let (id, tenant_id, scopes, label, hash, created_ms, revoked_ms) = row?;
+        let scopes = Scopes::parse(&scopes).map_err(|e| {
+            ServerError::Config(format!("the token file holds token {id} with {e}"))
+        })?;
+        let secret_sha256 = <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
+            ServerError::Config(format!("the token file holds a malformed hash for {id}"))
+        })?;
+        out.insert(
+            id.clone(),
+            Record {
+                info: TokenInfo {
+                    id,
+                    tenant_id,
+                    scopes,
+                    label,
+                    created_ms,
+                    revoked_ms,
+                },
+                secret_sha256,
+            },
+        );
+    }
+    Ok(out)
+}
+
+impl TokenStore {
+    /// Opens (creating if needed) the token file at `path`, readable by its owner only.
+    ///
+    /// # Errors
+    /// I/O and SQLite failures; [`ServerError::Config`] when the file is readable by others.
+    pub fn open(path: &Path) -> Result<Self, ServerError> {
+        let existed = path.exists();
+        if existed {
+            let mode = std::fs::metadata(path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(ServerError::Config(format!(
+                    "{} is readable by group or others (mode {:o}); run `chmod 600 {}`",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                )));
+            }
+        }
+        let conn = Connection::open(path)?;
+        if !existed {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        conn.execute_batch(SCHEMA)?;
+        let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let tokens = load(&conn)?;
+        Ok(Self {
+            cache: Mutex::new(Cache {
+                conn,
+                version,
+                tokens,
+            }),
+        })
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        // A poisoned lock only means a panic elsewhere; the cache is re-read from disk anyway.
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Creates a token. Returns its listing and the token text, which is shown once and never
+    /// stored.
+    ///
+    /// # Errors
+    /// [`ServerError::Config`] for a missing tenant on a non-admin token; random and SQLite
+    /// failures.
+    pub fn create(
+        &self,
+        tenant: Option<&TenantId>,
+        scopes: Scopes,
+        label: &str,
+    ) -> Result<(TokenInfo, String), ServerError> {
+        if tenant.is_none() && (scopes.ingest || scopes.read) && !scopes.admin {
+            return Err(ServerError::Config(
+                "an ingest or read token needs a tenant (--tenant T)".to_owned(),
+            ));
+        }
+        let mut id_bytes = [0u8; 8];
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut id_bytes).map_err(|e| ServerError::Config(e.to_string()))?;
+        getrandom::fill(&mut secret).map_err(|e| ServerError::Config(e.to_string()))?;
+        let id = hex::encode(id_bytes);
+        let secret_text = B64URL.encode(secret);
+        let token = format!("bbx_{id}_{secret_text}");
+        let hash: [u8; 32] = Sha256::digest(secret_text.as_bytes()).into();
+        let info = TokenInfo {
+            id: id.clone(),
+            tenant_id: tenant.map(|t| t.as_str().to_owned()),
+            scopes,
+            label: label.to_owned(),
+            created_ms: now_ms(),
+            revoked_ms: None,
+        };
+        let c = self.cache();
+        c.conn.execute(
+            "INSERT INTO tokens(id, tenant_id, scopes, label, secret_sha256, created_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id,
+                info.tenant_id,
+                scopes.to_string(),
+                label,
+                hash.as_slice(),
+                info.created_ms
+            ],
+        )?;
+        Ok((info, token))
+    }
+
+    /// Every token, newest first.
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn list(&self) -> Result<Vec<TokenInfo>, ServerError> {
+        let mut c = self.cache();
+        refresh(&mut c)?;
+        let mut v: Vec<TokenInfo> = c.tokens.values().map(|r| r.info.clone()).collect();
+        v.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(a.id.cmp(&b.id)));
+        Ok(v)
+    }
+
+    /// Revokes a token. Returns false when there is no such token (or it was revoked already).
+    ///
+    /// # Errors
+    /// SQLite failures.
+    pub fn revoke(&self, id: &str) -> Result<bool, ServerError> {
+        let c = self.cache();
+        let n = c.conn.execute(
+            "UPDATE tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+            params![id, now_ms()],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// The token a request presented, if it is known and not revoked. The secret is compared in
+    /// constant time.
+    ///
+    /// # Errors
+    /// SQLite failures while re-reading a changed token file.
+    pub fn authenticate(&self, presented: &str) -> Result<Option<TokenInfo>, ServerError> {
+        let Some((id, secret)) = presented
+            .strip_prefix("bbx_")
+            .and_then(|rest| rest.split_once('_'))
+        else {
+            return Ok(None);
+        };
+        let mut c = self.cache();
+        refresh(&mut c)?;
+        let Some(rec) = c.tokens.get(id) else {
+            return Ok(None);
+        };
+        let hash: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        let same: bool = hash.ct_eq(&rec.secret_sha256).into();
+        Ok((same && rec.info.revoked_ms.is_none()).then(|| rec.info.clone()))
+    }
+}
+
+/// Re-reads the token table when another connection (the CLI) has changed it.
+fn refresh(c: &mut Cache) -> Result<(), ServerError> {
+    let version: i64 = c.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+    let changes: i64 = c
+        .conn
+        .query_row("SELECT total_changes()", [], |r| r.get(0))?;
+    // data_version changes with other connections' commits; our own writes are tracked by
+    // total_changes. Reload on either.
+    let key = version.wrapping_mul(1_000_003).wrapping_add(changes);
+    if key != c.version {
+        c.tokens = load(&c.conn)?;
+        c.version = key;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_revoke() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.db");
+        let store = TokenStore::open(&path).unwrap();
+        let tenant = TenantId::parse("acme").unwrap();
+        let (info, token) = store
+            .create(
+                Some(&tenant),
+                Scopes::parse("ingest,read").unwrap(),
+                "fleet",
+            )
+            .unwrap();
+        assert!(token.starts_with(&format!("bbx_{}_", info.id)));
+        assert_eq!(token.len(), 4 + 16 + 1 + 43);
+        assert_eq!(store.authenticate(&token).unwrap(), Some(info.clone()));
+        // Wrong secret, unknown id, garbage.
+        let mut wrong = token.clone();
+        wrong.pop();
+        wrong.push('A');
+        assert_eq!(store.authenticate(&wrong).unwrap(), None);
+        assert_eq!(store.authenticate("bbx_0000000000000000_x").unwrap(), None);
+        assert_eq!(store.authenticate("Bearer").unwrap(), None);
+        // The file holds the hash only.
+        let bytes = std::fs::read(&path).unwrap();
+        let secret = token.rsplit('_').next().unwrap();
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A second handle (the CLI) revokes; the first sees it on its next check.
+        let other = TokenStore::open(&path).unwrap();
+        assert!(other.revoke(&info.id).unwrap());
+        assert!(!other.revoke(&info.id).unwrap());
+        assert_eq!(store.authenticate(&token).unwrap(), None);
+        assert!(store.list().unwrap()[0].revoked_ms.is_some());
+    }
+
+    #[test]
+    fn scopes_and_tenants_are_checked() {
+        assert!(Scopes::parse("").is_err());
+        assert!(Scopes::parse("write").unwrap_err().contains("write"));
+        assert_eq!(Scopes::parse("admin").unwrap().to_string(), "admin");
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::open(&dir.path().join("t.db")).unwrap();
+        assert!(
+            store
+                .create(None, Scopes::parse("read").unwrap(), "")
+                .is_err()
+        );
+        assert!(
+            store
+                .create(None, Scopes::parse("admin").unwrap(), "")
+                .is_ok()
+        );
+        // A token file readable by others is refused.
+        let path = dir.path().join("t.db");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = TokenStore::open(&path).unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+    }
+}
