@@ -459,3 +459,111 @@ fn query_verify_checkpoint_and_prove_work_against_a_running_service() {
         r.stderr
     );
 }
+
+#[test]
+fn the_jsonl_mirror_rotates_and_every_file_and_the_set_verify() {
+    let (tmp, dir) = init_store();
+    let t = token(&dir, "acme", "ingest,read");
+    let mirror = tmp.path().join("audit.jsonl");
+    let cfg = tmp.path().join("serve.toml");
+    std::fs::write(&cfg, "[mirror]\nrotate_bytes = 65536\n").unwrap();
+    let (m, c) = (
+        mirror.to_str().unwrap().to_owned(),
+        cfg.to_str().unwrap().to_owned(),
+    );
+    let server = Server::start_with(&dir, move |mut cmd| {
+        cmd.args(["--log-file", &m, "--config", &c]);
+        cmd
+    });
+    // Two tenants, ~180 KB of entries: at least two rotations.
+    let t2 = token(&dir, "globex", "ingest");
+    for i in 0..30 {
+        let batch: Vec<Value> = (0..20).map(|k| event(i % 3, i * 100 + k)).collect();
+        let tok = if i % 2 == 0 { &t } else { &t2 };
+        let (s, b) = http(
+            server.addr,
+            "POST",
+            "/v1/events",
+            Some(tok),
+            Some(&Value::Array(batch).to_string()),
+        )
+        .unwrap();
+        assert_eq!(s, 200, "{b}");
+    }
+    // A graceful stop writes the closing checkpoints to the mirror too.
+    let pid = server.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut server = server;
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("audit.jsonl.")
+        })
+        .collect();
+    files.sort_by_key(|p| {
+        p.extension()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+    });
+    assert!(files.len() >= 2, "expected rotations, found {files:?}");
+    files.push(mirror.clone());
+    let keys = format!("{dir}/keys/hmac.keys");
+    let pubkey = format!("{dir}/checkpoint.pub");
+    for f in &files {
+        let v = run(&[
+            "verify",
+            "--log-file",
+            f.to_str().unwrap(),
+            "--key-file",
+            &keys,
+            "--public-key",
+            &pubkey,
+        ]);
+        assert_eq!(v.code, 0, "{}: {}{}", f.display(), v.stdout, v.stderr);
+    }
+    let mut args = vec!["verify".to_owned()];
+    for f in &files {
+        args.push("--log-file".into());
+        args.push(f.to_str().unwrap().into());
+    }
+    args.extend([
+        "--key-file".into(),
+        keys.clone(),
+        "--public-key".into(),
+        pubkey.clone(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let v = run(&args);
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    assert!(
+        v.stdout.starts_with("OK — 600 entries verified"),
+        "{}",
+        v.stdout
+    );
+    // Leaving out a middle file is a deletion.
+    let mut gap: Vec<&str> = args.clone();
+    let drop_at = gap
+        .iter()
+        .position(|a| *a == files[1].to_str().unwrap())
+        .unwrap();
+    gap.drain(drop_at - 1..=drop_at);
+    let v = run(&gap);
+    assert_eq!(v.code, 1, "{}", v.stdout);
+    assert!(v.stdout.contains("deletion"), "{}", v.stdout);
+}

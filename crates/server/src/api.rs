@@ -27,6 +27,20 @@ use crate::tokens::{Scopes, TokenInfo};
 /// Most rows of one page (`limit`).
 const MAX_PAGE: u64 = 10_000;
 
+/// Largest single event, bytes (as `blackbox append`'s longest line).
+const MAX_EVENT_BYTES: usize = 1 << 20;
+
+fn check_event_size(index: usize, len: usize) -> Result<(), ApiError> {
+    if len > MAX_EVENT_BYTES {
+        return Err(ApiError::bad_request(
+            "invalid_event",
+            format!("event {index}: is {len} bytes; an event may have at most {MAX_EVENT_BYTES}"),
+        )
+        .at(index));
+    }
+    Ok(())
+}
+
 /// The service's routes, with metrics and request logging.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -360,6 +374,7 @@ fn parse_events(
                     return Err(too_many(out.len() + 1));
                 }
                 let i = out.len();
+                check_event_size(i, line.len())?;
                 out.push(normalize_json(line, &state.policy).map_err(|e| invalid_event(i, &e))?);
             }
         }
@@ -377,12 +392,14 @@ fn parse_events(
                     return Err(too_many(items.len()));
                 }
                 for (i, raw) in items.iter().enumerate() {
+                    check_event_size(i, raw.get().len())?;
                     out.push(
                         normalize_json(raw.get().as_bytes(), &state.policy)
                             .map_err(|e| invalid_event(i, &e))?,
                     );
                 }
             } else {
+                check_event_size(0, body.len())?;
                 out.push(normalize_json(body, &state.policy).map_err(|e| invalid_event(0, &e))?);
             }
         }

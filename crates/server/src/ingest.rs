@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 
 use crate::error::ApiError;
 use crate::metrics::{Metrics, TenantLabel};
+use crate::mirror::Mirror;
 
 /// Most events committed in one group.
 const MAX_GROUP_EVENTS: usize = 50_000;
@@ -87,6 +88,7 @@ impl Ingest {
         heartbeat_every_ms: i64,
         queue_capacity: usize,
         metrics: Arc<Metrics>,
+        mirror: Option<Mirror>,
     ) -> (Self, WriterThread) {
         let (tx, rx) = mpsc::sync_channel(queue_capacity);
         let ready = Arc::new(AtomicBool::new(true));
@@ -99,7 +101,7 @@ impl Ingest {
         };
         let handle = std::thread::Builder::new()
             .name("blackbox-writer".into())
-            .spawn(move || run(store, writer, &rx, &shared));
+            .spawn(move || run(store, writer, &rx, &shared, mirror));
         let handle = match handle {
             Ok(h) => h,
             // Spawning fails only when the OS is out of threads: the service cannot run then.
@@ -183,7 +185,13 @@ struct Shared {
     every: Duration,
 }
 
-fn run(mut store: SqliteStore, mut writer: Writer, rx: &mpsc::Receiver<Msg>, shared: &Shared) {
+fn run(
+    mut store: SqliteStore,
+    mut writer: Writer,
+    rx: &mpsc::Receiver<Msg>,
+    shared: &Shared,
+    mut mirror: Option<Mirror>,
+) {
     let tenants: Vec<String> = match store.chains() {
         Ok(c) => c.into_iter().map(|h| h.tenant_id).collect(),
         Err(e) => {
@@ -196,7 +204,7 @@ fn run(mut store: SqliteStore, mut writer: Writer, rx: &mpsc::Receiver<Msg>, sha
             for t in &tenants {
                 sink.track(t)?;
             }
-            serve(sink, rx, shared)
+            serve(sink, rx, shared, &mut mirror)
         });
         match r {
             Ok(()) => return,
@@ -253,10 +261,40 @@ fn summary_denial(dropped: u64) -> Option<NormalizedEvent> {
     .ok()
 }
 
+/// Brings the mirror up to date with the store, rotating it when it is full (after signing a
+/// checkpoint at every chain's head, so the closed file ends verified and the new one can start
+/// from anchors). Mirror failures are logged: the store keeps everything and the mirror catches
+/// up after the next commit.
+fn follow(sink: &mut AppendSink<'_>, mirror: &mut Option<Mirror>) {
+    let Some(m) = mirror.as_mut() else {
+        return;
+    };
+    let full = match m.catch_up() {
+        Ok(full) => full,
+        Err(e) => {
+            tracing::error!(error = %e, "the JSONL mirror could not be written; it catches up later");
+            return;
+        }
+    };
+    if !full {
+        return;
+    }
+    let rotated = sink
+        .close(now_ms())
+        .map_err(|e| e.to_string())
+        .and_then(|_| m.catch_up().map_err(|e| e.to_string()))
+        .and_then(|_| m.rotate().map_err(|e| e.to_string()));
+    match rotated {
+        Ok(p) => tracing::info!(rotated = %p.display(), "the JSONL mirror was rotated"),
+        Err(e) => tracing::error!(error = %e, "rotating the JSONL mirror failed"),
+    }
+}
+
 fn serve(
     sink: &mut AppendSink<'_>,
     rx: &mpsc::Receiver<Msg>,
     shared: &Shared,
+    mirror: &mut Option<Mirror>,
 ) -> Result<(), LedgerError> {
     let mut last_heartbeat = Instant::now();
     loop {
@@ -265,6 +303,7 @@ fn serve(
             Ok(m) => m,
             Err(RecvTimeoutError::Timeout) => {
                 heartbeat(sink, shared);
+                follow(sink, mirror);
                 last_heartbeat = Instant::now();
                 continue;
             }
@@ -272,6 +311,7 @@ fn serve(
                 // Shutting down: every chain's last entry gets a signed checkpoint.
                 let n = sink.close(now_ms())?;
                 tracing::info!(checkpoints = n, "closing checkpoints signed");
+                follow(sink, mirror);
                 return Ok(());
             }
         };
@@ -294,6 +334,7 @@ fn serve(
             group.denials.push(ev);
         }
         commit_group(sink, group, shared)?;
+        follow(sink, mirror);
         if last_heartbeat.elapsed() >= shared.every {
             heartbeat(sink, shared);
             last_heartbeat = Instant::now();

@@ -8,7 +8,8 @@
 //! - [`tokens`]: API tokens (hashed at rest, constant-time comparison);
 //! - [`ingest`]: the writer thread with group commit;
 //! - [`api`]: the routes;
-//! - [`metrics`]: Prometheus metrics.
+//! - [`metrics`]: Prometheus metrics;
+//! - [`mirror`]: the optional JSONL mirror with size-based rotation.
 //!
 //! What it leaves out: TLS (put the service behind a TLS-terminating proxy, or keep it on
 //! loopback as by default).
@@ -19,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod mirror;
 pub mod readers;
 pub mod tokens;
 
@@ -80,7 +82,20 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
             "initialised a new data directory"
         );
     }
-    let (store, writer, ledger_config) = blackbox_ledger::open::open_writer(&dir)?;
+    let (mut store, mut writer, ledger_config) = blackbox_ledger::open::open_writer(&dir)?;
+    let mirror = match &config.mirror {
+        None => None,
+        Some(path) => {
+            // A new mirror file starts from anchors, which need a checkpoint at every head.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            writer.heartbeat(&mut store, now, true)?;
+            let m = mirror::Mirror::open(path, config.mirror_rotate_bytes, &dir.store_path())?;
+            tracing::info!(log_file = %path.display(), "mirroring committed entries to a JSONL file");
+            Some(m)
+        }
+    };
     let keys = blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path())?;
     let verifier = blackbox_ledger::open::public_key(&dir)?;
     let tokens = tokens::TokenStore::open(&dir.root().join("tokens.db"))?;
@@ -91,6 +106,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
         ledger_config.checkpoint_every_ms,
         config.queue_capacity,
         Arc::clone(&metrics),
+        mirror,
     );
     let state = AppState {
         limiter: Arc::new(api::RateLimiter::new(

@@ -273,6 +273,18 @@ pub trait Store: Send {
     /// Backend failures.
     fn checkpoints(&self, tenant: TenantRef<'_>) -> Result<Vec<StoredCheckpoint>, StoreError>;
 
+    /// Checkpoints of `tenant` with `size >= min_size` or `ts_ms > after_ms`, ascending by
+    /// (size, ts_ms): what a follower (the JSONL mirror) has not seen yet.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn checkpoints_since(
+        &self,
+        tenant: TenantRef<'_>,
+        min_size: u64,
+        after_ms: i64,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError>;
+
     /// The most recent checkpoint of `tenant` (largest ts_ms, then size).
     ///
     /// # Errors

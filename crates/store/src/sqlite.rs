@@ -1337,6 +1337,32 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    fn checkpoints_since(
+        &self,
+        tenant: TenantRef<'_>,
+        min_size: u64,
+        after_ms: i64,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let Some(chain) = self.chain_id(tenant)? else {
+            return Ok(Vec::new());
+        };
+        let min = i64::try_from(min_size).unwrap_or(i64::MAX);
+        // Two index searches (by size, by time), merged: a follower asks after every commit.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT size, ts_ms, note, checkpoint_id FROM checkpoints \
+             WHERE chain_id = ?1 AND size >= ?2 \
+             UNION SELECT size, ts_ms, note, checkpoint_id FROM checkpoints \
+             WHERE chain_id = ?1 AND ts_ms > ?3 \
+             ORDER BY 1, 2, 4",
+        )?;
+        let mut rows = stmt.query(params![chain, min, after_ms])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(read_checkpoint(row, tenant)?);
+        }
+        Ok(out)
+    }
+
     fn latest_checkpoint(
         &self,
         tenant: TenantRef<'_>,
