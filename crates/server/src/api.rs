@@ -27,6 +27,15 @@ use crate::tokens::{Scopes, TokenInfo};
 /// Most rows of one page (`limit`).
 const MAX_PAGE: u64 = 10_000;
 
+/// Rows an unpaged answer reads per read transaction.
+const STREAM_SLICE: usize = 1000;
+
+/// How long a streamed answer waits for the client to take the next chunk.
+const STREAM_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A page stops after this many bytes of entry lines (its cursor continues after it).
+const MAX_PAGE_BYTES: usize = 8 << 20;
+
 /// Largest single event, bytes (as `blackbox append`'s longest line).
 const MAX_EVENT_BYTES: usize = 1 << 20;
 
@@ -141,6 +150,37 @@ impl RateLimiter {
     }
 }
 
+/// Refusals recorded on their own: the first per (token or client address, reason) and second;
+/// the rest are counted into a summary record, so that a flood of bad requests (which costs the
+/// sender nothing) cannot fill the log.
+#[derive(Debug, Default)]
+pub struct DenialSampler {
+    last: Mutex<HashMap<String, Instant>>,
+}
+
+impl DenialSampler {
+    fn admit(&self, key: String) -> bool {
+        let now = Instant::now();
+        let mut m = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if m.len() > 10_000 {
+            m.retain(|_, t| now.duration_since(*t).as_secs() < 1);
+            if m.len() > 10_000 {
+                m.clear();
+            }
+        }
+        match m.get(&key) {
+            Some(t) if now.duration_since(*t).as_secs() < 1 => false,
+            _ => {
+                m.insert(key, now);
+                true
+            }
+        }
+    }
+}
+
 /// What an authenticated request may touch.
 #[derive(Debug, Clone)]
 struct Caller {
@@ -179,6 +219,14 @@ fn deny(
     requested_tenant: Option<&str>,
 ) {
     state.metrics.reject(err.code);
+    let who = token.map_or_else(
+        || addr.map_or_else(|| "unknown".to_owned(), |a| format!("ip:{}", a.ip())),
+        |t| format!("token:{}", t.id),
+    );
+    if !state.denials.admit(format!("{who} {}", err.code)) {
+        state.ingest.count_unrecorded();
+        return;
+    }
     let tenant = token
         .and_then(|t| t.tenant_id.clone())
         .unwrap_or_else(|| crate::SYSTEM_TENANT.to_owned());
@@ -333,6 +381,36 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     })
 }
 
+const TOO_MANY: &str = "too many events";
+
+/// A JSON array of raw events, refused as soon as it holds more than `.0` (so a body of a
+/// million tiny items is not collected first).
+struct BoundedArray(usize);
+
+impl<'de> serde::de::DeserializeSeed<'de> for BoundedArray {
+    type Value = Vec<&'de serde_json::value::RawValue>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BoundedArray {
+    type Value = Vec<&'de serde_json::value::RawValue>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of events")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(item) = seq.next_element::<&serde_json::value::RawValue>()? {
+            if out.len() == self.0 {
+                return Err(serde::de::Error::custom(TOO_MANY));
+            }
+            out.push(item);
+        }
+        Ok(out)
+    }
+}
+
 fn invalid_event(index: usize, e: &blackbox_core::Error) -> ApiError {
     let code = match e {
         blackbox_core::Error::Json(_) => "invalid_json",
@@ -381,16 +459,19 @@ fn parse_events(
         BodyKind::Json => {
             let first = body.iter().find(|b| !b.is_ascii_whitespace());
             if first == Some(&b'[') {
-                let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body)
+                let mut de = serde_json::Deserializer::from_slice(body);
+                let items = serde::de::DeserializeSeed::deserialize(BoundedArray(max), &mut de)
+                    .and_then(|items| de.end().map(|()| items))
                     .map_err(|e| {
-                        ApiError::bad_request(
-                            "invalid_json",
-                            format!("the body is not a JSON array of events: {e}"),
-                        )
+                        if e.to_string().starts_with(TOO_MANY) {
+                            too_many(max + 1)
+                        } else {
+                            ApiError::bad_request(
+                                "invalid_json",
+                                format!("the body is not a JSON array of events: {e}"),
+                            )
+                        }
                     })?;
-                if items.len() > max {
-                    return Err(too_many(items.len()));
-                }
                 for (i, raw) in items.iter().enumerate() {
                     check_event_size(i, raw.get().len())?;
                     out.push(
@@ -441,11 +522,32 @@ async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response,
         return Err(e);
     };
     let kind = body_kind(&parts.headers).inspect_err(|e| state.metrics.reject(e.code))?;
+    // Memory: bodies in flight are bounded in bytes (the declared length, or the limit).
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(state.config.body_limit)
+        .clamp(
+            1,
+            state.config.body_limit.min(crate::INGEST_BYTES_IN_FLIGHT),
+        );
+    let _permit = std::sync::Arc::clone(&state.ingest_bytes)
+        .try_acquire_many_owned(u32::try_from(declared).unwrap_or(u32::MAX))
+        .map_err(|_| {
+            state.metrics.reject("overloaded");
+            ApiError::unavailable(
+                "too many large requests are being written; nothing was written; retry shortly",
+                1,
+            )
+        })?;
     let body = read_body(body, state.config.body_limit)
         .await
         .inspect_err(|e| state.metrics.reject(e.code))?;
     let events =
         parse_events(&body, &kind, &state).inspect_err(|e| state.metrics.reject(e.code))?;
+    drop(body);
     // The tenant comes from the token: an event naming another one refuses the whole request.
     for (i, ev) in events.iter().enumerate() {
         if let Some(t) = &ev.tenant_id
@@ -668,9 +770,11 @@ async fn entries(
             let Some(from) = after.checked_add(1) else {
                 return Ok(rows);
             };
+            let mut bytes = 0usize;
             r.scan(&tenant, from, after.saturating_add(limit), &mut |e| {
+                bytes += e.line.len();
                 rows.push(e);
-                Ok(true)
+                Ok(bytes < MAX_PAGE_BYTES)
             })
             .map_err(crate::ServerError::from)?;
             Ok(rows)
@@ -698,35 +802,36 @@ async fn entries(
     if let Some((ts, _, _)) = &cursor {
         q.start_ms = Some(q.start_ms.map_or(*ts, |s| s.max(*ts)));
     }
-    let after = move |e: &StoredEntry| -> bool {
-        match &cursor {
-            None => true,
-            Some((ts, seq, tenant)) => {
-                let t = entry_ts(&e.line);
-                (t, e.tenant_id.as_str(), e.seq) > (*ts, tenant.as_str(), *seq)
-            }
-        }
-    };
+    let page_cursor = cursor.clone();
+    let after = move |e: &StoredEntry| -> bool { after_cursor(page_cursor.as_ref(), e) };
     match p.limit {
         Some(limit) => {
             // A page: read it (bounded), then answer with the cursor of its last row.
-            let rows = blocking(move || {
+            let (rows, more) = blocking(move || {
                 let r = readers.get()?;
                 let mut rows = Vec::new();
                 let want = usize::try_from(limit).unwrap_or(usize::MAX);
+                let mut bytes = 0usize;
+                let mut more = false;
                 r.query(&q, &mut |e| {
-                    if after(&e) {
-                        rows.push(e);
+                    if !after(&e) {
+                        return Ok(true);
                     }
-                    Ok(rows.len() <= want)
+                    // The page ends after `limit` rows or MAX_PAGE_BYTES of lines; one more
+                    // row tells whether anything follows.
+                    if rows.len() == want || (bytes >= MAX_PAGE_BYTES && !rows.is_empty()) {
+                        more = true;
+                        return Ok(false);
+                    }
+                    bytes += e.line.len();
+                    rows.push(e);
+                    Ok(true)
                 })
                 .map_err(crate::ServerError::from)?;
-                Ok(rows)
+                Ok((rows, more))
             })
             .await?;
-            let want = usize::try_from(limit).unwrap_or(usize::MAX);
-            let more = rows.len() > want;
-            let rows = &rows[..rows.len().min(want)];
+            let rows = rows.as_slice();
             let next = if more {
                 rows.last()
                     .map(|e| encode_cursor(entry_ts(&e.line), &e.tenant_id, e.seq))
@@ -742,49 +847,82 @@ async fn entries(
             ))
         }
         None => Ok(stream_body(content_type, None, move |tx| {
-            let send = |b: Vec<u8>| tx.blocking_send(Ok(Bytes::from(b))).is_ok();
+            // A reader that stops reading must not hold anything for long: each slice of the
+            // answer is its own short read transaction, and a send that waits more than
+            // STREAM_SEND_TIMEOUT ends the answer.
+            let handle = tokio::runtime::Handle::current();
+            let send = |b: Vec<u8>| {
+                handle
+                    .block_on(tokio::time::timeout(
+                        STREAM_SEND_TIMEOUT,
+                        tx.send(Ok(Bytes::from(b))),
+                    ))
+                    .is_ok_and(|r| r.is_ok())
+            };
             let Ok(r) = readers.get() else {
                 let _ = tx.blocking_send(Err(std::io::Error::other("store unavailable")));
                 return;
             };
-            match format {
-                Format::Json => {
-                    if !send(b"{\"entries\":[".to_vec()) {
-                        return;
-                    }
-                }
-                Format::Csv => {
-                    if !send(csv_header()) {
-                        return;
-                    }
-                }
-                Format::Jsonl => {}
-            }
-            let mut first = true;
-            let mut buf = Vec::with_capacity(64 << 10);
-            let res = r.query(&q, &mut |e| {
-                if !after(&e) {
-                    return Ok(true);
-                }
-                buf.extend_from_slice(&row_bytes(format, &e, first));
-                first = false;
-                if buf.len() >= 60 << 10 {
-                    let chunk = std::mem::replace(&mut buf, Vec::with_capacity(64 << 10));
-                    return Ok(send(chunk));
-                }
-                Ok(true)
-            });
-            if res.is_err() {
-                let _ = tx.blocking_send(Err(std::io::Error::other("the query failed")));
+            let head = match format {
+                Format::Json => b"{\"entries\":[".to_vec(),
+                Format::Csv => csv_header(),
+                Format::Jsonl => Vec::new(),
+            };
+            if !head.is_empty() && !send(head) {
                 return;
             }
-            if format == Format::Json {
-                buf.extend_from_slice(b"],\"next_cursor\":null}");
+            let mut first = true;
+            let mut at = cursor;
+            loop {
+                let mut page_q = q.clone();
+                if let Some((ts, _, _)) = &at {
+                    page_q.start_ms = Some(page_q.start_ms.map_or(*ts, |s| s.max(*ts)));
+                }
+                let mut page = Vec::new();
+                let res = r.query(&page_q, &mut |e| {
+                    if after_cursor(at.as_ref(), &e) {
+                        page.push(e);
+                    }
+                    Ok(page.len() < STREAM_SLICE)
+                });
+                if res.is_err() {
+                    let _ = tx.blocking_send(Err(std::io::Error::other("the query failed")));
+                    return;
+                }
+                let Some(last) = page.last() else { break };
+                at = Some((entry_ts(&last.line), last.seq, last.tenant_id.clone()));
+                let mut buf = Vec::with_capacity(64 << 10);
+                for e in &page {
+                    buf.extend_from_slice(&row_bytes(format, e, first));
+                    first = false;
+                    if buf.len() >= 60 << 10 {
+                        let chunk = std::mem::replace(&mut buf, Vec::with_capacity(64 << 10));
+                        if !send(chunk) {
+                            return;
+                        }
+                    }
+                }
+                if !buf.is_empty() && !send(buf) {
+                    return;
+                }
+                if page.len() < STREAM_SLICE {
+                    break;
+                }
             }
-            if !buf.is_empty() {
-                send(buf);
+            if format == Format::Json {
+                send(b"],\"next_cursor\":null}".to_vec());
             }
         })),
+    }
+}
+
+/// Whether `e` comes after the cursor (timestamp, seq, tenant) in query order.
+fn after_cursor(cursor: Option<&(i64, u64, String)>, e: &StoredEntry) -> bool {
+    match cursor {
+        None => true,
+        Some((ts, seq, tenant)) => {
+            (entry_ts(&e.line), e.tenant_id.as_str(), e.seq) > (*ts, tenant.as_str(), *seq)
+        }
     }
 }
 
@@ -993,6 +1131,7 @@ async fn latest_checkpoint(
 #[serde(deny_unknown_fields)]
 struct InclusionParams {
     entry_id: String,
+    tenant_id: Option<String>,
 }
 
 fn ledger_to_api(e: blackbox_ledger::LedgerError) -> ApiError {
@@ -1015,6 +1154,10 @@ async fn inclusion(State(state): State<AppState>, req: Request) -> Result<Respon
         "reading proofs",
     )?;
     let p: InclusionParams = params(&parts.uri)?;
+    // A tenant named must be the caller's (admin tokens: any); the entry must then be in it.
+    let want_tenant = caller
+        .tenant(p.tenant_id.as_deref())?
+        .filter(|_| p.tenant_id.is_some());
     let id = parse_entry_id(&p.entry_id)
         .map_err(|e| ApiError::bad_request("invalid_parameter", format!("entry_id: {e}")))?;
     let readers = std::sync::Arc::clone(&state.readers);
@@ -1027,6 +1170,7 @@ async fn inclusion(State(state): State<AppState>, req: Request) -> Result<Respon
             .entry_by_id(id.as_bytes())
             .map_err(crate::ServerError::from)?
             .filter(|e| admin || own.as_deref() == Some(e.tenant_id.as_str()))
+            .filter(|e| want_tenant.as_deref().is_none_or(|t| t == e.tenant_id))
             .ok_or_else(|| ApiError::not_found(format!("no entry {entry_id}")))?;
         let proof =
             blackbox_ledger::proof::prove_inclusion(&*r, &e, true).map_err(ledger_to_api)?;
@@ -1186,13 +1330,25 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    // Metrics name every tenant and its size: an admin token reads them (Prometheus sends it
+    // with `authorization: {credentials: …}`).
+    let (parts, _) = req.into_parts();
+    authorize(
+        &state,
+        &parts.headers,
+        &parts.extensions,
+        &parts.method,
+        "/metrics",
+        need_admin,
+        "reading metrics",
+    )?;
     let mut resp = Response::new(Body::from(state.metrics.encode()));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
-    resp
+    Ok(resp)
 }
 
 async fn openapi() -> Response {

@@ -95,6 +95,7 @@ impl Ingest {
         let dropped = Arc::new(AtomicU64::new(0));
         let shared = Shared {
             ready: Arc::clone(&ready),
+            stopping: AtomicBool::new(false),
             dropped: Arc::clone(&dropped),
             metrics: Arc::clone(&metrics),
             every: Duration::from_millis(u64::try_from(heartbeat_every_ms).unwrap_or(60_000)),
@@ -168,6 +169,13 @@ impl Ingest {
         }
     }
 
+    /// Counts a refusal that is not recorded on its own (it is summarised in the next
+    /// `access_denied` summary record).
+    pub fn count_unrecorded(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.metrics.denials_dropped.inc();
+    }
+
     /// Queues an `access_denied` record (never waits; counted and summarised when the queue is
     /// full).
     pub fn deny(&self, event: NormalizedEvent) {
@@ -180,6 +188,8 @@ impl Ingest {
 
 struct Shared {
     ready: Arc<AtomicBool>,
+    /// The handlers are gone: the writer is closing.
+    stopping: AtomicBool,
     dropped: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
     every: Duration,
@@ -192,14 +202,17 @@ fn run(
     shared: &Shared,
     mut mirror: Option<Mirror>,
 ) {
-    let tenants: Vec<String> = match store.chains() {
-        Ok(c) => c.into_iter().map(|h| h.tenant_id).collect(),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the chains");
-            Vec::new()
-        }
-    };
+    let mut failures = 0u32;
     loop {
+        // Every chain is tracked from each (re)start, so heartbeats and closing checkpoints
+        // cover chains nobody writes to.
+        let tenants: Vec<String> = match store.chains() {
+            Ok(c) => c.into_iter().map(|h| h.tenant_id).collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the chains");
+                Vec::new()
+            }
+        };
         let r = writer.stream(&mut store, |sink| {
             for t in &tenants {
                 sink.track(t)?;
@@ -210,6 +223,11 @@ fn run(
             Ok(()) => return,
             Err(e) => {
                 shared.ready.store(false, Ordering::Relaxed);
+                failures += 1;
+                if shared.stopping.load(Ordering::Relaxed) && failures >= 3 {
+                    tracing::error!(error = %e, "the writer cannot sign its closing checkpoints; stopping without them");
+                    return;
+                }
                 tracing::error!(error = %e, "the writer failed; restarting it in 1 s");
                 std::thread::sleep(Duration::from_secs(1));
             }
@@ -238,7 +256,9 @@ impl Group {
         }
     }
 
-    fn fail(self, why: &str) {
+    fn fail(self, why: &str, dropped: &AtomicU64) {
+        // Refusal records of the group are lost with it: count them for the summary record.
+        dropped.fetch_add(self.denials.len() as u64, Ordering::Relaxed);
         for j in self.jobs {
             let _ = j.reply.send(Err(IngestFailure::Store(why.to_owned())));
         }
@@ -251,8 +271,8 @@ fn summary_denial(dropped: u64) -> Option<NormalizedEvent> {
         "agent_id": "blackbox-server",
         "session_id": "service",
         "event_type": "access_denied",
-        "payload": {"reason": "queue_full", "dropped_count": dropped,
-            "message": "refusals that could not be recorded individually because the queue was full"},
+        "payload": {"reason": "summary", "dropped_count": dropped,
+            "message": "refusals not recorded one by one (more than one per second from the same token or address, or the queue was full)"},
     });
     blackbox_core::event::normalize_json(
         ev.to_string().as_bytes(),
@@ -308,6 +328,7 @@ fn serve(
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => {
+                shared.stopping.store(true, Ordering::Relaxed);
                 // Shutting down: every chain's last entry gets a signed checkpoint.
                 let n = sink.close(now_ms())?;
                 tracing::info!(checkpoints = n, "closing checkpoints signed");
@@ -370,7 +391,7 @@ fn commit_group(
                     // The sink cannot go on (its store thread is gone): answer everyone and let
                     // the caller restart it.
                     let why = e.to_string();
-                    group.fail(&why);
+                    group.fail(&why, &shared.dropped);
                     return Err(e);
                 }
             }
@@ -380,7 +401,7 @@ fn commit_group(
     for d in &group.denials {
         if let Err(e) = sink.add(d, now) {
             let why = e.to_string();
-            group.fail(&why);
+            group.fail(&why, &shared.dropped);
             return Err(e);
         }
     }
@@ -409,8 +430,10 @@ fn commit_group(
             shared.ready.store(false, Ordering::Relaxed);
             shared.metrics.commit_failures.inc();
             tracing::error!(error = %e, events = group.events, "group commit failed; answering 503");
-            group.fail(&e.to_string());
-            Ok(())
+            group.fail(&e.to_string(), &shared.dropped);
+            // The sink forgot its chains when the batch rolled back: restart it, so that every
+            // chain is tracked again.
+            Err(e)
         }
     }
 }

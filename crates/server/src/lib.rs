@@ -34,6 +34,9 @@ use blackbox_ledger::datadir::DataDir;
 pub use config::ServerConfig;
 pub use error::{ApiError, ServerError};
 
+/// Most bytes of request bodies being ingested at once; beyond, requests get 503.
+pub const INGEST_BYTES_IN_FLIGHT: usize = 256 << 20;
+
 /// The chain that records refusals of requests that carried no valid token.
 pub const SYSTEM_TENANT: &str = "_blackbox";
 
@@ -59,6 +62,10 @@ pub struct AppState {
     pub policy: Arc<RedactionPolicy>,
     /// Per-token rate limits.
     pub limiter: Arc<api::RateLimiter>,
+    /// Which refusals are recorded on their own.
+    pub denials: Arc<api::DenialSampler>,
+    /// Bytes of ingest bodies in flight (bounds memory under load).
+    pub ingest_bytes: Arc<tokio::sync::Semaphore>,
     /// The HMAC keyring (for `GET /v1/verify`).
     pub keys: Arc<Keyring>,
     /// The checkpoint public key.
@@ -109,6 +116,8 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
         mirror,
     );
     let state = AppState {
+        denials: Arc::new(api::DenialSampler::default()),
+        ingest_bytes: Arc::new(tokio::sync::Semaphore::new(INGEST_BYTES_IN_FLIGHT)),
         limiter: Arc::new(api::RateLimiter::new(
             config.rate_per_second,
             config.rate_burst,

@@ -203,6 +203,14 @@ impl TokenStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         conn.execute_batch(SCHEMA)?;
+        // The write-ahead log and its index hold the same hashes: owner only, like the file.
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            if Path::new(&side).exists() {
+                std::fs::set_permissions(&side, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
         let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
         let tokens = load(&conn)?;
         Ok(Self {
@@ -233,6 +241,12 @@ impl TokenStore {
         scopes: Scopes,
         label: &str,
     ) -> Result<(TokenInfo, String), ServerError> {
+        if tenant.is_some_and(|t| t.as_str() == crate::SYSTEM_TENANT) {
+            return Err(ServerError::Config(format!(
+                "the tenant `{}` is reserved for the service's own records",
+                crate::SYSTEM_TENANT
+            )));
+        }
         if tenant.is_none() && (scopes.ingest || scopes.read) && !scopes.admin {
             return Err(ServerError::Config(
                 "an ingest or read token needs a tenant (--tenant T)".to_owned(),

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Writes docs/openapi.json (the service's OpenAPI 3.1 document): python3 tools/gen_openapi.py > docs/openapi.json
+crates/server/tests/api.rs checks that every route the router serves is documented here."""
+import json
+err = {"$ref": "#/components/responses/Error"}
+def p(name, where="query", required=False, desc="", schema=None):
+    return {"name": name, "in": where, "required": required, "description": desc, "schema": schema or {"type": "string"}}
+tenant = p("tenant_id", desc="Admin tokens: the tenant to work on.")
+std_err = {"400": err, "401": err, "403": err, "429": err, "503": err}
+doc = {
+  "openapi": "3.1.0",
+  "info": {"title": "Blackbox audit service", "version": "1.0.0",
+           "description": "Tamper-evident audit log for AI agents. Agents write events; auditors read entries, verification reports, signed checkpoints and proofs. See docs/API.md and docs/FORMAT.md."},
+  "servers": [{"url": "http://127.0.0.1:7700"}],
+  "security": [{"bearer": []}],
+  "paths": {
+    "/v1/events": {"post": {
+      "summary": "Append events (durable when answered)", "operationId": "appendEvents",
+      "requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/Event"}, {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}]}},
+        "application/x-ndjson": {"schema": {"type": "string", "description": "One event per line."}}}},
+      "responses": {"200": {"description": "Committed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestResponse"}}}},
+                    **std_err, "413": err, "415": err}}},
+    "/v1/entries": {"get": {
+      "summary": "Query entries (as `blackbox query`)", "operationId": "queryEntries",
+      "parameters": [tenant, p("agent_id"), p("session_id"), p("tool"), p("event_type"),
+                     p("start", desc="RFC 3339 time or YYYY-MM-DD"), p("end", desc="RFC 3339 time or YYYY-MM-DD"),
+                     p("limit", schema={"type": "integer", "minimum": 1, "maximum": 10000}, desc="Page size; without it every match is streamed"),
+                     p("format", schema={"type": "string", "enum": ["jsonl", "json", "csv"]}),
+                     p("cursor", desc="Blackbox-Next-Cursor of the previous page"),
+                     p("after_seq", schema={"type": "integer", "minimum": 0}, desc="Tail the chain in seq order after this seq")],
+      "responses": {"200": {"description": "Entries", "headers": {
+          "Blackbox-Next-Cursor": {"schema": {"type": "string"}, "description": "Present when more rows follow this page"},
+          "Blackbox-Next-After-Seq": {"schema": {"type": "string"}, "description": "With after_seq: the last seq returned"}},
+          "content": {"application/x-ndjson": {"schema": {"type": "string"}},
+                      "application/json": {"schema": {"type": "object", "properties": {"entries": {"type": "array", "items": {"type": "object"}}, "next_cursor": {"type": ["string", "null"]}}}},
+                      "text/csv": {"schema": {"type": "string"}}}}, **std_err}}},
+    "/v1/entries/{entry_id}": {"get": {
+      "summary": "One entry", "operationId": "getEntry",
+      "parameters": [p("entry_id", "path", True, "UUIDv7")],
+      "responses": {"200": {"description": "The entry", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StoredEntry"}}}}, **std_err, "404": err}}},
+    "/v1/verify": {"get": {
+      "summary": "Verify the tenant's chain (as `blackbox verify --format json`)", "operationId": "verify",
+      "parameters": [tenant],
+      "responses": {"200": {"description": "The report (status ok or tampered)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VerifyReport"}}}}, **std_err}}},
+    "/v1/checkpoints/latest": {"get": {
+      "summary": "The latest signed checkpoint", "operationId": "latestCheckpoint",
+      "parameters": [tenant],
+      "responses": {"200": {"description": "Checkpoint", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Checkpoint"}}}}, **std_err, "404": err}}},
+    "/v1/proofs/inclusion": {"get": {
+      "summary": "Inclusion proof of an entry against the latest checkpoint", "operationId": "inclusionProof",
+      "parameters": [p("entry_id", required=True), tenant],
+      "responses": {"200": {"description": "blackbox.inclusion_proof.v1 (docs/FORMAT.md §10)", "content": {"application/json": {"schema": {"type": "object"}}}}, **std_err, "404": err}}},
+    "/v1/proofs/consistency": {"get": {
+      "summary": "Consistency proof between two stored checkpoints", "operationId": "consistencyProof",
+      "parameters": [tenant, p("from_size", required=True, schema={"type": "integer", "minimum": 0}), p("to_size", schema={"type": "integer", "minimum": 0})],
+      "responses": {"200": {"description": "blackbox.consistency_proof.v1 (docs/FORMAT.md §10)", "content": {"application/json": {"schema": {"type": "object"}}}}, **std_err, "404": err}}},
+    "/v1/tokens": {
+      "post": {"summary": "Create a token (admin)", "operationId": "createToken",
+               "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["scopes"], "properties": {"tenant_id": {"type": "string"}, "scopes": {"type": "array", "items": {"type": "string", "enum": ["ingest", "read", "admin"]}}, "label": {"type": "string"}}}}}},
+               "responses": {"201": {"description": "Created; the token is shown once", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Token"}}}}, **std_err}},
+      "get": {"summary": "List tokens (admin; no secrets)", "operationId": "listTokens",
+              "responses": {"200": {"description": "Tokens", "content": {"application/json": {"schema": {"type": "object", "properties": {"tokens": {"type": "array", "items": {"$ref": "#/components/schemas/Token"}}}}}}}, **std_err}}},
+    "/v1/tokens/{id}": {"delete": {"summary": "Revoke a token (admin)", "operationId": "revokeToken",
+      "parameters": [p("id", "path", True)], "responses": {"204": {"description": "Revoked"}, **std_err, "404": err}}},
+    "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz", "security": [], "responses": {"200": {"description": "Up", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+    "/readyz": {"get": {"summary": "Readiness (the store commits)", "operationId": "readyz", "security": [], "responses": {"200": {"description": "Ready", "content": {"text/plain": {"schema": {"type": "string"}}}}, "503": err}}},
+    "/metrics": {"get": {"summary": "Prometheus metrics (admin token)", "operationId": "metrics", "responses": {"200": {"description": "OpenMetrics text", "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}}, "401": err, "403": err}}},
+    "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi", "security": [], "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+  },
+  "components": {
+    "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "bbx_<id>_<secret>, from `blackbox tokens create`"}},
+    "responses": {"Error": {"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
+    "schemas": {
+      "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+          "code": {"type": "string", "enum": ["invalid_json", "invalid_utf8", "invalid_event", "invalid_parameter", "empty_body", "too_many_events", "unauthenticated", "forbidden", "not_found", "method_not_allowed", "body_too_large", "unsupported_media_type", "rate_limited", "unavailable"]},
+          "message": {"type": "string"}, "index": {"type": "integer", "description": "0-based index of the offending event"}}}}},
+      "Event": {"type": "object", "required": ["agent_id", "session_id", "event_type"], "additionalProperties": True,
+                "description": "docs/FORMAT.md §3. Raw content in prompt, completion, messages, query, content, result_data, args_raw is hashed before storage.",
+                "properties": {"agent_id": {"type": "string"}, "session_id": {"type": "string"}, "event_type": {"type": "string"}, "tenant_id": {"type": "string"},
+                               "timestamp": {"type": "string", "format": "date-time"}, "client_seq": {"type": "integer", "minimum": 0}, "payload": {"type": "object"},
+                               "data_subjects": {"type": "array"}}},
+      "IngestResponse": {"type": "object", "properties": {"tenant_id": {"type": "string"}, "count": {"type": "integer"}, "entries": {"type": "array", "items": {"type": "object", "properties": {"entry_id": {"type": "string"}, "seq": {"type": "integer"}, "entry_hash": {"type": "string"}}}}}},
+      "StoredEntry": {"type": "object", "properties": {"tenant_id": {"type": "string"}, "seq": {"type": "integer"}, "entry_hash": {"type": "string"}, "line": {"type": "string", "description": "The exact signed bytes"}, "entry": {"type": "object"}}},
+      "VerifyReport": {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok", "tampered"]}, "summary": {"type": "string"}, "entries": {"type": "integer"}, "chains": {"type": "array", "items": {"type": "object"}}, "findings": {"type": "array", "items": {"type": "object"}}, "findings_total": {"type": "integer"}}},
+      "Checkpoint": {"type": "object", "properties": {"tenant_id": {"type": "string"}, "size": {"type": "integer"}, "timestamp": {"type": "string"}, "note": {"type": "string", "description": "C2SP signed note"}}},
+      "Token": {"type": "object", "properties": {"id": {"type": "string"}, "token": {"type": "string", "description": "Only in the answer to creation"}, "tenant_id": {"type": ["string", "null"]}, "scopes": {"type": "array", "items": {"type": "string"}}, "label": {"type": "string"}, "created_ms": {"type": "integer"}, "revoked_ms": {"type": ["integer", "null"]}}},
+    }
+  }
+}
+print(json.dumps(doc, indent=2))
