@@ -25,6 +25,10 @@ use serde_json::{Value, json};
 enum Mode {
     Batched,
     Single,
+    /// Requests of `--batch-size` events built (and hashed) once before the clock starts and sent
+    /// again and again: the generator's own cost stays off the shared cores, so the service's
+    /// capacity is what is measured. `--events` counts events.
+    Prebuilt,
 }
 
 #[derive(Debug, Parser)]
@@ -206,8 +210,11 @@ async fn main() -> std::process::ExitCode {
         deadline: start + max_time,
         errors: AtomicU64::new(0),
     });
+    if matches!(args.mode, Mode::Prebuilt) {
+        return prebuilt(&args, &client, total, concurrency, max_time).await;
+    }
     let batcher = match args.mode {
-        Mode::Single => None,
+        Mode::Single | Mode::Prebuilt => None,
         Mode::Batched => match Batcher::new(
             client.clone(),
             BatchConfig {
@@ -302,4 +309,94 @@ async fn main() -> std::process::ExitCode {
 
 fn batcher_mode(m: Mode) -> bool {
     matches!(m, Mode::Batched)
+}
+
+/// `--mode prebuilt`: see [`Mode::Prebuilt`].
+async fn prebuilt(
+    args: &Args,
+    client: &Client,
+    total: u64,
+    concurrency: usize,
+    max_time: Duration,
+) -> std::process::ExitCode {
+    let per = u64::try_from(args.batch_size.clamp(1, 10_000)).unwrap_or(1);
+    let mut bodies = Vec::new();
+    for b in 0..16u64 {
+        let mut text = Vec::new();
+        for k in 0..per {
+            let mut ev = event(b * per + k);
+            if !args.no_client_hash && client.prepare(&mut ev).is_err() {
+                eprintln!("error: hashing an event failed");
+                return std::process::ExitCode::FAILURE;
+            }
+            text.extend_from_slice(ev.to_string().as_bytes());
+            text.push(b'\n');
+        }
+        bodies.push(bytes::Bytes::from(text));
+    }
+    let sender = match Client::builder(&args.url, args.token.as_str())
+        .hash_raw_content(false)
+        .timeout(Some(Duration::from_secs(30)))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let requests = total.div_ceil(per);
+    let start = Instant::now();
+    let shared = Arc::new(Shared {
+        next: AtomicU64::new(0),
+        total: requests,
+        deadline: start + max_time,
+        errors: AtomicU64::new(0),
+    });
+    let bodies = Arc::new(bodies);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (shared, sender, bodies) = (Arc::clone(&shared), sender.clone(), Arc::clone(&bodies));
+        tasks.spawn(async move {
+            let mut lat = Vec::new();
+            while let Some(i) = shared.take() {
+                let body = bodies[usize::try_from(i % 16).unwrap_or(0)].clone();
+                let t0 = Instant::now();
+                match sender.append_ndjson(body).await {
+                    Ok(_) => lat.push(t0.elapsed()),
+                    Err(e) => shared.error(&e),
+                }
+            }
+            lat
+        });
+    }
+    let mut latencies = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(l) = r {
+            latencies.extend(l);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64().max(1e-9);
+    latencies.sort_unstable();
+    let ok = latencies.len() as u64;
+    let errors = shared.errors.load(Ordering::Relaxed);
+    #[allow(clippy::cast_precision_loss)]
+    let (eps, rps) = ((ok * per) as f64 / secs, ok as f64 / secs);
+    println!(
+        "mode Prebuilt: {} events ok in {ok} requests of {per}, {errors} failed, in {secs:.2} s",
+        ok * per
+    );
+    println!("throughput: {eps:.0} events/s, {rps:.0} requests/s");
+    println!(
+        "latency (per request): p50 {:.2?}  p90 {:.2?}  p99 {:.2?}  max {:.2?}",
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.90),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or_default()
+    );
+    if errors > 0 {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
 }

@@ -89,11 +89,11 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// ones mean less to read and sort before a query's first row.
 pub const BUCKET_BITS: u32 = 20;
 
-/// Page size of new stores. Larger pages hold more ~1 KiB entry rows each: fewer page splits,
-/// WAL frames and system calls per entry (`examples/append_bench.rs`: 4 KiB 6.3 µs of CPU per
-/// appended entry, 8 KiB 4.9, 16 KiB 4.2, 32 KiB 3.7, 64 KiB 3.6). 32 KiB keeps most of the gain
-/// while small batches write (and random reads fetch) half as much as with 64 KiB pages.
-const PAGE_SIZE: i64 = 32 * 1024;
+/// Page size of new stores. Entry lines live in segment files, so rows are small and bulk appends
+/// barely depend on the page size; small commits (the service's group commits of a few dozen
+/// entries) rewrite a handful of pages each, and their cost grows with it: 8 KiB pages served
+/// 11.4k single-event requests/s where 32 KiB pages served 7.8–9.5k (docs/PERFORMANCE.md).
+const PAGE_SIZE: i64 = 8 * 1024;
 
 /// Page cache per connection, in KiB (SQLite's negative `cache_size`).
 const CACHE_SIZE_KIB: i64 = 64 * 1024;
