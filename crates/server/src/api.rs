@@ -185,6 +185,10 @@ impl DenialSampler {
 #[derive(Debug, Clone)]
 struct Caller {
     token: TokenInfo,
+    state: AppState,
+    method: Method,
+    path: String,
+    addr: Option<SocketAddr>,
 }
 
 impl Caller {
@@ -192,9 +196,20 @@ impl Caller {
     /// `tenant_id` parameter.
     fn tenant(&self, requested: Option<&str>) -> Result<Option<String>, ApiError> {
         match (&self.token.tenant_id, requested) {
-            (Some(own), Some(req)) if own != req && !self.token.scopes.admin => Err(
-                ApiError::forbidden(format!("this token is for tenant `{own}`, not `{req}`")),
-            ),
+            (Some(own), Some(req)) if own != req && !self.token.scopes.admin => {
+                let e =
+                    ApiError::forbidden(format!("this token is for tenant `{own}`, not `{req}`"));
+                deny(
+                    &self.state,
+                    &e,
+                    Some(&self.token),
+                    &self.method,
+                    &self.path,
+                    self.addr,
+                    Some(req),
+                );
+                Err(e)
+            }
             (_, Some(req)) => Ok(Some(req.to_owned())),
             (Some(own), None) => Ok(Some(own.clone())),
             (None, None) => Ok(None),
@@ -311,7 +326,13 @@ fn authorize(
         deny(state, &e, Some(&token), method, path, addr, None);
         return Err(e);
     }
-    Ok(Caller { token })
+    Ok(Caller {
+        token,
+        state: state.clone(),
+        method: method.clone(),
+        path: path.to_owned(),
+        addr,
+    })
 }
 
 fn need_ingest(s: &Scopes) -> bool {
@@ -1076,6 +1097,12 @@ async fn verify(State(state): State<AppState>, req: Request) -> Result<Response,
         "verifying the log",
     )?;
     let p: TenantParam = params(&parts.uri)?;
+    // Verification reads a whole chain: a few at a time, so that it cannot starve ingest.
+    let _running = std::sync::Arc::clone(&state.verifications)
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::unavailable("verifications are already running; retry shortly", 5)
+        })?;
     // An admin without tenant_id verifies every chain.
     let tenant = caller.tenant(p.tenant_id.as_deref())?;
     let path = state.readers.path().to_owned();

@@ -195,6 +195,16 @@ struct Shared {
     every: Duration,
 }
 
+/// Clears `ready` when the writer thread ends, however it ends (a panic included), so that
+/// `/readyz` tells.
+struct ReadyGuard(Arc<AtomicBool>);
+
+impl Drop for ReadyGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
 fn run(
     mut store: SqliteStore,
     mut writer: Writer,
@@ -202,6 +212,7 @@ fn run(
     shared: &Shared,
     mut mirror: Option<Mirror>,
 ) {
+    let _guard = ReadyGuard(Arc::clone(&shared.ready));
     let mut failures = 0u32;
     loop {
         // Every chain is tracked from each (re)start, so heartbeats and closing checkpoints

@@ -66,6 +66,8 @@ pub struct AppState {
     pub denials: Arc<api::DenialSampler>,
     /// Bytes of ingest bodies in flight (bounds memory under load).
     pub ingest_bytes: Arc<tokio::sync::Semaphore>,
+    /// Verifications running at once.
+    pub verifications: Arc<tokio::sync::Semaphore>,
     /// The HMAC keyring (for `GET /v1/verify`).
     pub keys: Arc<Keyring>,
     /// The checkpoint public key.
@@ -118,6 +120,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
     let state = AppState {
         denials: Arc::new(api::DenialSampler::default()),
         ingest_bytes: Arc::new(tokio::sync::Semaphore::new(INGEST_BYTES_IN_FLIGHT)),
+        verifications: Arc::new(tokio::sync::Semaphore::new(2)),
         limiter: Arc::new(api::RateLimiter::new(
             config.rate_per_second,
             config.rate_burst,
@@ -177,6 +180,19 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, ServerErro
             _ = term.recv() => {},
             _ = int.recv() => {},
         }
-        tracing::info!("shutdown requested");
+        tracing::info!("shutdown requested: draining requests, then closing checkpoints");
+        // A second signal, or a drain that takes too long, ends the process at once (whatever
+        // was acknowledged is durable already; closing checkpoints are then signed on the next
+        // start's heartbeat).
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => tracing::warn!("second signal: stopping now"),
+                _ = int.recv() => tracing::warn!("second signal: stopping now"),
+                () = tokio::time::sleep(std::time::Duration::from_secs(60)) => {
+                    tracing::warn!("draining took over 60 s: stopping now");
+                }
+            }
+            std::process::exit(1);
+        });
     })
 }
