@@ -170,6 +170,19 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
     Ok(ts.as_millisecond())
 }
 
+/// A time bound given by a person: RFC 3339, or a bare date `YYYY-MM-DD` meaning its first
+/// millisecond (`end == false`) or its last (`end == true`), UTC.
+///
+/// # Errors
+/// A plain-English reason.
+pub fn parse_time_bound(s: &str, end: bool) -> Result<i64, String> {
+    if s.len() == 10 && s.as_bytes().get(4) == Some(&b'-') {
+        let day = parse_timestamp(&format!("{s}T00:00:00Z"))?;
+        return Ok(if end { day + 86_400_000 - 1 } else { day });
+    }
+    parse_timestamp(s)
+}
+
 /// Formats Unix milliseconds as RFC 3339 UTC with exactly three fractional digits:
 /// `2026-04-14T18:00:00.123Z`.
 ///

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use blackbox_core::entry::{NormalizedEvent, parse_entry_id, parse_timestamp};
+use blackbox_core::entry::{NormalizedEvent, parse_entry_id};
 use blackbox_core::event::normalize_json;
 use blackbox_core::ids::TenantId;
 use blackbox_store::{Query as StoreQuery, Store as _, StoredEntry};
@@ -335,6 +335,25 @@ fn authorize(
     })
 }
 
+/// [`authorize`] for a request's parts.
+fn authorize_parts(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    route: &str,
+    need: fn(&Scopes) -> bool,
+    what: &str,
+) -> Result<Caller, ApiError> {
+    authorize(
+        state,
+        &parts.headers,
+        &parts.extensions,
+        &parts.method,
+        route,
+        need,
+        what,
+    )
+}
+
 fn need_ingest(s: &Scopes) -> bool {
     s.ingest
 }
@@ -518,15 +537,7 @@ fn parse_events(
 async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let path = "/v1/events";
-    let caller = authorize(
-        &state,
-        &parts.headers,
-        &parts.extensions,
-        &parts.method,
-        path,
-        need_ingest,
-        "writing events",
-    )?;
+    let caller = authorize_parts(&state, &parts, path, need_ingest, "writing events")?;
     let Some(tenant) = caller.token.tenant_id.clone() else {
         let e = ApiError::forbidden(
             "an admin token without a tenant cannot write events; use an ingest token of the tenant",
@@ -626,12 +637,8 @@ struct EntriesParams {
 
 /// RFC 3339, or a bare date (its first or last millisecond).
 fn parse_bound(name: &str, s: &str, end: bool) -> Result<i64, ApiError> {
-    let bad = |e: String| ApiError::bad_request("invalid_parameter", format!("{name}={s:?}: {e}"));
-    if s.len() == 10 && s.as_bytes().get(4) == Some(&b'-') {
-        let day = parse_timestamp(&format!("{s}T00:00:00Z")).map_err(bad)?;
-        return Ok(if end { day + 86_400_000 - 1 } else { day });
-    }
-    parse_timestamp(s).map_err(bad)
+    blackbox_core::entry::parse_time_bound(s, end)
+        .map_err(|e| ApiError::bad_request("invalid_parameter", format!("{name}={s:?}: {e}")))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1020,11 +1027,9 @@ async fn entry(
 ) -> Result<Response, ApiError> {
     let entry_id = path_param(entry_id)?;
     let (parts, _) = req.into_parts();
-    let caller = authorize(
+    let caller = authorize_parts(
         &state,
-        &parts.headers,
-        &parts.extensions,
-        &parts.method,
+        &parts,
         "/v1/entries/{entry_id}",
         need_read,
         "reading the log",
@@ -1087,15 +1092,7 @@ async fn chain_tenant(
 
 async fn verify(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let (parts, _) = req.into_parts();
-    let caller = authorize(
-        &state,
-        &parts.headers,
-        &parts.extensions,
-        &parts.method,
-        "/v1/verify",
-        need_read,
-        "verifying the log",
-    )?;
+    let caller = authorize_parts(&state, &parts, "/v1/verify", need_read, "verifying the log")?;
     let p: TenantParam = params(&parts.uri)?;
     // Verification reads a whole chain: a few at a time, so that it cannot starve ingest.
     let _running = std::sync::Arc::clone(&state.verifications)
@@ -1128,11 +1125,9 @@ async fn latest_checkpoint(
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, _) = req.into_parts();
-    let caller = authorize(
+    let caller = authorize_parts(
         &state,
-        &parts.headers,
-        &parts.extensions,
-        &parts.method,
+        &parts,
         "/v1/checkpoints/latest",
         need_read,
         "reading checkpoints",
@@ -1171,11 +1166,9 @@ fn ledger_to_api(e: blackbox_ledger::LedgerError) -> ApiError {
 
 async fn inclusion(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let (parts, _) = req.into_parts();
-    let caller = authorize(
+    let caller = authorize_parts(
         &state,
-        &parts.headers,
-        &parts.extensions,
-        &parts.method,
+        &parts,
         "/v1/proofs/inclusion",
         need_read,
         "reading proofs",
@@ -1218,11 +1211,9 @@ struct ConsistencyParams {
 
 async fn consistency(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let (parts, _) = req.into_parts();
-    let caller = authorize(
+    let caller = authorize_parts(
         &state,
-        &parts.headers,
-        &parts.extensions,
-        &parts.method,
+        &parts,
         "/v1/proofs/consistency",
         need_read,
         "reading proofs",
@@ -1263,15 +1254,7 @@ struct NewToken {
 
 async fn create_token(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    authorize(
-        &state,
-        &parts.headers,
-        &parts.extensions,
-        &parts.method,
-        "/v1/tokens",
-        need_admin,
-        "managing tokens",
-    )?;
+    authorize_parts(&state, &parts, "/v1/tokens", need_admin, "managing tokens")?;
     let body = read_body(body, 64 << 10).await?;
     let t: NewToken = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
@@ -1302,15 +1285,7 @@ async fn create_token(State(state): State<AppState>, req: Request) -> Result<Res
 
 async fn list_tokens(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let (parts, _) = req.into_parts();
-    authorize(
-        &state,
-        &parts.headers,
-        &parts.extensions,
-        &parts.method,
-        "/v1/tokens",
-        need_admin,
-        "managing tokens",
-    )?;
+    authorize_parts(&state, &parts, "/v1/tokens", need_admin, "managing tokens")?;
     let list: Vec<Value> = state
         .tokens
         .list()?
@@ -1331,11 +1306,9 @@ async fn revoke_token(
 ) -> Result<Response, ApiError> {
     let id = path_param(id)?;
     let (parts, _) = req.into_parts();
-    authorize(
+    authorize_parts(
         &state,
-        &parts.headers,
-        &parts.extensions,
-        &parts.method,
+        &parts,
         "/v1/tokens/{id}",
         need_admin,
         "managing tokens",
@@ -1361,15 +1334,7 @@ async fn metrics(State(state): State<AppState>, req: Request) -> Result<Response
     // Metrics name every tenant and its size: an admin token reads them (Prometheus sends it
     // with `authorization: {credentials: …}`).
     let (parts, _) = req.into_parts();
-    authorize(
-        &state,
-        &parts.headers,
-        &parts.extensions,
-        &parts.method,
-        "/metrics",
-        need_admin,
-        "reading metrics",
-    )?;
+    authorize_parts(&state, &parts, "/metrics", need_admin, "reading metrics")?;
     let mut resp = Response::new(Body::from(state.metrics.encode()));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -244,10 +244,7 @@ async fn tokens_scopes_and_refusals() {
     let (s, list) = f.get_json(&admin, "/v1/tokens").await;
     assert_eq!(s, StatusCode::OK);
     let text = list.to_string();
-    assert!(
-        !text.contains(new.rsplit('_').next().unwrap()),
-        "a secret is listed"
-    );
+    assert!(!text.contains(&new[21..]), "a secret is listed");
     // Every refusal above is in the audit log.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let (s, denied) = f

@@ -3,7 +3,6 @@
 use std::io::{BufWriter, Write};
 
 use anyhow::{Result, anyhow};
-use blackbox_core::entry::parse_timestamp;
 use blackbox_ledger::datadir::DataDir;
 use blackbox_ledger::query::{COLUMNS, flatten};
 use blackbox_store::{Query, Store as _, StoreError};
@@ -24,12 +23,7 @@ pub struct Filters {
 
 /// RFC 3339, or a bare date: its first millisecond (`end == false`) or its last (`end == true`).
 pub fn parse_bound(flag: &str, s: &str, end: bool) -> Result<i64> {
-    if s.len() == 10 && s.as_bytes().get(4) == Some(&b'-') {
-        let day =
-            parse_timestamp(&format!("{s}T00:00:00Z")).map_err(|e| anyhow!("{flag} {s:?}: {e}"))?;
-        return Ok(if end { day + 86_400_000 - 1 } else { day });
-    }
-    parse_timestamp(s).map_err(|e| anyhow!("{flag} {s:?}: {e}"))
+    blackbox_core::entry::parse_time_bound(s, end).map_err(|e| anyhow!("{flag} {s:?}: {e}"))
 }
 
 fn io_err(e: std::io::Error) -> StoreError {
