@@ -27,7 +27,8 @@ pub fn headline(r: &Report) -> String {
     } else {
         " (public key only)"
     };
-    format!("OK — {} entries verified{scope}, {intact}", n(r.entries))
+    let what = if r.entries == 1 { "entry" } else { "entries" };
+    format!("OK — {} {what} verified{scope}, {intact}", n(r.entries))
 }
 
 /// The report as JSON (stable member names: scripts and auditors' tools depend on them).

@@ -102,11 +102,12 @@ pub fn verify(
                 );
             }
             for ch in report["chains"].as_array().cloned().unwrap_or_default() {
+                let cps = ch["checkpoints_verified"].as_u64().unwrap_or(0);
                 println!(
-                    "  chain {:<16} {:>11} entries, {} checkpoints verified (largest: {}), head {}",
+                    "  chain {:<16} {:>11} entries, {cps} checkpoint{} verified (largest: {}), head {}",
                     ch["tenant_id"].as_str().unwrap_or(""),
                     ch["entries"],
-                    ch["checkpoints_verified"],
+                    if cps == 1 { "" } else { "s" },
                     ch["largest_checkpoint"],
                     ch["head"].as_str().unwrap_or("")
                 );
