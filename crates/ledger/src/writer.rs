@@ -525,11 +525,15 @@ impl AppendSink<'_> {
     /// # Errors
     /// Store and signing failures.
     pub fn add(&mut self, ev: &NormalizedEvent, now_ms: i64) -> Result<Appended, LedgerError> {
-        let tenant = ev
-            .tenant_id
-            .as_ref()
-            .unwrap_or(&self.writer.settings.default_tenant)
-            .clone();
+        // Borrowed from the event (no copy per entry); the default tenant only when it names none.
+        let default_tenant;
+        let tenant: &TenantId = match &ev.tenant_id {
+            Some(t) => t,
+            None => {
+                default_tenant = self.writer.settings.default_tenant.clone();
+                &default_tenant
+            }
+        };
         self.load(tenant.as_str())?;
         let Some(work) = self.chains.get_mut(tenant.as_str()) else {
             return Err(LedgerError::Inconsistent("chain state vanished".to_owned()));
@@ -548,7 +552,7 @@ impl AppendSink<'_> {
         let sealed = seal(
             ev,
             &SealParams {
-                tenant_id: &tenant,
+                tenant_id: tenant,
                 seq,
                 entry_id,
                 timestamp_ms: ts_ms,

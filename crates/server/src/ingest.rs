@@ -393,16 +393,17 @@ fn heartbeat(sink: &mut AppendSink<'_>, shared: &Shared) {
 
 fn commit_group(
     sink: &mut AppendSink<'_>,
-    mut group: Group,
+    group: Group,
     shared: &Shared,
 ) -> Result<(), LedgerError> {
     let started = Instant::now();
     let now = now_ms();
     let mut results: Vec<Vec<Appended>> = Vec::with_capacity(group.jobs.len());
-    for job in &mut group.jobs {
+    for job in &group.jobs {
         let mut out = Vec::with_capacity(job.events.len());
-        for ev in &mut job.events {
-            ev.tenant_id = Some(job.tenant.clone());
+        for ev in &job.events {
+            // The handler set each event's tenant to the token's (or refused the request).
+            debug_assert_eq!(ev.tenant_id.as_ref(), Some(&job.tenant));
             match sink.add(ev, now) {
                 Ok(a) => out.push(a),
                 Err(e) => {
