@@ -838,7 +838,8 @@ async fn entries(
             "blackbox-next-after-seq",
         ));
     }
-    let mut q = StoreQuery {
+    // The store skips the rows up to the cursor without reading them.
+    let q = StoreQuery {
         tenant_id: tenant,
         agent_id: p.agent_id,
         session_id: p.session_id,
@@ -847,12 +848,12 @@ async fn entries(
         start_ms,
         end_ms,
         limit: None,
+        after: cursor.map(|(ts_ms, seq, tenant_id)| blackbox_store::After {
+            ts_ms,
+            tenant_id,
+            seq,
+        }),
     };
-    if let Some((ts, _, _)) = &cursor {
-        q.start_ms = Some(q.start_ms.map_or(*ts, |s| s.max(*ts)));
-    }
-    let page_cursor = cursor.clone();
-    let after = move |e: &StoredEntry| -> bool { after_cursor(page_cursor.as_ref(), e) };
     match p.limit {
         Some(limit) => {
             // A page: read it (bounded), then answer with the cursor of its last row.
@@ -863,9 +864,6 @@ async fn entries(
                 let mut bytes = 0usize;
                 let mut more = false;
                 r.query(&q, &mut |e| {
-                    if !after(&e) {
-                        return Ok(true);
-                    }
                     // The page ends after `limit` rows or MAX_PAGE_BYTES of lines; one more
                     // row tells whether anything follows.
                     if rows.len() == want || (bytes >= MAX_PAGE_BYTES && !rows.is_empty()) {
@@ -921,17 +919,11 @@ async fn entries(
                 return;
             }
             let mut first = true;
-            let mut at = cursor;
+            let mut page_q = q;
             loop {
-                let mut page_q = q.clone();
-                if let Some((ts, _, _)) = &at {
-                    page_q.start_ms = Some(page_q.start_ms.map_or(*ts, |s| s.max(*ts)));
-                }
                 let mut page = Vec::new();
                 let res = r.query(&page_q, &mut |e| {
-                    if after_cursor(at.as_ref(), &e) {
-                        page.push(e);
-                    }
+                    page.push(e);
                     Ok(page.len() < STREAM_SLICE)
                 });
                 if res.is_err() {
@@ -939,7 +931,11 @@ async fn entries(
                     return;
                 }
                 let Some(last) = page.last() else { break };
-                at = Some((entry_ts(&last.line), last.seq, last.tenant_id.clone()));
+                page_q.after = Some(blackbox_store::After {
+                    ts_ms: entry_ts(&last.line),
+                    tenant_id: last.tenant_id.clone(),
+                    seq: last.seq,
+                });
                 let mut buf = Vec::with_capacity(64 << 10);
                 for e in &page {
                     buf.extend_from_slice(&row_bytes(format, e, first));
@@ -962,16 +958,6 @@ async fn entries(
                 send(b"],\"next_cursor\":null}".to_vec());
             }
         })),
-    }
-}
-
-/// Whether `e` comes after the cursor (timestamp, seq, tenant) in query order.
-fn after_cursor(cursor: Option<&(i64, u64, String)>, e: &StoredEntry) -> bool {
-    match cursor {
-        None => true,
-        Some((ts, seq, tenant)) => {
-            (entry_ts(&e.line), e.tenant_id.as_str(), e.seq) > (*ts, tenant.as_str(), *seq)
-        }
     }
 }
 

@@ -145,6 +145,20 @@ pub struct Query {
     pub end_ms: Option<i64>,
     /// At most this many rows.
     pub limit: Option<u64>,
+    /// Only rows after this one in query order (`ts_ms`, `tenant_id`, `seq`): a page cursor.
+    /// Rows skipped for it are not read and do not count toward `limit`.
+    pub after: Option<After>,
+}
+
+/// A position in query order, to continue a query after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct After {
+    /// The entry timestamp of the last row seen.
+    pub ts_ms: i64,
+    /// Its tenant.
+    pub tenant_id: String,
+    /// Its seq.
+    pub seq: u64,
 }
 
 /// A write transaction. Dropping it without [`WriteBatch::commit`] rolls everything back.

@@ -70,7 +70,7 @@ use rusqlite::{
 
 use crate::segments::{LineRef, LinesEnd, SEGMENT_BYTES, SegmentReader, SegmentWriter, lines_dir};
 use crate::{
-    ChainHead, NewEntry, Query, Store, StoreError, StoredCheckpoint, StoredEntry, TenantRef,
+    After, ChainHead, NewEntry, Query, Store, StoreError, StoredCheckpoint, StoredEntry, TenantRef,
     WriteBatch,
 };
 
@@ -464,6 +464,24 @@ impl SqliteStore {
     #[must_use]
     pub const fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Whether the row `id` of `tenant` at `ts` comes at or before the cursor `a` (query order
+    /// (ts, tenant, seq)). Reads the row's seq only when timestamp and tenant tie, never its line.
+    fn not_after(&self, a: &After, ts: i64, tenant: &str, id: i64) -> Result<bool, StoreError> {
+        match (ts.cmp(&a.ts_ms), tenant.cmp(a.tenant_id.as_str())) {
+            (std::cmp::Ordering::Less, _) => Ok(true),
+            (std::cmp::Ordering::Greater, _) => Ok(false),
+            (_, std::cmp::Ordering::Less) => Ok(true),
+            (_, std::cmp::Ordering::Greater) => Ok(false),
+            (_, std::cmp::Ordering::Equal) => {
+                let seq: i64 = self
+                    .conn
+                    .prepare_cached("SELECT seq FROM entries WHERE id = ?1")?
+                    .query_row([id], |r| r.get(0))?;
+                Ok(u64::try_from(seq).unwrap_or(0) <= a.seq)
+            }
+        }
     }
 
     /// The chain id of `tenant`, if the chain exists.
@@ -1189,7 +1207,10 @@ impl Store for SqliteStore {
         if q.limit == Some(0) {
             return Ok(());
         }
-        let start = q.start_ms.unwrap_or(i64::MIN);
+        let mut start = q.start_ms.unwrap_or(i64::MIN);
+        if let Some(a) = &q.after {
+            start = start.max(a.ts_ms);
+        }
         let end = q.end_ms.unwrap_or(i64::MAX);
         if start > end {
             return Ok(());
@@ -1222,12 +1243,20 @@ impl Store for SqliteStore {
             }
             streams.push(stream);
         }
-        while let Some(Reverse((_, rank, id))) = heap.pop() {
+        while let Some(Reverse((ts, rank, id))) = heap.pop() {
             let (Some(stream), Some((chain, tenant))) = (streams.get_mut(rank), chains.get(rank))
             else {
                 return Err(invalid("query merge lost its place (internal error)"));
             };
             debug_assert_eq!(stream.chain, *chain);
+            if let Some(a) = &q.after
+                && self.not_after(a, ts, tenant, id)?
+            {
+                if let Some(next) = stream.next(self)? {
+                    heap.push(Reverse((next.0, rank, next.1)));
+                }
+                continue;
+            }
             let entry = stream.entry(self, id, tenant, remaining)?;
             remaining -= 1;
             if !f(entry)? || remaining == 0 {

@@ -56,6 +56,7 @@ pub fn run(dir: &DataDir, f: Filters, format: QueryFormat) -> Result<Outcome> {
         start_ms,
         end_ms,
         limit: f.limit,
+        after: None,
     };
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
