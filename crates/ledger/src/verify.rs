@@ -284,9 +284,9 @@ pub fn verify_store(
             let rstore = SqliteStore::open_read_only(&path)?;
             let mut chunk = tx.fresh();
             let mut pos = 0u64;
-            rstore.scan(&tenant, 1, u64::MAX, &mut |e| {
+            rstore.scan_lines(&tenant, 1, u64::MAX, &mut |_seq, line, personal| {
                 pos += 1;
-                chunk.push(pos, &e.line, e.personal.as_deref(), None);
+                chunk.push(pos, line, personal, None);
                 if chunk.is_full() && tx.send(&mut chunk).is_none() {
                     return Ok(false);
                 }

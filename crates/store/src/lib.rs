@@ -41,6 +41,9 @@ pub use error::StoreError;
 
 use blackbox_core::Hash;
 
+/// What [`Store::scan_lines`] calls per entry: (seq, line, personal sidecar) → go on?
+pub type LineVisitor<'a> = dyn FnMut(u64, &[u8], Option<&[u8]>) -> Result<bool, StoreError> + 'a;
+
 /// Identifies a tenant's chain. The store treats it as an opaque, already-validated string.
 pub type TenantRef<'a> = &'a str;
 
@@ -240,6 +243,23 @@ pub trait Store: Send {
         to_seq: u64,
         f: &mut dyn FnMut(StoredEntry) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError>;
+
+    /// Like [`Self::scan`], without an allocation per entry: `f` gets each entry's seq, line and
+    /// personal sidecar as borrowed bytes (verification reads every entry this way).
+    ///
+    /// # Errors
+    /// Backend failures, or the first error returned by `f`.
+    fn scan_lines(
+        &self,
+        tenant: TenantRef<'_>,
+        from_seq: u64,
+        to_seq: u64,
+        f: &mut LineVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        self.scan(tenant, from_seq, to_seq, &mut |e| {
+            f(e.seq, &e.line, e.personal.as_deref())
+        })
+    }
 
     /// Entries matching `q`, in (`ts_ms`, `tenant_id`, `seq`) order, streamed to `f`
     /// (return `false` to stop).

@@ -164,8 +164,20 @@ impl SegmentReader {
     /// The lines of `refs`, in order: neighbouring lines (the usual case: entries appended
     /// together) are read with one system call.
     pub fn read_many(&self, refs: &[LineRef]) -> Result<Vec<Vec<u8>>, StoreError> {
-        let mut out = Vec::with_capacity(refs.len());
         let mut buf = Vec::new();
+        let ranges = self.read_into(refs, &mut buf)?;
+        Ok(ranges.into_iter().map(|r| buf[r].to_vec()).collect())
+    }
+
+    /// Reads the lines of `refs` into `buf` (cleared first) and returns where each is in it:
+    /// neighbouring lines are read with one system call, and nothing is allocated per line.
+    pub fn read_into(
+        &self,
+        refs: &[LineRef],
+        buf: &mut Vec<u8>,
+    ) -> Result<Vec<std::ops::Range<usize>>, StoreError> {
+        buf.clear();
+        let mut out = Vec::with_capacity(refs.len());
         let mut i = 0;
         while let Some(&first) = refs.get(i) {
             let mut j = i + 1;
@@ -187,11 +199,12 @@ impl SegmentReader {
                     first.off
                 ))
             })?;
-            buf.resize(span, 0);
-            self.read_at(first.seg, first.off, &mut buf)?;
+            let base = buf.len();
+            buf.resize(base + span, 0);
+            self.read_at(first.seg, first.off, &mut buf[base..])?;
             for r in &refs[i..j] {
-                let a = (r.off - first.off) as usize;
-                out.push(buf[a..a + r.len as usize].to_vec());
+                let a = base + (r.off - first.off) as usize;
+                out.push(a..a + r.len as usize);
             }
             i = j;
         }

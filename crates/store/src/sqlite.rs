@@ -1199,6 +1199,53 @@ impl Store for SqliteStore {
         })
     }
 
+    fn scan_lines(
+        &self,
+        tenant: TenantRef<'_>,
+        from_seq: u64,
+        to_seq: u64,
+        f: &mut crate::LineVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        let from = from_seq.max(1);
+        if from > to_seq {
+            return Ok(());
+        }
+        let Some(chain) = self.chain_id(tenant)? else {
+            return Ok(());
+        };
+        let mut buf = Vec::new();
+        let mut batch: Vec<(u64, LineRef, Option<Vec<u8>>)> = Vec::with_capacity(SCAN_BLOCK);
+        let mut refs: Vec<LineRef> = Vec::with_capacity(SCAN_BLOCK);
+        self.for_each_run_range(chain, from, to_seq, &mut |first_seq, lo, hi| {
+            let mut stmt = self.conn.prepare_cached(ENTRY_RANGE_SQL)?;
+            let mut rows = stmt.query(params![lo, hi])?;
+            let mut seq = first_seq;
+            let mut more = true;
+            while more {
+                batch.clear();
+                refs.clear();
+                while batch.len() < SCAN_BLOCK {
+                    let Some(row) = rows.next()? else {
+                        more = false;
+                        break;
+                    };
+                    check_run_entry(row, chain, seq, tenant)?;
+                    let (e, at) = read_entry(row, tenant, 1)?;
+                    refs.push(at);
+                    batch.push((e.seq, at, e.personal));
+                    seq += 1;
+                }
+                let ranges = self.lines.read_into(&refs, &mut buf)?;
+                for ((s, _, personal), r) in batch.iter().zip(ranges) {
+                    if !f(*s, &buf[r], personal.as_deref())? {
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(true)
+        })
+    }
+
     fn query(
         &self,
         q: &Query,

@@ -1394,7 +1394,22 @@ fn lines_span_segment_files_and_read_back_across_them() {
             reopened.entry_by_id(&e.entry_id).unwrap().unwrap().line,
             e.line
         );
+    } // scan_lines hands out the same bytes as scan, across segment boundaries.
+    for tenant in ["a", "b"] {
+        let mut lines = Vec::new();
+        reopened
+            .scan_lines(tenant, 1, u64::MAX, &mut |seq, line, personal| {
+                lines.push((seq, line.to_vec(), personal.map(<[u8]>::to_vec)));
+                Ok(true)
+            })
+            .unwrap();
+        let scanned: Vec<_> = scan_all(&reopened, tenant)
+            .into_iter()
+            .map(|e| (e.seq, e.line, e.personal))
+            .collect();
+        assert_eq!(lines, scanned);
     }
+
     let q = Query {
         tool: Some("tool".into()),
         ..Query::default()
