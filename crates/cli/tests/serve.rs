@@ -567,3 +567,109 @@ fn the_jsonl_mirror_rotates_and_every_file_and_the_set_verify() {
     assert_eq!(v.code, 1, "{}", v.stdout);
     assert!(v.stdout.contains("deletion"), "{}", v.stdout);
 }
+
+#[test]
+fn logs_carry_no_secrets_or_content_and_sigterm_signs_a_closing_checkpoint() {
+    let (_tmp, dir) = init_store();
+    let t = token(&dir, "acme", "ingest,read");
+    // Start with info logging and keep what the server writes to stderr.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = bin()
+        .args([
+            "serve",
+            "--data-dir",
+            &dir,
+            "--listen",
+            &addr.to_string(),
+            "--log-format",
+            "json",
+        ])
+        .env("BLACKBOX_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let log: Arc<Mutex<String>> = Arc::default();
+    let sink = Arc::clone(&log);
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let mut l = sink.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http(addr, "GET", "/healthz", None, None)
+        .map(|r| r.0)
+        .unwrap_or(0)
+        != 200
+    {
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let secret_prompt = "my card number is 4111 1111 1111 1111";
+    let ev = json!({"agent_id": "a", "session_id": "s", "event_type": "llm_request",
+        "model": "gpt-4o", "prompt": secret_prompt});
+    let (s, _) = http(addr, "POST", "/v1/events", Some(&t), Some(&ev.to_string())).unwrap();
+    assert_eq!(s, 200);
+    let (s, _) = http(
+        addr,
+        "POST",
+        "/v1/events",
+        Some("bbx_0123456789abcdef_wrong"),
+        Some("{}"),
+    )
+    .unwrap();
+    assert_eq!(s, 401);
+    let (s, _) = http(addr, "POST", "/v1/events", Some(&t), Some("{\"prompt\": 1")).unwrap();
+    assert_eq!(s, 400);
+    // SIGTERM: drain, closing checkpoint, exit 0.
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+    let log = log.lock().unwrap().clone();
+    assert!(
+        log.contains("\"route\":\"/v1/events\""),
+        "no request lines in:\n{log}"
+    );
+    for secret in [
+        t.as_str(),
+        &t[21..],
+        "bbx_0123456789abcdef_wrong",
+        secret_prompt,
+        "4111",
+    ] {
+        assert!(
+            !log.contains(secret),
+            "{secret:?} appears in the log:\n{log}"
+        );
+    }
+    let keys = std::fs::read_to_string(format!("{dir}/keys/hmac.keys")).unwrap();
+    let key_hex = keys.lines().last().unwrap().split(' ').nth(1).unwrap();
+    assert!(!log.contains(key_hex));
+    // The last entry is covered by a signed checkpoint.
+    let v = run(&["verify", "--data-dir", &dir, "--format", "json"]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+    let report: Value = serde_json::from_str(&v.stdout).unwrap();
+    let acme = report["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["tenant_id"] == "acme")
+        .unwrap()
+        .clone();
+    assert_eq!(acme["largest_checkpoint"], acme["entries"], "{report}");
+}
