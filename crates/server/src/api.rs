@@ -466,13 +466,24 @@ fn parse_events(
     kind: &BodyKind,
     state: &AppState,
 ) -> Result<Vec<NormalizedEvent>, ApiError> {
-    if let Err(e) = std::str::from_utf8(body) {
-        let at = e.valid_up_to();
-        return Err(ApiError::bad_request(
-            "invalid_utf8",
-            format!("the body is not valid UTF-8 (at byte {at})"),
-        ));
-    }
+    // The JSON parser checks UTF-8 itself; only a refused body is looked at again, to say so
+    // precisely when that is why.
+    let utf8_error = || {
+        std::str::from_utf8(body).err().map(|e| {
+            ApiError::bad_request(
+                "invalid_utf8",
+                format!("the body is not valid UTF-8 (at byte {})", e.valid_up_to()),
+            )
+        })
+    };
+    parse_valid_utf8(body, kind, state).map_err(|e| utf8_error().unwrap_or(e))
+}
+
+fn parse_valid_utf8(
+    body: &[u8],
+    kind: &BodyKind,
+    state: &AppState,
+) -> Result<Vec<NormalizedEvent>, ApiError> {
     let max = state.config.max_events_per_request;
     let too_many = |n: usize| {
         ApiError::bad_request(
