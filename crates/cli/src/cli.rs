@@ -199,32 +199,7 @@ pub enum Cmd {
     /// Run the audit service: agents write events to it over HTTP, auditors read from it.
     /// With no settings it listens on 127.0.0.1:7700 and keeps its store in ./blackbox-data,
     /// initialising keys on first start. See docs/API.md.
-    Serve {
-        /// Address to listen on (default 127.0.0.1:7700).
-        #[arg(long, env = "BLACKBOX_LISTEN")]
-        listen: Option<String>,
-        /// Data directory (default ./blackbox-data).
-        #[arg(long, env = "BLACKBOX_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-        /// Settings file (TOML; see `blackbox serve --print-config`).
-        #[arg(long, env = "BLACKBOX_CONFIG")]
-        config: Option<PathBuf>,
-        /// Anomaly-detection rules (YAML).
-        #[arg(long, env = "BLACKBOX_RULES")]
-        rules: Option<PathBuf>,
-        /// Also append every committed entry and checkpoint to this JSONL file.
-        #[arg(long, env = "BLACKBOX_LOG_FILE")]
-        log_file: Option<PathBuf>,
-        /// Log lines as `text` or `json`.
-        #[arg(long, env = "BLACKBOX_LOG_FORMAT")]
-        log_format: Option<String>,
-        /// Requests per second per token (0: no limit; default 2000).
-        #[arg(long, env = "BLACKBOX_RATE_LIMIT")]
-        rate_limit: Option<u32>,
-        /// Print an example settings file with every default, and exit.
-        #[arg(long)]
-        print_config: bool,
-    },
+    Serve(ServeArgs),
     /// Manage the service's API tokens.
     Tokens {
         #[command(subcommand)]
@@ -283,4 +258,33 @@ pub enum TokensCmd {
         /// The token id (16 hex digits; `tokens list` shows them).
         id: String,
     },
+}
+
+/// `blackbox serve`'s flags (each also a `BLACKBOX_…` variable).
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:7700).
+    #[arg(long, env = "BLACKBOX_LISTEN")]
+    pub listen: Option<String>,
+    /// Data directory (default ./blackbox-data).
+    #[arg(long, env = "BLACKBOX_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Settings file (TOML; see `blackbox serve --print-config`).
+    #[arg(long, env = "BLACKBOX_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Anomaly-detection rules (YAML).
+    #[arg(long, env = "BLACKBOX_RULES")]
+    pub rules: Option<PathBuf>,
+    /// Also append every committed entry and checkpoint to this JSONL file.
+    #[arg(long, env = "BLACKBOX_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Log lines as `text` or `json`.
+    #[arg(long, env = "BLACKBOX_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Requests per second per token (0: no limit; default 2000).
+    #[arg(long, env = "BLACKBOX_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+    /// Print an example settings file with every default, and exit.
+    #[arg(long)]
+    pub print_config: bool,
 }

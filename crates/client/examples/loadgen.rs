@@ -287,17 +287,28 @@ async fn main() -> std::process::ExitCode {
         "mode {:?}: {ok} events ok, {errors} failed, {requests} requests in {:.2} s",
         args.mode, secs
     );
+    let per = if matches!(args.mode, Mode::Batched) {
+        "per event"
+    } else {
+        "per request"
+    };
+    report(eps, rps, per, &latencies, errors)
+}
+
+/// Prints throughput and latency percentiles; fails when any request failed.
+fn report(
+    eps: f64,
+    rps: f64,
+    per: &str,
+    latencies: &[Duration],
+    errors: u64,
+) -> std::process::ExitCode {
     println!("throughput: {eps:.0} events/s, {rps:.0} requests/s");
     println!(
-        "latency ({}): p50 {:.2?}  p90 {:.2?}  p99 {:.2?}  max {:.2?}",
-        if batcher_mode(args.mode) {
-            "per event"
-        } else {
-            "per request"
-        },
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.90),
-        percentile(&latencies, 0.99),
+        "latency ({per}): p50 {:.2?}  p90 {:.2?}  p99 {:.2?}  max {:.2?}",
+        percentile(latencies, 0.50),
+        percentile(latencies, 0.90),
+        percentile(latencies, 0.99),
         latencies.last().copied().unwrap_or_default()
     );
     if errors > 0 {
@@ -305,10 +316,6 @@ async fn main() -> std::process::ExitCode {
     } else {
         std::process::ExitCode::SUCCESS
     }
-}
-
-fn batcher_mode(m: Mode) -> bool {
-    matches!(m, Mode::Batched)
 }
 
 /// `--mode prebuilt`: see [`Mode::Prebuilt`].
@@ -386,17 +393,5 @@ async fn prebuilt(
         "mode Prebuilt: {} events ok in {ok} requests of {per}, {errors} failed, in {secs:.2} s",
         ok * per
     );
-    println!("throughput: {eps:.0} events/s, {rps:.0} requests/s");
-    println!(
-        "latency (per request): p50 {:.2?}  p90 {:.2?}  p99 {:.2?}  max {:.2?}",
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.90),
-        percentile(&latencies, 0.99),
-        latencies.last().copied().unwrap_or_default()
-    );
-    if errors > 0 {
-        std::process::ExitCode::FAILURE
-    } else {
-        std::process::ExitCode::SUCCESS
-    }
+    report(eps, rps, "per request", &latencies, errors)
 }

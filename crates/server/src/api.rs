@@ -373,6 +373,25 @@ async fn blocking<T: Send + 'static>(
         .map_err(|_| ApiError::unavailable("the request's worker failed; retry", 1))?
 }
 
+/// Runs `f` with a read-only store connection, off the async threads.
+async fn with_reader<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&blackbox_store::sqlite::SqliteStore) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let readers = std::sync::Arc::clone(&state.readers);
+    blocking(move || {
+        let r = readers.get()?;
+        f(&r)
+    })
+    .await
+}
+
+/// A proof document as the answer's text.
+fn proof_text(proof: &impl serde::Serialize) -> Result<String, ApiError> {
+    serde_json::to_string_pretty(proof)
+        .map_err(|e| ApiError::unavailable(format!("the proof could not be written: {e}"), 1))
+}
+
 // ---- ingest ------------------------------------------------------------------------------------
 
 /// How the body holds its events.
@@ -824,8 +843,7 @@ async fn entries(
             ));
         };
         let limit = p.limit.unwrap_or(MAX_PAGE);
-        let rows = blocking(move || {
-            let r = readers.get()?;
+        let rows = with_reader(&state, move |r| {
             let mut rows = Vec::new();
             let Some(from) = after.checked_add(1) else {
                 return Ok(rows);
@@ -835,8 +853,7 @@ async fn entries(
                 bytes += e.line.len();
                 rows.push(e);
                 Ok(bytes < MAX_PAGE_BYTES)
-            })
-            .map_err(crate::ServerError::from)?;
+            })?;
             Ok(rows)
         })
         .await?;
@@ -868,8 +885,7 @@ async fn entries(
     match p.limit {
         Some(limit) => {
             // A page: read it (bounded), then answer with the cursor of its last row.
-            let (rows, more) = blocking(move || {
-                let r = readers.get()?;
+            let (rows, more) = with_reader(&state, move |r| {
                 let mut rows = Vec::new();
                 let want = usize::try_from(limit).unwrap_or(usize::MAX);
                 let mut bytes = 0usize;
@@ -884,8 +900,7 @@ async fn entries(
                     bytes += e.line.len();
                     rows.push(e);
                     Ok(true)
-                })
-                .map_err(crate::ServerError::from)?;
+                })?;
                 Ok((rows, more))
             })
             .await?;
@@ -1054,13 +1069,7 @@ async fn entry(
     )?;
     let id = parse_entry_id(&entry_id)
         .map_err(|e| ApiError::bad_request("invalid_parameter", format!("entry id: {e}")))?;
-    let readers = std::sync::Arc::clone(&state.readers);
-    let found = blocking(move || {
-        let r = readers.get()?;
-        Ok(r.entry_by_id(id.as_bytes())
-            .map_err(crate::ServerError::from)?)
-    })
-    .await?;
+    let found = with_reader(&state, move |r| Ok(r.entry_by_id(id.as_bytes())?)).await?;
     // Another tenant's entry is "not found", not "forbidden": its existence is not disclosed.
     let visible = |e: &StoredEntry| {
         caller.token.scopes.admin || caller.token.tenant_id.as_deref() == Some(e.tenant_id.as_str())
@@ -1088,12 +1097,7 @@ async fn chain_tenant(
     if let Some(t) = caller.tenant(requested)? {
         return Ok(t);
     }
-    let readers = std::sync::Arc::clone(&state.readers);
-    let chains = blocking(move || {
-        let r = readers.get()?;
-        Ok(r.chains().map_err(crate::ServerError::from)?)
-    })
-    .await?;
+    let chains = with_reader(state, move |r| Ok(r.chains()?)).await?;
     let real: Vec<_> = chains
         .into_iter()
         .filter(|c| c.tenant_id != crate::SYSTEM_TENANT)
@@ -1152,14 +1156,10 @@ async fn latest_checkpoint(
     )?;
     let p: TenantParam = params(&parts.uri)?;
     let tenant = chain_tenant(&state, &caller, p.tenant_id.as_deref()).await?;
-    let readers = std::sync::Arc::clone(&state.readers);
     let t = tenant.clone();
-    let cp = blocking(move || {
-        let r = readers.get()?;
-        Ok(r.latest_checkpoint(&t).map_err(crate::ServerError::from)?)
-    })
-    .await?
-    .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}` has no checkpoint yet")))?;
+    let cp = with_reader(&state, move |r| Ok(r.latest_checkpoint(&t)?))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}` has no checkpoint yet")))?;
     let ts = blackbox_core::entry::format_timestamp(cp.ts_ms).unwrap_or_default();
     Ok(
         axum::Json(json!({"tenant_id": tenant, "size": cp.size, "timestamp": ts, "note": cp.note}))
@@ -1198,22 +1198,17 @@ async fn inclusion(State(state): State<AppState>, req: Request) -> Result<Respon
         .filter(|_| p.tenant_id.is_some());
     let id = parse_entry_id(&p.entry_id)
         .map_err(|e| ApiError::bad_request("invalid_parameter", format!("entry_id: {e}")))?;
-    let readers = std::sync::Arc::clone(&state.readers);
     let admin = caller.token.scopes.admin;
     let own = caller.token.tenant_id.clone();
     let entry_id = p.entry_id.clone();
-    let doc = blocking(move || {
-        let r = readers.get()?;
+    let doc = with_reader(&state, move |r| {
         let e = r
-            .entry_by_id(id.as_bytes())
-            .map_err(crate::ServerError::from)?
+            .entry_by_id(id.as_bytes())?
             .filter(|e| admin || own.as_deref() == Some(e.tenant_id.as_str()))
             .filter(|e| want_tenant.as_deref().is_none_or(|t| t == e.tenant_id))
             .ok_or_else(|| ApiError::not_found(format!("no entry {entry_id}")))?;
-        let proof =
-            blackbox_ledger::proof::prove_inclusion(&*r, &e, true).map_err(ledger_to_api)?;
-        serde_json::to_string_pretty(&proof)
-            .map_err(|e| ApiError::unavailable(format!("the proof could not be written: {e}"), 1))
+        let proof = blackbox_ledger::proof::prove_inclusion(r, &e, true).map_err(ledger_to_api)?;
+        proof_text(&proof)
     })
     .await?;
     Ok(json_text(doc))
@@ -1238,13 +1233,10 @@ async fn consistency(State(state): State<AppState>, req: Request) -> Result<Resp
     )?;
     let p: ConsistencyParams = params(&parts.uri)?;
     let tenant = chain_tenant(&state, &caller, p.tenant_id.as_deref()).await?;
-    let readers = std::sync::Arc::clone(&state.readers);
-    let doc = blocking(move || {
-        let r = readers.get()?;
-        let proof = blackbox_ledger::proof::prove_sizes(&*r, &tenant, p.from_size, p.to_size)
+    let doc = with_reader(&state, move |r| {
+        let proof = blackbox_ledger::proof::prove_sizes(r, &tenant, p.from_size, p.to_size)
             .map_err(ledger_to_api)?;
-        serde_json::to_string_pretty(&proof)
-            .map_err(|e| ApiError::unavailable(format!("the proof could not be written: {e}"), 1))
+        proof_text(&proof)
     })
     .await?;
     Ok(json_text(doc))

@@ -109,6 +109,12 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<blackbox_store::StoreError> for ApiError {
+    fn from(e: blackbox_store::StoreError) -> Self {
+        ServerError::from(e).into()
+    }
+}
+
 impl From<ServerError> for ApiError {
     fn from(e: ServerError) -> Self {
         // Internal failures are the store's or the disk's: retryable, and never a 500 with

@@ -23,25 +23,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             log_name,
             format,
         } => init(&DataDir::new(dir.data_dir), log_name, format),
-        Cmd::Serve {
-            listen,
-            data_dir,
-            config,
-            rules,
-            log_file,
-            log_format,
-            rate_limit,
-            print_config,
-        } => serve::run(serve::Args {
-            listen,
-            data_dir,
-            config,
-            rules,
-            log_file,
-            log_format,
-            rate_limit,
-            print_config,
-        }),
+        Cmd::Serve(args) => serve::run(args),
         Cmd::Tokens { cmd } => match cmd {
             TokensCmd::Create {
                 dir,

@@ -1,24 +1,12 @@
 //! `blackbox serve`: the audit service.
 
-use std::path::PathBuf;
-
 use anyhow::{Result, anyhow, bail};
 use blackbox_server::config::{EXAMPLE, LogFormat, Overrides, ServerConfig};
 
 use crate::Outcome;
+use crate::cli::ServeArgs;
 
-pub struct Args {
-    pub listen: Option<String>,
-    pub data_dir: Option<PathBuf>,
-    pub config: Option<PathBuf>,
-    pub rules: Option<PathBuf>,
-    pub log_file: Option<PathBuf>,
-    pub log_format: Option<String>,
-    pub rate_limit: Option<u32>,
-    pub print_config: bool,
-}
-
-pub fn run(a: Args) -> Result<Outcome> {
+pub fn run(a: ServeArgs) -> Result<Outcome> {
     if a.print_config {
         print!("{EXAMPLE}");
         return Ok(Outcome::Ok);
