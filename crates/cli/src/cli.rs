@@ -210,6 +210,122 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: KeysCmd,
     },
+    /// Agents seen by a running service: list, pause, resume (recorded in the chain).
+    Agents {
+        #[command(subcommand)]
+        cmd: AgentsCmd,
+    },
+    /// Anomaly-detection rules: validate a file, or replay a recorded log through it.
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
+    },
+    /// Webhook deliveries to the SIEM: list them, retry dead-lettered ones.
+    Webhooks {
+        #[command(subcommand)]
+        cmd: WebhooksCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentsCmd {
+    /// List agents (paused and throttled first).
+    List {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// Only this tenant's agents (admin tokens see every tenant).
+        #[arg(long)]
+        tenant_id: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+    },
+    /// Pause an agent: `/v1/decide` answers `paused` until it is resumed (admin token).
+    Pause {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// The agent id.
+        agent_id: String,
+        /// Its tenant (needed with an admin token that has none).
+        #[arg(long)]
+        tenant_id: Option<String>,
+        /// Why (recorded in the chain).
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+    },
+    /// Resume a paused or throttled agent (admin token).
+    Resume {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// The agent id.
+        agent_id: String,
+        /// Its tenant (needed with an admin token that has none).
+        #[arg(long)]
+        tenant_id: Option<String>,
+        /// Why (recorded in the chain).
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCmd {
+    /// Validate a rules file (exit 1 with file:line:column and the reason when invalid).
+    Check {
+        /// The rules file (YAML).
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+    },
+    /// Replay a recorded log through the rules and report what would have fired (a backtest).
+    Test {
+        /// The rules file (YAML).
+        file: PathBuf,
+        /// A JSONL log (the service's --log-file mirror, or `blackbox export-log`); repeat for
+        /// rotated files, oldest first.
+        #[arg(long, required_unless_present = "data_dir")]
+        log_file: Vec<PathBuf>,
+        /// Or replay a data directory's store.
+        #[arg(long, conflicts_with = "log_file")]
+        data_dir: Option<PathBuf>,
+        /// Entry ids listed per rule.
+        #[arg(long, default_value_t = 5)]
+        examples: usize,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WebhooksCmd {
+    /// List deliveries (newest first).
+    List {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// pending, delivered or dead.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+    },
+    /// Send a delivery again (by id), or every dead-lettered one (--dead).
+    Retry {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Delivery id (`webhooks list` shows them).
+        #[arg(required_unless_present = "dead")]
+        id: Option<i64>,
+        /// Retry every dead-lettered delivery.
+        #[arg(long, conflicts_with = "id")]
+        dead: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -272,9 +388,12 @@ pub struct ServeArgs {
     /// Settings file (TOML; see `blackbox serve --print-config`).
     #[arg(long, env = "BLACKBOX_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Anomaly-detection rules (YAML).
+    /// Anomaly-detection rules (YAML; reloaded on SIGHUP and when the file changes).
     #[arg(long, env = "BLACKBOX_RULES")]
     pub rules: Option<PathBuf>,
+    /// Directory of `k8s-secret/NAME` webhook secrets (default /var/run/secrets/blackbox).
+    #[arg(long, env = "BLACKBOX_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
     /// Also append every committed entry and checkpoint to this JSONL file.
     #[arg(long, env = "BLACKBOX_LOG_FILE")]
     pub log_file: Option<PathBuf>,

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::query::{EntryQuery, Format, QueryString, encode, with_query};
 use crate::retry::{RetryPolicy, jitter_unit, parse_retry_after};
 use crate::types::{
-    Checkpoint, CreatedToken, EntryPage, EntryRecord, IngestResponse, NewToken, RawEntries, Token,
+    Checkpoint, CreatedToken, Decision, EntryPage, EntryRecord, IngestResponse, NewToken, RawEntries, Token,
     TokenInfo, TokenList,
 };
 
@@ -508,6 +508,67 @@ impl Client {
         q.opt("tenant_id", tenant_id);
         let target = with_query("/v1/proofs/consistency", &q.finish());
         self.send(Req::get(target)).await?.text("consistency proof")
+    }
+
+    // ---- detection -------------------------------------------------------------------------------
+
+    /// Asks whether a tool call may go ahead (`POST /v1/decide`); the call is recorded either
+    /// way. `request` holds `agent_id`, `session_id`, `tool_name`, `args` and optionally
+    /// `agent_role`, `invocation_id`, `client_seq`, `prompt`.
+    ///
+    /// # Errors
+    /// API and transport errors.
+    pub async fn decide(&self, request: &Value) -> Result<Decision, Error> {
+        let body = serde_json::to_vec(request).map_err(|e| Error::UnexpectedResponse {
+            status: 0,
+            detail: format!("cannot serialise the decision request: {e}"),
+        })?;
+        self.send(Req {
+            method: Method::POST,
+            target: "/v1/decide".into(),
+            body: Some((Bytes::from(body), JSON)),
+            // Retrying records the attempt twice, which is what happened; a lost answer would
+            // leave the agent without one.
+            retry: true,
+        })
+        .await?
+        .json("decision")
+    }
+
+    /// Agents known to the detector (`GET /v1/agents`), paused and throttled ones first.
+    ///
+    /// # Errors
+    /// API and transport errors.
+    pub async fn agents(&self, tenant_id: Option<&str>) -> Result<Vec<Value>, Error> {
+        let target = with_query("/v1/agents", &tenant_query(tenant_id));
+        let v: Value = self.send(Req::get(target)).await?.json("agent list")?;
+        Ok(v.get("agents")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Pauses (`pause` true) or resumes an agent (`POST /v1/agents/{id}/pause|resume`, admin).
+    ///
+    /// # Errors
+    /// API and transport errors.
+    pub async fn set_agent_paused(
+        &self,
+        agent_id: &str,
+        pause: bool,
+        tenant_id: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<Value, Error> {
+        let body = serde_json::json!({"tenant_id": tenant_id, "reason": reason});
+        let verb = if pause { "pause" } else { "resume" };
+        self.send(Req {
+            method: Method::POST,
+            target: format!("/v1/agents/{}/{verb}", encode(agent_id)),
+            body: Some((Bytes::from(body.to_string()), JSON)),
+            retry: true,
+        })
+        .await?
+        .json("agent state")
     }
 
     // ---- tokens (admin) -------------------------------------------------------------------------

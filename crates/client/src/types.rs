@@ -77,6 +77,42 @@ pub struct IngestResponse {
     pub entries: Vec<EntryRef>,
 }
 
+/// A rule that fired on a decided call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionRule {
+    /// Rule name.
+    pub name: String,
+    /// Its action (`alert`, `alert_and_pause`, `alert_and_throttle`, `block_and_alert`).
+    pub action: String,
+    /// Its severity.
+    pub severity: String,
+}
+
+/// Answer of `POST /v1/decide`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// `allow`, `block`, `throttle` or `paused`.
+    pub decision: String,
+    /// For `throttle`: wait this long before retrying.
+    pub retry_after_ms: Option<i64>,
+    /// Rules that fired on the call.
+    pub rules: Vec<DecisionRule>,
+    /// The `tool_call` entry recording the attempt and the decision.
+    pub entry_id: String,
+    /// Its seq.
+    pub seq: u64,
+    /// Its hash.
+    pub entry_hash: String,
+}
+
+impl Decision {
+    /// Whether the call may go ahead.
+    #[must_use]
+    pub fn allowed(&self) -> bool {
+        self.decision == "allow"
+    }
+}
+
 /// Answer of `GET /v1/entries/{entry_id}`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct EntryRecord {

@@ -603,6 +603,20 @@ pub fn normalize_json(text: &[u8], policy: &RedactionPolicy) -> Result<Normalize
 /// # Errors
 /// [`Error::Field`] naming the offending field (its JSON path) and the problem.
 pub fn normalize(event: Node<'_>, policy: &RedactionPolicy) -> Result<NormalizedEvent, Error> {
+    normalize_inspect(event, policy, &mut |_, _| {})
+}
+
+/// As [`normalize`], showing the payload to `inspect` (with the event type) after the flat
+/// members were moved into it and *before* raw content is replaced by hashes: anomaly detection
+/// scans raw tool arguments there, in memory, without anything of it being kept.
+///
+/// # Errors
+/// As [`normalize`].
+pub fn normalize_inspect(
+    event: Node<'_>,
+    policy: &RedactionPolicy,
+    inspect: &mut dyn FnMut(&str, &Obj<'_>),
+) -> Result<NormalizedEvent, Error> {
     let Node::Obj(mut obj) = event else {
         return Err(Error::Json(format!(
             "an event must be a JSON object, not {}",
@@ -681,6 +695,7 @@ pub fn normalize(event: Node<'_>, policy: &RedactionPolicy) -> Result<Normalized
         }
         insert(&mut payload, k, v);
     }
+    inspect(event_type.as_str(), &payload);
     let mut payload = Node::Obj(payload);
     redact(&mut payload, Path::Root("payload"), 1, policy)?;
     let Node::Obj(payload_map) = &payload else {

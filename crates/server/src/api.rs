@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use blackbox_core::entry::{NormalizedEvent, parse_entry_id};
 use blackbox_core::event::normalize_json;
+use blackbox_detect::Features;
 use blackbox_core::ids::TenantId;
 use blackbox_store::{Query as StoreQuery, Store as _, StoredEntry};
 use serde::Deserialize;
@@ -60,6 +61,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/checkpoints/latest", get(latest_checkpoint))
         .route("/v1/proofs/inclusion", get(inclusion))
         .route("/v1/proofs/consistency", get(consistency))
+        .route("/v1/decide", post(crate::api_detect::decide))
+        .route("/v1/agents", get(crate::api_detect::list_agents))
+        .route("/v1/agents/{agent_id}/pause", post(crate::api_detect::pause_agent))
+        .route("/v1/agents/{agent_id}/resume", post(crate::api_detect::resume_agent))
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{id}", delete(revoke_token))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -183,8 +188,8 @@ impl DenialSampler {
 
 /// What an authenticated request may touch.
 #[derive(Debug, Clone)]
-struct Caller {
-    token: TokenInfo,
+pub(crate) struct Caller {
+    pub(crate) token: TokenInfo,
     state: AppState,
     method: Method,
     path: String,
@@ -194,7 +199,7 @@ struct Caller {
 impl Caller {
     /// The tenant a tenant-scoped request works on: the token's, or for an admin token the
     /// `tenant_id` parameter.
-    fn tenant(&self, requested: Option<&str>) -> Result<Option<String>, ApiError> {
+    pub(crate) fn tenant(&self, requested: Option<&str>) -> Result<Option<String>, ApiError> {
         match (&self.token.tenant_id, requested) {
             (Some(own), Some(req)) if own != req && !self.token.scopes.admin => {
                 let e =
@@ -221,6 +226,21 @@ fn client_addr(headers_ext: &axum::http::Extensions) -> Option<SocketAddr> {
     headers_ext
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(a)| *a)
+}
+
+/// A 403 for an authenticated caller, recorded like every refusal.
+pub(crate) fn deny_forbidden(state: &AppState, caller: &Caller, message: &str) -> ApiError {
+    let e = ApiError::forbidden(message.to_owned());
+    deny(
+        state,
+        &e,
+        Some(&caller.token),
+        &caller.method,
+        &caller.path,
+        caller.addr,
+        None,
+    );
+    e
 }
 
 /// Records a refusal in the audit log (`access_denied`) and counts it.
@@ -336,7 +356,7 @@ fn authorize(
 }
 
 /// [`authorize`] for a request's parts.
-fn authorize_parts(
+pub(crate) fn authorize_parts(
     state: &AppState,
     parts: &axum::http::request::Parts,
     route: &str,
@@ -354,13 +374,13 @@ fn authorize_parts(
     )
 }
 
-fn need_ingest(s: &Scopes) -> bool {
+pub(crate) fn need_ingest(s: &Scopes) -> bool {
     s.ingest
 }
-fn need_read(s: &Scopes) -> bool {
+pub(crate) fn need_read(s: &Scopes) -> bool {
     s.read
 }
-fn need_admin(s: &Scopes) -> bool {
+pub(crate) fn need_admin(s: &Scopes) -> bool {
     s.admin
 }
 
@@ -430,7 +450,7 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
 }
 
 /// The body, or 413 past the limit.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -480,11 +500,10 @@ fn invalid_event(index: usize, e: &blackbox_core::Error) -> ApiError {
 
 /// Splits and normalises the events of a request body. Every event is checked; the first bad
 /// one refuses the request.
-fn parse_events(
-    body: &[u8],
-    kind: &BodyKind,
-    state: &AppState,
-) -> Result<Vec<NormalizedEvent>, ApiError> {
+/// Events of a request, with what the detector needs of each.
+type Parsed = (Vec<NormalizedEvent>, Vec<Features>);
+
+fn parse_events(body: &[u8], kind: &BodyKind, state: &AppState) -> Result<Parsed, ApiError> {
     // The JSON parser checks UTF-8 itself; only a refused body is looked at again, to say so
     // precisely when that is why.
     let utf8_error = || {
@@ -498,12 +517,17 @@ fn parse_events(
     parse_valid_utf8(body, kind, state).map_err(|e| utf8_error().unwrap_or(e))
 }
 
-fn parse_valid_utf8(
-    body: &[u8],
-    kind: &BodyKind,
-    state: &AppState,
-) -> Result<Vec<NormalizedEvent>, ApiError> {
+fn parse_valid_utf8(body: &[u8], kind: &BodyKind, state: &AppState) -> Result<Parsed, ApiError> {
     let max = state.config.max_events_per_request;
+    let rules = state.rules.get();
+    let mut features = Vec::new();
+    let mut norm = |text: &[u8], i: usize, out: &mut Vec<NormalizedEvent>| {
+        let (ev, f) = crate::detection::normalize_with_features(text, &state.policy, &rules)
+            .map_err(|e| invalid_event(i, &e))?;
+        out.push(ev);
+        features.push(f);
+        Ok::<(), ApiError>(())
+    };
     let too_many = |n: usize| {
         ApiError::bad_request(
             "too_many_events",
@@ -523,7 +547,7 @@ fn parse_valid_utf8(
                 }
                 let i = out.len();
                 check_event_size(i, line.len())?;
-                out.push(normalize_json(line, &state.policy).map_err(|e| invalid_event(i, &e))?);
+                norm(line, i, &mut out)?;
             }
         }
         BodyKind::Json => {
@@ -544,14 +568,11 @@ fn parse_valid_utf8(
                     })?;
                 for (i, raw) in items.iter().enumerate() {
                     check_event_size(i, raw.get().len())?;
-                    out.push(
-                        normalize_json(raw.get().as_bytes(), &state.policy)
-                            .map_err(|e| invalid_event(i, &e))?,
-                    );
+                    norm(raw.get().as_bytes(), i, &mut out)?;
                 }
             } else {
                 check_event_size(0, body.len())?;
-                out.push(normalize_json(body, &state.policy).map_err(|e| invalid_event(0, &e))?);
+                norm(body, 0, &mut out)?;
             }
         }
     }
@@ -561,7 +582,7 @@ fn parse_valid_utf8(
             "the request holds no events",
         ));
     }
-    Ok(out)
+    Ok((out, features))
 }
 
 async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
@@ -607,7 +628,7 @@ async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response,
     let body = read_body(body, state.config.body_limit)
         .await
         .inspect_err(|e| state.metrics.reject(e.code))?;
-    let mut events =
+    let (mut events, features) =
         parse_events(&body, &kind, &state).inspect_err(|e| state.metrics.reject(e.code))?;
     drop(body);
     // The tenant comes from the token: an event naming another one refuses the whole request.
@@ -639,7 +660,7 @@ async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response,
             ev.tenant_id = Some(tenant_id.clone());
         }
     }
-    let appended = state.ingest.submit(tenant_id, events).await?;
+    let appended = state.ingest.submit(tenant_id, events, features).await?;
     // The answer is written directly: it is as long as the request (one member per event).
     let mut out = String::with_capacity(64 + appended.len() * 160);
     out.push_str("{\"tenant_id\":");
@@ -1046,7 +1067,7 @@ fn params<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, Ap
 }
 
 /// A path parameter, or a JSON 400 (e.g. for invalid UTF-8 in the path).
-fn path_param(
+pub(crate) fn path_param(
     p: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<String, ApiError> {
     p.map(|Path(v)| v)

@@ -34,6 +34,13 @@ burst = 4000
 # log_file = "/var/log/blackbox/audit.jsonl"
 # Start a new file when the current one reaches this size.
 rotate_bytes = 268435456
+
+[detection]
+# Anomaly-detection rules (YAML, the seed's `anomaly_detection:` schema); reloaded on SIGHUP
+# and when the file changes.
+# rules_file = "/etc/blackbox/rules.yaml"
+# Where `hmac_secret_ref: k8s-secret/NAME` secrets are mounted (one file per secret).
+secrets_dir = "/var/run/secrets/blackbox"
 "#;
 
 /// How log lines are written.
@@ -69,6 +76,10 @@ pub struct ServerConfig {
     pub mirror_rotate_bytes: u64,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Anomaly-detection rules file.
+    pub rules: Option<PathBuf>,
+    /// Directory of `k8s-secret/NAME` webhook secrets.
+    pub secrets_dir: PathBuf,
 }
 
 /// Values from flags or environment variables (`None`: not given).
@@ -84,6 +95,10 @@ pub struct Overrides {
     pub log_format: Option<String>,
     /// `--rate-limit` / `BLACKBOX_RATE_LIMIT` (requests per second per token; 0 = off).
     pub rate_limit: Option<u32>,
+    /// `--rules` / `BLACKBOX_RULES`.
+    pub rules: Option<PathBuf>,
+    /// `BLACKBOX_SECRETS_DIR`.
+    pub secrets_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -93,6 +108,15 @@ struct RawFile {
     server: RawServer,
     #[serde(default)]
     mirror: RawMirror,
+    #[serde(default)]
+    detection: RawDetection,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDetection {
+    rules_file: Option<PathBuf>,
+    secrets_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -208,6 +232,12 @@ impl ServerConfig {
             mirror: o.log_file.clone().or(raw.mirror.log_file),
             mirror_rotate_bytes: raw.mirror.rotate_bytes.unwrap_or(256 << 20).max(1 << 16),
             log_format,
+            rules: o.rules.clone().or(raw.detection.rules_file),
+            secrets_dir: o
+                .secrets_dir
+                .clone()
+                .or(raw.detection.secrets_dir)
+                .unwrap_or_else(|| PathBuf::from("/var/run/secrets/blackbox")),
         })
     }
 }

@@ -18,12 +18,16 @@ use std::time::{Duration, Instant};
 
 use blackbox_core::entry::NormalizedEvent;
 use blackbox_core::ids::TenantId;
+use blackbox_detect::rules::{Action, RuleSet};
+use blackbox_detect::{Detector, Features, Firing, Gate, Observation};
 use blackbox_ledger::LedgerError;
 use blackbox_ledger::writer::{AppendSink, Appended, Writer};
 use blackbox_store::Store;
 use blackbox_store::sqlite::SqliteStore;
+use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+use crate::detection::{self, Subject, Written};
 use crate::error::ApiError;
 use crate::metrics::{Metrics, TenantLabel};
 use crate::mirror::Mirror;
@@ -47,13 +51,98 @@ type Reply = oneshot::Sender<Result<Committed, IngestFailure>>;
 struct Job {
     tenant: TenantId,
     events: Vec<NormalizedEvent>,
+    /// What the detector needs of each event (one per event).
+    features: Vec<Features>,
     reply: Reply,
     queued: Instant,
+}
+
+/// A tool call an agent asks permission for (`POST /v1/decide`).
+#[derive(Debug)]
+pub struct DecideRequest {
+    /// Tenant (from the token).
+    pub tenant: TenantId,
+    /// Agent.
+    pub agent_id: String,
+    /// Session.
+    pub session_id: String,
+    /// The `tool_call` payload to record, raw content already hashed, without `authorization`.
+    pub payload: serde_json::Map<String, Value>,
+    /// The agent's per-session counter.
+    pub client_seq: Option<u64>,
+    /// Features of the call (pattern hits on the raw arguments).
+    pub features: Features,
+}
+
+/// A rule that decided.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuleHit {
+    /// Rule name.
+    pub name: String,
+    /// Its action.
+    pub action: &'static str,
+    /// Its severity.
+    pub severity: &'static str,
+}
+
+/// The answer to a [`DecideRequest`].
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// `allow`, `block`, `throttle` or `paused`.
+    pub decision: &'static str,
+    /// For `throttle`: when to retry.
+    pub retry_after_ms: Option<i64>,
+    /// Rules that fired on the call.
+    pub rules: Vec<RuleHit>,
+    /// The recorded `tool_call` entry.
+    pub entry: Appended,
+}
+
+/// Operator actions on agents and rules.
+#[derive(Debug)]
+pub enum Control {
+    /// Pause an agent.
+    Pause {
+        /// Tenant.
+        tenant: TenantId,
+        /// Agent.
+        agent: String,
+        /// `operator:<token id>`.
+        by: String,
+        /// Why.
+        reason: String,
+    },
+    /// Resume an agent.
+    Resume {
+        /// Tenant.
+        tenant: TenantId,
+        /// Agent.
+        agent: String,
+        /// `operator:<token id>`.
+        by: String,
+        /// Why.
+        reason: String,
+    },
+    /// Put new rules in force.
+    Rules(Arc<RuleSet>, String),
+    /// List agents.
+    List(Option<String>),
+}
+
+/// What a [`Control`] did.
+#[derive(Debug)]
+pub enum ControlReply {
+    /// The state changed (and the entry recording it), or `None` when it was already so.
+    Changed(Option<Appended>),
+    /// Agents.
+    Agents(Vec<blackbox_detect::detector::AgentInfo>),
 }
 
 enum Msg {
     Job(Job),
     Denial(NormalizedEvent),
+    Decide(DecideRequest, oneshot::Sender<Result<Decision, IngestFailure>>),
+    Control(Control, oneshot::Sender<Result<ControlReply, IngestFailure>>),
 }
 
 /// The handlers' end of the writer.
@@ -93,6 +182,8 @@ impl Ingest {
         queue_capacity: usize,
         metrics: Arc<Metrics>,
         mirror: Option<Mirror>,
+        detector: Detector,
+        alerts: Option<tokio::sync::mpsc::UnboundedSender<Vec<Written>>>,
     ) -> (Self, WriterThread) {
         let (tx, rx) = mpsc::sync_channel(queue_capacity);
         let ready = Arc::new(AtomicBool::new(true));
@@ -103,10 +194,11 @@ impl Ingest {
             dropped: Arc::clone(&dropped),
             metrics: Arc::clone(&metrics),
             every: Duration::from_millis(u64::try_from(heartbeat_every_ms).unwrap_or(60_000)),
+            alerts,
         };
         let handle = std::thread::Builder::new()
             .name("blackbox-writer".into())
-            .spawn(move || run(store, writer, &rx, &shared, mirror));
+            .spawn(move || run(store, writer, &rx, &shared, mirror, detector));
         let handle = match handle {
             Ok(h) => h,
             // Spawning fails only when the OS is out of threads: the service cannot run then.
@@ -140,30 +232,17 @@ impl Ingest {
         &self,
         tenant: TenantId,
         events: Vec<NormalizedEvent>,
+        features: Vec<Features>,
     ) -> Result<Vec<Appended>, ApiError> {
         let (reply, rx) = oneshot::channel();
         let job = Job {
             tenant,
             events,
+            features,
             reply,
             queued: Instant::now(),
         };
-        match self.tx.try_send(Msg::Job(job)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.metrics.reject("overloaded");
-                return Err(ApiError::unavailable(
-                    "the writer's queue is full; nothing was written; retry shortly",
-                    1,
-                ));
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                return Err(ApiError::unavailable(
-                    "the service is shutting down; nothing was written",
-                    5,
-                ));
-            }
-        }
+        self.send(Msg::Job(job))?;
         match rx.await {
             Ok(Ok((appended, events))) => {
                 drop(events);
@@ -171,6 +250,55 @@ impl Ingest {
             }
             Ok(Err(IngestFailure::Store(_))) | Err(_) => Err(ApiError::unavailable(
                 "the store could not commit (disk full or I/O error); nothing of this request was written; retry later",
+                2,
+            )),
+        }
+    }
+
+    fn send(&self, m: Msg) -> Result<(), ApiError> {
+        match self.tx.try_send(m) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.metrics.reject("overloaded");
+                Err(ApiError::unavailable(
+                    "the writer's queue is full; nothing was written; retry shortly",
+                    1,
+                ))
+            }
+            Err(TrySendError::Disconnected(_)) => Err(ApiError::unavailable(
+                "the service is shutting down; nothing was written",
+                5,
+            )),
+        }
+    }
+
+    /// Decides on a tool call, records it, and waits until the record is durably committed.
+    ///
+    /// # Errors
+    /// 503 as [`Ingest::submit`].
+    pub async fn decide(&self, req: DecideRequest) -> Result<Decision, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Decide(req, reply))?;
+        match rx.await {
+            Ok(Ok(d)) => Ok(d),
+            Ok(Err(IngestFailure::Store(_))) | Err(_) => Err(ApiError::unavailable(
+                "the store could not commit (disk full or I/O error); the call was not recorded; retry later",
+                2,
+            )),
+        }
+    }
+
+    /// Runs an operator action in the writer (recorded in the chain where it changes state).
+    ///
+    /// # Errors
+    /// 503 as [`Ingest::submit`].
+    pub async fn control(&self, c: Control) -> Result<ControlReply, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Control(c, reply))?;
+        match rx.await {
+            Ok(Ok(d)) => Ok(d),
+            Ok(Err(IngestFailure::Store(_))) | Err(_) => Err(ApiError::unavailable(
+                "the store could not commit (disk full or I/O error); nothing changed; retry later",
                 2,
             )),
         }
@@ -200,6 +328,7 @@ struct Shared {
     dropped: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
     every: Duration,
+    alerts: Option<tokio::sync::mpsc::UnboundedSender<Vec<Written>>>,
 }
 
 /// Clears `ready` when the writer thread ends, however it ends (a panic included), so that
@@ -218,6 +347,7 @@ fn run(
     rx: &mpsc::Receiver<Msg>,
     shared: &Shared,
     mut mirror: Option<Mirror>,
+    mut detector: Detector,
 ) {
     let _guard = ReadyGuard(Arc::clone(&shared.ready));
     let mut failures = 0u32;
@@ -235,7 +365,7 @@ fn run(
             for t in &tenants {
                 sink.track(t)?;
             }
-            serve(sink, rx, shared, &mut mirror)
+            serve(sink, rx, shared, &mut mirror, &mut detector)
         });
         match r {
             Ok(()) => return,
@@ -253,32 +383,65 @@ fn run(
     }
 }
 
-/// One group: its jobs (with their replies) and denials.
+/// One group: its messages in arrival order.
 struct Group {
-    jobs: Vec<Job>,
-    denials: Vec<NormalizedEvent>,
+    msgs: Vec<Msg>,
     events: usize,
 }
 
 impl Group {
     fn push(&mut self, m: Msg) {
-        match m {
-            Msg::Job(j) => {
-                self.events += j.events.len();
-                self.jobs.push(j);
+        self.events += match &m {
+            Msg::Job(j) => j.events.len(),
+            Msg::Denial(_) | Msg::Decide(..) | Msg::Control(..) => 1,
+        };
+        self.msgs.push(m);
+    }
+}
+
+/// A reply waiting for its group's commit.
+enum Pending {
+    Job(Job, Vec<Appended>),
+    Decide(oneshot::Sender<Result<Decision, IngestFailure>>, Decision),
+    Control(oneshot::Sender<Result<ControlReply, IngestFailure>>, ControlReply),
+}
+
+impl Pending {
+    fn fail(self, why: &str) {
+        let e = || IngestFailure::Store(why.to_owned());
+        match self {
+            Self::Job(j, _) => {
+                let _ = j.reply.send(Err(e()));
             }
-            Msg::Denial(d) => {
-                self.events += 1;
-                self.denials.push(d);
+            Self::Decide(r, _) => {
+                let _ = r.send(Err(e()));
+            }
+            Self::Control(r, _) => {
+                let _ = r.send(Err(e()));
             }
         }
     }
+}
 
-    fn fail(self, why: &str, dropped: &AtomicU64) {
-        // Refusal records of the group are lost with it: count them for the summary record.
-        dropped.fetch_add(self.denials.len() as u64, Ordering::Relaxed);
-        for j in self.jobs {
-            let _ = j.reply.send(Err(IngestFailure::Store(why.to_owned())));
+fn fail_all(pending: Vec<Pending>, rest: impl IntoIterator<Item = Msg>, why: &str, dropped: &AtomicU64) {
+    for p in pending {
+        p.fail(why);
+    }
+    for m in rest {
+        match m {
+            // Refusal records of the group are lost with it: count them for the summary record.
+            Msg::Denial(_) => {
+                dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Msg::Job(j) => {
+                let _ = j.reply.send(Err(IngestFailure::Store(why.to_owned())));
+            }
+            Msg::Decide(_, r) => {
+                let _ = r.send(Err(IngestFailure::Store(why.to_owned())));
+            }
+            Msg::Control(_, r) => {
+                let _ = r.send(Err(IngestFailure::Store(why.to_owned())));
+            }
         }
     }
 }
@@ -333,6 +496,7 @@ fn serve(
     rx: &mpsc::Receiver<Msg>,
     shared: &Shared,
     mirror: &mut Option<Mirror>,
+    det: &mut Detector,
 ) -> Result<(), LedgerError> {
     let mut last_heartbeat = Instant::now();
     loop {
@@ -355,8 +519,7 @@ fn serve(
             }
         };
         let mut group = Group {
-            jobs: Vec::new(),
-            denials: Vec::new(),
+            msgs: Vec::new(),
             events: 0,
         };
         group.push(first);
@@ -370,9 +533,9 @@ fn serve(
         if dropped > 0
             && let Some(ev) = summary_denial(dropped)
         {
-            group.denials.push(ev);
+            group.push(Msg::Denial(ev));
         }
-        commit_group(sink, group, shared)?;
+        commit_group(sink, group, shared, det)?;
         follow(sink, mirror);
         if last_heartbeat.elapsed() >= shared.every {
             heartbeat(sink, shared);
@@ -395,32 +558,22 @@ fn commit_group(
     sink: &mut AppendSink<'_>,
     group: Group,
     shared: &Shared,
+    det: &mut Detector,
 ) -> Result<(), LedgerError> {
     let started = Instant::now();
     let now = now_ms();
-    let mut results: Vec<Vec<Appended>> = Vec::with_capacity(group.jobs.len());
-    for job in &group.jobs {
-        let mut out = Vec::with_capacity(job.events.len());
-        for ev in &job.events {
-            // The handler set each event's tenant to the token's (or refused the request).
-            debug_assert_eq!(ev.tenant_id.as_ref(), Some(&job.tenant));
-            match sink.add(ev, now) {
-                Ok(a) => out.push(a),
-                Err(e) => {
-                    // The sink cannot go on (its store thread is gone): answer everyone and let
-                    // the caller restart it.
-                    let why = e.to_string();
-                    group.fail(&why, &shared.dropped);
-                    return Err(e);
-                }
-            }
-        }
-        results.push(out);
-    }
-    for d in &group.denials {
-        if let Err(e) = sink.add(d, now) {
+    let events = group.events;
+    let mut pending: Vec<Pending> = Vec::with_capacity(group.msgs.len());
+    let mut firings: Vec<Firing> = Vec::new();
+    let mut written: Vec<Written> = Vec::new();
+    let mut msgs = group.msgs.into_iter();
+    while let Some(m) = msgs.next() {
+        let r = apply(sink, det, m, now, &mut firings, &mut written, &mut pending);
+        if let Err(e) = r {
+            // The sink cannot go on (its store thread is gone): answer everyone and let the
+            // caller restart it.
             let why = e.to_string();
-            group.fail(&why, &shared.dropped);
+            fail_all(pending, msgs, &why, &shared.dropped);
             return Err(e);
         }
     }
@@ -430,7 +583,7 @@ fn commit_group(
             let m = &shared.metrics;
             m.ingest_events.inc_by(outcome.count);
             #[allow(clippy::cast_precision_loss)] // event counts are far below 2^52
-            m.batch_events.observe(group.events as f64);
+            m.batch_events.observe(events as f64);
             m.commit_seconds.observe(started.elapsed().as_secs_f64());
             for (tenant, (_, last)) in &outcome.chains {
                 m.chain_entries
@@ -439,20 +592,255 @@ fn commit_group(
                     })
                     .set(i64::try_from(*last).unwrap_or(i64::MAX));
             }
-            for (job, appended) in group.jobs.into_iter().zip(results) {
-                m.ingest_latency.observe(job.queued.elapsed().as_secs_f64());
-                let _ = job.reply.send(Ok((appended, job.events)));
+            for w in &written {
+                m.detection_entry(w);
+            }
+            m.anomalies_suppressed.set(i64::try_from(det.suppressed).unwrap_or(i64::MAX));
+            m.agents_tracked.set(i64::try_from(det.tracked_agents()).unwrap_or(i64::MAX));
+            for p in pending {
+                match p {
+                    Pending::Job(job, appended) => {
+                        m.ingest_latency.observe(job.queued.elapsed().as_secs_f64());
+                        let _ = job.reply.send(Ok((appended, job.events)));
+                    }
+                    Pending::Decide(r, d) => {
+                        m.decisions.get_or_create(&crate::metrics::DecisionLabel { decision: d.decision.to_owned() }).inc();
+                        let _ = r.send(Ok(d));
+                    }
+                    Pending::Control(r, c) => {
+                        let _ = r.send(Ok(c));
+                    }
+                }
+            }
+            if !written.is_empty()
+                && let Some(tx) = &shared.alerts
+            {
+                let _ = tx.send(written);
             }
             Ok(())
         }
         Err(e) => {
             shared.ready.store(false, Ordering::Relaxed);
             shared.metrics.commit_failures.inc();
-            tracing::error!(error = %e, events = group.events, "group commit failed; answering 503");
-            group.fail(&e.to_string(), &shared.dropped);
+            tracing::error!(error = %e, events, "group commit failed; answering 503");
+            fail_all(pending, Vec::new(), &e.to_string(), &shared.dropped);
             // The sink forgot its chains when the batch rolled back: restart it, so that every
             // chain is tracked again.
             Err(e)
         }
     }
+}
+
+/// Appends what one message calls for; its reply waits in `pending` for the commit.
+fn apply(
+    sink: &mut AppendSink<'_>,
+    det: &mut Detector,
+    m: Msg,
+    now: i64,
+    firings: &mut Vec<Firing>,
+    written: &mut Vec<Written>,
+    pending: &mut Vec<Pending>,
+) -> Result<(), LedgerError> {
+    match m {
+        Msg::Job(job) => {
+            let mut out = Vec::with_capacity(job.events.len());
+            for (i, ev) in job.events.iter().enumerate() {
+                // The handler set each event's tenant to the token's (or refused the request).
+                debug_assert_eq!(ev.tenant_id.as_ref(), Some(&job.tenant));
+                let a = detection::add_evaluated(
+                    sink,
+                    det,
+                    ev,
+                    job.features.get(i),
+                    now,
+                    firings,
+                    written,
+                )?;
+                out.push(a);
+            }
+            pending.push(Pending::Job(job, out));
+        }
+        Msg::Denial(d) => {
+            sink.add(&d, now)?;
+        }
+        Msg::Decide(req, reply) => {
+            let d = decide(sink, det, req, now, firings, written)?;
+            pending.push(Pending::Decide(reply, d));
+        }
+        Msg::Control(c, reply) => {
+            let r = control(sink, det, c, now, written)?;
+            pending.push(Pending::Control(reply, r));
+        }
+    }
+    Ok(())
+}
+
+fn decide(
+    sink: &mut AppendSink<'_>,
+    det: &mut Detector,
+    req: DecideRequest,
+    now: i64,
+    firings: &mut Vec<Firing>,
+    written: &mut Vec<Written>,
+) -> Result<Decision, LedgerError> {
+    let rules = Arc::clone(det.rules());
+    let tenant = req.tenant.as_str().to_owned();
+    let gate = det.gate(&tenant, &req.agent_id, now);
+    firings.clear();
+    let tool = req
+        .payload
+        .get("tool_name")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let ob = Observation {
+        tenant: &tenant,
+        agent: &req.agent_id,
+        session: &req.session_id,
+        event_type: "tool_call",
+        tool: tool.as_deref(),
+        ts_ms: now,
+        features: &req.features,
+    };
+    det.observe(&ob, firings);
+    let has = |a: Action| firings.iter().any(|f| f.action == a);
+    let mut retry_after_ms = None;
+    let decision = if has(Action::BlockAndAlert) {
+        "block"
+    } else if gate == Gate::Paused || has(Action::AlertAndPause) {
+        "paused"
+    } else if has(Action::AlertAndThrottle) {
+        let per_minute = firings
+            .iter()
+            .filter(|f| f.action == Action::AlertAndThrottle)
+            .filter_map(|f| rules.rules.get(f.rule))
+            .map(|r| r.throttle_per_minute)
+            .min()
+            .unwrap_or(1);
+        retry_after_ms = Some(60_000 / i64::from(per_minute.max(1)));
+        "throttle"
+    } else if let Gate::Throttled { retry_after_ms: w } = gate {
+        retry_after_ms = Some(w);
+        "throttle"
+    } else {
+        "allow"
+    };
+    let hits: Vec<RuleHit> = firings
+        .iter()
+        .filter_map(|f| rules.rules.get(f.rule))
+        .map(|r| RuleHit {
+            name: r.name.clone(),
+            action: r.action.as_str(),
+            severity: r.severity.as_str(),
+        })
+        .collect();
+    let mut payload = req.payload;
+    let names: Vec<&str> = hits.iter().map(|h| h.name.as_str()).collect();
+    payload.insert(
+        "authorization".into(),
+        json!({
+            "allowed": decision == "allow",
+            "decision": decision,
+            "decided_by": "blackbox",
+            "rules": names,
+            "policy_matched": names.first().copied().map_or_else(
+                || if decision == "allow" { Value::Null } else { Value::String(format!("agent {}", if decision == "paused" { "paused" } else { "throttled" })) },
+                |n| Value::String(format!("rule:{n}")),
+            ),
+        }),
+    );
+    let mut ev = json!({
+        "tenant_id": tenant,
+        "agent_id": req.agent_id,
+        "session_id": req.session_id,
+        "event_type": "tool_call",
+        "payload": payload,
+    });
+    if let Some(c) = req.client_seq {
+        ev["client_seq"] = c.into();
+    }
+    let ev = blackbox_core::event::normalize_json(
+        ev.to_string().as_bytes(),
+        &blackbox_core::entry::RedactionPolicy::default(),
+    )
+    .map_err(detection::core_err)?;
+    let entry = sink.add(&ev, now)?;
+    det.note_entry(&tenant, ev.agent_id.as_str(), now, entry.entry_id);
+    if !firings.is_empty() {
+        let who = Subject {
+            tenant: &tenant,
+            agent: ev.agent_id.as_str(),
+            session: ev.session_id.as_str(),
+        };
+        detection::record_firings(sink, det, who, entry.entry_id, firings, now, written)?;
+    }
+    Ok(Decision {
+        decision,
+        retry_after_ms,
+        rules: hits,
+        entry,
+    })
+}
+
+fn control(
+    sink: &mut AppendSink<'_>,
+    det: &mut Detector,
+    c: Control,
+    now: i64,
+    written: &mut Vec<Written>,
+) -> Result<ControlReply, LedgerError> {
+    let record = |sink: &mut AppendSink<'_>, tenant: &TenantId, agent: &str, t: &'static str, payload: Value, written: &mut Vec<Written>| -> Result<Appended, LedgerError> {
+        let ev = json!({
+            "tenant_id": tenant.as_str(),
+            "agent_id": agent,
+            "session_id": "operator",
+            "event_type": t,
+            "payload": payload,
+        });
+        let ev = blackbox_core::event::normalize_json(
+            ev.to_string().as_bytes(),
+            &blackbox_core::entry::RedactionPolicy::default(),
+        )
+        .map_err(detection::core_err)?;
+        let a = sink.add(&ev, now)?;
+        written.push(Written {
+            tenant: tenant.as_str().to_owned(),
+            seq: a.seq,
+            event_type: t,
+            rule: None,
+        });
+        Ok(a)
+    };
+    Ok(match c {
+        Control::Pause { tenant, agent, by, reason } => {
+            if det.pause(tenant.as_str(), &agent, now, &by) {
+                let a = record(sink, &tenant, &agent, "agent_paused", json!({"by": by, "reason": reason}), written)?;
+                ControlReply::Changed(Some(a))
+            } else {
+                ControlReply::Changed(None)
+            }
+        }
+        Control::Resume { tenant, agent, by, reason } => {
+            if det.resume(tenant.as_str(), &agent) {
+                let a = record(sink, &tenant, &agent, "agent_resumed", json!({"by": by, "reason": reason}), written)?;
+                ControlReply::Changed(Some(a))
+            } else {
+                ControlReply::Changed(None)
+            }
+        }
+        Control::Rules(set, file) => {
+            let payload = json!({
+                "rules_sha256": set.source_sha256,
+                "rules": set.rules.len(),
+                "enabled": set.rules.iter().filter(|r| r.enabled).count(),
+                "webhooks": set.webhooks.len(),
+                "file": file,
+            });
+            det.set_rules(set);
+            let tenant = TenantId::parse(crate::SYSTEM_TENANT)
+                .map_err(|e| detection::core_err(blackbox_core::Error::Field(e)))?;
+            let a = record(sink, &tenant, "blackbox-server", "rules_loaded", payload, written)?;
+            ControlReply::Changed(Some(a))
+        }
+        Control::List(tenant) => ControlReply::Agents(det.agents(tenant.as_deref(), now)),
+    })
 }

@@ -16,13 +16,16 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod api_detect;
 pub mod config;
+pub mod detection;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
 pub mod mirror;
 pub mod readers;
 pub mod tokens;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -72,6 +75,8 @@ pub struct AppState {
     pub keys: Arc<Keyring>,
     /// The checkpoint public key.
     pub verifier: Arc<NoteVerifier>,
+    /// Anomaly-detection rules in force.
+    pub rules: Arc<detection::Rules>,
 }
 
 /// Opens (initialising on first start) the data directory and starts the writer.
@@ -91,7 +96,21 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
             "initialised a new data directory"
         );
     }
+    let rules = Arc::new(detection::Rules::load(config.rules.as_deref())?);
     let (mut store, mut writer, ledger_config) = blackbox_ledger::open::open_writer(&dir)?;
+    let mut detector = blackbox_detect::Detector::new(rules.get());
+    let started = std::time::Instant::now();
+    let replayed = detection::replay(&store, &mut detector, detection::now())?;
+    {
+        let set = rules.get();
+        tracing::info!(
+            rules = set.rules.len(),
+            webhooks = set.webhooks.len(),
+            replayed,
+            ms = started.elapsed().as_millis(),
+            "anomaly detection ready (recent history replayed)"
+        );
+    }
     let mirror = match &config.mirror {
         None => None,
         Some(path) => {
@@ -116,6 +135,8 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
         config.queue_capacity,
         Arc::clone(&metrics),
         mirror,
+        detector,
+        None,
     );
     let state = AppState {
         denials: Arc::new(api::DenialSampler::default()),
@@ -134,6 +155,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
         policy: Arc::new(ledger_config.redaction),
         keys: Arc::new(keys),
         verifier: Arc::new(verifier),
+        rules,
     };
     Ok((state, thread))
 }
@@ -154,6 +176,16 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     // Handlers are installed before the service says it is ready: a SIGTERM from then on is a
     // graceful shutdown, never the default "terminate at once".
     let shutdown = shutdown_signal()?;
+    let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    if let Some(path) = state.rules.path.clone() {
+        let set = state.rules.get();
+        state
+            .ingest
+            .control(ingest::Control::Rules(set, path.display().to_string()))
+            .await
+            .map_err(|e| ServerError::Config(format!("recording the rules in force: {}", e.message)))?;
+        tasks.push(tokio::spawn(watch_rules(state.clone(), path)));
+    }
     tracing::info!(listen = %listener.local_addr()?, data_dir = %state.dir.root().display(), "blackbox serve is ready");
     let app = api::router(state);
     axum::serve(
@@ -162,6 +194,13 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     )
     .with_graceful_shutdown(shutdown)
     .await?;
+    // Background tasks hold handles to the writer: stop them so that it can close.
+    for t in &tasks {
+        t.abort();
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
     tracing::info!("draining: waiting for the writer's last commit");
     // The router (and every Ingest handle) is gone: the writer signs closing checkpoints.
     tokio::task::spawn_blocking(move || writer.join())
@@ -169,6 +208,63 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         .map_err(|e| ServerError::Config(format!("the writer thread failed: {e}")))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reloads the rules file on SIGHUP and when its modification time or size changes (checked
+/// every 2 s). An invalid file is refused with `file:line:column: reason`; the rules in force stay.
+async fn watch_rules(state: AppState, path: std::path::PathBuf) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let stamp = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; the rules file is still watched");
+            None
+        }
+    };
+    let mut last = stamp(&path);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        let forced = tokio::select! {
+            _ = tick.tick() => false,
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+        };
+        let now = stamp(&path);
+        if !forced && now == last {
+            continue;
+        }
+        last = now;
+        let p = path.clone();
+        let parsed = tokio::task::spawn_blocking(move || detection::read_rules(&p)).await;
+        match parsed {
+            Ok(Ok(set)) => {
+                let set = Arc::new(set);
+                state.rules.set(Arc::clone(&set));
+                match state
+                    .ingest
+                    .control(ingest::Control::Rules(Arc::clone(&set), path.display().to_string()))
+                    .await
+                {
+                    Ok(_) => tracing::info!(
+                        file = %path.display(),
+                        rules = set.rules.len(),
+                        sha256 = %set.source_sha256,
+                        "rules reloaded"
+                    ),
+                    Err(e) => tracing::error!(error = %e.message, "the reloaded rules could not be recorded; retrying at the next change"),
+                }
+            }
+            Ok(Err(e)) => {
+                state.metrics.rules_reload_failures.inc();
+                tracing::error!(error = %e, "the rules file was refused; the previous rules stay in force");
+            }
+            Err(e) => tracing::error!(error = %e, "reloading the rules failed"),
+        }
+    }
 }
 
 fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, ServerError> {

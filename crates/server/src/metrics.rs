@@ -23,6 +23,29 @@ pub struct TenantLabel {
     pub tenant: String,
 }
 
+/// Labels of a `/v1/decide` answer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabel {
+    /// `allow`, `block`, `throttle` or `paused`.
+    pub decision: String,
+}
+
+/// Labels of an entry written by the detector.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DetectionLabel {
+    /// `anomaly_detected`, `agent_paused`, …
+    pub event_type: String,
+    /// The rule (empty for operator actions).
+    pub rule: String,
+}
+
+/// Labels of webhook deliveries.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabel {
+    /// `pending`, `delivered` or `dead`.
+    pub status: String,
+}
+
 /// Labels of an HTTP request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
@@ -63,6 +86,22 @@ pub struct Metrics {
     pub http_requests: Family<RouteLabel, Counter>,
     /// HTTP request latency by route and status.
     pub http_seconds: Family<RouteLabel, Histogram>,
+    /// `/v1/decide` answers by decision.
+    pub decisions: Family<DecisionLabel, Counter>,
+    /// Time to decide (handler entry to the answer, durable commit included).
+    pub decide_seconds: Histogram,
+    /// Entries written by the detector (alerts, pauses, throttles, operator actions).
+    pub detections: Family<DetectionLabel, Counter>,
+    /// Alerts suppressed (raised again within the rule's `suppress` period).
+    pub anomalies_suppressed: Gauge,
+    /// Agents tracked by the detector.
+    pub agents_tracked: Gauge,
+    /// Rules files refused at reload.
+    pub rules_reload_failures: Counter,
+    /// Webhook deliveries in the outbox, by status.
+    pub webhook_deliveries: Family<WebhookLabel, Gauge>,
+    /// Webhook delivery attempts that failed.
+    pub webhook_failed_attempts: Gauge,
 }
 
 impl Default for Metrics {
@@ -88,6 +127,14 @@ impl Metrics {
             denials_dropped: Counter::default(),
             http_requests: Family::default(),
             http_seconds: Family::new_with_constructor(latency_histogram),
+            decisions: Family::default(),
+            decide_seconds: Histogram::new(exponential_buckets(0.000_025, 2.0, 20)),
+            detections: Family::default(),
+            anomalies_suppressed: Gauge::default(),
+            agents_tracked: Gauge::default(),
+            rules_reload_failures: Counter::default(),
+            webhook_deliveries: Family::default(),
+            webhook_failed_attempts: Gauge::default(),
         };
         {
             let mut r = m
@@ -149,6 +196,42 @@ impl Metrics {
                 "HTTP request latency by route and status",
                 m.http_seconds.clone(),
             );
+            r.register("decisions", "/v1/decide answers by decision", m.decisions.clone());
+            r.register(
+                "decide_seconds",
+                "Time to answer /v1/decide (durable commit of the record included)",
+                m.decide_seconds.clone(),
+            );
+            r.register(
+                "detection_entries",
+                "Entries written by anomaly detection and operators (anomaly_detected, agent_paused, ...), by rule",
+                m.detections.clone(),
+            );
+            r.register(
+                "anomalies_suppressed",
+                "Alerts not recorded again because their rule's suppress period was running",
+                m.anomalies_suppressed.clone(),
+            );
+            r.register(
+                "agents_tracked",
+                "Agents whose counters the detector holds",
+                m.agents_tracked.clone(),
+            );
+            r.register(
+                "rules_reload_failures",
+                "Rules files refused at reload (the previous rules stayed in force)",
+                m.rules_reload_failures.clone(),
+            );
+            r.register(
+                "webhook_deliveries",
+                "Webhook deliveries in the outbox, by status",
+                m.webhook_deliveries.clone(),
+            );
+            r.register(
+                "webhook_failed_attempts",
+                "Webhook delivery attempts that failed since the start",
+                m.webhook_failed_attempts.clone(),
+            );
         }
         m
     }
@@ -158,6 +241,16 @@ impl Metrics {
         self.rejected
             .get_or_create(&ReasonLabel {
                 reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts an entry written by the detector.
+    pub fn detection_entry(&self, w: &crate::detection::Written) {
+        self.detections
+            .get_or_create(&DetectionLabel {
+                event_type: w.event_type.to_owned(),
+                rule: w.rule.clone().unwrap_or_default(),
             })
             .inc();
     }

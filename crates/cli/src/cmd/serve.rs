@@ -1,6 +1,6 @@
 //! `blackbox serve`: the audit service.
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use blackbox_server::config::{EXAMPLE, LogFormat, Overrides, ServerConfig};
 
 use crate::Outcome;
@@ -11,12 +11,6 @@ pub fn run(a: ServeArgs) -> Result<Outcome> {
         print!("{EXAMPLE}");
         return Ok(Outcome::Ok);
     }
-    if let Some(rules) = &a.rules {
-        bail!(
-            "--rules {}: anomaly-detection rules are not supported by this version of the service yet",
-            rules.display()
-        );
-    }
     let config = ServerConfig::load(
         a.config.as_deref(),
         &Overrides {
@@ -25,6 +19,8 @@ pub fn run(a: ServeArgs) -> Result<Outcome> {
             log_file: a.log_file,
             log_format: a.log_format,
             rate_limit: a.rate_limit,
+            rules: a.rules,
+            secrets_dir: a.secrets_dir,
         },
     )?;
     init_logging(config.log_format);

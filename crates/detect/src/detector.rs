@@ -1,0 +1,806 @@
+//! The detector: per-agent bucketed counters, rule evaluation, suppression and enforcement state
+//! (paused, throttled).
+//!
+//! One [`Detector`] is owned by one thread (the service's writer), so it needs no lock. Memory is
+//! bounded: per agent and counter, 64 one-minute buckets and one bucket per hour of the longest
+//! baseline window (at most 31 days), at most [`MAX_SESSIONS_PER_AGENT`] open sessions for
+//! per-session metrics, and at most [`Detector::max_agents`] agents (the least recently seen are
+//! forgotten first; paused and throttled agents are kept apart and never forgotten).
+//!
+//! ## Metric rules
+//! The baseline of a per-minute metric is its mean over the agent's *active* minutes (minutes
+//! with a non-zero value) within `baseline_window`, the current minute excluded. A rule fires
+//! when the current minute's value exceeds `threshold_multiplier × baseline` **and** reaches the
+//! rule's `floor`, and only once the agent has history: first seen at least `min_history` ago
+//! (default 1 h) with at least [`MIN_ACTIVE_BUCKETS`] active minutes. Per-session metrics work
+//! the same way with sessions in place of minutes (mean rows per session over the sessions that
+//! started within the window).
+//!
+//! Events are placed in buckets by their own timestamp. An event up to `late_tolerance` (default
+//! 5 min) older than the newest one seen for the agent still lands in its minute and is
+//! evaluated; an older one only feeds the hourly baseline.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::features::Features;
+use crate::rules::{Action, Kind, Metric, RuleSet, SuppressBy};
+
+/// Active buckets (minutes, or sessions) needed before a metric rule can fire.
+pub const MIN_ACTIVE_BUCKETS: u32 = 10;
+/// Open sessions remembered per agent for per-session metrics.
+pub const MAX_SESSIONS_PER_AGENT: usize = 1024;
+/// Entries remembered per agent to name what triggered an alert.
+pub const RECENT_ENTRIES: usize = 16;
+const MINUTE_SLOTS: usize = 64;
+const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 3_600_000;
+
+/// One event as the detector sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    /// Tenant.
+    pub tenant: &'a str,
+    /// Agent.
+    pub agent: &'a str,
+    /// Session.
+    pub session: &'a str,
+    /// Event type.
+    pub event_type: &'a str,
+    /// Tool name of a tool call.
+    pub tool: Option<&'a str>,
+    /// Event time, Unix ms.
+    pub ts_ms: i64,
+    /// Payload features.
+    pub features: &'a Features,
+}
+
+/// A rule that fired on an event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Firing {
+    /// Index of the rule in the rule set.
+    pub rule: usize,
+    /// The rule's name.
+    pub name: String,
+    /// The rule's action.
+    pub action: Action,
+    /// The alert is suppressed (the same alert was raised within the rule's `suppress`
+    /// period): no new alert is recorded, but the action still applies.
+    pub suppressed: bool,
+    /// The value measured (metric rules: the current minute's or session's value; time-window
+    /// rules: events in this occurrence of the window).
+    pub observed: Option<f64>,
+    /// The baseline (metric rules).
+    pub baseline: Option<f64>,
+    /// The value that had to be exceeded (metric rules).
+    pub threshold: Option<f64>,
+    /// Patterns that matched, as `match_patterns[i]` / `match_regex[i]` with the pattern as
+    /// written in the rules file (pattern rules).
+    pub matched: Vec<String>,
+    /// Start of the window occurrence, Unix ms (time-window rules).
+    pub window_start_ms: Option<i64>,
+    /// Earlier entries of the agent that count towards the alert (the current one excluded),
+    /// newest first.
+    pub earlier: Vec<Uuid>,
+}
+
+/// Whether an agent may act now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// Nothing stops it.
+    Open,
+    /// Paused until an operator resumes it.
+    Paused,
+    /// Throttled: the next call is allowed in this many ms.
+    Throttled {
+        /// Wait before retrying.
+        retry_after_ms: i64,
+    },
+}
+
+/// Why an agent is paused.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Pause {
+    /// Since, Unix ms.
+    pub since_ms: i64,
+    /// Who paused it: `rule:<name>` or `operator:<token id>`.
+    pub by: String,
+}
+
+/// An agent's throttle.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Throttle {
+    /// Until, Unix ms.
+    pub until_ms: i64,
+    /// Calls allowed per minute meanwhile.
+    pub per_minute: u32,
+    /// Who throttled it.
+    pub by: String,
+    #[serde(skip)]
+    next_ms: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Control {
+    paused: Option<Pause>,
+    throttle: Option<Throttle>,
+}
+
+/// An agent as `agents list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AgentInfo {
+    /// Tenant.
+    pub tenant_id: String,
+    /// Agent.
+    pub agent_id: String,
+    /// `active`, `paused` or `throttled`.
+    pub state: &'static str,
+    /// First seen since the service started (or in the history it replayed), Unix ms.
+    pub first_seen_ms: Option<i64>,
+    /// Last event, Unix ms.
+    pub last_seen_ms: Option<i64>,
+    /// Events seen.
+    pub events: u64,
+    /// Pause details.
+    pub paused: Option<Pause>,
+    /// Throttle details.
+    pub throttle: Option<Throttle>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct HourAgg {
+    hour: i64,
+    sum: u64,
+    active: u32,
+}
+
+#[derive(Debug)]
+struct Counter {
+    minutes: [(i64, u64); MINUTE_SLOTS],
+    hours: Vec<HourAgg>,
+    /// Per-session metrics: session → (start hour, value), oldest first.
+    sessions: VecDeque<(Box<str>, i64, u64)>,
+    newest_ms: i64,
+}
+
+impl Counter {
+    fn new(window_hours: usize) -> Self {
+        Self {
+            minutes: [(i64::MIN, 0); MINUTE_SLOTS],
+            hours: vec![
+                HourAgg {
+                    hour: i64::MIN,
+                    ..HourAgg::default()
+                };
+                window_hours + 1
+            ],
+            sessions: VecDeque::new(),
+            newest_ms: i64::MIN,
+        }
+    }
+
+    fn hour_slot(&mut self, hour: i64) -> Option<&mut HourAgg> {
+        let n = i64::try_from(self.hours.len()).ok()?;
+        let i = usize::try_from(hour.rem_euclid(n)).ok()?;
+        let slot = self.hours.get_mut(i)?;
+        if slot.hour == hour {
+            Some(slot)
+        } else if slot.hour < hour {
+            *slot = HourAgg {
+                hour,
+                sum: 0,
+                active: 0,
+            };
+            Some(slot)
+        } else {
+            None
+        }
+    }
+
+    /// Adds a per-minute value; returns the current minute's total when the event is current.
+    fn add_minute(&mut self, ts: i64, v: u64, tolerance: i64) -> Option<u64> {
+        let minute = ts.div_euclid(MINUTE_MS);
+        let current = ts >= self.newest_ms.saturating_sub(tolerance);
+        self.newest_ms = self.newest_ms.max(ts);
+        let i = usize::try_from(minute.rem_euclid(MINUTE_SLOTS as i64)).ok()?;
+        let mut newly_active = false;
+        let mut total = None;
+        if let Some(slot) = self.minutes.get_mut(i) {
+            if slot.0 < minute {
+                *slot = (minute, 0);
+            }
+            if slot.0 == minute {
+                newly_active = slot.1 == 0 && v > 0;
+                slot.1 = slot.1.saturating_add(v);
+                total = Some(slot.1);
+            }
+        }
+        if total.is_none() {
+            // Older than the minute ring: the baseline still learns it (activity unknown).
+            newly_active = v > 0;
+        }
+        if let Some(h) = self.hour_slot(minute.div_euclid(60)) {
+            h.sum = h.sum.saturating_add(v);
+            if newly_active {
+                h.active += 1;
+            }
+        }
+        if current { total } else { None }
+    }
+
+    /// Adds a per-session value; returns the session's total.
+    fn add_session(&mut self, ts: i64, session: &str, v: u64) -> u64 {
+        let hour = ts.div_euclid(HOUR_MS);
+        let pos = self.sessions.iter().rposition(|(s, _, _)| s.as_ref() == session);
+        let (start, total) = match pos.and_then(|p| self.sessions.get_mut(p)) {
+            Some(e) => {
+                e.2 = e.2.saturating_add(v);
+                (e.1, e.2)
+            }
+            None => {
+                if self.sessions.len() >= MAX_SESSIONS_PER_AGENT {
+                    self.sessions.pop_front();
+                }
+                self.sessions.push_back((session.into(), hour, v));
+                if let Some(h) = self.hour_slot(hour) {
+                    h.active += 1;
+                }
+                (hour, v)
+            }
+        };
+        if let Some(h) = self.hour_slot(start) {
+            h.sum = h.sum.saturating_add(v);
+        }
+        total
+    }
+
+    /// Sum and active buckets over the hours of `window_ms` ending at `ts`.
+    fn baseline(&self, ts: i64, window_ms: i64) -> (u64, u32) {
+        let now_h = ts.div_euclid(HOUR_MS);
+        let from_h = (ts - window_ms).div_euclid(HOUR_MS);
+        self.hours
+            .iter()
+            .filter(|h| h.hour > from_h && h.hour <= now_h)
+            .fold((0, 0), |(s, a), h| (s.saturating_add(h.sum), a + h.active))
+    }
+}
+
+#[derive(Debug)]
+struct AgentState {
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+    events: u64,
+    counters: Vec<Option<Box<Counter>>>,
+    /// Per rule (time-window rules only): (occurrence start, events counted).
+    windows: Vec<(i64, u64)>,
+    recent: VecDeque<(i64, Uuid)>,
+}
+
+impl AgentState {
+    fn new(ts: i64, counters: usize, rules: usize) -> Self {
+        Self {
+            first_seen_ms: ts,
+            last_seen_ms: ts,
+            events: 0,
+            counters: (0..counters).map(|_| None).collect(),
+            windows: vec![(i64::MIN, 0); rules],
+            recent: VecDeque::with_capacity(RECENT_ENTRIES),
+        }
+    }
+}
+
+/// The detector of one service.
+#[derive(Debug)]
+pub struct Detector {
+    rules: Arc<RuleSet>,
+    window_hours: usize,
+    agents: HashMap<String, AgentState>,
+    control: HashMap<String, Control>,
+    suppress: HashMap<(usize, String), i64>,
+    key: String,
+    /// Most agents tracked at once.
+    pub max_agents: usize,
+    /// Alerts suppressed so far.
+    pub suppressed: u64,
+}
+
+fn key_into(buf: &mut String, tenant: &str, agent: &str) {
+    buf.clear();
+    buf.push_str(tenant);
+    buf.push('\u{0}');
+    buf.push_str(agent);
+}
+
+fn split_key(k: &str) -> (&str, &str) {
+    k.split_once('\u{0}').unwrap_or((k, ""))
+}
+
+fn window_hours(rules: &RuleSet) -> usize {
+    usize::try_from(rules.max_window_ms.div_euclid(HOUR_MS)).unwrap_or(0) + 1
+}
+
+impl Detector {
+    /// A detector applying `rules`.
+    #[must_use]
+    pub fn new(rules: Arc<RuleSet>) -> Self {
+        Self {
+            window_hours: window_hours(&rules),
+            rules,
+            agents: HashMap::new(),
+            control: HashMap::new(),
+            suppress: HashMap::new(),
+            key: String::new(),
+            max_agents: 100_000,
+            suppressed: 0,
+        }
+    }
+
+    /// The rules in force.
+    #[must_use]
+    pub fn rules(&self) -> &Arc<RuleSet> {
+        &self.rules
+    }
+
+    /// Replaces the rules. Counters whose definition is unchanged keep their history; new ones
+    /// start empty (and so cannot fire before `min_history`); suppression carries over by rule
+    /// name.
+    pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
+        let old = std::mem::replace(&mut self.rules, rules);
+        let map: Vec<Option<usize>> = self
+            .rules
+            .counters
+            .iter()
+            .map(|c| old.counters.iter().position(|o| o == c))
+            .collect();
+        let new_hours = window_hours(&self.rules);
+        let resized = new_hours != self.window_hours;
+        self.window_hours = new_hours;
+        let rule_map: Vec<Option<usize>> = self
+            .rules
+            .rules
+            .iter()
+            .map(|r| old.rules.iter().position(|o| o.name == r.name))
+            .collect();
+        for st in self.agents.values_mut() {
+            let mut old_counters = std::mem::take(&mut st.counters);
+            st.counters = map
+                .iter()
+                .map(|m| m.and_then(|i| old_counters.get_mut(i).and_then(Option::take)))
+                .collect();
+            if resized {
+                for c in st.counters.iter_mut().flatten() {
+                    let mut fresh = Counter::new(new_hours);
+                    for h in &c.hours {
+                        if let Some(s) = fresh.hour_slot(h.hour) {
+                            *s = *h;
+                        }
+                    }
+                    c.hours = fresh.hours;
+                }
+            }
+            let old_windows = std::mem::take(&mut st.windows);
+            st.windows = rule_map
+                .iter()
+                .map(|m| {
+                    m.and_then(|i| old_windows.get(i).copied())
+                        .unwrap_or((i64::MIN, 0))
+                })
+                .collect();
+        }
+        let old_suppress = std::mem::take(&mut self.suppress);
+        for ((i, g), until) in old_suppress {
+            let name = old.rules.get(i).map(|r| r.name.as_str());
+            if let Some(j) = self.rules.rules.iter().position(|r| Some(r.name.as_str()) == name) {
+                self.suppress.insert((j, g), until);
+            }
+        }
+    }
+
+    fn agent(&mut self, tenant: &str, agent: &str, ts: i64) -> &mut AgentState {
+        key_into(&mut self.key, tenant, agent);
+        if !self.agents.contains_key(self.key.as_str()) {
+            if self.agents.len() >= self.max_agents {
+                self.evict();
+            }
+            self.agents.insert(
+                self.key.clone(),
+                AgentState::new(ts, self.rules.counters.len(), self.rules.rules.len()),
+            );
+        }
+        let Some(st) = self.agents.get_mut(self.key.as_str()) else {
+            unreachable!("inserted above")
+        };
+        st
+    }
+
+    /// Forgets the least recently seen tenth of the agents.
+    fn evict(&mut self) {
+        let mut seen: Vec<i64> = self.agents.values().map(|a| a.last_seen_ms).collect();
+        if seen.is_empty() {
+            return;
+        }
+        let k = seen.len() / 10;
+        let (_, cut, _) = seen.select_nth_unstable(k);
+        let cut = *cut;
+        self.agents.retain(|_, a| a.last_seen_ms > cut);
+    }
+
+    /// Counts an event without evaluating any rule (replaying history on start).
+    pub fn learn(&mut self, ob: &Observation<'_>) {
+        self.update(ob, None);
+    }
+
+    /// Counts an event and evaluates every rule on it. Firings are appended to `out`, with
+    /// `suppressed` set for alerts raised again within their rule's `suppress` period.
+    pub fn observe(&mut self, ob: &Observation<'_>, out: &mut Vec<Firing>) {
+        self.update(ob, Some(out));
+    }
+
+    #[allow(clippy::too_many_lines)]
+    fn update(&mut self, ob: &Observation<'_>, mut out: Option<&mut Vec<Firing>>) {
+        let rules = Arc::clone(&self.rules);
+        let hours = self.window_hours;
+        let tolerance = rules.late_tolerance_ms;
+        let f = ob.features;
+        let st = self.agent(ob.tenant, ob.agent, ob.ts_ms);
+        st.first_seen_ms = st.first_seen_ms.min(ob.ts_ms);
+        st.last_seen_ms = st.last_seen_ms.max(ob.ts_ms);
+        st.events += 1;
+        // Counters.
+        let mut current: Vec<(usize, Option<u64>)> = Vec::new();
+        for (ci, spec) in rules.counters.iter().enumerate() {
+            let admitted = (spec.roles.is_empty()
+                || f.role.as_deref().is_some_and(|r| spec.roles.contains(r)))
+                && (spec.tools.is_empty() || ob.tool.is_some_and(|t| spec.tools.contains(t)))
+                && (spec.event_types.is_empty() || spec.event_types.contains(ob.event_type));
+            if !admitted {
+                continue;
+            }
+            let v = match spec.metric {
+                Metric::ToolCallsPerMinute => u64::from(ob.event_type == "tool_call"),
+                Metric::LlmRequestsPerMinute => u64::from(ob.event_type == "llm_request"),
+                Metric::TokensPerMinute => f.tokens,
+                Metric::ErrorsPerMinute => u64::from(f.error),
+                Metric::DeniedCallsPerMinute => u64::from(f.denied),
+                Metric::ResultRowsPerSession => f.rows,
+            };
+            let per_session = spec.metric.per_session();
+            if v == 0 && !(per_session && ob.event_type == "tool_call") {
+                continue;
+            }
+            let Some(slot) = st.counters.get_mut(ci) else {
+                continue;
+            };
+            let c = slot.get_or_insert_with(|| Box::new(Counter::new(hours)));
+            let total = if per_session {
+                Some(c.add_session(ob.ts_ms, ob.session, v))
+            } else {
+                c.add_minute(ob.ts_ms, v, tolerance)
+            };
+            if v > 0 {
+                current.push((ci, total));
+            }
+        }
+        let Some(out) = out.as_deref_mut() else {
+            // Learning: time windows still count, so a restart does not alert twice.
+            for (ri, rule) in rules.rules.iter().enumerate() {
+                if let Kind::TimeWindow { window, .. } = &rule.kind
+                    && rule.enabled
+                    && rule.scope.admits(ob.tenant, ob.agent, f.role.as_deref(), ob.tool, ob.event_type)
+                    && let Some(start) = window_start(window, ob.ts_ms, &rules)
+                    && let Some(w) = st.windows.get_mut(ri)
+                {
+                    if w.0 != start {
+                        *w = (start, 0);
+                    }
+                    w.1 += 1;
+                }
+            }
+            return;
+        };
+        let first_seen = st.first_seen_ms;
+        let mut fired: Vec<Firing> = Vec::new();
+        for (ri, rule) in rules.rules.iter().enumerate() {
+            if !(rule.enabled
+                && rule.scope.admits(ob.tenant, ob.agent, f.role.as_deref(), ob.tool, ob.event_type))
+            {
+                continue;
+            }
+            let firing = |observed, baseline, threshold, matched, window_start_ms| Firing {
+                rule: ri,
+                name: rule.name.clone(),
+                action: rule.action,
+                suppressed: false,
+                observed,
+                baseline,
+                threshold,
+                matched,
+                window_start_ms,
+                earlier: Vec::new(),
+            };
+            match &rule.kind {
+                Kind::Metric {
+                    metric,
+                    counter,
+                    baseline_window_ms,
+                    multiplier,
+                    min_history_ms,
+                    floor,
+                } => {
+                    let Some(&(_, Some(value))) = current.iter().find(|(c, _)| c == counter) else {
+                        continue;
+                    };
+                    if ob.ts_ms - first_seen < *min_history_ms {
+                        continue;
+                    }
+                    let Some(Some(c)) = st.counters.get(*counter) else {
+                        continue;
+                    };
+                    let (sum, active) = c.baseline(ob.ts_ms, *baseline_window_ms);
+                    // The current minute (or session) is not part of its own baseline.
+                    let (sum, active) = (sum.saturating_sub(value), active.saturating_sub(1));
+                    if active < MIN_ACTIVE_BUCKETS {
+                        continue;
+                    }
+                    #[allow(clippy::cast_precision_loss)]
+                    let (baseline, value) = (sum as f64 / f64::from(active), value as f64);
+                    let threshold = baseline * multiplier;
+                    if value > threshold && value >= *floor {
+                        let _ = metric;
+                        fired.push(firing(
+                            Some(value),
+                            Some(baseline),
+                            Some(threshold.max(*floor)),
+                            Vec::new(),
+                            None,
+                        ));
+                    }
+                }
+                Kind::TimeWindow { window, min_count } => {
+                    let Some(start) = window_start(window, ob.ts_ms, &rules) else {
+                        continue;
+                    };
+                    let Some(w) = st.windows.get_mut(ri) else {
+                        continue;
+                    };
+                    if w.0 != start {
+                        *w = (start, 0);
+                    }
+                    w.1 += 1;
+                    if w.1 == *min_count {
+                        #[allow(clippy::cast_precision_loss)]
+                        fired.push(firing(Some(w.1 as f64), None, None, Vec::new(), Some(start)));
+                    }
+                }
+                Kind::Pattern { literals, regexes } => {
+                    let matched: Vec<String> = f
+                        .hits
+                        .iter()
+                        .filter(|(r, _)| *r == ri)
+                        .map(|(_, p)| match p {
+                            crate::patterns::PatternRef::Literal(i) => format!(
+                                "match_patterns[{i}]: {:?}",
+                                literals.get(i).map_or("", String::as_str)
+                            ),
+                            crate::patterns::PatternRef::Regex(i) => format!(
+                                "match_regex[{i}]: {:?}",
+                                regexes.get(i).map_or("", String::as_str)
+                            ),
+                        })
+                        .collect();
+                    if !matched.is_empty() {
+                        fired.push(firing(None, None, None, matched, None));
+                    }
+                }
+            }
+        }
+        if fired.is_empty() {
+            return;
+        }
+        let recent: Vec<(i64, Uuid)> = st.recent.iter().copied().collect();
+        for mut fi in fired {
+            let Some(rule) = rules.rules.get(fi.rule) else {
+                continue;
+            };
+            // What counted: the agent's earlier entries of the same minute (metric), of the
+            // window occurrence (time window); a pattern match is the event itself.
+            let since = match (&rule.kind, fi.window_start_ms) {
+                (Kind::Metric { metric, .. }, _) if !metric.per_session() => {
+                    ob.ts_ms.div_euclid(MINUTE_MS) * MINUTE_MS
+                }
+                (Kind::TimeWindow { .. }, Some(s)) => s,
+                _ => i64::MAX,
+            };
+            fi.earlier = recent
+                .iter()
+                .rev()
+                .filter(|(t, _)| *t >= since)
+                .take(RECENT_ENTRIES - 1)
+                .map(|(_, id)| *id)
+                .collect();
+            let group = match rule.suppress_by {
+                SuppressBy::Agent => format!("{}\u{0}{}", ob.tenant, ob.agent),
+                SuppressBy::Session => format!("{}\u{0}{}\u{0}{}", ob.tenant, ob.agent, ob.session),
+                SuppressBy::Tenant => ob.tenant.to_owned(),
+                SuppressBy::Rule => String::new(),
+            };
+            let k = (fi.rule, group);
+            match self.suppress.get(&k) {
+                Some(until) if *until > ob.ts_ms => {
+                    fi.suppressed = true;
+                    self.suppressed += 1;
+                }
+                _ => {
+                    if self.suppress.len() > 100_000 {
+                        let now = ob.ts_ms;
+                        self.suppress.retain(|_, u| *u > now);
+                    }
+                    self.suppress.insert(k, ob.ts_ms.saturating_add(rule.suppress_ms));
+                }
+            }
+            out.push(fi);
+        }
+    }
+
+    /// Remembers an appended entry of an agent (to name what triggered a later alert).
+    pub fn note_entry(&mut self, tenant: &str, agent: &str, ts_ms: i64, id: Uuid) {
+        key_into(&mut self.key, tenant, agent);
+        if let Some(st) = self.agents.get_mut(self.key.as_str()) {
+            if st.recent.len() >= RECENT_ENTRIES {
+                st.recent.pop_front();
+            }
+            st.recent.push_back((ts_ms, id));
+        }
+    }
+
+    /// Restores a suppression from a recorded alert (replaying history on start).
+    pub fn note_alert(&mut self, rule_name: &str, tenant: &str, agent: &str, session: &str, at_ms: i64) {
+        let Some((i, rule)) = self
+            .rules
+            .rules
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.name == rule_name)
+        else {
+            return;
+        };
+        let group = match rule.suppress_by {
+            SuppressBy::Agent => format!("{tenant}\u{0}{agent}"),
+            SuppressBy::Session => format!("{tenant}\u{0}{agent}\u{0}{session}"),
+            SuppressBy::Tenant => tenant.to_owned(),
+            SuppressBy::Rule => String::new(),
+        };
+        let until = at_ms.saturating_add(rule.suppress_ms);
+        let e = self.suppress.entry((i, group)).or_insert(until);
+        *e = (*e).max(until);
+    }
+
+    /// Whether the agent may act at `now_ms`; a throttled agent's allowed call is consumed.
+    pub fn gate(&mut self, tenant: &str, agent: &str, now_ms: i64) -> Gate {
+        key_into(&mut self.key, tenant, agent);
+        let Some(c) = self.control.get_mut(self.key.as_str()) else {
+            return Gate::Open;
+        };
+        if c.paused.is_some() {
+            return Gate::Paused;
+        }
+        if let Some(t) = &mut c.throttle {
+            if now_ms >= t.until_ms {
+                c.throttle = None;
+            } else if now_ms < t.next_ms {
+                return Gate::Throttled {
+                    retry_after_ms: t.next_ms - now_ms,
+                };
+            } else {
+                t.next_ms = now_ms + 60_000 / i64::from(t.per_minute.max(1));
+            }
+        }
+        if c.paused.is_none() && c.throttle.is_none() {
+            self.control.remove(self.key.as_str());
+        }
+        Gate::Open
+    }
+
+    /// Pauses an agent; `false` when it was paused already.
+    pub fn pause(&mut self, tenant: &str, agent: &str, now_ms: i64, by: &str) -> bool {
+        key_into(&mut self.key, tenant, agent);
+        let c = self.control.entry(self.key.clone()).or_default();
+        if c.paused.is_some() {
+            return false;
+        }
+        c.paused = Some(Pause {
+            since_ms: now_ms,
+            by: by.to_owned(),
+        });
+        true
+    }
+
+    /// Resumes a paused or throttled agent; `false` when it was neither.
+    pub fn resume(&mut self, tenant: &str, agent: &str) -> bool {
+        key_into(&mut self.key, tenant, agent);
+        self.control.remove(self.key.as_str()).is_some()
+    }
+
+    /// Throttles an agent until `until_ms`; `false` when an equal or longer throttle (or a
+    /// pause) is in force already.
+    pub fn throttle(
+        &mut self,
+        tenant: &str,
+        agent: &str,
+        now_ms: i64,
+        per_minute: u32,
+        until_ms: i64,
+        by: &str,
+    ) -> bool {
+        key_into(&mut self.key, tenant, agent);
+        let c = self.control.entry(self.key.clone()).or_default();
+        if c.paused.is_some() || c.throttle.as_ref().is_some_and(|t| t.until_ms >= until_ms && t.until_ms > now_ms) {
+            return false;
+        }
+        c.throttle = Some(Throttle {
+            until_ms,
+            per_minute: per_minute.max(1),
+            by: by.to_owned(),
+            next_ms: now_ms,
+        });
+        true
+    }
+
+    /// Agents known to the detector, paused and throttled ones first, then by tenant and id.
+    #[must_use]
+    pub fn agents(&self, tenant: Option<&str>, now_ms: i64) -> Vec<AgentInfo> {
+        let mut out: Vec<AgentInfo> = Vec::new();
+        let mut keys: Vec<&String> = self.agents.keys().chain(self.control.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            let (t, a) = split_key(k);
+            if tenant.is_some_and(|x| x != t) {
+                continue;
+            }
+            let st = self.agents.get(k);
+            let c = self.control.get(k);
+            let paused = c.and_then(|c| c.paused.clone());
+            let throttle = c
+                .and_then(|c| c.throttle.clone())
+                .filter(|t| t.until_ms > now_ms);
+            out.push(AgentInfo {
+                tenant_id: t.to_owned(),
+                agent_id: a.to_owned(),
+                state: if paused.is_some() {
+                    "paused"
+                } else if throttle.is_some() {
+                    "throttled"
+                } else {
+                    "active"
+                },
+                first_seen_ms: st.map(|s| s.first_seen_ms),
+                last_seen_ms: st.map(|s| s.last_seen_ms),
+                events: st.map_or(0, |s| s.events),
+                paused,
+                throttle,
+            });
+        }
+        out.sort_by_key(|a| match a.state {
+            "paused" => 0,
+            "throttled" => 1,
+            _ => 2,
+        });
+        out
+    }
+
+    /// Agents tracked (for metrics).
+    #[must_use]
+    pub fn tracked_agents(&self) -> usize {
+        self.agents.len()
+    }
+}
+
+fn window_start(window: &crate::timewindow::TimeWindow, ts_ms: i64, rules: &RuleSet) -> Option<i64> {
+    let t = jiff::Timestamp::from_millisecond(ts_ms).ok()?;
+    window
+        .occurrence_start(t, &rules.time_zone)
+        .map(|s| s.as_millisecond())
+}

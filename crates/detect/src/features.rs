@@ -1,0 +1,150 @@
+//! What the detector reads from an event: a few numbers and flags from its payload, and which
+//! pattern rules its raw content matches.
+//!
+//! Extraction runs on the payload *before* raw content is replaced by hashes (in the request
+//! handler, in memory); only the numbers and the rule indices leave this module, never the
+//! content.
+
+use blackbox_core::event::{Node, Obj};
+
+use crate::patterns::{Hits, PatternIndex};
+
+/// Payload members whose strings are scanned by pattern rules: tool arguments and prompts.
+pub const SCANNED_FIELDS: [&str; 8] = [
+    "args",
+    "args_raw",
+    "arguments",
+    "prompt",
+    "messages",
+    "query",
+    "content",
+    "input",
+];
+
+/// Deepest nesting walked when scanning.
+const MAX_SCAN_DEPTH: usize = 32;
+
+/// What the detector knows of one event besides its envelope.
+#[derive(Debug, Clone, Default)]
+pub struct Features {
+    /// `payload.agent_role`, else `payload.authorization.rbac_role`.
+    pub role: Option<String>,
+    /// `token_count_in + token_count_out`.
+    pub tokens: u64,
+    /// `result.rows_returned`.
+    pub rows: u64,
+    /// The event reports an error: `error` present (not null/false), `status` or
+    /// `result.status` of `error`/`failed`/`failure`, `result.error` present, or the event type
+    /// `error`.
+    pub error: bool,
+    /// `authorization.allowed` is `false`.
+    pub denied: bool,
+    /// Pattern rules matched by raw content.
+    pub hits: Hits,
+}
+
+fn get<'n, 'a>(o: &'n Obj<'a>, key: &str) -> Option<&'n Node<'a>> {
+    o.binary_search_by(|(k, _)| k.as_ref().cmp(key))
+        .ok()
+        .and_then(|i| o.get(i))
+        .map(|(_, v)| v)
+}
+
+fn obj<'n, 'a>(o: &'n Obj<'a>, key: &str) -> Option<&'n Obj<'a>> {
+    match get(o, key) {
+        Some(Node::Obj(m)) => Some(m),
+        _ => None,
+    }
+}
+
+fn count(o: &Obj<'_>, key: &str) -> u64 {
+    match get(o, key) {
+        Some(Node::Pos(n)) => *n,
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Some(Node::Float(f)) if f.is_finite() && *f >= 0.0 => *f as u64,
+        _ => 0,
+    }
+}
+
+fn is_failure(v: Option<&Node<'_>>) -> bool {
+    matches!(v, Some(Node::Str(s)) if matches!(s.as_ref(), "error" | "failed" | "failure"))
+}
+
+fn present(v: Option<&Node<'_>>) -> bool {
+    !matches!(v, None | Some(Node::Null | Node::Bool(false)))
+}
+
+impl Features {
+    /// Reads the features of an event from its payload (as sent: before redaction), scanning raw
+    /// content with `patterns` when it has any.
+    #[must_use]
+    pub fn extract(event_type: &str, payload: &Obj<'_>, patterns: &PatternIndex) -> Self {
+        let mut f = Self::default();
+        f.fill(event_type, payload, patterns);
+        f
+    }
+
+    /// As [`Features::extract`], into `self` (reusing its allocations).
+    pub fn fill(&mut self, event_type: &str, payload: &Obj<'_>, patterns: &PatternIndex) {
+        self.hits.clear();
+        let auth = obj(payload, "authorization");
+        let result = obj(payload, "result");
+        self.role = match get(payload, "agent_role") {
+            Some(Node::Str(s)) => Some(s.to_string()),
+            _ => match auth.and_then(|a| get(a, "rbac_role")) {
+                Some(Node::Str(s)) => Some(s.to_string()),
+                _ => None,
+            },
+        };
+        self.tokens = count(payload, "token_count_in").saturating_add(count(payload, "token_count_out"));
+        self.rows = result.map_or(0, |r| count(r, "rows_returned"));
+        self.error = event_type == "error"
+            || present(get(payload, "error"))
+            || is_failure(get(payload, "status"))
+            || result.is_some_and(|r| present(get(r, "error")) || is_failure(get(r, "status")));
+        self.denied = matches!(auth.and_then(|a| get(a, "allowed")), Some(Node::Bool(false)));
+        if !patterns.is_empty() {
+            for key in SCANNED_FIELDS {
+                if let Some(v) = get(payload, key) {
+                    scan(v, patterns, &mut self.hits, 0);
+                }
+            }
+            if let Some(Node::Arr(calls)) = get(payload, "tool_calls") {
+                for c in calls {
+                    if let Node::Obj(c) = c {
+                        for key in SCANNED_FIELDS {
+                            if let Some(v) = get(c, key) {
+                                scan(v, patterns, &mut self.hits, 0);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Scans every string of a value (already-hashed `sha256:` strings are skipped).
+pub fn scan(v: &Node<'_>, patterns: &PatternIndex, hits: &mut Hits, depth: usize) {
+    if depth > MAX_SCAN_DEPTH {
+        return;
+    }
+    match v {
+        Node::Str(s) => {
+            if !s.starts_with("sha256:") {
+                patterns.scan_str(s, hits);
+            }
+        }
+        Node::Arr(a) => {
+            for x in a {
+                scan(x, patterns, hits, depth + 1);
+            }
+        }
+        Node::Obj(m) => {
+            for (_, x) in m {
+                scan(x, patterns, hits, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,22 @@
+//! Anomaly detection for Blackbox: the rules file (the seed's `anomaly_detection:` YAML), content
+//! normalisation and pattern matching, time windows and bucketed baselines.
+//!
+//! Pure: no I/O runtime, no database, no HTTP. The service owns a [`detector::Detector`] in its
+//! writer thread and feeds it every event; the detector answers with what fired.
+//!
+//! - [`rules`]: the rules file, parsed and checked (errors carry line and column);
+//! - [`normalize`] and [`patterns`]: content normalisation and the combined pattern index;
+//! - [`timewindow`]: recurring time windows in a time zone;
+//! - [`features`]: what the detector reads from an event's payload;
+//! - [`detector`]: counters, baselines, suppression, pause and throttle state.
+
+pub mod detector;
+pub mod features;
+pub mod normalize;
+pub mod patterns;
+pub mod rules;
+pub mod timewindow;
+
+pub use detector::{Detector, Firing, Gate, Observation};
+pub use features::Features;
+pub use rules::{Action, RuleSet, RulesError};
