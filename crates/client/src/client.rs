@@ -15,8 +15,8 @@ use crate::error::Error;
 use crate::query::{EntryQuery, Format, QueryString, encode, with_query};
 use crate::retry::{RetryPolicy, jitter_unit, parse_retry_after};
 use crate::types::{
-    Checkpoint, CreatedToken, Decision, EntryPage, EntryRecord, IngestResponse, NewToken, RawEntries, Token,
-    TokenInfo, TokenList,
+    Checkpoint, CreatedToken, Decision, EntryPage, EntryRecord, IngestResponse, NewToken,
+    RawEntries, Token, TokenInfo, TokenList,
 };
 
 /// The response header that carries the cursor of the next page.

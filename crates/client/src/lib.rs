@@ -43,6 +43,6 @@ pub use error::Error;
 pub use query::{EntryQuery, Format};
 pub use retry::{RetryPolicy, parse_retry_after};
 pub use types::{
-    Checkpoint, CreatedToken, Decision, DecisionRule, EntryPage, EntryRecord, EntryRef, IngestResponse, NewToken,
-    RawEntries, Scope, Token, TokenInfo,
+    Checkpoint, CreatedToken, Decision, DecisionRule, EntryPage, EntryRecord, EntryRef,
+    IngestResponse, NewToken, RawEntries, Scope, Token, TokenInfo,
 };

@@ -60,12 +60,18 @@ impl<'a> Node<'a> {
                 .unwrap_or_else(|| Self::Float(n.as_f64().unwrap_or(0.0))),
             Value::String(s) => Self::Str(Cow::Borrowed(s)),
             Value::Array(a) => Self::Arr(a.iter().map(Self::from_value).collect()),
-            // serde_json's map iterates in key order already.
-            Value::Object(m) => Self::Obj(
-                m.iter()
+            // serde_json's map iterates in key order, unless a crate in the build turns on its
+            // `preserve_order` feature (serde-saphyr does): sort, cheaply when already sorted.
+            Value::Object(m) => {
+                let mut members: Obj<'a> = m
+                    .iter()
                     .map(|(k, v)| (Cow::Borrowed(k.as_str()), Self::from_value(v)))
-                    .collect(),
-            ),
+                    .collect();
+                if !members.windows(2).all(|w| w[0].0 < w[1].0) {
+                    members.sort_by(|a, b| a.0.cmp(&b.0));
+                }
+                Self::Obj(members)
+            }
         }
     }
 
@@ -757,4 +763,24 @@ pub fn hash_raw_content(event: &mut Value, policy: &RedactionPolicy) -> Result<(
     }
     *event = node.to_value();
     Ok(())
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+
+    #[test]
+    fn objects_from_values_are_sorted_whatever_the_map_order() {
+        // With serde_json's `preserve_order` (enabled in this workspace by serde-saphyr), maps
+        // keep insertion order; lookups in a Node need sorted members.
+        let mut m = serde_json::Map::new();
+        m.insert("zeta".into(), Value::from(1));
+        m.insert("alpha".into(), Value::from(2));
+        let v = Value::Object(m);
+        let Node::Obj(o) = Node::from_value(&v) else {
+            panic!("an object")
+        };
+        let keys: Vec<&str> = o.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, ["alpha", "zeta"]);
+    }
 }

@@ -233,7 +233,10 @@ impl Counter {
     /// Adds a per-session value; returns the session's total.
     fn add_session(&mut self, ts: i64, session: &str, v: u64) -> u64 {
         let hour = ts.div_euclid(HOUR_MS);
-        let pos = self.sessions.iter().rposition(|(s, _, _)| s.as_ref() == session);
+        let pos = self
+            .sessions
+            .iter()
+            .rposition(|(s, _, _)| s.as_ref() == session);
         let (start, total) = match pos.and_then(|p| self.sessions.get_mut(p)) {
             Some(e) => {
                 e.2 = e.2.saturating_add(v);
@@ -392,7 +395,12 @@ impl Detector {
         let old_suppress = std::mem::take(&mut self.suppress);
         for ((i, g), until) in old_suppress {
             let name = old.rules.get(i).map(|r| r.name.as_str());
-            if let Some(j) = self.rules.rules.iter().position(|r| Some(r.name.as_str()) == name) {
+            if let Some(j) = self
+                .rules
+                .rules
+                .iter()
+                .position(|r| Some(r.name.as_str()) == name)
+            {
                 self.suppress.insert((j, g), until);
             }
         }
@@ -439,7 +447,7 @@ impl Detector {
     }
 
     #[allow(clippy::too_many_lines)]
-    fn update(&mut self, ob: &Observation<'_>, mut out: Option<&mut Vec<Firing>>) {
+    fn update(&mut self, ob: &Observation<'_>, out: Option<&mut Vec<Firing>>) {
         let rules = Arc::clone(&self.rules);
         let hours = self.window_hours;
         let tolerance = rules.late_tolerance_ms;
@@ -483,12 +491,18 @@ impl Detector {
                 current.push((ci, total));
             }
         }
-        let Some(out) = out.as_deref_mut() else {
+        let Some(out) = out else {
             // Learning: time windows still count, so a restart does not alert twice.
             for (ri, rule) in rules.rules.iter().enumerate() {
                 if let Kind::TimeWindow { window, .. } = &rule.kind
                     && rule.enabled
-                    && rule.scope.admits(ob.tenant, ob.agent, f.role.as_deref(), ob.tool, ob.event_type)
+                    && rule.scope.admits(
+                        ob.tenant,
+                        ob.agent,
+                        f.role.as_deref(),
+                        ob.tool,
+                        ob.event_type,
+                    )
                     && let Some(start) = window_start(window, ob.ts_ms, &rules)
                     && let Some(w) = st.windows.get_mut(ri)
                 {
@@ -504,7 +518,13 @@ impl Detector {
         let mut fired: Vec<Firing> = Vec::new();
         for (ri, rule) in rules.rules.iter().enumerate() {
             if !(rule.enabled
-                && rule.scope.admits(ob.tenant, ob.agent, f.role.as_deref(), ob.tool, ob.event_type))
+                && rule.scope.admits(
+                    ob.tenant,
+                    ob.agent,
+                    f.role.as_deref(),
+                    ob.tool,
+                    ob.event_type,
+                ))
             {
                 continue;
             }
@@ -571,7 +591,13 @@ impl Detector {
                     w.1 += 1;
                     if w.1 == *min_count {
                         #[allow(clippy::cast_precision_loss)]
-                        fired.push(firing(Some(w.1 as f64), None, None, Vec::new(), Some(start)));
+                        fired.push(firing(
+                            Some(w.1 as f64),
+                            None,
+                            None,
+                            Vec::new(),
+                            Some(start),
+                        ));
                     }
                 }
                 Kind::Pattern { literals, regexes } => {
@@ -637,7 +663,8 @@ impl Detector {
                         let now = ob.ts_ms;
                         self.suppress.retain(|_, u| *u > now);
                     }
-                    self.suppress.insert(k, ob.ts_ms.saturating_add(rule.suppress_ms));
+                    self.suppress
+                        .insert(k, ob.ts_ms.saturating_add(rule.suppress_ms));
                 }
             }
             out.push(fi);
@@ -656,7 +683,14 @@ impl Detector {
     }
 
     /// Restores a suppression from a recorded alert (replaying history on start).
-    pub fn note_alert(&mut self, rule_name: &str, tenant: &str, agent: &str, session: &str, at_ms: i64) {
+    pub fn note_alert(
+        &mut self,
+        rule_name: &str,
+        tenant: &str,
+        agent: &str,
+        session: &str,
+        at_ms: i64,
+    ) {
         let Some((i, rule)) = self
             .rules
             .rules
@@ -736,14 +770,19 @@ impl Detector {
     ) -> bool {
         key_into(&mut self.key, tenant, agent);
         let c = self.control.entry(self.key.clone()).or_default();
-        if c.paused.is_some() || c.throttle.as_ref().is_some_and(|t| t.until_ms >= until_ms && t.until_ms > now_ms) {
+        if c.paused.is_some()
+            || c.throttle
+                .as_ref()
+                .is_some_and(|t| t.until_ms >= until_ms && t.until_ms > now_ms)
+        {
             return false;
         }
         c.throttle = Some(Throttle {
             until_ms,
             per_minute: per_minute.max(1),
             by: by.to_owned(),
-            next_ms: now_ms,
+            // The call that tripped the throttle used the first slot.
+            next_ms: now_ms + 60_000 / i64::from(per_minute.max(1)),
         });
         true
     }
@@ -798,9 +837,384 @@ impl Detector {
     }
 }
 
-fn window_start(window: &crate::timewindow::TimeWindow, ts_ms: i64, rules: &RuleSet) -> Option<i64> {
+fn window_start(
+    window: &crate::timewindow::TimeWindow,
+    ts_ms: i64,
+    rules: &RuleSet,
+) -> Option<i64> {
     let t = jiff::Timestamp::from_millisecond(ts_ms).ok()?;
     window
         .occurrence_start(t, &rules.time_zone)
         .map(|s| s.as_millisecond())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patterns::Hits;
+
+    const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z, a Thursday
+
+    fn rules(yaml: &str) -> Arc<RuleSet> {
+        Arc::new(RuleSet::parse(yaml).unwrap())
+    }
+
+    fn metric_rules(metric: &str, extra: &str) -> Arc<RuleSet> {
+        rules(&format!(
+            "anomaly_detection:\n  rules:\n    - name: m\n      condition: {{metric: {metric}, baseline_window: 1d, threshold_multiplier: 10, floor: 0{extra}}}\n      action: alert_and_pause\n"
+        ))
+    }
+
+    struct Feed {
+        det: Detector,
+        f: Features,
+        out: Vec<Firing>,
+    }
+
+    impl Feed {
+        fn new(r: Arc<RuleSet>) -> Self {
+            Self {
+                det: Detector::new(r),
+                f: Features::default(),
+                out: Vec::new(),
+            }
+        }
+
+        fn ev(
+            &mut self,
+            agent: &str,
+            session: &str,
+            event_type: &str,
+            tool: Option<&str>,
+            ts: i64,
+        ) -> Vec<Firing> {
+            self.out.clear();
+            let ob = Observation {
+                tenant: "acme",
+                agent,
+                session,
+                event_type,
+                tool,
+                ts_ms: ts,
+                features: &self.f,
+            };
+            self.det.observe(&ob, &mut self.out);
+            self.det.note_entry("acme", agent, ts, Uuid::now_v7());
+            self.out.clone()
+        }
+
+        /// `per_minute` tool calls in each of `minutes` minutes starting at `start`.
+        fn history(&mut self, agent: &str, start: i64, minutes: i64, per_minute: i64) {
+            for m in 0..minutes {
+                for i in 0..per_minute {
+                    let fired = self.ev(
+                        agent,
+                        "s",
+                        "tool_call",
+                        Some("t"),
+                        start + m * 6 * MINUTE_MS + i * 100,
+                    );
+                    assert!(fired.is_empty(), "history fired: {fired:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_metric_fires_just_over_its_threshold_and_not_just_under() {
+        for (burst, fires) in [(20, false), (21, true)] {
+            let mut feed = Feed::new(metric_rules("tool_calls_per_minute", ""));
+            // 2 calls in each of 20 minutes over 2 hours: baseline 2/min, threshold 20.
+            feed.history("a", T0, 20, 2);
+            let start = T0 + 3 * HOUR_MS;
+            let mut fired = Vec::new();
+            for i in 0..burst {
+                fired.extend(feed.ev("a", "s", "tool_call", Some("t"), start + i * 10));
+            }
+            assert_eq!(!fired.is_empty(), fires, "burst {burst}: {fired:?}");
+            if fires {
+                let f = &fired[0];
+                assert_eq!(f.observed, Some(21.0));
+                assert_eq!(f.baseline, Some(2.0));
+                assert_eq!(f.threshold, Some(20.0));
+                // What counted: the earlier entries of the same minute.
+                assert_eq!(f.earlier.len(), 15);
+            }
+        }
+    }
+
+    #[test]
+    fn a_new_or_quiet_agent_does_not_fire() {
+        let mut feed = Feed::new(metric_rules("tool_calls_per_minute", ""));
+        // A burst from an agent never seen before: no history, no alert.
+        for i in 0..500 {
+            assert!(feed.ev("new", "s", "tool_call", None, T0 + i).is_empty());
+        }
+        // Enough time but too few active minutes.
+        let mut feed = Feed::new(metric_rules("tool_calls_per_minute", ""));
+        feed.history("q", T0, 5, 1);
+        for i in 0..100 {
+            assert!(
+                feed.ev("q", "s", "tool_call", None, T0 + 3 * HOUR_MS + i)
+                    .is_empty()
+            );
+        }
+        // The floor holds back small absolute values even against a tiny baseline.
+        let mut feed = Feed::new(rules(
+            "anomaly_detection:\n  rules:\n    - name: m\n      condition: {metric: tool_calls_per_minute, baseline_window: 1d, threshold_multiplier: 10, floor: 50}\n      action: alert\n",
+        ));
+        feed.history("f", T0, 20, 1);
+        let fired: usize = (0..49)
+            .map(|i| {
+                feed.ev("f", "s", "tool_call", None, T0 + 3 * HOUR_MS + i)
+                    .len()
+            })
+            .sum();
+        assert_eq!(fired, 0);
+        assert_eq!(
+            feed.ev("f", "s", "tool_call", None, T0 + 3 * HOUR_MS + 60)
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn per_session_rows() {
+        let r = metric_rules("result_rows_per_session", "");
+        let mut feed = Feed::new(r);
+        // 12 sessions of 100 rows over 2 hours: baseline 100 rows/session.
+        for s in 0..12 {
+            feed.f.rows = 100;
+            let fired = feed.ev(
+                "a",
+                &format!("s{s}"),
+                "tool_call",
+                None,
+                T0 + s * 10 * MINUTE_MS,
+            );
+            assert!(fired.is_empty());
+        }
+        feed.f.rows = 1000;
+        assert!(
+            feed.ev("a", "big", "tool_call", None, T0 + 3 * HOUR_MS)
+                .is_empty(),
+            "1000 = 10x is not over"
+        );
+        feed.f.rows = 1;
+        let fired = feed.ev("a", "big", "tool_call", None, T0 + 3 * HOUR_MS + 1);
+        assert_eq!(fired.len(), 1, "1001 rows in one session is over 10x");
+        assert_eq!(fired[0].observed, Some(1001.0));
+    }
+
+    #[test]
+    fn late_events_land_in_their_minute() {
+        let mut feed = Feed::new(metric_rules("tool_calls_per_minute", ""));
+        feed.history("a", T0, 20, 2);
+        let minute = T0 + 3 * HOUR_MS;
+        for i in 0..20 {
+            assert!(feed.ev("a", "s", "tool_call", None, minute + i).is_empty());
+        }
+        // The agent moves on to later minutes…
+        assert!(
+            feed.ev("a", "s", "tool_call", None, minute + 2 * MINUTE_MS)
+                .is_empty()
+        );
+        // …and a call of the earlier minute arrives late (within tolerance): it is the 21st.
+        assert_eq!(feed.ev("a", "s", "tool_call", None, minute + 500).len(), 1);
+        // Far too late: counted for the baseline only, never fires.
+        let mut feed = Feed::new(metric_rules("tool_calls_per_minute", ""));
+        feed.history("b", T0, 20, 2);
+        feed.ev("b", "s", "tool_call", None, minute + HOUR_MS);
+        for i in 0..30 {
+            assert!(feed.ev("b", "s", "tool_call", None, minute + i).is_empty());
+        }
+    }
+
+    #[test]
+    fn time_windows_count_per_occurrence() {
+        let r = rules(
+            "anomaly_detection:\n  rules:\n    - name: night\n      condition:\n        tool: query_database\n        time_window: \"22:00-06:00\"\n        min_count: 2\n      action: alert\n      suppress: 1m\n",
+        );
+        let mut feed = Feed::new(r);
+        let night = T0 + 23 * HOUR_MS; // Thursday 23:00 UTC
+        assert!(
+            feed.ev("a", "s", "tool_call", Some("query_database"), night)
+                .is_empty()
+        );
+        assert!(
+            feed.ev("a", "s", "tool_call", Some("other_tool"), night + 1)
+                .is_empty()
+        );
+        let fired = feed.ev(
+            "a",
+            "s",
+            "tool_call",
+            Some("query_database"),
+            night + 2 * HOUR_MS,
+        );
+        assert_eq!(
+            fired.len(),
+            1,
+            "second call of the same night, after midnight"
+        );
+        assert_eq!(fired[0].window_start_ms, Some(T0 + 22 * HOUR_MS));
+        assert_eq!(
+            fired[0].earlier.len(),
+            2,
+            "the agent's entries since the window opened: {fired:?}"
+        );
+        // Daytime: nothing.
+        for i in 0..5 {
+            assert!(
+                feed.ev(
+                    "a",
+                    "s",
+                    "tool_call",
+                    Some("query_database"),
+                    T0 + 36 * HOUR_MS + i
+                )
+                .is_empty()
+            );
+        }
+        // The next night is a new occurrence: one call is under min_count again.
+        assert!(
+            feed.ev(
+                "a",
+                "s",
+                "tool_call",
+                Some("query_database"),
+                T0 + 47 * HOUR_MS
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn pattern_hits_fire_and_alerts_are_suppressed() {
+        let r = rules(
+            "anomaly_detection:\n  rules:\n    - name: inj\n      condition: {match_patterns: [\"ignore previous instructions\", jailbreak]}\n      action: block_and_alert\n      suppress: 10m\n",
+        );
+        let mut feed = Feed::new(Arc::clone(&r));
+        let mut hits = Hits::new();
+        r.patterns
+            .scan_str("Please IGNORE previous   instructions", &mut hits);
+        feed.f.hits = hits;
+        let first = feed.ev("a", "s", "tool_call", None, T0);
+        assert_eq!(first.len(), 1);
+        assert!(!first[0].suppressed);
+        assert_eq!(
+            first[0].matched,
+            ["match_patterns[0]: \"ignore previous instructions\""]
+        );
+        let again = feed.ev("a", "s", "tool_call", None, T0 + MINUTE_MS);
+        assert!(again[0].suppressed, "within 10 minutes");
+        assert_eq!(
+            again[0].action,
+            Action::BlockAndAlert,
+            "suppression never lifts the block"
+        );
+        let other = feed.ev("b", "s", "tool_call", None, T0 + MINUTE_MS);
+        assert!(!other[0].suppressed, "suppression is per agent by default");
+        let later = feed.ev("a", "s", "tool_call", None, T0 + 11 * MINUTE_MS);
+        assert!(!later[0].suppressed);
+    }
+
+    #[test]
+    fn pause_throttle_resume() {
+        let mut det = Detector::new(Arc::new(RuleSet::empty()));
+        assert_eq!(det.gate("t", "a", T0), Gate::Open);
+        assert!(det.pause("t", "a", T0, "operator:x"));
+        assert!(!det.pause("t", "a", T0, "operator:x"));
+        assert_eq!(det.gate("t", "a", T0), Gate::Paused);
+        assert_eq!(det.gate("t", "b", T0), Gate::Open);
+        assert!(det.resume("t", "a"));
+        assert_eq!(det.gate("t", "a", T0), Gate::Open);
+        assert!(det.throttle("t", "a", T0, 6, T0 + 15 * MINUTE_MS, "rule:x"));
+        assert_eq!(
+            det.gate("t", "a", T0 + 1),
+            Gate::Throttled {
+                retry_after_ms: 9_999
+            }
+        );
+        assert_eq!(det.gate("t", "a", T0 + 10_000), Gate::Open);
+        assert!(matches!(
+            det.gate("t", "a", T0 + 10_001),
+            Gate::Throttled { .. }
+        ));
+        assert_eq!(det.agents(None, T0)[0].state, "throttled");
+        assert_eq!(
+            det.gate("t", "a", T0 + 16 * MINUTE_MS),
+            Gate::Open,
+            "the throttle ends"
+        );
+        assert!(!det.resume("t", "a"));
+    }
+
+    #[test]
+    fn memory_is_bounded_and_reload_keeps_history() {
+        let r = metric_rules("tool_calls_per_minute", "");
+        let mut feed = Feed::new(Arc::clone(&r));
+        feed.det.max_agents = 100;
+        for i in 0..1_000 {
+            feed.ev(&format!("agent-{i}"), "s", "tool_call", None, T0 + i);
+        }
+        assert!(
+            feed.det.tracked_agents() <= 100,
+            "{}",
+            feed.det.tracked_agents()
+        );
+        // A reload with the same counter keeps the baseline: the burst still fires.
+        let mut feed = Feed::new(Arc::clone(&r));
+        feed.history("a", T0, 20, 2);
+        let r2 = rules(
+            "anomaly_detection:\n  rules:\n    - name: renamed\n      condition: {metric: tool_calls_per_minute, baseline_window: 2d, threshold_multiplier: 10, floor: 0}\n      action: alert\n",
+        );
+        feed.det.set_rules(r2);
+        let fired: usize = (0..21)
+            .map(|i| {
+                feed.ev("a", "s", "tool_call", None, T0 + 3 * HOUR_MS + i)
+                    .len()
+            })
+            .sum();
+        assert_eq!(fired, 1);
+    }
+
+    #[test]
+    fn learning_restores_state_without_firing() {
+        let r = metric_rules("tool_calls_per_minute", "");
+        let mut det = Detector::new(Arc::clone(&r));
+        let f = Features::default();
+        for m in 0..20 {
+            for i in 0..2 {
+                let ob = Observation {
+                    tenant: "acme",
+                    agent: "a",
+                    session: "s",
+                    event_type: "tool_call",
+                    tool: None,
+                    ts_ms: T0 + m * 6 * MINUTE_MS + i,
+                    features: &f,
+                };
+                det.learn(&ob);
+            }
+        }
+        let mut out = Vec::new();
+        for i in 0..21 {
+            let ob = Observation {
+                tenant: "acme",
+                agent: "a",
+                session: "s",
+                event_type: "tool_call",
+                tool: None,
+                ts_ms: T0 + 3 * HOUR_MS + i,
+                features: &f,
+            };
+            det.observe(&ob, &mut out);
+        }
+        assert_eq!(out.len(), 1, "the replayed baseline is in force");
+        // A restored alert suppresses the same alert after a restart.
+        let mut det = Detector::new(r);
+        det.note_alert("m", "acme", "a", "s", T0);
+        assert_eq!(det.suppress.len(), 1);
+    }
 }

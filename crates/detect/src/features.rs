@@ -96,13 +96,17 @@ impl Features {
                 _ => None,
             },
         };
-        self.tokens = count(payload, "token_count_in").saturating_add(count(payload, "token_count_out"));
+        self.tokens =
+            count(payload, "token_count_in").saturating_add(count(payload, "token_count_out"));
         self.rows = result.map_or(0, |r| count(r, "rows_returned"));
         self.error = event_type == "error"
             || present(get(payload, "error"))
             || is_failure(get(payload, "status"))
             || result.is_some_and(|r| present(get(r, "error")) || is_failure(get(r, "status")));
-        self.denied = matches!(auth.and_then(|a| get(a, "allowed")), Some(Node::Bool(false)));
+        self.denied = matches!(
+            auth.and_then(|a| get(a, "allowed")),
+            Some(Node::Bool(false))
+        );
         if !patterns.is_empty() {
             for key in SCANNED_FIELDS {
                 if let Some(v) = get(payload, key) {
@@ -130,11 +134,7 @@ pub fn scan(v: &Node<'_>, patterns: &PatternIndex, hits: &mut Hits, depth: usize
         return;
     }
     match v {
-        Node::Str(s) => {
-            if !s.starts_with("sha256:") {
-                patterns.scan_str(s, hits);
-            }
-        }
+        Node::Str(s) if !s.starts_with("sha256:") => patterns.scan_str(s, hits),
         Node::Arr(a) => {
             for x in a {
                 scan(x, patterns, hits, depth + 1);

@@ -371,7 +371,7 @@ impl Regexes {
         match &self.non_ascii {
             Some(non_ascii) if !view.is_ascii() => non_ascii.scan_view(view, hits),
             _ => {
-                for index in &self.all.matches(view) {
+                for index in set_matches(&self.all, view) {
                     if let Some(owner) = self.all_owners.get(index) {
                         hits.insert(owner.rule, PatternRef::Regex(owner.pattern));
                     }
@@ -392,7 +392,7 @@ impl NonAscii {
             }
         };
         if let Some(set) = &self.set {
-            for index in &set.matches(view) {
+            for index in set_matches(set, view) {
                 match self.candidates.get(index) {
                     Some(Candidate::Final(owner)) => {
                         hits.insert(owner.rule, PatternRef::Regex(owner.pattern));
@@ -406,6 +406,15 @@ impl NonAscii {
             confirm(index, hits);
         }
     }
+}
+
+/// The indices of the regexes of `set` that match `view`.
+fn set_matches(set: &RegexSet, view: &str) -> impl Iterator<Item = usize> {
+    // `matches` allocates its result; the usual answer, none, is found without it.
+    set.is_match(view)
+        .then(|| set.matches(view))
+        .into_iter()
+        .flatten()
 }
 
 /// How a regex looks to the prefilter of non-ASCII views.

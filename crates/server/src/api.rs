@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use blackbox_core::entry::{NormalizedEvent, parse_entry_id};
 use blackbox_core::event::normalize_json;
-use blackbox_detect::Features;
 use blackbox_core::ids::TenantId;
+use blackbox_detect::Features;
 use blackbox_store::{Query as StoreQuery, Store as _, StoredEntry};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -63,8 +63,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/proofs/consistency", get(consistency))
         .route("/v1/decide", post(crate::api_detect::decide))
         .route("/v1/agents", get(crate::api_detect::list_agents))
-        .route("/v1/agents/{agent_id}/pause", post(crate::api_detect::pause_agent))
-        .route("/v1/agents/{agent_id}/resume", post(crate::api_detect::resume_agent))
+        .route(
+            "/v1/agents/{agent_id}/pause",
+            post(crate::api_detect::pause_agent),
+        )
+        .route(
+            "/v1/agents/{agent_id}/resume",
+            post(crate::api_detect::resume_agent),
+        )
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{id}", delete(revoke_token))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -1366,6 +1372,23 @@ async fn metrics(State(state): State<AppState>, req: Request) -> Result<Response
     // with `authorization: {credentials: …}`).
     let (parts, _) = req.into_parts();
     authorize_parts(&state, &parts, "/metrics", need_admin, "reading metrics")?;
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        let w = &state.webhooks.stats;
+        let m = &state.metrics;
+        let gauge = |status: &str, v: u64| {
+            m.webhook_deliveries
+                .get_or_create(&crate::metrics::WebhookLabel {
+                    status: status.to_owned(),
+                })
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        gauge("pending", w.pending.load(Relaxed));
+        gauge("dead", w.dead.load(Relaxed));
+        gauge("delivered", w.delivered.load(Relaxed));
+        m.webhook_failed_attempts
+            .set(i64::try_from(w.failed_attempts.load(Relaxed)).unwrap_or(i64::MAX));
+    }
     let mut resp = Response::new(Body::from(state.metrics.encode()));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -13,7 +13,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
-use crate::api::{authorize_parts, deny_forbidden, need_admin, need_ingest, need_read, path_param, read_body};
+use crate::api::{
+    authorize_parts, deny_forbidden, need_admin, need_ingest, need_read, path_param, read_body,
+};
 use crate::error::ApiError;
 use crate::ingest::{Control, ControlReply, DecideRequest};
 
@@ -41,7 +43,13 @@ fn bad(field: &str, e: impl std::fmt::Display) -> ApiError {
 pub async fn decide(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let caller = authorize_parts(&state, &parts, "/v1/decide", need_ingest, "asking for decisions")?;
+    let caller = authorize_parts(
+        &state,
+        &parts,
+        "/v1/decide",
+        need_ingest,
+        "asking for decisions",
+    )?;
     let Some(tenant) = caller.token.tenant_id.clone() else {
         return Err(deny_forbidden(
             &state,
@@ -64,7 +72,9 @@ pub async fn decide(State(state): State<AppState>, req: Request) -> Result<Respo
     if b.tool_name.is_empty() || b.tool_name.len() > 256 {
         return Err(bad("tool_name", "must be 1 to 256 characters"));
     }
-    if b.client_seq.is_some_and(|c| c > blackbox_core::ids::MAX_SAFE_INTEGER) {
+    if b.client_seq
+        .is_some_and(|c| c > blackbox_core::ids::MAX_SAFE_INTEGER)
+    {
         return Err(bad("client_seq", "must be at most 2^53-1"));
     }
     let tenant_id = TenantId::parse(&tenant)
@@ -144,14 +154,16 @@ pub async fn list_agents(
     let p: AgentsParams = serde_urlencoded_query(parts.uri.query())?;
     let tenant = caller.tenant(p.tenant_id.as_deref())?;
     let ControlReply::Agents(list) = state.ingest.control(Control::List(tenant)).await? else {
-        return Err(ApiError::unavailable("unexpected answer from the writer", 1));
+        return Err(ApiError::unavailable(
+            "unexpected answer from the writer",
+            1,
+        ));
     };
     let list: Vec<Value> = list
         .into_iter()
         .map(|a| {
-            let time = |ms: Option<i64>| {
-                ms.and_then(|m| blackbox_core::entry::format_timestamp(m).ok())
-            };
+            let time =
+                |ms: Option<i64>| ms.and_then(|m| blackbox_core::entry::format_timestamp(m).ok());
             json!({
                 "tenant_id": a.tenant_id,
                 "agent_id": a.agent_id,
@@ -175,13 +187,13 @@ fn serde_urlencoded_query<T: serde::de::DeserializeOwned + Default>(
 ) -> Result<T, ApiError> {
     match q {
         None | Some("") => Ok(T::default()),
-        Some(q) => axum::extract::Query::<T>::try_from_uri(
-            &format!("/?{q}")
-                .parse()
-                .map_err(|_| ApiError::bad_request("invalid_parameter", "malformed query string"))?,
-        )
-        .map(|axum::extract::Query(v)| v)
-        .map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text())),
+        Some(q) => {
+            axum::extract::Query::<T>::try_from_uri(&format!("/?{q}").parse().map_err(|_| {
+                ApiError::bad_request("invalid_parameter", "malformed query string")
+            })?)
+            .map(|axum::extract::Query(v)| v)
+            .map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))
+        }
     }
 }
 
@@ -205,7 +217,13 @@ async fn agent_action(
     } else {
         "/v1/agents/{agent_id}/resume"
     };
-    let caller = authorize_parts(&state, &parts, route, need_admin, "pausing or resuming agents")?;
+    let caller = authorize_parts(
+        &state,
+        &parts,
+        route,
+        need_admin,
+        "pausing or resuming agents",
+    )?;
     let body = read_body(body, 64 << 10).await?;
     let a: AgentAction = if body.iter().all(u8::is_ascii_whitespace) {
         AgentAction::default()
@@ -246,7 +264,10 @@ async fn agent_action(
         }
     };
     let ControlReply::Changed(entry) = state.ingest.control(c).await? else {
-        return Err(ApiError::unavailable("unexpected answer from the writer", 1));
+        return Err(ApiError::unavailable(
+            "unexpected answer from the writer",
+            1,
+        ));
     };
     let state_name = if pause { "paused" } else { "active" };
     Ok((

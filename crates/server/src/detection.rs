@@ -6,6 +6,7 @@
 //! counted and evaluated there, in commit order, and what fires is appended in the same group
 //! commit as the event that fired it.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -79,10 +80,12 @@ impl Rules {
 /// `file:line:column: reason`, or why the file cannot be read.
 pub fn read_rules(path: &Path) -> Result<RuleSet, ServerError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ServerError::Config(format!("cannot read the rules file {}: {e}", path.display()))
+        ServerError::Config(format!(
+            "cannot read the rules file {}: {e}",
+            path.display()
+        ))
     })?;
-    RuleSet::parse(&text)
-        .map_err(|e| ServerError::Config(e.render(&path.display().to_string())))
+    RuleSet::parse(&text).map_err(|e| ServerError::Config(e.render(&path.display().to_string())))
 }
 
 /// Normalises one event and reads what the detector needs from it (raw content is scanned here,
@@ -95,8 +98,8 @@ pub fn normalize_with_features(
     policy: &RedactionPolicy,
     rules: &RuleSet,
 ) -> Result<(NormalizedEvent, Features), blackbox_core::Error> {
-    let node: Node<'_> = serde_json::from_slice(text)
-        .map_err(|e| blackbox_core::Error::Json(e.to_string()))?;
+    let node: Node<'_> =
+        serde_json::from_slice(text).map_err(|e| blackbox_core::Error::Json(e.to_string()))?;
     let mut features = Features::default();
     let ev = blackbox_core::event::normalize_inspect(node, policy, &mut |event_type, payload| {
         features.fill(event_type, payload, &rules.patterns);
@@ -152,7 +155,18 @@ pub struct Subject<'a> {
     pub session: &'a str,
 }
 
-/// Appends what `firings` call for after the entry `trigger` that fired them: an
+/// The entry that fired rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Trigger<'a> {
+    /// Its envelope.
+    pub who: Subject<'a>,
+    /// Its id.
+    pub entry: uuid::Uuid,
+    /// It is a call decided at `/v1/decide` (so a block was enforced).
+    pub at_decide: bool,
+}
+
+/// Appends what `firings` call for after the entry that fired them: an
 /// `anomaly_detected` entry per alert not suppressed, then `agent_paused` / `agent_throttled`
 /// when the agent's state changes.
 ///
@@ -161,12 +175,16 @@ pub struct Subject<'a> {
 pub fn record_firings(
     sink: &mut AppendSink<'_>,
     det: &mut Detector,
-    who: Subject<'_>,
-    trigger: uuid::Uuid,
+    trigger: Trigger<'_>,
     firings: &[Firing],
     now: i64,
     written: &mut Vec<Written>,
 ) -> Result<(), LedgerError> {
+    let Trigger {
+        who,
+        entry: trigger,
+        at_decide,
+    } = trigger;
     let rules = Arc::clone(det.rules());
     for f in firings {
         let Some(rule) = rules.rules.get(f.rule) else {
@@ -180,7 +198,10 @@ pub fn record_firings(
                 Action::Alert => "none",
                 Action::AlertAndPause => "paused",
                 Action::AlertAndThrottle => "throttled",
-                Action::BlockAndAlert => "blocked",
+                // An ingested event reports a call that already happened: only /v1/decide can
+                // refuse one.
+                Action::BlockAndAlert if at_decide => "blocked",
+                Action::BlockAndAlert => "none",
             };
             let mut payload = json!({
                 "rule": rule.name,
@@ -215,7 +236,13 @@ pub fn record_firings(
                     payload["matched"] = json!(f.matched);
                 }
             }
-            let ev = system_event(who.tenant, who.agent, who.session, "anomaly_detected", payload)?;
+            let ev = system_event(
+                who.tenant,
+                who.agent,
+                who.session,
+                "anomaly_detected",
+                payload,
+            )?;
             let a = sink.add(&ev, now)?;
             anomaly_id = Some(a.entry_id);
             written.push(Written {
@@ -235,7 +262,8 @@ pub fn record_firings(
                         "anomaly_entry_id": anomaly_id.map(|i| i.to_string()),
                         "reason": format!("rule `{}` fired ({})", rule.name, rule.description),
                     });
-                    let ev = system_event(who.tenant, who.agent, who.session, "agent_paused", payload)?;
+                    let ev =
+                        system_event(who.tenant, who.agent, who.session, "agent_paused", payload)?;
                     let a = sink.add(&ev, now)?;
                     written.push(Written {
                         tenant: who.tenant.to_owned(),
@@ -247,7 +275,14 @@ pub fn record_firings(
             }
             Action::AlertAndThrottle => {
                 let until = now.saturating_add(rule.throttle_ms);
-                if det.throttle(who.tenant, who.agent, now, rule.throttle_per_minute, until, &by) {
+                if det.throttle(
+                    who.tenant,
+                    who.agent,
+                    now,
+                    rule.throttle_per_minute,
+                    until,
+                    &by,
+                ) {
                     let payload = json!({
                         "by": by,
                         "rule": rule.name,
@@ -255,8 +290,13 @@ pub fn record_firings(
                         "rate_per_minute": rule.throttle_per_minute,
                         "until": blackbox_core::entry::format_timestamp(until).unwrap_or_default(),
                     });
-                    let ev =
-                        system_event(who.tenant, who.agent, who.session, "agent_throttled", payload)?;
+                    let ev = system_event(
+                        who.tenant,
+                        who.agent,
+                        who.session,
+                        "agent_throttled",
+                        payload,
+                    )?;
                     let a = sink.add(&ev, now)?;
                     written.push(Written {
                         tenant: who.tenant.to_owned(),
@@ -286,7 +326,10 @@ pub fn add_evaluated(
     written: &mut Vec<Written>,
 ) -> Result<Appended, LedgerError> {
     let tenant = ev.tenant_id.as_ref().map_or("", |t| t.as_str());
-    let ts = ev.timestamp_ms.unwrap_or(now).min(now.saturating_add(60_000));
+    let ts = ev
+        .timestamp_ms
+        .unwrap_or(now)
+        .min(now.saturating_add(60_000));
     firings.clear();
     let skip = DETECTION_EVENTS.contains(&ev.event_type.as_str());
     if let (Some(f), false) = (features, skip) {
@@ -312,7 +355,12 @@ pub fn add_evaluated(
             agent: ev.agent_id.as_str(),
             session: ev.session_id.as_str(),
         };
-        record_firings(sink, det, who, a.entry_id, firings, now, written)?;
+        let t = Trigger {
+            who,
+            entry: a.entry_id,
+            at_decide: false,
+        };
+        record_firings(sink, det, t, firings, now, written)?;
     }
     Ok(a)
 }
@@ -342,57 +390,58 @@ pub fn stored_features(view: &EntryView<'_>, rules: &RuleSet) -> (Features, Opti
 pub fn replay(store: &dyn Store, det: &mut Detector, now: i64) -> Result<u64, ServerError> {
     let rules = Arc::clone(det.rules());
     let mut n = 0u64;
-    let history = rules.max_window_ms.max(
-        rules
-            .rules
-            .iter()
-            .map(|r| r.suppress_ms)
-            .max()
-            .unwrap_or(0),
-    );
+    let history = rules
+        .max_window_ms
+        .max(rules.rules.iter().map(|r| r.suppress_ms).max().unwrap_or(0));
     // Counters (and the time-window counts of the current occurrence).
     let q = Query {
         start_ms: Some(now.saturating_sub(history.max(86_400_000))),
         ..Query::default()
     };
-    store.query(&q, &mut |e| {
-        let Ok(view) = EntryView::parse(&e.line) else {
-            return Ok(true);
-        };
-        n += 1;
-        match view.event_type.as_ref() {
-            "anomaly_detected" => {
-                if let Ok(Value::Object(p)) = serde_json::from_str::<Value>(view.payload.get())
-                    && let Some(Value::String(rule)) = p.get("rule")
-                {
-                    det.note_alert(
-                        rule,
+    store
+        .query(&q, &mut |e| {
+            let Ok(view) = EntryView::parse(&e.line) else {
+                return Ok(true);
+            };
+            n += 1;
+            match view.event_type.as_ref() {
+                "anomaly_detected" => {
+                    if let Ok(Value::Object(p)) = serde_json::from_str::<Value>(view.payload.get())
+                        && let Some(Value::String(rule)) = p.get("rule")
+                    {
+                        det.note_alert(
+                            rule,
+                            &view.tenant_id,
+                            &view.agent_id,
+                            &view.session_id,
+                            view.timestamp_ms,
+                        );
+                    }
+                }
+                t if DETECTION_EVENTS.contains(&t) => {}
+                _ => {
+                    let (f, tool) = stored_features(&view, &rules);
+                    let ob = Observation {
+                        tenant: &view.tenant_id,
+                        agent: &view.agent_id,
+                        session: &view.session_id,
+                        event_type: &view.event_type,
+                        tool: tool.as_deref(),
+                        ts_ms: view.timestamp_ms,
+                        features: &f,
+                    };
+                    det.learn(&ob);
+                    det.note_entry(
                         &view.tenant_id,
                         &view.agent_id,
-                        &view.session_id,
                         view.timestamp_ms,
+                        view.entry_id,
                     );
                 }
             }
-            t if DETECTION_EVENTS.contains(&t) => {}
-            _ => {
-                let (f, tool) = stored_features(&view, &rules);
-                let ob = Observation {
-                    tenant: &view.tenant_id,
-                    agent: &view.agent_id,
-                    session: &view.session_id,
-                    event_type: &view.event_type,
-                    tool: tool.as_deref(),
-                    ts_ms: view.timestamp_ms,
-                    features: &f,
-                };
-                det.learn(&ob);
-                det.note_entry(&view.tenant_id, &view.agent_id, view.timestamp_ms, view.entry_id);
-            }
-        }
-        Ok(true)
-    })
-    .map_err(|e| ServerError::Config(format!("replaying recent history for detection: {e}")))?;
+            Ok(true)
+        })
+        .map_err(|e| ServerError::Config(format!("replaying recent history for detection: {e}")))?;
     // Enforcement state: every pause, resume and throttle ever recorded, in chain order.
     let mut controls: Vec<(i64, String, String, String, Value)> = Vec::new();
     for t in ["agent_paused", "agent_resumed", "agent_throttled"] {
@@ -403,7 +452,8 @@ pub fn replay(store: &dyn Store, det: &mut Detector, now: i64) -> Result<u64, Se
         store
             .query(&q, &mut |e| {
                 if let Ok(view) = EntryView::parse(&e.line) {
-                    let p = serde_json::from_str::<Value>(view.payload.get()).unwrap_or(Value::Null);
+                    let p =
+                        serde_json::from_str::<Value>(view.payload.get()).unwrap_or(Value::Null);
                     controls.push((
                         view.timestamp_ms,
                         view.tenant_id.to_string(),
@@ -455,4 +505,200 @@ pub fn now() -> i64 {
 /// An event the service builds itself turned out invalid (a bug, not bad input).
 pub(crate) fn core_err(e: blackbox_core::Error) -> LedgerError {
     LedgerError::Event { line: 0, source: e }
+}
+
+// ---- webhooks -------------------------------------------------------------------------------------
+
+use crate::webhooks::{AlertEntry, Outbox, PayloadFormat, SecretRef, WebhookStats, WebhookTarget};
+
+/// The webhook side of detection: the outbox, the targets in force and delivery statistics.
+#[derive(Debug)]
+pub struct Webhooks {
+    /// The durable outbox (`DATA_DIR/webhooks.db`).
+    pub outbox: Arc<Outbox>,
+    targets: RwLock<Arc<Vec<WebhookTarget>>>,
+    /// Delivery statistics (exported in `/metrics`).
+    pub stats: Arc<WebhookStats>,
+}
+
+/// The webhook targets of a rule set.
+///
+/// # Errors
+/// A target that cannot be used (its secret reference, its URL).
+pub fn targets_of(set: &RuleSet) -> Result<Vec<WebhookTarget>, ServerError> {
+    set.webhooks
+        .iter()
+        .map(|w| {
+            let secret_ref = SecretRef::parse(&w.hmac_secret_ref)
+                .map_err(|e| ServerError::Config(format!("webhook {}: {e}", w.url)))?;
+            let t = WebhookTarget {
+                url: w.url.clone(),
+                events: w.events.clone(),
+                secret_ref,
+                format: match w.format {
+                    blackbox_detect::rules::WebhookFormat::Json => PayloadFormat::Json,
+                    blackbox_detect::rules::WebhookFormat::Ocsf => PayloadFormat::Ocsf,
+                },
+                max_attempts: w.max_attempts,
+                timeout: std::time::Duration::from_millis(w.timeout_ms),
+            };
+            t.validate()
+                .map_err(|e| ServerError::Config(format!("webhook {}: {e}", w.url)))?;
+            Ok(t)
+        })
+        .collect()
+}
+
+impl Webhooks {
+    /// Opens the outbox in `dir` with the targets of `set`.
+    ///
+    /// # Errors
+    /// The outbox cannot be opened, or a target is invalid.
+    pub fn open(dir: &Path, set: &RuleSet) -> Result<Self, ServerError> {
+        let targets = targets_of(set)?;
+        let outbox = Outbox::open(&dir.join(crate::webhooks::OUTBOX_FILE))
+            .map_err(|e| ServerError::Config(format!("webhook outbox: {e}")))?;
+        Ok(Self {
+            outbox: Arc::new(outbox),
+            targets: RwLock::new(Arc::new(targets)),
+            stats: Arc::new(WebhookStats::default()),
+        })
+    }
+
+    /// The targets in force.
+    #[must_use]
+    pub fn targets(&self) -> Arc<Vec<WebhookTarget>> {
+        Arc::clone(
+            &self
+                .targets
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Puts new targets in force.
+    pub fn set_targets(&self, t: Vec<WebhookTarget>) {
+        *self
+            .targets
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(t);
+    }
+
+    fn wanted(&self) -> BTreeSet<String> {
+        self.targets()
+            .iter()
+            .flat_map(|t| t.events.iter().cloned())
+            .collect()
+    }
+
+    /// Reads committed entries and puts them in the outbox (idempotent).
+    fn enqueue_seqs(
+        &self,
+        store: &dyn Store,
+        items: &[(String, u64)],
+    ) -> Result<usize, ServerError> {
+        let mut entries = Vec::with_capacity(items.len());
+        for (tenant, seq) in items {
+            store
+                .scan_lines(tenant, *seq, *seq, &mut |_, line, _| {
+                    if let Ok(v) = EntryView::parse(line) {
+                        entries.push(AlertEntry {
+                            tenant: tenant.clone(),
+                            seq: *seq,
+                            entry_id: v.entry_id.to_string(),
+                            event_type: v.event_type.to_string(),
+                            timestamp: v.timestamp.to_string(),
+                            entry_json: String::from_utf8_lossy(line).into_owned(),
+                        });
+                    }
+                    Ok(true)
+                })
+                .map_err(|e| ServerError::Config(format!("reading alerts for webhooks: {e}")))?;
+        }
+        let targets = self.targets();
+        self.outbox
+            .enqueue(&targets, &entries, now_ms())
+            .map_err(|e| ServerError::Config(format!("webhook outbox: {e}")))
+    }
+
+    /// After a restart: puts in the outbox every wanted entry committed after each chain's
+    /// high-water mark (alerts committed just before a crash); a chain never seen before starts
+    /// at its head.
+    ///
+    /// # Errors
+    /// Store or outbox failures.
+    pub fn catch_up(&self, store: &dyn Store) -> Result<usize, ServerError> {
+        let wanted = self.wanted();
+        let mut items: Vec<(String, u64)> = Vec::new();
+        for head in store
+            .chains()
+            .map_err(|e| ServerError::Config(e.to_string()))?
+        {
+            let hwm = self
+                .outbox
+                .high_water_mark(&head.tenant_id)
+                .map_err(|e| ServerError::Config(format!("webhook outbox: {e}")))?;
+            let Some(hwm) = hwm else {
+                // Start at the head: the entry itself raises the mark (it is not delivered
+                // unless wanted, and then it was committed just now).
+                if head.size > 0 {
+                    items.push((head.tenant_id.clone(), head.size - 1));
+                }
+                continue;
+            };
+            for t in &wanted {
+                let q = Query {
+                    tenant_id: Some(head.tenant_id.clone()),
+                    event_type: Some(t.clone()),
+                    ..Query::default()
+                };
+                store
+                    .query(&q, &mut |e| {
+                        if e.seq > hwm {
+                            items.push((e.tenant_id.clone(), e.seq));
+                        }
+                        Ok(true)
+                    })
+                    .map_err(|e| ServerError::Config(e.to_string()))?;
+            }
+        }
+        if items.is_empty() {
+            return Ok(0);
+        }
+        self.enqueue_seqs(store, &items)
+    }
+}
+
+/// Feeds the outbox with the detector's entries as they are committed.
+pub async fn feed_webhooks(
+    hooks: Arc<Webhooks>,
+    readers: Arc<crate::readers::ReaderPool>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<Written>>,
+) {
+    while let Some(batch) = rx.recv().await {
+        let wanted = hooks.wanted();
+        let items: Vec<(String, u64)> = batch
+            .into_iter()
+            .filter(|w| wanted.contains(w.event_type))
+            .map(|w| (w.tenant, w.seq))
+            .collect();
+        if items.is_empty() {
+            continue;
+        }
+        let h = Arc::clone(&hooks);
+        let r = Arc::clone(&readers);
+        let done = tokio::task::spawn_blocking(move || {
+            let reader = r.get()?;
+            h.enqueue_seqs(&*reader, &items)
+        })
+        .await;
+        match done {
+            Ok(Ok(_)) => {}
+            // The chain has the entries: the next start's catch-up enqueues them.
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "alerts could not be put in the webhook outbox; they are enqueued at the next start")
+            }
+            Err(e) => tracing::error!(error = %e, "the webhook feeder failed"),
+        }
+    }
 }

@@ -141,8 +141,31 @@ pub enum ControlReply {
 enum Msg {
     Job(Job),
     Denial(NormalizedEvent),
-    Decide(DecideRequest, oneshot::Sender<Result<Decision, IngestFailure>>),
-    Control(Control, oneshot::Sender<Result<ControlReply, IngestFailure>>),
+    Decide(
+        DecideRequest,
+        oneshot::Sender<Result<Decision, IngestFailure>>,
+    ),
+    Control(
+        Control,
+        oneshot::Sender<Result<ControlReply, IngestFailure>>,
+    ),
+}
+
+/// What the writer thread is started with.
+#[derive(Debug)]
+pub struct WriterOptions {
+    /// Heartbeat checkpoints this often.
+    pub heartbeat_every_ms: i64,
+    /// Jobs waiting before new ones get 503.
+    pub queue_capacity: usize,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The JSONL mirror.
+    pub mirror: Option<Mirror>,
+    /// The anomaly detector (its state lives in the writer thread).
+    pub detector: Detector,
+    /// Where the entries detection writes are sent after their commit (webhooks).
+    pub alerts: Option<tokio::sync::mpsc::UnboundedSender<Vec<Written>>>,
 }
 
 /// The handlers' end of the writer.
@@ -175,16 +198,15 @@ fn now_ms() -> i64 {
 impl Ingest {
     /// Starts the writer over an opened store and writer.
     #[must_use]
-    pub fn start(
-        store: SqliteStore,
-        writer: Writer,
-        heartbeat_every_ms: i64,
-        queue_capacity: usize,
-        metrics: Arc<Metrics>,
-        mirror: Option<Mirror>,
-        detector: Detector,
-        alerts: Option<tokio::sync::mpsc::UnboundedSender<Vec<Written>>>,
-    ) -> (Self, WriterThread) {
+    pub fn start(store: SqliteStore, writer: Writer, o: WriterOptions) -> (Self, WriterThread) {
+        let WriterOptions {
+            heartbeat_every_ms,
+            queue_capacity,
+            metrics,
+            mirror,
+            detector,
+            alerts,
+        } = o;
         let (tx, rx) = mpsc::sync_channel(queue_capacity);
         let ready = Arc::new(AtomicBool::new(true));
         let dropped = Arc::new(AtomicU64::new(0));
@@ -403,7 +425,10 @@ impl Group {
 enum Pending {
     Job(Job, Vec<Appended>),
     Decide(oneshot::Sender<Result<Decision, IngestFailure>>, Decision),
-    Control(oneshot::Sender<Result<ControlReply, IngestFailure>>, ControlReply),
+    Control(
+        oneshot::Sender<Result<ControlReply, IngestFailure>>,
+        ControlReply,
+    ),
 }
 
 impl Pending {
@@ -423,7 +448,12 @@ impl Pending {
     }
 }
 
-fn fail_all(pending: Vec<Pending>, rest: impl IntoIterator<Item = Msg>, why: &str, dropped: &AtomicU64) {
+fn fail_all(
+    pending: Vec<Pending>,
+    rest: impl IntoIterator<Item = Msg>,
+    why: &str,
+    dropped: &AtomicU64,
+) {
     for p in pending {
         p.fail(why);
     }
@@ -595,8 +625,10 @@ fn commit_group(
             for w in &written {
                 m.detection_entry(w);
             }
-            m.anomalies_suppressed.set(i64::try_from(det.suppressed).unwrap_or(i64::MAX));
-            m.agents_tracked.set(i64::try_from(det.tracked_agents()).unwrap_or(i64::MAX));
+            m.anomalies_suppressed
+                .set(i64::try_from(det.suppressed).unwrap_or(i64::MAX));
+            m.agents_tracked
+                .set(i64::try_from(det.tracked_agents()).unwrap_or(i64::MAX));
             for p in pending {
                 match p {
                     Pending::Job(job, appended) => {
@@ -604,7 +636,11 @@ fn commit_group(
                         let _ = job.reply.send(Ok((appended, job.events)));
                     }
                     Pending::Decide(r, d) => {
-                        m.decisions.get_or_create(&crate::metrics::DecisionLabel { decision: d.decision.to_owned() }).inc();
+                        m.decisions
+                            .get_or_create(&crate::metrics::DecisionLabel {
+                                decision: d.decision.to_owned(),
+                            })
+                            .inc();
                         let _ = r.send(Ok(d));
                     }
                     Pending::Control(r, c) => {
@@ -663,10 +699,13 @@ fn apply(
         Msg::Denial(d) => {
             sink.add(&d, now)?;
         }
-        Msg::Decide(req, reply) => {
-            let d = decide(sink, det, req, now, firings, written)?;
-            pending.push(Pending::Decide(reply, d));
-        }
+        Msg::Decide(req, reply) => match decide(sink, det, req, now, firings, written)? {
+            Ok(d) => pending.push(Pending::Decide(reply, d)),
+            Err(why) => {
+                tracing::error!(error = %why, "a decision could not be recorded");
+                let _ = reply.send(Err(IngestFailure::Store(why)));
+            }
+        },
         Msg::Control(c, reply) => {
             let r = control(sink, det, c, now, written)?;
             pending.push(Pending::Control(reply, r));
@@ -682,7 +721,7 @@ fn decide(
     now: i64,
     firings: &mut Vec<Firing>,
     written: &mut Vec<Written>,
-) -> Result<Decision, LedgerError> {
+) -> Result<Result<Decision, String>, LedgerError> {
     let rules = Arc::clone(det.rules());
     let tenant = req.tenant.as_str().to_owned();
     let gate = det.gate(&tenant, &req.agent_id, now);
@@ -742,12 +781,20 @@ fn decide(
             "decision": decision,
             "decided_by": "blackbox",
             "rules": names,
-            "policy_matched": names.first().copied().map_or_else(
-                || if decision == "allow" { Value::Null } else { Value::String(format!("agent {}", if decision == "paused" { "paused" } else { "throttled" })) },
-                |n| Value::String(format!("rule:{n}")),
-            ),
         }),
     );
+    // `policy_matched` names what decided, when something other than "no rule objected" did.
+    let policy = names.first().map_or_else(
+        || match decision {
+            "paused" => Some("agent paused".to_owned()),
+            "throttle" => Some("agent throttled".to_owned()),
+            _ => None,
+        },
+        |n| Some(format!("rule:{n}")),
+    );
+    if let (Some(p), Some(Value::Object(a))) = (policy, payload.get_mut("authorization")) {
+        a.insert("policy_matched".into(), p.into());
+    }
     let mut ev = json!({
         "tenant_id": tenant,
         "agent_id": req.agent_id,
@@ -758,11 +805,15 @@ fn decide(
     if let Some(c) = req.client_seq {
         ev["client_seq"] = c.into();
     }
-    let ev = blackbox_core::event::normalize_json(
+    let ev = match blackbox_core::event::normalize_json(
         ev.to_string().as_bytes(),
         &blackbox_core::entry::RedactionPolicy::default(),
-    )
-    .map_err(detection::core_err)?;
+    ) {
+        Ok(ev) => ev,
+        // The handler checked the request; should the record still be invalid, only this call
+        // fails, not the group.
+        Err(e) => return Ok(Err(e.to_string())),
+    };
     let entry = sink.add(&ev, now)?;
     det.note_entry(&tenant, ev.agent_id.as_str(), now, entry.entry_id);
     if !firings.is_empty() {
@@ -771,14 +822,19 @@ fn decide(
             agent: ev.agent_id.as_str(),
             session: ev.session_id.as_str(),
         };
-        detection::record_firings(sink, det, who, entry.entry_id, firings, now, written)?;
+        let t = detection::Trigger {
+            who,
+            entry: entry.entry_id,
+            at_decide: true,
+        };
+        detection::record_firings(sink, det, t, firings, now, written)?;
     }
-    Ok(Decision {
+    Ok(Ok(Decision {
         decision,
         retry_after_ms,
         rules: hits,
         entry,
-    })
+    }))
 }
 
 fn control(
@@ -788,7 +844,13 @@ fn control(
     now: i64,
     written: &mut Vec<Written>,
 ) -> Result<ControlReply, LedgerError> {
-    let record = |sink: &mut AppendSink<'_>, tenant: &TenantId, agent: &str, t: &'static str, payload: Value, written: &mut Vec<Written>| -> Result<Appended, LedgerError> {
+    let record = |sink: &mut AppendSink<'_>,
+                  tenant: &TenantId,
+                  agent: &str,
+                  t: &'static str,
+                  payload: Value,
+                  written: &mut Vec<Written>|
+     -> Result<Appended, LedgerError> {
         let ev = json!({
             "tenant_id": tenant.as_str(),
             "agent_id": agent,
@@ -811,17 +873,41 @@ fn control(
         Ok(a)
     };
     Ok(match c {
-        Control::Pause { tenant, agent, by, reason } => {
+        Control::Pause {
+            tenant,
+            agent,
+            by,
+            reason,
+        } => {
             if det.pause(tenant.as_str(), &agent, now, &by) {
-                let a = record(sink, &tenant, &agent, "agent_paused", json!({"by": by, "reason": reason}), written)?;
+                let a = record(
+                    sink,
+                    &tenant,
+                    &agent,
+                    "agent_paused",
+                    json!({"by": by, "reason": reason}),
+                    written,
+                )?;
                 ControlReply::Changed(Some(a))
             } else {
                 ControlReply::Changed(None)
             }
         }
-        Control::Resume { tenant, agent, by, reason } => {
+        Control::Resume {
+            tenant,
+            agent,
+            by,
+            reason,
+        } => {
             if det.resume(tenant.as_str(), &agent) {
-                let a = record(sink, &tenant, &agent, "agent_resumed", json!({"by": by, "reason": reason}), written)?;
+                let a = record(
+                    sink,
+                    &tenant,
+                    &agent,
+                    "agent_resumed",
+                    json!({"by": by, "reason": reason}),
+                    written,
+                )?;
                 ControlReply::Changed(Some(a))
             } else {
                 ControlReply::Changed(None)
@@ -838,7 +924,14 @@ fn control(
             det.set_rules(set);
             let tenant = TenantId::parse(crate::SYSTEM_TENANT)
                 .map_err(|e| detection::core_err(blackbox_core::Error::Field(e)))?;
-            let a = record(sink, &tenant, "blackbox-server", "rules_loaded", payload, written)?;
+            let a = record(
+                sink,
+                &tenant,
+                "blackbox-server",
+                "rules_loaded",
+                payload,
+                written,
+            )?;
             ControlReply::Changed(Some(a))
         }
         Control::List(tenant) => ControlReply::Agents(det.agents(tenant.as_deref(), now)),

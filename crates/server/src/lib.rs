@@ -77,6 +77,10 @@ pub struct AppState {
     pub verifier: Arc<NoteVerifier>,
     /// Anomaly-detection rules in force.
     pub rules: Arc<detection::Rules>,
+    /// Webhook outbox, targets and delivery statistics.
+    pub webhooks: Arc<detection::Webhooks>,
+    /// Tells the webhook dispatcher to stop.
+    pub stop_webhooks: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Opens (initialising on first start) the data directory and starts the writer.
@@ -124,6 +128,15 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
             Some(m)
         }
     };
+    let webhooks = Arc::new(detection::Webhooks::open(dir.root(), &rules.get())?);
+    let caught_up = webhooks.catch_up(&store)?;
+    if caught_up > 0 {
+        tracing::info!(
+            deliveries = caught_up,
+            "alerts committed before the last stop were put in the webhook outbox"
+        );
+    }
+    let (alerts_tx, alerts_rx) = tokio::sync::mpsc::unbounded_channel();
     let keys = blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path())?;
     let verifier = blackbox_ledger::open::public_key(&dir)?;
     let tokens = tokens::TokenStore::open(&dir.root().join("tokens.db"))?;
@@ -131,13 +144,37 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
     let (ingest, thread) = ingest::Ingest::start(
         store,
         writer,
-        ledger_config.checkpoint_every_ms,
-        config.queue_capacity,
-        Arc::clone(&metrics),
-        mirror,
-        detector,
-        None,
+        ingest::WriterOptions {
+            heartbeat_every_ms: ledger_config.checkpoint_every_ms,
+            queue_capacity: config.queue_capacity,
+            metrics: Arc::clone(&metrics),
+            mirror,
+            detector,
+            alerts: Some(alerts_tx),
+        },
     );
+    let readers = Arc::new(readers::ReaderPool::new(dir.store_path()));
+    let (stop_webhooks, stop_rx) = tokio::sync::watch::channel(false);
+    // Delivery needs the async runtime; without one (tools that only write), alerts wait in the
+    // chain and are enqueued by the next service start's catch-up.
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::spawn(detection::feed_webhooks(
+            Arc::clone(&webhooks),
+            Arc::clone(&readers),
+            alerts_rx,
+        ));
+        let dc = webhooks::DispatcherConfig {
+            k8s_dir: config.secrets_dir.clone(),
+            ..webhooks::DispatcherConfig::default()
+        };
+        webhooks::spawn_dispatcher(
+            Arc::clone(&webhooks.outbox),
+            dc,
+            Arc::clone(&webhooks.stats),
+            stop_rx,
+        )
+        .map_err(|e| ServerError::Config(format!("webhook delivery: {e}")))?;
+    }
     let state = AppState {
         denials: Arc::new(api::DenialSampler::default()),
         ingest_bytes: Arc::new(tokio::sync::Semaphore::new(INGEST_BYTES_IN_FLIGHT)),
@@ -147,7 +184,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
             config.rate_burst,
         )),
         config: Arc::new(config),
-        readers: Arc::new(readers::ReaderPool::new(dir.store_path())),
+        readers,
         dir,
         ingest,
         tokens: Arc::new(tokens),
@@ -156,6 +193,8 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
         keys: Arc::new(keys),
         verifier: Arc::new(verifier),
         rules,
+        webhooks,
+        stop_webhooks: Arc::new(stop_webhooks),
     };
     Ok((state, thread))
 }
@@ -183,10 +222,13 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             .ingest
             .control(ingest::Control::Rules(set, path.display().to_string()))
             .await
-            .map_err(|e| ServerError::Config(format!("recording the rules in force: {}", e.message)))?;
+            .map_err(|e| {
+                ServerError::Config(format!("recording the rules in force: {}", e.message))
+            })?;
         tasks.push(tokio::spawn(watch_rules(state.clone(), path)));
     }
     tracing::info!(listen = %listener.local_addr()?, data_dir = %state.dir.root().display(), "blackbox serve is ready");
+    let state_stop = Arc::clone(&state.stop_webhooks);
     let app = api::router(state);
     axum::serve(
         listener,
@@ -201,6 +243,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     for t in tasks {
         let _ = t.await;
     }
+    let _ = state_stop.send(true);
     tracing::info!("draining: waiting for the writer's last commit");
     // The router (and every Ingest handle) is gone: the writer signs closing checkpoints.
     tokio::task::spawn_blocking(move || writer.join())
@@ -242,11 +285,23 @@ async fn watch_rules(state: AppState, path: std::path::PathBuf) {
         let parsed = tokio::task::spawn_blocking(move || detection::read_rules(&p)).await;
         match parsed {
             Ok(Ok(set)) => {
+                let targets = match detection::targets_of(&set) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        state.metrics.rules_reload_failures.inc();
+                        tracing::error!(error = %e, "the rules file was refused; the previous rules stay in force");
+                        continue;
+                    }
+                };
+                state.webhooks.set_targets(targets);
                 let set = Arc::new(set);
                 state.rules.set(Arc::clone(&set));
                 match state
                     .ingest
-                    .control(ingest::Control::Rules(Arc::clone(&set), path.display().to_string()))
+                    .control(ingest::Control::Rules(
+                        Arc::clone(&set),
+                        path.display().to_string(),
+                    ))
                     .await
                 {
                     Ok(_) => tracing::info!(
@@ -255,7 +310,9 @@ async fn watch_rules(state: AppState, path: std::path::PathBuf) {
                         sha256 = %set.source_sha256,
                         "rules reloaded"
                     ),
-                    Err(e) => tracing::error!(error = %e.message, "the reloaded rules could not be recorded; retrying at the next change"),
+                    Err(e) => {
+                        tracing::error!(error = %e.message, "the reloaded rules could not be recorded; retrying at the next change")
+                    }
                 }
             }
             Ok(Err(e)) => {

@@ -196,7 +196,11 @@ impl Metrics {
                 "HTTP request latency by route and status",
                 m.http_seconds.clone(),
             );
-            r.register("decisions", "/v1/decide answers by decision", m.decisions.clone());
+            r.register(
+                "decisions",
+                "/v1/decide answers by decision",
+                m.decisions.clone(),
+            );
             r.register(
                 "decide_seconds",
                 "Time to answer /v1/decide (durable commit of the record included)",

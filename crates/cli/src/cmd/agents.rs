@@ -13,10 +13,9 @@ fn client(r: &RemoteArgs, scope: &str) -> Result<(Client, tokio::runtime::Runtim
             "agents are tracked by the running service: give --server URL --token T (or BLACKBOX_SERVER and BLACKBOX_TOKEN)"
         )
     })?;
-    let token = r
-        .token
-        .clone()
-        .ok_or_else(|| anyhow!("--server needs --token T (or BLACKBOX_TOKEN): a token with {scope} scope"))?;
+    let token = r.token.clone().ok_or_else(|| {
+        anyhow!("--server needs --token T (or BLACKBOX_TOKEN): a token with {scope} scope")
+    })?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -43,7 +42,9 @@ pub fn list(r: &RemoteArgs, tenant: Option<&str>, format: TextOrJson) -> Result<
                 .iter()
                 .map(|a| {
                     let detail = match a.get("state").and_then(Value::as_str) {
-                        Some("paused") => format!("since {} by {}", s(a, "paused_since"), s(a, "paused_by")),
+                        Some("paused") => {
+                            format!("since {} by {}", s(a, "paused_since"), s(a, "paused_by"))
+                        }
                         Some("throttled") => format!(
                             "{}/min until {} by {}",
                             s(a, "throttle_per_minute"),
@@ -93,7 +94,11 @@ pub fn list(r: &RemoteArgs, tenant: Option<&str>, format: TextOrJson) -> Result<
             for row in &rows {
                 println!("{}", line(row.each_ref().map(String::as_str)));
             }
-            eprintln!("{} agent{}", rows.len(), if rows.len() == 1 { "" } else { "s" });
+            eprintln!(
+                "{} agent{}",
+                rows.len(),
+                if rows.len() == 1 { "" } else { "s" }
+            );
         }
     }
     Ok(Outcome::Ok)
@@ -115,10 +120,20 @@ pub fn set_paused(
             let changed = v.get("changed").and_then(Value::as_bool).unwrap_or(false);
             let who = format!("{} (tenant {})", s(&v, "agent_id"), s(&v, "tenant_id"));
             match (pause, changed) {
-                (true, true) => println!("Paused {who}; recorded as entry {} (seq {}).", s(&v, "entry_id"), s(&v, "seq")),
+                (true, true) => println!(
+                    "Paused {who}; recorded as entry {} (seq {}).",
+                    s(&v, "entry_id"),
+                    s(&v, "seq")
+                ),
                 (true, false) => println!("{who} was already paused; nothing recorded."),
-                (false, true) => println!("Resumed {who}; recorded as entry {} (seq {}).", s(&v, "entry_id"), s(&v, "seq")),
-                (false, false) => println!("{who} was neither paused nor throttled; nothing recorded."),
+                (false, true) => println!(
+                    "Resumed {who}; recorded as entry {} (seq {}).",
+                    s(&v, "entry_id"),
+                    s(&v, "seq")
+                ),
+                (false, false) => {
+                    println!("{who} was neither paused nor throttled; nothing recorded.")
+                }
             }
         }
     }

@@ -4,17 +4,20 @@ use anyhow::{Context as _, Result};
 use blackbox_ledger::datadir::DataDir;
 
 use crate::Outcome;
-use crate::cli::TokensCmd;
+use crate::cli::{AgentsCmd, RulesCmd, TokensCmd, WebhooksCmd};
 use crate::cli::{Cli, Cmd, KeysCmd, TextOrJson};
 use crate::output::{aligned, n};
 
+mod agents;
 mod append;
 mod proofs;
 mod query;
 mod remote;
+mod rules;
 mod serve;
 mod tokens;
 mod verify;
+mod webhooks;
 
 pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.cmd {
@@ -180,6 +183,70 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Cmd::Keys {
             cmd: KeysCmd::Show { dir },
         } => show_keys(&DataDir::new(dir.data_dir)),
+        Cmd::Agents { cmd } => match cmd {
+            AgentsCmd::List {
+                remote,
+                tenant_id,
+                format,
+            } => agents::list(&remote, tenant_id.as_deref(), format),
+            AgentsCmd::Pause {
+                remote,
+                agent_id,
+                tenant_id,
+                reason,
+                format,
+            } => agents::set_paused(
+                &remote,
+                &agent_id,
+                true,
+                tenant_id.as_deref(),
+                reason.as_deref(),
+                format,
+            ),
+            AgentsCmd::Resume {
+                remote,
+                agent_id,
+                tenant_id,
+                reason,
+                format,
+            } => agents::set_paused(
+                &remote,
+                &agent_id,
+                false,
+                tenant_id.as_deref(),
+                reason.as_deref(),
+                format,
+            ),
+        },
+        Cmd::Rules { cmd } => match cmd {
+            RulesCmd::Check { file, format } => rules::check(&file, format),
+            RulesCmd::Test {
+                file,
+                log_file,
+                data_dir,
+                examples,
+                format,
+            } => rules::test(&file, &log_file, data_dir.as_deref(), examples, format),
+        },
+        Cmd::Webhooks { cmd } => match cmd {
+            WebhooksCmd::List {
+                dir,
+                status,
+                limit,
+                format,
+            } => webhooks::list(
+                &DataDir::new(dir.data_dir),
+                status.as_deref(),
+                limit,
+                format,
+            ),
+            WebhooksCmd::Retry {
+                dir,
+                id,
+                dead,
+                format,
+            } => webhooks::retry(&DataDir::new(dir.data_dir), id, dead, format),
+        },
     }
 }
 

@@ -153,8 +153,8 @@ pub fn test(
     format: TextOrJson,
 ) -> Result<Outcome> {
     let text = read(file)?;
-    let set = RuleSet::parse(&text)
-        .map_err(|e| anyhow!("{}", e.render(&file.display().to_string())))?;
+    let set =
+        RuleSet::parse(&text).map_err(|e| anyhow!("{}", e.render(&file.display().to_string())))?;
     let rules = Arc::new(set);
     let mut bt = Backtest {
         det: Detector::new(Arc::clone(&rules)),
@@ -261,7 +261,11 @@ pub fn test(
                     "{:<w$}  {:<11}  {:<18}  {:>7}  {:>10}  {:>6}  {}",
                     r.name,
                     r.kind.name(),
-                    if r.enabled { r.action.as_str() } else { "(disabled)" },
+                    if r.enabled {
+                        r.action.as_str()
+                    } else {
+                        "(disabled)"
+                    },
                     n(rep.map_or(0, |x| x.fired)),
                     n(rep.map_or(0, |x| x.suppressed)),
                     rep.map_or(0, |x| x.agents.len()),
@@ -274,7 +278,10 @@ pub fn test(
                 }
             }
             if bt.skipped > 0 {
-                println!("{} line(s) could not be read as entries and were skipped", n(bt.skipped));
+                println!(
+                    "{} line(s) could not be read as entries and were skipped",
+                    n(bt.skipped)
+                );
             }
             if has_patterns {
                 println!(
