@@ -729,3 +729,102 @@ fn several_log_files_verify_as_one_log() {
     ]);
     assert_eq!(r.code, 2);
 }
+
+#[test]
+fn rules_check_and_backtest() {
+    let seed =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed-rules.yaml");
+    let seed = seed.to_string_lossy().into_owned();
+    let ok = run(&["rules", "check", &seed]);
+    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+    assert!(
+        ok.stdout.starts_with("OK — 4 rules (4 enabled), 1 webhook"),
+        "{}",
+        ok.stdout
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "anomaly_detection:\n  rules:\n    - name: r\n      condition:\n        time_window: \"25:00-06:00\"\n      action: alert\n",
+    )
+    .unwrap();
+    let r = run(&["rules", "check", bad.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "an invalid file is a failed check");
+    let want = format!("INVALID — {}:5:", bad.display());
+    assert!(r.stdout.starts_with(&want), "{}", r.stdout);
+    assert!(r.stdout.contains("25:00"), "{}", r.stdout);
+    let r = run(&["rules", "check", "/nonexistent/rules.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+
+    // A recorded log: an agent with 2 calls a minute for 20 minutes, then 40 in one minute,
+    // all on a Saturday; the seed's rules replayed over it.
+    let (_t, dir) = init_store();
+    let mut lines = String::new();
+    let base = 1_767_398_400_000_i64; // 2026-01-03T00:00:00Z, a Saturday
+    let ts = |ms: i64| blackbox_core::entry::format_timestamp(ms).unwrap();
+    for m in 0..20 {
+        for i in 0..2 {
+            lines.push_str(
+                &serde_json::json!({"agent_id": "a1", "session_id": "s", "event_type": "tool_call",
+                "tool_name": "search_kb", "timestamp": ts(base + m * 360_000 + i * 1000)})
+                .to_string(),
+            );
+            lines.push('\n');
+        }
+    }
+    for i in 0..40 {
+        lines.push_str(
+            &serde_json::json!({"agent_id": "a1", "session_id": "s2", "event_type": "tool_call",
+            "tool_name": "query_database", "timestamp": ts(base + 3 * 3_600_000 + i * 100)})
+            .to_string(),
+        );
+        lines.push('\n');
+    }
+    let r = common::run_stdin(
+        &["append", "--data-dir", &dir, "--tenant-id", "acme"],
+        Some(&lines),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let log = tmp.path().join("audit.jsonl");
+    let r = run(&[
+        "export-log",
+        "--data-dir",
+        &dir,
+        "--output",
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(&[
+        "rules",
+        "test",
+        &seed,
+        "--log-file",
+        log.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["entries"], 80);
+    let rule = |name: &str| {
+        v["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["rule"] == name)
+            .unwrap()
+            .clone()
+    };
+    // Over 10 × 2 and at the floor of 30: fires at the 30th call; the 10 after are suppressed.
+    assert_eq!(rule("excessive_tool_calls")["fired"], 1, "{v}");
+    assert_eq!(rule("excessive_tool_calls")["suppressed"], 10, "{v}");
+    // query_database on a Saturday: off hours, min_count 1, once per occurrence.
+    assert_eq!(rule("off_hours_data_access")["fired"], 1, "{v}");
+    assert_eq!(rule("prompt_injection_in_tool_args")["fired"], 0);
+    // The same from the data directory, as text.
+    let r = run(&["rules", "test", &seed, "--data-dir", &dir]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("excessive_tool_calls"), "{}", r.stdout);
+}

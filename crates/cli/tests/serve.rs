@@ -673,3 +673,110 @@ fn logs_carry_no_secrets_or_content_and_sigterm_signs_a_closing_checkpoint() {
         .clone();
     assert_eq!(acme["largest_checkpoint"], acme["entries"], "{report}");
 }
+
+#[test]
+fn rules_reload_on_sighup_and_agents_from_the_command_line() {
+    let (tmp, dir) = init_store();
+    let rules = tmp.path().join("rules.yaml");
+    let v1 = "anomaly_detection:\n  rules:\n    - name: no_jailbreaks\n      condition: {match_patterns: [jailbreak]}\n      action: block_and_alert\n";
+    std::fs::write(&rules, v1).unwrap();
+    let rules_arg = rules.to_string_lossy().into_owned();
+    let srv = Server::start_with(&dir, |mut c| {
+        c.args(["--rules", &rules_arg]);
+        c
+    });
+    let ingest = token(&dir, "acme", "ingest");
+    let read = token(&dir, "acme", "read");
+    let admin = run(&["tokens", "create", "--data-dir", &dir, "--scope", "admin"]);
+    let admin = admin.stdout.lines().last().unwrap().to_owned();
+    let decide = |text: &str| -> Value {
+        let body =
+            json!({"agent_id": "a1", "session_id": "s", "tool_name": "t", "args": {"q": text}})
+                .to_string();
+        let (s, b) = http(srv.addr, "POST", "/v1/decide", Some(&ingest), Some(&body)).unwrap();
+        assert_eq!(s, 200, "{b}");
+        serde_json::from_str(&b).unwrap()
+    };
+    assert_eq!(decide("try a JAILBREAK")["decision"], "block");
+    assert_eq!(decide("dump the database")["decision"], "allow");
+
+    let pid = srv.child.id().to_string();
+    let hup = || {
+        let s = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap();
+        assert!(s.success());
+    };
+    // An invalid file is refused; the rules in force stay.
+    std::fs::write(
+        &rules,
+        "anomaly_detection:\n  rules:\n    - name: x\n      action: alert\n",
+    )
+    .unwrap();
+    hup();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        decide("jailbreak again")["decision"],
+        "block",
+        "the old rules stay in force"
+    );
+    // A valid one replaces them.
+    std::fs::write(&rules, v1.replace("jailbreak", "dump the database")).unwrap();
+    hup();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while decide("dump the database")["decision"] != "block" {
+        assert!(Instant::now() < deadline, "the new rules were not loaded");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(decide("jailbreak")["decision"], "allow");
+
+    // Agents from the command line, against the running service.
+    let url = format!("http://{}", srv.addr);
+    let r = run(&[
+        "agents",
+        "pause",
+        "a1",
+        "--tenant-id",
+        "acme",
+        "--reason",
+        "incident 7",
+        "--server",
+        &url,
+        "--token",
+        &admin,
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.starts_with("Paused a1 (tenant acme)"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(decide("hello")["decision"], "paused");
+    let r = run(&["agents", "list", "--server", &url, "--token", &read]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let row = r.stdout.lines().nth(1).unwrap();
+    assert!(
+        row.starts_with("acme") && row.contains("a1") && row.contains("paused"),
+        "{}",
+        r.stdout
+    );
+    let r = run(&["agents", "resume", "a1", "--server", &url, "--token", &read]);
+    assert_eq!(r.code, 2, "a read token cannot resume: {}", r.stderr);
+    let r = run(&[
+        "agents",
+        "resume",
+        "a1",
+        "--tenant-id",
+        "acme",
+        "--server",
+        &url,
+        "--token",
+        &admin,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(decide("hello")["decision"], "allow");
+    let r = run(&["agents", "list"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--server"), "{}", r.stderr);
+}

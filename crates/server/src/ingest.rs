@@ -598,7 +598,12 @@ fn commit_group(
     let mut written: Vec<Written> = Vec::new();
     let mut msgs = group.msgs.into_iter();
     while let Some(m) = msgs.next() {
-        let r = apply(sink, det, m, now, &mut firings, &mut written, &mut pending);
+        let mut bufs = Bufs {
+            firings: &mut firings,
+            written: &mut written,
+            pending: &mut pending,
+        };
+        let r = apply(sink, det, &shared.metrics, m, now, &mut bufs);
         if let Err(e) = r {
             // The sink cannot go on (its store thread is gone): answer everyone and let the
             // caller restart it.
@@ -668,15 +673,26 @@ fn commit_group(
 }
 
 /// Appends what one message calls for; its reply waits in `pending` for the commit.
+/// Buffers of one group, reused from message to message.
+struct Bufs<'a> {
+    firings: &'a mut Vec<Firing>,
+    written: &'a mut Vec<Written>,
+    pending: &'a mut Vec<Pending>,
+}
+
 fn apply(
     sink: &mut AppendSink<'_>,
     det: &mut Detector,
+    metrics: &Metrics,
     m: Msg,
     now: i64,
-    firings: &mut Vec<Firing>,
-    written: &mut Vec<Written>,
-    pending: &mut Vec<Pending>,
+    b: &mut Bufs<'_>,
 ) -> Result<(), LedgerError> {
+    let Bufs {
+        firings,
+        written,
+        pending,
+    } = b;
     match m {
         Msg::Job(job) => {
             let mut out = Vec::with_capacity(job.events.len());
@@ -699,7 +715,7 @@ fn apply(
         Msg::Denial(d) => {
             sink.add(&d, now)?;
         }
-        Msg::Decide(req, reply) => match decide(sink, det, req, now, firings, written)? {
+        Msg::Decide(req, reply) => match decide(sink, det, metrics, req, now, firings, written)? {
             Ok(d) => pending.push(Pending::Decide(reply, d)),
             Err(why) => {
                 tracing::error!(error = %why, "a decision could not be recorded");
@@ -717,11 +733,13 @@ fn apply(
 fn decide(
     sink: &mut AppendSink<'_>,
     det: &mut Detector,
+    metrics: &Metrics,
     req: DecideRequest,
     now: i64,
     firings: &mut Vec<Firing>,
     written: &mut Vec<Written>,
 ) -> Result<Result<Decision, String>, LedgerError> {
+    let started = Instant::now();
     let rules = Arc::clone(det.rules());
     let tenant = req.tenant.as_str().to_owned();
     let gate = det.gate(&tenant, &req.agent_id, now);
@@ -763,6 +781,9 @@ fn decide(
     } else {
         "allow"
     };
+    metrics
+        .decide_eval_seconds
+        .observe(started.elapsed().as_secs_f64());
     let hits: Vec<RuleHit> = firings
         .iter()
         .filter_map(|f| rules.rules.get(f.rule))

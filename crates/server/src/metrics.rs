@@ -90,6 +90,8 @@ pub struct Metrics {
     pub decisions: Family<DecisionLabel, Counter>,
     /// Time to decide (handler entry to the answer, durable commit included).
     pub decide_seconds: Histogram,
+    /// Time to evaluate a decision in the writer (gate, counters, every rule), record excluded.
+    pub decide_eval_seconds: Histogram,
     /// Entries written by the detector (alerts, pauses, throttles, operator actions).
     pub detections: Family<DetectionLabel, Counter>,
     /// Alerts suppressed (raised again within the rule's `suppress` period).
@@ -129,6 +131,7 @@ impl Metrics {
             http_seconds: Family::new_with_constructor(latency_histogram),
             decisions: Family::default(),
             decide_seconds: Histogram::new(exponential_buckets(0.000_025, 2.0, 20)),
+            decide_eval_seconds: Histogram::new(exponential_buckets(0.000_001, 2.0, 20)),
             detections: Family::default(),
             anomalies_suppressed: Gauge::default(),
             agents_tracked: Gauge::default(),
@@ -205,6 +208,11 @@ impl Metrics {
                 "decide_seconds",
                 "Time to answer /v1/decide (durable commit of the record included)",
                 m.decide_seconds.clone(),
+            );
+            r.register(
+                "decide_eval_seconds",
+                "Time to evaluate a /v1/decide call against the rules (recording excluded)",
+                m.decide_eval_seconds.clone(),
             );
             r.register(
                 "detection_entries",
