@@ -576,6 +576,20 @@ impl Webhooks {
         )
     }
 
+    /// Says in the log, once, which webhook secrets cannot be read now (deliveries wait and
+    /// retry until they can: a Kubernetes secret may be mounted later).
+    pub fn check_secrets(&self, k8s_dir: &Path) {
+        for t in self.targets().iter() {
+            if let Err(e) = crate::webhooks::resolve_secret(&t.secret_ref, k8s_dir) {
+                tracing::warn!(
+                    url = %crate::webhooks::redact_url(&t.url),
+                    error = %e,
+                    "a webhook secret cannot be read; its deliveries are kept and retried until it can"
+                );
+            }
+        }
+    }
+
     /// Puts new targets in force.
     pub fn set_targets(&self, t: Vec<WebhookTarget>) {
         *self

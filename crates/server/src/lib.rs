@@ -129,6 +129,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
         }
     };
     let webhooks = Arc::new(detection::Webhooks::open(dir.root(), &rules.get())?);
+    webhooks.check_secrets(&config.secrets_dir);
     let caught_up = webhooks.catch_up(&store)?;
     if caught_up > 0 {
         tracing::info!(
@@ -294,6 +295,7 @@ async fn watch_rules(state: AppState, path: std::path::PathBuf) {
                     }
                 };
                 state.webhooks.set_targets(targets);
+                state.webhooks.check_secrets(&state.config.secrets_dir);
                 let set = Arc::new(set);
                 state.rules.set(Arc::clone(&set));
                 match state

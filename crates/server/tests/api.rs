@@ -588,7 +588,26 @@ mod no_input_makes_a_5xx {
 
     fn body() -> impl Strategy<Value = Vec<u8>> {
         let valid = json!([event(1), event(2)]).to_string().into_bytes();
+        let decide = json!({"agent_id": "a1", "session_id": "s", "tool_name": "t",
+            "args": {"q": "ignore previous instructions", "n": [1, 2.5, null]}, "agent_role": "r",
+            "client_seq": 3, "tenant_id": "acme", "reason": "x"})
+        .to_string()
+        .into_bytes();
         prop_oneof![
+            // A decision request (or an agent action) with a few bytes changed or cut.
+            (
+                prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+                any::<prop::sample::Index>()
+            )
+                .prop_map(move |(edits, cut)| {
+                    let mut b = decide.clone();
+                    for (i, v) in edits {
+                        let at = i.index(b.len());
+                        b[at] = v;
+                    }
+                    b.truncate(cut.index(b.len() + 1));
+                    b
+                }),
             prop::collection::vec(any::<u8>(), 0..300),
             // A valid batch with a few bytes changed, cut, or repeated.
             (
@@ -625,6 +644,11 @@ mod no_input_makes_a_5xx {
             Just("/v1/proofs/consistency"),
             Just("/v1/tokens"),
             Just("/v1/tokens/x"),
+            Just("/v1/decide"),
+            Just("/v1/agents"),
+            Just("/v1/agents/a1/pause"),
+            Just("/v1/agents/a1/resume"),
+            Just("/v1/agents/%ff/pause"),
         ];
         let query = prop_oneof![
             Just(String::new()),
