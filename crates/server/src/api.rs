@@ -16,6 +16,8 @@ use blackbox_core::entry::{NormalizedEvent, parse_entry_id};
 use blackbox_core::event::normalize_json;
 use blackbox_core::ids::TenantId;
 use blackbox_detect::Features;
+
+use crate::api_detect as det;
 use blackbox_store::{Query as StoreQuery, Store as _, StoredEntry};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -61,16 +63,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/checkpoints/latest", get(latest_checkpoint))
         .route("/v1/proofs/inclusion", get(inclusion))
         .route("/v1/proofs/consistency", get(consistency))
-        .route("/v1/decide", post(crate::api_detect::decide))
-        .route("/v1/agents", get(crate::api_detect::list_agents))
-        .route(
-            "/v1/agents/{agent_id}/pause",
-            post(crate::api_detect::pause_agent),
-        )
-        .route(
-            "/v1/agents/{agent_id}/resume",
-            post(crate::api_detect::resume_agent),
-        )
+        .route("/v1/decide", post(det::decide))
+        .route("/v1/agents", get(det::list_agents))
+        .route("/v1/agents/{agent_id}/pause", post(det::pause_agent))
+        .route("/v1/agents/{agent_id}/resume", post(det::resume_agent))
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{id}", delete(revoke_token))
         .route("/healthz", get(|| async { "ok\n" }))
