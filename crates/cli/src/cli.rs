@@ -196,6 +196,9 @@ pub enum Cmd {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Compliance evidence: SOC 2 CC7.2, ISO 27001 A.8.15 or GDPR Art. 30, as PDF, JSON or CSV
+    /// (by the output's extension), with a signed manifest. `export verify MANIFEST` checks one.
+    Export(ExportArgs),
     /// Run the audit service: agents write events to it over HTTP, auditors read from it.
     /// With no settings it listens on 127.0.0.1:7700 and keeps its store in ./blackbox-data,
     /// initialising keys on first start. See docs/API.md.
@@ -224,6 +227,65 @@ pub enum Cmd {
     Webhooks {
         #[command(subcommand)]
         cmd: WebhooksCmd,
+    },
+}
+
+/// `blackbox export`'s flags.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ExportArgs {
+    #[command(subcommand)]
+    pub cmd: Option<ExportCmd>,
+    #[command(flatten)]
+    pub dir: DataDirArg,
+    /// soc2, iso27001 or gdpr.
+    #[arg(long, required_unless_present = "print_config")]
+    pub standard: Option<String>,
+    /// The control: CC7.2 (soc2), A.8.15 (iso27001).
+    #[arg(long, conflicts_with = "article")]
+    pub control: Option<String>,
+    /// The article: art30 (gdpr).
+    #[arg(long)]
+    pub article: Option<String>,
+    /// START/END as dates, both included, e.g. 2025-01-01/2025-12-31 (default: the whole log).
+    #[arg(long)]
+    pub period: Option<String>,
+    /// Output file: .pdf, .json or .csv; a signed manifest is written next to it.
+    #[arg(long, required_unless_present = "print_config")]
+    pub output: Option<PathBuf>,
+    /// The tenant (default: the only tenant of the store).
+    #[arg(long)]
+    pub tenant_id: Option<String>,
+    /// GDPR: count data subjects by category (pseudonymous ids, never shown).
+    #[arg(long, default_value = "false", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub include_data_subjects: bool,
+    /// Export settings (default: DATA_DIR/export.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Entries in the random sample.
+    #[arg(long, default_value_t = 25)]
+    pub sample_size: usize,
+    /// Seed of the random sample (default: derived from the standard, tenant and period).
+    #[arg(long)]
+    pub seed: Option<String>,
+    /// Print an example settings file and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportCmd {
+    /// Check a manifest's signature with the public key alone, then every file it lists.
+    Verify {
+        /// The manifest (`<output>.manifest`).
+        manifest: PathBuf,
+        /// The log's public key file (default: DATA_DIR/checkpoint.pub).
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DataDirArg,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
     },
 }
 

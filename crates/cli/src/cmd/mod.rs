@@ -10,6 +10,7 @@ use crate::output::{aligned, n};
 
 mod agents;
 mod append;
+mod export;
 mod proofs;
 mod query;
 mod remote;
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             format,
         } => init(&DataDir::new(dir.data_dir), log_name, format),
         Cmd::Serve(args) => serve::run(args),
+        Cmd::Export(args) => export::run(args),
         Cmd::Tokens { cmd } => match cmd {
             TokensCmd::Create {
                 dir,

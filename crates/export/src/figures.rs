@@ -1,0 +1,866 @@
+//! The figures of a report, computed in one streamed pass over the period's entries (memory
+//! bounded by the number of sessions and days, not by the number of entries), plus a
+//! verification of the tenant's chain.
+
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+
+use blackbox_core::entry::{EntryView, format_timestamp};
+use blackbox_core::event::Node;
+use blackbox_core::keys::Keyring;
+use blackbox_core::note::NoteVerifier;
+use blackbox_ledger::datadir::DataDir;
+use blackbox_store::sqlite::SqliteStore;
+use blackbox_store::{Query, Store as _};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::ExportError;
+
+const DAY_MS: i64 = 86_400_000;
+/// Gaps listed one by one (all are counted).
+pub const MAX_GAPS_LISTED: usize = 1000;
+
+/// A reporting period: whole UTC days, both ends included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Period {
+    /// First day, `YYYY-MM-DD`.
+    pub start: String,
+    /// Last day, `YYYY-MM-DD`.
+    pub end: String,
+    /// First millisecond.
+    #[serde(skip)]
+    pub start_ms: i64,
+    /// Last millisecond.
+    #[serde(skip)]
+    pub end_ms: i64,
+}
+
+impl Period {
+    /// Parses `YYYY-MM-DD/YYYY-MM-DD`.
+    ///
+    /// # Errors
+    /// A message saying what is wrong and the expected form.
+    pub fn parse(s: &str) -> Result<Self, ExportError> {
+        let bad = |why: &str| {
+            ExportError::Usage(format!(
+                "--period {s:?}: {why}; write START/END as dates, e.g. 2025-01-01/2025-12-31 (both days included, UTC)"
+            ))
+        };
+        let (a, b) = s
+            .split_once('/')
+            .ok_or_else(|| bad("no `/` between start and end"))?;
+        let day = |d: &str| -> Result<i64, ExportError> {
+            let date: jiff::civil::Date = d
+                .trim()
+                .parse()
+                .map_err(|_| bad(&format!("`{d}` is not a date")))?;
+            let ts = date
+                .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+                .map_err(|_| bad(&format!("`{d}` is out of range")))?
+                .timestamp();
+            Ok(ts.as_millisecond())
+        };
+        let start_ms = day(a)?;
+        let end_ms = day(b)? + DAY_MS - 1;
+        if end_ms < start_ms {
+            return Err(bad("the end is before the start"));
+        }
+        if end_ms - start_ms > 3700 * DAY_MS {
+            return Err(bad("the period is longer than ten years"));
+        }
+        Ok(Self {
+            start: a.trim().to_owned(),
+            end: b.trim().to_owned(),
+            start_ms,
+            end_ms,
+        })
+    }
+
+    /// Days in the period.
+    #[must_use]
+    pub fn days(&self) -> usize {
+        usize::try_from((self.end_ms - self.start_ms) / DAY_MS + 1).unwrap_or(0)
+    }
+}
+
+/// What was counted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Population {
+    /// Entries whose timestamp is in the period.
+    pub entries: u64,
+    /// By event type.
+    pub by_event_type: BTreeMap<String, u64>,
+    /// By tool (tool calls).
+    pub by_tool: BTreeMap<String, u64>,
+    /// Distinct agents.
+    pub agents: u64,
+    /// Distinct sessions.
+    pub sessions: u64,
+    /// Lowest and highest seq among them.
+    pub seq_range: Option<(u64, u64)>,
+    /// The query that selects them, for the auditor.
+    pub query: String,
+}
+
+/// A run of missing entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Gap {
+    /// `chain` (seq numbers missing from the chain) or `session` (an agent's `client_seq`
+    /// numbers never received).
+    pub kind: &'static str,
+    /// Agent (session gaps).
+    pub agent_id: Option<String>,
+    /// Session (session gaps).
+    pub session_id: Option<String>,
+    /// First missing number.
+    pub from: u64,
+    /// Last missing number.
+    pub to: u64,
+}
+
+/// Log completeness.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Completeness {
+    /// Entries present.
+    pub present: u64,
+    /// Entries expected: present + missing.
+    pub expected: u64,
+    /// Seq numbers missing from the chain within the period's seq range.
+    pub chain_missing: u64,
+    /// Agents' `client_seq` numbers never received (inside a session's range, or up to a
+    /// heartbeat's `last_client_seq`).
+    pub session_missing: u64,
+    /// Events received twice with the same `client_seq`.
+    pub session_duplicates: u64,
+    /// Sessions whose `client_seq` was checked.
+    pub sessions_checked: u64,
+    /// present / expected, percent, 4 decimals.
+    pub percent: f64,
+    /// Gaps, at most [`MAX_GAPS_LISTED`].
+    pub gaps: Vec<Gap>,
+    /// Gaps in all.
+    pub gaps_total: u64,
+}
+
+/// Log integrity.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Integrity {
+    /// `ok` or `tampered`.
+    pub status: String,
+    /// The verifier's one-line verdict.
+    pub summary: String,
+    /// Entries of the chain verified (the whole chain, not only the period).
+    pub entries_verified: u64,
+    /// HMACs verified per key id.
+    pub hmac_by_key: BTreeMap<String, u64>,
+    /// Checkpoint signatures verified.
+    pub checkpoints_verified: u64,
+    /// Largest checkpoint verified.
+    pub largest_checkpoint: u64,
+    /// The chain's head (entry hash) and Merkle root.
+    pub head: String,
+    /// Merkle root of the whole chain.
+    pub root: String,
+    /// Problems found (at most 50).
+    pub findings: Vec<String>,
+    /// Public key the signatures were checked with.
+    pub public_key: String,
+    /// Its fingerprint.
+    pub public_key_fingerprint: String,
+    /// The latest signed checkpoint: tree size, time, root (base64, as in the note).
+    pub checkpoint: Option<CheckpointRef>,
+}
+
+/// A checkpoint the figures were computed against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckpointRef {
+    /// Tree size.
+    pub size: u64,
+    /// When it was signed.
+    pub timestamp: String,
+    /// Merkle root, base64 (as in the note).
+    pub root: String,
+    /// The signed note.
+    pub note: String,
+}
+
+/// Alerts of one rule and action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleCount {
+    /// Rule.
+    pub rule: String,
+    /// Action.
+    pub action: String,
+    /// Severity.
+    pub severity: String,
+    /// Alerts.
+    pub count: u64,
+    /// Of which resolved (see [`Anomalies::resolution`]).
+    pub resolved: u64,
+}
+
+/// Anomalies flagged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Anomalies {
+    /// `anomaly_detected` entries in the period.
+    pub total: u64,
+    /// Resolved among them.
+    pub resolved: u64,
+    /// Per rule and action.
+    pub by_rule: Vec<RuleCount>,
+    /// Agents paused and resumed in the period.
+    pub paused: u64,
+    /// Agents resumed in the period.
+    pub resumed: u64,
+    /// Rules files loaded (`rules_loaded` entries of the service, all tenants).
+    pub resolution: String,
+}
+
+/// Retention.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Retention {
+    /// The chain's first entry.
+    pub oldest_entry: Option<String>,
+    /// Its age at the end of the period, days.
+    pub oldest_age_days: u64,
+    /// Required days.
+    pub required_days: u64,
+    /// Where the requirement comes from.
+    pub requirement: String,
+    /// Whether the log reaches back far enough.
+    pub met: bool,
+}
+
+/// One sampled entry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct SampleRow {
+    /// Entry id.
+    pub entry_id: String,
+    /// Seq.
+    pub seq: u64,
+    /// Time.
+    pub timestamp: String,
+    /// Agent.
+    pub agent_id: String,
+    /// Event type.
+    pub event_type: String,
+    /// Tool, for tool calls.
+    pub tool: String,
+    /// `authorization.decision`, else `allowed` / `denied`, else empty.
+    pub decision: String,
+}
+
+/// One day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Day {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// Entries.
+    pub entries: u64,
+    /// Anomalies flagged.
+    pub anomalies: u64,
+}
+
+/// Agents × tools × data classification (GDPR).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Touch {
+    /// Agent.
+    pub agent_id: String,
+    /// Tool.
+    pub tool: String,
+    /// `result.data_classification`.
+    pub data_classification: String,
+    /// Calls.
+    pub calls: u64,
+}
+
+/// Data subjects of one category (pseudonymous ids are counted, never listed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubjectCategory {
+    /// Category.
+    pub category: String,
+    /// Distinct subjects.
+    pub subjects: u64,
+    /// Entries naming them.
+    pub entries: u64,
+}
+
+/// Every figure of a report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Figures {
+    /// Tenant.
+    pub tenant_id: String,
+    /// What was counted.
+    pub population: Population,
+    /// Completeness.
+    pub completeness: Completeness,
+    /// Integrity.
+    pub integrity: Integrity,
+    /// Anomalies.
+    pub anomalies: Anomalies,
+    /// Retention.
+    pub retention: Retention,
+    /// The random sample.
+    pub sample: Vec<SampleRow>,
+    /// Its seed.
+    pub sample_seed: String,
+    /// Per day.
+    pub daily: Vec<Day>,
+    /// Agents × tools × classification.
+    pub touches: Vec<Touch>,
+    /// Data subjects by category (only with `--include-data-subjects true`).
+    pub data_subjects: Option<Vec<SubjectCategory>>,
+}
+
+/// A set of numbers as sorted, disjoint, non-adjacent ranges (cheap for mostly increasing input).
+#[derive(Debug, Default)]
+struct RangeSet {
+    ranges: Vec<(u64, u64)>,
+    duplicates: u64,
+}
+
+impl RangeSet {
+    fn insert(&mut self, n: u64) {
+        if let Some(last) = self.ranges.last_mut() {
+            if n == last.1 + 1 {
+                last.1 = n;
+                return;
+            }
+            if n > last.1 + 1 {
+                self.ranges.push((n, n));
+                return;
+            }
+        } else {
+            self.ranges.push((n, n));
+            return;
+        }
+        // Out of order: find its place.
+        let i = self.ranges.partition_point(|r| r.1 < n);
+        if let Some(r) = self.ranges.get(i)
+            && r.0 <= n
+        {
+            self.duplicates += 1;
+            return;
+        }
+        let joins_prev = i > 0 && self.ranges.get(i - 1).is_some_and(|p| p.1 + 1 == n);
+        let joins_next = self.ranges.get(i).is_some_and(|r| r.0 == n + 1);
+        match (joins_prev, joins_next) {
+            (true, true) => {
+                let hi = self.ranges[i].1;
+                self.ranges[i - 1].1 = hi;
+                self.ranges.remove(i);
+            }
+            (true, false) => self.ranges[i - 1].1 = n,
+            (false, true) => self.ranges[i].0 = n,
+            (false, false) => self.ranges.insert(i, (n, n)),
+        }
+    }
+}
+
+#[derive(Default)]
+struct SessionState {
+    seen: RangeSet,
+    heartbeat_max: u64,
+}
+
+fn get<'n, 'a>(o: &'n [(std::borrow::Cow<'a, str>, Node<'a>)], key: &str) -> Option<&'n Node<'a>> {
+    o.binary_search_by(|(k, _)| k.as_ref().cmp(key))
+        .ok()
+        .and_then(|i| o.get(i))
+        .map(|(_, v)| v)
+}
+
+fn obj<'n, 'a>(
+    o: &'n [(std::borrow::Cow<'a, str>, Node<'a>)],
+    key: &str,
+) -> Option<&'n [(std::borrow::Cow<'a, str>, Node<'a>)]> {
+    match get(o, key) {
+        Some(Node::Obj(m)) => Some(m),
+        _ => None,
+    }
+}
+
+fn str_of<'n>(n: Option<&'n Node<'_>>) -> Option<&'n str> {
+    match n {
+        Some(Node::Str(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// What to compute.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Tenant.
+    pub tenant: String,
+    /// Period.
+    pub period: Period,
+    /// Sample size.
+    pub sample_size: usize,
+    /// Sample seed (any text; the same seed gives the same sample).
+    pub seed: String,
+    /// Count data subjects by category.
+    pub data_subjects: bool,
+    /// Required retention (days) and where it comes from.
+    pub retention: (u64, String),
+}
+
+fn time(ms: i64) -> String {
+    format_timestamp(ms).unwrap_or_else(|_| ms.to_string())
+}
+
+/// Computes every figure for `req` from the data directory.
+///
+/// # Errors
+/// Store and key failures, or a period without entries.
+#[allow(clippy::too_many_lines)]
+pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
+    let store = blackbox_ledger::open::open_reader(dir)?;
+    let heads = store.chains()?;
+    let Some(head) = heads.iter().find(|h| h.tenant_id == req.tenant) else {
+        let known: Vec<&str> = heads.iter().map(|h| h.tenant_id.as_str()).collect();
+        return Err(ExportError::Usage(format!(
+            "no chain for tenant `{}` in {}; tenants: {}",
+            req.tenant,
+            dir.root().display(),
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        )));
+    };
+    let p = &req.period;
+    let mut f = Figures {
+        tenant_id: req.tenant.clone(),
+        sample_seed: req.seed.clone(),
+        ..Figures::default()
+    };
+    f.population.query = format!(
+        "tenant_id = {} AND {} <= timestamp <= {} (blackbox query --tenant-id {} --start {} --end {})",
+        req.tenant,
+        time(p.start_ms),
+        time(p.end_ms),
+        req.tenant,
+        time(p.start_ms),
+        time(p.end_ms)
+    );
+    let days = p.days();
+    let mut daily = vec![(0u64, 0u64); days];
+    let mut agents: HashSet<String> = HashSet::new();
+    let mut sessions: HashMap<(String, String), SessionState> = HashMap::new();
+    let mut min_seq = u64::MAX;
+    let mut max_seq = 0u64;
+    let mut by_rule: BTreeMap<(String, String, String), (u64, u64)> = BTreeMap::new();
+    let mut pauses: Vec<(String, i64)> = Vec::new();
+    let mut alerts: Vec<((String, String, String), String, i64, String)> = Vec::new();
+    let mut touches: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+    let mut subjects: BTreeMap<String, (HashSet<[u8; 16]>, u64)> = BTreeMap::new();
+    // Bottom-k sample: the k entries with the smallest SHA-256(seed, tenant, seq).
+    let mut heap: BinaryHeap<([u8; 32], SampleRow)> = BinaryHeap::new();
+    let seed_prefix = format!("{}\n{}\n", req.seed, req.tenant);
+    let q = Query {
+        tenant_id: Some(req.tenant.clone()),
+        start_ms: Some(p.start_ms),
+        end_ms: Some(p.end_ms),
+        ..Query::default()
+    };
+    let mut bad_lines = 0u64;
+    store.query(&q, &mut |e| {
+        let Ok(v) = EntryView::parse(&e.line) else {
+            bad_lines += 1;
+            return Ok(true);
+        };
+        let pop = &mut f.population;
+        pop.entries += 1;
+        *pop.by_event_type
+            .entry(v.event_type.to_string())
+            .or_default() += 1;
+        min_seq = min_seq.min(v.seq);
+        max_seq = max_seq.max(v.seq);
+        if !agents.contains(v.agent_id.as_ref()) {
+            agents.insert(v.agent_id.to_string());
+        }
+        let day = usize::try_from((v.timestamp_ms - p.start_ms) / DAY_MS).unwrap_or(0);
+        let is_anomaly = v.event_type == "anomaly_detected";
+        if let Some(d) = daily.get_mut(day) {
+            d.0 += 1;
+            d.1 += u64::from(is_anomaly);
+        }
+        let payload: Option<Node<'_>> = serde_json::from_str(v.payload.get()).ok();
+        let empty = Vec::new();
+        let pl = match &payload {
+            Some(Node::Obj(o)) => o.as_slice(),
+            _ => empty.as_slice(),
+        };
+        let tool = str_of(get(pl, "tool_name")).unwrap_or("");
+        if v.event_type == "tool_call" && !tool.is_empty() {
+            *pop.by_tool.entry(tool.to_owned()).or_default() += 1;
+            let class = obj(pl, "result")
+                .and_then(|r| str_of(get(r, "data_classification")))
+                .unwrap_or("unclassified");
+            *touches
+                .entry((v.agent_id.to_string(), tool.to_owned(), class.to_owned()))
+                .or_default() += 1;
+        }
+        // The agent's own counter.
+        let key = (v.agent_id.to_string(), v.session_id.to_string());
+        if let Some(c) = v.client_seq {
+            sessions.entry(key.clone()).or_default().seen.insert(c);
+        }
+        if v.event_type == "heartbeat"
+            && let Some(Node::Pos(last)) = get(pl, "last_client_seq")
+        {
+            let s = sessions.entry(key).or_default();
+            s.heartbeat_max = s.heartbeat_max.max(*last);
+        }
+        match v.event_type.as_ref() {
+            "anomaly_detected" => {
+                let k = (
+                    str_of(get(pl, "rule")).unwrap_or("?").to_owned(),
+                    str_of(get(pl, "action")).unwrap_or("?").to_owned(),
+                    str_of(get(pl, "severity")).unwrap_or("?").to_owned(),
+                );
+                let enforcement = str_of(get(pl, "enforcement")).unwrap_or("").to_owned();
+                alerts.push((
+                    k.clone(),
+                    v.agent_id.to_string(),
+                    v.timestamp_ms,
+                    enforcement,
+                ));
+                by_rule.entry(k).or_default().0 += 1;
+            }
+            "agent_paused" => {
+                f.anomalies.paused += 1;
+                pauses.push((v.agent_id.to_string(), v.timestamp_ms));
+            }
+            "agent_resumed" => f.anomalies.resumed += 1,
+            _ => {}
+        }
+        let decision = obj(pl, "authorization").map_or(String::new(), |a| {
+            str_of(get(a, "decision")).map_or_else(
+                || match get(a, "allowed") {
+                    Some(Node::Bool(true)) => "allowed".to_owned(),
+                    Some(Node::Bool(false)) => "denied".to_owned(),
+                    _ => String::new(),
+                },
+                str::to_owned,
+            )
+        });
+        if req.sample_size > 0 {
+            let mut h = Sha256::new();
+            h.update(seed_prefix.as_bytes());
+            h.update(v.seq.to_string().as_bytes());
+            let rank: [u8; 32] = h.finalize().into();
+            if heap.len() < req.sample_size || heap.peek().is_some_and(|(top, _)| rank < *top) {
+                heap.push((
+                    rank,
+                    SampleRow {
+                        entry_id: v.entry_id.to_string(),
+                        seq: v.seq,
+                        timestamp: v.timestamp.to_string(),
+                        agent_id: v.agent_id.to_string(),
+                        event_type: v.event_type.to_string(),
+                        tool: tool.to_owned(),
+                        decision,
+                    },
+                ));
+                if heap.len() > req.sample_size {
+                    heap.pop();
+                }
+            }
+        }
+        if req.data_subjects
+            && let Some(side) = &e.personal
+            && let Ok(serde_json::Value::Object(sc)) =
+                serde_json::from_slice::<serde_json::Value>(side)
+            && let Some(serde_json::Value::Object(fields)) = sc.get("fields")
+            && let Some(serde_json::Value::Array(list)) = fields.get("data_subjects")
+        {
+            for s in list {
+                let (id, cat) = match s {
+                    serde_json::Value::String(id) => (id.clone(), "unspecified".to_owned()),
+                    serde_json::Value::Object(o) => (
+                        o.get("id")
+                            .and_then(serde_json::Value::as_str)
+                            .unwrap_or("")
+                            .to_owned(),
+                        o.get("category")
+                            .and_then(serde_json::Value::as_str)
+                            .unwrap_or("unspecified")
+                            .to_owned(),
+                    ),
+                    _ => continue,
+                };
+                let digest: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+                let mut short = [0u8; 16];
+                short.copy_from_slice(&digest[..16]);
+                let entry = subjects.entry(cat).or_default();
+                entry.0.insert(short);
+                entry.1 += 1;
+            }
+        }
+        Ok(true)
+    })?;
+    if f.population.entries == 0 {
+        return Err(ExportError::EmptyPeriod(format!(
+            "tenant `{}` has no entries between {} and {}: nothing to report; check --period and --tenant-id",
+            req.tenant, p.start, p.end
+        )));
+    }
+    f.population.agents = agents.len() as u64;
+    f.population.sessions = sessions.len() as u64;
+    f.population.seq_range = Some((min_seq, max_seq));
+
+    // Completeness: chain continuity over the period's seq range, then each session's counter.
+    let mut present_in_range = 0u64;
+    let mut last = min_seq.saturating_sub(1);
+    let mut gaps: Vec<Gap> = Vec::new();
+    let mut gaps_total = 0u64;
+    let mut chain_missing = 0u64;
+    store.scan_lines(&req.tenant, min_seq, max_seq, &mut |seq, _, _| {
+        if seq > last + 1 {
+            chain_missing += seq - last - 1;
+            gaps_total += 1;
+            if gaps.len() < MAX_GAPS_LISTED {
+                gaps.push(Gap {
+                    kind: "chain",
+                    agent_id: None,
+                    session_id: None,
+                    from: last + 1,
+                    to: seq - 1,
+                });
+            }
+        }
+        last = seq;
+        present_in_range += 1;
+        Ok(true)
+    })?;
+    if last < max_seq {
+        chain_missing += max_seq - last;
+        gaps_total += 1;
+        if gaps.len() < MAX_GAPS_LISTED {
+            gaps.push(Gap {
+                kind: "chain",
+                agent_id: None,
+                session_id: None,
+                from: last + 1,
+                to: max_seq,
+            });
+        }
+    }
+    let mut session_missing = 0u64;
+    let mut duplicates = 0u64;
+    let mut keys: Vec<&(String, String)> = sessions.keys().collect();
+    keys.sort();
+    let mut checked = 0u64;
+    for k in keys {
+        let s = &sessions[k];
+        duplicates += s.seen.duplicates;
+        let r = &s.seen.ranges;
+        if r.is_empty() && s.heartbeat_max == 0 {
+            continue;
+        }
+        checked += 1;
+        let mut holes: Vec<(u64, u64)> = r.windows(2).map(|w| (w[0].1 + 1, w[1].0 - 1)).collect();
+        let top = r.last().map_or(0, |x| x.1);
+        if s.heartbeat_max > top {
+            holes.push((if r.is_empty() { 1 } else { top + 1 }, s.heartbeat_max));
+        }
+        for (a, b) in holes {
+            session_missing += b - a + 1;
+            gaps_total += 1;
+            if gaps.len() < MAX_GAPS_LISTED {
+                gaps.push(Gap {
+                    kind: "session",
+                    agent_id: Some(k.0.clone()),
+                    session_id: Some(k.1.clone()),
+                    from: a,
+                    to: b,
+                });
+            }
+        }
+    }
+    let present = f.population.entries;
+    let expected = present + chain_missing + session_missing;
+    #[allow(clippy::cast_precision_loss)]
+    let percent = ((present as f64 / expected as f64) * 100.0 * 10_000.0).round() / 10_000.0;
+    f.completeness = Completeness {
+        present,
+        expected,
+        chain_missing,
+        session_missing,
+        session_duplicates: duplicates,
+        sessions_checked: checked,
+        percent,
+        gaps,
+        gaps_total,
+    };
+    let _ = present_in_range;
+
+    // Anomalies: resolved when the paused agent was resumed later, the throttle ended, or the
+    // call was blocked at decision time.
+    let mut resumes: HashMap<String, Vec<i64>> = HashMap::new();
+    store.query(
+        &Query {
+            tenant_id: Some(req.tenant.clone()),
+            event_type: Some("agent_resumed".into()),
+            ..Query::default()
+        },
+        &mut |e| {
+            if let Ok(v) = EntryView::parse(&e.line) {
+                resumes
+                    .entry(v.agent_id.to_string())
+                    .or_default()
+                    .push(v.timestamp_ms);
+            }
+            Ok(true)
+        },
+    )?;
+    let resumed_after = |agent: &str, t: i64| {
+        resumes
+            .get(agent)
+            .is_some_and(|r| r.iter().any(|x| *x >= t))
+    };
+    for (k, agent, t, enforcement) in &alerts {
+        let resolved = match k.1.as_str() {
+            "alert_and_pause" => resumed_after(agent, *t),
+            // A throttle ends by itself (15 minutes by default); a block stopped the call.
+            "alert_and_throttle" => true,
+            "block_and_alert" => enforcement == "blocked" || resumed_after(agent, *t),
+            _ => false,
+        };
+        if resolved && let Some(c) = by_rule.get_mut(k) {
+            c.1 += 1;
+        }
+    }
+    let _ = pauses;
+    f.anomalies.total = alerts.len() as u64;
+    f.anomalies.resolved = by_rule.values().map(|c| c.1).sum();
+    f.anomalies.by_rule = by_rule
+        .into_iter()
+        .map(|((rule, action, severity), (count, resolved))| RuleCount {
+            rule,
+            action,
+            severity,
+            count,
+            resolved,
+        })
+        .collect();
+    f.anomalies.resolution = "alert_and_pause: resolved when the agent was resumed afterwards (an agent_resumed entry); alert_and_throttle: resolved, the throttle ends by itself; block_and_alert: resolved when the call was blocked at /v1/decide (enforcement `blocked`); alert: open until reviewed".into();
+
+    // Retention: the chain's first entry, as of the end of the period.
+    let mut oldest = None;
+    store.scan_lines(&req.tenant, 1, 1, &mut |_, line, _| {
+        oldest = EntryView::parse(line).ok().map(|v| v.timestamp_ms);
+        Ok(false)
+    })?;
+    let (required, requirement) = req.retention.clone();
+    if let Some(o) = oldest {
+        let age = u64::try_from((p.end_ms - o).max(0) / DAY_MS).unwrap_or(0);
+        f.retention = Retention {
+            oldest_entry: Some(time(o)),
+            oldest_age_days: age,
+            required_days: required,
+            requirement,
+            met: age >= required,
+        };
+    }
+
+    // Sample, in seq order.
+    let mut sample: Vec<SampleRow> = heap.into_iter().map(|(_, r)| r).collect();
+    sample.sort_by_key(|r| r.seq);
+    f.sample = sample;
+    f.daily = daily
+        .into_iter()
+        .enumerate()
+        .map(|(i, (entries, anomalies))| Day {
+            date: time(p.start_ms + i64::try_from(i).unwrap_or(0) * DAY_MS)
+                .get(..10)
+                .unwrap_or_default()
+                .to_owned(),
+            entries,
+            anomalies,
+        })
+        .collect();
+    f.touches = touches
+        .into_iter()
+        .map(|((agent_id, tool, data_classification), calls)| Touch {
+            agent_id,
+            tool,
+            data_classification,
+            calls,
+        })
+        .collect();
+    if req.data_subjects {
+        f.data_subjects = Some(
+            subjects
+                .into_iter()
+                .map(|(category, (ids, entries))| SubjectCategory {
+                    category,
+                    subjects: ids.len() as u64,
+                    entries,
+                })
+                .collect(),
+        );
+    }
+    f.integrity = integrity(dir, &store, &req.tenant, head.size)?;
+    Ok(f)
+}
+
+fn integrity(
+    dir: &DataDir,
+    store: &SqliteStore,
+    tenant: &str,
+    _size: u64,
+) -> Result<Integrity, ExportError> {
+    let keys: Keyring = blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path())?;
+    let verifier: NoteVerifier = blackbox_ledger::open::public_key(dir)?;
+    let opts = blackbox_ledger::verify::StoreVerifyOptions {
+        tenant: Some(tenant.to_owned()),
+        trusted_checkpoints: Vec::new(),
+    };
+    let report = blackbox_ledger::verify::verify_store(
+        &dir.store_path(),
+        Some(&keys),
+        Some(verifier.clone()),
+        &opts,
+        &|_| {},
+    )?;
+    let chain = report.chains.iter().find(|c| c.tenant_id == tenant);
+    let checkpoint = store
+        .checkpoints(tenant)?
+        .into_iter()
+        .max_by_key(|c| (c.size, c.ts_ms))
+        .map(|c| {
+            let root = c.note.lines().nth(2).unwrap_or("").to_owned();
+            CheckpointRef {
+                size: c.size,
+                timestamp: time(c.ts_ms),
+                root,
+                note: c.note,
+            }
+        });
+    Ok(Integrity {
+        status: if report.ok() {
+            "ok".into()
+        } else {
+            "tampered".into()
+        },
+        summary: blackbox_ledger::report::headline(&report),
+        entries_verified: chain.map_or(0, |c| c.entries),
+        hmac_by_key: report.hmac_valid_by_key.clone(),
+        checkpoints_verified: chain.map_or(0, |c| c.checkpoints_verified),
+        largest_checkpoint: chain.map_or(0, |c| c.largest_checkpoint),
+        head: chain.map_or_else(String::new, |c| c.head.to_prefixed()),
+        root: chain.map_or_else(String::new, |c| c.root.to_prefixed()),
+        findings: report
+            .findings
+            .iter()
+            .take(50)
+            .map(|x| format!("{} seq {}: {} ({})", x.tenant_id, x.seq, x.message, x.kind))
+            .collect(),
+        public_key: verifier.to_vkey(),
+        public_key_fingerprint: verifier.fingerprint(),
+        checkpoint,
+    })
+}

@@ -1,0 +1,775 @@
+//! A report: a standard's control, its requirement and how the system meets it, the figures with
+//! their methods, as a [`Document`] (for the PDF), JSON and CSV tables.
+
+use serde::Serialize;
+
+use crate::ExportError;
+use crate::config::{ExportConfig, Gdpr};
+use crate::doc::{Block, Document, Section};
+use crate::figures::{Figures, Period};
+
+/// A standard and control (or article) Blackbox reports on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Control {
+    /// SOC 2 CC7.2, monitoring of system components.
+    Soc2Cc72,
+    /// ISO/IEC 27001:2022 Annex A 8.15, logging.
+    Iso27001A815,
+    /// GDPR Article 30, records of processing activities.
+    GdprArt30,
+}
+
+impl Control {
+    /// From `--standard` and `--control` / `--article`.
+    ///
+    /// # Errors
+    /// An unknown pair, naming the pairs that exist.
+    pub fn parse(standard: &str, control: &str) -> Result<Self, ExportError> {
+        let c = control.trim().to_ascii_lowercase();
+        match (standard.trim().to_ascii_lowercase().as_str(), c.as_str()) {
+            ("soc2", "cc7.2") => Ok(Self::Soc2Cc72),
+            ("iso27001", "a.8.15" | "8.15") => Ok(Self::Iso27001A815),
+            ("gdpr", "art30" | "art.30" | "30") => Ok(Self::GdprArt30),
+            (s, _) => Err(ExportError::Usage(format!(
+                "no report for --standard {s} with control/article `{control}`; Blackbox reports on: --standard soc2 --control CC7.2, --standard iso27001 --control A.8.15, --standard gdpr --article art30"
+            ))),
+        }
+    }
+
+    /// `soc2`, `iso27001` or `gdpr`.
+    #[must_use]
+    pub fn standard(self) -> &'static str {
+        match self {
+            Self::Soc2Cc72 => "soc2",
+            Self::Iso27001A815 => "iso27001",
+            Self::GdprArt30 => "gdpr",
+        }
+    }
+
+    /// `CC7.2`, `A.8.15` or `art30`.
+    #[must_use]
+    pub fn control(self) -> &'static str {
+        match self {
+            Self::Soc2Cc72 => "CC7.2",
+            Self::Iso27001A815 => "A.8.15",
+            Self::GdprArt30 => "art30",
+        }
+    }
+
+    fn title(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Soc2Cc72 => (
+                "SOC 2 CC7.2 evidence",
+                "Monitoring of system components for anomalies",
+            ),
+            Self::Iso27001A815 => ("ISO/IEC 27001:2022 A.8.15 evidence", "Logging"),
+            Self::GdprArt30 => (
+                "GDPR Article 30 record of processing activities",
+                "AI agent processing, as configured and as observed in the audit log",
+            ),
+        }
+    }
+
+    fn requirement(self) -> &'static str {
+        match self {
+            Self::Soc2Cc72 => {
+                "The entity monitors system components and the operation of those controls for anomalies that are indicative of malicious acts, natural disasters, and errors affecting the entity's ability to meet its objectives; anomalies are analysed to determine whether they represent security events (AICPA Trust Services Criteria, CC7.2)."
+            }
+            Self::Iso27001A815 => {
+                "Logs that record activities, exceptions, faults and other relevant events should be produced, stored, protected and analysed (ISO/IEC 27001:2022, Annex A, control 8.15)."
+            }
+            Self::GdprArt30 => {
+                "Each controller shall maintain a record of processing activities under its responsibility, containing the information listed in Article 30(1)(a) to (g), and make it available to the supervisory authority on request (Regulation (EU) 2016/679, Article 30)."
+            }
+        }
+    }
+
+    fn how_met(self) -> &'static str {
+        match self {
+            Self::Soc2Cc72 => {
+                "Every action of the AI agents (model requests, tool calls, data access, decisions) is recorded by the Blackbox audit service as an entry of a hash-chained, HMAC-signed log with signed Merkle checkpoints. The service evaluates every entry against anomaly-detection rules as it is written (rates against each agent's own baseline, off-hours activity, injection patterns in tool arguments) and can block a call, pause or throttle an agent. Every detection is itself an entry of the chain and is delivered to the SIEM through signed webhooks."
+            }
+            Self::Iso27001A815 => {
+                "Produced: every agent action is an entry recording who (tenant, agent, session, role), what (event type, tool, hashed arguments, result), when (UTC timestamp, ms) and where (the service, the chain and its sequence number). Stored: durably committed before it is acknowledged, in an append-only store. Protected: hash-chained, HMAC-signed with a key only the service holds, with Ed25519-signed Merkle checkpoints; raw prompts and arguments are replaced by hashes before storage. Analysed: evaluated in real time by anomaly-detection rules, queryable for forensics, verifiable end to end."
+            }
+            Self::GdprArt30 => {
+                "The record below combines the processing activities declared by the controller (the export settings) with what the audit log observed in the period: which agents and tools processed which classes of data and, on request, how many data subjects of each category were concerned (counted from pseudonymous identifiers; no personal data is shown)."
+            }
+        }
+    }
+
+    fn points_of_focus(self) -> Vec<(&'static str, &'static str)> {
+        match self {
+            Self::Soc2Cc72 => vec![
+                (
+                    "Implements detection policies, procedures and tools",
+                    "Anomaly-detection rules (rules file, hot-reloaded; each version recorded in the chain as rules_loaded) run inside the audit service on every entry and at every pre-call decision (/v1/decide).",
+                ),
+                (
+                    "Designs detection measures",
+                    "Metric rules compare each agent's rate of tool calls, model requests, tokens, errors and denied calls with its own 7-day baseline; time-window rules flag off-hours activity; pattern rules find injection attempts in tool arguments after Unicode normalisation and decoding.",
+                ),
+                (
+                    "Implements filters to analyse anomalies",
+                    "Rules are scoped by tenant, agent, role, tool and event type; repeated alerts are suppressed per rule and group; every alert names the entries that triggered it, so an analyst can trace it with blackbox query.",
+                ),
+                (
+                    "Monitors detection tools for effective operation",
+                    "The service exports metrics (decisions, detections, suppressed alerts, webhook deliveries and dead letters, rules reload failures); rules files are validated before they take effect and backtested with blackbox rules test; the log's own integrity is verified below.",
+                ),
+            ],
+            Self::Iso27001A815 => vec![
+                (
+                    "Produced",
+                    "Every agent action is an entry; completeness below measures what is missing.",
+                ),
+                (
+                    "Stored",
+                    "Entries are acknowledged only once durably committed; retention below.",
+                ),
+                (
+                    "Protected",
+                    "Hash chain, HMAC per entry, signed checkpoints; integrity below; raw content never stored.",
+                ),
+                (
+                    "Analysed",
+                    "Real-time anomaly detection; anomaly figures below.",
+                ),
+            ],
+            Self::GdprArt30 => vec![],
+        }
+    }
+}
+
+/// Everything a report says, for JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report<'a> {
+    /// `blackbox.evidence.v1`.
+    pub format: &'static str,
+    /// Standard.
+    pub standard: &'static str,
+    /// Control or article.
+    pub control: &'static str,
+    /// Title.
+    pub title: &'static str,
+    /// Organisation.
+    pub organisation: &'a crate::config::Organisation,
+    /// Period.
+    pub period: &'a Period,
+    /// The control's requirement.
+    pub requirement: &'static str,
+    /// How the system meets it.
+    pub how_met: &'static str,
+    /// Points of focus and how each is met.
+    pub points_of_focus: Vec<(&'static str, &'static str)>,
+    /// Methods of the figures.
+    pub methods: Methods,
+    /// Figures.
+    pub figures: &'a Figures,
+    /// GDPR record (Art. 30).
+    pub record_of_processing: Option<&'a Gdpr>,
+}
+
+/// How each figure is computed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Methods {
+    /// Completeness.
+    pub completeness: &'static str,
+    /// Integrity.
+    pub integrity: String,
+    /// Commands an auditor runs to re-verify.
+    pub reverify: Vec<String>,
+    /// Anomalies.
+    pub anomalies: &'static str,
+    /// Retention.
+    pub retention: &'static str,
+    /// Sample.
+    pub sample: String,
+}
+
+fn methods(f: &Figures, data_dir_hint: &str) -> Methods {
+    Methods {
+        completeness: "Expected entries = entries present in the period + sequence numbers missing from the chain between the period's lowest and highest seq + the agents' own per-session counters (client_seq) missing between the lowest and highest received in each session, or up to the last_client_seq an agent reported in a heartbeat event. Completeness = present / expected.",
+        integrity: "The whole chain of the tenant was verified when the report was made: every entry's HMAC-SHA256 (by key id), every hash link to the previous entry, every checkpoint's Ed25519 signature and Merkle root. An auditor re-verifies independently with the commands below (the second needs only the exported log and the public key; tools/verify_jsonl.py in the Blackbox repository is an independent implementation of the same checks).".into(),
+        reverify: vec![
+            format!("blackbox verify --data-dir {data_dir_hint} --tenant-id {} --public-key checkpoint.pub", f.tenant_id),
+            format!("blackbox export-log --data-dir {data_dir_hint} --tenant-id {} --output audit.jsonl", f.tenant_id),
+            "blackbox verify --log-file audit.jsonl --public-key checkpoint.pub".into(),
+        ],
+        anomalies: "Count of anomaly_detected entries in the period, by rule and action. Resolved: alert_and_pause when the agent was resumed afterwards (agent_resumed entry); alert_and_throttle, the throttle ends by itself; block_and_alert when the call was blocked at /v1/decide; alert stays open until reviewed.",
+        retention: "Age of the chain's first entry at the end of the period, against the required retention (the strictest preset of the configured standards, or an explicit requirement).",
+        sample: format!(
+            "The entries of the population with the {} smallest SHA-256(seed, tenant, seq), listed in seq order: reproducible with the same seed (\"{}\"), independent of the order of reading. Trace each to the log with blackbox query or blackbox prove --entry-id.",
+            f.sample.len(),
+            f.sample_seed
+        ),
+    }
+}
+
+/// Builds the report.
+#[must_use]
+pub fn report<'a>(
+    control: Control,
+    config: &'a ExportConfig,
+    period: &'a Period,
+    figures: &'a Figures,
+) -> Report<'a> {
+    let (title, _) = control.title();
+    Report {
+        format: "blackbox.evidence.v1",
+        standard: control.standard(),
+        control: control.control(),
+        title,
+        organisation: &config.organisation,
+        period,
+        requirement: control.requirement(),
+        how_met: control.how_met(),
+        points_of_focus: control.points_of_focus(),
+        methods: methods(figures, "DATA_DIR"),
+        figures,
+        record_of_processing: (control == Control::GdprArt30).then_some(&config.gdpr),
+    }
+}
+
+fn n(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn kv(pairs: &[(&str, String)]) -> Block {
+    Block::KeyValues(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+    )
+}
+
+/// The report as a document for the PDF.
+#[must_use]
+#[allow(clippy::too_many_lines)]
+pub fn document(r: &Report<'_>, control: Control) -> Document {
+    let f = r.figures;
+    let (title, subtitle) = control.title();
+    let c = &f.completeness;
+    let mut sections = Vec::new();
+    let verdict = |ok: bool| if ok { "met" } else { "NOT MET" };
+    sections.push(Section {
+        title: "Summary".into(),
+        blocks: vec![kv(&[
+            (
+                "Log completeness",
+                format!(
+                    "{}% of expected entries present ({} of {})",
+                    c.percent,
+                    n(c.present),
+                    n(c.expected)
+                ),
+            ),
+            ("Integrity", f.integrity.summary.clone()),
+            (
+                "Anomaly count",
+                format!(
+                    "{} events flagged for review, {} resolved",
+                    n(f.anomalies.total),
+                    n(f.anomalies.resolved)
+                ),
+            ),
+            (
+                "Retention compliance",
+                format!(
+                    "oldest log = {} days (required: {} days) — {}",
+                    n(f.retention.oldest_age_days),
+                    n(f.retention.required_days),
+                    verdict(f.retention.met)
+                ),
+            ),
+            (
+                "Population",
+                format!(
+                    "{} entries, {} agents, {} sessions",
+                    n(f.population.entries),
+                    n(f.population.agents),
+                    n(f.population.sessions)
+                ),
+            ),
+        ])],
+    });
+    let mut req = vec![
+        Block::Paragraph(r.requirement.into()),
+        Block::Subheading("How the system meets it".into()),
+        Block::Paragraph(r.how_met.into()),
+    ];
+    if !r.points_of_focus.is_empty() {
+        req.push(Block::Table {
+            columns: vec!["Point of focus".into(), "How it is met".into()],
+            rows: r
+                .points_of_focus
+                .iter()
+                .map(|(a, b)| vec![(*a).to_owned(), (*b).to_owned()])
+                .collect(),
+            caption: None,
+        });
+    }
+    sections.push(Section {
+        title: "The control and how it is met".into(),
+        blocks: req,
+    });
+    if let Some(g) = r.record_of_processing {
+        let mut blocks = vec![kv(&[
+            (
+                "Controller (a)",
+                format!(
+                    "{} — {} — {}",
+                    g.controller.name, g.controller.contact, g.controller.address
+                ),
+            ),
+            (
+                "Data protection officer (a)",
+                format!("{} — {}", g.dpo.name, g.dpo.contact),
+            ),
+        ])];
+        for a in &g.activities {
+            blocks.push(Block::Subheading(a.name.clone()));
+            blocks.push(kv(&[
+                ("Purposes (b)", a.purposes.join("; ")),
+                (
+                    "Categories of data subjects (c)",
+                    a.data_subject_categories.join("; "),
+                ),
+                (
+                    "Categories of personal data (c)",
+                    a.personal_data_categories.join("; "),
+                ),
+                ("Recipients (d)", a.recipients.join("; ")),
+                (
+                    "Third-country transfers (e)",
+                    a.third_country_transfers.clone(),
+                ),
+                ("Safeguards (e)", a.safeguards.clone()),
+                ("Time limits for erasure (f)", a.erasure_time_limits.clone()),
+                ("Security measures (g)", a.security_measures.join("; ")),
+                ("Agents", a.agents.join(", ")),
+            ]));
+        }
+        sections.push(Section {
+            title: "Record of processing activities".into(),
+            blocks,
+        });
+        let mut obs = vec![Block::Paragraph("Tool calls in the period by agent, tool and the data classification their results reported.".into())];
+        obs.push(Block::Table {
+            columns: vec![
+                "Agent".into(),
+                "Activity".into(),
+                "Tool".into(),
+                "Data classification".into(),
+                "Calls".into(),
+            ],
+            rows: f
+                .touches
+                .iter()
+                .map(|t| {
+                    let act = g
+                        .activities
+                        .iter()
+                        .find(|a| a.covers(&t.agent_id))
+                        .map_or("(not declared)".to_owned(), |a| a.name.clone());
+                    vec![
+                        t.agent_id.clone(),
+                        act,
+                        t.tool.clone(),
+                        t.data_classification.clone(),
+                        n(t.calls),
+                    ]
+                })
+                .collect(),
+            caption: None,
+        });
+        if let Some(ds) = &f.data_subjects {
+            obs.push(Block::Subheading("Data subjects".into()));
+            obs.push(Block::Table {
+                columns: vec!["Category".into(), "Distinct data subjects".into(), "Entries".into()],
+                rows: ds.iter().map(|d| vec![d.category.clone(), n(d.subjects), n(d.entries)]).collect(),
+                caption: Some("Counted from pseudonymous identifiers in the entries' erasable personal fields; no identifier is shown.".into()),
+            });
+        }
+        sections.push(Section {
+            title: "Processing observed in the audit log".into(),
+            blocks: obs,
+        });
+    }
+    let mut comp = vec![
+        Block::Paragraph(r.methods.completeness.into()),
+        kv(&[
+            ("Present", n(c.present)),
+            ("Missing from the chain", n(c.chain_missing)),
+            ("Missing from agents' sessions", n(c.session_missing)),
+            ("Duplicated client_seq", n(c.session_duplicates)),
+            ("Sessions checked", n(c.sessions_checked)),
+            ("Completeness", format!("{}%", c.percent)),
+        ]),
+    ];
+    if !c.gaps.is_empty() {
+        comp.push(Block::Table {
+            columns: vec![
+                "Kind".into(),
+                "Agent".into(),
+                "Session".into(),
+                "Missing".into(),
+                "Count".into(),
+            ],
+            rows: c
+                .gaps
+                .iter()
+                .map(|g| {
+                    vec![
+                        g.kind.to_owned(),
+                        g.agent_id.clone().unwrap_or_default(),
+                        g.session_id.clone().unwrap_or_default(),
+                        if g.from == g.to {
+                            g.from.to_string()
+                        } else {
+                            format!("{}–{}", g.from, g.to)
+                        },
+                        n(g.to - g.from + 1),
+                    ]
+                })
+                .collect(),
+            caption: Some(format!("{} gap(s) in all.", n(c.gaps_total))),
+        });
+    }
+    sections.push(Section {
+        title: "Log completeness".into(),
+        blocks: comp,
+    });
+    let i = &f.integrity;
+    let mut integ = vec![
+        Block::Paragraph(r.methods.integrity.clone()),
+        Block::Code(r.methods.reverify.join("\n")),
+        kv(&[
+            ("Verdict", i.summary.clone()),
+            ("Entries verified", n(i.entries_verified)),
+            (
+                "HMACs by key id",
+                i.hmac_by_key
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {}", n(*v)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            (
+                "Checkpoints verified",
+                format!(
+                    "{} (largest tree size {})",
+                    n(i.checkpoints_verified),
+                    n(i.largest_checkpoint)
+                ),
+            ),
+            ("Chain head", i.head.clone()),
+            ("Merkle root", i.root.clone()),
+            ("Public key", i.public_key.clone()),
+            ("Key fingerprint", i.public_key_fingerprint.clone()),
+        ]),
+    ];
+    if let Some(cp) = &i.checkpoint {
+        integ.push(Block::Subheading("Latest signed checkpoint".into()));
+        integ.push(Block::Code(cp.note.clone()));
+    }
+    if !i.findings.is_empty() {
+        integ.push(Block::Table {
+            columns: vec!["Finding".into()],
+            rows: i.findings.iter().map(|x| vec![x.clone()]).collect(),
+            caption: None,
+        });
+    }
+    sections.push(Section {
+        title: "Integrity".into(),
+        blocks: integ,
+    });
+    let a = &f.anomalies;
+    sections.push(Section {
+        title: "Anomalies".into(),
+        blocks: vec![
+            Block::Paragraph(r.methods.anomalies.into()),
+            Block::Table {
+                columns: vec![
+                    "Rule".into(),
+                    "Action".into(),
+                    "Severity".into(),
+                    "Flagged".into(),
+                    "Resolved".into(),
+                ],
+                rows: a
+                    .by_rule
+                    .iter()
+                    .map(|x| {
+                        vec![
+                            x.rule.clone(),
+                            x.action.clone(),
+                            x.severity.clone(),
+                            n(x.count),
+                            n(x.resolved),
+                        ]
+                    })
+                    .collect(),
+                caption: Some(format!(
+                    "{} flagged, {} resolved; {} agent pause(s) and {} resume(s) in the period.",
+                    n(a.total),
+                    n(a.resolved),
+                    n(a.paused),
+                    n(a.resumed)
+                )),
+            },
+        ],
+    });
+    let rt = &f.retention;
+    sections.push(Section {
+        title: "Retention".into(),
+        blocks: vec![
+            Block::Paragraph(r.methods.retention.into()),
+            kv(&[
+                ("Oldest entry", rt.oldest_entry.clone().unwrap_or_default()),
+                (
+                    "Its age at the end of the period",
+                    format!("{} days", n(rt.oldest_age_days)),
+                ),
+                (
+                    "Required",
+                    format!("{} days ({})", n(rt.required_days), rt.requirement),
+                ),
+                ("Result", verdict(rt.met).into()),
+            ]),
+        ],
+    });
+    let p = &f.population;
+    let mut pop = vec![
+        Block::Paragraph(format!(
+            "Population: every entry of the tenant's chain whose timestamp falls in the period. Query: {}.",
+            p.query
+        )),
+        kv(&[
+            ("Entries", n(p.entries)),
+            ("Agents", n(p.agents)),
+            ("Sessions", n(p.sessions)),
+            (
+                "Seq range",
+                p.seq_range
+                    .map_or_else(String::new, |(a, b)| format!("{a}–{b}")),
+            ),
+        ]),
+        Block::Table {
+            columns: vec!["Event type".into(), "Entries".into()],
+            rows: p
+                .by_event_type
+                .iter()
+                .map(|(k, v)| vec![k.clone(), n(*v)])
+                .collect(),
+            caption: None,
+        },
+        Block::Chart {
+            title: "Entries and anomalies per day".into(),
+            days: f.daily.iter().map(|d| d.date.clone()).collect(),
+            series: vec![
+                (
+                    "entries".into(),
+                    f.daily.iter().map(|d| d.entries).collect(),
+                ),
+                (
+                    "anomalies".into(),
+                    f.daily.iter().map(|d| d.anomalies).collect(),
+                ),
+            ],
+        },
+        Block::Subheading("Random sample".into()),
+        Block::Paragraph(r.methods.sample.clone()),
+        Block::Table {
+            columns: vec![
+                "Seq".into(),
+                "Entry id".into(),
+                "Time".into(),
+                "Agent".into(),
+                "Event".into(),
+                "Tool".into(),
+                "Decision".into(),
+            ],
+            rows: f
+                .sample
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.seq.to_string(),
+                        s.entry_id.clone(),
+                        s.timestamp.clone(),
+                        s.agent_id.clone(),
+                        s.event_type.clone(),
+                        s.tool.clone(),
+                        s.decision.clone(),
+                    ]
+                })
+                .collect(),
+            caption: None,
+        },
+    ];
+    if !p.by_tool.is_empty() {
+        pop.insert(
+            3,
+            Block::Table {
+                columns: vec!["Tool".into(), "Calls".into()],
+                rows: p
+                    .by_tool
+                    .iter()
+                    .map(|(k, v)| vec![k.clone(), n(*v)])
+                    .collect(),
+                caption: None,
+            },
+        );
+    }
+    sections.push(Section {
+        title: "Population, activity and sample".into(),
+        blocks: pop,
+    });
+    Document {
+        title: title.into(),
+        subtitle: subtitle.into(),
+        cover: vec![
+            ("Organisation".into(), r.organisation.name.clone()),
+            ("System".into(), r.organisation.system.clone()),
+            ("Contact".into(), r.organisation.contact.clone()),
+            (
+                "Period".into(),
+                format!(
+                    "{} to {} (UTC, both days included)",
+                    r.period.start, r.period.end
+                ),
+            ),
+            ("Tenant".into(), f.tenant_id.clone()),
+            (
+                "Evidence from".into(),
+                "Blackbox tamper-evident audit log".into(),
+            ),
+            (
+                "Checkpoint".into(),
+                f.integrity
+                    .checkpoint
+                    .as_ref()
+                    .map_or_else(String::new, |c| {
+                        format!("tree size {} signed {}", n(c.size), c.timestamp)
+                    }),
+            ),
+        ],
+        header: format!(
+            "{} — {} — {} to {}",
+            r.organisation.name, title, r.period.start, r.period.end
+        ),
+        sections,
+    }
+}
+
+/// The report as JSON (deterministic: the same figures give the same bytes).
+///
+/// # Errors
+/// Serialisation failed.
+pub fn json(r: &Report<'_>) -> Result<String, ExportError> {
+    serde_json::to_string_pretty(r)
+        .map(|s| s + "\n")
+        .map_err(|e| ExportError::Usage(format!("writing the JSON: {e}")))
+}
+
+/// The CSV tables: `(suffix, bytes)` for the daily population, the sample, the gaps and the
+/// anomalies. The first is the file named by `--output`; the others get `.<suffix>.csv`.
+///
+/// # Errors
+/// CSV writing failed.
+pub fn csv_tables(f: &Figures) -> Result<Vec<(&'static str, Vec<u8>)>, ExportError> {
+    fn table(
+        header: &[&str],
+        rows: impl Iterator<Item = Vec<String>>,
+    ) -> Result<Vec<u8>, ExportError> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(header)
+            .map_err(|e| ExportError::Usage(e.to_string()))?;
+        for r in rows {
+            w.write_record(&r)
+                .map_err(|e| ExportError::Usage(e.to_string()))?;
+        }
+        w.into_inner()
+            .map_err(|e| ExportError::Usage(e.to_string()))
+    }
+    Ok(vec![
+        (
+            "",
+            table(
+                &["date", "entries", "anomalies"],
+                f.daily.iter().map(|d| {
+                    vec![
+                        d.date.clone(),
+                        d.entries.to_string(),
+                        d.anomalies.to_string(),
+                    ]
+                }),
+            )?,
+        ),
+        (
+            "sample",
+            table(
+                &[
+                    "seq",
+                    "entry_id",
+                    "timestamp",
+                    "agent_id",
+                    "event_type",
+                    "tool",
+                    "decision",
+                ],
+                f.sample.iter().map(|s| {
+                    vec![
+                        s.seq.to_string(),
+                        s.entry_id.clone(),
+                        s.timestamp.clone(),
+                        s.agent_id.clone(),
+                        s.event_type.clone(),
+                        s.tool.clone(),
+                        s.decision.clone(),
+                    ]
+                }),
+            )?,
+        ),
+        (
+            "gaps",
+            table(
+                &["kind", "agent_id", "session_id", "from", "to"],
+                f.completeness.gaps.iter().map(|g| {
+                    vec![
+                        g.kind.into(),
+                        g.agent_id.clone().unwrap_or_default(),
+                        g.session_id.clone().unwrap_or_default(),
+                        g.from.to_string(),
+                        g.to.to_string(),
+                    ]
+                }),
+            )?,
+        ),
+        (
+            "anomalies",
+            table(
+                &["rule", "action", "severity", "flagged", "resolved"],
+                f.anomalies.by_rule.iter().map(|x| {
+                    vec![
+                        x.rule.clone(),
+                        x.action.clone(),
+                        x.severity.clone(),
+                        x.count.to_string(),
+                        x.resolved.to_string(),
+                    ]
+                }),
+            )?,
+        ),
+    ])
+}
