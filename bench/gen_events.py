@@ -5,7 +5,9 @@ subjects. Deterministic for a given seed.  Usage: gen_events.py N [SEED] > event
 import json, random, sys, time as _t
 
 n = int(sys.argv[1]); rnd = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
-tenants = ["acme", "globex", "initech", "umbrella"]
+# "year": one tenant, the events spread evenly over 2025 (for the export benchmark).
+year = len(sys.argv) > 3 and sys.argv[3] == "year"
+tenants = ["acme"] if year else ["acme", "globex", "initech", "umbrella"]
 tools = ["query_database", "search_kb", "send_email", "read_file", "http_get", "create_ticket"]
 models = ["gpt-4o", "gpt-4o-mini", "claude-sonnet", "llama-3-70b"]
 base = 1776124800000  # 2026-04-14T00:00:00Z
@@ -15,7 +17,7 @@ for i in range(n):
     t = tenants[i % len(tenants)]
     agent = f"{t}-agent-{rnd.randrange(40):02d}"
     sess = f"sess_{t}_{i // 200}"
-    ms = base + i * 30  # ~1M events over ~8 hours
+    ms = (1735689600000 + i * (31_536_000_000 // n)) if year else (base + i * 30)  # ~1M events over ~8 hours
     sec, milli = divmod(ms, 1000)
     ts = _t.strftime("%Y-%m-%dT%H:%M:%S", _t.gmtime(sec)) + f".{milli:03d}Z"
     k = rnd.random()

@@ -81,6 +81,17 @@ doc = {
       "parameters": [p("agent_id", "path", True)],
       "requestBody": {"required": False, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AgentAction"}}}},
       "responses": {"200": {"description": "The agent's state", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AgentState"}}}}, **std_err}}},
+    "/v1/exports": {"get": {
+      "summary": "A compliance export made by the service (SOC 2 CC7.2, ISO 27001 A.8.15, GDPR Art. 30): the files and the signed manifest", "operationId": "export",
+      "parameters": [p("standard", required=True, schema={"type": "string", "enum": ["soc2", "iso27001", "gdpr"]}),
+                     p("control", desc="CC7.2 or A.8.15"), p("article", desc="art30"),
+                     p("output", required=True, desc="File name; its extension (.pdf, .json, .csv) picks the format"),
+                     p("period", desc="START/END dates, both included (default: the whole log)"), tenant,
+                     p("include_data_subjects", schema={"type": "boolean"}), p("sample_size", schema={"type": "integer", "minimum": 0}), p("seed")],
+      "responses": {"200": {"description": "Files (base64) and the signed manifest (docs/FORMAT.md §16)", "content": {"application/json": {"schema": {"type": "object", "properties": {
+          "files": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "base64": {"type": "string"}}}},
+          "manifest": {"type": "object", "properties": {"name": {"type": "string"}, "text": {"type": "string"}}},
+          "period": {"type": "object"}, "summary": {"type": "object"}}}}}}, **std_err}}},
     "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz", "security": [], "responses": {"200": {"description": "Up", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     "/readyz": {"get": {"summary": "Readiness (the store commits)", "operationId": "readyz", "security": [], "responses": {"200": {"description": "Ready", "content": {"text/plain": {"schema": {"type": "string"}}}}, "503": err}}},
     "/metrics": {"get": {"summary": "Prometheus metrics (admin token)", "operationId": "metrics", "responses": {"200": {"description": "OpenMetrics text", "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}}, "401": err, "403": err}}},

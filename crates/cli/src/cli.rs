@@ -238,6 +238,8 @@ pub struct ExportArgs {
     pub cmd: Option<ExportCmd>,
     #[command(flatten)]
     pub dir: DataDirArg,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// soc2, iso27001 or gdpr.
     #[arg(long, required_unless_present = "print_config")]
     pub standard: Option<String>,

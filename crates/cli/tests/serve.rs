@@ -780,3 +780,80 @@ fn rules_reload_on_sighup_and_agents_from_the_command_line() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("--server"), "{}", r.stderr);
 }
+
+#[test]
+fn export_through_the_service_verifies_with_the_public_key() {
+    let (tmp, dir) = init_store();
+    let srv = Server::start(&dir);
+    let ingest = token(&dir, "acme", "ingest");
+    let read = token(&dir, "acme", "read");
+    let events: Vec<Value> = (1..=20).map(|i| event(0, i)).collect();
+    let (s, b) = http(
+        srv.addr,
+        "POST",
+        "/v1/events",
+        Some(&ingest),
+        Some(&Value::Array(events).to_string()),
+    )
+    .unwrap();
+    assert_eq!(s, 200, "{b}");
+    let cfg = run(&["export", "--print-config"]);
+    std::fs::write(format!("{dir}/export.toml"), cfg.stdout).unwrap();
+    let url = format!("http://{}", srv.addr);
+    let out = tmp.path().join("evidence.pdf");
+    let r = run(&[
+        "export",
+        "--server",
+        &url,
+        "--token",
+        &read,
+        "--standard",
+        "soc2",
+        "--control",
+        "CC7.2",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("log completeness: 100% of expected entries present (20 of 20)"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("made by the service at"), "{}", r.stdout);
+    assert!(std::fs::read(&out).unwrap().starts_with(b"%PDF-"));
+    let r = run(&[
+        "export",
+        "verify",
+        &format!("{}.manifest", out.display()),
+        "--public-key",
+        &format!("{dir}/checkpoint.pub"),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    // Another tenant's token cannot export this one.
+    let other = token(&dir, "globex", "read");
+    let r = run(&[
+        "export",
+        "--server",
+        &url,
+        "--token",
+        &other,
+        "--standard",
+        "soc2",
+        "--control",
+        "CC7.2",
+        "--tenant-id",
+        "acme",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("403")
+            || r.stderr.contains("forbidden")
+            || r.stderr.contains("not `acme`"),
+        "{}",
+        r.stderr
+    );
+}

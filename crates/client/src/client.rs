@@ -571,6 +571,22 @@ impl Client {
         .json("agent state")
     }
 
+    /// A compliance export made by the service (`GET /v1/exports`): `params` are the query
+    /// parameters (`standard`, `control` or `article`, `output`, `period`, `tenant_id`,
+    /// `include_data_subjects`, `sample_size`, `seed`). The answer holds the files (base64) and
+    /// the signed manifest.
+    ///
+    /// # Errors
+    /// API and transport errors.
+    pub async fn export(&self, params: &[(&str, String)]) -> Result<Value, Error> {
+        let mut q = QueryString::default();
+        for (k, v) in params {
+            q.opt(k, Some(v.as_str()));
+        }
+        let target = with_query("/v1/exports", &q.finish());
+        self.send(Req::get(target)).await?.json("export")
+    }
+
     // ---- tokens (admin) -------------------------------------------------------------------------
 
     /// Creates a token (`POST /v1/tokens`); the answer holds the token, shown only this once.

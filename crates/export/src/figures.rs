@@ -387,6 +387,9 @@ fn str_of<'n>(n: Option<&'n Node<'_>>) -> Option<&'n str> {
     }
 }
 
+/// An alert seen: (rule, action, severity), agent, time, enforcement.
+type Alert = ((String, String, String), String, i64, String);
+
 /// What to compute.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -452,7 +455,7 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
     let mut max_seq = 0u64;
     let mut by_rule: BTreeMap<(String, String, String), (u64, u64)> = BTreeMap::new();
     let mut pauses: Vec<(String, i64)> = Vec::new();
-    let mut alerts: Vec<((String, String, String), String, i64, String)> = Vec::new();
+    let mut alerts: Vec<Alert> = Vec::new();
     let mut touches: BTreeMap<(String, String, String), u64> = BTreeMap::new();
     let mut subjects: BTreeMap<String, (HashSet<[u8; 16]>, u64)> = BTreeMap::new();
     // Bottom-k sample: the k entries with the smallest SHA-256(seed, tenant, seq).

@@ -6,13 +6,15 @@
 //! - [`figures`]: the figures, computed in one streamed pass plus a verification of the chain;
 //! - [`report`]: the report of a standard and control: its text, figures and document;
 //! - [`doc`] and [`pdf`]: the document model and its PDF rendering;
-//! - [`manifest`]: the signed manifest and its verification with the public key alone.
+//! - [`manifest`]: the signed manifest and its verification with the public key alone;
+//! - [`produce`]: one export end to end (files and manifest as bytes).
 
 pub mod config;
 pub mod doc;
 pub mod figures;
 pub mod manifest;
 pub mod pdf;
+pub mod produce;
 pub mod report;
 
 /// Why an export failed.

@@ -59,6 +59,12 @@ pub struct Manifest {
     pub public_key_fingerprint: String,
 }
 
+/// `sha256:<hex>` of `bytes`.
+#[must_use]
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
 fn sha256_file(path: &Path) -> Result<(String, u64), ExportError> {
     let bytes = std::fs::read(path).map_err(|cause| ExportError::Io {
         path: path.display().to_string(),

@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/proofs/consistency", get(consistency))
         .route("/v1/decide", post(det::decide))
         .route("/v1/agents", get(det::list_agents))
+        .route("/v1/exports", get(det::export))
         .route("/v1/agents/{agent_id}/pause", post(det::pause_agent))
         .route("/v1/agents/{agent_id}/resume", post(det::resume_agent))
         .route("/v1/tokens", post(create_token).get(list_tokens))

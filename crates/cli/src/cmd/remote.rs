@@ -176,3 +176,89 @@ pub fn prove(
     }
     Ok(Outcome::Ok)
 }
+
+/// Files, manifest (name, text) and summary lines of an export made by the service.
+pub type RemoteExport = (Vec<(String, Vec<u8>)>, (String, String), Vec<String>);
+
+pub fn export(r: &RemoteArgs, job: &blackbox_export::produce::Job) -> Result<RemoteExport> {
+    use base64::Engine as _;
+    let (c, rt) = client(r)?;
+    let mut params: Vec<(&str, String)> = vec![
+        ("standard", job.control.standard().to_owned()),
+        ("control", job.control.control().to_owned()),
+        ("output", job.output_name.clone()),
+        ("include_data_subjects", job.data_subjects.to_string()),
+        ("sample_size", job.sample_size.to_string()),
+    ];
+    if let Some(p) = &job.period {
+        params.push(("period", p.clone()));
+    }
+    if let Some(t) = &job.tenant {
+        params.push(("tenant_id", t.clone()));
+    }
+    if let Some(s) = &job.seed {
+        params.push(("seed", s.clone()));
+    }
+    let v = rt.block_on(c.export(&params))?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut files = Vec::new();
+    for f in v["files"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let name = f["name"].as_str().unwrap_or_default().to_owned();
+        if name.is_empty() || name.contains('/') || name.contains('\\') || name == ".." {
+            bail!("the service sent an unusable file name {name:?}");
+        }
+        let bytes = b64
+            .decode(f["base64"].as_str().unwrap_or_default())
+            .map_err(|e| anyhow!("the service sent {name} in bad base64: {e}"))?;
+        files.push((name, bytes));
+    }
+    let mname = v["manifest"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if mname.is_empty() || mname.contains('/') || mname.contains('\\') {
+        bail!("the service sent an unusable manifest name {mname:?}");
+    }
+    let mtext = v["manifest"]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let s = &v["summary"];
+    let summary = vec![
+        format!(
+            "period:           {} to {}, tenant {}",
+            v["period"]["start"].as_str().unwrap_or(""),
+            v["period"]["end"].as_str().unwrap_or(""),
+            s["tenant_id"].as_str().unwrap_or("")
+        ),
+        format!(
+            "log completeness: {}% of expected entries present ({} of {})",
+            s["completeness"].as_f64().unwrap_or(0.0),
+            s["present"],
+            s["expected"]
+        ),
+        format!(
+            "integrity:        {}",
+            s["integrity"].as_str().unwrap_or("")
+        ),
+        format!(
+            "anomaly count:    {} events flagged for review ({} resolved)",
+            s["anomalies"], s["resolved"]
+        ),
+        format!(
+            "retention:        oldest log = {} days (required: {} days) — {}",
+            s["oldest_age_days"],
+            s["required_days"],
+            if s["retention_met"].as_bool() == Some(true) {
+                "met"
+            } else {
+                "NOT MET"
+            }
+        ),
+        format!(
+            "made by the service at {}",
+            r.server.as_deref().unwrap_or("")
+        ),
+    ];
+    Ok((files, (mname, mtext), summary))
+}
