@@ -387,6 +387,20 @@ fn str_of<'n>(n: Option<&'n Node<'_>>) -> Option<&'n str> {
     }
 }
 
+/// `authorization.decision`, else `allowed` / `denied`, else empty.
+fn decision(pl: &[(std::borrow::Cow<'_, str>, Node<'_>)]) -> String {
+    obj(pl, "authorization").map_or(String::new(), |a| {
+        str_of(get(a, "decision")).map_or_else(
+            || match get(a, "allowed") {
+                Some(Node::Bool(true)) => "allowed".to_owned(),
+                Some(Node::Bool(false)) => "denied".to_owned(),
+                _ => String::new(),
+            },
+            str::to_owned,
+        )
+    })
+}
+
 /// An alert seen: (rule, action, severity), agent, time, enforcement.
 type Alert = ((String, String, String), String, i64, String);
 
@@ -432,6 +446,11 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
             }
         )));
     };
+    // The chain is verified on another core while the figures are counted.
+    let verification = {
+        let (d, t) = (dir.clone(), req.tenant.clone());
+        std::thread::spawn(move || integrity(&d, &t))
+    };
     let p = &req.period;
     let mut f = Figures {
         tenant_id: req.tenant.clone(),
@@ -450,7 +469,8 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
     let days = p.days();
     let mut daily = vec![(0u64, 0u64); days];
     let mut agents: HashSet<String> = HashSet::new();
-    let mut sessions: HashMap<(String, String), SessionState> = HashMap::new();
+    // Keyed by `agent \0 session`.
+    let mut sessions: HashMap<String, SessionState> = HashMap::new();
     let mut min_seq = u64::MAX;
     let mut max_seq = 0u64;
     let mut by_rule: BTreeMap<(String, String, String), (u64, u64)> = BTreeMap::new();
@@ -461,18 +481,18 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
     // Bottom-k sample: the k entries with the smallest SHA-256(seed, tenant, seq).
     let mut heap: BinaryHeap<([u8; 32], SampleRow)> = BinaryHeap::new();
     let seed_prefix = format!("{}\n{}\n", req.seed, req.tenant);
-    let q = Query {
-        tenant_id: Some(req.tenant.clone()),
-        start_ms: Some(p.start_ms),
-        end_ms: Some(p.end_ms),
-        ..Query::default()
-    };
     let mut bad_lines = 0u64;
-    store.query(&q, &mut |e| {
-        let Ok(v) = EntryView::parse(&e.line) else {
+    // The chain is read in seq order (sequential reads; the verification reads it all anyway)
+    // and entries outside the period are skipped.
+    let mut key = String::new();
+    store.scan_lines(&req.tenant, 1, head.size, &mut |_seq, line, personal| {
+        let Ok(v) = EntryView::parse(line) else {
             bad_lines += 1;
             return Ok(true);
         };
+        if v.timestamp_ms < p.start_ms || v.timestamp_ms > p.end_ms {
+            return Ok(true);
+        }
         let pop = &mut f.population;
         pop.entries += 1;
         *pop.by_event_type
@@ -489,7 +509,22 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
             d.0 += 1;
             d.1 += u64::from(is_anomaly);
         }
-        let payload: Option<Node<'_>> = serde_json::from_str(v.payload.get()).ok();
+        // The sample rank first: the payload is read only for the event types that need it and
+        // for entries that enter the sample.
+        let rank: Option<[u8; 32]> = (req.sample_size > 0).then(|| {
+            let mut h = Sha256::new();
+            h.update(seed_prefix.as_bytes());
+            h.update(v.seq.to_string().as_bytes());
+            h.finalize().into()
+        });
+        let candidate = rank.is_some_and(|r| heap.len() < req.sample_size || heap.peek().is_some_and(|(top, _)| r < *top));
+        let needs_payload = candidate
+            || matches!(v.event_type.as_ref(), "tool_call" | "anomaly_detected" | "heartbeat");
+        let payload: Option<Node<'_>> = if needs_payload {
+            serde_json::from_str(v.payload.get()).ok()
+        } else {
+            None
+        };
         let empty = Vec::new();
         let pl = match &payload {
             Some(Node::Obj(o)) => o.as_slice(),
@@ -506,15 +541,24 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
                 .or_default() += 1;
         }
         // The agent's own counter.
-        let key = (v.agent_id.to_string(), v.session_id.to_string());
-        if let Some(c) = v.client_seq {
-            sessions.entry(key.clone()).or_default().seen.insert(c);
+        key.clear();
+        key.push_str(&v.agent_id);
+        key.push('\0');
+        key.push_str(&v.session_id);
+        if !sessions.contains_key(key.as_str()) {
+            sessions.insert(key.clone(), SessionState::default());
         }
-        if v.event_type == "heartbeat"
-            && let Some(Node::Pos(last)) = get(pl, "last_client_seq")
         {
-            let s = sessions.entry(key).or_default();
-            s.heartbeat_max = s.heartbeat_max.max(*last);
+            if let Some(s) = sessions.get_mut(key.as_str()) {
+                if let Some(c) = v.client_seq {
+                    s.seen.insert(c);
+                }
+                if v.event_type == "heartbeat"
+                    && let Some(Node::Pos(last)) = get(pl, "last_client_seq")
+                {
+                    s.heartbeat_max = s.heartbeat_max.max(*last);
+                }
+            }
         }
         match v.event_type.as_ref() {
             "anomaly_detected" => {
@@ -539,41 +583,25 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
             "agent_resumed" => f.anomalies.resumed += 1,
             _ => {}
         }
-        let decision = obj(pl, "authorization").map_or(String::new(), |a| {
-            str_of(get(a, "decision")).map_or_else(
-                || match get(a, "allowed") {
-                    Some(Node::Bool(true)) => "allowed".to_owned(),
-                    Some(Node::Bool(false)) => "denied".to_owned(),
-                    _ => String::new(),
+        if let (true, Some(rank)) = (candidate, rank) {
+            heap.push((
+                rank,
+                SampleRow {
+                    entry_id: v.entry_id.to_string(),
+                    seq: v.seq,
+                    timestamp: v.timestamp.to_string(),
+                    agent_id: v.agent_id.to_string(),
+                    event_type: v.event_type.to_string(),
+                    tool: tool.to_owned(),
+                    decision: decision(pl),
                 },
-                str::to_owned,
-            )
-        });
-        if req.sample_size > 0 {
-            let mut h = Sha256::new();
-            h.update(seed_prefix.as_bytes());
-            h.update(v.seq.to_string().as_bytes());
-            let rank: [u8; 32] = h.finalize().into();
-            if heap.len() < req.sample_size || heap.peek().is_some_and(|(top, _)| rank < *top) {
-                heap.push((
-                    rank,
-                    SampleRow {
-                        entry_id: v.entry_id.to_string(),
-                        seq: v.seq,
-                        timestamp: v.timestamp.to_string(),
-                        agent_id: v.agent_id.to_string(),
-                        event_type: v.event_type.to_string(),
-                        tool: tool.to_owned(),
-                        decision,
-                    },
-                ));
-                if heap.len() > req.sample_size {
-                    heap.pop();
-                }
+            ));
+            if heap.len() > req.sample_size {
+                heap.pop();
             }
         }
         if req.data_subjects
-            && let Some(side) = &e.personal
+            && let Some(side) = personal
             && let Ok(serde_json::Value::Object(sc)) =
                 serde_json::from_slice::<serde_json::Value>(side)
             && let Some(serde_json::Value::Object(fields)) = sc.get("fields")
@@ -653,7 +681,7 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
     }
     let mut session_missing = 0u64;
     let mut duplicates = 0u64;
-    let mut keys: Vec<&(String, String)> = sessions.keys().collect();
+    let mut keys: Vec<&String> = sessions.keys().collect();
     keys.sort();
     let mut checked = 0u64;
     for k in keys {
@@ -673,10 +701,11 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
             session_missing += b - a + 1;
             gaps_total += 1;
             if gaps.len() < MAX_GAPS_LISTED {
+                let (agent, session) = k.split_once('\0').unwrap_or((k.as_str(), ""));
                 gaps.push(Gap {
                     kind: "session",
-                    agent_id: Some(k.0.clone()),
-                    session_id: Some(k.1.clone()),
+                    agent_id: Some(agent.to_owned()),
+                    session_id: Some(session.to_owned()),
                     from: a,
                     to: b,
                 });
@@ -806,16 +835,14 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
                 .collect(),
         );
     }
-    f.integrity = integrity(dir, &store, &req.tenant, head.size)?;
+    f.integrity = verification
+        .join()
+        .map_err(|_| ExportError::Usage("the verification thread failed".into()))??;
     Ok(f)
 }
 
-fn integrity(
-    dir: &DataDir,
-    store: &SqliteStore,
-    tenant: &str,
-    _size: u64,
-) -> Result<Integrity, ExportError> {
+fn integrity(dir: &DataDir, tenant: &str) -> Result<Integrity, ExportError> {
+    let store: SqliteStore = blackbox_ledger::open::open_reader(dir)?;
     let keys: Keyring = blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path())?;
     let verifier: NoteVerifier = blackbox_ledger::open::public_key(dir)?;
     let opts = blackbox_ledger::verify::StoreVerifyOptions {

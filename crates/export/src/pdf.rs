@@ -93,7 +93,8 @@ pub fn render_pdf(doc: &Document) -> Result<Vec<u8>, PdfError> {
         .collect();
 
     let settings = SerializeSettings {
-        // Untagged: the tag tree would double the size of large tables for no reader we target.
+        // No structure tree: krilla tags only what the caller marks up, and the report makes
+        // no PDF/UA claim.
         enable_tagging: false,
         ..SerializeSettings::default()
     };
@@ -1309,10 +1310,17 @@ impl<'f> Layout<'f> {
 
         self.need(title_h + legend_h + CHART_PLOT_H + 34.0);
         self.flow(title_lines, MARGIN_X, 14.0, INK);
-        let legend_top = self.y + 2.0;
+        let mut row_drawn = None;
         for (x, row, index, label) in legend {
+            if row_drawn != Some(row) {
+                if row_drawn.is_some() {
+                    self.y += 12.0;
+                }
+                self.need(16.0);
+                row_drawn = Some(row);
+            }
             let color = SERIES[index % SERIES.len()];
-            let top = legend_top + row as f32 * 12.0;
+            let top = self.y + 2.0;
             if index == 0 {
                 self.rect(x, top + 2.0, 8.0, 8.0, Some(color), None);
             } else {
@@ -1325,7 +1333,12 @@ impl<'f> Layout<'f> {
             }
             self.text(x + 14.0, top, 12.0, label, INK);
         }
-        self.y += legend_h + 6.0;
+        if row_drawn.is_some() {
+            self.y += 16.0;
+        }
+        self.y += 6.0;
+        // Only a pathological title or legend pushes the plot to a page of its own.
+        self.need(CHART_PLOT_H + 26.0);
 
         let plot_top = self.y;
         let plot_bottom = plot_top + CHART_PLOT_H;

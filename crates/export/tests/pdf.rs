@@ -3,6 +3,8 @@
 //!
 //! A missing tool skips only the checks that need it, with the reason printed, unless `CI` is
 //! set: then it fails.
+// Test helpers outside #[test] functions unwrap too (clippy.toml only covers the latter).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -125,7 +127,7 @@ fn sample() -> Document {
                 ),
                 agents[(i % 4) as usize].to_owned(),
                 actions[(noise(i) % 5) as usize].to_owned(),
-                if noise(i + 1) % 9 == 0 {
+                if noise(i + 1).is_multiple_of(9) {
                     "denied"
                 } else {
                     "ok"
@@ -489,6 +491,13 @@ fn degenerate_documents_render() {
                             ("b".to_owned(), vec![u64::MAX; 5]),
                             ("c".to_owned(), vec![1, 2, 3]),
                         ],
+                    },
+                    Block::Chart {
+                        title: "a title that never ends ".repeat(400),
+                        days: vec!["2025-01-01".to_owned(), "2025-01-02".to_owned()],
+                        series: (0..500)
+                            .map(|i| (format!("series {i}"), vec![i, 1]))
+                            .collect(),
                     },
                 ],
             ),
