@@ -387,6 +387,16 @@ fn str_of<'n>(n: Option<&'n Node<'_>>) -> Option<&'n str> {
     }
 }
 
+/// Counts `k` without allocating when it is known already.
+fn bump(m: &mut BTreeMap<String, u64>, k: &str) {
+    match m.get_mut(k) {
+        Some(n) => *n += 1,
+        None => {
+            m.insert(k.to_owned(), 1);
+        }
+    }
+}
+
 /// `authorization.decision`, else `allowed` / `denied`, else empty.
 fn decision(pl: &[(std::borrow::Cow<'_, str>, Node<'_>)]) -> String {
     obj(pl, "authorization").map_or(String::new(), |a| {
@@ -476,7 +486,7 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
     let mut by_rule: BTreeMap<(String, String, String), (u64, u64)> = BTreeMap::new();
     let mut pauses: Vec<(String, i64)> = Vec::new();
     let mut alerts: Vec<Alert> = Vec::new();
-    let mut touches: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+    let mut touches: BTreeMap<String, u64> = BTreeMap::new();
     let mut subjects: BTreeMap<String, (HashSet<[u8; 16]>, u64)> = BTreeMap::new();
     // Bottom-k sample: the k entries with the smallest SHA-256(seed, tenant, seq).
     let mut heap: BinaryHeap<([u8; 32], SampleRow)> = BinaryHeap::new();
@@ -495,9 +505,7 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
         }
         let pop = &mut f.population;
         pop.entries += 1;
-        *pop.by_event_type
-            .entry(v.event_type.to_string())
-            .or_default() += 1;
+        bump(&mut pop.by_event_type, &v.event_type);
         min_seq = min_seq.min(v.seq);
         max_seq = max_seq.max(v.seq);
         if !agents.contains(v.agent_id.as_ref()) {
@@ -517,9 +525,14 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
             h.update(v.seq.to_string().as_bytes());
             h.finalize().into()
         });
-        let candidate = rank.is_some_and(|r| heap.len() < req.sample_size || heap.peek().is_some_and(|(top, _)| r < *top));
+        let candidate = rank.is_some_and(|r| {
+            heap.len() < req.sample_size || heap.peek().is_some_and(|(top, _)| r < *top)
+        });
         let needs_payload = candidate
-            || matches!(v.event_type.as_ref(), "tool_call" | "anomaly_detected" | "heartbeat");
+            || matches!(
+                v.event_type.as_ref(),
+                "tool_call" | "anomaly_detected" | "heartbeat"
+            );
         let payload: Option<Node<'_>> = if needs_payload {
             serde_json::from_str(v.payload.get()).ok()
         } else {
@@ -532,13 +545,18 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
         };
         let tool = str_of(get(pl, "tool_name")).unwrap_or("");
         if v.event_type == "tool_call" && !tool.is_empty() {
-            *pop.by_tool.entry(tool.to_owned()).or_default() += 1;
+            bump(&mut pop.by_tool, tool);
             let class = obj(pl, "result")
                 .and_then(|r| str_of(get(r, "data_classification")))
                 .unwrap_or("unclassified");
-            *touches
-                .entry((v.agent_id.to_string(), tool.to_owned(), class.to_owned()))
-                .or_default() += 1;
+            // Keyed by `agent \0 tool \0 classification`; allocated once per combination.
+            key.clear();
+            key.push_str(&v.agent_id);
+            key.push('\0');
+            key.push_str(tool);
+            key.push('\0');
+            key.push_str(class);
+            bump(&mut touches, &key);
         }
         // The agent's own counter.
         key.clear();
@@ -816,7 +834,16 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
         .collect();
     f.touches = touches
         .into_iter()
-        .map(|((agent_id, tool, data_classification), calls)| Touch {
+        .map(|(k, calls)| {
+            let mut parts = k.splitn(3, '\0').map(str::to_owned);
+            (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+                calls,
+            )
+        })
+        .map(|(agent_id, tool, data_classification, calls)| Touch {
             agent_id,
             tool,
             data_classification,
