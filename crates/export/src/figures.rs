@@ -496,23 +496,58 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
     // and entries outside the period are skipped.
     let mut key = String::new();
     store.scan_lines(&req.tenant, 1, head.size, &mut |_seq, line, personal| {
-        let Ok(v) = EntryView::parse(line) else {
-            bad_lines += 1;
-            return Ok(true);
+        // The envelope through the lean scanner (the full parser only when it declines, or
+        // when the payload is needed).
+        let fast = blackbox_core::line_scan::scan(line);
+        let first = if fast.is_none() {
+            if let Ok(v) = EntryView::parse(line) {
+                Some(v)
+            } else {
+                bad_lines += 1;
+                return Ok(true);
+            }
+        } else {
+            None
         };
-        if v.timestamp_ms < p.start_ms || v.timestamp_ms > p.end_ms {
+        let (seq, ts_ms, agent, session, et, client_seq): (
+            u64,
+            i64,
+            &str,
+            &str,
+            &str,
+            Option<u64>,
+        ) = match (&fast, &first) {
+            (Some(x), _) => (
+                x.seq,
+                x.timestamp_ms,
+                x.agent_id,
+                x.session_id,
+                x.event_type,
+                x.client_seq,
+            ),
+            (None, Some(v)) => (
+                v.seq,
+                v.timestamp_ms,
+                &v.agent_id,
+                &v.session_id,
+                &v.event_type,
+                v.client_seq,
+            ),
+            (None, None) => return Ok(true),
+        };
+        if ts_ms < p.start_ms || ts_ms > p.end_ms {
             return Ok(true);
         }
         let pop = &mut f.population;
         pop.entries += 1;
-        bump(&mut pop.by_event_type, &v.event_type);
-        min_seq = min_seq.min(v.seq);
-        max_seq = max_seq.max(v.seq);
-        if !agents.contains(v.agent_id.as_ref()) {
-            agents.insert(v.agent_id.to_string());
+        bump(&mut pop.by_event_type, et);
+        min_seq = min_seq.min(seq);
+        max_seq = max_seq.max(seq);
+        if !agents.contains(agent) {
+            agents.insert(agent.to_string());
         }
-        let day = usize::try_from((v.timestamp_ms - p.start_ms) / DAY_MS).unwrap_or(0);
-        let is_anomaly = v.event_type == "anomaly_detected";
+        let day = usize::try_from((ts_ms - p.start_ms) / DAY_MS).unwrap_or(0);
+        let is_anomaly = et == "anomaly_detected";
         if let Some(d) = daily.get_mut(day) {
             d.0 += 1;
             d.1 += u64::from(is_anomaly);
@@ -522,21 +557,27 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
         let rank: Option<[u8; 32]> = (req.sample_size > 0).then(|| {
             let mut h = Sha256::new();
             h.update(seed_prefix.as_bytes());
-            h.update(v.seq.to_string().as_bytes());
+            h.update(seq.to_string().as_bytes());
             h.finalize().into()
         });
         let candidate = rank.is_some_and(|r| {
             heap.len() < req.sample_size || heap.peek().is_some_and(|(top, _)| r < *top)
         });
-        let needs_payload = candidate
-            || matches!(
-                v.event_type.as_ref(),
-                "tool_call" | "anomaly_detected" | "heartbeat"
-            );
-        let payload: Option<Node<'_>> = if needs_payload {
+        let needs_payload =
+            candidate || matches!(et, "tool_call" | "anomaly_detected" | "heartbeat");
+        // The payload: straight from the line when the lean scanner read it (the envelope's
+        // members before `payload` are restricted strings, so its first `"payload":` is the
+        // envelope's), else from the full parse.
+        let payload: Option<Node<'_>> = if !needs_payload {
+            None
+        } else if let Some(v) = &first {
             serde_json::from_str(v.payload.get()).ok()
         } else {
-            None
+            memchr::memmem::find(line, b"\"payload\":").and_then(|at| {
+                let rest = line.get(at + 10..)?;
+                let mut de = serde_json::Deserializer::from_slice(rest);
+                serde::Deserialize::deserialize(&mut de).ok()
+            })
         };
         let empty = Vec::new();
         let pl = match &payload {
@@ -544,14 +585,14 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
             _ => empty.as_slice(),
         };
         let tool = str_of(get(pl, "tool_name")).unwrap_or("");
-        if v.event_type == "tool_call" && !tool.is_empty() {
+        if et == "tool_call" && !tool.is_empty() {
             bump(&mut pop.by_tool, tool);
             let class = obj(pl, "result")
                 .and_then(|r| str_of(get(r, "data_classification")))
                 .unwrap_or("unclassified");
             // Keyed by `agent \0 tool \0 classification`; allocated once per combination.
             key.clear();
-            key.push_str(&v.agent_id);
+            key.push_str(agent);
             key.push('\0');
             key.push_str(tool);
             key.push('\0');
@@ -560,25 +601,25 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
         }
         // The agent's own counter.
         key.clear();
-        key.push_str(&v.agent_id);
+        key.push_str(agent);
         key.push('\0');
-        key.push_str(&v.session_id);
+        key.push_str(session);
         if !sessions.contains_key(key.as_str()) {
             sessions.insert(key.clone(), SessionState::default());
         }
         {
             if let Some(s) = sessions.get_mut(key.as_str()) {
-                if let Some(c) = v.client_seq {
+                if let Some(c) = client_seq {
                     s.seen.insert(c);
                 }
-                if v.event_type == "heartbeat"
+                if et == "heartbeat"
                     && let Some(Node::Pos(last)) = get(pl, "last_client_seq")
                 {
                     s.heartbeat_max = s.heartbeat_max.max(*last);
                 }
             }
         }
-        match v.event_type.as_ref() {
+        match et {
             "anomaly_detected" => {
                 let k = (
                     str_of(get(pl, "rule")).unwrap_or("?").to_owned(),
@@ -586,30 +627,30 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
                     str_of(get(pl, "severity")).unwrap_or("?").to_owned(),
                 );
                 let enforcement = str_of(get(pl, "enforcement")).unwrap_or("").to_owned();
-                alerts.push((
-                    k.clone(),
-                    v.agent_id.to_string(),
-                    v.timestamp_ms,
-                    enforcement,
-                ));
+                alerts.push((k.clone(), agent.to_string(), ts_ms, enforcement));
                 by_rule.entry(k).or_default().0 += 1;
             }
             "agent_paused" => {
                 f.anomalies.paused += 1;
-                pauses.push((v.agent_id.to_string(), v.timestamp_ms));
+                pauses.push((agent.to_string(), ts_ms));
             }
             "agent_resumed" => f.anomalies.resumed += 1,
             _ => {}
         }
         if let (true, Some(rank)) = (candidate, rank) {
+            let entry_id = match (&fast, &first) {
+                (Some(x), _) => uuid::Uuid::from_u128(x.entry_id).to_string(),
+                (None, Some(v)) => v.entry_id.to_string(),
+                (None, None) => String::new(),
+            };
             heap.push((
                 rank,
                 SampleRow {
-                    entry_id: v.entry_id.to_string(),
-                    seq: v.seq,
-                    timestamp: v.timestamp.to_string(),
-                    agent_id: v.agent_id.to_string(),
-                    event_type: v.event_type.to_string(),
+                    entry_id,
+                    seq,
+                    timestamp: time(ts_ms),
+                    agent_id: agent.to_string(),
+                    event_type: et.to_string(),
                     tool: tool.to_owned(),
                     decision: decision(pl),
                 },

@@ -579,16 +579,15 @@ fn a_table_of_ten_thousand_rows_renders() {
     }
 }
 
-/// Writes the sample report for a person to look at: `cargo test -p blackbox-export --test pdf
-/// -- --ignored preview` (to `$BLACKBOX_PDF_PREVIEW`, default `sample-report.pdf` in the
-/// system's temporary directory).
+/// Writes the sample report for a person to look at when `BLACKBOX_PDF_PREVIEW` names a file:
+/// `BLACKBOX_PDF_PREVIEW=/tmp/sample-report.pdf cargo test -p blackbox-export --test pdf preview`.
 #[test]
-#[ignore = "writes a preview file; run on demand"]
 fn preview() {
-    let path = std::env::var_os("BLACKBOX_PDF_PREVIEW").map_or_else(
-        || std::env::temp_dir().join("sample-report.pdf"),
-        PathBuf::from,
-    );
-    std::fs::write(&path, render_pdf(&sample()).unwrap()).unwrap();
+    let Some(path) = std::env::var_os("BLACKBOX_PDF_PREVIEW").map(PathBuf::from) else {
+        return;
+    };
+    let bytes = render_pdf(&sample()).unwrap();
+    assert!(bytes.starts_with(b"%PDF-"));
+    std::fs::write(&path, bytes).unwrap();
     eprintln!("wrote {}", path.display());
 }
