@@ -406,4 +406,32 @@ fn the_pdf_passes_qpdf_and_pdftotext_finds_the_figures() {
     ] {
         assert!(text.contains(want), "`{want}` not in the PDF text:\n{text}");
     }
+    let iso = tmp.path().join("iso27001_A.8.15_evidence.pdf");
+    let r = run(&[
+        "export",
+        "--data-dir",
+        &dir,
+        "--standard",
+        "iso27001",
+        "--control",
+        "A.8.15",
+        "--period",
+        "2025-01-01/2025-01-30",
+        "--output",
+        iso.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let t = std::process::Command::new("pdftotext")
+        .arg(&iso)
+        .arg("-")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&t.stdout);
+    for want in [
+        "ISO/IEC 27001:2022 A.8.15 evidence",
+        "What each entry records",
+        "Where",
+    ] {
+        assert!(text.contains(want), "`{want}` not in the ISO PDF");
+    }
 }

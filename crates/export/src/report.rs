@@ -318,6 +318,19 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
             caption: None,
         });
     }
+    if control == Control::Iso27001A815 {
+        req.push(Block::Subheading("What each entry records".into()));
+        req.push(Block::Table {
+            columns: vec!["Question".into(), "Entry fields".into()],
+            rows: vec![
+                vec!["Who".into(), "tenant_id, agent_id, session_id; payload agent_role and authorization.rbac_role".into()],
+                vec!["What".into(), "event_type; tool_name, args (raw values as SHA-256), result (rows_returned, result_hash, data_classification), authorization (allowed, policy_matched, decision)".into()],
+                vec!["When".into(), "timestamp (RFC 3339 UTC, milliseconds); entry_id (UUIDv7, ordered); the agent's client_seq".into()],
+                vec!["Where".into(), "the tenant's chain and its seq, prev_entry_hash (the link), key_id and hmac_sha256 (the seal), the signed checkpoint covering it".into()],
+            ],
+            caption: None,
+        });
+    }
     sections.push(Section {
         title: "The control and how it is met".into(),
         blocks: req,
