@@ -316,6 +316,16 @@ fn key_into(buf: &mut String, tenant: &str, agent: &str) {
     buf.push_str(agent);
 }
 
+/// The group an alert is suppressed in.
+fn suppress_group(by: SuppressBy, tenant: &str, agent: &str, session: &str) -> String {
+    match by {
+        SuppressBy::Agent => format!("{tenant}\u{0}{agent}"),
+        SuppressBy::Session => format!("{tenant}\u{0}{agent}\u{0}{session}"),
+        SuppressBy::Tenant => tenant.to_owned(),
+        SuppressBy::Rule => String::new(),
+    }
+}
+
 fn split_key(k: &str) -> (&str, &str) {
     k.split_once('\u{0}').unwrap_or((k, ""))
 }
@@ -646,13 +656,10 @@ impl Detector {
                 .take(RECENT_ENTRIES - 1)
                 .map(|(_, id)| *id)
                 .collect();
-            let group = match rule.suppress_by {
-                SuppressBy::Agent => format!("{}\u{0}{}", ob.tenant, ob.agent),
-                SuppressBy::Session => format!("{}\u{0}{}\u{0}{}", ob.tenant, ob.agent, ob.session),
-                SuppressBy::Tenant => ob.tenant.to_owned(),
-                SuppressBy::Rule => String::new(),
-            };
-            let k = (fi.rule, group);
+            let k = (
+                fi.rule,
+                suppress_group(rule.suppress_by, ob.tenant, ob.agent, ob.session),
+            );
             match self.suppress.get(&k) {
                 Some(until) if *until > ob.ts_ms => {
                     fi.suppressed = true;
@@ -700,12 +707,7 @@ impl Detector {
         else {
             return;
         };
-        let group = match rule.suppress_by {
-            SuppressBy::Agent => format!("{tenant}\u{0}{agent}"),
-            SuppressBy::Session => format!("{tenant}\u{0}{agent}\u{0}{session}"),
-            SuppressBy::Tenant => tenant.to_owned(),
-            SuppressBy::Rule => String::new(),
-        };
+        let group = suppress_group(rule.suppress_by, tenant, agent, session);
         let until = at_ms.saturating_add(rule.suppress_ms);
         let e = self.suppress.entry((i, group)).or_insert(until);
         *e = (*e).max(until);

@@ -250,6 +250,22 @@ pub struct SampleRow {
     pub decision: String,
 }
 
+impl SampleRow {
+    /// The row as table cells: seq, entry id, time, agent, event type, tool, decision.
+    #[must_use]
+    pub fn cells(&self) -> Vec<String> {
+        vec![
+            self.seq.to_string(),
+            self.entry_id.clone(),
+            self.timestamp.clone(),
+            self.agent_id.clone(),
+            self.event_type.clone(),
+            self.tool.clone(),
+            self.decision.clone(),
+        ]
+    }
+}
+
 /// One day.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Day {

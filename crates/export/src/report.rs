@@ -615,17 +615,7 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
             rows: f
                 .sample
                 .iter()
-                .map(|s| {
-                    vec![
-                        s.seq.to_string(),
-                        s.entry_id.clone(),
-                        s.timestamp.clone(),
-                        s.agent_id.clone(),
-                        s.event_type.clone(),
-                        s.tool.clone(),
-                        s.decision.clone(),
-                    ]
-                })
+                .map(crate::figures::SampleRow::cells)
                 .collect(),
             caption: None,
         },
@@ -741,17 +731,7 @@ pub fn csv_tables(f: &Figures) -> Result<Vec<(&'static str, Vec<u8>)>, ExportErr
                     "tool",
                     "decision",
                 ],
-                f.sample.iter().map(|s| {
-                    vec![
-                        s.seq.to_string(),
-                        s.entry_id.clone(),
-                        s.timestamp.clone(),
-                        s.agent_id.clone(),
-                        s.event_type.clone(),
-                        s.tool.clone(),
-                        s.decision.clone(),
-                    ]
-                }),
+                f.sample.iter().map(crate::figures::SampleRow::cells),
             )?,
         ),
         (

@@ -126,22 +126,39 @@ pub struct Written {
     pub rule: Option<String>,
 }
 
-fn system_event(
-    tenant: &str,
-    agent: &str,
-    session: &str,
-    event_type: &str,
+/// Appends an entry the service writes itself (detection, operator actions) and notes it for
+/// webhooks and metrics.
+///
+/// # Errors
+/// The sink failed.
+pub fn append_system(
+    sink: &mut AppendSink<'_>,
+    who: Subject<'_>,
+    (event_type, rule): (&'static str, Option<&str>),
     payload: Value,
-) -> Result<NormalizedEvent, LedgerError> {
+    now: i64,
+    written: &mut Vec<Written>,
+) -> Result<Appended, LedgerError> {
     let ev = json!({
-        "tenant_id": tenant,
-        "agent_id": agent,
-        "session_id": session,
+        "tenant_id": who.tenant,
+        "agent_id": who.agent,
+        "session_id": who.session,
         "event_type": event_type,
         "payload": payload,
     });
-    blackbox_core::event::normalize_json(ev.to_string().as_bytes(), &RedactionPolicy::default())
-        .map_err(core_err)
+    let ev = blackbox_core::event::normalize_json(
+        ev.to_string().as_bytes(),
+        &RedactionPolicy::default(),
+    )
+    .map_err(core_err)?;
+    let a = sink.add(&ev, now)?;
+    written.push(Written {
+        tenant: who.tenant.to_owned(),
+        seq: a.seq,
+        event_type,
+        rule: rule.map(str::to_owned),
+    });
+    Ok(a)
 }
 
 /// The envelope of an event being evaluated.
@@ -236,21 +253,9 @@ pub fn record_firings(
                     payload["matched"] = json!(f.matched);
                 }
             }
-            let ev = system_event(
-                who.tenant,
-                who.agent,
-                who.session,
-                "anomaly_detected",
-                payload,
-            )?;
-            let a = sink.add(&ev, now)?;
+            let kind = ("anomaly_detected", Some(rule.name.as_str()));
+            let a = append_system(sink, who, kind, payload, now, written)?;
             anomaly_id = Some(a.entry_id);
-            written.push(Written {
-                tenant: who.tenant.to_owned(),
-                seq: a.seq,
-                event_type: "anomaly_detected",
-                rule: Some(rule.name.clone()),
-            });
         }
         let by = format!("rule:{}", rule.name);
         match rule.action {
@@ -262,15 +267,8 @@ pub fn record_firings(
                         "anomaly_entry_id": anomaly_id.map(|i| i.to_string()),
                         "reason": format!("rule `{}` fired ({})", rule.name, rule.description),
                     });
-                    let ev =
-                        system_event(who.tenant, who.agent, who.session, "agent_paused", payload)?;
-                    let a = sink.add(&ev, now)?;
-                    written.push(Written {
-                        tenant: who.tenant.to_owned(),
-                        seq: a.seq,
-                        event_type: "agent_paused",
-                        rule: Some(rule.name.clone()),
-                    });
+                    let kind = ("agent_paused", Some(rule.name.as_str()));
+                    append_system(sink, who, kind, payload, now, written)?;
                 }
             }
             Action::AlertAndThrottle => {
@@ -290,20 +288,8 @@ pub fn record_firings(
                         "rate_per_minute": rule.throttle_per_minute,
                         "until": blackbox_core::entry::format_timestamp(until).unwrap_or_default(),
                     });
-                    let ev = system_event(
-                        who.tenant,
-                        who.agent,
-                        who.session,
-                        "agent_throttled",
-                        payload,
-                    )?;
-                    let a = sink.add(&ev, now)?;
-                    written.push(Written {
-                        tenant: who.tenant.to_owned(),
-                        seq: a.seq,
-                        event_type: "agent_throttled",
-                        rule: Some(rule.name.clone()),
-                    });
+                    let kind = ("agent_throttled", Some(rule.name.as_str()));
+                    append_system(sink, who, kind, payload, now, written)?;
                 }
             }
             Action::Alert | Action::BlockAndAlert => {}

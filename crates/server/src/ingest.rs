@@ -299,15 +299,11 @@ impl Ingest {
     /// # Errors
     /// 503 as [`Ingest::submit`].
     pub async fn decide(&self, req: DecideRequest) -> Result<Decision, ApiError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Msg::Decide(req, reply))?;
-        match rx.await {
-            Ok(Ok(d)) => Ok(d),
-            Ok(Err(IngestFailure::Store(_))) | Err(_) => Err(ApiError::unavailable(
-                "the store could not commit (disk full or I/O error); the call was not recorded; retry later",
-                2,
-            )),
-        }
+        self.ask(
+            |reply| Msg::Decide(req, reply),
+            "the store could not commit (disk full or I/O error); the call was not recorded; retry later",
+        )
+        .await
     }
 
     /// Runs an operator action in the writer (recorded in the chain where it changes state).
@@ -315,14 +311,24 @@ impl Ingest {
     /// # Errors
     /// 503 as [`Ingest::submit`].
     pub async fn control(&self, c: Control) -> Result<ControlReply, ApiError> {
+        self.ask(
+            |reply| Msg::Control(c, reply),
+            "the store could not commit (disk full or I/O error); nothing changed; retry later",
+        )
+        .await
+    }
+
+    /// Sends a message that carries its reply channel and waits for the answer.
+    async fn ask<T>(
+        &self,
+        msg: impl FnOnce(oneshot::Sender<Result<T, IngestFailure>>) -> Msg,
+        failed: &'static str,
+    ) -> Result<T, ApiError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Msg::Control(c, reply))?;
+        self.send(msg(reply))?;
         match rx.await {
             Ok(Ok(d)) => Ok(d),
-            Ok(Err(IngestFailure::Store(_))) | Err(_) => Err(ApiError::unavailable(
-                "the store could not commit (disk full or I/O error); nothing changed; retry later",
-                2,
-            )),
+            Ok(Err(IngestFailure::Store(_))) | Err(_) => Err(ApiError::unavailable(failed, 2)),
         }
     }
 
@@ -870,28 +876,13 @@ fn control(
                   agent: &str,
                   t: &'static str,
                   payload: Value,
-                  written: &mut Vec<Written>|
-     -> Result<Appended, LedgerError> {
-        let ev = json!({
-            "tenant_id": tenant.as_str(),
-            "agent_id": agent,
-            "session_id": "operator",
-            "event_type": t,
-            "payload": payload,
-        });
-        let ev = blackbox_core::event::normalize_json(
-            ev.to_string().as_bytes(),
-            &blackbox_core::entry::RedactionPolicy::default(),
-        )
-        .map_err(detection::core_err)?;
-        let a = sink.add(&ev, now)?;
-        written.push(Written {
-            tenant: tenant.as_str().to_owned(),
-            seq: a.seq,
-            event_type: t,
-            rule: None,
-        });
-        Ok(a)
+                  written: &mut Vec<Written>| {
+        let who = Subject {
+            tenant: tenant.as_str(),
+            agent,
+            session: "operator",
+        };
+        detection::append_system(sink, who, (t, None), payload, now, written)
     };
     Ok(match c {
         Control::Pause {
