@@ -103,6 +103,10 @@ pub enum Cmd {
         /// List every problem, not just the first.
         #[arg(long)]
         all: bool,
+        /// Also read each chain's archive segments (`blackbox retention run`) first, and verify
+        /// archive and store as one chain.
+        #[arg(long, conflicts_with = "log_file")]
+        include_archive: bool,
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
         #[command(flatten)]
@@ -133,6 +137,10 @@ pub enum Cmd {
         end: Option<String>,
         #[arg(long)]
         limit: Option<u64>,
+        /// Also search the archive segments (entries moved out of the store by
+        /// `blackbox retention run`); their matches come first, in chain order.
+        #[arg(long)]
+        include_archive: bool,
         #[arg(long, value_enum, default_value = "table")]
         format: QueryFormat,
     },
@@ -227,6 +235,41 @@ pub enum Cmd {
     Webhooks {
         #[command(subcommand)]
         cmd: WebhooksCmd,
+    },
+    /// Retention: what is hot and archived per tenant, and archiving/expiry runs.
+    Retention {
+        #[command(subcommand)]
+        cmd: RetentionCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RetentionCmd {
+    /// Per tenant: oldest hot and archived entry, and whether each standard's requirement is met.
+    Status {
+        #[command(flatten)]
+        dir: DataDirArg,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+    },
+    /// Seal entries older than the hot window into verified archive segments, remove them from
+    /// the store, and delete archive segments past their retention (each step recorded in the
+    /// chain). Safe to interrupt and run again.
+    Run {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Only this tenant's chain.
+        #[arg(long)]
+        tenant_id: Option<String>,
+        /// Show what would be archived and deleted; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Take this as the current time (RFC 3339) instead of the clock, e.g. to see what a
+        /// later run will do (with --dry-run).
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
     },
 }
 

@@ -153,16 +153,7 @@ impl Activity {
     }
 }
 
-/// Retention presets, days (`(standard, days, immediately available days)`).
-pub const RETENTION_PRESETS: [(&str, u64, u64); 7] = [
-    ("soc2", 365, 365),
-    ("iso27001", 365, 365),
-    ("pci_dss", 365, 90),
-    ("hipaa", 2190, 2190),
-    ("nis2", 1095, 1095),
-    ("eu_ai_act", 183, 183),
-    ("gdpr", 0, 0),
-];
+pub use blackbox_ledger::config::RETENTION_PRESETS;
 
 impl ExportConfig {
     /// Reads and checks a config file.

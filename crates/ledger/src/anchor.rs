@@ -95,3 +95,61 @@ pub fn anchor_now(store: &dyn Store, tenant: &str) -> Result<Anchor, LedgerError
         })?;
     anchor_at_head(store, &head, &cp)
 }
+
+/// An anchor at tree size `size` of `tenant`'s chain (entries `1 ..= size` before it), built
+/// from the store's Merkle nodes and entry hashes, with `checkpoint` (which MUST commit to
+/// exactly `size`). Used to cut a chain for an archive segment.
+///
+/// # Errors
+/// [`LedgerError::Inconsistent`] when the store lacks the hashes or the checkpoint disagrees.
+pub fn anchor_at(
+    store: &dyn Store,
+    tenant: &str,
+    size: u64,
+    checkpoint: &StoredCheckpoint,
+) -> Result<Anchor, LedgerError> {
+    let inconsistent =
+        |what: String| LedgerError::Inconsistent(format!("chain `{tenant}`: {what}"));
+    if checkpoint.tenant_id != tenant || checkpoint.size != size {
+        return Err(inconsistent(format!(
+            "the checkpoint given is for chain `{}` at size {}, not size {size}",
+            checkpoint.tenant_id, checkpoint.size
+        )));
+    }
+    // The frontier: one perfect subtree per set bit of `size`, largest first.
+    let mut frontier = Vec::new();
+    let mut start = 0u64;
+    for level in (0..64u8).rev() {
+        if size & (1u64 << level) != 0 {
+            frontier.push(subtree_hash(store, tenant, start, level)?);
+            start += 1u64 << level;
+        }
+    }
+    let range = CompactRange::from_frontier(size, frontier)
+        .map_err(|e| inconsistent(format!("Merkle frontier at size {size}: {e}")))?;
+    let head = if size == 0 {
+        blackbox_core::entry::GENESIS_HASH
+    } else {
+        *store
+            .entry_hashes(tenant, size, size)?
+            .first()
+            .ok_or_else(|| inconsistent(format!("entry {size} is not stored")))?
+    };
+    let head_proof = if size == 0 {
+        Vec::new()
+    } else {
+        inclusion_proof(size - 1, size, |start, level| {
+            subtree_hash(store, tenant, start, level)
+        })
+        .map_err(map_proof_err)?
+    };
+    let cp = SignedCheckpoint::parse(&checkpoint.note)
+        .map_err(|e| inconsistent(format!("stored checkpoint unreadable: {e}")))?;
+    let tenant_id = TenantId::parse(tenant).map_err(|e| inconsistent(e.to_string()))?;
+    let anchor = Anchor::new(tenant_id, range, head, head_proof, cp)
+        .map_err(|e| inconsistent(e.to_string()))?;
+    anchor
+        .check()
+        .map_err(|e| inconsistent(format!("the anchor would not verify: {e}")))?;
+    Ok(anchor)
+}

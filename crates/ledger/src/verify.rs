@@ -262,6 +262,40 @@ pub fn verify_store(
     opts: &StoreVerifyOptions,
     progress: Progress<'_>,
 ) -> Result<Report, LedgerError> {
+    verify_store_and_archive(db_path, None, keys, verifier, opts, progress)
+}
+
+/// Archived segments of the chains, read before the store's entries (`verify --include-archive`).
+pub trait ArchiveSource: Sync {
+    /// The segments of `tenant`'s chain in chain order, by name.
+    ///
+    /// # Errors
+    /// The archive cannot be listed.
+    fn segments(&self, tenant: &str) -> Result<Vec<String>, LedgerError>;
+
+    /// The decompressed JSONL of one segment (docs/FORMAT.md §8: an anchor record unless it
+    /// starts at the genesis hash, then entries, personal records and checkpoints).
+    ///
+    /// # Errors
+    /// The segment cannot be read.
+    fn open(&self, tenant: &str, name: &str) -> Result<Box<dyn std::io::Read + Send>, LedgerError>;
+}
+
+/// [`verify_store`], with each chain's archived segments (when `archive` is given) read first as
+/// one stream with the stored entries: the store's anchor must then continue exactly where the
+/// archive ends. Without `archive`, a chain whose first entries were archived is verified from
+/// its anchor on.
+///
+/// # Errors
+/// Store and archive failures (problems in the log itself are findings in the report).
+pub fn verify_store_and_archive(
+    db_path: &Path,
+    archive: Option<&dyn ArchiveSource>,
+    keys: Option<&Keyring>,
+    verifier: Option<NoteVerifier>,
+    opts: &StoreVerifyOptions,
+    progress: Progress<'_>,
+) -> Result<Report, LedgerError> {
     let store = SqliteStore::open_read_only(db_path)?;
     let mut v = LogVerifier::new(keys.is_some(), verifier);
     for (i, cp) in opts.trusted_checkpoints.iter().enumerate() {
@@ -280,10 +314,27 @@ pub fn verify_store(
         let path = db_path.to_owned();
         let base = done;
         let chain_progress = |n: u64| progress(base + n);
+        let anchor = store.anchor(&tenant)?;
+        let segments = match archive {
+            Some(a) => a.segments(&tenant)?,
+            None => Vec::new(),
+        };
         v = pipeline(v, keys, &chain_progress, move |tx| {
+            let mut pos = 0u64;
+            let mut pending: PendingSidecar = None;
+            for name in &segments {
+                let Some(a) = archive else { break };
+                let reader = a.open(&tenant, name)?;
+                if !read_log_stream(tx, reader, Path::new(name), &mut pos, &mut pending)? {
+                    return Ok(());
+                }
+            }
             let rstore = SqliteStore::open_read_only(&path)?;
             let mut chunk = tx.fresh();
-            let mut pos = 0u64;
+            if let Some(anchor) = anchor {
+                pos += 1;
+                chunk.push_record(pos, Record::Anchor(anchor.record));
+            }
             rstore.scan_lines(&tenant, 1, u64::MAX, &mut |_seq, line, personal| {
                 pos += 1;
                 chunk.push(pos, line, personal, None);
@@ -424,15 +475,70 @@ pub fn verify_log_files(
 
 /// Reads one JSONL file into chunks, numbering its lines on from `line_no`. Returns `false` when
 /// the consumer has gone.
+/// Verifies JSONL logs given as readers (decompressed archive segments), in order, as one log,
+/// like [`verify_log_files`]; problems name each stream by its name.
+///
+/// # Errors
+/// Read failures.
+pub fn verify_readers(
+    streams: Vec<(String, Box<dyn std::io::Read + Send>)>,
+    keys: Option<&Keyring>,
+    verifier: Option<NoteVerifier>,
+    trusted_checkpoints: &[String],
+    progress: Progress<'_>,
+) -> Result<Report, LedgerError> {
+    let mut v = LogVerifier::new(keys.is_some(), verifier);
+    for cp in trusted_checkpoints {
+        v.add_checkpoint(0, cp, true);
+    }
+    let names: Vec<String> = streams.iter().map(|(n, _)| n.clone()).collect();
+    let mut offsets: Vec<u64> = Vec::with_capacity(streams.len());
+    let offsets_out = &mut offsets;
+    let v = pipeline(v, keys, progress, move |tx| {
+        let mut line_no = 0u64;
+        let mut pending: PendingSidecar = None;
+        for (name, reader) in streams {
+            offsets_out.push(line_no);
+            if !read_log_stream(tx, reader, Path::new(&name), &mut line_no, &mut pending)? {
+                break;
+            }
+        }
+        Ok(())
+    })?;
+    let mut report = v.finish();
+    for f in &mut report.findings {
+        let Some(i) = offsets.iter().rposition(|&o| o < f.position) else {
+            continue;
+        };
+        if let (Some(name), Some(&o)) = (names.get(i), offsets.get(i)) {
+            f.source = Some(SourceLine {
+                file: name.clone(),
+                line: f.position - o,
+            });
+        }
+    }
+    Ok(report)
+}
+
 fn read_log_file(
     tx: &ChunkSink,
     path: &Path,
     line_no: &mut u64,
     pending: &mut PendingSidecar,
 ) -> Result<bool, LedgerError> {
+    let file = File::open(path).map_err(LedgerError::io(path))?;
+    read_log_stream(tx, file, path, line_no, pending)
+}
+
+fn read_log_stream(
+    tx: &ChunkSink,
+    mut file: impl std::io::Read,
+    path: &Path,
+    line_no: &mut u64,
+    pending: &mut PendingSidecar,
+) -> Result<bool, LedgerError> {
     // Blocks are read straight into the chunk buffer and split into lines in place; a partial
     // last line is carried into the next chunk.
-    let mut file = File::open(path).map_err(LedgerError::io(path))?;
     let mut carry: Vec<u8> = Vec::new();
     loop {
         let mut chunk = tx.fresh();

@@ -19,7 +19,8 @@ use blackbox_core::note::NoteSigner;
 use std::sync::mpsc;
 
 use blackbox_store::{
-    ChainHead, NewEntry, PersonalRecord, Store, StoreError, StoredCheckpoint, WriteBatch,
+    ArchiveSegment, ChainHead, NewEntry, PersonalRecord, Store, StoreError, StoredAnchor,
+    StoredCheckpoint, WriteBatch,
 };
 
 use crate::error::LedgerError;
@@ -353,6 +354,8 @@ enum StoreCmd {
     Nodes(String, Vec<(u64, Hash)>),
     SetHead(ChainHead),
     Checkpoint(StoredCheckpoint),
+    Archive(StoredAnchor),
+    Segment(ArchiveSegment),
     Commit(mpsc::SyncSender<Result<(), StoreError>>),
 }
 
@@ -412,6 +415,10 @@ fn store_worker(
                 StoreCmd::SetHead(h) => apply(&mut failed, batch.as_mut(), |b| b.set_head(&h)),
                 StoreCmd::Checkpoint(cp) => {
                     apply(&mut failed, batch.as_mut(), |b| b.put_checkpoint(&cp))
+                }
+                StoreCmd::Archive(a) => apply(&mut failed, batch.as_mut(), |b| b.archive_prefix(&a)),
+                StoreCmd::Segment(s) => {
+                    apply(&mut failed, batch.as_mut(), |b| b.put_archive_segment(&s))
                 }
             }
             match rx.recv() {
@@ -611,6 +618,24 @@ impl AppendSink<'_> {
             entry_id,
             entry_hash: sealed.entry_hash,
         })
+    }
+
+    /// Stages the removal of a chain's archived entries and records where its stored entries
+    /// now begin (see [`blackbox_store::WriteBatch::archive_prefix`]); it takes effect with the
+    /// next [`Self::commit`], together with whatever else the batch holds.
+    ///
+    /// # Errors
+    /// The store thread stopped.
+    pub fn archive_prefix(&mut self, anchor: StoredAnchor) -> Result<(), LedgerError> {
+        self.send(StoreCmd::Archive(anchor))
+    }
+
+    /// Stages the record of an archive segment (with the next [`Self::commit`]).
+    ///
+    /// # Errors
+    /// The store thread stopped.
+    pub fn put_archive_segment(&mut self, segment: ArchiveSegment) -> Result<(), LedgerError> {
+        self.send(StoreCmd::Segment(segment))
     }
 
     /// Signs a heartbeat checkpoint (unchanged size, newer timestamp) for every chain this

@@ -29,6 +29,12 @@
 //!   (`ts_ms`, `tenant_id`, `seq`) order.
 //! - MUST answer filtered queries (agent, session, tool, event type, time range) through indexes,
 //!   not by scanning every entry.
+//! - MUST make [`WriteBatch::archive_prefix`] remove the entries it covers (lines, index rows,
+//!   sidecars, checkpoints older than the anchor) in the same all-or-nothing batch that records
+//!   the anchor, and MUST NOT remove anything else: entries after the anchor, Merkle subtree
+//!   hashes and the chain head stay. Scans, queries and proofs then start after the anchor.
+//! - MUST keep [`ArchiveSegment`] records exactly as given (they are how the archive's objects
+//!   are found again).
 //! - MAY keep personal sidecars in separate storage; [`Store::delete_personal`] MUST remove them
 //!   so that they are no longer readable (physical erasure is a later, stronger requirement).
 #![forbid(unsafe_code)]
@@ -114,6 +120,74 @@ pub struct StoredEntry {
     pub entry_hash: Hash,
     /// The personal sidecar bytes, if still present.
     pub personal: Option<Vec<u8>>,
+}
+
+/// Where a chain's stored entries begin once the entries before them have been archived: the
+/// anchor record of docs/FORMAT.md §8 at tree size `size` (entries `1 ..= size` are no longer
+/// in the store), and the entry hashes of the last, incomplete block of
+/// `2^8` leaves before it, which proofs of the entries after the anchor still need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnchor {
+    /// Tenant of the chain.
+    pub tenant_id: String,
+    /// Entries before the first stored one.
+    pub size: u64,
+    /// The anchor record line (JSON, no newline), exactly as FORMAT.md §8 defines it.
+    pub record: Vec<u8>,
+    /// Entry hashes of seqs `size - size % 256 + 1 ..= size`, ascending (empty when `size` is a
+    /// multiple of 256).
+    pub tail_hashes: Vec<Hash>,
+}
+
+/// Where an archive segment is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentState {
+    /// Written, read back and verified; its entries are no longer in the store.
+    Live,
+    /// Past its retention: its deletion is recorded in the chain, the object may still exist.
+    Deleting,
+    /// The object is deleted.
+    Deleted,
+}
+
+impl SegmentState {
+    /// The name used in reports and JSON.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Deleting => "deleting",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+/// One archived chain segment: entries `first_seq ..= last_seq` of a chain, sealed into one
+/// object of the archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveSegment {
+    /// Tenant of the chain.
+    pub tenant_id: String,
+    /// First entry in the object.
+    pub first_seq: u64,
+    /// Last entry in the object (a signed checkpoint commits to exactly this size).
+    pub last_seq: u64,
+    /// Object path in the archive.
+    pub object: String,
+    /// SHA-256 of the object's bytes (compressed) as written and read back.
+    pub sha256: Hash,
+    /// Size of the object.
+    pub bytes: u64,
+    /// Smallest and largest entry timestamp in it (Unix ms).
+    pub first_ts_ms: i64,
+    /// See `first_ts_ms`.
+    pub last_ts_ms: i64,
+    /// When it was sealed (Unix ms).
+    pub sealed_ms: i64,
+    /// Live, being deleted, or deleted.
+    pub state: SegmentState,
+    /// When the state last changed (Unix ms).
+    pub state_ms: i64,
 }
 
 /// A signed checkpoint as stored.
@@ -209,6 +283,20 @@ pub trait WriteBatch {
     /// # Errors
     /// Backend failures.
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    /// Removes entries `1 ..= anchor.size` of the chain (they have been archived and verified)
+    /// and records `anchor` as where the chain's stored entries now begin. `anchor.size` MUST be
+    /// larger than the current anchor's and at most the chain's size.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] for a size out of range; backend failures.
+    fn archive_prefix(&mut self, anchor: &StoredAnchor) -> Result<(), StoreError>;
+
+    /// Records (inserts or replaces) an archive segment, keyed by tenant and `first_seq`.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn put_archive_segment(&mut self, segment: &ArchiveSegment) -> Result<(), StoreError>;
 
     /// Makes everything in the batch durable, all or nothing.
     ///
@@ -333,6 +421,28 @@ pub trait Store: Send {
     /// # Errors
     /// Backend failures.
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Where `tenant`'s stored entries begin, when entries before them were archived.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn anchor(&self, tenant: TenantRef<'_>) -> Result<Option<StoredAnchor>, StoreError>;
+
+    /// The archive segments recorded for `tenant`, ascending by `first_seq`.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn archive_segments(&self, tenant: TenantRef<'_>) -> Result<Vec<ArchiveSegment>, StoreError>;
+
+    /// Frees the space of entries removed by [`WriteBatch::archive_prefix`] that the backend
+    /// could not free at once (the SQLite backend deletes segment files no entry refers to any
+    /// more). Returns the bytes freed.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn reclaim_space(&mut self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 
     /// Removes the personal sidecars of the given entries (used by erasure).
     ///

@@ -115,6 +115,14 @@ impl SegmentReader {
         }
     }
 
+    /// Closes the handle of a segment file that was deleted.
+    pub fn forget(&self, seg: u32) {
+        self.files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&seg);
+    }
+
     fn file(&self, seg: u32) -> Result<Arc<File>, StoreError> {
         // A poisoned lock only means another reader panicked; the map is still valid.
         let mut files = self

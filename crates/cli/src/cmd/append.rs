@@ -29,7 +29,16 @@ const CHUNK: usize = 8192;
 
 type Parsed = (u64, Result<NormalizedEvent, String>);
 
+/// The writer's clock: the system clock, or — for tests of time-dependent behaviour such as
+/// retention — the RFC 3339 time in `BLACKBOX_TEST_NOW` (documented as a testing aid only).
 pub fn now_ms() -> i64 {
+    if let Some(t) = std::env::var_os("BLACKBOX_TEST_NOW")
+        && let Some(ms) = t
+            .to_str()
+            .and_then(|t| blackbox_core::entry::parse_time_bound(t, false).ok())
+    {
+        return ms;
+    }
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -4,7 +4,7 @@ use anyhow::{Context as _, Result};
 use blackbox_ledger::datadir::DataDir;
 
 use crate::Outcome;
-use crate::cli::{AgentsCmd, RulesCmd, TokensCmd, WebhooksCmd};
+use crate::cli::{AgentsCmd, RetentionCmd, RulesCmd, TokensCmd, WebhooksCmd};
 use crate::cli::{Cli, Cmd, KeysCmd, TextOrJson};
 use crate::output::{aligned, n};
 
@@ -14,6 +14,7 @@ mod export;
 mod proofs;
 mod query;
 mod remote;
+mod retention;
 mod rules;
 mod serve;
 mod tokens;
@@ -74,6 +75,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             checkpoint,
             tenant_id,
             all,
+            include_archive,
             format,
             remote: _,
         } => verify::run(&verify::Args {
@@ -84,6 +86,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             checkpoints: checkpoint,
             tenant_id,
             all,
+            include_archive,
             format,
         }),
         Cmd::Query {
@@ -97,8 +100,14 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             start,
             end,
             limit,
+            include_archive,
             format,
         } => {
+            if include_archive && remote.server.is_some() {
+                anyhow::bail!(
+                    "--include-archive reads the archive from the data directory; it cannot be combined with --server"
+                );
+            }
             let filters = query::Filters {
                 agent_id,
                 session_id,
@@ -112,7 +121,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             if remote.server.is_some() {
                 remote::query(&remote, &filters, format)
             } else {
-                query::run(&DataDir::new(dir.data_dir), filters, format)
+                query::run(&DataDir::new(dir.data_dir), filters, include_archive, format)
             }
         }
         Cmd::Checkpoint {
@@ -248,6 +257,24 @@ pub fn run(cli: Cli) -> Result<Outcome> {
                 dead,
                 format,
             } => webhooks::retry(&DataDir::new(dir.data_dir), id, dead, format),
+        },
+        Cmd::Retention { cmd } => match cmd {
+            RetentionCmd::Status { dir, format } => {
+                retention::status(&DataDir::new(dir.data_dir), format)
+            }
+            RetentionCmd::Run {
+                dir,
+                tenant_id,
+                dry_run,
+                now,
+                format,
+            } => retention::run(
+                &DataDir::new(dir.data_dir),
+                tenant_id.as_deref(),
+                dry_run,
+                now.as_deref(),
+                format,
+            ),
         },
     }
 }

@@ -30,7 +30,7 @@ fn io_err(e: std::io::Error) -> StoreError {
     StoreError::Io(e)
 }
 
-pub fn run(dir: &DataDir, f: Filters, format: QueryFormat) -> Result<Outcome> {
+pub fn run(dir: &DataDir, f: Filters, include_archive: bool, format: QueryFormat) -> Result<Outcome> {
     let start_ms = f
         .start
         .as_deref()
@@ -47,6 +47,15 @@ pub fn run(dir: &DataDir, f: Filters, format: QueryFormat) -> Result<Outcome> {
         anyhow::bail!("--start is after --end");
     }
     let store = blackbox_ledger::open::open_reader(dir)?;
+    let archive = if include_archive {
+        let config = blackbox_ledger::config::LedgerConfig::load(&dir.config_path())?;
+        Some(blackbox_archive::Archive::open(
+            &config.retention.archive_url,
+            dir.root(),
+        )?)
+    } else {
+        None
+    };
     let q = Query {
         tenant_id: f.tenant_id,
         agent_id: f.agent_id,
@@ -61,48 +70,66 @@ pub fn run(dir: &DataDir, f: Filters, format: QueryFormat) -> Result<Outcome> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut count = 0u64;
-    let result = match format {
-        QueryFormat::Jsonl => store.query(&q, &mut |e| {
-            out.write_all(&e.line)
-                .and_then(|()| out.write_all(b"\n"))
-                .map_err(io_err)?;
-            count += 1;
-            Ok(true)
-        }),
-        QueryFormat::Json => {
-            out.write_all(b"[").map_err(|e| anyhow!(e))?;
-            let r = store.query(&q, &mut |e| {
+    let mut csv_buf: Vec<u8> = Vec::new();
+    match format {
+        QueryFormat::Json => out.write_all(b"[")?,
+        QueryFormat::Csv => {
+            let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+            w.write_record(COLUMNS).map_err(|e| anyhow!(e))?;
+            out.write_all(&w.into_inner().map_err(|e| anyhow!(e.to_string()))?)?;
+        }
+        QueryFormat::Table => table_header(&mut out)?,
+        QueryFormat::Jsonl => {}
+    }
+    let mut emit = |tenant: &str, seq: u64, line: &[u8]| -> Result<bool, StoreError> {
+        match format {
+            QueryFormat::Jsonl => {
+                out.write_all(line)
+                    .and_then(|()| out.write_all(b"\n"))
+                    .map_err(io_err)?;
+            }
+            QueryFormat::Json => {
                 if count > 0 {
                     out.write_all(b",\n").map_err(io_err)?;
                 }
-                out.write_all(&e.line).map_err(io_err)?;
-                count += 1;
-                Ok(true)
-            });
-            out.write_all(b"]\n").map_err(|e| anyhow!(e))?;
-            r
+                out.write_all(line).map_err(io_err)?;
+            }
+            QueryFormat::Csv => {
+                csv_buf.clear();
+                {
+                    let mut w = csv::WriterBuilder::new()
+                        .has_headers(false)
+                        .buffer_capacity(1024)
+                        .from_writer(&mut csv_buf);
+                    w.write_record(flatten(tenant, seq, line))
+                        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+                    w.flush().map_err(io_err)?;
+                }
+                out.write_all(&csv_buf).map_err(io_err)?;
+            }
+            QueryFormat::Table => table_row(&mut out, tenant, seq, line).map_err(io_err)?,
         }
-        QueryFormat::Csv => {
-            let mut w = csv::Writer::from_writer(&mut out);
-            w.write_record(COLUMNS).map_err(|e| anyhow!(e))?;
-            let r = store.query(&q, &mut |e| {
-                w.write_record(flatten(&e.tenant_id, e.seq, &e.line))
-                    .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
-                count += 1;
-                Ok(true)
-            });
-            w.flush().map_err(|e| anyhow!(e))?;
-            r
-        }
-        QueryFormat::Table => {
-            table_header(&mut out)?;
-            store.query(&q, &mut |e| {
-                table_row(&mut out, &e.tenant_id, e.seq, &e.line).map_err(io_err)?;
-                count += 1;
-                Ok(true)
-            })
-        }
+        count += 1;
+        Ok(q.limit.is_none_or(|l| count < l))
     };
+    let mut result = Ok(());
+    let mut more = true;
+    if let Some(archive) = &archive {
+        let reader = blackbox_archive::run::ArchiveReader::new(archive, &store)?;
+        result = archive_query(&reader, &q, &mut |t, s, l| {
+            let go = emit(t, s, l)?;
+            more = go;
+            Ok(go)
+        });
+    }
+    if result.is_ok() && more && q.limit != Some(0) {
+        // After archive matches the limit is counted by `emit`, which stops the query.
+        let mut q2 = q.clone();
+        if archive.is_some() {
+            q2.limit = None;
+        }
+        result = store.query(&q2, &mut |e| emit(&e.tenant_id, e.seq, &e.line));
+    }
     match result {
         Ok(()) => {}
         // A closed pipe (`| head`) ends the output quietly.
@@ -110,6 +137,12 @@ pub fn run(dir: &DataDir, f: Filters, format: QueryFormat) -> Result<Outcome> {
             return Ok(Outcome::Ok);
         }
         Err(e) => return Err(e.into()),
+    }
+    if format == QueryFormat::Json {
+        match out.write_all(b"]\n") {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(Outcome::Ok),
+            r => r?,
+        }
     }
     match out.flush() {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(Outcome::Ok),
@@ -123,6 +156,68 @@ pub fn run(dir: &DataDir, f: Filters, format: QueryFormat) -> Result<Outcome> {
         );
     }
     Ok(Outcome::Ok)
+}
+
+/// Streams the archived entries matching `q` (every filter but the cursor), segment by segment
+/// in chain order; segments outside the time range are not read.
+fn archive_query(
+    reader: &blackbox_archive::run::ArchiveReader<'_>,
+    q: &Query,
+    f: &mut dyn FnMut(&str, u64, &[u8]) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    use std::io::BufRead as _;
+    let tool_col = COLUMNS.iter().position(|c| *c == "tool_name");
+    for (tenant, segments) in &reader.segments {
+        if q.tenant_id.as_ref().is_some_and(|t| t != tenant) {
+            continue;
+        }
+        for seg in segments {
+            if q.start_ms.is_some_and(|s| seg.last_ts_ms < s)
+                || q.end_ms.is_some_and(|e| seg.first_ts_ms > e)
+            {
+                continue;
+            }
+            let r = reader
+                .open_segment(seg)
+                .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+            let mut r = std::io::BufReader::new(r);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                if r.read_until(b'\n', &mut line).map_err(io_err)? == 0 {
+                    break;
+                }
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                if !line.starts_with(b"{\"agent_id\":") {
+                    continue; // checkpoint, personal and anchor records
+                }
+                let Some(e) = blackbox_core::line_scan::scan(&line) else {
+                    continue;
+                };
+                let keep = q.agent_id.as_deref().is_none_or(|a| a == e.agent_id)
+                    && q.session_id.as_deref().is_none_or(|s| s == e.session_id)
+                    && q.event_type.as_deref().is_none_or(|t| t == e.event_type)
+                    && q.start_ms.is_none_or(|s| e.timestamp_ms >= s)
+                    && q.end_ms.is_none_or(|x| e.timestamp_ms <= x);
+                if !keep {
+                    continue;
+                }
+                let seq = e.seq;
+                if let Some(tool) = &q.tool {
+                    let row = flatten(tenant, seq, &line);
+                    if tool_col.and_then(|i| row.get(i)) != Some(tool) {
+                        continue;
+                    }
+                }
+                if !f(tenant, seq, &line)? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The table view's header line.

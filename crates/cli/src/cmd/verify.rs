@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result, bail};
 use blackbox_core::verify::Report;
 use blackbox_ledger::datadir::{DEFAULT_DATA_DIR, DataDir, load_keyring, load_verifier};
 use blackbox_ledger::report::{headline, report_json};
-use blackbox_ledger::verify::{StoreVerifyOptions, prescan_log, verify_log_files, verify_store};
+use blackbox_ledger::verify::{StoreVerifyOptions, prescan_log, verify_log_files};
 
 use crate::Outcome;
 use crate::cli::TextOrJson;
@@ -21,6 +21,7 @@ pub struct Args {
     pub checkpoints: Vec<PathBuf>,
     pub tenant_id: Option<String>,
     pub all: bool,
+    pub include_archive: bool,
     pub format: TextOrJson,
 }
 
@@ -68,6 +69,19 @@ pub fn run(a: &Args) -> Result<Outcome> {
             .filter(|c| a.tenant_id.as_ref().is_none_or(|t| *t == c.tenant_id))
             .map(|c| c.size)
             .sum();
+        let archive = if a.include_archive {
+            let config = blackbox_ledger::config::LedgerConfig::load(&dir.config_path())?;
+            Some(blackbox_archive::Archive::open(
+                &config.retention.archive_url,
+                dir.root(),
+            )?)
+        } else {
+            None
+        };
+        let reader = archive
+            .as_ref()
+            .map(|ar| blackbox_archive::run::ArchiveReader::new(ar, &store))
+            .transpose()?;
         drop(store);
         // With only --public-key, check what the public key can check (no HMACs).
         let keys = if a.public_key.is_some() && a.key_file.is_none() {
@@ -100,8 +114,11 @@ pub fn run(a: &Args) -> Result<Outcome> {
             tenant: a.tenant_id.clone(),
             trusted_checkpoints: trusted,
         };
-        let r = verify_store(
+        let r = blackbox_ledger::verify::verify_store_and_archive(
             &dir.store_path(),
+            reader
+                .as_ref()
+                .map(|r| r as &dyn blackbox_ledger::verify::ArchiveSource),
             keys.as_ref(),
             Some(verifier),
             &opts,

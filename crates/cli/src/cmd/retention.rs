@@ -1,0 +1,214 @@
+//! `blackbox retention status|run`.
+
+use anyhow::{Context as _, Result};
+use blackbox_archive::run::{Committer, RunOptions, Staged};
+use blackbox_archive::{Archive, ArchiveError};
+use blackbox_ledger::config::LedgerConfig;
+use blackbox_ledger::datadir::{DataDir, load_keyring};
+use blackbox_ledger::writer::Writer;
+use blackbox_store::Store;
+use blackbox_store::sqlite::SqliteStore;
+
+use crate::Outcome;
+use crate::cli::TextOrJson;
+use crate::cmd::append::now_ms;
+use crate::output::{aligned, n};
+
+/// Commits retention steps through a writer of its own (the CLI holds the store).
+struct Local {
+    store: SqliteStore,
+    writer: Writer,
+}
+
+impl Committer for Local {
+    fn store(&mut self) -> &mut dyn Store {
+        &mut self.store
+    }
+
+    fn commit(&mut self, staged: Staged, now_ms: i64) -> Result<(), ArchiveError> {
+        self.writer.stream(&mut self.store, |sink| {
+            if let Some(a) = staged.anchor {
+                sink.archive_prefix(a)?;
+            }
+            sink.put_archive_segment(staged.segment)?;
+            if let Some(ev) = &staged.event {
+                sink.add(ev, now_ms)?;
+            }
+            sink.commit(now_ms, false)
+        })?;
+        Ok(())
+    }
+}
+
+fn need_init(dir: &DataDir) -> Result<()> {
+    if !dir.is_initialised() {
+        anyhow::bail!(
+            "no Blackbox store in {}: run `blackbox init` first (or pass --data-dir)",
+            dir.root().display()
+        );
+    }
+    Ok(())
+}
+
+pub fn status(dir: &DataDir, format: TextOrJson) -> Result<Outcome> {
+    need_init(dir)?;
+    let config = LedgerConfig::load(&dir.config_path())?;
+    let store = blackbox_ledger::open::open_reader(dir)?;
+    let list = blackbox_archive::status::status(&store, &config.retention, now_ms())?;
+    let all_met = list
+        .iter()
+        .all(|t| t.requirements.iter().all(|r| r.met));
+    match format {
+        TextOrJson::Json => println!(
+            "{}",
+            serde_json::json!({
+                "archive": config.retention.archive_url,
+                "tenants": list,
+                "all_requirements_met": all_met,
+            })
+        ),
+        TextOrJson::Text => {
+            if list.is_empty() {
+                println!("No chains yet.");
+            }
+            for t in &list {
+                println!("tenant {}", t.tenant_id);
+                let keep = if t.policy_archive_days == 0 {
+                    "forever".to_owned()
+                } else {
+                    format!("{} days", n(t.policy_archive_days))
+                };
+                let hot = match (&t.oldest_hot_seq, &t.oldest_hot) {
+                    (Some(s), Some(ts)) => format!("entry {} at {ts}", n(*s)),
+                    _ => "none (every entry is archived)".to_owned(),
+                };
+                let archived = match (&t.oldest_archived_seq, &t.oldest_archived) {
+                    (Some(s), Some(ts)) => format!("entry {} at {ts}", n(*s)),
+                    _ => "none".to_owned(),
+                };
+                let mut rows = vec![
+                    (
+                        "policy",
+                        format!(
+                            "{} days hot, then {keep} in the archive",
+                            n(t.policy_hot_days)
+                        ),
+                    ),
+                    ("entries", n(t.chain_size)),
+                    ("hot", format!("{} entries; oldest {hot}", n(t.hot_entries))),
+                    (
+                        "archived",
+                        format!(
+                            "{} entries in {} segments; oldest {archived}",
+                            n(t.archived_entries),
+                            n(t.archive_segments)
+                        ),
+                    ),
+                    ("deleted", format!("{} entries past retention", n(t.deleted_entries))),
+                ];
+                for r in &t.requirements {
+                    let verdict = if r.met {
+                        format!(
+                            "met ({} days kept, {} queryable)",
+                            n(r.keep_days),
+                            n(r.hot_days)
+                        )
+                    } else {
+                        format!("NOT MET: {}", r.problems.join("; "))
+                    };
+                    rows.push((r.standard.as_str(), verdict));
+                }
+                print!("{}", aligned(&rows));
+            }
+        }
+    }
+    Ok(if all_met {
+        Outcome::Ok
+    } else {
+        Outcome::CheckFailed
+    })
+}
+
+pub fn run(
+    dir: &DataDir,
+    tenant: Option<&str>,
+    dry_run: bool,
+    now: Option<&str>,
+    format: TextOrJson,
+) -> Result<Outcome> {
+    need_init(dir)?;
+    let now_ms = match now {
+        Some(t) => blackbox_core::entry::parse_time_bound(t, false)
+            .map_err(|e| anyhow::anyhow!("--now {t:?}: {e}"))?,
+        None => now_ms(),
+    };
+    if now.is_some() && !dry_run {
+        anyhow::bail!(
+            "--now is only for --dry-run: a real run records its steps at the clock's time"
+        );
+    }
+    let (store, writer, config) = blackbox_ledger::open::open_writer(dir)?;
+    let archive = Archive::open(&config.retention.archive_url, dir.root())?;
+    let keys = load_keyring(&dir.hmac_keys_path())?;
+    let verifier = blackbox_ledger::open::public_key(dir)?;
+    if let Some(t) = tenant
+        && !store.chains()?.iter().any(|c| c.tenant_id == t)
+    {
+        anyhow::bail!("the store has no chain for tenant `{t}`");
+    }
+    let mut local = Local { store, writer };
+    let report = blackbox_archive::run::run(
+        &archive,
+        &config.retention,
+        &mut local,
+        &RunOptions {
+            now_ms,
+            tenant,
+            dry_run,
+            keys: Some(&keys),
+            verifier: &verifier,
+        },
+    )
+    .context("retention run stopped (what it finished is committed; run it again to go on)")?;
+    match format {
+        TextOrJson::Json => println!(
+            "{}",
+            serde_json::json!({ "archive": archive.url(), "report": report })
+        ),
+        TextOrJson::Text => {
+            let verb = if dry_run { "would archive" } else { "archived" };
+            for s in &report.archived {
+                println!(
+                    "{verb} tenant {} entries {}..{} -> {}{}",
+                    s.tenant_id,
+                    n(s.first_seq),
+                    n(s.last_seq),
+                    s.object,
+                    if dry_run {
+                        String::new()
+                    } else {
+                        format!(" ({} bytes, read back and verified)", n(s.bytes))
+                    }
+                );
+            }
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            for s in &report.deleted {
+                println!(
+                    "{verb} tenant {} entries {}..{} ({}): past the archive retention",
+                    s.tenant_id,
+                    n(s.first_seq),
+                    n(s.last_seq),
+                    s.object
+                );
+            }
+            if report.archived.is_empty() && report.deleted.is_empty() {
+                println!("Nothing to archive or delete: every entry is within its retention policy.");
+            }
+            if report.reclaimed_bytes > 0 {
+                println!("freed {} bytes of entry lines in the store", n(report.reclaimed_bytes));
+            }
+            println!("archive: {}", archive.url());
+        }
+    }
+    Ok(Outcome::Ok)
+}
