@@ -234,6 +234,58 @@ fn chain_entry<'m>(
         })
 }
 
+/// Whether the store no longer holds the sidecar of `tenant`'s entry `seq` although the entry is
+/// there: the test [`crate::jsonl::scrub_personal`] applies to mirror files.
+///
+/// # Errors
+/// Store failures.
+pub fn sidecar_erased(
+    store: &dyn blackbox_store::Store,
+    tenant: &str,
+    seq: u64,
+) -> Result<bool, LedgerError> {
+    let mut erased = false;
+    store.scan(tenant, seq, seq, &mut |e| {
+        erased = e.personal.is_none();
+        Ok(false)
+    })?;
+    Ok(erased)
+}
+
+/// The outcome as JSON (`blackbox erase --format json`, `POST /v1/erasures`): counts, markers and
+/// entry ids, never the subject id or an erased value.
+#[must_use]
+pub fn outcome_json(o: &ErasureOutcome) -> serde_json::Value {
+    let chains: Vec<serde_json::Value> = o
+        .chains
+        .iter()
+        .map(|c| {
+            let markers: Vec<serde_json::Value> = c
+                .markers
+                .iter()
+                .map(|m| serde_json::json!({"seq": m.seq, "entry_id": m.entry_id.hyphenated().to_string()}))
+                .collect();
+            serde_json::json!({
+                "tenant_id": c.tenant_id, "redacted": c.redacted, "already_erased": c.already_erased,
+                "not_in_store": c.not_in_store, "markers": markers,
+            })
+        })
+        .collect();
+    let entries: Vec<serde_json::Value> = o
+        .entries
+        .iter()
+        .map(|e| serde_json::json!({"tenant_id": e.tenant_id, "seq": e.seq, "entry_id": e.entry_id.hyphenated().to_string(), "fate": e.fate.as_str()}))
+        .collect();
+    serde_json::json!({
+        "dry_run": o.dry_run,
+        "found": !o.entries.is_empty(),
+        "redacted": o.redacted(),
+        "markers": o.markers(),
+        "chains": chains,
+        "entries": entries,
+    })
+}
+
 /// Erases `req`'s data subject in the sink's current batch: deletes the sidecars and appends the
 /// markers. Nothing is durable until the caller commits the sink; then it purges
 /// ([`AppendSink::purge_erased`]) and scrubs mirrors.

@@ -113,8 +113,9 @@ pub fn parse_personal_record(line: &[u8]) -> Result<(String, u64, Vec<u8>), Stri
     ))
 }
 
-/// Rewrites the JSONL file at `path` without the personal records of `erased` (tenant, seq):
-/// the rest is kept byte for byte. Written to a temporary file beside it (same permissions),
+/// Rewrites the JSONL file at `path` without the personal records for which `erased(tenant,
+/// seq)` says yes (callers ask the store whether the entry's sidecar was erased, which makes the
+/// scrub idempotent and catches up earlier erasures): the rest is kept byte for byte. Written to a temporary file beside it (same permissions),
 /// fsynced, renamed over it and the directory fsynced, so a crash leaves the old or the new file,
 /// never a mix. Returns how many records were dropped (the file is left untouched when none).
 ///
@@ -122,7 +123,7 @@ pub fn parse_personal_record(line: &[u8]) -> Result<(String, u64, Vec<u8>), Stri
 /// [`LedgerError::Io`].
 pub fn scrub_personal(
     path: &std::path::Path,
-    erased: &std::collections::HashSet<(String, u64)>,
+    erased: &mut dyn FnMut(&str, u64) -> Result<bool, crate::LedgerError>,
 ) -> Result<u64, crate::LedgerError> {
     use std::io::{BufRead as _, BufReader, BufWriter, Write as _};
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
@@ -152,7 +153,7 @@ pub fn scrub_personal(
             let rec = line.strip_suffix(b"\n").unwrap_or(&line);
             if record_kind(rec) == RecordKind::Personal
                 && let Ok((tenant, seq, _)) = parse_personal_record(rec)
-                && erased.contains(&(tenant, seq))
+                && erased(&tenant, seq)?
             {
                 dropped += 1;
                 continue;
@@ -237,14 +238,14 @@ mod tests {
         }
         text.extend_from_slice(b"{\"half");
         std::fs::write(&p, &text).unwrap();
-        let erased = [("acme".to_owned(), 2)].into_iter().collect();
-        assert_eq!(scrub_personal(&p, &erased).unwrap(), 1);
+        let mut erased = |t: &str, s: u64| Ok(t == "acme" && s == 2);
+        assert_eq!(scrub_personal(&p, &mut erased).unwrap(), 1);
         let after = std::fs::read(&p).unwrap();
         let mut want = text.clone();
         let at = want.windows(drop.len()).position(|w| w == drop).unwrap();
         want.drain(at..=at + drop.len());
         assert_eq!(after, want);
-        assert_eq!(scrub_personal(&p, &erased).unwrap(), 0);
+        assert_eq!(scrub_personal(&p, &mut erased).unwrap(), 0);
         assert_eq!(std::fs::read(&p).unwrap(), want);
     }
 
