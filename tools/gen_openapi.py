@@ -81,6 +81,17 @@ doc = {
       "parameters": [p("agent_id", "path", True)],
       "requestBody": {"required": False, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AgentAction"}}}},
       "responses": {"200": {"description": "The agent's state", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AgentState"}}}}, **std_err}}},
+    "/v1/erasures": {"post": {
+      "summary": "Erase a data subject's personal data (admin; GDPR Art. 17): sidecars deleted and a signed erasure marker appended per chain, in one commit (docs/FORMAT.md §5)", "operationId": "erase",
+      "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": False, "required": ["data_subject", "reason", "ticket"], "properties": {
+          "data_subject": {"type": "string", "minLength": 1, "maxLength": 256}, "reason": {"type": "string", "minLength": 1, "maxLength": 1000}, "ticket": {"type": "string", "minLength": 1, "maxLength": 1000}}}}}},
+      "responses": {"200": {"description": "What was erased (never the subject id)", "content": {"application/json": {"schema": {"type": "object", "properties": {
+          "dry_run": {"type": "boolean"}, "found": {"type": "boolean"}, "redacted": {"type": "integer"}, "markers": {"type": "integer"},
+          "chains": {"type": "array", "items": {"type": "object", "properties": {"tenant_id": {"type": "string"}, "redacted": {"type": "integer"}, "already_erased": {"type": "integer"}, "not_in_store": {"type": "integer"},
+              "markers": {"type": "array", "items": {"type": "object", "properties": {"seq": {"type": "integer"}, "entry_id": {"type": "string", "format": "uuid"}}}}}}},
+          "entries": {"type": "array", "items": {"type": "object", "properties": {"tenant_id": {"type": "string"}, "seq": {"type": "integer"}, "entry_id": {"type": "string", "format": "uuid"}, "fate": {"type": "string", "enum": ["redacted", "already_erased", "not_in_store"]}}}},
+          "purge": {"type": "object", "properties": {"complete": {"type": "boolean"}, "message": {"type": "string"}}},
+          "mirror_files": {"type": "array", "items": {"type": "object", "properties": {"file": {"type": "string"}, "personal_records_removed": {"type": "integer"}}}}}}}}}, **std_err, "413": err}}},
     "/v1/exports": {"get": {
       "summary": "A compliance export made by the service (SOC 2 CC7.2, ISO 27001 A.8.15, GDPR Art. 30): the files and the signed manifest", "operationId": "export",
       "parameters": [p("standard", required=True, schema={"type": "string", "enum": ["soc2", "iso27001", "gdpr"]}),

@@ -185,20 +185,44 @@ def main(argv):
         c = chains.setdefault(t, {"next": 1, "prev": GENESIS, "tree": Tree(), "roots": {}, "start": 0})
         body = line[:-SUFFIX] + b"}"
         assert line[-SUFFIX:] == b',"hmac_sha256":"' + e["hmac_sha256"].encode() + b'"}', f"line {n}: HMAC is not the last member"
+        mac_bad = False
         if keys:
             k = keys.get(e["key_id"])
             if k is None or not hmac.compare_digest(hmac.new(k, sha(body), hashlib.sha256).hexdigest(), e["hmac_sha256"]):
                 problems.append(f"entry {e['seq']} ({n}): HMAC mismatch")
+                mac_bad = True
         if e["seq"] != c["next"]:
             problems.append(f"entry {c['next']} ({n}): sequence jumps to {e['seq']}")
         if e["prev_entry_hash"] != c["prev"]:
             problems.append(f"entry {e['seq']} ({n}): does not link to the previous entry")
         if "personal_digest" in e:
             if sidecar is None:
-                problems.append(f"entry {e['seq']} ({n}): personal data removed")
+                # Legitimate only if a later erasure marker of this chain lists it (FORMAT.md §5).
+                c.setdefault("unmarked", {})[e["seq"]] = (e["entry_id"], n)
             elif "sha256:" + sha(sidecar).hex() != e["personal_digest"]:
                 problems.append(f"entry {e['seq']} ({n}): personal sidecar does not match")
         sidecar = None
+        if e["event_type"] == "erasure" and not (keys and mac_bad):
+            erased = c.setdefault("erased", set())
+            p = e["payload"]
+            ok = (set(p) == {"count", "part", "parts", "reason", "redacted", "requested_by", "ticket"}
+                  and p["count"] == len(p["redacted"]) <= 10000 and 1 <= p["part"] <= p["parts"]
+                  and all(a["seq"] < b["seq"] for a, b in zip(p["redacted"], p["redacted"][1:])))
+            if not ok:
+                problems.append(f"entry {e['seq']} ({n}): erasure marker cannot be read")
+            else:
+                c["markers"] = c.get("markers", 0) + 1
+                for r in p["redacted"]:
+                    s_, pending = r["seq"], c.setdefault("unmarked", {})
+                    if s_ >= e["seq"]:
+                        problems.append(f"entry {e['seq']} ({n}): erasure marker lists entry {s_}, which does not precede it")
+                    elif s_ <= c["start"] or s_ in erased:
+                        pass
+                    elif pending.get(s_, (None,))[0] == r["entry_id"]:
+                        del pending[s_]
+                        erased.add(s_)
+                    else:
+                        problems.append(f"entry {s_} ({n}): listed by an erasure marker but its personal data was not erased")
         h = sha(line)
         c["next"], c["prev"] = e["seq"] + 1, "sha256:" + h.hex()
         c["tree"].push(leaf(h))
@@ -218,14 +242,20 @@ def main(argv):
         elif got != root:
             problems.append(f"checkpoint ({n}): Merkle root differs from the entries")
 
+    for t, c in chains.items():
+        for s_, (_, n) in sorted(c.get("unmarked", {}).items()):
+            problems.append(f"entry {s_} ({n}) of {t}: personal data removed without an erasure marker")
     total = sum(c["tree"].size - c["start"] for c in chains.values())
+    redacted = sum(len(c.get("erased", ())) for c in chains.values())
+    markers = sum(c.get("markers", 0) for c in chains.values())
     if problems:
         print(f"TAMPERED — {problems[0]}")
         for p in problems[1:]:
             print(f"  {p}")
         return 1
     print(f"OK — {total:,} entries verified, {len(chains)} chain(s) intact, {len(checkpoints)} checkpoint(s) matched"
-          + ("" if keys else " (no HMAC key given)"))
+          + ("" if keys else " (no HMAC key given)")
+          + (f"; {redacted:,} entries redacted under {markers:,} erasure marker(s)" if markers else ""))
     for note in notes:
         print(f"  not checked: {note}")
     return 0

@@ -112,6 +112,34 @@ pub enum Cmd {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// Erase a data subject's personal data (GDPR Art. 17): delete the personal sidecars of every
+    /// entry that names it and append a signed erasure marker per chain; `verify` still passes.
+    Erase {
+        /// The data-subject id, as sent in `data_subjects`.
+        #[arg(long, value_name = "ID")]
+        data_subject: String,
+        /// Why (recorded in the marker; up to 1,000 characters).
+        #[arg(long)]
+        reason: String,
+        /// Your reference for the request (recorded in the marker).
+        #[arg(long)]
+        ticket: String,
+        /// Data directory when no --server [default: BLACKBOX_DATA_DIR, else ./blackbox-data].
+        #[arg(long, env = "BLACKBOX_DATA_DIR", conflicts_with = "server")]
+        data_dir: Option<PathBuf>,
+        /// A JSONL mirror of this store (`serve --log-file`) to rewrite without the erased
+        /// personal records; its rotated files `FILE.1`, `FILE.2`, … are rewritten too. Repeat
+        /// for several mirrors. (With --server the service rewrites its own mirror.)
+        #[arg(long, value_name = "FILE", conflicts_with = "server")]
+        log_file: Vec<PathBuf>,
+        /// Only list what would be erased.
+        #[arg(long, conflicts_with = "server")]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
     /// Search the audit trail (indexed filters; output streams).
     Query {
         #[command(flatten)]

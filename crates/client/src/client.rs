@@ -571,6 +571,31 @@ impl Client {
         .json("agent state")
     }
 
+    /// Erases a data subject's personal data (`POST /v1/erasures`, admin): the answer lists the
+    /// chains, the redacted entries and the erasure markers written (never the subject id).
+    ///
+    /// # Errors
+    /// API (`forbidden` without the admin scope, `invalid_request` for an empty reason or
+    /// ticket) and transport errors.
+    pub async fn erase(
+        &self,
+        data_subject: &str,
+        reason: &str,
+        ticket: &str,
+    ) -> Result<Value, Error> {
+        let body =
+            serde_json::json!({"data_subject": data_subject, "reason": reason, "ticket": ticket});
+        self.send(Req {
+            method: Method::POST,
+            target: "/v1/erasures".to_owned(),
+            body: Some((Bytes::from(body.to_string()), JSON)),
+            // Running it twice is harmless (the second finds nothing left to erase).
+            retry: true,
+        })
+        .await?
+        .json("erasure outcome")
+    }
+
     /// A compliance export made by the service (`GET /v1/exports`): `params` are the query
     /// parameters (`standard`, `control` or `article`, `output`, `period`, `tenant_id`,
     /// `include_data_subjects`, `sample_size`, `seed`). The answer holds the files (base64) and

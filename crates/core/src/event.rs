@@ -651,6 +651,12 @@ pub fn normalize_inspect(
         &take_string(&mut obj, "event_type")?
             .ok_or_else(|| field_err("event_type", "is required"))?,
     )?;
+    if event_type.as_str() == crate::erasure::EVENT_TYPE {
+        return Err(field_err(
+            "event_type",
+            "`erasure` is reserved for the log's own erasure markers; use another event type",
+        ));
+    }
     let timestamp_ms = take_string(&mut obj, "timestamp")?
         .map(|s| parse_timestamp(&s).map_err(|p| field_err("timestamp", p)))
         .transpose()?;

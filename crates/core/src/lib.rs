@@ -12,6 +12,7 @@
 
 pub mod anchor;
 pub mod checkpoint;
+pub mod erasure;
 pub mod hash;
 pub mod line_scan;
 pub mod merkle;

@@ -67,6 +67,9 @@ pub enum FindingKind {
     UnmarkedRedaction,
     /// Entry ids do not increase along the chain (clock manipulation or reordering).
     IdNotIncreasing,
+    /// An erasure marker lists an entry whose personal data was not erased (its sidecar is still
+    /// present, it never had one, or its id differs), or an entry that does not precede it.
+    ErasureIncomplete,
 }
 
 impl FindingKind {
@@ -87,6 +90,7 @@ impl FindingKind {
             Self::Malformed => "malformed",
             Self::UnmarkedRedaction => "unmarked_redaction",
             Self::IdNotIncreasing => "id_not_increasing",
+            Self::ErasureIncomplete => "erasure_incomplete",
         }
     }
 
@@ -107,6 +111,7 @@ impl FindingKind {
             Self::Malformed => "malformed entry",
             Self::UnmarkedRedaction => "unmarked redaction",
             Self::IdNotIncreasing => "clock manipulation or reordering detected",
+            Self::ErasureIncomplete => "erasure marker does not match the entries",
         }
     }
 }
@@ -278,11 +283,16 @@ pub struct EntryCheck {
     pub hmac: HmacStatus,
     /// Personal sidecar outcome.
     pub sidecar: SidecarStatus,
+    /// For an erasure marker (`event_type` `erasure`, FORMAT.md §5): the `(seq, entry id)` of
+    /// each entry it lists, or why its payload cannot be read. `None` for every other entry
+    /// (their payload is never parsed).
+    pub erasure: Option<Result<Vec<(u64, u128)>, String>>,
 }
 
 /// The fields the verifier needs, from the lean reader or, off its layout, the full parser.
 struct Envelope<'a> {
     tenant_id: Cow<'a, str>,
+    event_type: Cow<'a, str>,
     key_id: Cow<'a, str>,
     seq: u64,
     entry_id: u128,
@@ -295,6 +305,7 @@ fn envelope(line: &[u8]) -> Result<Envelope<'_>, String> {
     if let Some(e) = scan(line) {
         return Ok(Envelope {
             tenant_id: Cow::Borrowed(e.tenant_id),
+            event_type: Cow::Borrowed(e.event_type),
             key_id: Cow::Borrowed(e.key_id),
             seq: e.seq,
             entry_id: e.entry_id,
@@ -306,6 +317,7 @@ fn envelope(line: &[u8]) -> Result<Envelope<'_>, String> {
     let v = EntryView::parse(line).map_err(|e| e.to_string())?;
     Ok(Envelope {
         tenant_id: v.tenant_id,
+        event_type: v.event_type,
         key_id: v.key_id,
         seq: v.seq,
         entry_id: v.entry_id.as_u128(),
@@ -333,6 +345,7 @@ pub fn check_entry(
         meta: Err(why),
         hmac: HmacStatus::NotChecked,
         sidecar: SidecarStatus::None,
+        erasure: None,
     };
     let env = match envelope(line) {
         Ok(e) => e,
@@ -355,10 +368,13 @@ pub fn check_entry(
         (Some(d), Some(bytes)) if Hash::digest(bytes) == d => SidecarStatus::Valid,
         (Some(_), Some(_)) => SidecarStatus::Mismatch,
     };
+    // Only markers have their payload read: every other entry pays one string comparison.
+    let erasure = (env.event_type == crate::erasure::EVENT_TYPE).then(|| marker_entries(line));
     EntryCheck {
         position,
         entry_hash,
         leaf,
+        erasure,
         meta: Ok(EntryMeta {
             tenant_id,
             seq: env.seq,
@@ -369,6 +385,14 @@ pub fn check_entry(
         hmac,
         sidecar,
     }
+}
+
+/// The entries an erasure marker line lists.
+fn marker_entries(line: &[u8]) -> Result<Vec<(u64, u128)>, String> {
+    let view = EntryView::parse(line).map_err(|e| e.to_string())?;
+    let p = crate::erasure::MarkerPayload::parse(view.payload.get().as_bytes())
+        .map_err(|e| e.to_string())?;
+    Ok(p.redacted.iter().map(|r| (r.seq, r.id())).collect())
 }
 
 /// Per-chain summary in the report.
@@ -393,8 +417,11 @@ pub struct ChainSummary {
     pub checkpoints_verified: u64,
     /// Largest checkpointed size verified.
     pub largest_checkpoint: u64,
-    /// Entries whose personal sidecar is absent (redacted).
+    /// Entries whose personal sidecar is absent and that an erasure marker accounts for
+    /// (absent sidecars no marker accounts for are `unmarked_redaction` findings instead).
     pub redacted: u64,
+    /// Erasure markers read whose HMAC verified (or was not checked) and whose payload is valid.
+    pub erasure_markers: u64,
 }
 
 /// The outcome of verifying a log.
@@ -460,6 +487,11 @@ struct ChainState {
     checkpoints_verified: u64,
     largest_checkpoint: u64,
     redacted: u64,
+    erasure_markers: u64,
+    /// Entries read without their sidecar, waiting for a marker: seq -> (entry id, position).
+    unmarked: BTreeMap<u64, (u128, u64)>,
+    /// Entries a marker has accounted for (a later marker may list them again).
+    erased: BTreeSet<u64>,
     modified: BTreeSet<u64>,
     hmac_fail_finding: HashMap<u64, usize>,
 }
@@ -1247,16 +1279,9 @@ impl LogVerifier {
         match c.sidecar {
             SidecarStatus::None | SidecarStatus::Valid => {}
             SidecarStatus::Absent => {
-                // Redaction is legitimate only under an erasure marker (a later format feature);
-                // until markers exist, every absent sidecar is an unmarked redaction.
-                state.redacted += 1;
-                new.push(Finding::new(
-                    tenant,
-                    s,
-                    pos,
-                    FindingKind::UnmarkedRedaction,
-                    "has had its personal data removed without an erasure marker",
-                ));
+                // Legitimate only if a later erasure marker lists it: held until then, and an
+                // `unmarked_redaction` at `finish` if none does.
+                state.unmarked.insert(s, (meta.entry_id, pos));
             }
             SidecarStatus::Mismatch => new.push(Finding::new(
                 tenant,
@@ -1313,7 +1338,65 @@ impl LogVerifier {
         if let Some(idx) = hmac_idx {
             self.chain(tenant).hmac_fail_finding.insert(s, idx);
         }
+        if let Some(listed) = c.erasure {
+            // A marker counts only if its own signature holds: one forged without the key (or
+            // under an unknown key) accounts for nothing.
+            let authentic = matches!(c.hmac, HmacStatus::Valid | HmacStatus::NotChecked);
+            match listed {
+                Err(why) => {
+                    self.push(Finding::new(
+                        tenant,
+                        s,
+                        pos,
+                        FindingKind::Malformed,
+                        format!("is an erasure marker that cannot be read: {why}"),
+                    ));
+                }
+                Ok(list) if authentic && !hmac_fail => self.apply_marker(tenant, s, pos, &list),
+                Ok(_) => {}
+            }
+        }
         self.settle_checkpoints(tenant);
+    }
+
+    /// Resolves the absent sidecars an authentic erasure marker (entry `marker` at `pos`)
+    /// lists, and reports the entries it lists that were not erased.
+    fn apply_marker(&mut self, tenant: &str, marker: u64, pos: u64, list: &[(u64, u128)]) {
+        let mut out = Vec::new();
+        let state = self.chain(tenant);
+        state.erasure_markers += 1;
+        for &(seq, id) in list {
+            if seq >= marker {
+                out.push(Finding::new(
+                    tenant,
+                    marker,
+                    pos,
+                    FindingKind::ErasureIncomplete,
+                    format!(
+                        "is an erasure marker that lists entry {}, which does not precede it",
+                        group_thousands(seq)
+                    ),
+                ));
+                continue;
+            }
+            if seq <= state.start || state.missing.contains(&seq) || state.erased.contains(&seq) {
+                // Before the anchor the log starts at (not read here), already reported
+                // missing, or accounted for by an earlier marker.
+                continue;
+            }
+            match state.unmarked.get(&seq) {
+                Some(&(found, _)) if found == id => {
+                    state.unmarked.remove(&seq);
+                    state.erased.insert(seq);
+                    state.redacted += 1;
+                }
+                Some(&(found, _)) => out.push(Finding::new(tenant, seq, pos, FindingKind::ErasureIncomplete, format!("is listed by the erasure marker at entry {} under another entry_id ({}; the entry has {})", group_thousands(marker), uuid::Uuid::from_u128(id).hyphenated(), uuid::Uuid::from_u128(found).hyphenated()))),
+                None => out.push(Finding::new(tenant, seq, pos, FindingKind::ErasureIncomplete, format!("is listed by the erasure marker at entry {} but its personal data was not erased (its sidecar is present, or it never had one)", group_thousands(marker)))),
+            }
+        }
+        for f in out {
+            self.push(f);
+        }
     }
 
     /// Ends verification and returns the report.
@@ -1324,6 +1407,15 @@ impl LogVerifier {
         for t in &tenants {
             let mut out = Vec::new();
             if let Some(state) = self.chains.get_mut(t) {
+                for (&seq, &(_, pos)) in &state.unmarked {
+                    out.push(Finding::new(
+                        t,
+                        seq,
+                        pos,
+                        FindingKind::UnmarkedRedaction,
+                        "has had its personal data removed without an erasure marker",
+                    ));
+                }
                 let mut runs: Vec<(u64, u64)> = Vec::new();
                 for &m in &state.missing {
                     match runs.last_mut() {
@@ -1456,6 +1548,7 @@ impl LogVerifier {
                 checkpoints_verified: s.checkpoints_verified,
                 largest_checkpoint: s.largest_checkpoint,
                 redacted: s.redacted,
+                erasure_markers: s.erasure_markers,
             })
             .collect();
         Report {

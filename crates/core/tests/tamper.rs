@@ -807,7 +807,8 @@ fn removed_personal_sidecar() {
     let r = verify_full(&log, &recs);
     assert_first(&r, T, FindingKind::UnmarkedRedaction, seq);
     assert_eq!(r.findings.len(), 1, "{}", describe(&r));
-    assert_eq!(r.chains[0].redacted, 1);
+    // Only redactions a marker accounts for count as redacted.
+    assert_eq!(r.chains[0].redacted, 0);
     // The signed bytes are untouched: public-key-only mode sees the same thing.
     assert_first(
         &verify(&recs, None, None, &[]),
@@ -1072,4 +1073,181 @@ proptest! {
         let r = verify(&log.records, None, Some(note_verifier()), &log.trusted());
         prop_assert!(r.ok(), "{}", describe(&r));
     }
+}
+
+// ---- erasure markers (FORMAT.md §5) --------------------------------------------------------
+
+/// A clean log without a final checkpoint (markers are appended after it), the record indexes
+/// of its first two entries with a sidecar, and their (seq, entry id).
+fn erasable() -> (Log, Vec<(usize, u64, String)>) {
+    let log = build(&LogSpec {
+        final_checkpoint: false,
+        checkpoint_every: 0,
+        ..LogSpec::default()
+    });
+    let picked: Vec<(usize, u64, String)> = log
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            matches!(
+                r,
+                Record::Entry {
+                    sidecar: Some(_),
+                    ..
+                }
+            )
+        })
+        .take(2)
+        .map(|(i, r)| {
+            let v = r.json();
+            (
+                i,
+                v["seq"].as_u64().unwrap(),
+                v["entry_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(picked.len(), 2);
+    (log, picked)
+}
+
+fn marker_payload(listed: &[(usize, u64, String)]) -> Value {
+    let redacted: Vec<Value> = listed
+        .iter()
+        .map(|(_, s, id)| json!({"entry_id": id, "seq": s}))
+        .collect();
+    json!({"count": redacted.len(), "part": 1, "parts": 1, "reason": "GDPR Art. 17 request",
+           "redacted": redacted, "requested_by": "cli", "ticket": "DSR-1"})
+}
+
+/// Removes the sidecars of `erased` and appends a marker listing `listed`, signed with `key`.
+fn with_marker(
+    log: &Log,
+    erased: &[(usize, u64, String)],
+    listed: &[(usize, u64, String)],
+    key: &HmacKey,
+) -> Vec<Record> {
+    let mut recs = log.records.clone();
+    for (i, _, _) in erased {
+        *entry_mut(&mut recs, *i).1 = None;
+    }
+    let mut w = ChainWriter::resume(T, &recs);
+    let mut rng = common::Rng::new(7);
+    recs.push(w.append_marker(
+        &marker_payload(listed),
+        1_900_000_000_000,
+        &key_id("k1"),
+        key,
+        &mut rng,
+    ));
+    recs
+}
+
+fn k1() -> HmacKey {
+    HmacKey::from_bytes(K1)
+}
+
+#[test]
+fn redaction_under_a_marker_verifies() {
+    let (log, picked) = erasable();
+    let recs = with_marker(&log, &picked, &picked, &k1());
+    let r = verify_full(&log, &recs);
+    assert_ok(&r);
+    assert_eq!((r.chains[0].redacted, r.chains[0].erasure_markers), (2, 1));
+    // Without any key the marker still accounts for the redactions.
+    let r = verify(&recs, None, None, &[]);
+    assert!(r.ok(), "{}", describe(&r));
+    assert_eq!(r.chains[0].redacted, 2);
+}
+
+#[test]
+fn a_marker_forged_without_the_key_accounts_for_nothing() {
+    let (log, picked) = erasable();
+    let recs = with_marker(&log, &picked, &picked, &HmacKey::from_bytes([0x55; 32]));
+    let r = verify_full(&log, &recs);
+    assert_first(&r, T, FindingKind::UnmarkedRedaction, picked[0].1);
+    let kinds: Vec<FindingKind> = r.findings.iter().map(|f| f.kind).collect();
+    assert!(
+        kinds.contains(&FindingKind::Modification),
+        "{}",
+        describe(&r)
+    );
+    assert_eq!(r.chains[0].erasure_markers, 0);
+}
+
+#[test]
+fn a_redaction_the_marker_does_not_list_is_unmarked() {
+    let (log, picked) = erasable();
+    let recs = with_marker(&log, &picked, &picked[..1], &k1());
+    let r = verify_full(&log, &recs);
+    assert_first(&r, T, FindingKind::UnmarkedRedaction, picked[1].1);
+    assert_eq!(r.findings.len(), 1, "{}", describe(&r));
+    assert_eq!(r.chains[0].redacted, 1);
+}
+
+#[test]
+fn a_marker_listing_an_entry_whose_sidecar_is_present_is_reported() {
+    let (log, picked) = erasable();
+    let recs = with_marker(&log, &picked[..1], &picked, &k1());
+    let r = verify_full(&log, &recs);
+    assert_first(&r, T, FindingKind::ErasureIncomplete, picked[1].1);
+    assert_eq!(r.findings.len(), 1, "{}", describe(&r));
+}
+
+#[test]
+fn a_marker_edited_after_signing_is_a_modification() {
+    let (log, picked) = erasable();
+    let mut recs = with_marker(&log, &picked, &picked[..1], &k1());
+    // Add the second entry to the marker's list without the key.
+    let last = recs.len() - 1;
+    let line = entry_mut(&mut recs, last).0;
+    let text = String::from_utf8(line.clone()).unwrap();
+    let (s, id) = (&picked[1].1, &picked[1].2);
+    let edited = text.replacen(r#""count":1"#, r#""count":2"#, 1).replacen(
+        "}],",
+        &format!(r#"}},{{"entry_id":"{id}","seq":{s}}}],"#),
+        1,
+    );
+    assert_ne!(edited, text);
+    *line = edited.into_bytes();
+    let r = verify_full(&log, &recs);
+    let kinds: Vec<FindingKind> = r.findings.iter().map(|f| f.kind).collect();
+    assert!(
+        kinds.contains(&FindingKind::UnmarkedRedaction),
+        "{}",
+        describe(&r)
+    );
+    assert!(
+        kinds.contains(&FindingKind::Modification),
+        "{}",
+        describe(&r)
+    );
+}
+
+#[test]
+fn a_marker_that_cannot_be_read_is_malformed() {
+    let (log, picked) = erasable();
+    let mut bad = marker_payload(&picked);
+    bad["count"] = json!(5);
+    let mut recs = log.records.clone();
+    for (i, _, _) in &picked {
+        *entry_mut(&mut recs, *i).1 = None;
+    }
+    let mut w = ChainWriter::resume(T, &recs);
+    recs.push(w.append_marker(
+        &bad,
+        1_900_000_000_000,
+        &key_id("k1"),
+        &k1(),
+        &mut common::Rng::new(3),
+    ));
+    let r = verify_full(&log, &recs);
+    let kinds: Vec<FindingKind> = r.findings.iter().map(|f| f.kind).collect();
+    assert!(kinds.contains(&FindingKind::Malformed), "{}", describe(&r));
+    assert!(
+        kinds.contains(&FindingKind::UnmarkedRedaction),
+        "{}",
+        describe(&r)
+    );
 }

@@ -8,6 +8,7 @@
 //!   keys/                  0700
 //!     hmac.keys            HMAC keyring, 0600 (secret)
 //!     checkpoint.key       Ed25519 checkpoint-signing seed, 0600 (secret)
+//!     subject-index.key    key of the store's keyed data-subject index, 0600 (secret)
 //! ```
 
 use std::fs;
@@ -76,6 +77,12 @@ impl DataDir {
     #[must_use]
     pub fn signing_key_path(&self) -> PathBuf {
         self.keys_dir().join("checkpoint.key")
+    }
+
+    /// The key of the keyed hashes the store indexes data-subject ids under.
+    #[must_use]
+    pub fn subject_key_path(&self) -> PathBuf {
+        self.keys_dir().join("subject-index.key")
     }
 
     /// Whether `init` has run here.
@@ -238,9 +245,41 @@ pub fn create_keys(dir: &DataDir, log_name: &str) -> Result<NoteVerifier, Ledger
             hex::encode(seed)
         ),
     )?;
+    load_or_create_subject_key(dir)?;
     let verifier = signer.verifier();
     write_public(&dir.public_key_path(), &format!("{}\n", verifier.to_vkey()))?;
     Ok(verifier)
+}
+
+/// Loads the subject-index key (`keys/subject-index.key`, permission-checked), creating it
+/// (0600, 32 random bytes) if the data directory does not have one yet (stores made before it
+/// existed).
+///
+/// # Errors
+/// As [`read_secret`] and [`write_secret`]; [`LedgerError::KeyFile`] when malformed.
+pub fn load_or_create_subject_key(dir: &DataDir) -> Result<HmacKey, LedgerError> {
+    let path = dir.subject_key_path();
+    if !path.exists() {
+        write_secret(
+            &path,
+            &format!(
+                "# blackbox subject-index key (HMAC-SHA256 of data-subject ids); secret\n{}\n",
+                hex::encode(random32()?)
+            ),
+        )?;
+    }
+    let text = read_secret(&path)?;
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or_default();
+    let bytes =
+        blackbox_core::hash::decode_hex32(line.as_bytes()).ok_or_else(|| LedgerError::KeyFile {
+            path: path.clone(),
+            problem: "expected one line of 64 lower-case hex digits (32 bytes)".to_owned(),
+        })?;
+    Ok(HmacKey::from_bytes(bytes))
 }
 
 /// Adds a new HMAC key generation; returns its id.

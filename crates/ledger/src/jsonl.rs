@@ -113,9 +113,141 @@ pub fn parse_personal_record(line: &[u8]) -> Result<(String, u64, Vec<u8>), Stri
     ))
 }
 
+/// Rewrites the JSONL file at `path` without the personal records for which `erased(tenant,
+/// seq)` says yes (callers ask the store whether the entry's sidecar was erased, which makes the
+/// scrub idempotent and catches up earlier erasures): the rest is kept byte for byte. Written to a temporary file beside it (same permissions),
+/// fsynced, renamed over it and the directory fsynced, so a crash leaves the old or the new file,
+/// never a mix. Returns how many records were dropped (the file is left untouched when none).
+///
+/// # Errors
+/// [`LedgerError::Io`].
+pub fn scrub_personal(
+    path: &std::path::Path,
+    erased: &mut dyn FnMut(&str, u64) -> Result<bool, crate::LedgerError>,
+) -> Result<u64, crate::LedgerError> {
+    use std::io::{BufRead as _, BufReader, BufWriter, Write as _};
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let io = crate::LedgerError::io;
+    let f = std::fs::File::open(path).map_err(io(path))?;
+    let mode = f.metadata().map_err(io(path))?.permissions().mode() & 0o777;
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".erase-tmp");
+    let tmp = path.with_file_name(name);
+    let mut dropped = 0u64;
+    {
+        let out = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        let mut w = BufWriter::new(out);
+        let mut r = BufReader::new(f);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if r.read_until(b'\n', &mut line).map_err(io(path))? == 0 {
+                break;
+            }
+            let rec = line.strip_suffix(b"\n").unwrap_or(&line);
+            if record_kind(rec) == RecordKind::Personal
+                && let Ok((tenant, seq, _)) = parse_personal_record(rec)
+                && erased(&tenant, seq)?
+            {
+                dropped += 1;
+                continue;
+            }
+            w.write_all(&line).map_err(io(&tmp))?;
+        }
+        let out = w.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
+        out.sync_all().map_err(io(&tmp))?;
+    }
+    if dropped == 0 {
+        let _ = std::fs::remove_file(&tmp);
+        return Ok(0);
+    }
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(&dir))?;
+    Ok(dropped)
+}
+
+/// The files of a mirror at `path`: its rotated files `PATH.1`, `PATH.2`, … (in order) and then
+/// `PATH` itself (those that exist).
+///
+/// # Errors
+/// [`LedgerError::Io`] when the directory cannot be read.
+pub fn mirror_files(path: &std::path::Path) -> Result<Vec<std::path::PathBuf>, crate::LedgerError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let prefix = format!("{name}.");
+    let mut rotated: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(&dir)
+        .map_err(crate::LedgerError::io(&dir))?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let n = e
+                .file_name()
+                .to_str()?
+                .strip_prefix(&prefix)?
+                .parse::<u64>()
+                .ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    rotated.sort();
+    let mut out: Vec<std::path::PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    if path.exists() {
+        out.push(path.to_owned());
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrubbing_drops_only_the_named_personal_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log.jsonl");
+        let keep = personal_record("acme", 1, br#"{"fields":{"a":"keep"},"salt":"00"}"#);
+        let drop = personal_record("acme", 2, br#"{"fields":{"a":"ds_gone"},"salt":"00"}"#);
+        let other = personal_record("beta", 2, br#"{"fields":{"a":"other"},"salt":"00"}"#);
+        let mut text = Vec::new();
+        for l in [
+            &keep[..],
+            b"{\"agent_id\":1}",
+            &drop,
+            b"{\"agent_id\":2}",
+            &other,
+        ] {
+            text.extend_from_slice(l);
+            text.push(b'\n');
+        }
+        text.extend_from_slice(b"{\"half");
+        std::fs::write(&p, &text).unwrap();
+        let mut erased = |t: &str, s: u64| Ok(t == "acme" && s == 2);
+        assert_eq!(scrub_personal(&p, &mut erased).unwrap(), 1);
+        let after = std::fs::read(&p).unwrap();
+        let mut want = text.clone();
+        let at = want.windows(drop.len()).position(|w| w == drop).unwrap();
+        want.drain(at..=at + drop.len());
+        assert_eq!(after, want);
+        assert_eq!(scrub_personal(&p, &mut erased).unwrap(), 0);
+        assert_eq!(std::fs::read(&p).unwrap(), want);
+    }
 
     #[test]
     fn records_round_trip() {

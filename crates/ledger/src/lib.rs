@@ -11,6 +11,7 @@
 pub mod anchor;
 pub mod config;
 pub mod datadir;
+pub mod erase;
 pub mod error;
 pub mod export;
 pub mod jsonl;

@@ -8,7 +8,10 @@ use blackbox_store::Store as _;
 use blackbox_store::sqlite::SqliteStore;
 
 use crate::config::{DEFAULT_CONFIG, LedgerConfig};
-use crate::datadir::{DataDir, create_keys, load_keyring, load_signer, load_verifier, random32};
+use crate::datadir::{
+    DataDir, create_keys, load_keyring, load_or_create_subject_key, load_signer, load_verifier,
+    random32,
+};
 use crate::error::LedgerError;
 use crate::writer::{CheckpointSigner, Writer, WriterSettings};
 
@@ -88,6 +91,8 @@ pub fn open_writer(dir: &DataDir) -> Result<(SqliteStore, Writer, LedgerConfig),
     let config = LedgerConfig::load(&dir.config_path())?;
     let keys = load_keyring(&dir.hmac_keys_path())?;
     let signer = load_signer(&dir.signing_key_path())?;
+    let subject_key = load_or_create_subject_key(dir)?;
+    migrate(dir)?;
     let store = SqliteStore::open(dir.store_path())?;
     if let Some(name) = store.meta("log_name")?
         && name != signer.name()
@@ -105,8 +110,26 @@ pub fn open_writer(dir: &DataDir) -> Result<(SqliteStore, Writer, LedgerConfig),
             checkpoint_every_entries: config.checkpoint_every_entries,
             checkpoint_every_ms: config.checkpoint_every_ms,
         },
-    )?;
+    )?
+    .with_subject_key(subject_key);
     Ok((store, writer, config))
+}
+
+/// Migrates a store of an older schema in place (schema 2 kept data-subject ids in clear; see
+/// `SqliteStore::migrate`). Needs write access and the subject-index key, which it creates if
+/// missing. Returns whether anything was migrated.
+///
+/// # Errors
+/// Key and store failures.
+pub fn migrate(dir: &DataDir) -> Result<bool, LedgerError> {
+    require_init(dir)?;
+    match SqliteStore::open_read_only(dir.store_path()) {
+        Err(blackbox_store::StoreError::Schema { found: 2, .. }) => {}
+        _ => return Ok(false),
+    }
+    let key = load_or_create_subject_key(dir)?;
+    let hash = |id: &str| blackbox_core::erasure::subject_index_key(&key, id);
+    Ok(SqliteStore::migrate(dir.store_path(), &hash)?)
 }
 
 /// Opens the store read-only.
@@ -115,6 +138,8 @@ pub fn open_writer(dir: &DataDir) -> Result<(SqliteStore, Writer, LedgerConfig),
 /// [`LedgerError::NotInitialised`], store failures.
 pub fn open_reader(dir: &DataDir) -> Result<SqliteStore, LedgerError> {
     require_init(dir)?;
+    // A store of schema 2 is migrated first (this needs write access; see `migrate`).
+    migrate(dir)?;
     Ok(SqliteStore::open_read_only(dir.store_path())?)
 }
 

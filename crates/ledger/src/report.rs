@@ -5,7 +5,8 @@
 use blackbox_core::ids::group_thousands as n;
 use blackbox_core::verify::Report;
 
-/// `OK — 14,823 entries verified, chain intact` or `TAMPERED — entry 9,421 …`.
+/// `OK — 14,823 entries verified, chain intact` or `TAMPERED — entry 9,421 …`; an intact log
+/// with erasures ends `; 3 entries redacted under 1 erasure marker`.
 #[must_use]
 pub fn headline(r: &Report) -> String {
     let chains = r.chains.len();
@@ -28,7 +29,26 @@ pub fn headline(r: &Report) -> String {
         " (public key only)"
     };
     let what = if r.entries == 1 { "entry" } else { "entries" };
-    format!("OK — {} {what} verified{scope}, {intact}", n(r.entries))
+    let mut line = format!("OK — {} {what} verified{scope}, {intact}", n(r.entries));
+    let (redacted, markers) = erasures(r);
+    if markers > 0 || redacted > 0 {
+        let e = if redacted == 1 { "entry" } else { "entries" };
+        let m = if markers == 1 { "marker" } else { "markers" };
+        line.push_str(&format!(
+            "; {} {e} redacted under {} erasure {m}",
+            n(redacted),
+            n(markers)
+        ));
+    }
+    line
+}
+
+/// Entries redacted under erasure markers, and the markers, over all chains.
+#[must_use]
+pub fn erasures(r: &Report) -> (u64, u64) {
+    r.chains
+        .iter()
+        .fold((0, 0), |(e, m), c| (e + c.redacted, m + c.erasure_markers))
 }
 
 /// The report as JSON (stable member names: scripts and auditors' tools depend on them).
@@ -53,6 +73,7 @@ pub fn report_json(r: &Report) -> serde_json::Value {
             serde_json::json!({
                 "tenant_id": c.tenant_id, "entries": c.entries, "start": c.start, "size": c.size, "head": c.head.to_prefixed(), "merkle_root": c.root.to_base64(),
                 "checkpoints_verified": c.checkpoints_verified, "largest_checkpoint": c.largest_checkpoint, "redacted": c.redacted,
+                "erasure_markers": c.erasure_markers,
             })
         })
         .collect();
@@ -60,6 +81,8 @@ pub fn report_json(r: &Report) -> serde_json::Value {
         "status": if r.ok() { "ok" } else { "tampered" },
         "summary": headline(r),
         "entries": r.entries,
+        "redacted": erasures(r).0,
+        "erasure_markers": erasures(r).1,
         "chains": chains,
         "findings": findings,
         "findings_total": r.findings_total,

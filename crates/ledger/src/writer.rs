@@ -19,8 +19,8 @@ use blackbox_core::note::NoteSigner;
 use std::sync::mpsc;
 
 use blackbox_store::{
-    ArchiveSegment, ChainHead, NewEntry, PersonalRecord, Store, StoreError, StoredAnchor,
-    StoredCheckpoint, WriteBatch,
+    ArchiveSegment, ChainHead, Erasure, NewEntry, PersonalRecord, Purge, Store, StoreError,
+    StoredAnchor, StoredCheckpoint, SubjectEntry, WriteBatch,
 };
 
 use crate::error::LedgerError;
@@ -157,6 +157,8 @@ pub struct Writer {
     signer: CheckpointSigner,
     settings: WriterSettings,
     random: RandomPool,
+    /// Key of the keyed hashes the store indexes data-subject ids under.
+    subject_key: Option<HmacKey>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -241,7 +243,25 @@ impl Writer {
             signer,
             settings,
             random: RandomPool::new(),
+            subject_key: None,
         })
+    }
+
+    /// Sets the subject-index key (`keys/subject-index.key`): events naming data subjects are
+    /// refused without it.
+    #[must_use]
+    pub fn with_subject_key(mut self, key: HmacKey) -> Self {
+        self.subject_key = Some(key);
+        self
+    }
+
+    /// The keyed hash the store indexes `subject_id` under (FORMAT.md §5).
+    ///
+    /// # Errors
+    /// [`LedgerError::Inconsistent`] when the writer has no subject-index key.
+    pub fn subject_index_key(&self, subject_id: &str) -> Result<[u8; 32], LedgerError> {
+        let key = self.subject_key.as_ref().ok_or_else(no_subject_key)?;
+        Ok(blackbox_core::erasure::subject_index_key(key, subject_id))
     }
 
     /// The checkpoint signer.
@@ -344,8 +364,30 @@ impl Writer {
     }
 }
 
+fn no_subject_key() -> LedgerError {
+    LedgerError::Inconsistent(
+        "the writer has no subject-index key (keys/subject-index.key); open the data directory \
+         with `open_writer`"
+            .to_owned(),
+    )
+}
+
 /// What the sequencing thread asks of the store thread.
 enum StoreCmd {
+    Subject(
+        [u8; 32],
+        mpsc::SyncSender<Result<Vec<SubjectEntry>, StoreError>>,
+    ),
+    Erase(
+        String,
+        Vec<u64>,
+        mpsc::SyncSender<Result<Vec<Erasure>, StoreError>>,
+    ),
+    /// Outside any batch: purge erased bytes from the store's files.
+    Purge(
+        std::time::Duration,
+        mpsc::SyncSender<Result<Purge, StoreError>>,
+    ),
     Head(
         String,
         mpsc::SyncSender<Result<Option<ChainHead>, StoreError>>,
@@ -368,6 +410,13 @@ fn store_worker(
     spent: &mpsc::Sender<Vec<NewEntry>>,
 ) {
     while let Ok(first) = rx.recv() {
+        let first = match first {
+            StoreCmd::Purge(wait, reply) => {
+                let _ = reply.send(store.purge_erased(wait));
+                continue;
+            }
+            other => other,
+        };
         let mut failed: Option<StoreError> = None;
         let mut batch = match store.begin() {
             Ok(b) => Some(b),
@@ -389,6 +438,28 @@ fn store_worker(
                     };
                     let _ = reply.send(result);
                     break;
+                }
+                StoreCmd::Subject(key, reply) => {
+                    let r = within(&failed, batch.as_mut(), |b| b.subject_entries(&key));
+                    let _ = reply.send(r);
+                }
+                StoreCmd::Erase(tenant, seqs, reply) => {
+                    let r = within(&failed, batch.as_mut(), |b| {
+                        b.erase_personal(&tenant, &seqs)
+                    });
+                    if let Err(e) = &r
+                        && failed.is_none()
+                    {
+                        failed = Some(StoreError::Invalid {
+                            what: format!("erasing personal data failed: {e}"),
+                        });
+                    }
+                    let _ = reply.send(r);
+                }
+                StoreCmd::Purge(_, reply) => {
+                    let _ = reply.send(Err(StoreError::Invalid {
+                        what: "erased data can only be purged between batches".to_owned(),
+                    }));
                 }
                 StoreCmd::Head(tenant, reply) => {
                     let r = match (&failed, batch.as_mut()) {
@@ -429,6 +500,23 @@ fn store_worker(
     }
 }
 
+/// Runs a read or write that answers with a value inside the open batch.
+fn within<'b, T>(
+    failed: &Option<StoreError>,
+    batch: Option<&mut Box<dyn WriteBatch + 'b>>,
+    f: impl FnOnce(&mut dyn WriteBatch) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match (failed, batch) {
+        (None, Some(b)) => f(b.as_mut()),
+        (Some(e), _) => Err(StoreError::Invalid {
+            what: format!("an earlier write of this batch failed: {e}"),
+        }),
+        (None, None) => Err(StoreError::Invalid {
+            what: "no open batch".to_owned(),
+        }),
+    }
+}
+
 fn apply<'b>(
     failed: &mut Option<StoreError>,
     batch: Option<&mut Box<dyn WriteBatch + 'b>>,
@@ -465,6 +553,18 @@ impl std::fmt::Debug for AppendSink<'_> {
             .field("pending", &self.outcome.count)
             .finish_non_exhaustive()
     }
+}
+
+/// The keyed hashes of an event's data-subject ids.
+fn subject_keys(key: Option<&HmacKey>, ids: &[String]) -> Result<Vec<[u8; 32]>, LedgerError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let key = key.ok_or_else(no_subject_key)?;
+    Ok(ids
+        .iter()
+        .map(|id| blackbox_core::erasure::subject_index_key(key, id))
+        .collect())
 }
 
 fn gone() -> LedgerError {
@@ -592,10 +692,13 @@ impl AppendSink<'_> {
             tool: ev.tool.clone(),
             line: sealed.line,
             entry_hash: sealed.entry_hash,
-            personal: sidecar.map(|s| PersonalRecord {
-                sidecar: s.bytes,
-                subject_ids: ev.subject_ids.clone(),
-            }),
+            personal: match sidecar {
+                Some(s) => Some(PersonalRecord {
+                    sidecar: s.bytes,
+                    subject_keys: subject_keys(self.writer.subject_key.as_ref(), &ev.subject_ids)?,
+                }),
+                None => None,
+            },
         });
         if seq % self.writer.settings.checkpoint_every_entries == 0 {
             self.checkpoints
@@ -636,6 +739,49 @@ impl AppendSink<'_> {
     /// The store thread stopped.
     pub fn put_archive_segment(&mut self, segment: ArchiveSegment) -> Result<(), LedgerError> {
         self.send(StoreCmd::Segment(segment))
+    }
+
+    /// The entries the subject index lists for a data subject (by its keyed hash), read in the
+    /// current batch.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub fn subject_entries(&mut self, key: [u8; 32]) -> Result<Vec<SubjectEntry>, LedgerError> {
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        self.send(StoreCmd::Subject(key, reply_tx))?;
+        Ok(reply_rx.recv().map_err(|_| gone())??)
+    }
+
+    /// Deletes the personal sidecars of `tenant`'s entries `seqs` in the current batch (durable,
+    /// like everything else, with [`Self::commit`]). A failure poisons the batch.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub fn erase_personal(
+        &mut self,
+        tenant: &str,
+        seqs: Vec<u64>,
+    ) -> Result<Vec<Erasure>, LedgerError> {
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        self.send(StoreCmd::Erase(tenant.to_owned(), seqs, reply_tx))?;
+        Ok(reply_rx.recv().map_err(|_| gone())??)
+    }
+
+    /// Between batches: makes the store purge erased bytes from its files (see
+    /// [`Store::purge_erased`]), waiting up to `wait` for readers.
+    ///
+    /// # Errors
+    /// [`StoreError::PurgeIncomplete`] and other store failures.
+    pub fn purge_erased(&mut self, wait: std::time::Duration) -> Result<Purge, LedgerError> {
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        self.send(StoreCmd::Purge(wait, reply_tx))?;
+        Ok(reply_rx.recv().map_err(|_| gone())??)
+    }
+
+    /// The writer (for its subject-index key).
+    #[must_use]
+    pub fn writer(&self) -> &Writer {
+        self.writer
     }
 
     /// Signs a heartbeat checkpoint (unchanged size, newer timestamp) for every chain this

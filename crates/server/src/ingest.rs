@@ -138,8 +138,23 @@ pub enum ControlReply {
     Agents(Vec<blackbox_detect::detector::AgentInfo>),
 }
 
+/// What an erasure (`POST /v1/erasures`) did.
+#[derive(Debug)]
+pub struct EraseReply {
+    /// Entries redacted and markers written.
+    pub outcome: blackbox_ledger::erase::ErasureOutcome,
+    /// Why the write-ahead log could not be purged yet (`None`: purged).
+    pub purge_failed: Option<String>,
+    /// Mirror files rewritten and the personal records removed from each, or why that failed.
+    pub mirror: Result<Vec<(std::path::PathBuf, u64)>, String>,
+}
+
 enum Msg {
     Job(Job),
+    Erase(
+        blackbox_ledger::erase::ErasureRequest,
+        oneshot::Sender<Result<EraseReply, IngestFailure>>,
+    ),
     Denial(NormalizedEvent),
     Decide(
         DecideRequest,
@@ -318,6 +333,22 @@ impl Ingest {
         .await
     }
 
+    /// Erases a data subject (in the writer, between groups: the sidecars' deletion and the
+    /// markers commit together), then purges the write-ahead log and rewrites the mirror.
+    ///
+    /// # Errors
+    /// 503 as [`Ingest::submit`] (nothing was erased then).
+    pub async fn erase(
+        &self,
+        req: blackbox_ledger::erase::ErasureRequest,
+    ) -> Result<EraseReply, ApiError> {
+        self.ask(
+            |reply| Msg::Erase(req, reply),
+            "the store could not commit the erasure (disk full or I/O error); nothing was erased; retry later",
+        )
+        .await
+    }
+
     /// Sends a message that carries its reply channel and waits for the answer.
     async fn ask<T>(
         &self,
@@ -421,7 +452,7 @@ impl Group {
     fn push(&mut self, m: Msg) {
         self.events += match &m {
             Msg::Job(j) => j.events.len(),
-            Msg::Denial(_) | Msg::Decide(..) | Msg::Control(..) => 1,
+            Msg::Denial(_) | Msg::Decide(..) | Msg::Control(..) | Msg::Erase(..) => 1,
         };
         self.msgs.push(m);
     }
@@ -478,8 +509,66 @@ fn fail_all(
             Msg::Control(_, r) => {
                 let _ = r.send(Err(IngestFailure::Store(why.to_owned())));
             }
+            Msg::Erase(_, r) => {
+                let _ = r.send(Err(IngestFailure::Store(why.to_owned())));
+            }
         }
     }
+}
+
+/// How long an erasure waits for readers before reporting the log purge as incomplete.
+const PURGE_WAIT: Duration = Duration::from_secs(10);
+
+/// Runs one erasure on its own batch: erase and mark, commit, let the mirror catch up (so it
+/// holds the marker), purge the write-ahead log, rewrite the mirror files.
+fn erase_now(
+    sink: &mut AppendSink<'_>,
+    req: &blackbox_ledger::erase::ErasureRequest,
+    reply: oneshot::Sender<Result<EraseReply, IngestFailure>>,
+    shared: &Shared,
+    mirror: &mut Option<Mirror>,
+) -> Result<(), LedgerError> {
+    let now = now_ms();
+    // Committed even when nothing was redacted: the look-up opened the batch (and may have
+    // cleaned up index rows), and the purge runs between batches.
+    let done = blackbox_ledger::erase::erase(sink, req, now).and_then(|o| {
+        sink.commit(now, false)?;
+        Ok(o)
+    });
+    let outcome = match done {
+        Ok(o) => o,
+        Err(e) => {
+            // The batch may hold half of the erasure: the caller drops the sink (rolling it
+            // back) and restarts it.
+            tracing::error!(error = %e, "an erasure failed; nothing of it was committed");
+            let _ = reply.send(Err(IngestFailure::Store(e.to_string())));
+            return Err(e);
+        }
+    };
+    shared.ready.store(true, Ordering::Relaxed);
+    follow(sink, mirror);
+    let purge_failed = sink.purge_erased(PURGE_WAIT).err().map(|e| {
+        tracing::warn!(error = %e, "erased bytes are still in the write-ahead log");
+        e.to_string()
+    });
+    let mirror = match mirror.as_mut() {
+        None => Ok(Vec::new()),
+        Some(m) => m.scrub().map_err(|e| {
+            tracing::error!(error = %e, "the JSONL mirror could not be rewritten after an erasure");
+            e.to_string()
+        }),
+    };
+    tracing::info!(
+        redacted = outcome.redacted(),
+        markers = outcome.markers(),
+        "erasure committed"
+    );
+    let _ = reply.send(Ok(EraseReply {
+        outcome,
+        purge_failed,
+        mirror,
+    }));
+    Ok(())
 }
 
 fn summary_denial(dropped: u64) -> Option<NormalizedEvent> {
@@ -571,8 +660,25 @@ fn serve(
         {
             group.push(Msg::Denial(ev));
         }
-        commit_group(sink, group, shared, det)?;
+        // Erasures run after the group, each on its own batch (they end with a purge and a
+        // rewrite of the mirror, which must not interleave with appends).
+        let (erasures, rest): (Vec<Msg>, Vec<Msg>) = std::mem::take(&mut group.msgs)
+            .into_iter()
+            .partition(|m| matches!(m, Msg::Erase(..)));
+        group.msgs = rest;
+        if !group.msgs.is_empty() {
+            commit_group(sink, group, shared, det)?;
+        }
         follow(sink, mirror);
+        let mut erasures = erasures.into_iter();
+        while let Some(m) = erasures.next() {
+            if let Msg::Erase(req, reply) = m
+                && let Err(e) = erase_now(sink, &req, reply, shared, mirror)
+            {
+                fail_all(Vec::new(), erasures, &e.to_string(), &shared.dropped);
+                return Err(e);
+            }
+        }
         if last_heartbeat.elapsed() >= shared.every {
             heartbeat(sink, shared);
             last_heartbeat = Instant::now();
@@ -731,6 +837,12 @@ fn apply(
         Msg::Control(c, reply) => {
             let r = control(sink, det, c, now, written)?;
             pending.push(Pending::Control(reply, r));
+        }
+        // `serve` takes erasures out of the group; should one get here, it is refused.
+        Msg::Erase(_, reply) => {
+            let _ = reply.send(Err(IngestFailure::Store(
+                "erasures run outside groups".to_owned(),
+            )));
         }
     }
     Ok(())

@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod api_detect;
+pub mod api_erase;
 pub mod config;
 pub mod detection;
 pub mod error;

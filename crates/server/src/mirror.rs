@@ -205,6 +205,34 @@ impl Mirror {
         Ok(self.len >= self.rotate_bytes)
     }
 
+    /// After an erasure: rewrites the mirror file and its rotated files `PATH.N` without the
+    /// personal records whose sidecars the store no longer has (FORMAT.md §5), each through a
+    /// temporary file, fsync and rename. Returns each file and the records removed from it.
+    ///
+    /// # Errors
+    /// I/O and store failures.
+    pub fn scrub(&mut self) -> Result<Vec<(PathBuf, u64)>, ServerError> {
+        self.file.sync_data().map_err(io(&self.path))?;
+        let files = blackbox_ledger::jsonl::mirror_files(&self.path)?;
+        let mut out = Vec::with_capacity(files.len());
+        let reader = &self.reader;
+        for f in files {
+            let dropped = blackbox_ledger::jsonl::scrub_personal(&f, &mut |t, s| {
+                blackbox_ledger::erase::sidecar_erased(reader, t, s)
+            })?;
+            out.push((f, dropped));
+        }
+        // The current file may have been replaced: write on at the end of the new one.
+        self.file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&self.path)
+            .map_err(io(&self.path))?;
+        self.len = self.file.metadata().map_err(io(&self.path))?.len();
+        Ok(out)
+    }
+
     /// Closes the current file as `PATH.N` and starts a new `PATH` with an anchor per chain. Call
     /// after signing a checkpoint at every chain's head and [`Self::catch_up`].
     ///

@@ -623,6 +623,21 @@ mod no_input_makes_a_5xx {
                     b.truncate(cut.index(b.len() + 1));
                     b
                 }),
+            // An erasure request with a few bytes changed or cut.
+            (
+                prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+                any::<prop::sample::Index>()
+            )
+                .prop_map(|(edits, cut)| {
+                    let mut b =
+                        br#"{"data_subject":"ds_1","reason":"GDPR","ticket":"T-1"}"#.to_vec();
+                    for (i, v) in edits {
+                        let at = i.index(b.len());
+                        b[at] = v;
+                    }
+                    b.truncate(cut.index(b.len() + 1));
+                    b
+                }),
             Just(b"[".repeat(200)),
             Just(format!("{}1{}", "[".repeat(129), "]".repeat(129)).into_bytes()),
             Just(
@@ -649,6 +664,7 @@ mod no_input_makes_a_5xx {
             Just("/v1/agents/a1/pause"),
             Just("/v1/agents/a1/resume"),
             Just("/v1/agents/%ff/pause"),
+            Just("/v1/erasures"),
         ];
         let query = prop_oneof![
             Just(String::new()),
@@ -754,4 +770,94 @@ async fn a_huge_array_of_tiny_items_is_refused_early() {
         (StatusCode::BAD_REQUEST, "too_many_events"),
         "{e}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn erasure_through_the_service_with_a_mirror() {
+    const GONE: &str = "ds_9c2e4a6b8d0f1e3a5c7b9d1f3e5a7c9b1d3f";
+    let mirror_dir = tempfile::tempdir().unwrap();
+    let mirror = mirror_dir.path().join("audit.jsonl");
+    let m = mirror.clone();
+    let f = fixture_with(move |c| c.mirror = Some(m));
+    let ingest = f.token(Some("acme"), "ingest");
+    let read = f.token(Some("acme"), "read");
+    let admin = f.token(None, "admin");
+    let events: Vec<Value> = (0..6)
+        .map(|i| {
+            let mut e = event(i);
+            if i % 2 == 0 {
+                e["data_subjects"] = json!([{"id": GONE, "category": "customer"}]);
+            }
+            e
+        })
+        .collect();
+    let (s, _) = f
+        .post(&ingest, "application/json", json!(events).to_string())
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let erase = |token: &str, body: Value| {
+        Request::post("/v1/erasures")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let body = json!({"data_subject": GONE, "reason": "GDPR Art. 17", "ticket": "DSR-7"});
+    // Ingest and read tokens are refused, and the refusals are recorded.
+    for t in [&ingest, &read] {
+        let (s, _, b) = f.call(erase(t, body.clone())).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{}", String::from_utf8_lossy(&b));
+    }
+    let (s, _, _) = f
+        .call(erase(
+            &admin,
+            json!({"data_subject": GONE, "reason": "", "ticket": "t"}),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _, b) = f.call(erase(&admin, body.clone())).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let text = String::from_utf8(b).unwrap();
+    assert!(!text.contains(GONE), "the answer names the subject: {text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["redacted"], 3, "{v}");
+    assert_eq!(v["chains"][0]["tenant_id"], "acme");
+    assert_eq!(v["chains"][0]["markers"].as_array().unwrap().len(), 1);
+    assert_eq!(v["purge"]["complete"], true, "{v}");
+    assert_eq!(v["mirror_files"][0]["personal_records_removed"], 3, "{v}");
+
+    let (s, ver) = f.get_json(&admin, "/v1/verify?tenant_id=acme").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(ver["status"], "ok", "{ver}");
+    assert_eq!(
+        (ver["redacted"].as_u64(), ver["erasure_markers"].as_u64()),
+        (Some(3), Some(1)),
+        "{ver}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, denied) = f
+        .get(
+            &admin,
+            "/v1/entries?tenant_id=acme&event_type=access_denied",
+        )
+        .await;
+    let denied = String::from_utf8(denied).unwrap();
+    assert!(denied.contains("/v1/erasures"), "{denied}");
+    // No byte of the id in the mirror or anywhere in the data directory.
+    let holds = |p: &std::path::Path| {
+        let b = std::fs::read(p).unwrap();
+        b.windows(GONE.len()).any(|w| w == GONE.as_bytes())
+    };
+    assert!(!holds(&mirror), "the mirror still holds the id");
+    let mut stack = vec![f._dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                assert!(!holds(&p), "{} still holds the id", p.display());
+            }
+        }
+    }
 }

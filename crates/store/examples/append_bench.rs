@@ -129,7 +129,7 @@ fn make_entry(rng: &mut Rng, chain: &mut Chain, i: u64) -> NewEntry {
                 rng.hex(43)
             )
             .into_bytes(),
-            subject_ids: vec![subject],
+            subject_keys: vec![Hash::digest(subject.as_bytes()).0],
         }
     });
     chain.last = Some((entry_hash, entry_id));

@@ -75,6 +75,19 @@ pub enum StoreError {
         path: String,
     },
 
+    /// Erased data could not yet be purged from the write-ahead log: readers kept old snapshots
+    /// open for the whole wait. The erasure itself is committed.
+    #[error(
+        "the erasure is committed, but the write-ahead log still holds the erased bytes: readers \
+         kept older snapshots open for {waited_s} s; stop long-running readers (verify, export, \
+         open `sqlite3` shells) and run the erasure again (it then only purges), or restart the \
+         service"
+    )]
+    PurgeIncomplete {
+        /// Seconds waited.
+        waited_s: u64,
+    },
+
     /// A write was attempted through a store opened read-only.
     #[error("the store was opened read-only; open it for writing to change it")]
     ReadOnly,

@@ -35,8 +35,14 @@
 //!   hashes and the chain head stay. Scans, queries and proofs then start after the anchor.
 //! - MUST keep [`ArchiveSegment`] records exactly as given (they are how the archive's objects
 //!   are found again).
-//! - MAY keep personal sidecars in separate storage; [`Store::delete_personal`] MUST remove them
-//!   so that they are no longer readable (physical erasure is a later, stronger requirement).
+//! - MAY keep personal sidecars in separate storage. [`WriteBatch::erase_personal`] MUST remove
+//!   them *physically*: once the batch has committed and [`Store::purge_erased`] has returned
+//!   `Ok`, the sidecar's bytes MUST NOT remain anywhere in the store's files (free pages, journal
+//!   or write-ahead log included). Erasure and the erasure marker entry that records it are in
+//!   the same batch, so neither is ever visible without the other.
+//! - MUST NOT keep data-subject ids in clear: the subject index holds only the keyed hashes the
+//!   caller gives ([`PersonalRecord::subject_keys`]), keyed by (chain, seq) so that index rows
+//!   stay meaningful if entries later leave the hot store (archives).
 #![forbid(unsafe_code)]
 
 pub mod error;
@@ -78,8 +84,39 @@ pub struct ChainHead {
 pub struct PersonalRecord {
     /// The sidecar JSON exactly as it is verified (`{"salt":…,"fields":{…}}`).
     pub sidecar: Vec<u8>,
-    /// Pseudonymous data-subject ids referenced by the entry (for erasure look-ups).
-    pub subject_ids: Vec<String>,
+    /// Keyed hashes of the data-subject ids the entry references (for erasure look-ups):
+    /// HMAC-SHA256 under the data directory's subject-index key, never the ids themselves.
+    pub subject_keys: Vec<[u8; 32]>,
+}
+
+/// An entry that references a data subject, as the subject index records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectEntry {
+    /// Tenant of the chain.
+    pub tenant_id: String,
+    /// Sequence number in the chain.
+    pub seq: u64,
+    /// UUIDv7 bytes of the entry.
+    pub entry_id: [u8; 16],
+}
+
+/// What [`WriteBatch::erase_personal`] did for one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Erasure {
+    /// The sidecar was deleted (and the entry's subject-index rows with it).
+    Removed,
+    /// The entry is in the store but has no sidecar (erased before); its index rows are gone.
+    AlreadyAbsent,
+    /// The entry is not in this store (moved to an archive, or never stored): nothing was
+    /// deleted, and its subject-index rows are kept for whoever rewrites the archive.
+    NotStored,
+}
+
+/// What [`Store::purge_erased`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Purge {
+    /// Attempts it took (a reader holding an old snapshot makes the checkpoint wait).
+    pub attempts: u32,
 }
 
 /// One entry to append.
@@ -298,6 +335,25 @@ pub trait WriteBatch {
     /// Backend failures.
     fn put_archive_segment(&mut self, segment: &ArchiveSegment) -> Result<(), StoreError>;
 
+    /// The entries whose sidecars reference the data subject with this keyed hash, read under
+    /// the batch's write lock, ordered by (tenant, seq).
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn subject_entries(&mut self, subject_key: &[u8; 32]) -> Result<Vec<SubjectEntry>, StoreError>;
+
+    /// Deletes the personal sidecars of `tenant`'s entries `seqs` (erasure; see the crate docs
+    /// for what "deleted" must mean) and their subject-index rows, in this batch. Returns one
+    /// outcome per seq, in the order given.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn erase_personal(
+        &mut self,
+        tenant: TenantRef<'_>,
+        seqs: &[u64],
+    ) -> Result<Vec<Erasure>, StoreError>;
+
     /// Makes everything in the batch durable, all or nothing.
     ///
     /// # Errors
@@ -444,15 +500,19 @@ pub trait Store: Send {
         Ok(0)
     }
 
-    /// Removes the personal sidecars of the given entries (used by erasure).
+    /// Every entry the subject index lists for the data subject with this keyed hash (see
+    /// [`PersonalRecord::subject_keys`]), ordered by (tenant, seq). Entries no longer in the
+    /// store (archived) are listed too.
     ///
     /// # Errors
     /// Backend failures.
-    fn delete_personal(&mut self, tenant: TenantRef<'_>, seqs: &[u64]) -> Result<(), StoreError>;
+    fn entries_for_subject(&self, subject_key: &[u8; 32]) -> Result<Vec<SubjectEntry>, StoreError>;
 
-    /// `(tenant, seq)` of every entry whose sidecar references `subject_id`.
+    /// After an erasure has committed: makes sure no copy of the erased bytes remains in the
+    /// store's files (for SQLite: a `wal_checkpoint(TRUNCATE)`, retried for up to `wait` while
+    /// readers hold older snapshots).
     ///
     /// # Errors
-    /// Backend failures.
-    fn entries_for_subject(&self, subject_id: &str) -> Result<Vec<(String, u64)>, StoreError>;
+    /// [`StoreError::Busy`] when readers still hold old snapshots after `wait`; backend failures.
+    fn purge_erased(&mut self, wait: std::time::Duration) -> Result<Purge, StoreError>;
 }

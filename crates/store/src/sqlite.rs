@@ -35,9 +35,20 @@
 //!   sorted, as varints (about 3 bytes a pair).
 //! - `names`: a dictionary of the agent, session, event type and tool strings; `entries` and
 //!   `postings` store their small integer ids.
-//! - `personal` and `personal_subjects`: erasable personal-data sidecars and the data-subject ids
-//!   they reference, keyed by the entry row id and kept apart from the entries so that erasure
-//!   deletes whole rows.
+//! - `personal`: erasable personal-data sidecars, keyed by the entry row id and kept apart from
+//!   the entries so that erasure deletes whole rows.
+//! - `subject_index`: which entries reference a data subject, as `(subject_key, chain_id, seq,
+//!   entry_id)`. `subject_key` is a keyed hash of the subject id (computed by the caller; the
+//!   store never sees the id): B-tree interior pages keep copies of keys even after the rows are
+//!   deleted, and a keyed hash is not the id. Keyed by (chain, seq) rather than row id so that
+//!   the rows stay meaningful when entries leave the hot store.
+//!
+//! Erasure runs with `secure_delete` on (every writing connection has it), so deleted cells and
+//! freed pages are overwritten with zeros, and [`Store::purge_erased`] then checkpoints and
+//! truncates the write-ahead log, whose older frames still hold the erased pages.
+//!
+//! Schema version 2 (a `personal_subjects` table of clear-text subject ids) is migrated by
+//! [`SqliteStore::migrate`].
 //! - `checkpoints`, `merkle_nodes` and `meta`.
 //!
 //! A query runs per chain, merging the chains by (`ts_ms`, tenant, seq). In a chain it reads the
@@ -70,12 +81,12 @@ use rusqlite::{
 
 use crate::segments::{LineRef, LinesEnd, SEGMENT_BYTES, SegmentReader, SegmentWriter, lines_dir};
 use crate::{
-    After, ArchiveSegment, ChainHead, NewEntry, Query, SegmentState, Store, StoreError,
-    StoredAnchor, StoredCheckpoint, StoredEntry, TenantRef, WriteBatch,
+    After, ArchiveSegment, ChainHead, Erasure, NewEntry, Purge, Query, SegmentState, Store,
+    StoreError, StoredAnchor, StoredCheckpoint, StoredEntry, SubjectEntry, TenantRef, WriteBatch,
 };
 
 /// Schema version written to `PRAGMA user_version`. Stores with another version are refused.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// `PRAGMA application_id` of a Blackbox store ("BLBX"), so that other SQLite files are
 /// recognised as not being stores.
@@ -192,13 +203,6 @@ CREATE TABLE personal(
     id      INTEGER PRIMARY KEY REFERENCES entries(id),
     sidecar BLOB NOT NULL
 );
-CREATE TABLE personal_subjects(
-    id         INTEGER NOT NULL REFERENCES personal(id),
-    subject_id TEXT NOT NULL,
-    PRIMARY KEY(id, subject_id)
-) WITHOUT ROWID;
-CREATE INDEX personal_subjects_subject ON personal_subjects(subject_id);
-
 CREATE TABLE checkpoints(
     checkpoint_id INTEGER PRIMARY KEY,
     chain_id      INTEGER NOT NULL REFERENCES chains(chain_id),
@@ -297,11 +301,26 @@ const BUCKET_POSTINGS_SQL: &str = "SELECT bucket, first_id, n, data FROM posting
 const PROBE_SQL: &str = "SELECT coalesce(sum(n), 0) FROM (SELECT n FROM postings \
                          WHERE chain_id = ?1 AND kind = ?2 AND name_id = ?3 \
                          AND bucket BETWEEN ?4 AND ?5 LIMIT ?6)";
-/// `(tenant, seq)` of the entries whose sidecar references a data subject.
-const SUBJECT_SQL: &str = "SELECT c.tenant_id, e.seq FROM personal_subjects s \
-                           JOIN entries e ON e.id = s.id \
-                           JOIN chains c ON c.chain_id = e.chain_id \
-                           WHERE s.subject_id = ?1 ORDER BY c.tenant_id, e.seq";
+/// `(tenant, seq, entry id)` of the entries whose sidecar references a data subject.
+const SUBJECT_SQL: &str = "SELECT c.tenant_id, s.seq, s.entry_id FROM subject_index s \
+                           JOIN chains c ON c.chain_id = s.chain_id \
+                           WHERE s.subject_key = ?1 ORDER BY c.tenant_id, s.seq";
+
+/// The subject index (schema version 3; also created by the migration from version 2).
+const SUBJECT_INDEX_DDL: &str = r"
+-- subject_key: HMAC-SHA256 of the subject id under the data directory's subject-index key.
+CREATE TABLE subject_index(
+    subject_key BLOB NOT NULL,
+    chain_id    INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    entry_id    BLOB NOT NULL,
+    PRIMARY KEY(subject_key, chain_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX subject_index_entry ON subject_index(chain_id, seq);
+";
+
+/// How long [`SqliteStore::purge_erased`] sleeps between checkpoint attempts.
+const PURGE_RETRY: Duration = Duration::from_millis(50);
 
 /// A Blackbox store in one SQLite file. See the [module docs](self) for the layout.
 pub struct SqliteStore {
@@ -388,6 +407,7 @@ impl SqliteStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(SCHEMA)?;
         tx.execute_batch(ARCHIVE_SCHEMA)?;
+        tx.execute_batch(SUBJECT_INDEX_DDL)?;
         tx.pragma_update(None, "application_id", APPLICATION_ID)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
@@ -409,7 +429,7 @@ impl SqliteStore {
     }
 
     /// Opens an existing store read-only (for verification and queries). [`Store::begin`] and
-    /// [`Store::delete_personal`] then fail with [`StoreError::ReadOnly`].
+    /// [`Store::purge_erased`] then fail with [`StoreError::ReadOnly`].
     ///
     /// # Errors
     /// As [`SqliteStore::open`].
@@ -468,6 +488,68 @@ impl SqliteStore {
         let mut store = Self::from_conn(conn, path, read_only);
         store.archive_tables = archive_tables;
         Ok(store)
+    }
+
+    /// Migrates a store of schema version 2 to the current version, in place: the clear-text
+    /// subject ids of its `personal_subjects` table become subject-index rows keyed by
+    /// `subject_key(id)`, the old table is dropped, and the file is vacuumed (with
+    /// `secure_delete`) and its write-ahead log truncated, so that no clear-text id remains in
+    /// free pages. Returns whether anything was migrated (`false`: already current).
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`]; [`StoreError::Schema`] for versions other than 2 and 3;
+    /// SQLite failures (the migration is one transaction: on error the store is unchanged).
+    pub fn migrate(
+        path: impl AsRef<Path>,
+        subject_key: &dyn Fn(&str) -> [u8; 32],
+    ) -> Result<bool, StoreError> {
+        let path = path.as_ref();
+        match Self::open(path) {
+            Ok(_) => return Ok(false),
+            Err(StoreError::Schema { found: 2, .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure(&conn, false)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version == 2 {
+            tx.execute_batch(SUBJECT_INDEX_DDL)?;
+            {
+                let mut read = tx.prepare(
+                    "SELECT s.subject_id, e.chain_id, e.seq, e.id_hi, e.id_lo \
+                     FROM personal_subjects s JOIN entries e ON e.id = s.id",
+                )?;
+                let mut insert = tx.prepare(
+                    "INSERT OR IGNORE INTO subject_index(subject_key, chain_id, seq, entry_id) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                let mut rows = read.query([])?;
+                while let Some(row) = rows.next()? {
+                    let id = col_text(row, 0, "a subject id")?;
+                    let chain = col_i64(row, 1, "a chain id")?;
+                    let seq = col_i64(row, 2, "an entry seq")?;
+                    let hi = col_i64(row, 3, "an entry id")?;
+                    let lo = col_i64(row, 4, "an entry id")?;
+                    let mut entry_id = [0u8; 16];
+                    entry_id[..8].copy_from_slice(&hi.to_be_bytes());
+                    entry_id[8..].copy_from_slice(&lo.to_be_bytes());
+                    insert.execute(params![&subject_key(&id)[..], chain, seq, &entry_id[..]])?;
+                }
+            }
+            tx.execute_batch("DROP TABLE personal_subjects;")?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        tx.commit()?;
+        // The dropped table's pages were zeroed (secure_delete); VACUUM rebuilds the file
+        // without them, and the checkpoint leaves no older copy in the log.
+        conn.execute_batch("VACUUM;")?;
+        let mut store = Self::from_conn(conn, path, false);
+        store.purge_erased(Duration::from_secs(30))?;
+        Ok(true)
     }
 
     fn from_conn(conn: Connection, path: &Path, read_only: bool) -> Self {
@@ -1674,51 +1756,66 @@ impl Store for SqliteStore {
         Ok(freed)
     }
 
-    fn delete_personal(&mut self, tenant: TenantRef<'_>, seqs: &[u64]) -> Result<(), StoreError> {
+    fn entries_for_subject(&self, subject_key: &[u8; 32]) -> Result<Vec<SubjectEntry>, StoreError> {
+        subject_rows(&self.conn, subject_key)
+    }
+
+    fn purge_erased(&mut self, wait: Duration) -> Result<Purge, StoreError> {
         if self.read_only {
             return Err(StoreError::ReadOnly);
         }
-        let Some(chain) = self.chain_id(tenant)? else {
-            return Ok(());
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut run_at = tx.prepare_cached(RUN_AT_SQL)?;
-            let mut del_subjects =
-                tx.prepare_cached("DELETE FROM personal_subjects WHERE id = ?1")?;
-            let mut del_personal = tx.prepare_cached("DELETE FROM personal WHERE id = ?1")?;
-            for &seq in seqs {
-                let Ok(seq) = i64::try_from(seq) else {
-                    continue;
-                };
-                let run = run_at
-                    .query_row(params![chain, seq], |r| Ok(read_run(r)))
-                    .optional()?
-                    .transpose()?;
-                let Some(id) = run.and_then(|r| r.id_of(seq)) else {
-                    continue;
-                };
-                del_subjects.execute([id])?;
-                del_personal.execute([id])?;
+        let started = std::time::Instant::now();
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            // (busy, frames in the log, frames checkpointed): busy = 1 when a reader's snapshot
+            // or another connection kept the log from being reset.
+            let r: Result<(i64, i64, i64), rusqlite::Error> =
+                self.conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    });
+            let done = match r {
+                Ok((0, _, _)) => true,
+                Ok(_) => false,
+                Err(e)
+                    if matches!(
+                        e.sqlite_error_code(),
+                        Some(
+                            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                        )
+                    ) =>
+                {
+                    false
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if done {
+                return Ok(Purge { attempts });
             }
+            if started.elapsed() >= wait {
+                return Err(StoreError::PurgeIncomplete {
+                    waited_s: started.elapsed().as_secs(),
+                });
+            }
+            std::thread::sleep(PURGE_RETRY);
         }
-        tx.commit()?;
-        Ok(())
     }
+}
 
-    fn entries_for_subject(&self, subject_id: &str) -> Result<Vec<(String, u64)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(SUBJECT_SQL)?;
-        let mut rows = stmt.query([subject_id])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let tenant = col_text(row, 0, "a chain's tenant id")?;
-            let seq = col_u64(row, 1, "an entry's seq")?;
-            out.push((tenant, seq));
-        }
-        Ok(out)
+/// The subject index rows of one keyed subject hash.
+fn subject_rows(conn: &Connection, key: &[u8; 32]) -> Result<Vec<SubjectEntry>, StoreError> {
+    let mut stmt = conn.prepare_cached(SUBJECT_SQL)?;
+    let mut rows = stmt.query([&key[..]])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(SubjectEntry {
+            tenant_id: col_text(row, 0, "a chain's tenant id")?,
+            seq: col_u64(row, 1, "a subject-index seq")?,
+            entry_id: col_id16(row, 2, "a subject-index entry id")?,
+        });
     }
+    Ok(out)
 }
 
 // ---- write batches ---------------------------------------------------------------------------
@@ -1895,7 +1992,8 @@ fn write_call(conn: &Connection, call: &CallRows<'_>) -> Result<Run, CallError> 
     let mut insert_personal =
         conn.prepare_cached("INSERT INTO personal(id, sidecar) VALUES (?1, ?2)")?;
     let mut insert_subject = conn.prepare_cached(
-        "INSERT OR IGNORE INTO personal_subjects(id, subject_id) VALUES (?1, ?2)",
+        "INSERT OR IGNORE INTO subject_index(subject_key, chain_id, seq, entry_id) \
+         VALUES (?1, ?2, ?3, ?4)",
     )?;
     let mut first_id: Option<i64> = None;
     for (((seq, e), n), at) in (first_seq..).zip(entries).zip(ids).zip(lines) {
@@ -1941,8 +2039,8 @@ fn write_call(conn: &Connection, call: &CallRows<'_>) -> Result<Run, CallError> 
         }
         if let Some(p) = &e.personal {
             insert_personal.execute(params![id, p.sidecar])?;
-            for subject in &p.subject_ids {
-                insert_subject.execute(params![id, subject])?;
+            for key in &p.subject_keys {
+                insert_subject.execute(params![&key[..], chain_id, seq, &e.entry_id[..]])?;
             }
         }
     }
@@ -1994,8 +2092,11 @@ fn write_call(conn: &Connection, call: &CallRows<'_>) -> Result<Run, CallError> 
 /// Removes the entries (and their sidecars) from row id `first_id` on: the rows a failed
 /// `append` call wrote before it failed (they are the last rows of the table).
 fn undo_entries(conn: &Connection, first_id: i64) -> Result<(), rusqlite::Error> {
-    conn.prepare_cached("DELETE FROM personal_subjects WHERE id >= ?1")?
-        .execute([first_id])?;
+    conn.prepare_cached(
+        "DELETE FROM subject_index WHERE (chain_id, seq) IN \
+         (SELECT chain_id, seq FROM entries WHERE id >= ?1)",
+    )?
+    .execute([first_id])?;
     conn.prepare_cached("DELETE FROM personal WHERE id >= ?1")?
         .execute([first_id])?;
     conn.prepare_cached("DELETE FROM entries WHERE id >= ?1")?
@@ -2352,6 +2453,60 @@ impl WriteBatch for SqliteBatch<'_> {
         Ok(())
     }
 
+    fn subject_entries(&mut self, subject_key: &[u8; 32]) -> Result<Vec<SubjectEntry>, StoreError> {
+        self.usable()?;
+        subject_rows(&self.tx, subject_key)
+    }
+
+    fn erase_personal(
+        &mut self,
+        tenant: TenantRef<'_>,
+        seqs: &[u64],
+    ) -> Result<Vec<Erasure>, StoreError> {
+        self.usable()?;
+        let Some(chain) = self.chain(tenant, false)?.map(|s| s.chain_id) else {
+            return Ok(vec![Erasure::NotStored; seqs.len()]);
+        };
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut run_at = self.tx.prepare_cached(RUN_AT_SQL)?;
+        let mut stored = self
+            .tx
+            .prepare_cached("SELECT 1 FROM entries WHERE id = ?1 AND chain_id = ?2 AND seq = ?3")?;
+        let mut del_personal = self
+            .tx
+            .prepare_cached("DELETE FROM personal WHERE id = ?1")?;
+        let mut del_index = self
+            .tx
+            .prepare_cached("DELETE FROM subject_index WHERE chain_id = ?1 AND seq = ?2")?;
+        for &seq in seqs {
+            let Ok(seq_i) = i64::try_from(seq) else {
+                out.push(Erasure::NotStored);
+                continue;
+            };
+            let run = run_at
+                .query_row(params![chain, seq_i], |r| Ok(read_run(r)))
+                .optional()?
+                .transpose()?;
+            let id = run.and_then(|r| r.id_of(seq_i));
+            let present = match id {
+                Some(id) => stored.exists(params![id, chain, seq_i])?,
+                None => false,
+            };
+            let Some(id) = id.filter(|_| present) else {
+                out.push(Erasure::NotStored);
+                continue;
+            };
+            let removed = del_personal.execute([id])?;
+            del_index.execute(params![chain, seq_i])?;
+            out.push(if removed > 0 {
+                Erasure::Removed
+            } else {
+                Erasure::AlreadyAbsent
+            });
+        }
+        Ok(out)
+    }
+
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
         self.usable()?;
         self.tx
@@ -2410,7 +2565,6 @@ impl WriteBatch for SqliteBatch<'_> {
             let cut = run.last_seq().min(size);
             let last_id = run.first_id + (cut - run.first_seq);
             for sql in [
-                "DELETE FROM personal_subjects WHERE id BETWEEN ?1 AND ?2",
                 "DELETE FROM personal WHERE id BETWEEN ?1 AND ?2",
                 "DELETE FROM entries WHERE id BETWEEN ?1 AND ?2",
             ] {

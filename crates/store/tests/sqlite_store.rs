@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use blackbox_core::Hash;
 use blackbox_store::sqlite::{SCHEMA_VERSION, SqliteStore};
 use blackbox_store::{
-    ChainHead, NewEntry, PersonalRecord, Query, Store, StoreError, StoredCheckpoint, StoredEntry,
+    ChainHead, Erasure, NewEntry, PersonalRecord, Query, Store, StoreError, StoredCheckpoint,
+    StoredEntry,
 };
 
 fn tmp() -> (tempfile::TempDir, PathBuf) {
@@ -751,6 +752,29 @@ fn checkpoints_ordering_and_latest() {
     assert_eq!(store.latest_checkpoint("x").unwrap(), None);
 }
 
+/// A stand-in for the keyed subject hash (the store never computes it).
+fn sk(id: &str) -> [u8; 32] {
+    Hash::digest(id.as_bytes()).0
+}
+
+/// `(tenant, seq)` of the entries the subject index lists for `id`.
+fn subj(store: &SqliteStore, id: &str) -> Vec<(String, u64)> {
+    store
+        .entries_for_subject(&sk(id))
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.tenant_id, e.seq))
+        .collect()
+}
+
+/// Erases sidecars in a batch of their own.
+fn erase(store: &mut SqliteStore, tenant: &str, seqs: &[u64]) -> Vec<Erasure> {
+    let mut b = store.begin().unwrap();
+    let out = b.erase_personal(tenant, seqs).unwrap();
+    b.commit().unwrap();
+    out
+}
+
 #[test]
 fn personal_sidecars_and_erasure() {
     let (_dir, path) = tmp();
@@ -761,18 +785,18 @@ fn personal_sidecars_and_erasure() {
     let sidecar = |s: u64| format!(r#"{{"salt":"x{s}","fields":{{"email":"u{s}@example.com"}}}}"#);
     entries[0].personal = Some(PersonalRecord {
         sidecar: sidecar(1).into_bytes(),
-        subject_ids: vec!["subj-1".into(), "subj-2".into(), "subj-1".into()],
+        subject_keys: vec![sk("subj-1"), sk("subj-2"), sk("subj-1")],
     });
     entries[2].personal = Some(PersonalRecord {
         sidecar: sidecar(3).into_bytes(),
-        subject_ids: vec!["subj-1".into()],
+        subject_keys: vec![sk("subj-1")],
     });
     append(&mut store, "t", &entries);
     let other = {
         let mut e = entry("u", 1, 10, "a", "s", "ev", None);
         e.personal = Some(PersonalRecord {
             sidecar: sidecar(9).into_bytes(),
-            subject_ids: vec!["subj-1".into()],
+            subject_keys: vec![sk("subj-1")],
         });
         e
     };
@@ -807,27 +831,29 @@ fn personal_sidecars_and_erasure() {
     );
 
     assert_eq!(
-        store.entries_for_subject("subj-1").unwrap(),
+        subj(&store, "subj-1"),
         vec![("t".into(), 1), ("t".into(), 3), ("u".into(), 1)]
     );
-    assert_eq!(
-        store.entries_for_subject("subj-2").unwrap(),
-        vec![("t".into(), 1)]
-    );
-    assert!(store.entries_for_subject("nobody").unwrap().is_empty());
+    assert_eq!(subj(&store, "subj-2"), vec![("t".into(), 1)]);
+    assert!(subj(&store, "nobody").is_empty());
 
-    store.delete_personal("t", &[1, 2, 99]).unwrap();
-    store.delete_personal("nobody", &[1]).unwrap();
+    assert_eq!(
+        erase(&mut store, "t", &[1, 2, 99]),
+        vec![Erasure::Removed, Erasure::AlreadyAbsent, Erasure::NotStored]
+    );
+    assert_eq!(erase(&mut store, "nobody", &[1]), vec![Erasure::NotStored]);
+    // Erasing again finds nothing left to remove.
+    assert_eq!(erase(&mut store, "t", &[1]), vec![Erasure::AlreadyAbsent]);
     let got = scan_all(&store, "t");
     assert_eq!(got[0].personal, None);
     assert_eq!(got[2].personal.as_deref(), Some(sidecar(3).as_bytes()));
     // The entry itself is untouched.
     assert_eq!(got[0].line, entries[0].line);
     assert_eq!(
-        store.entries_for_subject("subj-1").unwrap(),
+        subj(&store, "subj-1"),
         vec![("t".into(), 3), ("u".into(), 1)]
     );
-    assert!(store.entries_for_subject("subj-2").unwrap().is_empty());
+    assert!(subj(&store, "subj-2").is_empty());
     // And stays gone after reopening.
     drop(store);
     let store = SqliteStore::open_read_only(&path).unwrap();
@@ -842,7 +868,7 @@ fn read_only_store() {
     assert!(ro.is_read_only());
     assert!(matches!(ro.begin(), Err(StoreError::ReadOnly)));
     assert!(matches!(
-        ro.delete_personal("acme", &[1]),
+        ro.purge_erased(std::time::Duration::ZERO),
         Err(StoreError::ReadOnly)
     ));
     assert_eq!(ro.chains().unwrap().len(), 2);
@@ -1131,7 +1157,7 @@ fn seqs_map_to_rows_across_interleaved_calls() {
         if s.is_multiple_of(5) {
             e.personal = Some(PersonalRecord {
                 sidecar: format!("{{\"salt\":\"{t}{s}\"}}").into_bytes(),
-                subject_ids: vec![format!("subj-{}", s % 2)],
+                subject_keys: vec![sk(&format!("subj-{}", s % 2))],
             });
         }
         e
@@ -1219,8 +1245,8 @@ fn seqs_map_to_rows_across_interleaved_calls() {
                 .map(|s| ((*t).to_owned(), s))
         })
         .collect();
-    assert_eq!(store.entries_for_subject("subj-0").unwrap(), subj0);
-    store.delete_personal("x", &[5, 10, 25, 26, 1000]).unwrap();
+    assert_eq!(subj(&store, "subj-0"), subj0);
+    erase(&mut store, "x", &[5, 10, 25, 26, 1000]);
     let got: Vec<_> = scan_all(&store, "x")
         .into_iter()
         .filter(|x| x.personal.is_some())
@@ -1228,7 +1254,7 @@ fn seqs_map_to_rows_across_interleaved_calls() {
         .collect();
     assert_eq!(got, vec![15, 20]);
     assert_eq!(
-        store.entries_for_subject("subj-0").unwrap(),
+        subj(&store, "subj-0"),
         seqs("solo", &[10])
             .into_iter()
             .chain(seqs("x", &[20]))
@@ -1245,7 +1271,7 @@ fn a_duplicate_entry_id_undoes_the_whole_call() {
         let mut e = entry(t, s, 1, "a", "s", "ev", Some("t"));
         e.personal = Some(PersonalRecord {
             sidecar: b"{}".to_vec(),
-            subject_ids: vec![format!("subj-{t}-{s}")],
+            subject_keys: vec![sk(&format!("subj-{t}-{s}"))],
         });
         e
     };
@@ -1268,11 +1294,8 @@ fn a_duplicate_entry_id_undoes_the_whole_call() {
     b.set_head(&head("t", Some(&calls[2]))).unwrap();
     b.commit().unwrap();
     assert_eq!(scan_all(&store, "t").len(), 3);
-    assert!(store.entries_for_subject("subj-t-4").unwrap().is_empty());
-    assert_eq!(
-        store.entries_for_subject("subj-t-3").unwrap(),
-        seqs("t", &[3])
-    );
+    assert!(subj(&store, "subj-t-4").is_empty());
+    assert_eq!(subj(&store, "subj-t-3"), seqs("t", &[3]));
     let q = Query {
         tool: Some("t".into()),
         ..Query::default()
@@ -1532,5 +1555,140 @@ fn pages_after_a_cursor_concatenate_to_the_whole_answer() {
             got.extend(rows.into_iter().map(|e| (e.tenant_id, e.seq)));
         }
         assert_eq!(got, all, "page size {page}");
+    }
+}
+
+/// Every byte of every file of a store (database, `-wal`, `-shm`, entry-line segments).
+fn store_bytes(path: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = path.parent().unwrap();
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn erased_sidecars_leave_no_bytes_in_any_file() {
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    let secret = "ds_4f1c9a7e2b5d8c3a1f6e9b0d2c4a7e5f";
+    let entries: Vec<NewEntry> = (1..=50)
+        .map(|s| {
+            let mut e = entry("t", s, 10, "a", "s", "ev", None);
+            e.personal = Some(PersonalRecord {
+                sidecar: format!(
+                    r#"{{"fields":{{"data_subjects":["{secret}-{s}"]}},"salt":"00"}}"#
+                )
+                .into_bytes(),
+                subject_keys: vec![sk(secret)],
+            });
+            e
+        })
+        .collect();
+    append(&mut store, "t", &entries);
+    // A reader holding no snapshot does not stop the purge; the data is in the WAL now.
+    assert!(
+        store_bytes(&path)
+            .iter()
+            .any(|(_, b)| contains(b, secret.as_bytes()))
+    );
+    let seqs: Vec<u64> = subj(&store, secret).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(seqs.len(), 50);
+    let outcome = erase(&mut store, "t", &seqs);
+    assert!(outcome.iter().all(|o| *o == Erasure::Removed));
+    store.purge_erased(Duration::from_secs(5)).unwrap();
+    for (p, bytes) in store_bytes(&path) {
+        assert!(
+            !contains(&bytes, secret.as_bytes()),
+            "{} still holds the erased id",
+            p.display()
+        );
+    }
+    assert!(subj(&store, secret).is_empty());
+    // The entries themselves are intact.
+    let got = scan_all(&store, "t");
+    assert_eq!(got.len(), 50);
+    assert!(got.iter().all(|e| e.personal.is_none()));
+}
+
+#[test]
+fn purge_waits_for_readers_and_says_so_when_they_stay() {
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    append(&mut store, "t", &[entry("t", 1, 10, "a", "s", "ev", None)]);
+    // A reader in the middle of a read transaction holds a snapshot of the log.
+    let reader = raw(&path);
+    reader
+        .execute_batch("BEGIN; SELECT count(*) FROM entries;")
+        .unwrap();
+    append(&mut store, "t", &[entry("t", 2, 10, "a", "s", "ev", None)]);
+    let err = store.purge_erased(Duration::from_millis(200)).unwrap_err();
+    assert!(matches!(err, StoreError::PurgeIncomplete { .. }), "{err}");
+    assert!(err.to_string().contains("readers"));
+    reader.execute_batch("COMMIT;").unwrap();
+    assert!(store.purge_erased(Duration::from_secs(5)).unwrap().attempts >= 1);
+    let wal = std::fs::metadata(format!("{}-wal", path.display())).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "the write-ahead log is truncated");
+}
+
+#[test]
+fn a_version_2_store_is_migrated_to_keyed_subject_hashes() {
+    let (_dir, path) = tmp();
+    let secret = "ds_0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+    {
+        let mut store = SqliteStore::create(&path).unwrap();
+        let mut e = entry("t", 1, 10, "a", "s", "ev", None);
+        e.personal = Some(PersonalRecord {
+            sidecar: b"{}".to_vec(),
+            subject_keys: vec![],
+        });
+        append(
+            &mut store,
+            "t",
+            &[e, entry("t", 2, 10, "a", "s", "ev", None)],
+        );
+    }
+    // Turn it into a version 2 store: clear-text ids in `personal_subjects`.
+    raw(&path)
+        .execute_batch(&format!(
+            "DROP TABLE subject_index;
+             CREATE TABLE personal_subjects(
+                 id INTEGER NOT NULL REFERENCES personal(id), subject_id TEXT NOT NULL,
+                 PRIMARY KEY(id, subject_id)) WITHOUT ROWID;
+             CREATE INDEX personal_subjects_subject ON personal_subjects(subject_id);
+             INSERT INTO personal_subjects VALUES (1, '{secret}');
+             PRAGMA user_version = 2;"
+        ))
+        .unwrap();
+    assert!(matches!(
+        SqliteStore::open(&path),
+        Err(StoreError::Schema { found: 2, .. })
+    ));
+    assert!(SqliteStore::migrate(&path, &sk).unwrap());
+    assert!(
+        !SqliteStore::migrate(&path, &sk).unwrap(),
+        "already current"
+    );
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(subj(&store, secret), seqs("t", &[1]));
+    for (p, bytes) in store_bytes(&path) {
+        assert!(
+            !contains(&bytes, secret.as_bytes()),
+            "{} still holds the clear-text id",
+            p.display()
+        );
     }
 }

@@ -10,6 +10,7 @@ use crate::output::{aligned, n};
 
 mod agents;
 mod append;
+mod erase;
 mod export;
 mod proofs;
 mod query;
@@ -88,6 +89,25 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             all,
             include_archive,
             format,
+        }),
+        Cmd::Erase {
+            data_subject,
+            reason,
+            ticket,
+            data_dir,
+            log_file,
+            dry_run,
+            format,
+            remote,
+        } => erase::run(&erase::Args {
+            subject: data_subject,
+            reason,
+            ticket,
+            data_dir,
+            log_files: log_file,
+            dry_run,
+            format,
+            remote,
         }),
         Cmd::Query {
             dir,

@@ -348,6 +348,76 @@ impl ChainWriter {
         }
     }
 
+    /// The writer state after the entries of `tenant` in `records`, to append more.
+    pub fn resume(tenant: &str, records: &[Record]) -> Self {
+        let mut w = Self::new(tenant);
+        for r in records {
+            let Some(line) = r.line() else { continue };
+            let v: Value = serde_json::from_slice(line).unwrap();
+            if v["tenant_id"] != tenant {
+                continue;
+            }
+            let h = line_hash(line);
+            w.seq = v["seq"].as_u64().unwrap();
+            w.prev = h;
+            w.last_id = Some(uuid::Uuid::parse_str(v["entry_id"].as_str().unwrap()).unwrap());
+            w.tree.append(leaf_hash(h.as_bytes()));
+        }
+        w
+    }
+
+    /// Seals an erasure marker (FORMAT.md §5) with `payload`, as the writer does: clients cannot
+    /// send the `erasure` event type, so it is built without normalisation.
+    pub fn append_marker(
+        &mut self,
+        payload: &Value,
+        now_ms: i64,
+        key_id: &KeyId,
+        key: &HmacKey,
+        rng: &mut Rng,
+    ) -> Record {
+        use blackbox_core::ids::{AgentId, EventType, SessionId};
+        let ev = blackbox_core::entry::NormalizedEvent {
+            tenant_id: Some(self.tenant.clone()),
+            agent_id: AgentId::parse("blackbox").unwrap(),
+            session_id: SessionId::parse("erasure").unwrap(),
+            event_type: EventType::parse("erasure").unwrap(),
+            timestamp_ms: None,
+            client_seq: None,
+            payload_jcs: canonical_json(payload).unwrap(),
+            tool: None,
+            personal: None,
+            subject_ids: Vec::new(),
+        };
+        let entry_id = next_entry_id(
+            self.last_id,
+            u64::try_from(now_ms).unwrap(),
+            rng.bytes::<10>(),
+        );
+        self.seq += 1;
+        let sealed = seal(
+            &ev,
+            &SealParams {
+                tenant_id: &self.tenant,
+                seq: self.seq,
+                entry_id,
+                timestamp_ms: now_ms,
+                key_id,
+                key,
+                prev_entry_hash: self.prev,
+                personal_digest: None,
+            },
+        )
+        .unwrap();
+        self.prev = sealed.entry_hash;
+        self.last_id = Some(entry_id);
+        self.tree.append(leaf_hash(sealed.entry_hash.as_bytes()));
+        Record::Entry {
+            line: sealed.line,
+            sidecar: None,
+        }
+    }
+
     /// A checkpoint of the chain as it stands, signed by `signer`.
     pub fn checkpoint(&self, signer: &NoteSigner, now_ms: i64) -> String {
         checkpoint_text(
