@@ -24,7 +24,9 @@ pub enum ArchiveError {
         message: String,
     },
     /// A segment read back does not verify; nothing was removed from the store.
-    #[error("archive segment {object} does not verify, so nothing was removed from the store: {message}")]
+    #[error(
+        "archive segment {object} does not verify, so nothing was removed from the store: {message}"
+    )]
     Verify {
         /// The object path.
         object: String,

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::TryStreamExt as _;
-use object_store::{ObjectStore, ObjectStoreExt as _};
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt as _};
 
 use crate::error::ArchiveError;
 
@@ -23,7 +23,9 @@ pub struct Archive {
 
 impl std::fmt::Debug for Archive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Archive").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("Archive")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -66,10 +68,12 @@ impl Archive {
                     Self::local(&dir, shown, rt)
                 }
                 "s3" => {
-                    let bucket = parsed
-                        .host_str()
-                        .filter(|b| !b.is_empty())
-                        .ok_or_else(|| bad(&shown, "s3:// URLs name a bucket: s3://bucket/prefix".to_owned()))?;
+                    let bucket = parsed.host_str().filter(|b| !b.is_empty()).ok_or_else(|| {
+                        bad(
+                            &shown,
+                            "s3:// URLs name a bucket: s3://bucket/prefix".to_owned(),
+                        )
+                    })?;
                     let s3 = object_store::aws::AmazonS3Builder::from_env()
                         .with_bucket_name(bucket)
                         .build()
@@ -86,7 +90,9 @@ impl Archive {
                 }
                 other => Err(bad(
                     &shown,
-                    format!("unsupported scheme `{other}`: use a directory, file:///path or s3://bucket/prefix"),
+                    format!(
+                        "unsupported scheme `{other}`: use a directory, file:///path or s3://bucket/prefix"
+                    ),
                 )),
             }
         } else {

@@ -2,8 +2,8 @@
 //! segments past the archive retention. See the crate docs for the guarantees.
 
 use blackbox_core::Hash;
-use blackbox_core::entry::RedactionPolicy;
 use blackbox_core::entry::NormalizedEvent;
+use blackbox_core::entry::RedactionPolicy;
 use blackbox_core::keys::Keyring;
 use blackbox_core::note::NoteVerifier;
 use blackbox_ledger::anchor::anchor_at;
@@ -87,7 +87,11 @@ pub struct RunReport {
     pub dry_run: bool,
 }
 
-fn system_event(tenant: &str, event_type: &str, payload: serde_json::Value) -> Result<NormalizedEvent, ArchiveError> {
+fn system_event(
+    tenant: &str,
+    event_type: &str,
+    payload: serde_json::Value,
+) -> Result<NormalizedEvent, ArchiveError> {
     let ev = json!({
         "tenant_id": tenant,
         "agent_id": "blackbox",

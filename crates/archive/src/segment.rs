@@ -10,8 +10,8 @@
 use std::io::Write as _;
 
 use blackbox_core::Hash;
-use blackbox_core::line_scan::scan;
 use blackbox_core::keys::Keyring;
+use blackbox_core::line_scan::scan;
 use blackbox_core::note::NoteVerifier;
 use blackbox_ledger::jsonl::{checkpoint_record, personal_record};
 use blackbox_store::{Store, StoredAnchor};
@@ -117,9 +117,9 @@ pub fn build(
         bad = Some(format!("entries {next}..={last} are not in the store"));
     }
     if let Some(why) = bad {
-        return Err(ArchiveError::Ledger(blackbox_ledger::error::LedgerError::Inconsistent(
-            format!("chain `{tenant}`: {why}"),
-        )));
+        return Err(ArchiveError::Ledger(
+            blackbox_ledger::error::LedgerError::Inconsistent(format!("chain `{tenant}`: {why}")),
+        ));
     }
     if built.entries == 0 {
         built.first_ts_ms = 0;

@@ -82,7 +82,10 @@ pub fn status(
             Ok(false)
         })?;
         let segs = store.archive_segments(&tenant)?;
-        let live: Vec<_> = segs.iter().filter(|s| s.state == SegmentState::Live).collect();
+        let live: Vec<_> = segs
+            .iter()
+            .filter(|s| s.state == SegmentState::Live)
+            .collect();
         let deleted_entries: u64 = segs
             .iter()
             .filter(|s| s.state != SegmentState::Live)

@@ -162,7 +162,9 @@ fn retention(raw: RawRetention) -> Result<RetentionConfig, String> {
             return Err(format!("{at}: hot_days must be between 1 and {MAX_DAYS}"));
         }
         if p.archive_days > MAX_DAYS {
-            return Err(format!("{at}: archive_days must be at most {MAX_DAYS} (0: forever)"));
+            return Err(format!(
+                "{at}: archive_days must be at most {MAX_DAYS} (0: forever)"
+            ));
         }
         check_standards(&p.standards, at)
     };

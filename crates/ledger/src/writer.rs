@@ -487,7 +487,9 @@ fn store_worker(
                 StoreCmd::Checkpoint(cp) => {
                     apply(&mut failed, batch.as_mut(), |b| b.put_checkpoint(&cp))
                 }
-                StoreCmd::Archive(a) => apply(&mut failed, batch.as_mut(), |b| b.archive_prefix(&a)),
+                StoreCmd::Archive(a) => {
+                    apply(&mut failed, batch.as_mut(), |b| b.archive_prefix(&a))
+                }
                 StoreCmd::Segment(s) => {
                     apply(&mut failed, batch.as_mut(), |b| b.put_archive_segment(&s))
                 }

@@ -709,7 +709,9 @@ impl SqliteStore {
         // Entries before an archive anchor are gone; posting rows may still list some of them.
         let min_id: i64 = self
             .conn
-            .prepare_cached("SELECT first_id FROM runs WHERE chain_id = ?1 ORDER BY first_seq LIMIT 1")?
+            .prepare_cached(
+                "SELECT first_id FROM runs WHERE chain_id = ?1 ORDER BY first_seq LIMIT 1",
+            )?
             .query_row([chain], |r| r.get(0))
             .optional()?
             .unwrap_or(i64::MAX);
@@ -1717,8 +1719,11 @@ impl Store for SqliteStore {
             .optional()?;
         let end = match end {
             None => return Ok(0),
-            Some(v) => LinesEnd::parse(&v)
-                .ok_or_else(|| corrupt(format!("the committed end of the entry lines ({v:?}) is unreadable")))?,
+            Some(v) => LinesEnd::parse(&v).ok_or_else(|| {
+                corrupt(format!(
+                    "the committed end of the entry lines ({v:?}) is unreadable"
+                ))
+            })?,
         };
         // Segments are filled in order, and every chain's entries after its first stored one
         // are in the same or later segments: nothing below the smallest segment of any chain's
@@ -2522,7 +2527,9 @@ impl WriteBatch for SqliteBatch<'_> {
         self.usable()?;
         let tenant = anchor.tenant_id.as_str();
         let Some(state) = self.chain(tenant, false)? else {
-            return Err(invalid(format!("no chain for tenant {tenant:?} to archive")));
+            return Err(invalid(format!(
+                "no chain for tenant {tenant:?} to archive"
+            )));
         };
         let (chain, len) = (state.chain_id, state.len);
         let current: u64 = self
@@ -2602,8 +2609,14 @@ impl WriteBatch for SqliteBatch<'_> {
                     let first_id = col_i64(row, 3, "a posting's first id")?;
                     let n = col_u64(row, 4, "a posting's length")?;
                     pairs.clear();
-                    decode_posting(bucket, first_id, n, col_blob(row, 5, "a posting's data")?, &mut pairs)
-                        .ok_or_else(|| corrupt("a posting list cannot be decoded"))?;
+                    decode_posting(
+                        bucket,
+                        first_id,
+                        n,
+                        col_blob(row, 5, "a posting's data")?,
+                        &mut pairs,
+                    )
+                    .ok_or_else(|| corrupt("a posting list cannot be decoded"))?;
                     if pairs.iter().all(|&(_, id)| id < boundary) {
                         doomed.push((
                             col_i64(row, 0, "a posting's kind")?,
@@ -2637,6 +2650,17 @@ impl WriteBatch for SqliteBatch<'_> {
                  record = excluded.record, tail_hashes = excluded.tail_hashes",
             )?
             .execute(params![chain, size, anchor.record, tail])?;
+        // The chain's last run may have been cut or removed: appends in this batch extend the
+        // run as it now is.
+        let last_run = self
+            .tx
+            .prepare_cached(LAST_RUN_SQL)?
+            .query_row([chain], |r| Ok(read_run(r)))
+            .optional()?
+            .transpose()?;
+        if let Some(st) = self.chains.get_mut(tenant) {
+            st.last_run = last_run;
+        }
         Ok(())
     }
 

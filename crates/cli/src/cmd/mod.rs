@@ -141,7 +141,12 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             if remote.server.is_some() {
                 remote::query(&remote, &filters, format)
             } else {
-                query::run(&DataDir::new(dir.data_dir), filters, include_archive, format)
+                query::run(
+                    &DataDir::new(dir.data_dir),
+                    filters,
+                    include_archive,
+                    format,
+                )
             }
         }
         Cmd::Checkpoint {

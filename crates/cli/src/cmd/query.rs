@@ -30,7 +30,12 @@ fn io_err(e: std::io::Error) -> StoreError {
     StoreError::Io(e)
 }
 
-pub fn run(dir: &DataDir, f: Filters, include_archive: bool, format: QueryFormat) -> Result<Outcome> {
+pub fn run(
+    dir: &DataDir,
+    f: Filters,
+    include_archive: bool,
+    format: QueryFormat,
+) -> Result<Outcome> {
     let start_ms = f
         .start
         .as_deref()

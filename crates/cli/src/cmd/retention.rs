@@ -55,9 +55,7 @@ pub fn status(dir: &DataDir, format: TextOrJson) -> Result<Outcome> {
     let config = LedgerConfig::load(&dir.config_path())?;
     let store = blackbox_ledger::open::open_reader(dir)?;
     let list = blackbox_archive::status::status(&store, &config.retention, now_ms())?;
-    let all_met = list
-        .iter()
-        .all(|t| t.requirements.iter().all(|r| r.met));
+    let all_met = list.iter().all(|t| t.requirements.iter().all(|r| r.met));
     match format {
         TextOrJson::Json => println!(
             "{}",
@@ -104,7 +102,10 @@ pub fn status(dir: &DataDir, format: TextOrJson) -> Result<Outcome> {
                             n(t.archive_segments)
                         ),
                     ),
-                    ("deleted", format!("{} entries past retention", n(t.deleted_entries))),
+                    (
+                        "deleted",
+                        format!("{} entries past retention", n(t.deleted_entries)),
+                    ),
                 ];
                 for r in &t.requirements {
                     let verdict = if r.met {
@@ -202,10 +203,15 @@ pub fn run(
                 );
             }
             if report.archived.is_empty() && report.deleted.is_empty() {
-                println!("Nothing to archive or delete: every entry is within its retention policy.");
+                println!(
+                    "Nothing to archive or delete: every entry is within its retention policy."
+                );
             }
             if report.reclaimed_bytes > 0 {
-                println!("freed {} bytes of entry lines in the store", n(report.reclaimed_bytes));
+                println!(
+                    "freed {} bytes of entry lines in the store",
+                    n(report.reclaimed_bytes)
+                );
             }
             println!("archive: {}", archive.url());
         }

@@ -1,0 +1,380 @@
+//! `blackbox retention` end to end: archive round trip (the store drops what the archive holds,
+//! verify and query span both), a run killed with SIGKILL at any moment loses nothing and the
+//! next run finishes, status figures on a log with entries of known ages, and expiry recorded
+//! in the chain.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+
+/// Appends `events(n)` as if the writer's clock said `now` (RFC 3339).
+fn append_at(dir: &str, tenant: &str, n: usize, now: &str) {
+    let mut c = bin();
+    c.env("BLACKBOX_TEST_NOW", now)
+        .args(["append", "--data-dir", dir])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        use std::io::Write as _;
+        let mut si = child.stdin.take().unwrap();
+        si.write_all(events(n, tenant).as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn json(r: &Run) -> serde_json::Value {
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout))
+}
+
+fn count_lines(r: &Run) -> usize {
+    r.stdout.lines().count()
+}
+
+#[test]
+fn archive_round_trip_then_expiry() {
+    let (_tmp, dir) = init_store();
+    // Written in January 2025 (old), and today (hot).
+    append_at(&dir, "acme", 1500, "2025-01-10T00:00:00Z");
+    append_at(&dir, "acme", 700, "2025-01-20T00:00:00Z");
+    append_at(&dir, "beta", 400, "2025-01-10T00:00:00Z");
+    append_at(&dir, "acme", 300, "2026-11-29T00:00:00Z");
+    let all_before = run(&[
+        "query",
+        "--data-dir",
+        &dir,
+        "--tenant-id",
+        "acme",
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(count_lines(&all_before), 2500);
+
+    // Nothing deleted or archived yet: every requirement is met.
+    let st = run(&[
+        "retention",
+        "status",
+        "--data-dir",
+        &dir,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(st.code, 0, "{}", st.stdout);
+    let s = json(&st);
+    assert_eq!(s["tenants"][0]["tenant_id"], "acme");
+    assert_eq!(s["tenants"][0]["hot_entries"], 2500);
+    assert_eq!(s["tenants"][0]["archived_entries"], 0);
+
+    let dry = run(&[
+        "retention",
+        "run",
+        "--data-dir",
+        &dir,
+        "--dry-run",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    let planned = json(&dry)["report"]["archived"].as_array().unwrap().len();
+    assert!(planned >= 2, "{}", dry.stdout);
+
+    let r = run(&["retention", "run", "--data-dir", &dir]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("read back and verified"), "{}", r.stdout);
+
+    // The old entries left the store: plain queries no longer see them ...
+    let hot = run(&[
+        "query",
+        "--data-dir",
+        &dir,
+        "--tenant-id",
+        "acme",
+        "--event-type",
+        "llm_request",
+        "--format",
+        "jsonl",
+    ]);
+    let all_hot = run(&[
+        "query",
+        "--data-dir",
+        &dir,
+        "--tenant-id",
+        "acme",
+        "--format",
+        "jsonl",
+    ]);
+    assert!(
+        count_lines(&all_hot) < 400,
+        "{} entries still hot",
+        count_lines(&all_hot)
+    );
+    // ... --include-archive does, every one exactly once.
+    let both = run(&[
+        "query",
+        "--data-dir",
+        &dir,
+        "--tenant-id",
+        "acme",
+        "--include-archive",
+        "--format",
+        "jsonl",
+    ]);
+    let before: std::collections::BTreeSet<&str> = all_before.stdout.lines().collect();
+    let after: std::collections::BTreeSet<&str> = both.stdout.lines().collect();
+    assert!(
+        before.is_subset(&after),
+        "archived entries are missing from --include-archive"
+    );
+    let filtered = run(&[
+        "query",
+        "--data-dir",
+        &dir,
+        "--tenant-id",
+        "acme",
+        "--event-type",
+        "llm_request",
+        "--include-archive",
+        "--format",
+        "jsonl",
+    ]);
+    assert!(count_lines(&filtered) > count_lines(&hot));
+    assert!(
+        filtered
+            .stdout
+            .lines()
+            .all(|l| l.contains(r#""event_type":"llm_request""#))
+    );
+
+    // The store verifies from its anchor; store and archive verify as one chain.
+    let v = run(&["verify", "--data-dir", &dir]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+    assert!(
+        v.stdout.contains("picks the chain up at an anchor"),
+        "{}",
+        v.stdout
+    );
+    let v = run(&[
+        "verify",
+        "--data-dir",
+        &dir,
+        "--include-archive",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+    let vj = json(&v);
+    assert_eq!(vj["chains"][0]["start"], 0, "{}", v.stdout);
+
+    // Tampering with an archive object is caught.
+    let seg = std::fs::read_dir(std::path::Path::new(&dir).join("archive/acme"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let good = std::fs::read(&seg).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 1;
+    std::fs::write(&seg, &bad).unwrap();
+    let v = run(&["verify", "--data-dir", &dir, "--include-archive"]);
+    assert_ne!(
+        v.code, 0,
+        "a modified archive object must not verify: {}",
+        v.stdout
+    );
+    std::fs::write(&seg, &good).unwrap();
+
+    // Archived entries were recorded in the chain.
+    let rec = run(&[
+        "query",
+        "--data-dir",
+        &dir,
+        "--event-type",
+        "retention_archived",
+        "--format",
+        "jsonl",
+    ]);
+    assert!(count_lines(&rec) >= 2, "{}", rec.stdout);
+
+    // Status now: the entries were written in January 2025 but say they happened on 2026-04-14
+    // (their own timestamps), less than 365 days ago: SOC 2 wants them queryable, so the
+    // requirement is reported as not met, with the reason.
+    let st = run(&[
+        "retention",
+        "status",
+        "--data-dir",
+        &dir,
+        "--format",
+        "json",
+    ]);
+    let s = json(&st);
+    let acme = &s["tenants"][0];
+    assert_eq!(acme["archived_entries"], 2200, "{}", st.stdout);
+    assert_eq!(acme["oldest_archived_seq"], 1);
+    assert_eq!(acme["oldest_hot_seq"], 2201);
+    assert_eq!(st.code, 1, "{}", st.stdout);
+    let why = acme["requirements"][0]["problems"][0].as_str().unwrap();
+    assert!(why.contains("entries up to 2200 were archived"), "{why}");
+
+    // Ten years on, with a 30-day archive retention, the archive segments expire.
+    std::fs::write(
+        std::path::Path::new(&dir).join("blackbox.toml"),
+        "[retention]\nhot_days = 365\narchive_days = 30\nstandards = [\"soc2\"]\n",
+    )
+    .unwrap();
+    let dry = run(&[
+        "retention",
+        "run",
+        "--data-dir",
+        &dir,
+        "--dry-run",
+        "--now",
+        "2036-01-01T00:00:00Z",
+        "--format",
+        "json",
+    ]);
+    let rep = json(&dry);
+    assert!(
+        !rep["report"]["deleted"].as_array().unwrap().is_empty(),
+        "{}",
+        dry.stdout
+    );
+    let mut c = bin();
+    c.env("BLACKBOX_TEST_NOW", "2036-01-01T00:00:00Z").args([
+        "retention",
+        "run",
+        "--data-dir",
+        &dir,
+    ]);
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("past the archive retention"), "{text}");
+    let del = run(&[
+        "query",
+        "--data-dir",
+        &dir,
+        "--event-type",
+        "retention_deleted",
+        "--format",
+        "jsonl",
+    ]);
+    assert!(count_lines(&del) >= 1, "{}", del.stdout);
+    // What remains still verifies as one chain, from the first remaining segment's anchor.
+    let v = run(&["verify", "--data-dir", &dir, "--include-archive"]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+    // And the status says entries were deleted, the policy now falls short of SOC 2.
+    let st = run(&[
+        "retention",
+        "status",
+        "--data-dir",
+        &dir,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(st.code, 1, "{}", st.stdout);
+    let s = json(&st);
+    assert!(s["tenants"][0]["deleted_entries"].as_u64().unwrap() > 0);
+    assert_eq!(s["tenants"][0]["requirements"][0]["met"], false);
+}
+
+#[test]
+fn a_killed_run_loses_nothing_and_the_next_one_finishes() {
+    let (_tmp, dir) = init_store();
+    for day in 10..16 {
+        append_at(&dir, "acme", 3000, &format!("2025-01-{day}T00:00:00Z"));
+    }
+    std::fs::write(
+        std::path::Path::new(&dir).join("blackbox.toml"),
+        "[retention]\nsegment_entries = 3000\n",
+    )
+    .unwrap();
+    let total = 6 * 3000;
+    for delay_ms in [5u64, 40, 90, 150, 250, 400] {
+        let mut child = bin()
+            .args(["retention", "run", "--data-dir", &dir])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        // Whatever the moment, store + archive hold every entry and verify as one chain.
+        let v = run(&[
+            "verify",
+            "--data-dir",
+            &dir,
+            "--include-archive",
+            "--format",
+            "json",
+        ]);
+        assert_eq!(v.code, 0, "after a kill at {delay_ms} ms: {}", v.stdout);
+        let n = run(&[
+            "query",
+            "--data-dir",
+            &dir,
+            "--tenant-id",
+            "acme",
+            "--event-type",
+            "llm_request",
+            "--include-archive",
+            "--format",
+            "jsonl",
+        ]);
+        assert_eq!(count_lines(&n), total / 3, "after a kill at {delay_ms} ms");
+    }
+    let r = run(&["retention", "run", "--data-dir", &dir]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let st = json(&run(&[
+        "retention",
+        "status",
+        "--data-dir",
+        &dir,
+        "--format",
+        "json",
+    ]));
+    assert_eq!(st["tenants"][0]["archived_entries"], total, "{st}");
+    let v = run(&["verify", "--data-dir", &dir, "--include-archive"]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+}
+
+#[test]
+fn bad_retention_settings_are_refused_with_the_reason() {
+    let (_tmp, dir) = init_store();
+    std::fs::write(
+        std::path::Path::new(&dir).join("blackbox.toml"),
+        "[retention]\nstandards = [\"sox\"]\n",
+    )
+    .unwrap();
+    let r = run(&["retention", "status", "--data-dir", &dir]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("unknown standard `sox`"), "{}", r.stderr);
+    std::fs::write(
+        std::path::Path::new(&dir).join("blackbox.toml"),
+        "[retention]\narchive_url = \"ftp://x/y\"\n",
+    )
+    .unwrap();
+    let r = run(&["retention", "run", "--data-dir", &dir]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("unsupported scheme `ftp`"),
+        "{}",
+        r.stderr
+    );
+}
