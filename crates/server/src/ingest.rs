@@ -127,6 +127,8 @@ pub enum Control {
     Rules(Arc<RuleSet>, String),
     /// List agents.
     List(Option<String>),
+    /// A retention step (archive a segment, or record an expiry), committed with the group.
+    Retention(Box<blackbox_archive::run::Staged>),
 }
 
 /// What a [`Control`] did.
@@ -1059,5 +1061,16 @@ fn control(
             ControlReply::Changed(Some(a))
         }
         Control::List(tenant) => ControlReply::Agents(det.agents(tenant.as_deref(), now)),
+        Control::Retention(staged) => {
+            let staged = *staged;
+            if let Some(a) = staged.anchor {
+                sink.archive_prefix(a)?;
+            }
+            sink.put_archive_segment(staged.segment)?;
+            match &staged.event {
+                Some(ev) => ControlReply::Changed(Some(sink.add(ev, now)?)),
+                None => ControlReply::Changed(None),
+            }
+        }
     })
 }

@@ -25,6 +25,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod mirror;
 pub mod readers;
+pub mod retention;
 pub mod tokens;
 pub mod webhooks;
 
@@ -228,6 +229,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
                 ServerError::Config(format!("recording the rules in force: {}", e.message))
             })?;
         tasks.push(tokio::spawn(watch_rules(state.clone(), path)));
+    }
+    if let Some(every) = retention::period(&state) {
+        tasks.push(tokio::spawn(retention::schedule(state.clone(), every)));
     }
     tracing::info!(listen = %listener.local_addr()?, data_dir = %state.dir.root().display(), "blackbox serve is ready");
     let state_stop = Arc::clone(&state.stop_webhooks);

@@ -163,12 +163,15 @@ pub fn run(
     Ok(Outcome::Ok)
 }
 
+/// What [`archive_query`] calls per match: (tenant, seq, line) → go on?
+type EntryVisitor<'a> = dyn FnMut(&str, u64, &[u8]) -> Result<bool, StoreError> + 'a;
+
 /// Streams the archived entries matching `q` (every filter but the cursor), segment by segment
 /// in chain order; segments outside the time range are not read.
 fn archive_query(
     reader: &blackbox_archive::run::ArchiveReader<'_>,
     q: &Query,
-    f: &mut dyn FnMut(&str, u64, &[u8]) -> Result<bool, StoreError>,
+    f: &mut EntryVisitor<'_>,
 ) -> Result<(), StoreError> {
     use std::io::BufRead as _;
     let tool_col = COLUMNS.iter().position(|c| *c == "tool_name");

@@ -1,0 +1,101 @@
+//! The retention schedule inside `blackbox serve`: every `[retention] run_every_hours`, archive
+//! and expire as `blackbox retention run` does, committing each step through the writer thread
+//! (so the service's chain state stays the only writer's).
+
+use std::time::Duration;
+
+use blackbox_archive::run::{Committer, RunOptions, Staged};
+use blackbox_archive::{Archive, ArchiveError};
+use blackbox_ledger::error::LedgerError;
+use blackbox_store::Store;
+use blackbox_store::sqlite::SqliteStore;
+
+use crate::AppState;
+use crate::ingest::{Control, Ingest};
+
+/// Commits through the writer thread; reads through a connection of its own.
+struct Service {
+    store: SqliteStore,
+    ingest: Ingest,
+    rt: tokio::runtime::Handle,
+}
+
+impl Committer for Service {
+    fn store(&mut self) -> &mut dyn Store {
+        &mut self.store
+    }
+
+    fn commit(&mut self, staged: Staged, _now_ms: i64) -> Result<(), ArchiveError> {
+        self.rt
+            .block_on(self.ingest.control(Control::Retention(Box::new(staged))))
+            .map(|_| ())
+            .map_err(|e| ArchiveError::Ledger(LedgerError::Inconsistent(e.message)))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// One run, on a blocking thread.
+fn run_once(state: &AppState, rt: tokio::runtime::Handle) -> Result<String, String> {
+    let dir = &state.dir;
+    let config = blackbox_ledger::config::LedgerConfig::load(&dir.config_path())
+        .map_err(|e| e.to_string())?;
+    let archive =
+        Archive::open(&config.retention.archive_url, dir.root()).map_err(|e| e.to_string())?;
+    let store = SqliteStore::open(dir.store_path()).map_err(|e| e.to_string())?;
+    let mut c = Service {
+        store,
+        ingest: state.ingest.clone(),
+        rt,
+    };
+    let report = blackbox_archive::run::run(
+        &archive,
+        &config.retention,
+        &mut c,
+        &RunOptions {
+            now_ms: now_ms(),
+            tenant: None,
+            dry_run: false,
+            keys: Some(&state.keys),
+            verifier: &state.verifier,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{} segments archived, {} deleted, {} bytes freed",
+        report.archived.len(),
+        report.deleted.len(),
+        report.reclaimed_bytes
+    ))
+}
+
+/// Runs retention every `every` (the first run one minute after start), until aborted.
+pub async fn schedule(state: AppState, every: Duration) {
+    let mut next = Duration::from_secs(60).min(every);
+    loop {
+        tokio::time::sleep(next).await;
+        next = every;
+        let st = state.clone();
+        let rt = tokio::runtime::Handle::current();
+        let done = tokio::task::spawn_blocking(move || run_once(&st, rt)).await;
+        match done {
+            Ok(Ok(summary)) => tracing::info!(%summary, "retention run finished"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "retention run stopped; what it finished is committed, the next run goes on")
+            }
+            Err(e) => tracing::warn!(error = %e, "retention run failed"),
+        }
+    }
+}
+
+/// The schedule's period, if retention runs inside the service.
+#[must_use]
+pub fn period(state: &AppState) -> Option<Duration> {
+    let config = blackbox_ledger::config::LedgerConfig::load(&state.dir.config_path()).ok()?;
+    let hours = config.retention.run_every_hours;
+    (hours > 0).then(|| Duration::from_secs(hours.saturating_mul(3600)))
+}
