@@ -212,7 +212,8 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: TokensCmd,
     },
-    /// Manage keys.
+    /// Manage keys: rotate the HMAC key (optionally forward-secure: a new key every epoch),
+    /// show key ids.
     Keys {
         #[command(subcommand)]
         cmd: KeysCmd,

@@ -419,8 +419,11 @@ pub struct Report {
     pub hmac_checked: bool,
     /// Whether checkpoint signatures were checked (a public key was given).
     pub signatures_checked: bool,
-    /// Entries per key id whose HMAC verified.
+    /// Entries per key id whose HMAC verified (forward-secure epochs under their generation).
     pub hmac_valid_by_key: BTreeMap<String, u64>,
+    /// Entries of forward-secure epochs before the state the keyring holds, whose HMAC could
+    /// not be checked (see [`Report::not_checked`]).
+    pub hmac_erased: u64,
     /// Checkpoints seen, verified or not.
     pub checkpoints_seen: u64,
     /// What could not be checked, in plain words.
@@ -1513,6 +1516,7 @@ impl LogVerifier {
             hmac_checked: self.hmac_checked,
             signatures_checked: self.note_verifier.is_some(),
             hmac_valid_by_key: self.hmac_valid_by_key,
+            hmac_erased: self.erased.values().map(|(n, _)| n).sum(),
             checkpoints_seen: self.checkpoints_seen,
             not_checked,
         }

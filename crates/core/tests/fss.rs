@@ -545,3 +545,53 @@ fn derivation_cache_answers_out_of_order_lookups_consistently() {
         assert_eq!(k.sign(b"m"), expect[usize::try_from(e).unwrap()], "e{e}");
     }
 }
+
+fn golden(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/golden")
+        .join(name)
+}
+
+/// The honest log as an exported JSONL file, with the auditor's initial keyring and the
+/// service's keyring at epoch 3 (test keys, public by design): `tools/verify_jsonl.py` is run on
+/// them in CI. Regenerate with `BLACKBOX_BLESS=1 cargo test -p blackbox-core --test fss`.
+#[test]
+fn golden_forward_secure_log_is_stable() {
+    let mut jsonl = String::new();
+    for r in honest_log() {
+        match r {
+            Record::Entry { line, sidecar } => {
+                if let Some(sc) = sidecar {
+                    let v: Value = serde_json::from_slice(&line).unwrap();
+                    jsonl.push_str(&format!(
+                        "{{\"personal\":{{\"seq\":{},\"sidecar\":{},\"tenant_id\":\"{}\"}}}}\n",
+                        v["seq"],
+                        String::from_utf8(sc).unwrap(),
+                        v["tenant_id"].as_str().unwrap()
+                    ));
+                }
+                jsonl.push_str(std::str::from_utf8(&line).unwrap());
+                jsonl.push('\n');
+            }
+            Record::Checkpoint { note_text } => {
+                jsonl.push_str(&serde_json::json!({ "checkpoint": note_text }).to_string());
+                jsonl.push('\n');
+            }
+        }
+    }
+    let files = [
+        ("fss.jsonl", jsonl),
+        ("fss-initial.keys", initial_ring().to_secret_text()),
+        ("fss-e3.keys", ring_at(STOLEN_AT).to_secret_text()),
+    ];
+    for (name, text) in &files {
+        if std::env::var_os("BLACKBOX_BLESS").is_some() {
+            std::fs::write(golden(name), text).unwrap();
+        }
+        assert_eq!(
+            *text,
+            std::fs::read_to_string(golden(name)).unwrap(),
+            "{name} changed: that is a format change"
+        );
+    }
+}
