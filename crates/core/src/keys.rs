@@ -597,7 +597,8 @@ impl Keyring {
     /// forward-secure and `now_ms` is in a later epoch than the state held, a copy whose
     /// current generation holds the state of that epoch (the earlier state is not kept; the
     /// other generations are unchanged). `None` when nothing is to change: a clock that steps
-    /// back never takes a generation back to an earlier epoch.
+    /// back never takes a generation back to an earlier epoch, and one more than
+    /// [`MAX_DERIVE_AHEAD_SECS`] ahead of the epoch held does not move it either.
     #[must_use]
     pub fn advanced_for(&self, now_ms: i64) -> Option<Keyring> {
         let id = self.order.last()?;
@@ -605,7 +606,11 @@ impl Keyring {
             return None;
         };
         let target = g.params.epoch_at(now_ms);
-        if target <= g.state.epoch {
+        // A clock more than ten years ahead is a broken clock: signing on in the epoch held is
+        // always verifiable, an unbounded derivation is not affordable.
+        if target <= g.state.epoch
+            || target - g.state.epoch > MAX_DERIVE_AHEAD_SECS / g.params.epoch_secs
+        {
             return None;
         }
         let mut next = self.clone();

@@ -297,6 +297,8 @@ fn the_writer_keyring_advances_and_forgets_earlier_states() {
     // Within epoch 0 nothing changes; a clock stepping back never goes back an epoch.
     assert!(ring.advanced_for(BASE_MS + 1000).is_none());
     assert!(ring.advanced_for(0).is_none());
+    // Nor does a clock centuries ahead.
+    assert!(ring.advanced_for(i64::MAX).is_none());
     assert_eq!(ring.next_epoch_at_ms(), Some(params().epoch_start_ms(1)));
     let later = ring_at(STOLEN_AT);
     assert_eq!(later.current().unwrap().0.as_str(), "k1-e3");
