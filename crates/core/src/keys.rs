@@ -675,6 +675,9 @@ impl Keyring {
                     } else {
                         (&b.state, &a.state)
                     };
+                    if late.epoch - early.epoch > MAX_DERIVE_AHEAD_SECS / a.params.epoch_secs {
+                        return Err(disagree("their epochs are more than ten years apart"));
+                    }
                     let derived = early.advanced_to(late.epoch);
                     if !derived.is_some_and(|d| d.same_as(late)) {
                         return Err(disagree(
