@@ -9,10 +9,14 @@ Several LOG files are read in the given order as one log; a file that continues 
 an anchor record (FORMAT.md §8). Without `cryptography` an anchor's frontier, head proof and root
 are still checked against its checkpoint, but not the signature.
 
-usage: verify_jsonl.py LOG [LOG ...] [--key-file hmac.keys] [--public-key checkpoint.pub]
+Forward-secure key generations (FORMAT.md §17) are read from `fss` keyring lines: entries named
+`<gen>-e<e>` are checked under the epoch key derived from the state held, entries of epochs before
+it are listed as not checked. --key-file may be repeated (e.g. a keyring and an initial file).
+
+usage: verify_jsonl.py LOG [LOG ...] [--key-file hmac.keys ...] [--public-key checkpoint.pub]
 exit: 0 OK, 1 TAMPERED, 2 usage error
 """
-import base64, hashlib, hmac, json, sys
+import base64, hashlib, hmac, json, re, struct, sys
 
 GENESIS = "sha256:" + "0" * 64
 SUFFIX = len(',"hmac_sha256":"') + 64 + len('"}')
@@ -87,6 +91,54 @@ def parse_note(text):
     return origin, int(size), base64.b64decode(root, validate=True), body, sigs
 
 
+EPOCH_ID = re.compile(r"^(.+)-e(0|[1-9][0-9]*)$")
+
+
+def hm(key, msg):
+    return hmac.new(key, msg, hashlib.sha256).digest()
+
+
+class Fss:
+    """A forward-secure generation at state S_h (FORMAT.md §17), deriving later epochs in order."""
+
+    def __init__(self, length, origin, epoch, state):
+        assert 60 <= length <= 31622400 and origin % length == 0, "bad epoch length or origin"
+        self.length, self.origin, self.held, self.state = length, origin, epoch, state
+        self.cursor = (epoch, state)
+
+    def key(self, e):
+        """K_e, or None when e is before the state held (its key was erased)."""
+        if e < self.held:
+            return None
+        at, s = self.cursor if self.cursor[0] <= e else (self.held, self.state)
+        while at < e:
+            at += 1
+            s = hm(s, b"blackbox fss v1 evolve" + struct.pack(">Q", at))
+        self.cursor = (at, s)
+        return hm(s, b"blackbox fss v1 mac" + struct.pack(">Q", e))
+
+
+def load_keys(paths):
+    """Plain keys {id: bytes} and forward-secure generations {gen: Fss}; for a generation in
+    several files the earliest state is kept (it derives the later ones)."""
+    keys, fss = {}, {}
+    for path in paths:
+        for line in open(path):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            f = line.split(" ")
+            if len(f) == 2:
+                keys[f[0]] = bytes.fromhex(f[1])
+            elif len(f) == 6 and f[1] == "fss":
+                g = Fss(int(f[2]), int(f[3]), int(f[4]), bytes.fromhex(f[5]))
+                if f[0] not in fss or g.held < fss[f[0]].held:
+                    fss[f[0]] = g
+            else:
+                raise SystemExit(f"{path}: not a keyring line")
+    return keys, fss
+
+
 def load_vkey(path):
     name, khash, b64 = open(path).read().strip().split("+", 2)
     raw = base64.b64decode(b64)
@@ -96,23 +148,20 @@ def load_vkey(path):
 
 
 def main(argv):
-    args, opts = [], {}
+    args, opts, key_files = [], {}, []
     it = iter(argv)
     for a in it:
-        if a in ("--key-file", "--public-key"):
+        if a == "--key-file":
+            key_files.append(next(it))
+        elif a == "--public-key":
             opts[a] = next(it)
         else:
             args.append(a)
     if not args:
         print(__doc__.strip().splitlines()[-2], file=sys.stderr)
         return 2
-    keys = {}
-    if "--key-file" in opts:
-        for line in open(opts["--key-file"]):
-            line = line.strip()
-            if line and not line.startswith("#"):
-                kid, hexkey = line.split(" ")
-                keys[kid] = bytes.fromhex(hexkey)
+    keys, fss = load_keys(key_files)
+    erased = {}  # generation -> entries whose epoch key is gone
     vkey = load_vkey(opts["--public-key"]) if "--public-key" in opts else None
     ed = None
     if vkey:
@@ -186,9 +235,26 @@ def main(argv):
         body = line[:-SUFFIX] + b"}"
         assert line[-SUFFIX:] == b',"hmac_sha256":"' + e["hmac_sha256"].encode() + b'"}', f"line {n}: HMAC is not the last member"
         mac_bad = False
-        if keys:
-            k = keys.get(e["key_id"])
-            if k is None or not hmac.compare_digest(hmac.new(k, sha(body), hashlib.sha256).hexdigest(), e["hmac_sha256"]):
+        epoch_id = EPOCH_ID.match(e["key_id"])
+        if epoch_id:
+            gen, ep = epoch_id.group(1), int(epoch_id.group(2))
+            last = c.setdefault("epochs", {}).get(gen)
+            if last is not None and ep < last:
+                problems.append(f"entry {e['seq']} ({n}): epoch {ep} of {gen} after epoch {last} (forward-secure epoch went back)")
+            c["epochs"][gen] = max(ep, last or 0)
+        if keys or fss:
+            if e["key_id"] in keys:
+                k = keys[e["key_id"]]
+            elif epoch_id and epoch_id.group(1) in fss:
+                k = fss[gen].key(ep)
+                if k is None:
+                    erased[gen] = erased.get(gen, 0) + 1
+                    k = False
+            else:
+                k = None
+            if k is False:
+                pass  # not checked: the key of that epoch was erased
+            elif k is None or not hmac.compare_digest(hmac.new(k, sha(body), hashlib.sha256).hexdigest(), e["hmac_sha256"]):
                 problems.append(f"entry {e['seq']} ({n}): HMAC mismatch")
                 mac_bad = True
         if e["seq"] != c["next"]:
@@ -254,8 +320,10 @@ def main(argv):
             print(f"  {p}")
         return 1
     print(f"OK — {total:,} entries verified, {len(chains)} chain(s) intact, {len(checkpoints)} checkpoint(s) matched"
-          + ("" if keys else " (no HMAC key given)")
+          + ("" if keys or fss else " (no HMAC key given)")
           + (f"; {redacted:,} entries redacted under {markers:,} erasure marker(s)" if markers else ""))
+    for gen, count in erased.items():
+        notes.append(f"HMACs of {count} entries in forward-secure epochs before e{fss[gen].held} of {gen}: only the auditor's initial key can check them")
     for note in notes:
         print(f"  not checked: {note}")
     return 0

@@ -58,6 +58,8 @@ pub enum Cmd {
         /// Name of this log; checkpoint origins are `<log name>/<tenant>` (default: `blackbox/<8 random hex digits>`).
         #[arg(long)]
         log_name: Option<String>,
+        #[command(flatten)]
+        fss: ForwardSecureArgs,
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
     },
@@ -88,9 +90,11 @@ pub enum Cmd {
         /// record (FORMAT.md §8) or with the next entry. Findings name the file and line.
         #[arg(long, conflicts_with = "data_dir", value_name = "FILE")]
         log_file: Vec<PathBuf>,
-        /// HMAC keyring file (secret) to check every entry's HMAC.
-        #[arg(long)]
-        key_file: Option<PathBuf>,
+        /// HMAC keyring file (secret) to check every entry's HMAC. Repeat to combine several
+        /// (e.g. the service's keyring and the initial file of a forward-secure generation);
+        /// a forward-secure generation's initial file checks every one of its epochs.
+        #[arg(long, value_name = "FILE")]
+        key_file: Vec<PathBuf>,
         /// Checkpoint public key (checkpoint.pub) to check signed checkpoints.
         #[arg(long)]
         public_key: Option<PathBuf>,
@@ -244,7 +248,8 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: TokensCmd,
     },
-    /// Manage keys.
+    /// Manage keys: rotate the HMAC key (optionally forward-secure: a new key every epoch),
+    /// show key ids.
     Keys {
         #[command(subcommand)]
         cmd: KeysCmd,
@@ -463,12 +468,39 @@ pub enum WebhooksCmd {
     },
 }
 
+/// Forward security of the HMAC key (docs/FORMAT.md §17).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ForwardSecureArgs {
+    /// Make the HMAC key generation forward-secure: its key evolves one-way every epoch and the
+    /// previous one is erased from disk, so whoever takes the server later cannot forge the
+    /// entries of earlier epochs. The initial key is written to
+    /// `keys/<gen>.fss-initial.keys`: move it offline to the auditor and delete it from the
+    /// server (`verify --key-file` accepts it).
+    #[arg(long)]
+    pub forward_secure: bool,
+    /// Epoch length of a forward-secure key: a number and a unit, s m h d or w (at least 1m;
+    /// e.g. 1h, 1d).
+    #[arg(
+        long,
+        requires = "forward_secure",
+        default_value = "1d",
+        value_name = "DURATION"
+    )]
+    pub epoch: String,
+}
+
 #[derive(Subcommand, Debug)]
+#[command(
+    after_long_help = "Forward security: `blackbox keys rotate --forward-secure --epoch 1d` (or `blackbox init --forward-secure`) starts a generation whose key evolves one-way every epoch, the previous key erased from disk. Its initial key goes to keys/<gen>.fss-initial.keys: move that file offline to the auditor and delete it from the server. Entries then name their epoch (`k2-e412`); `blackbox verify --key-file <initial file>` checks every epoch, the service's own keyring only the current one and later."
+)]
 pub enum KeysCmd {
-    /// Start a new HMAC key generation; older entries still verify with their key id.
+    /// Start a new HMAC key generation; older entries still verify with their key id. With
+    /// --forward-secure the new key evolves every epoch (see `blackbox keys --help`).
     Rotate {
         #[command(flatten)]
         dir: DataDirArg,
+        #[command(flatten)]
+        fss: ForwardSecureArgs,
     },
     /// Show key ids and the public key (never secret material).
     Show {

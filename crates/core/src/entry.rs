@@ -19,7 +19,7 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{Error, FieldError};
 use crate::hash::Hash;
 use crate::ids::{AgentId, EventType, KeyId, SessionId, TenantId};
-use crate::keys::{HmacKey, Keyring};
+use crate::keys::{HmacKey, KeyLookup, Keyring};
 
 /// The entry format version this crate writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -480,6 +480,13 @@ pub enum HmacStatus {
     Invalid,
     /// The keyring has no key with the entry's `key_id`.
     UnknownKey,
+    /// The entry names an epoch of a forward-secure generation before the state the keyring
+    /// holds: that epoch's key was erased, so only an earlier state (the auditor's initial
+    /// key) can check it. Not a sign of tampering by itself.
+    Erased {
+        /// The epoch of the state the keyring holds.
+        held_epoch: u64,
+    },
     /// No keyring was given (public-key-only verification).
     NotChecked,
 }
@@ -541,8 +548,10 @@ pub fn check_hmac_digest(
     let Some(keys) = keys else {
         return HmacStatus::NotChecked;
     };
-    let Some(key) = keys.key(key_id) else {
-        return HmacStatus::UnknownKey;
+    let key = match keys.lookup(key_id) {
+        KeyLookup::Found(k) => k,
+        KeyLookup::Erased { held_epoch } => return HmacStatus::Erased { held_epoch },
+        KeyLookup::Unknown => return HmacStatus::UnknownKey,
     };
     let (Some(digest), Some(cut)) = (body_digest, suffix_cut(line)) else {
         return HmacStatus::Invalid;

@@ -52,6 +52,9 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+    /// Forward-secure key parameters are out of range (docs/FORMAT.md §17).
+    #[error("forward-secure key: {0}")]
+    ForwardSecure(String),
     /// The keyring has no key with this id.
     #[error("no HMAC key with id `{0}` in the keyring")]
     UnknownKey(String),

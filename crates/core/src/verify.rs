@@ -25,7 +25,7 @@ use crate::checkpoint::SignedCheckpoint;
 use crate::entry::{EntryView, GENESIS_HASH, HmacStatus, check_hmac_digest, line_digests};
 use crate::hash::Hash;
 use crate::ids::{KeyId, TenantId, group_thousands};
-use crate::keys::Keyring;
+use crate::keys::{Keyring, split_epoch_id};
 use crate::line_scan::scan;
 use crate::merkle::{CompactRange, leaf_hash};
 use crate::note::NoteVerifier;
@@ -70,6 +70,10 @@ pub enum FindingKind {
     /// An erasure marker lists an entry whose personal data was not erased (its sidecar is still
     /// present, it never had one, or its id differs), or an entry that does not precede it.
     ErasureIncomplete,
+    /// An entry of a forward-secure key generation names an earlier epoch than an entry before
+    /// it in the chain (a writer never goes back: a key forged for an earlier epoch, or
+    /// reordering).
+    EpochNotIncreasing,
 }
 
 impl FindingKind {
@@ -91,6 +95,7 @@ impl FindingKind {
             Self::UnmarkedRedaction => "unmarked_redaction",
             Self::IdNotIncreasing => "id_not_increasing",
             Self::ErasureIncomplete => "erasure_incomplete",
+            Self::EpochNotIncreasing => "epoch_not_increasing",
         }
     }
 
@@ -112,6 +117,7 @@ impl FindingKind {
             Self::UnmarkedRedaction => "unmarked redaction",
             Self::IdNotIncreasing => "clock manipulation or reordering detected",
             Self::ErasureIncomplete => "erasure marker does not match the entries",
+            Self::EpochNotIncreasing => "forward-secure epoch went back",
         }
     }
 }
@@ -440,8 +446,11 @@ pub struct Report {
     pub hmac_checked: bool,
     /// Whether checkpoint signatures were checked (a public key was given).
     pub signatures_checked: bool,
-    /// Entries per key id whose HMAC verified.
+    /// Entries per key id whose HMAC verified (forward-secure epochs under their generation).
     pub hmac_valid_by_key: BTreeMap<String, u64>,
+    /// Entries of forward-secure epochs before the state the keyring holds, whose HMAC could
+    /// not be checked (see [`Report::not_checked`]).
+    pub hmac_erased: u64,
     /// Checkpoints seen, verified or not.
     pub checkpoints_seen: u64,
     /// What could not be checked, in plain words.
@@ -494,6 +503,8 @@ struct ChainState {
     erased: BTreeSet<u64>,
     modified: BTreeSet<u64>,
     hmac_fail_finding: HashMap<u64, usize>,
+    /// Latest epoch seen per forward-secure generation.
+    fss_epochs: BTreeMap<String, u64>,
 }
 
 /// The last [`WINDOW`] sequence numbers of a chain: a ring indexed by `seq % WINDOW` whose slots
@@ -618,6 +629,8 @@ pub struct LogVerifier {
     late_checkpoints: Vec<(String, u64, u64)>,
     /// Plain-words notes for [`Report::not_checked`] about anchors.
     anchor_notes: Vec<String>,
+    /// Per forward-secure generation: entries whose epoch key was erased, and the epoch held.
+    erased: BTreeMap<String, (u64, u64)>,
 }
 
 impl fmt::Debug for LogVerifier {
@@ -664,6 +677,7 @@ impl LogVerifier {
             expected_heads: BTreeMap::new(),
             late_checkpoints: Vec::new(),
             anchor_notes: Vec::new(),
+            erased: BTreeMap::new(),
         }
     }
 
@@ -1138,6 +1152,23 @@ impl LogVerifier {
                 ));
             }
             state.last_entry_id = meta.entry_id;
+            if let Some((generation, epoch)) = split_epoch_id(meta.key_id.as_str()) {
+                match state.fss_epochs.get_mut(generation) {
+                    Some(last) if epoch < *last => new.push(Finding::new(
+                        tenant,
+                        s,
+                        pos,
+                        FindingKind::EpochNotIncreasing,
+                        format!(
+                            "is signed for epoch {epoch} of key generation `{generation}` after an entry signed for epoch {last}: the writer never goes back to an earlier epoch"
+                        ),
+                    )),
+                    Some(last) => *last = epoch,
+                    None => {
+                        state.fss_epochs.insert(generation.to_owned(), epoch);
+                    }
+                }
+            }
         }
 
         // The link to the predecessor.
@@ -1257,12 +1288,24 @@ impl LogVerifier {
 
         // The entry's own signature and personal data.
         let mut hmac_fail = false;
+        // Entries of a forward-secure generation are counted under the generation.
+        let key_label =
+            split_epoch_id(meta.key_id.as_str()).map_or(meta.key_id.as_str(), |(g, _)| g);
         match c.hmac {
-            HmacStatus::Valid => bump(&mut self.hmac_valid_by_key, meta.key_id.as_str()),
+            HmacStatus::Valid => bump(&mut self.hmac_valid_by_key, key_label),
             HmacStatus::Invalid => {
                 hmac_fail = true;
-                bump(&mut self.hmac_invalid_by_key, meta.key_id.as_str());
+                bump(&mut self.hmac_invalid_by_key, key_label);
             }
+            HmacStatus::Erased { held_epoch } => match self.erased.get_mut(key_label) {
+                Some((n, held)) => {
+                    *n += 1;
+                    *held = held_epoch;
+                }
+                None => {
+                    self.erased.insert(key_label.to_owned(), (1, held_epoch));
+                }
+            },
             HmacStatus::UnknownKey => new.push(Finding::new(
                 tenant,
                 s,
@@ -1316,7 +1359,7 @@ impl LogVerifier {
                 FindingKind::Modification,
                 "HMAC mismatch: content changed after signing",
             );
-            f.hmac_fail = Some((meta.key_id.as_str().to_owned(), true));
+            f.hmac_fail = Some((key_label.to_owned(), true));
             if hmac_explained {
                 // Renumbering after a deletion broke the MAC: the deletion comes first.
                 new.push(f);
@@ -1528,6 +1571,13 @@ impl LogVerifier {
         if self.note_verifier.is_none() {
             not_checked.push("checkpoint signatures (no public key given)".to_owned());
         }
+        for (generation, (n, held)) in &self.erased {
+            not_checked.push(format!(
+                "HMACs of {} {} in forward-secure epochs before e{held} of {generation}: only the auditor's initial key can check them",
+                group_thousands(*n),
+                if *n == 1 { "entry" } else { "entries" }
+            ));
+        }
         not_checked.append(&mut self.anchor_notes);
         for (t, size, pos) in &self.late_checkpoints {
             not_checked.push(format!(
@@ -1559,6 +1609,7 @@ impl LogVerifier {
             hmac_checked: self.hmac_checked,
             signatures_checked: self.note_verifier.is_some(),
             hmac_valid_by_key: self.hmac_valid_by_key,
+            hmac_erased: self.erased.values().map(|(n, _)| n).sum(),
             checkpoints_seen: self.checkpoints_seen,
             not_checked,
         }

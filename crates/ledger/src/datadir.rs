@@ -7,6 +7,8 @@
 //!   checkpoint.pub         the checkpoint verifier key (public; give it to auditors)
 //!   keys/                  0700
 //!     hmac.keys            HMAC keyring, 0600 (secret)
+//!     <gen>.fss-initial.keys  initial state of a forward-secure generation, 0600 (secret: move
+//!                          it to the auditor, offline, and delete it here)
 //!     checkpoint.key       Ed25519 checkpoint-signing seed, 0600 (secret)
 //!     subject-index.key    key of the store's keyed data-subject index, 0600 (secret)
 //! ```
@@ -16,7 +18,7 @@ use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use blackbox_core::keys::{HmacKey, Keyring};
+use blackbox_core::keys::{FssParams, FssState, HmacKey, Keyring};
 use blackbox_core::note::{NoteSigner, NoteVerifier};
 
 use crate::error::LedgerError;
@@ -71,6 +73,14 @@ impl DataDir {
     #[must_use]
     pub fn hmac_keys_path(&self) -> PathBuf {
         self.keys_dir().join("hmac.keys")
+    }
+
+    /// The auditor's copy of forward-secure generation `generation`'s initial state: written
+    /// when the generation is created, to be moved offline.
+    #[must_use]
+    pub fn fss_initial_path(&self, generation: &str) -> PathBuf {
+        self.keys_dir()
+            .join(format!("{generation}.fss-initial.keys"))
     }
 
     /// The checkpoint-signing key.
@@ -220,18 +230,55 @@ pub fn random32() -> Result<[u8; 32], LedgerError> {
     Ok(b)
 }
 
-/// Creates the keys directory (0700) and fresh keys. Returns the verifier key.
+/// Adds a fresh generation to `ring` (forward-secure with `fss`); for a forward-secure one, first
+/// writes its initial state to [`DataDir::fss_initial_path`]. Returns its id and that file.
+fn add_generation(
+    dir: &DataDir,
+    ring: &mut Keyring,
+    fss: Option<FssParams>,
+) -> Result<(String, Option<PathBuf>), LedgerError> {
+    let id = ring.next_id();
+    let inconsistent = |e: blackbox_core::Error| LedgerError::Inconsistent(e.to_string());
+    let Some(params) = fss else {
+        ring.push(id.clone(), HmacKey::from_bytes(random32()?))
+            .map_err(inconsistent)?;
+        return Ok((id.to_string(), None));
+    };
+    let state = FssState::initial(random32()?);
+    let mut initial = Keyring::new();
+    initial
+        .push_forward_secure(id.clone(), params, state.clone())
+        .map_err(inconsistent)?;
+    ring.push_forward_secure(id.clone(), params, state)
+        .map_err(inconsistent)?;
+    let path = dir.fss_initial_path(id.as_str());
+    write_secret(
+        &path,
+        &format!(
+            "# blackbox: initial state of forward-secure HMAC generation {id}, for the auditor.\n# Move this file offline and delete it from the server: whoever holds it can forge\n# entries of every epoch. `blackbox verify --key-file` accepts it.\n{}",
+            initial.to_secret_text()
+        ),
+    )?;
+    Ok((id.to_string(), Some(path)))
+}
+
+/// Creates the keys directory (0700) and fresh keys, the HMAC generation forward-secure when
+/// `fss` is given (its initial state is then also written to
+/// [`DataDir::fss_initial_path`]). Returns the verifier key.
 ///
 /// # Errors
 /// [`LedgerError::Io`], [`LedgerError::Random`].
-pub fn create_keys(dir: &DataDir, log_name: &str) -> Result<NoteVerifier, LedgerError> {
+pub fn create_keys(
+    dir: &DataDir,
+    log_name: &str,
+    fss: Option<FssParams>,
+) -> Result<NoteVerifier, LedgerError> {
     let keys = dir.keys_dir();
     fs::create_dir_all(&keys).map_err(LedgerError::io(&keys))?;
     fs::set_permissions(&keys, fs::Permissions::from_mode(0o700))
         .map_err(LedgerError::io(&keys))?;
     let mut ring = Keyring::new();
-    ring.push(ring.next_id(), HmacKey::from_bytes(random32()?))
-        .map_err(|e| LedgerError::Inconsistent(e.to_string()))?;
+    add_generation(dir, &mut ring, fss)?;
     write_secret(&dir.hmac_keys_path(), &ring.to_secret_text())?;
     let seed = random32()?;
     let signer = NoteSigner::new(log_name, seed).map_err(|e| LedgerError::KeyFile {
@@ -282,16 +329,45 @@ pub fn load_or_create_subject_key(dir: &DataDir) -> Result<HmacKey, LedgerError>
     Ok(HmacKey::from_bytes(bytes))
 }
 
-/// Adds a new HMAC key generation; returns its id.
+/// A generation added by [`rotate_hmac_key`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewGeneration {
+    /// Its id (`k<N>`).
+    pub id: String,
+    /// For a forward-secure generation: the file holding its initial state, for the auditor.
+    pub initial_file: Option<PathBuf>,
+}
+
+/// Adds a new HMAC key generation (forward-secure with `fss`). The generations before it keep
+/// their keys or states, so their entries still verify.
 ///
 /// # Errors
 /// As [`load_keyring`] and [`write_secret`].
-pub fn rotate_hmac_key(dir: &DataDir) -> Result<String, LedgerError> {
+pub fn rotate_hmac_key(
+    dir: &DataDir,
+    fss: Option<FssParams>,
+) -> Result<NewGeneration, LedgerError> {
     let path = dir.hmac_keys_path();
     let mut ring = load_keyring(&path)?;
-    let id = ring.next_id();
-    ring.push(id.clone(), HmacKey::from_bytes(random32()?))
-        .map_err(|e| LedgerError::Inconsistent(e.to_string()))?;
+    let (id, initial_file) = add_generation(dir, &mut ring, fss)?;
     write_secret(&path, &ring.to_secret_text())?;
-    Ok(id.to_string())
+    Ok(NewGeneration { id, initial_file })
+}
+
+/// Moves forward-secure generation `generation` of the keyring file at `path` to epoch `epoch`
+/// (the writer's evolution), keeping every other line of the file as it is on disk (a rotation
+/// since the file was loaded is not undone). Written atomically: temp file 0600, fsync, rename,
+/// fsync of the directory, so the earlier state is gone from the file once this returns.
+///
+/// # Errors
+/// As [`load_keyring`] and [`write_secret`]; [`LedgerError::KeyFile`] when the file's
+/// generation is not forward-secure or already holds a later epoch (another writer?).
+pub fn advance_keyring_file(path: &Path, generation: &str, epoch: u64) -> Result<(), LedgerError> {
+    let mut ring = load_keyring(path)?;
+    ring.advance_generation(generation, epoch)
+        .map_err(|e| LedgerError::KeyFile {
+            path: path.to_owned(),
+            problem: format!("cannot move the forward-secure key to epoch {epoch}: {e}"),
+        })?;
+    write_secret(path, &ring.to_secret_text())
 }

@@ -2,7 +2,9 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
 
+use blackbox_core::keys::{FssParams, Keyring};
 use blackbox_core::note::NoteVerifier;
 use blackbox_store::Store as _;
 use blackbox_store::sqlite::SqliteStore;
@@ -22,6 +24,11 @@ pub struct InitOutcome {
     pub verifier: NoteVerifier,
     /// The log name (checkpoint origins are `<log name>/<tenant>`).
     pub log_name: String,
+    /// The HMAC key generation created (`k1`).
+    pub hmac_key_id: String,
+    /// When that generation is forward-secure: the file holding its initial state, to be moved
+    /// to the auditor.
+    pub fss_initial_file: Option<PathBuf>,
 }
 
 /// A default log name: `blackbox/<8 random hex digits>`, unique per installation.
@@ -37,6 +44,18 @@ pub fn default_log_name() -> Result<String, LedgerError> {
 /// # Errors
 /// [`LedgerError::AlreadyInitialised`], I/O and store failures.
 pub fn init(dir: &DataDir, log_name: &str) -> Result<InitOutcome, LedgerError> {
+    init_with(dir, log_name, None)
+}
+
+/// As [`init`], with a forward-secure first HMAC generation when `fss` is given.
+///
+/// # Errors
+/// As [`init`].
+pub fn init_with(
+    dir: &DataDir,
+    log_name: &str,
+    fss: Option<FssParams>,
+) -> Result<InitOutcome, LedgerError> {
     if dir.is_initialised() {
         return Err(LedgerError::AlreadyInitialised {
             dir: dir.root().to_owned(),
@@ -47,7 +66,7 @@ pub fn init(dir: &DataDir, log_name: &str) -> Result<InitOutcome, LedgerError> {
         .map_err(LedgerError::io(dir.root()))?;
     // Keys first and the store last: a store's presence means "initialised", so an interrupted
     // init can simply be run again.
-    let verifier = create_keys(dir, log_name)?;
+    let verifier = create_keys(dir, log_name, fss)?;
     if !dir.config_path().exists() {
         crate::datadir::write_public(&dir.config_path(), DEFAULT_CONFIG)?;
     }
@@ -66,9 +85,12 @@ pub fn init(dir: &DataDir, log_name: &str) -> Result<InitOutcome, LedgerError> {
     let lines = blackbox_store::segments::lines_dir(&dir.store_path());
     fs::rename(&tmp_lines, &lines).map_err(LedgerError::io(&lines))?;
     fs::rename(&tmp, dir.store_path()).map_err(LedgerError::io(dir.store_path()))?;
+    let hmac_key_id = Keyring::new().next_id().to_string();
     Ok(InitOutcome {
         verifier,
         log_name: log_name.to_owned(),
+        fss_initial_file: fss.map(|_| dir.fss_initial_path(&hmac_key_id)),
+        hmac_key_id,
     })
 }
 
@@ -111,7 +133,8 @@ pub fn open_writer(dir: &DataDir) -> Result<(SqliteStore, Writer, LedgerConfig),
             checkpoint_every_ms: config.checkpoint_every_ms,
         },
     )?
-    .with_subject_key(subject_key);
+    .with_subject_key(subject_key)
+    .with_keyring_file(dir.hmac_keys_path());
     Ok((store, writer, config))
 }
 

@@ -23,10 +23,17 @@ pub fn headline(r: &Report) -> String {
     } else {
         "chain intact".to_owned()
     };
-    let scope = if r.hmac_checked {
-        ""
-    } else {
+    let erased;
+    let scope = if !r.hmac_checked {
         " (public key only)"
+    } else if r.hmac_erased > 0 {
+        erased = format!(
+            " ({} HMACs of earlier forward-secure epochs not checked)",
+            n(r.hmac_erased)
+        );
+        &erased
+    } else {
+        ""
     };
     let what = if r.entries == 1 { "entry" } else { "entries" };
     let mut line = format!("OK — {} {what} verified{scope}, {intact}", n(r.entries));

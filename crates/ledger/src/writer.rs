@@ -6,6 +6,7 @@
 //! checkpoint due, in one all-or-nothing batch.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use blackbox_core::Hash;
 use blackbox_core::checkpoint::{Checkpoint, SignedCheckpoint};
@@ -152,8 +153,14 @@ pub struct WriterSettings {
 }
 
 /// Appends to a store. One writer per store at a time (the store serialises batches).
+///
+/// With a forward-secure current HMAC generation (docs/FORMAT.md §17), the writer moves to the
+/// epoch of its clock before signing: it writes the evolved state to the keyring file first
+/// ([`Writer::with_keyring_file`]) and only then signs with the new epoch's key, dropping
+/// (zeroing) the earlier state.
 pub struct Writer {
     keys: Keyring,
+    keyring_file: Option<PathBuf>,
     signer: CheckpointSigner,
     settings: WriterSettings,
     random: RandomPool,
@@ -240,6 +247,7 @@ impl Writer {
         }
         Ok(Self {
             keys,
+            keyring_file: None,
             signer,
             settings,
             random: RandomPool::new(),
@@ -264,6 +272,14 @@ impl Writer {
         Ok(blackbox_core::erasure::subject_index_key(key, subject_id))
     }
 
+    /// The keyring file the keys came from: a forward-secure generation's evolved state is
+    /// written back to it (atomically, before any entry is signed with it).
+    #[must_use]
+    pub fn with_keyring_file(mut self, path: PathBuf) -> Self {
+        self.keyring_file = Some(path);
+        self
+    }
+
     /// The checkpoint signer.
     #[must_use]
     pub fn signer(&self) -> &CheckpointSigner {
@@ -273,8 +289,29 @@ impl Writer {
     fn current_key(&self) -> Result<(KeyId, HmacKey), LedgerError> {
         self.keys
             .current()
-            .map(|(id, k)| (id.clone(), k.clone()))
+            .map(|(id, k)| (id, k.clone()))
             .ok_or_else(|| LedgerError::Inconsistent("the HMAC keyring holds no key".to_owned()))
+    }
+
+    /// Moves a forward-secure current generation to the epoch of `now_ms`, if that is later
+    /// than the one held: the keyring file first, then the keys in memory. Returns whether the
+    /// key changed.
+    fn evolve(&mut self, now_ms: i64) -> Result<bool, LedgerError> {
+        let Some(next) = self.keys.advanced_for(now_ms) else {
+            return Ok(false);
+        };
+        let (Some(generation), Some(path)) = (next.current_generation(), &self.keyring_file) else {
+            return Err(LedgerError::Inconsistent(
+                "the forward-secure HMAC key entered a new epoch but the writer has no keyring file to write it to".to_owned(),
+            ));
+        };
+        let epoch = next
+            .forward_secure(generation.as_str())
+            .map_or(0, |info| info.epoch);
+        crate::datadir::advance_keyring_file(path, generation.as_str(), epoch)?;
+        // The keyring with the earlier state is dropped here, and its secrets zeroed.
+        self.keys = next;
+        Ok(true)
     }
 
     /// Streams events into `store`: `f` adds them through the [`AppendSink`] on this thread
@@ -290,6 +327,7 @@ impl Writer {
         f: impl FnOnce(&mut AppendSink<'_>) -> Result<T, LedgerError>,
     ) -> Result<T, LedgerError> {
         let (key_id, key) = self.current_key()?;
+        let evolve_at = self.keys.next_epoch_at_ms();
         std::thread::scope(|scope| {
             let (tx, rx) = mpsc::sync_channel::<StoreCmd>(8);
             let (spent_tx, spent_rx) = mpsc::channel::<Vec<NewEntry>>();
@@ -300,6 +338,7 @@ impl Writer {
                 spent: spent_rx,
                 key_id,
                 key,
+                evolve_at,
                 chains: BTreeMap::new(),
                 checkpoints: Vec::new(),
                 outcome: BatchOutcome::default(),
@@ -543,6 +582,8 @@ pub struct AppendSink<'w> {
     spent: mpsc::Receiver<Vec<NewEntry>>,
     key_id: KeyId,
     key: HmacKey,
+    /// When a forward-secure key must move to its next epoch (writer's clock, Unix ms).
+    evolve_at: Option<i64>,
     chains: BTreeMap<String, ChainWork>,
     checkpoints: Vec<StoredCheckpoint>,
     outcome: BatchOutcome,
@@ -643,6 +684,13 @@ impl AppendSink<'_> {
                 &default_tenant
             }
         };
+        if self.evolve_at.is_some_and(|t| now_ms >= t) {
+            if self.writer.evolve(now_ms)? {
+                // The old epoch's key is dropped (zeroed) as it is replaced.
+                (self.key_id, self.key) = self.writer.current_key()?;
+            }
+            self.evolve_at = self.writer.keys.next_epoch_at_ms();
+        }
         self.load(tenant.as_str())?;
         let Some(work) = self.chains.get_mut(tenant.as_str()) else {
             return Err(LedgerError::Inconsistent("chain state vanished".to_owned()));

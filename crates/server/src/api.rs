@@ -1150,9 +1150,13 @@ async fn verify(State(state): State<AppState>, req: Request) -> Result<Response,
     // An admin without tenant_id verifies every chain.
     let tenant = caller.tenant(p.tenant_id.as_deref())?;
     let path = state.readers.path().to_owned();
-    let keys = std::sync::Arc::clone(&state.keys);
+    // Read at each verification rather than kept: the writer moves a forward-secure key to a
+    // new epoch in the file, and a copy held since start would keep the erased state in memory.
+    let keys_path = state.dir.hmac_keys_path();
     let verifier = (*state.verifier).clone();
     let report = blocking(move || {
+        let keys = blackbox_ledger::datadir::load_keyring(&keys_path)
+            .map_err(|e| ApiError::from(crate::ServerError::from(e)))?;
         let opts = blackbox_ledger::verify::StoreVerifyOptions {
             tenant,
             trusted_checkpoints: Vec::new(),

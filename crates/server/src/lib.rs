@@ -32,7 +32,6 @@ pub mod webhooks;
 use std::sync::Arc;
 
 use blackbox_core::entry::RedactionPolicy;
-use blackbox_core::keys::Keyring;
 use blackbox_core::note::NoteVerifier;
 use blackbox_ledger::datadir::DataDir;
 
@@ -73,8 +72,6 @@ pub struct AppState {
     pub ingest_bytes: Arc<tokio::sync::Semaphore>,
     /// Verifications running at once.
     pub verifications: Arc<tokio::sync::Semaphore>,
-    /// The HMAC keyring (for `GET /v1/verify`).
-    pub keys: Arc<Keyring>,
     /// The checkpoint public key.
     pub verifier: Arc<NoteVerifier>,
     /// Anomaly-detection rules in force.
@@ -140,7 +137,6 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
         );
     }
     let (alerts_tx, alerts_rx) = tokio::sync::mpsc::unbounded_channel();
-    let keys = blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path())?;
     let verifier = blackbox_ledger::open::public_key(&dir)?;
     let tokens = tokens::TokenStore::open(&dir.root().join("tokens.db"))?;
     let metrics = Arc::new(metrics::Metrics::new());
@@ -193,7 +189,6 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
         tokens: Arc::new(tokens),
         metrics,
         policy: Arc::new(ledger_config.redaction),
-        keys: Arc::new(keys),
         verifier: Arc::new(verifier),
         rules,
         webhooks,

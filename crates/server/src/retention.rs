@@ -47,6 +47,8 @@ fn run_once(state: &AppState, rt: tokio::runtime::Handle) -> Result<String, Stri
     let archive =
         Archive::open(&config.retention.archive_url, dir.root()).map_err(|e| e.to_string())?;
     let store = SqliteStore::open(dir.store_path()).map_err(|e| e.to_string())?;
+    let keys =
+        blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path()).map_err(|e| e.to_string())?;
     let mut c = Service {
         store,
         ingest: state.ingest.clone(),
@@ -60,7 +62,7 @@ fn run_once(state: &AppState, rt: tokio::runtime::Handle) -> Result<String, Stri
             now_ms: now_ms(),
             tenant: None,
             dry_run: false,
-            keys: Some(&state.keys),
+            keys: Some(&keys),
             verifier: &state.verifier,
         },
     )

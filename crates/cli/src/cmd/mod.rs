@@ -5,8 +5,9 @@ use blackbox_ledger::datadir::DataDir;
 
 use crate::Outcome;
 use crate::cli::{AgentsCmd, RetentionCmd, RulesCmd, TokensCmd, WebhooksCmd};
-use crate::cli::{Cli, Cmd, KeysCmd, TextOrJson};
+use crate::cli::{Cli, Cmd, ForwardSecureArgs, KeysCmd, TextOrJson};
 use crate::output::{aligned, n};
+use blackbox_core::keys::FssParams;
 
 mod agents;
 mod append;
@@ -27,8 +28,9 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Cmd::Init {
             dir,
             log_name,
+            fss,
             format,
-        } => init(&DataDir::new(dir.data_dir), log_name, format),
+        } => init(&DataDir::new(dir.data_dir), log_name, &fss, format),
         Cmd::Serve(args) => serve::run(args),
         Cmd::Export(args) => export::run(args),
         Cmd::Tokens { cmd } => match cmd {
@@ -214,8 +216,8 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             output,
         } => proofs::export_log(&DataDir::new(dir.data_dir), tenant_id.as_deref(), &output),
         Cmd::Keys {
-            cmd: KeysCmd::Rotate { dir },
-        } => rotate(&DataDir::new(dir.data_dir)),
+            cmd: KeysCmd::Rotate { dir, fss },
+        } => rotate(&DataDir::new(dir.data_dir), &fss),
         Cmd::Keys {
             cmd: KeysCmd::Show { dir },
         } => show_keys(&DataDir::new(dir.data_dir)),
@@ -304,21 +306,95 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     }
 }
 
-fn init(dir: &DataDir, log_name: Option<String>, format: TextOrJson) -> Result<Outcome> {
+/// The forward-secure parameters asked for, starting now.
+fn fss_params(a: &ForwardSecureArgs) -> Result<Option<FssParams>> {
+    if !a.forward_secure {
+        return Ok(None);
+    }
+    let secs = parse_epoch(&a.epoch)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    Ok(Some(
+        FssParams::starting_at(secs, now).with_context(|| format!("--epoch {}", a.epoch))?,
+    ))
+}
+
+/// `90s`, `30m`, `1h`, `1d`, `1w` as seconds.
+fn parse_epoch(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => anyhow::bail!(
+            "--epoch {text}: expected a number and a unit s, m, h, d or w (e.g. 1h, 1d)"
+        ),
+    };
+    let n: u64 = num.parse().map_err(|_| {
+        anyhow::anyhow!("--epoch {text}: expected a number before the unit (e.g. 1d)")
+    })?;
+    n.checked_mul(unit_secs)
+        .ok_or_else(|| anyhow::anyhow!("--epoch {text}: too long"))
+}
+
+/// Tells the operator where the auditor's initial key is and what to do with it (never the
+/// key itself).
+fn initial_file_notice(generation: &str, path: &std::path::Path, fss: &FssParams) {
+    eprintln!(
+        "Forward-secure HMAC generation {generation}: epochs of {} s; its key evolves every epoch and the previous one is erased from the keyring.",
+        fss.epoch_secs()
+    );
+    eprintln!(
+        "IMPORTANT: {} holds its initial key. Move it offline to your auditor and delete it from this server: anyone who can read it can forge entries of every epoch. The auditor verifies with `blackbox verify --key-file {}`.",
+        path.display(),
+        path.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    );
+}
+
+fn init(
+    dir: &DataDir,
+    log_name: Option<String>,
+    fss: &ForwardSecureArgs,
+    format: TextOrJson,
+) -> Result<Outcome> {
     let name = match log_name {
         Some(n) => n,
         None => blackbox_ledger::open::default_log_name()?,
     };
-    let out = blackbox_ledger::open::init(dir, &name)?;
+    let params = fss_params(fss)?;
+    let out = blackbox_ledger::open::init_with(dir, &name, params)?;
     let vkey = out.verifier.to_vkey();
     let fp = out.verifier.fingerprint();
+    let hmac_desc = match &params {
+        Some(p) => format!(
+            "{} in {} (mode 0600, secret; forward-secure, epochs of {} s)",
+            out.hmac_key_id,
+            dir.hmac_keys_path().display(),
+            p.epoch_secs()
+        ),
+        None => format!(
+            "{} in {} (mode 0600, secret)",
+            out.hmac_key_id,
+            dir.hmac_keys_path().display()
+        ),
+    };
     match format {
         TextOrJson::Json => println!(
             "{}",
             serde_json::json!({
-                "data_dir": dir.root(), "log_name": out.log_name, "hmac_key_id": "k1",
+                "data_dir": dir.root(), "log_name": out.log_name, "hmac_key_id": out.hmac_key_id,
                 "public_key": vkey, "public_key_fingerprint": fp,
                 "public_key_file": dir.public_key_path(),
+                "forward_secure": params.map(|p| serde_json::json!({
+                    "epoch_seconds": p.epoch_secs(), "origin": p.origin(),
+                    "initial_key_file": out.fss_initial_file,
+                })),
             })
         ),
         TextOrJson::Text => {
@@ -327,13 +403,7 @@ fn init(dir: &DataDir, log_name: Option<String>, format: TextOrJson) -> Result<O
                 "{}",
                 aligned(&[
                     ("log name", out.log_name.clone()),
-                    (
-                        "HMAC key",
-                        format!(
-                            "k1 in {} (mode 0600, secret)",
-                            dir.hmac_keys_path().display()
-                        )
-                    ),
+                    ("HMAC key", hmac_desc),
                     (
                         "signing key",
                         format!("{} (mode 0600, secret)", dir.signing_key_path().display())
@@ -351,27 +421,52 @@ fn init(dir: &DataDir, log_name: Option<String>, format: TextOrJson) -> Result<O
             );
         }
     }
+    if let (Some(p), Some(path)) = (&params, &out.fss_initial_file) {
+        initial_file_notice(&out.hmac_key_id, path, p);
+    }
     Ok(Outcome::Ok)
 }
 
-fn rotate(dir: &DataDir) -> Result<Outcome> {
+fn rotate(dir: &DataDir, fss: &ForwardSecureArgs) -> Result<Outcome> {
     if !dir.is_initialised() {
         anyhow::bail!(
             "no Blackbox store in {}: run `blackbox init` first",
             dir.root().display()
         );
     }
-    let id = blackbox_ledger::datadir::rotate_hmac_key(dir).context("rotating the HMAC key")?;
+    let params = fss_params(fss)?;
+    let new =
+        blackbox_ledger::datadir::rotate_hmac_key(dir, params).context("rotating the HMAC key")?;
     println!(
-        "New HMAC key generation {id} is now current; entries signed with older keys still verify."
+        "New HMAC key generation {} is now current{}; entries signed with older keys still verify. A running service keeps signing with the previous generation until it restarts.",
+        new.id,
+        if params.is_some() {
+            " (forward-secure)"
+        } else {
+            ""
+        }
     );
+    if let (Some(p), Some(path)) = (&params, &new.initial_file) {
+        initial_file_notice(&new.id, path, p);
+    }
     Ok(Outcome::Ok)
 }
 
 fn show_keys(dir: &DataDir) -> Result<Outcome> {
     let ring = blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path())?;
     let v = blackbox_ledger::open::public_key(dir)?;
-    let ids: Vec<String> = ring.ids().iter().map(ToString::to_string).collect();
+    let ids: Vec<String> = ring
+        .ids()
+        .iter()
+        .map(|id| match ring.forward_secure(id.as_str()) {
+            Some(info) => format!(
+                "{id} (forward-secure, epochs of {} s, holds epoch {})",
+                info.params.epoch_secs(),
+                info.epoch
+            ),
+            None => id.to_string(),
+        })
+        .collect();
     let current = ring
         .current()
         .map(|(id, _)| id.to_string())

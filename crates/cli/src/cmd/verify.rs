@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
+use blackbox_core::keys::Keyring;
 use blackbox_core::verify::Report;
 use blackbox_ledger::datadir::{DEFAULT_DATA_DIR, DataDir, load_keyring, load_verifier};
 use blackbox_ledger::report::{headline, report_json};
@@ -16,13 +17,29 @@ pub struct Args {
     pub data_dir: Option<PathBuf>,
     /// JSONL files verified in this order as one log (empty: verify the store).
     pub log_file: Vec<PathBuf>,
-    pub key_file: Option<PathBuf>,
+    /// Keyring files, merged (empty: the data directory's own keyring).
+    pub key_file: Vec<PathBuf>,
     pub public_key: Option<PathBuf>,
     pub checkpoints: Vec<PathBuf>,
     pub tenant_id: Option<String>,
     pub all: bool,
     pub include_archive: bool,
     pub format: TextOrJson,
+}
+
+/// The keyrings of `paths` merged into one (`None` when there is none).
+fn load_keyrings(paths: &[PathBuf]) -> Result<Option<Keyring>> {
+    let mut merged: Option<Keyring> = None;
+    for p in paths {
+        let ring = load_keyring(p)?;
+        match &mut merged {
+            None => merged = Some(ring),
+            Some(m) => m
+                .merge(&ring)
+                .with_context(|| format!("combining --key-file {}", p.display()))?,
+        }
+    }
+    Ok(merged)
 }
 
 pub fn run(a: &Args) -> Result<Outcome> {
@@ -35,7 +52,7 @@ pub fn run(a: &Args) -> Result<Outcome> {
     }
     let verifier_from = |p: &PathBuf| load_verifier(p).with_context(|| "loading --public-key");
     let report = if !a.log_file.is_empty() {
-        if a.key_file.is_none() && a.public_key.is_none() {
+        if a.key_file.is_empty() && a.public_key.is_none() {
             bail!(
                 "verifying a log file needs --key-file (the HMAC keyring) or --public-key (checkpoint.pub), or both"
             );
@@ -43,7 +60,7 @@ pub fn run(a: &Args) -> Result<Outcome> {
         if a.tenant_id.is_some() {
             bail!("--tenant-id applies to a store; a log file is verified whole");
         }
-        let keys = a.key_file.as_ref().map(|p| load_keyring(p)).transpose()?;
+        let keys = load_keyrings(&a.key_file)?;
         let verifier = a.public_key.as_ref().map(verifier_from).transpose()?;
         // Counting entries for the progress bar costs a read of the files: only on a terminal.
         let mut total = 0;
@@ -84,17 +101,19 @@ pub fn run(a: &Args) -> Result<Outcome> {
             .transpose()?;
         drop(store);
         // With only --public-key, check what the public key can check (no HMACs).
-        let keys = if a.public_key.is_some() && a.key_file.is_none() {
+        let keys = if a.public_key.is_some() && a.key_file.is_empty() {
             None
-        } else {
-            let path = a.key_file.clone().unwrap_or_else(|| dir.hmac_keys_path());
-            if a.key_file.is_none() && !path.exists() {
+        } else if a.key_file.is_empty() {
+            let path = dir.hmac_keys_path();
+            if !path.exists() {
                 bail!(
                     "no HMAC keyring at {}: pass --key-file KEYRING to check HMACs, or --public-key checkpoint.pub to check what the public key can (links, Merkle roots, signed checkpoints)",
                     path.display()
                 );
             }
             Some(load_keyring(&path)?)
+        } else {
+            load_keyrings(&a.key_file)?
         };
         let verifier = match &a.public_key {
             Some(p) => verifier_from(p)?,
