@@ -120,7 +120,7 @@ pub fn parse_personal_record(line: &[u8]) -> Result<(String, u64, Vec<u8>), Stri
 /// never a mix. Returns how many records were dropped (the file is left untouched when none).
 ///
 /// # Errors
-/// [`LedgerError::Io`].
+/// [`crate::error::LedgerError::Io`].
 pub fn scrub_personal(
     path: &std::path::Path,
     erased: &mut dyn FnMut(&str, u64) -> Result<bool, crate::LedgerError>,
@@ -182,7 +182,7 @@ pub fn scrub_personal(
 /// `PATH` itself (those that exist).
 ///
 /// # Errors
-/// [`LedgerError::Io`] when the directory cannot be read.
+/// [`crate::error::LedgerError::Io`] when the directory cannot be read.
 pub fn mirror_files(path: &std::path::Path) -> Result<Vec<std::path::PathBuf>, crate::LedgerError> {
     let name = path
         .file_name()
