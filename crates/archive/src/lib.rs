@@ -15,6 +15,7 @@
 //! the next run carries on.
 #![forbid(unsafe_code)]
 
+pub mod erase;
 pub mod error;
 pub mod objects;
 pub mod run;

@@ -25,10 +25,39 @@ const DAY_MS: i64 = 86_400_000;
 pub struct Staged {
     /// New anchor (archiving), or `None` (expiry).
     pub anchor: Option<StoredAnchor>,
-    /// The segment record.
-    pub segment: ArchiveSegment,
+    /// The segment record to write, if any.
+    pub segment: Option<ArchiveSegment>,
+    /// Subject-index rows to delete: `(tenant, seqs)` whose personal data the archive no
+    /// longer holds (an erasure rewrote or found the segment gone).
+    pub forget: Option<(String, Vec<u64>)>,
     /// The chain entry that records the step, if any.
     pub event: Option<NormalizedEvent>,
+}
+
+impl Staged {
+    /// Applies the step to a write batch of the writer (the CLI's and the service's commit).
+    ///
+    /// # Errors
+    /// The store thread stopped; signing failures.
+    pub fn apply(
+        self,
+        sink: &mut blackbox_ledger::writer::AppendSink<'_>,
+        now_ms: i64,
+    ) -> Result<Option<blackbox_ledger::writer::Appended>, LedgerError> {
+        if let Some(a) = self.anchor {
+            sink.archive_prefix(a)?;
+        }
+        if let Some(seg) = self.segment {
+            sink.put_archive_segment(seg)?;
+        }
+        if let Some((tenant, seqs)) = self.forget {
+            sink.forget_subjects(&tenant, seqs)?;
+        }
+        self.event
+            .as_ref()
+            .map(|ev| sink.add(ev, now_ms))
+            .transpose()
+    }
 }
 
 /// Applies [`Staged`] transactions to the store, all or nothing each, and lends the store for
@@ -151,6 +180,14 @@ pub fn run(
             continue;
         }
         let policy = settings.policy(tenant);
+        if !opts.dry_run {
+            // Finish erasure rewrites that were interrupted before their old revision went.
+            for seg in c.store().archive_segments(tenant)? {
+                if seg.state == SegmentState::Live && crate::erase::revision(&seg.object) > 0 {
+                    crate::erase::delete_superseded(archive, &seg)?;
+                }
+            }
+        }
         let hot_ms = i64::try_from(policy.hot_days).unwrap_or(i64::MAX / DAY_MS) * DAY_MS;
         let cutoff = opts.now_ms.saturating_sub(hot_ms);
         // Archive, one segment at a time.
@@ -244,7 +281,8 @@ pub fn run(
             c.commit(
                 Staged {
                     anchor: Some(stored),
-                    segment: seg,
+                    segment: Some(seg),
+                    forget: None,
                     event: Some(event),
                 },
                 opts.now_ms,
@@ -306,7 +344,8 @@ pub fn run(
                 c.commit(
                     Staged {
                         anchor: None,
-                        segment: s,
+                        segment: Some(s),
+                        forget: None,
                         event: Some(event),
                     },
                     opts.now_ms,
@@ -319,7 +358,8 @@ pub fn run(
             c.commit(
                 Staged {
                     anchor: None,
-                    segment: s,
+                    segment: Some(s),
+                    forget: None,
                     event: None,
                 },
                 opts.now_ms,

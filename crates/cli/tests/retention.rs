@@ -378,3 +378,143 @@ fn bad_retention_settings_are_refused_with_the_reason() {
         r.stderr
     );
 }
+
+/// Every file under `dir`, with zstd objects decompressed: what a search for an id must cover.
+fn all_bytes_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let raw = std::fs::read(&p).unwrap();
+            if p.to_string_lossy().ends_with(".zst") {
+                out.push((p.clone(), zstd::decode_all(&raw[..]).unwrap()));
+            }
+            out.push((p, raw));
+        }
+    }
+    out
+}
+
+#[test]
+fn erasure_reaches_archived_entries_and_leaves_no_trace() {
+    const GONE: &str = "ds_9c1e5b7a3f2d4e6a8b0c1d2e3f4a5b6c7d8e";
+    let (_tmp, dir) = init_store();
+    let mut ev = String::new();
+    for i in 0..600 {
+        let subject = if i % 100 == 3 {
+            GONE.to_owned()
+        } else {
+            format!("ds_other_{i}")
+        };
+        ev.push_str(&format!(
+            r#"{{"tenant_id":"acme","agent_id":"a","session_id":"s{}","event_type":"tool_call","tool_name":"crm.lookup","data_subjects":[{{"id":"{subject}","category":"customer"}}]}}"#,
+            i % 5
+        ));
+        ev.push('\n');
+    }
+    let mut c = bin();
+    c.env("BLACKBOX_TEST_NOW", "2025-01-10T00:00:00Z")
+        .args(["append", "--data-dir", &dir])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    {
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ev.as_bytes())
+            .unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    // Half of them hot (written today), the first half archived.
+    let r = run_stdin(&["append", "--data-dir", &dir], Some(&ev));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(&["retention", "run", "--data-dir", &dir]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let root = std::path::Path::new(&dir);
+    assert!(
+        all_bytes_under(&root.join("archive"))
+            .iter()
+            .any(|(_, b)| b.windows(GONE.len()).any(|w| w == GONE.as_bytes())),
+        "the archive holds the subject before the erasure"
+    );
+
+    let r = run(&[
+        "erase",
+        "--data-dir",
+        &dir,
+        "--data-subject",
+        GONE,
+        "--reason",
+        "Art. 17 request",
+        "--ticket",
+        "DPO-1",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let out = json(&r);
+    assert_eq!(
+        out["archive_segments_rewritten"].as_array().unwrap().len(),
+        1,
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        out["archive_segments_rewritten"][0]["personal_records_removed"],
+        6
+    );
+
+    // Verify: archive + store as one chain, every redaction under the marker.
+    let v = run(&["verify", "--data-dir", &dir, "--include-archive"]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+    assert!(
+        v.stdout
+            .contains("12 entries redacted under 1 erasure marker"),
+        "{}",
+        v.stdout
+    );
+    // No byte of the id anywhere: store, WAL, lines, keys, archive objects decompressed.
+    for (p, b) in all_bytes_under(root) {
+        assert!(
+            !b.windows(GONE.len()).any(|w| w == GONE.as_bytes()),
+            "{} still holds the erased id",
+            p.display()
+        );
+    }
+    // The superseded revision is gone; only the rewritten one is left.
+    let names: Vec<String> = std::fs::read_dir(root.join("archive/acme"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].ends_with(".r1.jsonl.zst"), "{names:?}");
+    // Other subjects in the same segment are untouched.
+    let kept = run(&[
+        "erase",
+        "--data-dir",
+        &dir,
+        "--data-subject",
+        "ds_other_4",
+        "--reason",
+        "r",
+        "--ticket",
+        "t",
+        "--dry-run",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(kept.code, 0, "{}", kept.stderr);
+    assert!(
+        kept.stdout.contains("would_redact") || kept.stdout.contains("\"redacted\": 2"),
+        "{}",
+        kept.stdout
+    );
+}

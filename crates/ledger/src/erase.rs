@@ -192,7 +192,18 @@ impl ErasureOutcome {
     pub fn redacted_entries(&self) -> Vec<(String, u64)> {
         self.entries
             .iter()
-            .filter(|e| e.fate == EntryFate::Redacted)
+            .filter(|e| matches!(e.fate, EntryFate::Redacted | EntryFate::NotInStore))
+            .map(|e| (e.tenant_id.clone(), e.seq))
+            .collect()
+    }
+
+    /// `(tenant, seq)` of the entries listed that are no longer in the store (archived): their
+    /// archive segments are rewritten after the erasure commits.
+    #[must_use]
+    pub fn archived_entries(&self) -> std::collections::BTreeSet<(String, u64)> {
+        self.entries
+            .iter()
+            .filter(|e| e.fate == EntryFate::NotInStore)
             .map(|e| (e.tenant_id.clone(), e.seq))
             .collect()
     }
@@ -327,9 +338,16 @@ pub fn erase(
                     c.already_erased += 1;
                     EntryFate::AlreadyErased
                 }
-                // Erasure is non-exhaustive; anything else left the store's sidecar alone.
+                // Erasure is non-exhaustive; anything else left the store's sidecar alone: the
+                // entry is archived. The marker lists it too; the archive segment holding it is
+                // rewritten after this batch commits (`blackbox_archive::erase`), and until then
+                // `verify --include-archive` reports the erasure as incomplete.
                 _ => {
                     c.not_in_store += 1;
+                    redacted.push(Redacted {
+                        entry_id: entry_id.hyphenated().to_string(),
+                        seq: r.seq,
+                    });
                     EntryFate::NotInStore
                 }
             };

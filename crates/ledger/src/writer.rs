@@ -437,6 +437,7 @@ enum StoreCmd {
     Checkpoint(StoredCheckpoint),
     Archive(StoredAnchor),
     Segment(ArchiveSegment),
+    Forget(String, Vec<u64>),
     Commit(mpsc::SyncSender<Result<(), StoreError>>),
 }
 
@@ -532,6 +533,9 @@ fn store_worker(
                 StoreCmd::Segment(s) => {
                     apply(&mut failed, batch.as_mut(), |b| b.put_archive_segment(&s))
                 }
+                StoreCmd::Forget(t, seqs) => apply(&mut failed, batch.as_mut(), |b| {
+                    b.forget_subjects(&t, &seqs)
+                }),
             }
             match rx.recv() {
                 Ok(next) => cmd = next,
@@ -781,6 +785,15 @@ impl AppendSink<'_> {
     /// The store thread stopped.
     pub fn archive_prefix(&mut self, anchor: StoredAnchor) -> Result<(), LedgerError> {
         self.send(StoreCmd::Archive(anchor))
+    }
+
+    /// Stages the removal of subject-index rows of `tenant`'s entries `seqs` (with the next
+    /// [`Self::commit`]): their personal data was erased from the archive.
+    ///
+    /// # Errors
+    /// The store thread stopped.
+    pub fn forget_subjects(&mut self, tenant: &str, seqs: Vec<u64>) -> Result<(), LedgerError> {
+        self.send(StoreCmd::Forget(tenant.to_owned(), seqs))
     }
 
     /// Stages the record of an archive segment (with the next [`Self::commit`]).

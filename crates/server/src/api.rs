@@ -69,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agents/{agent_id}/pause", post(det::pause_agent))
         .route("/v1/agents/{agent_id}/resume", post(det::resume_agent))
         .route("/v1/erasures", post(crate::api_erase::erase))
+        .route("/v1/retention/run", post(crate::api_erase::retention_run))
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{id}", delete(revoke_token))
         .route("/healthz", get(|| async { "ok\n" }))

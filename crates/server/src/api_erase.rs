@@ -56,5 +56,51 @@ pub async fn erase(State(state): State<AppState>, req: Request) -> Result<Respon
             .collect(),
         Err(why) => json!({"error": why}),
     };
+    let archived = reply.outcome.archived_entries();
+    if !archived.is_empty() {
+        // The markers are committed; the archive segments holding the entries are rewritten.
+        let st = state.clone();
+        let rt = tokio::runtime::Handle::current();
+        let done = tokio::task::spawn_blocking(move || {
+            crate::retention::erase_archived(&st, rt, &archived)
+        })
+        .await;
+        v["archive_segments_rewritten"] = match done {
+            Ok(Ok(list)) => serde_json::to_value(list).unwrap_or_default(),
+            Ok(Err(why)) => json!({"error": why}),
+            Err(e) => json!({"error": e.to_string()}),
+        };
+    }
     Ok((StatusCode::OK, axum::Json(v)).into_response())
+}
+
+/// `POST /v1/retention/run` (admin): runs retention now, as the schedule does (archive what is
+/// older than each tenant's hot window, expire segments past the archive retention), and answers
+/// what it did. Its steps are recorded in the chain.
+pub async fn retention_run(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (parts, _body) = req.into_parts();
+    authorize_parts(
+        &state,
+        &parts,
+        "/v1/retention/run",
+        need_admin,
+        "running retention",
+    )?;
+    let st = state.clone();
+    let rt = tokio::runtime::Handle::current();
+    let done = tokio::task::spawn_blocking(move || crate::retention::run_report(&st, rt))
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the retention run failed: {e}"), 60))?;
+    match done {
+        Ok(report) => Ok((StatusCode::OK, axum::Json(report)).into_response()),
+        Err(why) => Err(ApiError::unavailable(
+            format!(
+                "the retention run stopped: {why}; what it finished is committed, run it again to go on"
+            ),
+            60,
+        )),
+    }
 }

@@ -555,7 +555,7 @@ fn erase_now(
     });
     let mirror = match mirror.as_mut() {
         None => Ok(Vec::new()),
-        Some(m) => m.scrub().map_err(|e| {
+        Some(m) => m.scrub(&outcome.archived_entries()).map_err(|e| {
             tracing::error!(error = %e, "the JSONL mirror could not be rewritten after an erasure");
             e.to_string()
         }),
@@ -1061,16 +1061,6 @@ fn control(
             ControlReply::Changed(Some(a))
         }
         Control::List(tenant) => ControlReply::Agents(det.agents(tenant.as_deref(), now)),
-        Control::Retention(staged) => {
-            let staged = *staged;
-            if let Some(a) = staged.anchor {
-                sink.archive_prefix(a)?;
-            }
-            sink.put_archive_segment(staged.segment)?;
-            match &staged.event {
-                Some(ev) => ControlReply::Changed(Some(sink.add(ev, now)?)),
-                None => ControlReply::Changed(None),
-            }
-        }
+        Control::Retention(staged) => ControlReply::Changed(staged.apply(sink, now)?),
     })
 }

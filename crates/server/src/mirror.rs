@@ -211,13 +211,21 @@ impl Mirror {
     ///
     /// # Errors
     /// I/O and store failures.
-    pub fn scrub(&mut self) -> Result<Vec<(PathBuf, u64)>, ServerError> {
+    /// `archived` names erased entries that are no longer in the store (their archive segments
+    /// are rewritten separately): their personal records go too.
+    pub fn scrub(
+        &mut self,
+        archived: &std::collections::BTreeSet<(String, u64)>,
+    ) -> Result<Vec<(PathBuf, u64)>, ServerError> {
         self.file.sync_data().map_err(io(&self.path))?;
         let files = blackbox_ledger::jsonl::mirror_files(&self.path)?;
         let mut out = Vec::with_capacity(files.len());
         let reader = &self.reader;
         for f in files {
             let dropped = blackbox_ledger::jsonl::scrub_personal(&f, &mut |t, s| {
+                if archived.contains(&(t.to_owned(), s)) {
+                    return Ok(true);
+                }
                 blackbox_ledger::erase::sidecar_erased(reader, t, s)
             })?;
             out.push((f, dropped));

@@ -39,8 +39,60 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// One run, on a blocking thread.
-fn run_once(state: &AppState, rt: tokio::runtime::Handle) -> Result<String, String> {
+/// After an erasure: rewrites the archive segments holding erased entries (on a blocking
+/// thread).
+///
+/// # Errors
+/// What failed, in words (the markers are committed; the next erasure of the subject finishes).
+pub fn erase_archived(
+    state: &AppState,
+    rt: tokio::runtime::Handle,
+    entries: &std::collections::BTreeSet<(String, u64)>,
+) -> Result<Vec<blackbox_archive::erase::Rewritten>, String> {
+    let dir = &state.dir;
+    let config = blackbox_ledger::config::LedgerConfig::load(&dir.config_path())
+        .map_err(|e| e.to_string())?;
+    let archive =
+        Archive::open(&config.retention.archive_url, dir.root()).map_err(|e| e.to_string())?;
+    let store = SqliteStore::open(dir.store_path()).map_err(|e| e.to_string())?;
+    let keys =
+        blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path()).map_err(|e| e.to_string())?;
+    let mut c = Service {
+        store,
+        ingest: state.ingest.clone(),
+        rt,
+    };
+    blackbox_archive::erase::erase(
+        &archive,
+        &mut c,
+        entries,
+        &RunOptions {
+            now_ms: now_ms(),
+            tenant: None,
+            dry_run: false,
+            keys: Some(&keys),
+            verifier: &state.verifier,
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// One run, on a blocking thread, answering what it did.
+///
+/// # Errors
+/// What failed, in words.
+pub fn run_report(
+    state: &AppState,
+    rt: tokio::runtime::Handle,
+) -> Result<serde_json::Value, String> {
+    let report = run_once(state, rt)?;
+    Ok(serde_json::json!({ "report": report }))
+}
+
+fn run_once(
+    state: &AppState,
+    rt: tokio::runtime::Handle,
+) -> Result<blackbox_archive::run::RunReport, String> {
     let dir = &state.dir;
     let config = blackbox_ledger::config::LedgerConfig::load(&dir.config_path())
         .map_err(|e| e.to_string())?;
@@ -67,12 +119,7 @@ fn run_once(state: &AppState, rt: tokio::runtime::Handle) -> Result<String, Stri
         },
     )
     .map_err(|e| e.to_string())?;
-    Ok(format!(
-        "{} segments archived, {} deleted, {} bytes freed",
-        report.archived.len(),
-        report.deleted.len(),
-        report.reclaimed_bytes
-    ))
+    Ok(report)
 }
 
 /// Runs retention every `every` (the first run one minute after start), until aborted.
@@ -85,7 +132,12 @@ pub async fn schedule(state: AppState, every: Duration) {
         let rt = tokio::runtime::Handle::current();
         let done = tokio::task::spawn_blocking(move || run_once(&st, rt)).await;
         match done {
-            Ok(Ok(summary)) => tracing::info!(%summary, "retention run finished"),
+            Ok(Ok(r)) => tracing::info!(
+                archived = r.archived.len(),
+                deleted = r.deleted.len(),
+                freed_bytes = r.reclaimed_bytes,
+                "retention run finished"
+            ),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "retention run stopped; what it finished is committed, the next run goes on")
             }

@@ -329,6 +329,13 @@ pub trait WriteBatch {
     /// [`StoreError::Invalid`] for a size out of range; backend failures.
     fn archive_prefix(&mut self, anchor: &StoredAnchor) -> Result<(), StoreError>;
 
+    /// Deletes the subject-index rows of `tenant`'s entries `seqs` (their personal data was
+    /// erased where they are now: an archive segment rewritten, or one already deleted).
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn forget_subjects(&mut self, tenant: TenantRef<'_>, seqs: &[u64]) -> Result<(), StoreError>;
+
     /// Records (inserts or replaces) an archive segment, keyed by tenant and `first_seq`.
     ///
     /// # Errors

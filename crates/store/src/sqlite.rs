@@ -2664,6 +2664,20 @@ impl WriteBatch for SqliteBatch<'_> {
         Ok(())
     }
 
+    fn forget_subjects(&mut self, tenant: TenantRef<'_>, seqs: &[u64]) -> Result<(), StoreError> {
+        self.usable()?;
+        let Some(chain) = self.chain(tenant, false)?.map(|s| s.chain_id) else {
+            return Ok(());
+        };
+        let mut del = self
+            .tx
+            .prepare_cached("DELETE FROM subject_index WHERE chain_id = ?1 AND seq = ?2")?;
+        for &seq in seqs {
+            del.execute(params![chain, to_i64(seq, "a seq")?])?;
+        }
+        Ok(())
+    }
+
     fn put_archive_segment(&mut self, seg: &ArchiveSegment) -> Result<(), StoreError> {
         self.usable()?;
         let Some(state) = self.chain(&seg.tenant_id, false)? else {

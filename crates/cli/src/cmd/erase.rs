@@ -47,14 +47,14 @@ pub fn run(a: &Args) -> Result<Outcome> {
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
     );
-    let (outcome, scrubbed) = if a.dry_run {
+    let (outcome, scrubbed, rewritten) = if a.dry_run {
         let key = load_or_create_subject_key(&dir)?;
         let store = open_reader(&dir)?;
         let rows = store.entries_for_subject(&blackbox_core::erasure::subject_index_key(
             &key,
             req.subject_id(),
         ))?;
-        (ErasureOutcome::planned(&rows), Vec::new())
+        (ErasureOutcome::planned(&rows), Vec::new(), Vec::new())
     } else {
         let (mut store, mut writer, _) = open_writer(&dir)?;
         let now = now_ms();
@@ -67,6 +67,7 @@ pub fn run(a: &Args) -> Result<Outcome> {
             sink.purge_erased(PURGE_WAIT)?;
             Ok(o)
         })?;
+        let archived = outcome.archived_entries();
         let mut scrubbed = Vec::new();
         for given in &a.log_files {
             let files = mirror_files(given)?;
@@ -77,7 +78,12 @@ pub fn run(a: &Args) -> Result<Outcome> {
                 ));
             }
             for f in files {
-                let dropped = scrub_personal(&f, &mut |t, s| sidecar_erased(&store, t, s))
+                let dropped = scrub_personal(&f, &mut |t, s| {
+                    if archived.contains(&(t.to_owned(), s)) {
+                        return Ok(true);
+                    }
+                    sidecar_erased(&store, t, s)
+                })
                     .with_context(|| {
                         format!(
                             "rewriting {} (the erasure itself is committed; run the command again to retry)",
@@ -87,9 +93,35 @@ pub fn run(a: &Args) -> Result<Outcome> {
                 scrubbed.push((f, dropped));
             }
         }
-        (outcome, scrubbed)
+        let mut rewritten = Vec::new();
+        if !archived.is_empty() {
+            // Entries already archived: their segments are rewritten without the records.
+            let config = blackbox_ledger::config::LedgerConfig::load(&dir.config_path())?;
+            let archive =
+                blackbox_archive::Archive::open(&config.retention.archive_url, dir.root())?;
+            let keys = blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path())?;
+            let verifier = blackbox_ledger::open::public_key(&dir)?;
+            let mut local = crate::cmd::retention::Local { store, writer };
+            rewritten = blackbox_archive::erase::erase(
+                &archive,
+                &mut local,
+                &archived,
+                &blackbox_archive::run::RunOptions {
+                    now_ms: now_ms(),
+                    tenant: None,
+                    dry_run: false,
+                    keys: Some(&keys),
+                    verifier: &verifier,
+                },
+            )
+            .context(
+                "rewriting the archive segments of erased entries (the markers are committed; run the command again to finish)",
+            )?;
+        }
+        (outcome, scrubbed, rewritten)
     };
     let mut json = outcome_json(&outcome);
+    json["archive_segments_rewritten"] = serde_json::to_value(&rewritten)?;
     json["mirror_files"] = scrubbed
         .iter()
         .map(|(f, d)| serde_json::json!({"file": f.display().to_string(), "personal_records_removed": d}))
@@ -160,13 +192,26 @@ fn print(v: &Value, format: TextOrJson) {
         }
         for (k, label) in [
             ("already_erased", "already erased"),
-            ("not_in_store", "not in the store (archived: erase there)"),
+            ("not_in_store", "in archive segments"),
         ] {
             if u(c, k) > 0 {
                 line.push_str(&format!("; {} {label}", n(u(c, k))));
             }
         }
         println!("{line}");
+    }
+    if let Some(segs) = v
+        .get("archive_segments_rewritten")
+        .and_then(Value::as_array)
+    {
+        for s in segs {
+            println!(
+                "archive {} -> {}: {} personal records removed, read back and verified",
+                s.get("replaced").and_then(Value::as_str).unwrap_or("?"),
+                s.get("object").and_then(Value::as_str).unwrap_or("?"),
+                n(u(s, "personal_records_removed"))
+            );
+        }
     }
     if let Some(files) = v.get("mirror_files").and_then(Value::as_array) {
         for f in files {

@@ -15,9 +15,9 @@ use crate::cmd::append::now_ms;
 use crate::output::{aligned, n};
 
 /// Commits retention steps through a writer of its own (the CLI holds the store).
-struct Local {
-    store: SqliteStore,
-    writer: Writer,
+pub(crate) struct Local {
+    pub(crate) store: SqliteStore,
+    pub(crate) writer: Writer,
 }
 
 impl Committer for Local {
@@ -27,13 +27,7 @@ impl Committer for Local {
 
     fn commit(&mut self, staged: Staged, now_ms: i64) -> Result<(), ArchiveError> {
         self.writer.stream(&mut self.store, |sink| {
-            if let Some(a) = staged.anchor {
-                sink.archive_prefix(a)?;
-            }
-            sink.put_archive_segment(staged.segment)?;
-            if let Some(ev) = &staged.event {
-                sink.add(ev, now_ms)?;
-            }
+            staged.apply(sink, now_ms)?;
             sink.commit(now_ms, false)
         })?;
         Ok(())
