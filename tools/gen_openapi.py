@@ -92,6 +92,11 @@ doc = {
           "entries": {"type": "array", "items": {"type": "object", "properties": {"tenant_id": {"type": "string"}, "seq": {"type": "integer"}, "entry_id": {"type": "string", "format": "uuid"}, "fate": {"type": "string", "enum": ["redacted", "already_erased", "not_in_store"]}}}},
           "purge": {"type": "object", "properties": {"complete": {"type": "boolean"}, "message": {"type": "string"}}},
           "mirror_files": {"type": "array", "items": {"type": "object", "properties": {"file": {"type": "string"}, "personal_records_removed": {"type": "integer"}}}}}}}}}, **std_err, "413": err}}},
+    "/v1/retention/run": {"post": {
+      "summary": "Run retention now (admin): archive entries older than each tenant's hot window into verified archive segments and expire segments past the archive retention; each step is recorded in the chain (docs/FORMAT.md §18)", "operationId": "runRetention",
+      "responses": {"200": {"description": "What the run did", "content": {"application/json": {"schema": {"type": "object", "properties": {"report": {"type": "object", "properties": {
+          "archived": {"type": "array", "items": {"$ref": "#/components/schemas/ArchiveSegment"}}, "deleted": {"type": "array", "items": {"$ref": "#/components/schemas/ArchiveSegment"}},
+          "reclaimed_bytes": {"type": "integer"}, "dry_run": {"type": "boolean"}}}}}}}}, **std_err}}},
     "/v1/exports": {"get": {
       "summary": "A compliance export made by the service (SOC 2 CC7.2, ISO 27001 A.8.15, GDPR Art. 30): the files and the signed manifest", "operationId": "export",
       "parameters": [p("standard", required=True, schema={"type": "string", "enum": ["soc2", "iso27001", "gdpr"]}),
@@ -112,6 +117,7 @@ doc = {
     "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "bbx_<id>_<secret>, from `blackbox tokens create`"}},
     "responses": {"Error": {"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
     "schemas": {
+      "ArchiveSegment": {"type": "object", "properties": {"tenant_id": {"type": "string"}, "first_seq": {"type": "integer"}, "last_seq": {"type": "integer"}, "object": {"type": "string"}, "bytes": {"type": "integer"}}},
       "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
           "code": {"type": "string", "enum": ["invalid_json", "invalid_utf8", "invalid_event", "invalid_parameter", "empty_body", "too_many_events", "unauthenticated", "forbidden", "not_found", "method_not_allowed", "body_too_large", "unsupported_media_type", "rate_limited", "unavailable"]},
           "message": {"type": "string"}, "index": {"type": "integer", "description": "0-based index of the offending event"}}}}},
