@@ -518,3 +518,129 @@ fn erasure_reaches_archived_entries_and_leaves_no_trace() {
         kept.stdout
     );
 }
+
+/// A moto S3 server on a free port, killed when dropped.
+struct Moto(std::process::Child, u16);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http(port: u16, request: &str) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(request.as_bytes()).ok()?;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    Some(out)
+}
+
+fn moto() -> Option<Moto> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("moto_server")
+        .args(["-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let m = Moto(child, port);
+    for _ in 0..100 {
+        if http(
+            port,
+            "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .is_some_and(|r| r.starts_with("HTTP/1.1"))
+        {
+            return Some(m);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+#[test]
+fn archives_in_s3_compatible_storage() {
+    let Some(m) = moto() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have moto_server (pip install 'moto[server]'): .ci/run installs it"
+        );
+        eprintln!(
+            "SKIPPED archives_in_s3_compatible_storage: moto_server (an S3-compatible test server, `pip install 'moto[server]'`) is not installed"
+        );
+        return;
+    };
+    let port = m.1;
+    let created = http(
+        port,
+        "PUT /bb-archive HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap_or_default();
+    assert!(created.starts_with("HTTP/1.1 200"), "{created}");
+    let (_tmp, dir) = init_store();
+    std::fs::write(
+        std::path::Path::new(&dir).join("blackbox.toml"),
+        "[retention]\narchive_url = \"s3://bb-archive/audit/prod\"\n",
+    )
+    .unwrap();
+    append_at(&dir, "acme", 900, "2025-01-10T00:00:00Z");
+    let with_s3 = |args: &[&str]| {
+        let out = bin()
+            .args(args)
+            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let r = with_s3(&["retention", "run", "--data-dir", &dir]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("s3://bb-archive/audit/prod"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("test-secret") && !r.stderr.contains("test-secret"));
+    let listing = http(
+        port,
+        "GET /bb-archive?list-type=2 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap_or_default();
+    assert!(
+        listing.contains("audit/prod/acme/00000000000000000001-00000000000000000900.jsonl.zst"),
+        "{listing}"
+    );
+    let v = with_s3(&["verify", "--data-dir", &dir, "--include-archive"]);
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    assert!(
+        v.stdout.starts_with("OK — 901 entries verified"),
+        "{}",
+        v.stdout
+    );
+    let q = with_s3(&[
+        "query",
+        "--data-dir",
+        &dir,
+        "--include-archive",
+        "--event-type",
+        "llm_request",
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(q.stdout.lines().count(), 300, "{}", q.stderr);
+}
