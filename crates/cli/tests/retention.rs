@@ -175,6 +175,21 @@ fn archive_round_trip_then_expiry() {
     let vj = json(&v);
     assert_eq!(vj["chains"][0]["start"], 0, "{}", v.stdout);
 
+    // export-log of the store starts each archived chain at its anchor, and verifies.
+    let exported = std::path::Path::new(&dir).join("../export.jsonl");
+    let exported = exported.to_string_lossy().into_owned();
+    let r = run(&["export-log", "--data-dir", &dir, "--output", &exported]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let pk = std::path::Path::new(&dir).join("checkpoint.pub");
+    let v = run(&[
+        "verify",
+        "--log-file",
+        &exported,
+        "--public-key",
+        &pk.to_string_lossy(),
+    ]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+
     // Tampering with an archive object is caught.
     let seg = std::fs::read_dir(std::path::Path::new(&dir).join("archive/acme"))
         .unwrap()

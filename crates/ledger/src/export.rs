@@ -45,6 +45,11 @@ pub fn export_log(
         .filter(|c| tenant.is_none_or(|t| t == c.tenant_id))
     {
         counts.chains += 1;
+        // A chain whose first entries were archived starts at its store anchor (FORMAT.md §8).
+        if let Some(a) = store.anchor(&head.tenant_id)? {
+            out.write_all(&a.record).map_err(io)?;
+            out.write_all(b"\n").map_err(io)?;
+        }
         let cps = store.checkpoints(&head.tenant_id)?;
         let mut cps = cps.into_iter().peekable();
         while let Some(cp) = cps.next_if(|c| c.size == 0) {
