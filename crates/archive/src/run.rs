@@ -425,6 +425,67 @@ impl<'a> ArchiveReader<'a> {
     }
 }
 
+impl ArchiveReader<'_> {
+    /// Calls `f` with each entry of `seg` in order: (seq, line, personal sidecar); stops when it
+    /// returns `false`. Returns whether it went to the end.
+    ///
+    /// # Errors
+    /// Missing or altered objects, unreadable records, and the errors of `f`.
+    pub fn for_each_entry(
+        &self,
+        seg: &ArchiveSegment,
+        f: &mut blackbox_store::LineVisitor<'_>,
+    ) -> Result<bool, ArchiveError> {
+        use std::io::BufRead as _;
+        let io = |e: std::io::Error| ArchiveError::Object {
+            object: seg.object.clone(),
+            message: e.to_string(),
+        };
+        let mut r = std::io::BufReader::new(self.open_segment(seg)?);
+        let mut line = Vec::new();
+        let mut sidecar: Option<Vec<u8>> = None;
+        loop {
+            line.clear();
+            if r.read_until(b'\n', &mut line).map_err(io)? == 0 {
+                return Ok(true);
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            match blackbox_ledger::jsonl::record_kind(&line) {
+                blackbox_ledger::jsonl::RecordKind::Personal => {
+                    let (_, _, sc) =
+                        blackbox_ledger::jsonl::parse_personal_record(&line).map_err(|m| {
+                            ArchiveError::Object {
+                                object: seg.object.clone(),
+                                message: m,
+                            }
+                        })?;
+                    sidecar = Some(sc);
+                }
+                blackbox_ledger::jsonl::RecordKind::Entry => {
+                    // The lean scanner declines some valid lines; the full parser reads those.
+                    let seq = match blackbox_core::line_scan::scan(&line) {
+                        Some(e) => e.seq,
+                        None => {
+                            blackbox_core::entry::EntryView::parse(&line)
+                                .map_err(|e| ArchiveError::Object {
+                                    object: seg.object.clone(),
+                                    message: format!("an entry line cannot be read: {e}"),
+                                })?
+                                .seq
+                        }
+                    };
+                    if !f(seq, &line, sidecar.take().as_deref())? {
+                        return Ok(false);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 impl blackbox_ledger::verify::ArchiveSource for ArchiveReader<'_> {
     fn segments(&self, tenant: &str) -> Result<Vec<String>, LedgerError> {
         Ok(self

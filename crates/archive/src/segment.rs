@@ -18,6 +18,17 @@ use blackbox_store::{Store, StoredAnchor};
 
 use crate::error::ArchiveError;
 
+/// An entry line's timestamp (Unix ms): the lean scanner, or the full parser for the lines it
+/// declines.
+#[must_use]
+pub fn entry_timestamp(line: &[u8]) -> Option<i64> {
+    scan(line).map(|e| e.timestamp_ms).or_else(|| {
+        blackbox_core::entry::EntryView::parse(line)
+            .ok()
+            .map(|v| v.timestamp_ms)
+    })
+}
+
 /// zstd level: fast, and about 8× on Blackbox JSONL.
 const ZSTD_LEVEL: i32 = 3;
 
@@ -102,9 +113,9 @@ pub fn build(
         }
         out.extend_from_slice(&e.line);
         out.push(b'\n');
-        if let Some(s) = scan(&e.line) {
-            built.first_ts_ms = built.first_ts_ms.min(s.timestamp_ms);
-            built.last_ts_ms = built.last_ts_ms.max(s.timestamp_ms);
+        if let Some(ts) = entry_timestamp(&e.line) {
+            built.first_ts_ms = built.first_ts_ms.min(ts);
+            built.last_ts_ms = built.last_ts_ms.max(ts);
         }
         built.entries += 1;
         while let Some(cp) = cps.next_if(|c| c.size <= e.seq) {

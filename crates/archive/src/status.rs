@@ -1,7 +1,6 @@
 //! `blackbox retention status`: per tenant, what is hot, what is archived, and whether each
 //! standard's retention requirement is met by the policy and by the data.
 
-use blackbox_core::line_scan::scan;
 use blackbox_ledger::config::{RETENTION_PRESETS, RetentionConfig};
 use blackbox_store::{SegmentState, Store};
 use serde::Serialize;
@@ -76,8 +75,8 @@ pub fn status(
         let anchor = store.anchor(&tenant)?.map_or(0, |a| a.size);
         let mut oldest_hot: Option<(u64, i64)> = None;
         store.scan(&tenant, anchor + 1, anchor + 1, &mut |e| {
-            if let Some(s) = scan(&e.line) {
-                oldest_hot = Some((e.seq, s.timestamp_ms));
+            if let Some(ts) = crate::segment::entry_timestamp(&e.line) {
+                oldest_hot = Some((e.seq, ts));
             }
             Ok(false)
         })?;

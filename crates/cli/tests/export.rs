@@ -435,3 +435,62 @@ fn the_pdf_passes_qpdf_and_pdftotext_finds_the_figures() {
         assert!(text.contains(want), "`{want}` not in the ISO PDF");
     }
 }
+
+#[test]
+fn archived_entries_are_still_in_the_evidence() {
+    let (tmp, dir) = setup();
+    let export = |name: &str| -> Value {
+        let out = tmp.path().join(name);
+        let r = run(&[
+            "export",
+            "--data-dir",
+            &dir,
+            "--standard",
+            "soc2",
+            "--control",
+            "CC7.2",
+            "--period",
+            "2025-01-01/2025-01-30",
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+    };
+    let before = export("before.json");
+    // Two years on, every entry leaves the store for the archive.
+    let r = common::bin()
+        .env("BLACKBOX_TEST_NOW", "2028-12-31T00:00:00Z")
+        .args(["retention", "run", "--data-dir", &dir])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let hot = run(&[
+        "query",
+        "--data-dir",
+        &dir,
+        "--start",
+        "2025-01-01",
+        "--end",
+        "2025-01-30",
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(
+        hot.stdout.lines().count(),
+        0,
+        "the period's entries are archived"
+    );
+    let after = export("after.json");
+    for part in ["population", "completeness", "anomalies", "gdpr", "daily"] {
+        assert_eq!(
+            before["figures"][part], after["figures"][part],
+            "figures.{part} changed when the entries moved to the archive"
+        );
+    }
+    assert_eq!(
+        after["figures"]["integrity"]["status"], "ok",
+        "{}",
+        after["figures"]["integrity"]
+    );
+}

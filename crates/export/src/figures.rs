@@ -9,8 +9,8 @@ use blackbox_core::event::Node;
 use blackbox_core::keys::Keyring;
 use blackbox_core::note::NoteVerifier;
 use blackbox_ledger::datadir::DataDir;
+use blackbox_store::Store as _;
 use blackbox_store::sqlite::SqliteStore;
-use blackbox_store::{Query, Store as _};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
@@ -472,6 +472,12 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
             }
         )));
     };
+    let archive = open_archive(dir, &store, &req.tenant)?;
+    let archived = archive
+        .as_ref()
+        .map(|a| blackbox_archive::run::ArchiveReader::new(a, &store))
+        .transpose()
+        .map_err(|e| ExportError::Usage(format!("reading the archive: {e}")))?;
     // The chain is verified on another core while the figures are counted.
     let verification = {
         let (d, t) = (dir.clone(), req.tenant.clone());
@@ -501,6 +507,7 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
     let mut max_seq = 0u64;
     let mut by_rule: BTreeMap<(String, String, String), (u64, u64)> = BTreeMap::new();
     let mut pauses: Vec<(String, i64)> = Vec::new();
+    let mut resumes: HashMap<String, Vec<i64>> = HashMap::new();
     let mut alerts: Vec<Alert> = Vec::new();
     let mut touches: BTreeMap<String, u64> = BTreeMap::new();
     let mut subjects: BTreeMap<String, (HashSet<[u8; 16]>, u64)> = BTreeMap::new();
@@ -511,202 +518,219 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
     // The chain is read in seq order (sequential reads; the verification reads it all anyway)
     // and entries outside the period are skipped.
     let mut key = String::new();
-    store.scan_lines(&req.tenant, 1, head.size, &mut |_seq, line, personal| {
-        // The envelope through the lean scanner (the full parser only when it declines, or
-        // when the payload is needed).
-        let fast = blackbox_core::line_scan::scan(line);
-        let first = if fast.is_none() {
-            if let Ok(v) = EntryView::parse(line) {
-                Some(v)
+    // Archived segments from the first one reaching into the period.
+    let first_seq = archived
+        .as_ref()
+        .and_then(|a| a.segments.get(&req.tenant))
+        .and_then(|segs| segs.iter().find(|s| s.last_ts_ms >= p.start_ms))
+        .map_or(1, |s| s.first_seq);
+    chain_lines(
+        &store,
+        archived.as_ref(),
+        &req.tenant,
+        first_seq,
+        head.size,
+        &mut |_seq, line, personal| {
+            // The envelope through the lean scanner (the full parser only when it declines, or
+            // when the payload is needed).
+            let fast = blackbox_core::line_scan::scan(line);
+            let first = if fast.is_none() {
+                if let Ok(v) = EntryView::parse(line) {
+                    Some(v)
+                } else {
+                    bad_lines += 1;
+                    return Ok(true);
+                }
             } else {
-                bad_lines += 1;
+                None
+            };
+            let (seq, ts_ms, agent, session, et, client_seq): (
+                u64,
+                i64,
+                &str,
+                &str,
+                &str,
+                Option<u64>,
+            ) = match (&fast, &first) {
+                (Some(x), _) => (
+                    x.seq,
+                    x.timestamp_ms,
+                    x.agent_id,
+                    x.session_id,
+                    x.event_type,
+                    x.client_seq,
+                ),
+                (None, Some(v)) => (
+                    v.seq,
+                    v.timestamp_ms,
+                    &v.agent_id,
+                    &v.session_id,
+                    &v.event_type,
+                    v.client_seq,
+                ),
+                (None, None) => return Ok(true),
+            };
+            // Resumes resolve the period's pauses, also when they come after it.
+            if et == "agent_resumed" {
+                resumes.entry(agent.to_string()).or_default().push(ts_ms);
+            }
+            if ts_ms < p.start_ms || ts_ms > p.end_ms {
                 return Ok(true);
             }
-        } else {
-            None
-        };
-        let (seq, ts_ms, agent, session, et, client_seq): (
-            u64,
-            i64,
-            &str,
-            &str,
-            &str,
-            Option<u64>,
-        ) = match (&fast, &first) {
-            (Some(x), _) => (
-                x.seq,
-                x.timestamp_ms,
-                x.agent_id,
-                x.session_id,
-                x.event_type,
-                x.client_seq,
-            ),
-            (None, Some(v)) => (
-                v.seq,
-                v.timestamp_ms,
-                &v.agent_id,
-                &v.session_id,
-                &v.event_type,
-                v.client_seq,
-            ),
-            (None, None) => return Ok(true),
-        };
-        if ts_ms < p.start_ms || ts_ms > p.end_ms {
-            return Ok(true);
-        }
-        let pop = &mut f.population;
-        pop.entries += 1;
-        bump(&mut pop.by_event_type, et);
-        min_seq = min_seq.min(seq);
-        max_seq = max_seq.max(seq);
-        if !agents.contains(agent) {
-            agents.insert(agent.to_string());
-        }
-        let day = usize::try_from((ts_ms - p.start_ms) / DAY_MS).unwrap_or(0);
-        let is_anomaly = et == "anomaly_detected";
-        if let Some(d) = daily.get_mut(day) {
-            d.0 += 1;
-            d.1 += u64::from(is_anomaly);
-        }
-        // The sample rank first: the payload is read only for the event types that need it and
-        // for entries that enter the sample.
-        let rank: Option<[u8; 32]> = (req.sample_size > 0).then(|| {
-            let mut h = Sha256::new();
-            h.update(seed_prefix.as_bytes());
-            h.update(seq.to_string().as_bytes());
-            h.finalize().into()
-        });
-        let candidate = rank.is_some_and(|r| {
-            heap.len() < req.sample_size || heap.peek().is_some_and(|(top, _)| r < *top)
-        });
-        let needs_payload =
-            candidate || matches!(et, "tool_call" | "anomaly_detected" | "heartbeat");
-        // The payload: straight from the line when the lean scanner read it (the envelope's
-        // members before `payload` are restricted strings, so its first `"payload":` is the
-        // envelope's), else from the full parse.
-        let payload: Option<Node<'_>> = if !needs_payload {
-            None
-        } else if let Some(v) = &first {
-            serde_json::from_str(v.payload.get()).ok()
-        } else {
-            memchr::memmem::find(line, b"\"payload\":").and_then(|at| {
-                let rest = line.get(at + 10..)?;
-                let mut de = serde_json::Deserializer::from_slice(rest);
-                serde::Deserialize::deserialize(&mut de).ok()
-            })
-        };
-        let empty = Vec::new();
-        let pl = match &payload {
-            Some(Node::Obj(o)) => o.as_slice(),
-            _ => empty.as_slice(),
-        };
-        let tool = str_of(get(pl, "tool_name")).unwrap_or("");
-        if et == "tool_call" && !tool.is_empty() {
-            bump(&mut pop.by_tool, tool);
-            let class = obj(pl, "result")
-                .and_then(|r| str_of(get(r, "data_classification")))
-                .unwrap_or("unclassified");
-            // Keyed by `agent \0 tool \0 classification`; allocated once per combination.
+            let pop = &mut f.population;
+            pop.entries += 1;
+            bump(&mut pop.by_event_type, et);
+            min_seq = min_seq.min(seq);
+            max_seq = max_seq.max(seq);
+            if !agents.contains(agent) {
+                agents.insert(agent.to_string());
+            }
+            let day = usize::try_from((ts_ms - p.start_ms) / DAY_MS).unwrap_or(0);
+            let is_anomaly = et == "anomaly_detected";
+            if let Some(d) = daily.get_mut(day) {
+                d.0 += 1;
+                d.1 += u64::from(is_anomaly);
+            }
+            // The sample rank first: the payload is read only for the event types that need it and
+            // for entries that enter the sample.
+            let rank: Option<[u8; 32]> = (req.sample_size > 0).then(|| {
+                let mut h = Sha256::new();
+                h.update(seed_prefix.as_bytes());
+                h.update(seq.to_string().as_bytes());
+                h.finalize().into()
+            });
+            let candidate = rank.is_some_and(|r| {
+                heap.len() < req.sample_size || heap.peek().is_some_and(|(top, _)| r < *top)
+            });
+            let needs_payload =
+                candidate || matches!(et, "tool_call" | "anomaly_detected" | "heartbeat");
+            // The payload: straight from the line when the lean scanner read it (the envelope's
+            // members before `payload` are restricted strings, so its first `"payload":` is the
+            // envelope's), else from the full parse.
+            let payload: Option<Node<'_>> = if !needs_payload {
+                None
+            } else if let Some(v) = &first {
+                serde_json::from_str(v.payload.get()).ok()
+            } else {
+                memchr::memmem::find(line, b"\"payload\":").and_then(|at| {
+                    let rest = line.get(at + 10..)?;
+                    let mut de = serde_json::Deserializer::from_slice(rest);
+                    serde::Deserialize::deserialize(&mut de).ok()
+                })
+            };
+            let empty = Vec::new();
+            let pl = match &payload {
+                Some(Node::Obj(o)) => o.as_slice(),
+                _ => empty.as_slice(),
+            };
+            let tool = str_of(get(pl, "tool_name")).unwrap_or("");
+            if et == "tool_call" && !tool.is_empty() {
+                bump(&mut pop.by_tool, tool);
+                let class = obj(pl, "result")
+                    .and_then(|r| str_of(get(r, "data_classification")))
+                    .unwrap_or("unclassified");
+                // Keyed by `agent \0 tool \0 classification`; allocated once per combination.
+                key.clear();
+                key.push_str(agent);
+                key.push('\0');
+                key.push_str(tool);
+                key.push('\0');
+                key.push_str(class);
+                bump(&mut touches, &key);
+            }
+            // The agent's own counter.
             key.clear();
             key.push_str(agent);
             key.push('\0');
-            key.push_str(tool);
-            key.push('\0');
-            key.push_str(class);
-            bump(&mut touches, &key);
-        }
-        // The agent's own counter.
-        key.clear();
-        key.push_str(agent);
-        key.push('\0');
-        key.push_str(session);
-        if !sessions.contains_key(key.as_str()) {
-            sessions.insert(key.clone(), SessionState::default());
-        }
-        {
-            if let Some(s) = sessions.get_mut(key.as_str()) {
-                if let Some(c) = client_seq {
-                    s.seen.insert(c);
-                }
-                if et == "heartbeat"
-                    && let Some(Node::Pos(last)) = get(pl, "last_client_seq")
-                {
-                    s.heartbeat_max = s.heartbeat_max.max(*last);
+            key.push_str(session);
+            if !sessions.contains_key(key.as_str()) {
+                sessions.insert(key.clone(), SessionState::default());
+            }
+            {
+                if let Some(s) = sessions.get_mut(key.as_str()) {
+                    if let Some(c) = client_seq {
+                        s.seen.insert(c);
+                    }
+                    if et == "heartbeat"
+                        && let Some(Node::Pos(last)) = get(pl, "last_client_seq")
+                    {
+                        s.heartbeat_max = s.heartbeat_max.max(*last);
+                    }
                 }
             }
-        }
-        match et {
-            "anomaly_detected" => {
-                let k = (
-                    str_of(get(pl, "rule")).unwrap_or("?").to_owned(),
-                    str_of(get(pl, "action")).unwrap_or("?").to_owned(),
-                    str_of(get(pl, "severity")).unwrap_or("?").to_owned(),
-                );
-                let enforcement = str_of(get(pl, "enforcement")).unwrap_or("").to_owned();
-                alerts.push((k.clone(), agent.to_string(), ts_ms, enforcement));
-                by_rule.entry(k).or_default().0 += 1;
+            match et {
+                "anomaly_detected" => {
+                    let k = (
+                        str_of(get(pl, "rule")).unwrap_or("?").to_owned(),
+                        str_of(get(pl, "action")).unwrap_or("?").to_owned(),
+                        str_of(get(pl, "severity")).unwrap_or("?").to_owned(),
+                    );
+                    let enforcement = str_of(get(pl, "enforcement")).unwrap_or("").to_owned();
+                    alerts.push((k.clone(), agent.to_string(), ts_ms, enforcement));
+                    by_rule.entry(k).or_default().0 += 1;
+                }
+                "agent_paused" => {
+                    f.anomalies.paused += 1;
+                    pauses.push((agent.to_string(), ts_ms));
+                }
+                "agent_resumed" => f.anomalies.resumed += 1,
+                _ => {}
             }
-            "agent_paused" => {
-                f.anomalies.paused += 1;
-                pauses.push((agent.to_string(), ts_ms));
-            }
-            "agent_resumed" => f.anomalies.resumed += 1,
-            _ => {}
-        }
-        if let (true, Some(rank)) = (candidate, rank) {
-            let entry_id = match (&fast, &first) {
-                (Some(x), _) => uuid::Uuid::from_u128(x.entry_id).to_string(),
-                (None, Some(v)) => v.entry_id.to_string(),
-                (None, None) => String::new(),
-            };
-            heap.push((
-                rank,
-                SampleRow {
-                    entry_id,
-                    seq,
-                    timestamp: time(ts_ms),
-                    agent_id: agent.to_string(),
-                    event_type: et.to_string(),
-                    tool: tool.to_owned(),
-                    decision: decision(pl),
-                },
-            ));
-            if heap.len() > req.sample_size {
-                heap.pop();
-            }
-        }
-        if req.data_subjects
-            && let Some(side) = personal
-            && let Ok(serde_json::Value::Object(sc)) =
-                serde_json::from_slice::<serde_json::Value>(side)
-            && let Some(serde_json::Value::Object(fields)) = sc.get("fields")
-            && let Some(serde_json::Value::Array(list)) = fields.get("data_subjects")
-        {
-            for s in list {
-                let (id, cat) = match s {
-                    serde_json::Value::String(id) => (id.clone(), "unspecified".to_owned()),
-                    serde_json::Value::Object(o) => (
-                        o.get("id")
-                            .and_then(serde_json::Value::as_str)
-                            .unwrap_or("")
-                            .to_owned(),
-                        o.get("category")
-                            .and_then(serde_json::Value::as_str)
-                            .unwrap_or("unspecified")
-                            .to_owned(),
-                    ),
-                    _ => continue,
+            if let (true, Some(rank)) = (candidate, rank) {
+                let entry_id = match (&fast, &first) {
+                    (Some(x), _) => uuid::Uuid::from_u128(x.entry_id).to_string(),
+                    (None, Some(v)) => v.entry_id.to_string(),
+                    (None, None) => String::new(),
                 };
-                let digest: [u8; 32] = Sha256::digest(id.as_bytes()).into();
-                let mut short = [0u8; 16];
-                short.copy_from_slice(&digest[..16]);
-                let entry = subjects.entry(cat).or_default();
-                entry.0.insert(short);
-                entry.1 += 1;
+                heap.push((
+                    rank,
+                    SampleRow {
+                        entry_id,
+                        seq,
+                        timestamp: time(ts_ms),
+                        agent_id: agent.to_string(),
+                        event_type: et.to_string(),
+                        tool: tool.to_owned(),
+                        decision: decision(pl),
+                    },
+                ));
+                if heap.len() > req.sample_size {
+                    heap.pop();
+                }
             }
-        }
-        Ok(true)
-    })?;
+            if req.data_subjects
+                && let Some(side) = personal
+                && let Ok(serde_json::Value::Object(sc)) =
+                    serde_json::from_slice::<serde_json::Value>(side)
+                && let Some(serde_json::Value::Object(fields)) = sc.get("fields")
+                && let Some(serde_json::Value::Array(list)) = fields.get("data_subjects")
+            {
+                for s in list {
+                    let (id, cat) = match s {
+                        serde_json::Value::String(id) => (id.clone(), "unspecified".to_owned()),
+                        serde_json::Value::Object(o) => (
+                            o.get("id")
+                                .and_then(serde_json::Value::as_str)
+                                .unwrap_or("")
+                                .to_owned(),
+                            o.get("category")
+                                .and_then(serde_json::Value::as_str)
+                                .unwrap_or("unspecified")
+                                .to_owned(),
+                        ),
+                        _ => continue,
+                    };
+                    let digest: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+                    let mut short = [0u8; 16];
+                    short.copy_from_slice(&digest[..16]);
+                    let entry = subjects.entry(cat).or_default();
+                    entry.0.insert(short);
+                    entry.1 += 1;
+                }
+            }
+            Ok(true)
+        },
+    )?;
     if f.population.entries == 0 {
         return Err(ExportError::EmptyPeriod(format!(
             "tenant `{}` has no entries between {} and {}: nothing to report; check --period and --tenant-id",
@@ -723,24 +747,31 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
     let mut gaps: Vec<Gap> = Vec::new();
     let mut gaps_total = 0u64;
     let mut chain_missing = 0u64;
-    store.scan_lines(&req.tenant, min_seq, max_seq, &mut |seq, _, _| {
-        if seq > last + 1 {
-            chain_missing += seq - last - 1;
-            gaps_total += 1;
-            if gaps.len() < MAX_GAPS_LISTED {
-                gaps.push(Gap {
-                    kind: "chain",
-                    agent_id: None,
-                    session_id: None,
-                    from: last + 1,
-                    to: seq - 1,
-                });
+    chain_lines(
+        &store,
+        archived.as_ref(),
+        &req.tenant,
+        min_seq,
+        max_seq,
+        &mut |seq, _, _| {
+            if seq > last + 1 {
+                chain_missing += seq - last - 1;
+                gaps_total += 1;
+                if gaps.len() < MAX_GAPS_LISTED {
+                    gaps.push(Gap {
+                        kind: "chain",
+                        agent_id: None,
+                        session_id: None,
+                        from: last + 1,
+                        to: seq - 1,
+                    });
+                }
             }
-        }
-        last = seq;
-        present_in_range += 1;
-        Ok(true)
-    })?;
+            last = seq;
+            present_in_range += 1;
+            Ok(true)
+        },
+    )?;
     if last < max_seq {
         chain_missing += max_seq - last;
         gaps_total += 1;
@@ -806,23 +837,6 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
 
     // Anomalies: resolved when the paused agent was resumed later, the throttle ended, or the
     // call was blocked at decision time.
-    let mut resumes: HashMap<String, Vec<i64>> = HashMap::new();
-    store.query(
-        &Query {
-            tenant_id: Some(req.tenant.clone()),
-            event_type: Some("agent_resumed".into()),
-            ..Query::default()
-        },
-        &mut |e| {
-            if let Ok(v) = EntryView::parse(&e.line) {
-                resumes
-                    .entry(v.agent_id.to_string())
-                    .or_default()
-                    .push(v.timestamp_ms);
-            }
-            Ok(true)
-        },
-    )?;
     let resumed_after = |agent: &str, t: i64| {
         resumes
             .get(agent)
@@ -857,10 +871,25 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
 
     // Retention: the chain's first entry, as of the end of the period.
     let mut oldest = None;
-    store.scan_lines(&req.tenant, 1, 1, &mut |_, line, _| {
-        oldest = EntryView::parse(line).ok().map(|v| v.timestamp_ms);
-        Ok(false)
-    })?;
+    // (The oldest entry kept: in the archive's first live segment, or the store's first.)
+    let oldest_seq = archived
+        .as_ref()
+        .and_then(|a| a.segments.get(&req.tenant))
+        .and_then(|segs| segs.first())
+        .map(|s| s.first_seq)
+        .or(store.anchor(&req.tenant)?.map(|a| a.size + 1))
+        .unwrap_or(1);
+    chain_lines(
+        &store,
+        archived.as_ref(),
+        &req.tenant,
+        oldest_seq,
+        oldest_seq,
+        &mut |_, line, _| {
+            oldest = EntryView::parse(line).ok().map(|v| v.timestamp_ms);
+            Ok(false)
+        },
+    )?;
     let (required, requirement) = req.retention.clone();
     if let Some(o) = oldest {
         let age = u64::try_from((p.end_ms - o).max(0) / DAY_MS).unwrap_or(0);
@@ -925,6 +954,67 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
     Ok(f)
 }
 
+/// The archive of `dir`, opened when `tenant`'s chain has live archive segments (entries moved
+/// out of the store by retention): the figures and the verification then read them too.
+fn open_archive(
+    dir: &DataDir,
+    store: &SqliteStore,
+    tenant: &str,
+) -> Result<Option<blackbox_archive::Archive>, ExportError> {
+    let live = store
+        .archive_segments(tenant)?
+        .iter()
+        .any(|s| s.state == blackbox_store::SegmentState::Live);
+    if !live {
+        return Ok(None);
+    }
+    let config = blackbox_ledger::config::LedgerConfig::load(&dir.config_path())?;
+    blackbox_archive::Archive::open(&config.retention.archive_url, dir.root())
+        .map(Some)
+        .map_err(|e| {
+            ExportError::Usage(format!(
+                "entries of tenant `{tenant}` are archived but the archive cannot be opened: {e}"
+            ))
+        })
+}
+
+/// Entries `from ..= to` of `tenant` in seq order: from the archive's live segments first, then
+/// from the store.
+fn chain_lines(
+    store: &SqliteStore,
+    archive: Option<&blackbox_archive::run::ArchiveReader<'_>>,
+    tenant: &str,
+    from: u64,
+    to: u64,
+    f: &mut blackbox_store::LineVisitor<'_>,
+) -> Result<(), ExportError> {
+    if let Some(a) = archive
+        && let Some(segs) = a.segments.get(tenant)
+    {
+        for seg in segs {
+            if seg.last_seq < from || seg.first_seq > to {
+                continue;
+            }
+            let went_on = a
+                .for_each_entry(seg, &mut |seq, line, personal| {
+                    if seq < from {
+                        return Ok(true);
+                    }
+                    if seq > to {
+                        return Ok(false);
+                    }
+                    f(seq, line, personal)
+                })
+                .map_err(|e| ExportError::Usage(format!("reading the archive: {e}")))?;
+            if !went_on {
+                return Ok(());
+            }
+        }
+    }
+    store.scan_lines(tenant, from, to, f)?;
+    Ok(())
+}
+
 fn integrity(dir: &DataDir, tenant: &str) -> Result<Integrity, ExportError> {
     let store: SqliteStore = blackbox_ledger::open::open_reader(dir)?;
     let keys: Keyring = blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path())?;
@@ -933,8 +1023,17 @@ fn integrity(dir: &DataDir, tenant: &str) -> Result<Integrity, ExportError> {
         tenant: Some(tenant.to_owned()),
         trusted_checkpoints: Vec::new(),
     };
-    let report = blackbox_ledger::verify::verify_store(
+    let archive = open_archive(dir, &store, tenant)?;
+    let reader = archive
+        .as_ref()
+        .map(|a| blackbox_archive::run::ArchiveReader::new(a, &store))
+        .transpose()
+        .map_err(|e| ExportError::Usage(format!("reading the archive: {e}")))?;
+    let report = blackbox_ledger::verify::verify_store_and_archive(
         &dir.store_path(),
+        reader
+            .as_ref()
+            .map(|r| r as &dyn blackbox_ledger::verify::ArchiveSource),
         Some(&keys),
         Some(verifier.clone()),
         &opts,

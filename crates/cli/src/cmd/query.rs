@@ -201,18 +201,41 @@ fn archive_query(
                 if !line.starts_with(b"{\"agent_id\":") {
                     continue; // checkpoint, personal and anchor records
                 }
-                let Some(e) = blackbox_core::line_scan::scan(&line) else {
-                    continue;
-                };
-                let keep = q.agent_id.as_deref().is_none_or(|a| a == e.agent_id)
-                    && q.session_id.as_deref().is_none_or(|s| s == e.session_id)
-                    && q.event_type.as_deref().is_none_or(|t| t == e.event_type)
-                    && q.start_ms.is_none_or(|s| e.timestamp_ms >= s)
-                    && q.end_ms.is_none_or(|x| e.timestamp_ms <= x);
+                // The lean scanner first; the full parser for the lines it declines.
+                let view;
+                let (seq, agent, session, event_type, ts) =
+                    match blackbox_core::line_scan::scan(&line) {
+                        Some(e) => (
+                            e.seq,
+                            e.agent_id,
+                            e.session_id,
+                            e.event_type,
+                            e.timestamp_ms,
+                        ),
+                        None => {
+                            view = blackbox_core::entry::EntryView::parse(&line).map_err(|e| {
+                                StoreError::Io(std::io::Error::other(format!(
+                                    "archive segment {}: an entry cannot be read: {e}",
+                                    seg.object
+                                )))
+                            })?;
+                            (
+                                view.seq,
+                                &*view.agent_id,
+                                &*view.session_id,
+                                &*view.event_type,
+                                view.timestamp_ms,
+                            )
+                        }
+                    };
+                let keep = q.agent_id.as_deref().is_none_or(|a| a == agent)
+                    && q.session_id.as_deref().is_none_or(|s| s == session)
+                    && q.event_type.as_deref().is_none_or(|t| t == event_type)
+                    && q.start_ms.is_none_or(|s| ts >= s)
+                    && q.end_ms.is_none_or(|x| ts <= x);
                 if !keep {
                     continue;
                 }
-                let seq = e.seq;
                 if let Some(tool) = &q.tool {
                     let row = flatten(tenant, seq, &line);
                     if tool_col.and_then(|i| row.get(i)) != Some(tool) {
