@@ -219,9 +219,8 @@ pub fn run(
                 planned_start = Some(last);
                 continue;
             }
-            let built = segment::build(c.store(), tenant, anchor.as_ref(), last)?;
-            let compressed = segment::compress(&built.jsonl)?;
-            drop(built.jsonl);
+            let mut built = segment::build(c.store(), tenant, anchor.as_ref(), last)?;
+            let compressed = std::mem::take(&mut built.compressed);
             let sha = Hash::digest(&compressed);
             let bytes = compressed.len() as u64;
             archive.put(&object, compressed)?;

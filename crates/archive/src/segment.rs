@@ -53,11 +53,12 @@ pub fn object_name(tenant: &str, first: u64, last: u64) -> String {
     format!("{}/{first:020}-{last:020}.jsonl.zst", tenant_dir(tenant))
 }
 
-/// A segment built from the store, before compression.
+/// A segment built from the store.
 #[derive(Debug)]
 pub struct Built {
-    /// The JSONL.
-    pub jsonl: Vec<u8>,
+    /// The object's bytes: the JSONL, compressed as it was written (the uncompressed JSONL is
+    /// never held in memory whole).
+    pub compressed: Vec<u8>,
     /// Entries in it.
     pub entries: u64,
     /// Smallest entry timestamp (Unix ms).
@@ -78,10 +79,13 @@ pub fn build(
     last: u64,
 ) -> Result<Built, ArchiveError> {
     let start = from.map_or(0, |a| a.size);
-    let mut out = Vec::new();
+    let zerr = |e: std::io::Error| compress_err(&e);
+    let mut out = zstd::stream::Encoder::new(Vec::new(), ZSTD_LEVEL).map_err(zerr)?;
+    // One compression worker: the store is read on this thread while the other core compresses.
+    out.multithread(1).map_err(zerr)?;
     if let Some(a) = from {
-        out.extend_from_slice(&a.record);
-        out.push(b'\n');
+        out.write_all(&a.record).map_err(zerr)?;
+        out.write_all(b"\n").map_err(zerr)?;
     }
     let cps: Vec<_> = store
         .checkpoints(tenant)?
@@ -90,11 +94,12 @@ pub fn build(
         .collect();
     let mut cps = cps.into_iter().peekable();
     while let Some(cp) = cps.next_if(|c| c.size <= start) {
-        out.extend_from_slice(checkpoint_record(&cp.note).as_bytes());
-        out.push(b'\n');
+        out.write_all(checkpoint_record(&cp.note).as_bytes())
+            .map_err(zerr)?;
+        out.write_all(b"\n").map_err(zerr)?;
     }
     let mut built = Built {
-        jsonl: Vec::new(),
+        compressed: Vec::new(),
         entries: 0,
         first_ts_ms: i64::MAX,
         last_ts_ms: i64::MIN,
@@ -108,19 +113,19 @@ pub fn build(
         }
         next += 1;
         if let Some(sc) = &e.personal {
-            out.extend_from_slice(&personal_record(&e.tenant_id, e.seq, sc));
-            out.push(b'\n');
+            out.write_all(&personal_record(&e.tenant_id, e.seq, sc))?;
+            out.write_all(b"\n")?;
         }
-        out.extend_from_slice(&e.line);
-        out.push(b'\n');
+        out.write_all(&e.line)?;
+        out.write_all(b"\n")?;
         if let Some(ts) = entry_timestamp(&e.line) {
             built.first_ts_ms = built.first_ts_ms.min(ts);
             built.last_ts_ms = built.last_ts_ms.max(ts);
         }
         built.entries += 1;
         while let Some(cp) = cps.next_if(|c| c.size <= e.seq) {
-            out.extend_from_slice(checkpoint_record(&cp.note).as_bytes());
-            out.push(b'\n');
+            out.write_all(checkpoint_record(&cp.note).as_bytes())?;
+            out.write_all(b"\n")?;
         }
         Ok(true)
     })?;
@@ -136,7 +141,7 @@ pub fn build(
         built.first_ts_ms = 0;
         built.last_ts_ms = 0;
     }
-    built.jsonl = out;
+    built.compressed = out.finish().map_err(zerr)?;
     Ok(built)
 }
 
