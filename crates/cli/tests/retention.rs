@@ -659,3 +659,65 @@ fn archives_in_s3_compatible_storage() {
     ]);
     assert_eq!(q.stdout.lines().count(), 300, "{}", q.stderr);
 }
+
+#[test]
+fn one_writer_at_a_time() {
+    let (_tmp, dir) = init_store();
+    // A streaming append holds the data directory while it waits for input (as `serve` does
+    // while it runs).
+    let mut first = bin()
+        .args(["append", "--data-dir", &dir, "--batch-size", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = first.stdin.take().unwrap();
+    {
+        use std::io::Write as _;
+        stdin.write_all(events(1, "acme").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+    // Wait until it has committed (and so holds the lock).
+    let mut held = false;
+    for _ in 0..100 {
+        let q = run(&["query", "--data-dir", &dir, "--format", "jsonl"]);
+        if q.stdout.lines().count() == 1 {
+            held = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(held, "the first append did not commit");
+    for args in [
+        vec!["append", "--data-dir", dir.as_str()],
+        vec!["retention", "run", "--data-dir", dir.as_str()],
+        vec![
+            "erase",
+            "--data-dir",
+            dir.as_str(),
+            "--data-subject",
+            "x",
+            "--reason",
+            "r",
+            "--ticket",
+            "t",
+        ],
+    ] {
+        let r = run_stdin(&args, Some(&events(1, "acme")));
+        assert_eq!(r.code, 2, "{args:?}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains("in use by another writer"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    // Readers are not writers.
+    assert_eq!(run(&["verify", "--data-dir", &dir]).code, 0);
+    assert_eq!(run(&["retention", "status", "--data-dir", &dir]).code, 0);
+    drop(stdin);
+    assert!(first.wait().unwrap().success());
+    // Released with the process.
+    let r = run_stdin(&["append", "--data-dir", &dir], Some(&events(1, "acme")));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

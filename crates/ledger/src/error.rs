@@ -12,6 +12,15 @@ pub enum LedgerError {
         /// The directory looked at.
         dir: PathBuf,
     },
+    /// Another process writes to the data directory (a running `blackbox serve`, or another
+    /// command): one writer at a time keeps the chains' state right.
+    #[error(
+        "{dir} is in use by another writer (a running `blackbox serve`, or another blackbox command): use the service instead (`--server URL --token T`, or its admin API), or stop it first"
+    )]
+    InUse {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// `init` was asked to create a store that exists.
     #[error("{dir} already holds a Blackbox store; refusing to overwrite it")]
     AlreadyInitialised {

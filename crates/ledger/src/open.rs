@@ -110,6 +110,7 @@ fn require_init(dir: &DataDir) -> Result<(), LedgerError> {
 /// [`LedgerError::NotInitialised`], key, config and store failures.
 pub fn open_writer(dir: &DataDir) -> Result<(SqliteStore, Writer, LedgerConfig), LedgerError> {
     require_init(dir)?;
+    let lock = lock_writer(dir)?;
     let config = LedgerConfig::load(&dir.config_path())?;
     let keys = load_keyring(&dir.hmac_keys_path())?;
     let signer = load_signer(&dir.signing_key_path())?;
@@ -134,8 +135,33 @@ pub fn open_writer(dir: &DataDir) -> Result<(SqliteStore, Writer, LedgerConfig),
         },
     )?
     .with_subject_key(subject_key)
-    .with_keyring_file(dir.hmac_keys_path());
+    .with_keyring_file(dir.hmac_keys_path())
+    .with_lock(lock);
     Ok((store, writer, config))
+}
+
+/// Takes the data directory's writer lock (`DIR/writer.lock`, an exclusive `flock`): one
+/// writer at a time, so that a command run beside `blackbox serve` is refused instead of
+/// moving chains under the service's feet. The OS releases it when the process ends, however
+/// it ends.
+///
+/// # Errors
+/// [`LedgerError::InUse`] when another process holds it; I/O failures.
+pub fn lock_writer(dir: &DataDir) -> Result<std::fs::File, LedgerError> {
+    let path = dir.root().join("writer.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(LedgerError::io(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LedgerError::InUse {
+            dir: dir.root().to_owned(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(LedgerError::Io { path, source: e }),
+    }
 }
 
 /// Migrates a store of an older schema in place (schema 2 kept data-subject ids in clear; see

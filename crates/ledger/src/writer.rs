@@ -166,6 +166,8 @@ pub struct Writer {
     random: RandomPool,
     /// Key of the keyed hashes the store indexes data-subject ids under.
     subject_key: Option<HmacKey>,
+    /// The data directory's writer lock, held while the writer lives.
+    _lock: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -252,6 +254,7 @@ impl Writer {
             settings,
             random: RandomPool::new(),
             subject_key: None,
+            _lock: None,
         })
     }
 
@@ -270,6 +273,13 @@ impl Writer {
     pub fn subject_index_key(&self, subject_id: &str) -> Result<[u8; 32], LedgerError> {
         let key = self.subject_key.as_ref().ok_or_else(no_subject_key)?;
         Ok(blackbox_core::erasure::subject_index_key(key, subject_id))
+    }
+
+    /// Holds the data directory's writer lock (released when the writer is dropped).
+    #[must_use]
+    pub fn with_lock(mut self, lock: std::fs::File) -> Self {
+        self._lock = Some(lock);
+        self
     }
 
     /// The keyring file the keys came from: a forward-secure generation's evolved state is
