@@ -92,7 +92,19 @@ pub fn prove(
         let uuid = uuid_bytes(id)?;
         let entry = store
             .entry_by_id(&uuid)?
-            .ok_or_else(|| anyhow!("no entry with id {id}"))?;
+            .ok_or_else(|| {
+                let archived = store.chains().ok().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| store.anchor(&c.tenant_id).ok().flatten().is_some())
+                });
+                if archived {
+                    anyhow!(
+                        "no entry with id {id} in the store; entries moved to the archive by `blackbox retention run` are not (find it with `blackbox query --include-archive`; its segment verifies on its own with `verify --log-file`)"
+                    )
+                } else {
+                    anyhow!("no entry with id {id}")
+                }
+            })?;
         serde_json::to_string_pretty(&prove_inclusion(&store, &entry, include_entry)?)?
     } else if let Some(path) = consistency {
         let old =
