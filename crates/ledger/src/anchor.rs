@@ -51,6 +51,21 @@ pub fn anchor_at_head(
             range.size()
         )));
     }
+    build(store, tenant, range, head.head_hash, checkpoint)
+}
+
+/// The anchor of `tenant`'s chain at `range`'s size, whose last entry hashes to `head`: the
+/// head's inclusion proof from the stored hashes, the checkpoint parsed, the record checked.
+fn build(
+    store: &dyn Store,
+    tenant: &str,
+    range: CompactRange,
+    head: blackbox_core::Hash,
+    checkpoint: &StoredCheckpoint,
+) -> Result<Anchor, LedgerError> {
+    let inconsistent =
+        |what: String| LedgerError::Inconsistent(format!("chain `{tenant}`: {what}"));
+    let size = range.size();
     let head_proof = if size == 0 {
         Vec::new()
     } else {
@@ -62,7 +77,7 @@ pub fn anchor_at_head(
     let cp = SignedCheckpoint::parse(&checkpoint.note)
         .map_err(|e| inconsistent(format!("stored checkpoint unreadable: {e}")))?;
     let tenant_id = TenantId::parse(tenant).map_err(|e| inconsistent(e.to_string()))?;
-    let anchor = Anchor::new(tenant_id, range, head.head_hash, head_proof, cp)
+    let anchor = Anchor::new(tenant_id, range, head, head_proof, cp)
         .map_err(|e| inconsistent(e.to_string()))?;
     anchor
         .check()
@@ -135,21 +150,5 @@ pub fn anchor_at(
             .first()
             .ok_or_else(|| inconsistent(format!("entry {size} is not stored")))?
     };
-    let head_proof = if size == 0 {
-        Vec::new()
-    } else {
-        inclusion_proof(size - 1, size, |start, level| {
-            subtree_hash(store, tenant, start, level)
-        })
-        .map_err(map_proof_err)?
-    };
-    let cp = SignedCheckpoint::parse(&checkpoint.note)
-        .map_err(|e| inconsistent(format!("stored checkpoint unreadable: {e}")))?;
-    let tenant_id = TenantId::parse(tenant).map_err(|e| inconsistent(e.to_string()))?;
-    let anchor = Anchor::new(tenant_id, range, head, head_proof, cp)
-        .map_err(|e| inconsistent(e.to_string()))?;
-    anchor
-        .check()
-        .map_err(|e| inconsistent(format!("the anchor would not verify: {e}")))?;
-    Ok(anchor)
+    build(store, tenant, range, head, checkpoint)
 }

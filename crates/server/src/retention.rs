@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use blackbox_archive::run::{Committer, RunOptions, Staged};
 use blackbox_archive::{Archive, ArchiveError};
+use blackbox_core::keys::Keyring;
+use blackbox_ledger::config::LedgerConfig;
 use blackbox_ledger::error::LedgerError;
 use blackbox_store::Store;
 use blackbox_store::sqlite::SqliteStore;
@@ -39,6 +41,27 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// What a retention step on a blocking thread needs: the settings, the archive, the keyring
+/// (read now: a forward-secure key may have evolved) and a committer through the writer thread.
+fn open(
+    state: &AppState,
+    rt: tokio::runtime::Handle,
+) -> Result<(LedgerConfig, Archive, Keyring, Service), String> {
+    let dir = &state.dir;
+    let config = LedgerConfig::load(&dir.config_path()).map_err(|e| e.to_string())?;
+    let archive =
+        Archive::open(&config.retention.archive_url, dir.root()).map_err(|e| e.to_string())?;
+    let store = SqliteStore::open(dir.store_path()).map_err(|e| e.to_string())?;
+    let keys =
+        blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path()).map_err(|e| e.to_string())?;
+    let c = Service {
+        store,
+        ingest: state.ingest.clone(),
+        rt,
+    };
+    Ok((config, archive, keys, c))
+}
+
 /// After an erasure: rewrites the archive segments holding erased entries (on a blocking
 /// thread).
 ///
@@ -49,19 +72,7 @@ pub fn erase_archived(
     rt: tokio::runtime::Handle,
     entries: &std::collections::BTreeSet<(String, u64)>,
 ) -> Result<Vec<blackbox_archive::erase::Rewritten>, String> {
-    let dir = &state.dir;
-    let config = blackbox_ledger::config::LedgerConfig::load(&dir.config_path())
-        .map_err(|e| e.to_string())?;
-    let archive =
-        Archive::open(&config.retention.archive_url, dir.root()).map_err(|e| e.to_string())?;
-    let store = SqliteStore::open(dir.store_path()).map_err(|e| e.to_string())?;
-    let keys =
-        blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path()).map_err(|e| e.to_string())?;
-    let mut c = Service {
-        store,
-        ingest: state.ingest.clone(),
-        rt,
-    };
+    let (_, archive, keys, mut c) = open(state, rt)?;
     blackbox_archive::erase::erase(
         &archive,
         &mut c,
@@ -93,19 +104,7 @@ fn run_once(
     state: &AppState,
     rt: tokio::runtime::Handle,
 ) -> Result<blackbox_archive::run::RunReport, String> {
-    let dir = &state.dir;
-    let config = blackbox_ledger::config::LedgerConfig::load(&dir.config_path())
-        .map_err(|e| e.to_string())?;
-    let archive =
-        Archive::open(&config.retention.archive_url, dir.root()).map_err(|e| e.to_string())?;
-    let store = SqliteStore::open(dir.store_path()).map_err(|e| e.to_string())?;
-    let keys =
-        blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path()).map_err(|e| e.to_string())?;
-    let mut c = Service {
-        store,
-        ingest: state.ingest.clone(),
-        rt,
-    };
+    let (config, archive, keys, mut c) = open(state, rt)?;
     let report = blackbox_archive::run::run(
         &archive,
         &config.retention,
