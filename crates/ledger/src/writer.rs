@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use blackbox_core::Hash;
 use blackbox_core::checkpoint::{Checkpoint, SignedCheckpoint};
@@ -341,11 +343,14 @@ impl Writer {
         std::thread::scope(|scope| {
             let (tx, rx) = mpsc::sync_channel::<StoreCmd>(8);
             let (spent_tx, spent_rx) = mpsc::channel::<Vec<NewEntry>>();
-            let worker = scope.spawn(move || store_worker(store, &rx, &spent_tx));
+            let failed = Arc::new(AtomicBool::new(false));
+            let failed_w = Arc::clone(&failed);
+            let worker = scope.spawn(move || store_worker(store, &rx, &spent_tx, &failed_w));
             let mut sink = AppendSink {
                 writer: self,
                 tx,
                 spent: spent_rx,
+                failed,
                 key_id,
                 key,
                 evolve_at,
@@ -448,19 +453,88 @@ enum StoreCmd {
     Archive(StoredAnchor),
     Segment(ArchiveSegment),
     Forget(String, Vec<u64>),
-    Commit(mpsc::SyncSender<Result<(), StoreError>>),
+    Commit(Done),
+    /// The sequencing side saw a failed commit and reset its chain state: what follows starts
+    /// afresh.
+    Resume,
+}
+
+/// Who hears of a commit's result.
+enum Done {
+    /// [`AppendSink::commit`] waits for it.
+    Wait(mpsc::SyncSender<Result<(), StoreError>>),
+    /// [`AppendSink::commit_then`]: called on the store thread.
+    Call(Box<dyn FnOnce(Result<(), StoreError>) + Send>),
+}
+
+impl Done {
+    fn send(self, r: Result<(), StoreError>) {
+        match self {
+            Self::Wait(tx) => {
+                let _ = tx.send(r);
+            }
+            Self::Call(f) => f(r),
+        }
+    }
+}
+
+fn earlier_failed() -> StoreError {
+    StoreError::Invalid {
+        what: "an earlier batch failed to commit; this one was sequenced after it and was rolled back too".to_owned(),
+    }
+}
+
+/// After a failed commit the store thread refuses everything the sequencing side sent before it
+/// learnt of the failure (batches sequenced on top of the rolled-back one), up to its `Resume`.
+fn refuse(cmd: StoreCmd, spent: &mpsc::Sender<Vec<NewEntry>>) {
+    match cmd {
+        StoreCmd::Commit(done) => done.send(Err(earlier_failed())),
+        StoreCmd::Subject(_, r) => {
+            let _ = r.send(Err(earlier_failed()));
+        }
+        StoreCmd::Erase(_, _, r) => {
+            let _ = r.send(Err(earlier_failed()));
+        }
+        StoreCmd::Purge(_, r) => {
+            let _ = r.send(Err(earlier_failed()));
+        }
+        StoreCmd::Head(_, r) => {
+            let _ = r.send(Err(earlier_failed()));
+        }
+        StoreCmd::Append(_, entries) => {
+            let _ = spent.send(entries);
+        }
+        StoreCmd::Nodes(..)
+        | StoreCmd::SetHead(_)
+        | StoreCmd::Checkpoint(_)
+        | StoreCmd::Archive(_)
+        | StoreCmd::Segment(_)
+        | StoreCmd::Forget(..)
+        | StoreCmd::Resume => {}
+    }
 }
 
 /// Applies commands batch by batch. After a failure the rest of the batch is skipped and the
-/// error answers its `Commit`; the batch is dropped (rolled back). Returns when the sequencing
-/// side hangs up; a batch open at that moment is rolled back.
+/// error answers its `Commit`; the batch is dropped (rolled back), `failed` is raised, and every
+/// command up to the sequencing side's `Resume` is refused. Returns when the sequencing side
+/// hangs up; a batch open at that moment is rolled back.
 fn store_worker(
     store: &mut dyn Store,
     rx: &mpsc::Receiver<StoreCmd>,
     spent: &mpsc::Sender<Vec<NewEntry>>,
+    failed_flag: &AtomicBool,
 ) {
+    let mut poisoned = false;
     while let Ok(first) = rx.recv() {
         let first = match first {
+            StoreCmd::Resume => {
+                poisoned = false;
+                continue;
+            }
+            other if poisoned => {
+                refuse(other, spent);
+                continue;
+            }
             StoreCmd::Purge(wait, reply) => {
                 let _ = reply.send(store.purge_erased(wait));
                 continue;
@@ -478,7 +552,7 @@ fn store_worker(
         let mut cmd = first;
         loop {
             match cmd {
-                StoreCmd::Commit(reply) => {
+                StoreCmd::Commit(done) => {
                     let result = match (failed.take(), batch.take()) {
                         (Some(e), _) => Err(e),
                         (None, Some(b)) => b.commit(),
@@ -486,9 +560,18 @@ fn store_worker(
                             what: "no open batch".to_owned(),
                         }),
                     };
-                    let _ = reply.send(result);
+                    if result.is_err() {
+                        // Raised before anyone hears of the failure, so the sequencing side
+                        // finds it set when it learns.
+                        poisoned = true;
+                        failed_flag.store(true, Ordering::Release);
+                    }
+                    done.send(result);
                     break;
                 }
+                // Inside a batch only after a failure the sequencing side saw before this
+                // store thread reported it: nothing to undo.
+                StoreCmd::Resume => {}
                 StoreCmd::Subject(key, reply) => {
                     let r = within(&failed, batch.as_mut(), |b| b.subject_entries(&key));
                     let _ = reply.send(r);
@@ -594,6 +677,8 @@ pub struct AppendSink<'w> {
     tx: mpsc::SyncSender<StoreCmd>,
     /// Entries the store thread has written, returned to be freed on this thread.
     spent: mpsc::Receiver<Vec<NewEntry>>,
+    /// Raised by the store thread when a commit failed.
+    failed: Arc<AtomicBool>,
     key_id: KeyId,
     key: HmacKey,
     /// When a forward-secure key must move to its next epoch (writer's clock, Unix ms).
@@ -641,8 +726,28 @@ impl AppendSink<'_> {
         self.outcome.count == 0
     }
 
-    fn send(&self, cmd: StoreCmd) -> Result<(), LedgerError> {
+    fn send(&mut self, cmd: StoreCmd) -> Result<(), LedgerError> {
+        self.check_failed()?;
         self.tx.send(cmd).map_err(|_| gone())
+    }
+
+    /// When a commit failed since this sink last looked (one handed over with
+    /// [`Self::commit_then`]): forgets the chain state sequenced on top of it, lets the store
+    /// thread resume, and reports the failure. The next call starts from the store's heads.
+    fn check_failed(&mut self) -> Result<(), LedgerError> {
+        if self.failed.load(Ordering::Acquire) {
+            self.reset();
+            return Err(earlier_failed().into());
+        }
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.failed.store(false, Ordering::Release);
+        self.chains.clear();
+        self.checkpoints.clear();
+        self.outcome = BatchOutcome::default();
+        let _ = self.tx.send(StoreCmd::Resume);
     }
 
     /// Loads a chain's head so that [`Self::heartbeat`] and [`Self::close`] cover it even if no
@@ -689,6 +794,7 @@ impl AppendSink<'_> {
     /// # Errors
     /// Store and signing failures.
     pub fn add(&mut self, ev: &NormalizedEvent, now_ms: i64) -> Result<Appended, LedgerError> {
+        self.check_failed()?;
         // Borrowed from the event (no copy per entry); the default tenant only when it names none.
         let default_tenant;
         let tenant: &TenantId = match &ev.tenant_id {
@@ -913,6 +1019,42 @@ impl AppendSink<'_> {
     /// # Errors
     /// Store and signing failures; then nothing of this batch is visible.
     pub fn commit(&mut self, now_ms: i64, close: bool) -> Result<BatchOutcome, LedgerError> {
+        self.stage_commit(now_ms, close)?;
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        self.send(StoreCmd::Commit(Done::Wait(reply_tx)))?;
+        let result = reply_rx.recv().map_err(|_| gone())?;
+        if let Err(e) = result {
+            // The store rolled back: forget this batch's chain state and outcome.
+            self.reset();
+            return Err(e.into());
+        }
+        // The chain state stays valid for the next batch: one writer holds the store.
+        Ok(std::mem::take(&mut self.outcome))
+    }
+
+    /// Like [`Self::commit`], without waiting: the batch goes to the store thread, which calls
+    /// `done` (on its own thread) once it is durable or has failed, and the sink goes on with the
+    /// next batch at once, sequenced on top of this one. The returned outcome holds only if
+    /// `done` reports success. When a commit fails, the store thread refuses every batch
+    /// sequenced after it (their `done` report the failure too) and the sink's next call fails
+    /// once and resets to what the store holds. `done` is not called when this returns an error.
+    ///
+    /// # Errors
+    /// Signing failures, a stopped store thread, or an earlier commit that failed.
+    pub fn commit_then(
+        &mut self,
+        now_ms: i64,
+        close: bool,
+        done: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+    ) -> Result<BatchOutcome, LedgerError> {
+        self.stage_commit(now_ms, close)?;
+        self.send(StoreCmd::Commit(Done::Call(Box::new(done))))?;
+        Ok(std::mem::take(&mut self.outcome))
+    }
+
+    /// Hands the batch's entries, heads, Merkle nodes and due checkpoints to the store thread.
+    fn stage_commit(&mut self, now_ms: i64, close: bool) -> Result<(), LedgerError> {
+        self.check_failed()?;
         let tenants: Vec<String> = self.chains.keys().cloned().collect();
         for tenant in &tenants {
             self.flush(tenant)?;
@@ -938,16 +1080,6 @@ impl AppendSink<'_> {
                 .push((cp.tenant_id.clone(), cp.size));
             self.send(StoreCmd::Checkpoint(cp))?;
         }
-        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
-        self.send(StoreCmd::Commit(reply_tx))?;
-        let result = reply_rx.recv().map_err(|_| gone())?;
-        if let Err(e) = result {
-            // The store rolled back: forget this batch's chain state and outcome.
-            self.chains.clear();
-            self.outcome = BatchOutcome::default();
-            return Err(e.into());
-        }
-        // The chain state stays valid for the next batch: one writer holds the store.
-        Ok(std::mem::take(&mut self.outcome))
+        Ok(())
     }
 }

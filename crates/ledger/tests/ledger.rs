@@ -188,6 +188,65 @@ fn an_interrupted_stream_leaves_nothing_behind() {
 }
 
 #[test]
+fn a_failed_pipelined_commit_takes_the_batches_sequenced_after_it_down_and_the_sink_recovers() {
+    let (_tmp, dir) = setup(1000);
+    let (mut store, mut writer, _) = open_writer(&dir).unwrap();
+    let now = 1_776_160_000_000;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    writer
+        .stream(&mut store, |sink| {
+            for i in 0..5 {
+                sink.add(&event(i, "acme"), now)?;
+            }
+            sink.commit(now, false)?;
+            // A batch the store refuses (an archive anchor past the chain's end)...
+            for i in 5..8 {
+                sink.add(&event(i, "acme"), now)?;
+            }
+            sink.archive_prefix(blackbox_store::StoredAnchor {
+                tenant_id: "acme".to_owned(),
+                size: 1_000_000,
+                record: b"{}".to_vec(),
+                tail_hashes: Vec::new(),
+            })?;
+            let tx = done_tx.clone();
+            let first = sink.commit_then(now, false, move |r| tx.send((1, r.is_ok())).unwrap())?;
+            assert_eq!(first.chains["acme"], (6, 8));
+            // ...and one sequenced on top of it before its failure is known.
+            let next = sink.add(&event(8, "acme"), now)?;
+            assert_eq!(next.seq, 9);
+            let tx = done_tx.clone();
+            sink.commit_then(now, false, move |r| tx.send((2, r.is_ok())).unwrap())?;
+            let results: Vec<_> = (0..2).map(|_| done_rx.recv().unwrap()).collect();
+            assert_eq!(results, vec![(1, false), (2, false)], "both must fail, in order");
+            // The sink reports the failure once, then starts again from the store's head.
+            let err = sink.add(&event(9, "acme"), now).unwrap_err();
+            assert!(err.to_string().contains("earlier batch failed"), "{err}");
+            let again = sink.add(&event(9, "acme"), now)?;
+            assert_eq!(again.seq, 6, "seqs continue from what was committed");
+            let tx = done_tx.clone();
+            let last = sink.commit_then(now, true, move |r| tx.send((3, r.is_ok())).unwrap())?;
+            assert_eq!(last.chains["acme"], (6, 6));
+            assert_eq!(done_rx.recv().unwrap(), (3, true));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(store.chains().unwrap()[0].size, 6);
+    drop(store);
+    let keys = load_keyring(&dir.hmac_keys_path()).unwrap();
+    let report = verify_store(
+        &dir.store_path(),
+        Some(&keys),
+        Some(public_key(&dir).unwrap()),
+        &StoreVerifyOptions::default(),
+        &|_| {},
+    )
+    .unwrap();
+    assert!(report.ok(), "{:?}", report.findings);
+    assert_eq!(report.entries, 6);
+}
+
+#[test]
 fn file_verification_reads_across_block_boundaries() {
     // More than one 8 MiB read block, with personal records and lines straddling the boundary.
     let (tmp, dir) = setup(1000);
