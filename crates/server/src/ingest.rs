@@ -13,16 +13,17 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use blackbox_core::entry::NormalizedEvent;
 use blackbox_core::ids::TenantId;
 use blackbox_detect::rules::{Action, RuleSet};
 use blackbox_detect::{Detector, Features, Firing, Gate, Observation};
 use blackbox_ledger::LedgerError;
-use blackbox_ledger::writer::{AppendSink, Appended, Writer};
-use blackbox_store::Store;
+use blackbox_ledger::writer::{AppendSink, Appended, BatchOutcome, Writer};
+use blackbox_store::{Store, StoreError};
 use blackbox_store::sqlite::SqliteStore;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -188,7 +189,7 @@ pub struct WriterOptions {
 /// The handlers' end of the writer.
 #[derive(Debug, Clone)]
 pub struct Ingest {
-    tx: SyncSender<Msg>,
+    tx: Sender<Msg>,
     ready: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
@@ -224,7 +225,7 @@ impl Ingest {
             detector,
             alerts,
         } = o;
-        let (tx, rx) = mpsc::sync_channel(queue_capacity);
+        let (tx, rx) = crossbeam_channel::bounded(queue_capacity);
         let ready = Arc::new(AtomicBool::new(true));
         let dropped = Arc::new(AtomicU64::new(0));
         let shared = Shared {
@@ -405,7 +406,7 @@ impl Drop for ReadyGuard {
 fn run(
     mut store: SqliteStore,
     mut writer: Writer,
-    rx: &mpsc::Receiver<Msg>,
+    rx: &Receiver<Msg>,
     shared: &Shared,
     mut mirror: Option<Mirror>,
     mut detector: Detector,
@@ -441,22 +442,6 @@ fn run(
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
-    }
-}
-
-/// One group: its messages in arrival order.
-struct Group {
-    msgs: Vec<Msg>,
-    events: usize,
-}
-
-impl Group {
-    fn push(&mut self, m: Msg) {
-        self.events += match &m {
-            Msg::Job(j) => j.events.len(),
-            Msg::Denial(_) | Msg::Decide(..) | Msg::Control(..) | Msg::Erase(..) => 1,
-        };
-        self.msgs.push(m);
     }
 }
 
@@ -618,171 +603,314 @@ fn follow(sink: &mut AppendSink<'_>, mirror: &mut Option<Mirror>) {
     }
 }
 
+/// Messages sequenced and signed into the sink, whose replies wait for their commit.
+#[derive(Default)]
+struct Applied {
+    pending: Vec<Pending>,
+    written: Vec<Written>,
+    events: usize,
+    /// When the first message of the group was applied.
+    started: Option<Instant>,
+}
+
+impl Applied {
+    fn is_empty(&self) -> bool {
+        self.started.is_none()
+    }
+}
+
+/// A group handed to the store thread; `done` tells how its commit went.
+struct InFlight {
+    done: Receiver<Result<(), StoreError>>,
+    group: Applied,
+    outcome: BatchOutcome,
+}
+
+/// The writer's loop with commits pipelined: while the store thread commits (fsyncs) one
+/// group, the next is already being sequenced and signed, and it is handed over the moment the
+/// first is durable. At most one group is in flight, so requests that arrive during a commit
+/// share the next one. Nothing is answered before its own commit succeeded; when a commit
+/// fails, the group sequenced after it fails too (the store thread refuses it) and the writer
+/// restarts from what the store holds.
+struct Pipeline<'s> {
+    shared: &'s Shared,
+    open: Applied,
+    inflight: Option<InFlight>,
+    firings: Vec<Firing>,
+    last_heartbeat: Instant,
+}
+
 fn serve(
     sink: &mut AppendSink<'_>,
-    rx: &mpsc::Receiver<Msg>,
+    rx: &Receiver<Msg>,
     shared: &Shared,
     mirror: &mut Option<Mirror>,
     det: &mut Detector,
 ) -> Result<(), LedgerError> {
-    let mut last_heartbeat = Instant::now();
-    loop {
-        let wait = shared.every.saturating_sub(last_heartbeat.elapsed());
-        let first = match rx.recv_timeout(wait.max(Duration::from_millis(10))) {
-            Ok(m) => m,
-            Err(RecvTimeoutError::Timeout) => {
-                heartbeat(sink, shared);
-                follow(sink, mirror);
-                last_heartbeat = Instant::now();
-                continue;
+    let mut p = Pipeline {
+        shared,
+        open: Applied::default(),
+        inflight: None,
+        firings: Vec::new(),
+        last_heartbeat: Instant::now(),
+    };
+    let r = p.run(sink, rx, mirror, det);
+    if let Err(e) = &r {
+        // Whatever is in flight is answered as its commit went; what is open was not written.
+        let why = e.to_string();
+        let _ = p.settle();
+        fail_all(
+            std::mem::take(&mut p.open.pending),
+            Vec::new(),
+            &why,
+            &shared.dropped,
+        );
+    }
+    r
+}
+
+impl Pipeline<'_> {
+    fn run(
+        &mut self,
+        sink: &mut AppendSink<'_>,
+        rx: &Receiver<Msg>,
+        mirror: &mut Option<Mirror>,
+        det: &mut Detector,
+    ) -> Result<(), LedgerError> {
+        loop {
+            if let Some(f) = &self.inflight {
+                let done = f.done.clone();
+                if self.open.events >= MAX_GROUP_EVENTS {
+                    // The next group is full: wait for the store.
+                    let r = done.recv().unwrap_or_else(|_| Err(store_gone()));
+                    self.finish(r)?;
+                    self.hand_over(sink)?;
+                    continue;
+                }
+                crossbeam_channel::select! {
+                    recv(rx) -> m => match m {
+                        Ok(m) => self.take(sink, det, mirror, m)?,
+                        Err(_) => return self.shut_down(sink, mirror),
+                    },
+                    recv(done) -> r => {
+                        self.finish(r.unwrap_or_else(|_| Err(store_gone())))?;
+                        if self.open.is_empty() {
+                            // Idle: the mirror catches up with what was just committed.
+                            follow(sink, mirror);
+                        } else {
+                            self.hand_over(sink)?;
+                        }
+                    },
+                }
+            } else {
+                if !self.open.is_empty() {
+                    self.hand_over(sink)?;
+                    continue;
+                }
+                let wait = self
+                    .shared
+                    .every
+                    .saturating_sub(self.last_heartbeat.elapsed());
+                match rx.recv_timeout(wait.max(Duration::from_millis(10))) {
+                    Ok(m) => {
+                        self.take(sink, det, mirror, m)?;
+                        // Everything already waiting joins the group.
+                        while self.open.events < MAX_GROUP_EVENTS {
+                            match rx.try_recv() {
+                                Ok(m) => self.take(sink, det, mirror, m)?,
+                                Err(_) => break,
+                            }
+                        }
+                        self.hand_over(sink)?;
+                        follow(sink, mirror);
+                    }
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.heartbeat(sink)?;
+                        follow(sink, mirror);
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return self.shut_down(sink, mirror),
+                }
             }
-            Err(RecvTimeoutError::Disconnected) => {
-                shared.stopping.store(true, Ordering::Relaxed);
-                // Shutting down: every chain's last entry gets a signed checkpoint.
-                let n = sink.close(now_ms())?;
-                tracing::info!(checkpoints = n, "closing checkpoints signed");
-                follow(sink, mirror);
-                return Ok(());
-            }
-        };
-        let mut group = Group {
-            msgs: Vec::new(),
-            events: 0,
-        };
-        group.push(first);
-        while group.events < MAX_GROUP_EVENTS {
-            match rx.try_recv() {
-                Ok(m) => group.push(m),
-                Err(_) => break,
+            if self.open.is_empty() && self.last_heartbeat.elapsed() >= self.shared.every {
+                self.heartbeat(sink)?;
             }
         }
-        let dropped = shared.dropped.swap(0, Ordering::Relaxed);
+    }
+
+    /// Sequences one message into the open group, or runs an erasure on its own batch.
+    fn take(
+        &mut self,
+        sink: &mut AppendSink<'_>,
+        det: &mut Detector,
+        mirror: &mut Option<Mirror>,
+        m: Msg,
+    ) -> Result<(), LedgerError> {
+        if let Msg::Erase(req, reply) = m {
+            // Erasures run between groups, each on its own batch (they end with a purge and a
+            // rewrite of the mirror, which must not interleave with appends).
+            self.drain(sink)?;
+            erase_now(sink, &req, reply, self.shared, mirror)?;
+            return Ok(());
+        }
+        let now = now_ms();
+        if self.open.is_empty() {
+            self.open.started = Some(Instant::now());
+        }
+        self.open.events += match &m {
+            Msg::Job(j) => j.events.len(),
+            Msg::Denial(_) | Msg::Decide(..) | Msg::Control(..) | Msg::Erase(..) => 1,
+        };
+        let mut bufs = Bufs {
+            firings: &mut self.firings,
+            written: &mut self.open.written,
+            pending: &mut self.open.pending,
+        };
+        apply(sink, det, &self.shared.metrics, m, now, &mut bufs)
+    }
+
+    /// Hands the open group to the store thread (nothing to do when none is open). Only when
+    /// nothing is in flight.
+    fn hand_over(&mut self, sink: &mut AppendSink<'_>) -> Result<(), LedgerError> {
+        debug_assert!(self.inflight.is_none());
+        if self.open.is_empty() {
+            return Ok(());
+        }
+        let dropped = self.shared.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0
             && let Some(ev) = summary_denial(dropped)
         {
-            group.push(Msg::Denial(ev));
+            sink.add(&ev, now_ms())?;
         }
-        // Erasures run after the group, each on its own batch (they end with a purge and a
-        // rewrite of the mirror, which must not interleave with appends).
-        let (erasures, rest): (Vec<Msg>, Vec<Msg>) = std::mem::take(&mut group.msgs)
-            .into_iter()
-            .partition(|m| matches!(m, Msg::Erase(..)));
-        group.msgs = rest;
-        if !group.msgs.is_empty() {
-            commit_group(sink, group, shared, det)?;
-        }
-        follow(sink, mirror);
-        let mut erasures = erasures.into_iter();
-        while let Some(m) = erasures.next() {
-            if let Msg::Erase(req, reply) = m
-                && let Err(e) = erase_now(sink, &req, reply, shared, mirror)
-            {
-                fail_all(Vec::new(), erasures, &e.to_string(), &shared.dropped);
-                return Err(e);
-            }
-        }
-        if last_heartbeat.elapsed() >= shared.every {
-            heartbeat(sink, shared);
-            last_heartbeat = Instant::now();
-        }
+        let (tx, done) = crossbeam_channel::bounded(1);
+        let outcome = sink.commit_then(now_ms(), false, move |r| {
+            let _ = tx.send(r);
+        })?;
+        self.inflight = Some(InFlight {
+            done,
+            group: std::mem::take(&mut self.open),
+            outcome,
+        });
+        Ok(())
     }
-}
 
-fn heartbeat(sink: &mut AppendSink<'_>, shared: &Shared) {
-    match sink.heartbeat(now_ms()) {
-        Ok(_) => shared.ready.store(true, Ordering::Relaxed),
-        Err(e) => {
-            shared.ready.store(false, Ordering::Relaxed);
-            tracing::error!(error = %e, "heartbeat checkpoint failed");
-        }
-    }
-}
-
-fn commit_group(
-    sink: &mut AppendSink<'_>,
-    group: Group,
-    shared: &Shared,
-    det: &mut Detector,
-) -> Result<(), LedgerError> {
-    let started = Instant::now();
-    let now = now_ms();
-    let events = group.events;
-    let mut pending: Vec<Pending> = Vec::with_capacity(group.msgs.len());
-    let mut firings: Vec<Firing> = Vec::new();
-    let mut written: Vec<Written> = Vec::new();
-    let mut msgs = group.msgs.into_iter();
-    while let Some(m) = msgs.next() {
-        let mut bufs = Bufs {
-            firings: &mut firings,
-            written: &mut written,
-            pending: &mut pending,
+    /// Waits for the group in flight, if any, and answers it.
+    fn settle(&mut self) -> Result<(), LedgerError> {
+        let Some(f) = &self.inflight else {
+            return Ok(());
         };
-        let r = apply(sink, det, &shared.metrics, m, now, &mut bufs);
-        if let Err(e) = r {
-            // The sink cannot go on (its store thread is gone): answer everyone and let the
-            // caller restart it.
-            let why = e.to_string();
-            fail_all(pending, msgs, &why, &shared.dropped);
-            return Err(e);
+        let r = f.done.recv().unwrap_or_else(|_| Err(store_gone()));
+        self.finish(r)
+    }
+
+    /// Commits everything: the group in flight, then the open one.
+    fn drain(&mut self, sink: &mut AppendSink<'_>) -> Result<(), LedgerError> {
+        self.settle()?;
+        self.hand_over(sink)?;
+        self.settle()
+    }
+
+    fn heartbeat(&mut self, sink: &mut AppendSink<'_>) -> Result<(), LedgerError> {
+        self.last_heartbeat = Instant::now();
+        // Behind the group in flight: the store commits in order.
+        match sink.heartbeat(now_ms()) {
+            Ok(_) => {
+                if self.inflight.is_none() {
+                    self.shared.ready.store(true, Ordering::Relaxed);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.ready.store(false, Ordering::Relaxed);
+                tracing::error!(error = %e, "heartbeat checkpoint failed");
+                // The sink forgot its chains: restart it, so that every chain is tracked again.
+                Err(e)
+            }
         }
     }
-    match sink.commit(now, false) {
-        Ok(outcome) => {
-            shared.ready.store(true, Ordering::Relaxed);
-            let m = &shared.metrics;
-            m.ingest_events.inc_by(outcome.count);
-            #[allow(clippy::cast_precision_loss)] // event counts are far below 2^52
-            m.batch_events.observe(events as f64);
-            m.commit_seconds.observe(started.elapsed().as_secs_f64());
-            for (tenant, (_, last)) in &outcome.chains {
-                m.chain_entries
-                    .get_or_create(&TenantLabel {
-                        tenant: tenant.clone(),
-                    })
-                    .set(i64::try_from(*last).unwrap_or(i64::MAX));
-            }
-            for w in &written {
-                m.detection_entry(w);
-            }
-            m.anomalies_suppressed
-                .set(i64::try_from(det.suppressed).unwrap_or(i64::MAX));
-            m.agents_tracked
-                .set(i64::try_from(det.tracked_agents()).unwrap_or(i64::MAX));
-            for p in pending {
-                match p {
-                    Pending::Job(job, appended) => {
-                        m.ingest_latency.observe(job.queued.elapsed().as_secs_f64());
-                        let _ = job.reply.send(Ok((appended, job.events)));
-                    }
-                    Pending::Decide(r, d) => {
-                        m.decisions
-                            .get_or_create(&crate::metrics::DecisionLabel {
-                                decision: d.decision.to_owned(),
-                            })
-                            .inc();
-                        let _ = r.send(Ok(d));
-                    }
-                    Pending::Control(r, c) => {
-                        let _ = r.send(Ok(c));
-                    }
-                }
-            }
-            if !written.is_empty()
-                && let Some(tx) = &shared.alerts
-            {
-                let _ = tx.send(written);
-            }
-            Ok(())
-        }
-        Err(e) => {
+
+    fn shut_down(
+        &mut self,
+        sink: &mut AppendSink<'_>,
+        mirror: &mut Option<Mirror>,
+    ) -> Result<(), LedgerError> {
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        self.drain(sink)?;
+        // Shutting down: every chain's last entry gets a signed checkpoint.
+        let n = sink.close(now_ms())?;
+        tracing::info!(checkpoints = n, "closing checkpoints signed");
+        follow(sink, mirror);
+        Ok(())
+    }
+
+    /// Answers the group in flight with how its commit went.
+    fn finish(&mut self, result: Result<(), StoreError>) -> Result<(), LedgerError> {
+        let Some(InFlight {
+            group,
+            outcome,
+            done: _,
+        }) = self.inflight.take()
+        else {
+            return Ok(());
+        };
+        let shared = self.shared;
+        if let Err(e) = result {
             shared.ready.store(false, Ordering::Relaxed);
             shared.metrics.commit_failures.inc();
-            tracing::error!(error = %e, events, "group commit failed; answering 503");
-            fail_all(pending, Vec::new(), &e.to_string(), &shared.dropped);
-            // The sink forgot its chains when the batch rolled back: restart it, so that every
-            // chain is tracked again.
-            Err(e)
+            tracing::error!(error = %e, events = group.events, "group commit failed; answering 503");
+            fail_all(group.pending, Vec::new(), &e.to_string(), &shared.dropped);
+            // The sink resets when it next runs (the store thread told it); restarting it
+            // tracks every chain again.
+            return Err(e.into());
         }
+        shared.ready.store(true, Ordering::Relaxed);
+        let m = &shared.metrics;
+        m.ingest_events.inc_by(outcome.count);
+        #[allow(clippy::cast_precision_loss)] // event counts are far below 2^52
+        m.batch_events.observe(group.events as f64);
+        if let Some(t) = group.started {
+            m.commit_seconds.observe(t.elapsed().as_secs_f64());
+        }
+        for (tenant, (_, last)) in &outcome.chains {
+            m.chain_entries
+                .get_or_create(&TenantLabel {
+                    tenant: tenant.clone(),
+                })
+                .set(i64::try_from(*last).unwrap_or(i64::MAX));
+        }
+        for w in &group.written {
+            m.detection_entry(w);
+        }
+        for p in group.pending {
+            match p {
+                Pending::Job(job, appended) => {
+                    m.ingest_latency.observe(job.queued.elapsed().as_secs_f64());
+                    let _ = job.reply.send(Ok((appended, job.events)));
+                }
+                Pending::Decide(r, d) => {
+                    m.decisions
+                        .get_or_create(&crate::metrics::DecisionLabel {
+                            decision: d.decision.to_owned(),
+                        })
+                        .inc();
+                    let _ = r.send(Ok(d));
+                }
+                Pending::Control(r, c) => {
+                    let _ = r.send(Ok(c));
+                }
+            }
+        }
+        if !group.written.is_empty()
+            && let Some(tx) = &shared.alerts
+        {
+            let _ = tx.send(group.written);
+        }
+        Ok(())
+    }
+}
+
+fn store_gone() -> StoreError {
+    StoreError::Invalid {
+        what: "the store thread stopped before reporting the commit".to_owned(),
     }
 }
 
