@@ -570,6 +570,10 @@ pub struct ServeArgs {
     /// Requests per second per token (0: no limit; default 2000).
     #[arg(long, env = "BLACKBOX_RATE_LIMIT")]
     pub rate_limit: Option<u32>,
+    /// When `POST /v1/decide` answers: `durable` (after the record's commit; default) or
+    /// `sequenced` (before it: no disk wait, but a crash can lose the record).
+    #[arg(long, env = "BLACKBOX_DECIDE_ANSWER")]
+    pub decide_answer: Option<String>,
     /// Print an example settings file with every default, and exit.
     #[arg(long)]
     pub print_config: bool,

@@ -226,29 +226,7 @@ fn a_full_disk_answers_503_loses_nothing_and_recovers() {
     }
     let (_tmp, dir) = init_store();
     let t = token(&dir, "acme", "ingest,read");
-    // SIGXFSZ is ignored, so writes past the file-size limit fail with EFBIG instead of
-    // killing the process: a disk that is full for this process's files.
-    let server = Server::start_with(&dir, |mut c| {
-        let prog = c.get_program().to_owned();
-        let args: Vec<_> = c.get_args().map(ToOwned::to_owned).collect();
-        let mut sh = std::process::Command::new("bash");
-        sh.arg("-c")
-            .arg("trap '' XFSZ; exec \"$0\" \"$@\"")
-            .arg(prog)
-            .args(args);
-        for (k, v) in c.get_envs() {
-            match v {
-                Some(v) => sh.env(k, v),
-                None => sh.env_remove(k),
-            };
-        }
-        c = sh;
-        c.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        c
-    });
-    let pid = server.child.id().to_string();
+    let server = start_fsize_limitable(&dir, &[]);
     let post = |i: usize| {
         let batch: Vec<Value> = (0..20).map(|k| event(0, i * 100 + k)).collect();
         http(
@@ -267,13 +245,7 @@ fn a_full_disk_answers_503_loses_nothing_and_recovers() {
         acked += 20;
     }
     // The disk is full: no file of the service may grow past its current largest size.
-    let biggest = walk(std::path::Path::new(&dir)).into_iter().max().unwrap();
-    let limit = biggest + 4096;
-    let r = std::process::Command::new("prlimit")
-        .args(["--pid", &pid, &format!("--fsize={limit}:unlimited")])
-        .status()
-        .unwrap();
-    assert!(r.success());
+    set_fsize_limit(&server, &dir, true);
     let mut saw_503 = false;
     for i in 5..400 {
         let (s, b) = post(i);
@@ -292,11 +264,7 @@ fn a_full_disk_answers_503_loses_nothing_and_recovers() {
     let (s, _) = http(server.addr, "GET", "/readyz", None, None).unwrap();
     assert_eq!(s, 503);
     // Space returns: the next request succeeds and nothing acknowledged was lost.
-    let r = std::process::Command::new("prlimit")
-        .args(["--pid", &pid, "--fsize=unlimited:unlimited"])
-        .status()
-        .unwrap();
-    assert!(r.success());
+    set_fsize_limit(&server, &dir, false);
     let (s, b) = post(1000);
     assert_eq!(s, 200, "{b}");
     acked += 20;
@@ -307,6 +275,165 @@ fn a_full_disk_answers_503_loses_nothing_and_recovers() {
     assert_eq!(report["entries"].as_u64().unwrap(), acked);
     let (s, _) = http(server.addr, "GET", "/readyz", None, None).unwrap();
     assert_eq!(s, 200);
+}
+
+/// A service whose file-size limit a test can lower with prlimit: SIGXFSZ is ignored, so writes
+/// past the limit fail with EFBIG instead of killing the process (a disk that is full for this
+/// process's files).
+fn start_fsize_limitable(dir: &str, env: &[(&str, &str)]) -> Server {
+    Server::start_with(dir, |mut c| {
+        let prog = c.get_program().to_owned();
+        let args: Vec<_> = c.get_args().map(ToOwned::to_owned).collect();
+        let mut sh = std::process::Command::new("bash");
+        sh.arg("-c")
+            .arg("trap '' XFSZ; exec \"$0\" \"$@\"")
+            .arg(prog)
+            .args(args);
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => sh.env(k, v),
+                None => sh.env_remove(k),
+            };
+        }
+        for (k, v) in env {
+            sh.env(k, v);
+        }
+        c = sh;
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    })
+}
+
+/// Lowers (`Some`: a little above the largest file of `dir`) or lifts the service's file-size
+/// limit.
+fn set_fsize_limit(server: &Server, dir: &str, full: bool) {
+    let limit = if full {
+        let biggest = walk(std::path::Path::new(dir)).into_iter().max().unwrap();
+        format!("--fsize={}:unlimited", biggest + 4096)
+    } else {
+        "--fsize=unlimited:unlimited".to_owned()
+    };
+    let r = std::process::Command::new("prlimit")
+        .args(["--pid", &server.child.id().to_string(), &limit])
+        .status()
+        .unwrap();
+    assert!(r.success());
+}
+
+#[test]
+fn decisions_answered_before_a_commit_that_failed_are_named_in_the_chain() {
+    if !has_prlimit() {
+        eprintln!("SKIPPED: prlimit (util-linux) is not installed; .ci/run installs it");
+        assert!(std::env::var_os("CI").is_none(), "prlimit is missing in CI");
+        return;
+    }
+    let (_tmp, dir) = init_store();
+    let t = token(&dir, "acme", "ingest,read");
+    let server = start_fsize_limitable(&dir, &[("BLACKBOX_DECIDE_ANSWER", "sequenced")]);
+    let decide = |i: usize| {
+        let body = json!({"agent_id": "agent-1", "session_id": "s-1", "tool_name": "search_docs",
+            "args": {"q": format!("question {i}")}});
+        let (s, b) = http(
+            server.addr,
+            "POST",
+            "/v1/decide",
+            Some(&t),
+            Some(&body.to_string()),
+        )
+        .unwrap();
+        (s, serde_json::from_str::<Value>(&b).unwrap())
+    };
+    let mut answered = Vec::new();
+    let (s, v) = decide(0);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["decision"], "allow", "{v}");
+    assert_eq!(v["durable"], false, "answered once sequenced: {v}");
+    answered.push(v["entry_id"].as_str().unwrap().to_owned());
+
+    set_fsize_limit(&server, &dir, true);
+    let mut failed = false;
+    'fill: for round in 0..300 {
+        for k in 0..10 {
+            let (s, v) = decide(1 + round * 10 + k);
+            match s {
+                200 => answered.push(v["entry_id"].as_str().unwrap().to_owned()),
+                // While the writer restarts after the failure.
+                503 => {}
+                other => panic!("unexpected {other}: {v}"),
+            }
+        }
+        if http(server.addr, "GET", "/readyz", None, None).unwrap().0 == 503 {
+            failed = true;
+            break 'fill;
+        }
+    }
+    assert!(failed, "commits never failed under the file-size limit");
+    set_fsize_limit(&server, &dir, false);
+    // The writer restarts; the next group writes the record of what was lost.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, _) = decide(100_000);
+        if s == 200 && http(server.addr, "GET", "/readyz", None, None).unwrap().0 == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the service did not recover");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (s, body) = http(
+        server.addr,
+        "GET",
+        "/v1/entries?event_type=decisions_unrecorded",
+        Some(&t),
+        None,
+    )
+    .unwrap();
+    assert_eq!(s, 200, "{body}");
+    let mut lost = std::collections::BTreeSet::new();
+    // The body comes chunked: entry lines between chunk-size lines.
+    for line in body.lines().filter(|l| l.starts_with('{')) {
+        let e: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(e["agent_id"], "agent-1", "{e}");
+        let ids = e["payload"]["entry_ids"].as_array().unwrap();
+        assert_eq!(
+            e["payload"]["count"].as_u64().unwrap(),
+            ids.len() as u64,
+            "{e}"
+        );
+        assert_eq!(
+            e["payload"]["decisions"]["allow"].as_u64().unwrap(),
+            ids.len() as u64
+        );
+        lost.extend(ids.iter().map(|i| i.as_str().unwrap().to_owned()));
+    }
+    assert!(
+        !lost.is_empty(),
+        "the failed commit's decisions must be named: {body}"
+    );
+    // Every answer is accounted for: its entry is in the chain, or it is named as lost.
+    for id in &answered {
+        let (s, b) = http(
+            server.addr,
+            "GET",
+            &format!("/v1/entries/{id}"),
+            Some(&t),
+            None,
+        )
+        .unwrap();
+        if lost.contains(id) {
+            assert_eq!(s, 404, "a lost decision {id} is in the chain: {b}");
+        } else {
+            assert_eq!(
+                s, 200,
+                "decision {id} is neither recorded nor named as lost: {b}"
+            );
+        }
+    }
+    let (s, body) = http(server.addr, "GET", "/v1/verify", Some(&t), None).unwrap();
+    assert_eq!(s, 200);
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["status"], "ok", "{report}");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<u64> {

@@ -103,6 +103,14 @@ pub struct Decision {
     pub seq: u64,
     /// Its hash.
     pub entry_hash: String,
+    /// Whether the record was durably committed before the answer (`false` when the service
+    /// answers decisions once sequenced; services before this field always committed first).
+    #[serde(default = "committed")]
+    pub durable: bool,
+}
+
+fn committed() -> bool {
+    true
 }
 
 impl Decision {

@@ -218,7 +218,11 @@ fn a_failed_pipelined_commit_takes_the_batches_sequenced_after_it_down_and_the_s
             let tx = done_tx.clone();
             sink.commit_then(now, false, move |r| tx.send((2, r.is_ok())).unwrap())?;
             let results: Vec<_> = (0..2).map(|_| done_rx.recv().unwrap()).collect();
-            assert_eq!(results, vec![(1, false), (2, false)], "both must fail, in order");
+            assert_eq!(
+                results,
+                vec![(1, false), (2, false)],
+                "both must fail, in order"
+            );
             // The sink reports the failure once, then starts again from the store's head.
             let err = sink.add(&event(9, "acme"), now).unwrap_err();
             assert!(err.to_string().contains("earlier batch failed"), "{err}");

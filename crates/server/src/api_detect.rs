@@ -134,6 +134,7 @@ pub async fn decide(State(state): State<AppState>, req: Request) -> Result<Respo
         "entry_id": d.entry.entry_id.to_string(),
         "seq": d.entry.seq,
         "entry_hash": d.entry.entry_hash.to_prefixed(),
+        "durable": d.durable,
     });
     Ok(axum::Json(v).into_response())
 }

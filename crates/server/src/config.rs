@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::ServerError;
+pub use crate::ingest::DecideAnswer;
 
 /// Default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
@@ -41,6 +42,11 @@ rotate_bytes = 268435456
 # rules_file = "/etc/blackbox/rules.yaml"
 # Where `hmac_secret_ref: k8s-secret/NAME` secrets are mounted (one file per secret).
 secrets_dir = "/var/run/secrets/blackbox"
+# When POST /v1/decide answers: "durable" once the record of the attempted call is committed
+# (fsynced), or "sequenced" once it is sequenced and signed, before its commit: no disk wait on
+# the agent's path, but a crash or failed commit in the next milliseconds loses the record (a
+# failed commit is then written down as a `decisions_unrecorded` entry naming the lost ids).
+decide_answer = "durable"
 "#;
 
 /// How log lines are written.
@@ -80,6 +86,8 @@ pub struct ServerConfig {
     pub rules: Option<PathBuf>,
     /// Directory of `k8s-secret/NAME` webhook secrets.
     pub secrets_dir: PathBuf,
+    /// When `POST /v1/decide` answers.
+    pub decide_answer: DecideAnswer,
 }
 
 /// Values from flags or environment variables (`None`: not given).
@@ -99,6 +107,8 @@ pub struct Overrides {
     pub rules: Option<PathBuf>,
     /// `BLACKBOX_SECRETS_DIR`.
     pub secrets_dir: Option<PathBuf>,
+    /// `--decide-answer` / `BLACKBOX_DECIDE_ANSWER` (`durable` or `sequenced`).
+    pub decide_answer: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -117,6 +127,7 @@ struct RawFile {
 struct RawDetection {
     rules_file: Option<PathBuf>,
     secrets_dir: Option<PathBuf>,
+    decide_answer: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -152,6 +163,16 @@ fn parse_listen(s: &str, whence: &str) -> Result<SocketAddr, ServerError> {
             "{whence}: `{s}` is not an address to listen on; give IP:PORT such as 127.0.0.1:7700 or 0.0.0.0:7700"
         ))
     })
+}
+
+fn parse_decide_answer(s: &str, whence: &str) -> Result<DecideAnswer, ServerError> {
+    match s {
+        "durable" => Ok(DecideAnswer::Durable),
+        "sequenced" => Ok(DecideAnswer::Sequenced),
+        other => Err(ServerError::Config(format!(
+            "{whence}: `{other}` is not a way to answer decisions; use durable (after the commit) or sequenced (before it)"
+        ))),
+    }
 }
 
 fn parse_log_format(s: &str, whence: &str) -> Result<LogFormat, ServerError> {
@@ -197,6 +218,13 @@ impl ServerConfig {
             (None, Some(f)) => parse_log_format(f, &format!("{whence}: server.log_format"))?,
             (None, None) => LogFormat::Text,
         };
+        let decide_answer = match (&o.decide_answer, &raw.detection.decide_answer) {
+            (Some(a), _) => parse_decide_answer(a, "--decide-answer")?,
+            (None, Some(a)) => {
+                parse_decide_answer(a, &format!("{whence}: detection.decide_answer"))?
+            }
+            (None, None) => DecideAnswer::Durable,
+        };
         let positive =
             |v: Option<usize>, default: usize, key: &str| -> Result<usize, ServerError> {
                 match v {
@@ -238,6 +266,7 @@ impl ServerConfig {
                 .clone()
                 .or(raw.detection.secrets_dir)
                 .unwrap_or_else(|| PathBuf::from("/var/run/secrets/blackbox")),
+            decide_answer,
         })
     }
 }
@@ -257,6 +286,31 @@ mod tests {
         let c = ServerConfig::load(Some(&f), &Overrides::default()).unwrap();
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.rate_per_second, 2000);
+        assert_eq!(c.decide_answer, DecideAnswer::Durable);
+        std::fs::write(
+            &f,
+            EXAMPLE.replace(
+                "decide_answer = \"durable\"",
+                "decide_answer = \"sequenced\"",
+            ),
+        )
+        .unwrap();
+        let c = ServerConfig::load(Some(&f), &Overrides::default()).unwrap();
+        assert_eq!(c.decide_answer, DecideAnswer::Sequenced);
+        let o = Overrides {
+            decide_answer: Some("durable".into()),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            ServerConfig::load(Some(&f), &o).unwrap().decide_answer,
+            DecideAnswer::Durable
+        );
+        let o = Overrides {
+            decide_answer: Some("fast".into()),
+            ..Overrides::default()
+        };
+        let e = ServerConfig::load(Some(&f), &o).unwrap_err();
+        assert!(e.to_string().contains("--decide-answer"), "{e}");
         let o = Overrides {
             listen: Some("0.0.0.0:7800".into()),
             rate_limit: Some(0),

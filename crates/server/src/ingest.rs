@@ -23,8 +23,8 @@ use blackbox_detect::rules::{Action, RuleSet};
 use blackbox_detect::{Detector, Features, Firing, Gate, Observation};
 use blackbox_ledger::LedgerError;
 use blackbox_ledger::writer::{AppendSink, Appended, BatchOutcome, Writer};
-use blackbox_store::{Store, StoreError};
 use blackbox_store::sqlite::SqliteStore;
+use blackbox_store::{Store, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -97,6 +97,29 @@ pub struct Decision {
     pub rules: Vec<RuleHit>,
     /// The recorded `tool_call` entry.
     pub entry: Appended,
+    /// Whether the record was durably committed before this answer (see [`DecideAnswer`]).
+    pub durable: bool,
+}
+
+/// When `POST /v1/decide` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecideAnswer {
+    /// Once the record of the attempted call is durably committed (the default).
+    #[default]
+    Durable,
+    /// Once the record is sequenced and signed, before its commit: no fsync on the agent's
+    /// path. Should the commit then fail (or the service crash first), the record is lost; the
+    /// service writes a `decisions_unrecorded` entry naming the lost entry ids when it can.
+    Sequenced,
+}
+
+/// A decision answered before its commit, whose commit failed.
+#[derive(Debug, Clone)]
+struct LostDecision {
+    tenant: String,
+    agent: String,
+    entry_id: uuid::Uuid,
+    decision: &'static str,
 }
 
 /// Operator actions on agents and rules.
@@ -184,6 +207,8 @@ pub struct WriterOptions {
     pub detector: Detector,
     /// Where the entries detection writes are sent after their commit (webhooks).
     pub alerts: Option<tokio::sync::mpsc::UnboundedSender<Vec<Written>>>,
+    /// When decisions are answered.
+    pub decide_answer: DecideAnswer,
 }
 
 /// The handlers' end of the writer.
@@ -224,6 +249,7 @@ impl Ingest {
             mirror,
             detector,
             alerts,
+            decide_answer,
         } = o;
         let (tx, rx) = crossbeam_channel::bounded(queue_capacity);
         let ready = Arc::new(AtomicBool::new(true));
@@ -235,6 +261,8 @@ impl Ingest {
             metrics: Arc::clone(&metrics),
             every: Duration::from_millis(u64::try_from(heartbeat_every_ms).unwrap_or(60_000)),
             alerts,
+            decide_answer,
+            lost: std::sync::Mutex::new(Vec::new()),
         };
         let handle = std::thread::Builder::new()
             .name("blackbox-writer".into())
@@ -391,6 +419,18 @@ struct Shared {
     metrics: Arc<Metrics>,
     every: Duration,
     alerts: Option<tokio::sync::mpsc::UnboundedSender<Vec<Written>>>,
+    decide_answer: DecideAnswer,
+    /// Decisions answered before their commit, whose commit failed: written down in a
+    /// `decisions_unrecorded` entry by the next group.
+    lost: std::sync::Mutex<Vec<LostDecision>>,
+}
+
+impl Shared {
+    fn lose(&self, l: impl IntoIterator<Item = LostDecision>) {
+        if let Ok(mut v) = self.lost.lock() {
+            v.extend(l);
+        }
+    }
 }
 
 /// Clears `ready` when the writer thread ends, however it ends (a panic included), so that
@@ -449,6 +489,8 @@ fn run(
 enum Pending {
     Job(Job, Vec<Appended>),
     Decide(oneshot::Sender<Result<Decision, IngestFailure>>, Decision),
+    /// A decision already answered (`DecideAnswer::Sequenced`).
+    Answered(LostDecision),
     Control(
         oneshot::Sender<Result<ControlReply, IngestFailure>>,
         ControlReply,
@@ -456,7 +498,7 @@ enum Pending {
 }
 
 impl Pending {
-    fn fail(self, why: &str) {
+    fn fail(self, why: &str, shared: &Shared) {
         let e = || IngestFailure::Store(why.to_owned());
         match self {
             Self::Job(j, _) => {
@@ -465,6 +507,7 @@ impl Pending {
             Self::Decide(r, _) => {
                 let _ = r.send(Err(e()));
             }
+            Self::Answered(l) => shared.lose([l]),
             Self::Control(r, _) => {
                 let _ = r.send(Err(e()));
             }
@@ -476,10 +519,11 @@ fn fail_all(
     pending: Vec<Pending>,
     rest: impl IntoIterator<Item = Msg>,
     why: &str,
-    dropped: &AtomicU64,
+    shared: &Shared,
 ) {
+    let dropped = &shared.dropped;
     for p in pending {
-        p.fail(why);
+        p.fail(why, shared);
     }
     for m in rest {
         match m {
@@ -609,6 +653,8 @@ struct Applied {
     pending: Vec<Pending>,
     written: Vec<Written>,
     events: usize,
+    /// Lost decisions this group's `decisions_unrecorded` entries name.
+    reported: Vec<LostDecision>,
     /// When the first message of the group was applied.
     started: Option<Instant>,
 }
@@ -663,7 +709,7 @@ fn serve(
             std::mem::take(&mut p.open.pending),
             Vec::new(),
             &why,
-            &shared.dropped,
+            shared,
         );
     }
     r
@@ -765,7 +811,7 @@ impl Pipeline<'_> {
             written: &mut self.open.written,
             pending: &mut self.open.pending,
         };
-        apply(sink, det, &self.shared.metrics, m, now, &mut bufs)
+        apply(sink, det, self.shared, m, now, &mut bufs)
     }
 
     /// Hands the open group to the store thread (nothing to do when none is open). Only when
@@ -780,6 +826,21 @@ impl Pipeline<'_> {
             && let Some(ev) = summary_denial(dropped)
         {
             sink.add(&ev, now_ms())?;
+        }
+        let lost: Vec<LostDecision> = self
+            .shared
+            .lost
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        if !lost.is_empty() {
+            for ev in unrecorded_entries(&lost) {
+                if let Err(e) = sink.add(&ev, now_ms()) {
+                    self.shared.lose(lost);
+                    return Err(e);
+                }
+            }
+            self.open.reported = lost;
         }
         let (tx, done) = crossbeam_channel::bounded(1);
         let outcome = sink.commit_then(now_ms(), false, move |r| {
@@ -857,7 +918,8 @@ impl Pipeline<'_> {
             shared.ready.store(false, Ordering::Relaxed);
             shared.metrics.commit_failures.inc();
             tracing::error!(error = %e, events = group.events, "group commit failed; answering 503");
-            fail_all(group.pending, Vec::new(), &e.to_string(), &shared.dropped);
+            fail_all(group.pending, Vec::new(), &e.to_string(), shared);
+            shared.lose(group.reported);
             // The sink resets when it next runs (the store thread told it); restarting it
             // tracks every chain again.
             return Err(e.into());
@@ -894,6 +956,13 @@ impl Pipeline<'_> {
                         .inc();
                     let _ = r.send(Ok(d));
                 }
+                Pending::Answered(l) => {
+                    m.decisions
+                        .get_or_create(&crate::metrics::DecisionLabel {
+                            decision: l.decision.to_owned(),
+                        })
+                        .inc();
+                }
                 Pending::Control(r, c) => {
                     let _ = r.send(Ok(c));
                 }
@@ -906,6 +975,55 @@ impl Pipeline<'_> {
         }
         Ok(())
     }
+}
+
+/// Most lost entry ids one `decisions_unrecorded` entry lists (the count covers them all).
+const LOST_IDS_PER_ENTRY: usize = 1000;
+
+/// `decisions_unrecorded` entries, one per (tenant, agent), for decisions answered before a
+/// commit that then failed (docs/FORMAT.md §14): the entry ids the agents were given do not
+/// exist in the chain, and the chain says so.
+fn unrecorded_entries(lost: &[LostDecision]) -> Vec<NormalizedEvent> {
+    let mut by: std::collections::BTreeMap<(&str, &str), Vec<&LostDecision>> =
+        std::collections::BTreeMap::new();
+    for l in lost {
+        by.entry((l.tenant.as_str(), l.agent.as_str()))
+            .or_default()
+            .push(l);
+    }
+    let mut out = Vec::new();
+    for ((tenant, agent), ls) in by {
+        let mut counts = serde_json::Map::new();
+        for l in &ls {
+            let c = counts.entry(l.decision).or_insert(json!(0));
+            *c = json!(c.as_u64().unwrap_or(0) + 1);
+        }
+        let ids: Vec<String> = ls
+            .iter()
+            .take(LOST_IDS_PER_ENTRY)
+            .map(|l| l.entry_id.to_string())
+            .collect();
+        let ev = json!({
+            "tenant_id": tenant,
+            "agent_id": agent,
+            "session_id": "service",
+            "event_type": "decisions_unrecorded",
+            "payload": {
+                "count": ls.len(),
+                "decisions": counts,
+                "entry_ids": ids,
+                "reason": "answered before the record was committed (decide_answer = \"sequenced\"); the commit failed",
+            },
+        });
+        match blackbox_core::event::normalize_json(
+            ev.to_string().as_bytes(),
+            &blackbox_core::entry::RedactionPolicy::default(),
+        ) {
+            Ok(ev) => out.push(ev),
+            Err(e) => tracing::error!(error = %e, tenant, "cannot record lost decisions"),
+        }
+    }
+    out
 }
 
 fn store_gone() -> StoreError {
@@ -925,7 +1043,7 @@ struct Bufs<'a> {
 fn apply(
     sink: &mut AppendSink<'_>,
     det: &mut Detector,
-    metrics: &Metrics,
+    shared: &Shared,
     m: Msg,
     now: i64,
     b: &mut Bufs<'_>,
@@ -957,13 +1075,35 @@ fn apply(
         Msg::Denial(d) => {
             sink.add(&d, now)?;
         }
-        Msg::Decide(req, reply) => match decide(sink, det, metrics, req, now, firings, written)? {
-            Ok(d) => pending.push(Pending::Decide(reply, d)),
-            Err(why) => {
-                tracing::error!(error = %why, "a decision could not be recorded");
-                let _ = reply.send(Err(IngestFailure::Store(why)));
+        Msg::Decide(req, reply) if shared.decide_answer == DecideAnswer::Sequenced => {
+            let (tenant, agent) = (req.tenant.as_str().to_owned(), req.agent_id.clone());
+            match decide(sink, det, &shared.metrics, req, now, firings, written)? {
+                Ok(mut d) => {
+                    // Sequenced and signed: answered now, committed with the group.
+                    d.durable = false;
+                    pending.push(Pending::Answered(LostDecision {
+                        tenant,
+                        agent,
+                        entry_id: d.entry.entry_id,
+                        decision: d.decision,
+                    }));
+                    let _ = reply.send(Ok(d));
+                }
+                Err(why) => {
+                    tracing::error!(error = %why, "a decision could not be recorded");
+                    let _ = reply.send(Err(IngestFailure::Store(why)));
+                }
             }
-        },
+        }
+        Msg::Decide(req, reply) => {
+            match decide(sink, det, &shared.metrics, req, now, firings, written)? {
+                Ok(d) => pending.push(Pending::Decide(reply, d)),
+                Err(why) => {
+                    tracing::error!(error = %why, "a decision could not be recorded");
+                    let _ = reply.send(Err(IngestFailure::Store(why)));
+                }
+            }
+        }
         Msg::Control(c, reply) => {
             let r = control(sink, det, c, now, written)?;
             pending.push(Pending::Control(reply, r));
@@ -1103,6 +1243,7 @@ fn decide(
         retry_after_ms,
         rules: hits,
         entry,
+        durable: true,
     }))
 }
 

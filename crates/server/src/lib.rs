@@ -150,6 +150,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
             mirror,
             detector,
             alerts: Some(alerts_tx),
+            decide_answer: config.decide_answer,
         },
     );
     let readers = Arc::new(readers::ReaderPool::new(dir.store_path()));

@@ -21,6 +21,7 @@ pub fn run(a: ServeArgs) -> Result<Outcome> {
             rate_limit: a.rate_limit,
             rules: a.rules,
             secrets_dir: a.secrets_dir,
+            decide_answer: a.decide_answer,
         },
     )?;
     init_logging(config.log_format);
