@@ -20,14 +20,15 @@ PORT="${PORT:-17900}"
 URL="http://127.0.0.1:$PORT"
 echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
 
-serve() { # DATA_DIR [RULES]
+serve() { # DATA_DIR [RULES [EXTRA FLAGS...]]
   rm -rf "$1"
   "$BB" init --data-dir "$1" > /dev/null
   TOKEN=$("$BB" tokens create --data-dir "$1" --tenant acme --scope ingest | tail -1)
   ADMIN=$("$BB" tokens create --data-dir "$1" --scope admin | tail -1)
-  local rules=()
+  local dir="$1" rules=()
   [ -n "${2:-}" ] && rules=(--rules "$2")
-  BLACKBOX_LOG=warn "$BB" serve --data-dir "$1" --listen "127.0.0.1:$PORT" --rate-limit 0 "${rules[@]}" &
+  shift; shift || true
+  BLACKBOX_LOG=warn "$BB" serve --data-dir "$dir" --listen "127.0.0.1:$PORT" --rate-limit 0 "${rules[@]}" "$@" &
   SERVER=$!
   for _ in $(seq 100); do curl -fs "$URL/healthz" > /dev/null && return; sleep 0.1; done
   echo "the server did not start"; exit 2
@@ -55,14 +56,15 @@ printf '  best: without rules %s, with the seed rules %s events/s: ratio %.2f\n'
   "$(best without-rules)" "$(best seed-rules)" "$(echo "$(best seed-rules) / $(best without-rules)" | bc -l)"
 fi
 
-echo "== POST /v1/decide at 5,000/s, $ND decisions, 100 rules / 500 patterns"
-serve "$OUT/d" bench/rules-100.yaml
+decide() { # ANSWER
+echo "== POST /v1/decide at 5,000/s, $ND decisions, 100 rules / 500 patterns, --decide-answer $1"
+serve "$OUT/d" bench/rules-100.yaml --decide-answer "$1"
 "$LG" --url "$URL" --token "$TOKEN" --mode decide --rate 5000 --events "$ND" --concurrency 256 --max-seconds 120
 curl -fs -H "Authorization: Bearer $ADMIN" "$URL/metrics" | python3 -c '
 import sys
 lines = sys.stdin.read().splitlines()
 for name, what in (("blackbox_decide_eval_seconds", "evaluation in the service (gate, counters, 100 rules, 500 patterns)"),
-                   ("blackbox_decide_seconds", "handler to answer, durable commit of the record included")):
+                   ("blackbox_decide_seconds", "handler entry to answer")):
     b = []
     for l in lines:
         if l.startswith(name + "_bucket"):
@@ -76,4 +78,20 @@ for name, what in (("blackbox_decide_eval_seconds", "evaluation in the service (
     print(f"  server side, {what}: " + ", ".join(qs) + f" ({int(total)} decisions)")
 '
 stop
+}
+decide durable
+decide sequenced
+echo "== the disk: fdatasync of an 800-byte append, 300 times (the floor of a durable answer)"
+python3 - "$OUT" <<'PY'
+import os, sys, time
+path = os.path.join(sys.argv[1], "fsync.test")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+lat = []
+for _ in range(300):
+    os.write(fd, b"x" * 800)
+    t = time.perf_counter(); os.fdatasync(fd); lat.append(time.perf_counter() - t)
+lat.sort()
+print("  fdatasync p50 %.3f ms, p99 %.3f ms, max %.3f ms" % (lat[150] * 1e3, lat[296] * 1e3, lat[-1] * 1e3))
+os.close(fd); os.unlink(path)
+PY
 rm -rf "$OUT"

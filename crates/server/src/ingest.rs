@@ -655,6 +655,8 @@ struct Applied {
     events: usize,
     /// Lost decisions this group's `decisions_unrecorded` entries name.
     reported: Vec<LostDecision>,
+    /// Whether a reply waits for the group's commit (else it may linger, see [`LINGER`]).
+    waiters: bool,
     /// When the first message of the group was applied.
     started: Option<Instant>,
 }
@@ -663,7 +665,21 @@ impl Applied {
     fn is_empty(&self) -> bool {
         self.started.is_none()
     }
+
+    /// How much longer the group may wait for company before its commit: nothing when a reply
+    /// waits for it.
+    fn linger(&self) -> Duration {
+        match self.started {
+            Some(t) if !self.waiters => LINGER.saturating_sub(t.elapsed()),
+            _ => Duration::ZERO,
+        }
+    }
 }
+
+/// How long a group that nobody waits for (decisions answered once sequenced, refusal records)
+/// gathers more before its commit: fewer, larger commits, and such records are durable within
+/// this plus one commit.
+const LINGER: Duration = Duration::from_millis(5);
 
 /// A group handed to the store thread; `done` tells how its commit went.
 struct InFlight {
@@ -743,14 +759,19 @@ impl Pipeline<'_> {
                         if self.open.is_empty() {
                             // Idle: the mirror catches up with what was just committed.
                             follow(sink, mirror);
-                        } else {
+                        } else if self.open.linger().is_zero() {
                             self.hand_over(sink)?;
                         }
                     },
                 }
             } else {
                 if !self.open.is_empty() {
-                    self.hand_over(sink)?;
+                    let linger = self.open.linger();
+                    if linger.is_zero() {
+                        self.hand_over(sink)?;
+                    } else if let Ok(m) = rx.recv_timeout(linger) {
+                        self.take(sink, det, mirror, m)?;
+                    }
                     continue;
                 }
                 let wait = self
@@ -767,8 +788,10 @@ impl Pipeline<'_> {
                                 Err(_) => break,
                             }
                         }
-                        self.hand_over(sink)?;
-                        follow(sink, mirror);
+                        if self.open.linger().is_zero() {
+                            self.hand_over(sink)?;
+                            follow(sink, mirror);
+                        }
                     }
                     Err(RecvTimeoutError::Timeout) => {
                         self.heartbeat(sink)?;
@@ -805,6 +828,11 @@ impl Pipeline<'_> {
         self.open.events += match &m {
             Msg::Job(j) => j.events.len(),
             Msg::Denial(_) | Msg::Decide(..) | Msg::Control(..) | Msg::Erase(..) => 1,
+        };
+        self.open.waiters |= match &m {
+            Msg::Denial(_) => false,
+            Msg::Decide(..) => self.shared.decide_answer == DecideAnswer::Durable,
+            Msg::Job(_) | Msg::Control(..) | Msg::Erase(..) => true,
         };
         let mut bufs = Bufs {
             firings: &mut self.firings,

@@ -334,10 +334,12 @@ impl TokenStore {
 
 /// Re-reads the token table when another connection (the CLI) has changed it.
 fn refresh(c: &mut Cache) -> Result<(), ServerError> {
-    let version: i64 = c.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
-    let changes: i64 = c
+    // Runs on every request: a cached statement, no SQL parsing.
+    let version: i64 = c
         .conn
-        .query_row("SELECT total_changes()", [], |r| r.get(0))?;
+        .prepare_cached("PRAGMA data_version")?
+        .query_row([], |r| r.get(0))?;
+    let changes = i64::try_from(c.conn.total_changes()).unwrap_or(i64::MAX);
     // data_version changes with other connections' commits; our own writes are tracked by
     // total_changes. Reload on either.
     let key = version.wrapping_mul(1_000_003).wrapping_add(changes);
