@@ -66,7 +66,7 @@ doc = {
     "/v1/decide": {"post": {
       "summary": "May this agent make this tool call now? (recorded either way; docs/RULES.md)", "operationId": "decide",
       "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DecideRequest"}}}},
-      "responses": {"200": {"description": "The decision, once the attempted call is durably recorded", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}}}, **std_err, "413": err}}},
+      "responses": {"200": {"description": "The decision, once the attempted call is durably recorded (or sequenced, with decide_answer = sequenced)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}}}, **std_err, "413": err}}},
     "/v1/agents": {"get": {
       "summary": "Agents known to the detector, paused and throttled first", "operationId": "listAgents",
       "parameters": [tenant],
@@ -139,7 +139,8 @@ doc = {
       "Decision": {"type": "object", "properties": {"decision": {"type": "string", "enum": ["allow", "block", "throttle", "paused"]},
                    "retry_after_ms": {"type": ["integer", "null"]},
                    "rules": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "action": {"type": "string"}, "severity": {"type": "string"}}}},
-                   "entry_id": {"type": "string"}, "seq": {"type": "integer"}, "entry_hash": {"type": "string"}}},
+                   "entry_id": {"type": "string"}, "seq": {"type": "integer"}, "entry_hash": {"type": "string"},
+                   "durable": {"type": "boolean", "description": "Whether the record was committed before this answer (false with decide_answer = sequenced)"}}},
       "Agent": {"type": "object", "properties": {"tenant_id": {"type": "string"}, "agent_id": {"type": "string"}, "state": {"type": "string", "enum": ["active", "paused", "throttled"]},
                 "first_seen": {"type": ["string", "null"]}, "last_seen": {"type": ["string", "null"]}, "events": {"type": "integer"},
                 "paused_since": {"type": ["string", "null"]}, "paused_by": {"type": ["string", "null"]},
