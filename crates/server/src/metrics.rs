@@ -131,12 +131,10 @@ impl Metrics {
             http_seconds: Family::new_with_constructor(latency_histogram),
             decisions: Family::default(),
             // Boundaries at the 1 ms target and around it, so a p99 can be read against it.
-            decide_seconds: Histogram::new(
-                [
-                    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.000_75, 0.001, 0.001_5,
-                    0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                ],
-            ),
+            decide_seconds: Histogram::new([
+                0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.000_75, 0.001, 0.001_5, 0.002_5,
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
             decide_eval_seconds: Histogram::new(exponential_buckets(0.000_001, 2.0, 20)),
             detections: Family::default(),
             anomalies_suppressed: Gauge::default(),
