@@ -769,8 +769,12 @@ impl Pipeline<'_> {
                     let linger = self.open.linger();
                     if linger.is_zero() {
                         self.hand_over(sink)?;
-                    } else if let Ok(m) = rx.recv_timeout(linger) {
-                        self.take(sink, det, mirror, m)?;
+                        continue;
+                    }
+                    match rx.recv_timeout(linger) {
+                        Ok(m) => self.take(sink, det, mirror, m)?,
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => return self.shut_down(sink, mirror),
                     }
                     continue;
                 }
