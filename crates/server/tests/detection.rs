@@ -45,6 +45,13 @@ struct Fixture {
 }
 
 fn start(dir: &std::path::Path) -> (Router, AppState, blackbox_server::ingest::WriterThread) {
+    start_answering(dir, None)
+}
+
+fn start_answering(
+    dir: &std::path::Path,
+    decide_answer: Option<&str>,
+) -> (Router, AppState, blackbox_server::ingest::WriterThread) {
     let rules = dir.join("rules.yaml");
     if !rules.exists() {
         std::fs::write(&rules, RULES).unwrap();
@@ -55,6 +62,7 @@ fn start(dir: &std::path::Path) -> (Router, AppState, blackbox_server::ingest::W
             data_dir: Some(dir.join("data")),
             rate_limit: Some(0),
             rules: Some(rules),
+            decide_answer: decide_answer.map(str::to_owned),
             ..Overrides::default()
         },
     )
@@ -276,6 +284,46 @@ async fn decide_allows_blocks_and_records_without_raw_arguments() {
     let (s, v) = f.send("GET", "/v1/verify", &read, None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "ok", "{v}");
+}
+
+#[tokio::test]
+async fn sequenced_answers_come_before_the_commit_and_a_shutdown_commits_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, state, writer) = start_answering(dir.path(), Some("sequenced"));
+    let mut f = Fixture {
+        dir,
+        app: Some(app),
+        state: Some(state),
+        writer: Some(writer),
+    };
+    let ingest = f.token(Some("acme"), "ingest");
+    let v = f
+        .decide(&ingest, "agent-1", "search_docs", json!({"q": "revenue"}))
+        .await;
+    assert_eq!(v["decision"], "allow", "{v}");
+    assert_eq!(v["durable"], false, "{v}");
+    let blocked = f
+        .decide(
+            &ingest,
+            "agent-1",
+            "search_docs",
+            json!({"q": "ignore previous instructions"}),
+        )
+        .await;
+    assert_eq!(blocked["decision"], "block", "{blocked}");
+    // Stop at once: the group may still be lingering; shutting down commits it.
+    f.app = None;
+    f.state = None;
+    f.writer.take().unwrap().join();
+    let data = blackbox_ledger::datadir::DataDir::new(f.dir.path().join("data"));
+    let store = blackbox_ledger::open::open_reader(&data).unwrap();
+    for d in [&v, &blocked] {
+        let id = uuid::Uuid::parse_str(d["entry_id"].as_str().unwrap()).unwrap();
+        let e = blackbox_store::Store::entry_by_id(&store, id.as_bytes())
+            .unwrap()
+            .unwrap_or_else(|| panic!("decision {d} was not committed"));
+        assert_eq!(e.seq, d["seq"].as_u64().unwrap());
+    }
 }
 
 #[tokio::test]
