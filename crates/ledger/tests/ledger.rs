@@ -198,7 +198,14 @@ fn a_failed_pipelined_commit_takes_the_batches_sequenced_after_it_down_and_the_s
             for i in 0..5 {
                 sink.add(&event(i, "acme"), now)?;
             }
-            sink.commit(now, false)?;
+            // The store thread is held inside this batch's callback until the two batches
+            // below are handed over, so neither can learn of the failure early.
+            let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+            let tx = done_tx.clone();
+            sink.commit_then(now, false, move |r| {
+                tx.send((0, r.is_ok())).unwrap();
+                let _ = gate_rx.recv_timeout(std::time::Duration::from_secs(30));
+            })?;
             // A batch the store refuses (an archive anchor past the chain's end)...
             for i in 5..8 {
                 sink.add(&event(i, "acme"), now)?;
@@ -217,11 +224,12 @@ fn a_failed_pipelined_commit_takes_the_batches_sequenced_after_it_down_and_the_s
             assert_eq!(next.seq, 9);
             let tx = done_tx.clone();
             sink.commit_then(now, false, move |r| tx.send((2, r.is_ok())).unwrap())?;
-            let results: Vec<_> = (0..2).map(|_| done_rx.recv().unwrap()).collect();
+            gate_tx.send(()).unwrap();
+            let results: Vec<_> = (0..3).map(|_| done_rx.recv().unwrap()).collect();
             assert_eq!(
                 results,
-                vec![(1, false), (2, false)],
-                "both must fail, in order"
+                vec![(0, true), (1, false), (2, false)],
+                "the first commits; the failed one and the one sequenced on top of it fail, in order"
             );
             // The sink reports the failure once, then starts again from the store's head.
             let err = sink.add(&event(9, "acme"), now).unwrap_err();
