@@ -217,11 +217,19 @@ fn has_prlimit() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Whether a test that needs prlimit must skip (it says why; in CI it fails instead).
+fn prlimit_missing() -> bool {
+    if has_prlimit() {
+        return false;
+    }
+    eprintln!("SKIPPED: prlimit (util-linux) is not installed; .ci/run installs it");
+    assert!(std::env::var_os("CI").is_none(), "prlimit is missing in CI");
+    true
+}
+
 #[test]
 fn a_full_disk_answers_503_loses_nothing_and_recovers() {
-    if !has_prlimit() {
-        eprintln!("SKIPPED: prlimit (util-linux) is not installed; .ci/run installs it");
-        assert!(std::env::var_os("CI").is_none(), "prlimit is missing in CI");
+    if prlimit_missing() {
         return;
     }
     let (_tmp, dir) = init_store();
@@ -324,9 +332,7 @@ fn set_fsize_limit(server: &Server, dir: &str, full: bool) {
 
 #[test]
 fn decisions_answered_before_a_commit_that_failed_are_named_in_the_chain() {
-    if !has_prlimit() {
-        eprintln!("SKIPPED: prlimit (util-linux) is not installed; .ci/run installs it");
-        assert!(std::env::var_os("CI").is_none(), "prlimit is missing in CI");
+    if prlimit_missing() {
         return;
     }
     let (_tmp, dir) = init_store();

@@ -33,6 +33,19 @@ fn setup(every: u64) -> (tempfile::TempDir, DataDir) {
     (tmp, dir)
 }
 
+/// Verifies the store with the HMAC keys and the public key.
+fn verify_with_keys(dir: &DataDir) -> blackbox_core::verify::Report {
+    let keys = load_keyring(&dir.hmac_keys_path()).unwrap();
+    verify_store(
+        &dir.store_path(),
+        Some(&keys),
+        Some(public_key(dir).unwrap()),
+        &StoreVerifyOptions::default(),
+        &|_| {},
+    )
+    .unwrap()
+}
+
 #[test]
 fn proofs_from_stored_nodes_verify_at_every_size_boundary() {
     let (_tmp, dir) = setup(100);
@@ -119,15 +132,7 @@ fn heartbeat_export_and_both_verifiers_agree() {
     assert_eq!(hb.len(), 2);
     drop(store);
 
-    let keys = load_keyring(&dir.hmac_keys_path()).unwrap();
-    let report = verify_store(
-        &dir.store_path(),
-        Some(&keys),
-        Some(public_key(&dir).unwrap()),
-        &StoreVerifyOptions::default(),
-        &|_| {},
-    )
-    .unwrap();
+    let report = verify_with_keys(&dir);
     assert!(report.ok(), "{:?}", report.findings);
     assert_eq!(report.entries, 120);
     assert_eq!(report.chains.len(), 2);
@@ -137,6 +142,7 @@ fn heartbeat_export_and_both_verifiers_agree() {
     let mut f = std::fs::File::create(&path).unwrap();
     let counts = export_log(&store, None, &mut f).unwrap();
     assert_eq!((counts.chains, counts.entries), (2, 120));
+    let keys = load_keyring(&dir.hmac_keys_path()).unwrap();
     let from_file = verify_log_file(
         &path,
         Some(&keys),
@@ -245,15 +251,7 @@ fn a_failed_pipelined_commit_takes_the_batches_sequenced_after_it_down_and_the_s
         .unwrap();
     assert_eq!(store.chains().unwrap()[0].size, 6);
     drop(store);
-    let keys = load_keyring(&dir.hmac_keys_path()).unwrap();
-    let report = verify_store(
-        &dir.store_path(),
-        Some(&keys),
-        Some(public_key(&dir).unwrap()),
-        &StoreVerifyOptions::default(),
-        &|_| {},
-    )
-    .unwrap();
+    let report = verify_with_keys(&dir);
     assert!(report.ok(), "{:?}", report.findings);
     assert_eq!(report.entries, 6);
 }

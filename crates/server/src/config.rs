@@ -165,6 +165,19 @@ fn parse_listen(s: &str, whence: &str) -> Result<SocketAddr, ServerError> {
     })
 }
 
+/// A setting from its flag (or variable), else from the file, parsed with where it came from;
+/// `None` when neither gives it.
+fn choose<T>(
+    flag: (Option<&str>, &str),
+    file: (Option<&str>, &str),
+    parse: fn(&str, &str) -> Result<T, ServerError>,
+) -> Option<Result<T, ServerError>> {
+    match (flag, file) {
+        ((Some(v), whence), _) | ((None, _), (Some(v), whence)) => Some(parse(v, whence)),
+        ((None, _), (None, _)) => None,
+    }
+}
+
 fn parse_decide_answer(s: &str, whence: &str) -> Result<DecideAnswer, ServerError> {
     match s {
         "durable" => Ok(DecideAnswer::Durable),
@@ -203,28 +216,40 @@ impl ServerConfig {
             }
         };
         let whence = file.map_or_else(String::new, |p| p.display().to_string());
-        let listen = match (&o.listen, &raw.server.listen) {
-            (Some(l), _) => parse_listen(l, "--listen")?,
-            (None, Some(l)) => parse_listen(l, &format!("{whence}: server.listen"))?,
-            (None, None) => parse_listen(DEFAULT_LISTEN, "default")?,
-        };
+        let listen = choose(
+            (o.listen.as_deref(), "--listen"),
+            (
+                raw.server.listen.as_deref(),
+                &format!("{whence}: server.listen"),
+            ),
+            parse_listen,
+        )
+        .unwrap_or_else(|| parse_listen(DEFAULT_LISTEN, "default"))?;
         let data_dir = o
             .data_dir
             .clone()
             .or(raw.server.data_dir)
             .unwrap_or_else(|| PathBuf::from(blackbox_ledger::datadir::DEFAULT_DATA_DIR));
-        let log_format = match (&o.log_format, &raw.server.log_format) {
-            (Some(f), _) => parse_log_format(f, "--log-format")?,
-            (None, Some(f)) => parse_log_format(f, &format!("{whence}: server.log_format"))?,
-            (None, None) => LogFormat::Text,
-        };
-        let decide_answer = match (&o.decide_answer, &raw.detection.decide_answer) {
-            (Some(a), _) => parse_decide_answer(a, "--decide-answer")?,
-            (None, Some(a)) => {
-                parse_decide_answer(a, &format!("{whence}: detection.decide_answer"))?
-            }
-            (None, None) => DecideAnswer::Durable,
-        };
+        let log_format = choose(
+            (o.log_format.as_deref(), "--log-format"),
+            (
+                raw.server.log_format.as_deref(),
+                &format!("{whence}: server.log_format"),
+            ),
+            parse_log_format,
+        )
+        .transpose()?
+        .unwrap_or(LogFormat::Text);
+        let decide_answer = choose(
+            (o.decide_answer.as_deref(), "--decide-answer"),
+            (
+                raw.detection.decide_answer.as_deref(),
+                &format!("{whence}: detection.decide_answer"),
+            ),
+            parse_decide_answer,
+        )
+        .transpose()?
+        .unwrap_or(DecideAnswer::Durable);
         let positive =
             |v: Option<usize>, default: usize, key: &str| -> Result<usize, ServerError> {
                 match v {

@@ -515,35 +515,10 @@ impl Pending {
     }
 }
 
-fn fail_all(
-    pending: Vec<Pending>,
-    rest: impl IntoIterator<Item = Msg>,
-    why: &str,
-    shared: &Shared,
-) {
-    let dropped = &shared.dropped;
+/// Answers every reply of a group that was not committed.
+fn fail_all(pending: Vec<Pending>, why: &str, shared: &Shared) {
     for p in pending {
         p.fail(why, shared);
-    }
-    for m in rest {
-        match m {
-            // Refusal records of the group are lost with it: count them for the summary record.
-            Msg::Denial(_) => {
-                dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            Msg::Job(j) => {
-                let _ = j.reply.send(Err(IngestFailure::Store(why.to_owned())));
-            }
-            Msg::Decide(_, r) => {
-                let _ = r.send(Err(IngestFailure::Store(why.to_owned())));
-            }
-            Msg::Control(_, r) => {
-                let _ = r.send(Err(IngestFailure::Store(why.to_owned())));
-            }
-            Msg::Erase(_, r) => {
-                let _ = r.send(Err(IngestFailure::Store(why.to_owned())));
-            }
-        }
     }
 }
 
@@ -721,12 +696,7 @@ fn serve(
         // Whatever is in flight is answered as its commit went; what is open was not written.
         let why = e.to_string();
         let _ = p.settle();
-        fail_all(
-            std::mem::take(&mut p.open.pending),
-            Vec::new(),
-            &why,
-            shared,
-        );
+        fail_all(std::mem::take(&mut p.open.pending), &why, shared);
     }
     r
 }
@@ -950,7 +920,7 @@ impl Pipeline<'_> {
             shared.ready.store(false, Ordering::Relaxed);
             shared.metrics.commit_failures.inc();
             tracing::error!(error = %e, events = group.events, "group commit failed; answering 503");
-            fail_all(group.pending, Vec::new(), &e.to_string(), shared);
+            fail_all(group.pending, &e.to_string(), shared);
             shared.lose(group.reported);
             // The sink resets when it next runs (the store thread told it); restarting it
             // tracks every chain again.
@@ -981,20 +951,10 @@ impl Pipeline<'_> {
                     let _ = job.reply.send(Ok((appended, job.events)));
                 }
                 Pending::Decide(r, d) => {
-                    m.decisions
-                        .get_or_create(&crate::metrics::DecisionLabel {
-                            decision: d.decision.to_owned(),
-                        })
-                        .inc();
+                    count_decision(m, d.decision);
                     let _ = r.send(Ok(d));
                 }
-                Pending::Answered(l) => {
-                    m.decisions
-                        .get_or_create(&crate::metrics::DecisionLabel {
-                            decision: l.decision.to_owned(),
-                        })
-                        .inc();
-                }
+                Pending::Answered(l) => count_decision(m, l.decision),
                 Pending::Control(r, c) => {
                     let _ = r.send(Ok(c));
                 }
@@ -1025,10 +985,9 @@ fn unrecorded_entries(lost: &[LostDecision]) -> Vec<NormalizedEvent> {
     }
     let mut out = Vec::new();
     for ((tenant, agent), ls) in by {
-        let mut counts = serde_json::Map::new();
+        let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
         for l in &ls {
-            let c = counts.entry(l.decision).or_insert(json!(0));
-            *c = json!(c.as_u64().unwrap_or(0) + 1);
+            *counts.entry(l.decision).or_default() += 1;
         }
         let ids: Vec<String> = ls
             .iter()
@@ -1056,6 +1015,14 @@ fn unrecorded_entries(lost: &[LostDecision]) -> Vec<NormalizedEvent> {
         }
     }
     out
+}
+
+fn count_decision(m: &Metrics, decision: &str) {
+    m.decisions
+        .get_or_create(&crate::metrics::DecisionLabel {
+            decision: decision.to_owned(),
+        })
+        .inc();
 }
 
 fn store_gone() -> StoreError {
@@ -1107,29 +1074,25 @@ fn apply(
         Msg::Denial(d) => {
             sink.add(&d, now)?;
         }
-        Msg::Decide(req, reply) if shared.decide_answer == DecideAnswer::Sequenced => {
-            let (tenant, agent) = (req.tenant.as_str().to_owned(), req.agent_id.clone());
-            match decide(sink, det, &shared.metrics, req, now, firings, written)? {
-                Ok(mut d) => {
-                    // Sequenced and signed: answered now, committed with the group.
-                    d.durable = false;
-                    pending.push(Pending::Answered(LostDecision {
-                        tenant,
-                        agent,
-                        entry_id: d.entry.entry_id,
-                        decision: d.decision,
-                    }));
-                    let _ = reply.send(Ok(d));
-                }
-                Err(why) => {
-                    tracing::error!(error = %why, "a decision could not be recorded");
-                    let _ = reply.send(Err(IngestFailure::Store(why)));
-                }
-            }
-        }
         Msg::Decide(req, reply) => {
+            // Answered now when sequenced (then its loss must be traceable to tenant and agent).
+            let early = (shared.decide_answer == DecideAnswer::Sequenced)
+                .then(|| (req.tenant.as_str().to_owned(), req.agent_id.clone()));
             match decide(sink, det, &shared.metrics, req, now, firings, written)? {
-                Ok(d) => pending.push(Pending::Decide(reply, d)),
+                Ok(mut d) => match early {
+                    Some((tenant, agent)) => {
+                        // Sequenced and signed: answered now, committed with the group.
+                        d.durable = false;
+                        pending.push(Pending::Answered(LostDecision {
+                            tenant,
+                            agent,
+                            entry_id: d.entry.entry_id,
+                            decision: d.decision,
+                        }));
+                        let _ = reply.send(Ok(d));
+                    }
+                    None => pending.push(Pending::Decide(reply, d)),
+                },
                 Err(why) => {
                     tracing::error!(error = %why, "a decision could not be recorded");
                     let _ = reply.send(Err(IngestFailure::Store(why)));

@@ -44,11 +44,7 @@ struct Fixture {
     writer: Option<blackbox_server::ingest::WriterThread>,
 }
 
-fn start(dir: &std::path::Path) -> (Router, AppState, blackbox_server::ingest::WriterThread) {
-    start_answering(dir, None)
-}
-
-fn start_answering(
+fn start(
     dir: &std::path::Path,
     decide_answer: Option<&str>,
 ) -> (Router, AppState, blackbox_server::ingest::WriterThread) {
@@ -73,8 +69,13 @@ fn start_answering(
 
 impl Fixture {
     fn new() -> Self {
+        Self::answering(None)
+    }
+
+    /// A service whose decisions answer as `decide_answer` says (`None`: the default).
+    fn answering(decide_answer: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (app, state, writer) = start(dir.path());
+        let (app, state, writer) = start(dir.path(), decide_answer);
         Self {
             dir,
             app: Some(app),
@@ -83,11 +84,16 @@ impl Fixture {
         }
     }
 
-    fn restart(&mut self) {
+    /// Drops every handle and waits for the writer to finish (closing checkpoints included).
+    fn stop(&mut self) {
         self.app = None;
         self.state = None;
         self.writer.take().unwrap().join();
-        let (app, state, writer) = start(self.dir.path());
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        let (app, state, writer) = start(self.dir.path(), None);
         self.app = Some(app);
         self.state = Some(state);
         self.writer = Some(writer);
@@ -288,14 +294,7 @@ async fn decide_allows_blocks_and_records_without_raw_arguments() {
 
 #[tokio::test]
 async fn sequenced_answers_come_before_the_commit_and_a_shutdown_commits_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let (app, state, writer) = start_answering(dir.path(), Some("sequenced"));
-    let mut f = Fixture {
-        dir,
-        app: Some(app),
-        state: Some(state),
-        writer: Some(writer),
-    };
+    let mut f = Fixture::answering(Some("sequenced"));
     let ingest = f.token(Some("acme"), "ingest");
     let v = f
         .decide(&ingest, "agent-1", "search_docs", json!({"q": "revenue"}))
@@ -312,9 +311,7 @@ async fn sequenced_answers_come_before_the_commit_and_a_shutdown_commits_them() 
         .await;
     assert_eq!(blocked["decision"], "block", "{blocked}");
     // Stop at once: the group may still be lingering; shutting down commits it.
-    f.app = None;
-    f.state = None;
-    f.writer.take().unwrap().join();
+    f.stop();
     let data = blackbox_ledger::datadir::DataDir::new(f.dir.path().join("data"));
     let store = blackbox_ledger::open::open_reader(&data).unwrap();
     for d in [&v, &blocked] {
