@@ -1,4 +1,4 @@
-//! Entry lines: `split_line`, `EntryView::parse`, `line_scan::scan`, `check_hmac` and
+//! Entry lines: `split_line`, `EntryView::parse`, `line_scan::scan`, `scan_envelope`, `check_hmac` and
 //! `check_entry` on arbitrary bytes must never panic, the lean scanner must never accept what
 //! the full parser refuses, and the streaming verifier must digest whatever they produce.
 #![no_main]
@@ -40,7 +40,13 @@ fuzz_target!(|data: &[u8]| {
         }
         assert_eq!(check_hmac(data, &view, None), HmacStatus::NotChecked);
     }
-    let _ = check_entry(1, data, Some(data), Some(&ring));
+    // With the key, an authentic line is read without its payload (`scan_envelope`); anything
+    // else must be read exactly as without the key.
+    let _ = blackbox_core::line_scan::scan_envelope(data);
+    let with = check_entry(1, data, Some(data), Some(&ring));
+    if with.hmac != HmacStatus::Valid {
+        assert_eq!(with.meta, check_entry(1, data, Some(data), None).meta);
+    }
 
     // The input as a log: one entry per line, fed in order (with and without the key).
     for keys in [Some(&ring), None] {

@@ -281,7 +281,8 @@ pub fn epoch_key_id(generation: &KeyId, epoch: u64) -> Result<KeyId, Error> {
 /// into its generation and epoch; `None` for any other id.
 #[must_use]
 pub fn split_epoch_id(id: &str) -> Option<(&str, u64)> {
-    let cut = id.rfind("-e")?;
+    // Byte search: a `str` pattern builds a searcher on every call, and this runs per entry.
+    let cut = id.as_bytes().windows(2).rposition(|w| w == b"-e")?;
     let (generation, digits) = (&id[..cut], &id[cut + 2..]);
     let canonical = !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit())

@@ -7,6 +7,10 @@
 //! [`crate::entry::EntryView::parse`] does, validates the payload's JSON syntax without building
 //! anything, and returns borrowed fields.
 //!
+//! [`scan_envelope`] goes further for verifiers that hold the HMAC key: it reads only the
+//! envelope (front and back of the line) and skips the payload, and its result is trusted only
+//! once the line's HMAC verifies (docs/FORMAT.md §9, "Reading authentic lines quickly").
+//!
 //! It is a fast path, not a second definition of the format: it returns `None` for anything off
 //! the common layout (escapes in envelope strings, whitespace, upper-case hex, other member
 //! orders, very deep payloads), and the caller then falls back to the full parser, which accepts
@@ -61,9 +65,11 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    fn lit(&mut self, s: &[u8]) -> Option<()> {
-        let end = self.i.checked_add(s.len())?;
-        (self.b.get(self.i..end)? == s).then(|| self.i = end)
+    fn lit<const N: usize>(&mut self, s: &[u8; N]) -> Option<()> {
+        // A fixed-size comparison compiles to a few loads, not a call to `memcmp`.
+        let end = self.i.checked_add(N)?;
+        let w: &[u8; N] = self.b.get(self.i..end)?.try_into().ok()?;
+        (w == s).then(|| self.i = end)
     }
 
     fn peek(&self) -> Option<u8> {
@@ -81,6 +87,22 @@ impl<'a> Cursor<'a> {
         }
         self.i = end + 1;
         self.text.get(start..end)
+    }
+
+    /// A non-empty string of `A-Z a-z 0-9 _ - . :` (tenant ids, key ids, event types), quotes
+    /// included.
+    fn ident(&mut self) -> Option<&'a str> {
+        self.lit(b"\"")?;
+        let rest = self.b.get(self.i..)?;
+        let n = rest.iter().position(|&c| {
+            !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':'))
+        })?;
+        if n == 0 || rest[n] != b'"' {
+            return None;
+        }
+        let s = std::str::from_utf8(&rest[..n]).ok()?;
+        self.i += n + 1;
+        Some(s)
     }
 
     /// An unsigned integer as serde_json reads a u64: no sign, no leading zero, no fraction.
@@ -380,6 +402,173 @@ pub fn scan(line: &[u8]) -> Option<ScannedEntry<'_>> {
         key_id,
         client_seq,
         timestamp_ms,
+        prev_entry_hash,
+        personal_digest,
+        hmac,
+    })
+}
+
+/// The members of an entry line a verifier needs, borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvelopeFields<'a> {
+    /// Chain sequence number.
+    pub seq: u64,
+    /// UUIDv7, as its 128-bit value.
+    pub entry_id: u128,
+    /// Chain.
+    pub tenant_id: &'a str,
+    /// Event type.
+    pub event_type: &'a str,
+    /// HMAC key generation.
+    pub key_id: &'a str,
+    /// Link to the previous entry.
+    pub prev_entry_hash: Hash,
+    /// Digest of the personal sidecar.
+    pub personal_digest: Option<Hash>,
+    /// The MAC.
+    pub hmac: [u8; 32],
+}
+
+/// The member that follows the payload (or the personal digest) in every entry line.
+const PREV_MEMBER: &[u8; 27] = b",\"prev_entry_hash\":\"sha256:";
+/// `,"personal_digest":"sha256:<64 hex>"`: its length.
+const PERSONAL_MEMBER_LEN: usize = b",\"personal_digest\":\"sha256:".len() + 64 + 1;
+
+/// A cursor that reads a line backwards from `end`.
+struct Back<'a> {
+    b: &'a [u8],
+    end: usize,
+}
+
+impl<'a> Back<'a> {
+    /// The `s` just before the cursor; the cursor moves before it.
+    fn lit<const N: usize>(&mut self, s: &[u8; N]) -> Option<()> {
+        let start = self.end.checked_sub(N)?;
+        let w: &[u8; N] = self.b[start..self.end].try_into().ok()?;
+        (w == s).then(|| self.end = start)
+    }
+
+    /// The `n` bytes before the cursor.
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let start = self.end.checked_sub(n)?;
+        let s = &self.b[start..self.end];
+        self.end = start;
+        Some(s)
+    }
+
+    /// The longest run of bytes before the cursor that satisfy `f`.
+    fn take_while(&mut self, f: impl Fn(u8) -> bool) -> &'a [u8] {
+        let n = self.b[..self.end]
+            .iter()
+            .rev()
+            .take_while(|&&c| f(c))
+            .count();
+        let start = self.end - n;
+        let s = &self.b[start..self.end];
+        self.end = start;
+        s
+    }
+}
+
+/// Reads the envelope members a verifier needs **without reading the payload**, for a line
+/// whose authenticity is then established by its HMAC.
+///
+/// The members before the payload are read from the front, the ones after it from the last
+/// `,"prev_entry_hash":"sha256:` of the line: in a line the writer produced (JCS, docs/FORMAT.md
+/// §2) that byte sequence can occur only as the envelope member after the payload (inside a JCS
+/// string every `"` is escaped, and the members after it are fixed). The payload between them is
+/// not read at all, so a line that was not written by the writer can give values here that the
+/// full parser would not: **the result may only be trusted once the line's HMAC, checked with
+/// `key_id` and `hmac` from this result, verifies**. Otherwise the caller reads the line with
+/// [`scan`] or the full parser, which check every byte. On lines the writer produced the values
+/// equal those of [`scan`] (tested on generated logs).
+#[must_use]
+pub fn scan_envelope(line: &[u8]) -> Option<EnvelopeFields<'_>> {
+    // Front: `{"agent_id":"…"[,"client_seq":N],"entry_id":"…","event_type":"…","key_id":"…","payload":{`
+    let mut c = Cursor {
+        text: "",
+        b: line,
+        i: 0,
+        printable: true,
+    };
+    c.lit(b"{\"agent_id\":\"")?;
+    // The agent id's closing quote: the first quote, unless an escape comes first.
+    let close = c.i + memchr::memchr(b'"', line.get(c.i..)?)?;
+    if line[c.i..close].contains(&b'\\') {
+        return None;
+    }
+    c.i = close + 1;
+    if c.lit(b",\"client_seq\":").is_some() {
+        c.uint()?;
+    }
+    c.lit(b",\"entry_id\":")?;
+    let entry_id = c.uuid_v7()?;
+    c.lit(b",\"event_type\":")?;
+    let event_type = c.ident()?;
+    c.lit(b",\"key_id\":")?;
+    let key_id = c.ident()?;
+    c.lit(b",\"payload\":{")?;
+    let payload_start = c.i - 1;
+    // Back, from the end: `,"prev_entry_hash":"sha256:<hex>","seq":N,"session_id":"…",
+    // "tenant_id":"…","timestamp":"<24>","v":1,"hmac_sha256":"<hex>"}`.
+    let mut r = Back {
+        b: line,
+        end: line.len(),
+    };
+    r.lit(b"\"}")?;
+    let hmac = decode_hex32(r.take(64)?)?;
+    r.lit(b"\",\"v\":1,\"hmac_sha256\":\"")?;
+    r.take(24)?; // the timestamp
+    r.lit(b"\",\"timestamp\":\"")?;
+    let tenant =
+        r.take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':'));
+    let tenant_id = std::str::from_utf8(tenant).ok().filter(|t| !t.is_empty())?;
+    r.lit(b",\"tenant_id\":\"")?;
+    r.lit(b"\"")?;
+    // The session id's opening quote: the last quote before it preceded by `,"session_id":`
+    // (inside a JCS string every quote is escaped, so that sequence cannot occur there).
+    loop {
+        let q = memchr::memrchr(b'"', line.get(payload_start..r.end)?)? + payload_start;
+        r.end = q;
+        if r.lit(b",\"session_id\":").is_some() {
+            break;
+        }
+    }
+    let digits = r.take_while(|c| c.is_ascii_digit());
+    let seq = Cursor {
+        text: "",
+        b: digits,
+        i: 0,
+        printable: true,
+    }
+    .uint()
+    .filter(|_| !digits.is_empty())?;
+    r.lit(b",\"seq\":")?;
+    r.lit(b"\"")?;
+    let prev = decode_hex32(r.take(64)?)?;
+    r.lit(PREV_MEMBER)?;
+    let tail = r.end;
+    let prev_entry_hash = Hash(prev);
+    // Between the payload and the link: the personal digest, or nothing (the payload's `}`).
+    let (payload_end, personal_digest) = match tail.checked_sub(PERSONAL_MEMBER_LEN) {
+        Some(p) if line[tail - 1] == b'"' => {
+            let mut c = Cursor {
+                text: "",
+                b: line,
+                i: p,
+                printable: true,
+            };
+            c.lit(b",\"personal_digest\":")?;
+            (p, Some(c.digest()?))
+        }
+        _ => (tail, None),
+    };
+    (payload_end > payload_start && line[payload_end - 1] == b'}').then_some(EnvelopeFields {
+        seq,
+        entry_id,
+        tenant_id,
+        event_type,
+        key_id,
         prev_entry_hash,
         personal_digest,
         hmac,

@@ -22,11 +22,13 @@ use std::fmt;
 
 use crate::anchor::{Anchor, AnchorError};
 use crate::checkpoint::SignedCheckpoint;
-use crate::entry::{EntryView, GENESIS_HASH, HmacStatus, check_hmac_digest, line_digests};
+use crate::entry::{
+    EntryView, GENESIS_HASH, HmacStatus, check_hmac_digest, check_suffix_mac, line_digests,
+};
 use crate::hash::Hash;
 use crate::ids::{KeyId, TenantId, group_thousands};
 use crate::keys::{Keyring, split_epoch_id};
-use crate::line_scan::scan;
+use crate::line_scan::{scan, scan_envelope};
 use crate::merkle::{CompactRange, leaf_hash};
 use crate::note::NoteVerifier;
 
@@ -353,6 +355,30 @@ pub fn check_entry(
         sidecar: SidecarStatus::None,
         erasure: None,
     };
+    // Fast path: the envelope read without the payload, trusted once the HMAC verifies (an
+    // authentic line is one the writer produced, so its payload needs no syntax check).
+    if keys.is_some()
+        && let Some(e) = scan_envelope(line)
+        && let Some(tenant_id) = InlineStr::new(e.tenant_id)
+        && let Some(key_id) = InlineStr::new(e.key_id)
+        && check_suffix_mac(e.key_id, digests.body_digest, &e.hmac, keys) == HmacStatus::Valid
+    {
+        return EntryCheck {
+            position,
+            entry_hash,
+            leaf,
+            erasure: (e.event_type == crate::erasure::EVENT_TYPE).then(|| marker_entries(line)),
+            meta: Ok(EntryMeta {
+                tenant_id,
+                seq: e.seq,
+                entry_id: e.entry_id,
+                prev_entry_hash: e.prev_entry_hash,
+                key_id,
+            }),
+            hmac: HmacStatus::Valid,
+            sidecar: sidecar_status(e.personal_digest, sidecar),
+        };
+    }
     let env = match envelope(line) {
         Ok(e) => e,
         Err(why) => return malformed(why),
@@ -367,13 +393,7 @@ pub fn check_entry(
         return malformed(format!("key_id is longer than {} bytes", KeyId::MAX_LEN));
     };
     let hmac = check_hmac_digest(&env.key_id, digests.body_digest, &env.hmac, line, keys);
-    let sidecar = match (env.personal_digest, sidecar) {
-        (None, None) => SidecarStatus::None,
-        (None, Some(_)) => SidecarStatus::Unexpected,
-        (Some(_), None) => SidecarStatus::Absent,
-        (Some(d), Some(bytes)) if Hash::digest(bytes) == d => SidecarStatus::Valid,
-        (Some(_), Some(_)) => SidecarStatus::Mismatch,
-    };
+    let sidecar = sidecar_status(env.personal_digest, sidecar);
     // Only markers have their payload read: every other entry pays one string comparison.
     let erasure = (env.event_type == crate::erasure::EVENT_TYPE).then(|| marker_entries(line));
     EntryCheck {
@@ -390,6 +410,17 @@ pub fn check_entry(
         }),
         hmac,
         sidecar,
+    }
+}
+
+/// How a personal sidecar compares with the digest its entry commits to.
+fn sidecar_status(digest: Option<Hash>, sidecar: Option<&[u8]>) -> SidecarStatus {
+    match (digest, sidecar) {
+        (None, None) => SidecarStatus::None,
+        (None, Some(_)) => SidecarStatus::Unexpected,
+        (Some(_), None) => SidecarStatus::Absent,
+        (Some(d), Some(bytes)) if Hash::digest(bytes) == d => SidecarStatus::Valid,
+        (Some(_), Some(_)) => SidecarStatus::Mismatch,
     }
 }
 
@@ -1040,8 +1071,14 @@ impl LogVerifier {
 
     /// Feeds the next entry in log order.
     pub fn feed(&mut self, c: EntryCheck) {
+        self.feed_ref(&c);
+    }
+
+    /// [`Self::feed`] without giving up the check (callers that recycle their buffers of checks
+    /// avoid moving each one).
+    pub fn feed_ref(&mut self, c: &EntryCheck) {
         self.entries += 1;
-        let meta = match c.meta {
+        let meta = match &c.meta {
             Ok(m) => m,
             Err(why) => {
                 self.push(Finding::new(
@@ -1054,8 +1091,7 @@ impl LogVerifier {
                 return;
             }
         };
-        let tenant_buf = meta.tenant_id;
-        let tenant = tenant_buf.as_str();
+        let tenant = meta.tenant_id.as_str();
         let s = meta.seq;
         let h = c.entry_hash;
         let pos = c.position;
@@ -1381,7 +1417,7 @@ impl LogVerifier {
         if let Some(idx) = hmac_idx {
             self.chain(tenant).hmac_fail_finding.insert(s, idx);
         }
-        if let Some(listed) = c.erasure {
+        if let Some(listed) = &c.erasure {
             // A marker counts only if its own signature holds: one forged without the key (or
             // under an unknown key) accounts for nothing.
             let authentic = matches!(c.hmac, HmacStatus::Valid | HmacStatus::NotChecked);
@@ -1395,7 +1431,7 @@ impl LogVerifier {
                         format!("is an erasure marker that cannot be read: {why}"),
                     ));
                 }
-                Ok(list) if authentic && !hmac_fail => self.apply_marker(tenant, s, pos, &list),
+                Ok(list) if authentic && !hmac_fail => self.apply_marker(tenant, s, pos, list),
                 Ok(_) => {}
             }
         }

@@ -605,6 +605,29 @@ fn scan_agrees(line: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// On a line the writer produced, the payload-skipping reader gives the full parser's values
+/// (it returns `None` only for an agent id with escapes, which sends the verifier the long way).
+fn envelope_agrees(line: &[u8]) -> Result<(), TestCaseError> {
+    let view = EntryView::parse(line).unwrap();
+    let Some(e) = blackbox_core::line_scan::scan_envelope(line) else {
+        prop_assert!(
+            view.agent_id.contains(['"', '\\']),
+            "the envelope reader refused a sealed line: {}",
+            String::from_utf8_lossy(line)
+        );
+        return Ok(());
+    };
+    prop_assert_eq!(e.seq, view.seq);
+    prop_assert_eq!(e.entry_id, view.entry_id.as_u128());
+    prop_assert_eq!(e.tenant_id, &*view.tenant_id);
+    prop_assert_eq!(e.event_type, &*view.event_type);
+    prop_assert_eq!(e.key_id, &*view.key_id);
+    prop_assert_eq!(e.prev_entry_hash, view.prev_entry_hash);
+    prop_assert_eq!(e.personal_digest, view.personal_digest);
+    prop_assert_eq!(e.hmac, view.hmac);
+    Ok(())
+}
+
 /// Checks every documented property of a sealed line.
 fn check_sealed_line(line: &[u8]) -> Result<(), TestCaseError> {
     let (body, mac) = split_line(line).unwrap();
@@ -646,6 +669,7 @@ fn check_sealed_line(line: &[u8]) -> Result<(), TestCaseError> {
     );
     // Entry hash = SHA-256(line).
     scan_agrees(line)?;
+    envelope_agrees(line)?;
     let c = check_entry(1, line, None, Some(&keyring()));
     prop_assert_eq!(c.entry_hash.0, <[u8; 32]>::from(Sha256::digest(line)));
     prop_assert_eq!(c.hmac, HmacStatus::Valid);
@@ -1051,17 +1075,61 @@ fn lean_scanner_never_accepts_what_the_full_parser_refuses() {
 
 fn mutate_every_byte(line: &[u8]) {
     let bytes = b"\"\\{}[],:09afAF-.eE+ \t\x00\x1f\x7f\x80\xc3\xffnul";
+    let ring = keyring();
+    // A changed line never verifies, so what the verifier reads from it with the key (where an
+    // authentic line takes the payload-skipping path) is what it reads without (the full path).
+    let same_reading = |m: &[u8]| {
+        let with = check_entry(1, m, None, Some(&ring));
+        let without = check_entry(1, m, None, None);
+        assert_ne!(
+            with.hmac,
+            HmacStatus::Valid,
+            "{}",
+            String::from_utf8_lossy(m)
+        );
+        assert_eq!(with.meta, without.meta, "{}", String::from_utf8_lossy(m));
+    };
     for i in 0..line.len() {
         for &b in bytes {
             let mut m = line.to_vec();
             m[i] = b;
             scan_agrees(&m).unwrap();
+            if m != line {
+                same_reading(&m);
+            }
             m.insert(i, b);
             scan_agrees(&m).unwrap();
+            same_reading(&m);
         }
         let mut m = line.to_vec();
         m.remove(i);
         scan_agrees(&m).unwrap();
+        same_reading(&m);
+    }
+}
+
+#[test]
+fn the_envelope_reader_is_not_fooled_by_member_names_inside_strings() {
+    // Payload strings and keys, and the session id, spelling the members the reader looks for.
+    let prev = Hash::digest(b"prev");
+    let fake = format!("sha256:{}", "ab".repeat(32));
+    let ev = norm(json!({
+        "tenant_id": "t1", "agent_id": "agent", "event_type": "custom",
+        "session_id": format!("s\",\"prev_entry_hash\":\"{fake}\",\"seq\":9,\"session_id\":\"x\",\"tenant_id\":\"evil"),
+        "payload": {
+            "prev_entry_hash": fake, "personal_digest": fake,
+            "x": format!(",\"prev_entry_hash\":\"{fake}\",\"seq\":5,\"session_id\":\""),
+            "y": "\",\"tenant_id\":\"evil\",\"timestamp\":\"2026-04-14T18:00:00.123Z\",\"v\":1,",
+            "z": "}",
+        },
+    }))
+    .unwrap();
+    for personal in [None, Some(Hash::digest(b"personal"))] {
+        let line = sealed(&ev, 3, prev, personal);
+        check_sealed_line(&line).unwrap();
+        let e = blackbox_core::line_scan::scan_envelope(&line).unwrap();
+        assert_eq!((e.seq, e.tenant_id, e.prev_entry_hash), (3, "t1", prev));
+        assert_eq!(e.personal_digest, personal);
     }
 }
 

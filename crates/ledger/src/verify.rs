@@ -206,15 +206,15 @@ where
         });
         let feeder = scope.spawn(move || {
             let mut done = 0u64;
-            for mut chunk in check_rx {
-                for c in chunk.checks.drain(..) {
+            for chunk in check_rx {
+                for c in &chunk.checks {
                     match c {
                         Checked::Entry(c) => {
                             done += 1;
-                            v.feed(c);
+                            v.feed_ref(c);
                         }
-                        Checked::Checkpoint(pos, text) => v.add_checkpoint(pos, &text, false),
-                        Checked::Anchor(pos, line) => v.add_anchor_line(pos, &line),
+                        Checked::Checkpoint(pos, text) => v.add_checkpoint(*pos, text, false),
+                        Checked::Anchor(pos, line) => v.add_anchor_line(*pos, line),
                     }
                 }
                 progress(done);
