@@ -239,7 +239,16 @@ pub(crate) struct SegmentWriter {
     /// Segments this batch created (removed again on rollback).
     created: Vec<u32>,
     committed: bool,
+    /// Bytes written to the current file since the last early flush began.
+    unflushed: u64,
+    /// An early flush in progress (see [`EARLY_FLUSH_BYTES`]).
+    flushing: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
+
+/// A large batch starts flushing its segment to disk in the background every this many bytes,
+/// so that the disk works while the batch is still being written and its final fsync (which
+/// makes it durable, as before) finds little left to write. Small batches never reach it.
+const EARLY_FLUSH_BYTES: u64 = 32 << 20;
 
 impl SegmentWriter {
     /// Starts a batch at the committed end `start`, cutting off whatever an earlier writer left
@@ -295,7 +304,33 @@ impl SegmentWriter {
             full: Vec::new(),
             created: Vec::new(),
             committed: false,
+            unflushed: 0,
+            flushing: None,
         })
+    }
+
+    /// Starts flushing `file` in the background unless a flush is still running. An error of a
+    /// finished flush is returned here, or by [`Self::sync`]: it fails the batch.
+    fn flush_early(&mut self, file: &File) -> Result<(), StoreError> {
+        if self.flushing.as_ref().is_some_and(|h| !h.is_finished()) {
+            return Ok(());
+        }
+        self.join_flush()?;
+        let f = file.try_clone()?;
+        self.flushing = Some(std::thread::spawn(move || f.sync_data()));
+        self.unflushed = 0;
+        Ok(())
+    }
+
+    /// Waits for the background flush, if any, and returns its error.
+    fn join_flush(&mut self) -> Result<(), StoreError> {
+        match self.flushing.take().map(std::thread::JoinHandle::join) {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(e))) => Err(e.into()),
+            Some(Err(_)) => Err(StoreError::Io(std::io::Error::other(
+                "the thread flushing a segment file panicked",
+            ))),
+        }
     }
 
     fn flush_buf(&mut self) -> Result<(), StoreError> {
@@ -316,7 +351,14 @@ impl SegmentWriter {
         };
         let at = self.len - self.buf.len() as u64;
         file.write_all_at(&self.buf, at)?;
+        self.unflushed += self.buf.len() as u64;
         self.buf.clear();
+        if self.unflushed >= EARLY_FLUSH_BYTES
+            && let Some(f) = &self.file
+        {
+            let f = f.try_clone()?;
+            self.flush_early(&f)?;
+        }
         Ok(())
     }
 
@@ -326,8 +368,10 @@ impl SegmentWriter {
         if self.len >= self.limit {
             self.flush_buf()?;
             if let Some(f) = self.file.take() {
+                self.flush_early(&f)?;
                 self.full.push(f);
             }
+            self.unflushed = 0;
             self.seg = self.seg.checked_add(1).ok_or_else(|| StoreError::Invalid {
                 what: "the store has used up its segment numbers".to_owned(),
             })?;
@@ -365,6 +409,7 @@ impl SegmentWriter {
     /// Makes every line of the batch durable; returns the end to record in the transaction.
     pub fn sync(&mut self) -> Result<LinesEnd, StoreError> {
         self.flush_buf()?;
+        self.join_flush()?;
         for f in &self.full {
             f.sync_data()?;
         }

@@ -938,6 +938,9 @@ fn configure(conn: &Connection, read_only: bool) -> Result<(), StoreError> {
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "cache_size", -CACHE_SIZE_KIB)?;
+    // Statement journals (and sorts) in memory, not in files under /var/tmp: a bulk append
+    // otherwise wrote tens of thousands of pages to a temporary file that is never read back.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     if read_only {
         conn.pragma_update(None, "query_only", "ON")?;
     } else {

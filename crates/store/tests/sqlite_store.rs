@@ -1692,3 +1692,34 @@ fn a_version_2_store_is_migrated_to_keyed_subject_hashes() {
         );
     }
 }
+
+#[test]
+fn batches_past_the_early_flush_threshold_commit_whole_and_roll_back_whole() {
+    // 45 MB per batch: segment files are flushed in the background every 32 MiB while the batch
+    // is written, across a segment change (20 MB segments); commit and rollback are unchanged.
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    store.set_segment_limit(20 << 20);
+    let big = |seq: u64| {
+        let mut e = entry("t", seq, 1, "a", "s", "ev", None);
+        e.line = format!("{{\"seq\":{seq},\"pad\":\"{}\"}}", "y".repeat(64 << 10)).into_bytes();
+        e.entry_hash = Hash::digest(&e.line);
+        e
+    };
+    let first: Vec<NewEntry> = (1..=700).map(big).collect();
+    append(&mut store, "t", &first);
+    {
+        let mut b = store.begin().unwrap();
+        let more: Vec<NewEntry> = (701..=1400).map(big).collect();
+        b.append("t", &more).unwrap();
+        b.set_head(&head("t", more.last())).unwrap();
+        // dropped: rolled back
+    }
+    drop(store);
+    let store = SqliteStore::open(&path).unwrap();
+    let got = scan_all(&store, "t");
+    assert_eq!(got.len(), 700);
+    for (g, want) in got.iter().zip(&first) {
+        assert_eq!((g.seq, &g.line), (want.seq, &want.line));
+    }
+}
