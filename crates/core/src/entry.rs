@@ -249,7 +249,7 @@ pub struct SealedEntry {
 
 pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
     // Most strings need no escape: copy them between quotes.
-    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+    if crate::line_scan::skip_plain(s.as_bytes()) == s.len() {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());

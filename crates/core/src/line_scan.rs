@@ -291,7 +291,7 @@ impl<'a> Cursor<'a> {
 
 /// How many leading bytes of `s` are plain string content: not `"`, `\\` or a control character.
 /// Eight bytes at a time (SWAR): most of a line is the inside of strings.
-fn skip_plain(s: &[u8]) -> usize {
+pub(crate) fn skip_plain(s: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let special = |c: u8| c == b'"' || c == b'\\' || c < 0x20;
