@@ -164,10 +164,73 @@ pub fn normalize_event(event: Value, policy: &RedactionPolicy) -> Result<Normali
 /// # Errors
 /// A plain-English reason.
 pub fn parse_timestamp(s: &str) -> Result<i64, String> {
+    if let Some(ms) = parse_writer_timestamp(s.as_bytes()) {
+        return Ok(ms);
+    }
     let ts: jiff::Timestamp = s
         .parse()
         .map_err(|e| format!("must be an RFC 3339 time such as 2026-04-14T18:00:00.123Z ({e})"))?;
     Ok(ts.as_millisecond())
+}
+
+/// The writer's own form `YYYY-MM-DDTHH:MM:SS.mmmZ` (years 1970–9998, seconds 00–59), read
+/// without the general RFC 3339 parser: every entry carries one. Anything else (other offsets,
+/// precisions, leap seconds, earlier years, invalid dates) is `None` and goes to the parser, which
+/// gives the same value for everything this accepts (tested against it).
+fn parse_writer_timestamp(b: &[u8]) -> Option<i64> {
+    if b.len() != 24
+        || [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+            (23, b'Z'),
+        ]
+        .iter()
+        .any(|&(i, c)| b[i] != c)
+    {
+        return None;
+    }
+    let num = |from: usize, to: usize| {
+        b[from..to].iter().try_fold(0i64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
+    };
+    let (y, mo, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (h, mi, sec, ms) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 23)?);
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let days_in_month = *month_days.get(usize::try_from(mo.checked_sub(1)?).ok()?)?;
+    // Year 9999 is left to the parser: its range ends inside that year.
+    if !(1970..=9998).contains(&y) || d < 1 || d > days_in_month || h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant, "days_from_civil").
+    let (yy, m) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
+    let (era, yoe) = (yy / 400, yy % 400);
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((((days * 24 + h) * 60 + mi) * 60 + sec) * 1000 + ms)
 }
 
 /// A time bound given by a person: RFC 3339, or a bare date `YYYY-MM-DD` meaning its first
@@ -684,6 +747,53 @@ mod tests {
             let mut out = Vec::new();
             crate::event::write_jcs(&node, &mut out);
             prop_assert_eq!(out, reference);
+        }
+    }
+
+    #[test]
+    fn writer_timestamps_read_as_the_rfc3339_parser_reads_them() {
+        let jiff_ms = |s: &str| {
+            s.parse::<jiff::Timestamp>()
+                .map(|t| t.as_millisecond())
+                .ok()
+        };
+        // A day a week from 1970 to 9998 at shifting times of day, as the writer formats them.
+        let mut ms: i64 = 0;
+        while ms < 253_370_764_800_000 {
+            let s = format_timestamp(ms).unwrap();
+            assert_eq!(parse_writer_timestamp(s.as_bytes()), Some(ms), "{s}");
+            ms += 86_400_000 * 7 + 3_723_456; // a week, 1 h 2 min 3.456 s
+        }
+        for s in [
+            "1970-01-01T00:00:00.000Z",
+            "2000-02-29T23:59:59.999Z",
+            "2100-02-28T12:00:00.000Z",
+            "2400-02-29T00:00:00.001Z",
+            "9998-12-31T23:59:59.999Z",
+            "2026-04-14T18:00:00.123Z",
+        ] {
+            assert_eq!(parse_writer_timestamp(s.as_bytes()), jiff_ms(s), "{s}");
+        }
+        // Not the writer's form, or not a date: left to the parser.
+        for s in [
+            "2100-02-29T00:00:00.000Z",
+            "2026-02-30T00:00:00.000Z",
+            "2026-04-31T00:00:00.000Z",
+            "2026-13-01T00:00:00.000Z",
+            "2026-00-01T00:00:00.000Z",
+            "2026-04-00T00:00:00.000Z",
+            "2026-04-14T24:00:00.000Z",
+            "2026-04-14T18:60:00.000Z",
+            "2016-12-31T23:59:60.000Z",
+            "1969-12-31T23:59:59.999Z",
+            "9999-01-01T00:00:00.000Z",
+            "2026-04-14T18:00:00.123+00:00",
+            "2026-04-14T18:00:00Z",
+            "2026-04-14 18:00:00.123Z",
+            "2026-04-14T18:00:00.12aZ",
+            "+002026-04-14T18:00:00.1Z",
+        ] {
+            assert_eq!(parse_writer_timestamp(s.as_bytes()), None, "{s}");
         }
     }
 

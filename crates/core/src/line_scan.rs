@@ -59,9 +59,6 @@ struct Cursor<'a> {
     text: &'a str,
     b: &'a [u8],
     i: usize,
-    /// The line is printable ASCII (no control characters, nothing above 0x7e): string contents
-    /// then need no byte-by-byte check, only a search for the closing quote or an escape.
-    printable: bool,
 }
 
 impl<'a> Cursor<'a> {
@@ -160,11 +157,9 @@ impl<'a> Cursor<'a> {
 
     /// How many leading bytes of `s` are plain string content.
     fn skip(&self, s: &[u8]) -> usize {
-        if self.printable {
-            memchr::memchr2(b'"', b'\\', s).unwrap_or(s.len())
-        } else {
-            skip_plain(s)
-        }
+        // Inline, eight bytes at a time: most strings are short, and a call to `memchr2` per
+        // string cost more than the search.
+        skip_plain(s)
     }
 
     /// Any JSON value without whitespace; the cursor ends after it.
@@ -323,32 +318,14 @@ pub(crate) fn skip_plain(s: &[u8]) -> usize {
     i
 }
 
-/// Whether every byte is in 0x20..=0x7f, eight bytes at a time.
-fn is_printable_ascii(s: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut words = s.chunks_exact(8);
-    let mut flags = 0u64;
-    for w in &mut words {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(w);
-        let x = u64::from_le_bytes(a);
-        // High bit set (>= 0x80), or below 0x20 (exact "any" test, as in `skip_plain`).
-        flags |= x | (x.wrapping_sub(ONES * 0x20) & !x);
-    }
-    flags & HIGH == 0 && words.remainder().iter().all(|&c| (0x20..0x80).contains(&c))
-}
-
 /// Reads `line` if it has the writer's exact layout; `None` sends the caller to the full parser.
 #[must_use]
 pub fn scan(line: &[u8]) -> Option<ScannedEntry<'_>> {
     let text = std::str::from_utf8(line).ok()?;
-    let printable = is_printable_ascii(line);
     let mut c = Cursor {
         text,
         b: line,
         i: 0,
-        printable,
     };
     c.lit(b"{\"agent_id\":")?;
     let agent_id = c.plain_str()?;
@@ -489,7 +466,6 @@ pub fn scan_envelope(line: &[u8]) -> Option<EnvelopeFields<'_>> {
         text: "",
         b: line,
         i: 0,
-        printable: true,
     };
     c.lit(b"{\"agent_id\":\"")?;
     // The agent id's closing quote: the first quote, unless an escape comes first.
@@ -539,7 +515,6 @@ pub fn scan_envelope(line: &[u8]) -> Option<EnvelopeFields<'_>> {
         text: "",
         b: digits,
         i: 0,
-        printable: true,
     }
     .uint()
     .filter(|_| !digits.is_empty())?;
@@ -556,7 +531,6 @@ pub fn scan_envelope(line: &[u8]) -> Option<EnvelopeFields<'_>> {
                 text: "",
                 b: line,
                 i: p,
-                printable: true,
             };
             c.lit(b",\"personal_digest\":")?;
             (p, Some(c.digest()?))
@@ -595,26 +569,12 @@ mod tests {
     }
 
     #[test]
-    fn printable_ascii_is_exact() {
-        assert!(is_printable_ascii(b""));
-        assert!(is_printable_ascii(b" ~{\"a\":1}0123456789abcdef\x7f"));
-        for bad in [0x00u8, 0x09, 0x1f, 0x80, 0xc3, 0xff] {
-            for at in 0..20 {
-                let mut v = vec![b'a'; 20];
-                v[at] = bad;
-                assert!(!is_printable_ascii(&v), "{bad:#x} at {at}");
-            }
-        }
-    }
-
-    #[test]
     fn numbers_follow_the_json_grammar() {
         for ok in ["0", "-0", "12", "-1.5", "1e9", "1E+2", "2.5e-3"] {
             let mut c = Cursor {
                 text: ok,
                 b: ok.as_bytes(),
                 i: 0,
-                printable: true,
             };
             assert!(c.value(0).is_some() && c.i == ok.len(), "{ok}");
         }
@@ -623,7 +583,6 @@ mod tests {
                 text: bad,
                 b: bad.as_bytes(),
                 i: 0,
-                printable: true,
             };
             assert!(c.value(0).is_none() || c.i != bad.len(), "{bad}");
         }

@@ -1060,8 +1060,7 @@ fn sample_inputs_are_valid() {
 #[test]
 fn lean_scanner_never_accepts_what_the_full_parser_refuses() {
     // Every position of a valid line, replaced by each byte that matters to JSON's grammar; once
-    // for the sample line (it holds an emoji) and once for its all-ASCII variant (the scanner's
-    // quicker string path).
+    // for the sample line (it holds an emoji) and once for its all-ASCII variant.
     let line = sample_line();
     let ascii: Vec<u8> = String::from_utf8(line.clone())
         .unwrap()
