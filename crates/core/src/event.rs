@@ -681,6 +681,19 @@ impl<'a> SimpleJson<'a> {
         })
     }
 
+    /// After a member or element: `,` (another follows: `true`) or `close` (`false`).
+    fn more(&mut self, close: u8) -> Option<bool> {
+        self.ws();
+        let c = self.peek()?;
+        self.i += 1;
+        self.ws();
+        match c {
+            b',' => Some(true),
+            _ if c == close => Some(false),
+            _ => None,
+        }
+    }
+
     /// A string without escapes or control characters.
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
@@ -709,17 +722,8 @@ impl<'a> SimpleJson<'a> {
                     self.eat(b':')?;
                     self.ws();
                     out.push((Cow::Borrowed(k), self.value(depth + 1)?));
-                    self.ws();
-                    match self.peek()? {
-                        b',' => {
-                            self.i += 1;
-                            self.ws();
-                        }
-                        b'}' => {
-                            self.i += 1;
-                            return Some(Node::Obj(sort_members(out)));
-                        }
-                        _ => return None,
+                    if !self.more(b'}')? {
+                        return Some(Node::Obj(sort_members(out)));
                     }
                 }
             }
@@ -735,17 +739,8 @@ impl<'a> SimpleJson<'a> {
                 }
                 loop {
                     out.push(self.value(depth + 1)?);
-                    self.ws();
-                    match self.peek()? {
-                        b',' => {
-                            self.i += 1;
-                            self.ws();
-                        }
-                        b']' => {
-                            self.i += 1;
-                            return Some(Node::Arr(out));
-                        }
-                        _ => return None,
+                    if !self.more(b']')? {
+                        return Some(Node::Arr(out));
                     }
                 }
             }

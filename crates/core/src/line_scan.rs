@@ -50,6 +50,23 @@ pub struct ScannedEntry<'a> {
     pub hmac: [u8; 32],
 }
 
+impl<'a> ScannedEntry<'a> {
+    /// The members a verifier needs.
+    #[must_use]
+    pub fn envelope(&self) -> EnvelopeFields<'a> {
+        EnvelopeFields {
+            seq: self.seq,
+            entry_id: self.entry_id,
+            tenant_id: self.tenant_id,
+            event_type: self.event_type,
+            key_id: self.key_id,
+            prev_entry_hash: self.prev_entry_hash,
+            personal_digest: self.personal_digest,
+            hmac: self.hmac,
+        }
+    }
+}
+
 /// Deepest payload nesting the fast path follows (deeper lines go to the full parser).
 const MAX_DEPTH: usize = 64;
 
@@ -61,7 +78,24 @@ struct Cursor<'a> {
     i: usize,
 }
 
+/// The value of `d`, all ASCII digits, as serde_json reads a u64: at least one digit, no leading
+/// zero, no overflow.
+fn uint_digits(d: &[u8]) -> Option<u64> {
+    if d.is_empty() || (d.len() > 1 && d[0] == b'0') {
+        return None;
+    }
+    d.iter().try_fold(0u64, |v, &c| {
+        v.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+    })
+}
+
 impl<'a> Cursor<'a> {
+    /// A cursor at `i` of `b` for the members read without text ([`scan_envelope`]): not for
+    /// [`Self::plain_str`], which slices the line's text.
+    fn at(b: &'a [u8], i: usize) -> Self {
+        Self { text: "", b, i }
+    }
+
     fn lit<const N: usize>(&mut self, s: &[u8; N]) -> Option<()> {
         // A fixed-size comparison compiles to a few loads, not a call to `memcmp`.
         let end = self.i.checked_add(N)?;
@@ -105,20 +139,14 @@ impl<'a> Cursor<'a> {
     /// An unsigned integer as serde_json reads a u64: no sign, no leading zero, no fraction.
     fn uint(&mut self) -> Option<u64> {
         let start = self.i;
-        let mut v: u64 = 0;
-        while let Some(d) = self.peek().filter(u8::is_ascii_digit) {
-            v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
             self.i += 1;
-        }
-        let n = self.i - start;
-        if n == 0 || (n > 1 && self.b[start] == b'0') {
-            return None;
         }
         // A fraction or exponent makes it a float, which a u64 field refuses.
         if matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
             return None;
         }
-        Some(v)
+        uint_digits(&self.b[start..self.i])
     }
 
     /// `"sha256:<64 lowercase hex>"`.
@@ -462,11 +490,7 @@ impl<'a> Back<'a> {
 #[must_use]
 pub fn scan_envelope(line: &[u8]) -> Option<EnvelopeFields<'_>> {
     // Front: `{"agent_id":"…"[,"client_seq":N],"entry_id":"…","event_type":"…","key_id":"…","payload":{`
-    let mut c = Cursor {
-        text: "",
-        b: line,
-        i: 0,
-    };
+    let mut c = Cursor::at(line, 0);
     c.lit(b"{\"agent_id\":\"")?;
     // The agent id's closing quote: the first quote, unless an escape comes first.
     let close = c.i + memchr::memchr(b'"', line.get(c.i..)?)?;
@@ -511,13 +535,7 @@ pub fn scan_envelope(line: &[u8]) -> Option<EnvelopeFields<'_>> {
         }
     }
     let digits = r.take_while(|c| c.is_ascii_digit());
-    let seq = Cursor {
-        text: "",
-        b: digits,
-        i: 0,
-    }
-    .uint()
-    .filter(|_| !digits.is_empty())?;
+    let seq = uint_digits(digits)?;
     r.lit(b",\"seq\":")?;
     r.lit(b"\"")?;
     let prev = decode_hex32(r.take(64)?)?;
@@ -527,11 +545,7 @@ pub fn scan_envelope(line: &[u8]) -> Option<EnvelopeFields<'_>> {
     // Between the payload and the link: the personal digest, or nothing (the payload's `}`).
     let (payload_end, personal_digest) = match tail.checked_sub(PERSONAL_MEMBER_LEN) {
         Some(p) if line[tail - 1] == b'"' => {
-            let mut c = Cursor {
-                text: "",
-                b: line,
-                i: p,
-            };
+            let mut c = Cursor::at(line, p);
             c.lit(b",\"personal_digest\":")?;
             (p, Some(c.digest()?))
         }

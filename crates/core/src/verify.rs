@@ -28,7 +28,7 @@ use crate::entry::{
 use crate::hash::Hash;
 use crate::ids::{KeyId, TenantId, group_thousands};
 use crate::keys::{Keyring, split_epoch_id};
-use crate::line_scan::{scan, scan_envelope};
+use crate::line_scan::{EnvelopeFields, scan, scan_envelope};
 use crate::merkle::{CompactRange, leaf_hash};
 use crate::note::NoteVerifier;
 
@@ -309,9 +309,9 @@ struct Envelope<'a> {
     hmac: [u8; 32],
 }
 
-fn envelope(line: &[u8]) -> Result<Envelope<'_>, String> {
-    if let Some(e) = scan(line) {
-        return Ok(Envelope {
+impl<'a> From<EnvelopeFields<'a>> for Envelope<'a> {
+    fn from(e: EnvelopeFields<'a>) -> Self {
+        Self {
             tenant_id: Cow::Borrowed(e.tenant_id),
             event_type: Cow::Borrowed(e.event_type),
             key_id: Cow::Borrowed(e.key_id),
@@ -320,19 +320,42 @@ fn envelope(line: &[u8]) -> Result<Envelope<'_>, String> {
             prev_entry_hash: e.prev_entry_hash,
             personal_digest: e.personal_digest,
             hmac: e.hmac,
-        });
+        }
     }
-    let v = EntryView::parse(line).map_err(|e| e.to_string())?;
-    Ok(Envelope {
-        tenant_id: v.tenant_id,
-        event_type: v.event_type,
-        key_id: v.key_id,
-        seq: v.seq,
-        entry_id: v.entry_id.as_u128(),
-        prev_entry_hash: v.prev_entry_hash,
-        personal_digest: v.personal_digest,
-        hmac: v.hmac,
-    })
+}
+
+/// The envelope of `line` and its HMAC outcome. With the key, the envelope is first read without
+/// the payload ([`scan_envelope`]) and kept if the MAC then verifies: an authentic line is one
+/// the writer produced, so its payload needs no syntax check. Otherwise the line is read with the
+/// full grammar (the lean reader, or off its layout the parser).
+fn envelope<'a>(
+    line: &'a [u8],
+    body_digest: Option<Hash>,
+    keys: Option<&Keyring>,
+) -> Result<(Envelope<'a>, HmacStatus), String> {
+    if keys.is_some()
+        && let Some(e) = scan_envelope(line)
+        && check_suffix_mac(e.key_id, body_digest, &e.hmac, keys) == HmacStatus::Valid
+    {
+        return Ok((e.into(), HmacStatus::Valid));
+    }
+    let env = if let Some(e) = scan(line) {
+        e.envelope().into()
+    } else {
+        let v = EntryView::parse(line).map_err(|e| e.to_string())?;
+        Envelope {
+            tenant_id: v.tenant_id,
+            event_type: v.event_type,
+            key_id: v.key_id,
+            seq: v.seq,
+            entry_id: v.entry_id.as_u128(),
+            prev_entry_hash: v.prev_entry_hash,
+            personal_digest: v.personal_digest,
+            hmac: v.hmac,
+        }
+    };
+    let hmac = check_hmac_digest(&env.key_id, body_digest, &env.hmac, line, keys);
+    Ok((env, hmac))
 }
 
 /// Checks one entry line on its own (parse, hash, HMAC, sidecar). Safe to run in parallel.
@@ -355,31 +378,7 @@ pub fn check_entry(
         sidecar: SidecarStatus::None,
         erasure: None,
     };
-    // Fast path: the envelope read without the payload, trusted once the HMAC verifies (an
-    // authentic line is one the writer produced, so its payload needs no syntax check).
-    if keys.is_some()
-        && let Some(e) = scan_envelope(line)
-        && let Some(tenant_id) = InlineStr::new(e.tenant_id)
-        && let Some(key_id) = InlineStr::new(e.key_id)
-        && check_suffix_mac(e.key_id, digests.body_digest, &e.hmac, keys) == HmacStatus::Valid
-    {
-        return EntryCheck {
-            position,
-            entry_hash,
-            leaf,
-            erasure: (e.event_type == crate::erasure::EVENT_TYPE).then(|| marker_entries(line)),
-            meta: Ok(EntryMeta {
-                tenant_id,
-                seq: e.seq,
-                entry_id: e.entry_id,
-                prev_entry_hash: e.prev_entry_hash,
-                key_id,
-            }),
-            hmac: HmacStatus::Valid,
-            sidecar: sidecar_status(e.personal_digest, sidecar),
-        };
-    }
-    let env = match envelope(line) {
+    let (env, hmac) = match envelope(line, digests.body_digest, keys) {
         Ok(e) => e,
         Err(why) => return malformed(why),
     };
@@ -392,7 +391,6 @@ pub fn check_entry(
     let Some(key_id) = InlineStr::new(&env.key_id) else {
         return malformed(format!("key_id is longer than {} bytes", KeyId::MAX_LEN));
     };
-    let hmac = check_hmac_digest(&env.key_id, digests.body_digest, &env.hmac, line, keys);
     let sidecar = sidecar_status(env.personal_digest, sidecar);
     // Only markers have their payload read: every other entry pays one string comparison.
     let erasure = (env.event_type == crate::erasure::EVENT_TYPE).then(|| marker_entries(line));

@@ -354,10 +354,11 @@ impl SegmentWriter {
         self.unflushed += self.buf.len() as u64;
         self.buf.clear();
         if self.unflushed >= EARLY_FLUSH_BYTES
-            && let Some(f) = &self.file
+            && let Some(f) = self.file.take()
         {
-            let f = f.try_clone()?;
-            self.flush_early(&f)?;
+            let started = self.flush_early(&f);
+            self.file = Some(f);
+            started?;
         }
         Ok(())
     }
