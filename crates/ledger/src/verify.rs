@@ -16,8 +16,8 @@ use std::sync::mpsc;
 use blackbox_core::keys::Keyring;
 use blackbox_core::note::NoteVerifier;
 use blackbox_core::verify::{EntryCheck, LogVerifier, Report, SourceLine, check_entry};
-use blackbox_store::Store as _;
 use blackbox_store::sqlite::SqliteStore;
+use blackbox_store::{LineBlock, Store as _};
 use rayon::prelude::*;
 
 use crate::error::LedgerError;
@@ -59,19 +59,6 @@ struct Item {
 }
 
 impl Chunk {
-    fn push(
-        &mut self,
-        position: u64,
-        line: &[u8],
-        sidecar: Option<&[u8]>,
-        sidecar_error: Option<String>,
-    ) {
-        let a = self.buf.len();
-        self.buf.extend_from_slice(line);
-        let range = a..self.buf.len();
-        self.push_range(position, range, sidecar, sidecar_error);
-    }
-
     /// An entry whose line is already in `buf` at `line`.
     fn push_range(
         &mut self,
@@ -103,10 +90,6 @@ impl Chunk {
             sidecar_error: None,
         });
     }
-
-    fn is_full(&self) -> bool {
-        self.items.len() >= CHUNK || self.buf.len() >= CHUNK_BYTES
-    }
 }
 
 /// The reader's end of the pipeline: full chunks go out, used ones come back for reuse.
@@ -120,19 +103,38 @@ impl ChunkSink {
     fn fresh(&self) -> Chunk {
         match self.free.try_recv() {
             Ok(mut c) => {
-                c.buf.clear();
+                // `buf` keeps its bytes: items say where their lines are, and a store reads
+                // lines over the old bytes (see `LineBlock`) instead of zeroing them first.
                 c.side.clear();
                 c.items.clear();
                 c.checks.clear();
                 c
             }
             Err(_) => Chunk {
-                buf: Vec::with_capacity(CHUNK_BYTES + (64 << 10)),
+                // Room for a chunk's bytes plus the block of lines (a store reads ~1,000 at a
+                // time) that takes it past `CHUNK_BYTES`, so the buffer is not reallocated.
+                buf: Vec::with_capacity(CHUNK_BYTES + (1 << 20)),
                 side: Vec::new(),
                 items: Vec::with_capacity(CHUNK),
                 checks: Vec::with_capacity(CHUNK),
             },
         }
+    }
+
+    /// Sends `chunk` with the lines read into `block` (when it holds any items) and goes on
+    /// with a fresh chunk whose recycled buffers `block` fills next; `None` when the consumer
+    /// has gone.
+    fn send_block(&self, chunk: &mut Chunk, block: &mut LineBlock) -> Option<()> {
+        if chunk.items.is_empty() {
+            return Some(());
+        }
+        chunk.buf = std::mem::take(&mut block.buf);
+        chunk.side = std::mem::take(&mut block.side);
+        self.send(chunk)?;
+        std::mem::swap(&mut block.buf, &mut chunk.buf);
+        std::mem::swap(&mut block.side, &mut chunk.side);
+        block.end = 0;
+        Some(())
     }
 
     /// Sends `chunk` on and returns a fresh one; `None` when the consumer has gone.
@@ -301,7 +303,9 @@ pub fn verify_store_and_archive(
     for (i, cp) in opts.trusted_checkpoints.iter().enumerate() {
         v.add_checkpoint(u64::try_from(i).unwrap_or(0) + 1, cp, true);
     }
-    let mut done = 0u64;
+    // Every chain's stored checkpoints and head are known up front, so one pipeline reads the
+    // chains one after the other (no start-up and drain per chain).
+    let mut chains = Vec::new();
     for head in store.chains()? {
         if opts.tenant.as_ref().is_some_and(|t| *t != head.tenant_id) {
             continue;
@@ -310,18 +314,30 @@ pub fn verify_store_and_archive(
             v.add_checkpoint(0, &cp.note, false);
         }
         v.expect_head(&head.tenant_id, head.size, head.head_hash);
-        let tenant = head.tenant_id.clone();
-        let path = db_path.to_owned();
-        let base = done;
-        let chain_progress = |n: u64| progress(base + n);
-        let anchor = store.anchor(&tenant)?;
+        let anchor = store.anchor(&head.tenant_id)?;
         let segments = match archive {
-            Some(a) => a.segments(&tenant)?,
+            Some(a) => a.segments(&head.tenant_id)?,
             None => Vec::new(),
         };
-        v = pipeline(v, keys, &chain_progress, move |tx| {
+        chains.push((head.tenant_id, anchor, segments));
+    }
+    let path = db_path.to_owned();
+    v = pipeline(v, keys, progress, move |tx| {
+        let rstore = SqliteStore::open_read_only(&path)?;
+        let mut chunk = tx.fresh();
+        // Lines are read straight into the buffers of the chunk being filled (`block`'s),
+        // which go with the chunk when it is sent.
+        let mut block = LineBlock {
+            buf: std::mem::take(&mut chunk.buf),
+            side: std::mem::take(&mut chunk.side),
+            ..LineBlock::default()
+        };
+        for (tenant, anchor, segments) in chains {
             let mut pos = 0u64;
             let mut pending: PendingSidecar = None;
+            if !segments.is_empty() && tx.send_block(&mut chunk, &mut block).is_none() {
+                return Ok(());
+            }
             for name in &segments {
                 let Some(a) = archive else { break };
                 let reader = a.open(&tenant, name)?;
@@ -329,27 +345,36 @@ pub fn verify_store_and_archive(
                     return Ok(());
                 }
             }
-            let rstore = SqliteStore::open_read_only(&path)?;
-            let mut chunk = tx.fresh();
             if let Some(anchor) = anchor {
                 pos += 1;
                 chunk.push_record(pos, Record::Anchor(anchor.record));
             }
-            rstore.scan_lines(&tenant, 1, u64::MAX, &mut |_seq, line, personal| {
-                pos += 1;
-                chunk.push(pos, line, personal, None);
-                if chunk.is_full() && tx.send(&mut chunk).is_none() {
-                    return Ok(false);
+            let mut gone = false;
+            rstore.scan_line_blocks(&tenant, 1, u64::MAX, &mut block, &mut |b| {
+                for l in &b.lines {
+                    pos += 1;
+                    chunk.items.push(Item {
+                        record: None,
+                        position: pos,
+                        line: l.line.clone(),
+                        sidecar: l.personal.clone(),
+                        sidecar_error: None,
+                    });
                 }
-                Ok(true)
+                if (chunk.items.len() >= CHUNK || b.end >= CHUNK_BYTES)
+                    && tx.send_block(&mut chunk, b).is_none()
+                {
+                    gone = true;
+                }
+                Ok(!gone)
             })?;
-            if !chunk.items.is_empty() {
-                let _ = tx.send(&mut chunk);
+            if gone {
+                return Ok(());
             }
-            Ok(())
-        })?;
-        done += head.size;
-    }
+        }
+        let _ = tx.send_block(&mut chunk, &mut block);
+        Ok(())
+    })?;
     Ok(v.finish())
 }
 
@@ -542,6 +567,7 @@ fn read_log_stream(
     let mut carry: Vec<u8> = Vec::new();
     loop {
         let mut chunk = tx.fresh();
+        chunk.buf.clear();
         chunk.buf.extend_from_slice(&carry);
         carry.clear();
         let want = CHUNK_BYTES.saturating_sub(chunk.buf.len()).max(1 << 16);

@@ -56,6 +56,38 @@ use blackbox_core::Hash;
 /// What [`Store::scan_lines`] calls per entry: (seq, line, personal sidecar) → go on?
 pub type LineVisitor<'a> = dyn FnMut(u64, &[u8], Option<&[u8]>) -> Result<bool, StoreError> + 'a;
 
+/// One entry of a [`LineBlock`]: its seq and where its line and personal sidecar are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockLine {
+    /// The entry's seq.
+    pub seq: u64,
+    /// The line's bytes in [`LineBlock::buf`].
+    pub line: std::ops::Range<usize>,
+    /// The personal sidecar's bytes in [`LineBlock::side`], when the entry has one.
+    pub personal: Option<std::ops::Range<usize>>,
+}
+
+/// Entries read together by [`Store::scan_line_blocks`]. The store writes each block's lines
+/// into `buf` from `end` on (growing it when needed) and moves `end` past them, appends the
+/// sidecars to `side` and replaces `lines`. Between blocks the visitor may take `buf` and
+/// `side` or start them again (`end = 0`, `side.clear()`), so lines can be read straight into a
+/// buffer the caller then keeps; bytes of `buf` past `end` mean nothing (a reused buffer is
+/// written over, not cleared first).
+#[derive(Debug, Default)]
+pub struct LineBlock {
+    /// Entry lines (without their newlines) up to `end`.
+    pub buf: Vec<u8>,
+    /// Where the next line goes in `buf`.
+    pub end: usize,
+    /// Personal sidecars, back to back.
+    pub side: Vec<u8>,
+    /// The entries of the block just read, in seq order.
+    pub lines: Vec<BlockLine>,
+}
+
+/// What [`Store::scan_line_blocks`] calls per block → go on?
+pub type BlockVisitor<'a> = dyn FnMut(&mut LineBlock) -> Result<bool, StoreError> + 'a;
+
 /// Identifies a tenant's chain. The store treats it as an opaque, already-validated string.
 pub type TenantRef<'a> = &'a str;
 
@@ -407,8 +439,51 @@ pub trait Store: Send {
         to_seq: u64,
         f: &mut LineVisitor<'_>,
     ) -> Result<(), StoreError> {
+        let mut block = LineBlock::default();
+        self.scan_line_blocks(tenant, from_seq, to_seq, &mut block, &mut |b| {
+            for l in &b.lines {
+                let personal = l.personal.clone().map(|r| &b.side[r]);
+                if !f(l.seq, &b.buf[l.line.clone()], personal)? {
+                    return Ok(false);
+                }
+            }
+            b.end = 0;
+            b.side.clear();
+            Ok(true)
+        })
+    }
+
+    /// Like [`Self::scan_lines`], a block of entries at a time, read into `block` (see
+    /// [`LineBlock`]) and handed to `f` (return `false` to stop). Verification reads every entry
+    /// this way, straight into the buffers it checks them in.
+    ///
+    /// # Errors
+    /// Backend failures, or the first error returned by `f`.
+    fn scan_line_blocks(
+        &self,
+        tenant: TenantRef<'_>,
+        from_seq: u64,
+        to_seq: u64,
+        block: &mut LineBlock,
+        f: &mut BlockVisitor<'_>,
+    ) -> Result<(), StoreError> {
         self.scan(tenant, from_seq, to_seq, &mut |e| {
-            f(e.seq, &e.line, e.personal.as_deref())
+            block.lines.clear();
+            let a = block.end;
+            block.buf.truncate(a);
+            block.buf.extend_from_slice(&e.line);
+            block.end = block.buf.len();
+            let personal = e.personal.as_ref().map(|p| {
+                let s = block.side.len();
+                block.side.extend_from_slice(p);
+                s..block.side.len()
+            });
+            block.lines.push(BlockLine {
+                seq: e.seq,
+                line: a..block.buf.len(),
+                personal,
+            });
+            f(block)
         })
     }
 

@@ -173,19 +173,22 @@ impl SegmentReader {
     /// together) are read with one system call.
     pub fn read_many(&self, refs: &[LineRef]) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut buf = Vec::new();
-        let ranges = self.read_into(refs, &mut buf)?;
+        let ranges = self.read_into(refs, &mut buf, &mut 0)?;
         Ok(ranges.into_iter().map(|r| buf[r].to_vec()).collect())
     }
 
-    /// Reads the lines of `refs` into `buf` (cleared first) and returns where each is in it:
-    /// neighbouring lines are read with one system call, and nothing is allocated per line.
+    /// Reads the lines of `refs` into `buf` from `*at` on and returns where each is; `*at` ends
+    /// just past the last. Neighbouring lines are read with one system call, nothing
+    /// is allocated per line, and `buf` only grows (bytes already in it are written over, so a
+    /// reused buffer is not zeroed again).
     pub fn read_into(
         &self,
         refs: &[LineRef],
         buf: &mut Vec<u8>,
+        at: &mut usize,
     ) -> Result<Vec<std::ops::Range<usize>>, StoreError> {
-        buf.clear();
         let mut out = Vec::with_capacity(refs.len());
+        let mut base = *at;
         let mut i = 0;
         while let Some(&first) = refs.get(i) {
             let mut j = i + 1;
@@ -207,15 +210,18 @@ impl SegmentReader {
                     first.off
                 ))
             })?;
-            let base = buf.len();
-            buf.resize(base + span, 0);
-            self.read_at(first.seg, first.off, &mut buf[base..])?;
+            if buf.len() < base + span {
+                buf.resize(base + span, 0);
+            }
+            self.read_at(first.seg, first.off, &mut buf[base..base + span])?;
             for r in &refs[i..j] {
                 let a = base + (r.off - first.off) as usize;
                 out.push(a..a + r.len as usize);
             }
+            base += span;
             i = j;
         }
+        *at = base;
         Ok(out)
     }
 }

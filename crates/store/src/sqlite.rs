@@ -277,6 +277,13 @@ const LAST_RUN_SQL: &str = "SELECT first_seq, first_id, count FROM runs \
 const ENTRY_RANGE_SQL: &str = "SELECT e.chain_id, e.seq, e.entry_hash, p.sidecar, e.seg, e.off, e.len \
                                FROM entries e LEFT JOIN personal p ON p.id = e.id \
                                WHERE e.id BETWEEN ?1 AND ?2 ORDER BY e.id";
+/// Where the lines of a row-id range (one run) are, for reading them in bulk.
+const LINE_RANGE_SQL: &str = "SELECT id, chain_id, seq, seg, off, len FROM entries \
+                              WHERE id BETWEEN ?1 AND ?2 ORDER BY id";
+/// The personal sidecars of a row-id range, merged with [`LINE_RANGE_SQL`]'s rows (cheaper
+/// than a join that looks each entry up in `personal`).
+const PERSONAL_RANGE_SQL: &str = "SELECT id, sidecar FROM personal \
+                                  WHERE id BETWEEN ?1 AND ?2 ORDER BY id";
 /// Entry hashes by row-id range (one run).
 const HASH_RANGE_SQL: &str = "SELECT chain_id, seq, entry_hash FROM entries \
                               WHERE id BETWEEN ?1 AND ?2 ORDER BY id";
@@ -1182,6 +1189,71 @@ fn fill_lines(
     Ok(())
 }
 
+/// The personal rows of a row-id range, read alongside its entries in id order.
+struct PersonalMerge<'s> {
+    rows: rusqlite::Rows<'s>,
+    /// The next personal row not yet matched: its id and sidecar.
+    next: Option<(i64, Vec<u8>)>,
+    done: bool,
+    tenant: &'s str,
+}
+
+impl<'s> PersonalMerge<'s> {
+    fn new(rows: rusqlite::Rows<'s>, tenant: &'s str) -> Self {
+        Self {
+            rows,
+            next: None,
+            done: false,
+            tenant,
+        }
+    }
+
+    /// The sidecar of entry row `id` (seq `seq`), appended to `side`; rows are asked for in
+    /// ascending id order. A personal row whose id has no entry row is passed over, as the
+    /// join it replaces would.
+    fn take(
+        &mut self,
+        id: i64,
+        seq: u64,
+        side: &mut Vec<u8>,
+    ) -> Result<Option<std::ops::Range<usize>>, StoreError> {
+        loop {
+            if self.next.is_none() && !self.done {
+                match self.rows.next()? {
+                    Some(row) => {
+                        let pid = col_i64(row, 0, "a personal row's id")?;
+                        let sidecar = col_blob(row, 1, || {
+                            format!(
+                                "the personal sidecar of entry {seq} of tenant {:?}",
+                                self.tenant
+                            )
+                        })?;
+                        self.next = Some((pid, sidecar.to_vec()));
+                    }
+                    None => self.done = true,
+                }
+            }
+            match &self.next {
+                Some((pid, _)) if *pid < id => self.next = None,
+                Some((pid, sidecar)) if *pid == id => {
+                    let a = side.len();
+                    side.extend_from_slice(sidecar);
+                    self.next = None;
+                    return Ok(Some(a..side.len()));
+                }
+                _ => return Ok(None),
+            }
+        }
+    }
+}
+
+fn misplaced(expected_seq: u64, tenant: &str, stored_chain: i64, seq: u64) -> StoreError {
+    corrupt(format!(
+        "entry {expected_seq} of tenant {tenant:?} is not stored where the chain's runs say \
+         (found chain {stored_chain}, seq {seq})"
+    ))
+}
+
 /// Checks that the entry read from a run's row-id range is the one the run maps there.
 fn check_run_entry(
     row: &Row<'_>,
@@ -1192,10 +1264,7 @@ fn check_run_entry(
     let stored_chain = col_i64(row, 0, "an entry's chain id")?;
     let seq = col_u64(row, 1, "an entry's seq")?;
     if stored_chain != chain || seq != expected_seq {
-        return Err(corrupt(format!(
-            "entry {expected_seq} of tenant {tenant:?} is not stored where the chain's runs say \
-             (found chain {stored_chain}, seq {seq})"
-        )));
+        return Err(misplaced(expected_seq, tenant, stored_chain, seq));
     }
     Ok(())
 }
@@ -1341,12 +1410,13 @@ impl Store for SqliteStore {
         })
     }
 
-    fn scan_lines(
+    fn scan_line_blocks(
         &self,
         tenant: TenantRef<'_>,
         from_seq: u64,
         to_seq: u64,
-        f: &mut crate::LineVisitor<'_>,
+        block: &mut crate::LineBlock,
+        f: &mut crate::BlockVisitor<'_>,
     ) -> Result<(), StoreError> {
         let from = from_seq.max(1);
         if from > to_seq {
@@ -1355,33 +1425,56 @@ impl Store for SqliteStore {
         let Some(chain) = self.chain_id(tenant)? else {
             return Ok(());
         };
-        let mut buf = Vec::new();
-        let mut batch: Vec<(u64, LineRef, Option<Vec<u8>>)> = Vec::with_capacity(SCAN_BLOCK);
         let mut refs: Vec<LineRef> = Vec::with_capacity(SCAN_BLOCK);
         self.for_each_run_range(chain, from, to_seq, &mut |first_seq, lo, hi| {
-            let mut stmt = self.conn.prepare_cached(ENTRY_RANGE_SQL)?;
+            let mut stmt = self.conn.prepare_cached(LINE_RANGE_SQL)?;
             let mut rows = stmt.query(params![lo, hi])?;
+            let mut pstmt = self.conn.prepare_cached(PERSONAL_RANGE_SQL)?;
+            let mut personal = PersonalMerge::new(pstmt.query(params![lo, hi])?, tenant);
             let mut seq = first_seq;
             let mut more = true;
             while more {
-                batch.clear();
+                block.lines.clear();
                 refs.clear();
-                while batch.len() < SCAN_BLOCK {
+                while refs.len() < SCAN_BLOCK {
                     let Some(row) = rows.next()? else {
                         more = false;
                         break;
                     };
-                    check_run_entry(row, chain, seq, tenant)?;
-                    let (e, at) = read_entry(row, tenant, 1)?;
+                    let id = col_i64(row, 0, "an entry's row id")?;
+                    let stored_chain = col_i64(row, 1, "an entry's chain id")?;
+                    let stored_seq = col_u64(row, 2, "an entry's seq")?;
+                    if stored_chain != chain || stored_seq != seq {
+                        return Err(misplaced(seq, tenant, stored_chain, stored_seq));
+                    }
+                    let what = |c: &str| format!("{c} of entry {seq} of tenant {tenant:?}");
+                    let at = LineRef::from_columns(
+                        col_i64(row, 3, || what("the line's segment"))?,
+                        col_i64(row, 4, || what("the line's offset"))?,
+                        col_i64(row, 5, || what("the line's length"))?,
+                    )
+                    .ok_or_else(|| {
+                        corrupt(format!("{} is out of range", what("the line's place")))
+                    })?;
                     refs.push(at);
-                    batch.push((e.seq, at, e.personal));
+                    block.lines.push(crate::BlockLine {
+                        seq,
+                        line: 0..0,
+                        personal: personal.take(id, seq, &mut block.side)?,
+                    });
                     seq += 1;
                 }
-                let ranges = self.lines.read_into(&refs, &mut buf)?;
-                for ((s, _, personal), r) in batch.iter().zip(ranges) {
-                    if !f(*s, &buf[r], personal.as_deref())? {
-                        return Ok(false);
-                    }
+                if refs.is_empty() {
+                    break;
+                }
+                let ranges = self
+                    .lines
+                    .read_into(&refs, &mut block.buf, &mut block.end)?;
+                for (l, r) in block.lines.iter_mut().zip(ranges) {
+                    l.line = r;
+                }
+                if !f(block)? {
+                    return Ok(false);
                 }
             }
             Ok(true)
@@ -2831,11 +2924,13 @@ mod tests {
     }
 
     /// Every statement the read paths run.
-    const READ_STATEMENTS: [&str; 11] = [
+    const READ_STATEMENTS: [&str; 13] = [
         RUN_AT_SQL,
         RUNS_FROM_SQL,
         LAST_RUN_SQL,
         ENTRY_RANGE_SQL,
+        LINE_RANGE_SQL,
+        PERSONAL_RANGE_SQL,
         HASH_RANGE_SQL,
         ENTRY_AT_SQL,
         ENTRY_BY_ID_SQL,
