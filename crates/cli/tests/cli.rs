@@ -150,6 +150,39 @@ fn append_verify_query_round_trip() {
     assert!(bad.stderr.contains("--start"), "{}", bad.stderr);
 }
 
+/// CRLF line ends and blank lines are accepted; blank lines still count in line numbers, and
+/// each event is read whole however the lines are laid out (lines of a chunk share a buffer).
+#[test]
+fn crlf_and_blank_lines_are_accepted_and_counted_in_line_numbers() {
+    let (_tmp, dir) = init_store();
+    let crlf: String = events(3, "t1").replace('\n', "\r\n");
+    let input = format!("\n{crlf}\r\n   \n{}", events(2, "t1"));
+    let r = run_stdin(&["append", "--data-dir", &dir], Some(&input));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("Appended 5 entries"), "{}", r.stdout);
+    let q = run(&["query", "--data-dir", &dir, "--format", "jsonl"]);
+    let sent: Vec<serde_json::Value> = format!("{}{}", events(3, "t1"), events(2, "t1"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut got: Vec<serde_json::Value> = q
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    got.sort_by_key(|g| g["seq"].as_u64());
+    assert_eq!(got.len(), 5);
+    for (g, s) in got.iter().zip(&sent) {
+        assert_eq!(g["agent_id"], s["agent_id"]);
+        assert_eq!(g["timestamp"], s["timestamp"]);
+    }
+    // Line 1 blank, 2-4 events, 5 blank, 6 spaces, 7 the bad one.
+    let bad = format!("\n{crlf}\r\n   \n{{\"agent_id\":\"a\"}}\r\n");
+    let r = run_stdin(&["append", "--data-dir", &dir], Some(&bad));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("line 7"), "{}", r.stderr);
+}
+
 #[test]
 fn a_malformed_line_names_its_line_and_appends_nothing() {
     let (_tmp, dir) = init_store();

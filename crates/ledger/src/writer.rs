@@ -772,13 +772,18 @@ impl AppendSink<'_> {
     }
 
     fn flush(&mut self, tenant: &str) -> Result<(), LedgerError> {
-        while let Ok(done) = self.spent.try_recv() {
-            drop(done);
+        // Written entries are freed here; one of their vectors takes the next entries (a fresh
+        // one would grow, and fault in new pages, a dozen times per flush).
+        let mut recycled: Option<Vec<NewEntry>> = None;
+        while let Ok(mut done) = self.spent.try_recv() {
+            done.clear();
+            recycled = Some(done);
         }
         let Some(work) = self.chains.get_mut(tenant) else {
             return Ok(());
         };
-        let entries = std::mem::take(&mut work.entries);
+        let next = recycled.unwrap_or_else(|| Vec::with_capacity(FLUSH_EVERY));
+        let entries = std::mem::replace(&mut work.entries, next);
         let nodes = std::mem::take(&mut work.nodes);
         if !entries.is_empty() {
             self.send(StoreCmd::Append(tenant.to_owned(), entries))?;

@@ -81,18 +81,21 @@ fn reader_thread(
     progress: indicatif::ProgressBar,
 ) {
     let mut r = BufReader::with_capacity(1 << 20, input);
-    let mut raw: Vec<(u64, Vec<u8>)> = Vec::with_capacity(CHUNK);
+    // The lines of a chunk, back to back in one buffer (no allocation per line).
+    let mut buf: Vec<u8> = Vec::with_capacity(4 << 20);
+    let mut raw: Vec<(u64, std::ops::Range<usize>)> = Vec::with_capacity(CHUNK);
     let mut line_no = 0u64;
-    let send = |raw: &mut Vec<(u64, Vec<u8>)>| {
+    let send = |buf: &mut Vec<u8>, raw: &mut Vec<(u64, std::ops::Range<usize>)>| {
         let parsed: Vec<Parsed> = raw
             .par_iter()
-            .map(|(no, l)| normalise(*no, l, &policy, tenant.as_ref()))
+            .map(|(no, l)| normalise(*no, &buf[l.clone()], &policy, tenant.as_ref()))
             .collect();
         raw.clear();
+        buf.clear();
         tx.send(Ok(parsed)).is_ok()
     };
     loop {
-        let mut buf = Vec::new();
+        let start = buf.len();
         match r.read_until(b'\n', &mut buf) {
             Ok(0) => break,
             Ok(_) => {}
@@ -102,21 +105,23 @@ fn reader_thread(
             }
         }
         line_no += 1;
-        progress.inc(buf.len() as u64);
-        while matches!(buf.last(), Some(b'\n' | b'\r')) {
+        progress.inc((buf.len() - start) as u64);
+        while buf.len() > start && matches!(buf.last(), Some(b'\n' | b'\r')) {
             buf.pop();
         }
-        if buf.iter().all(u8::is_ascii_whitespace) {
+        if buf[start..].iter().all(u8::is_ascii_whitespace) {
+            buf.truncate(start);
             continue; // blank lines are allowed and skipped
         }
-        raw.push((line_no, buf));
+        raw.push((line_no, start..buf.len()));
         // In streaming mode, hand over what we have whenever the input pauses.
-        if (raw.len() >= CHUNK || (streaming && r.buffer().is_empty())) && !send(&mut raw) {
+        if (raw.len() >= CHUNK || (streaming && r.buffer().is_empty())) && !send(&mut buf, &mut raw)
+        {
             return;
         }
     }
     if !raw.is_empty() {
-        send(&mut raw);
+        send(&mut buf, &mut raw);
     }
 }
 
