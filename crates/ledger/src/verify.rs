@@ -167,6 +167,7 @@ fn check_chunk(chunk: &mut Chunk, keys: Option<&Keyring>) {
     let (buf, side) = (&*buf, &*side);
     items
         .par_iter_mut()
+        .with_max_len(64)
         .map(|it| {
             match it.record.take() {
                 Some(Record::Checkpoint(text)) => return Checked::Checkpoint(it.position, text),
@@ -196,6 +197,20 @@ fn pipeline<R>(
 where
     R: FnOnce(&ChunkSink) -> Result<(), LedgerError> + Send,
 {
+    // Twice as many checking threads as cores: the reader and the sequential verifier share
+    // the cores with them, and a checker they interrupt holds up the end of its chunk less when
+    // the chunk is split among more threads (measured: ~5% faster than one per core). An
+    // explicit RAYON_NUM_THREADS is honoured.
+    let checkers = if std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        None
+    } else {
+        let n = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(2 * n)
+            .thread_name(|i| format!("verify-check-{i}"))
+            .build()
+            .ok()
+    };
     std::thread::scope(|scope| {
         let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(2);
         let (free_tx, free_rx) = mpsc::channel::<Chunk>();
@@ -225,8 +240,12 @@ where
             }
             v
         });
+        let check = |chunk: &mut Chunk| match &checkers {
+            Some(pool) => pool.install(|| check_chunk(chunk, keys)),
+            None => check_chunk(chunk, keys),
+        };
         for mut chunk in chunk_rx {
-            check_chunk(&mut chunk, keys);
+            check(&mut chunk);
             if check_tx.send(chunk).is_err() {
                 break;
             }
