@@ -7,6 +7,7 @@
 # Rule evaluation alone, per core: cargo bench -p blackbox-detect --bench eval
 #
 # Usage: bench/detect.sh [N_INGEST] [N_DECIDE]   (default 500,000 and 100,000)
+#        SKIP_INGEST=1 skips part 1; DECIDE_MODES="sequenced" RUNS=3 repeats part 2 for one mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-500000}"
@@ -79,8 +80,10 @@ for name, what in (("blackbox_decide_eval_seconds", "evaluation in the service (
 '
 stop
 }
-decide durable
-decide sequenced
+# DECIDE_MODES="sequenced" RUNS=3 repeats one mode; by default each mode once.
+for _ in $(seq "${RUNS:-1}"); do
+  for mode in ${DECIDE_MODES:-durable sequenced}; do decide "$mode"; done
+done
 echo "== the disk: fdatasync of an 800-byte append, 300 times (the floor of a durable answer)"
 python3 - "$OUT" <<'PY'
 import os, sys, time
