@@ -442,6 +442,125 @@ fn decisions_answered_before_a_commit_that_failed_are_named_in_the_chain() {
     assert_eq!(report["status"], "ok", "{report}");
 }
 
+/// A decision answered once sequenced whose commit never happened because the service was
+/// killed is named in the chain by the next start (from the journal of answered decisions),
+/// so that every answer given is accounted for.
+#[test]
+fn decisions_answered_before_a_crash_are_named_in_the_chain_after_restart() {
+    if prlimit_missing() {
+        return;
+    }
+    let (_tmp, dir) = init_store();
+    let t = token(&dir, "acme", "ingest,read");
+    let decide = |addr: SocketAddr, i: usize| {
+        let body = json!({"agent_id": "agent-7", "session_id": "s-7", "tool_name": "search_docs",
+            "args": {"q": format!("question {i}")}});
+        let (s, b) = http(
+            addr,
+            "POST",
+            "/v1/decide",
+            Some(&t),
+            Some(&body.to_string()),
+        )
+        .unwrap();
+        (s, serde_json::from_str::<Value>(&b).unwrap_or(Value::Null))
+    };
+    let mut server = start_fsize_limitable(&dir, &[("BLACKBOX_DECIDE_ANSWER", "sequenced")]);
+    let mut answered = Vec::new();
+    let (s, v) = decide(server.addr, 0);
+    assert_eq!((s, &v["durable"]), (200, &json!(false)), "{v}");
+    answered.push(v["entry_id"].as_str().unwrap().to_owned());
+    // Commits fail from here on; decisions are still answered, and noted.
+    set_fsize_limit(&server, &dir, true);
+    let mut failed = false;
+    for i in 1..3000 {
+        let (s, v) = decide(server.addr, i);
+        match s {
+            200 => answered.push(v["entry_id"].as_str().unwrap().to_owned()),
+            503 => {}
+            other => panic!("unexpected {other}: {v}"),
+        }
+        if i % 10 == 0 && http(server.addr, "GET", "/readyz", None, None).unwrap().0 == 503 {
+            failed = true;
+            // A few more answered while the writer restarts and fails again.
+            for k in 0..5 {
+                if let (200, v) = decide(server.addr, 10_000 + k) {
+                    answered.push(v["entry_id"].as_str().unwrap().to_owned());
+                }
+            }
+            break;
+        }
+    }
+    assert!(failed, "commits never failed under the file-size limit");
+    server.kill9();
+    let journal = std::path::Path::new(&dir).join("decisions-answered.jsonl");
+    let noted = std::fs::read_to_string(&journal).unwrap();
+    assert!(noted.lines().count() > 0, "nothing noted before the crash");
+
+    // The next start (in the default mode) writes down what is missing.
+    let server = Server::start(&dir);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http(server.addr, "GET", "/readyz", None, None).unwrap().0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the service did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (s, body) = http(
+        server.addr,
+        "GET",
+        "/v1/entries?event_type=decisions_unrecorded",
+        Some(&t),
+        None,
+    )
+    .unwrap();
+    assert_eq!(s, 200, "{body}");
+    let mut lost = std::collections::BTreeSet::new();
+    let mut stopped = 0;
+    for line in body.lines().filter(|l| l.starts_with('{')) {
+        let e: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(e["agent_id"], "agent-7", "{e}");
+        if e["payload"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the service stopped before the commit")
+        {
+            stopped += 1;
+        }
+        let ids = e["payload"]["entry_ids"].as_array().unwrap();
+        lost.extend(ids.iter().map(|i| i.as_str().unwrap().to_owned()));
+    }
+    assert!(
+        stopped > 0,
+        "no entry names decisions lost to the crash: {body}"
+    );
+    for id in &answered {
+        let (s, b) = http(
+            server.addr,
+            "GET",
+            &format!("/v1/entries/{id}"),
+            Some(&t),
+            None,
+        )
+        .unwrap();
+        if lost.contains(id) {
+            assert_eq!(s, 404, "a lost decision {id} is in the chain: {b}");
+        } else {
+            assert_eq!(
+                s, 200,
+                "decision {id} is neither recorded nor named as lost: {b}"
+            );
+        }
+    }
+    // Once written down, the journal is emptied.
+    assert_eq!(std::fs::read_to_string(&journal).unwrap(), "");
+    let (s, body) = http(server.addr, "GET", "/v1/verify", Some(&t), None).unwrap();
+    assert_eq!(s, 200);
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["status"], "ok", "{report}");
+}
+
 fn walk(dir: &std::path::Path) -> Vec<u64> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {

@@ -44,8 +44,9 @@ rotate_bytes = 268435456
 secrets_dir = "/var/run/secrets/blackbox"
 # When POST /v1/decide answers: "durable" once the record of the attempted call is committed
 # (fsynced), or "sequenced" once it is sequenced and signed, before its commit: no disk wait on
-# the agent's path, but a crash or failed commit in the next milliseconds loses the record (a
-# failed commit is then written down as a `decisions_unrecorded` entry naming the lost ids).
+# the agent's path, but a crash or failed commit in the next milliseconds loses the record (the
+# loss is then written down as a `decisions_unrecorded` entry naming the lost ids: after a
+# failed commit by the next one, after a crash by the next start).
 decide_answer = "durable"
 "#;
 

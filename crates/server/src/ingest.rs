@@ -11,6 +11,7 @@
 //! `access_denied` records are queued without a reply and written with the next group; when the
 //! queue is full they are counted and a summary record says how many were lost.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -113,13 +114,183 @@ pub enum DecideAnswer {
     Sequenced,
 }
 
-/// A decision answered before its commit, whose commit failed.
+/// A decision answered before its commit, whose commit failed (or may fail: until it
+/// succeeds, the decision is noted in the [`AnsweredJournal`]).
 #[derive(Debug, Clone)]
 struct LostDecision {
     tenant: String,
     agent: String,
     entry_id: uuid::Uuid,
     decision: &'static str,
+    cause: LossCause,
+}
+
+/// Why an answered decision has no record in the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum LossCause {
+    /// Its group's commit failed.
+    CommitFailed,
+    /// The service stopped (crashed, was killed) before the commit.
+    Stopped,
+}
+
+impl LossCause {
+    fn reason(self) -> &'static str {
+        match self {
+            Self::CommitFailed => {
+                "answered before the record was committed (decide_answer = \"sequenced\"); the commit failed"
+            }
+            Self::Stopped => {
+                "answered before the record was committed (decide_answer = \"sequenced\"); the service stopped before the commit"
+            }
+        }
+    }
+}
+
+/// Decisions answered before their commit (`DecideAnswer::Sequenced`), one JSON line each
+/// (`tenant_id`, `agent_id`, `entry_id`, `decision`), in `DATA_DIR/decisions-answered.jsonl`:
+/// a line is written before the answer leaves, and the file is rewritten to what is still
+/// uncommitted after every commit. If the service dies in between, its next start finds the
+/// lines, looks their entry ids up in the store and writes a `decisions_unrecorded` entry for
+/// those that are missing, so that no answered decision vanishes silently. (Written without
+/// fsync: it survives the process, not the machine.)
+#[derive(Debug)]
+pub struct AnsweredJournal {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    /// Lines in the file.
+    lines: usize,
+}
+
+/// One journal line.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct JournalLine {
+    tenant_id: String,
+    agent_id: String,
+    entry_id: String,
+    decision: String,
+}
+
+impl AnsweredJournal {
+    /// The journal at `path`.
+    #[must_use]
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            file: None,
+            lines: 0,
+        }
+    }
+
+    fn line(d: &LostDecision) -> Vec<u8> {
+        let mut l = serde_json::to_vec(&JournalLine {
+            tenant_id: d.tenant.clone(),
+            agent_id: d.agent.clone(),
+            entry_id: d.entry_id.to_string(),
+            decision: d.decision.to_owned(),
+        })
+        .unwrap_or_default();
+        l.push(b'\n');
+        l
+    }
+
+    /// Notes a decision about to be answered.
+    fn note(&mut self, d: &LostDecision) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?,
+            ),
+        };
+        file.write_all(&Self::line(d))?;
+        self.lines += 1;
+        Ok(())
+    }
+
+    /// Makes the file hold exactly `still` (the decisions not yet committed): emptied in
+    /// place, or replaced whole by a rename, so that a line is never missing from it.
+    fn keep_only<'d>(
+        &mut self,
+        still: impl Iterator<Item = &'d LostDecision>,
+    ) -> std::io::Result<()> {
+        let body: Vec<u8> = still.flat_map(Self::line).collect();
+        if body.is_empty() {
+            if self.lines > 0 {
+                match &self.file {
+                    Some(f) => f.set_len(0)?,
+                    None => std::fs::File::create(&self.path).map(drop)?,
+                }
+                self.lines = 0;
+            }
+            return Ok(());
+        }
+        let tmp = self.path.with_extension("jsonl.tmp");
+        std::fs::write(&tmp, &body)?;
+        std::fs::rename(&tmp, &self.path)?;
+        self.file = None;
+        self.lines = body.iter().filter(|&&b| b == b'\n').count();
+        Ok(())
+    }
+
+    /// The decisions a stopped run noted that the store does not hold (read at start).
+    fn recover(&mut self, store: &SqliteStore) -> Vec<LostDecision> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) => {
+                tracing::error!(error = %e, path = %self.path.display(), "cannot read the journal of answered decisions");
+                return Vec::new();
+            }
+        };
+        self.lines = text.lines().count();
+        let mut lost = Vec::new();
+        for (i, l) in text.lines().enumerate() {
+            // A line cut short by the crash is the only kind that can be unreadable.
+            let Some((j, id)) = serde_json::from_str::<JournalLine>(l)
+                .ok()
+                .and_then(|j| uuid::Uuid::parse_str(&j.entry_id).ok().map(|id| (j, id)))
+            else {
+                tracing::warn!(
+                    line = i + 1,
+                    "an unreadable line in the journal of answered decisions"
+                );
+                continue;
+            };
+            match store.entry_by_id(id.as_bytes()) {
+                Ok(Some(_)) => {}
+                Ok(None) => lost.push(LostDecision {
+                    tenant: j.tenant_id,
+                    agent: j.agent_id,
+                    entry_id: id,
+                    decision: decision_name(&j.decision),
+                    cause: LossCause::Stopped,
+                }),
+                Err(e) => tracing::error!(error = %e, "cannot look up an answered decision"),
+            }
+        }
+        if !lost.is_empty() {
+            tracing::warn!(
+                count = lost.len(),
+                "decisions the previous run answered before their commit are not in the chain; recording them as decisions_unrecorded"
+            );
+        }
+        lost
+    }
+}
+
+/// The static name of a decision read back from the journal.
+fn decision_name(d: &str) -> &'static str {
+    match d {
+        "allow" => "allow",
+        "block" => "block",
+        "throttle" => "throttle",
+        "paused" => "paused",
+        _ => "unknown",
+    }
 }
 
 /// Operator actions on agents and rules.
@@ -209,6 +380,10 @@ pub struct WriterOptions {
     pub alerts: Option<tokio::sync::mpsc::UnboundedSender<Vec<Written>>>,
     /// When decisions are answered.
     pub decide_answer: DecideAnswer,
+    /// Where decisions answered before their commit are noted until it (`DATA_DIR/
+    /// decisions-answered.jsonl`; see [`AnsweredJournal`]). Read at start whatever the mode, so
+    /// that a run in `sequenced` mode that died is accounted for by the next.
+    pub answered_journal: Option<PathBuf>,
 }
 
 /// The handlers' end of the writer.
@@ -250,6 +425,7 @@ impl Ingest {
             detector,
             alerts,
             decide_answer,
+            answered_journal,
         } = o;
         let (tx, rx) = crossbeam_channel::bounded(queue_capacity);
         let ready = Arc::new(AtomicBool::new(true));
@@ -263,6 +439,7 @@ impl Ingest {
             alerts,
             decide_answer,
             lost: std::sync::Mutex::new(Vec::new()),
+            journal: answered_journal.map(|p| std::sync::Mutex::new(AnsweredJournal::new(p))),
         };
         let handle = std::thread::Builder::new()
             .name("blackbox-writer".into())
@@ -423,6 +600,8 @@ struct Shared {
     /// Decisions answered before their commit, whose commit failed: written down in a
     /// `decisions_unrecorded` entry by the next group.
     lost: std::sync::Mutex<Vec<LostDecision>>,
+    /// Decisions answered and not yet committed (used by the writer thread only).
+    journal: Option<std::sync::Mutex<AnsweredJournal>>,
 }
 
 impl Shared {
@@ -453,6 +632,11 @@ fn run(
 ) {
     let _guard = ReadyGuard(Arc::clone(&shared.ready));
     let mut failures = 0u32;
+    // Decisions a stopped run answered and never committed: written down first.
+    let mut recovered = match &shared.journal {
+        Some(j) => j.lock().map(|mut j| j.recover(&store)).unwrap_or_default(),
+        None => Vec::new(),
+    };
     loop {
         // Every chain is tracked from each (re)start, so heartbeats and closing checkpoints
         // cover chains nobody writes to.
@@ -466,6 +650,14 @@ fn run(
         let r = writer.stream(&mut store, |sink| {
             for t in &tenants {
                 sink.track(t)?;
+            }
+            if !recovered.is_empty() {
+                for ev in unrecorded_entries(&recovered) {
+                    sink.add(&ev, now_ms())?;
+                }
+                sink.commit(now_ms(), false)?;
+                recovered.clear();
+                note_committed(shared, std::iter::empty());
             }
             serve(sink, rx, shared, &mut mirror, &mut detector)
         });
@@ -927,6 +1119,16 @@ impl Pipeline<'_> {
             return Err(e.into());
         }
         shared.ready.store(true, Ordering::Relaxed);
+        if shared.journal.is_some() {
+            // What the journal must still hold: decisions answered in the open group, lost
+            // ones it reports, and lost ones waiting for a group to report them.
+            let waiting = shared.lost.lock().map(|v| v.clone()).unwrap_or_default();
+            let answered = self.open.pending.iter().filter_map(|p| match p {
+                Pending::Answered(l) => Some(l),
+                _ => None,
+            });
+            note_committed(shared, answered.chain(&self.open.reported).chain(&waiting));
+        }
         let m = &shared.metrics;
         m.ingest_events.inc_by(outcome.count);
         #[allow(clippy::cast_precision_loss)] // event counts are far below 2^52
@@ -976,15 +1178,15 @@ const LOST_IDS_PER_ENTRY: usize = 1000;
 /// commit that then failed (docs/FORMAT.md §14): the entry ids the agents were given do not
 /// exist in the chain, and the chain says so.
 fn unrecorded_entries(lost: &[LostDecision]) -> Vec<NormalizedEvent> {
-    let mut by: std::collections::BTreeMap<(&str, &str), Vec<&LostDecision>> =
+    let mut by: std::collections::BTreeMap<(&str, &str, LossCause), Vec<&LostDecision>> =
         std::collections::BTreeMap::new();
     for l in lost {
-        by.entry((l.tenant.as_str(), l.agent.as_str()))
+        by.entry((l.tenant.as_str(), l.agent.as_str(), l.cause))
             .or_default()
             .push(l);
     }
     let mut out = Vec::new();
-    for ((tenant, agent), ls) in by {
+    for ((tenant, agent, cause), ls) in by {
         let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
         for l in &ls {
             *counts.entry(l.decision).or_default() += 1;
@@ -1003,7 +1205,7 @@ fn unrecorded_entries(lost: &[LostDecision]) -> Vec<NormalizedEvent> {
                 "count": ls.len(),
                 "decisions": counts,
                 "entry_ids": ids,
-                "reason": "answered before the record was committed (decide_answer = \"sequenced\"); the commit failed",
+                "reason": cause.reason(),
             },
         });
         match blackbox_core::event::normalize_json(
@@ -1015,6 +1217,17 @@ fn unrecorded_entries(lost: &[LostDecision]) -> Vec<NormalizedEvent> {
         }
     }
     out
+}
+
+/// Rewrites the journal of answered decisions to `still` after a commit (errors are logged:
+/// the journal only ever holds too much, which the next start checks against the store).
+fn note_committed<'d>(shared: &Shared, still: impl Iterator<Item = &'d LostDecision>) {
+    if let Some(j) = &shared.journal
+        && let Ok(mut j) = j.lock()
+        && let Err(e) = j.keep_only(still)
+    {
+        tracing::error!(error = %e, "cannot rewrite the journal of answered decisions");
+    }
 }
 
 fn count_decision(m: &Metrics, decision: &str) {
@@ -1081,15 +1294,34 @@ fn apply(
             match decide(sink, det, &shared.metrics, req, now, firings, written)? {
                 Ok(mut d) => match early {
                     Some((tenant, agent)) => {
-                        // Sequenced and signed: answered now, committed with the group.
-                        d.durable = false;
-                        pending.push(Pending::Answered(LostDecision {
+                        // Sequenced and signed: answered now, committed with the group; noted
+                        // in the journal first, so that even a crash before the commit leaves
+                        // a trace. Unless it cannot be noted: then the answer waits as usual.
+                        let l = LostDecision {
                             tenant,
                             agent,
                             entry_id: d.entry.entry_id,
                             decision: d.decision,
-                        }));
-                        let _ = reply.send(Ok(d));
+                            cause: LossCause::CommitFailed,
+                        };
+                        let noted = match &shared.journal {
+                            None => Ok(()),
+                            Some(j) => j
+                                .lock()
+                                .map_err(|_| std::io::Error::other("journal lock poisoned"))
+                                .and_then(|mut j| j.note(&l)),
+                        };
+                        match noted {
+                            Ok(()) => {
+                                d.durable = false;
+                                pending.push(Pending::Answered(l));
+                                let _ = reply.send(Ok(d));
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot note an answered decision; answering it after its commit");
+                                pending.push(Pending::Decide(reply, d));
+                            }
+                        }
                     }
                     None => pending.push(Pending::Decide(reply, d)),
                 },

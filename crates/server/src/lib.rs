@@ -151,6 +151,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
             detector,
             alerts: Some(alerts_tx),
             decide_answer: config.decide_answer,
+            answered_journal: Some(dir.root().join("decisions-answered.jsonl")),
         },
     );
     let readers = Arc::new(readers::ReaderPool::new(dir.store_path()));
