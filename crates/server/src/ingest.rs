@@ -157,9 +157,8 @@ impl LossCause {
 #[derive(Debug)]
 pub struct AnsweredJournal {
     path: PathBuf,
-    file: Option<std::fs::File>,
-    /// Lines in the file.
-    lines: usize,
+    /// The file (opened when first needed) and its length.
+    file: Option<(std::fs::File, u64)>,
 }
 
 /// One journal line.
@@ -175,11 +174,7 @@ impl AnsweredJournal {
     /// The journal at `path`.
     #[must_use]
     pub fn new(path: PathBuf) -> Self {
-        Self {
-            path,
-            file: None,
-            lines: 0,
-        }
+        Self { path, file: None }
     }
 
     fn line(d: &LostDecision) -> Vec<u8> {
@@ -194,45 +189,54 @@ impl AnsweredJournal {
         l
     }
 
+    fn file(&mut self) -> std::io::Result<&mut (std::fs::File, u64)> {
+        if self.file.is_none() {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&self.path)?;
+            let len = f.metadata()?.len();
+            self.file = Some((f, len));
+        }
+        match &mut self.file {
+            Some(f) => Ok(f),
+            None => Err(std::io::Error::other("the journal is not open")),
+        }
+    }
+
     /// Notes a decision about to be answered.
     fn note(&mut self, d: &LostDecision) -> std::io::Result<()> {
-        use std::io::Write as _;
-        let file = match &mut self.file {
-            Some(f) => f,
-            None => self.file.insert(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)?,
-            ),
-        };
-        file.write_all(&Self::line(d))?;
-        self.lines += 1;
+        use std::os::unix::fs::FileExt as _;
+        let line = Self::line(d);
+        let (f, len) = self.file()?;
+        f.write_all_at(&line, *len)?;
+        *len += line.len() as u64;
         Ok(())
     }
 
-    /// Makes the file hold exactly `still` (the decisions not yet committed): emptied in
-    /// place, or replaced whole by a rename, so that a line is never missing from it.
+    /// Makes the file hold `still` (the decisions not yet committed), rewritten in place:
+    /// written over from the start, then cut to length. A crash between the two leaves old
+    /// lines after the new ones, which the next start finds committed (or cut, and skips):
+    /// a line still needed is never missing.
     fn keep_only<'d>(
         &mut self,
         still: impl Iterator<Item = &'d LostDecision>,
     ) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt as _;
         let body: Vec<u8> = still.flat_map(Self::line).collect();
-        if body.is_empty() {
-            if self.lines > 0 {
-                match &self.file {
-                    Some(f) => f.set_len(0)?,
-                    None => std::fs::File::create(&self.path).map(drop)?,
-                }
-                self.lines = 0;
-            }
+        // Nothing to keep and nothing there (a journal left by an earlier run was opened by
+        // `recover`): no system call.
+        if body.is_empty() && self.file.as_ref().is_none_or(|(_, len)| *len == 0) {
             return Ok(());
         }
-        let tmp = self.path.with_extension("jsonl.tmp");
-        std::fs::write(&tmp, &body)?;
-        std::fs::rename(&tmp, &self.path)?;
-        self.file = None;
-        self.lines = body.iter().filter(|&&b| b == b'\n').count();
+        let (f, len) = self.file()?;
+        if !body.is_empty() {
+            f.write_all_at(&body, 0)?;
+        }
+        f.set_len(body.len() as u64)?;
+        *len = body.len() as u64;
         Ok(())
     }
 
@@ -246,7 +250,11 @@ impl AnsweredJournal {
                 return Vec::new();
             }
         };
-        self.lines = text.lines().count();
+        if !text.is_empty()
+            && let Err(e) = self.file()
+        {
+            tracing::error!(error = %e, path = %self.path.display(), "cannot open the journal of answered decisions");
+        }
         let mut lost = Vec::new();
         for (i, l) in text.lines().enumerate() {
             // A line cut short by the crash is the only kind that can be unreadable.
@@ -1559,4 +1567,62 @@ fn control(
         Control::List(tenant) => ControlReply::Agents(det.agents(tenant.as_deref(), now)),
         Control::Retention(staged) => ControlReply::Changed(staged.apply(sink, now)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn decision(n: u128) -> LostDecision {
+        LostDecision {
+            tenant: "acme".to_owned(),
+            agent: format!("agent-{n}"),
+            entry_id: uuid::Uuid::from_u128(n),
+            decision: "allow",
+            cause: LossCause::CommitFailed,
+        }
+    }
+
+    fn lines(path: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let j: JournalLine = serde_json::from_str(l).unwrap();
+                j.agent_id
+            })
+            .collect()
+    }
+
+    /// The journal holds every noted decision until a rewrite names what is still
+    /// uncommitted, then exactly that; rewrites that shrink leave no stale tail.
+    #[test]
+    fn the_answered_journal_appends_then_keeps_exactly_what_is_uncommitted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions-answered.jsonl");
+        let mut j = AnsweredJournal::new(path.clone());
+        // Nothing noted, nothing kept: no file is made.
+        j.keep_only(std::iter::empty()).unwrap();
+        assert!(!path.exists());
+        let ds: Vec<LostDecision> = (1..=4).map(decision).collect();
+        for d in &ds[..3] {
+            j.note(d).unwrap();
+        }
+        assert_eq!(lines(&path), ["agent-1", "agent-2", "agent-3"]);
+        j.keep_only([&ds[2]].into_iter()).unwrap();
+        assert_eq!(lines(&path), ["agent-3"]);
+        j.note(&ds[3]).unwrap();
+        assert_eq!(lines(&path), ["agent-3", "agent-4"]);
+        j.keep_only(std::iter::empty()).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        // A new run finds what an earlier one left, appends after it and can empty it.
+        j.note(&ds[0]).unwrap();
+        let mut again = AnsweredJournal::new(path.clone());
+        again.note(&ds[1]).unwrap();
+        assert_eq!(lines(&path), ["agent-1", "agent-2"]);
+        again.keep_only(std::iter::empty()).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    }
 }
