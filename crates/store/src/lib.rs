@@ -26,7 +26,9 @@
 //! - MUST NOT reorder, renumber, merge or drop entries, and MUST refuse an entry whose `seq` is
 //!   not `head.size + 1` for its chain ([`StoreError::SeqConflict`]).
 //! - MUST return scans in ascending `seq` order, and query results in ascending
-//!   (`ts_ms`, `tenant_id`, `seq`) order.
+//!   (`ts_ms`, `tenant_id`, `seq`) order. [`Store::scan_lines`] and [`Store::scan_line_blocks`]
+//!   (default implementations over [`Store::scan`]; a backend MAY override them to read lines in
+//!   bulk) MUST hand out the same lines and sidecars as `scan`.
 //! - MUST answer filtered queries (agent, session, tool, event type, time range) through indexes,
 //!   not by scanning every entry.
 //! - MUST make [`WriteBatch::archive_prefix`] remove the entries it covers (lines, index rows,
