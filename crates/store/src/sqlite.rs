@@ -1159,12 +1159,7 @@ fn read_entry(
         format!("the seq of an entry of tenant {tenant:?}")
     })?;
     let what = |c: &str| format!("{c} of entry {seq} of tenant {tenant:?}");
-    let at = LineRef::from_columns(
-        col_i64(row, first + 3, || what("the line's segment"))?,
-        col_i64(row, first + 4, || what("the line's offset"))?,
-        col_i64(row, first + 5, || what("the line's length"))?,
-    )
-    .ok_or_else(|| corrupt(format!("{} is out of range", what("the line's place"))))?;
+    let at = read_line_ref(row, first + 3, seq, tenant)?;
     Ok((
         StoredEntry {
             tenant_id: tenant.to_owned(),
@@ -1175,6 +1170,22 @@ fn read_entry(
         },
         at,
     ))
+}
+
+/// Where entry `seq`'s line is: the segment, offset and length columns from `first` on.
+fn read_line_ref(
+    row: &Row<'_>,
+    first: usize,
+    seq: u64,
+    tenant: &str,
+) -> Result<LineRef, StoreError> {
+    let what = |c: &str| format!("{c} of entry {seq} of tenant {tenant:?}");
+    LineRef::from_columns(
+        col_i64(row, first, || what("the line's segment"))?,
+        col_i64(row, first + 1, || what("the line's offset"))?,
+        col_i64(row, first + 2, || what("the line's length"))?,
+    )
+    .ok_or_else(|| corrupt(format!("{} is out of range", what("the line's place"))))
 }
 
 /// Fills in the lines of entries read with [`read_entry`].
@@ -1447,16 +1458,7 @@ impl Store for SqliteStore {
                     if stored_chain != chain || stored_seq != seq {
                         return Err(misplaced(seq, tenant, stored_chain, stored_seq));
                     }
-                    let what = |c: &str| format!("{c} of entry {seq} of tenant {tenant:?}");
-                    let at = LineRef::from_columns(
-                        col_i64(row, 3, || what("the line's segment"))?,
-                        col_i64(row, 4, || what("the line's offset"))?,
-                        col_i64(row, 5, || what("the line's length"))?,
-                    )
-                    .ok_or_else(|| {
-                        corrupt(format!("{} is out of range", what("the line's place")))
-                    })?;
-                    refs.push(at);
+                    refs.push(read_line_ref(row, 3, seq, tenant)?);
                     block.lines.push(crate::BlockLine {
                         seq,
                         line: 0..0,
