@@ -387,19 +387,9 @@ fn decisions_answered_before_a_commit_that_failed_are_named_in_the_chain() {
         assert!(Instant::now() < deadline, "the service did not recover");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (s, body) = http(
-        server.addr,
-        "GET",
-        "/v1/entries?event_type=decisions_unrecorded",
-        Some(&t),
-        None,
-    )
-    .unwrap();
-    assert_eq!(s, 200, "{body}");
+    let (unrecorded, body) = unrecorded_decisions(server.addr, &t);
     let mut lost = std::collections::BTreeSet::new();
-    // The body comes chunked: entry lines between chunk-size lines.
-    for line in body.lines().filter(|l| l.starts_with('{')) {
-        let e: Value = serde_json::from_str(line).unwrap();
+    for e in unrecorded {
         assert_eq!(e["agent_id"], "agent-1", "{e}");
         let ids = e["payload"]["entry_ids"].as_array().unwrap();
         assert_eq!(
@@ -417,29 +407,7 @@ fn decisions_answered_before_a_commit_that_failed_are_named_in_the_chain() {
         !lost.is_empty(),
         "the failed commit's decisions must be named: {body}"
     );
-    // Every answer is accounted for: its entry is in the chain, or it is named as lost.
-    for id in &answered {
-        let (s, b) = http(
-            server.addr,
-            "GET",
-            &format!("/v1/entries/{id}"),
-            Some(&t),
-            None,
-        )
-        .unwrap();
-        if lost.contains(id) {
-            assert_eq!(s, 404, "a lost decision {id} is in the chain: {b}");
-        } else {
-            assert_eq!(
-                s, 200,
-                "decision {id} is neither recorded nor named as lost: {b}"
-            );
-        }
-    }
-    let (s, body) = http(server.addr, "GET", "/v1/verify", Some(&t), None).unwrap();
-    assert_eq!(s, 200);
-    let report: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(report["status"], "ok", "{report}");
+    account_for_answers(server.addr, &t, &answered, &lost);
 }
 
 /// A decision answered once sequenced whose commit never happened because the service was
@@ -507,19 +475,10 @@ fn decisions_answered_before_a_crash_are_named_in_the_chain_after_restart() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (s, body) = http(
-        server.addr,
-        "GET",
-        "/v1/entries?event_type=decisions_unrecorded",
-        Some(&t),
-        None,
-    )
-    .unwrap();
-    assert_eq!(s, 200, "{body}");
+    let (unrecorded, body) = unrecorded_decisions(server.addr, &t);
     let mut lost = std::collections::BTreeSet::new();
     let mut stopped = 0;
-    for line in body.lines().filter(|l| l.starts_with('{')) {
-        let e: Value = serde_json::from_str(line).unwrap();
+    for e in unrecorded {
         assert_eq!(e["agent_id"], "agent-7", "{e}");
         if e["payload"]["reason"]
             .as_str()
@@ -535,15 +494,41 @@ fn decisions_answered_before_a_crash_are_named_in_the_chain_after_restart() {
         stopped > 0,
         "no entry names decisions lost to the crash: {body}"
     );
-    for id in &answered {
-        let (s, b) = http(
-            server.addr,
-            "GET",
-            &format!("/v1/entries/{id}"),
-            Some(&t),
-            None,
-        )
-        .unwrap();
+    account_for_answers(server.addr, &t, &answered, &lost);
+    // Once written down, the journal is emptied.
+    assert_eq!(std::fs::read_to_string(&journal).unwrap(), "");
+}
+
+/// The `decisions_unrecorded` entries of the chain (and the body they came in).
+fn unrecorded_decisions(addr: SocketAddr, t: &str) -> (Vec<Value>, String) {
+    let (s, body) = http(
+        addr,
+        "GET",
+        "/v1/entries?event_type=decisions_unrecorded",
+        Some(t),
+        None,
+    )
+    .unwrap();
+    assert_eq!(s, 200, "{body}");
+    // The body comes chunked: entry lines between chunk-size lines.
+    let entries = body
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (entries, body)
+}
+
+/// Every answer is accounted for: its entry is in the chain, or it is named as lost; and the
+/// chain verifies.
+fn account_for_answers(
+    addr: SocketAddr,
+    t: &str,
+    answered: &[String],
+    lost: &std::collections::BTreeSet<String>,
+) {
+    for id in answered {
+        let (s, b) = http(addr, "GET", &format!("/v1/entries/{id}"), Some(t), None).unwrap();
         if lost.contains(id) {
             assert_eq!(s, 404, "a lost decision {id} is in the chain: {b}");
         } else {
@@ -553,9 +538,7 @@ fn decisions_answered_before_a_crash_are_named_in_the_chain_after_restart() {
             );
         }
     }
-    // Once written down, the journal is emptied.
-    assert_eq!(std::fs::read_to_string(&journal).unwrap(), "");
-    let (s, body) = http(server.addr, "GET", "/v1/verify", Some(&t), None).unwrap();
+    let (s, body) = http(addr, "GET", "/v1/verify", Some(t), None).unwrap();
     assert_eq!(s, 200);
     let report: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(report["status"], "ok", "{report}");
