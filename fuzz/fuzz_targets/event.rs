@@ -14,12 +14,12 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     // Reading the text directly and reading it through a `Value` must agree.
-    let from_text = blackbox_core::event::normalize_json(data, &RedactionPolicy::default());
+    let from_text = blackbox_core::event::normalize_json(data, &RedactionPolicy::default(), &blackbox_core::origin::Origin::Service);
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
         assert!(from_text.is_err());
         return;
     };
-    let from_value = normalize_event(value, &RedactionPolicy::default());
+    let from_value = normalize_event(value, &RedactionPolicy::default(), &blackbox_core::origin::Origin::Service);
     match (&from_text, &from_value) {
         (Ok(a), Ok(b)) => assert_eq!(a, b),
         (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),

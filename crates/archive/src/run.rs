@@ -128,8 +128,12 @@ fn system_event(
         "event_type": event_type,
         "payload": payload,
     });
-    blackbox_core::event::normalize_json(ev.to_string().as_bytes(), &RedactionPolicy::default())
-        .map_err(|e| ArchiveError::Ledger(LedgerError::Inconsistent(e.to_string())))
+    blackbox_core::event::normalize_json(
+        ev.to_string().as_bytes(),
+        &RedactionPolicy::default(),
+        &blackbox_core::origin::Origin::Service,
+    )
+    .map_err(|e| ArchiveError::Ledger(LedgerError::Inconsistent(e.to_string())))
 }
 
 /// The largest checkpointed size `s` with `start < s <= start + most` and `s <= head`, first

@@ -89,7 +89,12 @@ fn forward_secure_log_across_epochs_verifies_with_the_initial_key() {
                         "event_type": "tool_call", "tool_name": "search_kb",
                         "args": {"q": format!("{i}-{k}")},
                     });
-                    normalize_event(v, &RedactionPolicy::default()).unwrap()
+                    normalize_event(
+                        v,
+                        &RedactionPolicy::default(),
+                        &blackbox_core::origin::Origin::Service,
+                    )
+                    .unwrap()
                 })
                 .collect();
             writer

@@ -18,11 +18,14 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, FieldError};
 use crate::hash::Hash;
-use crate::ids::{AgentId, EventType, KeyId, SessionId, TenantId};
+use crate::ids::{AgentId, EventType, KeyId, MAX_SAFE_INTEGER, SessionId, TenantId};
 use crate::keys::{HmacKey, KeyLookup, Keyring};
 
-/// The entry format version this crate writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The entry format version this crate writes (it reads this one and every earlier one).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The first format version, without `origin` and `written_at` (still read and verified).
+pub const FORMAT_V1: u32 = 1;
 
 /// `prev_entry_hash` of the first entry of every chain: `sha256:` followed by 64 zeros.
 pub const GENESIS_HASH: Hash = Hash([0u8; 32]);
@@ -108,6 +111,9 @@ pub struct NormalizedEvent {
     pub personal: Option<Map<String, Value>>,
     /// Data-subject ids found in `data_subjects` (strings, or objects' `id`).
     pub subject_ids: Vec<String>,
+    /// Who supplied the event (docs/FORMAT.md §2). `None` seals a version-1 entry, which has no
+    /// origin: only tests and tools that reproduce old logs do that; the writer refuses it.
+    pub origin: Option<crate::origin::Origin>,
 }
 
 fn field_err(field: &str, problem: impl Into<String>) -> Error {
@@ -154,8 +160,12 @@ pub fn content_hash(v: &Value) -> Result<Hash, Error> {
 ///
 /// # Errors
 /// [`Error::Field`] naming the offending field (its JSON path) and the problem.
-pub fn normalize_event(event: Value, policy: &RedactionPolicy) -> Result<NormalizedEvent, Error> {
-    crate::event::normalize(crate::event::Node::from_value(&event), policy)
+pub fn normalize_event(
+    event: Value,
+    policy: &RedactionPolicy,
+    origin: &crate::origin::Origin,
+) -> Result<NormalizedEvent, Error> {
+    crate::event::normalize(crate::event::Node::from_value(&event), policy, origin)
 }
 
 /// Parses an RFC 3339 timestamp (any offset) to Unix milliseconds (sub-millisecond digits are
@@ -177,7 +187,7 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
 /// without the general RFC 3339 parser: every entry carries one. Anything else (other offsets,
 /// precisions, leap seconds, earlier years, invalid dates) is `None` and goes to the parser, which
 /// gives the same value for everything this accepts (tested against it).
-fn parse_writer_timestamp(b: &[u8]) -> Option<i64> {
+pub(crate) fn parse_writer_timestamp(b: &[u8]) -> Option<i64> {
     if b.len() != 24
         || [
             (4, b'-'),
@@ -299,6 +309,76 @@ pub struct SealParams<'a> {
     pub prev_entry_hash: Hash,
     /// Digest of the personal sidecar, if any.
     pub personal_digest: Option<Hash>,
+    /// `timestamp - written_at` in ms when the claimed time lies outside the writer's bound
+    /// (docs/FORMAT.md §2, "The writer's clock"); version 2 only.
+    pub clock_skew_ms: Option<i64>,
+}
+
+/// How far an agent's claimed `timestamp` may lie from the writer's clock before the writer marks
+/// it (`clock_skew_ms`, docs/FORMAT.md §2) or, when `refuse` is set, the intake refuses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockBound {
+    /// Largest lead of the claimed time over the writer's, ms (default 5 minutes).
+    pub max_ahead_ms: i64,
+    /// Largest lag of the claimed time behind the writer's, ms (default 24 hours).
+    pub max_behind_ms: i64,
+    /// Refuse events outside the bound instead of marking them.
+    pub refuse: bool,
+}
+
+impl Default for ClockBound {
+    fn default() -> Self {
+        Self {
+            max_ahead_ms: 5 * 60_000,
+            max_behind_ms: 86_400_000,
+            refuse: false,
+        }
+    }
+}
+
+impl ClockBound {
+    /// `claimed - written` when the claimed time lies outside the bound, else `None`.
+    #[must_use]
+    pub fn skew(&self, claimed_ms: i64, written_ms: i64) -> Option<i64> {
+        let d = claimed_ms.saturating_sub(written_ms);
+        (d > self.max_ahead_ms || d < -self.max_behind_ms).then_some(d)
+    }
+
+    /// For an intake: `Err` with a message when the bound refuses `claimed_ms` at `now_ms`.
+    ///
+    /// # Errors
+    /// The claimed time is outside the bound and `refuse` is set.
+    pub fn admit(&self, claimed_ms: Option<i64>, now_ms: i64) -> Result<(), String> {
+        match claimed_ms.and_then(|c| self.skew(c, now_ms)) {
+            Some(d) if self.refuse => Err(format!(
+                "timestamp is {} the service's clock by {}; this service refuses events more \
+                 than {} ahead or {} behind ([clock] in blackbox.toml): send the time the event \
+                 happened, or none",
+                if d > 0 { "ahead of" } else { "behind" },
+                human_ms(d.unsigned_abs()),
+                human_ms(self.max_ahead_ms.unsigned_abs()),
+                human_ms(self.max_behind_ms.unsigned_abs()),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn human_ms(ms: u64) -> String {
+    match ms {
+        m if m >= 86_400_000 => format!("{:.1} days", m as f64 / 86_400_000.0),
+        m if m >= 3_600_000 => format!("{:.1} hours", m as f64 / 3_600_000.0),
+        m if m >= 60_000 => format!("{:.1} minutes", m as f64 / 60_000.0),
+        m => format!("{:.1} seconds", m as f64 / 1000.0),
+    }
+}
+
+/// The writer's clock when it sequenced an entry, Unix ms: the millisecond field of its UUIDv7
+/// `entry_id` (RFC 9562 §5.7), which `written_at` repeats in version 2.
+#[must_use]
+pub fn written_ms(entry_id: u128) -> i64 {
+    // 48 bits: always within i64.
+    i64::try_from(entry_id >> 80).unwrap_or(i64::MAX)
 }
 
 /// A signed entry.
@@ -333,12 +413,22 @@ pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
 /// When the timestamp is out of range.
 pub fn seal(ev: &NormalizedEvent, p: &SealParams<'_>) -> Result<SealedEntry, Error> {
     let ts = format_timestamp(p.timestamp_ms).map_err(|e| field_err("timestamp", e))?;
+    if ev.origin.is_none() && p.clock_skew_ms.is_some() {
+        return Err(field_err(
+            "clock_skew_ms",
+            "exists only in format version 2 (an entry with an origin)",
+        ));
+    }
     let mut out = Vec::with_capacity(ev.payload_jcs.len() + 512);
     out.extend_from_slice(b"{\"agent_id\":");
     push_json_str(&mut out, ev.agent_id.as_str());
     if let Some(cs) = ev.client_seq {
         out.extend_from_slice(b",\"client_seq\":");
         out.extend_from_slice(cs.to_string().as_bytes());
+    }
+    if let Some(skew) = p.clock_skew_ms {
+        out.extend_from_slice(b",\"clock_skew_ms\":");
+        out.extend_from_slice(skew.to_string().as_bytes());
     }
     out.extend_from_slice(b",\"entry_id\":\"");
     out.extend_from_slice(
@@ -351,6 +441,10 @@ pub fn seal(ev: &NormalizedEvent, p: &SealParams<'_>) -> Result<SealedEntry, Err
     push_json_str(&mut out, ev.event_type.as_str());
     out.extend_from_slice(b",\"key_id\":");
     push_json_str(&mut out, p.key_id.as_str());
+    if let Some(origin) = &ev.origin {
+        out.extend_from_slice(b",\"origin\":");
+        origin.write_jcs(&mut out);
+    }
     out.extend_from_slice(b",\"payload\":");
     out.extend_from_slice(&ev.payload_jcs);
     if let Some(d) = p.personal_digest {
@@ -368,7 +462,15 @@ pub fn seal(ev: &NormalizedEvent, p: &SealParams<'_>) -> Result<SealedEntry, Err
     push_json_str(&mut out, p.tenant_id.as_str());
     out.extend_from_slice(b",\"timestamp\":\"");
     out.extend_from_slice(ts.as_bytes());
-    out.extend_from_slice(b"\",\"v\":1}");
+    if ev.origin.is_some() {
+        let written = format_timestamp(written_ms(p.entry_id.as_u128()))
+            .map_err(|e| field_err("entry_id", e))?;
+        out.extend_from_slice(b"\",\"v\":2,\"written_at\":\"");
+        out.extend_from_slice(written.as_bytes());
+        out.extend_from_slice(b"\"}");
+    } else {
+        out.extend_from_slice(b"\",\"v\":1}");
+    }
     // One pass over the bytes: the body and the line share everything but the body's final `}`.
     out.pop(); // the closing brace of the body
     let mut prefix = Sha256::new();
@@ -433,6 +535,12 @@ struct RawEntry<'a> {
     event_type: Cow<'a, str>,
     #[serde(default)]
     client_seq: Option<u64>,
+    #[serde(default)]
+    clock_skew_ms: Option<i64>,
+    #[serde(default, borrow)]
+    origin: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    written_at: Option<Cow<'a, str>>,
     #[serde(borrow)]
     payload: &'a RawValue,
     #[serde(default, borrow)]
@@ -476,6 +584,15 @@ pub struct EntryView<'a> {
     pub prev_entry_hash: Hash,
     /// The MAC.
     pub hmac: [u8; 32],
+    /// Format version (1 or 2).
+    pub version: u32,
+    /// Who supplied the entry (version 2; `None` in version 1).
+    pub origin: Option<crate::origin::Origin>,
+    /// The writer's clock when it sequenced the entry, Unix ms (`written_at` in version 2; the
+    /// entry id's millisecond in both versions).
+    pub written_ms: i64,
+    /// `timestamp - written_at` when the writer marked the claimed time as out of its bound.
+    pub clock_skew_ms: Option<i64>,
 }
 
 impl<'a> EntryView<'a> {
@@ -486,9 +603,9 @@ impl<'a> EntryView<'a> {
     pub fn parse(line: &'a [u8]) -> Result<Self, Error> {
         let raw: RawEntry<'a> =
             serde_json::from_slice(line).map_err(|e| Error::MalformedEntry(e.to_string()))?;
-        if raw.v != FORMAT_VERSION {
+        if raw.v != FORMAT_VERSION && raw.v != FORMAT_V1 {
             return Err(Error::MalformedEntry(format!(
-                "format version {} is not supported (this build reads v{FORMAT_VERSION})",
+                "format version {} is not supported (this build reads v1 and v{FORMAT_VERSION})",
                 raw.v
             )));
         }
@@ -499,6 +616,39 @@ impl<'a> EntryView<'a> {
                 "entry_id must be a UUIDv7".to_owned(),
             ));
         }
+        let written_ms = written_ms(entry_id.as_u128());
+        let origin = if raw.v == FORMAT_V1 {
+            if raw.origin.is_some() || raw.written_at.is_some() || raw.clock_skew_ms.is_some() {
+                return Err(Error::MalformedEntry(
+                    "origin, written_at and clock_skew_ms exist only in format version 2"
+                        .to_owned(),
+                ));
+            }
+            None
+        } else {
+            let origin = raw.origin.ok_or_else(|| {
+                Error::MalformedEntry("origin is required in format version 2".to_owned())
+            })?;
+            let written = raw.written_at.as_deref().ok_or_else(|| {
+                Error::MalformedEntry("written_at is required in format version 2".to_owned())
+            })?;
+            let w = parse_timestamp(written)
+                .map_err(|e| Error::MalformedEntry(format!("written_at {e}")))?;
+            if w != written_ms || format_timestamp(w).ok().as_deref() != Some(written) {
+                return Err(Error::MalformedEntry(format!(
+                    "written_at {written} is not the millisecond of entry_id ({})",
+                    format_timestamp(written_ms).unwrap_or_default()
+                )));
+            }
+            if let Some(skew) = raw.clock_skew_ms
+                && skew.unsigned_abs() > MAX_SAFE_INTEGER
+            {
+                return Err(Error::MalformedEntry(
+                    "clock_skew_ms must be within ±(2^53-1)".to_owned(),
+                ));
+            }
+            Some(crate::origin::Origin::from_json(origin.get()).map_err(Error::MalformedEntry)?)
+        };
         let timestamp_ms = parse_timestamp(&raw.timestamp)
             .map_err(|e| Error::MalformedEntry(format!("timestamp {e}")))?;
         let bad_hash = |f: &'static str| {
@@ -530,6 +680,10 @@ impl<'a> EntryView<'a> {
             key_id: raw.key_id,
             prev_entry_hash,
             hmac,
+            version: raw.v,
+            origin,
+            written_ms,
+            clock_skew_ms: raw.clock_skew_ms,
         })
     }
 }

@@ -20,6 +20,7 @@ use crate::entry::{
 use crate::error::{Error, FieldError};
 use crate::hash::Hash;
 use crate::ids::{AgentId, EventType, MAX_SAFE_INTEGER, SessionId, TenantId};
+use crate::origin::Origin;
 
 /// A JSON value whose strings borrow from the input where they can.
 #[derive(Debug, Clone, PartialEq)]
@@ -627,12 +628,16 @@ fn subject_ids(v: &Node<'_>) -> Result<Vec<String>, Error> {
 ///
 /// # Errors
 /// [`Error::Json`] when the text is not JSON; otherwise as [`normalize`].
-pub fn normalize_json(text: &[u8], policy: &RedactionPolicy) -> Result<NormalizedEvent, Error> {
+pub fn normalize_json(
+    text: &[u8],
+    policy: &RedactionPolicy,
+    origin: &Origin,
+) -> Result<NormalizedEvent, Error> {
     let node: Node<'_> = match read_simple_json(text) {
         Some(node) => node,
         None => serde_json::from_slice(text).map_err(|e| Error::Json(e.to_string()))?,
     };
-    normalize(node, policy)
+    normalize(node, policy, origin)
 }
 
 /// Deepest nesting [`read_simple_json`] follows (serde_json's own limit).
@@ -779,8 +784,12 @@ impl<'a> SimpleJson<'a> {
 ///
 /// # Errors
 /// [`Error::Field`] naming the offending field (its JSON path) and the problem.
-pub fn normalize(event: Node<'_>, policy: &RedactionPolicy) -> Result<NormalizedEvent, Error> {
-    normalize_inspect(event, policy, &mut |_, _| {})
+pub fn normalize(
+    event: Node<'_>,
+    policy: &RedactionPolicy,
+    origin: &Origin,
+) -> Result<NormalizedEvent, Error> {
+    normalize_inspect(event, policy, origin, &mut |_, _| {})
 }
 
 /// As [`normalize`], showing the payload to `inspect` (with the event type) after the flat
@@ -792,6 +801,7 @@ pub fn normalize(event: Node<'_>, policy: &RedactionPolicy) -> Result<Normalized
 pub fn normalize_inspect(
     event: Node<'_>,
     policy: &RedactionPolicy,
+    origin: &Origin,
     inspect: &mut dyn FnMut(&str, &Obj<'_>),
 ) -> Result<NormalizedEvent, Error> {
     let Node::Obj(mut obj) = event else {
@@ -826,6 +836,16 @@ pub fn normalize_inspect(
         return Err(field_err(
             "event_type",
             "`erasure` is reserved for the log's own erasure markers; use another event type",
+        ));
+    }
+    if !origin.is_service() && crate::origin::is_reserved(event_type.as_str()) {
+        return Err(field_err(
+            "event_type",
+            format!(
+                "`{}` is reserved: only the Blackbox service writes it (docs/FORMAT.md §3 lists \
+                 the reserved types); use another event type",
+                event_type.as_str()
+            ),
         ));
     }
     let timestamp_ms = take_string(&mut obj, "timestamp")?
@@ -912,6 +932,7 @@ pub fn normalize_inspect(
         tool,
         personal,
         subject_ids: subjects,
+        origin: Some(origin.clone()),
     })
 }
 

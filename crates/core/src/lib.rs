@@ -17,6 +17,7 @@ pub mod hash;
 pub mod line_scan;
 pub mod merkle;
 pub mod note;
+pub mod origin;
 pub mod proof;
 pub mod verify;
 

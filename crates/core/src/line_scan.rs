@@ -18,7 +18,9 @@
 //! the same values (a property test and a fuzz target check this).
 
 use crate::Hash;
-use crate::entry::{FORMAT_VERSION, parse_timestamp};
+use crate::entry::{
+    FORMAT_V1, FORMAT_VERSION, parse_timestamp, parse_writer_timestamp, written_ms,
+};
 use crate::hash::decode_hex32;
 
 /// The envelope of an entry line, borrowed from it.
@@ -48,9 +50,23 @@ pub struct ScannedEntry<'a> {
     pub personal_digest: Option<Hash>,
     /// The MAC.
     pub hmac: [u8; 32],
+    /// Format version (1 or 2).
+    pub version: u32,
+    /// The `origin` object's JSON text (version 2), checked as docs/FORMAT.md §2 says; read it
+    /// with [`crate::origin::Origin::from_json`].
+    pub origin: Option<&'a str>,
+    /// `clock_skew_ms` (version 2, when the writer marked the claimed time).
+    pub clock_skew_ms: Option<i64>,
 }
 
 impl<'a> ScannedEntry<'a> {
+    /// The writer's clock when it sequenced the entry, Unix ms (`written_at`, which is the
+    /// entry id's millisecond).
+    #[must_use]
+    pub fn written_ms(&self) -> i64 {
+        written_ms(self.entry_id)
+    }
+
     /// The members a verifier needs.
     #[must_use]
     pub fn envelope(&self) -> EnvelopeFields<'a> {
@@ -147,6 +163,56 @@ impl<'a> Cursor<'a> {
             return None;
         }
         uint_digits(&self.b[start..self.i])
+    }
+
+    /// A signed integer as serde_json reads an i64 within ±(2^53-1) (`-0` goes to the parser).
+    fn int(&mut self) -> Option<i64> {
+        let neg = self.lit(b"-").is_some();
+        let u = self.uint()?;
+        if u > crate::ids::MAX_SAFE_INTEGER || (neg && u == 0) {
+            return None;
+        }
+        let v = i64::try_from(u).ok()?;
+        Some(if neg { -v } else { v })
+    }
+
+    /// An origin value (`token_id`, `scope`, `via`, `command`): `"` + 1–128 of
+    /// `A-Z a-z 0-9 _ - . , :` + `"`.
+    fn origin_ident(&mut self) -> Option<()> {
+        self.lit(b"\"")?;
+        let rest = self.b.get(self.i..)?;
+        let n = rest.iter().position(|&c| {
+            !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b',' | b':'))
+        })?;
+        if n == 0 || n > 128 || rest[n] != b'"' {
+            return None;
+        }
+        self.i += n + 1;
+        Some(())
+    }
+
+    /// The origin object in one of its three JCS forms (docs/FORMAT.md §2); its text.
+    fn origin(&mut self) -> Option<&'a str> {
+        let start = self.i;
+        if self.lit(b"{\"kind\":\"service\"}").is_none() {
+            if self.lit(b"{\"kind\":\"token\",\"scope\":").is_some() {
+                self.origin_ident()?;
+                self.lit(b",\"token_id\":")?;
+                self.origin_ident()?;
+                self.lit(b",\"via\":")?;
+                self.origin_ident()?;
+            } else {
+                self.lit(b"{\"command\":")?;
+                self.origin_ident()?;
+                self.lit(b",\"kind\":\"local\",\"user\":")?;
+                let user = self.plain_str()?;
+                if user.is_empty() || user.len() > 256 || user.chars().any(char::is_control) {
+                    return None;
+                }
+            }
+            self.lit(b"}")?;
+        }
+        self.text.get(start..self.i)
     }
 
     /// `"sha256:<64 lowercase hex>"`.
@@ -362,12 +428,22 @@ pub fn scan(line: &[u8]) -> Option<ScannedEntry<'_>> {
     } else {
         None
     };
+    let clock_skew_ms = if c.lit(b",\"clock_skew_ms\":").is_some() {
+        Some(c.int()?)
+    } else {
+        None
+    };
     c.lit(b",\"entry_id\":")?;
     let entry_id = c.uuid_v7()?;
     c.lit(b",\"event_type\":")?;
     let event_type = c.plain_str()?;
     c.lit(b",\"key_id\":")?;
     let key_id = c.plain_str()?;
+    let origin = if c.lit(b",\"origin\":").is_some() {
+        Some(c.origin()?)
+    } else {
+        None
+    };
     c.lit(b",\"payload\":")?;
     c.value(0)?;
     let personal_digest = if c.lit(b",\"personal_digest\":").is_some() {
@@ -387,7 +463,16 @@ pub fn scan(line: &[u8]) -> Option<ScannedEntry<'_>> {
     let timestamp = c.plain_str()?;
     let timestamp_ms = parse_timestamp(timestamp).ok()?;
     c.lit(b",\"v\":")?;
-    if c.uint()? != u64::from(FORMAT_VERSION) {
+    let version = u32::try_from(c.uint()?).ok()?;
+    if version == FORMAT_VERSION && origin.is_some() {
+        c.lit(b",\"written_at\":\"")?;
+        let w = parse_writer_timestamp(c.b.get(c.i..c.i + 24)?)?;
+        if w != written_ms(entry_id) {
+            return None;
+        }
+        c.i += 24;
+        c.lit(b"\"")?;
+    } else if version != FORMAT_V1 || origin.is_some() || clock_skew_ms.is_some() {
         return None;
     }
     c.lit(b",\"hmac_sha256\":\"")?;
@@ -410,6 +495,9 @@ pub fn scan(line: &[u8]) -> Option<ScannedEntry<'_>> {
         prev_entry_hash,
         personal_digest,
         hmac,
+        version,
+        origin,
+        clock_skew_ms,
     })
 }
 
@@ -501,12 +589,22 @@ pub fn scan_envelope(line: &[u8]) -> Option<EnvelopeFields<'_>> {
     if c.lit(b",\"client_seq\":").is_some() {
         c.uint()?;
     }
+    let skewed = c.lit(b",\"clock_skew_ms\":").is_some();
+    if skewed {
+        c.int()?;
+    }
     c.lit(b",\"entry_id\":")?;
     let entry_id = c.uuid_v7()?;
     c.lit(b",\"event_type\":")?;
     let event_type = c.ident()?;
     c.lit(b",\"key_id\":")?;
     let key_id = c.ident()?;
+    let has_origin = c.lit(b",\"origin\":{").is_some();
+    if has_origin {
+        // The object ends at the first `},"payload":{`: inside a JCS string every `"` is
+        // escaped, and the origin's members are fixed (trusted only once the HMAC verifies).
+        c.i += memchr::memmem::find(line.get(c.i..)?, b"},\"payload\":{")? + 1;
+    }
     c.lit(b",\"payload\":{")?;
     let payload_start = c.i - 1;
     // Back, from the end: `,"prev_entry_hash":"sha256:<hex>","seq":N,"session_id":"…",
@@ -517,7 +615,17 @@ pub fn scan_envelope(line: &[u8]) -> Option<EnvelopeFields<'_>> {
     };
     r.lit(b"\"}")?;
     let hmac = decode_hex32(r.take(64)?)?;
-    r.lit(b"\",\"v\":1,\"hmac_sha256\":\"")?;
+    if has_origin {
+        r.lit(b"\",\"hmac_sha256\":\"")?;
+        if parse_writer_timestamp(r.take(24)?)? != written_ms(entry_id) {
+            return None;
+        }
+        r.lit(b"\",\"v\":2,\"written_at\":\"")?;
+    } else if skewed {
+        return None;
+    } else {
+        r.lit(b"\",\"v\":1,\"hmac_sha256\":\"")?;
+    }
     r.take(24)?; // the timestamp
     r.lit(b"\",\"timestamp\":\"")?;
     let tenant =

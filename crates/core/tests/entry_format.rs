@@ -31,7 +31,11 @@ const RAW_FIELDS: [&str; 7] = [
 ];
 
 fn norm(ev: Value) -> Result<NormalizedEvent, Error> {
-    normalize_event(ev, &RedactionPolicy::default())
+    normalize_event(
+        ev,
+        &RedactionPolicy::default(),
+        &blackbox_core::origin::Origin::Service,
+    )
 }
 
 fn event(event_type: &str, payload: Value) -> Value {
@@ -170,7 +174,7 @@ fn custom_policy_is_honoured() {
         json!({"secret": "s", "prompt": "kept", "email": "a@b"}),
     );
     ev["email"] = json!("top@b");
-    let n = normalize_event(ev, &policy).unwrap();
+    let n = normalize_event(ev, &policy, &blackbox_core::origin::Origin::Service).unwrap();
     assert_eq!(
         payload_of(&n),
         json!({"prompt": "kept", "secret_hash": expected_hash(&json!("s"))})
@@ -571,6 +575,7 @@ fn sealed(ev: &NormalizedEvent, seq: u64, prev: Hash, personal: Option<Hash>) ->
             key: &key(),
             prev_entry_hash: prev,
             personal_digest: personal,
+            clock_skew_ms: None,
         },
     )
     .unwrap()
@@ -684,6 +689,8 @@ fn sealed_line_layout() {
         "payload": {"z": 1, "a": "\u{1}\t\u{7f}\u{2028}/"},
     }))
     .unwrap();
+    let mut ev = ev;
+    ev.origin = Some(blackbox_core::origin::Origin::local("append", "r\"oot\u{e9}").unwrap());
     let prev = Hash::digest(b"prev");
     let d = Hash::digest(b"personal");
     let line = sealed(&ev, 7, prev, Some(d));
@@ -691,7 +698,7 @@ fn sealed_line_layout() {
     let text = String::from_utf8(line.clone()).unwrap();
     let id = next_entry_id(None, 1_776_189_600_123, [9; 10]);
     let expected_prefix = format!(
-        "{{\"agent_id\":\"a\\\"gent\\\\01\",\"client_seq\":3,\"entry_id\":\"{id}\",\"event_type\":\"custom\",\"key_id\":\"k1\",\"payload\":{{\"a\":\"\\u0001\\t\u{7f}\u{2028}/\",\"z\":1}},\"personal_digest\":\"{}\",\"prev_entry_hash\":\"{}\",\"seq\":7,\"session_id\":\"s\u{e9}ss\",\"tenant_id\":\"tenant_xyz\",\"timestamp\":\"2026-04-14T18:00:00.123Z\",\"v\":1,\"hmac_sha256\":\"",
+        "{{\"agent_id\":\"a\\\"gent\\\\01\",\"client_seq\":3,\"entry_id\":\"{id}\",\"event_type\":\"custom\",\"key_id\":\"k1\",\"origin\":{{\"command\":\"append\",\"kind\":\"local\",\"user\":\"r\\\"oot\u{e9}\"}},\"payload\":{{\"a\":\"\\u0001\\t\u{7f}\u{2028}/\",\"z\":1}},\"personal_digest\":\"{}\",\"prev_entry_hash\":\"{}\",\"seq\":7,\"session_id\":\"s\u{e9}ss\",\"tenant_id\":\"tenant_xyz\",\"timestamp\":\"2026-04-14T18:00:00.123Z\",\"v\":2,\"written_at\":\"2026-04-14T18:00:00.123Z\",\"hmac_sha256\":\"",
         d.to_prefixed(),
         prev.to_prefixed()
     );
@@ -754,6 +761,7 @@ fn seal_refuses_timestamps_out_of_range() {
             key: &key(),
             prev_entry_hash: GENESIS_HASH,
             personal_digest: None,
+            clock_skew_ms: None,
         },
     );
     assert!(matches!(r, Err(Error::Field(_))), "{r:?}");
@@ -861,6 +869,7 @@ proptest! {
             key: &key(),
             prev_entry_hash: Hash(prev),
             personal_digest: personal.map(Hash),
+                clock_skew_ms: None,
         }).unwrap().line;
         check_sealed_line(&line)?;
         let view = EntryView::parse(&line).unwrap();
@@ -1217,8 +1226,8 @@ proptest! {
             serde_json::to_vec(&ev).unwrap()
         };
         let policy = RedactionPolicy::default();
-        let from_text = blackbox_core::event::normalize_json(&text, &policy);
-        let from_value = normalize_event(ev, &policy);
+        let from_text = blackbox_core::event::normalize_json(&text, &policy, &blackbox_core::origin::Origin::Service);
+        let from_value = normalize_event(ev, &policy, &blackbox_core::origin::Origin::Service);
         match (from_text, from_value) {
             (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
             (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
@@ -1230,7 +1239,12 @@ proptest! {
 #[test]
 fn normalize_json_takes_the_last_of_duplicate_members_and_reads_escapes() {
     let text = br#"{"agent_id":"first","agent_id":"a\u0067ent","session_id":"s","event_type":"custom","payload":{"k":1,"k":2,"q\u0075ery":"x"}}"#;
-    let n = blackbox_core::event::normalize_json(text, &RedactionPolicy::default()).unwrap();
+    let n = blackbox_core::event::normalize_json(
+        text,
+        &RedactionPolicy::default(),
+        &blackbox_core::origin::Origin::Service,
+    )
+    .unwrap();
     assert_eq!(n.agent_id.as_str(), "agent");
     let payload = String::from_utf8(n.payload_jcs).unwrap();
     assert_eq!(
@@ -1240,16 +1254,24 @@ fn normalize_json_takes_the_last_of_duplicate_members_and_reads_escapes() {
             Hash::digest(b"x").to_prefixed()
         )
     );
-    let err = blackbox_core::event::normalize_json(b"[1]", &RedactionPolicy::default())
-        .unwrap_err()
-        .to_string();
+    let err = blackbox_core::event::normalize_json(
+        b"[1]",
+        &RedactionPolicy::default(),
+        &blackbox_core::origin::Origin::Service,
+    )
+    .unwrap_err()
+    .to_string();
     assert_eq!(
         err,
         "not valid JSON: an event must be a JSON object, not an array"
     );
-    let err = blackbox_core::event::normalize_json(b"{\"a\":", &RedactionPolicy::default())
-        .unwrap_err()
-        .to_string();
+    let err = blackbox_core::event::normalize_json(
+        b"{\"a\":",
+        &RedactionPolicy::default(),
+        &blackbox_core::origin::Origin::Service,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         err.starts_with("not valid JSON: EOF while parsing"),
         "{err}"

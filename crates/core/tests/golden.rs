@@ -53,7 +53,15 @@ fn build() -> Example {
     let mut jsonl = String::new();
     let mut leaves = Vec::new();
     for (i, raw) in EVENTS.iter().enumerate() {
-        let ev = normalize_event(serde_json::from_str(raw).unwrap(), &policy).unwrap();
+        let mut ev = normalize_event(
+            serde_json::from_str(raw).unwrap(),
+            &policy,
+            &blackbox_core::origin::Origin::Service,
+        )
+        .unwrap();
+        // The worked example of FORMAT.md §13 is pinned in version 1 (origin-less); version 2
+        // is pinned by `golden_v2` below.
+        ev.origin = None;
         let ms = ev.timestamp_ms.unwrap();
         let random = [u8::try_from(0x11 * (i + 1)).unwrap(); 10];
         let id = next_entry_id(last_id, u64::try_from(ms).unwrap(), random);
@@ -71,6 +79,7 @@ fn build() -> Example {
                 key: &key,
                 prev_entry_hash: prev,
                 personal_digest: sidecar.as_ref().map(|s| s.digest),
+                clock_skew_ms: None,
             },
         )
         .unwrap();

@@ -23,6 +23,15 @@ every_entries = 10000
 # stopped silently is visible to anyone holding the public key.
 every_seconds = 60
 
+[clock]
+# Every entry records the time the writer sequenced it (`written_at`) beside the time the agent
+# claims (`timestamp`). A claimed time more than this far ahead of the writer's clock ...
+max_ahead_seconds = 300
+# ... or this far behind it is marked in the entry (`clock_skew_ms`) and counted by detection.
+max_behind_seconds = 86400
+# "mark": accept and mark such events; "refuse": refuse them (HTTP 422, `blackbox append` error).
+out_of_bound = "mark"
+
 [redaction]
 # Raw-content fields replaced by `<name>_hash` = "sha256:<hex>" before anything is stored.
 raw_fields = ["prompt", "completion", "messages", "query", "content", "result_data", "args_raw"]
@@ -79,6 +88,16 @@ struct RawConfig {
     redaction: RawRedaction,
     #[serde(default)]
     retention: RawRetention,
+    #[serde(default)]
+    clock: RawClock,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawClock {
+    max_ahead_seconds: Option<u64>,
+    max_behind_seconds: Option<u64>,
+    out_of_bound: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -233,6 +252,8 @@ pub struct LedgerConfig {
     pub redaction: RedactionPolicy,
     /// Retention and archiving.
     pub retention: RetentionConfig,
+    /// How far a claimed timestamp may lie from the writer's clock.
+    pub clock: blackbox_core::entry::ClockBound,
 }
 
 impl Default for LedgerConfig {
@@ -308,7 +329,30 @@ impl LedgerConfig {
             )));
         }
         let retention = retention(raw.retention).map_err(bad)?;
+        let secs = |v: Option<u64>, default: u64, name: &str| -> Result<i64, LedgerError> {
+            let v = v.unwrap_or(default);
+            if v > 10 * 365 * 86_400 {
+                return Err(bad(format!(
+                    "[clock] {name} must be at most 315360000 (ten years)"
+                )));
+            }
+            Ok(i64::try_from(v * 1000).unwrap_or(i64::MAX))
+        };
+        let clock = blackbox_core::entry::ClockBound {
+            max_ahead_ms: secs(raw.clock.max_ahead_seconds, 300, "max_ahead_seconds")?,
+            max_behind_ms: secs(raw.clock.max_behind_seconds, 86_400, "max_behind_seconds")?,
+            refuse: match raw.clock.out_of_bound.as_deref().unwrap_or("mark") {
+                "mark" => false,
+                "refuse" => true,
+                other => {
+                    return Err(bad(format!(
+                        "[clock] out_of_bound = \"{other}\" is not one of \"mark\", \"refuse\""
+                    )));
+                }
+            },
+        };
         Ok(Self {
+            clock,
             retention,
             default_tenant,
             checkpoint_every_entries: every_entries,

@@ -397,6 +397,7 @@ fn marker_event(tenant: &str, payload: &MarkerPayload) -> Result<NormalizedEvent
         tool: None,
         personal: None,
         subject_ids: Vec::new(),
+        origin: Some(blackbox_core::origin::Origin::Service),
     })
 }
 

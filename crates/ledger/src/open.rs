@@ -132,6 +132,7 @@ pub fn open_writer(dir: &DataDir) -> Result<(SqliteStore, Writer, LedgerConfig),
             default_tenant: config.default_tenant.clone(),
             checkpoint_every_entries: config.checkpoint_every_entries,
             checkpoint_every_ms: config.checkpoint_every_ms,
+            clock: config.clock,
         },
     )?
     .with_subject_key(subject_key)

@@ -152,6 +152,8 @@ pub struct WriterSettings {
     pub checkpoint_every_entries: u64,
     /// Checkpoint at least this often (ms).
     pub checkpoint_every_ms: i64,
+    /// How far a claimed timestamp may lie from the writer's clock before it is marked.
+    pub clock: blackbox_core::entry::ClockBound,
 }
 
 /// Appends to a store. One writer per store at a time (the store serialises batches).
@@ -830,7 +832,18 @@ impl AppendSink<'_> {
             ),
             None => None,
         };
-        let ts_ms = ev.timestamp_ms.unwrap_or(now_ms);
+        if ev.origin.is_none() {
+            return Err(LedgerError::Inconsistent(
+                "an event without an origin would be sealed in format version 1; every entry \
+                 the writer seals names who supplied it"
+                    .to_owned(),
+            ));
+        }
+        let written = blackbox_core::entry::written_ms(entry_id.as_u128());
+        let clock_skew_ms = ev
+            .timestamp_ms
+            .and_then(|c| self.writer.settings.clock.skew(c, written));
+        let ts_ms = ev.timestamp_ms.unwrap_or(written);
         let sealed = seal(
             ev,
             &SealParams {
@@ -842,6 +855,7 @@ impl AppendSink<'_> {
                 key: &self.key,
                 prev_entry_hash: work.head.head_hash,
                 personal_digest: sidecar.as_ref().map(|s| s.digest),
+                clock_skew_ms,
             },
         )
         .map_err(|e| LedgerError::Inconsistent(e.to_string()))?;

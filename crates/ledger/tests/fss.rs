@@ -23,7 +23,12 @@ fn event(i: usize) -> blackbox_core::entry::NormalizedEvent {
         "event_type": "tool_call", "tool_name": "query_database", "client_seq": i,
         "args": {"query": format!("SELECT {i}")},
     });
-    normalize_event(v, &RedactionPolicy::default()).unwrap()
+    normalize_event(
+        v,
+        &RedactionPolicy::default(),
+        &blackbox_core::origin::Origin::Service,
+    )
+    .unwrap()
 }
 
 fn setup() -> (tempfile::TempDir, DataDir) {
@@ -295,6 +300,7 @@ fn a_writer_without_its_keyring_file_refuses_to_enter_a_new_epoch() {
             default_tenant: blackbox_core::ids::TenantId::parse("acme").unwrap(),
             checkpoint_every_entries: 1000,
             checkpoint_every_ms: 60_000,
+            clock: blackbox_core::entry::ClockBound::default(),
         },
     )
     .unwrap();

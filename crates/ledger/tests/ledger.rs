@@ -18,7 +18,12 @@ fn event(i: usize, tenant: &str) -> blackbox_core::entry::NormalizedEvent {
         "timestamp": format!("2026-04-14T10:{:02}:{:02}.000Z", (i / 60) % 60, i % 60),
         "args": {"query": format!("SELECT {i}")}, "data_subjects": if i.is_multiple_of(9) { serde_json::json!(["ds_1"]) } else { serde_json::json!([]) },
     });
-    normalize_event(v, &RedactionPolicy::default()).unwrap()
+    normalize_event(
+        v,
+        &RedactionPolicy::default(),
+        &blackbox_core::origin::Origin::Service,
+    )
+    .unwrap()
 }
 
 fn setup(every: u64) -> (tempfile::TempDir, DataDir) {
@@ -269,7 +274,7 @@ fn file_verification_reads_across_block_boundaries() {
                 "payload": {"pad": pad, "i": i},
                 "data_subjects": if i % 3 == 0 { serde_json::json!(["ds_x"]) } else { serde_json::json!([]) },
             });
-            normalize_event(v, &RedactionPolicy::default()).unwrap()
+            normalize_event(v, &RedactionPolicy::default(), &blackbox_core::origin::Origin::Service).unwrap()
         })
         .collect();
     writer

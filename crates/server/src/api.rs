@@ -15,6 +15,7 @@ use axum::routing::{delete, get, post};
 use blackbox_core::entry::{NormalizedEvent, parse_entry_id};
 use blackbox_core::event::normalize_json;
 use blackbox_core::ids::TenantId;
+use blackbox_core::origin::Origin;
 use blackbox_detect::Features;
 
 use crate::api_detect as det;
@@ -296,7 +297,11 @@ fn deny(
         ev["data_subjects"] =
             json!([{"id": format!("ip:{}", a.ip()), "category": "client_address"}]);
     }
-    if let Ok(n) = normalize_json(ev.to_string().as_bytes(), &state.policy) {
+    if let Ok(n) = normalize_json(
+        ev.to_string().as_bytes(),
+        &state.policy,
+        &blackbox_core::origin::Origin::Service,
+    ) {
         state.ingest.deny(n);
     }
 }
@@ -508,7 +513,12 @@ fn invalid_event(index: usize, e: &blackbox_core::Error) -> ApiError {
 /// Events of a request, with what the detector needs of each.
 type Parsed = (Vec<NormalizedEvent>, Vec<Features>);
 
-fn parse_events(body: &[u8], kind: &BodyKind, state: &AppState) -> Result<Parsed, ApiError> {
+fn parse_events(
+    body: &[u8],
+    kind: &BodyKind,
+    state: &AppState,
+    origin: &Origin,
+) -> Result<Parsed, ApiError> {
     // The JSON parser checks UTF-8 itself; only a refused body is looked at again, to say so
     // precisely when that is why.
     let utf8_error = || {
@@ -519,16 +529,26 @@ fn parse_events(body: &[u8], kind: &BodyKind, state: &AppState) -> Result<Parsed
             )
         })
     };
-    parse_valid_utf8(body, kind, state).map_err(|e| utf8_error().unwrap_or(e))
+    parse_valid_utf8(body, kind, state, origin).map_err(|e| utf8_error().unwrap_or(e))
 }
 
-fn parse_valid_utf8(body: &[u8], kind: &BodyKind, state: &AppState) -> Result<Parsed, ApiError> {
+fn parse_valid_utf8(
+    body: &[u8],
+    kind: &BodyKind,
+    state: &AppState,
+    origin: &Origin,
+) -> Result<Parsed, ApiError> {
     let max = state.config.max_events_per_request;
     let rules = state.rules.get();
     let mut features = Vec::new();
+    let now = crate::now_ms();
     let mut norm = |text: &[u8], i: usize, out: &mut Vec<NormalizedEvent>| {
-        let (ev, f) = crate::detection::normalize_with_features(text, &state.policy, &rules)
-            .map_err(|e| invalid_event(i, &e))?;
+        let (ev, f) =
+            crate::detection::normalize_with_features(text, &state.policy, &rules, origin)
+                .map_err(|e| invalid_event(i, &e))?;
+        state.clock.admit(ev.timestamp_ms, now).map_err(|m| {
+            ApiError::unprocessable("timestamp_out_of_bound", format!("event {i}: {m}")).at(i)
+        })?;
         out.push(ev);
         features.push(f);
         Ok::<(), ApiError>(())
@@ -609,6 +629,10 @@ async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response,
         );
         return Err(e);
     };
+    let origin = caller
+        .token
+        .origin("events")
+        .map_err(|e| ApiError::forbidden(format!("the token cannot be named in entries: {e}")))?;
     let kind = body_kind(&parts.headers).inspect_err(|e| state.metrics.reject(e.code))?;
     // Memory: bodies in flight are bounded in bytes (the declared length, or the limit).
     let declared = parts
@@ -633,8 +657,8 @@ async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response,
     let body = read_body(body, state.config.body_limit)
         .await
         .inspect_err(|e| state.metrics.reject(e.code))?;
-    let (mut events, features) =
-        parse_events(&body, &kind, &state).inspect_err(|e| state.metrics.reject(e.code))?;
+    let (mut events, features) = parse_events(&body, &kind, &state, &origin)
+        .inspect_err(|e| state.metrics.reject(e.code))?;
     drop(body);
     // The tenant comes from the token: an event naming another one refuses the whole request.
     for (i, ev) in events.iter().enumerate() {

@@ -79,6 +79,10 @@ pub async fn decide(State(state): State<AppState>, req: Request) -> Result<Respo
     }
     let tenant_id = TenantId::parse(&tenant)
         .map_err(|e| ApiError::forbidden(format!("the token's tenant is invalid: {e}")))?;
+    let origin = caller
+        .token
+        .origin("decide")
+        .map_err(|e| ApiError::forbidden(format!("the token cannot be named in entries: {e}")))?;
     // Raw arguments (and prompt) are scanned here, in memory; only their hashes are recorded.
     let rules = state.rules.get();
     let mut scan = Map::new();
@@ -121,6 +125,7 @@ pub async fn decide(State(state): State<AppState>, req: Request) -> Result<Respo
             payload,
             client_seq: b.client_seq,
             features,
+            origin,
         })
         .await?;
     state

@@ -97,13 +97,19 @@ pub fn normalize_with_features(
     text: &[u8],
     policy: &RedactionPolicy,
     rules: &RuleSet,
+    origin: &blackbox_core::origin::Origin,
 ) -> Result<(NormalizedEvent, Features), blackbox_core::Error> {
     let node: Node<'_> =
         serde_json::from_slice(text).map_err(|e| blackbox_core::Error::Json(e.to_string()))?;
     let mut features = Features::default();
-    let ev = blackbox_core::event::normalize_inspect(node, policy, &mut |event_type, payload| {
-        features.fill(event_type, payload, &rules.patterns);
-    })?;
+    let ev = blackbox_core::event::normalize_inspect(
+        node,
+        policy,
+        origin,
+        &mut |event_type, payload| {
+            features.fill(event_type, payload, &rules.patterns);
+        },
+    )?;
     Ok((ev, features))
 }
 
@@ -149,6 +155,7 @@ pub fn append_system(
     let ev = blackbox_core::event::normalize_json(
         ev.to_string().as_bytes(),
         &RedactionPolicy::default(),
+        &blackbox_core::origin::Origin::Service,
     )
     .map_err(core_err)?;
     let a = sink.add(&ev, now)?;

@@ -74,6 +74,8 @@ pub struct DecideRequest {
     pub client_seq: Option<u64>,
     /// Features of the call (pattern hits on the raw arguments).
     pub features: Features,
+    /// Who asked: the token, through `decide` (the record's origin).
+    pub origin: blackbox_core::origin::Origin,
 }
 
 /// A rule that decided.
@@ -789,6 +791,7 @@ fn summary_denial(dropped: u64) -> Option<NormalizedEvent> {
     blackbox_core::event::normalize_json(
         ev.to_string().as_bytes(),
         &blackbox_core::entry::RedactionPolicy::default(),
+        &blackbox_core::origin::Origin::Service,
     )
     .ok()
 }
@@ -1219,6 +1222,7 @@ fn unrecorded_entries(lost: &[LostDecision]) -> Vec<NormalizedEvent> {
         match blackbox_core::event::normalize_json(
             ev.to_string().as_bytes(),
             &blackbox_core::entry::RedactionPolicy::default(),
+            &blackbox_core::origin::Origin::Service,
         ) {
             Ok(ev) => out.push(ev),
             Err(e) => tracing::error!(error = %e, tenant, "cannot record lost decisions"),
@@ -1452,6 +1456,7 @@ fn decide(
     let ev = match blackbox_core::event::normalize_json(
         ev.to_string().as_bytes(),
         &blackbox_core::entry::RedactionPolicy::default(),
+        &req.origin,
     ) {
         Ok(ev) => ev,
         // The handler checked the request; should the record still be invalid, only this call

@@ -64,6 +64,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// What is hashed and what is personal.
     pub policy: Arc<RedactionPolicy>,
+    /// How far a claimed timestamp may lie from the service's clock (`[clock]`).
+    pub clock: blackbox_core::entry::ClockBound,
     /// Per-token rate limits.
     pub limiter: Arc<api::RateLimiter>,
     /// Which refusals are recorded on their own.
@@ -80,6 +82,13 @@ pub struct AppState {
     pub webhooks: Arc<detection::Webhooks>,
     /// Tells the webhook dispatcher to stop.
     pub stop_webhooks: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// The service's clock, Unix ms.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Opens (initialising on first start) the data directory and starts the writer.
@@ -190,6 +199,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
         ingest,
         tokens: Arc::new(tokens),
         metrics,
+        clock: ledger_config.clock,
         policy: Arc::new(ledger_config.redaction),
         verifier: Arc::new(verifier),
         rules,

@@ -44,6 +44,27 @@ pub struct Scopes {
 }
 
 impl Scopes {
+    /// The scopes as an entry's origin names them (docs/FORMAT.md §2): comma-separated, in the
+    /// order `admin,ingest,read`.
+    #[must_use]
+    pub fn origin_scope(&self) -> String {
+        let names = [
+            (self.admin, "admin"),
+            (self.ingest, "ingest"),
+            (self.read, "read"),
+        ];
+        let v: Vec<&str> = names
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect();
+        if v.is_empty() {
+            "none".to_owned()
+        } else {
+            v.join(",")
+        }
+    }
+
     /// Parses `ingest`, `read`, `admin` or a comma-separated list of them.
     ///
     /// # Errors
@@ -106,6 +127,16 @@ pub struct TokenInfo {
     pub created_ms: i64,
     /// Unix ms of revocation, if revoked.
     pub revoked_ms: Option<i64>,
+}
+
+impl TokenInfo {
+    /// The origin of an entry this token's holder supplied through `via` (docs/FORMAT.md §2).
+    ///
+    /// # Errors
+    /// A token id or intake name outside the origin grammar (token ids are 16 hex digits).
+    pub fn origin(&self, via: &str) -> Result<blackbox_core::origin::Origin, String> {
+        blackbox_core::origin::Origin::token(&self.id, &self.scopes.origin_scope(), via)
+    }
 }
 
 struct Record {

@@ -12,9 +12,10 @@ use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, anyhow};
-use blackbox_core::entry::{NormalizedEvent, RedactionPolicy};
+use blackbox_core::entry::{ClockBound, NormalizedEvent, RedactionPolicy};
 use blackbox_core::event::normalize_json;
 use blackbox_core::ids::TenantId;
+use blackbox_core::origin::Origin;
 use blackbox_ledger::datadir::DataDir;
 use blackbox_ledger::writer::BatchOutcome;
 use rayon::prelude::*;
@@ -48,12 +49,39 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn normalise(
-    line_no: u64,
-    raw: &[u8],
-    policy: &RedactionPolicy,
-    tenant: Option<&TenantId>,
-) -> Parsed {
+/// What every line is read with: the redaction lists, who is appending, the clock bound.
+struct LineRules {
+    policy: RedactionPolicy,
+    origin: Origin,
+    clock: ClockBound,
+}
+
+/// The operating-system user running this process: its name from the password database, or
+/// `uid:<n>` (the real uid, read from /proc; not `$USER`, which the caller sets).
+fn os_user() -> String {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next().map(str::to_owned))
+        });
+    let Some(uid) = uid else {
+        return "unknown".to_owned();
+    };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                (f.nth(1)? == uid && !name.is_empty()).then(|| name.to_owned())
+            })
+        })
+        .unwrap_or_else(|| format!("uid:{uid}"))
+}
+
+fn normalise(line_no: u64, raw: &[u8], rules: &LineRules, tenant: Option<&TenantId>) -> Parsed {
     let res = (|| {
         if raw.len() > MAX_LINE {
             return Err(format!(
@@ -61,7 +89,9 @@ fn normalise(
                 MAX_LINE
             ));
         }
-        let mut ev = normalize_json(raw, policy).map_err(|e| e.to_string())?;
+        let mut ev =
+            normalize_json(raw, &rules.policy, &rules.origin).map_err(|e| e.to_string())?;
+        rules.clock.admit(ev.timestamp_ms, now_ms())?;
         match (&ev.tenant_id, tenant) {
             (Some(t), Some(want)) if t != want => {
                 return Err(format!(
@@ -78,7 +108,7 @@ fn normalise(
 
 fn reader_thread(
     input: Box<dyn Read + Send>,
-    policy: RedactionPolicy,
+    rules: LineRules,
     tenant: Option<TenantId>,
     streaming: bool,
     tx: mpsc::SyncSender<Result<Vec<Parsed>, String>>,
@@ -94,7 +124,7 @@ fn reader_thread(
         progress.inc(raw.iter().map(|(_, r)| r.len() as u64 + 1).sum());
         let parsed: Vec<Parsed> = raw
             .par_iter()
-            .map(|(no, l)| normalise(*no, &buf[l.clone()], &policy, tenant.as_ref()))
+            .map(|(no, l)| normalise(*no, &buf[l.clone()], &rules, tenant.as_ref()))
             .collect();
         raw.clear();
         buf.clear();
@@ -175,7 +205,11 @@ pub fn run(
     let pb = crate::output::progress_bytes(size, "appending");
     let reader_pb = pb.clone();
     let (tx, rx) = mpsc::sync_channel(4);
-    let policy = config.redaction.clone();
+    let rules = LineRules {
+        policy: config.redaction.clone(),
+        origin: Origin::local("append", &os_user()).map_err(|e| anyhow!("{e}"))?,
+        clock: config.clock,
+    };
     let every_ms = config.checkpoint_every_ms;
     // "Commit when the input pauses" is for pipes and terminals; a regular file never pauses,
     // it only refills a buffer, so it commits every --batch-size events.
@@ -193,7 +227,7 @@ pub fn run(
     };
     let streaming = batch_size.is_some() && !input_is_file;
     let reader =
-        std::thread::spawn(move || reader_thread(input, policy, tenant, streaming, tx, reader_pb));
+        std::thread::spawn(move || reader_thread(input, rules, tenant, streaming, tx, reader_pb));
 
     let mut totals = Totals::default();
     let limit = batch_size.unwrap_or(usize::MAX);

@@ -295,6 +295,8 @@ pub struct ChainWriter {
     pub prev: Hash,
     pub last_id: Option<uuid::Uuid>,
     pub tree: CompactRange,
+    /// Seal format version 1 (no origin, no `written_at`), as logs written before v2.
+    pub v1: bool,
 }
 
 impl ChainWriter {
@@ -305,6 +307,7 @@ impl ChainWriter {
             prev: GENESIS_HASH,
             last_id: None,
             tree: CompactRange::new(),
+            v1: false,
         }
     }
 
@@ -317,7 +320,15 @@ impl ChainWriter {
         key: &HmacKey,
         rng: &mut Rng,
     ) -> Record {
-        let ev = normalize_event(event, &RedactionPolicy::default()).unwrap();
+        let mut ev = normalize_event(
+            event,
+            &RedactionPolicy::default(),
+            &blackbox_core::origin::Origin::Service,
+        )
+        .unwrap();
+        if self.v1 {
+            ev.origin = None;
+        }
         let sidecar = ev
             .personal
             .as_ref()
@@ -336,6 +347,7 @@ impl ChainWriter {
                 key,
                 prev_entry_hash: self.prev,
                 personal_digest: sidecar.as_ref().map(|s| s.digest),
+                clock_skew_ms: None,
             },
         )
         .unwrap();
@@ -388,6 +400,7 @@ impl ChainWriter {
             tool: None,
             personal: None,
             subject_ids: Vec::new(),
+            origin: (!self.v1).then_some(blackbox_core::origin::Origin::Service),
         };
         let entry_id = next_entry_id(
             self.last_id,
@@ -406,6 +419,7 @@ impl ChainWriter {
                 key,
                 prev_entry_hash: self.prev,
                 personal_digest: None,
+                clock_skew_ms: None,
             },
         )
         .unwrap();
@@ -542,9 +556,23 @@ pub fn verify_full(log: &Log, records: &[Record]) -> Report {
 
 /// Re-signs an entry given as a JSON object (with or without `hmac_sha256`) under `key`,
 /// producing a well-formed v1 line: `body` = RFC 8785 of the object without the MAC.
+/// A version-2 entry's `written_at` follows its `entry_id` (as a forger holding the key would
+/// keep it, so that what a test checks is the forgery it means, not a stale member).
 pub fn sign_value(v: &Value, key: &HmacKey) -> Vec<u8> {
     let mut obj: Map<String, Value> = v.as_object().unwrap().clone();
     obj.remove("hmac_sha256");
+    if obj.contains_key("written_at")
+        && let Some(id) = obj
+            .get("entry_id")
+            .and_then(Value::as_str)
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+    {
+        let ms = blackbox_core::entry::written_ms(id.as_u128());
+        obj.insert(
+            "written_at".into(),
+            Value::String(blackbox_core::entry::format_timestamp(ms).unwrap()),
+        );
+    }
     let mut body = canonical_json(&Value::Object(obj)).unwrap();
     let mac = key.sign(&Hash::digest(&body).0);
     body.pop();
