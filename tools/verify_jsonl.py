@@ -16,7 +16,7 @@ it are listed as not checked. --key-file may be repeated (e.g. a keyring and an 
 usage: verify_jsonl.py LOG [LOG ...] [--key-file hmac.keys ...] [--public-key checkpoint.pub]
 exit: 0 OK, 1 TAMPERED, 2 usage error
 """
-import base64, hashlib, hmac, json, re, struct, sys
+import base64, datetime, hashlib, hmac, json, re, struct, sys
 
 GENESIS = "sha256:" + "0" * 64
 SUFFIX = len(',"hmac_sha256":"') + 64 + len('"}')
@@ -147,6 +147,41 @@ def load_vkey(path):
     return name, bytes.fromhex(khash), raw[1:]
 
 
+V1_MEMBERS = {"agent_id", "entry_id", "event_type", "key_id", "payload", "prev_entry_hash", "seq",
+              "session_id", "tenant_id", "timestamp", "v", "hmac_sha256"}
+V1_OPTIONAL = {"client_seq", "personal_digest"}
+V2_MEMBERS = V1_MEMBERS | {"origin", "written_at"}
+V2_OPTIONAL = V1_OPTIONAL | {"clock_skew_ms"}
+ORIGIN_MEMBERS = {"service": {"kind"}, "token": {"kind", "scope", "token_id", "via"},
+                  "local": {"command", "kind", "user"}}
+
+
+def written_at(entry_id):
+    """FORMAT.md §2: written_at is the millisecond field of the UUIDv7 entry id, RFC 3339."""
+    ms = int(entry_id.replace("-", "")[:12], 16)
+    d = datetime.datetime.fromtimestamp(ms // 1000, datetime.timezone.utc)
+    return d.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+
+
+def check_members(e):
+    """The members of a v1 or v2 entry (FORMAT.md §2); a message, or None when they are right."""
+    v = e.get("v")
+    if v not in (1, 2):
+        return f"format version {v!r} is not 1 or 2"
+    required, optional = (V1_MEMBERS, V1_OPTIONAL) if v == 1 else (V2_MEMBERS, V2_OPTIONAL)
+    names = set(e)
+    if not required <= names or not names <= required | optional:
+        return f"members {sorted(names ^ required - optional)} do not fit format version {v}"
+    if v == 1:
+        return None
+    o = e["origin"]
+    if not isinstance(o, dict) or set(o) != ORIGIN_MEMBERS.get(o.get("kind"), set()):
+        return f"origin {o!r} is not one of the forms of FORMAT.md §2"
+    if e["written_at"] != written_at(e["entry_id"]):
+        return f"written_at {e['written_at']} is not the millisecond of entry_id"
+    return None
+
+
 def main(argv):
     args, opts, key_files = [], {}, []
     it = iter(argv)
@@ -181,7 +216,7 @@ def main(argv):
                     pass
         return False
 
-    chains, problems, checkpoints, notes, sidecar = {}, [], [], [], None
+    chains, problems, checkpoints, notes, sidecar, origins = {}, [], [], [], None, {}
     lines = ((f"{path} line {n}", raw) for path in args for n, raw in enumerate(open(path, "rb"), 1))
     for n, raw in lines:
         line = raw.rstrip(b"\n")
@@ -231,6 +266,12 @@ def main(argv):
             continue
         e = json.loads(line)
         t = e["tenant_id"]
+        shape = check_members(e)
+        if shape:
+            problems.append(f"entry {e.get('seq')} ({n}): {shape}")
+        elif e["v"] == 2:
+            kind = e["origin"]["kind"]
+            origins[kind] = origins.get(kind, 0) + 1
         c = chains.setdefault(t, {"next": 1, "prev": GENESIS, "tree": Tree(), "roots": {}, "start": 0})
         body = line[:-SUFFIX] + b"}"
         assert line[-SUFFIX:] == b',"hmac_sha256":"' + e["hmac_sha256"].encode() + b'"}', f"line {n}: HMAC is not the last member"
@@ -322,6 +363,8 @@ def main(argv):
     print(f"OK — {total:,} entries verified, {len(chains)} chain(s) intact, {len(checkpoints)} checkpoint(s) matched"
           + ("" if keys or fss else " (no HMAC key given)")
           + (f"; {redacted:,} entries redacted under {markers:,} erasure marker(s)" if markers else ""))
+    if origins:
+        print("  origin: " + ", ".join(f"{k} {v:,}" for k, v in sorted(origins.items())))
     for gen, count in erased.items():
         notes.append(f"HMACs of {count} entries in forward-secure epochs before e{fss[gen].held} of {gen}: only the auditor's initial key can check them")
     for note in notes:

@@ -18,14 +18,15 @@ use blackbox_store::{Store, StoredAnchor};
 
 use crate::error::ArchiveError;
 
-/// An entry line's timestamp (Unix ms): the lean scanner, or the full parser for the lines it
-/// declines.
+/// When the writer sequenced an entry line (Unix ms: `written_at`, the millisecond of its entry
+/// id, in every format version): what retention ages, archive segments and "oldest entry" are
+/// measured by. Never the agent's claimed `timestamp`, which an agent can set to any date.
 #[must_use]
-pub fn entry_timestamp(line: &[u8]) -> Option<i64> {
-    scan(line).map(|e| e.timestamp_ms).or_else(|| {
+pub fn entry_written_ms(line: &[u8]) -> Option<i64> {
+    scan(line).map(|e| e.written_ms()).or_else(|| {
         blackbox_core::entry::EntryView::parse(line)
             .ok()
-            .map(|v| v.timestamp_ms)
+            .map(|v| v.written_ms)
     })
 }
 
@@ -118,7 +119,7 @@ pub fn build(
         }
         out.write_all(&e.line)?;
         out.write_all(b"\n")?;
-        if let Some(ts) = entry_timestamp(&e.line) {
+        if let Some(ts) = entry_written_ms(&e.line) {
             built.first_ts_ms = built.first_ts_ms.min(ts);
             built.last_ts_ms = built.last_ts_ms.max(ts);
         }

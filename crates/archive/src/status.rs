@@ -75,7 +75,7 @@ pub fn status(
         let anchor = store.anchor(&tenant)?.map_or(0, |a| a.size);
         let mut oldest_hot: Option<(u64, i64)> = None;
         store.scan(&tenant, anchor + 1, anchor + 1, &mut |e| {
-            if let Some(ts) = crate::segment::entry_timestamp(&e.line) {
+            if let Some(ts) = crate::segment::entry_written_ms(&e.line) {
                 oldest_hot = Some((e.seq, ts));
             }
             Ok(false)

@@ -41,6 +41,15 @@ pub enum TextOrJson {
     Json,
 }
 
+/// Which of an entry's two times a query's bounds apply to (docs/FORMAT.md §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimeBasis {
+    /// `written_at`: when the service recorded the entry (an agent cannot move it).
+    Written,
+    /// `timestamp`: the time the agent claims (indexed; an agent can set it to any date).
+    Claimed,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QueryFormat {
     Table,
@@ -167,6 +176,13 @@ pub enum Cmd {
         /// Latest entry time, inclusive (RFC 3339, or a date meaning its end, UTC).
         #[arg(long)]
         end: Option<String>,
+        /// Which time --start/--end bound: `written` (default: when the service recorded the
+        /// entry, which an agent cannot move) or `claimed` (the agent's `timestamp`).
+        #[arg(long, value_enum, default_value = "written")]
+        time: TimeBasis,
+        /// Only entries of this origin: service, token, local, token:<token id> or local:<user>.
+        #[arg(long)]
+        origin: Option<String>,
         #[arg(long)]
         limit: Option<u64>,
         /// Also search the archive segments (entries moved out of the store by

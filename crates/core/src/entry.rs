@@ -596,6 +596,14 @@ pub struct EntryView<'a> {
 }
 
 impl<'a> EntryView<'a> {
+    /// Whether the service itself wrote the entry (origin `service`, format version 2). Entries
+    /// of version 1 have no origin and are never taken as the service's: anything that rebuilds
+    /// state, fires alerts or feeds compliance figures from the chain reads only these.
+    #[must_use]
+    pub fn by_service(&self) -> bool {
+        matches!(self.origin, Some(crate::origin::Origin::Service))
+    }
+
     /// Parses a line (strictly: unknown members, a wrong version or malformed values are errors).
     ///
     /// # Errors

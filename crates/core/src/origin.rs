@@ -37,6 +37,9 @@ pub const RESERVED_EVENT_TYPES: [&str; 14] = [
 /// Every event type beginning with this is reserved too (room for the service's future types).
 pub const RESERVED_PREFIX: &str = "blackbox.";
 
+/// The JCS text of [`Origin::Service`], as it appears in an entry line.
+pub const SERVICE_JCS: &str = "{\"kind\":\"service\"}";
+
 /// Whether clients may not write `event_type`.
 #[must_use]
 pub fn is_reserved(event_type: &str) -> bool {

@@ -1298,3 +1298,53 @@ fn client_side_hashing_gives_the_service_the_same_entry() {
     );
     assert_eq!(norm(hashed).unwrap(), norm(raw).unwrap());
 }
+
+#[test]
+fn format_md_lists_exactly_the_reserved_event_types() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/FORMAT.md"))
+        .unwrap();
+    let start = doc.find("**Reserved event types.**").unwrap();
+    let para = &doc[start..start + doc[start..].find("\n\n").unwrap()];
+    let listed: Vec<&str> = para
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect();
+    let mut want: Vec<&str> = blackbox_core::origin::RESERVED_EVENT_TYPES.to_vec();
+    want.sort_unstable();
+    let mut got = listed.clone();
+    got.sort_unstable();
+    got.dedup();
+    assert_eq!(got, want, "FORMAT.md §3 and RESERVED_EVENT_TYPES differ");
+    assert!(para.contains(blackbox_core::origin::RESERVED_PREFIX));
+}
+
+#[test]
+fn reserved_event_types_are_refused_unless_the_service_writes_them() {
+    use blackbox_core::origin::{Origin, RESERVED_EVENT_TYPES};
+    let policy = RedactionPolicy::default();
+    let token = Origin::token("0123456789abcdef", "ingest", "events").unwrap();
+    let local = Origin::local("append", "root").unwrap();
+    for t in RESERVED_EVENT_TYPES
+        .iter()
+        .copied()
+        .chain(["blackbox.anything"])
+    {
+        let ev = format!(r#"{{"agent_id":"a","session_id":"s","event_type":"{t}"}}"#);
+        for o in [&token, &local] {
+            let e = blackbox_core::event::normalize_json(ev.as_bytes(), &policy, o).unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.contains("reserved") && msg.contains("event_type"),
+                "{t}: {msg}"
+            );
+        }
+        let by_service =
+            blackbox_core::event::normalize_json(ev.as_bytes(), &policy, &Origin::Service);
+        // The service writes them (erasure markers are built by the erasure code itself).
+        assert_eq!(by_service.is_ok(), t != "erasure", "{t}");
+    }
+    let ok = br#"{"agent_id":"a","session_id":"s","event_type":"heartbeat"}"#;
+    assert!(blackbox_core::event::normalize_json(ok, &policy, &token).is_ok());
+}

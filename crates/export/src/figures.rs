@@ -544,31 +544,42 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
             } else {
                 None
             };
-            let (seq, ts_ms, agent, session, et, client_seq): (
+            // Periods, days and ages are the writer's time (`written_at`: the agent's claimed
+            // `timestamp` is not evidence of when anything was recorded).
+            let (seq, ts_ms, agent, session, et, client_seq, by_service): (
                 u64,
                 i64,
                 &str,
                 &str,
                 &str,
                 Option<u64>,
+                bool,
             ) = match (&fast, &first) {
                 (Some(x), _) => (
                     x.seq,
-                    x.timestamp_ms,
+                    x.written_ms(),
                     x.agent_id,
                     x.session_id,
                     x.event_type,
                     x.client_seq,
+                    x.origin == Some(blackbox_core::origin::SERVICE_JCS),
                 ),
                 (None, Some(v)) => (
                     v.seq,
-                    v.timestamp_ms,
+                    v.written_ms,
                     &v.agent_id,
                     &v.session_id,
                     &v.event_type,
                     v.client_seq,
+                    v.by_service(),
                 ),
                 (None, None) => return Ok(true),
+            };
+            // The service's entry types count only when the service wrote them.
+            let et = if blackbox_core::origin::is_reserved(et) && !by_service {
+                "unattributed"
+            } else {
+                et
             };
             // Resumes resolve the period's pauses, also when they come after it.
             if et == "agent_resumed" {
@@ -886,7 +897,7 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
         oldest_seq,
         oldest_seq,
         &mut |_, line, _| {
-            oldest = EntryView::parse(line).ok().map(|v| v.timestamp_ms);
+            oldest = EntryView::parse(line).ok().map(|v| v.written_ms);
             Ok(false)
         },
     )?;

@@ -4,7 +4,7 @@ use blackbox_core::Hash;
 use serde_json::Value;
 
 /// CSV columns, in order. Stable: scripts depend on them.
-pub const COLUMNS: [&str; 27] = [
+pub const COLUMNS: [&str; 30] = [
     "tenant_id",
     "seq",
     "entry_id",
@@ -32,6 +32,9 @@ pub const COLUMNS: [&str; 27] = [
     "payload",
     "key_id",
     "entry_hash",
+    "written_at",
+    "origin",
+    "clock_skew_ms",
 ];
 
 fn text(v: Option<&Value>) -> String {
@@ -79,7 +82,19 @@ pub fn flatten(tenant: &str, seq: u64, line: &[u8]) -> Vec<String> {
         text(p),
         text(v.get("key_id")),
         Hash::digest(line).to_prefixed(),
+        text(v.get("written_at")),
+        origin_text(v.get("origin")),
+        text(v.get("clock_skew_ms")),
     ]
+}
+
+/// The origin as people read it (`service`, `token:<id> (<scope>, via <via>)`,
+/// `local:<user> (<command>)`); empty for version-1 entries, which have none.
+#[must_use]
+pub fn origin_text(v: Option<&Value>) -> String {
+    v.map(Value::to_string)
+        .and_then(|t| blackbox_core::origin::Origin::from_json(&t).ok())
+        .map_or_else(String::new, |o| o.to_string())
 }
 
 #[cfg(test)]

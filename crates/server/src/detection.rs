@@ -398,6 +398,9 @@ pub fn replay(store: &dyn Store, det: &mut Detector, now: i64) -> Result<u64, Se
             };
             n += 1;
             match view.event_type.as_ref() {
+                // Only the service's own alerts count: anything else of a detection type is an
+                // old (version 1) entry or, had it got past the intake, an agent's forgery.
+                t if DETECTION_EVENTS.contains(&t) && !view.by_service() => {}
                 "anomaly_detected" => {
                     if let Ok(Value::Object(p)) = serde_json::from_str::<Value>(view.payload.get())
                         && let Some(Value::String(rule)) = p.get("rule")
@@ -436,7 +439,7 @@ pub fn replay(store: &dyn Store, det: &mut Detector, now: i64) -> Result<u64, Se
         })
         .map_err(|e| ServerError::Config(format!("replaying recent history for detection: {e}")))?;
     // Enforcement state: every pause, resume and throttle ever recorded, in chain order.
-    let mut controls: Vec<(i64, String, String, String, Value)> = Vec::new();
+    let mut controls: Vec<(u64, i64, String, String, String, Value)> = Vec::new();
     for t in ["agent_paused", "agent_resumed", "agent_throttled"] {
         let q = Query {
             event_type: Some(t.to_owned()),
@@ -444,11 +447,15 @@ pub fn replay(store: &dyn Store, det: &mut Detector, now: i64) -> Result<u64, Se
         };
         store
             .query(&q, &mut |e| {
-                if let Ok(view) = EntryView::parse(&e.line) {
+                // Pauses, resumes and throttles written by the service only (never an agent's).
+                if let Ok(view) = EntryView::parse(&e.line)
+                    && view.by_service()
+                {
                     let p =
                         serde_json::from_str::<Value>(view.payload.get()).unwrap_or(Value::Null);
                     controls.push((
-                        view.timestamp_ms,
+                        view.seq,
+                        view.written_ms,
                         view.tenant_id.to_string(),
                         view.agent_id.to_string(),
                         t.to_owned(),
@@ -459,8 +466,9 @@ pub fn replay(store: &dyn Store, det: &mut Detector, now: i64) -> Result<u64, Se
             })
             .map_err(|e| ServerError::Config(format!("replaying agent states: {e}")))?;
     }
-    controls.sort_by_key(|c| c.0);
-    for (ts, tenant, agent, t, p) in controls {
+    // Chain order: per tenant by seq (agents never span tenants).
+    controls.sort_by(|a, b| (&a.2, a.0).cmp(&(&b.2, b.0)));
+    for (_, ts, tenant, agent, t, p) in controls {
         let by = p.get("by").and_then(Value::as_str).unwrap_or("unknown");
         match t.as_str() {
             "agent_paused" => {
@@ -608,7 +616,10 @@ impl Webhooks {
         for (tenant, seq) in items {
             store
                 .scan_lines(tenant, *seq, *seq, &mut |_, line, _| {
-                    if let Ok(v) = EntryView::parse(line) {
+                    // Webhooks carry the service's own entries only.
+                    if let Ok(v) = EntryView::parse(line)
+                        && v.by_service()
+                    {
                         entries.push(AlertEntry {
                             tenant: tenant.clone(),
                             seq: *seq,

@@ -121,6 +121,8 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             event_type,
             start,
             end,
+            time,
+            origin,
             limit,
             include_archive,
             format,
@@ -139,6 +141,8 @@ pub fn run(cli: Cli) -> Result<Outcome> {
                 start,
                 end,
                 limit,
+                origin,
+                time,
             };
             if remote.server.is_some() {
                 remote::query(&remote, &filters, format)

@@ -8,7 +8,7 @@ use blackbox_ledger::query::{COLUMNS, flatten};
 use blackbox_store::{Query, Store as _, StoreError};
 
 use crate::Outcome;
-use crate::cli::QueryFormat;
+use crate::cli::{QueryFormat, TimeBasis};
 
 pub struct Filters {
     pub agent_id: Option<String>,
@@ -19,6 +19,78 @@ pub struct Filters {
     pub start: Option<String>,
     pub end: Option<String>,
     pub limit: Option<u64>,
+    /// `service`, `token`, `local`, `token:<id>` or `local:<user>`.
+    pub origin: Option<String>,
+    /// Which time `--start`/`--end` bound: the writer's (default) or the agent's claim.
+    pub time: TimeBasis,
+}
+
+/// The filters the store cannot apply: origin, and bounds on the writer's time.
+pub struct PostFilter {
+    origin: Option<String>,
+    written: Option<(i64, i64)>,
+}
+
+impl PostFilter {
+    /// The post-filter of `f`, its bounds already parsed.
+    ///
+    /// # Errors
+    /// A bad `--origin`.
+    pub fn new(f: &Filters, start_ms: Option<i64>, end_ms: Option<i64>) -> Result<Self> {
+        if let Some(o) = &f.origin {
+            check_origin_filter(o)?;
+        }
+        Ok(Self {
+            origin: f.origin.clone(),
+            written: (f.time == TimeBasis::Written && (start_ms.is_some() || end_ms.is_some()))
+                .then(|| (start_ms.unwrap_or(i64::MIN), end_ms.unwrap_or(i64::MAX))),
+        })
+    }
+
+    /// Whether any filter is set.
+    #[must_use]
+    pub fn active(&self) -> bool {
+        self.origin.is_some() || self.written.is_some()
+    }
+
+    /// Whether an entry line passes.
+    #[must_use]
+    pub fn keep(&self, line: &[u8]) -> bool {
+        if !self.active() {
+            return true;
+        }
+        let Ok(v) = blackbox_core::entry::EntryView::parse(line) else {
+            return false;
+        };
+        if let Some((a, b)) = self.written
+            && (v.written_ms < a || v.written_ms > b)
+        {
+            return false;
+        }
+        match &self.origin {
+            None => true,
+            Some(f) => v.origin.as_ref().is_some_and(|o| o.matches(f)),
+        }
+    }
+}
+
+/// Checks an `--origin` filter.
+///
+/// # Errors
+/// Not one of the accepted forms.
+pub fn check_origin_filter(f: &str) -> Result<()> {
+    let ok = match f.split_once(':') {
+        None => matches!(f, "service" | "token" | "local"),
+        Some(("token" | "local", rest)) => !rest.is_empty(),
+        Some(_) => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "--origin {f:?}: use service, token, local, token:<token id> or local:<user>"
+        ))
+    }
 }
 
 /// RFC 3339, or a bare date: its first millisecond (`end == false`) or its last (`end == true`).
@@ -51,6 +123,12 @@ pub fn run(
     {
         anyhow::bail!("--start is after --end");
     }
+    let post = PostFilter::new(&f, start_ms, end_ms)?;
+    let (start_ms, end_ms) = if f.time == TimeBasis::Written {
+        (None, None)
+    } else {
+        (start_ms, end_ms)
+    };
     let store = blackbox_ledger::open::open_reader(dir)?;
     let archive = if include_archive {
         let config = blackbox_ledger::config::LedgerConfig::load(&dir.config_path())?;
@@ -62,6 +140,7 @@ pub fn run(
         None
     };
     let q = Query {
+        limit: if post.active() { None } else { f.limit },
         tenant_id: f.tenant_id,
         agent_id: f.agent_id,
         session_id: f.session_id,
@@ -69,7 +148,6 @@ pub fn run(
         event_type: f.event_type,
         start_ms,
         end_ms,
-        limit: f.limit,
         after: None,
     };
     let stdout = std::io::stdout();
@@ -86,7 +164,11 @@ pub fn run(
         QueryFormat::Table => table_header(&mut out)?,
         QueryFormat::Jsonl => {}
     }
+    let limit = f.limit;
     let mut emit = |tenant: &str, seq: u64, line: &[u8]| -> Result<bool, StoreError> {
+        if !post.keep(line) {
+            return Ok(true);
+        }
         match format {
             QueryFormat::Jsonl => {
                 out.write_all(line)
@@ -115,7 +197,7 @@ pub fn run(
             QueryFormat::Table => table_row(&mut out, tenant, seq, line).map_err(io_err)?,
         }
         count += 1;
-        Ok(q.limit.is_none_or(|l| count < l))
+        Ok(limit.is_none_or(|l| count < l))
     };
     let mut result = Ok(());
     let mut more = true;
@@ -130,7 +212,7 @@ pub fn run(
     if result.is_ok() && more && q.limit != Some(0) {
         // After archive matches the limit is counted by `emit`, which stops the query.
         let mut q2 = q.clone();
-        if archive.is_some() {
+        if archive.is_some() || post.active() {
             q2.limit = None;
         }
         result = store.query(&q2, &mut |e| emit(&e.tenant_id, e.seq, &e.line));
@@ -255,15 +337,15 @@ fn archive_query(
 pub fn table_header(out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:<24}  {:<12}  {:>8}  {:<24}  {:<16}  {:<14}  {:<18}  {:<7}  MODEL",
-        "TIME", "TENANT", "SEQ", "AGENT", "SESSION", "TYPE", "TOOL", "ALLOWED"
+        "{:<24}  {:<12}  {:>8}  {:<24}  {:<16}  {:<14}  {:<18}  {:<7}  {:<14}  ORIGIN",
+        "WRITTEN", "TENANT", "SEQ", "AGENT", "SESSION", "TYPE", "TOOL", "ALLOWED", "MODEL"
     )
 }
 
 /// One entry as a line of the table view.
 pub fn table_row(out: &mut impl Write, tenant: &str, seq: u64, line: &[u8]) -> std::io::Result<()> {
-    const COLS: [&str; 9] = [
-        "timestamp",
+    const COLS: [&str; 11] = [
+        "written_at",
         "tenant_id",
         "seq",
         "agent_id",
@@ -272,6 +354,8 @@ pub fn table_row(out: &mut impl Write, tenant: &str, seq: u64, line: &[u8]) -> s
         "tool_name",
         "allowed",
         "model",
+        "origin",
+        "timestamp",
     ];
     let row = flatten(tenant, seq, line);
     let v: Vec<&str> = COLS
@@ -284,9 +368,12 @@ pub fn table_row(out: &mut impl Write, tenant: &str, seq: u64, line: &[u8]) -> s
                 .map_or("", String::as_str)
         })
         .collect();
+    // Version-1 entries have no `written_at`: their claimed time is shown, and no origin.
+    let time = if v[0].is_empty() { v[10] } else { v[0] };
+    let origin = if v[9].is_empty() { "-" } else { v[9] };
     writeln!(
         out,
-        "{:<24}  {:<12}  {:>8}  {:<24}  {:<16}  {:<14}  {:<18}  {:<7}  {}",
-        v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]
+        "{:<24}  {:<12}  {:>8}  {:<24}  {:<16}  {:<14}  {:<18}  {:<7}  {:<14}  {}",
+        time, v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], origin
     )
 }

@@ -8,7 +8,9 @@ use blackbox_client::{Client, EntryQuery, Format};
 use blackbox_core::checkpoint::SignedCheckpoint;
 
 use crate::Outcome;
+use crate::cli::TimeBasis;
 use crate::cli::{QueryFormat, RemoteArgs, TextOrJson};
+use crate::cmd::query::PostFilter;
 use crate::cmd::query::{Filters, table_header, table_row};
 
 fn client(r: &RemoteArgs) -> Result<(Client, tokio::runtime::Runtime)> {
@@ -35,6 +37,25 @@ pub fn query(r: &RemoteArgs, f: &Filters, format: QueryFormat) -> Result<Outcome
     q.session_id = f.session_id.clone();
     q.tool = f.tool.clone();
     q.event_type = f.event_type.clone();
+    let bound = |flag: &str, v: &Option<String>, end: bool| {
+        v.as_deref()
+            .map(|s| crate::cmd::query::parse_bound(flag, s, end))
+            .transpose()
+    };
+    let post = PostFilter::new(
+        f,
+        bound("--start", &f.start, false)?,
+        bound("--end", &f.end, true)?,
+    )?;
+    if post.active() {
+        // The service bounds and pages by the claimed time only: the entries are fetched whole
+        // and filtered here, by the same rules as on a data directory.
+        if f.time == TimeBasis::Claimed {
+            q.start = f.start.clone();
+            q.end = f.end.clone();
+        }
+        return filtered_query(&c, &rt, &q, &post, f.limit, format);
+    }
     q.start = f.start.clone();
     q.end = f.end.clone();
     q.limit = f.limit;
@@ -69,6 +90,71 @@ pub fn query(r: &RemoteArgs, f: &Filters, format: QueryFormat) -> Result<Outcome
             out.flush()?;
         }
     }
+    Ok(Outcome::Ok)
+}
+
+/// A remote query with filters the service does not apply: JSONL in, filtered, then written in
+/// `format` as a local query writes it.
+fn filtered_query(
+    c: &Client,
+    rt: &tokio::runtime::Runtime,
+    q: &EntryQuery,
+    post: &PostFilter,
+    limit: Option<u64>,
+    format: QueryFormat,
+) -> Result<Outcome> {
+    let raw = rt.block_on(c.entries_raw(q, Format::Jsonl))?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut csv = csv::WriterBuilder::new().from_writer(Vec::new());
+    match format {
+        QueryFormat::Table => table_header(&mut out)?,
+        QueryFormat::Json => out.write_all(b"[")?,
+        QueryFormat::Csv => csv.write_record(blackbox_ledger::query::COLUMNS)?,
+        QueryFormat::Jsonl => {}
+    }
+    let mut count = 0u64;
+    for line in raw.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        if limit.is_some_and(|l| count >= l) {
+            break;
+        }
+        if !post.keep(line) {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
+        let tenant = v["tenant_id"].as_str().unwrap_or("");
+        let seq = v["seq"].as_u64().unwrap_or(0);
+        match format {
+            QueryFormat::Table => table_row(&mut out, tenant, seq, line)?,
+            QueryFormat::Json => {
+                if count > 0 {
+                    out.write_all(b",\n")?;
+                }
+                out.write_all(line)?;
+            }
+            QueryFormat::Csv => {
+                csv.write_record(blackbox_ledger::query::flatten(tenant, seq, line))?;
+            }
+            QueryFormat::Jsonl => {
+                out.write_all(line)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        count += 1;
+    }
+    match format {
+        QueryFormat::Json => out.write_all(b"]\n")?,
+        QueryFormat::Csv => {
+            out.write_all(&csv.into_inner().map_err(|e| anyhow!(e.to_string()))?)?
+        }
+        QueryFormat::Table => eprintln!(
+            "{} entr{}",
+            blackbox_core::ids::group_thousands(count),
+            if count == 1 { "y" } else { "ies" }
+        ),
+        QueryFormat::Jsonl => {}
+    }
+    out.flush()?;
     Ok(Outcome::Ok)
 }
 
