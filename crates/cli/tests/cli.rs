@@ -109,6 +109,9 @@ fn append_verify_query_round_trip() {
         "2026-04-14T00:00:00Z",
         "--end",
         "2026-04-14T23:59:59Z",
+        // The agents' claimed times (the default bounds the writer's time: today).
+        "--time",
+        "claimed",
         "--format",
         "csv",
     ]);

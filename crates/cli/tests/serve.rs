@@ -654,7 +654,7 @@ fn query_verify_checkpoint_and_prove_work_against_a_running_service() {
     assert_eq!(q.stdout.lines().count(), 6);
     let table = remote(&["query", "--agent-id", "agent-1"]);
     assert_eq!(table.code, 0, "{}", table.stderr);
-    assert!(table.stdout.starts_with("TIME"), "{}", table.stdout);
+    assert!(table.stdout.starts_with("WRITTEN"), "{}", table.stdout);
     let v = remote(&["verify"]);
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
     assert!(
@@ -1090,5 +1090,174 @@ fn export_through_the_service_verifies_with_the_public_key() {
             || r.stderr.contains("not `acme`"),
         "{}",
         r.stderr
+    );
+}
+
+/// Every reserved event type (FORMAT.md §3, generated from the one list in the core) is refused
+/// from an ingest token on both body routes, with a message naming the rule; nothing is written.
+#[test]
+fn every_reserved_event_type_is_refused_from_an_ingest_token() {
+    let (_tmp, dir) = init_store();
+    let t = token(&dir, "acme", "ingest,read");
+    let srv = Server::start(&dir);
+    let types = blackbox_core::origin::RESERVED_EVENT_TYPES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(["blackbox.future".to_owned()]);
+    for et in types {
+        let ev = json!({"agent_id": "a1", "session_id": "s1", "event_type": et,
+            "payload": {"by": "operator:0000000000000000", "reason": "forged"}});
+        let (s, body) = http(
+            srv.addr,
+            "POST",
+            "/v1/events",
+            Some(&t),
+            Some(&ev.to_string()),
+        )
+        .unwrap();
+        assert_eq!(s, 400, "{et}: {body}");
+        assert!(
+            body.contains("reserved") && body.contains(&et),
+            "{et}: {body}"
+        );
+        // In a batch, too: the whole request is refused.
+        let ok = json!({"agent_id": "a1", "session_id": "s1", "event_type": "note"});
+        let batch = format!("[{ok},{ev}]");
+        let (s, body) = http(srv.addr, "POST", "/v1/events", Some(&t), Some(&batch)).unwrap();
+        assert_eq!(s, 400, "{et}: {body}");
+    }
+    let (s, body) = http(srv.addr, "GET", "/v1/entries?format=json", Some(&t), None).unwrap();
+    assert_eq!(s, 200, "{body}");
+    assert!(!body.contains("\"seq\""), "nothing was written: {body}");
+}
+
+/// A paused agent stays paused across a restart, whatever an agent posts: the forged
+/// `agent_resumed` is refused, and the state rebuilt at start reads the service's entries only.
+#[test]
+fn a_paused_agent_stays_paused_across_a_restart_whatever_an_agent_posts() {
+    let (_tmp, dir) = init_store();
+    let t = token(&dir, "acme", "ingest,read");
+    let admin = token(&dir, "acme", "admin");
+    let decide = |addr| {
+        let body = json!({"agent_id": "a1", "session_id": "s1", "tool_name": "search",
+            "args": {"q": "weather"}});
+        let (s, b) = http(
+            addr,
+            "POST",
+            "/v1/decide",
+            Some(&t),
+            Some(&body.to_string()),
+        )
+        .unwrap();
+        assert_eq!(s, 200, "{b}");
+        serde_json::from_str::<Value>(&b).unwrap()["decision"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut srv = Server::start(&dir);
+    let (s, b) = http(
+        srv.addr,
+        "POST",
+        "/v1/agents/a1/pause",
+        Some(&admin),
+        Some(r#"{"reason":"incident 7"}"#),
+    )
+    .unwrap();
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(decide(srv.addr), "paused");
+    // The agent tries every way to write a resume of its own.
+    for forged in [
+        json!({"agent_id": "a1", "session_id": "s1", "event_type": "agent_resumed",
+            "payload": {"by": format!("operator:{}", "0".repeat(16)), "reason": "ok"}}),
+        json!({"agent_id": "a1", "session_id": "operator", "event_type": "agent_resumed",
+            "by": "operator:x"}),
+    ] {
+        let (s, _) = http(
+            srv.addr,
+            "POST",
+            "/v1/events",
+            Some(&t),
+            Some(&forged.to_string()),
+        )
+        .unwrap();
+        assert_eq!(s, 400);
+    }
+    // Its own events are accepted, and recorded as the token's.
+    let ev = json!({"agent_id": "a1", "session_id": "s1", "event_type": "agent_note",
+        "payload": {"text": "resumed by operator"}});
+    let (s, b) = http(
+        srv.addr,
+        "POST",
+        "/v1/events",
+        Some(&t),
+        Some(&ev.to_string()),
+    )
+    .unwrap();
+    assert_eq!(s, 200, "{b}");
+    srv.kill9();
+    let srv = Server::start(&dir);
+    assert_eq!(decide(srv.addr), "paused", "the pause survives the restart");
+    drop(srv);
+    // The log tells the service's entries from the token's.
+    let q = |origin: &str| {
+        let r = run(&[
+            "query",
+            "--data-dir",
+            &dir,
+            "--origin",
+            origin,
+            "--format",
+            "jsonl",
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let service = q("service");
+    let paused: Vec<_> = service
+        .iter()
+        .filter(|e| e["event_type"] == "agent_paused")
+        .collect();
+    assert_eq!(paused.len(), 1, "{service:?}");
+    assert_eq!(paused[0]["origin"], json!({"kind": "service"}));
+    let by_token = q("token");
+    assert!(by_token.iter().all(|e| e["origin"]["kind"] == "token"));
+    assert!(
+        by_token
+            .iter()
+            .any(|e| e["event_type"] == "agent_note" && e["origin"]["via"] == "events")
+    );
+    assert!(
+        by_token
+            .iter()
+            .any(|e| e["event_type"] == "tool_call" && e["origin"]["via"] == "decide"),
+        "decisions are the token's calls, decided by the service: {by_token:?}"
+    );
+    assert!(
+        by_token
+            .iter()
+            .all(|e| e["origin"]["scope"] == "ingest,read")
+    );
+    // The export verifies in the independent verifier, which counts both origins.
+    let out = format!("{dir}/../audit.jsonl");
+    let r = run(&["export-log", "--data-dir", &dir, "--output", &out]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let py = std::process::Command::new("python3")
+        .args([
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../tools/verify_jsonl.py"),
+            &out,
+            "--key-file",
+            &format!("{dir}/keys/hmac.keys"),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&py.stdout);
+    assert!(py.status.success(), "{text}");
+    assert!(
+        text.contains("origin: service ") && text.contains(", token "),
+        "{text}"
     );
 }

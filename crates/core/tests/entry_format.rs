@@ -1305,7 +1305,8 @@ fn format_md_lists_exactly_the_reserved_event_types() {
         .unwrap();
     let start = doc.find("**Reserved event types.**").unwrap();
     let para = &doc[start..start + doc[start..].find("\n\n").unwrap()];
-    let listed: Vec<&str> = para
+    let list = &para[para.find("They are").unwrap()..para.find("beginning with").unwrap()];
+    let listed: Vec<&str> = list
         .split('`')
         .skip(1)
         .step_by(2)
