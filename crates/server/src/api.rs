@@ -405,6 +405,51 @@ fn authorize(
     })
 }
 
+/// Counts a write's body in the bytes in flight (the declared length, or the limit when not
+/// declared) under the caller's tenant, so that memory stays bounded and one tenant holds only
+/// its part: 429 when the tenant's part is full, 503 when every tenant's together is.
+pub(crate) fn body_share(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &str,
+    headers: &HeaderMap,
+) -> Result<Share, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(state.config.body_limit)
+        .clamp(1, state.config.body_limit);
+    state
+        .ingest_bytes
+        .try_take(&ShareKey::of(&caller.token), declared)
+        .map_err(|r| match r {
+            Refused::KeyFull { held, cap } => {
+                let mut e = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "tenant_busy",
+                    format!(
+                        "tenant `{tenant}` already has {held} bytes of request bodies in flight, of the {cap} one tenant may have (this one declares {declared}); nothing was written; retry when its requests in flight are answered"
+                    ),
+                );
+                e.retry_after = Some(1);
+                e
+            }
+            Refused::Exhausted => ApiError::unavailable(
+                "too many large requests are being written; nothing was written; retry shortly",
+                1,
+            ),
+        })
+        .inspect_err(|e| {
+            let reason = if e.code == "unavailable" {
+                "overloaded"
+            } else {
+                e.code
+            };
+            state.metrics.refuse(tenant, reason);
+        })
+}
+
 /// How long an expensive read waits for the shared slots before it is refused with 503.
 const HEAVY_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -724,39 +769,7 @@ async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response,
     };
     let refused = |e: &ApiError| state.metrics.refuse(&tenant, e.code);
     let kind = body_kind(&parts.headers).inspect_err(refused)?;
-    // Memory: bodies in flight are bounded in bytes (the declared length, or the limit), and
-    // one tenant may hold only its part of them.
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(state.config.body_limit)
-        .clamp(1, state.config.body_limit);
-    let _share = state
-        .ingest_bytes
-        .try_take(&ShareKey::of(&caller.token), declared)
-        .map_err(|r| match r {
-            Refused::KeyFull { held, cap } => {
-                let mut e = ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "tenant_busy",
-                    format!(
-                        "tenant `{tenant}` already has {held} bytes of request bodies in flight, of the {cap} one tenant may have (this one declares {declared}); nothing was written; retry when its requests in flight are answered"
-                    ),
-                );
-                e.retry_after = Some(1);
-                e
-            }
-            Refused::Exhausted => ApiError::unavailable(
-                "too many large requests are being written; nothing was written; retry shortly",
-                1,
-            ),
-        })
-        .inspect_err(|e| {
-            let reason = if e.code == "unavailable" { "overloaded" } else { e.code };
-            state.metrics.refuse(&tenant, reason);
-        })?;
+    let _share = body_share(&state, &caller, &tenant, &parts.headers)?;
     let body = read_body(body, state.config.body_limit)
         .await
         .inspect_err(refused)?;

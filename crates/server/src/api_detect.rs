@@ -57,6 +57,7 @@ pub async fn decide(State(state): State<AppState>, req: Request) -> Result<Respo
             "an admin token without a tenant cannot ask for decisions; use an ingest token of the tenant",
         ));
     };
+    let _share = crate::api::body_share(&state, &caller, &tenant, &parts.headers)?;
     let body = read_body(body, state.config.body_limit).await?;
     let b: DecideBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
