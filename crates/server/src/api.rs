@@ -450,6 +450,38 @@ pub(crate) fn body_share(
         })
 }
 
+/// A slot for an unpaged (streamed) answer of the caller's tenant: 429 past the tenant's part,
+/// 503 when every tenant's streams together fill the service's.
+fn stream_share(state: &AppState, caller: &Caller) -> Result<Share, ApiError> {
+    let label = crate::metrics::tenant_label(Some(&caller.token));
+    state
+        .streams
+        .try_take(&ShareKey::of(&caller.token), 1)
+        .map_err(|r| {
+            let e = match r {
+                Refused::KeyFull { held, .. } => {
+                    let mut e = ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "tenant_busy",
+                        format!(
+                            "this {} already reads {held} unpaged answers, the most one may at once; give `limit` to read in pages, or retry when one ends",
+                            if caller.token.tenant_id.is_some() { "tenant" } else { "token" }
+                        ),
+                    );
+                    e.retry_after = Some(2);
+                    e
+                }
+                Refused::Exhausted => ApiError::unavailable(
+                    "too many unpaged answers are being read; give `limit` to read in pages, or retry shortly",
+                    2,
+                ),
+            };
+            let reason = if e.code == "unavailable" { "overloaded" } else { e.code };
+            state.metrics.refuse(label, reason);
+            e
+        })
+}
+
 /// How long an expensive read waits for the shared slots before it is refused with 503.
 const HEAVY_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -1084,71 +1116,77 @@ async fn entries(
                 "blackbox-next-cursor",
             ))
         }
-        None => Ok(stream_body(content_type, None, move |tx| {
-            // A reader that stops reading must not hold anything for long: each slice of the
-            // answer is its own short read transaction, and a send that waits more than
-            // STREAM_SEND_TIMEOUT ends the answer.
-            let handle = tokio::runtime::Handle::current();
-            let send = |b: Vec<u8>| {
-                handle
-                    .block_on(tokio::time::timeout(
-                        STREAM_SEND_TIMEOUT,
-                        tx.send(Ok(Bytes::from(b))),
-                    ))
-                    .is_ok_and(|r| r.is_ok())
-            };
-            let Ok(r) = readers.get() else {
-                let _ = tx.blocking_send(Err(std::io::Error::other("store unavailable")));
-                return;
-            };
-            let head = match format {
-                Format::Json => b"{\"entries\":[".to_vec(),
-                Format::Csv => csv_header(),
-                Format::Jsonl => Vec::new(),
-            };
-            if !head.is_empty() && !send(head) {
-                return;
-            }
-            let mut first = true;
-            let mut page_q = q;
-            loop {
-                let mut page = Vec::new();
-                let res = r.query(&page_q, &mut |e| {
-                    page.push(e);
-                    Ok(page.len() < STREAM_SLICE)
-                });
-                if res.is_err() {
-                    let _ = tx.blocking_send(Err(std::io::Error::other("the query failed")));
+        None => {
+            // Each streamed answer holds a blocking thread while its client reads: a few per
+            // tenant, so that one tenant's slow readers cannot take every thread.
+            let share = stream_share(&state, &caller)?;
+            Ok(stream_body(content_type, None, move |tx| {
+                let _share = share;
+                // A reader that stops reading must not hold anything for long: each slice of the
+                // answer is its own short read transaction, and a send that waits more than
+                // STREAM_SEND_TIMEOUT ends the answer.
+                let handle = tokio::runtime::Handle::current();
+                let send = |b: Vec<u8>| {
+                    handle
+                        .block_on(tokio::time::timeout(
+                            STREAM_SEND_TIMEOUT,
+                            tx.send(Ok(Bytes::from(b))),
+                        ))
+                        .is_ok_and(|r| r.is_ok())
+                };
+                let Ok(r) = readers.get() else {
+                    let _ = tx.blocking_send(Err(std::io::Error::other("store unavailable")));
+                    return;
+                };
+                let head = match format {
+                    Format::Json => b"{\"entries\":[".to_vec(),
+                    Format::Csv => csv_header(),
+                    Format::Jsonl => Vec::new(),
+                };
+                if !head.is_empty() && !send(head) {
                     return;
                 }
-                let Some(last) = page.last() else { break };
-                page_q.after = Some(blackbox_store::After {
-                    ts_ms: entry_ts(&last.line),
-                    tenant_id: last.tenant_id.clone(),
-                    seq: last.seq,
-                });
-                let mut buf = Vec::with_capacity(64 << 10);
-                for e in &page {
-                    buf.extend_from_slice(&row_bytes(format, e, first));
-                    first = false;
-                    if buf.len() >= 60 << 10 {
-                        let chunk = std::mem::replace(&mut buf, Vec::with_capacity(64 << 10));
-                        if !send(chunk) {
-                            return;
+                let mut first = true;
+                let mut page_q = q;
+                loop {
+                    let mut page = Vec::new();
+                    let res = r.query(&page_q, &mut |e| {
+                        page.push(e);
+                        Ok(page.len() < STREAM_SLICE)
+                    });
+                    if res.is_err() {
+                        let _ = tx.blocking_send(Err(std::io::Error::other("the query failed")));
+                        return;
+                    }
+                    let Some(last) = page.last() else { break };
+                    page_q.after = Some(blackbox_store::After {
+                        ts_ms: entry_ts(&last.line),
+                        tenant_id: last.tenant_id.clone(),
+                        seq: last.seq,
+                    });
+                    let mut buf = Vec::with_capacity(64 << 10);
+                    for e in &page {
+                        buf.extend_from_slice(&row_bytes(format, e, first));
+                        first = false;
+                        if buf.len() >= 60 << 10 {
+                            let chunk = std::mem::replace(&mut buf, Vec::with_capacity(64 << 10));
+                            if !send(chunk) {
+                                return;
+                            }
                         }
                     }
+                    if !buf.is_empty() && !send(buf) {
+                        return;
+                    }
+                    if page.len() < STREAM_SLICE {
+                        break;
+                    }
                 }
-                if !buf.is_empty() && !send(buf) {
-                    return;
+                if format == Format::Json {
+                    send(b"],\"next_cursor\":null}".to_vec());
                 }
-                if page.len() < STREAM_SLICE {
-                    break;
-                }
-            }
-            if format == Format::Json {
-                send(b"],\"next_cursor\":null}".to_vec());
-            }
-        })),
+            }))
+        }
     }
 }
 

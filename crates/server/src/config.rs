@@ -53,6 +53,10 @@ tenant_ingest_bytes = 67108864
 # of them one tenant (or one admin token without a tenant) may run: beyond, 429 for that tenant.
 heavy_reads = 4
 tenant_heavy_reads = 2
+# Unpaged (streamed) GET /v1/entries answers being read at once, all tenants together, and per
+# tenant: each holds a worker thread while its client reads.
+streams = 64
+tenant_streams = 16
 
 [mirror]
 # Also append every committed entry and checkpoint to this JSONL file (for log shippers).
@@ -131,6 +135,10 @@ pub struct ServerConfig {
     pub heavy_reads: usize,
     /// Expensive reads at once one tenant (or tenantless token) may run.
     pub tenant_heavy_reads: usize,
+    /// Unpaged answers read at once, all tenants.
+    pub streams: usize,
+    /// Unpaged answers one tenant (or tenantless token) may read at once.
+    pub tenant_streams: usize,
 }
 
 /// Values from flags or environment variables (`None`: not given).
@@ -207,6 +215,8 @@ struct RawLimits {
     tenant_ingest_bytes: Option<usize>,
     heavy_reads: Option<usize>,
     tenant_heavy_reads: Option<usize>,
+    streams: Option<usize>,
+    tenant_streams: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -374,6 +384,17 @@ impl ServerConfig {
                 "{whence}: server.limits.tenant_heavy_reads ({tenant_heavy_reads}) cannot be more than server.limits.heavy_reads ({heavy_reads})"
             )));
         }
+        let streams = positive(l.streams, 64, "limits.streams")?;
+        let tenant_streams = positive(
+            l.tenant_streams,
+            (streams / 4).max(1),
+            "limits.tenant_streams",
+        )?;
+        if tenant_streams > streams {
+            return Err(ServerError::Config(format!(
+                "{whence}: server.limits.tenant_streams ({tenant_streams}) cannot be more than server.limits.streams ({streams})"
+            )));
+        }
         let unauthenticated_per_second = raw
             .server
             .rate_limit
@@ -416,6 +437,8 @@ impl ServerConfig {
             tenant_ingest_bytes,
             heavy_reads,
             tenant_heavy_reads,
+            streams,
+            tenant_streams,
         })
     }
 }
@@ -468,6 +491,51 @@ mod tests {
         let c = ServerConfig::load(Some(&f), &o).unwrap();
         assert_eq!(c.listen.port(), 7800);
         assert_eq!(c.rate_per_second, 0);
+    }
+
+    #[test]
+    fn limits_have_defaults_and_are_checked() {
+        let c = ServerConfig::load(None, &Overrides::default()).unwrap();
+        assert_eq!(c.body_idle_timeout, Duration::from_secs(10));
+        assert_eq!(c.body_deadline, Duration::from_secs(60));
+        assert_eq!(c.header_timeout, Duration::from_secs(30));
+        assert_eq!(c.ingest_bytes_in_flight, 256 << 20);
+        assert_eq!(c.tenant_ingest_bytes, 64 << 20);
+        assert_eq!((c.heavy_reads, c.tenant_heavy_reads), (4, 2));
+        assert_eq!((c.streams, c.tenant_streams), (64, 16));
+        assert_eq!(
+            (c.unauthenticated_per_second, c.unauthenticated_burst),
+            (2, 20)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.toml");
+        std::fs::write(&f, EXAMPLE).unwrap();
+        assert_eq!(
+            ServerConfig::load(Some(&f), &Overrides::default()).unwrap(),
+            c
+        );
+        std::fs::write(
+            &f,
+            "[server.limits]\nbody_idle_timeout_secs = 2\nheavy_reads = 8\n",
+        )
+        .unwrap();
+        let c = ServerConfig::load(Some(&f), &Overrides::default()).unwrap();
+        assert_eq!(c.body_idle_timeout, Duration::from_secs(2));
+        assert_eq!((c.heavy_reads, c.tenant_heavy_reads), (8, 4));
+        for (bad, key) in [
+            ("body_idle_timeout_secs = 0", "body_idle_timeout_secs"),
+            ("tenant_ingest_bytes = 1024", "tenant_ingest_bytes"),
+            ("tenant_heavy_reads = 5", "tenant_heavy_reads"),
+            (
+                "ingest_bytes_in_flight = 8589934592",
+                "ingest_bytes_in_flight",
+            ),
+            ("tenant_streams = 65", "tenant_streams"),
+        ] {
+            std::fs::write(&f, format!("[server.limits]\n{bad}\n")).unwrap();
+            let e = ServerConfig::load(Some(&f), &Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains(key), "{bad}: {e}");
+        }
     }
 
     #[test]

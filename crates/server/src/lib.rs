@@ -75,6 +75,8 @@ pub struct AppState {
     pub ingest_bytes: Arc<limits::FairShare>,
     /// Expensive reads (verify, exports, proofs) running at once, shared fairly by tenants.
     pub heavy_reads: Arc<limits::FairShare>,
+    /// Unpaged (streamed) answers being read, shared fairly by tenants.
+    pub streams: Arc<limits::FairShare>,
     /// Requests without a valid token, per client address.
     pub unauthenticated: Arc<limits::AddressLimiter>,
     /// The checkpoint public key.
@@ -188,6 +190,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
             config.tenant_ingest_bytes,
         ),
         heavy_reads: limits::FairShare::new(config.heavy_reads, config.tenant_heavy_reads),
+        streams: limits::FairShare::new(config.streams, config.tenant_streams),
         unauthenticated: Arc::new(limits::AddressLimiter::new(
             config.unauthenticated_per_second,
             config.unauthenticated_burst,

@@ -473,6 +473,29 @@ mod tests {
     }
 
     #[test]
+    fn tokens_of_a_tenant_share_its_key_and_admin_tokens_count_alone() {
+        let token = |id: &str, tenant: Option<&str>, scopes: &str| crate::tokens::TokenInfo {
+            id: id.into(),
+            tenant_id: tenant.map(str::to_owned),
+            scopes: crate::tokens::Scopes::parse(scopes).unwrap(),
+            label: String::new(),
+            created_ms: 0,
+            revoked_ms: None,
+        };
+        let a1 = ShareKey::of(&token("1", Some("acme"), "ingest"));
+        let a2 = ShareKey::of(&token("2", Some("acme"), "read"));
+        assert_eq!(a1, a2);
+        let admin = ShareKey::of(&token("3", None, "admin"));
+        assert_eq!(admin, ShareKey::Token("3".into()));
+        // A tenant named like a token id is still another key.
+        assert_ne!(ShareKey::of(&token("4", Some("3"), "read")), admin);
+        let f = FairShare::new(4, 1);
+        let _a = f.try_take(&a1, 1).unwrap();
+        assert!(matches!(f.try_take(&a2, 1), Err(Refused::KeyFull { .. })));
+        let _admin = f.try_take(&admin, 1).unwrap();
+    }
+
+    #[test]
     fn refused_and_dropped_shares_give_their_units_back() {
         let f = FairShare::new(100, 60);
         let a = f.try_take(&tenant("a"), 60).unwrap();
