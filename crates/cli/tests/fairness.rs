@@ -251,13 +251,26 @@ fn stalled_uploads_of_one_tenant_leave_another_tenants_ingest_answered() {
 }
 
 #[test]
-fn a_stalled_body_is_answered_408_and_its_connection_closed() {
+fn stalled_headers_are_cut_and_a_stalled_body_is_answered_408_and_its_connection_closed() {
     let (_tmp, dir) = init_store();
     let a = token(&dir, Some("tenant_a"), "ingest,read");
     let server = Server::start(
         &dir,
-        Some("[server.limits]\nbody_idle_timeout_secs = 1\nbody_deadline_secs = 3\n"),
+        Some(
+            "[server.limits]\nbody_idle_timeout_secs = 1\nbody_deadline_secs = 3\nheader_timeout_secs = 1\n",
+        ),
     );
+    // Headers that never end: the connection is closed after the header timeout.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /v1/verify HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert!(took < Duration::from_secs(8), "{took:?}");
     // Part of the body, then nothing.
     let head = format!(
         "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {a}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"agent_id\""

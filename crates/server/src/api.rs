@@ -100,6 +100,10 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
             .refuse(crate::metrics::UNAUTHENTICATED_LABEL, "invalid_parameter");
         return ApiError::bad_request("invalid_parameter", message).into_response();
     }
+    if http_body::Body::is_end_stream(req.body()) {
+        // No body (most reads): nothing to time.
+        return next.run(req).await;
+    }
     let timed_out = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (idle, deadline) = (state.config.body_idle_timeout, state.config.body_deadline);
     let flag = std::sync::Arc::clone(&timed_out);
