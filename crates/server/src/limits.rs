@@ -414,7 +414,7 @@ pub fn query_utf8_error(query: &str) -> Option<String> {
                 format!("parameter {}", i + 1)
             };
             return Some(format!(
-                "the query string is not valid UTF-8: {name} holds a byte sequence that is not UTF-8 once percent-decoded (at byte {}); percent-encode the UTF-8 bytes of the text",
+                "the query string is not valid UTF-8: {name} holds a byte sequence that is not UTF-8 once percent-decoded (byte {} of `name=value`); percent-encode the UTF-8 bytes of the text",
                 e.valid_up_to()
             ));
         }
