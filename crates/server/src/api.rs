@@ -1083,6 +1083,12 @@ async fn entries(
             seq,
         }),
     };
+    // An unpaged answer holds a blocking thread while its client reads: a few per tenant, so
+    // that one tenant's slow readers cannot take every thread.
+    let stream_slot = match p.limit {
+        None => Some(stream_share(&state, &caller)?),
+        Some(_) => None,
+    };
     match p.limit {
         Some(limit) => {
             // A page: read it (bounded), then answer with the cursor of its last row.
@@ -1120,77 +1126,72 @@ async fn entries(
                 "blackbox-next-cursor",
             ))
         }
-        None => {
-            // Each streamed answer holds a blocking thread while its client reads: a few per
-            // tenant, so that one tenant's slow readers cannot take every thread.
-            let share = stream_share(&state, &caller)?;
-            Ok(stream_body(content_type, None, move |tx| {
-                let _share = share;
-                // A reader that stops reading must not hold anything for long: each slice of the
-                // answer is its own short read transaction, and a send that waits more than
-                // STREAM_SEND_TIMEOUT ends the answer.
-                let handle = tokio::runtime::Handle::current();
-                let send = |b: Vec<u8>| {
-                    handle
-                        .block_on(tokio::time::timeout(
-                            STREAM_SEND_TIMEOUT,
-                            tx.send(Ok(Bytes::from(b))),
-                        ))
-                        .is_ok_and(|r| r.is_ok())
-                };
-                let Ok(r) = readers.get() else {
-                    let _ = tx.blocking_send(Err(std::io::Error::other("store unavailable")));
-                    return;
-                };
-                let head = match format {
-                    Format::Json => b"{\"entries\":[".to_vec(),
-                    Format::Csv => csv_header(),
-                    Format::Jsonl => Vec::new(),
-                };
-                if !head.is_empty() && !send(head) {
+        None => Ok(stream_body(content_type, None, move |tx| {
+            let _slot = stream_slot;
+            // A reader that stops reading must not hold anything for long: each slice of the
+            // answer is its own short read transaction, and a send that waits more than
+            // STREAM_SEND_TIMEOUT ends the answer.
+            let handle = tokio::runtime::Handle::current();
+            let send = |b: Vec<u8>| {
+                handle
+                    .block_on(tokio::time::timeout(
+                        STREAM_SEND_TIMEOUT,
+                        tx.send(Ok(Bytes::from(b))),
+                    ))
+                    .is_ok_and(|r| r.is_ok())
+            };
+            let Ok(r) = readers.get() else {
+                let _ = tx.blocking_send(Err(std::io::Error::other("store unavailable")));
+                return;
+            };
+            let head = match format {
+                Format::Json => b"{\"entries\":[".to_vec(),
+                Format::Csv => csv_header(),
+                Format::Jsonl => Vec::new(),
+            };
+            if !head.is_empty() && !send(head) {
+                return;
+            }
+            let mut first = true;
+            let mut page_q = q;
+            loop {
+                let mut page = Vec::new();
+                let res = r.query(&page_q, &mut |e| {
+                    page.push(e);
+                    Ok(page.len() < STREAM_SLICE)
+                });
+                if res.is_err() {
+                    let _ = tx.blocking_send(Err(std::io::Error::other("the query failed")));
                     return;
                 }
-                let mut first = true;
-                let mut page_q = q;
-                loop {
-                    let mut page = Vec::new();
-                    let res = r.query(&page_q, &mut |e| {
-                        page.push(e);
-                        Ok(page.len() < STREAM_SLICE)
-                    });
-                    if res.is_err() {
-                        let _ = tx.blocking_send(Err(std::io::Error::other("the query failed")));
-                        return;
-                    }
-                    let Some(last) = page.last() else { break };
-                    page_q.after = Some(blackbox_store::After {
-                        ts_ms: entry_ts(&last.line),
-                        tenant_id: last.tenant_id.clone(),
-                        seq: last.seq,
-                    });
-                    let mut buf = Vec::with_capacity(64 << 10);
-                    for e in &page {
-                        buf.extend_from_slice(&row_bytes(format, e, first));
-                        first = false;
-                        if buf.len() >= 60 << 10 {
-                            let chunk = std::mem::replace(&mut buf, Vec::with_capacity(64 << 10));
-                            if !send(chunk) {
-                                return;
-                            }
+                let Some(last) = page.last() else { break };
+                page_q.after = Some(blackbox_store::After {
+                    ts_ms: entry_ts(&last.line),
+                    tenant_id: last.tenant_id.clone(),
+                    seq: last.seq,
+                });
+                let mut buf = Vec::with_capacity(64 << 10);
+                for e in &page {
+                    buf.extend_from_slice(&row_bytes(format, e, first));
+                    first = false;
+                    if buf.len() >= 60 << 10 {
+                        let chunk = std::mem::replace(&mut buf, Vec::with_capacity(64 << 10));
+                        if !send(chunk) {
+                            return;
                         }
                     }
-                    if !buf.is_empty() && !send(buf) {
-                        return;
-                    }
-                    if page.len() < STREAM_SLICE {
-                        break;
-                    }
                 }
-                if format == Format::Json {
-                    send(b"],\"next_cursor\":null}".to_vec());
+                if !buf.is_empty() && !send(buf) {
+                    return;
                 }
-            }))
-        }
+                if page.len() < STREAM_SLICE {
+                    break;
+                }
+            }
+            if format == Format::Json {
+                send(b"],\"next_cursor\":null}".to_vec());
+            }
+        })),
     }
 }
 
