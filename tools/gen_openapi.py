@@ -7,6 +7,8 @@ def p(name, where="query", required=False, desc="", schema=None):
     return {"name": name, "in": where, "required": required, "description": desc, "schema": schema or {"type": "string"}}
 tenant = p("tenant_id", desc="Admin tokens: the tenant to work on.")
 std_err = {"400": err, "401": err, "403": err, "429": err, "503": err}
+# Routes that read a request body: 408 when it stalls (docs/API.md, "Limits and fairness").
+body_err = {"408": err, "413": err}
 doc = {
   "openapi": "3.1.0",
   "info": {"title": "Blackbox audit service", "version": "1.0.0",
@@ -20,7 +22,7 @@ doc = {
         "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/Event"}, {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}]}},
         "application/x-ndjson": {"schema": {"type": "string", "description": "One event per line."}}}},
       "responses": {"200": {"description": "Committed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestResponse"}}}},
-                    **std_err, "413": err, "415": err}}},
+                    **std_err, **body_err, "415": err}}},
     "/v1/entries": {"get": {
       "summary": "Query entries (as `blackbox query`)", "operationId": "queryEntries",
       "parameters": [tenant, p("agent_id"), p("session_id"), p("tool"), p("event_type"),
@@ -58,7 +60,7 @@ doc = {
     "/v1/tokens": {
       "post": {"summary": "Create a token (admin)", "operationId": "createToken",
                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["scopes"], "properties": {"tenant_id": {"type": "string"}, "scopes": {"type": "array", "items": {"type": "string", "enum": ["ingest", "read", "admin"]}}, "label": {"type": "string"}}}}}},
-               "responses": {"201": {"description": "Created; the token is shown once", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Token"}}}}, **std_err}},
+               "responses": {"201": {"description": "Created; the token is shown once", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Token"}}}}, **std_err, **body_err}},
       "get": {"summary": "List tokens (admin; no secrets)", "operationId": "listTokens",
               "responses": {"200": {"description": "Tokens", "content": {"application/json": {"schema": {"type": "object", "properties": {"tokens": {"type": "array", "items": {"$ref": "#/components/schemas/Token"}}}}}}}, **std_err}}},
     "/v1/tokens/{id}": {"delete": {"summary": "Revoke a token (admin)", "operationId": "revokeToken",
@@ -66,7 +68,7 @@ doc = {
     "/v1/decide": {"post": {
       "summary": "May this agent make this tool call now? (recorded either way; docs/RULES.md)", "operationId": "decide",
       "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DecideRequest"}}}},
-      "responses": {"200": {"description": "The decision, once the attempted call is durably recorded (or sequenced, with decide_answer = sequenced)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}}}, **std_err, "413": err}}},
+      "responses": {"200": {"description": "The decision, once the attempted call is durably recorded (or sequenced, with decide_answer = sequenced)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}}}, **std_err, **body_err}}},
     "/v1/agents": {"get": {
       "summary": "Agents known to the detector, paused and throttled first", "operationId": "listAgents",
       "parameters": [tenant],
@@ -91,7 +93,7 @@ doc = {
               "markers": {"type": "array", "items": {"type": "object", "properties": {"seq": {"type": "integer"}, "entry_id": {"type": "string", "format": "uuid"}}}}}}},
           "entries": {"type": "array", "items": {"type": "object", "properties": {"tenant_id": {"type": "string"}, "seq": {"type": "integer"}, "entry_id": {"type": "string", "format": "uuid"}, "fate": {"type": "string", "enum": ["redacted", "already_erased", "not_in_store"]}}}},
           "purge": {"type": "object", "properties": {"complete": {"type": "boolean"}, "message": {"type": "string"}}},
-          "mirror_files": {"type": "array", "items": {"type": "object", "properties": {"file": {"type": "string"}, "personal_records_removed": {"type": "integer"}}}}}}}}}, **std_err, "413": err}}},
+          "mirror_files": {"type": "array", "items": {"type": "object", "properties": {"file": {"type": "string"}, "personal_records_removed": {"type": "integer"}}}}}}}}}, **std_err, **body_err}}},
     "/v1/retention/run": {"post": {
       "summary": "Run retention now (admin): archive entries older than each tenant's hot window into verified archive segments and expire segments past the archive retention; each step is recorded in the chain (docs/FORMAT.md §18)", "operationId": "runRetention",
       "responses": {"200": {"description": "What the run did", "content": {"application/json": {"schema": {"type": "object", "properties": {"report": {"type": "object", "properties": {
@@ -115,7 +117,7 @@ doc = {
   },
   "components": {
     "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "bbx_<id>_<secret>, from `blackbox tokens create`"}},
-    "responses": {"Error": {"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
+    "responses": {"Error": {"description": "An error", "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "With 429 and 503: seconds to wait before retrying"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
     "schemas": {
       "ArchiveSegment": {"type": "object", "properties": {"tenant_id": {"type": "string"}, "first_seq": {"type": "integer"}, "last_seq": {"type": "integer"}, "object": {"type": "string"}, "bytes": {"type": "integer"}}},
       "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {

@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::limits::{Refused, Share, ShareKey};
 use crate::metrics::RouteLabel;
 use crate::tokens::{Scopes, TokenInfo};
 
@@ -85,8 +86,35 @@ pub fn router(state: AppState) -> Router {
                 "this route does not take that method; see GET /openapi.json",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// Before any handler: refuses a query string that is not UTF-8 once percent-decoded, and puts
+/// the body under the idle timeout and deadline (docs/API.md, "Limits and fairness"). A body
+/// that timed out closes the connection after the answer (408).
+async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(message) = req.uri().query().and_then(crate::limits::query_utf8_error) {
+        state
+            .metrics
+            .refuse(crate::metrics::UNAUTHENTICATED_LABEL, "invalid_parameter");
+        return ApiError::bad_request("invalid_parameter", message).into_response();
+    }
+    if http_body::Body::is_end_stream(req.body()) {
+        // No body (most reads): nothing to time.
+        return next.run(req).await;
+    }
+    let timed_out = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (idle, deadline) = (state.config.body_idle_timeout, state.config.body_deadline);
+    let flag = std::sync::Arc::clone(&timed_out);
+    let req = req.map(|b| Body::new(crate::limits::TimedBody::new(b, idle, deadline, flag)));
+    let mut resp = next.run(req).await;
+    if timed_out.load(std::sync::atomic::Ordering::Relaxed) {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// Records metrics and one log line per request (method, route, status, time; never a token,
@@ -259,7 +287,9 @@ fn deny(
     addr: Option<SocketAddr>,
     requested_tenant: Option<&str>,
 ) {
-    state.metrics.reject(err.code);
+    state
+        .metrics
+        .refuse(crate::metrics::tenant_label(token), err.code);
     let who = token.map_or_else(
         || addr.map_or_else(|| "unknown".to_owned(), |a| format!("ip:{}", a.ip())),
         |t| format!("token:{}", t.id),
@@ -322,19 +352,38 @@ fn authorize(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let Some(presented) = presented else {
-        let e = ApiError::unauthenticated(
-            "this request needs `Authorization: Bearer <token>`; create a token with `blackbox tokens create`",
-        );
+    // Requests without a valid token are limited per client address: past the burst they get
+    // 429 instead of 401 (and cost one sampled record at most). A valid token from the same
+    // address is still answered: behind a proxy every client has the proxy's address.
+    let refuse = |e: ApiError| {
+        let e = match addr.map(|a| state.unauthenticated.check(a.ip())) {
+            Some(Err(wait)) => {
+                let mut r = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!(
+                        "too many requests without a valid token from this address; retry in {wait} s with a valid `Authorization: Bearer <token>`"
+                    ),
+                );
+                r.retry_after = Some(wait);
+                r
+            }
+            _ => e,
+        };
         deny(state, &e, None, method, path, addr, None);
-        return Err(e);
+        e
+    };
+    let Some(presented) = presented else {
+        return Err(refuse(ApiError::unauthenticated(
+            "this request needs `Authorization: Bearer <token>`; create a token with `blackbox tokens create`",
+        )));
     };
     let token = match state.tokens.authenticate(presented) {
         Ok(Some(t)) => t,
         Ok(None) => {
-            let e = ApiError::unauthenticated("the token is unknown or revoked");
-            deny(state, &e, None, method, path, addr, None);
-            return Err(e);
+            return Err(refuse(ApiError::unauthenticated(
+                "the token is unknown or revoked",
+            )));
         }
         Err(e) => return Err(e.into()),
     };
@@ -363,6 +412,124 @@ fn authorize(
         path: path.to_owned(),
         addr,
     })
+}
+
+/// Counts a write's body in the bytes in flight (the declared length, or the limit when not
+/// declared) under the caller's tenant, so that memory stays bounded and one tenant holds only
+/// its part: 429 when the tenant's part is full, 503 when every tenant's together is.
+pub(crate) fn body_share(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &str,
+    headers: &HeaderMap,
+) -> Result<Share, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(state.config.body_limit)
+        .clamp(1, state.config.body_limit);
+    state
+        .ingest_bytes
+        .try_take(&ShareKey::of(&caller.token), declared)
+        .map_err(|r| match r {
+            Refused::KeyFull { held, cap } => {
+                let mut e = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "tenant_busy",
+                    format!(
+                        "tenant `{tenant}` already has {held} bytes of request bodies in flight, of the {cap} one tenant may have (this one declares {declared}); nothing was written; retry when its requests in flight are answered"
+                    ),
+                );
+                e.retry_after = Some(1);
+                e
+            }
+            Refused::Exhausted => ApiError::unavailable(
+                "too many large requests are being written; nothing was written; retry shortly",
+                1,
+            ),
+        })
+        .inspect_err(|e| {
+            let reason = if e.code == "unavailable" {
+                "overloaded"
+            } else {
+                e.code
+            };
+            state.metrics.refuse(tenant, reason);
+        })
+}
+
+/// A slot for an unpaged (streamed) answer of the caller's tenant: 429 past the tenant's part,
+/// 503 when every tenant's streams together fill the service's.
+fn stream_share(state: &AppState, caller: &Caller) -> Result<Share, ApiError> {
+    let label = crate::metrics::tenant_label(Some(&caller.token));
+    state
+        .streams
+        .try_take(&ShareKey::of(&caller.token), 1)
+        .map_err(|r| {
+            let e = match r {
+                Refused::KeyFull { held, .. } => {
+                    let mut e = ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "tenant_busy",
+                        format!(
+                            "this {} already reads {held} unpaged answers, the most one may at once; give `limit` to read in pages, or retry when one ends",
+                            if caller.token.tenant_id.is_some() { "tenant" } else { "token" }
+                        ),
+                    );
+                    e.retry_after = Some(2);
+                    e
+                }
+                Refused::Exhausted => ApiError::unavailable(
+                    "too many unpaged answers are being read; give `limit` to read in pages, or retry shortly",
+                    2,
+                ),
+            };
+            let reason = if e.code == "unavailable" { "overloaded" } else { e.code };
+            state.metrics.refuse(label, reason);
+            e
+        })
+}
+
+/// How long an expensive read waits for the shared slots before it is refused with 503.
+const HEAVY_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A slot for an expensive read (verify, exports, proofs) of the caller's tenant (or of the
+/// caller, for a token without a tenant): 429 when it already runs as many as one may, 503
+/// when the slots of all tenants stay taken for [`HEAVY_READ_WAIT`].
+pub(crate) async fn heavy_read(
+    state: &AppState,
+    caller: &Caller,
+    what: &str,
+) -> Result<Share, ApiError> {
+    let label = crate::metrics::tenant_label(Some(&caller.token));
+    state
+        .heavy_reads
+        .take_within(&ShareKey::of(&caller.token), 1, HEAVY_READ_WAIT)
+        .await
+        .map_err(|r| {
+            let e = match r {
+                Refused::KeyFull { held, .. } => {
+                    let mut e = ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "tenant_busy",
+                        format!(
+                            "this {} already runs {held} expensive reads (verify, exports, proofs), the most one may at once; retry when one is answered",
+                            if caller.token.tenant_id.is_some() { "tenant" } else { "token" }
+                        ),
+                    );
+                    e.retry_after = Some(2);
+                    e
+                }
+                Refused::Exhausted => ApiError::unavailable(
+                    format!("the service is busy with other tenants' {what} and expensive reads; retry shortly"),
+                    5,
+                ),
+            };
+            let reason = if e.code == "unavailable" { "overloaded" } else { e.code };
+            state.metrics.refuse(label, reason);
+            e
+        })
 }
 
 /// [`authorize`] for a request's parts.
@@ -459,15 +626,42 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
     }
 }
 
-/// The body, or 413 past the limit.
+/// The body; 413 past the limit, 408 when it stalled (see [`guard`]), 400 when it is malformed
+/// (e.g. a broken chunked encoding) or ended early.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
+    use http_body_util::BodyExt as _;
+    let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             format!("the request body is larger than {limit} bytes; send fewer events per request"),
         )
-    })
+    };
+    if usize::try_from(http_body::Body::size_hint(&body).lower()).map_or(true, |n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = body;
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| match crate::limits::find_timeout(&e) {
+            Some(t) => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("{t}; nothing was written; send the whole body without pausing (the connection is closed)"),
+            ),
+            None => ApiError::bad_request(
+                "malformed_body",
+                format!("the request body could not be read: {e}; check its Content-Length or chunked encoding; nothing was written"),
+            ),
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(too_large());
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
 }
 
 const TOO_MANY: &str = "too many events";
@@ -633,32 +827,14 @@ async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response,
         .token
         .origin("events")
         .map_err(|e| ApiError::forbidden(format!("the token cannot be named in entries: {e}")))?;
-    let kind = body_kind(&parts.headers).inspect_err(|e| state.metrics.reject(e.code))?;
-    // Memory: bodies in flight are bounded in bytes (the declared length, or the limit).
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(state.config.body_limit)
-        .clamp(
-            1,
-            state.config.body_limit.min(crate::INGEST_BYTES_IN_FLIGHT),
-        );
-    let _permit = std::sync::Arc::clone(&state.ingest_bytes)
-        .try_acquire_many_owned(u32::try_from(declared).unwrap_or(u32::MAX))
-        .map_err(|_| {
-            state.metrics.reject("overloaded");
-            ApiError::unavailable(
-                "too many large requests are being written; nothing was written; retry shortly",
-                1,
-            )
-        })?;
+    let refused = |e: &ApiError| state.metrics.refuse(&tenant, e.code);
+    let kind = body_kind(&parts.headers).inspect_err(refused)?;
+    let _share = body_share(&state, &caller, &tenant, &parts.headers)?;
     let body = read_body(body, state.config.body_limit)
         .await
-        .inspect_err(|e| state.metrics.reject(e.code))?;
-    let (mut events, features) = parse_events(&body, &kind, &state, &origin)
-        .inspect_err(|e| state.metrics.reject(e.code))?;
+        .inspect_err(refused)?;
+    let (mut events, features) =
+        parse_events(&body, &kind, &state, &origin).inspect_err(refused)?;
     drop(body);
     // The tenant comes from the token: an event naming another one refuses the whole request.
     for (i, ev) in events.iter().enumerate() {
@@ -932,6 +1108,12 @@ async fn entries(
             seq,
         }),
     };
+    // An unpaged answer holds a blocking thread while its client reads: a few per tenant, so
+    // that one tenant's slow readers cannot take every thread.
+    let stream_slot = match p.limit {
+        None => Some(stream_share(&state, &caller)?),
+        Some(_) => None,
+    };
     match p.limit {
         Some(limit) => {
             // A page: read it (bounded), then answer with the cursor of its last row.
@@ -970,6 +1152,7 @@ async fn entries(
             ))
         }
         None => Ok(stream_body(content_type, None, move |tx| {
+            let _slot = stream_slot;
             // A reader that stops reading must not hold anything for long: each slice of the
             // answer is its own short read transaction, and a send that waits more than
             // STREAM_SEND_TIMEOUT ends the answer.
@@ -1166,14 +1349,11 @@ async fn verify(State(state): State<AppState>, req: Request) -> Result<Response,
     let (parts, _) = req.into_parts();
     let caller = authorize_parts(&state, &parts, "/v1/verify", need_read, "verifying the log")?;
     let p: TenantParam = params(&parts.uri)?;
-    // Verification reads a whole chain: a few at a time, so that it cannot starve ingest.
-    let _running = std::sync::Arc::clone(&state.verifications)
-        .try_acquire_owned()
-        .map_err(|_| {
-            ApiError::unavailable("verifications are already running; retry shortly", 5)
-        })?;
     // An admin without tenant_id verifies every chain.
     let tenant = caller.tenant(p.tenant_id.as_deref())?;
+    // Verification reads a whole chain: a few at a time, so that it cannot starve ingest, and
+    // a few per tenant, so that one tenant cannot starve the others.
+    let _running = heavy_read(&state, &caller, "verifications").await?;
     let path = state.readers.path().to_owned();
     // Read at each verification rather than kept: the writer moves a forward-secure key to a
     // new epoch in the file, and a copy held since start would keep the erased state in memory.
@@ -1246,6 +1426,7 @@ async fn inclusion(State(state): State<AppState>, req: Request) -> Result<Respon
         "reading proofs",
     )?;
     let p: InclusionParams = params(&parts.uri)?;
+    let _running = heavy_read(&state, &caller, "proofs").await?;
     // A tenant named must be the caller's (admin tokens: any); the entry must then be in it.
     let want_tenant = caller
         .tenant(p.tenant_id.as_deref())?
@@ -1286,6 +1467,7 @@ async fn consistency(State(state): State<AppState>, req: Request) -> Result<Resp
         "reading proofs",
     )?;
     let p: ConsistencyParams = params(&parts.uri)?;
+    let _running = heavy_read(&state, &caller, "proofs").await?;
     let tenant = chain_tenant(&state, &caller, p.tenant_id.as_deref()).await?;
     let doc = with_reader(&state, move |r| {
         let proof = blackbox_ledger::proof::prove_sizes(r, &tenant, p.from_size, p.to_size)

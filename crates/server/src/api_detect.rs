@@ -57,6 +57,7 @@ pub async fn decide(State(state): State<AppState>, req: Request) -> Result<Respo
             "an admin token without a tenant cannot ask for decisions; use an ingest token of the tenant",
         ));
     };
+    let _share = crate::api::body_share(&state, &caller, &tenant, &parts.headers)?;
     let body = read_body(body, state.config.body_limit).await?;
     let b: DecideBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
@@ -363,10 +364,7 @@ pub async fn export(State(state): State<AppState>, req: Request) -> Result<Respo
         sample_size: p.sample_size.unwrap_or(25),
         seed: p.seed,
     };
-    let _permit = std::sync::Arc::clone(&state.verifications)
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::unavailable("shutting down", 5))?;
+    let _permit = crate::api::heavy_read(&state, &caller, "exports").await?;
     let dir = state.dir.clone();
     let produced = tokio::task::spawn_blocking(move || {
         let config = blackbox_export::config::ExportConfig::load(&dir.root().join("export.toml"))?;

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -29,6 +30,33 @@ queue_capacity = 4096
 # Requests per second per token (token bucket); 0 turns the limit off.
 requests_per_second = 2000
 burst = 4000
+# Requests without a valid token, per second per client address (IPv6: per /64), in bursts of
+# `unauthenticated_burst`; beyond, they get 429 instead of 401 (a valid token is still answered).
+# 0 turns the limit off.
+unauthenticated_per_second = 2
+unauthenticated_burst = 20
+
+[server.limits]
+# A request body that sends nothing for this many seconds is answered 408 and its connection
+# closed; so is one not complete after `body_deadline_secs`.
+body_idle_timeout_secs = 10
+body_deadline_secs = 60
+# Seconds a client has to send a request's headers (also how long an idle kept-alive
+# connection stays open).
+header_timeout_secs = 30
+# Bytes of POST /v1/events bodies in flight (their Content-Length, or body_limit_bytes when not
+# given), all tenants together: beyond, 503. One tenant may hold `tenant_ingest_bytes` of them
+# (at least body_limit_bytes): beyond, that tenant gets 429 and the others are still answered.
+ingest_bytes_in_flight = 268435456
+tenant_ingest_bytes = 67108864
+# Expensive reads (verify, exports, proofs) running at once, all tenants together, and how many
+# of them one tenant (or one admin token without a tenant) may run: beyond, 429 for that tenant.
+heavy_reads = 4
+tenant_heavy_reads = 2
+# Unpaged (streamed) GET /v1/entries answers being read at once, all tenants together, and per
+# tenant: each holds a worker thread while its client reads.
+streams = 64
+tenant_streams = 16
 
 [mirror]
 # Also append every committed entry and checkpoint to this JSONL file (for log shippers).
@@ -89,6 +117,28 @@ pub struct ServerConfig {
     pub secrets_dir: PathBuf,
     /// When `POST /v1/decide` answers.
     pub decide_answer: DecideAnswer,
+    /// Requests without a valid token, per second per client address (0: no limit).
+    pub unauthenticated_per_second: u32,
+    /// Their burst.
+    pub unauthenticated_burst: u32,
+    /// Longest pause between two reads of a request body.
+    pub body_idle_timeout: Duration,
+    /// Longest time to receive a whole request body.
+    pub body_deadline: Duration,
+    /// Longest time to receive a request's headers.
+    pub header_timeout: Duration,
+    /// Bytes of ingest bodies in flight, all tenants.
+    pub ingest_bytes_in_flight: usize,
+    /// Bytes of ingest bodies in flight one tenant may hold.
+    pub tenant_ingest_bytes: usize,
+    /// Expensive reads at once, all tenants.
+    pub heavy_reads: usize,
+    /// Expensive reads at once one tenant (or tenantless token) may run.
+    pub tenant_heavy_reads: usize,
+    /// Unpaged answers read at once, all tenants.
+    pub streams: usize,
+    /// Unpaged answers one tenant (or tenantless token) may read at once.
+    pub tenant_streams: usize,
 }
 
 /// Values from flags or environment variables (`None`: not given).
@@ -141,6 +191,8 @@ struct RawServer {
     queue_capacity: Option<usize>,
     #[serde(default)]
     rate_limit: RawRate,
+    #[serde(default)]
+    limits: RawLimits,
     log_format: Option<String>,
 }
 
@@ -149,6 +201,22 @@ struct RawServer {
 struct RawRate {
     requests_per_second: Option<u32>,
     burst: Option<u32>,
+    unauthenticated_per_second: Option<u32>,
+    unauthenticated_burst: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    body_idle_timeout_secs: Option<u64>,
+    body_deadline_secs: Option<u64>,
+    header_timeout_secs: Option<u64>,
+    ingest_bytes_in_flight: Option<usize>,
+    tenant_ingest_bytes: Option<usize>,
+    heavy_reads: Option<usize>,
+    tenant_heavy_reads: Option<usize>,
+    streams: Option<usize>,
+    tenant_streams: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -271,10 +339,77 @@ impl ServerConfig {
             .burst
             .unwrap_or(rate_per_second.saturating_mul(2))
             .max(rate_per_second);
+        let body_limit = positive(raw.server.body_limit_bytes, 16 << 20, "body_limit_bytes")?;
+        let l = &raw.server.limits;
+        let secs = |v: Option<u64>, default: u64, key: &str| -> Result<Duration, ServerError> {
+            match v {
+                Some(0) => Err(ServerError::Config(format!(
+                    "{whence}: server.limits.{key} must be at least 1 (seconds)"
+                ))),
+                Some(n) => Ok(Duration::from_secs(n)),
+                None => Ok(Duration::from_secs(default)),
+            }
+        };
+        let body_idle_timeout = secs(l.body_idle_timeout_secs, 10, "body_idle_timeout_secs")?;
+        let body_deadline = secs(l.body_deadline_secs, 60, "body_deadline_secs")?;
+        let header_timeout = secs(l.header_timeout_secs, 30, "header_timeout_secs")?;
+        let ingest_bytes_in_flight = positive(
+            l.ingest_bytes_in_flight,
+            crate::INGEST_BYTES_IN_FLIGHT,
+            "limits.ingest_bytes_in_flight",
+        )?;
+        if u32::try_from(ingest_bytes_in_flight).is_err() {
+            return Err(ServerError::Config(format!(
+                "{whence}: server.limits.ingest_bytes_in_flight must be below 4 GiB"
+            )));
+        }
+        let tenant_ingest_bytes = positive(
+            l.tenant_ingest_bytes,
+            (ingest_bytes_in_flight / 4).max(body_limit),
+            "limits.tenant_ingest_bytes",
+        )?;
+        if tenant_ingest_bytes < body_limit || tenant_ingest_bytes > ingest_bytes_in_flight {
+            return Err(ServerError::Config(format!(
+                "{whence}: server.limits.tenant_ingest_bytes ({tenant_ingest_bytes}) must be between server.body_limit_bytes ({body_limit}) and server.limits.ingest_bytes_in_flight ({ingest_bytes_in_flight}): a tenant must be able to send one largest body, and cannot hold more than all"
+            )));
+        }
+        let heavy_reads = positive(l.heavy_reads, 4, "limits.heavy_reads")?;
+        let tenant_heavy_reads = positive(
+            l.tenant_heavy_reads,
+            (heavy_reads / 2).max(1),
+            "limits.tenant_heavy_reads",
+        )?;
+        if tenant_heavy_reads > heavy_reads {
+            return Err(ServerError::Config(format!(
+                "{whence}: server.limits.tenant_heavy_reads ({tenant_heavy_reads}) cannot be more than server.limits.heavy_reads ({heavy_reads})"
+            )));
+        }
+        let streams = positive(l.streams, 64, "limits.streams")?;
+        let tenant_streams = positive(
+            l.tenant_streams,
+            (streams / 4).max(1),
+            "limits.tenant_streams",
+        )?;
+        if tenant_streams > streams {
+            return Err(ServerError::Config(format!(
+                "{whence}: server.limits.tenant_streams ({tenant_streams}) cannot be more than server.limits.streams ({streams})"
+            )));
+        }
+        let unauthenticated_per_second = raw
+            .server
+            .rate_limit
+            .unauthenticated_per_second
+            .unwrap_or(2);
+        let unauthenticated_burst = raw
+            .server
+            .rate_limit
+            .unauthenticated_burst
+            .unwrap_or(20)
+            .max(1);
         Ok(Self {
             listen,
             data_dir,
-            body_limit: positive(raw.server.body_limit_bytes, 16 << 20, "body_limit_bytes")?,
+            body_limit,
             max_events_per_request: positive(
                 raw.server.max_events_per_request,
                 10_000,
@@ -293,6 +428,17 @@ impl ServerConfig {
                 .or(raw.detection.secrets_dir)
                 .unwrap_or_else(|| PathBuf::from("/var/run/secrets/blackbox")),
             decide_answer,
+            unauthenticated_per_second,
+            unauthenticated_burst,
+            body_idle_timeout,
+            body_deadline,
+            header_timeout,
+            ingest_bytes_in_flight,
+            tenant_ingest_bytes,
+            heavy_reads,
+            tenant_heavy_reads,
+            streams,
+            tenant_streams,
         })
     }
 }
@@ -345,6 +491,51 @@ mod tests {
         let c = ServerConfig::load(Some(&f), &o).unwrap();
         assert_eq!(c.listen.port(), 7800);
         assert_eq!(c.rate_per_second, 0);
+    }
+
+    #[test]
+    fn limits_have_defaults_and_are_checked() {
+        let c = ServerConfig::load(None, &Overrides::default()).unwrap();
+        assert_eq!(c.body_idle_timeout, Duration::from_secs(10));
+        assert_eq!(c.body_deadline, Duration::from_secs(60));
+        assert_eq!(c.header_timeout, Duration::from_secs(30));
+        assert_eq!(c.ingest_bytes_in_flight, 256 << 20);
+        assert_eq!(c.tenant_ingest_bytes, 64 << 20);
+        assert_eq!((c.heavy_reads, c.tenant_heavy_reads), (4, 2));
+        assert_eq!((c.streams, c.tenant_streams), (64, 16));
+        assert_eq!(
+            (c.unauthenticated_per_second, c.unauthenticated_burst),
+            (2, 20)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.toml");
+        std::fs::write(&f, EXAMPLE).unwrap();
+        assert_eq!(
+            ServerConfig::load(Some(&f), &Overrides::default()).unwrap(),
+            c
+        );
+        std::fs::write(
+            &f,
+            "[server.limits]\nbody_idle_timeout_secs = 2\nheavy_reads = 8\n",
+        )
+        .unwrap();
+        let c = ServerConfig::load(Some(&f), &Overrides::default()).unwrap();
+        assert_eq!(c.body_idle_timeout, Duration::from_secs(2));
+        assert_eq!((c.heavy_reads, c.tenant_heavy_reads), (8, 4));
+        for (bad, key) in [
+            ("body_idle_timeout_secs = 0", "body_idle_timeout_secs"),
+            ("tenant_ingest_bytes = 1024", "tenant_ingest_bytes"),
+            ("tenant_heavy_reads = 5", "tenant_heavy_reads"),
+            (
+                "ingest_bytes_in_flight = 8589934592",
+                "ingest_bytes_in_flight",
+            ),
+            ("tenant_streams = 65", "tenant_streams"),
+        ] {
+            std::fs::write(&f, format!("[server.limits]\n{bad}\n")).unwrap();
+            let e = ServerConfig::load(Some(&f), &Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains(key), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`ingest`]: the writer thread with group commit;
 //! - [`api`]: the routes;
 //! - [`metrics`]: Prometheus metrics;
+//! - [`limits`]: what keeps one tenant or client from starving the others;
 //! - [`mirror`]: the optional JSONL mirror with size-based rotation.
 //!
 //! What it leaves out: TLS (put the service behind a TLS-terminating proxy, or keep it on
@@ -22,6 +23,7 @@ pub mod config;
 pub mod detection;
 pub mod error;
 pub mod ingest;
+pub mod limits;
 pub mod metrics;
 pub mod mirror;
 pub mod readers;
@@ -38,7 +40,8 @@ use blackbox_ledger::datadir::DataDir;
 pub use config::ServerConfig;
 pub use error::{ApiError, ServerError};
 
-/// Most bytes of request bodies being ingested at once; beyond, requests get 503.
+/// Default of the most bytes of request bodies being ingested at once (all tenants); beyond,
+/// requests get 503 (`server.limits.ingest_bytes_in_flight`).
 pub const INGEST_BYTES_IN_FLIGHT: usize = 256 << 20;
 
 /// The chain that records refusals of requests that carried no valid token.
@@ -70,10 +73,14 @@ pub struct AppState {
     pub limiter: Arc<api::RateLimiter>,
     /// Which refusals are recorded on their own.
     pub denials: Arc<api::DenialSampler>,
-    /// Bytes of ingest bodies in flight (bounds memory under load).
-    pub ingest_bytes: Arc<tokio::sync::Semaphore>,
-    /// Verifications running at once.
-    pub verifications: Arc<tokio::sync::Semaphore>,
+    /// Bytes of ingest bodies in flight (bounds memory under load), shared fairly by tenants.
+    pub ingest_bytes: Arc<limits::FairShare>,
+    /// Expensive reads (verify, exports, proofs) running at once, shared fairly by tenants.
+    pub heavy_reads: Arc<limits::FairShare>,
+    /// Unpaged (streamed) answers being read, shared fairly by tenants.
+    pub streams: Arc<limits::FairShare>,
+    /// Requests without a valid token, per client address.
+    pub unauthenticated: Arc<limits::AddressLimiter>,
     /// The checkpoint public key.
     pub verifier: Arc<NoteVerifier>,
     /// Anomaly-detection rules in force.
@@ -187,8 +194,16 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
     }
     let state = AppState {
         denials: Arc::new(api::DenialSampler::default()),
-        ingest_bytes: Arc::new(tokio::sync::Semaphore::new(INGEST_BYTES_IN_FLIGHT)),
-        verifications: Arc::new(tokio::sync::Semaphore::new(2)),
+        ingest_bytes: limits::FairShare::new(
+            config.ingest_bytes_in_flight,
+            config.tenant_ingest_bytes,
+        ),
+        heavy_reads: limits::FairShare::new(config.heavy_reads, config.tenant_heavy_reads),
+        streams: limits::FairShare::new(config.streams, config.tenant_streams),
+        unauthenticated: Arc::new(limits::AddressLimiter::new(
+            config.unauthenticated_per_second,
+            config.unauthenticated_burst,
+        )),
         limiter: Arc::new(api::RateLimiter::new(
             config.rate_per_second,
             config.rate_burst,
@@ -216,6 +231,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
 /// Start-up failures (bad settings, the address in use, the store).
 pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     let listen = config.listen;
+    let header_timeout = config.header_timeout;
     let (state, writer) = start(config)?;
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
         ServerError::Config(format!(
@@ -243,12 +259,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     tracing::info!(listen = %listener.local_addr()?, data_dir = %state.dir.root().display(), "blackbox serve is ready");
     let state_stop = Arc::clone(&state.stop_webhooks);
     let app = api::router(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    serve_http(listener, app, header_timeout, shutdown).await;
     // Background tasks hold handles to the writer: stop them so that it can close.
     for t in &tasks {
         t.abort();
@@ -264,6 +275,74 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         .map_err(|e| ServerError::Config(format!("the writer thread failed: {e}")))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves HTTP/1.1 connections until `shutdown` completes, then lets every connection finish its
+/// request in progress and waits for them to close. Like `axum::serve`, plus a header read
+/// timeout (a client that never finishes its headers holds a connection for at most that long).
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    header_timeout: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    let (open_tx, open_rx) = tokio::sync::watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let mut stop = stop_rx.clone();
+        let open = open_rx.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let mut req = req.map(axum::body::Body::new);
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(addr));
+                    tower::ServiceExt::oneshot(app.clone(), req)
+                });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            let mut stopping = false;
+            loop {
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    _ = stop.changed(), if !stopping => {
+                        stopping = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    drop(stop_tx);
+    drop(open_rx);
+    open_tx.closed().await;
 }
 
 /// Reloads the rules file on SIGHUP and when its modification time or size changes (checked

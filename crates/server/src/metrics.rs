@@ -16,6 +16,33 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// Labels of a refused request, by whom it was refused for.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabel {
+    /// The token's tenant; [`ADMIN_LABEL`] for tokens without a tenant; [`UNAUTHENTICATED_LABEL`]
+    /// for requests without a valid token (bounded: tenants come from tokens, never from the
+    /// request).
+    pub tenant: String,
+    /// The error code.
+    pub reason: String,
+}
+
+/// The `tenant` label of refusals of tokens without a tenant (never a tenant id: `<` is not
+/// allowed in one).
+pub const ADMIN_LABEL: &str = "<admin>";
+
+/// The `tenant` label of refusals of requests without a valid token.
+pub const UNAUTHENTICATED_LABEL: &str = "<unauthenticated>";
+
+/// The `tenant` label of a refusal for `token`.
+#[must_use]
+pub fn tenant_label(token: Option<&crate::tokens::TokenInfo>) -> &str {
+    match token {
+        None => UNAUTHENTICATED_LABEL,
+        Some(t) => t.tenant_id.as_deref().unwrap_or(ADMIN_LABEL),
+    }
+}
+
 /// Labels of a chain.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TenantLabel {
@@ -78,6 +105,8 @@ pub struct Metrics {
     pub chain_entries: Family<TenantLabel, Gauge>,
     /// Requests refused, by reason.
     pub rejected: Family<ReasonLabel, Counter>,
+    /// Requests refused, by tenant and reason.
+    pub refusals: Family<RefusalLabel, Counter>,
     /// Verifications (`GET /v1/verify`) that found a problem.
     pub verify_failures: Counter,
     /// `access_denied` records that could not be queued (the queue was full).
@@ -125,6 +154,7 @@ impl Metrics {
             commit_failures: Counter::default(),
             chain_entries: Family::default(),
             rejected: Family::default(),
+            refusals: Family::default(),
             verify_failures: Counter::default(),
             denials_dropped: Counter::default(),
             http_requests: Family::default(),
@@ -182,6 +212,11 @@ impl Metrics {
                 "rejected_requests",
                 "Requests refused, by reason",
                 m.rejected.clone(),
+            );
+            r.register(
+                "refused_requests",
+                "Requests refused, by tenant (<admin> for tokens without a tenant, <unauthenticated> without a valid token) and reason",
+                m.refusals.clone(),
             );
             r.register(
                 "verify_failures",
@@ -256,6 +291,17 @@ impl Metrics {
     pub fn reject(&self, reason: &str) {
         self.rejected
             .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a refused request of `tenant` (a [`tenant_label`]), also in the per-reason count.
+    pub fn refuse(&self, tenant: &str, reason: &str) {
+        self.reject(reason);
+        self.refusals
+            .get_or_create(&RefusalLabel {
+                tenant: tenant.to_owned(),
                 reason: reason.to_owned(),
             })
             .inc();
