@@ -24,6 +24,7 @@ pub use hash::Hash;
 pub mod entry;
 pub mod error;
 pub mod event;
+pub mod json;
 pub mod ids;
 pub mod keys;
 
