@@ -223,6 +223,41 @@ fn a_malformed_line_names_its_line_and_appends_nothing() {
     assert_eq!(q.stdout, "");
 }
 
+/// A duplicate key, at the top of an event or deep in its payload, refuses the input naming the
+/// line, the key and where it is (a reader keeping the first value would see another tenant or
+/// agent than the log records).
+#[test]
+fn append_refuses_a_duplicate_key_naming_the_line_and_path() {
+    let (_tmp, dir) = init_store();
+    for (bad, key, path) in [
+        (
+            r#"{"tenant_id":"tenant_b","tenant_id":"tenant_a","agent_id":"a","session_id":"s","event_type":"custom"}"#,
+            "tenant_id",
+            "$",
+        ),
+        (
+            r#"{"agent_id":"a","session_id":"s","event_type":"custom","payload":{"x":[{"k":1,"k":2}]}}"#,
+            "k",
+            "$.payload.x[0]",
+        ),
+    ] {
+        let input = format!("{}
+{bad}
+{}", events(2, "t1").trim_end(), events(1, "t1"));
+        let r = run_stdin(&["append", "--data-dir", &dir], Some(&input));
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!(
+                "line 3: not valid JSON: duplicate key \"{key}\" in the object at {path}: each key may appear once in an object; remove the repeated member"
+            )) && r.stderr.contains("nothing was appended"),
+            "{}",
+            r.stderr
+        );
+    }
+    let q = run(&["query", "--data-dir", &dir, "--format", "jsonl"]);
+    assert_eq!(q.stdout, "");
+}
+
 #[test]
 fn tenant_flag_sets_default_and_refuses_other_tenants() {
     let (_tmp, dir) = init_store();
