@@ -241,9 +241,13 @@ fn append_refuses_a_duplicate_key_naming_the_line_and_path() {
             "$.payload.x[0]",
         ),
     ] {
-        let input = format!("{}
+        let input = format!(
+            "{}
 {bad}
-{}", events(2, "t1").trim_end(), events(1, "t1"));
+{}",
+            events(2, "t1").trim_end(),
+            events(1, "t1")
+        );
         let r = run_stdin(&["append", "--data-dir", &dir], Some(&input));
         assert_eq!(r.code, 2, "{}", r.stderr);
         assert!(
@@ -932,7 +936,8 @@ fn verify_tells_a_file_that_is_not_a_log_from_a_tampered_log() {
     let r = verify(&events, &[]);
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     assert!(
-        r.stderr.contains("is not a Blackbox log: its lines are agent events")
+        r.stderr
+            .contains("is not a Blackbox log: its lines are agent events")
             && r.stderr
                 .contains("this looks like agent events: use `blackbox append --file FILE`"),
         "{}",
@@ -943,7 +948,8 @@ fn verify_tells_a_file_that_is_not_a_log_from_a_tampered_log() {
     let r = verify(&empty, &[]);
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     assert!(
-        r.stderr.contains("is not a Blackbox log: the file is empty"),
+        r.stderr
+            .contains("is not a Blackbox log: the file is empty"),
         "{}",
         r.stderr
     );
@@ -954,22 +960,38 @@ fn verify_tells_a_file_that_is_not_a_log_from_a_tampered_log() {
     let r = verify(&empty, &["--checkpoint", trusted.to_str().unwrap()]);
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     assert!(
-        r.stdout.starts_with("TAMPERED — entry 1 and later are missing"),
+        r.stdout
+            .starts_with("TAMPERED — entry 1 and later are missing"),
         "{}",
         r.stdout
     );
 
     // A real log with one line altered is TAMPERED, whichever line and however altered.
     let log = tmp.path().join("audit.jsonl");
-    let e = run(&["export-log", "--data-dir", &dir, "--output", log.to_str().unwrap()]);
+    let e = run(&[
+        "export-log",
+        "--data-dir",
+        &dir,
+        "--output",
+        log.to_str().unwrap(),
+    ]);
     assert_eq!(e.code, 0, "{}", e.stderr);
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    let first_entry = lines.iter().position(|l| l.contains("\"hmac_sha256\"")).unwrap();
+    let first_entry = lines
+        .iter()
+        .position(|l| l.contains("\"hmac_sha256\""))
+        .unwrap();
     for (what, altered) in [
-        ("a changed value", lines[first_entry].replacen("\"seq\":1", "\"seq\":7", 1)),
+        (
+            "a changed value",
+            lines[first_entry].replacen("\"seq\":1", "\"seq\":7", 1),
+        ),
         ("not JSON any more", "garbage".to_owned()),
-        ("a JSON object without hmac_sha256", "{\"agent_id\":\"a\"}".to_owned()),
+        (
+            "a JSON object without hmac_sha256",
+            "{\"agent_id\":\"a\"}".to_owned(),
+        ),
     ] {
         let mut out = lines.clone();
         out[first_entry] = &altered;
@@ -978,6 +1000,10 @@ fn verify_tells_a_file_that_is_not_a_log_from_a_tampered_log() {
         let r = verify(&bad, &[]);
         assert_eq!(r.code, 1, "{what}: {}{}", r.stdout, r.stderr);
         assert!(r.stdout.starts_with("TAMPERED"), "{what}: {}", r.stdout);
-        assert!(!r.stderr.contains("not a Blackbox log"), "{what}: {}", r.stderr);
+        assert!(
+            !r.stderr.contains("not a Blackbox log"),
+            "{what}: {}",
+            r.stderr
+        );
     }
 }

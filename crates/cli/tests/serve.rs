@@ -1190,7 +1190,10 @@ fn every_body_route_refuses_a_duplicate_key() {
         assert_eq!(custom_entries(), 0, "{route}");
         if *route != "/v1/events" {
             let (status, body) = http_typed(server.addr, route, tok, ct, good);
-            assert!((200..300).contains(&status), "{route} {good}: {status} {body}");
+            assert!(
+                (200..300).contains(&status),
+                "{route} {good}: {status} {body}"
+            );
         }
     }
     // The fixed event bodies are accepted too (after the loop: an accepted event is written).

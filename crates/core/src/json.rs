@@ -87,7 +87,8 @@ impl fmt::Display for At<'_> {
                 parent.fmt(f)?;
                 let plain = !k.is_empty()
                     && k.len() <= 64
-                    && k.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+                    && k.bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
                 if plain {
                     write!(f, ".{k}")
                 } else {
@@ -436,7 +437,11 @@ mod tests {
         ("whitespace around", b" \t\r\n{}\n ", Ok(())),
         ("any value at the top", b"[1,2]", Ok(())),
         ("escaped keys that differ", br#"{"a":1,"\u0062":2}"#, Ok(())),
-        ("the same key in sibling objects", br#"[{"a":1},{"a":2}]"#, Ok(())),
+        (
+            "the same key in sibling objects",
+            br#"[{"a":1},{"a":2}]"#,
+            Ok(()),
+        ),
         ("the same key at two depths", br#"{"a":{"a":1}}"#, Ok(())),
         // UTF-8
         (
@@ -460,9 +465,21 @@ mod tests {
             br#"{"a":1} x"#,
             Err("not valid JSON: trailing characters at line 1 column 9"),
         ),
-        ("two values", b"{} {}", Err("not valid JSON: trailing characters")),
-        ("empty text", b"", Err("not valid JSON: EOF while parsing a value")),
-        ("a trailing comma", br#"{"a":1,}"#, Err("not valid JSON: trailing comma")),
+        (
+            "two values",
+            b"{} {}",
+            Err("not valid JSON: trailing characters"),
+        ),
+        (
+            "empty text",
+            b"",
+            Err("not valid JSON: EOF while parsing a value"),
+        ),
+        (
+            "a trailing comma",
+            br#"{"a":1,}"#,
+            Err("not valid JSON: trailing comma"),
+        ),
         // Duplicate keys, at any depth
         (
             "a duplicate key at the top",
@@ -497,14 +514,26 @@ mod tests {
             Err("not valid JSON: duplicate key \"a\""),
         ),
         // Numbers
-        ("integers and doubles", b"[0,-0,1.5,-2e3,18446744073709551615,1e300]", Ok(())),
-        ("an integer beyond 64 bits is a double", b"123456789012345678901234", Ok(())),
+        (
+            "integers and doubles",
+            b"[0,-0,1.5,-2e3,18446744073709551615,1e300]",
+            Ok(()),
+        ),
+        (
+            "an integer beyond 64 bits is a double",
+            b"123456789012345678901234",
+            Ok(()),
+        ),
         (
             "a number beyond the doubles",
             b"[1e400]",
             Err("not valid JSON: number out of range"),
         ),
-        ("a leading zero", b"[01]", Err("not valid JSON: invalid number")),
+        (
+            "a leading zero",
+            b"[01]",
+            Err("not valid JSON: invalid number"),
+        ),
         ("NaN", b"[NaN]", Err("not valid JSON: expected value")),
     ];
 
@@ -623,7 +652,8 @@ mod tests {
                             // Keys are ASCII here: the first character as a `\u` escape.
                             let again = match k.chars().next() {
                                 Some(first) if escape => {
-                                    let rest = serde_json::to_string(&k[first.len_utf8()..]).unwrap();
+                                    let rest =
+                                        serde_json::to_string(&k[first.len_utf8()..]).unwrap();
                                     format!("\"\\u{:04x}{}", u32::from(first), &rest[1..])
                                 }
                                 _ => serde_json::to_string(k).unwrap(),

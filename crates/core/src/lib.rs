@@ -24,8 +24,8 @@ pub use hash::Hash;
 pub mod entry;
 pub mod error;
 pub mod event;
-pub mod json;
 pub mod ids;
+pub mod json;
 pub mod keys;
 
 pub use error::{Error, FieldError};

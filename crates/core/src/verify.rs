@@ -1704,8 +1704,9 @@ mod tests {
     /// verdict table, one row each, by the name `--format json` prints.
     #[test]
     fn the_verdict_table_names_every_kind_by_its_machine_name() {
-        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/FORMAT.md"))
-            .expect("docs/FORMAT.md");
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/FORMAT.md"))
+                .expect("docs/FORMAT.md");
         let table = doc
             .split("### Verdicts")
             .nth(1)
@@ -1724,7 +1725,9 @@ mod tests {
         assert_eq!(sorted_rows, sorted_names, "table rows {rows:?}");
         for k in FindingKind::ALL {
             assert!(
-                k.as_str().bytes().all(|c| c.is_ascii_lowercase() || c == b'_'),
+                k.as_str()
+                    .bytes()
+                    .all(|c| c.is_ascii_lowercase() || c == b'_'),
                 "{k:?}"
             );
             assert!(!k.detected().is_empty(), "{k:?}");

@@ -1230,7 +1230,8 @@ proptest! {
 #[test]
 fn normalize_json_refuses_duplicate_members_and_reads_escapes() {
     // A reader that keeps the first `agent_id` would see another agent than the log records.
-    let text = br#"{"agent_id":"first","agent_id":"a\u0067ent","session_id":"s","event_type":"custom"}"#;
+    let text =
+        br#"{"agent_id":"first","agent_id":"a\u0067ent","session_id":"s","event_type":"custom"}"#;
     let err = blackbox_core::event::normalize_json(text, &RedactionPolicy::default())
         .unwrap_err()
         .to_string();
@@ -1238,7 +1239,8 @@ fn normalize_json_refuses_duplicate_members_and_reads_escapes() {
         err.starts_with("not valid JSON: duplicate key \"agent_id\" in the object at $:"),
         "{err}"
     );
-    let text = br#"{"agent_id":"agent","session_id":"s","event_type":"custom","payload":{"k":1,"k":2}}"#;
+    let text =
+        br#"{"agent_id":"agent","session_id":"s","event_type":"custom","payload":{"k":1,"k":2}}"#;
     let err = blackbox_core::event::normalize_json(text, &RedactionPolicy::default())
         .unwrap_err()
         .to_string();

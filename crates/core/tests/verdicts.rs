@@ -47,7 +47,9 @@ fn entries_up_to(log: &Log, seq: u64) -> (Vec<Record>, Hash) {
 
 #[track_caller]
 fn first(r: &Report) -> (FindingKind, u64) {
-    let f = r.first().unwrap_or_else(|| panic!("nothing found:\n{}", describe(r)));
+    let f = r
+        .first()
+        .unwrap_or_else(|| panic!("nothing found:\n{}", describe(r)));
     (f.kind, f.seq)
 }
 
@@ -68,7 +70,12 @@ fn a_chain_ending_elsewhere_than_its_head_names_the_last_entry() {
     let log = build(&LogSpec::default());
     let (recs, _) = entries_up_to(&log, 40);
     let r = verify_with_head(&recs, Some((40, Hash::digest(b"another entry"))));
-    assert_eq!(first(&r), (FindingKind::Modification, 40), "{}", describe(&r));
+    assert_eq!(
+        first(&r),
+        (FindingKind::Modification, 40),
+        "{}",
+        describe(&r)
+    );
 }
 
 #[test]
@@ -88,7 +95,10 @@ fn two_gaps_are_two_deletions_each_naming_its_first_missing_entry() {
     assert_eq!(
         deletions,
         [
-            (10, "hash mismatch, 2 entries missing (through entry 11)".to_owned()),
+            (
+                10,
+                "hash mismatch, 2 entries missing (through entry 11)".to_owned()
+            ),
             (20, "hash mismatch, 1 entry missing".to_owned()),
         ],
         "{}",

@@ -470,7 +470,9 @@ pub fn check_is_log(path: &Path, empty_ok: bool) -> Result<(), LedgerError> {
     let (why, hint) = if lines == 0 {
         (
             "the file is empty".to_owned(),
-            format!("{export}; to check that a log emptied of its entries is missing them, verify it with a trusted --checkpoint"),
+            format!(
+                "{export}; to check that a log emptied of its entries is missing them, verify it with a trusted --checkpoint"
+            ),
         )
     } else if events > 0 && events == json {
         (
@@ -479,7 +481,9 @@ pub fn check_is_log(path: &Path, empty_ok: bool) -> Result<(), LedgerError> {
         )
     } else if json > 0 {
         (
-            format!("none of its {lines} lines is an entry (no `hmac_sha256` member) or a checkpoint, anchor or personal record"),
+            format!(
+                "none of its {lines} lines is an entry (no `hmac_sha256` member) or a checkpoint, anchor or personal record"
+            ),
             export.to_owned(),
         )
     } else {
