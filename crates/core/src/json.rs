@@ -59,7 +59,19 @@ pub fn read(text: &[u8]) -> Result<Node<'_>, Error> {
     NodeSeed::ROOT
         .deserialize(&mut de)
         .and_then(|node| de.end().map(|()| node))
-        .map_err(|e| Error::Json(e.to_string()))
+        .map_err(|e| Error::Json(with_position(&e, s)))
+}
+
+/// `serde_json`'s message, with the position said as `at column C` when the text is one line
+/// (an event of NDJSON, or of `blackbox append`, whose caller names the line of the input):
+/// "line 7: … at line 1 column 35" would name two different lines.
+fn with_position(e: &serde_json::Error, text: &str) -> String {
+    let full = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    match full.strip_suffix(&suffix) {
+        Some(msg) if !text.contains('\n') => format!("{msg} at column {}", e.column()),
+        _ => full,
+    }
 }
 
 /// [`read`], as a `serde_json::Value`: for request bodies then deserialised into their type
@@ -452,7 +464,7 @@ mod tests {
         (
             "a byte-order mark",
             b"\xef\xbb\xbf{}",
-            Err("not valid JSON: expected value at line 1 column 1"),
+            Err("not valid JSON: expected value at column 1"),
         ),
         (
             "a lone surrogate escape",
@@ -463,12 +475,19 @@ mod tests {
         (
             "trailing text",
             br#"{"a":1} x"#,
-            Err("not valid JSON: trailing characters at line 1 column 9"),
+            Err("not valid JSON: trailing characters at column 9"),
         ),
         (
             "two values",
             b"{} {}",
             Err("not valid JSON: trailing characters"),
+        ),
+        (
+            "a position in a text of several lines",
+            b"{\n\"a\": 1,\n\"a\": 2}",
+            Err(
+                "not valid JSON: duplicate key \"a\" in the object at $: each key may appear once in an object; remove the repeated member at line 3 column 3",
+            ),
         ),
         (
             "empty text",
@@ -485,7 +504,7 @@ mod tests {
             "a duplicate key at the top",
             br#"{"tenant_id":"b","tenant_id":"a"}"#,
             Err(
-                "not valid JSON: duplicate key \"tenant_id\" in the object at $: each key may appear once in an object; remove the repeated member at line 1 column 28",
+                "not valid JSON: duplicate key \"tenant_id\" in the object at $: each key may appear once in an object; remove the repeated member at column 28",
             ),
         ),
         (
