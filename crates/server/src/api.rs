@@ -39,8 +39,8 @@ const STREAM_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// A page stops after this many bytes of entry lines (its cursor continues after it).
 const MAX_PAGE_BYTES: usize = 8 << 20;
 
-/// Largest single event, bytes (as `blackbox append`'s longest line).
-use blackbox_core::json::MAX_EVENT_BYTES;
+/// Largest single event, bytes (as `blackbox append`'s longest line: one constant for both).
+const MAX_EVENT_BYTES: usize = blackbox_core::json::MAX_EVENT_BYTES;
 
 fn check_event_size(index: usize, len: usize) -> Result<(), ApiError> {
     if len > MAX_EVENT_BYTES {
