@@ -12,7 +12,7 @@ body_err = {"408": err, "413": err}
 doc = {
   "openapi": "3.1.0",
   "info": {"title": "Blackbox audit service", "version": "1.0.0",
-           "description": "Tamper-evident audit log for AI agents. Agents write events; auditors read entries, verification reports, signed checkpoints and proofs. See docs/API.md and docs/FORMAT.md."},
+           "description": "Tamper-evident audit log for AI agents. Agents write events; auditors read entries, verification reports, signed checkpoints and proofs. See docs/API.md and docs/FORMAT.md. Every JSON request body is read with the same rules (docs/FORMAT.md §3, 'Reading JSON input'): UTF-8, one value, nesting at most 100 levels, and no object giving the same key twice at any depth (400 invalid_json naming the key and its JSON path)."},
   "servers": [{"url": "http://127.0.0.1:7700"}],
   "security": [{"bearer": []}],
   "paths": {
@@ -96,6 +96,7 @@ doc = {
           "mirror_files": {"type": "array", "items": {"type": "object", "properties": {"file": {"type": "string"}, "personal_records_removed": {"type": "integer"}}}}}}}}}, **std_err, **body_err}}},
     "/v1/retention/run": {"post": {
       "summary": "Run retention now (admin): archive entries older than each tenant's hot window into verified archive segments and expire segments past the archive retention; each step is recorded in the chain (docs/FORMAT.md §18)", "operationId": "runRetention",
+      "requestBody": {"required": False, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": False, "description": "Optional; no members"}}}},
       "responses": {"200": {"description": "What the run did", "content": {"application/json": {"schema": {"type": "object", "properties": {"report": {"type": "object", "properties": {
           "archived": {"type": "array", "items": {"$ref": "#/components/schemas/ArchiveSegment"}}, "deleted": {"type": "array", "items": {"$ref": "#/components/schemas/ArchiveSegment"}},
           "reclaimed_bytes": {"type": "integer"}, "dry_run": {"type": "boolean"}}}}}}}}, **std_err}}},

@@ -226,6 +226,45 @@ fn a_malformed_line_names_its_line_and_appends_nothing() {
     assert_eq!(q.stdout, "");
 }
 
+/// A duplicate key, at the top of an event or deep in its payload, refuses the input naming the
+/// line, the key and where it is (a reader keeping the first value would see another tenant or
+/// agent than the log records).
+#[test]
+fn append_refuses_a_duplicate_key_naming_the_line_and_path() {
+    let (_tmp, dir) = init_store();
+    for (bad, key, path) in [
+        (
+            r#"{"tenant_id":"tenant_b","tenant_id":"tenant_a","agent_id":"a","session_id":"s","event_type":"custom"}"#,
+            "tenant_id",
+            "$",
+        ),
+        (
+            r#"{"agent_id":"a","session_id":"s","event_type":"custom","payload":{"x":[{"k":1,"k":2}]}}"#,
+            "k",
+            "$.payload.x[0]",
+        ),
+    ] {
+        let input = format!(
+            "{}
+{bad}
+{}",
+            events(2, "t1").trim_end(),
+            events(1, "t1")
+        );
+        let r = run_stdin(&["append", "--data-dir", &dir], Some(&input));
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!(
+                "line 3: not valid JSON: duplicate key \"{key}\" in the object at {path}: each key may appear once in an object; remove the repeated member"
+            )) && r.stderr.contains("nothing was appended"),
+            "{}",
+            r.stderr
+        );
+    }
+    let q = run(&["query", "--data-dir", &dir, "--format", "jsonl"]);
+    assert_eq!(q.stdout, "");
+}
+
 #[test]
 fn tenant_flag_sets_default_and_refuses_other_tenants() {
     let (_tmp, dir) = init_store();
@@ -863,4 +902,111 @@ fn rules_check_and_backtest() {
     let r = run(&["rules", "test", &seed, "--data-dir", &dir]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("excessive_tool_calls"), "{}", r.stdout);
+}
+
+/// A file that is not a Blackbox log at all (a README, raw agent events, an empty file) exits 2
+/// with "not a Blackbox log" and a hint, not TAMPERED; a log with altered lines, even a first
+/// line that is no longer JSON, stays TAMPERED (exit 1). docs/FORMAT.md §9, "Files that are not
+/// a log".
+#[test]
+fn verify_tells_a_file_that_is_not_a_log_from_a_tampered_log() {
+    let (tmp, dir) = init_store();
+    append_example(&dir);
+    let keys = format!("{dir}/keys/hmac.keys");
+    let verify = |file: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "verify",
+            "--log-file",
+            file.to_str().unwrap(),
+            "--key-file",
+            &keys,
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    let r = verify(&readme, &[]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("is not a Blackbox log: none of its")
+            && r.stderr.contains("`blackbox export-log`")
+            && !r.stdout.contains("TAMPERED"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    let events = example_session();
+    let r = verify(&events, &[]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("is not a Blackbox log: its lines are agent events")
+            && r.stderr
+                .contains("this looks like agent events: use `blackbox append --file FILE`"),
+        "{}",
+        r.stderr
+    );
+    let empty = tmp.path().join("empty.jsonl");
+    std::fs::write(&empty, "\n  \n").unwrap();
+    let r = verify(&empty, &[]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("is not a Blackbox log: the file is empty"),
+        "{}",
+        r.stderr
+    );
+    // With a trusted checkpoint, an emptied log is a truncated one.
+    let trusted = tmp.path().join("anchor.cp");
+    std::fs::write(&trusted, run(&["checkpoint", "--data-dir", &dir]).stdout).unwrap();
+    std::fs::write(&empty, "").unwrap();
+    let r = verify(&empty, &["--checkpoint", trusted.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .starts_with("TAMPERED — entry 1 and later are missing"),
+        "{}",
+        r.stdout
+    );
+
+    // A real log with one line altered is TAMPERED, whichever line and however altered.
+    let log = tmp.path().join("audit.jsonl");
+    let e = run(&[
+        "export-log",
+        "--data-dir",
+        &dir,
+        "--output",
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(e.code, 0, "{}", e.stderr);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let first_entry = lines
+        .iter()
+        .position(|l| l.contains("\"hmac_sha256\""))
+        .unwrap();
+    for (what, altered) in [
+        (
+            "a changed value",
+            lines[first_entry].replacen("\"seq\":1", "\"seq\":7", 1),
+        ),
+        ("not JSON any more", "garbage".to_owned()),
+        (
+            "a JSON object without hmac_sha256",
+            "{\"agent_id\":\"a\"}".to_owned(),
+        ),
+    ] {
+        let mut out = lines.clone();
+        out[first_entry] = &altered;
+        let bad = tmp.path().join("bad.jsonl");
+        std::fs::write(&bad, out.join("\n") + "\n").unwrap();
+        let r = verify(&bad, &[]);
+        assert_eq!(r.code, 1, "{what}: {}{}", r.stdout, r.stderr);
+        assert!(r.stdout.starts_with("TAMPERED"), "{what}: {}", r.stdout);
+        assert!(
+            !r.stderr.contains("not a Blackbox log"),
+            "{what}: {}",
+            r.stderr
+        );
+    }
 }

@@ -1261,3 +1261,114 @@ fn a_paused_agent_stays_paused_across_a_restart_whatever_an_agent_posts() {
         "{text}"
     );
 }
+
+/// One request with a chosen `Content-Type`: (status, body).
+fn http_typed(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_owned())
+}
+
+/// Every route that takes a JSON body refuses a duplicate key, at the top or nested, with 400
+/// `invalid_json` naming the key and where it is (`{"tenant_id":"tenant_b","tenant_id":…}` was
+/// accepted on /v1/events, last one winning, while a proxy reading the first saw another
+/// tenant); nothing is written, and the same bodies without the duplicate are accepted.
+#[test]
+fn every_body_route_refuses_a_duplicate_key() {
+    let (_tmp, dir) = init_store();
+    let ingest = token(&dir, "tenant_a", "ingest");
+    let admin = run(&["tokens", "create", "--data-dir", &dir, "--scope", "admin"]);
+    assert_eq!(admin.code, 0, "{}", admin.stderr);
+    let admin = admin.stdout.lines().last().unwrap().to_owned();
+    let server = Server::start(&dir);
+    let custom_entries = || {
+        let (status, entries) = http(
+            server.addr,
+            "GET",
+            "/v1/entries?tenant_id=tenant_a&event_type=custom&format=jsonl",
+            Some(&admin),
+            None,
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{entries}");
+        entries.matches("\"seq\":").count()
+    };
+    let ev = r#"{"agent_id":"a1","session_id":"s1","event_type":"custom","payload":{"n":1}}"#;
+    let dup_top = r#"{"tenant_id":"tenant_b","tenant_id":"tenant_a","agent_id":"a1","session_id":"s1","event_type":"custom"}"#;
+    let dup_deep = r#"{"agent_id":"a1","session_id":"s1","event_type":"custom","payload":{"x":{"k":1,"k":2}}}"#;
+    const JSON: &str = "application/json";
+    const NDJSON: &str = "application/x-ndjson";
+    // (route, token, content type, body with a duplicate, what the error names, the body fixed)
+    let cases: Vec<(&str, &str, &str, String, &str, String)> = vec![
+        ("/v1/events", &ingest, JSON, dup_top.into(), "event 0: not valid JSON: duplicate key \"tenant_id\" in the object at $:", ev.into()),
+        ("/v1/events", &ingest, JSON, dup_deep.into(), "event 0: not valid JSON: duplicate key \"k\" in the object at $.payload.x:", ev.into()),
+        ("/v1/events", &ingest, JSON, format!("[{ev},{dup_deep}]"), "event 1: not valid JSON: duplicate key \"k\" in the object at $.payload.x:", format!("[{ev},{ev}]")),
+        ("/v1/events", &ingest, NDJSON, format!("{ev}\n{ev}\n{dup_top}\n"), "event 2: not valid JSON: duplicate key \"tenant_id\"", format!("{ev}\n{ev}\n")),
+        ("/v1/decide", &ingest,  JSON,
+            r#"{"agent_id":"a1","session_id":"s1","tool_name":"t","args":{"q":"x","q":"DROP TABLE"}}"#.into(),
+            "not valid JSON: duplicate key \"q\" in the object at $.args:",
+            r#"{"agent_id":"a1","session_id":"s1","tool_name":"t","args":{"q":"x"}}"#.into()),
+        ("/v1/decide", &ingest, JSON,
+            r#"{"agent_id":"a1","agent_id":"a2","session_id":"s1","tool_name":"t"}"#.into(),
+            "not valid JSON: duplicate key \"agent_id\" in the object at $:",
+            r#"{"agent_id":"a1","session_id":"s1","tool_name":"t"}"#.into()),
+        ("/v1/agents/a1/pause", &admin, JSON,
+            r#"{"tenant_id":"tenant_b","tenant_id":"tenant_a","reason":"x"}"#.into(),
+            "not valid JSON: duplicate key \"tenant_id\" in the object at $:",
+            r#"{"tenant_id":"tenant_a","reason":"x"}"#.into()),
+        ("/v1/agents/a1/resume", &admin, JSON,
+            r#"{"tenant_id":"tenant_a","reason":"x","reason":"y"}"#.into(),
+            "not valid JSON: duplicate key \"reason\" in the object at $:",
+            r#"{"tenant_id":"tenant_a","reason":"y"}"#.into()),
+        ("/v1/erasures", &admin, JSON,
+            r#"{"data_subject":"u-1","data_subject":"u-2","reason":"r","ticket":"T-1"}"#.into(),
+            "not valid JSON: duplicate key \"data_subject\" in the object at $:",
+            r#"{"data_subject":"u-1","reason":"r","ticket":"T-1"}"#.into()),
+        ("/v1/retention/run", &admin, JSON, r#"{"a":{"b":1,"b":2}}"#.into(),
+            "not valid JSON: duplicate key \"b\" in the object at $.a:", "{}".into()),
+        ("/v1/tokens", &admin, JSON,
+            r#"{"tenant_id":"tenant_a","scopes":["read"],"scopes":["admin"]}"#.into(),
+            "not valid JSON: duplicate key \"scopes\" in the object at $:",
+            r#"{"tenant_id":"tenant_a","scopes":["read"]}"#.into()),
+    ];
+    for (route, tok, ct, bad, names, good) in &cases {
+        let (status, body) = http_typed(server.addr, route, tok, ct, bad);
+        assert_eq!(status, 400, "{route} {bad}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"]["code"], "invalid_json", "{route}: {body}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(names), "{route}: {msg}");
+        assert!(msg.contains("remove the repeated member"), "{route}: {msg}");
+        // Nothing of a refused request was written.
+        assert_eq!(custom_entries(), 0, "{route}");
+        if *route != "/v1/events" {
+            let (status, body) = http_typed(server.addr, route, tok, ct, good);
+            assert!(
+                (200..300).contains(&status),
+                "{route} {good}: {status} {body}"
+            );
+        }
+    }
+    // The fixed event bodies are accepted too (after the loop: an accepted event is written).
+    for (route, tok, ct, _, _, good) in cases.iter().filter(|c| c.0 == "/v1/events") {
+        let (status, body) = http_typed(server.addr, route, tok, ct, good);
+        assert_eq!(status, 200, "{route} {good}: {body}");
+    }
+    assert_eq!(custom_entries(), 1 + 1 + 2 + 2);
+}

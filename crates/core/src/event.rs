@@ -8,9 +8,7 @@
 //! through the same code.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::entry::{
@@ -39,8 +37,8 @@ pub enum Node<'a> {
     Str(Cow<'a, str>),
     /// An array.
     Arr(Vec<Node<'a>>),
-    /// An object: members sorted by key (bytes), keys unique (the last of duplicates wins, as in
-    /// `serde_json`).
+    /// An object: members sorted by key (bytes), keys unique (text with a duplicate key is
+    /// refused by [`crate::json::read`]).
     Obj(Obj<'a>),
 }
 
@@ -141,7 +139,7 @@ impl<'a> Node<'a> {
 /// Byte-wise order of two member keys (`str`'s order), compared inline: keys are short, and a
 /// call to `memcmp` per comparison was a tenth of `append`'s profile.
 #[inline]
-fn key_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+pub(crate) fn key_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     for (x, y) in a.iter().zip(b) {
         if x != y {
@@ -152,7 +150,7 @@ fn key_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 #[inline]
-fn key_eq(a: &str, b: &str) -> bool {
+pub(crate) fn key_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && key_cmp(a, b).is_eq()
 }
 
@@ -187,108 +185,6 @@ fn insert<'a>(obj: &mut Obj<'a>, key: Cow<'a, str>, v: Node<'a>) {
     match find(obj, &key) {
         Ok(i) => obj[i].1 = v,
         Err(i) => obj.insert(i, (key, v)),
-    }
-}
-
-/// Sorts freshly read members by key, keeping the last of duplicates.
-fn sort_members(mut m: Obj<'_>) -> Obj<'_> {
-    if m.windows(2).all(|w| key_cmp(&w[0].0, &w[1].0).is_lt()) {
-        return m;
-    }
-    // Stable: among equal keys the later stays later, and is the one kept.
-    m.sort_by(|a, b| key_cmp(&a.0, &b.0));
-    let mut out: Obj<'_> = Vec::with_capacity(m.len());
-    for (k, v) in m {
-        match out.last_mut() {
-            Some(last) if key_eq(&last.0, &k) => last.1 = v,
-            _ => out.push((k, v)),
-        }
-    }
-    out
-}
-
-impl<'de> Deserialize<'de> for Node<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NodeVisitor)
-    }
-}
-
-struct NodeVisitor;
-
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = Node<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Node<'de>, E> {
-        Ok(Node::Bool(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Node<'de>, E> {
-        Ok(Node::Pos(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Node<'de>, E> {
-        Ok(u64::try_from(v).map_or(Node::Neg(v), Node::Pos))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Node<'de>, E> {
-        Ok(Node::Float(v))
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Node<'de>, E> {
-        Ok(Node::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Node<'de>, E> {
-        Ok(Node::Str(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Node<'de>, E> {
-        Ok(Node::Str(Cow::Owned(v)))
-    }
-    fn visit_unit<E>(self) -> Result<Node<'de>, E> {
-        Ok(Node::Null)
-    }
-    fn visit_none<E>(self) -> Result<Node<'de>, E> {
-        Ok(Node::Null)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node<'de>, D::Error> {
-        Node::deserialize(d)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'de>, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(v) = seq.next_element()? {
-            out.push(v);
-        }
-        Ok(Node::Arr(out))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
-        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
-        while let Some(k) = map.next_key::<Key<'de>>()? {
-            out.push((k.0, map.next_value()?));
-        }
-        Ok(Node::Obj(sort_members(out)))
-    }
-}
-
-/// An object key, borrowed when it has no escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(KeyVisitor)
     }
 }
 
@@ -626,154 +522,17 @@ fn subject_ids(v: &Node<'_>) -> Result<Vec<String>, Error> {
 /// Reads one event (a JSON object) from its text and normalises it: the fast path of
 /// [`normalize`] for bytes off the wire.
 ///
+/// The text is read by [`crate::json::read`], with the rules every input of Blackbox is read
+/// with (UTF-8, one JSON value, no duplicate keys at any depth, nesting).
+///
 /// # Errors
-/// [`Error::Json`] when the text is not JSON; otherwise as [`normalize`].
+/// [`Error::Json`] when the text breaks a rule of [`crate::json`]; otherwise as [`normalize`].
 pub fn normalize_json(
     text: &[u8],
     policy: &RedactionPolicy,
     origin: &Origin,
 ) -> Result<NormalizedEvent, Error> {
-    let node: Node<'_> = match read_simple_json(text) {
-        Some(node) => node,
-        None => serde_json::from_slice(text).map_err(|e| Error::Json(e.to_string()))?,
-    };
-    normalize(node, policy, origin)
-}
-
-/// Deepest nesting [`read_simple_json`] follows (serde_json's own limit).
-const SIMPLE_JSON_DEPTH: usize = 128;
-
-/// Reads `text` into the [`Node`] serde_json would give, without serde, when the text is simple:
-/// strings without escapes and non-negative integers of at most 18 digits (any other number is
-/// read by serde_json itself, so it comes out exactly as there). `None` for anything else,
-/// invalid JSON included: the caller then reads the text with serde_json, whose error is the one
-/// reported. Most events are simple, and serde's visitor machinery was a sixth of `append`.
-fn read_simple_json(text: &[u8]) -> Option<Node<'_>> {
-    let mut r = SimpleJson {
-        s: std::str::from_utf8(text).ok()?,
-        i: 0,
-    };
-    r.ws();
-    let v = r.value(0)?;
-    r.ws();
-    (r.i == text.len()).then_some(v)
-}
-
-struct SimpleJson<'a> {
-    s: &'a str,
-    i: usize,
-}
-
-impl<'a> SimpleJson<'a> {
-    fn peek(&self) -> Option<u8> {
-        self.s.as_bytes().get(self.i).copied()
-    }
-
-    fn ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, c: u8) -> Option<()> {
-        (self.peek()? == c).then(|| self.i += 1)
-    }
-
-    fn lit(&mut self, l: &str, v: Node<'a>) -> Option<Node<'a>> {
-        self.s.get(self.i..)?.starts_with(l).then(|| {
-            self.i += l.len();
-            v
-        })
-    }
-
-    /// After a member or element: `,` (another follows: `true`) or `close` (`false`).
-    fn more(&mut self, close: u8) -> Option<bool> {
-        self.ws();
-        let c = self.peek()?;
-        self.i += 1;
-        self.ws();
-        match c {
-            b',' => Some(true),
-            _ if c == close => Some(false),
-            _ => None,
-        }
-    }
-
-    /// A string without escapes or control characters.
-    fn string(&mut self) -> Option<&'a str> {
-        self.eat(b'"')?;
-        let start = self.i;
-        let end = start + crate::line_scan::skip_plain(&self.s.as_bytes()[start..]);
-        self.i = end;
-        self.eat(b'"')?;
-        self.s.get(start..end)
-    }
-
-    fn value(&mut self, depth: usize) -> Option<Node<'a>> {
-        match self.peek()? {
-            b'{' => {
-                if depth >= SIMPLE_JSON_DEPTH {
-                    return None;
-                }
-                self.i += 1;
-                self.ws();
-                let mut out: Obj<'a> = Vec::new();
-                if self.eat(b'}').is_some() {
-                    return Some(Node::Obj(out));
-                }
-                loop {
-                    let k = self.string()?;
-                    self.ws();
-                    self.eat(b':')?;
-                    self.ws();
-                    out.push((Cow::Borrowed(k), self.value(depth + 1)?));
-                    if !self.more(b'}')? {
-                        return Some(Node::Obj(sort_members(out)));
-                    }
-                }
-            }
-            b'[' => {
-                if depth >= SIMPLE_JSON_DEPTH {
-                    return None;
-                }
-                self.i += 1;
-                self.ws();
-                let mut out = Vec::new();
-                if self.eat(b']').is_some() {
-                    return Some(Node::Arr(out));
-                }
-                loop {
-                    out.push(self.value(depth + 1)?);
-                    if !self.more(b']')? {
-                        return Some(Node::Arr(out));
-                    }
-                }
-            }
-            b'"' => self.string().map(|s| Node::Str(Cow::Borrowed(s))),
-            b't' => self.lit("true", Node::Bool(true)),
-            b'f' => self.lit("false", Node::Bool(false)),
-            b'n' => self.lit("null", Node::Null),
-            b'-' | b'0'..=b'9' => {
-                let start = self.i;
-                while matches!(
-                    self.peek(),
-                    Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-                ) {
-                    self.i += 1;
-                }
-                let t = self.s.get(start..self.i)?;
-                let plain = t.len() <= 18
-                    && t.bytes().all(|c| c.is_ascii_digit())
-                    && (t.len() == 1 || !t.starts_with('0'));
-                if plain {
-                    t.parse().ok().map(Node::Pos)
-                } else {
-                    serde_json::from_str(t).ok()
-                }
-            }
-            _ => None,
-        }
-    }
+    normalize(crate::json::read(text)?, policy, origin)
 }
 
 /// Validates, redacts and canonicalises one input event.
@@ -961,94 +720,6 @@ pub fn hash_raw_content(event: &mut Value, policy: &RedactionPolicy) -> Result<(
     }
     *event = node.to_value();
     Ok(())
-}
-
-#[cfg(test)]
-mod simple_json_tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    /// What the simple reader gives is what serde_json gives; what it refuses, serde decides.
-    fn agrees(text: &[u8]) -> Result<(), TestCaseError> {
-        if let Some(fast) = read_simple_json(text) {
-            let serde: Result<Node<'_>, _> = serde_json::from_slice(text);
-            prop_assert!(
-                serde.is_ok(),
-                "accepted what serde refuses: {}",
-                String::from_utf8_lossy(text)
-            );
-            prop_assert_eq!(fast, serde.unwrap(), "{}", String::from_utf8_lossy(text));
-        }
-        Ok(())
-    }
-
-    fn json() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<u64>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            (-1e20f64..1e20).prop_map(Value::from),
-            Just(serde_json::json!(-0.0)),
-            Just(serde_json::json!(1e300)),
-            "[a-z \"\\\u{1}\u{7f}\u{e9}\u{1f600}]{0,10}".prop_map(Value::String),
-        ];
-        leaf.prop_recursive(5, 48, 6, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-                prop::collection::btree_map("[a-z\"]{0,4}", inner, 0..5)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
-
-        #[test]
-        fn simple_reader_agrees_with_serde(v in json(), edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3)) {
-            for text in [serde_json::to_vec(&v).unwrap(), serde_json::to_vec_pretty(&v).unwrap()] {
-                agrees(&text)?;
-                let mut t = text.clone();
-                for (i, b) in &edits {
-                    let at = i.index(t.len());
-                    t[at] = *b;
-                }
-                agrees(&t)?;
-            }
-        }
-    }
-
-    #[test]
-    fn simple_reader_handles_the_common_event_and_leaves_the_rest_to_serde() {
-        let ev = br#" {"agent_id":"a","n":[1,2.5,-3,0,123456789012345678,1234567890123456789,-0,1e2],"p":{"k":true,"l":null},"a":"x","a":"y"} "#;
-        let fast = read_simple_json(ev).unwrap();
-        assert_eq!(fast, serde_json::from_slice::<Node<'_>>(ev).unwrap());
-        for other in [
-            &br#"{"a":"\u00e9"}"#[..],
-            br#"{"a":"x\"y"}"#,
-            b"{\"a\":\"\x01\"}",
-            br#"{"a":1,}"#,
-            br#"{"a":01}"#,
-            br#"{"a":1} x"#,
-            br#"{"a"}"#,
-            b"",
-            b"\xef\xbb\xbf{}",
-        ] {
-            assert!(
-                read_simple_json(other).is_none(),
-                "{}",
-                String::from_utf8_lossy(other)
-            );
-        }
-        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
-        assert!(read_simple_json(deep.as_bytes()).is_none());
-        let ok_deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
-        assert_eq!(
-            read_simple_json(ok_deep.as_bytes()).unwrap(),
-            serde_json::from_str::<Node<'_>>(&ok_deep).unwrap()
-        );
-    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod entry;
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod json;
 pub mod keys;
 
 pub use error::{Error, FieldError};

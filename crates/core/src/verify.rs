@@ -79,6 +79,25 @@ pub enum FindingKind {
 }
 
 impl FindingKind {
+    /// Every kind, in declaration order (docs/FORMAT.md §9, "Verdicts", has a row for each).
+    pub const ALL: [Self; 15] = [
+        Self::Modification,
+        Self::Deletion,
+        Self::Insertion,
+        Self::Reordering,
+        Self::Replay,
+        Self::Truncation,
+        Self::WrongKey,
+        Self::UnknownKey,
+        Self::BadCheckpointSignature,
+        Self::CheckpointMismatch,
+        Self::Malformed,
+        Self::UnmarkedRedaction,
+        Self::IdNotIncreasing,
+        Self::ErasureIncomplete,
+        Self::EpochNotIncreasing,
+    ];
+
     /// Stable machine name (used in `--format json`).
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -1646,6 +1665,73 @@ impl LogVerifier {
             hmac_erased: self.erased.values().map(|(n, _)| n).sum(),
             checkpoints_seen: self.checkpoints_seen,
             not_checked,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ALL` holds every kind once: the match below stops compiling when a kind is added, as a
+    /// reminder to add it to `ALL` (and to the table of docs/FORMAT.md §9).
+    #[test]
+    fn all_kinds_are_listed_once() {
+        for k in FindingKind::ALL {
+            match k {
+                FindingKind::Modification
+                | FindingKind::Deletion
+                | FindingKind::Insertion
+                | FindingKind::Reordering
+                | FindingKind::Replay
+                | FindingKind::Truncation
+                | FindingKind::WrongKey
+                | FindingKind::UnknownKey
+                | FindingKind::BadCheckpointSignature
+                | FindingKind::CheckpointMismatch
+                | FindingKind::Malformed
+                | FindingKind::UnmarkedRedaction
+                | FindingKind::IdNotIncreasing
+                | FindingKind::ErasureIncomplete
+                | FindingKind::EpochNotIncreasing => {}
+            }
+        }
+        let distinct: BTreeSet<FindingKind> = FindingKind::ALL.into_iter().collect();
+        assert_eq!(distinct.len(), FindingKind::ALL.len());
+    }
+
+    /// The machine names are the documented ones: docs/FORMAT.md §9 lists every kind in its
+    /// verdict table, one row each, by the name `--format json` prints.
+    #[test]
+    fn the_verdict_table_names_every_kind_by_its_machine_name() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/FORMAT.md"))
+                .expect("docs/FORMAT.md");
+        let table = doc
+            .split("### Verdicts")
+            .nth(1)
+            .and_then(|s| s.split("\n### ").next())
+            .expect("a Verdicts section in FORMAT.md");
+        let rows: Vec<&str> = table
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        let names: Vec<&str> = FindingKind::ALL.iter().map(|k| k.as_str()).collect();
+        let mut sorted_rows = rows.clone();
+        sorted_rows.sort_unstable();
+        let mut sorted_names = names.clone();
+        sorted_names.sort_unstable();
+        assert_eq!(sorted_rows, sorted_names, "table rows {rows:?}");
+        for k in FindingKind::ALL {
+            assert!(
+                k.as_str()
+                    .bytes()
+                    .all(|c| c.is_ascii_lowercase() || c == b'_'),
+                "{k:?}"
+            );
+            assert!(!k.detected().is_empty(), "{k:?}");
+            assert_eq!(k.to_string(), k.as_str());
         }
     }
 }

@@ -1237,8 +1237,35 @@ proptest! {
 }
 
 #[test]
-fn normalize_json_takes_the_last_of_duplicate_members_and_reads_escapes() {
-    let text = br#"{"agent_id":"first","agent_id":"a\u0067ent","session_id":"s","event_type":"custom","payload":{"k":1,"k":2,"q\u0075ery":"x"}}"#;
+fn normalize_json_refuses_duplicate_members_and_reads_escapes() {
+    // A reader that keeps the first `agent_id` would see another agent than the log records.
+    let text =
+        br#"{"agent_id":"first","agent_id":"a\u0067ent","session_id":"s","event_type":"custom"}"#;
+    let err = blackbox_core::event::normalize_json(
+        text,
+        &RedactionPolicy::default(),
+        &blackbox_core::origin::Origin::Service,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("not valid JSON: duplicate key \"agent_id\" in the object at $:"),
+        "{err}"
+    );
+    let text =
+        br#"{"agent_id":"agent","session_id":"s","event_type":"custom","payload":{"k":1,"k":2}}"#;
+    let err = blackbox_core::event::normalize_json(
+        text,
+        &RedactionPolicy::default(),
+        &blackbox_core::origin::Origin::Service,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("not valid JSON: duplicate key \"k\" in the object at $.payload:"),
+        "{err}"
+    );
+    let text = br#"{"agent_id":"a\u0067ent","session_id":"s","event_type":"custom","payload":{"k":2,"q\u0075ery":"x"}}"#;
     let n = blackbox_core::event::normalize_json(
         text,
         &RedactionPolicy::default(),

@@ -61,6 +61,17 @@ pub enum LedgerError {
         /// What is wrong.
         problem: String,
     },
+    /// A file given as a log is not a Blackbox log at all (docs/FORMAT.md §9, "Files that are
+    /// not a log"): nothing in it was checked, so it is neither intact nor tampered.
+    #[error("{path} is not a Blackbox log: {why}; {hint}")]
+    NotALog {
+        /// The file.
+        path: PathBuf,
+        /// What it holds instead.
+        why: String,
+        /// What to do.
+        hint: String,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] blackbox_store::StoreError),

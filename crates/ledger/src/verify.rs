@@ -421,6 +421,84 @@ fn for_each_line(path: &Path, mut f: impl FnMut(u64, &[u8]) -> bool) -> Result<(
     }
 }
 
+/// Whether a line is one a Blackbox log holds, intact or not: an entry line (a JSON object, as
+/// far as its first byte says, naming the member `hmac_sha256`, which every entry of every
+/// version has) or a record of docs/FORMAT.md §8 (checkpoint, anchor, personal). An entry
+/// altered in any other way still is one.
+fn log_shaped(line: &[u8]) -> bool {
+    !matches!(record_kind(line), RecordKind::Entry)
+        || (line.trim_ascii_start().starts_with(b"{")
+            && memchr::memmem::find(line, b"\"hmac_sha256\"").is_some())
+}
+
+/// Checks that `path` is a Blackbox log at all (docs/FORMAT.md §9, "Files that are not a log"):
+/// at least one of its lines is an entry line or a record of §8. Reading stops at the first such
+/// line, so a log costs one line. A file without any (a README, a file of raw agent events, an
+/// empty file) is [`LedgerError::NotALog`] with a hint, rather than a log whose every line is
+/// malformed. `empty_ok`: an empty file is verified as an empty log (a trusted checkpoint then
+/// reports what is missing).
+///
+/// # Errors
+/// [`LedgerError::NotALog`], or I/O errors.
+pub fn check_is_log(path: &Path, empty_ok: bool) -> Result<(), LedgerError> {
+    let mut found = false;
+    let mut lines = 0u64;
+    let mut events = 0u64;
+    let mut json = 0u64;
+    for_each_line(path, |_, line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return true;
+        }
+        if log_shaped(line) {
+            found = true;
+            return false;
+        }
+        lines += 1;
+        if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice(line) {
+            json += 1;
+            if m.contains_key("event_type") || m.contains_key("agent_id") {
+                events += 1;
+            }
+        }
+        true
+    })?;
+    if found || (lines == 0 && empty_ok) {
+        return Ok(());
+    }
+    let export = "a Blackbox log is the JSONL that `blackbox export-log` or the service's mirror (`serve --log-file`) writes";
+    let (why, hint) = if lines == 0 {
+        (
+            "the file is empty".to_owned(),
+            format!(
+                "{export}; to check that a log emptied of its entries is missing them, verify it with a trusted --checkpoint"
+            ),
+        )
+    } else if events > 0 && events == json {
+        (
+            "its lines are agent events (JSON objects with `agent_id`/`event_type`), not signed entries".to_owned(),
+            "this looks like agent events: use `blackbox append --file FILE` to log them, then `blackbox verify` (the store) or `blackbox export-log` and verify the export".to_owned(),
+        )
+    } else if json > 0 {
+        (
+            format!(
+                "none of its {lines} lines is an entry (no `hmac_sha256` member) or a checkpoint, anchor or personal record"
+            ),
+            export.to_owned(),
+        )
+    } else {
+        (
+            format!("none of its {lines} lines is JSON"),
+            export.to_owned(),
+        )
+    };
+    Err(LedgerError::NotALog {
+        path: path.to_owned(),
+        why,
+        hint,
+    })
+}
+
 /// Checkpoint records found by [`prescan_log`]: (line, note text or why it is unreadable).
 pub type FoundCheckpoints = Vec<(u64, Result<String, String>)>;
 
@@ -482,6 +560,9 @@ pub fn verify_log_files(
     trusted_checkpoints: &[String],
     progress: Progress<'_>,
 ) -> Result<Report, LedgerError> {
+    for path in paths {
+        check_is_log(path, !trusted_checkpoints.is_empty())?;
+    }
     let mut v = LogVerifier::new(keys.is_some(), verifier);
     for cp in trusted_checkpoints {
         v.add_checkpoint(0, cp, true);

@@ -41,8 +41,8 @@ const STREAM_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// A page stops after this many bytes of entry lines (its cursor continues after it).
 const MAX_PAGE_BYTES: usize = 8 << 20;
 
-/// Largest single event, bytes (as `blackbox append`'s longest line).
-const MAX_EVENT_BYTES: usize = 1 << 20;
+/// Largest single event, bytes (as `blackbox append`'s longest line: one constant for both).
+const MAX_EVENT_BYTES: usize = blackbox_core::json::MAX_EVENT_BYTES;
 
 fn check_event_size(index: usize, len: usize) -> Result<(), ApiError> {
     if len > MAX_EVENT_BYTES {
@@ -662,6 +662,25 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
         }
     }
     Ok(out.freeze())
+}
+
+/// A request body other than events, read with the rules every JSON input is read with
+/// (`blackbox_core::json`: UTF-8, no duplicate keys at any depth, nesting) and then into `T`.
+/// `expected` describes the body, for the error.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    expected: &str,
+) -> Result<T, ApiError> {
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(ApiError::bad_request(
+            "invalid_utf8",
+            format!("the body is not valid UTF-8 (at byte {})", e.valid_up_to()),
+        ));
+    }
+    let v = blackbox_core::json::read_value(body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("expected {expected}: {e}")))?;
+    serde_json::from_value(v)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("expected {expected}: {e}")))
 }
 
 const TOO_MANY: &str = "too many events";
@@ -1502,12 +1521,7 @@ async fn create_token(State(state): State<AppState>, req: Request) -> Result<Res
     let (parts, body) = req.into_parts();
     authorize_parts(&state, &parts, "/v1/tokens", need_admin, "managing tokens")?;
     let body = read_body(body, 64 << 10).await?;
-    let t: NewToken = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_json",
-            format!("expected {{\"tenant_id\", \"scopes\": [...], \"label\"}}: {e}"),
-        )
-    })?;
+    let t: NewToken = json_body(&body, r#"{"tenant_id", "scopes": [...], "label"}"#)?;
     let scopes = Scopes::parse(&t.scopes.join(","))
         .map_err(|e| ApiError::bad_request("invalid_parameter", e))?;
     let tenant = t

@@ -14,7 +14,8 @@ use serde_json::{Map, Value, json};
 
 use crate::AppState;
 use crate::api::{
-    authorize_parts, deny_forbidden, need_admin, need_ingest, need_read, path_param, read_body,
+    authorize_parts, deny_forbidden, json_body, need_admin, need_ingest, need_read, path_param,
+    read_body,
 };
 use crate::error::ApiError;
 use crate::ingest::{Control, ControlReply, DecideRequest};
@@ -59,14 +60,10 @@ pub async fn decide(State(state): State<AppState>, req: Request) -> Result<Respo
     };
     let _share = crate::api::body_share(&state, &caller, &tenant, &parts.headers)?;
     let body = read_body(body, state.config.body_limit).await?;
-    let b: DecideBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_json",
-            format!(
-                "expected {{\"agent_id\", \"session_id\", \"tool_name\", \"args\", \"agent_role\"?, \"invocation_id\"?, \"client_seq\"?, \"prompt\"?}}: {e}"
-            ),
-        )
-    })?;
+    let b: DecideBody = json_body(
+        &body,
+        r#"{"agent_id", "session_id", "tool_name", "args", "agent_role"?, "invocation_id"?, "client_seq"?, "prompt"?}"#,
+    )?;
     drop(body);
     AgentId::parse(&b.agent_id).map_err(|e| bad("agent_id", e))?;
     SessionId::parse(&b.session_id).map_err(|e| bad("session_id", e))?;
@@ -235,12 +232,7 @@ async fn agent_action(
     let a: AgentAction = if body.iter().all(u8::is_ascii_whitespace) {
         AgentAction::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::bad_request(
-                "invalid_json",
-                format!("expected {{\"tenant_id\"?, \"reason\"?}}: {e}"),
-            )
-        })?
+        json_body(&body, r#"{"tenant_id"?, "reason"?}"#)?
     };
     AgentId::parse(&agent).map_err(|e| bad("agent_id", e))?;
     let tenant = caller.tenant(a.tenant_id.as_deref())?.ok_or_else(|| {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::AppState;
-use crate::api::{authorize_parts, need_admin, read_body};
+use crate::api::{authorize_parts, json_body, need_admin, read_body};
 use crate::error::ApiError;
 
 /// Body of `POST /v1/erasures`.
@@ -33,12 +33,10 @@ pub async fn erase(State(state): State<AppState>, req: Request) -> Result<Respon
         "erasing personal data",
     )?;
     let body = read_body(body, 64 << 10).await?;
-    let b: EraseBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_json",
-            format!("expected {{\"data_subject\", \"reason\", \"ticket\"}} (all strings): {e}"),
-        )
-    })?;
+    let b: EraseBody = json_body(
+        &body,
+        r#"{"data_subject", "reason", "ticket"} (all strings)"#,
+    )?;
     let by = format!("operator:{}", caller.token.id);
     let req =
         blackbox_ledger::erase::ErasureRequest::new(&b.data_subject, &b.reason, &b.ticket, &by)
@@ -74,6 +72,11 @@ pub async fn erase(State(state): State<AppState>, req: Request) -> Result<Respon
     Ok((StatusCode::OK, axum::Json(v)).into_response())
 }
 
+/// Body of `POST /v1/retention/run`: optional, and without members.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionRunBody {}
+
 /// `POST /v1/retention/run` (admin): runs retention now, as the schedule does (archive what is
 /// older than each tenant's hot window, expire segments past the archive retention), and answers
 /// what it did. Its steps are recorded in the chain.
@@ -81,7 +84,7 @@ pub async fn retention_run(
     State(state): State<AppState>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let (parts, _body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     authorize_parts(
         &state,
         &parts,
@@ -89,6 +92,11 @@ pub async fn retention_run(
         need_admin,
         "running retention",
     )?;
+    // No body is needed; one that is sent is read like every other (an object without members).
+    let body = read_body(body, 64 << 10).await?;
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let RetentionRunBody {} = json_body(&body, "no body, or {}")?;
+    }
     let st = state.clone();
     let rt = tokio::runtime::Handle::current();
     let done = tokio::task::spawn_blocking(move || crate::retention::run_report(&st, rt))

@@ -99,8 +99,7 @@ pub fn normalize_with_features(
     rules: &RuleSet,
     origin: &blackbox_core::origin::Origin,
 ) -> Result<(NormalizedEvent, Features), blackbox_core::Error> {
-    let node: Node<'_> =
-        serde_json::from_slice(text).map_err(|e| blackbox_core::Error::Json(e.to_string()))?;
+    let node: Node<'_> = blackbox_core::json::read(text)?;
     let mut features = Features::default();
     let ev = blackbox_core::event::normalize_inspect(
         node,

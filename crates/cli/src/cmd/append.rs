@@ -24,8 +24,8 @@ use crate::Outcome;
 use crate::cli::TextOrJson;
 use crate::output::n;
 
-/// Longest accepted input line.
-const MAX_LINE: usize = 1 << 20;
+/// Longest accepted input line: the largest event, as for the service.
+const MAX_LINE: usize = blackbox_core::json::MAX_EVENT_BYTES;
 const CHUNK: usize = 8192;
 
 type Parsed = (u64, Result<NormalizedEvent, String>);
