@@ -828,6 +828,15 @@ pub fn normalize_inspect(
             "`erasure` is reserved for the log's own erasure markers; use another event type",
         ));
     }
+    if crate::alert::TRIAGE_EVENT_TYPES.contains(&event_type.as_str()) {
+        return Err(field_err(
+            "event_type",
+            format!(
+                "`{}` is reserved: alert triage is written by the service for admin tokens (POST /v1/alerts/{{alert_id}}/ack|resolve) or by `blackbox alerts`; use another event type",
+                event_type.as_str()
+            ),
+        ));
+    }
     let timestamp_ms = take_string(&mut obj, "timestamp")?
         .map(|s| parse_timestamp(&s).map_err(|p| field_err("timestamp", p)))
         .transpose()?;
