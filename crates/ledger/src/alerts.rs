@@ -16,6 +16,9 @@ use serde_json::{Value, json};
 use crate::LedgerError;
 use crate::writer::{AppendSink, Appended};
 
+/// An alert's id: the `entry_id` (UUIDv7) of its `anomaly_detected` entry.
+pub type AlertId = uuid::Uuid;
+
 /// An alert: its `anomaly_detected` entry and its triage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alert {
