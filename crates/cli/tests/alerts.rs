@@ -212,7 +212,10 @@ fn alerts_are_listed_filtered_and_triaged_only_by_admins() {
     assert_eq!(by_agent[0]["alert_id"], a2.as_str());
     assert_eq!(srv.alerts(&read, "state=open").len(), 3);
     assert!(srv.alerts(&read, "since=2999-01-01").is_empty());
-    assert_eq!(srv.alerts(&read, "until=2999-01-01&since=2000-01-01").len(), 3);
+    assert_eq!(
+        srv.alerts(&read, "until=2999-01-01&since=2000-01-01").len(),
+        3
+    );
     let (s, v) = srv.call("GET", "/v1/alerts?state=closed", &read, None);
     assert_eq!(s, 400, "{v}");
     // Pages: two, then the last one.
@@ -220,7 +223,12 @@ fn alerts_are_listed_filtered_and_triaged_only_by_admins() {
     assert_eq!(s, 200);
     assert_eq!(p1["alerts"].as_array().unwrap().len(), 2);
     let cursor = p1["next_cursor"].as_str().unwrap();
-    let (s, p2) = srv.call("GET", &format!("/v1/alerts?limit=2&cursor={cursor}"), &read, None);
+    let (s, p2) = srv.call(
+        "GET",
+        &format!("/v1/alerts?limit=2&cursor={cursor}"),
+        &read,
+        None,
+    );
     assert_eq!(s, 200, "{p2}");
     assert_eq!(p2["alerts"].as_array().unwrap().len(), 1);
     assert_eq!(p2["alerts"][0]["alert_id"], a3.as_str());
@@ -284,8 +292,17 @@ fn alerts_are_listed_filtered_and_triaged_only_by_admins() {
     assert_eq!(s, 409, "{v}");
     let (s, v) = post(format!("/v1/alerts/{a1}/resolve"), json!({}));
     assert_eq!(s, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("resolution"), "{v}");
-    let (s, _) = post(format!("/v1/alerts/{a1}/resolve"), json!({"resolution": "fixed"}));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("resolution"),
+        "{v}"
+    );
+    let (s, _) = post(
+        format!("/v1/alerts/{a1}/resolve"),
+        json!({"resolution": "fixed"}),
+    );
     assert_eq!(s, 400);
     let (s, v) = post(
         format!("/v1/alerts/{a1}/resolve"),
@@ -322,7 +339,10 @@ fn alerts_are_listed_filtered_and_triaged_only_by_admins() {
     assert_eq!(srv.alerts(&read, "state=resolved").len(), 1);
     assert_eq!(srv.alerts(&read, "state=open").len(), 2);
     assert!(srv.alerts(&read, "state=acknowledged").is_empty());
-    assert!(srv.alerts(&read, "state=resolved&rule=destructive").is_empty());
+    assert!(
+        srv.alerts(&read, "state=resolved&rule=destructive")
+            .is_empty()
+    );
 
     // A rule paused a3: the resume names the alert it answers, an alert of that agent.
     let resume = |body: Value| srv.call("POST", "/v1/agents/a3/resume", &admin, Some(body));
@@ -331,7 +351,8 @@ fn alerts_are_listed_filtered_and_triaged_only_by_admins() {
     assert_eq!(v["error"]["code"], "alert_id_required", "{v}");
     let (s, v) = resume(json!({"tenant_id": "acme", "alert_id": a2}));
     assert_eq!(s, 400, "an alert of another agent: {v}");
-    let (s, v) = resume(json!({"tenant_id": "acme", "alert_id": "01900000-0000-7000-8000-000000000000"}));
+    let (s, v) =
+        resume(json!({"tenant_id": "acme", "alert_id": "01900000-0000-7000-8000-000000000000"}));
     assert_eq!(s, 404, "{v}");
     let (s, v) = srv.call(
         "POST",
@@ -358,8 +379,7 @@ fn alerts_are_listed_filtered_and_triaged_only_by_admins() {
     // The command line against the service.
     let url = srv.url();
     let r = run(&[
-        "alerts", "list", "--server", &url, "--token", &read, "--state", "open", "--format",
-        "json",
+        "alerts", "list", "--server", &url, "--token", &read, "--state", "open", "--format", "json",
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
@@ -371,22 +391,67 @@ fn alerts_are_listed_filtered_and_triaged_only_by_admins() {
         .collect();
     assert_eq!(open, [a2.as_str(), a3.as_str()]);
     let r = run(&[
-        "alerts", "resolve", &a2, "--resolution", "true_positive", "--server", &url, "--token",
+        "alerts",
+        "resolve",
+        &a2,
+        "--resolution",
+        "true_positive",
+        "--server",
+        &url,
+        "--token",
         &ingest,
     ]);
     assert_eq!(r.code, 2, "an ingest token cannot resolve: {}", r.stderr);
-    assert!(r.stderr.contains("admin") || r.stderr.contains("403"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("admin") || r.stderr.contains("403"),
+        "{}",
+        r.stderr
+    );
     let r = run(&[
-        "alerts", "resolve", &a2, "--resolution", "true_positive", "--ticket", "INC-2",
-        "--server", &url, "--token", &admin,
+        "alerts",
+        "resolve",
+        &a2,
+        "--resolution",
+        "true_positive",
+        "--ticket",
+        "INC-2",
+        "--server",
+        &url,
+        "--token",
+        &admin,
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.starts_with("Resolved (true_positive) alert"), "{}", r.stdout);
-    let r = run(&["alerts", "list", "--server", &url, "--token", &read, "--agent-id", "a2"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains("resolved (true_positive)"), "{}", r.stdout);
+    assert!(
+        r.stdout.starts_with("Resolved (true_positive) alert"),
+        "{}",
+        r.stdout
+    );
     let r = run(&[
-        "alerts", "resolve", &a2, "--resolution", "nope", "--server", &url, "--token", &admin,
+        "alerts",
+        "list",
+        "--server",
+        &url,
+        "--token",
+        &read,
+        "--agent-id",
+        "a2",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("resolved (true_positive)"),
+        "{}",
+        r.stdout
+    );
+    let r = run(&[
+        "alerts",
+        "resolve",
+        &a2,
+        "--resolution",
+        "nope",
+        "--server",
+        &url,
+        "--token",
+        &admin,
     ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("resolution"), "{}", r.stderr);
@@ -417,8 +482,17 @@ fn local_triage_on_a_data_dir_and_the_export_follows_it() {
     let export = |name: &str| -> Value {
         let out = tmp.path().join(name);
         let r = run(&[
-            "export", "--data-dir", &dir, "--standard", "soc2", "--control", "CC7.2",
-            "--tenant-id", "acme", "--output", out.to_str().unwrap(),
+            "export",
+            "--data-dir",
+            &dir,
+            "--standard",
+            "soc2",
+            "--control",
+            "CC7.2",
+            "--tenant-id",
+            "acme",
+            "--output",
+            out.to_str().unwrap(),
         ]);
         assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
         serde_json::from_slice::<Value>(&std::fs::read(&out).unwrap()).unwrap()["figures"]
@@ -453,7 +527,16 @@ fn local_triage_on_a_data_dir_and_the_export_follows_it() {
         )
     };
     let (code, out, err) = triage(&[
-        "alerts", "ack", &a1, "--data-dir", &dir, "--ticket", "INC-9", "--note", NOTE, "--format",
+        "alerts",
+        "ack",
+        &a1,
+        "--data-dir",
+        &dir,
+        "--ticket",
+        "INC-9",
+        "--note",
+        NOTE,
+        "--format",
         "json",
     ]);
     assert_eq!(code, 0, "{err}");
@@ -464,17 +547,36 @@ fn local_triage_on_a_data_dir_and_the_export_follows_it() {
     assert_eq!(code, 2, "acknowledged already: {err}");
     assert!(err.contains("acknowledged already"), "{err}");
     let (code, _, err) = triage(&[
-        "alerts", "resolve", &a1, "--data-dir", &dir, "--resolution", "accepted_risk",
+        "alerts",
+        "resolve",
+        &a1,
+        "--data-dir",
+        &dir,
+        "--resolution",
+        "accepted_risk",
     ]);
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = triage(&[
-        "alerts", "resolve", &a1, "--data-dir", &dir, "--resolution", "true_positive",
+        "alerts",
+        "resolve",
+        &a1,
+        "--data-dir",
+        &dir,
+        "--resolution",
+        "true_positive",
     ]);
     assert_eq!(code, 2, "resolved is final: {err}");
     let (code, _, err) = triage(&["alerts", "ack", "not-an-id", "--data-dir", &dir]);
     assert_eq!(code, 2, "{err}");
     let r = run(&[
-        "alerts", "list", "--data-dir", &dir, "--state", "resolved", "--format", "json",
+        "alerts",
+        "list",
+        "--data-dir",
+        &dir,
+        "--state",
+        "resolved",
+        "--format",
+        "json",
     ]);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["alerts"][0]["alert_id"], a1.as_str(), "{v}");
@@ -487,7 +589,10 @@ fn local_triage_on_a_data_dir_and_the_export_follows_it() {
         .iter()
         .find(|r| r["rule"] == "no_jailbreaks")
         .unwrap();
-    assert_eq!((jail["count"].as_u64(), jail["resolved"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (jail["count"].as_u64(), jail["resolved"].as_u64()),
+        (Some(2), Some(1))
+    );
     // The chain with its triage entries still verifies.
     let r = run(&["verify", "--data-dir", &dir, "--all"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);

@@ -382,7 +382,14 @@ impl Triage {
     /// Applies a triage entry read from the chain (in chain order). Entries that the state
     /// machine would have refused (a second acknowledgement, anything after the resolution) and
     /// payloads that do not parse change nothing: the first valid step counts.
-    pub fn apply(&mut self, event_type: &str, payload: &Value, at_ms: i64, entry_id: &str, seq: u64) {
+    pub fn apply(
+        &mut self,
+        event_type: &str,
+        payload: &Value,
+        at_ms: i64,
+        entry_id: &str,
+        seq: u64,
+    ) {
         let Ok(p) = TriagePayload::deserialize(payload) else {
             return;
         };
@@ -399,7 +406,10 @@ impl Triage {
                 self.acknowledged = Some(mark);
             }
             RESOLVED => {
-                let Some(r) = p.resolution.as_deref().and_then(|r| Resolution::parse(r).ok())
+                let Some(r) = p
+                    .resolution
+                    .as_deref()
+                    .and_then(|r| Resolution::parse(r).ok())
                 else {
                     return;
                 };
@@ -433,7 +443,10 @@ mod tests {
             field(TriageRequest::new(ack, "cli:a", Some("\u{7}"), None)),
             "ticket"
         );
-        assert_eq!(field(TriageRequest::new(ack, "cli:a", Some(" "), None)), "ticket");
+        assert_eq!(
+            field(TriageRequest::new(ack, "cli:a", Some(" "), None)),
+            "ticket"
+        );
         let long = "x".repeat(MAX_TICKET_CHARS + 1);
         assert_eq!(
             field(TriageRequest::new(ack, "cli:a", Some(&long), None)),
@@ -482,14 +495,32 @@ mod tests {
         assert_eq!(t.state(), AlertState::Open);
         let fp = Action::Resolve(Resolution::FalsePositive);
         assert!(t.check(Action::Acknowledge).is_ok() && t.check(fp).is_ok());
-        t.apply(ACKNOWLEDGED, &json!({"alert_id": "a", "by": "cli:x"}), 5, "e1", 2);
+        t.apply(
+            ACKNOWLEDGED,
+            &json!({"alert_id": "a", "by": "cli:x"}),
+            5,
+            "e1",
+            2,
+        );
         assert_eq!(t.state(), AlertState::Acknowledged);
         assert_eq!(t.check(Action::Acknowledge).unwrap_err().field, "state");
         // A second acknowledgement in the chain does not replace the first.
-        t.apply(ACKNOWLEDGED, &json!({"alert_id": "a", "by": "cli:y"}), 6, "e2", 3);
+        t.apply(
+            ACKNOWLEDGED,
+            &json!({"alert_id": "a", "by": "cli:y"}),
+            6,
+            "e2",
+            3,
+        );
         assert_eq!(t.acknowledged.as_ref().unwrap().by, "cli:x");
         // A resolution without a valid resolution changes nothing.
-        t.apply(RESOLVED, &json!({"alert_id": "a", "by": "cli:y"}), 7, "e3", 4);
+        t.apply(
+            RESOLVED,
+            &json!({"alert_id": "a", "by": "cli:y"}),
+            7,
+            "e3",
+            4,
+        );
         t.apply(
             RESOLVED,
             &json!({"alert_id": "a", "by": "cli:y", "resolution": "fixed"}),
@@ -507,7 +538,10 @@ mod tests {
         );
         assert_eq!(t.state(), AlertState::Resolved);
         let (r, m) = t.resolved.clone().unwrap();
-        assert_eq!((r, m.at_ms, m.ticket.as_deref()), (Resolution::AcceptedRisk, 8, Some("T")));
+        assert_eq!(
+            (r, m.at_ms, m.ticket.as_deref()),
+            (Resolution::AcceptedRisk, 8, Some("T"))
+        );
         assert!(t.check(fp).is_err() && t.check(Action::Acknowledge).is_err());
         // Nothing after the resolution counts.
         t.apply(
@@ -529,13 +563,20 @@ mod tests {
             let e = crate::event::normalize_json(ev.as_bytes(), &Default::default())
                 .unwrap_err()
                 .to_string();
-            assert!(e.contains("event_type") && e.contains("reserved"), "{t}: {e}");
+            assert!(
+                e.contains("event_type") && e.contains("reserved"),
+                "{t}: {e}"
+            );
         }
     }
 
     #[test]
     fn names_round_trip() {
-        for s in [AlertState::Open, AlertState::Acknowledged, AlertState::Resolved] {
+        for s in [
+            AlertState::Open,
+            AlertState::Acknowledged,
+            AlertState::Resolved,
+        ] {
             assert_eq!(AlertState::parse(s.as_str()), Ok(s));
         }
         for r in [

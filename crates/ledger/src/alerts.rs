@@ -216,8 +216,7 @@ pub fn list(store: &dyn Store, f: &AlertFilter) -> Result<AlertPage, LedgerError
         let Some(a) = Alert::from_entry(&e, t) else {
             return Ok(true);
         };
-        if f.state.is_some_and(|s| s != a.state())
-            || f.rule.as_ref().is_some_and(|r| *r != a.rule)
+        if f.state.is_some_and(|s| s != a.state()) || f.rule.as_ref().is_some_and(|r| *r != a.rule)
         {
             return Ok(true);
         }
@@ -308,4 +307,213 @@ pub fn append(
         )
         .map_err(|source| LedgerError::Event { line: 0, source })?;
     sink.add(&ev, now_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::datadir::DataDir;
+    use crate::open::{init, open_writer};
+    use blackbox_core::alert::{Action, Resolution};
+    use blackbox_core::entry::{RedactionPolicy, normalize_event};
+
+    const T: i64 = 1_780_000_000_000;
+
+    fn alert(i: u64, tenant: &str) -> blackbox_core::entry::NormalizedEvent {
+        let v = serde_json::json!({
+            "tenant_id": tenant, "agent_id": format!("agent-{}", i % 3), "session_id": "s",
+            "event_type": ALERT, "timestamp": format_timestamp(T + i as i64 * 1000).unwrap(),
+            "payload": {"rule": if i % 2 == 0 { "even" } else { "odd" }, "severity": "high",
+                        "action": "alert", "enforcement": "none"},
+        });
+        normalize_event(v, &RedactionPolicy::default()).unwrap()
+    }
+
+    /// Twelve alerts in acme and two in globex; acme's alerts 0, 3, 6 and 9 acknowledged, 0 and
+    /// 6 then resolved, 4 resolved directly.
+    fn store() -> (
+        tempfile::TempDir,
+        blackbox_store::sqlite::SqliteStore,
+        Vec<uuid::Uuid>,
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path().join("data"));
+        init(&dir, "blackbox/test").unwrap();
+        let (mut store, mut writer, _) = open_writer(&dir).unwrap();
+        let ids = writer
+            .stream(&mut store, |sink| {
+                let mut ids = Vec::new();
+                for i in 0..12 {
+                    ids.push(sink.add(&alert(i, "acme"), T + 20_000)?.entry_id);
+                }
+                for i in 0..2 {
+                    sink.add(&alert(i, "globex"), T + 20_000)?;
+                }
+                sink.commit(T + 20_000, true)?;
+                Ok(ids)
+            })
+            .unwrap();
+        let ack = TriageRequest::new(Action::Acknowledge, "cli:t", Some("T-1"), None).unwrap();
+        let fix = TriageRequest::new(
+            Action::Resolve(Resolution::TruePositive),
+            "cli:t",
+            None,
+            Some("n"),
+        )
+        .unwrap();
+        for (i, req) in [
+            (0, &ack),
+            (3, &ack),
+            (6, &ack),
+            (9, &ack),
+            (0, &fix),
+            (6, &fix),
+            (4, &fix),
+        ] {
+            let a = check(&store, ids[i], req, &|_| true).unwrap().unwrap();
+            writer
+                .stream(&mut store, |sink| {
+                    append(sink, &a, req, T + 30_000)?;
+                    sink.commit(T + 30_000, true)?;
+                    Ok(())
+                })
+                .unwrap();
+        }
+        (tmp, store, ids)
+    }
+
+    fn ids_of(p: &AlertPage) -> Vec<uuid::Uuid> {
+        p.alerts.iter().map(|a| a.alert_id).collect()
+    }
+
+    #[test]
+    fn states_filters_and_pages_come_from_the_chain() {
+        let (_tmp, store, ids) = store();
+        let acme = |f: AlertFilter| {
+            list(
+                &store,
+                &AlertFilter {
+                    tenant_id: Some("acme".into()),
+                    ..f
+                },
+            )
+            .unwrap()
+        };
+        assert_eq!(ids_of(&acme(AlertFilter::default())), ids);
+        assert_eq!(
+            list(&store, &AlertFilter::default()).unwrap().alerts.len(),
+            14
+        );
+        let by_state = |s| {
+            ids_of(&acme(AlertFilter {
+                state: Some(s),
+                ..AlertFilter::default()
+            }))
+        };
+        assert_eq!(by_state(AlertState::Resolved), [ids[0], ids[4], ids[6]]);
+        assert_eq!(by_state(AlertState::Acknowledged), [ids[3], ids[9]]);
+        assert_eq!(by_state(AlertState::Open).len(), 7);
+        let r = acme(AlertFilter {
+            state: Some(AlertState::Resolved),
+            ..AlertFilter::default()
+        });
+        let (res, mark) = r.alerts[0].triage.resolved.clone().unwrap();
+        assert_eq!((res, mark.by.as_str()), (Resolution::TruePositive, "cli:t"));
+        assert_eq!(
+            mark.note_sha256,
+            Some(blackbox_core::alert::note_sha256("n"))
+        );
+        assert_eq!(
+            r.alerts[0]
+                .triage
+                .acknowledged
+                .as_ref()
+                .unwrap()
+                .ticket
+                .as_deref(),
+            Some("T-1")
+        );
+        // Rule, agent and time filters.
+        let f = acme(AlertFilter {
+            rule: Some("odd".into()),
+            agent_id: Some("agent-0".into()),
+            ..AlertFilter::default()
+        });
+        assert_eq!(ids_of(&f), [ids[3], ids[9]]);
+        let f = acme(AlertFilter {
+            since_ms: Some(T + 2000),
+            until_ms: Some(T + 4000),
+            ..AlertFilter::default()
+        });
+        assert_eq!(ids_of(&f), ids[2..=4]);
+        // Pages of open alerts, three at a time: every open alert once, in order.
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let p = acme(AlertFilter {
+                state: Some(AlertState::Open),
+                limit: Some(3),
+                after: after.clone(),
+                ..AlertFilter::default()
+            });
+            assert!(p.alerts.len() <= 3);
+            seen.extend(ids_of(&p));
+            match p.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen, by_state(AlertState::Open));
+        // A full last page says no more follow.
+        let p = acme(AlertFilter {
+            state: Some(AlertState::Acknowledged),
+            limit: Some(2),
+            ..AlertFilter::default()
+        });
+        assert_eq!((p.alerts.len(), p.next), (2, None));
+    }
+
+    #[test]
+    fn triage_is_refused_for_unknown_alerts_and_after_resolution() {
+        let (_tmp, store, ids) = store();
+        let ack = TriageRequest::new(Action::Acknowledge, "cli:t", None, None).unwrap();
+        let fp = TriageRequest::new(
+            Action::Resolve(Resolution::FalsePositive),
+            "cli:t",
+            None,
+            None,
+        )
+        .unwrap();
+        let refusal = |id, req: &TriageRequest| check(&store, id, req, &|_| true).unwrap().err();
+        assert!(matches!(
+            refusal(ids[0], &fp),
+            Some(TriageRefusal::Conflict(_))
+        ));
+        assert!(matches!(
+            refusal(ids[3], &ack),
+            Some(TriageRefusal::Conflict(_))
+        ));
+        assert_eq!(refusal(ids[3], &fp), None);
+        assert_eq!(refusal(ids[1], &ack), None);
+        let unknown = uuid::Uuid::now_v7();
+        assert!(matches!(
+            refusal(unknown, &ack),
+            Some(TriageRefusal::UnknownAlert(_))
+        ));
+        // Another tenant's alert is unknown to a caller limited to acme.
+        let globex = list(
+            &store,
+            &AlertFilter {
+                tenant_id: Some("globex".into()),
+                ..AlertFilter::default()
+            },
+        )
+        .unwrap()
+        .alerts[0]
+            .alert_id;
+        let r = check(&store, globex, &ack, &|t| t == "acme").unwrap();
+        assert!(matches!(r, Err(TriageRefusal::UnknownAlert(_))));
+    }
 }

@@ -17,6 +17,7 @@ use blackbox_core::event::normalize_json;
 use blackbox_core::ids::TenantId;
 use blackbox_detect::Features;
 
+use crate::api_alerts as alerts;
 use crate::api_detect as det;
 use blackbox_store::{Query as StoreQuery, Store as _, StoredEntry};
 use serde::Deserialize;
@@ -68,15 +69,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/exports", get(det::export))
         .route("/v1/agents/{agent_id}/pause", post(det::pause_agent))
         .route("/v1/agents/{agent_id}/resume", post(det::resume_agent))
-        .route("/v1/alerts", get(crate::api_alerts::list))
-        .route(
-            "/v1/alerts/{alert_id}/ack",
-            post(crate::api_alerts::acknowledge),
-        )
-        .route(
-            "/v1/alerts/{alert_id}/resolve",
-            post(crate::api_alerts::resolve),
-        )
+        .route("/v1/alerts", get(alerts::list))
+        .route("/v1/alerts/{alert_id}/ack", post(alerts::acknowledge))
+        .route("/v1/alerts/{alert_id}/resolve", post(alerts::resolve))
         .route("/v1/erasures", post(crate::api_erase::erase))
         .route("/v1/retention/run", post(crate::api_erase::retention_run))
         .route("/v1/tokens", post(create_token).get(list_tokens))

@@ -72,16 +72,13 @@ pub async fn list(State(state): State<AppState>, req: Request) -> Result<Respons
             .map(|s| parse_bound("until", s, true))
             .transpose()?,
         limit: Some(limit),
-        after: p
-            .cursor
-            .as_deref()
-            .map(decode_cursor)
-            .transpose()?
-            .map(|(ts_ms, seq, tenant_id)| blackbox_store::After {
+        after: p.cursor.as_deref().map(decode_cursor).transpose()?.map(
+            |(ts_ms, seq, tenant_id)| blackbox_store::After {
                 ts_ms,
                 tenant_id,
                 seq,
-            }),
+            },
+        ),
     };
     let page = with_reader(&state, move |r| {
         Ok(blackbox_ledger::alerts::list(r, &filter).map_err(crate::ServerError::from)?)
@@ -161,7 +158,8 @@ async fn triage(
     let _guard = state.triage.lock().await;
     let check = req.clone();
     let alert = with_reader(&state, move |r| {
-        Ok(blackbox_ledger::alerts::check(r, id, &check, &|_| true).map_err(crate::ServerError::from)?)
+        Ok(blackbox_ledger::alerts::check(r, id, &check, &|_| true)
+            .map_err(crate::ServerError::from)?)
     })
     .await?;
     let alert = match alert {

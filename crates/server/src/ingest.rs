@@ -330,7 +330,10 @@ pub enum Control {
     },
     /// Record an alert's triage step (checked by the caller against the chain, under the
     /// service's triage lock).
-    Triage(Box<blackbox_ledger::alerts::Alert>, blackbox_core::alert::TriageRequest),
+    Triage(
+        Box<blackbox_ledger::alerts::Alert>,
+        blackbox_core::alert::TriageRequest,
+    ),
     /// Put new rules in force.
     Rules(Arc<RuleSet>, String),
     /// List agents.
@@ -1559,14 +1562,7 @@ fn control(
                 if let Some(id) = alert_id {
                     payload["alert_id"] = id.into();
                 }
-                let a = record(
-                    sink,
-                    &tenant,
-                    &agent,
-                    "agent_resumed",
-                    payload,
-                    written,
-                )?;
+                let a = record(sink, &tenant, &agent, "agent_resumed", payload, written)?;
                 ControlReply::Changed(Some(a))
             } else {
                 ControlReply::Changed(None)

@@ -43,7 +43,10 @@ pub struct TriageArgs {
 }
 
 fn data_dir(d: Option<&PathBuf>) -> DataDir {
-    DataDir::new(d.cloned().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)))
+    DataDir::new(
+        d.cloned()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+    )
 }
 
 fn client(r: &RemoteArgs, server: &str, scope: &str) -> Result<(Client, tokio::runtime::Runtime)> {
@@ -221,8 +224,13 @@ pub fn triage(a: &TriageArgs) -> Result<Outcome> {
     })?;
     let v = if let Some(server) = a.remote.server.as_deref() {
         // The service names the token as the actor and hashes the note itself.
-        TriageRequest::new(action, "operator:check", a.ticket.as_deref(), a.note.as_deref())
-            .map_err(|e| anyhow!("--{e}"))?;
+        TriageRequest::new(
+            action,
+            "operator:check",
+            a.ticket.as_deref(),
+            a.note.as_deref(),
+        )
+        .map_err(|e| anyhow!("--{e}"))?;
         let (c, rt) = client(&a.remote, server, "admin")?;
         rt.block_on(async {
             match action {
