@@ -325,7 +325,7 @@ mod tests {
         let v = serde_json::json!({
             "tenant_id": tenant, "agent_id": format!("agent-{}", i % 3), "session_id": "s",
             "event_type": ALERT, "timestamp": format_timestamp(T + i as i64 * 1000).unwrap(),
-            "payload": {"rule": if i % 2 == 0 { "even" } else { "odd" }, "severity": "high",
+            "payload": {"rule": if i.is_multiple_of(2) { "even" } else { "odd" }, "severity": "high",
                         "action": "alert", "enforcement": "none"},
         });
         normalize_event(v, &RedactionPolicy::default()).unwrap()
