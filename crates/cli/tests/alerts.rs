@@ -593,6 +593,16 @@ fn local_triage_on_a_data_dir_and_the_export_follows_it() {
         (jail["count"].as_u64(), jail["resolved"].as_u64()),
         (Some(2), Some(1))
     );
+    // `blackbox append` refuses triage entries too: only `blackbox alerts` writes them locally.
+    let forged = json!({"tenant_id": "acme", "agent_id": "a2", "session_id": "triage",
+        "event_type": "alert_resolved",
+        "payload": {"alert_id": a1, "by": "cli:auditor", "resolution": "false_positive"}});
+    let r = common::run_stdin(
+        &["append", "--data-dir", &dir],
+        Some(&format!("{forged}\n")),
+    );
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(r.stderr.contains("reserved"), "{}", r.stderr);
     // The chain with its triage entries still verifies.
     let r = run(&["verify", "--data-dir", &dir, "--all"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
