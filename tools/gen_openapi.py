@@ -22,7 +22,7 @@ doc = {
         "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/Event"}, {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}]}},
         "application/x-ndjson": {"schema": {"type": "string", "description": "One event per line."}}}},
       "responses": {"200": {"description": "Committed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestResponse"}}}},
-                    **std_err, **body_err, "415": err}}},
+                    **std_err, **body_err, "415": err, "422": err}}},
     "/v1/entries": {"get": {
       "summary": "Query entries (as `blackbox query`)", "operationId": "queryEntries",
       "parameters": [tenant, p("agent_id"), p("session_id"), p("tool"), p("event_type"),
@@ -79,10 +79,27 @@ doc = {
       "requestBody": {"required": False, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AgentAction"}}}},
       "responses": {"200": {"description": "The agent's state", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AgentState"}}}}, **std_err}}},
     "/v1/agents/{agent_id}/resume": {"post": {
-      "summary": "Resume a paused or throttled agent (admin; recorded as agent_resumed)", "operationId": "resumeAgent",
+      "summary": "Resume a paused or throttled agent (admin; recorded as agent_resumed); alert_id names the alert it answers (required when a rule paused or throttled the agent)", "operationId": "resumeAgent",
       "parameters": [p("agent_id", "path", True)],
       "requestBody": {"required": False, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AgentAction"}}}},
-      "responses": {"200": {"description": "The agent's state", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AgentState"}}}}, **std_err}}},
+      "responses": {"200": {"description": "The agent's state", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AgentState"}}}}, **std_err, "404": err}}},
+    "/v1/alerts": {"get": {
+      "summary": "Alerts (anomaly_detected entries) with their triage state, oldest first, a page at a time", "operationId": "listAlerts",
+      "parameters": [tenant, p("state", schema={"type": "string", "enum": ["open", "acknowledged", "resolved"]}), p("rule"), p("agent_id"),
+                     p("since", desc="Fired at or after: RFC 3339 time or YYYY-MM-DD"), p("until", desc="Fired at or before: RFC 3339 time or YYYY-MM-DD"),
+                     p("limit", schema={"type": "integer", "minimum": 1, "maximum": 1000}, desc="Page size (default 100)"),
+                     p("cursor", desc="next_cursor of the previous page")],
+      "responses": {"200": {"description": "A page of alerts", "content": {"application/json": {"schema": {"type": "object", "properties": {"alerts": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}}, "next_cursor": {"type": ["string", "null"]}}}}}}, **std_err}}},
+    "/v1/alerts/{alert_id}/ack": {"post": {
+      "summary": "Acknowledge an open alert (admin; recorded as alert_acknowledged naming the token)", "operationId": "acknowledgeAlert",
+      "parameters": [p("alert_id", "path", True, "The entry_id of the anomaly_detected entry")],
+      "requestBody": {"required": False, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TriageRequest"}}}},
+      "responses": {"200": {"description": "The alert after the step, and the entry recording it", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TriageAnswer"}}}}, **std_err, "404": err, "409": err}}},
+    "/v1/alerts/{alert_id}/resolve": {"post": {
+      "summary": "Resolve an open or acknowledged alert (admin; recorded as alert_resolved naming the token); final", "operationId": "resolveAlert",
+      "parameters": [p("alert_id", "path", True, "The entry_id of the anomaly_detected entry")],
+      "requestBody": {"required": True, "content": {"application/json": {"schema": {"allOf": [{"$ref": "#/components/schemas/TriageRequest"}, {"required": ["resolution"]}]}}}},
+      "responses": {"200": {"description": "The alert after the step, and the entry recording it", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TriageAnswer"}}}}, **std_err, "404": err, "409": err}}},
     "/v1/erasures": {"post": {
       "summary": "Erase a data subject's personal data (admin; GDPR Art. 17): sidecars deleted and a signed erasure marker appended per chain, in one commit (docs/FORMAT.md §5)", "operationId": "erase",
       "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": False, "required": ["data_subject", "reason", "ticket"], "properties": {
@@ -148,7 +165,11 @@ doc = {
                 "first_seen": {"type": ["string", "null"]}, "last_seen": {"type": ["string", "null"]}, "events": {"type": "integer"},
                 "paused_since": {"type": ["string", "null"]}, "paused_by": {"type": ["string", "null"]},
                 "throttled_until": {"type": ["string", "null"]}, "throttle_per_minute": {"type": ["integer", "null"]}, "throttled_by": {"type": ["string", "null"]}}},
-      "AgentAction": {"type": "object", "additionalProperties": False, "properties": {"tenant_id": {"type": "string", "description": "Needed with an admin token that has no tenant"}, "reason": {"type": "string", "maxLength": 1024}}},
+      "AgentAction": {"type": "object", "additionalProperties": False, "properties": {"tenant_id": {"type": "string", "description": "Needed with an admin token that has no tenant"}, "reason": {"type": "string", "maxLength": 1024}, "alert_id": {"type": "string", "description": "Resume only: the alert the resume answers (an alert of this agent); required when a rule paused or throttled the agent"}}},
+      "TriageRequest": {"type": "object", "additionalProperties": False, "properties": {"resolution": {"type": "string", "enum": ["true_positive", "false_positive", "accepted_risk"], "description": "Resolve only (required there)"}, "ticket": {"type": "string", "minLength": 1, "maxLength": 200, "description": "One line, no control characters"}, "note": {"type": "string", "description": "Up to 16 KiB; only its SHA-256 is recorded (note_sha256)"}}},
+      "TriageMark": {"type": ["object", "null"], "properties": {"by": {"type": "string"}, "at": {"type": "string"}, "entry_id": {"type": "string"}, "seq": {"type": "integer"}, "ticket": {"type": ["string", "null"]}, "note_sha256": {"type": ["string", "null"]}}},
+      "Alert": {"type": "object", "properties": {"alert_id": {"type": "string"}, "tenant_id": {"type": "string"}, "seq": {"type": "integer"}, "fired_at": {"type": "string"}, "agent_id": {"type": "string"}, "session_id": {"type": "string"}, "rule": {"type": "string"}, "severity": {"type": "string"}, "action": {"type": "string"}, "enforcement": {"type": "string"}, "state": {"type": "string", "enum": ["open", "acknowledged", "resolved"]}, "resolution": {"type": ["string", "null"]}, "acknowledged": {"$ref": "#/components/schemas/TriageMark"}, "resolved": {"$ref": "#/components/schemas/TriageMark"}}},
+      "TriageAnswer": {"type": "object", "properties": {"alert": {"$ref": "#/components/schemas/Alert"}, "entry_id": {"type": "string"}, "seq": {"type": "integer"}, "entry_hash": {"type": "string"}}},
       "AgentState": {"type": "object", "properties": {"tenant_id": {"type": "string"}, "agent_id": {"type": "string"}, "state": {"type": "string"}, "changed": {"type": "boolean"}, "entry_id": {"type": ["string", "null"]}, "seq": {"type": ["integer", "null"]}}},
       "Token": {"type": "object", "properties": {"id": {"type": "string"}, "token": {"type": "string", "description": "Only in the answer to creation"}, "tenant_id": {"type": ["string", "null"]}, "scopes": {"type": "array", "items": {"type": "string"}}, "label": {"type": "string"}, "created_ms": {"type": "integer"}, "revoked_ms": {"type": ["integer", "null"]}}},
     }

@@ -275,6 +275,12 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: AgentsCmd,
     },
+    /// Alerts (every anomaly_detected entry) and their triage: list them, acknowledge and
+    /// resolve them (recorded in the chain, naming who), on a data directory or with --server.
+    Alerts {
+        #[command(subcommand)]
+        cmd: AlertsCmd,
+    },
     /// Anomaly-detection rules: validate a file, or replay a recorded log through it.
     Rules {
         #[command(subcommand)]
@@ -422,6 +428,87 @@ pub enum AgentsCmd {
         /// Why (recorded in the chain).
         #[arg(long)]
         reason: Option<String>,
+        /// The alert this resume answers (`alerts list --agent-id A`); required when a rule
+        /// paused or throttled the agent. Recorded in the agent_resumed entry.
+        #[arg(long)]
+        alert_id: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AlertsCmd {
+    /// List alerts, oldest first, with their state (open, acknowledged, resolved).
+    List {
+        /// Data directory when no --server [default: BLACKBOX_DATA_DIR, else ./blackbox-data].
+        #[arg(long, env = "BLACKBOX_DATA_DIR", conflicts_with = "server")]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// Only this tenant's alerts (tokens other than admin see their own tenant's).
+        #[arg(long)]
+        tenant_id: Option<String>,
+        /// open, acknowledged or resolved.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only alerts of this rule.
+        #[arg(long)]
+        rule: Option<String>,
+        /// Only alerts about this agent.
+        #[arg(long)]
+        agent_id: Option<String>,
+        /// Fired at or after (RFC 3339, or a date: its first millisecond).
+        #[arg(long)]
+        since: Option<String>,
+        /// Fired at or before (RFC 3339, or a date: its last millisecond).
+        #[arg(long)]
+        until: Option<String>,
+        /// Alerts listed (with --server: per page, at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        /// With --server: continue after the page that gave this cursor.
+        #[arg(long, requires = "server")]
+        cursor: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+    },
+    /// Acknowledge an open alert (with --server: an admin token; locally: as cli:<os user>).
+    Ack {
+        /// The alert id (the entry_id of its anomaly_detected entry).
+        alert_id: String,
+        /// Your reference (ticket, incident number; one line, up to 200 characters).
+        #[arg(long)]
+        ticket: Option<String>,
+        /// A note; only its SHA-256 is recorded (it may name people: keep it in the ticket).
+        #[arg(long)]
+        note: Option<String>,
+        /// Data directory when no --server [default: BLACKBOX_DATA_DIR, else ./blackbox-data].
+        #[arg(long, env = "BLACKBOX_DATA_DIR", conflicts_with = "server")]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+    },
+    /// Resolve an open or acknowledged alert: true_positive, false_positive or accepted_risk.
+    Resolve {
+        /// The alert id (the entry_id of its anomaly_detected entry).
+        alert_id: String,
+        /// true_positive, false_positive or accepted_risk.
+        #[arg(long)]
+        resolution: String,
+        /// Your reference (ticket, incident number; one line, up to 200 characters).
+        #[arg(long)]
+        ticket: Option<String>,
+        /// A note; only its SHA-256 is recorded (it may name people: keep it in the ticket).
+        #[arg(long)]
+        note: Option<String>,
+        /// Data directory when no --server [default: BLACKBOX_DATA_DIR, else ./blackbox-data].
+        #[arg(long, env = "BLACKBOX_DATA_DIR", conflicts_with = "server")]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        remote: RemoteArgs,
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
     },

@@ -112,6 +112,34 @@ fn write_known_log(dir: &str) {
 fn setup() -> (tempfile::TempDir, String) {
     let (tmp, dir) = init_store();
     write_known_log(&dir);
+    // A person resolves the block's alert (the only thing that resolves an alert); the resume
+    // and the enforced block resolve nothing by themselves.
+    let r = run(&[
+        "query",
+        "--data-dir",
+        &dir,
+        "--event-type",
+        "anomaly_detected",
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let block = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["payload"]["rule"] == "prompt_injection_in_tool_args")
+        .unwrap();
+    let r = run(&[
+        "alerts",
+        "resolve",
+        block["entry_id"].as_str().unwrap(),
+        "--resolution",
+        "true_positive",
+        "--data-dir",
+        &dir,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
     let r = run(&["export", "--print-config"]);
     std::fs::write(format!("{dir}/export.toml"), r.stdout).unwrap();
     (tmp, dir)
@@ -164,8 +192,8 @@ fn figures_match_the_known_log() {
     let a = &f["anomalies"];
     assert_eq!(a["total"], 3);
     assert_eq!(
-        a["resolved"], 2,
-        "the pause was resumed, the block was enforced, the alert is open: {a}"
+        a["resolved"], 1,
+        "one alert was resolved by a person; a resume or an enforced block resolves nothing: {a}"
     );
     assert_eq!(f["retention"]["oldest_age_days"], 400);
     assert_eq!(f["retention"]["required_days"], 365);
@@ -424,7 +452,7 @@ fn the_pdf_passes_qpdf_and_pdftotext_finds_the_figures() {
         "Acme Corp",
         "85.7143% of expected entries present",
         "28",
-        "3 events flagged for review, 2 resolved",
+        "3 events flagged for review, 1 resolved",
         "oldest log = 400 days (required: 365 days)",
         "Implements filters to analyse anomalies",
         "blackbox verify --data-dir",

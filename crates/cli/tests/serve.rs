@@ -1124,7 +1124,7 @@ fn every_reserved_event_type_is_refused_from_an_ingest_token() {
         let ok = json!({"agent_id": "a1", "session_id": "s1", "event_type": "note"});
         let batch = format!("[{ok},{ev}]");
         let (s, body) = http(srv.addr, "POST", "/v1/events", Some(&t), Some(&batch)).unwrap();
-        assert_eq!(s, 400, "{et}: {body}");
+        assert_eq!(s, 422, "{et}: {body}");
     }
     let (s, body) = http(srv.addr, "GET", "/v1/entries?format=json", Some(&t), None).unwrap();
     assert_eq!(s, 200, "{body}");

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::query::{EntryQuery, Format, QueryString, encode, with_query};
+use crate::query::{AlertQuery, EntryQuery, Format, QueryString, encode, with_query};
 use crate::retry::{RetryPolicy, jitter_unit, parse_retry_after};
 use crate::types::{
     Checkpoint, CreatedToken, Decision, EntryPage, EntryRecord, IngestResponse, NewToken,
@@ -549,17 +549,23 @@ impl Client {
     }
 
     /// Pauses (`pause` true) or resumes an agent (`POST /v1/agents/{id}/pause|resume`, admin).
+    /// A resume names the alert it answers with `alert_id` (required when a rule paused or
+    /// throttled the agent; refused with a pause).
     ///
     /// # Errors
-    /// API and transport errors.
+    /// API (`alert_id_required`, `not_found` for an unknown alert) and transport errors.
     pub async fn set_agent_paused(
         &self,
         agent_id: &str,
         pause: bool,
         tenant_id: Option<&str>,
         reason: Option<&str>,
+        alert_id: Option<&str>,
     ) -> Result<Value, Error> {
-        let body = serde_json::json!({"tenant_id": tenant_id, "reason": reason});
+        let mut body = serde_json::json!({"tenant_id": tenant_id, "reason": reason});
+        if let Some(a) = alert_id {
+            body["alert_id"] = a.into();
+        }
         let verb = if pause { "pause" } else { "resume" };
         self.send(Req {
             method: Method::POST,
@@ -569,6 +575,61 @@ impl Client {
         })
         .await?
         .json("agent state")
+    }
+
+    /// A page of alerts (`GET /v1/alerts`): `{"alerts": [...], "next_cursor": …}`, oldest first;
+    /// give `next_cursor` back as [`AlertQuery::cursor`] for the next page.
+    ///
+    /// # Errors
+    /// API and transport errors.
+    pub async fn alerts(&self, q: &AlertQuery) -> Result<Value, Error> {
+        let target = with_query("/v1/alerts", &q.to_query());
+        self.send(Req::get(target)).await?.json("alert list")
+    }
+
+    /// Acknowledges an alert (`POST /v1/alerts/{id}/ack`, admin): the answer holds the alert
+    /// and the `alert_acknowledged` entry written. The note is hashed by the service; only its
+    /// SHA-256 is recorded.
+    ///
+    /// # Errors
+    /// API (`forbidden` without the admin scope, `not_found`, `conflict` when the alert is
+    /// acknowledged or resolved already) and transport errors.
+    pub async fn acknowledge_alert(
+        &self,
+        alert_id: &str,
+        ticket: Option<&str>,
+        note: Option<&str>,
+    ) -> Result<Value, Error> {
+        let body = serde_json::json!({"ticket": ticket, "note": note});
+        self.triage(alert_id, "ack", &body).await
+    }
+
+    /// Resolves an alert (`POST /v1/alerts/{id}/resolve`, admin) as `true_positive`,
+    /// `false_positive` or `accepted_risk`.
+    ///
+    /// # Errors
+    /// As [`Self::acknowledge_alert`].
+    pub async fn resolve_alert(
+        &self,
+        alert_id: &str,
+        resolution: &str,
+        ticket: Option<&str>,
+        note: Option<&str>,
+    ) -> Result<Value, Error> {
+        let body = serde_json::json!({"resolution": resolution, "ticket": ticket, "note": note});
+        self.triage(alert_id, "resolve", &body).await
+    }
+
+    async fn triage(&self, alert_id: &str, verb: &str, body: &Value) -> Result<Value, Error> {
+        self.send(Req {
+            method: Method::POST,
+            target: format!("/v1/alerts/{}/{verb}", encode(alert_id)),
+            body: Some((Bytes::from(body.to_string()), JSON)),
+            // Not retried: a second attempt after a lost answer would be refused as a conflict.
+            retry: false,
+        })
+        .await?
+        .json("alert triage")
     }
 
     /// Erases a data subject's personal data (`POST /v1/erasures`, admin): the answer lists the

@@ -40,7 +40,7 @@ pub use batch::{BatchConfig, Batcher};
 pub use blackbox_core::entry::RedactionPolicy;
 pub use client::{Client, ClientBuilder, NEXT_CURSOR_HEADER, Pages};
 pub use error::Error;
-pub use query::{EntryQuery, Format};
+pub use query::{AlertQuery, EntryQuery, Format};
 pub use retry::{RetryPolicy, parse_retry_after};
 pub use types::{
     Checkpoint, CreatedToken, Decision, DecisionRule, EntryPage, EntryRecord, EntryRef,

@@ -122,6 +122,42 @@ impl EntryQuery {
     }
 }
 
+/// Filters of `GET /v1/alerts` (all optional; alerts come oldest first, a page at a time).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertQuery {
+    /// Tenant (admin tokens; others see their own).
+    pub tenant_id: Option<String>,
+    /// `open`, `acknowledged` or `resolved`.
+    pub state: Option<String>,
+    /// Rule name.
+    pub rule: Option<String>,
+    /// Agent.
+    pub agent_id: Option<String>,
+    /// Fired at or after (RFC 3339 or a date).
+    pub since: Option<String>,
+    /// Fired at or before (RFC 3339 or a date).
+    pub until: Option<String>,
+    /// Alerts per page (1 to 1000; the service's default is 100).
+    pub limit: Option<u64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl AlertQuery {
+    pub(crate) fn to_query(&self) -> String {
+        let mut q = QueryString::default();
+        q.opt("tenant_id", self.tenant_id.as_deref());
+        q.opt("state", self.state.as_deref());
+        q.opt("rule", self.rule.as_deref());
+        q.opt("agent_id", self.agent_id.as_deref());
+        q.opt("since", self.since.as_deref());
+        q.opt("until", self.until.as_deref());
+        q.opt_u64("limit", self.limit);
+        q.opt("cursor", self.cursor.as_deref());
+        q.finish()
+    }
+}
+
 /// A query string under construction.
 #[derive(Debug, Default)]
 pub(crate) struct QueryString(String);

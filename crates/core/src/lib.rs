@@ -10,6 +10,7 @@
 //! every byte this crate produces.
 #![forbid(unsafe_code)]
 
+pub mod alert;
 pub mod anchor;
 pub mod checkpoint;
 pub mod erasure;

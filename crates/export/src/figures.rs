@@ -427,8 +427,8 @@ fn decision(pl: &[(std::borrow::Cow<'_, str>, Node<'_>)]) -> String {
     })
 }
 
-/// An alert seen: (rule, action, severity), agent, time, enforcement.
-type Alert = ((String, String, String), String, i64, String);
+/// An alert seen: (rule, action, severity), its entry id (the alert id).
+type Alert = ((String, String, String), String);
 
 /// What to compute.
 #[derive(Debug, Clone)]
@@ -506,8 +506,9 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
     let mut min_seq = u64::MAX;
     let mut max_seq = 0u64;
     let mut by_rule: BTreeMap<(String, String, String), (u64, u64)> = BTreeMap::new();
-    let mut pauses: Vec<(String, i64)> = Vec::new();
-    let mut resumes: HashMap<String, Vec<i64>> = HashMap::new();
+    // Alerts resolved by people (`alert_resolved` entries, written only by the service for an
+    // admin token or by the local CLI), by alert id.
+    let mut resolved_ids: HashSet<String> = HashSet::new();
     let mut alerts: Vec<Alert> = Vec::new();
     let mut touches: BTreeMap<String, u64> = BTreeMap::new();
     let mut subjects: BTreeMap<String, (HashSet<[u8; 16]>, u64)> = BTreeMap::new();
@@ -581,9 +582,15 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
             } else {
                 et
             };
-            // Resumes resolve the period's pauses, also when they come after it.
-            if et == "agent_resumed" {
-                resumes.entry(agent.to_string()).or_default().push(ts_ms);
+            // Resolutions close the period's alerts, also when they come after it.
+            if et == blackbox_core::alert::RESOLVED
+                && by_service
+                && let Ok(v) = EntryView::parse(line)
+                && let Ok(p) =
+                    serde_json::from_str::<blackbox_core::alert::TriagePayload>(v.payload.get())
+                && p.resolution.is_some()
+            {
+                resolved_ids.insert(p.alert_id);
             }
             if ts_ms < p.start_ms || ts_ms > p.end_ms {
                 return Ok(true);
@@ -676,14 +683,15 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
                         str_of(get(pl, "action")).unwrap_or("?").to_owned(),
                         str_of(get(pl, "severity")).unwrap_or("?").to_owned(),
                     );
-                    let enforcement = str_of(get(pl, "enforcement")).unwrap_or("").to_owned();
-                    alerts.push((k.clone(), agent.to_string(), ts_ms, enforcement));
+                    let entry_id = match (&fast, &first) {
+                        (Some(x), _) => uuid::Uuid::from_u128(x.entry_id).to_string(),
+                        (None, Some(v)) => v.entry_id.to_string(),
+                        (None, None) => String::new(),
+                    };
+                    alerts.push((k.clone(), entry_id));
                     by_rule.entry(k).or_default().0 += 1;
                 }
-                "agent_paused" => {
-                    f.anomalies.paused += 1;
-                    pauses.push((agent.to_string(), ts_ms));
-                }
+                "agent_paused" => f.anomalies.paused += 1,
                 "agent_resumed" => f.anomalies.resumed += 1,
                 _ => {}
             }
@@ -846,26 +854,15 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
     };
     let _ = present_in_range;
 
-    // Anomalies: resolved when the paused agent was resumed later, the throttle ended, or the
-    // call was blocked at decision time.
-    let resumed_after = |agent: &str, t: i64| {
-        resumes
-            .get(agent)
-            .is_some_and(|r| r.iter().any(|x| *x >= t))
-    };
-    for (k, agent, t, enforcement) in &alerts {
-        let resolved = match k.1.as_str() {
-            "alert_and_pause" => resumed_after(agent, *t),
-            // A throttle ends by itself (15 minutes by default); a block stopped the call.
-            "alert_and_throttle" => true,
-            "block_and_alert" => enforcement == "blocked" || resumed_after(agent, *t),
-            _ => false,
-        };
-        if resolved && let Some(c) = by_rule.get_mut(k) {
+    // Anomalies: resolved when a person resolved the alert (docs/FORMAT.md §14), nothing else:
+    // not a resume, a throttle's end or an enforced block, and nothing an agent can write.
+    for (k, id) in &alerts {
+        if resolved_ids.contains(id)
+            && let Some(c) = by_rule.get_mut(k)
+        {
             c.1 += 1;
         }
     }
-    let _ = pauses;
     f.anomalies.total = alerts.len() as u64;
     f.anomalies.resolved = by_rule.values().map(|c| c.1).sum();
     f.anomalies.by_rule = by_rule
@@ -878,7 +875,7 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
             resolved,
         })
         .collect();
-    f.anomalies.resolution = "alert_and_pause: resolved when the agent was resumed afterwards (an agent_resumed entry); alert_and_throttle: resolved, the throttle ends by itself; block_and_alert: resolved when the call was blocked at /v1/decide (enforcement `blocked`); alert: open until reviewed".into();
+    f.anomalies.resolution = "resolved: an alert_resolved entry names the alert (triage by an admin token or the local CLI, recorded by the service; true_positive, false_positive or accepted_risk), in the period or after it; every other alert is open or acknowledged".into();
 
     // Retention: the chain's first entry, as of the end of the period.
     let mut oldest = None;

@@ -196,7 +196,7 @@ fn methods(f: &Figures, data_dir_hint: &str) -> Methods {
             format!("blackbox export-log --data-dir {data_dir_hint} --tenant-id {} --output audit.jsonl", f.tenant_id),
             "blackbox verify --log-file audit.jsonl --public-key checkpoint.pub".into(),
         ],
-        anomalies: "Count of anomaly_detected entries in the period, by rule and action. Resolved: alert_and_pause when the agent was resumed afterwards (agent_resumed entry); alert_and_throttle, the throttle ends by itself; block_and_alert when the call was blocked at /v1/decide; alert stays open until reviewed.",
+        anomalies: "Count of anomaly_detected entries in the period, by rule and action. Resolved: alerts a person closed (an alert_resolved entry naming the alert, written by the service for an admin token or by the local CLI: true positive, false positive or accepted risk); a resume, a throttle or a blocked call does not resolve an alert.",
         retention: "Age of the chain's first entry at the end of the period, against the required retention (the strictest preset of the configured standards, or an explicit requirement).",
         sample: format!(
             "The entries of the population with the {} smallest SHA-256(seed, tenant, seq), listed in seq order: reproducible with the same seed (\"{}\"), independent of the order of reading. Trace each to the log with blackbox query or blackbox prove --entry-id.",

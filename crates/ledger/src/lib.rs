@@ -8,6 +8,7 @@
 //! the HTTP service and the CLI sit on top of it.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod anchor;
 pub mod config;
 pub mod datadir;

@@ -18,6 +18,7 @@ use blackbox_core::ids::TenantId;
 use blackbox_core::origin::Origin;
 use blackbox_detect::Features;
 
+use crate::api_alerts as alerts;
 use crate::api_detect as det;
 use blackbox_store::{Query as StoreQuery, Store as _, StoredEntry};
 use serde::Deserialize;
@@ -70,6 +71,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/exports", get(det::export))
         .route("/v1/agents/{agent_id}/pause", post(det::pause_agent))
         .route("/v1/agents/{agent_id}/resume", post(det::resume_agent))
+        .route("/v1/alerts", get(alerts::list))
+        .route("/v1/alerts/{alert_id}/ack", post(alerts::acknowledge))
+        .route("/v1/alerts/{alert_id}/resolve", post(alerts::resolve))
         .route("/v1/erasures", post(crate::api_erase::erase))
         .route("/v1/retention/run", post(crate::api_erase::retention_run))
         .route("/v1/tokens", post(create_token).get(list_tokens))
@@ -571,7 +575,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Runs `f` with a read-only store connection, off the async threads.
-async fn with_reader<T: Send + 'static>(
+pub(crate) async fn with_reader<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&blackbox_store::sqlite::SqliteStore) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -714,6 +718,20 @@ impl<'de> serde::de::Visitor<'de> for BoundedArray {
 }
 
 fn invalid_event(index: usize, e: &blackbox_core::Error) -> ApiError {
+    // Reserved types (FORMAT.md §3) are the service's to write: a client sending one is
+    // refused as such.
+    if let blackbox_core::Error::Field(f) = e
+        && f.field == "event_type"
+        && f.problem.starts_with('`')
+        && f.problem.contains("` is reserved")
+    {
+        return ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reserved_event_type",
+            format!("event {index}: {e}"),
+        )
+        .at(index);
+    }
     let code = match e {
         blackbox_core::Error::Json(_) => "invalid_json",
         _ => "invalid_event",
@@ -932,7 +950,7 @@ struct EntriesParams {
 }
 
 /// RFC 3339, or a bare date (its first or last millisecond).
-fn parse_bound(name: &str, s: &str, end: bool) -> Result<i64, ApiError> {
+pub(crate) fn parse_bound(name: &str, s: &str, end: bool) -> Result<i64, ApiError> {
     blackbox_core::entry::parse_time_bound(s, end)
         .map_err(|e| ApiError::bad_request("invalid_parameter", format!("{name}={s:?}: {e}")))
 }
@@ -945,12 +963,12 @@ enum Format {
 }
 
 /// A page cursor: the last row's (timestamp, tenant, seq), opaque to clients.
-fn encode_cursor(ts: i64, tenant: &str, seq: u64) -> String {
+pub(crate) fn encode_cursor(ts: i64, tenant: &str, seq: u64) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{ts}\n{seq}\n{tenant}"))
 }
 
-fn decode_cursor(s: &str) -> Result<(i64, u64, String), ApiError> {
+pub(crate) fn decode_cursor(s: &str) -> Result<(i64, u64, String), ApiError> {
     use base64::Engine as _;
     let bad = || {
         ApiError::bad_request(
@@ -1291,7 +1309,7 @@ struct TenantParam {
     tenant_id: Option<String>,
 }
 
-fn params<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, ApiError> {
+pub(crate) fn params<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, ApiError> {
     Query::try_from_uri(uri)
         .map(|Query(p)| p)
         .map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))

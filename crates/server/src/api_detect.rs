@@ -206,6 +206,8 @@ fn serde_urlencoded_query<T: serde::de::DeserializeOwned + Default>(
 struct AgentAction {
     tenant_id: Option<String>,
     reason: Option<String>,
+    /// Resume only: the alert the resume answers (required when a rule paused the agent).
+    alert_id: Option<String>,
 }
 
 async fn agent_action(
@@ -232,7 +234,7 @@ async fn agent_action(
     let a: AgentAction = if body.iter().all(u8::is_ascii_whitespace) {
         AgentAction::default()
     } else {
-        json_body(&body, r#"{"tenant_id"?, "reason"?}"#)?
+        json_body(&body, r#"{"tenant_id"?, "reason"?, "alert_id"? (resume)}"#)?
     };
     AgentId::parse(&agent).map_err(|e| bad("agent_id", e))?;
     let tenant = caller.tenant(a.tenant_id.as_deref())?.ok_or_else(|| {
@@ -245,6 +247,15 @@ async fn agent_action(
     let reason = a.reason.unwrap_or_default();
     if reason.len() > 1024 {
         return Err(bad("reason", "must be at most 1024 bytes"));
+    }
+    if let Some(id) = a.alert_id.as_deref() {
+        if pause {
+            return Err(bad(
+                "alert_id",
+                "is given when resuming (it names the alert the resume answers), not when pausing",
+            ));
+        }
+        crate::api_alerts::check_alert_of(&state, id, tenant.as_str(), &agent).await?;
     }
     let by = format!("operator:{}", caller.token.id);
     let c = if pause {
@@ -260,13 +271,20 @@ async fn agent_action(
             agent: agent.clone(),
             by,
             reason,
+            alert_id: a.alert_id,
         }
     };
-    let ControlReply::Changed(entry) = state.ingest.control(c).await? else {
-        return Err(ApiError::unavailable(
-            "unexpected answer from the writer",
-            1,
-        ));
+    let entry = match state.ingest.control(c).await? {
+        ControlReply::Changed(entry) => entry,
+        ControlReply::Refused(why) => {
+            return Err(ApiError::bad_request("alert_id_required", why));
+        }
+        ControlReply::Agents(_) => {
+            return Err(ApiError::unavailable(
+                "unexpected answer from the writer",
+                1,
+            ));
+        }
     };
     let state_name = if pause { "paused" } else { "active" };
     Ok((

@@ -413,7 +413,9 @@ pub fn replay(store: &dyn Store, det: &mut Detector, now: i64) -> Result<u64, Se
                         );
                     }
                 }
-                t if DETECTION_EVENTS.contains(&t) => {}
+                // Triage entries are people's acts, not the agent's.
+                t if DETECTION_EVENTS.contains(&t)
+                    || blackbox_core::alert::TRIAGE_EVENT_TYPES.contains(&t) => {}
                 _ => {
                     let (f, tool) = stored_features(&view, &rules);
                     let ob = Observation {

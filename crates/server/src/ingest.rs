@@ -327,7 +327,15 @@ pub enum Control {
         by: String,
         /// Why.
         reason: String,
+        /// The alert this resume answers (checked by the caller: an alert of this agent).
+        alert_id: Option<String>,
     },
+    /// Record an alert's triage step (checked by the caller against the chain, under the
+    /// service's triage lock).
+    Triage(
+        Box<blackbox_ledger::alerts::Alert>,
+        blackbox_core::alert::TriageRequest,
+    ),
     /// Put new rules in force.
     Rules(Arc<RuleSet>, String),
     /// List agents.
@@ -343,6 +351,8 @@ pub enum ControlReply {
     Changed(Option<Appended>),
     /// Agents.
     Agents(Vec<blackbox_detect::detector::AgentInfo>),
+    /// Refused, nothing written: why.
+    Refused(String),
 }
 
 /// What an erasure (`POST /v1/erasures`) did.
@@ -1533,16 +1543,31 @@ fn control(
             agent,
             by,
             reason,
+            alert_id,
         } => {
+            // An agent a rule paused or throttled is resumed in answer to an alert: the resume
+            // names it (an operator's own pause may be lifted without one).
+            let by_rule = det
+                .agents(Some(tenant.as_str()), now)
+                .into_iter()
+                .find(|a| a.agent_id == agent)
+                .is_some_and(|a| {
+                    a.paused.as_ref().is_some_and(|p| p.by.starts_with("rule:"))
+                        || a.throttle
+                            .as_ref()
+                            .is_some_and(|t| t.by.starts_with("rule:"))
+                });
+            if by_rule && alert_id.is_none() {
+                return Ok(ControlReply::Refused(format!(
+                    "agent `{agent}` was paused or throttled by a rule: say which alert this resume answers with {{\"alert_id\": …}} (`blackbox alerts list --agent-id {agent}` shows its alerts)"
+                )));
+            }
             if det.resume(tenant.as_str(), &agent) {
-                let a = record(
-                    sink,
-                    &tenant,
-                    &agent,
-                    "agent_resumed",
-                    json!({"by": by, "reason": reason}),
-                    written,
-                )?;
+                let mut payload = json!({"by": by, "reason": reason});
+                if let Some(id) = alert_id {
+                    payload["alert_id"] = id.into();
+                }
+                let a = record(sink, &tenant, &agent, "agent_resumed", payload, written)?;
                 ControlReply::Changed(Some(a))
             } else {
                 ControlReply::Changed(None)
@@ -1569,6 +1594,9 @@ fn control(
             )?;
             ControlReply::Changed(Some(a))
         }
+        Control::Triage(alert, req) => ControlReply::Changed(Some(
+            blackbox_ledger::alerts::append(sink, &alert, &req, now)?,
+        )),
         Control::List(tenant) => ControlReply::Agents(det.agents(tenant.as_deref(), now)),
         Control::Retention(staged) => ControlReply::Changed(staged.apply(sink, now)?),
     })

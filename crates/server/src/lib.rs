@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod api_alerts;
 pub mod api_detect;
 pub mod api_erase;
 pub mod config;
@@ -89,6 +90,9 @@ pub struct AppState {
     pub webhooks: Arc<detection::Webhooks>,
     /// Tells the webhook dispatcher to stop.
     pub stop_webhooks: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Held from checking an alert's state to the commit of its triage entry, so two triage
+    /// requests for one alert cannot both pass the check.
+    pub triage: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The service's clock, Unix ms.
@@ -220,6 +224,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
         rules,
         webhooks,
         stop_webhooks: Arc::new(stop_webhooks),
+        triage: Arc::new(tokio::sync::Mutex::new(())),
     };
     Ok((state, thread))
 }

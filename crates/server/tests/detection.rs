@@ -593,3 +593,82 @@ async fn alerts_reach_the_siem_signed() {
         "raw content never leaves"
     );
 }
+
+/// Triage is read from the chain alone: it survives a restart.
+#[tokio::test]
+async fn triage_survives_a_restart() {
+    let mut f = Fixture::new();
+    let ingest = f.token(Some("acme"), "ingest");
+    let admin = f.token(None, "admin");
+    let read = f.token(Some("acme"), "read");
+    let v = f
+        .decide(
+            &ingest,
+            "agent-5",
+            "search_docs",
+            json!({"q": "ignore previous instructions"}),
+        )
+        .await;
+    assert_eq!(v["decision"], "block", "{v}");
+    let (s, v) = f.send("GET", "/v1/alerts", &read, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let alert = v["alerts"][0]["alert_id"].as_str().unwrap().to_owned();
+    assert_eq!(v["alerts"][0]["state"], "open");
+    let (s, v) = f
+        .send(
+            "POST",
+            &format!("/v1/alerts/{alert}/ack"),
+            &admin,
+            Some(json!({"ticket": "SEC-1"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    f.restart();
+    let admin = f.token(None, "admin");
+    let read = f.token(Some("acme"), "read");
+    let (s, v) = f
+        .send("GET", "/v1/alerts?state=acknowledged", &read, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["alerts"][0]["alert_id"], alert.as_str(), "{v}");
+    assert_eq!(v["alerts"][0]["acknowledged"]["ticket"], "SEC-1");
+    let (s, v) = f
+        .send(
+            "POST",
+            &format!("/v1/alerts/{alert}/ack"),
+            &admin,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::CONFLICT,
+        "still acknowledged after a restart: {v}"
+    );
+}
+
+/// Two resolutions of one alert at once: one is written, the other is a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_resolutions_of_one_alert_write_one_entry() {
+    let f = Fixture::new();
+    let ingest = f.token(Some("acme"), "ingest");
+    let admin = f.token(None, "admin");
+    let read = f.token(Some("acme"), "read");
+    let v = f
+        .decide(&ingest, "agent-5", "search_docs", json!({"q": "jailbreak"}))
+        .await;
+    assert_eq!(v["decision"], "block", "{v}");
+    let (_, v) = f.send("GET", "/v1/alerts", &read, None).await;
+    let alert = v["alerts"][0]["alert_id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/alerts/{alert}/resolve");
+    let body = |r: &str| Some(json!({"resolution": r}));
+    let (a, b) = tokio::join!(
+        f.send("POST", &path, &admin, body("true_positive")),
+        f.send("POST", &path, &admin, body("false_positive")),
+    );
+    let mut codes = [a.0, b.0];
+    codes.sort();
+    assert_eq!(codes, [StatusCode::OK, StatusCode::CONFLICT], "{a:?} {b:?}");
+    assert_eq!(f.entries(&read, "event_type=alert_resolved").await.len(), 1);
+}

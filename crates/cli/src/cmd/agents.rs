@@ -108,12 +108,11 @@ pub fn set_paused(
     r: &RemoteArgs,
     agent: &str,
     pause: bool,
-    tenant: Option<&str>,
-    reason: Option<&str>,
+    (tenant, reason, alert_id): (Option<&str>, Option<&str>, Option<&str>),
     format: TextOrJson,
 ) -> Result<Outcome> {
     let (c, rt) = client(r, "admin")?;
-    let v = rt.block_on(c.set_agent_paused(agent, pause, tenant, reason))?;
+    let v = rt.block_on(c.set_agent_paused(agent, pause, tenant, reason, alert_id))?;
     match format {
         TextOrJson::Json => println!("{}", serde_json::to_string_pretty(&v)?),
         TextOrJson::Text => {

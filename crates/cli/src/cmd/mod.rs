@@ -4,12 +4,13 @@ use anyhow::{Context as _, Result};
 use blackbox_ledger::datadir::DataDir;
 
 use crate::Outcome;
-use crate::cli::{AgentsCmd, RetentionCmd, RulesCmd, TokensCmd, WebhooksCmd};
+use crate::cli::{AgentsCmd, AlertsCmd, RetentionCmd, RulesCmd, TokensCmd, WebhooksCmd};
 use crate::cli::{Cli, Cmd, ForwardSecureArgs, KeysCmd, TextOrJson};
 use crate::output::{aligned, n};
 use blackbox_core::keys::FssParams;
 
 mod agents;
+mod alerts;
 mod append;
 mod erase;
 mod export;
@@ -241,8 +242,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
                 &remote,
                 &agent_id,
                 true,
-                tenant_id.as_deref(),
-                reason.as_deref(),
+                (tenant_id.as_deref(), reason.as_deref(), None),
                 format,
             ),
             AgentsCmd::Resume {
@@ -250,15 +250,75 @@ pub fn run(cli: Cli) -> Result<Outcome> {
                 agent_id,
                 tenant_id,
                 reason,
+                alert_id,
                 format,
             } => agents::set_paused(
                 &remote,
                 &agent_id,
                 false,
-                tenant_id.as_deref(),
-                reason.as_deref(),
+                (tenant_id.as_deref(), reason.as_deref(), alert_id.as_deref()),
                 format,
             ),
+        },
+        Cmd::Alerts { cmd } => match cmd {
+            AlertsCmd::List {
+                data_dir,
+                remote,
+                tenant_id,
+                state,
+                rule,
+                agent_id,
+                since,
+                until,
+                limit,
+                cursor,
+                format,
+            } => alerts::list(&alerts::ListArgs {
+                data_dir,
+                remote,
+                tenant_id,
+                state,
+                rule,
+                agent_id,
+                since,
+                until,
+                limit,
+                cursor,
+                format,
+            }),
+            AlertsCmd::Ack {
+                alert_id,
+                ticket,
+                note,
+                data_dir,
+                remote,
+                format,
+            } => alerts::triage(&alerts::TriageArgs {
+                alert_id,
+                resolution: None,
+                ticket,
+                note,
+                data_dir,
+                remote,
+                format,
+            }),
+            AlertsCmd::Resolve {
+                alert_id,
+                resolution,
+                ticket,
+                note,
+                data_dir,
+                remote,
+                format,
+            } => alerts::triage(&alerts::TriageArgs {
+                alert_id,
+                resolution: Some(resolution),
+                ticket,
+                note,
+                data_dir,
+                remote,
+                format,
+            }),
         },
         Cmd::Rules { cmd } => match cmd {
             RulesCmd::Check { file, format } => rules::check(&file, format),
