@@ -143,6 +143,8 @@ fn append_verify_query_round_trip() {
         "tool_call",
         "--start",
         "2026-04-15",
+        "--time",
+        "claimed",
         "--format",
         "jsonl",
     ]);

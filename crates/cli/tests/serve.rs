@@ -1115,7 +1115,7 @@ fn every_reserved_event_type_is_refused_from_an_ingest_token() {
             Some(&ev.to_string()),
         )
         .unwrap();
-        assert_eq!(s, 400, "{et}: {body}");
+        assert_eq!(s, 422, "{et}: {body}");
         assert!(
             body.contains("reserved") && body.contains(&et),
             "{et}: {body}"
@@ -1181,7 +1181,7 @@ fn a_paused_agent_stays_paused_across_a_restart_whatever_an_agent_posts() {
             Some(&forged.to_string()),
         )
         .unwrap();
-        assert_eq!(s, 400);
+        assert_eq!(s, 422);
     }
     // Its own events are accepted, and recorded as the token's.
     let ev = json!({"agent_id": "a1", "session_id": "s1", "event_type": "agent_note",
@@ -1371,4 +1371,56 @@ fn every_body_route_refuses_a_duplicate_key() {
         assert_eq!(status, 200, "{route} {good}: {body}");
     }
     assert_eq!(custom_entries(), 1 + 1 + 2 + 2);
+}
+
+/// A claimed time outside `[clock]` is accepted, marked in the entry and raised once per agent
+/// as the built-in `clock_skew` alert (the second within 5 minutes is suppressed).
+#[test]
+fn a_skewed_claimed_time_is_marked_and_raises_one_clock_skew_alert() {
+    let (_tmp, dir) = init_store();
+    std::fs::write(format!("{dir}/blackbox.toml"), "[clock]\nalert = true\n").unwrap();
+    let t = token(&dir, "acme", "ingest,read");
+    let srv = Server::start(&dir);
+    for day in ["2025-01-01", "2025-01-02"] {
+        let ev = json!({"agent_id": "a1", "session_id": "s1", "event_type": "note",
+            "timestamp": format!("{day}T00:00:00Z")});
+        let (s, b) = http(
+            srv.addr,
+            "POST",
+            "/v1/events",
+            Some(&t),
+            Some(&ev.to_string()),
+        )
+        .unwrap();
+        assert_eq!(s, 200, "{b}");
+    }
+    drop(srv);
+    let r = run(&["query", "--data-dir", &dir, "--format", "jsonl"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let entries: Vec<Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let notes: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["event_type"] == "note")
+        .collect();
+    assert_eq!(notes.len(), 2);
+    assert!(
+        notes
+            .iter()
+            .all(|e| e["clock_skew_ms"].as_i64().unwrap() < -86_400_000)
+    );
+    let alerts: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["event_type"] == "anomaly_detected")
+        .collect();
+    assert_eq!(alerts.len(), 1, "{entries:?}");
+    assert_eq!(alerts[0]["payload"]["rule"], "clock_skew");
+    assert_eq!(alerts[0]["origin"], json!({"kind": "service"}));
+    assert_eq!(
+        alerts[0]["payload"]["triggered_by"][0],
+        notes[0]["entry_id"]
+    );
 }

@@ -324,6 +324,8 @@ pub struct ClockBound {
     pub max_behind_ms: i64,
     /// Refuse events outside the bound instead of marking them.
     pub refuse: bool,
+    /// Raise a `clock_skew` alert for a marked event (at most one per agent every 5 minutes).
+    pub alert: bool,
 }
 
 impl Default for ClockBound {
@@ -332,6 +334,7 @@ impl Default for ClockBound {
             max_ahead_ms: 5 * 60_000,
             max_behind_ms: 86_400_000,
             refuse: false,
+            alert: false,
         }
     }
 }

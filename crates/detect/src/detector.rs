@@ -302,6 +302,8 @@ pub struct Detector {
     agents: HashMap<String, AgentState>,
     control: HashMap<String, Control>,
     suppress: HashMap<(usize, String), i64>,
+    /// Per agent: until when `clock_skew` alerts are suppressed.
+    clock_skew: HashMap<String, i64>,
     key: String,
     /// Most agents tracked at once.
     pub max_agents: usize,
@@ -315,6 +317,12 @@ fn key_into(buf: &mut String, tenant: &str, agent: &str) {
     buf.push('\u{0}');
     buf.push_str(agent);
 }
+
+/// How long a `clock_skew` alert suppresses the next one of the same agent.
+pub const CLOCK_SKEW_SUPPRESS_MS: i64 = 5 * 60_000;
+
+/// The built-in rule the service raises for an event whose claimed time is outside `[clock]`.
+pub const CLOCK_SKEW_RULE: &str = "clock_skew";
 
 /// The group an alert is suppressed in.
 fn suppress_group(by: SuppressBy, tenant: &str, agent: &str, session: &str) -> String {
@@ -344,6 +352,7 @@ impl Detector {
             agents: HashMap::new(),
             control: HashMap::new(),
             suppress: HashMap::new(),
+            clock_skew: HashMap::new(),
             key: String::new(),
             max_agents: 100_000,
             suppressed: 0,
@@ -686,6 +695,26 @@ impl Detector {
                 st.recent.pop_front();
             }
             st.recent.push_back((ts_ms, id));
+        }
+    }
+
+    /// Whether a `clock_skew` alert for this agent is due at `at_ms` (at most one every
+    /// [`CLOCK_SKEW_SUPPRESS_MS`]); when it is, the next one is suppressed until then.
+    pub fn clock_skew_due(&mut self, tenant: &str, agent: &str, at_ms: i64) -> bool {
+        key_into(&mut self.key, tenant, agent);
+        match self.clock_skew.get_mut(self.key.as_str()) {
+            Some(until) if *until > at_ms => false,
+            Some(until) => {
+                *until = at_ms.saturating_add(CLOCK_SKEW_SUPPRESS_MS);
+                true
+            }
+            None => {
+                self.clock_skew.insert(
+                    self.key.clone(),
+                    at_ms.saturating_add(CLOCK_SKEW_SUPPRESS_MS),
+                );
+                true
+            }
         }
     }
 

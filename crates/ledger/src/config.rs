@@ -31,6 +31,9 @@ max_ahead_seconds = 300
 max_behind_seconds = 86400
 # "mark": accept and mark such events; "refuse": refuse them (HTTP 422, `blackbox append` error).
 out_of_bound = "mark"
+# true: `blackbox serve` also raises a `clock_skew` alert for a marked event (one per agent every
+# 5 minutes). Off by default: agents that replay buffered events send old times honestly.
+alert = false
 
 [redaction]
 # Raw-content fields replaced by `<name>_hash` = "sha256:<hex>" before anything is stored.
@@ -98,6 +101,7 @@ struct RawClock {
     max_ahead_seconds: Option<u64>,
     max_behind_seconds: Option<u64>,
     out_of_bound: Option<String>,
+    alert: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -339,6 +343,7 @@ impl LedgerConfig {
             Ok(i64::try_from(v * 1000).unwrap_or(i64::MAX))
         };
         let clock = blackbox_core::entry::ClockBound {
+            alert: raw.clock.alert.unwrap_or(false),
             max_ahead_ms: secs(raw.clock.max_ahead_seconds, 300, "max_ahead_seconds")?,
             max_behind_ms: secs(raw.clock.max_behind_seconds, 86_400, "max_behind_seconds")?,
             refuse: match raw.clock.out_of_bound.as_deref().unwrap_or("mark") {

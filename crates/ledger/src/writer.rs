@@ -307,6 +307,12 @@ impl Writer {
             .ok_or_else(|| LedgerError::Inconsistent("the HMAC keyring holds no key".to_owned()))
     }
 
+    /// How far a claimed timestamp may lie from this writer's clock before it is marked.
+    #[must_use]
+    pub fn clock(&self) -> blackbox_core::entry::ClockBound {
+        self.settings.clock
+    }
+
     /// Moves a forward-secure current generation to the epoch of `now_ms`, if that is later
     /// than the one held: the keyring file first, then the keys in memory. Returns whether the
     /// key changed.

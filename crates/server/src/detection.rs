@@ -341,6 +341,7 @@ pub fn add_evaluated(
         return Ok(a);
     }
     det.note_entry(tenant, ev.agent_id.as_str(), ts, a.entry_id);
+    clock_skew_alert(sink, det, ev, &a, now, written)?;
     if !firings.is_empty() {
         let who = Subject {
             tenant,
@@ -355,6 +356,64 @@ pub fn add_evaluated(
         record_firings(sink, det, t, firings, now, written)?;
     }
     Ok(a)
+}
+
+/// Raises the built-in `clock_skew` alert (FORMAT.md §14) when an agent's claimed time lay outside
+/// the writer's bound (`[clock]`), at most once per agent every 5 minutes.
+fn clock_skew_alert(
+    sink: &mut AppendSink<'_>,
+    det: &mut Detector,
+    ev: &NormalizedEvent,
+    a: &Appended,
+    now: i64,
+    written: &mut Vec<Written>,
+) -> Result<(), LedgerError> {
+    let bound = sink.writer().clock();
+    let at = blackbox_core::entry::written_ms(a.entry_id.as_u128());
+    let Some(skew) = ev.timestamp_ms.and_then(|c| bound.skew(c, at)) else {
+        return Ok(());
+    };
+    let tenant = ev.tenant_id.as_ref().map_or("", |t| t.as_str());
+    if !bound.alert
+        || ev
+            .origin
+            .as_ref()
+            .is_some_and(blackbox_core::origin::Origin::is_service)
+        || !det.clock_skew_due(tenant, ev.agent_id.as_str(), at)
+    {
+        return Ok(());
+    }
+    let rules = Arc::clone(det.rules());
+    let payload = json!({
+        "rule": blackbox_detect::detector::CLOCK_SKEW_RULE,
+        "description": "the agent's claimed event time is outside the service's clock bound ([clock])",
+        "severity": "low",
+        "action": "alert",
+        "kind": "clock",
+        "enforcement": "none",
+        "triggered_by": [a.entry_id.to_string()],
+        "rules_sha256": rules.source_sha256,
+        "observed": skew,
+        "max_ahead_ms": bound.max_ahead_ms,
+        "max_behind_ms": bound.max_behind_ms,
+    });
+    let who = Subject {
+        tenant,
+        agent: ev.agent_id.as_str(),
+        session: ev.session_id.as_str(),
+    };
+    append_system(
+        sink,
+        who,
+        (
+            "anomaly_detected",
+            Some(blackbox_detect::detector::CLOCK_SKEW_RULE),
+        ),
+        payload,
+        now,
+        written,
+    )?;
+    Ok(())
 }
 
 /// Reads features from a stored entry (history replay and backtests; raw content is gone, so
@@ -404,6 +463,14 @@ pub fn replay(store: &dyn Store, det: &mut Detector, now: i64) -> Result<u64, Se
                     if let Ok(Value::Object(p)) = serde_json::from_str::<Value>(view.payload.get())
                         && let Some(Value::String(rule)) = p.get("rule")
                     {
+                        if rule == blackbox_detect::detector::CLOCK_SKEW_RULE {
+                            // Restores its suppression (the return value is not needed here).
+                            let _ = det.clock_skew_due(
+                                &view.tenant_id,
+                                &view.agent_id,
+                                view.written_ms,
+                            );
+                        }
                         det.note_alert(
                             rule,
                             &view.tenant_id,
