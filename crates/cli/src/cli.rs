@@ -180,7 +180,7 @@ pub enum Cmd {
         /// entry, which an agent cannot move) or `claimed` (the agent's `timestamp`).
         #[arg(long, value_enum, default_value = "written")]
         time: TimeBasis,
-        /// Only entries of this origin: service, token, local, token:<token id> or local:<user>.
+        /// Only entries of this origin: service, token, local, token:ID (a token id) or local:USER.
         #[arg(long)]
         origin: Option<String>,
         #[arg(long)]
@@ -473,7 +473,7 @@ pub enum AlertsCmd {
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
     },
-    /// Acknowledge an open alert (with --server: an admin token; locally: as cli:<os user>).
+    /// Acknowledge an open alert (with --server: an admin token; locally: as cli:USER (the OS user)).
     Ack {
         /// The alert id (the entry_id of its anomaly_detected entry).
         alert_id: String,
