@@ -850,6 +850,8 @@ proptest! {
         prev in any::<[u8; 32]>(),
         personal in prop::option::of(any::<[u8; 32]>()),
         random in any::<[u8; 10]>(),
+        origin in arb_origin(),
+        skew in prop::option::of(-MAX_SAFE_INTEGER_I..=MAX_SAFE_INTEGER_I),
     ) {
         prop_assume!(event_type != "llm_request" && event_type != "tool_call");
         let mut ev = json!({
@@ -859,7 +861,9 @@ proptest! {
         if let Some(cs) = client_seq {
             ev["client_seq"] = json!(cs);
         }
-        let n = norm(ev).unwrap();
+        let mut n = norm(ev).unwrap();
+        n.origin = origin.clone();
+        let skew = skew.filter(|_| origin.is_some());
         let line = seal(&n, &SealParams {
             tenant_id: &TenantId::parse("tenant_xyz").unwrap(),
             seq,
@@ -869,10 +873,13 @@ proptest! {
             key: &key(),
             prev_entry_hash: Hash(prev),
             personal_digest: personal.map(Hash),
-                clock_skew_ms: None,
+            clock_skew_ms: skew,
         }).unwrap().line;
         check_sealed_line(&line)?;
         let view = EntryView::parse(&line).unwrap();
+        prop_assert_eq!(&view.origin, &origin);
+        prop_assert_eq!(view.clock_skew_ms, skew);
+        prop_assert_eq!(view.version, if origin.is_some() { 2 } else { 1 });
         prop_assert_eq!(view.seq, seq);
         prop_assert_eq!(view.timestamp_ms, ts);
         prop_assert_eq!(view.client_seq, client_seq);
@@ -890,6 +897,90 @@ proptest! {
         prop_assert_eq!(&serde_json_canonicalizer::to_vec(&reparsed).unwrap(), &n.payload_jcs);
         // No raw field in these keys: the payload is kept as is, only canonicalised.
         prop_assert_eq!(serde_json_canonicalizer::to_vec(&p).unwrap(), n.payload_jcs);
+    }
+}
+
+const MAX_SAFE_INTEGER_I: i64 = 9_007_199_254_740_991;
+
+/// Any origin (or none: a version-1 entry), with names that need JSON escapes.
+fn arb_origin() -> impl Strategy<Value = Option<blackbox_core::origin::Origin>> {
+    use blackbox_core::origin::Origin;
+    prop_oneof![
+        Just(None),
+        Just(Some(Origin::Service)),
+        (
+            "[0-9a-f]{16}",
+            "(admin|ingest|read|ingest,read)",
+            "(events|decide|mcp)"
+        )
+            .prop_map(|(i, s, v)| Some(Origin::token(&i, &s, &v).unwrap())),
+        ("[a-z]{1,8}", "[a-z\"\\\\\u{e9} ]{1,12}")
+            .prop_map(|(c, u)| Some(Origin::local(&c, &u).unwrap())),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Who wrote an entry and when the writer sequenced it are covered by the HMAC: any other
+    /// origin, written_at or clock mark under the same MAC is reported (HMAC mismatch, or a
+    /// line that no longer parses).
+    #[test]
+    fn provenance_and_writer_time_are_covered_by_the_hmac(
+        origin in arb_origin(),
+        other in arb_origin(),
+        ms in 0u64..253_402_300_799_999,
+        shift in 1u64..1_000_000,
+        skew in prop::option::of(-1_000_000i64..1_000_000),
+        which in 0u8..3,
+    ) {
+        prop_assume!(origin.is_some());
+        let mut n = norm(json!({"agent_id": "a", "session_id": "s", "event_type": "note"})).unwrap();
+        n.origin = origin.clone();
+        let id = next_entry_id(None, ms, [3; 10]);
+        let line = seal(&n, &SealParams {
+            tenant_id: &TenantId::parse("t").unwrap(),
+            seq: 1,
+            entry_id: id,
+            timestamp_ms: 0,
+            key_id: &KeyId::parse("k1").unwrap(),
+            key: &key(),
+            prev_entry_hash: blackbox_core::entry::GENESIS_HASH,
+            personal_digest: None,
+            clock_skew_ms: skew,
+        }).unwrap().line;
+        prop_assert_eq!(check_entry(1, &line, None, Some(&keyring())).hmac, HmacStatus::Valid);
+        let mut v: Value = serde_json::from_slice(&line).unwrap();
+        let o = v.as_object_mut().unwrap();
+        match which {
+            0 => {
+                prop_assume!(other.is_some() && other != origin);
+                let text = other.unwrap().to_jcs();
+                o.insert("origin".into(), serde_json::from_str(&text).unwrap());
+            }
+            1 => {
+                let later = blackbox_core::entry::format_timestamp(
+                    i64::try_from(ms + shift).unwrap(),
+                ).unwrap();
+                o.insert("written_at".into(), json!(later));
+            }
+            _ => {
+                match skew {
+                    Some(k) => o.insert("clock_skew_ms".into(), json!(k + 1)),
+                    None => o.insert("clock_skew_ms".into(), json!(1)),
+                };
+            }
+        }
+        let mac = o.remove("hmac_sha256").unwrap();
+        let mut edited = serde_json_canonicalizer::to_vec(&v).unwrap();
+        edited.pop();
+        edited.extend_from_slice(format!(",\"hmac_sha256\":{mac}}}").as_bytes());
+        let c = check_entry(1, &edited, None, Some(&keyring()));
+        prop_assert!(
+            c.hmac != HmacStatus::Valid,
+            "an edited line kept its MAC: {}",
+            String::from_utf8_lossy(&edited)
+        );
     }
 }
 
