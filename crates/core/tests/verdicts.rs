@@ -1,0 +1,264 @@
+//! Verdicts the tamper suite did not pin down, found by mutation testing (docs/TESTING.md): the
+//! store's chain head, the entry a truncation names, separate deletion gaps, an entry that
+//! arrives before its predecessor, the machine names of finding kinds, and time bounds.
+// Test helpers outside #[test] functions unwrap too (clippy.toml only covers the tests).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use blackbox_core::Hash;
+use blackbox_core::entry::parse_time_bound;
+use blackbox_core::verify::{FindingKind, LogVerifier, Report, check_entry};
+use common::*;
+
+const T: &str = "tenant_xyz";
+
+/// 50 entries of one chain, no checkpoints: only what a test does to it can be reported.
+fn plain() -> Log {
+    build(&LogSpec {
+        checkpoint_every: 0,
+        final_checkpoint: false,
+        ..LogSpec::default()
+    })
+}
+
+/// (kind, seq, message) of every finding.
+fn findings(r: &Report) -> Vec<(FindingKind, u64, String)> {
+    r.findings
+        .iter()
+        .map(|f| (f.kind, f.seq, f.message.clone()))
+        .collect()
+}
+
+/// Verifies the entries of `records` with the keyring, after telling the verifier that the
+/// store's chain head records `head` (size and hash).
+fn verify_with_head(records: &[Record], head: (u64, Hash)) -> Report {
+    let keys = keyring_k1();
+    let mut v = LogVerifier::new(true, None);
+    v.expect_head(T, head.0, head.1);
+    for (i, r) in records.iter().enumerate() {
+        if let Record::Entry { line, sidecar } = r {
+            v.feed(check_entry(
+                i as u64 + 1,
+                line,
+                sidecar.as_deref(),
+                Some(&keys),
+            ));
+        }
+    }
+    v.finish()
+}
+
+fn hash_of(log: &Log, seq: u64) -> Hash {
+    line_hash(log.records[log.index_of(T, seq)].line().unwrap())
+}
+
+#[test]
+fn a_tail_cut_after_the_store_head_is_a_truncation_naming_the_first_missing_entry() {
+    let log = plain();
+    // The store's head says 50 entries; entries 47-50 are gone from the rows.
+    let mut recs = log.records.clone();
+    recs.truncate(log.index_of(T, 47));
+    let r = verify_with_head(&recs, (50, hash_of(&log, 50)));
+    assert_eq!(
+        findings(&r),
+        vec![(
+            FindingKind::Truncation,
+            47,
+            "and later are missing: the store's chain head records 50 entries but 46 are present"
+                .to_owned()
+        )],
+        "{}",
+        describe(&r)
+    );
+    // The head matches what is read: nothing to report.
+    let r = verify_with_head(&log.records, (50, hash_of(&log, 50)));
+    assert!(r.ok(), "{}", describe(&r));
+}
+
+#[test]
+fn a_last_entry_other_than_the_store_head_is_a_modification() {
+    let log = plain();
+    let wrong = hash_of(&log, 49);
+    let r = verify_with_head(&log.records, (50, wrong));
+    assert_eq!(r.findings_total, 1, "{}", describe(&r));
+    let f = r.first().unwrap();
+    assert_eq!((f.kind, f.seq), (FindingKind::Modification, 50));
+    assert_eq!(
+        (f.expected, f.actual),
+        (Some(wrong), Some(hash_of(&log, 50)))
+    );
+}
+
+#[test]
+fn separate_deletion_gaps_are_separate_findings() {
+    let log = plain();
+    let mut recs = log.records.clone();
+    // Entries 10, 20 and 30-32 deleted (highest index first, so the others do not move).
+    for seq in [32, 31, 30, 20, 10] {
+        recs.remove(log.index_of(T, seq));
+    }
+    let r = verify(&recs, Some(&keyring_k1()), None, &[]);
+    assert_eq!(
+        findings(&r),
+        vec![
+            (
+                FindingKind::Deletion,
+                10,
+                "hash mismatch, 1 entry missing".to_owned()
+            ),
+            (
+                FindingKind::Deletion,
+                20,
+                "hash mismatch, 1 entry missing".to_owned()
+            ),
+            (
+                FindingKind::Deletion,
+                30,
+                "hash mismatch, 3 entries missing (through entry 32)".to_owned()
+            ),
+        ],
+        "{}",
+        describe(&r)
+    );
+}
+
+#[test]
+fn an_entry_arriving_before_its_predecessor_is_checked_against_it_when_it_comes() {
+    let log = plain();
+    let mut recs = log.records.clone();
+    let (a, b) = (log.index_of(T, 23), log.index_of(T, 24));
+    recs.swap(a, b);
+    // Honest entries out of order: the reordering, and nothing else (entry 24's link to 23 is
+    // checked when 23 arrives, and holds).
+    for keys in [Some(keyring_k1()), None] {
+        let r = verify(&recs, keys.as_ref(), None, &[]);
+        assert_eq!(
+            findings(&r)
+                .into_iter()
+                .map(|(k, s, _)| (k, s))
+                .collect::<Vec<_>>(),
+            vec![(FindingKind::Reordering, 23)],
+            "{}",
+            describe(&r)
+        );
+    }
+    // Entry 23 changed as well, read without the HMAC key: only entry 24's link, checked when
+    // 23 arrives after it, tells.
+    let line = recs[b].line().unwrap().to_vec();
+    let text = String::from_utf8(line).unwrap();
+    let edited = text.replacen("\"client_seq\":23", "\"client_seq\":99", 1);
+    assert_ne!(edited, text);
+    recs[b] = Record::Entry {
+        line: edited.into_bytes(),
+        sidecar: match &recs[b] {
+            Record::Entry { sidecar, .. } => sidecar.clone(),
+            Record::Checkpoint { .. } => unreachable!(),
+        },
+    };
+    let r = verify(&recs, None, None, &[]);
+    let got: Vec<(FindingKind, u64)> = findings(&r).into_iter().map(|(k, s, _)| (k, s)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (FindingKind::Modification, 23),
+            (FindingKind::Reordering, 23)
+        ],
+        "{}",
+        describe(&r)
+    );
+}
+
+#[test]
+fn finding_kinds_have_their_documented_machine_names() {
+    let table = [
+        (
+            FindingKind::Modification,
+            "modification",
+            "modification detected",
+        ),
+        (FindingKind::Deletion, "deletion", "deletion detected"),
+        (FindingKind::Insertion, "insertion", "insertion detected"),
+        (FindingKind::Reordering, "reordering", "reordering detected"),
+        (FindingKind::Replay, "replay", "replayed entry detected"),
+        (FindingKind::Truncation, "truncation", "truncation detected"),
+        (FindingKind::WrongKey, "wrong_key", "wrong key"),
+        (FindingKind::UnknownKey, "unknown_key", "unknown key"),
+        (
+            FindingKind::BadCheckpointSignature,
+            "bad_checkpoint_signature",
+            "bad checkpoint signature",
+        ),
+        (
+            FindingKind::CheckpointMismatch,
+            "checkpoint_mismatch",
+            "checkpoint inconsistent with entries",
+        ),
+        (FindingKind::Malformed, "malformed", "malformed entry"),
+        (
+            FindingKind::UnmarkedRedaction,
+            "unmarked_redaction",
+            "unmarked redaction",
+        ),
+        (
+            FindingKind::IdNotIncreasing,
+            "id_not_increasing",
+            "clock manipulation or reordering detected",
+        ),
+        (
+            FindingKind::ErasureIncomplete,
+            "erasure_incomplete",
+            "erasure marker does not match the entries",
+        ),
+        (
+            FindingKind::EpochNotIncreasing,
+            "epoch_not_increasing",
+            "forward-secure epoch went back",
+        ),
+    ];
+    let format_md = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/FORMAT.md"),
+    )
+    .unwrap();
+    for (kind, name, detected) in table {
+        assert_eq!(kind.as_str(), name);
+        assert_eq!(kind.to_string(), name);
+        assert_eq!(kind.detected(), detected);
+        assert!(
+            format_md.contains(&format!("`{name}`")),
+            "`{name}` is not in docs/FORMAT.md"
+        );
+    }
+}
+
+#[test]
+fn time_bounds_read_dates_as_whole_days_and_rfc3339_as_given() {
+    // 2026-04-14T00:00:00Z.
+    let day = 1_776_124_800_000;
+    assert_eq!(parse_time_bound("2026-04-14", false), Ok(day));
+    assert_eq!(
+        parse_time_bound("2026-04-14", true),
+        Ok(day + 86_400_000 - 1)
+    );
+    assert_eq!(
+        parse_time_bound("2026-04-14T18:00:00.123Z", false),
+        Ok(BASE_MS)
+    );
+    assert_eq!(
+        parse_time_bound("2026-04-14T18:00:00.123Z", true),
+        Ok(BASE_MS)
+    );
+    assert_eq!(
+        parse_time_bound("2026-04-14T20:00:00.123+02:00", false),
+        Ok(BASE_MS)
+    );
+    for bad in [
+        "",
+        "yesterday",
+        "2026-13-01",
+        "2026-04-14T25:00:00Z",
+        "1776124800",
+    ] {
+        assert!(parse_time_bound(bad, false).is_err(), "{bad:?}");
+    }
+}
