@@ -262,3 +262,53 @@ fn time_bounds_read_dates_as_whole_days_and_rfc3339_as_given() {
         assert!(parse_time_bound(bad, false).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn a_modified_entry_is_reported_once_not_again_by_the_link_after_it() {
+    let log = plain();
+    let mut recs = log.records.clone();
+    let i = log.index_of(T, 17);
+    let text = String::from_utf8(recs[i].line().unwrap().to_vec()).unwrap();
+    let edited = text.replacen("\"client_seq\":17", "\"client_seq\":71", 1);
+    assert_ne!(edited, text);
+    let sidecar = match &recs[i] {
+        Record::Entry { sidecar, .. } => sidecar.clone(),
+        Record::Checkpoint { .. } => unreachable!(),
+    };
+    recs[i] = Record::Entry {
+        line: edited.into_bytes(),
+        sidecar,
+    };
+    let r = verify(&recs, Some(&keyring_k1()), None, &[]);
+    assert_eq!(
+        findings(&r),
+        vec![(
+            FindingKind::Modification,
+            17,
+            "HMAC mismatch: content changed after signing".to_owned()
+        )],
+        "{}",
+        describe(&r)
+    );
+}
+
+#[test]
+fn the_verifier_debug_form_shows_its_counts() {
+    let log = plain();
+    let keys = keyring_k1();
+    let mut v = LogVerifier::new(true, None);
+    for (i, r) in log.records.iter().take(3).enumerate() {
+        if let Record::Entry { line, sidecar } = r {
+            v.feed(check_entry(
+                i as u64 + 1,
+                line,
+                sidecar.as_deref(),
+                Some(&keys),
+            ));
+        }
+    }
+    assert_eq!(
+        format!("{v:?}"),
+        "LogVerifier { entries: 3, chains: 1, findings_total: 0, .. }"
+    );
+}
