@@ -312,3 +312,21 @@ fn the_verifier_debug_form_shows_its_counts() {
         "LogVerifier { entries: 3, chains: 1, findings_total: 0, .. }"
     );
 }
+
+#[test]
+fn split_line_needs_both_the_hmac_member_and_the_closing_brace() {
+    use blackbox_core::entry::split_line;
+    let log = plain();
+    let line = log.records[0].line().unwrap().to_vec();
+    let (body, _) = split_line(&line).unwrap();
+    assert_eq!(body.last(), Some(&b'}'));
+    // The right member, but not closed by `"}`.
+    let mut unclosed = line.clone();
+    let n = unclosed.len();
+    unclosed[n - 1] = b']';
+    assert!(split_line(&unclosed).is_err());
+    // Closed by `"}`, but another member last.
+    let text = String::from_utf8(line).unwrap();
+    let renamed = text.replacen("\"hmac_sha256\":", "\"hmac_sha257\":", 1);
+    assert!(split_line(renamed.as_bytes()).is_err());
+}
