@@ -330,3 +330,109 @@ fn split_line_needs_both_the_hmac_member_and_the_closing_brace() {
     let renamed = text.replacen("\"hmac_sha256\":", "\"hmac_sha257\":", 1);
     assert!(split_line(renamed.as_bytes()).is_err());
 }
+
+#[test]
+fn a_line_too_short_to_hold_a_member_before_the_hmac_is_refused() {
+    use blackbox_core::entry::{HMAC_SUFFIX_LEN, line_digests, split_line};
+    let suffix = format!(",\"hmac_sha256\":\"{}\"}}", "ab".repeat(32));
+    assert_eq!(suffix.len(), HMAC_SUFFIX_LEN);
+    // `{` and the suffix: no member before the MAC, not an entry (the body would be `{}`).
+    let bare = format!("{{{suffix}");
+    assert!(split_line(bare.as_bytes()).is_err());
+    // Shorter than the suffix: an error, not a panic.
+    assert!(split_line(&bare.as_bytes()[..HMAC_SUFFIX_LEN - 1]).is_err());
+    // The suffix alone has no body to digest; `{` and the suffix has the body `{}`.
+    assert_eq!(line_digests(suffix.as_bytes()).body_digest, None);
+    assert_eq!(
+        line_digests(bare.as_bytes()).body_digest,
+        Some(Hash::digest(b"{}"))
+    );
+}
+
+#[test]
+fn two_consecutive_modified_entries_are_two_findings_without_the_key() {
+    let log = plain();
+    let mut recs = log.records.clone();
+    for seq in [10_u64, 11] {
+        let i = log.index_of(T, seq);
+        let text = String::from_utf8(recs[i].line().unwrap().to_vec()).unwrap();
+        let edited = text.replacen(
+            &format!("\"client_seq\":{seq}"),
+            &format!("\"client_seq\":{}", seq + 100),
+            1,
+        );
+        assert_ne!(edited, text);
+        let sidecar = match &recs[i] {
+            Record::Entry { sidecar, .. } => sidecar.clone(),
+            Record::Checkpoint { .. } => unreachable!(),
+        };
+        recs[i] = Record::Entry {
+            line: edited.into_bytes(),
+            sidecar,
+        };
+    }
+    // Only the links tell: entry 11's link to 10, and entry 12's link to 11.
+    let r = verify(&recs, None, None, &[]);
+    let got: Vec<(FindingKind, u64)> = findings(&r).into_iter().map(|(k, s, _)| (k, s)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (FindingKind::Modification, 10),
+            (FindingKind::Modification, 11)
+        ],
+        "{}",
+        describe(&r)
+    );
+}
+
+#[test]
+fn a_marker_listing_an_entry_under_another_entry_id_resolves_nothing() {
+    use blackbox_core::keys::HmacKey;
+    let log = plain();
+    let mut recs = log.records.clone();
+    let i = recs
+        .iter()
+        .position(|r| {
+            matches!(
+                r,
+                Record::Entry {
+                    sidecar: Some(_),
+                    ..
+                }
+            )
+        })
+        .unwrap();
+    let seq = recs[i].json()["seq"].as_u64().unwrap();
+    if let Record::Entry { sidecar, .. } = &mut recs[i] {
+        *sidecar = None;
+    }
+    // The seq of the erased entry, the entry_id of the one after it.
+    let other = recs[i + 1].json()["entry_id"].as_str().unwrap().to_owned();
+    let payload = serde_json::json!({"count": 1, "part": 1, "parts": 1, "reason": "GDPR",
+        "redacted": [{"entry_id": other, "seq": seq}], "requested_by": "cli", "ticket": "DSR-2"});
+    let mut w = ChainWriter::resume(T, &recs);
+    recs.push(w.append_marker(
+        &payload,
+        BASE_MS + 3_600_000,
+        &key_id("k1"),
+        &HmacKey::from_bytes(K1),
+        &mut Rng::new(9),
+    ));
+    let r = verify(&recs, Some(&keyring_k1()), None, &[]);
+    let got: Vec<(FindingKind, u64)> = findings(&r).into_iter().map(|(k, s, _)| (k, s)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (FindingKind::UnmarkedRedaction, seq),
+            (FindingKind::ErasureIncomplete, seq)
+        ],
+        "{}",
+        describe(&r)
+    );
+    assert!(
+        r.findings[1].message.contains("under another entry_id"),
+        "{}",
+        describe(&r)
+    );
+    assert_eq!(r.chains[0].redacted, 0);
+}
