@@ -572,4 +572,28 @@ fn an_anchor_is_counted_as_a_checkpoint_and_as_verified_only_when_signed() {
     assert_first(&r, FindingKind::Deletion, 18);
     assert_eq!(r.checkpoints_seen, 1);
     assert_eq!(r.chains[0].checkpoints_verified, 0, "{}", describe(&r));
+
+    // Entry 12 deleted inside the first file (reported there), the anchor at 20 then matches
+    // the entries read but not their Merkle state: again verified only with the public key.
+    let gap: Vec<Item> = a
+        .iter()
+        .filter(|i| !matches!(i, Item::Rec(r) if r.tenant_seq().is_some_and(|(_, s)| s == 12)))
+        .cloned()
+        .collect();
+    let r = full(&[&gap, &b]);
+    assert_first(&r, FindingKind::Deletion, 12);
+    assert_eq!(r.chains[0].checkpoints_verified, 1, "{}", describe(&r));
+    let r = run(&[&gap, &b], Some(&keyring_k1()), None);
+    assert_first(&r, FindingKind::Deletion, 12);
+    assert_eq!(r.chains[0].checkpoints_verified, 0, "{}", describe(&r));
+}
+
+#[test]
+fn an_anchor_line_that_cannot_be_read_is_counted_and_malformed() {
+    let mut v = LogVerifier::new(false, None);
+    v.add_anchor_line(1, b"{\"anchor\":{}}");
+    let r = v.finish();
+    assert_eq!(r.checkpoints_seen, 1);
+    assert_eq!(r.findings_total, 1);
+    assert_eq!(r.first().unwrap().kind, FindingKind::Malformed);
 }

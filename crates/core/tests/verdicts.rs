@@ -436,3 +436,41 @@ fn a_marker_listing_an_entry_under_another_entry_id_resolves_nothing() {
     );
     assert_eq!(r.chains[0].redacted, 0);
 }
+
+#[test]
+fn a_wrong_key_is_not_assumed_when_a_link_is_broken_too() {
+    // Every HMAC fails under the wrong key; with every link intact that is one `wrong_key`
+    // finding. Entry 20 modified as well breaks entry 21's link: the failures are no longer
+    // explained by the key alone, and every one is reported.
+    let log = plain();
+    let r = verify(&log.records, Some(&wrong_keyring()), None, &[]);
+    assert_eq!(
+        findings(&r)
+            .into_iter()
+            .map(|(k, s, _)| (k, s))
+            .collect::<Vec<_>>(),
+        vec![(FindingKind::WrongKey, 1)],
+        "{}",
+        describe(&r)
+    );
+    let mut recs = log.records.clone();
+    let i = log.index_of(T, 20);
+    let text = String::from_utf8(recs[i].line().unwrap().to_vec()).unwrap();
+    let edited = text.replacen("\"client_seq\":20", "\"client_seq\":2000", 1);
+    assert_ne!(edited, text);
+    let sidecar = match &recs[i] {
+        Record::Entry { sidecar, .. } => sidecar.clone(),
+        Record::Checkpoint { .. } => unreachable!(),
+    };
+    recs[i] = Record::Entry {
+        line: edited.into_bytes(),
+        sidecar,
+    };
+    let r = verify(&recs, Some(&wrong_keyring()), None, &[]);
+    assert!(
+        r.findings.iter().all(|f| f.kind != FindingKind::WrongKey),
+        "{}",
+        describe(&r)
+    );
+    assert_eq!(r.findings_total, 50, "{}", describe(&r));
+}
