@@ -1646,14 +1646,17 @@ impl LogVerifier {
         }
         for (generation, (markers, redactions)) in &self.unchecked_markers {
             let held = self.erased.get(generation).map_or(0, |(_, h)| *h);
+            let (them, their) = if *markers == 1 {
+                ("it", "its")
+            } else {
+                ("them", "their")
+            };
             not_checked.push(format!(
-                "{} {} under {} {} signed in forward-secure epochs before e{held} of {generation}: taken on the chain links and checkpoints around {}, not on {} own HMAC (only the auditor's initial key can check it)",
+                "{} {} under {} {} signed in forward-secure epochs before e{held} of {generation}: taken on the chain links and checkpoints around {them}, not on {their} own HMAC (only the auditor's initial key can check {them})",
                 group_thousands(*redactions),
                 if *redactions == 1 { "redaction" } else { "redactions" },
                 group_thousands(*markers),
                 if *markers == 1 { "erasure marker" } else { "erasure markers" },
-                if *markers == 1 { "it" } else { "them" },
-                if *markers == 1 { "its" } else { "their" },
             ));
         }
         not_checked.append(&mut self.anchor_notes);
