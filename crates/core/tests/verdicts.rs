@@ -474,3 +474,17 @@ fn a_wrong_key_is_not_assumed_when_a_link_is_broken_too() {
     );
     assert_eq!(r.findings_total, 50, "{}", describe(&r));
 }
+
+#[test]
+fn findings_beyond_the_cap_are_counted_not_kept() {
+    use blackbox_core::verify::MAX_FINDINGS;
+    let mut v = LogVerifier::new(false, None);
+    let n = MAX_FINDINGS as u64 + 2;
+    for i in 1..=n {
+        v.feed(check_entry(i, b"not an entry", None, None));
+    }
+    let r = v.finish();
+    assert_eq!(r.findings.len(), MAX_FINDINGS);
+    assert_eq!(r.findings_total, n);
+    assert!(r.findings.iter().all(|f| f.kind == FindingKind::Malformed));
+}
