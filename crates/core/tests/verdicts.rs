@@ -488,3 +488,33 @@ fn findings_beyond_the_cap_are_counted_not_kept() {
     assert_eq!(r.findings_total, n);
     assert!(r.findings.iter().all(|f| f.kind == FindingKind::Malformed));
 }
+
+#[test]
+fn split_line_takes_a_short_entry_with_one_member_before_the_hmac() {
+    use blackbox_core::entry::split_line;
+    let hex = "ab".repeat(32);
+    let line = format!("{{\"a\":1,\"hmac_sha256\":\"{hex}\"}}");
+    let (body, mac) = split_line(line.as_bytes()).unwrap();
+    assert_eq!(body, b"{\"a\":1}");
+    assert_eq!(mac, [0xab; 32]);
+}
+
+#[test]
+fn entry_ids_given_by_a_person_must_be_uuid_v7() {
+    use blackbox_core::entry::parse_entry_id;
+    let v7 = "01a2430b-0388-791b-b469-3e289021cdd4";
+    assert_eq!(
+        parse_entry_id(&format!(" {v7}\n"))
+            .unwrap()
+            .hyphenated()
+            .to_string(),
+        v7
+    );
+    assert_eq!(
+        parse_entry_id("01A2430B0388791BB4693E289021CDD4").map(|u| u.hyphenated().to_string()),
+        Ok(v7.to_owned())
+    );
+    // A UUIDv4, and text that is no UUID.
+    assert!(parse_entry_id("9f1c2a4e-7b3d-4e5f-8a6b-0c1d2e3f4a5b").is_err());
+    assert!(parse_entry_id("entry 12").is_err());
+}
