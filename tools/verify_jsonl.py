@@ -12,6 +12,9 @@ are still checked against its checkpoint, but not the signature.
 Forward-secure key generations (FORMAT.md §17) are read from `fss` keyring lines: entries named
 `<gen>-e<e>` are checked under the epoch key derived from the state held, entries of epochs before
 it are listed as not checked. --key-file may be repeated (e.g. a keyring and an initial file).
+An erasure marker resolves the redactions it lists when its HMAC verifies or is not checked (no
+key, or an erased epoch: then the output says so), never when it fails or names an unknown key
+(FORMAT.md §5 "Markers whose HMAC is not checked").
 
 usage: verify_jsonl.py LOG [LOG ...] [--key-file hmac.keys ...] [--public-key checkpoint.pub]
 exit: 0 OK, 1 TAMPERED, 2 usage error
@@ -197,6 +200,7 @@ def main(argv):
         return 2
     keys, fss = load_keys(key_files)
     erased = {}  # generation -> entries whose epoch key is gone
+    unchecked_markers = {}  # generation -> [markers of erased epochs applied, redactions they resolved]
     vkey = load_vkey(opts["--public-key"]) if "--public-key" in opts else None
     ed = None
     if vkey:
@@ -275,7 +279,7 @@ def main(argv):
         c = chains.setdefault(t, {"next": 1, "prev": GENESIS, "tree": Tree(), "roots": {}, "start": 0})
         body = line[:-SUFFIX] + b"}"
         assert line[-SUFFIX:] == b',"hmac_sha256":"' + e["hmac_sha256"].encode() + b'"}', f"line {n}: HMAC is not the last member"
-        mac_bad = False
+        mac_bad, mac_erased = False, False
         epoch_id = EPOCH_ID.match(e["key_id"])
         if epoch_id:
             gen, ep = epoch_id.group(1), int(epoch_id.group(2))
@@ -290,7 +294,7 @@ def main(argv):
                 k = fss[gen].key(ep)
                 if k is None:
                     erased[gen] = erased.get(gen, 0) + 1
-                    k = False
+                    k, mac_erased = False, True
             else:
                 k = None
             if k is False:
@@ -309,8 +313,8 @@ def main(argv):
             elif "sha256:" + sha(sidecar).hex() != e["personal_digest"]:
                 problems.append(f"entry {e['seq']} ({n}): personal sidecar does not match")
         sidecar = None
-        if e["event_type"] == "erasure" and not (keys and mac_bad):
-            erased = c.setdefault("erased", set())
+        if e["event_type"] == "erasure" and not mac_bad:
+            done = c.setdefault("erased", set())
             p = e["payload"]
             ok = (set(p) == {"count", "part", "parts", "reason", "redacted", "requested_by", "ticket"}
                   and p["count"] == len(p["redacted"]) <= 10000 and 1 <= p["part"] <= p["parts"]
@@ -319,17 +323,21 @@ def main(argv):
                 problems.append(f"entry {e['seq']} ({n}): erasure marker cannot be read")
             else:
                 c["markers"] = c.get("markers", 0) + 1
+                before = len(done)
                 for r in p["redacted"]:
                     s_, pending = r["seq"], c.setdefault("unmarked", {})
                     if s_ >= e["seq"]:
                         problems.append(f"entry {e['seq']} ({n}): erasure marker lists entry {s_}, which does not precede it")
-                    elif s_ <= c["start"] or s_ in erased:
+                    elif s_ <= c["start"] or s_ in done:
                         pass
                     elif pending.get(s_, (None,))[0] == r["entry_id"]:
                         del pending[s_]
-                        erased.add(s_)
+                        done.add(s_)
                     else:
                         problems.append(f"entry {s_} ({n}): listed by an erasure marker but its personal data was not erased")
+                if mac_erased:
+                    u = unchecked_markers.setdefault(gen, [0, 0])
+                    u[0], u[1] = u[0] + 1, u[1] + len(done) - before
         h = sha(line)
         c["next"], c["prev"] = e["seq"] + 1, "sha256:" + h.hex()
         c["tree"].push(leaf(h))
@@ -367,6 +375,8 @@ def main(argv):
         print("  origin: " + ", ".join(f"{k} {v:,}" for k, v in sorted(origins.items())))
     for gen, count in erased.items():
         notes.append(f"HMACs of {count} entries in forward-secure epochs before e{fss[gen].held} of {gen}: only the auditor's initial key can check them")
+    for gen, (m, r) in unchecked_markers.items():
+        notes.append(f"{r:,} redaction(s) under {m:,} erasure marker(s) signed in forward-secure epochs before e{fss[gen].held} of {gen}: taken on the chain links and checkpoints around them, not on their own HMAC")
     for note in notes:
         print(f"  not checked: {note}")
     return 0

@@ -257,3 +257,188 @@ fn keys_rotate_forward_secure_and_combined_key_files() {
     let r = run(&["keys", "rotate", "--data-dir", &d, "--epoch", "1h"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+/// `blackbox <args>` with the writer's clock at `at_ms` (`BLACKBOX_TEST_NOW`).
+fn run_at(at_ms: i64, args: &[&str], stdin: Option<&str>) -> common::Run {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let now = blackbox_core::entry::format_timestamp(at_ms).unwrap();
+    let mut c = common::bin();
+    c.env("BLACKBOX_TEST_NOW", &now)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut si = child.stdin.take().unwrap();
+    si.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(si);
+    let out = child.wait_with_output().unwrap();
+    common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Issue 15 item 7: once the epoch of an erasure marker had passed, `blackbox verify` with the
+/// service's own keyring reported an honest forward-secure log TAMPERED ("unmarked redaction"):
+/// the marker's HMAC could no longer be checked, so it resolved nothing.
+#[test]
+fn an_erasure_in_a_passed_forward_secure_epoch_verifies_with_the_service_keyring() {
+    const GONE: &str = "ds_9c1e4b7a2f6d0e8c3b5a";
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let d = dir.to_str().unwrap();
+    // One-minute epochs (the shortest allowed); the clock is set, so the test takes no time.
+    let r = run(&[
+        "init",
+        "--data-dir",
+        d,
+        "--log-name",
+        "blackbox/test",
+        "--forward-secure",
+        "--epoch",
+        "1m",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let initial = dir.join("keys/k1.fss-initial.keys");
+    let text = std::fs::read_to_string(&initial).unwrap();
+    let line = text.lines().find(|l| l.starts_with("k1 fss 60 ")).unwrap();
+    let origin_ms = line.split(' ').nth(3).unwrap().parse::<i64>().unwrap() * 1000;
+    let minute = 60_000;
+
+    // Epoch 0: events naming the subject (and one that does not).
+    let mut events = String::new();
+    for i in 0..6 {
+        let subjects = if i % 2 == 0 {
+            format!(r#","data_subjects":["{GONE}"]"#)
+        } else {
+            String::new()
+        };
+        events.push_str(&format!(
+            r#"{{"tenant_id":"acme","agent_id":"a","session_id":"s","event_type":"tool_call","payload":{{"tool_name":"crm.lookup","n":{i}}}{subjects}}}"#
+        ));
+        events.push('\n');
+    }
+    let r = run_at(
+        origin_ms + 5_000,
+        &["append", "--data-dir", d],
+        Some(&events),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Epoch 1: the erasure and its marker.
+    let r = run_at(
+        origin_ms + minute + 5_000,
+        &[
+            "erase",
+            "--data-dir",
+            d,
+            "--data-subject",
+            GONE,
+            "--reason",
+            "GDPR Art. 17",
+            "--ticket",
+            "DSR-7",
+        ],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    // Epoch 3: more entries; the keyring moves on and the keys of epochs 0-2 are gone.
+    let r = run_at(
+        origin_ms + 3 * minute + 5_000,
+        &["append", "--data-dir", d],
+        Some(&events.replace(&format!(r#","data_subjects":["{GONE}"]"#), "")),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let keyring = dir.join("keys/hmac.keys");
+    let held = std::fs::read_to_string(&keyring).unwrap();
+    assert!(held.contains(" 3 "), "the keyring holds epoch 3: {held}");
+
+    // The service's keyring: OK, and it says what rests on unchecked HMACs.
+    let r = run(&["verify", "--data-dir", d]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("3 entries redacted under 1 erasure marker"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(
+            "HMACs of 7 entries in forward-secure epochs before e3 of k1: only the auditor's initial key can check them"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(
+            "3 redactions under 1 erasure marker signed in forward-secure epochs before e3 of k1: taken on the chain links and checkpoints around it"
+        ),
+        "{}",
+        r.stdout
+    );
+
+    // The exported log, with the service's keyring and with the auditor's initial key.
+    let log = tmp.path().join("audit.jsonl");
+    let r = run(&[
+        "export-log",
+        "--data-dir",
+        d,
+        "--output",
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let pubkey = dir.join("checkpoint.pub");
+    for key in [&keyring, &initial] {
+        let r = run(&[
+            "verify",
+            "--log-file",
+            log.to_str().unwrap(),
+            "--key-file",
+            key.to_str().unwrap(),
+            "--public-key",
+            pubkey.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        assert_eq!(r.code, 0, "{}: {}{}", key.display(), r.stdout, r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(v["redacted"], 3, "{v}");
+        assert_eq!(v["erasure_markers"], 1, "{v}");
+        if key == &initial {
+            assert_eq!(v["not_checked"], serde_json::json!([]), "{v}");
+            assert_eq!(v["hmac_valid_by_key"]["k1"], 13, "{v}");
+        }
+    }
+
+    // A marker edited after signing: where its HMAC can be checked (the initial key) it resolves
+    // nothing; where it cannot (the service's keyring), the next entry's link to it breaks.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let marker = text
+        .lines()
+        .find(|l| l.contains(r#""event_type":"erasure""#))
+        .unwrap();
+    let edited = marker.replacen("GDPR Art. 17", "GDPR Art. 18", 1);
+    assert_ne!(edited, marker);
+    let forged = tmp.path().join("forged.jsonl");
+    std::fs::write(&forged, text.replacen(marker, &edited, 1)).unwrap();
+    for (key, unmarked) in [(&initial, true), (&keyring, false)] {
+        let r = run(&[
+            "verify",
+            "--log-file",
+            forged.to_str().unwrap(),
+            "--key-file",
+            key.to_str().unwrap(),
+            "--all",
+        ]);
+        assert_eq!(r.code, 1, "{}", r.stdout);
+        assert_eq!(
+            r.stdout.contains("unmarked redaction"),
+            unmarked,
+            "{}: {}",
+            key.display(),
+            r.stdout
+        );
+    }
+}

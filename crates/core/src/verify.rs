@@ -679,6 +679,9 @@ pub struct LogVerifier {
     anchor_notes: Vec<String>,
     /// Per forward-secure generation: entries whose epoch key was erased, and the epoch held.
     erased: BTreeMap<String, (u64, u64)>,
+    /// Per forward-secure generation: erasure markers of erased epochs that were applied without
+    /// their HMAC being checked, and the redactions they resolved (FORMAT.md §5, §17).
+    unchecked_markers: BTreeMap<String, (u64, u64)>,
 }
 
 impl fmt::Debug for LogVerifier {
@@ -698,6 +701,24 @@ fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
         None => {
             map.insert(key.to_owned(), 1);
         }
+    }
+}
+
+/// Whether an erasure marker with this HMAC outcome may resolve the redactions it lists
+/// (FORMAT.md §5 "Verifying redactions", §17 "Verification").
+///
+/// A marker whose MAC verifies was written by the log itself (clients cannot send the `erasure`
+/// type). A marker whose MAC was not checked — no keyring, or a forward-secure epoch before the
+/// state the keyring holds — is in the position of every other entry whose MAC was not checked:
+/// it is trusted as far as the chain links, Merkle roots and checkpoints around it, and the report
+/// says its MAC was not checked. A marker whose MAC could be checked and fails, or whose key id
+/// the keyring does not know, resolves nothing: otherwise anyone who can write the log's storage
+/// could hide the removal of personal data behind a marker of their own.
+#[must_use]
+const fn marker_trusted(hmac: HmacStatus) -> bool {
+    match hmac {
+        HmacStatus::Valid | HmacStatus::NotChecked | HmacStatus::Erased { .. } => true,
+        HmacStatus::Invalid | HmacStatus::UnknownKey => false,
     }
 }
 
@@ -726,6 +747,7 @@ impl LogVerifier {
             late_checkpoints: Vec::new(),
             anchor_notes: Vec::new(),
             erased: BTreeMap::new(),
+            unchecked_markers: BTreeMap::new(),
         }
     }
 
@@ -1435,9 +1457,6 @@ impl LogVerifier {
             self.chain(tenant).hmac_fail_finding.insert(s, idx);
         }
         if let Some(listed) = &c.erasure {
-            // A marker counts only if its own signature holds: one forged without the key (or
-            // under an unknown key) accounts for nothing.
-            let authentic = matches!(c.hmac, HmacStatus::Valid | HmacStatus::NotChecked);
             match listed {
                 Err(why) => {
                     self.push(Finding::new(
@@ -1448,17 +1467,28 @@ impl LogVerifier {
                         format!("is an erasure marker that cannot be read: {why}"),
                     ));
                 }
-                Ok(list) if authentic && !hmac_fail => self.apply_marker(tenant, s, pos, list),
+                Ok(list) if marker_trusted(c.hmac) => {
+                    let resolved = self.apply_marker(tenant, s, pos, list);
+                    if matches!(c.hmac, HmacStatus::Erased { .. }) {
+                        let (markers, redactions) = self
+                            .unchecked_markers
+                            .entry(key_label.to_owned())
+                            .or_default();
+                        *markers += 1;
+                        *redactions += resolved;
+                    }
+                }
                 Ok(_) => {}
             }
         }
         self.settle_checkpoints(tenant);
     }
 
-    /// Resolves the absent sidecars an authentic erasure marker (entry `marker` at `pos`)
-    /// lists, and reports the entries it lists that were not erased.
-    fn apply_marker(&mut self, tenant: &str, marker: u64, pos: u64, list: &[(u64, u128)]) {
+    /// Resolves the absent sidecars a trusted erasure marker (entry `marker` at `pos`) lists,
+    /// and reports the entries it lists that were not erased. Returns how many it resolved.
+    fn apply_marker(&mut self, tenant: &str, marker: u64, pos: u64, list: &[(u64, u128)]) -> u64 {
         let mut out = Vec::new();
+        let mut resolved = 0;
         let state = self.chain(tenant);
         state.erasure_markers += 1;
         for &(seq, id) in list {
@@ -1485,6 +1515,7 @@ impl LogVerifier {
                     state.unmarked.remove(&seq);
                     state.erased.insert(seq);
                     state.redacted += 1;
+                    resolved += 1;
                 }
                 Some(&(found, _)) => out.push(Finding::new(tenant, seq, pos, FindingKind::ErasureIncomplete, format!("is listed by the erasure marker at entry {} under another entry_id ({}; the entry has {})", group_thousands(marker), uuid::Uuid::from_u128(id).hyphenated(), uuid::Uuid::from_u128(found).hyphenated()))),
                 None => out.push(Finding::new(tenant, seq, pos, FindingKind::ErasureIncomplete, format!("is listed by the erasure marker at entry {} but its personal data was not erased (its sidecar is present, or it never had one)", group_thousands(marker)))),
@@ -1493,6 +1524,7 @@ impl LogVerifier {
         for f in out {
             self.push(f);
         }
+        resolved
     }
 
     /// Ends verification and returns the report.
@@ -1629,6 +1661,21 @@ impl LogVerifier {
                 "HMACs of {} {} in forward-secure epochs before e{held} of {generation}: only the auditor's initial key can check them",
                 group_thousands(*n),
                 if *n == 1 { "entry" } else { "entries" }
+            ));
+        }
+        for (generation, (markers, redactions)) in &self.unchecked_markers {
+            let held = self.erased.get(generation).map_or(0, |(_, h)| *h);
+            let (them, their) = if *markers == 1 {
+                ("it", "its")
+            } else {
+                ("them", "their")
+            };
+            not_checked.push(format!(
+                "{} {} under {} {} signed in forward-secure epochs before e{held} of {generation}: taken on the chain links and checkpoints around {them}, not on {their} own HMAC (only the auditor's initial key can check {them})",
+                group_thousands(*redactions),
+                if *redactions == 1 { "redaction" } else { "redactions" },
+                group_thousands(*markers),
+                if *markers == 1 { "erasure marker" } else { "erasure markers" },
             ));
         }
         not_checked.append(&mut self.anchor_notes);

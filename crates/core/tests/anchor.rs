@@ -537,3 +537,63 @@ proptest! {
         }
     }
 }
+
+/// Found by mutation testing (docs/TESTING.md): an anchor is counted among the checkpoints seen,
+/// and among those verified only when its signature was checked.
+#[test]
+fn an_anchor_is_counted_as_a_checkpoint_and_as_verified_only_when_signed() {
+    let log = build(&LogSpec {
+        checkpoint_every: 0,
+        final_checkpoint: false,
+        ..LogSpec::default()
+    });
+    let (a, b) = split(&log, after_entry(&log, 20));
+    // The second file alone: its anchor is the one checkpoint seen.
+    let r = full(&[&b]);
+    assert_ok(&r);
+    assert_eq!(r.checkpoints_seen, 1);
+    assert_eq!(r.chains[0].checkpoints_verified, 1);
+    let r = run(&[&b], Some(&keyring_k1()), None);
+    assert_ok(&r);
+    assert_eq!(r.checkpoints_seen, 1);
+    assert_eq!(r.chains[0].checkpoints_verified, 0, "{}", describe(&r));
+
+    // Entries 18-20 deleted before the anchor: nothing read confirms the anchor, so it counts
+    // as verified only with the public key.
+    let cut: Vec<Item> = a
+        .iter()
+        .filter(|i| !matches!(i, Item::Rec(r) if r.tenant_seq().is_some_and(|(_, s)| s >= 18)))
+        .cloned()
+        .collect();
+    let r = full(&[&cut, &b]);
+    assert_first(&r, FindingKind::Deletion, 18);
+    assert_eq!(r.chains[0].checkpoints_verified, 1, "{}", describe(&r));
+    let r = run(&[&cut, &b], Some(&keyring_k1()), None);
+    assert_first(&r, FindingKind::Deletion, 18);
+    assert_eq!(r.checkpoints_seen, 1);
+    assert_eq!(r.chains[0].checkpoints_verified, 0, "{}", describe(&r));
+
+    // Entry 12 deleted inside the first file (reported there), the anchor at 20 then matches
+    // the entries read but not their Merkle state: again verified only with the public key.
+    let gap: Vec<Item> = a
+        .iter()
+        .filter(|i| !matches!(i, Item::Rec(r) if r.tenant_seq().is_some_and(|(_, s)| s == 12)))
+        .cloned()
+        .collect();
+    let r = full(&[&gap, &b]);
+    assert_first(&r, FindingKind::Deletion, 12);
+    assert_eq!(r.chains[0].checkpoints_verified, 1, "{}", describe(&r));
+    let r = run(&[&gap, &b], Some(&keyring_k1()), None);
+    assert_first(&r, FindingKind::Deletion, 12);
+    assert_eq!(r.chains[0].checkpoints_verified, 0, "{}", describe(&r));
+}
+
+#[test]
+fn an_anchor_line_that_cannot_be_read_is_counted_and_malformed() {
+    let mut v = LogVerifier::new(false, None);
+    v.add_anchor_line(1, b"{\"anchor\":{}}");
+    let r = v.finish();
+    assert_eq!(r.checkpoints_seen, 1);
+    assert_eq!(r.findings_total, 1);
+    assert_eq!(r.first().unwrap().kind, FindingKind::Malformed);
+}
