@@ -518,3 +518,51 @@ fn entry_ids_given_by_a_person_must_be_uuid_v7() {
     assert!(parse_entry_id("9f1c2a4e-7b3d-4e5f-8a6b-0c1d2e3f4a5b").is_err());
     assert!(parse_entry_id("entry 12").is_err());
 }
+
+#[test]
+fn headlines_name_the_entry_and_what_was_detected() {
+    let log = plain();
+    let mut recs = log.records.clone();
+    recs.truncate(log.index_of(T, 47));
+    let r = verify_with_head(&recs, (50, hash_of(&log, 50)));
+    assert_eq!(
+        r.first().unwrap().headline(),
+        "entry 47 and later are missing: the store's chain head records 50 entries but 46 are present (truncation detected)"
+    );
+    // Without a seq (a line that is no entry): the message alone.
+    let mut v = LogVerifier::new(false, None);
+    v.feed(check_entry(3, b"not an entry", None, None));
+    let r = v.finish();
+    let h = r.first().unwrap().headline();
+    assert!(
+        h.starts_with("line 3 is not a valid entry: ") && h.ends_with(" (malformed entry)"),
+        "{h}"
+    );
+}
+
+#[test]
+fn an_entry_check_shows_its_tenant_and_key_id() {
+    let log = plain();
+    let c = check_entry(1, log.records[0].line().unwrap(), None, None);
+    let meta = c.meta.unwrap();
+    assert_eq!(
+        (meta.tenant_id.to_string(), meta.key_id.to_string()),
+        (T.to_owned(), "k1".to_owned())
+    );
+}
+
+#[test]
+fn a_chain_longer_than_the_window_verifies() {
+    use blackbox_core::verify::WINDOW;
+    // Entry numbers share window slots with those WINDOW before them: a slot must answer only
+    // for the number it holds.
+    let log = build(&LogSpec {
+        entries: WINDOW + 3,
+        checkpoint_every: 0,
+        final_checkpoint: false,
+        ..LogSpec::default()
+    });
+    let r = verify(&log.records, Some(&keyring_k1()), None, &[]);
+    assert!(r.ok(), "{}", describe(&r));
+    assert_eq!(r.chains[0].size, WINDOW as u64 + 3);
+}
