@@ -597,3 +597,25 @@ fn an_anchor_line_that_cannot_be_read_is_counted_and_malformed() {
     assert_eq!(r.findings_total, 1);
     assert_eq!(r.first().unwrap().kind, FindingKind::Malformed);
 }
+
+/// Found by mutation testing (docs/TESTING.md): the finding for an anchor of size N > 0 that does
+/// not verify names its head entry (only an anchor of size 0, which has none, names the size).
+#[test]
+fn an_anchor_that_does_not_verify_is_worded_by_its_size() {
+    let log = build(&LogSpec::default());
+    let bad_head = |v: &mut Value| v["head"] = Value::from(Hash::digest(b"x").to_prefixed());
+    let (_, b) = split(&log, after_entry(&log, 23));
+    let r = full(&[&tamper_anchor(&b, bad_head)]);
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::CheckpointMismatch)
+        .unwrap();
+    assert_eq!(f.seq, 23);
+    assert!(
+        f.message
+            .starts_with("is the head of an anchor at position 1 that does not verify: "),
+        "{}",
+        describe(&r)
+    );
+}

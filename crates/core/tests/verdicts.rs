@@ -518,3 +518,152 @@ fn entry_ids_given_by_a_person_must_be_uuid_v7() {
     assert!(parse_entry_id("9f1c2a4e-7b3d-4e5f-8a6b-0c1d2e3f4a5b").is_err());
     assert!(parse_entry_id("entry 12").is_err());
 }
+
+#[test]
+fn headlines_name_the_entry_and_what_was_detected() {
+    let log = plain();
+    let mut recs = log.records.clone();
+    recs.truncate(log.index_of(T, 47));
+    let r = verify_with_head(&recs, (50, hash_of(&log, 50)));
+    assert_eq!(
+        r.first().unwrap().headline(),
+        "entry 47 and later are missing: the store's chain head records 50 entries but 46 are present (truncation detected)"
+    );
+    // Without a seq (a line that is no entry): the message alone.
+    let mut v = LogVerifier::new(false, None);
+    v.feed(check_entry(3, b"not an entry", None, None));
+    let r = v.finish();
+    let h = r.first().unwrap().headline();
+    assert!(
+        h.starts_with("line 3 is not a valid entry: ") && h.ends_with(" (malformed entry)"),
+        "{h}"
+    );
+}
+
+#[test]
+fn an_entry_check_shows_its_tenant_and_key_id() {
+    let log = plain();
+    let c = check_entry(1, log.records[0].line().unwrap(), None, None);
+    let meta = c.meta.unwrap();
+    assert_eq!(
+        (meta.tenant_id.to_string(), meta.key_id.to_string()),
+        (T.to_owned(), "k1".to_owned())
+    );
+}
+
+#[test]
+fn a_chain_longer_than_the_window_verifies() {
+    use blackbox_core::verify::WINDOW;
+    // Entry numbers share window slots with those WINDOW before them: a slot must answer only
+    // for the number it holds.
+    let log = build(&LogSpec {
+        entries: WINDOW + 3,
+        checkpoint_every: 0,
+        final_checkpoint: false,
+        ..LogSpec::default()
+    });
+    let r = verify(&log.records, Some(&keyring_k1()), None, &[]);
+    assert!(r.ok(), "{}", describe(&r));
+    assert_eq!(r.chains[0].size, WINDOW as u64 + 3);
+}
+
+#[test]
+fn a_marker_skips_entries_already_missing_or_already_erased() {
+    use blackbox_core::keys::HmacKey;
+    let log = plain();
+    let mut recs = log.records.clone();
+    let with_sidecar: Vec<usize> = recs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            matches!(
+                r,
+                Record::Entry {
+                    sidecar: Some(_),
+                    ..
+                }
+            )
+        })
+        .map(|(i, _)| i)
+        .take(2)
+        .collect();
+    let listed: Vec<(u64, String)> = with_sidecar
+        .iter()
+        .map(|&i| {
+            let v = recs[i].json();
+            (
+                v["seq"].as_u64().unwrap(),
+                v["entry_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let payload = |l: &[(u64, String)]| {
+        let redacted: Vec<serde_json::Value> = l
+            .iter()
+            .map(|(s, id)| serde_json::json!({"entry_id": id, "seq": s}))
+            .collect();
+        serde_json::json!({"count": redacted.len(), "part": 1, "parts": 1, "reason": "GDPR",
+            "redacted": redacted, "requested_by": "cli", "ticket": "DSR-3"})
+    };
+    // The first entry erased, the second deleted outright; two markers list both.
+    if let Record::Entry { sidecar, .. } = &mut recs[with_sidecar[0]] {
+        *sidecar = None;
+    }
+    recs.remove(with_sidecar[1]);
+    let mut w = ChainWriter::resume(T, &log.records);
+    let mut rng = Rng::new(4);
+    for k in 0..2 {
+        recs.push(w.append_marker(
+            &payload(&listed),
+            BASE_MS + 3_600_000 + k,
+            &key_id("k1"),
+            &HmacKey::from_bytes(K1),
+            &mut rng,
+        ));
+    }
+    let r = verify(&recs, Some(&keyring_k1()), None, &[]);
+    let got: Vec<(FindingKind, u64)> = findings(&r).into_iter().map(|(k, s, _)| (k, s)).collect();
+    assert_eq!(
+        got,
+        vec![(FindingKind::Deletion, listed[1].0)],
+        "{}",
+        describe(&r)
+    );
+    assert_eq!((r.chains[0].redacted, r.chains[0].erasure_markers), (1, 2));
+}
+
+#[test]
+fn a_wrong_key_for_one_generation_leaves_the_other_generations_failures_alone() {
+    use blackbox_core::keys::{HmacKey, Keyring};
+    let log = build(&LogSpec {
+        checkpoint_every: 0,
+        final_checkpoint: false,
+        rotate_at: Some(25),
+        ..LogSpec::default()
+    });
+    let mut ring = Keyring::new();
+    ring.push(key_id("k1"), HmacKey::from_bytes([0x99; 32]))
+        .unwrap();
+    ring.push(key_id("k2"), HmacKey::from_bytes(K2)).unwrap();
+    let mut recs = log.records.clone();
+    let i = log.index_of(T, 40);
+    let text = String::from_utf8(recs[i].line().unwrap().to_vec()).unwrap();
+    let edited = text.replacen("\"client_seq\":", "\"client_seq\":9", 1);
+    assert_ne!(edited, text);
+    let sidecar = match &recs[i] {
+        Record::Entry { sidecar, .. } => sidecar.clone(),
+        Record::Checkpoint { .. } => unreachable!(),
+    };
+    recs[i] = Record::Entry {
+        line: edited.into_bytes(),
+        sidecar,
+    };
+    let r = verify(&recs, Some(&ring), None, &[]);
+    let got: Vec<(FindingKind, u64)> = findings(&r).into_iter().map(|(k, s, _)| (k, s)).collect();
+    assert_eq!(
+        got,
+        vec![(FindingKind::WrongKey, 1), (FindingKind::Modification, 40)],
+        "{}",
+        describe(&r)
+    );
+}
