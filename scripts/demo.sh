@@ -46,10 +46,13 @@ step "$BB" verify --log-file "$WORK/audit.jsonl" --public-key "$BLACKBOX_DATA_DI
 # Compliance evidence from the same log (the seed's three exports), each with a signed manifest.
 "$BB" export --print-config > "$BLACKBOX_DATA_DIR/export.toml"
 step "$BB" export --print-config "> \$BLACKBOX_DATA_DIR/export.toml   # then edit it"
-step "$BB" export --standard soc2 --control CC7.2 --period 2026-04-01/2026-04-30 --output "$WORK/soc2_cc7.2_evidence.pdf"
-"$BB" export --standard soc2 --control CC7.2 --period 2026-04-01/2026-04-30 --output "$WORK/soc2_cc7.2_evidence.pdf"
-step "$BB" export --standard iso27001 --control A.8.15 --period 2026-04-01/2026-04-30 --output "$WORK/iso27001_A.8.15_evidence.pdf"
-"$BB" export --standard iso27001 --control A.8.15 --period 2026-04-01/2026-04-30 --output "$WORK/iso27001_A.8.15_evidence.pdf"
+# Periods are the service's time (when entries were written), not the agents' claimed times:
+# this month so far.
+PERIOD="$(date -u +%Y-%m-01)/$(date -u +%Y-%m-%d)"
+step "$BB" export --standard soc2 --control CC7.2 --period "\$PERIOD" --output "$WORK/soc2_cc7.2_evidence.pdf"
+"$BB" export --standard soc2 --control CC7.2 --period "$PERIOD" --output "$WORK/soc2_cc7.2_evidence.pdf"
+step "$BB" export --standard iso27001 --control A.8.15 --period "\$PERIOD" --output "$WORK/iso27001_A.8.15_evidence.pdf"
+"$BB" export --standard iso27001 --control A.8.15 --period "$PERIOD" --output "$WORK/iso27001_A.8.15_evidence.pdf"
 step "$BB" export --standard gdpr --article art30 --include-data-subjects true --output "$WORK/gdpr_art30_ropa.pdf"
 "$BB" export --standard gdpr --article art30 --include-data-subjects true --output "$WORK/gdpr_art30_ropa.pdf"
 step "$BB" export verify "$WORK/soc2_cc7.2_evidence.pdf.manifest" --public-key "$BLACKBOX_DATA_DIR/checkpoint.pub"

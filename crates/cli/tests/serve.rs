@@ -1241,6 +1241,13 @@ fn a_paused_agent_stays_paused_across_a_restart_whatever_an_agent_posts() {
             .iter()
             .all(|e| e["origin"]["scope"] == "ingest,read")
     );
+    // `verify` counts the entries of each origin.
+    let r = run(&["verify", "--data-dir", &dir, "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let by = &v["entries_by_origin"];
+    assert_eq!(by["token"].as_u64(), Some(by_token.len() as u64), "{by}");
+    assert!(by["service"].as_u64().unwrap() >= 1, "{by}");
     // The export verifies in the independent verifier, which counts both origins.
     let out = format!("{dir}/../audit.jsonl");
     let r = run(&["export-log", "--data-dir", &dir, "--output", &out]);

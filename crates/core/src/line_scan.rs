@@ -79,6 +79,7 @@ impl<'a> ScannedEntry<'a> {
             prev_entry_hash: self.prev_entry_hash,
             personal_digest: self.personal_digest,
             hmac: self.hmac,
+            origin: self.origin.and_then(|o| OriginKind::of_jcs(o.as_bytes())),
         }
     }
 }
@@ -501,6 +502,53 @@ pub fn scan(line: &[u8]) -> Option<ScannedEntry<'_>> {
     })
 }
 
+/// Which of the three origin forms an entry has (docs/FORMAT.md §2): what a verifier counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OriginKind {
+    /// `{"kind":"service"}`.
+    Service,
+    /// `{"kind":"token",…}`.
+    Token,
+    /// `{"command":…,"kind":"local",…}`.
+    Local,
+}
+
+impl OriginKind {
+    /// `service`, `token` or `local`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Service => "service",
+            Self::Token => "token",
+            Self::Local => "local",
+        }
+    }
+
+    /// The kind of an origin object's JCS text (from its first member).
+    #[must_use]
+    pub fn of_jcs(text: &[u8]) -> Option<Self> {
+        if text.starts_with(b"{\"kind\":\"service\"") {
+            Some(Self::Service)
+        } else if text.starts_with(b"{\"kind\":\"token\"") {
+            Some(Self::Token)
+        } else if text.starts_with(b"{\"command\":") {
+            Some(Self::Local)
+        } else {
+            None
+        }
+    }
+}
+
+impl From<&crate::origin::Origin> for OriginKind {
+    fn from(o: &crate::origin::Origin) -> Self {
+        match o {
+            crate::origin::Origin::Service => Self::Service,
+            crate::origin::Origin::Token { .. } => Self::Token,
+            crate::origin::Origin::Local { .. } => Self::Local,
+        }
+    }
+}
+
 /// The members of an entry line a verifier needs, borrowed from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnvelopeFields<'a> {
@@ -520,6 +568,8 @@ pub struct EnvelopeFields<'a> {
     pub personal_digest: Option<Hash>,
     /// The MAC.
     pub hmac: [u8; 32],
+    /// Who supplied the entry (version 2; `None` in version 1).
+    pub origin: Option<OriginKind>,
 }
 
 /// The member that follows the payload (or the personal digest) in every entry line.
@@ -600,6 +650,11 @@ pub fn scan_envelope(line: &[u8]) -> Option<EnvelopeFields<'_>> {
     c.lit(b",\"key_id\":")?;
     let key_id = c.ident()?;
     let has_origin = c.lit(b",\"origin\":{").is_some();
+    let origin = if has_origin {
+        Some(OriginKind::of_jcs(line.get(c.i - 1..)?)?)
+    } else {
+        None
+    };
     if has_origin {
         // The object ends at the first `},"payload":{`: inside a JCS string every `"` is
         // escaped, and the origin's members are fixed (trusted only once the HMAC verifies).
@@ -668,6 +723,7 @@ pub fn scan_envelope(line: &[u8]) -> Option<EnvelopeFields<'_>> {
         prev_entry_hash,
         personal_digest,
         hmac,
+        origin,
     })
 }
 

@@ -293,6 +293,8 @@ pub struct EntryMeta {
     pub prev_entry_hash: Hash,
     /// HMAC key generation.
     pub key_id: InlineStr<{ KeyId::MAX_LEN }>,
+    /// Who supplied the entry (format version 2; `None` in version 1).
+    pub origin: Option<crate::line_scan::OriginKind>,
 }
 
 /// The per-entry, order-independent part of verification.
@@ -326,6 +328,7 @@ struct Envelope<'a> {
     prev_entry_hash: Hash,
     personal_digest: Option<Hash>,
     hmac: [u8; 32],
+    origin: Option<crate::line_scan::OriginKind>,
 }
 
 impl<'a> From<EnvelopeFields<'a>> for Envelope<'a> {
@@ -338,6 +341,7 @@ impl<'a> From<EnvelopeFields<'a>> for Envelope<'a> {
             entry_id: e.entry_id,
             prev_entry_hash: e.prev_entry_hash,
             personal_digest: e.personal_digest,
+            origin: e.origin,
             hmac: e.hmac,
         }
     }
@@ -371,6 +375,7 @@ fn envelope<'a>(
             prev_entry_hash: v.prev_entry_hash,
             personal_digest: v.personal_digest,
             hmac: v.hmac,
+            origin: v.origin.as_ref().map(Into::into),
         }
     };
     let hmac = check_hmac_digest(&env.key_id, body_digest, &env.hmac, line, keys);
@@ -424,6 +429,7 @@ pub fn check_entry(
             entry_id: env.entry_id,
             prev_entry_hash: env.prev_entry_hash,
             key_id,
+            origin: env.origin,
         }),
         hmac,
         sidecar,
@@ -496,6 +502,9 @@ pub struct Report {
     pub signatures_checked: bool,
     /// Entries per key id whose HMAC verified (forward-secure epochs under their generation).
     pub hmac_valid_by_key: BTreeMap<String, u64>,
+    /// Entries read per origin (docs/FORMAT.md §2): `service`, `token`, `local`, and `none`
+    /// for version-1 entries, which have no origin.
+    pub entries_by_origin: BTreeMap<&'static str, u64>,
     /// Entries of forward-secure epochs before the state the keyring holds, whose HMAC could
     /// not be checked (see [`Report::not_checked`]).
     pub hmac_erased: u64,
@@ -664,6 +673,8 @@ impl ChainState {
 
 /// Streaming verifier over any number of chains. See the module docs.
 pub struct LogVerifier {
+    /// Entries read per origin kind (index: service, token, local, none).
+    by_origin: [u64; 4],
     hmac_checked: bool,
     note_verifier: Option<NoteVerifier>,
     chains: BTreeMap<String, ChainState>,
@@ -734,6 +745,7 @@ impl LogVerifier {
     #[must_use]
     pub fn new(hmac_checked: bool, note_verifier: Option<NoteVerifier>) -> Self {
         Self {
+            by_origin: [0; 4],
             hmac_checked,
             note_verifier,
             chains: BTreeMap::new(),
@@ -1134,6 +1146,12 @@ impl LogVerifier {
         let s = meta.seq;
         let h = c.entry_hash;
         let pos = c.position;
+        self.by_origin[match meta.origin {
+            Some(crate::line_scan::OriginKind::Service) => 0,
+            Some(crate::line_scan::OriginKind::Token) => 1,
+            Some(crate::line_scan::OriginKind::Local) => 2,
+            None => 3,
+        }] += 1;
         let mut new: Vec<Finding> = Vec::new();
         let hmac_checked = self.hmac_checked;
         let state = self.chain(tenant);
@@ -1709,6 +1727,11 @@ impl LogVerifier {
             hmac_checked: self.hmac_checked,
             signatures_checked: self.note_verifier.is_some(),
             hmac_valid_by_key: self.hmac_valid_by_key,
+            entries_by_origin: ["service", "token", "local", "none"]
+                .into_iter()
+                .zip(self.by_origin)
+                .filter(|(_, n)| *n > 0)
+                .collect(),
             hmac_erased: self.erased.values().map(|(n, _)| n).sum(),
             checkpoints_seen: self.checkpoints_seen,
             not_checked,

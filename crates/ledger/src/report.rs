@@ -96,6 +96,7 @@ pub fn report_json(r: &Report) -> serde_json::Value {
         "hmac_checked": r.hmac_checked,
         "signatures_checked": r.signatures_checked,
         "hmac_valid_by_key": r.hmac_valid_by_key,
+        "entries_by_origin": r.entries_by_origin,
         "checkpoints_seen": r.checkpoints_seen,
         "not_checked": r.not_checked,
     })

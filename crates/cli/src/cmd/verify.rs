@@ -234,6 +234,17 @@ pub fn report_text(r: &Report, all: bool) -> String {
             ));
         }
     }
+    if !r.entries_by_origin.is_empty() {
+        let by: Vec<String> = r
+            .entries_by_origin
+            .iter()
+            .map(|(k, c)| format!("{k} {}", n(*c)))
+            .collect();
+        out.push_str(&format!(
+            "  entries by origin: {} (FORMAT.md §2; none = format v1)\n",
+            by.join(", ")
+        ));
+    }
     if !r.hmac_valid_by_key.is_empty() {
         let keys: Vec<String> = r
             .hmac_valid_by_key
