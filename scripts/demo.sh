@@ -22,8 +22,8 @@ step "$BB" append --file examples/session.ndjson
 step "$BB" verify
 "$BB" verify
 
-step "$BB" query --agent-id moltbot-analyst-07 --tool query_database --start 2026-04-14T00:00:00Z --end 2026-04-14T23:59:59Z --format csv
-"$BB" query --agent-id moltbot-analyst-07 --tool query_database --start 2026-04-14T00:00:00Z --end 2026-04-14T23:59:59Z --format csv
+step "$BB" query --agent-id moltbot-analyst-07 --tool query_database --start 2026-04-14T00:00:00Z --end 2026-04-14T23:59:59Z --time claimed --format csv
+"$BB" query --agent-id moltbot-analyst-07 --tool query_database --start 2026-04-14T00:00:00Z --end 2026-04-14T23:59:59Z --time claimed --format csv
 
 step "$BB" query --session-id sess_def456
 "$BB" query --session-id sess_def456

@@ -248,10 +248,12 @@ pub struct SampleRow {
     pub tool: String,
     /// `authorization.decision`, else `allowed` / `denied`, else empty.
     pub decision: String,
+    /// Who supplied the entry: `service`, `token`, `local` (FORMAT.md §2), or `none` (format v1).
+    pub origin: String,
 }
 
 impl SampleRow {
-    /// The row as table cells: seq, entry id, time, agent, event type, tool, decision.
+    /// The row as table cells: seq, entry id, time, agent, event type, tool, decision, origin.
     #[must_use]
     pub fn cells(&self) -> Vec<String> {
         vec![
@@ -262,6 +264,7 @@ impl SampleRow {
             self.event_type.clone(),
             self.tool.clone(),
             self.decision.clone(),
+            self.origin.clone(),
         ]
     }
 }
@@ -711,6 +714,15 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
                         event_type: et.to_string(),
                         tool: tool.to_owned(),
                         decision: decision(pl),
+                        origin: match (&fast, &first) {
+                            (Some(x), _) => x.origin.and_then(|o| {
+                                blackbox_core::line_scan::OriginKind::of_jcs(o.as_bytes())
+                            }),
+                            (None, Some(v)) => v.origin.as_ref().map(Into::into),
+                            (None, None) => None,
+                        }
+                        .map_or("none", blackbox_core::line_scan::OriginKind::as_str)
+                        .to_owned(),
                     },
                 ));
                 if heap.len() > req.sample_size {

@@ -87,7 +87,7 @@ fn whole_log(
     for seq in [1, size] {
         store.scan_lines(tenant, seq, seq, &mut |_, l, _| {
             if let Ok(v) = blackbox_core::entry::EntryView::parse(l) {
-                bounds.push(v.timestamp_ms);
+                bounds.push(v.written_ms);
             }
             Ok(false)
         })?;

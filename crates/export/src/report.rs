@@ -611,6 +611,7 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
                 "Event".into(),
                 "Tool".into(),
                 "Decision".into(),
+                "Origin".into(),
             ],
             rows: f
                 .sample
@@ -730,6 +731,7 @@ pub fn csv_tables(f: &Figures) -> Result<Vec<(&'static str, Vec<u8>)>, ExportErr
                     "event_type",
                     "tool",
                     "decision",
+                    "origin",
                 ],
                 f.sample.iter().map(crate::figures::SampleRow::cells),
             )?,
