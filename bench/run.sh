@@ -72,11 +72,11 @@ AGENT=$(head -1 "$OUT/events.ndjson" | sed 's/.*"agent_id":"\([^"]*\)".*/\1/')
 q1=999999; qa=999999
 for i in $(seq "$RUNS"); do
   start=$(date +%s%N)
-  "$BB" query --agent-id "$AGENT" --tool query_database --start 2026-04-14 --end 2026-04-14 --limit 1 --format jsonl > /dev/null
+  "$BB" query --agent-id "$AGENT" --tool query_database --start 2026-04-14 --end 2026-04-14 --time claimed --limit 1 --format jsonl > /dev/null
   end=$(date +%s%N)
   t=$(( (end - start) / 1000 )); (( t < q1 )) && q1=$t
   start=$(date +%s%N)
-  rows=$("$BB" query --agent-id "$AGENT" --tool query_database --start 2026-04-14 --end 2026-04-14 --format jsonl | wc -l)
+  rows=$("$BB" query --agent-id "$AGENT" --tool query_database --start 2026-04-14 --end 2026-04-14 --time claimed --format jsonl | wc -l)
   end=$(date +%s%N)
   t=$(( (end - start) / 1000 )); (( t < qa )) && qa=$t
 done
