@@ -7,11 +7,9 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
+use common::serve::{Server, http, token};
 use common::{bin, init_store, run};
 use serde_json::{Value, json};
 
@@ -21,140 +19,31 @@ const RULES: &str = "anomaly_detection:\n  rules:\n    - name: no_jailbreaks\n  
 const NOTE: &str = "Jane Doe (jane@example.com) says the export was hers";
 const NOTE_SHA256: &str = "3ffd5496c87d978ed73393613494b5519746a7a78e2493889e1508551d588941";
 
-/// A `blackbox serve` child on a free loopback port.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
+/// The service with `rules` as its rules file.
+fn start(dir: &str, rules: &str) -> Server {
+    Server::start_with(dir, |mut c| {
+        c.args(["--rules", rules]);
+        c
+    })
 }
 
-impl Server {
-    fn start(dir: &str, rules: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut child = bin()
-            .args([
-                "serve",
-                "--data-dir",
-                dir,
-                "--listen",
-                &addr.to_string(),
-                "--rate-limit",
-                "0",
-                "--rules",
-                rules,
-            ])
-            .env("BLACKBOX_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                eprintln!("[serve] {line}");
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok((200, _)) = http(addr, "GET", "/healthz", None, None) {
-                return Self { child, addr };
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the server did not start");
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// (status, JSON body).
-    fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-        let b = body.map(|b| b.to_string());
-        let (s, text) = http(self.addr, method, path, Some(token), b.as_deref()).unwrap();
-        (s, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    fn alerts(&self, token: &str, query: &str) -> Vec<Value> {
-        let (s, v) = self.call("GET", &format!("/v1/alerts?{query}"), token, None);
-        assert_eq!(s, 200, "{v}");
-        v["alerts"].as_array().unwrap().clone()
-    }
-
-    /// Stops the service with SIGTERM and waits for it (its writer lock is released).
-    fn stop(mut self) {
-        let s = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(s.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "the server did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+/// (status, JSON body).
+fn call(srv: &Server, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    let b = body.map(|b| b.to_string());
+    let (s, text) = http(srv.addr, method, path, Some(token), b.as_deref()).unwrap();
+    (s, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A minimal HTTP/1.1 exchange (one request per connection): (status, body).
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(20)))?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    let body = body.unwrap_or("");
-    req.push_str(&format!(
-        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
-    s.write_all(req.as_bytes())?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp)?;
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status line in {text:?}")))?;
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Ok((status, body.to_owned()))
-}
-
-fn token(dir: &str, tenant: Option<&str>, scope: &str) -> String {
-    let mut args = vec!["tokens", "create", "--data-dir", dir, "--scope", scope];
-    if let Some(t) = tenant {
-        args.extend(["--tenant", t]);
-    }
-    let r = run(&args);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    r.stdout.lines().last().unwrap().to_owned()
+fn list_alerts(srv: &Server, token: &str, query: &str) -> Vec<Value> {
+    let (s, v) = call(srv, "GET", &format!("/v1/alerts?{query}"), token, None);
+    assert_eq!(s, 200, "{v}");
+    v["alerts"].as_array().unwrap().clone()
 }
 
 /// A decision for `agent` with `text` in its arguments: (decision, its entry id).
 fn decide(srv: &Server, ingest: &str, agent: &str, text: &str) -> (String, String) {
-    let (s, v) = srv.call(
+    let (s, v) = call(
+        srv,
         "POST",
         "/v1/decide",
         ingest,
@@ -175,7 +64,7 @@ fn fire(srv: &Server, ingest: &str, read: &str) -> ([String; 3], String) {
     assert_eq!(decide(srv, ingest, "a3", "drop table users").0, "paused");
     let (allowed, plain) = decide(srv, ingest, "a4", "hello");
     assert_eq!(allowed, "allow");
-    let all = srv.alerts(read, "");
+    let all = list_alerts(srv, read, "");
     let ids: Vec<String> = all
         .iter()
         .map(|a| a["alert_id"].as_str().unwrap().to_owned())
@@ -189,7 +78,7 @@ fn alerts_are_listed_filtered_and_triaged_only_by_admins() {
     let (tmp, dir) = init_store();
     let rules = tmp.path().join("rules.yaml");
     std::fs::write(&rules, RULES).unwrap();
-    let srv = Server::start(&dir, rules.to_str().unwrap());
+    let srv = start(&dir, rules.to_str().unwrap());
     let ingest = token(&dir, Some("acme"), "ingest");
     let read = token(&dir, Some("acme"), "read");
     let other = token(&dir, Some("globex"), "read");
@@ -197,33 +86,34 @@ fn alerts_are_listed_filtered_and_triaged_only_by_admins() {
     let ([a1, a2, a3], plain) = fire(&srv, &ingest, &read);
 
     // Listed open, oldest first, with what fired them; another tenant sees none of them.
-    let all = srv.alerts(&read, "");
+    let all = list_alerts(&srv, &read, "");
     assert_eq!(all.len(), 3);
     assert!(all.iter().all(|a| a["state"] == "open"), "{all:?}");
     assert_eq!(all[0]["alert_id"], a1.as_str());
     assert_eq!(all[0]["rule"], "no_jailbreaks");
     assert_eq!(all[0]["agent_id"], "a1");
     assert_eq!(all[2]["rule"], "destructive");
-    assert!(srv.alerts(&other, "").is_empty());
+    assert!(list_alerts(&srv, &other, "").is_empty());
     // Filters: rule, agent, state, time.
-    assert_eq!(srv.alerts(&read, "rule=no_jailbreaks").len(), 2);
-    let by_agent = srv.alerts(&read, "agent_id=a2");
+    assert_eq!(list_alerts(&srv, &read, "rule=no_jailbreaks").len(), 2);
+    let by_agent = list_alerts(&srv, &read, "agent_id=a2");
     assert_eq!(by_agent.len(), 1);
     assert_eq!(by_agent[0]["alert_id"], a2.as_str());
-    assert_eq!(srv.alerts(&read, "state=open").len(), 3);
-    assert!(srv.alerts(&read, "since=2999-01-01").is_empty());
+    assert_eq!(list_alerts(&srv, &read, "state=open").len(), 3);
+    assert!(list_alerts(&srv, &read, "since=2999-01-01").is_empty());
     assert_eq!(
-        srv.alerts(&read, "until=2999-01-01&since=2000-01-01").len(),
+        list_alerts(&srv, &read, "until=2999-01-01&since=2000-01-01").len(),
         3
     );
-    let (s, v) = srv.call("GET", "/v1/alerts?state=closed", &read, None);
+    let (s, v) = call(&srv, "GET", "/v1/alerts?state=closed", &read, None);
     assert_eq!(s, 400, "{v}");
     // Pages: two, then the last one.
-    let (s, p1) = srv.call("GET", "/v1/alerts?limit=2", &read, None);
+    let (s, p1) = call(&srv, "GET", "/v1/alerts?limit=2", &read, None);
     assert_eq!(s, 200);
     assert_eq!(p1["alerts"].as_array().unwrap().len(), 2);
     let cursor = p1["next_cursor"].as_str().unwrap();
-    let (s, p2) = srv.call(
+    let (s, p2) = call(
+        &srv,
         "GET",
         &format!("/v1/alerts?limit=2&cursor={cursor}"),
         &read,
@@ -236,9 +126,16 @@ fn alerts_are_listed_filtered_and_triaged_only_by_admins() {
 
     // Ingest and read tokens cannot triage.
     for t in [&ingest, &read] {
-        let (s, v) = srv.call("POST", &format!("/v1/alerts/{a1}/ack"), t, Some(json!({})));
+        let (s, v) = call(
+            &srv,
+            "POST",
+            &format!("/v1/alerts/{a1}/ack"),
+            t,
+            Some(json!({})),
+        );
         assert_eq!(s, 403, "{v}");
-        let (s, v) = srv.call(
+        let (s, v) = call(
+            &srv,
             "POST",
             &format!("/v1/alerts/{a1}/resolve"),
             t,
@@ -250,15 +147,20 @@ fn alerts_are_listed_filtered_and_triaged_only_by_admins() {
     for t in ["alert_acknowledged", "alert_resolved"] {
         let ev = json!({"agent_id": "a1", "session_id": "s", "event_type": t,
             "payload": {"alert_id": a1, "by": "operator:x", "resolution": "false_positive"}});
-        let (s, v) = srv.call("POST", "/v1/events", &ingest, Some(ev));
+        let (s, v) = call(&srv, "POST", "/v1/events", &ingest, Some(ev));
         assert_eq!(s, 422, "{t}: {v}");
         assert_eq!(v["error"]["code"], "reserved_event_type", "{v}");
         assert!(v["error"]["message"].as_str().unwrap().contains(t), "{v}");
     }
-    assert_eq!(srv.alerts(&read, "state=open").len(), 3, "nothing changed");
+    assert_eq!(
+        list_alerts(&srv, &read, "state=open").len(),
+        3,
+        "nothing changed"
+    );
 
     // An admin acknowledges: recorded with the token's id, the ticket and the note's digest.
-    let (s, v) = srv.call(
+    let (s, v) = call(
+        &srv,
         "POST",
         &format!("/v1/alerts/{a1}/ack"),
         &admin,
@@ -287,7 +189,7 @@ fn alerts_are_listed_filtered_and_triaged_only_by_admins() {
     assert_eq!(entry["payload"]["by"], ack["by"]);
     // Refusals: a second ack, a resolve without (or with an unknown) resolution, a ticket with a
     // line break, an unknown alert, an entry that is not an alert.
-    let post = |path: String, body: Value| srv.call("POST", &path, &admin, Some(body));
+    let post = |path: String, body: Value| call(&srv, "POST", &path, &admin, Some(body));
     let (s, v) = post(format!("/v1/alerts/{a1}/ack"), json!({}));
     assert_eq!(s, 409, "{v}");
     let (s, v) = post(format!("/v1/alerts/{a1}/resolve"), json!({}));
@@ -336,16 +238,13 @@ fn alerts_are_listed_filtered_and_triaged_only_by_admins() {
         let (s, v) = post(format!("/v1/alerts/{a1}/{path}"), body);
         assert_eq!(s, 409, "{path}: {v}");
     }
-    assert_eq!(srv.alerts(&read, "state=resolved").len(), 1);
-    assert_eq!(srv.alerts(&read, "state=open").len(), 2);
-    assert!(srv.alerts(&read, "state=acknowledged").is_empty());
-    assert!(
-        srv.alerts(&read, "state=resolved&rule=destructive")
-            .is_empty()
-    );
+    assert_eq!(list_alerts(&srv, &read, "state=resolved").len(), 1);
+    assert_eq!(list_alerts(&srv, &read, "state=open").len(), 2);
+    assert!(list_alerts(&srv, &read, "state=acknowledged").is_empty());
+    assert!(list_alerts(&srv, &read, "state=resolved&rule=destructive").is_empty());
 
     // A rule paused a3: the resume names the alert it answers, an alert of that agent.
-    let resume = |body: Value| srv.call("POST", "/v1/agents/a3/resume", &admin, Some(body));
+    let resume = |body: Value| call(&srv, "POST", "/v1/agents/a3/resume", &admin, Some(body));
     let (s, v) = resume(json!({"tenant_id": "acme"}));
     assert_eq!(s, 400, "{v}");
     assert_eq!(v["error"]["code"], "alert_id_required", "{v}");
@@ -354,7 +253,8 @@ fn alerts_are_listed_filtered_and_triaged_only_by_admins() {
     let (s, v) =
         resume(json!({"tenant_id": "acme", "alert_id": "01900000-0000-7000-8000-000000000000"}));
     assert_eq!(s, 404, "{v}");
-    let (s, v) = srv.call(
+    let (s, v) = call(
+        &srv,
         "POST",
         "/v1/agents/a3/resume",
         &read,
@@ -462,14 +362,14 @@ fn local_triage_on_a_data_dir_and_the_export_follows_it() {
     let (tmp, dir) = init_store();
     let rules = tmp.path().join("rules.yaml");
     std::fs::write(&rules, RULES).unwrap();
-    let srv = Server::start(&dir, rules.to_str().unwrap());
+    let mut srv = start(&dir, rules.to_str().unwrap());
     let ingest = token(&dir, Some("acme"), "ingest");
     let read = token(&dir, Some("acme"), "read");
     let ([a1, _, _], _) = fire(&srv, &ingest, &read);
     // An agent's own agent_resumed does not resolve anything.
     let ev = json!({"agent_id": "a3", "session_id": "operator", "event_type": "agent_resumed",
         "payload": {"by": "operator:x"}});
-    let (s, _) = srv.call("POST", "/v1/events", &ingest, Some(ev));
+    let (s, _) = call(&srv, "POST", "/v1/events", &ingest, Some(ev));
     assert!(s == 200 || s == 400 || s == 422, "{s}");
 
     // While the service runs, local triage is refused (one writer per data directory).

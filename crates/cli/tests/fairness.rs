@@ -6,83 +6,28 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{bin, init_store, run};
+use common::serve::{Server, token};
+use common::{init_store, run};
 use serde_json::{Value, json};
 
-/// A `blackbox serve` child on a free loopback port; its log lines are kept.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    /// Starts with `settings` (TOML) as its settings file, if given.
-    fn start(dir: &str, settings: Option<&str>) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut cmd = bin();
-        cmd.args([
-            "serve",
-            "--data-dir",
-            dir,
-            "--listen",
-            &addr.to_string(),
-            "--rate-limit",
-            "0",
-        ])
-        .env("BLACKBOX_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+/// The service at log level `info` (its lines are kept), with `settings` (TOML) as its settings
+/// file, if given.
+fn start(dir: &str, settings: Option<&str>) -> Server {
+    Server::start_with(dir, |mut cmd| {
+        cmd.env("BLACKBOX_LOG", "info");
         if let Some(s) = settings {
             let path = format!("{dir}.settings.toml");
             std::fs::write(&path, s).unwrap();
             cmd.args(["--config", &path]);
         }
-        let mut child = cmd.spawn().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let err = child.stderr.take().unwrap();
-        let keep = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                keep.lock().unwrap().push(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(r) = call(addr, "GET", "/healthz", None, "")
-                && r.status == 200
-            {
-                return Self { child, addr, log };
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!(
-            "the server did not start:\n{}",
-            log.lock().unwrap().join("\n")
-        );
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        cmd
+    })
 }
 
 /// An answer read to the end of the connection.
@@ -157,16 +102,6 @@ fn call(
     exchange(addr, req.as_bytes(), Duration::from_secs(30))
 }
 
-fn token(dir: &str, tenant: Option<&str>, scope: &str) -> String {
-    let mut args = vec!["tokens", "create", "--data-dir", dir, "--scope", scope];
-    if let Some(t) = tenant {
-        args.extend(["--tenant", t]);
-    }
-    let r = run(&args);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    r.stdout.lines().last().unwrap().to_owned()
-}
-
 fn event(i: usize) -> String {
     json!({"agent_id": "agent-1", "session_id": "s-1", "client_seq": i,
         "event_type": "tool_call", "tool_name": "query_database", "args": {"query": "SELECT 1"}})
@@ -188,7 +123,7 @@ fn stalled_uploads_of_one_tenant_leave_another_tenants_ingest_answered() {
     let a = token(&dir, Some("tenant_a"), "ingest");
     let b = token(&dir, Some("tenant_b"), "ingest");
     let admin = token(&dir, None, "admin");
-    let server = Server::start(&dir, None);
+    let server = start(&dir, None);
     // 16 uploads of the largest body (16 MiB, the default limit) that send their headers and
     // never a byte of the body: before, they held the whole in-flight budget of every tenant.
     let stalled: Vec<TcpStream> = (0..16)
@@ -254,7 +189,7 @@ fn stalled_uploads_of_one_tenant_leave_another_tenants_ingest_answered() {
 fn stalled_headers_are_cut_and_a_stalled_body_is_answered_408_and_its_connection_closed() {
     let (_tmp, dir) = init_store();
     let a = token(&dir, Some("tenant_a"), "ingest,read");
-    let server = Server::start(
+    let server = start(
         &dir,
         Some(
             "[server.limits]\nbody_idle_timeout_secs = 1\nbody_deadline_secs = 3\nheader_timeout_secs = 1\n",
@@ -341,7 +276,7 @@ fn verify_loops_of_one_tenant_leave_another_tenants_verify_answered() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let a = token(&dir, Some("tenant_a"), "read");
     let b = token(&dir, Some("tenant_b"), "ingest,read");
-    let server = Server::start(&dir, None);
+    let server = start(&dir, None);
     let addr = server.addr;
     let w = call(addr, "POST", "/v1/events", Some(&b), &event(1)).unwrap();
     assert_eq!(w.status, 200, "{w:?}");
@@ -401,7 +336,7 @@ fn verify_loops_of_one_tenant_leave_another_tenants_verify_answered() {
 fn a_malformed_chunked_body_and_a_query_that_is_not_utf8_are_400() {
     let (_tmp, dir) = init_store();
     let a = token(&dir, Some("tenant_a"), "ingest,read");
-    let server = Server::start(&dir, None);
+    let server = start(&dir, None);
     let chunked = format!(
         "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {a}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n"
     );
@@ -450,7 +385,7 @@ fn requests_without_a_valid_token_get_429_after_the_burst_and_a_valid_token_stil
     let (_tmp, dir) = init_store();
     let a = token(&dir, Some("tenant_a"), "read");
     let admin = token(&dir, None, "admin");
-    let server = Server::start(
+    let server = start(
         &dir,
         Some("[server.rate_limit]\nunauthenticated_per_second = 1\nunauthenticated_burst = 5\n"),
     );

@@ -7,129 +7,18 @@ mod common;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::serve::{Server, http};
 use common::{bin, init_store, run};
 use serde_json::{Value, json};
 
-/// A `blackbox serve` child on a free loopback port.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(dir: &str) -> Self {
-        Self::start_with(dir, |c| c)
-    }
-
-    fn start_with(
-        dir: &str,
-        wrap: impl FnOnce(std::process::Command) -> std::process::Command,
-    ) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut cmd = bin();
-        cmd.args([
-            "serve",
-            "--data-dir",
-            dir,
-            "--listen",
-            &addr.to_string(),
-            "--rate-limit",
-            "0",
-        ])
-        .env("BLACKBOX_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-        let mut child = wrap(cmd).spawn().unwrap();
-        // Drain stderr so the child never blocks on a full pipe.
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                eprintln!("[serve] {line}");
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok((200, _)) = http(addr, "GET", "/healthz", None, None) {
-                return Self { child, addr };
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the server did not start");
-    }
-
-    fn kill9(&mut self) {
-        // Child::kill sends SIGKILL.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A minimal HTTP/1.1 exchange (one request per connection): (status, body).
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(20)))?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    let body = body.unwrap_or("");
-    req.push_str(&format!(
-        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
-    s.write_all(req.as_bytes())?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp)?;
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status line in {text:?}")))?;
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    // Chunked bodies (streamed answers) are not needed by these tests' JSON calls.
-    Ok((status, body.to_owned()))
-}
-
+/// A token of `scope` for `tenant`.
 fn token(dir: &str, tenant: &str, scope: &str) -> String {
-    let r = run(&[
-        "tokens",
-        "create",
-        "--data-dir",
-        dir,
-        "--tenant",
-        tenant,
-        "--scope",
-        scope,
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    r.stdout.lines().last().unwrap().to_owned()
+    common::serve::token(dir, Some(tenant), scope)
 }
 
 fn event(writer: usize, i: usize) -> Value {

@@ -102,3 +102,4 @@ pub fn events(n: usize, tenant: &str) -> String {
     }
     s
 }
+pub mod serve;
