@@ -46,6 +46,15 @@ pub fn is_reserved(event_type: &str) -> bool {
     event_type.starts_with(RESERVED_PREFIX) || RESERVED_EVENT_TYPES.contains(&event_type)
 }
 
+/// Whether `e` is normalisation refusing a reserved event type (the refusals in
+/// `crate::event`: `erasure`, and any reserved type from anyone but the service), so that an
+/// intake can answer it as such (HTTP 422 `reserved_event_type`).
+#[must_use]
+pub fn refuses_reserved_type(e: &crate::Error) -> bool {
+    matches!(e, crate::Error::Field(f)
+        if f.field == "event_type" && f.problem.starts_with('`') && f.problem.contains("` is reserved"))
+}
+
 /// Who supplied an entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Origin {

@@ -720,11 +720,7 @@ impl<'de> serde::de::Visitor<'de> for BoundedArray {
 fn invalid_event(index: usize, e: &blackbox_core::Error) -> ApiError {
     // Reserved types (FORMAT.md §3) are the service's to write: a client sending one is
     // refused as such.
-    if let blackbox_core::Error::Field(f) = e
-        && f.field == "event_type"
-        && f.problem.starts_with('`')
-        && f.problem.contains("` is reserved")
-    {
+    if blackbox_core::origin::refuses_reserved_type(e) {
         return ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "reserved_event_type",

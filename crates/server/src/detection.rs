@@ -112,11 +112,7 @@ pub fn normalize_with_features(
     Ok((ev, features))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+use crate::now_ms;
 
 /// An entry the detector appended, for webhooks and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -427,11 +427,7 @@ impl WriterThread {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+use crate::now_ms;
 
 impl Ingest {
     /// Starts the writer over an opened store and writer.

@@ -35,11 +35,7 @@ impl Committer for Service {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+use crate::now_ms;
 
 /// What a retention step on a blocking thread needs: the settings, the archive, the keyring
 /// (read now: a forward-secure key may have evolved) and a committer through the writer thread.

@@ -161,11 +161,7 @@ impl fmt::Debug for TokenStore {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+use crate::now_ms;
 
 fn load(conn: &Connection) -> Result<HashMap<String, Record>, ServerError> {
     let mut stmt = conn.prepare(
