@@ -151,53 +151,14 @@ pub fn run(
         after: None,
     };
     let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    let mut count = 0u64;
-    let mut csv_buf: Vec<u8> = Vec::new();
-    match format {
-        QueryFormat::Json => out.write_all(b"[")?,
-        QueryFormat::Csv => {
-            let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
-            w.write_record(COLUMNS).map_err(|e| anyhow!(e))?;
-            out.write_all(&w.into_inner().map_err(|e| anyhow!(e.to_string()))?)?;
-        }
-        QueryFormat::Table => table_header(&mut out)?,
-        QueryFormat::Jsonl => {}
-    }
+    let mut rows = RowWriter::start(BufWriter::new(stdout.lock()), format)?;
     let limit = f.limit;
     let mut emit = |tenant: &str, seq: u64, line: &[u8]| -> Result<bool, StoreError> {
         if !post.keep(line) {
             return Ok(true);
         }
-        match format {
-            QueryFormat::Jsonl => {
-                out.write_all(line)
-                    .and_then(|()| out.write_all(b"\n"))
-                    .map_err(io_err)?;
-            }
-            QueryFormat::Json => {
-                if count > 0 {
-                    out.write_all(b",\n").map_err(io_err)?;
-                }
-                out.write_all(line).map_err(io_err)?;
-            }
-            QueryFormat::Csv => {
-                csv_buf.clear();
-                {
-                    let mut w = csv::WriterBuilder::new()
-                        .has_headers(false)
-                        .buffer_capacity(1024)
-                        .from_writer(&mut csv_buf);
-                    w.write_record(flatten(tenant, seq, line))
-                        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
-                    w.flush().map_err(io_err)?;
-                }
-                out.write_all(&csv_buf).map_err(io_err)?;
-            }
-            QueryFormat::Table => table_row(&mut out, tenant, seq, line).map_err(io_err)?,
-        }
-        count += 1;
-        Ok(limit.is_none_or(|l| count < l))
+        rows.row(tenant, seq, line).map_err(io_err)?;
+        Ok(limit.is_none_or(|l| rows.count() < l))
     };
     let mut result = Ok(());
     let mut more = true;
@@ -225,24 +186,109 @@ pub fn run(
         }
         Err(e) => return Err(e.into()),
     }
-    if format == QueryFormat::Json {
-        match out.write_all(b"]\n") {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(Outcome::Ok),
-            r => r?,
+    match rows.finish() {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Outcome::Ok),
+        r => Ok(r.map(|()| Outcome::Ok)?),
+    }
+}
+
+/// Writes query rows in one format (`--format`), the same for a data directory and a service.
+pub struct RowWriter<W: Write> {
+    out: W,
+    format: QueryFormat,
+    count: u64,
+    csv_buf: Vec<u8>,
+}
+
+impl<W: Write> RowWriter<W> {
+    /// Writes the format's header (`[`, the CSV columns, the table header).
+    ///
+    /// # Errors
+    /// Writing failed.
+    pub fn start(mut out: W, format: QueryFormat) -> std::io::Result<Self> {
+        let mut csv_buf = Vec::new();
+        match format {
+            QueryFormat::Json => out.write_all(b"[")?,
+            QueryFormat::Csv => {
+                csv_row(&mut csv_buf, COLUMNS)?;
+                out.write_all(&csv_buf)?;
+            }
+            QueryFormat::Table => table_header(&mut out)?,
+            QueryFormat::Jsonl => {}
         }
+        Ok(Self {
+            out,
+            format,
+            count: 0,
+            csv_buf,
+        })
     }
-    match out.flush() {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(Outcome::Ok),
-        r => r?,
+
+    /// One entry line.
+    ///
+    /// # Errors
+    /// Writing failed.
+    pub fn row(&mut self, tenant: &str, seq: u64, line: &[u8]) -> std::io::Result<()> {
+        match self.format {
+            QueryFormat::Jsonl => {
+                self.out.write_all(line)?;
+                self.out.write_all(b"\n")?;
+            }
+            QueryFormat::Json => {
+                if self.count > 0 {
+                    self.out.write_all(b",\n")?;
+                }
+                self.out.write_all(line)?;
+            }
+            QueryFormat::Csv => {
+                csv_row(&mut self.csv_buf, flatten(tenant, seq, line))?;
+                self.out.write_all(&self.csv_buf)?;
+            }
+            QueryFormat::Table => table_row(&mut self.out, tenant, seq, line)?,
+        }
+        self.count += 1;
+        Ok(())
     }
-    if format == QueryFormat::Table {
-        eprintln!(
-            "{} entr{}",
-            blackbox_core::ids::group_thousands(count),
-            if count == 1 { "y" } else { "ies" }
-        );
+
+    /// Rows written so far.
+    #[must_use]
+    pub fn count(&self) -> u64 {
+        self.count
     }
-    Ok(Outcome::Ok)
+
+    /// Closes the JSON array, flushes, and for the table says how many rows (on stderr).
+    ///
+    /// # Errors
+    /// Writing failed.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        if self.format == QueryFormat::Json {
+            self.out.write_all(b"]\n")?;
+        }
+        self.out.flush()?;
+        if self.format == QueryFormat::Table {
+            eprintln!(
+                "{} entr{}",
+                blackbox_core::ids::group_thousands(self.count),
+                if self.count == 1 { "y" } else { "ies" }
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `buf` = one CSV record.
+fn csv_row<I, T>(buf: &mut Vec<u8>, record: I) -> std::io::Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: AsRef<[u8]>,
+{
+    buf.clear();
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .buffer_capacity(1024)
+        .from_writer(buf);
+    w.write_record(record).map_err(std::io::Error::other)?;
+    w.flush()
 }
 
 /// What [`archive_query`] calls per match: (tenant, seq, line) → go on?

@@ -11,7 +11,7 @@ use crate::Outcome;
 use crate::cli::TimeBasis;
 use crate::cli::{QueryFormat, RemoteArgs, TextOrJson};
 use crate::cmd::query::PostFilter;
-use crate::cmd::query::{Filters, table_header, table_row};
+use crate::cmd::query::{Filters, RowWriter};
 
 fn client(r: &RemoteArgs) -> Result<(Client, tokio::runtime::Runtime)> {
     let server = r
@@ -69,21 +69,12 @@ pub fn query(r: &RemoteArgs, f: &Filters, format: QueryFormat) -> Result<Outcome
     let mut out = std::io::BufWriter::new(stdout.lock());
     match format {
         QueryFormat::Table => {
-            table_header(&mut out)?;
-            let mut count = 0u64;
+            let mut rows = RowWriter::start(&mut out, format)?;
             for line in raw.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
-                let tenant = v["tenant_id"].as_str().unwrap_or("");
-                let seq = v["seq"].as_u64().unwrap_or(0);
-                table_row(&mut out, tenant, seq, line)?;
-                count += 1;
+                let (tenant, seq) = tenant_seq(line);
+                rows.row(&tenant, seq, line)?;
             }
-            out.flush()?;
-            eprintln!(
-                "{} entr{}",
-                blackbox_core::ids::group_thousands(count),
-                if count == 1 { "y" } else { "ies" }
-            );
+            rows.finish()?;
         }
         _ => {
             out.write_all(&raw.body)?;
@@ -105,57 +96,27 @@ fn filtered_query(
 ) -> Result<Outcome> {
     let raw = rt.block_on(c.entries_raw(q, Format::Jsonl))?;
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut csv = csv::WriterBuilder::new().from_writer(Vec::new());
-    match format {
-        QueryFormat::Table => table_header(&mut out)?,
-        QueryFormat::Json => out.write_all(b"[")?,
-        QueryFormat::Csv => csv.write_record(blackbox_ledger::query::COLUMNS)?,
-        QueryFormat::Jsonl => {}
-    }
-    let mut count = 0u64;
+    let mut rows = RowWriter::start(std::io::BufWriter::new(stdout.lock()), format)?;
     for line in raw.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        if limit.is_some_and(|l| count >= l) {
+        if limit.is_some_and(|l| rows.count() >= l) {
             break;
         }
-        if !post.keep(line) {
-            continue;
+        if post.keep(line) {
+            let (tenant, seq) = tenant_seq(line);
+            rows.row(&tenant, seq, line)?;
         }
-        let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
-        let tenant = v["tenant_id"].as_str().unwrap_or("");
-        let seq = v["seq"].as_u64().unwrap_or(0);
-        match format {
-            QueryFormat::Table => table_row(&mut out, tenant, seq, line)?,
-            QueryFormat::Json => {
-                if count > 0 {
-                    out.write_all(b",\n")?;
-                }
-                out.write_all(line)?;
-            }
-            QueryFormat::Csv => {
-                csv.write_record(blackbox_ledger::query::flatten(tenant, seq, line))?;
-            }
-            QueryFormat::Jsonl => {
-                out.write_all(line)?;
-                out.write_all(b"\n")?;
-            }
-        }
-        count += 1;
     }
-    match format {
-        QueryFormat::Json => out.write_all(b"]\n")?,
-        QueryFormat::Csv => {
-            out.write_all(&csv.into_inner().map_err(|e| anyhow!(e.to_string()))?)?
-        }
-        QueryFormat::Table => eprintln!(
-            "{} entr{}",
-            blackbox_core::ids::group_thousands(count),
-            if count == 1 { "y" } else { "ies" }
-        ),
-        QueryFormat::Jsonl => {}
-    }
-    out.flush()?;
+    rows.finish()?;
     Ok(Outcome::Ok)
+}
+
+/// An entry line's chain and seq (for the CSV and table rows).
+fn tenant_seq(line: &[u8]) -> (String, u64) {
+    let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
+    (
+        v["tenant_id"].as_str().unwrap_or("").to_owned(),
+        v["seq"].as_u64().unwrap_or(0),
+    )
 }
 
 pub fn verify(
