@@ -31,18 +31,12 @@ fn params() -> FssParams {
 
 /// The auditor's keyring: `k1` forward-secure at epoch 0 with S_0 = 0x42 * 32.
 fn initial_ring() -> Keyring {
-    let mut ring = Keyring::new();
-    ring.push_forward_secure(key_id("k1"), params(), FssState::initial(K1))
-        .unwrap();
-    ring
+    fss_initial_ring(HOUR)
 }
 
 /// The service's keyring as it is on disk during epoch `e`.
 fn ring_at(e: u64) -> Keyring {
-    let now = params().epoch_start_ms(e) + 1;
-    initial_ring()
-        .advanced_for(now)
-        .unwrap_or_else(initial_ring)
+    fss_ring_at(HOUR, e)
 }
 
 /// An honest log: `PER_EPOCH` entries in each of `EPOCHS` epochs, each signed with the key the

@@ -10,7 +10,7 @@
 mod common;
 
 use blackbox_core::ids::KeyId;
-use blackbox_core::keys::{FssParams, FssState, HmacKey, Keyring};
+use blackbox_core::keys::{FssParams, HmacKey, Keyring};
 use blackbox_core::verify::{FindingKind, Report};
 use common::*;
 use serde_json::{Value, json};
@@ -32,17 +32,12 @@ fn params() -> FssParams {
 
 /// The auditor's keyring (`keys/k1.fss-initial.keys`): `k1` at epoch 0.
 fn initial_ring() -> Keyring {
-    let mut ring = Keyring::new();
-    ring.push_forward_secure(key_id("k1"), params(), FssState::initial(K1))
-        .unwrap();
-    ring
+    fss_initial_ring(EPOCH_SECS)
 }
 
 /// The service's keyring as it is on disk during epoch `e`.
 fn ring_at(e: u64) -> Keyring {
-    initial_ring()
-        .advanced_for(params().epoch_start_ms(e) + 1)
-        .unwrap_or_else(initial_ring)
+    fss_ring_at(EPOCH_SECS, e)
 }
 
 /// How the marker is signed, given the keyring the writer holds in the marker's epoch.

@@ -598,3 +598,25 @@ pub fn describe(r: &Report) -> String {
     }
     s
 }
+
+/// Forward-secure generation `k1` (state `K1` at epoch 0) with epochs of `epoch_secs` from
+/// `BASE_MS`: the auditor's initial keyring.
+pub fn fss_initial_ring(epoch_secs: u64) -> Keyring {
+    let params = blackbox_core::keys::FssParams::starting_at(epoch_secs, BASE_MS).unwrap();
+    let mut ring = Keyring::new();
+    ring.push_forward_secure(
+        key_id("k1"),
+        params,
+        blackbox_core::keys::FssState::initial(K1),
+    )
+    .unwrap();
+    ring
+}
+
+/// The service's keyring of [`fss_initial_ring`] as it is on disk during epoch `e`.
+pub fn fss_ring_at(epoch_secs: u64, e: u64) -> Keyring {
+    let params = blackbox_core::keys::FssParams::starting_at(epoch_secs, BASE_MS).unwrap();
+    fss_initial_ring(epoch_secs)
+        .advanced_for(params.epoch_start_ms(e) + 1)
+        .unwrap_or_else(|| fss_initial_ring(epoch_secs))
+}
