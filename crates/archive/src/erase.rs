@@ -123,7 +123,7 @@ pub fn erase(
     }
     let mut out = Vec::new();
     for (tenant, seqs) in by_tenant {
-        for seg in c.store().archive_segments(tenant)? {
+        for seg in c.store().retention()?.archive_segments(tenant)? {
             let mine: BTreeSet<u64> = seqs.range(seg.first_seq..=seg.last_seq).copied().collect();
             if mine.is_empty() {
                 continue;

@@ -186,7 +186,7 @@ pub fn run(
         let policy = settings.policy(tenant);
         if !opts.dry_run {
             // Finish erasure rewrites that were interrupted before their old revision went.
-            for seg in c.store().archive_segments(tenant)? {
+            for seg in c.store().retention()?.archive_segments(tenant)? {
                 if seg.state == SegmentState::Live && crate::erase::revision(&seg.object) > 0 {
                     crate::erase::delete_superseded(archive, &seg)?;
                 }
@@ -306,7 +306,7 @@ pub fn run(
             .unwrap_or(i64::MAX / DAY_MS)
             * DAY_MS;
         let expire_before = opts.now_ms.saturating_sub(keep_ms);
-        for seg in c.store().archive_segments(tenant)? {
+        for seg in c.store().retention()?.archive_segments(tenant)? {
             if seg.state == SegmentState::Deleted {
                 continue;
             }
@@ -371,7 +371,7 @@ pub fn run(
         }
     }
     if !opts.dry_run {
-        report.reclaimed_bytes = c.store().reclaim_space()?;
+        report.reclaimed_bytes = c.store().retention_mut()?.reclaim_space()?;
     }
     Ok(report)
 }
@@ -395,6 +395,7 @@ impl<'a> ArchiveReader<'a> {
         let mut segments = std::collections::BTreeMap::new();
         for head in store.chains()? {
             let list: Vec<ArchiveSegment> = store
+                .retention()?
                 .archive_segments(&head.tenant_id)?
                 .into_iter()
                 .filter(|s| s.state == SegmentState::Live)

@@ -80,7 +80,7 @@ pub fn status(
             }
             Ok(false)
         })?;
-        let segs = store.archive_segments(&tenant)?;
+        let segs = store.retention()?.archive_segments(&tenant)?;
         let live: Vec<_> = segs
             .iter()
             .filter(|s| s.state == SegmentState::Live)

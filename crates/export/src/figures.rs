@@ -9,8 +9,7 @@ use blackbox_core::event::Node;
 use blackbox_core::keys::Keyring;
 use blackbox_core::note::NoteVerifier;
 use blackbox_ledger::datadir::DataDir;
-use blackbox_store::Store as _;
-use blackbox_store::sqlite::SqliteStore;
+use blackbox_store::Store;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
@@ -978,10 +977,11 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
 /// out of the store by retention): the figures and the verification then read them too.
 fn open_archive(
     dir: &DataDir,
-    store: &SqliteStore,
+    store: &dyn Store,
     tenant: &str,
 ) -> Result<Option<blackbox_archive::Archive>, ExportError> {
     let live = store
+        .retention()?
         .archive_segments(tenant)?
         .iter()
         .any(|s| s.state == blackbox_store::SegmentState::Live);
@@ -1001,7 +1001,7 @@ fn open_archive(
 /// Entries `from ..= to` of `tenant` in seq order: from the archive's live segments first, then
 /// from the store.
 fn chain_lines(
-    store: &SqliteStore,
+    store: &dyn Store,
     archive: Option<&blackbox_archive::run::ArchiveReader<'_>>,
     tenant: &str,
     from: u64,
@@ -1036,7 +1036,7 @@ fn chain_lines(
 }
 
 fn integrity(dir: &DataDir, tenant: &str) -> Result<Integrity, ExportError> {
-    let store: SqliteStore = blackbox_ledger::open::open_reader(dir)?;
+    let mut store = blackbox_ledger::open::open_reader(dir)?;
     let keys: Keyring = blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path())?;
     let verifier: NoteVerifier = blackbox_ledger::open::public_key(dir)?;
     let opts = blackbox_ledger::verify::StoreVerifyOptions {
@@ -1049,8 +1049,8 @@ fn integrity(dir: &DataDir, tenant: &str) -> Result<Integrity, ExportError> {
         .map(|a| blackbox_archive::run::ArchiveReader::new(a, &store))
         .transpose()
         .map_err(|e| ExportError::Usage(format!("reading the archive: {e}")))?;
-    let report = blackbox_ledger::verify::verify_store_and_archive(
-        &dir.store_path(),
+    let report = blackbox_ledger::verify::verify_chains_and_archive(
+        &mut store,
         reader
             .as_ref()
             .map(|r| r as &dyn blackbox_ledger::verify::ArchiveSource),

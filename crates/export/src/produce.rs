@@ -2,7 +2,7 @@
 //! signed manifest, as bytes (the CLI writes them to disk; the service sends them).
 
 use blackbox_ledger::datadir::DataDir;
-use blackbox_store::Store as _;
+use blackbox_store::Store;
 
 use crate::ExportError;
 use crate::config::ExportConfig;
@@ -74,10 +74,7 @@ pub struct Produced {
     pub period: Period,
 }
 
-fn whole_log(
-    store: &blackbox_store::sqlite::SqliteStore,
-    tenant: &str,
-) -> Result<Period, ExportError> {
+fn whole_log(store: &dyn Store, tenant: &str) -> Result<Period, ExportError> {
     let size = store
         .chains()?
         .into_iter()

@@ -2,11 +2,11 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use blackbox_core::keys::{FssParams, Keyring};
 use blackbox_core::note::NoteVerifier;
-use blackbox_store::Store as _;
+use blackbox_store::Store;
 use blackbox_store::sqlite::SqliteStore;
 
 use crate::config::{DEFAULT_CONFIG, LedgerConfig};
@@ -191,6 +191,26 @@ pub fn open_reader(dir: &DataDir) -> Result<SqliteStore, LedgerError> {
     // A store of schema 2 is migrated first (this needs write access; see `migrate`).
     migrate(dir)?;
     Ok(SqliteStore::open_read_only(dir.store_path())?)
+}
+
+/// Opens the store at `path` read-only, without migrating it (verification reads a store as it
+/// is). This module is where a data directory's storage backend is chosen; callers get the
+/// storage contract only.
+///
+/// # Errors
+/// Store failures.
+pub fn open_store_read_only(path: &Path) -> Result<Box<dyn Store>, LedgerError> {
+    Ok(Box::new(SqliteStore::open_read_only(path)?))
+}
+
+/// Opens `dir`'s store for reading and for retention's own writes (reclaiming space), without a
+/// writer: batches go through the writer that holds the chain state.
+///
+/// # Errors
+/// [`LedgerError::NotInitialised`], store failures.
+pub fn open_store(dir: &DataDir) -> Result<Box<dyn Store>, LedgerError> {
+    require_init(dir)?;
+    Ok(Box::new(SqliteStore::open(dir.store_path())?))
 }
 
 /// The checkpoint verifier of a data directory (its `checkpoint.pub`).

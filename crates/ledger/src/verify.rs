@@ -16,8 +16,7 @@ use std::sync::mpsc;
 use blackbox_core::keys::Keyring;
 use blackbox_core::note::NoteVerifier;
 use blackbox_core::verify::{EntryCheck, LogVerifier, Report, SourceLine, check_entry};
-use blackbox_store::sqlite::SqliteStore;
-use blackbox_store::{LineBlock, Store as _};
+use blackbox_store::{LineBlock, Store};
 use rayon::prelude::*;
 
 use crate::error::LedgerError;
@@ -286,6 +285,22 @@ pub fn verify_store(
     verify_store_and_archive(db_path, None, keys, verifier, opts, progress)
 }
 
+/// [`verify_chains_and_archive`] of the store at `db_path`, opened read-only.
+///
+/// # Errors
+/// Store and archive failures (problems in the log itself are findings in the report).
+pub fn verify_store_and_archive(
+    db_path: &Path,
+    archive: Option<&dyn ArchiveSource>,
+    keys: Option<&Keyring>,
+    verifier: Option<NoteVerifier>,
+    opts: &StoreVerifyOptions,
+    progress: Progress<'_>,
+) -> Result<Report, LedgerError> {
+    let mut store = crate::open::open_store_read_only(db_path)?;
+    verify_chains_and_archive(store.as_mut(), archive, keys, verifier, opts, progress)
+}
+
 /// Archived segments of the chains, read before the store's entries (`verify --include-archive`).
 pub trait ArchiveSource: Sync {
     /// The segments of `tenant`'s chain in chain order, by name.
@@ -309,15 +324,14 @@ pub trait ArchiveSource: Sync {
 ///
 /// # Errors
 /// Store and archive failures (problems in the log itself are findings in the report).
-pub fn verify_store_and_archive(
-    db_path: &Path,
+pub fn verify_chains_and_archive(
+    store: &mut dyn Store,
     archive: Option<&dyn ArchiveSource>,
     keys: Option<&Keyring>,
     verifier: Option<NoteVerifier>,
     opts: &StoreVerifyOptions,
     progress: Progress<'_>,
 ) -> Result<Report, LedgerError> {
-    let store = SqliteStore::open_read_only(db_path)?;
     let mut v = LogVerifier::new(keys.is_some(), verifier);
     for (i, cp) in opts.trusted_checkpoints.iter().enumerate() {
         v.add_checkpoint(u64::try_from(i).unwrap_or(0) + 1, cp, true);
@@ -340,9 +354,9 @@ pub fn verify_store_and_archive(
         };
         chains.push((head.tenant_id, anchor, segments));
     }
-    let path = db_path.to_owned();
+    // The reader thread takes the store (`&mut`: a store is `Send`, not `Sync`).
+    let rstore = store;
     v = pipeline(v, keys, progress, move |tx| {
-        let rstore = SqliteStore::open_read_only(&path)?;
         let mut chunk = tx.fresh();
         // Lines are read straight into the buffers of the chunk being filled (`block`'s),
         // which go with the chunk when it is sent.

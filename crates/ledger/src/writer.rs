@@ -544,7 +544,7 @@ fn store_worker(
                 continue;
             }
             StoreCmd::Purge(wait, reply) => {
-                let _ = reply.send(store.purge_erased(wait));
+                let _ = reply.send(store.erasure_mut().and_then(|s| s.purge_erased(wait)));
                 continue;
             }
             other => other,
@@ -581,12 +581,14 @@ fn store_worker(
                 // store thread reported it: nothing to undo.
                 StoreCmd::Resume => {}
                 StoreCmd::Subject(key, reply) => {
-                    let r = within(&failed, batch.as_mut(), |b| b.subject_entries(&key));
+                    let r = within(&failed, batch.as_mut(), |b| {
+                        b.erasure()?.subject_entries(&key)
+                    });
                     let _ = reply.send(r);
                 }
                 StoreCmd::Erase(tenant, seqs, reply) => {
                     let r = within(&failed, batch.as_mut(), |b| {
-                        b.erase_personal(&tenant, &seqs)
+                        b.erasure()?.erase_personal(&tenant, &seqs)
                     });
                     if let Err(e) = &r
                         && failed.is_none()
@@ -628,14 +630,14 @@ fn store_worker(
                 StoreCmd::Checkpoint(cp) => {
                     apply(&mut failed, batch.as_mut(), |b| b.put_checkpoint(&cp))
                 }
-                StoreCmd::Archive(a) => {
-                    apply(&mut failed, batch.as_mut(), |b| b.archive_prefix(&a))
-                }
-                StoreCmd::Segment(s) => {
-                    apply(&mut failed, batch.as_mut(), |b| b.put_archive_segment(&s))
-                }
+                StoreCmd::Archive(a) => apply(&mut failed, batch.as_mut(), |b| {
+                    b.retention()?.archive_prefix(&a)
+                }),
+                StoreCmd::Segment(s) => apply(&mut failed, batch.as_mut(), |b| {
+                    b.retention()?.put_archive_segment(&s)
+                }),
                 StoreCmd::Forget(t, seqs) => apply(&mut failed, batch.as_mut(), |b| {
-                    b.forget_subjects(&t, &seqs)
+                    b.erasure()?.forget_subjects(&t, &seqs)
                 }),
             }
             match rx.recv() {

@@ -17,9 +17,9 @@ pub enum ServerError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] blackbox_store::StoreError),
-    /// The token file failed.
+    /// The token file failed (see [`crate::tokens::TokenStore`]).
     #[error("token file: {0}")]
-    Tokens(#[from] rusqlite::Error),
+    Tokens(#[source] blackbox_store::StoreError),
     /// I/O, e.g. binding the listen address.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

@@ -61,7 +61,7 @@ pub struct AppState {
     /// The writer.
     pub ingest: ingest::Ingest,
     /// API tokens.
-    pub tokens: Arc<tokens::TokenStore>,
+    pub tokens: Arc<tokens::Tokens>,
     /// Read-only store connections.
     pub readers: Arc<readers::ReaderPool>,
     /// Metrics.
@@ -158,7 +158,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
     }
     let (alerts_tx, alerts_rx) = tokio::sync::mpsc::unbounded_channel();
     let verifier = blackbox_ledger::open::public_key(&dir)?;
-    let tokens = tokens::TokenStore::open(&dir.root().join("tokens.db"))?;
+    let tokens = tokens::Tokens::open(&dir.root().join("tokens.db"))?;
     let metrics = Arc::new(metrics::Metrics::new());
     let (ingest, thread) = ingest::Ingest::start(
         store,

@@ -10,21 +10,20 @@ use blackbox_core::keys::Keyring;
 use blackbox_ledger::config::LedgerConfig;
 use blackbox_ledger::error::LedgerError;
 use blackbox_store::Store;
-use blackbox_store::sqlite::SqliteStore;
 
 use crate::AppState;
 use crate::ingest::{Control, Ingest};
 
 /// Commits through the writer thread; reads through a connection of its own.
 struct Service {
-    store: SqliteStore,
+    store: Box<dyn Store>,
     ingest: Ingest,
     rt: tokio::runtime::Handle,
 }
 
 impl Committer for Service {
     fn store(&mut self) -> &mut dyn Store {
-        &mut self.store
+        self.store.as_mut()
     }
 
     fn commit(&mut self, staged: Staged, _now_ms: i64) -> Result<(), ArchiveError> {
@@ -47,7 +46,7 @@ fn open(
     let config = LedgerConfig::load(&dir.config_path()).map_err(|e| e.to_string())?;
     let archive =
         Archive::open(&config.retention.archive_url, dir.root()).map_err(|e| e.to_string())?;
-    let store = SqliteStore::open(dir.store_path()).map_err(|e| e.to_string())?;
+    let store = blackbox_ledger::open::open_store(dir).map_err(|e| e.to_string())?;
     let keys =
         blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path()).map_err(|e| e.to_string())?;
     let c = Service {

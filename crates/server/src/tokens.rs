@@ -139,48 +139,99 @@ impl TokenInfo {
     }
 }
 
-struct Record {
-    info: TokenInfo,
-    secret_sha256: [u8; 32],
+/// A token as kept: its listing and the SHA-256 of its secret (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// What the token is.
+    pub info: TokenInfo,
+    /// SHA-256 of the token's secret part.
+    pub secret_sha256: [u8; 32],
 }
 
-struct Cache {
+/// Where API tokens are kept: the storage behind [`Tokens`].
+///
+/// Implementations MUST keep only what a [`TokenRecord`] holds (never a token's secret), and
+/// MUST make a change made through another handle (the CLI's, while the service runs) visible to
+/// the next [`TokenStore::records`] of this one.
+pub trait TokenStore: Send {
+    /// Adds a token.
+    ///
+    /// # Errors
+    /// [`ServerError::Tokens`] for storage failures.
+    fn insert(&mut self, record: &TokenRecord) -> Result<(), ServerError>;
+
+    /// Marks token `id` revoked at `at_ms`. Returns false when there is no such token or it was
+    /// revoked already.
+    ///
+    /// # Errors
+    /// [`ServerError::Tokens`] for storage failures.
+    fn revoke(&mut self, id: &str, at_ms: i64) -> Result<bool, ServerError>;
+
+    /// Every token by id, as currently stored (re-read when another handle changed them).
+    /// Runs on every request: an implementation SHOULD answer from memory while nothing changed.
+    ///
+    /// # Errors
+    /// [`ServerError::Tokens`] for storage failures; [`ServerError::Config`] for a malformed
+    /// stored record.
+    fn records(&mut self) -> Result<&HashMap<String, TokenRecord>, ServerError>;
+}
+
+/// Maps a SQLite failure of the token file into the typed store error.
+fn sqlite_error(e: rusqlite::Error) -> ServerError {
+    ServerError::Tokens(blackbox_store::StoreError::from(e))
+}
+
+/// Tokens in a small SQLite file (`DIR/tokens.db`), cached in memory and re-read when
+/// `PRAGMA data_version` (another connection's commits) or our own changes say it changed.
+pub struct SqliteTokens {
     conn: Connection,
     version: i64,
-    tokens: HashMap<String, Record>,
+    tokens: HashMap<String, TokenRecord>,
 }
 
-/// The token file of a data directory.
-pub struct TokenStore {
-    cache: Mutex<Cache>,
-}
-
-impl fmt::Debug for TokenStore {
+impl fmt::Debug for SqliteTokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TokenStore(..)")
+        f.write_str("SqliteTokens(..)")
+    }
+}
+
+/// The tokens of a data directory: creation rules, authentication in constant time, over a
+/// [`TokenStore`].
+pub struct Tokens {
+    store: Mutex<Box<dyn TokenStore>>,
+}
+
+impl fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Tokens(..)")
     }
 }
 
 use crate::now_ms;
 
-fn load(conn: &Connection) -> Result<HashMap<String, Record>, ServerError> {
-    let mut stmt = conn.prepare(
-        "SELECT id, tenant_id, scopes, label, secret_sha256, created_ms, revoked_ms FROM tokens",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, Option<String>>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, Vec<u8>>(4)?,
-            r.get::<_, i64>(5)?,
-            r.get::<_, Option<i64>>(6)?,
-        ))
-    })?;
+fn load(conn: &Connection) -> Result<HashMap<String, TokenRecord>, ServerError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, tenant_id, scopes, label, secret_sha256, created_ms, revoked_ms FROM tokens",
+        )
+        .map_err(sqlite_error)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Vec<u8>>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+            ))
+        })
+        .map_err(sqlite_error)?;
     let mut out = HashMap::new();
     for row in rows {
-        let (id, tenant_id, scopes, label, hash, created_ms, revoked_ms) = row?;
+        let (id, tenant_id, scopes, label, hash, created_ms, revoked_ms) =
+            row.map_err(sqlite_error)?;
         let scopes = Scopes::parse(&scopes).map_err(|e| {
             ServerError::Config(format!("the token file holds token {id} with {e}"))
         })?;
@@ -189,7 +240,7 @@ fn load(conn: &Connection) -> Result<HashMap<String, Record>, ServerError> {
         })?;
         out.insert(
             id.clone(),
-            Record {
+            TokenRecord {
                 info: TokenInfo {
                     id,
                     tenant_id,
@@ -205,7 +256,7 @@ fn load(conn: &Connection) -> Result<HashMap<String, Record>, ServerError> {
     Ok(out)
 }
 
-impl TokenStore {
+impl SqliteTokens {
     /// Opens (creating if needed) the token file at `path`, readable by its owner only.
     ///
     /// # Errors
@@ -223,13 +274,16 @@ impl TokenStore {
                 )));
             }
         }
-        let conn = Connection::open(path)?;
+        let conn = Connection::open(path).map_err(sqlite_error)?;
         if !existed {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         }
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        conn.execute_batch(SCHEMA)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sqlite_error)?;
+        let _mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(sqlite_error)?;
+        conn.execute_batch(SCHEMA).map_err(sqlite_error)?;
         // The write-ahead log and its index hold the same hashes: owner only, like the file.
         for suffix in ["-wal", "-shm"] {
             let mut side = path.as_os_str().to_owned();
@@ -238,20 +292,94 @@ impl TokenStore {
                 std::fs::set_permissions(&side, std::fs::Permissions::from_mode(0o600))?;
             }
         }
-        let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let version: i64 = conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(sqlite_error)?;
         let tokens = load(&conn)?;
         Ok(Self {
-            cache: Mutex::new(Cache {
-                conn,
-                version,
-                tokens,
-            }),
+            conn,
+            version,
+            tokens,
         })
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
-        // A poisoned lock only means a panic elsewhere; the cache is re-read from disk anyway.
-        self.cache
+    /// Re-reads the token table when another connection (the CLI) has changed it.
+    fn refresh(&mut self) -> Result<(), ServerError> {
+        // Runs on every request: a cached statement, no SQL parsing.
+        let version: i64 = self
+            .conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(sqlite_error)?;
+        let changes = i64::try_from(self.conn.total_changes()).unwrap_or(i64::MAX);
+        // data_version changes with other connections' commits; our own writes are tracked by
+        // total_changes. Reload on either.
+        let key = version.wrapping_mul(1_000_003).wrapping_add(changes);
+        if key != self.version {
+            self.tokens = load(&self.conn)?;
+            self.version = key;
+        }
+        Ok(())
+    }
+}
+
+impl TokenStore for SqliteTokens {
+    fn insert(&mut self, record: &TokenRecord) -> Result<(), ServerError> {
+        let info = &record.info;
+        self.conn
+            .execute(
+                "INSERT INTO tokens(id, tenant_id, scopes, label, secret_sha256, created_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    info.id,
+                    info.tenant_id,
+                    info.scopes.to_string(),
+                    info.label,
+                    record.secret_sha256.as_slice(),
+                    info.created_ms
+                ],
+            )
+            .map_err(sqlite_error)?;
+        Ok(())
+    }
+
+    fn revoke(&mut self, id: &str, at_ms: i64) -> Result<bool, ServerError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+                params![id, at_ms],
+            )
+            .map_err(sqlite_error)?;
+        Ok(n == 1)
+    }
+
+    fn records(&mut self) -> Result<&HashMap<String, TokenRecord>, ServerError> {
+        self.refresh()?;
+        Ok(&self.tokens)
+    }
+}
+
+impl Tokens {
+    /// Opens (creating if needed) the token file at `path` ([`SqliteTokens`]).
+    ///
+    /// # Errors
+    /// I/O and SQLite failures; [`ServerError::Config`] when the file is readable by others.
+    pub fn open(path: &Path) -> Result<Self, ServerError> {
+        Ok(Self::new(Box::new(SqliteTokens::open(path)?)))
+    }
+
+    /// Tokens kept in `store`.
+    #[must_use]
+    pub fn new(store: Box<dyn TokenStore>) -> Self {
+        Self {
+            store: Mutex::new(store),
+        }
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, Box<dyn TokenStore>> {
+        // A poisoned lock only means a panic elsewhere; the records are re-read from disk anyway.
+        self.store
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -260,7 +388,7 @@ impl TokenStore {
     /// stored.
     ///
     /// # Errors
-    /// [`ServerError::Config`] for a missing tenant on a non-admin token; random and SQLite
+    /// [`ServerError::Config`] for a missing tenant on a non-admin token; random and storage
     /// failures.
     pub fn create(
         &self,
@@ -288,37 +416,28 @@ impl TokenStore {
         let token = format!("bbx_{id}_{secret_text}");
         let hash: [u8; 32] = Sha256::digest(secret_text.as_bytes()).into();
         let info = TokenInfo {
-            id: id.clone(),
+            id,
             tenant_id: tenant.map(|t| t.as_str().to_owned()),
             scopes,
             label: label.to_owned(),
             created_ms: now_ms(),
             revoked_ms: None,
         };
-        let c = self.cache();
-        c.conn.execute(
-            "INSERT INTO tokens(id, tenant_id, scopes, label, secret_sha256, created_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                id,
-                info.tenant_id,
-                scopes.to_string(),
-                label,
-                hash.as_slice(),
-                info.created_ms
-            ],
-        )?;
-        Ok((info, token))
+        let record = TokenRecord {
+            info,
+            secret_sha256: hash,
+        };
+        self.store().insert(&record)?;
+        Ok((record.info, token))
     }
 
     /// Every token, newest first.
     ///
     /// # Errors
-    /// SQLite failures.
+    /// Storage failures.
     pub fn list(&self) -> Result<Vec<TokenInfo>, ServerError> {
-        let mut c = self.cache();
-        refresh(&mut c)?;
-        let mut v: Vec<TokenInfo> = c.tokens.values().map(|r| r.info.clone()).collect();
+        let mut store = self.store();
+        let mut v: Vec<TokenInfo> = store.records()?.values().map(|r| r.info.clone()).collect();
         v.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(a.id.cmp(&b.id)));
         Ok(v)
     }
@@ -326,21 +445,16 @@ impl TokenStore {
     /// Revokes a token. Returns false when there is no such token (or it was revoked already).
     ///
     /// # Errors
-    /// SQLite failures.
+    /// Storage failures.
     pub fn revoke(&self, id: &str) -> Result<bool, ServerError> {
-        let c = self.cache();
-        let n = c.conn.execute(
-            "UPDATE tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
-            params![id, now_ms()],
-        )?;
-        Ok(n == 1)
+        self.store().revoke(id, now_ms())
     }
 
     /// The token a request presented, if it is known and not revoked. The secret is compared in
     /// constant time.
     ///
     /// # Errors
-    /// SQLite failures while re-reading a changed token file.
+    /// Storage failures while re-reading a changed token file.
     pub fn authenticate(&self, presented: &str) -> Result<Option<TokenInfo>, ServerError> {
         let Some((id, secret)) = presented
             .strip_prefix("bbx_")
@@ -348,33 +462,14 @@ impl TokenStore {
         else {
             return Ok(None);
         };
-        let mut c = self.cache();
-        refresh(&mut c)?;
-        let Some(rec) = c.tokens.get(id) else {
+        let mut store = self.store();
+        let Some(rec) = store.records()?.get(id) else {
             return Ok(None);
         };
         let hash: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
         let same: bool = hash.ct_eq(&rec.secret_sha256).into();
         Ok((same && rec.info.revoked_ms.is_none()).then(|| rec.info.clone()))
     }
-}
-
-/// Re-reads the token table when another connection (the CLI) has changed it.
-fn refresh(c: &mut Cache) -> Result<(), ServerError> {
-    // Runs on every request: a cached statement, no SQL parsing.
-    let version: i64 = c
-        .conn
-        .prepare_cached("PRAGMA data_version")?
-        .query_row([], |r| r.get(0))?;
-    let changes = i64::try_from(c.conn.total_changes()).unwrap_or(i64::MAX);
-    // data_version changes with other connections' commits; our own writes are tracked by
-    // total_changes. Reload on either.
-    let key = version.wrapping_mul(1_000_003).wrapping_add(changes);
-    if key != c.version {
-        c.tokens = load(&c.conn)?;
-        c.version = key;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -385,7 +480,7 @@ mod tests {
     fn tokens_round_trip_and_revoke() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.db");
-        let store = TokenStore::open(&path).unwrap();
+        let store = Tokens::open(&path).unwrap();
         let tenant = TenantId::parse("acme").unwrap();
         let (info, token) = store
             .create(
@@ -412,7 +507,7 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         // A second handle (the CLI) revokes; the first sees it on its next check.
-        let other = TokenStore::open(&path).unwrap();
+        let other = Tokens::open(&path).unwrap();
         assert!(other.revoke(&info.id).unwrap());
         assert!(!other.revoke(&info.id).unwrap());
         assert_eq!(store.authenticate(&token).unwrap(), None);
@@ -425,7 +520,7 @@ mod tests {
         assert!(Scopes::parse("write").unwrap_err().contains("write"));
         assert_eq!(Scopes::parse("admin").unwrap().to_string(), "admin");
         let dir = tempfile::tempdir().unwrap();
-        let store = TokenStore::open(&dir.path().join("t.db")).unwrap();
+        let store = Tokens::open(&dir.path().join("t.db")).unwrap();
         assert!(
             store
                 .create(None, Scopes::parse("read").unwrap(), "")
@@ -439,7 +534,7 @@ mod tests {
         // A token file readable by others is refused.
         let path = dir.path().join("t.db");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = TokenStore::open(&path).unwrap_err().to_string();
+        let err = Tokens::open(&path).unwrap_err().to_string();
         assert!(err.contains("chmod 600"), "{err}");
     }
 }

@@ -101,6 +101,16 @@ pub enum StoreError {
         what: String,
     },
 
+    /// The backend does not implement an optional part of the contract (retention or erasure).
+    #[error(
+        "this store does not support {operation}; use a storage backend that implements it \
+         (the embedded SQLite store does)"
+    )]
+    Unsupported {
+        /// The part asked for (`"retention"`, `"erasure"`).
+        operation: &'static str,
+    },
+
     /// An error from SQLite.
     #[error("SQLite error: {0}")]
     Sqlite(#[source] rusqlite::Error),

@@ -1,12 +1,27 @@
 //! # blackbox-store
 //!
-//! The storage contract for Blackbox ledgers, and the embedded default backend ([`sqlite`]).
+//! The storage contract for Blackbox ledgers, the suite that checks a backend keeps it
+//! ([`conformance`]), and the embedded default backend ([`sqlite`]).
 //!
-//! The contract is deliberately small: a store keeps, per tenant chain, the exact bytes of each
-//! entry with a few index columns, the chain head, signed checkpoints, erasable personal-data
-//! sidecars and a sparse table of Merkle subtree hashes. It never interprets entry bytes and never
-//! signs anything: sequencing and signing happen in `blackbox-ledger`, verification in
-//! `blackbox-core`. A PostgreSQL backend implements the same trait.
+//! A store keeps, per tenant chain, the exact bytes of each entry with a few index columns, the
+//! chain head, signed checkpoints, erasable personal-data sidecars and a sparse table of Merkle
+//! subtree hashes. It never interprets entry bytes and never signs anything: sequencing and
+//! signing happen in `blackbox-ledger`, verification in `blackbox-core`.
+//!
+//! ## The traits
+//!
+//! - [`Store`] and [`WriteBatch`]: the core contract, what every backend MUST do: append a batch
+//!   durably, the chain head, checkpoints, Merkle nodes, scans in seq order, indexed queries,
+//!   sidecars and metadata.
+//! - [`RetentionBatch`] and [`RetentionStore`]: moving a chain's oldest entries out to an
+//!   archive (reached through [`WriteBatch::retention`], [`Store::retention`]).
+//! - [`ErasureBatch`] and [`ErasureStore`]: deleting personal sidecars for good (reached through
+//!   [`WriteBatch::erasure`], [`Store::erasure`]).
+//!
+//! A backend implements the core traits and, optionally, the extensions; the others answer
+//! [`StoreError::Unsupported`]. Verification, export and proofs need only the core contract.
+//! [`conformance`] checks every rule below that a test can observe; the SQLite backend passes
+//! it (`crates/store/tests/conformance.rs`), and a new backend runs it unchanged.
 //!
 //! ## Contract
 //!
@@ -30,23 +45,30 @@
 //!   (default implementations over [`Store::scan`]; a backend MAY override them to read lines in
 //!   bulk) MUST hand out the same lines and sidecars as `scan`.
 //! - MUST answer filtered queries (agent, session, tool, event type, time range) through indexes,
-//!   not by scanning every entry.
-//! - MUST make [`WriteBatch::archive_prefix`] remove the entries it covers (lines, index rows,
-//!   sidecars, checkpoints older than the anchor) in the same all-or-nothing batch that records
-//!   the anchor, and MUST NOT remove anything else: entries after the anchor, Merkle subtree
-//!   hashes and the chain head stay. Scans, queries and proofs then start after the anchor.
+//!   not by scanning every entry, with exactly the rows a filtered full scan would give.
+//! - MUST keep tenants apart: no read of one tenant's chain returns another's entries,
+//!   checkpoints or nodes.
+//!
+//! Implementations of the extensions:
+//!
+//! - MUST make [`RetentionBatch::archive_prefix`] remove the entries it covers (lines, index
+//!   rows, sidecars, checkpoints older than the anchor) in the same all-or-nothing batch that
+//!   records the anchor, and MUST NOT remove anything else: entries after the anchor, Merkle
+//!   subtree hashes and the chain head stay. Scans, queries and proofs then start after the
+//!   anchor.
 //! - MUST keep [`ArchiveSegment`] records exactly as given (they are how the archive's objects
 //!   are found again).
-//! - MAY keep personal sidecars in separate storage. [`WriteBatch::erase_personal`] MUST remove
-//!   them *physically*: once the batch has committed and [`Store::purge_erased`] has returned
-//!   `Ok`, the sidecar's bytes MUST NOT remain anywhere in the store's files (free pages, journal
-//!   or write-ahead log included). Erasure and the erasure marker entry that records it are in
-//!   the same batch, so neither is ever visible without the other.
+//! - MAY keep personal sidecars in separate storage. [`ErasureBatch::erase_personal`] MUST
+//!   remove them *physically*: once the batch has committed and [`ErasureStore::purge_erased`]
+//!   has returned `Ok`, the sidecar's bytes MUST NOT remain anywhere in the store's files (free
+//!   pages, journal or write-ahead log included). Erasure and the erasure marker entry that
+//!   records it are in the same batch, so neither is ever visible without the other.
 //! - MUST NOT keep data-subject ids in clear: the subject index holds only the keyed hashes the
 //!   caller gives ([`PersonalRecord::subject_keys`]), keyed by (chain, seq) so that index rows
 //!   stay meaningful if entries later leave the hot store (archives).
 #![forbid(unsafe_code)]
 
+pub mod conformance;
 pub mod error;
 pub mod segments;
 pub mod sqlite;
@@ -309,10 +331,16 @@ pub struct After {
     pub seq: u64,
 }
 
-/// A write transaction. Dropping it without [`WriteBatch::commit`] rolls everything back.
+/// A write transaction: the core contract's writes. Dropping it without [`WriteBatch::commit`]
+/// rolls everything back.
+///
+/// Implementations MUST keep every write of the batch invisible to readers (other connections
+/// and [`Store`] reads) until `commit` returns `Ok`, and MUST make all of it visible at once.
+/// A batch whose write failed half-way MAY refuse further writes and `commit`
+/// ([`StoreError::Invalid`]); the caller then drops it, which rolls back all of it.
 pub trait WriteBatch {
     /// The committed-or-pending head of `tenant`'s chain inside this batch (`None` if the chain
-    /// does not exist yet).
+    /// does not exist yet). It MUST reflect this batch's own `set_head` calls.
     ///
     /// # Errors
     /// Backend failures.
@@ -321,17 +349,22 @@ pub trait WriteBatch {
     /// Appends entries to `tenant`'s chain, creating the chain if needed. `entries` MUST continue
     /// the chain (`seq` = current size + 1, + 2, …); the head is updated with [`Self::set_head`].
     ///
+    /// MUST refuse, before writing anything of the call, a seq that does not continue the chain
+    /// (a gap or a repeat) with [`StoreError::SeqConflict`], and an entry id already stored (in
+    /// any chain). MUST store each `line` byte-for-byte.
+    ///
     /// # Errors
     /// [`StoreError::SeqConflict`] when a seq does not continue the chain; backend failures.
     fn append(&mut self, tenant: TenantRef<'_>, entries: &[NewEntry]) -> Result<(), StoreError>;
 
-    /// Records the new head of a chain (size MUST equal the last appended seq).
+    /// Records the new head of a chain (size MUST equal the last appended seq). A batch that
+    /// appended to a chain MUST NOT commit without recording its head.
     ///
     /// # Errors
     /// [`StoreError::SeqConflict`] if `head.size` does not match the entries stored; backend failures.
     fn set_head(&mut self, head: &ChainHead) -> Result<(), StoreError>;
 
-    /// Stores a signed checkpoint.
+    /// Stores a signed checkpoint (the note text exactly as given).
     ///
     /// # Errors
     /// Backend failures.
@@ -355,27 +388,65 @@ pub trait WriteBatch {
     /// Backend failures.
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
 
+    /// Makes everything in the batch durable, all or nothing.
+    ///
+    /// MUST NOT return `Ok` before every write of the batch is durable (fsync or the engine's
+    /// equivalent). If the process dies before `commit` returns, a reopened store MUST show
+    /// either all of the batch or none of it.
+    ///
+    /// # Errors
+    /// Backend failures; on error nothing of the batch is visible.
+    fn commit(self: Box<Self>) -> Result<(), StoreError>;
+
+    /// This batch's retention writes, when the backend implements [`RetentionBatch`] (it then
+    /// MUST also implement [`RetentionStore`] and answer [`Store::retention`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Unsupported`] when the backend keeps no archive.
+    fn retention(&mut self) -> Result<&mut dyn RetentionBatch, StoreError> {
+        Err(StoreError::Unsupported {
+            operation: "retention",
+        })
+    }
+
+    /// This batch's erasure writes, when the backend implements [`ErasureBatch`] (it then MUST
+    /// also implement [`ErasureStore`] and answer [`Store::erasure`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Unsupported`] when the backend cannot erase personal data.
+    fn erasure(&mut self) -> Result<&mut dyn ErasureBatch, StoreError> {
+        Err(StoreError::Unsupported {
+            operation: "erasure",
+        })
+    }
+}
+
+/// Retention writes of a batch: moving a chain's oldest entries out to an archive. Reached
+/// through [`WriteBatch::retention`], so they commit with the batch's other writes.
+pub trait RetentionBatch {
     /// Removes entries `1 ..= anchor.size` of the chain (they have been archived and verified)
     /// and records `anchor` as where the chain's stored entries now begin. `anchor.size` MUST be
     /// larger than the current anchor's and at most the chain's size.
+    ///
+    /// MUST remove the entries' lines, index rows, sidecars and the checkpoints older than the
+    /// anchor in the same all-or-nothing batch, and MUST NOT remove anything else: entries after
+    /// the anchor, Merkle subtree hashes and the chain head stay.
     ///
     /// # Errors
     /// [`StoreError::Invalid`] for a size out of range; backend failures.
     fn archive_prefix(&mut self, anchor: &StoredAnchor) -> Result<(), StoreError>;
 
-    /// Deletes the subject-index rows of `tenant`'s entries `seqs` (their personal data was
-    /// erased where they are now: an archive segment rewritten, or one already deleted).
-    ///
-    /// # Errors
-    /// Backend failures.
-    fn forget_subjects(&mut self, tenant: TenantRef<'_>, seqs: &[u64]) -> Result<(), StoreError>;
-
-    /// Records (inserts or replaces) an archive segment, keyed by tenant and `first_seq`.
+    /// Records (inserts or replaces) an archive segment, keyed by tenant and `first_seq`, exactly
+    /// as given.
     ///
     /// # Errors
     /// Backend failures.
     fn put_archive_segment(&mut self, segment: &ArchiveSegment) -> Result<(), StoreError>;
+}
 
+/// Erasure writes of a batch: deleting personal sidecars. Reached through
+/// [`WriteBatch::erasure`], so an erasure and the marker entry that records it commit together.
+pub trait ErasureBatch {
     /// The entries whose sidecars reference the data subject with this keyed hash, read under
     /// the batch's write lock, ordered by (tenant, seq).
     ///
@@ -395,19 +466,25 @@ pub trait WriteBatch {
         seqs: &[u64],
     ) -> Result<Vec<Erasure>, StoreError>;
 
-    /// Makes everything in the batch durable, all or nothing.
+    /// Deletes the subject-index rows of `tenant`'s entries `seqs` (their personal data was
+    /// erased where they are now: an archive segment rewritten, or one already deleted).
     ///
     /// # Errors
-    /// Backend failures; on error nothing of the batch is visible.
-    fn commit(self: Box<Self>) -> Result<(), StoreError>;
+    /// Backend failures.
+    fn forget_subjects(&mut self, tenant: TenantRef<'_>, seqs: &[u64]) -> Result<(), StoreError>;
 }
 
-/// A ledger store. See the crate docs for the MUST / MUST NOT contract.
+/// A ledger store: the core contract every backend implements. See the crate docs for the
+/// MUST / MUST NOT rules and [`conformance`] for the suite that checks them.
 pub trait Store: Send {
     /// Opens a write batch (waiting for any other writer).
     ///
+    /// MUST serialise writers: while one batch is open, a second `begin` (from this or another
+    /// process) waits, or fails with [`StoreError::Busy`] after the backend's lock timeout.
+    ///
     /// # Errors
-    /// [`StoreError::Busy`] after the backend's lock timeout; backend failures.
+    /// [`StoreError::Busy`] after the backend's lock timeout; [`StoreError::ReadOnly`] for a
+    /// store opened read-only; backend failures.
     fn begin(&mut self) -> Result<Box<dyn WriteBatch + '_>, StoreError>;
 
     /// Every chain's committed head, ordered by tenant id.
@@ -417,7 +494,8 @@ pub trait Store: Send {
     fn chains(&self) -> Result<Vec<ChainHead>, StoreError>;
 
     /// Entries of `tenant` with `from_seq <= seq <= to_seq`, ascending, streamed to `f`
-    /// (return `false` from `f` to stop early).
+    /// (return `false` from `f` to stop early). MUST hand out only committed entries, each once,
+    /// in ascending `seq` order, with the exact bytes appended.
     ///
     /// # Errors
     /// Backend failures, or the first error returned by `f`.
@@ -490,7 +568,8 @@ pub trait Store: Send {
     }
 
     /// Entries matching `q`, in (`ts_ms`, `tenant_id`, `seq`) order, streamed to `f`
-    /// (return `false` to stop).
+    /// (return `false` to stop). MUST return exactly the entries a full scan filtered by `q`
+    /// would, in that order, and MUST find them through indexes, not by reading every entry.
     ///
     /// # Errors
     /// Backend failures, or the first error returned by `f`.
@@ -517,7 +596,8 @@ pub trait Store: Send {
         last_seq: u64,
     ) -> Result<Vec<Hash>, StoreError>;
 
-    /// Stored subtree hashes at `level` for node indexes `first ..= last` (missing ones omitted).
+    /// Stored subtree hashes at `level` for node indexes `first ..= last` (missing ones omitted),
+    /// exactly as put.
     ///
     /// # Errors
     /// Backend failures.
@@ -562,28 +642,77 @@ pub trait Store: Send {
     /// Backend failures.
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
 
-    /// Where `tenant`'s stored entries begin, when entries before them were archived.
+    /// Where `tenant`'s stored entries begin, when entries before them were archived. Part of
+    /// the core contract because every reader (verification, proofs, export) needs to know where
+    /// a chain begins; a backend without [`RetentionBatch`] never has an anchor and returns
+    /// `None`.
     ///
     /// # Errors
     /// Backend failures.
     fn anchor(&self, tenant: TenantRef<'_>) -> Result<Option<StoredAnchor>, StoreError>;
 
-    /// The archive segments recorded for `tenant`, ascending by `first_seq`.
+    /// The store's retention reads, when the backend implements [`RetentionStore`].
+    ///
+    /// # Errors
+    /// [`StoreError::Unsupported`] when the backend keeps no archive.
+    fn retention(&self) -> Result<&dyn RetentionStore, StoreError> {
+        Err(StoreError::Unsupported {
+            operation: "retention",
+        })
+    }
+
+    /// Like [`Self::retention`], for [`RetentionStore::reclaim_space`].
+    ///
+    /// # Errors
+    /// [`StoreError::Unsupported`] when the backend keeps no archive.
+    fn retention_mut(&mut self) -> Result<&mut dyn RetentionStore, StoreError> {
+        Err(StoreError::Unsupported {
+            operation: "retention",
+        })
+    }
+
+    /// The store's erasure reads, when the backend implements [`ErasureStore`].
+    ///
+    /// # Errors
+    /// [`StoreError::Unsupported`] when the backend cannot erase personal data.
+    fn erasure(&self) -> Result<&dyn ErasureStore, StoreError> {
+        Err(StoreError::Unsupported {
+            operation: "erasure",
+        })
+    }
+
+    /// Like [`Self::erasure`], for [`ErasureStore::purge_erased`].
+    ///
+    /// # Errors
+    /// [`StoreError::Unsupported`] when the backend cannot erase personal data.
+    fn erasure_mut(&mut self) -> Result<&mut dyn ErasureStore, StoreError> {
+        Err(StoreError::Unsupported {
+            operation: "erasure",
+        })
+    }
+}
+
+/// Retention outside a batch: the archive segments recorded, and freeing space. Reached through
+/// [`Store::retention`] / [`Store::retention_mut`].
+pub trait RetentionStore {
+    /// The archive segments recorded for `tenant`, ascending by `first_seq`, exactly as put.
     ///
     /// # Errors
     /// Backend failures.
     fn archive_segments(&self, tenant: TenantRef<'_>) -> Result<Vec<ArchiveSegment>, StoreError>;
 
-    /// Frees the space of entries removed by [`WriteBatch::archive_prefix`] that the backend
+    /// Frees the space of entries removed by [`RetentionBatch::archive_prefix`] that the backend
     /// could not free at once (the SQLite backend deletes segment files no entry refers to any
-    /// more). Returns the bytes freed.
+    /// more). Returns the bytes freed. MUST NOT free anything a stored entry still refers to.
     ///
     /// # Errors
     /// Backend failures.
-    fn reclaim_space(&mut self) -> Result<u64, StoreError> {
-        Ok(0)
-    }
+    fn reclaim_space(&mut self) -> Result<u64, StoreError>;
+}
 
+/// Erasure outside a batch: the subject index, and purging erased bytes. Reached through
+/// [`Store::erasure`] / [`Store::erasure_mut`].
+pub trait ErasureStore {
     /// Every entry the subject index lists for the data subject with this keyed hash (see
     /// [`PersonalRecord::subject_keys`]), ordered by (tenant, seq). Entries no longer in the
     /// store (archived) are listed too.
@@ -594,9 +723,11 @@ pub trait Store: Send {
 
     /// After an erasure has committed: makes sure no copy of the erased bytes remains in the
     /// store's files (for SQLite: a `wal_checkpoint(TRUNCATE)`, retried for up to `wait` while
-    /// readers hold older snapshots).
+    /// readers hold older snapshots). After `Ok`, the erased sidecars' bytes MUST NOT be found
+    /// anywhere in the store's files.
     ///
     /// # Errors
-    /// [`StoreError::Busy`] when readers still hold old snapshots after `wait`; backend failures.
+    /// [`StoreError::PurgeIncomplete`] when readers still hold old snapshots after `wait`;
+    /// backend failures.
     fn purge_erased(&mut self, wait: std::time::Duration) -> Result<Purge, StoreError>;
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use blackbox_core::Hash;
 use blackbox_store::sqlite::{SCHEMA_VERSION, SqliteStore};
 use blackbox_store::{
-    ChainHead, Erasure, NewEntry, PersonalRecord, Query, Store, StoreError, StoredCheckpoint,
-    StoredEntry,
+    ChainHead, Erasure, ErasureStore as _, NewEntry, PersonalRecord, Query, Store, StoreError,
+    StoredCheckpoint, StoredEntry,
 };
 
 fn tmp() -> (tempfile::TempDir, PathBuf) {
@@ -770,7 +770,7 @@ fn subj(store: &SqliteStore, id: &str) -> Vec<(String, u64)> {
 /// Erases sidecars in a batch of their own.
 fn erase(store: &mut SqliteStore, tenant: &str, seqs: &[u64]) -> Vec<Erasure> {
     let mut b = store.begin().unwrap();
-    let out = b.erase_personal(tenant, seqs).unwrap();
+    let out = b.erasure().unwrap().erase_personal(tenant, seqs).unwrap();
     b.commit().unwrap();
     out
 }

@@ -50,10 +50,13 @@ pub fn run(a: &Args) -> Result<Outcome> {
     let (outcome, scrubbed, rewritten) = if a.dry_run {
         let key = load_or_create_subject_key(&dir)?;
         let store = open_reader(&dir)?;
-        let rows = store.entries_for_subject(&blackbox_core::erasure::subject_index_key(
-            &key,
-            req.subject_id(),
-        ))?;
+        let rows =
+            store
+                .erasure()?
+                .entries_for_subject(&blackbox_core::erasure::subject_index_key(
+                    &key,
+                    req.subject_id(),
+                ))?;
         (ErasureOutcome::planned(&rows), Vec::new(), Vec::new())
     } else {
         let (mut store, mut writer, _) = open_writer(&dir)?;
@@ -101,7 +104,10 @@ pub fn run(a: &Args) -> Result<Outcome> {
                 blackbox_archive::Archive::open(&config.retention.archive_url, dir.root())?;
             let keys = blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path())?;
             let verifier = blackbox_ledger::open::public_key(&dir)?;
-            let mut local = crate::cmd::retention::Local { store, writer };
+            let mut local = crate::cmd::retention::Local {
+                store: Box::new(store),
+                writer,
+            };
             rewritten = blackbox_archive::erase::erase(
                 &archive,
                 &mut local,

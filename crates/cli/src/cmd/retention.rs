@@ -7,7 +7,6 @@ use blackbox_ledger::config::LedgerConfig;
 use blackbox_ledger::datadir::{DataDir, load_keyring};
 use blackbox_ledger::writer::Writer;
 use blackbox_store::Store;
-use blackbox_store::sqlite::SqliteStore;
 
 use crate::Outcome;
 use crate::cli::TextOrJson;
@@ -16,17 +15,17 @@ use crate::output::{aligned, n};
 
 /// Commits retention steps through a writer of its own (the CLI holds the store).
 pub(crate) struct Local {
-    pub(crate) store: SqliteStore,
+    pub(crate) store: Box<dyn Store>,
     pub(crate) writer: Writer,
 }
 
 impl Committer for Local {
     fn store(&mut self) -> &mut dyn Store {
-        &mut self.store
+        self.store.as_mut()
     }
 
     fn commit(&mut self, staged: Staged, now_ms: i64) -> Result<(), ArchiveError> {
-        self.writer.stream(&mut self.store, |sink| {
+        self.writer.stream(self.store.as_mut(), |sink| {
             staged.apply(sink, now_ms)?;
             sink.commit(now_ms, false)
         })?;
@@ -151,7 +150,10 @@ pub fn run(
     {
         anyhow::bail!("the store has no chain for tenant `{t}`");
     }
-    let mut local = Local { store, writer };
+    let mut local = Local {
+        store: Box::new(store),
+        writer,
+    };
     let report = blackbox_archive::run::run(
         &archive,
         &config.retention,

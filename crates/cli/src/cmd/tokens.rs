@@ -3,19 +3,19 @@
 use anyhow::{Result, anyhow};
 use blackbox_core::ids::TenantId;
 use blackbox_ledger::datadir::DataDir;
-use blackbox_server::tokens::{Scopes, TokenStore};
+use blackbox_server::tokens::{Scopes, Tokens};
 
 use crate::Outcome;
 use crate::cli::TextOrJson;
 
-fn open(dir: &DataDir) -> Result<TokenStore> {
+fn open(dir: &DataDir) -> Result<Tokens> {
     if !dir.is_initialised() {
         anyhow::bail!(
             "{} is not a Blackbox data directory; run `blackbox init` or start `blackbox serve` first",
             dir.root().display()
         );
     }
-    Ok(TokenStore::open(&dir.root().join("tokens.db"))?)
+    Ok(Tokens::open(&dir.root().join("tokens.db"))?)
 }
 
 fn time(ms: i64) -> String {
