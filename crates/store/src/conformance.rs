@@ -686,6 +686,10 @@ pub fn erasure_leaves_no_bytes(b: &mut dyn Backend) -> Result<(), StoreError> {
         .map(|e| e.seq)
         .collect();
     assert_eq!(listed, vec![10, 31], "the subject index");
+    assert!(
+        !grep(b, secret, kept).0.is_empty(),
+        "the backend's files do not hold a stored sidecar: the grep proves nothing"
+    );
     {
         let mut batch = s.begin()?;
         let rows = batch.erasure()?.subject_entries(&key)?;
@@ -718,24 +722,37 @@ pub fn erasure_leaves_no_bytes(b: &mut dyn Backend) -> Result<(), StoreError> {
         vec![Erasure::AlreadyAbsent, Erasure::NotStored]
     );
     drop(again);
+    // Read while the store is open: closing it may tidy its files (SQLite checkpoints and
+    // removes its write-ahead log on the last close), which would hide a missing purge.
+    let (erased, kept_found) = grep(b, secret, kept);
+    assert!(erased.is_empty(), "erased bytes remain in {erased:?}");
+    assert!(
+        kept_found,
+        "the backend's files do not hold the kept sidecar: the grep proves nothing"
+    );
     drop(s);
-    let mut found_kept = false;
+    let (erased, _) = grep(b, secret, kept);
+    assert!(
+        erased.is_empty(),
+        "erased bytes remain after closing, in {erased:?}"
+    );
+    Ok(())
+}
+
+/// The backend's files holding `needle`, and whether any holds `witness`.
+fn grep(b: &dyn Backend, needle: &[u8], witness: &[u8]) -> (Vec<PathBuf>, bool) {
+    let mut found = Vec::new();
+    let mut witnessed = false;
     for f in b.files() {
         let Ok(bytes) = std::fs::read(&f) else {
             continue;
         };
-        assert!(
-            !bytes.windows(secret.len()).any(|w| w == secret),
-            "erased bytes remain in {}",
-            f.display()
-        );
-        found_kept |= bytes.windows(kept.len()).any(|w| w == kept);
+        if bytes.windows(needle.len()).any(|w| w == needle) {
+            found.push(f);
+        }
+        witnessed |= bytes.windows(witness.len()).any(|w| w == witness);
     }
-    assert!(
-        found_kept,
-        "the files listed by the backend do not hold the kept sidecar: the grep proves nothing"
-    );
-    Ok(())
+    (found, witnessed)
 }
 
 // ---- crash cut-off -------------------------------------------------------------------------
