@@ -921,7 +921,7 @@ impl AppendSink<'_> {
     }
 
     /// Stages the removal of a chain's archived entries and records where its stored entries
-    /// now begin (see [`blackbox_store::WriteBatch::archive_prefix`]); it takes effect with the
+    /// now begin (see [`blackbox_store::RetentionBatch::archive_prefix`]); it takes effect with the
     /// next [`Self::commit`], together with whatever else the batch holds.
     ///
     /// # Errors
@@ -974,7 +974,7 @@ impl AppendSink<'_> {
     }
 
     /// Between batches: makes the store purge erased bytes from its files (see
-    /// [`Store::purge_erased`]), waiting up to `wait` for readers.
+    /// [`blackbox_store::ErasureStore::purge_erased`]), waiting up to `wait` for readers.
     ///
     /// # Errors
     /// [`StoreError::PurgeIncomplete`] and other store failures.

@@ -156,7 +156,7 @@ pub struct SubjectEntry {
     pub entry_id: [u8; 16],
 }
 
-/// What [`WriteBatch::erase_personal`] did for one entry.
+/// What [`ErasureBatch::erase_personal`] did for one entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Erasure {
     /// The sidecar was deleted (and the entry's subject-index rows with it).
@@ -168,7 +168,7 @@ pub enum Erasure {
     NotStored,
 }
 
-/// What [`Store::purge_erased`] achieved.
+/// What [`ErasureStore::purge_erased`] achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Purge {
     /// Attempts it took (a reader holding an old snapshot makes the checkpoint wait).

@@ -2,7 +2,7 @@
 
 use super::*;
 
-/// How long [`SqliteStore::purge_erased`] sleeps between checkpoint attempts.
+/// How long [`ErasureStore::purge_erased`] sleeps between checkpoint attempts.
 pub(super) const PURGE_RETRY: Duration = Duration::from_millis(50);
 
 impl ErasureStore for SqliteStore {
