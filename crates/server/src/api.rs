@@ -20,7 +20,7 @@ use blackbox_detect::Features;
 
 use crate::api_alerts as alerts;
 use crate::api_detect as det;
-use blackbox_store::{Query as StoreQuery, Store as _, StoredEntry};
+use blackbox_store::{Query as StoreQuery, StoredEntry};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -577,12 +577,12 @@ async fn blocking<T: Send + 'static>(
 /// Runs `f` with a read-only store connection, off the async threads.
 pub(crate) async fn with_reader<T: Send + 'static>(
     state: &AppState,
-    f: impl FnOnce(&blackbox_store::sqlite::SqliteStore) -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(&dyn blackbox_store::Store) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let readers = std::sync::Arc::clone(&state.readers);
     blocking(move || {
         let r = readers.get()?;
-        f(&r)
+        f(&*r)
     })
     .await
 }

@@ -19,8 +19,7 @@ use std::path::{Path, PathBuf};
 
 use blackbox_core::checkpoint::SignedCheckpoint;
 use blackbox_ledger::jsonl::{RecordKind, checkpoint_record, personal_record, record_kind};
-use blackbox_store::Store as _;
-use blackbox_store::sqlite::SqliteStore;
+use blackbox_store::Store;
 
 use crate::error::ServerError;
 
@@ -41,7 +40,7 @@ pub struct Mirror {
     file: File,
     len: u64,
     seen: HashMap<String, Seen>,
-    reader: SqliteStore,
+    reader: Box<dyn Store>,
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> ServerError + '_ {
@@ -67,7 +66,7 @@ impl Mirror {
     /// # Errors
     /// I/O and store failures.
     pub fn open(path: &Path, rotate_bytes: u64, db: &Path) -> Result<Self, ServerError> {
-        let reader = SqliteStore::open_read_only(db)?;
+        let reader = blackbox_ledger::open::open_store_read_only(db)?;
         let mut seen: HashMap<String, Seen> = HashMap::new();
         let mut len = 0u64;
         if let Ok(f) = File::open(path) {
@@ -143,7 +142,8 @@ impl Mirror {
             if self.seen.contains_key(&head.tenant_id) || head.size == 0 {
                 continue;
             }
-            let anchor = blackbox_ledger::anchor::anchor_now(&self.reader, &head.tenant_id)?;
+            let anchor =
+                blackbox_ledger::anchor::anchor_now(self.reader.as_ref(), &head.tenant_id)?;
             let line = format!("{}\n", anchor.to_line());
             self.write(line.as_bytes())?;
             let cp_ms = checkpoint_ms(&anchor.checkpoint().note_text());
@@ -220,7 +220,7 @@ impl Mirror {
         self.file.sync_data().map_err(io(&self.path))?;
         let files = blackbox_ledger::jsonl::mirror_files(&self.path)?;
         let mut out = Vec::with_capacity(files.len());
-        let reader = &self.reader;
+        let reader = self.reader.as_ref();
         for f in files {
             let dropped = blackbox_ledger::jsonl::scrub_personal(&f, &mut |t, s| {
                 if archived.contains(&(t.to_owned(), s)) {

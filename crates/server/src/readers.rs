@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use blackbox_store::sqlite::SqliteStore;
+use blackbox_store::Store;
 
 use crate::error::ServerError;
 
@@ -15,22 +15,22 @@ const KEEP: usize = 8;
 #[derive(Debug)]
 pub struct ReaderPool {
     path: PathBuf,
-    idle: Mutex<Vec<SqliteStore>>,
+    idle: Mutex<Vec<Box<dyn Store>>>,
 }
 
 /// A connection on loan; returned to the pool when dropped.
 #[derive(Debug)]
 pub struct Reader<'p> {
     pool: &'p ReaderPool,
-    store: Option<SqliteStore>,
+    store: Option<Box<dyn Store>>,
 }
 
 impl std::ops::Deref for Reader<'_> {
-    type Target = SqliteStore;
-    fn deref(&self) -> &SqliteStore {
+    type Target = dyn Store;
+    fn deref(&self) -> &(dyn Store + 'static) {
         // Present from construction until drop.
         match &self.store {
-            Some(s) => s,
+            Some(s) => s.as_ref(),
             None => unreachable!("a reader holds its store until it is dropped"),
         }
     }
@@ -79,7 +79,7 @@ impl ReaderPool {
             .pop();
         let store = match idle {
             Some(s) => s,
-            None => SqliteStore::open_read_only(&self.path)?,
+            None => blackbox_ledger::open::open_store_read_only(&self.path)?,
         };
         Ok(Reader {
             pool: self,

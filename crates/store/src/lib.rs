@@ -476,7 +476,7 @@ pub trait ErasureBatch {
 
 /// A ledger store: the core contract every backend implements. See the crate docs for the
 /// MUST / MUST NOT rules and [`conformance`] for the suite that checks them.
-pub trait Store: Send {
+pub trait Store: Send + std::fmt::Debug {
     /// Opens a write batch (waiting for any other writer).
     ///
     /// MUST serialise writers: while one batch is open, a second `begin` (from this or another
