@@ -1,5 +1,8 @@
 //! The SQLite backend against the storage contract's conformance suite.
 
+// Test helpers outside #[test] functions unwrap too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::BufRead as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -16,14 +19,13 @@ struct Sqlite {
     path: PathBuf,
 }
 
-impl Sqlite {
-    fn fresh() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ledger.db");
-        Self {
-            _dir: Some(dir),
-            path,
-        }
+/// A backend in a new temporary directory.
+fn fresh() -> Sqlite {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    Sqlite {
+        _dir: Some(dir),
+        path,
     }
 }
 
@@ -46,7 +48,7 @@ impl Backend for Sqlite {
             })
             .collect();
         if let Ok(d) = std::fs::read_dir(lines_dir(&self.path)) {
-            out.extend(d.map(|e| e.unwrap().path()));
+            out.extend(d.filter_map(Result::ok).map(|e| e.path()));
         }
         out
     }
@@ -54,13 +56,13 @@ impl Backend for Sqlite {
 
 #[test]
 fn sqlite_passes_the_conformance_suite() {
-    conformance::run_all(&mut Sqlite::fresh).unwrap();
+    conformance::run_all(&mut fresh).unwrap();
 }
 
 #[test]
 fn sqlite_queries_match_full_scans_for_other_seeds() {
     for seed in [1, 0xdead_beef, 0x1234_5678_9abc] {
-        conformance::query_equivalence(&mut Sqlite::fresh(), seed).unwrap();
+        conformance::query_equivalence(&mut fresh(), seed).unwrap();
     }
 }
 
@@ -83,7 +85,7 @@ fn crash_child() {
 
 #[test]
 fn sqlite_batches_survive_a_kill_whole_or_not_at_all() {
-    let mut b = Sqlite::fresh();
+    let mut b = fresh();
     // Created before the child starts, so the child only opens it.
     drop(b.open().unwrap());
     let exe = std::env::current_exe().unwrap();
@@ -128,7 +130,7 @@ fn sqlite_batches_survive_a_kill_whole_or_not_at_all() {
         let survived = conformance::check_crash_cut_off(&mut b, committed).unwrap();
         assert!(survived >= committed);
         // The next round starts from an empty store: the writer numbers its batches from 1.
-        b = Sqlite::fresh();
+        b = fresh();
         drop(b.open().unwrap());
     }
 }
