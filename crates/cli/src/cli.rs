@@ -36,7 +36,7 @@ pub struct RemoteArgs {
 }
 
 /// `--token`'s help on commands whose route needs the admin scope.
-const ADMIN_TOKEN_HELP: &str = "API token for --server (admin scope).";
+const ADMIN_TOKEN_HELP: &str = "API token for --server (admin scope)";
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TextOrJson {
