@@ -71,7 +71,7 @@ def blocks(readme: Path) -> list[Block]:
             body.append(lines[i][len(indent):] if lines[i].startswith(indent) else lines[i])
             i += 1
         i += 1  # the closing fence
-        if lang not in ("sh", "bash", "shell", "console"):
+        if lang not in ("sh", "bash", "shell"):
             continue
         prev = start - 1
         while prev >= 0 and not lines[prev].strip():
