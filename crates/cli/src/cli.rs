@@ -35,6 +35,9 @@ pub struct RemoteArgs {
     pub token: Option<String>,
 }
 
+/// `--token`'s help on commands whose route needs the admin scope.
+const ADMIN_TOKEN_HELP: &str = "API token for --server (admin scope)";
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TextOrJson {
     Text,
@@ -127,6 +130,7 @@ pub enum Cmd {
     },
     /// Erase a data subject's personal data (GDPR Art. 17): delete the personal sidecars of every
     /// entry that names it and append a signed erasure marker per chain; `verify` still passes.
+    #[command(mut_arg("token", |a| a.help(ADMIN_TOKEN_HELP)))]
     Erase {
         /// The data-subject id, as sent in `data_subjects`.
         #[arg(long, value_name = "ID")]
@@ -309,19 +313,23 @@ pub enum RetentionCmd {
     },
     /// Seal entries older than the hot window into verified archive segments, remove them from
     /// the store, and delete archive segments past their retention (each step recorded in the
-    /// chain). Safe to interrupt and run again.
+    /// chain). Safe to interrupt and run again. While `blackbox serve` holds the data directory,
+    /// ask it to run instead: `--server URL --token T` (an admin token).
+    #[command(mut_arg("token", |a| a.help(ADMIN_TOKEN_HELP)))]
     Run {
         #[command(flatten)]
         dir: DataDirArg,
+        #[command(flatten)]
+        remote: RemoteArgs,
         /// Only this tenant's chain.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "server")]
         tenant_id: Option<String>,
         /// Show what would be archived and deleted; change nothing.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "server")]
         dry_run: bool,
         /// Take this as the current time (RFC 3339) instead of the clock, e.g. to see what a
         /// later run will do (with --dry-run).
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, value_name = "TIME", conflicts_with = "server")]
         now: Option<String>,
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
@@ -402,6 +410,7 @@ pub enum AgentsCmd {
         format: TextOrJson,
     },
     /// Pause an agent: `/v1/decide` answers `paused` until it is resumed (admin token).
+    #[command(mut_arg("token", |a| a.help(ADMIN_TOKEN_HELP)))]
     Pause {
         #[command(flatten)]
         remote: RemoteArgs,
@@ -417,6 +426,7 @@ pub enum AgentsCmd {
         format: TextOrJson,
     },
     /// Resume a paused or throttled agent (admin token).
+    #[command(mut_arg("token", |a| a.help(ADMIN_TOKEN_HELP)))]
     Resume {
         #[command(flatten)]
         remote: RemoteArgs,
@@ -474,6 +484,7 @@ pub enum AlertsCmd {
         format: TextOrJson,
     },
     /// Acknowledge an open alert (with --server: an admin token; locally: as cli:USER (the OS user)).
+    #[command(mut_arg("token", |a| a.help(ADMIN_TOKEN_HELP)))]
     Ack {
         /// The alert id (the entry_id of its anomaly_detected entry).
         alert_id: String,
@@ -492,6 +503,7 @@ pub enum AlertsCmd {
         format: TextOrJson,
     },
     /// Resolve an open or acknowledged alert: true_positive, false_positive or accepted_risk.
+    #[command(mut_arg("token", |a| a.help(ADMIN_TOKEN_HELP)))]
     Resolve {
         /// The alert id (the entry_id of its anomaly_detected entry).
         alert_id: String,

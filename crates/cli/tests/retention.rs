@@ -819,3 +819,75 @@ fn one_writer_at_a_time() {
     let r = run_stdin(&["append", "--data-dir", &dir], Some(&events(1, "acme")));
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+/// While `blackbox serve` holds the data directory, `retention run --server URL --token T` asks
+/// it to run (`POST /v1/retention/run`, admin), as the writer-lock refusal suggests.
+#[test]
+fn retention_run_through_the_service() {
+    let (_tmp, dir) = init_store();
+    // Entries written long ago: past the default hot window of 365 days.
+    append_at(&dir, "acme", 5, "2024-01-02T03:04:05Z");
+    let server = common::serve::Server::start(&dir);
+    let url = server.url();
+    let admin = common::serve::token(&dir, None, "admin");
+    let read = common::serve::token(&dir, Some("acme"), "read");
+
+    let refused = run(&["retention", "run", "--server", &url, "--token", &read]);
+    assert_ne!(refused.code, 0, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("do not allow running retention"),
+        "{}",
+        refused.stderr
+    );
+    let usage = run(&[
+        "retention",
+        "run",
+        "--server",
+        &url,
+        "--token",
+        &admin,
+        "--dry-run",
+    ]);
+    assert_eq!(usage.code, 2, "{}{}", usage.stdout, usage.stderr);
+
+    let r = run(&[
+        "retention",
+        "run",
+        "--server",
+        &url,
+        "--token",
+        &admin,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let archived = json(&r)["report"]["archived"].clone();
+    assert_eq!(archived[0]["tenant_id"], "acme", "{}", r.stdout);
+    assert_eq!(archived[0]["first_seq"], 1, "{}", r.stdout);
+    let again = run(&["retention", "run", "--server", &url, "--token", &admin]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stdout.starts_with("Nothing to archive or delete")
+            && again
+                .stdout
+                .contains(&format!("run by the service at {url}")),
+        "{}",
+        again.stdout
+    );
+    let status = run(&[
+        "retention",
+        "status",
+        "--data-dir",
+        &dir,
+        "--format",
+        "json",
+    ]);
+    let acme = json(&status)["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant_id"] == "acme")
+        .cloned()
+        .unwrap();
+    assert_eq!(acme["archived_entries"], 5, "{}", status.stdout);
+}

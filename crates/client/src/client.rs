@@ -657,6 +657,25 @@ impl Client {
         .json("erasure outcome")
     }
 
+    /// Runs retention now (`POST /v1/retention/run`, admin), as the service's schedule does:
+    /// archives what is older than each tenant's hot window and expires segments past the
+    /// archive retention. The answer's `report` lists the segments archived and deleted.
+    ///
+    /// # Errors
+    /// API (`forbidden` without the admin scope; `unavailable` when the run stopped part way:
+    /// what it finished is committed, and running it again goes on) and transport errors.
+    pub async fn run_retention(&self) -> Result<Value, Error> {
+        self.send(Req {
+            method: Method::POST,
+            target: "/v1/retention/run".to_owned(),
+            body: None,
+            // A run that stopped part way says so; the caller decides when to go on.
+            retry: false,
+        })
+        .await?
+        .json("retention report")
+    }
+
     /// A compliance export made by the service (`GET /v1/exports`): `params` are the query
     /// parameters (`standard`, `control` or `article`, `output`, `period`, `tenant_id`,
     /// `include_data_subjects`, `sample_size`, `seed`). The answer holds the files (base64) and

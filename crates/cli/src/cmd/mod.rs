@@ -353,12 +353,16 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             RetentionCmd::Status { dir, format } => {
                 retention::status(&DataDir::new(dir.data_dir), format)
             }
+            RetentionCmd::Run { remote, format, .. } if remote.server.is_some() => {
+                retention::run_remote(&remote, format)
+            }
             RetentionCmd::Run {
                 dir,
                 tenant_id,
                 dry_run,
                 now,
                 format,
+                remote: _,
             } => retention::run(
                 &DataDir::new(dir.data_dir),
                 tenant_id.as_deref(),

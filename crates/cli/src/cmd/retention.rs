@@ -9,7 +9,7 @@ use blackbox_ledger::writer::Writer;
 use blackbox_store::Store;
 
 use crate::Outcome;
-use crate::cli::TextOrJson;
+use crate::cli::{RemoteArgs, TextOrJson};
 use crate::cmd::append::now_ms;
 use crate::output::{aligned, n};
 
@@ -173,44 +173,79 @@ pub fn run(
             serde_json::json!({ "archive": archive.url(), "report": report })
         ),
         TextOrJson::Text => {
-            let verb = if dry_run { "would archive" } else { "archived" };
-            for s in &report.archived {
-                println!(
-                    "{verb} tenant {} entries {}..{} -> {}{}",
-                    s.tenant_id,
-                    n(s.first_seq),
-                    n(s.last_seq),
-                    s.object,
-                    if dry_run {
-                        String::new()
-                    } else {
-                        format!(" ({} bytes, read back and verified)", n(s.bytes))
-                    }
-                );
-            }
-            let verb = if dry_run { "would delete" } else { "deleted" };
-            for s in &report.deleted {
-                println!(
-                    "{verb} tenant {} entries {}..{} ({}): past the archive retention",
-                    s.tenant_id,
-                    n(s.first_seq),
-                    n(s.last_seq),
-                    s.object
-                );
-            }
-            if report.archived.is_empty() && report.deleted.is_empty() {
-                println!(
-                    "Nothing to archive or delete: every entry is within its retention policy."
-                );
-            }
-            if report.reclaimed_bytes > 0 {
-                println!(
-                    "freed {} bytes of entry lines in the store",
-                    n(report.reclaimed_bytes)
-                );
-            }
+            print_report(&serde_json::to_value(&report)?, dry_run);
             println!("archive: {}", archive.url());
         }
     }
     Ok(Outcome::Ok)
+}
+
+/// `retention run --server URL --token T`: the service runs retention now (`POST
+/// /v1/retention/run`, admin), as its schedule does, and answers what it did.
+pub fn run_remote(r: &RemoteArgs, format: TextOrJson) -> Result<Outcome> {
+    let server = r
+        .server
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("--server is required"))?;
+    let token = r.token.clone().ok_or_else(|| {
+        anyhow::anyhow!("--server needs --token T (or BLACKBOX_TOKEN): a token with admin scope")
+    })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the HTTP client")?;
+    let c = blackbox_client::Client::new(server, token)
+        .map_err(|e| anyhow::anyhow!("--server {server}: {e}"))?;
+    let answer = rt.block_on(c.run_retention())?;
+    match format {
+        TextOrJson::Json => println!("{answer}"),
+        TextOrJson::Text => {
+            print_report(&answer["report"], false);
+            println!("run by the service at {server}");
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+/// A run's report (`RunReport` as JSON, local or from the service) as text; the archive's
+/// address is printed by the caller.
+fn print_report(report: &serde_json::Value, dry_run: bool) {
+    let list = |k: &str| report[k].as_array().cloned().unwrap_or_default();
+    let u = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or(0);
+    let t = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("?").to_owned();
+    let (archived, deleted) = (list("archived"), list("deleted"));
+    let verb = if dry_run { "would archive" } else { "archived" };
+    for s in &archived {
+        println!(
+            "{verb} tenant {} entries {}..{} -> {}{}",
+            t(s, "tenant_id"),
+            n(u(s, "first_seq")),
+            n(u(s, "last_seq")),
+            t(s, "object"),
+            if dry_run {
+                String::new()
+            } else {
+                format!(" ({} bytes, read back and verified)", n(u(s, "bytes")))
+            }
+        );
+    }
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    for s in &deleted {
+        println!(
+            "{verb} tenant {} entries {}..{} ({}): past the archive retention",
+            t(s, "tenant_id"),
+            n(u(s, "first_seq")),
+            n(u(s, "last_seq")),
+            t(s, "object")
+        );
+    }
+    if archived.is_empty() && deleted.is_empty() {
+        println!("Nothing to archive or delete: every entry is within its retention policy.");
+    }
+    if u(report, "reclaimed_bytes") > 0 {
+        println!(
+            "freed {} bytes of entry lines in the store",
+            n(u(report, "reclaimed_bytes"))
+        );
+    }
 }
