@@ -11,8 +11,8 @@ use blackbox_store::sqlite::SqliteStore;
 
 use crate::Outcome;
 use crate::cli::TextOrJson;
-use crate::cmd::append::now_ms;
 use crate::output::{aligned, n};
+use blackbox_ledger::clock::now_ms;
 
 /// Commits retention steps through a writer of its own (the CLI holds the store).
 pub(crate) struct Local {
