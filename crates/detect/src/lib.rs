@@ -8,12 +8,14 @@
 //! - [`normalize`] and [`patterns`]: content normalisation and the combined pattern index;
 //! - [`timewindow`]: recurring time windows in a time zone;
 //! - [`features`]: what the detector reads from an event's payload;
-//! - [`detector`]: counters, baselines, suppression, pause and throttle state.
+//! - [`detector`]: counters, baselines, suppression, pause and throttle state;
+//! - [`record`]: the payloads of the entries detection writes (alerts, pauses, throttles).
 
 pub mod detector;
 pub mod features;
 pub mod normalize;
 pub mod patterns;
+pub mod record;
 pub mod rules;
 pub mod timewindow;
 

@@ -10,6 +10,8 @@
 
 pub mod alerts;
 pub mod anchor;
+pub mod appender;
+pub mod clock;
 pub mod config;
 pub mod datadir;
 pub mod erase;

@@ -137,6 +137,7 @@ pub fn open_writer(dir: &DataDir) -> Result<(SqliteStore, Writer, LedgerConfig),
     )?
     .with_subject_key(subject_key)
     .with_keyring_file(dir.hmac_keys_path())
+    .with_clock(crate::clock::Clock::from_env())
     .with_lock(lock);
     Ok((store, writer, config))
 }

@@ -26,6 +26,7 @@ use blackbox_store::{
     StoredAnchor, StoredCheckpoint, SubjectEntry, WriteBatch,
 };
 
+use crate::clock::Clock;
 use crate::error::LedgerError;
 
 /// Merkle subtrees of this height are stored, so proofs read at most 2^8 leaves per level.
@@ -170,6 +171,8 @@ pub struct Writer {
     random: RandomPool,
     /// Key of the keyed hashes the store indexes data-subject ids under.
     subject_key: Option<HmacKey>,
+    /// Where the writer reads the time (entry ids, checkpoints, forward-secure epochs).
+    time: Clock,
     /// The data directory's writer lock, held while the writer lives.
     _lock: Option<std::fs::File>,
 }
@@ -258,6 +261,7 @@ impl Writer {
             settings,
             random: RandomPool::new(),
             subject_key: None,
+            time: Clock::system(),
             _lock: None,
         })
     }
@@ -277,6 +281,25 @@ impl Writer {
     pub fn subject_index_key(&self, subject_id: &str) -> Result<[u8; 32], LedgerError> {
         let key = self.subject_key.as_ref().ok_or_else(no_subject_key)?;
         Ok(blackbox_core::erasure::subject_index_key(key, subject_id))
+    }
+
+    /// Reads the time from `clock` (the system clock unless set).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.time = clock;
+        self
+    }
+
+    /// The writer's clock.
+    #[must_use]
+    pub fn time(&self) -> &Clock {
+        &self.time
+    }
+
+    /// The writer's clock read now, Unix ms.
+    #[must_use]
+    pub fn now_ms(&self) -> i64 {
+        self.time.now_ms()
     }
 
     /// Holds the data directory's writer lock (released when the writer is dropped).
@@ -988,6 +1011,12 @@ impl AppendSink<'_> {
     #[must_use]
     pub fn writer(&self) -> &Writer {
         self.writer
+    }
+
+    /// The writer's clock read now, Unix ms.
+    #[must_use]
+    pub fn now_ms(&self) -> i64 {
+        self.writer.now_ms()
     }
 
     /// Signs a heartbeat checkpoint (unchanged size, newer timestamp) for every chain this

@@ -95,12 +95,9 @@ pub struct AppState {
     pub triage: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// The service's clock, Unix ms.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+/// The service's clock, Unix ms: the process's one clock (`BLACKBOX_TEST_NOW` honoured), the
+/// same the writer is given.
+pub(crate) use blackbox_ledger::clock::now_ms;
 
 /// Opens (initialising on first start) the data directory and starts the writer.
 ///
@@ -123,7 +120,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
     let (mut store, mut writer, ledger_config) = blackbox_ledger::open::open_writer(&dir)?;
     let mut detector = blackbox_detect::Detector::new(rules.get());
     let started = std::time::Instant::now();
-    let replayed = detection::replay(&store, &mut detector, detection::now())?;
+    let replayed = detection::replay(&store, &mut detector, writer.now_ms())?;
     {
         let set = rules.get();
         tracing::info!(
@@ -138,9 +135,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
         None => None,
         Some(path) => {
             // A new mirror file starts from anchors, which need a checkpoint at every head.
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            let now = writer.now_ms();
             writer.heartbeat(&mut store, now, true)?;
             let m = mirror::Mirror::open(path, config.mirror_rotate_bytes, &dir.store_path())?;
             tracing::info!(log_file = %path.display(), "mirroring committed entries to a JSONL file");

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::Outcome;
 use crate::cli::{RemoteArgs, TextOrJson};
-use crate::cmd::append::now_ms;
+use blackbox_ledger::clock::now_ms;
 
 /// Filters of `alerts list`.
 pub struct ListArgs {

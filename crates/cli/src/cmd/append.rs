@@ -1,59 +1,41 @@
 //! `blackbox append`: NDJSON events in, signed entries out.
 //!
-//! A reader thread reads lines and normalises them in parallel (validation, redaction, RFC 8785);
-//! this thread sequences, signs and stores them. Without `--batch-size` the whole input is one
-//! all-or-nothing transaction: a bad line means nothing is appended.
+//! The CLI's way in to the ledger's appender ([`blackbox_ledger::appender`]): a reader thread
+//! reads lines and has the appender's [`Normaliser`] normalise them in parallel (validation,
+//! redaction, RFC 8785); this thread hands them to the [`Appender`] (no detector: the CLI does not
+//! evaluate rules), which sequences, signs and stores them. Without `--batch-size` the whole input
+//! is one all-or-nothing transaction: a bad line means nothing is appended.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::mpsc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, anyhow};
 use blackbox_core::entry::{ClockBound, NormalizedEvent, RedactionPolicy};
-use blackbox_core::event::normalize_json;
 use blackbox_core::ids::TenantId;
 use blackbox_core::origin::Origin;
+use blackbox_ledger::appender::{Appender, Intake, Normaliser, Refusal};
+use blackbox_ledger::clock::Clock;
 use blackbox_ledger::datadir::DataDir;
 use blackbox_ledger::writer::BatchOutcome;
-use rayon::prelude::*;
 
 use crate::Outcome;
 use crate::cli::TextOrJson;
 use crate::output::n;
 
-/// Longest accepted input line: the largest event, as for the service.
-const MAX_LINE: usize = blackbox_core::json::MAX_EVENT_BYTES;
 const CHUNK: usize = 8192;
 
 type Parsed = (u64, Result<NormalizedEvent, String>);
 
-/// The writer's clock: the system clock, or — for tests of time-dependent behaviour such as
-/// retention — the RFC 3339 time in `BLACKBOX_TEST_NOW` (documented as a testing aid only).
-pub fn now_ms() -> i64 {
-    // The variable is read once per process (an append asks the time for every event).
-    static TEST_NOW: std::sync::OnceLock<Option<i64>> = std::sync::OnceLock::new();
-    let fixed = TEST_NOW.get_or_init(|| {
-        std::env::var_os("BLACKBOX_TEST_NOW").and_then(|t| {
-            t.to_str()
-                .and_then(|t| blackbox_core::entry::parse_time_bound(t, false).ok())
-        })
-    });
-    if let Some(ms) = fixed {
-        return *ms;
-    }
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// What every line is read with: the redaction lists, who is appending, the clock bound.
+/// What every line is read with: the redaction lists, who is appending, the clock bound and the
+/// writer's clock.
 struct LineRules {
     policy: RedactionPolicy,
     origin: Origin,
-    clock: ClockBound,
+    bound: ClockBound,
+    clock: Clock,
 }
 
 /// The operating-system user running this process: its name from the password database, or
@@ -81,29 +63,14 @@ fn os_user() -> String {
         .unwrap_or_else(|| format!("uid:{uid}"))
 }
 
-fn normalise(line_no: u64, raw: &[u8], rules: &LineRules, tenant: Option<&TenantId>) -> Parsed {
-    let res = (|| {
-        if raw.len() > MAX_LINE {
-            return Err(format!(
-                "the line is longer than {} bytes; events must be smaller",
-                MAX_LINE
-            ));
-        }
-        let mut ev =
-            normalize_json(raw, &rules.policy, &rules.origin).map_err(|e| e.to_string())?;
-        rules.clock.admit(ev.timestamp_ms, now_ms())?;
-        match (&ev.tenant_id, tenant) {
-            (Some(t), Some(want)) if t != want => {
-                return Err(format!(
-                    "field `tenant_id` is `{t}` but --tenant-id is `{want}`; events may only name the tenant they are appended for"
-                ));
-            }
-            (None, Some(want)) => ev.tenant_id = Some(want.clone()),
-            _ => {}
-        }
-        Ok(ev)
-    })();
-    (line_no, res)
+/// The CLI's words for a refusal (the tenant is bound by `--tenant-id`).
+fn refusal(r: Refusal) -> String {
+    match r {
+        Refusal::OtherTenant { named, bound } => format!(
+            "field `tenant_id` is `{named}` but --tenant-id is `{bound}`; events may only name the tenant they are appended for"
+        ),
+        other => other.to_string(),
+    }
 }
 
 fn reader_thread(
@@ -122,10 +89,27 @@ fn reader_thread(
     let send = |buf: &mut Vec<u8>, raw: &mut Vec<(u64, std::ops::Range<usize>)>| {
         // Progress a chunk at a time (the bar's clock read per line cost ~1% of an append).
         progress.inc(raw.iter().map(|(_, r)| r.len() as u64 + 1).sum());
-        let parsed: Vec<Parsed> = raw
-            .par_iter()
-            .map(|(no, l)| normalise(*no, &buf[l.clone()], &rules, tenant.as_ref()))
+        let normaliser = Normaliser {
+            policy: &rules.policy,
+            bound: rules.bound,
+            now_ms: rules.clock.now_ms(),
+            tenant: tenant.as_ref(),
+            rules: None,
+        };
+        let items: Vec<Intake<'_>> = raw
+            .iter()
+            .map(|(_, l)| Intake {
+                raw: &buf[l.clone()],
+                origin: &rules.origin,
+            })
             .collect();
+        let parsed: Vec<Parsed> = normaliser
+            .normalise_all(&items)
+            .into_iter()
+            .zip(raw.iter())
+            .map(|(r, (no, _))| (*no, r.map(|n| n.event).map_err(refusal)))
+            .collect();
+        drop(items);
         raw.clear();
         buf.clear();
         tx.send(Ok(parsed)).is_ok()
@@ -208,7 +192,8 @@ pub fn run(
     let rules = LineRules {
         policy: config.redaction.clone(),
         origin: Origin::local("append", &os_user()).map_err(|e| anyhow!("{e}"))?,
-        clock: config.clock,
+        bound: config.clock,
+        clock: writer.time().clone(),
     };
     let every_ms = config.checkpoint_every_ms;
     // "Commit when the input pauses" is for pipes and terminals; a regular file never pauses,
@@ -232,6 +217,7 @@ pub fn run(
     let mut totals = Totals::default();
     let limit = batch_size.unwrap_or(usize::MAX);
     let mut failure: Option<anyhow::Error> = None;
+    let mut appender = Appender::new();
     let stream_result = writer.stream(&mut store, |sink| {
         let mut pending_commit = false;
         let idle =
@@ -244,7 +230,8 @@ pub fn run(
                     // Nothing arrived for a checkpoint interval: sign heartbeats so a stalled
                     // or silenced agent is visible in the checkpoint history.
                     if streaming && !pending_commit {
-                        sink.heartbeat(now_ms())?;
+                        let now = sink.now_ms();
+                        sink.heartbeat(now)?;
                     }
                     continue;
                 }
@@ -259,7 +246,8 @@ pub fn run(
             for (line_no, ev) in chunk {
                 match ev {
                     Ok(ev) => {
-                        sink.add(&ev, now_ms())?;
+                        let now = sink.now_ms();
+                        appender.add(sink, None, &ev, None, now)?;
                         pending_commit = true;
                     }
                     Err(why) => {
@@ -269,20 +257,23 @@ pub fn run(
                     }
                 }
                 if sink.len() >= limit {
-                    totals.add(&sink.commit(now_ms(), true)?);
+                    let now = sink.now_ms();
+                    totals.add(&sink.commit(now, true)?);
                     pending_commit = false;
                     eprintln!("committed {} entries in all", totals.appended);
                 }
             }
             // Streaming: commit whenever the input pauses (the reader hands over what it has).
             if streaming && pending_commit {
-                totals.add(&sink.commit(now_ms(), true)?);
+                let now = sink.now_ms();
+                totals.add(&sink.commit(now, true)?);
                 pending_commit = false;
                 eprintln!("committed {} entries in all", totals.appended);
             }
         }
         if pending_commit {
-            totals.add(&sink.commit(now_ms(), true)?);
+            let now = sink.now_ms();
+            totals.add(&sink.commit(now, true)?);
             if limit != usize::MAX {
                 eprintln!("committed {} entries in all", totals.appended);
             }

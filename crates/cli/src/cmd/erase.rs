@@ -14,8 +14,8 @@ use serde_json::Value;
 
 use crate::Outcome;
 use crate::cli::{RemoteArgs, TextOrJson};
-use crate::cmd::append::now_ms;
 use crate::output::n;
+use blackbox_ledger::clock::now_ms;
 
 /// How long the WAL purge waits for readers holding older snapshots.
 const PURGE_WAIT: Duration = Duration::from_secs(30);

@@ -380,9 +380,7 @@ fn fss_params(a: &ForwardSecureArgs) -> Result<Option<FssParams>> {
         return Ok(None);
     }
     let secs = parse_epoch(&a.epoch)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let now = blackbox_ledger::clock::now_ms();
     Ok(Some(
         FssParams::starting_at(secs, now).with_context(|| format!("--epoch {}", a.epoch))?,
     ))

@@ -11,8 +11,8 @@ use blackbox_store::Store as _;
 
 use crate::Outcome;
 use crate::cli::TextOrJson;
-use crate::cmd::append::now_ms;
 use crate::output::n;
+use blackbox_ledger::clock::now_ms;
 
 fn pick_tenant(store: &dyn blackbox_store::Store, tenant: Option<&str>) -> Result<String> {
     let chains = store.chains()?;

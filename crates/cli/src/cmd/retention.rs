@@ -10,8 +10,8 @@ use blackbox_store::Store;
 
 use crate::Outcome;
 use crate::cli::{RemoteArgs, TextOrJson};
-use crate::cmd::append::now_ms;
 use crate::output::{aligned, n};
+use blackbox_ledger::clock::now_ms;
 
 /// Commits retention steps through a writer of its own (the CLI holds the store).
 pub(crate) struct Local {

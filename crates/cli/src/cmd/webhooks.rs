@@ -30,11 +30,7 @@ fn open(dir: &DataDir) -> Result<Option<Outbox>> {
     Ok(Some(Outbox::open(&path)?))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+use blackbox_ledger::clock::now_ms;
 
 fn time(ms: Option<i64>) -> String {
     ms.map_or_else(

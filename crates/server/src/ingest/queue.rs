@@ -1,0 +1,564 @@
+//! The group commit: messages from the handlers are sequenced into the open group, which is
+//! handed to the store thread as one batch; replies wait for their group's commit.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use blackbox_core::entry::NormalizedEvent;
+use blackbox_detect::Detector;
+use blackbox_ledger::LedgerError;
+use blackbox_ledger::writer::{AppendSink, Appended, BatchOutcome};
+use blackbox_store::StoreError;
+use tokio::sync::oneshot;
+
+use super::control::{ControlReply, control};
+use super::decide::{DecideAnswer, Decision, count_decision, decide};
+use super::erasure::erase_now;
+use super::journal::{LossCause, LostDecision, note_committed, unrecorded_entries};
+use super::{IngestFailure, Job, MAX_GROUP_EVENTS, Msg, Shared};
+use crate::metrics::TenantLabel;
+use crate::mirror::Mirror;
+use blackbox_ledger::appender::{Appender, Written};
+
+/// A reply waiting for its group's commit.
+pub(super) enum Pending {
+    Job(Job, Vec<Appended>),
+    Decide(oneshot::Sender<Result<Decision, IngestFailure>>, Decision),
+    /// A decision already answered (`DecideAnswer::Sequenced`).
+    Answered(LostDecision),
+    Control(
+        oneshot::Sender<Result<ControlReply, IngestFailure>>,
+        ControlReply,
+    ),
+}
+
+impl Pending {
+    pub(super) fn fail(self, why: &str, shared: &Shared) {
+        let e = || IngestFailure::Store(why.to_owned());
+        match self {
+            Self::Job(j, _) => {
+                let _ = j.reply.send(Err(e()));
+            }
+            Self::Decide(r, _) => {
+                let _ = r.send(Err(e()));
+            }
+            Self::Answered(l) => shared.lose([l]),
+            Self::Control(r, _) => {
+                let _ = r.send(Err(e()));
+            }
+        }
+    }
+}
+
+/// Answers every reply of a group that was not committed.
+pub(super) fn fail_all(pending: Vec<Pending>, why: &str, shared: &Shared) {
+    for p in pending {
+        p.fail(why, shared);
+    }
+}
+
+pub(super) fn summary_denial(dropped: u64) -> Option<NormalizedEvent> {
+    let ev = serde_json::json!({
+        "tenant_id": crate::SYSTEM_TENANT,
+        "agent_id": "blackbox-server",
+        "session_id": "service",
+        "event_type": "access_denied",
+        "payload": {"reason": "summary", "dropped_count": dropped,
+            "message": "refusals not recorded one by one (more than one per second from the same token or address, or the queue was full)"},
+    });
+    blackbox_core::event::normalize_json(
+        ev.to_string().as_bytes(),
+        &blackbox_core::entry::RedactionPolicy::default(),
+        &blackbox_core::origin::Origin::Service,
+    )
+    .ok()
+}
+
+/// Brings the mirror up to date with the store, rotating it when it is full (after signing a
+/// checkpoint at every chain's head, so the closed file ends verified and the new one can start
+/// from anchors). Mirror failures are logged: the store keeps everything and the mirror catches
+/// up after the next commit.
+pub(super) fn follow(sink: &mut AppendSink<'_>, mirror: &mut Option<Mirror>) {
+    let Some(m) = mirror.as_mut() else {
+        return;
+    };
+    let full = match m.catch_up() {
+        Ok(full) => full,
+        Err(e) => {
+            tracing::error!(error = %e, "the JSONL mirror could not be written; it catches up later");
+            return;
+        }
+    };
+    if !full {
+        return;
+    }
+    let now = sink.now_ms();
+    let rotated = sink
+        .close(now)
+        .map_err(|e| e.to_string())
+        .and_then(|_| m.catch_up().map_err(|e| e.to_string()))
+        .and_then(|_| m.rotate().map_err(|e| e.to_string()));
+    match rotated {
+        Ok(p) => tracing::info!(rotated = %p.display(), "the JSONL mirror was rotated"),
+        Err(e) => tracing::error!(error = %e, "rotating the JSONL mirror failed"),
+    }
+}
+
+/// Messages sequenced and signed into the sink, whose replies wait for their commit.
+#[derive(Default)]
+pub(super) struct Applied {
+    pending: Vec<Pending>,
+    written: Vec<Written>,
+    events: usize,
+    /// Lost decisions this group's `decisions_unrecorded` entries name.
+    reported: Vec<LostDecision>,
+    /// Whether a reply waits for the group's commit (else it may linger, see [`LINGER`]).
+    waiters: bool,
+    /// When the first message of the group was applied.
+    started: Option<Instant>,
+}
+
+impl Applied {
+    pub(super) fn is_empty(&self) -> bool {
+        self.started.is_none()
+    }
+
+    /// How much longer the group may wait for company before its commit: nothing when a reply
+    /// waits for it.
+    pub(super) fn linger(&self) -> Duration {
+        match self.started {
+            Some(t) if !self.waiters => LINGER.saturating_sub(t.elapsed()),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// How long a group that nobody waits for (decisions answered once sequenced, refusal records)
+/// gathers more before its commit: fewer, larger commits, and such records are durable within
+/// this plus one commit.
+pub(super) const LINGER: Duration = Duration::from_millis(5);
+
+/// A group handed to the store thread; `done` tells how its commit went.
+pub(super) struct InFlight {
+    done: Receiver<Result<(), StoreError>>,
+    group: Applied,
+    outcome: BatchOutcome,
+}
+
+/// The writer's loop with commits pipelined: while the store thread commits (fsyncs) one
+/// group, the next is already being sequenced and signed, and it is handed over the moment the
+/// first is durable. At most one group is in flight, so requests that arrive during a commit
+/// share the next one. Nothing is answered before its own commit succeeded; when a commit
+/// fails, the group sequenced after it fails too (the store thread refuses it) and the writer
+/// restarts from what the store holds.
+pub(super) struct Pipeline<'s> {
+    shared: &'s Shared,
+    open: Applied,
+    inflight: Option<InFlight>,
+    appender: Appender,
+    last_heartbeat: Instant,
+}
+
+pub(super) fn serve(
+    sink: &mut AppendSink<'_>,
+    rx: &Receiver<Msg>,
+    shared: &Shared,
+    mirror: &mut Option<Mirror>,
+    det: &mut Detector,
+) -> Result<(), LedgerError> {
+    let mut p = Pipeline {
+        shared,
+        open: Applied::default(),
+        inflight: None,
+        appender: Appender::new(),
+        last_heartbeat: Instant::now(),
+    };
+    let r = p.run(sink, rx, mirror, det);
+    if let Err(e) = &r {
+        // Whatever is in flight is answered as its commit went; what is open was not written.
+        let why = e.to_string();
+        let _ = p.settle();
+        fail_all(std::mem::take(&mut p.open.pending), &why, shared);
+    }
+    r
+}
+
+impl Pipeline<'_> {
+    pub(super) fn run(
+        &mut self,
+        sink: &mut AppendSink<'_>,
+        rx: &Receiver<Msg>,
+        mirror: &mut Option<Mirror>,
+        det: &mut Detector,
+    ) -> Result<(), LedgerError> {
+        loop {
+            if let Some(f) = &self.inflight {
+                let done = f.done.clone();
+                if self.open.events >= MAX_GROUP_EVENTS {
+                    // The next group is full: wait for the store.
+                    let r = done.recv().unwrap_or_else(|_| Err(store_gone()));
+                    self.finish(r)?;
+                    self.hand_over(sink)?;
+                    continue;
+                }
+                crossbeam_channel::select! {
+                    recv(rx) -> m => match m {
+                        Ok(m) => self.take(sink, det, mirror, m)?,
+                        Err(_) => return self.shut_down(sink, mirror),
+                    },
+                    recv(done) -> r => {
+                        self.finish(r.unwrap_or_else(|_| Err(store_gone())))?;
+                        if self.open.is_empty() {
+                            // Idle: the mirror catches up with what was just committed.
+                            follow(sink, mirror);
+                        } else if self.open.linger().is_zero() {
+                            self.hand_over(sink)?;
+                        }
+                    },
+                }
+            } else {
+                if !self.open.is_empty() {
+                    let linger = self.open.linger();
+                    if linger.is_zero() {
+                        self.hand_over(sink)?;
+                        continue;
+                    }
+                    match rx.recv_timeout(linger) {
+                        Ok(m) => self.take(sink, det, mirror, m)?,
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => return self.shut_down(sink, mirror),
+                    }
+                    continue;
+                }
+                let wait = self
+                    .shared
+                    .every
+                    .saturating_sub(self.last_heartbeat.elapsed());
+                match rx.recv_timeout(wait.max(Duration::from_millis(10))) {
+                    Ok(m) => {
+                        self.take(sink, det, mirror, m)?;
+                        // Everything already waiting joins the group.
+                        while self.open.events < MAX_GROUP_EVENTS {
+                            match rx.try_recv() {
+                                Ok(m) => self.take(sink, det, mirror, m)?,
+                                Err(_) => break,
+                            }
+                        }
+                        if self.open.linger().is_zero() {
+                            self.hand_over(sink)?;
+                            follow(sink, mirror);
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.heartbeat(sink)?;
+                        follow(sink, mirror);
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return self.shut_down(sink, mirror),
+                }
+            }
+            if self.open.is_empty() && self.last_heartbeat.elapsed() >= self.shared.every {
+                self.heartbeat(sink)?;
+            }
+        }
+    }
+
+    /// Sequences one message into the open group, or runs an erasure on its own batch.
+    pub(super) fn take(
+        &mut self,
+        sink: &mut AppendSink<'_>,
+        det: &mut Detector,
+        mirror: &mut Option<Mirror>,
+        m: Msg,
+    ) -> Result<(), LedgerError> {
+        if let Msg::Erase(req, reply) = m {
+            // Erasures run between groups, each on its own batch (they end with a purge and a
+            // rewrite of the mirror, which must not interleave with appends).
+            self.drain(sink)?;
+            erase_now(sink, &req, reply, self.shared, mirror)?;
+            return Ok(());
+        }
+        let now = sink.now_ms();
+        if self.open.is_empty() {
+            self.open.started = Some(Instant::now());
+        }
+        self.open.events += match &m {
+            Msg::Job(j) => j.events.len(),
+            Msg::Denial(_) | Msg::Decide(..) | Msg::Control(..) | Msg::Erase(..) => 1,
+        };
+        self.open.waiters |= match &m {
+            Msg::Denial(_) => false,
+            Msg::Decide(..) => self.shared.decide_answer == DecideAnswer::Durable,
+            Msg::Job(_) | Msg::Control(..) | Msg::Erase(..) => true,
+        };
+        let mut bufs = Bufs {
+            appender: &mut self.appender,
+            pending: &mut self.open.pending,
+        };
+        apply(sink, det, self.shared, m, now, &mut bufs)
+    }
+
+    /// Hands the open group to the store thread (nothing to do when none is open). Only when
+    /// nothing is in flight.
+    pub(super) fn hand_over(&mut self, sink: &mut AppendSink<'_>) -> Result<(), LedgerError> {
+        debug_assert!(self.inflight.is_none());
+        if self.open.is_empty() {
+            return Ok(());
+        }
+        let dropped = self.shared.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0
+            && let Some(ev) = summary_denial(dropped)
+        {
+            let now = sink.now_ms();
+            self.appender.add(sink, None, &ev, None, now)?;
+        }
+        let lost: Vec<LostDecision> = self
+            .shared
+            .lost
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        if !lost.is_empty() {
+            for ev in unrecorded_entries(&lost) {
+                let now = sink.now_ms();
+                if let Err(e) = self.appender.add(sink, None, &ev, None, now) {
+                    self.shared.lose(lost);
+                    return Err(e);
+                }
+            }
+            self.open.reported = lost;
+        }
+        let (tx, done) = crossbeam_channel::bounded(1);
+        // What the service wrote itself in this group, for metrics and webhooks once committed.
+        self.open.written = self.appender.take_written();
+        let now = sink.now_ms();
+        let outcome = sink.commit_then(now, false, move |r| {
+            let _ = tx.send(r);
+        })?;
+        self.inflight = Some(InFlight {
+            done,
+            group: std::mem::take(&mut self.open),
+            outcome,
+        });
+        Ok(())
+    }
+
+    /// Waits for the group in flight, if any, and answers it.
+    pub(super) fn settle(&mut self) -> Result<(), LedgerError> {
+        let Some(f) = &self.inflight else {
+            return Ok(());
+        };
+        let r = f.done.recv().unwrap_or_else(|_| Err(store_gone()));
+        self.finish(r)
+    }
+
+    /// Commits everything: the group in flight, then the open one.
+    pub(super) fn drain(&mut self, sink: &mut AppendSink<'_>) -> Result<(), LedgerError> {
+        self.settle()?;
+        self.hand_over(sink)?;
+        self.settle()
+    }
+
+    pub(super) fn heartbeat(&mut self, sink: &mut AppendSink<'_>) -> Result<(), LedgerError> {
+        self.last_heartbeat = Instant::now();
+        // Behind the group in flight: the store commits in order.
+        let now = sink.now_ms();
+        match sink.heartbeat(now) {
+            Ok(_) => {
+                if self.inflight.is_none() {
+                    self.shared.ready.store(true, Ordering::Relaxed);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.ready.store(false, Ordering::Relaxed);
+                tracing::error!(error = %e, "heartbeat checkpoint failed");
+                // The sink forgot its chains: restart it, so that every chain is tracked again.
+                Err(e)
+            }
+        }
+    }
+
+    pub(super) fn shut_down(
+        &mut self,
+        sink: &mut AppendSink<'_>,
+        mirror: &mut Option<Mirror>,
+    ) -> Result<(), LedgerError> {
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        self.drain(sink)?;
+        // Shutting down: every chain's last entry gets a signed checkpoint.
+        let now = sink.now_ms();
+        let n = sink.close(now)?;
+        tracing::info!(checkpoints = n, "closing checkpoints signed");
+        follow(sink, mirror);
+        Ok(())
+    }
+
+    /// Answers the group in flight with how its commit went.
+    pub(super) fn finish(&mut self, result: Result<(), StoreError>) -> Result<(), LedgerError> {
+        let Some(InFlight {
+            group,
+            outcome,
+            done: _,
+        }) = self.inflight.take()
+        else {
+            return Ok(());
+        };
+        let shared = self.shared;
+        if let Err(e) = result {
+            shared.ready.store(false, Ordering::Relaxed);
+            shared.metrics.commit_failures.inc();
+            tracing::error!(error = %e, events = group.events, "group commit failed; answering 503");
+            fail_all(group.pending, &e.to_string(), shared);
+            shared.lose(group.reported);
+            // The sink resets when it next runs (the store thread told it); restarting it
+            // tracks every chain again.
+            return Err(e.into());
+        }
+        shared.ready.store(true, Ordering::Relaxed);
+        if shared.journal.is_some() {
+            // What the journal must still hold: decisions answered in the open group, lost
+            // ones it reports, and lost ones waiting for a group to report them.
+            let waiting = shared.lost.lock().map(|v| v.clone()).unwrap_or_default();
+            let answered = self.open.pending.iter().filter_map(|p| match p {
+                Pending::Answered(l) => Some(l),
+                _ => None,
+            });
+            note_committed(shared, answered.chain(&self.open.reported).chain(&waiting));
+        }
+        let m = &shared.metrics;
+        m.ingest_events.inc_by(outcome.count);
+        #[allow(clippy::cast_precision_loss)] // event counts are far below 2^52
+        m.batch_events.observe(group.events as f64);
+        if let Some(t) = group.started {
+            m.commit_seconds.observe(t.elapsed().as_secs_f64());
+        }
+        for (tenant, (_, last)) in &outcome.chains {
+            m.chain_entries
+                .get_or_create(&TenantLabel {
+                    tenant: tenant.clone(),
+                })
+                .set(i64::try_from(*last).unwrap_or(i64::MAX));
+        }
+        for w in &group.written {
+            m.detection_entry(w);
+        }
+        for p in group.pending {
+            match p {
+                Pending::Job(job, appended) => {
+                    m.ingest_latency.observe(job.queued.elapsed().as_secs_f64());
+                    let _ = job.reply.send(Ok((appended, job.events)));
+                }
+                Pending::Decide(r, d) => {
+                    count_decision(m, d.decision);
+                    let _ = r.send(Ok(d));
+                }
+                Pending::Answered(l) => count_decision(m, l.decision),
+                Pending::Control(r, c) => {
+                    let _ = r.send(Ok(c));
+                }
+            }
+        }
+        if !group.written.is_empty()
+            && let Some(tx) = &shared.alerts
+        {
+            let _ = tx.send(group.written);
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn store_gone() -> StoreError {
+    StoreError::Invalid {
+        what: "the store thread stopped before reporting the commit".to_owned(),
+    }
+}
+
+/// Buffers of one group, reused from message to message.
+pub(super) struct Bufs<'a> {
+    appender: &'a mut Appender,
+    pending: &'a mut Vec<Pending>,
+}
+
+/// Appends what one message calls for; its reply waits in `pending` for the commit.
+pub(super) fn apply(
+    sink: &mut AppendSink<'_>,
+    det: &mut Detector,
+    shared: &Shared,
+    m: Msg,
+    now: i64,
+    b: &mut Bufs<'_>,
+) -> Result<(), LedgerError> {
+    let Bufs { appender, pending } = b;
+    match m {
+        Msg::Job(job) => {
+            let mut out = Vec::with_capacity(job.events.len());
+            for (i, ev) in job.events.iter().enumerate() {
+                // The handler set each event's tenant to the token's (or refused the request).
+                debug_assert_eq!(ev.tenant_id.as_ref(), Some(&job.tenant));
+                let a = appender.add(sink, Some(&mut *det), ev, job.features.get(i), now)?;
+                out.push(a);
+            }
+            pending.push(Pending::Job(job, out));
+        }
+        Msg::Denial(d) => {
+            appender.add(sink, None, &d, None, now)?;
+        }
+        Msg::Decide(req, reply) => {
+            // Answered now when sequenced (then its loss must be traceable to tenant and agent).
+            let early = (shared.decide_answer == DecideAnswer::Sequenced)
+                .then(|| (req.tenant.as_str().to_owned(), req.agent_id.clone()));
+            match decide(sink, det, appender, &shared.metrics, req, now)? {
+                Ok(mut d) => match early {
+                    Some((tenant, agent)) => {
+                        // Sequenced and signed: answered now, committed with the group; noted
+                        // in the journal first, so that even a crash before the commit leaves
+                        // a trace. Unless it cannot be noted: then the answer waits as usual.
+                        let l = LostDecision {
+                            tenant,
+                            agent,
+                            entry_id: d.entry.entry_id,
+                            decision: d.decision,
+                            cause: LossCause::CommitFailed,
+                        };
+                        let noted = match &shared.journal {
+                            None => Ok(()),
+                            Some(j) => j
+                                .lock()
+                                .map_err(|_| std::io::Error::other("journal lock poisoned"))
+                                .and_then(|mut j| j.note(&l)),
+                        };
+                        match noted {
+                            Ok(()) => {
+                                d.durable = false;
+                                pending.push(Pending::Answered(l));
+                                let _ = reply.send(Ok(d));
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot note an answered decision; answering it after its commit");
+                                pending.push(Pending::Decide(reply, d));
+                            }
+                        }
+                    }
+                    None => pending.push(Pending::Decide(reply, d)),
+                },
+                Err(why) => {
+                    tracing::error!(error = %why, "a decision could not be recorded");
+                    let _ = reply.send(Err(IngestFailure::Store(why)));
+                }
+            }
+        }
+        Msg::Control(c, reply) => {
+            let r = control(sink, det, appender, c, now)?;
+            pending.push(Pending::Control(reply, r));
+        }
+        // `serve` takes erasures out of the group; should one get here, it is refused.
+        Msg::Erase(_, reply) => {
+            let _ = reply.send(Err(IngestFailure::Store(
+                "erasures run outside groups".to_owned(),
+            )));
+        }
+    }
+    Ok(())
+}
