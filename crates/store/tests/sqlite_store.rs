@@ -1823,3 +1823,53 @@ fn line_blocks_match_scan_with_sidecars_and_reused_buffers() {
         assert_eq!(got[..], want[1499..1499 + got.len()]);
     }
 }
+
+/// The entry-id index's SQL as stored.
+fn entry_id_index(path: &Path) -> String {
+    raw(path)
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'entries_entry_id'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn entry_id_index_is_high_half_first_and_old_stores_are_rebuilt_on_open() {
+    let (_dir, path) = tmp();
+    let entries: Vec<NewEntry> = (1..=50)
+        .map(|s| entry("acme", s, 1000 + i64::try_from(s).unwrap(), "a", "s", "e", None))
+        .collect();
+    {
+        let mut store = SqliteStore::create(&path).unwrap();
+        append(&mut store, "acme", &entries);
+    }
+    assert!(entry_id_index(&path).ends_with("ON entries(id_hi, id_lo)"));
+
+    // A store made before the change: the same index, low half first.
+    raw(&path)
+        .execute_batch(
+            "DROP INDEX entries_entry_id;
+             CREATE UNIQUE INDEX entries_entry_id ON entries(id_lo, id_hi);",
+        )
+        .unwrap();
+    // Read-only opens neither rebuild nor need to.
+    {
+        let store = SqliteStore::open_read_only(&path).unwrap();
+        let found = store.entry_by_id(&entries[20].entry_id).unwrap().unwrap();
+        assert_eq!(found.seq, 21);
+    }
+    assert!(entry_id_index(&path).ends_with("ON entries(id_lo, id_hi)"));
+
+    let mut store = SqliteStore::open(&path).unwrap();
+    assert!(entry_id_index(&path).ends_with("ON entries(id_hi, id_lo)"));
+    for e in &entries {
+        assert_eq!(store.entry_by_id(&e.entry_id).unwrap().unwrap().seq, e.seq);
+    }
+    // Still unique: the same entry id again (in another chain) is refused.
+    let mut dup = entry("globex", 1, 5000, "a", "s", "e", None);
+    dup.entry_id = entries[3].entry_id;
+    let mut b = store.begin().unwrap();
+    assert!(b.append("globex", &[dup]).is_err());
+}

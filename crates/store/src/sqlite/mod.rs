@@ -22,8 +22,11 @@
 //!   appends only ever add to the right edge of the table's B-tree. Each row also holds its
 //!   `chain_id` and `seq`. The entry id (UUIDv7) is stored as two integers, `id_hi` (bytes 0..8)
 //!   and `id_lo` (bytes 8..16, big-endian, as signed 64-bit values); the unique index on
-//!   `(id_lo, id_hi)` makes entry ids unique across chains and finds an entry by id (integer keys
-//!   compare several times faster than a 16-byte blob, and the low half is almost never equal).
+//!   `(id_hi, id_lo)` makes entry ids unique across chains and finds an entry by id (integer keys
+//!   compare several times faster than a 16-byte blob). High half first: UUIDv7 ids grow with
+//!   the writer's clock, so inserts go to the index's right edge whatever the store's size
+//!   (stores made before 2026-12-05 had the low half first; opening one for writing rebuilds
+//!   the index, see `schema::upgrade_entry_id_index`).
 //!   `seg`, `off`, `len` say where the entry's line is in the segment files.
 //! - `runs`: maps `(chain_id, seq)` to the entry row id. Each `append` call stores its entries
 //!   under consecutive row ids, so one row `(chain_id, first_seq, first_id, count)` describes a
@@ -276,7 +279,7 @@ impl SqliteStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
             Err(e) => return Err(e.into()),
         }
-        let conn = Connection::open_with_flags(path, flags)?;
+        let mut conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // Check what the file is before changing any of its settings (journal mode is persistent).
         let not_a_store = || StoreError::NotAStore {
@@ -300,6 +303,9 @@ impl SqliteStore {
             });
         }
         configure(&conn, read_only)?;
+        if !read_only {
+            upgrade_entry_id_index(&mut conn)?;
+        }
         let archive_tables = if read_only {
             conn.query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'anchors'",

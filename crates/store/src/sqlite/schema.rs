@@ -44,7 +44,7 @@ CREATE TABLE entries(
     off        INTEGER NOT NULL,
     len        INTEGER NOT NULL
 );
-CREATE UNIQUE INDEX entries_entry_id ON entries(id_lo, id_hi);
+CREATE UNIQUE INDEX entries_entry_id ON entries(id_hi, id_lo);
 
 -- Entries first_seq .. first_seq + count - 1 of a chain have ids first_id .. first_id + count - 1.
 CREATE TABLE runs(
@@ -146,6 +146,37 @@ CREATE INDEX subject_index_entry ON subject_index(chain_id, seq);
 ";
 
 /// Applies the per-connection settings.
+/// The entry-id index of stores created before 2026-12-05: low half first. Entry ids are
+/// UUIDv7, so their high half (the writer's millisecond) grows with every append while the low
+/// half is random at each new millisecond: that index took inserts all over its B-tree, and once
+/// it outgrew the page cache (a few million entries) every append paid for page reads and
+/// rewrote scattered pages (docs/PERFORMANCE.md, "Append cost and store size").
+const ENTRY_ID_INDEX_LOW_FIRST: &str = "CREATE UNIQUE INDEX entries_entry_id ON entries(id_lo, id_hi)";
+
+/// Rebuilds an entry-id index of the old layout ([`ENTRY_ID_INDEX_LOW_FIRST`]) as
+/// `(id_hi, id_lo)`, whose inserts go to the right edge. Same uniqueness, same look-ups (both
+/// halves are always given), no change to any stored value; older binaries open the rebuilt
+/// store unchanged. One transaction: on error the old index stays. Returns whether it rebuilt.
+pub(super) fn upgrade_entry_id_index(conn: &mut Connection) -> Result<bool, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let sql: Option<String> = tx
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'entries_entry_id'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if sql.as_deref() != Some(ENTRY_ID_INDEX_LOW_FIRST) {
+        return Ok(false);
+    }
+    tx.execute_batch(
+        "DROP INDEX entries_entry_id;
+         CREATE UNIQUE INDEX entries_entry_id ON entries(id_hi, id_lo);",
+    )?;
+    tx.commit()?;
+    Ok(true)
+}
+
 pub(super) fn configure(conn: &Connection, read_only: bool) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // Plans must not depend on bound values: otherwise SQLite marks statements whose parameters
