@@ -84,7 +84,13 @@ fn make_entry(rng: &mut Rng, chain: &mut Chain, i: u64) -> NewEntry {
     let seq = chain.size + 1;
     chain.size = seq;
     let ts_ms = BASE_MS + i64::try_from(i).unwrap_or(0) * 30;
-    chain.last_id += 1;
+    // Entry ids as the writer makes them (`blackbox_core::entry::next_entry_id`): a UUIDv7 of
+    // the writer's millisecond with random low bits, or the last id plus one when that would not
+    // be greater. At ~200k entries/s over four chains, a millisecond holds ~200 entries.
+    let now_ms = u128::try_from(BASE_MS).unwrap_or(0) + 3_600_000 + u128::from(i / 200);
+    let random = (u128::from(rng.next()) << 64 | u128::from(rng.next())) & ((1 << 76) - 1);
+    let fresh = (now_ms << 80) | (0x7 << 76) | random;
+    chain.last_id = if fresh > chain.last_id { fresh } else { chain.last_id + 1 };
     let entry_id = chain.last_id.to_be_bytes();
     let agent = format!("{t}-agent-{:02}", rng.below(40));
     let session = format!("sess_{t}_{}", i / 200);
