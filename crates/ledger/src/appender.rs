@@ -4,11 +4,11 @@
 //! The walk of an event, one way only:
 //!
 //! 1. **Normalise** ([`Normaliser`]): an event's JSON, as received or built by the intake, and
-//!    who supplied it (an [`Intake`] with its [`Origin`]) become a [`NormalizedEvent`]: validated, redacted, canonical (RFC 8785),
-//!    its claimed time checked against the writer's clock ([`ClockBound`]), bound to the
-//!    caller's tenant; raw content is scanned for the rules' patterns here ([`Features`]) and
-//!    then dropped. Pure and parallel: the CLI runs it on every core (rayon), the service on
-//!    its request handlers.
+//!    who supplied it (an [`Intake`] with its [`Origin`]) become a [`NormalizedEvent`]:
+//!    validated, redacted, canonical (RFC 8785), its claimed time checked against the writer's
+//!    clock ([`ClockBound`]), bound to the caller's tenant; raw content is scanned for the
+//!    rules' patterns here ([`Features`]) and then dropped. Pure and parallel: the CLI runs it on
+//!    every core (rayon), the service on its request handlers.
 //! 2. **Detect** ([`Appender::add`]): the detector, when there is one (the service), counts the
 //!    event and says which rules fire; the payloads of the entries that answer them are built in
 //!    `blackbox_detect::record`.
