@@ -32,10 +32,9 @@ fn serve_honours_blackbox_test_now_like_append() {
         .spawn()
         .and_then(|mut ch| {
             use std::io::Write as _;
-            ch.stdin
-                .take()
-                .unwrap()
-                .write_all(br#"{"agent_id":"a","session_id":"s","event_type":"tool_call"}"#)?;
+            ch.stdin.take().unwrap().write_all(
+                br#"{"agent_id":"a","session_id":"s","event_type":"tool_call","tool_name":"t"}"#,
+            )?;
             ch.wait_with_output()
         })
         .unwrap();
@@ -51,7 +50,7 @@ fn serve_honours_blackbox_test_now_like_append() {
         "POST",
         "/v1/events",
         Some(&t),
-        Some(r#"{"agent_id":"a","session_id":"s","event_type":"tool_call"}"#),
+        Some(r#"{"agent_id":"a","session_id":"s","event_type":"tool_call","tool_name":"t"}"#),
     )
     .unwrap();
     assert_eq!(s, 200, "{body}");

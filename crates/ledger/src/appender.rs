@@ -3,12 +3,12 @@
 //!
 //! The walk of an event, one way only:
 //!
-//! 1. **Normalise** ([`Normaliser`]): raw JSON bytes and who supplied them (an [`Intake`] with
-//!    its [`Origin`]) become a [`NormalizedEvent`]: validated, redacted, canonical (RFC 8785),
-//!    its claimed time checked against the writer's clock ([`ClockBound`]), bound to the
-//!    caller's tenant; raw content is scanned for the rules' patterns here ([`Features`]) and
-//!    then dropped. Pure and parallel: the CLI runs it on every core (rayon), the service on
-//!    its request handlers.
+//! 1. **Normalise** ([`Normaliser`]): an event's JSON, as received or built by the intake, and
+//!    who supplied it (an [`Intake`] with its [`Origin`]) become a [`NormalizedEvent`]:
+//!    validated, redacted, canonical (RFC 8785), its claimed time checked against the writer's
+//!    clock ([`ClockBound`]), bound to the caller's tenant; raw content is scanned for the
+//!    rules' patterns here ([`Features`]) and then dropped. Pure and parallel: the CLI runs it on
+//!    every core (rayon), the service on its request handlers.
 //! 2. **Detect** ([`Appender::add`]): the detector, when there is one (the service), counts the
 //!    event and says which rules fire; the payloads of the entries that answer them are built in
 //!    `blackbox_detect::record`.
@@ -35,13 +35,43 @@ use crate::writer::{AppendSink, Appended};
 
 pub use blackbox_detect::record::DETECTION_EVENTS;
 
-/// One event as a way in receives it: its raw JSON and who supplied it.
+/// One event as a way in receives it: its JSON and who supplied it.
 #[derive(Debug, Clone, Copy)]
 pub struct Intake<'a> {
-    /// The event's JSON text (one object).
-    pub raw: &'a [u8],
+    /// The event.
+    pub body: Body<'a>,
     /// Who supplied it (sealed in the entry): an intake names itself in `via`.
     pub origin: &'a Origin,
+}
+
+/// An event's JSON: as received, or built by an intake that translates another format (an
+/// OpenTelemetry span, an MCP call) into a Blackbox event.
+#[derive(Debug, Clone, Copy)]
+pub enum Body<'a> {
+    /// JSON text (one object), as received.
+    Json(&'a [u8]),
+    /// A JSON value the intake built.
+    Value(&'a Value),
+}
+
+impl<'a> Intake<'a> {
+    /// An event received as JSON text.
+    #[must_use]
+    pub fn json(raw: &'a [u8], origin: &'a Origin) -> Self {
+        Self {
+            body: Body::Json(raw),
+            origin,
+        }
+    }
+
+    /// An event the intake built as a JSON value.
+    #[must_use]
+    pub fn value(value: &'a Value, origin: &'a Origin) -> Self {
+        Self {
+            body: Body::Value(value),
+            origin,
+        }
+    }
 }
 
 /// Why the normaliser refused an event. Nothing of it is appended.
@@ -135,17 +165,27 @@ impl Normaliser<'_> {
     /// # Errors
     /// [`Refusal`].
     pub fn normalise(&self, item: Intake<'_>) -> Result<Normalised, Refusal> {
+        let built;
+        let raw = match item.body {
+            Body::Json(raw) => raw,
+            Body::Value(v) => {
+                // Read back like text received, so both kinds pass the same checks.
+                built = serde_json::to_vec(v)
+                    .map_err(|e| Refusal::Event(blackbox_core::Error::Json(e.to_string())))?;
+                &built
+            }
+        };
         let max = blackbox_core::json::MAX_EVENT_BYTES;
-        if item.raw.len() > max {
+        if raw.len() > max {
             return Err(Refusal::TooLarge {
-                len: item.raw.len(),
+                len: raw.len(),
                 max,
             });
         }
         let (mut event, features) = match self.rules {
-            Some(rules) => normalize_with_features(item.raw, self.policy, rules, item.origin)?,
+            Some(rules) => normalize_with_features(raw, self.policy, rules, item.origin)?,
             None => (
-                blackbox_core::event::normalize_json(item.raw, self.policy, item.origin)?,
+                blackbox_core::event::normalize_json(raw, self.policy, item.origin)?,
                 Features::default(),
             ),
         };

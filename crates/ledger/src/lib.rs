@@ -1,11 +1,13 @@
 //! # blackbox-ledger
 //!
-//! A Blackbox ledger on disk: the data directory and its keys, the writer (sequence, sign, store,
-//! checkpoint), verification of a store or an exported JSONL log using every core, proofs built
-//! from stored Merkle nodes, queries and exports.
+//! A Blackbox ledger on disk: the data directory and its keys, the appender every way in uses
+//! (normalise, detect, then the writer: sequence, sign, store, checkpoint), the one clock,
+//! verification of a store or an exported JSONL log using every core, proofs built from stored
+//! Merkle nodes, queries and exports.
 //!
-//! It depends on `blackbox-core` for every byte format and on `blackbox-store` for persistence;
-//! the HTTP service and the CLI sit on top of it.
+//! It depends on `blackbox-core` for every byte format, on `blackbox-store` for persistence and
+//! on `blackbox-detect` for what the appender evaluates; the HTTP service and the CLI sit on top
+//! of it.
 #![forbid(unsafe_code)]
 
 pub mod alerts;

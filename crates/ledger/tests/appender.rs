@@ -71,10 +71,7 @@ fn events_are_sequenced_in_input_order_with_the_injected_clock() {
     let lines: Vec<String> = (0..500).map(|i| line(i, "")).collect();
     let items: Vec<Intake<'_>> = lines
         .iter()
-        .map(|l| Intake {
-            raw: l.as_bytes(),
-            origin: &origin,
-        })
+        .map(|l| Intake::json(l.as_bytes(), &origin))
         .collect();
     let n = normaliser(&policy, Some(&acme), None, clock.now_ms());
     let events: Vec<_> = n
@@ -134,10 +131,7 @@ fn a_batch_with_a_refused_event_reports_it_in_place_and_keeps_the_others() {
     let raws = [&good, &other_tenant, &not_json, &far_future, &huge, &good];
     let items: Vec<Intake<'_>> = raws
         .iter()
-        .map(|r| Intake {
-            raw: r.as_bytes(),
-            origin: &origin,
-        })
+        .map(|r| Intake::json(r.as_bytes(), &origin))
         .collect();
     let mut n = normaliser(&policy, Some(&acme), None, T0);
     n.bound.refuse = true;
@@ -157,6 +151,11 @@ fn a_batch_with_a_refused_event_reports_it_in_place_and_keeps_the_others() {
     assert!(matches!(&out[3], Err(Refusal::Clock { now_ms: T0, .. })));
     assert!(matches!(&out[4], Err(Refusal::TooLarge { .. })));
     assert!(out[5].is_ok());
+    // A value an intake built (an OTLP span, an MCP call) is read like the same text received.
+    let v: serde_json::Value = serde_json::from_str(&good).unwrap();
+    let built = n.normalise(Intake::value(&v, &origin)).unwrap();
+    assert_eq!(built.event.payload_jcs, first.event.payload_jcs);
+    assert_eq!(built.event.client_seq, first.event.client_seq);
     // Marked, not refused, when the bound only marks.
     n.bound.refuse = false;
     assert!(n.normalise(items[3]).is_ok());
@@ -190,13 +189,7 @@ fn with_a_detector_what_an_event_fires_follows_it_in_the_same_batch() {
     let n = normaliser(&policy, Some(&acme), Some(&rules), T0);
     let norm: Vec<_> = [&fine, &bad]
         .iter()
-        .map(|r| {
-            n.normalise(Intake {
-                raw: r.as_bytes(),
-                origin: &origin,
-            })
-            .unwrap()
-        })
+        .map(|r| n.normalise(Intake::json(r.as_bytes(), &origin)).unwrap())
         .collect();
     let mut appender = Appender::new();
     writer

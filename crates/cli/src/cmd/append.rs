@@ -98,10 +98,7 @@ fn reader_thread(
         };
         let items: Vec<Intake<'_>> = raw
             .iter()
-            .map(|(_, l)| Intake {
-                raw: &buf[l.clone()],
-                origin: &rules.origin,
-            })
+            .map(|(_, l)| Intake::json(&buf[l.clone()], &rules.origin))
             .collect();
         let parsed: Vec<Parsed> = normaliser
             .normalise_all(&items)

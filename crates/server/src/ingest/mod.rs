@@ -12,9 +12,9 @@
 //! `access_denied` records are queued without a reply and written with the next group; when the
 //! queue is full they are counted and a summary record says how many were lost.
 //!
-//! One file per job: [`queue`] (the group commit loop), [`decide`] (`POST /v1/decide`),
-//! [`journal`] (decisions answered before their commit), [`control`] (operator actions) and
-//! [`erasure`] (`POST /v1/erasures`).
+//! One file per job: `queue.rs` (the group commit loop), `decide.rs` (`POST /v1/decide`),
+//! `journal.rs` (decisions answered before their commit), `control.rs` (operator actions) and
+//! `erasure.rs` (`POST /v1/erasures`).
 
 mod control;
 mod decide;
