@@ -17,9 +17,6 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
-pub mod api_alerts;
-pub mod api_detect;
-pub mod api_erase;
 pub mod config;
 pub mod detection;
 pub mod error;

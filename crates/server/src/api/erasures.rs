@@ -1,13 +1,15 @@
 //! `POST /v1/erasures`: erase a data subject's personal data (admin; docs/API.md, FORMAT.md §5).
 
-use axum::extract::{Request, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::{Admin, Caller};
+use super::input::{json_body, read_body};
 use crate::AppState;
-use crate::api::{authorize_parts, json_body, need_admin, read_body};
 use crate::error::ApiError;
 
 /// Body of `POST /v1/erasures`.
@@ -23,21 +25,17 @@ struct EraseBody {
 /// appends a signed erasure marker to each chain touched, in one commit; then purges the
 /// write-ahead log and rewrites the JSONL mirror. The answer names tenants, counts, entry ids and
 /// marker ids, never the subject id.
-pub async fn erase(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
-    let caller = authorize_parts(
-        &state,
-        &parts,
-        "/v1/erasures",
-        need_admin,
-        "erasing personal data",
-    )?;
+pub(super) async fn erase(
+    State(state): State<AppState>,
+    caller: Caller<Admin>,
+    body: Body,
+) -> Result<Response, ApiError> {
     let body = read_body(body, 64 << 10).await?;
     let b: EraseBody = json_body(
         &body,
         r#"{"data_subject", "reason", "ticket"} (all strings)"#,
     )?;
-    let by = format!("operator:{}", caller.token.id);
+    let by = caller.operator();
     let req =
         blackbox_ledger::erase::ErasureRequest::new(&b.data_subject, &b.reason, &b.ticket, &by)
             .map_err(|e| ApiError::bad_request("invalid_parameter", e.to_string()))?;
@@ -70,45 +68,4 @@ pub async fn erase(State(state): State<AppState>, req: Request) -> Result<Respon
         };
     }
     Ok((StatusCode::OK, axum::Json(v)).into_response())
-}
-
-/// Body of `POST /v1/retention/run`: optional, and without members.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RetentionRunBody {}
-
-/// `POST /v1/retention/run` (admin): runs retention now, as the schedule does (archive what is
-/// older than each tenant's hot window, expire segments past the archive retention), and answers
-/// what it did. Its steps are recorded in the chain.
-pub async fn retention_run(
-    State(state): State<AppState>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
-    authorize_parts(
-        &state,
-        &parts,
-        "/v1/retention/run",
-        need_admin,
-        "running retention",
-    )?;
-    // No body is needed; one that is sent is read like every other (an object without members).
-    let body = read_body(body, 64 << 10).await?;
-    if !body.iter().all(u8::is_ascii_whitespace) {
-        let RetentionRunBody {} = json_body(&body, "no body, or {}")?;
-    }
-    let st = state.clone();
-    let rt = tokio::runtime::Handle::current();
-    let done = tokio::task::spawn_blocking(move || crate::retention::run_report(&st, rt))
-        .await
-        .map_err(|e| ApiError::unavailable(format!("the retention run failed: {e}"), 60))?;
-    match done {
-        Ok(report) => Ok((StatusCode::OK, axum::Json(report)).into_response()),
-        Err(why) => Err(ApiError::unavailable(
-            format!(
-                "the retention run stopped: {why}; what it finished is committed, run it again to go on"
-            ),
-            60,
-        )),
-    }
 }
