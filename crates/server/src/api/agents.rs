@@ -5,9 +5,9 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use blackbox_api::agents::{Agent, AgentAction, AgentChange, AgentList};
 use blackbox_core::ids::{AgentId, TenantId};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::auth::{Admin, Caller, Read};
 use super::input::{PathParam, bad_param as bad, json_body, optional_params, read_body};
@@ -35,36 +35,27 @@ pub(super) async fn list(
             1,
         ));
     };
-    let list: Vec<Value> = list
+    let agents = list
         .into_iter()
         .map(|a| {
             let time =
                 |ms: Option<i64>| ms.and_then(|m| blackbox_core::entry::format_timestamp(m).ok());
-            json!({
-                "tenant_id": a.tenant_id,
-                "agent_id": a.agent_id,
-                "state": a.state,
-                "first_seen": time(a.first_seen_ms),
-                "last_seen": time(a.last_seen_ms),
-                "events": a.events,
-                "paused_since": time(a.paused.as_ref().map(|p| p.since_ms)),
-                "paused_by": a.paused.as_ref().map(|p| p.by.clone()),
-                "throttled_until": time(a.throttle.as_ref().map(|t| t.until_ms)),
-                "throttle_per_minute": a.throttle.as_ref().map(|t| t.per_minute),
-                "throttled_by": a.throttle.as_ref().map(|t| t.by.clone()),
-            })
+            Agent {
+                first_seen: time(a.first_seen_ms),
+                last_seen: time(a.last_seen_ms),
+                paused_since: time(a.paused.as_ref().map(|p| p.since_ms)),
+                paused_by: a.paused.as_ref().map(|p| p.by.clone()),
+                throttled_until: time(a.throttle.as_ref().map(|t| t.until_ms)),
+                throttle_per_minute: a.throttle.as_ref().map(|t| t.per_minute),
+                throttled_by: a.throttle.as_ref().map(|t| t.by.clone()),
+                tenant_id: a.tenant_id,
+                agent_id: a.agent_id,
+                state: a.state.to_owned(),
+                events: a.events,
+            }
         })
         .collect();
-    Ok(axum::Json(json!({ "agents": list })).into_response())
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct AgentAction {
-    tenant_id: Option<String>,
-    reason: Option<String>,
-    /// Resume only: the alert the resume answers (required when a rule paused the agent).
-    alert_id: Option<String>,
+    Ok(axum::Json(AgentList { agents }).into_response())
 }
 
 async fn agent_action(
@@ -133,14 +124,14 @@ async fn agent_action(
     let state_name = if pause { "paused" } else { "active" };
     Ok((
         StatusCode::OK,
-        axum::Json(json!({
-            "tenant_id": tenant.as_str(),
-            "agent_id": agent,
-            "state": state_name,
-            "changed": entry.is_some(),
-            "entry_id": entry.as_ref().map(|e| e.entry_id.to_string()),
-            "seq": entry.as_ref().map(|e| e.seq),
-        })),
+        axum::Json(AgentChange {
+            tenant_id: tenant.as_str().to_owned(),
+            agent_id: agent,
+            state: state_name.to_owned(),
+            changed: entry.is_some(),
+            entry_id: entry.as_ref().map(|e| e.entry_id.to_string()),
+            seq: entry.as_ref().map(|e| e.seq),
+        }),
     )
         .into_response())
 }

@@ -7,10 +7,10 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
+use blackbox_api::alerts::{AlertList, Triage, Triaged};
 use blackbox_core::alert::{Action, AlertState, Resolution, TriageRequest};
 use blackbox_ledger::alerts::{AlertFilter, TriageRefusal};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::auth::{Admin, Caller, Read};
 use super::input::{
@@ -89,16 +89,11 @@ pub(super) async fn list(
         .next
         .map(|a| encode_cursor(a.ts_ms, &a.tenant_id, a.seq));
     let alerts: Vec<_> = page.alerts.iter().map(|a| a.to_json()).collect();
-    Ok(axum::Json(json!({ "alerts": alerts, "next_cursor": next })).into_response())
-}
-
-/// Body of the triage routes.
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct TriageBody {
-    resolution: Option<String>,
-    ticket: Option<String>,
-    note: Option<String>,
+    Ok(axum::Json(AlertList {
+        alerts,
+        next_cursor: next,
+    })
+    .into_response())
 }
 
 async fn triage(
@@ -109,8 +104,8 @@ async fn triage(
     resolve: bool,
 ) -> Result<Response, ApiError> {
     let body = read_body(body, 64 << 10).await?;
-    let b: TriageBody = if body.iter().all(u8::is_ascii_whitespace) {
-        TriageBody::default()
+    let b: Triage = if body.iter().all(u8::is_ascii_whitespace) {
+        Triage::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| {
             ApiError::bad_request(
@@ -181,12 +176,12 @@ async fn triage(
         Ok(blackbox_ledger::alerts::find(r, id, &|_| true).map_err(crate::ServerError::from)?)
     })
     .await?;
-    Ok(axum::Json(json!({
-        "alert": after.map(|a| a.to_json()),
-        "entry_id": entry.entry_id.to_string(),
-        "seq": entry.seq,
-        "entry_hash": entry.entry_hash.to_prefixed(),
-    }))
+    Ok(axum::Json(Triaged {
+        alert: after.map(|a| a.to_json()),
+        entry_id: entry.entry_id.to_string(),
+        seq: entry.seq,
+        entry_hash: entry.entry_hash.to_prefixed(),
+    })
     .into_response())
 }
 

@@ -6,34 +6,18 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use blackbox_api::decide::{DecideRequest, Decision, DecisionRule};
 use blackbox_core::event::Node;
 use blackbox_core::ids::{AgentId, SessionId, TenantId};
 use blackbox_detect::Features;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::auth::{Caller, Ingest};
 use super::input::{bad_param as bad, json_body, read_body};
 use super::shares::body_share;
 use crate::AppState;
 use crate::error::ApiError;
-use crate::ingest::DecideRequest;
-
-/// Body of `POST /v1/decide`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DecideBody {
-    agent_id: String,
-    session_id: String,
-    tool_name: String,
-    #[serde(default)]
-    args: Value,
-    agent_role: Option<String>,
-    invocation_id: Option<String>,
-    client_seq: Option<u64>,
-    /// The prompt that led to the call, when the runtime has it: scanned, stored only as a hash.
-    prompt: Option<Value>,
-}
+use crate::ingest;
 
 /// `POST /v1/decide`.
 pub(super) async fn decide(
@@ -50,7 +34,7 @@ pub(super) async fn decide(
     };
     let _share = body_share(&state, &caller, &tenant, &headers)?;
     let body = read_body(body, state.config.body_limit).await?;
-    let b: DecideBody = json_body(
+    let b: DecideRequest = json_body(
         &body,
         r#"{"agent_id", "session_id", "tool_name", "args", "agent_role"?, "invocation_id"?, "client_seq"?, "prompt"?}"#,
     )?;
@@ -106,7 +90,7 @@ pub(super) async fn decide(
     }
     let d = state
         .ingest
-        .decide(DecideRequest {
+        .decide(ingest::DecideRequest {
             tenant: tenant_id,
             agent_id: b.agent_id,
             session_id: b.session_id,
@@ -120,14 +104,22 @@ pub(super) async fn decide(
         .metrics
         .decide_seconds
         .observe(started.elapsed().as_secs_f64());
-    let v = json!({
-        "decision": d.decision,
-        "retry_after_ms": d.retry_after_ms,
-        "rules": d.rules,
-        "entry_id": d.entry.entry_id.to_string(),
-        "seq": d.entry.seq,
-        "entry_hash": d.entry.entry_hash.to_prefixed(),
-        "durable": d.durable,
-    });
+    let v = Decision {
+        decision: d.decision.to_owned(),
+        retry_after_ms: d.retry_after_ms,
+        rules: d
+            .rules
+            .iter()
+            .map(|r| DecisionRule {
+                name: r.name.clone(),
+                action: r.action.to_owned(),
+                severity: r.severity.to_owned(),
+            })
+            .collect(),
+        entry_id: d.entry.entry_id.to_string(),
+        seq: d.entry.seq,
+        entry_hash: d.entry.entry_hash.to_prefixed(),
+        durable: d.durable,
+    };
     Ok(axum::Json(v).into_response())
 }

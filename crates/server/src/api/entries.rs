@@ -5,10 +5,11 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
+use blackbox_api::entries::EntryRecord;
 use blackbox_core::entry::parse_entry_id;
 use blackbox_store::{Query as StoreQuery, Store as _, StoredEntry};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::auth::{Caller, Read};
 use super::input::{PathParam, decode_cursor, encode_cursor, params, parse_bound};
@@ -375,10 +376,12 @@ pub(super) async fn one(
     };
     let line = String::from_utf8_lossy(&e.line).into_owned();
     let parsed: Value = serde_json::from_slice(&e.line).unwrap_or(Value::Null);
-    Ok(axum::Json(json!({
-        "tenant_id": e.tenant_id, "seq": e.seq,
-        "entry_hash": blackbox_core::Hash::digest(&e.line).to_prefixed(),
-        "line": line, "entry": parsed,
-    }))
+    Ok(axum::Json(EntryRecord {
+        entry_hash: blackbox_core::Hash::digest(&e.line).to_prefixed(),
+        tenant_id: e.tenant_id,
+        seq: e.seq,
+        line,
+        entry: parsed,
+    })
     .into_response())
 }

@@ -4,22 +4,13 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use blackbox_api::erasures::Erasure;
 use serde_json::json;
 
 use super::auth::{Admin, Caller};
 use super::input::{json_body, read_body};
 use crate::AppState;
 use crate::error::ApiError;
-
-/// Body of `POST /v1/erasures`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EraseBody {
-    data_subject: String,
-    reason: String,
-    ticket: String,
-}
 
 /// `POST /v1/erasures`: deletes the personal sidecars of every entry naming the data subject and
 /// appends a signed erasure marker to each chain touched, in one commit; then purges the
@@ -31,7 +22,7 @@ pub(super) async fn erase(
     body: Body,
 ) -> Result<Response, ApiError> {
     let body = read_body(body, 64 << 10).await?;
-    let b: EraseBody = json_body(
+    let b: Erasure = json_body(
         &body,
         r#"{"data_subject", "reason", "ticket"} (all strings)"#,
     )?;

@@ -262,29 +262,66 @@ pub(super) async fn append(
         }
     }
     let appended = state.ingest.submit(tenant_id, events, features).await?;
-    // The answer is written directly: it is as long as the request (one member per event).
-    let mut out = String::with_capacity(64 + appended.len() * 160);
+    Ok(json_text(answer(
+        &tenant,
+        appended.iter().map(|a| (a.entry_id, a.seq, &a.entry_hash)),
+    )))
+}
+
+/// The answer's text: [`blackbox_api::events::IngestResponse`] as serde writes it, written directly because it is as
+/// long as the request (one member per event).
+fn answer<'a>(
+    tenant: &str,
+    entries: impl ExactSizeIterator<Item = (uuid::Uuid, u64, &'a blackbox_core::Hash)>,
+) -> String {
+    let mut out = String::with_capacity(64 + entries.len() * 160);
     out.push_str("{\"tenant_id\":");
     out.push_str(&serde_json::to_string(&tenant).unwrap_or_default());
     out.push_str(",\"count\":");
-    out.push_str(&appended.len().to_string());
+    out.push_str(&entries.len().to_string());
     out.push_str(",\"entries\":[");
-    for (i, a) in appended.iter().enumerate() {
+    for (i, (entry_id, seq, entry_hash)) in entries.enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push_str("{\"entry_id\":\"");
         out.push_str(
-            a.entry_id
+            entry_id
                 .hyphenated()
                 .encode_lower(&mut uuid::Uuid::encode_buffer()),
         );
         out.push_str("\",\"seq\":");
-        out.push_str(&a.seq.to_string());
+        out.push_str(&seq.to_string());
         out.push_str(",\"entry_hash\":\"");
-        out.push_str(&a.entry_hash.to_prefixed());
+        out.push_str(&entry_hash.to_prefixed());
         out.push_str("\"}");
     }
     out.push_str("]}");
-    Ok(json_text(out))
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use blackbox_api::events::{EntryRef, IngestResponse};
+
+    #[test]
+    fn the_answer_is_the_api_type_as_serde_writes_it() {
+        let h = blackbox_core::Hash::digest(b"x");
+        let id = uuid::Uuid::now_v7();
+        let text = answer("ac\"me", [(id, 7, &h), (id, 8, &h)].into_iter());
+        let want = IngestResponse {
+            tenant_id: "ac\"me".into(),
+            count: 2,
+            entries: [7, 8]
+                .map(|seq| EntryRef {
+                    entry_id: id.to_string(),
+                    seq,
+                    entry_hash: h.to_prefixed(),
+                })
+                .to_vec(),
+        };
+        assert_eq!(text, serde_json::to_string(&want).unwrap());
+    }
 }

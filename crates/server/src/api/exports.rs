@@ -3,8 +3,8 @@
 use axum::extract::State;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
+use blackbox_api::exports::{Export, ExportFile, ExportSummary, Manifest, Period};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::auth::{Caller, Read};
 use super::input::optional_params;
@@ -72,17 +72,35 @@ pub(super) async fn export(
     .map_err(bad)?;
     let b64 = base64::engine::general_purpose::STANDARD;
     let f = &produced.figures;
-    Ok(axum::Json(json!({
-        "files": produced.files.iter().map(|(n, b)| json!({"name": n, "base64": b64.encode(b)})).collect::<Vec<_>>(),
-        "manifest": {"name": produced.manifest.0, "text": produced.manifest.1},
-        "period": {"start": produced.period.start, "end": produced.period.end},
-        "summary": {
-            "tenant_id": f.tenant_id,
-            "completeness": f.completeness.percent, "present": f.completeness.present, "expected": f.completeness.expected,
-            "integrity": f.integrity.summary,
-            "anomalies": f.anomalies.total, "resolved": f.anomalies.resolved,
-            "oldest_age_days": f.retention.oldest_age_days, "required_days": f.retention.required_days, "retention_met": f.retention.met,
+    Ok(axum::Json(Export {
+        files: produced
+            .files
+            .iter()
+            .map(|(n, b)| ExportFile {
+                name: n.clone(),
+                base64: b64.encode(b),
+            })
+            .collect(),
+        manifest: Manifest {
+            name: produced.manifest.0.clone(),
+            text: produced.manifest.1.clone(),
         },
-    }))
+        period: Period {
+            start: produced.period.start.clone(),
+            end: produced.period.end.clone(),
+        },
+        summary: ExportSummary {
+            tenant_id: f.tenant_id.clone(),
+            completeness: f.completeness.percent,
+            present: f.completeness.present,
+            expected: f.completeness.expected,
+            integrity: f.integrity.summary.clone(),
+            anomalies: f.anomalies.total,
+            resolved: f.anomalies.resolved,
+            oldest_age_days: f.retention.oldest_age_days,
+            required_days: f.retention.required_days,
+            retention_met: f.retention.met,
+        },
+    })
     .into_response())
 }

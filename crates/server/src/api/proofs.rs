@@ -4,10 +4,10 @@
 use axum::extract::State;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
+use blackbox_api::proofs::Checkpoint;
 use blackbox_core::entry::parse_entry_id;
 use blackbox_store::Store as _;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::auth::{Caller, Read};
 use super::input::{TenantParam, params};
@@ -54,10 +54,13 @@ pub(super) async fn latest_checkpoint(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}` has no checkpoint yet")))?;
     let ts = blackbox_core::entry::format_timestamp(cp.ts_ms).unwrap_or_default();
-    Ok(
-        axum::Json(json!({"tenant_id": tenant, "size": cp.size, "timestamp": ts, "note": cp.note}))
-            .into_response(),
-    )
+    Ok(axum::Json(Checkpoint {
+        tenant_id: tenant,
+        size: cp.size,
+        timestamp: ts,
+        note: cp.note,
+    })
+    .into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,24 +4,14 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use blackbox_api::tokens::{CreatedToken, NewToken, Scope, Token, TokenInfo, TokenList};
 use blackbox_core::ids::TenantId;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::auth::{Admin, Caller};
 use super::input::{PathParam, json_body, read_body};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::tokens::Scopes;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewToken {
-    tenant_id: Option<String>,
-    scopes: Vec<String>,
-    #[serde(default)]
-    label: String,
-}
 
 /// `POST /v1/tokens`.
 pub(super) async fn create(
@@ -31,7 +21,8 @@ pub(super) async fn create(
 ) -> Result<Response, ApiError> {
     let body = read_body(body, 64 << 10).await?;
     let t: NewToken = json_body(&body, r#"{"tenant_id", "scopes": [...], "label"}"#)?;
-    let scopes = Scopes::parse(&t.scopes.join(","))
+    let names: Vec<&str> = t.scopes.iter().map(Scope::as_str).collect();
+    let scopes = Scopes::parse(&names.join(","))
         .map_err(|e| ApiError::bad_request("invalid_parameter", e))?;
     let tenant = t
         .tenant_id
@@ -41,15 +32,27 @@ pub(super) async fn create(
         .map_err(|e| ApiError::bad_request("invalid_parameter", e.to_string()))?;
     let (info, token) = state
         .tokens
-        .create(tenant.as_ref(), scopes, &t.label)
+        .create(
+            tenant.as_ref(),
+            scopes,
+            t.label.as_deref().unwrap_or_default(),
+        )
         .map_err(|e| match e {
             crate::ServerError::Config(m) => ApiError::bad_request("invalid_parameter", m),
             other => other.into(),
         })?;
-    let mut v = serde_json::to_value(&info).unwrap_or(Value::Null);
-    v["token"] = token.into();
-    v["scopes"] = json!(info.scopes.names());
-    Ok((StatusCode::CREATED, axum::Json(v)).into_response())
+    let info = listed(info);
+    let created = CreatedToken {
+        id: info.id,
+        tenant_id: info.tenant_id,
+        scopes: info.scopes,
+        label: info.label,
+        created_ms: info.created_ms,
+        revoked_ms: info.revoked_ms,
+        token: Token::new(token),
+        other: serde_json::Map::new(),
+    };
+    Ok((StatusCode::CREATED, axum::Json(created)).into_response())
 }
 
 /// `GET /v1/tokens`.
@@ -57,17 +60,8 @@ pub(super) async fn list(
     State(state): State<AppState>,
     _caller: Caller<Admin>,
 ) -> Result<Response, ApiError> {
-    let list: Vec<Value> = state
-        .tokens
-        .list()?
-        .into_iter()
-        .map(|t| {
-            let mut v = serde_json::to_value(&t).unwrap_or(Value::Null);
-            v["scopes"] = json!(t.scopes.names());
-            v
-        })
-        .collect();
-    Ok(axum::Json(json!({ "tokens": list })).into_response())
+    let tokens = state.tokens.list()?.into_iter().map(listed).collect();
+    Ok(axum::Json(TokenList { tokens }).into_response())
 }
 
 /// `DELETE /v1/tokens/{id}`.
@@ -80,5 +74,18 @@ pub(super) async fn revoke(
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::not_found(format!("no active token {id}")))
+    }
+}
+
+/// A token as the API lists it.
+fn listed(t: crate::tokens::TokenInfo) -> TokenInfo {
+    TokenInfo {
+        scopes: t.scopes.names().into_iter().map(Scope::from_name).collect(),
+        id: t.id,
+        tenant_id: t.tenant_id,
+        label: Some(t.label),
+        created_ms: Some(t.created_ms),
+        revoked_ms: t.revoked_ms,
+        other: serde_json::Map::new(),
     }
 }
