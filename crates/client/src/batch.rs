@@ -233,8 +233,9 @@ mod tests {
         while let Some(r) = tasks.join_next().await {
             let (i, entry) = r.unwrap();
             let entry = entry.unwrap();
-            // The fake server echoes client_seq in the entry id: each push got its own.
-            assert_eq!(entry.entry_id, format!("id-{i}"));
+            // Each push got its own entry: read back, it carries the push's client_seq.
+            let rec = server.client().entry(&entry.entry_id, None).await.unwrap();
+            assert_eq!(rec.entry["client_seq"], i, "{}", rec.line);
             assert!(seen.insert(entry.seq));
         }
         assert_eq!(seen.len(), 40);
@@ -261,8 +262,9 @@ mod tests {
         .unwrap();
         let t0 = std::time::Instant::now();
         let entry = batcher.push(ev(5)).await.unwrap();
-        assert_eq!(entry.entry_id, "id-5");
         let took = t0.elapsed();
+        let rec = server.client().entry(&entry.entry_id, None).await.unwrap();
+        assert_eq!(rec.entry["client_seq"], 5);
         assert!(took >= Duration::from_millis(20), "{took:?}");
         assert!(took < Duration::from_secs(5), "{took:?}");
         assert_eq!(server.batch_sizes(), [1]);
@@ -270,7 +272,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_bad_event_fails_alone() {
-        // The fake server refuses any request holding an event with client_seq 3.
+        // The front of the test service refuses any request holding an event with client_seq 3.
         let server = TestServer::start(Behaviour {
             refuse_client_seq: Some(3),
             ..Behaviour::default()
@@ -296,7 +298,12 @@ mod tests {
                 let e = res.unwrap_err();
                 assert_eq!(e.code(), Some("invalid_event"), "{e:?}");
             } else {
-                assert_eq!(res.unwrap().entry_id, format!("id-{i}"));
+                let rec = server
+                    .client()
+                    .entry(&res.unwrap().entry_id, None)
+                    .await
+                    .unwrap();
+                assert_eq!(rec.entry["client_seq"], i);
             }
         }
         batcher.close().await;

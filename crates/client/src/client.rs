@@ -1035,9 +1035,9 @@ mod tests {
         assert_eq!(lines[2], "not json");
     }
 
-    // ---- against the fake service -------------------------------------------------------------
+    // ---- against the real service (faults injected in front of it) ------------------------------
 
-    use crate::testserver::{Behaviour, TOKEN, TestServer};
+    use crate::testserver::{Behaviour, TENANT, TOKEN, TestServer};
     use crate::{EntryQuery, Format, NewToken, Scope};
 
     fn events() -> Vec<Value> {
@@ -1054,7 +1054,8 @@ mod tests {
         let server = TestServer::start(Behaviour::default()).await;
         let resp = server.client().append(&events()).await.unwrap();
         assert_eq!(resp.count, 2);
-        assert_eq!(resp.entries[0].entry_id, "id-1");
+        assert_eq!(resp.tenant_id, TENANT);
+        assert_eq!(resp.entries[0].seq, 1);
         assert_eq!(resp.entries[1].seq, 2);
         let reqs = server.requests();
         assert_eq!(reqs.len(), 1);
@@ -1066,6 +1067,13 @@ mod tests {
             "{body}"
         );
         assert!(body.starts_with('['));
+        // Each entry is the event sent: read back by id, it carries the event's client_seq.
+        for (i, r) in resp.entries.iter().enumerate() {
+            let rec = server.client().entry(&r.entry_id, None).await.unwrap();
+            assert_eq!(rec.seq, r.seq);
+            assert_eq!(rec.entry_hash, r.entry_hash);
+            assert_eq!(rec.entry["client_seq"], i + 1, "{}", rec.line);
+        }
     }
 
     #[tokio::test]
@@ -1152,10 +1160,10 @@ mod tests {
         );
         assert_eq!(server.requests().len(), 1);
 
-        let wrong = Client::new(&server.url, "bbx_0123456789abcdef_wrong").unwrap();
+        let wrong = Client::new(&server.url, TOKEN).unwrap();
         let e = wrong.verify(None).await.unwrap_err();
         assert_eq!(e.code(), Some("unauthenticated"));
-        assert!(!format!("{e:?}{e}").contains("wrong"));
+        assert!(!format!("{e:?}{e}").contains("AAAA"));
     }
 
     #[tokio::test]
@@ -1185,44 +1193,74 @@ mod tests {
     async fn reads() {
         let server = TestServer::start(Behaviour::default()).await;
         let c = server.client();
+        // Five entries in two commits (checkpoints at sizes 2 and 5).
+        let evs: Vec<Value> = (1..=5)
+            .map(|i| {
+                json!({"agent_id": "a", "session_id": "s", "event_type": "tool_call",
+                            "client_seq": i, "tool_name": "t"})
+            })
+            .collect();
+        let first = c.append(&evs[..2]).await.unwrap();
+        c.append(&evs[2..]).await.unwrap();
 
         let all = c.entries(&EntryQuery::new()).await.unwrap();
         assert_eq!(all.len(), 5);
         let page = c.entries_page(&EntryQuery::new().limit(2)).await.unwrap();
         assert_eq!(page.entries.len(), 2);
-        assert_eq!(page.next_cursor.as_deref(), Some("2"));
+        let cursor = page.next_cursor.clone().unwrap();
         let paged = c
-            .entries_all(EntryQuery::new().agent_id("a b").limit(2), 100)
+            .entries_all(EntryQuery::new().agent_id("a").limit(2), 100)
             .await
             .unwrap();
         let seqs: Vec<u64> = paged.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
         assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        assert!(
+            c.entries(&EntryQuery::new().agent_id("a b"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let capped = c.entries_all(EntryQuery::new().limit(2), 3).await.unwrap();
         assert_eq!(capped.len(), 3);
         let csv = c
             .entries_raw(&EntryQuery::new().limit(4), Format::Csv)
             .await
             .unwrap();
-        assert!(csv.body.starts_with(b"seq,entry_id\n1,e0\n"));
-        assert_eq!(csv.next_cursor.as_deref(), Some("4"));
+        let text = String::from_utf8(csv.body.to_vec()).unwrap();
+        assert!(text.starts_with("tenant_id,seq,"), "{text}");
+        assert_eq!(text.lines().count(), 5, "{text}");
+        assert!(csv.next_cursor.is_some());
 
-        let rec = c.entry("019d8d26-717b", None).await.unwrap();
-        assert_eq!(rec.entry["entry_id"], "019d8d26-717b");
-        let e = c.entry("missing", None).await.unwrap_err();
+        let id = &first.entries[0].entry_id;
+        let rec = c.entry(id, None).await.unwrap();
+        assert_eq!(rec.entry["entry_id"], id.as_str());
+        let e = c
+            .entry("019d8d26-717b-7111-9111-111111111111", None)
+            .await
+            .unwrap_err();
         assert_eq!((e.status(), e.code()), (Some(404), Some("not_found")));
 
-        assert_eq!(c.verify(Some("acme")).await.unwrap()["ok"], true);
+        assert_eq!(c.verify(Some(TENANT)).await.unwrap()["status"], "ok");
+        // Signed at the first commit; the second may wait for the next heartbeat.
         let cp = c.latest_checkpoint(None).await.unwrap();
-        assert_eq!(cp.size, 5);
-        let proof = c.inclusion_proof("e/1", Some("acme")).await.unwrap();
-        assert!(proof.contains("inclusion_proof"));
+        assert!((2..=5).contains(&cp.size), "{cp:?}");
+        assert!(cp.note.contains(&format!("\n{}\n", cp.size)), "{cp:?}");
+        let proof = c.inclusion_proof(id, Some(TENANT)).await.unwrap();
+        assert!(proof.contains("inclusion_proof"), "{proof}");
+        let e = c.inclusion_proof("e/1", Some(TENANT)).await.unwrap_err();
+        assert_eq!(e.code(), Some("invalid_parameter"));
         let proof = c.consistency_proof(2, None, None).await.unwrap();
-        assert!(proof.contains("from_size=2"));
+        assert!(proof.contains("consistency_proof"), "{proof}");
 
         let targets: Vec<String> = server.requests().into_iter().map(|r| r.1).collect();
         assert!(
-            targets
-                .contains(&"/v1/entries?agent_id=a%20b&limit=2&format=jsonl&cursor=2".to_owned()),
+            targets.contains(&format!(
+                "/v1/entries?agent_id=a&limit=2&format=jsonl&cursor={cursor}"
+            )),
+            "{targets:?}"
+        );
+        assert!(
+            targets.contains(&"/v1/entries?agent_id=a%20b&format=jsonl".to_owned()),
             "{targets:?}"
         );
         assert!(targets.contains(&"/v1/verify?tenant_id=acme".to_owned()));
@@ -1232,8 +1270,12 @@ mod tests {
 
     #[tokio::test]
     async fn tokens_and_probes() {
-        let server = TestServer::start(Behaviour::default()).await;
-        let c = server.client();
+        let server = TestServer::start(Behaviour {
+            not_ready: true,
+            ..Behaviour::default()
+        })
+        .await;
+        let c = server.admin();
         let created = c
             .create_token(&NewToken {
                 tenant_id: Some("acme".into()),
@@ -1242,13 +1284,30 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(created.token.expose(), "bbx_fedcba9876543210_NEWSECRET");
-        assert!(!format!("{created:?}").contains("NEWSECRET"));
+        let secret = created.token.expose().to_owned();
+        assert_eq!(created.token.id(), Some(created.id.as_str()));
+        assert!(!format!("{created:?}").contains(&secret));
         assert_eq!(created.scopes, [Scope::Ingest]);
+        assert_eq!(created.label.as_deref(), Some("fleet"));
+        // The new token works, for what its scope allows.
+        let agent = Client::new(&server.url, secret.as_str()).unwrap();
+        let written = agent.append(&events()).await.unwrap();
+        assert_eq!(written.tenant_id, "acme");
+        assert_eq!(
+            agent.verify(None).await.unwrap_err().code(),
+            Some("forbidden")
+        );
         let list = c.list_tokens(None).await.unwrap();
-        assert_eq!(list[0].scopes, [Scope::Admin]);
+        let mine = list.iter().find(|t| t.id == created.id).unwrap();
+        assert_eq!(mine.scopes, [Scope::Ingest]);
+        assert_eq!(mine.revoked_ms, None);
+        assert!(list.iter().any(|t| t.scopes == [Scope::Admin]));
         assert!(c.list_tokens(Some("globex")).await.unwrap().is_empty());
-        c.revoke_token("fedcba9876543210").await.unwrap();
+        c.revoke_token(&created.id).await.unwrap();
+        let e = agent.append(&events()).await.unwrap_err();
+        assert_eq!(e.code(), Some("unauthenticated"));
+        let e = c.revoke_token(&created.id).await.unwrap_err();
+        assert_eq!(e.code(), Some("not_found"));
         c.healthz().await.unwrap();
         // readyz answers 503 and must not be retried.
         let before = server.requests().len();

@@ -7,8 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 /// Errors from talking to a Blackbox service.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -102,19 +100,8 @@ impl Error {
     /// Decodes an error response. Anything that is not `{"error": {"code", "message"}}` becomes
     /// [`Error::UnexpectedResponse`].
     pub(crate) fn from_response(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Self {
-        #[derive(Deserialize)]
-        struct Envelope {
-            error: ApiError,
-        }
-        #[derive(Deserialize)]
-        struct ApiError {
-            code: String,
-            message: String,
-            #[serde(default)]
-            index: Option<usize>,
-        }
-        match serde_json::from_slice::<Envelope>(body) {
-            Ok(Envelope { error }) => Self::Api {
+        match serde_json::from_slice::<blackbox_api::error::ErrorBody>(body) {
+            Ok(blackbox_api::error::ErrorBody { error }) => Self::Api {
                 status,
                 code: error.code,
                 message: error.message,

@@ -37,6 +37,7 @@ mod testserver;
 mod types;
 
 pub use batch::{BatchConfig, Batcher};
+pub use blackbox_api::tokens::TokenInfo;
 pub use blackbox_core::entry::RedactionPolicy;
 pub use client::{Client, ClientBuilder, NEXT_CURSOR_HEADER, Pages};
 pub use error::Error;
@@ -44,5 +45,5 @@ pub use query::{AlertQuery, EntryQuery, Format};
 pub use retry::{RetryPolicy, parse_retry_after};
 pub use types::{
     Checkpoint, CreatedToken, Decision, DecisionRule, EntryPage, EntryRecord, EntryRef,
-    IngestResponse, NewToken, RawEntries, Scope, Token, TokenInfo,
+    IngestResponse, NewToken, RawEntries, Scope, Token,
 };

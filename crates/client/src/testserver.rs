@@ -1,7 +1,10 @@
-//! A fake Blackbox service on 127.0.0.1:0 for the unit tests: it speaks the wire format of
-//! docs/API.md with canned data and records what it was sent.
+//! The real Blackbox service, in-process, for the unit tests: `blackbox_server::api::router` on
+//! a real store in a temporary directory, listening on 127.0.0.1:0. A thin front records what
+//! it was sent and, when a test asks for it, answers with a failure instead (429/503 with
+//! `Retry-After`, a refused event, not ready): the faults a client must survive, which a healthy
+//! service does not produce on demand. Every other answer is the service's own.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -10,13 +13,18 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use tower::ServiceExt as _;
 
 use crate::client::Client;
 use crate::retry::RetryPolicy;
 
+/// A token of the documented shape that no service knows (for tests without a service).
 pub(crate) const TOKEN: &str = "bbx_0123456789abcdef_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
-/// What the fake service does.
+/// The tenant of [`TestServer::client`]'s token.
+pub(crate) const TENANT: &str = "acme";
+
+/// Faults the front injects.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Behaviour {
     /// Answer this status (and its API error) to every `/v1/` request.
@@ -28,34 +36,65 @@ pub(crate) struct Behaviour {
     pub retry_after: Option<&'static str>,
     /// Refuse (400 `invalid_event` with its index) any ingest holding this `client_seq`.
     pub refuse_client_seq: Option<u64>,
+    /// Answer `GET /readyz` with 503.
+    pub not_ready: bool,
 }
 
 #[derive(Default)]
 struct Recorded {
     /// (method, path and query, content type, body) of every request.
     requests: Vec<(String, String, String, String)>,
+    /// Events of each ingest request the service accepted.
     batch_sizes: Vec<usize>,
 }
 
 struct Shared {
     behaviour: Behaviour,
     failures_left: AtomicU32,
-    next_seq: AtomicU64,
     recorded: Mutex<Recorded>,
+    service: Router,
 }
 
 pub(crate) struct TestServer {
     pub url: String,
+    /// An ingest and read token of [`TENANT`].
+    pub token: String,
+    /// An admin token.
+    pub admin_token: String,
     shared: Arc<Shared>,
+    _dir: tempfile::TempDir,
 }
 
 impl TestServer {
     pub(crate) async fn start(behaviour: Behaviour) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = blackbox_server::ServerConfig::load(
+            None,
+            &blackbox_server::config::Overrides {
+                data_dir: Some(dir.path().join("data")),
+                rate_limit: Some(0),
+                ..blackbox_server::config::Overrides::default()
+            },
+        )
+        .unwrap();
+        let (state, _writer) = blackbox_server::start(config).unwrap();
+        let tenant = blackbox_core::ids::TenantId::parse(TENANT).unwrap();
+        let scopes = |s| blackbox_server::tokens::Scopes::parse(s).unwrap();
+        let token = state
+            .tokens
+            .create(Some(&tenant), scopes("ingest,read"), "client tests")
+            .unwrap()
+            .1;
+        let admin_token = state
+            .tokens
+            .create(None, scopes("admin"), "client tests")
+            .unwrap()
+            .1;
         let shared = Arc::new(Shared {
             failures_left: AtomicU32::new(behaviour.fail_first),
             behaviour,
-            next_seq: AtomicU64::new(1),
             recorded: Mutex::default(),
+            service: blackbox_server::api::router(state),
         });
         let app = Router::new()
             .fallback(handle)
@@ -63,12 +102,17 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { url, shared }
+        Self {
+            url,
+            token,
+            admin_token,
+            shared,
+            _dir: dir,
+        }
     }
 
-    /// A client with fast retries.
-    pub(crate) fn client(&self) -> Client {
-        Client::builder(&self.url, TOKEN)
+    fn with_token(&self, token: &str) -> Client {
+        Client::builder(&self.url, token)
             .retry_policy(RetryPolicy {
                 initial_backoff: std::time::Duration::from_millis(1),
                 max_backoff: std::time::Duration::from_millis(5),
@@ -76,6 +120,16 @@ impl TestServer {
             })
             .build()
             .unwrap()
+    }
+
+    /// A client of [`TENANT`] (ingest and read) with fast retries.
+    pub(crate) fn client(&self) -> Client {
+        self.with_token(&self.token)
+    }
+
+    /// An admin client with fast retries.
+    pub(crate) fn admin(&self) -> Client {
+        self.with_token(&self.admin_token)
     }
 
     pub(crate) fn requests(&self) -> Vec<(String, String, String, String)> {
@@ -104,10 +158,6 @@ fn api_error(status: u16, code: &str, message: &str, index: Option<usize>) -> Re
         .into_response()
 }
 
-fn json_ok(v: &Value) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
-}
-
 fn code_of(status: u16) -> &'static str {
     match status {
         401 => "unauthenticated",
@@ -119,157 +169,86 @@ fn code_of(status: u16) -> &'static str {
 }
 
 async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
-    let method = req.method().to_string();
-    let target = req
-        .uri()
+    let (parts, body) = req.into_parts();
+    let method = parts.method.to_string();
+    let target = parts
+        .uri
         .path_and_query()
         .map(ToString::to_string)
         .unwrap_or_default();
-    let path = req.uri().path().to_owned();
-    let query = req.uri().query().unwrap_or("").to_owned();
-    let ctype = req
-        .headers()
+    let path = parts.uri.path().to_owned();
+    let ctype = parts
+        .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let authed = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        == Some(&format!("Bearer {TOKEN}"));
-    let body = to_bytes(req.into_body(), usize::MAX).await.unwrap();
-    let body = String::from_utf8(body.to_vec()).unwrap();
-    s.recorded
-        .lock()
-        .unwrap()
-        .requests
-        .push((method.clone(), target, ctype.clone(), body.clone()));
+    let body = to_bytes(body, usize::MAX).await.unwrap();
+    s.recorded.lock().unwrap().requests.push((
+        method.clone(),
+        target,
+        ctype.clone(),
+        String::from_utf8(body.to_vec()).unwrap(),
+    ));
 
-    match path.as_str() {
-        "/healthz" => return "ok".into_response(),
-        "/readyz" => return api_error(503, "unavailable", "not ready", None),
-        _ => {}
+    if path == "/readyz" && s.behaviour.not_ready {
+        return api_error(503, "unavailable", "not ready", None);
     }
-    if !authed {
-        return api_error(401, "unauthenticated", "no valid token", None);
-    }
-    if let Some(st) = s.behaviour.always_status {
-        return api_error(st, code_of(st), "told to fail", None);
-    }
-    if s.failures_left
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
-    {
-        let st = s.behaviour.fail_status;
-        let mut resp = api_error(st, code_of(st), "try again later", None);
-        if let Some(ra) = s.behaviour.retry_after {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, ra.parse().unwrap());
+    if path.starts_with("/v1/") {
+        if let Some(st) = s.behaviour.always_status {
+            return api_error(st, code_of(st), "told to fail", None);
         }
-        return resp;
-    }
-
-    match (method.as_str(), path.as_str()) {
-        ("POST", "/v1/events") => ingest(&s, &ctype, &body),
-        ("GET", "/v1/entries") => entries(&query),
-        ("GET", "/v1/verify") => json_ok(&json!({"ok": true, "entries": 5})),
-        ("GET", "/v1/checkpoints/latest") => json_ok(
-            &json!({"tenant_id": "acme", "size": 5, "timestamp": "2026-04-14T00:00:00.000Z",
-                    "note": "blackbox/0/acme\n5\nAAAA\n"}),
-        ),
-        ("GET", "/v1/proofs/inclusion") => {
-            json_ok(&json!({"type": "blackbox.inclusion_proof.v1", "q": query}))
-        }
-        ("GET", "/v1/proofs/consistency") => {
-            json_ok(&json!({"type": "blackbox.consistency_proof.v1", "q": query}))
-        }
-        ("POST", "/v1/tokens") => {
-            let req: Value = serde_json::from_str(&body).unwrap();
-            json_ok(
-                &json!({"id": "fedcba9876543210", "token": "bbx_fedcba9876543210_NEWSECRET",
-                            "tenant_id": req["tenant_id"], "scopes": req["scopes"],
-                            "label": req["label"], "created_ms": 1_776_124_800_000_i64}),
-            )
-        }
-        ("GET", "/v1/tokens") => json_ok(&json!({"tokens": [
-            {"id": "0123456789abcdef", "tenant_id": "acme", "scopes": ["admin"], "label": "",
-             "created_ms": 1_776_124_800_000_i64, "revoked_ms": null}]})),
-        ("DELETE", p) if p.starts_with("/v1/tokens/") => StatusCode::NO_CONTENT.into_response(),
-        ("GET", p) if p.starts_with("/v1/entries/") => {
-            let id = &p["/v1/entries/".len()..];
-            if id == "missing" {
-                return api_error(404, "not_found", "no such entry", None);
+        if s.failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            let st = s.behaviour.fail_status;
+            let mut resp = api_error(st, code_of(st), "try again later", None);
+            if let Some(ra) = s.behaviour.retry_after {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, ra.parse().unwrap());
             }
-            json_ok(
-                &json!({"tenant_id": "acme", "seq": 1, "entry_hash": "sha256:00",
-                            "line": format!("{{\"entry_id\":\"{id}\"}}"), "entry": {"entry_id": id}}),
-            )
+            return resp;
         }
-        _ => api_error(404, "not_found", "no such route", None),
-    }
-}
-
-fn ingest(s: &Shared, ctype: &str, body: &str) -> Response {
-    let events: Vec<Value> = if ctype == "application/x-ndjson" {
-        body.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    } else {
-        serde_json::from_str(body).unwrap()
-    };
-    if let Some(bad) = s.behaviour.refuse_client_seq
-        && let Some(i) = events
-            .iter()
-            .position(|e| e["client_seq"].as_u64() == Some(bad))
-    {
-        return api_error(
-            400,
-            "invalid_event",
-            &format!("event {i}: refused"),
-            Some(i),
-        );
-    }
-    s.recorded.lock().unwrap().batch_sizes.push(events.len());
-    let entries: Vec<Value> = events
-        .iter()
-        .map(|e| {
-            let seq = s.next_seq.fetch_add(1, Ordering::SeqCst);
-            json!({"entry_id": format!("id-{}", e["client_seq"]), "seq": seq,
-                   "entry_hash": format!("sha256:{seq:064x}")})
-        })
-        .collect();
-    json_ok(&json!({"tenant_id": "acme", "count": entries.len(), "entries": entries}))
-}
-
-/// Five entries; `limit` pages them with the offset as cursor.
-fn entries(query: &str) -> Response {
-    let param = |k: &str| {
-        query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
-            .map(str::to_owned)
-    };
-    let from: usize = param("cursor").map_or(0, |c| c.parse().unwrap());
-    let limit: usize = param("limit").map_or(5, |l| l.parse().unwrap());
-    let to = (from + limit).min(5);
-    let format = param("format").unwrap_or_else(|| "jsonl".into());
-    let body: String = if format == "csv" {
-        let mut b = String::from("seq,entry_id\n");
-        for i in from..to {
-            b.push_str(&format!("{},e{i}\n", i + 1));
+        if let (Some(bad), "/v1/events") = (s.behaviour.refuse_client_seq, path.as_str())
+            && let Some(i) = events_of(&ctype, &body)
+                .iter()
+                .position(|e| e["client_seq"].as_u64() == Some(bad))
+        {
+            return api_error(
+                400,
+                "invalid_event",
+                &format!("event {i}: refused"),
+                Some(i),
+            );
         }
-        b
-    } else {
-        (from..to)
-            .map(|i| format!("{}\n", json!({"seq": i + 1, "entry_id": format!("e{i}")})))
-            .collect()
-    };
-    let mut resp = Response::new(Body::from(body));
-    if to < 5 {
-        resp.headers_mut()
-            .insert("Blackbox-Next-Cursor", to.to_string().parse().unwrap());
+    }
+
+    let req = Request::from_parts(parts, Body::from(body));
+    let resp = s.service.clone().oneshot(req).await.unwrap();
+    if method == "POST" && path == "/v1/events" && resp.status() == StatusCode::OK {
+        let (parts, body) = resp.into_parts();
+        let body = to_bytes(body, usize::MAX).await.unwrap();
+        let answer: Value = serde_json::from_slice(&body).unwrap();
+        let count = usize::try_from(answer["count"].as_u64().unwrap()).unwrap();
+        s.recorded.lock().unwrap().batch_sizes.push(count);
+        return Response::from_parts(parts, Body::from(body));
     }
     resp
+}
+
+fn events_of(ctype: &str, body: &[u8]) -> Vec<Value> {
+    let text = std::str::from_utf8(body).unwrap_or("");
+    if ctype == "application/x-ndjson" {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    } else {
+        match serde_json::from_str(text) {
+            Ok(Value::Array(a)) => a,
+            Ok(v) => vec![v],
+            Err(_) => Vec::new(),
+        }
+    }
 }

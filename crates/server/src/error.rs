@@ -94,17 +94,25 @@ impl ApiError {
     /// The JSON body.
     #[must_use]
     pub fn body(&self) -> serde_json::Value {
-        let mut e = serde_json::json!({"code": self.code, "message": self.message});
-        if let Some(i) = self.index {
-            e["index"] = i.into();
+        serde_json::to_value(self.wire()).unwrap_or_default()
+    }
+
+    /// The body, as the API types write it.
+    #[must_use]
+    pub fn wire(&self) -> blackbox_api::error::ErrorBody {
+        blackbox_api::error::ErrorBody {
+            error: blackbox_api::error::ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message.clone(),
+                index: self.index,
+            },
         }
-        serde_json::json!({ "error": e })
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut resp = (self.status, axum::Json(self.body())).into_response();
+        let mut resp = (self.status, axum::Json(self.wire())).into_response();
         if let Some(secs) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {

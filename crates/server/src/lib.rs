@@ -2,12 +2,14 @@
 //!
 //! The audit service behind `blackbox serve`: agents write events to it over HTTP and auditors
 //! read from it; only it holds the signing keys. docs/API.md describes the API and
-//! `openapi.json` (served at `GET /openapi.json`) is its machine-readable form.
+//! `openapi.json` (served at `GET /openapi.json`) is its machine-readable form, generated from
+//! the request and response types of `blackbox-api`, which this crate and the Rust client share.
 //!
 //! - [`config`]: settings from defaults, a TOML file, environment and flags;
 //! - [`tokens`]: API tokens (hashed at rest, constant-time comparison);
 //! - [`ingest`]: the writer thread with group commit;
-//! - [`api`]: the routes;
+//! - [`api`]: the routes, one file per resource, each handler authorised by the `Caller<Scope>`
+//!   it asks for;
 //! - [`metrics`]: Prometheus metrics;
 //! - [`limits`]: what keeps one tenant or client from starving the others;
 //! - [`mirror`]: the optional JSONL mirror with size-based rotation.
@@ -17,9 +19,6 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
-pub mod api_alerts;
-pub mod api_detect;
-pub mod api_erase;
 pub mod config;
 pub mod detection;
 pub mod error;
@@ -48,7 +47,8 @@ pub const INGEST_BYTES_IN_FLIGHT: usize = 256 << 20;
 /// The chain that records refusals of requests that carried no valid token.
 pub const SYSTEM_TENANT: &str = "_blackbox";
 
-/// The OpenAPI document of the service (also in the repository as docs/openapi.json).
+/// The OpenAPI document of the service: docs/openapi.json, which `blackbox-api`'s tests keep
+/// equal to `blackbox_api::openapi::document()`.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
 /// Everything the handlers share.

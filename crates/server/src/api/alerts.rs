@@ -3,18 +3,21 @@
 //! `POST /v1/alerts/{alert_id}/ack` and `/resolve` (admin) append `alert_acknowledged` /
 //! `alert_resolved` entries through the writer, naming the token as `operator:<token id>`.
 
-use axum::extract::{Path, Request, State};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
+use blackbox_api::alerts::{AlertList, Triage, Triaged};
 use blackbox_core::alert::{Action, AlertState, Resolution, TriageRequest};
 use blackbox_ledger::alerts::{AlertFilter, TriageRefusal};
 use serde::Deserialize;
-use serde_json::json;
 
-use crate::AppState;
-use crate::api::{
-    authorize_parts, decode_cursor, encode_cursor, need_admin, need_read, params, parse_bound,
-    path_param, read_body, with_reader,
+use super::auth::{Admin, Caller, Read};
+use super::input::{
+    PathParam, bad_param as bad, decode_cursor, encode_cursor, params, parse_bound, read_body,
 };
+use super::with_reader;
+use crate::AppState;
 use crate::error::ApiError;
 use crate::ingest::{Control, ControlReply};
 
@@ -22,10 +25,6 @@ use crate::ingest::{Control, ControlReply};
 const DEFAULT_PAGE: usize = 100;
 /// Most alerts of one page.
 const MAX_PAGE: usize = 1000;
-
-fn bad(field: &str, e: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request("invalid_parameter", format!("{field}: {e}"))
-}
 
 /// Query parameters of `GET /v1/alerts`.
 #[derive(Debug, Deserialize, Default)]
@@ -42,10 +41,12 @@ struct ListParams {
 }
 
 /// `GET /v1/alerts`: alerts oldest first, with their state, a page at a time.
-pub async fn list(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
-    let (parts, _) = req.into_parts();
-    let caller = authorize_parts(&state, &parts, "/v1/alerts", need_read, "listing alerts")?;
-    let p: ListParams = params(&parts.uri)?;
+pub(super) async fn list(
+    State(state): State<AppState>,
+    caller: Caller<Read>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let p: ListParams = params(&uri)?;
     let tenant = caller.tenant(p.tenant_id.as_deref())?;
     let limit = p.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
@@ -88,35 +89,23 @@ pub async fn list(State(state): State<AppState>, req: Request) -> Result<Respons
         .next
         .map(|a| encode_cursor(a.ts_ms, &a.tenant_id, a.seq));
     let alerts: Vec<_> = page.alerts.iter().map(|a| a.to_json()).collect();
-    Ok(axum::Json(json!({ "alerts": alerts, "next_cursor": next })).into_response())
-}
-
-/// Body of the triage routes.
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct TriageBody {
-    resolution: Option<String>,
-    ticket: Option<String>,
-    note: Option<String>,
+    Ok(axum::Json(AlertList {
+        alerts,
+        next_cursor: next,
+    })
+    .into_response())
 }
 
 async fn triage(
     state: AppState,
-    alert_id: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    req: Request,
+    alert_id: String,
+    caller: Caller<Admin>,
+    body: Body,
     resolve: bool,
 ) -> Result<Response, ApiError> {
-    let alert_id = path_param(alert_id)?;
-    let (parts, body) = req.into_parts();
-    let (route, what) = if resolve {
-        ("/v1/alerts/{alert_id}/resolve", "resolving alerts")
-    } else {
-        ("/v1/alerts/{alert_id}/ack", "acknowledging alerts")
-    };
-    let caller = authorize_parts(&state, &parts, route, need_admin, what)?;
     let body = read_body(body, 64 << 10).await?;
-    let b: TriageBody = if body.iter().all(u8::is_ascii_whitespace) {
-        TriageBody::default()
+    let b: Triage = if body.iter().all(u8::is_ascii_whitespace) {
+        Triage::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| {
             ApiError::bad_request(
@@ -150,7 +139,7 @@ async fn triage(
         }
         Action::Acknowledge
     };
-    let by = format!("operator:{}", caller.token.id);
+    let by = caller.operator();
     let req = TriageRequest::new(action, &by, b.ticket.as_deref(), b.note.as_deref())
         .map_err(|e| bad(e.field, e.problem))?;
     drop(b);
@@ -187,31 +176,33 @@ async fn triage(
         Ok(blackbox_ledger::alerts::find(r, id, &|_| true).map_err(crate::ServerError::from)?)
     })
     .await?;
-    Ok(axum::Json(json!({
-        "alert": after.map(|a| a.to_json()),
-        "entry_id": entry.entry_id.to_string(),
-        "seq": entry.seq,
-        "entry_hash": entry.entry_hash.to_prefixed(),
-    }))
+    Ok(axum::Json(Triaged {
+        alert: after.map(|a| a.to_json()),
+        entry_id: entry.entry_id.to_string(),
+        seq: entry.seq,
+        entry_hash: entry.entry_hash.to_prefixed(),
+    })
     .into_response())
 }
 
 /// `POST /v1/alerts/{alert_id}/ack`.
-pub async fn acknowledge(
+pub(super) async fn acknowledge(
     State(state): State<AppState>,
-    alert_id: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    req: Request,
+    PathParam(alert_id): PathParam,
+    caller: Caller<Admin>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    triage(state, alert_id, req, false).await
+    triage(state, alert_id, caller, body, false).await
 }
 
 /// `POST /v1/alerts/{alert_id}/resolve`.
-pub async fn resolve(
+pub(super) async fn resolve(
     State(state): State<AppState>,
-    alert_id: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    req: Request,
+    PathParam(alert_id): PathParam,
+    caller: Caller<Admin>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    triage(state, alert_id, req, true).await
+    triage(state, alert_id, caller, body, true).await
 }
 
 /// Checks that `alert_id` names an alert of `agent` in `tenant`'s chain (a resume answers it).

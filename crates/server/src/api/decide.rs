@@ -1,0 +1,125 @@
+//! `POST /v1/decide`: the enforcement point (may this agent make this tool call now?).
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use blackbox_api::decide::{DecideRequest, Decision, DecisionRule};
+use blackbox_core::event::Node;
+use blackbox_core::ids::{AgentId, SessionId, TenantId};
+use blackbox_detect::Features;
+use serde_json::{Map, Value};
+
+use super::auth::{Caller, Ingest};
+use super::input::{bad_param as bad, json_body, read_body};
+use super::shares::body_share;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::ingest;
+
+/// `POST /v1/decide`.
+pub(super) async fn decide(
+    State(state): State<AppState>,
+    caller: Caller<Ingest>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let Some(tenant) = caller.token.tenant_id.clone() else {
+        return Err(caller.forbidden(
+            "an admin token without a tenant cannot ask for decisions; use an ingest token of the tenant",
+        ));
+    };
+    let _share = body_share(&state, &caller, &tenant, &headers)?;
+    let body = read_body(body, state.config.body_limit).await?;
+    let b: DecideRequest = json_body(
+        &body,
+        r#"{"agent_id", "session_id", "tool_name", "args", "agent_role"?, "invocation_id"?, "client_seq"?, "prompt"?}"#,
+    )?;
+    drop(body);
+    AgentId::parse(&b.agent_id).map_err(|e| bad("agent_id", e))?;
+    SessionId::parse(&b.session_id).map_err(|e| bad("session_id", e))?;
+    if b.tool_name.is_empty() || b.tool_name.len() > 256 {
+        return Err(bad("tool_name", "must be 1 to 256 characters"));
+    }
+    if b.client_seq
+        .is_some_and(|c| c > blackbox_core::ids::MAX_SAFE_INTEGER)
+    {
+        return Err(bad("client_seq", "must be at most 2^53-1"));
+    }
+    let tenant_id = TenantId::parse(&tenant)
+        .map_err(|e| ApiError::forbidden(format!("the token's tenant is invalid: {e}")))?;
+    let origin = caller
+        .token
+        .origin("decide")
+        .map_err(|e| ApiError::forbidden(format!("the token cannot be named in entries: {e}")))?;
+    // Raw arguments (and prompt) are scanned here, in memory; only their hashes are recorded.
+    let rules = state.rules.get();
+    let mut scan = Map::new();
+    scan.insert("args".into(), b.args.clone());
+    if let Some(p) = &b.prompt {
+        scan.insert("prompt".into(), p.clone());
+    }
+    if let Some(r) = &b.agent_role {
+        scan.insert("agent_role".into(), Value::String(r.clone()));
+    }
+    let scan = Value::Object(scan);
+    let features = match Node::from_value(&scan) {
+        Node::Obj(o) => Features::extract("tool_call", &o, &rules.patterns),
+        _ => Features::default(),
+    };
+    drop(scan);
+    let hash = |v: &Value, field: &str| {
+        blackbox_core::entry::content_hash(v)
+            .map(|h| h.to_prefixed())
+            .map_err(|e| bad(field, e))
+    };
+    let mut payload = Map::new();
+    payload.insert("tool_name".into(), b.tool_name.into());
+    payload.insert("args_hash".into(), hash(&b.args, "args")?.into());
+    if let Some(p) = &b.prompt {
+        payload.insert("prompt_hash".into(), hash(p, "prompt")?.into());
+    }
+    if let Some(r) = b.agent_role {
+        payload.insert("agent_role".into(), r.into());
+    }
+    if let Some(i) = b.invocation_id {
+        payload.insert("invocation_id".into(), i.into());
+    }
+    let d = state
+        .ingest
+        .decide(ingest::DecideRequest {
+            tenant: tenant_id,
+            agent_id: b.agent_id,
+            session_id: b.session_id,
+            payload,
+            client_seq: b.client_seq,
+            features,
+            origin,
+        })
+        .await?;
+    state
+        .metrics
+        .decide_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let v = Decision {
+        decision: d.decision.to_owned(),
+        retry_after_ms: d.retry_after_ms,
+        rules: d
+            .rules
+            .iter()
+            .map(|r| DecisionRule {
+                name: r.name.clone(),
+                action: r.action.to_owned(),
+                severity: r.severity.to_owned(),
+            })
+            .collect(),
+        entry_id: d.entry.entry_id.to_string(),
+        seq: d.entry.seq,
+        entry_hash: d.entry.entry_hash.to_prefixed(),
+        durable: d.durable,
+    };
+    Ok(axum::Json(v).into_response())
+}

@@ -1,0 +1,140 @@
+//! Checkpoints and proofs: `GET /v1/checkpoints/latest`, `GET /v1/proofs/inclusion`,
+//! `GET /v1/proofs/consistency` (docs/FORMAT.md §7, §10).
+
+use axum::extract::State;
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use blackbox_api::proofs::Checkpoint;
+use blackbox_core::entry::parse_entry_id;
+use serde::Deserialize;
+
+use super::auth::{Caller, Read};
+use super::input::{TenantParam, params};
+use super::shares::heavy_read;
+use super::{json_text, with_reader};
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The tenant a per-chain request works on: the token's, the parameter (admin), or the only
+/// chain.
+async fn chain_tenant(
+    state: &AppState,
+    caller: &Caller<Read>,
+    requested: Option<&str>,
+) -> Result<String, ApiError> {
+    if let Some(t) = caller.tenant(requested)? {
+        return Ok(t);
+    }
+    let chains = with_reader(state, move |r| Ok(r.chains()?)).await?;
+    let real: Vec<_> = chains
+        .into_iter()
+        .filter(|c| c.tenant_id != crate::SYSTEM_TENANT)
+        .collect();
+    match real.as_slice() {
+        [only] => Ok(only.tenant_id.clone()),
+        [] => Err(ApiError::not_found("the store has no chain yet")),
+        _ => Err(ApiError::bad_request(
+            "invalid_parameter",
+            "the store has several chains: give tenant_id",
+        )),
+    }
+}
+
+/// `GET /v1/checkpoints/latest`.
+pub(super) async fn latest_checkpoint(
+    State(state): State<AppState>,
+    caller: Caller<Read>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let p: TenantParam = params(&uri)?;
+    let tenant = chain_tenant(&state, &caller, p.tenant_id.as_deref()).await?;
+    let t = tenant.clone();
+    let cp = with_reader(&state, move |r| Ok(r.latest_checkpoint(&t)?))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}` has no checkpoint yet")))?;
+    let ts = blackbox_core::entry::format_timestamp(cp.ts_ms).unwrap_or_default();
+    Ok(axum::Json(Checkpoint {
+        tenant_id: tenant,
+        size: cp.size,
+        timestamp: ts,
+        note: cp.note,
+    })
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InclusionParams {
+    entry_id: String,
+    tenant_id: Option<String>,
+}
+
+fn ledger_to_api(e: blackbox_ledger::LedgerError) -> ApiError {
+    match e {
+        blackbox_ledger::LedgerError::NotFound(m) => ApiError::not_found(m),
+        blackbox_ledger::LedgerError::Proof(m) => ApiError::bad_request("invalid_parameter", m),
+        other => crate::ServerError::from(other).into(),
+    }
+}
+
+/// `GET /v1/proofs/inclusion`.
+pub(super) async fn inclusion(
+    State(state): State<AppState>,
+    caller: Caller<Read>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let p: InclusionParams = params(&uri)?;
+    let _running = heavy_read(&state, &caller, "proofs").await?;
+    // A tenant named must be the caller's (admin tokens: any); the entry must then be in it.
+    let want_tenant = caller
+        .tenant(p.tenant_id.as_deref())?
+        .filter(|_| p.tenant_id.is_some());
+    let id = parse_entry_id(&p.entry_id)
+        .map_err(|e| ApiError::bad_request("invalid_parameter", format!("entry_id: {e}")))?;
+    let admin = caller.token.scopes.admin;
+    let own = caller.token.tenant_id.clone();
+    let entry_id = p.entry_id.clone();
+    let doc = with_reader(&state, move |r| {
+        let e = r
+            .entry_by_id(id.as_bytes())?
+            .filter(|e| admin || own.as_deref() == Some(e.tenant_id.as_str()))
+            .filter(|e| want_tenant.as_deref().is_none_or(|t| t == e.tenant_id))
+            .ok_or_else(|| ApiError::not_found(format!("no entry {entry_id}")))?;
+        let proof = blackbox_ledger::proof::prove_inclusion(r, &e, true).map_err(ledger_to_api)?;
+        proof_text(&proof)
+    })
+    .await?;
+    Ok(json_text(doc))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyParams {
+    tenant_id: Option<String>,
+    from_size: u64,
+    to_size: Option<u64>,
+}
+
+/// `GET /v1/proofs/consistency`.
+pub(super) async fn consistency(
+    State(state): State<AppState>,
+    caller: Caller<Read>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let p: ConsistencyParams = params(&uri)?;
+    let _running = heavy_read(&state, &caller, "proofs").await?;
+    let tenant = chain_tenant(&state, &caller, p.tenant_id.as_deref()).await?;
+    let doc = with_reader(&state, move |r| {
+        let proof = blackbox_ledger::proof::prove_sizes(r, &tenant, p.from_size, p.to_size)
+            .map_err(ledger_to_api)?;
+        proof_text(&proof)
+    })
+    .await?;
+    Ok(json_text(doc))
+}
+
+/// A proof document as the answer's text.
+fn proof_text(proof: &impl serde::Serialize) -> Result<String, ApiError> {
+    serde_json::to_string_pretty(proof)
+        .map_err(|e| ApiError::unavailable(format!("the proof could not be written: {e}"), 1))
+}
