@@ -8,6 +8,7 @@ use blackbox_core::entry::NormalizedEvent;
 use blackbox_core::ids::TenantId;
 use blackbox_core::origin::Origin;
 use blackbox_detect::Features;
+use blackbox_ledger::appender::{Body as IntakeBody, Intake, Normaliser, Refusal};
 
 use super::auth::{Caller, Ingest};
 use super::input::read_body;
@@ -146,16 +147,37 @@ fn parse_valid_utf8(
     let max = state.config.max_events_per_request;
     let rules = state.rules.get();
     let mut features = Vec::new();
-    let now = crate::now_ms();
+    // The one normaliser of every way in (blackbox_ledger::appender). The tenant is checked by
+    // the handler afterwards, so that a refusal for another tenant is recorded as a denial.
+    let normaliser = Normaliser {
+        policy: &state.policy,
+        bound: state.clock,
+        now_ms: crate::now_ms(),
+        tenant: None,
+        rules: Some(&rules),
+    };
     let mut norm = |text: &[u8], i: usize, out: &mut Vec<NormalizedEvent>| {
-        let (ev, f) =
-            crate::detection::normalize_with_features(text, &state.policy, &rules, origin)
-                .map_err(|e| invalid_event(i, &e))?;
-        state.clock.admit(ev.timestamp_ms, now).map_err(|m| {
-            ApiError::unprocessable("timestamp_out_of_bound", format!("event {i}: {m}")).at(i)
-        })?;
-        out.push(ev);
-        features.push(f);
+        let n = normaliser
+            .normalise(Intake {
+                body: IntakeBody::Json(text),
+                origin,
+            })
+            .map_err(|r| match r {
+                Refusal::Event(e) => invalid_event(i, &e),
+                Refusal::Clock { message, .. } => ApiError::unprocessable(
+                    "timestamp_out_of_bound",
+                    format!("event {i}: {message}"),
+                )
+                .at(i),
+                Refusal::TooLarge { len, .. } => match check_event_size(i, len) {
+                    Err(e) => e,
+                    Ok(()) => invalid_event(i, &blackbox_core::Error::Json(r.to_string())),
+                },
+                // Not asked for (no tenant given); any later kind of refusal reads as invalid.
+                _ => ApiError::bad_request("invalid_event", format!("event {i}: {r}")).at(i),
+            })?;
+        out.push(n.event);
+        features.push(n.features);
         Ok::<(), ApiError>(())
     };
     let too_many = |n: usize| {
