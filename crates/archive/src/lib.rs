@@ -18,6 +18,7 @@
 pub mod erase;
 pub mod error;
 pub mod objects;
+pub mod query;
 pub mod run;
 pub mod segment;
 pub mod status;

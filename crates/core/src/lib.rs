@@ -13,10 +13,13 @@
 pub mod alert;
 pub mod anchor;
 pub mod checkpoint;
+pub mod duration;
 pub mod erasure;
+mod format;
 pub mod hash;
 pub mod line_scan;
 pub mod merkle;
+mod node;
 pub mod note;
 pub mod origin;
 pub mod proof;

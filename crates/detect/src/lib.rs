@@ -8,8 +8,10 @@
 //! - [`normalize`] and [`patterns`]: content normalisation and the combined pattern index;
 //! - [`timewindow`]: recurring time windows in a time zone;
 //! - [`features`]: what the detector reads from an event's payload;
-//! - [`detector`]: counters, baselines, suppression, pause and throttle state.
+//! - [`detector`]: counters, baselines, suppression, pause and throttle state;
+//! - [`backtest`]: a rules file run over a log's entries, counting what would have fired.
 
+pub mod backtest;
 pub mod detector;
 pub mod features;
 pub mod normalize;
@@ -20,3 +22,6 @@ pub mod timewindow;
 pub use detector::{Detector, Firing, Gate, Observation};
 pub use features::Features;
 pub use rules::{Action, RuleSet, RulesError};
+
+/// Event types the detector and operators write (never fed back into the detector).
+pub const DETECTION_EVENTS: [&str; 5] = rules::WEBHOOK_EVENTS;
