@@ -21,6 +21,7 @@ pub mod objects;
 pub mod query;
 pub mod run;
 pub mod segment;
+pub mod settings;
 pub mod status;
 
 pub use error::ArchiveError;

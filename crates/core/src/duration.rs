@@ -32,8 +32,12 @@ pub enum DurationError {
 /// [`DurationError::Malformed`], naming the accepted forms; [`DurationError::TooLong`].
 pub fn parse_ms(s: &str) -> Result<i64, DurationError> {
     let t = s.trim();
-    let malformed = || DurationError::Malformed { given: s.to_owned() };
-    let too_long = || DurationError::TooLong { given: s.to_owned() };
+    let malformed = || DurationError::Malformed {
+        given: s.to_owned(),
+    };
+    let too_long = || DurationError::TooLong {
+        given: s.to_owned(),
+    };
     if t.is_empty() {
         return Err(malformed());
     }

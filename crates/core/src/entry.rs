@@ -21,12 +21,11 @@ use crate::ids::{KeyId, MAX_SAFE_INTEGER, TenantId};
 use crate::keys::{HmacKey, KeyLookup, Keyring};
 
 pub use crate::event::{NormalizedEvent, RedactionPolicy};
+pub(crate) use crate::format::push_json_str;
 pub use crate::format::{
     FORMAT_V1, FORMAT_VERSION, MAX_DEPTH, format_timestamp, parse_time_bound, parse_timestamp,
     written_ms,
 };
-pub(crate) use crate::format::push_json_str;
-
 
 /// `prev_entry_hash` of the first entry of every chain: `sha256:` followed by 64 zeros.
 pub const GENESIS_HASH: Hash = Hash([0u8; 32]);
@@ -35,8 +34,6 @@ pub const GENESIS_HASH: Hash = Hash([0u8; 32]);
 const HMAC_MEMBER_PREFIX: &[u8] = b",\"hmac_sha256\":\"";
 /// Length of the suffix `,"hmac_sha256":"<64 hex>"}`.
 pub const HMAC_SUFFIX_LEN: usize = HMAC_MEMBER_PREFIX.len() + 64 + 2;
-
-
 
 fn field_err(field: &str, problem: impl Into<String>) -> Error {
     Error::Field(FieldError::new(field, problem))
@@ -52,7 +49,6 @@ pub fn canonical_json(v: &Value) -> Result<Vec<u8>, Error> {
     crate::event::write_jcs(&crate::event::Node::from_value(v), &mut out);
     Ok(out)
 }
-
 
 /// The hash a raw value is replaced with: SHA-256 of the UTF-8 text for strings, of the RFC 8785
 /// form for any other JSON value.
@@ -83,7 +79,6 @@ pub fn normalize_event(
 ) -> Result<NormalizedEvent, Error> {
     crate::event::normalize(crate::event::Node::from_value(&event), policy, origin)
 }
-
 
 /// The personal-data sidecar of an entry and the digest the entry commits to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,7 +189,6 @@ fn human_ms(ms: u64) -> String {
     }
 }
 
-
 /// A signed entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedEntry {
@@ -203,7 +197,6 @@ pub struct SealedEntry {
     /// SHA-256 of `line`.
     pub entry_hash: Hash,
 }
-
 
 /// Assembles, signs and hashes one entry. Members are written in RFC 8785 order (keys sorted by
 /// UTF-16 code units); the golden and property tests check the result against a JCS library.

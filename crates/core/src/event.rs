@@ -12,10 +12,10 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
+use crate::error::{Error, FieldError};
 use crate::format::{
     ASSIGNED_FIELDS, ENVELOPE_FIELDS, MAX_DEPTH, parse_timestamp, push_json_str, utf16_cmp,
 };
-use crate::error::{Error, FieldError};
 use crate::hash::Hash;
 use crate::ids::{AgentId, EventType, MAX_SAFE_INTEGER, SessionId, TenantId};
 use crate::origin::Origin;

@@ -33,4 +33,4 @@ pub mod ids;
 pub mod json;
 pub mod keys;
 
-pub use error::{Error, FieldError};
+pub use error::{Error, FieldError, FssError};

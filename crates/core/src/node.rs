@@ -138,4 +138,3 @@ pub(crate) fn key_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 pub(crate) fn key_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && key_cmp(a, b).is_eq()
 }
-

@@ -4,12 +4,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::SignedCheckpoint;
+use crate::checkpoint::origin_tenant;
 use crate::entry::EntryView;
 use crate::hash::Hash;
 use crate::ids::group_thousands;
 use crate::merkle::{leaf_hash, verify_consistency, verify_inclusion};
 use crate::note::NoteVerifier;
-use crate::checkpoint::origin_tenant;
 
 /// `type` of an inclusion proof document.
 pub const INCLUSION_TYPE: &str = "blackbox.inclusion_proof.v1";
@@ -99,7 +99,9 @@ pub enum ProofError {
     #[error("the checkpoint in the proof does not verify with the public key: {0}")]
     BadSignature(#[source] crate::checkpoint::CheckpointError),
     /// The checkpoint is for another chain than the proof.
-    #[error("the proof and its checkpoint disagree: checkpoint is for tenant `{checkpoint}`, proof for `{proof}`")]
+    #[error(
+        "the proof and its checkpoint disagree: checkpoint is for tenant `{checkpoint}`, proof for `{proof}`"
+    )]
     OtherTenant {
         /// The tenant the checkpoint's origin names.
         checkpoint: String,
@@ -107,7 +109,9 @@ pub enum ProofError {
         proof: String,
     },
     /// The proof's tree size is not the checkpoint's.
-    #[error("the proof and its checkpoint disagree: tree_size {proof} but the checkpoint says {checkpoint}")]
+    #[error(
+        "the proof and its checkpoint disagree: tree_size {proof} but the checkpoint says {checkpoint}"
+    )]
     TreeSize {
         /// The proof's `tree_size`.
         proof: u64,
@@ -115,7 +119,9 @@ pub enum ProofError {
         checkpoint: u64,
     },
     /// A consistency proof's sizes are not its checkpoints' sizes.
-    #[error("the proof and its checkpoint disagree: old_size/new_size differ from the checkpoints' sizes")]
+    #[error(
+        "the proof and its checkpoint disagree: old_size/new_size differ from the checkpoints' sizes"
+    )]
     Sizes {
         /// The proof's `old_size` and `new_size`.
         proof: (u64, u64),
@@ -123,7 +129,9 @@ pub enum ProofError {
         checkpoints: (u64, u64),
     },
     /// The included entry does not hash to `entry_hash`.
-    #[error("the proof and its checkpoint disagree: the included entry does not hash to entry_hash")]
+    #[error(
+        "the proof and its checkpoint disagree: the included entry does not hash to entry_hash"
+    )]
     EntryHash {
         /// `entry_hash` of the proof.
         expected: Hash,
@@ -131,7 +139,9 @@ pub enum ProofError {
         actual: Hash,
     },
     /// The included entry is another one than the proof names.
-    #[error("the proof and its checkpoint disagree: the included entry's seq, tenant or id differ from the proof's")]
+    #[error(
+        "the proof and its checkpoint disagree: the included entry's seq, tenant or id differ from the proof's"
+    )]
     OtherEntry {
         /// The included entry's `seq`.
         seq: u64,
@@ -209,12 +219,11 @@ impl std::fmt::Display for Proven {
 fn decode_hashes(v: &[String]) -> Result<Vec<Hash>, ProofError> {
     v.iter()
         .map(|s| {
-            Hash::from_base64(s)
-                .map_err(|source| ProofError::BadHash {
-                    field: "proof hash",
-                    value: s.clone(),
-                    source,
-                })
+            Hash::from_base64(s).map_err(|source| ProofError::BadHash {
+                field: "proof hash",
+                value: s.clone(),
+                source,
+            })
         })
         .collect()
 }
@@ -246,12 +255,10 @@ pub fn verify_proof_document(json: &str, verifier: &NoteVerifier) -> Result<Prov
         #[serde(rename = "type")]
         kind: String,
     }
-    let probe: Probe =
-        serde_json::from_str(json).map_err(ProofError::Json)?;
+    let probe: Probe = serde_json::from_str(json).map_err(ProofError::Json)?;
     match probe.kind.as_str() {
         INCLUSION_TYPE => {
-            let p: InclusionProof =
-                serde_json::from_str(json).map_err(ProofError::Json)?;
+            let p: InclusionProof = serde_json::from_str(json).map_err(ProofError::Json)?;
             let cp = open_checkpoint(&p.checkpoint, verifier, &p.tenant_id)?;
             if cp.checkpoint.size != p.tree_size {
                 return Err(ProofError::TreeSize {
@@ -308,8 +315,7 @@ pub fn verify_proof_document(json: &str, verifier: &NoteVerifier) -> Result<Prov
             })
         }
         CONSISTENCY_TYPE => {
-            let p: ConsistencyProof =
-                serde_json::from_str(json).map_err(ProofError::Json)?;
+            let p: ConsistencyProof = serde_json::from_str(json).map_err(ProofError::Json)?;
             let old = open_checkpoint(&p.old_checkpoint, verifier, &p.tenant_id)?;
             let new = open_checkpoint(&p.new_checkpoint, verifier, &p.tenant_id)?;
             if old.checkpoint.size != p.old_size || new.checkpoint.size != p.new_size {

@@ -120,23 +120,22 @@ impl Webhooks {
     ) -> Result<usize, ServerError> {
         let mut entries = Vec::with_capacity(items.len());
         for (tenant, seq) in items {
-            store
-                .scan_lines(tenant, *seq, *seq, &mut |_, line, _| {
-                    // Webhooks carry the service's own entries only.
-                    if let Ok(v) = EntryView::parse(line)
-                        && v.by_service()
-                    {
-                        entries.push(AlertEntry {
-                            tenant: tenant.clone(),
-                            seq: *seq,
-                            entry_id: v.entry_id.to_string(),
-                            event_type: v.event_type.to_string(),
-                            timestamp: v.timestamp.to_string(),
-                            entry_json: String::from_utf8_lossy(line).into_owned(),
-                        });
-                    }
-                    Ok(true)
-                })?;
+            store.scan_lines(tenant, *seq, *seq, &mut |_, line, _| {
+                // Webhooks carry the service's own entries only.
+                if let Ok(v) = EntryView::parse(line)
+                    && v.by_service()
+                {
+                    entries.push(AlertEntry {
+                        tenant: tenant.clone(),
+                        seq: *seq,
+                        entry_id: v.entry_id.to_string(),
+                        event_type: v.event_type.to_string(),
+                        timestamp: v.timestamp.to_string(),
+                        entry_json: String::from_utf8_lossy(line).into_owned(),
+                    });
+                }
+                Ok(true)
+            })?;
         }
         let targets = self.targets();
         self.outbox
@@ -153,9 +152,7 @@ impl Webhooks {
     pub fn catch_up(&self, store: &dyn Store) -> Result<usize, ServerError> {
         let wanted = self.wanted();
         let mut items: Vec<(String, u64)> = Vec::new();
-        for head in store
-            .chains()?
-        {
+        for head in store.chains()? {
             let hwm = self.outbox.high_water_mark(&head.tenant_id)?;
             let Some(hwm) = hwm else {
                 // Start at the head: the entry itself raises the mark (it is not delivered
@@ -171,13 +168,12 @@ impl Webhooks {
                     event_type: Some(t.clone()),
                     ..Query::default()
                 };
-                store
-                    .query(&q, &mut |e| {
-                        if e.seq > hwm {
-                            items.push((e.tenant_id.clone(), e.seq));
-                        }
-                        Ok(true)
-                    })?;
+                store.query(&q, &mut |e| {
+                    if e.seq > hwm {
+                        items.push((e.tenant_id.clone(), e.seq));
+                    }
+                    Ok(true)
+                })?;
             }
         }
         if items.is_empty() {

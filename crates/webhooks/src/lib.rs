@@ -52,7 +52,8 @@
 //!   to get the key; any other value is the key as raw bytes (a trailing newline of a secret file
 //!   is ignored).
 //!
-//! HTTPS uses rustls with the aws-lc-rs provider (the one crypto provider of the binary) and the system's trusted CA certificates
+//! HTTPS uses rustls with the aws-lc-rs provider (the one crypto provider of the binary) and the
+//! system's trusted CA certificates
 //! (`SSL_CERT_FILE` / `SSL_CERT_DIR` override them). HTTP/1.1 only; no proxy.
 //!
 //! # Payloads
@@ -254,8 +255,14 @@ mod tests {
 
     #[test]
     fn retry_after_seconds_and_dates() {
-        assert_eq!(blackbox_core::duration::retry_after("120", 0), Some(Duration::from_secs(120)));
-        assert_eq!(blackbox_core::duration::retry_after(" 0 ", 0), Some(Duration::ZERO));
+        assert_eq!(
+            blackbox_core::duration::retry_after("120", 0),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            blackbox_core::duration::retry_after(" 0 ", 0),
+            Some(Duration::ZERO)
+        );
         let now = blackbox_core::entry::parse_timestamp("2015-10-21T07:28:00Z").unwrap();
         assert_eq!(
             blackbox_core::duration::retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),

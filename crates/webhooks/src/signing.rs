@@ -203,4 +203,3 @@ pub fn webhook_id(entry_id: &str, url: &str) -> String {
     let h = Sha256::digest(url.as_bytes());
     format!("msg_{entry_id}_{}", hex::encode(&h[..4]))
 }
-

@@ -17,9 +17,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use blackbox_webhooks::{
-    AlertEntry, Backoff, DeliveryInfo, DeliveryStatus, DispatcherConfig, Outbox, PayloadFormat, SqliteOutbox,
-    SecretRef, WebhookError, WebhookSecret, WebhookStats, WebhookTarget, payload, resolve_secret,
-    spawn_dispatcher, verify_signature, webhook_id,
+    AlertEntry, Backoff, DeliveryInfo, DeliveryStatus, DispatcherConfig, Outbox, PayloadFormat,
+    SecretRef, SqliteOutbox, WebhookError, WebhookSecret, WebhookStats, WebhookTarget, payload,
+    resolve_secret, spawn_dispatcher, verify_signature, webhook_id,
 };
 use tokio::sync::watch;
 
@@ -204,7 +204,11 @@ fn now_ms() -> i64 {
 }
 
 /// Polls the delivery until `done` holds (generous deadline: the machine may be loaded).
-async fn wait_for(outbox: &SqliteOutbox, id: i64, done: impl Fn(&DeliveryInfo) -> bool) -> DeliveryInfo {
+async fn wait_for(
+    outbox: &SqliteOutbox,
+    id: i64,
+    done: impl Fn(&DeliveryInfo) -> bool,
+) -> DeliveryInfo {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let d = outbox.get(id).unwrap().unwrap();
@@ -257,8 +261,7 @@ async fn fails_twice_then_delivers_with_same_id_valid_signatures_and_retry_after
     );
     let stats = Arc::new(WebhookStats::default());
     let (stop, stopped) = watch::channel(false);
-    let handle =
-        spawn_dispatcher(outbox.clone(), config(), Arc::clone(&stats), stopped).unwrap();
+    let handle = spawn_dispatcher(outbox.clone(), config(), Arc::clone(&stats), stopped).unwrap();
 
     let id = only_delivery(&outbox).id;
     let d = wait_for(&outbox, id, |d| d.status == DeliveryStatus::Delivered).await;
@@ -445,8 +448,7 @@ async fn dead_letter_after_max_attempts_then_retry_delivers() {
     );
     let stats = Arc::new(WebhookStats::default());
     let (stop, stopped) = watch::channel(false);
-    let handle =
-        spawn_dispatcher(outbox.clone(), config(), Arc::clone(&stats), stopped).unwrap();
+    let handle = spawn_dispatcher(outbox.clone(), config(), Arc::clone(&stats), stopped).unwrap();
     let ids: Vec<i64> = outbox
         .list(None, 10)
         .unwrap()
@@ -514,8 +516,7 @@ async fn gone_dead_letters_at_once() {
         .unwrap();
     let stats = Arc::new(WebhookStats::default());
     let (stop, stopped) = watch::channel(false);
-    let handle =
-        spawn_dispatcher(outbox.clone(), config(), Arc::clone(&stats), stopped).unwrap();
+    let handle = spawn_dispatcher(outbox.clone(), config(), Arc::clone(&stats), stopped).unwrap();
     let id = only_delivery(&outbox).id;
     let d = wait_for(&outbox, id, |d| d.status == DeliveryStatus::Dead).await;
     // Give a wrong retry a chance to show up before stopping.

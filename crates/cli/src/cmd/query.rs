@@ -131,9 +131,9 @@ pub fn run(
     };
     let store = blackbox_ledger::open::open_reader(dir)?;
     let archive = if include_archive {
-        let config = blackbox_ledger::config::LedgerConfig::load(&dir.config_path())?;
+        let config = blackbox_archive::settings::RetentionConfig::load(&dir.config_path())?;
         Some(blackbox_archive::Archive::open(
-            &config.retention.archive_url,
+            &config.archive_url,
             dir.root(),
         )?)
     } else {

@@ -48,7 +48,6 @@ CREATE TABLE IF NOT EXISTS high_water(
     seq    INTEGER NOT NULL
 );";
 
-
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -182,7 +181,6 @@ impl Outbox for SqliteOutbox {
     fn location(&self) -> String {
         self.path.display().to_string()
     }
-
 
     fn insert(
         &self,
