@@ -12,7 +12,7 @@ use std::time::Duration;
 pub enum DurationError {
     /// Not `<digits><unit>` groups.
     #[error(
-        "`{given}` is not a duration; write a number and a unit: 30s, 5m, 1h, 7d or 2w (combinable: 1h30m)"
+        "`{given}` is not a duration: expected a number and a unit s, m, h, d or w, e.g. 30s, 5m, 1h, 7d or 2w (combinable: 1h30m)"
     )]
     Malformed {
         /// The text given.
