@@ -1,5 +1,7 @@
 //! Errors of archiving.
 
+use std::path::PathBuf;
+
 use blackbox_ledger::error::LedgerError;
 use blackbox_store::StoreError;
 
@@ -32,6 +34,22 @@ pub enum ArchiveError {
         object: String,
         /// The first problem.
         message: String,
+    },
+    /// The `[retention]` settings are invalid.
+    #[error("configuration {}: {problem}", .path.display())]
+    Config {
+        /// The settings file.
+        path: PathBuf,
+        /// What is wrong, and where in the file.
+        problem: String,
+    },
+    /// The settings file cannot be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
     },
     /// Ledger failures.
     #[error(transparent)]

@@ -18,8 +18,10 @@
 pub mod erase;
 pub mod error;
 pub mod objects;
+pub mod query;
 pub mod run;
 pub mod segment;
+pub mod settings;
 pub mod status;
 
 pub use error::ArchiveError;

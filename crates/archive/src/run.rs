@@ -1,13 +1,13 @@
 //! A retention run: archive what is older than each tenant's hot window, expire archive
 //! segments past the archive retention. See the crate docs for the guarantees.
 
+use crate::settings::RetentionConfig;
 use blackbox_core::Hash;
 use blackbox_core::entry::NormalizedEvent;
 use blackbox_core::entry::RedactionPolicy;
 use blackbox_core::keys::Keyring;
 use blackbox_core::note::NoteVerifier;
 use blackbox_ledger::anchor::anchor_at;
-use blackbox_ledger::config::RetentionConfig;
 use blackbox_ledger::error::LedgerError;
 use blackbox_store::{ArchiveSegment, SegmentState, Store, StoredAnchor};
 use serde::Serialize;

@@ -1,7 +1,7 @@
 //! `blackbox retention status`: per tenant, what is hot, what is archived, and whether each
 //! standard's retention requirement is met by the policy and by the data.
 
-use blackbox_ledger::config::{RETENTION_PRESETS, RetentionConfig};
+use crate::settings::{RETENTION_PRESETS, RetentionConfig};
 use blackbox_store::{SegmentState, Store};
 use serde::Serialize;
 

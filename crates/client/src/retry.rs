@@ -83,11 +83,14 @@ impl RetryPolicy {
     }
 }
 
-/// Reads a `Retry-After` value given in seconds. HTTP dates are not used by the service and are
-/// ignored (the exponential backoff applies then).
+/// Reads a `Retry-After` value (delay seconds, or an HTTP-date: a past one is no wait) with
+/// Blackbox's one parser, [`blackbox_core::duration::retry_after`].
 #[must_use]
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    blackbox_core::duration::retry_after(value, now_ms)
 }
 
 /// A uniform value in `[0, 1)` for jitter: splitmix64 over a counter seeded randomly per process.
@@ -170,10 +173,16 @@ mod tests {
     }
 
     #[test]
-    fn parses_retry_after_seconds_only() {
+    fn parses_retry_after_seconds_and_dates() {
         assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
         assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        // A date in the past: no wait (dates were ignored before there was one parser).
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        let later = parse_retry_after("Fri, 01 Jan 2100 00:00:00 GMT").unwrap();
+        assert!(later > Duration::from_secs(86_400), "{later:?}");
         assert_eq!(parse_retry_after("-1"), None);
         assert_eq!(parse_retry_after(""), None);
     }

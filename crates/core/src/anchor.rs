@@ -19,13 +19,13 @@
 
 use serde::Deserialize;
 
+use crate::checkpoint::origin_tenant;
 use crate::checkpoint::{CheckpointError, SignedCheckpoint};
 use crate::entry::GENESIS_HASH;
 use crate::hash::Hash;
 use crate::ids::TenantId;
 use crate::merkle::{CompactRange, MerkleError, leaf_hash, verify_inclusion};
 use crate::note::NoteVerifier;
-use crate::verify::origin_tenant;
 
 /// The first bytes of every anchor record; records are told apart by them.
 pub const ANCHOR_PREFIX: &[u8] = b"{\"anchor\":";

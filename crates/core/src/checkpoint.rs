@@ -264,6 +264,12 @@ impl FromStr for SignedCheckpoint {
     }
 }
 
+/// The tenant a checkpoint origin names: the part after the last `/`.
+#[must_use]
+pub fn origin_tenant(origin: &str) -> &str {
+    origin.rsplit('/').next().unwrap_or(origin)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,6 @@
 //! - entry hash = SHA-256(line), written `sha256:<hex>` in the next entry's `prev_entry_hash`.
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -18,14 +17,15 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, FieldError};
 use crate::hash::Hash;
-use crate::ids::{AgentId, EventType, KeyId, MAX_SAFE_INTEGER, SessionId, TenantId};
+use crate::ids::{KeyId, MAX_SAFE_INTEGER, TenantId};
 use crate::keys::{HmacKey, KeyLookup, Keyring};
 
-/// The entry format version this crate writes (it reads this one and every earlier one).
-pub const FORMAT_VERSION: u32 = 2;
-
-/// The first format version, without `origin` and `written_at` (still read and verified).
-pub const FORMAT_V1: u32 = 1;
+pub use crate::event::{NormalizedEvent, RedactionPolicy};
+pub(crate) use crate::format::push_json_str;
+pub use crate::format::{
+    FORMAT_V1, FORMAT_VERSION, MAX_DEPTH, format_timestamp, parse_time_bound, parse_timestamp,
+    written_ms,
+};
 
 /// `prev_entry_hash` of the first entry of every chain: `sha256:` followed by 64 zeros.
 pub const GENESIS_HASH: Hash = Hash([0u8; 32]);
@@ -34,87 +34,6 @@ pub const GENESIS_HASH: Hash = Hash([0u8; 32]);
 const HMAC_MEMBER_PREFIX: &[u8] = b",\"hmac_sha256\":\"";
 /// Length of the suffix `,"hmac_sha256":"<64 hex>"}`.
 pub const HMAC_SUFFIX_LEN: usize = HMAC_MEMBER_PREFIX.len() + 64 + 2;
-
-/// Deepest nesting accepted in a payload (objects and arrays).
-pub const MAX_DEPTH: usize = 64;
-
-/// Event fields the log assigns itself; an input event carrying one is refused.
-pub(crate) const ASSIGNED_FIELDS: [&str; 6] = [
-    "seq",
-    "entry_id",
-    "prev_entry_hash",
-    "hmac_sha256",
-    "key_id",
-    "v",
-];
-/// Envelope fields of an input event; every other top-level field moves into `payload`.
-pub(crate) const ENVELOPE_FIELDS: [&str; 8] = [
-    "tenant_id",
-    "agent_id",
-    "session_id",
-    "event_type",
-    "timestamp",
-    "client_seq",
-    "payload",
-    "personal_digest",
-];
-
-/// What the writer does with sensitive fields before anything touches disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedactionPolicy {
-    /// Raw-content field names: anywhere in the payload, `name: value` becomes
-    /// `name_hash: "sha256:…"`.
-    pub raw_fields: BTreeSet<String>,
-    /// Personal-data field names (top level of the event or of its payload): moved out of the
-    /// signed bytes into the erasable sidecar, committed to by a salted digest.
-    pub personal_fields: BTreeSet<String>,
-}
-
-impl Default for RedactionPolicy {
-    fn default() -> Self {
-        let raw = [
-            "prompt",
-            "completion",
-            "messages",
-            "query",
-            "content",
-            "result_data",
-            "args_raw",
-        ];
-        Self {
-            raw_fields: raw.iter().map(|s| (*s).to_owned()).collect(),
-            personal_fields: std::iter::once("data_subjects".to_owned()).collect(),
-        }
-    }
-}
-
-/// An input event after validation, redaction and canonicalisation, ready to be sequenced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NormalizedEvent {
-    /// Tenant named by the event, if any (the writer applies its default otherwise).
-    pub tenant_id: Option<TenantId>,
-    /// Agent identity.
-    pub agent_id: AgentId,
-    /// Agent session.
-    pub session_id: SessionId,
-    /// Event type.
-    pub event_type: EventType,
-    /// Event time given by the agent, Unix ms (the writer uses its clock when absent).
-    pub timestamp_ms: Option<i64>,
-    /// The agent's own per-session counter.
-    pub client_seq: Option<u64>,
-    /// RFC 8785 bytes of the payload object, raw content already replaced by hashes.
-    pub payload_jcs: Vec<u8>,
-    /// `payload.tool_name` of a `tool_call` (an index column).
-    pub tool: Option<String>,
-    /// Personal fields lifted out of the event (`data_subjects`, `payload.<name>`), if any.
-    pub personal: Option<Map<String, Value>>,
-    /// Data-subject ids found in `data_subjects` (strings, or objects' `id`).
-    pub subject_ids: Vec<String>,
-    /// Who supplied the event (docs/FORMAT.md §2). `None` seals a version-1 entry, which has no
-    /// origin: only tests and tools that reproduce old logs do that; the writer refuses it.
-    pub origin: Option<crate::origin::Origin>,
-}
 
 fn field_err(field: &str, problem: impl Into<String>) -> Error {
     Error::Field(FieldError::new(field, problem))
@@ -129,13 +48,6 @@ pub fn canonical_json(v: &Value) -> Result<Vec<u8>, Error> {
     let mut out = Vec::with_capacity(256);
     crate::event::write_jcs(&crate::event::Node::from_value(v), &mut out);
     Ok(out)
-}
-
-pub(crate) fn utf16_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    if a.is_ascii() && b.is_ascii() {
-        return a.as_bytes().cmp(b.as_bytes());
-    }
-    a.encode_utf16().cmp(b.encode_utf16())
 }
 
 /// The hash a raw value is replaced with: SHA-256 of the UTF-8 text for strings, of the RFC 8785
@@ -166,105 +78,6 @@ pub fn normalize_event(
     origin: &crate::origin::Origin,
 ) -> Result<NormalizedEvent, Error> {
     crate::event::normalize(crate::event::Node::from_value(&event), policy, origin)
-}
-
-/// Parses an RFC 3339 timestamp (any offset) to Unix milliseconds (sub-millisecond digits are
-/// truncated).
-///
-/// # Errors
-/// A plain-English reason.
-pub fn parse_timestamp(s: &str) -> Result<i64, String> {
-    if let Some(ms) = parse_writer_timestamp(s.as_bytes()) {
-        return Ok(ms);
-    }
-    let ts: jiff::Timestamp = s
-        .parse()
-        .map_err(|e| format!("must be an RFC 3339 time such as 2026-04-14T18:00:00.123Z ({e})"))?;
-    Ok(ts.as_millisecond())
-}
-
-/// The writer's own form `YYYY-MM-DDTHH:MM:SS.mmmZ` (years 1970–9998, seconds 00–59), read
-/// without the general RFC 3339 parser: every entry carries one. Anything else (other offsets,
-/// precisions, leap seconds, earlier years, invalid dates) is `None` and goes to the parser, which
-/// gives the same value for everything this accepts (tested against it).
-pub(crate) fn parse_writer_timestamp(b: &[u8]) -> Option<i64> {
-    if b.len() != 24
-        || [
-            (4, b'-'),
-            (7, b'-'),
-            (10, b'T'),
-            (13, b':'),
-            (16, b':'),
-            (19, b'.'),
-            (23, b'Z'),
-        ]
-        .iter()
-        .any(|&(i, c)| b[i] != c)
-    {
-        return None;
-    }
-    let num = |from: usize, to: usize| {
-        b[from..to].iter().try_fold(0i64, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
-        })
-    };
-    let (y, mo, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-    let (h, mi, sec, ms) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 23)?);
-    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    let days_in_month = *month_days.get(usize::try_from(mo.checked_sub(1)?).ok()?)?;
-    // Year 9999 is left to the parser: its range ends inside that year.
-    if !(1970..=9998).contains(&y) || d < 1 || d > days_in_month || h > 23 || mi > 59 || sec > 59 {
-        return None;
-    }
-    // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant, "days_from_civil").
-    let (yy, m) = if mo <= 2 {
-        (y - 1, mo + 9)
-    } else {
-        (y, mo - 3)
-    };
-    let (era, yoe) = (yy / 400, yy % 400);
-    let doy = (153 * m + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((((days * 24 + h) * 60 + mi) * 60 + sec) * 1000 + ms)
-}
-
-/// A time bound given by a person: RFC 3339, or a bare date `YYYY-MM-DD` meaning its first
-/// millisecond (`end == false`) or its last (`end == true`), UTC.
-///
-/// # Errors
-/// A plain-English reason.
-pub fn parse_time_bound(s: &str, end: bool) -> Result<i64, String> {
-    if s.len() == 10 && s.as_bytes().get(4) == Some(&b'-') {
-        let day = parse_timestamp(&format!("{s}T00:00:00Z"))?;
-        return Ok(if end { day + 86_400_000 - 1 } else { day });
-    }
-    parse_timestamp(s)
-}
-
-/// Formats Unix milliseconds as RFC 3339 UTC with exactly three fractional digits:
-/// `2026-04-14T18:00:00.123Z`.
-///
-/// # Errors
-/// When `ms` is outside the range jiff represents (years -9999..=9999).
-pub fn format_timestamp(ms: i64) -> Result<String, String> {
-    let ts =
-        jiff::Timestamp::from_millisecond(ms).map_err(|e| format!("time out of range: {e}"))?;
-    Ok(format!("{ts:.3}"))
 }
 
 /// The personal-data sidecar of an entry and the digest the entry commits to.
@@ -376,14 +189,6 @@ fn human_ms(ms: u64) -> String {
     }
 }
 
-/// The writer's clock when it sequenced an entry, Unix ms: the millisecond field of its UUIDv7
-/// `entry_id` (RFC 9562 §5.7), which `written_at` repeats in version 2.
-#[must_use]
-pub fn written_ms(entry_id: u128) -> i64 {
-    // 48 bits: always within i64.
-    i64::try_from(entry_id >> 80).unwrap_or(i64::MAX)
-}
-
 /// A signed entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedEntry {
@@ -391,22 +196,6 @@ pub struct SealedEntry {
     pub line: Vec<u8>,
     /// SHA-256 of `line`.
     pub entry_hash: Hash,
-}
-
-pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    // Most strings need no escape: copy them between quotes.
-    if crate::line_scan::skip_plain(s.as_bytes()) == s.len() {
-        out.reserve(s.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-        return;
-    }
-    // serde_json escapes exactly as RFC 8785 §3.2.2.2 requires (", \, and controls as \b \t \n
-    // \f \r or \u00xx lowercase); writing a &str to a Vec cannot fail.
-    if serde_json::to_writer(&mut *out, s).is_err() {
-        unreachable!("serialising a str into a Vec<u8> cannot fail");
-    }
 }
 
 /// Assembles, signs and hashes one entry. Members are written in RFC 8785 order (keys sorted by
@@ -860,6 +649,7 @@ pub fn parse_entry_id(s: &str) -> Result<uuid::Uuid, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::{parse_writer_timestamp, utf16_cmp};
     use proptest::prelude::*;
 
     fn json_value() -> impl Strategy<Value = Value> {

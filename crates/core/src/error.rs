@@ -54,11 +54,59 @@ pub enum Error {
     },
     /// Forward-secure key parameters are out of range (docs/FORMAT.md §17).
     #[error("forward-secure key: {0}")]
-    ForwardSecure(String),
-    /// The keyring has no key with this id.
-    #[error("no HMAC key with id `{0}` in the keyring")]
-    UnknownKey(String),
-    /// A personal-data sidecar does not match its entry's digest, or is malformed.
-    #[error("personal-data sidecar: {0}")]
-    Sidecar(String),
+    ForwardSecure(#[from] FssError),
+}
+
+/// Why forward-secure key parameters or a keyring step are refused (docs/FORMAT.md §17).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FssError {
+    /// An epoch length outside the accepted range.
+    #[error(
+        "the epoch length must be between {min} seconds and {max} seconds (366 days), not {given}"
+    )]
+    EpochLength {
+        /// The length given, seconds.
+        given: u64,
+        /// The shortest accepted.
+        min: u64,
+        /// The longest accepted.
+        max: u64,
+    },
+    /// An origin that is not a multiple of the epoch length.
+    #[error("the epoch origin {origin} is not a multiple of the epoch length {epoch_secs}")]
+    Unaligned {
+        /// Unix seconds.
+        origin: u64,
+        /// Seconds.
+        epoch_secs: u64,
+    },
+    /// An epoch whose key id would be invalid.
+    #[error("epoch {epoch} of key generation `{generation}` has no valid key id ({source})")]
+    KeyId {
+        /// The generation.
+        generation: String,
+        /// The epoch.
+        epoch: u64,
+        /// Why the id is invalid.
+        source: FieldError,
+    },
+    /// A generation the keyring does not hold as forward-secure.
+    #[error("the keyring has no forward-secure generation `{generation}`")]
+    NotForwardSecure {
+        /// The generation asked for.
+        generation: String,
+    },
+    /// An epoch before the one the keyring holds (its earlier states are gone).
+    #[error(
+        "generation `{generation}` already holds epoch {held} of the keyring, after epoch {target}"
+    )]
+    EpochPassed {
+        /// The generation.
+        generation: String,
+        /// The epoch held.
+        held: u64,
+        /// The epoch asked for.
+        target: u64,
+    },
 }

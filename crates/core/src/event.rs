@@ -8,150 +8,76 @@
 //! through the same code.
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use crate::entry::{
-    ASSIGNED_FIELDS, ENVELOPE_FIELDS, MAX_DEPTH, NormalizedEvent, RedactionPolicy, parse_timestamp,
-    push_json_str, utf16_cmp,
-};
 use crate::error::{Error, FieldError};
+use crate::format::{
+    ASSIGNED_FIELDS, ENVELOPE_FIELDS, MAX_DEPTH, parse_timestamp, push_json_str, utf16_cmp,
+};
 use crate::hash::Hash;
 use crate::ids::{AgentId, EventType, MAX_SAFE_INTEGER, SessionId, TenantId};
 use crate::origin::Origin;
 
-/// A JSON value whose strings borrow from the input where they can.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Node<'a> {
-    /// `null`.
-    Null,
-    /// `true` / `false`.
-    Bool(bool),
-    /// A non-negative integer.
-    Pos(u64),
-    /// A negative integer.
-    Neg(i64),
-    /// Any other number.
-    Float(f64),
-    /// A string.
-    Str(Cow<'a, str>),
-    /// An array.
-    Arr(Vec<Node<'a>>),
-    /// An object: members sorted by key (bytes), keys unique (text with a duplicate key is
-    /// refused by [`crate::json::read`]).
-    Obj(Obj<'a>),
+pub use crate::node::{Node, Obj};
+use crate::node::{key_cmp, key_eq};
+
+/// What the writer does with sensitive fields before anything touches disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedactionPolicy {
+    /// Raw-content field names: anywhere in the payload, `name: value` becomes
+    /// `name_hash: "sha256:…"`.
+    pub raw_fields: BTreeSet<String>,
+    /// Personal-data field names (top level of the event or of its payload): moved out of the
+    /// signed bytes into the erasable sidecar, committed to by a salted digest.
+    pub personal_fields: BTreeSet<String>,
 }
 
-/// The members of an object, sorted by key.
-pub type Obj<'a> = Vec<(Cow<'a, str>, Node<'a>)>;
-
-impl<'a> Node<'a> {
-    /// The same value, borrowing from `v`.
-    #[must_use]
-    pub fn from_value(v: &'a Value) -> Self {
-        match v {
-            Value::Null => Self::Null,
-            Value::Bool(b) => Self::Bool(*b),
-            Value::Number(n) => n
-                .as_u64()
-                .map(Self::Pos)
-                .or_else(|| n.as_i64().map(Self::Neg))
-                .unwrap_or_else(|| Self::Float(n.as_f64().unwrap_or(0.0))),
-            Value::String(s) => Self::Str(Cow::Borrowed(s)),
-            Value::Array(a) => Self::Arr(a.iter().map(Self::from_value).collect()),
-            // serde_json's map iterates in key order, unless a crate in the build turns on its
-            // `preserve_order` feature (serde-saphyr does): sort, cheaply when already sorted.
-            Value::Object(m) => {
-                let mut members: Obj<'a> = m
-                    .iter()
-                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Self::from_value(v)))
-                    .collect();
-                if !members
-                    .windows(2)
-                    .all(|w| key_cmp(&w[0].0, &w[1].0).is_lt())
-                {
-                    members.sort_by(|a, b| key_cmp(&a.0, &b.0));
-                }
-                Self::Obj(members)
-            }
-        }
-    }
-
-    /// The same value as a `serde_json::Value`.
-    #[must_use]
-    pub fn to_value(&self) -> Value {
-        match self {
-            Self::Null => Value::Null,
-            Self::Bool(b) => Value::Bool(*b),
-            Self::Pos(u) => Value::from(*u),
-            Self::Neg(i) => Value::from(*i),
-            Self::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
-            Self::Str(s) => Value::String(s.clone().into_owned()),
-            Self::Arr(a) => Value::Array(a.iter().map(Self::to_value).collect()),
-            Self::Obj(m) => Value::Object(
-                m.iter()
-                    .map(|(k, v)| (k.clone().into_owned(), v.to_value()))
-                    .collect(),
-            ),
-        }
-    }
-
-    fn type_name(&self) -> &'static str {
-        match self {
-            Self::Null => "null",
-            Self::Bool(_) => "a boolean",
-            Self::Pos(_) | Self::Neg(_) | Self::Float(_) => "a number",
-            Self::Str(_) => "a string",
-            Self::Arr(_) => "an array",
-            Self::Obj(_) => "an object",
-        }
-    }
-
-    fn as_str(&self) -> Option<&str> {
-        match self {
-            Self::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    fn as_f64(&self) -> Option<f64> {
-        match self {
-            #[allow(clippy::cast_precision_loss)] // as serde_json's Number::as_f64 does
-            Self::Pos(u) => Some(*u as f64),
-            #[allow(clippy::cast_precision_loss)]
-            Self::Neg(i) => Some(*i as f64),
-            Self::Float(f) => Some(*f),
-            _ => None,
-        }
-    }
-
-    /// Null, `[]` and `{}` name nobody (a personal field holding one is dropped).
-    fn is_empty(&self) -> bool {
-        match self {
-            Self::Null => true,
-            Self::Arr(a) => a.is_empty(),
-            Self::Obj(o) => o.is_empty(),
-            _ => false,
+impl Default for RedactionPolicy {
+    fn default() -> Self {
+        let raw = [
+            "prompt",
+            "completion",
+            "messages",
+            "query",
+            "content",
+            "result_data",
+            "args_raw",
+        ];
+        Self {
+            raw_fields: raw.iter().map(|s| (*s).to_owned()).collect(),
+            personal_fields: std::iter::once("data_subjects".to_owned()).collect(),
         }
     }
 }
 
-/// Byte-wise order of two member keys (`str`'s order), compared inline: keys are short, and a
-/// call to `memcmp` per comparison was a tenth of `append`'s profile.
-#[inline]
-pub(crate) fn key_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    for (x, y) in a.iter().zip(b) {
-        if x != y {
-            return x.cmp(y);
-        }
-    }
-    a.len().cmp(&b.len())
-}
-
-#[inline]
-pub(crate) fn key_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && key_cmp(a, b).is_eq()
+/// An input event after validation, redaction and canonicalisation, ready to be sequenced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalizedEvent {
+    /// Tenant named by the event, if any (the writer applies its default otherwise).
+    pub tenant_id: Option<TenantId>,
+    /// Agent identity.
+    pub agent_id: AgentId,
+    /// Agent session.
+    pub session_id: SessionId,
+    /// Event type.
+    pub event_type: EventType,
+    /// Event time given by the agent, Unix ms (the writer uses its clock when absent).
+    pub timestamp_ms: Option<i64>,
+    /// The agent's own per-session counter.
+    pub client_seq: Option<u64>,
+    /// RFC 8785 bytes of the payload object, raw content already replaced by hashes.
+    pub payload_jcs: Vec<u8>,
+    /// `payload.tool_name` of a `tool_call` (an index column).
+    pub tool: Option<String>,
+    /// Personal fields lifted out of the event (`data_subjects`, `payload.<name>`), if any.
+    pub personal: Option<Map<String, Value>>,
+    /// Data-subject ids found in `data_subjects` (strings, or objects' `id`).
+    pub subject_ids: Vec<String>,
+    /// Who supplied the event (docs/FORMAT.md §2). `None` seals a version-1 entry, which has no
+    /// origin: only tests and tools that reproduce old logs do that; the writer refuses it.
+    pub origin: Option<crate::origin::Origin>,
 }
 
 /// Whether `k` is one of `set` (a short list is scanned inline, lengths first).

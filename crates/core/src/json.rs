@@ -30,7 +30,7 @@ use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, Seq
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::event::{Node, Obj, key_cmp, key_eq};
+use crate::node::{Node, Obj, key_cmp, key_eq};
 
 /// Deepest nesting of arrays and objects accepted (below `serde_json`'s own limit of 128, so
 /// that the error is ours and names where).
@@ -362,7 +362,7 @@ impl<'a> SimpleJson<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.i;
-        let end = start + crate::line_scan::skip_plain(&self.s.as_bytes()[start..]);
+        let end = start + crate::format::skip_plain(&self.s.as_bytes()[start..]);
         self.i = end;
         self.eat(b'"')?;
         self.s.get(start..end)

@@ -17,7 +17,7 @@ use zeroize::Zeroize as _;
 
 use hmac::{KeyInit as _, Mac as _};
 
-use crate::error::Error;
+use crate::error::{Error, FssError};
 use crate::ids::KeyId;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
@@ -131,14 +131,15 @@ impl FssParams {
     /// or the origin is not aligned.
     pub fn new(epoch_secs: u64, origin: u64) -> Result<Self, Error> {
         if !(MIN_EPOCH_SECS..=MAX_EPOCH_SECS).contains(&epoch_secs) {
-            return Err(Error::ForwardSecure(format!(
-                "the epoch length must be between {MIN_EPOCH_SECS} seconds and {MAX_EPOCH_SECS} seconds (366 days), not {epoch_secs}"
-            )));
+            return Err(FssError::EpochLength {
+                given: epoch_secs,
+                min: MIN_EPOCH_SECS,
+                max: MAX_EPOCH_SECS,
+            }
+            .into());
         }
         if !origin.is_multiple_of(epoch_secs) {
-            return Err(Error::ForwardSecure(format!(
-                "the epoch origin {origin} is not a multiple of the epoch length {epoch_secs}"
-            )));
+            return Err(FssError::Unaligned { origin, epoch_secs }.into());
         }
         Ok(Self { epoch_secs, origin })
     }
@@ -270,10 +271,13 @@ impl fmt::Debug for FssState {
 /// # Errors
 /// [`Error::ForwardSecure`] when the result would not be a valid key id.
 pub fn epoch_key_id(generation: &KeyId, epoch: u64) -> Result<KeyId, Error> {
-    KeyId::parse(&format!("{generation}-e{epoch}")).map_err(|e| {
-        Error::ForwardSecure(format!(
-            "epoch {epoch} of key generation `{generation}` has no valid key id ({e})"
-        ))
+    KeyId::parse(&format!("{generation}-e{epoch}")).map_err(|source| {
+        FssError::KeyId {
+            generation: generation.to_string(),
+            epoch,
+            source,
+        }
+        .into()
     })
 }
 
@@ -626,15 +630,18 @@ impl Keyring {
     /// a later epoch (its earlier states are gone).
     pub fn advance_generation(&mut self, generation: &str, target: u64) -> Result<(), Error> {
         let Some(Generation::ForwardSecure(g)) = self.keys.get_mut(generation) else {
-            return Err(Error::ForwardSecure(format!(
-                "the keyring has no forward-secure generation `{generation}`"
-            )));
+            return Err(FssError::NotForwardSecure {
+                generation: generation.to_owned(),
+            }
+            .into());
         };
         let Some(state) = g.state.advanced_to(target) else {
-            return Err(Error::ForwardSecure(format!(
-                "generation `{generation}` already holds epoch {} of the keyring, after epoch {target}",
-                g.state.epoch
-            )));
+            return Err(FssError::EpochPassed {
+                generation: generation.to_owned(),
+                held: g.state.epoch,
+                target,
+            }
+            .into());
         };
         *g = FssGeneration::new(g.params, state);
         Ok(())

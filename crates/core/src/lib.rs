@@ -13,10 +13,13 @@
 pub mod alert;
 pub mod anchor;
 pub mod checkpoint;
+pub mod duration;
 pub mod erasure;
+mod format;
 pub mod hash;
 pub mod line_scan;
 pub mod merkle;
+mod node;
 pub mod note;
 pub mod origin;
 pub mod proof;
@@ -30,4 +33,4 @@ pub mod ids;
 pub mod json;
 pub mod keys;
 
-pub use error::{Error, FieldError};
+pub use error::{Error, FieldError, FssError};

@@ -18,8 +18,8 @@
 //! the same values (a property test and a fuzz target check this).
 
 use crate::Hash;
-use crate::entry::{
-    FORMAT_V1, FORMAT_VERSION, parse_timestamp, parse_writer_timestamp, written_ms,
+use crate::format::{
+    FORMAT_V1, FORMAT_VERSION, parse_timestamp, parse_writer_timestamp, skip_plain, written_ms,
 };
 use crate::hash::decode_hex32;
 
@@ -377,40 +377,6 @@ impl<'a> Cursor<'a> {
             self.i += 1;
         }
     }
-}
-
-/// How many leading bytes of `s` are plain string content: not `"`, `\\` or a control character.
-/// Eight bytes at a time (SWAR): most of a line is the inside of strings.
-pub(crate) fn skip_plain(s: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let special = |c: u8| c == b'"' || c == b'\\' || c < 0x20;
-    let mut i = 0;
-    while let Some(w) = s.get(i..i + 8) {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(w);
-        let x = u64::from_le_bytes(a);
-        let quote = x ^ (ONES * u64::from(b'"'));
-        let slash = x ^ (ONES * u64::from(b'\\'));
-        // Some byte is zero after the XOR (a quote or backslash), or below 0x20: exact "any"
-        // tests (they may flag a later byte falsely after a borrow, never miss one).
-        let hit = (quote.wrapping_sub(ONES) & !quote)
-            | (slash.wrapping_sub(ONES) & !slash)
-            | (x.wrapping_sub(ONES * 0x20) & !x);
-        if hit & HIGH != 0
-            && let Some(k) = w.iter().position(|&c| special(c))
-        {
-            return i + k;
-        }
-        i += 8;
-    }
-    while let Some(&c) = s.get(i) {
-        if special(c) {
-            return i;
-        }
-        i += 1;
-    }
-    i
 }
 
 /// Reads `line` if it has the writer's exact layout; `None` sends the caller to the full parser.

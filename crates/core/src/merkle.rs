@@ -91,9 +91,10 @@ pub enum MerkleError {
     },
 }
 
-/// Why a proof could not be generated: bad parameters, or the storage callback failed.
+/// Why a proof could not be made (not why one is rejected: that is [`crate::proof::ProofError`]):
+/// bad parameters, or the storage callback failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProofError<E> {
+pub enum ProveError<E> {
     /// The index or sizes asked for do not describe a proof.
     #[error(transparent)]
     Merkle(#[from] MerkleError),
@@ -325,17 +326,17 @@ fn range_hash<X>(
 /// starting at leaf `start` (level 0: the leaf hash); see the [module docs](self).
 ///
 /// # Errors
-/// [`MerkleError::IndexOutOfRange`] (wrapped in [`ProofError::Merkle`]) when `index >= size`;
-/// [`ProofError::Storage`] with the callback's error when it fails.
+/// [`MerkleError::IndexOutOfRange`] (wrapped in [`ProveError::Merkle`]) when `index >= size`;
+/// [`ProveError::Storage`] with the callback's error when it fails.
 pub fn inclusion_proof<E>(
     index: u64,
     size: u64,
     mut subtree: impl FnMut(u64, u8) -> Result<Hash, E>,
-) -> Result<Vec<Hash>, ProofError<E>> {
+) -> Result<Vec<Hash>, ProveError<E>> {
     if index >= size {
         return Err(MerkleError::IndexOutOfRange { index, size }.into());
     }
-    let mut get = |start, level| subtree(start, level).map_err(ProofError::Storage);
+    let mut get = |start, level| subtree(start, level).map_err(ProveError::Storage);
     // PATH(m, D[n]), https://www.rfc-editor.org/rfc/rfc6962#section-2.1.1, walked from the root
     // down (collecting the suffix hashes) and reversed at the end into leaf-to-root order.
     let (mut start, mut n, mut m) = (0, size, index);
@@ -362,13 +363,13 @@ pub fn inclusion_proof<E>(
 /// `subtree` is as for [`inclusion_proof`], over the tree of `new_size` leaves.
 ///
 /// # Errors
-/// [`MerkleError::BadSizes`] (wrapped in [`ProofError::Merkle`]) when `old_size == 0` or
-/// `old_size > new_size`; [`ProofError::Storage`] with the callback's error when it fails.
+/// [`MerkleError::BadSizes`] (wrapped in [`ProveError::Merkle`]) when `old_size == 0` or
+/// `old_size > new_size`; [`ProveError::Storage`] with the callback's error when it fails.
 pub fn consistency_proof<E>(
     old_size: u64,
     new_size: u64,
     mut subtree: impl FnMut(u64, u8) -> Result<Hash, E>,
-) -> Result<Vec<Hash>, ProofError<E>> {
+) -> Result<Vec<Hash>, ProveError<E>> {
     if old_size == 0 || old_size > new_size {
         return Err(MerkleError::BadSizes {
             old: old_size,
@@ -376,7 +377,7 @@ pub fn consistency_proof<E>(
         }
         .into());
     }
-    let mut get = |start, level| subtree(start, level).map_err(ProofError::Storage);
+    let mut get = |start, level| subtree(start, level).map_err(ProveError::Storage);
     // SUBPROOF(m, D[n], b), https://www.rfc-editor.org/rfc/rfc6962#section-2.1.2, walked from the
     // root down and reversed at the end. PROOF(m, D[n]) = SUBPROOF(m, D[n], true).
     let (mut start, mut n, mut m, mut whole_old_tree) = (0, new_size, old_size, true);
@@ -869,7 +870,7 @@ mod tests {
         );
         let mismatch = |expected, computed| Err(RootMismatch { expected, computed });
         let bad_len = |expected, got| Err(BadProofLength { expected, got });
-        let merkle = |err| Err(ProofError::Merkle(err));
+        let merkle = |err| Err(ProveError::Merkle(err));
         let oob = |index, size| IndexOutOfRange { index, size };
 
         assert_eq!(
@@ -907,7 +908,7 @@ mod tests {
 
         // Storage failures come back unchanged.
         let failing = |_, _| Err::<Hash, _>("disk on fire");
-        let storage = Err(ProofError::Storage("disk on fire"));
+        let storage = Err(ProveError::Storage("disk on fire"));
         assert_eq!(inclusion_proof(1, 5, failing), storage);
         assert_eq!(consistency_proof(3, 5, failing), storage);
     }

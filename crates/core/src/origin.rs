@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::entry::push_json_str;
+use crate::format::push_json_str;
 
 /// Event types only the service (or a Blackbox command acting as it) writes. Refused from
 /// clients with a message naming the rule; docs/FORMAT.md §3 lists the same names (a test

@@ -4,12 +4,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::SignedCheckpoint;
+use crate::checkpoint::origin_tenant;
 use crate::entry::EntryView;
 use crate::hash::Hash;
 use crate::ids::group_thousands;
 use crate::merkle::{leaf_hash, verify_consistency, verify_inclusion};
 use crate::note::NoteVerifier;
-use crate::verify::origin_tenant;
 
 /// `type` of an inclusion proof document.
 pub const INCLUSION_TYPE: &str = "blackbox.inclusion_proof.v1";
@@ -63,22 +63,96 @@ pub struct ConsistencyProof {
     pub hashes: Vec<String>,
 }
 
-/// Why a proof is rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a proof is rejected. Every variant names what was checked and carries what was found.
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProofError {
-    /// The document is not a proof of a known type.
+    /// The document is not JSON of a proof's shape.
     #[error("not a Blackbox proof document: {0}")]
-    Malformed(String),
+    Json(#[source] serde_json::Error),
+    /// The document's `type` is not a known proof type.
+    #[error("not a Blackbox proof document: unknown proof type `{given}`")]
+    UnknownType {
+        /// The `type` given.
+        given: String,
+    },
+    /// A hash of the proof cannot be read.
+    #[error("not a Blackbox proof document: {field} {value:?}: {source}")]
+    BadHash {
+        /// Which field (`proof hash`, `entry_hash`).
+        field: &'static str,
+        /// The text found.
+        value: String,
+        /// Why it is not a hash.
+        source: crate::hash::HashParseError,
+    },
+    /// A checkpoint of the proof cannot be read.
+    #[error("not a Blackbox proof document: checkpoint: {0}")]
+    Checkpoint(#[source] crate::checkpoint::CheckpointError),
+    /// The entry line included in the proof is not an entry.
+    #[error("not a Blackbox proof document: {0}")]
+    Entry(#[source] crate::Error),
+    /// `seq` 0 (sequence numbers start at 1).
+    #[error("not a Blackbox proof document: seq starts at 1")]
+    SeqZero,
     /// A checkpoint in the proof does not verify with the public key.
     #[error("the checkpoint in the proof does not verify with the public key: {0}")]
-    BadSignature(String),
-    /// The checkpoint is for another chain or size than the proof claims.
-    #[error("the proof and its checkpoint disagree: {0}")]
-    Mismatch(String),
+    BadSignature(#[source] crate::checkpoint::CheckpointError),
+    /// The checkpoint is for another chain than the proof.
+    #[error(
+        "the proof and its checkpoint disagree: checkpoint is for tenant `{checkpoint}`, proof for `{proof}`"
+    )]
+    OtherTenant {
+        /// The tenant the checkpoint's origin names.
+        checkpoint: String,
+        /// The tenant the proof names.
+        proof: String,
+    },
+    /// The proof's tree size is not the checkpoint's.
+    #[error(
+        "the proof and its checkpoint disagree: tree_size {proof} but the checkpoint says {checkpoint}"
+    )]
+    TreeSize {
+        /// The proof's `tree_size`.
+        proof: u64,
+        /// The checkpoint's size.
+        checkpoint: u64,
+    },
+    /// A consistency proof's sizes are not its checkpoints' sizes.
+    #[error(
+        "the proof and its checkpoint disagree: old_size/new_size differ from the checkpoints' sizes"
+    )]
+    Sizes {
+        /// The proof's `old_size` and `new_size`.
+        proof: (u64, u64),
+        /// The checkpoints' sizes.
+        checkpoints: (u64, u64),
+    },
+    /// The included entry does not hash to `entry_hash`.
+    #[error(
+        "the proof and its checkpoint disagree: the included entry does not hash to entry_hash"
+    )]
+    EntryHash {
+        /// `entry_hash` of the proof.
+        expected: Hash,
+        /// The hash of the included entry.
+        actual: Hash,
+    },
+    /// The included entry is another one than the proof names.
+    #[error(
+        "the proof and its checkpoint disagree: the included entry's seq, tenant or id differ from the proof's"
+    )]
+    OtherEntry {
+        /// The included entry's `seq`.
+        seq: u64,
+        /// Its tenant.
+        tenant_id: String,
+        /// Its id.
+        entry_id: String,
+    },
     /// The Merkle proof does not lead to the signed root.
     #[error("the Merkle proof does not match the signed root: {0}")]
-    Merkle(String),
+    Merkle(#[source] crate::merkle::MerkleError),
 }
 
 /// What a valid proof established.
@@ -145,8 +219,11 @@ impl std::fmt::Display for Proven {
 fn decode_hashes(v: &[String]) -> Result<Vec<Hash>, ProofError> {
     v.iter()
         .map(|s| {
-            Hash::from_base64(s)
-                .map_err(|e| ProofError::Malformed(format!("proof hash {s:?}: {e}")))
+            Hash::from_base64(s).map_err(|source| ProofError::BadHash {
+                field: "proof hash",
+                value: s.clone(),
+                source,
+            })
         })
         .collect()
 }
@@ -156,15 +233,14 @@ fn open_checkpoint(
     verifier: &NoteVerifier,
     tenant: &str,
 ) -> Result<SignedCheckpoint, ProofError> {
-    let cp = SignedCheckpoint::parse(text)
-        .map_err(|e| ProofError::Malformed(format!("checkpoint: {e}")))?;
-    cp.verify(verifier)
-        .map_err(|e| ProofError::BadSignature(e.to_string()))?;
+    let cp = SignedCheckpoint::parse(text).map_err(ProofError::Checkpoint)?;
+    cp.verify(verifier).map_err(ProofError::BadSignature)?;
     let t = origin_tenant(&cp.checkpoint.origin);
     if t != tenant {
-        return Err(ProofError::Mismatch(format!(
-            "checkpoint is for tenant `{t}`, proof for `{tenant}`"
-        )));
+        return Err(ProofError::OtherTenant {
+            checkpoint: t.to_owned(),
+            proof: tenant.to_owned(),
+        });
     }
     Ok(cp)
 }
@@ -179,42 +255,47 @@ pub fn verify_proof_document(json: &str, verifier: &NoteVerifier) -> Result<Prov
         #[serde(rename = "type")]
         kind: String,
     }
-    let probe: Probe =
-        serde_json::from_str(json).map_err(|e| ProofError::Malformed(e.to_string()))?;
+    let probe: Probe = serde_json::from_str(json).map_err(ProofError::Json)?;
     match probe.kind.as_str() {
         INCLUSION_TYPE => {
-            let p: InclusionProof =
-                serde_json::from_str(json).map_err(|e| ProofError::Malformed(e.to_string()))?;
+            let p: InclusionProof = serde_json::from_str(json).map_err(ProofError::Json)?;
             let cp = open_checkpoint(&p.checkpoint, verifier, &p.tenant_id)?;
             if cp.checkpoint.size != p.tree_size {
-                return Err(ProofError::Mismatch(format!(
-                    "tree_size {} but the checkpoint says {}",
-                    p.tree_size, cp.checkpoint.size
-                )));
+                return Err(ProofError::TreeSize {
+                    proof: p.tree_size,
+                    checkpoint: cp.checkpoint.size,
+                });
             }
-            let entry_hash = Hash::from_prefixed(&p.entry_hash)
-                .map_err(|e| ProofError::Malformed(format!("entry_hash: {e}")))?;
+            let entry_hash =
+                Hash::from_prefixed(&p.entry_hash).map_err(|source| ProofError::BadHash {
+                    field: "entry_hash",
+                    value: p.entry_hash.clone(),
+                    source,
+                })?;
             let mut entry_checked = false;
             if let Some(line) = &p.entry {
-                if Hash::digest(line.as_bytes()) != entry_hash {
-                    return Err(ProofError::Mismatch(
-                        "the included entry does not hash to entry_hash".to_owned(),
-                    ));
+                let actual = Hash::digest(line.as_bytes());
+                if actual != entry_hash {
+                    return Err(ProofError::EntryHash {
+                        expected: entry_hash,
+                        actual,
+                    });
                 }
-                let view = EntryView::parse(line.as_bytes())
-                    .map_err(|e| ProofError::Malformed(e.to_string()))?;
+                let view = EntryView::parse(line.as_bytes()).map_err(ProofError::Entry)?;
                 if view.seq != p.seq
                     || view.tenant_id != p.tenant_id
                     || view.entry_id.to_string() != p.entry_id
                 {
-                    return Err(ProofError::Mismatch(
-                        "the included entry's seq, tenant or id differ from the proof's".to_owned(),
-                    ));
+                    return Err(ProofError::OtherEntry {
+                        seq: view.seq,
+                        tenant_id: view.tenant_id.to_string(),
+                        entry_id: view.entry_id.to_string(),
+                    });
                 }
                 entry_checked = true;
             }
             if p.seq == 0 {
-                return Err(ProofError::Malformed("seq starts at 1".to_owned()));
+                return Err(ProofError::SeqZero);
             }
             let hashes = decode_hashes(&p.hashes)?;
             verify_inclusion(
@@ -224,7 +305,7 @@ pub fn verify_proof_document(json: &str, verifier: &NoteVerifier) -> Result<Prov
                 &hashes,
                 &cp.checkpoint.root,
             )
-            .map_err(|e| ProofError::Merkle(e.to_string()))?;
+            .map_err(ProofError::Merkle)?;
             Ok(Proven::Inclusion {
                 tenant_id: p.tenant_id,
                 seq: p.seq,
@@ -234,14 +315,14 @@ pub fn verify_proof_document(json: &str, verifier: &NoteVerifier) -> Result<Prov
             })
         }
         CONSISTENCY_TYPE => {
-            let p: ConsistencyProof =
-                serde_json::from_str(json).map_err(|e| ProofError::Malformed(e.to_string()))?;
+            let p: ConsistencyProof = serde_json::from_str(json).map_err(ProofError::Json)?;
             let old = open_checkpoint(&p.old_checkpoint, verifier, &p.tenant_id)?;
             let new = open_checkpoint(&p.new_checkpoint, verifier, &p.tenant_id)?;
             if old.checkpoint.size != p.old_size || new.checkpoint.size != p.new_size {
-                return Err(ProofError::Mismatch(
-                    "old_size/new_size differ from the checkpoints' sizes".to_owned(),
-                ));
+                return Err(ProofError::Sizes {
+                    proof: (p.old_size, p.new_size),
+                    checkpoints: (old.checkpoint.size, new.checkpoint.size),
+                });
             }
             let hashes = decode_hashes(&p.hashes)?;
             verify_consistency(
@@ -251,15 +332,15 @@ pub fn verify_proof_document(json: &str, verifier: &NoteVerifier) -> Result<Prov
                 &old.checkpoint.root,
                 &new.checkpoint.root,
             )
-            .map_err(|e| ProofError::Merkle(e.to_string()))?;
+            .map_err(ProofError::Merkle)?;
             Ok(Proven::Consistency {
                 tenant_id: p.tenant_id,
                 old_size: p.old_size,
                 new_size: p.new_size,
             })
         }
-        other => Err(ProofError::Malformed(format!(
-            "unknown proof type `{other}`"
-        ))),
+        other => Err(ProofError::UnknownType {
+            given: other.to_owned(),
+        }),
     }
 }

@@ -564,6 +564,253 @@ struct ChainState {
     fss_epochs: BTreeMap<String, u64>,
 }
 
+/// Where a fed entry sits: its chain, number, hash and position in the input.
+#[derive(Debug, Clone, Copy)]
+struct At<'a> {
+    tenant: &'a str,
+    seq: u64,
+    hash: Hash,
+    pos: u64,
+}
+
+/// What checking an entry's link to its predecessor found about HMAC failures before it.
+#[derive(Debug, Default)]
+struct LinkOutcome {
+    /// The HMAC failure of the predecessor, whose link no longer holds.
+    mark_broken: Option<usize>,
+    /// The HMAC failure of an entry this one links past: that entry was inserted.
+    inserted: Option<usize>,
+    /// A deletion explains this entry's HMAC failure (renumbering).
+    hmac_explained: bool,
+}
+
+impl ChainState {
+    /// Sequence order: `Some(true)` for an entry that fills a gap (reordered), `Some(false)` in
+    /// order or ahead (the numbers skipped are remembered as missing), `None` for a number
+    /// already passed and not missing (a replay; `new` holds its finding).
+    fn check_order(&mut self, at: &At<'_>, new: &mut Vec<Finding>) -> Option<bool> {
+        let s = at.seq;
+        if s < self.next {
+            if self.missing.remove(&s) {
+                new.push(Finding::new(
+                    at.tenant,
+                    s,
+                    at.pos,
+                    FindingKind::Reordering,
+                    format!(
+                        "is out of order: it appears after entry {}",
+                        group_thousands(self.next - 1)
+                    ),
+                ));
+                return Some(true);
+            }
+            new.push(Finding::new(
+                at.tenant,
+                s,
+                at.pos,
+                FindingKind::Replay,
+                format!(
+                    "appears again after entry {} (replayed or reordered)",
+                    group_thousands(self.next - 1)
+                ),
+            ));
+            return None;
+        }
+        if s > self.next {
+            for m in self.next..s {
+                if self.missing.len() >= MAX_MISSING {
+                    break;
+                }
+                self.missing.insert(m);
+            }
+        }
+        Some(false)
+    }
+
+    /// Entry ids increase with position, and forward-secure epochs never go back (entries in
+    /// sequence only).
+    fn check_ids(&mut self, at: &At<'_>, meta: &EntryMeta, new: &mut Vec<Finding>) {
+        let (tenant, s, pos) = (at.tenant, at.seq, at.pos);
+        if meta.entry_id <= self.last_entry_id {
+            new.push(Finding::new(
+                tenant,
+                s,
+                pos,
+                FindingKind::IdNotIncreasing,
+                "has an entry_id that is not greater than the previous entry's",
+            ));
+        }
+        self.last_entry_id = meta.entry_id;
+        if let Some((generation, epoch)) = split_epoch_id(meta.key_id.as_str()) {
+            match self.fss_epochs.get_mut(generation) {
+                Some(last) if epoch < *last => new.push(Finding::new(
+                    tenant,
+                    s,
+                    pos,
+                    FindingKind::EpochNotIncreasing,
+                    format!(
+                        "is signed for epoch {epoch} of key generation `{generation}` after an entry signed for epoch {last}: the writer never goes back to an earlier epoch"
+                    ),
+                )),
+                Some(last) => *last = epoch,
+                None => {
+                    self.fss_epochs.insert(generation.to_owned(), epoch);
+                }
+            }
+        }
+    }
+
+    /// The link to the predecessor: genesis, a modified or deleted predecessor, an inserted
+    /// entry linked past, or (predecessor not read yet) a link to check when it comes.
+    fn check_link(
+        &mut self,
+        at: &At<'_>,
+        meta: &EntryMeta,
+        hmac: HmacStatus,
+        hmac_checked: bool,
+        new: &mut Vec<Finding>,
+    ) -> LinkOutcome {
+        let (tenant, s, pos) = (at.tenant, at.seq, at.pos);
+        let mut out = LinkOutcome::default();
+        if s == 1 {
+            if meta.prev_entry_hash != GENESIS_HASH {
+                new.push(
+                    Finding::new(
+                        tenant,
+                        s,
+                        pos,
+                        FindingKind::Modification,
+                        "does not start from the genesis hash",
+                    )
+                    .digests(GENESIS_HASH, meta.prev_entry_hash),
+                );
+            }
+        } else if let preds = self.recent.get(s - 1)
+            && !preds.is_empty()
+        {
+            let pred_pos_hash = preds.first().copied();
+            let linked = preds.iter().any(|(ph, _)| *ph == meta.prev_entry_hash);
+            if !linked {
+                out.mark_broken = self.hmac_fail_finding.get(&(s - 1)).copied();
+            }
+            if linked {
+            } else if let Some(j) = self
+                .recent
+                .seq_of(&meta.prev_entry_hash)
+                .filter(|&j| j + 1 < s)
+            {
+                out.inserted = self.hmac_fail_finding.get(&(j + 1)).copied();
+                new.push(Finding::new(
+                    tenant,
+                    j + 1,
+                    pos,
+                    FindingKind::Insertion,
+                    format!(
+                        "was inserted: entry {} links to entry {}",
+                        group_thousands(s),
+                        group_thousands(j)
+                    ),
+                ));
+            } else if !self.modified.contains(&(s - 1)) {
+                let (ph, _) = pred_pos_hash.unwrap_or((GENESIS_HASH, 0));
+                let prev_hmac_ok = !self.hmac_fail_finding.contains_key(&(s - 1));
+                let this_hmac_bad = hmac == HmacStatus::Invalid;
+                if hmac_checked && prev_hmac_ok && this_hmac_bad {
+                    out.hmac_explained = true;
+                    new.push(Finding::new(tenant, s, pos, FindingKind::Deletion, "hash mismatch: it does not link to the authentic entry before it (entries deleted and renumbered, or forged)").digests(meta.prev_entry_hash, ph));
+                } else {
+                    new.push(
+                        Finding::new(
+                            tenant,
+                            s - 1,
+                            pos,
+                            FindingKind::Modification,
+                            format!(
+                                "hash mismatch: entry {} recorded a different hash for it",
+                                group_thousands(s)
+                            ),
+                        )
+                        .digests(meta.prev_entry_hash, ph),
+                    );
+                    self.modified.insert(s - 1);
+                }
+            }
+        } else if self.missing.contains(&(s - 1)) {
+            self.pending_links
+                .entry(s - 1)
+                .or_default()
+                .push((s, meta.prev_entry_hash, pos));
+        }
+        out
+    }
+
+    /// Entries read earlier that were waiting for this one as their predecessor.
+    fn check_waiting_links(&mut self, at: &At<'_>, new: &mut Vec<Finding>) {
+        if let Some(waiting) = self.pending_links.remove(&at.seq) {
+            for (succ, link, succ_pos) in waiting {
+                if link != at.hash {
+                    new.push(
+                        Finding::new(
+                            at.tenant,
+                            at.seq,
+                            succ_pos,
+                            FindingKind::Modification,
+                            format!(
+                                "hash mismatch: entry {} recorded a different hash for it",
+                                group_thousands(succ)
+                            ),
+                        )
+                        .digests(link, at.hash),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The personal-data sidecar against the digest the entry commits to.
+    fn check_sidecar(
+        &mut self,
+        at: &At<'_>,
+        meta: &EntryMeta,
+        sidecar: SidecarStatus,
+        new: &mut Vec<Finding>,
+    ) {
+        match sidecar {
+            SidecarStatus::None | SidecarStatus::Valid => {}
+            SidecarStatus::Absent => {
+                // Legitimate only if a later erasure marker lists it: held until then, and an
+                // `unmarked_redaction` at `finish` if none does.
+                self.unmarked.insert(at.seq, (meta.entry_id, at.pos));
+            }
+            SidecarStatus::Mismatch => new.push(Finding::new(
+                at.tenant,
+                at.seq,
+                at.pos,
+                FindingKind::Modification,
+                "personal-data sidecar does not match the digest the entry commits to",
+            )),
+            SidecarStatus::Unexpected => new.push(Finding::new(
+                at.tenant,
+                at.seq,
+                at.pos,
+                FindingKind::Modification,
+                "has a personal-data sidecar but commits to none",
+            )),
+        }
+    }
+
+    /// Adds the entry to the Merkle tree over the entries as they appear, and to the window.
+    fn append(&mut self, at: &At<'_>, leaf: Hash) {
+        self.tree.append(leaf);
+        self.read += 1;
+        self.head = at.hash;
+        if let Some(old) = self.recent.insert(at.seq, at.hash, at.pos) {
+            self.forget(old);
+        }
+        self.next = self.next.max(at.seq + 1);
+    }
+}
+
 /// The last [`WINDOW`] sequence numbers of a chain: a ring indexed by `seq % WINDOW` whose slots
 /// keep their vectors (no allocation per entry once warm). A map from entry hash to seq is built
 /// only when a link first fails to match (an intact log never needs it), then kept up to date.
@@ -733,11 +980,7 @@ const fn marker_trusted(hmac: HmacStatus) -> bool {
     }
 }
 
-/// The tenant a checkpoint origin names: the part after the last `/`.
-#[must_use]
-pub fn origin_tenant(origin: &str) -> &str {
-    origin.rsplit('/').next().unwrap_or(origin)
-}
+pub use crate::checkpoint::origin_tenant;
 
 impl LogVerifier {
     /// A verifier. `hmac_checked` says whether the [`EntryCheck`]s it will be fed were made with
@@ -1142,213 +1385,106 @@ impl LogVerifier {
                 return;
             }
         };
-        let tenant = meta.tenant_id.as_str();
-        let s = meta.seq;
-        let h = c.entry_hash;
-        let pos = c.position;
-        self.by_origin[match meta.origin {
+        self.count_origin(meta.origin);
+        let at = At {
+            tenant: meta.tenant_id.as_str(),
+            seq: meta.seq,
+            hash: c.entry_hash,
+            pos: c.position,
+        };
+        let hmac_checked = self.hmac_checked;
+        let state = self.chain(at.tenant);
+        state.started = true;
+        if !state.recent.get(at.seq).is_empty() {
+            self.seq_seen_again(&at);
+            return;
+        }
+        let mut new: Vec<Finding> = Vec::new();
+        let Some(reordered) = state.check_order(&at, &mut new) else {
+            for f in new {
+                self.push(f);
+            }
+            return;
+        };
+        if !reordered {
+            state.check_ids(&at, meta, &mut new);
+        }
+        let link = state.check_link(&at, meta, c.hmac, hmac_checked, &mut new);
+        self.apply_link(&at, &link);
+        self.chain(at.tenant).check_waiting_links(&at, &mut new);
+        // Entries of a forward-secure generation are counted under the generation.
+        let key_label =
+            split_epoch_id(meta.key_id.as_str()).map_or(meta.key_id.as_str(), |(g, _)| g);
+        let hmac_fail = self.count_hmac(&at, meta, c.hmac, key_label, &mut new);
+        let state = self.chain(at.tenant);
+        state.check_sidecar(&at, meta, c.sidecar, &mut new);
+        state.append(&at, c.leaf);
+        self.record(&at, new, hmac_fail, link.hmac_explained, key_label);
+        if let Some(listed) = &c.erasure {
+            self.check_marker(&at, listed, c.hmac, key_label);
+        }
+        self.settle_checkpoints(at.tenant);
+    }
+
+    /// Counts the entry under who supplied it.
+    fn count_origin(&mut self, origin: Option<crate::line_scan::OriginKind>) {
+        self.by_origin[match origin {
             Some(crate::line_scan::OriginKind::Service) => 0,
             Some(crate::line_scan::OriginKind::Token) => 1,
             Some(crate::line_scan::OriginKind::Local) => 2,
             None => 3,
         }] += 1;
-        let mut new: Vec<Finding> = Vec::new();
-        let hmac_checked = self.hmac_checked;
-        let state = self.chain(tenant);
-        state.started = true;
+    }
 
-        // Replays and duplicated sequence numbers.
-        let seen = state.recent.get(s);
-        if !seen.is_empty() {
-            if let Some((_, first_pos)) = seen.iter().find(|(hh, _)| *hh == h) {
-                let f = Finding::new(
-                    tenant,
-                    s,
-                    pos,
-                    FindingKind::Replay,
-                    format!(
-                        "is a copy of the entry at position {first_pos} (replayed or duplicated)"
-                    ),
-                );
-                self.push(f);
-                return;
-            }
-            let first_pos = seen.first().map_or(0, |(_, p)| *p);
+    /// An entry whose sequence number was seen already: a copy (replay) or another entry with
+    /// the same number (insertion).
+    fn seq_seen_again(&mut self, at: &At<'_>) {
+        let (tenant, s, pos) = (at.tenant, at.seq, at.pos);
+        let seen = self.chain(tenant).recent.get(s);
+        if let Some((_, first_pos)) = seen.iter().find(|(hh, _)| *hh == at.hash) {
             let f = Finding::new(
                 tenant,
                 s,
                 pos,
-                FindingKind::Insertion,
-                format!(
-                    "appears twice with different content (positions {first_pos} and {pos}): one of them was inserted"
-                ),
+                FindingKind::Replay,
+                format!("is a copy of the entry at position {first_pos} (replayed or duplicated)"),
             );
-            let state = self.chain(tenant);
-            if let Some(old) = state.recent.insert(s, h, pos) {
-                state.forget(old);
-            }
-            // An earlier copy whose MAC failed is the forged one, not a modified entry.
-            if let Some(idx) = state.hmac_fail_finding.get(&s).copied() {
-                self.mark_inserted(idx, format!("was inserted: its HMAC does not verify and another entry with this number follows at position {pos}"));
-            }
             self.push(f);
             return;
         }
-        let mut reordered = false;
-        if s < state.next {
-            if state.missing.remove(&s) {
-                reordered = true;
-                new.push(Finding::new(
-                    tenant,
-                    s,
-                    pos,
-                    FindingKind::Reordering,
-                    format!(
-                        "is out of order: it appears after entry {}",
-                        group_thousands(state.next - 1)
-                    ),
-                ));
-            } else {
-                new.push(Finding::new(
-                    tenant,
-                    s,
-                    pos,
-                    FindingKind::Replay,
-                    format!(
-                        "appears again after entry {} (replayed or reordered)",
-                        group_thousands(state.next - 1)
-                    ),
-                ));
-                for f in new {
-                    self.push(f);
-                }
-                return;
-            }
-        } else if s > state.next {
-            for m in state.next..s {
-                if state.missing.len() >= MAX_MISSING {
-                    break;
-                }
-                state.missing.insert(m);
-            }
+        let first_pos = seen.first().map_or(0, |(_, p)| *p);
+        let f = Finding::new(
+            tenant,
+            s,
+            pos,
+            FindingKind::Insertion,
+            format!(
+                "appears twice with different content (positions {first_pos} and {pos}): one of them was inserted"
+            ),
+        );
+        let state = self.chain(tenant);
+        if let Some(old) = state.recent.insert(s, at.hash, pos) {
+            state.forget(old);
         }
-
-        // Entry ids must increase with position (only for entries that are in sequence).
-        if !reordered {
-            if meta.entry_id <= state.last_entry_id {
-                new.push(Finding::new(
-                    tenant,
-                    s,
-                    pos,
-                    FindingKind::IdNotIncreasing,
-                    "has an entry_id that is not greater than the previous entry's",
-                ));
-            }
-            state.last_entry_id = meta.entry_id;
-            if let Some((generation, epoch)) = split_epoch_id(meta.key_id.as_str()) {
-                match state.fss_epochs.get_mut(generation) {
-                    Some(last) if epoch < *last => new.push(Finding::new(
-                        tenant,
-                        s,
-                        pos,
-                        FindingKind::EpochNotIncreasing,
-                        format!(
-                            "is signed for epoch {epoch} of key generation `{generation}` after an entry signed for epoch {last}: the writer never goes back to an earlier epoch"
-                        ),
-                    )),
-                    Some(last) => *last = epoch,
-                    None => {
-                        state.fss_epochs.insert(generation.to_owned(), epoch);
-                    }
-                }
-            }
+        // An earlier copy whose MAC failed is the forged one, not a modified entry.
+        if let Some(idx) = state.hmac_fail_finding.get(&s).copied() {
+            self.mark_inserted(idx, format!("was inserted: its HMAC does not verify and another entry with this number follows at position {pos}"));
         }
+        self.push(f);
+    }
 
-        // The link to the predecessor.
-        let mut mark_broken = None;
-        let mut inserted = None;
-        let mut hmac_explained = false;
-        if s == 1 {
-            if meta.prev_entry_hash != GENESIS_HASH {
-                new.push(
-                    Finding::new(
-                        tenant,
-                        s,
-                        pos,
-                        FindingKind::Modification,
-                        "does not start from the genesis hash",
-                    )
-                    .digests(GENESIS_HASH, meta.prev_entry_hash),
-                );
-            }
-        } else if let preds = state.recent.get(s - 1)
-            && !preds.is_empty()
-        {
-            let pred_pos_hash = preds.first().copied();
-            let linked = preds.iter().any(|(ph, _)| *ph == meta.prev_entry_hash);
-            if !linked {
-                mark_broken = state.hmac_fail_finding.get(&(s - 1)).copied();
-            }
-            if linked {
-            } else if let Some(j) = state
-                .recent
-                .seq_of(&meta.prev_entry_hash)
-                .filter(|&j| j + 1 < s)
-            {
-                inserted = state.hmac_fail_finding.get(&(j + 1)).copied();
-                new.push(Finding::new(
-                    tenant,
-                    j + 1,
-                    pos,
-                    FindingKind::Insertion,
-                    format!(
-                        "was inserted: entry {} links to entry {}",
-                        group_thousands(s),
-                        group_thousands(j)
-                    ),
-                ));
-            } else if !state.modified.contains(&(s - 1)) {
-                let (ph, _) = pred_pos_hash.unwrap_or((GENESIS_HASH, 0));
-                let prev_hmac_ok = !state.hmac_fail_finding.contains_key(&(s - 1));
-                let this_hmac_bad = c.hmac == HmacStatus::Invalid;
-                if hmac_checked && prev_hmac_ok && this_hmac_bad {
-                    hmac_explained = true;
-                    new.push(Finding::new(tenant, s, pos, FindingKind::Deletion, "hash mismatch: it does not link to the authentic entry before it (entries deleted and renumbered, or forged)").digests(meta.prev_entry_hash, ph));
-                } else {
-                    new.push(
-                        Finding::new(
-                            tenant,
-                            s - 1,
-                            pos,
-                            FindingKind::Modification,
-                            format!(
-                                "hash mismatch: entry {} recorded a different hash for it",
-                                group_thousands(s)
-                            ),
-                        )
-                        .digests(meta.prev_entry_hash, ph),
-                    );
-                    state.modified.insert(s - 1);
-                }
-            }
-        } else if state.missing.contains(&(s - 1)) {
-            state
-                .pending_links
-                .entry(s - 1)
-                .or_default()
-                .push((s, meta.prev_entry_hash, pos));
-        }
-
-        if let Some(idx) = inserted {
+    /// Acts on what the link check found about earlier entries' HMAC failures.
+    fn apply_link(&mut self, at: &At<'_>, link: &LinkOutcome) {
+        if let Some(idx) = link.inserted {
             self.mark_inserted(
                 idx,
                 format!(
                     "was inserted: its HMAC does not verify and entry {} links past it",
-                    group_thousands(s)
+                    group_thousands(at.seq)
                 ),
             );
         }
-        if let Some(idx) = mark_broken
+        if let Some(idx) = link.mark_broken
             && let Some((_, intact)) = self
                 .findings
                 .get_mut(idx)
@@ -1356,39 +1492,22 @@ impl LogVerifier {
         {
             *intact = false;
         }
-        let state = self.chain(tenant);
+    }
 
-        // Entries that were waiting for this one as their predecessor.
-        if let Some(waiting) = state.pending_links.remove(&s) {
-            for (succ, link, succ_pos) in waiting {
-                if link != h {
-                    new.push(
-                        Finding::new(
-                            tenant,
-                            s,
-                            succ_pos,
-                            FindingKind::Modification,
-                            format!(
-                                "hash mismatch: entry {} recorded a different hash for it",
-                                group_thousands(succ)
-                            ),
-                        )
-                        .digests(link, h),
-                    );
-                }
-            }
-        }
-
-        // The entry's own signature and personal data.
-        let mut hmac_fail = false;
-        // Entries of a forward-secure generation are counted under the generation.
-        let key_label =
-            split_epoch_id(meta.key_id.as_str()).map_or(meta.key_id.as_str(), |(g, _)| g);
-        match c.hmac {
+    /// Counts the entry's HMAC outcome by key; returns whether it failed.
+    fn count_hmac(
+        &mut self,
+        at: &At<'_>,
+        meta: &EntryMeta,
+        hmac: HmacStatus,
+        key_label: &str,
+        new: &mut Vec<Finding>,
+    ) -> bool {
+        match hmac {
             HmacStatus::Valid => bump(&mut self.hmac_valid_by_key, key_label),
             HmacStatus::Invalid => {
-                hmac_fail = true;
                 bump(&mut self.hmac_invalid_by_key, key_label);
+                return true;
             }
             HmacStatus::Erased { held_epoch } => match self.erased.get_mut(key_label) {
                 Some((n, held)) => {
@@ -1400,9 +1519,9 @@ impl LogVerifier {
                 }
             },
             HmacStatus::UnknownKey => new.push(Finding::new(
-                tenant,
-                s,
-                pos,
+                at.tenant,
+                at.seq,
+                at.pos,
                 FindingKind::UnknownKey,
                 format!(
                     "is signed with key id `{}`, which is not in the keyring",
@@ -1411,44 +1530,25 @@ impl LogVerifier {
             )),
             HmacStatus::NotChecked => {}
         }
-        let state = self.chain(tenant);
-        match c.sidecar {
-            SidecarStatus::None | SidecarStatus::Valid => {}
-            SidecarStatus::Absent => {
-                // Legitimate only if a later erasure marker lists it: held until then, and an
-                // `unmarked_redaction` at `finish` if none does.
-                state.unmarked.insert(s, (meta.entry_id, pos));
-            }
-            SidecarStatus::Mismatch => new.push(Finding::new(
-                tenant,
-                s,
-                pos,
-                FindingKind::Modification,
-                "personal-data sidecar does not match the digest the entry commits to",
-            )),
-            SidecarStatus::Unexpected => new.push(Finding::new(
-                tenant,
-                s,
-                pos,
-                FindingKind::Modification,
-                "has a personal-data sidecar but commits to none",
-            )),
-        }
+        false
+    }
 
-        // Merkle tree over the entries as they appear.
-        state.tree.append(c.leaf);
-        state.read += 1;
-        state.head = h;
-        if let Some(old) = state.recent.insert(s, h, pos) {
-            state.forget(old);
-        }
-        state.next = state.next.max(s + 1);
-
+    /// Reports the entry's findings (an HMAC failure first, unless a deletion explains it) and
+    /// remembers which of them are modifications and HMAC failures of this entry.
+    fn record(
+        &mut self,
+        at: &At<'_>,
+        mut new: Vec<Finding>,
+        hmac_fail: bool,
+        hmac_explained: bool,
+        key_label: &str,
+    ) {
+        let (tenant, s) = (at.tenant, at.seq);
         if hmac_fail {
             let mut f = Finding::new(
                 tenant,
                 s,
-                pos,
+                at.pos,
                 FindingKind::Modification,
                 "HMAC mismatch: content changed after signing",
             );
@@ -1474,32 +1574,39 @@ impl LogVerifier {
         if let Some(idx) = hmac_idx {
             self.chain(tenant).hmac_fail_finding.insert(s, idx);
         }
-        if let Some(listed) = &c.erasure {
-            match listed {
-                Err(why) => {
-                    self.push(Finding::new(
-                        tenant,
-                        s,
-                        pos,
-                        FindingKind::Malformed,
-                        format!("is an erasure marker that cannot be read: {why}"),
-                    ));
-                }
-                Ok(list) if marker_trusted(c.hmac) => {
-                    let resolved = self.apply_marker(tenant, s, pos, list);
-                    if matches!(c.hmac, HmacStatus::Erased { .. }) {
-                        let (markers, redactions) = self
-                            .unchecked_markers
-                            .entry(key_label.to_owned())
-                            .or_default();
-                        *markers += 1;
-                        *redactions += resolved;
-                    }
-                }
-                Ok(_) => {}
+    }
+
+    /// An erasure marker: resolves the sidecars it lists when its signature can be trusted.
+    fn check_marker(
+        &mut self,
+        at: &At<'_>,
+        listed: &Result<Vec<(u64, u128)>, String>,
+        hmac: HmacStatus,
+        key_label: &str,
+    ) {
+        match listed {
+            Err(why) => {
+                self.push(Finding::new(
+                    at.tenant,
+                    at.seq,
+                    at.pos,
+                    FindingKind::Malformed,
+                    format!("is an erasure marker that cannot be read: {why}"),
+                ));
             }
+            Ok(list) if marker_trusted(hmac) => {
+                let resolved = self.apply_marker(at.tenant, at.seq, at.pos, list);
+                if matches!(hmac, HmacStatus::Erased { .. }) {
+                    let (markers, redactions) = self
+                        .unchecked_markers
+                        .entry(key_label.to_owned())
+                        .or_default();
+                    *markers += 1;
+                    *redactions += resolved;
+                }
+            }
+            Ok(_) => {}
         }
-        self.settle_checkpoints(tenant);
     }
 
     /// Resolves the absent sidecars a trusted erasure marker (entry `marker` at `pos`) lists,

@@ -9,8 +9,10 @@
 //! - [`timewindow`]: recurring time windows in a time zone;
 //! - [`features`]: what the detector reads from an event's payload;
 //! - [`detector`]: counters, baselines, suppression, pause and throttle state;
+//! - [`backtest`]: a rules file run over a log's entries, counting what would have fired.
 //! - [`record`]: the payloads of the entries detection writes (alerts, pauses, throttles).
 
+pub mod backtest;
 pub mod detector;
 pub mod features;
 pub mod normalize;
@@ -22,3 +24,6 @@ pub mod timewindow;
 pub use detector::{Detector, Firing, Gate, Observation};
 pub use features::Features;
 pub use rules::{Action, RuleSet, RulesError};
+
+/// Event types the detector and operators write (never fed back into the detector).
+pub const DETECTION_EVENTS: [&str; 5] = rules::WEBHOOK_EVENTS;

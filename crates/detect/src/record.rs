@@ -11,14 +11,8 @@ use uuid::Uuid;
 use crate::detector::{CLOCK_SKEW_RULE, Firing};
 use crate::rules::{Action, Kind, Rule, RuleSet};
 
-/// Event types the detector writes (never fed back into it).
-pub const DETECTION_EVENTS: [&str; 5] = [
-    "anomaly_detected",
-    "agent_paused",
-    "agent_resumed",
-    "agent_throttled",
-    "rules_loaded",
-];
+/// Event types the detector writes (never fed back into it): the one list, at the crate root.
+pub use crate::DETECTION_EVENTS;
 
 /// Rounds a baseline or threshold to three decimals, as recorded.
 fn rounded(v: Option<f64>) -> Option<f64> {

@@ -544,50 +544,13 @@ pub const DEFAULT_LATE_TOLERANCE_MS: i64 = 5 * 60_000;
 /// Longest baseline window accepted: 31 days.
 pub const MAX_BASELINE_WINDOW_MS: i64 = 31 * 86_400_000;
 
-/// Parses a duration like `90s`, `5m`, `1h`, `7d`, `2w` (or `1h30m`) into ms.
+/// Parses a duration like `90s`, `5m`, `1h`, `7d`, `2w` (or `1h30m`) into ms (Blackbox's one
+/// duration grammar, [`blackbox_core::duration`]).
 ///
 /// # Errors
-/// A message naming the accepted forms.
-pub fn parse_duration(s: &str) -> Result<i64, String> {
-    let t = s.trim();
-    let bad = || {
-        format!(
-            "`{s}` is not a duration; write a number and a unit: 30s, 5m, 1h, 7d or 2w (combinable: 1h30m)"
-        )
-    };
-    if t.is_empty() {
-        return Err(bad());
-    }
-    let mut total: i64 = 0;
-    let mut num: Option<i64> = None;
-    for c in t.chars() {
-        if let Some(d) = c.to_digit(10) {
-            let n = num.unwrap_or(0);
-            num = Some(
-                n.checked_mul(10)
-                    .and_then(|n| n.checked_add(i64::from(d)))
-                    .ok_or_else(bad)?,
-            );
-            continue;
-        }
-        let unit: i64 = match c {
-            's' => 1_000,
-            'm' => 60_000,
-            'h' => 3_600_000,
-            'd' => 86_400_000,
-            'w' => 7 * 86_400_000,
-            _ => return Err(bad()),
-        };
-        let n = num.take().ok_or_else(bad)?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-    }
-    if num.is_some() {
-        return Err(bad());
-    }
-    Ok(total)
+/// [`DurationError`](blackbox_core::duration::DurationError), naming the accepted forms.
+pub fn parse_duration(s: &str) -> Result<i64, blackbox_core::duration::DurationError> {
+    blackbox_core::duration::parse_ms(s)
 }
 
 fn duration_at(v: &Spanned<String>, what: &str) -> Result<i64, RulesError> {

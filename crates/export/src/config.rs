@@ -153,7 +153,7 @@ impl Activity {
     }
 }
 
-pub use blackbox_ledger::config::RETENTION_PRESETS;
+pub use blackbox_archive::settings::RETENTION_PRESETS;
 
 impl ExportConfig {
     /// Reads and checks a config file.

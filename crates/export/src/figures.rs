@@ -453,11 +453,12 @@ fn time(ms: i64) -> String {
     format_timestamp(ms).unwrap_or_else(|_| ms.to_string())
 }
 
-/// Computes every figure for `req` from the data directory.
+/// Computes every figure for `req` from the data directory, in named steps: find the chain,
+/// [`count`] it (one pass), then [`completeness`], [`anomalies`], [`retention`] and [`tables`],
+/// while the chain is verified on another core.
 ///
 /// # Errors
 /// Store and key failures, or a period without entries.
-#[allow(clippy::too_many_lines)]
 pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
     let store = blackbox_ledger::open::open_reader(dir)?;
     let heads = store.chains()?;
@@ -500,6 +501,64 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
         time(p.start_ms),
         time(p.end_ms)
     );
+    let mut t = count(&store, archived.as_ref(), req, head.size, &mut f)?;
+    if f.population.entries == 0 {
+        return Err(ExportError::EmptyPeriod(format!(
+            "tenant `{}` has no entries between {} and {}: nothing to report; check --period and --tenant-id",
+            req.tenant, p.start, p.end
+        )));
+    }
+    f.population.agents = t.agents.len() as u64;
+    f.population.sessions = t.sessions.len() as u64;
+    f.population.seq_range = Some((t.min_seq, t.max_seq));
+
+    f.completeness = completeness(
+        &store,
+        archived.as_ref(),
+        &req.tenant,
+        (t.min_seq, t.max_seq),
+        f.population.entries,
+        &t.sessions,
+    )?;
+    let by_rule = std::mem::take(&mut t.by_rule);
+    anomalies(&mut f.anomalies, &t.alerts, by_rule, &t.resolved_ids);
+    if let Some(r) = retention(&store, archived.as_ref(), req)? {
+        f.retention = r;
+    }
+    tables(&mut f, req, t);
+    f.integrity = verification
+        .join()
+        .map_err(|_| ExportError::Usage("the verification thread failed".into()))??;
+    Ok(f)
+}
+
+/// What one pass over the chain counted, for the steps after it.
+struct Tally {
+    daily: Vec<(u64, u64)>,
+    agents: HashSet<String>,
+    /// Keyed by `agent \0 session`.
+    sessions: HashMap<String, SessionState>,
+    min_seq: u64,
+    max_seq: u64,
+    by_rule: BTreeMap<(String, String, String), (u64, u64)>,
+    resolved_ids: HashSet<String>,
+    alerts: Vec<Alert>,
+    touches: BTreeMap<String, u64>,
+    subjects: BTreeMap<String, (HashSet<[u8; 16]>, u64)>,
+    heap: BinaryHeap<([u8; 32], SampleRow)>,
+}
+
+/// Step 1: one pass over the chain (archive segments from the first reaching into the period,
+/// then the store) counting the population into `f` and everything the later steps need.
+#[allow(clippy::too_many_lines)]
+fn count(
+    store: &dyn Store,
+    archived: Option<&blackbox_archive::run::ArchiveReader<'_>>,
+    req: &Request,
+    head_size: u64,
+    f: &mut Figures,
+) -> Result<Tally, ExportError> {
+    let p = &req.period;
     let days = p.days();
     let mut daily = vec![(0u64, 0u64); days];
     let mut agents: HashSet<String> = HashSet::new();
@@ -523,16 +582,15 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
     let mut key = String::new();
     // Archived segments from the first one reaching into the period.
     let first_seq = archived
-        .as_ref()
         .and_then(|a| a.segments.get(&req.tenant))
         .and_then(|segs| segs.iter().find(|s| s.last_ts_ms >= p.start_ms))
         .map_or(1, |s| s.first_seq);
     chain_lines(
-        &store,
-        archived.as_ref(),
+        store,
+        archived,
         &req.tenant,
         first_seq,
-        head.size,
+        head_size,
         &mut |_seq, line, personal| {
             // The envelope through the lean scanner (the full parser only when it declines, or
             // when the payload is needed).
@@ -761,26 +819,40 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
             Ok(true)
         },
     )?;
-    if f.population.entries == 0 {
-        return Err(ExportError::EmptyPeriod(format!(
-            "tenant `{}` has no entries between {} and {}: nothing to report; check --period and --tenant-id",
-            req.tenant, p.start, p.end
-        )));
-    }
-    f.population.agents = agents.len() as u64;
-    f.population.sessions = sessions.len() as u64;
-    f.population.seq_range = Some((min_seq, max_seq));
+    Ok(Tally {
+        daily,
+        agents,
+        sessions,
+        min_seq,
+        max_seq,
+        by_rule,
+        resolved_ids,
+        alerts,
+        touches,
+        subjects,
+        heap,
+    })
+}
 
-    // Completeness: chain continuity over the period's seq range, then each session's counter.
+/// Step 2, completeness: chain continuity over the period's seq range, then each session's
+/// counter (`present` entries were counted in the period).
+fn completeness(
+    store: &dyn Store,
+    archived: Option<&blackbox_archive::run::ArchiveReader<'_>>,
+    tenant: &str,
+    (min_seq, max_seq): (u64, u64),
+    present: u64,
+    sessions: &HashMap<String, SessionState>,
+) -> Result<Completeness, ExportError> {
     let mut present_in_range = 0u64;
     let mut last = min_seq.saturating_sub(1);
     let mut gaps: Vec<Gap> = Vec::new();
     let mut gaps_total = 0u64;
     let mut chain_missing = 0u64;
     chain_lines(
-        &store,
-        archived.as_ref(),
-        &req.tenant,
+        store,
+        archived,
+        tenant,
         min_seq,
         max_seq,
         &mut |seq, _, _| {
@@ -848,11 +920,11 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
             }
         }
     }
-    let present = f.population.entries;
     let expected = present + chain_missing + session_missing;
     #[allow(clippy::cast_precision_loss)]
     let percent = ((present as f64 / expected as f64) * 100.0 * 10_000.0).round() / 10_000.0;
-    f.completeness = Completeness {
+    let _ = present_in_range;
+    Ok(Completeness {
         present,
         expected,
         chain_missing,
@@ -862,21 +934,27 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
         percent,
         gaps,
         gaps_total,
-    };
-    let _ = present_in_range;
+    })
+}
 
-    // Anomalies: resolved when a person resolved the alert (docs/FORMAT.md §14), nothing else:
-    // not a resume, a throttle's end or an enforced block, and nothing an agent can write.
-    for (k, id) in &alerts {
+/// Step 3, anomalies: resolved when a person resolved the alert (docs/FORMAT.md §14), nothing
+/// else: not a resume, a throttle's end or an enforced block, and nothing an agent can write.
+fn anomalies(
+    a: &mut Anomalies,
+    alerts: &[Alert],
+    mut by_rule: BTreeMap<(String, String, String), (u64, u64)>,
+    resolved_ids: &HashSet<String>,
+) {
+    for (k, id) in alerts {
         if resolved_ids.contains(id)
             && let Some(c) = by_rule.get_mut(k)
         {
             c.1 += 1;
         }
     }
-    f.anomalies.total = alerts.len() as u64;
-    f.anomalies.resolved = by_rule.values().map(|c| c.1).sum();
-    f.anomalies.by_rule = by_rule
+    a.total = alerts.len() as u64;
+    a.resolved = by_rule.values().map(|c| c.1).sum();
+    a.by_rule = by_rule
         .into_iter()
         .map(|((rule, action, severity), (count, resolved))| RuleCount {
             rule,
@@ -886,21 +964,28 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
             resolved,
         })
         .collect();
-    f.anomalies.resolution = "resolved: an alert_resolved entry names the alert (triage by an admin token or the local CLI, recorded by the service; true_positive, false_positive or accepted_risk), in the period or after it; every other alert is open or acknowledged".into();
+    a.resolution = "resolved: an alert_resolved entry names the alert (triage by an admin token or the local CLI, recorded by the service; true_positive, false_positive or accepted_risk), in the period or after it; every other alert is open or acknowledged".into();
+}
 
-    // Retention: the chain's first entry, as of the end of the period.
+/// Step 4, retention: the age of the chain's first entry kept (in the archive's first live
+/// segment, or the store's first), as of the end of the period.
+fn retention(
+    store: &dyn Store,
+    archived: Option<&blackbox_archive::run::ArchiveReader<'_>>,
+    req: &Request,
+) -> Result<Option<Retention>, ExportError> {
+    let p = &req.period;
     let mut oldest = None;
     // (The oldest entry kept: in the archive's first live segment, or the store's first.)
     let oldest_seq = archived
-        .as_ref()
         .and_then(|a| a.segments.get(&req.tenant))
         .and_then(|segs| segs.first())
         .map(|s| s.first_seq)
         .or(store.anchor(&req.tenant)?.map(|a| a.size + 1))
         .unwrap_or(1);
     chain_lines(
-        &store,
-        archived.as_ref(),
+        store,
+        archived,
         &req.tenant,
         oldest_seq,
         oldest_seq,
@@ -910,17 +995,28 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
         },
     )?;
     let (required, requirement) = req.retention.clone();
-    if let Some(o) = oldest {
+    Ok(oldest.map(|o| {
         let age = u64::try_from((p.end_ms - o).max(0) / DAY_MS).unwrap_or(0);
-        f.retention = Retention {
+        Retention {
             oldest_entry: Some(time(o)),
             oldest_age_days: age,
             required_days: required,
             requirement,
             met: age >= required,
-        };
-    }
+        }
+    }))
+}
 
+/// Step 5, the tables: the sample in seq order, entries per day, data touched, data subjects.
+fn tables(f: &mut Figures, req: &Request, t: Tally) {
+    let p = &req.period;
+    let Tally {
+        daily,
+        touches,
+        subjects,
+        heap,
+        ..
+    } = t;
     // Sample, in seq order.
     let mut sample: Vec<SampleRow> = heap.into_iter().map(|(_, r)| r).collect();
     sample.sort_by_key(|r| r.seq);
@@ -967,10 +1063,6 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
                 .collect(),
         );
     }
-    f.integrity = verification
-        .join()
-        .map_err(|_| ExportError::Usage("the verification thread failed".into()))??;
-    Ok(f)
 }
 
 /// The archive of `dir`, opened when `tenant`'s chain has live archive segments (entries moved
@@ -988,8 +1080,8 @@ fn open_archive(
     if !live {
         return Ok(None);
     }
-    let config = blackbox_ledger::config::LedgerConfig::load(&dir.config_path())?;
-    blackbox_archive::Archive::open(&config.retention.archive_url, dir.root())
+    let config = blackbox_archive::settings::RetentionConfig::load(&dir.config_path())?;
+    blackbox_archive::Archive::open(&config.archive_url, dir.root())
         .map(Some)
         .map_err(|e| {
             ExportError::Usage(format!(

@@ -35,6 +35,9 @@ pub enum ExportError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] blackbox_store::StoreError),
+    /// The retention settings (where the archive is) are invalid.
+    #[error(transparent)]
+    Archive(#[from] blackbox_archive::ArchiveError),
     /// The PDF could not be made.
     #[error("PDF: {0}")]
     Pdf(String),

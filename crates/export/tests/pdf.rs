@@ -579,15 +579,28 @@ fn a_table_of_ten_thousand_rows_renders() {
     }
 }
 
-/// Writes the sample report for a person to look at when `BLACKBOX_PDF_PREVIEW` names a file:
-/// `BLACKBOX_PDF_PREVIEW=/tmp/sample-report.pdf cargo test -p blackbox-export --test pdf preview`.
+/// Renders the sample report, checks it as an auditor's tools would (structure, every section
+/// title in the text), and writes it for a person to look at when `BLACKBOX_PDF_PREVIEW` names a
+/// file: `BLACKBOX_PDF_PREVIEW=/tmp/sample-report.pdf cargo test -p blackbox-export --test pdf
+/// preview`. Without the variable the file goes to a temporary directory.
 #[test]
 fn preview() {
-    let Some(path) = std::env::var_os("BLACKBOX_PDF_PREVIEW").map(PathBuf::from) else {
-        return;
-    };
     let bytes = render_pdf(&sample()).unwrap();
     assert!(bytes.starts_with(b"%PDF-"));
-    std::fs::write(&path, bytes).unwrap();
-    eprintln!("wrote {}", path.display());
+    let tmp = tempfile::tempdir().unwrap();
+    let requested = std::env::var_os("BLACKBOX_PDF_PREVIEW").map(PathBuf::from);
+    let path = requested
+        .clone()
+        .unwrap_or_else(|| tmp.path().join("sample-report.pdf"));
+    std::fs::write(&path, &bytes).unwrap();
+    qpdf_check(&path);
+    if have("pdftotext") {
+        let text = pages_text(&path).concat();
+        for title in SECTION_TITLES {
+            assert!(text.contains(title), "preview lacks section {title:?}");
+        }
+    }
+    if requested.is_some() {
+        eprintln!("wrote {}", path.display());
+    }
 }

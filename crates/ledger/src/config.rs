@@ -1,4 +1,5 @@
-//! Ledger settings, read once from `DIR/blackbox.toml` into a typed value.
+//! Ledger settings, read once from `DIR/blackbox.toml` into a typed value. The file's
+//! `[retention]` section belongs to archiving: `blackbox_archive::settings` reads it.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -68,18 +69,6 @@ run_every_hours = 24
 # standards = ["hipaa"]
 "#;
 
-/// Retention presets of the standards, in days: `(standard, total, immediately available)`:
-/// how long entries must be kept in all, and how long of that in the queryable store.
-pub const RETENTION_PRESETS: [(&str, u64, u64); 7] = [
-    ("soc2", 365, 365),
-    ("iso27001", 365, 365),
-    ("pci_dss", 365, 90),
-    ("hipaa", 2190, 2190),
-    ("nis2", 1095, 1095),
-    ("eu_ai_act", 183, 183),
-    ("gdpr", 0, 0),
-];
-
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -89,8 +78,10 @@ struct RawConfig {
     checkpoints: RawCheckpoints,
     #[serde(default)]
     redaction: RawRedaction,
+    /// Accepted here, read by `blackbox_archive::settings` (retention is archiving's room).
     #[serde(default)]
-    retention: RawRetention,
+    #[allow(dead_code)]
+    retention: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     clock: RawClock,
 }
@@ -102,123 +93,6 @@ struct RawClock {
     max_behind_seconds: Option<u64>,
     out_of_bound: Option<String>,
     alert: Option<bool>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawPolicy {
-    hot_days: Option<u64>,
-    archive_days: Option<u64>,
-    standards: Option<Vec<String>>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawRetention {
-    hot_days: Option<u64>,
-    archive_days: Option<u64>,
-    standards: Option<Vec<String>>,
-    archive_url: Option<String>,
-    segment_entries: Option<u64>,
-    run_every_hours: Option<u64>,
-    #[serde(default)]
-    tenants: std::collections::BTreeMap<String, RawPolicy>,
-}
-
-/// How long one tenant's entries are kept, and which standards that must satisfy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetentionPolicy {
-    /// Days in the queryable store.
-    pub hot_days: u64,
-    /// Days in the archive after that (0: kept forever).
-    pub archive_days: u64,
-    /// Standards (names of [`RETENTION_PRESETS`]).
-    pub standards: Vec<String>,
-}
-
-/// The `[retention]` settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetentionConfig {
-    /// The policy of tenants without their own.
-    pub default: RetentionPolicy,
-    /// Per-tenant policies.
-    pub tenants: std::collections::BTreeMap<String, RetentionPolicy>,
-    /// Where archives go (directory, `file://` or `s3://` URL).
-    pub archive_url: String,
-    /// Most entries per archive segment.
-    pub segment_entries: u64,
-    /// How often `serve` runs retention (hours; 0 = never).
-    pub run_every_hours: u64,
-}
-
-impl RetentionConfig {
-    /// The policy of `tenant`.
-    #[must_use]
-    pub fn policy(&self, tenant: &str) -> &RetentionPolicy {
-        self.tenants.get(tenant).unwrap_or(&self.default)
-    }
-}
-
-fn check_standards(list: &[String], at: &str) -> Result<(), String> {
-    for s in list {
-        if !RETENTION_PRESETS.iter().any(|(n, _, _)| n == s) {
-            return Err(format!(
-                "{at}: unknown standard `{s}`; use {}",
-                RETENTION_PRESETS.map(|p| p.0).join(", ")
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn retention(raw: RawRetention) -> Result<RetentionConfig, String> {
-    const MAX_DAYS: u64 = 36_500;
-    let default = RetentionPolicy {
-        hot_days: raw.hot_days.unwrap_or(365),
-        archive_days: raw.archive_days.unwrap_or(1095),
-        standards: raw
-            .standards
-            .unwrap_or_else(|| vec!["soc2".to_owned(), "iso27001".to_owned()]),
-    };
-    let check = |p: &RetentionPolicy, at: &str| -> Result<(), String> {
-        if p.hot_days == 0 || p.hot_days > MAX_DAYS {
-            return Err(format!("{at}: hot_days must be between 1 and {MAX_DAYS}"));
-        }
-        if p.archive_days > MAX_DAYS {
-            return Err(format!(
-                "{at}: archive_days must be at most {MAX_DAYS} (0: forever)"
-            ));
-        }
-        check_standards(&p.standards, at)
-    };
-    check(&default, "[retention]")?;
-    let mut tenants = std::collections::BTreeMap::new();
-    for (name, p) in raw.tenants {
-        let at = format!("[retention.tenants.{name}]");
-        TenantId::parse(&name).map_err(|e| format!("{at}: {e}"))?;
-        let policy = RetentionPolicy {
-            hot_days: p.hot_days.unwrap_or(default.hot_days),
-            archive_days: p.archive_days.unwrap_or(default.archive_days),
-            standards: p.standards.unwrap_or_else(|| default.standards.clone()),
-        };
-        check(&policy, &at)?;
-        tenants.insert(name, policy);
-    }
-    let segment_entries = raw.segment_entries.unwrap_or(500_000);
-    if !(1..=10_000_000).contains(&segment_entries) {
-        return Err("[retention] segment_entries must be between 1 and 10000000".to_owned());
-    }
-    let archive_url = raw.archive_url.unwrap_or_else(|| "archive".to_owned());
-    if archive_url.trim().is_empty() {
-        return Err("[retention] archive_url must not be empty".to_owned());
-    }
-    Ok(RetentionConfig {
-        default,
-        tenants,
-        archive_url,
-        segment_entries,
-        run_every_hours: raw.run_every_hours.unwrap_or(24),
-    })
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -254,8 +128,6 @@ pub struct LedgerConfig {
     pub checkpoint_every_ms: i64,
     /// Redaction lists.
     pub redaction: RedactionPolicy,
-    /// Retention and archiving.
-    pub retention: RetentionConfig,
     /// How far a claimed timestamp may lie from the writer's clock.
     pub clock: blackbox_core::entry::ClockBound,
 }
@@ -332,7 +204,6 @@ impl LedgerConfig {
                 "[redaction] `{both}` cannot be both a raw field and a personal field"
             )));
         }
-        let retention = retention(raw.retention).map_err(bad)?;
         let secs = |v: Option<u64>, default: u64, name: &str| -> Result<i64, LedgerError> {
             let v = v.unwrap_or(default);
             if v > 10 * 365 * 86_400 {
@@ -358,7 +229,6 @@ impl LedgerConfig {
         };
         Ok(Self {
             clock,
-            retention,
             default_tenant,
             checkpoint_every_entries: every_entries,
             checkpoint_every_ms: i64::try_from(every_seconds * 1000).unwrap_or(i64::MAX),

@@ -6,7 +6,7 @@
 use blackbox_core::Hash;
 use blackbox_core::checkpoint::SignedCheckpoint;
 use blackbox_core::merkle::{
-    ProofError as MerkleProofError, consistency_proof, inclusion_proof, leaf_hash, node_hash,
+    ProveError as MerkleProofError, consistency_proof, inclusion_proof, leaf_hash, node_hash,
 };
 use blackbox_core::proof::{CONSISTENCY_TYPE, ConsistencyProof, INCLUSION_TYPE, InclusionProof};
 use blackbox_core::verify::origin_tenant;

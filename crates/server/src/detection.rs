@@ -6,14 +6,12 @@
 //! counted and evaluated there by the ledger's appender ([`blackbox_ledger::appender`]), in
 //! commit order, and what fires is appended in the same group commit as the event that fired it.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use blackbox_core::entry::EntryView;
-use blackbox_core::event::Node;
 use blackbox_detect::rules::RuleSet;
-use blackbox_detect::{Detector, Features, Observation};
+use blackbox_detect::{Detector, Observation};
 use blackbox_ledger::LedgerError;
 use blackbox_store::{Query, Store};
 use serde_json::Value;
@@ -83,24 +81,9 @@ pub fn read_rules(path: &Path) -> Result<RuleSet, ServerError> {
 
 pub use blackbox_ledger::appender::normalize_with_features;
 
-use crate::now_ms;
-
 pub use blackbox_ledger::appender::{Subject, Written};
 
-/// Reads features from a stored entry (history replay and backtests; raw content is gone, so
-/// pattern rules see only what the log holds).
-#[must_use]
-pub fn stored_features(view: &EntryView<'_>, rules: &RuleSet) -> (Features, Option<String>) {
-    let mut f = Features::default();
-    let mut tool = None;
-    if let Ok(Node::Obj(p)) = serde_json::from_str::<Node<'_>>(view.payload.get()) {
-        f.fill(&view.event_type, &p, &rules.patterns);
-        if let Some((_, Node::Str(t))) = p.iter().find(|(k, _)| k == "tool_name") {
-            tool = Some(t.to_string());
-        }
-    }
-    (f, tool)
-}
+pub use blackbox_detect::backtest::stored_features;
 
 /// Rebuilds the detector's state from the store: counters from the entries of the longest
 /// baseline window, suppressions from the alerts of the last day, and pause/throttle state from
@@ -241,215 +224,5 @@ pub(crate) fn core_err(e: blackbox_core::Error) -> LedgerError {
     LedgerError::Event { line: 0, source: e }
 }
 
-// ---- webhooks -------------------------------------------------------------------------------------
-
-use crate::webhooks::{AlertEntry, Outbox, PayloadFormat, SecretRef, WebhookStats, WebhookTarget};
-
-/// The webhook side of detection: the outbox, the targets in force and delivery statistics.
-#[derive(Debug)]
-pub struct Webhooks {
-    /// The durable outbox (`DATA_DIR/webhooks.db`).
-    pub outbox: Arc<Outbox>,
-    targets: RwLock<Arc<Vec<WebhookTarget>>>,
-    /// Delivery statistics (exported in `/metrics`).
-    pub stats: Arc<WebhookStats>,
-}
-
-/// The webhook targets of a rule set.
-///
-/// # Errors
-/// A target that cannot be used (its secret reference, its URL).
-pub fn targets_of(set: &RuleSet) -> Result<Vec<WebhookTarget>, ServerError> {
-    set.webhooks
-        .iter()
-        .map(|w| {
-            let secret_ref = SecretRef::parse(&w.hmac_secret_ref)
-                .map_err(|e| ServerError::Config(format!("webhook {}: {e}", w.url)))?;
-            let t = WebhookTarget {
-                url: w.url.clone(),
-                events: w.events.clone(),
-                secret_ref,
-                format: match w.format {
-                    blackbox_detect::rules::WebhookFormat::Json => PayloadFormat::Json,
-                    blackbox_detect::rules::WebhookFormat::Ocsf => PayloadFormat::Ocsf,
-                },
-                max_attempts: w.max_attempts,
-                timeout: std::time::Duration::from_millis(w.timeout_ms),
-            };
-            t.validate()
-                .map_err(|e| ServerError::Config(format!("webhook {}: {e}", w.url)))?;
-            Ok(t)
-        })
-        .collect()
-}
-
-impl Webhooks {
-    /// Opens the outbox in `dir` with the targets of `set`.
-    ///
-    /// # Errors
-    /// The outbox cannot be opened, or a target is invalid.
-    pub fn open(dir: &Path, set: &RuleSet) -> Result<Self, ServerError> {
-        let targets = targets_of(set)?;
-        let outbox = Outbox::open(&dir.join(crate::webhooks::OUTBOX_FILE))
-            .map_err(|e| ServerError::Config(format!("webhook outbox: {e}")))?;
-        Ok(Self {
-            outbox: Arc::new(outbox),
-            targets: RwLock::new(Arc::new(targets)),
-            stats: Arc::new(WebhookStats::default()),
-        })
-    }
-
-    /// The targets in force.
-    #[must_use]
-    pub fn targets(&self) -> Arc<Vec<WebhookTarget>> {
-        Arc::clone(
-            &self
-                .targets
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
-    }
-
-    /// Says in the log, once, which webhook secrets cannot be read now (deliveries wait and
-    /// retry until they can: a Kubernetes secret may be mounted later).
-    pub fn check_secrets(&self, k8s_dir: &Path) {
-        for t in self.targets().iter() {
-            if let Err(e) = crate::webhooks::resolve_secret(&t.secret_ref, k8s_dir) {
-                tracing::warn!(
-                    url = %crate::webhooks::redact_url(&t.url),
-                    error = %e,
-                    "a webhook secret cannot be read; its deliveries are kept and retried until it can"
-                );
-            }
-        }
-    }
-
-    /// Puts new targets in force.
-    pub fn set_targets(&self, t: Vec<WebhookTarget>) {
-        *self
-            .targets
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(t);
-    }
-
-    fn wanted(&self) -> BTreeSet<String> {
-        self.targets()
-            .iter()
-            .flat_map(|t| t.events.iter().cloned())
-            .collect()
-    }
-
-    /// Reads committed entries and puts them in the outbox (idempotent).
-    fn enqueue_seqs(
-        &self,
-        store: &dyn Store,
-        items: &[(String, u64)],
-    ) -> Result<usize, ServerError> {
-        let mut entries = Vec::with_capacity(items.len());
-        for (tenant, seq) in items {
-            store
-                .scan_lines(tenant, *seq, *seq, &mut |_, line, _| {
-                    // Webhooks carry the service's own entries only.
-                    if let Ok(v) = EntryView::parse(line)
-                        && v.by_service()
-                    {
-                        entries.push(AlertEntry {
-                            tenant: tenant.clone(),
-                            seq: *seq,
-                            entry_id: v.entry_id.to_string(),
-                            event_type: v.event_type.to_string(),
-                            timestamp: v.timestamp.to_string(),
-                            entry_json: String::from_utf8_lossy(line).into_owned(),
-                        });
-                    }
-                    Ok(true)
-                })
-                .map_err(|e| ServerError::Config(format!("reading alerts for webhooks: {e}")))?;
-        }
-        let targets = self.targets();
-        self.outbox
-            .enqueue(&targets, &entries, now_ms())
-            .map_err(|e| ServerError::Config(format!("webhook outbox: {e}")))
-    }
-
-    /// After a restart: puts in the outbox every wanted entry committed after each chain's
-    /// high-water mark (alerts committed just before a crash); a chain never seen before starts
-    /// at its head.
-    ///
-    /// # Errors
-    /// Store or outbox failures.
-    pub fn catch_up(&self, store: &dyn Store) -> Result<usize, ServerError> {
-        let wanted = self.wanted();
-        let mut items: Vec<(String, u64)> = Vec::new();
-        for head in store
-            .chains()
-            .map_err(|e| ServerError::Config(e.to_string()))?
-        {
-            let hwm = self
-                .outbox
-                .high_water_mark(&head.tenant_id)
-                .map_err(|e| ServerError::Config(format!("webhook outbox: {e}")))?;
-            let Some(hwm) = hwm else {
-                // Start at the head: the entry itself raises the mark (it is not delivered
-                // unless wanted, and then it was committed just now).
-                if head.size > 0 {
-                    items.push((head.tenant_id.clone(), head.size - 1));
-                }
-                continue;
-            };
-            for t in &wanted {
-                let q = Query {
-                    tenant_id: Some(head.tenant_id.clone()),
-                    event_type: Some(t.clone()),
-                    ..Query::default()
-                };
-                store
-                    .query(&q, &mut |e| {
-                        if e.seq > hwm {
-                            items.push((e.tenant_id.clone(), e.seq));
-                        }
-                        Ok(true)
-                    })
-                    .map_err(|e| ServerError::Config(e.to_string()))?;
-            }
-        }
-        if items.is_empty() {
-            return Ok(0);
-        }
-        self.enqueue_seqs(store, &items)
-    }
-}
-
-/// Feeds the outbox with the detector's entries as they are committed.
-pub async fn feed_webhooks(
-    hooks: Arc<Webhooks>,
-    readers: Arc<crate::readers::ReaderPool>,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<Written>>,
-) {
-    while let Some(batch) = rx.recv().await {
-        let wanted = hooks.wanted();
-        let items: Vec<(String, u64)> = batch
-            .into_iter()
-            .filter(|w| wanted.contains(w.event_type))
-            .map(|w| (w.tenant, w.seq))
-            .collect();
-        if items.is_empty() {
-            continue;
-        }
-        let h = Arc::clone(&hooks);
-        let r = Arc::clone(&readers);
-        let done = tokio::task::spawn_blocking(move || {
-            let reader = r.get()?;
-            h.enqueue_seqs(&*reader, &items)
-        })
-        .await;
-        match done {
-            Ok(Ok(_)) => {}
-            // The chain has the entries: the next start's catch-up enqueues them.
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "alerts could not be put in the webhook outbox; they are enqueued at the next start")
-            }
-            Err(e) => tracing::error!(error = %e, "the webhook feeder failed"),
-        }
-    }
-}
+// The webhook side of detection lives in crate::webhooks (the wiring of blackbox-webhooks).
+pub use crate::webhooks::{Webhooks, feed_webhooks, targets_of};

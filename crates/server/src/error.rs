@@ -20,6 +20,17 @@ pub enum ServerError {
     /// The token file failed (see [`crate::tokens::TokenStore`]).
     #[error("token file: {0}")]
     Tokens(#[source] blackbox_store::StoreError),
+    /// A webhook of the rules file cannot be used (its URL or secret reference).
+    #[error("configuration: webhook {url}: {source}")]
+    Webhook {
+        /// The URL as written in the rules file.
+        url: String,
+        /// What is wrong with it.
+        source: blackbox_webhooks::WebhookError,
+    },
+    /// The webhook outbox failed.
+    #[error("webhook outbox: {0}")]
+    Webhooks(#[from] blackbox_webhooks::WebhookError),
     /// I/O, e.g. binding the listen address.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

@@ -12,7 +12,8 @@
 //!   it asks for;
 //! - [`metrics`]: Prometheus metrics;
 //! - [`limits`]: what keeps one tenant or client from starving the others;
-//! - [`mirror`]: the optional JSONL mirror with size-based rotation.
+//! - [`mirror`]: the optional JSONL mirror with size-based rotation;
+//! - [`webhooks`]: the wiring of [`blackbox_webhooks`] (targets, outbox, hand-over of alerts).
 //!
 //! What it leaves out: TLS (put the service behind a TLS-terminating proxy, or keep it on
 //! loopback as by default).
@@ -179,11 +180,11 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
             Arc::clone(&readers),
             alerts_rx,
         ));
-        let dc = webhooks::DispatcherConfig {
+        let dc = blackbox_webhooks::DispatcherConfig {
             k8s_dir: config.secrets_dir.clone(),
-            ..webhooks::DispatcherConfig::default()
+            ..blackbox_webhooks::DispatcherConfig::default()
         };
-        webhooks::spawn_dispatcher(
+        blackbox_webhooks::spawn_dispatcher(
             Arc::clone(&webhooks.outbox),
             dc,
             Arc::clone(&webhooks.stats),

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use blackbox_archive::run::{Committer, RunOptions, Staged};
+use blackbox_archive::settings::RetentionConfig;
 use blackbox_archive::{Archive, ArchiveError};
 use blackbox_core::keys::Keyring;
-use blackbox_ledger::config::LedgerConfig;
 use blackbox_ledger::error::LedgerError;
 use blackbox_store::Store;
 
@@ -41,11 +41,10 @@ use crate::now_ms;
 fn open(
     state: &AppState,
     rt: tokio::runtime::Handle,
-) -> Result<(LedgerConfig, Archive, Keyring, Service), String> {
+) -> Result<(RetentionConfig, Archive, Keyring, Service), String> {
     let dir = &state.dir;
-    let config = LedgerConfig::load(&dir.config_path()).map_err(|e| e.to_string())?;
-    let archive =
-        Archive::open(&config.retention.archive_url, dir.root()).map_err(|e| e.to_string())?;
+    let config = RetentionConfig::load(&dir.config_path()).map_err(|e| e.to_string())?;
+    let archive = Archive::open(&config.archive_url, dir.root()).map_err(|e| e.to_string())?;
     let store = blackbox_ledger::open::open_store(dir).map_err(|e| e.to_string())?;
     let keys =
         blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path()).map_err(|e| e.to_string())?;
@@ -102,7 +101,7 @@ fn run_once(
     let (config, archive, keys, mut c) = open(state, rt)?;
     let report = blackbox_archive::run::run(
         &archive,
-        &config.retention,
+        &config,
         &mut c,
         &RunOptions {
             now_ms: now_ms(),
@@ -143,7 +142,7 @@ pub async fn schedule(state: AppState, every: Duration) {
 /// The schedule's period, if retention runs inside the service.
 #[must_use]
 pub fn period(state: &AppState) -> Option<Duration> {
-    let config = blackbox_ledger::config::LedgerConfig::load(&state.dir.config_path()).ok()?;
-    let hours = config.retention.run_every_hours;
+    let config = RetentionConfig::load(&state.dir.config_path()).ok()?;
+    let hours = config.run_every_hours;
     (hours > 0).then(|| Duration::from_secs(hours.saturating_mul(3600)))
 }

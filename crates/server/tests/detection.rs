@@ -568,12 +568,11 @@ async fn alerts_reach_the_siem_signed() {
     }
     let log = got.lock().unwrap().clone();
     let secret =
-        blackbox_server::webhooks::WebhookSecret::from_text("whsec_c2VjcmV0LWZvci10ZXN0cw==")
-            .unwrap();
+        blackbox_webhooks::WebhookSecret::from_text("whsec_c2VjcmV0LWZvci10ZXN0cw==").unwrap();
     assert_eq!(log[0].0, log[1].0, "the same webhook-id on every attempt");
     assert_eq!(log[0].3, log[1].3, "the same body on every attempt");
     for (id, ts, sig, body) in &log {
-        assert!(blackbox_server::webhooks::verify_signature(
+        assert!(blackbox_webhooks::verify_signature(
             &secret,
             id,
             ts.parse().unwrap(),

@@ -90,7 +90,11 @@ fn make_entry(rng: &mut Rng, chain: &mut Chain, i: u64) -> NewEntry {
     let now_ms = u128::try_from(BASE_MS).unwrap_or(0) + 3_600_000 + u128::from(i / 200);
     let random = (u128::from(rng.next()) << 64 | u128::from(rng.next())) & ((1 << 76) - 1);
     let fresh = (now_ms << 80) | (0x7 << 76) | random;
-    chain.last_id = if fresh > chain.last_id { fresh } else { chain.last_id + 1 };
+    chain.last_id = if fresh > chain.last_id {
+        fresh
+    } else {
+        chain.last_id + 1
+    };
     let entry_id = chain.last_id.to_be_bytes();
     let agent = format!("{t}-agent-{:02}", rng.below(40));
     let session = format!("sess_{t}_{}", i / 200);

@@ -1839,7 +1839,17 @@ fn entry_id_index(path: &Path) -> String {
 fn entry_id_index_is_high_half_first_and_old_stores_are_rebuilt_on_open() {
     let (_dir, path) = tmp();
     let entries: Vec<NewEntry> = (1..=50)
-        .map(|s| entry("acme", s, 1000 + i64::try_from(s).unwrap(), "a", "s", "e", None))
+        .map(|s| {
+            entry(
+                "acme",
+                s,
+                1000 + i64::try_from(s).unwrap(),
+                "a",
+                "s",
+                "e",
+                None,
+            )
+        })
         .collect();
     {
         let mut store = SqliteStore::create(&path).unwrap();

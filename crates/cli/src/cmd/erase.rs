@@ -99,9 +99,8 @@ pub fn run(a: &Args) -> Result<Outcome> {
         let mut rewritten = Vec::new();
         if !archived.is_empty() {
             // Entries already archived: their segments are rewritten without the records.
-            let config = blackbox_ledger::config::LedgerConfig::load(&dir.config_path())?;
-            let archive =
-                blackbox_archive::Archive::open(&config.retention.archive_url, dir.root())?;
+            let config = blackbox_archive::settings::RetentionConfig::load(&dir.config_path())?;
+            let archive = blackbox_archive::Archive::open(&config.archive_url, dir.root())?;
             let keys = blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path())?;
             let verifier = blackbox_ledger::open::public_key(&dir)?;
             let mut local = crate::cmd::retention::Local {

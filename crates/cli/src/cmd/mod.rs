@@ -386,26 +386,10 @@ fn fss_params(a: &ForwardSecureArgs) -> Result<Option<FssParams>> {
     ))
 }
 
-/// `90s`, `30m`, `1h`, `1d`, `1w` as seconds.
+/// `90s`, `30m`, `1h`, `1d`, `1w` (Blackbox's one duration grammar) as seconds.
 fn parse_epoch(text: &str) -> Result<u64> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let unit_secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => anyhow::bail!(
-            "--epoch {text}: expected a number and a unit s, m, h, d or w (e.g. 1h, 1d)"
-        ),
-    };
-    let n: u64 = num.parse().map_err(|_| {
-        anyhow::anyhow!("--epoch {text}: expected a number before the unit (e.g. 1d)")
-    })?;
-    n.checked_mul(unit_secs)
-        .ok_or_else(|| anyhow::anyhow!("--epoch {text}: too long"))
+    let d = blackbox_core::duration::parse(text).with_context(|| format!("--epoch {text}"))?;
+    Ok(d.as_secs())
 }
 
 /// Tells the operator where the auditor's initial key is and what to do with it (never the

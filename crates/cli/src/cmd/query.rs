@@ -131,9 +131,9 @@ pub fn run(
     };
     let store = blackbox_ledger::open::open_reader(dir)?;
     let archive = if include_archive {
-        let config = blackbox_ledger::config::LedgerConfig::load(&dir.config_path())?;
+        let config = blackbox_archive::settings::RetentionConfig::load(&dir.config_path())?;
         Some(blackbox_archive::Archive::open(
-            &config.retention.archive_url,
+            &config.archive_url,
             dir.root(),
         )?)
     } else {
@@ -164,10 +164,14 @@ pub fn run(
     let mut more = true;
     if let Some(archive) = &archive {
         let reader = blackbox_archive::run::ArchiveReader::new(archive, &store)?;
-        result = archive_query(&reader, &q, &mut |t, s, l| {
+        result = blackbox_archive::query::query(&reader, &q, &mut |t, s, l| {
             let go = emit(t, s, l)?;
             more = go;
             Ok(go)
+        })
+        .map_err(|e| match e {
+            blackbox_archive::ArchiveError::Store(e) => e,
+            other => StoreError::Io(std::io::Error::other(other.to_string())),
         });
     }
     if result.is_ok() && more && q.limit != Some(0) {
@@ -289,94 +293,6 @@ where
         .from_writer(buf);
     w.write_record(record).map_err(std::io::Error::other)?;
     w.flush()
-}
-
-/// What [`archive_query`] calls per match: (tenant, seq, line) → go on?
-type EntryVisitor<'a> = dyn FnMut(&str, u64, &[u8]) -> Result<bool, StoreError> + 'a;
-
-/// Streams the archived entries matching `q` (every filter but the cursor), segment by segment
-/// in chain order; segments outside the time range are not read.
-fn archive_query(
-    reader: &blackbox_archive::run::ArchiveReader<'_>,
-    q: &Query,
-    f: &mut EntryVisitor<'_>,
-) -> Result<(), StoreError> {
-    use std::io::BufRead as _;
-    let tool_col = COLUMNS.iter().position(|c| *c == "tool_name");
-    for (tenant, segments) in &reader.segments {
-        if q.tenant_id.as_ref().is_some_and(|t| t != tenant) {
-            continue;
-        }
-        for seg in segments {
-            if q.start_ms.is_some_and(|s| seg.last_ts_ms < s)
-                || q.end_ms.is_some_and(|e| seg.first_ts_ms > e)
-            {
-                continue;
-            }
-            let r = reader
-                .open_segment(seg)
-                .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
-            let mut r = std::io::BufReader::new(r);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                if r.read_until(b'\n', &mut line).map_err(io_err)? == 0 {
-                    break;
-                }
-                if line.last() == Some(&b'\n') {
-                    line.pop();
-                }
-                if !line.starts_with(b"{\"agent_id\":") {
-                    continue; // checkpoint, personal and anchor records
-                }
-                // The lean scanner first; the full parser for the lines it declines.
-                let view;
-                let (seq, agent, session, event_type, ts) =
-                    match blackbox_core::line_scan::scan(&line) {
-                        Some(e) => (
-                            e.seq,
-                            e.agent_id,
-                            e.session_id,
-                            e.event_type,
-                            e.timestamp_ms,
-                        ),
-                        None => {
-                            view = blackbox_core::entry::EntryView::parse(&line).map_err(|e| {
-                                StoreError::Io(std::io::Error::other(format!(
-                                    "archive segment {}: an entry cannot be read: {e}",
-                                    seg.object
-                                )))
-                            })?;
-                            (
-                                view.seq,
-                                &*view.agent_id,
-                                &*view.session_id,
-                                &*view.event_type,
-                                view.timestamp_ms,
-                            )
-                        }
-                    };
-                let keep = q.agent_id.as_deref().is_none_or(|a| a == agent)
-                    && q.session_id.as_deref().is_none_or(|s| s == session)
-                    && q.event_type.as_deref().is_none_or(|t| t == event_type)
-                    && q.start_ms.is_none_or(|s| ts >= s)
-                    && q.end_ms.is_none_or(|x| ts <= x);
-                if !keep {
-                    continue;
-                }
-                if let Some(tool) = &q.tool {
-                    let row = flatten(tenant, seq, &line);
-                    if tool_col.and_then(|i| row.get(i)) != Some(tool) {
-                        continue;
-                    }
-                }
-                if !f(tenant, seq, &line)? {
-                    return Ok(());
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The table view's header line.

@@ -2,8 +2,8 @@
 
 use anyhow::{Context as _, Result};
 use blackbox_archive::run::{Committer, RunOptions, Staged};
+use blackbox_archive::settings::RetentionConfig;
 use blackbox_archive::{Archive, ArchiveError};
-use blackbox_ledger::config::LedgerConfig;
 use blackbox_ledger::datadir::{DataDir, load_keyring};
 use blackbox_ledger::writer::Writer;
 use blackbox_store::Store;
@@ -45,15 +45,15 @@ fn need_init(dir: &DataDir) -> Result<()> {
 
 pub fn status(dir: &DataDir, format: TextOrJson) -> Result<Outcome> {
     need_init(dir)?;
-    let config = LedgerConfig::load(&dir.config_path())?;
+    let config = RetentionConfig::load(&dir.config_path())?;
     let store = blackbox_ledger::open::open_reader(dir)?;
-    let list = blackbox_archive::status::status(&store, &config.retention, now_ms())?;
+    let list = blackbox_archive::status::status(&store, &config, now_ms())?;
     let all_met = list.iter().all(|t| t.requirements.iter().all(|r| r.met));
     match format {
         TextOrJson::Json => println!(
             "{}",
             serde_json::json!({
-                "archive": config.retention.archive_url,
+                "archive": config.archive_url,
                 "tenants": list,
                 "all_requirements_met": all_met,
             })
@@ -141,8 +141,9 @@ pub fn run(
             "--now is only for --dry-run: a real run records its steps at the clock's time"
         );
     }
-    let (store, writer, config) = blackbox_ledger::open::open_writer(dir)?;
-    let archive = Archive::open(&config.retention.archive_url, dir.root())?;
+    let (store, writer, _) = blackbox_ledger::open::open_writer(dir)?;
+    let config = RetentionConfig::load(&dir.config_path())?;
+    let archive = Archive::open(&config.archive_url, dir.root())?;
     let keys = load_keyring(&dir.hmac_keys_path())?;
     let verifier = blackbox_ledger::open::public_key(dir)?;
     if let Some(t) = tenant
@@ -156,7 +157,7 @@ pub fn run(
     };
     let report = blackbox_archive::run::run(
         &archive,
-        &config.retention,
+        &config,
         &mut local,
         &RunOptions {
             now_ms,

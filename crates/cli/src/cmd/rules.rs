@@ -1,17 +1,16 @@
-//! `blackbox rules check FILE` and `blackbox rules test FILE --log-file audit.jsonl`.
+//! `blackbox rules check FILE` and `blackbox rules test FILE --log-file audit.jsonl` (the
+//! backtest itself is [`blackbox_detect::backtest`]).
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, anyhow};
-use blackbox_core::entry::{EntryView, format_timestamp};
+use blackbox_core::entry::format_timestamp;
+use blackbox_detect::backtest::Backtest;
 use blackbox_detect::rules::{Kind, RuleSet};
-use blackbox_detect::{Detector, Firing, Observation};
 use blackbox_ledger::datadir::DataDir;
 use blackbox_ledger::jsonl::{RecordKind, record_kind};
-use blackbox_server::detection::{DETECTION_EVENTS, stored_features};
 use blackbox_store::{Query, Store as _};
 use serde_json::json;
 
@@ -75,76 +74,6 @@ pub fn check(file: &Path, format: TextOrJson) -> Result<Outcome> {
     }
 }
 
-#[derive(Default)]
-struct RuleReport {
-    fired: u64,
-    suppressed: u64,
-    agents: BTreeSet<String>,
-    first: Option<i64>,
-    last: Option<i64>,
-    examples: Vec<String>,
-}
-
-struct Backtest {
-    det: Detector,
-    rules: Arc<RuleSet>,
-    reports: BTreeMap<usize, RuleReport>,
-    entries: u64,
-    skipped: u64,
-    from: Option<i64>,
-    to: Option<i64>,
-    examples: usize,
-    firings: Vec<Firing>,
-}
-
-impl Backtest {
-    fn line(&mut self, line: &[u8]) {
-        if record_kind(line) != RecordKind::Entry {
-            return;
-        }
-        let Ok(view) = EntryView::parse(line) else {
-            self.skipped += 1;
-            return;
-        };
-        if DETECTION_EVENTS.contains(&view.event_type.as_ref()) {
-            return;
-        }
-        self.entries += 1;
-        let ts = view.timestamp_ms;
-        self.from = Some(self.from.map_or(ts, |f| f.min(ts)));
-        self.to = Some(self.to.map_or(ts, |t| t.max(ts)));
-        let (f, tool) = stored_features(&view, &self.rules);
-        let ob = Observation {
-            tenant: &view.tenant_id,
-            agent: &view.agent_id,
-            session: &view.session_id,
-            event_type: &view.event_type,
-            tool: tool.as_deref(),
-            ts_ms: ts,
-            features: &f,
-        };
-        self.firings.clear();
-        self.det.observe(&ob, &mut self.firings);
-        self.det
-            .note_entry(&view.tenant_id, &view.agent_id, ts, view.entry_id);
-        for fi in &self.firings {
-            let r = self.reports.entry(fi.rule).or_default();
-            if fi.suppressed {
-                r.suppressed += 1;
-                continue;
-            }
-            r.fired += 1;
-            r.agents
-                .insert(format!("{}/{}", view.tenant_id, view.agent_id));
-            r.first = Some(r.first.map_or(ts, |x| x.min(ts)));
-            r.last = Some(r.last.map_or(ts, |x| x.max(ts)));
-            if r.examples.len() < self.examples {
-                r.examples.push(view.entry_id.to_string());
-            }
-        }
-    }
-}
-
 pub fn test(
     file: &Path,
     logs: &[PathBuf],
@@ -156,22 +85,14 @@ pub fn test(
     let set =
         RuleSet::parse(&text).map_err(|e| anyhow!("{}", e.render(&file.display().to_string())))?;
     let rules = Arc::new(set);
-    let mut bt = Backtest {
-        det: Detector::new(Arc::clone(&rules)),
-        rules: Arc::clone(&rules),
-        reports: BTreeMap::new(),
-        entries: 0,
-        skipped: 0,
-        from: None,
-        to: None,
-        examples,
-        firings: Vec::new(),
-    };
+    let mut bt = Backtest::new(Arc::clone(&rules), examples);
     let source = if let Some(dir) = data_dir {
         let dir = DataDir::new(dir.to_path_buf());
         let store = blackbox_ledger::open::open_reader(&dir)?;
         store.query(&Query::default(), &mut |e| {
-            bt.line(&e.line);
+            if record_kind(&e.line) == RecordKind::Entry {
+                bt.line(&e.line);
+            }
             Ok(true)
         })?;
         dir.root().display().to_string()
@@ -190,7 +111,7 @@ pub fn test(
                     break;
                 }
                 let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-                if !line.is_empty() {
+                if !line.is_empty() && record_kind(line) == RecordKind::Entry {
                     bt.line(line);
                 }
             }

@@ -87,9 +87,9 @@ pub fn run(a: &Args) -> Result<Outcome> {
             .map(|c| c.size)
             .sum();
         let archive = if a.include_archive {
-            let config = blackbox_ledger::config::LedgerConfig::load(&dir.config_path())?;
+            let config = blackbox_archive::settings::RetentionConfig::load(&dir.config_path())?;
             Some(blackbox_archive::Archive::open(
-                &config.retention.archive_url,
+                &config.archive_url,
                 dir.root(),
             )?)
         } else {

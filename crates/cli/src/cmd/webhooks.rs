@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
 use blackbox_ledger::datadir::DataDir;
-use blackbox_server::webhooks::{DeliveryInfo, DeliveryStatus, OUTBOX_FILE, Outbox};
+use blackbox_webhooks::{DeliveryInfo, DeliveryStatus, OUTBOX_FILE, Outbox as _, SqliteOutbox};
 
 use crate::Outcome;
 use crate::cli::TextOrJson;
@@ -16,7 +16,7 @@ fn outbox_path(dir: &DataDir) -> PathBuf {
 
 /// The outbox, or `None` when the service has not created one yet. The CLI never creates it:
 /// a file made by another user (root, say) would lock the service out.
-fn open(dir: &DataDir) -> Result<Option<Outbox>> {
+fn open(dir: &DataDir) -> Result<Option<SqliteOutbox>> {
     if !dir.is_initialised() {
         bail!(
             "{} is not a Blackbox data directory; run `blackbox init` or start `blackbox serve` first",
@@ -27,7 +27,7 @@ fn open(dir: &DataDir) -> Result<Option<Outbox>> {
     if !path.exists() {
         return Ok(None);
     }
-    Ok(Some(Outbox::open(&path)?))
+    Ok(Some(SqliteOutbox::open(&path)?))
 }
 
 use blackbox_ledger::clock::now_ms;

@@ -151,7 +151,8 @@ CREATE INDEX subject_index_entry ON subject_index(chain_id, seq);
 /// half is random at each new millisecond: that index took inserts all over its B-tree, and once
 /// it outgrew the page cache (a few million entries) every append paid for page reads and
 /// rewrote scattered pages (docs/PERFORMANCE.md, "Append cost and store size").
-const ENTRY_ID_INDEX_LOW_FIRST: &str = "CREATE UNIQUE INDEX entries_entry_id ON entries(id_lo, id_hi)";
+const ENTRY_ID_INDEX_LOW_FIRST: &str =
+    "CREATE UNIQUE INDEX entries_entry_id ON entries(id_lo, id_hi)";
 
 /// Rebuilds an entry-id index of the old layout ([`ENTRY_ID_INDEX_LOW_FIRST`]) as
 /// `(id_hi, id_lo)`, whose inserts go to the right edge. Same uniqueness, same look-ups (both

@@ -16,10 +16,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use blackbox_server::webhooks::{
+use blackbox_webhooks::{
     AlertEntry, Backoff, DeliveryInfo, DeliveryStatus, DispatcherConfig, Outbox, PayloadFormat,
-    SecretRef, WebhookError, WebhookSecret, WebhookStats, WebhookTarget, payload, resolve_secret,
-    spawn_dispatcher, verify_signature, webhook_id,
+    SecretRef, SqliteOutbox, WebhookError, WebhookSecret, WebhookStats, WebhookTarget, payload,
+    resolve_secret, spawn_dispatcher, verify_signature, webhook_id,
 };
 use tokio::sync::watch;
 
@@ -204,7 +204,11 @@ fn now_ms() -> i64 {
 }
 
 /// Polls the delivery until `done` holds (generous deadline: the machine may be loaded).
-async fn wait_for(outbox: &Outbox, id: i64, done: impl Fn(&DeliveryInfo) -> bool) -> DeliveryInfo {
+async fn wait_for(
+    outbox: &SqliteOutbox,
+    id: i64,
+    done: impl Fn(&DeliveryInfo) -> bool,
+) -> DeliveryInfo {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let d = outbox.get(id).unwrap().unwrap();
@@ -227,7 +231,7 @@ async fn wait_requests(rx: &Receiver, n: usize) {
     }
 }
 
-fn only_delivery(outbox: &Outbox) -> DeliveryInfo {
+fn only_delivery(outbox: &SqliteOutbox) -> DeliveryInfo {
     let all = outbox.list(None, 10).unwrap();
     assert_eq!(all.len(), 1, "{all:?}");
     all.into_iter().next().unwrap()
@@ -246,7 +250,7 @@ async fn fails_twice_then_delivers_with_same_id_valid_signatures_and_retry_after
         _ => Reply::Status(200),
     })
     .await;
-    let outbox = Arc::new(Outbox::open(&tmp.path().join("webhooks.db")).unwrap());
+    let outbox = Arc::new(SqliteOutbox::open(&tmp.path().join("webhooks.db")).unwrap());
     let t = target(&rx.url, &["anomaly_detected"], &secret);
     let e = entry("acme", 42, "anomaly_detected");
     assert_eq!(
@@ -257,8 +261,7 @@ async fn fails_twice_then_delivers_with_same_id_valid_signatures_and_retry_after
     );
     let stats = Arc::new(WebhookStats::default());
     let (stop, stopped) = watch::channel(false);
-    let handle =
-        spawn_dispatcher(Arc::clone(&outbox), config(), Arc::clone(&stats), stopped).unwrap();
+    let handle = spawn_dispatcher(outbox.clone(), config(), Arc::clone(&stats), stopped).unwrap();
 
     let id = only_delivery(&outbox).id;
     let d = wait_for(&outbox, id, |d| d.status == DeliveryStatus::Delivered).await;
@@ -307,14 +310,14 @@ async fn restart_in_the_middle_of_a_retry_sequence_keeps_the_id_and_the_count() 
 
     // First run: at least one failed attempt, then a graceful stop.
     let first = {
-        let outbox = Arc::new(Outbox::open(&path).unwrap());
+        let outbox = Arc::new(SqliteOutbox::open(&path).unwrap());
         outbox
             .enqueue(std::slice::from_ref(&t), std::slice::from_ref(&e), now_ms())
             .unwrap();
         let id = only_delivery(&outbox).id;
         let (stop, stopped) = watch::channel(false);
         let handle = spawn_dispatcher(
-            Arc::clone(&outbox),
+            outbox.clone(),
             config(),
             Arc::new(WebhookStats::default()),
             stopped,
@@ -333,10 +336,10 @@ async fn restart_in_the_middle_of_a_retry_sequence_keeps_the_id_and_the_count() 
 
     // Second run, new handles on the same file: the receiver now accepts.
     accept.store(true, Ordering::SeqCst);
-    let outbox = Arc::new(Outbox::open(&path).unwrap());
+    let outbox = Arc::new(SqliteOutbox::open(&path).unwrap());
     let (stop, stopped) = watch::channel(false);
     let handle = spawn_dispatcher(
-        Arc::clone(&outbox),
+        outbox.clone(),
         config(),
         Arc::new(WebhookStats::default()),
         stopped,
@@ -374,14 +377,14 @@ async fn a_kill_during_an_attempt_resends_that_attempt_once_after_restart() {
     // The lease of an attempt in flight is its timeout plus its backoff.
     t.timeout = Duration::from_secs(2);
     let id = {
-        let outbox = Arc::new(Outbox::open(&path).unwrap());
+        let outbox = Arc::new(SqliteOutbox::open(&path).unwrap());
         outbox
             .enqueue(std::slice::from_ref(&t), std::slice::from_ref(&e), now_ms())
             .unwrap();
         let id = only_delivery(&outbox).id;
         let (_stop, stopped) = watch::channel(false);
         let handle = spawn_dispatcher(
-            Arc::clone(&outbox),
+            outbox.clone(),
             config(),
             Arc::new(WebhookStats::default()),
             stopped,
@@ -394,10 +397,10 @@ async fn a_kill_during_an_attempt_resends_that_attempt_once_after_restart() {
         id
     };
 
-    let outbox = Arc::new(Outbox::open(&path).unwrap());
+    let outbox = Arc::new(SqliteOutbox::open(&path).unwrap());
     let (stop, stopped) = watch::channel(false);
     let handle = spawn_dispatcher(
-        Arc::clone(&outbox),
+        outbox.clone(),
         config(),
         Arc::new(WebhookStats::default()),
         stopped,
@@ -430,7 +433,7 @@ async fn dead_letter_after_max_attempts_then_retry_delivers() {
         }
     })
     .await;
-    let outbox = Arc::new(Outbox::open(&tmp.path().join("webhooks.db")).unwrap());
+    let outbox = Arc::new(SqliteOutbox::open(&tmp.path().join("webhooks.db")).unwrap());
     let mut t = target(&rx.url, &["anomaly_detected"], &secret);
     t.max_attempts = 3;
     let entries = [
@@ -445,8 +448,7 @@ async fn dead_letter_after_max_attempts_then_retry_delivers() {
     );
     let stats = Arc::new(WebhookStats::default());
     let (stop, stopped) = watch::channel(false);
-    let handle =
-        spawn_dispatcher(Arc::clone(&outbox), config(), Arc::clone(&stats), stopped).unwrap();
+    let handle = spawn_dispatcher(outbox.clone(), config(), Arc::clone(&stats), stopped).unwrap();
     let ids: Vec<i64> = outbox
         .list(None, 10)
         .unwrap()
@@ -503,7 +505,7 @@ async fn gone_dead_letters_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let secret = secret_file(tmp.path());
     let rx = Receiver::start(|_| Reply::Status(410)).await;
-    let outbox = Arc::new(Outbox::open(&tmp.path().join("webhooks.db")).unwrap());
+    let outbox = Arc::new(SqliteOutbox::open(&tmp.path().join("webhooks.db")).unwrap());
     let t = target(&rx.url, &["anomaly_detected"], &secret);
     outbox
         .enqueue(
@@ -514,8 +516,7 @@ async fn gone_dead_letters_at_once() {
         .unwrap();
     let stats = Arc::new(WebhookStats::default());
     let (stop, stopped) = watch::channel(false);
-    let handle =
-        spawn_dispatcher(Arc::clone(&outbox), config(), Arc::clone(&stats), stopped).unwrap();
+    let handle = spawn_dispatcher(outbox.clone(), config(), Arc::clone(&stats), stopped).unwrap();
     let id = only_delivery(&outbox).id;
     let d = wait_for(&outbox, id, |d| d.status == DeliveryStatus::Dead).await;
     // Give a wrong retry a chance to show up before stopping.
@@ -532,7 +533,7 @@ async fn gone_dead_letters_at_once() {
 async fn an_unreadable_secret_is_a_failed_attempt_that_names_the_ref_only() {
     let tmp = tempfile::tempdir().unwrap();
     let rx = Receiver::start(|_| Reply::Status(200)).await;
-    let outbox = Arc::new(Outbox::open(&tmp.path().join("webhooks.db")).unwrap());
+    let outbox = Arc::new(SqliteOutbox::open(&tmp.path().join("webhooks.db")).unwrap());
     let mut t = WebhookTarget::new(
         &rx.url,
         vec!["anomaly_detected".into()],
@@ -553,7 +554,7 @@ async fn an_unreadable_secret_is_a_failed_attempt_that_names_the_ref_only() {
     };
     let (stop, stopped) = watch::channel(false);
     let handle = spawn_dispatcher(
-        Arc::clone(&outbox),
+        outbox.clone(),
         cfg,
         Arc::new(WebhookStats::default()),
         stopped,
@@ -577,7 +578,7 @@ async fn https_urls_go_through_tls() {
     let secret = secret_file(tmp.path());
     let rx = Receiver::start(|_| Reply::Status(200)).await;
     let url = rx.url.replacen("http://", "https://", 1);
-    let outbox = Arc::new(Outbox::open(&tmp.path().join("webhooks.db")).unwrap());
+    let outbox = Arc::new(SqliteOutbox::open(&tmp.path().join("webhooks.db")).unwrap());
     let mut t = target(&url, &["anomaly_detected"], &secret);
     t.max_attempts = 1;
     outbox
@@ -589,7 +590,7 @@ async fn https_urls_go_through_tls() {
         .unwrap();
     let (stop, stopped) = watch::channel(false);
     let handle = spawn_dispatcher(
-        Arc::clone(&outbox),
+        outbox.clone(),
         config(),
         Arc::new(WebhookStats::default()),
         stopped,
@@ -612,7 +613,7 @@ fn enqueue_is_idempotent_and_records_high_water_marks() {
     let tmp = tempfile::tempdir().unwrap();
     let secret = secret_file(tmp.path());
     let path = tmp.path().join("webhooks.db");
-    let outbox = Outbox::open(&path).unwrap();
+    let outbox = SqliteOutbox::open(&path).unwrap();
     let a = target(
         "https://siem.internal/a?token=t0ps3cret",
         &["anomaly_detected", "agent_paused"],
@@ -686,7 +687,7 @@ fn enqueue_is_idempotent_and_records_high_water_marks() {
 
     // A file readable by others is refused.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let err = Outbox::open(&path).unwrap_err().to_string();
+    let err = SqliteOutbox::open(&path).unwrap_err().to_string();
     assert!(err.contains("chmod 600"), "{err}");
 
     let err = DeliveryStatus::parse("failed").unwrap_err().to_string();
@@ -880,7 +881,7 @@ fn payloads_match_golden_files() {
 fn enqueue_skips_entries_that_cannot_be_delivered_but_advances_the_mark() {
     let tmp = tempfile::tempdir().unwrap();
     let secret = secret_file(tmp.path());
-    let outbox = Outbox::open(&tmp.path().join("webhooks.db")).unwrap();
+    let outbox = SqliteOutbox::open(&tmp.path().join("webhooks.db")).unwrap();
     let t = target("http://127.0.0.1:9/hook", &["anomaly_detected"], &secret);
     let mut bad = entry("acme", 11, "anomaly_detected");
     bad.entry_json = "not json".into();
