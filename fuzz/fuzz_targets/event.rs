@@ -52,6 +52,7 @@ fuzz_target!(|data: &[u8]| {
             key: &key,
             prev_entry_hash: GENESIS_HASH,
             personal_digest: sidecar.as_ref().map(|s| s.digest),
+            clock_skew_ms: None,
         },
     )
     // seal refuses only timestamps jiff cannot format, and parse_timestamp never yields one.
