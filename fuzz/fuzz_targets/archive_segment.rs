@@ -26,7 +26,8 @@ fn golden_keys() -> Option<(Keyring, NoteVerifier)> {
         *b = i as u8;
     }
     let mut ring = Keyring::new();
-    ring.push(KeyId::parse("k1").ok()?, HmacKey::from_bytes(key)).ok()?;
+    ring.push(KeyId::parse("k1").ok()?, HmacKey::from_bytes(key))
+        .ok()?;
     Some((ring, NoteVerifier::from_vkey(GOLDEN_VKEY).ok()?))
 }
 
@@ -61,15 +62,51 @@ fuzz_target!(|data: &[u8]| {
         (first, last) = (1, 1);
     }
     let dir = tenant_dir(&tenant);
-    assert!(dir.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-~".contains(&b)));
+    assert!(
+        dir.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-~".contains(&b))
+    );
     let name = object_name(&tenant, first, last);
     let sha = Hash::digest(&object);
-    let keyed = check(&name, object.clone(), &sha, &tenant, first, last, Some(&ring), &verifier);
-    let keyless = check(&name, object.clone(), &sha, &tenant, first, last, None, &verifier);
+    let keyed = check(
+        &name,
+        object.clone(),
+        &sha,
+        &tenant,
+        first,
+        last,
+        Some(&ring),
+        &verifier,
+    );
+    let keyless = check(
+        &name,
+        object.clone(),
+        &sha,
+        &tenant,
+        first,
+        last,
+        None,
+        &verifier,
+    );
     if keyed.is_ok() {
-        assert!(keyless.is_ok(), "accepted with the keys, refused without: {keyless:?}");
+        assert!(
+            keyless.is_ok(),
+            "accepted with the keys, refused without: {keyless:?}"
+        );
         let other = Hash::digest(b"another object");
-        assert!(check(&name, object.clone(), &other, &tenant, first, last, None, &verifier).is_err());
+        assert!(
+            check(
+                &name,
+                object.clone(),
+                &other,
+                &tenant,
+                first,
+                last,
+                None,
+                &verifier
+            )
+            .is_err()
+        );
         if let Some(more) = last.checked_add(1) {
             assert!(check(&name, object, &sha, &tenant, first, more, None, &verifier).is_err());
         }

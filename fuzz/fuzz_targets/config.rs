@@ -34,9 +34,22 @@ fuzz_target!(|data: &[u8]| {
         assert!(c.clock.max_ahead_ms >= 0 && c.clock.max_ahead_ms <= 3_650 * 86_400_000);
         assert!(c.clock.max_behind_ms >= 0 && c.clock.max_behind_ms <= 3_650 * 86_400_000);
         let r = &c.redaction;
-        assert!(r.raw_fields.intersection(&r.personal_fields).next().is_none());
-        assert!(r.raw_fields.iter().chain(&r.personal_fields).all(|f| !f.is_empty() && !f.contains('.')));
-        assert_eq!(LedgerConfig::parse(text, Path::new("again.toml")).ok(), Some(c));
+        assert!(
+            r.raw_fields
+                .intersection(&r.personal_fields)
+                .next()
+                .is_none()
+        );
+        assert!(
+            r.raw_fields
+                .iter()
+                .chain(&r.personal_fields)
+                .all(|f| !f.is_empty() && !f.contains('.'))
+        );
+        assert_eq!(
+            LedgerConfig::parse(text, Path::new("again.toml")).ok(),
+            Some(c)
+        );
     }
 
     let path = scratch();
@@ -51,14 +64,21 @@ fuzz_target!(|data: &[u8]| {
         assert!(c.body_limit >= 1 && c.max_events_per_request >= 1 && c.queue_capacity >= 1);
         assert!(c.rate_burst >= c.rate_per_second);
         assert!(c.unauthenticated_burst >= 1);
-        assert!(c.tenant_ingest_bytes >= c.body_limit && c.tenant_ingest_bytes <= c.ingest_bytes_in_flight);
+        assert!(
+            c.tenant_ingest_bytes >= c.body_limit
+                && c.tenant_ingest_bytes <= c.ingest_bytes_in_flight
+        );
         assert!(u32::try_from(c.ingest_bytes_in_flight).is_ok());
         assert!(c.tenant_heavy_reads >= 1 && c.tenant_heavy_reads <= c.heavy_reads);
         assert!(c.tenant_streams >= 1 && c.tenant_streams <= c.streams);
         for d in [c.body_idle_timeout, c.body_deadline, c.header_timeout] {
             assert!(d.as_secs() >= 1);
         }
-        assert_eq!(c.data_dir, PathBuf::from("/nonexistent/blackbox-fuzz"), "the flag wins");
+        assert_eq!(
+            c.data_dir,
+            PathBuf::from("/nonexistent/blackbox-fuzz"),
+            "the flag wins"
+        );
     }
     if let Ok(c) = ExportConfig::load(path) {
         assert!(!c.organisation.name.trim().is_empty());

@@ -35,14 +35,21 @@ fn check_one(text: &[u8], token: &Origin, policy: &RedactionPolicy) {
     assert_eq!(ev.origin.as_ref(), Some(token));
     let service = as_service.expect("the service must accept what a client may send");
     assert_eq!(
-        NormalizedEvent { origin: None, ..ev.clone() },
-        NormalizedEvent { origin: None, ..service }
+        NormalizedEvent {
+            origin: None,
+            ..ev.clone()
+        },
+        NormalizedEvent {
+            origin: None,
+            ..service
+        }
     );
     seal_and_read_back(&ev);
 }
 
 fn seal_and_read_back(ev: &NormalizedEvent) {
-    let (Ok(default_tenant), Ok(key_id)) = (TenantId::parse("tenant_fuzz"), KeyId::parse("k1")) else {
+    let (Ok(default_tenant), Ok(key_id)) = (TenantId::parse("tenant_fuzz"), KeyId::parse("k1"))
+    else {
         return;
     };
     let tenant = ev.tenant_id.clone().unwrap_or(default_tenant);
@@ -71,7 +78,10 @@ fn seal_and_read_back(ev: &NormalizedEvent) {
     // seal refuses only timestamps jiff cannot format, and parse_timestamp never yields one.
     .expect("an accepted event always seals");
     let view = EntryView::parse(&sealed.line).expect("a sealed line parses");
-    assert_eq!(check_hmac(&sealed.line, &view, Some(&ring)), HmacStatus::Valid);
+    assert_eq!(
+        check_hmac(&sealed.line, &view, Some(&ring)),
+        HmacStatus::Valid
+    );
     assert_eq!(sealed.entry_hash, Hash::digest(&sealed.line));
     assert_eq!(view.payload.get().as_bytes(), &ev.payload_jcs[..]);
     assert_eq!(&*view.tenant_id, tenant.as_str());
@@ -84,7 +94,11 @@ fn seal_and_read_back(ev: &NormalizedEvent) {
     let checked = check_entry(1, &sealed.line, sc, Some(&ring));
     assert_eq!(checked.hmac, HmacStatus::Valid);
     assert!(checked.meta.is_ok());
-    let want = if sidecar.is_some() { SidecarStatus::Valid } else { SidecarStatus::None };
+    let want = if sidecar.is_some() {
+        SidecarStatus::Valid
+    } else {
+        SidecarStatus::None
+    };
     assert_eq!(checked.sidecar, want);
 }
 

@@ -18,14 +18,25 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(note) = SignedNote::parse(text) {
-        assert_eq!(note.to_string(), text, "a parsed note must print back as it was");
-        assert_eq!(SignedNote::parse(&note.to_string()).ok().as_ref(), Some(&note));
+        assert_eq!(
+            note.to_string(),
+            text,
+            "a parsed note must print back as it was"
+        );
+        assert_eq!(
+            SignedNote::parse(&note.to_string()).ok().as_ref(),
+            Some(&note)
+        );
         // A note signed by neither key verifies with neither.
         let _ = note.verify(&log.verifier());
         // Cosign: the same text signed by the log and then by a witness, signatures appended.
-        if let (Ok(by_log), Ok(by_witness)) = (log.sign_note(&note.text), witness.sign_note(&note.text)) {
+        if let (Ok(by_log), Ok(by_witness)) =
+            (log.sign_note(&note.text), witness.sign_note(&note.text))
+        {
             let mut cosigned = by_log.clone();
-            cosigned.signatures.extend(by_witness.signatures.iter().cloned());
+            cosigned
+                .signatures
+                .extend(by_witness.signatures.iter().cloned());
             let printed = cosigned.to_string();
             let again = SignedNote::parse(&printed).expect("a cosigned note must parse");
             assert!(again.verify(&log.verifier()).is_ok());
@@ -33,12 +44,19 @@ fuzz_target!(|data: &[u8]| {
             // The parsed note's own signatures, pretending to be the log's, must not verify.
             // (Ed25519 signing is deterministic: the log's own signature of this text is skipped.)
             let mut forged = by_log.clone();
-            for sig in note.signatures.iter().filter(|s| s.signature != by_log.signatures[0].signature) {
+            for sig in note
+                .signatures
+                .iter()
+                .filter(|s| s.signature != by_log.signatures[0].signature)
+            {
                 let mut s = sig.clone();
                 s.name = log.name().to_owned();
                 s.key_hash = log.verifier().key_hash();
                 forged.signatures = vec![s];
-                assert!(forged.verify(&log.verifier()).is_err(), "a foreign signature verified");
+                assert!(
+                    forged.verify(&log.verifier()).is_err(),
+                    "a foreign signature verified"
+                );
             }
         }
     }

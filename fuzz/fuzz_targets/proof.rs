@@ -10,9 +10,14 @@
 
 use blackbox_core::Hash;
 use blackbox_core::checkpoint::{Checkpoint, SignedCheckpoint};
-use blackbox_core::merkle::{consistency_proof, inclusion_proof, leaf_hash, node_hash, root_from_leaf_hashes};
+use blackbox_core::merkle::{
+    consistency_proof, inclusion_proof, leaf_hash, node_hash, root_from_leaf_hashes,
+};
 use blackbox_core::note::NoteSigner;
-use blackbox_core::proof::{CONSISTENCY_TYPE, ConsistencyProof, INCLUSION_TYPE, InclusionProof, Proven, verify_proof_document};
+use blackbox_core::proof::{
+    CONSISTENCY_TYPE, ConsistencyProof, INCLUSION_TYPE, InclusionProof, Proven,
+    verify_proof_document,
+};
 use libfuzzer_sys::fuzz_target;
 
 const TENANT: &str = "acme";
@@ -32,14 +37,22 @@ fn signed(signer: &NoteSigner, size: u64, root: Hash) -> Option<String> {
         root,
         extensions: Vec::new(),
     };
-    SignedCheckpoint::sign(cp, signer).ok().map(|c| c.note_text())
+    SignedCheckpoint::sign(cp, signer)
+        .ok()
+        .map(|c| c.note_text())
 }
 
 /// What a proof binds: without the entry line, an inclusion proof's `entry_id` is only a label
 /// (the leaf is the entry hash), so it is left out of the comparison.
 fn unbound(p: Proven) -> Proven {
     match p {
-        Proven::Inclusion { tenant_id, seq, tree_size, entry_checked: false, .. } => Proven::Inclusion {
+        Proven::Inclusion {
+            tenant_id,
+            seq,
+            tree_size,
+            entry_checked: false,
+            ..
+        } => Proven::Inclusion {
             tenant_id,
             seq,
             entry_id: String::new(),
@@ -77,7 +90,10 @@ fuzz_target!(|data: &[u8]| {
     if size.is_power_of_two() && size > 1 {
         let half = (size / 2) as usize;
         assert_eq!(
-            node_hash(&root_from_leaf_hashes(&leaves[..half]), &root_from_leaf_hashes(&leaves[half..])),
+            node_hash(
+                &root_from_leaf_hashes(&leaves[..half]),
+                &root_from_leaf_hashes(&leaves[half..])
+            ),
             root
         );
     }
@@ -122,14 +138,19 @@ fuzz_target!(|data: &[u8]| {
         serde_json::to_string(&consistency).expect("serialises"),
     ];
     for doc in docs {
-        let proven = verify_proof_document(&doc, &verifier).expect("a proof the prover made must verify");
+        let proven =
+            verify_proof_document(&doc, &verifier).expect("a proof the prover made must verify");
         // One byte changed (position and value from the input).
         let mut bytes = doc.into_bytes();
         let at = usize::from(*b) * 7 % bytes.len();
         bytes[at] ^= c | 1;
         if let Ok(mutated) = std::str::from_utf8(&bytes) {
             if let Ok(other) = verify_proof_document(mutated, &verifier) {
-                assert_eq!(unbound(other), unbound(proven.clone()), "a changed proof document proved something else");
+                assert_eq!(
+                    unbound(other),
+                    unbound(proven.clone()),
+                    "a changed proof document proved something else"
+                );
             }
         }
     }

@@ -28,7 +28,10 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             let lines = text.split('\n').count() as u64;
             if let Some(l) = e.line {
-                assert!(l >= 1 && l <= lines + 1, "error line {l} outside a text of {lines} lines");
+                assert!(
+                    l >= 1 && l <= lines + 1,
+                    "error line {l} outside a text of {lines} lines"
+                );
             }
             let _ = e.render("rules.yaml");
             return;
@@ -75,7 +78,10 @@ fuzz_target!(|data: &[u8]| {
         out.clear();
         detector.observe(&ob, &mut out);
         for f in &out {
-            let rule = rules.rules.get(f.rule).expect("a firing names a rule of the set");
+            let rule = rules
+                .rules
+                .get(f.rule)
+                .expect("a firing names a rule of the set");
             assert_eq!(f.name, rule.name);
             assert!(rule.enabled, "the disabled rule {} fired", rule.name);
             assert_eq!(f.action, rule.action);

@@ -12,7 +12,12 @@ use blackbox_detect::timewindow::{TimeWindow, parse_time_zone};
 use jiff::{SignedDuration, Timestamp};
 use libfuzzer_sys::fuzz_target;
 
-const ZONES: [&str; 4] = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe"];
+const ZONES: [&str; 4] = [
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "Australia/Lord_Howe",
+];
 
 /// Instants (Unix seconds) near the 2026 DST changes of the zones above, and a leap day.
 const INSTANTS: [i64; 8] = [
@@ -53,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
         };
         for (i, base) in INSTANTS.iter().enumerate() {
             for k in 0..4u32 {
-                let shift = seed.rotate_left(i as u32 * 8 + k * 16) % (8 * 86_400) ;
+                let shift = seed.rotate_left(i as u32 * 8 + k * 16) % (8 * 86_400);
                 let secs = base + i64::try_from(shift).unwrap_or(0) - 4 * 86_400;
                 let Ok(t) = Timestamp::from_second(secs) else {
                     continue;
@@ -64,11 +69,22 @@ fuzz_target!(|data: &[u8]| {
                 let Some(s) = start else {
                     continue;
                 };
-                assert!(s <= t, "{printed}: occurrence of {t} starts later, at {s} ({zone})");
-                assert!(window.contains(s, &tz), "{printed}: start {s} of {t} is outside ({zone})");
-                let half = SignedDuration::from_nanos(i64::try_from(t.duration_since(s).as_nanos() / 2).unwrap_or(i64::MAX));
+                assert!(
+                    s <= t,
+                    "{printed}: occurrence of {t} starts later, at {s} ({zone})"
+                );
+                assert!(
+                    window.contains(s, &tz),
+                    "{printed}: start {s} of {t} is outside ({zone})"
+                );
+                let half = SignedDuration::from_nanos(
+                    i64::try_from(t.duration_since(s).as_nanos() / 2).unwrap_or(i64::MAX),
+                );
                 if let Ok(mid) = s.checked_add(half) {
-                    assert!(window.contains(mid, &tz), "{printed}: {mid} between {s} and {t} is outside ({zone})");
+                    assert!(
+                        window.contains(mid, &tz),
+                        "{printed}: {mid} between {s} and {t} is outside ({zone})"
+                    );
                 }
             }
         }
