@@ -15,12 +15,20 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     // Reading the text directly and reading it through a `Value` (with the same input rules:
     // a duplicate key is refused by both) must agree.
-    let from_text = blackbox_core::event::normalize_json(data, &RedactionPolicy::default(), &blackbox_core::origin::Origin::Service);
+    let from_text = blackbox_core::event::normalize_json(
+        data,
+        &RedactionPolicy::default(),
+        &blackbox_core::origin::Origin::Service,
+    );
     let Ok(value) = blackbox_core::json::read_value(data) else {
         assert!(from_text.is_err());
         return;
     };
-    let from_value = normalize_event(value, &RedactionPolicy::default(), &blackbox_core::origin::Origin::Service);
+    let from_value = normalize_event(
+        value,
+        &RedactionPolicy::default(),
+        &blackbox_core::origin::Origin::Service,
+    );
     match (&from_text, &from_value) {
         (Ok(a), Ok(b)) => assert_eq!(a, b),
         (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
@@ -52,6 +60,7 @@ fuzz_target!(|data: &[u8]| {
             key: &key,
             prev_entry_hash: GENESIS_HASH,
             personal_digest: sidecar.as_ref().map(|s| s.digest),
+            clock_skew_ms: None,
         },
     )
     // seal refuses only timestamps jiff cannot format, and parse_timestamp never yields one.
