@@ -13,8 +13,9 @@ N="${1:-1000000}"
 RUNS="${RUNS:-3}"
 OUT="${BENCH_DIR:-$(mktemp -d)}"
 mkdir -p "$OUT"
-cargo build --release --quiet -p blackbox
-BB="$PWD/target/release/blackbox"
+# BB=/path/to/blackbox measures another binary (e.g. the previous release, side by side).
+[ -n "${BB:-}" ] || cargo build --release --quiet -p blackbox
+BB="${BB:-$PWD/target/release/blackbox}"
 export BLACKBOX_DATA_DIR="$OUT/data"
 
 # best NAME CMD...: runs CMD, keeps the lowest wall time (s) and its max RSS (KiB) under NAME.

@@ -11,9 +11,10 @@ NB="${1:-1000000}"
 NS="${2:-200000}"
 OUT="${BENCH_DIR:-$(mktemp -d)}"
 mkdir -p "$OUT"
-cargo build --release --quiet -p blackbox
+# BB=/path/to/blackbox measures another binary (e.g. the previous release, side by side).
+[ -n "${BB:-}" ] || cargo build --release --quiet -p blackbox
 cargo build --release --quiet -p blackbox-client --example loadgen
-BB="$PWD/target/release/blackbox"
+BB="${BB:-$PWD/target/release/blackbox}"
 LG="$PWD/target/release/examples/loadgen"
 PORT="${PORT:-17800}"
 URL="http://127.0.0.1:$PORT"
