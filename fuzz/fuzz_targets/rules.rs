@@ -26,7 +26,8 @@ fuzz_target!(|data: &[u8]| {
     let rules = match RuleSet::parse(text) {
         Ok(r) => r,
         Err(e) => {
-            let lines = text.split('\n').count() as u64;
+            // YAML breaks lines at LF, CRLF and a lone CR.
+            let lines = text.replace("\r\n", "\n").split(['\n', '\r']).count() as u64;
             if let Some(l) = e.line {
                 assert!(
                     l >= 1 && l <= lines + 1,
