@@ -454,7 +454,7 @@ fn time(ms: i64) -> String {
 }
 
 /// Computes every figure for `req` from the data directory, in named steps: find the chain,
-/// [`count`] it (one pass), then [`completeness`], [`anomalies`], [`retention`] and [`tables`],
+/// `count` it (one pass), then `completeness`, `anomalies`, `retention` and `tables`,
 /// while the chain is verified on another core.
 ///
 /// # Errors

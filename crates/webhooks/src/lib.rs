@@ -149,7 +149,7 @@
 //!
 //! - [`config`]: a webhook target, its payload format and secret reference;
 //! - [`signing`]: secrets, Standard Webhooks signatures, `webhook-id`;
-//! - [`payload`]: the JSON and OCSF bodies;
+//! - [`payload`](mod@payload): the JSON and OCSF bodies;
 //! - [`outbox`]: the [`Outbox`] contract and its SQLite implementation [`SqliteOutbox`];
 //! - [`retry`]: backoff with jitter, `Retry-After`;
 //! - [`dispatch`]: the [`Dispatcher`] that sends due deliveries.

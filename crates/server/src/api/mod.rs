@@ -1,8 +1,8 @@
 //! The routes (docs/API.md), one file per resource. Every handler that needs a token asks for
-//! an [`auth::Caller`] with the scope its route needs; the table in [`router`] shows which.
+//! an `auth::Caller` with the scope its route needs; the table in [`router`] shows which.
 //!
-//! Shared pieces sit below the resources and import none of them: [`auth`] (tokens, scopes,
-//! refusals), [`input`] (bodies, parameters, cursors), [`shares`] (fair shares of what requests
+//! Shared pieces sit below the resources and import none of them: `auth` (tokens, scopes,
+//! refusals), `input` (bodies, parameters, cursors), `shares` (fair shares of what requests
 //! hold), and the helpers at the end of this file.
 
 mod agents;
