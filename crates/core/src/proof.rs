@@ -191,16 +191,24 @@ impl std::fmt::Display for Proven {
                 entry_id,
                 tree_size,
                 entry_checked,
-            } => write!(
+            } if *entry_checked => write!(
                 f,
-                "OK — entry {} ({entry_id}) of tenant {tenant_id} is included in the signed tree of {} entries{}",
+                "OK — entry {} ({entry_id}) of tenant {tenant_id} is included in the signed tree of {} entries; entry bytes match",
                 group_thousands(*seq),
                 group_thousands(*tree_size),
-                if *entry_checked {
-                    "; entry bytes match"
-                } else {
-                    ""
-                }
+            ),
+            // Without the entry line only its hash is proven: the id is the document's claim.
+            Self::Inclusion {
+                tenant_id,
+                seq,
+                entry_id,
+                tree_size,
+                ..
+            } => write!(
+                f,
+                "OK — entry {} of tenant {tenant_id} is included in the signed tree of {} entries (its hash; the id {entry_id} is not checked without the entry line)",
+                group_thousands(*seq),
+                group_thousands(*tree_size),
             ),
             Self::Consistency {
                 tenant_id,
@@ -342,5 +350,39 @@ pub fn verify_proof_document(json: &str, verifier: &NoteVerifier) -> Result<Prov
         other => Err(ProofError::UnknownType {
             given: other.to_owned(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Proven;
+
+    fn inclusion(entry_checked: bool) -> String {
+        Proven::Inclusion {
+            tenant_id: "acme".into(),
+            seq: 3,
+            entry_id: "0192f1e0-0000-7000-8000-000000000003".into(),
+            tree_size: 1200,
+            entry_checked,
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn an_entry_id_is_claimed_only_when_the_entry_line_was_checked() {
+        assert_eq!(
+            inclusion(true),
+            "OK — entry 3 (0192f1e0-0000-7000-8000-000000000003) of tenant acme is included in \
+             the signed tree of 1,200 entries; entry bytes match"
+        );
+        let hash_only = inclusion(false);
+        assert!(
+            hash_only.starts_with("OK — entry 3 of tenant acme is included"),
+            "{hash_only}"
+        );
+        assert!(
+            hash_only.contains("is not checked without the entry line"),
+            "{hash_only}"
+        );
     }
 }
