@@ -226,7 +226,7 @@ pub fn load_verifier(path: &Path) -> Result<NoteVerifier, LedgerError> {
 /// [`LedgerError::Random`].
 pub fn random32() -> Result<[u8; 32], LedgerError> {
     let mut b = [0u8; 32];
-    getrandom::fill(&mut b).map_err(|e| LedgerError::Random(e.to_string()))?;
+    getrandom::fill(&mut b).map_err(LedgerError::Random)?;
     Ok(b)
 }
 

@@ -109,7 +109,7 @@ pub enum LedgerError {
     Proof(String),
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed: {0}")]
-    Random(String),
+    Random(getrandom::Error),
 }
 
 impl LedgerError {

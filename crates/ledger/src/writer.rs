@@ -81,7 +81,7 @@ impl RandomPool {
 
     fn take<const N: usize>(&mut self) -> Result<[u8; N], LedgerError> {
         if self.pos + N > self.buf.len() {
-            getrandom::fill(&mut self.buf).map_err(|e| LedgerError::Random(e.to_string()))?;
+            getrandom::fill(&mut self.buf).map_err(LedgerError::Random)?;
             self.pos = 0;
         }
         let mut out = [0u8; N];
