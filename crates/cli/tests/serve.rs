@@ -364,7 +364,21 @@ fn decisions_answered_before_a_crash_are_named_in_the_chain_after_restart() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (unrecorded, body) = unrecorded_decisions(server.addr, &t);
+    // The writer thread writes the journal's decisions down in its first commit, which may come
+    // just after /readyz answers 200 (the service is ready to take requests at once; they queue
+    // behind that commit): wait for it rather than race it.
+    let stopped_entry = |e: &Value| {
+        e["payload"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("the service stopped before the commit"))
+    };
+    let (unrecorded, body) = loop {
+        let (u, b) = unrecorded_decisions(server.addr, &t);
+        if u.iter().any(stopped_entry) || Instant::now() >= deadline {
+            break (u, b);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let mut lost = std::collections::BTreeSet::new();
     let mut stopped = 0;
     for e in unrecorded {
