@@ -61,28 +61,49 @@ pub(crate) fn stream_share<S>(state: &AppState, caller: &Caller<S>) -> Result<Sh
         .streams
         .try_take(&ShareKey::of(&caller.token), 1)
         .map_err(|r| {
-            let e = match r {
-                Refused::KeyFull { held, .. } => {
-                    let mut e = ApiError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "tenant_busy",
-                        format!(
-                            "this {} already reads {held} unpaged answers, the most one may at once; give `limit` to read in pages, or retry when one ends",
-                            if caller.token.tenant_id.is_some() { "tenant" } else { "token" }
-                        ),
-                    );
-                    e.retry_after = Some(2);
-                    e
-                }
-                Refused::Exhausted => ApiError::unavailable(
-                    "too many unpaged answers are being read; give `limit` to read in pages, or retry shortly",
-                    2,
-                ),
-            };
-            let reason = if e.code == "unavailable" { "overloaded" } else { e.code };
-            state.metrics.refuse(label, reason);
-            e
+            refusal(state, label, caller, r, |who, held| {
+                format!("this {who} already reads {held} unpaged answers, the most one may at once; give `limit` to read in pages, or retry when one ends")
+            }, || ApiError::unavailable(
+                "too many unpaged answers are being read; give `limit` to read in pages, or retry shortly",
+                2,
+            ))
         })
+}
+
+/// A refused share as an answer (429 for the caller's own part, `exhausted` when every
+/// tenant's together are taken), counted in the metrics under the caller's tenant.
+fn refusal<S>(
+    state: &AppState,
+    label: &str,
+    caller: &Caller<S>,
+    r: Refused,
+    busy: impl FnOnce(&str, usize) -> String,
+    exhausted: impl FnOnce() -> ApiError,
+) -> ApiError {
+    let e = match r {
+        Refused::KeyFull { held, .. } => {
+            let who = if caller.token.tenant_id.is_some() {
+                "tenant"
+            } else {
+                "token"
+            };
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "tenant_busy",
+                busy(who, held),
+            );
+            e.retry_after = Some(2);
+            e
+        }
+        Refused::Exhausted => exhausted(),
+    };
+    let reason = if e.code == "unavailable" {
+        "overloaded"
+    } else {
+        e.code
+    };
+    state.metrics.refuse(label, reason);
+    e
 }
 
 /// How long an expensive read waits for the shared slots before it is refused with 503.
@@ -102,26 +123,11 @@ pub(crate) async fn heavy_read<S>(
         .take_within(&ShareKey::of(&caller.token), 1, HEAVY_READ_WAIT)
         .await
         .map_err(|r| {
-            let e = match r {
-                Refused::KeyFull { held, .. } => {
-                    let mut e = ApiError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "tenant_busy",
-                        format!(
-                            "this {} already runs {held} expensive reads (verify, exports, proofs), the most one may at once; retry when one is answered",
-                            if caller.token.tenant_id.is_some() { "tenant" } else { "token" }
-                        ),
-                    );
-                    e.retry_after = Some(2);
-                    e
-                }
-                Refused::Exhausted => ApiError::unavailable(
-                    format!("the service is busy with other tenants' {what} and expensive reads; retry shortly"),
-                    5,
-                ),
-            };
-            let reason = if e.code == "unavailable" { "overloaded" } else { e.code };
-            state.metrics.refuse(label, reason);
-            e
+            refusal(state, label, caller, r, |who, held| {
+                format!("this {who} already runs {held} expensive reads (verify, exports, proofs), the most one may at once; retry when one is answered")
+            }, || ApiError::unavailable(
+                format!("the service is busy with other tenants' {what} and expensive reads; retry shortly"),
+                5,
+            ))
         })
 }
