@@ -213,3 +213,40 @@ pub(crate) async fn serve(
         })
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn saturation_is_retryable_with_a_delay_and_bad_input_is_not() {
+        let busy = ApiError::unavailable("the writer's queue is full", 3);
+        let s = to_status(&busy);
+        assert_eq!(s.code(), Code::Unavailable);
+        let details = RpcStatus::decode(s.details()).unwrap();
+        assert_eq!(
+            details.details[0].type_url,
+            "type.googleapis.com/google.rpc.RetryInfo"
+        );
+        let retry = RetryInfo::decode(details.details[0].value.as_slice()).unwrap();
+        assert_eq!(retry.retry_delay.unwrap().seconds, 3);
+
+        let mut limited = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down");
+        limited.retry_after = Some(1);
+        assert_eq!(to_status(&limited).code(), Code::ResourceExhausted);
+        assert!(!to_status(&limited).details().is_empty());
+
+        let bad = ApiError::bad_request("invalid_otlp", "no");
+        assert_eq!(to_status(&bad).code(), Code::InvalidArgument);
+        assert!(to_status(&bad).details().is_empty());
+        assert_eq!(
+            to_status(&ApiError::unauthenticated("x")).code(),
+            Code::Unauthenticated
+        );
+        assert_eq!(
+            to_status(&ApiError::forbidden("x")).code(),
+            Code::PermissionDenied
+        );
+    }
+}

@@ -202,3 +202,20 @@ async fn run(
         .await
         .inspect_err(refused)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_saturated_writer_answers_503_with_retry_after_and_a_status_body() {
+        let e = ApiError::unavailable("the writer's queue is full; nothing was written", 2);
+        let r = failure(Encoding::Protobuf, &e);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/x-protobuf");
+        let r = failure(Encoding::Json, &e);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+    }
+}
