@@ -315,8 +315,17 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         let _ = stop_tx.send(());
     })
     .await;
-    for l in listeners {
-        let _ = l.await;
+    // In-flight exports finish; a client that keeps its connection open past that (an idle
+    // HTTP/2 connection whose peer never reads the GOAWAY) does not hold the shutdown.
+    for mut l in listeners {
+        if tokio::time::timeout(std::time::Duration::from_secs(10), &mut l)
+            .await
+            .is_err()
+        {
+            tracing::warn!("an OTLP listener still had open connections after 10 s; closing them");
+            l.abort();
+            let _ = l.await;
+        }
     }
     // Background tasks hold handles to the writer: stop them so that it can close.
     for t in &tasks {
