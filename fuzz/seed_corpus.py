@@ -143,3 +143,21 @@ src = (ROOT / "crates/export/src/config.rs").read_text()
 m = re.search(r'pub const EXAMPLE: &str = r#"(.*?)"#;', src, re.S)
 if m:
     put("config", "export-example", m.group(1))
+
+# OTLP bodies: the first byte selects (bit 0: JSON, bit 1: keep other items, bit 2: logs,
+# bit 3: gzip only); the rest is the body.
+otlp_json = (ROOT / "examples/otlp/genai-trace.json").read_bytes()
+otlp_pb = (ROOT / "crates/otel/tests/data/genai-trace.pb").read_bytes()
+put("otlp", "trace-json", b"\x01" + otlp_json)
+put("otlp", "trace-json-keep", b"\x03" + otlp_json)
+put("otlp", "trace-pb", b"\x00" + otlp_pb)
+put("otlp", "trace-pb-keep", b"\x02" + otlp_pb)
+put("otlp", "logs-json", b"\x05" + json.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": [
+    {"timeUnixNano": "1780000000000000000", "eventName": "gen_ai.choice",
+     "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+     "body": {"kvlistValue": {"values": [{"key": "message", "value": {"kvlistValue": {"values": [
+         {"key": "tool_calls", "value": {"arrayValue": {"values": [{"kvlistValue": {"values": [
+             {"key": "id", "value": {"stringValue": "c1"}},
+             {"key": "function", "value": {"kvlistValue": {"values": [
+                 {"key": "name", "value": {"stringValue": "get_weather"}},
+                 {"key": "arguments", "value": {"stringValue": "{}"}}]}}}]}}]}}}]}}}]}}}]}]}]}).encode())

@@ -792,7 +792,14 @@ fn map_record(
         .session
         .or_else(|| trace_id.clone())
         .unwrap_or_else(|| NO_SESSION.to_owned());
-    let body = r.body.as_ref().map(to_json).transpose()?;
+    // An empty body (an `AnyValue` with no value set, as SDKs send for an event without one) is
+    // no body: nothing to hash.
+    let body = r
+        .body
+        .as_ref()
+        .filter(|b| b.value.is_some())
+        .map(to_json)
+        .transpose()?;
 
     let mut p = Map::new();
     if let Some(t) = trace_id {

@@ -514,3 +514,65 @@ fn genai_log_records_become_llm_messages() {
         m
     );
 }
+
+/// `tests/data/genai-trace.pb` is the example written by the OpenTelemetry Python protobuf
+/// runtime (an independent encoder): it decodes to what the OTLP/JSON example decodes to.
+#[test]
+fn the_python_encoded_protobuf_matches_the_json_example() {
+    let pb = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/genai-trace.pb"
+    ))
+    .unwrap();
+    let from_pb = decode_traces(&pb, Encoding::Protobuf).unwrap();
+    let from_json = decode_traces(EXAMPLE.as_bytes(), Encoding::Json).unwrap();
+    assert_eq!(from_pb, from_json);
+}
+
+/// docs/OTEL.md §2 names exactly the event types the mapping writes, and none is reserved.
+#[test]
+fn docs_name_the_event_types_the_mapping_writes() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/OTEL.md"))
+        .unwrap();
+    let section = doc
+        .split("## 2. Which items become entries")
+        .nth(1)
+        .unwrap()
+        .split("\n## 3.")
+        .next()
+        .unwrap();
+    let mut named: Vec<&str> = section
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .filter_map(|l| l.trim_end_matches('|').rsplit('|').next())
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2))
+        .filter(|w| {
+            blackbox_otel::EVENT_TYPES.contains(w)
+                || w.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        })
+        .filter(|w| !w.is_empty() && !["chat", "keep_other"].contains(w))
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    let mut want = blackbox_otel::EVENT_TYPES.to_vec();
+    want.sort_unstable();
+    assert_eq!(named, want);
+    for t in blackbox_otel::EVENT_TYPES {
+        assert!(!blackbox_core::origin::is_reserved(t), "{t}");
+    }
+}
+
+#[test]
+fn an_empty_log_body_is_no_body() {
+    let rec = LogRecord {
+        time_unix_nano: 1_780_000_000_000_000_000,
+        event_name: "gen_ai.client.inference.operation.details".into(),
+        body: Some(AnyValue { value: None }),
+        attributes: vec![kv("gen_ai.input.messages", s("[]"))],
+        ..Default::default()
+    };
+    let m = map_logs(&logs(vec![rec]), MapOptions::default());
+    let p = payload(&m.items[0].event);
+    assert!(!p.contains_key("content"), "{p:?}");
+    assert_eq!(p["prompt"], "[]");
+}

@@ -330,7 +330,12 @@ fn authorize<S>(
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        // The scheme is case-insensitive (RFC 9110 §11.1): OTLP exporters are configured by hand.
+        .and_then(|v| {
+            v.get(..7)
+                .filter(|p| p.eq_ignore_ascii_case("bearer "))
+                .and_then(|_| v.get(7..))
+        })
         .map(str::trim);
     // Requests without a valid token are limited per client address: past the burst they get
     // 429 instead of 401 (and cost one sampled record at most). A valid token from the same
