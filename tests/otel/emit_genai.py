@@ -302,6 +302,7 @@ def main() -> None:
                 "tool_call_id": TOOL_CALL_ID,
                 "span_exports": p.spans.results,
                 "log_exports": p.logs.results,
+                "partial_successes": p.partial.seen,
                 "spans": spans,
                 "logs": [peer.log_summary(r) for r in p.logs.records],
                 "marker_exported": m in p.exported_text(),

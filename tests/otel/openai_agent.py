@@ -197,6 +197,7 @@ def main() -> None:
                 "tool_call_id": "call_stub_0001",
                 "span_exports": p.spans.results,
                 "log_exports": p.logs.results,
+                "partial_successes": p.partial.seen,
                 "spans": [peer.span_summary(s) for s in p.spans.spans],
                 "logs": [peer.log_summary(r) for r in p.logs.records],
                 "marker_exported": m in p.exported_text(),

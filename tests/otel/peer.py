@@ -105,14 +105,56 @@ class RecordingLogExporter(LogRecordExporter):
         return self.inner.force_flush(timeout_millis)
 
 
+class PartialSuccesses:
+    """Reads every OTLP/HTTP answer (a requests response hook) and keeps the partial successes:
+    the SDK's exporters count them as success and say nothing."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def session(self) -> Any:
+        import requests
+
+        s = requests.Session()
+        s.hooks["response"].append(self._hook)
+        return s
+
+    def _hook(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+        if response.status_code != 200:
+            return
+        is_logs = response.url.endswith("/v1/logs")
+        msg = ExportLogsServiceResponse() if is_logs else ExportTraceServiceResponse()
+        try:
+            msg.ParseFromString(response.content)
+        except Exception as e:  # noqa: BLE001 (reported, not swallowed)
+            with self._lock:
+                self.seen.append({"url": response.url, "undecodable_answer": str(e)})
+            return
+        if msg.HasField("partial_success"):
+            ps = msg.partial_success
+            rejected = ps.rejected_log_records if is_logs else ps.rejected_spans
+            if rejected or ps.error_message:
+                with self._lock:
+                    self.seen.append({"url": response.url, "rejected": rejected, "error_message": ps.error_message})
+
+
 class Pipeline:
     """A TracerProvider and a LoggerProvider exporting over OTLP with the SDK's exporters."""
 
     def __init__(self, transport: str, processor: str, resource: dict[str, Any]) -> None:
         span_cls, log_cls = _exporter_classes(transport)
         # No endpoint, header or compression argument: the exporters read the environment.
-        self.spans = RecordingSpanExporter(span_cls())
-        self.logs = RecordingLogExporter(log_cls())
+        self.partial = PartialSuccesses()
+        if transport == "http":
+            self.spans = RecordingSpanExporter(span_cls(session=self.partial.session()))
+            self.logs = RecordingLogExporter(log_cls(session=self.partial.session()))
+        else:
+            self.spans = RecordingSpanExporter(span_cls())
+            self.logs = RecordingLogExporter(log_cls())
         res = Resource.create(resource)
         self.tracer_provider = TracerProvider(resource=res)
         self.logger_provider = LoggerProvider(resource=res)

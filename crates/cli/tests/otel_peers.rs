@@ -105,12 +105,19 @@ fn run_peer(name: &str, args: &[&str]) -> Value {
         "{name} {args:?} failed ({}):\n{stderr}",
         out.status
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "{name}: no JSON summary ({e}):\n{}\n{stderr}",
             String::from_utf8_lossy(&out.stdout)
         )
-    })
+    });
+    // The SDK takes a partial success for a success; the script read the answers (HTTP).
+    assert_eq!(
+        summary["partial_successes"],
+        serde_json::json!([]),
+        "{name} {args:?}: the intake refused part of a well-formed export"
+    );
+    summary
 }
 
 /// Every entry of the store, from `blackbox query --format jsonl`.
