@@ -4,15 +4,17 @@ with the OpenTelemetry Python SDK and its OTLP exporters (HTTP/protobuf or gRPC)
 
 One agent turn, in one trace:
 
-    invoke_agent WeatherAgent            (gen_ai.agent.id / gen_ai.agent.name)
-    ├── chat gpt-4o                      (inference: asks for the get_weather tool)
-    │     + log events gen_ai.system.message, gen_ai.user.message, gen_ai.choice
-    │       (the v1.36-era content events, the body carrying the content)
-    ├── execute_tool get_weather         (arguments and result)
-    ├── chat gpt-4o                      (inference: the final answer)
-    ├── chat gpt-4o                      (fails: status ERROR, error.type)
-    └── GET                              (a plain HTTP client span: not GenAI)
-        + an application log record      (not a GenAI event)
+    POST /chat                           (a plain HTTP server span: not GenAI)
+    ├── create_agent WeatherAgent        (gen_ai.agent.id / gen_ai.agent.name)
+    └── invoke_agent WeatherAgent        (gen_ai.agent.id / gen_ai.agent.name)
+        ├── chat gpt-4o                  (inference: asks for the get_weather tool)
+        │     + log events gen_ai.system.message, gen_ai.user.message, gen_ai.choice
+        │       (the v1.36-era content events, the body carrying the content)
+        ├── execute_tool get_weather     (arguments and result)
+        ├── chat gpt-4o                  (inference: the final answer)
+        ├── chat gpt-4o                  (fails: status ERROR, error.type)
+        └── GET                          (a plain HTTP client span: not GenAI)
+              + an application log record (not a GenAI event)
 
 Every piece of content (messages, system instructions, tool arguments and results, event
 bodies) carries the marker given with --marker, and so do the plain HTTP span's URL and the
@@ -74,8 +76,36 @@ def main() -> None:
     tool_result = {"temperature": 21, "condition": f"sunny ({m}-result)"}
     final_answer = f"It is 21 degrees and sunny in Paris. ({m}-answer)"
 
+    # The request that runs the agent: a plain HTTP server span (not GenAI, skipped), so the
+    # agent spans' parent is a span that is no entry.
+    root = tracer.start_span(
+        "POST /chat",
+        kind=SpanKind.SERVER,
+        attributes={"http.request.method": "POST", "http.route": "/chat", "url.path": f"/chat/{m}-route"},
+    )
+    remember("http_server", root)
+    root_ctx = trace.set_span_in_context(root)
+
+    with tracer.start_as_current_span(
+        f"create_agent {AGENT_NAME}",
+        context=root_ctx,
+        kind=SpanKind.CLIENT,
+        attributes={
+            "gen_ai.operation.name": "create_agent",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.system": "openai",
+            "gen_ai.agent.id": AGENT_ID,
+            "gen_ai.agent.name": AGENT_NAME,
+            "gen_ai.agent.description": "Answers questions about the weather",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.system_instructions": json.dumps(system_instructions),
+        },
+    ) as created:
+        remember("create_agent", created)
+
     with tracer.start_as_current_span(
         f"invoke_agent {AGENT_NAME}",
+        context=root_ctx,
         kind=SpanKind.INTERNAL,
         attributes={
             "gen_ai.operation.name": "invoke_agent",
@@ -279,6 +309,9 @@ def main() -> None:
                     attributes={"code.function.name": "fetch"},
                 )
             )
+
+    root.set_attribute("http.response.status_code", 200)
+    root.end()
 
     problems = p.finish()
     if problems:

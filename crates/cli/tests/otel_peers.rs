@@ -503,7 +503,7 @@ fn the_python_sdk_exporting_genai_spans_over_http_and_grpc_lands_every_span_and_
             ],
         );
         assert_eq!(s["marker_exported"], true, "the peer sent no content: {s}");
-        assert_eq!(s["spans"].as_array().unwrap().len(), 6, "{s}");
+        assert_eq!(s["spans"].as_array().unwrap().len(), 8, "{s}");
         assert_eq!(s["logs"].as_array().unwrap().len(), 4, "{s}");
         summaries.push(s);
     }
@@ -523,9 +523,9 @@ fn the_python_sdk_exporting_genai_spans_over_http_and_grpc_lands_every_span_and_
             check_span(&es, span, service, "acme");
         }
         check_logs(&es, s["logs"].as_array().unwrap(), "acme");
-        // Five GenAI spans and three gen_ai events; the HTTP span and the application log
-        // are skipped.
-        assert_eq!(es.len(), 8, "{} over {}: {es:#?}", s["transport"], s["processor"]);
+        // Six GenAI spans and three gen_ai events; the two HTTP spans and the application
+        // log are skipped.
+        assert_eq!(es.len(), 9, "{} over {}: {es:#?}", s["transport"], s["processor"]);
 
         // The inference that asked for the tool: its gen_ai.choice event lists the call.
         let chat = spans.iter().find(|x| x["role"] == "chat_tool_call").unwrap();
@@ -549,7 +549,7 @@ fn the_python_sdk_exporting_genai_spans_over_http_and_grpc_lands_every_span_and_
     }
     assert_eq!(
         all.len(),
-        8 * runs.len(),
+        9 * runs.len(),
         "only the peers' GenAI spans and events are entries"
     );
 
