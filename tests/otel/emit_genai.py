@@ -318,8 +318,7 @@ def main() -> None:
         peer.fail(problems)
 
     spans = []
-    for s in p.spans.spans:
-        summary = peer.span_summary(s)
+    for summary in p.span_summaries():
         summary["role"] = roles.get(summary["span_id"], "?")
         spans.append(summary)
     print(

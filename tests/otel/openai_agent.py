@@ -198,7 +198,7 @@ def main() -> None:
                 "span_exports": p.spans.results,
                 "log_exports": p.logs.results,
                 "partial_successes": p.partial.seen,
-                "spans": [peer.span_summary(s) for s in p.spans.spans],
+                "spans": p.span_summaries(),
                 "logs": [peer.log_summary(r) for r in p.logs.records],
                 "marker_exported": m in p.exported_text(),
             },

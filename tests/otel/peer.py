@@ -66,11 +66,16 @@ class RecordingSpanExporter(SpanExporter):
         self.inner = inner
         self.results: list[str] = []
         self.spans: list[Any] = []
+        # The export (one OTLP request) each span went in: the intake looks for a span's agent
+        # and session among its ancestors in the same request.
+        self.batch_of: dict[int, int] = {}
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
         result = self.inner.export(spans)
         with self._lock:
+            for s in spans:
+                self.batch_of[s.get_span_context().span_id] = len(self.results)
             self.results.append(result.name)
             self.spans.extend(spans)
         return result
@@ -182,6 +187,9 @@ class Pipeline:
                 problems.append(f"{len(bad)} of {len(results)} {what} exports failed: {bad}")
         return problems
 
+    def span_summaries(self) -> list[dict[str, Any]]:
+        return [span_summary(s, self.spans.batch_of[s.get_span_context().span_id]) for s in self.spans.spans]
+
     def exported_text(self) -> str:
         """Everything exported, as text (to prove the marker really went out)."""
         parts = []
@@ -203,11 +211,12 @@ def hex_trace_id(trace_id: int) -> str:
     return format(trace_id, "032x")
 
 
-def span_summary(span: Any) -> dict[str, Any]:
+def span_summary(span: Any, batch: int) -> dict[str, Any]:
     """What the Rust test matches an entry against, from a span as it was exported."""
     ctx = span.get_span_context()
     attrs = dict(span.attributes or {})
     return {
+        "batch": batch,
         "name": span.name,
         "trace_id": hex_trace_id(ctx.trace_id),
         "span_id": hex_span_id(ctx.span_id),
@@ -230,6 +239,7 @@ def log_summary(record: Any) -> dict[str, Any]:
         sc = trace.get_current_span(ctx).get_span_context()
         trace_id, span_id = sc.trace_id, sc.span_id
     return {
+        "has_body": getattr(rec, "body", None) is not None,
         "event_name": getattr(rec, "event_name", None),
         "trace_id": hex_trace_id(trace_id) if trace_id else None,
         "span_id": hex_span_id(span_id) if span_id else None,
