@@ -48,9 +48,7 @@ fn require_python_peers() {
     } else {
         ""
     };
-    panic!(
-        "{why}{ci}\nInstall them with: python3 -m pip install -r tests/otel/requirements.txt"
-    );
+    panic!("{why}{ci}\nInstall them with: python3 -m pip install -r tests/otel/requirements.txt");
 }
 
 fn script(name: &str) -> PathBuf {
@@ -184,12 +182,18 @@ fn entry_of_span<'a>(es: &[&'a Value], span_id: &str, event_type: &str) -> &'a V
 fn unix_ms(ts: &str) -> i64 {
     let (date, time) = ts.split_once('T').unwrap();
     let d: Vec<i64> = date.split('-').map(|p| p.parse().unwrap()).collect();
-    let time = time.strip_suffix('Z').unwrap_or_else(|| panic!("not UTC: {ts}"));
+    let time = time
+        .strip_suffix('Z')
+        .unwrap_or_else(|| panic!("not UTC: {ts}"));
     let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
     let t: Vec<i64> = hms.split(':').map(|p| p.parse().unwrap()).collect();
     let ms: i64 = format!("{frac:0<3}")[..3].parse().unwrap();
     // Days from the civil date (H. Hinnant's algorithm).
-    let (y, m) = if d[1] <= 2 { (d[0] - 1, d[1]) } else { (d[0], d[1]) };
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1])
+    } else {
+        (d[0], d[1])
+    };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let mp = (m + 9) % 12;
@@ -277,7 +281,8 @@ fn check_span(es: &[&Value], span: &Value, spans: &[Value], service: &str, tenan
     let id = span["span_id"].as_str().unwrap();
     let Some(op) = a["gen_ai.operation.name"].as_str() else {
         assert!(
-            es.iter().all(|e| e["payload"]["span_id"].as_str() != Some(id)),
+            es.iter()
+                .all(|e| e["payload"]["span_id"].as_str() != Some(id)),
             "a span that is not GenAI ({}) became an entry",
             span["name"]
         );
@@ -294,9 +299,8 @@ fn check_span(es: &[&Value], span: &Value, spans: &[Value], service: &str, tenan
     assert_from_span(e, span, tenant);
     assert_eq!(e["agent_id"], expected_agent(span, spans, service), "{e}");
     assert_eq!(e["session_id"], expected_session(span, spans), "{e}");
-    let duration_ms = (span["end_unix_nano"].as_f64().unwrap()
-        - span["start_unix_nano"].as_f64().unwrap())
-        / 1e6;
+    let duration_ms =
+        (span["end_unix_nano"].as_f64().unwrap() - span["start_unix_nano"].as_f64().unwrap()) / 1e6;
     match event_type {
         "llm_request" => {
             let model = a
@@ -349,7 +353,9 @@ fn check_span(es: &[&Value], span: &Value, spans: &[Value], service: &str, tenan
                 .filter(|p| p["type"] == "tool_call")
                 .collect();
             if !announced.is_empty() {
-                let listed = field(e, "tool_calls").as_array().unwrap_or_else(|| panic!("{e}"));
+                let listed = field(e, "tool_calls")
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{e}"));
                 assert_eq!(listed.len(), announced.len(), "{e}");
                 for (l, p) in listed.iter().zip(&announced) {
                     assert_tool_call(l, p["name"].as_str().unwrap(), &p["id"]);
@@ -406,7 +412,8 @@ fn check_logs(es: &[&Value], logs: &[Value], tenant: &str) {
         let got: Vec<&&Value> = es
             .iter()
             .filter(|e| {
-                e["event_type"] == "llm_message" && e["payload"]["span_id"].as_str() == Some(span_id)
+                e["event_type"] == "llm_message"
+                    && e["payload"]["span_id"].as_str() == Some(span_id)
             })
             .collect();
         assert_eq!(
@@ -419,8 +426,14 @@ fn check_logs(es: &[&Value], logs: &[Value], tenant: &str) {
             assert_eq!(e["origin"]["via"], "otlp", "{e}");
         }
         // Each event is there by name, with the hashes of the content it carried.
-        for l in logs.iter().filter(|l| l["span_id"].as_str() == Some(span_id)) {
-            let Some(name) = l["event_name"].as_str().filter(|n| n.starts_with("gen_ai.")) else {
+        for l in logs
+            .iter()
+            .filter(|l| l["span_id"].as_str() == Some(span_id))
+        {
+            let Some(name) = l["event_name"]
+                .as_str()
+                .filter(|n| n.starts_with("gen_ai."))
+            else {
                 continue;
             };
             let e = got
@@ -518,7 +531,8 @@ fn assert_nowhere(dir: &Path, log: &[String], secret: &str, what: &str) {
 }
 
 /// The server's log must say enough for a leak to show: its own crates at debug.
-const LOG_LEVEL: &str = "info,blackbox=debug,blackbox_server=debug,blackbox_otel=debug,blackbox_ledger=debug";
+const LOG_LEVEL: &str =
+    "info,blackbox=debug,blackbox_server=debug,blackbox_otel=debug,blackbox_ledger=debug";
 
 #[test]
 fn the_python_sdk_exporting_genai_spans_over_http_and_grpc_lands_every_span_and_no_content() {
@@ -573,7 +587,12 @@ fn the_python_sdk_exporting_genai_spans_over_http_and_grpc_lands_every_span_and_
 
     server.stop();
     let log = server.log.lock().unwrap().clone();
-    assert_nowhere(&tmp.path().join("data"), &log, &marker, "content (the marker)");
+    assert_nowhere(
+        &tmp.path().join("data"),
+        &log,
+        &marker,
+        "content (the marker)",
+    );
     assert_nowhere(&tmp.path().join("data"), &log, &secret, "the bearer token");
 
     let all = entries(&dir);
@@ -588,10 +607,19 @@ fn the_python_sdk_exporting_genai_spans_over_http_and_grpc_lands_every_span_and_
         check_logs(&es, s["logs"].as_array().unwrap(), "acme");
         // Six GenAI spans and three gen_ai events; the two HTTP spans and the application
         // log are skipped.
-        assert_eq!(es.len(), 9, "{} over {}: {es:#?}", s["transport"], s["processor"]);
+        assert_eq!(
+            es.len(),
+            9,
+            "{} over {}: {es:#?}",
+            s["transport"],
+            s["processor"]
+        );
 
         // The inference that asked for the tool: its gen_ai.choice event lists the call.
-        let chat = spans.iter().find(|x| x["role"] == "chat_tool_call").unwrap();
+        let chat = spans
+            .iter()
+            .find(|x| x["role"] == "chat_tool_call")
+            .unwrap();
         let choice: Vec<&&Value> = es
             .iter()
             .filter(|e| {
@@ -669,7 +697,12 @@ fn the_openai_client_instrumented_by_openai_v2_is_audited_in_both_semconv_modes(
 
     server.stop();
     let log = server.log.lock().unwrap().clone();
-    assert_nowhere(&tmp.path().join("data"), &log, &marker, "content (the marker)");
+    assert_nowhere(
+        &tmp.path().join("data"),
+        &log,
+        &marker,
+        "content (the marker)",
+    );
     assert_nowhere(&tmp.path().join("data"), &log, &secret, "the bearer token");
 
     let all = entries(&dir);
@@ -726,7 +759,11 @@ fn the_openai_client_instrumented_by_openai_v2_is_audited_in_both_semconv_modes(
         assert_eq!(agent["agent_id"], s["agent_id"], "{agent}");
         assert_eq!(agent["session_id"], s["conversation_id"], "{agent}");
     }
-    assert_eq!(all.len(), total, "only the agents' GenAI telemetry is entries");
+    assert_eq!(
+        all.len(),
+        total,
+        "only the agents' GenAI telemetry is entries"
+    );
 
     let v = run(&["verify", "--data-dir", &dir]);
     assert_eq!(v.code, 0, "verify: {}{}", v.stdout, v.stderr);
