@@ -299,8 +299,10 @@ fn check_span(es: &[&Value], span: &Value, spans: &[Value], service: &str, tenan
     assert_from_span(e, span, tenant);
     assert_eq!(e["agent_id"], expected_agent(span, spans, service), "{e}");
     assert_eq!(e["session_id"], expected_session(span, spans), "{e}");
-    let duration_ms =
-        (span["end_unix_nano"].as_f64().unwrap() - span["start_unix_nano"].as_f64().unwrap()) / 1e6;
+    let nanos = span["end_unix_nano"].as_u64().unwrap() - span["start_unix_nano"].as_u64().unwrap();
+    // A span lasts far less than 2^53 ns: exact as f64.
+    #[allow(clippy::cast_precision_loss)]
+    let duration_ms = nanos as f64 / 1e6;
     match event_type {
         "llm_request" => {
             let model = a
