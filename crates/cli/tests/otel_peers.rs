@@ -225,10 +225,10 @@ fn assert_from_span(e: &Value, span: &Value, tenant: &str) {
         "the timestamp is the span's start ({start_ms} ms): {e}"
     );
     let attrs = &span["attributes"];
-    if let Some(op) = attrs["gen_ai.operation.name"].as_str() {
-        if e["event_type"] == "llm_request" {
-            assert_eq!(e["payload"]["operation"], op, "{e}");
-        }
+    if let Some(op) = attrs["gen_ai.operation.name"].as_str()
+        && e["event_type"] == "llm_request"
+    {
+        assert_eq!(e["payload"]["operation"], op, "{e}");
     }
 }
 
@@ -471,10 +471,10 @@ fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
                 continue;
             }
             let raw = std::fs::read(&p).unwrap();
-            if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-                if let Ok(plain) = zstd::decode_all(&raw[..]) {
-                    out.push((p.clone(), plain));
-                }
+            if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+                && let Ok(plain) = zstd::decode_all(&raw[..])
+            {
+                out.push((p.clone(), plain));
             }
             out.push((p, raw));
         }
