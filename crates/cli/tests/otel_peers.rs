@@ -444,6 +444,13 @@ fn check_logs(es: &[&Value], logs: &[Value], tenant: &str) {
                 .unwrap_or_else(|| panic!("no llm_message for {name}: {got:#?}"));
             if l["has_body"] == true {
                 assert_hash(e, "content_hash");
+            } else {
+                // docs/OTEL.md §4: members only for what the record has. (An SDK sends an
+                // absent body as an empty AnyValue, which is no content either.)
+                assert!(
+                    e["payload"]["content_hash"].is_null(),
+                    "{name} had no body, yet its entry has a content_hash: {e}"
+                );
             }
             let keys = l["attribute_keys"].as_array().unwrap();
             for (attr, key) in [
