@@ -118,6 +118,33 @@ fn run_peer(name: &str, args: &[&str]) -> Value {
     summary
 }
 
+/// Runs a peer script that must fail; its stderr.
+fn run_peer_failing(name: &str, args: &[&str]) -> String {
+    let mut cmd = Command::new("python3");
+    cmd.arg(script(name)).args(args);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("OTEL_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("PYTHONDONTWRITEBYTECODE", "1");
+    let started = Instant::now();
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{name} {args:?} should have failed its export:\n{stderr}"
+    );
+    // A refusal that is not retryable is not retried (the SDK would back off for minutes).
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{name} took {:?}: the refusal was retried",
+        started.elapsed()
+    );
+    stderr
+}
+
 /// Every entry of the store, from `blackbox query --format jsonl`.
 fn entries(dir: &str) -> Vec<Value> {
     let q = run(&["query", "--data-dir", dir, "--format", "jsonl"]);
@@ -784,4 +811,72 @@ fn unix_ms_reads_rfc3339_utc_times() {
     assert_eq!(unix_ms("1970-01-01T00:00:00Z"), 0);
     assert_eq!(unix_ms("2000-03-01T00:00:00.5Z"), 951_868_800_500);
     assert_eq!(unix_ms("2026-04-14T18:00:00.123456Z"), 1_776_189_600_123);
+}
+
+#[test]
+fn the_sdk_with_a_wrong_or_read_only_token_fails_at_once_and_appends_nothing() {
+    require_python_peers();
+    let (tmp, dir) = common::init_store();
+    let good = token(&dir, Some("acme"), "ingest");
+    let read_only = token(&dir, Some("acme"), "read");
+    // A well-formed token that was never issued: the good one with its last character changed.
+    let mut forged = good.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'a' { 'b' } else { 'a' });
+    let grpc_port = free_port();
+    let otlp_grpc: SocketAddr = format!("127.0.0.1:{grpc_port}").parse().unwrap();
+    let mut server = Server::start_with(&dir, |mut c| {
+        c.args(["--otlp-grpc", &otlp_grpc.to_string()])
+            .env("BLACKBOX_LOG", LOG_LEVEL);
+        c
+    });
+    wait_for_port(otlp_grpc);
+
+    let marker = new_marker();
+    for (secret, http_status, grpc_status) in [
+        (&forged, "401", "UNAUTHENTICATED"),
+        (&read_only, "403", "PERMISSION_DENIED"),
+    ] {
+        for (transport, endpoint, expect) in [
+            ("http", server.url(), http_status),
+            ("grpc", format!("http://{otlp_grpc}"), grpc_status),
+        ] {
+            let stderr = run_peer_failing(
+                "emit_genai.py",
+                &[
+                    "--transport",
+                    transport,
+                    "--endpoint",
+                    &endpoint,
+                    "--token",
+                    secret,
+                    "--marker",
+                    &marker,
+                ],
+            );
+            assert!(
+                stderr.contains(expect),
+                "{transport}: the SDK should report {expect}:\n{stderr}"
+            );
+            assert!(
+                !stderr.contains(secret.as_str()),
+                "the SDK printed the token"
+            );
+        }
+    }
+
+    server.stop();
+    let log = server.log.lock().unwrap().clone();
+    let data = tmp.path().join("data");
+    assert_nowhere(&data, &log, &marker, "content (the marker)");
+    for secret in [&good, &read_only, &forged] {
+        assert_nowhere(&data, &log, secret, "a bearer token");
+    }
+    let all = entries(&dir);
+    assert!(
+        all.iter().all(|e| e["origin"]["via"] != "otlp"),
+        "a refused export appended entries: {all:#?}"
+    );
+    let v = run(&["verify", "--data-dir", &dir]);
+    assert_eq!(v.code, 0, "verify: {}{}", v.stdout, v.stderr);
 }
