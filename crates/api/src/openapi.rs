@@ -18,6 +18,32 @@ use crate::{agents, alerts, decide, entries, erasures, error, events, exports, p
 /// Where component schemas live (`$ref: "#/components/schemas/<Name>"`).
 const SCHEMAS: &str = "/components/schemas";
 
+/// An OTLP/HTTP export route (docs/OTEL.md): its messages are the OpenTelemetry Protocol's, not
+/// this API's types, so they are described rather than given a schema.
+fn otlp(signal: &str, request: &str, response: &str, rejected: &str) -> Value {
+    let status = json!({"description": "google.rpc.Status, in the request's encoding (JSON: {\"code\", \"message\"})",
+        "content": {"application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                    "application/json": {"schema": {"type": "object", "properties": {
+                        "code": {"type": "integer"}, "message": {"type": "string"}}}}}});
+    let retry =
+        json!({"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}});
+    json!({
+        "summary": format!("OTLP/HTTP {signal} export: GenAI items become entries (docs/OTEL.md)"),
+        "operationId": format!("otlpExport{}", if signal == "traces" { "Traces" } else { "Logs" }),
+        "description": format!("An OpenTelemetry `{request}` (binary protobuf or OTLP/JSON; `Content-Encoding: gzip` accepted), with an ingest token. Answered once the entries are durable; items refused are counted in `partialSuccess.{rejected}` with a message naming them."),
+        "requestBody": {"required": true, "content": {
+            "application/x-protobuf": {"schema": {"type": "string", "format": "binary", "description": request}},
+            "application/json": {"schema": {"type": "object", "description": format!("{request} in OTLP/JSON")}}}},
+        "responses": {
+            "200": {"description": format!("{response}: empty on full success, or with partialSuccess"),
+                "content": {"application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                            "application/json": {"schema": {"type": "object", "properties": {"partialSuccess": {"type": "object"}}}}}},
+            "400": status.clone(), "401": status.clone(), "403": status.clone(), "413": status.clone(), "415": status.clone(),
+            "429": {"description": "Rate limited or the tenant's share in use: retry", "headers": retry.clone(), "content": status["content"].clone()},
+            "503": {"description": "The writer is saturated or the commit failed: retry", "headers": retry, "content": status["content"].clone()}}
+    })
+}
+
 /// The document, as served.
 #[must_use]
 pub fn document() -> Value {
@@ -85,6 +111,8 @@ pub fn document() -> Value {
                 "application/json": {"schema": {"oneOf": [ref_("Event"), {"type": "array", "items": ref_("Event")}]}},
                 "application/x-ndjson": {"schema": {"type": "string", "description": "One event per line."}}}},
             "responses": with(std_err(&["408", "413", "415", "422"]), ok("200", "Committed", &ingest))}},
+        "/v1/traces": {"post": otlp("traces", "ExportTraceServiceRequest", "ExportTraceServiceResponse", "rejectedSpans")},
+        "/v1/logs": {"post": otlp("logs", "ExportLogsServiceRequest", "ExportLogsServiceResponse", "rejectedLogRecords")},
         "/v1/entries": {"get": {
             "summary": "Query entries (as `blackbox query`)", "operationId": "queryEntries",
             "parameters": [tenant, param("agent_id", "query", false, "", None), param("session_id", "query", false, "", None),

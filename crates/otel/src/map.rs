@@ -227,7 +227,7 @@ struct Content {
 impl Content {
     /// The content attributes of the conventions, latest (`gen_ai.input.messages`, …) and
     /// older (`gen_ai.prompt`, `gen_ai.prompt.0.content`, … as OpenLLMetry writes them).
-    fn from_attrs(&mut self, a: Attrs<'_>) -> Result<(), String> {
+    fn add_attrs(&mut self, a: Attrs<'_>) -> Result<(), String> {
         for (key, into) in [
             ("gen_ai.input.messages", &mut self.input),
             ("gen_ai.output.messages", &mut self.output),
@@ -257,14 +257,14 @@ impl Content {
 
     /// A span event carrying content (the v1.36-era `gen_ai.*.message` / `gen_ai.choice`
     /// events, the older `gen_ai.content.*`, the latest `gen_ai.client.inference.operation.details`).
-    fn from_event(&mut self, e: &SpanEvent) -> Result<(), String> {
+    fn add_event(&mut self, e: &SpanEvent) -> Result<(), String> {
         let a = Attrs(&e.attributes);
         a.check_unique()
             .map_err(|m| format!("span event `{}`: {m}", e.name))?;
         match e.name.as_str() {
             "gen_ai.client.inference.operation.details"
             | "gen_ai.content.prompt"
-            | "gen_ai.content.completion" => self.from_attrs(a),
+            | "gen_ai.content.completion" => self.add_attrs(a),
             "gen_ai.choice" => {
                 self.output
                     .push(Value::Object(crate::value::kv_to_map(&e.attributes)?));
@@ -384,9 +384,12 @@ fn own_lineage(a: Attrs<'_>) -> Lineage {
     }
 }
 
+/// A span's (trace id, span id).
+type SpanKey<'r> = (&'r [u8], &'r [u8]);
+
 /// Spans of one request by (trace id, span id): their parent and their own lineage.
 struct Family<'r> {
-    spans: HashMap<(&'r [u8], &'r [u8]), (&'r [u8], Lineage)>,
+    spans: HashMap<SpanKey<'r>, (&'r [u8], Lineage)>,
 }
 
 impl<'r> Family<'r> {
@@ -556,9 +559,9 @@ fn map_span(
     put(&mut p, "server_address", a.str("server.address"));
 
     let mut c = Content::default();
-    c.from_attrs(a)?;
+    c.add_attrs(a)?;
     for e in &span.events {
-        c.from_event(e)?;
+        c.add_event(e)?;
     }
 
     let event_type = match class {
@@ -846,7 +849,7 @@ fn map_record(
             }
         }
         let mut c = Content::default();
-        c.from_attrs(a)?;
+        c.add_attrs(a)?;
         c.fill(&mut p);
         "llm_message"
     } else {

@@ -284,7 +284,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         })?;
         tracing::info!(otlp_http = %l.local_addr()?, "OTLP/HTTP intake listening (/v1/traces, /v1/logs)");
         let mut rx = stop_rx.clone();
-        let app = api::otlp_router(state.clone());
+        let app = otlp::http::router(state.clone());
         listeners.push(tokio::spawn(async move {
             serve_http(l, app, header_timeout, async move {
                 let _ = rx.changed().await;

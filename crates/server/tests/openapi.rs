@@ -178,6 +178,28 @@ async fn every_route_answers_as_the_document_says() {
         )
         .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
+    // OTLP/HTTP (in OTLP/JSON here; docs/OTEL.md).
+    let trace: Value =
+        serde_json::from_str(include_str!("../../../examples/otlp/genai-trace.json")).unwrap();
+    let (st, _) = s
+        .call(M::POST, "/v1/traces", "/v1/traces", w, Some(trace.clone()))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, refused) = s
+        .call(M::POST, "/v1/traces", "/v1/traces", None, Some(trace))
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert_eq!(refused["code"], 16);
+    let (st, _) = s
+        .call(
+            M::POST,
+            "/v1/logs",
+            "/v1/logs",
+            w,
+            Some(json!({"resourceLogs": []})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
     let (st, _) = s
         .call(M::POST, "/v1/decide", "/v1/decide", w, Some(json!({"agent_id": "a1", "session_id": "s", "tool_name": "t", "args": {"q": "hello"}})))
         .await;

@@ -14,7 +14,7 @@ mod erasures;
 mod events;
 mod exports;
 pub(crate) mod input;
-mod ops;
+pub(crate) mod ops;
 mod proofs;
 mod retention;
 pub(crate) mod shares;
@@ -78,26 +78,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The routes of a dedicated OTLP/HTTP listener (`--otlp-http`): `/v1/traces`, `/v1/logs` and
-/// the health checks, with the same limits, metrics and logging as the main listener.
-pub fn otlp_router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/traces", post(crate::otlp::http::traces))
-        .route("/v1/logs", post(crate::otlp::http::logs))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .fallback(|| async {
-            ApiError::not_found("this listener serves OTLP/HTTP only: POST /v1/traces and /v1/logs")
-        })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
-}
-
 /// Before any handler: refuses a query string that is not UTF-8 once percent-decoded, and puts
 /// the body under the idle timeout and deadline (docs/API.md, "Limits and fairness"). A body
 /// that timed out closes the connection after the answer (408).
-async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if let Some(message) = req.uri().query().and_then(crate::limits::query_utf8_error) {
         state
             .metrics
@@ -122,7 +106,7 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
 
 /// Records metrics and one log line per request (method, route, status, time; never a token,
 /// key or payload).
-async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let route = req

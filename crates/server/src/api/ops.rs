@@ -11,12 +11,12 @@ use crate::AppState;
 use crate::error::ApiError;
 
 /// `GET /healthz`: the process answers.
-pub(super) async fn healthz() -> &'static str {
+pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// `GET /readyz`: the last commit succeeded.
-pub(super) async fn readyz(State(state): State<AppState>) -> Response {
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     if state.ingest.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {

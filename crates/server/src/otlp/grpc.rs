@@ -148,7 +148,7 @@ impl TraceService for Receiver {
         .await
         .map_err(|e| to_status(&e))?;
         Ok(Response::new(ExportTraceServiceResponse {
-            partial_success: (outcome.rejected > 0).then(|| ExportTracePartialSuccess {
+            partial_success: (outcome.rejected > 0).then_some(ExportTracePartialSuccess {
                 rejected_spans: outcome.rejected,
                 error_message: outcome.message,
             }),
@@ -177,7 +177,7 @@ impl LogsService for Receiver {
         .await
         .map_err(|e| to_status(&e))?;
         Ok(Response::new(ExportLogsServiceResponse {
-            partial_success: (outcome.rejected > 0).then(|| ExportLogsPartialSuccess {
+            partial_success: (outcome.rejected > 0).then_some(ExportLogsPartialSuccess {
                 rejected_log_records: outcome.rejected,
                 error_message: outcome.message,
             }),

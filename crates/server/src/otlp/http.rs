@@ -3,10 +3,12 @@
 //! response (a partial success names what was refused), 4xx/5xx with a `google.rpc.Status` body in
 //! the request's encoding, `Retry-After` on 429 and 503.
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
+use axum::routing::{get, post};
 use blackbox_otel::Encoding;
 use blackbox_otel::proto::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceResponse,
@@ -23,6 +25,28 @@ use crate::api::auth::{Caller, Ingest};
 use crate::api::input::read_body;
 use crate::api::shares::body_share;
 use crate::error::ApiError;
+
+/// The routes of a dedicated OTLP/HTTP listener (`--otlp-http`): `/v1/traces`, `/v1/logs` and
+/// the health checks, with the same limits, metrics and logging as the main listener.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/traces", post(traces))
+        .route("/v1/logs", post(logs))
+        .route("/healthz", get(crate::api::ops::healthz))
+        .route("/readyz", get(crate::api::ops::readyz))
+        .fallback(|| async {
+            ApiError::not_found("this listener serves OTLP/HTTP only: POST /v1/traces and /v1/logs")
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::api::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::api::observe,
+        ))
+        .with_state(state)
+}
 
 /// `POST /v1/traces`.
 pub(crate) async fn traces(
