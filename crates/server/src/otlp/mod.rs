@@ -1,7 +1,7 @@
-//! The OpenTelemetry intake (docs/OTEL.md): OTLP/HTTP ([`http`]) and OTLP/gRPC ([`grpc`])
+//! The OpenTelemetry intake (docs/OTEL.md): OTLP/HTTP (`http`) and OTLP/gRPC (`grpc`)
 //! receivers of trace and log exports, and guardrail spans out ([`guardrails`]).
 //!
-//! Both transports end in [`append`]: the spans or records, mapped by `blackbox_otel`, go through
+//! Both transports end in `append`: the spans or records, mapped by `blackbox_otel`, go through
 //! the one intake path (`blackbox_ledger::appender::Normaliser`, as `/v1/events`): validated, the
 //! content scanned by the rules and replaced by its hash, bound to the token's tenant, sealed with
 //! the origin `{"kind":"token","via":"otlp",…}`; then the writer appends them and the answer
