@@ -81,7 +81,8 @@ import json, sys
 r = json.load(sys.stdin)
 print(r["entries_by_origin"].get("token", 0) if r["status"] == "ok" else -1)')
   want=$(tail -1 "$RESULTS" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"])')
-  echo "  verify: ok, $entries entries written for a token, $want spans (events) accepted"
+  echo "  verify: ok, $entries entries written for a token, $want spans (events) accepted;" \
+    "store $(du -sb "$1" | awk -v n="$entries" '{printf "%.0f bytes", $1 / (n > 0 ? n : 1)}') per entry"
   if [ "$entries" -ne "$want" ]; then
     echo "  FAILED: one entry per accepted span (event) expected"; exit 1
   fi

@@ -32,6 +32,7 @@ same ids and numbers, so both paths write entries of about the same size.
 """
 
 import argparse
+import hashlib
 import http.client
 import json
 import multiprocessing as mp
@@ -54,6 +55,7 @@ PROVIDERS = {"gpt-4o": "openai", "gpt-4o-mini": "openai", "claude-sonnet-4": "an
 _EXPORT = ts_pb2.DESCRIPTOR.services_by_name["TraceService"].methods_by_name["Export"]
 EXPORT_METHOD = f"/{_EXPORT.containing_service.full_name}/{_EXPORT.name}"
 TOOLS = ["query_database", "search_kb", "send_email", "read_file", "http_get", "create_ticket"]
+SCOPE = ("opentelemetry.instrumentation.openai_v2", "2.4b0")
 ROUNDS_PER_TRACE = 9  # chat + execute_tool pairs after the invoke_agent span
 
 
@@ -79,10 +81,11 @@ def kv(key, value):
 class Batch:
     """The spans of one request, as (span, equivalent event) pairs, generated together."""
 
-    def __init__(self, seed, n, agent, start_ns):
+    def __init__(self, seed, n, agent, proc, start_ns):
         self.rnd = random.Random(seed)
         self.n = n
         self.agent = agent
+        self.proc = proc
         self.start_ns = start_ns
         self.spans = []
         self.events = []
@@ -109,15 +112,15 @@ class Batch:
         # invoke_agent: the root of the trace.
         total_ms = r.randrange(2000, 30000)
         attrs = [kv("gen_ai.operation.name", "invoke_agent"), kv("gen_ai.provider.name", "openai"),
-                 kv("gen_ai.agent.name", self.agent), kv("gen_ai.agent.id", f"asst_{self.agent}"),
+                 kv("gen_ai.agent.name", self.agent),
                  kv("gen_ai.conversation.id", conv), kv("gen_ai.request.model", "gpt-4o")]
         self.add(trace_pb2.Span(trace_id=trace_id, span_id=root_id, name=f"invoke_agent {self.agent}",
                                 kind=trace_pb2.Span.SPAN_KIND_INTERNAL, start_time_unix_nano=t,
                                 end_time_unix_nano=t + total_ms * 10**6, attributes=attrs),
                  self.event("agent_invocation", t, conv, {
                      "agent_name": self.agent, "operation": "invoke_agent", "provider": "openai",
-                     "latency_ms": total_ms, **hexes, "span_id": root_id.hex(),
-                     "span_name": f"invoke_agent {self.agent}"}))
+                     "model": "gpt-4o", "duration_ms": total_ms, **hexes, "span_id": root_id.hex(),
+                     "span_name": f"invoke_agent {self.agent}", "span_kind": "internal"}))
         for k in range(ROUNDS_PER_TRACE):
             if self.full():
                 return
@@ -159,6 +162,9 @@ class Batch:
                    "token_count_in": tin, "token_count_out": tout, "latency_ms": ms,
                    "finish_reasons": ["tool_call"], "response_id": resp_id, "trace_id": trace_id.hex(),
                    "span_id": span_id.hex(), "parent_span_id": parent.hex(), "span_name": f"chat {model}",
+                   "span_kind": "client", "server_address": "api.example.com",
+                   "tool_calls": [{"name": tool, "id": call_id, "args_hash": "sha256:" + hashlib.sha256(
+                       b'{"query":"SELECT status, eta FROM orders WHERE order_id = %d"}' % order).hexdigest()}],
                    "prompt": inp, "completion": out}
         if first:
             attrs.append(kv("gen_ai.system_instructions",
@@ -196,12 +202,16 @@ class Batch:
                  self.event("tool_call", t, conv, {
                      "tool_name": tool, "invocation_id": call_id, "duration_ms": ms,
                      "trace_id": trace_id.hex(), "span_id": span_id.hex(), "parent_span_id": parent.hex(),
-                     "span_name": f"execute_tool {tool}", "args_raw": args, "result_data": result}))
+                     "span_name": f"execute_tool {tool}", "span_kind": "internal", "tool_type": "function",
+                     "args_raw": args, "result_data": result}))
         return t + ms * 10**6
 
     def event(self, event_type, t_ns, conv, payload):
         sec, nano = divmod(t_ns, 10**9)
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{nano // 10**6:03d}Z"
+        # The members the OTLP mapping adds to every span's entry (docs/OTEL.md §4).
+        payload.update({"service_name": self.agent, "service_instance_id": f"{self.agent}-{self.proc}",
+                        "scope_name": SCOPE[0], "scope_version": SCOPE[1]})
         return {"agent_id": self.agent, "session_id": conv, "timestamp": ts,
                 "event_type": event_type, "payload": payload}
 
@@ -212,7 +222,7 @@ def build(mode, proc, n_bodies, batch, stub=False):
     bodies = []
     for b in range(n_bodies):
         agent = f"agent-{(proc * n_bodies + b) % 40:02d}"
-        bt = Batch(seed=(proc << 20) + b, n=batch, agent=agent, start_ns=now - 60 * 10**9)
+        bt = Batch(seed=(proc << 20) + b, n=batch, agent=agent, proc=proc, start_ns=now - 60 * 10**9)
         if mode == "events":
             bodies.append(json.dumps(bt.events, separators=(",", ":")).encode())
             continue
@@ -222,8 +232,7 @@ def build(mode, proc, n_bodies, batch, stub=False):
                 kv("telemetry.sdk.language", "python"), kv("telemetry.sdk.name", "opentelemetry"),
                 kv("telemetry.sdk.version", "1.45.2")]),
             scope_spans=[trace_pb2.ScopeSpans(
-                scope=common_pb2.InstrumentationScope(name="opentelemetry.instrumentation.openai_v2",
-                                                      version="2.4b0"),
+                scope=common_pb2.InstrumentationScope(name=SCOPE[0], version=SCOPE[1]),
                 spans=bt.spans)])])
         bodies.append(req if mode == "grpc" and stub else req.SerializeToString())
     return bodies
