@@ -689,6 +689,16 @@ pub struct ServeArgs {
     /// `sequenced` (before it: no disk wait, but a crash can lose the record).
     #[arg(long, env = "BLACKBOX_DECIDE_ANSWER")]
     pub decide_answer: Option<String>,
+    /// Serve OpenTelemetry (OTLP) on the standard ports too: OTLP/HTTP on 127.0.0.1:4318 and
+    /// OTLP/gRPC on 127.0.0.1:4317 (OTLP/HTTP is always served on --listen as well).
+    #[arg(long)]
+    pub otlp: bool,
+    /// An OTLP/HTTP listener (`POST /v1/traces`, `/v1/logs`), e.g. 0.0.0.0:4318, or `off`.
+    #[arg(long, env = "BLACKBOX_OTLP_HTTP", value_name = "ADDR")]
+    pub otlp_http: Option<String>,
+    /// An OTLP/gRPC listener (TraceService, LogsService), e.g. 0.0.0.0:4317, or `off`.
+    #[arg(long, env = "BLACKBOX_OTLP_GRPC", value_name = "ADDR")]
+    pub otlp_grpc: Option<String>,
     /// Print an example settings file with every default, and exit.
     #[arg(long)]
     pub print_config: bool,

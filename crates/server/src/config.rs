@@ -76,6 +76,23 @@ secrets_dir = "/var/run/secrets/blackbox"
 # loss is then written down as a `decisions_unrecorded` entry naming the lost ids: after a
 # failed commit by the next one, after a crash by the next start).
 decide_answer = "durable"
+
+[otlp]
+# OpenTelemetry intake (docs/OTEL.md). OTLP/HTTP (POST /v1/traces, /v1/logs) is always served on
+# the main listener with the same tokens; these add listeners on the standard ports (off unless
+# set; `--otlp` sets both to their loopback defaults).
+# http = "127.0.0.1:4318"
+# grpc = "127.0.0.1:4317"
+# Record spans and log records that are not GenAI (as `otel_span` / `otel_log`, attributes and
+# bodies hashed) instead of skipping them.
+keep_other = false
+
+[otlp.guardrails]
+# Export every enforcement decision (a call blocked, an agent paused or throttled) as an
+# OpenTelemetry `apply_guardrail` span to this OTLP/HTTP traces endpoint (off unless set).
+# endpoint = "http://127.0.0.1:4318/v1/traces"
+# Headers sent with each export; a value `env:NAME` is read from the environment variable NAME.
+# headers = { authorization = "env:COLLECTOR_AUTH" }
 "#;
 
 /// How log lines are written.
@@ -139,6 +156,29 @@ pub struct ServerConfig {
     pub streams: usize,
     /// Unpaged answers one tenant (or tenantless token) may read at once.
     pub tenant_streams: usize,
+    /// Extra OTLP/HTTP listener (`[otlp] http`, `--otlp-http`).
+    pub otlp_http: Option<SocketAddr>,
+    /// OTLP/gRPC listener (`[otlp] grpc`, `--otlp-grpc`).
+    pub otlp_grpc: Option<SocketAddr>,
+    /// Record spans and records that are not GenAI instead of skipping them.
+    pub otlp_keep_other: bool,
+    /// Where guardrail spans are exported (`[otlp.guardrails]`).
+    pub guardrails: Option<GuardrailExport>,
+}
+
+/// The standard OTLP/HTTP port's loopback address, for `--otlp`.
+pub const DEFAULT_OTLP_HTTP: &str = "127.0.0.1:4318";
+/// The standard OTLP/gRPC port's loopback address, for `--otlp`.
+pub const DEFAULT_OTLP_GRPC: &str = "127.0.0.1:4317";
+
+/// An OTLP/HTTP traces endpoint guardrail spans are sent to. Its `Debug` form names the headers
+/// but never their values (they usually hold a credential).
+#[derive(Clone, PartialEq, Eq)]
+pub struct GuardrailExport {
+    /// `http://` or `https://` URL of the collector's traces endpoint.
+    pub endpoint: String,
+    /// Headers sent with each export (values already read from the environment).
+    pub headers: Vec<(String, String)>,
 }
 
 /// Values from flags or environment variables (`None`: not given).
@@ -160,6 +200,10 @@ pub struct Overrides {
     pub secrets_dir: Option<PathBuf>,
     /// `--decide-answer` / `BLACKBOX_DECIDE_ANSWER` (`durable` or `sequenced`).
     pub decide_answer: Option<String>,
+    /// `--otlp-http` / `BLACKBOX_OTLP_HTTP` (an address, or `off`).
+    pub otlp_http: Option<String>,
+    /// `--otlp-grpc` / `BLACKBOX_OTLP_GRPC` (an address, or `off`).
+    pub otlp_grpc: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -171,6 +215,96 @@ struct RawFile {
     mirror: RawMirror,
     #[serde(default)]
     detection: RawDetection,
+    #[serde(default)]
+    otlp: RawOtlp,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOtlp {
+    http: Option<String>,
+    grpc: Option<String>,
+    keep_other: Option<bool>,
+    guardrails: Option<RawGuardrails>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGuardrails {
+    endpoint: Option<String>,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for GuardrailExport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardrailExport")
+            .field("endpoint", &self.endpoint)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(n, _)| format!("{n}: <redacted>"))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// An optional listener: an address, or `off`.
+fn parse_optional_listen(s: &str, whence: &str) -> Result<Option<SocketAddr>, ServerError> {
+    if s.eq_ignore_ascii_case("off") {
+        Ok(None)
+    } else {
+        parse_listen(s, whence).map(Some)
+    }
+}
+
+fn guardrails(
+    raw: Option<RawGuardrails>,
+    whence: &str,
+) -> Result<Option<GuardrailExport>, ServerError> {
+    let Some(g) = raw else { return Ok(None) };
+    let Some(endpoint) = g.endpoint else {
+        if g.headers.is_empty() {
+            return Ok(None);
+        }
+        return Err(ServerError::Config(format!(
+            "{whence}: otlp.guardrails has headers but no endpoint; add endpoint = \"http://collector:4318/v1/traces\""
+        )));
+    };
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        || endpoint.parse::<axum::http::Uri>().is_err()
+    {
+        return Err(ServerError::Config(format!(
+            "{whence}: otlp.guardrails.endpoint `{endpoint}` is not an http:// or https:// URL"
+        )));
+    }
+    let mut headers = Vec::new();
+    for (name, value) in g.headers {
+        if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(ServerError::Config(format!(
+                "{whence}: otlp.guardrails.headers: `{name}` is not a header name"
+            )));
+        }
+        let value = match value.strip_prefix("env:") {
+            Some(var) => std::env::var(var).map_err(|_| {
+                ServerError::Config(format!(
+                    "{whence}: otlp.guardrails.headers.{name} reads the environment variable {var}, which is not set"
+                ))
+            })?,
+            None => value,
+        };
+        if axum::http::HeaderValue::from_str(&value).is_err() {
+            // The value may be a secret: never repeated in the message.
+            return Err(ServerError::Config(format!(
+                "{whence}: otlp.guardrails.headers.{name}: the value is not a valid header value"
+            )));
+        }
+        headers.push((name, value));
+    }
+    Ok(Some(GuardrailExport { endpoint, headers }))
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -406,7 +540,26 @@ impl ServerConfig {
             .unauthenticated_burst
             .unwrap_or(20)
             .max(1);
+        let otlp_http = choose(
+            (o.otlp_http.as_deref(), "--otlp-http"),
+            (raw.otlp.http.as_deref(), &format!("{whence}: otlp.http")),
+            parse_optional_listen,
+        )
+        .transpose()?
+        .flatten();
+        let otlp_grpc = choose(
+            (o.otlp_grpc.as_deref(), "--otlp-grpc"),
+            (raw.otlp.grpc.as_deref(), &format!("{whence}: otlp.grpc")),
+            parse_optional_listen,
+        )
+        .transpose()?
+        .flatten();
+        let guardrails = guardrails(raw.otlp.guardrails, &whence)?;
         Ok(Self {
+            otlp_http,
+            otlp_grpc,
+            otlp_keep_other: raw.otlp.keep_other.unwrap_or(false),
+            guardrails,
             listen,
             data_dir,
             body_limit,

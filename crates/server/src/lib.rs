@@ -27,6 +27,7 @@ pub mod ingest;
 pub mod limits;
 pub mod metrics;
 pub mod mirror;
+pub mod otlp;
 pub mod readers;
 pub mod retention;
 pub mod tokens;
@@ -91,6 +92,8 @@ pub struct AppState {
     pub webhooks: Arc<detection::Webhooks>,
     /// Tells the webhook dispatcher to stop.
     pub stop_webhooks: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The OpenTelemetry intake's settings and guardrail exporter.
+    pub otlp: Arc<otlp::Otlp>,
     /// Held from checking an alert's state to the commit of its triage entry, so two triage
     /// requests for one alert cannot both pass the check.
     pub triage: Arc<tokio::sync::Mutex<()>>,
@@ -192,7 +195,20 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
         )
         .map_err(|e| ServerError::Config(format!("webhook delivery: {e}")))?;
     }
+    let guardrails = match (&config.guardrails, tokio::runtime::Handle::try_current()) {
+        (Some(g), Ok(_)) => Some(
+            otlp::guardrails::Exporter::start(g.clone(), Arc::clone(&metrics))
+                .map_err(|e| ServerError::Config(format!("otlp.guardrails: {e}")))?,
+        ),
+        _ => None,
+    };
+    let otlp = Arc::new(otlp::Otlp::new(
+        &ledger_config.redaction,
+        config.otlp_keep_other,
+        guardrails,
+    ));
     let state = AppState {
+        otlp,
         denials: Arc::new(api::DenialSampler::default()),
         ingest_bytes: limits::FairShare::new(
             config.ingest_bytes_in_flight,
@@ -257,10 +273,51 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     if let Some(every) = retention::period(&state) {
         tasks.push(tokio::spawn(retention::schedule(state.clone(), every)));
     }
+    // The OTLP listeners stop with the main one.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    let mut listeners: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    if let Some(addr) = state.config.otlp_http {
+        let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            ServerError::Config(format!(
+                "cannot listen for OTLP/HTTP on {addr}: {e}; choose another address with --otlp-http (or `off`)"
+            ))
+        })?;
+        tracing::info!(otlp_http = %l.local_addr()?, "OTLP/HTTP intake listening (/v1/traces, /v1/logs)");
+        let mut rx = stop_rx.clone();
+        let app = api::otlp_router(state.clone());
+        listeners.push(tokio::spawn(async move {
+            serve_http(l, app, header_timeout, async move {
+                let _ = rx.changed().await;
+            })
+            .await;
+        }));
+    }
+    if let Some(addr) = state.config.otlp_grpc {
+        let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            ServerError::Config(format!(
+                "cannot listen for OTLP/gRPC on {addr}: {e}; choose another address with --otlp-grpc (or `off`)"
+            ))
+        })?;
+        tracing::info!(otlp_grpc = %l.local_addr()?, "OTLP/gRPC intake listening (TraceService, LogsService)");
+        let (st, rx) = (state.clone(), stop_rx.clone());
+        listeners.push(tokio::spawn(async move {
+            if let Err(e) = otlp::grpc::serve(l, st, rx).await {
+                tracing::error!(error = %e, "the OTLP/gRPC listener failed");
+            }
+        }));
+    }
+    drop(stop_rx);
     tracing::info!(listen = %listener.local_addr()?, data_dir = %state.dir.root().display(), "blackbox serve is ready");
     let state_stop = Arc::clone(&state.stop_webhooks);
     let app = api::router(state);
-    serve_http(listener, app, header_timeout, shutdown).await;
+    serve_http(listener, app, header_timeout, async move {
+        shutdown.await;
+        let _ = stop_tx.send(());
+    })
+    .await;
+    for l in listeners {
+        let _ = l.await;
+    }
     // Background tasks hold handles to the writer: stop them so that it can close.
     for t in &tasks {
         t.abort();

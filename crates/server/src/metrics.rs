@@ -133,6 +133,28 @@ pub struct Metrics {
     pub webhook_deliveries: Family<WebhookLabel, Gauge>,
     /// Webhook delivery attempts that failed.
     pub webhook_failed_attempts: Gauge,
+    /// OTLP spans and log records received, by signal, transport and what became of them.
+    pub otlp_items: Family<OtlpLabel, Counter>,
+    /// Guardrail spans exported, by outcome (`sent`, `failed`, `dropped`).
+    pub guardrail_spans: Family<ResultLabel, Counter>,
+}
+
+/// Labels of [`Metrics::otlp_items`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OtlpLabel {
+    /// `spans` or `log_records`.
+    pub signal: &'static str,
+    /// `http` or `grpc`.
+    pub transport: &'static str,
+    /// `accepted` (appended), `rejected` (reported in a partial success), `skipped` (not GenAI).
+    pub result: &'static str,
+}
+
+/// A single `result` label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// What happened.
+    pub result: &'static str,
 }
 
 impl Default for Metrics {
@@ -172,6 +194,8 @@ impl Metrics {
             rules_reload_failures: Counter::default(),
             webhook_deliveries: Family::default(),
             webhook_failed_attempts: Gauge::default(),
+            otlp_items: Family::default(),
+            guardrail_spans: Family::default(),
         };
         {
             let mut r = m
@@ -282,6 +306,16 @@ impl Metrics {
                 "webhook_failed_attempts",
                 "Webhook delivery attempts that failed since the start",
                 m.webhook_failed_attempts.clone(),
+            );
+            r.register(
+                "otlp_items",
+                "OTLP spans and log records received, by signal, transport and result (accepted: appended; rejected: refused in a partial success; skipped: not GenAI)",
+                m.otlp_items.clone(),
+            );
+            r.register(
+                "guardrail_spans",
+                "Enforcement decisions exported as OpenTelemetry guardrail spans, by result (sent, failed, dropped)",
+                m.guardrail_spans.clone(),
             );
         }
         m

@@ -21,7 +21,9 @@ use crate::retry::Backoff;
 use crate::signing::{resolve_secret, sign};
 use crate::{DEFAULT_K8S_SECRETS_DIR, SecretRef, WebhookError, ms, now_ms, redact_url};
 
-type HttpClient = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The HTTP(S) client of outgoing deliveries (webhooks, and the service's guardrail spans):
+/// HTTP/1.1, rustls with the system's trusted roots.
+pub type HttpClient = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Longest `last_error` kept.
 const MAX_ERROR_CHARS: usize = 200;
@@ -108,7 +110,11 @@ impl fmt::Debug for Dispatcher {
     }
 }
 
-fn http_client() -> Result<HttpClient, WebhookError> {
+/// A new [`HttpClient`].
+///
+/// # Errors
+/// The TLS configuration cannot be built.
+pub fn http_client() -> Result<HttpClient, WebhookError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();

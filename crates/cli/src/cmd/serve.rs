@@ -22,6 +22,14 @@ pub fn run(a: ServeArgs) -> Result<Outcome> {
             rules: a.rules,
             secrets_dir: a.secrets_dir,
             decide_answer: a.decide_answer,
+            otlp_http: a.otlp_http.or_else(|| {
+                a.otlp
+                    .then(|| blackbox_server::config::DEFAULT_OTLP_HTTP.to_owned())
+            }),
+            otlp_grpc: a.otlp_grpc.or_else(|| {
+                a.otlp
+                    .then(|| blackbox_server::config::DEFAULT_OTLP_GRPC.to_owned())
+            }),
         },
     )?;
     init_logging(config.log_format);

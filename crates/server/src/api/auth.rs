@@ -131,6 +131,7 @@ impl Scope for Admin {
 fn purpose(method: &Method, route: &str) -> &'static str {
     match (method.as_str(), route) {
         ("POST", "/v1/events") => "writing events",
+        ("POST", "/v1/traces" | "/v1/logs") => "writing spans and log records",
         (_, "/v1/entries" | "/v1/entries/{entry_id}") => "reading the log",
         (_, "/v1/verify") => "verifying the log",
         (_, "/v1/checkpoints/latest") => "reading checkpoints",
@@ -226,6 +227,29 @@ impl<S> Caller<S> {
     pub(crate) fn operator(&self) -> String {
         format!("operator:{}", self.token.id)
     }
+}
+
+/// Authenticates and authorises a write that did not come through the router (OTLP/gRPC), with
+/// the same checks, limits and refusal records as the extractor; `route` names the RPC.
+pub(crate) fn authorize_ingest(
+    state: &AppState,
+    headers: &HeaderMap,
+    addr: Option<SocketAddr>,
+    route: &str,
+) -> Result<Caller<Ingest>, ApiError> {
+    let mut ext = axum::http::Extensions::new();
+    if let Some(a) = addr {
+        ext.insert(ConnectInfo(a));
+    }
+    authorize(
+        state,
+        headers,
+        &ext,
+        &Method::POST,
+        route,
+        Ingest::allows,
+        "writing spans and log records",
+    )
 }
 
 fn client_addr(ext: &axum::http::Extensions) -> Option<SocketAddr> {

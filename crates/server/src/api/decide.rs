@@ -76,9 +76,19 @@ pub(super) async fn decide(
             .map(|h| h.to_prefixed())
             .map_err(|e| bad(field, e))
     };
+    let args_hash = hash(&b.args, "args")?;
+    let guardrail = state.otlp.guardrails.as_ref().map(|_| {
+        (
+            b.agent_id.clone(),
+            b.session_id.clone(),
+            b.tool_name.clone(),
+            b.invocation_id.clone(),
+            args_hash.clone(),
+        )
+    });
     let mut payload = Map::new();
     payload.insert("tool_name".into(), b.tool_name.into());
-    payload.insert("args_hash".into(), hash(&b.args, "args")?.into());
+    payload.insert("args_hash".into(), args_hash.into());
     if let Some(p) = &b.prompt {
         payload.insert("prompt_hash".into(), hash(p, "prompt")?.into());
     }
@@ -104,6 +114,55 @@ pub(super) async fn decide(
         .metrics
         .decide_seconds
         .observe(started.elapsed().as_secs_f64());
+    if let (Some(exporter), Some((agent, session, tool, invocation_id, args_hash))) =
+        (&state.otlp.guardrails, guardrail)
+    {
+        let action = match d.decision {
+            "block" => Some("block"),
+            "paused" => Some("pause"),
+            "throttle" => Some("throttle"),
+            _ => None,
+        };
+        if let Some(action) = action {
+            let rules: Vec<(String, String)> = d
+                .rules
+                .iter()
+                .map(|r| (r.name.clone(), r.severity.to_owned()))
+                .collect();
+            let reason = if rules.is_empty() {
+                format!("{} by blackbox", d.decision)
+            } else {
+                format!(
+                    "{} by blackbox: {}",
+                    d.decision,
+                    rules
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            exporter.send(crate::otlp::guardrails::GuardrailSpan {
+                action,
+                tenant: tenant.clone(),
+                agent,
+                session,
+                tool,
+                invocation_id,
+                entry_id: d.entry.entry_id.to_string(),
+                rules,
+                reason,
+                args_hash: Some(args_hash),
+                parent: headers
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(blackbox_otel::guardrail::TraceParent::parse),
+                time_ns: u64::try_from(crate::now_ms())
+                    .unwrap_or_default()
+                    .saturating_mul(1_000_000),
+            });
+        }
+    }
     let v = Decision {
         decision: d.decision.to_owned(),
         retry_after_ms: d.retry_after_ms,

@@ -41,6 +41,8 @@ use crate::metrics::RouteLabel;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/events", post(events::append))
+        .route("/v1/traces", post(crate::otlp::http::traces))
+        .route("/v1/logs", post(crate::otlp::http::logs))
         .route("/v1/entries", get(entries::query))
         .route("/v1/entries/{entry_id}", get(entries::one))
         .route("/v1/verify", get(verify::verify))
@@ -70,6 +72,22 @@ pub fn router(state: AppState) -> Router {
                 "method_not_allowed",
                 "this route does not take that method; see GET /openapi.json",
             )
+        })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// The routes of a dedicated OTLP/HTTP listener (`--otlp-http`): `/v1/traces`, `/v1/logs` and
+/// the health checks, with the same limits, metrics and logging as the main listener.
+pub fn otlp_router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/traces", post(crate::otlp::http::traces))
+        .route("/v1/logs", post(crate::otlp::http::logs))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .fallback(|| async {
+            ApiError::not_found("this listener serves OTLP/HTTP only: POST /v1/traces and /v1/logs")
         })
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))

@@ -1,0 +1,930 @@
+//! GenAI spans and log records to Blackbox events (docs/OTEL.md is the reference; a test checks
+//! the two name the same event types).
+//!
+//! The mapping is pure: it builds each event's JSON with its raw content still in it, under the
+//! names of [`CONTENT_FIELDS`]; the intake then normalises it like every other event (the detector
+//! scans the content, the redaction replaces it by its hash, nothing of it is stored).
+
+use std::collections::HashMap;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::Event as SpanEvent;
+use serde_json::{Map, Value};
+
+use crate::value::{Attrs, to_json};
+
+/// Payload members that hold raw content: the intake adds them to the redaction list, so they are
+/// replaced by `<name>_hash` before anything is stored, whatever `[redaction]` says. `prompt`
+/// (input messages), `completion` (output messages), `args_raw` (tool arguments) and
+/// `result_data` (tool results) are on the default list already; the others are this intake's.
+pub const CONTENT_FIELDS: [&str; 9] = [
+    "prompt",
+    "completion",
+    "system_instructions",
+    "tool_definitions",
+    "args_raw",
+    "result_data",
+    "content",
+    "status_message",
+    "attributes",
+];
+
+/// The event types this intake writes (docs/OTEL.md lists the same).
+pub const EVENT_TYPES: [&str; 8] = [
+    "llm_request",
+    "tool_call",
+    "agent_invocation",
+    "agent_created",
+    "mcp_request",
+    "llm_message",
+    "otel_span",
+    "otel_log",
+];
+
+/// Inference operations (`gen_ai.operation.name`) written as `llm_request`.
+const INFERENCE: [&str; 4] = ["chat", "text_completion", "generate_content", "embeddings"];
+
+/// The agent an item is attributed to when neither it, its ancestors nor its resource name one.
+pub const UNKNOWN_AGENT: &str = "unknown_service";
+
+/// The session of a log record with no conversation, session or trace id.
+pub const NO_SESSION: &str = "otel";
+
+/// Content values larger than this (as JSON text) are replaced by their digest before the event
+/// is built, so that a long conversation does not make the event exceed 1 MiB; the detector does
+/// not scan them.
+pub const MAX_CONTENT_BYTES: usize = 256 * 1024;
+
+/// What the mapping does with items that are not GenAI.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MapOptions {
+    /// Record spans and log records that are not GenAI as `otel_span` / `otel_log` (their
+    /// attributes and bodies hashed) instead of skipping them.
+    pub keep_other: bool,
+}
+
+/// One item of a request mapped to an event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// The item's position in the request (0-based, across resources and scopes).
+    pub index: usize,
+    /// Where it is, for messages: `resource_spans[0].scope_spans[1].spans[3] "chat gpt-4o"`.
+    pub locator: String,
+    /// The event, raw content still in it.
+    pub event: Value,
+}
+
+/// An item the mapping refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// As [`Item::index`].
+    pub index: usize,
+    /// As [`Item::locator`].
+    pub locator: String,
+    /// Why, and how to fix it.
+    pub reason: String,
+}
+
+/// A request mapped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mapped {
+    /// Events to append, in the request's order.
+    pub items: Vec<Item>,
+    /// Items refused (reported as a partial success).
+    pub rejected: Vec<Rejected>,
+    /// Items that are not GenAI and were skipped.
+    pub skipped: usize,
+    /// Items in the request.
+    pub total: usize,
+}
+
+/// What the resource says about who sent an item.
+struct ResourceCtx {
+    service_name: Option<String>,
+    service_instance_id: Option<String>,
+}
+
+impl ResourceCtx {
+    fn new(r: Option<&Resource>) -> Self {
+        let attrs = Attrs(r.map_or(&[][..], |r| &r.attributes));
+        Self {
+            service_name: attrs.str("service.name").map(str::to_owned),
+            service_instance_id: attrs.str("service.instance.id").map(str::to_owned),
+        }
+    }
+
+    fn agent(&self) -> &str {
+        self.service_name
+            .as_deref()
+            .or(self.service_instance_id.as_deref())
+            .unwrap_or(UNKNOWN_AGENT)
+    }
+
+    fn fill(&self, p: &mut Map<String, Value>) {
+        if let Some(s) = &self.service_name {
+            p.insert("service_name".into(), s.clone().into());
+        }
+        if let Some(s) = &self.service_instance_id {
+            p.insert("service_instance_id".into(), s.clone().into());
+        }
+    }
+}
+
+fn scope_fill(scope: Option<&InstrumentationScope>, p: &mut Map<String, Value>) {
+    if let Some(s) = scope {
+        if !s.name.is_empty() {
+            p.insert("scope_name".into(), s.name.clone().into());
+        }
+        if !s.version.is_empty() {
+            p.insert("scope_version".into(), s.version.clone().into());
+        }
+    }
+}
+
+/// `ns` as the event's RFC 3339 timestamp.
+fn timestamp(ns: u64, what: &str) -> Result<String, String> {
+    if ns == 0 {
+        return Err(format!("{what} is 0; the item must say when it happened"));
+    }
+    let ms = i64::try_from(ns / 1_000_000).unwrap_or(i64::MAX);
+    blackbox_core::entry::format_timestamp(ms).map_err(|e| format!("{what}: {e}"))
+}
+
+/// Milliseconds between two times in ns, to the microsecond.
+#[allow(clippy::cast_precision_loss)]
+fn millis(start: u64, end: u64) -> f64 {
+    // Spans last at most a few days: far below 2^53 µs.
+    let us = end.saturating_sub(start) / 1_000;
+    us as f64 / 1_000.0
+}
+
+fn id_hex(bytes: &[u8], len: usize, what: &str, required: bool) -> Result<Option<String>, String> {
+    if bytes.is_empty() && !required {
+        return Ok(None);
+    }
+    if bytes.len() != len {
+        return Err(format!(
+            "{what} is {} bytes; it must be {len} bytes{}",
+            bytes.len(),
+            if required { "" } else { " or absent" }
+        ));
+    }
+    if bytes.iter().all(|b| *b == 0) {
+        if required {
+            return Err(format!(
+                "{what} is all zeroes, which OTLP defines as invalid"
+            ));
+        }
+        return Ok(None);
+    }
+    Ok(Some(hex::encode(bytes)))
+}
+
+/// A content value, as it goes into the event: itself, or its digest when it is larger than
+/// [`MAX_CONTENT_BYTES`] (the same digest the redaction computes, docs/FORMAT.md §4).
+fn content(v: Value) -> Value {
+    let len = match &v {
+        Value::String(s) => s.len(),
+        other => serde_json::to_vec(other).map_or(usize::MAX, |b| b.len()),
+    };
+    if len <= MAX_CONTENT_BYTES {
+        return v;
+    }
+    let h = match &v {
+        Value::String(s) => blackbox_core::Hash::digest(s.as_bytes()),
+        other => match serde_json_canonicalizer::to_vec(other) {
+            Ok(jcs) => blackbox_core::Hash::digest(&jcs),
+            Err(_) => blackbox_core::Hash::digest(b""),
+        },
+    };
+    Value::String(h.to_prefixed())
+}
+
+/// One or several captured values of one kind of content: a single one as it is (so a string's
+/// hash is SHA-256 of that string), several as an array in the order found.
+fn gather(values: Vec<Value>) -> Option<Value> {
+    match values.len() {
+        0 => None,
+        1 => values.into_iter().next().map(content),
+        _ => Some(content(Value::Array(values))),
+    }
+}
+
+/// Input, output and system content captured on a span or a record.
+#[derive(Default)]
+struct Content {
+    input: Vec<Value>,
+    output: Vec<Value>,
+    system: Vec<Value>,
+    tool_definitions: Vec<Value>,
+}
+
+impl Content {
+    /// The content attributes of the conventions, latest (`gen_ai.input.messages`, …) and
+    /// older (`gen_ai.prompt`, `gen_ai.prompt.0.content`, … as OpenLLMetry writes them).
+    fn from_attrs(&mut self, a: Attrs<'_>) -> Result<(), String> {
+        for (key, into) in [
+            ("gen_ai.input.messages", &mut self.input),
+            ("gen_ai.output.messages", &mut self.output),
+            ("gen_ai.system_instructions", &mut self.system),
+            ("gen_ai.tool.definitions", &mut self.tool_definitions),
+        ] {
+            if let Some(v) = a.json(key)? {
+                into.push(v);
+            }
+        }
+        if let Some(m) = a.with_prefix("gen_ai.prompt")? {
+            self.input.push(if m.len() == 1 {
+                m.into_iter().next().map_or(Value::Null, |(_, v)| v)
+            } else {
+                Value::Object(m)
+            });
+        }
+        if let Some(m) = a.with_prefix("gen_ai.completion")? {
+            self.output.push(if m.len() == 1 {
+                m.into_iter().next().map_or(Value::Null, |(_, v)| v)
+            } else {
+                Value::Object(m)
+            });
+        }
+        Ok(())
+    }
+
+    /// A span event carrying content (the v1.36-era `gen_ai.*.message` / `gen_ai.choice`
+    /// events, the older `gen_ai.content.*`, the latest `gen_ai.client.inference.operation.details`).
+    fn from_event(&mut self, e: &SpanEvent) -> Result<(), String> {
+        let a = Attrs(&e.attributes);
+        a.check_unique()
+            .map_err(|m| format!("span event `{}`: {m}", e.name))?;
+        match e.name.as_str() {
+            "gen_ai.client.inference.operation.details"
+            | "gen_ai.content.prompt"
+            | "gen_ai.content.completion" => self.from_attrs(a),
+            "gen_ai.choice" => {
+                self.output
+                    .push(Value::Object(crate::value::kv_to_map(&e.attributes)?));
+                Ok(())
+            }
+            n if n.starts_with("gen_ai.") && n.ends_with(".message") => {
+                if n == "gen_ai.system.message" {
+                    self.system
+                        .push(Value::Object(crate::value::kv_to_map(&e.attributes)?));
+                } else {
+                    self.input
+                        .push(Value::Object(crate::value::kv_to_map(&e.attributes)?));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn fill(self, p: &mut Map<String, Value>) {
+        for (name, values) in [
+            ("prompt", self.input),
+            ("completion", self.output),
+            ("system_instructions", self.system),
+            ("tool_definitions", self.tool_definitions),
+        ] {
+            if let Some(v) = gather(values) {
+                p.insert(name.into(), v);
+            }
+        }
+    }
+}
+
+/// Tool calls an output announces: the latest conventions' message parts
+/// (`{"type":"tool_call","id","name","arguments"}`), or OpenAI-style `tool_calls`
+/// (`{"id","function":{"name","arguments"}}`) in a message or a `gen_ai.choice` body. Their
+/// arguments go under `args_raw` (hashed).
+fn tool_calls_in(v: &Value, out: &mut Vec<Value>, depth: usize) {
+    if depth > 8 || out.len() >= 128 {
+        return;
+    }
+    match v {
+        Value::String(s) if depth == 0 && s.starts_with(['[', '{']) => {
+            if let Ok(parsed) = serde_json::from_str::<Value>(s) {
+                tool_calls_in(&parsed, out, depth + 1);
+            }
+        }
+        Value::Array(items) => {
+            for i in items {
+                tool_calls_in(i, out, depth + 1);
+            }
+        }
+        Value::Object(m) => {
+            if m.get("type").and_then(Value::as_str) == Some("tool_call")
+                && let Some(name) = m.get("name").and_then(Value::as_str)
+            {
+                out.push(tool_call_ref(name, m.get("id"), m.get("arguments")));
+                return;
+            }
+            if let Some(f) = m.get("function").and_then(Value::as_object)
+                && let Some(name) = f.get("name").and_then(Value::as_str)
+            {
+                out.push(tool_call_ref(name, m.get("id"), f.get("arguments")));
+                return;
+            }
+            for key in ["message", "parts", "tool_calls", "messages"] {
+                if let Some(inner) = m.get(key) {
+                    tool_calls_in(inner, out, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn tool_call_ref(name: &str, id: Option<&Value>, args: Option<&Value>) -> Value {
+    let mut c = Map::new();
+    c.insert("name".into(), name.into());
+    if let Some(id) = id.and_then(Value::as_str) {
+        c.insert("id".into(), id.into());
+    }
+    if let Some(a) = args {
+        c.insert("args_raw".into(), content(a.clone()));
+    }
+    Value::Object(c)
+}
+
+/// The span's kind, as the OTLP enum names it.
+fn span_kind(k: i32) -> Option<&'static str> {
+    match k {
+        1 => Some("internal"),
+        2 => Some("server"),
+        3 => Some("client"),
+        4 => Some("producer"),
+        5 => Some("consumer"),
+        _ => None,
+    }
+}
+
+/// Who a span's GenAI attributes name, inherited along its parents within one request.
+#[derive(Default, Clone)]
+struct Lineage {
+    agent: Option<String>,
+    session: Option<String>,
+}
+
+fn own_lineage(a: Attrs<'_>) -> Lineage {
+    Lineage {
+        agent: a
+            .str("gen_ai.agent.id")
+            .or_else(|| a.str("gen_ai.agent.name"))
+            .map(str::to_owned),
+        session: a
+            .str("gen_ai.conversation.id")
+            .or_else(|| a.str("session.id"))
+            .map(str::to_owned),
+    }
+}
+
+/// Spans of one request by (trace id, span id): their parent and their own lineage.
+struct Family<'r> {
+    spans: HashMap<(&'r [u8], &'r [u8]), (&'r [u8], Lineage)>,
+}
+
+impl<'r> Family<'r> {
+    fn new(req: &'r ExportTraceServiceRequest) -> Self {
+        let mut spans = HashMap::new();
+        for rs in &req.resource_spans {
+            for ss in &rs.scope_spans {
+                for s in &ss.spans {
+                    let l = own_lineage(Attrs(&s.attributes));
+                    spans.insert(
+                        (s.trace_id.as_slice(), s.span_id.as_slice()),
+                        (s.parent_span_id.as_slice(), l),
+                    );
+                }
+            }
+        }
+        Self { spans }
+    }
+
+    /// The span's own agent and session, else its nearest ancestor's in this request.
+    fn lineage(&self, trace: &[u8], span: &[u8]) -> Lineage {
+        let mut out = Lineage::default();
+        let mut at = span;
+        for _ in 0..64 {
+            let Some((parent, l)) = self.spans.get(&(trace, at)) else {
+                break;
+            };
+            if out.agent.is_none() {
+                out.agent.clone_from(&l.agent);
+            }
+            if out.session.is_none() {
+                out.session.clone_from(&l.session);
+            }
+            if (out.agent.is_some() && out.session.is_some()) || parent.is_empty() {
+                break;
+            }
+            at = parent;
+        }
+        out
+    }
+}
+
+/// What a span is.
+enum SpanClass<'a> {
+    Inference(&'a str),
+    Tool,
+    Agent(&'static str),
+    Mcp(&'a str),
+    OtherGenAi(&'a str),
+    Other,
+}
+
+fn classify<'a>(a: Attrs<'a>) -> SpanClass<'a> {
+    let op = a.str("gen_ai.operation.name");
+    let mcp = a.str("mcp.method.name");
+    match (op, mcp) {
+        (Some(o), _) if INFERENCE.contains(&o) => SpanClass::Inference(o),
+        (Some("execute_tool"), _) | (_, Some("tools/call")) => SpanClass::Tool,
+        (Some("invoke_agent"), _) => SpanClass::Agent("agent_invocation"),
+        (Some("create_agent"), _) => SpanClass::Agent("agent_created"),
+        (_, Some(m)) => SpanClass::Mcp(m),
+        (Some(o), None) => SpanClass::OtherGenAi(o),
+        (None, None) => {
+            // Instrumentations of the older conventions (OpenLLMetry) name the system and the
+            // request type but no operation.
+            if let Some(t) = a.str("llm.request.type") {
+                SpanClass::Inference(t)
+            } else if a.str("gen_ai.system").is_some() || a.str("gen_ai.provider.name").is_some() {
+                SpanClass::Inference("chat")
+            } else {
+                SpanClass::Other
+            }
+        }
+    }
+}
+
+fn put(p: &mut Map<String, Value>, key: &str, v: Option<&str>) {
+    if let Some(v) = v {
+        p.insert(key.into(), v.into());
+    }
+}
+
+fn put_count(
+    p: &mut Map<String, Value>,
+    a: Attrs<'_>,
+    key: &str,
+    attrs: &[&str],
+) -> Result<(), String> {
+    for k in attrs {
+        if let Some(n) = a.count(k)? {
+            p.insert(key.into(), n.into());
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// The error a span reports: its status ERROR and `error.type` (or an `exception` event's
+/// `exception.type`); the status message may quote content and is hashed.
+fn error_fill(span: &Span, p: &mut Map<String, Value>) -> Result<(), String> {
+    let a = Attrs(&span.attributes);
+    let status_error = span.status.as_ref().is_some_and(|s| s.code == 2);
+    let exception = span
+        .events
+        .iter()
+        .find(|e| e.name == "exception")
+        .and_then(|e| Attrs(&e.attributes).str("exception.type"));
+    let error_type = a.str("error.type").or(exception);
+    if status_error || error_type.is_some() {
+        p.insert("status".into(), "error".into());
+        let mut e = Map::new();
+        e.insert("type".into(), error_type.unwrap_or("_OTHER").into());
+        p.insert("error".into(), Value::Object(e));
+    }
+    if let Some(s) = &span.status
+        && !s.message.is_empty()
+    {
+        p.insert("status_message".into(), content(s.message.clone().into()));
+    }
+    Ok(())
+}
+
+fn map_span(
+    res: &ResourceCtx,
+    scope: Option<&InstrumentationScope>,
+    span: &Span,
+    family: &Family<'_>,
+    opts: MapOptions,
+) -> Result<Option<Value>, String> {
+    let a = Attrs(&span.attributes);
+    a.check_unique()?;
+    let class = classify(a);
+    if matches!(class, SpanClass::Other) && !opts.keep_other {
+        return Ok(None);
+    }
+    let trace_id = id_hex(&span.trace_id, 16, "trace_id", true)?.unwrap_or_default();
+    let span_id = id_hex(&span.span_id, 8, "span_id", true)?.unwrap_or_default();
+    let parent = id_hex(&span.parent_span_id, 8, "parent_span_id", false)?;
+    let ts = timestamp(span.start_time_unix_nano, "start_time_unix_nano")?;
+    if span.end_time_unix_nano != 0 && span.end_time_unix_nano < span.start_time_unix_nano {
+        return Err("end_time_unix_nano is before start_time_unix_nano".into());
+    }
+    let duration = (span.end_time_unix_nano != 0)
+        .then(|| millis(span.start_time_unix_nano, span.end_time_unix_nano));
+    let lineage = family.lineage(&span.trace_id, &span.span_id);
+    let agent = lineage.agent.as_deref().unwrap_or_else(|| res.agent());
+    let session = lineage.session.clone().unwrap_or_else(|| trace_id.clone());
+
+    let mut p = Map::new();
+    p.insert("trace_id".into(), trace_id.into());
+    p.insert("span_id".into(), span_id.into());
+    if let Some(parent) = parent {
+        p.insert("parent_span_id".into(), parent.into());
+    }
+    p.insert("span_name".into(), span.name.clone().into());
+    put(&mut p, "span_kind", span_kind(span.kind));
+    res.fill(&mut p);
+    scope_fill(scope, &mut p);
+    error_fill(span, &mut p)?;
+    put(&mut p, "agent_name", a.str("gen_ai.agent.name"));
+    put(
+        &mut p,
+        "provider",
+        a.str("gen_ai.provider.name")
+            .or_else(|| a.str("gen_ai.system")),
+    );
+    put(&mut p, "server_address", a.str("server.address"));
+
+    let mut c = Content::default();
+    c.from_attrs(a)?;
+    for e in &span.events {
+        c.from_event(e)?;
+    }
+
+    let event_type = match class {
+        SpanClass::Inference(op) => {
+            p.insert("operation".into(), op.into());
+            let request = a.str("gen_ai.request.model");
+            let response = a.str("gen_ai.response.model");
+            p.insert(
+                "model".into(),
+                response.or(request).unwrap_or("unknown").into(),
+            );
+            if let (Some(r), Some(s)) = (request, response)
+                && r != s
+            {
+                p.insert("request_model".into(), r.into());
+            }
+            put_count(
+                &mut p,
+                a,
+                "token_count_in",
+                &["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"],
+            )?;
+            put_count(
+                &mut p,
+                a,
+                "token_count_out",
+                &[
+                    "gen_ai.usage.output_tokens",
+                    "gen_ai.usage.completion_tokens",
+                ],
+            )?;
+            if let Some(d) = duration {
+                p.insert("latency_ms".into(), d.into());
+            }
+            if let Some(f) = a.json("gen_ai.response.finish_reasons")? {
+                p.insert("finish_reasons".into(), f);
+            }
+            put(&mut p, "response_id", a.str("gen_ai.response.id"));
+            let mut calls = Vec::new();
+            for v in &c.output {
+                tool_calls_in(v, &mut calls, 0);
+            }
+            if !calls.is_empty() {
+                p.insert("tool_calls".into(), Value::Array(calls));
+            }
+            "llm_request"
+        }
+        SpanClass::Tool => {
+            let name = a
+                .str("gen_ai.tool.name")
+                .or_else(|| span.name.strip_prefix("execute_tool "))
+                .or_else(|| span.name.strip_prefix("tools/call "))
+                .filter(|n| !n.trim().is_empty())
+                .ok_or(
+                    "a tool span has no `gen_ai.tool.name` (nor a span name `execute_tool <tool>`); \
+                     set the attribute",
+                )?;
+            p.insert("tool_name".into(), name.into());
+            put(&mut p, "invocation_id", a.str("gen_ai.tool.call.id"));
+            put(&mut p, "tool_type", a.str("gen_ai.tool.type"));
+            if let Some(v) = a.json("gen_ai.tool.call.arguments")? {
+                p.insert("args_raw".into(), content(v));
+            }
+            if let Some(v) = a.json("gen_ai.tool.call.result")? {
+                p.insert("result_data".into(), content(v));
+            }
+            if let Some(d) = duration {
+                p.insert("duration_ms".into(), d.into());
+            }
+            mcp_fill(a, &mut p);
+            "tool_call"
+        }
+        SpanClass::Agent(t) => {
+            put(&mut p, "operation", a.str("gen_ai.operation.name"));
+            put(&mut p, "agent_id", a.str("gen_ai.agent.id"));
+            put(&mut p, "model", a.str("gen_ai.request.model"));
+            put_count(&mut p, a, "token_count_in", &["gen_ai.usage.input_tokens"])?;
+            put_count(
+                &mut p,
+                a,
+                "token_count_out",
+                &["gen_ai.usage.output_tokens"],
+            )?;
+            if let Some(d) = duration {
+                p.insert("duration_ms".into(), d.into());
+            }
+            t
+        }
+        SpanClass::Mcp(method) => {
+            put(&mut p, "tool_name", a.str("gen_ai.tool.name"));
+            if let Some(d) = duration {
+                p.insert("duration_ms".into(), d.into());
+            }
+            mcp_fill(a, &mut p);
+            p.insert("method".into(), method.into());
+            "mcp_request"
+        }
+        SpanClass::OtherGenAi(op) => {
+            // An operation the conventions added after this mapping (retrieval, …): recorded,
+            // with its operation, as a GenAI span not otherwise interpreted.
+            p.insert("operation".into(), op.into());
+            if let Some(d) = duration {
+                p.insert("duration_ms".into(), d.into());
+            }
+            p.insert(
+                "attributes".into(),
+                content(Value::Object(crate::value::kv_to_map(&span.attributes)?)),
+            );
+            "otel_span"
+        }
+        SpanClass::Other => {
+            if let Some(d) = duration {
+                p.insert("duration_ms".into(), d.into());
+            }
+            if !span.attributes.is_empty() {
+                p.insert(
+                    "attributes".into(),
+                    content(Value::Object(crate::value::kv_to_map(&span.attributes)?)),
+                );
+            }
+            "otel_span"
+        }
+    };
+    c.fill(&mut p);
+    let mut ev = Map::new();
+    ev.insert("agent_id".into(), agent.into());
+    ev.insert("session_id".into(), session.into());
+    ev.insert("event_type".into(), event_type.into());
+    ev.insert("timestamp".into(), ts.into());
+    ev.insert("payload".into(), Value::Object(p));
+    Ok(Some(Value::Object(ev)))
+}
+
+fn mcp_fill(a: Attrs<'_>, p: &mut Map<String, Value>) {
+    let Some(method) = a.str("mcp.method.name") else {
+        return;
+    };
+    let mut m = Map::new();
+    m.insert("method".into(), method.into());
+    for (key, name) in [
+        ("mcp.session.id", "session_id"),
+        ("mcp.protocol.version", "protocol_version"),
+        ("jsonrpc.request.id", "request_id"),
+        ("mcp.resource.uri", "resource_uri"),
+    ] {
+        if let Some(v) = a.str(key) {
+            m.insert(name.into(), v.into());
+        }
+    }
+    p.insert("mcp".into(), Value::Object(m));
+}
+
+/// Maps the spans of an OTLP trace export.
+#[must_use]
+pub fn map_traces(req: &ExportTraceServiceRequest, opts: MapOptions) -> Mapped {
+    let family = Family::new(req);
+    let mut out = Mapped::default();
+    for (ri, rs) in req.resource_spans.iter().enumerate() {
+        let res = ResourceCtx::new(rs.resource.as_ref());
+        for (si, ss) in rs.scope_spans.iter().enumerate() {
+            for (pi, span) in ss.spans.iter().enumerate() {
+                let index = out.total;
+                out.total += 1;
+                let locator = || {
+                    format!(
+                        "resource_spans[{ri}].scope_spans[{si}].spans[{pi}] {:?}",
+                        truncate(&span.name)
+                    )
+                };
+                match map_span(&res, ss.scope.as_ref(), span, &family, opts) {
+                    Ok(Some(event)) => out.items.push(Item {
+                        index,
+                        locator: locator(),
+                        event,
+                    }),
+                    Ok(None) => out.skipped += 1,
+                    Err(reason) => out.rejected.push(Rejected {
+                        index,
+                        locator: locator(),
+                        reason,
+                    }),
+                }
+            }
+        }
+    }
+    out
+}
+
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// The event name of a log record: the field (OTLP 1.5+), else the `event.name` attribute.
+fn event_name(r: &LogRecord) -> Option<&str> {
+    if r.event_name.is_empty() {
+        Attrs(&r.attributes).str("event.name")
+    } else {
+        Some(&r.event_name)
+    }
+}
+
+fn map_record(
+    res: &ResourceCtx,
+    scope: Option<&InstrumentationScope>,
+    r: &LogRecord,
+    opts: MapOptions,
+) -> Result<Option<Value>, String> {
+    let a = Attrs(&r.attributes);
+    a.check_unique()?;
+    let name = event_name(r);
+    let genai = name.is_some_and(|n| n.starts_with("gen_ai."));
+    if !genai && !opts.keep_other {
+        return Ok(None);
+    }
+    let trace_id = id_hex(&r.trace_id, 16, "trace_id", false)?;
+    let span_id = id_hex(&r.span_id, 8, "span_id", false)?;
+    let ts = if r.time_unix_nano != 0 {
+        timestamp(r.time_unix_nano, "time_unix_nano")?
+    } else {
+        timestamp(
+            r.observed_time_unix_nano,
+            "time_unix_nano and observed_time_unix_nano",
+        )?
+    };
+    let own = own_lineage(a);
+    let agent = own.agent.as_deref().unwrap_or_else(|| res.agent());
+    let session = own
+        .session
+        .or_else(|| trace_id.clone())
+        .unwrap_or_else(|| NO_SESSION.to_owned());
+    let body = r.body.as_ref().map(to_json).transpose()?;
+
+    let mut p = Map::new();
+    if let Some(t) = trace_id {
+        p.insert("trace_id".into(), t.into());
+    }
+    if let Some(s) = span_id {
+        p.insert("span_id".into(), s.into());
+    }
+    put(&mut p, "event_name", name);
+    res.fill(&mut p);
+    scope_fill(scope, &mut p);
+    let event_type = if genai {
+        put(
+            &mut p,
+            "provider",
+            a.str("gen_ai.provider.name")
+                .or_else(|| a.str("gen_ai.system")),
+        );
+        put(&mut p, "agent_name", a.str("gen_ai.agent.name"));
+        let role = match name {
+            Some("gen_ai.system.message") => Some("system"),
+            Some("gen_ai.user.message") => Some("user"),
+            Some("gen_ai.assistant.message" | "gen_ai.choice") => Some("assistant"),
+            Some("gen_ai.tool.message") => Some("tool"),
+            _ => None,
+        };
+        let body_role = body
+            .as_ref()
+            .and_then(|b| b.get("role"))
+            .and_then(Value::as_str);
+        put(&mut p, "role", body_role.or(role));
+        if let Some(b) = &body {
+            if let Some(f) = b.get("finish_reason").and_then(Value::as_str) {
+                p.insert("finish_reason".into(), f.into());
+            }
+            if let Some(id) = b.get("id").and_then(Value::as_str) {
+                // A tool message answers the call with this id.
+                p.insert("tool_call_id".into(), id.into());
+            }
+            let mut calls = Vec::new();
+            tool_calls_in(b, &mut calls, 1);
+            if !calls.is_empty() {
+                p.insert("tool_calls".into(), Value::Array(calls));
+            }
+        }
+        let mut c = Content::default();
+        c.from_attrs(a)?;
+        c.fill(&mut p);
+        "llm_message"
+    } else {
+        p.insert("severity_number".into(), r.severity_number.into());
+        if !r.severity_text.is_empty() {
+            p.insert("severity_text".into(), r.severity_text.clone().into());
+        }
+        if !r.attributes.is_empty() {
+            p.insert(
+                "attributes".into(),
+                content(Value::Object(crate::value::kv_to_map(&r.attributes)?)),
+            );
+        }
+        "otel_log"
+    };
+    if let Some(b) = body {
+        p.insert("content".into(), content(b));
+    }
+    let mut ev = Map::new();
+    ev.insert("agent_id".into(), agent.into());
+    ev.insert("session_id".into(), session.into());
+    ev.insert("event_type".into(), event_type.into());
+    ev.insert("timestamp".into(), ts.into());
+    ev.insert("payload".into(), Value::Object(p));
+    Ok(Some(Value::Object(ev)))
+}
+
+/// Maps the log records of an OTLP logs export.
+#[must_use]
+pub fn map_logs(req: &ExportLogsServiceRequest, opts: MapOptions) -> Mapped {
+    let mut out = Mapped::default();
+    for (ri, rl) in req.resource_logs.iter().enumerate() {
+        let res = ResourceCtx::new(rl.resource.as_ref());
+        for (si, sl) in rl.scope_logs.iter().enumerate() {
+            for (pi, r) in sl.log_records.iter().enumerate() {
+                let index = out.total;
+                out.total += 1;
+                let locator = || {
+                    format!(
+                        "resource_logs[{ri}].scope_logs[{si}].log_records[{pi}] {:?}",
+                        truncate(event_name(r).unwrap_or(""))
+                    )
+                };
+                match map_record(&res, sl.scope.as_ref(), r, opts) {
+                    Ok(Some(event)) => out.items.push(Item {
+                        index,
+                        locator: locator(),
+                        event,
+                    }),
+                    Ok(None) => out.skipped += 1,
+                    Err(reason) => out.rejected.push(Rejected {
+                        index,
+                        locator: locator(),
+                        reason,
+                    }),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A summary of refusals for a partial-success answer: the count, then the first few items with
+/// their reasons.
+#[must_use]
+pub fn summarise(rejected: &[Rejected], total: usize, what: &str) -> String {
+    let mut s = format!("{} of {total} {what} were refused", rejected.len());
+    for (i, r) in rejected.iter().take(5).enumerate() {
+        s.push_str(if i == 0 { ": " } else { "; " });
+        s.push_str(&r.locator);
+        s.push_str(": ");
+        s.push_str(&r.reason);
+    }
+    if rejected.len() > 5 {
+        s.push_str(&format!("; and {} more", rejected.len() - 5));
+    }
+    s
+}
+
+/// An attribute key-value, for tests and for the guardrail spans.
+#[must_use]
+pub fn kv(key: &str, value: AnyValue) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(value),
+        ..Default::default()
+    }
+}

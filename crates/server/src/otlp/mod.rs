@@ -1,0 +1,223 @@
+//! The OpenTelemetry intake (docs/OTEL.md): OTLP/HTTP ([`http`]) and OTLP/gRPC ([`grpc`])
+//! receivers of trace and log exports, and guardrail spans out ([`guardrails`]).
+//!
+//! Both transports end in [`append`]: the spans or records, mapped by `blackbox_otel`, go through
+//! the one intake path (`blackbox_ledger::appender::Normaliser`, as `/v1/events`): validated, the
+//! content scanned by the rules and replaced by its hash, bound to the token's tenant, sealed with
+//! the origin `{"kind":"token","via":"otlp",…}`; then the writer appends them and the answer
+//! waits for the durable commit. An item the mapping or the normaliser refuses is reported in a
+//! partial success; the others are appended.
+
+pub(crate) mod grpc;
+pub mod guardrails;
+pub(crate) mod http;
+
+use blackbox_core::entry::RedactionPolicy;
+use blackbox_core::ids::TenantId;
+use blackbox_ledger::appender::{Intake, Normaliser, Refusal};
+use blackbox_otel::map::{Mapped, Rejected};
+
+use crate::AppState;
+use crate::api::auth::{Caller, Ingest};
+use crate::error::ApiError;
+use crate::metrics::OtlpLabel;
+
+/// What the intake is configured with.
+#[derive(Debug)]
+pub struct Otlp {
+    /// The service's redaction lists plus the mapping's content members
+    /// ([`blackbox_otel::CONTENT_FIELDS`]): content is hashed whatever `[redaction]` says.
+    pub policy: RedactionPolicy,
+    /// Whether items that are not GenAI are recorded.
+    pub options: blackbox_otel::MapOptions,
+    /// Where guardrail spans go, if anywhere.
+    pub guardrails: Option<guardrails::Exporter>,
+}
+
+impl Otlp {
+    /// The intake's settings from the service's.
+    #[must_use]
+    pub fn new(
+        policy: &RedactionPolicy,
+        keep_other: bool,
+        guardrails: Option<guardrails::Exporter>,
+    ) -> Self {
+        let mut policy = policy.clone();
+        for f in blackbox_otel::CONTENT_FIELDS {
+            policy.raw_fields.insert(f.to_owned());
+        }
+        // A content member listed as personal would be lifted out whole instead of hashed.
+        for f in blackbox_otel::CONTENT_FIELDS {
+            policy.personal_fields.remove(f);
+        }
+        Self {
+            policy,
+            options: blackbox_otel::MapOptions { keep_other },
+            guardrails,
+        }
+    }
+}
+
+/// Which signal a request exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    Spans,
+    Logs,
+}
+
+impl Signal {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Spans => "spans",
+            Self::Logs => "log_records",
+        }
+    }
+}
+
+/// Which transport a request came by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    Http,
+    Grpc,
+}
+
+impl Transport {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Grpc => "grpc",
+        }
+    }
+}
+
+/// What became of a request's items.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// Items refused (0: a full success).
+    pub rejected: i64,
+    /// What was wrong with them (empty on a full success).
+    pub message: String,
+}
+
+/// The caller's tenant: an ingest token's.
+pub(crate) fn tenant_of(caller: &Caller<Ingest>) -> Result<String, ApiError> {
+    caller.token.tenant_id.clone().ok_or_else(|| {
+        caller.forbidden(
+            "an admin token without a tenant cannot write spans or log records; use an ingest token of the tenant",
+        )
+    })
+}
+
+/// Refuses a request with more items than `/v1/events` takes events
+/// (`server.max_events_per_request`), before any of them is normalised.
+pub(crate) fn check_count(
+    state: &AppState,
+    mapped: &Mapped,
+    signal: Signal,
+) -> Result<(), ApiError> {
+    let max = state.config.max_events_per_request;
+    if mapped.total > max {
+        let (what, knob) = match signal {
+            Signal::Spans => ("spans", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
+            Signal::Logs => ("log records", "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE"),
+        };
+        return Err(ApiError::bad_request(
+            "too_many_events",
+            format!(
+                "the request holds {} {what}; send at most {max} per request (the SDK's {knob}); nothing was written",
+                mapped.total
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn refusal_reason(r: &Refusal) -> String {
+    match r {
+        Refusal::TooLarge { len, max } => format!(
+            "it maps to an event of {len} bytes, more than the {max} an event may have (content \
+             is hashed; the other attributes are too large)"
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Appends a request's mapped items for the caller's tenant and waits for the durable commit.
+///
+/// # Errors
+/// 403 for a token without a tenant; 503 (retryable) when the writer is saturated or the commit
+/// failed: nothing of the request was appended then.
+pub(crate) async fn append(
+    state: &AppState,
+    caller: &Caller<Ingest>,
+    tenant: &str,
+    mapped: Mapped,
+    signal: Signal,
+    transport: Transport,
+) -> Result<Outcome, ApiError> {
+    let tenant_id = TenantId::parse(tenant)
+        .map_err(|e| ApiError::forbidden(format!("the token's tenant is invalid: {e}")))?;
+    let origin = caller
+        .token
+        .origin("otlp")
+        .map_err(|e| ApiError::forbidden(format!("the token cannot be named in entries: {e}")))?;
+    let rules = state.rules.get();
+    let normaliser = Normaliser {
+        policy: &state.otlp.policy,
+        bound: state.clock,
+        now_ms: crate::now_ms(),
+        tenant: Some(&tenant_id),
+        rules: Some(&rules),
+    };
+    let Mapped {
+        items,
+        mut rejected,
+        skipped,
+        total,
+    } = mapped;
+    let mut events = Vec::with_capacity(items.len());
+    let mut features = Vec::with_capacity(items.len());
+    for item in items {
+        match normaliser.normalise(Intake::value(&item.event, &origin)) {
+            Ok(n) => {
+                events.push(n.event);
+                features.push(n.features);
+            }
+            Err(r) => rejected.push(Rejected {
+                index: item.index,
+                locator: item.locator,
+                reason: refusal_reason(&r),
+            }),
+        }
+    }
+    let count = |result: &'static str, n: usize| {
+        state
+            .metrics
+            .otlp_items
+            .get_or_create(&OtlpLabel {
+                signal: signal.label(),
+                transport: transport.label(),
+                result,
+            })
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    };
+    let accepted = events.len();
+    if !events.is_empty() {
+        state.ingest.submit(tenant_id, events, features).await?;
+    }
+    count("accepted", accepted);
+    count("rejected", rejected.len());
+    count("skipped", skipped);
+    if rejected.is_empty() {
+        return Ok(Outcome::default());
+    }
+    rejected.sort_by_key(|r| r.index);
+    let what = match signal {
+        Signal::Spans => "spans",
+        Signal::Logs => "log records",
+    };
+    Ok(Outcome {
+        rejected: i64::try_from(rejected.len()).unwrap_or(i64::MAX),
+        message: blackbox_otel::map::summarise(&rejected, total, what),
+    })
+}
