@@ -6,8 +6,8 @@
 # Usage: bench/otlp.sh
 #   BB=/path/to/blackbox   the binary (default: cargo build --release -p blackbox, then target/release)
 #   DURATION=20            seconds per measurement
-#   ROUNDS=2               rounds of (events, http, grpc), interleaved; the best of each is kept
-#   CONC=4 PROCS=1         connections (threads) per load process, load processes
+#   ROUNDS=3               rounds of (events, http, grpc), interleaved; the best of each is kept
+#   CONC=8 PROCS=1         connections (threads) per load process, load processes
 #   BATCH=512              spans (events) per request
 #   MODES="events http grpc"
 #   SPANS=1000000          spans of the long OTLP/HTTP run (server RSS sampled every 15 s);
@@ -24,8 +24,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-20}"
-ROUNDS="${ROUNDS:-2}"
-CONC="${CONC:-4}"
+ROUNDS="${ROUNDS:-3}"
+CONC="${CONC:-8}"
 PROCS="${PROCS:-1}"
 BATCH="${BATCH:-512}"
 MODES="${MODES:-events http grpc}"

@@ -518,7 +518,7 @@ def main():
     p.add_argument("--batch", type=int, default=512, help="spans (events) per request")
     p.add_argument("--bodies", type=int, default=8, help="distinct requests built per process")
     p.add_argument("--procs", type=int, default=1, help="load processes")
-    p.add_argument("--concurrency", type=int, default=4, help="connections (threads) per process")
+    p.add_argument("--concurrency", type=int, default=8, help="connections (threads) per process")
     p.add_argument("--duration", type=float, default=20, help="seconds (the limit with --spans)")
     p.add_argument("--spans", type=int, help="stop after this many spans (events) in total")
     p.add_argument("--stub", action="store_true",
