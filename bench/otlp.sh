@@ -3,7 +3,7 @@
 # next to the reference, POST /v1/events with the same number of equivalent events per request,
 # measured in the same run; then the server's memory over a long OTLP/HTTP run.
 #
-# Usage: bench/otlp.sh
+# Usage: bench/otlp.sh      (~5 minutes with the defaults; figures in docs/PERFORMANCE.md)
 #   BB=/path/to/blackbox   the binary (default: cargo build --release -p blackbox, then target/release)
 #   DURATION=20            seconds per measurement
 #   ROUNDS=3               rounds of (events, http, grpc), interleaved; the best of each is kept
@@ -11,7 +11,8 @@
 #   BATCH=512              spans (events) per request
 #   MODES="events http grpc"
 #   SPANS=1000000          spans of the long OTLP/HTTP run (server RSS sampled every 15 s);
-#                          SPANS=10000000 is the 10M-span run; SPANS=0 skips it
+#                          SPANS=10000000 is the 10M-span run (ROUNDS=0 SPANS=10000000: 3.4 min
+#                          on the 2-core machine at ~56k spans/s, 14 GB of disk); SPANS=0 skips it
 #   BENCH_DIR=dir          keep the results (and with KEEP=1 the data dirs) there
 #
 # Every measurement starts a fresh `blackbox serve` on a fresh data dir (OTLP/gRPC listener on,
