@@ -4,7 +4,8 @@
 //! intake's redaction lists.
 #![no_main]
 
-use blackbox_core::entry::{RedactionPolicy, normalize_event};
+use blackbox_core::entry::RedactionPolicy;
+use blackbox_core::event::normalize_inspect;
 use blackbox_otel::{
     CONTENT_FIELDS, Encoding, MapOptions, decode_logs, decode_traces, gunzip, map_logs, map_traces,
 };
@@ -28,12 +29,20 @@ fuzz_target!(|data: &[u8]| {
         }
         return;
     }
-    let mapped = if sel & 4 == 0 {
-        decode_traces(body, enc).map(|r| map_traces(&r, opts))
+    let (traces, logs);
+    let m = if sel & 4 == 0 {
+        let Ok(r) = decode_traces(body, enc) else {
+            return;
+        };
+        traces = r;
+        map_traces(&traces, opts)
     } else {
-        decode_logs(body, enc).map(|r| map_logs(&r, opts))
+        let Ok(r) = decode_logs(body, enc) else {
+            return;
+        };
+        logs = r;
+        map_logs(&logs, opts)
     };
-    let Ok(m) = mapped else { return };
     assert_eq!(m.items.len() + m.rejected.len() + m.skipped, m.total);
     let mut policy = RedactionPolicy::default();
     for f in CONTENT_FIELDS {
@@ -43,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
     let origin = blackbox_core::origin::Origin::token("0123456789abcdef", "ingest", "otlp")
         .expect("a valid origin");
     for item in &m.items {
-        if let Ok(ev) = normalize_event(item.event.clone(), &policy, &origin) {
+        if let Ok(ev) = normalize_inspect(item.event.clone(), &policy, &origin, &mut |_, _| {}) {
             let payload: serde_json::Map<String, serde_json::Value> =
                 serde_json::from_slice(&ev.payload_jcs).expect("the payload is JSON");
             for f in CONTENT_FIELDS {

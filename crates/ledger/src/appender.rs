@@ -189,6 +189,47 @@ impl Normaliser<'_> {
                 Features::default(),
             ),
         };
+        self.admit(&mut event)?;
+        Ok(Normalised { event, features })
+    }
+
+    /// Normalises an event an intake built as the normaliser's tree itself ([`Node`], its
+    /// strings borrowing from what the intake decoded: an OpenTelemetry span), without the
+    /// detour through JSON text. The tree must hold what [`blackbox_core::json::read`] would
+    /// give (objects sorted by key, keys unique, numbers finite); the checks that follow are
+    /// [`Normaliser::normalise`]'s, the size checked on the normalised event (its payload, once
+    /// content is hashed, within the 1 MiB an event may have).
+    ///
+    /// # Errors
+    /// [`Refusal`].
+    pub fn normalise_node(&self, node: Node<'_>, origin: &Origin) -> Result<Normalised, Refusal> {
+        let mut features = Features::default();
+        let mut event = match self.rules {
+            Some(rules) => blackbox_core::event::normalize_inspect(
+                node,
+                self.policy,
+                origin,
+                &mut |event_type, payload| {
+                    features.fill(event_type, payload, &rules.patterns);
+                },
+            )?,
+            None => {
+                blackbox_core::event::normalize_inspect(node, self.policy, origin, &mut |_, _| {})?
+            }
+        };
+        let max = blackbox_core::json::MAX_EVENT_BYTES;
+        if event.payload_jcs.len() > max {
+            return Err(Refusal::TooLarge {
+                len: event.payload_jcs.len(),
+                max,
+            });
+        }
+        self.admit(&mut event)?;
+        Ok(Normalised { event, features })
+    }
+
+    /// The clock bound and the tenant, for an event just normalised.
+    fn admit(&self, event: &mut NormalizedEvent) -> Result<(), Refusal> {
         self.bound
             .admit(event.timestamp_ms, self.now_ms)
             .map_err(|message| Refusal::Clock {
@@ -206,7 +247,7 @@ impl Normaliser<'_> {
             (None, Some(want)) => event.tenant_id = Some(want.clone()),
             _ => {}
         }
-        Ok(Normalised { event, features })
+        Ok(())
     }
 
     /// Normalises `items` in parallel, on every core; the results keep the items' order.

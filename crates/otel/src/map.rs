@@ -1,12 +1,18 @@
 //! GenAI spans and log records to Blackbox events (docs/OTEL.md is the reference; a test checks
 //! the two name the same event types).
 //!
-//! The mapping is pure: it builds each event's JSON with its raw content still in it, under the
-//! names of [`CONTENT_FIELDS`]; the intake then normalises it like every other event (the detector
-//! scans the content, the redaction replaces it by its hash, nothing of it is stored).
+//! The mapping is pure: it builds each event with its raw content still in it, under the names of
+//! [`CONTENT_FIELDS`], as the normaliser's tree ([`Node`]) whose strings borrow from the decoded
+//! request (nothing is copied, escaped or parsed again on the way); the intake then normalises it
+//! like every other event (the detector scans the content, the redaction replaces it by its hash,
+//! nothing of it is stored).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
+use blackbox_core::event::{Node, Obj};
+
+use crate::value::{Attrs, kv_to_node, to_node};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
@@ -14,9 +20,68 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::Event as SpanEvent;
-use serde_json::{Map, Value};
 
-use crate::value::{Attrs, to_json};
+/// A value of the event being built.
+struct N<'a>(Node<'a>);
+
+impl<'a> From<&'a str> for N<'a> {
+    fn from(s: &'a str) -> Self {
+        Self(Node::Str(Cow::Borrowed(s)))
+    }
+}
+impl From<String> for N<'_> {
+    fn from(s: String) -> Self {
+        Self(Node::Str(Cow::Owned(s)))
+    }
+}
+impl From<i64> for N<'_> {
+    fn from(i: i64) -> Self {
+        Self(if i >= 0 {
+            Node::Pos(i.unsigned_abs())
+        } else {
+            Node::Neg(i)
+        })
+    }
+}
+impl From<f64> for N<'_> {
+    fn from(f: f64) -> Self {
+        Self(Node::Float(f))
+    }
+}
+impl<'a> From<Node<'a>> for N<'a> {
+    fn from(n: Node<'a>) -> Self {
+        Self(n)
+    }
+}
+
+/// An object being built: members in any order, sorted once at the end. Every key is written by
+/// this module, once.
+#[derive(Default)]
+struct Members<'a>(Obj<'a>);
+
+impl<'a> Members<'a> {
+    fn insert(&mut self, key: &'static str, v: impl Into<N<'a>>) {
+        self.0.push((Cow::Borrowed(key), v.into().0));
+    }
+
+    fn finish(mut self) -> Node<'a> {
+        self.0.sort_by(|a, b| a.0.cmp(&b.0));
+        Node::Obj(self.0)
+    }
+}
+
+fn get<'n, 'a>(o: &'n Obj<'a>, key: &str) -> Option<&'n Node<'a>> {
+    o.binary_search_by(|(k, _)| k.as_ref().cmp(key))
+        .ok()
+        .map(|i| &o[i].1)
+}
+
+fn as_str<'n>(n: Option<&'n Node<'_>>) -> Option<&'n str> {
+    match n {
+        Some(Node::Str(s)) => Some(s),
+        _ => None,
+    }
+}
 
 /// Payload members that hold raw content: the intake adds them to the redaction list, so they are
 /// replaced by `<name>_hash` before anything is stored, whatever `[redaction]` says. `prompt`
@@ -70,13 +135,13 @@ pub struct MapOptions {
 
 /// One item of a request mapped to an event.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Item {
+pub struct Item<'a> {
     /// The item's position in the request (0-based, across resources and scopes).
     pub index: usize,
     /// Where it is, for messages: `resource_spans[0].scope_spans[1].spans[3] "chat gpt-4o"`.
     pub locator: String,
-    /// The event, raw content still in it.
-    pub event: Value,
+    /// The event, raw content still in it, borrowing from the request.
+    pub event: Node<'a>,
 }
 
 /// An item the mapping refused.
@@ -92,9 +157,9 @@ pub struct Rejected {
 
 /// A request mapped.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Mapped {
+pub struct Mapped<'a> {
     /// Events to append, in the request's order.
-    pub items: Vec<Item>,
+    pub items: Vec<Item<'a>>,
     /// Items refused (reported as a partial success).
     pub rejected: Vec<Rejected>,
     /// Items that are not GenAI and were skipped.
@@ -104,44 +169,43 @@ pub struct Mapped {
 }
 
 /// What the resource says about who sent an item.
-struct ResourceCtx {
-    service_name: Option<String>,
-    service_instance_id: Option<String>,
+struct ResourceCtx<'a> {
+    service_name: Option<&'a str>,
+    service_instance_id: Option<&'a str>,
 }
 
-impl ResourceCtx {
-    fn new(r: Option<&Resource>) -> Self {
+impl<'a> ResourceCtx<'a> {
+    fn new(r: Option<&'a Resource>) -> Self {
         let attrs = Attrs(r.map_or(&[][..], |r| &r.attributes));
         Self {
-            service_name: attrs.str("service.name").map(str::to_owned),
-            service_instance_id: attrs.str("service.instance.id").map(str::to_owned),
+            service_name: attrs.str("service.name"),
+            service_instance_id: attrs.str("service.instance.id"),
         }
     }
 
-    fn agent(&self) -> &str {
+    fn agent(&self) -> &'a str {
         self.service_name
-            .as_deref()
-            .or(self.service_instance_id.as_deref())
+            .or(self.service_instance_id)
             .unwrap_or(UNKNOWN_AGENT)
     }
 
-    fn fill(&self, p: &mut Map<String, Value>) {
-        if let Some(s) = &self.service_name {
-            p.insert("service_name".into(), s.clone().into());
+    fn fill(&self, p: &mut Members<'a>) {
+        if let Some(s) = self.service_name {
+            p.insert("service_name", s);
         }
-        if let Some(s) = &self.service_instance_id {
-            p.insert("service_instance_id".into(), s.clone().into());
+        if let Some(s) = self.service_instance_id {
+            p.insert("service_instance_id", s);
         }
     }
 }
 
-fn scope_fill(scope: Option<&InstrumentationScope>, p: &mut Map<String, Value>) {
+fn scope_fill<'a>(scope: Option<&'a InstrumentationScope>, p: &mut Members<'a>) {
     if let Some(s) = scope {
         if !s.name.is_empty() {
-            p.insert("scope_name".into(), s.name.clone().into());
+            p.insert("scope_name", s.name.as_str());
         }
         if !s.version.is_empty() {
-            p.insert("scope_version".into(), s.version.clone().into());
+            p.insert("scope_version", s.version.as_str());
         }
     }
 }
@@ -187,77 +251,79 @@ fn id_hex(bytes: &[u8], len: usize, what: &str, required: bool) -> Result<Option
 
 /// A content value, as it goes into the event: itself, or its digest when it is larger than
 /// [`MAX_CONTENT_BYTES`] (the same digest the redaction computes, docs/FORMAT.md §4).
-fn content(v: Value) -> Value {
-    let len = match &v {
-        Value::String(s) => s.len(),
-        other => serde_json::to_vec(other).map_or(usize::MAX, |b| b.len()),
-    };
-    if len <= MAX_CONTENT_BYTES {
+fn content(v: Node<'_>) -> Node<'_> {
+    if size(&v, 0) <= MAX_CONTENT_BYTES {
         return v;
     }
     let h = match &v {
-        Value::String(s) => blackbox_core::Hash::digest(s.as_bytes()),
-        other => match serde_json_canonicalizer::to_vec(other) {
+        Node::Str(s) => blackbox_core::Hash::digest(s.as_bytes()),
+        other => match serde_json_canonicalizer::to_vec(&other.to_value()) {
             Ok(jcs) => blackbox_core::Hash::digest(&jcs),
             Err(_) => blackbox_core::Hash::digest(b""),
         },
     };
-    Value::String(h.to_prefixed())
+    Node::Str(Cow::Owned(h.to_prefixed()))
+}
+
+/// About the size of a value's JSON text (strings unescaped), stopping once past the content
+/// limit.
+fn size(v: &Node<'_>, acc: usize) -> usize {
+    if acc > MAX_CONTENT_BYTES {
+        return acc;
+    }
+    match v {
+        Node::Str(s) => acc + s.len() + 2,
+        Node::Arr(a) => a.iter().fold(acc + 2, |n, x| size(x, n + 1)),
+        Node::Obj(o) => o.iter().fold(acc + 2, |n, (k, x)| size(x, n + k.len() + 4)),
+        _ => acc + 8,
+    }
 }
 
 /// One or several captured values of one kind of content: a single one as it is (so a string's
 /// hash is SHA-256 of that string), several as an array in the order found.
-fn gather(values: Vec<Value>) -> Option<Value> {
+fn gather(values: Vec<Node<'_>>) -> Option<Node<'_>> {
     match values.len() {
         0 => None,
         1 => values.into_iter().next().map(content),
-        _ => Some(content(Value::Array(values))),
+        _ => Some(content(Node::Arr(values))),
     }
 }
 
 /// Input, output and system content captured on a span or a record.
 #[derive(Default)]
-struct Content {
-    input: Vec<Value>,
-    output: Vec<Value>,
-    system: Vec<Value>,
-    tool_definitions: Vec<Value>,
+struct Content<'a> {
+    input: Vec<Node<'a>>,
+    output: Vec<Node<'a>>,
+    system: Vec<Node<'a>>,
+    tool_definitions: Vec<Node<'a>>,
 }
 
-impl Content {
+impl<'a> Content<'a> {
     /// The content attributes of the conventions, latest (`gen_ai.input.messages`, …) and
     /// older (`gen_ai.prompt`, `gen_ai.prompt.0.content`, … as OpenLLMetry writes them).
-    fn add_attrs(&mut self, a: Attrs<'_>) -> Result<(), String> {
+    fn add_attrs(&mut self, a: Attrs<'a>) -> Result<(), String> {
         for (key, into) in [
             ("gen_ai.input.messages", &mut self.input),
             ("gen_ai.output.messages", &mut self.output),
             ("gen_ai.system_instructions", &mut self.system),
             ("gen_ai.tool.definitions", &mut self.tool_definitions),
         ] {
-            if let Some(v) = a.json(key)? {
+            if let Some(v) = a.node(key)? {
                 into.push(v);
             }
         }
-        if let Some(m) = a.with_prefix("gen_ai.prompt")? {
-            self.input.push(if m.len() == 1 {
-                m.into_iter().next().map_or(Value::Null, |(_, v)| v)
-            } else {
-                Value::Object(m)
-            });
+        if let Some(v) = a.prefixed_node("gen_ai.prompt")? {
+            self.input.push(v);
         }
-        if let Some(m) = a.with_prefix("gen_ai.completion")? {
-            self.output.push(if m.len() == 1 {
-                m.into_iter().next().map_or(Value::Null, |(_, v)| v)
-            } else {
-                Value::Object(m)
-            });
+        if let Some(v) = a.prefixed_node("gen_ai.completion")? {
+            self.output.push(v);
         }
         Ok(())
     }
 
     /// A span event carrying content (the v1.36-era `gen_ai.*.message` / `gen_ai.choice`
     /// events, the older `gen_ai.content.*`, the latest `gen_ai.client.inference.operation.details`).
-    fn add_event(&mut self, e: &SpanEvent) -> Result<(), String> {
+    fn add_event(&mut self, e: &'a SpanEvent) -> Result<(), String> {
         let a = Attrs(&e.attributes);
         a.check_unique()
             .map_err(|m| format!("span event `{}`: {m}", e.name))?;
@@ -266,17 +332,14 @@ impl Content {
             | "gen_ai.content.prompt"
             | "gen_ai.content.completion" => self.add_attrs(a),
             "gen_ai.choice" => {
-                self.output
-                    .push(Value::Object(crate::value::kv_to_map(&e.attributes)?));
+                self.output.push(kv_to_node(&e.attributes)?);
                 Ok(())
             }
             n if n.starts_with("gen_ai.") && n.ends_with(".message") => {
                 if n == "gen_ai.system.message" {
-                    self.system
-                        .push(Value::Object(crate::value::kv_to_map(&e.attributes)?));
+                    self.system.push(kv_to_node(&e.attributes)?);
                 } else {
-                    self.input
-                        .push(Value::Object(crate::value::kv_to_map(&e.attributes)?));
+                    self.input.push(kv_to_node(&e.attributes)?);
                 }
                 Ok(())
             }
@@ -284,7 +347,7 @@ impl Content {
         }
     }
 
-    fn fill(self, p: &mut Map<String, Value>) {
+    fn fill(self, p: &mut Members<'a>) {
         for (name, values) in [
             ("prompt", self.input),
             ("completion", self.output),
@@ -292,7 +355,7 @@ impl Content {
             ("tool_definitions", self.tool_definitions),
         ] {
             if let Some(v) = gather(values) {
-                p.insert(name.into(), v);
+                p.insert(name, v);
             }
         }
     }
@@ -302,36 +365,42 @@ impl Content {
 /// (`{"type":"tool_call","id","name","arguments"}`), or OpenAI-style `tool_calls`
 /// (`{"id","function":{"name","arguments"}}`) in a message or a `gen_ai.choice` body. Their
 /// arguments go under `args_raw` (hashed).
-fn tool_calls_in(v: &Value, out: &mut Vec<Value>, depth: usize) {
+fn tool_calls_in<'a>(v: &Node<'a>, out: &mut Vec<Node<'a>>, depth: usize) {
     if depth > 8 || out.len() >= 128 {
         return;
     }
     match v {
-        Value::String(s) if depth == 0 && s.starts_with(['[', '{']) => {
-            if let Ok(parsed) = serde_json::from_str::<Value>(s) {
+        // Output messages as the latest conventions put them on a span: JSON text, read with the
+        // normaliser's reader (borrowing from it) only when it may announce a call.
+        Node::Str(Cow::Borrowed(s))
+            if depth == 0
+                && s.starts_with(['[', '{'])
+                && (s.contains("tool_call") || s.contains("\"function\"")) =>
+        {
+            if let Ok(parsed) = blackbox_core::json::read(s.as_bytes()) {
                 tool_calls_in(&parsed, out, depth + 1);
             }
         }
-        Value::Array(items) => {
+        Node::Arr(items) => {
             for i in items {
                 tool_calls_in(i, out, depth + 1);
             }
         }
-        Value::Object(m) => {
-            if m.get("type").and_then(Value::as_str) == Some("tool_call")
-                && let Some(name) = m.get("name").and_then(Value::as_str)
+        Node::Obj(m) => {
+            if as_str(get(m, "type")) == Some("tool_call")
+                && let Some(name) = as_str(get(m, "name"))
             {
-                out.push(tool_call_ref(name, m.get("id"), m.get("arguments")));
+                out.push(tool_call_ref(name, get(m, "id"), get(m, "arguments")));
                 return;
             }
-            if let Some(f) = m.get("function").and_then(Value::as_object)
-                && let Some(name) = f.get("name").and_then(Value::as_str)
+            if let Some(Node::Obj(f)) = get(m, "function")
+                && let Some(name) = as_str(get(f, "name"))
             {
-                out.push(tool_call_ref(name, m.get("id"), f.get("arguments")));
+                out.push(tool_call_ref(name, get(m, "id"), get(f, "arguments")));
                 return;
             }
             for key in ["message", "parts", "tool_calls", "messages"] {
-                if let Some(inner) = m.get(key) {
+                if let Some(inner) = get(m, key) {
                     tool_calls_in(inner, out, depth + 1);
                 }
             }
@@ -340,16 +409,16 @@ fn tool_calls_in(v: &Value, out: &mut Vec<Value>, depth: usize) {
     }
 }
 
-fn tool_call_ref(name: &str, id: Option<&Value>, args: Option<&Value>) -> Value {
-    let mut c = Map::new();
-    c.insert("name".into(), name.into());
-    if let Some(id) = id.and_then(Value::as_str) {
-        c.insert("id".into(), id.into());
+fn tool_call_ref<'a>(name: &str, id: Option<&Node<'a>>, args: Option<&Node<'a>>) -> Node<'a> {
+    let mut c = Members::default();
+    c.insert("name", name.to_owned());
+    if let Some(id) = as_str(id) {
+        c.insert("id", id.to_owned());
     }
     if let Some(a) = args {
-        c.insert("args_raw".into(), content(a.clone()));
+        c.insert("args_raw", content(a.clone()));
     }
-    Value::Object(c)
+    c.finish()
 }
 
 /// The span's kind, as the OTLP enum names it.
@@ -365,22 +434,20 @@ fn span_kind(k: i32) -> Option<&'static str> {
 }
 
 /// Who a span's GenAI attributes name, inherited along its parents within one request.
-#[derive(Default, Clone)]
-struct Lineage {
-    agent: Option<String>,
-    session: Option<String>,
+#[derive(Default, Clone, Copy)]
+struct Lineage<'a> {
+    agent: Option<&'a str>,
+    session: Option<&'a str>,
 }
 
-fn own_lineage(a: Attrs<'_>) -> Lineage {
+fn own_lineage(a: Attrs<'_>) -> Lineage<'_> {
     Lineage {
         agent: a
             .str("gen_ai.agent.id")
-            .or_else(|| a.str("gen_ai.agent.name"))
-            .map(str::to_owned),
+            .or_else(|| a.str("gen_ai.agent.name")),
         session: a
             .str("gen_ai.conversation.id")
-            .or_else(|| a.str("session.id"))
-            .map(str::to_owned),
+            .or_else(|| a.str("session.id")),
     }
 }
 
@@ -389,7 +456,7 @@ type SpanKey<'r> = (&'r [u8], &'r [u8]);
 
 /// Spans of one request by (trace id, span id): their parent and their own lineage.
 struct Family<'r> {
-    spans: HashMap<SpanKey<'r>, (&'r [u8], Lineage)>,
+    spans: HashMap<SpanKey<'r>, (&'r [u8], Lineage<'r>)>,
 }
 
 impl<'r> Family<'r> {
@@ -410,7 +477,7 @@ impl<'r> Family<'r> {
     }
 
     /// The span's own agent and session, else its nearest ancestor's in this request.
-    fn lineage(&self, trace: &[u8], span: &[u8]) -> Lineage {
+    fn lineage(&self, trace: &[u8], span: &[u8]) -> Lineage<'r> {
         let mut out = Lineage::default();
         let mut at = span;
         for _ in 0..64 {
@@ -418,10 +485,10 @@ impl<'r> Family<'r> {
                 break;
             };
             if out.agent.is_none() {
-                out.agent.clone_from(&l.agent);
+                out.agent = l.agent;
             }
             if out.session.is_none() {
-                out.session.clone_from(&l.session);
+                out.session = l.session;
             }
             if (out.agent.is_some() && out.session.is_some()) || parent.is_empty() {
                 break;
@@ -466,21 +533,21 @@ fn classify<'a>(a: Attrs<'a>) -> SpanClass<'a> {
     }
 }
 
-fn put(p: &mut Map<String, Value>, key: &str, v: Option<&str>) {
+fn put<'a>(p: &mut Members<'a>, key: &'static str, v: Option<&'a str>) {
     if let Some(v) = v {
-        p.insert(key.into(), v.into());
+        p.insert(key, v);
     }
 }
 
 fn put_count(
-    p: &mut Map<String, Value>,
+    p: &mut Members<'_>,
     a: Attrs<'_>,
-    key: &str,
+    key: &'static str,
     attrs: &[&str],
 ) -> Result<(), String> {
     for k in attrs {
         if let Some(n) = a.count(k)? {
-            p.insert(key.into(), n.into());
+            p.insert(key, n);
             return Ok(());
         }
     }
@@ -489,7 +556,7 @@ fn put_count(
 
 /// The error a span reports: its status ERROR and `error.type` (or an `exception` event's
 /// `exception.type`); the status message may quote content and is hashed.
-fn error_fill(span: &Span, p: &mut Map<String, Value>) -> Result<(), String> {
+fn error_fill<'a>(span: &'a Span, p: &mut Members<'a>) {
     let a = Attrs(&span.attributes);
     let status_error = span.status.as_ref().is_some_and(|s| s.code == 2);
     let exception = span
@@ -499,26 +566,28 @@ fn error_fill(span: &Span, p: &mut Map<String, Value>) -> Result<(), String> {
         .and_then(|e| Attrs(&e.attributes).str("exception.type"));
     let error_type = a.str("error.type").or(exception);
     if status_error || error_type.is_some() {
-        p.insert("status".into(), "error".into());
-        let mut e = Map::new();
-        e.insert("type".into(), error_type.unwrap_or("_OTHER").into());
-        p.insert("error".into(), Value::Object(e));
+        p.insert("status", "error");
+        let mut e = Members::default();
+        e.insert("type", error_type.unwrap_or("_OTHER"));
+        p.insert("error", e.finish());
     }
     if let Some(s) = &span.status
         && !s.message.is_empty()
     {
-        p.insert("status_message".into(), content(s.message.clone().into()));
+        p.insert(
+            "status_message",
+            content(Node::Str(Cow::Borrowed(s.message.as_str()))),
+        );
     }
-    Ok(())
 }
 
-fn map_span(
-    res: &ResourceCtx,
-    scope: Option<&InstrumentationScope>,
-    span: &Span,
-    family: &Family<'_>,
+fn map_span<'a>(
+    res: &ResourceCtx<'a>,
+    scope: Option<&'a InstrumentationScope>,
+    span: &'a Span,
+    family: &Family<'a>,
     opts: MapOptions,
-) -> Result<Option<Value>, String> {
+) -> Result<Option<Node<'a>>, String> {
     let a = Attrs(&span.attributes);
     a.check_unique()?;
     let class = classify(a);
@@ -535,20 +604,23 @@ fn map_span(
     let duration = (span.end_time_unix_nano != 0)
         .then(|| millis(span.start_time_unix_nano, span.end_time_unix_nano));
     let lineage = family.lineage(&span.trace_id, &span.span_id);
-    let agent = lineage.agent.as_deref().unwrap_or_else(|| res.agent());
-    let session = lineage.session.clone().unwrap_or_else(|| trace_id.clone());
+    let agent = lineage.agent.unwrap_or_else(|| res.agent());
+    let session: N<'a> = match lineage.session {
+        Some(s) => s.into(),
+        None => trace_id.clone().into(),
+    };
 
-    let mut p = Map::new();
-    p.insert("trace_id".into(), trace_id.into());
-    p.insert("span_id".into(), span_id.into());
+    let mut p = Members::default();
+    p.insert("trace_id", trace_id);
+    p.insert("span_id", span_id);
     if let Some(parent) = parent {
-        p.insert("parent_span_id".into(), parent.into());
+        p.insert("parent_span_id", parent);
     }
-    p.insert("span_name".into(), span.name.clone().into());
+    p.insert("span_name", span.name.as_str());
     put(&mut p, "span_kind", span_kind(span.kind));
     res.fill(&mut p);
     scope_fill(scope, &mut p);
-    error_fill(span, &mut p)?;
+    error_fill(span, &mut p);
     put(&mut p, "agent_name", a.str("gen_ai.agent.name"));
     put(
         &mut p,
@@ -566,17 +638,14 @@ fn map_span(
 
     let event_type = match class {
         SpanClass::Inference(op) => {
-            p.insert("operation".into(), op.into());
+            p.insert("operation", op);
             let request = a.str("gen_ai.request.model");
             let response = a.str("gen_ai.response.model");
-            p.insert(
-                "model".into(),
-                response.or(request).unwrap_or("unknown").into(),
-            );
+            p.insert("model", response.or(request).unwrap_or("unknown"));
             if let (Some(r), Some(s)) = (request, response)
                 && r != s
             {
-                p.insert("request_model".into(), r.into());
+                p.insert("request_model", r);
             }
             put_count(
                 &mut p,
@@ -594,10 +663,10 @@ fn map_span(
                 ],
             )?;
             if let Some(d) = duration {
-                p.insert("latency_ms".into(), d.into());
+                p.insert("latency_ms", d);
             }
-            if let Some(f) = a.json("gen_ai.response.finish_reasons")? {
-                p.insert("finish_reasons".into(), f);
+            if let Some(f) = a.node("gen_ai.response.finish_reasons")? {
+                p.insert("finish_reasons", f);
             }
             put(&mut p, "response_id", a.str("gen_ai.response.id"));
             let mut calls = Vec::new();
@@ -605,7 +674,7 @@ fn map_span(
                 tool_calls_in(v, &mut calls, 0);
             }
             if !calls.is_empty() {
-                p.insert("tool_calls".into(), Value::Array(calls));
+                p.insert("tool_calls", Node::Arr(calls));
             }
             "llm_request"
         }
@@ -619,17 +688,17 @@ fn map_span(
                     "a tool span has no `gen_ai.tool.name` (nor a span name `execute_tool <tool>`); \
                      set the attribute",
                 )?;
-            p.insert("tool_name".into(), name.into());
+            p.insert("tool_name", name);
             put(&mut p, "invocation_id", a.str("gen_ai.tool.call.id"));
             put(&mut p, "tool_type", a.str("gen_ai.tool.type"));
-            if let Some(v) = a.json("gen_ai.tool.call.arguments")? {
-                p.insert("args_raw".into(), content(v));
+            if let Some(v) = a.node("gen_ai.tool.call.arguments")? {
+                p.insert("args_raw", content(v));
             }
-            if let Some(v) = a.json("gen_ai.tool.call.result")? {
-                p.insert("result_data".into(), content(v));
+            if let Some(v) = a.node("gen_ai.tool.call.result")? {
+                p.insert("result_data", content(v));
             }
             if let Some(d) = duration {
-                p.insert("duration_ms".into(), d.into());
+                p.insert("duration_ms", d);
             }
             mcp_fill(a, &mut p);
             "tool_call"
@@ -646,61 +715,55 @@ fn map_span(
                 &["gen_ai.usage.output_tokens"],
             )?;
             if let Some(d) = duration {
-                p.insert("duration_ms".into(), d.into());
+                p.insert("duration_ms", d);
             }
             t
         }
         SpanClass::Mcp(method) => {
             put(&mut p, "tool_name", a.str("gen_ai.tool.name"));
             if let Some(d) = duration {
-                p.insert("duration_ms".into(), d.into());
+                p.insert("duration_ms", d);
             }
             mcp_fill(a, &mut p);
-            p.insert("method".into(), method.into());
+            p.insert("method", method);
             "mcp_request"
         }
         SpanClass::OtherGenAi(op) => {
             // An operation the conventions added after this mapping (retrieval, …): recorded,
             // with its operation, as a GenAI span not otherwise interpreted.
-            p.insert("operation".into(), op.into());
+            p.insert("operation", op);
             if let Some(d) = duration {
-                p.insert("duration_ms".into(), d.into());
+                p.insert("duration_ms", d);
             }
-            p.insert(
-                "attributes".into(),
-                content(Value::Object(crate::value::kv_to_map(&span.attributes)?)),
-            );
+            p.insert("attributes", content(kv_to_node(&span.attributes)?));
             "otel_span"
         }
         SpanClass::Other => {
             if let Some(d) = duration {
-                p.insert("duration_ms".into(), d.into());
+                p.insert("duration_ms", d);
             }
             if !span.attributes.is_empty() {
-                p.insert(
-                    "attributes".into(),
-                    content(Value::Object(crate::value::kv_to_map(&span.attributes)?)),
-                );
+                p.insert("attributes", content(kv_to_node(&span.attributes)?));
             }
             "otel_span"
         }
     };
     c.fill(&mut p);
-    let mut ev = Map::new();
-    ev.insert("agent_id".into(), agent.into());
-    ev.insert("session_id".into(), session.into());
-    ev.insert("event_type".into(), event_type.into());
-    ev.insert("timestamp".into(), ts.into());
-    ev.insert("payload".into(), Value::Object(p));
-    Ok(Some(Value::Object(ev)))
+    let mut ev = Members::default();
+    ev.insert("agent_id", agent);
+    ev.insert("session_id", session);
+    ev.insert("event_type", event_type);
+    ev.insert("timestamp", ts);
+    ev.insert("payload", p.finish());
+    Ok(Some(ev.finish()))
 }
 
-fn mcp_fill(a: Attrs<'_>, p: &mut Map<String, Value>) {
+fn mcp_fill<'a>(a: Attrs<'a>, p: &mut Members<'a>) {
     let Some(method) = a.str("mcp.method.name") else {
         return;
     };
-    let mut m = Map::new();
-    m.insert("method".into(), method.into());
+    let mut m = Members::default();
+    m.insert("method", method);
     for (key, name) in [
         ("mcp.session.id", "session_id"),
         ("mcp.protocol.version", "protocol_version"),
@@ -708,15 +771,15 @@ fn mcp_fill(a: Attrs<'_>, p: &mut Map<String, Value>) {
         ("mcp.resource.uri", "resource_uri"),
     ] {
         if let Some(v) = a.str(key) {
-            m.insert(name.into(), v.into());
+            m.insert(name, v);
         }
     }
-    p.insert("mcp".into(), Value::Object(m));
+    p.insert("mcp", m.finish());
 }
 
 /// Maps the spans of an OTLP trace export.
 #[must_use]
-pub fn map_traces(req: &ExportTraceServiceRequest, opts: MapOptions) -> Mapped {
+pub fn map_traces(req: &ExportTraceServiceRequest, opts: MapOptions) -> Mapped<'_> {
     let family = Family::new(req);
     let mut out = Mapped::default();
     for (ri, rs) in req.resource_spans.iter().enumerate() {
@@ -766,12 +829,12 @@ fn event_name(r: &LogRecord) -> Option<&str> {
     }
 }
 
-fn map_record(
-    res: &ResourceCtx,
-    scope: Option<&InstrumentationScope>,
-    r: &LogRecord,
+fn map_record<'a>(
+    res: &ResourceCtx<'a>,
+    scope: Option<&'a InstrumentationScope>,
+    r: &'a LogRecord,
     opts: MapOptions,
-) -> Result<Option<Value>, String> {
+) -> Result<Option<Node<'a>>, String> {
     let a = Attrs(&r.attributes);
     a.check_unique()?;
     let name = event_name(r);
@@ -790,26 +853,27 @@ fn map_record(
         )?
     };
     let own = own_lineage(a);
-    let agent = own.agent.as_deref().unwrap_or_else(|| res.agent());
-    let session = own
-        .session
-        .or_else(|| trace_id.clone())
-        .unwrap_or_else(|| NO_SESSION.to_owned());
+    let agent = own.agent.unwrap_or_else(|| res.agent());
+    let session: N<'a> = match (own.session, &trace_id) {
+        (Some(s), _) => s.into(),
+        (None, Some(t)) => t.clone().into(),
+        (None, None) => NO_SESSION.into(),
+    };
     // An empty body (an `AnyValue` with no value set, as SDKs send for an event without one) is
     // no body: nothing to hash.
     let body = r
         .body
         .as_ref()
         .filter(|b| b.value.is_some())
-        .map(to_json)
+        .map(to_node)
         .transpose()?;
 
-    let mut p = Map::new();
+    let mut p = Members::default();
     if let Some(t) = trace_id {
-        p.insert("trace_id".into(), t.into());
+        p.insert("trace_id", t);
     }
     if let Some(s) = span_id {
-        p.insert("span_id".into(), s.into());
+        p.insert("span_id", s);
     }
     put(&mut p, "event_name", name);
     res.fill(&mut p);
@@ -829,23 +893,27 @@ fn map_record(
             Some("gen_ai.tool.message") => Some("tool"),
             _ => None,
         };
-        let body_role = body
-            .as_ref()
-            .and_then(|b| b.get("role"))
-            .and_then(Value::as_str);
-        put(&mut p, "role", body_role.or(role));
+        let body_obj = match &body {
+            Some(Node::Obj(o)) => Some(o),
+            _ => None,
+        };
+        let field = |k: &str| body_obj.and_then(|o| as_str(get(o, k))).map(str::to_owned);
+        match field("role") {
+            Some(r) => p.insert("role", r),
+            None => put(&mut p, "role", role),
+        }
+        if let Some(f) = field("finish_reason") {
+            p.insert("finish_reason", f);
+        }
+        if let Some(id) = field("id") {
+            // A tool message answers the call with this id.
+            p.insert("tool_call_id", id);
+        }
         if let Some(b) = &body {
-            if let Some(f) = b.get("finish_reason").and_then(Value::as_str) {
-                p.insert("finish_reason".into(), f.into());
-            }
-            if let Some(id) = b.get("id").and_then(Value::as_str) {
-                // A tool message answers the call with this id.
-                p.insert("tool_call_id".into(), id.into());
-            }
             let mut calls = Vec::new();
             tool_calls_in(b, &mut calls, 1);
             if !calls.is_empty() {
-                p.insert("tool_calls".into(), Value::Array(calls));
+                p.insert("tool_calls", Node::Arr(calls));
             }
         }
         let mut c = Content::default();
@@ -853,33 +921,30 @@ fn map_record(
         c.fill(&mut p);
         "llm_message"
     } else {
-        p.insert("severity_number".into(), r.severity_number.into());
+        p.insert("severity_number", i64::from(r.severity_number));
         if !r.severity_text.is_empty() {
-            p.insert("severity_text".into(), r.severity_text.clone().into());
+            p.insert("severity_text", r.severity_text.as_str());
         }
         if !r.attributes.is_empty() {
-            p.insert(
-                "attributes".into(),
-                content(Value::Object(crate::value::kv_to_map(&r.attributes)?)),
-            );
+            p.insert("attributes", content(kv_to_node(&r.attributes)?));
         }
         "otel_log"
     };
     if let Some(b) = body {
-        p.insert("content".into(), content(b));
+        p.insert("content", content(b));
     }
-    let mut ev = Map::new();
-    ev.insert("agent_id".into(), agent.into());
-    ev.insert("session_id".into(), session.into());
-    ev.insert("event_type".into(), event_type.into());
-    ev.insert("timestamp".into(), ts.into());
-    ev.insert("payload".into(), Value::Object(p));
-    Ok(Some(Value::Object(ev)))
+    let mut ev = Members::default();
+    ev.insert("agent_id", agent);
+    ev.insert("session_id", session);
+    ev.insert("event_type", event_type);
+    ev.insert("timestamp", ts);
+    ev.insert("payload", p.finish());
+    Ok(Some(ev.finish()))
 }
 
 /// Maps the log records of an OTLP logs export.
 #[must_use]
-pub fn map_logs(req: &ExportLogsServiceRequest, opts: MapOptions) -> Mapped {
+pub fn map_logs(req: &ExportLogsServiceRequest, opts: MapOptions) -> Mapped<'_> {
     let mut out = Mapped::default();
     for (ri, rl) in req.resource_logs.iter().enumerate() {
         let res = ResourceCtx::new(rl.resource.as_ref());

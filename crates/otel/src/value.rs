@@ -1,6 +1,9 @@
 //! OTLP attribute values as JSON, and lookups in attribute lists.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
+use blackbox_core::event::{Node, Obj};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use serde_json::{Map, Value};
 
@@ -55,6 +58,88 @@ pub fn to_json(v: &AnyValue) -> Result<Value, String> {
         // Not used by the signals this intake reads (profiles' string table).
         Some(any_value::Value::StringValueStrindex(i)) => Value::from(*i),
     })
+}
+
+/// As [`to_json`], as the normaliser's tree, borrowing the request's strings (nothing is copied
+/// or escaped on the way to the normaliser).
+///
+/// # Errors
+/// As [`to_json`].
+pub fn to_node(v: &AnyValue) -> Result<Node<'_>, String> {
+    Ok(match &v.value {
+        None => Node::Null,
+        Some(any_value::Value::StringValue(s)) => Node::Str(Cow::Borrowed(s)),
+        Some(any_value::Value::BoolValue(b)) => Node::Bool(*b),
+        Some(any_value::Value::IntValue(i)) => {
+            if (0..=MAX_SAFE).contains(i) {
+                Node::Pos(i.unsigned_abs())
+            } else if (-MAX_SAFE..0).contains(i) {
+                Node::Neg(*i)
+            } else {
+                Node::Str(Cow::Owned(i.to_string()))
+            }
+        }
+        Some(any_value::Value::DoubleValue(d)) => {
+            if d.is_finite() {
+                Node::Float(*d)
+            } else {
+                Node::Str(Cow::Borrowed(if d.is_nan() {
+                    "NaN"
+                } else if *d > 0.0 {
+                    "Infinity"
+                } else {
+                    "-Infinity"
+                }))
+            }
+        }
+        Some(any_value::Value::BytesValue(b)) => Node::Str(Cow::Owned(
+            base64::engine::general_purpose::STANDARD.encode(b),
+        )),
+        Some(any_value::Value::ArrayValue(a)) => Node::Arr(
+            a.values
+                .iter()
+                .map(to_node)
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(any_value::Value::KvlistValue(l)) => kv_to_node(&l.values)?,
+        Some(any_value::Value::StringValueStrindex(i)) => {
+            if *i >= 0 {
+                Node::Pos(i.unsigned_abs().into())
+            } else {
+                Node::Neg((*i).into())
+            }
+        }
+    })
+}
+
+/// A key-value list as an object of the normaliser's tree (members sorted by key).
+///
+/// # Errors
+/// A key given twice.
+pub fn kv_to_node(kvs: &[KeyValue]) -> Result<Node<'_>, String> {
+    let mut m: Obj<'_> = Vec::with_capacity(kvs.len());
+    for kv in kvs {
+        let v = kv.value.as_ref().map_or(Ok(Node::Null), to_node)?;
+        m.push((Cow::Borrowed(kv.key.as_str()), v));
+    }
+    sort_unique(m).map(Node::Obj)
+}
+
+/// Sorts members by key (bytes, as the normaliser's binary searches expect).
+///
+/// # Errors
+/// A key given twice.
+pub fn sort_unique(mut m: Obj<'_>) -> Result<Obj<'_>, String> {
+    if !m.windows(2).all(|w| w[0].0 < w[1].0) {
+        m.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some(w) = m.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(format!(
+                "key `{}` is given twice in a key-value list",
+                w[0].0
+            ));
+        }
+    }
+    Ok(m)
 }
 
 /// A key-value list as a JSON object.
@@ -161,6 +246,34 @@ impl<'a> Attrs<'a> {
         self.get(key)
             .map(|v| to_json(v).map_err(|e| format!("attribute `{key}`: {e}")))
             .transpose()
+    }
+
+    /// The value of `key` as the normaliser's tree (`None` when absent).
+    ///
+    /// # Errors
+    /// As [`to_json`].
+    pub fn node(&self, key: &str) -> Result<Option<Node<'a>>, String> {
+        self.get(key)
+            .map(|v| to_node(v).map_err(|e| format!("attribute `{key}`: {e}")))
+            .transpose()
+    }
+
+    /// The attributes whose key starts with `prefix`: the value when there is one, an object of
+    /// them when there are several (`None` when there are none).
+    ///
+    /// # Errors
+    /// As [`to_json`].
+    pub fn prefixed_node(&self, prefix: &str) -> Result<Option<Node<'a>>, String> {
+        let mut m: Obj<'a> = Vec::new();
+        for kv in self.0.iter().filter(|kv| kv.key.starts_with(prefix)) {
+            let v = kv.value.as_ref().map_or(Ok(Node::Null), to_node)?;
+            m.push((Cow::Borrowed(kv.key.as_str()), v));
+        }
+        Ok(match m.len() {
+            0 => None,
+            1 => m.pop().map(|(_, v)| v),
+            _ => Some(Node::Obj(sort_unique(m)?)),
+        })
     }
 
     /// The attributes whose key starts with `prefix`, in their order, as a JSON object (`None`

@@ -1,6 +1,7 @@
 //! The mapping of docs/OTEL.md, on spans and records built as instrumentations emit them.
 #![allow(clippy::unwrap_used)]
 
+use blackbox_otel::map::Rejected;
 use blackbox_otel::map::{MAX_CONTENT_BYTES, kv};
 use blackbox_otel::proto::collector::logs::v1::ExportLogsServiceRequest;
 use blackbox_otel::proto::collector::trace::v1::ExportTraceServiceRequest;
@@ -9,9 +10,46 @@ use blackbox_otel::proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use blackbox_otel::proto::resource::v1::Resource;
 use blackbox_otel::proto::trace::v1::span::Event;
 use blackbox_otel::proto::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
-use blackbox_otel::{Encoding, MapOptions, decode_logs, decode_traces, map_logs, map_traces};
+use blackbox_otel::{Encoding, MapOptions, decode_logs, decode_traces};
 use prost::Message as _;
 use serde_json::{Value, json};
+
+/// A mapped request with its events as JSON values (the mapping's own borrow the request).
+#[derive(Debug, PartialEq)]
+struct Owned {
+    items: Vec<Item>,
+    rejected: Vec<Rejected>,
+    skipped: usize,
+    total: usize,
+}
+
+#[derive(Debug, PartialEq)]
+struct Item {
+    event: Value,
+}
+
+fn owned(m: blackbox_otel::Mapped<'_>) -> Owned {
+    Owned {
+        items: m
+            .items
+            .iter()
+            .map(|i| Item {
+                event: i.event.to_value(),
+            })
+            .collect(),
+        rejected: m.rejected,
+        skipped: m.skipped,
+        total: m.total,
+    }
+}
+
+fn map_traces(req: &ExportTraceServiceRequest, o: MapOptions) -> Owned {
+    owned(blackbox_otel::map_traces(req, o))
+}
+
+fn map_logs(req: &ExportLogsServiceRequest, o: MapOptions) -> Owned {
+    owned(blackbox_otel::map_logs(req, o))
+}
 
 const EXAMPLE: &str = include_str!("../../../examples/otlp/genai-trace.json");
 

@@ -97,12 +97,12 @@ const TRACE_ROUTE: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/
 const LOGS_ROUTE: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
 impl Receiver {
-    async fn export(
+    async fn export<'r>(
         &self,
         headers: HeaderMap,
         addr: Option<SocketAddr>,
         encoded_len: usize,
-        map: impl FnOnce(blackbox_otel::MapOptions) -> blackbox_otel::Mapped,
+        map: impl FnOnce(blackbox_otel::MapOptions) -> blackbox_otel::Mapped<'r>,
         signal: Signal,
     ) -> Result<super::Outcome, ApiError> {
         let state = &self.state;

@@ -165,6 +165,12 @@ async fn export(
     }
 }
 
+/// A decoded export request (the mapped events borrow from it).
+enum Decoded {
+    Traces(blackbox_otel::proto::collector::trace::v1::ExportTraceServiceRequest),
+    Logs(blackbox_otel::proto::collector::logs::v1::ExportLogsServiceRequest),
+}
+
 async fn run(
     state: &AppState,
     caller: Result<Caller<Ingest>, ApiError>,
@@ -209,18 +215,18 @@ async fn run(
         }
     };
     let opts = state.otlp.options;
-    let mapped = match signal {
-        Signal::Spans => {
-            blackbox_otel::decode_traces(&bytes, enc).map(|r| blackbox_otel::map_traces(&r, opts))
-        }
-        Signal::Logs => {
-            blackbox_otel::decode_logs(&bytes, enc).map(|r| blackbox_otel::map_logs(&r, opts))
-        }
+    let decoded = match signal {
+        Signal::Spans => blackbox_otel::decode_traces(&bytes, enc).map(Decoded::Traces),
+        Signal::Logs => blackbox_otel::decode_logs(&bytes, enc).map(Decoded::Logs),
     }
     .map_err(|e| ApiError::bad_request("invalid_otlp", e.to_string()))
     .inspect_err(refused)?;
     drop(bytes);
     drop(raw);
+    let mapped = match &decoded {
+        Decoded::Traces(r) => blackbox_otel::map_traces(r, opts),
+        Decoded::Logs(r) => blackbox_otel::map_logs(r, opts),
+    };
     super::check_count(state, &mapped, signal).inspect_err(refused)?;
     super::append(state, &caller, &tenant, mapped, signal, Transport::Http)
         .await

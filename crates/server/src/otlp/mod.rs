@@ -14,7 +14,7 @@ pub(crate) mod http;
 
 use blackbox_core::entry::RedactionPolicy;
 use blackbox_core::ids::TenantId;
-use blackbox_ledger::appender::{Intake, Normaliser, Refusal};
+use blackbox_ledger::appender::{Normaliser, Refusal};
 use blackbox_otel::map::{Mapped, Rejected};
 
 use crate::AppState;
@@ -151,7 +151,7 @@ pub(crate) async fn append(
     state: &AppState,
     caller: &Caller<Ingest>,
     tenant: &str,
-    mapped: Mapped,
+    mapped: Mapped<'_>,
     signal: Signal,
     transport: Transport,
 ) -> Result<Outcome, ApiError> {
@@ -178,7 +178,7 @@ pub(crate) async fn append(
     let mut events = Vec::with_capacity(items.len());
     let mut features = Vec::with_capacity(items.len());
     for item in items {
-        match normaliser.normalise(Intake::value(&item.event, &origin)) {
+        match normaliser.normalise_node(item.event, &origin) {
             Ok(n) => {
                 events.push(n.event);
                 features.push(n.features);
