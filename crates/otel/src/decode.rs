@@ -65,6 +65,18 @@ pub enum DecodeError {
         /// What the decoder said.
         reason: String,
     },
+    /// A level of the request holds more entries than the service takes in one request.
+    #[error(
+        "the request holds {n} {what}; send at most {max} per request (the SDK's max export batch size); nothing was written"
+    )]
+    TooManyItems {
+        /// `resources`, `scopes`, `spans` or `log records`.
+        what: &'static str,
+        /// How many.
+        n: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Not OTLP/JSON of the expected type.
     #[error("the body is not OTLP/JSON {message}: {reason}")]
     Json {
@@ -195,6 +207,48 @@ mod tests {
     }
 
     #[test]
+    fn millions_of_empty_spans_are_counted_without_being_decoded() {
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        use prost::Message as _;
+        // 2,000,000 empty spans: 4 MB of protobuf, ~0.5 GB once decoded.
+        let mut body = Vec::new();
+        let scope = ScopeSpans {
+            spans: vec![Span::default(); 3],
+            ..Default::default()
+        };
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![scope],
+                ..Default::default()
+            }],
+        };
+        req.encode(&mut body).unwrap();
+        assert_eq!(
+            count_items(&body, "spans", 10).unwrap(),
+            Counts {
+                resources: 1,
+                scopes: 1,
+                items: 3
+            }
+        );
+        // The same layout with two million spans, written field by field: scope_spans → spans.
+        let spans: Vec<u8> = std::iter::repeat_n([0x12u8, 0x00], 2_000_000)
+            .flatten()
+            .collect();
+        let mut scope = vec![0x12];
+        prost::encoding::encode_varint(spans.len() as u64, &mut scope);
+        scope.extend(&spans);
+        let mut resource = vec![0x0a];
+        prost::encoding::encode_varint(scope.len() as u64, &mut resource);
+        resource.extend(&scope);
+        let e = count_items(&resource, "spans", 10_000)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("holds 2000000 spans; send at most 10000"), "{e}");
+        assert!(count_items(b"\x0a\xff", "spans", 10).is_err());
+    }
+
+    #[test]
     fn duplicate_json_keys_are_refused() {
         let body = br#"{"resourceSpans":[],"resourceSpans":[]}"#;
         let e = decode_traces(body, Encoding::Json).unwrap_err().to_string();
@@ -207,4 +261,108 @@ mod tests {
                 .is_empty()
         );
     }
+}
+
+/// Counts of a protobuf export request's items, read before it is decoded ([`count_items`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// `resource_spans` / `resource_logs` entries.
+    pub resources: usize,
+    /// `scope_spans` / `scope_logs` entries.
+    pub scopes: usize,
+    /// Spans / log records.
+    pub items: usize,
+}
+
+/// Skeletons of the export messages with only their repeated fields, whose elements are empty
+/// messages: decoding one counts elements without allocating for them (a `Vec` of a zero-sized
+/// type holds no memory), so a request of millions of two-byte empty spans is counted, and
+/// refused, before the real decoding allocates hundreds of bytes for each.
+mod skeleton {
+    /// A message whose fields are all skipped.
+    #[derive(Clone, Copy, PartialEq, prost::Message)]
+    pub struct Empty {}
+
+    /// An export request: its resources (field 1 of both requests).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Resources {
+        #[prost(message, repeated, tag = "1")]
+        pub resources: Vec<Empty>,
+    }
+
+    /// An export request down to its scopes (field 2 of `ResourceSpans`/`ResourceLogs`).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Scopes {
+        #[prost(message, repeated, tag = "1")]
+        pub resources: Vec<ScopesOf>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ScopesOf {
+        #[prost(message, repeated, tag = "2")]
+        pub scopes: Vec<Empty>,
+    }
+
+    /// An export request down to its items (field 2 of `ScopeSpans`/`ScopeLogs`).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Items {
+        #[prost(message, repeated, tag = "1")]
+        pub resources: Vec<ItemsOfResource>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ItemsOfResource {
+        #[prost(message, repeated, tag = "2")]
+        pub scopes: Vec<ItemsOfScope>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ItemsOfScope {
+        #[prost(message, repeated, tag = "2")]
+        pub items: Vec<Empty>,
+    }
+}
+
+/// Counts the resources, scopes and items (spans or log records: both requests share the
+/// layout) of a protobuf export request, refusing as soon as a level holds more than `max`
+/// entries, before the request is decoded. Each level is read with a skeleton message whose
+/// elements below it take no memory; the levels above were bounded by the previous pass.
+///
+/// # Errors
+/// [`DecodeError::Protobuf`] for a body that is not protobuf; [`DecodeError::TooManyItems`].
+pub fn count_items(body: &[u8], items: &'static str, max: usize) -> Result<Counts, DecodeError> {
+    use prost::Message as _;
+    let bad = |e: prost::DecodeError| DecodeError::Protobuf {
+        message: "export request",
+        reason: e.to_string(),
+    };
+    let over = |what: &'static str, n: usize| DecodeError::TooManyItems { what, n, max };
+    let resources = skeleton::Resources::decode(body)
+        .map_err(bad)?
+        .resources
+        .len();
+    if resources > max {
+        return Err(over("resources", resources));
+    }
+    let scopes: usize = skeleton::Scopes::decode(body)
+        .map_err(bad)?
+        .resources
+        .iter()
+        .map(|r| r.scopes.len())
+        .sum();
+    if scopes > max {
+        return Err(over("scopes", scopes));
+    }
+    let n: usize = skeleton::Items::decode(body)
+        .map_err(bad)?
+        .resources
+        .iter()
+        .flat_map(|r| &r.scopes)
+        .map(|s| s.items.len())
+        .sum();
+    if n > max {
+        return Err(over(items, n));
+    }
+    Ok(Counts {
+        resources,
+        scopes,
+        items: n,
+    })
 }

@@ -120,11 +120,6 @@ pub const UNKNOWN_AGENT: &str = "unknown_service";
 /// The session of a log record with no conversation, session or trace id.
 pub const NO_SESSION: &str = "otel";
 
-/// Content values larger than this (as JSON text) are replaced by their digest before the event
-/// is built, so that a long conversation does not make the event exceed 1 MiB; the detector does
-/// not scan them.
-pub const MAX_CONTENT_BYTES: usize = 256 * 1024;
-
 /// What the mapping does with items that are not GenAI.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MapOptions {
@@ -175,12 +170,18 @@ struct ResourceCtx<'a> {
 }
 
 impl<'a> ResourceCtx<'a> {
-    fn new(r: Option<&'a Resource>) -> Self {
+    /// # Errors
+    /// The resource names an attribute twice (which `service.name` counts would depend on the
+    /// reader): every item of the resource is refused.
+    fn new(r: Option<&'a Resource>) -> Result<Self, String> {
         let attrs = Attrs(r.map_or(&[][..], |r| &r.attributes));
-        Self {
+        attrs
+            .check_unique()
+            .map_err(|e| format!("its resource is refused: {e}"))?;
+        Ok(Self {
             service_name: attrs.str("service.name"),
             service_instance_id: attrs.str("service.instance.id"),
-        }
+        })
     }
 
     fn agent(&self) -> &'a str {
@@ -249,34 +250,10 @@ fn id_hex(bytes: &[u8], len: usize, what: &str, required: bool) -> Result<Option
     Ok(Some(hex::encode(bytes)))
 }
 
-/// A content value, as it goes into the event: itself, or its digest when it is larger than
-/// [`MAX_CONTENT_BYTES`] (the same digest the redaction computes, docs/FORMAT.md §4).
+/// A content value, as it goes into the event: itself, whatever its size (the detector scans
+/// all of it, the redaction hashes it; the event's size is checked once content is hashed).
 fn content(v: Node<'_>) -> Node<'_> {
-    if size(&v, 0) <= MAX_CONTENT_BYTES {
-        return v;
-    }
-    let h = match &v {
-        Node::Str(s) => blackbox_core::Hash::digest(s.as_bytes()),
-        other => match serde_json_canonicalizer::to_vec(&other.to_value()) {
-            Ok(jcs) => blackbox_core::Hash::digest(&jcs),
-            Err(_) => blackbox_core::Hash::digest(b""),
-        },
-    };
-    Node::Str(Cow::Owned(h.to_prefixed()))
-}
-
-/// About the size of a value's JSON text (strings unescaped), stopping once past the content
-/// limit.
-fn size(v: &Node<'_>, acc: usize) -> usize {
-    if acc > MAX_CONTENT_BYTES {
-        return acc;
-    }
-    match v {
-        Node::Str(s) => acc + s.len() + 2,
-        Node::Arr(a) => a.iter().fold(acc + 2, |n, x| size(x, n + 1)),
-        Node::Obj(o) => o.iter().fold(acc + 2, |n, (k, x)| size(x, n + k.len() + 4)),
-        _ => acc + 8,
-    }
+    v
 }
 
 /// One or several captured values of one kind of content: a single one as it is (so a string's
@@ -681,6 +658,7 @@ fn map_span<'a>(
         SpanClass::Tool => {
             let name = a
                 .str("gen_ai.tool.name")
+                .filter(|n| !n.trim().is_empty())
                 .or_else(|| span.name.strip_prefix("execute_tool "))
                 .or_else(|| span.name.strip_prefix("tools/call "))
                 .filter(|n| !n.trim().is_empty())
@@ -794,7 +772,11 @@ pub fn map_traces(req: &ExportTraceServiceRequest, opts: MapOptions) -> Mapped<'
                         truncate(&span.name)
                     )
                 };
-                match map_span(&res, ss.scope.as_ref(), span, &family, opts) {
+                let mapped = res
+                    .as_ref()
+                    .map_err(Clone::clone)
+                    .and_then(|res| map_span(res, ss.scope.as_ref(), span, &family, opts));
+                match mapped {
                     Ok(Some(event)) => out.items.push(Item {
                         index,
                         locator: locator(),
@@ -958,7 +940,11 @@ pub fn map_logs(req: &ExportLogsServiceRequest, opts: MapOptions) -> Mapped<'_> 
                         truncate(event_name(r).unwrap_or(""))
                     )
                 };
-                match map_record(&res, sl.scope.as_ref(), r, opts) {
+                let mapped = res
+                    .as_ref()
+                    .map_err(Clone::clone)
+                    .and_then(|res| map_record(res, sl.scope.as_ref(), r, opts));
+                match mapped {
                     Ok(Some(event)) => out.items.push(Item {
                         index,
                         locator: locator(),

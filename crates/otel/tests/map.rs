@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use blackbox_otel::map::Rejected;
-use blackbox_otel::map::{MAX_CONTENT_BYTES, kv};
+use blackbox_otel::map::kv;
 use blackbox_otel::proto::collector::logs::v1::ExportLogsServiceRequest;
 use blackbox_otel::proto::collector::trace::v1::ExportTraceServiceRequest;
 use blackbox_otel::proto::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList, any_value};
@@ -382,21 +382,31 @@ fn attribute_values_of_every_type_map() {
 }
 
 #[test]
-fn huge_content_is_replaced_by_its_digest_before_the_event_is_built() {
-    let big = "x".repeat(MAX_CONTENT_BYTES + 1);
-    let m = map_traces(
-        &request(vec![span(
-            "chat",
-            1,
-            vec![
-                kv("gen_ai.operation.name", s("chat")),
-                kv("gen_ai.input.messages", s(&big)),
-            ],
-        )]),
-        MapOptions::default(),
+fn huge_content_stays_for_the_detector_and_a_duplicated_resource_attribute_refuses_its_items() {
+    let big = "x".repeat(1 << 20);
+    let mut req = request(vec![span(
+        "chat",
+        1,
+        vec![
+            kv("gen_ai.operation.name", s("chat")),
+            kv("gen_ai.input.messages", s(&big)),
+        ],
+    )]);
+    let m = map_traces(&req, MapOptions::default());
+    // All of it, for the rules to scan; the intake's redaction hashes it.
+    assert_eq!(payload(&m.items[0].event)["prompt"], big.as_str());
+
+    let attrs = &mut req.resource_spans[0].resource.as_mut().unwrap().attributes;
+    attrs.push(kv("service.name", s("other")));
+    let m = map_traces(&req, MapOptions::default());
+    assert!(m.items.is_empty());
+    assert!(
+        m.rejected[0]
+            .reason
+            .contains("resource is refused: attribute `service.name` is given twice"),
+        "{:?}",
+        m.rejected
     );
-    let want = blackbox_core::Hash::digest(big.as_bytes()).to_prefixed();
-    assert_eq!(payload(&m.items[0].event)["prompt"], want.as_str());
 }
 
 #[test]

@@ -164,6 +164,19 @@ pub(crate) struct Caller<S> {
     scope: PhantomData<fn() -> S>,
 }
 
+impl<S> Clone for Caller<S> {
+    fn clone(&self) -> Self {
+        Self {
+            token: self.token.clone(),
+            state: self.state.clone(),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            addr: self.addr,
+            scope: PhantomData,
+        }
+    }
+}
+
 impl<S: Scope> FromRequestParts<AppState> for Caller<S> {
     type Rejection = ApiError;
 

@@ -25,7 +25,7 @@ use tonic::{Code, Request, Response, Status};
 
 use super::{Signal, Transport};
 use crate::AppState;
-use crate::api::auth::authorize_ingest;
+use crate::api::auth::{Caller, Ingest, authorize_ingest};
 use crate::api::shares::body_share;
 use crate::error::ApiError;
 
@@ -99,6 +99,7 @@ const LOGS_ROUTE: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Exp
 impl Receiver {
     async fn export<'r>(
         &self,
+        authorized: Option<Caller<Ingest>>,
         headers: HeaderMap,
         addr: Option<SocketAddr>,
         encoded_len: usize,
@@ -110,7 +111,12 @@ impl Receiver {
             Signal::Spans => TRACE_ROUTE,
             Signal::Logs => LOGS_ROUTE,
         };
-        let caller = authorize_ingest(state, &headers, addr, route)?;
+        // The interceptor authorised the call before its message was read; a call that did not
+        // pass through it (none does) is authorised here.
+        let caller = match authorized {
+            Some(c) => c,
+            None => authorize_ingest(state, &headers, addr, route)?,
+        };
         let tenant = super::tenant_of(&caller)?;
         let refused = |e: &ApiError| state.metrics.refuse(&tenant, e.code);
         // The fair share of bytes in flight counts the decoded message's size.
@@ -119,11 +125,22 @@ impl Receiver {
             sized.insert(header::CONTENT_LENGTH, v);
         }
         let _share = body_share(state, &caller, &tenant, &sized)?;
+        let decoding = state.otlp.decoding.acquire().await.map_err(|_| {
+            ApiError::unavailable("the service is shutting down; nothing was written", 5)
+        })?;
         let mapped = map(state.otlp.options);
         super::check_count(state, &mapped, signal).inspect_err(refused)?;
-        super::append(state, &caller, &tenant, mapped, signal, Transport::Grpc)
-            .await
-            .inspect_err(refused)
+        super::append(
+            state,
+            &caller,
+            &tenant,
+            mapped,
+            signal,
+            Transport::Grpc,
+            Some(decoding),
+        )
+        .await
+        .inspect_err(refused)
     }
 }
 
@@ -134,11 +151,13 @@ impl TraceService for Receiver {
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let addr = request.remote_addr();
+        let authorized = request.extensions().get::<Caller<Ingest>>().cloned();
         let headers = request.metadata().clone().into_headers();
         let req = request.into_inner();
         let len = req.encoded_len();
         let outcome = Receiver::export(
             self,
+            authorized,
             headers,
             addr,
             len,
@@ -163,11 +182,13 @@ impl LogsService for Receiver {
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let addr = request.remote_addr();
+        let authorized = request.extensions().get::<Caller<Ingest>>().cloned();
         let headers = request.metadata().clone().into_headers();
         let req = request.into_inner();
         let len = req.encoded_len();
         let outcome = Receiver::export(
             self,
+            authorized,
             headers,
             addr,
             len,
@@ -195,15 +216,35 @@ pub(crate) async fn serve(
     mut stop: tokio::sync::watch::Receiver<()>,
 ) -> Result<(), tonic::transport::Error> {
     let limit = state.config.body_limit;
-    let receiver = Receiver { state };
-    let traces = TraceServiceServer::new(receiver.clone())
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(limit);
-    let logs = LogsServiceServer::new(receiver)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(limit);
+    let receiver = Receiver {
+        state: state.clone(),
+    };
+    // Calls are authorised from their metadata, before tonic reads and decodes the message: a
+    // caller without a valid ingest token costs no decoding.
+    let gate = |route: &'static str| {
+        let state = state.clone();
+        move |mut req: Request<()>| {
+            let headers = req.metadata().clone().into_headers();
+            let caller = authorize_ingest(&state, &headers, req.remote_addr(), route)
+                .map_err(|e| to_status(&e))?;
+            req.extensions_mut().insert(caller);
+            Ok(req)
+        }
+    };
+    let traces = tonic::service::interceptor::InterceptedService::new(
+        TraceServiceServer::new(receiver.clone())
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(limit),
+        gate(TRACE_ROUTE),
+    );
+    let logs = tonic::service::interceptor::InterceptedService::new(
+        LogsServiceServer::new(receiver)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(limit),
+        gate(LOGS_ROUTE),
+    );
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .add_service(traces)

@@ -32,6 +32,9 @@ pub struct Otlp {
     pub options: blackbox_otel::MapOptions,
     /// Where guardrail spans go, if anywhere.
     pub guardrails: Option<guardrails::Exporter>,
+    /// Requests being decoded, mapped and normalised at once (CPU work, and the memory a
+    /// decoded request holds): one per core.
+    pub decoding: tokio::sync::Semaphore,
 }
 
 impl Otlp {
@@ -54,6 +57,9 @@ impl Otlp {
             policy,
             options: blackbox_otel::MapOptions { keep_other },
             guardrails,
+            decoding: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            ),
         }
     }
 }
@@ -154,6 +160,7 @@ pub(crate) async fn append(
     mapped: Mapped<'_>,
     signal: Signal,
     transport: Transport,
+    decoding: Option<tokio::sync::SemaphorePermit<'_>>,
 ) -> Result<Outcome, ApiError> {
     let tenant_id = TenantId::parse(tenant)
         .map_err(|e| ApiError::forbidden(format!("the token's tenant is invalid: {e}")))?;
@@ -201,6 +208,8 @@ pub(crate) async fn append(
             })
             .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     };
+    // The CPU work is done: the wait for the commit does not hold a decoding slot.
+    drop(decoding);
     let accepted = events.len();
     if !events.is_empty() {
         state.ingest.submit(tenant_id, events, features).await?;
