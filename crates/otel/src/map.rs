@@ -351,7 +351,7 @@ fn tool_calls_in<'a>(v: &Node<'a>, out: &mut Vec<Node<'a>>, depth: usize) {
         // normaliser's reader (borrowing from it) only when it may announce a call.
         Node::Str(Cow::Borrowed(s))
             if depth == 0
-                && s.starts_with(['[', '{'])
+                && s.trim_start().starts_with(['[', '{'])
                 && (s.contains("tool_call") || s.contains("\"function\"")) =>
         {
             if let Ok(parsed) = blackbox_core::json::read(s.as_bytes()) {
@@ -454,10 +454,17 @@ impl<'r> Family<'r> {
     }
 
     /// The span's own agent and session, else its nearest ancestor's in this request.
-    fn lineage(&self, trace: &[u8], span: &[u8]) -> Lineage<'r> {
-        let mut out = Lineage::default();
-        let mut at = span;
+    /// `span`'s own agent and session, else its nearest ancestor's in this request. The
+    /// span's own come from its attributes (not from the map, which holds one span per id when
+    /// a request repeats an id).
+    fn lineage(&self, span: &'r Span) -> Lineage<'r> {
+        let mut out = own_lineage(Attrs(&span.attributes));
+        let trace = span.trace_id.as_slice();
+        let mut at = span.parent_span_id.as_slice();
         for _ in 0..64 {
+            if (out.agent.is_some() && out.session.is_some()) || at.is_empty() {
+                break;
+            }
             let Some((parent, l)) = self.spans.get(&(trace, at)) else {
                 break;
             };
@@ -466,9 +473,6 @@ impl<'r> Family<'r> {
             }
             if out.session.is_none() {
                 out.session = l.session;
-            }
-            if (out.agent.is_some() && out.session.is_some()) || parent.is_empty() {
-                break;
             }
             at = parent;
         }
@@ -580,7 +584,7 @@ fn map_span<'a>(
     }
     let duration = (span.end_time_unix_nano != 0)
         .then(|| millis(span.start_time_unix_nano, span.end_time_unix_nano));
-    let lineage = family.lineage(&span.trace_id, &span.span_id);
+    let lineage = family.lineage(span);
     let agent = lineage.agent.unwrap_or_else(|| res.agent());
     let session: N<'a> = match lineage.session {
         Some(s) => s.into(),

@@ -624,3 +624,30 @@ fn an_empty_log_body_is_no_body() {
     assert!(!p.contains_key("content"), "{p:?}");
     assert_eq!(p["prompt"], "[]");
 }
+
+#[test]
+fn a_repeated_span_id_does_not_lend_one_spans_agent_to_the_other() {
+    let a = span(
+        "invoke_agent a",
+        1,
+        vec![
+            kv("gen_ai.operation.name", s("invoke_agent")),
+            kv("gen_ai.agent.id", s("A")),
+        ],
+    );
+    let b = span(
+        "chat",
+        1,
+        vec![
+            kv("gen_ai.operation.name", s("chat")),
+            kv("gen_ai.agent.id", s("B")),
+        ],
+    );
+    let mut child = span("chat", 2, vec![kv("gen_ai.operation.name", s("chat"))]);
+    child.parent_span_id = vec![1; 8];
+    let m = map_traces(&request(vec![a, b, child]), MapOptions::default());
+    assert_eq!(m.items[0].event["agent_id"], "A");
+    assert_eq!(m.items[1].event["agent_id"], "B");
+    // The child of the repeated id inherits from one of them, never from nowhere.
+    assert!(["A", "B"].contains(&m.items[2].event["agent_id"].as_str().unwrap()));
+}
