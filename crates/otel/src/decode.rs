@@ -5,7 +5,6 @@ use std::io::Read as _;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message as _;
 
 /// How a request body is encoded (its `Content-Type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +116,26 @@ fn check_json(body: &[u8], message: &'static str) -> Result<(), DecodeError> {
         })
 }
 
+/// Reads an export request `M` named `message`, in either encoding.
+fn decode<M>(body: &[u8], encoding: Encoding, message: &'static str) -> Result<M, DecodeError>
+where
+    M: prost::Message + Default + serde::de::DeserializeOwned,
+{
+    match encoding {
+        Encoding::Protobuf => M::decode(body).map_err(|e| DecodeError::Protobuf {
+            message,
+            reason: e.to_string(),
+        }),
+        Encoding::Json => {
+            check_json(body, message)?;
+            serde_json::from_slice(body).map_err(|e| DecodeError::Json {
+                message,
+                reason: e.to_string(),
+            })
+        }
+    }
+}
+
 /// Reads an `ExportTraceServiceRequest`.
 ///
 /// # Errors
@@ -125,22 +144,7 @@ pub fn decode_traces(
     body: &[u8],
     encoding: Encoding,
 ) -> Result<ExportTraceServiceRequest, DecodeError> {
-    const MESSAGE: &str = "ExportTraceServiceRequest";
-    match encoding {
-        Encoding::Protobuf => {
-            ExportTraceServiceRequest::decode(body).map_err(|e| DecodeError::Protobuf {
-                message: MESSAGE,
-                reason: e.to_string(),
-            })
-        }
-        Encoding::Json => {
-            check_json(body, MESSAGE)?;
-            serde_json::from_slice(body).map_err(|e| DecodeError::Json {
-                message: MESSAGE,
-                reason: e.to_string(),
-            })
-        }
-    }
+    decode(body, encoding, "ExportTraceServiceRequest")
 }
 
 /// Reads an `ExportLogsServiceRequest`.
@@ -151,22 +155,7 @@ pub fn decode_logs(
     body: &[u8],
     encoding: Encoding,
 ) -> Result<ExportLogsServiceRequest, DecodeError> {
-    const MESSAGE: &str = "ExportLogsServiceRequest";
-    match encoding {
-        Encoding::Protobuf => {
-            ExportLogsServiceRequest::decode(body).map_err(|e| DecodeError::Protobuf {
-                message: MESSAGE,
-                reason: e.to_string(),
-            })
-        }
-        Encoding::Json => {
-            check_json(body, MESSAGE)?;
-            serde_json::from_slice(body).map_err(|e| DecodeError::Json {
-                message: MESSAGE,
-                reason: e.to_string(),
-            })
-        }
-    }
+    decode(body, encoding, "ExportLogsServiceRequest")
 }
 
 #[cfg(test)]

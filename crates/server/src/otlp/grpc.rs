@@ -144,15 +144,23 @@ impl Receiver {
     }
 }
 
+/// What the handler needs of a call besides its message: the caller the interceptor authorised,
+/// the metadata as headers, the peer's address.
+fn parts<T>(request: &Request<T>) -> (Option<Caller<Ingest>>, HeaderMap, Option<SocketAddr>) {
+    (
+        request.extensions().get::<Caller<Ingest>>().cloned(),
+        request.metadata().clone().into_headers(),
+        request.remote_addr(),
+    )
+}
+
 #[tonic::async_trait]
 impl TraceService for Receiver {
     async fn export(
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let addr = request.remote_addr();
-        let authorized = request.extensions().get::<Caller<Ingest>>().cloned();
-        let headers = request.metadata().clone().into_headers();
+        let (authorized, headers, addr) = parts(&request);
         let req = request.into_inner();
         let len = req.encoded_len();
         let outcome = Receiver::export(
@@ -181,9 +189,7 @@ impl LogsService for Receiver {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let addr = request.remote_addr();
-        let authorized = request.extensions().get::<Caller<Ingest>>().cloned();
-        let headers = request.metadata().clone().into_headers();
+        let (authorized, headers, addr) = parts(&request);
         let req = request.into_inner();
         let len = req.encoded_len();
         let outcome = Receiver::export(
