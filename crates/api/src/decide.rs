@@ -30,6 +30,66 @@ pub struct DecideRequest {
     /// The prompt that led to the call, when the runtime has it: scanned, stored only as a hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<Value>,
+    /// The MCP message the call came in, when an MCP gateway asks (`blackbox mcp`,
+    /// docs/MCP.md): recorded in the entry's payload as `mcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<McpContext>,
+}
+
+/// Where an MCP gateway saw a call (docs/MCP.md). Every string is at most 256 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct McpContext {
+    /// `stdio` or `http`.
+    pub transport: String,
+    /// The JSON-RPC id of the request, as JSON text (`7`, `"abc"`).
+    pub jsonrpc_id: String,
+    /// The MCP session id (Streamable HTTP), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The protocol version the session negotiated (or the request declares).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol_version: Option<String>,
+    /// The server's `serverInfo.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// The server's `serverInfo.version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    /// The client's `clientInfo.name` (self-reported by the client).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    /// The client's `clientInfo.version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_version: Option<String>,
+}
+
+impl McpContext {
+    /// The first member longer than 256 characters, if any.
+    #[must_use]
+    pub fn too_long(&self) -> Option<&'static str> {
+        let long = |s: &str| s.chars().count() > 256;
+        let opt = |s: &Option<String>| s.as_deref().is_some_and(long);
+        if long(&self.transport) {
+            Some("transport")
+        } else if long(&self.jsonrpc_id) {
+            Some("jsonrpc_id")
+        } else if opt(&self.session_id) {
+            Some("session_id")
+        } else if opt(&self.protocol_version) {
+            Some("protocol_version")
+        } else if opt(&self.server_name) {
+            Some("server_name")
+        } else if opt(&self.server_version) {
+            Some("server_version")
+        } else if opt(&self.client_name) {
+            Some("client_name")
+        } else if opt(&self.client_version) {
+            Some("client_version")
+        } else {
+            None
+        }
+    }
 }
 
 /// A rule that fired on a decided call.

@@ -263,6 +263,12 @@ pub enum Cmd {
     /// With no settings it listens on 127.0.0.1:7700 and keeps its store in ./blackbox-data,
     /// initialising keys on first start. See docs/API.md.
     Serve(ServeArgs),
+    /// MCP audit gateway: every tool call an agent makes to an MCP server is decided by the
+    /// service before it runs and recorded with its result (docs/MCP.md).
+    Mcp {
+        #[command(subcommand)]
+        cmd: McpCmd,
+    },
     /// Manage the service's API tokens.
     Tokens {
         #[command(subcommand)]
@@ -395,6 +401,75 @@ pub enum ExportCmd {
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum McpCmd {
+    /// Stand in for an MCP server started over stdio: put this command in the MCP client's
+    /// configuration in place of the server's, e.g.
+    /// `blackbox mcp wrap --agent-id A -- npx -y @modelcontextprotocol/server-filesystem /data`.
+    Wrap {
+        #[command(flatten)]
+        gateway: McpGatewayArgs,
+        /// The MCP server's command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Reverse proxy in front of an MCP server served over Streamable HTTP: clients connect to
+    /// http://LISTEN/<the upstream's path>; the gateway's metrics are at /blackbox/metrics.
+    Proxy {
+        #[command(flatten)]
+        gateway: McpGatewayArgs,
+        /// The MCP server's URL, e.g. http://127.0.0.1:3001/mcp.
+        #[arg(long)]
+        upstream: String,
+        /// Where clients connect (loopback by default).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: std::net::SocketAddr,
+        /// Largest request body, and largest JSON answer or SSE event the gateway reads
+        /// (larger events pass through unread and are recorded as such).
+        #[arg(long, default_value_t = 16 << 20)]
+        body_limit: usize,
+    },
+}
+
+/// What both MCP gateways take.
+#[derive(Args, Debug, Clone)]
+pub struct McpGatewayArgs {
+    /// The agent whose traffic this is (every entry names it; the client's self-reported
+    /// clientInfo is recorded beside it, never instead of it).
+    #[arg(long, env = "BLACKBOX_AGENT_ID")]
+    pub agent_id: String,
+    /// The agent's role, for rules scoped by role.
+    #[arg(long, env = "BLACKBOX_AGENT_ROLE")]
+    pub agent_role: Option<String>,
+    /// URL of the Blackbox service that decides and records the calls.
+    #[arg(long, env = "BLACKBOX_SERVER")]
+    pub server: String,
+    /// Ingest token of the agent's tenant.
+    #[arg(long, env = "BLACKBOX_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Forward calls the service cannot decide (unreachable, overloaded) instead of refusing
+    /// them. Either way what happened is recorded when the service is back.
+    #[arg(long)]
+    pub fail_open: bool,
+    /// How a refused call is answered: a JSON-RPC error (`error`, the default) or a tool result
+    /// with isError (`tool-error`) for hosts that show only tool results to the model.
+    #[arg(long, value_enum, default_value = "error")]
+    pub refusal: McpRefusal,
+    /// Where tool pins and unsent records are kept [default: $XDG_STATE_HOME/blackbox/mcp, else
+    /// ~/.local/state/blackbox/mcp].
+    #[arg(long, env = "BLACKBOX_MCP_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Longest wait for a decision before the call counts as undecided (seconds).
+    #[arg(long, default_value_t = 10.0)]
+    pub decide_timeout: f64,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum McpRefusal {
+    Error,
+    ToolError,
 }
 
 #[derive(Subcommand, Debug)]

@@ -13,6 +13,53 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use tonic::codec::CompressionEncoding;
 
+/// A client codec that sends the given bytes as the message (whatever they hold) and reads the
+/// answer's bytes.
+#[derive(Debug, Clone, Copy)]
+struct RawBytes;
+
+impl tonic::codec::Codec for RawBytes {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawBytes
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawBytes
+    }
+}
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let n = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, n).to_vec()))
+    }
+}
+
 fn s(v: &str) -> AnyValue {
     AnyValue {
         value: Some(any_value::Value::StringValue(v.into())),
@@ -127,6 +174,67 @@ fn otlp_grpc_exports_are_appended_and_refusals_have_the_specified_codes() {
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+
+        // Bad input is INVALID_ARGUMENT (not retryable), whatever stage finds it; nothing of it
+        // is written.
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut raw = tonic::client::Grpc::new(channel);
+        let mut send = async |body: Vec<u8>, gzip: bool| {
+            raw.ready().await.unwrap();
+            if gzip {
+                raw = raw.clone().send_compressed(CompressionEncoding::Gzip);
+            }
+            let mut r = tonic::Request::new(body);
+            r.metadata_mut()
+                .insert("authorization", format!("Bearer {tok}").parse().unwrap());
+            raw.unary(
+                r,
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+                    .parse()
+                    .unwrap(),
+                RawBytes,
+            )
+            .await
+            .unwrap_err()
+        };
+        let malformed = send(vec![0x0a, 0xff, 0xff, 0xff, 0x0f, 0x01], false).await;
+        assert_eq!(
+            malformed.code(),
+            tonic::Code::InvalidArgument,
+            "{malformed:?}"
+        );
+        assert!(
+            malformed
+                .message()
+                .contains("not a protobuf ExportTraceServiceRequest"),
+            "{malformed:?}"
+        );
+        let mut many = request((0..10_001u32).map(|_| Span::default()).collect());
+        many.resource_spans[0].schema_url = "x".into();
+        let too_many = send(prost::Message::encode_to_vec(&many), false).await;
+        assert_eq!(
+            too_many.code(),
+            tonic::Code::InvalidArgument,
+            "{too_many:?}"
+        );
+        assert!(too_many.message().contains("10001 spans"), "{too_many:?}");
+        let oversize = send(vec![0; (16 << 20) + 1], false).await;
+        assert_eq!(
+            oversize.code(),
+            tonic::Code::InvalidArgument,
+            "{oversize:?}"
+        );
+        assert!(
+            oversize.message().contains("larger than 16777216 bytes"),
+            "{oversize:?}"
+        );
+        let bomb = send(vec![0; (16 << 20) + 1], true).await;
+        assert_eq!(bomb.code(), tonic::Code::InvalidArgument, "{bomb:?}");
+        assert!(bomb.message().contains("inflates to more than"), "{bomb:?}");
     });
     // The client's connection closes with its runtime (the service would otherwise wait up to
     // 10 s for it at shutdown).

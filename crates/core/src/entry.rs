@@ -211,16 +211,18 @@ pub fn seal(ev: &NormalizedEvent, p: &SealParams<'_>) -> Result<SealedEntry, Err
             "exists only in format version 2 (an entry with an origin)",
         ));
     }
-    let mut out = Vec::with_capacity(ev.payload_jcs.len() + 512);
+    // The envelope (ids, names, origin, hashes, times, the HMAC) takes 600–900 bytes: one
+    // allocation for the whole line.
+    let mut out = Vec::with_capacity(ev.payload_jcs.len() + 1024);
     out.extend_from_slice(b"{\"agent_id\":");
     push_json_str(&mut out, ev.agent_id.as_str());
     if let Some(cs) = ev.client_seq {
         out.extend_from_slice(b",\"client_seq\":");
-        out.extend_from_slice(cs.to_string().as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(cs).as_bytes());
     }
     if let Some(skew) = p.clock_skew_ms {
         out.extend_from_slice(b",\"clock_skew_ms\":");
-        out.extend_from_slice(skew.to_string().as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(skew).as_bytes());
     }
     out.extend_from_slice(b",\"entry_id\":\"");
     out.extend_from_slice(
@@ -247,7 +249,7 @@ pub fn seal(ev: &NormalizedEvent, p: &SealParams<'_>) -> Result<SealedEntry, Err
     out.extend_from_slice(b",\"prev_entry_hash\":\"");
     p.prev_entry_hash.push_prefixed(&mut out);
     out.extend_from_slice(b"\",\"seq\":");
-    out.extend_from_slice(p.seq.to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(p.seq).as_bytes());
     out.extend_from_slice(b",\"session_id\":");
     push_json_str(&mut out, ev.session_id.as_str());
     out.extend_from_slice(b",\"tenant_id\":");

@@ -89,6 +89,36 @@ fn in_set(set: &std::collections::BTreeSet<String>, k: &str) -> bool {
     }
 }
 
+/// The raw-content names of a policy, with the set of their lengths: most keys are refused by
+/// their length alone (every object key of every event is looked up here).
+struct RawNames<'p> {
+    set: &'p std::collections::BTreeSet<String>,
+    /// Bit `n` set when a name has `n` bytes (bit 63: 63 bytes or more).
+    lens: u64,
+    /// No name ends in `_hash`: renaming `name` to `name_hash` in place cannot meet another
+    /// raw name (see [`replace_raw`]).
+    simple: bool,
+}
+
+impl<'p> RawNames<'p> {
+    fn new(policy: &'p RedactionPolicy) -> Self {
+        let set = &policy.raw_fields;
+        Self {
+            set,
+            lens: set.iter().fold(0, |m, n| m | Self::bit(n)),
+            simple: !set.iter().any(|n| n.ends_with("_hash")),
+        }
+    }
+
+    fn bit(k: &str) -> u64 {
+        1 << k.len().min(63)
+    }
+
+    fn contains(&self, k: &str) -> bool {
+        self.lens & Self::bit(k) != 0 && in_set(self.set, k)
+    }
+}
+
 /// Whether `k` is an envelope member of an input event.
 fn is_envelope(k: &str) -> bool {
     ENVELOPE_FIELDS.iter().any(|f| key_eq(f, k))
@@ -142,10 +172,11 @@ pub(crate) fn write_jcs(node: &Node<'_>, out: &mut Vec<u8>) {
         Node::Obj(members) => {
             out.push(b'{');
             // Members are sorted by UTF-8 bytes; UTF-16 order differs only for keys with
-            // characters at or above U+E000, so re-sort only then.
+            // characters at or above U+E000 (UTF-8 lead bytes 0xEE and up), so re-sort only then.
             if members
                 .windows(2)
-                .all(|w| utf16_cmp(&w[0].0, &w[1].0).is_lt())
+                .all(|w| w[0].0.as_bytes() < w[1].0.as_bytes())
+                && !members.iter().any(|(k, _)| k.bytes().any(|b| b >= 0xEE))
             {
                 write_members(members.iter(), out);
             } else {
@@ -228,7 +259,7 @@ fn redact(
     v: &mut Node<'_>,
     path: Path<'_>,
     depth: usize,
-    policy: &RedactionPolicy,
+    policy: &RawNames<'_>,
 ) -> Result<(), Error> {
     if depth > MAX_DEPTH {
         return Err(field_err(
@@ -246,7 +277,7 @@ fn redact(
             Ok(())
         }
         Node::Obj(map) => {
-            if map.iter().any(|(k, _)| in_set(&policy.raw_fields, k)) {
+            if map.iter().any(|(k, _)| policy.contains(k)) {
                 replace_raw(map, path, policy)?;
             }
             for (k, item) in map.iter_mut() {
@@ -265,35 +296,72 @@ fn beyond_safe(path: Path<'_>) -> Error {
     )
 }
 
+/// The `_hash` member that replaces raw member `key`, and its value: `value` itself when it is
+/// already a `sha256:` digest, else the digest of the content.
+fn hashed_member<'a>(key: &str, value: Node<'a>) -> (Cow<'a, str>, Node<'a>) {
+    let hashed = if is_prefixed_hash(&value) {
+        value
+    } else {
+        let mut s = Vec::with_capacity(71);
+        content_hash(&value).push_prefixed(&mut s);
+        Node::Str(Cow::Owned(String::from_utf8(s).unwrap_or_default()))
+    };
+    let mut hash_key = String::with_capacity(key.len() + 5);
+    hash_key.push_str(key);
+    hash_key.push_str("_hash");
+    (Cow::Owned(hash_key), hashed)
+}
+
+fn conflict(path: Path<'_>, hash_key: &str) -> Error {
+    let key = hash_key.strip_suffix("_hash").unwrap_or(hash_key);
+    let at = Path::Key(&path, hash_key).render();
+    field_err(
+        &at,
+        format!("is given, and so is raw `{key}`, but they do not match; send one of them"),
+    )
+}
+
 /// `name: value` becomes `name_hash: "sha256:…"` for every raw-content member of `map`.
-fn replace_raw(map: &mut Obj<'_>, path: Path<'_>, policy: &RedactionPolicy) -> Result<(), Error> {
+fn replace_raw(map: &mut Obj<'_>, path: Path<'_>, policy: &RawNames<'_>) -> Result<(), Error> {
+    if policy.simple {
+        // Renamed in place, then sorted again: a `name_hash` sent beside raw `name` is then
+        // next to it, and must be the same digest.
+        for member in map.iter_mut() {
+            if policy.contains(&member.0) {
+                let (key, value) = std::mem::replace(member, (Cow::Borrowed(""), Node::Null));
+                *member = hashed_member(&key, value);
+            }
+        }
+        map.sort_by(|a, b| key_cmp(&a.0, &b.0));
+        let mut i = 1;
+        while i < map.len() {
+            if key_eq(&map[i - 1].0, &map[i].0) {
+                if map[i - 1].1 != map[i].1 {
+                    return Err(conflict(path, &map[i].0));
+                }
+                map.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        return Ok(());
+    }
     let raw: Vec<String> = map
         .iter()
-        .filter(|(k, _)| in_set(&policy.raw_fields, k))
+        .filter(|(k, _)| policy.contains(k))
         .map(|(k, _)| k.clone().into_owned())
         .collect();
     for key in raw {
         let Some(value) = remove(map, &key) else {
             continue;
         };
-        let hashed = if is_prefixed_hash(&value) {
-            value
-        } else {
-            let mut s = Vec::with_capacity(71);
-            content_hash(&value).push_prefixed(&mut s);
-            Node::Str(Cow::Owned(String::from_utf8(s).unwrap_or_default()))
-        };
-        let hash_key = format!("{key}_hash");
+        let (hash_key, hashed) = hashed_member(&key, value);
         if let Some(existing) = get(map, &hash_key)
             && existing != &hashed
         {
-            let at = Path::Key(&path, &hash_key).render();
-            return Err(field_err(
-                &at,
-                format!("is given, and so is raw `{key}`, but they do not match; send one of them"),
-            ));
+            return Err(conflict(path, &hash_key));
         }
-        insert(map, Cow::Owned(hash_key), hashed);
+        insert(map, hash_key, hashed);
     }
     Ok(())
 }
@@ -385,6 +453,20 @@ fn check_typed_payload(event_type: &str, p: &Obj<'_>) -> Result<Option<String>, 
                 check(r, "payload.result.", "result_hash", T::Hash, false)?;
                 check(r, "payload.result.", "data_classification", T::Str, false)?;
             }
+            Ok(get(p, "tool_name")
+                .and_then(Node::as_str)
+                .map(str::to_owned))
+        }
+        "tool_result" => {
+            // The outcome of a call recorded apart from it (the MCP gateway, docs/MCP.md):
+            // indexed by its tool like the call.
+            check(p, "payload.", "tool_name", T::Str, true)?;
+            for key in ["invocation_id", "decision_entry_id", "status"] {
+                check(p, "payload.", key, T::Str, false)?;
+            }
+            check(p, "payload.", "is_error", T::Bool, false)?;
+            check(p, "payload.", "duration_ms", T::Number, false)?;
+            check(p, "payload.", "result_data_hash", T::Hash, false)?;
             Ok(get(p, "tool_name")
                 .and_then(Node::as_str)
                 .map(str::to_owned))
@@ -585,12 +667,17 @@ pub fn normalize_inspect(
     }
     inspect(event_type.as_str(), &payload);
     let mut payload = Node::Obj(payload);
-    redact(&mut payload, Path::Root("payload"), 1, policy)?;
+    redact(
+        &mut payload,
+        Path::Root("payload"),
+        1,
+        &RawNames::new(policy),
+    )?;
     let Node::Obj(payload_map) = &payload else {
         return Err(field_err("payload", "must be an object"));
     };
     let tool = check_typed_payload(event_type.as_str(), payload_map)?;
-    let mut payload_jcs = Vec::with_capacity(512);
+    let mut payload_jcs = Vec::with_capacity(1024);
     write_jcs(&payload, &mut payload_jcs);
     let personal = if personal.is_empty() {
         None
@@ -600,7 +687,7 @@ pub fn normalize_inspect(
             raw_fields: policy.raw_fields.clone(),
             personal_fields: std::collections::BTreeSet::new(),
         };
-        redact(&mut pv, Path::Root(""), 1, &raw_only)?;
+        redact(&mut pv, Path::Root(""), 1, &RawNames::new(&raw_only))?;
         match pv.to_value() {
             Value::Object(m) => Some(m),
             _ => None,
@@ -631,18 +718,19 @@ pub fn normalize_inspect(
 /// beyond ±2^53−1, or the event nests deeper than [`MAX_DEPTH`].
 pub fn hash_raw_content(event: &mut Value, policy: &RedactionPolicy) -> Result<(), Error> {
     let mut node = Node::from_value(event);
+    let raw = RawNames::new(policy);
     // Envelope members are never raw content; the payload and the flat members are.
     if let Node::Obj(members) = &mut node {
         for (k, v) in members.iter_mut() {
             if is_envelope(k) && k != "payload" {
                 continue;
             }
-            if in_set(&policy.raw_fields, k) {
+            if raw.contains(k) {
                 continue; // handled below, at this level
             }
-            redact(v, Path::Key(&Path::Root(""), k), 2, policy)?;
+            redact(v, Path::Key(&Path::Root(""), k), 2, &raw)?;
         }
-        replace_raw(members, Path::Root(""), policy)?;
+        replace_raw(members, Path::Root(""), &raw)?;
     }
     *event = node.to_value();
     Ok(())

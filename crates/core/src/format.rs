@@ -134,9 +134,50 @@ pub fn parse_time_bound(s: &str, end: bool) -> Result<i64, String> {
 /// # Errors
 /// When `ms` is outside the range jiff represents (years -9999..=9999).
 pub fn format_timestamp(ms: i64) -> Result<String, String> {
+    // 1970-01-01 to 9999-12-31, the times entries carry, are written directly (every entry
+    // writes two; formatting through jiff showed in the append profile); others through jiff.
+    if (0..253_402_300_800_000).contains(&ms) {
+        return Ok(format_timestamp_fast(ms));
+    }
     let ts =
         jiff::Timestamp::from_millisecond(ms).map_err(|e| format!("time out of range: {e}"))?;
     Ok(format!("{ts:.3}"))
+}
+
+/// `format_timestamp` for 0 ≤ `ms` < 253402300800000 (years 1970–9999): the civil date from the
+/// day number by H. Hinnant's `civil_from_days`.
+fn format_timestamp_fast(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let in_day = ms.rem_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, rest) = (in_day / 3_600_000, in_day % 3_600_000);
+    let (m, rest) = (rest / 60_000, rest % 60_000);
+    let (sec, milli) = (rest / 1000, rest % 1000);
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: i64| {
+        for i in (at..at + width).rev() {
+            // A digit: 0..=9 always fits.
+            b[i] = b'0' + u8::try_from(v % 10).unwrap_or(0);
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, h);
+    put(14, 2, m);
+    put(17, 2, sec);
+    put(20, 3, milli);
+    // ASCII digits and separators only.
+    String::from_utf8(b.to_vec()).unwrap_or_default()
 }
 
 /// The writer's clock when it sequenced an entry, Unix ms: the millisecond field of its UUIDv7
@@ -196,4 +237,48 @@ pub(crate) fn skip_plain(s: &[u8]) -> usize {
         i += 1;
     }
     i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn by_jiff(ms: i64) -> String {
+        jiff::Timestamp::from_millisecond(ms).map_or_else(|e| e.to_string(), |t| format!("{t:.3}"))
+    }
+
+    #[test]
+    fn timestamps_are_written_as_jiff_writes_them_at_the_edges() {
+        for ms in [
+            0,
+            1,
+            999,
+            86_399_999,
+            86_400_000,
+            951_782_400_000, // 2000-02-29
+            951_868_799_999,
+            4_107_542_400_000, // 2100-02-28 (no leap day)
+            1_776_189_600_123,
+            253_402_300_799_999, // 9999-12-31T23:59:59.999Z
+        ] {
+            assert_eq!(
+                format_timestamp(ms).as_deref(),
+                Ok(by_jiff(ms).as_str()),
+                "{ms}"
+            );
+        }
+        // Outside the fast range: through jiff.
+        assert_eq!(
+            format_timestamp(-1).as_deref(),
+            Ok("1969-12-31T23:59:59.999Z")
+        );
+        assert!(format_timestamp(i64::MAX).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn timestamps_are_written_as_jiff_writes_them(ms in 0i64..253_402_300_800_000) {
+            proptest::prop_assert_eq!(format_timestamp(ms), Ok(by_jiff(ms)));
+        }
+    }
 }

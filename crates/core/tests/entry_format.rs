@@ -239,6 +239,35 @@ fn raw_and_hash_that_differ_are_a_conflict() {
     assert!(matches!(r, Err(Error::Field(_))), "{r:?}");
 }
 
+#[test]
+fn a_raw_name_ending_in_hash_is_hashed_once_and_conflicts_are_still_found() {
+    // `secret_hash` is itself raw content here: `secret` becomes `secret_hash` (compared with
+    // the given `secret_hash`, which becomes `secret_hash_hash`).
+    let policy = RedactionPolicy {
+        raw_fields: ["secret".to_owned(), "secret_hash".to_owned()]
+            .into_iter()
+            .collect(),
+        personal_fields: std::collections::BTreeSet::new(),
+    };
+    let origin = blackbox_core::origin::Origin::Service;
+    let n = normalize_event(
+        event("custom", json!({"secret_hash": "x"})),
+        &policy,
+        &origin,
+    )
+    .unwrap();
+    assert_eq!(
+        payload_of(&n),
+        json!({"secret_hash_hash": expected_hash(&json!("x"))})
+    );
+    let r = normalize_event(
+        event("custom", json!({"secret": "s", "secret_hash": "t"})),
+        &policy,
+        &origin,
+    );
+    assert_eq!(field_error(r), "payload.secret_hash");
+}
+
 // ---------------------------------------------------------------------------------------------
 // normalize_event: personal data.
 

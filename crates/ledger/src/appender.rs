@@ -366,7 +366,12 @@ impl Appender {
                 agent: ev.agent_id.as_str(),
                 session: ev.session_id.as_str(),
                 event_type: ev.event_type.as_str(),
-                tool: ev.tool.as_deref(),
+                // Rules scoped by tool count calls: a `tool_result` (indexed by its tool too, for
+                // queries) is not another call.
+                tool: ev
+                    .tool
+                    .as_deref()
+                    .filter(|_| ev.event_type.as_str() == "tool_call"),
                 ts_ms: ts,
                 features: f,
             };

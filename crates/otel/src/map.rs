@@ -65,7 +65,8 @@ impl<'a> Members<'a> {
     }
 
     fn finish(mut self) -> Node<'a> {
-        self.0.sort_by(|a, b| a.0.cmp(&b.0));
+        // Keys are unique (each written once by this module): an unstable sort is exact.
+        self.0.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Node::Obj(self.0)
     }
 }
@@ -128,13 +129,52 @@ pub struct MapOptions {
     pub keep_other: bool,
 }
 
+/// Where an item is in its request: its resource, scope and item positions and its name.
+/// Displayed as `resource_spans[0].scope_spans[1].spans[3] "chat gpt-4o"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Locator<'a> {
+    /// Spans or log records.
+    pub signal: LocatorKind,
+    /// The positions: resource, scope, item.
+    pub at: [usize; 3],
+    /// The span's name or the record's event name.
+    pub name: &'a str,
+}
+
+/// What a [`Locator`] locates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocatorKind {
+    /// A span of a trace export.
+    Span,
+    /// A log record of a logs export.
+    LogRecord,
+}
+
+impl std::fmt::Display for Locator<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [r, s, i] = self.at;
+        let name = truncate(self.name);
+        match self.signal {
+            LocatorKind::Span => write!(
+                f,
+                "resource_spans[{r}].scope_spans[{s}].spans[{i}] {name:?}"
+            ),
+            LocatorKind::LogRecord => write!(
+                f,
+                "resource_logs[{r}].scope_logs[{s}].log_records[{i}] {name:?}"
+            ),
+        }
+    }
+}
+
 /// One item of a request mapped to an event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item<'a> {
     /// The item's position in the request (0-based, across resources and scopes).
     pub index: usize,
-    /// Where it is, for messages: `resource_spans[0].scope_spans[1].spans[3] "chat gpt-4o"`.
-    pub locator: String,
+    /// Where it is, for messages: `resource_spans[0].scope_spans[1].spans[3] "chat gpt-4o"`
+    /// (written only when a message needs it).
+    pub locator: Locator<'a>,
     /// The event, raw content still in it, borrowing from the request.
     pub event: Node<'a>,
 }
@@ -438,7 +478,13 @@ struct Family<'r> {
 
 impl<'r> Family<'r> {
     fn new(req: &'r ExportTraceServiceRequest) -> Self {
-        let mut spans = HashMap::new();
+        let n = req
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .map(|ss| ss.spans.len())
+            .sum();
+        let mut spans = HashMap::with_capacity(n);
         for rs in &req.resource_spans {
             for ss in &rs.scope_spans {
                 for s in &ss.spans {
@@ -591,7 +637,8 @@ fn map_span<'a>(
         None => trace_id.clone().into(),
     };
 
-    let mut p = Members::default();
+    // A span's payload has 15–30 members: no regrowth.
+    let mut p = Members(Obj::with_capacity(32));
     p.insert("trace_id", trace_id);
     p.insert("span_id", span_id);
     if let Some(parent) = parent {
@@ -731,7 +778,7 @@ fn map_span<'a>(
         }
     };
     c.fill(&mut p);
-    let mut ev = Members::default();
+    let mut ev = Members(Obj::with_capacity(5));
     ev.insert("agent_id", agent);
     ev.insert("session_id", session);
     ev.insert("event_type", event_type);
@@ -770,11 +817,10 @@ pub fn map_traces(req: &ExportTraceServiceRequest, opts: MapOptions) -> Mapped<'
             for (pi, span) in ss.spans.iter().enumerate() {
                 let index = out.total;
                 out.total += 1;
-                let locator = || {
-                    format!(
-                        "resource_spans[{ri}].scope_spans[{si}].spans[{pi}] {:?}",
-                        truncate(&span.name)
-                    )
+                let locator = Locator {
+                    signal: LocatorKind::Span,
+                    at: [ri, si, pi],
+                    name: &span.name,
                 };
                 let mapped = res
                     .as_ref()
@@ -783,13 +829,13 @@ pub fn map_traces(req: &ExportTraceServiceRequest, opts: MapOptions) -> Mapped<'
                 match mapped {
                     Ok(Some(event)) => out.items.push(Item {
                         index,
-                        locator: locator(),
+                        locator,
                         event,
                     }),
                     Ok(None) => out.skipped += 1,
                     Err(reason) => out.rejected.push(Rejected {
                         index,
-                        locator: locator(),
+                        locator: locator.to_string(),
                         reason,
                     }),
                 }
@@ -854,7 +900,7 @@ fn map_record<'a>(
         .map(to_node)
         .transpose()?;
 
-    let mut p = Members::default();
+    let mut p = Members(Obj::with_capacity(16));
     if let Some(t) = trace_id {
         p.insert("trace_id", t);
     }
@@ -919,7 +965,7 @@ fn map_record<'a>(
     if let Some(b) = body {
         p.insert("content", content(b));
     }
-    let mut ev = Members::default();
+    let mut ev = Members(Obj::with_capacity(5));
     ev.insert("agent_id", agent);
     ev.insert("session_id", session);
     ev.insert("event_type", event_type);
@@ -938,11 +984,10 @@ pub fn map_logs(req: &ExportLogsServiceRequest, opts: MapOptions) -> Mapped<'_> 
             for (pi, r) in sl.log_records.iter().enumerate() {
                 let index = out.total;
                 out.total += 1;
-                let locator = || {
-                    format!(
-                        "resource_logs[{ri}].scope_logs[{si}].log_records[{pi}] {:?}",
-                        truncate(event_name(r).unwrap_or(""))
-                    )
+                let locator = Locator {
+                    signal: LocatorKind::LogRecord,
+                    at: [ri, si, pi],
+                    name: event_name(r).unwrap_or(""),
                 };
                 let mapped = res
                     .as_ref()
@@ -951,13 +996,13 @@ pub fn map_logs(req: &ExportLogsServiceRequest, opts: MapOptions) -> Mapped<'_> 
                 match mapped {
                     Ok(Some(event)) => out.items.push(Item {
                         index,
-                        locator: locator(),
+                        locator,
                         event,
                     }),
                     Ok(None) => out.skipped += 1,
                     Err(reason) => out.rejected.push(Rejected {
                         index,
-                        locator: locator(),
+                        locator: locator.to_string(),
                         reason,
                     }),
                 }

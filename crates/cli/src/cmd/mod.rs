@@ -14,6 +14,7 @@ mod alerts;
 mod append;
 mod erase;
 mod export;
+mod mcp;
 mod proofs;
 mod query;
 mod remote;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             format,
         } => init(&DataDir::new(dir.data_dir), log_name, &fss, format),
         Cmd::Serve(args) => serve::run(args),
+        Cmd::Mcp { cmd } => mcp::run(cmd),
         Cmd::Export(args) => export::run(args),
         Cmd::Tokens { cmd } => match cmd {
             TokensCmd::Create {

@@ -29,6 +29,11 @@ impl Server {
             .local_addr()
             .unwrap()
             .port();
+        Self::start_at(dir, port, wrap)
+    }
+
+    /// As [`Server::start_with`], on loopback port `port`.
+    pub fn start_at(dir: &str, port: u16, wrap: impl FnOnce(Command) -> Command) -> Self {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut cmd = bin();
         cmd.args([

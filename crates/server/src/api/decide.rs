@@ -36,7 +36,7 @@ pub(super) async fn decide(
     let body = read_body(body, state.config.body_limit).await?;
     let b: DecideRequest = json_body(
         &body,
-        r#"{"agent_id", "session_id", "tool_name", "args", "agent_role"?, "invocation_id"?, "client_seq"?, "prompt"?}"#,
+        r#"{"agent_id", "session_id", "tool_name", "args", "agent_role"?, "invocation_id"?, "client_seq"?, "prompt"?, "mcp"?}"#,
     )?;
     drop(body);
     AgentId::parse(&b.agent_id).map_err(|e| bad("agent_id", e))?;
@@ -51,9 +51,15 @@ pub(super) async fn decide(
     }
     let tenant_id = TenantId::parse(&tenant)
         .map_err(|e| ApiError::forbidden(format!("the token's tenant is invalid: {e}")))?;
+    if let Some(field) = b.mcp.as_ref().and_then(|m| m.too_long()) {
+        return Err(bad(
+            &format!("mcp.{field}"),
+            "must be at most 256 characters",
+        ));
+    }
     let origin = caller
         .token
-        .origin("decide")
+        .origin(if b.mcp.is_some() { "mcp" } else { "decide" })
         .map_err(|e| ApiError::forbidden(format!("the token cannot be named in entries: {e}")))?;
     // Raw arguments (and prompt) are scanned here, in memory; only their hashes are recorded.
     let rules = state.rules.get();
@@ -97,6 +103,12 @@ pub(super) async fn decide(
     }
     if let Some(i) = b.invocation_id {
         payload.insert("invocation_id".into(), i.into());
+    }
+    if let Some(m) = &b.mcp {
+        payload.insert(
+            "mcp".into(),
+            serde_json::to_value(m).map_err(|e| bad("mcp", e.to_string()))?,
+        );
     }
     let d = state
         .ingest

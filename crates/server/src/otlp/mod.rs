@@ -192,7 +192,7 @@ pub(crate) async fn append(
             }
             Err(r) => rejected.push(Rejected {
                 index: item.index,
-                locator: item.locator,
+                locator: item.locator.to_string(),
                 reason: refusal_reason(&r),
             }),
         }

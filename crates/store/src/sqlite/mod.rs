@@ -131,6 +131,9 @@ const CACHE_SIZE_KIB: i64 = 64 * 1024;
 /// a WAL file as large as the biggest batch).
 const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
+/// WAL pages after which a commit checkpoints (SQLite's default is 1,000 pages, 8 MiB here).
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 4000;
+
 /// Most dictionary names remembered between batches (the cache is cleared when it grows past).
 const NAME_CACHE_LIMIT: usize = 100_000;
 

@@ -197,6 +197,7 @@ pub(super) fn configure(conn: &Connection, read_only: bool) -> Result<(), StoreE
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
         // Deleted personal data is overwritten in the database file rather than left in free
         // pages. Deletes are rare, so this costs nothing on the append path.
         conn.pragma_update(None, "secure_delete", "ON")?;

@@ -1,0 +1,158 @@
+//! `blackbox mcp wrap` and `blackbox mcp proxy` (docs/MCP.md).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use blackbox_mcp::{Audit, Config, Pins, Refusal, Session};
+
+use crate::Outcome;
+use crate::cli::{McpCmd, McpGatewayArgs, McpRefusal};
+
+/// How long a stopping gateway tries to send what it has not yet recorded before it spools it.
+const CLOSE_DEADLINE: Duration = Duration::from_millis(600);
+
+fn logging() {
+    // stdout is the MCP connection of `wrap`: logs go to stderr only.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BLACKBOX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let ansi = std::env::var_os("NO_COLOR").is_none()
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .try_init();
+}
+
+fn state_dir(given: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(d) = given {
+        return Ok(d);
+    }
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("blackbox").join("mcp"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| {
+            anyhow!("no HOME: give --state-dir (where tool pins and unsent records are kept)")
+        })?;
+    Ok(PathBuf::from(home).join(".local/state/blackbox/mcp"))
+}
+
+struct Parts {
+    cfg: Arc<Config>,
+    audit: Arc<Audit>,
+    pins: Arc<Pins>,
+}
+
+fn parts(g: &McpGatewayArgs, transport: &'static str, upstream: String) -> Result<Parts> {
+    if let Err(e) = blackbox_core::ids::AgentId::parse(&g.agent_id) {
+        bail!("--agent-id `{}`: {e}", g.agent_id);
+    }
+    if !(g.decide_timeout > 0.0 && g.decide_timeout <= 300.0) {
+        bail!("--decide-timeout must be between 0 and 300 seconds");
+    }
+    let dir = state_dir(g.state_dir.clone())?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+    let pins = Pins::load(dir.join("pins.json")).map_err(|e| anyhow!(e))?;
+    let client = blackbox_client::Client::builder(&g.server, g.token.as_str())
+        .timeout(Some(Duration::from_secs_f64(g.decide_timeout)))
+        .connect_timeout(Duration::from_secs(2))
+        .retry_policy(blackbox_client::RetryPolicy {
+            max_attempts: 2,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(200),
+            max_retry_after: Duration::from_secs(1),
+            retry_unknown_outcome: false,
+        })
+        .build()
+        .map_err(|e| anyhow!("--server {}: {e}", g.server))?;
+    let audit = Audit::start(client, Some(dir.join("spool"))).map_err(|e| anyhow!(e))?;
+    Ok(Parts {
+        cfg: Arc::new(Config {
+            agent_id: g.agent_id.clone(),
+            agent_role: g.agent_role.clone(),
+            refusal: match g.refusal {
+                McpRefusal::Error => Refusal::Error,
+                McpRefusal::ToolError => Refusal::ToolError,
+            },
+            fail_open: g.fail_open,
+            transport,
+            upstream,
+        }),
+        audit,
+        pins: Arc::new(pins),
+    })
+}
+
+pub fn run(cmd: McpCmd) -> Result<Outcome> {
+    logging();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    match cmd {
+        McpCmd::Wrap { gateway, command } => {
+            let upstream = command
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let code = rt.block_on(async {
+                let p = parts(&gateway, "stdio", upstream)?;
+                let session = Arc::new(Session::new(p.cfg, p.audit.clone(), p.pins, None));
+                let code = blackbox_mcp::stdio::wrap(session, &command)
+                    .await
+                    .map_err(|e| anyhow!(e));
+                p.audit.close(CLOSE_DEADLINE).await;
+                code
+            })?;
+            rt.shutdown_timeout(Duration::from_millis(100));
+            // The server's exit code is the gateway's, as if the client had started it.
+            std::process::exit(code);
+        }
+        McpCmd::Proxy {
+            gateway,
+            upstream,
+            listen,
+            body_limit,
+        } => rt.block_on(async {
+            let p = parts(&gateway, "http", upstream.clone())?;
+            let gw = Arc::new(
+                blackbox_mcp::http::HttpGateway::new(
+                    p.cfg,
+                    p.audit.clone(),
+                    p.pins,
+                    &upstream,
+                    body_limit,
+                )
+                .map_err(|e| anyhow!(e))?,
+            );
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let local = listener.local_addr()?;
+            eprintln!(
+                "blackbox mcp proxy: http://{local} -> {upstream} (agent {}, metrics at http://{local}{})",
+                gateway.agent_id,
+                blackbox_mcp::http::METRICS_PATH
+            );
+            let stop = async {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+                }
+            };
+            blackbox_mcp::http::serve(gw, listener, stop)
+                .await
+                .context("the gateway's listener failed")?;
+            p.audit.close(Duration::from_secs(3)).await;
+            Ok(Outcome::Ok)
+        }),
+    }
+}
