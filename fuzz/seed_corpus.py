@@ -161,3 +161,17 @@ put("otlp", "logs-json", b"\x05" + json.dumps({"resourceLogs": [{"scopeLogs": [{
              {"key": "function", "value": {"kvlistValue": {"values": [
                  {"key": "name", "value": {"stringValue": "get_weather"}},
                  {"key": "arguments", "value": {"stringValue": "{}"}}]}}}]}}]}}}]}}}]}}}]}]}]}).encode())
+
+# The MCP gateway's readers: JSON-RPC messages as the reference servers and the Python SDK send
+# them (byte 0 even), and an SSE stream as server-everything sends one (byte 0 odd: cut at 0x11).
+for name, msg in [
+    ("call", {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+              "params": {"name": "echo", "arguments": {"message": "hi"}, "_meta": {"progressToken": 3}}}),
+    ("result", {"result": {"content": [{"type": "text", "text": "Echo: hi"}]}, "jsonrpc": "2.0", "id": 3}),
+    ("error", {"jsonrpc": "2.0", "id": "a", "error": {"code": -32601, "message": "Method not found"}}),
+    ("notification", {"jsonrpc": "2.0", "method": "notifications/progress",
+                      "params": {"progressToken": 3, "progress": 1, "total": 4}}),
+]:
+    put("mcp", name, b"\x00" + json.dumps(msg).encode())
+put("mcp", "duplicate-key", b'\x00{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}')
+put("mcp", "sse", b"\x23" + b'id: p1\ndata: \n\nevent: message\nid: e1\ndata: {"jsonrpc":"2.0","id":3,"result":{}}\r\n\r\n: keep-alive\n\ndata: a\ndata: b\n\n')

@@ -182,12 +182,13 @@ fn otlp_grpc_exports_are_appended_and_refusals_have_the_specified_codes() {
             .connect()
             .await
             .unwrap();
-        let mut raw = tonic::client::Grpc::new(channel);
-        let mut send = async |body: Vec<u8>, gzip: bool| {
-            raw.ready().await.unwrap();
+        let raw = tonic::client::Grpc::new(channel);
+        let send = async |body: Vec<u8>, gzip: bool| {
+            let mut raw = raw.clone();
             if gzip {
-                raw = raw.clone().send_compressed(CompressionEncoding::Gzip);
+                raw = raw.send_compressed(CompressionEncoding::Gzip);
             }
+            raw.ready().await.unwrap();
             let mut r = tonic::Request::new(body);
             r.metadata_mut()
                 .insert("authorization", format!("Bearer {tok}").parse().unwrap());

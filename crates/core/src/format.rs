@@ -134,9 +134,10 @@ pub fn parse_time_bound(s: &str, end: bool) -> Result<i64, String> {
 /// # Errors
 /// When `ms` is outside the range jiff represents (years -9999..=9999).
 pub fn format_timestamp(ms: i64) -> Result<String, String> {
-    // 1970-01-01 to 9999-12-31, the times entries carry, are written directly (every entry
-    // writes two; formatting through jiff showed in the append profile); others through jiff.
-    if (0..253_402_300_800_000).contains(&ms) {
+    // From 1970 to the end of jiff's range (9999-12-30T22:00Z), the times entries carry, are
+    // written directly (every entry writes two; formatting through jiff showed in the append
+    // profile); others through jiff, which refuses what it cannot represent.
+    if (0..=JIFF_MAX_MS).contains(&ms) {
         return Ok(format_timestamp_fast(ms));
     }
     let ts =
@@ -144,7 +145,10 @@ pub fn format_timestamp(ms: i64) -> Result<String, String> {
     Ok(format!("{ts:.3}"))
 }
 
-/// `format_timestamp` for 0 ≤ `ms` < 253402300800000 (years 1970–9999): the civil date from the
+/// The latest Unix millisecond jiff represents (`jiff::Timestamp::MAX` in ms).
+const JIFF_MAX_MS: i64 = 253_402_207_200_000;
+
+/// `format_timestamp` for 0 ≤ `ms` ≤ [`JIFF_MAX_MS`] (years 1970–9999): the civil date from the
 /// day number by H. Hinnant's `civil_from_days`.
 fn format_timestamp_fast(ms: i64) -> String {
     let days = ms.div_euclid(86_400_000);
@@ -259,7 +263,7 @@ mod tests {
             951_868_799_999,
             4_107_542_400_000, // 2100-02-28 (no leap day)
             1_776_189_600_123,
-            253_402_300_799_999, // 9999-12-31T23:59:59.999Z
+            JIFF_MAX_MS, // 9999-12-30T22:00:00.000Z
         ] {
             assert_eq!(
                 format_timestamp(ms).as_deref(),
@@ -272,12 +276,13 @@ mod tests {
             format_timestamp(-1).as_deref(),
             Ok("1969-12-31T23:59:59.999Z")
         );
+        assert!(format_timestamp(JIFF_MAX_MS + 1).is_err());
         assert!(format_timestamp(i64::MAX).is_err());
     }
 
     proptest::proptest! {
         #[test]
-        fn timestamps_are_written_as_jiff_writes_them(ms in 0i64..253_402_300_800_000) {
+        fn timestamps_are_written_as_jiff_writes_them(ms in 0i64..=JIFF_MAX_MS) {
             proptest::prop_assert_eq!(format_timestamp(ms), Ok(by_jiff(ms)));
         }
     }
