@@ -77,7 +77,29 @@ async def paused(session, a):
     out(step="paused_call", **(await call(session, "echo", {"message": "hi"})))
 
 
-SCENARIOS = {"everything": everything, "filesystem": filesystem, "rugpull": rugpull, "paused": paused}
+async def faults(session, a):
+    """A call the client gives up on (the SDK sends notifications/cancelled), then a call during
+    which the server exits."""
+    await session.initialize()
+    try:
+        await session.call_tool("trigger-long-running-operation", {"duration": 3, "steps": 3},
+                                read_timeout_seconds=0.5)
+        out(step="timeout", ok=True)
+    except MCPError as e:
+        out(step="timeout", ok=False, code=e.error.code)
+    out(step="after_timeout", **(await call(session, "echo", {"message": "after"})))
+
+
+async def crash(session, a):
+    await session.initialize()
+    try:
+        r = await call(session, "crash", {})
+        out(step="crash", **r)
+    except Exception as e:  # the connection closes under the call
+        out(step="crash", ok=False, exception=type(e).__name__)
+
+
+SCENARIOS = {"faults": faults, "crash": crash, "everything": everything, "filesystem": filesystem, "rugpull": rugpull, "paused": paused}
 
 
 async def main():

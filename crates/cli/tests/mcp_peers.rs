@@ -316,8 +316,25 @@ fn the_stdio_gateway_audits_and_polices_real_mcp_peers() {
     assert_eq!(steps["add"]["text"], "5");
     assert_eq!(
         steps["list_after"]["tools"],
-        serde_json::json!(["add", "mutate"])
+        serde_json::json!(["add", "crash", "mutate"])
     );
+
+    // Faults: a call the client gives up on (cancelled), a server that exits under a call.
+    let steps = client(
+        &[
+            "faults",
+            "--stdio",
+            &wrap_cmd("desk-4", &[&everything, "stdio"]),
+        ],
+        &env,
+    );
+    assert_eq!(steps["timeout"]["ok"], false, "{steps:?}");
+    assert_eq!(steps["after_timeout"]["text"], "Echo: after");
+    let steps = client(
+        &["crash", "--stdio", &wrap_cmd("desk-5", &[&py, &rug])],
+        &env,
+    );
+    assert_eq!(steps["crash"]["ok"], false, "{steps:?}");
 
     // Give the gateways' last records a moment, then read the store with the service stopped.
     std::thread::sleep(Duration::from_millis(300));
@@ -398,6 +415,8 @@ fn the_stdio_gateway_audits_and_polices_real_mcp_peers() {
         "query",
         "--data-dir",
         &s.dir,
+        "--agent-id",
+        "desk-1",
         "--tool",
         "trigger-long-running-operation",
         "--format",
@@ -426,6 +445,30 @@ fn the_stdio_gateway_audits_and_polices_real_mcp_peers() {
         of_type(&rug, "anomaly_detected")
             .iter()
             .any(|a| a["payload"]["rule"] == "mcp_tool_definition_changed")
+    );
+
+    let faults = entries(&s.dir, "desk-4");
+    let cancelled = of_type(&faults, "mcp_cancelled");
+    assert_eq!(cancelled.len(), 1, "{faults:?}");
+    assert_eq!(cancelled[0]["payload"]["by"], "client");
+    assert_eq!(
+        cancelled[0]["payload"]["tool_name"],
+        "trigger-long-running-operation"
+    );
+    assert!(
+        of_type(&faults, "tool_result")
+            .iter()
+            .any(|r| r["payload"]["tool_name"] == "echo" && r["payload"]["status"] == "ok")
+    );
+    let crashed = entries(&s.dir, "desk-5");
+    let unanswered = of_type(&crashed, "tool_result");
+    assert_eq!(unanswered.len(), 1, "{crashed:?}");
+    assert_eq!(unanswered[0]["payload"]["tool_name"], "crash");
+    assert_eq!(unanswered[0]["payload"]["status"], "upstream_exited");
+    assert!(
+        of_type(&crashed, "mcp_session").iter().any(|x| {
+            x["payload"]["phase"] == "ended" && x["payload"]["detail"]["exit_code"] == 3
+        })
     );
 
     // Content never reached the store: the marker was in arguments and results.

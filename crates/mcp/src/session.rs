@@ -61,6 +61,16 @@ pub struct Config {
     pub upstream: String,
 }
 
+/// A `tools/call`'s decision, between [`Session::decide_call`] and [`Session::finish_call`].
+#[derive(Debug)]
+pub struct CallDecision {
+    tool: String,
+    args: Value,
+    context: McpContext,
+    started: Instant,
+    outcome: Result<Decision, DecideError>,
+}
+
 /// What to do with a message from the client.
 #[derive(Debug)]
 pub enum Verdict {
@@ -233,6 +243,12 @@ impl Session {
         }));
     }
 
+    /// Counts a message from the client handled outside [`Session::from_client`] (a call
+    /// decided with [`Session::decide_call`]).
+    pub fn note_client_message(&self) {
+        self.state().counts.messages_in += 1;
+    }
+
     /// A message from the client: decided (a `tools/call`), remembered, and forwarded or
     /// answered here.
     pub async fn from_client(&self, msg: &Message) -> Verdict {
@@ -293,26 +309,21 @@ impl Session {
 
     /// A `tools/call`: decided by the service before it may reach the server.
     async fn call(&self, msg: &Message) -> Verdict {
+        match self.decide_call(msg).await {
+            Some(d) => self.finish_call(msg, d),
+            None => Verdict::Forward,
+        }
+    }
+
+    /// The first half of a `tools/call`: the service's decision (no state of the session
+    /// changes, so that decisions of several calls may be awaited at once). `None` for a call
+    /// without a tool name, which the server answers as it would without the gateway.
+    pub async fn decide_call(&self, msg: &Message) -> Option<CallDecision> {
         let id = msg.id.clone().unwrap_or_default();
         let params = msg.params();
-        let Some(tool) = params
-            .get("name")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-        else {
-            // Malformed: the server answers it as it would without the gateway.
-            return Verdict::Forward;
-        };
+        let tool = params.get("name").and_then(Value::as_str)?.to_owned();
         let args = params.get("arguments").cloned().unwrap_or(Value::Null);
-        let context = {
-            let mut st = self.state();
-            st.counts.calls += 1;
-            self.audit
-                .stats
-                .calls
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.context(&st, &id)
-        };
+        let context = self.context(&self.state(), &id);
         let request = blackbox_api::decide::DecideRequest {
             agent_id: self.cfg.agent_id.clone(),
             session_id: self.id(),
@@ -326,10 +337,38 @@ impl Session {
         };
         let started = Instant::now();
         let outcome = self.audit.decide(&request).await;
+        Some(CallDecision {
+            tool,
+            args,
+            context,
+            started,
+            outcome,
+        })
+    }
+
+    /// The second half of a `tools/call`, in the order the client sent its messages: the call
+    /// is remembered and forwarded, or answered here.
+    pub fn finish_call(&self, msg: &Message, d: CallDecision) -> Verdict {
+        let id = msg.id.clone().unwrap_or_default();
+        let CallDecision {
+            tool,
+            args,
+            context,
+            started,
+            outcome,
+        } = d;
+        {
+            let mut st = self.state();
+            st.counts.calls += 1;
+            self.audit
+                .stats
+                .calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         match outcome {
             Ok(d) if d.allowed() => {
                 let mut st = self.state();
-                self.remember_progress(&mut st, params, &id);
+                self.remember_progress(&mut st, msg.params(), &id);
                 st.pending.insert(
                     id,
                     Pending {

@@ -8,12 +8,14 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesOrdered;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
-use crate::message::parse;
+use crate::message::{Kind, parse};
 use crate::session::{Session, Verdict};
 
 /// How long the server gets to exit after its input is closed before it is killed (the MCP
@@ -53,24 +55,73 @@ async fn next_line(
     }
 }
 
-/// Client → server: every line decided or remembered, then forwarded (or answered here).
-async fn client_to_server(
-    session: Arc<Session>,
-    input: impl AsyncRead + Unpin,
-    mut server: tokio::process::ChildStdin,
-    out: Out,
-) {
+/// Messages from the client decided at once at most: their decisions are asked concurrently,
+/// and they are forwarded in the order they came, each once its own decision is in.
+const IN_FLIGHT: usize = 64;
+
+/// Reads the client's lines into a channel (so that waiting for one is cancel-safe).
+async fn read_lines(input: impl AsyncRead + Unpin, tx: mpsc::Sender<Vec<u8>>) {
     let mut input = BufReader::with_capacity(1 << 16, input);
     let mut line = Vec::new();
     while next_line(&mut input, &mut line).await.is_some() {
-        let text = trim_cr(&line);
-        if text.iter().all(u8::is_ascii_whitespace) {
-            continue;
+        if tx.send(std::mem::take(&mut line)).await.is_err() {
+            return;
         }
-        let verdict = match parse(text) {
-            Ok(msg) => session.from_client(&msg).await,
-            Err(e) => {
-                session.unreadable("client", &e, text);
+    }
+}
+
+/// Client → server: every line decided or remembered, then forwarded (or answered here), in
+/// the order the client sent them.
+async fn client_to_server(
+    session: Arc<Session>,
+    input: impl AsyncRead + Unpin + Send + 'static,
+    mut server: tokio::process::ChildStdin,
+    out: Out,
+) {
+    let (tx, mut lines) = mpsc::channel::<Vec<u8>>(IN_FLIGHT);
+    let reader = tokio::spawn(read_lines(input, tx));
+    let mut inflight = FuturesOrdered::new();
+    let mut open = true;
+    loop {
+        let (mut line, (parsed, decision)) = tokio::select! {
+            biased;
+            Some(done) = inflight.next(), if !inflight.is_empty() => done,
+            line = lines.recv(), if open && inflight.len() < IN_FLIGHT => {
+                match line {
+                    Some(line) => {
+                        let session = session.clone();
+                        // Only a call's decision is awaited here, concurrently with others;
+                        // everything else of a message happens below, in order.
+                        inflight.push_back(async move {
+                            let text = trim_cr(&line);
+                            let parsed = (!text.iter().all(u8::is_ascii_whitespace)).then(|| parse(text));
+                            let decision = match &parsed {
+                                Some(Ok(msg))
+                                    if msg.kind == Kind::Request
+                                        && msg.method.as_deref() == Some("tools/call") =>
+                                {
+                                    session.decide_call(msg).await
+                                }
+                                _ => None,
+                            };
+                            (line, (parsed, decision))
+                        });
+                    }
+                    None => open = false,
+                }
+                continue;
+            }
+            else => break,
+        };
+        let verdict = match (parsed, decision) {
+            (None, _) => Verdict::Drop,
+            (Some(Ok(msg)), Some(d)) => {
+                session.note_client_message();
+                session.finish_call(&msg, d)
+            }
+            (Some(Ok(msg)), None) => session.from_client(&msg).await,
+            (Some(Err(e)), _) => {
+                session.unreadable("client", &e, trim_cr(&line));
                 Verdict::Answer(Session::unreadable_answer(&e))
             }
         };
@@ -78,17 +129,18 @@ async fn client_to_server(
             Verdict::Forward => {
                 line.push(b'\n');
                 if server.write_all(&line).await.is_err() || server.flush().await.is_err() {
-                    return;
+                    break;
                 }
             }
             Verdict::Answer(v) => {
                 if out.send(answer_line(&v)).await.is_err() {
-                    return;
+                    break;
                 }
             }
             Verdict::Drop => {}
         }
     }
+    reader.abort();
     // The client closed its side: so does the gateway (the server sees the end of its input).
     drop(server);
 }
@@ -176,7 +228,9 @@ pub async fn wrap(session: Arc<Session>, command: &[OsString]) -> Result<i32, St
         }
     };
     // What the server wrote before it exited still reaches the client.
-    let _ = tokio::time::timeout(Duration::from_millis(200), &mut to_client).await;
+    if reason != "upstream_exited" {
+        let _ = tokio::time::timeout(Duration::from_millis(200), &mut to_client).await;
+    }
     to_server.abort();
     to_client.abort();
     let _ = tokio::time::timeout(Duration::from_millis(200), writer).await;
