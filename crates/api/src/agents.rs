@@ -23,6 +23,10 @@ pub struct Agent {
     pub first_seen: Option<String>,
     /// Its last event.
     pub last_seen: Option<String>,
+    /// The last record an MCP gateway (`blackbox mcp`, docs/MCP.md) wrote for it: the agent's
+    /// tool calls go through a gateway.
+    #[serde(default)]
+    pub mcp_last_seen: Option<String>,
     /// Events seen.
     pub events: u64,
     /// When it was paused.

@@ -338,6 +338,20 @@ fn the_stdio_gateway_audits_and_polices_real_mcp_peers() {
 
     // Give the gateways' last records a moment, then read the store with the service stopped.
     std::thread::sleep(Duration::from_millis(300));
+    // `agents list` says which agents go through an MCP gateway.
+    let read = token(&s.dir, Some("acme"), "read");
+    let r = run(&[
+        "agents", "list", "--server", &url, "--token", &read, "--format", "json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let agents: Value = serde_json::from_str(&r.stdout).unwrap();
+    let desk1 = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent_id"] == "desk-1")
+        .unwrap();
+    assert!(desk1["mcp_last_seen"].is_string(), "{desk1}");
     s.server.stop();
     let es = entries(&s.dir, "desk-1");
     let calls = of_type(&es, "tool_call");

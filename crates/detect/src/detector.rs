@@ -141,6 +141,9 @@ pub struct AgentInfo {
     pub first_seen_ms: Option<i64>,
     /// Last event, Unix ms.
     pub last_seen_ms: Option<i64>,
+    /// The last record an MCP gateway (`blackbox mcp`) wrote for it (`mcp_*` and
+    /// `tool_result` events), Unix ms.
+    pub mcp_last_seen_ms: Option<i64>,
     /// Events seen.
     pub events: u64,
     /// Pause details.
@@ -274,6 +277,7 @@ impl Counter {
 struct AgentState {
     first_seen_ms: i64,
     last_seen_ms: i64,
+    mcp_last_seen_ms: Option<i64>,
     events: u64,
     counters: Vec<Option<Box<Counter>>>,
     /// Per rule (time-window rules only): (occurrence start, events counted).
@@ -286,6 +290,7 @@ impl AgentState {
         Self {
             first_seen_ms: ts,
             last_seen_ms: ts,
+            mcp_last_seen_ms: None,
             events: 0,
             counters: (0..counters).map(|_| None).collect(),
             windows: vec![(i64::MIN, 0); rules],
@@ -474,6 +479,9 @@ impl Detector {
         let st = self.agent(ob.tenant, ob.agent, ob.ts_ms);
         st.first_seen_ms = st.first_seen_ms.min(ob.ts_ms);
         st.last_seen_ms = st.last_seen_ms.max(ob.ts_ms);
+        if ob.event_type.starts_with("mcp_") || ob.event_type == "tool_result" {
+            st.mcp_last_seen_ms = Some(st.mcp_last_seen_ms.unwrap_or(i64::MIN).max(ob.ts_ms));
+        }
         st.events += 1;
         // Counters.
         let mut current: Vec<(usize, Option<u64>)> = Vec::new();
@@ -848,6 +856,7 @@ impl Detector {
                 },
                 first_seen_ms: st.map(|s| s.first_seen_ms),
                 last_seen_ms: st.map(|s| s.last_seen_ms),
+                mcp_last_seen_ms: st.and_then(|s| s.mcp_last_seen_ms),
                 events: st.map_or(0, |s| s.events),
                 paused,
                 throttle,

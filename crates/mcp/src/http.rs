@@ -458,6 +458,10 @@ pub async fn serve(
         let gw = gateway.clone();
         async move { gw.handle(req).await }
     });
+    // Small JSON-RPC answers must not wait for the peer's delayed ACK (Nagle): no delay.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -53,6 +53,12 @@ pub fn list(r: &RemoteArgs, tenant: Option<&str>, format: TextOrJson) -> Result<
                         ),
                         _ => String::new(),
                     };
+                    // Tool calls through an MCP gateway (`blackbox mcp`): when it last wrote.
+                    let detail = match a.get("mcp_last_seen").and_then(Value::as_str) {
+                        Some(t) if detail.is_empty() => format!("MCP gateway, last {t}"),
+                        Some(t) => format!("{detail}; MCP gateway, last {t}"),
+                        None => detail,
+                    };
                     [
                         s(a, "tenant_id"),
                         s(a, "agent_id"),

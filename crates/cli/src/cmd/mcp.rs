@@ -90,10 +90,16 @@ fn parts(g: &McpGatewayArgs, transport: &'static str, upstream: String) -> Resul
 
 pub fn run(cmd: McpCmd) -> Result<Outcome> {
     logging();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    // stdio: one thread carries both directions (no wake-up across threads on a message's
+    // way through, which is most of the latency a gateway adds); HTTP: a thread per core.
+    let rt = match &cmd {
+        McpCmd::Wrap { .. } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        McpCmd::Proxy { .. } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+    };
     match cmd {
         McpCmd::Wrap { gateway, command } => {
             let upstream = command

@@ -43,6 +43,7 @@ pub(super) async fn list(
             Agent {
                 first_seen: time(a.first_seen_ms),
                 last_seen: time(a.last_seen_ms),
+                mcp_last_seen: time(a.mcp_last_seen_ms),
                 paused_since: time(a.paused.as_ref().map(|p| p.since_ms)),
                 paused_by: a.paused.as_ref().map(|p| p.by.clone()),
                 throttled_until: time(a.throttle.as_ref().map(|t| t.until_ms)),

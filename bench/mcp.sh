@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Benchmark of the MCP gateway (issue 18): the latency `blackbox mcp wrap` (stdio) and
+# `blackbox mcp proxy` (Streamable HTTP) add to a tools/call, measured side by side with the same
+# server called straight, and the calls per second one stdio gateway carries (32 calls in flight).
+# The server is @modelcontextprotocol/server-everything (tool get-sum), the client
+# bench/mcp_load.py (raw JSON-RPC, standard library). Each decision is asked of a real
+# `blackbox serve`, once with each `--decide-answer` (docs/RULES.md): `sequenced` answers once the
+# record is signed (committed within milliseconds), `durable` after its fsync.
+#
+# Usage: bench/mcp.sh          (~2 minutes; figures in docs/PERFORMANCE.md)
+#   BB=/path/to/blackbox   the binary (default: cargo build --release, then target/release)
+#   CALLS=2000             measured calls per run (after 200 warm-up calls)
+#   ANSWERS="sequenced durable"
+#   PEERS=target/mcp-peers where .ci/run installs the npm servers
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CALLS="${CALLS:-2000}"
+ANSWERS="${ANSWERS:-sequenced durable}"
+PEERS="${PEERS:-target/mcp-peers}"
+EV="$PWD/$PEERS/node_modules/.bin/mcp-server-everything"
+[ -x "$EV" ] || { echo "needs $EV: run .ci/run once, or npm ci in $PEERS (tests/mcp/package.json)"; exit 2; }
+[ -n "${BB:-}" ] || cargo build --release --quiet -p blackbox
+BB="${BB:-${CARGO_TARGET_DIR:-$PWD/target}/release/blackbox}"
+OUT="$(mktemp -d)"
+PORT="${PORT:-17830}"; UP=$((PORT + 1)); GW=$((PORT + 2))
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2> /dev/null || true; done; }
+trap cleanup EXIT
+wait_port() { for _ in $(seq 200); do (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null && return; sleep 0.05; done; echo "nothing on port $1"; exit 2; }
+load() { python3 bench/mcp_load.py "$@" --calls "$CALLS" | sed -n 's/^RESULT //p'; }
+echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "binary: $BB; $CALLS calls per run"
+for answer in $ANSWERS; do
+  D="$OUT/d-$answer"
+  "$BB" init --data-dir "$D" > /dev/null
+  TOKEN=$("$BB" tokens create --data-dir "$D" --tenant acme --scope ingest | tail -1)
+  BLACKBOX_LOG=warn "$BB" serve --data-dir "$D" --listen "127.0.0.1:$PORT" --rate-limit 0 \
+    --decide-answer "$answer" & PIDS+=($!)
+  wait_port "$PORT"
+  export BLACKBOX_SERVER="http://127.0.0.1:$PORT" BLACKBOX_TOKEN="$TOKEN" BLACKBOX_MCP_STATE_DIR="$OUT/state-$answer"
+  WRAP="[\"$BB\",\"mcp\",\"wrap\",\"--agent-id\",\"bench\",\"--\",\"$EV\",\"stdio\"]"
+  STRAIGHT="[\"$EV\",\"stdio\"]"
+  sd=$(load latency --stdio "$STRAIGHT"); sw=$(load latency --stdio "$WRAP")
+  PORT=$UP "$EV" streamableHttp > /dev/null 2>&1 & PIDS+=($!)
+  wait_port "$UP"
+  "$BB" mcp proxy --agent-id bench-http --upstream "http://127.0.0.1:$UP/mcp" --listen "127.0.0.1:$GW" 2> /dev/null & PIDS+=($!)
+  wait_port "$GW"
+  hd=$(load latency --url "http://127.0.0.1:$UP/mcp"); hw=$(load latency --url "http://127.0.0.1:$GW/mcp")
+  td=$(load throughput --stdio "$STRAIGHT"); tw=$(load throughput --stdio "$WRAP")
+  cleanup; PIDS=(); sleep 0.5
+  unset BLACKBOX_SERVER BLACKBOX_TOKEN
+  n=$("$BB" query --data-dir "$D" --event-type tool_result --format json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+  "$BB" verify --data-dir "$D" > /dev/null && v=ok || v=FAILED
+  python3 - "$answer" "$sd" "$sw" "$hd" "$hw" "$td" "$tw" "$n" "$v" <<'PY'
+import json, sys
+answer, sd, sw, hd, hw, td, tw, n, v = sys.argv[1:]
+sd, sw, hd, hw, td, tw = map(json.loads, (sd, sw, hd, hw, td, tw))
+print(f"== decide_answer = {answer}: verify {v}, {n} tool_result entries")
+for name, d, w in (("stdio", sd, sw), ("http ", hd, hw)):
+    print(f"{name} straight  p50 {d['p50']:.3f} ms  p90 {d['p90']:.3f}  p99 {d['p99']:.3f}")
+    print(f"{name} gateway   p50 {w['p50']:.3f} ms  p90 {w['p90']:.3f}  p99 {w['p99']:.3f}")
+    print(f"{name} added     p50 {w['p50'] - d['p50']:.3f} ms  p99 {w['p99'] - d['p99']:.3f} ms")
+print(f"stdio calls/s, 32 in flight: straight {td['per_second']:.0f}, through the gateway {tw['per_second']:.0f}")
+PY
+done
