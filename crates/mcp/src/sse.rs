@@ -13,6 +13,8 @@ pub struct SseReader {
     /// Data beyond this is not kept (the event is reported as too large).
     max: usize,
     overflow: bool,
+    /// The current line is longer than a line may be: the rest of it is dropped.
+    discarding: bool,
 }
 
 /// One event, as [`SseReader::feed`] hands it over.
@@ -34,6 +36,7 @@ impl SseReader {
             has_data: false,
             max,
             overflow: false,
+            discarding: false,
         }
     }
 
@@ -44,7 +47,11 @@ impl SseReader {
         while let Some(i) = memchr::memchr(b'\n', rest) {
             let (head, tail) = rest.split_at(i);
             rest = &tail[1..];
-            if self.line.is_empty() {
+            if self.discarding {
+                self.discarding = false;
+                self.overflow = true;
+                self.line.clear();
+            } else if self.line.is_empty() {
                 self.take_line(head, on_event);
             } else {
                 let mut line = std::mem::take(&mut self.line);
@@ -52,15 +59,29 @@ impl SseReader {
                 self.take_line(&line, on_event);
             }
         }
-        if self.line.len() + rest.len() <= self.max.saturating_add(64) {
+        if self.discarding {
+            return;
+        }
+        if self.line.len() + rest.len() <= self.line_max() {
             self.line.extend_from_slice(rest);
         } else {
-            self.overflow = true;
+            // Too long to be a line of an event the reader keeps: its event is too large,
+            // whatever the line says (as a complete line of that length is, below).
+            self.discarding = true;
             self.line.clear();
         }
     }
 
+    /// The longest line kept: a `data` line of the largest event, and its field name.
+    fn line_max(&self) -> usize {
+        self.max.saturating_add(64)
+    }
+
     fn take_line(&mut self, line: &[u8], on_event: &mut dyn FnMut(Event<'_>)) {
+        if line.len() > self.line_max() {
+            self.overflow = true;
+            return;
+        }
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             if self.overflow {
@@ -132,5 +153,23 @@ mod tests {
             events(&[b"data: 0123456789\n\ndata: ok\n\n"], 4),
             ["<too large>", "ok"]
         );
+    }
+
+    #[test]
+    fn a_stream_reads_the_same_wherever_it_is_cut() {
+        let long = format!("event: {}\ndata: x\n\n", "y".repeat(200));
+        let longdata = format!("data: {}\n\ndata: after\n\n", "z".repeat(150));
+        let streams: [&[u8]; 4] = [
+            b"id: 1\ndata: \n\n: c\ndata: {\"a\":1}\r\n\r\ndata: x\ndata:y\n\n",
+            long.as_bytes(),
+            longdata.as_bytes(),
+            b"data: a\r\ndata: b\r\n\r\n",
+        ];
+        for s in streams {
+            let whole = events(&[s], 100);
+            for cut in 0..=s.len() {
+                assert_eq!(events(&[&s[..cut], &s[cut..]], 100), whole, "cut at {cut}");
+            }
+        }
     }
 }
