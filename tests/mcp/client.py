@@ -99,7 +99,19 @@ async def crash(session, a):
         out(step="crash", ok=False, exception=type(e).__name__)
 
 
-SCENARIOS = {"faults": faults, "crash": crash, "everything": everything, "filesystem": filesystem, "rugpull": rugpull, "paused": paused}
+async def restart(session, a):
+    """A call, then a wait until the test has restarted the service (it creates ROOT/go), then
+    another call through the same gateway."""
+    await session.initialize()
+    out(step="first", **(await call(session, "echo", {"message": "one"})))
+    for _ in range(600):
+        if os.path.exists(os.path.join(a.root, "go")):
+            break
+        await asyncio.sleep(0.05)
+    out(step="second", **(await call(session, "echo", {"message": "two"})))
+
+
+SCENARIOS = {"restart": restart, "faults": faults, "crash": crash, "everything": everything, "filesystem": filesystem, "rugpull": rugpull, "paused": paused}
 
 
 async def main():

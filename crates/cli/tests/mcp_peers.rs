@@ -692,3 +692,53 @@ fn with_the_service_away_calls_are_refused_and_recorded_once_it_is_back() {
     let r = run(&["verify", "--data-dir", &dir]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
 }
+
+#[test]
+fn a_gateway_goes_on_across_a_restart_of_the_service() {
+    use std::io::BufRead as _;
+    let mut s = setup();
+    let url = s.server.url();
+    let port = s.server.addr.port();
+    let go = tempfile::tempdir().unwrap();
+    let everything = npm_bin("mcp-server-everything");
+    let mut c = Command::new(python());
+    c.arg(script("client.py"))
+        .args([
+            "restart",
+            "--stdio",
+            &wrap_cmd("restart-1", &[&everything, "stdio"]),
+        ])
+        .args(["--root", &go.path().to_string_lossy()])
+        .envs(gateway_env(&s, &url))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = c.spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["step"], "first");
+    assert_eq!(first["ok"], true, "{first}");
+    // The service stops (gracefully) and starts again on the same port, the gateway still up.
+    s.server.stop();
+    s.server = Server::start_at(&s.dir, port, |c| c);
+    std::fs::write(go.path().join("go"), b"").unwrap();
+    let second: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(second["step"], "second");
+    assert_eq!(second["ok"], true, "{second}");
+    assert!(child.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(300));
+    s.server.stop();
+    let es = entries(&s.dir, "restart-1");
+    let allowed = of_type(&es, "tool_call")
+        .iter()
+        .filter(|c| c["payload"]["authorization"]["decision"] == "allow")
+        .count();
+    assert_eq!(allowed, 2, "{es:?}");
+    assert_eq!(of_type(&es, "tool_result").len(), 2, "{es:?}");
+    assert!(
+        of_type(&es, "mcp_session")
+            .iter()
+            .any(|x| x["payload"]["phase"] == "ended")
+    );
+    let r = run(&["verify", "--data-dir", &s.dir]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+}
