@@ -443,12 +443,34 @@ pub struct McpGatewayArgs {
     /// The agent's role, for rules scoped by role.
     #[arg(long, env = "BLACKBOX_AGENT_ROLE")]
     pub agent_role: Option<String>,
-    /// URL of the Blackbox service that decides and records the calls.
-    #[arg(long, env = "BLACKBOX_SERVER")]
-    pub server: String,
-    /// Ingest token of the agent's tenant.
-    #[arg(long, env = "BLACKBOX_TOKEN", hide_env_values = true)]
-    pub token: String,
+    /// URL of the Blackbox service that decides and records the calls (the default way:
+    /// docs/MCP.md §1).
+    #[arg(long, env = "BLACKBOX_SERVER", required_unless_present = "data_dir")]
+    pub server: Option<String>,
+    /// Ingest token of the agent's tenant, for --server.
+    #[arg(
+        long,
+        env = "BLACKBOX_TOKEN",
+        hide_env_values = true,
+        requires = "server"
+    )]
+    pub token: Option<String>,
+    /// Instead of --server: run the audit service inside the gateway on this data directory
+    /// (created if needed), on a loopback port of its own, with a token made for this run and
+    /// revoked at its end. One writer per directory: not while a `blackbox serve` or another
+    /// gateway uses it.
+    #[arg(long, conflicts_with = "server")]
+    pub data_dir: Option<PathBuf>,
+    /// With --data-dir: the tenant the calls are recorded for.
+    #[arg(long, default_value = "default", requires = "data_dir")]
+    pub tenant_id: String,
+    /// With --data-dir: the anomaly-detection rules (as `blackbox serve --rules`).
+    #[arg(long, requires = "data_dir")]
+    pub rules: Option<PathBuf>,
+    /// With --data-dir: when decisions are answered, `durable` or `sequenced` (as `blackbox
+    /// serve --decide-answer`; docs/RULES.md).
+    #[arg(long, requires = "data_dir")]
+    pub decide_answer: Option<String>,
     /// Forward calls the service cannot decide (unreachable, overloaded) instead of refusing
     /// them. Either way what happened is recorded when the service is back.
     #[arg(long)]

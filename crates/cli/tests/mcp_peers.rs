@@ -742,3 +742,73 @@ fn a_gateway_goes_on_across_a_restart_of_the_service() {
     let r = run(&["verify", "--data-dir", &s.dir]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
 }
+
+#[test]
+fn with_a_data_dir_the_gateway_runs_the_service_itself() {
+    require_peers();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d").to_string_lossy().into_owned();
+    let state = tmp.path().join("state").to_string_lossy().into_owned();
+    let rules = tmp.path().join("rules.yaml");
+    std::fs::write(&rules, RULES).unwrap();
+    let rules = rules.to_string_lossy().into_owned();
+    let everything = npm_bin("mcp-server-everything");
+    let mut cmd = vec![
+        bin_path(),
+        "mcp".into(),
+        "wrap".into(),
+        "--agent-id".into(),
+        "local-1".into(),
+        "--data-dir".into(),
+        dir.clone(),
+        "--tenant-id".into(),
+        "acme".into(),
+        "--rules".into(),
+        rules,
+        "--".into(),
+        everything,
+        "stdio".into(),
+    ];
+    let steps = client(
+        &[
+            "everything",
+            "--stdio",
+            &serde_json::to_string(&cmd).unwrap(),
+        ],
+        &[("BLACKBOX_MCP_STATE_DIR", state.as_str())],
+    );
+    assert_eq!(steps["echo"]["ok"], true, "{steps:?}");
+    assert_eq!(steps["injection"]["code"], -31001, "{steps:?}");
+    let es = entries(&dir, "local-1");
+    assert_eq!(of_type(&es, "tool_call").len(), 5, "{es:?}");
+    assert_eq!(of_type(&es, "tool_result").len(), 4);
+    assert!(es.iter().all(|e| e["tenant_id"] == "acme"));
+    assert!(
+        of_type(&es, "anomaly_detected")
+            .iter()
+            .any(|a| a["payload"]["rule"] == "prompt_injection_in_tool_args")
+    );
+    // The run's token is revoked at its end.
+    let r = run(&["tokens", "list", "--data-dir", &dir, "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let tokens: Value = serde_json::from_str(&r.stdout).unwrap();
+    let t = &tokens.as_array().unwrap()[0];
+    assert!(t["revoked_ms"].is_i64(), "{t}");
+    let r = run(&["verify", "--data-dir", &dir]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+
+    // One writer per directory: while a service owns it, the gateway says so and stops.
+    let mut server = Server::start(&dir);
+    cmd.truncate(11);
+    cmd.extend(["--".into(), "true".into()]);
+    let out = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .env("BLACKBOX_MCP_STATE_DIR", &state)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another writer"), "{err}");
+    server.stop();
+}

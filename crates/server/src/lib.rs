@@ -248,7 +248,6 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
 /// Start-up failures (bad settings, the address in use, the store).
 pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     let listen = config.listen;
-    let header_timeout = config.header_timeout;
     let (state, writer) = start(config)?;
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
         ServerError::Config(format!(
@@ -258,6 +257,22 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     // Handlers are installed before the service says it is ready: a SIGTERM from then on is a
     // graceful shutdown, never the default "terminate at once".
     let shutdown = shutdown_signal()?;
+    serve_on(state, writer, listener, shutdown).await
+}
+
+/// Runs a service [`start`]ed by the caller on `listener` until `shutdown` resolves, then stops
+/// as [`serve`] does (in-flight requests finish, the writer signs closing checkpoints). For a
+/// tool that runs the service inside its own process (the MCP gateway's `--data-dir`).
+///
+/// # Errors
+/// As [`serve`], after start-up.
+pub async fn serve_on(
+    state: AppState,
+    writer: ingest::WriterThread,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let header_timeout = state.config.header_timeout;
     let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     if let Some(path) = state.rules.path.clone() {
         let set = state.rules.get();

@@ -45,9 +45,89 @@ struct Parts {
     cfg: Arc<Config>,
     audit: Arc<Audit>,
     pins: Arc<Pins>,
+    /// The service run inside the gateway (`--data-dir`).
+    embedded: Option<Embedded>,
 }
 
-fn parts(g: &McpGatewayArgs, transport: &'static str, upstream: String) -> Result<Parts> {
+/// The audit service inside the gateway, and the token made for this run.
+struct Embedded {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), blackbox_server::error::ServerError>>,
+    tokens: blackbox_server::tokens::Tokens,
+    token_id: String,
+}
+
+impl Embedded {
+    /// Starts the service on `dir` (initialising it if needed) on a free loopback port; returns
+    /// its URL and a token for the run.
+    async fn start(g: &McpGatewayArgs, dir: &std::path::Path) -> Result<(Self, String, String)> {
+        let config = blackbox_server::config::ServerConfig::load(
+            None,
+            &blackbox_server::config::Overrides {
+                listen: Some("127.0.0.1:0".into()),
+                data_dir: Some(dir.to_path_buf()),
+                rules: g.rules.clone(),
+                decide_answer: g.decide_answer.clone(),
+                rate_limit: Some(0),
+                otlp_http: Some("off".into()),
+                otlp_grpc: Some("off".into()),
+                ..Default::default()
+            },
+        )?;
+        let (state, writer) = blackbox_server::start(config)
+            .map_err(|e| anyhow!("--data-dir {}: {e}", dir.display()))?;
+        let tenant = blackbox_core::ids::TenantId::parse(&g.tenant_id)
+            .map_err(|e| anyhow!("--tenant-id: {e}"))?;
+        let tokens = blackbox_server::tokens::Tokens::open(&dir.join("tokens.db"))?;
+        let (info, token) = tokens.create(
+            Some(&tenant),
+            blackbox_server::tokens::Scopes::parse("ingest").map_err(|e| anyhow!(e))?,
+            &format!(
+                "blackbox mcp --agent-id {} (revoked at its end)",
+                g.agent_id
+            ),
+        )?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(blackbox_server::serve_on(
+            state,
+            writer,
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Ok((
+            Self {
+                stop,
+                task,
+                tokens,
+                token_id: info.id,
+            },
+            url,
+            token,
+        ))
+    }
+
+    /// Stops the service (its writer signs closing checkpoints) and revokes the run's token.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("blackbox mcp: the embedded audit service failed: {e}"),
+            Err(e) => eprintln!("blackbox mcp: the embedded audit service failed: {e}"),
+        }
+        if let Err(e) = self.tokens.revoke(&self.token_id) {
+            eprintln!(
+                "blackbox mcp: cannot revoke the run's token {}: {e}",
+                self.token_id
+            );
+        }
+    }
+}
+
+async fn parts(g: &McpGatewayArgs, transport: &'static str, upstream: String) -> Result<Parts> {
     if let Err(e) = blackbox_core::ids::AgentId::parse(&g.agent_id) {
         bail!("--agent-id `{}`: {e}", g.agent_id);
     }
@@ -58,7 +138,20 @@ fn parts(g: &McpGatewayArgs, transport: &'static str, upstream: String) -> Resul
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
     let pins = Pins::load(dir.join("pins.json")).map_err(|e| anyhow!(e))?;
-    let client = blackbox_client::Client::builder(&g.server, g.token.as_str())
+    let (embedded, server, token) = match (&g.data_dir, &g.server, &g.token) {
+        (Some(d), _, _) => {
+            let (e, url, token) = Embedded::start(g, d).await?;
+            (Some(e), url, token)
+        }
+        (None, Some(s), Some(t)) => (None, s.clone(), t.clone()),
+        (None, Some(_), None) => bail!(
+            "--server needs --token (or BLACKBOX_TOKEN): an ingest token of the agent's tenant"
+        ),
+        (None, None, _) => bail!(
+            "give --server URL --token T (the service that decides and records the calls), or --data-dir DIR"
+        ),
+    };
+    let client = blackbox_client::Client::builder(&server, token.as_str())
         .timeout(Some(Duration::from_secs_f64(g.decide_timeout)))
         .connect_timeout(Duration::from_secs(2))
         .retry_policy(blackbox_client::RetryPolicy {
@@ -69,7 +162,7 @@ fn parts(g: &McpGatewayArgs, transport: &'static str, upstream: String) -> Resul
             retry_unknown_outcome: false,
         })
         .build()
-        .map_err(|e| anyhow!("--server {}: {e}", g.server))?;
+        .map_err(|e| anyhow!("--server {server}: {e}"))?;
     let audit = Audit::start(client, Some(dir.join("spool"))).map_err(|e| anyhow!(e))?;
     Ok(Parts {
         cfg: Arc::new(Config {
@@ -85,6 +178,7 @@ fn parts(g: &McpGatewayArgs, transport: &'static str, upstream: String) -> Resul
         }),
         audit,
         pins: Arc::new(pins),
+        embedded,
     })
 }
 
@@ -108,12 +202,15 @@ pub fn run(cmd: McpCmd) -> Result<Outcome> {
                 .collect::<Vec<_>>()
                 .join(" ");
             let code = rt.block_on(async {
-                let p = parts(&gateway, "stdio", upstream)?;
+                let p = parts(&gateway, "stdio", upstream).await?;
                 let session = Arc::new(Session::new(p.cfg, p.audit.clone(), p.pins, None));
                 let code = blackbox_mcp::stdio::wrap(session, &command)
                     .await
                     .map_err(|e| anyhow!(e));
                 p.audit.close(CLOSE_DEADLINE).await;
+                if let Some(e) = p.embedded {
+                    e.stop().await;
+                }
                 code
             })?;
             rt.shutdown_timeout(Duration::from_millis(100));
@@ -126,7 +223,7 @@ pub fn run(cmd: McpCmd) -> Result<Outcome> {
             listen,
             body_limit,
         } => rt.block_on(async {
-            let p = parts(&gateway, "http", upstream.clone())?;
+            let p = parts(&gateway, "http", upstream.clone()).await?;
             let gw = Arc::new(
                 blackbox_mcp::http::HttpGateway::new(
                     p.cfg,
@@ -158,6 +255,9 @@ pub fn run(cmd: McpCmd) -> Result<Outcome> {
                 .await
                 .context("the gateway's listener failed")?;
             p.audit.close(Duration::from_secs(3)).await;
+            if let Some(e) = p.embedded {
+                e.stop().await;
+            }
             Ok(Outcome::Ok)
         }),
     }
