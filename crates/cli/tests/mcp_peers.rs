@@ -48,6 +48,11 @@ fn python() -> PathBuf {
     peers().join("venv/bin/python")
 }
 
+/// The SDK of the 2025-06-18 revision (v1), in a virtualenv of its own.
+fn python_2025_06_18() -> PathBuf {
+    peers().join("venv-2025-06-18/bin/python")
+}
+
 fn npm_bin(name: &str) -> String {
     peers()
         .join("node_modules/.bin")
@@ -66,6 +71,16 @@ fn require_peers() {
     if !ok {
         missing.push(format!("the MCP Python SDK in {}", python().display()));
     }
+    let old_ok = Command::new(python_2025_06_18())
+        .args(["-c", "import mcp.client.streamable_http"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !old_ok {
+        missing.push(format!(
+            "the MCP Python SDK 1.22.0 in {}",
+            python_2025_06_18().display()
+        ));
+    }
     for b in ["mcp-server-everything", "mcp-server-filesystem"] {
         if !Path::new(&npm_bin(b)).exists() {
             missing.push(npm_bin(b));
@@ -83,7 +98,9 @@ fn require_peers() {
         "missing MCP peers: {}{ci}\nInstall them with:\n  npm install --prefix target/mcp-peers \
          --no-audit --no-fund $(jq -r '.dependencies|to_entries[]|\"\\(.key)@\\(.value)\"' \
          tests/mcp/package.json)\n  python3 -m venv target/mcp-peers/venv && \
-         target/mcp-peers/venv/bin/pip install -r tests/mcp/requirements.txt",
+         target/mcp-peers/venv/bin/pip install -r tests/mcp/requirements.txt\n  python3 -m venv \
+         target/mcp-peers/venv-2025-06-18 && target/mcp-peers/venv-2025-06-18/bin/pip install -r \
+         tests/mcp/requirements-2025-06-18.txt",
         missing.join(", ")
     );
 }
@@ -811,4 +828,88 @@ fn with_a_data_dir_the_gateway_runs_the_service_itself() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use by another writer"), "{err}");
     server.stop();
+}
+
+#[test]
+fn a_client_of_the_2025_06_18_revision_is_audited_and_policed_too() {
+    let mut s = setup();
+    let url = s.server.url();
+    let env = gateway_env(&s, &url);
+    let run_old = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = Command::new(python_2025_06_18());
+        c.arg(script("client_2025_06_18.py")).args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.stderr(Stdio::piped()).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut steps = serde_json::Map::new();
+        for line in stdout.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            steps.insert(v["step"].as_str().unwrap().to_owned(), v);
+        }
+        steps
+    };
+    let everything = npm_bin("mcp-server-everything");
+    // stdio
+    let steps = run_old(
+        &["--stdio", &wrap_cmd("old-stdio", &[&everything, "stdio"])],
+        &env,
+    );
+    assert_eq!(steps["initialize"]["protocol"], "2025-06-18", "{steps:?}");
+    assert_eq!(steps["echo"]["text"], "Echo: hello");
+    assert_eq!(steps["injection"]["code"], -31001, "{steps:?}");
+    // Streamable HTTP
+    let up_port = free_port();
+    let _upstream = Kill(
+        Command::new(&everything)
+            .arg("streamableHttp")
+            .env("PORT", up_port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(up_port);
+    let gw_port = free_port();
+    let _gateway = Kill(
+        Command::new(bin_path())
+            .args([
+                "mcp",
+                "proxy",
+                "--agent-id",
+                "old-http",
+                "--upstream",
+                &format!("http://127.0.0.1:{up_port}/mcp"),
+                "--listen",
+                &format!("127.0.0.1:{gw_port}"),
+            ])
+            .envs(gateway_env(&s, &url))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(gw_port);
+    let steps = run_old(&["--url", &format!("http://127.0.0.1:{gw_port}/mcp")], &[]);
+    assert_eq!(steps["initialize"]["protocol"], "2025-06-18", "{steps:?}");
+    assert_eq!(steps["injection"]["code"], -31001, "{steps:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    s.server.stop();
+    for agent in ["old-stdio", "old-http"] {
+        let es = entries(&s.dir, agent);
+        let calls = of_type(&es, "tool_call");
+        assert_eq!(calls.len(), 2, "{agent}: {es:?}");
+        for c in calls {
+            assert_eq!(c["payload"]["mcp"]["protocol_version"], "2025-06-18", "{c}");
+        }
+        assert_eq!(of_type(&es, "tool_result").len(), 1, "{agent}: {es:?}");
+    }
+    let r = run(&["verify", "--data-dir", &s.dir]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
 }
