@@ -111,7 +111,16 @@ async def restart(session, a):
     out(step="second", **(await call(session, "echo", {"message": "two"})))
 
 
-SCENARIOS = {"restart": restart, "faults": faults, "crash": crash, "everything": everything, "filesystem": filesystem, "rugpull": rugpull, "paused": paused}
+async def disconnect(session, a):
+    """A long call, then the client process ends abruptly, the call still running."""
+    await session.initialize()
+    task = asyncio.ensure_future(session.call_tool("trigger-long-running-operation", {"duration": 5, "steps": 5}))
+    await asyncio.sleep(0.5)
+    out(step="leaving")
+    os._exit(0)
+
+
+SCENARIOS = {"disconnect": disconnect, "restart": restart, "faults": faults, "crash": crash, "everything": everything, "filesystem": filesystem, "rugpull": rugpull, "paused": paused}
 
 
 async def main():

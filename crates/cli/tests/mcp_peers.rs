@@ -352,6 +352,18 @@ fn the_stdio_gateway_audits_and_polices_real_mcp_peers() {
         &env,
     );
     assert_eq!(steps["crash"]["ok"], false, "{steps:?}");
+    // The client goes away in the middle of a call: the gateway sees its input end.
+    let steps = client(
+        &[
+            "disconnect",
+            "--stdio",
+            &wrap_cmd("desk-6", &[&everything, "stdio"]),
+        ],
+        &env,
+    );
+    assert!(steps.contains_key("leaving"), "{steps:?}");
+    // The gateway outlives its client by the server's grace and the last records' send.
+    std::thread::sleep(Duration::from_millis(2500));
 
     // Give the gateways' last records a moment, then read the store with the service stopped.
     std::thread::sleep(Duration::from_millis(300));
@@ -500,6 +512,16 @@ fn the_stdio_gateway_audits_and_polices_real_mcp_peers() {
         of_type(&crashed, "mcp_session").iter().any(|x| {
             x["payload"]["phase"] == "ended" && x["payload"]["detail"]["exit_code"] == 3
         })
+    );
+
+    let gone = entries(&s.dir, "desk-6");
+    let unanswered = of_type(&gone, "tool_result");
+    assert_eq!(unanswered.len(), 1, "{gone:?}");
+    assert_eq!(unanswered[0]["payload"]["status"], "client_closed");
+    assert!(
+        of_type(&gone, "mcp_session")
+            .iter()
+            .any(|x| x["payload"]["phase"] == "ended" && x["payload"]["reason"] == "client_closed")
     );
 
     // Content never reached the store: the marker was in arguments and results.
