@@ -48,6 +48,9 @@ pub struct Stats {
     pub decide_micros: AtomicU64,
 }
 
+/// How long records gather before they are sent (at most 256 a request).
+const GATHER: Duration = Duration::from_millis(25);
+
 /// Records waiting to be sent, shared by the gateway's tasks and the sender. A string in it
 /// marks the end of a claimed spool file (`\u{0}remove:<path>`), removed once all before it
 /// are sent.
@@ -265,7 +268,7 @@ fn claim_spool(dir: &Path) -> Result<VecDeque<Value>, String> {
     Ok(out)
 }
 
-/// The background sender: batches of up to 256 records, at most 20 ms after the first.
+/// The background sender: batches of up to 256 records, [`GATHER`] after the first.
 async fn send_loop(client: blackbox_client::Client, backlog: Arc<Backlog>, stats: Arc<Stats>) {
     let mut backoff = Duration::from_millis(250);
     loop {
@@ -289,8 +292,9 @@ async fn send_loop(client: blackbox_client::Client, backlog: Arc<Backlog>, stats
                 return;
             }
             backlog.more.notified().await;
-            // Let a burst gather into one request.
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            // Let records gather into one request: they are not on any call's way (a request
+            // per record would take CPU from the calls in flight).
+            tokio::time::sleep(GATHER).await;
             continue;
         }
         let n = batch.len();
