@@ -77,10 +77,13 @@ fn summary(e: &blackbox_client::Error) -> String {
     e.to_string()
 }
 
+/// Whether the service is away or cannot take the request now (try again later), rather than
+/// refusing it. A token the service refuses (401, 403) counts as away too: records wait until
+/// an operator fixes the token rather than being dropped.
 fn unavailable(e: &blackbox_client::Error) -> bool {
-    match e.status() {
-        None => true,
-        Some(s) => s == 429 || s >= 500,
+    match e {
+        blackbox_client::Error::Connect(_) | blackbox_client::Error::Transport(_) => true,
+        _ => matches!(e.status(), Some(s) if s == 401 || s == 403 || s == 429 || s >= 500),
     }
 }
 

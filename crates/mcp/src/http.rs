@@ -281,6 +281,17 @@ impl HttpGateway {
             Some(id) => self.session(id),
             None => self.new_session(None),
         };
+        if parts.method != Method::POST && !bytes.is_empty() {
+            // Only a POST carries messages (MCP's Streamable HTTP): a body on anything else
+            // would reach the server unread.
+            return gateway_error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "a {} request with a body; MCP messages are POSTed (the gateway forwards no body it has not read)",
+                    parts.method
+                ),
+            );
+        }
         if parts.method == Method::POST && !bytes.iter().all(u8::is_ascii_whitespace) {
             match parse(&bytes) {
                 Ok(msg) => match session.from_client(&msg).await {

@@ -100,7 +100,7 @@ pub struct Change {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct File {
     version: u32,
-    /// `agent \u{1f} upstream \u{1f} server \u{1f} tool` → pin.
+    /// `agent \u{1f} upstream \u{1f} tool` → pin.
     pins: BTreeMap<String, Pin>,
 }
 
@@ -158,7 +158,9 @@ impl Pins {
             let Some(name) = t.get("name").and_then(Value::as_str) else {
                 continue;
             };
-            let key = format!("{agent}\u{1f}{upstream}\u{1f}{server}\u{1f}{name}");
+            // Not the server's self-reported name: a server could change it to escape its pins.
+            let _ = server;
+            let key = format!("{agent}\u{1f}{upstream}\u{1f}{name}");
             let pin = Pin::of(t);
             match file.pins.get(&key) {
                 Some(old) if *old == pin => {}
@@ -180,7 +182,7 @@ impl Pins {
         }
         if dirty && let Some(path) = &self.path {
             // Written whole, then renamed: a crash leaves the old file or the new one.
-            let tmp = path.with_extension("tmp");
+            let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
             let ok = serde_json::to_vec_pretty(&*file)
                 .map_err(std::io::Error::other)
                 .and_then(|b| std::fs::write(&tmp, b))
@@ -214,7 +216,10 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].changed, ["description"]);
         assert!(pins.check("a", "u", "s", &[v2]).is_empty());
-        // Another agent or server has its own pins.
+        // A server that renames itself keeps its pins (v1 differs from the pinned v2).
+        let c = pins.check("a", "u", "renamed", std::slice::from_ref(&v1));
+        assert_eq!(c.len(), 1);
+        // Another agent has its own pins.
         assert!(pins.check("b", "u", "s", &[v1]).is_empty());
         let v3 = json!({"name": "add", "description": "Adds.", "inputSchema": {"type": "object"}, "execution": {"x": 1}});
         let c = pins.check("b", "u", "s", &[v3]);

@@ -287,6 +287,11 @@ impl Session {
                 );
                 Verdict::Forward
             }
+            (Kind::Notification, Some("tools/call")) => {
+                // A call without an id cannot be answered, nor decided as a call: not forwarded.
+                self.violation("client", "a tools/call without an id", &msg.value);
+                Verdict::Drop
+            }
             (Kind::Notification, Some("notifications/cancelled")) => {
                 self.cancelled(msg, "client");
                 Verdict::Forward
@@ -311,8 +316,27 @@ impl Session {
     async fn call(&self, msg: &Message) -> Verdict {
         match self.decide_call(msg).await {
             Some(d) => self.finish_call(msg, d),
-            None => Verdict::Forward,
+            None => self.undecidable(msg),
         }
+    }
+
+    /// A `tools/call` the gateway cannot decide (no tool name as a string): refused, since a
+    /// lenient server might still run it.
+    pub fn undecidable(&self, msg: &Message) -> Verdict {
+        let id = msg.id.clone().unwrap_or_default();
+        self.violation(
+            "client",
+            "a tools/call without a tool name (params.name)",
+            &msg.value,
+        );
+        Verdict::Answer(json!({
+            "jsonrpc": "2.0",
+            "id": id_value(&id),
+            "error": {
+                "code": -32602,
+                "message": "Refused by Blackbox: a tools/call needs params.name, the tool's name as a string; the call was not forwarded",
+            },
+        }))
     }
 
     /// The first half of a `tools/call`: the service's decision (no state of the session
@@ -406,7 +430,9 @@ impl Session {
         context: McpContext,
         e: &DecideError,
     ) -> Verdict {
-        let forwarded = self.cfg.fail_open;
+        // Only a service that is away lets --fail-open forward: a request the service refused
+        // (a tool name too long, arguments too large) is refused here too.
+        let forwarded = self.cfg.fail_open && matches!(e, DecideError::Unavailable(_));
         let mut payload = json!({
             "tool_name": tool,
             "args_hash": hash(args),

@@ -15,6 +15,8 @@ pub struct SseReader {
     overflow: bool,
     /// The current line is longer than a line may be: the rest of it is dropped.
     discarding: bool,
+    /// The last chunk ended with a CR: an LF starting the next one belongs to it.
+    after_cr: bool,
 }
 
 /// One event, as [`SseReader::feed`] hands it over.
@@ -37,16 +39,33 @@ impl SseReader {
             max,
             overflow: false,
             discarding: false,
+            after_cr: false,
         }
     }
 
     /// Reads `chunk`; calls `on_event` for every event it completes (events without data, such
-    /// as keep-alive comments and priming events, are not handed over).
+    /// as keep-alive comments and priming events, are not handed over). A line ends at CRLF, LF
+    /// or CR, as the format says (and as clients read it).
     pub fn feed(&mut self, chunk: &[u8], on_event: &mut dyn FnMut(Event<'_>)) {
         let mut rest = chunk;
-        while let Some(i) = memchr::memchr(b'\n', rest) {
+        if self.after_cr && !rest.is_empty() {
+            // The LF of a CRLF split between chunks.
+            self.after_cr = false;
+            if let Some(r) = rest.strip_prefix(b"\n") {
+                rest = r;
+            }
+        }
+        while let Some(i) = memchr::memchr2(b'\n', b'\r', rest) {
             let (head, tail) = rest.split_at(i);
+            let cr = tail[0] == b'\r';
             rest = &tail[1..];
+            if cr {
+                match rest.first() {
+                    Some(b'\n') => rest = &rest[1..],
+                    Some(_) => {}
+                    None => self.after_cr = true,
+                }
+            }
             if self.discarding {
                 self.discarding = false;
                 self.overflow = true;
@@ -82,7 +101,6 @@ impl SseReader {
             self.overflow = true;
             return;
         }
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             if self.overflow {
                 on_event(Event::TooLarge);
@@ -149,6 +167,11 @@ mod tests {
         );
         // The priming event has empty data: handed over as empty (the caller skips it).
         assert_eq!(got, ["", "{\"a\":1}", "x\ny"]);
+        // A bare CR ends a line as LF does: nothing hides after it.
+        assert_eq!(
+            events(&[b"data: one\r\rdata: two\r", b"\n\r\n"], 1 << 20),
+            ["one", "two"]
+        );
         assert_eq!(
             events(&[b"data: 0123456789\n\ndata: ok\n\n"], 4),
             ["<too large>", "ok"]
@@ -159,11 +182,12 @@ mod tests {
     fn a_stream_reads_the_same_wherever_it_is_cut() {
         let long = format!("event: {}\ndata: x\n\n", "y".repeat(200));
         let longdata = format!("data: {}\n\ndata: after\n\n", "z".repeat(150));
-        let streams: [&[u8]; 4] = [
+        let streams: [&[u8]; 5] = [
             b"id: 1\ndata: \n\n: c\ndata: {\"a\":1}\r\n\r\ndata: x\ndata:y\n\n",
             long.as_bytes(),
             longdata.as_bytes(),
             b"data: a\r\ndata: b\r\n\r\n",
+            b"data: one\r\rdata: two\r\r",
         ];
         for s in streams {
             let whole = events(&[s], 100);

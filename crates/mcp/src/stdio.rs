@@ -59,13 +59,23 @@ async fn next_line(
 /// and they are forwarded in the order they came, each once its own decision is in.
 const IN_FLIGHT: usize = 64;
 
-/// Reads the client's lines into a channel (so that waiting for one is cancel-safe).
+/// The messages of a line: a `\r` ends a line too, as some readers take it (Python's universal
+/// newlines: the MCP Python SDK's stdio server), so that what the gateway reads as one line can
+/// never hold a second message the server would read on its own. Empty pieces are dropped.
+fn pieces(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|&b| b == b'\r').filter(|p| !p.is_empty())
+}
+
+/// Reads the client's lines into a channel (so that waiting for one is cancel-safe), a line
+/// holding `\r` as several.
 async fn read_lines(input: impl AsyncRead + Unpin, tx: mpsc::Sender<Vec<u8>>) {
     let mut input = BufReader::with_capacity(1 << 16, input);
     let mut line = Vec::new();
     while next_line(&mut input, &mut line).await.is_some() {
-        if tx.send(std::mem::take(&mut line)).await.is_err() {
-            return;
+        for piece in pieces(&line) {
+            if tx.send(piece.to_vec()).await.is_err() {
+                return;
+            }
         }
     }
 }
@@ -151,15 +161,18 @@ async fn server_to_client(session: Arc<Session>, output: impl AsyncRead + Unpin,
     let mut output = BufReader::with_capacity(1 << 16, output);
     let mut line = Vec::new();
     while next_line(&mut output, &mut line).await.is_some() {
-        let text = trim_cr(&line);
-        if !text.iter().all(u8::is_ascii_whitespace) {
-            match parse(text) {
-                Ok(msg) => session.from_server(&msg),
-                Err(e) => session.unreadable("server", &e, text),
+        // Each piece is recorded and forwarded as a line of its own: the client reads what the
+        // gateway read, whatever its line reader.
+        for text in pieces(&line) {
+            if !text.iter().all(u8::is_ascii_whitespace) {
+                match parse(text) {
+                    Ok(msg) => session.from_server(&msg),
+                    Err(e) => session.unreadable("server", &e, text),
+                }
             }
-        }
-        if out.send(std::mem::take(&mut line)).await.is_err() {
-            return;
+            if out.send(text.to_vec()).await.is_err() {
+                return;
+            }
         }
     }
 }
@@ -255,5 +268,21 @@ async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
             s.recv().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_carriage_return_ends_a_message_as_a_newline_does() {
+        // What a reader taking `\r` as a line end (Python's) would see: two messages, so the
+        // gateway reads (and decides) two as well.
+        let line = b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\r{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":\"x\"}}\r";
+        let got: Vec<&[u8]> = pieces(line).collect();
+        assert_eq!(got.len(), 2);
+        assert!(got[1].starts_with(b"{\"jsonrpc\":\"2.0\",\"id\":9"));
+        assert_eq!(pieces(b"\r\r").count(), 0);
     }
 }

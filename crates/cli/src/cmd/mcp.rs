@@ -152,6 +152,9 @@ async fn parts(g: &McpGatewayArgs, transport: &'static str, upstream: String) ->
         ),
     };
     let client = blackbox_client::Client::builder(&server, token.as_str())
+        // The gateway's records hold digests only; what a peer put in them (server info,
+        // capabilities) is the service's to check, which names the one record it refuses.
+        .hash_raw_content(false)
         .timeout(Some(Duration::from_secs_f64(g.decide_timeout)))
         .connect_timeout(Duration::from_secs(2))
         .retry_policy(blackbox_client::RetryPolicy {
