@@ -44,9 +44,10 @@ pub struct McpContext {
     pub transport: String,
     /// The JSON-RPC id of the request, as JSON text (`7`, `"abc"`).
     pub jsonrpc_id: String,
-    /// The MCP session id (Streamable HTTP), when there is one.
+    /// A digest of the MCP session id (Streamable HTTP), when there is one: the first 32 hex
+    /// digits of its SHA-256. Not the id itself, which lets whoever holds it use the session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_id: Option<String>,
+    pub session_hash: Option<String>,
     /// The protocol version the session negotiated (or the request declares).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol_version: Option<String>,
@@ -74,8 +75,8 @@ impl McpContext {
             Some("transport")
         } else if long(&self.jsonrpc_id) {
             Some("jsonrpc_id")
-        } else if opt(&self.session_id) {
-            Some("session_id")
+        } else if opt(&self.session_hash) {
+            Some("session_hash")
         } else if opt(&self.protocol_version) {
             Some("protocol_version")
         } else if opt(&self.server_name) {

@@ -638,14 +638,11 @@ fn the_http_gateway_audits_and_polices_a_streamable_http_server() {
     let session = calls[0]["session_id"].as_str().unwrap();
     for c in &calls {
         assert_eq!(c["payload"]["mcp"]["transport"], "http");
-        // The MCP session id the server minted names the entries' session.
-        assert_eq!(
-            format!(
-                "mcp-{}",
-                c["payload"]["mcp"]["session_id"].as_str().unwrap()
-            ),
-            session
-        );
+        // The entries' session names the MCP session by a digest of its id (the id itself is a
+        // credential of the session), the same in every entry of the session.
+        let h = c["payload"]["mcp"]["session_hash"].as_str().unwrap();
+        assert_eq!(h.len(), 32);
+        assert_eq!(format!("mcp-{h}"), session);
     }
     assert_eq!(of_type(&es, "tool_result").len(), 4);
     assert!(

@@ -112,7 +112,7 @@ struct State {
     client_version: Option<String>,
     server_name: Option<String>,
     server_version: Option<String>,
-    /// The MCP session id (Streamable HTTP, handshake era).
+    /// The digest of the MCP session id (Streamable HTTP, handshake era): [`session_digest`].
     mcp_session: Option<String>,
     counts: Counts,
 }
@@ -168,8 +168,9 @@ impl Session {
         pins: Arc<Pins>,
         mcp_session: Option<String>,
     ) -> Self {
+        let mcp_session = mcp_session.as_deref().map(session_digest);
         let id = match &mcp_session {
-            Some(s) => format!("mcp-{s}"),
+            Some(h) => format!("mcp-{h}"),
             None => format!("mcp-{}", uuid::Uuid::now_v7()),
         };
         Self {
@@ -196,13 +197,13 @@ impl Session {
     /// The transport's session id, learnt from the server's answer to `initialize` (Streamable
     /// HTTP): the entries of the session name it from then on.
     pub fn set_mcp_session(&self, mcp_session: &str) {
+        let h = session_digest(mcp_session);
         let mut st = self.state();
-        if st.mcp_session.as_deref() == Some(mcp_session) {
+        if st.mcp_session.as_deref() == Some(h.as_str()) {
             return;
         }
-        st.mcp_session = Some(clip(mcp_session.to_owned()));
-        *self.id.lock().unwrap_or_else(PoisonError::into_inner) =
-            truncate_id(format!("mcp-{mcp_session}"));
+        *self.id.lock().unwrap_or_else(PoisonError::into_inner) = format!("mcp-{h}");
+        st.mcp_session = Some(h);
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -213,7 +214,7 @@ impl Session {
         McpContext {
             transport: self.cfg.transport.to_owned(),
             jsonrpc_id: jsonrpc_id.chars().take(256).collect(),
-            session_id: st.mcp_session.clone(),
+            session_hash: st.mcp_session.clone(),
             protocol_version: st.protocol_version.clone(),
             server_name: st.server_name.clone(),
             server_version: st.server_version.clone(),
@@ -920,6 +921,15 @@ impl Session {
             }),
         );
     }
+}
+
+/// What the records say of an MCP session id: the first 32 hex digits of its SHA-256. The id
+/// itself is a bearer credential of the session (whoever holds it can use the session): it is
+/// never recorded.
+#[must_use]
+pub fn session_digest(mcp_session: &str) -> String {
+    let h = blackbox_core::hash::Hash::digest(mcp_session.as_bytes()).to_prefixed();
+    h["sha256:".len().."sha256:".len() + 32].to_owned()
 }
 
 /// At most 256 characters.
