@@ -250,7 +250,15 @@ fn claim_spool(dir: &Path) -> Result<VecDeque<Value>, String> {
         .map_err(|e| format!("cannot read the spool directory {}: {e}", dir.display()))?;
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("ndjson") {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        // A file claimed by a gateway that died before it sent it is claimed again.
+        let orphan = ext
+            .strip_prefix("claimed-")
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| {
+                pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+            });
+        if ext != "ndjson" && !orphan {
             continue;
         }
         let claimed = path.with_extension(format!("claimed-{}", std::process::id()));
@@ -346,5 +354,27 @@ async fn send_loop(client: blackbox_client::Client, backlog: Arc<Backlog>, stats
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spool_files_are_claimed_once_and_a_dead_gateways_claim_is_taken_over() {
+        let dir = std::env::temp_dir().join(format!("bbx-spool-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        std::fs::write(dir.join("spool-a.ndjson"), "{\"n\":1}\n").unwrap_or_default();
+        // Claimed by a process that no longer exists (pid beyond the kernel's limit).
+        std::fs::write(dir.join("spool-b.claimed-4194305"), "{\"n\":2}\n").unwrap_or_default();
+        let got = claim_spool(&dir).unwrap_or_default();
+        let records: Vec<&Value> = got.iter().filter(|v| !v.is_string()).collect();
+        assert_eq!(records.len(), 2, "{got:?}");
+        // Claimed now: a second gateway finds nothing to take.
+        let again = claim_spool(&dir).unwrap_or_default();
+        assert!(again.is_empty(), "{again:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -288,7 +288,13 @@ fn unreadable(
         return res;
     };
     let message = match status.code() {
-        Code::Ok | Code::Unauthenticated | Code::PermissionDenied | Code::Unavailable => {
+        // UNIMPLEMENTED: a compression the service does not take; tonic's answer names the
+        // ones it does (`grpc-accept-encoding`), which the exporter needs as they are.
+        Code::Ok
+        | Code::Unauthenticated
+        | Code::PermissionDenied
+        | Code::Unavailable
+        | Code::Unimplemented => {
             return res;
         }
         Code::OutOfRange => format!(
