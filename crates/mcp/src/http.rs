@@ -40,8 +40,16 @@ pub struct HttpGateway {
     /// The upstream's scheme and authority (`http://127.0.0.1:3001`).
     upstream: Uri,
     client: blackbox_webhooks::dispatch::HttpClient,
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    sessions: Mutex<Sessions>,
     body_limit: usize,
+}
+
+/// Open sessions by MCP session id, and the order they opened in (the oldest is ended first
+/// when there are too many).
+#[derive(Default)]
+struct Sessions {
+    by_id: HashMap<String, Arc<Session>>,
+    order: std::collections::VecDeque<String>,
 }
 
 impl std::fmt::Debug for HttpGateway {
@@ -72,8 +80,16 @@ fn skipped(name: &HeaderName) -> bool {
 }
 
 fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    // Headers the `Connection` header names are hop-by-hop too (RFC 9110 §7.6.1).
+    let named: Vec<String> = from
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
     for (k, v) in from {
-        if !skipped(k) {
+        if !skipped(k) && !named.iter().any(|n| n == k.as_str()) {
             to.append(k.clone(), v.clone());
         }
     }
@@ -135,7 +151,7 @@ impl HttpGateway {
             pins,
             upstream: base,
             client,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Sessions::default()),
             body_limit,
         })
     }
@@ -153,22 +169,35 @@ impl HttpGateway {
     /// started, gets a new record).
     fn session(&self, id: &str) -> Arc<Session> {
         let mut map = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(s) = map.get(id) {
+        if let Some(s) = map.by_id.get(id) {
             return s.clone();
         }
         let s = self.new_session(Some(id.to_owned()));
-        self.insert(&mut map, id, s.clone());
+        Self::insert(&mut map, id, s.clone());
         s
     }
 
-    fn insert(&self, map: &mut HashMap<String, Arc<Session>>, id: &str, s: Arc<Session>) {
-        if map.len() >= MAX_SESSIONS
-            && let Some(old) = map.keys().next().cloned()
-            && let Some(o) = map.remove(&old)
-        {
-            o.end("evicted", json!({"sessions_kept": MAX_SESSIONS}));
+    fn remove(&self, id: &str) -> Option<Arc<Session>> {
+        let mut map = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let s = map.by_id.remove(id);
+        if s.is_some() {
+            map.order.retain(|x| x != id);
         }
-        map.insert(id.to_owned(), s);
+        s
+    }
+
+    fn insert(map: &mut Sessions, id: &str, s: Arc<Session>) {
+        while map.by_id.len() >= MAX_SESSIONS {
+            let Some(old) = map.order.pop_front() else {
+                break;
+            };
+            if let Some(o) = map.by_id.remove(&old) {
+                o.end("evicted", json!({"sessions_kept": MAX_SESSIONS}));
+            }
+        }
+        if map.by_id.insert(id.to_owned(), s).is_none() {
+            map.order.push_back(id.to_owned());
+        }
     }
 
     fn upstream_uri(&self, uri: &Uri) -> Result<Uri, String> {
@@ -185,6 +214,7 @@ impl HttpGateway {
             .sessions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .by_id
             .len();
         let mut text = String::new();
         for (name, kind, help, v) in [
@@ -344,18 +374,13 @@ impl HttpGateway {
         {
             session.set_mcp_session(sid);
             let mut map = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-            self.insert(&mut map, sid, session.clone());
+            Self::insert(&mut map, sid, session.clone());
         }
         if parts.method == Method::DELETE
             && rparts.status.is_success()
             && let Some(id) = &session_id
         {
-            let s = self
-                .sessions
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(id);
-            if let Some(s) = s {
+            if let Some(s) = self.remove(id) {
                 s.end("client_closed", json!({}));
             }
         }
@@ -369,7 +394,12 @@ impl HttpGateway {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let body = if ct.starts_with("text/event-stream") {
+        let unread = unread_answer(&rparts.headers, self.body_limit);
+        let body = if let Some(why) = unread {
+            // Forwarded as it is; the audit says it could not read it.
+            session.unreadable("server", &crate::message::ParseError::Shape(why), b"");
+            Body::new(rbody)
+        } else if ct.starts_with("text/event-stream") {
             if let Some(h) = out.headers_mut() {
                 h.insert("x-accel-buffering", HeaderValue::from_static("no"));
             }
@@ -406,6 +436,27 @@ impl HttpGateway {
         };
         out.body(body).unwrap_or_default()
     }
+}
+
+/// Why an answer is passed on unread: compressed (though the gateway asked for none), or
+/// announced larger than the gateway reads.
+fn unread_answer(headers: &HeaderMap, limit: usize) -> Option<String> {
+    if let Some(enc) = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .filter(|e| !e.eq_ignore_ascii_case("identity"))
+    {
+        return Some(format!(
+            "an answer compressed with `{enc}`, forwarded unread"
+        ));
+    }
+    let len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())?;
+    (len > limit as u64).then(|| {
+        format!("an answer of {len} bytes, over the gateway's --body-limit; forwarded unread")
+    })
 }
 
 /// A response body passed through chunk by chunk, its events read on the way.
