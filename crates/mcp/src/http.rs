@@ -379,10 +379,9 @@ impl HttpGateway {
         if parts.method == Method::DELETE
             && rparts.status.is_success()
             && let Some(id) = &session_id
+            && let Some(s) = self.remove(id)
         {
-            if let Some(s) = self.remove(id) {
-                s.end("client_closed", json!({}));
-            }
+            s.end("client_closed", json!({}));
         }
         let mut out = Response::builder().status(rparts.status);
         if let Some(h) = out.headers_mut() {
