@@ -515,18 +515,48 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let gw = gateway.clone();
     let app = axum::Router::new().fallback(move |req: Request<Body>| {
-        let gw = gateway.clone();
+        let gw = gw.clone();
         async move { gw.handle(req).await }
     });
     // Small JSON-RPC answers must not wait for the peer's delayed ACK (Nagle): no delay.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signal = stopping.clone();
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(stop)
-    .await
+    .with_graceful_shutdown(async move {
+        stop.await;
+        signal.notify_one();
+    });
+    // Requests in progress finish; a client that keeps an event stream open (a GET stream)
+    // does not hold the gateway for more than STOP_GRACE.
+    let result = tokio::select! {
+        r = server => r,
+        () = async {
+            stopping.notified().await;
+            tokio::time::sleep(STOP_GRACE).await;
+        } => Ok(()),
+    };
+    // Sessions still open end with the gateway.
+    let open: Vec<Arc<Session>> = {
+        let mut map = gateway
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.order.clear();
+        map.by_id.drain().map(|(_, s)| s).collect()
+    };
+    for s in open {
+        s.end("gateway_stopped", json!({}));
+    }
+    result
 }
+
+/// How long a stopping gateway waits for its connections to close.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);

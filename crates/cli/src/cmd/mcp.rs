@@ -225,7 +225,8 @@ pub fn run(cmd: McpCmd) -> Result<Outcome> {
             upstream,
             listen,
             body_limit,
-        } => rt.block_on(async {
+        } => {
+            let done = rt.block_on(async {
             let p = parts(&gateway, "http", upstream.clone()).await?;
             let gw = Arc::new(
                 blackbox_mcp::http::HttpGateway::new(
@@ -262,6 +263,10 @@ pub fn run(cmd: McpCmd) -> Result<Outcome> {
                 e.stop().await;
             }
             Ok(Outcome::Ok)
-        }),
+            });
+            // Connections a client still holds open do not keep the process.
+            rt.shutdown_timeout(Duration::from_millis(200));
+            done
+        }
     }
 }
