@@ -119,8 +119,18 @@ fn bin_path() -> String {
 
 /// Runs the SDK client; returns its steps by name.
 fn client(args: &[&str], env: &[(&str, &str)]) -> serde_json::Map<String, Value> {
-    let mut c = Command::new(python());
-    c.arg(script("client.py")).args(args);
+    client_of(&python(), "client.py", args, env)
+}
+
+/// Runs a client script with `python`; returns its steps (one JSON object a line) by name.
+fn client_of(
+    python: &Path,
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> serde_json::Map<String, Value> {
+    let mut c = Command::new(python);
+    c.arg(script(name)).args(args);
     for (k, v) in env {
         c.env(k, v);
     }
@@ -550,6 +560,43 @@ fn wait_for(port: u16) {
     panic!("nothing listens on port {port}");
 }
 
+/// server-everything over Streamable HTTP and `blackbox mcp proxy --agent-id AGENT` in front of
+/// it, both killed when dropped; the gateway's port.
+fn http_gateway(s: &Setup, url: &str, agent: &str) -> (Kill, Kill, u16) {
+    let up_port = free_port();
+    let upstream = Kill(
+        Command::new(npm_bin("mcp-server-everything"))
+            .arg("streamableHttp")
+            .env("PORT", up_port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(up_port);
+    let gw_port = free_port();
+    let gateway = Kill(
+        Command::new(bin_path())
+            .args([
+                "mcp",
+                "proxy",
+                "--agent-id",
+                agent,
+                "--upstream",
+                &format!("http://127.0.0.1:{up_port}/mcp"),
+                "--listen",
+                &format!("127.0.0.1:{gw_port}"),
+            ])
+            .envs(gateway_env(s, url))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(gw_port);
+    (upstream, gateway, gw_port)
+}
+
 /// Kills a child when dropped.
 struct Kill(std::process::Child);
 
@@ -564,37 +611,7 @@ impl Drop for Kill {
 fn the_http_gateway_audits_and_polices_a_streamable_http_server() {
     let mut s = setup();
     let url = s.server.url();
-    let up_port = free_port();
-    let _upstream = Kill(
-        Command::new(npm_bin("mcp-server-everything"))
-            .arg("streamableHttp")
-            .env("PORT", up_port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(up_port);
-    let gw_port = free_port();
-    let _gateway = Kill(
-        Command::new(bin_path())
-            .args([
-                "mcp",
-                "proxy",
-                "--agent-id",
-                "web-1",
-                "--upstream",
-                &format!("http://127.0.0.1:{up_port}/mcp"),
-                "--listen",
-                &format!("127.0.0.1:{gw_port}"),
-            ])
-            .envs(gateway_env(&s, &url))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(gw_port);
+    let (_upstream, _gateway, gw_port) = http_gateway(&s, &url, "web-1");
     let marker = "BBXMCPHTTP51c0de";
     let steps = client(
         &[
@@ -855,24 +872,7 @@ fn a_client_of_the_2025_06_18_revision_is_audited_and_policed_too() {
     let url = s.server.url();
     let env = gateway_env(&s, &url);
     let run_old = |args: &[&str], env: &[(&str, &str)]| {
-        let mut c = Command::new(python_2025_06_18());
-        c.arg(script("client_2025_06_18.py")).args(args);
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let out = c.stderr(Stdio::piped()).output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut steps = serde_json::Map::new();
-        for line in stdout.lines() {
-            let v: Value = serde_json::from_str(line).unwrap();
-            steps.insert(v["step"].as_str().unwrap().to_owned(), v);
-        }
-        steps
+        client_of(&python_2025_06_18(), "client_2025_06_18.py", args, env)
     };
     let everything = npm_bin("mcp-server-everything");
     // stdio
@@ -884,37 +884,7 @@ fn a_client_of_the_2025_06_18_revision_is_audited_and_policed_too() {
     assert_eq!(steps["echo"]["text"], "Echo: hello");
     assert_eq!(steps["injection"]["code"], -31001, "{steps:?}");
     // Streamable HTTP
-    let up_port = free_port();
-    let _upstream = Kill(
-        Command::new(&everything)
-            .arg("streamableHttp")
-            .env("PORT", up_port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(up_port);
-    let gw_port = free_port();
-    let _gateway = Kill(
-        Command::new(bin_path())
-            .args([
-                "mcp",
-                "proxy",
-                "--agent-id",
-                "old-http",
-                "--upstream",
-                &format!("http://127.0.0.1:{up_port}/mcp"),
-                "--listen",
-                &format!("127.0.0.1:{gw_port}"),
-            ])
-            .envs(gateway_env(&s, &url))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(gw_port);
+    let (_upstream, _gateway, gw_port) = http_gateway(&s, &url, "old-http");
     let steps = run_old(&["--url", &format!("http://127.0.0.1:{gw_port}/mcp")], &[]);
     assert_eq!(steps["initialize"]["protocol"], "2025-06-18", "{steps:?}");
     assert_eq!(steps["injection"]["code"], -31001, "{steps:?}");

@@ -30,12 +30,7 @@ pub struct Pin {
 
 impl Pin {
     fn of(tool: &Value) -> Self {
-        let h = |v: &Value| {
-            blackbox_core::entry::content_hash(v).map_or_else(
-                |_| blackbox_core::hash::Hash::digest(v.to_string().as_bytes()).to_prefixed(),
-                |h| h.to_prefixed(),
-            )
-        };
+        let h = crate::session::digest;
         let part = |k: &str| tool.get(k).map(h);
         Self {
             definition_hash: h(tool),

@@ -139,7 +139,9 @@ pub struct Session {
     state: Mutex<State>,
 }
 
-fn hash(v: &Value) -> String {
+/// The digest the gateway records of a value: docs/FORMAT.md §4's (SHA-256 of a string's
+/// UTF-8, of anything else's RFC 8785 form), `sha256:`-prefixed.
+pub(crate) fn digest(v: &Value) -> String {
     blackbox_core::entry::content_hash(v).map_or_else(
         |_| blackbox_core::hash::Hash::digest(v.to_string().as_bytes()).to_prefixed(),
         |h| h.to_prefixed(),
@@ -281,7 +283,7 @@ impl Session {
                         tool: None,
                         target: str_of(params, "uri").or_else(|| str_of(params, "name")),
                         decision_entry: None,
-                        params_hash: (!params.is_null()).then(|| hash(params)),
+                        params_hash: (!params.is_null()).then(|| digest(params)),
                         progress: 0,
                         initialize: (method == "initialize").then(|| params.clone()),
                     },
@@ -436,7 +438,7 @@ impl Session {
         let forwarded = self.cfg.fail_open && matches!(e, DecideError::Unavailable(_));
         let mut payload = json!({
             "tool_name": tool,
-            "args_hash": hash(args),
+            "args_hash": digest(args),
             "invocation_id": id,
             "gateway": {
                 "decision": if forwarded { "forwarded_undecided" } else { "refused_undecided" },
@@ -566,7 +568,7 @@ impl Session {
                         tool: None,
                         target: None,
                         decision_entry: None,
-                        params_hash: (!params.is_null()).then(|| hash(params)),
+                        params_hash: (!params.is_null()).then(|| digest(params)),
                         progress: 0,
                         initialize: None,
                     },
@@ -630,7 +632,7 @@ impl Session {
         payload.insert("status".into(), status.into());
         payload.insert("duration_ms".into(), json!(millis(p.started)));
         if let Some(r) = msg.result() {
-            payload.insert("result_data_hash".into(), hash(r).into());
+            payload.insert("result_data_hash".into(), digest(r).into());
         }
         if let Some(e) = msg.error() {
             let mut err = Map::new();
@@ -638,7 +640,7 @@ impl Session {
                 err.insert("code".into(), c.into());
             }
             if let Some(m) = e.get("message") {
-                err.insert("message_hash".into(), hash(m).into());
+                err.insert("message_hash".into(), digest(m).into());
             }
             payload.insert("error".into(), Value::Object(err));
         }
@@ -656,7 +658,7 @@ impl Session {
                 }
                 if let Some(r) = msg.result() {
                     if let Some(s) = r.get("structuredContent") {
-                        payload.insert("structured_content_hash".into(), hash(s).into());
+                        payload.insert("structured_content_hash".into(), digest(s).into());
                     }
                     let types: Vec<Value> = r
                         .get("content")
@@ -700,7 +702,7 @@ impl Session {
                     result.get("capabilities").cloned().unwrap_or_default(),
                 );
                 if let Some(i) = result.get("instructions") {
-                    payload.insert("instructions_hash".into(), hash(i).into());
+                    payload.insert("instructions_hash".into(), digest(i).into());
                 }
                 payload.remove("result_data_hash");
                 self.record("mcp_session", Value::Object(payload));
@@ -761,7 +763,7 @@ impl Session {
             .map(|t| {
                 json!({
                     "name": t.get("name").cloned().unwrap_or_default(),
-                    "definition_hash": hash(t),
+                    "definition_hash": digest(t),
                 })
             })
             .collect();
@@ -819,7 +821,7 @@ impl Session {
             "mcp": mcp,
         });
         if let Some(r) = params.get("reason") {
-            payload["reason_hash"] = hash(r).into();
+            payload["reason_hash"] = digest(r).into();
         }
         if let Some(p) = pending {
             payload["method"] = p.method.into();
@@ -854,7 +856,7 @@ impl Session {
             json!({
                 "from": from,
                 "problem": clip(problem.to_owned()),
-                "message_hash": hash(message),
+                "message_hash": digest(message),
                 "mcp": mcp,
             }),
         );

@@ -365,22 +365,9 @@ async fn export<R: Rpc>(
         sized.insert(header::CONTENT_LENGTH, v);
     }
     let _share = body_share(state, &caller, &tenant, &sized)?;
-    // Decoding allocates a few hundred bytes for each item however small its encoding: count
-    // first, as OTLP/HTTP does.
-    let what = match R::SIGNAL {
-        Signal::Spans => "spans",
-        Signal::Logs => "log records",
-    };
-    if let Err(e @ blackbox_otel::DecodeError::TooManyItems { .. }) =
-        blackbox_otel::decode::count_items(&bytes, what, state.config.max_events_per_request)
-    {
-        let e = ApiError::bad_request("too_many_events", e.to_string());
-        refused(&e);
-        return Err(e);
-    }
-    let decoding = state.otlp.decoding.acquire().await.map_err(|_| {
-        ApiError::unavailable("the service is shutting down; nothing was written", 5)
-    })?;
+    let decoding = super::before_decoding(state, Some(&bytes), R::SIGNAL)
+        .await
+        .inspect_err(refused)?;
     let request = R::decode(&bytes)
         .map_err(|e| ApiError::bad_request("invalid_otlp", e.to_string()))
         .inspect_err(refused)?;

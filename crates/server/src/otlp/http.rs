@@ -215,26 +215,10 @@ async fn run(
         }
     };
     let opts = state.otlp.options;
-    // Decoding allocates a few hundred bytes for each span however small its encoding: count
-    // first, refuse a request of more items than it may hold, then decode.
-    let max = state.config.max_events_per_request;
-    if enc == Encoding::Protobuf {
-        let what = match signal {
-            Signal::Spans => "spans",
-            Signal::Logs => "log records",
-        };
-        // A body that is not protobuf is reported by the decoding below, with the message's name.
-        if let Err(e @ blackbox_otel::DecodeError::TooManyItems { .. }) =
-            blackbox_otel::decode::count_items(&bytes, what, max)
-        {
-            let e = ApiError::bad_request("too_many_events", e.to_string());
-            refused(&e);
-            return Err(e);
-        }
-    }
-    let decoding = state.otlp.decoding.acquire().await.map_err(|_| {
-        ApiError::unavailable("the service is shutting down; nothing was written", 5)
-    })?;
+    let protobuf = (enc == Encoding::Protobuf).then_some(&*bytes);
+    let decoding = super::before_decoding(state, protobuf, signal)
+        .await
+        .inspect_err(refused)?;
     let decoded = match signal {
         Signal::Spans => blackbox_otel::decode_traces(&bytes, enc).map(Decoded::Traces),
         Signal::Logs => blackbox_otel::decode_logs(&bytes, enc).map(Decoded::Logs),

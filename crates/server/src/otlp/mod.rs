@@ -72,6 +72,14 @@ pub(crate) enum Signal {
 }
 
 impl Signal {
+    /// What its items are called in messages.
+    fn items(self) -> &'static str {
+        match self {
+            Self::Spans => "spans",
+            Self::Logs => "log records",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Self::Spans => "spans",
@@ -94,6 +102,36 @@ impl Transport {
             Self::Grpc => "grpc",
         }
     }
+}
+
+/// Counts the items of a protobuf export before it is decoded (decoding allocates a few hundred
+/// bytes for each item however small its encoding), refuses one of more items than a request
+/// may hold, then waits for a decoding slot. A body that is not protobuf passes the count: the
+/// decoding reports it, with the message's name.
+///
+/// # Errors
+/// 400 `too_many_events`; 503 when the service is shutting down.
+pub(crate) async fn before_decoding<'s>(
+    state: &'s AppState,
+    protobuf: Option<&[u8]>,
+    signal: Signal,
+) -> Result<tokio::sync::SemaphorePermit<'s>, ApiError> {
+    if let Some(bytes) = protobuf
+        && let Err(e @ blackbox_otel::DecodeError::TooManyItems { .. }) =
+            blackbox_otel::decode::count_items(
+                bytes,
+                signal.items(),
+                state.config.max_events_per_request,
+            )
+    {
+        return Err(ApiError::bad_request("too_many_events", e.to_string()));
+    }
+    state
+        .otlp
+        .decoding
+        .acquire()
+        .await
+        .map_err(|_| ApiError::unavailable("the service is shutting down; nothing was written", 5))
 }
 
 /// What became of a request's items.
@@ -123,9 +161,10 @@ pub(crate) fn check_count(
 ) -> Result<(), ApiError> {
     let max = state.config.max_events_per_request;
     if mapped.total > max {
-        let (what, knob) = match signal {
-            Signal::Spans => ("spans", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
-            Signal::Logs => ("log records", "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE"),
+        let what = signal.items();
+        let knob = match signal {
+            Signal::Spans => "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            Signal::Logs => "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
         };
         return Err(ApiError::bad_request(
             "too_many_events",
@@ -221,12 +260,8 @@ pub(crate) async fn append(
         return Ok(Outcome::default());
     }
     rejected.sort_by_key(|r| r.index);
-    let what = match signal {
-        Signal::Spans => "spans",
-        Signal::Logs => "log records",
-    };
     Ok(Outcome {
         rejected: i64::try_from(rejected.len()).unwrap_or(i64::MAX),
-        message: blackbox_otel::map::summarise(&rejected, total, what),
+        message: blackbox_otel::map::summarise(&rejected, total, signal.items()),
     })
 }
