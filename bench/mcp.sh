@@ -41,6 +41,8 @@ for answer in $ANSWERS; do
   WRAP="[\"$BB\",\"mcp\",\"wrap\",\"--agent-id\",\"bench\",\"--\",\"$EV\",\"stdio\"]"
   STRAIGHT="[\"$EV\",\"stdio\"]"
   sd=$(load latency --stdio "$STRAIGHT"); sw=$(load latency --stdio "$WRAP")
+  # MCP pings: what the stdio gateway adds without a decision (its own hops and reading).
+  pd=$(load latency --tool ping --stdio "$STRAIGHT"); pw=$(load latency --tool ping --stdio "$WRAP")
   PORT=$UP "$EV" streamableHttp > /dev/null 2>&1 & PIDS+=($!)
   wait_port "$UP"
   "$BB" mcp proxy --agent-id bench-http --upstream "http://127.0.0.1:$UP/mcp" --listen "127.0.0.1:$GW" 2> /dev/null & PIDS+=($!)
@@ -51,15 +53,16 @@ for answer in $ANSWERS; do
   unset BLACKBOX_SERVER BLACKBOX_TOKEN
   n=$("$BB" query --data-dir "$D" --event-type tool_result --format json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
   "$BB" verify --data-dir "$D" > /dev/null && v=ok || v=FAILED
-  python3 - "$answer" "$sd" "$sw" "$hd" "$hw" "$td" "$tw" "$n" "$v" <<'PY'
+  python3 - "$answer" "$sd" "$sw" "$hd" "$hw" "$td" "$tw" "$n" "$v" "$pd" "$pw" <<'PY'
 import json, sys
-answer, sd, sw, hd, hw, td, tw, n, v = sys.argv[1:]
-sd, sw, hd, hw, td, tw = map(json.loads, (sd, sw, hd, hw, td, tw))
+answer, sd, sw, hd, hw, td, tw, n, v, pd, pw = sys.argv[1:]
+sd, sw, hd, hw, td, tw, pd, pw = map(json.loads, (sd, sw, hd, hw, td, tw, pd, pw))
 print(f"== decide_answer = {answer}: verify {v}, {n} tool_result entries")
 for name, d, w in (("stdio", sd, sw), ("http ", hd, hw)):
     print(f"{name} straight  p50 {d['p50']:.3f} ms  p90 {d['p90']:.3f}  p99 {d['p99']:.3f}")
     print(f"{name} gateway   p50 {w['p50']:.3f} ms  p90 {w['p90']:.3f}  p99 {w['p99']:.3f}")
     print(f"{name} added     p50 {w['p50'] - d['p50']:.3f} ms  p99 {w['p99'] - d['p99']:.3f} ms")
+print(f"stdio ping (no decision): straight p50 {pd['p50']:.3f} ms, gateway {pw['p50']:.3f}, added {pw['p50'] - pd['p50']:.3f} ms")
 print(f"stdio calls/s, 32 in flight: straight {td['per_second']:.0f}, through the gateway {tw['per_second']:.0f}")
 PY
 done

@@ -95,6 +95,9 @@ class Http:
 
 
 def call(i, tool, args):
+    if tool == "ping":
+        # Not a tool call: what the gateway adds without a decision (its hops alone).
+        return {"jsonrpc": "2.0", "id": i, "method": "ping"}
     return {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": tool, "arguments": args}}
 
 
@@ -106,7 +109,7 @@ def main():
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--window", type=int, default=32)
-    ap.add_argument("--tool", default="get-sum")
+    ap.add_argument("--tool", default="get-sum", help="the tool to call; ping: MCP ping requests instead")
     ap.add_argument("--args", default='{"a": 1, "b": 2}')
     a = ap.parse_args()
     args = json.loads(a.args)

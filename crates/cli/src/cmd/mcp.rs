@@ -204,19 +204,22 @@ pub fn run(cmd: McpCmd) -> Result<Outcome> {
                 .map(|a| a.to_string_lossy())
                 .collect::<Vec<_>>()
                 .join(" ");
-            let code = rt.block_on(async {
+            let (code, blocking) = rt.block_on(async {
                 let p = parts(&gateway, "stdio", upstream).await?;
                 let session = Arc::new(Session::new(p.cfg, p.audit.clone(), p.pins, None));
-                let code = blackbox_mcp::stdio::wrap(session, &command)
+                let (client_in, client_out, blocking) = blackbox_mcp::stdio::client_streams();
+                let code = blackbox_mcp::stdio::wrap(session, &command, client_in, client_out)
                     .await
                     .map_err(|e| anyhow!(e));
                 p.audit.close(CLOSE_DEADLINE).await;
                 if let Some(e) = p.embedded {
                     e.stop().await;
                 }
-                code
+                code.map(|c| (c, blocking))
             })?;
             rt.shutdown_timeout(Duration::from_millis(100));
+            // Nothing reads or writes the client's pipes any more: they are left as they came.
+            drop(blocking);
             // The server's exit code is the gateway's, as if the client had started it.
             std::process::exit(code);
         }
