@@ -111,6 +111,30 @@ pub enum StoreError {
         operation: &'static str,
     },
 
+    /// A database server backend (PostgreSQL) failed or refused: `message` says what and what
+    /// to do.
+    #[error("{backend} error: {message}")]
+    Backend {
+        /// The backend (`"PostgreSQL"`).
+        backend: &'static str,
+        /// What happened (never a password).
+        message: String,
+    },
+
+    /// A database server backend cannot be reached, or refused the login.
+    #[error(
+        "cannot reach the {backend} database {target}: {message}; check that the server runs \
+         and that the address, user, password and TLS settings (sslmode) are right"
+    )]
+    Unreachable {
+        /// The backend (`"PostgreSQL"`).
+        backend: &'static str,
+        /// The database, without its password.
+        target: String,
+        /// Why.
+        message: String,
+    },
+
     /// An error from SQLite.
     #[error("SQLite error: {0}")]
     Sqlite(#[source] rusqlite::Error),

@@ -1,0 +1,588 @@
+//! Write batches: one transaction holding the writer lock; appends, heads, checkpoints, nodes,
+//! retention.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use blackbox_core::Hash;
+use blackbox_store::{
+    ArchiveSegment, ChainHead, NewEntry, RetentionBatch, SegmentState, StoreError, StoredAnchor,
+    StoredCheckpoint, TenantRef, WriteBatch,
+};
+use postgres::error::SqlState;
+
+use crate::{Conn, HEAD_COLUMNS, WRITER_LOCK, invalid, pg, read_head, to_i64, to_u64};
+
+/// What a batch knows about one chain it has touched.
+#[derive(Debug)]
+struct ChainState {
+    chain_id: i64,
+    /// Entries stored, including this batch's appends (= seq of the last entry).
+    len: u64,
+    /// Size of the head as recorded (committed, or set in this batch).
+    head_size: u64,
+    /// Whether the chain has a recorded head (false for a chain this batch created and has not
+    /// yet called `set_head` for).
+    has_head: bool,
+    /// Whether this batch appended to or created the chain (its head must then be set).
+    dirty: bool,
+}
+
+/// A [`WriteBatch`] over one PostgreSQL transaction that holds the writer lock
+/// ([`WRITER_LOCK`]). An `append` that fails (a duplicate entry id, say) is rolled back to
+/// where the call began, so the batch stays as it was; any other failed write leaves the
+/// transaction aborted, and the batch refuses everything after it (drop it: that rolls back).
+pub(crate) struct PgBatch {
+    conn: Conn,
+    /// The transaction ended (committed or rolled back).
+    ended: bool,
+    failed: bool,
+    chains: HashMap<String, ChainState>,
+}
+
+impl std::fmt::Debug for PgBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgBatch")
+            .field("failed", &self.failed)
+            .field("chains", &self.chains)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PgBatch {
+    fn drop(&mut self) {
+        if !self.ended {
+            // Not committed: nothing of it stays. (A connection that cannot even roll back is
+            // broken, and the pool drops it.)
+            let _ = self.conn.batch_execute("ROLLBACK");
+        }
+    }
+}
+
+impl PgBatch {
+    /// Opens the transaction and waits (at most `lock_timeout`) for the writer lock.
+    pub(crate) fn begin(mut conn: Conn, lock_timeout: Duration) -> Result<Self, StoreError> {
+        let ms = lock_timeout.as_millis().clamp(1, i32::MAX as u128);
+        let started = conn
+            .batch_execute(&format!("BEGIN; SET LOCAL lock_timeout = '{ms}ms'"))
+            .and_then(|()| conn.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK]));
+        if let Err(e) = started {
+            let _ = conn.batch_execute("ROLLBACK");
+            return Err(pg(e));
+        }
+        Ok(Self {
+            conn,
+            ended: false,
+            failed: false,
+            chains: HashMap::new(),
+        })
+    }
+
+    fn usable(&self) -> Result<(), StoreError> {
+        if self.failed || self.ended {
+            return Err(invalid(
+                "an earlier write of this batch failed; drop the batch (it rolls back) and start again",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs a write; a failure poisons the batch (the transaction is aborted).
+    fn write<T>(
+        &mut self,
+        f: impl FnOnce(&mut Conn) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        f(&mut self.conn).map_err(|e| {
+            self.failed = true;
+            pg(e)
+        })
+    }
+
+    fn chain(&mut self, tenant: &str, create: bool) -> Result<Option<&mut ChainState>, StoreError> {
+        if !self.chains.contains_key(tenant) {
+            let row = self.write(|c| {
+                c.query_opt(
+                    "SELECT chain_id, size FROM chains WHERE tenant_id = $1",
+                    &[&tenant],
+                )
+            })?;
+            let state = if let Some(r) = row {
+                let chain_id: i64 = r.get(0);
+                let head_size = to_u64(r.get(1), "a chain size")?;
+                // Count what is stored rather than trusting the head.
+                let last: Option<i64> = self
+                    .write(|c| {
+                        c.query_one(
+                            "SELECT max(seq) FROM entries WHERE chain_id = $1",
+                            &[&chain_id],
+                        )
+                    })?
+                    .get(0);
+                let len = match last {
+                    Some(l) => to_u64(l, "a seq")?,
+                    // A chain whose every entry was archived: its length is its anchor's.
+                    None => self
+                        .write(|c| {
+                            c.query_opt(
+                                "SELECT size FROM anchors WHERE chain_id = $1",
+                                &[&chain_id],
+                            )
+                        })?
+                        .map_or(Ok(0), |r| to_u64(r.get(0), "an anchor size"))?,
+                };
+                ChainState {
+                    chain_id,
+                    len,
+                    head_size,
+                    has_head: true,
+                    dirty: false,
+                }
+            } else if create {
+                let zero32: &[u8] = &[0; 32];
+                let zero16: &[u8] = &[0; 16];
+                let empty: &[u8] = &[];
+                let chain_id: i64 = self
+                    .write(|c| {
+                        c.query_one(
+                            "INSERT INTO chains(tenant_id, size, head_hash, last_entry_id, \
+                             merkle_state, last_checkpoint_size, last_checkpoint_ms) \
+                             VALUES ($1, 0, $2, $3, $4, 0, 0) RETURNING chain_id",
+                            &[&tenant, &zero32, &zero16, &empty],
+                        )
+                    })?
+                    .get(0);
+                ChainState {
+                    chain_id,
+                    len: 0,
+                    head_size: 0,
+                    has_head: false,
+                    dirty: true,
+                }
+            } else {
+                return Ok(None);
+            };
+            self.chains.insert(tenant.to_owned(), state);
+        }
+        Ok(self.chains.get_mut(tenant))
+    }
+}
+
+/// The columns of one `append` call, as arrays for `unnest`.
+#[derive(Default)]
+struct Columns<'a> {
+    seq: Vec<i64>,
+    ts: Vec<i64>,
+    id: Vec<&'a [u8]>,
+    hash: Vec<&'a [u8]>,
+    agent: Vec<&'a str>,
+    session: Vec<&'a str>,
+    event: Vec<&'a str>,
+    tool: Vec<Option<&'a str>>,
+    line: Vec<&'a [u8]>,
+    p_seq: Vec<i64>,
+    p_sidecar: Vec<&'a [u8]>,
+    s_key: Vec<&'a [u8]>,
+    s_seq: Vec<i64>,
+    s_id: Vec<&'a [u8]>,
+}
+
+impl WriteBatch for PgBatch {
+    fn chain_head(&mut self, tenant: TenantRef<'_>) -> Result<Option<ChainHead>, StoreError> {
+        self.usable()?;
+        match self.chain(tenant, false)? {
+            Some(state) if state.has_head => {}
+            _ => return Ok(None),
+        }
+        let row = self.write(|c| {
+            c.query_opt(
+                &format!("SELECT {HEAD_COLUMNS} FROM chains WHERE tenant_id = $1"),
+                &[&tenant],
+            )
+        })?;
+        row.map(|r| read_head(&r)).transpose()
+    }
+
+    fn append(&mut self, tenant: TenantRef<'_>, entries: &[NewEntry]) -> Result<(), StoreError> {
+        self.usable()?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // Check the whole call before writing anything.
+        let len = self.chain(tenant, false)?.map_or(0, |s| s.len);
+        for (expected, e) in (len + 1..).zip(entries) {
+            if e.seq != expected {
+                return Err(StoreError::SeqConflict {
+                    tenant: tenant.to_owned(),
+                    expected,
+                    got: e.seq,
+                });
+            }
+        }
+        let last = len
+            .checked_add(entries.len() as u64)
+            .filter(|&l| i64::try_from(l).is_ok())
+            .ok_or_else(|| {
+                invalid(format!(
+                    "an append of {} entries after seq {len} is beyond this store's limits",
+                    entries.len()
+                ))
+            })?;
+        let mut c = Columns::default();
+        for e in entries {
+            let seq = to_i64(e.seq, "a seq")?;
+            c.seq.push(seq);
+            c.ts.push(e.ts_ms);
+            c.id.push(&e.entry_id);
+            c.hash.push(&e.entry_hash.0);
+            c.agent.push(&e.agent_id);
+            c.session.push(&e.session_id);
+            c.event.push(&e.event_type);
+            c.tool.push(e.tool.as_deref());
+            c.line.push(&e.line);
+            if let Some(p) = &e.personal {
+                c.p_seq.push(seq);
+                c.p_sidecar.push(&p.sidecar);
+                for k in &p.subject_keys {
+                    c.s_key.push(k);
+                    c.s_seq.push(seq);
+                    c.s_id.push(&e.entry_id);
+                }
+            }
+        }
+        let chain_id = match self.chain(tenant, true)? {
+            Some(s) => s.chain_id,
+            None => return Err(invalid("chain creation failed (internal error)")),
+        };
+        // One savepoint per call: a refused call (a duplicate entry id) leaves the batch as it
+        // was before it.
+        self.write(|conn| conn.batch_execute("SAVEPOINT append"))?;
+        let r = (|| -> Result<(), postgres::Error> {
+            self.conn.execute(
+                "INSERT INTO entries(chain_id, seq, ts_ms, entry_id, entry_hash, agent_id, \
+                 session_id, event_type, tool, line) \
+                 SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[], \
+                 $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[])",
+                &[
+                    &chain_id, &c.seq, &c.ts, &c.id, &c.hash, &c.agent, &c.session, &c.event,
+                    &c.tool, &c.line,
+                ],
+            )?;
+            if !c.p_seq.is_empty() {
+                self.conn.execute(
+                    "INSERT INTO personal(chain_id, seq, sidecar) \
+                     SELECT $1, * FROM unnest($2::bigint[], $3::bytea[])",
+                    &[&chain_id, &c.p_seq, &c.p_sidecar],
+                )?;
+            }
+            if !c.s_key.is_empty() {
+                self.conn.execute(
+                    "INSERT INTO subject_index(subject_key, chain_id, seq, entry_id) \
+                     SELECT k, $1, s, i FROM unnest($2::bytea[], $3::bigint[], $4::bytea[]) \
+                     AS u(k, s, i) ON CONFLICT DO NOTHING",
+                    &[&chain_id, &c.s_key, &c.s_seq, &c.s_id],
+                )?;
+            }
+            self.conn.batch_execute("RELEASE SAVEPOINT append")
+        })();
+        if let Err(e) = r {
+            let duplicate = e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+                && e.as_db_error().and_then(|d| d.constraint()) == Some("entries_entry_id");
+            if self
+                .conn
+                .batch_execute("ROLLBACK TO SAVEPOINT append; RELEASE SAVEPOINT append")
+                .is_err()
+            {
+                self.failed = true;
+            }
+            if duplicate {
+                return Err(invalid(format!(
+                    "an entry id of seqs {}..={last} of tenant {tenant:?} is already stored (or repeated in the call); entry ids must be unique",
+                    len + 1
+                )));
+            }
+            return Err(pg(e));
+        }
+        if let Some(state) = self.chains.get_mut(tenant) {
+            state.len = last;
+            state.dirty = true;
+        }
+        Ok(())
+    }
+
+    fn set_head(&mut self, head: &ChainHead) -> Result<(), StoreError> {
+        self.usable()?;
+        let tenant = head.tenant_id.as_str();
+        let len = self.chain(tenant, false)?.map_or(0, |s| s.len);
+        if head.size != len {
+            return Err(StoreError::SeqConflict {
+                tenant: tenant.to_owned(),
+                expected: len,
+                got: head.size,
+            });
+        }
+        let size = to_i64(head.size, "a chain size")?;
+        let cp_size = to_i64(head.last_checkpoint_size, "a checkpoint size")?;
+        let Some(state) = self.chain(tenant, true)? else {
+            return Err(invalid("chain creation failed (internal error)"));
+        };
+        let chain_id = state.chain_id;
+        if size > 0 {
+            // The head must describe the last stored entry (unless it was archived).
+            let row = self.write(|c| {
+                c.query_opt(
+                    "SELECT entry_hash, entry_id FROM entries WHERE chain_id = $1 AND seq = $2",
+                    &[&chain_id, &size],
+                )
+            })?;
+            if let Some(r) = row {
+                let (hash, id): (&[u8], &[u8]) = (r.get(0), r.get(1));
+                if hash != head.head_hash.0 || id != head.last_entry_id {
+                    return Err(invalid(format!(
+                        "the head of tenant {tenant:?} does not match its entry {}: head_hash \
+                         and last_entry_id must be that entry's hash and id",
+                        head.size
+                    )));
+                }
+            }
+        }
+        let (hh, le, ms): (&[u8], &[u8], &[u8]) =
+            (&head.head_hash.0, &head.last_entry_id, &head.merkle_state);
+        self.write(|c| {
+            c.execute(
+                "UPDATE chains SET size = $2, head_hash = $3, last_entry_id = $4, \
+                 merkle_state = $5, last_checkpoint_size = $6, last_checkpoint_ms = $7 \
+                 WHERE chain_id = $1",
+                &[
+                    &chain_id,
+                    &size,
+                    &hh,
+                    &le,
+                    &ms,
+                    &cp_size,
+                    &head.last_checkpoint_ms,
+                ],
+            )
+        })?;
+        if let Some(state) = self.chains.get_mut(tenant) {
+            state.head_size = head.size;
+            state.has_head = true;
+            state.dirty = true;
+        }
+        Ok(())
+    }
+
+    fn put_checkpoint(&mut self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
+        self.usable()?;
+        let size = to_i64(cp.size, "a checkpoint size")?;
+        let Some(state) = self.chain(&cp.tenant_id, true)? else {
+            return Err(invalid("chain creation failed (internal error)"));
+        };
+        if cp.size > state.len {
+            return Err(invalid(format!(
+                "checkpoint of tenant {:?} at size {} is beyond the {} stored entries",
+                cp.tenant_id, cp.size, state.len
+            )));
+        }
+        let chain_id = state.chain_id;
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO checkpoints(chain_id, size, ts_ms, note) VALUES ($1, $2, $3, $4)",
+                &[&chain_id, &size, &cp.ts_ms, &cp.note],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn put_nodes(
+        &mut self,
+        tenant: TenantRef<'_>,
+        level: u8,
+        nodes: &[(u64, Hash)],
+    ) -> Result<(), StoreError> {
+        self.usable()?;
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        let Some(state) = self.chain(tenant, true)? else {
+            return Err(invalid("chain creation failed (internal error)"));
+        };
+        let chain_id = state.chain_id;
+        let idx: Vec<i64> = nodes
+            .iter()
+            .map(|(i, _)| to_i64(*i, "a Merkle node index"))
+            .collect::<Result<_, _>>()?;
+        let hashes: Vec<&[u8]> = nodes.iter().map(|(_, h)| h.0.as_slice()).collect();
+        let level = i16::from(level);
+        // Nodes already stored must be the same subtree hashes.
+        let differing = self.write(|c| {
+            c.query(
+                "SELECT u.i FROM unnest($3::bigint[], $4::bytea[]) AS u(i, h) \
+                 JOIN merkle_nodes m ON m.chain_id = $1 AND m.level = $2 AND m.idx = u.i \
+                 WHERE m.hash <> u.h LIMIT 1",
+                &[&chain_id, &level, &idx, &hashes],
+            )
+        })?;
+        if let Some(r) = differing.first() {
+            let i: i64 = r.get(0);
+            return Err(invalid(format!(
+                "Merkle node {level}/{i} of tenant {tenant:?} is already stored with a different hash"
+            )));
+        }
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO merkle_nodes(chain_id, level, idx, hash) \
+                 SELECT $1, $2, i, h FROM unnest($3::bigint[], $4::bytea[]) AS u(i, h) \
+                 ON CONFLICT DO NOTHING",
+                &[&chain_id, &level, &idx, &hashes],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.usable()?;
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES ($1, $2) \
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                &[&key, &value],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        self.usable()?;
+        for (tenant, state) in &self.chains {
+            if !state.dirty {
+                continue;
+            }
+            if !state.has_head {
+                return Err(invalid(format!(
+                    "the batch wrote to tenant {tenant:?} but never set its head; call set_head \
+                     before commit"
+                )));
+            }
+            if state.head_size != state.len {
+                return Err(StoreError::SeqConflict {
+                    tenant: tenant.clone(),
+                    expected: state.len,
+                    got: state.head_size,
+                });
+            }
+        }
+        // COMMIT returns once the server has flushed the transaction's WAL
+        // (synchronous_commit = on, set for every connection). If it fails, the transaction
+        // is over either way.
+        self.ended = true;
+        self.conn.batch_execute("COMMIT").map_err(pg)
+    }
+
+    fn retention(&mut self) -> Result<&mut dyn RetentionBatch, StoreError> {
+        Ok(self)
+    }
+}
+
+impl RetentionBatch for PgBatch {
+    fn archive_prefix(&mut self, anchor: &StoredAnchor) -> Result<(), StoreError> {
+        self.usable()?;
+        let tenant = anchor.tenant_id.as_str();
+        let Some(state) = self.chain(tenant, false)? else {
+            return Err(invalid(format!(
+                "no chain for tenant {tenant:?} to archive"
+            )));
+        };
+        let (chain, len) = (state.chain_id, state.len);
+        let current = self
+            .write(|c| c.query_opt("SELECT size FROM anchors WHERE chain_id = $1", &[&chain]))?
+            .map_or(Ok(0), |r| to_u64(r.get(0), "an anchor size"))?;
+        if anchor.size <= current || anchor.size > len {
+            return Err(invalid(format!(
+                "tenant {tenant:?}: cannot archive up to entry {} (entries {}..={len} are stored)",
+                anchor.size,
+                current + 1
+            )));
+        }
+        if anchor.tail_hashes.len() as u64 != anchor.size % 256 {
+            return Err(invalid(format!(
+                "the anchor at size {} must carry {} tail hashes, not {}",
+                anchor.size,
+                anchor.size % 256,
+                anchor.tail_hashes.len()
+            )));
+        }
+        let size = to_i64(anchor.size, "an anchor size")?;
+        let tail: Vec<u8> = anchor
+            .tail_hashes
+            .iter()
+            .flat_map(|h| h.as_bytes().to_vec())
+            .collect();
+        self.write(|c| {
+            c.execute(
+                "DELETE FROM personal WHERE chain_id = $1 AND seq <= $2",
+                &[&chain, &size],
+            )?;
+            c.execute(
+                "DELETE FROM entries WHERE chain_id = $1 AND seq <= $2",
+                &[&chain, &size],
+            )?;
+            c.execute(
+                "DELETE FROM checkpoints WHERE chain_id = $1 AND size < $2",
+                &[&chain, &size],
+            )?;
+            c.execute(
+                "INSERT INTO anchors(chain_id, size, record, tail_hashes) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT(chain_id) DO UPDATE SET size = excluded.size, \
+                 record = excluded.record, tail_hashes = excluded.tail_hashes",
+                &[&chain, &size, &anchor.record, &tail],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn put_archive_segment(&mut self, seg: &ArchiveSegment) -> Result<(), StoreError> {
+        self.usable()?;
+        let Some(state) = self.chain(&seg.tenant_id, false)? else {
+            return Err(invalid(format!(
+                "no chain for tenant {:?} to record an archive segment of",
+                seg.tenant_id
+            )));
+        };
+        let chain = state.chain_id;
+        let st: i16 = match seg.state {
+            SegmentState::Live => 0,
+            SegmentState::Deleting => 1,
+            SegmentState::Deleted => 2,
+        };
+        let first = to_i64(seg.first_seq, "a segment's first seq")?;
+        let last = to_i64(seg.last_seq, "a segment's last seq")?;
+        let bytes = to_i64(seg.bytes, "a segment's size")?;
+        let sha: &[u8] = seg.sha256.as_bytes();
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO archive_segments(chain_id, first_seq, last_seq, object, sha256, \
+                 bytes, first_ts, last_ts, sealed_ms, state, state_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT(chain_id, first_seq) DO UPDATE SET last_seq = excluded.last_seq, \
+                 object = excluded.object, sha256 = excluded.sha256, bytes = excluded.bytes, \
+                 first_ts = excluded.first_ts, last_ts = excluded.last_ts, \
+                 sealed_ms = excluded.sealed_ms, state = excluded.state, \
+                 state_ms = excluded.state_ms",
+                &[
+                    &chain,
+                    &first,
+                    &last,
+                    &seg.object,
+                    &sha,
+                    &bytes,
+                    &seg.first_ts_ms,
+                    &seg.last_ts_ms,
+                    &seg.sealed_ms,
+                    &st,
+                    &seg.state_ms,
+                ],
+            )
+        })?;
+        Ok(())
+    }
+}
