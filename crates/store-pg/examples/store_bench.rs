@@ -125,7 +125,7 @@ fn main() {
     println!("{entries} entries, {batch} per batch");
     {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = blackbox_store::sqlite::SqliteStore::create(&dir.path().join("l.db")).unwrap();
+        let mut s = blackbox_store::sqlite::SqliteStore::create(dir.path().join("l.db")).unwrap();
         run("sqlite", &mut s, entries, batch);
     }
     {
