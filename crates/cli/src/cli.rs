@@ -7,6 +7,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Parser, Debug)]
 #[command(name = "blackbox", version, about = "Tamper-evident audit log for AI agents", long_about = None)]
 pub struct Cli {
+    /// Keep the entries in this PostgreSQL database (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB
+    /// [?sslmode=verify-full]`) instead of the data directory's embedded SQLite file, for every
+    /// command that opens a store. The data directory still holds the keys and settings.
+    #[arg(
+        long,
+        global = true,
+        env = "BLACKBOX_STORE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub store: Option<String>,
     #[command(subcommand)]
     pub cmd: Cmd,
 }

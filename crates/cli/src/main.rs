@@ -27,6 +27,16 @@ pub enum Outcome {
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    if let Some(s) = &args.store
+        && !blackbox_store_pg::is_postgres_url(s)
+    {
+        eprintln!(
+            "error: --store {:?} is not a store URL; give postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (without --store, the data directory's embedded store is used)",
+            blackbox_store_pg::redact(s)
+        );
+        return ExitCode::from(2);
+    }
+    blackbox_ledger::datadir::select_store(args.store.clone());
     match cmd::run(args) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::CheckFailed) => ExitCode::from(1),

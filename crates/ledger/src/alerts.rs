@@ -344,7 +344,7 @@ mod tests {
     /// 6 then resolved, 4 resolved directly.
     fn store() -> (
         tempfile::TempDir,
-        blackbox_store::sqlite::SqliteStore,
+        Box<dyn blackbox_store::Store>,
         Vec<uuid::Uuid>,
     ) {
         let tmp = tempfile::tempdir().unwrap();

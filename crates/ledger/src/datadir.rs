@@ -3,6 +3,8 @@
 //! ```text
 //! DIR/
 //!   blackbox.db            the embedded SQLite store (plus -wal / -shm while open)
+//!   store.postgres         instead, when the store is a PostgreSQL database (`--store URL`):
+//!                          the database it was initialised with, without its password
 //!   blackbox.toml          settings (checkpoint policy, redaction lists)
 //!   checkpoint.pub         the checkpoint verifier key (public; give it to auditors)
 //!   keys/                  0700
@@ -26,17 +28,78 @@ use crate::error::LedgerError;
 /// Default data directory (relative to the working directory).
 pub const DEFAULT_DATA_DIR: &str = "./blackbox-data";
 
-/// Paths inside a data directory.
-#[derive(Debug, Clone)]
+/// The store the binary was told to use (`--store` / `BLACKBOX_STORE`), for every
+/// [`DataDir::new`] of the process; see [`select_store`].
+static SELECTED_STORE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Makes every data directory of this process use the store at `url` (`postgres://…`) instead
+/// of its embedded SQLite file; `None` keeps the embedded store. Called once by the binary with
+/// `--store` / `BLACKBOX_STORE`; later calls change nothing.
+pub fn select_store(url: Option<String>) {
+    let _ = SELECTED_STORE.set(url.filter(|u| !u.is_empty()));
+}
+
+/// Where a data directory's entries are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// The embedded SQLite file (the default).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (its URL, which may hold a password: never print it as is).
+    Postgres(String),
+}
+
+/// Paths inside a data directory, and the store it uses.
+#[derive(Clone)]
 pub struct DataDir {
     root: PathBuf,
+    store: Option<String>,
+}
+
+impl std::fmt::Debug for DataDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataDir")
+            .field("root", &self.root)
+            .field(
+                "store",
+                &self.store.as_deref().map(blackbox_store_pg::redact),
+            )
+            .finish()
+    }
 }
 
 impl DataDir {
-    /// Names a data directory (nothing is touched).
+    /// Names a data directory (nothing is touched), with the store the process selected
+    /// ([`select_store`]; the embedded SQLite file by default).
     #[must_use]
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            store: SELECTED_STORE.get().cloned().flatten(),
+        }
+    }
+
+    /// This directory with its entries kept at `url` (`postgres://…`), or in the embedded
+    /// SQLite file (`None`).
+    #[must_use]
+    pub fn with_store(mut self, url: Option<String>) -> Self {
+        self.store = url;
+        self
+    }
+
+    /// Where the entries are kept.
+    #[must_use]
+    pub fn store_location(&self) -> StoreLocation {
+        match &self.store {
+            Some(url) => StoreLocation::Postgres(url.clone()),
+            None => StoreLocation::Sqlite(self.store_path()),
+        }
+    }
+
+    /// The file `init` writes when the store is a PostgreSQL database (its marker of
+    /// "initialised").
+    #[must_use]
+    pub fn postgres_marker_path(&self) -> PathBuf {
+        self.root.join("store.postgres")
     }
 
     /// The directory.
@@ -95,10 +158,20 @@ impl DataDir {
         self.keys_dir().join("subject-index.key")
     }
 
-    /// Whether `init` has run here.
+    /// Whether `init` has run here, whatever the kind of store (the files of the directory
+    /// itself, such as tokens, need nothing more).
+    #[must_use]
+    pub fn is_data_dir(&self) -> bool {
+        self.store_path().exists() || self.postgres_marker_path().exists()
+    }
+
+    /// Whether `init` has run here (for this directory's kind of store).
     #[must_use]
     pub fn is_initialised(&self) -> bool {
-        self.store_path().exists()
+        match self.store {
+            None => self.store_path().exists(),
+            Some(_) => self.postgres_marker_path().exists(),
+        }
     }
 }
 

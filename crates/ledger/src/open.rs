@@ -8,11 +8,12 @@ use blackbox_core::keys::{FssParams, Keyring};
 use blackbox_core::note::NoteVerifier;
 use blackbox_store::Store;
 use blackbox_store::sqlite::SqliteStore;
+use blackbox_store_pg::{PgOptions, PgStore};
 
 use crate::config::{DEFAULT_CONFIG, LedgerConfig};
 use crate::datadir::{
-    DataDir, create_keys, load_keyring, load_or_create_subject_key, load_signer, load_verifier,
-    random32,
+    DataDir, StoreLocation, create_keys, load_keyring, load_or_create_subject_key, load_signer,
+    load_verifier, random32,
 };
 use crate::error::LedgerError;
 use crate::writer::{CheckpointSigner, Writer, WriterSettings};
@@ -61,6 +62,21 @@ pub fn init_with(
             dir: dir.root().to_owned(),
         });
     }
+    // A log of the other kind of store lives here: its keys must never be written over.
+    if dir.is_data_dir() {
+        let (has, asked) = match dir.store_location() {
+            StoreLocation::Postgres(_) => ("its embedded SQLite store", "a PostgreSQL store"),
+            StoreLocation::Sqlite(_) => (
+                "a PostgreSQL store (give its URL with --store or BLACKBOX_STORE)",
+                "an embedded SQLite store",
+            ),
+        };
+        return Err(LedgerError::Inconsistent(format!(
+            "{} already holds a Blackbox log in {has}; refusing to start a new log in {asked} \
+             with new keys there: choose another data directory",
+            dir.root().display()
+        )));
+    }
     fs::create_dir_all(dir.root()).map_err(LedgerError::io(dir.root()))?;
     fs::set_permissions(dir.root(), fs::Permissions::from_mode(0o700))
         .map_err(LedgerError::io(dir.root()))?;
@@ -69,6 +85,34 @@ pub fn init_with(
     let verifier = create_keys(dir, log_name, fss)?;
     if !dir.config_path().exists() {
         crate::datadir::write_public(&dir.config_path(), DEFAULT_CONFIG)?;
+    }
+    if let StoreLocation::Postgres(url) = dir.store_location() {
+        // The database gets its tables and the log's name; the marker, written last, says
+        // "initialised" (an interrupted init can be run again).
+        let mut store = PgStore::open(&url, &PgOptions::default())?;
+        if let Some(name) = store.meta("log_name")? {
+            return Err(LedgerError::Inconsistent(format!(
+                "the database {} already holds the Blackbox log `{name}`; refusing to start a \
+                 second log in it: give another database, or use this one with its data \
+                 directory's keys",
+                store.target()
+            )));
+        }
+        let mut b = store.begin()?;
+        b.set_meta("log_name", log_name)?;
+        b.set_meta("public_key", &verifier.to_vkey())?;
+        b.commit()?;
+        crate::datadir::write_public(
+            &dir.postgres_marker_path(),
+            &format!("{}\n", store.target()),
+        )?;
+        let hmac_key_id = Keyring::new().next_id().to_string();
+        return Ok(InitOutcome {
+            verifier,
+            log_name: log_name.to_owned(),
+            fss_initial_file: fss.map(|_| dir.fss_initial_path(&hmac_key_id)),
+            hmac_key_id,
+        });
     }
     let tmp = dir.root().join("blackbox.db.init");
     let tmp_lines = blackbox_store::segments::lines_dir(&tmp);
@@ -97,6 +141,17 @@ pub fn init_with(
 fn require_init(dir: &DataDir) -> Result<(), LedgerError> {
     if dir.is_initialised() {
         Ok(())
+    } else if dir.store_location() == StoreLocation::Sqlite(dir.store_path())
+        && dir.postgres_marker_path().exists()
+    {
+        Err(LedgerError::Inconsistent(format!(
+            "{} keeps its entries in a PostgreSQL database ({}): give its URL with --store \
+             or BLACKBOX_STORE",
+            dir.root().display(),
+            fs::read_to_string(dir.postgres_marker_path())
+                .unwrap_or_default()
+                .trim()
+        )))
     } else {
         Err(LedgerError::NotInitialised {
             dir: dir.root().to_owned(),
@@ -108,7 +163,7 @@ fn require_init(dir: &DataDir) -> Result<(), LedgerError> {
 ///
 /// # Errors
 /// [`LedgerError::NotInitialised`], key, config and store failures.
-pub fn open_writer(dir: &DataDir) -> Result<(SqliteStore, Writer, LedgerConfig), LedgerError> {
+pub fn open_writer(dir: &DataDir) -> Result<(Box<dyn Store>, Writer, LedgerConfig), LedgerError> {
     require_init(dir)?;
     let lock = lock_writer(dir)?;
     let config = LedgerConfig::load(&dir.config_path())?;
@@ -116,7 +171,7 @@ pub fn open_writer(dir: &DataDir) -> Result<(SqliteStore, Writer, LedgerConfig),
     let signer = load_signer(&dir.signing_key_path())?;
     let subject_key = load_or_create_subject_key(dir)?;
     migrate(dir)?;
-    let store = SqliteStore::open(dir.store_path())?;
+    let store = open_location(&dir.store_location(), false)?;
     if let Some(name) = store.meta("log_name")?
         && name != signer.name()
     {
@@ -174,6 +229,10 @@ pub fn lock_writer(dir: &DataDir) -> Result<std::fs::File, LedgerError> {
 /// Key and store failures.
 pub fn migrate(dir: &DataDir) -> Result<bool, LedgerError> {
     require_init(dir)?;
+    // A PostgreSQL store migrates itself when opened for writing (its migrations).
+    if let StoreLocation::Postgres(_) = dir.store_location() {
+        return Ok(false);
+    }
     match SqliteStore::open_read_only(dir.store_path()) {
         Err(blackbox_store::StoreError::Schema { found: 2, .. }) => {}
         _ => return Ok(false),
@@ -187,11 +246,29 @@ pub fn migrate(dir: &DataDir) -> Result<bool, LedgerError> {
 ///
 /// # Errors
 /// [`LedgerError::NotInitialised`], store failures.
-pub fn open_reader(dir: &DataDir) -> Result<SqliteStore, LedgerError> {
+pub fn open_reader(dir: &DataDir) -> Result<Box<dyn Store>, LedgerError> {
     require_init(dir)?;
     // A store of schema 2 is migrated first (this needs write access; see `migrate`).
     migrate(dir)?;
-    Ok(SqliteStore::open_read_only(dir.store_path())?)
+    open_location(&dir.store_location(), true)
+}
+
+/// Opens the store at `location`, read-only or for writing. This is where a data directory's
+/// storage backend is chosen; callers get the storage contract only.
+///
+/// # Errors
+/// Store failures.
+pub fn open_location(
+    location: &StoreLocation,
+    read_only: bool,
+) -> Result<Box<dyn Store>, LedgerError> {
+    let o = PgOptions::default();
+    Ok(match (location, read_only) {
+        (StoreLocation::Sqlite(p), true) => Box::new(SqliteStore::open_read_only(p)?),
+        (StoreLocation::Sqlite(p), false) => Box::new(SqliteStore::open(p)?),
+        (StoreLocation::Postgres(url), true) => Box::new(PgStore::open_read_only(url, &o)?),
+        (StoreLocation::Postgres(url), false) => Box::new(PgStore::open(url, &o)?),
+    })
 }
 
 /// Opens the store at `path` read-only, without migrating it (verification reads a store as it
@@ -211,7 +288,7 @@ pub fn open_store_read_only(path: &Path) -> Result<Box<dyn Store>, LedgerError> 
 /// [`LedgerError::NotInitialised`], store failures.
 pub fn open_store(dir: &DataDir) -> Result<Box<dyn Store>, LedgerError> {
     require_init(dir)?;
-    Ok(Box::new(SqliteStore::open(dir.store_path())?))
+    open_location(&dir.store_location(), false)
 }
 
 /// The checkpoint verifier of a data directory (its `checkpoint.pub`).

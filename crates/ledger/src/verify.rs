@@ -282,22 +282,29 @@ pub fn verify_store(
     opts: &StoreVerifyOptions,
     progress: Progress<'_>,
 ) -> Result<Report, LedgerError> {
-    verify_store_and_archive(db_path, None, keys, verifier, opts, progress)
+    verify_store_and_archive(
+        &crate::datadir::StoreLocation::Sqlite(db_path.to_owned()),
+        None,
+        keys,
+        verifier,
+        opts,
+        progress,
+    )
 }
 
-/// [`verify_chains_and_archive`] of the store at `db_path`, opened read-only.
+/// [`verify_chains_and_archive`] of the store at `location`, opened read-only.
 ///
 /// # Errors
 /// Store and archive failures (problems in the log itself are findings in the report).
 pub fn verify_store_and_archive(
-    db_path: &Path,
+    location: &crate::datadir::StoreLocation,
     archive: Option<&dyn ArchiveSource>,
     keys: Option<&Keyring>,
     verifier: Option<NoteVerifier>,
     opts: &StoreVerifyOptions,
     progress: Progress<'_>,
 ) -> Result<Report, LedgerError> {
-    let mut store = crate::open::open_store_read_only(db_path)?;
+    let mut store = crate::open::open_location(location, true)?;
     verify_chains_and_archive(store.as_mut(), archive, keys, verifier, opts, progress)
 }
 

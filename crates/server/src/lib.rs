@@ -99,6 +99,19 @@ pub struct AppState {
     pub triage: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// [`start`] on a blocking thread: a store's client may block on its own runtime (the
+/// PostgreSQL store's does), which a thread driving async tasks must not do.
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_off_runtime(
+    config: ServerConfig,
+) -> Result<(AppState, ingest::WriterThread), ServerError> {
+    tokio::task::spawn_blocking(move || start(config))
+        .await
+        .map_err(|e| ServerError::Config(format!("the service's start-up failed: {e}")))?
+}
+
 /// The service's clock, Unix ms: the process's one clock (`BLACKBOX_TEST_NOW` honoured), the
 /// same the writer is given.
 pub(crate) use blackbox_ledger::clock::now_ms;
@@ -141,7 +154,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
             // A new mirror file starts from anchors, which need a checkpoint at every head.
             let now = writer.now_ms();
             writer.heartbeat(&mut store, now, true)?;
-            let m = mirror::Mirror::open(path, config.mirror_rotate_bytes, &dir.store_path())?;
+            let m = mirror::Mirror::open(path, config.mirror_rotate_bytes, &dir.store_location())?;
             tracing::info!(log_file = %path.display(), "mirroring committed entries to a JSONL file");
             Some(m)
         }
@@ -173,7 +186,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
             answered_journal: Some(dir.root().join("decisions-answered.jsonl")),
         },
     );
-    let readers = Arc::new(readers::ReaderPool::new(dir.store_path()));
+    let readers = Arc::new(readers::ReaderPool::new(dir.store_location()));
     let (stop_webhooks, stop_rx) = tokio::sync::watch::channel(false);
     // Delivery needs the async runtime; without one (tools that only write), alerts wait in the
     // chain and are enqueued by the next service start's catch-up.
@@ -248,7 +261,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
 /// Start-up failures (bad settings, the address in use, the store).
 pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     let listen = config.listen;
-    let (state, writer) = start(config)?;
+    let (state, writer) = start_off_runtime(config).await?;
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
         ServerError::Config(format!(
             "cannot listen on {listen}: {e}; choose another address with --listen"

@@ -65,8 +65,12 @@ impl Mirror {
     ///
     /// # Errors
     /// I/O and store failures.
-    pub fn open(path: &Path, rotate_bytes: u64, db: &Path) -> Result<Self, ServerError> {
-        let reader = blackbox_ledger::open::open_store_read_only(db)?;
+    pub fn open(
+        path: &Path,
+        rotate_bytes: u64,
+        db: &blackbox_ledger::datadir::StoreLocation,
+    ) -> Result<Self, ServerError> {
+        let reader = blackbox_ledger::open::open_location(db, true)?;
         let mut seen: HashMap<String, Seen> = HashMap::new();
         let mut len = 0u64;
         if let Ok(f) = File::open(path) {

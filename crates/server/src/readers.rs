@@ -1,9 +1,9 @@
 //! A pool of read-only store connections for the handlers (SQLite in WAL mode: readers see the
 //! last committed state while the writer works).
 
-use std::path::PathBuf;
 use std::sync::Mutex;
 
+use blackbox_ledger::datadir::StoreLocation;
 use blackbox_store::Store;
 
 use crate::error::ServerError;
@@ -14,7 +14,7 @@ const KEEP: usize = 8;
 /// Read-only connections to one store.
 #[derive(Debug)]
 pub struct ReaderPool {
-    path: PathBuf,
+    location: StoreLocation,
     idle: Mutex<Vec<Box<dyn Store>>>,
 }
 
@@ -52,19 +52,19 @@ impl Drop for Reader<'_> {
 }
 
 impl ReaderPool {
-    /// A pool over the store at `path`.
+    /// A pool over the store at `location`.
     #[must_use]
-    pub fn new(path: PathBuf) -> Self {
+    pub fn new(location: StoreLocation) -> Self {
         Self {
-            path,
+            location,
             idle: Mutex::new(Vec::new()),
         }
     }
 
-    /// The database path.
+    /// Where the store is.
     #[must_use]
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
+    pub fn location(&self) -> &StoreLocation {
+        &self.location
     }
 
     /// A connection (an idle one, or a new one).
@@ -79,7 +79,7 @@ impl ReaderPool {
             .pop();
         let store = match idle {
             Some(s) => s,
-            None => blackbox_ledger::open::open_store_read_only(&self.path)?,
+            None => blackbox_ledger::open::open_location(&self.location, true)?,
         };
         Ok(Reader {
             pool: self,

@@ -692,6 +692,107 @@ pub trait Store: Send + std::fmt::Debug {
     }
 }
 
+/// A boxed store is a store (what `blackbox_ledger::open` hands out when the backend is chosen
+/// at run time): every method, the provided ones included, is the boxed store's own.
+impl<S: Store + ?Sized> Store for Box<S> {
+    fn begin(&mut self) -> Result<Box<dyn WriteBatch + '_>, StoreError> {
+        (**self).begin()
+    }
+    fn chains(&self) -> Result<Vec<ChainHead>, StoreError> {
+        (**self).chains()
+    }
+    fn scan(
+        &self,
+        tenant: TenantRef<'_>,
+        from_seq: u64,
+        to_seq: u64,
+        f: &mut dyn FnMut(StoredEntry) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        (**self).scan(tenant, from_seq, to_seq, f)
+    }
+    fn scan_lines(
+        &self,
+        tenant: TenantRef<'_>,
+        from_seq: u64,
+        to_seq: u64,
+        f: &mut LineVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        (**self).scan_lines(tenant, from_seq, to_seq, f)
+    }
+    fn scan_line_blocks(
+        &self,
+        tenant: TenantRef<'_>,
+        from_seq: u64,
+        to_seq: u64,
+        block: &mut LineBlock,
+        f: &mut BlockVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        (**self).scan_line_blocks(tenant, from_seq, to_seq, block, f)
+    }
+    fn query(
+        &self,
+        q: &Query,
+        f: &mut dyn FnMut(StoredEntry) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        (**self).query(q, f)
+    }
+    fn entry_by_id(&self, entry_id: &[u8; 16]) -> Result<Option<StoredEntry>, StoreError> {
+        (**self).entry_by_id(entry_id)
+    }
+    fn entry_hashes(
+        &self,
+        tenant: TenantRef<'_>,
+        first_seq: u64,
+        last_seq: u64,
+    ) -> Result<Vec<Hash>, StoreError> {
+        (**self).entry_hashes(tenant, first_seq, last_seq)
+    }
+    fn nodes(
+        &self,
+        tenant: TenantRef<'_>,
+        level: u8,
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<(u64, Hash)>, StoreError> {
+        (**self).nodes(tenant, level, first, last)
+    }
+    fn checkpoints(&self, tenant: TenantRef<'_>) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        (**self).checkpoints(tenant)
+    }
+    fn checkpoints_since(
+        &self,
+        tenant: TenantRef<'_>,
+        min_size: u64,
+        after_ms: i64,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        (**self).checkpoints_since(tenant, min_size, after_ms)
+    }
+    fn latest_checkpoint(
+        &self,
+        tenant: TenantRef<'_>,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        (**self).latest_checkpoint(tenant)
+    }
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        (**self).meta(key)
+    }
+    fn anchor(&self, tenant: TenantRef<'_>) -> Result<Option<StoredAnchor>, StoreError> {
+        (**self).anchor(tenant)
+    }
+    fn retention(&self) -> Result<&dyn RetentionStore, StoreError> {
+        (**self).retention()
+    }
+    fn retention_mut(&mut self) -> Result<&mut dyn RetentionStore, StoreError> {
+        (**self).retention_mut()
+    }
+    fn erasure(&self) -> Result<&dyn ErasureStore, StoreError> {
+        (**self).erasure()
+    }
+    fn erasure_mut(&mut self) -> Result<&mut dyn ErasureStore, StoreError> {
+        (**self).erasure_mut()
+    }
+}
+
 /// Retention outside a batch: the archive segments recorded, and freeing space. Reached through
 /// [`Store::retention`] / [`Store::retention_mut`].
 pub trait RetentionStore {

@@ -74,7 +74,8 @@ impl Embedded {
                 ..Default::default()
             },
         )?;
-        let (state, writer) = blackbox_server::start(config)
+        let (state, writer) = blackbox_server::start_off_runtime(config)
+            .await
             .map_err(|e| anyhow!("--data-dir {}: {e}", dir.display()))?;
         let tenant = blackbox_core::ids::TenantId::parse(&g.tenant_id)
             .map_err(|e| anyhow!("--tenant-id: {e}"))?;

@@ -9,7 +9,7 @@ use crate::Outcome;
 use crate::cli::TextOrJson;
 
 fn open(dir: &DataDir) -> Result<Tokens> {
-    if !dir.is_initialised() {
+    if !dir.is_data_dir() {
         anyhow::bail!(
             "{} is not a Blackbox data directory; run `blackbox init` or start `blackbox serve` first",
             dir.root().display()

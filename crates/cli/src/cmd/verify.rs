@@ -134,7 +134,7 @@ pub fn run(a: &Args) -> Result<Outcome> {
             trusted_checkpoints: trusted,
         };
         let r = blackbox_ledger::verify::verify_store_and_archive(
-            &dir.store_path(),
+            &dir.store_location(),
             reader
                 .as_ref()
                 .map(|r| r as &dyn blackbox_ledger::verify::ArchiveSource),

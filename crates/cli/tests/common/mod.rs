@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_blackbox"));
     c.env_remove("BLACKBOX_DATA_DIR");
+    c.env_remove("BLACKBOX_STORE");
     c
 }
 

@@ -23,7 +23,7 @@ pub(super) async fn verify(
     // Verification reads a whole chain: a few at a time, so that it cannot starve ingest, and
     // a few per tenant, so that one tenant cannot starve the others.
     let _running = heavy_read(&state, &caller, "verifications").await?;
-    let path = state.readers.path().to_owned();
+    let location = state.readers.location().clone();
     // Read at each verification rather than kept: the writer moves a forward-secure key to a
     // new epoch in the file, and a copy held since start would keep the erased state in memory.
     let keys_path = state.dir.hmac_keys_path();
@@ -35,8 +35,15 @@ pub(super) async fn verify(
             tenant,
             trusted_checkpoints: Vec::new(),
         };
-        blackbox_ledger::verify::verify_store(&path, Some(&keys), Some(verifier), &opts, &|_| {})
-            .map_err(|e| ApiError::from(crate::ServerError::from(e)))
+        blackbox_ledger::verify::verify_store_and_archive(
+            &location,
+            None,
+            Some(&keys),
+            Some(verifier),
+            &opts,
+            &|_| {},
+        )
+        .map_err(|e| ApiError::from(crate::ServerError::from(e)))
     })
     .await?;
     if !report.ok() {

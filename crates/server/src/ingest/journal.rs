@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use blackbox_core::entry::NormalizedEvent;
 use blackbox_store::Store;
-use blackbox_store::sqlite::SqliteStore;
 use serde_json::json;
 
 use super::Shared;
@@ -137,7 +136,7 @@ impl AnsweredJournal {
     }
 
     /// The decisions a stopped run noted that the store does not hold (read at start).
-    pub(super) fn recover(&mut self, store: &SqliteStore) -> Vec<LostDecision> {
+    pub(super) fn recover(&mut self, store: &dyn Store) -> Vec<LostDecision> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),

@@ -39,7 +39,6 @@ use blackbox_core::ids::TenantId;
 use blackbox_detect::{Detector, Features};
 use blackbox_ledger::writer::{Appended, Writer};
 use blackbox_store::Store;
-use blackbox_store::sqlite::SqliteStore;
 use tokio::sync::oneshot;
 
 use crate::error::ApiError;
@@ -137,7 +136,7 @@ impl WriterThread {
 impl Ingest {
     /// Starts the writer over an opened store and writer.
     #[must_use]
-    pub fn start(store: SqliteStore, writer: Writer, o: WriterOptions) -> (Self, WriterThread) {
+    pub fn start(store: Box<dyn Store>, writer: Writer, o: WriterOptions) -> (Self, WriterThread) {
         let WriterOptions {
             heartbeat_every_ms,
             queue_capacity,
@@ -344,7 +343,7 @@ impl Drop for ReadyGuard {
 }
 
 fn run(
-    mut store: SqliteStore,
+    mut store: Box<dyn Store>,
     mut writer: Writer,
     rx: &Receiver<Msg>,
     shared: &Shared,
@@ -355,7 +354,10 @@ fn run(
     let mut failures = 0u32;
     // Decisions a stopped run answered and never committed: written down first.
     let mut recovered = match &shared.journal {
-        Some(j) => j.lock().map(|mut j| j.recover(&store)).unwrap_or_default(),
+        Some(j) => j
+            .lock()
+            .map(|mut j| j.recover(store.as_ref()))
+            .unwrap_or_default(),
         None => Vec::new(),
     };
     loop {
@@ -368,7 +370,7 @@ fn run(
                 Vec::new()
             }
         };
-        let r = writer.stream(&mut store, |sink| {
+        let r = writer.stream(store.as_mut(), |sink| {
             for t in &tenants {
                 sink.track(t)?;
             }

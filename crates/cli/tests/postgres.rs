@@ -1,0 +1,324 @@
+//! The binary on a PostgreSQL store (`--store` / `BLACKBOX_STORE`): every command that opens a
+//! store, and the service, on scratch databases of the PostgreSQL server this machine runs
+//! (`BLACKBOX_TEST_PG`, by default postgres://postgres@127.0.0.1:5432/postgres). The server
+//! must be there: these tests fail without it (`.ci/run` starts it when it is not running).
+
+// Test helpers panic on failure by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::serve::{Server, http, token};
+use common::{bin, example_session};
+use serde_json::{Value, json};
+
+fn admin_url() -> String {
+    std::env::var("BLACKBOX_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn admin() -> postgres::Client {
+    postgres::Client::connect(&admin_url(), postgres::NoTls).unwrap_or_else(|e| {
+        panic!(
+            "these tests need a PostgreSQL server at {} ({e}); start one (`.ci/run` does), or \
+             set BLACKBOX_TEST_PG",
+            blackbox_store_pg::redact(&admin_url())
+        )
+    })
+}
+
+/// A database of its own, dropped with the value.
+struct Scratch {
+    name: String,
+    url: String,
+}
+
+impl Scratch {
+    fn new(what: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "bb_test_cli_{what}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        admin()
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let admin = admin_url();
+        let base = &admin[..admin.rfind('/').unwrap()];
+        Self {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = admin().batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+/// `blackbox ARGS` with the store at `url`: (exit code, stdout, stderr).
+fn bb(url: Option<&str>, args: &[&str]) -> (i32, String, String) {
+    let mut c = bin();
+    if let Some(u) = url {
+        c.env("BLACKBOX_STORE", u);
+    }
+    let out = c.args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_command_runs_on_a_postgresql_store() {
+    let db = Scratch::new("cmds");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let dir = dir.to_str().unwrap();
+    let url = Some(db.url.as_str());
+    // --store works as the environment variable does.
+    let mut c = bin();
+    let out = c
+        .args([
+            "init",
+            "--data-dir",
+            dir,
+            "--log-name",
+            "blackbox/pg",
+            "--store",
+            &db.url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !std::path::Path::new(dir).join("blackbox.db").exists(),
+        "init made a SQLite store beside the PostgreSQL one"
+    );
+    let session = example_session();
+    let (code, _, err) = bb(
+        url,
+        &[
+            "append",
+            "--data-dir",
+            dir,
+            "--file",
+            session.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = bb(url, &["verify", "--data-dir", dir]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("OK — 8 entries verified"), "{out}");
+    let (code, out, err) = bb(
+        url,
+        &[
+            "query",
+            "--data-dir",
+            dir,
+            "--tool",
+            "search_kb",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert!(
+        !rows.is_empty()
+            && rows
+                .iter()
+                .all(|r| r["payload"]["tool_name"] == "search_kb"),
+        "{out}"
+    );
+    // The exported log verifies on its own, with the data directory's public key.
+    let log = tmp.path().join("audit.jsonl");
+    let (code, _, err) = bb(
+        url,
+        &[
+            "export-log",
+            "--data-dir",
+            dir,
+            "--output",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = bb(
+        None,
+        &[
+            "verify",
+            "--log-file",
+            log.to_str().unwrap(),
+            "--public-key",
+            &format!("{dir}/checkpoint.pub"),
+            "--key-file",
+            &format!("{dir}/keys/hmac.keys"),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // Without --store the data directory says where its entries are.
+    let (code, _, err) = bb(None, &["verify", "--data-dir", dir]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("PostgreSQL") && err.contains("--store"),
+        "{err}"
+    );
+    // A second log is not started in a database that holds one.
+    let other = tmp.path().join("other");
+    let (code, _, err) = bb(url, &["init", "--data-dir", other.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("already holds the Blackbox log `blackbox/pg`"),
+        "{err}"
+    );
+    // A store URL that is not one is refused before anything is opened, password hidden.
+    let (code, _, err) = bb(Some("mysql://u:s3cret@h/d"), &["verify", "--data-dir", dir]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("not a store URL") && !err.contains("s3cret"),
+        "{err}"
+    );
+    // An unreachable database is named, without its password.
+    let (code, _, err) = bb(
+        Some("postgres://bb:s3cret@127.0.0.1:1/x"),
+        &["verify", "--data-dir", dir],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("cannot reach") && !err.contains("s3cret"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_service_on_postgresql_loses_nothing_acknowledged_across_a_kill_9() {
+    let db = Scratch::new("serve");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let dir = dir.to_str().unwrap().to_owned();
+    let (code, _, err) = bb(Some(&db.url), &["init", "--data-dir", &dir]);
+    assert_eq!(code, 0, "{err}");
+    let ingest = token(&dir, Some("acme"), "ingest");
+    let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let url = db.url.clone();
+    for round in 0..2 {
+        let mut server = Server::start_with(&dir, |mut c| {
+            c.env("BLACKBOX_STORE", &url);
+            c
+        });
+        let stop = Instant::now() + Duration::from_millis(1500);
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let (addr, t, acked) = (server.addr, ingest.clone(), Arc::clone(&acked));
+                std::thread::spawn(move || {
+                    let mut i = 0;
+                    while Instant::now() < stop {
+                        let body = json!([{"agent_id": format!("a{w}"), "session_id": "s",
+                            "event_type": "tool_call", "tool_name": "t", "client_seq": i,
+                            "payload": {"round": round, "i": i}}])
+                        .to_string();
+                        match http(addr, "POST", "/v1/events", Some(&t), Some(&body)) {
+                            Ok((200, b)) => {
+                                let v: Value = serde_json::from_str(&b).unwrap();
+                                for e in v["entries"].as_array().unwrap() {
+                                    acked
+                                        .lock()
+                                        .unwrap()
+                                        .insert(e["entry_id"].as_str().unwrap().to_owned());
+                                }
+                            }
+                            // Killed under the writers: the rest are not acknowledged.
+                            _ => return,
+                        }
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(700));
+        if round == 0 {
+            server.kill9();
+        }
+        for w in writers {
+            w.join().unwrap();
+        }
+        if round == 1 {
+            server.stop();
+        }
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 20,
+        "too few events were acknowledged: {}",
+        acked.len()
+    );
+    let (code, out, err) = bb(Some(&db.url), &["verify", "--data-dir", &dir]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = bb(
+        Some(&db.url),
+        &[
+            "query",
+            "--data-dir",
+            &dir,
+            "--tenant-id",
+            "acme",
+            "--event-type",
+            "tool_call",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let stored: BTreeSet<String> = serde_json::from_str::<Vec<Value>>(&out)
+        .unwrap()
+        .iter()
+        .map(|r| r["entry_id"].as_str().unwrap().to_owned())
+        .collect();
+    let missing: Vec<_> = acked.difference(&stored).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not stored: {missing:?}"
+    );
+}
+
+#[test]
+fn a_data_directory_of_one_kind_of_store_is_never_reinitialised_for_the_other() {
+    let db = Scratch::new("kinds");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let dir = dir.to_str().unwrap();
+    let (code, _, err) = bb(None, &["init", "--data-dir", dir]);
+    assert_eq!(code, 0, "{err}");
+    let keys = std::fs::read(format!("{dir}/keys/hmac.keys")).unwrap();
+    for args in [
+        &["init", "--data-dir", dir][..],
+        &["append", "--data-dir", dir, "--file", "/dev/null"],
+    ] {
+        let (code, _, err) = bb(Some(&db.url), args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+    }
+    let (code, _, err) = bb(Some(&db.url), &["init", "--data-dir", dir]);
+    assert!(err.contains("embedded SQLite store"), "{code}: {err}");
+    assert_eq!(
+        std::fs::read(format!("{dir}/keys/hmac.keys")).unwrap(),
+        keys,
+        "the SQLite log's keys were written over"
+    );
+}
