@@ -167,7 +167,21 @@ impl PgBatch {
     }
 }
 
-/// The columns of one `append` call, as arrays for `unnest`.
+/// The types of the columns [`WriteBatch::append`] copies into `entries`.
+const ENTRY_TYPES: [postgres::types::Type; 10] = [
+    postgres::types::Type::INT8,
+    postgres::types::Type::INT8,
+    postgres::types::Type::INT8,
+    postgres::types::Type::BYTEA,
+    postgres::types::Type::BYTEA,
+    postgres::types::Type::TEXT,
+    postgres::types::Type::TEXT,
+    postgres::types::Type::TEXT,
+    postgres::types::Type::TEXT,
+    postgres::types::Type::BYTEA,
+];
+
+/// The columns of one `append` call.
 #[derive(Default)]
 struct Columns<'a> {
     seq: Vec<i64>,
@@ -257,16 +271,27 @@ impl WriteBatch for PgBatch {
         // was before it.
         self.write(|conn| conn.batch_execute("SAVEPOINT append"))?;
         let r = (|| -> Result<(), postgres::Error> {
-            self.conn.execute(
-                "INSERT INTO entries(chain_id, seq, ts_ms, entry_id, entry_hash, agent_id, \
-                 session_id, event_type, tool, line) \
-                 SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[], \
-                 $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[])",
-                &[
-                    &chain_id, &c.seq, &c.ts, &c.id, &c.hash, &c.agent, &c.session, &c.event,
-                    &c.tool, &c.line,
-                ],
+            // COPY … BINARY: the rows go as they are, without an INSERT's per-row executor work.
+            let copy = self.conn.copy_in(
+                "COPY entries(chain_id, seq, ts_ms, entry_id, entry_hash, agent_id, session_id, \
+                 event_type, tool, line) FROM STDIN BINARY",
             )?;
+            let mut w = postgres::binary_copy::BinaryCopyInWriter::new(copy, &ENTRY_TYPES);
+            for i in 0..c.seq.len() {
+                w.write(&[
+                    &chain_id,
+                    &c.seq[i],
+                    &c.ts[i],
+                    &c.id[i],
+                    &c.hash[i],
+                    &c.agent[i],
+                    &c.session[i],
+                    &c.event[i],
+                    &c.tool[i],
+                    &c.line[i],
+                ])?;
+            }
+            w.finish()?;
             if !c.p_seq.is_empty() {
                 self.conn.execute(
                     "INSERT INTO personal(chain_id, seq, sidecar) \

@@ -49,6 +49,7 @@ pub fn run_all<B: Backend>(fresh: &mut dyn FnMut() -> B) -> Result<(), StoreErro
     ordering(&mut fresh())?;
     checkpoints_and_nodes(&mut fresh())?;
     tenant_isolation(&mut fresh())?;
+    duplicate_entry_ids(&mut fresh())?;
     query_equivalence(&mut fresh(), 0x5eed)?;
     let mut b = fresh();
     let (retention, erasure) = {
@@ -449,6 +450,50 @@ pub fn tenant_isolation(b: &mut dyn Backend) -> Result<(), StoreError> {
         },
     )?;
     assert_eq!(n, 20);
+    Ok(())
+}
+
+/// An entry id already stored (in any chain), or repeated within one call, is refused; the
+/// refused call leaves nothing, and the store takes the next write.
+///
+/// # Errors
+/// Backend failures.
+pub fn duplicate_entry_ids(b: &mut dyn Backend) -> Result<(), StoreError> {
+    let mut s = b.open()?;
+    let a = plains("a", 1, 5);
+    append(s.as_mut(), "a", &a)?;
+    // Another chain, an id of chain a.
+    let mut twin = plain("b", 1);
+    twin.entry_id = a[2].entry_id;
+    {
+        let mut batch = s.begin()?;
+        let r = batch.append("b", std::slice::from_ref(&twin));
+        assert!(
+            r.is_err(),
+            "an entry id stored in another chain was accepted"
+        );
+    }
+    // The same id twice in one call.
+    let mut pair = plains("a", 6, 7);
+    pair[1].entry_id = pair[0].entry_id;
+    {
+        let mut batch = s.begin()?;
+        let r = batch.append("a", &pair);
+        assert!(
+            r.is_err(),
+            "an entry id repeated within a call was accepted"
+        );
+    }
+    assert_chain(s.as_ref(), "a", &a, "after refused duplicates")?;
+    assert!(
+        s.chains()?.iter().all(|h| h.tenant_id == "a"),
+        "a refused append created a chain"
+    );
+    // The store takes the next write, and the ids are found where they belong.
+    let next = plains("a", 6, 7);
+    append(s.as_mut(), "a", &next)?;
+    let found = s.entry_by_id(&a[2].entry_id)?.map(|e| (e.tenant_id, e.seq));
+    assert_eq!(found, Some(("a".to_owned(), 3)));
     Ok(())
 }
 
