@@ -33,18 +33,33 @@ psql -q "$ADMIN" -c "CREATE DATABASE $DB"
 echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$N events, 500 per request, 4 connections; PostgreSQL $(psql -Atq "$ADMIN" -c 'SHOW server_version')"
 
+# CPU seconds used so far by processes named $1 (user + system; /proc, clock ticks).
+cpu() { local t=0 p; for p in $(pgrep -x "$1"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2> /dev/null || echo 0))); done; echo "scale=2; $t / $(getconf CLK_TCK)" | bc; }
+
 run() { # NAME STORE_URL_OR_EMPTY
   local name=$1 store=$2 dir="$OUT/$1" t0 t1
-  export BLACKBOX_STORE="$store"
+  if [ -n "$store" ]; then export BLACKBOX_STORE="$store"; else unset BLACKBOX_STORE; fi
   "$BB" init --data-dir "$dir" > /dev/null
   TOKEN=$("$BB" tokens create --data-dir "$dir" --tenant acme --scope ingest | tail -1)
   BLACKBOX_LOG=warn "$BB" serve --data-dir "$dir" --listen "127.0.0.1:$PORT" --rate-limit 0 &
   SERVER=$!
   for _ in $(seq 100); do curl -fs "$URL/healthz" > /dev/null && break; sleep 0.1; done
   echo "== $name: batched ingest"
+  local db0 sv0 db1 sv1
+  db0=$(cpu postgres); sv0=$(awk '{print $14 + $15}' "/proc/$SERVER/stat")
   "$LG" --url "$URL" --token "$TOKEN" --mode prebuilt --events "$N" --batch-size 500 \
     --concurrency 4 --max-seconds 900 | sed 's/^/  /'
+  db1=$(cpu postgres); sv1=$(awk '{print $14 + $15}' "/proc/$SERVER/stat")
+  printf '  CPU during ingest: service %.2f s, PostgreSQL server %.2f s\n' \
+    "$(echo "($sv1 - $sv0) / $(getconf CLK_TCK)" | bc -l)" "$(echo "$db1 - $db0" | bc -l)"
   kill -TERM "$SERVER"; wait "$SERVER" || true; SERVER=""
+  if [ -n "$store" ]; then
+    printf '  bytes per entry in the database: %.0f\n' \
+      "$(echo "$(psql -Atq "$store" -c 'SELECT pg_database_size(current_database())') / $N" | bc -l)"
+  else
+    printf '  bytes per entry in the store files: %.0f\n' \
+      "$(echo "$(du -sb "$dir/blackbox.db" "$dir/blackbox.lines" 2> /dev/null | awk '{s += $1} END {print s}') / $N" | bc -l)"
+  fi
   t0=$(date +%s.%N)
   "$BB" verify --data-dir "$dir" | head -1 | sed 's/^/  verify: /'
   t1=$(date +%s.%N)

@@ -27,7 +27,8 @@ pub enum Outcome {
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    if let Some(s) = &args.store
+    // An empty BLACKBOX_STORE is no store URL: the embedded store, as when it is unset.
+    if let Some(s) = args.store.as_deref().filter(|s| !s.is_empty())
         && !blackbox_store_pg::is_postgres_url(s)
     {
         eprintln!(
