@@ -405,6 +405,17 @@ impl Store for PgStore {
         read::scan(self, tenant, from_seq, to_seq, f)
     }
 
+    fn scan_line_blocks(
+        &self,
+        tenant: TenantRef<'_>,
+        from_seq: u64,
+        to_seq: u64,
+        block: &mut blackbox_store::LineBlock,
+        f: &mut blackbox_store::BlockVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        read::scan_line_blocks(self, tenant, from_seq, to_seq, block, f)
+    }
+
     fn query(
         &self,
         q: &blackbox_store::Query,
