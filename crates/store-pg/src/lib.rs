@@ -42,6 +42,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// at most one batch is open on a database at a time.
 pub const WRITER_LOCK: i64 = 0x4242_5857;
 
+/// The advisory lock key held while migrations run (`"BBXM"`).
+const MIGRATION_LOCK: i64 = 0x4242_584D;
+
 mod embedded {
     refinery::embed_migrations!("migrations");
 }
@@ -137,16 +140,22 @@ impl PgStore {
         let store = Self::connect(url, options, false)?;
         let mut conn = store.conn()?;
         store.check_version(&mut conn)?;
-        embedded::migrations::runner()
+        // Instances starting together migrate one after the other (the lock is the session's,
+        // released below or with the connection).
+        conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .map_err(pg)?;
+        let migrated = embedded::migrations::runner()
             .set_migration_table_name("blackbox_schema_history")
-            .run(&mut *conn)
-            .map_err(|e| StoreError::Backend {
-                backend: "PostgreSQL",
-                message: format!(
-                    "applying the schema to {} failed: {e}; check that the user may create tables in the database",
-                    store.target
-                ),
-            })?;
+            .run(&mut *conn);
+        let unlocked = conn.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
+        migrated.map_err(|e| StoreError::Backend {
+            backend: "PostgreSQL",
+            message: format!(
+                "applying the schema to {} failed: {e}; check that the user may create tables in the database",
+                store.target
+            ),
+        })?;
+        unlocked.map_err(pg)?;
         Ok(store)
     }
 

@@ -257,3 +257,23 @@ fn verify_full_refuses_a_certificate_nobody_vouches_for() {
     assert!(matches!(e, StoreError::Unreachable { .. }), "{e}");
     assert!(e.to_string().contains("TLS"), "{e}");
 }
+
+#[test]
+fn instances_opening_a_new_database_together_migrate_it_once() {
+    let db = Scratch::new("migrate");
+    let opened: Vec<_> = (0..4)
+        .map(|_| {
+            let url = db.url.clone();
+            std::thread::spawn(move || PgStore::open(&url, &PgOptions::default()).map(|_| ()))
+        })
+        .collect();
+    for t in opened {
+        t.join().unwrap().unwrap();
+    }
+    let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM blackbox_schema_history", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the migration ran more than once");
+}
