@@ -33,6 +33,15 @@ pub(crate) fn chain_id(c: &mut postgres::Client, tenant: &str) -> Result<Option<
     .map(|r| r.get(0)))
 }
 
+/// A read-only transaction on one snapshot, for reads that take several fetches.
+fn snapshot(c: &mut postgres::Client) -> Result<postgres::Transaction<'_>, StoreError> {
+    c.build_transaction()
+        .read_only(true)
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .map_err(pg)
+}
+
 /// Streams the rows of `sql` (whose columns are those [`entry`] reads) to `f` through a cursor
 /// in one read-only transaction (one snapshot), [`FETCH`] rows per round trip.
 fn stream(
@@ -42,12 +51,7 @@ fn stream(
     f: &mut dyn FnMut(StoredEntry) -> Result<bool, StoreError>,
 ) -> Result<(), StoreError> {
     let mut c = s.conn()?;
-    let mut tx = c
-        .build_transaction()
-        .read_only(true)
-        .isolation_level(postgres::IsolationLevel::RepeatableRead)
-        .start()
-        .map_err(pg)?;
+    let mut tx = snapshot(&mut c)?;
     let portal = tx.bind(sql, params).map_err(pg)?;
     loop {
         let rows = tx.query_portal(&portal, FETCH).map_err(pg)?;
@@ -80,12 +84,7 @@ pub(crate) fn scan_line_blocks(
     let from = to_i64(from, "a seq")?;
     let to = i64::try_from(to_seq).unwrap_or(i64::MAX);
     let mut c = s.conn()?;
-    let mut tx = c
-        .build_transaction()
-        .read_only(true)
-        .isolation_level(postgres::IsolationLevel::RepeatableRead)
-        .start()
-        .map_err(pg)?;
+    let mut tx = snapshot(&mut c)?;
     let portal = tx
         .bind(
             "SELECT e.seq, e.line, p.sidecar FROM entries e \
