@@ -267,6 +267,23 @@ pub enum Cmd {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Move a data directory's log between its embedded store and a PostgreSQL database:
+    /// `--from DIR --to postgres://…`, or back with `--from postgres://… --to DIR`. Copies
+    /// every chain exactly, compares both stores and verifies the destination before the
+    /// directory switches over; never writes over a log; run again to resume. Stop the
+    /// service first (docs/SCALING.md, "Moving a store").
+    Migrate {
+        /// Where the log is: the data directory (its embedded store), or the postgres:// URL
+        /// of the database a data directory keeps it in.
+        #[arg(long, value_name = "DIR|URL")]
+        from: String,
+        /// Where it goes: a postgres:// URL (an empty database), or the data directory whose
+        /// log is in the database given with --from.
+        #[arg(long, value_name = "URL|DIR")]
+        to: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+    },
     /// Compliance evidence: SOC 2 CC7.2, ISO 27001 A.8.15 or GDPR Art. 30, as PDF, JSON or CSV
     /// (by the output's extension), with a signed manifest. `export verify MANIFEST` checks one.
     Export(ExportArgs),

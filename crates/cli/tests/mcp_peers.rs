@@ -847,6 +847,16 @@ fn with_a_data_dir_the_gateway_runs_the_service_itself() {
     let tokens: Value = serde_json::from_str(&r.stdout).unwrap();
     let t = &tokens.as_array().unwrap()[0];
     assert!(t["revoked_ms"].is_i64(), "{t}");
+    // Decisions asked in-process carry the run's token as their origin, as over HTTP; the
+    // records (sent over the embedded service's HTTP port) too.
+    for e in of_type(&es, "tool_call") {
+        assert_eq!(e["origin"]["token_id"], t["id"], "{e}");
+        assert_eq!(e["origin"]["via"], "mcp", "{e}");
+    }
+    for e in of_type(&es, "tool_result") {
+        assert_eq!(e["origin"]["token_id"], t["id"], "{e}");
+        assert_eq!(e["origin"]["via"], "events", "{e}");
+    }
     let r = run(&["verify", "--data-dir", &dir]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
 

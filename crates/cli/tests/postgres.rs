@@ -451,3 +451,201 @@ fn instances_sharing_a_database_never_fork_a_chain_and_lose_nothing_acknowledged
         refused.load(Ordering::Relaxed)
     );
 }
+
+/// The store's contents as `export-log` writes them (every chain's entries, sidecars and
+/// checkpoints, byte for byte).
+fn exported(url: Option<&str>, dir: &str, out: &std::path::Path) -> Vec<u8> {
+    let _ = std::fs::remove_file(out);
+    let (code, _, err) = bb(
+        url,
+        &[
+            "export-log",
+            "--data-dir",
+            dir,
+            "--output",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    std::fs::read(out).unwrap()
+}
+
+fn entries_in(db: &Scratch) -> i64 {
+    let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    c.query_opt(
+        "SELECT count(*) FROM pg_tables WHERE tablename = 'entries'",
+        &[],
+    )
+    .unwrap()
+    .map(|r| r.get::<_, i64>(0))
+    .filter(|n| *n > 0)
+    .map_or(0, |_| {
+        c.query_one("SELECT count(*) FROM entries", &[])
+            .unwrap()
+            .get(0)
+    })
+}
+
+#[test]
+fn a_log_moves_to_postgresql_and_back_byte_for_byte_and_an_interrupted_move_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir_path = tmp.path().join("data");
+    let dir = dir_path.to_str().unwrap();
+    let (code, _, err) = bb(None, &["init", "--data-dir", dir]);
+    assert_eq!(code, 0, "{err}");
+    // Two chains: the example session (data subjects: personal sidecars and their index) and
+    // 12,000 events (more than one copy batch).
+    let session = example_session();
+    let (code, _, err) = bb(
+        None,
+        &[
+            "append",
+            "--data-dir",
+            dir,
+            "--file",
+            session.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let many = tmp.path().join("many.ndjson");
+    std::fs::write(&many, common::events(12_000, "bulk")).unwrap();
+    let (code, _, err) = bb(
+        None,
+        &[
+            "append",
+            "--data-dir",
+            dir,
+            "--file",
+            many.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let before = exported(None, dir, &tmp.path().join("before.jsonl"));
+    let subject = |url: Option<&str>| {
+        let (code, out, err) = bb(
+            url,
+            &[
+                "query",
+                "--data-dir",
+                dir,
+                "--agent-id",
+                "support-bot-1",
+                "--format",
+                "json",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let rows_before = subject(None);
+
+    // Interrupted: killed once the database holds part of the log.
+    let db = Scratch::new("move");
+    let mut child = bin()
+        .args(["migrate", "--from", dir, "--to", &db.url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the copy ended ({status}) before it could be interrupted; the test needs a larger log"
+            );
+        }
+        if entries_in(&db) > 0 {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let partial = entries_in(&db);
+    assert!(partial > 0 && partial < 12_008, "{partial}");
+    assert!(dir_path.join("blackbox.db").exists());
+    assert!(!dir_path.join("store.postgres").exists());
+
+    // Run again: it resumes, compares, verifies and switches the directory over.
+    let (code, out, err) = bb(
+        None,
+        &[
+            "migrate", "--from", dir, "--to", &db.url, "--format", "json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["resumed"], true, "{r}");
+    assert_eq!(r["entries"], 12_008, "{r}");
+    assert_eq!(
+        r["written"].as_i64().unwrap() + partial,
+        12_008,
+        "entries copied twice or skipped: {r}"
+    );
+    assert!(!dir_path.join("blackbox.db").exists());
+    assert!(dir_path.join("store.postgres").exists());
+    let url = Some(db.url.as_str());
+    let (code, out, err) = bb(url, &["verify", "--data-dir", dir]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("OK — 12,008 entries verified"), "{out}");
+    assert_eq!(
+        exported(url, dir, &tmp.path().join("pg.jsonl")),
+        before,
+        "the log on PostgreSQL is not the same bytes"
+    );
+    assert_eq!(subject(url), rows_before);
+
+    // Never over a log: the database holds one now (another directory's copy is refused).
+    let other = tmp.path().join("other");
+    let other = other.to_str().unwrap();
+    let (code, _, err) = bb(None, &["init", "--data-dir", other]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = bb(None, &["migrate", "--from", other, "--to", &db.url]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("already holds"), "{err}");
+    // The service keeps going on it, then the log moves back.
+    let (code, _, err) = bb(
+        url,
+        &[
+            "append",
+            "--data-dir",
+            dir,
+            "--file",
+            session.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let on_pg = exported(url, dir, &tmp.path().join("pg2.jsonl"));
+    let (code, out, err) = bb(None, &["migrate", "--from", &db.url, "--to", dir]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("OK — 12,016 entries"), "{out}");
+    assert!(dir_path.join("blackbox.db").exists());
+    assert!(!dir_path.join("store.postgres").exists());
+    let (code, out, err) = bb(None, &["verify", "--data-dir", dir]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        exported(None, dir, &tmp.path().join("back.jsonl")),
+        on_pg,
+        "the log moved back is not the same bytes"
+    );
+    // A directory that already has its embedded store is not written over.
+    let (code, _, err) = bb(None, &["migrate", "--from", &db.url, "--to", dir]);
+    assert_eq!(code, 2, "{err}");
+    // And the embedded store goes on.
+    let (code, _, err) = bb(
+        None,
+        &[
+            "append",
+            "--data-dir",
+            dir,
+            "--file",
+            session.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = bb(None, &["verify", "--data-dir", dir]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("OK — 12,024 entries verified"), "{out}");
+}

@@ -23,6 +23,7 @@ pub mod jsonl;
 pub mod open;
 pub mod proof;
 pub mod query;
+pub mod relocate;
 pub mod report;
 pub mod verify;
 pub mod writer;

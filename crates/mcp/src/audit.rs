@@ -27,6 +27,17 @@ pub enum DecideError {
     Refused(String),
 }
 
+/// Where decisions are asked when not over HTTP: the service running inside the gateway's own
+/// process (`--data-dir`), which takes the request as `POST /v1/decide` does once authenticated,
+/// without the loopback round trip (about half of the latency a gateway adds).
+pub trait LocalDecider: Send + Sync + std::fmt::Debug {
+    /// Decides `request` (recording the attempt and the decision).
+    fn decide<'a>(
+        &'a self,
+        request: DecideRequest,
+    ) -> futures_util::future::BoxFuture<'a, Result<Decision, DecideError>>;
+}
+
 /// Counters of a gateway (exposed as Prometheus metrics by the HTTP gateway and recorded in the
 /// session's end by the stdio gateway).
 #[derive(Debug, Default)]
@@ -70,6 +81,7 @@ pub struct Audit {
     pub stats: Arc<Stats>,
     spool_dir: Option<PathBuf>,
     worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    local: Option<Arc<dyn LocalDecider>>,
 }
 
 fn summary(e: &blackbox_client::Error) -> String {
@@ -89,13 +101,16 @@ fn unavailable(e: &blackbox_client::Error) -> bool {
 
 impl Audit {
     /// Starts the background sender. With a `spool_dir`, records a previous gateway left there
-    /// are sent first, and what cannot be sent at [`Audit::close`] is left there.
+    /// are sent first, and what cannot be sent at [`Audit::close`] is left there. With `local`,
+    /// decisions are asked of the service in this process rather than over HTTP (records still
+    /// go through the client, in the background, off the calls' path).
     ///
     /// # Errors
     /// The spool directory cannot be created or read.
     pub fn start(
         client: blackbox_client::Client,
         spool_dir: Option<PathBuf>,
+        local: Option<Arc<dyn LocalDecider>>,
     ) -> Result<Arc<Self>, String> {
         let mut backlog = VecDeque::new();
         if let Some(dir) = &spool_dir {
@@ -119,6 +134,7 @@ impl Audit {
             stats,
             spool_dir,
             worker: Mutex::new(Some(worker)),
+            local,
         }))
     }
 
@@ -130,6 +146,17 @@ impl Audit {
     pub async fn decide(&self, request: &DecideRequest) -> Result<Decision, DecideError> {
         let started = Instant::now();
         self.stats.decisions.fetch_add(1, Ordering::Relaxed);
+        if let Some(local) = &self.local {
+            let r = local.decide(request.clone()).await;
+            self.stats.decide_micros.fetch_add(
+                u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            if r.is_err() {
+                self.stats.undecided.fetch_add(1, Ordering::Relaxed);
+            }
+            return r;
+        }
         let body = serde_json::to_value(request)
             .map_err(|e| DecideError::Refused(format!("cannot write the request: {e}")))?;
         let r = self.client.decide(&body).await;

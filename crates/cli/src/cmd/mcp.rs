@@ -49,12 +49,44 @@ struct Parts {
     embedded: Option<Embedded>,
 }
 
+/// Decisions asked of the service inside the gateway, as `POST /v1/decide` takes them once
+/// authenticated (the run's own ingest token is the caller): no loopback HTTP on a call's path.
+#[derive(Debug)]
+struct InProcess {
+    state: blackbox_server::AppState,
+    token: blackbox_server::tokens::TokenInfo,
+}
+
+impl blackbox_mcp::audit::LocalDecider for InProcess {
+    fn decide<'a>(
+        &'a self,
+        request: blackbox_api::decide::DecideRequest,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<blackbox_api::decide::Decision, blackbox_mcp::audit::DecideError>,
+    > {
+        Box::pin(async move {
+            blackbox_server::api::decide_for(&self.state, &self.token, request, None)
+                .await
+                .map_err(|e| {
+                    let why = format!("{} ({})", e.message, e.code);
+                    if e.status.as_u16() == 429 || e.status.is_server_error() {
+                        blackbox_mcp::audit::DecideError::Unavailable(why)
+                    } else {
+                        blackbox_mcp::audit::DecideError::Refused(why)
+                    }
+                })
+        })
+    }
+}
+
 /// The audit service inside the gateway, and the token made for this run.
 struct Embedded {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), blackbox_server::error::ServerError>>,
     tokens: blackbox_server::tokens::Tokens,
     token_id: String,
+    decider: Arc<InProcess>,
 }
 
 impl Embedded {
@@ -91,6 +123,10 @@ impl Embedded {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let decider = Arc::new(InProcess {
+            state: state.clone(),
+            token: info.clone(),
+        });
         let task = tokio::spawn(blackbox_server::serve_on(
             state,
             writer,
@@ -105,6 +141,7 @@ impl Embedded {
                 task,
                 tokens,
                 token_id: info.id,
+                decider,
             },
             url,
             token,
@@ -167,7 +204,10 @@ async fn parts(g: &McpGatewayArgs, transport: &'static str, upstream: String) ->
         })
         .build()
         .map_err(|e| anyhow!("--server {server}: {e}"))?;
-    let audit = Audit::start(client, Some(dir.join("spool"))).map_err(|e| anyhow!(e))?;
+    let local = embedded
+        .as_ref()
+        .map(|e| e.decider.clone() as Arc<dyn blackbox_mcp::audit::LocalDecider>);
+    let audit = Audit::start(client, Some(dir.join("spool")), local).map_err(|e| anyhow!(e))?;
     Ok(Parts {
         cfg: Arc::new(Config {
             agent_id: g.agent_id.clone(),

@@ -15,6 +15,7 @@ mod append;
 mod erase;
 mod export;
 mod mcp;
+mod migrate;
 mod proofs;
 mod query;
 mod remote;
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Cmd::Serve(args) => serve::run(args),
         Cmd::Mcp { cmd } => mcp::run(cmd),
         Cmd::Export(args) => export::run(args),
+        Cmd::Migrate { from, to, format } => migrate::run(&from, &to, format),
         Cmd::Tokens { cmd } => match cmd {
             TokensCmd::Create {
                 dir,

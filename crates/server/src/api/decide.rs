@@ -26,7 +26,6 @@ pub(super) async fn decide(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
     let Some(tenant) = caller.token.tenant_id.clone() else {
         return Err(caller.forbidden(
             "an admin token without a tenant cannot ask for decisions; use an ingest token of the tenant",
@@ -39,6 +38,32 @@ pub(super) async fn decide(
         r#"{"agent_id", "session_id", "tool_name", "args", "agent_role"?, "invocation_id"?, "client_seq"?, "prompt"?, "mcp"?}"#,
     )?;
     drop(body);
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    let v = decide_for(&state, &caller.token, b, traceparent).await?;
+    Ok(axum::Json(v).into_response())
+}
+
+/// Decides a tool call for the holder of `token` (an ingest token of one tenant) as
+/// `POST /v1/decide` does once it has authenticated the request and read its body: the same
+/// checks, scan, entry and answer. The MCP gateway that runs the service in its own process
+/// (`blackbox mcp … --data-dir`) asks here directly, without a loopback HTTP round trip.
+/// `traceparent` is the W3C trace context the decision's guardrail span (if exported) joins.
+///
+/// # Errors
+/// What `POST /v1/decide` answers with an error: a token without a tenant (403), an invalid
+/// field (400), a writer that cannot take the call now (503).
+pub async fn decide_for(
+    state: &AppState,
+    token: &crate::tokens::TokenInfo,
+    b: DecideRequest,
+    traceparent: Option<&str>,
+) -> Result<Decision, ApiError> {
+    let started = Instant::now();
+    let Some(tenant) = token.tenant_id.clone() else {
+        return Err(ApiError::forbidden(
+            "an admin token without a tenant cannot ask for decisions; use an ingest token of the tenant",
+        ));
+    };
     AgentId::parse(&b.agent_id).map_err(|e| bad("agent_id", e))?;
     SessionId::parse(&b.session_id).map_err(|e| bad("session_id", e))?;
     if b.tool_name.is_empty() || b.tool_name.len() > 256 {
@@ -57,8 +82,7 @@ pub(super) async fn decide(
             "must be at most 256 characters",
         ));
     }
-    let origin = caller
-        .token
+    let origin = token
         .origin(if b.mcp.is_some() { "mcp" } else { "decide" })
         .map_err(|e| ApiError::forbidden(format!("the token cannot be named in entries: {e}")))?;
     // Raw arguments (and prompt) are scanned here, in memory; only their hashes are recorded.
@@ -165,10 +189,7 @@ pub(super) async fn decide(
                 rules,
                 reason,
                 args_hash: Some(args_hash),
-                parent: headers
-                    .get("traceparent")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(blackbox_otel::guardrail::TraceParent::parse),
+                parent: traceparent.and_then(blackbox_otel::guardrail::TraceParent::parse),
                 time_ns: u64::try_from(crate::now_ms())
                     .unwrap_or_default()
                     .saturating_mul(1_000_000),
@@ -192,5 +213,5 @@ pub(super) async fn decide(
         entry_hash: d.entry.entry_hash.to_prefixed(),
         durable: d.durable,
     };
-    Ok(axum::Json(v).into_response())
+    Ok(v)
 }

@@ -32,6 +32,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 
 pub use auth::{DenialSampler, RateLimiter};
+pub use decide::decide_for;
 
 use crate::AppState;
 use crate::error::ApiError;

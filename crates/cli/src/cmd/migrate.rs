@@ -1,0 +1,119 @@
+//! `blackbox migrate`: a data directory's log moved between its embedded store and a
+//! PostgreSQL database (`blackbox_ledger::relocate`).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use anyhow::{Result, bail};
+use blackbox_ledger::datadir::DataDir;
+use blackbox_ledger::relocate::{Direction, move_store};
+
+use crate::Outcome;
+use crate::cli::TextOrJson;
+use crate::output::{n, progress};
+
+pub fn run(from: &str, to: &str, format: TextOrJson) -> Result<Outcome> {
+    let pg = blackbox_store_pg::is_postgres_url;
+    let (dir, url, direction) = match (pg(from), pg(to)) {
+        (false, true) => (from, to, Direction::ToPostgres),
+        (true, false) => (to, from, Direction::ToEmbedded),
+        (true, true) => bail!(
+            "--from and --to are both databases: one side must be the data directory (its embedded store)"
+        ),
+        (false, false) => bail!(
+            "--from and --to are both directories: one side must be a postgres:// URL (moving a log between two data directories is copying the directory)"
+        ),
+    };
+    let store = match direction {
+        Direction::ToPostgres => None,
+        Direction::ToEmbedded => Some(url.to_owned()),
+    };
+    let dir = DataDir::new(PathBuf::from(dir)).with_store(store);
+    let bar = Mutex::new((String::new(), progress(0, "")));
+    let moved = move_store(&dir, url, direction, &|stage, done, total| {
+        let mut b = bar
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if b.0 != stage {
+            b.1.finish_and_clear();
+            *b = (stage.to_owned(), progress(total, stage));
+        }
+        b.1.set_position(done);
+    })?;
+    bar.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .1
+        .finish_and_clear();
+    let c = &moved.copied;
+    let ok = moved.report.ok();
+    match format {
+        TextOrJson::Json => println!(
+            "{}",
+            serde_json::json!({
+                "ok": ok,
+                "direction": match direction {
+                    Direction::ToPostgres => "to_postgres",
+                    Direction::ToEmbedded => "to_embedded",
+                },
+                "destination": moved.destination,
+                "log_name": c.log_name,
+                "chains": c.chains,
+                "entries": c.entries,
+                "written": c.written,
+                "resumed": c.resumed,
+                "checkpoints": c.checkpoints,
+                "kept": moved.kept,
+                "verify": blackbox_ledger::report::report_json(&moved.report),
+            })
+        ),
+        TextOrJson::Text => {
+            if ok {
+                println!(
+                    "OK — {} entries of {} chain(s) of the log `{}` copied to {}{}, compared byte for byte and verified",
+                    n(c.entries),
+                    c.chains,
+                    c.log_name,
+                    moved.destination,
+                    if c.resumed {
+                        format!(" (resumed: {} written by this run)", n(c.written))
+                    } else {
+                        String::new()
+                    }
+                );
+                match direction {
+                    Direction::ToPostgres => {
+                        println!(
+                            "{} now keeps its log in that database: run every command on it with --store URL (or BLACKBOX_STORE)",
+                            dir.root().display()
+                        );
+                        println!(
+                            "the embedded store was put aside in {} (delete it once you no longer need it)",
+                            moved.kept.display()
+                        );
+                    }
+                    Direction::ToEmbedded => {
+                        println!(
+                            "{} now keeps its log in its embedded store again: run commands without --store",
+                            dir.root().display()
+                        );
+                        println!(
+                            "the database was left as it was; its marker was put aside as {}",
+                            moved.kept.display()
+                        );
+                    }
+                }
+            } else {
+                println!(
+                    "FAILED — the copy at {} does not verify; the data directory was not switched over",
+                    moved.destination
+                );
+                print!("{}", super::verify::report_text(&moved.report, false));
+            }
+        }
+    }
+    Ok(if ok {
+        Outcome::Ok
+    } else {
+        Outcome::CheckFailed
+    })
+}
