@@ -81,7 +81,9 @@ pub struct Audit {
     pub stats: Arc<Stats>,
     spool_dir: Option<PathBuf>,
     worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    local: Option<Arc<dyn LocalDecider>>,
+    /// Released by [`Audit::close`] (the service in this process stops only once nothing
+    /// holds it).
+    local: Mutex<Option<Arc<dyn LocalDecider>>>,
 }
 
 fn summary(e: &blackbox_client::Error) -> String {
@@ -134,7 +136,7 @@ impl Audit {
             stats,
             spool_dir,
             worker: Mutex::new(Some(worker)),
-            local,
+            local: Mutex::new(local),
         }))
     }
 
@@ -146,7 +148,12 @@ impl Audit {
     pub async fn decide(&self, request: &DecideRequest) -> Result<Decision, DecideError> {
         let started = Instant::now();
         self.stats.decisions.fetch_add(1, Ordering::Relaxed);
-        if let Some(local) = &self.local {
+        let local = self
+            .local
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(local) = local {
             let r = local.decide(request.clone()).await;
             self.stats.decide_micros.fetch_add(
                 u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -189,6 +196,10 @@ impl Audit {
     /// file (or, without a spool directory, reported lost). Returns how many records were left
     /// over.
     pub async fn close(&self, deadline: Duration) -> usize {
+        self.local
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         self.backlog.closing.store(true, Ordering::Release);
         self.backlog.more.notify_one();
         let until = Instant::now() + deadline;

@@ -150,17 +150,24 @@ impl Embedded {
 
     /// Stops the service (its writer signs closing checkpoints) and revokes the run's token.
     async fn stop(self) {
-        let _ = self.stop.send(());
-        match self.task.await {
+        let Self {
+            stop,
+            task,
+            tokens,
+            token_id,
+            decider,
+        } = self;
+        // The service stops once nothing holds its state (the gateway's link released it at
+        // its close).
+        drop(decider);
+        let _ = stop.send(());
+        match task.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => eprintln!("blackbox mcp: the embedded audit service failed: {e}"),
             Err(e) => eprintln!("blackbox mcp: the embedded audit service failed: {e}"),
         }
-        if let Err(e) = self.tokens.revoke(&self.token_id) {
-            eprintln!(
-                "blackbox mcp: cannot revoke the run's token {}: {e}",
-                self.token_id
-            );
+        if let Err(e) = tokens.revoke(&token_id) {
+            eprintln!("blackbox mcp: cannot revoke the run's token {token_id}: {e}");
         }
     }
 }
