@@ -649,3 +649,98 @@ fn a_log_moves_to_postgresql_and_back_byte_for_byte_and_an_interrupted_move_resu
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("OK — 12,024 entries verified"), "{out}");
 }
+
+/// Asks instance `addr` to decide a call of `agent`; its decision.
+fn decision(addr: std::net::SocketAddr, token: &str, agent: &str) -> String {
+    let body = json!({"agent_id": agent, "session_id": "s", "tool_name": "search_kb",
+        "args": {"q": "weather"}})
+    .to_string();
+    match http(addr, "POST", "/v1/decide", Some(token), Some(&body)) {
+        Ok((200, b)) => serde_json::from_str::<Value>(&b).unwrap()["decision"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        // A batch that met another instance's entries is refused (the writer re-reads them).
+        Ok((503, _)) => "unavailable".to_owned(),
+        other => panic!("decide: {other:?}"),
+    }
+}
+
+#[test]
+fn an_agent_paused_through_one_instance_is_refused_by_another_within_a_second() {
+    let db = Scratch::new("pause");
+    let tmp = tempfile::tempdir().unwrap();
+    let first = tmp.path().join("a");
+    let (code, _, err) = bb(
+        Some(&db.url),
+        &["init", "--data-dir", first.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    let dirs: Vec<String> = (0..2)
+        .map(|i| {
+            let d = tmp.path().join(format!("i{i}"));
+            copy_dir(&first, &d);
+            d.to_str().unwrap().to_owned()
+        })
+        .collect();
+    let url = db.url.clone();
+    let mut servers: Vec<Server> = dirs
+        .iter()
+        .map(|d| {
+            Server::start_with(d, |mut c| {
+                c.env("BLACKBOX_STORE", &url);
+                c
+            })
+        })
+        .collect();
+    let ingest: Vec<String> = dirs
+        .iter()
+        .map(|d| token(d, Some("acme"), "ingest"))
+        .collect();
+    let admin: Vec<String> = dirs
+        .iter()
+        .map(|d| token(d, Some("acme"), "admin"))
+        .collect();
+    let (a, b) = (servers[0].addr, servers[1].addr);
+    // Both instances have written to the tenant's chain.
+    assert_eq!(decision(a, &ingest[0], "bot-1"), "allow");
+    let mut d = decision(b, &ingest[1], "bot-1");
+    if d == "unavailable" {
+        d = decision(b, &ingest[1], "bot-1");
+    }
+    assert_eq!(d, "allow");
+    // Paused through A, while B is idle.
+    let r = http(
+        a,
+        "POST",
+        "/v1/agents/bot-1/pause",
+        Some(&admin[0]),
+        Some("{}"),
+    )
+    .unwrap();
+    assert_eq!(r.0, 200, "{r:?}");
+    let paused_at = Instant::now();
+    std::thread::sleep(Duration::from_millis(1_000));
+    // B has followed A's entry by now: its first answer refuses the call.
+    assert_eq!(decision(b, &ingest[1], "bot-1"), "paused");
+    assert!(paused_at.elapsed() < Duration::from_secs(5));
+    // Other agents go on through B.
+    assert_eq!(decision(b, &ingest[1], "bot-2"), "allow");
+    // Resumed through B: A allows the agent again.
+    let r = http(
+        b,
+        "POST",
+        "/v1/agents/bot-1/resume",
+        Some(&admin[1]),
+        Some("{}"),
+    )
+    .unwrap();
+    assert_eq!(r.0, 200, "{r:?}");
+    std::thread::sleep(Duration::from_millis(1_000));
+    assert_eq!(decision(a, &ingest[0], "bot-1"), "allow");
+    for s in &mut servers {
+        s.stop();
+    }
+    let (code, out, err) = bb(Some(&db.url), &["verify", "--data-dir", &dirs[0]]);
+    assert_eq!(code, 0, "{out}{err}");
+}

@@ -792,6 +792,24 @@ impl AppendSink<'_> {
         self.load(tenant)
     }
 
+    /// Reads a chain's head from the store again: another writer sharing the store (a service
+    /// instance on the same PostgreSQL database) committed entries to it. Only between batches:
+    /// refused while entries of this sink wait for their commit on that chain.
+    ///
+    /// # Errors
+    /// [`LedgerError::Inconsistent`] while entries of the chain are staged; store failures.
+    pub fn reload(&mut self, tenant: &str) -> Result<(), LedgerError> {
+        if let Some(work) = self.chains.get(tenant) {
+            if work.dirty || !work.entries.is_empty() {
+                return Err(LedgerError::Inconsistent(format!(
+                    "cannot re-read the chain of {tenant:?} while entries of it wait for their commit"
+                )));
+            }
+            self.chains.remove(tenant);
+        }
+        self.load(tenant)
+    }
+
     fn load(&mut self, tenant: &str) -> Result<(), LedgerError> {
         if self.chains.contains_key(tenant) {
             return Ok(());

@@ -109,54 +109,7 @@ pub fn replay(store: &dyn Store, det: &mut Detector, now: i64) -> Result<u64, Se
                 return Ok(true);
             };
             n += 1;
-            match view.event_type.as_ref() {
-                // Only the service's own alerts count: anything else of a detection type is an
-                // old (version 1) entry or, had it got past the intake, an agent's forgery.
-                t if DETECTION_EVENTS.contains(&t) && !view.by_service() => {}
-                "anomaly_detected" => {
-                    if let Ok(Value::Object(p)) = serde_json::from_str::<Value>(view.payload.get())
-                        && let Some(Value::String(rule)) = p.get("rule")
-                    {
-                        if rule == blackbox_detect::detector::CLOCK_SKEW_RULE {
-                            // Restores its suppression (the return value is not needed here).
-                            let _ = det.clock_skew_due(
-                                &view.tenant_id,
-                                &view.agent_id,
-                                view.written_ms,
-                            );
-                        }
-                        det.note_alert(
-                            rule,
-                            &view.tenant_id,
-                            &view.agent_id,
-                            &view.session_id,
-                            view.timestamp_ms,
-                        );
-                    }
-                }
-                // Triage entries are people's acts, not the agent's.
-                t if DETECTION_EVENTS.contains(&t)
-                    || blackbox_core::alert::TRIAGE_EVENT_TYPES.contains(&t) => {}
-                _ => {
-                    let (f, tool) = stored_features(&view, &rules);
-                    let ob = Observation {
-                        tenant: &view.tenant_id,
-                        agent: &view.agent_id,
-                        session: &view.session_id,
-                        event_type: &view.event_type,
-                        tool: tool.as_deref(),
-                        ts_ms: view.timestamp_ms,
-                        features: &f,
-                    };
-                    det.learn(&ob);
-                    det.note_entry(
-                        &view.tenant_id,
-                        &view.agent_id,
-                        view.timestamp_ms,
-                        view.entry_id,
-                    );
-                }
-            }
+            observe(det, &rules, &view);
             Ok(true)
         })
         .map_err(|e| ServerError::Config(format!("replaying recent history for detection: {e}")))?;
@@ -191,30 +144,155 @@ pub fn replay(store: &dyn Store, det: &mut Detector, now: i64) -> Result<u64, Se
     // Chain order: per tenant by seq (agents never span tenants).
     controls.sort_by(|a, b| (&a.2, a.0).cmp(&(&b.2, b.0)));
     for (_, ts, tenant, agent, t, p) in controls {
-        let by = p.get("by").and_then(Value::as_str).unwrap_or("unknown");
-        match t.as_str() {
-            "agent_paused" => {
-                det.pause(&tenant, &agent, ts, by);
-            }
-            "agent_resumed" => {
-                det.resume(&tenant, &agent);
-            }
-            _ => {
-                let until = p
-                    .get("until")
-                    .and_then(Value::as_str)
-                    .and_then(|u| blackbox_core::entry::parse_timestamp(u).ok())
-                    .unwrap_or(ts);
-                let rate = p
-                    .get("rate_per_minute")
-                    .and_then(Value::as_u64)
-                    .and_then(|r| u32::try_from(r).ok())
-                    .unwrap_or(1);
-                if until > now {
-                    det.throttle(&tenant, &agent, now, rate, until, by);
+        apply_control(det, &tenant, &agent, &t, ts, &p, now);
+    }
+    Ok(n)
+}
+
+/// What one stored entry tells the detector's counters and suppressions (the entries of the
+/// baseline window, in any order): an agent's activity is learnt, the service's alerts restore
+/// their suppressions; pauses, resumes and throttles are [`apply_control`]'s.
+fn observe(det: &mut Detector, rules: &RuleSet, view: &EntryView<'_>) {
+    match view.event_type.as_ref() {
+        // Only the service's own alerts count: anything else of a detection type is an old
+        // (version 1) entry or, had it got past the intake, an agent's forgery.
+        t if DETECTION_EVENTS.contains(&t) && !view.by_service() => {}
+        "anomaly_detected" => {
+            if let Ok(Value::Object(p)) = serde_json::from_str::<Value>(view.payload.get())
+                && let Some(Value::String(rule)) = p.get("rule")
+            {
+                if rule == blackbox_detect::detector::CLOCK_SKEW_RULE {
+                    // Restores its suppression (the return value is not needed here).
+                    let _ = det.clock_skew_due(&view.tenant_id, &view.agent_id, view.written_ms);
                 }
+                det.note_alert(
+                    rule,
+                    &view.tenant_id,
+                    &view.agent_id,
+                    &view.session_id,
+                    view.timestamp_ms,
+                );
             }
         }
+        // Triage entries are people's acts, not the agent's.
+        t if DETECTION_EVENTS.contains(&t)
+            || blackbox_core::alert::TRIAGE_EVENT_TYPES.contains(&t) => {}
+        _ => {
+            let (f, tool) = stored_features(view, rules);
+            let ob = Observation {
+                tenant: &view.tenant_id,
+                agent: &view.agent_id,
+                session: &view.session_id,
+                event_type: &view.event_type,
+                tool: tool.as_deref(),
+                ts_ms: view.timestamp_ms,
+                features: &f,
+            };
+            det.learn(&ob);
+            det.note_entry(
+                &view.tenant_id,
+                &view.agent_id,
+                view.timestamp_ms,
+                view.entry_id,
+            );
+        }
+    }
+}
+
+/// Applies one of the service's `agent_paused` / `agent_resumed` / `agent_throttled` entries
+/// (`t`, written at `ts`, with payload `p`) to the detector's enforcement state.
+fn apply_control(
+    det: &mut Detector,
+    tenant: &str,
+    agent: &str,
+    t: &str,
+    ts: i64,
+    p: &Value,
+    now: i64,
+) {
+    let by = p.get("by").and_then(Value::as_str).unwrap_or("unknown");
+    match t {
+        "agent_paused" => {
+            det.pause(tenant, agent, ts, by);
+        }
+        "agent_resumed" => {
+            det.resume(tenant, agent);
+        }
+        _ => {
+            let until = p
+                .get("until")
+                .and_then(Value::as_str)
+                .and_then(|u| blackbox_core::entry::parse_timestamp(u).ok())
+                .unwrap_or(ts);
+            let rate = p
+                .get("rate_per_minute")
+                .and_then(Value::as_u64)
+                .and_then(|r| u32::try_from(r).ok())
+                .unwrap_or(1);
+            if until > now {
+                det.throttle(tenant, agent, now, rate, until, by);
+            }
+        }
+    }
+}
+
+/// Chains' sizes as one instance last knows them (what it committed itself or followed).
+pub type Known = std::collections::BTreeMap<String, u64>;
+
+/// Brings the detector up to date with entries other instances sharing the store (several
+/// services on one PostgreSQL database) committed since `known`: read in chain order, each
+/// learnt as [`replay`] learns history, pauses, resumes and throttles applied as they come, so
+/// an agent paused through one instance is refused by all. `known` is advanced to the store's
+/// sizes. Returns the entries read.
+///
+/// # Errors
+/// Store failures.
+pub fn follow(
+    store: &dyn Store,
+    det: &mut Detector,
+    known: &mut Known,
+    now: i64,
+) -> Result<u64, ServerError> {
+    let rules = Arc::clone(det.rules());
+    let mut n = 0u64;
+    let heads = store
+        .chains()
+        .map_err(|e| ServerError::Config(format!("reading the chains' heads: {e}")))?;
+    for h in heads {
+        let from = known.get(&h.tenant_id).copied().unwrap_or(0);
+        if h.size <= from {
+            continue;
+        }
+        store
+            .scan(&h.tenant_id, from + 1, h.size, &mut |e| {
+                let Ok(view) = EntryView::parse(&e.line) else {
+                    return Ok(true);
+                };
+                n += 1;
+                let t = view.event_type.as_ref();
+                if matches!(t, "agent_paused" | "agent_resumed" | "agent_throttled") {
+                    if view.by_service() {
+                        let p = serde_json::from_str::<Value>(view.payload.get())
+                            .unwrap_or(Value::Null);
+                        apply_control(
+                            det,
+                            &view.tenant_id,
+                            &view.agent_id,
+                            t,
+                            view.written_ms,
+                            &p,
+                            now,
+                        );
+                    }
+                } else {
+                    observe(det, &rules, &view);
+                }
+                Ok(true)
+            })
+            .map_err(|e| {
+                ServerError::Config(format!("following the chain of {}: {e}", h.tenant_id))
+            })?;
+        known.insert(h.tenant_id, h.size);
     }
     Ok(n)
 }

@@ -137,6 +137,12 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
     let (mut store, mut writer, ledger_config) = blackbox_ledger::open::open_writer(&dir)?;
     let mut detector = blackbox_detect::Detector::new(rules.get());
     let started = std::time::Instant::now();
+    // The sizes first: what other instances sharing the store commit from now on is followed
+    // (an entry of theirs replayed and followed both is learnt twice, none is missed).
+    let known: detection::Known = blackbox_store::Store::chains(&store)?
+        .into_iter()
+        .map(|h| (h.tenant_id, h.size))
+        .collect();
     let replayed = detection::replay(&store, &mut detector, writer.now_ms())?;
     {
         let set = rules.get();
@@ -184,6 +190,13 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
             alerts: Some(alerts_tx),
             decide_answer: config.decide_answer,
             answered_journal: Some(dir.root().join("decisions-answered.jsonl")),
+            shared_store: match dir.store_location() {
+                loc @ blackbox_ledger::datadir::StoreLocation::Postgres(_) => {
+                    Some(blackbox_ledger::open::open_location(&loc, true)?)
+                }
+                blackbox_ledger::datadir::StoreLocation::Sqlite(_) => None,
+            },
+            known,
         },
     );
     let readers = Arc::new(readers::ReaderPool::new(dir.store_location()));

@@ -110,6 +110,12 @@ pub struct WriterOptions {
     /// decisions-answered.jsonl`; see [`AnsweredJournal`]). Read at start whatever the mode, so
     /// that a run in `sequenced` mode that died is accounted for by the next.
     pub answered_journal: Option<PathBuf>,
+    /// A read-only handle on the store when other service instances write to it too (a
+    /// PostgreSQL database): the writer follows their entries (detection state, pauses) and
+    /// starts again from the store's heads when they moved.
+    pub shared_store: Option<Box<dyn Store>>,
+    /// The chains' sizes the detector's state was rebuilt from (entries beyond are followed).
+    pub known: crate::detection::Known,
 }
 
 /// The handlers' end of the writer.
@@ -146,6 +152,8 @@ impl Ingest {
             alerts,
             decide_answer,
             answered_journal,
+            shared_store,
+            known,
         } = o;
         let (tx, rx) = crossbeam_channel::bounded(queue_capacity);
         let ready = Arc::new(AtomicBool::new(true));
@@ -160,10 +168,11 @@ impl Ingest {
             decide_answer,
             lost: std::sync::Mutex::new(Vec::new()),
             journal: answered_journal.map(|p| std::sync::Mutex::new(AnsweredJournal::new(p))),
+            known: std::sync::Mutex::new(known),
         };
         let handle = std::thread::Builder::new()
             .name("blackbox-writer".into())
-            .spawn(move || run(store, writer, &rx, &shared, mirror, detector));
+            .spawn(move || run(store, writer, &rx, &shared, mirror, detector, shared_store));
         let handle = match handle {
             Ok(h) => h,
             // Spawning fails only when the OS is out of threads: the service cannot run then.
@@ -322,6 +331,9 @@ struct Shared {
     lost: std::sync::Mutex<Vec<LostDecision>>,
     /// Decisions answered and not yet committed (used by the writer thread only).
     journal: Option<std::sync::Mutex<AnsweredJournal>>,
+    /// The chains' sizes as this instance last committed or followed them (entries beyond are
+    /// other instances').
+    known: std::sync::Mutex<crate::detection::Known>,
 }
 
 impl Shared {
@@ -349,6 +361,7 @@ fn run(
     shared: &Shared,
     mut mirror: Option<Mirror>,
     mut detector: Detector,
+    watch: Option<Box<dyn Store>>,
 ) {
     let _guard = ReadyGuard(Arc::clone(&shared.ready));
     let mut failures = 0u32;
@@ -374,6 +387,13 @@ fn run(
             for t in &tenants {
                 sink.track(t)?;
             }
+            if watch.is_some() && !tenants.is_empty() {
+                // Reading the heads opened a batch, which holds the shared database's writer
+                // lock: released now, not with this instance's first group (the other
+                // instances would wait for it).
+                let now = sink.now_ms();
+                sink.commit(now, false)?;
+            }
             if !recovered.is_empty() {
                 for ev in unrecorded_entries(&recovered) {
                     let now = sink.now_ms();
@@ -384,8 +404,45 @@ fn run(
                 recovered.clear();
                 note_committed(shared, std::iter::empty());
             }
-            serve(sink, rx, shared, &mut mirror, &mut detector)
+            serve(
+                sink,
+                rx,
+                shared,
+                &mut mirror,
+                &mut detector,
+                watch.as_deref(),
+            )
         });
+        let conflict = matches!(
+            &r,
+            Err(blackbox_ledger::LedgerError::Store(
+                blackbox_store::StoreError::SeqConflict { .. }
+            ))
+        );
+        if let (Err(_), Some(w)) = (&r, &watch) {
+            // Whatever other instances committed is read before this one writes again.
+            let known = shared.known.lock().map(|k| k.clone());
+            if let Ok(mut known) = known {
+                let now = writer.now_ms();
+                match crate::detection::follow(w.as_ref(), &mut detector, &mut known, now) {
+                    Ok(_) => {
+                        if let Ok(mut k) = shared.known.lock() {
+                            *k = known;
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot follow other instances' entries"),
+                }
+            }
+            if conflict {
+                // Another instance moved a chain's head under this one's batch: start again
+                // from the store's heads at once.
+                tracing::warn!(
+                    "a group met another instance's entries; answered 503, re-reading the chains"
+                );
+                shared.ready.store(true, Ordering::Relaxed);
+                continue;
+            }
+        }
         match r {
             Ok(()) => return,
             Err(e) => {

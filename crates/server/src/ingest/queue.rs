@@ -159,7 +159,14 @@ pub(super) struct Pipeline<'s> {
     inflight: Option<InFlight>,
     appender: Appender,
     last_heartbeat: Instant,
+    /// A read-only handle on a store other instances write to as well, and when it was last
+    /// looked at for their entries.
+    watch: Option<(&'s dyn blackbox_store::Store, Instant)>,
 }
+
+/// How often a writer on a store shared with other instances looks for their entries: an agent
+/// paused through one instance is refused by the others within this (plus one commit).
+pub(super) const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 
 pub(super) fn serve(
     sink: &mut AppendSink<'_>,
@@ -167,6 +174,7 @@ pub(super) fn serve(
     shared: &Shared,
     mirror: &mut Option<Mirror>,
     det: &mut Detector,
+    watch: Option<&dyn blackbox_store::Store>,
 ) -> Result<(), LedgerError> {
     let mut p = Pipeline {
         shared,
@@ -174,6 +182,7 @@ pub(super) fn serve(
         inflight: None,
         appender: Appender::new(),
         last_heartbeat: Instant::now(),
+        watch: watch.map(|w| (w, Instant::now())),
     };
     let r = p.run(sink, rx, mirror, det);
     if let Err(e) = &r {
@@ -194,6 +203,9 @@ impl Pipeline<'_> {
         det: &mut Detector,
     ) -> Result<(), LedgerError> {
         loop {
+            if self.open.is_empty() {
+                self.catch_up(sink, det, false)?;
+            }
             if let Some(f) = &self.inflight {
                 let done = f.done.clone();
                 if self.open.events >= MAX_GROUP_EVENTS {
@@ -232,10 +244,13 @@ impl Pipeline<'_> {
                     }
                     continue;
                 }
-                let wait = self
+                let mut wait = self
                     .shared
                     .every
                     .saturating_sub(self.last_heartbeat.elapsed());
+                if self.watch.is_some() {
+                    wait = wait.min(FOLLOW_EVERY);
+                }
                 match rx.recv_timeout(wait.max(Duration::from_millis(10))) {
                     Ok(m) => {
                         self.take(sink, det, mirror, m)?;
@@ -264,6 +279,60 @@ impl Pipeline<'_> {
         }
     }
 
+    /// When the store is shared with other instances: reads what they committed since this one
+    /// last committed or looked (the detector learns it, pauses and resumes included) and
+    /// re-reads the heads of the chains they moved, so that the next group continues them
+    /// instead of being refused. Looks every [`FOLLOW_EVERY`], or now with `now`; only between
+    /// groups (the group in flight is committed first).
+    fn catch_up(
+        &mut self,
+        sink: &mut AppendSink<'_>,
+        det: &mut Detector,
+        now: bool,
+    ) -> Result<(), LedgerError> {
+        let Some((store, last)) = &mut self.watch else {
+            return Ok(());
+        };
+        if !now && last.elapsed() < FOLLOW_EVERY {
+            return Ok(());
+        }
+        *last = Instant::now();
+        let store = *store;
+        let poisoned = || LedgerError::Inconsistent("the chains' sizes lock is poisoned".into());
+        let heads = store.chains()?;
+        let moved = {
+            let known = self.shared.known.lock().map_err(|_| poisoned())?;
+            heads
+                .iter()
+                .any(|h| h.size > known.get(&h.tenant_id).copied().unwrap_or(0))
+        };
+        if !moved {
+            return Ok(());
+        }
+        // This instance's group in flight first (its commit advances what it knows).
+        self.settle()?;
+        let mut known = self.shared.known.lock().map_err(|_| poisoned())?.clone();
+        let before = known.clone();
+        let n = crate::detection::follow(store, det, &mut known, sink.now_ms())
+            .map_err(|e| LedgerError::Inconsistent(e.to_string()))?;
+        let mut reloaded = false;
+        for (tenant, size) in &known {
+            if before.get(tenant) != Some(size) {
+                sink.reload(tenant)?;
+                reloaded = true;
+            }
+        }
+        if reloaded {
+            // Reading a head opens a batch, which holds the database's writer lock: it is
+            // released at once rather than with this instance's next group.
+            let now = sink.now_ms();
+            sink.commit(now, false)?;
+        }
+        tracing::debug!(entries = n, "followed other instances' entries");
+        *self.shared.known.lock().map_err(|_| poisoned())? = known;
+        Ok(())
+    }
+
     /// Sequences one message into the open group, or runs an erasure on its own batch.
     pub(super) fn take(
         &mut self,
@@ -278,6 +347,10 @@ impl Pipeline<'_> {
             self.drain(sink)?;
             erase_now(sink, &req, reply, self.shared, mirror)?;
             return Ok(());
+        }
+        if self.open.is_empty() {
+            // A new group: on a shared store, it continues what other instances committed.
+            self.catch_up(sink, det, true)?;
         }
         let now = sink.now_ms();
         if self.open.is_empty() {
@@ -433,6 +506,11 @@ impl Pipeline<'_> {
         m.batch_events.observe(group.events as f64);
         if let Some(t) = group.started {
             m.commit_seconds.observe(t.elapsed().as_secs_f64());
+        }
+        if let Ok(mut known) = shared.known.lock() {
+            for (tenant, (_, last)) in &outcome.chains {
+                known.insert(tenant.clone(), *last);
+            }
         }
         for (tenant, (_, last)) in &outcome.chains {
             m.chain_entries
