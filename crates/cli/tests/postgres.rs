@@ -346,11 +346,13 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 
 #[test]
 fn instances_sharing_a_database_never_fork_a_chain_and_lose_nothing_acknowledged() {
-    // Today's guarantee with several instances on one database: batches are serialised by the
-    // database's writer lock and a batch that does not continue the stored chain is refused
-    // (the instance answers 503 and re-reads the chains), so the chain neither forks nor has a
-    // gap, and every acknowledged entry is stored once. (Throughput with several writers is not
-    // yet what one gives: issue 19.)
+    // Issue 19's test: 3 service instances on one database, 8 concurrent writers each, all on
+    // one tenant's chain; 5 rounds, each with a kill -9 of one instance (another each round)
+    // under its writers, restarted for the next round. Batches are serialised by the
+    // database's writer lock and each instance continues what the others committed (a batch
+    // that still meets another's entries is refused, answered 503, and not acknowledged): the
+    // chain neither forks nor has a gap, every acknowledged entry is stored once, and the
+    // checkpoints all verify.
     let db = Scratch::new("multi");
     let tmp = tempfile::tempdir().unwrap();
     let first = tmp.path().join("a");
@@ -367,60 +369,74 @@ fn instances_sharing_a_database_never_fork_a_chain_and_lose_nothing_acknowledged
         })
         .collect();
     let url = db.url.clone();
-    let servers: Vec<Server> = dirs
-        .iter()
-        .map(|d| {
-            Server::start_with(d, |mut c| {
-                c.env("BLACKBOX_STORE", &url);
-                c
-            })
+    let start = |d: &str| {
+        Server::start_with(d, |mut c| {
+            c.env("BLACKBOX_STORE", &url);
+            c
         })
-        .collect();
+    };
+    let mut servers: Vec<Option<Server>> = dirs.iter().map(|d| Some(start(d))).collect();
     let tokens: Vec<String> = dirs
         .iter()
         .map(|d| token(d, Some("acme"), "ingest"))
         .collect();
     let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let refused = Arc::new(AtomicU32::new(0));
-    let stop = Instant::now() + Duration::from_secs(4);
-    let writers: Vec<_> = (0..6)
-        .map(|w| {
-            let (addr, t) = (servers[w % 3].addr, tokens[w % 3].clone());
-            let (acked, refused) = (Arc::clone(&acked), Arc::clone(&refused));
-            std::thread::spawn(move || {
-                let mut i = 0;
-                while Instant::now() < stop {
-                    let body = json!([{"agent_id": format!("w{w}"), "session_id": "s",
-                        "event_type": "tool_call", "tool_name": "t", "payload": {"i": i}}])
-                    .to_string();
-                    match http(addr, "POST", "/v1/events", Some(&t), Some(&body)) {
-                        Ok((200, b)) => {
-                            let v: Value = serde_json::from_str(&b).unwrap();
-                            for e in v["entries"].as_array().unwrap() {
-                                acked
-                                    .lock()
-                                    .unwrap()
-                                    .insert(e["entry_id"].as_str().unwrap().to_owned());
+    for round in 0..5u32 {
+        for (i, s) in servers.iter_mut().enumerate() {
+            if s.is_none() {
+                *s = Some(start(&dirs[i]));
+            }
+        }
+        let stop = Instant::now() + Duration::from_millis(1_500);
+        let writers: Vec<_> = (0..24)
+            .map(|w| {
+                let addr = servers[w % 3].as_ref().unwrap().addr;
+                let t = tokens[w % 3].clone();
+                let (acked, refused) = (Arc::clone(&acked), Arc::clone(&refused));
+                std::thread::spawn(move || {
+                    let mut i = 0;
+                    while Instant::now() < stop {
+                        let body = json!([{"agent_id": format!("w{w}"), "session_id": "s",
+                            "event_type": "tool_call", "tool_name": "t",
+                            "payload": {"round": round, "i": i}}])
+                        .to_string();
+                        match http(addr, "POST", "/v1/events", Some(&t), Some(&body)) {
+                            Ok((200, b)) => {
+                                let v: Value = serde_json::from_str(&b).unwrap();
+                                for e in v["entries"].as_array().unwrap() {
+                                    acked
+                                        .lock()
+                                        .unwrap()
+                                        .insert(e["entry_id"].as_str().unwrap().to_owned());
+                                }
                             }
+                            Ok((503, _)) => {
+                                refused.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(other) => panic!("writer {w}: {other:?}"),
+                            // Its instance was killed: what it did not acknowledge may or may
+                            // not be stored.
+                            Err(_) => return,
                         }
-                        Ok((503, _)) => {
-                            refused.fetch_add(1, Ordering::Relaxed);
-                        }
-                        other => panic!("writer {w}: {other:?}"),
+                        i += 1;
                     }
-                    i += 1;
-                }
+                })
             })
-        })
-        .collect();
-    for w in writers {
-        w.join().unwrap();
+            .collect();
+        std::thread::sleep(Duration::from_millis(700));
+        let victim = (round as usize * 2) % 3;
+        servers[victim].take().unwrap().kill9();
+        for w in writers {
+            w.join().unwrap();
+        }
     }
-    for mut s in servers {
+    for s in servers.iter_mut().filter_map(Option::take) {
+        let mut s = s;
         s.stop();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 30, "too few acknowledged: {}", acked.len());
+    assert!(acked.len() > 100, "too few acknowledged: {}", acked.len());
     let (code, out, err) = bb(Some(&db.url), &["verify", "--data-dir", &dirs[0]]);
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = bb(
@@ -444,10 +460,24 @@ fn instances_sharing_a_database_never_fork_a_chain_and_lose_nothing_acknowledged
     assert_eq!(stored.len(), rows.len(), "an entry is stored twice");
     let seqs: BTreeSet<u64> = rows.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs.len(), rows.len(), "two entries share a seq");
-    assert_eq!(
-        stored,
-        acked,
-        "stored and acknowledged differ ({} refused with 503)",
+    let missing: Vec<_> = acked.difference(&stored).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not stored ({} refused with 503): {missing:?}",
+        refused.load(Ordering::Relaxed)
+    );
+    // Instances that saw each other's entries take the database's lock before sequencing, so
+    // batches are (almost) never refused for meeting another's entries.
+    assert!(
+        u64::from(refused.load(Ordering::Relaxed)) * 100 < acked.len() as u64,
+        "{} of {} requests refused with 503: the instances keep meeting each other's entries",
+        refused.load(Ordering::Relaxed),
+        acked.len()
+    );
+    eprintln!(
+        "{} acknowledged, {} stored, {} refused with 503",
+        acked.len(),
+        stored.len(),
         refused.load(Ordering::Relaxed)
     );
 }
@@ -667,7 +697,7 @@ fn decision(addr: std::net::SocketAddr, token: &str, agent: &str) -> String {
 }
 
 #[test]
-fn an_agent_paused_through_one_instance_is_refused_by_another_within_a_second() {
+fn an_agent_paused_through_one_instance_is_refused_by_the_others_for_every_call_after() {
     let db = Scratch::new("pause");
     let tmp = tempfile::tempdir().unwrap();
     let first = tmp.path().join("a");
@@ -719,11 +749,9 @@ fn an_agent_paused_through_one_instance_is_refused_by_another_within_a_second() 
     )
     .unwrap();
     assert_eq!(r.0, 200, "{r:?}");
-    let paused_at = Instant::now();
-    std::thread::sleep(Duration::from_millis(1_000));
-    // B has followed A's entry by now: its first answer refuses the call.
+    // The pause is acknowledged once committed: B's next group reads it first, so B's very
+    // next decision refuses the call (no waiting).
     assert_eq!(decision(b, &ingest[1], "bot-1"), "paused");
-    assert!(paused_at.elapsed() < Duration::from_secs(5));
     // Other agents go on through B.
     assert_eq!(decision(b, &ingest[1], "bot-2"), "allow");
     // Resumed through B: A allows the agent again.
@@ -736,8 +764,19 @@ fn an_agent_paused_through_one_instance_is_refused_by_another_within_a_second() 
     )
     .unwrap();
     assert_eq!(r.0, 200, "{r:?}");
-    std::thread::sleep(Duration::from_millis(1_000));
     assert_eq!(decision(a, &ingest[0], "bot-1"), "allow");
+    // And the other way round, after a while idle (each instance also looks every 250 ms).
+    let r = http(
+        b,
+        "POST",
+        "/v1/agents/bot-1/pause",
+        Some(&admin[1]),
+        Some("{}"),
+    )
+    .unwrap();
+    assert_eq!(r.0, 200, "{r:?}");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(decision(a, &ingest[0], "bot-1"), "paused");
     for s in &mut servers {
         s.stop();
     }

@@ -477,6 +477,9 @@ enum StoreCmd {
         String,
         mpsc::SyncSender<Result<Option<ChainHead>, StoreError>>,
     ),
+    /// Opens the next batch now (answered once it is open: on a shared database, once this
+    /// writer holds the database's writer lock).
+    Begin(mpsc::SyncSender<Result<(), StoreError>>),
     Append(String, Vec<NewEntry>),
     Nodes(String, Vec<(u64, Hash)>),
     SetHead(ChainHead),
@@ -530,6 +533,9 @@ fn refuse(cmd: StoreCmd, spent: &mpsc::Sender<Vec<NewEntry>>) {
             let _ = r.send(Err(earlier_failed()));
         }
         StoreCmd::Head(_, r) => {
+            let _ = r.send(Err(earlier_failed()));
+        }
+        StoreCmd::Begin(r) => {
             let _ = r.send(Err(earlier_failed()));
         }
         StoreCmd::Append(_, entries) => {
@@ -626,6 +632,17 @@ fn store_worker(
                     let _ = reply.send(Err(StoreError::Invalid {
                         what: "erased data can only be purged between batches".to_owned(),
                     }));
+                }
+                StoreCmd::Begin(reply) => {
+                    let _ = reply.send(match (&failed, &batch) {
+                        (None, Some(_)) => Ok(()),
+                        (Some(e), _) => Err(StoreError::Invalid {
+                            what: format!("the batch could not be opened: {e}"),
+                        }),
+                        (None, None) => Err(StoreError::Invalid {
+                            what: "no open batch".to_owned(),
+                        }),
+                    });
                 }
                 StoreCmd::Head(tenant, reply) => {
                     let r = match (&failed, batch.as_mut()) {
@@ -790,6 +807,20 @@ impl AppendSink<'_> {
     /// Store failures.
     pub fn track(&mut self, tenant: &str) -> Result<(), LedgerError> {
         self.load(tenant)
+    }
+
+    /// Opens the next batch now rather than with its first write: on a store several writers
+    /// share (PostgreSQL), this writer then holds the database's writer lock until the batch's
+    /// commit, so what it sequences meanwhile cannot meet another writer's entries.
+    ///
+    /// # Errors
+    /// The batch cannot be opened (the lock not had within the store's lock timeout, the store
+    /// unreachable).
+    pub fn begin_batch(&mut self) -> Result<(), LedgerError> {
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        self.send(StoreCmd::Begin(reply_tx))?;
+        reply_rx.recv().map_err(|_| gone())??;
+        Ok(())
     }
 
     /// Reads a chain's head from the store again: another writer sharing the store (a service

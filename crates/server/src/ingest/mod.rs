@@ -169,6 +169,13 @@ impl Ingest {
             lost: std::sync::Mutex::new(Vec::new()),
             journal: answered_journal.map(|p| std::sync::Mutex::new(AnsweredJournal::new(p))),
             known: std::sync::Mutex::new(known),
+            // A new instance on a shared database assumes others write too until it has seen
+            // a while without them (its first groups then cannot be refused).
+            contended_until: std::sync::Mutex::new(
+                shared_store
+                    .as_ref()
+                    .map(|_| Instant::now() + queue::CONTENDED),
+            ),
         };
         let handle = std::thread::Builder::new()
             .name("blackbox-writer".into())
@@ -334,6 +341,9 @@ struct Shared {
     /// The chains' sizes as this instance last committed or followed them (entries beyond are
     /// other instances').
     known: std::sync::Mutex<crate::detection::Known>,
+    /// Until when other instances are taken to be writing too (their entries or a refused
+    /// batch seen lately).
+    contended_until: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Shared {
@@ -435,7 +445,10 @@ fn run(
             }
             if conflict {
                 // Another instance moved a chain's head under this one's batch: start again
-                // from the store's heads at once.
+                // from the store's heads at once, taking the lock before sequencing for a while.
+                if let Ok(mut c) = shared.contended_until.lock() {
+                    *c = Some(Instant::now() + queue::CONTENDED);
+                }
                 tracing::warn!(
                     "a group met another instance's entries; answered 503, re-reading the chains"
                 );

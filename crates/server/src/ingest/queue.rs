@@ -168,6 +168,10 @@ pub(super) struct Pipeline<'s> {
 /// paused through one instance is refused by the others within this (plus one commit).
 pub(super) const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 
+/// How long after it last saw another instance's entries a writer takes the database's lock
+/// before sequencing a group (see `Pipeline::catch_up`).
+pub(super) const CONTENDED: Duration = Duration::from_secs(10);
+
 pub(super) fn serve(
     sink: &mut AppendSink<'_>,
     rx: &Receiver<Msg>,
@@ -282,23 +286,39 @@ impl Pipeline<'_> {
     /// When the store is shared with other instances: reads what they committed since this one
     /// last committed or looked (the detector learns it, pauses and resumes included) and
     /// re-reads the heads of the chains they moved, so that the next group continues them
-    /// instead of being refused. Looks every [`FOLLOW_EVERY`], or now with `now`; only between
-    /// groups (the group in flight is committed first).
+    /// instead of being refused. Between groups only (the group in flight is committed first).
+    ///
+    /// `group`: a group is about to open. While other instances write too (seen in the last
+    /// [`CONTENDED`]), the group's batch is opened first, which takes the database's writer
+    /// lock: nobody else commits until this group has, so it cannot be refused (instances take
+    /// turns instead of pipelining). Otherwise (and every [`FOLLOW_EVERY`] while idle) the heads
+    /// are compared without the lock, and a head another instance moved is re-read.
     fn catch_up(
         &mut self,
         sink: &mut AppendSink<'_>,
         det: &mut Detector,
-        now: bool,
+        group: bool,
     ) -> Result<(), LedgerError> {
         let Some((store, last)) = &mut self.watch else {
             return Ok(());
         };
-        if !now && last.elapsed() < FOLLOW_EVERY {
+        if !group && last.elapsed() < FOLLOW_EVERY {
             return Ok(());
         }
         *last = Instant::now();
         let store = *store;
         let poisoned = || LedgerError::Inconsistent("the chains' sizes lock is poisoned".into());
+        let contended = self
+            .shared
+            .contended_until
+            .lock()
+            .map_err(|_| poisoned())?
+            .is_some_and(|t| Instant::now() < t);
+        let locked = group && contended;
+        if locked {
+            self.settle()?;
+            sink.begin_batch()?;
+        }
         let heads = store.chains()?;
         let moved = {
             let known = self.shared.known.lock().map_err(|_| poisoned())?;
@@ -309,26 +329,26 @@ impl Pipeline<'_> {
         if !moved {
             return Ok(());
         }
+        *self.shared.contended_until.lock().map_err(|_| poisoned())? =
+            Some(Instant::now() + CONTENDED);
         // This instance's group in flight first (its commit advances what it knows).
         self.settle()?;
         let mut known = self.shared.known.lock().map_err(|_| poisoned())?.clone();
         let before = known.clone();
         let n = crate::detection::follow(store, det, &mut known, sink.now_ms())
             .map_err(|e| LedgerError::Inconsistent(e.to_string()))?;
-        let mut reloaded = false;
         for (tenant, size) in &known {
             if before.get(tenant) != Some(size) {
                 sink.reload(tenant)?;
-                reloaded = true;
             }
         }
-        if reloaded {
+        if !locked {
             // Reading a head opens a batch, which holds the database's writer lock: it is
             // released at once rather than with this instance's next group.
             let now = sink.now_ms();
             sink.commit(now, false)?;
         }
-        tracing::debug!(entries = n, "followed other instances' entries");
+        tracing::debug!(entries = n, locked, "followed other instances' entries");
         *self.shared.known.lock().map_err(|_| poisoned())? = known;
         Ok(())
     }
