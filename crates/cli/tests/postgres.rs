@@ -361,6 +361,13 @@ fn instances_sharing_a_database_never_fork_a_chain_and_lose_nothing_acknowledged
         &["init", "--data-dir", first.to_str().unwrap()],
     );
     assert_eq!(code, 0, "{err}");
+    // Checkpoints every 500 entries and every second: many, from every instance.
+    let toml = first.join("blackbox.toml");
+    let settings = std::fs::read_to_string(&toml)
+        .unwrap()
+        .replace("every_entries = 10000", "every_entries = 500")
+        .replace("every_seconds = 60", "every_seconds = 1");
+    std::fs::write(&toml, settings).unwrap();
     let dirs: Vec<String> = (0..3)
         .map(|i| {
             let d = tmp.path().join(format!("i{i}"));
@@ -466,6 +473,19 @@ fn instances_sharing_a_database_never_fork_a_chain_and_lose_nothing_acknowledged
         "acknowledged but not stored ({} refused with 503): {missing:?}",
         refused.load(Ordering::Relaxed)
     );
+    // Checkpoints: each size signed once, whichever instance signed it (heartbeats and closing
+    // checkpoints are signed under the database's lock, with the heads as stored).
+    let log = exported(Some(&db.url), &dirs[0], &tmp.path().join("multi.jsonl"));
+    let mut sizes = Vec::new();
+    for line in log.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let v: Value = serde_json::from_slice(line).unwrap();
+        if let Some(note) = v["checkpoint"].as_str() {
+            sizes.push(note.lines().nth(1).unwrap().parse::<u64>().unwrap());
+        }
+    }
+    assert!(sizes.len() >= 20, "{sizes:?}");
+    let unique: BTreeSet<u64> = sizes.iter().copied().collect();
+    assert_eq!(unique.len(), sizes.len(), "a size signed twice: {sizes:?}");
     // Instances that saw each other's entries take the database's lock before sequencing, so
     // batches are (almost) never refused for meeting another's entries.
     assert!(

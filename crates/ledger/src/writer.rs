@@ -809,6 +809,18 @@ impl AppendSink<'_> {
         self.load(tenant)
     }
 
+    /// Whether this sink's head of `head.tenant_id`'s chain differs from `head` as stored (size
+    /// or latest checkpoint): another writer sharing the store moved it. Untracked chains are
+    /// not stale.
+    #[must_use]
+    pub fn is_stale(&self, head: &ChainHead) -> bool {
+        self.chains.get(&head.tenant_id).is_some_and(|w| {
+            w.head.size != head.size
+                || w.head.last_checkpoint_ms != head.last_checkpoint_ms
+                || w.head.last_checkpoint_size != head.last_checkpoint_size
+        })
+    }
+
     /// Opens the next batch now rather than with its first write: on a store several writers
     /// share (PostgreSQL), this writer then holds the database's writer lock until the batch's
     /// commit, so what it sequences meanwhile cannot meet another writer's entries.

@@ -455,9 +455,16 @@ impl Pipeline<'_> {
 
     pub(super) fn heartbeat(&mut self, sink: &mut AppendSink<'_>) -> Result<(), LedgerError> {
         self.last_heartbeat = Instant::now();
+        let shared_store = self.lock_heads(sink)?;
         // Behind the group in flight: the store commits in order.
         let now = sink.now_ms();
-        match sink.heartbeat(now) {
+        match sink.heartbeat(now).and_then(|signed| {
+            if signed == 0 && shared_store {
+                // Nothing was due after all: the lock is released now.
+                sink.commit(now, false)?;
+            }
+            Ok(signed)
+        }) {
             Ok(_) => {
                 if self.inflight.is_none() {
                     self.shared.ready.store(true, Ordering::Relaxed);
@@ -473,6 +480,24 @@ impl Pipeline<'_> {
         }
     }
 
+    /// On a store other instances write to: takes the database's writer lock (this writer's
+    /// next batch opened now) and re-reads every head another instance moved or signed
+    /// meanwhile, so that a checkpoint signed in that batch is signed by one instance, once per
+    /// size. Returns whether the store is shared (the lock is then held until the next commit).
+    fn lock_heads(&mut self, sink: &mut AppendSink<'_>) -> Result<bool, LedgerError> {
+        let Some((store, _)) = self.watch else {
+            return Ok(false);
+        };
+        self.settle()?;
+        sink.begin_batch()?;
+        for h in store.chains()? {
+            if sink.is_stale(&h) {
+                sink.reload(&h.tenant_id)?;
+            }
+        }
+        Ok(true)
+    }
+
     pub(super) fn shut_down(
         &mut self,
         sink: &mut AppendSink<'_>,
@@ -480,9 +505,13 @@ impl Pipeline<'_> {
     ) -> Result<(), LedgerError> {
         self.shared.stopping.store(true, Ordering::Relaxed);
         self.drain(sink)?;
+        let shared_store = self.lock_heads(sink)?;
         // Shutting down: every chain's last entry gets a signed checkpoint.
         let now = sink.now_ms();
         let n = sink.close(now)?;
+        if n == 0 && shared_store {
+            sink.commit(now, false)?;
+        }
         tracing::info!(checkpoints = n, "closing checkpoints signed");
         follow(sink, mirror);
         Ok(())
