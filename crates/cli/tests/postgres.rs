@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::serve::{Server, http, token};
+use common::serve::{Server, http};
 use common::{bin, example_session};
 use serde_json::{Value, json};
 
@@ -79,6 +79,26 @@ fn bb(url: Option<&str>, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A new token of `scope` for `tenant`, kept in the database at `url` (`tokens create` through
+/// the data directory `dir`); its secret.
+fn pg_token(url: &str, dir: &str, tenant: &str, scope: &str) -> String {
+    let (code, out, err) = bb(
+        Some(url),
+        &[
+            "tokens",
+            "create",
+            "--data-dir",
+            dir,
+            "--tenant",
+            tenant,
+            "--scope",
+            scope,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    out.lines().last().unwrap().to_owned()
 }
 
 #[test]
@@ -215,7 +235,7 @@ fn the_service_on_postgresql_loses_nothing_acknowledged_across_a_kill_9() {
     let dir = dir.to_str().unwrap().to_owned();
     let (code, _, err) = bb(Some(&db.url), &["init", "--data-dir", &dir]);
     assert_eq!(code, 0, "{err}");
-    let ingest = token(&dir, Some("acme"), "ingest");
+    let ingest = pg_token(&db.url, &dir, "acme", "ingest");
     let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let url = db.url.clone();
     for round in 0..2 {
@@ -385,7 +405,7 @@ fn instances_sharing_a_database_never_fork_a_chain_and_lose_nothing_acknowledged
     let mut servers: Vec<Option<Server>> = dirs.iter().map(|d| Some(start(d))).collect();
     let tokens: Vec<String> = dirs
         .iter()
-        .map(|d| token(d, Some("acme"), "ingest"))
+        .map(|d| pg_token(&db.url, d, "acme", "ingest"))
         .collect();
     let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let refused = Arc::new(AtomicU32::new(0));
@@ -745,11 +765,11 @@ fn an_agent_paused_through_one_instance_is_refused_by_the_others_for_every_call_
         .collect();
     let ingest: Vec<String> = dirs
         .iter()
-        .map(|d| token(d, Some("acme"), "ingest"))
+        .map(|d| pg_token(&db.url, d, "acme", "ingest"))
         .collect();
     let admin: Vec<String> = dirs
         .iter()
-        .map(|d| token(d, Some("acme"), "admin"))
+        .map(|d| pg_token(&db.url, d, "acme", "admin"))
         .collect();
     let (a, b) = (servers[0].addr, servers[1].addr);
     // Both instances have written to the tenant's chain.
@@ -802,4 +822,93 @@ fn an_agent_paused_through_one_instance_is_refused_by_the_others_for_every_call_
     }
     let (code, out, err) = bb(Some(&db.url), &["verify", "--data-dir", &dirs[0]]);
     assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn tokens_live_in_the_database_and_hold_for_every_instance() {
+    let db = Scratch::new("tokens");
+    let tmp = tempfile::tempdir().unwrap();
+    let first = tmp.path().join("a");
+    let first = first.to_str().unwrap();
+    let (code, _, err) = bb(Some(&db.url), &["init", "--data-dir", first]);
+    assert_eq!(code, 0, "{err}");
+    // A token made before tokens moved into the database (a tokens.db in the directory) is
+    // copied in when the directory's tokens are first opened on the database.
+    let old = {
+        let t =
+            blackbox_server::tokens::Tokens::open(&std::path::Path::new(first).join("tokens.db"))
+                .unwrap();
+        let tenant = blackbox_core::ids::TenantId::parse("acme").unwrap();
+        t.create(
+            Some(&tenant),
+            blackbox_server::tokens::Scopes::parse("ingest").unwrap(),
+            "made before",
+        )
+        .unwrap()
+        .1
+    };
+    let second = tmp.path().join("b");
+    // Keys and settings only (copy_dir leaves tokens.db out).
+    copy_dir(std::path::Path::new(first), &second);
+    assert!(!second.join("tokens.db").exists());
+    let second = second.to_str().unwrap();
+    // Without --store the directory says where its tokens are.
+    let (code, _, err) = bb(None, &["tokens", "list", "--data-dir", first]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("PostgreSQL") && err.contains("--store"),
+        "{err}"
+    );
+    // Made through one directory, listed through the other.
+    let ingest = pg_token(&db.url, first, "acme", "ingest");
+    let (code, out, err) = bb(
+        Some(&db.url),
+        &["tokens", "list", "--data-dir", second, "--format", "json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.len(), 2, "{out}");
+    assert!(
+        !out.contains(&ingest) && !out.contains(&old),
+        "a secret was listed"
+    );
+    let url = db.url.clone();
+    let mut servers: Vec<Server> = [first, second]
+        .iter()
+        .map(|d| {
+            Server::start_with(d, |mut c| {
+                c.env("BLACKBOX_STORE", &url);
+                c
+            })
+        })
+        .collect();
+    let body = json!([{"agent_id": "a", "session_id": "s", "event_type": "tool_call",
+        "tool_name": "t", "payload": {}}])
+    .to_string();
+    for s in &servers {
+        for t in [&ingest, &old] {
+            let r = http(s.addr, "POST", "/v1/events", Some(t), Some(&body)).unwrap();
+            assert_eq!(r.0, 200, "{r:?}");
+        }
+    }
+    // Revoked through the first directory: refused by both instances within a second.
+    let id = listed.iter().find(|t| t["label"] != "made before").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, _, err) = bb(
+        Some(&db.url),
+        &["tokens", "revoke", "--data-dir", first, &id],
+    );
+    assert_eq!(code, 0, "{err}");
+    std::thread::sleep(Duration::from_millis(1_300));
+    for s in &servers {
+        let r = http(s.addr, "POST", "/v1/events", Some(&ingest), Some(&body)).unwrap();
+        assert_eq!(r.0, 401, "{r:?}");
+        let r = http(s.addr, "POST", "/v1/events", Some(&old), Some(&body)).unwrap();
+        assert_eq!(r.0, 200, "{r:?}");
+    }
+    for s in &mut servers {
+        s.stop();
+    }
 }

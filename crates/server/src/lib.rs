@@ -176,7 +176,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
     }
     let (alerts_tx, alerts_rx) = tokio::sync::mpsc::unbounded_channel();
     let verifier = blackbox_ledger::open::public_key(&dir)?;
-    let tokens = tokens::Tokens::open(&dir.root().join("tokens.db"))?;
+    let tokens = tokens::Tokens::open_for(&dir)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let (ingest, thread) = ingest::Ingest::start(
         store,

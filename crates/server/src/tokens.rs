@@ -360,7 +360,184 @@ impl TokenStore for SqliteTokens {
     }
 }
 
+/// Tokens in the log's PostgreSQL database (table `api_tokens`), shared by every service
+/// instance on it: read again at most every [`PG_REFRESH`] (a token revoked through another
+/// instance is refused within that) and at once after this handle's own changes.
+pub struct PgTokens {
+    /// Always `Some` but while dropped (the pool's connections are closed off the runtime).
+    store: Option<blackbox_store_pg::PgStore>,
+    tokens: HashMap<String, TokenRecord>,
+    read: Option<std::time::Instant>,
+}
+
+/// How long a [`PgTokens`] answers from memory before reading the table again.
+pub const PG_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl fmt::Debug for PgTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.store {
+            Some(s) => write!(f, "PgTokens({})", s.target()),
+            None => f.write_str("PgTokens(closed)"),
+        }
+    }
+}
+
+impl PgTokens {
+    /// The tokens of the database at `url` (its tables created or migrated first). When the
+    /// table is empty and `import` names a token file (a data directory's `tokens.db` from
+    /// before its tokens moved into the database), its tokens are copied in once.
+    ///
+    /// # Errors
+    /// Database failures; an unreadable token file.
+    pub fn open(url: &str, import: Option<&Path>) -> Result<Self, ServerError> {
+        let store = off_runtime(|| {
+            blackbox_store_pg::PgStore::open(
+                url,
+                &blackbox_store_pg::PgOptions {
+                    pool_size: 2,
+                    ..blackbox_store_pg::PgOptions::default()
+                },
+            )
+        })
+        .map_err(ServerError::Tokens)?;
+        let mut me = Self {
+            store: Some(store),
+            tokens: HashMap::new(),
+            read: None,
+        };
+        if let Some(file) = import.filter(|f| f.exists())
+            && me.records()?.is_empty()
+        {
+            let mut old = SqliteTokens::open(file)?;
+            let records: Vec<TokenRecord> = old.records()?.values().cloned().collect();
+            for r in &records {
+                me.insert(r)?;
+            }
+            if !records.is_empty() {
+                tracing::info!(
+                    tokens = records.len(),
+                    file = %file.display(),
+                    "the token file's tokens were copied into the database"
+                );
+            }
+        }
+        Ok(me)
+    }
+}
+
+/// Runs `f` (a call of the blocking PostgreSQL client) off the async runtime: the client
+/// cannot run on a runtime's thread, and tokens are checked in request handlers. A thread of
+/// its own for the call (once a second at most on the request path, see [`PG_REFRESH`]).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+impl Drop for PgTokens {
+    fn drop(&mut self) {
+        // Closing the client's connections blocks on its own runtime: not on the service's.
+        if let Some(store) = self.store.take() {
+            off_runtime(move || drop(store));
+        }
+    }
+}
+
+impl PgTokens {
+    fn db(&self) -> Result<&blackbox_store_pg::PgStore, ServerError> {
+        self.store
+            .as_ref()
+            .ok_or_else(|| ServerError::Config("the token store is closed".to_owned()))
+    }
+}
+
+fn record_of(row: blackbox_store_pg::tokens::TokenRow) -> Result<TokenRecord, ServerError> {
+    let scopes = Scopes::parse(&row.scopes).map_err(|e| {
+        ServerError::Config(format!("the database holds token {} with {e}", row.id))
+    })?;
+    Ok(TokenRecord {
+        info: TokenInfo {
+            id: row.id,
+            tenant_id: row.tenant_id,
+            scopes,
+            label: row.label,
+            created_ms: row.created_ms,
+            revoked_ms: row.revoked_ms,
+        },
+        secret_sha256: row.secret_sha256,
+    })
+}
+
+impl TokenStore for PgTokens {
+    fn insert(&mut self, record: &TokenRecord) -> Result<(), ServerError> {
+        let info = &record.info;
+        let row = blackbox_store_pg::tokens::TokenRow {
+            id: info.id.clone(),
+            tenant_id: info.tenant_id.clone(),
+            scopes: info.scopes.to_string(),
+            label: info.label.clone(),
+            secret_sha256: record.secret_sha256,
+            created_ms: info.created_ms,
+            revoked_ms: info.revoked_ms,
+        };
+        let store = self.db()?;
+        off_runtime(|| store.tokens().insert(&row)).map_err(ServerError::Tokens)?;
+        self.read = None;
+        Ok(())
+    }
+
+    fn revoke(&mut self, id: &str, at_ms: i64) -> Result<bool, ServerError> {
+        let store = self.db()?;
+        let done = off_runtime(|| store.tokens().revoke(id, at_ms)).map_err(ServerError::Tokens)?;
+        self.read = None;
+        Ok(done)
+    }
+
+    fn records(&mut self) -> Result<&HashMap<String, TokenRecord>, ServerError> {
+        if self.read.is_none_or(|t| t.elapsed() >= PG_REFRESH) {
+            let store = self.db()?;
+            let rows = off_runtime(|| store.tokens().all()).map_err(ServerError::Tokens)?;
+            let mut tokens = HashMap::with_capacity(rows.len());
+            for row in rows {
+                let r = record_of(row)?;
+                tokens.insert(r.info.id.clone(), r);
+            }
+            self.tokens = tokens;
+            self.read = Some(std::time::Instant::now());
+        }
+        Ok(&self.tokens)
+    }
+}
+
 impl Tokens {
+    /// The tokens of the data directory `dir`: in its log's PostgreSQL database when that is
+    /// where its entries are ([`PgTokens`]; a `tokens.db` left in the directory is copied in
+    /// once), else in `DIR/tokens.db` ([`SqliteTokens`]).
+    ///
+    /// # Errors
+    /// As [`Self::open`] and [`PgTokens::open`].
+    pub fn open_for(dir: &blackbox_ledger::datadir::DataDir) -> Result<Self, ServerError> {
+        let file = dir.root().join("tokens.db");
+        match dir.store_location() {
+            blackbox_ledger::datadir::StoreLocation::Postgres(url) => {
+                Ok(Self::new(Box::new(PgTokens::open(&url, Some(&file))?)))
+            }
+            blackbox_ledger::datadir::StoreLocation::Sqlite(_)
+                if dir.postgres_marker_path().exists() =>
+            {
+                Err(ServerError::Config(format!(
+                    "{} keeps its log and its tokens in a PostgreSQL database: give its URL with --store or BLACKBOX_STORE",
+                    dir.root().display()
+                )))
+            }
+            blackbox_ledger::datadir::StoreLocation::Sqlite(_) => Self::open(&file),
+        }
+    }
+
     /// Opens (creating if needed) the token file at `path` ([`SqliteTokens`]).
     ///
     /// # Errors

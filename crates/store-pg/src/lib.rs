@@ -25,6 +25,7 @@
 mod batch;
 mod read;
 mod tls;
+pub mod tokens;
 
 use std::time::Duration;
 
@@ -36,7 +37,7 @@ use r2d2_postgres::PostgresConnectionManager;
 pub use tls::{MakeRustls, Verify};
 
 /// The schema version this build reads and writes (the last migration's).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The advisory lock key a write batch holds for its whole transaction (`"BBXW"` as an integer):
 /// at most one batch is open on a database at a time.

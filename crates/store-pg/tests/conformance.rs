@@ -275,5 +275,9 @@ fn instances_opening_a_new_database_together_migrate_it_once() {
         .query_one("SELECT count(*) FROM blackbox_schema_history", &[])
         .unwrap()
         .get(0);
-    assert_eq!(n, 1, "the migration ran more than once");
+    assert_eq!(
+        n,
+        i64::from(blackbox_store_pg::SCHEMA_VERSION),
+        "a migration ran more than once"
+    );
 }

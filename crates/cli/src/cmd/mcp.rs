@@ -111,7 +111,9 @@ impl Embedded {
             .map_err(|e| anyhow!("--data-dir {}: {e}", dir.display()))?;
         let tenant = blackbox_core::ids::TenantId::parse(&g.tenant_id)
             .map_err(|e| anyhow!("--tenant-id: {e}"))?;
-        let tokens = blackbox_server::tokens::Tokens::open(&dir.join("tokens.db"))?;
+        let tokens = blackbox_server::tokens::Tokens::open_for(
+            &blackbox_ledger::datadir::DataDir::new(dir),
+        )?;
         let (info, token) = tokens.create(
             Some(&tenant),
             blackbox_server::tokens::Scopes::parse("ingest").map_err(|e| anyhow!(e))?,

@@ -15,7 +15,7 @@ fn open(dir: &DataDir) -> Result<Tokens> {
             dir.root().display()
         );
     }
-    Ok(Tokens::open(&dir.root().join("tokens.db"))?)
+    Ok(Tokens::open_for(dir)?)
 }
 
 fn time(ms: i64) -> String {
