@@ -93,11 +93,7 @@ pub fn check_destination(
 /// The index columns of an entry, read back from its signed line the way the writer set them
 /// (docs/FORMAT.md §2: `timestamp`, `agent_id`, `session_id`, `event_type`, and the tool name
 /// of `tool_call` / `tool_result` entries).
-fn index_columns(
-    tenant: &str,
-    seq: u64,
-    line: &[u8],
-) -> Result<(uuid::Uuid, i64, String, String, String, Option<String>), LedgerError> {
+fn index_columns(tenant: &str, seq: u64, line: &[u8]) -> Result<Columns, LedgerError> {
     let v = blackbox_core::entry::EntryView::parse(line).map_err(|e| {
         bad(format!(
             "tenant {tenant:?} entry {seq}: the stored line cannot be read: {e}"
@@ -113,14 +109,24 @@ fn index_columns(
             }),
         _ => None,
     };
-    Ok((
-        v.entry_id,
-        v.timestamp_ms,
-        v.agent_id.into_owned(),
-        v.session_id.into_owned(),
-        v.event_type.into_owned(),
+    Ok(Columns {
+        id: v.entry_id,
+        ts_ms: v.timestamp_ms,
+        agent_id: v.agent_id.into_owned(),
+        session_id: v.session_id.into_owned(),
+        event_type: v.event_type.into_owned(),
         tool,
-    ))
+    })
+}
+
+/// What the store indexes an entry by.
+struct Columns {
+    id: uuid::Uuid,
+    ts_ms: i64,
+    agent_id: String,
+    session_id: String,
+    event_type: String,
+    tool: Option<String>,
 }
 
 /// The keyed hashes of the data subjects a personal sidecar names (its
@@ -236,8 +242,14 @@ pub fn copy_log(
             src.scan(t, next, last, &mut |e| {
                 let at = || format!("tenant {t:?} entry {}", e.seq);
                 let r = (|| {
-                    let (id, ts_ms, agent_id, session_id, event_type, tool) =
-                        index_columns(t, e.seq, &e.line)?;
+                    let Columns {
+                        id,
+                        ts_ms,
+                        agent_id,
+                        session_id,
+                        event_type,
+                        tool,
+                    } = index_columns(t, e.seq, &e.line)?;
                     let personal = match e.personal {
                         Some(sidecar) => Some(PersonalRecord {
                             subject_keys: sidecar_subjects(&sidecar, subject_key, &at)?,
