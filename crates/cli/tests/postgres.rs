@@ -591,6 +591,55 @@ fn a_log_moves_to_postgresql_and_back_byte_for_byte_and_an_interrupted_move_resu
     );
     assert_eq!(code, 0, "{err}");
     let before = exported(None, dir, &tmp.path().join("before.jsonl"));
+    // Tokens go with the log, revoked ones revoked.
+    let tokens = |url: Option<&str>| -> Vec<(String, bool)> {
+        let (code, out, err) = bb(
+            url,
+            &["tokens", "list", "--data-dir", dir, "--format", "json"],
+        );
+        assert_eq!(code, 0, "{err}");
+        let mut v: Vec<(String, bool)> = serde_json::from_str::<Vec<Value>>(&out)
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["id"].as_str().unwrap().to_owned(),
+                    t["revoked_ms"].is_i64(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let make = |url: Option<&str>| {
+        let (code, out, err) = bb(
+            url,
+            &[
+                "tokens",
+                "create",
+                "--data-dir",
+                dir,
+                "--tenant",
+                "acme",
+                "--scope",
+                "ingest",
+                "--format",
+                "json",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Value>(&out).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let revoke = |url: Option<&str>, id: &str| {
+        let (code, _, err) = bb(url, &["tokens", "revoke", "--data-dir", dir, id]);
+        assert_eq!(code, 0, "{err}");
+    };
+    let t1 = make(None);
+    let t2 = make(None);
+    revoke(None, &t2);
     let subject = |url: Option<&str>| {
         let (code, out, err) = bb(
             url,
@@ -666,6 +715,11 @@ fn a_log_moves_to_postgresql_and_back_byte_for_byte_and_an_interrupted_move_resu
         "the log on PostgreSQL is not the same bytes"
     );
     assert_eq!(subject(url), rows_before);
+    let mut want = vec![(t1.clone(), false), (t2.clone(), true)];
+    want.sort();
+    assert_eq!(tokens(url), want);
+    let t3 = make(url);
+    revoke(url, &t1);
 
     // Never over a log: the database holds one now (another directory's copy is refused).
     let other = tmp.path().join("other");
@@ -693,6 +747,9 @@ fn a_log_moves_to_postgresql_and_back_byte_for_byte_and_an_interrupted_move_resu
     assert!(out.starts_with("OK — 12,016 entries"), "{out}");
     assert!(dir_path.join("blackbox.db").exists());
     assert!(!dir_path.join("store.postgres").exists());
+    let mut want = vec![(t1.clone(), true), (t2.clone(), true), (t3.clone(), false)];
+    want.sort();
+    assert_eq!(tokens(None), want);
     let (code, out, err) = bb(None, &["verify", "--data-dir", dir]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
@@ -834,18 +891,16 @@ fn tokens_live_in_the_database_and_hold_for_every_instance() {
     assert_eq!(code, 0, "{err}");
     // A token made before tokens moved into the database (a tokens.db in the directory) is
     // copied in when the directory's tokens are first opened on the database.
-    let old = {
+    let (old, old_revoked) = {
         let t =
             blackbox_server::tokens::Tokens::open(&std::path::Path::new(first).join("tokens.db"))
                 .unwrap();
         let tenant = blackbox_core::ids::TenantId::parse("acme").unwrap();
-        t.create(
-            Some(&tenant),
-            blackbox_server::tokens::Scopes::parse("ingest").unwrap(),
-            "made before",
-        )
-        .unwrap()
-        .1
+        let scopes = blackbox_server::tokens::Scopes::parse("ingest").unwrap();
+        let kept = t.create(Some(&tenant), scopes, "made before").unwrap().1;
+        let (info, revoked) = t.create(Some(&tenant), scopes, "made before").unwrap();
+        t.revoke(&info.id).unwrap();
+        (kept, revoked)
     };
     let second = tmp.path().join("b");
     // Keys and settings only (copy_dir leaves tokens.db out).
@@ -867,7 +922,7 @@ fn tokens_live_in_the_database_and_hold_for_every_instance() {
     );
     assert_eq!(code, 0, "{err}");
     let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
-    assert_eq!(listed.len(), 2, "{out}");
+    assert_eq!(listed.len(), 3, "{out}");
     assert!(
         !out.contains(&ingest) && !out.contains(&old),
         "a secret was listed"
@@ -890,6 +945,16 @@ fn tokens_live_in_the_database_and_hold_for_every_instance() {
             let r = http(s.addr, "POST", "/v1/events", Some(t), Some(&body)).unwrap();
             assert_eq!(r.0, 200, "{r:?}");
         }
+        // Revoked before the copy, revoked after it.
+        let r = http(
+            s.addr,
+            "POST",
+            "/v1/events",
+            Some(&old_revoked),
+            Some(&body),
+        )
+        .unwrap();
+        assert_eq!(r.0, 401, "{r:?}");
     }
     // Revoked through the first directory: refused by both instances within a second.
     let id = listed.iter().find(|t| t["label"] != "made before").unwrap()["id"]

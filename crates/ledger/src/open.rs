@@ -172,6 +172,11 @@ pub fn open_writer(dir: &DataDir) -> Result<(Box<dyn Store>, Writer, LedgerConfi
     let subject_key = load_or_create_subject_key(dir)?;
     migrate(dir)?;
     let store = open_location(&dir.store_location(), false)?;
+    if store.meta(crate::relocate::MIGRATION_META)?.as_deref() == Some("in progress") {
+        return Err(LedgerError::Inconsistent(
+            "the store is being filled by `blackbox migrate` (a copy was interrupted): run the same `blackbox migrate` again to finish it before writing to the store".to_owned(),
+        ));
+    }
     if let Some(name) = store.meta("log_name")?
         && name != signer.name()
     {

@@ -25,8 +25,8 @@ use serde_json::Value;
 use crate::error::LedgerError;
 use crate::writer::NODE_LEVEL;
 
-/// The `meta` key that marks a destination being filled (value `in progress`) or filled
-/// (`done`).
+/// The `meta` key that marks a destination being filled (value `in progress`), filled and
+/// verified but not yet switched to (`verified`), or in use (`done`).
 pub const MIGRATION_META: &str = "migration";
 
 /// Entries per destination transaction.
@@ -53,8 +53,20 @@ fn bad(msg: impl Into<String>) -> LedgerError {
     LedgerError::Inconsistent(msg.into())
 }
 
-/// Whether `dst` may receive `src`'s log: empty (no log), or a copy of the same log left
-/// unfinished. Returns whether it is a resumption.
+/// What a destination holds of the log being moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// Nothing: the copy starts.
+    Empty,
+    /// Part of it, from an interrupted copy: the copy continues.
+    Partial,
+    /// All of it, copied and verified by a run that was stopped before the directory switched
+    /// over: compared and verified again, then switched.
+    Copied,
+}
+
+/// Whether `dst` may receive `src`'s log: empty (no log), or a copy of the same log that an
+/// interrupted `blackbox migrate` left.
 ///
 /// # Errors
 /// [`LedgerError::Inconsistent`] naming why the destination is refused; store failures.
@@ -62,7 +74,7 @@ pub fn check_destination(
     src: &dyn Store,
     dst: &dyn Store,
     dst_name: &str,
-) -> Result<bool, LedgerError> {
+) -> Result<Destination, LedgerError> {
     let name = src
         .meta("log_name")?
         .ok_or_else(|| bad("the source store has no log name: it was never initialised"))?;
@@ -73,13 +85,14 @@ pub fn check_destination(
                     "{dst_name} holds chains but no log name; refusing to write into it"
                 )));
             }
-            Ok(false)
+            Ok(Destination::Empty)
         }
         Some(other) if other != name => Err(bad(format!(
             "{dst_name} already holds another Blackbox log (`{other}`); refusing to overwrite it: give an empty destination"
         ))),
         Some(_) => match dst.meta(MIGRATION_META)?.as_deref() {
-            Some("in progress") => Ok(true),
+            Some("in progress") => Ok(Destination::Partial),
+            Some("verified") => Ok(Destination::Copied),
             Some("done") => Err(bad(format!(
                 "{dst_name} already holds a finished copy of the log `{name}`; refusing to write into it again"
             ))),
@@ -176,7 +189,8 @@ pub fn copy_log(
     subject_key: Option<&HmacKey>,
     progress: &dyn Fn(u64),
 ) -> Result<Copied, LedgerError> {
-    let resumed = check_destination(src, dst, dst_name)?;
+    let state = check_destination(src, dst, dst_name)?;
+    let resumed = state != Destination::Empty;
     let log_name = src.meta("log_name")?.unwrap_or_default();
     let heads = src.chains()?;
     let mut out = Copied {
@@ -194,6 +208,9 @@ pub fn copy_log(
         }
         b.set_meta(MIGRATION_META, "in progress")?;
         b.commit()?;
+    }
+    if state == Destination::Copied {
+        return Ok(out);
     }
     let mut done = 0u64;
     for head in &heads {
@@ -350,10 +367,19 @@ pub fn copy_log(
             out.checkpoints += n;
         }
     }
-    let mut b = dst.begin()?;
-    b.set_meta(MIGRATION_META, "done")?;
-    b.commit()?;
     Ok(out)
+}
+
+/// Records the state of a copy in the destination (`verified`: compared and verified, the
+/// directory not switched yet; `done`: switched over).
+///
+/// # Errors
+/// Store failures.
+pub fn mark(dst: &mut dyn Store, state: &str) -> Result<(), LedgerError> {
+    let mut b = dst.begin()?;
+    b.set_meta(MIGRATION_META, state)?;
+    b.commit()?;
+    Ok(())
 }
 
 /// Puts the source's checkpoints of `t` that `have` lacks; returns how many.
@@ -553,6 +579,14 @@ pub fn move_store(
             )
         }
         Direction::ToEmbedded => {
+            // A switch-over interrupted between its two renames: the lines go back first.
+            let (b_lines, e_lines) = (
+                blackbox_store::segments::lines_dir(&building),
+                blackbox_store::segments::lines_dir(&embedded),
+            );
+            if building.exists() && !b_lines.exists() && e_lines.exists() && !embedded.exists() {
+                fs::rename(&e_lines, &b_lines).map_err(LedgerError::io(&b_lines))?;
+            }
             if !building.exists() {
                 let tmp = root.join("blackbox.db.migrating.new");
                 let _ = fs::remove_file(&tmp);
@@ -611,7 +645,9 @@ pub fn move_store(
         &crate::verify::StoreVerifyOptions::default(),
         &|n| progress("verifying", n, total),
     )?;
-    drop(dst);
+    if report.ok() {
+        mark(dst.as_mut(), "verified")?;
+    }
     let stamp = crate::clock::now_ms();
     let kept = if report.ok() {
         match direction {
@@ -634,9 +670,13 @@ pub fn move_store(
                             .map_err(LedgerError::io(&p))?;
                     }
                 }
+                // Last: a run stopped before this finds the copy `verified` and switches again.
+                mark(dst.as_mut(), "done")?;
                 aside
             }
             Direction::ToEmbedded => {
+                mark(dst.as_mut(), "done")?;
+                drop(dst);
                 let aside = root.join(format!("store.postgres.moved-{stamp}"));
                 fs::rename(
                     blackbox_store::segments::lines_dir(&building),

@@ -367,8 +367,13 @@ pub struct PgTokens {
     /// Always `Some` but while dropped (the pool's connections are closed off the runtime).
     store: Option<blackbox_store_pg::PgStore>,
     tokens: HashMap<String, TokenRecord>,
+    /// When the table was last looked at, and last read successfully.
     read: Option<std::time::Instant>,
+    good: Option<std::time::Instant>,
 }
+
+/// How long the tokens last read answer while the database cannot be read.
+pub const PG_STALE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How long a [`PgTokens`] answers from memory before reading the table again.
 pub const PG_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
@@ -404,20 +409,22 @@ impl PgTokens {
             store: Some(store),
             tokens: HashMap::new(),
             read: None,
+            good: None,
         };
         if let Some(file) = import.filter(|f| f.exists())
             && me.records()?.is_empty()
         {
             let mut old = SqliteTokens::open(file)?;
-            let records: Vec<TokenRecord> = old.records()?.values().cloned().collect();
-            for r in &records {
-                me.insert(r)?;
-            }
-            if !records.is_empty() {
+            let rows: Vec<_> = old.records()?.values().map(row_of).collect();
+            let store = me.db()?;
+            let added =
+                off_runtime(|| store.tokens().import(&rows)).map_err(ServerError::Tokens)?;
+            me.read = None;
+            if added > 0 {
                 tracing::info!(
-                    tokens = records.len(),
+                    tokens = added,
                     file = %file.display(),
-                    "the token file's tokens were copied into the database"
+                    "the token file's tokens (revoked ones as revoked) were copied into the database"
                 );
             }
         }
@@ -455,6 +462,19 @@ impl PgTokens {
     }
 }
 
+fn row_of(record: &TokenRecord) -> blackbox_store_pg::tokens::TokenRow {
+    let info = &record.info;
+    blackbox_store_pg::tokens::TokenRow {
+        id: info.id.clone(),
+        tenant_id: info.tenant_id.clone(),
+        scopes: info.scopes.to_string(),
+        label: info.label.clone(),
+        secret_sha256: record.secret_sha256,
+        created_ms: info.created_ms,
+        revoked_ms: info.revoked_ms,
+    }
+}
+
 fn record_of(row: blackbox_store_pg::tokens::TokenRow) -> Result<TokenRecord, ServerError> {
     let scopes = Scopes::parse(&row.scopes).map_err(|e| {
         ServerError::Config(format!("the database holds token {} with {e}", row.id))
@@ -474,16 +494,7 @@ fn record_of(row: blackbox_store_pg::tokens::TokenRow) -> Result<TokenRecord, Se
 
 impl TokenStore for PgTokens {
     fn insert(&mut self, record: &TokenRecord) -> Result<(), ServerError> {
-        let info = &record.info;
-        let row = blackbox_store_pg::tokens::TokenRow {
-            id: info.id.clone(),
-            tenant_id: info.tenant_id.clone(),
-            scopes: info.scopes.to_string(),
-            label: info.label.clone(),
-            secret_sha256: record.secret_sha256,
-            created_ms: info.created_ms,
-            revoked_ms: info.revoked_ms,
-        };
+        let row = row_of(record);
         let store = self.db()?;
         off_runtime(|| store.tokens().insert(&row)).map_err(ServerError::Tokens)?;
         self.read = None;
@@ -500,17 +511,52 @@ impl TokenStore for PgTokens {
     fn records(&mut self) -> Result<&HashMap<String, TokenRecord>, ServerError> {
         if self.read.is_none_or(|t| t.elapsed() >= PG_REFRESH) {
             let store = self.db()?;
-            let rows = off_runtime(|| store.tokens().all()).map_err(ServerError::Tokens)?;
-            let mut tokens = HashMap::with_capacity(rows.len());
-            for row in rows {
-                let r = record_of(row)?;
-                tokens.insert(r.info.id.clone(), r);
+            match off_runtime(|| store.tokens().all()) {
+                Ok(rows) => {
+                    let mut tokens = HashMap::with_capacity(rows.len());
+                    for row in rows {
+                        let r = record_of(row)?;
+                        tokens.insert(r.info.id.clone(), r);
+                    }
+                    self.tokens = tokens;
+                    self.read = Some(std::time::Instant::now());
+                    self.good = self.read;
+                }
+                // The database away for a moment: the tokens read last answer for at most
+                // PG_STALE (every request would otherwise wait for the connection timeout),
+                // and the table is tried again after PG_REFRESH.
+                Err(e) if self.good.is_some_and(|g| g.elapsed() < PG_STALE) => {
+                    tracing::warn!(error = %e, "cannot read the tokens again; using those read last");
+                    self.read = Some(std::time::Instant::now());
+                }
+                Err(e) => return Err(ServerError::Tokens(e)),
             }
-            self.tokens = tokens;
-            self.read = Some(std::time::Instant::now());
         }
         Ok(&self.tokens)
     }
+}
+
+/// Copies the tokens of the PostgreSQL database at `url` into the token file `file` (a log
+/// moved back to its data directory's embedded store keeps its tokens, revoked ones revoked).
+/// A file already there is renamed `<file>.before-<ms>` first. Returns how many were copied.
+///
+/// # Errors
+/// Database and token-file failures.
+pub fn copy_tokens_to_file(url: &str, file: &Path) -> Result<usize, ServerError> {
+    let mut from = PgTokens::open(url, None)?;
+    let records: Vec<TokenRecord> = from.records()?.values().cloned().collect();
+    if file.exists() {
+        let aside = file.with_extension(format!("db.before-{}", now_ms()));
+        std::fs::rename(file, &aside)?;
+    }
+    let mut to = SqliteTokens::open(file)?;
+    for r in &records {
+        to.insert(r)?;
+        if let Some(at) = r.info.revoked_ms {
+            to.revoke(&r.info.id, at)?;
+        }
+    }
+    Ok(records.len())
 }
 
 impl Tokens {

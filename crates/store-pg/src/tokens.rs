@@ -24,6 +24,24 @@ pub struct TokenRow {
     pub revoked_ms: Option<i64>,
 }
 
+const INSERT: &str = "INSERT INTO api_tokens(id, tenant_id, scopes, label, secret_sha256, \
+     created_ms, revoked_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+fn params<'a>(
+    row: &'a TokenRow,
+    hash: &'a Vec<u8>,
+) -> [&'a (dyn postgres::types::ToSql + Sync); 7] {
+    [
+        &row.id,
+        &row.tenant_id,
+        &row.scopes,
+        &row.label,
+        hash,
+        &row.created_ms,
+        &row.revoked_ms,
+    ]
+}
+
 /// The token table of a [`PgStore`]'s database (connections from its pool).
 #[derive(Debug)]
 pub struct PgTokenTable<'s> {
@@ -45,20 +63,28 @@ impl PgTokenTable<'_> {
     /// An id already stored, a read-only store; backend failures.
     pub fn insert(&self, row: &TokenRow) -> Result<(), StoreError> {
         let mut c = self.store.conn()?;
-        c.execute(
-            "INSERT INTO api_tokens(id, tenant_id, scopes, label, secret_sha256, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                &row.id,
-                &row.tenant_id,
-                &row.scopes,
-                &row.label,
-                &row.secret_sha256.as_slice(),
-                &row.created_ms,
-            ],
-        )
-        .map_err(pg)?;
+        let hash = row.secret_sha256.to_vec();
+        c.execute(INSERT, &params(row, &hash)).map_err(pg)?;
         Ok(())
+    }
+
+    /// Adds `rows` in one transaction, each unless a token of its id is stored already (an
+    /// import that several instances may run at once, or run again after an interruption).
+    /// Returns how many were added.
+    ///
+    /// # Errors
+    /// Backend failures (nothing is added then).
+    pub fn import(&self, rows: &[TokenRow]) -> Result<u64, StoreError> {
+        let mut c = self.store.conn()?;
+        let mut tx = c.transaction().map_err(pg)?;
+        let mut n = 0;
+        let sql = format!("{INSERT} ON CONFLICT (id) DO NOTHING");
+        for row in rows {
+            let hash = row.secret_sha256.to_vec();
+            n += tx.execute(&sql, &params(row, &hash)).map_err(pg)?;
+        }
+        tx.commit().map_err(pg)?;
+        Ok(n)
     }
 
     /// Marks token `id` revoked at `at_ms`; false when there is no such token or it was revoked

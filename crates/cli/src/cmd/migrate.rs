@@ -46,6 +46,20 @@ pub fn run(from: &str, to: &str, format: TextOrJson) -> Result<Outcome> {
         .finish_and_clear();
     let c = &moved.copied;
     let ok = moved.report.ok();
+    // The API tokens follow the log: into the database (copied from tokens.db once, when its
+    // table is empty), or back into tokens.db.
+    let tokens = if ok {
+        let file = dir.root().join("tokens.db");
+        Some(match direction {
+            Direction::ToPostgres => {
+                let mut t = blackbox_server::tokens::PgTokens::open(url, Some(&file))?;
+                blackbox_server::tokens::TokenStore::records(&mut t)?.len()
+            }
+            Direction::ToEmbedded => blackbox_server::tokens::copy_tokens_to_file(url, &file)?,
+        })
+    } else {
+        None
+    };
     match format {
         TextOrJson::Json => println!(
             "{}",
@@ -62,6 +76,7 @@ pub fn run(from: &str, to: &str, format: TextOrJson) -> Result<Outcome> {
                 "written": c.written,
                 "resumed": c.resumed,
                 "checkpoints": c.checkpoints,
+                "tokens": tokens,
                 "kept": moved.kept,
                 "verify": blackbox_ledger::report::report_json(&moved.report),
             })
@@ -80,6 +95,9 @@ pub fn run(from: &str, to: &str, format: TextOrJson) -> Result<Outcome> {
                         String::new()
                     }
                 );
+                if let Some(n) = tokens {
+                    println!("{n} API token(s) kept with the log");
+                }
                 match direction {
                     Direction::ToPostgres => {
                         println!(

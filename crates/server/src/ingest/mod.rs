@@ -171,6 +171,7 @@ impl Ingest {
             known: std::sync::Mutex::new(known),
             // A new instance on a shared database assumes others write too until it has seen
             // a while without them (its first groups then cannot be refused).
+            conflicted: AtomicBool::new(false),
             contended_until: std::sync::Mutex::new(
                 shared_store
                     .as_ref()
@@ -344,6 +345,8 @@ struct Shared {
     /// Until when other instances are taken to be writing too (their entries or a refused
     /// batch seen lately).
     contended_until: std::sync::Mutex<Option<Instant>>,
+    /// A group was refused for meeting another instance's entries (the writer restarts at once).
+    conflicted: AtomicBool,
 }
 
 impl Shared {
@@ -410,7 +413,12 @@ fn run(
                     Appender::new().add(sink, None, &ev, None, now)?;
                 }
                 let now = sink.now_ms();
-                sink.commit(now, false)?;
+                let outcome = sink.commit(now, false)?;
+                if let Ok(mut k) = shared.known.lock() {
+                    for (t, (_, last)) in outcome.chains {
+                        k.insert(t, last);
+                    }
+                }
                 recovered.clear();
                 note_committed(shared, std::iter::empty());
             }
@@ -423,27 +431,36 @@ fn run(
                 watch.as_deref(),
             )
         });
-        let conflict = matches!(
-            &r,
-            Err(blackbox_ledger::LedgerError::Store(
-                blackbox_store::StoreError::SeqConflict { .. }
-            ))
-        );
-        if let (Err(_), Some(w)) = (&r, &watch) {
-            // Whatever other instances committed is read before this one writes again.
-            let known = shared.known.lock().map(|k| k.clone());
-            if let Ok(mut known) = known {
-                let now = writer.now_ms();
-                match crate::detection::follow(w.as_ref(), &mut detector, &mut known, now) {
-                    Ok(_) => {
-                        if let Ok(mut k) = shared.known.lock() {
-                            *k = known;
-                        }
+        let conflict = shared.conflicted.swap(false, Ordering::Relaxed)
+            || matches!(
+                &r,
+                Err(blackbox_ledger::LedgerError::Store(
+                    blackbox_store::StoreError::SeqConflict { .. }
+                ))
+            );
+        if r.is_err() {
+            // A group that failed may have changed the detector (a pause, counters) before its
+            // commit was refused: its state is rebuilt from what the store holds, and the
+            // sizes it knows with it.
+            let rules = Arc::clone(detector.rules());
+            let mut fresh = Detector::new(rules);
+            let sizes: Result<crate::detection::Known, _> = store
+                .chains()
+                .map(|c| c.into_iter().map(|h| (h.tenant_id, h.size)).collect());
+            match sizes.map_err(|e| e.to_string()).and_then(|known| {
+                crate::detection::replay(store.as_ref(), &mut fresh, writer.now_ms())
+                    .map(|_| known)
+                    .map_err(|e| e.to_string())
+            }) {
+                Ok(known) => {
+                    detector = fresh;
+                    if let Ok(mut k) = shared.known.lock() {
+                        *k = known;
                     }
-                    Err(e) => tracing::error!(error = %e, "cannot follow other instances' entries"),
                 }
+                Err(e) => tracing::error!(error = %e, "cannot rebuild the detector's state"),
             }
-            if conflict {
+            if conflict && watch.is_some() {
                 // Another instance moved a chain's head under this one's batch: start again
                 // from the store's heads at once, taking the lock before sequencing for a while.
                 if let Ok(mut c) = shared.contended_until.lock() {

@@ -270,6 +270,9 @@ impl Pipeline<'_> {
                             follow(sink, mirror);
                         }
                     }
+                    // Woken early to follow other instances (see `catch_up`): no heartbeat yet.
+                    Err(RecvTimeoutError::Timeout)
+                        if self.last_heartbeat.elapsed() < self.shared.every => {}
                     Err(RecvTimeoutError::Timeout) => {
                         self.heartbeat(sink)?;
                         follow(sink, mirror);
@@ -292,7 +295,8 @@ impl Pipeline<'_> {
     /// [`CONTENDED`]), the group's batch is opened first, which takes the database's writer
     /// lock: nobody else commits until this group has, so it cannot be refused (instances take
     /// turns instead of pipelining). Otherwise (and every [`FOLLOW_EVERY`] while idle) the heads
-    /// are compared without the lock, and a head another instance moved is re-read.
+    /// are compared without the lock, and when another instance moved one, the lock is taken
+    /// before its entries are followed and its head re-read (the same entries for both).
     fn catch_up(
         &mut self,
         sink: &mut AppendSink<'_>,
@@ -314,14 +318,22 @@ impl Pipeline<'_> {
             .lock()
             .map_err(|_| poisoned())?
             .is_some_and(|t| Instant::now() < t);
-        let locked = group && contended;
-        if locked {
+        let mut locked = false;
+        if group && contended {
             self.settle()?;
             sink.begin_batch()?;
+            locked = true;
         }
         let heads = store.chains()?;
         let moved = {
-            let known = self.shared.known.lock().map_err(|_| poisoned())?;
+            let mut known = self.shared.known.lock().map_err(|_| poisoned())?.clone();
+            // This instance's own group in flight (committed or not) is not another's.
+            if let Some(f) = &self.inflight {
+                for (t, (_, last)) in &f.outcome.chains {
+                    let k = known.entry(t.clone()).or_insert(0);
+                    *k = (*k).max(*last);
+                }
+            }
             heads
                 .iter()
                 .any(|h| h.size > known.get(&h.tenant_id).copied().unwrap_or(0))
@@ -331,25 +343,31 @@ impl Pipeline<'_> {
         }
         *self.shared.contended_until.lock().map_err(|_| poisoned())? =
             Some(Instant::now() + CONTENDED);
-        // This instance's group in flight first (its commit advances what it knows).
-        self.settle()?;
+        if !locked {
+            // Under the lock from here, so that the entries followed and the heads re-read are
+            // the same (nobody commits meanwhile); this instance's group in flight first.
+            self.settle()?;
+            sink.begin_batch()?;
+            locked = true;
+        }
         let mut known = self.shared.known.lock().map_err(|_| poisoned())?.clone();
         let before = known.clone();
-        let n = crate::detection::follow(store, det, &mut known, sink.now_ms())
-            .map_err(|e| LedgerError::Inconsistent(e.to_string()))?;
+        let followed = crate::detection::follow(store, det, &mut known, sink.now_ms());
+        // What was read is known even when a later chain failed (never learnt twice).
+        *self.shared.known.lock().map_err(|_| poisoned())? = known.clone();
+        let n = followed.map_err(|e| LedgerError::Inconsistent(e.to_string()))?;
         for (tenant, size) in &known {
             if before.get(tenant) != Some(size) {
                 sink.reload(tenant)?;
             }
         }
-        if !locked {
-            // Reading a head opens a batch, which holds the database's writer lock: it is
-            // released at once rather than with this instance's next group.
+        if !group {
+            // Between groups: the lock is released at once rather than with this instance's
+            // next group. Before a group, the group's batch keeps it.
             let now = sink.now_ms();
             sink.commit(now, false)?;
         }
         tracing::debug!(entries = n, locked, "followed other instances' entries");
-        *self.shared.known.lock().map_err(|_| poisoned())? = known;
         Ok(())
     }
 
@@ -529,6 +547,14 @@ impl Pipeline<'_> {
         };
         let shared = self.shared;
         if let Err(e) = result {
+            if matches!(e, StoreError::SeqConflict { .. }) {
+                // Another instance's entries under this group: the writer restarts at once and
+                // takes the database's lock before sequencing for a while.
+                shared.conflicted.store(true, Ordering::Relaxed);
+                if let Ok(mut c) = shared.contended_until.lock() {
+                    *c = Some(Instant::now() + CONTENDED);
+                }
+            }
             shared.ready.store(false, Ordering::Relaxed);
             shared.metrics.commit_failures.inc();
             tracing::error!(error = %e, events = group.events, "group commit failed; answering 503");
