@@ -51,10 +51,17 @@ struct Parts {
 
 /// Decisions asked of the service inside the gateway, as `POST /v1/decide` takes them once
 /// authenticated (the run's own ingest token is the caller): no loopback HTTP on a call's path.
-#[derive(Debug)]
 struct InProcess {
     state: blackbox_server::AppState,
-    token: blackbox_server::tokens::TokenInfo,
+    /// The run's token, authenticated again for every decision (a revocation holds here as
+    /// over HTTP). Never printed.
+    token: String,
+}
+
+impl std::fmt::Debug for InProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InProcess(..)")
+    }
 }
 
 impl blackbox_mcp::audit::LocalDecider for InProcess {
@@ -66,7 +73,16 @@ impl blackbox_mcp::audit::LocalDecider for InProcess {
         Result<blackbox_api::decide::Decision, blackbox_mcp::audit::DecideError>,
     > {
         Box::pin(async move {
-            blackbox_server::api::decide_for(&self.state, &self.token, request, None)
+            let token = match self.state.tokens.authenticate(&self.token) {
+                Ok(Some(t)) => t,
+                Ok(None) => {
+                    return Err(blackbox_mcp::audit::DecideError::Refused(
+                        "the run's token was revoked".to_owned(),
+                    ));
+                }
+                Err(e) => return Err(blackbox_mcp::audit::DecideError::Unavailable(e.to_string())),
+            };
+            blackbox_server::api::decide_for(&self.state, &token, request, None)
                 .await
                 .map_err(|e| {
                     let why = format!("{} ({})", e.message, e.code);
@@ -127,7 +143,7 @@ impl Embedded {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let decider = Arc::new(InProcess {
             state: state.clone(),
-            token: info.clone(),
+            token: token.clone(),
         });
         let task = tokio::spawn(blackbox_server::serve_on(
             state,
