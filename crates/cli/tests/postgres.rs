@@ -84,7 +84,7 @@ fn bb(url: Option<&str>, args: &[&str]) -> (i32, String, String) {
 /// A new token of `scope` for `tenant`, kept in the database at `url` (`tokens create` through
 /// the data directory `dir`); its secret.
 fn pg_token(url: &str, dir: &str, tenant: &str, scope: &str) -> String {
-    let (code, out, err) = bb(
+    let out = ok(
         Some(url),
         &[
             "tokens",
@@ -97,8 +97,14 @@ fn pg_token(url: &str, dir: &str, tenant: &str, scope: &str) -> String {
             scope,
         ],
     );
-    assert_eq!(code, 0, "{err}");
     out.lines().last().unwrap().to_owned()
+}
+
+/// `blackbox ARGS` with the store at `url`, which must succeed; its standard output.
+fn ok(url: Option<&str>, args: &[&str]) -> String {
+    let (code, out, err) = bb(url, args);
+    assert_eq!(code, 0, "blackbox {args:?}: {err}");
+    out
 }
 
 #[test]
@@ -132,7 +138,7 @@ fn every_command_runs_on_a_postgresql_store() {
         "init made a SQLite store beside the PostgreSQL one"
     );
     let session = example_session();
-    let (code, _, err) = bb(
+    ok(
         url,
         &[
             "append",
@@ -142,11 +148,9 @@ fn every_command_runs_on_a_postgresql_store() {
             session.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, 0, "{err}");
-    let (code, out, err) = bb(url, &["verify", "--data-dir", dir]);
-    assert_eq!(code, 0, "{err}");
+    let out = ok(url, &["verify", "--data-dir", dir]);
     assert!(out.starts_with("OK — 8 entries verified"), "{out}");
-    let (code, out, err) = bb(
+    let out = ok(
         url,
         &[
             "query",
@@ -158,7 +162,6 @@ fn every_command_runs_on_a_postgresql_store() {
             "json",
         ],
     );
-    assert_eq!(code, 0, "{err}");
     let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert!(
         !rows.is_empty()
@@ -169,7 +172,7 @@ fn every_command_runs_on_a_postgresql_store() {
     );
     // The exported log verifies on its own, with the data directory's public key.
     let log = tmp.path().join("audit.jsonl");
-    let (code, _, err) = bb(
+    ok(
         url,
         &[
             "export-log",
@@ -179,7 +182,6 @@ fn every_command_runs_on_a_postgresql_store() {
             log.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, 0, "{err}");
     let (code, out, err) = bb(
         None,
         &[
@@ -233,8 +235,7 @@ fn the_service_on_postgresql_loses_nothing_acknowledged_across_a_kill_9() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let dir = dir.to_str().unwrap().to_owned();
-    let (code, _, err) = bb(Some(&db.url), &["init", "--data-dir", &dir]);
-    assert_eq!(code, 0, "{err}");
+    ok(Some(&db.url), &["init", "--data-dir", &dir]);
     let ingest = pg_token(&db.url, &dir, "acme", "ingest");
     let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let url = db.url.clone();
@@ -291,7 +292,7 @@ fn the_service_on_postgresql_loses_nothing_acknowledged_across_a_kill_9() {
     );
     let (code, out, err) = bb(Some(&db.url), &["verify", "--data-dir", &dir]);
     assert_eq!(code, 0, "{out}{err}");
-    let (code, out, err) = bb(
+    let out = ok(
         Some(&db.url),
         &[
             "query",
@@ -305,7 +306,6 @@ fn the_service_on_postgresql_loses_nothing_acknowledged_across_a_kill_9() {
             "json",
         ],
     );
-    assert_eq!(code, 0, "{err}");
     let stored: BTreeSet<String> = serde_json::from_str::<Vec<Value>>(&out)
         .unwrap()
         .iter()
@@ -324,8 +324,7 @@ fn a_data_directory_of_one_kind_of_store_is_never_reinitialised_for_the_other() 
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let dir = dir.to_str().unwrap();
-    let (code, _, err) = bb(None, &["init", "--data-dir", dir]);
-    assert_eq!(code, 0, "{err}");
+    ok(None, &["init", "--data-dir", dir]);
     let keys = std::fs::read(format!("{dir}/keys/hmac.keys")).unwrap();
     for args in [
         &["init", "--data-dir", dir][..],
@@ -376,11 +375,10 @@ fn instances_sharing_a_database_never_fork_a_chain_and_lose_nothing_acknowledged
     let db = Scratch::new("multi");
     let tmp = tempfile::tempdir().unwrap();
     let first = tmp.path().join("a");
-    let (code, _, err) = bb(
+    ok(
         Some(&db.url),
         &["init", "--data-dir", first.to_str().unwrap()],
     );
-    assert_eq!(code, 0, "{err}");
     // Checkpoints every 500 entries and every second: many, from every instance.
     let toml = first.join("blackbox.toml");
     let settings = std::fs::read_to_string(&toml)
@@ -466,7 +464,7 @@ fn instances_sharing_a_database_never_fork_a_chain_and_lose_nothing_acknowledged
     assert!(acked.len() > 100, "too few acknowledged: {}", acked.len());
     let (code, out, err) = bb(Some(&db.url), &["verify", "--data-dir", &dirs[0]]);
     assert_eq!(code, 0, "{out}{err}");
-    let (code, out, err) = bb(
+    let out = ok(
         Some(&db.url),
         &[
             "query",
@@ -478,7 +476,6 @@ fn instances_sharing_a_database_never_fork_a_chain_and_lose_nothing_acknowledged
             "json",
         ],
     );
-    assert_eq!(code, 0, "{err}");
     let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
     let stored: BTreeSet<String> = rows
         .iter()
@@ -526,7 +523,7 @@ fn instances_sharing_a_database_never_fork_a_chain_and_lose_nothing_acknowledged
 /// checkpoints, byte for byte).
 fn exported(url: Option<&str>, dir: &str, out: &std::path::Path) -> Vec<u8> {
     let _ = std::fs::remove_file(out);
-    let (code, _, err) = bb(
+    ok(
         url,
         &[
             "export-log",
@@ -536,7 +533,6 @@ fn exported(url: Option<&str>, dir: &str, out: &std::path::Path) -> Vec<u8> {
             out.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, 0, "{err}");
     std::fs::read(out).unwrap()
 }
 
@@ -561,12 +557,11 @@ fn a_log_moves_to_postgresql_and_back_byte_for_byte_and_an_interrupted_move_resu
     let tmp = tempfile::tempdir().unwrap();
     let dir_path = tmp.path().join("data");
     let dir = dir_path.to_str().unwrap();
-    let (code, _, err) = bb(None, &["init", "--data-dir", dir]);
-    assert_eq!(code, 0, "{err}");
+    ok(None, &["init", "--data-dir", dir]);
     // Two chains: the example session (data subjects: personal sidecars and their index) and
     // 12,000 events (more than one copy batch).
     let session = example_session();
-    let (code, _, err) = bb(
+    ok(
         None,
         &[
             "append",
@@ -576,10 +571,9 @@ fn a_log_moves_to_postgresql_and_back_byte_for_byte_and_an_interrupted_move_resu
             session.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, 0, "{err}");
     let many = tmp.path().join("many.ndjson");
     std::fs::write(&many, common::events(12_000, "bulk")).unwrap();
-    let (code, _, err) = bb(
+    ok(
         None,
         &[
             "append",
@@ -589,15 +583,13 @@ fn a_log_moves_to_postgresql_and_back_byte_for_byte_and_an_interrupted_move_resu
             many.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, 0, "{err}");
     let before = exported(None, dir, &tmp.path().join("before.jsonl"));
     // Tokens go with the log, revoked ones revoked.
     let tokens = |url: Option<&str>| -> Vec<(String, bool)> {
-        let (code, out, err) = bb(
+        let out = ok(
             url,
             &["tokens", "list", "--data-dir", dir, "--format", "json"],
         );
-        assert_eq!(code, 0, "{err}");
         let mut v: Vec<(String, bool)> = serde_json::from_str::<Vec<Value>>(&out)
             .unwrap()
             .iter()
@@ -612,7 +604,7 @@ fn a_log_moves_to_postgresql_and_back_byte_for_byte_and_an_interrupted_move_resu
         v
     };
     let make = |url: Option<&str>| {
-        let (code, out, err) = bb(
+        let out = ok(
             url,
             &[
                 "tokens",
@@ -627,21 +619,19 @@ fn a_log_moves_to_postgresql_and_back_byte_for_byte_and_an_interrupted_move_resu
                 "json",
             ],
         );
-        assert_eq!(code, 0, "{err}");
         serde_json::from_str::<Value>(&out).unwrap()["id"]
             .as_str()
             .unwrap()
             .to_owned()
     };
     let revoke = |url: Option<&str>, id: &str| {
-        let (code, _, err) = bb(url, &["tokens", "revoke", "--data-dir", dir, id]);
-        assert_eq!(code, 0, "{err}");
+        ok(url, &["tokens", "revoke", "--data-dir", dir, id]);
     };
     let t1 = make(None);
     let t2 = make(None);
     revoke(None, &t2);
     let subject = |url: Option<&str>| {
-        let (code, out, err) = bb(
+        let out = ok(
             url,
             &[
                 "query",
@@ -653,7 +643,6 @@ fn a_log_moves_to_postgresql_and_back_byte_for_byte_and_an_interrupted_move_resu
                 "json",
             ],
         );
-        assert_eq!(code, 0, "{err}");
         out
     };
     let rows_before = subject(None);
@@ -724,13 +713,12 @@ fn a_log_moves_to_postgresql_and_back_byte_for_byte_and_an_interrupted_move_resu
     // Never over a log: the database holds one now (another directory's copy is refused).
     let other = tmp.path().join("other");
     let other = other.to_str().unwrap();
-    let (code, _, err) = bb(None, &["init", "--data-dir", other]);
-    assert_eq!(code, 0, "{err}");
+    ok(None, &["init", "--data-dir", other]);
     let (code, _, err) = bb(None, &["migrate", "--from", other, "--to", &db.url]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("already holds"), "{err}");
     // The service keeps going on it, then the log moves back.
-    let (code, _, err) = bb(
+    ok(
         url,
         &[
             "append",
@@ -740,7 +728,6 @@ fn a_log_moves_to_postgresql_and_back_byte_for_byte_and_an_interrupted_move_resu
             session.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, 0, "{err}");
     let on_pg = exported(url, dir, &tmp.path().join("pg2.jsonl"));
     let (code, out, err) = bb(None, &["migrate", "--from", &db.url, "--to", dir]);
     assert_eq!(code, 0, "{out}{err}");
@@ -761,7 +748,7 @@ fn a_log_moves_to_postgresql_and_back_byte_for_byte_and_an_interrupted_move_resu
     let (code, _, err) = bb(None, &["migrate", "--from", &db.url, "--to", dir]);
     assert_eq!(code, 2, "{err}");
     // And the embedded store goes on.
-    let (code, _, err) = bb(
+    ok(
         None,
         &[
             "append",
@@ -771,7 +758,6 @@ fn a_log_moves_to_postgresql_and_back_byte_for_byte_and_an_interrupted_move_resu
             session.to_str().unwrap(),
         ],
     );
-    assert_eq!(code, 0, "{err}");
     let (code, out, err) = bb(None, &["verify", "--data-dir", dir]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("OK — 12,024 entries verified"), "{out}");
@@ -798,11 +784,10 @@ fn an_agent_paused_through_one_instance_is_refused_by_the_others_for_every_call_
     let db = Scratch::new("pause");
     let tmp = tempfile::tempdir().unwrap();
     let first = tmp.path().join("a");
-    let (code, _, err) = bb(
+    ok(
         Some(&db.url),
         &["init", "--data-dir", first.to_str().unwrap()],
     );
-    assert_eq!(code, 0, "{err}");
     let dirs: Vec<String> = (0..2)
         .map(|i| {
             let d = tmp.path().join(format!("i{i}"));
@@ -887,8 +872,7 @@ fn tokens_live_in_the_database_and_hold_for_every_instance() {
     let tmp = tempfile::tempdir().unwrap();
     let first = tmp.path().join("a");
     let first = first.to_str().unwrap();
-    let (code, _, err) = bb(Some(&db.url), &["init", "--data-dir", first]);
-    assert_eq!(code, 0, "{err}");
+    ok(Some(&db.url), &["init", "--data-dir", first]);
     // A token made before tokens moved into the database (a tokens.db in the directory) is
     // copied in when the directory's tokens are first opened on the database.
     let (old, old_revoked) = {
@@ -916,11 +900,10 @@ fn tokens_live_in_the_database_and_hold_for_every_instance() {
     );
     // Made through one directory, listed through the other.
     let ingest = pg_token(&db.url, first, "acme", "ingest");
-    let (code, out, err) = bb(
+    let out = ok(
         Some(&db.url),
         &["tokens", "list", "--data-dir", second, "--format", "json"],
     );
-    assert_eq!(code, 0, "{err}");
     let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(listed.len(), 3, "{out}");
     assert!(
@@ -961,11 +944,10 @@ fn tokens_live_in_the_database_and_hold_for_every_instance() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (code, _, err) = bb(
+    ok(
         Some(&db.url),
         &["tokens", "revoke", "--data-dir", first, &id],
     );
-    assert_eq!(code, 0, "{err}");
     std::thread::sleep(Duration::from_millis(1_300));
     for s in &servers {
         let r = http(s.addr, "POST", "/v1/events", Some(&ingest), Some(&body)).unwrap();
