@@ -6,10 +6,12 @@
 # postgres://postgres@127.0.0.1:5432/postgres): a scratch database is created and dropped.
 #
 # Usage: bench/postgres.sh [N]   (default 200,000 events; figures in docs/PERFORMANCE.md)
+#   CONC=4                connections of the load generator (the same for both stores)
 #   BB=/path/to/blackbox  LG=/path/to/loadgen   (default: cargo build --release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-200000}"
+CONC="${CONC:-4}"
 OUT="$(mktemp -d)"
 ADMIN="${BLACKBOX_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
 DB="bb_bench_serve_$$"
@@ -31,7 +33,7 @@ cleanup() {
 trap cleanup EXIT
 psql -q "$ADMIN" -c "CREATE DATABASE $DB"
 echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "$N events, 500 per request, 4 connections; PostgreSQL $(psql -Atq "$ADMIN" -c 'SHOW server_version')"
+echo "$N events, 500 per request, $CONC connections; PostgreSQL $(psql -Atq "$ADMIN" -c 'SHOW server_version')"
 
 # CPU seconds used so far by processes named $1 (user + system; /proc, clock ticks).
 cpu() { local t=0 p; for p in $(pgrep -x "$1"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2> /dev/null || echo 0))); done; echo "scale=2; $t / $(getconf CLK_TCK)" | bc; }
@@ -48,7 +50,7 @@ run() { # NAME STORE_URL_OR_EMPTY
   local db0 sv0 db1 sv1
   db0=$(cpu postgres); sv0=$(awk '{print $14 + $15}' "/proc/$SERVER/stat")
   "$LG" --url "$URL" --token "$TOKEN" --mode prebuilt --events "$N" --batch-size 500 \
-    --concurrency 4 --max-seconds 900 | sed 's/^/  /'
+    --concurrency "$CONC" --max-seconds 900 | sed 's/^/  /'
   db1=$(cpu postgres); sv1=$(awk '{print $14 + $15}' "/proc/$SERVER/stat")
   printf '  CPU during ingest: service %.2f s, PostgreSQL server %.2f s\n' \
     "$(echo "($sv1 - $sv0) / $(getconf CLK_TCK)" | bc -l)" "$(echo "$db1 - $db0" | bc -l)"
