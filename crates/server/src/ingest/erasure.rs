@@ -52,7 +52,8 @@ pub(super) fn erase_now(
         }
     };
     shared.ready.store(true, Ordering::Relaxed);
-    follow(sink, mirror);
+    // Erasure is refused on stores other instances share (PostgreSQL): no heads to re-read.
+    follow(sink, mirror, None);
     let purge_failed = sink.purge_erased(PURGE_WAIT).err().map(|e| {
         tracing::warn!(error = %e, "erased bytes are still in the write-ahead log");
         e.to_string()

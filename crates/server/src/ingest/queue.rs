@@ -80,7 +80,11 @@ pub(super) fn summary_denial(dropped: u64) -> Option<NormalizedEvent> {
 /// checkpoint at every chain's head, so the closed file ends verified and the new one can start
 /// from anchors). Mirror failures are logged: the store keeps everything and the mirror catches
 /// up after the next commit.
-pub(super) fn follow(sink: &mut AppendSink<'_>, mirror: &mut Option<Mirror>) {
+pub(super) fn follow(
+    sink: &mut AppendSink<'_>,
+    mirror: &mut Option<Mirror>,
+    shared_store: Option<&dyn blackbox_store::Store>,
+) {
     let Some(m) = mirror.as_mut() else {
         return;
     };
@@ -93,6 +97,25 @@ pub(super) fn follow(sink: &mut AppendSink<'_>, mirror: &mut Option<Mirror>) {
     };
     if !full {
         return;
+    }
+    if let Some(store) = shared_store {
+        // Other instances write too: the closing checkpoints are signed under the database's
+        // lock, with the heads as stored (as `Pipeline::lock_heads` does).
+        let fresh = sink.begin_batch().and_then(|()| {
+            for h in store.chains()? {
+                if sink.is_stale(&h) {
+                    sink.reload(&h.tenant_id)?;
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = fresh {
+            tracing::error!(error = %e, "the JSONL mirror is full but the heads cannot be read; it rotates later");
+            // The lock is not kept until the next group.
+            let now = sink.now_ms();
+            let _ = sink.commit(now, false);
+            return;
+        }
     }
     let now = sink.now_ms();
     let rotated = sink
@@ -228,7 +251,7 @@ impl Pipeline<'_> {
                         self.finish(r.unwrap_or_else(|_| Err(store_gone())))?;
                         if self.open.is_empty() {
                             // Idle: the mirror catches up with what was just committed.
-                            follow(sink, mirror);
+                            follow(sink, mirror, self.watch.map(|(w, _)| w));
                         } else if self.open.linger().is_zero() {
                             self.hand_over(sink)?;
                         }
@@ -267,7 +290,7 @@ impl Pipeline<'_> {
                         }
                         if self.open.linger().is_zero() {
                             self.hand_over(sink)?;
-                            follow(sink, mirror);
+                            follow(sink, mirror, self.watch.map(|(w, _)| w));
                         }
                     }
                     // Woken early to follow other instances (see `catch_up`): no heartbeat yet.
@@ -275,7 +298,7 @@ impl Pipeline<'_> {
                         if self.last_heartbeat.elapsed() < self.shared.every => {}
                     Err(RecvTimeoutError::Timeout) => {
                         self.heartbeat(sink)?;
-                        follow(sink, mirror);
+                        follow(sink, mirror, self.watch.map(|(w, _)| w));
                     }
                     Err(RecvTimeoutError::Disconnected) => return self.shut_down(sink, mirror),
                 }
@@ -531,7 +554,7 @@ impl Pipeline<'_> {
             sink.commit(now, false)?;
         }
         tracing::info!(checkpoints = n, "closing checkpoints signed");
-        follow(sink, mirror);
+        follow(sink, mirror, self.watch.map(|(w, _)| w));
         Ok(())
     }
 
