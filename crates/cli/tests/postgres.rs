@@ -631,7 +631,7 @@ fn a_log_moves_to_postgresql_and_back_byte_for_byte_and_an_interrupted_move_resu
     let t2 = make(None);
     revoke(None, &t2);
     let subject = |url: Option<&str>| {
-        let out = ok(
+        ok(
             url,
             &[
                 "query",
@@ -642,8 +642,7 @@ fn a_log_moves_to_postgresql_and_back_byte_for_byte_and_an_interrupted_move_resu
                 "--format",
                 "json",
             ],
-        );
-        out
+        )
     };
     let rows_before = subject(None);
 
