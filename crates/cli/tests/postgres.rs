@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -957,4 +957,97 @@ fn tokens_live_in_the_database_and_hold_for_every_instance() {
     for s in &mut servers {
         s.stop();
     }
+}
+
+#[test]
+fn the_webhook_outbox_in_the_database_is_shared_and_never_claims_a_delivery_twice() {
+    use blackbox_webhooks::{
+        AttemptFailure, Backoff, DeliveryStatus, NewDelivery, NextStep, Outbox, PayloadFormat,
+        PgOutbox,
+    };
+    let db = Scratch::new("outbox");
+    // Two instances' outboxes on one database.
+    let a = Arc::new(PgOutbox::open(&db.url).unwrap());
+    let b = Arc::new(PgOutbox::open(&db.url).unwrap());
+    let row = |i: u64| NewDelivery {
+        webhook_id: format!("msg_{i:04}"),
+        url: "https://siem.example/hook?token=s3cret".into(),
+        secret_ref: "env:HOOK_SECRET".into(),
+        format: PayloadFormat::Json,
+        event_type: "anomaly_detected".into(),
+        tenant: "acme".into(),
+        seq: i,
+        entry_id: format!("entry-{i}"),
+        body: format!("{{\"i\":{i}}}").into_bytes(),
+        max_attempts: 3,
+        timeout: Duration::from_secs(5),
+    };
+    let rows: Vec<NewDelivery> = (1..=40).map(row).collect();
+    assert_eq!(a.insert(&rows, &[("acme", 40)], 1_000).unwrap(), 40);
+    // Enqueued again (another instance's catch-up): nothing doubles, the mark only rises.
+    assert_eq!(b.insert(&rows[..5], &[("acme", 7)], 1_000).unwrap(), 0);
+    assert_eq!(b.high_water_mark("acme").unwrap(), Some(40));
+    // Both claim at once, from threads and from inside an async runtime: each delivery once.
+    let claims: Vec<_> = [Arc::clone(&a), Arc::clone(&b)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| {
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                for _ in 0..10 {
+                    let got = if i == 0 {
+                        o.claim_due(2_000, 3, &Backoff::default(), &HashSet::new())
+                    } else {
+                        tokio::runtime::Builder::new_current_thread()
+                            .build()
+                            .unwrap()
+                            .block_on(async {
+                                o.claim_due(2_000, 3, &Backoff::default(), &HashSet::new())
+                            })
+                    };
+                    mine.extend(got.unwrap().into_iter().map(|d| (d.id, d.attempt)));
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for c in claims {
+        all.extend(c.join().unwrap());
+    }
+    let ids: BTreeSet<i64> = all.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids.len(), all.len(), "a delivery was claimed twice");
+    assert_eq!(ids.len(), 40);
+    assert!(all.iter().all(|(_, attempt)| *attempt == 1));
+    // Leased: nothing is due again until the lease ends.
+    assert!(a.due(2_000, 100).unwrap().is_empty());
+    let first = *ids.iter().next().unwrap();
+    assert!(b.mark_delivered(first, 200, 2_100).unwrap());
+    let second = *ids.iter().nth(1).unwrap();
+    let failure = AttemptFailure {
+        status: Some(503),
+        error: "503 Service Unavailable".into(),
+        retry_after: None,
+    };
+    // An outcome for an attempt that is no longer current is ignored.
+    assert!(
+        !a.mark_failed(second, 2, &failure, NextStep::Dead, 2_100)
+            .unwrap()
+    );
+    assert!(
+        a.mark_failed(second, 1, &failure, NextStep::Dead, 2_100)
+            .unwrap()
+    );
+    let counts = b.counts().unwrap();
+    assert_eq!((counts.pending, counts.delivered, counts.dead), (38, 1, 1));
+    let dead = b.list(Some(DeliveryStatus::Dead), 10).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].last_status, Some(503));
+    assert!(!dead[0].url.contains("s3cret"), "{}", dead[0].url);
+    assert_eq!(a.retry_dead(3_000).unwrap(), 1);
+    assert_eq!(
+        b.get(second).unwrap().unwrap().status,
+        DeliveryStatus::Pending
+    );
+    assert_eq!(a.prune_delivered(5_000).unwrap(), 1);
 }

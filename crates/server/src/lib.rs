@@ -165,7 +165,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
             Some(m)
         }
     };
-    let webhooks = Arc::new(detection::Webhooks::open(dir.root(), &rules.get())?);
+    let webhooks = Arc::new(detection::Webhooks::open(&dir, &rules.get())?);
     webhooks.check_secrets(&config.secrets_dir);
     let caught_up = webhooks.catch_up(&store)?;
     if caught_up > 0 {

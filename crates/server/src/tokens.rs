@@ -432,18 +432,7 @@ impl PgTokens {
     }
 }
 
-/// Runs `f` (a call of the blocking PostgreSQL client) off the async runtime: the client
-/// cannot run on a runtime's thread, and tokens are checked in request handlers. A thread of
-/// its own for the call (once a second at most on the request path, see [`PG_REFRESH`]).
-fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return f();
-    }
-    std::thread::scope(|s| match s.spawn(f).join() {
-        Ok(v) => v,
-        Err(panic) => std::panic::resume_unwind(panic),
-    })
-}
+use blackbox_store_pg::off_runtime;
 
 impl Drop for PgTokens {
     fn drop(&mut self) {

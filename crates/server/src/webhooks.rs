@@ -58,15 +58,27 @@ pub fn targets_of(set: &RuleSet) -> Result<Vec<WebhookTarget>, ServerError> {
 }
 
 impl Webhooks {
-    /// Opens the outbox in `dir` with the targets of `set`.
+    /// Opens the outbox of the data directory `dir` with the targets of `set`: in its log's
+    /// PostgreSQL database when that is where its entries are (shared by every instance on
+    /// it), else `DIR/webhooks.db`.
     ///
     /// # Errors
     /// The outbox cannot be opened, or a target is invalid.
-    pub fn open(dir: &Path, set: &RuleSet) -> Result<Self, ServerError> {
+    pub fn open(
+        dir: &blackbox_ledger::datadir::DataDir,
+        set: &RuleSet,
+    ) -> Result<Self, ServerError> {
         let targets = targets_of(set)?;
-        let outbox = SqliteOutbox::open(&dir.join(blackbox_webhooks::OUTBOX_FILE))?;
+        let outbox: Arc<dyn Outbox> = match dir.store_location() {
+            blackbox_ledger::datadir::StoreLocation::Postgres(url) => {
+                Arc::new(blackbox_webhooks::PgOutbox::open(&url)?)
+            }
+            blackbox_ledger::datadir::StoreLocation::Sqlite(_) => Arc::new(SqliteOutbox::open(
+                &dir.root().join(blackbox_webhooks::OUTBOX_FILE),
+            )?),
+        };
         Ok(Self {
-            outbox: Arc::new(outbox),
+            outbox,
             targets: RwLock::new(Arc::new(targets)),
             stats: Arc::new(WebhookStats::default()),
         })

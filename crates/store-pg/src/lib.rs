@@ -37,7 +37,20 @@ use r2d2_postgres::PostgresConnectionManager;
 pub use tls::{MakeRustls, Verify};
 
 /// The schema version this build reads and writes (the last migration's).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
+
+/// Runs `f` (calls of the blocking PostgreSQL client) off the async runtime: the client
+/// drives a runtime of its own and panics on a thread that drives async tasks. Inside a tokio
+/// runtime `f` runs on a thread of its own, joined before this returns; elsewhere, right here.
+pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
 
 /// The advisory lock key a write batch holds for its whole transaction (`"BBXW"` as an integer):
 /// at most one batch is open on a database at a time.
@@ -252,6 +265,21 @@ impl PgStore {
             });
         }
         Ok(Some(v))
+    }
+
+    /// Runs `f` with a connection of the pool: for the service's own tables beside the
+    /// ledger (API tokens, the webhook outbox). Call it off any async runtime
+    /// ([`off_runtime`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Unreachable`] without a connection; what `f` returns, mapped as the
+    /// store's own errors are.
+    pub fn with_client<T>(
+        &self,
+        f: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let mut c = self.conn()?;
+        f(&mut c).map_err(pg)
     }
 
     /// The database this store is in, without its password.

@@ -112,6 +112,9 @@ pub enum WebhookError {
     /// SQLite failed on the outbox.
     #[error("webhook outbox: {0}")]
     Outbox(#[from] rusqlite::Error),
+    /// The database holding the outbox (PostgreSQL) failed.
+    #[error("webhook outbox: {0}")]
+    OutboxDatabase(#[from] blackbox_store::StoreError),
     /// The TLS client could not be set up.
     #[error("TLS setup for webhooks: {0}")]
     Tls(#[from] rustls::Error),

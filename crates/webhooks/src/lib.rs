@@ -173,7 +173,7 @@ pub use dispatch::{Dispatcher, DispatcherConfig, WebhookStats, spawn_dispatcher}
 pub use error::WebhookError;
 pub use outbox::{
     AttemptFailure, Delivery, DeliveryCounts, DeliveryInfo, DeliveryStatus, NewDelivery, NextStep,
-    Outbox, SqliteOutbox,
+    Outbox, PgOutbox, SqliteOutbox,
 };
 pub use payload::{AlertEntry, payload};
 pub use retry::Backoff;

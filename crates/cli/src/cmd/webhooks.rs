@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
 use blackbox_ledger::datadir::DataDir;
-use blackbox_webhooks::{DeliveryInfo, DeliveryStatus, OUTBOX_FILE, Outbox as _, SqliteOutbox};
+use blackbox_webhooks::{DeliveryInfo, DeliveryStatus, OUTBOX_FILE, Outbox, SqliteOutbox};
 
 use crate::Outcome;
 use crate::cli::TextOrJson;
@@ -16,18 +16,34 @@ fn outbox_path(dir: &DataDir) -> PathBuf {
 
 /// The outbox, or `None` when the service has not created one yet. The CLI never creates it:
 /// a file made by another user (root, say) would lock the service out.
-fn open(dir: &DataDir) -> Result<Option<SqliteOutbox>> {
+fn open(dir: &DataDir) -> Result<Option<Box<dyn Outbox>>> {
     if !dir.is_data_dir() {
         bail!(
             "{} is not a Blackbox data directory; run `blackbox init` or start `blackbox serve` first",
             dir.root().display()
         );
     }
-    let path = outbox_path(dir);
-    if !path.exists() {
-        return Ok(None);
+    match dir.store_location() {
+        // In the log's database (shared by the service instances on it).
+        blackbox_ledger::datadir::StoreLocation::Postgres(url) => {
+            Ok(Some(Box::new(blackbox_webhooks::PgOutbox::open(&url)?)))
+        }
+        blackbox_ledger::datadir::StoreLocation::Sqlite(_)
+            if dir.postgres_marker_path().exists() =>
+        {
+            bail!(
+                "{} keeps its log and its webhook outbox in a PostgreSQL database: give its URL with --store or BLACKBOX_STORE",
+                dir.root().display()
+            )
+        }
+        blackbox_ledger::datadir::StoreLocation::Sqlite(_) => {
+            let path = outbox_path(dir);
+            if !path.exists() {
+                return Ok(None);
+            }
+            Ok(Some(Box::new(SqliteOutbox::open(&path)?)))
+        }
     }
-    Ok(Some(SqliteOutbox::open(&path)?))
 }
 
 use blackbox_ledger::clock::now_ms;

@@ -1,5 +1,6 @@
 //! The durable outbox of deliveries: what a backend MUST do ([`Outbox`]), the rows it keeps,
-//! and the SQLite implementation ([`SqliteOutbox`], `DATA_DIR/webhooks.db`).
+//! the SQLite implementation ([`SqliteOutbox`], `DATA_DIR/webhooks.db`) and the PostgreSQL one
+//! ([`PgOutbox`], in the log's database, shared by the service instances on it).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -14,8 +15,10 @@ use crate::retry::Backoff;
 use crate::signing::webhook_id;
 use crate::{WebhookError, WebhookTarget, redact_url};
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::PgOutbox;
 pub use sqlite::SqliteOutbox;
 
 /// State of a delivery.
