@@ -46,6 +46,24 @@ pub fn run(from: &str, to: &str, format: TextOrJson) -> Result<Outcome> {
         .finish_and_clear();
     let c = &moved.copied;
     let ok = moved.report.ok();
+    // Webhook deliveries not yet made stay in the outbox the log left (they are not moved).
+    let left_pending = if ok {
+        use blackbox_webhooks::Outbox as _;
+        let counts = match direction {
+            Direction::ToPostgres => {
+                let file = dir.root().join(blackbox_webhooks::OUTBOX_FILE);
+                if file.exists() {
+                    Some(blackbox_webhooks::SqliteOutbox::open(&file)?.counts()?)
+                } else {
+                    None
+                }
+            }
+            Direction::ToEmbedded => Some(blackbox_webhooks::PgOutbox::open(url)?.counts()?),
+        };
+        counts.map_or(0, |c| c.pending + c.dead)
+    } else {
+        0
+    };
     // The API tokens follow the log: into the database (copied from tokens.db once, when its
     // table is empty), or back into tokens.db.
     let tokens = if ok {
@@ -77,6 +95,7 @@ pub fn run(from: &str, to: &str, format: TextOrJson) -> Result<Outcome> {
                 "resumed": c.resumed,
                 "checkpoints": c.checkpoints,
                 "tokens": tokens,
+                "webhook_deliveries_left_behind": left_pending,
                 "kept": moved.kept,
                 "verify": blackbox_ledger::report::report_json(&moved.report),
             })
@@ -97,6 +116,21 @@ pub fn run(from: &str, to: &str, format: TextOrJson) -> Result<Outcome> {
                 );
                 if let Some(n) = tokens {
                     println!("{n} API token(s) kept with the log");
+                }
+                if left_pending > 0 {
+                    let place = match direction {
+                        Direction::ToPostgres => dir
+                            .root()
+                            .join(blackbox_webhooks::OUTBOX_FILE)
+                            .display()
+                            .to_string(),
+                        Direction::ToEmbedded => {
+                            format!("the database's outbox ({})", blackbox_store_pg::redact(url))
+                        }
+                    };
+                    println!(
+                        "warning: {left_pending} webhook deliveries not yet made (pending or dead) stay in {place} and are not sent from the new outbox (deliver them before moving a log, or re-send them by hand)"
+                    );
                 }
                 match direction {
                     Direction::ToPostgres => {
