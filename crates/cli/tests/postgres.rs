@@ -1051,3 +1051,116 @@ fn the_webhook_outbox_in_the_database_is_shared_and_never_claims_a_delivery_twic
     );
     assert_eq!(a.prune_delivered(5_000).unwrap(), 1);
 }
+
+/// A webhook receiver on a loopback port: the `webhook-id` of every request, answered 204.
+fn receiver() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let g = Arc::clone(&got);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let (mut id, mut len) = (String::new(), 0usize);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("webhook-id:") {
+                    id = v.trim().to_owned();
+                }
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            g.lock().unwrap().push(id);
+            let _ = conn.write_all(
+                b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    (addr, got)
+}
+
+#[test]
+fn an_alert_through_one_instance_is_delivered_once_from_the_shared_outbox() {
+    let db = Scratch::new("hooks");
+    let tmp = tempfile::tempdir().unwrap();
+    let first = tmp.path().join("a");
+    ok(
+        Some(&db.url),
+        &["init", "--data-dir", first.to_str().unwrap()],
+    );
+    let dirs: Vec<String> = (0..2)
+        .map(|i| {
+            let d = tmp.path().join(format!("i{i}"));
+            copy_dir(&first, &d);
+            d.to_str().unwrap().to_owned()
+        })
+        .collect();
+    let (addr, got) = receiver();
+    let rules = tmp.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        format!(
+            "anomaly_detection:\n  rules: []\nwebhooks:\n  - url: http://{addr}/siem\n    events: [agent_paused]\n    hmac_secret_ref: env:HOOK_SECRET\n"
+        ),
+    )
+    .unwrap();
+    let url = db.url.clone();
+    let mut servers: Vec<Server> = dirs
+        .iter()
+        .map(|d| {
+            Server::start_with(d, |mut c| {
+                c.env("BLACKBOX_STORE", &url)
+                    .env("HOOK_SECRET", "whsec_c2VjcmV0LWZvci10ZXN0cw==")
+                    .args(["--rules", rules.to_str().unwrap()]);
+                c
+            })
+        })
+        .collect();
+    let admin = pg_token(&db.url, &dirs[0], "acme", "admin");
+    // Both instances' dispatchers watch the one outbox; the pause goes through the first.
+    let r = http(
+        servers[0].addr,
+        "POST",
+        "/v1/agents/bot-1/pause",
+        Some(&admin),
+        Some("{}"),
+    )
+    .unwrap();
+    assert_eq!(r.0, 200, "{r:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the alert was never delivered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Time for a second delivery, were one to come.
+    std::thread::sleep(Duration::from_millis(2_000));
+    let ids = got.lock().unwrap().clone();
+    assert_eq!(ids.len(), 1, "delivered more than once: {ids:?}");
+    let out = ok(
+        Some(&db.url),
+        &[
+            "webhooks",
+            "list",
+            "--data-dir",
+            &dirs[1],
+            "--format",
+            "json",
+        ],
+    );
+    let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.len(), 1, "{out}");
+    assert_eq!(listed[0]["status"], "delivered", "{out}");
+    assert_eq!(listed[0]["webhook_id"], ids[0].as_str(), "{out}");
+    for s in &mut servers {
+        s.stop();
+    }
+}
