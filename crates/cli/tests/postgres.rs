@@ -1089,7 +1089,7 @@ fn receiver() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
 }
 
 #[test]
-fn an_alert_through_one_instance_is_delivered_once_from_the_shared_outbox() {
+fn alerts_through_any_instance_are_delivered_once_from_the_shared_outbox() {
     let db = Scratch::new("hooks");
     let tmp = tempfile::tempdir().unwrap();
     let first = tmp.path().join("a");
@@ -1105,9 +1105,12 @@ fn an_alert_through_one_instance_is_delivered_once_from_the_shared_outbox() {
         })
         .collect();
     let (addr, got) = receiver();
-    let rules = tmp.path().join("rules.yaml");
+    // Instance 0 has no webhooks configured (it never enqueues); instance 1 has.
+    let plain = tmp.path().join("plain.yaml");
+    std::fs::write(&plain, "anomaly_detection:\n  rules: []\n").unwrap();
+    let hooked = tmp.path().join("hooked.yaml");
     std::fs::write(
-        &rules,
+        &hooked,
         format!(
             "anomaly_detection:\n  rules: []\nwebhooks:\n  - url: http://{addr}/siem\n    events: [agent_paused]\n    hmac_secret_ref: env:HOOK_SECRET\n"
         ),
@@ -1116,7 +1119,8 @@ fn an_alert_through_one_instance_is_delivered_once_from_the_shared_outbox() {
     let url = db.url.clone();
     let mut servers: Vec<Server> = dirs
         .iter()
-        .map(|d| {
+        .zip([&plain, &hooked])
+        .map(|(d, rules)| {
             Server::start_with(d, |mut c| {
                 c.env("BLACKBOX_STORE", &url)
                     .env("HOOK_SECRET", "whsec_c2VjcmV0LWZvci10ZXN0cw==")
@@ -1126,9 +1130,20 @@ fn an_alert_through_one_instance_is_delivered_once_from_the_shared_outbox() {
         })
         .collect();
     let admin = pg_token(&db.url, &dirs[0], "acme", "admin");
-    // Both instances' dispatchers watch the one outbox; the pause goes through the first.
+    let wait_for = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while got.lock().unwrap().len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{n} alert(s) not delivered: {:?}",
+                got.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // Through the instance with the webhook: it enqueues its own alert.
     let r = http(
-        servers[0].addr,
+        servers[1].addr,
         "POST",
         "/v1/agents/bot-1/pause",
         Some(&admin),
@@ -1136,30 +1151,38 @@ fn an_alert_through_one_instance_is_delivered_once_from_the_shared_outbox() {
     )
     .unwrap();
     assert_eq!(r.0, 200, "{r:?}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while got.lock().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "the alert was never delivered");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // Time for a second delivery, were one to come.
+    wait_for(1);
+    // Through the other: the first reads the alert when it follows the chain and enqueues it
+    // (as it would the alerts of an instance killed before its enqueue).
+    let r = http(
+        servers[0].addr,
+        "POST",
+        "/v1/agents/bot-2/pause",
+        Some(&admin),
+        Some("{}"),
+    )
+    .unwrap();
+    assert_eq!(r.0, 200, "{r:?}");
+    wait_for(2);
+    // Time for a second delivery of either, were one to come.
     std::thread::sleep(Duration::from_millis(2_000));
     let ids = got.lock().unwrap().clone();
-    assert_eq!(ids.len(), 1, "delivered more than once: {ids:?}");
+    assert_eq!(ids.len(), 2, "an alert was delivered twice: {ids:?}");
+    assert_ne!(ids[0], ids[1]);
     let out = ok(
         Some(&db.url),
         &[
             "webhooks",
             "list",
             "--data-dir",
-            &dirs[1],
+            &dirs[0],
             "--format",
             "json",
         ],
     );
     let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
-    assert_eq!(listed.len(), 1, "{out}");
-    assert_eq!(listed[0]["status"], "delivered", "{out}");
-    assert_eq!(listed[0]["webhook_id"], ids[0].as_str(), "{out}");
+    assert_eq!(listed.len(), 2, "{out}");
+    assert!(listed.iter().all(|d| d["status"] == "delivered"), "{out}");
     for s in &mut servers {
         s.stop();
     }

@@ -243,7 +243,8 @@ pub type Known = std::collections::BTreeMap<String, u64>;
 /// services on one PostgreSQL database) committed since `known`: read in chain order, each
 /// learnt as [`replay`] learns history, pauses, resumes and throttles applied as they come, so
 /// an agent paused through one instance is refused by all. `known` is advanced to the store's
-/// sizes. Returns the entries read.
+/// sizes; the service's detection entries read are added to `alerts` (for the webhook outbox).
+/// Returns the entries read.
 ///
 /// # Errors
 /// Store failures.
@@ -252,6 +253,7 @@ pub fn follow(
     det: &mut Detector,
     known: &mut Known,
     now: i64,
+    alerts: &mut Vec<Written>,
 ) -> Result<u64, ServerError> {
     let rules = Arc::clone(det.rules());
     let mut n = 0u64;
@@ -270,6 +272,19 @@ pub fn follow(
                 };
                 n += 1;
                 let t = view.event_type.as_ref();
+                // The service's detection entries go to the webhook outbox again (an instance
+                // killed between its commit and its enqueue would otherwise never send them;
+                // the outbox ignores a delivery it holds already).
+                if view.by_service()
+                    && let Some(kind) = DETECTION_EVENTS.iter().find(|k| **k == t)
+                {
+                    alerts.push(Written {
+                        tenant: view.tenant_id.to_string(),
+                        seq: view.seq,
+                        event_type: kind,
+                        rule: None,
+                    });
+                }
                 if matches!(t, "agent_paused" | "agent_resumed" | "agent_throttled") {
                     if view.by_service() {
                         let p = serde_json::from_str::<Value>(view.payload.get())

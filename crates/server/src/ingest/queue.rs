@@ -375,7 +375,13 @@ impl Pipeline<'_> {
         }
         let mut known = self.shared.known.lock().map_err(|_| poisoned())?.clone();
         let before = known.clone();
-        let followed = crate::detection::follow(store, det, &mut known, sink.now_ms());
+        let mut alerts = Vec::new();
+        let followed = crate::detection::follow(store, det, &mut known, sink.now_ms(), &mut alerts);
+        if !alerts.is_empty()
+            && let Some(tx) = &self.shared.alerts
+        {
+            let _ = tx.send(alerts);
+        }
         // What was read is known even when a later chain failed (never learnt twice).
         *self.shared.known.lock().map_err(|_| poisoned())? = known.clone();
         let n = followed.map_err(|e| LedgerError::Inconsistent(e.to_string()))?;
