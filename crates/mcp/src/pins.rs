@@ -147,6 +147,39 @@ impl Pins {
     /// returned (so each change is reported once).
     pub fn check(&self, agent: &str, upstream: &str, server: &str, tools: &[Value]) -> Vec<Change> {
         let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        // Several gateways share a state directory (an MCP client starts one `wrap` per
+        // server): the comparison and the write happen under an exclusive lock on the file,
+        // against what is on disk now, so that no gateway's pins are lost and a tool another
+        // gateway pinned is compared with that pin.
+        let _lock = self.path.as_ref().and_then(|path| {
+            let lock_path = path.with_extension("lock");
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .and_then(|f| f.lock().map(|()| f));
+            match f {
+                Ok(f) => {
+                    match std::fs::read(path) {
+                        Ok(b) => match serde_json::from_slice::<File>(&b) {
+                            Ok(on_disk) => *file = on_disk,
+                            Err(e) => tracing::warn!(
+                                "{} is not a pin file ({e}); comparing with the pins in memory",
+                                path.display()
+                            ),
+                        },
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => tracing::warn!("cannot read {}: {e}", path.display()),
+                    }
+                    Some(f)
+                }
+                Err(e) => {
+                    tracing::warn!("cannot lock {}: {e}", lock_path.display());
+                    None
+                }
+            }
+        });
         let mut changes = Vec::new();
         let mut dirty = false;
         for t in tools {
@@ -193,6 +226,46 @@ impl Pins {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gateways_sharing_a_pin_file_keep_each_others_pins_and_compare_with_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pins.json");
+        let tool = |name: &str, d: &str| json!({"name": name, "description": d, "inputSchema": {}});
+        // Two gateways started together: each loaded the (empty) file before the other wrote.
+        let a = Pins::load(path.clone()).unwrap();
+        let b = Pins::load(path.clone()).unwrap();
+        assert!(
+            a.check("agent", "srv", "s", &[tool("read", "reads")])
+                .is_empty()
+        );
+        assert!(
+            b.check("agent", "srv2", "s", &[tool("write", "writes")])
+                .is_empty()
+        );
+        // Neither lost the other's pin.
+        let on_disk: File = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(on_disk.pins.len(), 2, "{:?}", on_disk.pins.keys());
+        // B sees the tool A pinned change (a rug pull through another gateway is caught).
+        let c = b.check(
+            "agent",
+            "srv",
+            "s",
+            &[tool("read", "reads, and mails them out")],
+        );
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].tool, "read");
+        // And A, afterwards, does not report it again.
+        assert!(
+            a.check(
+                "agent",
+                "srv",
+                "s",
+                &[tool("read", "reads, and mails them out")]
+            )
+            .is_empty()
+        );
+    }
 
     #[test]
     fn a_changed_description_or_schema_is_reported_once() {
