@@ -458,6 +458,10 @@ pub enum McpCmd {
         /// (larger events pass through unread and are recorded as such).
         #[arg(long, default_value_t = 16 << 20)]
         body_limit: usize,
+        /// Seconds a session may go unused (nothing in flight) before the gateway ends its
+        /// record; a client coming back later gets a new one.
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+        session_idle_timeout: u64,
     },
 }
 

@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{
@@ -32,6 +33,11 @@ pub const METRICS_PATH: &str = "/blackbox/metrics";
 /// Sessions kept at most (the oldest is ended when a new one would exceed it).
 const MAX_SESSIONS: usize = 10_000;
 
+/// How long a session with nothing in flight may go unused before the gateway ends its record
+/// (by default; [`HttpGateway::with_session_idle`]). A client that comes back with its session
+/// id later gets a new record, as for a session the gateway never saw.
+pub const SESSION_IDLE: Duration = Duration::from_secs(3600);
+
 /// The HTTP gateway.
 pub struct HttpGateway {
     cfg: Arc<Config>,
@@ -42,6 +48,7 @@ pub struct HttpGateway {
     client: blackbox_webhooks::dispatch::HttpClient,
     sessions: Mutex<Sessions>,
     body_limit: usize,
+    idle: Duration,
 }
 
 /// Open sessions by MCP session id, and the order they opened in (the oldest is ended first
@@ -50,6 +57,10 @@ pub struct HttpGateway {
 struct Sessions {
     by_id: HashMap<String, Arc<Session>>,
     order: std::collections::VecDeque<String>,
+    /// When each session was last used.
+    used: HashMap<String, Instant>,
+    /// When idle sessions were last looked for.
+    swept: Option<Instant>,
 }
 
 impl std::fmt::Debug for HttpGateway {
@@ -153,7 +164,54 @@ impl HttpGateway {
             client,
             sessions: Mutex::new(Sessions::default()),
             body_limit,
+            idle: SESSION_IDLE,
         })
+    }
+
+    /// Ends the record of a session after `idle` without use and nothing in flight (default
+    /// [`SESSION_IDLE`]).
+    #[must_use]
+    pub fn with_session_idle(mut self, idle: Duration) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// Sessions whose records are open.
+    #[must_use]
+    pub fn sessions_open(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_id
+            .len()
+    }
+
+    /// Ends the records of sessions idle for longer than the gateway's limit (looked for at most
+    /// every minute, or every half limit when that is shorter).
+    fn sweep(&self, map: &mut Sessions) {
+        let now = Instant::now();
+        let every = (self.idle / 2).min(Duration::from_secs(60));
+        if map.swept.is_some_and(|t| now.duration_since(t) < every) {
+            return;
+        }
+        map.swept = Some(now);
+        let idle: Vec<String> = map
+            .used
+            .iter()
+            .filter(|(_, t)| now.duration_since(**t) >= self.idle)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in idle {
+            let busy = map.by_id.get(&id).is_some_and(|s| s.has_pending());
+            if busy {
+                continue;
+            }
+            map.used.remove(&id);
+            map.order.retain(|x| x != &id);
+            if let Some(s) = map.by_id.remove(&id) {
+                s.end("idle", json!({"idle_seconds": self.idle.as_secs()}));
+            }
+        }
     }
 
     fn new_session(&self, mcp_session: Option<String>) -> Arc<Session> {
@@ -169,8 +227,10 @@ impl HttpGateway {
     /// started, gets a new record).
     fn session(&self, id: &str) -> Arc<Session> {
         let mut map = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(s) = map.by_id.get(id) {
-            return s.clone();
+        self.sweep(&mut map);
+        if let Some(s) = map.by_id.get(id).cloned() {
+            map.used.insert(id.to_owned(), Instant::now());
+            return s;
         }
         let s = self.new_session(Some(id.to_owned()));
         Self::insert(&mut map, id, s.clone());
@@ -182,6 +242,7 @@ impl HttpGateway {
         let s = map.by_id.remove(id);
         if s.is_some() {
             map.order.retain(|x| x != id);
+            map.used.remove(id);
         }
         s
     }
@@ -191,6 +252,7 @@ impl HttpGateway {
             let Some(old) = map.order.pop_front() else {
                 break;
             };
+            map.used.remove(&old);
             if let Some(o) = map.by_id.remove(&old) {
                 o.end("evicted", json!({"sessions_kept": MAX_SESSIONS}));
             }
@@ -198,6 +260,7 @@ impl HttpGateway {
         if map.by_id.insert(id.to_owned(), s).is_none() {
             map.order.push_back(id.to_owned());
         }
+        map.used.insert(id.to_owned(), Instant::now());
     }
 
     fn upstream_uri(&self, uri: &Uri) -> Result<Uri, String> {
@@ -560,3 +623,55 @@ pub async fn serve(
 
 /// How long a stopping gateway waits for its connections to close.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Refusal;
+
+    #[test]
+    fn idle_sessions_are_ended_and_a_returning_client_gets_a_new_record() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // No service behind it: the sessions' records wait in memory (nothing is sent).
+            let client = blackbox_client::Client::builder("http://127.0.0.1:9", "bbx_test")
+                .build()
+                .unwrap();
+            let audit = Audit::start(client, None, None).unwrap();
+            let cfg = Arc::new(Config {
+                agent_id: "a".into(),
+                agent_role: None,
+                refusal: Refusal::Error,
+                fail_open: false,
+                transport: "http",
+                upstream: "http://127.0.0.1:9/mcp".into(),
+            });
+            let gw = HttpGateway::new(
+                cfg,
+                audit.clone(),
+                Arc::new(Pins::in_memory()),
+                "http://127.0.0.1:9/mcp",
+                1 << 20,
+            )
+            .unwrap()
+            .with_session_idle(Duration::from_millis(400));
+            let first = gw.session("s-1");
+            let _second = gw.session("s-2");
+            assert_eq!(gw.sessions_open(), 2);
+            std::thread::sleep(Duration::from_millis(150));
+            // Used again: s-1 stays, s-2 goes once it has been idle long enough.
+            assert!(Arc::ptr_eq(&first, &gw.session("s-1")));
+            std::thread::sleep(Duration::from_millis(300));
+            let _third = gw.session("s-3");
+            assert_eq!(gw.sessions_open(), 2, "s-2 was not ended");
+            std::thread::sleep(Duration::from_millis(500));
+            let again = gw.session("s-1");
+            assert!(!Arc::ptr_eq(&first, &again), "an idle session was kept");
+            assert_eq!(gw.sessions_open(), 1);
+            audit.close(Duration::from_millis(10)).await;
+        });
+    }
+}

@@ -212,6 +212,12 @@ impl Session {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether requests of this session are still waiting for their answers.
+    #[must_use]
+    pub fn has_pending(&self) -> bool {
+        !self.state().pending.is_empty()
+    }
+
     fn context(&self, st: &State, jsonrpc_id: &str) -> McpContext {
         McpContext {
             transport: self.cfg.transport.to_owned(),

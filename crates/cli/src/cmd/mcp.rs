@@ -294,6 +294,7 @@ pub fn run(cmd: McpCmd) -> Result<Outcome> {
             upstream,
             listen,
             body_limit,
+            session_idle_timeout,
         } => {
             let done = rt.block_on(async {
             let p = parts(&gateway, "http", upstream.clone()).await?;
@@ -305,7 +306,8 @@ pub fn run(cmd: McpCmd) -> Result<Outcome> {
                     &upstream,
                     body_limit,
                 )
-                .map_err(|e| anyhow!(e))?,
+                .map_err(|e| anyhow!(e))?
+                .with_session_idle(Duration::from_secs(session_idle_timeout)),
             );
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
