@@ -342,6 +342,29 @@ fn a_data_directory_of_one_kind_of_store_is_never_reinitialised_for_the_other() 
     );
 }
 
+/// A log initialised on `db` and `n` copies of its data directory under `root` (another
+/// instance each), `tune` run on the first before it is copied.
+fn instance_dirs(
+    db: &Scratch,
+    root: &std::path::Path,
+    n: usize,
+    tune: impl FnOnce(&std::path::Path),
+) -> Vec<String> {
+    let first = root.join("a");
+    ok(
+        Some(&db.url),
+        &["init", "--data-dir", first.to_str().unwrap()],
+    );
+    tune(&first);
+    (0..n)
+        .map(|i| {
+            let d = root.join(format!("i{i}"));
+            copy_dir(&first, &d);
+            d.to_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
 /// Copies a data directory (its keys and settings: another instance of the same log).
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -374,25 +397,15 @@ fn instances_sharing_a_database_never_fork_a_chain_and_lose_nothing_acknowledged
     // checkpoints all verify.
     let db = Scratch::new("multi");
     let tmp = tempfile::tempdir().unwrap();
-    let first = tmp.path().join("a");
-    ok(
-        Some(&db.url),
-        &["init", "--data-dir", first.to_str().unwrap()],
-    );
     // Checkpoints every 500 entries and every second: many, from every instance.
-    let toml = first.join("blackbox.toml");
-    let settings = std::fs::read_to_string(&toml)
-        .unwrap()
-        .replace("every_entries = 10000", "every_entries = 500")
-        .replace("every_seconds = 60", "every_seconds = 1");
-    std::fs::write(&toml, settings).unwrap();
-    let dirs: Vec<String> = (0..3)
-        .map(|i| {
-            let d = tmp.path().join(format!("i{i}"));
-            copy_dir(&first, &d);
-            d.to_str().unwrap().to_owned()
-        })
-        .collect();
+    let dirs = instance_dirs(&db, tmp.path(), 3, |first| {
+        let toml = first.join("blackbox.toml");
+        let settings = std::fs::read_to_string(&toml)
+            .unwrap()
+            .replace("every_entries = 10000", "every_entries = 500")
+            .replace("every_seconds = 60", "every_seconds = 1");
+        std::fs::write(&toml, settings).unwrap();
+    });
     let url = db.url.clone();
     let start = |d: &str| {
         Server::start_with(d, |mut c| {
@@ -782,18 +795,7 @@ fn decision(addr: std::net::SocketAddr, token: &str, agent: &str) -> String {
 fn an_agent_paused_through_one_instance_is_refused_by_the_others_for_every_call_after() {
     let db = Scratch::new("pause");
     let tmp = tempfile::tempdir().unwrap();
-    let first = tmp.path().join("a");
-    ok(
-        Some(&db.url),
-        &["init", "--data-dir", first.to_str().unwrap()],
-    );
-    let dirs: Vec<String> = (0..2)
-        .map(|i| {
-            let d = tmp.path().join(format!("i{i}"));
-            copy_dir(&first, &d);
-            d.to_str().unwrap().to_owned()
-        })
-        .collect();
+    let dirs = instance_dirs(&db, tmp.path(), 2, |_| {});
     let url = db.url.clone();
     let mut servers: Vec<Server> = dirs
         .iter()
@@ -1092,18 +1094,7 @@ fn receiver() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
 fn alerts_through_any_instance_are_delivered_once_from_the_shared_outbox() {
     let db = Scratch::new("hooks");
     let tmp = tempfile::tempdir().unwrap();
-    let first = tmp.path().join("a");
-    ok(
-        Some(&db.url),
-        &["init", "--data-dir", first.to_str().unwrap()],
-    );
-    let dirs: Vec<String> = (0..2)
-        .map(|i| {
-            let d = tmp.path().join(format!("i{i}"));
-            copy_dir(&first, &d);
-            d.to_str().unwrap().to_owned()
-        })
-        .collect();
+    let dirs = instance_dirs(&db, tmp.path(), 2, |_| {});
     let (addr, got) = receiver();
     // Instance 0 has no webhooks configured (it never enqueues); instance 1 has.
     let plain = tmp.path().join("plain.yaml");
