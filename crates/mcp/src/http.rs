@@ -657,17 +657,17 @@ mod tests {
                 1 << 20,
             )
             .unwrap()
-            .with_session_idle(Duration::from_millis(400));
+            .with_session_idle(Duration::from_millis(2_000));
             let first = gw.session("s-1");
             let _second = gw.session("s-2");
             assert_eq!(gw.sessions_open(), 2);
-            std::thread::sleep(Duration::from_millis(150));
+            std::thread::sleep(Duration::from_millis(500));
             // Used again: s-1 stays, s-2 goes once it has been idle long enough.
             assert!(Arc::ptr_eq(&first, &gw.session("s-1")));
-            std::thread::sleep(Duration::from_millis(300));
+            std::thread::sleep(Duration::from_millis(1_700));
             let _third = gw.session("s-3");
             assert_eq!(gw.sessions_open(), 2, "s-2 was not ended");
-            std::thread::sleep(Duration::from_millis(500));
+            std::thread::sleep(Duration::from_millis(2_500));
             let again = gw.session("s-1");
             assert!(!Arc::ptr_eq(&first, &again), "an idle session was kept");
             assert_eq!(gw.sessions_open(), 1);
