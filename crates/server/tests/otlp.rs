@@ -293,6 +293,40 @@ async fn spans_are_appended_hashed_and_scanned_and_content_never_reaches_disk() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_export_sent_again_is_not_appended_twice_but_reused_ids_with_other_content_are() {
+    let f = fixture();
+    let tok = f.token(Some("acme"), "ingest,read");
+    let calls = |es: &[Value]| es.iter().filter(|e| e["event_type"] == "tool_call").count();
+    let req = traces(vec![
+        tool_span(1, "{\"cmd\":\"ls\"}"),
+        tool_span(2, "{\"cmd\":\"pwd\"}"),
+    ]);
+    // The exporter lost the answer and sends the same request again (same bytes).
+    for _ in 0..2 {
+        let (status, body) = f.proto(&tok, &req).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        let resp = ExportTraceServiceResponse::decode(body.as_slice()).unwrap();
+        assert_eq!(resp.partial_success, None);
+    }
+    assert_eq!(
+        calls(&f.entries(&tok).await),
+        2,
+        "a retried export was appended twice"
+    );
+    // The same span ids with other content are another event: recorded (an agent cannot hide
+    // an event behind an earlier one's ids).
+    let forged = traces(vec![tool_span(1, "{\"cmd\":\"cat /etc/shadow\"}")]);
+    let (status, _) = f.proto(&tok, &forged).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(calls(&f.entries(&tok).await), 3);
+    // Another token sending the same bytes is not a retry of this one's export.
+    let other = f.token(Some("acme"), "ingest");
+    let (status, _) = f.proto(&other, &req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(calls(&f.entries(&tok).await), 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn otlp_json_gzip_and_partial_success() {
     let f = fixture();
     let tok = f.token(Some("acme"), "ingest,read");

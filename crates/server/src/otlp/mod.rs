@@ -35,6 +35,99 @@ pub struct Otlp {
     /// Requests being decoded, mapped and normalised at once (CPU work, and the memory a
     /// decoded request holds): one per core.
     pub decoding: tokio::sync::Semaphore,
+    /// Span events appended lately, to recognise an exporter's retry of a request whose answer
+    /// it lost.
+    pub recent: Recent,
+}
+
+/// Span events appended in the last [`RECENT_FOR`] (at most [`RECENT_MAX`]), by a digest of
+/// everything the event is made of (tenant, token, agent, session, type, claimed time, counter,
+/// payload with its trace and span ids, personal fields): an export sent again whole is
+/// recognised and not appended twice. Only the identical event is: a span that reuses ids with
+/// other content is recorded (an agent cannot hide an event behind an earlier one's ids).
+#[derive(Debug, Default)]
+pub struct Recent {
+    inner: std::sync::Mutex<RecentInner>,
+}
+
+#[derive(Debug, Default)]
+struct RecentInner {
+    keys: std::collections::HashSet<[u8; 32]>,
+    order: std::collections::VecDeque<([u8; 32], std::time::Instant)>,
+}
+
+/// How long an appended span event is remembered (exporters retry within seconds to minutes).
+pub const RECENT_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+/// Span events remembered at most (32 bytes each, twice).
+pub const RECENT_MAX: usize = 200_000;
+
+impl Recent {
+    fn key(tenant: &str, e: &blackbox_core::event::NormalizedEvent) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        let mut part = |b: &[u8]| {
+            h.update((b.len() as u64).to_be_bytes());
+            h.update(b);
+        };
+        part(tenant.as_bytes());
+        part(
+            e.origin
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        part(e.agent_id.as_str().as_bytes());
+        part(e.session_id.as_str().as_bytes());
+        part(e.event_type.as_str().as_bytes());
+        part(&e.timestamp_ms.unwrap_or(i64::MIN).to_be_bytes());
+        part(&e.client_seq.map_or(u64::MAX, |c| c).to_be_bytes());
+        part(&e.payload_jcs);
+        part(
+            e.personal
+                .as_ref()
+                .map(|p| serde_json::to_vec(p).unwrap_or_default())
+                .unwrap_or_default()
+                .as_slice(),
+        );
+        h.finalize().into()
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, RecentInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether each key was appended lately.
+    fn seen(&self, keys: &[[u8; 32]]) -> Vec<bool> {
+        let mut r = self.inner();
+        let now = std::time::Instant::now();
+        while let Some((k, at)) = r.order.front().copied() {
+            if now.duration_since(at) < RECENT_FOR {
+                break;
+            }
+            r.order.pop_front();
+            r.keys.remove(&k);
+        }
+        keys.iter().map(|k| r.keys.contains(k)).collect()
+    }
+
+    /// Remembers keys just appended.
+    fn remember(&self, keys: impl IntoIterator<Item = [u8; 32]>) {
+        let mut r = self.inner();
+        let now = std::time::Instant::now();
+        for k in keys {
+            if r.keys.insert(k) {
+                r.order.push_back((k, now));
+            }
+            while r.order.len() > RECENT_MAX {
+                if let Some((old, _)) = r.order.pop_front() {
+                    r.keys.remove(&old);
+                }
+            }
+        }
+    }
 }
 
 impl Otlp {
@@ -60,6 +153,7 @@ impl Otlp {
             decoding: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             ),
+            recent: Recent::default(),
         }
     }
 }
@@ -247,13 +341,41 @@ pub(crate) async fn append(
             })
             .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     };
+    // An exporter's retry of a request it lost the answer to: the span events appended then
+    // are not appended again (accepted, as they are recorded).
+    let mut keys = Vec::new();
+    let mut repeated = 0;
+    if signal == Signal::Spans {
+        keys = events.iter().map(|e| Recent::key(tenant, e)).collect();
+        let seen = state.otlp.recent.seen(&keys);
+        if seen.iter().any(|s| *s) {
+            let mut i = 0;
+            events.retain(|_| {
+                i += 1;
+                !seen[i - 1]
+            });
+            let mut i = 0;
+            features.retain(|_| {
+                i += 1;
+                !seen[i - 1]
+            });
+            let mut i = 0;
+            keys.retain(|_| {
+                i += 1;
+                !seen[i - 1]
+            });
+            repeated = seen.iter().filter(|s| **s).count();
+        }
+    }
     // The CPU work is done: the wait for the commit does not hold a decoding slot.
     drop(decoding);
     let accepted = events.len();
     if !events.is_empty() {
         state.ingest.submit(tenant_id, events, features).await?;
+        state.otlp.recent.remember(keys);
     }
     count("accepted", accepted);
+    count("repeated", repeated);
     count("rejected", rejected.len());
     count("skipped", skipped);
     if rejected.is_empty() {
