@@ -775,6 +775,19 @@ fn a_log_moves_to_postgresql_and_back_byte_for_byte_and_an_interrupted_move_resu
     assert!(out.starts_with("OK — 12,024 entries verified"), "{out}");
 }
 
+/// Pauses or resumes `agent` through instance `addr` (an admin `token`), which must succeed.
+fn agent_action(addr: std::net::SocketAddr, token: &str, agent: &str, action: &str) {
+    let r = http(
+        addr,
+        "POST",
+        &format!("/v1/agents/{agent}/{action}"),
+        Some(token),
+        Some("{}"),
+    )
+    .unwrap();
+    assert_eq!(r.0, 200, "{action} {agent}: {r:?}");
+}
+
 /// Asks instance `addr` to decide a call of `agent`; its decision.
 fn decision(addr: std::net::SocketAddr, token: &str, agent: &str) -> String {
     let body = json!({"agent_id": agent, "session_id": "s", "tool_name": "search_kb",
@@ -823,41 +836,17 @@ fn an_agent_paused_through_one_instance_is_refused_by_the_others_for_every_call_
     }
     assert_eq!(d, "allow");
     // Paused through A, while B is idle.
-    let r = http(
-        a,
-        "POST",
-        "/v1/agents/bot-1/pause",
-        Some(&admin[0]),
-        Some("{}"),
-    )
-    .unwrap();
-    assert_eq!(r.0, 200, "{r:?}");
+    agent_action(a, &admin[0], "bot-1", "pause");
     // The pause is acknowledged once committed: B's next group reads it first, so B's very
     // next decision refuses the call (no waiting).
     assert_eq!(decision(b, &ingest[1], "bot-1"), "paused");
     // Other agents go on through B.
     assert_eq!(decision(b, &ingest[1], "bot-2"), "allow");
     // Resumed through B: A allows the agent again.
-    let r = http(
-        b,
-        "POST",
-        "/v1/agents/bot-1/resume",
-        Some(&admin[1]),
-        Some("{}"),
-    )
-    .unwrap();
-    assert_eq!(r.0, 200, "{r:?}");
+    agent_action(b, &admin[1], "bot-1", "resume");
     assert_eq!(decision(a, &ingest[0], "bot-1"), "allow");
     // And the other way round, after a while idle (each instance also looks every 250 ms).
-    let r = http(
-        b,
-        "POST",
-        "/v1/agents/bot-1/pause",
-        Some(&admin[1]),
-        Some("{}"),
-    )
-    .unwrap();
-    assert_eq!(r.0, 200, "{r:?}");
+    agent_action(b, &admin[1], "bot-1", "pause");
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(decision(a, &ingest[0], "bot-1"), "paused");
     for s in &mut servers {
@@ -1133,27 +1122,11 @@ fn alerts_through_any_instance_are_delivered_once_from_the_shared_outbox() {
         }
     };
     // Through the instance with the webhook: it enqueues its own alert.
-    let r = http(
-        servers[1].addr,
-        "POST",
-        "/v1/agents/bot-1/pause",
-        Some(&admin),
-        Some("{}"),
-    )
-    .unwrap();
-    assert_eq!(r.0, 200, "{r:?}");
+    agent_action(servers[1].addr, &admin, "bot-1", "pause");
     wait_for(1);
     // Through the other: the first reads the alert when it follows the chain and enqueues it
     // (as it would the alerts of an instance killed before its enqueue).
-    let r = http(
-        servers[0].addr,
-        "POST",
-        "/v1/agents/bot-2/pause",
-        Some(&admin),
-        Some("{}"),
-    )
-    .unwrap();
-    assert_eq!(r.0, 200, "{r:?}");
+    agent_action(servers[0].addr, &admin, "bot-2", "pause");
     wait_for(2);
     // Time for a second delivery of either, were one to come.
     std::thread::sleep(Duration::from_millis(2_000));

@@ -12,6 +12,25 @@ use blackbox_core::event::Node;
 use crate::rules::RuleSet;
 use crate::{DETECTION_EVENTS, Detector, Features, Firing, Observation};
 
+/// Runs `f` on the observation of a stored entry: its features as [`stored_features`] reads
+/// them, at the entry's time (history replay, following other instances, backtests).
+pub fn with_stored_observation<R>(
+    view: &EntryView<'_>,
+    rules: &RuleSet,
+    f: impl FnOnce(&Observation<'_>) -> R,
+) -> R {
+    let (features, tool) = stored_features(view, rules);
+    f(&Observation {
+        tenant: &view.tenant_id,
+        agent: &view.agent_id,
+        session: &view.session_id,
+        event_type: &view.event_type,
+        tool: tool.as_deref(),
+        ts_ms: view.timestamp_ms,
+        features: &features,
+    })
+}
+
 /// Reads features from a stored entry (history replay and backtests; raw content is gone, so
 /// pattern rules see only what the log holds). Also returns the entry's `payload.tool_name`.
 #[must_use]
@@ -94,18 +113,9 @@ impl Backtest {
         let ts = view.timestamp_ms;
         self.from = Some(self.from.map_or(ts, |f| f.min(ts)));
         self.to = Some(self.to.map_or(ts, |t| t.max(ts)));
-        let (f, tool) = stored_features(&view, &self.rules);
-        let ob = Observation {
-            tenant: &view.tenant_id,
-            agent: &view.agent_id,
-            session: &view.session_id,
-            event_type: &view.event_type,
-            tool: tool.as_deref(),
-            ts_ms: ts,
-            features: &f,
-        };
         self.firings.clear();
-        self.det.observe(&ob, &mut self.firings);
+        let (det, firings) = (&mut self.det, &mut self.firings);
+        with_stored_observation(&view, &self.rules, |ob| det.observe(ob, firings));
         self.det
             .note_entry(&view.tenant_id, &view.agent_id, ts, view.entry_id);
         for fi in &self.firings {

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use blackbox_core::entry::EntryView;
+use blackbox_detect::Detector;
 use blackbox_detect::rules::RuleSet;
-use blackbox_detect::{Detector, Observation};
 use blackbox_ledger::LedgerError;
 use blackbox_store::{Query, Store};
 use serde_json::Value;
@@ -178,17 +178,7 @@ fn observe(det: &mut Detector, rules: &RuleSet, view: &EntryView<'_>) {
         t if DETECTION_EVENTS.contains(&t)
             || blackbox_core::alert::TRIAGE_EVENT_TYPES.contains(&t) => {}
         _ => {
-            let (f, tool) = stored_features(view, rules);
-            let ob = Observation {
-                tenant: &view.tenant_id,
-                agent: &view.agent_id,
-                session: &view.session_id,
-                event_type: &view.event_type,
-                tool: tool.as_deref(),
-                ts_ms: view.timestamp_ms,
-                features: &f,
-            };
-            det.learn(&ob);
+            blackbox_detect::backtest::with_stored_observation(view, rules, |ob| det.learn(ob));
             det.note_entry(
                 &view.tenant_id,
                 &view.agent_id,

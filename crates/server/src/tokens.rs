@@ -364,8 +364,7 @@ impl TokenStore for SqliteTokens {
 /// instance on it: read again at most every [`PG_REFRESH`] (a token revoked through another
 /// instance is refused within that) and at once after this handle's own changes.
 pub struct PgTokens {
-    /// Always `Some` but while dropped (the pool's connections are closed off the runtime).
-    store: Option<blackbox_store_pg::PgStore>,
+    store: blackbox_store_pg::PgStore,
     tokens: HashMap<String, TokenRecord>,
     /// When the table was last looked at, and last read successfully.
     read: Option<std::time::Instant>,
@@ -380,10 +379,7 @@ pub const PG_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl fmt::Debug for PgTokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.store {
-            Some(s) => write!(f, "PgTokens({})", s.target()),
-            None => f.write_str("PgTokens(closed)"),
-        }
+        write!(f, "PgTokens({})", self.store.target())
     }
 }
 
@@ -406,7 +402,7 @@ impl PgTokens {
         })
         .map_err(ServerError::Tokens)?;
         let mut me = Self {
-            store: Some(store),
+            store,
             tokens: HashMap::new(),
             read: None,
             good: None,
@@ -416,7 +412,7 @@ impl PgTokens {
         {
             let mut old = SqliteTokens::open(file)?;
             let rows: Vec<_> = old.records()?.values().map(row_of).collect();
-            let store = me.db()?;
+            let store = &me.store;
             let added =
                 off_runtime(|| store.tokens().import(&rows)).map_err(ServerError::Tokens)?;
             me.read = None;
@@ -433,23 +429,6 @@ impl PgTokens {
 }
 
 use blackbox_store_pg::off_runtime;
-
-impl Drop for PgTokens {
-    fn drop(&mut self) {
-        // Closing the client's connections blocks on its own runtime: not on the service's.
-        if let Some(store) = self.store.take() {
-            off_runtime(move || drop(store));
-        }
-    }
-}
-
-impl PgTokens {
-    fn db(&self) -> Result<&blackbox_store_pg::PgStore, ServerError> {
-        self.store
-            .as_ref()
-            .ok_or_else(|| ServerError::Config("the token store is closed".to_owned()))
-    }
-}
 
 fn row_of(record: &TokenRecord) -> blackbox_store_pg::tokens::TokenRow {
     let info = &record.info;
@@ -484,14 +463,14 @@ fn record_of(row: blackbox_store_pg::tokens::TokenRow) -> Result<TokenRecord, Se
 impl TokenStore for PgTokens {
     fn insert(&mut self, record: &TokenRecord) -> Result<(), ServerError> {
         let row = row_of(record);
-        let store = self.db()?;
+        let store = &self.store;
         off_runtime(|| store.tokens().insert(&row)).map_err(ServerError::Tokens)?;
         self.read = None;
         Ok(())
     }
 
     fn revoke(&mut self, id: &str, at_ms: i64) -> Result<bool, ServerError> {
-        let store = self.db()?;
+        let store = &self.store;
         let done = off_runtime(|| store.tokens().revoke(id, at_ms)).map_err(ServerError::Tokens)?;
         self.read = None;
         Ok(done)
@@ -499,7 +478,7 @@ impl TokenStore for PgTokens {
 
     fn records(&mut self) -> Result<&HashMap<String, TokenRecord>, ServerError> {
         if self.read.is_none_or(|t| t.elapsed() >= PG_REFRESH) {
-            let store = self.db()?;
+            let store = &self.store;
             match off_runtime(|| store.tokens().all()) {
                 Ok(rows) => {
                     let mut tokens = HashMap::with_capacity(rows.len());

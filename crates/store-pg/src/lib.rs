@@ -90,11 +90,23 @@ impl Default for PgOptions {
 
 /// A ledger store in a PostgreSQL database.
 pub struct PgStore {
-    pool: Pool,
+    /// Always `Some` but while the store is dropped (see its `Drop`).
+    pool: Option<Pool>,
     read_only: bool,
     /// The URL without its password, for messages.
     target: String,
     lock_timeout: Duration,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Closing the client's connections blocks on its own runtime: whoever drops a store on
+        // a thread that drives async tasks (a service's handlers, its token and outbox tables)
+        // has it closed on a thread of its own.
+        if let Some(pool) = self.pool.take() {
+            off_runtime(move || drop(pool));
+        }
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -221,7 +233,7 @@ impl PgStore {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(manager);
         Ok(Self {
-            pool,
+            pool: Some(pool),
             read_only,
             target,
             lock_timeout: options.lock_timeout,
@@ -230,7 +242,10 @@ impl PgStore {
 
     /// A connection from the pool.
     pub(crate) fn conn(&self) -> Result<Conn, StoreError> {
-        self.pool.get().map_err(|e| {
+        let pool = self.pool.as_ref().ok_or_else(|| StoreError::Invalid {
+            what: "the store is closed".to_owned(),
+        })?;
+        pool.get().map_err(|e| {
             // r2d2 reports the last connection error in its message.
             StoreError::Unreachable {
                 backend: "PostgreSQL",
@@ -268,18 +283,17 @@ impl PgStore {
     }
 
     /// Runs `f` with a connection of the pool: for the service's own tables beside the
-    /// ledger (API tokens, the webhook outbox). Call it off any async runtime
-    /// ([`off_runtime`]).
+    /// ledger (API tokens, the webhook outbox), whose errors `f` maps (with [`pg`] for the
+    /// client's). Call it off any async runtime ([`off_runtime`]).
     ///
     /// # Errors
-    /// [`StoreError::Unreachable`] without a connection; what `f` returns, mapped as the
-    /// store's own errors are.
-    pub fn with_client<T>(
+    /// [`StoreError::Unreachable`] without a connection; what `f` returns.
+    pub fn with_client<T, E: From<StoreError>>(
         &self,
-        f: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error>,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&mut postgres::Client) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut c = self.conn()?;
-        f(&mut c).map_err(pg)
+        f(&mut c)
     }
 
     /// The database this store is in, without its password.
@@ -327,8 +341,9 @@ fn sslmode_verify(url: &str) -> (String, Verify) {
 }
 
 /// A PostgreSQL error as a [`StoreError`]: lock time-outs are [`StoreError::Busy`], and the
-/// database's common refusals say what to do.
-pub(crate) fn pg(e: postgres::Error) -> StoreError {
+/// database's common refusals say what to do. For the service's own tables too
+/// ([`PgStore::with_client`]).
+pub fn pg(e: postgres::Error) -> StoreError {
     let code = e.code().cloned();
     let detail = e
         .as_db_error()

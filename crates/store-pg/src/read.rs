@@ -67,6 +67,18 @@ fn stream(
     }
 }
 
+/// `from_seq ..= to_seq` as the columns' integers (seqs start at 1); `None` when empty.
+fn seq_bounds(from_seq: u64, to_seq: u64) -> Result<Option<(i64, i64)>, StoreError> {
+    let from = from_seq.max(1);
+    if from > to_seq {
+        return Ok(None);
+    }
+    Ok(Some((
+        to_i64(from, "a seq")?,
+        i64::try_from(to_seq).unwrap_or(i64::MAX),
+    )))
+}
+
 /// A chain's lines `from_seq ..= to_seq` a fetch at a time, straight into `block` (no
 /// allocation per entry): what verification reads.
 pub(crate) fn scan_line_blocks(
@@ -77,12 +89,9 @@ pub(crate) fn scan_line_blocks(
     block: &mut LineBlock,
     f: &mut BlockVisitor<'_>,
 ) -> Result<(), StoreError> {
-    let from = from_seq.max(1);
-    if from > to_seq {
+    let Some((from, to)) = seq_bounds(from_seq, to_seq)? else {
         return Ok(());
-    }
-    let from = to_i64(from, "a seq")?;
-    let to = i64::try_from(to_seq).unwrap_or(i64::MAX);
+    };
     let mut c = s.conn()?;
     let mut tx = snapshot(&mut c)?;
     let portal = tx
@@ -146,12 +155,9 @@ pub(crate) fn scan(
     to_seq: u64,
     f: &mut dyn FnMut(StoredEntry) -> Result<bool, StoreError>,
 ) -> Result<(), StoreError> {
-    let from = from_seq.max(1);
-    if from > to_seq {
+    let Some((from, to)) = seq_bounds(from_seq, to_seq)? else {
         return Ok(());
-    }
-    let from = to_i64(from, "a seq")?;
-    let to = i64::try_from(to_seq).unwrap_or(i64::MAX);
+    };
     stream(
         s,
         &format!(

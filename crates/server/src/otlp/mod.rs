@@ -346,26 +346,25 @@ pub(crate) async fn append(
     let mut keys = Vec::new();
     let mut repeated = 0;
     if signal == Signal::Spans {
-        keys = events.iter().map(|e| Recent::key(tenant, e)).collect();
-        let seen = state.otlp.recent.seen(&keys);
-        if seen.iter().any(|s| *s) {
-            let mut i = 0;
-            events.retain(|_| {
-                i += 1;
-                !seen[i - 1]
-            });
-            let mut i = 0;
-            features.retain(|_| {
-                i += 1;
-                !seen[i - 1]
-            });
-            let mut i = 0;
-            keys.retain(|_| {
-                i += 1;
-                !seen[i - 1]
-            });
-            repeated = seen.iter().filter(|s| **s).count();
+        let all: Vec<[u8; 32]> = events.iter().map(|e| Recent::key(tenant, e)).collect();
+        let seen = state.otlp.recent.seen(&all);
+        repeated = seen.iter().filter(|s| **s).count();
+        if repeated > 0 {
+            let mut kept = (Vec::new(), Vec::new());
+            for ((e, f), s) in events.into_iter().zip(features).zip(&seen) {
+                if !s {
+                    kept.0.push(e);
+                    kept.1.push(f);
+                }
+            }
+            (events, features) = kept;
         }
+        keys = all
+            .into_iter()
+            .zip(seen)
+            .filter(|(_, s)| !s)
+            .map(|(k, _)| k)
+            .collect();
     }
     // The CPU work is done: the wait for the commit does not hold a decoding slot.
     drop(decoding);

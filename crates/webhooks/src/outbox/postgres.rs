@@ -27,8 +27,7 @@ fn to_i64(v: u64) -> i64 {
 
 /// The durable outbox of webhook deliveries in a PostgreSQL database.
 pub struct PgOutbox {
-    /// Always `Some` but while dropped (its connections are closed off the runtime).
-    store: Option<PgStore>,
+    store: PgStore,
     wake: Arc<Notify>,
 }
 
@@ -37,14 +36,6 @@ impl fmt::Debug for PgOutbox {
         f.debug_struct("PgOutbox")
             .field("database", &self.location())
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for PgOutbox {
-    fn drop(&mut self) {
-        if let Some(store) = self.store.take() {
-            off_runtime(move || drop(store));
-        }
     }
 }
 
@@ -99,7 +90,7 @@ impl PgOutbox {
             )
         })?;
         Ok(Self {
-            store: Some(store),
+            store,
             wake: Arc::new(Notify::new()),
         })
     }
@@ -109,33 +100,12 @@ impl PgOutbox {
         &self,
         f: impl FnOnce(&mut postgres::Client) -> Result<T, WebhookError> + Send,
     ) -> Result<T, WebhookError> {
-        let store = self.store.as_ref().ok_or_else(|| {
-            WebhookError::OutboxDatabase(blackbox_store::StoreError::Invalid {
-                what: "the outbox is closed".to_owned(),
-            })
-        })?;
-        off_runtime(|| {
-            let mut out = None;
-            store.with_client(|c| {
-                out = Some(f(c));
-                Ok(())
-            })?;
-            out.unwrap_or_else(|| {
-                Err(WebhookError::OutboxDatabase(
-                    blackbox_store::StoreError::Invalid {
-                        what: "no answer".to_owned(),
-                    },
-                ))
-            })
-        })
+        off_runtime(|| self.store.with_client(f))
     }
 }
 
 fn db(e: postgres::Error) -> WebhookError {
-    WebhookError::OutboxDatabase(blackbox_store::StoreError::Backend {
-        backend: "PostgreSQL",
-        message: e.to_string(),
-    })
+    WebhookError::OutboxDatabase(blackbox_store_pg::pg(e))
 }
 
 impl Outbox for PgOutbox {
@@ -144,9 +114,7 @@ impl Outbox for PgOutbox {
     }
 
     fn location(&self) -> String {
-        self.store
-            .as_ref()
-            .map_or_else(|| "(closed)".to_owned(), |s| s.target().to_owned())
+        self.store.target().to_owned()
     }
 
     fn insert(
