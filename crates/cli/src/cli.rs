@@ -8,16 +8,21 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "blackbox", version, about = "Tamper-evident audit log for AI agents", long_about = None)]
 pub struct Cli {
     /// Keep the entries in this PostgreSQL database (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB
-    /// [?sslmode=verify-full]`) instead of the data directory's embedded SQLite file, for every
-    /// command that opens a store. The data directory still holds the keys and settings.
+    /// [?sslmode=verify-full]`), or in the databases a tenant map file (`FILE.toml`) names,
+    /// instead of the data directory's embedded SQLite file, for every command that opens a
+    /// store. The data directory still holds the keys and settings.
     #[arg(
         long,
         global = true,
         env = "BLACKBOX_STORE",
         hide_env_values = true,
-        value_name = "URL"
+        value_name = "URL|FILE.toml"
     )]
     pub store: Option<String>,
+    /// With a tenant map (`--store FILE.toml`): this one of its databases only (`serve` serves
+    /// its tenants; tokens and the webhook outbox are each database's own).
+    #[arg(long, global = true, env = "BLACKBOX_DATABASE", value_name = "NAME")]
+    pub database: Option<String>,
     #[command(subcommand)]
     pub cmd: Cmd,
 }

@@ -513,7 +513,12 @@ fn instances_sharing_a_database_never_fork_a_chain_and_lose_nothing_acknowledged
             sizes.push(note.lines().nth(1).unwrap().parse::<u64>().unwrap());
         }
     }
-    assert!(sizes.len() >= 20, "{sizes:?}");
+    // Every multiple of 500 the chain passed was signed (by whichever instance got there).
+    let size = seqs.iter().max().copied().unwrap_or(0);
+    assert!(
+        (500..=size).step_by(500).all(|s| sizes.contains(&s)) && sizes.len() >= 10,
+        "{size}: {sizes:?}"
+    );
     let unique: BTreeSet<u64> = sizes.iter().copied().collect();
     assert_eq!(unique.len(), sizes.len(), "a size signed twice: {sizes:?}");
     // Instances that saw each other's entries take the database's lock before sequencing, so
@@ -1150,4 +1155,317 @@ fn alerts_through_any_instance_are_delivered_once_from_the_shared_outbox() {
     for s in &mut servers {
         s.stop();
     }
+}
+
+/// Long enough to be unique in any file's bytes.
+const GONE: &str = "ds_pg_4f1c9a7e2b5d8c3a1f6e9b0d2c4a7e5f0b";
+const KEPT: &str = "ds_pg_77aa0c3e9d1b2f4a6c8e0b2d4f6a8c0e2b";
+
+/// Appends an event of `agent` naming `subject` through instance `addr`, retried while the
+/// instance answers 503 (its batch met another instance's entries).
+fn append_naming(addr: std::net::SocketAddr, token: &str, agent: &str, subject: &str) {
+    let body = json!({"agent_id": agent, "session_id": "s", "event_type": "tool_call",
+        "data_subjects": [{"id": subject, "category": "customer"}],
+        "payload": {"tool_name": "crm.lookup", "args_hash": format!("sha256:{}", "0".repeat(64))}})
+    .to_string();
+    for _ in 0..20 {
+        match http(addr, "POST", "/v1/events", Some(token), Some(&body)) {
+            Ok((s, _)) if (200..300).contains(&s) => return,
+            Ok((503, _)) => std::thread::sleep(Duration::from_millis(50)),
+            other => panic!("append: {other:?}"),
+        }
+    }
+    panic!("the instance at {addr} kept answering 503");
+}
+
+#[test]
+fn an_erasure_through_one_instance_shreds_what_every_instance_reads() {
+    // Sidecars are sealed in the database (crates/store-pg/src/seal.rs); an erasure through
+    // instance A deletes them, re-keys the chain and moves the sealing key forward; instance B
+    // (a copy of the data directory, with the old key file) follows: it reads the kept
+    // sidecars, its key file moves forward, and `verify` reports the redactions as marked.
+    let db = Scratch::new("erase");
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = instance_dirs(&db, tmp.path(), 2, |_| {});
+    let url = db.url.clone();
+    let mut servers: Vec<Server> = dirs
+        .iter()
+        .map(|d| {
+            Server::start_with(d, |mut c| {
+                c.env("BLACKBOX_STORE", &url);
+                c
+            })
+        })
+        .collect();
+    let ingest: Vec<String> = dirs
+        .iter()
+        .map(|d| pg_token(&db.url, d, "acme", "ingest"))
+        .collect();
+    let admin = pg_token(&db.url, &dirs[0], "acme", "admin");
+    let admin_b = pg_token(&db.url, &dirs[1], "acme", "admin");
+    let (a, b) = (servers[0].addr, servers[1].addr);
+    for i in 0..6 {
+        let (addr, token) = if i % 2 == 0 {
+            (a, &ingest[0])
+        } else {
+            (b, &ingest[1])
+        };
+        append_naming(addr, token, "bot-1", if i % 3 == 0 { KEPT } else { GONE });
+    }
+    let key = |d: &str| std::fs::read(format!("{d}/keys/personal-seal.key")).unwrap();
+    let before = key(&dirs[1]);
+    assert_eq!(key(&dirs[0]), before, "the copies start equal");
+    let body =
+        json!({"data_subject": GONE, "reason": "GDPR Art. 17", "ticket": "DSR-9"}).to_string();
+    let (status, reply) = http(a, "POST", "/v1/erasures", Some(&admin), Some(&body)).unwrap();
+    assert_eq!(status, 200, "{reply}");
+    let v: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(v["redacted"], 4, "{reply}");
+    assert_eq!(v["purge"]["complete"], true, "{reply}");
+    assert_ne!(
+        key(&dirs[0]),
+        before,
+        "instance A's key file did not move forward"
+    );
+    // B verifies through its API: it opens the kept sidecars (moving its key file forward)
+    // and finds every redaction under a marker.
+    let (status, reply) = http(b, "GET", "/v1/verify", Some(&admin_b), None).unwrap();
+    assert_eq!(status, 200, "{reply}");
+    let v: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(
+        (&v["status"], &v["redacted"]),
+        (&json!("ok"), &json!(4)),
+        "{reply}"
+    );
+    assert_eq!(
+        key(&dirs[1]),
+        key(&dirs[0]),
+        "instance B's key file did not follow"
+    );
+    for s in &mut servers {
+        s.stop();
+    }
+    let out = ok(Some(&db.url), &["verify", "--data-dir", &dirs[1]]);
+    assert!(
+        out.contains("4 entries redacted under 1 erasure marker"),
+        "{out}"
+    );
+    // The exported log keeps the kept subject's sidecars and none of the erased one's.
+    let log = tmp.path().join("after.jsonl");
+    let bytes = exported(Some(&db.url), &dirs[1], &log);
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(!text.contains(GONE) && text.contains(KEPT));
+}
+
+/// An event of `tenant` naming data subject `subject`, as `append` reads it.
+fn event_line(tenant: &str, agent: &str, subject: &str) -> String {
+    json!({"tenant_id": tenant, "agent_id": agent, "session_id": "s", "event_type": "tool_call",
+        "data_subjects": [subject],
+        "payload": {"tool_name": "crm.lookup", "args_hash": format!("sha256:{}", "0".repeat(64))}})
+    .to_string()
+}
+
+#[test]
+fn a_tenant_map_keeps_each_tenant_in_its_database_and_reads_them_as_one_log() {
+    // Issue 19's sharding: two databases, acme in `eu` and globex in `us`. The CLI reads and
+    // writes them as one store; a service instance serves one database (`--database`) and
+    // refuses tenants kept in the other with 421.
+    let (eu, us) = (Scratch::new("map_eu"), Scratch::new("map_us"));
+    let tmp = tempfile::tempdir().unwrap();
+    let map = tmp.path().join("tenants.toml");
+    std::fs::write(
+        &map,
+        format!(
+            "version = 1\n\n[databases]\neu = \"{}\"\nus = \"{}\"\n\n[tenants]\nacme = \"eu\"\nglobex = \"us\"\n",
+            eu.url, us.url
+        ),
+    )
+    .unwrap();
+    let map = map.to_str().unwrap();
+    let dir = tmp.path().join("data");
+    let dir = dir.to_str().unwrap();
+    ok(Some(map), &["init", "--data-dir", dir]);
+    for db in ["eu", "us"] {
+        assert!(
+            std::path::Path::new(dir)
+                .join(format!("keys/personal-seal-{db}.key"))
+                .exists(),
+            "no sealing key for {db}"
+        );
+    }
+    // Written through the map: each tenant's chain lands in its database.
+    let mut lines = String::new();
+    for i in 0..6 {
+        let (t, s) = if i % 2 == 0 {
+            ("acme", GONE)
+        } else {
+            ("globex", KEPT)
+        };
+        lines.push_str(&event_line(t, "bot", s));
+        lines.push('\n');
+        lines.push_str(&event_line(t, "bot", GONE));
+        lines.push('\n');
+    }
+    let file = tmp.path().join("events.jsonl");
+    std::fs::write(&file, &lines).unwrap();
+    ok(
+        Some(map),
+        &[
+            "append",
+            "--data-dir",
+            dir,
+            "--file",
+            file.to_str().unwrap(),
+        ],
+    );
+    let tenants_in = |db: &Scratch| -> Vec<String> {
+        let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+        c.query("SELECT tenant_id FROM chains ORDER BY tenant_id", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    assert_eq!(tenants_in(&eu), vec!["acme"]);
+    assert_eq!(tenants_in(&us), vec!["globex"]);
+    // Read as one log: verify covers both, a query merges them in time order.
+    let out = ok(Some(map), &["verify", "--data-dir", dir]);
+    assert!(out.starts_with("OK — 12 entries verified"), "{out}");
+    let out = ok(Some(map), &["query", "--data-dir", dir, "--format", "json"]);
+    let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let tenants: BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r["tenant_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(rows.len(), 12);
+    assert_eq!(tenants, ["acme", "globex"].into_iter().collect());
+    let times: Vec<&str> = rows
+        .iter()
+        .map(|r| r["timestamp"].as_str().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    // One service instance per database.
+    let (code, _, err) = bb(Some(map), &["serve", "--data-dir", dir]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--database") && err.contains("eu, us"),
+        "{err}"
+    );
+    let (code, _, err) = bb(Some(map), &["tokens", "list", "--data-dir", dir]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--database"), "{err}");
+    let acme = pg_token(map, dir, "acme", "ingest");
+    let globex = pg_token(map, dir, "globex", "ingest");
+    let (code, out, err) = bb(
+        Some(map),
+        &[
+            "tokens",
+            "create",
+            "--data-dir",
+            dir,
+            "--database",
+            "eu",
+            "--scope",
+            "admin",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let eu_admin = out.lines().last().unwrap().to_owned();
+    // Each instance has its own copy of the data directory (keys and settings).
+    let map_owned = map.to_owned();
+    let start = |db: &'static str| {
+        let m = map_owned.clone();
+        let copy = tmp.path().join(format!("instance-{db}"));
+        copy_dir(std::path::Path::new(dir), &copy);
+        Server::start_with(copy.to_str().unwrap(), move |mut c| {
+            c.env("BLACKBOX_STORE", &m).env("BLACKBOX_DATABASE", db);
+            c
+        })
+    };
+    let (mut s_eu, mut s_us) = (start("eu"), start("us"));
+    let body = json!([{"agent_id": "bot", "session_id": "s", "event_type": "tool_call",
+        "tool_name": "t", "payload": {}}])
+    .to_string();
+    let post =
+        |addr, token: &str| http(addr, "POST", "/v1/events", Some(token), Some(&body)).unwrap();
+    assert_eq!(post(s_eu.addr, &acme).0, 200);
+    assert_eq!(post(s_us.addr, &globex).0, 200);
+    // A token is its database's: the other instance does not know it.
+    assert_eq!(post(s_eu.addr, &globex).0, 401);
+    // An admin of `eu` asking about a tenant of `us` is sent there.
+    let (status, reply) = http(
+        s_eu.addr,
+        "GET",
+        "/v1/entries?tenant_id=globex",
+        Some(&eu_admin),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 421, "{reply}");
+    assert!(
+        reply.contains("misdirected_tenant") && reply.contains("`us`"),
+        "{reply}"
+    );
+    s_eu.stop();
+    s_us.stop();
+    // Each instance's own records (the refusals above) are in its database's service chain.
+    assert_eq!(tenants_in(&eu), vec!["_blackbox.eu", "acme"]);
+    let in_us = tenants_in(&us);
+    assert!(
+        in_us.contains(&"globex".to_owned())
+            && in_us.iter().all(|t| t == "globex" || t == "_blackbox.us"),
+        "{in_us:?}"
+    );
+    // An erasure through the map reaches both databases, each moving its own key forward.
+    let keys_before: Vec<Vec<u8>> = ["eu", "us"]
+        .iter()
+        .map(|d| std::fs::read(format!("{dir}/keys/personal-seal-{d}.key")).unwrap())
+        .collect();
+    let out = ok(
+        Some(map),
+        &[
+            "erase",
+            "--data-dir",
+            dir,
+            "--data-subject",
+            GONE,
+            "--reason",
+            "GDPR Art. 17",
+            "--ticket",
+            "DSR-3",
+            "--format",
+            "json",
+        ],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["redacted"], 9, "{out}");
+    for (d, before) in ["eu", "us"].iter().zip(keys_before) {
+        assert_ne!(
+            std::fs::read(format!("{dir}/keys/personal-seal-{d}.key")).unwrap(),
+            before,
+            "the key of {d} did not move forward"
+        );
+    }
+    let out = ok(Some(map), &["verify", "--data-dir", dir]);
+    assert!(
+        out.contains("9 entries redacted under 2 erasure markers"),
+        "{out}"
+    );
+    // The export of the whole log verifies on its own.
+    let log = tmp.path().join("all.jsonl");
+    let text = String::from_utf8(exported(Some(map), dir, &log)).unwrap();
+    assert!(!text.contains(GONE) && text.contains(KEPT));
+    let (code, out, err) = bb(
+        None,
+        &[
+            "verify",
+            "--log-file",
+            log.to_str().unwrap(),
+            "--public-key",
+            &format!("{dir}/checkpoint.pub"),
+            "--key-file",
+            &format!("{dir}/keys/hmac.keys"),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
 }

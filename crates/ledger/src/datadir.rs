@@ -30,13 +30,46 @@ pub const DEFAULT_DATA_DIR: &str = "./blackbox-data";
 
 /// The store the binary was told to use (`--store` / `BLACKBOX_STORE`), for every
 /// [`DataDir::new`] of the process; see [`select_store`].
-static SELECTED_STORE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+static SELECTED_STORE: std::sync::OnceLock<Option<StoreSpec>> = std::sync::OnceLock::new();
+
+/// Where a process keeps its entries instead of a data directory's embedded file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// One PostgreSQL database (its URL: never print it as is).
+    Postgres(String),
+    /// The databases of a tenant map: all of them as one store, or only `database`.
+    Map {
+        /// The map.
+        map: std::sync::Arc<crate::tenant_map::TenantMapFile>,
+        /// One of its databases (`serve --database`), or all.
+        database: Option<String>,
+    },
+}
 
 /// Makes every data directory of this process use the store at `url` (`postgres://…`) instead
 /// of its embedded SQLite file; `None` keeps the embedded store. Called once by the binary with
 /// `--store` / `BLACKBOX_STORE`; later calls change nothing.
 pub fn select_store(url: Option<String>) {
-    let _ = SELECTED_STORE.set(url.filter(|u| !u.is_empty()));
+    let _ = SELECTED_STORE.set(url.filter(|u| !u.is_empty()).map(StoreSpec::Postgres));
+}
+
+/// Makes every data directory of this process keep its entries in the databases of `map`
+/// (`--store FILE.toml`), or in its database `database` only. Called once by the binary.
+///
+/// # Errors
+/// [`LedgerError::Config`] when `database` is not in the map.
+pub fn select_map(
+    map: crate::tenant_map::TenantMapFile,
+    database: Option<String>,
+) -> Result<(), LedgerError> {
+    if let Some(d) = &database {
+        map.url_of(d)?;
+    }
+    let _ = SELECTED_STORE.set(Some(StoreSpec::Map {
+        map: std::sync::Arc::new(map),
+        database,
+    }));
+    Ok(())
 }
 
 /// Where a data directory's entries are kept.
@@ -44,15 +77,28 @@ pub fn select_store(url: Option<String>) {
 pub enum StoreLocation {
     /// The embedded SQLite file (the default).
     Sqlite(PathBuf),
-    /// A PostgreSQL database (its URL, which may hold a password: never print it as is).
-    Postgres(String),
+    /// The databases of a tenant map, as one store (`blackbox_store::sharded`).
+    Sharded {
+        /// The map.
+        map: std::sync::Arc<crate::tenant_map::TenantMapFile>,
+        /// Where each database's sealing key is (`personal-seal-<name>.key`).
+        keys_dir: PathBuf,
+    },
+    /// A PostgreSQL database.
+    Postgres {
+        /// Its URL, which may hold a password: never print it as is.
+        url: String,
+        /// The key file its personal sidecars are sealed with (the data directory's
+        /// `keys/personal-seal.key`; `blackbox_store_pg::seal`).
+        seal_key: PathBuf,
+    },
 }
 
 /// Paths inside a data directory, and the store it uses.
 #[derive(Clone)]
 pub struct DataDir {
     root: PathBuf,
-    store: Option<String>,
+    store: Option<StoreSpec>,
 }
 
 impl std::fmt::Debug for DataDir {
@@ -61,7 +107,18 @@ impl std::fmt::Debug for DataDir {
             .field("root", &self.root)
             .field(
                 "store",
-                &self.store.as_deref().map(blackbox_store_pg::redact),
+                &match &self.store {
+                    None => None,
+                    Some(StoreSpec::Postgres(u)) => Some(blackbox_store_pg::redact(u)),
+                    Some(StoreSpec::Map { map, database }) => Some(format!(
+                        "{}{}",
+                        map.path().display(),
+                        database
+                            .as_deref()
+                            .map(|d| format!(" ({d})"))
+                            .unwrap_or_default()
+                    )),
+                },
             )
             .finish()
     }
@@ -82,7 +139,7 @@ impl DataDir {
     /// SQLite file (`None`).
     #[must_use]
     pub fn with_store(mut self, url: Option<String>) -> Self {
-        self.store = url;
+        self.store = url.map(StoreSpec::Postgres);
         self
     }
 
@@ -90,8 +147,35 @@ impl DataDir {
     #[must_use]
     pub fn store_location(&self) -> StoreLocation {
         match &self.store {
-            Some(url) => StoreLocation::Postgres(url.clone()),
+            Some(StoreSpec::Postgres(url)) => StoreLocation::Postgres {
+                url: url.clone(),
+                seal_key: self.seal_key_path(),
+            },
+            Some(StoreSpec::Map {
+                map,
+                database: Some(d),
+            }) => StoreLocation::Postgres {
+                // Checked when it was selected.
+                url: map.url_of(d).map(str::to_owned).unwrap_or_default(),
+                seal_key: self.database_seal_key_path(d),
+            },
+            Some(StoreSpec::Map {
+                map,
+                database: None,
+            }) => StoreLocation::Sharded {
+                map: map.clone(),
+                keys_dir: self.keys_dir(),
+            },
             None => StoreLocation::Sqlite(self.store_path()),
+        }
+    }
+
+    /// The tenant map the process selected, and the one database of it when one was chosen.
+    #[must_use]
+    pub fn tenant_map(&self) -> Option<(&crate::tenant_map::TenantMapFile, Option<&str>)> {
+        match &self.store {
+            Some(StoreSpec::Map { map, database }) => Some((map, database.as_deref())),
+            _ => None,
         }
     }
 
@@ -158,6 +242,20 @@ impl DataDir {
         self.keys_dir().join("subject-index.key")
     }
 
+    /// The sealing key of database `name` of a tenant map (each database moves its own key
+    /// forward at its erasures).
+    #[must_use]
+    pub fn database_seal_key_path(&self, name: &str) -> PathBuf {
+        database_seal_key(&self.keys_dir(), name)
+    }
+
+    /// The key a PostgreSQL store's personal sidecars are sealed with (it moves forward at
+    /// every erasure; see `blackbox_store_pg::seal`).
+    #[must_use]
+    pub fn seal_key_path(&self) -> PathBuf {
+        self.keys_dir().join("personal-seal.key")
+    }
+
     /// Whether `init` has run here, whatever the kind of store (the files of the directory
     /// itself, such as tokens, need nothing more).
     #[must_use]
@@ -173,6 +271,12 @@ impl DataDir {
             Some(_) => self.postgres_marker_path().exists(),
         }
     }
+}
+
+/// The sealing key of database `name` of a tenant map, in `keys_dir`.
+#[must_use]
+pub fn database_seal_key(keys_dir: &Path, name: &str) -> PathBuf {
+    keys_dir.join(format!("personal-seal-{name}.key"))
 }
 
 /// Reads a secret file after checking it is not readable by group or others.

@@ -65,7 +65,9 @@ pub fn init_with(
     // A log of the other kind of store lives here: its keys must never be written over.
     if dir.is_data_dir() {
         let (has, asked) = match dir.store_location() {
-            StoreLocation::Postgres(_) => ("its embedded SQLite store", "a PostgreSQL store"),
+            StoreLocation::Postgres { .. } | StoreLocation::Sharded { .. } => {
+                ("its embedded SQLite store", "a PostgreSQL store")
+            }
             StoreLocation::Sqlite(_) => (
                 "a PostgreSQL store (give its URL with --store or BLACKBOX_STORE)",
                 "an embedded SQLite store",
@@ -86,26 +88,53 @@ pub fn init_with(
     if !dir.config_path().exists() {
         crate::datadir::write_public(&dir.config_path(), DEFAULT_CONFIG)?;
     }
-    if let StoreLocation::Postgres(url) = dir.store_location() {
-        // The database gets its tables and the log's name; the marker, written last, says
-        // "initialised" (an interrupted init can be run again).
-        let mut store = PgStore::open(&url, &PgOptions::default())?;
-        if let Some(name) = store.meta("log_name")? {
-            return Err(LedgerError::Inconsistent(format!(
-                "the database {} already holds the Blackbox log `{name}`; refusing to start a \
-                 second log in it: give another database, or use this one with its data \
-                 directory's keys",
-                store.target()
-            )));
+    // The databases get their tables and the log's name; the marker, written last, says
+    // "initialised" (an interrupted init can be run again).
+    let databases = match dir.store_location() {
+        StoreLocation::Postgres { url, seal_key } => Some((vec![(url, seal_key)], None)),
+        StoreLocation::Sharded { map, keys_dir } => Some((
+            map.databases()
+                .iter()
+                .map(|(n, u)| (u.clone(), crate::datadir::database_seal_key(&keys_dir, n)))
+                .collect(),
+            Some(map),
+        )),
+        StoreLocation::Sqlite(_) => None,
+    };
+    if let Some((databases, map)) = databases {
+        let mut stores = Vec::new();
+        // Every database is checked before any is written.
+        for (url, seal_key) in databases {
+            let store = PgStore::open(&url, &PgOptions::default())?;
+            if let Some(name) = store.meta("log_name")? {
+                return Err(LedgerError::Inconsistent(format!(
+                    "the database {} already holds the Blackbox log `{name}`; refusing to start \
+                     a second log in it: give another database, or use this one with its data \
+                     directory's keys",
+                    store.target()
+                )));
+            }
+            stores.push((store, seal_key));
         }
-        let mut b = store.begin()?;
-        b.set_meta("log_name", log_name)?;
-        b.set_meta("public_key", &verifier.to_vkey())?;
-        b.commit()?;
-        crate::datadir::write_public(
-            &dir.postgres_marker_path(),
-            &format!("{}\n", store.target()),
-        )?;
+        let mut targets = Vec::new();
+        for (mut store, seal_key) in stores {
+            // The key its personal data will be sealed with (kept here, never in the database).
+            blackbox_store_pg::seal::create_key_file(&seal_key)?;
+            let mut b = store.begin()?;
+            b.set_meta("log_name", log_name)?;
+            b.set_meta("public_key", &verifier.to_vkey())?;
+            b.commit()?;
+            targets.push(store.target().to_owned());
+        }
+        let marker = match map {
+            Some(m) => format!(
+                "tenant map {} ({})\n",
+                m.path().display(),
+                targets.join(", ")
+            ),
+            None => format!("{}\n", targets.join("")),
+        };
+        crate::datadir::write_public(&dir.postgres_marker_path(), &marker)?;
         let hmac_key_id = Keyring::new().next_id().to_string();
         return Ok(InitOutcome {
             verifier,
@@ -235,7 +264,7 @@ pub fn lock_writer(dir: &DataDir) -> Result<std::fs::File, LedgerError> {
 pub fn migrate(dir: &DataDir) -> Result<bool, LedgerError> {
     require_init(dir)?;
     // A PostgreSQL store migrates itself when opened for writing (its migrations).
-    if let StoreLocation::Postgres(_) = dir.store_location() {
+    if let StoreLocation::Postgres { .. } | StoreLocation::Sharded { .. } = dir.store_location() {
         return Ok(false);
     }
     match SqliteStore::open_read_only(dir.store_path()) {
@@ -267,12 +296,43 @@ pub fn open_location(
     location: &StoreLocation,
     read_only: bool,
 ) -> Result<Box<dyn Store>, LedgerError> {
-    let o = PgOptions::default();
     Ok(match (location, read_only) {
         (StoreLocation::Sqlite(p), true) => Box::new(SqliteStore::open_read_only(p)?),
         (StoreLocation::Sqlite(p), false) => Box::new(SqliteStore::open(p)?),
-        (StoreLocation::Postgres(url), true) => Box::new(PgStore::open_read_only(url, &o)?),
-        (StoreLocation::Postgres(url), false) => Box::new(PgStore::open(url, &o)?),
+        (StoreLocation::Sharded { map, keys_dir }, read_only) => {
+            let mut shards = Vec::new();
+            for (name, url) in map.databases() {
+                let o = PgOptions {
+                    seal_key: Some(crate::datadir::database_seal_key(keys_dir, name)),
+                    ..PgOptions::default()
+                };
+                // The writer first: it brings the schema up to date.
+                let writer: Option<Box<dyn Store>> = if read_only {
+                    None
+                } else {
+                    Some(Box::new(PgStore::open(url, &o)?))
+                };
+                shards.push(blackbox_store::sharded::Shard {
+                    writer,
+                    reader: Box::new(PgStore::open_read_only(url, &o)?),
+                });
+            }
+            Box::new(blackbox_store::sharded::ShardedStore::new(
+                map.map().clone(),
+                shards,
+            )?)
+        }
+        (StoreLocation::Postgres { url, seal_key }, read_only) => {
+            let o = PgOptions {
+                seal_key: Some(seal_key.clone()),
+                ..PgOptions::default()
+            };
+            if read_only {
+                Box::new(PgStore::open_read_only(url, &o)?)
+            } else {
+                Box::new(PgStore::open(url, &o)?)
+            }
+        }
     })
 }
 

@@ -466,7 +466,7 @@ pub fn compare(
             next = last + 1;
         }
     }
-    // A backend without erasure (PostgreSQL, for now) cannot be asked what it indexed.
+    // Both backends index data subjects; one without erasure could not be asked.
     if let (false, Ok(se), Ok(de)) = (subjects.is_empty(), src.erasure(), dst.erasure()) {
         for k in subjects {
             if se.entries_for_subject(&k)? != de.entries_for_subject(&k)? {
@@ -575,7 +575,10 @@ pub fn move_store(
             crate::open::migrate(&dir.clone().with_store(None))?;
             (
                 StoreLocation::Sqlite(embedded.clone()),
-                StoreLocation::Postgres(url.to_owned()),
+                StoreLocation::Postgres {
+                    url: url.to_owned(),
+                    seal_key: dir.seal_key_path(),
+                },
             )
         }
         Direction::ToEmbedded => {
@@ -600,7 +603,10 @@ pub fn move_store(
                 fs::rename(&tmp, &building).map_err(LedgerError::io(&building))?;
             }
             (
-                StoreLocation::Postgres(url.to_owned()),
+                StoreLocation::Postgres {
+                    url: url.to_owned(),
+                    seal_key: dir.seal_key_path(),
+                },
                 StoreLocation::Sqlite(building.clone()),
             )
         }

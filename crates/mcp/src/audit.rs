@@ -70,7 +70,14 @@ struct Backlog {
     queue: Mutex<VecDeque<Value>>,
     more: tokio::sync::Notify,
     closing: std::sync::atomic::AtomicBool,
+    /// A request with records is on its way to the service (its outcome not known yet).
+    sending: std::sync::atomic::AtomicBool,
 }
+
+/// How long [`Audit::close`] waits, past its deadline, for a request already on its way:
+/// stopping it then would leave its records neither known sent nor safe to spool (spooled,
+/// they would be sent twice when the service did take them).
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(10);
 
 /// The link to the service.
 #[derive(Debug)]
@@ -204,6 +211,11 @@ impl Audit {
         self.backlog.more.notify_one();
         let until = Instant::now() + deadline;
         while Instant::now() < until && self.stats.waiting.load(Ordering::Relaxed) > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // A request on its way is let finish (then the sender stops at once: closing).
+        let grace = Instant::now() + IN_FLIGHT_GRACE;
+        while Instant::now() < grace && self.backlog.sending.load(Ordering::Acquire) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let worker = self
@@ -347,13 +359,18 @@ async fn send_loop(client: blackbox_client::Client, backlog: Arc<Backlog>, stats
             continue;
         }
         let n = batch.len();
-        match client.append(&batch).await {
+        backlog.sending.store(true, Ordering::Release);
+        let sent = client.append(&batch).await;
+        {
+            // Its outcome is known before `close` may take what is left.
+            let mut q = backlog.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            if sent.is_ok() {
+                q.drain(..n);
+            }
+            backlog.sending.store(false, Ordering::Release);
+        }
+        match sent {
             Ok(_) => {
-                backlog
-                    .queue
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .drain(..n);
                 stats.recorded.fetch_add(n as u64, Ordering::Relaxed);
                 stats.waiting.fetch_sub(n as u64, Ordering::Relaxed);
                 backoff = Duration::from_millis(250);

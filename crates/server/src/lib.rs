@@ -49,6 +49,26 @@ pub const INGEST_BYTES_IN_FLIGHT: usize = 256 << 20;
 /// The chain that records refusals of requests that carried no valid token.
 pub const SYSTEM_TENANT: &str = "_blackbox";
 
+/// The service's own chain for data directory `dir`: [`SYSTEM_TENANT`], or on one database of
+/// a tenant map `_blackbox.<database>` (each database has its own, and the map keeps it there:
+/// `blackbox_store::sharded::TenantMap::shard_of`).
+#[must_use]
+pub fn system_tenant(dir: &DataDir) -> String {
+    match dir.tenant_map() {
+        Some((_, Some(db))) => format!("{SYSTEM_TENANT}.{db}"),
+        _ => SYSTEM_TENANT.to_owned(),
+    }
+}
+
+/// Whether `tenant` is a service's own chain ([`system_tenant`] of any data directory).
+#[must_use]
+pub fn is_system_tenant(tenant: &str) -> bool {
+    tenant == SYSTEM_TENANT
+        || tenant
+            .strip_prefix(SYSTEM_TENANT)
+            .is_some_and(|r| r.starts_with('.'))
+}
+
 /// The OpenAPI document of the service: docs/openapi.json, which `blackbox-api`'s tests keep
 /// equal to `blackbox_api::openapi::document()`.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
@@ -97,6 +117,37 @@ pub struct AppState {
     /// Held from checking an alert's state to the commit of its triage entry, so two triage
     /// requests for one alert cannot both pass the check.
     pub triage: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl AppState {
+    /// When this instance serves one database of a tenant map (`serve --store FILE.toml
+    /// --database NAME`), the refusal of a request for a tenant kept in another database
+    /// (421 Misdirected Request, naming where it goes).
+    #[must_use]
+    pub fn misdirected(&self, tenant: &str) -> Option<ApiError> {
+        let (map, Some(here)) = self.dir.tenant_map()? else {
+            return None;
+        };
+        let there = map.map().database_of(tenant);
+        if there == Some(here) {
+            return None;
+        }
+        let message = match there {
+            Some(db) => format!(
+                "tenant `{tenant}` is kept in the database `{db}` of the tenant map; send its \
+                 requests to the service instances of `{db}` (this one serves `{here}`)"
+            ),
+            None => format!(
+                "tenant `{tenant}` is in no database of the tenant map {}; add it under [tenants]",
+                map.path().display()
+            ),
+        };
+        Some(ApiError::new(
+            axum::http::StatusCode::MISDIRECTED_REQUEST,
+            "misdirected_tenant",
+            message,
+        ))
+    }
 }
 
 /// [`start`] on a blocking thread: a store's client may block on its own runtime (the
@@ -191,12 +242,21 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
             decide_answer: config.decide_answer,
             answered_journal: Some(dir.root().join("decisions-answered.jsonl")),
             shared_store: match dir.store_location() {
-                loc @ blackbox_ledger::datadir::StoreLocation::Postgres(_) => {
+                loc @ blackbox_ledger::datadir::StoreLocation::Postgres { .. } => {
                     Some(blackbox_ledger::open::open_location(&loc, true)?)
+                }
+                blackbox_ledger::datadir::StoreLocation::Sharded { map, .. } => {
+                    return Err(ServerError::Config(format!(
+                        "a service instance serves one database of the tenant map {}: give \
+                         --database NAME ({})",
+                        map.path().display(),
+                        map.map().names().join(", ")
+                    )));
                 }
                 blackbox_ledger::datadir::StoreLocation::Sqlite(_) => None,
             },
             known,
+            system_tenant: system_tenant(&dir),
         },
     );
     let readers = Arc::new(readers::ReaderPool::new(dir.store_location()));

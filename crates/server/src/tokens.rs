@@ -174,6 +174,13 @@ pub trait TokenStore: Send {
     /// [`ServerError::Tokens`] for storage failures; [`ServerError::Config`] for a malformed
     /// stored record.
     fn records(&mut self) -> Result<&HashMap<String, TokenRecord>, ServerError>;
+
+    /// A token id was presented that [`Self::records`] does not hold: a store shared with
+    /// other writers may read its tokens again sooner than it would otherwise (a token just
+    /// made through another instance works at once). Returns whether it will.
+    fn missed(&mut self) -> bool {
+        false
+    }
 }
 
 /// Maps a SQLite failure of the token file into the typed store error.
@@ -377,6 +384,10 @@ pub const PG_STALE: std::time::Duration = std::time::Duration::from_secs(60);
 /// How long a [`PgTokens`] answers from memory before reading the table again.
 pub const PG_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How soon after its last read a [`PgTokens`] reads the table again for a token id it does
+/// not know (at most ten reads a second, whatever ids a caller makes up).
+pub const PG_MISS_REFRESH: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl fmt::Debug for PgTokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PgTokens({})", self.store.target())
@@ -476,6 +487,14 @@ impl TokenStore for PgTokens {
         Ok(done)
     }
 
+    fn missed(&mut self) -> bool {
+        if self.read.is_some_and(|t| t.elapsed() >= PG_MISS_REFRESH) {
+            self.read = None;
+            return true;
+        }
+        false
+    }
+
     fn records(&mut self) -> Result<&HashMap<String, TokenRecord>, ServerError> {
         if self.read.is_none_or(|t| t.elapsed() >= PG_REFRESH) {
             let store = &self.store;
@@ -537,8 +556,15 @@ impl Tokens {
     pub fn open_for(dir: &blackbox_ledger::datadir::DataDir) -> Result<Self, ServerError> {
         let file = dir.root().join("tokens.db");
         match dir.store_location() {
-            blackbox_ledger::datadir::StoreLocation::Postgres(url) => {
+            blackbox_ledger::datadir::StoreLocation::Postgres { url, .. } => {
                 Ok(Self::new(Box::new(PgTokens::open(&url, Some(&file))?)))
+            }
+            blackbox_ledger::datadir::StoreLocation::Sharded { map, .. } => {
+                Err(ServerError::Config(format!(
+                    "each database of the tenant map {} keeps its own tokens: give --database \
+                     NAME (for a tenant's token, its database: `--tenant` picks it)",
+                    map.path().display()
+                )))
             }
             blackbox_ledger::datadir::StoreLocation::Sqlite(_)
                 if dir.postgres_marker_path().exists() =>
@@ -587,10 +613,9 @@ impl Tokens {
         scopes: Scopes,
         label: &str,
     ) -> Result<(TokenInfo, String), ServerError> {
-        if tenant.is_some_and(|t| t.as_str() == crate::SYSTEM_TENANT) {
+        if let Some(t) = tenant.filter(|t| crate::is_system_tenant(t.as_str())) {
             return Err(ServerError::Config(format!(
-                "the tenant `{}` is reserved for the service's own records",
-                crate::SYSTEM_TENANT
+                "the tenant `{t}` is reserved for the service's own records"
             )));
         }
         if tenant.is_none() && (scopes.ingest || scopes.read) && !scopes.admin {
@@ -654,6 +679,9 @@ impl Tokens {
             return Ok(None);
         };
         let mut store = self.store();
+        if !store.records()?.contains_key(id) && !store.missed() {
+            return Ok(None);
+        }
         let Some(rec) = store.records()?.get(id) else {
             return Ok(None);
         };

@@ -70,8 +70,15 @@ impl Webhooks {
     ) -> Result<Self, ServerError> {
         let targets = targets_of(set)?;
         let outbox: Arc<dyn Outbox> = match dir.store_location() {
-            blackbox_ledger::datadir::StoreLocation::Postgres(url) => {
+            blackbox_ledger::datadir::StoreLocation::Postgres { url, .. } => {
                 Arc::new(blackbox_webhooks::PgOutbox::open(&url)?)
+            }
+            blackbox_ledger::datadir::StoreLocation::Sharded { map, .. } => {
+                return Err(ServerError::Config(format!(
+                    "each database of the tenant map {} keeps its own webhook outbox and service \
+                     instances: give --database NAME",
+                    map.path().display()
+                )));
             }
             blackbox_ledger::datadir::StoreLocation::Sqlite(_) => Arc::new(SqliteOutbox::open(
                 &dir.root().join(blackbox_webhooks::OUTBOX_FILE),

@@ -1,16 +1,18 @@
 //! Write batches: one transaction holding the writer lock; appends, heads, checkpoints, nodes,
 //! retention.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use blackbox_core::Hash;
 use blackbox_store::{
-    ArchiveSegment, ChainHead, NewEntry, RetentionBatch, SegmentState, StoreError, StoredAnchor,
-    StoredCheckpoint, TenantRef, WriteBatch,
+    ArchiveSegment, ChainHead, Erasure, ErasureBatch, NewEntry, RetentionBatch, SegmentState,
+    StoreError, StoredAnchor, StoredCheckpoint, SubjectEntry, TenantRef, WriteBatch,
 };
 use postgres::error::SqlState;
 
+use crate::seal::{Sealer, WriteKey, seal_with};
 use crate::{Conn, HEAD_COLUMNS, WRITER_LOCK, invalid, pg, read_head, to_i64, to_u64};
 
 /// What a batch knows about one chain it has touched.
@@ -38,6 +40,13 @@ pub(crate) struct PgBatch {
     ended: bool,
     failed: bool,
     chains: HashMap<String, ChainState>,
+    /// The store's sealing state.
+    seal: Arc<Mutex<Sealer>>,
+    /// Each chain's data key for new sidecars, as read in this batch.
+    write_keys: HashMap<i64, WriteKey>,
+    /// Chains an erasure touched: sealed again under a new data key at commit, and the epoch
+    /// moved forward (see [`crate::seal`]).
+    rekey: BTreeSet<i64>,
 }
 
 impl std::fmt::Debug for PgBatch {
@@ -61,7 +70,11 @@ impl Drop for PgBatch {
 
 impl PgBatch {
     /// Opens the transaction and waits (at most `lock_timeout`) for the writer lock.
-    pub(crate) fn begin(mut conn: Conn, lock_timeout: Duration) -> Result<Self, StoreError> {
+    pub(crate) fn begin(
+        mut conn: Conn,
+        lock_timeout: Duration,
+        seal: Arc<Mutex<Sealer>>,
+    ) -> Result<Self, StoreError> {
         let ms = lock_timeout.as_millis().clamp(1, i32::MAX as u128);
         let started = conn
             .batch_execute(&format!("BEGIN; SET LOCAL lock_timeout = '{ms}ms'"))
@@ -75,7 +88,30 @@ impl PgBatch {
             ended: false,
             failed: false,
             chains: HashMap::new(),
+            seal,
+            write_keys: HashMap::new(),
+            rekey: BTreeSet::new(),
         })
+    }
+
+    fn sealer(seal: &Mutex<Sealer>) -> MutexGuard<'_, Sealer> {
+        seal.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Seals every sidecar of `chains` again under a new data key (no erasure: the epoch
+    /// stays) and commits: what a schema-3 store kept in clear is sealed this way.
+    pub(crate) fn rekey_now(&mut self, chains: &[i64]) -> Result<(), StoreError> {
+        self.usable()?;
+        let pending = {
+            let mut sealer = Self::sealer(&self.seal);
+            sealer.rekey(&mut *self.conn, chains, false)
+        };
+        let pending = pending.inspect_err(|_| self.failed = true)?;
+        self.ended = true;
+        self.conn.batch_execute("COMMIT").map_err(pg)?;
+        Self::sealer(&self.seal).committed(pending);
+        Ok(())
     }
 
     fn usable(&self) -> Result<(), StoreError> {
@@ -267,6 +303,24 @@ impl WriteBatch for PgBatch {
             Some(s) => s.chain_id,
             None => return Err(invalid("chain creation failed (internal error)")),
         };
+        // Sidecars are stored sealed (crate::seal), under the chain's current data key.
+        let mut sealed = Vec::with_capacity(c.p_seq.len());
+        let mut generation = 0i32;
+        if !c.p_seq.is_empty() {
+            if !self.write_keys.contains_key(&chain_id) {
+                let wk = {
+                    let mut sealer = Self::sealer(&self.seal);
+                    sealer.write_key(&mut *self.conn, chain_id)
+                };
+                let wk = wk.inspect_err(|_| self.failed = true)?;
+                self.write_keys.insert(chain_id, wk);
+            }
+            let wk = &self.write_keys[&chain_id];
+            generation = wk.generation;
+            for (seq, plain) in c.p_seq.iter().zip(&c.p_sidecar) {
+                sealed.push(seal_with(wk.key(), chain_id, *seq, generation, plain)?);
+            }
+        }
         // One savepoint per call: a refused call (a duplicate entry id) leaves the batch as it
         // was before it.
         self.write(|conn| conn.batch_execute("SAVEPOINT append"))?;
@@ -294,9 +348,9 @@ impl WriteBatch for PgBatch {
             w.finish()?;
             if !c.p_seq.is_empty() {
                 self.conn.execute(
-                    "INSERT INTO personal(chain_id, seq, sidecar) \
-                     SELECT $1, * FROM unnest($2::bigint[], $3::bytea[])",
-                    &[&chain_id, &c.p_seq, &c.p_sidecar],
+                    "INSERT INTO personal(chain_id, seq, generation, sidecar) \
+                     SELECT $1, s, $4, b FROM unnest($2::bigint[], $3::bytea[]) AS u(s, b)",
+                    &[&chain_id, &c.p_seq, &sealed, &generation],
                 )?;
             }
             if !c.s_key.is_empty() {
@@ -496,15 +550,113 @@ impl WriteBatch for PgBatch {
                 });
             }
         }
+        // An erasure's chains get new data keys and every key moves to the next epoch, in
+        // this transaction; this store adopts them once it has committed.
+        let pending = if self.rekey.is_empty() {
+            None
+        } else {
+            let chains: Vec<i64> = self.rekey.iter().copied().collect();
+            let p = {
+                let mut sealer = Self::sealer(&self.seal);
+                sealer.rekey(&mut *self.conn, &chains, true)
+            };
+            Some(p.inspect_err(|_| self.failed = true)?)
+        };
         // COMMIT returns once the server has flushed the transaction's WAL
         // (synchronous_commit = on, set for every connection). If it fails, the transaction
         // is over either way.
         self.ended = true;
-        self.conn.batch_execute("COMMIT").map_err(pg)
+        self.conn.batch_execute("COMMIT").map_err(pg)?;
+        if let Some(p) = pending {
+            Self::sealer(&self.seal).committed(p);
+        }
+        Ok(())
     }
 
     fn retention(&mut self) -> Result<&mut dyn RetentionBatch, StoreError> {
         Ok(self)
+    }
+
+    fn erasure(&mut self) -> Result<&mut dyn ErasureBatch, StoreError> {
+        Ok(self)
+    }
+}
+
+impl ErasureBatch for PgBatch {
+    fn subject_entries(&mut self, subject_key: &[u8; 32]) -> Result<Vec<SubjectEntry>, StoreError> {
+        self.usable()?;
+        crate::read::subject_rows(&mut *self.conn, subject_key).inspect_err(|_| self.failed = true)
+    }
+
+    fn erase_personal(
+        &mut self,
+        tenant: TenantRef<'_>,
+        seqs: &[u64],
+    ) -> Result<Vec<Erasure>, StoreError> {
+        self.usable()?;
+        let Some(chain) = self.chain(tenant, false)?.map(|s| s.chain_id) else {
+            return Ok(vec![Erasure::NotStored; seqs.len()]);
+        };
+        let q: Vec<i64> = seqs
+            .iter()
+            .map(|&s| to_i64(s, "a seq"))
+            .collect::<Result<_, _>>()?;
+        let (removed, stored) = self.write(|c| {
+            let removed: BTreeSet<i64> = c
+                .query(
+                    "DELETE FROM personal WHERE chain_id = $1 AND seq = ANY($2) RETURNING seq",
+                    &[&chain, &q],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            c.execute(
+                "DELETE FROM subject_index WHERE chain_id = $1 AND seq = ANY($2)",
+                &[&chain, &q],
+            )?;
+            let stored: BTreeSet<i64> = c
+                .query(
+                    "SELECT seq FROM entries WHERE chain_id = $1 AND seq = ANY($2)",
+                    &[&chain, &q],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            Ok((removed, stored))
+        })?;
+        self.rekey.insert(chain);
+        Ok(q.iter()
+            .map(|s| {
+                if removed.contains(s) {
+                    Erasure::Removed
+                } else if stored.contains(s) {
+                    Erasure::AlreadyAbsent
+                } else {
+                    Erasure::NotStored
+                }
+            })
+            .collect())
+    }
+
+    fn forget_subjects(&mut self, tenant: TenantRef<'_>, seqs: &[u64]) -> Result<(), StoreError> {
+        self.usable()?;
+        let Some(chain) = self.chain(tenant, false)?.map(|s| s.chain_id) else {
+            return Ok(());
+        };
+        let q: Vec<i64> = seqs
+            .iter()
+            .map(|&s| to_i64(s, "a seq"))
+            .collect::<Result<_, _>>()?;
+        self.write(|c| {
+            c.execute(
+                "DELETE FROM subject_index WHERE chain_id = $1 AND seq = ANY($2)",
+                &[&chain, &q],
+            )
+        })?;
+        // Their sidecars left this store when they were archived; what the database's files
+        // still hold of those rows is under the chain's current data key: it is replaced too.
+        self.rekey.insert(chain);
+        Ok(())
     }
 }
 

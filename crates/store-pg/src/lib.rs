@@ -24,9 +24,12 @@
 
 mod batch;
 mod read;
+pub mod seal;
 mod tls;
 pub mod tokens;
 
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use blackbox_core::Hash;
@@ -37,7 +40,7 @@ use r2d2_postgres::PostgresConnectionManager;
 pub use tls::{MakeRustls, Verify};
 
 /// The schema version this build reads and writes (the last migration's).
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Runs `f` (calls of the blocking PostgreSQL client) off the async runtime: the client
 /// drives a runtime of its own and panics on a thread that drives async tasks. Inside a tokio
@@ -76,6 +79,11 @@ pub struct PgOptions {
     pub connect_timeout: Duration,
     /// How long a write batch waits for the writer lock before [`StoreError::Busy`].
     pub lock_timeout: Duration,
+    /// The personal-data sealing key file (a data directory's `keys/personal-seal.key`; see
+    /// [`seal`]). Without it the store neither writes nor reads personal sidecars (what the
+    /// service's token and outbox tables open it for). Opened for writing, a store creates
+    /// the file when neither it nor the database has a key yet.
+    pub seal_key: Option<PathBuf>,
 }
 
 impl Default for PgOptions {
@@ -84,6 +92,7 @@ impl Default for PgOptions {
             pool_size: 8,
             connect_timeout: Duration::from_secs(10),
             lock_timeout: Duration::from_secs(30),
+            seal_key: None,
         }
     }
 }
@@ -96,6 +105,8 @@ pub struct PgStore {
     /// The URL without its password, for messages.
     target: String,
     lock_timeout: Duration,
+    /// Personal sidecars' keys (shared with this store's write batches).
+    seal: Arc<Mutex<seal::Sealer>>,
 }
 
 impl Drop for PgStore {
@@ -182,7 +193,72 @@ impl PgStore {
             ),
         })?;
         unlocked.map_err(pg)?;
+        let mut store = store;
+        store.load_seal(&mut conn, options)?;
+        drop(conn);
+        store.seal_clear_sidecars()?;
         Ok(store)
+    }
+
+    /// Loads the sealing key (creating it for a database that has none yet, when writing) and
+    /// checks it against the database's.
+    fn load_seal(&mut self, conn: &mut Conn, options: &PgOptions) -> Result<(), StoreError> {
+        let Some(path) = &options.seal_key else {
+            return Ok(());
+        };
+        let sealed = conn
+            .query_opt("SELECT value FROM meta WHERE key = 'personal_seal'", &[])
+            .map_err(pg)?
+            .is_some();
+        let mut sealer = if path.exists() {
+            seal::Sealer::open(Some(path))?
+        } else if sealed {
+            // Said when a sidecar is read or written (commands that touch none still run,
+            // and a copy refused for another reason says that first).
+            seal::Sealer::missing(format!(
+                "{}: the database's personal data is sealed with a key this data directory \
+                 lacks ({}); copy keys/personal-seal.key from the data directory of an \
+                 instance of this log",
+                self.target,
+                path.display()
+            ))
+        } else if self.read_only {
+            seal::Sealer::open(None)?
+        } else {
+            seal::create_key_file(path)?;
+            seal::Sealer::open(Some(path))?
+        };
+        sealer.sync(&mut **conn, false, false)?;
+        self.seal = Arc::new(Mutex::new(sealer));
+        Ok(())
+    }
+
+    /// Seals the sidecars a schema-3 store kept in clear (each chain's under a new data key).
+    fn seal_clear_sidecars(&mut self) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let chains: Vec<i64> = conn
+            .query(
+                "SELECT DISTINCT chain_id FROM personal WHERE generation IS NULL",
+                &[],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if chains.is_empty() || self.sealer().is_unkeyed() {
+            return Ok(());
+        }
+        let mut b = batch::PgBatch::begin(conn, self.lock_timeout, self.seal.clone())?;
+        b.rekey_now(&chains)?;
+        Ok(())
+    }
+
+    /// The sealing state, even after a panic elsewhere poisoned its lock (it holds no
+    /// invariant a panic could break half-way: keys change only after a commit).
+    pub(crate) fn sealer(&self) -> MutexGuard<'_, seal::Sealer> {
+        self.seal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Opens the store at `url` for reading only (no migration; writes are refused).
@@ -197,6 +273,9 @@ impl PgStore {
                 path: store.target.clone(),
             });
         }
+        let mut store = store;
+        store.load_seal(&mut conn, options)?;
+        drop(conn);
         Ok(store)
     }
 
@@ -237,6 +316,7 @@ impl PgStore {
             read_only,
             target,
             lock_timeout: options.lock_timeout,
+            seal: Arc::new(Mutex::new(seal::Sealer::open(None)?)),
         })
     }
 
@@ -310,7 +390,8 @@ impl PgStore {
         let mut conn = self.conn()?;
         conn.batch_execute(
             "DROP TABLE IF EXISTS archive_segments, anchors, merkle_nodes, checkpoints, \
-             subject_index, personal, entries, chains, meta, blackbox_schema_history CASCADE",
+             subject_index, personal_keys, personal, entries, chains, meta, \
+             blackbox_schema_history CASCADE",
         )
         .map_err(pg)
     }
@@ -441,7 +522,11 @@ impl Store for PgStore {
             return Err(StoreError::ReadOnly);
         }
         let conn = self.conn()?;
-        Ok(Box::new(batch::PgBatch::begin(conn, self.lock_timeout)?))
+        Ok(Box::new(batch::PgBatch::begin(
+            conn,
+            self.lock_timeout,
+            self.seal.clone(),
+        )?))
     }
 
     fn chains(&self) -> Result<Vec<ChainHead>, StoreError> {
@@ -548,6 +633,34 @@ impl Store for PgStore {
 
     fn retention_mut(&mut self) -> Result<&mut dyn blackbox_store::RetentionStore, StoreError> {
         Ok(self)
+    }
+
+    fn erasure(&self) -> Result<&dyn blackbox_store::ErasureStore, StoreError> {
+        Ok(self)
+    }
+
+    fn erasure_mut(&mut self) -> Result<&mut dyn blackbox_store::ErasureStore, StoreError> {
+        Ok(self)
+    }
+}
+
+impl blackbox_store::ErasureStore for PgStore {
+    fn entries_for_subject(
+        &self,
+        subject_key: &[u8; 32],
+    ) -> Result<Vec<blackbox_store::SubjectEntry>, StoreError> {
+        let mut c = self.conn()?;
+        read::subject_rows(&mut *c, subject_key)
+    }
+
+    /// The erasure's transaction deleted the rows and moved every key forward; what is left is
+    /// to write the key file's next epoch (the old epoch key then exists nowhere: see [`seal`]).
+    fn purge_erased(&mut self, _wait: Duration) -> Result<blackbox_store::Purge, StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        self.sealer().persist()?;
+        Ok(blackbox_store::Purge { attempts: 1 })
     }
 }
 

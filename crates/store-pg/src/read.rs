@@ -3,11 +3,12 @@
 use blackbox_core::Hash;
 use blackbox_store::{
     ArchiveSegment, BlockLine, BlockVisitor, ChainHead, LineBlock, Query, SegmentState, StoreError,
-    StoredAnchor, StoredCheckpoint, StoredEntry, TenantRef,
+    StoredAnchor, StoredCheckpoint, StoredEntry, SubjectEntry, TenantRef,
 };
 use postgres::fallible_iterator::FallibleIterator as _;
 use postgres::types::ToSql;
 
+use crate::seal::SidecarAt;
 use crate::{HEAD_COLUMNS, PgStore, corrupt, pg, read_head, to_hash, to_i64, to_u64};
 
 /// Rows fetched per round trip by streamed reads.
@@ -57,7 +58,7 @@ fn stream(
         let rows = tx.query_portal(&portal, FETCH).map_err(pg)?;
         let n = rows.len();
         for r in &rows {
-            if !f(entry(r)?)? {
+            if !f(entry(s, &mut tx, r, true)?)? {
                 return Ok(());
             }
         }
@@ -96,7 +97,7 @@ pub(crate) fn scan_line_blocks(
     let mut tx = snapshot(&mut c)?;
     let portal = tx
         .bind(
-            "SELECT e.seq, e.line, p.sidecar FROM entries e \
+            "SELECT e.seq, e.line, p.sidecar, e.chain_id, p.generation FROM entries e \
              JOIN chains c ON c.chain_id = e.chain_id \
              LEFT JOIN personal p ON p.chain_id = e.chain_id AND p.seq = e.seq \
              WHERE c.tenant_id = $1 AND e.seq BETWEEN $2 AND $3 ORDER BY e.seq",
@@ -115,13 +116,23 @@ pub(crate) fn scan_line_blocks(
             }
             block.buf[a..b].copy_from_slice(line);
             block.end = b;
-            let personal = r.get::<_, Option<&[u8]>>(2).map(|p| {
-                let start = block.side.len();
-                block.side.extend_from_slice(p);
-                start..block.side.len()
-            });
+            let seq: i64 = r.get(0);
+            let personal = match r.get::<_, Option<&[u8]>>(2) {
+                None => None,
+                Some(p) => {
+                    let start = block.side.len();
+                    let at = SidecarAt {
+                        chain: r.get(3),
+                        seq,
+                        generation: r.get(4),
+                    };
+                    s.sealer()
+                        .open_sidecar(&mut tx, at, p, true, &mut block.side)?;
+                    Some(start..block.side.len())
+                }
+            };
             block.lines.push(BlockLine {
-                seq: to_u64(r.get(0), "an entry seq")?,
+                seq: to_u64(seq, "an entry seq")?,
                 line: a..b,
                 personal,
             });
@@ -135,17 +146,65 @@ pub(crate) fn scan_line_blocks(
     }
 }
 
-/// Columns: tenant_id, seq, line, entry_hash, sidecar.
-const ENTRY_COLUMNS: &str = "c.tenant_id, e.seq, e.line, e.entry_hash, p.sidecar";
+/// Columns: tenant_id, seq, line, entry_hash, sidecar, chain_id, sidecar generation, ts_ms.
+const ENTRY_COLUMNS: &str =
+    "c.tenant_id, e.seq, e.line, e.entry_hash, p.sidecar, e.chain_id, p.generation, e.ts_ms";
 
-fn entry(r: &postgres::Row) -> Result<StoredEntry, StoreError> {
+/// An entry from a row of [`ENTRY_COLUMNS`], its sidecar opened with keys read through `c`
+/// (`snapshot`: `c` is the read's own transaction).
+fn entry(
+    s: &PgStore,
+    c: &mut impl postgres::GenericClient,
+    r: &postgres::Row,
+    snapshot: bool,
+) -> Result<StoredEntry, StoreError> {
+    let seq: i64 = r.get(1);
+    let personal = match r.get::<_, Option<&[u8]>>(4) {
+        None => None,
+        Some(p) => {
+            let mut out = Vec::with_capacity(p.len());
+            let at = SidecarAt {
+                chain: r.get(5),
+                seq,
+                generation: r.get(6),
+            };
+            s.sealer().open_sidecar(c, at, p, snapshot, &mut out)?;
+            Some(out)
+        }
+    };
     Ok(StoredEntry {
         tenant_id: r.get(0),
-        seq: to_u64(r.get(1), "an entry seq")?,
+        seq: to_u64(seq, "an entry seq")?,
+        ts_ms: r.get(7),
         line: r.get(2),
         entry_hash: to_hash(r.get::<_, &[u8]>(3), "an entry hash")?,
-        personal: r.get(4),
+        personal,
     })
+}
+
+/// The subject-index rows of one keyed subject hash, ordered by (tenant, seq).
+pub(crate) fn subject_rows(
+    c: &mut impl postgres::GenericClient,
+    key: &[u8; 32],
+) -> Result<Vec<SubjectEntry>, StoreError> {
+    let key: &[u8] = key;
+    c.query(
+        "SELECT c.tenant_id, s.seq, s.entry_id FROM subject_index s \
+         JOIN chains c ON c.chain_id = s.chain_id WHERE s.subject_key = $1 \
+         ORDER BY c.tenant_id, s.seq",
+        &[&key],
+    )
+    .map_err(pg)?
+    .iter()
+    .map(|r| {
+        Ok(SubjectEntry {
+            tenant_id: r.get(0),
+            seq: to_u64(r.get(1), "a subject-index seq")?,
+            entry_id: <[u8; 16]>::try_from(r.get::<_, &[u8]>(2))
+                .map_err(|_| corrupt("a subject-index entry id is not 16 bytes"))?,
+        })
+    })
+    .collect()
 }
 
 pub(crate) fn scan(
@@ -240,17 +299,17 @@ pub(crate) fn entry_by_id(
 ) -> Result<Option<StoredEntry>, StoreError> {
     let mut c = s.conn()?;
     let id: &[u8] = entry_id;
-    c.query_opt(
-        &format!(
-            "SELECT {ENTRY_COLUMNS} FROM entries e JOIN chains c ON c.chain_id = e.chain_id \
+    let row = c
+        .query_opt(
+            &format!(
+                "SELECT {ENTRY_COLUMNS} FROM entries e JOIN chains c ON c.chain_id = e.chain_id \
              LEFT JOIN personal p ON p.chain_id = e.chain_id AND p.seq = e.seq \
              WHERE e.entry_id = $1"
-        ),
-        &[&id],
-    )
-    .map_err(pg)?
-    .map(|r| entry(&r))
-    .transpose()
+            ),
+            &[&id],
+        )
+        .map_err(pg)?;
+    row.map(|r| entry(s, &mut *c, &r, false)).transpose()
 }
 
 pub(crate) fn entry_hashes(

@@ -79,6 +79,8 @@ struct Pg {
     url: String,
     /// The database, dropped with the backend (`None` in the crash test's child).
     _db: Option<Scratch>,
+    /// Where the sealing key file is (a data directory's `keys/` stands in).
+    keys: Option<tempfile::TempDir>,
 }
 
 fn fresh(what: &str) -> Pg {
@@ -86,16 +88,67 @@ fn fresh(what: &str) -> Pg {
     Pg {
         url: db.url.clone(),
         _db: Some(db),
+        keys: Some(tempfile::tempdir().unwrap()),
     }
+}
+
+impl Pg {
+    fn options(&self) -> PgOptions {
+        PgOptions {
+            seal_key: self
+                .keys
+                .as_ref()
+                .map(|d| d.path().join("personal-seal.key")),
+            ..PgOptions::default()
+        }
+    }
+}
+
+/// The files of `url`'s database on the server (its heap and index files) and the server's
+/// write-ahead log: where a PostgreSQL store's bytes are.
+fn server_files(url: &str) -> Vec<PathBuf> {
+    let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let dir: String = c.query_one("SHOW data_directory", &[]).unwrap().get(0);
+    let oid: u32 = c
+        .query_one(
+            "SELECT oid FROM pg_database WHERE datname = current_database()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    // Written out now: the heap pages too, not only the log.
+    c.batch_execute("CHECKPOINT").unwrap();
+    let mut out = Vec::new();
+    for sub in [format!("base/{oid}"), "pg_wal".to_owned()] {
+        let d = PathBuf::from(&dir).join(sub);
+        let rd = std::fs::read_dir(&d).unwrap_or_else(|e| {
+            panic!(
+                "the erasure check reads the server's files in {} ({e}): run the tests as a \
+                 user who may read them (CI runs as root)",
+                d.display()
+            )
+        });
+        for f in rd {
+            let f = f.unwrap();
+            if f.file_type().unwrap().is_file() {
+                out.push(f.path());
+            }
+        }
+    }
+    out
 }
 
 impl Backend for Pg {
     fn open(&mut self) -> Result<Box<dyn Store>, StoreError> {
-        Ok(Box::new(PgStore::open(&self.url, &PgOptions::default())?))
+        Ok(Box::new(PgStore::open(&self.url, &self.options())?))
     }
 
     fn files(&self) -> Vec<PathBuf> {
-        Vec::new()
+        server_files(&self.url)
+    }
+
+    fn seals_personal(&self) -> bool {
+        true
     }
 }
 
@@ -124,6 +177,7 @@ fn crash_child() {
     let mut b = Pg {
         url: url.into_string().unwrap(),
         _db: None,
+        keys: None,
     };
     conformance::crash_writer(&mut b, u64::MAX, &mut |n| println!("committed {n}")).unwrap();
 }
@@ -280,4 +334,249 @@ fn instances_opening_a_new_database_together_migrate_it_once() {
         i64::from(blackbox_store_pg::SCHEMA_VERSION),
         "a migration ran more than once"
     );
+}
+
+/// A sidecar entry of tenant `t` (line and ids from `seq`).
+fn with_sidecar(t: &str, seq: u64, sidecar: &[u8], subject: &[u8]) -> blackbox_store::NewEntry {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&seq.to_be_bytes());
+    id[8] = t.len() as u8;
+    blackbox_store::NewEntry {
+        seq,
+        entry_id: id,
+        ts_ms: i64::try_from(seq).unwrap(),
+        agent_id: "a".into(),
+        session_id: "s".into(),
+        event_type: "tool_call".into(),
+        tool: None,
+        line: format!("{{\"tenant\":\"{t}\",\"seq\":{seq}}}").into_bytes(),
+        entry_hash: blackbox_core::Hash::digest(&seq.to_be_bytes()),
+        personal: Some(blackbox_store::PersonalRecord {
+            sidecar: sidecar.to_vec(),
+            subject_keys: vec![blackbox_core::Hash::digest(subject).0],
+        }),
+    }
+}
+
+fn append_sidecars(s: &mut dyn Store, t: &str, from: u64, rows: &[(&[u8], &[u8])]) {
+    let es: Vec<_> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (side, subj))| with_sidecar(t, from + i as u64, side, subj))
+        .collect();
+    let mut b = s.begin().unwrap();
+    b.append(t, &es).unwrap();
+    let last = es.last().unwrap();
+    b.set_head(&blackbox_store::ChainHead {
+        tenant_id: t.into(),
+        size: last.seq,
+        head_hash: last.entry_hash,
+        last_entry_id: last.entry_id,
+        merkle_state: Vec::new(),
+        last_checkpoint_size: 0,
+        last_checkpoint_ms: 0,
+    })
+    .unwrap();
+    b.commit().unwrap();
+}
+
+/// A sealed sidecar as stored: (generation, bytes).
+type Sealed = (i32, Vec<u8>);
+/// A data key row as stored: (chain, generation, epoch, wrapped).
+type WrappedKey = (i64, i32, i64, Vec<u8>);
+
+/// The sealed rows of `tenant`'s entry `seq` and every wrapped data key, as an attacker with
+/// a copy of the database's files (its WAL, a backup) would keep them.
+fn capture(
+    url: &str,
+    tenant: &str,
+    seq: i64,
+) -> (i64, Vec<Sealed>, Vec<WrappedKey>) {
+    let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let chain: i64 = c
+        .query_one(
+            "SELECT chain_id FROM chains WHERE tenant_id = $1",
+            &[&tenant],
+        )
+        .unwrap()
+        .get(0);
+    let rows = c
+        .query(
+            "SELECT generation, sidecar FROM personal WHERE chain_id = $1 AND seq = $2",
+            &[&chain, &seq],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let keys = c
+        .query(
+            "SELECT chain_id, generation, epoch, wrapped FROM personal_keys",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    (chain, rows, keys)
+}
+
+#[test]
+fn an_erasure_leaves_no_key_that_opens_what_the_database_still_holds() {
+    let b = fresh("shred");
+    let key_file = b.keys.as_ref().unwrap().path().join("personal-seal.key");
+    let mut s = PgStore::open(&b.url, &b.options()).unwrap();
+    let secret: &[u8] = br#"{"salt":"00","fields":{"name":"Erika Mustermann"}}"#;
+    let kept: &[u8] = br#"{"salt":"01","fields":{"name":"John Doe"}}"#;
+    let other: &[u8] = br#"{"salt":"02","fields":{"name":"Jane Roe"}}"#;
+    append_sidecars(&mut s, "acme", 1, &[(secret, b"erika"), (kept, b"john")]);
+    append_sidecars(&mut s, "globex", 1, &[(other, b"jane")]);
+    // A second instance on the same database, with its own copy of the key file.
+    let copy = tempfile::tempdir().unwrap();
+    let copy_key = copy.path().join("personal-seal.key");
+    std::fs::copy(&key_file, &copy_key).unwrap();
+    let before_copy = std::fs::read(&copy_key).unwrap();
+    // What an attacker keeps: the sealed sidecar and every wrapped key, from before.
+    let (chain, sealed, wrapped) = capture(&b.url, "acme", 1);
+    assert_eq!(sealed.len(), 1);
+    assert!(
+        blackbox_store_pg::seal::can_open_with_current_keys(
+            &key_file,
+            &mut postgres::Client::connect(&b.url, postgres::NoTls).unwrap(),
+            chain,
+            1,
+            &sealed,
+            &[],
+        )
+        .unwrap(),
+        "the capture must open with the keys of the time: the test proves nothing otherwise"
+    );
+    let subject = blackbox_core::Hash::digest(b"erika").0;
+    {
+        let mut batch = s.begin().unwrap();
+        let rows = batch.erasure().unwrap().subject_entries(&subject).unwrap();
+        assert_eq!(rows.len(), 1);
+        let out = batch
+            .erasure()
+            .unwrap()
+            .erase_personal("acme", &[1])
+            .unwrap();
+        assert_eq!(out, vec![blackbox_store::Erasure::Removed]);
+        batch.commit().unwrap();
+    }
+    s.erasure_mut()
+        .unwrap()
+        .purge_erased(std::time::Duration::from_secs(1))
+        .unwrap();
+    assert_ne!(
+        std::fs::read(&key_file).unwrap(),
+        before_copy,
+        "the key file moved on"
+    );
+    // Nothing the store or its key file holds now opens the captured bytes.
+    assert!(
+        !blackbox_store_pg::seal::can_open_with_current_keys(
+            &key_file,
+            &mut postgres::Client::connect(&b.url, postgres::NoTls).unwrap(),
+            chain,
+            1,
+            &sealed,
+            &wrapped,
+        )
+        .unwrap(),
+        "a key that opens the erased sidecar survived the erasure"
+    );
+    // The rest reads back exactly, on this instance and on the other one, whose key file
+    // moves forward as soon as it opens the store.
+    let mut got = Vec::new();
+    s.scan("acme", 1, 2, &mut |e| {
+        got.push(e.personal);
+        Ok(true)
+    })
+    .unwrap();
+    assert_eq!(got, vec![None, Some(kept.to_vec())]);
+    let other_instance = PgStore::open(
+        &b.url,
+        &PgOptions {
+            seal_key: Some(copy_key.clone()),
+            ..PgOptions::default()
+        },
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    other_instance
+        .scan("globex", 1, 1, &mut |e| {
+            got.push(e.personal);
+            Ok(true)
+        })
+        .unwrap();
+    assert_eq!(got, vec![Some(other.to_vec())]);
+    assert_eq!(
+        std::fs::read(&copy_key).unwrap(),
+        std::fs::read(&key_file).unwrap(),
+        "the other instance's key file did not move forward"
+    );
+    // A key file of another log is refused by name.
+    let foreign = tempfile::tempdir().unwrap();
+    let foreign_key = foreign.path().join("personal-seal.key");
+    blackbox_store_pg::seal::create_key_file(&foreign_key).unwrap();
+    let e = PgStore::open(
+        &b.url,
+        &PgOptions {
+            seal_key: Some(foreign_key),
+            ..PgOptions::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("not the one this database"), "{e}");
+    // A data directory without the key file cannot read a sealed sidecar (and makes no key).
+    let missing = foreign.path().join("missing.key");
+    let lacking = PgStore::open(
+        &b.url,
+        &PgOptions {
+            seal_key: Some(missing.clone()),
+            ..PgOptions::default()
+        },
+    )
+    .unwrap();
+    let e = lacking
+        .scan("globex", 1, 1, &mut |_| Ok(true))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("lacks"), "{e}");
+    assert!(!missing.exists());
+}
+
+#[test]
+fn sidecars_a_schema_3_store_kept_in_clear_are_sealed_when_a_writer_opens_it() {
+    let b = fresh("legacy");
+    let mut s = PgStore::open(&b.url, &PgOptions::default()).unwrap();
+    drop(s.begin().unwrap());
+    drop(s);
+    // A sidecar in clear, as schema 3 wrote it.
+    let mut s = PgStore::open(&b.url, &b.options()).unwrap();
+    append_sidecars(&mut s, "acme", 1, &[(b"{\"salt\":\"00\"}", b"x")]);
+    drop(s);
+    let mut c = postgres::Client::connect(&b.url, postgres::NoTls).unwrap();
+    c.batch_execute(
+        "UPDATE personal SET generation = NULL, sidecar = convert_to('{\"salt\":\"00\"}', 'UTF8')",
+    )
+    .unwrap();
+    let s = PgStore::open(&b.url, &b.options()).unwrap();
+    let clear: i64 = c
+        .query_one(
+            "SELECT count(*) FROM personal WHERE generation IS NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(clear, 0, "a sidecar stayed in clear");
+    let mut got = Vec::new();
+    s.scan("acme", 1, 1, &mut |e| {
+        got.push(e.personal);
+        Ok(true)
+    })
+    .unwrap();
+    assert_eq!(got, vec![Some(b"{\"salt\":\"00\"}".to_vec())]);
 }

@@ -63,6 +63,12 @@
 //!   has returned `Ok`, the sidecar's bytes MUST NOT remain anywhere in the store's files (free
 //!   pages, journal or write-ahead log included). Erasure and the erasure marker entry that
 //!   records it are in the same batch, so neither is ever visible without the other.
+//! - MAY instead keep personal sidecars *sealed* (encrypted) at rest, never in clear, where
+//!   its storage cannot remove bytes physically (a database server's write-ahead log, its
+//!   standbys and backups). Then, once the erasing batch has committed and
+//!   [`ErasureStore::purge_erased`] has returned `Ok`, no key that opens the erased sidecars'
+//!   sealed bytes MAY remain anywhere: not in the store, not in the key files the backend
+//!   keeps (crypto-shredding; the PostgreSQL backend's `seal` module).
 //! - MUST NOT keep data-subject ids in clear: the subject index holds only the keyed hashes the
 //!   caller gives ([`PersonalRecord::subject_keys`]), keyed by (chain, seq) so that index rows
 //!   stay meaningful if entries later leave the hot store (archives).
@@ -71,6 +77,7 @@
 pub mod conformance;
 pub mod error;
 pub mod segments;
+pub mod sharded;
 pub mod sqlite;
 
 pub use error::StoreError;
@@ -207,6 +214,9 @@ pub struct StoredEntry {
     pub tenant_id: String,
     /// Chain sequence number.
     pub seq: u64,
+    /// The timestamp it is indexed under ([`NewEntry::ts_ms`] as appended): the first key of
+    /// query order.
+    pub ts_ms: i64,
     /// The exact stored bytes of the entry line.
     pub line: Vec<u8>,
     /// The stored SHA-256 of the line (as written; verification recomputes it).

@@ -25,9 +25,13 @@ fn open(dir: &DataDir) -> Result<Option<Box<dyn Outbox>>> {
     }
     match dir.store_location() {
         // In the log's database (shared by the service instances on it).
-        blackbox_ledger::datadir::StoreLocation::Postgres(url) => {
+        blackbox_ledger::datadir::StoreLocation::Postgres { url, .. } => {
             Ok(Some(Box::new(blackbox_webhooks::PgOutbox::open(&url)?)))
         }
+        blackbox_ledger::datadir::StoreLocation::Sharded { map, .. } => bail!(
+            "each database of the tenant map {} keeps its own webhook outbox: give --database NAME",
+            map.path().display()
+        ),
         blackbox_ledger::datadir::StoreLocation::Sqlite(_)
             if dir.postgres_marker_path().exists() =>
         {

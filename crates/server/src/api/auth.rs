@@ -210,7 +210,13 @@ impl<S> Caller<S> {
                 self.deny(&e, Some(req));
                 Err(e)
             }
-            (_, Some(req)) => Ok(Some(req.to_owned())),
+            (_, Some(req)) => match self.state.misdirected(req) {
+                Some(e) => {
+                    self.deny(&e, Some(req));
+                    Err(e)
+                }
+                None => Ok(Some(req.to_owned())),
+            },
             (Some(own), None) => Ok(Some(own.clone())),
             (None, None) => Ok(None),
         }
@@ -293,7 +299,7 @@ fn deny(
     }
     let tenant = token
         .and_then(|t| t.tenant_id.clone())
-        .unwrap_or_else(|| crate::SYSTEM_TENANT.to_owned());
+        .unwrap_or_else(|| crate::system_tenant(&state.dir));
     let mut payload = json!({
         "reason": err.code,
         "status": err.status.as_u16(),
@@ -379,9 +385,15 @@ fn authorize<S>(
     let token = match state.tokens.authenticate(presented) {
         Ok(Some(t)) => t,
         Ok(None) => {
-            return Err(refuse(ApiError::unauthenticated(
-                "the token is unknown or revoked",
-            )));
+            let message = match state.dir.tenant_map() {
+                Some((_, Some(here))) => format!(
+                    "the token is unknown or revoked (this instance serves the database `{here}` \
+                     of a tenant map: a tenant's tokens are known to the instances of its \
+                     database only)"
+                ),
+                _ => "the token is unknown or revoked".to_owned(),
+            };
+            return Err(refuse(ApiError::unauthenticated(message)));
         }
         Err(e) => return Err(e.into()),
     };
@@ -400,6 +412,14 @@ fn authorize<S>(
             "this token's scopes ({}) do not allow {what}",
             token.scopes
         ));
+        deny(state, &e, Some(&token), method, path, addr, None);
+        return Err(e);
+    }
+    if let Some(e) = token
+        .tenant_id
+        .as_deref()
+        .and_then(|t| state.misdirected(t))
+    {
         deny(state, &e, Some(&token), method, path, addr, None);
         return Err(e);
     }

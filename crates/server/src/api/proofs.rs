@@ -28,7 +28,7 @@ async fn chain_tenant(
     let chains = with_reader(state, move |r| Ok(r.chains()?)).await?;
     let real: Vec<_> = chains
         .into_iter()
-        .filter(|c| c.tenant_id != crate::SYSTEM_TENANT)
+        .filter(|c| !crate::is_system_tenant(&c.tenant_id))
         .collect();
     match real.as_slice() {
         [only] => Ok(only.tenant_id.clone()),

@@ -30,6 +30,10 @@ pub(super) async fn create(
         .map(TenantId::parse)
         .transpose()
         .map_err(|e| ApiError::bad_request("invalid_parameter", e.to_string()))?;
+    // On one database of a tenant map, a tenant's tokens are that database's.
+    if let Some(e) = tenant.as_ref().and_then(|t| state.misdirected(t.as_str())) {
+        return Err(e);
+    }
     let (info, token) = state
         .tokens
         .create(

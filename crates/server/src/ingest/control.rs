@@ -72,6 +72,7 @@ pub(super) fn control(
     appender: &mut Appender,
     c: Control,
     now: i64,
+    system_tenant: &str,
 ) -> Result<ControlReply, LedgerError> {
     let record = |sink: &mut AppendSink<'_>,
                   tenant: &TenantId,
@@ -151,7 +152,7 @@ pub(super) fn control(
                 "file": file,
             });
             det.set_rules(set);
-            let tenant = TenantId::parse(crate::SYSTEM_TENANT)
+            let tenant = TenantId::parse(system_tenant)
                 .map_err(|e| detection::core_err(blackbox_core::Error::Field(e)))?;
             let a = record(
                 sink,

@@ -33,6 +33,7 @@ pub(super) fn erase_now(
     reply: oneshot::Sender<Result<EraseReply, IngestFailure>>,
     shared: &Shared,
     mirror: &mut Option<Mirror>,
+    shared_store: Option<&dyn blackbox_store::Store>,
 ) -> Result<(), LedgerError> {
     let now = sink.now_ms();
     // Committed even when nothing was redacted: the look-up opened the batch (and may have
@@ -52,8 +53,7 @@ pub(super) fn erase_now(
         }
     };
     shared.ready.store(true, Ordering::Relaxed);
-    // Erasure is refused on stores other instances share (PostgreSQL): no heads to re-read.
-    follow(sink, mirror, None);
+    follow(sink, mirror, shared_store);
     let purge_failed = sink.purge_erased(PURGE_WAIT).err().map(|e| {
         tracing::warn!(error = %e, "erased bytes are still in the write-ahead log");
         e.to_string()

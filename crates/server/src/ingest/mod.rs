@@ -116,6 +116,8 @@ pub struct WriterOptions {
     pub shared_store: Option<Box<dyn Store>>,
     /// The chains' sizes the detector's state was rebuilt from (entries beyond are followed).
     pub known: crate::detection::Known,
+    /// The service's own chain ([`crate::system_tenant`]).
+    pub system_tenant: String,
 }
 
 /// The handlers' end of the writer.
@@ -154,11 +156,13 @@ impl Ingest {
             answered_journal,
             shared_store,
             known,
+            system_tenant,
         } = o;
         let (tx, rx) = crossbeam_channel::bounded(queue_capacity);
         let ready = Arc::new(AtomicBool::new(true));
         let dropped = Arc::new(AtomicU64::new(0));
         let shared = Shared {
+            system_tenant,
             ready: Arc::clone(&ready),
             stopping: AtomicBool::new(false),
             dropped: Arc::clone(&dropped),
@@ -326,6 +330,8 @@ impl Ingest {
 }
 
 struct Shared {
+    /// The service's own chain.
+    system_tenant: String,
     ready: Arc<AtomicBool>,
     /// The handlers are gone: the writer is closing.
     stopping: AtomicBool,

@@ -59,9 +59,9 @@ pub(super) fn fail_all(pending: Vec<Pending>, why: &str, shared: &Shared) {
     }
 }
 
-pub(super) fn summary_denial(dropped: u64) -> Option<NormalizedEvent> {
+pub(super) fn summary_denial(dropped: u64, system_tenant: &str) -> Option<NormalizedEvent> {
     let ev = serde_json::json!({
-        "tenant_id": crate::SYSTEM_TENANT,
+        "tenant_id": system_tenant,
         "agent_id": "blackbox-server",
         "session_id": "service",
         "event_type": "access_denied",
@@ -412,7 +412,13 @@ impl Pipeline<'_> {
             // Erasures run between groups, each on its own batch (they end with a purge and a
             // rewrite of the mirror, which must not interleave with appends).
             self.drain(sink)?;
-            erase_now(sink, &req, reply, self.shared, mirror)?;
+            // On a shared store: what the other instances wrote is followed, and the erasure's
+            // batch holds the writer lock over heads re-read under it (its markers continue
+            // the chains as stored).
+            self.catch_up(sink, det, true)?;
+            self.lock_heads(sink)?;
+            let watch = self.watch.map(|(w, _)| w);
+            erase_now(sink, &req, reply, self.shared, mirror, watch)?;
             return Ok(());
         }
         if self.open.is_empty() {
@@ -448,7 +454,7 @@ impl Pipeline<'_> {
         }
         let dropped = self.shared.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0
-            && let Some(ev) = summary_denial(dropped)
+            && let Some(ev) = summary_denial(dropped, &self.shared.system_tenant)
         {
             let now = sink.now_ms();
             self.appender.add(sink, None, &ev, None, now)?;
@@ -732,7 +738,7 @@ pub(super) fn apply(
             }
         }
         Msg::Control(c, reply) => {
-            let r = control(sink, det, appender, c, now)?;
+            let r = control(sink, det, appender, c, now, &shared.system_tenant)?;
             pending.push(Pending::Control(reply, r));
         }
         // `serve` takes erasures out of the group; should one get here, it is refused.

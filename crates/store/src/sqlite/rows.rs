@@ -197,8 +197,8 @@ pub(super) fn read_head(row: &Row<'_>) -> Result<ChainHead, StoreError> {
     })
 }
 
-/// Reads `(seq, entry_hash, sidecar, seg, off, len)` starting at column `first`: the entry
-/// without its line, and where the line is.
+/// Reads `(seq, entry_hash, sidecar, ts_ms, seg, off, len)` starting at column `first`: the
+/// entry without its line, and where the line is.
 pub(super) fn read_entry(
     row: &Row<'_>,
     tenant: &str,
@@ -208,11 +208,12 @@ pub(super) fn read_entry(
         format!("the seq of an entry of tenant {tenant:?}")
     })?;
     let what = |c: &str| format!("{c} of entry {seq} of tenant {tenant:?}");
-    let at = read_line_ref(row, first + 3, seq, tenant)?;
+    let at = read_line_ref(row, first + 4, seq, tenant)?;
     Ok((
         StoredEntry {
             tenant_id: tenant.to_owned(),
             seq,
+            ts_ms: col_i64(row, first + 3, || what("the timestamp"))?,
             entry_hash: col_hash(row, first + 1, || what("the entry hash"))?,
             line: Vec::new(),
             personal: col_opt_blob(row, first + 2, || what("the personal sidecar"))?,

@@ -10,7 +10,7 @@ pub(super) const RUNS_FROM_SQL: &str = "SELECT first_seq, first_id, count FROM r
 pub(super) const LAST_RUN_SQL: &str = "SELECT first_seq, first_id, count FROM runs \
                             WHERE chain_id = ?1 ORDER BY first_seq DESC LIMIT 1";
 /// Entries by row-id range (one run), with their sidecars.
-pub(super) const ENTRY_RANGE_SQL: &str = "SELECT e.chain_id, e.seq, e.entry_hash, p.sidecar, e.seg, e.off, e.len \
+pub(super) const ENTRY_RANGE_SQL: &str = "SELECT e.chain_id, e.seq, e.entry_hash, p.sidecar, e.ts_ms, e.seg, e.off, e.len \
                                FROM entries e LEFT JOIN personal p ON p.id = e.id \
                                WHERE e.id BETWEEN ?1 AND ?2 ORDER BY e.id";
 /// Where the lines of a row-id range (one run) are, for reading them in bulk.
@@ -24,11 +24,11 @@ pub(super) const PERSONAL_RANGE_SQL: &str = "SELECT id, sidecar FROM personal \
 pub(super) const HASH_RANGE_SQL: &str = "SELECT chain_id, seq, entry_hash FROM entries \
                               WHERE id BETWEEN ?1 AND ?2 ORDER BY id";
 /// One entry by row id, with its sidecar.
-pub(super) const ENTRY_AT_SQL: &str = "SELECT e.chain_id, e.seq, e.entry_hash, p.sidecar, e.seg, e.off, e.len \
+pub(super) const ENTRY_AT_SQL: &str = "SELECT e.chain_id, e.seq, e.entry_hash, p.sidecar, e.ts_ms, e.seg, e.off, e.len \
                             FROM entries e LEFT JOIN personal p ON p.id = e.id WHERE e.id = ?1";
 /// One entry by entry id, with its tenant and sidecar.
 pub(super) const ENTRY_BY_ID_SQL: &str = "SELECT c.tenant_id, e.chain_id, e.seq, e.entry_hash, \
-                               p.sidecar, e.seg, e.off, e.len \
+                               p.sidecar, e.ts_ms, e.seg, e.off, e.len \
                                FROM entries e JOIN chains c ON c.chain_id = e.chain_id \
                                LEFT JOIN personal p ON p.id = e.id \
                                WHERE e.id_lo = ?1 AND e.id_hi = ?2";
