@@ -1,6 +1,7 @@
 //! Configuration files: the service's `blackbox.toml` (server/config.rs, `ServerConfig::load`),
-//! the data directory's `config.toml` (ledger/config.rs, `LedgerConfig::parse`) and the export
-//! settings (export/config.rs, `ExportConfig::load`), each given the same arbitrary text.
+//! the data directory's `config.toml` (ledger/config.rs, `LedgerConfig::parse`), the export
+//! settings (export/config.rs, `ExportConfig::load`) and the tenant map (ledger/tenant_map.rs,
+//! `TenantMapFile::load`), each given the same arbitrary text.
 //!
 //! Must hold: nothing panics; an error is returned for what the loaders promise to refuse; and a
 //! configuration that loads keeps the invariants the loaders check (limits at least 1, a
@@ -13,6 +14,7 @@ use std::sync::OnceLock;
 
 use blackbox_export::config::ExportConfig;
 use blackbox_ledger::config::LedgerConfig;
+use blackbox_ledger::tenant_map::TenantMapFile;
 use blackbox_server::config::{Overrides, ServerConfig};
 use libfuzzer_sys::fuzz_target;
 
@@ -88,6 +90,17 @@ fuzz_target!(|data: &[u8]| {
         }
         for a in &c.gdpr.activities {
             let _ = a.covers("agent-1");
+        }
+    }
+    if let Ok(m) = TenantMapFile::load(path) {
+        let names = m.map().names();
+        assert!(!names.is_empty());
+        for (i, (name, url)) in m.databases().iter().enumerate() {
+            assert_eq!(&names[i], name);
+            assert_eq!(m.url_of(name).ok(), Some(url.as_str()));
+            assert!(blackbox_store_pg::is_postgres_url(url));
+            // A database's own service chain is kept there, whatever the tenants say.
+            assert_eq!(m.map().shard_of(&format!("_blackbox.{name}")), Some(i));
         }
     }
 });
