@@ -1469,3 +1469,130 @@ fn a_tenant_map_keeps_each_tenant_in_its_database_and_reads_them_as_one_log() {
     );
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[test]
+fn a_chain_whose_first_entries_were_archived_moves_with_its_anchor_and_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir_path = tmp.path().join("data");
+    let dir = dir_path.to_str().unwrap();
+    ok(None, &["init", "--data-dir", dir]);
+    // 700 entries written in January 2025 (archived by the default policy) and 50 today.
+    for (n, now) in [(700, Some("2025-01-10T00:00:00Z")), (50, None)] {
+        let file = tmp.path().join(format!("events-{n}.ndjson"));
+        std::fs::write(&file, common::events(n, "acme")).unwrap();
+        let mut c = bin();
+        if let Some(now) = now {
+            c.env("BLACKBOX_TEST_NOW", now);
+        }
+        let out = c
+            .args([
+                "append",
+                "--data-dir",
+                dir,
+                "--file",
+                file.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = ok(None, &["retention", "run", "--data-dir", dir]);
+    assert!(out.contains("read back and verified"), "{out}");
+    let all = |url: Option<&str>| -> usize {
+        ok(
+            url,
+            &[
+                "query",
+                "--data-dir",
+                dir,
+                "--tenant-id",
+                "acme",
+                "--include-archive",
+                "--format",
+                "jsonl",
+            ],
+        )
+        .lines()
+        .count()
+    };
+    let hot = |url: Option<&str>| -> usize {
+        ok(
+            url,
+            &[
+                "query",
+                "--data-dir",
+                dir,
+                "--tenant-id",
+                "acme",
+                "--format",
+                "jsonl",
+            ],
+        )
+        .lines()
+        .count()
+    };
+    let (all_before, hot_before) = (all(None), hot(None));
+    assert!(
+        all_before >= 750 && hot_before < 200,
+        "{all_before} {hot_before}"
+    );
+    let before = exported(None, dir, &tmp.path().join("before.jsonl"));
+    // A proof of an entry after the anchor (the last entry, the retention marker, is after
+    // the last checkpoint).
+    let rows: Vec<Value> = serde_json::from_str(&ok(
+        None,
+        &[
+            "query",
+            "--data-dir",
+            dir,
+            "--tenant-id",
+            "acme",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    let id = rows
+        .iter()
+        .rev()
+        .find(|r| r["seq"].as_u64().unwrap() <= 750)
+        .unwrap()["entry_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let proof_before = ok(None, &["prove", "--data-dir", dir, "--entry-id", &id]);
+    let db = Scratch::new("anchored");
+    let out = ok(None, &["migrate", "--from", dir, "--to", &db.url]);
+    assert!(out.contains("verified"), "{out}");
+    let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    let (anchors, segments): (i64, i64) = {
+        let r = c
+            .query_one(
+                "SELECT (SELECT count(*) FROM anchors), (SELECT count(*) FROM archive_segments)",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(anchors == 1 && segments >= 1, "{anchors} {segments}");
+    let url = Some(db.url.as_str());
+    let out = ok(url, &["verify", "--data-dir", dir]);
+    assert!(out.starts_with("OK"), "{out}");
+    assert_eq!((all(url), hot(url)), (all_before, hot_before));
+    assert_eq!(exported(url, dir, &tmp.path().join("pg.jsonl")), before);
+    // The same proof from the database (it needs the archived part's subtree hashes).
+    assert_eq!(
+        ok(url, &["prove", "--data-dir", dir, "--entry-id", &id]),
+        proof_before
+    );
+    // And back.
+    ok(url, &["migrate", "--from", &db.url, "--to", dir]);
+    let out = ok(None, &["verify", "--data-dir", dir]);
+    assert!(out.starts_with("OK"), "{out}");
+    assert_eq!((all(None), hot(None)), (all_before, hot_before));
+    assert_eq!(exported(None, dir, &tmp.path().join("after.jsonl")), before);
+}

@@ -11,9 +11,9 @@
 //! What is copied: the log's name and public key, every chain's entries (line, entry hash,
 //! index columns read back from the line, personal sidecar and the keyed hashes of its data
 //! subjects), the Merkle subtree hashes proofs use, every signed checkpoint and the chain's
-//! head. Chains whose first entries were archived (an anchor) are refused for now: the
-//! destination would need to start a chain at an anchor, which the storage contract does not
-//! offer yet.
+//! head. A chain whose first entries were archived starts at its anchor in the destination
+//! ([`blackbox_store::RetentionBatch::start_at_anchor`]), with its archive segments' records and
+//! the Merkle subtree hashes of the archived part (the archive's objects stay where they are).
 
 use blackbox_core::erasure::subject_index_key;
 use blackbox_core::hash::Hash;
@@ -215,14 +215,18 @@ pub fn copy_log(
     let mut done = 0u64;
     for head in &heads {
         let t = head.tenant_id.as_str();
-        if let Some(a) = src.anchor(t)? {
-            return Err(bad(format!(
-                "tenant {t:?}: entries 1..={} of this chain are archived (its stored entries start at an anchor); moving such a chain is not supported yet",
-                a.size
-            )));
-        }
+        let anchor = src.anchor(t)?;
         let at_dst = dst.chains()?.into_iter().find(|c| c.tenant_id == t);
-        let from = at_dst.as_ref().map_or(0, |c| c.size);
+        // A chain not there yet starts at the source's anchor (the archived entries are not
+        // copied: the archive's objects hold them).
+        let mut start = if at_dst.is_none() {
+            anchor.clone()
+        } else {
+            None
+        };
+        let from = at_dst
+            .as_ref()
+            .map_or_else(|| anchor.as_ref().map_or(0, |a| a.size), |c| c.size);
         if from > head.size {
             return Err(bad(format!(
                 "tenant {t:?}: {dst_name} holds {from} entries, the source only {}; it is not a copy of this log",
@@ -230,6 +234,16 @@ pub fn copy_log(
             )));
         }
         let mut tree = match &at_dst {
+            // Resumed where nothing after the anchor was copied: the anchors must agree.
+            Some(c) if anchor.as_ref().is_some_and(|a| from <= a.size) => {
+                if dst.anchor(t)? != anchor {
+                    return Err(bad(format!(
+                        "tenant {t:?}: {dst_name} holds another anchor than the source's; it is not a copy of this log"
+                    )));
+                }
+                CompactRange::from_bytes(&c.merkle_state)
+                    .map_err(|e| bad(format!("tenant {t:?}: {dst_name}'s Merkle state: {e}")))?
+            }
             Some(c) if from > 0 => {
                 let (a, b) = (
                     src.entry_hashes(t, from, from)?,
@@ -243,7 +257,13 @@ pub fn copy_log(
                 CompactRange::from_bytes(&c.merkle_state)
                     .map_err(|e| bad(format!("tenant {t:?}: {dst_name}'s Merkle state: {e}")))?
             }
-            _ => CompactRange::new(),
+            _ => match &anchor {
+                Some(a) => blackbox_core::anchor::Anchor::parse(&a.record)
+                    .map_err(|e| bad(format!("tenant {t:?}: the source's anchor record: {e}")))?
+                    .range()
+                    .clone(),
+                None => CompactRange::new(),
+            },
         };
         let have = dst.checkpoints(t)?;
         done += from;
@@ -334,6 +354,9 @@ pub fn copy_log(
                 }
             };
             let mut b = dst.begin()?;
+            if let Some(a) = start.take() {
+                start_chain(src, &mut *b, t, &a)?;
+            }
             b.append(t, &entries)?;
             if !nodes.is_empty() {
                 b.put_nodes(t, NODE_LEVEL, &nodes)?;
@@ -352,6 +375,9 @@ pub fn copy_log(
             // Nothing left to append (an empty chain, or one copied before an interruption):
             // its checkpoints and head may still be missing.
             let mut b = dst.begin()?;
+            if let Some(a) = start.take() {
+                start_chain(src, &mut *b, t, &a)?;
+            }
             let n = put_missing_checkpoints(src, &have, t, &mut *b)?;
             if at_dst.as_ref() != Some(head) {
                 if let Some(c) = &at_dst
@@ -379,6 +405,33 @@ pub fn mark(dst: &mut dyn Store, state: &str) -> Result<(), LedgerError> {
     let mut b = dst.begin()?;
     b.set_meta(MIGRATION_META, state)?;
     b.commit()?;
+    Ok(())
+}
+
+/// Starts chain `t` in the destination at the source's anchor `a`: the anchor, the records of
+/// the archive segments, and the Merkle subtree hashes of the archived entries (proofs need
+/// them).
+fn start_chain(
+    src: &dyn Store,
+    b: &mut dyn blackbox_store::WriteBatch,
+    t: &str,
+    a: &blackbox_store::StoredAnchor,
+) -> Result<(), LedgerError> {
+    b.retention()?.start_at_anchor(a)?;
+    for seg in src.retention()?.archive_segments(t)? {
+        b.retention()?.put_archive_segment(&seg)?;
+    }
+    let blocks = a.size >> NODE_LEVEL;
+    if blocks > 0 {
+        let nodes = src.nodes(t, NODE_LEVEL, 0, blocks - 1)?;
+        if nodes.len() as u64 != blocks {
+            return Err(bad(format!(
+                "tenant {t:?}: the source holds {} of the {blocks} Merkle subtree hashes of its archived entries",
+                nodes.len()
+            )));
+        }
+        b.put_nodes(t, NODE_LEVEL, &nodes)?;
+    }
     Ok(())
 }
 
@@ -432,7 +485,27 @@ pub fn compare(
         if src.checkpoints(t)? != dst.checkpoints(t)? {
             return Err(bad(format!("tenant {t:?}: the checkpoints differ")));
         }
-        let mut next = 1;
+        let anchor = src.anchor(t)?;
+        if dst.anchor(t)? != anchor {
+            return Err(bad(format!("tenant {t:?}: the anchors differ")));
+        }
+        if let Some(a) = &anchor {
+            if src.retention()?.archive_segments(t)? != dst.retention()?.archive_segments(t)? {
+                return Err(bad(format!(
+                    "tenant {t:?}: the archive segments' records differ"
+                )));
+            }
+            let blocks = a.size >> NODE_LEVEL;
+            if blocks > 0
+                && src.nodes(t, NODE_LEVEL, 0, blocks - 1)?
+                    != dst.nodes(t, NODE_LEVEL, 0, blocks - 1)?
+            {
+                return Err(bad(format!(
+                    "tenant {t:?}: the Merkle subtree hashes of the archived entries differ"
+                )));
+            }
+        }
+        let mut next = anchor.as_ref().map_or(1, |a| a.size + 1);
         while next <= head.size {
             let last = (next + BATCH - 1).min(head.size);
             let mut left = Vec::new();

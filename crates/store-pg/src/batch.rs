@@ -717,6 +717,37 @@ impl RetentionBatch for PgBatch {
         Ok(())
     }
 
+    fn start_at_anchor(&mut self, anchor: &StoredAnchor) -> Result<(), StoreError> {
+        self.usable()?;
+        let tenant = anchor.tenant_id.as_str();
+        blackbox_store::check_new_anchor(anchor)?;
+        if self.chain(tenant, false)?.is_some() {
+            return Err(invalid(format!(
+                "tenant {tenant:?} already has a chain here; only a chain this store does not \
+                 hold yet can start at an anchor"
+            )));
+        }
+        let Some(state) = self.chain(tenant, true)? else {
+            return Err(invalid("chain creation failed (internal error)"));
+        };
+        // As if entries 1..=size had been appended and archived: the next append is size + 1.
+        state.len = anchor.size;
+        let chain = state.chain_id;
+        let size = to_i64(anchor.size, "an anchor size")?;
+        let tail: Vec<u8> = anchor
+            .tail_hashes
+            .iter()
+            .flat_map(|h| h.as_bytes().to_vec())
+            .collect();
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO anchors(chain_id, size, record, tail_hashes) VALUES ($1, $2, $3, $4)",
+                &[&chain, &size, &anchor.record, &tail],
+            )
+        })?;
+        Ok(())
+    }
+
     fn put_archive_segment(&mut self, seg: &ArchiveSegment) -> Result<(), StoreError> {
         self.usable()?;
         let Some(state) = self.chain(&seg.tenant_id, false)? else {

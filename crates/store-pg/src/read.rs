@@ -321,6 +321,28 @@ pub(crate) fn entry_hashes(
     if first_seq > last_seq {
         return Ok(Vec::new());
     }
+    let mut out = Vec::new();
+    let mut first_seq = first_seq.max(1);
+    if let Some(anchor) = anchor(s, tenant)?
+        && first_seq <= anchor.size
+    {
+        // Archived entries: only the last incomplete block's hashes are kept (the anchor's).
+        let tail_start = anchor.size - anchor.size % 256 + 1;
+        if first_seq < tail_start {
+            return Ok(Vec::new());
+        }
+        for seq in first_seq..=last_seq.min(anchor.size) {
+            let i = usize::try_from(seq - tail_start).unwrap_or(usize::MAX);
+            match anchor.tail_hashes.get(i) {
+                Some(h) => out.push(*h),
+                None => return Ok(Vec::new()),
+            }
+        }
+        first_seq = anchor.size + 1;
+        if first_seq > last_seq {
+            return Ok(out);
+        }
+    }
     let mut c = s.conn()?;
     let Some(chain) = chain_id(&mut c, tenant)? else {
         return Ok(Vec::new());
@@ -336,7 +358,6 @@ pub(crate) fn entry_hashes(
             [&chain as &(dyn ToSql + Sync), &a, &b],
         )
         .map_err(pg)?;
-    let mut out = Vec::new();
     while let Some(r) = it.next().map_err(pg)? {
         out.push(to_hash(r.get::<_, &[u8]>(0), "an entry hash")?);
     }

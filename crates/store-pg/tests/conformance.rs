@@ -387,11 +387,7 @@ type WrappedKey = (i64, i32, i64, Vec<u8>);
 
 /// The sealed rows of `tenant`'s entry `seq` and every wrapped data key, as an attacker with
 /// a copy of the database's files (its WAL, a backup) would keep them.
-fn capture(
-    url: &str,
-    tenant: &str,
-    seq: i64,
-) -> (i64, Vec<Sealed>, Vec<WrappedKey>) {
+fn capture(url: &str, tenant: &str, seq: i64) -> (i64, Vec<Sealed>, Vec<WrappedKey>) {
     let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
     let chain: i64 = c
         .query_one(

@@ -66,6 +66,7 @@ pub fn run_all<B: Backend>(fresh: &mut dyn FnMut() -> B) -> Result<(), StoreErro
     };
     if retention {
         retention_prefix(&mut b)?;
+        start_at_anchor(&mut fresh())?;
     }
     if erasure {
         erasure_leaves_no_bytes(&mut fresh())?;
@@ -677,6 +678,19 @@ pub fn retention_prefix(b: &mut dyn Backend) -> Result<(), StoreError> {
     )?;
     assert_eq!(s.anchor("acme")?, Some(anchor));
     assert_eq!(s.anchor("other")?, None);
+    assert_eq!(
+        s.entry_hashes("acme", 257, 265)?,
+        es[256..265]
+            .iter()
+            .map(|e| e.entry_hash)
+            .collect::<Vec<_>>(),
+        "the hashes of the archived entries of the last incomplete block (the anchor's tail), \
+         then the stored ones"
+    );
+    assert!(
+        s.entry_hashes("acme", 200, 265)?.is_empty(),
+        "a range from an archived entry whose hash is not kept"
+    );
     assert_eq!(s.chains()?[0], head("acme", es.last()), "the head stays");
     assert_eq!(
         s.nodes("acme", 8, 0, 0)?,
@@ -700,6 +714,85 @@ pub fn retention_prefix(b: &mut dyn Backend) -> Result<(), StoreError> {
         first,
         Some(261),
         "a query after archiving starts after the anchor"
+    );
+    Ok(())
+}
+
+/// A chain moved from another store starts at its anchor: it reads as the other store's did
+/// after archiving (anchor, segments, nodes, entries after the anchor), its next append is the
+/// one after what it holds, and a chain that exists cannot start at an anchor.
+///
+/// # Errors
+/// Backend failures.
+pub fn start_at_anchor(b: &mut dyn Backend) -> Result<(), StoreError> {
+    let es = plains("acme", 1, 310);
+    let anchor = StoredAnchor {
+        tenant_id: "acme".to_owned(),
+        size: 300,
+        record: br#"{"anchor":300}"#.to_vec(),
+        tail_hashes: es[256..300].iter().map(|e| e.entry_hash).collect(),
+    };
+    let segment = ArchiveSegment {
+        tenant_id: "acme".to_owned(),
+        first_seq: 1,
+        last_seq: 300,
+        object: "acme/000001-000300.jsonl.zst".to_owned(),
+        sha256: Hash([6; 32]),
+        bytes: 4321,
+        first_ts_ms: es[0].ts_ms,
+        last_ts_ms: es[299].ts_ms,
+        sealed_ms: 7,
+        state: SegmentState::Live,
+        state_ms: 7,
+    };
+    {
+        let mut s = b.open()?;
+        let mut batch = s.begin()?;
+        let bad = StoredAnchor {
+            tail_hashes: Vec::new(),
+            ..anchor.clone()
+        };
+        assert!(
+            batch.retention()?.start_at_anchor(&bad).is_err(),
+            "an anchor without its tail hashes was taken"
+        );
+        drop(batch);
+        let mut batch = s.begin()?;
+        batch.retention()?.start_at_anchor(&anchor)?;
+        batch.retention()?.put_archive_segment(&segment)?;
+        batch.put_nodes("acme", 8, &[(0, Hash([4; 32]))])?;
+        assert_eq!(
+            batch.append("acme", &es[..1]).err().map(|e| e.to_string()),
+            Some(
+                StoreError::SeqConflict {
+                    tenant: "acme".to_owned(),
+                    expected: 301,
+                    got: 1,
+                }
+                .to_string()
+            ),
+            "the first append after an anchor is the entry after it"
+        );
+        batch.append("acme", &es[300..305])?;
+        batch.set_head(&head("acme", Some(&es[304])))?;
+        batch.commit()?;
+    }
+    let mut s = b.open()?;
+    append(s.as_mut(), "acme", &es[305..])?;
+    assert_chain(
+        s.as_ref(),
+        "acme",
+        &es[300..],
+        "a chain started at an anchor",
+    )?;
+    assert_eq!(s.anchor("acme")?, Some(anchor.clone()));
+    assert_eq!(s.retention()?.archive_segments("acme")?, vec![segment]);
+    assert_eq!(s.nodes("acme", 8, 0, 0)?, vec![(0, Hash([4; 32]))]);
+    assert_eq!(s.chains()?[0], head("acme", es.last()));
+    let mut batch = s.begin()?;
+    assert!(
+        batch.retention()?.start_at_anchor(&anchor).is_err(),
+        "a chain that exists started again at an anchor"
     );
     Ok(())
 }

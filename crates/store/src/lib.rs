@@ -446,6 +446,18 @@ pub trait RetentionBatch {
     /// [`StoreError::Invalid`] for a size out of range; backend failures.
     fn archive_prefix(&mut self, anchor: &StoredAnchor) -> Result<(), StoreError>;
 
+    /// Starts `anchor.tenant_id`'s chain, which this store MUST NOT hold yet, at `anchor`: the
+    /// chain of another store whose first `anchor.size` entries were archived there, being
+    /// moved here (`blackbox migrate`). Afterwards the store is as if those entries had been
+    /// appended and then archived with [`Self::archive_prefix`]: [`Store::anchor`] returns
+    /// `anchor`, and the chain's next append is seq `anchor.size + 1`. The batch MUST set the
+    /// chain's head before it commits (at `anchor.size` or after this batch's appends).
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] when the chain exists, `anchor.size` is 0 or the tail hashes do
+    /// not match it; backend failures.
+    fn start_at_anchor(&mut self, anchor: &StoredAnchor) -> Result<(), StoreError>;
+
     /// Records (inserts or replaces) an archive segment, keyed by tenant and `first_seq`, exactly
     /// as given.
     ///
@@ -482,6 +494,31 @@ pub trait ErasureBatch {
     /// # Errors
     /// Backend failures.
     fn forget_subjects(&mut self, tenant: TenantRef<'_>, seqs: &[u64]) -> Result<(), StoreError>;
+}
+
+/// The checks every backend's [`RetentionBatch::start_at_anchor`] makes of an anchor before
+/// touching anything: a size of 1 or more, and one tail hash per entry after the last multiple
+/// of 256.
+///
+/// # Errors
+/// [`StoreError::Invalid`] naming what is wrong.
+pub fn check_new_anchor(anchor: &StoredAnchor) -> Result<(), StoreError> {
+    let invalid = |what: String| StoreError::Invalid { what };
+    if anchor.size == 0 {
+        return Err(invalid(format!(
+            "tenant {:?}: an anchor is at size 1 or more",
+            anchor.tenant_id
+        )));
+    }
+    if anchor.tail_hashes.len() as u64 != anchor.size % 256 {
+        return Err(invalid(format!(
+            "the anchor at size {} must carry {} tail hashes, not {}",
+            anchor.size,
+            anchor.size % 256,
+            anchor.tail_hashes.len()
+        )));
+    }
+    Ok(())
 }
 
 /// A ledger store: the core contract every backend implements. See the crate docs for the
@@ -596,6 +633,9 @@ pub trait Store: Send + std::fmt::Debug {
     fn entry_by_id(&self, entry_id: &[u8; 16]) -> Result<Option<StoredEntry>, StoreError>;
 
     /// Stored entry hashes (the Merkle leaves' inputs) for `first_seq ..= last_seq`, ascending.
+    /// After an anchor, MUST also give the archived entries whose hashes the anchor keeps (its
+    /// tail hashes: proofs of the entries after it need them), and nothing for a range that
+    /// starts at an archived entry it does not keep.
     ///
     /// # Errors
     /// Backend failures.

@@ -632,6 +632,12 @@ impl RetentionBatch for ShardedBatch<'_> {
             .archive_prefix(anchor)
     }
 
+    fn start_at_anchor(&mut self, anchor: &StoredAnchor) -> Result<(), StoreError> {
+        self.for_tenant(&anchor.tenant_id)?
+            .retention()?
+            .start_at_anchor(anchor)
+    }
+
     fn put_archive_segment(&mut self, segment: &ArchiveSegment) -> Result<(), StoreError> {
         self.for_tenant(&segment.tenant_id)?
             .retention()?

@@ -240,6 +240,36 @@ impl RetentionBatch for SqliteBatch<'_> {
         Ok(())
     }
 
+    fn start_at_anchor(&mut self, anchor: &StoredAnchor) -> Result<(), StoreError> {
+        self.usable()?;
+        let tenant = anchor.tenant_id.as_str();
+        crate::check_new_anchor(anchor)?;
+        if self.chain(tenant, false)?.is_some() {
+            return Err(invalid(format!(
+                "tenant {tenant:?} already has a chain here; only a chain this store does not \
+                 hold yet can start at an anchor"
+            )));
+        }
+        let Some(state) = self.chain(tenant, true)? else {
+            return Err(invalid("chain creation failed (internal error)"));
+        };
+        let chain = state.chain_id;
+        // As if entries 1..=size had been appended and archived: the next append is size + 1.
+        state.len = anchor.size;
+        let size = to_i64(anchor.size, "an anchor size")?;
+        let tail: Vec<u8> = anchor
+            .tail_hashes
+            .iter()
+            .flat_map(|h| h.as_bytes().to_vec())
+            .collect();
+        self.tx
+            .prepare_cached(
+                "INSERT INTO anchors(chain_id, size, record, tail_hashes) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![chain, size, anchor.record, tail])?;
+        Ok(())
+    }
+
     fn put_archive_segment(&mut self, seg: &ArchiveSegment) -> Result<(), StoreError> {
         self.usable()?;
         let Some(state) = self.chain(&seg.tenant_id, false)? else {
