@@ -100,6 +100,24 @@ fn pg_token(url: &str, dir: &str, tenant: &str, scope: &str) -> String {
     out.lines().last().unwrap().to_owned()
 }
 
+/// Verifies the exported log `log` on its own, with data directory `dir`'s public key and
+/// HMAC keyring; it must pass.
+fn verify_export(log: &std::path::Path, dir: &str) {
+    let (code, out, err) = bb(
+        None,
+        &[
+            "verify",
+            "--log-file",
+            log.to_str().unwrap(),
+            "--public-key",
+            &format!("{dir}/checkpoint.pub"),
+            "--key-file",
+            &format!("{dir}/keys/hmac.keys"),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 /// `blackbox ARGS` with the store at `url`, which must succeed; its standard output.
 fn ok(url: Option<&str>, args: &[&str]) -> String {
     let (code, out, err) = bb(url, args);
@@ -182,19 +200,7 @@ fn every_command_runs_on_a_postgresql_store() {
             log.to_str().unwrap(),
         ],
     );
-    let (code, out, err) = bb(
-        None,
-        &[
-            "verify",
-            "--log-file",
-            log.to_str().unwrap(),
-            "--public-key",
-            &format!("{dir}/checkpoint.pub"),
-            "--key-file",
-            &format!("{dir}/keys/hmac.keys"),
-        ],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    verify_export(&log, dir);
     // Without --store the data directory says where its entries are.
     let (code, _, err) = bb(None, &["verify", "--data-dir", dir]);
     assert_eq!(code, 2);
@@ -362,6 +368,25 @@ fn instance_dirs(
             copy_dir(&first, &d);
             d.to_str().unwrap().to_owned()
         })
+        .collect()
+}
+
+/// A service instance on `db` for each data directory of `dirs`.
+fn start_instances(db: &Scratch, dirs: &[String]) -> Vec<Server> {
+    dirs.iter()
+        .map(|d| {
+            Server::start_with(d, |mut c| {
+                c.env("BLACKBOX_STORE", &db.url);
+                c
+            })
+        })
+        .collect()
+}
+
+/// A token of `scope` for tenant acme through each data directory of `dirs`.
+fn tokens_of(db: &Scratch, dirs: &[String], scope: &str) -> Vec<String> {
+    dirs.iter()
+        .map(|d| pg_token(&db.url, d, "acme", scope))
         .collect()
 }
 
@@ -814,24 +839,9 @@ fn an_agent_paused_through_one_instance_is_refused_by_the_others_for_every_call_
     let db = Scratch::new("pause");
     let tmp = tempfile::tempdir().unwrap();
     let dirs = instance_dirs(&db, tmp.path(), 2, |_| {});
-    let url = db.url.clone();
-    let mut servers: Vec<Server> = dirs
-        .iter()
-        .map(|d| {
-            Server::start_with(d, |mut c| {
-                c.env("BLACKBOX_STORE", &url);
-                c
-            })
-        })
-        .collect();
-    let ingest: Vec<String> = dirs
-        .iter()
-        .map(|d| pg_token(&db.url, d, "acme", "ingest"))
-        .collect();
-    let admin: Vec<String> = dirs
-        .iter()
-        .map(|d| pg_token(&db.url, d, "acme", "admin"))
-        .collect();
+    let mut servers = start_instances(&db, &dirs);
+    let ingest = tokens_of(&db, &dirs, "ingest");
+    let admin = tokens_of(&db, &dirs, "admin");
     let (a, b) = (servers[0].addr, servers[1].addr);
     // Both instances have written to the tenant's chain.
     assert_eq!(decision(a, &ingest[0], "bot-1"), "allow");
@@ -1187,20 +1197,8 @@ fn an_erasure_through_one_instance_shreds_what_every_instance_reads() {
     let db = Scratch::new("erase");
     let tmp = tempfile::tempdir().unwrap();
     let dirs = instance_dirs(&db, tmp.path(), 2, |_| {});
-    let url = db.url.clone();
-    let mut servers: Vec<Server> = dirs
-        .iter()
-        .map(|d| {
-            Server::start_with(d, |mut c| {
-                c.env("BLACKBOX_STORE", &url);
-                c
-            })
-        })
-        .collect();
-    let ingest: Vec<String> = dirs
-        .iter()
-        .map(|d| pg_token(&db.url, d, "acme", "ingest"))
-        .collect();
+    let mut servers = start_instances(&db, &dirs);
+    let ingest = tokens_of(&db, &dirs, "ingest");
     let admin = pg_token(&db.url, &dirs[0], "acme", "admin");
     let admin_b = pg_token(&db.url, &dirs[1], "acme", "admin");
     let (a, b) = (servers[0].addr, servers[1].addr);
@@ -1455,19 +1453,7 @@ fn a_tenant_map_keeps_each_tenant_in_its_database_and_reads_them_as_one_log() {
     let log = tmp.path().join("all.jsonl");
     let text = String::from_utf8(exported(Some(map), dir, &log)).unwrap();
     assert!(!text.contains(GONE) && text.contains(KEPT));
-    let (code, out, err) = bb(
-        None,
-        &[
-            "verify",
-            "--log-file",
-            log.to_str().unwrap(),
-            "--public-key",
-            &format!("{dir}/checkpoint.pub"),
-            "--key-file",
-            &format!("{dir}/keys/hmac.keys"),
-        ],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    verify_export(&log, dir);
 }
 
 #[test]

@@ -689,11 +689,7 @@ impl RetentionBatch for PgBatch {
             )));
         }
         let size = to_i64(anchor.size, "an anchor size")?;
-        let tail: Vec<u8> = anchor
-            .tail_hashes
-            .iter()
-            .flat_map(|h| h.as_bytes().to_vec())
-            .collect();
+        let tail = anchor.tail_bytes();
         self.write(|c| {
             c.execute(
                 "DELETE FROM personal WHERE chain_id = $1 AND seq <= $2",
@@ -734,11 +730,7 @@ impl RetentionBatch for PgBatch {
         state.len = anchor.size;
         let chain = state.chain_id;
         let size = to_i64(anchor.size, "an anchor size")?;
-        let tail: Vec<u8> = anchor
-            .tail_hashes
-            .iter()
-            .flat_map(|h| h.as_bytes().to_vec())
-            .collect();
+        let tail = anchor.tail_bytes();
         self.write(|c| {
             c.execute(
                 "INSERT INTO anchors(chain_id, size, record, tail_hashes) VALUES ($1, $2, $3, $4)",

@@ -327,16 +327,9 @@ pub(crate) fn entry_hashes(
         && first_seq <= anchor.size
     {
         // Archived entries: only the last incomplete block's hashes are kept (the anchor's).
-        let tail_start = anchor.size - anchor.size % 256 + 1;
-        if first_seq < tail_start {
-            return Ok(Vec::new());
-        }
-        for seq in first_seq..=last_seq.min(anchor.size) {
-            let i = usize::try_from(seq - tail_start).unwrap_or(usize::MAX);
-            match anchor.tail_hashes.get(i) {
-                Some(h) => out.push(*h),
-                None => return Ok(Vec::new()),
-            }
+        match anchor.kept_hashes(first_seq, last_seq) {
+            Some(kept) => out.extend(kept),
+            None => return Ok(Vec::new()),
         }
         first_seq = anchor.size + 1;
         if first_seq > last_seq {

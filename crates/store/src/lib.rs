@@ -496,6 +496,35 @@ pub trait ErasureBatch {
     fn forget_subjects(&mut self, tenant: TenantRef<'_>, seqs: &[u64]) -> Result<(), StoreError>;
 }
 
+impl StoredAnchor {
+    /// The hashes this anchor keeps of archived entries `first_seq ..= min(last_seq, size)`
+    /// (its tail: the entries after the last multiple of 256), or `None` when the range starts
+    /// at an archived entry it does not keep. What [`Store::entry_hashes`] gives for the
+    /// archived part of a range.
+    #[must_use]
+    pub fn kept_hashes(&self, first_seq: u64, last_seq: u64) -> Option<Vec<Hash>> {
+        let tail_start = self.size - self.size % 256 + 1;
+        if first_seq < tail_start {
+            return None;
+        }
+        (first_seq..=last_seq.min(self.size))
+            .map(|seq| {
+                let i = usize::try_from(seq - tail_start).ok()?;
+                self.tail_hashes.get(i).copied()
+            })
+            .collect()
+    }
+
+    /// The tail hashes back to back (how the backends keep them: 32 bytes each).
+    #[must_use]
+    pub fn tail_bytes(&self) -> Vec<u8> {
+        self.tail_hashes
+            .iter()
+            .flat_map(|h| h.as_bytes().to_vec())
+            .collect()
+    }
+}
+
 /// The checks every backend's [`RetentionBatch::start_at_anchor`] makes of an anchor before
 /// touching anything: a size of 1 or more, and one tail hash per entry after the last multiple
 /// of 256.

@@ -173,13 +173,15 @@ impl Ingest {
             lost: std::sync::Mutex::new(Vec::new()),
             journal: answered_journal.map(|p| std::sync::Mutex::new(AnsweredJournal::new(p))),
             known: std::sync::Mutex::new(known),
-            // A new instance on a shared database assumes others write too until it has seen
-            // a while without them (its first groups then cannot be refused).
             conflicted: AtomicBool::new(false),
+            // A new instance on a shared database takes turns (the lock before sequencing) for
+            // its first second, so that instances starting together under load do not refuse
+            // each other's first groups; by then it has seen whether others write (and takes
+            // turns for CONTENDED after each sighting) or pipelines as a lone writer does.
             contended_until: std::sync::Mutex::new(
                 shared_store
                     .as_ref()
-                    .map(|_| Instant::now() + queue::CONTENDED),
+                    .map(|_| Instant::now() + queue::STARTUP_CONTENDED),
             ),
         };
         let handle = std::thread::Builder::new()

@@ -195,6 +195,10 @@ pub(super) const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 /// before sequencing a group (see `Pipeline::catch_up`).
 pub(super) const CONTENDED: Duration = Duration::from_secs(10);
 
+/// How long a new instance on a shared database takes turns before it has seen another's
+/// entries (see `Ingest::start`).
+pub(super) const STARTUP_CONTENDED: Duration = Duration::from_secs(1);
+
 pub(super) fn serve(
     sink: &mut AppendSink<'_>,
     rx: &Receiver<Msg>,

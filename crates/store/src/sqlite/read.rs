@@ -259,16 +259,9 @@ impl Store for SqliteStore {
             && from <= anchor.size
         {
             // Archived entries: only the last incomplete block's hashes are kept.
-            let tail_start = anchor.size - anchor.size % 256 + 1;
-            if from < tail_start {
-                return Ok(Vec::new());
-            }
-            for seq in from..=last_seq.min(anchor.size) {
-                let i = usize::try_from(seq - tail_start).unwrap_or(usize::MAX);
-                match anchor.tail_hashes.get(i) {
-                    Some(h) => out.push(*h),
-                    None => return Ok(Vec::new()),
-                }
+            match anchor.kept_hashes(from, last_seq) {
+                Some(kept) => out.extend(kept),
+                None => return Ok(Vec::new()),
             }
             from = anchor.size + 1;
             if from > last_seq {

@@ -214,11 +214,7 @@ impl RetentionBatch for SqliteBatch<'_> {
         self.tx
             .prepare_cached("DELETE FROM checkpoints WHERE chain_id = ?1 AND size < ?2")?
             .execute(params![chain, size])?;
-        let tail: Vec<u8> = anchor
-            .tail_hashes
-            .iter()
-            .flat_map(|h| h.as_bytes().to_vec())
-            .collect();
+        let tail = anchor.tail_bytes();
         self.tx
             .prepare_cached(
                 "INSERT INTO anchors(chain_id, size, record, tail_hashes) VALUES (?1, ?2, ?3, ?4) \
@@ -257,11 +253,7 @@ impl RetentionBatch for SqliteBatch<'_> {
         // As if entries 1..=size had been appended and archived: the next append is size + 1.
         state.len = anchor.size;
         let size = to_i64(anchor.size, "an anchor size")?;
-        let tail: Vec<u8> = anchor
-            .tail_hashes
-            .iter()
-            .flat_map(|h| h.as_bytes().to_vec())
-            .collect();
+        let tail = anchor.tail_bytes();
         self.tx
             .prepare_cached(
                 "INSERT INTO anchors(chain_id, size, record, tail_hashes) VALUES (?1, ?2, ?3, ?4)",
