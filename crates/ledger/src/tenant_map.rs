@@ -237,6 +237,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_map_loads() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tenants.toml");
+        let m = TenantMapFile::load(&p).unwrap();
+        assert_eq!(m.map().names(), ["eu", "us"]);
+        assert_eq!(m.map().database_of("globex"), Some("us"));
+        assert_eq!(m.map().database_of("initech"), Some("eu"));
+    }
+
+    #[test]
     fn a_map_with_passwords_must_be_private_and_never_shows_them() {
         use std::os::unix::fs::PermissionsExt as _;
         let d = tempfile::tempdir().unwrap();
