@@ -4,6 +4,18 @@ use std::fmt;
 
 use crate::error::FieldError;
 
+/// The tenant of the service's own chain (refusals, rules loaded, lost decisions). On one
+/// database of a tenant map each database has its own, `_blackbox.<database>`.
+pub const SERVICE_TENANT: &str = "_blackbox";
+
+/// Whether `tenant` is a service's own chain ([`SERVICE_TENANT`], or `_blackbox.<database>`).
+#[must_use]
+pub fn is_service_tenant(tenant: &str) -> bool {
+    tenant
+        .strip_prefix(SERVICE_TENANT)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
 /// Largest integer RFC 8785 (IEEE 754 doubles) represents exactly: 2^53 - 1.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
@@ -126,6 +138,8 @@ mod tests {
 
     #[test]
     fn tenant_rules() {
+        assert!(is_service_tenant("_blackbox") && is_service_tenant("_blackbox.eu"));
+        assert!(!is_service_tenant("_blackboxes") && !is_service_tenant("acme"));
         assert!(TenantId::parse("tenant_xyz").is_ok());
         assert!(TenantId::parse("").is_err());
         assert!(TenantId::parse("a/b").is_err());

@@ -125,7 +125,7 @@ pub fn produce(dir: &DataDir, config: &ExportConfig, job: &Job) -> Result<Produc
         .chains()?
         .into_iter()
         .map(|h| h.tenant_id)
-        .filter(|t| t != "_blackbox")
+        .filter(|t| !blackbox_core::ids::is_service_tenant(t))
         .collect();
     let tenant = match (&job.tenant, tenants.as_slice()) {
         (Some(t), _) => t.clone(),

@@ -47,7 +47,7 @@ pub use error::{ApiError, ServerError};
 pub const INGEST_BYTES_IN_FLIGHT: usize = 256 << 20;
 
 /// The chain that records refusals of requests that carried no valid token.
-pub const SYSTEM_TENANT: &str = "_blackbox";
+pub const SYSTEM_TENANT: &str = blackbox_core::ids::SERVICE_TENANT;
 
 /// The service's own chain for data directory `dir`: [`SYSTEM_TENANT`], or on one database of
 /// a tenant map `_blackbox.<database>` (each database has its own, and the map keeps it there:
@@ -63,10 +63,7 @@ pub fn system_tenant(dir: &DataDir) -> String {
 /// Whether `tenant` is a service's own chain ([`system_tenant`] of any data directory).
 #[must_use]
 pub fn is_system_tenant(tenant: &str) -> bool {
-    tenant == SYSTEM_TENANT
-        || tenant
-            .strip_prefix(SYSTEM_TENANT)
-            .is_some_and(|r| r.starts_with('.'))
+    blackbox_core::ids::is_service_tenant(tenant)
 }
 
 /// The OpenAPI document of the service: docs/openapi.json, which `blackbox-api`'s tests keep

@@ -23,10 +23,6 @@ use crate::{
     StoredAnchor, StoredCheckpoint, StoredEntry, SubjectEntry, TenantRef, WriteBatch,
 };
 
-/// The start of the tenant of a service instance's own chain on one database of a map
-/// (`_blackbox.<database>`).
-pub const SYSTEM_PREFIX: &str = "_blackbox.";
-
 /// Which store keeps each tenant's chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantMap {
@@ -82,10 +78,14 @@ impl TenantMap {
     }
 
     /// The index (in [`Self::names`]) of the store that keeps `tenant`'s chain. A service
-    /// instance's own chain on database `D`, `_blackbox.D` ([`SYSTEM_PREFIX`]), is kept in `D`.
+    /// instance's own chain on database `D`, `_blackbox.D`
+    /// ([`blackbox_core::ids::SERVICE_TENANT`]), is kept in `D`.
     #[must_use]
     pub fn shard_of(&self, tenant: &str) -> Option<usize> {
-        if let Some(db) = tenant.strip_prefix(SYSTEM_PREFIX) {
+        if let Some(db) = tenant
+            .strip_prefix(blackbox_core::ids::SERVICE_TENANT)
+            .and_then(|r| r.strip_prefix('.'))
+        {
             return self.names.iter().position(|n| n == db);
         }
         self.tenants.get(tenant).copied().or(self.default)
