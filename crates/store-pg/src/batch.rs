@@ -718,10 +718,7 @@ impl RetentionBatch for PgBatch {
         let tenant = anchor.tenant_id.as_str();
         blackbox_store::check_new_anchor(anchor)?;
         if self.chain(tenant, false)?.is_some() {
-            return Err(invalid(format!(
-                "tenant {tenant:?} already has a chain here; only a chain this store does not \
-                 hold yet can start at an anchor"
-            )));
+            return Err(blackbox_store::anchor_on_existing_chain(tenant));
         }
         let Some(state) = self.chain(tenant, true)? else {
             return Err(invalid("chain creation failed (internal error)"));

@@ -550,6 +550,17 @@ pub fn check_new_anchor(anchor: &StoredAnchor) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// What a backend's [`RetentionBatch::start_at_anchor`] answers for a chain it holds already.
+#[must_use]
+pub fn anchor_on_existing_chain(tenant: &str) -> StoreError {
+    StoreError::Invalid {
+        what: format!(
+            "tenant {tenant:?} already has a chain here; only a chain this store does not hold \
+             yet can start at an anchor"
+        ),
+    }
+}
+
 /// A ledger store: the core contract every backend implements. See the crate docs for the
 /// MUST / MUST NOT rules and [`conformance`] for the suite that checks them.
 pub trait Store: Send + std::fmt::Debug {

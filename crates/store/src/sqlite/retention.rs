@@ -241,10 +241,7 @@ impl RetentionBatch for SqliteBatch<'_> {
         let tenant = anchor.tenant_id.as_str();
         crate::check_new_anchor(anchor)?;
         if self.chain(tenant, false)?.is_some() {
-            return Err(invalid(format!(
-                "tenant {tenant:?} already has a chain here; only a chain this store does not \
-                 hold yet can start at an anchor"
-            )));
+            return Err(crate::anchor_on_existing_chain(tenant));
         }
         let Some(state) = self.chain(tenant, true)? else {
             return Err(invalid("chain creation failed (internal error)"));
