@@ -39,6 +39,7 @@ fn otlp(signal: &str, request: &str, response: &str, rejected: &str) -> Value {
                 "content": {"application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
                             "application/json": {"schema": {"type": "object", "properties": {"partialSuccess": {"type": "object"}}}}}},
             "400": status.clone(), "401": status.clone(), "403": status.clone(), "413": status.clone(), "415": status.clone(),
+            "421": {"description": "On one database of a tenant map: the token's tenant is kept in another; send it there", "content": status["content"].clone()},
             "429": {"description": "Rate limited or the tenant's share in use: retry", "headers": retry.clone(), "content": status["content"].clone()},
             "503": {"description": "The writer is saturated or the commit failed: retry", "headers": retry, "content": status["content"].clone()}}
     })
@@ -78,7 +79,8 @@ pub fn document() -> Value {
     let err = json!({"$ref": "#/components/responses/Error"});
     let std_err = |extra: &[&str]| {
         let mut m = Map::new();
-        for s in ["400", "401", "403", "429", "503"].iter().chain(extra) {
+        // 421: on one database of a tenant map, a tenant kept in another (docs/API.md).
+        for s in ["400", "401", "403", "421", "429", "503"].iter().chain(extra) {
             m.insert((*s).to_owned(), err.clone());
         }
         Value::Object(m)
