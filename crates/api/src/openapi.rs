@@ -80,7 +80,10 @@ pub fn document() -> Value {
     let std_err = |extra: &[&str]| {
         let mut m = Map::new();
         // 421: on one database of a tenant map, a tenant kept in another (docs/API.md).
-        for s in ["400", "401", "403", "421", "429", "503"].iter().chain(extra) {
+        for s in ["400", "401", "403", "421", "429", "503"]
+            .iter()
+            .chain(extra)
+        {
             m.insert((*s).to_owned(), err.clone());
         }
         Value::Object(m)

@@ -2,7 +2,7 @@
 //! retention.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use blackbox_core::Hash;
@@ -94,23 +94,18 @@ impl PgBatch {
         })
     }
 
-    fn sealer(seal: &Mutex<Sealer>) -> MutexGuard<'_, Sealer> {
-        seal.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// Seals every sidecar of `chains` again under a new data key (no erasure: the epoch
     /// stays) and commits: what a schema-3 store kept in clear is sealed this way.
     pub(crate) fn rekey_now(&mut self, chains: &[i64]) -> Result<(), StoreError> {
         self.usable()?;
         let pending = {
-            let mut sealer = Self::sealer(&self.seal);
+            let mut sealer = crate::seal::lock(&self.seal);
             sealer.rekey(&mut *self.conn, chains, false)
         };
         let pending = pending.inspect_err(|_| self.failed = true)?;
         self.ended = true;
         self.conn.batch_execute("COMMIT").map_err(pg)?;
-        Self::sealer(&self.seal).committed(pending);
+        crate::seal::lock(&self.seal).committed(pending);
         Ok(())
     }
 
@@ -309,7 +304,7 @@ impl WriteBatch for PgBatch {
         if !c.p_seq.is_empty() {
             if !self.write_keys.contains_key(&chain_id) {
                 let wk = {
-                    let mut sealer = Self::sealer(&self.seal);
+                    let mut sealer = crate::seal::lock(&self.seal);
                     sealer.write_key(&mut *self.conn, chain_id)
                 };
                 let wk = wk.inspect_err(|_| self.failed = true)?;
@@ -557,7 +552,7 @@ impl WriteBatch for PgBatch {
         } else {
             let chains: Vec<i64> = self.rekey.iter().copied().collect();
             let p = {
-                let mut sealer = Self::sealer(&self.seal);
+                let mut sealer = crate::seal::lock(&self.seal);
                 sealer.rekey(&mut *self.conn, &chains, true)
             };
             Some(p.inspect_err(|_| self.failed = true)?)
@@ -568,7 +563,7 @@ impl WriteBatch for PgBatch {
         self.ended = true;
         self.conn.batch_execute("COMMIT").map_err(pg)?;
         if let Some(p) = pending {
-            Self::sealer(&self.seal).committed(p);
+            crate::seal::lock(&self.seal).committed(p);
         }
         Ok(())
     }
@@ -680,14 +675,7 @@ impl RetentionBatch for PgBatch {
                 current + 1
             )));
         }
-        if anchor.tail_hashes.len() as u64 != anchor.size % 256 {
-            return Err(invalid(format!(
-                "the anchor at size {} must carry {} tail hashes, not {}",
-                anchor.size,
-                anchor.size % 256,
-                anchor.tail_hashes.len()
-            )));
-        }
+        blackbox_store::check_anchor_tail(anchor)?;
         let size = to_i64(anchor.size, "an anchor size")?;
         let tail = anchor.tail_bytes();
         self.write(|c| {

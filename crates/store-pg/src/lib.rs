@@ -253,12 +253,9 @@ impl PgStore {
         Ok(())
     }
 
-    /// The sealing state, even after a panic elsewhere poisoned its lock (it holds no
-    /// invariant a panic could break half-way: keys change only after a commit).
+    /// The sealing state ([`seal::lock`]).
     pub(crate) fn sealer(&self) -> MutexGuard<'_, seal::Sealer> {
-        self.seal
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        seal::lock(&self.seal)
     }
 
     /// Opens the store at `url` for reading only (no migration; writes are refused).

@@ -257,6 +257,12 @@ impl EpochKey {
     }
 }
 
+/// The sealing state behind `m`, even after a panic elsewhere poisoned its lock (it holds no
+/// invariant a panic could break half-way: keys change only after a commit).
+pub(crate) fn lock(m: &std::sync::Mutex<Sealer>) -> std::sync::MutexGuard<'_, Sealer> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A store's sealing state: its epoch key and the data keys it has unwrapped.
 pub(crate) struct Sealer {
     key: Option<EpochKey>,

@@ -539,13 +539,24 @@ pub fn check_new_anchor(anchor: &StoredAnchor) -> Result<(), StoreError> {
             anchor.tenant_id
         )));
     }
+    check_anchor_tail(anchor)
+}
+
+/// Whether `anchor` carries one tail hash per entry after the last multiple of 256 (what both
+/// [`RetentionBatch::archive_prefix`] and [`RetentionBatch::start_at_anchor`] require).
+///
+/// # Errors
+/// [`StoreError::Invalid`] naming the counts.
+pub fn check_anchor_tail(anchor: &StoredAnchor) -> Result<(), StoreError> {
     if anchor.tail_hashes.len() as u64 != anchor.size % 256 {
-        return Err(invalid(format!(
-            "the anchor at size {} must carry {} tail hashes, not {}",
-            anchor.size,
-            anchor.size % 256,
-            anchor.tail_hashes.len()
-        )));
+        return Err(StoreError::Invalid {
+            what: format!(
+                "the anchor at size {} must carry {} tail hashes, not {}",
+                anchor.size,
+                anchor.size % 256,
+                anchor.tail_hashes.len()
+            ),
+        });
     }
     Ok(())
 }

@@ -121,14 +121,7 @@ impl RetentionBatch for SqliteBatch<'_> {
                 current + 1
             )));
         }
-        if anchor.tail_hashes.len() as u64 != anchor.size % 256 {
-            return Err(invalid(format!(
-                "the anchor at size {} must carry {} tail hashes, not {}",
-                anchor.size,
-                anchor.size % 256,
-                anchor.tail_hashes.len()
-            )));
-        }
+        crate::check_anchor_tail(anchor)?;
         let size = to_i64(anchor.size, "an anchor size")?;
         // Runs wholly before the anchor go; the run holding it is cut.
         let runs: Vec<Run> = {
