@@ -47,6 +47,8 @@ pub(crate) struct PgBatch {
     /// Chains an erasure touched: sealed again under a new data key at commit, and the epoch
     /// moved forward (see [`crate::seal`]).
     rekey: BTreeSet<i64>,
+    /// The posting lists of this batch's appends (written at commit; see [`Postings`]).
+    postings: Postings,
 }
 
 impl std::fmt::Debug for PgBatch {
@@ -91,6 +93,7 @@ impl PgBatch {
             seal,
             write_keys: HashMap::new(),
             rekey: BTreeSet::new(),
+            postings: Postings::default(),
         })
     }
 
@@ -197,6 +200,101 @@ impl PgBatch {
         Ok(self.chains.get_mut(tenant))
     }
 }
+
+/// Posting kinds (`postings.kind`): which entry field a posting list is for.
+pub(crate) const KIND_ALL: i16 = 0;
+pub(crate) const KIND_AGENT: i16 = 1;
+pub(crate) const KIND_SESSION: i16 = 2;
+pub(crate) const KIND_EVENT: i16 = 3;
+pub(crate) const KIND_TOOL: i16 = 4;
+
+/// Postings cover time buckets of `2^BUCKET_BITS` ms (about 17.5 minutes): `ts_ms >> BUCKET_BITS`.
+pub(crate) const BUCKET_BITS: u32 = 20;
+
+/// One posting row being built: the entries of one (kind, name, bucket, chain) in a batch.
+#[derive(Debug)]
+struct Posting {
+    ts: Vec<i64>,
+    seqs: Vec<i64>,
+}
+
+/// A batch's posting lists, by (kind, bucket, chain) and then name: one row each at commit.
+/// Appends add to them only once their entries are written (a refused call adds nothing).
+#[derive(Debug, Default)]
+struct Postings(HashMap<(i16, i64, i64), HashMap<String, Posting>>);
+
+impl Postings {
+    fn add(&mut self, chain_id: i64, entries: &[NewEntry]) -> Result<(), StoreError> {
+        for e in entries {
+            let seq = to_i64(e.seq, "a seq")?;
+            let bucket = e.ts_ms >> BUCKET_BITS;
+            let names = [
+                (KIND_ALL, Some("")),
+                (KIND_AGENT, Some(e.agent_id.as_str())),
+                (KIND_SESSION, Some(e.session_id.as_str())),
+                (KIND_EVENT, Some(e.event_type.as_str())),
+                (KIND_TOOL, e.tool.as_deref()),
+            ];
+            for (kind, name) in names {
+                let Some(name) = name else { continue };
+                let by_name = self.0.entry((kind, bucket, chain_id)).or_default();
+                if let Some(p) = by_name.get_mut(name) {
+                    p.ts.push(e.ts_ms);
+                    p.seqs.push(seq);
+                } else {
+                    let p = Posting {
+                        ts: vec![e.ts_ms],
+                        seqs: vec![seq],
+                    };
+                    by_name.insert(name.to_owned(), p);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies the rows into `postings`.
+    fn write(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let copy = conn.copy_in(
+            "COPY postings(kind, name, bucket, chain_id, first_seq, last_seq, ts, seqs) \
+             FROM STDIN BINARY",
+        )?;
+        let mut w = postgres::binary_copy::BinaryCopyInWriter::new(copy, &POSTING_TYPES);
+        for (&(kind, bucket, chain_id), by_name) in &self.0 {
+            for (name, p) in by_name {
+                // Seqs grow within a batch's appends to one chain.
+                let (first, last) = (p.seqs[0], p.seqs[p.seqs.len() - 1]);
+                w.write(&[
+                    &kind,
+                    &name.as_str(),
+                    &bucket,
+                    &chain_id,
+                    &first,
+                    &last,
+                    &p.ts,
+                    &p.seqs,
+                ])?;
+            }
+        }
+        w.finish()?;
+        Ok(())
+    }
+}
+
+/// The types of the columns of `postings`, as [`Postings::write`] copies them.
+const POSTING_TYPES: [postgres::types::Type; 8] = [
+    postgres::types::Type::INT2,
+    postgres::types::Type::TEXT,
+    postgres::types::Type::INT8,
+    postgres::types::Type::INT8,
+    postgres::types::Type::INT8,
+    postgres::types::Type::INT8,
+    postgres::types::Type::INT8_ARRAY,
+    postgres::types::Type::INT8_ARRAY,
+];
 
 /// The types of the columns [`WriteBatch::append`] copies into `entries`.
 const ENTRY_TYPES: [postgres::types::Type; 10] = [
@@ -380,7 +478,7 @@ impl WriteBatch for PgBatch {
             state.len = last;
             state.dirty = true;
         }
-        Ok(())
+        self.postings.add(chain_id, entries)
     }
 
     fn set_head(&mut self, head: &ChainHead) -> Result<(), StoreError> {
@@ -557,6 +655,8 @@ impl WriteBatch for PgBatch {
             };
             Some(p.inspect_err(|_| self.failed = true)?)
         };
+        let postings = std::mem::take(&mut self.postings);
+        self.write(|c| postings.write(c))?;
         // COMMIT returns once the server has flushed the transaction's WAL
         // (synchronous_commit = on, set for every connection). If it fails, the transaction
         // is over either way.
@@ -685,6 +785,12 @@ impl RetentionBatch for PgBatch {
             )?;
             c.execute(
                 "DELETE FROM entries WHERE chain_id = $1 AND seq <= $2",
+                &[&chain, &size],
+            )?;
+            // Posting rows wholly within the prefix; a row that also lists later entries stays
+            // (queries skip seqs at or below the anchor).
+            c.execute(
+                "DELETE FROM postings WHERE chain_id = $1 AND last_seq <= $2",
                 &[&chain, &size],
             )?;
             c.execute(

@@ -17,6 +17,13 @@
 //!   ([`PgOptions::lock_timeout`]) and then failing with [`StoreError::Busy`]; the lock goes
 //!   with the transaction, so a writer that dies releases it with its connection.
 //! - **Entry bytes** are kept in a `bytea` column exactly as given.
+//! - **Filter indexes as posting lists** (schema 5): `entries` has only its primary key
+//!   `(chain_id, seq)` and the unique entry id; the time, agent, session, event-type and tool
+//!   filters are rows of `postings`, one per batch and (kind, name, time bucket, chain), each
+//!   listing its entries' timestamps and seqs, so a batch of thousands of entries adds a few
+//!   hundred index rows instead of six B-tree inserts per entry. Queries unnest the posting
+//!   lists of a window of buckets, sort the keys in query order and then read the entries by
+//!   primary key (`read::query`).
 //!
 //! Errors say what failed and what to do: an unreachable server, a read-only database (a
 //! standby, `default_transaction_read_only`), a full disk, a lock timeout.
@@ -40,7 +47,7 @@ use r2d2_postgres::PostgresConnectionManager;
 pub use tls::{MakeRustls, Verify};
 
 /// The schema version this build reads and writes (the last migration's).
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Runs `f` (calls of the blocking PostgreSQL client) off the async runtime: the client
 /// drives a runtime of its own and panics on a thread that drives async tasks. Inside a tokio
@@ -387,8 +394,8 @@ impl PgStore {
         let mut conn = self.conn()?;
         conn.batch_execute(
             "DROP TABLE IF EXISTS archive_segments, anchors, merkle_nodes, checkpoints, \
-             subject_index, personal_keys, personal, entries, chains, meta, \
-             blackbox_schema_history CASCADE",
+             subject_index, personal_keys, personal, postings, entries, chains, meta, \
+             api_tokens, webhook_deliveries, webhook_high_water, blackbox_schema_history CASCADE",
         )
         .map_err(pg)
     }

@@ -25,7 +25,10 @@ pub(crate) fn chains(s: &PgStore) -> Result<Vec<ChainHead>, StoreError> {
     rows.iter().map(read_head).collect()
 }
 
-pub(crate) fn chain_id(c: &mut postgres::Client, tenant: &str) -> Result<Option<i64>, StoreError> {
+pub(crate) fn chain_id(
+    c: &mut impl postgres::GenericClient,
+    tenant: &str,
+) -> Result<Option<i64>, StoreError> {
     Ok(c.query_opt(
         "SELECT chain_id FROM chains WHERE tenant_id = $1",
         &[&tenant],
@@ -229,68 +232,218 @@ pub(crate) fn scan(
     )
 }
 
+/// Keys a query's first step hands to its second per round trip.
+const KEYS_PER_FETCH: i32 = 2_000;
+
+/// Widest window of time buckets one query step covers.
+const MAX_WINDOW_BUCKETS: i64 = 4_096;
+
+/// Posting rows summed per filter when choosing which filter drives a query.
+const DRIVER_PROBE_ROWS: i64 = 64;
+
+/// A query in two steps, both in one read-only snapshot:
+///
+/// 1. The keys: the posting lists of the most selective filter (kind 0, every entry, without
+///    filters) are unnested for a window of time buckets, kept when within the time range and
+///    after the cursor, when the other filters' posting lists of the same buckets also list
+///    them and when not archived (at or below the chain's anchor); sorted in query order
+///    (`ts_ms`, tenant, `seq`) and cut at the rows still wanted. Buckets split time, so
+///    windows taken in bucket order give the whole result in query order; a window starts at
+///    the next bucket that has postings and doubles in width while it yields too little.
+/// 2. The entries of those keys, fetched by primary key in that order, [`KEYS_PER_FETCH`] at a
+///    time.
 pub(crate) fn query(
     s: &PgStore,
     q: &Query,
     f: &mut dyn FnMut(StoredEntry) -> Result<bool, StoreError>,
 ) -> Result<(), StoreError> {
+    use crate::batch::{BUCKET_BITS, KIND_AGENT, KIND_ALL, KIND_EVENT, KIND_SESSION, KIND_TOOL};
     if q.limit == Some(0) {
         return Ok(());
     }
-    let mut wh: Vec<String> = Vec::new();
-    let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::new();
+    let mut c = s.conn()?;
+    let mut tx = snapshot(&mut c)?;
+    let chain: Option<i64> = match &q.tenant_id {
+        None => None,
+        Some(t) => match chain_id(&mut tx, t)? {
+            Some(id) => Some(id),
+            None => return Ok(()),
+        },
+    };
+    // The time range, narrowed by the cursor; empty ranges end here.
+    let lo = match (&q.after, q.start_ms) {
+        (Some(a), Some(st)) => Some(a.ts_ms.max(st)),
+        (Some(a), None) => Some(a.ts_ms),
+        (None, st) => st,
+    };
+    if let (Some(lo), Some(hi)) = (lo, q.end_ms)
+        && lo > hi
+    {
+        return Ok(());
+    }
+    let first_bucket = lo.map_or(i64::MIN, |t| t >> BUCKET_BITS);
+    let last_bucket = q.end_ms.map_or(i64::MAX, |t| t >> BUCKET_BITS);
+    let filters: Vec<(i16, &str)> = [
+        (KIND_AGENT, &q.agent_id),
+        (KIND_SESSION, &q.session_id),
+        (KIND_TOOL, &q.tool),
+        (KIND_EVENT, &q.event_type),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+    .collect();
+    // The driver: the filter listing the fewest entries in its first posting rows.
+    let (driver, others) = if filters.is_empty() {
+        ((KIND_ALL, ""), Vec::new())
+    } else {
+        let mut best = (i64::MAX, 0);
+        for (i, (kind, name)) in filters.iter().enumerate() {
+            let n: i64 = tx
+                .query_one(
+                    "SELECT coalesce(sum(cardinality(seqs)), 0)::bigint FROM (SELECT seqs \
+                     FROM postings WHERE kind = $1 AND name = $2 AND bucket BETWEEN $3 AND $4 \
+                     ORDER BY bucket LIMIT $5) p",
+                    &[kind, name, &first_bucket, &last_bucket, &DRIVER_PROBE_ROWS],
+                )
+                .map_err(pg)?
+                .get(0);
+            if n < best.0 {
+                best = (n, i);
+            }
+        }
+        let mut others = filters.clone();
+        let driver = others.remove(best.1);
+        (driver, others)
+    };
+
+    // Step 1's statement: $1 kind, $2 name, $3 and $4 the window's buckets, then the rest.
+    let mut params: Vec<Box<dyn ToSql + Sync>> = vec![
+        Box::new(driver.0),
+        Box::new(driver.1.to_owned()),
+        Box::new(0i64),
+        Box::new(0i64),
+    ];
     let p = |v: Box<dyn ToSql + Sync>, params: &mut Vec<Box<dyn ToSql + Sync>>| {
         params.push(v);
         format!("${}", params.len())
     };
-    if let Some(t) = &q.tenant_id {
-        let n = p(Box::new(t.clone()), &mut params);
-        wh.push(format!("c.tenant_id = {n}"));
-    }
-    for (col, v) in [
-        ("e.agent_id", &q.agent_id),
-        ("e.session_id", &q.session_id),
-        ("e.tool", &q.tool),
-        ("e.event_type", &q.event_type),
-    ] {
-        if let Some(v) = v {
-            let n = p(Box::new(v.clone()), &mut params);
-            wh.push(format!("{col} = {n}"));
-        }
+    let mut wh: Vec<String> = vec![
+        "p.kind = $1".into(),
+        "p.name = $2".into(),
+        "p.bucket BETWEEN $3 AND $4".into(),
+        "u.seq > coalesce(a.size, 0)".into(),
+    ];
+    if let Some(id) = chain {
+        let n = p(Box::new(id), &mut params);
+        wh.push(format!("p.chain_id = {n}"));
     }
     if let Some(t) = q.start_ms {
         let n = p(Box::new(t), &mut params);
-        wh.push(format!("e.ts_ms >= {n}"));
+        wh.push(format!("u.ts >= {n}"));
     }
     if let Some(t) = q.end_ms {
         let n = p(Box::new(t), &mut params);
-        wh.push(format!("e.ts_ms <= {n}"));
+        wh.push(format!("u.ts <= {n}"));
     }
     if let Some(a) = &q.after {
         let ts = p(Box::new(a.ts_ms), &mut params);
         let tenant = p(Box::new(a.tenant_id.clone()), &mut params);
         let seq = p(Box::new(to_i64(a.seq, "a seq")?), &mut params);
-        // Written out rather than as a row comparison: the planner then keeps using the
-        // ts_ms index for the first column. `COLLATE "C"`: byte order, as the other stores.
         wh.push(format!(
-            "(e.ts_ms > {ts} OR (e.ts_ms = {ts} AND (c.tenant_id COLLATE \"C\" > {tenant} \
-             OR (c.tenant_id = {tenant} AND e.seq > {seq}))))"
+            "(u.ts > {ts} OR (u.ts = {ts} AND (c.tenant_id COLLATE \"C\" > {tenant} \
+             OR (c.tenant_id = {tenant} AND u.seq > {seq}))))"
         ));
     }
-    let mut sql = format!(
-        "SELECT {ENTRY_COLUMNS} FROM entries e JOIN chains c ON c.chain_id = e.chain_id \
-         LEFT JOIN personal p ON p.chain_id = e.chain_id AND p.seq = e.seq"
+    for (kind, name) in &others {
+        let k = p(Box::new(*kind), &mut params);
+        let n = p(Box::new((*name).to_owned()), &mut params);
+        wh.push(format!(
+            "(p.chain_id, u.seq) IN (SELECT o.chain_id, x.seq FROM postings o \
+             CROSS JOIN LATERAL unnest(o.seqs) AS x(seq) WHERE o.kind = {k} AND o.name = {n} \
+             AND o.bucket BETWEEN $3 AND $4)"
+        ));
+    }
+    let limit_param = p(Box::new(0i64), &mut params);
+    let keys_sql = format!(
+        "SELECT p.chain_id, u.seq FROM postings p \
+         CROSS JOIN LATERAL unnest(p.ts, p.seqs) AS u(ts, seq) \
+         JOIN chains c ON c.chain_id = p.chain_id \
+         LEFT JOIN anchors a ON a.chain_id = p.chain_id \
+         WHERE {} ORDER BY u.ts, c.tenant_id COLLATE \"C\", u.seq LIMIT {limit_param}",
+        wh.join(" AND ")
     );
-    if !wh.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&wh.join(" AND "));
+    let next_sql = if chain.is_some() {
+        "SELECT min(bucket) FROM postings WHERE kind = $1 AND name = $2 \
+         AND bucket BETWEEN $3 AND $4 AND chain_id = $5"
+    } else {
+        "SELECT min(bucket) FROM postings WHERE kind = $1 AND name = $2 \
+         AND bucket BETWEEN $3 AND $4"
+    };
+    let entries_sql = format!(
+        "SELECT {ENTRY_COLUMNS} FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY \
+         AS k(chain_id, seq, o) JOIN entries e ON e.chain_id = k.chain_id AND e.seq = k.seq \
+         JOIN chains c ON c.chain_id = e.chain_id \
+         LEFT JOIN personal p ON p.chain_id = e.chain_id AND p.seq = e.seq ORDER BY k.o"
+    );
+
+    let mut remaining = q.limit.map_or(i64::MAX, |l| l.min(i64::MAX as u64) as i64);
+    let mut from = first_bucket;
+    let mut width: i64 = 1;
+    loop {
+        let next: Option<i64> = {
+            let mut np: Vec<&(dyn ToSql + Sync)> = vec![&driver.0, &driver.1, &from, &last_bucket];
+            if let Some(id) = &chain {
+                np.push(id);
+            }
+            tx.query_one(next_sql, &np).map_err(pg)?.get(0)
+        };
+        let Some(start) = next else {
+            return Ok(());
+        };
+        let end = start.saturating_add(width - 1).min(last_bucket);
+        params[2] = Box::new(start);
+        params[3] = Box::new(end);
+        let last = params.len() - 1;
+        params[last] = Box::new(remaining);
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(AsRef::as_ref).collect();
+        let portal = tx.bind(keys_sql.as_str(), &refs).map_err(pg)?;
+        let mut got: i64 = 0;
+        loop {
+            let rows = tx.query_portal(&portal, KEYS_PER_FETCH).map_err(pg)?;
+            let n = rows.len();
+            if n > 0 {
+                let chains: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+                let seqs: Vec<i64> = rows.iter().map(|r| r.get(1)).collect();
+                let found = tx
+                    .query(entries_sql.as_str(), &[&chains, &seqs])
+                    .map_err(pg)?;
+                if found.len() != n {
+                    return Err(corrupt(format!(
+                        "the posting lists name {n} entries of which {} are stored; the \
+                         postings table does not match the entries table",
+                        found.len()
+                    )));
+                }
+                for r in &found {
+                    if !f(entry(s, &mut tx, r, true)?)? {
+                        return Ok(());
+                    }
+                }
+                got += n as i64;
+            }
+            if n < usize::try_from(KEYS_PER_FETCH).unwrap_or(usize::MAX) {
+                break;
+            }
+        }
+        remaining -= got;
+        if remaining <= 0 || end >= last_bucket {
+            return Ok(());
+        }
+        from = end + 1;
+        if got < 1_000 {
+            width = (width * 2).min(MAX_WINDOW_BUCKETS);
+        }
     }
-    sql.push_str(" ORDER BY e.ts_ms, c.tenant_id COLLATE \"C\", e.seq");
-    if let Some(l) = q.limit {
-        sql.push_str(&format!(" LIMIT {}", l.min(i64::MAX as u64)));
-    }
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(AsRef::as_ref).collect();
-    stream(s, &sql, &refs, f)
 }
 
 pub(crate) fn entry_by_id(
@@ -337,7 +490,7 @@ pub(crate) fn entry_hashes(
         }
     }
     let mut c = s.conn()?;
-    let Some(chain) = chain_id(&mut c, tenant)? else {
+    let Some(chain) = chain_id(&mut *c, tenant)? else {
         return Ok(Vec::new());
     };
     let (a, b) = (
@@ -368,7 +521,7 @@ pub(crate) fn nodes(
         return Ok(Vec::new());
     }
     let mut c = s.conn()?;
-    let Some(chain) = chain_id(&mut c, tenant)? else {
+    let Some(chain) = chain_id(&mut *c, tenant)? else {
         return Ok(Vec::new());
     };
     let (a, b) = (
@@ -407,7 +560,7 @@ pub(crate) fn checkpoints(
     since: Option<(u64, i64)>,
 ) -> Result<Vec<StoredCheckpoint>, StoreError> {
     let mut c = s.conn()?;
-    let Some(chain) = chain_id(&mut c, tenant)? else {
+    let Some(chain) = chain_id(&mut *c, tenant)? else {
         return Ok(Vec::new());
     };
     let rows = match since {
@@ -435,7 +588,7 @@ pub(crate) fn latest_checkpoint(
     tenant: TenantRef<'_>,
 ) -> Result<Option<StoredCheckpoint>, StoreError> {
     let mut c = s.conn()?;
-    let Some(chain) = chain_id(&mut c, tenant)? else {
+    let Some(chain) = chain_id(&mut *c, tenant)? else {
         return Ok(None);
     };
     c.query_opt(
@@ -453,7 +606,7 @@ pub(crate) fn anchor(
     tenant: TenantRef<'_>,
 ) -> Result<Option<StoredAnchor>, StoreError> {
     let mut c = s.conn()?;
-    let Some(chain) = chain_id(&mut c, tenant)? else {
+    let Some(chain) = chain_id(&mut *c, tenant)? else {
         return Ok(None);
     };
     let Some(r) = c
@@ -488,7 +641,7 @@ pub(crate) fn archive_segments(
     tenant: TenantRef<'_>,
 ) -> Result<Vec<ArchiveSegment>, StoreError> {
     let mut c = s.conn()?;
-    let Some(chain) = chain_id(&mut c, tenant)? else {
+    let Some(chain) = chain_id(&mut *c, tenant)? else {
         return Ok(Vec::new());
     };
     let rows = c

@@ -596,3 +596,223 @@ fn sidecars_a_schema_3_store_kept_in_clear_are_sealed_when_a_writer_opens_it() {
     .unwrap();
     assert_eq!(got, vec![Some(b"{\"salt\":\"00\"}".to_vec())]);
 }
+
+/// The migrations as built into the store, to make a database of an older schema.
+mod older {
+    refinery::embed_migrations!("migrations");
+}
+
+/// A row of the schema-4 `entries` table: (tenant, seq, ts_ms, agent, session, event, tool).
+type Row4 = (
+    &'static str,
+    i64,
+    i64,
+    String,
+    String,
+    &'static str,
+    Option<String>,
+);
+
+#[test]
+fn a_schema_4_store_gets_posting_lists_that_answer_queries_as_its_indexes_did() {
+    use blackbox_store::{After, Query};
+    let b = fresh("schema4");
+    let mut c = postgres::Client::connect(&b.url, postgres::NoTls).unwrap();
+    older::migrations::runner()
+        .set_target(refinery::Target::Version(4))
+        .set_migration_table_name("blackbox_schema_history")
+        .run(&mut c)
+        .unwrap();
+    // Two chains over about five hours (seventeen time buckets), rows as schema 4 wrote them.
+    let base: i64 = 1_765_000_000_000;
+    let mut rows: Vec<Row4> = Vec::new();
+    for (t, n) in [("acme", 300i64), ("globex", 200)] {
+        for seq in 1..=n {
+            rows.push((
+                t,
+                seq,
+                base + seq * 60_000 - (seq % 7) * 1_000,
+                format!("agent-{}", seq % 5),
+                format!("sess-{}", seq / 40),
+                ["tool_call", "tool_result", "llm_request"][(seq % 3) as usize],
+                (seq % 3 != 2).then(|| format!("tool-{}", seq % 4)),
+            ));
+        }
+        c.execute(
+            "INSERT INTO chains(tenant_id, size, head_hash, last_entry_id, merkle_state, \
+             last_checkpoint_size, last_checkpoint_ms) VALUES ($1, 0, $2, $3, '', 0, 0)",
+            &[&t, &vec![0u8; 32], &vec![0u8; 16]],
+        )
+        .unwrap();
+    }
+    for (t, seq, ts, agent, session, event, tool) in &rows {
+        let mut id = vec![0u8; 16];
+        id[..8].copy_from_slice(&seq.to_be_bytes());
+        id[8] = t.len() as u8;
+        c.execute(
+            "INSERT INTO entries(chain_id, seq, ts_ms, entry_id, entry_hash, agent_id, \
+             session_id, event_type, tool, line) SELECT chain_id, $2, $3, $4, $5, $6, $7, $8, \
+             $9, $10 FROM chains WHERE tenant_id = $1",
+            &[
+                t,
+                seq,
+                ts,
+                &id,
+                &vec![7u8; 32],
+                agent,
+                session,
+                event,
+                tool,
+                &format!("{{\"{t}\":{seq}}}").into_bytes(),
+            ],
+        )
+        .unwrap();
+    }
+    // Heads matching the last entries, so that appends can follow.
+    c.batch_execute(
+        "UPDATE chains SET size = m.seq, head_hash = e.entry_hash, last_entry_id = e.entry_id \
+         FROM (SELECT chain_id, max(seq) AS seq FROM entries GROUP BY chain_id) m \
+         JOIN entries e ON e.chain_id = m.chain_id AND e.seq = m.seq \
+         WHERE chains.chain_id = m.chain_id",
+    )
+    .unwrap();
+
+    // A writer opens it: schema 5, the postings made from what is there, the indexes gone.
+    let s = PgStore::open(&b.url, &b.options()).unwrap();
+    let version: i32 = c
+        .query_one("SELECT max(version) FROM blackbox_schema_history", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 5);
+    let indexes: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'entries' \
+             AND indexname IN ('entries_agent', 'entries_ts', 'entries_ts_all')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(indexes, 0, "the per-entry filter indexes were not dropped");
+
+    let expect = |q: &Query, rows: &[Row4]| -> Vec<(String, u64)> {
+        let mut m: Vec<(i64, &str, i64)> = rows
+            .iter()
+            .filter(|r| q.tenant_id.as_deref().is_none_or(|t| t == r.0))
+            .filter(|r| q.agent_id.as_ref().is_none_or(|a| *a == r.3))
+            .filter(|r| q.session_id.as_ref().is_none_or(|a| *a == r.4))
+            .filter(|r| q.event_type.as_deref().is_none_or(|a| a == r.5))
+            .filter(|r| q.tool.is_none() || q.tool == r.6)
+            .filter(|r| q.start_ms.is_none_or(|t| r.2 >= t) && q.end_ms.is_none_or(|t| r.2 <= t))
+            .filter(|r| {
+                q.after
+                    .as_ref()
+                    .is_none_or(|a| (r.2, r.0, r.1) > (a.ts_ms, a.tenant_id.as_str(), a.seq as i64))
+            })
+            .map(|r| (r.2, r.0, r.1))
+            .collect();
+        m.sort();
+        m.truncate(q.limit.map_or(usize::MAX, |l| l as usize));
+        m.into_iter()
+            .map(|(_, t, s)| (t.to_owned(), s as u64))
+            .collect()
+    };
+    let got = |s: &PgStore, q: &Query| -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        s.query(q, &mut |e| {
+            out.push((e.tenant_id, e.seq));
+            Ok(true)
+        })
+        .unwrap();
+        out
+    };
+    let queries = |rows: &[Row4]| -> Vec<Query> {
+        let mid = rows[150].2;
+        vec![
+            Query::default(),
+            Query {
+                agent_id: Some("agent-3".into()),
+                ..Query::default()
+            },
+            Query {
+                tenant_id: Some("globex".into()),
+                session_id: Some("sess-2".into()),
+                ..Query::default()
+            },
+            Query {
+                tool: Some("tool-1".into()),
+                event_type: Some("tool_call".into()),
+                start_ms: Some(mid - 3_600_000),
+                end_ms: Some(mid),
+                ..Query::default()
+            },
+            Query {
+                agent_id: Some("agent-2".into()),
+                limit: Some(7),
+                after: Some(After {
+                    ts_ms: mid,
+                    tenant_id: "acme".into(),
+                    seq: 150,
+                }),
+                ..Query::default()
+            },
+            Query {
+                agent_id: Some("nobody".into()),
+                ..Query::default()
+            },
+        ]
+    };
+    for q in queries(&rows) {
+        let want = expect(&q, &rows);
+        assert_eq!(got(&s, &q), want, "{q:?}");
+    }
+    assert!(!expect(&queries(&rows)[1], &rows).is_empty());
+
+    // Appends after the migration are found together with what was migrated.
+    let mut s = s;
+    let mut more = Vec::new();
+    for seq in 301..=340u64 {
+        let mut e = with_sidecar("acme", seq, b"{}", b"x");
+        e.personal = None;
+        e.ts_ms = base + 150 * 60_000 + i64::try_from(seq).unwrap();
+        e.agent_id = "agent-3".into();
+        e.session_id = "sess-new".into();
+        e.event_type = "tool_call".into();
+        e.tool = Some("tool-1".into());
+        rows.push((
+            "acme",
+            i64::try_from(seq).unwrap(),
+            e.ts_ms,
+            e.agent_id.clone(),
+            e.session_id.clone(),
+            "tool_call",
+            e.tool.clone(),
+        ));
+        more.push(e);
+    }
+    let mut batch = s.begin().unwrap();
+    batch.append("acme", &more[..20]).unwrap();
+    batch.append("acme", &more[20..]).unwrap();
+    let last = more.last().unwrap();
+    batch
+        .set_head(&blackbox_store::ChainHead {
+            tenant_id: "acme".into(),
+            size: last.seq,
+            head_hash: last.entry_hash,
+            last_entry_id: last.entry_id,
+            merkle_state: Vec::new(),
+            last_checkpoint_size: 0,
+            last_checkpoint_ms: 0,
+        })
+        .unwrap();
+    batch.commit().unwrap();
+    for q in queries(&rows) {
+        let want = expect(&q, &rows);
+        assert_eq!(got(&s, &q), want, "{q:?}");
+    }
+    // One posting row per (kind, name, bucket) for the two appends of that batch.
+    let new_rows: i64 = c
+        .query_one("SELECT count(*) FROM postings WHERE first_seq = 301", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(new_rows, 5, "kinds 0-4 of one bucket: one row each");
+}
