@@ -60,8 +60,12 @@ pub struct ExportSummary {
     pub anomalies: u64,
     /// Of which resolved.
     pub resolved: u64,
-    /// Age of the oldest entry kept, days.
+    /// Days the log reaches back (the oldest entry kept to `retention_as_of`, both days
+    /// counted).
     pub oldest_age_days: u64,
+    /// The day (`YYYY-MM-DD`, UTC) the retention figure is as of: the earlier of the period's
+    /// last day and the day the export was made.
+    pub retention_as_of: String,
     /// Days the standard requires.
     pub required_days: u64,
     /// Whether retention meets them.

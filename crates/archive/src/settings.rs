@@ -9,16 +9,107 @@ use serde::Deserialize;
 
 use crate::error::ArchiveError;
 
-/// Retention presets of the standards, in days: `(standard, total, immediately available)`:
-/// how long entries must be kept in all, and how long of that in the queryable store.
-pub const RETENTION_PRESETS: [(&str, u64, u64); 7] = [
-    ("soc2", 365, 365),
-    ("iso27001", 365, 365),
-    ("pci_dss", 365, 90),
-    ("hipaa", 2190, 2190),
-    ("nis2", 1095, 1095),
-    ("eu_ai_act", 183, 183),
-    ("gdpr", 0, 0),
+/// A retention preset: how long one standard's evidence needs entries kept, in all and in the
+/// queryable store, and where the number comes from. Where the standard sets no number (SOC 2,
+/// ISO 27001, NIS2, HIPAA's audit controls) the requirement is organisation-defined and the
+/// preset is Blackbox's default, which every report and status message says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionPreset {
+    /// The name used in settings (`soc2`, `pci_dss`, …).
+    pub name: &'static str,
+    /// Days to keep entries in all.
+    pub keep_days: u64,
+    /// Days of that in the queryable store.
+    pub hot_days: u64,
+    /// Whether the standard itself sets `keep_days` (otherwise it is organisation-defined and
+    /// the number is Blackbox's default).
+    pub set_by_standard: bool,
+    /// The provision, or why there is none.
+    pub source: &'static str,
+}
+
+impl RetentionPreset {
+    /// The preset called `name`.
+    #[must_use]
+    pub fn find(name: &str) -> Option<&'static Self> {
+        RETENTION_PRESETS.iter().find(|p| p.name == name)
+    }
+
+    /// "the soc2 preset: 365 days, organisation-defined (…)" or "the pci_dss preset: 365 days
+    /// (PCI DSS v4.0 …)", for reports and messages.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        if self.set_by_standard {
+            format!(
+                "the {} preset: {} days ({})",
+                self.name, self.keep_days, self.source
+            )
+        } else {
+            format!(
+                "the {} preset: {} days, organisation-defined ({}; the number is Blackbox's default, set your own with required_days)",
+                self.name, self.keep_days, self.source
+            )
+        }
+    }
+
+    /// The names of every preset, for messages.
+    #[must_use]
+    pub fn names() -> String {
+        RETENTION_PRESETS.map(|p| p.name).join(", ")
+    }
+}
+
+/// The retention presets (docs/RULES.md, "Retention").
+pub const RETENTION_PRESETS: [RetentionPreset; 7] = [
+    RetentionPreset {
+        name: "soc2",
+        keep_days: 365,
+        hot_days: 365,
+        set_by_standard: false,
+        source: "SOC 2 (AICPA Trust Services Criteria, CC7.2) sets no retention period; one year covers a type 2 observation period",
+    },
+    RetentionPreset {
+        name: "iso27001",
+        keep_days: 365,
+        hot_days: 365,
+        set_by_standard: false,
+        source: "ISO/IEC 27001:2022 Annex A 8.15 sets no retention period",
+    },
+    RetentionPreset {
+        name: "pci_dss",
+        keep_days: 365,
+        hot_days: 90,
+        set_by_standard: true,
+        source: "PCI DSS v4.0 requirement 10.5.1: audit log history kept at least 12 months, the most recent three months immediately available for analysis",
+    },
+    RetentionPreset {
+        name: "hipaa",
+        keep_days: 2190,
+        hot_days: 2190,
+        set_by_standard: false,
+        source: "HIPAA's audit controls (45 CFR 164.312(b)) set no period; six years follows the documentation rule of 45 CFR 164.316(b)(2)(i)",
+    },
+    RetentionPreset {
+        name: "nis2",
+        keep_days: 1095,
+        hot_days: 1095,
+        set_by_standard: false,
+        source: "NIS2 (Directive (EU) 2022/2555, Art. 21) sets no log retention period; national rules differ",
+    },
+    RetentionPreset {
+        name: "eu_ai_act",
+        keep_days: 183,
+        hot_days: 183,
+        set_by_standard: true,
+        source: "Regulation (EU) 2024/1689, Art. 19(1) and 26(6): logs kept at least six months unless other Union or national law provides otherwise",
+    },
+    RetentionPreset {
+        name: "gdpr",
+        keep_days: 0,
+        hot_days: 0,
+        set_by_standard: true,
+        source: "GDPR Art. 5(1)(e), storage limitation: no minimum; each processing activity declares its own maximum (Art. 30(1)(f))",
+    },
 ];
 
 /// The part of `blackbox.toml` read here (the ledger reads the rest).
@@ -115,10 +206,10 @@ impl RetentionConfig {
 
 fn check_standards(list: &[String], at: &str) -> Result<(), String> {
     for s in list {
-        if !RETENTION_PRESETS.iter().any(|(n, _, _)| n == s) {
+        if RetentionPreset::find(s).is_none() {
             return Err(format!(
                 "{at}: unknown standard `{s}`; use {}",
-                RETENTION_PRESETS.map(|p| p.0).join(", ")
+                RetentionPreset::names()
             ));
         }
     }

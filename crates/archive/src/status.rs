@@ -1,7 +1,7 @@
 //! `blackbox retention status`: per tenant, what is hot, what is archived, and whether each
 //! standard's retention requirement is met by the policy and by the data.
 
-use crate::settings::{RETENTION_PRESETS, RetentionConfig};
+use crate::settings::{RetentionConfig, RetentionPreset};
 use blackbox_store::{SegmentState, Store};
 use serde::Serialize;
 
@@ -18,6 +18,11 @@ pub struct Requirement {
     pub keep_days: u64,
     /// Days of that they must be queryable (hot).
     pub hot_days: u64,
+    /// Whether the standard itself sets the number (otherwise it is organisation-defined and
+    /// the preset is Blackbox's default).
+    pub set_by_standard: bool,
+    /// The provision, or why there is none.
+    pub source: String,
     /// Whether the policy and the data meet it.
     pub met: bool,
     /// Why not (empty when met).
@@ -99,9 +104,15 @@ pub fn status(
             .max_by_key(|x| x.1);
         let mut requirements = Vec::new();
         for name in &policy.standards {
-            let Some(&(std_name, keep, hot)) = RETENTION_PRESETS.iter().find(|p| p.0 == name)
-            else {
+            let Some(preset) = RetentionPreset::find(name) else {
                 continue;
+            };
+            let (keep, hot) = (preset.keep_days, preset.hot_days);
+            // What the number is: the standard's, or the preset's where the standard sets none.
+            let std_name = if preset.set_by_standard {
+                preset.name.to_owned()
+            } else {
+                format!("the {} preset (organisation-defined)", preset.name)
             };
             let mut problems = Vec::new();
             let total = if policy.archive_days == 0 {
@@ -111,12 +122,12 @@ pub fn status(
             };
             if total < keep {
                 problems.push(format!(
-                    "the policy keeps entries {total} days in all; {std_name} requires {keep}"
+                    "the policy keeps entries {total} days in all; {std_name} asks for {keep}"
                 ));
             }
             if policy.hot_days < hot {
                 problems.push(format!(
-                    "the policy keeps entries queryable {} days; {std_name} requires {hot}",
+                    "the policy keeps entries queryable {} days; {std_name} asks for {hot}",
                     policy.hot_days
                 ));
             }
@@ -143,9 +154,11 @@ pub fn status(
                 ));
             }
             requirements.push(Requirement {
-                standard: std_name.to_owned(),
+                standard: preset.name.to_owned(),
                 keep_days: keep,
                 hot_days: hot,
+                set_by_standard: preset.set_by_standard,
+                source: preset.source.to_owned(),
                 met: problems.is_empty(),
                 problems,
             });

@@ -195,10 +195,21 @@ fn figures_match_the_known_log() {
         a["resolved"], 1,
         "one alert was resolved by a person; a resume or an enforced block resolves nothing: {a}"
     );
-    assert_eq!(f["retention"]["oldest_age_days"], 400);
+    // From 2023-12-27 (400 days before the period's last day) to 2025-01-30, both counted.
+    assert_eq!(f["retention"]["oldest_age_days"], 401);
+    assert_eq!(f["retention"]["as_of"], "2025-01-30");
     assert_eq!(f["retention"]["required_days"], 365);
     assert_eq!(f["retention"]["met"], true);
     assert_eq!(f["integrity"]["status"], "ok");
+    // What the latest checkpoint leaves uncovered is said, not hidden.
+    let i = &f["integrity"];
+    let covered = i["checkpoint"]["size"].as_u64().unwrap_or(0);
+    assert!(i["chain_size"].as_u64().unwrap() >= 25, "{i}");
+    assert_eq!(
+        i["after_checkpoint"].as_u64().unwrap(),
+        i["chain_size"].as_u64().unwrap() - covered,
+        "{i}"
+    );
     assert_eq!(f["daily"].as_array().unwrap().len(), 30);
     assert_eq!(f["daily"][0]["entries"], 8);
     assert_eq!(
@@ -298,6 +309,22 @@ fn figures_match_the_known_log() {
         "no data-subject id in the evidence"
     );
     assert_eq!(g["record_of_processing"]["controller"]["name"], "Acme Corp");
+    // Entries and mentions apart (one subject per entry here), and the record reconciled with
+    // what was observed: the example's activity covers moltbot-* agents only.
+    assert_eq!(g["figures"]["data_subjects"][0]["entries"], 8);
+    assert_eq!(g["figures"]["data_subjects"][0]["mentions"], 8);
+    let findings = &g["gdpr_findings"];
+    assert_eq!(
+        findings["storage_limitation"][0]["result"], "no personal data kept",
+        "{findings}"
+    );
+    let exceptions = findings["exceptions"].to_string();
+    for want in [
+        "Agent a holds personal data (8 entries",
+        "Agent a called tools in the period but no declared activity covers it.",
+    ] {
+        assert!(exceptions.contains(want), "{want} not in {exceptions}");
+    }
 
     // CSV: the population tables, all in the manifest.
     let csv = tmp.path().join("iso.csv");
@@ -453,7 +480,7 @@ fn the_pdf_passes_qpdf_and_pdftotext_finds_the_figures() {
         "85.7143% of expected entries present",
         "28",
         "3 events flagged for review, 1 resolved",
-        "oldest log = 400 days (required: 365 days)",
+        "the log reaches back 401 days as of 2025-01-30",
         "Implements filters to analyse anomalies",
         "blackbox verify --data-dir",
         "Page 2 of",
@@ -547,4 +574,343 @@ fn archived_entries_are_still_in_the_evidence() {
         "{}",
         after["figures"]["integrity"]
     );
+}
+
+#[test]
+fn without_export_settings_the_reports_run_and_name_what_is_not_configured() {
+    let (tmp, dir) = setup();
+    std::fs::remove_file(format!("{dir}/export.toml")).unwrap();
+    let export = |standard: &str, control: &[&str], name: &str| -> Value {
+        let out = tmp.path().join(name);
+        let mut a = vec!["export", "--data-dir", &dir, "--standard", standard];
+        a.extend_from_slice(control);
+        a.extend_from_slice(&["--period", "2025-01-01/2025-01-30", "--output"]);
+        a.push(out.to_str().unwrap());
+        let r = run(&a);
+        assert_eq!(r.code, 0, "{standard}: {}{}", r.stdout, r.stderr);
+        serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+    };
+    let soc2 = export("soc2", &["--control", "CC7.2"], "soc2.json");
+    assert_eq!(soc2["settings_file"], false);
+    let missing: Vec<&str> = soc2["not_configured"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        missing,
+        [
+            "organisation.name",
+            "organisation.system",
+            "organisation.contact",
+            "retention.required_days or retention.standards"
+        ]
+    );
+    // SOC 2 sets no retention period: the report says whose number it uses.
+    let req = soc2["figures"]["retention"]["requirement"]
+        .as_str()
+        .unwrap();
+    assert!(
+        req.starts_with("not configured, so the soc2 preset: 365 days, organisation-defined"),
+        "{req}"
+    );
+    assert_eq!(soc2["figures"]["retention"]["required_days"], 365);
+
+    // GDPR Art. 30 without a declared activity still runs, and says what the record lacks.
+    let gdpr = export("gdpr", &["--article", "art30"], "gdpr.json");
+    let missing = gdpr["not_configured"].to_string();
+    for key in ["gdpr.controller.name", "gdpr.dpo.name", "gdpr.activities"] {
+        assert!(missing.contains(key), "{key} not in {missing}");
+    }
+    let req = gdpr["figures"]["retention"]["requirement"]
+        .as_str()
+        .unwrap();
+    assert!(req.contains("GDPR Art. 5(1)(e)"), "{req}");
+
+    // The PDF says it on a page of its own and leaves the cover's blanks marked.
+    if tool("pdftotext") {
+        let out = tmp.path().join("soc2.pdf");
+        let r = run(&[
+            "export",
+            "--data-dir",
+            &dir,
+            "--standard",
+            "soc2",
+            "--control",
+            "CC7.2",
+            "--period",
+            "2025-01-01/2025-01-30",
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let t = std::process::Command::new("pdftotext")
+            .arg(&out)
+            .arg("-")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&t.stdout);
+        for want in [
+            "Settings not configured",
+            "(not configured)",
+            "organisation.name",
+        ] {
+            assert!(text.contains(want), "`{want}` not in the PDF text:\n{text}");
+        }
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "pdftotext (poppler-utils) is needed in CI"
+        );
+    }
+
+    // A file named with --config must exist; a settings file with an unknown standard is refused.
+    let r = run(&[
+        "export",
+        "--data-dir",
+        &dir,
+        "--config",
+        &format!("{dir}/nowhere.toml"),
+        "--standard",
+        "soc2",
+        "--control",
+        "CC7.2",
+        "--output",
+        tmp.path().join("x.json").to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("nowhere.toml"), "{}", r.stderr);
+    std::fs::write(
+        format!("{dir}/export.toml"),
+        "[retention]\nstandards = [\"sox\"]\n",
+    )
+    .unwrap();
+    let r = run(&[
+        "export",
+        "--data-dir",
+        &dir,
+        "--standard",
+        "soc2",
+        "--control",
+        "CC7.2",
+        "--output",
+        tmp.path().join("y.json").to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("unknown standard `sox`"), "{}", r.stderr);
+}
+
+#[test]
+fn retention_is_counted_in_whole_days_as_of_the_export_not_a_future_period_end() {
+    let (tmp, dir) = setup();
+    // The export is made on 2025-01-10: a period running to the end of 2025 is counted to then.
+    let out = tmp.path().join("r.json");
+    let r = {
+        let mut c = common::bin();
+        c.env("BLACKBOX_TEST_NOW", "2025-01-10T12:00:00Z").args([
+            "export",
+            "--data-dir",
+            &dir,
+            "--standard",
+            "soc2",
+            "--control",
+            "CC7.2",
+            "--period",
+            "2025-01-01/2025-12-31",
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        c.output().unwrap()
+    };
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let v: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let rt = &v["figures"]["retention"];
+    assert_eq!(rt["as_of"], "2025-01-10");
+    // 2023-12-27 to 2025-01-10, both days counted.
+    assert_eq!(rt["oldest_age_days"], 381);
+    assert_eq!(rt["met"], true);
+    // The chart stops at the export's day.
+    let daily = v["figures"]["daily"].as_array().unwrap();
+    assert_eq!(daily.len(), 10);
+    assert_eq!(daily[9]["date"], "2025-01-10");
+}
+
+#[test]
+fn a_whole_log_export_counts_every_entry_by_seq() {
+    let (tmp, dir) = setup();
+    let out = tmp.path().join("all.json");
+    let r = run(&[
+        "export",
+        "--data-dir",
+        &dir,
+        "--standard",
+        "iso27001",
+        "--control",
+        "A.8.15",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let size = v["figures"]["integrity"]["chain_size"].as_u64().unwrap();
+    assert_eq!(v["period"]["seqs"], json!([1, size]), "{}", v["period"]);
+    assert_eq!(v["period"]["start"], "2023-12-27");
+    assert_eq!(v["figures"]["population"]["entries"], size);
+    assert_eq!(v["figures"]["completeness"]["chain_missing"], 0);
+    assert!(
+        v["figures"]["population"]["query"]
+            .as_str()
+            .unwrap()
+            .contains("<= seq <="),
+        "{}",
+        v["figures"]["population"]
+    );
+}
+
+#[test]
+fn the_gdpr_record_tests_storage_limits_counts_erasures_and_raises_undeclared_processing() {
+    let (tmp, dir) = setup();
+    std::fs::write(
+        format!("{dir}/export.toml"),
+        r#"[organisation]
+name = "Acme Corp"
+system = "Agents"
+contact = "sec@acme.example"
+[retention]
+required_days = 30
+[gdpr]
+controller = { name = "Acme Corp", contact = "privacy@acme.example" }
+joint_controllers = [{ name = "Partner GmbH", contact = "privacy@partner.example" }]
+dpo = { name = "Dana", contact = "dpo@acme.example" }
+record_version = "3"
+record_date = "2025-01-15"
+[[gdpr.activities]]
+name = "Order lookups"
+agents = ["a"]
+erasure_limit_days = 10
+data_classifications = ["internal"]
+"#,
+    )
+    .unwrap();
+    // One data subject erased (entries 1, 7 and 10 of agent a name cust-1).
+    let r = run(&[
+        "erase",
+        "--data-dir",
+        &dir,
+        "--data-subject",
+        "cust-1",
+        "--reason",
+        "Art. 17 request",
+        "--ticket",
+        "DSR-1",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let out = tmp.path().join("ropa.json");
+    let r = run(&[
+        "export",
+        "--data-dir",
+        &dir,
+        "--standard",
+        "gdpr",
+        "--article",
+        "art30",
+        "--include-data-subjects",
+        "true",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        !text.contains("cust-"),
+        "no data-subject id in the evidence"
+    );
+    let g: Value = serde_json::from_str(&text).unwrap();
+    let f = &g["figures"];
+    assert_eq!(f["erasures"], json!({"erasures": 1, "entries_redacted": 3}));
+    assert_eq!(
+        f["data_subjects"][0]["subjects"], 2,
+        "{}",
+        f["data_subjects"]
+    );
+    assert_eq!(f["data_subjects"][0]["entries"], 5);
+    let kept = &f["personal_kept"][0];
+    assert_eq!(kept["agent_id"], "a");
+    assert_eq!(kept["entries"], 5);
+    assert_eq!(
+        kept["seq"], 3,
+        "the oldest entry still holding personal data: {kept}"
+    );
+    let limit = &g["gdpr_findings"]["storage_limitation"][0];
+    assert_eq!(limit["activity"], "Order lookups");
+    assert_eq!(limit["limit_days"], 10);
+    assert_eq!(limit["result"], "EXCEEDS the limit", "{limit}");
+    let exceptions: Vec<String> = g["gdpr_findings"]["exceptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        exceptions[0].starts_with("Activity \"Order lookups\": personal data kept "),
+        "{exceptions:?}"
+    );
+    assert!(
+        exceptions.iter().any(|e| e.contains(
+            "agent a's tool query_database returned data classified confidential (8 calls), a classification the activity does not declare"
+        )),
+        "{exceptions:?}"
+    );
+    assert!(
+        !exceptions.iter().any(|e| e.starts_with("Agent a ")),
+        "agent a is declared: {exceptions:?}"
+    );
+    assert!(
+        g["not_configured"].as_array().unwrap().is_empty(),
+        "{}",
+        g["not_configured"]
+    );
+    assert_eq!(
+        g["record_of_processing"]["joint_controllers"][0]["name"],
+        "Partner GmbH"
+    );
+
+    // The PDF: the record's new fields, the tests and the exceptions with a response column.
+    if tool("pdftotext") {
+        let pdf = tmp.path().join("ropa.pdf");
+        let r = run(&[
+            "export",
+            "--data-dir",
+            &dir,
+            "--standard",
+            "gdpr",
+            "--article",
+            "art30",
+            "--output",
+            pdf.to_str().unwrap(),
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let t = std::process::Command::new("pdftotext")
+            .arg(&pdf)
+            .arg("-")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&t.stdout);
+        for want in [
+            "Partner GmbH",
+            "Record version",
+            "Storage limitation",
+            "EXCEEDS the limit",
+            "Management response",
+            "Erasures carried out in the period",
+        ] {
+            assert!(text.contains(want), "`{want}` not in the PDF text:\n{text}");
+        }
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "pdftotext (poppler-utils) is needed in CI"
+        );
+    }
 }

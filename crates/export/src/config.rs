@@ -15,15 +15,24 @@ system = "Moltbot agent platform (production)"
 contact = "security@acme.example"
 
 [retention]
-# Days of logs the evidence must show; by default the strictest preset of `standards`.
-# Presets: soc2 365, iso27001 365, pci_dss 365 (90 immediately available), hipaa 2190,
-# nis2 1095, eu_ai_act 183, gdpr 0 (storage limitation: no minimum).
+# Days of logs the evidence must show. SOC 2, ISO 27001, NIS2 and HIPAA's audit controls set no
+# number: it is yours to define (required_days); without it the strictest preset of
+# `standards` applies and the report says it is Blackbox's default.
+# Presets: soc2 365, iso27001 365, nis2 1095, hipaa 2190 (organisation-defined: Blackbox's
+# defaults), pci_dss 365 (PCI DSS v4.0 10.5.1; 90 immediately available), eu_ai_act 183
+# (Regulation (EU) 2024/1689 Art. 19(1), 26(6)), gdpr 0 (storage limitation: no minimum).
+# Every setting of this file is optional; a report names what is not configured.
 standards = ["soc2"]
 # required_days = 400
 
 [gdpr]
 controller = { name = "Acme Corp", contact = "privacy@acme.example", address = "1 Example Street, Berlin" }
+# joint_controllers = [{ name = "Partner GmbH", contact = "privacy@partner.example" }]
+# representative = { name = "EU Rep Ltd", contact = "rep@eurep.example" }   # Art. 27, controllers outside the EU
 dpo = { name = "Dana Privacy", contact = "dpo@acme.example" }
+# The record's version and the date it was last reviewed (printed on it).
+record_version = "1"
+record_date = "2026-01-15"
 
 [[gdpr.activities]]
 name = "Customer support assistant"
@@ -34,16 +43,26 @@ recipients = ["support staff", "LLM provider (processor)"]
 third_country_transfers = "LLM provider in the USA"
 safeguards = "Standard contractual clauses (2021/914)"
 erasure_time_limits = "Conversation logs 90 days; audit log entries 1 year, personal fields erased on request"
+# The longest the audit log may keep this activity's personal data (days): the report tests it.
+erasure_limit_days = 365
+# The data classifications its tools' results may report (result.data_classification): any
+# other one observed is raised as an exception.
+data_classifications = ["pii", "internal"]
 security_measures = ["raw prompts hashed before storage", "HMAC-chained, signed audit log", "role-based tool access"]
 # Agents (ids, or prefixes ending in *) that carry out this activity.
 agents = ["moltbot-*"]
 "#;
 
-/// The whole file.
+/// The whole file. Every part is optional: what is not set is named in the reports
+/// ([`ExportConfig::not_configured`]).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ExportConfig {
+    /// The file the settings were read from (`None`: no file, every default).
+    #[serde(skip)]
+    pub source: Option<String>,
     /// Who and what the evidence covers.
+    #[serde(default)]
     pub organisation: Organisation,
     /// Retention requirement.
     #[serde(default)]
@@ -58,8 +77,10 @@ pub struct ExportConfig {
 #[serde(deny_unknown_fields)]
 pub struct Organisation {
     /// Organisation name.
+    #[serde(default)]
     pub name: String,
     /// The system covered.
+    #[serde(default)]
     pub system: String,
     /// Contact for questions about the evidence.
     #[serde(default)]
@@ -99,9 +120,21 @@ pub struct Gdpr {
     /// Art. 30(1)(a): the controller.
     #[serde(default)]
     pub controller: Party,
+    /// Art. 30(1)(a): joint controllers, where there are any.
+    #[serde(default)]
+    pub joint_controllers: Vec<Party>,
+    /// Art. 30(1)(a): the controller's representative (Art. 27), where one is designated.
+    #[serde(default)]
+    pub representative: Party,
     /// Art. 30(1)(a): the data protection officer.
     #[serde(default)]
     pub dpo: Party,
+    /// The record's version, as the controller numbers it.
+    #[serde(default)]
+    pub record_version: String,
+    /// The date the record was last reviewed (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub record_date: String,
     /// The processing activities.
     #[serde(default)]
     pub activities: Vec<Activity>,
@@ -134,6 +167,14 @@ pub struct Activity {
     /// (f) time limits for erasure.
     #[serde(default)]
     pub erasure_time_limits: String,
+    /// (f) the longest, in days, that the audit log may keep this activity's personal data
+    /// (storage limitation: a maximum, tested against the oldest personal data kept).
+    #[serde(default)]
+    pub erasure_limit_days: Option<u64>,
+    /// The data classifications (`result.data_classification`) this activity's tools may
+    /// return; any other one observed for its agents is an exception.
+    #[serde(default)]
+    pub data_classifications: Vec<String>,
     /// (g) technical and organisational security measures.
     #[serde(default)]
     pub security_measures: Vec<String>,
@@ -153,7 +194,7 @@ impl Activity {
     }
 }
 
-pub use blackbox_archive::settings::RETENTION_PRESETS;
+pub use blackbox_archive::settings::{RETENTION_PRESETS, RetentionPreset};
 
 impl ExportConfig {
     /// Reads and checks a config file.
@@ -167,33 +208,117 @@ impl ExportConfig {
                 path.display()
             ))
         })?;
-        let c: Self = toml::from_str(&text).map_err(|e| {
+        let mut c: Self = toml::from_str(&text).map_err(|e| {
             ExportError::Config(format!("{}: {}", path.display(), e.to_string().trim()))
         })?;
-        if c.organisation.name.trim().is_empty() || c.organisation.system.trim().is_empty() {
-            return Err(ExportError::Config(format!(
-                "{}: organisation.name and organisation.system are required (they are printed on the evidence)",
-                path.display()
-            )));
-        }
         for s in &c.retention.standards {
-            if !RETENTION_PRESETS.iter().any(|(n, _, _)| n == s) {
+            if RetentionPreset::find(s).is_none() {
                 return Err(ExportError::Config(format!(
                     "{}: retention.standards: unknown standard `{s}`; use {}",
                     path.display(),
-                    RETENTION_PRESETS.map(|p| p.0).join(", ")
+                    RetentionPreset::names()
                 )));
             }
         }
+        let date = c.gdpr.record_date.trim();
+        if !date.is_empty() && date.parse::<jiff::civil::Date>().is_err() {
+            return Err(ExportError::Config(format!(
+                "{}: gdpr.record_date `{date}` is not a date; write it as YYYY-MM-DD",
+                path.display()
+            )));
+        }
+        c.source = Some(path.display().to_string());
         Ok(c)
+    }
+
+    /// The settings at `path` when the file exists, else every default (the reports then name
+    /// what is not configured). Use [`ExportConfig::load`] for a file the user named.
+    ///
+    /// # Errors
+    /// The file exists but cannot be read or is invalid.
+    pub fn load_or_default(path: &Path) -> Result<Self, ExportError> {
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            _ => Self::load(path),
+        }
+    }
+
+    /// The settings a report of `standard` (`soc2`, `iso27001`, `gdpr`) would print that are
+    /// not set, as `key: what it is` lines (empty when everything is configured).
+    #[must_use]
+    pub fn not_configured(&self, standard: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut need = |set: bool, what: &str| {
+            if !set {
+                out.push(what.to_owned());
+            }
+        };
+        let filled = |s: &str| !s.trim().is_empty();
+        need(
+            filled(&self.organisation.name),
+            "organisation.name: the organisation the evidence is about",
+        );
+        need(
+            filled(&self.organisation.system),
+            "organisation.system: the system covered",
+        );
+        need(
+            filled(&self.organisation.contact),
+            "organisation.contact: who answers questions about the evidence",
+        );
+        need(
+            self.retention.required_days.is_some() || !self.retention.standards.is_empty(),
+            "retention.required_days or retention.standards: the retention the organisation requires (the standard's preset is used)",
+        );
+        if standard == "gdpr" {
+            let g = &self.gdpr;
+            need(
+                filled(&g.controller.name),
+                "gdpr.controller.name: Art. 30(1)(a), the controller",
+            );
+            need(
+                filled(&g.controller.contact) || filled(&g.controller.address),
+                "gdpr.controller.contact / address: Art. 30(1)(a), the controller's contact details",
+            );
+            need(
+                filled(&g.dpo.name),
+                "gdpr.dpo.name: Art. 30(1)(a), the data protection officer (where one is designated)",
+            );
+            need(
+                filled(&g.record_version),
+                "gdpr.record_version: the record's version",
+            );
+            need(
+                filled(&g.record_date),
+                "gdpr.record_date: the date the record was last reviewed",
+            );
+            need(
+                !g.activities.is_empty(),
+                "gdpr.activities: Art. 30(1)(b)–(g), the processing activities (every observed agent is then unattributed)",
+            );
+            for a in &g.activities {
+                need(
+                    a.erasure_limit_days.is_some(),
+                    &format!(
+                        "gdpr.activities[{}].erasure_limit_days: the longest the log may keep its personal data (storage limitation is then not tested)",
+                        a.name
+                    ),
+                );
+            }
+        }
+        out
     }
 
     /// Required retention in days for a report of `standard`, with where it comes from.
     #[must_use]
     pub fn required_days(&self, standard: &str) -> (u64, String) {
         if let Some(d) = self.retention.required_days {
-            return (d, "retention.required_days in the export settings".into());
+            return (
+                d,
+                "organisation-defined: retention.required_days in the export settings".into(),
+            );
         }
+        let configured = !self.retention.standards.is_empty();
         let mut names: Vec<&str> = self
             .retention
             .standards
@@ -205,10 +330,11 @@ impl ExportConfig {
         }
         let best = names
             .iter()
-            .filter_map(|n| RETENTION_PRESETS.iter().find(|p| p.0 == *n))
-            .max_by_key(|p| p.1);
+            .filter_map(|n| RetentionPreset::find(n))
+            .max_by_key(|p| p.keep_days);
         match best {
-            Some((n, d, _)) => (*d, format!("the {n} preset")),
+            Some(p) if configured => (p.keep_days, p.describe()),
+            Some(p) => (p.keep_days, format!("not configured, so {}", p.describe())),
             None => (0, "no retention requirement configured".into()),
         }
     }

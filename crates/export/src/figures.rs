@@ -32,6 +32,11 @@ pub struct Period {
     /// Last millisecond.
     #[serde(skip)]
     pub end_ms: i64,
+    /// A whole-log export: the population is every entry of these seqs (first and last kept),
+    /// whatever their times; `start` and `end` are then the days of the earliest and latest
+    /// writer time among them. `None`: the entries whose writer time is in the period.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seqs: Option<(u64, u64)>,
 }
 
 impl Period {
@@ -72,6 +77,7 @@ impl Period {
             end: b.trim().to_owned(),
             start_ms,
             end_ms,
+            seqs: None,
         })
     }
 
@@ -168,6 +174,11 @@ pub struct Integrity {
     pub public_key_fingerprint: String,
     /// The latest signed checkpoint: tree size, time, root (base64, as in the note).
     pub checkpoint: Option<CheckpointRef>,
+    /// The chain's size when the figures were computed.
+    pub chain_size: u64,
+    /// Entries after the latest signed checkpoint (all of them without one): verified by their
+    /// HMACs and hash links, but not yet covered by a signature the public key checks.
+    pub after_checkpoint: u64,
 }
 
 /// A checkpoint the figures were computed against.
@@ -218,9 +229,12 @@ pub struct Anomalies {
 /// Retention.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Retention {
-    /// The chain's first entry.
+    /// The chain's first entry kept (store or archive), by the writer's clock.
     pub oldest_entry: Option<String>,
-    /// Its age at the end of the period, days.
+    /// The day the figure is as of: the earlier of the period's last day and the export's.
+    pub as_of: String,
+    /// Days the log reaches back as of `as_of`: from the oldest entry's day to `as_of`, both
+    /// days counted (0 when the oldest entry is after `as_of`).
     pub oldest_age_days: u64,
     /// Required days.
     pub required_days: u64,
@@ -299,7 +313,34 @@ pub struct SubjectCategory {
     pub category: String,
     /// Distinct subjects.
     pub subjects: u64,
-    /// Entries naming them.
+    /// Entries naming at least one subject of the category (each entry once).
+    pub entries: u64,
+    /// Mentions: subject ids of the category named, summed over the entries (an entry naming
+    /// three customers counts three).
+    pub mentions: u64,
+}
+
+/// Erasures (GDPR Art. 17) recorded in the period: erasure markers the service wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Erasures {
+    /// Erasures carried out (one per erasure of this chain, however many markers it took).
+    pub erasures: u64,
+    /// Entries whose personal data they removed.
+    pub entries_redacted: u64,
+}
+
+/// The oldest personal data an agent's entries still hold (GDPR storage limitation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PersonalKept {
+    /// Agent.
+    pub agent_id: String,
+    /// The oldest entry of the agent that still holds personal data (not erased).
+    pub seq: u64,
+    /// Its writer time.
+    pub written_at: String,
+    /// Days kept as of the report's as-of day, both days counted.
+    pub days_kept: u64,
+    /// Entries of the agent holding personal data.
     pub entries: u64,
 }
 
@@ -328,6 +369,11 @@ pub struct Figures {
     pub touches: Vec<Touch>,
     /// Data subjects by category (only with `--include-data-subjects true`).
     pub data_subjects: Option<Vec<SubjectCategory>>,
+    /// Erasures recorded in the period.
+    pub erasures: Erasures,
+    /// Per agent, the oldest personal data the chain still holds (GDPR reports only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub personal_kept: Option<Vec<PersonalKept>>,
 }
 
 /// A set of numbers as sorted, disjoint, non-adjacent ranges (cheap for mostly increasing input).
@@ -447,10 +493,66 @@ pub struct Request {
     pub data_subjects: bool,
     /// Required retention (days) and where it comes from.
     pub retention: (u64, String),
+    /// When the export is made (Unix ms, the service's clock).
+    pub now_ms: i64,
+    /// Find, per agent, the oldest personal data the chain still holds (a pass over the whole
+    /// chain; GDPR reports).
+    pub personal_ages: bool,
 }
 
 fn time(ms: i64) -> String {
     format_timestamp(ms).unwrap_or_else(|_| ms.to_string())
+}
+
+/// The period of a whole-log export of `tenant`: every entry kept (in the store or the
+/// archive's live segments) by seq, with the days of the earliest and latest writer time among
+/// them (a clock that stepped back cannot drop an entry from it).
+///
+/// # Errors
+/// Store or archive failures, or a chain without entries.
+pub fn whole_log_period(dir: &DataDir, tenant: &str) -> Result<Period, ExportError> {
+    let store = blackbox_ledger::open::open_reader(dir)?;
+    let size = store
+        .chains()?
+        .into_iter()
+        .find(|h| h.tenant_id == tenant)
+        .map_or(0, |h| h.size);
+    let archive = open_archive(dir, &store, tenant)?;
+    let reader = archive
+        .as_ref()
+        .map(|a| blackbox_archive::run::ArchiveReader::new(a, &store))
+        .transpose()
+        .map_err(|e| ExportError::Usage(format!("reading the archive: {e}")))?;
+    let mut first: Option<u64> = None;
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    chain_lines(
+        &store,
+        reader.as_ref(),
+        tenant,
+        1,
+        size,
+        &mut |seq, line, _| {
+            let written = match blackbox_core::line_scan::scan(line) {
+                Some(x) => Some(x.written_ms()),
+                None => EntryView::parse(line).ok().map(|v| v.written_ms),
+            };
+            if let Some(w) = written {
+                first.get_or_insert(seq);
+                lo = lo.min(w);
+                hi = hi.max(w);
+            }
+            Ok(true)
+        },
+    )?;
+    let Some(first) = first else {
+        return Err(ExportError::EmptyPeriod(format!(
+            "tenant `{tenant}` has no entries: nothing to report"
+        )));
+    };
+    let day = |ms: i64| time(ms).get(..10).unwrap_or_default().to_owned();
+    let mut p = Period::parse(&format!("{}/{}", day(lo), day(hi)))?;
+    p.seqs = Some((first, size));
+    Ok(p)
 }
 
 /// Computes every figure for `req` from the data directory, in named steps: find the chain,
@@ -492,15 +594,21 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
         sample_seed: req.seed.clone(),
         ..Figures::default()
     };
-    f.population.query = format!(
-        "tenant_id = {} AND {} <= timestamp <= {} (blackbox query --tenant-id {} --start {} --end {})",
-        req.tenant,
-        time(p.start_ms),
-        time(p.end_ms),
-        req.tenant,
-        time(p.start_ms),
-        time(p.end_ms)
-    );
+    f.population.query = match p.seqs {
+        Some((a, b)) => format!(
+            "tenant_id = {} AND {a} <= seq <= {b}: the whole log (blackbox export-log --tenant-id {})",
+            req.tenant, req.tenant
+        ),
+        None => format!(
+            "tenant_id = {} AND {} <= written_at <= {} (blackbox query --tenant-id {} --start {} --end {})",
+            req.tenant,
+            time(p.start_ms),
+            time(p.end_ms),
+            req.tenant,
+            time(p.start_ms),
+            time(p.end_ms)
+        ),
+    };
     let mut t = count(&store, archived.as_ref(), req, head.size, &mut f)?;
     if f.population.entries == 0 {
         return Err(ExportError::EmptyPeriod(format!(
@@ -522,6 +630,9 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
     )?;
     let by_rule = std::mem::take(&mut t.by_rule);
     anomalies(&mut f.anomalies, &t.alerts, by_rule, &t.resolved_ids);
+    if req.personal_ages {
+        f.personal_kept = Some(personal_kept(&store, archived.as_ref(), req, head.size)?);
+    }
     if let Some(r) = retention(&store, archived.as_ref(), req)? {
         f.retention = r;
     }
@@ -544,7 +655,8 @@ struct Tally {
     resolved_ids: HashSet<String>,
     alerts: Vec<Alert>,
     touches: BTreeMap<String, u64>,
-    subjects: BTreeMap<String, (HashSet<[u8; 16]>, u64)>,
+    /// Per category: distinct subjects, entries, mentions.
+    subjects: BTreeMap<String, (HashSet<[u8; 16]>, u64, u64)>,
     heap: BinaryHeap<([u8; 32], SampleRow)>,
 }
 
@@ -572,7 +684,8 @@ fn count(
     let mut resolved_ids: HashSet<String> = HashSet::new();
     let mut alerts: Vec<Alert> = Vec::new();
     let mut touches: BTreeMap<String, u64> = BTreeMap::new();
-    let mut subjects: BTreeMap<String, (HashSet<[u8; 16]>, u64)> = BTreeMap::new();
+    let mut subjects: BTreeMap<String, (HashSet<[u8; 16]>, u64, u64)> = BTreeMap::new();
+    let mut categories_seen: Vec<String> = Vec::new();
     // Bottom-k sample: the k entries with the smallest SHA-256(seed, tenant, seq).
     let mut heap: BinaryHeap<([u8; 32], SampleRow)> = BinaryHeap::new();
     let seed_prefix = format!("{}\n{}\n", req.seed, req.tenant);
@@ -581,10 +694,13 @@ fn count(
     // and entries outside the period are skipped.
     let mut key = String::new();
     // Archived segments from the first one reaching into the period.
-    let first_seq = archived
-        .and_then(|a| a.segments.get(&req.tenant))
-        .and_then(|segs| segs.iter().find(|s| s.last_ts_ms >= p.start_ms))
-        .map_or(1, |s| s.first_seq);
+    let first_seq = match p.seqs {
+        Some((a, _)) => a,
+        None => archived
+            .and_then(|a| a.segments.get(&req.tenant))
+            .and_then(|segs| segs.iter().find(|s| s.last_ts_ms >= p.start_ms))
+            .map_or(1, |s| s.first_seq),
+    };
     chain_lines(
         store,
         archived,
@@ -652,8 +768,21 @@ fn count(
             {
                 resolved_ids.insert(p.alert_id);
             }
-            if ts_ms < p.start_ms || ts_ms > p.end_ms {
+            let member = match p.seqs {
+                Some((a, b)) => (a..=b).contains(&seq),
+                None => (p.start_ms..=p.end_ms).contains(&ts_ms),
+            };
+            if !member {
                 return Ok(true);
+            }
+            if et == blackbox_core::erasure::EVENT_TYPE
+                && by_service
+                && let Ok(v) = EntryView::parse(line)
+                && let Ok(m) =
+                    serde_json::from_str::<blackbox_core::erasure::MarkerPayload>(v.payload.get())
+            {
+                f.erasures.erasures += u64::from(m.part == 1);
+                f.erasures.entries_redacted += m.count;
             }
             let pop = &mut f.population;
             pop.entries += 1;
@@ -793,6 +922,7 @@ fn count(
                 && let Some(serde_json::Value::Object(fields)) = sc.get("fields")
                 && let Some(serde_json::Value::Array(list)) = fields.get("data_subjects")
             {
+                categories_seen.clear();
                 for s in list {
                     let (id, cat) = match s {
                         serde_json::Value::String(id) => (id.clone(), "unspecified".to_owned()),
@@ -811,9 +941,14 @@ fn count(
                     let digest: [u8; 32] = Sha256::digest(id.as_bytes()).into();
                     let mut short = [0u8; 16];
                     short.copy_from_slice(&digest[..16]);
+                    let first_of_entry = !categories_seen.contains(&cat);
+                    if first_of_entry {
+                        categories_seen.push(cat.clone());
+                    }
                     let entry = subjects.entry(cat).or_default();
                     entry.0.insert(short);
-                    entry.1 += 1;
+                    entry.1 += u64::from(first_of_entry);
+                    entry.2 += 1;
                 }
             }
             Ok(true)
@@ -967,8 +1102,66 @@ fn anomalies(
     a.resolution = "resolved: an alert_resolved entry names the alert (triage by an admin token or the local CLI, recorded by the service; true_positive, false_positive or accepted_risk), in the period or after it; every other alert is open or acknowledged".into();
 }
 
-/// Step 4, retention: the age of the chain's first entry kept (in the archive's first live
-/// segment, or the store's first), as of the end of the period.
+/// GDPR storage limitation: per agent, the oldest entry of the whole chain (store and archive)
+/// that still holds personal data (a sidecar not erased), with its age as of the report.
+fn personal_kept(
+    store: &dyn Store,
+    archived: Option<&blackbox_archive::run::ArchiveReader<'_>>,
+    req: &Request,
+    head_size: u64,
+) -> Result<Vec<PersonalKept>, ExportError> {
+    let as_of = req.period.end_ms.min(req.now_ms);
+    // agent -> (oldest seq, its writer time, entries with personal data)
+    let mut by_agent: BTreeMap<String, (u64, i64, u64)> = BTreeMap::new();
+    chain_lines(
+        store,
+        archived,
+        &req.tenant,
+        1,
+        head_size,
+        &mut |seq, line, personal| {
+            if personal.is_none() {
+                return Ok(true);
+            }
+            let (agent, written) = match blackbox_core::line_scan::scan(line) {
+                Some(x) => (x.agent_id.to_owned(), x.written_ms()),
+                None => match EntryView::parse(line) {
+                    Ok(v) => (v.agent_id.into_owned(), v.written_ms),
+                    Err(_) => return Ok(true),
+                },
+            };
+            let e = by_agent.entry(agent).or_insert((seq, written, 0));
+            if written < e.1 {
+                (e.0, e.1) = (seq, written);
+            }
+            e.2 += 1;
+            Ok(true)
+        },
+    )?;
+    Ok(by_agent
+        .into_iter()
+        .map(|(agent_id, (seq, written, entries))| PersonalKept {
+            agent_id,
+            seq,
+            written_at: time(written),
+            days_kept: days_inclusive(written, as_of),
+            entries,
+        })
+        .collect())
+}
+
+/// Calendar days (UTC) from the day of `from_ms` to the day of `to_ms`, both counted: the same
+/// day is 1, a log from 1 January to 31 December of 2025 covers 365; 0 when `from_ms` is on a
+/// later day.
+#[must_use]
+pub fn days_inclusive(from_ms: i64, to_ms: i64) -> u64 {
+    let (a, b) = (from_ms.div_euclid(DAY_MS), to_ms.div_euclid(DAY_MS));
+    u64::try_from(b - a + 1).unwrap_or(0)
+}
+
+/// Step 4, retention: how far back the chain's first entry kept (in the archive's first live
+/// segment, or the store's first) reaches, in days counted both ends, as of the earlier of the
+/// period's end and the export's time.
 fn retention(
     store: &dyn Store,
     archived: Option<&blackbox_archive::run::ArchiveReader<'_>>,
@@ -995,10 +1188,12 @@ fn retention(
         },
     )?;
     let (required, requirement) = req.retention.clone();
+    let as_of = p.end_ms.min(req.now_ms);
     Ok(oldest.map(|o| {
-        let age = u64::try_from((p.end_ms - o).max(0) / DAY_MS).unwrap_or(0);
+        let age = days_inclusive(o, as_of);
         Retention {
             oldest_entry: Some(time(o)),
+            as_of: time(as_of).get(..10).unwrap_or_default().to_owned(),
             oldest_age_days: age,
             required_days: required,
             requirement,
@@ -1021,8 +1216,13 @@ fn tables(f: &mut Figures, req: &Request, t: Tally) {
     let mut sample: Vec<SampleRow> = heap.into_iter().map(|(_, r)| r).collect();
     sample.sort_by_key(|r| r.seq);
     f.sample = sample;
+    // Days after the export (a period that ends in the future) are not listed: nothing can be
+    // in them yet.
+    let last_day = p.end_ms.min(req.now_ms.max(p.start_ms));
+    let listed = usize::try_from((last_day - p.start_ms) / DAY_MS + 1).unwrap_or(0);
     f.daily = daily
         .into_iter()
+        .take(listed)
         .enumerate()
         .map(|(i, (entries, anomalies))| Day {
             date: time(p.start_ms + i64::try_from(i).unwrap_or(0) * DAY_MS)
@@ -1055,10 +1255,11 @@ fn tables(f: &mut Figures, req: &Request, t: Tally) {
         f.data_subjects = Some(
             subjects
                 .into_iter()
-                .map(|(category, (ids, entries))| SubjectCategory {
+                .map(|(category, (ids, entries, mentions))| SubjectCategory {
                     category,
                     subjects: ids.len() as u64,
                     entries,
+                    mentions,
                 })
                 .collect(),
         );
@@ -1165,7 +1366,15 @@ fn integrity(dir: &DataDir, tenant: &str) -> Result<Integrity, ExportError> {
                 note: c.note,
             }
         });
+    let chain_size = store
+        .chains()?
+        .into_iter()
+        .find(|h| h.tenant_id == tenant)
+        .map_or(0, |h| h.size);
+    let after_checkpoint = chain_size.saturating_sub(checkpoint.as_ref().map_or(0, |c| c.size));
     Ok(Integrity {
+        chain_size,
+        after_checkpoint,
         status: if report.ok() {
             "ok".into()
         } else {
@@ -1188,4 +1397,27 @@ fn integrity(dir: &DataDir, tenant: &str) -> Result<Integrity, ExportError> {
         public_key_fingerprint: verifier.fingerprint(),
         checkpoint,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_are_counted_both_ends_by_calendar_day() {
+        let day = |d: &str| Period::parse(&format!("{d}/{d}")).unwrap().start_ms;
+        // A log covering all of 2025 covers 365 days, whatever the hours.
+        let last = Period::parse("2025-12-31/2025-12-31").unwrap().end_ms;
+        assert_eq!(days_inclusive(day("2025-01-01"), last), 365);
+        assert_eq!(days_inclusive(day("2025-01-01") + 3_600_000, last - 1), 365);
+        assert_eq!(days_inclusive(day("2024-01-01"), day("2024-12-31")), 366);
+        // The same day is one day; a start after the end is none.
+        assert_eq!(
+            days_inclusive(day("2025-06-01") + 5, day("2025-06-01") + 9),
+            1
+        );
+        assert_eq!(days_inclusive(day("2025-06-02"), day("2025-06-01")), 0);
+        // Before 1970 too (days are floored, not truncated toward zero).
+        assert_eq!(days_inclusive(-1, 0), 2);
+    }
 }

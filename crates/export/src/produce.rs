@@ -74,36 +74,6 @@ pub struct Produced {
     pub period: Period,
 }
 
-fn whole_log(store: &dyn Store, tenant: &str) -> Result<Period, ExportError> {
-    let size = store
-        .chains()?
-        .into_iter()
-        .find(|h| h.tenant_id == tenant)
-        .map_or(0, |h| h.size);
-    let mut bounds = Vec::new();
-    for seq in [1, size] {
-        store.scan_lines(tenant, seq, seq, &mut |_, l, _| {
-            if let Ok(v) = blackbox_core::entry::EntryView::parse(l) {
-                bounds.push(v.written_ms);
-            }
-            Ok(false)
-        })?;
-    }
-    let (Some(a), Some(b)) = (bounds.iter().min(), bounds.iter().max()) else {
-        return Err(ExportError::EmptyPeriod(format!(
-            "tenant `{tenant}` has no entries: nothing to report"
-        )));
-    };
-    let day = |ms: i64| -> String {
-        blackbox_core::entry::format_timestamp(ms)
-            .unwrap_or_default()
-            .get(..10)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    Period::parse(&format!("{}/{}", day(*a), day(*b)))
-}
-
 /// Runs an export over the data directory: figures, files, signed manifest.
 ///
 /// # Errors
@@ -113,11 +83,6 @@ pub fn produce(dir: &DataDir, config: &ExportConfig, job: &Job) -> Result<Produc
     if job.output_name.contains('/') || job.output_name.contains('\\') {
         return Err(ExportError::Usage(
             "the output name must not contain a directory".into(),
-        ));
-    }
-    if job.control == Control::GdprArt30 && config.gdpr.activities.is_empty() {
-        return Err(ExportError::Config(
-            "a GDPR Art. 30 record needs the processing activities: add [gdpr] and [[gdpr.activities]] to the export settings (`blackbox export --print-config` shows them)".into(),
         ));
     }
     let store = blackbox_ledger::open::open_reader(dir)?;
@@ -142,11 +107,11 @@ pub fn produce(dir: &DataDir, config: &ExportConfig, job: &Job) -> Result<Produc
             )));
         }
     };
+    drop(store);
     let period = match &job.period {
         Some(p) => Period::parse(p)?,
-        None => whole_log(&store, &tenant)?,
+        None => crate::figures::whole_log_period(dir, &tenant)?,
     };
-    drop(store);
     let control = job.control;
     let seed = job.seed.clone().unwrap_or_else(|| {
         format!(
@@ -165,6 +130,8 @@ pub fn produce(dir: &DataDir, config: &ExportConfig, job: &Job) -> Result<Produc
         seed,
         data_subjects: job.data_subjects,
         retention: config.required_days(control.standard()),
+        now_ms: blackbox_ledger::clock::Clock::from_env().now_ms(),
+        personal_ages: control == Control::GdprArt30,
     };
     let figures = crate::figures::compute(dir, &req)?;
     let r = report::report(control, config, &period, &figures);

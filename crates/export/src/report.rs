@@ -87,7 +87,7 @@ impl Control {
     fn how_met(self) -> &'static str {
         match self {
             Self::Soc2Cc72 => {
-                "Every action of the AI agents (model requests, tool calls, data access, decisions) is recorded by the Blackbox audit service as an entry of a hash-chained, HMAC-signed log with signed Merkle checkpoints. The service evaluates every entry against anomaly-detection rules as it is written (rates against each agent's own baseline, off-hours activity, injection patterns in tool arguments) and can block a call, pause or throttle an agent. Every detection is itself an entry of the chain and is delivered to the SIEM through signed webhooks."
+                "Every action of the AI agents (model requests, tool calls, data access, decisions) is recorded by the Blackbox audit service as an entry of a hash-chained, HMAC-signed log with signed Merkle checkpoints. The service evaluates every entry against anomaly-detection rules as it is written (rates against each agent's own baseline, off-hours activity, injection patterns in tool arguments) and can block a call, pause or throttle an agent. Every detection is itself an entry of the chain; where webhooks are configured it is queued for delivery to the SIEM as a signed webhook, and the service's outbox records each delivery's outcome (blackbox webhooks list): this report does not count deliveries."
             }
             Self::Iso27001A815 => {
                 "Produced: every agent action is an entry recording who (tenant, agent, session, role), what (event type, tool, hashed arguments, result), when (UTC timestamp, ms) and where (the service, the chain and its sequence number). Stored: durably committed before it is acknowledged, in an append-only store. Protected: hash-chained, HMAC-signed with a key only the service holds, with Ed25519-signed Merkle checkpoints; raw prompts and arguments are replaced by hashes before storage. Analysed: evaluated in real time by anomaly-detection rules, queryable for forensics, verifiable end to end."
@@ -168,6 +168,15 @@ pub struct Report<'a> {
     pub figures: &'a Figures,
     /// GDPR record (Art. 30).
     pub record_of_processing: Option<&'a Gdpr>,
+    /// Export settings the report would print that are not set (`key: what it is`); empty when
+    /// everything is configured.
+    pub not_configured: Vec<String>,
+    /// Whether the settings came from a file (false: no export.toml, every default).
+    pub settings_file: bool,
+    /// GDPR Art. 30: storage limitation per activity and the exceptions (declared against
+    /// observed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gdpr_findings: Option<GdprFindings>,
 }
 
 /// How each figure is computed.
@@ -189,7 +198,7 @@ pub struct Methods {
 
 fn methods(f: &Figures, data_dir_hint: &str) -> Methods {
     Methods {
-        completeness: "Expected entries = entries present in the period + sequence numbers missing from the chain between the period's lowest and highest seq + the agents' own per-session counters (client_seq) missing between the lowest and highest received in each session, or up to the last_client_seq an agent reported in a heartbeat event. Completeness = present / expected.",
+        completeness: "Expected entries = entries present in the period + sequence numbers missing from the chain between the period's lowest and highest seq + the agents' own per-session counters (client_seq) missing between the lowest and highest received in each session, or up to the last_client_seq an agent reported in a heartbeat event. Completeness = present / expected. Limits of the method: entries an agent never sent before the first client_seq received in a session, or after the last one of a session that ends without a heartbeat, cannot be seen; nor can a whole session the agent never reported. The chain itself has no gap a deletion could hide (sequence numbers and hash links).",
         integrity: "The whole chain of the tenant was verified when the report was made: every entry's HMAC-SHA256 (by key id), every hash link to the previous entry, every checkpoint's Ed25519 signature and Merkle root. An auditor re-verifies independently with the commands below (the second needs only the exported log and the public key; tools/verify_jsonl.py in the Blackbox repository is an independent implementation of the same checks).".into(),
         reverify: vec![
             format!("blackbox verify --data-dir {data_dir_hint} --tenant-id {} --public-key checkpoint.pub", f.tenant_id),
@@ -197,7 +206,7 @@ fn methods(f: &Figures, data_dir_hint: &str) -> Methods {
             "blackbox verify --log-file audit.jsonl --public-key checkpoint.pub".into(),
         ],
         anomalies: "Count of anomaly_detected entries in the period, by rule and action. Resolved: alerts a person closed (an alert_resolved entry naming the alert, written by the service for an admin token or by the local CLI: true positive, false positive or accepted risk); a resume, a throttle or a blocked call does not resolve an alert.",
-        retention: "Age of the chain's first entry at the end of the period, against the required retention (the strictest preset of the configured standards, or an explicit requirement).",
+        retention: "Days the log reaches back: from the writer's date of the chain's first entry kept (in the store or its archive) to the report's as-of date, both days counted, where the as-of date is the earlier of the period's last day and the day the report was made (a period that ends in the future is not counted ahead). Measured against the required retention: the organisation's own (retention.required_days), else the strictest preset of the configured standards, else the standard's preset, each with its source.",
         sample: format!(
             "The entries of the population with the {} smallest SHA-256(seed, tenant, seq), listed in seq order: reproducible with the same seed (\"{}\"), independent of the order of reading. Trace each to the log with blackbox query or blackbox prove --entry-id.",
             f.sample.len(),
@@ -228,6 +237,10 @@ pub fn report<'a>(
         methods: methods(figures, "DATA_DIR"),
         figures,
         record_of_processing: (control == Control::GdprArt30).then_some(&config.gdpr),
+        not_configured: config.not_configured(control.standard()),
+        settings_file: config.source.is_some(),
+        gdpr_findings: (control == Control::GdprArt30)
+            .then(|| gdpr_findings(&config.gdpr, figures)),
     }
 }
 
@@ -261,19 +274,51 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
     let c = &f.completeness;
     let mut sections = Vec::new();
     let verdict = |ok: bool| if ok { "met" } else { "NOT MET" };
+    if !r.not_configured.is_empty() {
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        for line in &r.not_configured {
+            let (key, what) = line.split_once(": ").unwrap_or((line.as_str(), ""));
+            rows.push(vec![key.to_owned(), what.to_owned()]);
+        }
+        sections.push(Section {
+            title: "Settings not configured".into(),
+            blocks: vec![
+                Block::Paragraph(format!(
+                    "This report was made {} these settings, so it leaves them blank or uses the defaults said beside each figure. Set them in the export settings (DATA_DIR/export.toml; `blackbox export --print-config` prints an example) and export again.",
+                    if r.settings_file { "with export settings that lack" } else { "without export settings (no export.toml), so without" }
+                )),
+                Block::Table {
+                    columns: vec!["Setting".into(), "What it is".into()],
+                    rows,
+                    caption: None,
+                },
+            ],
+        });
+    }
     sections.push(Section {
         title: "Summary".into(),
         blocks: vec![kv(&[
             (
                 "Log completeness",
                 format!(
-                    "{}% of expected entries present ({} of {})",
+                    "{}% of expected entries present ({} of {}; gaps before a session's first counter or after its last without a heartbeat cannot be seen)",
                     c.percent,
                     n(c.present),
                     n(c.expected)
                 ),
             ),
-            ("Integrity", f.integrity.summary.clone()),
+            (
+                "Integrity",
+                if f.integrity.after_checkpoint == 0 {
+                    f.integrity.summary.clone()
+                } else {
+                    format!(
+                        "{}; {} entries after the latest signed checkpoint",
+                        f.integrity.summary,
+                        n(f.integrity.after_checkpoint)
+                    )
+                },
+            ),
             (
                 "Anomaly count",
                 format!(
@@ -285,8 +330,9 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
             (
                 "Retention compliance",
                 format!(
-                    "oldest log = {} days (required: {} days) — {}",
-                    n(f.retention.oldest_age_days),
+                    "the log reaches back {} as of {} (required: {} days) — {}",
+                    count_of(f.retention.oldest_age_days, "day", "days"),
+                    f.retention.as_of,
                     n(f.retention.required_days),
                     verdict(f.retention.met)
                 ),
@@ -336,87 +382,7 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
         blocks: req,
     });
     if let Some(g) = r.record_of_processing {
-        let mut blocks = vec![kv(&[
-            (
-                "Controller (a)",
-                format!(
-                    "{} — {} — {}",
-                    g.controller.name, g.controller.contact, g.controller.address
-                ),
-            ),
-            (
-                "Data protection officer (a)",
-                format!("{} — {}", g.dpo.name, g.dpo.contact),
-            ),
-        ])];
-        for a in &g.activities {
-            blocks.push(Block::Subheading(a.name.clone()));
-            blocks.push(kv(&[
-                ("Purposes (b)", a.purposes.join("; ")),
-                (
-                    "Categories of data subjects (c)",
-                    a.data_subject_categories.join("; "),
-                ),
-                (
-                    "Categories of personal data (c)",
-                    a.personal_data_categories.join("; "),
-                ),
-                ("Recipients (d)", a.recipients.join("; ")),
-                (
-                    "Third-country transfers (e)",
-                    a.third_country_transfers.clone(),
-                ),
-                ("Safeguards (e)", a.safeguards.clone()),
-                ("Time limits for erasure (f)", a.erasure_time_limits.clone()),
-                ("Security measures (g)", a.security_measures.join("; ")),
-                ("Agents", a.agents.join(", ")),
-            ]));
-        }
-        sections.push(Section {
-            title: "Record of processing activities".into(),
-            blocks,
-        });
-        let mut obs = vec![Block::Paragraph("Tool calls in the period by agent, tool and the data classification their results reported.".into())];
-        obs.push(Block::Table {
-            columns: vec![
-                "Agent".into(),
-                "Activity".into(),
-                "Tool".into(),
-                "Data classification".into(),
-                "Calls".into(),
-            ],
-            rows: f
-                .touches
-                .iter()
-                .map(|t| {
-                    let act = g
-                        .activities
-                        .iter()
-                        .find(|a| a.covers(&t.agent_id))
-                        .map_or("(not declared)".to_owned(), |a| a.name.clone());
-                    vec![
-                        t.agent_id.clone(),
-                        act,
-                        t.tool.clone(),
-                        t.data_classification.clone(),
-                        n(t.calls),
-                    ]
-                })
-                .collect(),
-            caption: None,
-        });
-        if let Some(ds) = &f.data_subjects {
-            obs.push(Block::Subheading("Data subjects".into()));
-            obs.push(Block::Table {
-                columns: vec!["Category".into(), "Distinct data subjects".into(), "Entries".into()],
-                rows: ds.iter().map(|d| vec![d.category.clone(), n(d.subjects), n(d.entries)]).collect(),
-                caption: Some("Counted from pseudonymous identifiers in the entries' erasable personal fields; no identifier is shown.".into()),
-            });
-        }
-        sections.push(Section {
-            title: "Processing observed in the audit log".into(),
-            blocks: obs,
-        });
+        gdpr_sections(&mut sections, g, f);
     }
     let mut comp = vec![
         Block::Paragraph(r.methods.completeness.into()),
@@ -495,6 +461,7 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
         integ.push(Block::Subheading("Latest signed checkpoint".into()));
         integ.push(Block::Code(cp.note.clone()));
     }
+    integ.push(Block::Paragraph(after_checkpoint_text(i)));
     if !i.findings.is_empty() {
         integ.push(Block::Table {
             columns: vec!["Finding".into()],
@@ -548,10 +515,14 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
         blocks: vec![
             Block::Paragraph(r.methods.retention.into()),
             kv(&[
-                ("Oldest entry", rt.oldest_entry.clone().unwrap_or_default()),
                 (
-                    "Its age at the end of the period",
-                    format!("{} days", n(rt.oldest_age_days)),
+                    "Oldest entry kept",
+                    rt.oldest_entry.clone().unwrap_or_default(),
+                ),
+                ("As of", rt.as_of.clone()),
+                (
+                    "Days the log reaches back",
+                    format!("{} days (both days counted)", n(rt.oldest_age_days)),
                 ),
                 (
                     "Required",
@@ -643,9 +614,9 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
         title: title.into(),
         subtitle: subtitle.into(),
         cover: vec![
-            ("Organisation".into(), r.organisation.name.clone()),
-            ("System".into(), r.organisation.system.clone()),
-            ("Contact".into(), r.organisation.contact.clone()),
+            ("Organisation".into(), or_unset(&r.organisation.name)),
+            ("System".into(), or_unset(&r.organisation.system)),
+            ("Contact".into(), or_unset(&r.organisation.contact)),
             (
                 "Period".into(),
                 format!(
@@ -670,9 +641,360 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
         ],
         header: format!(
             "{} — {} — {} to {}",
-            r.organisation.name, title, r.period.start, r.period.end
+            or_unset(&r.organisation.name),
+            title,
+            r.period.start,
+            r.period.end
         ),
         sections,
+    }
+}
+
+/// One activity's storage-limitation test.
+#[derive(Debug, Clone, Serialize)]
+pub struct StorageLimit {
+    /// The activity.
+    pub activity: String,
+    /// Its declared limit, days.
+    pub limit_days: Option<u64>,
+    /// The oldest personal data its agents' entries still hold ("none" without any).
+    pub oldest: String,
+    /// Its days kept.
+    pub days_kept: Option<u64>,
+    /// "within the limit", "EXCEEDS the limit", "not tested: no limit declared" or "no
+    /// personal data kept".
+    pub result: String,
+}
+
+/// What a GDPR Art. 30 record's declarations and the log's observations give together.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GdprFindings {
+    /// Per declared activity.
+    pub storage_limitation: Vec<StorageLimit>,
+    /// Where the observed processing differs from the declared record, one sentence each.
+    pub exceptions: Vec<String>,
+}
+
+/// Tests storage limitation per activity and reconciles the declared record with the
+/// processing observed.
+#[must_use]
+pub fn gdpr_findings(g: &Gdpr, f: &Figures) -> GdprFindings {
+    let activity_of = |agent: &str| g.activities.iter().find(|a| a.covers(agent));
+    let kept = f.personal_kept.as_deref().unwrap_or_default();
+    let mut exceptions: Vec<String> = Vec::new();
+    let mut storage_limitation = Vec::new();
+    for a in &g.activities {
+        let oldest = kept
+            .iter()
+            .filter(|k| a.covers(&k.agent_id))
+            .max_by_key(|k| k.days_kept);
+        let (what, days, result) = match oldest {
+            None => ("none".to_owned(), None, "no personal data kept".to_owned()),
+            Some(k) => {
+                let what = format!(
+                    "agent {}, seq {}, written {}",
+                    k.agent_id, k.seq, k.written_at
+                );
+                let result = match a.erasure_limit_days {
+                    None => "not tested: no limit declared".to_owned(),
+                    Some(l) if k.days_kept <= l => "within the limit".to_owned(),
+                    Some(l) => {
+                        exceptions.push(format!(
+                            "Activity \"{}\": personal data kept {} (agent {}, seq {}), beyond its declared limit of {} days.",
+                            a.name,
+                            count_of(k.days_kept, "day", "days"),
+                            k.agent_id,
+                            k.seq,
+                            n(l)
+                        ));
+                        "EXCEEDS the limit".to_owned()
+                    }
+                };
+                (what, Some(k.days_kept), result)
+            }
+        };
+        storage_limitation.push(StorageLimit {
+            activity: a.name.clone(),
+            limit_days: a.erasure_limit_days,
+            oldest: what,
+            days_kept: days,
+            result,
+        });
+    }
+    for k in kept {
+        if activity_of(&k.agent_id).is_none() {
+            exceptions.push(format!(
+                "Agent {} holds personal data ({}, the oldest kept {}) but no declared activity covers it.",
+                k.agent_id,
+                count_of(k.entries, "entry", "entries"),
+                count_of(k.days_kept, "day", "days")
+            ));
+        }
+    }
+    let mut undeclared_agents: Vec<&str> = Vec::new();
+    for t in &f.touches {
+        match activity_of(&t.agent_id) {
+            None => {
+                if !undeclared_agents.contains(&t.agent_id.as_str()) {
+                    undeclared_agents.push(&t.agent_id);
+                    exceptions.push(format!(
+                        "Agent {} called tools in the period but no declared activity covers it.",
+                        t.agent_id
+                    ));
+                }
+            }
+            Some(a) => {
+                if t.data_classification != "unclassified"
+                    && !a.data_classifications.contains(&t.data_classification)
+                {
+                    exceptions.push(format!(
+                        "Activity \"{}\": agent {}'s tool {} returned data classified {} ({}), a classification the activity does not declare.",
+                        a.name,
+                        t.agent_id,
+                        t.tool,
+                        t.data_classification,
+                        count_of(t.calls, "call", "calls")
+                    ));
+                }
+            }
+        }
+    }
+    GdprFindings {
+        storage_limitation,
+        exceptions,
+    }
+}
+
+/// A party as "name — contact — address" (the parts given), or `none` when none is.
+fn party(p: &crate::config::Party, none: &str) -> String {
+    let parts: Vec<&str> = [&p.name, &p.contact, &p.address]
+        .into_iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if parts.is_empty() {
+        none.to_owned()
+    } else {
+        parts.join(" — ")
+    }
+}
+
+/// The GDPR Art. 30 sections: the record as declared, the processing observed, storage
+/// limitation per activity, and the exceptions where the two disagree.
+#[allow(clippy::too_many_lines)]
+fn gdpr_sections(sections: &mut Vec<Section>, g: &Gdpr, f: &Figures) {
+    const UNSET: &str = "(not configured)";
+    let mut rows: Vec<(String, String)> =
+        vec![("Controller (a)".into(), party(&g.controller, UNSET))];
+    if g.joint_controllers.is_empty() {
+        rows.push(("Joint controllers (a)".into(), "none declared".into()));
+    }
+    for jc in &g.joint_controllers {
+        rows.push(("Joint controller (a)".into(), party(jc, UNSET)));
+    }
+    rows.push((
+        "Representative, Art. 27 (a)".into(),
+        party(&g.representative, "none declared"),
+    ));
+    rows.push(("Data protection officer (a)".into(), party(&g.dpo, UNSET)));
+    rows.push(("Record version".into(), or_unset(&g.record_version)));
+    rows.push(("Record last reviewed".into(), or_unset(&g.record_date)));
+    let mut blocks = vec![Block::KeyValues(rows)];
+    if g.activities.is_empty() {
+        blocks.push(Block::Paragraph(
+            "No processing activity is declared (gdpr.activities in the export settings): every agent observed below is an exception.".into(),
+        ));
+    }
+    for a in &g.activities {
+        blocks.push(Block::Subheading(a.name.clone()));
+        blocks.push(kv(&[
+            ("Purposes (b)", a.purposes.join("; ")),
+            (
+                "Categories of data subjects (c)",
+                a.data_subject_categories.join("; "),
+            ),
+            (
+                "Categories of personal data (c)",
+                a.personal_data_categories.join("; "),
+            ),
+            ("Recipients (d)", a.recipients.join("; ")),
+            (
+                "Third-country transfers (e)",
+                a.third_country_transfers.clone(),
+            ),
+            ("Safeguards (e)", a.safeguards.clone()),
+            ("Time limits for erasure (f)", a.erasure_time_limits.clone()),
+            (
+                "Longest the audit log keeps its personal data (f)",
+                a.erasure_limit_days
+                    .map_or_else(|| UNSET.to_owned(), |d| format!("{} days", n(d))),
+            ),
+            ("Security measures (g)", a.security_measures.join("; ")),
+            ("Agents", a.agents.join(", ")),
+            (
+                "Data classifications its tools may return",
+                if a.data_classifications.is_empty() {
+                    "none declared".into()
+                } else {
+                    a.data_classifications.join(", ")
+                },
+            ),
+        ]));
+    }
+    sections.push(Section {
+        title: "Record of processing activities".into(),
+        blocks,
+    });
+
+    let activity_of = |agent: &str| g.activities.iter().find(|a| a.covers(agent));
+    let mut obs = vec![Block::Paragraph(
+        "Tool calls in the period by agent, tool and the data classification their results reported.".into(),
+    )];
+    obs.push(Block::Table {
+        columns: vec![
+            "Agent".into(),
+            "Activity".into(),
+            "Tool".into(),
+            "Data classification".into(),
+            "Calls".into(),
+        ],
+        rows: f
+            .touches
+            .iter()
+            .map(|t| {
+                vec![
+                    t.agent_id.clone(),
+                    activity_of(&t.agent_id)
+                        .map_or("(not declared)".to_owned(), |a| a.name.clone()),
+                    t.tool.clone(),
+                    t.data_classification.clone(),
+                    n(t.calls),
+                ]
+            })
+            .collect(),
+        caption: None,
+    });
+    if let Some(ds) = &f.data_subjects {
+        obs.push(Block::Subheading("Data subjects".into()));
+        obs.push(Block::Table {
+            columns: vec![
+                "Category".into(),
+                "Distinct data subjects".into(),
+                "Entries".into(),
+                "Mentions".into(),
+            ],
+            rows: ds
+                .iter()
+                .map(|d| vec![d.category.clone(), n(d.subjects), n(d.entries), n(d.mentions)])
+                .collect(),
+            caption: Some("Counted from pseudonymous identifiers in the entries' erasable personal fields; no identifier is shown. Entries: entries naming at least one subject of the category; mentions: subject ids named, summed over the entries.".into()),
+        });
+    }
+    obs.push(Block::Subheading("Erasures (Art. 17)".into()));
+    obs.push(kv(&[
+        ("Erasures carried out in the period", n(f.erasures.erasures)),
+        (
+            "Entries whose personal data they removed",
+            n(f.erasures.entries_redacted),
+        ),
+    ]));
+    sections.push(Section {
+        title: "Processing observed in the audit log".into(),
+        blocks: obs,
+    });
+
+    let GdprFindings {
+        storage_limitation,
+        exceptions,
+    } = gdpr_findings(g, f);
+    let limit_rows: Vec<Vec<String>> = storage_limitation
+        .iter()
+        .map(|l| {
+            vec![
+                l.activity.clone(),
+                l.limit_days.map_or_else(|| UNSET.to_owned(), n),
+                l.oldest.clone(),
+                l.days_kept.map_or_else(|| "—".to_owned(), n),
+                l.result.clone(),
+            ]
+        })
+        .collect();
+    let mut lim = vec![Block::Paragraph(
+        "Storage limitation (Art. 5(1)(e)) is a maximum: for each activity, the oldest entry of its agents that still holds personal data (not erased) anywhere in the log, store or archive, in days counted both ends as of the retention figure's as-of day, against the longest the activity declares (erasure_limit_days).".into(),
+    )];
+    lim.push(Block::Table {
+        columns: vec![
+            "Activity".into(),
+            "Limit (days)".into(),
+            "Oldest personal data kept".into(),
+            "Days kept".into(),
+            "Result".into(),
+        ],
+        rows: limit_rows,
+        caption: None,
+    });
+    sections.push(Section {
+        title: "Storage limitation".into(),
+        blocks: lim,
+    });
+    let ex = if exceptions.is_empty() {
+        vec![Block::Paragraph(
+            "None: every observed agent is covered by a declared activity, every data classification observed is declared, and no personal data is kept beyond a declared limit.".into(),
+        )]
+    } else {
+        vec![
+            Block::Paragraph("Where what the log observed differs from what the record declares. The management response is for the controller to complete.".into()),
+            Block::Table {
+                columns: vec!["#".into(), "Exception".into(), "Management response".into()],
+                rows: exceptions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| vec![(i + 1).to_string(), e.clone(), String::new()])
+                    .collect(),
+                caption: None,
+            },
+        ]
+    };
+    sections.push(Section {
+        title: "Exceptions: declared against observed".into(),
+        blocks: ex,
+    });
+}
+
+/// What the latest signed checkpoint covers of the chain the figures were computed on.
+fn after_checkpoint_text(i: &crate::figures::Integrity) -> String {
+    match (&i.checkpoint, i.after_checkpoint) {
+        (Some(cp), 0) => format!(
+            "The latest signed checkpoint covers the whole chain the figures were computed on ({} entries): the manifest names it.",
+            n(cp.size)
+        ),
+        (Some(cp), after) => format!(
+            "The figures were computed on {} entries; the latest signed checkpoint (tree size {}, signed {}) covers the first {}. The {} entries after it were verified by their HMACs and hash links only: a checkpoint signed later covers them, and a consistency proof from this one shows it extends it (blackbox verify --public-key checks both).",
+            n(i.chain_size),
+            n(cp.size),
+            cp.timestamp,
+            n(cp.size),
+            n(after)
+        ),
+        (None, _) => format!(
+            "No signed checkpoint covers this chain yet: its {} entries were verified by their HMACs and hash links only, which need the HMAC key (the public key alone checks nothing until a checkpoint is signed: blackbox checkpoint --sign-now).",
+            n(i.chain_size)
+        ),
+    }
+}
+
+/// `v` with its noun: "1 day", "2 days", "1,000 days".
+#[must_use]
+pub fn count_of(v: u64, one: &str, many: &str) -> String {
+    format!("{} {}", n(v), if v == 1 { one } else { many })
+}
+
+/// `s`, or "(not configured)" when blank.
+fn or_unset(s: &str) -> String {
+    if s.trim().is_empty() {
+        "(not configured)".into()
+    } else {
+        s.to_owned()
     }
 }
 

@@ -66,11 +66,12 @@ pub fn run(a: ExportArgs) -> Result<Outcome> {
                 dir.root().display()
             );
         }
-        let config_path = a
-            .config
-            .clone()
-            .unwrap_or_else(|| dir.root().join("export.toml"));
-        let config = ExportConfig::load(&config_path)?;
+        // A file named with --config must be there; the default one is optional (the report
+        // then names what is not configured).
+        let config = match &a.config {
+            Some(path) => ExportConfig::load(path)?,
+            None => ExportConfig::load_or_default(&dir.root().join("export.toml"))?,
+        };
         let p = produce(&dir, &config, &job)?;
         let summary = summary_lines(&p.figures, &p.period);
         (p.files, p.manifest, summary)
@@ -116,8 +117,9 @@ pub fn summary_lines(
             f.anomalies.total, f.anomalies.resolved
         ),
         format!(
-            "retention:        oldest log = {} days (required: {} days) — {}",
-            f.retention.oldest_age_days,
+            "retention:        the log reaches back {} as of {} (required: {} days) — {}",
+            blackbox_export::report::count_of(f.retention.oldest_age_days, "day", "days"),
+            f.retention.as_of,
             f.retention.required_days,
             if f.retention.met { "met" } else { "NOT MET" }
         ),

@@ -293,8 +293,13 @@ pub fn export(r: &RemoteArgs, job: &blackbox_export::produce::Job) -> Result<Rem
             s["anomalies"], s["resolved"]
         ),
         format!(
-            "retention:        oldest log = {} days (required: {} days) — {}",
-            s["oldest_age_days"],
+            "retention:        the log reaches back {} as of {} (required: {} days) — {}",
+            blackbox_export::report::count_of(
+                s["oldest_age_days"].as_u64().unwrap_or(0),
+                "day",
+                "days"
+            ),
+            s["retention_as_of"].as_str().unwrap_or("?"),
             s["required_days"],
             if s["retention_met"].as_bool() == Some(true) {
                 "met"

@@ -101,7 +101,7 @@ pub fn status(dir: &DataDir, format: TextOrJson) -> Result<Outcome> {
                     ),
                 ];
                 for r in &t.requirements {
-                    let verdict = if r.met {
+                    let mut verdict = if r.met {
                         format!(
                             "met ({} days kept, {} queryable)",
                             n(r.keep_days),
@@ -110,6 +110,9 @@ pub fn status(dir: &DataDir, format: TextOrJson) -> Result<Outcome> {
                     } else {
                         format!("NOT MET: {}", r.problems.join("; "))
                     };
+                    if !r.set_by_standard {
+                        verdict.push_str(" — organisation-defined: the standard sets no period, the preset is Blackbox's default");
+                    }
                     rows.push((r.standard.as_str(), verdict));
                 }
                 print!("{}", aligned(&rows));

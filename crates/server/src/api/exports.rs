@@ -64,7 +64,9 @@ pub(super) async fn export(
     let _permit = heavy_read(&state, &caller, "exports").await?;
     let dir = state.dir.clone();
     let produced = tokio::task::spawn_blocking(move || {
-        let config = blackbox_export::config::ExportConfig::load(&dir.root().join("export.toml"))?;
+        let config = blackbox_export::config::ExportConfig::load_or_default(
+            &dir.root().join("export.toml"),
+        )?;
         blackbox_export::produce::produce(&dir, &config, &job)
     })
     .await
@@ -98,6 +100,7 @@ pub(super) async fn export(
             anomalies: f.anomalies.total,
             resolved: f.anomalies.resolved,
             oldest_age_days: f.retention.oldest_age_days,
+            retention_as_of: f.retention.as_of.clone(),
             required_days: f.retention.required_days,
             retention_met: f.retention.met,
         },
