@@ -629,28 +629,15 @@ fn without_export_settings_the_reports_run_and_name_what_is_not_configured() {
     assert!(req.contains("GDPR Art. 5(1)(e)"), "{req}");
 
     // The PDF says it on a page of its own and leaves the cover's blanks marked.
-    if tool("pdftotext") {
-        let out = tmp.path().join("soc2.pdf");
-        let r = run(&[
-            "export",
-            "--data-dir",
-            &dir,
-            "--standard",
-            "soc2",
-            "--control",
-            "CC7.2",
-            "--period",
-            "2025-01-01/2025-01-30",
-            "--output",
-            out.to_str().unwrap(),
-        ]);
-        assert_eq!(r.code, 0, "{}", r.stderr);
-        let t = std::process::Command::new("pdftotext")
-            .arg(&out)
-            .arg("-")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&t.stdout);
+    let args = [
+        "--standard",
+        "soc2",
+        "--control",
+        "CC7.2",
+        "--period",
+        "2025-01-01/2025-01-30",
+    ];
+    if let Some(text) = pdf_export_text(&dir, &args, &tmp.path().join("soc2.pdf")) {
         for want in [
             "Settings not configured",
             "(not configured)",
@@ -658,11 +645,6 @@ fn without_export_settings_the_reports_run_and_name_what_is_not_configured() {
         ] {
             assert!(text.contains(want), "`{want}` not in the PDF text:\n{text}");
         }
-    } else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "pdftotext (poppler-utils) is needed in CI"
-        );
     }
 
     // A file named with --config must exist; a settings file with an unknown standard is refused.
@@ -877,26 +859,8 @@ data_classifications = ["internal"]
     );
 
     // The PDF: the record's new fields, the tests and the exceptions with a response column.
-    if tool("pdftotext") {
-        let pdf = tmp.path().join("ropa.pdf");
-        let r = run(&[
-            "export",
-            "--data-dir",
-            &dir,
-            "--standard",
-            "gdpr",
-            "--article",
-            "art30",
-            "--output",
-            pdf.to_str().unwrap(),
-        ]);
-        assert_eq!(r.code, 0, "{}", r.stderr);
-        let t = std::process::Command::new("pdftotext")
-            .arg(&pdf)
-            .arg("-")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&t.stdout);
+    let args = ["--standard", "gdpr", "--article", "art30"];
+    if let Some(text) = pdf_export_text(&dir, &args, &tmp.path().join("ropa.pdf")) {
         for want in [
             "Partner GmbH",
             "Record version",
@@ -907,10 +871,28 @@ data_classifications = ["internal"]
         ] {
             assert!(text.contains(want), "`{want}` not in the PDF text:\n{text}");
         }
-    } else {
+    }
+}
+
+/// Exports `args` (after `export --data-dir DIR`) to a PDF at `out` and returns its text by
+/// pdftotext; `None` where pdftotext is missing (never in CI).
+fn pdf_export_text(dir: &str, args: &[&str], out: &std::path::Path) -> Option<String> {
+    if !tool("pdftotext") {
         assert!(
             std::env::var_os("CI").is_none(),
             "pdftotext (poppler-utils) is needed in CI"
         );
+        return None;
     }
+    let mut a = vec!["export", "--data-dir", dir];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&["--output", out.to_str().unwrap()]);
+    let r = run(&a);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let t = std::process::Command::new("pdftotext")
+        .arg(out)
+        .arg("-")
+        .output()
+        .unwrap();
+    Some(String::from_utf8_lossy(&t.stdout).into_owned())
 }

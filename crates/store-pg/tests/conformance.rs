@@ -386,8 +386,13 @@ fn append_sidecars(s: &mut dyn Store, t: &str, from: u64, rows: &[(&[u8], &[u8])
         .collect();
     let mut b = s.begin().unwrap();
     b.append(t, &es).unwrap();
-    let last = es.last().unwrap();
-    b.set_head(&blackbox_store::ChainHead {
+    b.set_head(&head_after(t, es.last().unwrap())).unwrap();
+    b.commit().unwrap();
+}
+
+/// The head of tenant `t`'s chain ending at `last` (no Merkle state or checkpoint).
+fn head_after(t: &str, last: &blackbox_store::NewEntry) -> blackbox_store::ChainHead {
+    blackbox_store::ChainHead {
         tenant_id: t.into(),
         size: last.seq,
         head_hash: last.entry_hash,
@@ -395,9 +400,7 @@ fn append_sidecars(s: &mut dyn Store, t: &str, from: u64, rows: &[(&[u8], &[u8])
         merkle_state: Vec::new(),
         last_checkpoint_size: 0,
         last_checkpoint_ms: 0,
-    })
-    .unwrap();
-    b.commit().unwrap();
+    }
 }
 
 /// A sealed sidecar as stored: (generation, bytes).
@@ -792,17 +795,8 @@ fn a_schema_4_store_gets_posting_lists_that_answer_queries_as_its_indexes_did() 
     let mut batch = s.begin().unwrap();
     batch.append("acme", &more[..20]).unwrap();
     batch.append("acme", &more[20..]).unwrap();
-    let last = more.last().unwrap();
     batch
-        .set_head(&blackbox_store::ChainHead {
-            tenant_id: "acme".into(),
-            size: last.seq,
-            head_hash: last.entry_hash,
-            last_entry_id: last.entry_id,
-            merkle_state: Vec::new(),
-            last_checkpoint_size: 0,
-            last_checkpoint_ms: 0,
-        })
+        .set_head(&head_after("acme", more.last().unwrap()))
         .unwrap();
     batch.commit().unwrap();
     for q in queries(&rows) {
