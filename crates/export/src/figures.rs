@@ -518,11 +518,7 @@ pub fn whole_log_period(dir: &DataDir, tenant: &str) -> Result<Period, ExportErr
         .find(|h| h.tenant_id == tenant)
         .map_or(0, |h| h.size);
     let archive = open_archive(dir, &store, tenant)?;
-    let reader = archive
-        .as_ref()
-        .map(|a| blackbox_archive::run::ArchiveReader::new(a, &store))
-        .transpose()
-        .map_err(|e| ExportError::Usage(format!("reading the archive: {e}")))?;
+    let reader = archive_reader(archive.as_ref(), &store)?;
     let mut first: Option<u64> = None;
     let (mut lo, mut hi) = (i64::MAX, i64::MIN);
     chain_lines(
@@ -578,11 +574,7 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
         )));
     };
     let archive = open_archive(dir, &store, &req.tenant)?;
-    let archived = archive
-        .as_ref()
-        .map(|a| blackbox_archive::run::ArchiveReader::new(a, &store))
-        .transpose()
-        .map_err(|e| ExportError::Usage(format!("reading the archive: {e}")))?;
+    let archived = archive_reader(archive.as_ref(), &store)?;
     // The chain is verified on another core while the figures are counted.
     let verification = {
         let (d, t) = (dir.clone(), req.tenant.clone());
@@ -1291,6 +1283,17 @@ fn open_archive(
         })
 }
 
+/// The reader of `archive`'s live segments (`None` without an archive).
+fn archive_reader<'a>(
+    archive: Option<&'a blackbox_archive::Archive>,
+    store: &dyn Store,
+) -> Result<Option<blackbox_archive::run::ArchiveReader<'a>>, ExportError> {
+    archive
+        .map(|a| blackbox_archive::run::ArchiveReader::new(a, store))
+        .transpose()
+        .map_err(|e| ExportError::Usage(format!("reading the archive: {e}")))
+}
+
 /// Entries `from ..= to` of `tenant` in seq order: from the archive's live segments first, then
 /// from the store.
 fn chain_lines(
@@ -1337,11 +1340,7 @@ fn integrity(dir: &DataDir, tenant: &str) -> Result<Integrity, ExportError> {
         trusted_checkpoints: Vec::new(),
     };
     let archive = open_archive(dir, &store, tenant)?;
-    let reader = archive
-        .as_ref()
-        .map(|a| blackbox_archive::run::ArchiveReader::new(a, &store))
-        .transpose()
-        .map_err(|e| ExportError::Usage(format!("reading the archive: {e}")))?;
+    let reader = archive_reader(archive.as_ref(), &store)?;
     let report = blackbox_ledger::verify::verify_chains_and_archive(
         &mut store,
         reader
