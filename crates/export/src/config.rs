@@ -183,6 +183,14 @@ pub struct Activity {
     pub agents: Vec<String>,
 }
 
+impl Gdpr {
+    /// The first declared activity that `agent` carries out.
+    #[must_use]
+    pub fn activity_of(&self, agent: &str) -> Option<&Activity> {
+        self.activities.iter().find(|a| a.covers(agent))
+    }
+}
+
 impl Activity {
     /// Whether `agent` carries out this activity.
     #[must_use]

@@ -381,8 +381,8 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
         title: "The control and how it is met".into(),
         blocks: req,
     });
-    if let Some(g) = r.record_of_processing {
-        gdpr_sections(&mut sections, g, f);
+    if let (Some(g), Some(findings)) = (r.record_of_processing, &r.gdpr_findings) {
+        gdpr_sections(&mut sections, g, f, findings);
     }
     let mut comp = vec![
         Block::Paragraph(r.methods.completeness.into()),
@@ -679,7 +679,7 @@ pub struct GdprFindings {
 /// processing observed.
 #[must_use]
 pub fn gdpr_findings(g: &Gdpr, f: &Figures) -> GdprFindings {
-    let activity_of = |agent: &str| g.activities.iter().find(|a| a.covers(agent));
+    let activity_of = |agent: &str| g.activity_of(agent);
     let kept = f.personal_kept.as_deref().unwrap_or_default();
     let mut exceptions: Vec<String> = Vec::new();
     let mut storage_limitation = Vec::new();
@@ -782,7 +782,7 @@ fn party(p: &crate::config::Party, none: &str) -> String {
 /// The GDPR Art. 30 sections: the record as declared, the processing observed, storage
 /// limitation per activity, and the exceptions where the two disagree.
 #[allow(clippy::too_many_lines)]
-fn gdpr_sections(sections: &mut Vec<Section>, g: &Gdpr, f: &Figures) {
+fn gdpr_sections(sections: &mut Vec<Section>, g: &Gdpr, f: &Figures, findings: &GdprFindings) {
     const UNSET: &str = "(not configured)";
     let mut rows: Vec<(String, String)> =
         vec![("Controller (a)".into(), party(&g.controller, UNSET))];
@@ -846,7 +846,6 @@ fn gdpr_sections(sections: &mut Vec<Section>, g: &Gdpr, f: &Figures) {
         blocks,
     });
 
-    let activity_of = |agent: &str| g.activities.iter().find(|a| a.covers(agent));
     let mut obs = vec![Block::Paragraph(
         "Tool calls in the period by agent, tool and the data classification their results reported.".into(),
     )];
@@ -864,7 +863,7 @@ fn gdpr_sections(sections: &mut Vec<Section>, g: &Gdpr, f: &Figures) {
             .map(|t| {
                 vec![
                     t.agent_id.clone(),
-                    activity_of(&t.agent_id)
+                    g.activity_of(&t.agent_id)
                         .map_or("(not declared)".to_owned(), |a| a.name.clone()),
                     t.tool.clone(),
                     t.data_classification.clone(),
@@ -906,7 +905,7 @@ fn gdpr_sections(sections: &mut Vec<Section>, g: &Gdpr, f: &Figures) {
     let GdprFindings {
         storage_limitation,
         exceptions,
-    } = gdpr_findings(g, f);
+    } = findings;
     let limit_rows: Vec<Vec<String>> = storage_limitation
         .iter()
         .map(|l| {
