@@ -604,7 +604,8 @@ fn without_export_settings_the_reports_run_and_name_what_is_not_configured() {
             "organisation.name",
             "organisation.system",
             "organisation.contact",
-            "retention.required_days or retention.standards"
+            "retention.required_days or retention.standards",
+            "alerts.triage_within_hours"
         ]
     );
     // SOC 2 sets no retention period: the report says whose number it uses.
@@ -895,4 +896,476 @@ fn pdf_export_text(dir: &str, args: &[&str], out: &std::path::Path) -> Option<St
         .output()
         .unwrap();
     Some(String::from_utf8_lossy(&t.stdout).into_owned())
+}
+
+/// Appends entries as the service would record them, each at its time by the writer's clock
+/// (the detection and control entries as the service's own); one writer while it lives.
+struct PlantedLog {
+    store: Box<dyn blackbox_store::Store>,
+    writer: blackbox_ledger::writer::Writer,
+    config: blackbox_ledger::config::LedgerConfig,
+    /// (event type, seq, entry id) of every entry written.
+    written: Vec<(String, u64, String)>,
+}
+
+impl PlantedLog {
+    fn open(dir: &str) -> Self {
+        let d = blackbox_ledger::datadir::DataDir::new(dir);
+        let (store, writer, config) = blackbox_ledger::open::open_writer(&d).unwrap();
+        Self {
+            store,
+            writer,
+            config,
+            written: Vec::new(),
+        }
+    }
+
+    /// Writes `v` into `tenant`'s chain at `at`; returns its seq and entry id.
+    fn put(&mut self, tenant: &str, mut v: Value, at: i64) -> (u64, String) {
+        use blackbox_core::origin::{Origin, is_reserved};
+        v["tenant_id"] = json!(tenant);
+        v["timestamp"] = json!(ts(at));
+        let et = v["event_type"].as_str().unwrap().to_owned();
+        let agent = Origin::local("append", "test").unwrap();
+        let origin = if is_reserved(&et) || tenant == "_blackbox" {
+            &Origin::Service
+        } else {
+            &agent
+        };
+        let ev = blackbox_core::event::normalize_json(
+            v.to_string().as_bytes(),
+            &self.config.redaction,
+            origin,
+        )
+        .unwrap();
+        self.writer
+            .append(self.store.as_mut(), &[ev], at, true)
+            .unwrap();
+        let head = self
+            .store
+            .chains()
+            .unwrap()
+            .into_iter()
+            .find(|h| h.tenant_id == tenant)
+            .unwrap();
+        let hex: String = head
+            .last_entry_id
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let id = format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        );
+        self.written.push((et, head.size, id.clone()));
+        (head.size, id)
+    }
+}
+
+/// The alert register's ground truth: the rules file loaded the day before the period (one
+/// webhook); in January 2025 four alerts: a pause (its trigger recorded, acknowledged after
+/// 2 h, delivered to the SIEM), a block by rules never recorded as loaded (resolved after 30 h,
+/// its delivery given up), an alert naming an entry that is not in the chain (open, never
+/// queued), a pause of an agent already paused (no new pause entry); one alert before the
+/// period and one after it; a rules reload during the period.
+#[test]
+fn the_alert_register_lists_each_alert_with_its_trigger_rules_action_siem_and_triage() {
+    use blackbox_webhooks::{AttemptFailure, Backoff, NewDelivery, NextStep, Outbox as _};
+    let (tmp, dir) = init_store();
+    let d = blackbox_ledger::datadir::DataDir::new(&dir);
+    let rules_a = "a".repeat(64);
+    let rules_b = "b".repeat(64);
+    let rules_c = "c".repeat(64);
+    let loaded = |sha: &str| {
+        json!({"agent_id": "blackbox-server", "session_id": "control", "event_type": "rules_loaded",
+            "payload": {"rules_sha256": sha, "rules": 3, "enabled": 2, "webhooks": 1, "file": "/etc/blackbox/rules.yaml"}})
+    };
+    let call = |agent: &str, tool: &str| json!({"agent_id": agent, "session_id": "s", "event_type": "tool_call", "tool_name": tool});
+    let alert = |agent: &str,
+                 rule: &str,
+                 action: &str,
+                 enforcement: &str,
+                 sha: &str,
+                 trigger: &str| {
+        json!({"agent_id": agent, "session_id": "s", "event_type": "anomaly_detected",
+                "payload": {"rule": rule, "action": action, "severity": "high", "enforcement": enforcement,
+                    "rules_sha256": sha, "triggered_by": [trigger], "description": "d", "kind": "pattern"}})
+    };
+    // Triage by people, at known times (the writer's clock).
+    let triage = |args: &[&str], at: i64| {
+        let mut c = common::bin();
+        c.env("BLACKBOX_TEST_NOW", ts(at))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&dir);
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let mut ids: Vec<(String, u64, String)> = Vec::new();
+    let mut log = PlantedLog::open(&dir);
+    log.put("_blackbox", loaded(&rules_a), T0 - DAY);
+    // Before the period.
+    let (_, t) = log.put("acme", call("a", "crm.lookup"), T0 - 5 * DAY);
+    log.put(
+        "acme",
+        alert("a", "early", "alert", "none", &rules_a, &t),
+        T0 - 5 * DAY,
+    );
+    // 1: a pause, its trigger recorded.
+    let (_, t1) = log.put("acme", call("a", "crm.export"), T0 + DAY);
+    let (_, a1) = log.put(
+        "acme",
+        alert(
+            "a",
+            "bulk_export",
+            "alert_and_pause",
+            "paused",
+            &rules_a,
+            &t1,
+        ),
+        T0 + DAY,
+    );
+    log.put(
+        "acme",
+        json!({"agent_id": "a", "session_id": "operator", "event_type": "agent_paused",
+            "payload": {"by": "rule:bulk_export", "rule": "bulk_export", "anomaly_entry_id": a1}}),
+        T0 + DAY,
+    );
+    ids.append(&mut log.written);
+    drop(log);
+    triage(
+        &["alerts", "ack", &a1, "--ticket", "INC-1"],
+        T0 + DAY + 2 * 3_600_000,
+    );
+    // 2: a block, by rules never recorded as loaded.
+    let mut log = PlantedLog::open(&dir);
+    let (_, t2) = log.put("acme", call("b", "shell.exec"), T0 + 2 * DAY);
+    let (_, a2) = log.put(
+        "acme",
+        alert(
+            "b",
+            "injection",
+            "block_and_alert",
+            "blocked",
+            &rules_b,
+            &t2,
+        ),
+        T0 + 2 * DAY,
+    );
+    ids.append(&mut log.written);
+    drop(log);
+    triage(
+        &[
+            "alerts",
+            "resolve",
+            &a2,
+            "--resolution",
+            "true_positive",
+            "--ticket",
+            "INC-2",
+        ],
+        T0 + 2 * DAY + 30 * 3_600_000,
+    );
+    let mut log = PlantedLog::open(&dir);
+    // A reload during the period.
+    log.put("_blackbox", loaded(&rules_c), T0 + 4 * DAY - 3_600_000);
+    // 3: names an entry that is not in the chain.
+    log.put(
+        "acme",
+        alert(
+            "b",
+            "off_hours",
+            "alert",
+            "none",
+            &rules_c,
+            "01900000-0000-7000-8000-000000000000",
+        ),
+        T0 + 4 * DAY,
+    );
+    // 4: a pause of an agent already paused (no new agent_paused entry).
+    let (_, t4) = log.put("acme", call("a", "crm.export"), T0 + 5 * DAY);
+    log.put(
+        "acme",
+        alert(
+            "a",
+            "bulk_export",
+            "alert_and_pause",
+            "paused",
+            &rules_c,
+            &t4,
+        ),
+        T0 + 5 * DAY,
+    );
+    // After the period.
+    let (_, t) = log.put("acme", call("a", "crm.lookup"), T0 + 40 * DAY);
+    log.put(
+        "acme",
+        alert("a", "late", "alert", "none", &rules_c, &t),
+        T0 + 40 * DAY,
+    );
+    ids.append(&mut log.written);
+    drop(log);
+    let alert_ids: Vec<(u64, String)> = ids
+        .iter()
+        .filter(|(et, _, _)| et == "anomaly_detected")
+        .map(|(_, seq, id)| (*seq, id.clone()))
+        .collect();
+    let [_, (s1, a1), (s2, a2), (_, a3), (_, a4), _] = alert_ids.as_slice() else {
+        panic!("{alert_ids:?}");
+    };
+    // The SIEM: alert 1 delivered, alert 2 given up after a 503; alert 3 never queued.
+    let outbox = blackbox_webhooks::SqliteOutbox::open(&d.root().join("webhooks.db")).unwrap();
+    let delivery = |seq: u64, id: &str| NewDelivery {
+        webhook_id: format!("msg_{id}"),
+        url: "https://siem.example/hook?token=s3cret".into(),
+        secret_ref: "env:SIEM".into(),
+        format: blackbox_webhooks::PayloadFormat::Json,
+        event_type: "anomaly_detected".into(),
+        tenant: "acme".into(),
+        seq,
+        entry_id: id.into(),
+        body: b"{}".to_vec(),
+        max_attempts: 1,
+        timeout: std::time::Duration::from_secs(5),
+    };
+    outbox
+        .insert(
+            &[delivery(*s1, a1), delivery(*s2, a2)],
+            &[("acme", *s2)],
+            T0,
+        )
+        .unwrap();
+    let claimed = outbox
+        .claim_due(T0, 10, &Backoff::default(), &Default::default())
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    for c in &claimed {
+        if c.webhook_id == format!("msg_{a1}") {
+            assert!(outbox.mark_delivered(c.id, 204, T0 + DAY).unwrap());
+        } else {
+            let failure = AttemptFailure {
+                status: Some(503),
+                error: "HTTP 503".into(),
+                retry_after: None,
+            };
+            assert!(
+                outbox
+                    .mark_failed(c.id, 1, &failure, NextStep::Dead, T0 + 2 * DAY)
+                    .unwrap()
+            );
+        }
+    }
+    // Delivered rows keep their record when their payload is pruned.
+    assert_eq!(outbox.prune_delivered(T0 + 10 * DAY).unwrap(), 1);
+    drop(outbox);
+
+    let out = tmp.path().join("soc2.json");
+    let mut c = common::bin();
+    c.env("BLACKBOX_TEST_NOW", ts(T0 + 35 * DAY)).args([
+        "export",
+        "--data-dir",
+        &dir,
+        "--standard",
+        "soc2",
+        "--control",
+        "CC7.2",
+        "--period",
+        "2025-01-01/2025-01-31",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    let r = c.output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let v: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let reg = &v["figures"]["alerts"];
+    let alerts = reg["alerts"].as_array().unwrap();
+    let listed: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["alert_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        [a1.as_str(), a2, a3, a4],
+        "only the period's alerts, in order"
+    );
+    let result = |a: &Value, attr: &str| -> String {
+        let t = a["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["attribute"] == attr)
+            .unwrap();
+        format!(
+            "{}: {}",
+            t["result"].as_str().unwrap(),
+            t["detail"].as_str().unwrap()
+        )
+    };
+    // 1: every attribute passes.
+    let x = &alerts[0];
+    assert_eq!(x["trigger"]["seq"], json!(s1 - 1));
+    assert_eq!(x["trigger"]["tool"], "crm.export");
+    assert!(x["enforcement_entry"].as_str().is_some(), "{x}");
+    assert_eq!(x["siem"]["status"], "delivered");
+    assert_eq!(x["state"], "acknowledged");
+    assert!(
+        x["acknowledged_by"].as_str().unwrap().starts_with("cli:"),
+        "{x}"
+    );
+    assert_eq!(x["ticket"], "INC-1");
+    assert_eq!(x["hours_to_triage"], 2.0);
+    for attr in ["trigger", "rules", "action", "siem", "triage"] {
+        assert!(
+            result(x, attr).starts_with("pass"),
+            "{attr}: {}",
+            result(x, attr)
+        );
+    }
+    // 2: rules never loaded, delivery given up, triaged late.
+    let x = &alerts[1];
+    assert!(
+        result(x, "rules").starts_with("exception"),
+        "{}",
+        result(x, "rules")
+    );
+    assert!(
+        result(x, "action").starts_with("pass"),
+        "{}",
+        result(x, "action")
+    );
+    assert_eq!(x["siem"]["status"], "failed");
+    assert!(
+        result(x, "siem").contains("HTTP 503"),
+        "{}",
+        result(x, "siem")
+    );
+    assert!(
+        !result(x, "siem").contains("s3cret"),
+        "a URL's secret is never shown"
+    );
+    assert_eq!(x["disposition"], "true_positive");
+    assert_eq!(x["hours_to_triage"], 30.0);
+    assert!(
+        result(x, "triage").starts_with("exception"),
+        "{}",
+        result(x, "triage")
+    );
+    // 3: the trigger is not in the chain; never queued although a webhook was configured;
+    // open for 31 days at the export.
+    let x = &alerts[2];
+    assert!(
+        result(x, "trigger").starts_with("exception: entry 01900000"),
+        "{}",
+        result(x, "trigger")
+    );
+    assert!(
+        result(x, "rules").starts_with("pass"),
+        "{}",
+        result(x, "rules")
+    );
+    assert_eq!(x["siem"]["status"], "not_recorded");
+    assert_eq!(x["state"], "open");
+    assert!(
+        result(x, "triage").starts_with("exception: open for 744 h"),
+        "{}",
+        result(x, "triage")
+    );
+    // 4: already paused: no new pause entry, which is not an exception.
+    let x = &alerts[3];
+    assert!(
+        result(x, "action").starts_with("n/a"),
+        "{}",
+        result(x, "action")
+    );
+    assert_eq!(reg["exceptions"], 3);
+    assert_eq!(reg["unresolved"], 3);
+    let siem = &reg["siem"];
+    assert_eq!(
+        (&siem["delivered"], &siem["failed"], &siem["not_recorded"]),
+        (&json!(1), &json!(1), &json!(2))
+    );
+    // The version in force at the start and the reload during the period.
+    let versions: Vec<(&str, bool)> = reg["rules_versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["rules_sha256"].as_str().unwrap(),
+                r["in_period"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        [(rules_a.as_str(), false), (rules_c.as_str(), true)]
+    );
+    // The CC7.2 sample is drawn from the alerts.
+    let mut sample: Vec<&str> = reg["sample"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    sample.sort_unstable();
+    let mut all = listed.clone();
+    all.sort_unstable();
+    assert_eq!(
+        sample, all,
+        "fewer alerts than the sample size: all are sampled"
+    );
+
+    // The CSV tables hold the register and every test; the PDF lists them with the exceptions.
+    let csv = tmp.path().join("soc2.csv");
+    let mut c = common::bin();
+    c.env("BLACKBOX_TEST_NOW", ts(T0 + 35 * DAY)).args([
+        "export",
+        "--data-dir",
+        &dir,
+        "--standard",
+        "soc2",
+        "--control",
+        "CC7.2",
+        "--period",
+        "2025-01-01/2025-01-31",
+        "--output",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(c.output().unwrap().status.success());
+    let register = std::fs::read_to_string(tmp.path().join("soc2.alerts.csv")).unwrap();
+    assert_eq!(register.lines().count(), 5, "{register}");
+    assert!(
+        register.lines().nth(2).unwrap().contains(",failed,"),
+        "{register}"
+    );
+    let tests = std::fs::read_to_string(tmp.path().join("soc2.alert-tests.csv")).unwrap();
+    assert_eq!(tests.lines().count(), 1 + 4 * 5, "{tests}");
+    let args = [
+        "--standard",
+        "soc2",
+        "--control",
+        "CC7.2",
+        "--period",
+        "2025-01-01/2025-01-31",
+    ];
+    if let Some(text) = pdf_export_text(&dir, &args, &tmp.path().join("soc2.pdf")) {
+        for want in ["Alert register", "Sample of alerts", "Management", "INC-2"] {
+            assert!(text.contains(want), "`{want}` not in the PDF text:\n{text}");
+        }
+        // Every id is extracted whole (never broken at a hyphen, which extractors drop).
+        for id in &listed {
+            assert!(
+                text.contains(id),
+                "alert id {id} not whole in the PDF text:\n{text}"
+            );
+        }
+    }
 }

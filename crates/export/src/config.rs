@@ -25,6 +25,11 @@ contact = "security@acme.example"
 standards = ["soc2"]
 # required_days = 400
 
+[alerts]
+# Alerts must be acknowledged or resolved by a person within this many hours (organisation-
+# defined; 24 when not set): the alert register raises every later one as an exception.
+triage_within_hours = 24
+
 [gdpr]
 controller = { name = "Acme Corp", contact = "privacy@acme.example", address = "1 Example Street, Berlin" }
 # joint_controllers = [{ name = "Partner GmbH", contact = "privacy@partner.example" }]
@@ -67,9 +72,20 @@ pub struct ExportConfig {
     /// Retention requirement.
     #[serde(default)]
     pub retention: Retention,
+    /// How alerts are handled (the alert register's tests).
+    #[serde(default)]
+    pub alerts: AlertSettings,
     /// GDPR Art. 30 record of processing activities.
     #[serde(default)]
     pub gdpr: Gdpr,
+}
+
+/// How alerts are handled.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSettings {
+    /// Hours within which a person acknowledges or resolves an alert (at least 1).
+    pub triage_within_hours: Option<u64>,
 }
 
 /// Who and what the evidence covers.
@@ -228,6 +244,12 @@ impl ExportConfig {
                 )));
             }
         }
+        if c.alerts.triage_within_hours == Some(0) {
+            return Err(ExportError::Config(format!(
+                "{}: alerts.triage_within_hours must be at least 1 (hours)",
+                path.display()
+            )));
+        }
         let date = c.gdpr.record_date.trim();
         if !date.is_empty() && date.parse::<jiff::civil::Date>().is_err() {
             return Err(ExportError::Config(format!(
@@ -278,6 +300,15 @@ impl ExportConfig {
             self.retention.required_days.is_some() || !self.retention.standards.is_empty(),
             "retention.required_days or retention.standards: the retention the organisation requires (the standard's preset is used)",
         );
+        if standard != "gdpr" {
+            need(
+                self.alerts.triage_within_hours.is_some(),
+                &format!(
+                    "alerts.triage_within_hours: the hours within which alerts are triaged ({} is used)",
+                    crate::alerts::DEFAULT_TRIAGE_HOURS
+                ),
+            );
+        }
         if standard == "gdpr" {
             let g = &self.gdpr;
             need(
@@ -315,6 +346,24 @@ impl ExportConfig {
             }
         }
         out
+    }
+
+    /// The hours within which alerts are triaged, with where that comes from.
+    #[must_use]
+    pub fn triage_hours(&self) -> (u64, String) {
+        match self.alerts.triage_within_hours {
+            Some(h) => (
+                h,
+                "organisation-defined: alerts.triage_within_hours in the export settings".into(),
+            ),
+            None => (
+                crate::alerts::DEFAULT_TRIAGE_HOURS,
+                format!(
+                    "not configured (alerts.triage_within_hours), so Blackbox's default of {} hours",
+                    crate::alerts::DEFAULT_TRIAGE_HOURS
+                ),
+            ),
+        }
     }
 
     /// Required retention in days for a report of `standard`, with where it comes from.

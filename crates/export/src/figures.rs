@@ -374,6 +374,8 @@ pub struct Figures {
     /// Per agent, the oldest personal data the chain still holds (GDPR reports only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub personal_kept: Option<Vec<PersonalKept>>,
+    /// The alert register: every alert of the period, tested, and the rules versions.
+    pub alerts: crate::alerts::AlertRegister,
 }
 
 /// A set of numbers as sorted, disjoint, non-adjacent ranges (cheap for mostly increasing input).
@@ -498,6 +500,8 @@ pub struct Request {
     /// Find, per agent, the oldest personal data the chain still holds (a pass over the whole
     /// chain; GDPR reports).
     pub personal_ages: bool,
+    /// Alerts are due for triage within this many hours, and where that comes from.
+    pub triage_hours: (u64, String),
 }
 
 fn time(ms: i64) -> String {
@@ -557,7 +561,11 @@ pub fn whole_log_period(dir: &DataDir, tenant: &str) -> Result<Period, ExportErr
 ///
 /// # Errors
 /// Store and key failures, or a period without entries.
-pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
+pub fn compute(
+    dir: &DataDir,
+    req: &Request,
+    deliveries: &crate::alerts::DeliveryRecords<'_>,
+) -> Result<Figures, ExportError> {
     let store = blackbox_ledger::open::open_reader(dir)?;
     let heads = store.chains()?;
     let Some(head) = heads.iter().find(|h| h.tenant_id == req.tenant) else {
@@ -628,10 +636,20 @@ pub fn compute(dir: &DataDir, req: &Request) -> Result<Figures, ExportError> {
     if let Some(r) = retention(&store, archived.as_ref(), req)? {
         f.retention = r;
     }
+    let collector = std::mem::take(&mut t.alerts_seen);
     tables(&mut f, req, t);
     f.integrity = verification
         .join()
         .map_err(|_| ExportError::Usage("the verification thread failed".into()))??;
+    f.alerts = collector.finish(
+        &store,
+        &req.tenant,
+        (p.start_ms, req.now_ms),
+        deliveries,
+        req.triage_hours.clone(),
+        (&req.seed, req.sample_size),
+        f.integrity.status == "ok",
+    )?;
     Ok(f)
 }
 
@@ -646,6 +664,7 @@ struct Tally {
     by_rule: BTreeMap<(String, String, String), (u64, u64)>,
     resolved_ids: HashSet<String>,
     alerts: Vec<Alert>,
+    alerts_seen: crate::alerts::Collector,
     touches: BTreeMap<String, u64>,
     /// Per category: distinct subjects, entries, mentions.
     subjects: BTreeMap<String, (HashSet<[u8; 16]>, u64, u64)>,
@@ -675,6 +694,7 @@ fn count(
     // admin token or by the local CLI), by alert id.
     let mut resolved_ids: HashSet<String> = HashSet::new();
     let mut alerts: Vec<Alert> = Vec::new();
+    let mut alerts_seen = crate::alerts::Collector::default();
     let mut touches: BTreeMap<String, u64> = BTreeMap::new();
     let mut subjects: BTreeMap<String, (HashSet<[u8; 16]>, u64, u64)> = BTreeMap::new();
     let mut categories_seen: Vec<String> = Vec::new();
@@ -750,15 +770,30 @@ fn count(
             } else {
                 et
             };
-            // Resolutions close the period's alerts, also when they come after it.
-            if et == blackbox_core::alert::RESOLVED
-                && by_service
+            // Triage and enforcement of the period's alerts, also when they come after it.
+            if by_service
+                && matches!(
+                    et,
+                    blackbox_core::alert::ACKNOWLEDGED
+                        | blackbox_core::alert::RESOLVED
+                        | "agent_paused"
+                        | "agent_throttled"
+                )
                 && let Ok(v) = EntryView::parse(line)
-                && let Ok(p) =
-                    serde_json::from_str::<blackbox_core::alert::TriagePayload>(v.payload.get())
-                && p.resolution.is_some()
+                && let Ok(pv) = serde_json::from_str::<serde_json::Value>(v.payload.get())
             {
-                resolved_ids.insert(p.alert_id);
+                let id = v.entry_id.to_string();
+                if et == blackbox_core::alert::RESOLVED
+                    && pv.get("resolution").is_some_and(|r| !r.is_null())
+                    && let Some(a) = pv.get("alert_id").and_then(serde_json::Value::as_str)
+                {
+                    resolved_ids.insert(a.to_owned());
+                }
+                if et.starts_with("alert_") {
+                    alerts_seen.triage(et, &pv, (&id, seq, ts_ms));
+                } else {
+                    alerts_seen.enforcement(&pv, &id);
+                }
             }
             let member = match p.seqs {
                 Some((a, b)) => (a..=b).contains(&seq),
@@ -859,6 +894,15 @@ fn count(
             }
             match et {
                 "anomaly_detected" => {
+                    if let Ok(v) = EntryView::parse(line)
+                        && let Ok(pv) = serde_json::from_str::<serde_json::Value>(v.payload.get())
+                    {
+                        alerts_seen.alert(
+                            (&v.entry_id.to_string(), seq, ts_ms),
+                            (agent, session),
+                            &pv,
+                        );
+                    }
                     let k = (
                         str_of(get(pl, "rule")).unwrap_or("?").to_owned(),
                         str_of(get(pl, "action")).unwrap_or("?").to_owned(),
@@ -876,6 +920,16 @@ fn count(
                 "agent_resumed" => f.anomalies.resumed += 1,
                 _ => {}
             }
+            alerts_seen.note(
+                match (&fast, &first) {
+                    (Some(x), _) => x.entry_id,
+                    (None, Some(v)) => v.entry_id.as_u128(),
+                    (None, None) => 0,
+                },
+                seq,
+                et,
+                tool,
+            );
             if let (true, Some(rank)) = (candidate, rank) {
                 let entry_id = match (&fast, &first) {
                     (Some(x), _) => uuid::Uuid::from_u128(x.entry_id).to_string(),
@@ -955,6 +1009,7 @@ fn count(
         by_rule,
         resolved_ids,
         alerts,
+        alerts_seen,
         touches,
         subjects,
         heap,

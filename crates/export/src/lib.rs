@@ -4,11 +4,13 @@
 //!
 //! - [`config`]: the export settings (organisation, retention, processing activities);
 //! - [`figures`]: the figures, computed in one streamed pass plus a verification of the chain;
+//! - [`alerts`]: the alert register (every alert, tested; rules versions; SIEM deliveries);
 //! - [`report`]: the report of a standard and control: its text, figures and document;
 //! - [`doc`] and [`pdf`]: the document model and its PDF rendering;
 //! - [`manifest`]: the signed manifest and its verification with the public key alone;
 //! - [`produce`]: one export end to end (files and manifest as bytes).
 
+pub mod alerts;
 pub mod config;
 pub mod doc;
 pub mod figures;

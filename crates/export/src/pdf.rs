@@ -510,11 +510,13 @@ fn is_break_space(c: char) -> bool {
     (c.is_whitespace() && !matches!(c, '\u{a0}' | '\u{2007}' | '\u{202f}')) || c == '\u{200b}'
 }
 
+/// Characters a line may end after, inside a word. Not the hyphen-minus: text extractors
+/// (pdftotext) take a line ending in one for a hyphenated word and drop it, which corrupts a
+/// copied identifier (a UUID, an agent id); such a word breaks elsewhere, or anywhere.
 fn is_soft_break(c: char) -> bool {
     matches!(
         c,
-        '-' | '/'
-            | '\\'
+        '/' | '\\'
             | '_'
             | '.'
             | ','
@@ -1144,7 +1146,10 @@ impl<'f> Layout<'f> {
         let pad = 2.0 * CELL_PAD_X;
         let floor = (TEXT_W / count as f32).min(28.0);
         for c in 0..count {
-            minimum[c] = (minimum[c].min(0.25 * TEXT_W) + pad).max(floor);
+            // A column of identifiers keeps each whole up to 40% of the width (a UUID, a
+            // timestamp); a word of prose gives way at a quarter.
+            let cap = if atomic[c] && filled[c] { 0.4 } else { 0.25 };
+            minimum[c] = (minimum[c].min(cap * TEXT_W) + pad).max(floor);
             natural[c] = (natural[c].min(0.6 * TEXT_W) + pad).max(minimum[c]);
             numeric[c] = numeric[c] && filled[c];
         }

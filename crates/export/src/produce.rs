@@ -5,6 +5,7 @@ use blackbox_ledger::datadir::DataDir;
 use blackbox_store::Store;
 
 use crate::ExportError;
+use crate::alerts::DeliveryRecords;
 use crate::config::ExportConfig;
 use crate::figures::{Figures, Period, Request};
 use crate::manifest::{self, FileHash, Manifest, ManifestCheckpoint};
@@ -74,11 +75,17 @@ pub struct Produced {
     pub period: Period,
 }
 
-/// Runs an export over the data directory: figures, files, signed manifest.
+/// Runs an export over the data directory: figures, files, signed manifest. `deliveries`:
+/// where the alerts' SIEM deliveries are read (the service's webhook outbox).
 ///
 /// # Errors
 /// Usage errors (tenant, period, format), an empty period, settings, store or key failures.
-pub fn produce(dir: &DataDir, config: &ExportConfig, job: &Job) -> Result<Produced, ExportError> {
+pub fn produce(
+    dir: &DataDir,
+    config: &ExportConfig,
+    job: &Job,
+    deliveries: &DeliveryRecords<'_>,
+) -> Result<Produced, ExportError> {
     let format = Format::of(&job.output_name)?;
     if job.output_name.contains('/') || job.output_name.contains('\\') {
         return Err(ExportError::Usage(
@@ -132,8 +139,9 @@ pub fn produce(dir: &DataDir, config: &ExportConfig, job: &Job) -> Result<Produc
         retention: config.required_days(control.standard()),
         now_ms: blackbox_ledger::clock::Clock::from_env().now_ms(),
         personal_ages: control == Control::GdprArt30,
+        triage_hours: config.triage_hours(),
     };
-    let figures = crate::figures::compute(dir, &req)?;
+    let figures = crate::figures::compute(dir, &req, deliveries)?;
     let r = report::report(control, config, &period, &figures);
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     match format {

@@ -87,7 +87,7 @@ impl Control {
     fn how_met(self) -> &'static str {
         match self {
             Self::Soc2Cc72 => {
-                "Every action of the AI agents (model requests, tool calls, data access, decisions) is recorded by the Blackbox audit service as an entry of a hash-chained, HMAC-signed log with signed Merkle checkpoints. The service evaluates every entry against anomaly-detection rules as it is written (rates against each agent's own baseline, off-hours activity, injection patterns in tool arguments) and can block a call, pause or throttle an agent. Every detection is itself an entry of the chain; where webhooks are configured it is queued for delivery to the SIEM as a signed webhook, and the service's outbox records each delivery's outcome (blackbox webhooks list): this report does not count deliveries."
+                "Every action of the AI agents (model requests, tool calls, data access, decisions) is recorded by the Blackbox audit service as an entry of a hash-chained, HMAC-signed log with signed Merkle checkpoints. The service evaluates every entry against anomaly-detection rules as it is written (rates against each agent's own baseline, off-hours activity, injection patterns in tool arguments) and can block a call, pause or throttle an agent. Every detection is itself an entry of the chain; where webhooks are configured it is queued for delivery to the SIEM as a signed webhook, and the service's outbox records each delivery's outcome: the alert register below shows, per alert, whether it reached the SIEM, as the outbox recorded it."
             }
             Self::Iso27001A815 => {
                 "Produced: every agent action is an entry recording who (tenant, agent, session, role), what (event type, tool, hashed arguments, result), when (UTC timestamp, ms) and where (the service, the chain and its sequence number). Stored: durably committed before it is acknowledged, in an append-only store. Protected: hash-chained, HMAC-signed with a key only the service holds, with Ed25519-signed Merkle checkpoints; raw prompts and arguments are replaced by hashes before storage. Analysed: evaluated in real time by anomaly-detection rules, queryable for forensics, verifiable end to end."
@@ -327,6 +327,7 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
                     n(f.anomalies.resolved)
                 ),
             ),
+            ("Alert register", alert_summary(&f.alerts)),
             (
                 "Retention compliance",
                 format!(
@@ -509,6 +510,7 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
             },
         ],
     });
+    alert_sections(&mut sections, &f.alerts, control);
     let rt = &f.retention;
     sections.push(Section {
         title: "Retention".into(),
@@ -535,7 +537,7 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
     let p = &f.population;
     let mut pop = vec![
         Block::Paragraph(format!(
-            "Population: every entry of the tenant's chain whose timestamp falls in the period. Query: {}.",
+            "Population: every entry of the tenant's chain that the service wrote in the period (its writer time, not the time an agent claims), or every entry by seq for a whole-log export. Query: {}.",
             p.query
         )),
         kv(&[
@@ -571,7 +573,11 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
                 ),
             ],
         },
-        Block::Subheading("Random sample".into()),
+        Block::Subheading(if control == Control::Soc2Cc72 {
+            "Random sample of entries (the alerts' sample is in the alert tests)".into()
+        } else {
+            "Random sample of entries".into()
+        }),
         Block::Paragraph(r.methods.sample.clone()),
         Block::Table {
             columns: vec![
@@ -648,6 +654,286 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
         ),
         sections,
     }
+}
+
+/// Rows of the register listed in the PDF (all are in the JSON and the CSV).
+const MAX_ALERTS_LISTED: usize = 500;
+
+fn alert_summary(a: &crate::alerts::AlertRegister) -> String {
+    let total = a.alerts.len() as u64;
+    if total == 0 {
+        return "no alert in the period".into();
+    }
+    let s = &a.siem;
+    format!(
+        "{}: {} resolved, {} open or acknowledged; {} with exceptions; SIEM: {} delivered, {} failed, {} pending, {} without a webhook, {} not recorded{}",
+        count_of(total, "alert", "alerts"),
+        n(total - a.unresolved),
+        n(a.unresolved),
+        n(a.exceptions),
+        n(s.delivered),
+        n(s.failed),
+        n(s.pending),
+        n(s.no_webhook),
+        n(s.not_recorded),
+        if s.unknown > 0 {
+            format!(", {} unknown", n(s.unknown))
+        } else {
+            String::new()
+        }
+    )
+}
+
+fn short_time(t: &str) -> String {
+    // 2025-03-01T12:00:00.000Z → 2025-03-01 12:00:00Z (the JSON and CSV keep milliseconds).
+    match (t.get(..10), t.get(11..19)) {
+        (Some(d), Some(h)) => format!("{d} {h}Z"),
+        _ => t.to_owned(),
+    }
+}
+
+/// The alert register, its tests, the sample (SOC 2 CC7.2) and the exceptions.
+#[allow(clippy::too_many_lines)]
+fn alert_sections(sections: &mut Vec<Section>, a: &crate::alerts::AlertRegister, control: Control) {
+    let mut blocks = vec![
+        Block::Paragraph(format!(
+            "Every alert of the period (an anomaly_detected entry written by the service, by the service's time) with the entry that raised it, the rules file in force, the action taken, its delivery to the SIEM ({}) and its triage by people (alert_acknowledged and alert_resolved entries, as of the export). Triage is due within {} hours ({}).",
+            a.siem.source, a.triage_within_hours, a.triage_source
+        )),
+        kv(&[("Alerts", alert_summary(a))]),
+    ];
+    if !a.rules_versions.is_empty() {
+        blocks.push(Block::Subheading("Rules in force".into()));
+        blocks.push(Block::Table {
+            columns: vec![
+                "Loaded".into(),
+                "Rules file SHA-256".into(),
+                "Rules".into(),
+                "Webhooks".into(),
+            ],
+            rows: a
+                .rules_versions
+                .iter()
+                .map(|v| {
+                    vec![
+                        if v.in_period {
+                            short_time(&v.loaded_at)
+                        } else {
+                            format!("{} (in force at the start)", short_time(&v.loaded_at))
+                        },
+                        v.rules_sha256.clone(),
+                        format!("{} ({} enabled)", v.rules, v.enabled),
+                        n(v.webhooks),
+                    ]
+                })
+                .collect(),
+            caption: Some(format!(
+                "{} loaded during the period; each is a rules_loaded entry of the service's chain.",
+                count_of(
+                    a.rules_versions.iter().filter(|v| v.in_period).count() as u64,
+                    "version",
+                    "versions"
+                )
+            )),
+        });
+    } else {
+        blocks.push(Block::Paragraph(
+            "No rules file was recorded as loaded (rules_loaded) before or during the period: the service ran without a rules file, or its records are archived.".into(),
+        ));
+    }
+    if !a.alerts.is_empty() {
+        blocks.push(Block::Subheading("Alerts".into()));
+        let shown = a.alerts.len().min(MAX_ALERTS_LISTED);
+        blocks.push(Block::Table {
+            columns: vec![
+                "Alert id".into(),
+                "Fired".into(),
+                "Agent".into(),
+                "Rule".into(),
+                "Action".into(),
+                "Trigger".into(),
+            ],
+            rows: a.alerts[..shown]
+                .iter()
+                .map(|x| {
+                    vec![
+                        x.alert_id.clone(),
+                        short_time(&x.fired_at),
+                        x.agent_id.clone(),
+                        format!("{} ({})", x.rule, x.severity),
+                        if x.enforcement.is_empty() || x.enforcement == "none" {
+                            x.action.clone()
+                        } else {
+                            format!("{}: {}", x.action, x.enforcement)
+                        },
+                        x.trigger.as_ref().map_or_else(
+                            || "none named".into(),
+                            |t| match t.seq {
+                                Some(seq) => format!("seq {seq}"),
+                                None => "not found".into(),
+                            },
+                        ),
+                    ]
+                })
+                .collect(),
+            caption: (shown < a.alerts.len()).then(|| {
+                format!(
+                    "The first {} of {} alerts; all are in the JSON and in the .alerts.csv table.",
+                    n(shown as u64),
+                    n(a.alerts.len() as u64)
+                )
+            }),
+        });
+        blocks.push(Block::Subheading("Delivery and triage".into()));
+        blocks.push(Block::Table {
+            columns: vec![
+                "Alert id".into(),
+                "SIEM".into(),
+                "State".into(),
+                "By".into(),
+                "Ticket".into(),
+                "Hours".into(),
+            ],
+            rows: a.alerts[..shown]
+                .iter()
+                .map(|x| {
+                    vec![
+                        x.alert_id.clone(),
+                        x.siem.status.replace('_', " "),
+                        x.disposition
+                            .as_deref()
+                            .map_or_else(|| x.state.to_owned(), |d| d.replace('_', " ")),
+                        x.resolved_by
+                            .clone()
+                            .or_else(|| x.acknowledged_by.clone())
+                            .unwrap_or_default(),
+                        x.ticket.clone().unwrap_or_default(),
+                        x.hours_to_triage.map(|h| h.to_string()).unwrap_or_default(),
+                    ]
+                })
+                .collect(),
+            caption: Some(
+                "State: the disposition of a resolved alert, else open or acknowledged. By: who resolved it, else who acknowledged it. Hours: from the alert to its first triage step.".into(),
+            ),
+        });
+    }
+    sections.push(Section {
+        title: "Alert register".into(),
+        blocks,
+    });
+    if a.alerts.is_empty() {
+        return;
+    }
+    // The attributes, the sample and the exceptions.
+    let by_id: std::collections::HashMap<&str, &crate::alerts::AlertRow> =
+        a.alerts.iter().map(|x| (x.alert_id.as_str(), x)).collect();
+    let mut blocks = vec![
+        Block::Paragraph(format!(
+            "Each alert of the period is tested on the attributes below; {} has at least one exception.",
+            if a.exceptions == 1 {
+                "1 alert".to_owned()
+            } else {
+                format!("{} alerts", n(a.exceptions))
+            }
+        )),
+        Block::Table {
+            columns: vec!["Attribute".into(), "Passes when".into()],
+            rows: a
+                .attributes
+                .iter()
+                .map(|(k, v)| vec![(*k).to_owned(), (*v).to_owned()])
+                .collect(),
+            caption: None,
+        },
+    ];
+    if control == Control::Soc2Cc72 {
+        blocks.push(Block::Subheading("Sample of alerts".into()));
+        blocks.push(Block::Paragraph(format!(
+            "The sample is drawn from the alerts (the population CC7.2 is about): {}.",
+            a.sample_method
+        )));
+        let cell = |x: &crate::alerts::AlertRow, attr: &str| {
+            x.tests
+                .iter()
+                .find(|t| t.attribute == attr)
+                .map_or_else(String::new, |t| t.result.to_owned())
+        };
+        blocks.push(Block::Table {
+            columns: vec![
+                "Alert id".into(),
+                "Trigger".into(),
+                "Rules".into(),
+                "Action".into(),
+                "SIEM".into(),
+                "Triage".into(),
+            ],
+            rows: a
+                .sample
+                .iter()
+                .filter_map(|id| by_id.get(id.as_str()))
+                .map(|x| {
+                    vec![
+                        x.alert_id.clone(),
+                        cell(x, "trigger"),
+                        cell(x, "rules"),
+                        cell(x, "action"),
+                        cell(x, "siem"),
+                        cell(x, "triage"),
+                    ]
+                })
+                .collect(),
+            caption: Some(
+                "What was found for each attribute is in the JSON (figures.alerts.alerts[].tests) and the .alert-tests.csv table.".into(),
+            ),
+        });
+    }
+    let exceptions: Vec<Vec<String>> = a
+        .alerts
+        .iter()
+        .flat_map(|x| {
+            x.tests
+                .iter()
+                .filter(|t| t.result == crate::alerts::EXCEPTION)
+                .map(|t| {
+                    vec![
+                        x.alert_id.clone(),
+                        t.attribute.to_owned(),
+                        t.detail.clone(),
+                        String::new(),
+                    ]
+                })
+        })
+        .collect();
+    blocks.push(Block::Subheading("Exceptions".into()));
+    if exceptions.is_empty() {
+        blocks.push(Block::Paragraph("None.".into()));
+    } else {
+        let total = exceptions.len();
+        blocks.push(Block::Table {
+            columns: vec![
+                "Alert id".into(),
+                "Attribute".into(),
+                "Found".into(),
+                "Management response".into(),
+            ],
+            rows: exceptions.into_iter().take(MAX_ALERTS_LISTED).collect(),
+            caption: Some(format!(
+                "{}{} The management response is left for management to complete.",
+                count_of(total as u64, "exception", "exceptions"),
+                if total > MAX_ALERTS_LISTED {
+                    format!(
+                        "; the first {MAX_ALERTS_LISTED} are listed, all are in the .alert-tests.csv table."
+                    )
+                } else {
+                    ".".into()
+                }
+            )),
+        });
+    }
+    sections.push(Section {
+        title: "Alert tests and exceptions".into(),
+        blocks,
+    });
 }
 
 /// One activity's storage-limitation test.
@@ -1068,6 +1354,135 @@ pub fn csv_tables(f: &Figures) -> Result<Vec<(&'static str, Vec<u8>)>, ExportErr
                         g.session_id.clone().unwrap_or_default(),
                         g.from.to_string(),
                         g.to.to_string(),
+                    ]
+                }),
+            )?,
+        ),
+        (
+            "alerts",
+            table(
+                &[
+                    "alert_id",
+                    "seq",
+                    "fired_at",
+                    "agent_id",
+                    "session_id",
+                    "rule",
+                    "severity",
+                    "action",
+                    "enforcement",
+                    "rules_sha256",
+                    "trigger_entry_id",
+                    "trigger_seq",
+                    "enforcement_entry_id",
+                    "siem_status",
+                    "siem_deliveries",
+                    "siem_delivered_at",
+                    "siem_detail",
+                    "state",
+                    "disposition",
+                    "acknowledged_by",
+                    "acknowledged_at",
+                    "resolved_by",
+                    "resolved_at",
+                    "ticket",
+                    "hours_to_triage",
+                    "exceptions",
+                    "sampled",
+                ],
+                f.alerts.alerts.iter().map(|x| {
+                    let o = |v: &Option<String>| v.clone().unwrap_or_default();
+                    vec![
+                        x.alert_id.clone(),
+                        x.seq.to_string(),
+                        x.fired_at.clone(),
+                        x.agent_id.clone(),
+                        x.session_id.clone(),
+                        x.rule.clone(),
+                        x.severity.clone(),
+                        x.action.clone(),
+                        x.enforcement.clone(),
+                        x.rules_sha256.clone(),
+                        x.trigger
+                            .as_ref()
+                            .map(|t| t.entry_id.clone())
+                            .unwrap_or_default(),
+                        x.trigger
+                            .as_ref()
+                            .and_then(|t| t.seq)
+                            .map(|s| s.to_string())
+                            .unwrap_or_default(),
+                        o(&x.enforcement_entry),
+                        x.siem.status.to_owned(),
+                        x.siem.deliveries.to_string(),
+                        o(&x.siem.delivered_at),
+                        x.siem.detail.clone(),
+                        x.state.to_owned(),
+                        o(&x.disposition),
+                        o(&x.acknowledged_by),
+                        o(&x.acknowledged_at),
+                        o(&x.resolved_by),
+                        o(&x.resolved_at),
+                        o(&x.ticket),
+                        x.hours_to_triage.map(|h| h.to_string()).unwrap_or_default(),
+                        x.tests
+                            .iter()
+                            .filter(|t| t.result == crate::alerts::EXCEPTION)
+                            .count()
+                            .to_string(),
+                        f.alerts.sample.contains(&x.alert_id).to_string(),
+                    ]
+                }),
+            )?,
+        ),
+        (
+            "alert-tests",
+            table(
+                &[
+                    "alert_id",
+                    "attribute",
+                    "result",
+                    "detail",
+                    "management_response",
+                ],
+                f.alerts.alerts.iter().flat_map(|x| {
+                    x.tests.iter().map(|t| {
+                        vec![
+                            x.alert_id.clone(),
+                            t.attribute.to_owned(),
+                            t.result.to_owned(),
+                            t.detail.clone(),
+                            String::new(),
+                        ]
+                    })
+                }),
+            )?,
+        ),
+        (
+            "rules",
+            table(
+                &[
+                    "loaded_at",
+                    "chain",
+                    "seq",
+                    "rules_sha256",
+                    "rules",
+                    "enabled",
+                    "webhooks",
+                    "file",
+                    "in_period",
+                ],
+                f.alerts.rules_versions.iter().map(|v| {
+                    vec![
+                        v.loaded_at.clone(),
+                        v.chain.clone(),
+                        v.seq.to_string(),
+                        v.rules_sha256.clone(),
+                        v.rules.to_string(),
+                        v.enabled.to_string(),
+                        v.webhooks.to_string(),
+                        v.file.clone(),
+                        v.in_period.to_string(),
                     ]
                 }),
             )?,

@@ -47,7 +47,7 @@ use r2d2_postgres::PostgresConnectionManager;
 pub use tls::{MakeRustls, Verify};
 
 /// The schema version this build reads and writes (the last migration's).
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// Runs `f` (calls of the blocking PostgreSQL client) off the async runtime: the client
 /// drives a runtime of its own and panics on a thread that drives async tasks. Inside a tokio

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use blackbox_export::alerts::DeliveryRecords;
 use blackbox_export::config::{EXAMPLE, ExportConfig};
 use blackbox_export::manifest;
 use blackbox_export::produce::{Format, Job, produce};
@@ -72,7 +73,14 @@ pub fn run(a: ExportArgs) -> Result<Outcome> {
             Some(path) => ExportConfig::load(path)?,
             None => ExportConfig::load_or_default(&dir.root().join("export.toml"))?,
         };
-        let p = produce(&dir, &config, &job)?;
+        // The alerts' SIEM deliveries are read from the service's webhook outbox.
+        let outbox = crate::cmd::webhooks::open(&dir);
+        let records = match &outbox {
+            Ok(Some(o)) => DeliveryRecords::Outbox(o.as_ref()),
+            Ok(None) => DeliveryRecords::Missing,
+            Err(e) => DeliveryRecords::Unreadable(format!("{e:#}")),
+        };
+        let p = produce(&dir, &config, &job, &records)?;
         let summary = summary_lines(&p.figures, &p.period);
         (p.files, p.manifest, summary)
     };

@@ -16,7 +16,7 @@ fn outbox_path(dir: &DataDir) -> PathBuf {
 
 /// The outbox, or `None` when the service has not created one yet. The CLI never creates it:
 /// a file made by another user (root, say) would lock the service out.
-fn open(dir: &DataDir) -> Result<Option<Box<dyn Outbox>>> {
+pub(crate) fn open(dir: &DataDir) -> Result<Option<Box<dyn Outbox>>> {
     if !dir.is_data_dir() {
         bail!(
             "{} is not a Blackbox data directory; run `blackbox init` or start `blackbox serve` first",

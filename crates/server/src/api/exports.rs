@@ -63,11 +63,13 @@ pub(super) async fn export(
     };
     let _permit = heavy_read(&state, &caller, "exports").await?;
     let dir = state.dir.clone();
+    let outbox = std::sync::Arc::clone(&state.webhooks.outbox);
     let produced = tokio::task::spawn_blocking(move || {
         let config = blackbox_export::config::ExportConfig::load_or_default(
             &dir.root().join("export.toml"),
         )?;
-        blackbox_export::produce::produce(&dir, &config, &job)
+        let records = blackbox_export::alerts::DeliveryRecords::Outbox(outbox.as_ref());
+        blackbox_export::produce::produce(&dir, &config, &job, &records)
     })
     .await
     .map_err(|_| ApiError::unavailable("the export's worker failed; retry", 1))?

@@ -332,11 +332,25 @@ pub trait Outbox: Send + Sync + fmt::Debug {
     /// Storage failures.
     fn counts(&self) -> Result<DeliveryCounts, WebhookError>;
 
-    /// Deletes deliveries delivered before `before_ms`. Returns how many.
+    /// Drops the payload of deliveries delivered before `before_ms` and keeps their record
+    /// (status, attempts, times, HTTP status): the evidence reports show, per alert, whether it
+    /// reached the SIEM. Returns how many payloads were dropped.
     ///
     /// # Errors
     /// Storage failures.
     fn prune_delivered(&self, before_ms: i64) -> Result<usize, WebhookError>;
+
+    /// The deliveries of `tenant`'s entries with `first_seq <= seq <= last_seq`, by seq then
+    /// id (the evidence reports' SIEM delivery column).
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn of_entries(
+        &self,
+        tenant: &str,
+        first_seq: u64,
+        last_seq: u64,
+    ) -> Result<Vec<DeliveryInfo>, WebhookError>;
 
     /// Writes one pending delivery per (entry, webhook listing the entry's event type), due
     /// now, and raises each tenant's high-water mark to the largest `seq` among `entries`

@@ -344,6 +344,28 @@ impl Outbox for PgOutbox {
         })
     }
 
+    fn of_entries(
+        &self,
+        tenant: &str,
+        first_seq: u64,
+        last_seq: u64,
+    ) -> Result<Vec<DeliveryInfo>, WebhookError> {
+        let (a, b) = (to_i64(first_seq), to_i64(last_seq));
+        self.run(|c| {
+            c.query(
+                &format!(
+                    "SELECT {INFO_COLUMNS} FROM webhook_deliveries \
+                     WHERE tenant = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq, id"
+                ),
+                &[&tenant, &a, &b],
+            )
+            .map_err(db)?
+            .iter()
+            .map(info_row)
+            .collect()
+        })
+    }
+
     fn retry(&self, id: i64, now_ms: i64) -> Result<usize, WebhookError> {
         let n = self.run(|c| {
             c.execute(
@@ -402,7 +424,8 @@ impl Outbox for PgOutbox {
     fn prune_delivered(&self, before_ms: i64) -> Result<usize, WebhookError> {
         self.run(|c| {
             c.execute(
-                "DELETE FROM webhook_deliveries WHERE status = 'delivered' AND delivered_at_ms < $1",
+                "UPDATE webhook_deliveries SET body = ''::bytea \
+                 WHERE status = 'delivered' AND delivered_at_ms < $1 AND length(body) > 0",
                 &[&before_ms],
             )
             .map_err(db)

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS deliveries(
     delivered_at_ms    INTEGER
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(status, next_attempt_at_ms);
+CREATE INDEX IF NOT EXISTS deliveries_entry ON deliveries(tenant, seq);
 CREATE TABLE IF NOT EXISTS high_water(
     tenant TEXT PRIMARY KEY NOT NULL,
     seq    INTEGER NOT NULL
@@ -425,8 +426,29 @@ impl Outbox for SqliteOutbox {
 
     fn prune_delivered(&self, before_ms: i64) -> Result<usize, WebhookError> {
         Ok(self.conn().execute(
-            "DELETE FROM deliveries WHERE status = 'delivered' AND delivered_at_ms < ?1",
+            "UPDATE deliveries SET body = x'' \
+             WHERE status = 'delivered' AND delivered_at_ms < ?1 AND length(body) > 0",
             [before_ms],
         )?)
+    }
+
+    fn of_entries(
+        &self,
+        tenant: &str,
+        first_seq: u64,
+        last_seq: u64,
+    ) -> Result<Vec<DeliveryInfo>, WebhookError> {
+        let c = self.conn();
+        let mut stmt = c.prepare_cached(&format!(
+            "SELECT {INFO_COLUMNS} FROM deliveries WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3 \
+             ORDER BY seq, id"
+        ))?;
+        let rows = stmt
+            .query_map(
+                params![tenant, to_i64(first_seq), to_i64(last_seq)],
+                info_row,
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 }
