@@ -72,7 +72,7 @@ pub struct DispatcherConfig {
     /// On shutdown, how long attempts in flight may finish before they are abandoned (they
     /// are made again after the restart; default 5 s).
     pub shutdown_grace: Duration,
-    /// How long delivered rows are kept for `blackbox webhooks list` (default 7 days).
+    /// How long delivered rows keep their payload (default 7 days; the delivery record stays).
     pub keep_delivered: Duration,
 }
 
@@ -388,7 +388,7 @@ impl Dispatcher {
                 let before = now_ms().saturating_sub(ms(cfg.keep_delivered));
                 match db(&inner.outbox, move |o| o.prune_delivered(before)).await {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(deleted = n, "pruned old delivered webhook rows"),
+                    Ok(n) => tracing::info!(payloads = n, "dropped the payloads of old delivered webhook rows"),
                     Err(e) => tracing::warn!(error = %e, "cannot prune delivered webhook rows"),
                 }
             }

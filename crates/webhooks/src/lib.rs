@@ -138,8 +138,9 @@
 //! CREATE TABLE high_water(tenant TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 //! ```
 //!
-//! Delivered rows are pruned after [`DispatcherConfig::keep_delivered`] (7 days by default);
-//! dead rows stay until retried.
+//! A delivered row's payload is dropped after [`DispatcherConfig::keep_delivered`] (7 days by
+//! default); its record (status, attempts, times, HTTP status) stays for the evidence reports'
+//! alert register. Dead rows stay until retried.
 //!
 //! # Metrics
 //!
