@@ -210,9 +210,9 @@ pub fn document() -> Value {
             "requestBody": body(false, &json!({"type": "object", "additionalProperties": false, "description": "Optional; no members"})),
             "responses": with(std_err(&body_err), ok("200", "What the run did", &ref_("RetentionRun")))}},
         "/v1/exports": {"get": {
-            "summary": "A compliance export made by the service (SOC 2 CC7.2, ISO 27001 A.8.15, GDPR Art. 30): the files and the signed manifest", "operationId": "export",
-            "parameters": [param("standard", "query", true, "", Some(json!({"type": "string", "enum": ["soc2", "iso27001", "gdpr"]}))),
-                param("control", "query", false, "CC7.2 or A.8.15", None), param("article", "query", false, "art30", None),
+            "summary": "A compliance export made by the service (SOC 2 CC7.2, ISO 27001 A.8.15, GDPR Art. 30, EU AI Act Art. 12): the files and the signed manifest", "operationId": "export",
+            "parameters": [param("standard", "query", true, "", Some(json!({"type": "string", "enum": ["soc2", "iso27001", "gdpr", "eu-ai-act"]}))),
+                param("control", "query", false, "CC7.2 or A.8.15", None), param("article", "query", false, "art30 (gdpr) or art12 (eu-ai-act)", None),
                 param("output", "query", true, "File name; its extension (.pdf, .json, .csv) picks the format", None),
                 param("period", "query", false, "START/END dates, both included (default: the whole log)", None), tenant,
                 param("include_data_subjects", "query", false, "", Some(json!({"type": "boolean"}))),

@@ -385,13 +385,13 @@ pub struct ExportArgs {
     pub dir: DataDirArg,
     #[command(flatten)]
     pub remote: RemoteArgs,
-    /// soc2, iso27001 or gdpr.
+    /// soc2, iso27001, gdpr or eu-ai-act.
     #[arg(long, required_unless_present = "print_config")]
     pub standard: Option<String>,
     /// The control: CC7.2 (soc2), A.8.15 (iso27001).
     #[arg(long, conflicts_with = "article")]
     pub control: Option<String>,
-    /// The article: art30 (gdpr).
+    /// The article: art30 (gdpr), art12 (eu-ai-act).
     #[arg(long)]
     pub article: Option<String>,
     /// START/END as dates, both included, e.g. 2025-01-01/2025-12-31 (default: the whole log).

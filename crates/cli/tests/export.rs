@@ -1369,3 +1369,99 @@ fn the_alert_register_lists_each_alert_with_its_trigger_rules_action_siem_and_tr
         }
     }
 }
+
+/// The fourth report: EU AI Act Art. 12 record-keeping, its retention against the six-month
+/// floor of Art. 19(1) / 26(6), over the whole lifetime without `--period`.
+#[test]
+fn the_eu_ai_act_art12_report_evidences_logging_over_the_lifetime() {
+    let (tmp, dir) = setup();
+    let out = tmp.path().join("art12.json");
+    let r = run(&[
+        "export",
+        "--data-dir",
+        &dir,
+        "--standard",
+        "eu-ai-act",
+        "--article",
+        "art12",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(v["standard"], "eu-ai-act");
+    assert_eq!(v["control"], "art12");
+    let items = v["points_of_focus"].to_string();
+    for want in [
+        "Art. 12(1)",
+        "Art. 12(2)(a)",
+        "Art. 12(2)(b)",
+        "Art. 12(2)(c)",
+        "Art. 12(3)",
+        "Art. 19(1)",
+    ] {
+        assert!(items.contains(want), "{want} not in {items}");
+    }
+    // The whole lifetime, by seq: the entry written 400 days before the rest is in it.
+    assert!(v["period"]["seqs"].is_array(), "{}", v["period"]);
+    // 25 entries of the known log and the resolution of an alert.
+    assert_eq!(v["figures"]["population"]["entries"], 26);
+    // The settings name the soc2 preset only: the Regulation's own floor applies.
+    let rt = &v["figures"]["retention"];
+    assert_eq!(
+        rt["required_days"], 365,
+        "the strictest configured preset wins: {rt}"
+    );
+    std::fs::write(format!("{dir}/export.toml"), "").unwrap();
+    let r = run(&[
+        "export",
+        "--data-dir",
+        &dir,
+        "--standard",
+        "eu-ai-act",
+        "--article",
+        "art12",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let rt = &v["figures"]["retention"];
+    assert_eq!(rt["required_days"], 183, "{rt}");
+    assert!(
+        rt["requirement"]
+            .as_str()
+            .unwrap()
+            .contains("Art. 19(1) and 26(6)"),
+        "{rt}"
+    );
+    assert_eq!(rt["met"], true, "{rt}");
+    let args = ["--standard", "eu-ai-act", "--article", "art12"];
+    if let Some(text) = pdf_export_text(&dir, &args, &tmp.path().join("art12.pdf")) {
+        for want in [
+            "EU AI Act Article 12 record-keeping evidence",
+            "What the log evidences",
+            "Alert register",
+        ] {
+            assert!(text.contains(want), "`{want}` not in the PDF text:\n{text}");
+        }
+    }
+    // An unknown pair names the four reports.
+    let r = run(&[
+        "export",
+        "--data-dir",
+        &dir,
+        "--standard",
+        "eu-ai-act",
+        "--article",
+        "art13",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("--standard eu-ai-act --article art12"),
+        "{}",
+        r.stderr
+    );
+}

@@ -136,7 +136,7 @@ pub fn produce(
         sample_size: job.sample_size.min(10_000),
         seed,
         data_subjects: job.data_subjects,
-        retention: config.required_days(control.standard()),
+        retention: config.required_days(control.retention_preset()),
         now_ms: blackbox_ledger::clock::Clock::from_env().now_ms(),
         personal_ages: control == Control::GdprArt30,
         triage_hours: config.triage_hours(),

@@ -17,6 +17,8 @@ pub enum Control {
     Iso27001A815,
     /// GDPR Article 30, records of processing activities.
     GdprArt30,
+    /// EU AI Act (Regulation (EU) 2024/1689) Article 12, record-keeping of high-risk AI systems.
+    EuAiActArt12,
 }
 
 impl Control {
@@ -30,29 +32,41 @@ impl Control {
             ("soc2", "cc7.2") => Ok(Self::Soc2Cc72),
             ("iso27001", "a.8.15" | "8.15") => Ok(Self::Iso27001A815),
             ("gdpr", "art30" | "art.30" | "30") => Ok(Self::GdprArt30),
+            ("eu-ai-act" | "eu_ai_act", "art12" | "art.12" | "12") => Ok(Self::EuAiActArt12),
             (s, _) => Err(ExportError::Usage(format!(
-                "no report for --standard {s} with control/article `{control}`; Blackbox reports on: --standard soc2 --control CC7.2, --standard iso27001 --control A.8.15, --standard gdpr --article art30"
+                "no report for --standard {s} with control/article `{control}`; Blackbox reports on: --standard soc2 --control CC7.2, --standard iso27001 --control A.8.15, --standard gdpr --article art30, --standard eu-ai-act --article art12"
             ))),
         }
     }
 
-    /// `soc2`, `iso27001` or `gdpr`.
+    /// `soc2`, `iso27001`, `gdpr` or `eu-ai-act`.
     #[must_use]
     pub fn standard(self) -> &'static str {
         match self {
             Self::Soc2Cc72 => "soc2",
             Self::Iso27001A815 => "iso27001",
             Self::GdprArt30 => "gdpr",
+            Self::EuAiActArt12 => "eu-ai-act",
         }
     }
 
-    /// `CC7.2`, `A.8.15` or `art30`.
+    /// The retention preset of the standard (`export.toml`'s `retention.standards` names).
+    #[must_use]
+    pub fn retention_preset(self) -> &'static str {
+        match self {
+            Self::EuAiActArt12 => "eu_ai_act",
+            other => other.standard(),
+        }
+    }
+
+    /// `CC7.2`, `A.8.15`, `art30` or `art12`.
     #[must_use]
     pub fn control(self) -> &'static str {
         match self {
             Self::Soc2Cc72 => "CC7.2",
             Self::Iso27001A815 => "A.8.15",
             Self::GdprArt30 => "art30",
+            Self::EuAiActArt12 => "art12",
         }
     }
 
@@ -66,6 +80,10 @@ impl Control {
             Self::GdprArt30 => (
                 "GDPR Article 30 record of processing activities",
                 "AI agent processing, as configured and as observed in the audit log",
+            ),
+            Self::EuAiActArt12 => (
+                "EU AI Act Article 12 record-keeping evidence",
+                "Automatic recording of events over the lifetime of a high-risk AI system",
             ),
         }
     }
@@ -81,6 +99,9 @@ impl Control {
             Self::GdprArt30 => {
                 "Each controller shall maintain a record of processing activities under its responsibility, containing the information listed in Article 30(1)(a) to (g), and make it available to the supervisory authority on request (Regulation (EU) 2016/679, Article 30)."
             }
+            Self::EuAiActArt12 => {
+                "High-risk AI systems shall technically allow for the automatic recording of events (logs) over the lifetime of the system; the logging capabilities shall enable the recording of events relevant for identifying situations that may result in the system presenting a risk within the meaning of Article 79(1) or in a substantial modification, for facilitating the post-market monitoring referred to in Article 72, and for monitoring the operation of the system referred to in Article 26(5) (Regulation (EU) 2024/1689, Article 12(1) and (2)). Providers keep the logs under their control (Article 19(1)) and deployers the logs under theirs (Article 26(6)) for a period appropriate to the intended purpose, of at least six months."
+            }
         }
     }
 
@@ -94,6 +115,9 @@ impl Control {
             }
             Self::GdprArt30 => {
                 "The record below combines the processing activities declared by the controller (the export settings) with what the audit log observed in the period: which agents and tools processed which classes of data and, on request, how many data subjects of each category were concerned (counted from pseudonymous identifiers; no personal data is shown)."
+            }
+            Self::EuAiActArt12 => {
+                "Every event of the AI agents (model requests, tool calls, data access, decisions, detections) is recorded automatically by the Blackbox audit service as it happens, without the agents' or operators' intervention, as an entry of a hash-chained, HMAC-signed log with signed Merkle checkpoints, from the system's first entry to its last: nothing can be removed or altered unseen, and the figures below are computed from the log itself. The service's own time (written_at) dates every entry; what an agent claims is kept apart. Anomaly detection runs on every entry, and every detection, enforcement (a blocked call, a paused or throttled agent) and rules change is itself an entry."
             }
         }
     }
@@ -137,6 +161,32 @@ impl Control {
                 ),
             ],
             Self::GdprArt30 => vec![],
+            Self::EuAiActArt12 => vec![
+                (
+                    "Art. 12(1): automatic recording over the lifetime",
+                    "Every event is recorded by the service as it is received or decided; the chain runs from the system's first entry (see Retention: the oldest entry kept) to the head verified below, with no gap a deletion could hide (Log completeness, Integrity). Export without --period to cover the whole lifetime.",
+                ),
+                (
+                    "Art. 12(2)(a): situations that may present a risk (Art. 79(1)) or a substantial modification",
+                    "Anomaly detections (injection patterns, unusual rates, off-hours access), blocked calls and paused or throttled agents, each with the entry that raised it (Alert register); every change of the detection rules (rules_loaded, Rules in force); the model and tool of every call are in its entry.",
+                ),
+                (
+                    "Art. 12(2)(b): post-market monitoring (Art. 72)",
+                    "The population by event type and day (Population, activity and sample), queryable by agent, session, tool and time (blackbox query), exportable as a verifiable log slice (blackbox export-log) that an independent verifier checks with the public key.",
+                ),
+                (
+                    "Art. 12(2)(c): monitoring of the operation by the deployer (Art. 26(5))",
+                    "Pre-call decisions (/v1/decide), alerts with their triage by people (who, when, disposition, ticket) and SIEM delivery, pause and resume of agents by operators (Alert register, Anomalies).",
+                ),
+                (
+                    "Art. 12(3): remote biometric identification systems (Annex III, 1(a))",
+                    "(a) the period of each use: each session's first and last entry (blackbox query --session-id); (b) the reference database, (c) the input data that led to a match and (d) the persons who verified the results (Art. 14(5)) are evidenced only where the system records them in its events (e.g. as tool arguments, stored as hashes, and the operator's identity); this report does not assert them.",
+                ),
+                (
+                    "Art. 19(1) and 26(6): logs kept at least six months",
+                    "Retention below, measured against the eu_ai_act preset (183 days) unless the organisation sets its own (retention.required_days).",
+                ),
+            ],
         }
     }
 }
@@ -356,7 +406,14 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
     ];
     if !r.points_of_focus.is_empty() {
         req.push(Block::Table {
-            columns: vec!["Point of focus".into(), "How it is met".into()],
+            columns: if control == Control::EuAiActArt12 {
+                vec![
+                    "What the Regulation asks".into(),
+                    "What the log evidences".into(),
+                ]
+            } else {
+                vec!["Point of focus".into(), "How it is met".into()]
+            },
             rows: r
                 .points_of_focus
                 .iter()

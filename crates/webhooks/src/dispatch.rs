@@ -388,7 +388,10 @@ impl Dispatcher {
                 let before = now_ms().saturating_sub(ms(cfg.keep_delivered));
                 match db(&inner.outbox, move |o| o.prune_delivered(before)).await {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(payloads = n, "dropped the payloads of old delivered webhook rows"),
+                    Ok(n) => tracing::info!(
+                        payloads = n,
+                        "dropped the payloads of old delivered webhook rows"
+                    ),
                     Err(e) => tracing::warn!(error = %e, "cannot prune delivered webhook rows"),
                 }
             }

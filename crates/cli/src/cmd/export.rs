@@ -34,7 +34,7 @@ pub fn run(a: ExportArgs) -> Result<Outcome> {
     }
     let standard = a.standard.as_deref().unwrap_or_default();
     let which = a.control.as_deref().or(a.article.as_deref()).ok_or_else(|| {
-        anyhow!("--standard {standard} needs --control (soc2: CC7.2, iso27001: A.8.15) or --article (gdpr: art30)")
+        anyhow!("--standard {standard} needs --control (soc2: CC7.2, iso27001: A.8.15) or --article (gdpr: art30, eu-ai-act: art12)")
     })?;
     let control = Control::parse(standard, which)?;
     let output = a.output.clone().unwrap_or_default();
