@@ -515,6 +515,75 @@ fn the_pdf_passes_qpdf_and_pdftotext_finds_the_figures() {
     ] {
         assert!(text.contains(want), "`{want}` not in the ISO PDF");
     }
+    // PDF/A-3a with the report's JSON and CSV inside, checked by an independent reader.
+    check_pdfa(
+        &out,
+        &[
+            "soc2_cc7.2_evidence.json",
+            "soc2_cc7.2_evidence.alerts.csv",
+            "soc2_cc7.2_evidence.alert-tests.csv",
+        ],
+    );
+    check_pdfa(&iso, &["iso27001_A.8.15_evidence.json"]);
+    // The JSON inside is the one `--output x.json` writes.
+    let json = tmp.path().join("soc2_cc7.2_evidence.json");
+    let r = run(&[
+        "export",
+        "--data-dir",
+        &dir,
+        "--standard",
+        "soc2",
+        "--control",
+        "CC7.2",
+        "--period",
+        "2025-01-01/2025-01-30",
+        "--output",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let detached = tmp.path().join("detached.json");
+    let d = std::process::Command::new("pdfdetach")
+        .args(["-savefile", "soc2_cc7.2_evidence.json", "-o"])
+        .arg(&detached)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    assert_eq!(
+        std::fs::read(&detached).unwrap(),
+        std::fs::read(&json).unwrap(),
+        "the JSON embedded in the PDF is the report's JSON"
+    );
+}
+
+/// tools/check_pdfa.py (pikepdf, independent of the writer) on an evidence PDF: PDF/A-3a
+/// declared, tagged, language, fonts, associated files (`attachments` among them).
+fn check_pdfa(pdf: &std::path::Path, attachments: &[&str]) {
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import pikepdf"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "pikepdf is needed in CI (python3 -m pip install -r tools/requirements-pdf.txt)"
+        );
+        eprintln!("SKIPPED: the PDF/A check needs pikepdf");
+        return;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/check_pdfa.py");
+    let mut c = std::process::Command::new("python3");
+    c.arg(script).arg(pdf);
+    for a in attachments {
+        c.args(["--attachment", a]);
+    }
+    let o = c.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -1438,6 +1507,7 @@ fn the_eu_ai_act_art12_report_evidences_logging_over_the_lifetime() {
     assert_eq!(rt["met"], true, "{rt}");
     let args = ["--standard", "eu-ai-act", "--article", "art12"];
     if let Some(text) = pdf_export_text(&dir, &args, &tmp.path().join("art12.pdf")) {
+        check_pdfa(&tmp.path().join("art12.pdf"), &["art12.json"]);
         for want in [
             "EU AI Act Article 12 record-keeping evidence",
             "What the log evidences",

@@ -2,9 +2,29 @@
 
 use serde::Serialize;
 
-/// A whole report.
+/// A file embedded in the PDF as an associated file (PDF/A-3): the report's JSON and CSV.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    /// File name.
+    pub name: String,
+    /// MIME type, e.g. `application/json`.
+    pub mime_type: String,
+    /// What it is.
+    pub description: String,
+    /// Its bytes.
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
+}
+
+/// A whole report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Document {
+    /// The document's language (BCP 47, e.g. `en`).
+    pub lang: String,
+    /// When it was made, Unix ms (the PDF's creation date).
+    pub created_ms: i64,
+    /// Files embedded in the PDF (the same report as JSON, the CSV tables).
+    pub attachments: Vec<Attachment>,
     /// Title on the cover and in the PDF metadata, e.g. "SOC 2 CC7.2 evidence".
     pub title: String,
     /// Second line of the cover, e.g. "Monitoring of system components".

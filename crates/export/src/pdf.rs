@@ -7,7 +7,16 @@
 //! `assets/` (licence: `assets/DEJAVU-LICENSE.txt`).
 //!
 //! The output is a pure function of the document: no clock, no randomness, no document ID but
-//! a hash of the content, and no creation date.
+//! a hash of the content; its creation date is the document's ([`Document::created_ms`]).
+//!
+//! It is PDF/A-3a (ISO 19005-3, level A), checked by krilla as it is written: fonts embedded,
+//! every glyph mapped to Unicode (a character the fonts lack is drawn as U+FFFD and extracted
+//! as written; private-use characters become U+FFFD), the language set, XMP metadata, and
+//! tagged: a structure tree gives every heading, paragraph, table (header cells, rows, cells,
+//! caption), chart (a figure with its description in words) and the table of contents (links
+//! included), while rules, fills, running headers and footers and table headers repeated on a
+//! later page are artifacts. The report's JSON and CSV are embedded as associated files
+//! ([`Document::attachments`]).
 //!
 //! Pages are A4: the cover, then the table of contents, then the numbered sections. Every page
 //! after the cover carries the running header ([`Document::header`]) and a footer with the
@@ -21,17 +30,26 @@
 
 use std::ops::Range;
 
+use std::num::NonZeroU16;
+
 use krilla::SerializeSettings;
 use krilla::annotation::{Annotation, LinkAnnotation, Target};
 use krilla::color::rgb;
+use krilla::configure::{Archival, Configuration, ConfigurationBuilder};
 use krilla::destination::XyzDestination;
+use krilla::embed::{AssociationKind, EmbeddedFile, MimeType};
 use krilla::geom::{PathBuilder, Point, Rect};
+use krilla::metadata::DateTime;
 use krilla::metadata::Metadata;
 use krilla::num::NormalizedF32;
 use krilla::outline::{Outline, OutlineNode};
 use krilla::page::PageSettings;
 use krilla::paint::{Fill, FillRule, LineCap, Stroke, StrokeDash};
 use krilla::surface::{Location, Surface};
+use krilla::tagging::{
+    Artifact, ArtifactType, ContentTag, Identifier, SpanTag, TableHeaderScope, Tag, TagGroup,
+    TagKind, TagTree,
+};
 use krilla::text::{Font, GlyphId};
 use rustybuzz::{Direction, UnicodeBuffer};
 
@@ -47,9 +65,12 @@ pub enum PdfError {
         /// File name of the font under `crates/export/assets/`.
         name: &'static str,
     },
-    /// krilla could not write the PDF.
-    #[error("writing the PDF failed: {0}")]
-    Write(#[from] krilla::error::KrillaError),
+    /// krilla could not write the PDF (or found it would not conform to PDF/A-3a).
+    #[error("writing the PDF failed: {0:?}")]
+    Write(krilla::error::KrillaError),
+    /// The PDF/A configuration was refused.
+    #[error("the PDF/A configuration was refused: {0}")]
+    Config(String),
 }
 
 /// Renders `doc` as an A4 PDF report (see the [module docs](self) for the layout).
@@ -63,6 +84,24 @@ pub enum PdfError {
 /// [`PdfError::Font`] if an embedded font is broken, [`PdfError::Write`] if krilla fails to
 /// serialise the document; neither depends on the document's content in practice.
 pub fn render_pdf(doc: &Document) -> Result<Vec<u8>, PdfError> {
+    match render(doc, true) {
+        // Evidence is never refused for its form: a document that would not conform (a
+        // character PDF/A forbids that slipped through) is written as a tagged PDF that does
+        // not claim PDF/A.
+        Err(PdfError::Write(krilla::error::KrillaError::Validation(_))) => render(doc, false),
+        other => other,
+    }
+}
+
+/// Renders `doc` as PDF/A-3a, or fails naming what does not conform.
+///
+/// # Errors
+/// As [`render_pdf`], and [`PdfError::Write`] with krilla's validation errors.
+pub fn render_pdf_a(doc: &Document) -> Result<Vec<u8>, PdfError> {
+    render(doc, true)
+}
+
+fn render(doc: &Document, archival: bool) -> Result<Vec<u8>, PdfError> {
     let fonts = Fonts::load()?;
 
     let mut cover = Layout::new(&fonts);
@@ -85,23 +124,39 @@ pub fn render_pdf(doc: &Document) -> Result<Vec<u8>, PdfError> {
         .iter()
         .map(|&(page, y)| (body_offset + page, y))
         .collect();
-    let pages: Vec<Vec<Item>> = cover
-        .pages
-        .into_iter()
-        .chain(toc.pages)
-        .chain(body.pages)
-        .collect();
+    // The three layouts' structures as one, in reading order.
+    let mut nodes: Vec<StructNode> = Vec::new();
+    let mut pages: Vec<Vec<(Item, Option<usize>)>> = Vec::new();
+    for layout in [cover, toc, body] {
+        let offset = nodes.len();
+        nodes.extend(layout.nodes.into_iter().map(|n| StructNode {
+            role: n.role,
+            parent: n.parent.map(|p| p + offset),
+        }));
+        pages.extend(layout.pages.into_iter().map(|items| {
+            items
+                .into_iter()
+                .map(|(item, node)| (item, node.map(|n| n + offset)))
+                .collect::<Vec<_>>()
+        }));
+    }
 
     let settings = SerializeSettings {
-        // No structure tree: krilla tags only what the caller marks up, and the report makes
-        // no PDF/UA claim.
-        enable_tagging: false,
+        configuration: if archival {
+            pdf_a()?
+        } else {
+            Configuration::default()
+        },
+        // A tagged PDF: the structure tree below gives every heading, paragraph, table and
+        // chart; rules, fills, running headers and repeated table headers are artifacts.
+        enable_tagging: true,
         ..SerializeSettings::default()
     };
     let mut pdf = krilla::Document::new_with(settings);
     let header = fonts.fit(FontId::Regular, CHROME_SIZE, &doc.header, TEXT_W);
     let footer_title = fonts.fit(FontId::Regular, CHROME_SIZE, &doc.title, TEXT_W - 100.0);
     let total = pages.len();
+    let mut leaves: Vec<Vec<Identifier>> = vec![Vec::new(); nodes.len()];
     for (index, items) in pages.iter().enumerate() {
         // The default page settings are A4 (595 × 842 pt), the size the layout uses.
         let mut page = pdf.start_page_with(PageSettings::default());
@@ -111,15 +166,22 @@ pub fn render_pdf(doc: &Document) -> Result<Vec<u8>, PdfError> {
                 surface: page.surface(),
                 fonts: &fonts,
             };
-            for item in items {
-                painter.draw(item, &anchors, &mut links);
+            for (item, node) in items {
+                let role = node.and_then(|n| nodes.get(n)).map(|n| &n.role);
+                if let (Some(id), Some(n)) = (painter.draw(item, role, &anchors), node) {
+                    leaves[*n].push(id);
+                }
+                if let (Item::Link { rect, section }, Some(n)) = (item, node) {
+                    let [x, y, w, h] = *rect;
+                    links.push((Rect::from_xywh(x, y, w, h), *section, *n));
+                }
             }
             if index >= cover_pages {
                 painter.chrome(&header, &footer_title, index + 1, total);
             }
             painter.surface.finish();
         }
-        for (rect, section) in links {
+        for (rect, section, node) in links {
             let (Some(rect), Some((target, y)), Some(title)) =
                 (rect, anchors.get(section), doc.sections.get(section))
             else {
@@ -127,25 +189,128 @@ pub fn render_pdf(doc: &Document) -> Result<Vec<u8>, PdfError> {
             };
             let destination = XyzDestination::new(*target, Point::from_xy(0.0, anchor_top(*y)));
             let link = LinkAnnotation::new(rect, Target::Destination(destination.into()));
-            page.add_annotation(Annotation::new_link(link, Some(one_line(&title.title))));
+            let alt = label(&title.title, &format!("Section {}", section + 1));
+            let id = page.add_tagged_annotation(Annotation::new_link(link, Some(alt)));
+            leaves[node].push(id);
         }
         page.finish();
     }
+    pdf.set_tag_tree(tag_tree(&nodes, leaves, &doc.lang));
 
     let mut outline = Outline::new();
     for (index, (section, &(page, y))) in doc.sections.iter().zip(&anchors).enumerate() {
-        let title = format!("{}. {}", index + 1, one_line(&section.title));
+        let title = format!("{}. {}", index + 1, label(&section.title, "(untitled)"));
         let destination = XyzDestination::new(page, Point::from_xy(0.0, anchor_top(y)));
         outline.push_child(OutlineNode::new(title, destination));
     }
     pdf.set_outline(outline);
+    let created = pdf_date(doc.created_ms);
     pdf.set_metadata(
         Metadata::new()
-            .title(one_line(&doc.title))
+            .title(label(&doc.title, "Blackbox report"))
+            .language(doc.lang.clone())
+            .creation_date(created)
             .creator("Blackbox".to_owned())
             .producer("Blackbox".to_owned()),
     );
-    Ok(pdf.finish()?)
+    for a in &doc.attachments {
+        pdf.embed_file(EmbeddedFile {
+            path: a.name.clone(),
+            mime_type: MimeType::new(&a.mime_type),
+            description: Some(label(&a.description, &a.name)),
+            association_kind: AssociationKind::Alternative,
+            data: a.bytes.clone().into(),
+            modification_date: Some(created),
+            compress: Some(true),
+            location: None,
+        });
+    }
+    pdf.finish().map_err(PdfError::Write)
+}
+
+/// PDF/A-3a: archival (ISO 19005-3), with the JSON and CSV as associated files, and tagged
+/// (level A: the logical structure, Unicode text, a language).
+fn pdf_a() -> Result<Configuration, PdfError> {
+    ConfigurationBuilder::new()
+        .with_archival_validator(Archival::A3_A)
+        .finish()
+        .map_err(|e| PdfError::Config(format!("{e:?}")))
+}
+
+/// The creation date of the PDF and of its attachments (UTC), from Unix ms.
+fn pdf_date(ms: i64) -> DateTime {
+    let t = jiff::tz::Offset::UTC
+        .to_datetime(jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH));
+    let small = |v: i8| u8::try_from(v).unwrap_or(0);
+    DateTime::new(u16::try_from(t.year()).unwrap_or(1970))
+        .month(small(t.month()))
+        .day(small(t.day()))
+        .hour(small(t.hour()))
+        .minute(small(t.minute()))
+        .second(small(t.second()))
+        .utc_offset_hour(0)
+        .utc_offset_minute(0)
+}
+
+/// The tag tree: each structure node a group, in reading order, holding the content drawn for
+/// it (`leaves`) and its child nodes.
+fn tag_tree(nodes: &[StructNode], mut leaves: Vec<Vec<Identifier>>, lang: &str) -> TagTree {
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    let mut roots = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        match n.parent {
+            Some(p) => children[p].push(i),
+            None => roots.push(i),
+        }
+    }
+    // Children come after their parents: build the groups from the last node to the first.
+    let mut groups: Vec<Option<TagGroup>> = vec![None; nodes.len()];
+    for i in (0..nodes.len()).rev() {
+        let mut g = TagGroup::new(tag_of(&nodes[i].role));
+        for id in std::mem::take(&mut leaves[i]) {
+            g.push(id);
+        }
+        for &c in &children[i] {
+            if let Some(child) = groups[c].take() {
+                g.push(child);
+            }
+        }
+        groups[i] = Some(g);
+    }
+    let mut tree = TagTree::new().with_lang(Some(lang.to_owned()));
+    for r in roots {
+        if let Some(g) = groups[r].take() {
+            tree.push(g);
+        }
+    }
+    tree
+}
+
+fn tag_of(role: &Role) -> TagKind {
+    match role {
+        Role::Sect => Tag::Section.into(),
+        Role::Heading(level, title) => Tag::Hn(
+            NonZeroU16::new(*level).unwrap_or(NonZeroU16::MIN),
+            Some(title.clone()),
+        )
+        .into(),
+        Role::P => Tag::P.into(),
+        Role::Code => Tag::Code.into(),
+        Role::Table => Tag::Table.into(),
+        Role::Row => Tag::TR.into(),
+        Role::HeaderCell { of_row } => Tag::TH(if *of_row {
+            TableHeaderScope::Row
+        } else {
+            TableHeaderScope::Column
+        })
+        .into(),
+        Role::Cell => Tag::TD.into(),
+        Role::Caption => Tag::Caption.into(),
+        Role::Figure(alt) => Tag::Figure(Some(alt.clone())).into(),
+        Role::Toc => Tag::TOC.into(),
+        Role::TocItem => Tag::TOCI.into(),
+        Role::Link => Tag::Link.into(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -242,6 +407,8 @@ struct Face {
     pdf: Font,
     shaper: rustybuzz::Face<'static>,
     units_per_em: f32,
+    /// The glyph of U+FFFD (else `?`) and its advance in ems: what a missing character shows.
+    replacement: Option<(u16, f32)>,
 }
 
 impl Face {
@@ -253,10 +420,16 @@ impl Face {
             upem if upem > 0 => upem as f32,
             _ => return Err(broken()),
         };
+        let replacement = ['\u{fffd}', '?'].iter().find_map(|&c| {
+            let g = shaper.glyph_index(c)?;
+            let advance = f32::from(shaper.glyph_hor_advance(g)?) / units_per_em;
+            Some((g.0, advance))
+        });
         Ok(Self {
             pdf,
             shaper,
             units_per_em,
+            replacement,
         })
     }
 }
@@ -378,6 +551,17 @@ impl Fonts {
 
     /// Shapes one hard line (no newline in `text`), left to right.
     fn shape(&self, font: FontId, text: String) -> Shaped {
+        // Private-use characters have no meaning a reader could extract (PDF/A-3a maps every
+        // glyph to Unicode): they become U+FFFD.
+        let is_private =
+            |c: char| matches!(c, '\u{e000}'..='\u{f8ff}' | '\u{f0000}'..='\u{10ffff}');
+        let text = if text.chars().any(is_private) {
+            text.chars()
+                .map(|c| if is_private(c) { '\u{fffd}' } else { c })
+                .collect()
+        } else {
+            text
+        };
         if text.is_empty() {
             return Shaped {
                 text,
@@ -416,14 +600,24 @@ impl Fonts {
                 .get(index + 1..)
                 .and_then(|rest| rest.iter().copied().find(|&next| next > start))
                 .unwrap_or(len);
-            let advance = position.x_advance as f32 / em;
+            // A character the font lacks is drawn as the replacement character (PDF/A forbids
+            // the .notdef glyph); its text stays the original, so it is extracted as written.
+            let (id, advance, dx, dy) = match (info.glyph_id, face.replacement) {
+                (0, Some((id, adv))) => (u32::from(id), adv, 0.0, 0.0),
+                _ => (
+                    info.glyph_id,
+                    position.x_advance as f32 / em,
+                    position.x_offset as f32 / em,
+                    position.y_offset as f32 / em,
+                ),
+            };
             glyphs.push(ShapedGlyph {
-                id: info.glyph_id,
+                id,
                 start,
                 end,
                 advance,
-                dx: position.x_offset as f32 / em,
-                dy: position.y_offset as f32 / em,
+                dx,
+                dy,
             });
             match units.last_mut() {
                 Some(unit) if unit.start == start => {
@@ -578,6 +772,23 @@ fn one_line(text: &str) -> String {
     clean(text, false).replace('\n', " ")
 }
 
+/// `text` on one line and short enough for a PDF string (PDF/A allows 32,767 bytes): for
+/// metadata, bookmarks, headings' titles and alternate texts; `fallback` when it is blank.
+fn label(text: &str, fallback: &str) -> String {
+    const MAX_CHARS: usize = 2_000;
+    let line = one_line(text);
+    let line = line.trim();
+    if line.is_empty() {
+        return fallback.to_owned();
+    }
+    if line.chars().count() <= MAX_CHARS {
+        return line.to_owned();
+    }
+    let mut out: String = line.chars().take(MAX_CHARS).collect();
+    out.push('…');
+    out
+}
+
 fn wrap_shaped(
     shaped: &Shaped,
     font: FontId,
@@ -726,14 +937,61 @@ enum Item {
     Link { rect: [f32; 4], section: usize },
 }
 
+/// What a piece of the logical structure is (the tag tree of the tagged PDF).
+#[derive(Clone, Debug, PartialEq)]
+enum Role {
+    /// A section of the body.
+    Sect,
+    /// A heading of level 1 (the cover's title), 2 (a section) or 3 (a sub-heading).
+    Heading(u16, String),
+    /// A paragraph.
+    P,
+    /// Literal text.
+    Code,
+    /// A table, its rows and cells.
+    Table,
+    Row,
+    /// A header cell: of its column, or of its row (a key-value label).
+    HeaderCell {
+        of_row: bool,
+    },
+    Cell,
+    Caption,
+    /// A chart, with its description in words.
+    Figure(String),
+    /// The table of contents, an item of it, and the link that item is.
+    Toc,
+    TocItem,
+    Link,
+}
+
+#[derive(Clone, Debug)]
+struct StructNode {
+    role: Role,
+    parent: Option<usize>,
+}
+
 struct Layout<'f> {
     fonts: &'f Fonts,
-    pages: Vec<Vec<Item>>,
+    /// Each item with the structure node it belongs to (`None`: an artifact: rules, fills,
+    /// repeated table headers).
+    pages: Vec<Vec<(Item, Option<usize>)>>,
+    /// The logical structure, parents before children, in reading order.
+    nodes: Vec<StructNode>,
+    /// The node the items placed now belong to.
+    current: Option<usize>,
     y: f32,
     /// Nothing has been placed on the current page yet.
     fresh: bool,
     /// Page (index into `pages`) and y of every section heading, in order.
     anchors: Vec<(usize, f32)>,
+    /// The section the blocks placed now belong to.
+    parent: Option<usize>,
+    /// The table being placed, its header cells, and whether its header was placed once (a
+    /// header repeated on a later page is an artifact).
+    table: Option<usize>,
+    header_cells: Vec<usize>,
+    header_placed: bool,
 }
 
 impl<'f> Layout<'f> {
@@ -741,10 +999,29 @@ impl<'f> Layout<'f> {
         Self {
             fonts,
             pages: vec![Vec::new()],
+            nodes: Vec::new(),
+            current: None,
             y: BODY_TOP,
             fresh: true,
             anchors: Vec::new(),
+            parent: None,
+            table: None,
+            header_cells: Vec::new(),
+            header_placed: false,
         }
+    }
+
+    /// A new node of the logical structure; returns its index.
+    fn open(&mut self, role: Role, parent: Option<usize>) -> usize {
+        self.nodes.push(StructNode { role, parent });
+        self.nodes.len() - 1
+    }
+
+    /// A new leaf node (what is placed next belongs to it).
+    fn enter(&mut self, role: Role, parent: Option<usize>) -> usize {
+        let n = self.open(role, parent);
+        self.current = Some(n);
+        n
     }
 
     fn new_page(&mut self) {
@@ -777,8 +1054,9 @@ impl<'f> Layout<'f> {
 
     fn push(&mut self, item: Item) {
         self.fresh = false;
+        let node = self.current;
         if let Some(page) = self.pages.last_mut() {
-            page.push(item);
+            page.push((item, node));
         }
     }
 
@@ -832,9 +1110,11 @@ impl<'f> Layout<'f> {
         let fonts = self.fonts;
         self.rect(0.0, 0.0, PAGE_W, 10.0, Some(ACCENT), None);
         self.y = 210.0;
+        self.enter(Role::Heading(1, label(&doc.title, "Report")), None);
         let title = fonts.wrap(FontId::Bold, 26.0, &doc.title, TEXT_W, Wrap::Words);
         self.flow(title, MARGIN_X, 33.0, ACCENT);
         self.y += 8.0;
+        self.enter(Role::P, None);
         let subtitle = fonts.wrap(FontId::Regular, 14.0, &doc.subtitle, TEXT_W, Wrap::Words);
         self.flow(subtitle, MARGIN_X, 19.0, MUTED);
         self.y += 18.0;
@@ -846,18 +1126,21 @@ impl<'f> Layout<'f> {
         self.need(4.0);
         self.rule(MARGIN_X, RIGHT, self.y, 0.5, RULE);
         // Below the body area, so it never collides with the cover's content.
+        self.enter(Role::P, None);
         let imprint = fonts.line(FontId::Regular, CHROME_SIZE, "Produced by Blackbox");
         self.text(MARGIN_X, PAGE_H - 66.0, 12.0, imprint, MUTED);
     }
 
     fn contents(&mut self, sections: &[Section]) {
         let fonts = self.fonts;
+        self.enter(Role::Heading(2, "Contents".into()), None);
         let title = fonts.line(FontId::Bold, 18.0, "Contents");
         self.text(MARGIN_X, self.y, 24.0, title, ACCENT);
         self.y += 28.0;
         self.rule(MARGIN_X, RIGHT, self.y, 0.75, RULE);
         self.y += 14.0;
         if sections.is_empty() {
+            self.enter(Role::P, None);
             let none = fonts.line(FontId::Regular, BODY_SIZE, "This report has no sections.");
             self.text(MARGIN_X, self.y, BODY_LH, none, MUTED);
             return;
@@ -871,7 +1154,10 @@ impl<'f> Layout<'f> {
             + 10.0;
         let title_x = MARGIN_X + number_w;
         let title_w = TEXT_W - number_w - PAGE_COL;
+        let toc = self.open(Role::Toc, None);
         for (index, section) in sections.iter().enumerate() {
+            let item = self.open(Role::TocItem, Some(toc));
+            self.enter(Role::Link, Some(item));
             let lines = fonts.wrap(FontId::Regular, SIZE, &section.title, title_w, Wrap::Words);
             let untitled = lines.is_empty();
             let count = lines.len().max(1);
@@ -923,6 +1209,9 @@ impl<'f> Layout<'f> {
         let lines = fonts.wrap(FontId::Bold, H1_SIZE, &heading, TEXT_W, Wrap::Words);
         // Keep the heading with the start of its content.
         self.need(lines.len() as f32 * H1_LH + 60.0);
+        let sect = self.open(Role::Sect, None);
+        self.parent = Some(sect);
+        self.enter(Role::Heading(2, label(&heading, "Section")), Some(sect));
         self.anchors.push((self.page_index(), self.y));
         self.flow(lines, MARGIN_X, H1_LH, ACCENT);
         self.y += 3.0;
@@ -938,6 +1227,7 @@ impl<'f> Layout<'f> {
         self.gap(BLOCK_GAP);
         match block {
             Block::Paragraph(text) => {
+                self.enter(Role::P, self.parent);
                 let lines = fonts.wrap(FontId::Regular, BODY_SIZE, text, TEXT_W, Wrap::Words);
                 if lines.len() >= 2 {
                     self.need(2.0 * BODY_LH);
@@ -946,6 +1236,7 @@ impl<'f> Layout<'f> {
             }
             Block::Subheading(text) => {
                 self.gap(4.0);
+                self.enter(Role::Heading(3, label(text, "Subheading")), self.parent);
                 let lines = fonts.wrap(FontId::Bold, H2_SIZE, text, TEXT_W, Wrap::Words);
                 self.need(lines.len() as f32 * H2_LH + 40.0);
                 self.flow(lines, MARGIN_X, H2_LH, ACCENT);
@@ -960,8 +1251,15 @@ impl<'f> Layout<'f> {
                 title,
                 days,
                 series,
-            } => self.chart(title, days, series),
-            Block::Code(text) => self.code(text),
+            } => {
+                let alt = label(&chart_description(title, days, series), "A chart");
+                self.enter(Role::Figure(alt), self.parent);
+                self.chart(title, days, series);
+            }
+            Block::Code(text) => {
+                self.enter(Role::Code, self.parent);
+                self.code(text);
+            }
         }
     }
 
@@ -975,7 +1273,11 @@ impl<'f> Layout<'f> {
             + 0.5;
         let value_x = MARGIN_X + label_w + 14.0;
         let value_w = RIGHT - value_x;
+        let table = self.open(Role::Table, self.parent);
         for (label, value) in pairs {
+            let row = self.open(Role::Row, Some(table));
+            let label_cell = self.open(Role::HeaderCell { of_row: true }, Some(row));
+            let value_cell = self.open(Role::Cell, Some(row));
             let labels = fonts.wrap(FontId::Bold, size, label, label_w, Wrap::Words);
             let values = fonts.wrap(FontId::Regular, size, value, value_w, Wrap::Words);
             let count = labels.len().max(values.len()).max(1);
@@ -988,9 +1290,11 @@ impl<'f> Layout<'f> {
             for _ in 0..count {
                 self.need(lh);
                 if let Some(line) = labels.next() {
+                    self.current = Some(label_cell);
                     self.text(MARGIN_X, self.y, lh, line, MUTED);
                 }
                 if let Some(line) = values.next() {
+                    self.current = Some(value_cell);
                     self.text(value_x, self.y, lh, line, INK);
                 }
                 self.y += lh;
@@ -1038,6 +1342,7 @@ impl<'f> Layout<'f> {
 
     fn table(&mut self, columns: &[String], rows: &[Vec<String>], caption: Option<&str>) {
         let fonts = self.fonts;
+        self.table = None;
         let count = rows
             .iter()
             .map(Vec::len)
@@ -1091,8 +1396,16 @@ impl<'f> Layout<'f> {
                 3.0 * TABLE_LH + 2.0 * CELL_PAD_Y
             };
             self.need(header_h + keep);
+            let table = self.open(Role::Table, self.parent);
+            let header_row = self.open(Role::Row, Some(table));
+            self.header_cells = (0..count)
+                .map(|_| self.open(Role::HeaderCell { of_row: false }, Some(header_row)))
+                .collect();
+            self.header_placed = false;
+            self.table = Some(table);
             self.table_header(&grid);
             if rows.is_empty() {
+                self.enter(Role::P, self.parent);
                 let none = fonts.line(FontId::Regular, TABLE_SIZE, "No rows.");
                 let y = self.y + CELL_PAD_Y;
                 self.text(MARGIN_X + CELL_PAD_X, y, TABLE_LH, none, MUTED);
@@ -1105,6 +1418,10 @@ impl<'f> Layout<'f> {
         }
         if let Some(caption) = caption {
             self.y += 4.0;
+            match self.table.take() {
+                Some(table) => self.enter(Role::Caption, Some(table)),
+                None => self.enter(Role::P, self.parent),
+            };
             let lines = fonts.wrap(FontId::Regular, CAPTION_SIZE, caption, TEXT_W, Wrap::Words);
             self.flow(lines, MARGIN_X, CAPTION_LH, MUTED);
         }
@@ -1207,7 +1524,20 @@ impl<'f> Layout<'f> {
             None,
         );
         let mut x = MARGIN_X;
-        for ((lines, w), numeric) in grid.header.iter().zip(grid.widths).zip(grid.numeric) {
+        let repeated = std::mem::replace(&mut self.header_placed, true);
+        for (c, ((lines, w), numeric)) in grid
+            .header
+            .iter()
+            .zip(grid.widths)
+            .zip(grid.numeric)
+            .enumerate()
+        {
+            // A header repeated on a later page is pagination, not content.
+            self.current = if repeated {
+                None
+            } else {
+                self.header_cells.get(c).copied()
+            };
             for (k, line) in lines.iter().enumerate() {
                 let line_top = top + CELL_PAD_Y + k as f32 * TABLE_LH;
                 let lx = cell_x(x, *w, line.width, *numeric);
@@ -1228,6 +1558,10 @@ impl<'f> Layout<'f> {
             self.new_page();
             self.table_header(grid);
         }
+        let row = self.open(Role::Row, self.table);
+        let cell_nodes: Vec<usize> = (0..cells.len())
+            .map(|_| self.open(Role::Cell, Some(row)))
+            .collect();
         let mut cells: Vec<std::vec::IntoIter<TextLine>> =
             cells.into_iter().map(Vec::into_iter).collect();
         let mut done = 0;
@@ -1249,7 +1583,13 @@ impl<'f> Layout<'f> {
                 self.rect(MARGIN_X, top, TEXT_W, chunk_h, Some(ZEBRA), None);
             }
             let mut x = MARGIN_X;
-            for ((lines, w), numeric) in cells.iter_mut().zip(grid.widths).zip(grid.numeric) {
+            for (c, ((lines, w), numeric)) in cells
+                .iter_mut()
+                .zip(grid.widths)
+                .zip(grid.numeric)
+                .enumerate()
+            {
+                self.current = cell_nodes.get(c).copied();
                 for (k, line) in lines.by_ref().take(take).enumerate() {
                     let line_top = top + CELL_PAD_Y + k as f32 * TABLE_LH;
                     let lx = cell_x(x, *w, line.width, *numeric);
@@ -1584,12 +1924,40 @@ struct Painter<'a, 'p> {
 }
 
 impl Painter<'_, '_> {
+    /// Draws `item` as content of the structure node of `role` (text as a span; the
+    /// graphics of a chart as part of its figure) or, without one, as an artifact. Returns the
+    /// identifier of tagged content.
     fn draw(
         &mut self,
         item: &Item,
+        role: Option<&Role>,
         anchors: &[(usize, f32)],
-        links: &mut Vec<(Option<Rect>, usize)>,
-    ) {
+    ) -> Option<Identifier> {
+        if matches!(item, Item::Link { .. }) {
+            return None;
+        }
+        let is_text = matches!(item, Item::Text { .. } | Item::PageRef { .. });
+        let tag = match role {
+            Some(_) if is_text => Some(ContentTag::Span(SpanTag::empty())),
+            Some(Role::Figure(_)) => Some(ContentTag::Other),
+            _ => None,
+        };
+        let id = match tag {
+            Some(t) => Some(self.surface.start_tagged(t)),
+            None => {
+                self.surface
+                    .start_tagged(ContentTag::Artifact(Artifact::with_kind(
+                        ArtifactType::Layout,
+                    )));
+                None
+            }
+        };
+        self.paint(item, anchors);
+        self.surface.end_tagged();
+        id
+    }
+
+    fn paint(&mut self, item: &Item, anchors: &[(usize, f32)]) {
         match item {
             Item::Text {
                 x,
@@ -1658,10 +2026,7 @@ impl Painter<'_, '_> {
                     .line(FontId::Regular, 10.5, &(page + 1).to_string());
                 self.text(right - line.width, *baseline, INK, &line);
             }
-            Item::Link { rect, section } => {
-                let [x, y, w, h] = *rect;
-                links.push((Rect::from_xywh(x, y, w, h), *section));
-            }
+            Item::Link { .. } => {}
         }
     }
 
@@ -1683,14 +2048,20 @@ impl Painter<'_, '_> {
 
     /// Running header and footer.
     fn chrome(&mut self, header: &TextLine, title: &TextLine, page: usize, total: usize) {
+        let artifact = |kind| ContentTag::Artifact(Artifact::with_kind(kind));
+        self.surface.start_tagged(artifact(ArtifactType::Header));
         self.text(MARGIN_X, HEADER_BASELINE, MUTED, header);
+        self.surface.end_tagged();
         let number = self.fonts.line(
             FontId::Regular,
             CHROME_SIZE,
             &format!("Page {page} of {total}"),
         );
+        self.surface.start_tagged(artifact(ArtifactType::Footer));
         self.text(MARGIN_X, FOOTER_BASELINE, MUTED, title);
         self.text(RIGHT - number.width, FOOTER_BASELINE, MUTED, &number);
+        self.surface.end_tagged();
+        self.surface.start_tagged(artifact(ArtifactType::Layout));
         for y in [HEADER_RULE, FOOTER_RULE] {
             let mut path = PathBuilder::new();
             path.move_to(MARGIN_X, y);
@@ -1701,7 +2072,36 @@ impl Painter<'_, '_> {
                 self.surface.draw_path(&path);
             }
         }
+        self.surface.end_tagged();
     }
+}
+
+/// A chart in words, for the tagged PDF's figure (what a screen reader says instead).
+fn chart_description(title: &str, days: &[String], series: &[(String, Vec<u64>)]) -> String {
+    let (Some(first), Some(last)) = (days.first(), days.last()) else {
+        return format!("{}: no data.", one_line(title));
+    };
+    let mut out = format!(
+        "{}: one value per day from {first} to {last} ({} days).",
+        one_line(title),
+        days.len()
+    );
+    for (name, values) in series {
+        let total = values.iter().fold(0u64, |a, v| a.saturating_add(*v));
+        let peak = values
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, v)| (**v, std::cmp::Reverse(*i)));
+        match peak {
+            Some((i, v)) if *v > 0 => out.push_str(&format!(
+                " {}: {total} in all, at most {v} on {}.",
+                one_line(name),
+                days.get(i).map_or("", String::as_str)
+            )),
+            _ => out.push_str(&format!(" {}: none.", one_line(name))),
+        }
+    }
+    out
 }
 
 fn rect_path(path: &mut PathBuilder, x: f32, y: f32, w: f32, h: f32) {

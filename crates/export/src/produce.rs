@@ -142,11 +142,39 @@ pub fn produce(
         triage_hours: config.triage_hours(),
     };
     let figures = crate::figures::compute(dir, &req, deliveries)?;
-    let r = report::report(control, config, &period, &figures);
+    let r = report::report(control, config, &period, &figures, req.now_ms);
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     match format {
         Format::Pdf => {
-            let doc = report::document(&r, control);
+            let mut doc = report::document(&r, control);
+            // The same report for machines, inside the PDF (PDF/A-3 associated files).
+            let stem = job
+                .output_name
+                .rsplit_once('.')
+                .map_or(job.output_name.as_str(), |(s, _)| s)
+                .to_owned();
+            doc.attachments.push(crate::doc::Attachment {
+                name: format!("{stem}.json"),
+                mime_type: "application/json".into(),
+                description: "The report as JSON (blackbox.evidence.v1, docs/FORMAT.md §16)".into(),
+                bytes: report::json(&r)?.into_bytes(),
+            });
+            for (suffix, bytes) in report::csv_tables(&figures)? {
+                let name = if suffix.is_empty() {
+                    format!("{stem}.csv")
+                } else {
+                    format!("{stem}.{suffix}.csv")
+                };
+                doc.attachments.push(crate::doc::Attachment {
+                    description: format!(
+                        "The report's {} table as CSV",
+                        if suffix.is_empty() { "daily" } else { suffix }
+                    ),
+                    name,
+                    mime_type: "text/csv".into(),
+                    bytes,
+                });
+            }
             let bytes =
                 crate::pdf::render_pdf(&doc).map_err(|e| ExportError::Pdf(e.to_string()))?;
             files.push((job.output_name.clone(), bytes));

@@ -206,6 +206,12 @@ pub struct Report<'a> {
     pub organisation: &'a crate::config::Organisation,
     /// Period.
     pub period: &'a Period,
+    /// The day the report was made (`YYYY-MM-DD`, UTC).
+    pub report_date: String,
+    /// When it was made, Unix ms (the PDF's creation date; not in the JSON, which stays the
+    /// same for the same data on the same day).
+    #[serde(skip)]
+    pub generated_ms: i64,
     /// The control's requirement.
     pub requirement: &'static str,
     /// How the system meets it.
@@ -272,9 +278,16 @@ pub fn report<'a>(
     config: &'a ExportConfig,
     period: &'a Period,
     figures: &'a Figures,
+    generated_ms: i64,
 ) -> Report<'a> {
     let (title, _) = control.title();
     Report {
+        report_date: blackbox_core::entry::format_timestamp(generated_ms)
+            .unwrap_or_default()
+            .get(..10)
+            .unwrap_or_default()
+            .to_owned(),
+        generated_ms,
         format: "blackbox.evidence.v1",
         standard: control.standard(),
         control: control.control(),
@@ -674,6 +687,9 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
         blocks: pop,
     });
     Document {
+        lang: "en".into(),
+        created_ms: r.generated_ms,
+        attachments: Vec::new(),
         title: title.into(),
         subtitle: subtitle.into(),
         cover: vec![

@@ -139,6 +139,9 @@ fn sample() -> Document {
         })
         .collect();
     Document {
+        lang: "en".into(),
+        created_ms: 1_767_225_600_000,
+        attachments: Vec::new(),
         title: "SOC 2 CC7.2 evidence".to_owned(),
         subtitle: "Monitoring of system components for anomalies".to_owned(),
         cover: vec![
@@ -254,7 +257,7 @@ fn pages_text(path: &Path) -> Vec<String> {
 #[test]
 fn sample_report_is_valid_complete_and_deterministic() {
     let doc = sample();
-    let pdf = render_pdf(&doc).unwrap();
+    let pdf = blackbox_export::pdf::render_pdf_a(&doc).unwrap();
     assert!(pdf.starts_with(b"%PDF-"));
     assert_eq!(
         pdf,
@@ -379,7 +382,7 @@ fn sample_report_is_valid_complete_and_deterministic() {
 
 #[test]
 fn metadata_names_the_title_and_blackbox() {
-    let pdf = render_pdf(&sample()).unwrap();
+    let pdf = blackbox_export::pdf::render_pdf_a(&sample()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "report.pdf", &pdf);
     if have("pdfinfo") {
@@ -396,15 +399,62 @@ fn metadata_names_the_title_and_blackbox() {
         );
         assert_eq!(field("Producer").as_deref(), Some("Blackbox"), "{info}");
         assert_eq!(field("Creator").as_deref(), Some("Blackbox"), "{info}");
+        // The document's own date (when the report was made), not the clock of the renderer.
+        assert_eq!(
+            field("CreationDate").as_deref(),
+            Some("Thu Jan  1 00:00:00 2026 UTC"),
+            "{info}"
+        );
+        assert_eq!(field("Tagged").as_deref(), Some("yes"), "{info}");
+        // PDF/A-3a, in the XMP metadata, and the document's language.
+        let meta = run("pdfinfo", &["-meta", path.to_str().unwrap()]);
+        for want in [
+            "<pdfaid:part>3</pdfaid:part>",
+            "<pdfaid:conformance>A</pdfaid:conformance>",
+        ] {
+            assert!(
+                meta.contains(want),
+                "{want} not in the XMP metadata:\n{meta}"
+            );
+        }
         assert!(
-            field("CreationDate").is_none(),
-            "a creation date breaks determinism: {info}"
+            meta.contains("x-default") || meta.contains("<dc:language>"),
+            "{meta}"
         );
         assert_eq!(
             field("Page size")
                 .as_deref()
                 .map(|s| s.starts_with("595 x 842")),
             Some(true)
+        );
+    }
+    // The report's JSON and CSV ride along as associated files (PDF/A-3).
+    let mut doc = sample();
+    doc.attachments.push(blackbox_export::doc::Attachment {
+        name: "report.json".into(),
+        mime_type: "application/json".into(),
+        description: "The report as JSON".into(),
+        bytes: b"{\"format\":\"blackbox.evidence.v1\"}\n".to_vec(),
+    });
+    let pdf = blackbox_export::pdf::render_pdf_a(&doc).unwrap();
+    let path = write(dir.path(), "attached.pdf", &pdf);
+    if have("pdfdetach") {
+        let list = run("pdfdetach", &["-list", path.to_str().unwrap()]);
+        assert!(list.contains("report.json"), "{list}");
+        let out = dir.path().join("out.json");
+        run(
+            "pdfdetach",
+            &[
+                "-save",
+                "1",
+                "-o",
+                out.to_str().unwrap(),
+                path.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            b"{\"format\":\"blackbox.evidence.v1\"}\n"
         );
     }
 }
@@ -419,6 +469,9 @@ fn section(title: &str, blocks: Vec<Block>) -> Section {
 #[test]
 fn degenerate_documents_render() {
     let empty = Document {
+        lang: "en".into(),
+        created_ms: 1_767_225_600_000,
+        attachments: Vec::new(),
         title: String::new(),
         subtitle: String::new(),
         cover: Vec::new(),
@@ -427,6 +480,9 @@ fn degenerate_documents_render() {
     };
     let long_word = "x".repeat(20_000);
     let odd = Document {
+        lang: "en".into(),
+        created_ms: 1_767_225_600_000,
+        attachments: Vec::new(),
         title: format!("A title with a very long word {long_word}"),
         subtitle: "line one\nline two\r\nwith\ttab and \u{7} bell".to_owned(),
         cover: vec![
@@ -552,6 +608,9 @@ fn a_table_of_ten_thousand_rows_renders() {
         })
         .collect();
     let doc = Document {
+        lang: "en".into(),
+        created_ms: 1_767_225_600_000,
+        attachments: Vec::new(),
         title: "Long table".to_owned(),
         subtitle: String::new(),
         cover: Vec::new(),
@@ -602,5 +661,35 @@ fn preview() {
     }
     if requested.is_some() {
         eprintln!("wrote {}", path.display());
+    }
+}
+
+/// Text the fonts have no glyph for (CJK, emoji, a private-use character) still renders as a
+/// conforming PDF/A-3a document, and its text is extracted as written.
+#[test]
+fn characters_without_a_glyph_keep_the_document_conforming() {
+    let doc = Document {
+        lang: "en".into(),
+        created_ms: 1_767_225_600_000,
+        attachments: Vec::new(),
+        title: "Agents 代理 🤖".to_owned(),
+        subtitle: "\u{e000} private use".to_owned(),
+        cover: vec![("Agent".to_owned(), "客服-agent-01 🤖".to_owned())],
+        header: "代理".to_owned(),
+        sections: vec![section(
+            "漢字 section",
+            vec![Block::Table {
+                columns: vec!["Agent".into(), "Tool".into()],
+                rows: vec![vec!["客服-agent-01".into(), "检索 🤖".into()]],
+                caption: None,
+            }],
+        )],
+    };
+    let pdf = blackbox_export::pdf::render_pdf_a(&doc).unwrap();
+    if have("pdftotext") {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "cjk.pdf", &pdf);
+        let text = run("pdftotext", &[path.to_str().unwrap(), "-"]);
+        assert!(text.contains("客服-agent-01"), "{text}");
     }
 }
