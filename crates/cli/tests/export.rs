@@ -674,6 +674,9 @@ fn without_export_settings_the_reports_run_and_name_what_is_not_configured() {
             "organisation.system",
             "organisation.contact",
             "retention.required_days or retention.standards",
+            "report.preparer",
+            "report.reviewer",
+            "report.management_assertion",
             "alerts.triage_within_hours"
         ]
     );
@@ -712,6 +715,11 @@ fn without_export_settings_the_reports_run_and_name_what_is_not_configured() {
             "Settings not configured",
             "(not configured)",
             "organisation.name",
+            "Management's assertion",
+            "Report date",
+            "Cross-framework mapping",
+            "ISO/IEC 42001:2023",
+            "2 agents: a, b",
         ] {
             assert!(text.contains(want), "`{want}` not in the PDF text:\n{text}");
         }
@@ -831,6 +839,9 @@ system = "Agents"
 contact = "sec@acme.example"
 [retention]
 required_days = 30
+[report]
+preparer = "Sam Ops"
+reviewer = "Alex Audit"
 [gdpr]
 controller = { name = "Acme Corp", contact = "privacy@acme.example" }
 joint_controllers = [{ name = "Partner GmbH", contact = "privacy@partner.example" }]
@@ -918,8 +929,16 @@ data_classifications = ["internal"]
         !exceptions.iter().any(|e| e.starts_with("Agent a ")),
         "agent a is declared: {exceptions:?}"
     );
-    assert!(
-        g["not_configured"].as_array().unwrap().is_empty(),
+    // Only management's own assertion is left to write.
+    let missing: Vec<&str> = g["not_configured"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        missing,
+        ["report.management_assertion"],
         "{}",
         g["not_configured"]
     );

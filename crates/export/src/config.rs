@@ -25,6 +25,13 @@ contact = "security@acme.example"
 standards = ["soc2"]
 # required_days = 400
 
+[report]
+# Printed on the cover and in the management's assertion section; blank ones are named.
+preparer = "Sam Ops, Platform Security"
+reviewer = "Alex Audit, Internal Audit"
+# Management's assertion about the control over the period (left as a placeholder when unset).
+# management_assertion = "Management asserts that, throughout the period, ..."
+
 [alerts]
 # Alerts must be acknowledged or resolved by a person within this many hours (organisation-
 # defined; 24 when not set): the alert register raises every later one as an exception.
@@ -72,12 +79,30 @@ pub struct ExportConfig {
     /// Retention requirement.
     #[serde(default)]
     pub retention: Retention,
+    /// Who prepared and reviewed the report, and management's assertion.
+    #[serde(default)]
+    pub report: ReportSettings,
     /// How alerts are handled (the alert register's tests).
     #[serde(default)]
     pub alerts: AlertSettings,
     /// GDPR Art. 30 record of processing activities.
     #[serde(default)]
     pub gdpr: Gdpr,
+}
+
+/// Who prepared and reviewed the report, and management's assertion.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSettings {
+    /// Who prepared the report (name, role).
+    #[serde(default)]
+    pub preparer: String,
+    /// Who reviewed it (name, role).
+    #[serde(default)]
+    pub reviewer: String,
+    /// Management's assertion about the control over the period.
+    #[serde(default)]
+    pub management_assertion: String,
 }
 
 /// How alerts are handled.
@@ -299,6 +324,18 @@ impl ExportConfig {
         need(
             self.retention.required_days.is_some() || !self.retention.standards.is_empty(),
             "retention.required_days or retention.standards: the retention the organisation requires (the standard's preset is used)",
+        );
+        need(
+            filled(&self.report.preparer),
+            "report.preparer: who prepared the report",
+        );
+        need(
+            filled(&self.report.reviewer),
+            "report.reviewer: who reviewed it",
+        );
+        need(
+            filled(&self.report.management_assertion),
+            "report.management_assertion: management's assertion about the control (a placeholder is printed)",
         );
         if standard != "gdpr" {
             need(

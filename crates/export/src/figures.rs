@@ -91,7 +91,7 @@ impl Period {
 /// What was counted.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Population {
-    /// Entries whose timestamp is in the period.
+    /// Entries the service wrote in the period (by seq for a whole-log export).
     pub entries: u64,
     /// By event type.
     pub by_event_type: BTreeMap<String, u64>,
@@ -99,6 +99,8 @@ pub struct Population {
     pub by_tool: BTreeMap<String, u64>,
     /// Distinct agents.
     pub agents: u64,
+    /// Their ids, sorted (the report's scope).
+    pub agent_ids: Vec<String>,
     /// Distinct sessions.
     pub sessions: u64,
     /// Lowest and highest seq among them.
@@ -617,6 +619,8 @@ pub fn compute(
         )));
     }
     f.population.agents = t.agents.len() as u64;
+    f.population.agent_ids = t.agents.iter().cloned().collect();
+    f.population.agent_ids.sort_unstable();
     f.population.sessions = t.sessions.len() as u64;
     f.population.seq_range = Some((t.min_seq, t.max_seq));
 

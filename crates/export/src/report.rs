@@ -204,6 +204,10 @@ pub struct Report<'a> {
     pub title: &'static str,
     /// Organisation.
     pub organisation: &'a crate::config::Organisation,
+    /// Who prepared and reviewed the report, and management's assertion (as configured).
+    pub signoff: &'a crate::config::ReportSettings,
+    /// How the control maps to the other frameworks, and where this report evidences each.
+    pub framework_mapping: Vec<Mapping>,
     /// Period.
     pub period: &'a Period,
     /// The day the report was made (`YYYY-MM-DD`, UTC).
@@ -293,6 +297,8 @@ pub fn report<'a>(
         control: control.control(),
         title,
         organisation: &config.organisation,
+        signoff: &config.report,
+        framework_mapping: framework_mapping(control),
         period,
         requirement: control.requirement(),
         how_met: control.how_met(),
@@ -412,6 +418,23 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
             ),
         ])],
     });
+    let assertion = r.signoff.management_assertion.trim();
+    sections.push(Section {
+        title: "Management's assertion".into(),
+        blocks: vec![
+            Block::Paragraph(if assertion.is_empty() {
+                "[Management's assertion about the design and operation of the control over the period, to be provided by management (report.management_assertion in the export settings).]".into()
+            } else {
+                assertion.to_owned()
+            }),
+            kv(&[
+                ("Prepared by", or_unset(&r.signoff.preparer)),
+                ("Reviewed by", or_unset(&r.signoff.reviewer)),
+                ("Report date", r.report_date.clone()),
+                ("Signature", String::new()),
+            ]),
+        ],
+    });
     let mut req = vec![
         Block::Paragraph(r.requirement.into()),
         Block::Subheading("How the system meets it".into()),
@@ -451,6 +474,33 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
     sections.push(Section {
         title: "The control and how it is met".into(),
         blocks: req,
+    });
+    sections.push(Section {
+        title: "Cross-framework mapping".into(),
+        blocks: vec![
+            Block::Paragraph(
+                "The same evidence answers related requirements of other frameworks; this is Blackbox's reading of their texts, for the auditor to confirm.".into(),
+            ),
+            Block::Table {
+                columns: vec![
+                    "Requirement".into(),
+                    "What it asks".into(),
+                    "Evidence in this report".into(),
+                ],
+                rows: r
+                    .framework_mapping
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m.requirement.to_owned(),
+                            m.asks.to_owned(),
+                            m.evidence.to_owned(),
+                        ]
+                    })
+                    .collect(),
+                caption: None,
+            },
+        ],
     });
     if let (Some(g), Some(findings)) = (r.record_of_processing, &r.gdpr_findings) {
         gdpr_sections(&mut sections, g, f, findings);
@@ -704,6 +754,10 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
                 ),
             ),
             ("Tenant".into(), f.tenant_id.clone()),
+            ("Scope".into(), scope(&f.population)),
+            ("Report date".into(), r.report_date.clone()),
+            ("Prepared by".into(), or_unset(&r.signoff.preparer)),
+            ("Reviewed by".into(), or_unset(&r.signoff.reviewer)),
             (
                 "Evidence from".into(),
                 "Blackbox tamper-evident audit log".into(),
@@ -727,6 +781,81 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
         ),
         sections,
     }
+}
+
+/// One requirement of a framework and where the report evidences it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mapping {
+    /// The framework and clause, e.g. "ISO/IEC 27001:2022 A.8.16".
+    pub requirement: &'static str,
+    /// What it asks, in short.
+    pub asks: &'static str,
+    /// The sections of this report that evidence it.
+    pub evidence: &'static str,
+}
+
+/// The cross-framework mapping (Blackbox's reading of the texts; the auditor decides).
+fn framework_mapping(control: Control) -> Vec<Mapping> {
+    let m = |requirement, asks, evidence| Mapping {
+        requirement,
+        asks,
+        evidence,
+    };
+    let mut out = vec![
+        m(
+            "AICPA TSC CC7.2",
+            "Monitor system components for anomalies and analyse them",
+            "Alert register; Alert tests and exceptions; Anomalies",
+        ),
+        m(
+            "ISO/IEC 27001:2022 A.8.15",
+            "Logs produced, stored, protected and analysed",
+            "Log completeness; Integrity; Retention; Population",
+        ),
+        m(
+            "ISO/IEC 27001:2022 A.8.16",
+            "Monitoring activities: anomalous behaviour detected and acted on",
+            "Alert register (action taken, SIEM delivery, triage); Anomalies",
+        ),
+        m(
+            "ISO/IEC 27001:2022 A.8.17",
+            "Clock synchronisation of the systems that record events",
+            "Every figure uses the service's clock (written_at), never an agent's claimed time; agents' times beyond the clock bound raise clock_skew alerts (Alert register)",
+        ),
+        m(
+            "ISO/IEC 42001:2023 A.6.2.8",
+            "AI system recording of event logs",
+            "Population; Log completeness; Integrity; Retention",
+        ),
+        m(
+            "EU AI Act Art. 12(1)-(2)",
+            "Automatic recording of events over the lifetime; traceability of risks and operation",
+            "Log completeness; Integrity; Alert register (the eu-ai-act art12 report maps each item)",
+        ),
+        m(
+            "EU AI Act Art. 19(1), 26(6)",
+            "Logs kept for at least six months",
+            "Retention",
+        ),
+        m(
+            "EU AI Act Art. 26(5)",
+            "Deployers monitor the operation of the system",
+            "Alert register (triage by people, enforcement); Anomalies",
+        ),
+    ];
+    if control == Control::GdprArt30 {
+        out.push(m(
+            "GDPR Art. 30(1)",
+            "Record of processing activities",
+            "Record of processing activities; Processing observed in the audit log",
+        ));
+        out.push(m(
+            "GDPR Art. 5(1)(e)",
+            "Storage limitation",
+            "Storage limitation; Exceptions: declared against observed",
+        ));
+    }
+    out
 }
 
 /// Rows of the register listed in the PDF (all are in the JSON and the CSV).
@@ -755,6 +884,27 @@ fn alert_summary(a: &crate::alerts::AlertRegister) -> String {
             String::new()
         }
     )
+}
+
+/// The agents the report covers, as a cover line.
+fn scope(p: &crate::figures::Population) -> String {
+    const LISTED: usize = 12;
+    let ids = &p.agent_ids;
+    let mut out = format!("{}: ", count_of(ids.len() as u64, "agent", "agents"));
+    out.push_str(
+        &ids.iter()
+            .take(LISTED)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    if ids.len() > LISTED {
+        out.push_str(&format!(
+            " and {} more (figures.population.agent_ids in the JSON)",
+            n((ids.len() - LISTED) as u64)
+        ));
+    }
+    out
 }
 
 fn short_time(t: &str) -> String {
