@@ -1448,11 +1448,18 @@ fn the_alert_register_lists_each_alert_with_its_trigger_rules_action_siem_and_tr
         for want in ["Alert register", "Sample of alerts", "Management", "INC-2"] {
             assert!(text.contains(want), "`{want}` not in the PDF text:\n{text}");
         }
-        // Every id is extracted whole (never broken at a hyphen, which extractors drop).
+        // Every id is extracted whole (never broken at a hyphen, which extractors drop), and
+        // so is every rules file's SHA-256 in the table of versions.
         for id in &listed {
             assert!(
                 text.contains(id),
                 "alert id {id} not whole in the PDF text:\n{text}"
+            );
+        }
+        for sha in [&rules_a, &rules_c] {
+            assert!(
+                text.contains(sha.as_str()),
+                "{sha} not whole in the PDF text:\n{text}"
             );
         }
     }

@@ -1462,13 +1462,27 @@ impl<'f> Layout<'f> {
         }
         let pad = 2.0 * CELL_PAD_X;
         let floor = (TEXT_W / count as f32).min(28.0);
+        // What a column of identifiers needs to keep each whole (a UUID, a SHA-256).
+        let whole: Vec<f32> = (0..count)
+            .map(|c| (minimum[c] + pad).min(0.75 * TEXT_W))
+            .collect();
         for c in 0..count {
-            // A column of identifiers keeps each whole up to 40% of the width (a UUID, a
-            // timestamp); a word of prose gives way at a quarter.
+            // A column of identifiers keeps each whole up to 40% of the width, and more below
+            // when the other columns leave room; a word of prose gives way at a quarter.
             let cap = if atomic[c] && filled[c] { 0.4 } else { 0.25 };
             minimum[c] = (minimum[c].min(cap * TEXT_W) + pad).max(floor);
-            natural[c] = (natural[c].min(0.6 * TEXT_W) + pad).max(minimum[c]);
             numeric[c] = numeric[c] && filled[c];
+        }
+        let mut spare = TEXT_W - minimum.iter().sum::<f32>();
+        for c in 0..count {
+            if atomic[c] && filled[c] && whole[c] > minimum[c] && spare > 0.0 {
+                let grow = (whole[c] - minimum[c]).min(spare);
+                minimum[c] += grow;
+                spare -= grow;
+            }
+        }
+        for c in 0..count {
+            natural[c] = (natural[c].min(0.6 * TEXT_W) + pad).max(minimum[c]);
         }
         let min_sum: f32 = minimum.iter().sum();
         let natural_sum: f32 = natural.iter().sum();
