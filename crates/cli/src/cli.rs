@@ -398,8 +398,14 @@ pub struct ExportArgs {
     #[arg(long)]
     pub period: Option<String>,
     /// Output file: .pdf, .json or .csv; a signed manifest is written next to it.
-    #[arg(long, required_unless_present = "print_config")]
+    #[arg(long, required_unless_present_any = ["print_config", "bundle"], conflicts_with = "bundle")]
     pub output: Option<PathBuf>,
+    /// Write a re-performable evidence bundle into this new directory instead: the report as
+    /// PDF, JSON and CSV, the log, a checkpoint signed now, an inclusion proof for every
+    /// sampled entry and every alert, and a manifest over all of it (`export reperform`
+    /// recomputes every figure from it offline). Needs the log's writer: stop the service.
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
     /// The tenant (default: the only tenant of the store).
     #[arg(long)]
     pub tenant_id: Option<String>,
@@ -422,6 +428,20 @@ pub struct ExportArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum ExportCmd {
+    /// Recompute every figure of an evidence bundle (`export --bundle DIR`) offline and say
+    /// match or mismatch for each: the manifest, the log (verified), each figure, each proof.
+    Reperform {
+        /// The bundle directory.
+        bundle: PathBuf,
+        /// The log's public key file (the auditor's own copy; not the bundle's).
+        #[arg(long)]
+        public_key: PathBuf,
+        /// HMAC key file(s), to check every entry's HMAC too (repeatable).
+        #[arg(long)]
+        key_file: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+    },
     /// Check a manifest's signature with the public key alone, then every file it lists.
     Verify {
         /// The manifest (`<output>.manifest`).

@@ -1463,6 +1463,40 @@ fn the_alert_register_lists_each_alert_with_its_trigger_rules_action_siem_and_tr
             );
         }
     }
+    // The register re-performs offline from a bundle: alerts, triage, rules versions (from the
+    // service's chain, in the bundle's log), tests; only the SIEM column stands on the outbox.
+    let bundle = tmp.path().join("bundle");
+    let mut c = common::bin();
+    c.env("BLACKBOX_TEST_NOW", ts(T0 + 35 * DAY)).args([
+        "export",
+        "--data-dir",
+        &dir,
+        "--standard",
+        "soc2",
+        "--control",
+        "CC7.2",
+        "--period",
+        "2025-01-01/2025-01-31",
+        "--bundle",
+        bundle.to_str().unwrap(),
+    ]);
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = run(&[
+        "export",
+        "reperform",
+        bundle.to_str().unwrap(),
+        "--public-key",
+        &format!("{dir}/checkpoint.pub"),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("match            figure alerts: recomputed from the log"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("HMACs not checked"), "{}", r.stdout);
 }
 
 /// The fourth report: EU AI Act Art. 12 record-keeping, its retention against the six-month
@@ -1560,4 +1594,175 @@ fn the_eu_ai_act_art12_report_evidences_logging_over_the_lifetime() {
         "{}",
         r.stderr
     );
+}
+
+/// A re-performable bundle: every figure recomputed offline from it matches; an edited figure,
+/// a removed proof or a changed entry is named.
+#[test]
+fn a_bundle_is_reperformed_offline_and_names_what_was_changed() {
+    let (tmp, dir) = setup();
+    let bundle = tmp.path().join("bundle");
+    let r = run(&[
+        "export",
+        "--data-dir",
+        &dir,
+        "--standard",
+        "soc2",
+        "--control",
+        "CC7.2",
+        "--period",
+        "2025-01-01/2025-01-30",
+        "--bundle",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let params: Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("bundle.json")).unwrap()).unwrap();
+    assert_eq!(params["format"], "blackbox.bundle.v1");
+    // The auditor's own copy of the public key, and the HMAC keys to check every entry.
+    let public = format!("{dir}/checkpoint.pub");
+    let keys = format!("{dir}/keys/hmac.keys");
+    let reperform = |b: &std::path::Path| {
+        run(&[
+            "export",
+            "reperform",
+            b.to_str().unwrap(),
+            "--public-key",
+            &public,
+            "--key-file",
+            &keys,
+            "--format",
+            "json",
+        ])
+    };
+    let r = reperform(&bundle);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let checks = v["checks"].as_array().unwrap();
+    let result = |what: &str| -> String {
+        checks
+            .iter()
+            .find(|c| c["what"] == what)
+            .map(|c| c["result"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("no check {what}: {}", r.stdout))
+    };
+    for what in [
+        "manifest",
+        "log",
+        "figure population",
+        "figure completeness",
+        "figure integrity",
+        "figure anomalies",
+        "figure retention",
+        "figure sample",
+        "figure daily",
+        "figure alerts",
+    ] {
+        assert_eq!(result(what), "match", "{what}: {}", r.stdout);
+    }
+    assert_eq!(result("figure alerts: SIEM delivery"), "not re-performed");
+    // A proof for every sampled entry and every alert of the period, each checked.
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("report.json")).unwrap()).unwrap();
+    let mut ids: Vec<&str> = report["figures"]["sample"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["entry_id"].as_str().unwrap())
+        .chain(
+            report["figures"]["alerts"]["alerts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["alert_id"].as_str().unwrap()),
+        )
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert!(ids.len() >= 3, "{ids:?}");
+    for id in &ids {
+        assert_eq!(result(&format!("proof {id}")), "match");
+    }
+
+    let copy = |name: &str| {
+        let to = tmp.path().join(name);
+        std::fs::create_dir_all(&to).unwrap();
+        for f in std::fs::read_dir(&bundle).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+        }
+        to
+    };
+    let mismatches = |r: &common::Run| -> Vec<(String, String)> {
+        let v: Value = serde_json::from_str(&r.stdout).unwrap();
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["result"] == "mismatch")
+            .map(|c| {
+                (
+                    c["what"].as_str().unwrap().to_owned(),
+                    c["detail"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    // An edited figure in the JSON: the file and the figure are named.
+    let edited = copy("edited");
+    let text = std::fs::read_to_string(edited.join("report.json")).unwrap();
+    let entries = report["figures"]["population"]["entries"].as_u64().unwrap();
+    let text = text.replacen(
+        &format!("\"entries\": {entries},"),
+        &format!("\"entries\": {},", entries + 1),
+        1,
+    );
+    std::fs::write(edited.join("report.json"), text).unwrap();
+    let r = reperform(&edited);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let m = mismatches(&r);
+    assert!(m.iter().any(|(w, _)| w == "file report.json"), "{m:?}");
+    assert!(
+        m.iter().any(|(w, d)| w == "figure population"
+            && d.contains(&format!(
+                "population.entries: the report says {}, recomputed {entries}",
+                entries + 1
+            ))),
+        "{m:?}"
+    );
+    // A removed proof.
+    let removed = copy("removed");
+    std::fs::remove_file(removed.join(format!("proof-{}.json", ids[0]))).unwrap();
+    let r = reperform(&removed);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let m = mismatches(&r);
+    assert!(
+        m.iter()
+            .any(|(w, d)| *w == format!("proof {}", ids[0]) && d.contains("missing")),
+        "{m:?}"
+    );
+    // A changed entry in the log: the log no longer verifies, and the file is named.
+    let changed = copy("changed");
+    let log = std::fs::read_to_string(changed.join("log.jsonl")).unwrap();
+    let log = log.replacen("\"rows_returned\":1", "\"rows_returned\":7", 1);
+    std::fs::write(changed.join("log.jsonl"), log).unwrap();
+    let r = reperform(&changed);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let m = mismatches(&r);
+    assert!(m.iter().any(|(w, _)| w == "file log.jsonl"), "{m:?}");
+    assert!(m.iter().any(|(w, _)| w == "log"), "{m:?}");
+    // A bundle goes into a new directory.
+    let r = run(&[
+        "export",
+        "--data-dir",
+        &dir,
+        "--standard",
+        "soc2",
+        "--control",
+        "CC7.2",
+        "--bundle",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("is not empty"), "{}", r.stderr);
 }

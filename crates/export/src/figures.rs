@@ -569,26 +569,79 @@ pub fn compute(
     deliveries: &crate::alerts::DeliveryRecords<'_>,
 ) -> Result<Figures, ExportError> {
     let store = blackbox_ledger::open::open_reader(dir)?;
-    let heads = store.chains()?;
-    let Some(head) = heads.iter().find(|h| h.tenant_id == req.tenant) else {
-        let known: Vec<&str> = heads.iter().map(|h| h.tenant_id.as_str()).collect();
-        return Err(ExportError::Usage(format!(
-            "no chain for tenant `{}` in {}; tenants: {}",
-            req.tenant,
-            dir.root().display(),
-            if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.join(", ")
-            }
-        )));
-    };
     let archive = open_archive(dir, &store, &req.tenant)?;
     let archived = archive_reader(archive.as_ref(), &store)?;
     // The chain is verified on another core while the figures are counted.
     let verification = {
         let (d, t) = (dir.clone(), req.tenant.clone());
         std::thread::spawn(move || integrity(&d, &t))
+    };
+    compute_on(
+        &store,
+        archived.as_ref(),
+        &dir.root().display().to_string(),
+        req,
+        deliveries,
+        move || {
+            verification
+                .join()
+                .map_err(|_| ExportError::Usage("the verification thread failed".into()))?
+        },
+    )
+}
+
+/// Computes every figure for `req` from an exported JSONL log (docs/FORMAT.md §8), offline:
+/// what `export reperform` does. The chain is verified with `verifier` and, when given, the
+/// HMAC keys; deliveries to the SIEM are not in a log (they read as unknown).
+///
+/// # Errors
+/// As [`compute`].
+pub fn compute_from_log(
+    log: &crate::logfile::LogFileStore,
+    keys: Option<Keyring>,
+    verifier: NoteVerifier,
+    req: &Request,
+) -> Result<Figures, ExportError> {
+    let verification = {
+        let (mut s, t) = (log.clone(), req.tenant.clone());
+        std::thread::spawn(move || integrity_of(&mut s, None, keys.as_ref(), verifier, &t))
+    };
+    compute_on(
+        log,
+        None,
+        "the log file",
+        req,
+        &crate::alerts::DeliveryRecords::Unreadable(
+            "SIEM deliveries are recorded by the service's webhook outbox, not in the log".into(),
+        ),
+        move || {
+            verification
+                .join()
+                .map_err(|_| ExportError::Usage("the verification thread failed".into()))?
+        },
+    )
+}
+
+fn compute_on(
+    store: &dyn Store,
+    archived: Option<&blackbox_archive::run::ArchiveReader<'_>>,
+    where_: &str,
+    req: &Request,
+    deliveries: &crate::alerts::DeliveryRecords<'_>,
+    verification: impl FnOnce() -> Result<Integrity, ExportError>,
+) -> Result<Figures, ExportError> {
+    let heads = store.chains()?;
+    let Some(head) = heads.iter().find(|h| h.tenant_id == req.tenant) else {
+        let known: Vec<&str> = heads.iter().map(|h| h.tenant_id.as_str()).collect();
+        return Err(ExportError::Usage(format!(
+            "no chain for tenant `{}` in {where_}; tenants: {}",
+            req.tenant,
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        )));
     };
     let p = &req.period;
     let mut f = Figures {
@@ -611,7 +664,7 @@ pub fn compute(
             time(p.end_ms)
         ),
     };
-    let mut t = count(&store, archived.as_ref(), req, head.size, &mut f)?;
+    let mut t = count(store, archived, req, head.size, &mut f)?;
     if f.population.entries == 0 {
         return Err(ExportError::EmptyPeriod(format!(
             "tenant `{}` has no entries between {} and {}: nothing to report; check --period and --tenant-id",
@@ -625,8 +678,8 @@ pub fn compute(
     f.population.seq_range = Some((t.min_seq, t.max_seq));
 
     f.completeness = completeness(
-        &store,
-        archived.as_ref(),
+        store,
+        archived,
         &req.tenant,
         (t.min_seq, t.max_seq),
         f.population.entries,
@@ -635,18 +688,16 @@ pub fn compute(
     let by_rule = std::mem::take(&mut t.by_rule);
     anomalies(&mut f.anomalies, &t.alerts, by_rule, &t.resolved_ids);
     if req.personal_ages {
-        f.personal_kept = Some(personal_kept(&store, archived.as_ref(), req, head.size)?);
+        f.personal_kept = Some(personal_kept(store, archived, req, head.size)?);
     }
-    if let Some(r) = retention(&store, archived.as_ref(), req)? {
+    if let Some(r) = retention(store, archived, req)? {
         f.retention = r;
     }
     let collector = std::mem::take(&mut t.alerts_seen);
     tables(&mut f, req, t);
-    f.integrity = verification
-        .join()
-        .map_err(|_| ExportError::Usage("the verification thread failed".into()))??;
+    f.integrity = verification()?;
     f.alerts = collector.finish(
-        &store,
+        store,
         &req.tenant,
         (p.start_ms, req.now_ms),
         deliveries,
@@ -1394,18 +1445,36 @@ fn integrity(dir: &DataDir, tenant: &str) -> Result<Integrity, ExportError> {
     let mut store = blackbox_ledger::open::open_reader(dir)?;
     let keys: Keyring = blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path())?;
     let verifier: NoteVerifier = blackbox_ledger::open::public_key(dir)?;
-    let opts = blackbox_ledger::verify::StoreVerifyOptions {
-        tenant: Some(tenant.to_owned()),
-        trusted_checkpoints: Vec::new(),
-    };
     let archive = open_archive(dir, &store, tenant)?;
     let reader = archive_reader(archive.as_ref(), &store)?;
-    let report = blackbox_ledger::verify::verify_chains_and_archive(
+    integrity_of(
         &mut store,
         reader
             .as_ref()
             .map(|r| r as &dyn blackbox_ledger::verify::ArchiveSource),
         Some(&keys),
+        verifier,
+        tenant,
+    )
+}
+
+/// Verifies `tenant`'s chain in `store` (and its archive): HMACs when `keys` are given, hash
+/// links, checkpoints with `verifier`.
+fn integrity_of(
+    store: &mut dyn Store,
+    archive: Option<&dyn blackbox_ledger::verify::ArchiveSource>,
+    keys: Option<&Keyring>,
+    verifier: NoteVerifier,
+    tenant: &str,
+) -> Result<Integrity, ExportError> {
+    let opts = blackbox_ledger::verify::StoreVerifyOptions {
+        tenant: Some(tenant.to_owned()),
+        trusted_checkpoints: Vec::new(),
+    };
+    let report = blackbox_ledger::verify::verify_chains_and_archive(
+        store,
+        archive,
+        keys,
         Some(verifier.clone()),
         &opts,
         &|_| {},

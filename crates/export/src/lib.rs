@@ -14,9 +14,11 @@ pub mod alerts;
 pub mod config;
 pub mod doc;
 pub mod figures;
+pub mod logfile;
 pub mod manifest;
 pub mod pdf;
 pub mod produce;
+pub mod reperform;
 pub mod report;
 
 /// Why an export failed.

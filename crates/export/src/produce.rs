@@ -92,6 +92,35 @@ pub fn produce(
             "the output name must not contain a directory".into(),
         ));
     }
+    let req = request(
+        dir,
+        config,
+        job,
+        blackbox_ledger::clock::Clock::from_env().now_ms(),
+    )?;
+    let figures = crate::figures::compute(dir, &req, deliveries)?;
+    let r = report::report(job.control, config, &req.period, &figures, req.now_ms);
+    let files = render(&r, job.control, &job.output_name, format)?;
+    let text = sign_manifest(dir, job.control, &req, &figures, &files)?;
+    Ok(Produced {
+        manifest: (format!("{}.manifest", job.output_name), text),
+        files,
+        figures,
+        period: req.period,
+    })
+}
+
+/// What to compute for `job`: its tenant (the store's only one when not given), period (the
+/// whole log by seq when not given), seed and settings, as of `now_ms`.
+///
+/// # Errors
+/// No tenant, several tenants and none chosen, a bad period.
+pub fn request(
+    dir: &DataDir,
+    config: &ExportConfig,
+    job: &Job,
+    now_ms: i64,
+) -> Result<Request, ExportError> {
     let store = blackbox_ledger::open::open_reader(dir)?;
     let tenants: Vec<String> = store
         .chains()?
@@ -130,36 +159,43 @@ pub fn produce(
             period.end
         )
     });
-    let req = Request {
-        tenant: tenant.clone(),
-        period: period.clone(),
+    Ok(Request {
+        tenant,
+        period,
         sample_size: job.sample_size.min(10_000),
         seed,
         data_subjects: job.data_subjects,
         retention: config.required_days(control.retention_preset()),
-        now_ms: blackbox_ledger::clock::Clock::from_env().now_ms(),
+        now_ms,
         personal_ages: control == Control::GdprArt30,
         triage_hours: config.triage_hours(),
-    };
-    let figures = crate::figures::compute(dir, &req, deliveries)?;
-    let r = report::report(control, config, &period, &figures, req.now_ms);
+    })
+}
+
+fn stem_of(name: &str) -> &str {
+    name.rsplit_once('.').map_or(name, |(s, _)| s)
+}
+
+/// The report's files in `format`, named after `output_name`.
+fn render(
+    r: &report::Report<'_>,
+    control: Control,
+    output_name: &str,
+    format: Format,
+) -> Result<Vec<(String, Vec<u8>)>, ExportError> {
+    let stem = stem_of(output_name);
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     match format {
         Format::Pdf => {
-            let mut doc = report::document(&r, control);
+            let mut doc = report::document(r, control);
             // The same report for machines, inside the PDF (PDF/A-3 associated files).
-            let stem = job
-                .output_name
-                .rsplit_once('.')
-                .map_or(job.output_name.as_str(), |(s, _)| s)
-                .to_owned();
             doc.attachments.push(crate::doc::Attachment {
                 name: format!("{stem}.json"),
                 mime_type: "application/json".into(),
                 description: "The report as JSON (blackbox.evidence.v1, docs/FORMAT.md §16)".into(),
-                bytes: report::json(&r)?.into_bytes(),
+                bytes: report::json(r)?.into_bytes(),
             });
-            for (suffix, bytes) in report::csv_tables(&figures)? {
+            for (suffix, bytes) in report::csv_tables(r.figures)? {
                 let name = if suffix.is_empty() {
                     format!("{stem}.csv")
                 } else {
@@ -177,18 +213,13 @@ pub fn produce(
             }
             let bytes =
                 crate::pdf::render_pdf(&doc).map_err(|e| ExportError::Pdf(e.to_string()))?;
-            files.push((job.output_name.clone(), bytes));
+            files.push((output_name.to_owned(), bytes));
         }
-        Format::Json => files.push((job.output_name.clone(), report::json(&r)?.into_bytes())),
+        Format::Json => files.push((output_name.to_owned(), report::json(r)?.into_bytes())),
         Format::Csv => {
-            let stem = job
-                .output_name
-                .rsplit_once('.')
-                .map_or(job.output_name.as_str(), |(s, _)| s)
-                .to_owned();
-            for (suffix, bytes) in report::csv_tables(&figures)? {
+            for (suffix, bytes) in report::csv_tables(r.figures)? {
                 let name = if suffix.is_empty() {
-                    job.output_name.clone()
+                    output_name.to_owned()
                 } else {
                     format!("{stem}.{suffix}.csv")
                 };
@@ -196,19 +227,30 @@ pub fn produce(
             }
         }
     }
+    Ok(files)
+}
+
+/// The signed manifest (docs/FORMAT.md §16) of `files`.
+fn sign_manifest(
+    dir: &DataDir,
+    control: Control,
+    req: &Request,
+    figures: &Figures,
+    files: &[(String, Vec<u8>)],
+) -> Result<String, ExportError> {
     let signer = blackbox_ledger::datadir::load_signer(&dir.signing_key_path())?;
     let m = Manifest {
         standard: control.standard().into(),
         control: control.control().into(),
-        tenant_id: tenant.clone(),
-        period_start: period.start.clone(),
-        period_end: period.end.clone(),
+        tenant_id: req.tenant.clone(),
+        period_start: req.period.start.clone(),
+        period_end: req.period.end.clone(),
         checkpoints: figures
             .integrity
             .checkpoint
             .iter()
             .map(|c| ManifestCheckpoint {
-                tenant_id: tenant.clone(),
+                tenant_id: req.tenant.clone(),
                 size: c.size,
                 root: c.root.clone(),
                 timestamp: c.timestamp.clone(),
@@ -224,11 +266,128 @@ pub fn produce(
             .collect(),
         public_key_fingerprint: signer.verifier().fingerprint(),
     };
-    let text = manifest::sign(&m, &signer)?;
+    manifest::sign(&m, &signer)
+}
+
+/// The name of a bundle's manifest.
+pub const BUNDLE_MANIFEST: &str = "bundle.manifest";
+/// The name of a bundle's parameters file.
+pub const BUNDLE_PARAMETERS: &str = "bundle.json";
+/// The name of a bundle's log.
+pub const BUNDLE_LOG: &str = "log.jsonl";
+
+/// What a bundle was made from (`bundle.json`): enough to compute the same figures again.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct BundleParameters {
+    /// `blackbox.bundle.v1`.
+    pub format: String,
+    /// Standard.
+    pub standard: String,
+    /// Control or article.
+    pub control: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Period (`YYYY-MM-DD/YYYY-MM-DD`), or null for the whole log by seq.
+    pub period: Option<String>,
+    /// Sample size asked.
+    pub sample_size: usize,
+    /// Sample seed.
+    pub seed: String,
+    /// Data subjects counted.
+    pub include_data_subjects: bool,
+    /// The time the figures are as of: the checkpoint signed for the bundle (RFC 3339).
+    pub as_of: String,
+    /// Required retention (days) and where it comes from.
+    pub retention: (u64, String),
+    /// Triage time (hours) and where it comes from.
+    pub triage_hours: (u64, String),
+    /// The tenant's checkpoint the bundle's proofs are against: tree size.
+    pub checkpoint_size: u64,
+}
+
+/// A re-performable evidence bundle (docs/FORMAT.md §16): the report as PDF, JSON and CSV, the
+/// tenant's and the service's chains as a JSONL log, the public key, an inclusion proof for
+/// every sampled entry and every alert, the parameters, and a manifest over all of it.
+///
+/// `now_ms` is the time of the checkpoint the caller signed for the bundle (the figures are as
+/// of it, so that they can be computed again from the log).
+///
+/// # Errors
+/// As [`produce`]; an entry to prove that is no longer in the store (archived).
+pub fn produce_bundle(
+    dir: &DataDir,
+    config: &ExportConfig,
+    job: &Job,
+    deliveries: &DeliveryRecords<'_>,
+    now_ms: i64,
+) -> Result<Produced, ExportError> {
+    let req = request(dir, config, job, now_ms)?;
+    let figures = crate::figures::compute(dir, &req, deliveries)?;
+    let r = report::report(job.control, config, &req.period, &figures, req.now_ms);
+    let mut files = Vec::new();
+    for f in [Format::Pdf, Format::Json, Format::Csv] {
+        let name = match f {
+            Format::Pdf => "report.pdf",
+            Format::Json => "report.json",
+            Format::Csv => "report.csv",
+        };
+        files.extend(render(&r, job.control, name, f)?);
+    }
+    let store = blackbox_ledger::open::open_reader(dir)?;
+    // The log: the tenant's chain and the service's chains (rules versions, which the alert
+    // register reads), whole.
+    let mut log: Vec<u8> = Vec::new();
+    for head in store.chains()? {
+        if head.tenant_id == req.tenant || blackbox_core::ids::is_service_tenant(&head.tenant_id) {
+            blackbox_ledger::export::export_log(&store, Some(&head.tenant_id), &mut log)?;
+        }
+    }
+    files.push((BUNDLE_LOG.into(), log));
+    // An inclusion proof for every sampled entry and every alert.
+    let mut ids: Vec<&str> = figures.sample.iter().map(|s| s.entry_id.as_str()).collect();
+    ids.extend(figures.alerts.alerts.iter().map(|a| a.alert_id.as_str()));
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        let uuid = uuid::Uuid::parse_str(id)
+            .map_err(|e| ExportError::Usage(format!("entry id {id}: {e}")))?;
+        let Some(entry) = store.entry_by_id(uuid.as_bytes())? else {
+            return Err(ExportError::Usage(format!(
+                "entry {id} is not in the store (archived): a bundle proves entries of the store"
+            )));
+        };
+        let proof = blackbox_ledger::proof::prove_inclusion(&store, &entry, true)?;
+        let json = serde_json::to_string_pretty(&proof)
+            .map_err(|e| ExportError::Usage(format!("writing a proof: {e}")))?;
+        files.push((format!("proof-{id}.json"), (json + "\n").into_bytes()));
+    }
+    let public = std::fs::read(dir.public_key_path()).map_err(|cause| ExportError::Io {
+        path: dir.public_key_path().display().to_string(),
+        cause,
+    })?;
+    files.push(("checkpoint.pub".into(), public));
+    let params = BundleParameters {
+        format: "blackbox.bundle.v1".into(),
+        standard: job.control.standard().into(),
+        control: job.control.control().into(),
+        tenant_id: req.tenant.clone(),
+        period: job.period.clone(),
+        sample_size: req.sample_size,
+        seed: req.seed.clone(),
+        include_data_subjects: req.data_subjects,
+        as_of: blackbox_core::entry::format_timestamp(now_ms).unwrap_or_default(),
+        retention: req.retention.clone(),
+        triage_hours: req.triage_hours.clone(),
+        checkpoint_size: figures.integrity.checkpoint.as_ref().map_or(0, |c| c.size),
+    };
+    let json = serde_json::to_string_pretty(&params)
+        .map_err(|e| ExportError::Usage(format!("writing the parameters: {e}")))?;
+    files.push((BUNDLE_PARAMETERS.into(), (json + "\n").into_bytes()));
+    let text = sign_manifest(dir, job.control, &req, &figures, &files)?;
     Ok(Produced {
-        manifest: (format!("{}.manifest", job.output_name), text),
+        manifest: (BUNDLE_MANIFEST.into(), text),
         files,
         figures,
-        period,
+        period: req.period,
     })
 }

@@ -18,25 +18,36 @@ pub fn run(a: ExportArgs) -> Result<Outcome> {
         print!("{EXAMPLE}");
         return Ok(Outcome::Ok);
     }
-    if let Some(ExportCmd::Verify {
-        manifest,
-        public_key,
-        dir,
-        format,
-    }) = a.cmd
-    {
-        return verify(
-            &manifest,
-            public_key.as_deref(),
-            &DataDir::new(dir.data_dir),
+    match a.cmd {
+        Some(ExportCmd::Verify {
+            manifest,
+            public_key,
+            dir,
             format,
-        );
+        }) => {
+            return verify(
+                &manifest,
+                public_key.as_deref(),
+                &DataDir::new(dir.data_dir),
+                format,
+            );
+        }
+        Some(ExportCmd::Reperform {
+            bundle,
+            public_key,
+            key_file,
+            format,
+        }) => return reperform(&bundle, &public_key, &key_file, format),
+        None => {}
     }
     let standard = a.standard.as_deref().unwrap_or_default();
     let which = a.control.as_deref().or(a.article.as_deref()).ok_or_else(|| {
         anyhow!("--standard {standard} needs --control (soc2: CC7.2, iso27001: A.8.15) or --article (gdpr: art30, eu-ai-act: art12)")
     })?;
     let control = Control::parse(standard, which)?;
+    if let Some(bundle) = &a.bundle {
+        return write_bundle(&a, control, bundle);
+    }
     let output = a.output.clone().unwrap_or_default();
     let output_name = output
         .file_name()
@@ -132,6 +143,121 @@ pub fn summary_lines(
             if f.retention.met { "met" } else { "NOT MET" }
         ),
     ]
+}
+
+/// `export --bundle DIR`: signs a checkpoint of the whole chain now, then writes the bundle.
+fn write_bundle(a: &ExportArgs, control: Control, bundle: &Path) -> Result<Outcome> {
+    if a.remote.server.is_some() {
+        bail!(
+            "--bundle works on a data directory (the log's writer signs the bundle's checkpoint): run it where the data directory is, with the service stopped"
+        );
+    }
+    if bundle.exists() && std::fs::read_dir(bundle).is_ok_and(|mut d| d.next().is_some()) {
+        bail!(
+            "{} exists and is not empty: a bundle goes into a new directory",
+            bundle.display()
+        );
+    }
+    let dir = DataDir::new(a.dir.data_dir.clone());
+    if !dir.is_initialised() {
+        bail!(
+            "{} is not a Blackbox data directory (give --data-dir or BLACKBOX_DATA_DIR)",
+            dir.root().display()
+        );
+    }
+    let config = match &a.config {
+        Some(path) => ExportConfig::load(path)?,
+        None => ExportConfig::load_or_default(&dir.root().join("export.toml"))?,
+    };
+    let job = Job {
+        control,
+        tenant: a.tenant_id.clone(),
+        period: a.period.clone(),
+        output_name: "report.pdf".into(),
+        data_subjects: a.include_data_subjects,
+        sample_size: a.sample_size,
+        seed: a.seed.clone(),
+    };
+    let tenant = blackbox_export::produce::request(&dir, &config, &job, 0)?.tenant;
+    // A checkpoint of every chain signed now: the proofs and the figures are as of it.
+    {
+        let (mut store, mut writer, _) = blackbox_ledger::open::open_writer(&dir).map_err(|e| match e {
+            blackbox_ledger::LedgerError::InUse { .. } => anyhow!(
+                "{e}; a bundle signs a checkpoint of the whole chain as of the export, which needs the log's writer: stop the service and run it again"
+            ),
+            other => other.into(),
+        })?;
+        writer.heartbeat(&mut store, blackbox_ledger::clock::now_ms(), true)?;
+    }
+    let now_ms = {
+        let store = blackbox_ledger::open::open_reader(&dir)?;
+        blackbox_store::Store::latest_checkpoint(&store, &tenant)?
+            .map_or_else(blackbox_ledger::clock::now_ms, |c| c.ts_ms)
+    };
+    let outbox = crate::cmd::webhooks::open(&dir);
+    let records = match &outbox {
+        Ok(Some(o)) => DeliveryRecords::Outbox(o.as_ref()),
+        Ok(None) => DeliveryRecords::Missing,
+        Err(e) => DeliveryRecords::Unreadable(format!("{e:#}")),
+    };
+    let p = blackbox_export::produce::produce_bundle(&dir, &config, &job, &records, now_ms)?;
+    std::fs::create_dir_all(bundle).with_context(|| format!("creating {}", bundle.display()))?;
+    for (name, bytes) in &p.files {
+        write_atomic(&bundle.join(name), bytes)?;
+    }
+    write_atomic(&bundle.join(&p.manifest.0), p.manifest.1.as_bytes())?;
+    println!(
+        "Wrote the evidence bundle {} ({} files and {})",
+        bundle.display(),
+        p.files.len(),
+        p.manifest.0
+    );
+    for l in summary_lines(&p.figures, &p.period) {
+        println!("  {l}");
+    }
+    println!(
+        "Re-perform it offline: blackbox export reperform {} --public-key checkpoint.pub [--key-file hmac.keys]",
+        bundle.display()
+    );
+    Ok(Outcome::Ok)
+}
+
+/// `export reperform BUNDLE`: every check, match / mismatch; exit 1 on a mismatch.
+fn reperform(
+    bundle: &Path,
+    public_key: &Path,
+    key_files: &[std::path::PathBuf],
+    format: TextOrJson,
+) -> Result<Outcome> {
+    let verifier = blackbox_ledger::datadir::load_verifier(public_key)?;
+    let keys = crate::cmd::verify::load_keyrings(key_files)?;
+    let r = blackbox_export::reperform::reperform(bundle, &verifier, keys)?;
+    match format {
+        TextOrJson::Json => println!(
+            "{}",
+            serde_json::json!({"status": if r.ok() { "ok" } else { "mismatch" }, "checks": r.checks})
+        ),
+        TextOrJson::Text => {
+            for c in &r.checks {
+                println!("{:<16} {}: {}", c.result, c.what, c.detail);
+            }
+            let mismatches = r
+                .checks
+                .iter()
+                .filter(|c| c.result == blackbox_export::reperform::MISMATCH)
+                .count();
+            if mismatches == 0 {
+                println!("OK — every figure re-performed from the bundle matches the report");
+            } else {
+                println!("MISMATCH — {mismatches} check(s) do not match (listed above)");
+            }
+        }
+    }
+    Ok(if r.ok() {
+        Outcome::Ok
+    } else {
+        Outcome::CheckFailed
+    })
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

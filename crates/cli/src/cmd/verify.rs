@@ -28,7 +28,7 @@ pub struct Args {
 }
 
 /// The keyrings of `paths` merged into one (`None` when there is none).
-fn load_keyrings(paths: &[PathBuf]) -> Result<Option<Keyring>> {
+pub(crate) fn load_keyrings(paths: &[PathBuf]) -> Result<Option<Keyring>> {
     let mut merged: Option<Keyring> = None;
     for p in paths {
         let ring = load_keyring(p)?;
