@@ -403,7 +403,8 @@ pub struct ExportArgs {
     /// Write a re-performable evidence bundle into this new directory instead: the report as
     /// PDF, JSON and CSV, the log, a checkpoint signed now, an inclusion proof for every
     /// sampled entry and every alert, and a manifest over all of it (`export reperform`
-    /// recomputes every figure from it offline). Needs the log's writer: stop the service.
+    /// recomputes every figure from it offline). While the service runs, the proofs are
+    /// against its latest checkpoint.
     #[arg(long, value_name = "DIR")]
     pub bundle: Option<PathBuf>,
     /// The tenant (default: the only tenant of the store).

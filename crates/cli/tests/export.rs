@@ -643,6 +643,20 @@ fn archived_entries_are_still_in_the_evidence() {
         "{}",
         after["figures"]["integrity"]
     );
+    // A bundle carries the whole chain: with its start archived it is refused, saying why.
+    let r = run(&[
+        "export",
+        "--data-dir",
+        &dir,
+        "--standard",
+        "soc2",
+        "--control",
+        "CC7.2",
+        "--bundle",
+        tmp.path().join("bundle").to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("moved to the archive"), "{}", r.stderr);
 }
 
 #[test]
@@ -960,6 +974,42 @@ data_classifications = ["internal"]
         ] {
             assert!(text.contains(want), "`{want}` not in the PDF text:\n{text}");
         }
+    }
+    // Data subjects, erasures and the personal data kept re-perform from a bundle too (the
+    // log carries the sidecars not erased and the erasure markers).
+    let bundle = tmp.path().join("ropa-bundle");
+    let r = run(&[
+        "export",
+        "--data-dir",
+        &dir,
+        "--standard",
+        "gdpr",
+        "--article",
+        "art30",
+        "--include-data-subjects",
+        "true",
+        "--bundle",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(&[
+        "export",
+        "reperform",
+        bundle.to_str().unwrap(),
+        "--public-key",
+        &format!("{dir}/checkpoint.pub"),
+        "--key-file",
+        &format!("{dir}/keys/hmac.keys"),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    for figure in ["data_subjects", "erasures", "personal_kept", "touches"] {
+        assert!(
+            r.stdout.contains(&format!(
+                "match            figure {figure}: recomputed from the log"
+            )),
+            "{figure}: {}",
+            r.stdout
+        );
     }
 }
 
@@ -1751,6 +1801,30 @@ fn a_bundle_is_reperformed_offline_and_names_what_was_changed() {
     let m = mismatches(&r);
     assert!(m.iter().any(|(w, _)| w == "file log.jsonl"), "{m:?}");
     assert!(m.iter().any(|(w, _)| w == "log"), "{m:?}");
+    // While another process holds the writer (the service), the bundle is made from the log as
+    // it stands, its proofs against the latest checkpoint, and it re-performs all the same.
+    let live = tmp.path().join("live");
+    {
+        let d = blackbox_ledger::datadir::DataDir::new(&dir);
+        let _writer = blackbox_ledger::open::open_writer(&d).unwrap();
+        let r = run(&[
+            "export",
+            "--data-dir",
+            &dir,
+            "--standard",
+            "soc2",
+            "--control",
+            "CC7.2",
+            "--period",
+            "2025-01-01/2025-01-30",
+            "--bundle",
+            live.to_str().unwrap(),
+        ]);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("latest checkpoint"), "{}", r.stderr);
+    }
+    let r = reperform(&live);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     // A bundle goes into a new directory.
     let r = run(&[
         "export",

@@ -590,9 +590,10 @@ pub fn compute(
     )
 }
 
-/// Computes every figure for `req` from an exported JSONL log (docs/FORMAT.md §8), offline:
-/// what `export reperform` does. The chain is verified with `verifier` and, when given, the
-/// HMAC keys; deliveries to the SIEM are not in a log (they read as unknown).
+/// Computes every figure for `req` from an exported JSONL log (docs/FORMAT.md §8): what a
+/// bundle's report is made from and what `export reperform` does offline. The chain is
+/// verified with `verifier` and, when given, the HMAC keys; deliveries to the SIEM are read
+/// from `deliveries` (offline: not at all).
 ///
 /// # Errors
 /// As [`compute`].
@@ -601,25 +602,17 @@ pub fn compute_from_log(
     keys: Option<Keyring>,
     verifier: NoteVerifier,
     req: &Request,
+    deliveries: &crate::alerts::DeliveryRecords<'_>,
 ) -> Result<Figures, ExportError> {
     let verification = {
         let (mut s, t) = (log.clone(), req.tenant.clone());
         std::thread::spawn(move || integrity_of(&mut s, None, keys.as_ref(), verifier, &t))
     };
-    compute_on(
-        log,
-        None,
-        "the log file",
-        req,
-        &crate::alerts::DeliveryRecords::Unreadable(
-            "SIEM deliveries are recorded by the service's webhook outbox, not in the log".into(),
-        ),
-        move || {
-            verification
-                .join()
-                .map_err(|_| ExportError::Usage("the verification thread failed".into()))?
-        },
-    )
+    compute_on(log, None, "the log file", req, deliveries, move || {
+        verification
+            .join()
+            .map_err(|_| ExportError::Usage("the verification thread failed".into()))?
+    })
 }
 
 fn compute_on(

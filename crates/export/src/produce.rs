@@ -303,6 +303,9 @@ pub struct BundleParameters {
     pub triage_hours: (u64, String),
     /// The tenant's checkpoint the bundle's proofs are against: tree size.
     pub checkpoint_size: u64,
+    /// Sampled entries and alerts after that checkpoint (no proof yet).
+    #[serde(default)]
+    pub unproved: Vec<String>,
 }
 
 /// A re-performable evidence bundle (docs/FORMAT.md §16): the report as PDF, JSON and CSV, the
@@ -322,7 +325,34 @@ pub fn produce_bundle(
     now_ms: i64,
 ) -> Result<Produced, ExportError> {
     let req = request(dir, config, job, now_ms)?;
-    let figures = crate::figures::compute(dir, &req, deliveries)?;
+    {
+        let store = blackbox_ledger::open::open_reader(dir)?;
+        if store.anchor(&req.tenant)?.is_some() {
+            return Err(ExportError::Usage(format!(
+                "tenant `{}`'s first entries were moved to the archive (blackbox retention run): a bundle carries the whole chain, and re-performing from archive segments is not supported yet; export the report alone (--output) and verify the segments with `blackbox verify --log-file`",
+                req.tenant
+            )));
+        }
+    }
+    // The log first (the tenant's chain and the service's chains, whole: the rules versions
+    // the alert register reads are in the service's), then every figure computed from it: the
+    // report is what `export reperform` computes again, even while the service writes on.
+    let mut log: Vec<u8> = Vec::new();
+    {
+        let store = blackbox_ledger::open::open_reader(dir)?;
+        for head in store.chains()? {
+            if head.tenant_id == req.tenant
+                || blackbox_core::ids::is_service_tenant(&head.tenant_id)
+            {
+                blackbox_ledger::export::export_log(&store, Some(&head.tenant_id), &mut log)?;
+            }
+        }
+    }
+    let log_store = crate::logfile::LogFileStore::parse(&log)?;
+    let keys = blackbox_ledger::datadir::load_keyring(&dir.hmac_keys_path())?;
+    let verifier = blackbox_ledger::open::public_key(dir)?;
+    let figures =
+        crate::figures::compute_from_log(&log_store, Some(keys), verifier, &req, deliveries)?;
     let r = report::report(job.control, config, &req.period, &figures, req.now_ms);
     let mut files = Vec::new();
     for f in [Format::Pdf, Format::Json, Format::Csv] {
@@ -333,30 +363,28 @@ pub fn produce_bundle(
         };
         files.extend(render(&r, job.control, name, f)?);
     }
-    let store = blackbox_ledger::open::open_reader(dir)?;
-    // The log: the tenant's chain and the service's chains (rules versions, which the alert
-    // register reads), whole.
-    let mut log: Vec<u8> = Vec::new();
-    for head in store.chains()? {
-        if head.tenant_id == req.tenant || blackbox_core::ids::is_service_tenant(&head.tenant_id) {
-            blackbox_ledger::export::export_log(&store, Some(&head.tenant_id), &mut log)?;
-        }
-    }
     files.push((BUNDLE_LOG.into(), log));
-    // An inclusion proof for every sampled entry and every alert.
+    // An inclusion proof for every sampled entry and every alert, against the log's latest
+    // checkpoint of the tenant (entries after it are listed in the parameters, unproved).
+    let cp = blackbox_ledger::proof::latest_checkpoint(&log_store, &req.tenant)?;
     let mut ids: Vec<&str> = figures.sample.iter().map(|s| s.entry_id.as_str()).collect();
     ids.extend(figures.alerts.alerts.iter().map(|a| a.alert_id.as_str()));
     ids.sort_unstable();
     ids.dedup();
+    let mut unproved = Vec::new();
     for id in ids {
         let uuid = uuid::Uuid::parse_str(id)
             .map_err(|e| ExportError::Usage(format!("entry id {id}: {e}")))?;
-        let Some(entry) = store.entry_by_id(uuid.as_bytes())? else {
+        let Some(entry) = log_store.entry_by_id(uuid.as_bytes())? else {
             return Err(ExportError::Usage(format!(
-                "entry {id} is not in the store (archived): a bundle proves entries of the store"
+                "entry {id} is not in the bundle's log"
             )));
         };
-        let proof = blackbox_ledger::proof::prove_inclusion(&store, &entry, true)?;
+        if entry.seq > cp.checkpoint.size {
+            unproved.push(id.to_owned());
+            continue;
+        }
+        let proof = blackbox_ledger::proof::prove_inclusion_at(&log_store, &entry, &cp, true)?;
         let json = serde_json::to_string_pretty(&proof)
             .map_err(|e| ExportError::Usage(format!("writing a proof: {e}")))?;
         files.push((format!("proof-{id}.json"), (json + "\n").into_bytes()));
@@ -378,7 +406,8 @@ pub fn produce_bundle(
         as_of: blackbox_core::entry::format_timestamp(now_ms).unwrap_or_default(),
         retention: req.retention.clone(),
         triage_hours: req.triage_hours.clone(),
-        checkpoint_size: figures.integrity.checkpoint.as_ref().map_or(0, |c| c.size),
+        checkpoint_size: cp.checkpoint.size,
+        unproved,
     };
     let json = serde_json::to_string_pretty(&params)
         .map_err(|e| ExportError::Usage(format!("writing the parameters: {e}")))?;

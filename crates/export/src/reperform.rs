@@ -135,7 +135,15 @@ pub fn reperform(
         triage_hours: params.triage_hours.clone(),
     };
     let hmacs = keys.is_some();
-    let figures = crate::figures::compute_from_log(&log, keys, verifier.clone(), &req)?;
+    let figures = crate::figures::compute_from_log(
+        &log,
+        keys,
+        verifier.clone(),
+        &req,
+        &crate::alerts::DeliveryRecords::Unreadable(
+            "SIEM deliveries are recorded by the service's webhook outbox, not in the log".into(),
+        ),
+    )?;
     let integrity = &figures.integrity;
     out.push(
         "log",
@@ -153,14 +161,7 @@ pub fn reperform(
     let again = serde_json::to_value(&figures)
         .map_err(|e| ExportError::Usage(format!("the figures: {e}")))?;
     compare_figures(&mut out, &report["figures"], &again, hmacs);
-    check_proofs(
-        &mut out,
-        dir,
-        verifier,
-        &report["figures"],
-        &log,
-        params.checkpoint_size,
-    );
+    check_proofs(&mut out, dir, verifier, &report["figures"], &log, &params);
     Ok(out)
 }
 
@@ -276,8 +277,9 @@ fn check_proofs(
     verifier: &NoteVerifier,
     claimed: &Value,
     log: &LogFileStore,
-    checkpoint_size: u64,
+    params: &BundleParameters,
 ) {
+    let checkpoint_size = params.checkpoint_size;
     let mut ids: Vec<String> = Vec::new();
     for s in claimed["sample"].as_array().into_iter().flatten() {
         if let Some(id) = s["entry_id"].as_str() {
@@ -294,6 +296,16 @@ fn check_proofs(
     for id in ids {
         let what = format!("proof {id}");
         let name = format!("proof-{id}.json");
+        if params.unproved.contains(&id) {
+            out.push(
+                what,
+                NOT_REPERFORMED,
+                format!(
+                    "written after the bundle's checkpoint (size {checkpoint_size}): no proof yet"
+                ),
+            );
+            continue;
+        }
         let Ok(text) = std::fs::read_to_string(dir.join(&name)) else {
             out.push(what, MISMATCH, format!("{name} is missing from the bundle"));
             continue;

@@ -90,6 +90,19 @@ pub fn prove_inclusion(
     include_entry: bool,
 ) -> Result<InclusionProof, LedgerError> {
     let cp = latest_checkpoint(store, &entry.tenant_id)?;
+    prove_inclusion_at(store, entry, &cp, include_entry)
+}
+
+/// An inclusion proof for `entry` against the checkpoint `cp` of its chain.
+///
+/// # Errors
+/// [`LedgerError::NotFound`] when the checkpoint does not cover the entry; store failures.
+pub fn prove_inclusion_at(
+    store: &dyn Store,
+    entry: &StoredEntry,
+    cp: &SignedCheckpoint,
+    include_entry: bool,
+) -> Result<InclusionProof, LedgerError> {
     let size = cp.checkpoint.size;
     if entry.seq > size {
         return Err(LedgerError::NotFound(format!(

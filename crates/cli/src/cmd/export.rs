@@ -179,20 +179,24 @@ fn write_bundle(a: &ExportArgs, control: Control, bundle: &Path) -> Result<Outco
         seed: a.seed.clone(),
     };
     let tenant = blackbox_export::produce::request(&dir, &config, &job, 0)?.tenant;
-    // A checkpoint of every chain signed now: the proofs and the figures are as of it.
-    {
-        let (mut store, mut writer, _) = blackbox_ledger::open::open_writer(&dir).map_err(|e| match e {
-            blackbox_ledger::LedgerError::InUse { .. } => anyhow!(
-                "{e}; a bundle signs a checkpoint of the whole chain as of the export, which needs the log's writer: stop the service and run it again"
-            ),
-            other => other.into(),
-        })?;
-        writer.heartbeat(&mut store, blackbox_ledger::clock::now_ms(), true)?;
-    }
-    let now_ms = {
-        let store = blackbox_ledger::open::open_reader(&dir)?;
-        blackbox_store::Store::latest_checkpoint(&store, &tenant)?
-            .map_or_else(blackbox_ledger::clock::now_ms, |c| c.ts_ms)
+    // A checkpoint of every chain signed now, so that the proofs cover every entry and the
+    // figures are as of it. While the service runs it holds the writer: the bundle then uses
+    // the service's latest checkpoint, and entries after it are listed unproved.
+    let now_ms = match blackbox_ledger::open::open_writer(&dir) {
+        Ok((mut store, mut writer, _)) => {
+            writer.heartbeat(&mut store, blackbox_ledger::clock::now_ms(), true)?;
+            drop((store, writer));
+            let store = blackbox_ledger::open::open_reader(&dir)?;
+            blackbox_store::Store::latest_checkpoint(&store, &tenant)?
+                .map_or_else(blackbox_ledger::clock::now_ms, |c| c.ts_ms)
+        }
+        Err(blackbox_ledger::LedgerError::InUse { .. }) => {
+            eprintln!(
+                "note: the service holds the log's writer, so the bundle's proofs are against its latest checkpoint; `blackbox checkpoint --sign-now --server URL --token T` first covers every entry"
+            );
+            blackbox_ledger::clock::now_ms()
+        }
+        Err(e) => return Err(e.into()),
     };
     let outbox = crate::cmd::webhooks::open(&dir);
     let records = match &outbox {
