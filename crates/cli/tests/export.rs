@@ -1512,6 +1512,13 @@ fn the_alert_register_lists_each_alert_with_its_trigger_rules_action_siem_and_tr
                 "{sha} not whole in the PDF text:\n{text}"
             );
         }
+        for s in v["figures"]["sample"].as_array().unwrap() {
+            let id = s["entry_id"].as_str().unwrap();
+            assert!(
+                text.contains(id),
+                "sampled entry {id} not whole in the PDF text:\n{text}"
+            );
+        }
     }
     // The register re-performs offline from a bundle: alerts, triage, rules versions (from the
     // service's chain, in the bundle's log), tests; only the SIEM column stands on the outbox.

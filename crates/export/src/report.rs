@@ -699,11 +699,19 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
             "Random sample of entries".into()
         }),
         Block::Paragraph(r.methods.sample.clone()),
+        // Two tables, so that every id and time stays whole (a copied id is exact).
+        Block::Table {
+            columns: vec!["Seq".into(), "Entry id".into(), "Written".into()],
+            rows: f
+                .sample
+                .iter()
+                .map(|s| vec![s.seq.to_string(), s.entry_id.clone(), s.timestamp.clone()])
+                .collect(),
+            caption: None,
+        },
         Block::Table {
             columns: vec![
                 "Seq".into(),
-                "Entry id".into(),
-                "Time".into(),
                 "Agent".into(),
                 "Event".into(),
                 "Tool".into(),
@@ -713,9 +721,20 @@ pub fn document(r: &Report<'_>, control: Control) -> Document {
             rows: f
                 .sample
                 .iter()
-                .map(crate::figures::SampleRow::cells)
+                .map(|s| {
+                    vec![
+                        s.seq.to_string(),
+                        s.agent_id.clone(),
+                        s.event_type.clone(),
+                        s.tool.clone(),
+                        s.decision.clone(),
+                        s.origin.clone(),
+                    ]
+                })
                 .collect(),
-            caption: None,
+            caption: Some(
+                "Every column of the sample is in the .sample.csv table and the JSON.".into(),
+            ),
         },
     ];
     if !p.by_tool.is_empty() {
