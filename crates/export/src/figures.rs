@@ -1387,6 +1387,36 @@ fn open_archive(
 }
 
 /// The reader of `archive`'s live segments (`None` without an archive).
+/// Appends the live archive segments of `tenant`, in order, as JSONL (each segment as sealed:
+/// it starts at its anchor record), for a log that reads as one stream with the store's part.
+///
+/// # Errors
+/// Store or archive failures (a missing or altered segment).
+pub(crate) fn archived_segments(
+    dir: &DataDir,
+    store: &dyn Store,
+    tenant: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), ExportError> {
+    let archive = open_archive(dir, store, tenant)?;
+    let Some(reader) = archive_reader(archive.as_ref(), store)? else {
+        return Ok(());
+    };
+    for seg in reader.segments.get(tenant).into_iter().flatten() {
+        let mut r = reader
+            .open_segment(seg)
+            .map_err(|e| ExportError::Usage(format!("reading the archive: {e}")))?;
+        std::io::Read::read_to_end(&mut r, out).map_err(|cause| ExportError::Io {
+            path: seg.object.clone(),
+            cause,
+        })?;
+        if out.last().is_some_and(|b| *b != b'\n') {
+            out.push(b'\n');
+        }
+    }
+    Ok(())
+}
+
 fn archive_reader<'a>(
     archive: Option<&'a blackbox_archive::Archive>,
     store: &dyn Store,

@@ -2,8 +2,9 @@
 //! recomputes the figures from, offline, with the same code that computed them from the
 //! service's store. Read-only: [`Store::begin`] is refused.
 //!
-//! Every chain must start at its genesis (an anchored file, whose first entries were archived,
-//! is refused: its archived entries are not in the file).
+//! A chain may start at an anchor record (its first entries are gone: expired from the
+//! archive); an anchor met later in a chain must match the state reached (archive segments
+//! followed by the store's export read as one stream, docs/FORMAT.md §8 "Several files").
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +27,8 @@ struct Chain {
     entries: Vec<StoredEntry>,
     checkpoints: Vec<StoredCheckpoint>,
     head: ChainHead,
+    /// Where the chain starts when not at its genesis.
+    anchor: Option<StoredAnchor>,
 }
 
 /// The chains of a JSONL log, in memory.
@@ -72,6 +75,7 @@ impl LogFileStore {
                 chains.push(Chain {
                     entries: Vec::new(),
                     checkpoints: Vec::new(),
+                    anchor: None,
                     head: ChainHead {
                         tenant_id: tenant.to_owned(),
                         size: 0,
@@ -124,10 +128,36 @@ impl LogFileStore {
                     pending = Some(parse_personal_record(line).map_err(|e| bad(n, e))?);
                 }
                 RecordKind::Anchor => {
-                    return Err(bad(
-                        n,
-                        "the chain starts at an anchor (its first entries were archived): re-performing needs the whole chain",
-                    ));
+                    let a = blackbox_core::anchor::Anchor::parse(line).map_err(|e| bad(n, e))?;
+                    a.check().map_err(|e| bad(n, e))?;
+                    let tenant = a.tenant_id().to_string();
+                    let i = chain_of(&tenant, &mut chains, &mut trees);
+                    let c = &mut chains[i];
+                    if c.entries.is_empty() && c.anchor.is_none() {
+                        // The chain starts here.
+                        trees[i] = a.range().clone();
+                        c.head.size = a.size();
+                        c.head.head_hash = a.head();
+                        c.head.merkle_state = a.range().to_bytes();
+                        c.anchor = Some(StoredAnchor {
+                            tenant_id: tenant,
+                            size: a.size(),
+                            record: line.to_vec(),
+                            tail_hashes: Vec::new(),
+                        });
+                    } else if a.size() != c.head.size
+                        || a.head() != c.head.head_hash
+                        || a.range().to_bytes() != trees[i].to_bytes()
+                    {
+                        return Err(bad(
+                            n,
+                            format!(
+                                "an anchor at size {} of tenant {tenant} does not match the chain read before it (size {})",
+                                a.size(),
+                                c.head.size
+                            ),
+                        ));
+                    }
                 }
                 RecordKind::Entry => {
                     let v = EntryView::parse(line).map_err(|e| bad(n, e))?;
@@ -213,10 +243,11 @@ impl Store for LogFileStore {
         let Some(c) = self.chain(tenant) else {
             return Ok(());
         };
+        let first = c.entries.first().map_or(1, |e| e.seq);
         for e in c
             .entries
             .iter()
-            .skip(usize::try_from(from_seq.saturating_sub(1)).unwrap_or(usize::MAX))
+            .skip(usize::try_from(from_seq.saturating_sub(first)).unwrap_or(usize::MAX))
         {
             if e.seq > to_seq || !f(e.clone())? {
                 break;
@@ -341,7 +372,7 @@ impl Store for LogFileStore {
         Ok(None)
     }
 
-    fn anchor(&self, _tenant: TenantRef<'_>) -> Result<Option<StoredAnchor>, StoreError> {
-        Ok(None)
+    fn anchor(&self, tenant: TenantRef<'_>) -> Result<Option<StoredAnchor>, StoreError> {
+        Ok(self.chain(tenant).and_then(|c| c.anchor.clone()))
     }
 }

@@ -325,15 +325,6 @@ pub fn produce_bundle(
     now_ms: i64,
 ) -> Result<Produced, ExportError> {
     let req = request(dir, config, job, now_ms)?;
-    {
-        let store = blackbox_ledger::open::open_reader(dir)?;
-        if store.anchor(&req.tenant)?.is_some() {
-            return Err(ExportError::Usage(format!(
-                "tenant `{}`'s first entries were moved to the archive (blackbox retention run): a bundle carries the whole chain, and re-performing from archive segments is not supported yet; export the report alone (--output) and verify the segments with `blackbox verify --log-file`",
-                req.tenant
-            )));
-        }
-    }
     // The log first (the tenant's chain and the service's chains, whole: the rules versions
     // the alert register reads are in the service's), then every figure computed from it: the
     // report is what `export reperform` computes again, even while the service writes on.
@@ -341,11 +332,14 @@ pub fn produce_bundle(
     {
         let store = blackbox_ledger::open::open_reader(dir)?;
         for head in store.chains()? {
-            if head.tenant_id == req.tenant
-                || blackbox_core::ids::is_service_tenant(&head.tenant_id)
-            {
-                blackbox_ledger::export::export_log(&store, Some(&head.tenant_id), &mut log)?;
+            let t = head.tenant_id.as_str();
+            if t != req.tenant && !blackbox_core::ids::is_service_tenant(t) {
+                continue;
             }
+            // A chain whose first entries were archived: its live archive segments first
+            // (each starts at its anchor), then the store's part, read as one stream.
+            crate::figures::archived_segments(dir, &store, t, &mut log)?;
+            blackbox_ledger::export::export_log(&store, Some(t), &mut log)?;
         }
     }
     let log_store = crate::logfile::LogFileStore::parse(&log)?;
