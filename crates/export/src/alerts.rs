@@ -4,8 +4,8 @@
 //! §14), each alert tested against the same attributes; the rules versions in force during the
 //! period; and the sample of alerts a SOC 2 CC7.2 report is tested on.
 //!
-//! The pass over the chain ([`crate::figures`]) feeds a [`Collector`]; [`Collector::finish`]
-//! joins what it saw with the rules versions and the deliveries.
+//! The pass over the chain ([`crate::figures`]) feeds a collector, which then joins what it saw
+//! with the rules versions and the deliveries.
 
 use std::collections::{BTreeMap, HashMap};
 

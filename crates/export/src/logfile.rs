@@ -188,7 +188,12 @@ impl LogFileStore {
                     let entry_hash = Hash::digest(line);
                     trees[i].push(leaf_hash(entry_hash.as_bytes()), |_, _, _| {});
                     let id = *v.entry_id.as_bytes();
-                    by_id.insert(id, (i, c.entries.len()));
+                    if by_id.insert(id, (i, c.entries.len())).is_some() {
+                        return Err(bad(
+                            n,
+                            format!("entry id {} appears twice in the log", v.entry_id),
+                        ));
+                    }
                     c.head.size = v.seq;
                     c.head.head_hash = entry_hash;
                     c.head.last_entry_id = id;
