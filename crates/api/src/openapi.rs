@@ -146,6 +146,10 @@ pub fn document() -> Value {
             "summary": "The latest signed checkpoint", "operationId": "latestCheckpoint",
             "parameters": [tenant],
             "responses": with(std_err(&["404"]), ok("200", "Checkpoint", &checkpoint))}},
+        "/v1/checkpoints": {"post": {
+            "summary": "Sign a checkpoint of the tenant's chain now, when its latest does not cover every entry (admin); answers the latest", "operationId": "signCheckpoint",
+            "parameters": [tenant],
+            "responses": with(std_err(&["404"]), ok("200", "Checkpoint", &checkpoint))}},
         "/v1/proofs/inclusion": {"get": {
             "summary": "Inclusion proof of an entry against the latest checkpoint", "operationId": "inclusionProof",
             "parameters": [param("entry_id", "query", true, "", None), tenant],

@@ -220,7 +220,8 @@ pub enum Cmd {
         remote: RemoteArgs,
         #[arg(long)]
         tenant_id: Option<String>,
-        /// Sign a fresh checkpoint of the current chain first.
+        /// Sign a fresh checkpoint of the current chain first (with --server: the service signs it;
+        /// an admin token).
         #[arg(long)]
         sign_now: bool,
         #[arg(long, value_enum, default_value = "text")]

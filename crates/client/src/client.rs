@@ -474,6 +474,24 @@ impl Client {
         self.send(Req::get(target)).await?.json("checkpoint")
     }
 
+    /// Has the service sign a checkpoint of the tenant's chain now (when its latest does not
+    /// cover every entry; admin token) and returns the latest (`POST /v1/checkpoints`).
+    ///
+    /// # Errors
+    /// API and transport errors.
+    pub async fn sign_checkpoint(&self, tenant_id: Option<&str>) -> Result<Checkpoint, Error> {
+        let target = with_query("/v1/checkpoints", &tenant_query(tenant_id));
+        self.send(Req {
+            method: Method::POST,
+            target,
+            body: None,
+            // Signing is idempotent: a second call signs nothing new.
+            retry: true,
+        })
+        .await?
+        .json("checkpoint")
+    }
+
     /// An inclusion proof document (docs/FORMAT.md §10) for an entry, as the service wrote it
     /// (write it to a file for `blackbox verify-proof`).
     ///

@@ -494,6 +494,38 @@ async fn checkpoints_and_proofs_verify_with_the_public_key() {
     assert_eq!(s, StatusCode::OK, "{cp}");
     let size = cp["size"].as_u64().unwrap();
     assert!(size >= 3, "{cp}");
+    // Signing on demand needs an admin token, and then covers the whole chain.
+    let sign = |token: &str| {
+        Request::post("/v1/checkpoints?tenant_id=acme")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (s, _, body) = f.call(sign(&t)).await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let admin = f.token(None, "admin");
+    let (s, _, body) = f.call(sign(&admin)).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let signed: Value = serde_json::from_slice(&body).unwrap();
+    // It covers every entry of the chain (the refused request above is recorded too), and a
+    // second request signs nothing new.
+    let (_, head) = f
+        .get_json(&admin, "/v1/entries?tenant_id=acme&limit=1000")
+        .await;
+    let entries = head["entries"].as_array().map_or(0, Vec::len) as u64;
+    assert!(
+        signed["size"].as_u64().unwrap() >= entries.max(3),
+        "{signed} {head}"
+    );
+    let (s, _, again) = f.call(sign(&admin)).await;
+    assert_eq!(s, StatusCode::OK);
+    let again: Value = serde_json::from_slice(&again).unwrap();
+    assert_eq!(again["note"], signed["note"]);
     let id = w["entries"][1]["entry_id"].as_str().unwrap();
     let (s, proof) = f
         .get(&t, &format!("/v1/proofs/inclusion?entry_id={id}"))

@@ -282,6 +282,18 @@ async fn every_route_answers_as_the_document_says() {
         )
         .await;
     assert!(st == StatusCode::OK || st == StatusCode::NOT_FOUND, "{st}");
+    // Signing now (admin): the latest checkpoint then covers the whole chain.
+    let (st, signed) = s
+        .call(
+            M::POST,
+            "/v1/checkpoints",
+            "/v1/checkpoints?tenant_id=acme",
+            a,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{signed}");
+    assert!(signed["size"].as_u64().unwrap() >= size, "{signed}");
 
     // Agents and alerts.
     let (st, _) = s.call(M::GET, "/v1/agents", "/v1/agents", w, None).await;

@@ -192,7 +192,7 @@ fn write_bundle(a: &ExportArgs, control: Control, bundle: &Path) -> Result<Outco
         }
         Err(blackbox_ledger::LedgerError::InUse { .. }) => {
             eprintln!(
-                "note: the service holds the log's writer, so the bundle's proofs are against its latest checkpoint; `blackbox checkpoint --sign-now --server URL --token T` first covers every entry"
+                "note: the service holds the log's writer, so the bundle's proofs are against its latest checkpoint; `blackbox checkpoint --sign-now --server URL --token ADMIN_TOKEN` first has it sign one that covers every entry"
             );
             blackbox_ledger::clock::now_ms()
         }

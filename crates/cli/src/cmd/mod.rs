@@ -167,12 +167,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             format,
             ..
         } if remote.server.is_some() => {
-            if sign_now {
-                anyhow::bail!(
-                    "--sign-now needs the data directory (the service signs on its own schedule)"
-                );
-            }
-            remote::checkpoint(&remote, tenant_id.as_deref(), format)
+            remote::checkpoint(&remote, tenant_id.as_deref(), sign_now, format)
         }
         Cmd::Checkpoint {
             dir,

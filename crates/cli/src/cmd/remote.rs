@@ -172,9 +172,18 @@ pub fn verify(
     })
 }
 
-pub fn checkpoint(r: &RemoteArgs, tenant: Option<&str>, format: TextOrJson) -> Result<Outcome> {
+pub fn checkpoint(
+    r: &RemoteArgs,
+    tenant: Option<&str>,
+    sign_now: bool,
+    format: TextOrJson,
+) -> Result<Outcome> {
     let (c, rt) = client(r)?;
-    let cp = rt.block_on(c.latest_checkpoint(tenant))?;
+    let cp = if sign_now {
+        rt.block_on(c.sign_checkpoint(tenant))?
+    } else {
+        rt.block_on(c.latest_checkpoint(tenant))?
+    };
     match format {
         TextOrJson::Text => print!("{}", cp.note),
         TextOrJson::Json => println!(

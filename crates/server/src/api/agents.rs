@@ -115,7 +115,7 @@ async fn agent_action(
         ControlReply::Refused(why) => {
             return Err(ApiError::bad_request("alert_id_required", why));
         }
-        ControlReply::Agents(_) => {
+        ControlReply::Agents(_) | ControlReply::Signed(_) => {
             return Err(ApiError::unavailable(
                 "unexpected answer from the writer",
                 1,

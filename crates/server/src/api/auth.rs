@@ -135,6 +135,7 @@ fn purpose(method: &Method, route: &str) -> &'static str {
         (_, "/v1/entries" | "/v1/entries/{entry_id}") => "reading the log",
         (_, "/v1/verify") => "verifying the log",
         (_, "/v1/checkpoints/latest") => "reading checkpoints",
+        ("POST", "/v1/checkpoints") => "signing checkpoints",
         (_, "/v1/proofs/inclusion" | "/v1/proofs/consistency") => "reading proofs",
         (_, "/v1/decide") => "asking for decisions",
         ("GET", "/v1/agents") => "listing agents",

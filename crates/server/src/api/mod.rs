@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/entries/{entry_id}", get(entries::one))
         .route("/v1/verify", get(verify::verify))
         .route("/v1/checkpoints/latest", get(proofs::latest_checkpoint))
+        .route("/v1/checkpoints", post(proofs::sign_checkpoint))
         .route("/v1/proofs/inclusion", get(proofs::inclusion))
         .route("/v1/proofs/consistency", get(proofs::consistency))
         .route("/v1/decide", post(decide::decide))

@@ -1,4 +1,5 @@
-//! Checkpoints and proofs: `GET /v1/checkpoints/latest`, `GET /v1/proofs/inclusion`,
+//! Checkpoints and proofs: `GET /v1/checkpoints/latest`, `POST /v1/checkpoints` (sign now),
+//! `GET /v1/proofs/inclusion`,
 //! `GET /v1/proofs/consistency` (docs/FORMAT.md §7, §10).
 
 use axum::extract::State;
@@ -8,7 +9,7 @@ use blackbox_api::proofs::Checkpoint;
 use blackbox_core::entry::parse_entry_id;
 use serde::Deserialize;
 
-use super::auth::{Caller, Read};
+use super::auth::{Admin, Caller, Read};
 use super::input::{TenantParam, params};
 use super::shares::heavy_read;
 use super::{json_text, with_reader};
@@ -17,9 +18,9 @@ use crate::error::ApiError;
 
 /// The tenant a per-chain request works on: the token's, the parameter (admin), or the only
 /// chain.
-async fn chain_tenant(
+async fn chain_tenant<S>(
     state: &AppState,
-    caller: &Caller<Read>,
+    caller: &Caller<S>,
     requested: Option<&str>,
 ) -> Result<String, ApiError> {
     if let Some(t) = caller.tenant(requested)? {
@@ -48,8 +49,13 @@ pub(super) async fn latest_checkpoint(
 ) -> Result<Response, ApiError> {
     let p: TenantParam = params(&uri)?;
     let tenant = chain_tenant(&state, &caller, p.tenant_id.as_deref()).await?;
+    checkpoint_of(&state, tenant).await
+}
+
+/// The latest checkpoint of `tenant`'s chain, as answered.
+async fn checkpoint_of(state: &AppState, tenant: String) -> Result<Response, ApiError> {
     let t = tenant.clone();
-    let cp = with_reader(&state, move |r| Ok(r.latest_checkpoint(&t)?))
+    let cp = with_reader(state, move |r| Ok(r.latest_checkpoint(&t)?))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}` has no checkpoint yet")))?;
     let ts = blackbox_core::entry::format_timestamp(cp.ts_ms).unwrap_or_default();
@@ -60,6 +66,34 @@ pub(super) async fn latest_checkpoint(
         note: cp.note,
     })
     .into_response())
+}
+
+/// `POST /v1/checkpoints` (admin): signs a checkpoint of the tenant's chain now when its latest
+/// one does not cover its last entry, and answers the latest (an auditor's bundle proves every
+/// entry against it).
+pub(super) async fn sign_checkpoint(
+    State(state): State<AppState>,
+    caller: Caller<Admin>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let p: TenantParam = params(&uri)?;
+    let tenant = chain_tenant(&state, &caller, p.tenant_id.as_deref()).await?;
+    match state
+        .ingest
+        .control(crate::ingest::Control::SignCheckpoints(vec![
+            tenant.clone(),
+        ]))
+        .await?
+    {
+        crate::ingest::ControlReply::Signed(_) => {}
+        _ => {
+            return Err(ApiError::unavailable(
+                "unexpected answer from the writer",
+                1,
+            ));
+        }
+    }
+    checkpoint_of(&state, tenant).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -53,6 +53,9 @@ pub enum Control {
     List(Option<String>),
     /// A retention step (archive a segment, or record an expiry), committed with the group.
     Retention(Box<blackbox_archive::run::Staged>),
+    /// Sign a checkpoint now for each of these chains whose latest one does not cover its
+    /// last entry (an auditor's bundle, `POST /v1/checkpoints`).
+    SignCheckpoints(Vec<String>),
 }
 
 /// What a [`Control`] did.
@@ -64,6 +67,8 @@ pub enum ControlReply {
     Agents(Vec<blackbox_detect::detector::AgentInfo>),
     /// Refused, nothing written: why.
     Refused(String),
+    /// Checkpoints signed.
+    Signed(usize),
 }
 
 pub(super) fn control(
@@ -169,5 +174,11 @@ pub(super) fn control(
         )),
         Control::List(tenant) => ControlReply::Agents(det.agents(tenant.as_deref(), now)),
         Control::Retention(staged) => ControlReply::Changed(staged.apply(sink, now)?),
+        Control::SignCheckpoints(tenants) => {
+            for t in &tenants {
+                sink.track(t)?;
+            }
+            ControlReply::Signed(sink.close(now)?)
+        }
     })
 }
