@@ -628,17 +628,31 @@ impl Detector {
                     }
                 }
                 Kind::Pattern { literals, regexes } => {
+                    // Where: the argument (a JSON Pointer) and the decoder that revealed it.
+                    let at = match f.hits.location(ri) {
+                        Some((path, step))
+                            if !path.is_empty() || step != crate::normalize::Step::Plain =>
+                        {
+                            let path = if path.is_empty() { "the text" } else { path };
+                            if step == crate::normalize::Step::Plain {
+                                format!(" in {path}")
+                            } else {
+                                format!(" in {path} (decoded: {})", step.name())
+                            }
+                        }
+                        _ => String::new(),
+                    };
                     let matched: Vec<String> = f
                         .hits
                         .iter()
                         .filter(|(r, _)| *r == ri)
                         .map(|(_, p)| match p {
                             crate::patterns::PatternRef::Literal(i) => format!(
-                                "match_patterns[{i}]: {:?}",
+                                "match_patterns[{i}]: {:?}{at}",
                                 literals.get(i).map_or("", String::as_str)
                             ),
                             crate::patterns::PatternRef::Regex(i) => format!(
-                                "match_regex[{i}]: {:?}",
+                                "match_regex[{i}]: {:?}{at}",
                                 regexes.get(i).map_or("", String::as_str)
                             ),
                         })

@@ -532,9 +532,10 @@ fn looks_like_text(text: &str) -> bool {
 }
 
 /// A named step that turns a text into a view (see the [module docs](self), "Decoders").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Step {
     /// The text itself, normalised.
+    #[default]
     Plain,
     /// Percent-encoding.
     Percent,
