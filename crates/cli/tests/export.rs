@@ -109,6 +109,21 @@ fn write_known_log(dir: &str) {
     }
 }
 
+/// `blackbox export --data-dir DIR --standard soc2 --control CC7.2` and `extra`.
+fn export_soc2(dir: &str, extra: &[&str]) -> common::Run {
+    let mut a = vec![
+        "export",
+        "--data-dir",
+        dir,
+        "--standard",
+        "soc2",
+        "--control",
+        "CC7.2",
+    ];
+    a.extend_from_slice(extra);
+    run(&a)
+}
+
 fn setup() -> (tempfile::TempDir, String) {
     let (tmp, dir) = init_store();
     write_known_log(&dir);
@@ -150,19 +165,10 @@ fn figures_match_the_known_log() {
     let (tmp, dir) = setup();
     let out = tmp.path().join("soc2.json");
     let out_s = out.to_str().unwrap();
-    let r = run(&[
-        "export",
-        "--data-dir",
+    let r = export_soc2(
         &dir,
-        "--standard",
-        "soc2",
-        "--control",
-        "CC7.2",
-        "--period",
-        "2025-01-01/2025-01-30",
-        "--output",
-        out_s,
-    ]);
+        &["--period", "2025-01-01/2025-01-30", "--output", out_s],
+    );
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let v: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     let f = &v["figures"];
@@ -220,37 +226,29 @@ fn figures_match_the_known_log() {
 
     // Same data, same bytes.
     let again = tmp.path().join("again.json");
-    let r = run(&[
-        "export",
-        "--data-dir",
+    let r = export_soc2(
         &dir,
-        "--standard",
-        "soc2",
-        "--control",
-        "CC7.2",
-        "--period",
-        "2025-01-01/2025-01-30",
-        "--output",
-        again.to_str().unwrap(),
-        "--sample-size",
-        "5",
-    ]);
+        &[
+            "--period",
+            "2025-01-01/2025-01-30",
+            "--output",
+            again.to_str().unwrap(),
+            "--sample-size",
+            "5",
+        ],
+    );
     assert_eq!(r.code, 0);
-    let r2 = run(&[
-        "export",
-        "--data-dir",
+    let r2 = export_soc2(
         &dir,
-        "--standard",
-        "soc2",
-        "--control",
-        "CC7.2",
-        "--period",
-        "2025-01-01/2025-01-30",
-        "--output",
-        out_s,
-        "--sample-size",
-        "5",
-    ]);
+        &[
+            "--period",
+            "2025-01-01/2025-01-30",
+            "--output",
+            out_s,
+            "--sample-size",
+            "5",
+        ],
+    );
     assert_eq!(r2.code, 0);
     assert_eq!(
         std::fs::read(&again).unwrap(),
@@ -447,19 +445,15 @@ fn the_pdf_passes_qpdf_and_pdftotext_finds_the_figures() {
     }
     let (tmp, dir) = setup();
     let out = tmp.path().join("soc2_cc7.2_evidence.pdf");
-    let r = run(&[
-        "export",
-        "--data-dir",
+    let r = export_soc2(
         &dir,
-        "--standard",
-        "soc2",
-        "--control",
-        "CC7.2",
-        "--period",
-        "2025-01-01/2025-01-30",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+        &[
+            "--period",
+            "2025-01-01/2025-01-30",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let q = std::process::Command::new("qpdf")
         .arg("--check")
@@ -527,19 +521,15 @@ fn the_pdf_passes_qpdf_and_pdftotext_finds_the_figures() {
     check_pdfa(&iso, &["iso27001_A.8.15_evidence.json"]);
     // The JSON inside is the one `--output x.json` writes.
     let json = tmp.path().join("soc2_cc7.2_evidence.json");
-    let r = run(&[
-        "export",
-        "--data-dir",
+    let r = export_soc2(
         &dir,
-        "--standard",
-        "soc2",
-        "--control",
-        "CC7.2",
-        "--period",
-        "2025-01-01/2025-01-30",
-        "--output",
-        json.to_str().unwrap(),
-    ]);
+        &[
+            "--period",
+            "2025-01-01/2025-01-30",
+            "--output",
+            json.to_str().unwrap(),
+        ],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let detached = tmp.path().join("detached.json");
     let d = std::process::Command::new("pdfdetach")
@@ -591,19 +581,15 @@ fn archived_entries_are_still_in_the_evidence() {
     let (tmp, dir) = setup();
     let export = |name: &str| -> Value {
         let out = tmp.path().join(name);
-        let r = run(&[
-            "export",
-            "--data-dir",
+        let r = export_soc2(
             &dir,
-            "--standard",
-            "soc2",
-            "--control",
-            "CC7.2",
-            "--period",
-            "2025-01-01/2025-01-30",
-            "--output",
-            out.to_str().unwrap(),
-        ]);
+            &[
+                "--period",
+                "2025-01-01/2025-01-30",
+                "--output",
+                out.to_str().unwrap(),
+            ],
+        );
         assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
         serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
     };
@@ -645,19 +631,15 @@ fn archived_entries_are_still_in_the_evidence() {
     );
     // A bundle carries the whole chain, archived segments first: it re-performs all the same.
     let bundle = tmp.path().join("bundle");
-    let r = run(&[
-        "export",
-        "--data-dir",
+    let r = export_soc2(
         &dir,
-        "--standard",
-        "soc2",
-        "--control",
-        "CC7.2",
-        "--period",
-        "2025-01-01/2025-01-30",
-        "--bundle",
-        bundle.to_str().unwrap(),
-    ]);
+        &[
+            "--period",
+            "2025-01-01/2025-01-30",
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ],
+    );
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let log = std::fs::read_to_string(bundle.join("log.jsonl")).unwrap();
     assert!(
@@ -785,17 +767,10 @@ fn without_export_settings_the_reports_run_and_name_what_is_not_configured() {
         "[retention]\nstandards = [\"sox\"]\n",
     )
     .unwrap();
-    let r = run(&[
-        "export",
-        "--data-dir",
+    let r = export_soc2(
         &dir,
-        "--standard",
-        "soc2",
-        "--control",
-        "CC7.2",
-        "--output",
-        tmp.path().join("y.json").to_str().unwrap(),
-    ]);
+        &["--output", tmp.path().join("y.json").to_str().unwrap()],
+    );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("unknown standard `sox`"), "{}", r.stderr);
 }
@@ -1684,19 +1659,15 @@ fn the_eu_ai_act_art12_report_evidences_logging_over_the_lifetime() {
 fn a_bundle_is_reperformed_offline_and_names_what_was_changed() {
     let (tmp, dir) = setup();
     let bundle = tmp.path().join("bundle");
-    let r = run(&[
-        "export",
-        "--data-dir",
+    let r = export_soc2(
         &dir,
-        "--standard",
-        "soc2",
-        "--control",
-        "CC7.2",
-        "--period",
-        "2025-01-01/2025-01-30",
-        "--bundle",
-        bundle.to_str().unwrap(),
-    ]);
+        &[
+            "--period",
+            "2025-01-01/2025-01-30",
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ],
+    );
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let params: Value =
         serde_json::from_slice(&std::fs::read(bundle.join("bundle.json")).unwrap()).unwrap();
@@ -1839,36 +1810,22 @@ fn a_bundle_is_reperformed_offline_and_names_what_was_changed() {
     {
         let d = blackbox_ledger::datadir::DataDir::new(&dir);
         let _writer = blackbox_ledger::open::open_writer(&d).unwrap();
-        let r = run(&[
-            "export",
-            "--data-dir",
+        let r = export_soc2(
             &dir,
-            "--standard",
-            "soc2",
-            "--control",
-            "CC7.2",
-            "--period",
-            "2025-01-01/2025-01-30",
-            "--bundle",
-            live.to_str().unwrap(),
-        ]);
+            &[
+                "--period",
+                "2025-01-01/2025-01-30",
+                "--bundle",
+                live.to_str().unwrap(),
+            ],
+        );
         assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
         assert!(r.stderr.contains("latest checkpoint"), "{}", r.stderr);
     }
     let r = reperform(&live);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     // A bundle goes into a new directory.
-    let r = run(&[
-        "export",
-        "--data-dir",
-        &dir,
-        "--standard",
-        "soc2",
-        "--control",
-        "CC7.2",
-        "--bundle",
-        bundle.to_str().unwrap(),
-    ]);
+    let r = export_soc2(&dir, &["--bundle", bundle.to_str().unwrap()]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("is not empty"), "{}", r.stderr);
 }
