@@ -273,36 +273,38 @@ impl PatternIndex {
         if self.is_empty() {
             return;
         }
-        // An explicit stack: no recursion, whatever the value's shape. Each value with its
-        // JSON Pointer (RFC 6901), where a hit is reported.
-        let mut stack: Vec<(&Value, usize, String)> = vec![(v, 0, String::new())];
+        // An explicit stack: no recursion, whatever the value's shape. Each value is a node of
+        // `arena` (its parent and its key or index), so that the JSON Pointer (RFC 6901) of a
+        // hit is spelled out only when there is one.
+        hits.at_path.clear();
+        let mut arena: Vec<(usize, Seg<'_>)> = vec![(usize::MAX, Seg::Root)];
+        let mut stack: Vec<(&Value, usize, usize)> = vec![(v, 0, 0)];
         let mut strings: Vec<&str> = Vec::new();
-        while let Some((value, depth, path)) = stack.pop() {
+        while let Some((value, depth, node)) = stack.pop() {
             match value {
                 Value::String(s) if !s.starts_with("sha256:") => {
-                    hits.at_path.clone_from(&path);
+                    hits.at_node = Some(node);
                     self.scan_str(s, hits);
                     strings.push(s);
                 }
                 Value::Array(items) if depth < MAX_JSON_DEPTH => {
                     // Reversed so items are scanned in document order.
-                    stack.extend(
-                        items
-                            .iter()
-                            .enumerate()
-                            .rev()
-                            .map(|(i, item)| (item, depth + 1, format!("{path}/{i}"))),
-                    );
+                    for (i, item) in items.iter().enumerate().rev() {
+                        arena.push((node, Seg::Index(i)));
+                        stack.push((item, depth + 1, arena.len() - 1));
+                    }
                 }
                 Value::Object(map) if depth < MAX_JSON_DEPTH => {
-                    stack.extend(map.iter().rev().map(|(k, item)| {
-                        let key = k.replace('~', "~0").replace('/', "~1");
-                        (item, depth + 1, format!("{path}/{key}"))
-                    }));
+                    for (k, item) in map.iter().rev() {
+                        arena.push((node, Seg::Key(k)));
+                        stack.push((item, depth + 1, arena.len() - 1));
+                    }
                 }
                 _ => {}
             }
         }
+        hits.at_node = None;
+        hits.resolve(&arena);
         // A phrase split across arguments: the strings joined, in document order, within
         // MAX_JOINED bytes.
         if strings.len() > 1 {
@@ -316,8 +318,10 @@ impl PatternIndex {
                 }
                 joined.push_str(s);
             }
+            // Each piece was decoded on its own above: the joined text is matched as it reads.
             hits.at_path = JOINED.to_owned();
-            self.scan_str(&joined, hits);
+            hits.at_step = Step::Plain;
+            self.scan_view(&normalize_text(&joined), hits);
         }
         hits.at_path.clear();
     }
@@ -588,6 +592,18 @@ pub struct Hits {
     /// Where the scan is now.
     at_path: String,
     at_step: Step,
+    /// The node of the JSON value being scanned (its path is spelled out by [`Hits::resolve`]).
+    at_node: Option<usize>,
+    /// First hits found in a node whose path is not spelled out yet: (rule, node).
+    unresolved: Vec<(usize, usize)>,
+}
+
+/// One step of a JSON Pointer.
+#[derive(Debug, Clone, Copy)]
+enum Seg<'a> {
+    Root,
+    Key(&'a str),
+    Index(usize),
 }
 
 impl Hits {
@@ -603,6 +619,8 @@ impl Hits {
         self.wheres.iter_mut().for_each(|slot| *slot = None);
         self.len = 0;
         self.at_path.clear();
+        self.at_node = None;
+        self.unresolved.clear();
     }
 
     /// Where `rule`'s first hit was found: the argument (a JSON Pointer into the scanned value,
@@ -652,6 +670,38 @@ impl Hits {
             self.len += 1;
             if let Some(w) = self.wheres.get_mut(rule) {
                 *w = Some((self.at_path.clone(), self.at_step));
+            }
+            if let Some(node) = self.at_node {
+                self.unresolved.push((rule, node));
+            }
+        }
+    }
+
+    /// Spells out the JSON Pointer of the hits found in the nodes of `arena`.
+    fn resolve(&mut self, arena: &[(usize, Seg<'_>)]) {
+        for (rule, node) in std::mem::take(&mut self.unresolved) {
+            let mut segs = Vec::new();
+            let mut n = node;
+            while let Some(&(parent, seg)) = arena.get(n) {
+                segs.push(seg);
+                n = parent;
+            }
+            let mut path = String::new();
+            for seg in segs.iter().rev() {
+                match seg {
+                    Seg::Root => {}
+                    Seg::Key(k) => {
+                        path.push('/');
+                        path.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                    }
+                    Seg::Index(i) => {
+                        path.push('/');
+                        path.push_str(&i.to_string());
+                    }
+                }
+            }
+            if let Some(Some(w)) = self.wheres.get_mut(rule) {
+                w.0 = path;
             }
         }
     }
