@@ -124,6 +124,33 @@ fn export_soc2(dir: &str, extra: &[&str]) -> common::Run {
     run(&a)
 }
 
+/// The SOC 2 export of January 2025 with the clock at 2025-02-05 (`flag`: `--output` or
+/// `--bundle`), which must succeed.
+fn export_on_day_35(dir: &str, flag: &str, to: &std::path::Path) {
+    let out = common::bin()
+        .env("BLACKBOX_TEST_NOW", ts(T0 + 35 * DAY))
+        .args([
+            "export",
+            "--data-dir",
+            dir,
+            "--standard",
+            "soc2",
+            "--control",
+            "CC7.2",
+            "--period",
+            "2025-01-01/2025-01-31",
+            flag,
+            to.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn setup() -> (tempfile::TempDir, String) {
     let (tmp, dir) = init_store();
     write_known_log(&dir);
@@ -1306,22 +1333,7 @@ fn the_alert_register_lists_each_alert_with_its_trigger_rules_action_siem_and_tr
     drop(outbox);
 
     let out = tmp.path().join("soc2.json");
-    let mut c = common::bin();
-    c.env("BLACKBOX_TEST_NOW", ts(T0 + 35 * DAY)).args([
-        "export",
-        "--data-dir",
-        &dir,
-        "--standard",
-        "soc2",
-        "--control",
-        "CC7.2",
-        "--period",
-        "2025-01-01/2025-01-31",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
-    let r = c.output().unwrap();
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    export_on_day_35(&dir, "--output", &out);
     let v: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     let reg = &v["figures"]["alerts"];
     let alerts = reg["alerts"].as_array().unwrap();
@@ -1463,21 +1475,7 @@ fn the_alert_register_lists_each_alert_with_its_trigger_rules_action_siem_and_tr
 
     // The CSV tables hold the register and every test; the PDF lists them with the exceptions.
     let csv = tmp.path().join("soc2.csv");
-    let mut c = common::bin();
-    c.env("BLACKBOX_TEST_NOW", ts(T0 + 35 * DAY)).args([
-        "export",
-        "--data-dir",
-        &dir,
-        "--standard",
-        "soc2",
-        "--control",
-        "CC7.2",
-        "--period",
-        "2025-01-01/2025-01-31",
-        "--output",
-        csv.to_str().unwrap(),
-    ]);
-    assert!(c.output().unwrap().status.success());
+    export_on_day_35(&dir, "--output", &csv);
     let register = std::fs::read_to_string(tmp.path().join("soc2.alerts.csv")).unwrap();
     assert_eq!(register.lines().count(), 5, "{register}");
     assert!(
@@ -1523,22 +1521,7 @@ fn the_alert_register_lists_each_alert_with_its_trigger_rules_action_siem_and_tr
     // The register re-performs offline from a bundle: alerts, triage, rules versions (from the
     // service's chain, in the bundle's log), tests; only the SIEM column stands on the outbox.
     let bundle = tmp.path().join("bundle");
-    let mut c = common::bin();
-    c.env("BLACKBOX_TEST_NOW", ts(T0 + 35 * DAY)).args([
-        "export",
-        "--data-dir",
-        &dir,
-        "--standard",
-        "soc2",
-        "--control",
-        "CC7.2",
-        "--period",
-        "2025-01-01/2025-01-31",
-        "--bundle",
-        bundle.to_str().unwrap(),
-    ]);
-    let o = c.output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    export_on_day_35(&dir, "--bundle", &bundle);
     let r = run(&[
         "export",
         "reperform",
