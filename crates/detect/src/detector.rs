@@ -627,7 +627,11 @@ impl Detector {
                         ));
                     }
                 }
-                Kind::Pattern { literals, regexes } => {
+                Kind::Pattern {
+                    literals,
+                    regexes,
+                    near,
+                } => {
                     // Where: the argument (a JSON Pointer) and the decoder that revealed it.
                     let at = match f.hits.location(ri) {
                         Some((path, step))
@@ -651,6 +655,13 @@ impl Detector {
                                 "match_patterns[{i}]: {:?}{at}",
                                 literals.get(i).map_or("", String::as_str)
                             ),
+                            crate::patterns::PatternRef::Regex(i) if i >= regexes.len() => {
+                                let j = i - regexes.len();
+                                format!(
+                                    "match_near[{j}]: {:?}{at}",
+                                    near.get(j).map_or("", String::as_str)
+                                )
+                            }
                             crate::patterns::PatternRef::Regex(i) => format!(
                                 "match_regex[{i}]: {:?}{at}",
                                 regexes.get(i).map_or("", String::as_str)
