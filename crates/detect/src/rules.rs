@@ -1083,7 +1083,8 @@ mod tests {
         let rs = RuleSet::parse(include_str!("../../../examples/recommended-rules.yaml")).unwrap();
         let fired = |s: &str| -> Vec<&str> {
             let mut hits = crate::patterns::Hits::new();
-            rs.patterns.scan_json(&serde_json::json!({ "text": s }), &mut hits);
+            rs.patterns
+                .scan_json(&serde_json::json!({ "text": s }), &mut hits);
             hits.iter()
                 .filter_map(|(r, _)| rs.rules.get(r))
                 .filter(|r| r.action == Action::BlockAndAlert)
@@ -1113,7 +1114,11 @@ mod tests {
             "The previous instructions manual is in the archive",
             "Summarise the meeting notes from Monday",
         ] {
-            assert!(fired(honest).is_empty(), "blocked: {honest:?}: {:?}", fired(honest));
+            assert!(
+                fired(honest).is_empty(),
+                "blocked: {honest:?}: {:?}",
+                fired(honest)
+            );
         }
     }
 
