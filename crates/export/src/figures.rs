@@ -479,9 +479,6 @@ fn decision(pl: &[(std::borrow::Cow<'_, str>, Node<'_>)]) -> String {
     })
 }
 
-/// An alert seen: (rule, action, severity), its entry id (the alert id).
-type Alert = ((String, String, String), String);
-
 /// What to compute.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -678,8 +675,6 @@ fn compute_on(
         f.population.entries,
         &t.sessions,
     )?;
-    let by_rule = std::mem::take(&mut t.by_rule);
-    anomalies(&mut f.anomalies, &t.alerts, by_rule, &t.resolved_ids);
     if req.personal_ages {
         f.personal_kept = Some(personal_kept(store, archived, req, head.size)?);
     }
@@ -698,6 +693,7 @@ fn compute_on(
         (&req.seed, req.sample_size),
         f.integrity.status == "ok",
     )?;
+    anomalies(&mut f.anomalies, &f.alerts);
     Ok(f)
 }
 
@@ -709,9 +705,6 @@ struct Tally {
     sessions: HashMap<String, SessionState>,
     min_seq: u64,
     max_seq: u64,
-    by_rule: BTreeMap<(String, String, String), (u64, u64)>,
-    resolved_ids: HashSet<String>,
-    alerts: Vec<Alert>,
     alerts_seen: crate::alerts::Collector,
     touches: BTreeMap<String, u64>,
     /// Per category: distinct subjects, entries, mentions.
@@ -737,11 +730,6 @@ fn count(
     let mut sessions: HashMap<String, SessionState> = HashMap::new();
     let mut min_seq = u64::MAX;
     let mut max_seq = 0u64;
-    let mut by_rule: BTreeMap<(String, String, String), (u64, u64)> = BTreeMap::new();
-    // Alerts resolved by people (`alert_resolved` entries, written only by the service for an
-    // admin token or by the local CLI), by alert id.
-    let mut resolved_ids: HashSet<String> = HashSet::new();
-    let mut alerts: Vec<Alert> = Vec::new();
     let mut alerts_seen = crate::alerts::Collector::default();
     let mut touches: BTreeMap<String, u64> = BTreeMap::new();
     let mut subjects: BTreeMap<String, (HashSet<[u8; 16]>, u64, u64)> = BTreeMap::new();
@@ -831,12 +819,6 @@ fn count(
                 && let Ok(pv) = serde_json::from_str::<serde_json::Value>(v.payload.get())
             {
                 let id = v.entry_id.to_string();
-                if et == blackbox_core::alert::RESOLVED
-                    && pv.get("resolution").is_some_and(|r| !r.is_null())
-                    && let Some(a) = pv.get("alert_id").and_then(serde_json::Value::as_str)
-                {
-                    resolved_ids.insert(a.to_owned());
-                }
                 if et.starts_with("alert_") {
                     alerts_seen.triage(et, &pv, (&id, seq, ts_ms));
                 } else {
@@ -951,18 +933,6 @@ fn count(
                             &pv,
                         );
                     }
-                    let k = (
-                        str_of(get(pl, "rule")).unwrap_or("?").to_owned(),
-                        str_of(get(pl, "action")).unwrap_or("?").to_owned(),
-                        str_of(get(pl, "severity")).unwrap_or("?").to_owned(),
-                    );
-                    let entry_id = match (&fast, &first) {
-                        (Some(x), _) => uuid::Uuid::from_u128(x.entry_id).to_string(),
-                        (None, Some(v)) => v.entry_id.to_string(),
-                        (None, None) => String::new(),
-                    };
-                    alerts.push((k.clone(), entry_id));
-                    by_rule.entry(k).or_default().0 += 1;
                 }
                 "agent_paused" => f.anomalies.paused += 1,
                 "agent_resumed" => f.anomalies.resumed += 1,
@@ -1054,9 +1024,6 @@ fn count(
         sessions,
         min_seq,
         max_seq,
-        by_rule,
-        resolved_ids,
-        alerts,
         alerts_seen,
         touches,
         subjects,
@@ -1167,22 +1134,26 @@ fn completeness(
     })
 }
 
-/// Step 3, anomalies: resolved when a person resolved the alert (docs/FORMAT.md §14), nothing
-/// else: not a resume, a throttle's end or an enforced block, and nothing an agent can write.
-fn anomalies(
-    a: &mut Anomalies,
-    alerts: &[Alert],
-    mut by_rule: BTreeMap<(String, String, String), (u64, u64)>,
-    resolved_ids: &HashSet<String>,
-) {
-    for (k, id) in alerts {
-        if resolved_ids.contains(id)
-            && let Some(c) = by_rule.get_mut(k)
-        {
-            c.1 += 1;
+/// Step 3, anomalies, from the alert register: resolved when a person resolved the alert
+/// (docs/FORMAT.md §14), nothing else: not a resume, a throttle's end or an enforced block, and
+/// nothing an agent can write.
+fn anomalies(a: &mut Anomalies, register: &crate::alerts::AlertRegister) {
+    let mut by_rule: BTreeMap<(String, String, String), (u64, u64)> = BTreeMap::new();
+    let named = |s: &str| {
+        if s.is_empty() {
+            "?".to_owned()
+        } else {
+            s.to_owned()
         }
+    };
+    for x in &register.alerts {
+        let c = by_rule
+            .entry((named(&x.rule), named(&x.action), named(&x.severity)))
+            .or_default();
+        c.0 += 1;
+        c.1 += u64::from(x.state == "resolved");
     }
-    a.total = alerts.len() as u64;
+    a.total = register.alerts.len() as u64;
     a.resolved = by_rule.values().map(|c| c.1).sum();
     a.by_rule = by_rule
         .into_iter()

@@ -86,11 +86,7 @@ pub fn run(a: ExportArgs) -> Result<Outcome> {
         };
         // The alerts' SIEM deliveries are read from the service's webhook outbox.
         let outbox = crate::cmd::webhooks::open(&dir);
-        let records = match &outbox {
-            Ok(Some(o)) => DeliveryRecords::Outbox(o.as_ref()),
-            Ok(None) => DeliveryRecords::Missing,
-            Err(e) => DeliveryRecords::Unreadable(format!("{e:#}")),
-        };
+        let records = delivery_records(&outbox);
         let p = produce(&dir, &config, &job, &records)?;
         let summary = summary_lines(&p.figures, &p.period);
         (p.files, p.manifest, summary)
@@ -143,6 +139,17 @@ pub fn summary_lines(
             if f.retention.met { "met" } else { "NOT MET" }
         ),
     ]
+}
+
+/// Where an export reads the alerts' SIEM deliveries: the data directory's webhook outbox.
+fn delivery_records(
+    outbox: &Result<Option<Box<dyn blackbox_webhooks::Outbox>>>,
+) -> DeliveryRecords<'_> {
+    match outbox {
+        Ok(Some(o)) => DeliveryRecords::Outbox(o.as_ref()),
+        Ok(None) => DeliveryRecords::Missing,
+        Err(e) => DeliveryRecords::Unreadable(format!("{e:#}")),
+    }
 }
 
 /// `export --bundle DIR`: signs a checkpoint of the whole chain now, then writes the bundle.
@@ -199,11 +206,7 @@ fn write_bundle(a: &ExportArgs, control: Control, bundle: &Path) -> Result<Outco
         Err(e) => return Err(e.into()),
     };
     let outbox = crate::cmd::webhooks::open(&dir);
-    let records = match &outbox {
-        Ok(Some(o)) => DeliveryRecords::Outbox(o.as_ref()),
-        Ok(None) => DeliveryRecords::Missing,
-        Err(e) => DeliveryRecords::Unreadable(format!("{e:#}")),
-    };
+    let records = delivery_records(&outbox);
     let p = blackbox_export::produce::produce_bundle(&dir, &config, &job, &records, now_ms)?;
     std::fs::create_dir_all(bundle).with_context(|| format!("creating {}", bundle.display()))?;
     for (name, bytes) in &p.files {
