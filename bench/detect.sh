@@ -7,7 +7,8 @@
 # Rule evaluation alone, per core: cargo bench -p blackbox-detect --bench eval
 #
 # Usage: bench/detect.sh [N_INGEST] [N_DECIDE]   (default 500,000 and 100,000)
-#        SKIP_INGEST=1 skips part 1; DECIDE_MODES="sequenced" RUNS=3 repeats part 2 for one mode.
+#        SKIP_INGEST=1 skips part 1; DECIDE_MODES="sequenced" RUNS=3 repeats part 2 for one mode;
+#        DECIDE_RULES=examples/recommended-rules.yaml decides with the recommended pack instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-500000}"
@@ -57,14 +58,15 @@ printf '  best: without rules %s, with the seed rules %s events/s: ratio %.2f\n'
   "$(best without-rules)" "$(best seed-rules)" "$(echo "$(best seed-rules) / $(best without-rules)" | bc -l)"
 fi
 
+DECIDE_RULES="${DECIDE_RULES:-bench/rules-100.yaml}"
 decide() { # ANSWER
-echo "== POST /v1/decide at 5,000/s, $ND decisions, 100 rules / 500 patterns, --decide-answer $1"
-serve "$OUT/d" bench/rules-100.yaml --decide-answer "$1"
+echo "== POST /v1/decide at 5,000/s, $ND decisions, rules $DECIDE_RULES, --decide-answer $1"
+serve "$OUT/d" "$DECIDE_RULES" --decide-answer "$1"
 "$LG" --url "$URL" --token "$TOKEN" --mode decide --rate 5000 --events "$ND" --concurrency 256 --max-seconds 120
 curl -fs -H "Authorization: Bearer $ADMIN" "$URL/metrics" | python3 -c '
 import sys
 lines = sys.stdin.read().splitlines()
-for name, what in (("blackbox_decide_eval_seconds", "evaluation in the service (gate, counters, 100 rules, 500 patterns)"),
+for name, what in (("blackbox_decide_eval_seconds", "evaluation in the service (gate, counters, rules)"),
                    ("blackbox_decide_seconds", "handler entry to answer")):
     b = []
     for l in lines:

@@ -691,17 +691,38 @@ pub enum RulesCmd {
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
     },
-    /// Replay a recorded log through the rules and report what would have fired (a backtest).
+    /// Replay a recorded log through the rules and report what would have fired (a backtest),
+    /// or measure them on labelled text (--corpus) or on lines of text (--text) as
+    /// /v1/decide would decide them.
     Test {
         /// The rules file (YAML).
         file: PathBuf,
         /// A JSONL log (the service's --log-file mirror, or `blackbox export-log`); repeat for
         /// rotated files, oldest first.
-        #[arg(long, required_unless_present = "data_dir")]
+        #[arg(long, required_unless_present_any = ["data_dir", "text", "corpus"])]
         log_file: Vec<PathBuf>,
         /// Or replay a data directory's store.
-        #[arg(long, conflicts_with = "log_file")]
+        #[arg(long, conflicts_with_all = ["log_file", "text", "corpus"])]
         data_dir: Option<PathBuf>,
+        /// Or decide each line of a text file as the argument of a tool call ("-": stdin).
+        #[arg(long, conflicts_with_all = ["log_file", "corpus"])]
+        text: Option<PathBuf>,
+        /// Or measure on a labelled corpus: a .jsonl file or a directory of them, each line
+        /// {"label": "attack"|"benign", "text"|"arguments", "tool"?, "family"|"kind"?, "id"?}
+        /// (docs/RULES.md, "Trying rules before they enforce").
+        #[arg(long, conflicts_with = "log_file")]
+        corpus: Option<PathBuf>,
+        /// With --corpus: also apply 12 evasion tricks (zero-width, homoglyphs, base64,
+        /// leetspeak, split arguments, Unicode tags, HTML entities, ROT13…) to every attack
+        /// refused in plain form, and report each trick's refusal rate.
+        #[arg(long, requires = "corpus")]
+        obfuscate: bool,
+        /// With --corpus: exit 1 unless at least this percentage of attacks is refused.
+        #[arg(long, requires = "corpus", value_name = "PCT")]
+        require_refused: Option<f64>,
+        /// With --corpus: exit 1 if more than this percentage of benign samples is refused.
+        #[arg(long, requires = "corpus", value_name = "PCT")]
+        max_benign_refused: Option<f64>,
         /// Entry ids listed per rule.
         #[arg(long, default_value_t = 5)]
         examples: usize,

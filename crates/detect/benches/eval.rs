@@ -6,8 +6,9 @@
 //!    included; in the service this runs on the request threads) and counting/evaluating in the
 //!    detector (the writer thread). One thread; events/s per core.
 //! 2. The same with 100 rules and 500 patterns (bench/rules-100.yaml).
-//! 3. Decision evaluation with 100 rules / 500 patterns: features of raw tool arguments plus the
-//!    detector, per call; p50/p99/max.
+//! 3. The same with the recommended pack (examples/recommended-rules.yaml).
+//! 4. Decision evaluation with 100 rules / 500 patterns, then with the recommended pack:
+//!    features of raw tool arguments plus the detector, per call; p50/p99/max.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -110,7 +111,7 @@ fn ingest(name: &str, rules: &str, n: u64) {
     );
 }
 
-fn decisions(rules: &str, n: u64) {
+fn decisions(name: &str, rules: &str, n: u64) {
     let set = Arc::new(RuleSet::parse(rules).unwrap());
     let mut det = Detector::new(Arc::clone(&set));
     let mut lat = Vec::with_capacity(n as usize);
@@ -125,7 +126,7 @@ fn decisions(rules: &str, n: u64) {
             blackbox_detect::rules::Kind::Pattern { literals, .. } => literals.first().cloned(),
             _ => None,
         })
-        .unwrap();
+        .unwrap_or_else(|| "ignore all previous instructions".to_owned());
     for i in 0..n {
         let text = if i % 50 == 7 {
             format!(
@@ -164,7 +165,7 @@ fn decisions(rules: &str, n: u64) {
     lat.sort_unstable();
     let p = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize];
     println!(
-        "decision evaluation, 100 rules / 500 patterns: {n} calls ({blocked} with a pattern hit): p50 {:.1?} p99 {:.1?} max {:.1?}",
+        "decision evaluation, {name}: {n} calls ({blocked} with a pattern hit): p50 {:.1?} p99 {:.1?} max {:.1?}",
         p(0.5),
         p(0.99),
         lat[lat.len() - 1]
@@ -174,6 +175,7 @@ fn decisions(rules: &str, n: u64) {
 fn main() {
     let seed = include_str!("../../../examples/seed-rules.yaml");
     let hundred = include_str!("../../../bench/rules-100.yaml");
+    let pack = include_str!("../../../examples/recommended-rules.yaml");
     let n = 300_000;
     ingest(
         "ingest path, no rules",
@@ -182,5 +184,7 @@ fn main() {
     );
     ingest("ingest path, the seed's 4 rules", seed, n);
     ingest("ingest path, 100 rules / 500 patterns", hundred, n);
-    decisions(hundred, 100_000);
+    ingest("ingest path, the recommended pack", pack, n);
+    decisions("100 rules / 500 patterns", hundred, 100_000);
+    decisions("the recommended pack", pack, 100_000);
 }

@@ -672,6 +672,70 @@ impl Detector {
                         fired.push(firing(None, None, None, matched, None));
                     }
                 }
+                Kind::Hidden { mask } => {
+                    let seen = f.hits.hidden() & mask;
+                    if seen != 0 {
+                        let matched = crate::normalize::HIDDEN_KINDS
+                            .into_iter()
+                            .filter(|h| seen & h.bit() != 0)
+                            .map(|h| h.name().to_owned())
+                            .collect();
+                        fired.push(firing(None, None, None, matched, None));
+                    }
+                }
+                Kind::Classifier { at_least } => {
+                    if let Some(score) = f.classifier_score
+                        && score >= *at_least
+                    {
+                        fired.push(firing(Some(score), None, Some(*at_least), Vec::new(), None));
+                    }
+                }
+                // Scores are summed once every signal is known (below).
+                Kind::Score { .. } => {}
+            }
+        }
+        // Score rules: the weights of the signals that fired on this event.
+        if fired.iter().any(|fi| fi.action == Action::Signal) {
+            for (ri, rule) in rules.rules.iter().enumerate() {
+                let Kind::Score { at_least, signals } = &rule.kind else {
+                    continue;
+                };
+                if !(rule.enabled
+                    && rule.scope.admits(
+                        ob.tenant,
+                        ob.agent,
+                        f.role.as_deref(),
+                        ob.tool,
+                        ob.event_type,
+                    ))
+                {
+                    continue;
+                }
+                let counted: Vec<(&str, f64)> = fired
+                    .iter()
+                    .filter(|fi| fi.action == Action::Signal)
+                    .filter(|fi| signals.is_empty() || signals.contains(&fi.rule))
+                    .filter_map(|fi| rules.rules.get(fi.rule))
+                    .map(|r| (r.name.as_str(), r.weight))
+                    .collect();
+                let score: f64 = counted.iter().map(|(_, w)| w).sum();
+                if score >= *at_least {
+                    fired.push(Firing {
+                        rule: ri,
+                        name: rule.name.clone(),
+                        action: rule.action,
+                        suppressed: false,
+                        observed: Some(score),
+                        baseline: None,
+                        threshold: Some(*at_least),
+                        matched: counted
+                            .iter()
+                            .map(|(n, w)| format!("signal {n} ({w})"))
+                            .collect(),
+                        window_start_ms: None,
+                        earlier: Vec::new(),
+                    });
+                }
             }
         }
         if fired.is_empty() {
@@ -682,6 +746,11 @@ impl Detector {
             let Some(rule) = rules.rules.get(fi.rule) else {
                 continue;
             };
+            // A signal records nothing itself: no suppression, no triggering entries.
+            if fi.action == Action::Signal {
+                out.push(fi);
+                continue;
+            }
             // What counted: the agent's earlier entries of the same minute (metric), of the
             // window occurrence (time window); a pattern match is the event itself.
             let since = match (&rule.kind, fi.window_start_ms) {

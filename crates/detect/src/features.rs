@@ -21,9 +21,6 @@ pub const SCANNED_FIELDS: [&str; 8] = [
     "input",
 ];
 
-/// Deepest nesting walked when scanning.
-const MAX_SCAN_DEPTH: usize = 32;
-
 /// What the detector knows of one event besides its envelope.
 #[derive(Debug, Clone, Default)]
 pub struct Features {
@@ -41,6 +38,9 @@ pub struct Features {
     pub denied: bool,
     /// Pattern rules matched by raw content.
     pub hits: Hits,
+    /// The external classifier's score for the call (0 to 1), when one was asked
+    /// (`/v1/decide` only); a failed request counts as 1 under `fail_closed`.
+    pub classifier_score: Option<f64>,
 }
 
 fn get<'n, 'a>(o: &'n Obj<'a>, key: &str) -> Option<&'n Node<'a>> {
@@ -87,6 +87,7 @@ impl Features {
     /// As [`Features::extract`], into `self` (reusing its allocations).
     pub fn fill(&mut self, event_type: &str, payload: &Obj<'_>, patterns: &PatternIndex) {
         self.hits.clear();
+        self.classifier_score = None;
         let auth = obj(payload, "authorization");
         let result = obj(payload, "result");
         self.role = match get(payload, "agent_role") {
@@ -108,43 +109,38 @@ impl Features {
             Some(Node::Bool(false))
         );
         if !patterns.is_empty() {
+            // Every scanned member of the payload (and of each of its `tool_calls`), as the
+            // arguments of one call: each string alone, then all of them joined.
+            let mut prefixes: Vec<String> = Vec::new();
+            let mut values: Vec<&Node<'_>> = Vec::new();
             for key in SCANNED_FIELDS {
                 if let Some(v) = get(payload, key) {
-                    scan(v, patterns, &mut self.hits, 0);
+                    prefixes.push(format!("/{key}"));
+                    values.push(v);
                 }
             }
             if let Some(Node::Arr(calls)) = get(payload, "tool_calls") {
-                for c in calls {
+                for (i, c) in calls.iter().enumerate() {
                     if let Node::Obj(c) = c {
                         for key in SCANNED_FIELDS {
                             if let Some(v) = get(c, key) {
-                                scan(v, patterns, &mut self.hits, 0);
+                                prefixes.push(format!("/tool_calls/{i}/{key}"));
+                                values.push(v);
                             }
                         }
                     }
                 }
             }
+            let roots: Vec<(&str, &Node<'_>)> = prefixes
+                .iter()
+                .map(String::as_str)
+                .zip(values.iter().copied())
+                .collect();
+            let tool = match get(payload, "tool_name") {
+                Some(Node::Str(t)) => Some(t.as_ref()),
+                _ => None,
+            };
+            patterns.scan_fields(&roots, tool, &mut self.hits);
         }
-    }
-}
-
-/// Scans every string of a value (already-hashed `sha256:` strings are skipped).
-pub fn scan(v: &Node<'_>, patterns: &PatternIndex, hits: &mut Hits, depth: usize) {
-    if depth > MAX_SCAN_DEPTH {
-        return;
-    }
-    match v {
-        Node::Str(s) if !s.starts_with("sha256:") => patterns.scan_str(s, hits),
-        Node::Arr(a) => {
-            for x in a {
-                scan(x, patterns, hits, depth + 1);
-            }
-        }
-        Node::Obj(m) => {
-            for (_, x) in m {
-                scan(x, patterns, hits, depth + 1);
-            }
-        }
-        _ => {}
     }
 }

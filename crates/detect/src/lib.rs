@@ -9,17 +9,21 @@
 //! - [`timewindow`]: recurring time windows in a time zone;
 //! - [`features`]: what the detector reads from an event's payload;
 //! - [`detector`]: counters, baselines, suppression, pause and throttle state;
-//! - [`backtest`]: a rules file run over a log's entries, counting what would have fired.
-//! - [`record`]: the payloads of the entries detection writes (alerts, pauses, throttles).
+//! - [`backtest`]: a rules file run over a log's entries, counting what would have fired;
+//! - [`evaluate`]: a rules file measured on labelled text (`rules test --corpus`);
+//! - [`record`]: the payloads of the entries detection writes (alerts, pauses, throttles);
+//! - [`verdict`]: what `/v1/decide` answers from what fired (shared with `rules test`).
 
 pub mod backtest;
 pub mod detector;
+pub mod evaluate;
 pub mod features;
 pub mod normalize;
 pub mod patterns;
 pub mod record;
 pub mod rules;
 pub mod timewindow;
+pub mod verdict;
 
 pub use detector::{Detector, Firing, Gate, Observation};
 pub use features::Features;

@@ -199,6 +199,72 @@ pub fn is_ignorable(c: char) -> bool {
     )
 }
 
+/// Kinds of hidden text a string can carry ([`hidden_text`]): invisible characters that hide
+/// or reorder what a human reviewer sees, themselves a sign of an attack (rules read them with
+/// `hidden_text:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hidden {
+    /// Unicode tag characters U+E0000–U+E007F: invisible ASCII ("ASCII smuggling").
+    UnicodeTags,
+    /// Bidirectional controls U+202A–U+202E, U+2066–U+2069 ("Trojan Source" reordering).
+    BidiControls,
+    /// Zero-width characters U+200B–U+200D, U+2060 and U+FEFF inside the text (a byte order
+    /// mark at the very start is not counted).
+    ZeroWidth,
+}
+
+/// Every kind of hidden text, in bit order.
+pub const HIDDEN_KINDS: [Hidden; 3] =
+    [Hidden::UnicodeTags, Hidden::BidiControls, Hidden::ZeroWidth];
+
+impl Hidden {
+    /// Its name in rules files.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::UnicodeTags => "unicode_tags",
+            Self::BidiControls => "bidi_controls",
+            Self::ZeroWidth => "zero_width",
+        }
+    }
+
+    /// Its bit in the mask [`hidden_text`] returns.
+    #[must_use]
+    pub const fn bit(self) -> u8 {
+        match self {
+            Self::UnicodeTags => 1,
+            Self::BidiControls => 2,
+            Self::ZeroWidth => 4,
+        }
+    }
+
+    /// The kind named `name` in a rules file.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        HIDDEN_KINDS.into_iter().find(|h| h.name() == name)
+    }
+}
+
+/// The kinds of hidden text in `s`, as a mask of [`Hidden::bit`]s (0 for ASCII text, found
+/// without looking at each character).
+#[must_use]
+pub fn hidden_text(s: &str) -> u8 {
+    if s.is_ascii() {
+        return 0;
+    }
+    let mut mask = 0;
+    for (i, c) in s.char_indices() {
+        mask |= match c {
+            '\u{E0000}'..='\u{E007F}' => Hidden::UnicodeTags.bit(),
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => Hidden::BidiControls.bit(),
+            '\u{FEFF}' if i == 0 => 0,
+            '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' => Hidden::ZeroWidth.bit(),
+            _ => 0,
+        };
+    }
+    mask
+}
+
 /// The Latin lowercase letter that `c` is commonly mistaken for, if `c` is in the homoglyph
 /// table.
 ///
@@ -1017,6 +1083,28 @@ mod tests {
             assert!(!normalize_text(&s).contains(NEEDLE), "{s:?} is plain");
             assert_eq!(step_showing(&s, NEEDLE), Some(step), "{s:?}");
         }
+    }
+
+    #[test]
+    fn hidden_text_is_named_by_kind() {
+        assert_eq!(hidden_text("plain ascii"), 0);
+        assert_eq!(hidden_text("caf\u{e9} cr\u{e8}me"), 0);
+        assert_eq!(
+            hidden_text("hi\u{E0069}\u{E0067}"),
+            Hidden::UnicodeTags.bit()
+        );
+        assert_eq!(
+            hidden_text("a\u{202E}b\u{2066}"),
+            Hidden::BidiControls.bit()
+        );
+        assert_eq!(hidden_text("a\u{200B}b"), Hidden::ZeroWidth.bit());
+        assert_eq!(hidden_text("\u{FEFF}leading byte order mark"), 0);
+        assert_eq!(hidden_text("inner\u{FEFF}mark"), Hidden::ZeroWidth.bit());
+        assert_eq!(hidden_text("\u{E0001}\u{202A}\u{2060}"), 7);
+        for h in HIDDEN_KINDS {
+            assert_eq!(Hidden::parse(h.name()), Some(h));
+        }
+        assert_eq!(Hidden::parse("emoji"), None);
     }
 
     #[test]

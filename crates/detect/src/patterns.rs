@@ -27,7 +27,9 @@
 //! Raw content is inspected in memory only: [`Hits`] records which rule and pattern matched,
 //! never the matched text.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+
+use blackbox_core::event::Node;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
@@ -63,6 +65,12 @@ pub struct PatternSource {
     /// Regular expressions ([`regex`] syntax), compiled case-insensitive and matched against the
     /// normalised text.
     pub regexes: Vec<String>,
+    /// Arguments whose text does not count for this rule: (tools, JSON Pointer). Hits in the
+    /// value at the pointer (or below it) of a call of one of the tools (of any tool when the
+    /// set is empty) are ignored, and the joined arguments this rule sees leave it out.
+    pub exempt: Vec<(BTreeSet<String>, String)>,
+    /// The rule reads hidden text ([`crate::normalize::hidden_text`]): scanning notes it.
+    pub hidden: bool,
 }
 
 /// Which pattern of a rule matched: an index into that rule's
@@ -149,6 +157,26 @@ pub struct PatternIndex {
     literal_owners: Vec<Vec<Owner>>,
     /// `None` when no rule has a regex.
     regexes: Option<Regexes>,
+    /// Argument exemptions of every rule.
+    exempt: Vec<ArgExempt>,
+    /// Some rule reads hidden text.
+    hidden: bool,
+}
+
+/// Hits of `rule` in the value at `pointer` (or below) of a call of `tools` (any tool when
+/// empty) do not count.
+#[derive(Debug, Clone)]
+struct ArgExempt {
+    rule: usize,
+    tools: BTreeSet<String>,
+    pointer: String,
+}
+
+impl ArgExempt {
+    fn covers(&self, path: &str) -> bool {
+        path.strip_prefix(self.pointer.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
 }
 
 /// The regexes of all rules, arranged for ASCII and non-ASCII views (see the module docs).
@@ -201,8 +229,18 @@ impl PatternIndex {
         let mut literal_texts: Vec<String> = Vec::new();
         let mut literal_owners: Vec<Vec<Owner>> = Vec::new();
         let mut regex_entries: Vec<(&str, Owner, Regex)> = Vec::new();
+        let mut exempt = Vec::new();
+        let mut hidden = false;
 
         for (rule, source) in rules.iter().enumerate() {
+            hidden |= source.hidden;
+            for (tools, pointer) in &source.exempt {
+                exempt.push(ArgExempt {
+                    rule,
+                    tools: tools.clone(),
+                    pointer: pointer.trim_end_matches('/').to_owned(),
+                });
+            }
             for (pattern, literal) in source.literals.iter().enumerate() {
                 let normal = normalize_text(literal);
                 if normal.is_empty() {
@@ -244,20 +282,29 @@ impl PatternIndex {
             literals,
             literal_owners,
             regexes,
+            exempt,
+            hidden,
         })
     }
 
-    /// Whether no rule has any pattern (scanning is then free).
+    /// Whether no rule has any pattern nor reads hidden text (scanning is then free).
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.literals.is_none() && self.regexes.is_none()
+        self.literals.is_none() && self.regexes.is_none() && !self.hidden
+    }
+
+    fn has_patterns(&self) -> bool {
+        self.literals.is_some() || self.regexes.is_some()
     }
 
     /// Scans one raw string: its normalised text and every decoded view of it (see
     /// [`crate::normalize::for_each_view`]). Matching rules are added to `hits`; rules already in `hits` keep
     /// their first pattern.
     pub fn scan_str(&self, s: &str, hits: &mut Hits) {
-        if self.is_empty() {
+        if self.hidden {
+            hits.hidden |= crate::normalize::hidden_text(s);
+        }
+        if !self.has_patterns() {
             return;
         }
         for_each_step_view(s, |step, view| {
@@ -266,35 +313,62 @@ impl PatternIndex {
         });
     }
 
-    /// Scans every string in a JSON value: object values and array items, recursively, down to
-    /// [`MAX_JSON_DEPTH`] levels. Object keys, numbers and booleans are not scanned, nor are
-    /// strings starting with `sha256:` (content already replaced by its hash).
+    /// Scans every string in a JSON value (see [`PatternIndex::scan_fields`]; paths are
+    /// reported from the value's root).
     pub fn scan_json(&self, v: &Value, hits: &mut Hits) {
+        self.scan_fields(&[("", &Node::from_value(v))], None, hits);
+    }
+
+    /// Scans the strings of the values in `roots` (each a JSON Pointer prefix and a value) as
+    /// the arguments of one call of `tool`: object values and array items, recursively, down
+    /// to [`MAX_JSON_DEPTH`] levels, each string with its decoded views; then every string
+    /// joined, in document order, within 64 KiB (a phrase split across arguments). Object keys,
+    /// numbers and booleans are not scanned, nor are strings starting with `sha256:` (content
+    /// already replaced by its hash). A hit is located by its argument's JSON Pointer; the
+    /// argument exemptions of the rules that apply to `tool` are honoured.
+    pub fn scan_fields(&self, roots: &[(&str, &Node<'_>)], tool: Option<&str>, hits: &mut Hits) {
         if self.is_empty() {
             return;
         }
+        let active: Vec<&ArgExempt> = self
+            .exempt
+            .iter()
+            .filter(|e| e.tools.is_empty() || tool.is_some_and(|t| e.tools.contains(t)))
+            .collect();
         // An explicit stack: no recursion, whatever the value's shape. Each value is a node of
         // `arena` (its parent and its key or index), so that the JSON Pointer (RFC 6901) of a
-        // hit is spelled out only when there is one.
+        // hit is spelled out only when there is one (or an exemption needs it).
         hits.at_path.clear();
-        let mut arena: Vec<(usize, Seg<'_>)> = vec![(usize::MAX, Seg::Root)];
-        let mut stack: Vec<(&Value, usize, usize)> = vec![(v, 0, 0)];
-        let mut strings: Vec<&str> = Vec::new();
+        let mut arena: Vec<(usize, Seg<'_>)> = Vec::new();
+        let mut stack: Vec<(&Node<'_>, usize, usize)> = Vec::new();
+        for (prefix, v) in roots.iter().rev() {
+            arena.push((usize::MAX, Seg::Prefix(prefix)));
+            stack.push((v, 0, arena.len() - 1));
+        }
+        // The strings in document order, with the exempted rules of each.
+        let mut strings: Vec<(&str, Vec<usize>)> = Vec::new();
         while let Some((value, depth, node)) = stack.pop() {
             match value {
-                Value::String(s) if !s.starts_with("sha256:") => {
+                Node::Str(s) if !s.starts_with("sha256:") => {
+                    let mut exempted = Vec::new();
+                    if !active.is_empty() {
+                        let path = pointer(&arena, node);
+                        exempted.extend(active.iter().filter(|e| e.covers(&path)).map(|e| e.rule));
+                    }
                     hits.at_node = Some(node);
+                    hits.deny.clone_from(&exempted);
                     self.scan_str(s, hits);
-                    strings.push(s);
+                    hits.deny.clear();
+                    strings.push((s, exempted));
                 }
-                Value::Array(items) if depth < MAX_JSON_DEPTH => {
+                Node::Arr(items) if depth < MAX_JSON_DEPTH => {
                     // Reversed so items are scanned in document order.
                     for (i, item) in items.iter().enumerate().rev() {
                         arena.push((node, Seg::Index(i)));
                         stack.push((item, depth + 1, arena.len() - 1));
                     }
                 }
-                Value::Object(map) if depth < MAX_JSON_DEPTH => {
+                Node::Obj(map) if depth < MAX_JSON_DEPTH => {
                     for (k, item) in map.iter().rev() {
                         arena.push((node, Seg::Key(k)));
                         stack.push((item, depth + 1, arena.len() - 1));
@@ -305,23 +379,26 @@ impl PatternIndex {
         }
         hits.at_node = None;
         hits.resolve(&arena);
-        // A phrase split across arguments: the strings joined, in document order, within
-        // MAX_JOINED bytes.
-        if strings.len() > 1 {
-            let mut joined = String::new();
-            for s in strings {
-                if joined.len() + s.len() + 1 > MAX_JOINED {
-                    break;
-                }
-                if !joined.is_empty() {
-                    joined.push(' ');
-                }
-                joined.push_str(s);
-            }
-            // Each piece was decoded on its own above: the joined text is matched as it reads.
+        // A phrase split across arguments: the strings joined, in document order. Each piece
+        // was decoded on its own above: the joined text is matched as it reads. A rule with an
+        // active argument exemption sees the strings it is not exempted from, joined apart.
+        if strings.len() > 1 && self.has_patterns() {
             hits.at_path = JOINED.to_owned();
             hits.at_step = Step::Plain;
-            self.scan_view(&normalize_text(&joined), hits);
+            let mut exempting: Vec<usize> = active.iter().map(|e| e.rule).collect();
+            exempting.sort_unstable();
+            exempting.dedup();
+            hits.deny.clone_from(&exempting);
+            self.scan_view(&normalize_text(&joined(&strings, None)), hits);
+            hits.deny.clear();
+            for rule in exempting {
+                if hits.contains(rule) {
+                    continue;
+                }
+                hits.only = Some(rule);
+                self.scan_view(&normalize_text(&joined(&strings, Some(rule))), hits);
+                hits.only = None;
+            }
         }
         hits.at_path.clear();
     }
@@ -349,6 +426,50 @@ impl PatternIndex {
             regexes.scan_view(view, hits);
         }
     }
+}
+
+/// The strings joined with spaces, within [`MAX_JOINED`] bytes, leaving out those `rule` is
+/// exempted from.
+fn joined(strings: &[(&str, Vec<usize>)], rule: Option<usize>) -> String {
+    let mut out = String::new();
+    for (s, exempted) in strings {
+        if rule.is_some_and(|r| exempted.contains(&r)) {
+            continue;
+        }
+        if out.len() + s.len() + 1 > MAX_JOINED {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(s);
+    }
+    out
+}
+
+/// The JSON Pointer of `node` in `arena`.
+fn pointer(arena: &[(usize, Seg<'_>)], node: usize) -> String {
+    let mut segs = Vec::new();
+    let mut n = node;
+    while let Some(&(parent, seg)) = arena.get(n) {
+        segs.push(seg);
+        n = parent;
+    }
+    let mut path = String::new();
+    for seg in segs.iter().rev() {
+        match seg {
+            Seg::Prefix(p) => path.push_str(p),
+            Seg::Key(k) => {
+                path.push('/');
+                path.push_str(&k.replace('~', "~0").replace('/', "~1"));
+            }
+            Seg::Index(i) => {
+                path.push('/');
+                path.push_str(&i.to_string());
+            }
+        }
+    }
+    path
 }
 
 impl Regexes {
@@ -596,12 +717,19 @@ pub struct Hits {
     at_node: Option<usize>,
     /// First hits found in a node whose path is not spelled out yet: (rule, node).
     unresolved: Vec<(usize, usize)>,
+    /// Rules whose hits do not count where the scan is now (argument exemptions).
+    deny: Vec<usize>,
+    /// When set, only this rule's hits count where the scan is now.
+    only: Option<usize>,
+    /// Kinds of hidden text seen ([`crate::normalize::hidden_text`]), when a rule reads them.
+    hidden: u8,
 }
 
 /// One step of a JSON Pointer.
 #[derive(Debug, Clone, Copy)]
 enum Seg<'a> {
-    Root,
+    /// A root's JSON Pointer prefix (empty for the value's own root).
+    Prefix(&'a str),
     Key(&'a str),
     Index(usize),
 }
@@ -621,6 +749,16 @@ impl Hits {
         self.at_path.clear();
         self.at_node = None;
         self.unresolved.clear();
+        self.deny.clear();
+        self.only = None;
+        self.hidden = 0;
+    }
+
+    /// The kinds of hidden text seen, as a mask of
+    /// [`Hidden::bit`](crate::normalize::Hidden::bit)s (only when some rule reads them).
+    #[must_use]
+    pub fn hidden(&self) -> u8 {
+        self.hidden
     }
 
     /// Where `rule`'s first hit was found: the argument (a JSON Pointer into the scanned value,
@@ -661,6 +799,9 @@ impl Hits {
 
     /// Records that `pattern` of `rule` matched, unless the rule already has a hit.
     fn insert(&mut self, rule: usize, pattern: PatternRef) {
+        if self.only.is_some_and(|o| o != rule) || self.deny.contains(&rule) {
+            return;
+        }
         if self.first.len() <= rule {
             self.first.resize(rule + 1, None);
             self.wheres.resize(rule + 1, None);
@@ -680,26 +821,7 @@ impl Hits {
     /// Spells out the JSON Pointer of the hits found in the nodes of `arena`.
     fn resolve(&mut self, arena: &[(usize, Seg<'_>)]) {
         for (rule, node) in std::mem::take(&mut self.unresolved) {
-            let mut segs = Vec::new();
-            let mut n = node;
-            while let Some(&(parent, seg)) = arena.get(n) {
-                segs.push(seg);
-                n = parent;
-            }
-            let mut path = String::new();
-            for seg in segs.iter().rev() {
-                match seg {
-                    Seg::Root => {}
-                    Seg::Key(k) => {
-                        path.push('/');
-                        path.push_str(&k.replace('~', "~0").replace('/', "~1"));
-                    }
-                    Seg::Index(i) => {
-                        path.push('/');
-                        path.push_str(&i.to_string());
-                    }
-                }
-            }
+            let path = pointer(arena, node);
             if let Some(Some(w)) = self.wheres.get_mut(rule) {
                 w.0 = path;
             }
@@ -719,6 +841,7 @@ mod tests {
         PatternSource {
             literals: literals.iter().map(|s| (*s).to_owned()).collect(),
             regexes: regexes.iter().map(|s| (*s).to_owned()).collect(),
+            ..PatternSource::default()
         }
     }
 
@@ -1044,6 +1167,7 @@ mod tests {
             .map(|r| PatternSource {
                 literals: (0..4).map(|p| format!("Marker {r} Word {p} End")).collect(),
                 regexes: vec![format!(r"\bsecret{r}x\d+\b")],
+                ..PatternSource::default()
             })
             .collect();
         let index = PatternIndex::build(&rules).unwrap();

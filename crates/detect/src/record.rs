@@ -38,7 +38,7 @@ pub fn anomaly(
         // An ingested event reports a call that already happened: only /v1/decide can refuse
         // one.
         Action::BlockAndAlert if at_decide => "blocked",
-        Action::BlockAndAlert => "none",
+        Action::BlockAndAlert | Action::LogOnly | Action::Signal => "none",
     };
     let mut payload = json!({
         "rule": rule.name,
@@ -68,8 +68,17 @@ pub fn anomaly(
                 payload["window_start"] = t.into();
             }
         }
-        Kind::Pattern { .. } => {
+        Kind::Pattern { .. } | Kind::Hidden { .. } => {
             payload["matched"] = json!(firing.matched);
+        }
+        Kind::Score { .. } => {
+            payload["score"] = json!(rounded(firing.observed));
+            payload["score_at_least"] = json!(firing.threshold);
+            payload["matched"] = json!(firing.matched);
+        }
+        Kind::Classifier { .. } => {
+            payload["classifier_score"] = json!(rounded(firing.observed));
+            payload["classifier_score_at_least"] = json!(firing.threshold);
         }
     }
     payload

@@ -924,8 +924,11 @@ fn count(
             }
             match et {
                 "anomaly_detected" => {
+                    // A shadow rule's record (`action: log_only`) is not an alert: it is not
+                    // in the register.
                     if let Ok(v) = EntryView::parse(line)
                         && let Ok(pv) = serde_json::from_str::<serde_json::Value>(v.payload.get())
+                        && pv.get("action").and_then(serde_json::Value::as_str) != Some("log_only")
                     {
                         alerts_seen.alert(
                             (&v.entry_id.to_string(), seq, ts_ms),

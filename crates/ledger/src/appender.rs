@@ -468,6 +468,10 @@ impl Appender {
                 let Some(rule) = rules.rules.get(f.rule) else {
                     continue;
                 };
+                // A signal only adds to a score; a score rule that fired records it.
+                if !rule.action.records() {
+                    continue;
+                }
                 let mut anomaly_id = None;
                 if !f.suppressed {
                     let payload = record::anomaly(&rules, rule, f, entry, at_decide);
@@ -498,7 +502,7 @@ impl Appender {
                             self.add_system(sink, who, kind, payload, now)?;
                         }
                     }
-                    Action::Alert | Action::BlockAndAlert => {}
+                    Action::Alert | Action::BlockAndAlert | Action::LogOnly | Action::Signal => {}
                 }
             }
             Ok(())

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod classifier;
 pub mod config;
 pub mod detection;
 pub mod error;

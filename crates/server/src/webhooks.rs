@@ -131,7 +131,9 @@ impl Webhooks {
             .collect()
     }
 
-    /// Reads committed entries and puts them in the outbox (idempotent).
+    /// Reads committed entries and puts them in the outbox (idempotent). A shadow rule's
+    /// record (`anomaly_detected` with `action: log_only`) is not delivered: trying a rule
+    /// must not page anyone.
     fn enqueue_seqs(
         &self,
         store: &dyn Store,
@@ -143,6 +145,7 @@ impl Webhooks {
                 // Webhooks carry the service's own entries only.
                 if let Ok(v) = EntryView::parse(line)
                     && v.by_service()
+                    && !shadow_alert(&v)
                 {
                     entries.push(AlertEntry {
                         tenant: tenant.clone(),
@@ -234,4 +237,11 @@ pub async fn feed_webhooks(
             Err(e) => tracing::error!(error = %e, "the webhook feeder failed"),
         }
     }
+}
+
+/// Whether `v` is a shadow rule's record (`anomaly_detected`, `action: log_only`).
+fn shadow_alert(v: &EntryView<'_>) -> bool {
+    v.event_type == "anomaly_detected"
+        && serde_json::from_str::<serde_json::Value>(v.payload.get())
+            .is_ok_and(|p| p.get("action").and_then(serde_json::Value::as_str) == Some("log_only"))
 }

@@ -325,9 +325,26 @@ pub fn run(cli: Cli) -> Result<Outcome> {
                 file,
                 log_file,
                 data_dir,
+                text,
+                corpus,
+                obfuscate,
+                require_refused,
+                max_benign_refused,
                 examples,
                 format,
-            } => rules::test(&file, &log_file, data_dir.as_deref(), examples, format),
+            } => {
+                if let Some(corpus) = corpus {
+                    let targets = rules::Targets {
+                        require_refused,
+                        max_benign_refused,
+                    };
+                    rules::corpus(&file, &corpus, obfuscate, targets, examples, format)
+                } else if let Some(text) = text {
+                    rules::text(&file, &text, format)
+                } else {
+                    rules::test(&file, &log_file, data_dir.as_deref(), examples, format)
+                }
+            }
         },
         Cmd::Webhooks { cmd } => match cmd {
             WebhooksCmd::List {

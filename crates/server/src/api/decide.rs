@@ -92,15 +92,26 @@ pub async fn decide_for(
     if let Some(p) = &b.prompt {
         scan.insert("prompt".into(), p.clone());
     }
+    // The optional classifier reads the arguments and prompt, normalised and joined.
+    let classifier = match &rules.classifier {
+        Some(spec) => {
+            let text = crate::classifier::text_of(&Value::Object(scan.clone()), spec.max_chars);
+            Some(crate::classifier::ask(spec, &text, &b.tool_name, &b.agent_id).await)
+        }
+        None => None,
+    };
     if let Some(r) = &b.agent_role {
         scan.insert("agent_role".into(), Value::String(r.clone()));
     }
+    // The tool's name picks the rules' argument exemptions (it is not scanned).
+    scan.insert("tool_name".into(), Value::String(b.tool_name.clone()));
     let scan = Value::Object(scan);
-    let features = match Node::from_value(&scan) {
+    let mut features = match Node::from_value(&scan) {
         Node::Obj(o) => Features::extract("tool_call", &o, &rules.patterns),
         _ => Features::default(),
     };
     drop(scan);
+    features.classifier_score = classifier.as_ref().and_then(|c| c.score);
     let hash = |v: &Value, field: &str| {
         blackbox_core::entry::content_hash(v)
             .map(|h| h.to_prefixed())
@@ -144,6 +155,7 @@ pub async fn decide_for(
             client_seq: b.client_seq,
             features,
             origin,
+            classifier: classifier.map(|c| c.record),
         })
         .await?;
     state

