@@ -322,7 +322,8 @@ impl PatternIndex {
     /// Scans the strings of the values in `roots` (each a JSON Pointer prefix and a value) as
     /// the arguments of one call of `tool`: object values and array items, recursively, down
     /// to [`MAX_JSON_DEPTH`] levels, each string with its decoded views; then every string
-    /// joined, in document order, within 64 KiB (a phrase split across arguments). Object keys,
+    /// joined, in document order (object members in key order) and in reverse, within 64 KiB
+    /// (a phrase split across arguments). Object keys,
     /// numbers and booleans are not scanned, nor are strings starting with `sha256:` (content
     /// already replaced by its hash). A hit is located by its argument's JSON Pointer; the
     /// argument exemptions of the rules that apply to `tool` are honoured.
@@ -379,7 +380,7 @@ impl PatternIndex {
         }
         hits.at_node = None;
         hits.resolve(&arena);
-        // A phrase split across arguments: the strings joined, in document order. Each piece
+        // A phrase split across arguments: the strings joined. Each piece
         // was decoded on its own above: the joined text is matched as it reads. A rule with an
         // active argument exemption sees the strings it is not exempted from, joined apart.
         if strings.len() > 1 && self.has_patterns() {
@@ -388,15 +389,22 @@ impl PatternIndex {
             let mut exempting: Vec<usize> = active.iter().map(|e| e.rule).collect();
             exempting.sort_unstable();
             exempting.dedup();
+            // Object members are read in key order, not as the sender wrote them: the strings
+            // are joined in that order and in reverse, so a phrase split across two arguments
+            // is seen whichever key sorts first.
             hits.deny.clone_from(&exempting);
-            self.scan_view(&normalize_text(&joined(&strings, None)), hits);
+            for reverse in [false, true] {
+                self.scan_view(&normalize_text(&joined(&strings, None, reverse)), hits);
+            }
             hits.deny.clear();
             for rule in exempting {
-                if hits.contains(rule) {
-                    continue;
-                }
                 hits.only = Some(rule);
-                self.scan_view(&normalize_text(&joined(&strings, Some(rule))), hits);
+                for reverse in [false, true] {
+                    if !hits.contains(rule) {
+                        let text = joined(&strings, Some(rule), reverse);
+                        self.scan_view(&normalize_text(&text), hits);
+                    }
+                }
                 hits.only = None;
             }
         }
@@ -428,11 +436,16 @@ impl PatternIndex {
     }
 }
 
-/// The strings joined with spaces, within [`MAX_JOINED`] bytes, leaving out those `rule` is
-/// exempted from.
-fn joined(strings: &[(&str, Vec<usize>)], rule: Option<usize>) -> String {
+/// The strings joined with spaces (last first when `reverse`), within [`MAX_JOINED`] bytes,
+/// leaving out those `rule` is exempted from.
+fn joined(strings: &[(&str, Vec<usize>)], rule: Option<usize>, reverse: bool) -> String {
     let mut out = String::new();
-    for (s, exempted) in strings {
+    let ordered: Box<dyn Iterator<Item = &(&str, Vec<usize>)>> = if reverse {
+        Box::new(strings.iter().rev())
+    } else {
+        Box::new(strings.iter())
+    };
+    for (s, exempted) in ordered {
         if rule.is_some_and(|r| exempted.contains(&r)) {
             continue;
         }
