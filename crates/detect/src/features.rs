@@ -21,6 +21,18 @@ pub const SCANNED_FIELDS: [&str; 8] = [
     "input",
 ];
 
+/// [`SCANNED_FIELDS`] as JSON Pointers, the roots of the locations reported.
+const SCANNED_POINTERS: [&str; 8] = [
+    "/args",
+    "/args_raw",
+    "/arguments",
+    "/prompt",
+    "/messages",
+    "/query",
+    "/content",
+    "/input",
+];
+
 /// What the detector knows of one event besides its envelope.
 #[derive(Debug, Clone, Default)]
 pub struct Features {
@@ -111,11 +123,11 @@ impl Features {
         if !patterns.is_empty() {
             // Every scanned member of the payload (and of each of its `tool_calls`), as the
             // arguments of one call: each string alone, then all of them joined.
-            let mut prefixes: Vec<String> = Vec::new();
+            let mut prefixes: Vec<std::borrow::Cow<'static, str>> = Vec::new();
             let mut values: Vec<&Node<'_>> = Vec::new();
-            for key in SCANNED_FIELDS {
+            for (key, pointer) in SCANNED_FIELDS.iter().zip(SCANNED_POINTERS) {
                 if let Some(v) = get(payload, key) {
-                    prefixes.push(format!("/{key}"));
+                    prefixes.push(pointer.into());
                     values.push(v);
                 }
             }
@@ -124,7 +136,7 @@ impl Features {
                     if let Node::Obj(c) = c {
                         for key in SCANNED_FIELDS {
                             if let Some(v) = get(c, key) {
-                                prefixes.push(format!("/tool_calls/{i}/{key}"));
+                                prefixes.push(format!("/tool_calls/{i}/{key}").into());
                                 values.push(v);
                             }
                         }
@@ -133,7 +145,7 @@ impl Features {
             }
             let roots: Vec<(&str, &Node<'_>)> = prefixes
                 .iter()
-                .map(String::as_str)
+                .map(AsRef::as_ref)
                 .zip(values.iter().copied())
                 .collect();
             let tool = match get(payload, "tool_name") {

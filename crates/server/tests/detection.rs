@@ -245,6 +245,18 @@ async fn decide_allows_blocks_and_records_without_raw_arguments() {
     assert_eq!(a["payload"]["severity"], "critical");
     assert_eq!(a["payload"]["enforcement"], "blocked");
     assert_eq!(a["payload"]["triggered_by"][0], entry_id.as_str());
+    // The argument it was found in, as a JSON Pointer into the call's payload.
+    assert_eq!(
+        a["payload"]["matched"],
+        json!(["match_patterns[0]: \"ignore previous instructions\" in /args/q"])
+    );
+    let b = alerts.iter().find(|a| a["agent_id"] == "agent-2").unwrap();
+    assert_eq!(
+        b["payload"]["matched"],
+        json!([
+            "match_patterns[0]: \"ignore previous instructions\" in /args/url (decoded: base64)"
+        ])
+    );
 
     // Suppressed: the same alert again within 5 minutes is not recorded, but still blocked.
     let again = f
