@@ -58,6 +58,7 @@ fn select_map(path: &std::path::Path, args: &cli::Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    quiet_on_a_closed_pipe();
     let args = cli::Cli::parse();
     // An empty BLACKBOX_STORE is no store URL: the embedded store, as when it is unset.
     let store = args.store.as_deref().filter(|s| !s.is_empty());
@@ -93,4 +94,23 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `blackbox … | head` closes the pipe early; Rust ignores SIGPIPE, so the next `println!`
+/// panics. The reader has what it wanted: exit quietly with the I/O-error status (2) instead of
+/// a panic's backtrace. Every other panic is reported as before.
+fn quiet_on_a_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(2);
+        }
+        default(info);
+    }));
 }
