@@ -579,13 +579,27 @@ pub const MAX_NEAR_WITHIN: u32 = 20;
 /// The regex a `match_near` phrase is matched as: its words, normalised as text is, in order,
 /// whole, with at most `within` other words between each two (`None` for fewer than two
 /// words). `ignore previous instructions` with 3 matches "ignore all of the previous
-/// instructions" but not "ignore the mistake in your previous answer: instructions".
+/// instructions" but not "ignore the mistake in your previous answer: instructions". A word
+/// may list alternatives separated by `|` (`ignore|disregard previous|prior instructions|rules`).
 #[must_use]
 pub fn near_regex(phrase: &str, within: u32) -> Option<String> {
+    // A word may list alternatives: `ignore|disregard previous|prior instructions`.
     let words: Vec<String> = crate::normalize::normalize_text(phrase)
         .split(' ')
         .filter(|w| !w.is_empty())
-        .map(regex::escape)
+        .map(|w| {
+            let alts: Vec<String> = w
+                .split('|')
+                .filter(|a| !a.is_empty())
+                .map(regex::escape)
+                .collect();
+            match alts.len() {
+                0 => String::new(),
+                1 => alts.concat(),
+                _ => format!("(?:{})", alts.join("|")),
+            }
+        })
+        .filter(|w| !w.is_empty())
         .collect();
     if words.len() < 2 {
         return None;
@@ -1620,6 +1634,15 @@ mod tests {
             Some(r"\bignore[^ ]*(?: [^ ]+){0,2}? [^ ]*?previous\b")
         );
         assert_eq!(near_regex("alone", 3), None);
+        assert_eq!(
+            near_regex("Ignore|DISREGARD previous", 1).as_deref(),
+            Some(r"\b(?:ignore|disregard)[^ ]*(?: [^ ]+){0,1}? [^ ]*?previous\b")
+        );
+        assert_eq!(
+            near_regex("|| alone", 1),
+            None,
+            "empty alternatives are dropped"
+        );
         let one = text.replace("ignore previous instructions", "ignore");
         let e = RuleSet::parse(&one).unwrap_err();
         assert!(e.message.contains("fewer than two words"), "{e}");
