@@ -183,7 +183,7 @@ impl ArgExempt {
 #[derive(Debug)]
 struct Regexes {
     /// Every regex; used on ASCII views, and on all views when no regex has a word boundary.
-    all: RegexSet,
+    all: Sets,
     /// For each index of `all`, the (rule, regex) it came from.
     all_owners: Vec<Owner>,
     /// For non-ASCII views; `None` when no regex has a word boundary.
@@ -196,7 +196,7 @@ struct Regexes {
 #[derive(Debug)]
 struct NonAscii {
     /// `None` if every regex has a boundary and none could be loosened.
-    set: Option<RegexSet>,
+    set: Option<Sets>,
     /// For each index of `set`, what its match means.
     candidates: Vec<Candidate>,
     /// The regexes with a word boundary, compiled alone.
@@ -549,7 +549,7 @@ impl Regexes {
         match &self.non_ascii {
             Some(non_ascii) if !view.is_ascii() => non_ascii.scan_view(view, hits),
             _ => {
-                for index in set_matches(&self.all, view) {
+                for index in self.all.matches(view) {
                     if let Some(owner) = self.all_owners.get(index) {
                         hits.insert(owner.rule, PatternRef::Regex(owner.pattern));
                     }
@@ -570,7 +570,7 @@ impl NonAscii {
             }
         };
         if let Some(set) = &self.set {
-            for index in set_matches(set, view) {
+            for index in set.matches(view) {
                 match self.candidates.get(index) {
                     Some(Candidate::Final(owner)) => {
                         hits.insert(owner.rule, PatternRef::Regex(owner.pattern));
@@ -673,15 +673,57 @@ fn loosen(regex: &str) -> Loosened {
     }
 }
 
-fn compile_set(regexes: &[&str]) -> Result<RegexSet, PatternError> {
-    RegexSetBuilder::new(regexes)
-        .case_insensitive(true)
-        .size_limit(REGEX_SET_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SET_DFA_LIMIT)
-        .build()
-        .map_err(|e| PatternError::RegexSetTooLarge {
-            message: e.to_string(),
-        })
+/// Most regexes in one [`RegexSet`] of [`Sets`].
+const SET_CHUNK_REGEXES: usize = 32;
+/// Most bytes of regex source in one [`RegexSet`] of [`Sets`].
+const SET_CHUNK_BYTES: usize = 4096;
+
+/// Regexes compiled as several [`RegexSet`]s of at most [`SET_CHUNK_REGEXES`] regexes and
+/// [`SET_CHUNK_BYTES`] of source each. One set of everything is one pass over the text, but
+/// its lazy DFA has to hold the states of every regex at once: with a few hundred regexes with
+/// wide gaps (`(?: [^ ]+){0,5}`) its cache thrashes and the engine falls back to one about a
+/// thousand times slower. Sets of a few dozen each stay on the DFA: a few more passes, each at
+/// DFA speed.
+#[derive(Debug)]
+struct Sets {
+    /// Each set with the index of its first regex.
+    chunks: Vec<(RegexSet, usize)>,
+}
+
+impl Sets {
+    /// The indices (into the regexes given to [`compile_set`]) of those matching `view`.
+    fn matches<'a>(&'a self, view: &'a str) -> impl Iterator<Item = usize> + 'a {
+        self.chunks
+            .iter()
+            .flat_map(move |(set, first)| set_matches(set, view).map(move |i| first + i))
+    }
+}
+
+fn compile_set(regexes: &[&str]) -> Result<Sets, PatternError> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    while start < regexes.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < regexes.len()
+            && end - start < SET_CHUNK_REGEXES
+            && (end == start || bytes + regexes[end].len() <= SET_CHUNK_BYTES)
+        {
+            bytes += regexes[end].len();
+            end += 1;
+        }
+        let set = RegexSetBuilder::new(&regexes[start..end])
+            .case_insensitive(true)
+            .size_limit(REGEX_SET_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_SET_DFA_LIMIT)
+            .build()
+            .map_err(|e| PatternError::RegexSetTooLarge {
+                message: e.to_string(),
+            })?;
+        chunks.push((set, start));
+        start = end;
+    }
+    Ok(Sets { chunks })
 }
 
 /// Compiles one regex alone, to report its problems against its rule and index.
