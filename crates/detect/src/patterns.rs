@@ -678,25 +678,49 @@ const SET_CHUNK_REGEXES: usize = 32;
 /// Most bytes of regex source in one [`RegexSet`] of [`Sets`].
 const SET_CHUNK_BYTES: usize = 4096;
 
-/// Regexes compiled as several [`RegexSet`]s of at most [`SET_CHUNK_REGEXES`] regexes and
-/// [`SET_CHUNK_BYTES`] of source each. One set of everything is one pass over the text, but
-/// its lazy DFA has to hold the states of every regex at once: with a few hundred regexes with
-/// wide gaps (`(?: [^ ]+){0,5}`) its cache thrashes and the engine falls back to one about a
-/// thousand times slower. Sets of a few dozen each stay on the DFA: a few more passes, each at
-/// DFA speed.
+/// Longest view matched by the one set of every regex ([`Sets::whole`]); longer views go
+/// through the chunks.
+const WHOLE_SET_MAX_VIEW: usize = 512;
+
+/// Regexes compiled twice: as one [`RegexSet`] of all of them, and as several of at most
+/// [`SET_CHUNK_REGEXES`] regexes and [`SET_CHUNK_BYTES`] of source each. One set of
+/// everything is one pass over the text, the fastest on short text; but its lazy DFA has to
+/// hold the states of every regex at once, and on long varied text (a 2 KB jailbreak prompt)
+/// with a few hundred wide-gap regexes (`(?: [^ ]+){0,5}`) its cache thrashes and the engine
+/// falls back to one about a thousand times slower. Sets of a few dozen each stay on the DFA:
+/// a few more passes, each at DFA speed. Views up to [`WHOLE_SET_MAX_VIEW`] bytes use the whole
+/// set, longer ones the chunks (docs/PERFORMANCE.md, "Weighted signals and the pack").
 #[derive(Debug)]
 struct Sets {
+    /// Every regex in one set (`None` when they fit in one chunk).
+    whole: Option<RegexSet>,
     /// Each set with the index of its first regex.
     chunks: Vec<(RegexSet, usize)>,
 }
 
 impl Sets {
     /// The indices (into the regexes given to [`compile_set`]) of those matching `view`.
-    fn matches<'a>(&'a self, view: &'a str) -> impl Iterator<Item = usize> + 'a {
-        self.chunks
-            .iter()
-            .flat_map(move |(set, first)| set_matches(set, view).map(move |i| first + i))
+    fn matches<'a>(&'a self, view: &'a str) -> Box<dyn Iterator<Item = usize> + 'a> {
+        match &self.whole {
+            Some(whole) if view.len() <= WHOLE_SET_MAX_VIEW => Box::new(set_matches(whole, view)),
+            _ => Box::new(
+                self.chunks
+                    .iter()
+                    .flat_map(move |(set, first)| set_matches(set, view).map(move |i| first + i)),
+            ),
+        }
     }
+}
+
+fn build_set(regexes: &[&str]) -> Result<RegexSet, PatternError> {
+    RegexSetBuilder::new(regexes)
+        .case_insensitive(true)
+        .size_limit(REGEX_SET_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SET_DFA_LIMIT)
+        .build()
+        .map_err(|e| PatternError::RegexSetTooLarge {
+            message: e.to_string(),
+        })
 }
 
 fn compile_set(regexes: &[&str]) -> Result<Sets, PatternError> {
@@ -712,18 +736,18 @@ fn compile_set(regexes: &[&str]) -> Result<Sets, PatternError> {
             bytes += regexes[end].len();
             end += 1;
         }
-        let set = RegexSetBuilder::new(&regexes[start..end])
-            .case_insensitive(true)
-            .size_limit(REGEX_SET_SIZE_LIMIT)
-            .dfa_size_limit(REGEX_SET_DFA_LIMIT)
-            .build()
-            .map_err(|e| PatternError::RegexSetTooLarge {
-                message: e.to_string(),
-            })?;
-        chunks.push((set, start));
+        chunks.push((
+            build_set(regexes.get(start..end).unwrap_or_default())?,
+            start,
+        ));
         start = end;
     }
-    Ok(Sets { chunks })
+    let whole = if chunks.len() > 1 {
+        Some(build_set(regexes)?)
+    } else {
+        None
+    };
+    Ok(Sets { whole, chunks })
 }
 
 /// Compiles one regex alone, to report its problems against its rule and index.
