@@ -15,7 +15,7 @@ GitHub does not show:
 A ```sh block without a marker, or an unknown marker, is an error: no block escapes silently.
 The `run` blocks are run in order by one bash (`set -euo pipefail`, aliases expanded, so
 `alias blackbox=...` works as in an interactive shell), in a fresh empty directory that stands
-for the checkout a newcomer works in: `examples/` links to the checkout's examples, `target/` to
+for the checkout a newcomer works in: `examples/` and `crates/` link to the checkout's, `target/` to
 its build directory, and `cargo` (a wrapper first on PATH) builds the checkout
 (`--manifest-path`). Any failing command fails the walk-through and prints the service's log.
 
@@ -176,6 +176,8 @@ def main() -> int:
     try:
         cargo_wrapper(bin_dir)
         (work / "examples").symlink_to(REPO / "examples")
+        # The project's evaluation set (crates/detect/tests/eval) is read by `rules test`.
+        (work / "crates").symlink_to(REPO / "crates")
         target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
         (work / "target").symlink_to(target.resolve())
         env = dict(os.environ)
