@@ -522,14 +522,7 @@ impl Detector {
             // Learning: time windows still count, so a restart does not alert twice.
             for (ri, rule) in rules.rules.iter().enumerate() {
                 if let Kind::TimeWindow { window, .. } = &rule.kind
-                    && rule.enabled
-                    && rule.scope.admits(
-                        ob.tenant,
-                        ob.agent,
-                        f.role.as_deref(),
-                        ob.tool,
-                        ob.event_type,
-                    )
+                    && in_force(rule, ob)
                     && let Some(start) = window_start(window, ob.ts_ms, &rules)
                     && let Some(w) = st.windows.get_mut(ri)
                 {
@@ -544,15 +537,7 @@ impl Detector {
         let first_seen = st.first_seen_ms;
         let mut fired: Vec<Firing> = Vec::new();
         for (ri, rule) in rules.rules.iter().enumerate() {
-            if !(rule.enabled
-                && rule.scope.admits(
-                    ob.tenant,
-                    ob.agent,
-                    f.role.as_deref(),
-                    ob.tool,
-                    ob.event_type,
-                ))
-            {
+            if !in_force(rule, ob) {
                 continue;
             }
             let firing = |observed, baseline, threshold, matched, window_start_ms| Firing {
@@ -700,15 +685,7 @@ impl Detector {
                 let Kind::Score { at_least, signals } = &rule.kind else {
                     continue;
                 };
-                if !(rule.enabled
-                    && rule.scope.admits(
-                        ob.tenant,
-                        ob.agent,
-                        f.role.as_deref(),
-                        ob.tool,
-                        ob.event_type,
-                    ))
-                {
+                if !in_force(rule, ob) {
                     continue;
                 }
                 let counted: Vec<(&str, f64)> = fired
@@ -969,6 +946,18 @@ impl Detector {
     pub fn tracked_agents(&self) -> usize {
         self.agents.len()
     }
+}
+
+/// Whether `rule` is enabled and `ob` is in its scope.
+fn in_force(rule: &crate::rules::Rule, ob: &Observation<'_>) -> bool {
+    rule.enabled
+        && rule.scope.admits(
+            ob.tenant,
+            ob.agent,
+            ob.features.role.as_deref(),
+            ob.tool,
+            ob.event_type,
+        )
 }
 
 fn window_start(
