@@ -57,6 +57,13 @@ pub struct DecisionLabel {
     pub decision: String,
 }
 
+/// Labels of a request to the external classifier.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassifierLabel {
+    /// `ok`, or `error` (an HTTP error, a bad answer, no answer in time).
+    pub outcome: String,
+}
+
 /// Labels of an entry written by the detector.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DetectionLabel {
@@ -121,6 +128,10 @@ pub struct Metrics {
     pub decide_seconds: Histogram,
     /// Time to evaluate a decision in the writer (gate, counters, every rule), record excluded.
     pub decide_eval_seconds: Histogram,
+    /// Requests to the external classifier, by outcome.
+    pub classifier_requests: Family<ClassifierLabel, Counter>,
+    /// Time the external classifier took to answer (or to fail).
+    pub classifier_seconds: Histogram,
     /// Entries written by the detector (alerts, pauses, throttles, operator actions).
     pub detections: Family<DetectionLabel, Counter>,
     /// Alerts suppressed (raised again within the rule's `suppress` period).
@@ -188,6 +199,8 @@ impl Metrics {
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
             decide_eval_seconds: Histogram::new(exponential_buckets(0.000_001, 2.0, 20)),
+            classifier_requests: Family::default(),
+            classifier_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 18)),
             detections: Family::default(),
             anomalies_suppressed: Gauge::default(),
             agents_tracked: Gauge::default(),
@@ -276,6 +289,16 @@ impl Metrics {
                 "decide_eval_seconds",
                 "Time to evaluate a /v1/decide call against the rules (recording excluded)",
                 m.decide_eval_seconds.clone(),
+            );
+            r.register(
+                "classifier_requests",
+                "Requests to the external classifier at /v1/decide, by outcome (ok, error)",
+                m.classifier_requests.clone(),
+            );
+            r.register(
+                "classifier_seconds",
+                "Time the external classifier took to answer or fail (its deadline included)",
+                m.classifier_seconds.clone(),
             );
             r.register(
                 "detection_entries",

@@ -878,6 +878,33 @@ anomaly_detection:
             "{a}"
         );
     }
+    // Operators see the classifier's outcomes and latency in /metrics.
+    let admin = f.token(None, "admin");
+    let req = Request::builder()
+        .uri("/metrics")
+        .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = f.app.clone().unwrap().oneshot(req).await.unwrap();
+    let text = String::from_utf8(
+        axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("blackbox_classifier_requests_total{outcome=\"error\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("blackbox_classifier_requests_total{outcome=\"ok\"} 5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("blackbox_classifier_seconds_count 7"),
+        "{text}"
+    );
     // The scorer got the normalised text and the bearer token; the log holds neither.
     let got = seen.lock().unwrap().clone();
     assert!(

@@ -96,7 +96,21 @@ pub async fn decide_for(
     let classifier = match &rules.classifier {
         Some(spec) => {
             let text = crate::classifier::text_of(&Value::Object(scan.clone()), spec.max_chars);
-            Some(crate::classifier::ask(spec, &text, &b.tool_name, &b.agent_id).await)
+            let asked = std::time::Instant::now();
+            let verdict = crate::classifier::ask(spec, &text, &b.tool_name, &b.agent_id).await;
+            let m = &state.metrics;
+            m.classifier_seconds.observe(asked.elapsed().as_secs_f64());
+            let outcome = if verdict.record.get("error").is_some() {
+                "error"
+            } else {
+                "ok"
+            };
+            m.classifier_requests
+                .get_or_create(&crate::metrics::ClassifierLabel {
+                    outcome: outcome.to_owned(),
+                })
+                .inc();
+            Some(verdict)
         }
         None => None,
     };
