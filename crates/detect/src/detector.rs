@@ -617,6 +617,9 @@ impl Detector {
                     regexes,
                     near,
                 } => {
+                    if !f.hits.contains(ri) {
+                        continue;
+                    }
                     // Where: the argument (a JSON Pointer) and the decoder that revealed it.
                     let at = match f.hits.location(ri) {
                         Some((path, step))
