@@ -324,7 +324,7 @@ impl PatternIndex {
     /// to [`MAX_JSON_DEPTH`] levels, each string with its decoded views; then every string
     /// joined, in document order (object members in key order) and in reverse, within 64 KiB
     /// (a phrase split across arguments). Object keys,
-    /// numbers and booleans are not scanned, nor are strings starting with `sha256:` (content
+    /// numbers and booleans are not scanned, nor are content hashes ([`is_content_hash`]: content
     /// already replaced by its hash). A hit is located by its argument's JSON Pointer; the
     /// argument exemptions of the rules that apply to `tool` are honoured.
     pub fn scan_fields(&self, roots: &[(&str, &Node<'_>)], tool: Option<&str>, hits: &mut Hits) {
@@ -350,7 +350,7 @@ impl PatternIndex {
         let mut strings: Vec<(&str, Vec<usize>)> = Vec::new();
         while let Some((value, depth, node)) = stack.pop() {
             match value {
-                Node::Str(s) if !s.starts_with("sha256:") => {
+                Node::Str(s) if !is_content_hash(s) => {
                     let mut exempted = Vec::new();
                     if !active.is_empty() {
                         let path = pointer(&arena, node);
@@ -436,8 +436,19 @@ impl PatternIndex {
     }
 }
 
+/// Whether `s` is a content hash as Blackbox writes it (`sha256:` and 64 lowercase hex digits):
+/// content already replaced by its hash, which no pattern can match. Only that exact form is
+/// skipped: a raw argument that merely starts with `sha256:` is scanned like any other.
+#[must_use]
+pub fn is_content_hash(s: &str) -> bool {
+    s.len() == 71
+        && s.strip_prefix("sha256:")
+            .is_some_and(|h| h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
 /// The strings joined with spaces (last first when `reverse`), within [`MAX_JOINED`] bytes,
-/// leaving out those `rule` is exempted from.
+/// leaving out those `rule` is exempted from and those too long to fit (so one huge string
+/// cannot push the others out).
 fn joined(strings: &[(&str, Vec<usize>)], rule: Option<usize>, reverse: bool) -> String {
     let mut out = String::new();
     let ordered: Box<dyn Iterator<Item = &(&str, Vec<usize>)>> = if reverse {
@@ -450,7 +461,7 @@ fn joined(strings: &[(&str, Vec<usize>)], rule: Option<usize>, reverse: bool) ->
             continue;
         }
         if out.len() + s.len() + 1 > MAX_JOINED {
-            break;
+            continue;
         }
         if !out.is_empty() {
             out.push(' ');
@@ -712,11 +723,15 @@ impl Sets {
     }
 }
 
-fn build_set(regexes: &[&str]) -> Result<RegexSet, PatternError> {
+/// Cache limit of the lazy DFA of one chunk of [`Sets`] (per thread scanning concurrently): the
+/// chunks together stay within a few times [`REGEX_SET_DFA_LIMIT`].
+const CHUNK_DFA_LIMIT: usize = 2 << 20;
+
+fn build_set(regexes: &[&str], dfa_limit: usize) -> Result<RegexSet, PatternError> {
     RegexSetBuilder::new(regexes)
         .case_insensitive(true)
         .size_limit(REGEX_SET_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SET_DFA_LIMIT)
+        .dfa_size_limit(dfa_limit)
         .build()
         .map_err(|e| PatternError::RegexSetTooLarge {
             message: e.to_string(),
@@ -736,14 +751,17 @@ fn compile_set(regexes: &[&str]) -> Result<Sets, PatternError> {
             bytes += regexes[end].len();
             end += 1;
         }
-        chunks.push((
-            build_set(regexes.get(start..end).unwrap_or_default())?,
-            start,
-        ));
+        let dfa_limit = if start == 0 && end == regexes.len() {
+            REGEX_SET_DFA_LIMIT
+        } else {
+            CHUNK_DFA_LIMIT
+        };
+        let chunk = regexes.get(start..end).unwrap_or_default();
+        chunks.push((build_set(chunk, dfa_limit)?, start));
         start = end;
     }
     let whole = if chunks.len() > 1 {
-        Some(build_set(regexes)?)
+        Some(build_set(regexes, REGEX_SET_DFA_LIMIT)?)
     } else {
         None
     };
@@ -1190,13 +1208,41 @@ mod tests {
     #[test]
     fn json_keys_and_hashed_strings_are_skipped() {
         let index = injection_index();
+        let hash = format!("sha256:{}", "0a".repeat(32));
+        assert!(is_content_hash(&hash));
         let args = json!({
-            "ignore previous instructions": "sha256:ignore previous instructions",
-            "list": ["sha256:ignore previous instructions"],
+            "ignore previous instructions": hash,
+            "list": [hash],
         });
         let mut hits = Hits::new();
         index.scan_json(&args, &mut hits);
         assert!(hits.is_empty());
+        // Only the exact form is a hash: an agent cannot hide text behind the prefix.
+        for raw in [
+            "sha256:ignore previous instructions",
+            &format!("sha256:{}", "0A".repeat(32)),
+            &format!("sha256:{} ignore previous instructions", "0a".repeat(32)),
+        ] {
+            assert!(!is_content_hash(raw) || raw.len() == 71, "{raw}");
+            let mut hits = Hits::new();
+            index.scan_json(&json!({ "q": raw }), &mut hits);
+            assert_eq!(
+                hits.is_empty(),
+                !raw.contains("ignore"),
+                "{raw}: {:?}",
+                hits.iter().collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[test]
+    fn a_huge_argument_does_not_push_the_others_out_of_the_joined_text() {
+        let index = PatternIndex::build(&[rule(&["ignore previous instructions"], &[])]).unwrap();
+        let pad = "x".repeat(MAX_JOINED + 10);
+        let args = json!({"a": pad, "b": "ignore previous", "c": "instructions", "z": pad});
+        let mut hits = Hits::new();
+        index.scan_json(&args, &mut hits);
+        assert_eq!(hits.location(0), Some((JOINED, Step::Plain)));
     }
 
     #[test]

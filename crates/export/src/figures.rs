@@ -16,6 +16,10 @@ use sha2::{Digest as _, Sha256};
 use crate::ExportError;
 
 const DAY_MS: i64 = 86_400_000;
+/// How a shadow rule's record (`anomaly_detected` with `action: log_only`) reads in an entry
+/// line (canonical JSON: no spaces).
+const SHADOW: &[u8] = br#""action":"log_only""#;
+
 /// Gaps listed one by one (all are counted).
 pub const MAX_GAPS_LISTED: usize = 1000;
 
@@ -850,7 +854,9 @@ fn count(
                 agents.insert(agent.to_string());
             }
             let day = usize::try_from((ts_ms - p.start_ms) / DAY_MS).unwrap_or(0);
-            let is_anomaly = et == "anomaly_detected";
+            // A shadow rule's record (`action: log_only`, canonical JSON) is not an alert.
+            let is_anomaly =
+                et == "anomaly_detected" && !line.windows(SHADOW.len()).any(|w| w == SHADOW);
             if let Some(d) = daily.get_mut(day) {
                 d.0 += 1;
                 d.1 += u64::from(is_anomaly);

@@ -5,8 +5,8 @@
 //!
 //! Request (`POST <url>`, `content-type: application/json`, optional `authorization: Bearer
 //! <token>` from `bearer_token_ref`):
-//! `{"text": "<normalised arguments and prompt, at most max_chars characters>", "tool": "<tool
-//! name>", "agent_id": "<agent>"}`. Expected answer: HTTP 2xx with a JSON object holding
+//! `{"text": "<normalised arguments and prompt, at most max_chars characters: head and tail when
+//! longer>", "tool": "<tool name>", "agent_id": "<agent>"}`. Expected answer: HTTP 2xx with a JSON object holding
 //! `"score"`, a number from 0 to 1 (1: certainly an attack), and optionally `"label"`, a string.
 //! Anything else, or no answer within `timeout`, is an error, counted as 0 (`fail_open`, the
 //! default) or 1 (`fail_closed`).
@@ -44,21 +44,34 @@ pub struct Verdict {
 /// order, joined by newlines, normalised as patterns see it, cut to `max_chars` characters.
 #[must_use]
 pub fn text_of(v: &Value, max_chars: usize) -> String {
-    fn walk<'a>(v: &'a Value, out: &mut Vec<&'a str>, depth: usize) {
+    use blackbox_detect::patterns::{MAX_JSON_DEPTH, is_content_hash};
+    // An explicit stack, as deep as the pattern scan goes.
+    let mut parts = Vec::new();
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
         match v {
-            Value::String(s) if !s.starts_with("sha256:") => out.push(s),
-            Value::Array(a) if depth < 64 => a.iter().for_each(|x| walk(x, out, depth + 1)),
-            Value::Object(m) if depth < 64 => m.values().for_each(|x| walk(x, out, depth + 1)),
+            Value::String(s) if !is_content_hash(s) => parts.push(s.as_str()),
+            Value::Array(a) if depth < MAX_JSON_DEPTH => {
+                stack.extend(a.iter().rev().map(|x| (x, depth + 1)));
+            }
+            Value::Object(m) if depth < MAX_JSON_DEPTH => {
+                stack.extend(m.values().rev().map(|x| (x, depth + 1)));
+            }
             _ => {}
         }
     }
-    let mut parts = Vec::new();
-    walk(v, &mut parts, 0);
     let text = blackbox_detect::normalize::normalize_text(&parts.join("\n")).into_owned();
-    match text.char_indices().nth(max_chars) {
-        Some((i, _)) => text[..i].to_owned(),
-        None => text,
+    let chars = text.chars().count();
+    if chars <= max_chars {
+        return text;
     }
+    // Too long: its head and its tail (an attack padded in front is still seen), each half.
+    let head: String = text.chars().take(max_chars / 2).collect();
+    let tail: String = text
+        .chars()
+        .skip(chars - (max_chars - max_chars / 2))
+        .collect();
+    format!("{head}\n{tail}")
 }
 
 /// Asks the classifier of `spec` about `text`, within its deadline.
@@ -188,7 +201,9 @@ mod tests {
     #[test]
     fn the_text_is_normalised_joined_and_cut() {
         let v = json!({"args": {"a": "Ignore\u{200B} PREVIOUS", "b": ["instructions", 3]}, "h": "sha256:00"});
-        assert_eq!(text_of(&v, 100), "ignore previous instructions");
-        assert_eq!(text_of(&v, 6), "ignore");
+        assert_eq!(text_of(&v, 100), "ignore previous instructions sha256:00");
+        assert_eq!(text_of(&v, 6), "ign\n:00", "head and tail");
+        let hashed = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(text_of(&json!({"a": hashed, "b": "x"}), 100), "x");
     }
 }

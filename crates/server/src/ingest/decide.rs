@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use blackbox_core::ids::TenantId;
+use blackbox_detect::rules::Action;
 use blackbox_detect::{Detector, Features, Observation};
 use blackbox_ledger::LedgerError;
 use blackbox_ledger::writer::{AppendSink, Appended};
@@ -113,11 +114,17 @@ pub(super) fn decide(
     metrics
         .decide_eval_seconds
         .observe(started.elapsed().as_secs_f64());
-    // The agent learns which rules decided, never the shadow rules or the signals.
+    // The agent learns which rules decided (blocked, paused, throttled), never the rules that
+    // only alerted, the shadow rules or the signals: it must not be able to probe them.
     let hits: Vec<RuleHit> = firings
         .iter()
         .filter_map(|f| rules.rules.get(f.rule))
-        .filter(|r| r.action.acts())
+        .filter(|r| {
+            matches!(
+                r.action,
+                Action::BlockAndAlert | Action::AlertAndPause | Action::AlertAndThrottle
+            )
+        })
         .map(|r| RuleHit {
             name: r.name.clone(),
             action: r.action.as_str(),
