@@ -114,6 +114,9 @@ pub async fn decide_for(
         }
         None => None,
     };
+    // The rules again: a reload while the classifier was asked must not leave the hits indexed
+    // by the old set (the writer evaluates them against the rules in force).
+    let rules = state.rules.get();
     if let Some(r) = &b.agent_role {
         scan.insert("agent_role".into(), Value::String(r.clone()));
     }
