@@ -386,7 +386,11 @@ impl PatternIndex {
         if strings.len() > 1 && self.has_patterns() {
             hits.at_path = JOINED.to_owned();
             hits.at_step = Step::Plain;
-            let mut exempting: Vec<usize> = active.iter().map(|e| e.rule).collect();
+            // Only the rules an exemption took a string from see a joined text of their own.
+            let mut exempting: Vec<usize> = strings
+                .iter()
+                .flat_map(|(_, exempted)| exempted.iter().copied())
+                .collect();
             exempting.sort_unstable();
             exempting.dedup();
             // Object members are read in key order, not as the sender wrote them: the strings
