@@ -24,6 +24,15 @@ pub const ACKNOWLEDGED: &str = "alert_acknowledged";
 pub const RESOLVED: &str = "alert_resolved";
 /// The triage event types, the ones only the log writes (for the list of reserved types).
 pub const TRIAGE_EVENT_TYPES: [&str; 2] = [ACKNOWLEDGED, RESOLVED];
+/// The `action` of a shadow rule's record: an `anomaly_detected` entry that enforced nothing,
+/// is delivered to no webhook and is not an alert of the compliance register.
+pub const SHADOW_ACTION: &str = "log_only";
+
+/// Whether the payload of an `anomaly_detected` entry is a shadow rule's record.
+#[must_use]
+pub fn is_shadow(payload: &Value) -> bool {
+    payload.get("action").and_then(Value::as_str) == Some(SHADOW_ACTION)
+}
 /// `session_id` of triage entries (their `agent_id` is the alert's).
 pub const SESSION_ID: &str = "triage";
 /// Longest `ticket`, in characters.

@@ -617,9 +617,9 @@ impl Detector {
                     regexes,
                     near,
                 } => {
-                    if !f.hits.contains(ri) {
+                    let Some(hit) = f.hits.get(ri) else {
                         continue;
-                    }
+                    };
                     // Where: the argument (a JSON Pointer) and the decoder that revealed it.
                     let at = match f.hits.location(ri) {
                         Some((path, step))
@@ -634,31 +634,24 @@ impl Detector {
                         }
                         _ => String::new(),
                     };
-                    let matched: Vec<String> = f
-                        .hits
-                        .iter()
-                        .filter(|(r, _)| *r == ri)
-                        .map(|(_, p)| match p {
-                            crate::patterns::PatternRef::Literal(i) => format!(
-                                "match_patterns[{i}]: {:?}{at}",
-                                literals.get(i).map_or("", String::as_str)
-                            ),
-                            crate::patterns::PatternRef::Regex(i) if i >= regexes.len() => {
-                                let j = i - regexes.len();
-                                format!(
-                                    "match_near[{j}]: {:?}{at}",
-                                    near.get(j).map_or("", String::as_str)
-                                )
-                            }
-                            crate::patterns::PatternRef::Regex(i) => format!(
-                                "match_regex[{i}]: {:?}{at}",
-                                regexes.get(i).map_or("", String::as_str)
-                            ),
-                        })
-                        .collect();
-                    if !matched.is_empty() {
-                        fired.push(firing(None, None, None, matched, None));
-                    }
+                    let matched = match hit {
+                        crate::patterns::PatternRef::Literal(i) => format!(
+                            "match_patterns[{i}]: {:?}{at}",
+                            literals.get(i).map_or("", String::as_str)
+                        ),
+                        crate::patterns::PatternRef::Regex(i) if i >= regexes.len() => {
+                            let j = i - regexes.len();
+                            format!(
+                                "match_near[{j}]: {:?}{at}",
+                                near.get(j).map_or("", String::as_str)
+                            )
+                        }
+                        crate::patterns::PatternRef::Regex(i) => format!(
+                            "match_regex[{i}]: {:?}{at}",
+                            regexes.get(i).map_or("", String::as_str)
+                        ),
+                    };
+                    fired.push(firing(None, None, None, vec![matched], None));
                 }
                 Kind::Hidden { mask } => {
                     let seen = f.hits.hidden() & mask;

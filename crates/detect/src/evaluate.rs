@@ -281,17 +281,17 @@ impl Report {
             Label::Benign => o.refused(),
             Label::Unlabelled => false,
         };
-        if wrong
-            && self
-                .mistakes
-                .iter()
-                .filter(|(l, _, _)| *l == s.label)
-                .count()
-                < self.examples
-        {
+        if wrong {
             let mut why: Vec<String> = o.named.acting.clone();
             why.extend(o.named.signals.iter().map(|n| format!("signal:{n}")));
-            self.mistakes.push((s.label, s.id.clone(), why));
+            self.mistake(s.label, s.id.clone(), why);
+        }
+    }
+
+    /// Keeps a mistake, unless `examples` of its label are kept already.
+    fn mistake(&mut self, label: Label, id: String, why: Vec<String>) {
+        if self.mistakes.iter().filter(|(l, _, _)| *l == label).count() < self.examples {
+            self.mistakes.push((label, id, why));
         }
     }
 
@@ -308,17 +308,9 @@ impl Report {
             let args = obfuscate(trick, &text);
             let o = ev.decide(&s.tool, &args);
             self.tricks.entry(trick.name()).or_default().add(&o);
-            if !o.refused()
-                && self
-                    .mistakes
-                    .iter()
-                    .filter(|(l, _, _)| *l == Label::Attack)
-                    .count()
-                    < self.examples
-            {
+            if !o.refused() {
                 let id = format!("{} ({})", s.id, trick.name());
-                self.mistakes
-                    .push((Label::Attack, id, o.named.acting.clone()));
+                self.mistake(Label::Attack, id, o.named.acting.clone());
             }
         }
     }

@@ -895,7 +895,13 @@ impl Hits {
     /// Whether `rule` matched.
     #[must_use]
     pub fn contains(&self, rule: usize) -> bool {
-        self.first.get(rule).is_some_and(Option::is_some)
+        self.get(rule).is_some()
+    }
+
+    /// The first pattern of `rule` that matched, if any.
+    #[must_use]
+    pub fn get(&self, rule: usize) -> Option<PatternRef> {
+        self.first.get(rule).copied().flatten()
     }
 
     /// Records that `pattern` of `rule` matched, unless the rule already has a hit.

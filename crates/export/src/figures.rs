@@ -16,9 +16,6 @@ use sha2::{Digest as _, Sha256};
 use crate::ExportError;
 
 const DAY_MS: i64 = 86_400_000;
-/// How a shadow rule's record (`anomaly_detected` with `action: log_only`) reads in an entry
-/// line (canonical JSON: no spaces).
-const SHADOW: &[u8] = br#""action":"log_only""#;
 
 /// Gaps listed one by one (all are counted).
 pub const MAX_GAPS_LISTED: usize = 1000;
@@ -854,9 +851,15 @@ fn count(
                 agents.insert(agent.to_string());
             }
             let day = usize::try_from((ts_ms - p.start_ms) / DAY_MS).unwrap_or(0);
-            // A shadow rule's record (`action: log_only`, canonical JSON) is not an alert.
-            let is_anomaly =
-                et == "anomaly_detected" && !line.windows(SHADOW.len()).any(|w| w == SHADOW);
+            // An alert of the period, read once (a shadow rule's record is not one).
+            let alert = (et == blackbox_core::alert::ALERT)
+                .then(|| {
+                    let v = EntryView::parse(line).ok()?;
+                    let pv = serde_json::from_str::<serde_json::Value>(v.payload.get()).ok()?;
+                    (!blackbox_core::alert::is_shadow(&pv)).then(|| (v.entry_id.to_string(), pv))
+                })
+                .flatten();
+            let is_anomaly = alert.is_some();
             if let Some(d) = daily.get_mut(day) {
                 d.0 += 1;
                 d.1 += u64::from(is_anomaly);
@@ -930,17 +933,8 @@ fn count(
             }
             match et {
                 "anomaly_detected" => {
-                    // A shadow rule's record (`action: log_only`) is not an alert: it is not
-                    // in the register.
-                    if let Ok(v) = EntryView::parse(line)
-                        && let Ok(pv) = serde_json::from_str::<serde_json::Value>(v.payload.get())
-                        && pv.get("action").and_then(serde_json::Value::as_str) != Some("log_only")
-                    {
-                        alerts_seen.alert(
-                            (&v.entry_id.to_string(), seq, ts_ms),
-                            (agent, session),
-                            &pv,
-                        );
+                    if let Some((id, pv)) = &alert {
+                        alerts_seen.alert((id, seq, ts_ms), (agent, session), pv);
                     }
                 }
                 "agent_paused" => f.anomalies.paused += 1,

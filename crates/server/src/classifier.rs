@@ -40,14 +40,15 @@ pub struct Verdict {
     pub record: Value,
 }
 
-/// The text sent for a call: every string of `v` (object values, array items), in document
-/// order, joined by newlines, normalised as patterns see it, cut to `max_chars` characters.
+/// The text sent for a call: every string of `values` (object values, array items), in
+/// document order, joined by newlines, normalised as patterns see it, cut to `max_chars`
+/// characters (head and tail).
 #[must_use]
-pub fn text_of(v: &Value, max_chars: usize) -> String {
+pub fn text_of(values: &[&Value], max_chars: usize) -> String {
     use blackbox_detect::patterns::{MAX_JSON_DEPTH, is_content_hash};
     // An explicit stack, as deep as the pattern scan goes.
     let mut parts = Vec::new();
-    let mut stack = vec![(v, 0usize)];
+    let mut stack: Vec<(&Value, usize)> = values.iter().rev().map(|v| (*v, 0)).collect();
     while let Some((v, depth)) = stack.pop() {
         match v {
             Value::String(s) if !is_content_hash(s) => parts.push(s.as_str()),
@@ -201,9 +202,12 @@ mod tests {
     #[test]
     fn the_text_is_normalised_joined_and_cut() {
         let v = json!({"args": {"a": "Ignore\u{200B} PREVIOUS", "b": ["instructions", 3]}, "h": "sha256:00"});
-        assert_eq!(text_of(&v, 100), "ignore previous instructions sha256:00");
-        assert_eq!(text_of(&v, 6), "ign\n:00", "head and tail");
+        assert_eq!(
+            text_of(&[&v], 100),
+            "ignore previous instructions sha256:00"
+        );
+        assert_eq!(text_of(&[&v], 6), "ign\n:00", "head and tail");
         let hashed = format!("sha256:{}", "ab".repeat(32));
-        assert_eq!(text_of(&json!({"a": hashed, "b": "x"}), 100), "x");
+        assert_eq!(text_of(&[&json!({"a": hashed, "b": "x"})], 100), "x");
     }
 }

@@ -243,5 +243,5 @@ pub async fn feed_webhooks(
 fn shadow_alert(v: &EntryView<'_>) -> bool {
     v.event_type == "anomaly_detected"
         && serde_json::from_str::<serde_json::Value>(v.payload.get())
-            .is_ok_and(|p| p.get("action").and_then(serde_json::Value::as_str) == Some("log_only"))
+            .is_ok_and(|p| blackbox_core::alert::is_shadow(&p))
 }

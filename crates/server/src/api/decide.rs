@@ -95,7 +95,8 @@ pub async fn decide_for(
     // The optional classifier reads the arguments and prompt, normalised and joined.
     let classifier = match &rules.classifier {
         Some(spec) => {
-            let text = crate::classifier::text_of(&Value::Object(scan.clone()), spec.max_chars);
+            let values: Vec<&Value> = scan.values().collect();
+            let text = crate::classifier::text_of(&values, spec.max_chars);
             let asked = std::time::Instant::now();
             let verdict = crate::classifier::ask(spec, &text, &b.tool_name, &b.agent_id).await;
             let m = &state.metrics;
