@@ -110,6 +110,30 @@ fn write_known_log(dir: &str) {
 }
 
 /// `blackbox export --data-dir DIR --standard soc2 --control CC7.2` and `extra`.
+/// [`export_soc2`] with the clock fixed at `now_ms` (the report's date comes from the clock: two
+/// runs compared byte for byte must not straddle midnight).
+fn export_soc2_at(dir: &str, extra: &[&str], now_ms: i64) -> common::Run {
+    let out = common::bin()
+        .env("BLACKBOX_TEST_NOW", ts(now_ms))
+        .args([
+            "export",
+            "--data-dir",
+            dir,
+            "--standard",
+            "soc2",
+            "--control",
+            "CC7.2",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 fn export_soc2(dir: &str, extra: &[&str]) -> common::Run {
     let mut a = vec![
         "export",
@@ -472,7 +496,7 @@ fn the_pdf_passes_qpdf_and_pdftotext_finds_the_figures() {
     }
     let (tmp, dir) = setup();
     let out = tmp.path().join("soc2_cc7.2_evidence.pdf");
-    let r = export_soc2(
+    let r = export_soc2_at(
         &dir,
         &[
             "--period",
@@ -480,6 +504,7 @@ fn the_pdf_passes_qpdf_and_pdftotext_finds_the_figures() {
             "--output",
             out.to_str().unwrap(),
         ],
+        T0 + 35 * DAY,
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let q = std::process::Command::new("qpdf")
@@ -548,7 +573,7 @@ fn the_pdf_passes_qpdf_and_pdftotext_finds_the_figures() {
     check_pdfa(&iso, &["iso27001_A.8.15_evidence.json"]);
     // The JSON inside is the one `--output x.json` writes.
     let json = tmp.path().join("soc2_cc7.2_evidence.json");
-    let r = export_soc2(
+    let r = export_soc2_at(
         &dir,
         &[
             "--period",
@@ -556,6 +581,7 @@ fn the_pdf_passes_qpdf_and_pdftotext_finds_the_figures() {
             "--output",
             json.to_str().unwrap(),
         ],
+        T0 + 35 * DAY,
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let detached = tmp.path().join("detached.json");

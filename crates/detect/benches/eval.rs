@@ -1,6 +1,7 @@
 //! Rule evaluation throughput and decision-evaluation latency (docs/PERFORMANCE.md).
 //!
-//! `cargo bench -p blackbox-detect --bench eval`
+//! `cargo bench -p blackbox-detect --bench eval [-- FILTER…]` (only the lines whose name holds
+//! one of the filters, e.g. `-- "ingest path, the recommended pack"`)
 //!
 //! 1. Ingest path, the seed's rules: per event, reading features from the payload (pattern scan
 //!    included; in the service this runs on the request threads) and counting/evaluating in the
@@ -61,7 +62,20 @@ fn payload(i: u64) -> (String, Value) {
     }
 }
 
+/// Whether the benchmark `name` was asked for: every one when no filter is given
+/// (`cargo bench -p blackbox-detect --bench eval -- pack` runs those whose name has `pack`).
+fn wanted(name: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+}
+
 fn ingest(name: &str, rules: &str, n: u64) {
+    if !wanted(name) {
+        return;
+    }
     let set = Arc::new(RuleSet::parse(rules).unwrap());
     let events: Vec<(String, String, Value)> = (0..n)
         .map(|i| {
@@ -112,6 +126,9 @@ fn ingest(name: &str, rules: &str, n: u64) {
 }
 
 fn decisions(name: &str, rules: &str, n: u64) {
+    if !wanted(&format!("decision evaluation, {name}")) {
+        return;
+    }
     let set = Arc::new(RuleSet::parse(rules).unwrap());
     let mut det = Detector::new(Arc::clone(&set));
     let mut lat = Vec::with_capacity(n as usize);

@@ -537,7 +537,16 @@ impl Detector {
         let first_seen = st.first_seen_ms;
         let mut fired: Vec<Firing> = Vec::new();
         for (ri, rule) in rules.rules.iter().enumerate() {
-            if !in_force(rule, ob) {
+            // Rules that read what this event does not have are passed over before their scope
+            // is looked at (most events match no pattern).
+            let nothing_to_read = match &rule.kind {
+                Kind::Pattern { .. } => !f.hits.contains(ri),
+                Kind::Hidden { mask } => f.hits.hidden() & mask == 0,
+                Kind::Classifier { .. } => f.classifier_score.is_none(),
+                Kind::Score { .. } => true,
+                Kind::Metric { .. } | Kind::TimeWindow { .. } => false,
+            };
+            if nothing_to_read || !in_force(rule, ob) {
                 continue;
             }
             let firing = |observed, baseline, threshold, matched, window_start_ms| Firing {

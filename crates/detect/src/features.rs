@@ -33,6 +33,21 @@ const SCANNED_POINTERS: [&str; 8] = [
     "/input",
 ];
 
+/// The index of `key` in [`SCANNED_FIELDS`].
+fn scanned_field(key: &str) -> Option<usize> {
+    Some(match key {
+        "args" => 0,
+        "args_raw" => 1,
+        "arguments" => 2,
+        "prompt" => 3,
+        "messages" => 4,
+        "query" => 5,
+        "content" => 6,
+        "input" => 7,
+        _ => return None,
+    })
+}
+
 /// What the detector knows of one event besides its envelope.
 #[derive(Debug, Clone, Default)]
 pub struct Features {
@@ -125,8 +140,15 @@ impl Features {
             // arguments of one call: each string alone, then all of them joined.
             let mut prefixes: Vec<std::borrow::Cow<'static, str>> = Vec::new();
             let mut values: Vec<&Node<'_>> = Vec::new();
-            for (key, pointer) in SCANNED_FIELDS.iter().zip(SCANNED_POINTERS) {
-                if let Some(v) = get(payload, key) {
+            // One pass over the payload's members (a lookup per scanned name cost more).
+            let mut scanned: [Option<&Node<'_>>; SCANNED_FIELDS.len()] = Default::default();
+            for (key, v) in payload {
+                if let Some(slot) = scanned_field(key).and_then(|i| scanned.get_mut(i)) {
+                    *slot = Some(v);
+                }
+            }
+            for (v, pointer) in scanned.into_iter().zip(SCANNED_POINTERS) {
+                if let Some(v) = v {
                     prefixes.push(pointer.into());
                     values.push(v);
                 }
@@ -154,5 +176,19 @@ impl Features {
             };
             patterns.scan_fields(&roots, tool, &mut self.hits);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scanned_field_is_found_at_its_place() {
+        for (i, key) in SCANNED_FIELDS.iter().enumerate() {
+            assert_eq!(scanned_field(key), Some(i), "{key}");
+            assert_eq!(SCANNED_POINTERS.get(i), Some(&format!("/{key}").as_str()));
+        }
+        assert_eq!(scanned_field("tool_name"), None);
     }
 }

@@ -156,6 +156,11 @@ pub fn for_each_view(s: &str, mut f: impl FnMut(&str)) {
 /// decoded in several steps).
 pub fn for_each_step_view(s: &str, mut f: impl FnMut(Step, &str)) {
     f(Step::Plain, &normalize_text(s));
+    for_each_decoded_view(s, f);
+}
+
+/// Like [`for_each_step_view`] without the first, plain view: only what the decoders revealed.
+pub fn for_each_decoded_view(s: &str, mut f: impl FnMut(Step, &str)) {
     let mut state = DecodeState {
         budget: DECODE_BUDGET,
         seen: HashSet::new(),
@@ -655,6 +660,9 @@ pub const MIN_HEX_LEN: usize = 16;
 /// U+0020–U+007E; the language tag U+E0001 and the cancel tag U+E007F are dropped).
 #[must_use]
 pub fn decode_unicode_tags(s: &str) -> Option<String> {
+    if s.is_ascii() {
+        return None;
+    }
     let mut out = String::new();
     for c in s.chars() {
         let u = u32::from(c);
@@ -832,14 +840,23 @@ pub fn fold_leetspeak(s: &str) -> Option<String> {
         '|' => Some('l'),
         _ => None,
     };
-    // Cheap sign first: a look-alike next to a letter.
-    let mut prev = ' ';
-    if !s.chars().any(|c| {
-        let sign = (leet(c).is_some() && prev.is_alphabetic())
-            || (c.is_alphabetic() && leet(prev).is_some());
-        prev = c;
-        sign
-    }) {
+    // Cheap sign first: a look-alike next to a letter (byte by byte for ASCII text).
+    let sign = if s.is_ascii() {
+        let is_leet = |b: u8| leet(char::from(b)).is_some();
+        s.as_bytes().windows(2).any(|w| {
+            (is_leet(w[1]) && w[0].is_ascii_alphabetic())
+                || (w[1].is_ascii_alphabetic() && is_leet(w[0]))
+        })
+    } else {
+        let mut prev = ' ';
+        s.chars().any(|c| {
+            let sign = (leet(c).is_some() && prev.is_alphabetic())
+                || (c.is_alphabetic() && leet(prev).is_some());
+            prev = c;
+            sign
+        })
+    };
+    if !sign {
         return None;
     }
     let mut out = String::with_capacity(s.len());

@@ -27,11 +27,12 @@
 //! Raw content is inspected in memory only: [`Hits`] records which rule and pattern matched,
 //! never the matched text.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
 use blackbox_core::event::Node;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use serde_json::Value;
 
@@ -161,6 +162,10 @@ pub struct PatternIndex {
     exempt: Vec<ArgExempt>,
     /// Some rule reads hidden text.
     hidden: bool,
+    /// The regexes with a start or end anchor that may not match a view between spaces as it
+    /// matches the view alone ([`has_anchor`]): [`PatternIndex::clean`] runs them on each
+    /// string's view, the others only on the views joined. `None` when there is none.
+    edge_bound: Option<Sets>,
 }
 
 /// Hits of `rule` in the value at `pointer` (or below) of a call of `tools` (any tool when
@@ -271,11 +276,24 @@ impl PatternIndex {
             // Standard semantics so overlapping search can report every literal at every
             // position: with leftmost semantics, "ignore previous" would hide an overlapping
             // "previous instructions" of another rule.
+            // A DFA: every view of every string goes through it, and a full transition table
+            // is about twice as fast per byte as the default contiguous NFA (docs/PERFORMANCE.md).
             let automaton = AhoCorasick::builder()
                 .match_kind(MatchKind::Standard)
+                .kind(Some(AhoCorasickKind::DFA))
                 .build(&literal_texts)
                 .map_err(|error| PatternError::LiteralAutomaton { error })?;
             Some(automaton)
+        };
+        let edge_bound: Vec<&str> = regex_entries
+            .iter()
+            .map(|(text, _, _)| *text)
+            .filter(|text| has_anchor(text))
+            .collect();
+        let edge_bound = if edge_bound.is_empty() {
+            None
+        } else {
+            Some(compile_set(&edge_bound)?)
         };
         let regexes = Regexes::build(regex_entries)?;
         Ok(Self {
@@ -284,6 +302,7 @@ impl PatternIndex {
             regexes,
             exempt,
             hidden,
+            edge_bound,
         })
     }
 
@@ -336,6 +355,23 @@ impl PatternIndex {
             .iter()
             .filter(|e| e.tools.is_empty() || tool.is_some_and(|t| e.tools.contains(t)))
             .collect();
+        // Most calls match nothing: that is settled on the joined views alone (one or two
+        // scans instead of one per string and two more), and only a call with a match is
+        // scanned again string by string, to say where.
+        hits.at_path.clear();
+        if active.is_empty() && self.clean(roots, hits) {
+            return;
+        }
+        self.scan_fields_located(roots, &active, hits);
+    }
+
+    /// [`PatternIndex::scan_fields`] string by string, locating each hit.
+    fn scan_fields_located(
+        &self,
+        roots: &[(&str, &Node<'_>)],
+        active: &[&ArgExempt],
+        hits: &mut Hits,
+    ) {
         // An explicit stack: no recursion, whatever the value's shape. Each value is a node of
         // `arena` (its parent and its key or index), so that the JSON Pointer (RFC 6901) of a
         // hit is spelled out only when there is one (or an exemption needs it).
@@ -415,6 +451,108 @@ impl PatternIndex {
         hits.at_path.clear();
     }
 
+    /// Whether no pattern matches anything [`PatternIndex::scan_fields`] would scan in `roots`
+    /// (no exemption active): every string's decoded views, then its plain view, which is a
+    /// substring of the joined views (or scanned alone when the string is too long to join).
+    /// Records the hidden text seen in `hits`; adds no hit. It may find a match the scan
+    /// string by string would not (the joined views hold more), never the reverse:
+    ///
+    /// a literal, or a regex without anchors, that matches a view matches any text holding
+    /// that view between spaces (word boundaries read a space as they read the start or end of
+    /// the text); so do regexes whose anchors are in the word-edge idiom ([`has_anchor`]); the
+    /// others run on each plain view too. The views joined with one space are the joined text
+    /// normalised (views are trimmed and their whitespace runs collapsed).
+    fn clean(&self, roots: &[(&str, &Node<'_>)], hits: &mut Hits) -> bool {
+        let mut plain: Vec<(Cow<'_, str>, usize)> = Vec::new();
+        let mut stack: Vec<(&Node<'_>, usize)> = roots.iter().rev().map(|(_, v)| (*v, 0)).collect();
+        while let Some((value, depth)) = stack.pop() {
+            match value {
+                Node::Str(s) if !is_content_hash(s) => {
+                    if self.hidden {
+                        hits.hidden |= crate::normalize::hidden_text(s);
+                    }
+                    let mut found = false;
+                    crate::normalize::for_each_decoded_view(s, |_, view| {
+                        found = found || self.matches_any(view);
+                    });
+                    if found {
+                        return false;
+                    }
+                    let view = normalize_text(s);
+                    if self
+                        .edge_bound
+                        .as_ref()
+                        .is_some_and(|set| set.is_match(&view))
+                    {
+                        return false;
+                    }
+                    plain.push((view, s.len()));
+                }
+                Node::Arr(items) if depth < MAX_JSON_DEPTH => {
+                    stack.extend(items.iter().rev().map(|item| (item, depth + 1)));
+                }
+                Node::Obj(map) if depth < MAX_JSON_DEPTH => {
+                    stack.extend(map.iter().rev().map(|(_, item)| (item, depth + 1)));
+                }
+                _ => {}
+            }
+        }
+        if plain.len() <= 1 {
+            return plain.iter().all(|(view, _)| !self.matches_any(view));
+        }
+        // As `joined` chooses the strings of the joined text, by their raw length.
+        let mut text = String::new();
+        for reverse in [false, true] {
+            text.clear();
+            let mut raw_len = 0;
+            let mut included = vec![false; plain.len()];
+            let order: Box<dyn Iterator<Item = usize>> = if reverse {
+                Box::new((0..plain.len()).rev())
+            } else {
+                Box::new(0..plain.len())
+            };
+            for i in order {
+                let Some((view, len)) = plain.get(i) else {
+                    continue;
+                };
+                if raw_len + len + 1 > MAX_JOINED {
+                    continue;
+                }
+                raw_len += if raw_len == 0 { *len } else { len + 1 };
+                if let Some(slot) = included.get_mut(i) {
+                    *slot = true;
+                }
+                if !view.is_empty() {
+                    if !text.is_empty() {
+                        text.push(' ');
+                    }
+                    text.push_str(view);
+                }
+            }
+            if self.matches_any(&text) {
+                return false;
+            }
+            // A string left out of this joined text is scanned alone.
+            let left_out = plain
+                .iter()
+                .zip(&included)
+                .filter(|(_, inc)| !**inc)
+                .any(|((view, _), _)| self.matches_any(view));
+            if left_out {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether any pattern matches `view` (exemptions aside).
+    fn matches_any(&self, view: &str) -> bool {
+        if self.literals.as_ref().is_some_and(|a| a.is_match(view)) {
+            return true;
+        }
+        self.regexes.as_ref().is_some_and(|r| r.matches_any(view))
+    }
+
     /// Matches one normalised view.
     fn scan_view(&self, view: &str, hits: &mut Hits) {
         if let Some(automaton) = &self.literals {
@@ -448,6 +586,63 @@ pub fn is_content_hash(s: &str) -> bool {
     s.len() == 71
         && s.strip_prefix("sha256:")
             .is_some_and(|h| h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+/// Whether `regex` (as the index compiles it) could match a view alone and not the same view
+/// between spaces in a longer text: it has a start or end anchor (of the text or of a line)
+/// other than in the word-edge idiom `(?:^|[^a-z0-9])…` / `…(?:[^a-z]|$)` (an anchor beside a
+/// class that matches a space, where nothing can come before it in a match, or after it:
+/// between spaces, the class reads the space where the anchor read the edge). A regex that
+/// does not parse counts as anchored; it is refused when compiled anyway.
+fn has_anchor(regex: &str) -> bool {
+    regex_syntax::ParserBuilder::new()
+        .case_insensitive(true)
+        .build()
+        .parse(regex)
+        .map_or(true, |hir| !edges_read_as_space(&hir, true, true))
+}
+
+fn anchored(hir: &regex_syntax::hir::Hir) -> bool {
+    hir.properties().look_set().contains_anchor()
+}
+
+/// See [`has_anchor`]: every anchor of `hir` is in the word-edge idiom. `head`: nothing of the
+/// regex comes before `hir`; `tail`: nothing comes after it.
+fn edges_read_as_space(hir: &regex_syntax::hir::Hir, head: bool, tail: bool) -> bool {
+    use regex_syntax::hir::{Class, HirKind, Look};
+    if !anchored(hir) {
+        return true;
+    }
+    let matches_space = |h: &regex_syntax::hir::Hir| match h.kind() {
+        HirKind::Class(Class::Unicode(c)) => c
+            .ranges()
+            .iter()
+            .any(|r| r.start() <= ' ' && ' ' <= r.end()),
+        HirKind::Class(Class::Bytes(c)) => c
+            .ranges()
+            .iter()
+            .any(|r| r.start() <= b' ' && b' ' <= r.end()),
+        _ => false,
+    };
+    match hir.kind() {
+        HirKind::Alternation(branches) => {
+            let beside_space = branches.iter().any(matches_space);
+            branches.iter().all(|b| match b.kind() {
+                HirKind::Look(Look::Start) => head && beside_space,
+                HirKind::Look(Look::End) => tail && beside_space,
+                _ => edges_read_as_space(b, head, tail),
+            })
+        }
+        HirKind::Concat(parts) => {
+            let last = parts.len().saturating_sub(1);
+            parts
+                .iter()
+                .enumerate()
+                .all(|(i, part)| edges_read_as_space(part, head && i == 0, tail && i == last))
+        }
+        HirKind::Capture(c) => edges_read_as_space(&c.sub, head, tail),
+        _ => false,
+    }
 }
 
 /// The strings joined with spaces (last first when `reverse`), within [`MAX_JOINED`] bytes,
@@ -570,6 +765,20 @@ impl Regexes {
                     }
                 }
             }
+        }
+    }
+}
+
+impl Regexes {
+    /// Whether any regex matches `view`.
+    fn matches_any(&self, view: &str) -> bool {
+        match &self.non_ascii {
+            Some(non_ascii) if !view.is_ascii() => {
+                let mut hits = Hits::new();
+                non_ascii.scan_view(view, &mut hits);
+                !hits.is_empty()
+            }
+            _ => self.all.is_match(view),
         }
     }
 }
@@ -714,6 +923,14 @@ struct Sets {
 }
 
 impl Sets {
+    /// Whether any regex matches `view`.
+    fn is_match(&self, view: &str) -> bool {
+        match &self.whole {
+            Some(whole) if view.len() <= WHOLE_SET_MAX_VIEW => whole.is_match(view),
+            _ => self.chunks.iter().any(|(set, _)| set.is_match(view)),
+        }
+    }
+
     /// The indices (into the regexes given to [`compile_set`]) of those matching `view`.
     fn matches<'a>(&'a self, view: &'a str) -> Box<dyn Iterator<Item = usize> + 'a> {
         match &self.whole {
@@ -943,6 +1160,134 @@ mod tests {
     use base64::engine::general_purpose::STANDARD;
     use proptest::prelude::*;
     use serde_json::json;
+
+    /// The recommended pack's index, and every text of the project's evaluation set (attacks and
+    /// honest arguments) cut at word boundaries into one to four arguments.
+    fn pack_and_pieces() -> (crate::RuleSet, Vec<Value>) {
+        let set = crate::RuleSet::parse(include_str!("../../../examples/recommended-rules.yaml"))
+            .unwrap();
+        let mut texts = Vec::new();
+        for file in [
+            include_str!("../tests/eval/attacks.jsonl"),
+            include_str!("../tests/eval/benign.jsonl"),
+        ] {
+            for line in file.lines().filter(|l| l.starts_with('{')) {
+                let v: Value = serde_json::from_str(line).unwrap();
+                let mut strings = Vec::new();
+                collect_strings(v.get("arguments").unwrap_or(&v["text"]), &mut strings);
+                texts.push(strings.join(" "));
+            }
+        }
+        assert!(texts.len() >= 700, "{}", texts.len());
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            usize::try_from(seed % n as u64).unwrap()
+        };
+        let mut cases = Vec::new();
+        for text in &texts {
+            let words: Vec<&str> = text.split(' ').collect();
+            let parts = 1 + next(4);
+            let mut cuts: Vec<usize> = (0..parts - 1).map(|_| next(words.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut args = serde_json::Map::new();
+            let mut from = 0;
+            for (i, cut) in cuts.into_iter().chain([words.len()]).enumerate() {
+                let piece = words[from..cut.max(from)].join(" ");
+                from = cut.max(from);
+                // Keys that sort against the order of the pieces half of the time.
+                let key = if next(2) == 0 {
+                    format!("k{i}")
+                } else {
+                    format!("k{}", 9 - i)
+                };
+                args.insert(key, json!(piece));
+            }
+            cases.push(json!({ "args": Value::Object(args), "n": 7 }));
+        }
+        (set, cases)
+    }
+
+    fn collect_strings(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
+            Value::Object(o) => o.values().for_each(|x| collect_strings(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_joined_views_say_whether_anything_matches_as_the_scan_string_by_string_does() {
+        let (set, cases) = pack_and_pieces();
+        let index = &set.patterns;
+        let (mut matched, mut clean) = (0, 0);
+        for case in &cases {
+            let node = Node::from_value(case);
+            let roots = [("", &node)];
+            let mut located = Hits::new();
+            index.scan_fields_located(&roots, &[], &mut located);
+            let mut probe = Hits::new();
+            let is_clean = index.clean(&roots, &mut probe);
+            assert_eq!(is_clean, located.is_empty(), "{case}: {located:?}");
+            assert!(probe.is_empty());
+            // And through the public entry point, the same hits in the same places.
+            let mut hits = Hits::new();
+            index.scan_fields(&roots, None, &mut hits);
+            let seen = |h: &Hits| {
+                h.iter()
+                    .map(|(rule, p)| {
+                        (
+                            rule,
+                            format!("{p:?}"),
+                            h.location(rule).map(|(a, b)| (a.to_owned(), b)),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(seen(&hits), seen(&located), "{case}");
+            if is_clean { clean += 1 } else { matched += 1 }
+        }
+        // Both ways were exercised.
+        assert!(
+            matched > 300 && clean > 300,
+            "{matched} matched, {clean} clean"
+        );
+    }
+
+    #[test]
+    fn an_anchored_regex_is_run_on_each_view_alone() {
+        for (regex, read_as_space) in [
+            ("^ignore previous", false),
+            ("ignore previous$", false),
+            ("(?m)^ignore", false),
+            (r"\Aignore", false),
+            ("(?:^|[^a-z0-9])ignore", true),
+            ("(?-i)(?:^|[^a-z0-9])ignore(?:$|[^a-z0-9])", true),
+            ("(?:^|[^a-z0-9])ignore|(?:^|\\s)forget", true),
+            ("(?:^|[a-z])ignore", false),
+            ("ignore(?:^|[^a-z0-9])previous", false),
+            ("(?:$|[^a-z0-9])ignore", false),
+            ("(?:^|[^a-z])(?:stay dan(?:[^a-z]|$)|act as dan)", true),
+            ("(?:^|[^a-z])(?:stay dan(?:[^a-z]|$)|act as dan) now", false),
+            ("(?:^|[.!?] )ignore", false),
+            (r"\bignore\b", true),
+        ] {
+            assert_eq!(!has_anchor(regex), read_as_space, "{regex}");
+        }
+        let anchored = PatternIndex::build(&[rule(&[], &["^ignore previous"])]).unwrap();
+        assert!(anchored.edge_bound.is_some());
+        let free = PatternIndex::build(&[rule(&["x"], &[r"\bignore\s+previous\b"])]).unwrap();
+        assert!(free.edge_bound.is_none());
+        // Anchored, the phrase at the start of the second argument is found alone, not in
+        // the joined text (where it does not start the text).
+        let v = json!({"a": "please", "b": "Ignore previous instructions"});
+        let mut hits = Hits::new();
+        anchored.scan_json(&v, &mut hits);
+        assert_eq!(hits.location(0), Some(("/b", Step::Plain)), "{hits:?}");
+    }
 
     fn rule(literals: &[&str], regexes: &[&str]) -> PatternSource {
         PatternSource {
