@@ -23,6 +23,7 @@ pub mod error;
 pub mod events;
 pub mod exports;
 pub mod openapi;
+pub mod overview;
 pub mod proofs;
 pub mod schema_check;
 pub mod tokens;

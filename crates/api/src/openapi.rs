@@ -13,7 +13,9 @@
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
-use crate::{agents, alerts, decide, entries, erasures, error, events, exports, proofs, tokens};
+use crate::{
+    agents, alerts, decide, entries, erasures, error, events, exports, overview, proofs, tokens,
+};
 
 /// Where component schemas live (`$ref: "#/components/schemas/<Name>"`).
 const SCHEMAS: &str = "/components/schemas";
@@ -60,6 +62,8 @@ pub fn document() -> Value {
     let decide_req = r(|g| g.subschema_for::<decide::DecideRequest>());
     let decision = r(|g| g.subschema_for::<decide::Decision>());
     let agent_list = r(|g| g.subschema_for::<agents::AgentList>());
+    let overview = r(|g| g.subschema_for::<overview::Overview>());
+    let checkpoint_key = r(|g| g.subschema_for::<overview::CheckpointKey>());
     let agent_action = r(|g| g.subschema_for::<agents::AgentAction>());
     let agent_change = r(|g| g.subschema_for::<agents::AgentChange>());
     let alert_list = r(|g| g.subschema_for::<alerts::AlertList>());
@@ -142,6 +146,13 @@ pub fn document() -> Value {
             "summary": "Verify the tenant's chain (as `blackbox verify --format json`)", "operationId": "verify",
             "parameters": [tenant],
             "responses": with(std_err(&[]), ok("200", "The report (status ok or tampered)", &ref_("VerifyReport")))}},
+        "/v1/overview": {"get": {
+            "summary": "Each readable tenant's entries, agents, open alerts and latest checkpoint (the console's first page)", "operationId": "overview",
+            "parameters": [tenant],
+            "responses": with(std_err(&[]), ok("200", "Overview", &overview))}},
+        "/v1/checkpoints/key": {"get": {
+            "summary": "The key that signs the checkpoints (verifier key and fingerprint)", "operationId": "checkpointKey",
+            "responses": with(std_err(&[]), ok("200", "CheckpointKey", &checkpoint_key))}},
         "/v1/checkpoints/latest": {"get": {
             "summary": "The latest signed checkpoint", "operationId": "latestCheckpoint",
             "parameters": [tenant],

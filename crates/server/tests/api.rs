@@ -316,10 +316,30 @@ async fn tenants_are_isolated_on_every_endpoint() {
         "/v1/verify?tenant_id=tenant_a",
         "/v1/checkpoints/latest?tenant_id=tenant_a",
         "/v1/proofs/consistency?tenant_id=tenant_a&from_size=1",
+        "/v1/overview?tenant_id=tenant_a",
     ] {
         let (s, v) = f.get_json(&b, uri).await;
         assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"), "{uri}");
     }
+    // The overview: B's own tenant only; A's shows A's two entries and agent.
+    let (s, v) = f.get_json(&b, "/v1/overview").await;
+    assert_eq!(s, StatusCode::OK);
+    let tenants = v["tenants"].as_array().unwrap();
+    assert_eq!(tenants.len(), 1, "{v}");
+    assert_eq!(tenants[0]["tenant_id"], "tenant_b");
+    // Its event and the refusals above, as its chain holds them.
+    let (_, report) = f.get_json(&b, "/v1/verify").await;
+    assert_eq!(tenants[0]["entries"], report["entries"], "{report}");
+    assert!(v["key_fingerprint"].as_str().unwrap().starts_with("sha256:"));
+    let (_, v) = f.get_json(&a, "/v1/overview").await;
+    assert_eq!(v["tenants"][0]["tenant_id"], "tenant_a");
+    assert_eq!(v["tenants"][0]["entries"], 2);
+    assert_eq!(v["tenants"][0]["agents"], 1);
+    assert_eq!(v["tenants"][0]["alerts_open"], 0);
+    let (s, k) = f.get_json(&b, "/v1/checkpoints/key").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(k["fingerprint"], v["key_fingerprint"]);
+    assert!(k["verifier_key"].as_str().unwrap().contains('+'), "{k}");
     let (s, v) = f.get_json(&b, "/v1/verify").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["chains"].as_array().unwrap().len(), 1);

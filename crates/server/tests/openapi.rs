@@ -251,6 +251,10 @@ async fn every_route_answers_as_the_document_says() {
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, _) = s.call(M::GET, "/v1/verify", "/v1/verify", w, None).await;
     assert_eq!(st, StatusCode::OK);
+    for route in ["/v1/overview", "/v1/checkpoints/key"] {
+        let (st, _) = s.call(M::GET, route, route, w, None).await;
+        assert_eq!(st, StatusCode::OK, "{route}");
+    }
     let (st, cp) = s
         .call(
             M::GET,

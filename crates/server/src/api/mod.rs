@@ -15,6 +15,7 @@ mod events;
 mod exports;
 pub(crate) mod input;
 pub(crate) mod ops;
+mod overview;
 mod proofs;
 mod retention;
 pub(crate) mod shares;
@@ -47,6 +48,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/entries", get(entries::query))
         .route("/v1/entries/{entry_id}", get(entries::one))
         .route("/v1/verify", get(verify::verify))
+        .route("/v1/overview", get(overview::overview))
+        .route("/v1/checkpoints/key", get(overview::checkpoint_key))
         .route("/v1/checkpoints/latest", get(proofs::latest_checkpoint))
         .route("/v1/checkpoints", post(proofs::sign_checkpoint))
         .route("/v1/proofs/inclusion", get(proofs::inclusion))
