@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 pub struct Overview {
     /// The tenants.
     pub tenants: Vec<TenantOverview>,
+    /// The scopes of the token that asked (`admin`, `ingest`, `read`), so that a client shows
+    /// only the actions it may take.
+    pub scopes: Vec<String>,
+    /// The token's own tenant (`null` for an admin token without one).
+    pub token_tenant: Option<String>,
     /// Fingerprint of the checkpoint signing key (`sha256:` + hex of the Ed25519 public key),
     /// as `blackbox keys show` prints it.
     pub key_fingerprint: String,

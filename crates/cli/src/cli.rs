@@ -876,6 +876,10 @@ pub struct ServeArgs {
     /// An OTLP/gRPC listener (TraceService, LogsService), e.g. 0.0.0.0:4317, or `off`.
     #[arg(long, env = "BLACKBOX_OTLP_GRPC", value_name = "ADDR")]
     pub otlp_grpc: Option<String>,
+    /// The forensic console at /ui: `auto` (default: served when --listen is a loopback
+    /// address), `on` or `off`.
+    #[arg(long, env = "BLACKBOX_CONSOLE", value_name = "auto|on|off")]
+    pub console: Option<String>,
     /// Print an example settings file with every default, and exit.
     #[arg(long)]
     pub print_config: bool,

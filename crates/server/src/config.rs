@@ -25,6 +25,10 @@ body_limit_bytes = 16777216
 max_events_per_request = 10000
 # Ingest requests waiting for the writer before new ones get 503.
 queue_capacity = 4096
+# The forensic console at /ui (docs/CONSOLE.md): "auto" serves it when `listen` is a loopback
+# address, "on" everywhere, "off" never. It holds no data itself: every view asks /v1/ with the
+# token the user signs in with.
+console = "auto"
 
 [server.rate_limit]
 # Requests per second per token (token bucket); 0 turns the limit off.
@@ -164,6 +168,8 @@ pub struct ServerConfig {
     pub otlp_keep_other: bool,
     /// Where guardrail spans are exported (`[otlp.guardrails]`).
     pub guardrails: Option<GuardrailExport>,
+    /// Serve the forensic console at `/ui` (`[server] console`, `--console`).
+    pub console: bool,
 }
 
 /// The standard OTLP/HTTP port's loopback address, for `--otlp`.
@@ -204,6 +210,8 @@ pub struct Overrides {
     pub otlp_http: Option<String>,
     /// `--otlp-grpc` / `BLACKBOX_OTLP_GRPC` (an address, or `off`).
     pub otlp_grpc: Option<String>,
+    /// `--console` / `BLACKBOX_CONSOLE` (`auto`, `on` or `off`).
+    pub console: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -328,6 +336,7 @@ struct RawServer {
     #[serde(default)]
     limits: RawLimits,
     log_format: Option<String>,
+    console: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -378,6 +387,18 @@ fn choose<T>(
     match (flag, file) {
         ((Some(v), whence), _) | ((None, _), (Some(v), whence)) => Some(parse(v, whence)),
         ((None, _), (None, _)) => None,
+    }
+}
+
+/// `auto`, `on` or `off`: `Some(bool)`, or `None` for `auto`.
+fn parse_console(s: &str, whence: &str) -> Result<Option<bool>, ServerError> {
+    match s {
+        "auto" => Ok(None),
+        "on" | "true" => Ok(Some(true)),
+        "off" | "false" => Ok(Some(false)),
+        other => Err(ServerError::Config(format!(
+            "{whence}: `{other}` is not a console setting; use auto (on for a loopback listener), on or off"
+        ))),
     }
 }
 
@@ -555,7 +576,19 @@ impl ServerConfig {
         .transpose()?
         .flatten();
         let guardrails = guardrails(raw.otlp.guardrails, &whence)?;
+        let console = choose(
+            (o.console.as_deref(), "--console"),
+            (
+                raw.server.console.as_deref(),
+                &format!("{whence}: server.console"),
+            ),
+            parse_console,
+        )
+        .transpose()?
+        .flatten()
+        .unwrap_or_else(|| listen.ip().is_loopback());
         Ok(Self {
+            console,
             otlp_http,
             otlp_grpc,
             otlp_keep_other: raw.otlp.keep_other.unwrap_or(false),
@@ -599,6 +632,30 @@ impl ServerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_console_is_on_for_a_loopback_listener_unless_told() {
+        let load = |listen: &str, console: Option<&str>| {
+            ServerConfig::load(
+                None,
+                &Overrides {
+                    listen: Some(listen.into()),
+                    console: console.map(Into::into),
+                    ..Overrides::default()
+                },
+            )
+        };
+        assert!(load("127.0.0.1:7700", None).unwrap().console);
+        assert!(load("[::1]:7700", None).unwrap().console);
+        assert!(!load("0.0.0.0:7700", None).unwrap().console);
+        assert!(load("0.0.0.0:7700", Some("on")).unwrap().console);
+        assert!(!load("127.0.0.1:7700", Some("off")).unwrap().console);
+        assert!(load("127.0.0.1:7700", Some("auto")).unwrap().console);
+        let e = load("127.0.0.1:7700", Some("maybe"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--console") && e.contains("auto"), "{e}");
+    }
 
     #[test]
     fn defaults_file_and_overrides() {

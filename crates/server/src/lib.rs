@@ -408,7 +408,12 @@ pub async fn serve_on(
     drop(stop_rx);
     tracing::info!(listen = %listener.local_addr()?, data_dir = %state.dir.root().display(), "blackbox serve is ready");
     let state_stop = Arc::clone(&state.stop_webhooks);
-    let app = api::router(state);
+    let console = state.config.console;
+    let mut app = api::router(state);
+    if console {
+        tracing::info!("forensic console at /ui");
+        app = app.merge(blackbox_console::router());
+    }
     serve_http(listener, app, header_timeout, async move {
         shutdown.await;
         let _ = stop_tx.send(());

@@ -330,7 +330,12 @@ async fn tenants_are_isolated_on_every_endpoint() {
     // Its event and the refusals above, as its chain holds them.
     let (_, report) = f.get_json(&b, "/v1/verify").await;
     assert_eq!(tenants[0]["entries"], report["entries"], "{report}");
-    assert!(v["key_fingerprint"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        v["key_fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
     let (_, v) = f.get_json(&a, "/v1/overview").await;
     assert_eq!(v["tenants"][0]["tenant_id"], "tenant_a");
     assert_eq!(v["tenants"][0]["entries"], 2);

@@ -119,6 +119,7 @@ impl Embedded {
                 rate_limit: Some(0),
                 otlp_http: Some("off".into()),
                 otlp_grpc: Some("off".into()),
+                console: Some("off".into()),
                 ..Default::default()
             },
         )?;

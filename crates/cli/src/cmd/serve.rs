@@ -30,6 +30,7 @@ pub fn run(a: ServeArgs) -> Result<Outcome> {
                 a.otlp
                     .then(|| blackbox_server::config::DEFAULT_OTLP_GRPC.to_owned())
             }),
+            console: a.console,
         },
     )?;
     init_logging(config.log_format);

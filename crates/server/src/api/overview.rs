@@ -84,8 +84,20 @@ pub(super) async fn overview(
             t.agents_throttled += u64::from(a.state == "throttled");
         }
     }
+    let sc = &caller.token.scopes;
+    let scopes = [
+        ("admin", sc.admin),
+        ("ingest", sc.ingest),
+        ("read", sc.read),
+    ]
+    .into_iter()
+    .filter(|(_, has)| *has)
+    .map(|(name, _)| name.to_owned())
+    .collect();
     Ok(axum::Json(Overview {
         tenants: tenants.into_values().collect(),
+        scopes,
+        token_tenant: caller.token.tenant_id.clone(),
         key_fingerprint: state.verifier.fingerprint(),
     })
     .into_response())
