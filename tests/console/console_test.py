@@ -158,6 +158,9 @@ def run(p):
         row.locator("button:has-text('Resolve')").click()
         expect(page.locator("tr", has_text="prompt_injection").first).to_contain_text("resolved", timeout=TIMEOUT)
         shot(page, "08-alert-resolved")
+        # An admin token (no tenant of its own) checks the same proof.
+        page.locator("tr", has_text="prompt_injection").first.locator("a:has-text('alert entry')").click()
+        expect(page.locator("#proof-verdict")).to_have_text("✓ Verified in your browser", timeout=TIMEOUT)
 
         # Another tenant's token sees nothing of acme.
         page.click("#signout")

@@ -109,12 +109,15 @@ fn write_known_log(dir: &str) {
     }
 }
 
-/// `blackbox export --data-dir DIR --standard soc2 --control CC7.2` and `extra`.
-/// [`export_soc2`] with the clock fixed at `now_ms` (the report's date comes from the clock: two
-/// runs compared byte for byte must not straddle midnight).
-fn export_soc2_at(dir: &str, extra: &[&str], now_ms: i64) -> common::Run {
-    let out = common::bin()
-        .env("BLACKBOX_TEST_NOW", ts(now_ms))
+/// `blackbox export --data-dir DIR --standard soc2 --control CC7.2` and `extra`, with the clock
+/// fixed at `now_ms` when given (the report's date comes from the clock: two runs compared byte
+/// for byte must not straddle midnight).
+fn export_soc2_at(dir: &str, extra: &[&str], now_ms: Option<i64>) -> common::Run {
+    let mut cmd = common::bin();
+    if let Some(ms) = now_ms {
+        cmd.env("BLACKBOX_TEST_NOW", ts(ms));
+    }
+    let out = cmd
         .args([
             "export",
             "--data-dir",
@@ -125,6 +128,7 @@ fn export_soc2_at(dir: &str, extra: &[&str], now_ms: i64) -> common::Run {
             "CC7.2",
         ])
         .args(extra)
+        .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
     common::Run {
@@ -134,45 +138,20 @@ fn export_soc2_at(dir: &str, extra: &[&str], now_ms: i64) -> common::Run {
     }
 }
 
+/// [`export_soc2_at`] on the real clock.
 fn export_soc2(dir: &str, extra: &[&str]) -> common::Run {
-    let mut a = vec![
-        "export",
-        "--data-dir",
-        dir,
-        "--standard",
-        "soc2",
-        "--control",
-        "CC7.2",
-    ];
-    a.extend_from_slice(extra);
-    run(&a)
+    export_soc2_at(dir, extra, None)
 }
 
 /// The SOC 2 export of January 2025 with the clock at 2025-02-05 (`flag`: `--output` or
 /// `--bundle`), which must succeed.
 fn export_on_day_35(dir: &str, flag: &str, to: &std::path::Path) {
-    let out = common::bin()
-        .env("BLACKBOX_TEST_NOW", ts(T0 + 35 * DAY))
-        .args([
-            "export",
-            "--data-dir",
-            dir,
-            "--standard",
-            "soc2",
-            "--control",
-            "CC7.2",
-            "--period",
-            "2025-01-01/2025-01-31",
-            flag,
-            to.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let r = export_soc2_at(
+        dir,
+        &["--period", "2025-01-01/2025-01-31", flag, to.to_str().unwrap()],
+        Some(T0 + 35 * DAY),
     );
+    assert_eq!(r.code, 0, "{}", r.stderr);
 }
 
 fn setup() -> (tempfile::TempDir, String) {
@@ -504,7 +483,7 @@ fn the_pdf_passes_qpdf_and_pdftotext_finds_the_figures() {
             "--output",
             out.to_str().unwrap(),
         ],
-        T0 + 35 * DAY,
+        Some(T0 + 35 * DAY),
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let q = std::process::Command::new("qpdf")
@@ -581,7 +560,7 @@ fn the_pdf_passes_qpdf_and_pdftotext_finds_the_figures() {
             "--output",
             json.to_str().unwrap(),
         ],
-        T0 + 35 * DAY,
+        Some(T0 + 35 * DAY),
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let detached = tmp.path().join("detached.json");

@@ -439,7 +439,9 @@
       el('pre', { text: JSON.stringify(e.payload, null, 2) }));
     try {
       const [proof, key] = await Promise.all([
-        api('/v1/proofs/inclusion?' + withTenant({ entry_id: id })),
+        // The entry's own chain (an admin may open any tenant's entry).
+        api('/v1/proofs/inclusion?' + new URLSearchParams(me.token_tenant
+          ? { entry_id: id } : { entry_id: id, tenant_id: rec.tenant_id })),
         api('/v1/checkpoints/key'),
       ]);
       const r = await checkInBrowser(rec.line, proof, key.verifier_key);
