@@ -148,7 +148,12 @@ fn export_soc2(dir: &str, extra: &[&str]) -> common::Run {
 fn export_on_day_35(dir: &str, flag: &str, to: &std::path::Path) {
     let r = export_soc2_at(
         dir,
-        &["--period", "2025-01-01/2025-01-31", flag, to.to_str().unwrap()],
+        &[
+            "--period",
+            "2025-01-01/2025-01-31",
+            flag,
+            to.to_str().unwrap(),
+        ],
         Some(T0 + 35 * DAY),
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
