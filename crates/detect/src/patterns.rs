@@ -500,25 +500,19 @@ impl PatternIndex {
         if plain.len() <= 1 {
             return plain.iter().all(|(view, _)| !self.matches_any(view));
         }
-        // As `joined` chooses the strings of the joined text, by their raw length.
+        // The strings `joined` takes, chosen by their raw length as it chooses them.
         let mut text = String::new();
         for reverse in [false, true] {
             text.clear();
             let mut raw_len = 0;
             let mut included = vec![false; plain.len()];
-            let order: Box<dyn Iterator<Item = usize>> = if reverse {
-                Box::new((0..plain.len()).rev())
-            } else {
-                Box::new(0..plain.len())
-            };
-            for i in order {
+            for i in join_order(plain.len(), reverse) {
                 let Some((view, len)) = plain.get(i) else {
                     continue;
                 };
-                if raw_len + len + 1 > MAX_JOINED {
+                if !fits_joined(&mut raw_len, *len) {
                     continue;
                 }
-                raw_len += if raw_len == 0 { *len } else { len + 1 };
                 if let Some(slot) = included.get_mut(i) {
                     *slot = true;
                 }
@@ -650,16 +644,12 @@ fn edges_read_as_space(hir: &regex_syntax::hir::Hir, head: bool, tail: bool) -> 
 /// cannot push the others out).
 fn joined(strings: &[(&str, Vec<usize>)], rule: Option<usize>, reverse: bool) -> String {
     let mut out = String::new();
-    let ordered: Box<dyn Iterator<Item = &(&str, Vec<usize>)>> = if reverse {
-        Box::new(strings.iter().rev())
-    } else {
-        Box::new(strings.iter())
-    };
-    for (s, exempted) in ordered {
-        if rule.is_some_and(|r| exempted.contains(&r)) {
+    let mut len = 0;
+    for i in join_order(strings.len(), reverse) {
+        let Some((s, exempted)) = strings.get(i) else {
             continue;
-        }
-        if out.len() + s.len() + 1 > MAX_JOINED {
+        };
+        if rule.is_some_and(|r| exempted.contains(&r)) || !fits_joined(&mut len, s.len()) {
             continue;
         }
         if !out.is_empty() {
@@ -668,6 +658,25 @@ fn joined(strings: &[(&str, Vec<usize>)], rule: Option<usize>, reverse: bool) ->
         out.push_str(s);
     }
     out
+}
+
+/// The indices of `n` strings in the order they are joined (document order, or its reverse).
+fn join_order(n: usize, reverse: bool) -> Box<dyn Iterator<Item = usize>> {
+    if reverse {
+        Box::new((0..n).rev())
+    } else {
+        Box::new(0..n)
+    }
+}
+
+/// Whether a string of `len` raw bytes still fits, with its space, in a joined text of
+/// `joined_len` bytes within [`MAX_JOINED`]; if so, it is counted in.
+fn fits_joined(joined_len: &mut usize, len: usize) -> bool {
+    if *joined_len + len + 1 > MAX_JOINED {
+        return false;
+    }
+    *joined_len += len + usize::from(*joined_len > 0);
+    true
 }
 
 /// The JSON Pointer of `node` in `arena`.
