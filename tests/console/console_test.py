@@ -6,9 +6,12 @@ planted incident; exits non-zero, saying why, at the first failed check.
 
 Screenshots of every view are written to ARTIFACTS_DIR (kept by CI as artefacts).
 """
+import csv
+import io
 import json
 import os
 import sys
+import time
 
 from playwright.sync_api import expect, sync_playwright
 
@@ -113,12 +116,89 @@ def run(p):
         page.goto(entry_hash)
         expect(page.locator("#proof-verdict")).to_be_visible(timeout=TIMEOUT)
 
-        # Scope: what else the agent did around it, in the timeline.
-        page.click("a:has-text('What else did this agent do')")
+        # Incident scope: what else the agent did around it, counted, as CSV and as a slice
+        # verified in the browser (then again offline by the Rust test).
+        page.click("nav[aria-label='Incident scope'] a:has-text('this agent')")
+        expect(page.locator("#scope-total")).to_contain_text("entries", timeout=TIMEOUT)
+        tools = page.locator("section.card", has_text="Tools called")
+        expect(tools).to_contain_text("send_email")
+        expect(tools).to_contain_text("search_kb")
+        expect(page.locator("section.card", has_text="Decisions")).to_contain_text("block")
+        expect(page.locator("section.card", has_text="Alerts by rule")).to_contain_text("prompt_injection")
+        with page.expect_download(timeout=TIMEOUT) as dl:
+            page.click("button:has-text('Download CSV')")
+        rows = list(csv.reader(io.StringIO(open(dl.value.path(), encoding="utf-8").read())))
+        assert len(rows) > 2 and all("agent-7" in r for r in rows[1:]), rows[:3]
+        with page.expect_download(timeout=TIMEOUT) as dl:
+            page.click("button:has-text('Verify and download a log slice')")
+        expect(page.locator("#slice-verdict")).to_have_text("✓ Slice verified in your browser", timeout=TIMEOUT)
+        dl.value.save_as(os.path.join(OUT, "agent-7.slice.json"))
+        shot(page, "05-scope")
+
+        # A slice tampered by a test double is refused in the browser.
+        def tamper_slice(route):
+            resp = route.fetch()
+            doc = resp.json()
+            doc["entries"][0]["entry"] = doc["entries"][0]["entry"].replace("agent-7", "agent-8", 1)
+            route.fulfill(response=resp, body=json.dumps(doc))
+        page.route("**/v1/proofs/slice*", tamper_slice)
+        with page.expect_download(timeout=TIMEOUT):
+            page.click("button:has-text('Verify and download a log slice')")
+        expect(page.locator("#slice-verdict")).to_contain_text("Not verified", timeout=TIMEOUT)
+        page.unroute("**/v1/proofs/slice*")
+
+        # The timeline: agents as lanes, zoomed to an hour around the incident.
+        page.goto(entry_hash)
+        expect(page.locator("#proof-verdict")).to_be_visible(timeout=TIMEOUT)
+        page.click("a:has-text('every agent, same hour')")
         expect(page.locator("tbody tr").first).to_be_visible(timeout=TIMEOUT)
         expect(page.locator("tbody")).to_contain_text("tool_call")
         expect(page.locator("tbody")).to_contain_text("block")
+        expect(page.locator("canvas.lanes")).to_be_visible()
+        page.click("button:has-text('1 minute')")
+        page.wait_for_function("""() => { const p = new URLSearchParams(location.hash.split('?')[1]);
+            return Date.parse(p.get('end')) - Date.parse(p.get('start')) === 60000; }""", timeout=TIMEOUT)
+        expect(page.locator("#timeline-status")).to_contain_text("loaded", timeout=TIMEOUT)
         shot(page, "05-timeline")
+        # An LLM call linked to the tool call it caused, by trace and span.
+        page.goto(URL + "/ui#/timeline?trace_id=4bf92f3577b34da6a3ce929d0e0e4736")
+        expect(page.locator("tbody tr")).to_have_count(2, timeout=TIMEOUT)
+        expect(page.locator("tbody")).to_contain_text("under #")
+
+        # Measures: a 10,000-entry session's timeline, and the overview.
+        page.goto(URL + "/ui#/overview")
+        expect(page.locator("section.card").first).to_be_visible(timeout=TIMEOUT)
+        page.goto(URL + "/ui#/timeline?session_id=s-big")
+        page.wait_for_selector("#timeline-status[data-render-ms]", timeout=30_000)
+        status = page.locator("#timeline-status").inner_text()
+        assert "10,000 entries loaded" in status, status
+        timeline_ms = int(page.get_attribute("#timeline-status", "data-render-ms"))
+        t0 = time.perf_counter()
+        page.goto(URL + "/ui#/overview")
+        page.reload()
+        expect(page.locator("section.card").first).to_be_visible(timeout=TIMEOUT)
+        overview_ms = round((time.perf_counter() - t0) * 1000)
+        with open(os.path.join(OUT, "measures.json"), "w", encoding="utf-8") as f:
+            json.dump({"session_timeline_10k_ms": timeline_ms, "overview_reload_ms": overview_ms}, f)
+        print(f"measure: session timeline of 10,000 entries {timeline_ms} ms; overview (page reload) {overview_ms} ms")
+
+        # Rules in force and their history.
+        page.click("nav a[href='#/rules']")
+        expect(page.locator("table").first).to_contain_text("prompt_injection", timeout=TIMEOUT)
+        expect(page.locator("#rules-history")).to_contain_text("in force")
+        shot(page, "09-rules")
+
+        # Exports with a read token: a report; no bundle (it needs an admin token).
+        page.click("nav a[href='#/exports']")
+        page.select_option("#x-format", "json")
+        page.click("form button:has-text('Generate report')")
+        expect(page.locator("#export-status")).to_contain_text("Completeness", timeout=60_000)
+        with page.expect_download(timeout=TIMEOUT) as dl:
+            page.click("#export-status button:has-text('soc2-report.json')")
+        report = json.load(open(dl.value.path(), encoding="utf-8"))
+        assert "prompt_injection" in json.dumps(report), "the report's alert register misses the alert"
+        assert page.locator("button:has-text('evidence bundle')").count() == 0, "read token sees the bundle"
+        shot(page, "10-exports")
 
         # A tampered proof (served by a test double in place of the service's) fails.
         def tamper(route):
@@ -161,11 +241,18 @@ def run(p):
         # An admin token (no tenant of its own) checks the same proof.
         page.locator("tr", has_text="prompt_injection").first.locator("a:has-text('alert entry')").click()
         expect(page.locator("#proof-verdict")).to_have_text("✓ Verified in your browser", timeout=TIMEOUT)
+        # An admin downloads an evidence bundle (the Rust test re-performs it offline).
+        page.click("nav a[href='#/exports']")
+        with page.expect_download(timeout=60_000) as dl:
+            page.click("button:has-text('evidence bundle')")
+        expect(page.locator("#bundle-done")).to_be_visible(timeout=TIMEOUT)
+        dl.value.save_as(os.path.join(OUT, "bundle.tar"))
 
         # Another tenant's token sees nothing of acme.
         page.click("#signout")
         sign_in(page, OTHER)
-        for view in ("#/overview", "#/timeline", "#/alerts", "#/agents"):
+        for view in ("#/overview", "#/timeline", "#/alerts", "#/agents", "#/rules", "#/exports",
+                     "#/scope?agent_id=agent-7&window=7d"):
             page.goto(URL + "/ui" + view)
             page.wait_for_timeout(500)
             text = page.inner_text("body")
@@ -178,7 +265,8 @@ def run(p):
         ctx.close()
 
         axe_check(browser, ADMIN, [("/overview", "section.card"), ("/alerts", "table"),
-                                   ("/timeline", "tbody tr"), ("/agents", "table")])
+                                   ("/timeline", "tbody tr"), ("/agents", "table"), ("/rules", "table"),
+                                   ("/exports", "form"), ("/scope?agent_id=agent-7&window=7d", "#scope-total")])
         browser.close()
         print("console browser test: ok")
 

@@ -25,5 +25,6 @@ pub mod exports;
 pub mod openapi;
 pub mod overview;
 pub mod proofs;
+pub mod rules;
 pub mod schema_check;
 pub mod tokens;

@@ -14,7 +14,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    agents, alerts, decide, entries, erasures, error, events, exports, overview, proofs, tokens,
+    agents, alerts, decide, entries, erasures, error, events, exports, overview, proofs, rules, tokens,
 };
 
 /// Where component schemas live (`$ref: "#/components/schemas/<Name>"`).
@@ -62,6 +62,7 @@ pub fn document() -> Value {
     let decide_req = r(|g| g.subschema_for::<decide::DecideRequest>());
     let decision = r(|g| g.subschema_for::<decide::Decision>());
     let agent_list = r(|g| g.subschema_for::<agents::AgentList>());
+    let rules_answer = r(|g| g.subschema_for::<rules::RulesAnswer>());
     let overview = r(|g| g.subschema_for::<overview::Overview>());
     let checkpoint_key = r(|g| g.subschema_for::<overview::CheckpointKey>());
     let agent_action = r(|g| g.subschema_for::<agents::AgentAction>());
@@ -126,6 +127,9 @@ pub fn document() -> Value {
             "summary": "Query entries (as `blackbox query`)", "operationId": "queryEntries",
             "parameters": [tenant, param("agent_id", "query", false, "", None), param("session_id", "query", false, "", None),
                 param("tool", "query", false, "", None), param("event_type", "query", false, "", None),
+                param("trace_id", "query", false, "payload.trace_id", None),
+                param("origin", "query", false, "service, token, local, token:<id> or local:<user> (who wrote the entry)", None),
+                param("time", "query", false, "Which time start and end bound: the agent's timestamp (claimed, the default) or the service's written_at. trace_id, origin and time=written are read from the rows: a page then stops after reading 100,000 rows (fewer rows than limit, or none, and a cursor)", Some(json!({"type": "string", "enum": ["claimed", "written"]}))),
                 param("start", "query", false, "RFC 3339 time or YYYY-MM-DD", None),
                 param("end", "query", false, "RFC 3339 time or YYYY-MM-DD", None),
                 param("limit", "query", false, "Page size; without it every match is streamed", Some(json!({"type": "integer", "minimum": 1, "maximum": 10000}))),
@@ -165,11 +169,24 @@ pub fn document() -> Value {
             "summary": "Inclusion proof of an entry against the latest checkpoint", "operationId": "inclusionProof",
             "parameters": [param("entry_id", "query", true, "", None), tenant],
             "responses": with(std_err(&["404"]), ok("200", "blackbox.inclusion_proof.v1 (docs/FORMAT.md §10)", &json!({"type": "object"})))}},
+        "/v1/proofs/slice": {"get": {
+            "summary": "A verified log slice: the entries of an agent, session or trace in a time window, each with its inclusion proof against the latest checkpoint", "operationId": "logSlice",
+            "description": "The answer is a blackbox.log_slice.v1 document (docs/FORMAT.md §10), checked offline by `blackbox verify-proof`. Entries newer than the latest checkpoint are counted in `not_covered`, not proven.",
+            "parameters": [tenant, param("agent_id", "query", false, "", None), param("session_id", "query", false, "", None),
+                param("trace_id", "query", false, "32 hex digits (payload.trace_id)", None),
+                param("start", "query", false, "RFC 3339 time or YYYY-MM-DD (claimed time)", None),
+                param("end", "query", false, "RFC 3339 time or YYYY-MM-DD (claimed time)", None),
+                param("limit", "query", false, "Entries at most (default 1000)", Some(json!({"type": "integer", "minimum": 1, "maximum": 10000})))],
+            "responses": with(std_err(&["404"]), ok("200", "blackbox.log_slice.v1 (docs/FORMAT.md §10)", &json!({"type": "object"})))}},
         "/v1/proofs/consistency": {"get": {
             "summary": "Consistency proof between two stored checkpoints", "operationId": "consistencyProof",
             "parameters": [tenant, param("from_size", "query", true, "", Some(json!({"type": "integer", "minimum": 0}))),
                            param("to_size", "query", false, "", Some(json!({"type": "integer", "minimum": 0})))],
             "responses": with(std_err(&["404"]), ok("200", "blackbox.consistency_proof.v1 (docs/FORMAT.md §10)", &json!({"type": "object"})))}},
+        "/v1/rules": {"get": {
+            "summary": "The detection rules in force (each in words) and the rules versions recorded as loaded", "operationId": "rules",
+            "parameters": [tenant],
+            "responses": with(std_err(&[]), ok("200", "RulesAnswer", &rules_answer))}},
         "/v1/tokens": {
             "post": {"summary": "Create a token (admin)", "operationId": "createToken",
                 "requestBody": body(true, &new_token),
@@ -232,8 +249,11 @@ pub fn document() -> Value {
                 param("period", "query", false, "START/END dates, both included (default: the whole log)", None), tenant,
                 param("include_data_subjects", "query", false, "", Some(json!({"type": "boolean"}))),
                 param("sample_size", "query", false, "", Some(json!({"type": "integer", "minimum": 0}))),
-                param("seed", "query", false, "", None)],
-            "responses": with(std_err(&[]), ok("200", "Files (base64) and the signed manifest (docs/FORMAT.md §16)", &export))}},
+                param("seed", "query", false, "", None),
+                param("bundle", "query", false, "An evidence bundle (docs/FORMAT.md §16): the report, the log, proofs and parameters, after a checkpoint signed now; admin tokens only", Some(json!({"type": "boolean"}))),
+                param("archive", "query", false, "tar: the files and the manifest as one tar archive instead of JSON", Some(json!({"type": "string", "enum": ["tar"]})))],
+            "responses": with(std_err(&[]), json!({"200": {"description": "Files (base64) and the signed manifest (docs/FORMAT.md §16); with archive=tar, a tar archive of them under one directory",
+                "content": {"application/json": {"schema": export}, "application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}}))}},
         "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz", "security": [],
             "responses": {"200": {"description": "Up", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/readyz": {"get": {"summary": "Readiness (the store commits)", "operationId": "readyz", "security": [],

@@ -190,6 +190,9 @@ pub enum Cmd {
         tool: Option<String>,
         #[arg(long)]
         event_type: Option<String>,
+        /// Only entries of this trace (their `payload.trace_id`: OTLP spans and log records).
+        #[arg(long)]
+        trace_id: Option<String>,
         /// Earliest entry time (RFC 3339, or a date YYYY-MM-DD meaning its start, UTC).
         #[arg(long)]
         start: Option<String>,
@@ -239,10 +242,29 @@ pub enum Cmd {
         /// The entry to prove (its UUIDv7).
         #[arg(
             long,
-            required_unless_present = "consistency",
+            required_unless_present_any = ["consistency", "agent_id", "session_id", "trace_id"],
             conflicts_with = "consistency"
         )]
         entry_id: Option<String>,
+        /// A log slice instead (docs/FORMAT.md §10): this agent's entries, each with its
+        /// inclusion proof against one signed checkpoint.
+        #[arg(long, conflicts_with_all = ["entry_id", "consistency"])]
+        agent_id: Option<String>,
+        /// A log slice of this session's entries.
+        #[arg(long, conflicts_with_all = ["entry_id", "consistency"])]
+        session_id: Option<String>,
+        /// A log slice of this trace's entries (`payload.trace_id`).
+        #[arg(long, conflicts_with_all = ["entry_id", "consistency"])]
+        trace_id: Option<String>,
+        /// With a slice: the earliest claimed time (RFC 3339, or a date: its first instant).
+        #[arg(long)]
+        start: Option<String>,
+        /// With a slice: the latest claimed time (RFC 3339, or a date: its last instant).
+        #[arg(long)]
+        end: Option<String>,
+        /// With a slice: at most this many entries (1–10,000).
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
         /// A signed checkpoint file: prove the latest checkpoint extends it.
         #[arg(long)]
         consistency: Option<PathBuf>,

@@ -1093,3 +1093,76 @@ fn verify_tells_a_file_that_is_not_a_log_from_a_tampered_log() {
         );
     }
 }
+
+#[test]
+fn a_log_slice_of_one_agent_verifies_offline() {
+    let (tmp, dir) = init_store();
+    append_example(&dir);
+    let slice = tmp.path().join("slice.json");
+    let p = run(&[
+        "prove",
+        "--data-dir",
+        &dir,
+        "--agent-id",
+        "moltbot-analyst-07",
+        "--start",
+        "2026-04-14",
+        "--output",
+        slice.to_str().unwrap(),
+    ]);
+    assert_eq!(p.code, 0, "{}", p.stderr);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&slice).unwrap()).unwrap();
+    assert_eq!(doc["type"], "blackbox.log_slice.v1");
+    assert_eq!(doc["selection"]["start"], "2026-04-14T00:00:00.000Z");
+    let n = doc["entries"].as_array().unwrap().len();
+    assert!(n >= 2, "{doc}");
+    let pubkey = format!("{dir}/checkpoint.pub");
+    let ok = run(&[
+        "verify-proof",
+        "--public-key",
+        &pubkey,
+        slice.to_str().unwrap(),
+    ]);
+    assert_eq!(ok.code, 0, "{}", ok.stdout);
+    assert!(
+        ok.stdout
+            .starts_with(&format!("OK — {n} entries of tenant tenant_xyz included")),
+        "{}",
+        ok.stdout
+    );
+    // Another agent's entry put in the slice (with its own valid proof) is refused.
+    let other = run(&[
+        "prove",
+        "--data-dir",
+        &dir,
+        "--agent-id",
+        "moltbot-agent-prod-01",
+    ]);
+    assert_eq!(other.code, 0, "{}", other.stderr);
+    let other: serde_json::Value = serde_json::from_str(&other.stdout).unwrap();
+    let mut padded = doc.clone();
+    padded["entries"]
+        .as_array_mut()
+        .unwrap()
+        .push(other["entries"][0].clone());
+    std::fs::write(&slice, serde_json::to_string(&padded).unwrap()).unwrap();
+    let bad = run(&[
+        "verify-proof",
+        "--public-key",
+        &pubkey,
+        slice.to_str().unwrap(),
+    ]);
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stdout.contains("outside the selection: its agent_id differs"),
+        "{}",
+        bad.stdout
+    );
+    // A bound that is not a time: a usage error naming it.
+    let r = run(&[
+        "prove", "--data-dir", &dir, "--session-id", "s", "--end", "soon",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--end=\"soon\""), "{}", r.stderr);
+}

@@ -19,7 +19,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::init_store;
+use common::{init_store, run};
 use common::serve::{Server, http, token};
 use serde_json::{Value, json};
 
@@ -87,6 +87,39 @@ fn an_incident_is_reconstructed_in_the_browser() {
         );
     }
     post(&srv, "/v1/events", &ingest, &Value::Array(events));
+    // An LLM call and the tool call it caused, linked by trace and span (as OTLP spans are).
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    post(
+        &srv,
+        "/v1/events",
+        &ingest,
+        &json!([
+            {"agent_id": "agent-9", "session_id": "s-2", "event_type": "llm_request",
+             "payload": {"model": "gpt-4o", "trace_id": trace, "span_id": "00f067aa0ba902b7"}},
+            {"agent_id": "agent-9", "session_id": "s-2", "event_type": "tool_call",
+             "payload": {"tool_name": "lookup_order", "trace_id": trace, "span_id": "00f067aa0ba902b8",
+                         "parent_span_id": "00f067aa0ba902b7", "result": {"data_classification": "confidential"}}}
+        ]),
+    );
+    // A burst: one session of 10,000 entries six hours ago (the timeline's measure).
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 6 * 3600;
+    for chunk in 0..5 {
+        let batch: Vec<Value> = (0..2000)
+            .map(|i| {
+                let n = chunk * 2000 + i;
+                let ts = blackbox_core::entry::format_timestamp(i64::try_from((t0 + n) * 1000).unwrap())
+                    .unwrap();
+                json!({"agent_id": "agent-5", "session_id": "s-big", "event_type": "tool_call",
+                       "timestamp": ts, "client_seq": n + 1,
+                       "payload": {"tool_name": "export_rows", "args": {"page": n}}})
+            })
+            .collect();
+        post(&srv, "/v1/events", &ingest, &Value::Array(batch));
+    }
     let d = post(
         &srv,
         "/v1/decide",
@@ -128,12 +161,46 @@ fn an_incident_is_reconstructed_in_the_browser() {
         "the browser test failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("console browser test: ok"), "{stdout}");
+    // The slice the browser verified and saved is checked again offline with the public key.
+    let public = format!("{dir}/checkpoint.pub");
+    let slice = out.join("agent-7.slice.json");
+    let r = run(&["verify-proof", "--public-key", &public, slice.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.starts_with("OK — "), "{}", r.stdout);
+    // The bundle the admin downloaded is re-performed offline.
+    let unpacked = tmp.path().join("bundle");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let tar = Command::new("tar")
+        .arg("-xf")
+        .arg(out.join("bundle.tar"))
+        .arg("-C")
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let root = std::fs::read_dir(&unpacked)
+        .unwrap()
+        .next()
+        .expect("the archive holds one directory")
+        .unwrap()
+        .path();
+    let r = run(&[
+        "export",
+        "reperform",
+        root.to_str().unwrap(),
+        "--public-key",
+        &public,
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     for shot in [
         "02-overview",
         "04-entry",
         "05-timeline",
+        "05-scope",
         "06-entry-tampered",
         "08-alert-resolved",
+        "09-rules",
+        "10-exports",
     ] {
         let png = out.join(format!("{shot}.png"));
         let len = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);

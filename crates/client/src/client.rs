@@ -509,6 +509,29 @@ impl Client {
         self.send(Req::get(target)).await?.text("inclusion proof")
     }
 
+    /// A log slice (docs/FORMAT.md §10): the entries `selection` names, at most `limit`, each
+    /// with its inclusion proof against the latest checkpoint.
+    ///
+    /// # Errors
+    /// API and transport errors.
+    pub async fn log_slice(
+        &self,
+        selection: &blackbox_core::proof::SliceSelection,
+        limit: usize,
+        tenant_id: Option<&str>,
+    ) -> Result<String, Error> {
+        let mut q = QueryString::default();
+        q.opt("agent_id", selection.agent_id.as_deref());
+        q.opt("session_id", selection.session_id.as_deref());
+        q.opt("trace_id", selection.trace_id.as_deref());
+        q.opt("start", selection.start.as_deref());
+        q.opt("end", selection.end.as_deref());
+        q.opt_u64("limit", u64::try_from(limit).ok());
+        q.opt("tenant_id", tenant_id);
+        let target = with_query("/v1/proofs/slice", &q.finish());
+        self.send(Req::get(target)).await?.text("log slice")
+    }
+
     /// A consistency proof document between two stored checkpoints (`to_size` `None`: the
     /// latest).
     ///

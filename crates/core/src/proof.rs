@@ -2,6 +2,7 @@
 //! checkpoint public key. See docs/FORMAT.md, "Proofs".
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::checkpoint::SignedCheckpoint;
 use crate::checkpoint::origin_tenant;
@@ -15,6 +16,9 @@ use crate::note::NoteVerifier;
 pub const INCLUSION_TYPE: &str = "blackbox.inclusion_proof.v1";
 /// `type` of a consistency proof document.
 pub const CONSISTENCY_TYPE: &str = "blackbox.consistency_proof.v1";
+/// `type` of a log slice: entries of one selection, each with its inclusion proof against one
+/// signed checkpoint.
+pub const SLICE_TYPE: &str = "blackbox.log_slice.v1";
 
 /// Proves that one entry is in the tree a signed checkpoint commits to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +65,140 @@ pub struct ConsistencyProof {
     pub new_checkpoint: String,
     /// RFC 9162 consistency proof, standard base64.
     pub hashes: Vec<String>,
+}
+
+/// A verified log slice: the entries of one agent, session or trace in a time window, each with
+/// its inclusion proof against the same signed checkpoint (docs/FORMAT.md §10).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSlice {
+    /// Always [`SLICE_TYPE`].
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Chain.
+    pub tenant_id: String,
+    /// Tree size of the checkpoint.
+    pub tree_size: u64,
+    /// The signed checkpoint (full note text).
+    pub checkpoint: String,
+    /// What was selected; every entry of the slice must match it.
+    pub selection: SliceSelection,
+    /// The entries, in query order (claimed time, then seq).
+    pub entries: Vec<SliceEntry>,
+    /// The service's statement that no entry of the selection covered by the checkpoint was
+    /// left out (false when the slice stopped at its limit). Not provable from the slice
+    /// alone: completeness needs the whole chain (`blackbox verify`).
+    pub complete: bool,
+    /// Entries of the selection newer than the checkpoint: left out, not proven.
+    pub not_covered: u64,
+}
+
+/// The selection of a [`LogSlice`]: each member given must equal the entry's (`trace_id`: its
+/// `payload.trace_id`); `start` and `end` bound its claimed `timestamp`, both included.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SliceSelection {
+    /// Agent.
+    pub agent_id: Option<String>,
+    /// Session.
+    pub session_id: Option<String>,
+    /// Trace (`payload.trace_id`).
+    pub trace_id: Option<String>,
+    /// Earliest claimed time (RFC 3339, UTC, milliseconds).
+    pub start: Option<String>,
+    /// Latest claimed time (RFC 3339, UTC, milliseconds).
+    pub end: Option<String>,
+}
+
+/// One entry of a [`LogSlice`] and its audit path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SliceEntry {
+    /// Sequence number; the leaf index is `seq - 1`.
+    pub seq: u64,
+    /// The entry's UUIDv7.
+    pub entry_id: String,
+    /// `sha256:<hex>` of the entry line.
+    pub entry_hash: String,
+    /// The entry line.
+    pub entry: String,
+    /// Audit path, leaf to root, standard base64.
+    pub hashes: Vec<String>,
+}
+
+/// The `payload.trace_id` of an entry, when it has a string one.
+#[must_use]
+pub fn payload_trace_id(view: &EntryView<'_>) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Trace {
+        trace_id: Option<Value>,
+    }
+    match serde_json::from_str::<Trace>(view.payload.get()).ok()?.trace_id {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+impl SliceSelection {
+    /// A selection whose bounds are written as full timestamps (RFC 3339 UTC with
+    /// milliseconds), so that a verifier reads them without knowing how a date was meant: a date
+    /// `start` is its first millisecond, a date `end` its last.
+    ///
+    /// # Errors
+    /// Which bound is not a time or a date, and why.
+    pub fn resolved(
+        agent_id: Option<String>,
+        session_id: Option<String>,
+        trace_id: Option<String>,
+        start: Option<&str>,
+        end: Option<&str>,
+    ) -> Result<Self, String> {
+        let bound = |name: &str, v: Option<&str>, end: bool| {
+            v.map(|s| {
+                crate::format::parse_time_bound(s, end)
+                    .and_then(crate::format::format_timestamp)
+                    .map_err(|e| format!("{name}={s:?}: {e}"))
+            })
+            .transpose()
+        };
+        Ok(Self {
+            agent_id,
+            session_id,
+            trace_id,
+            start: bound("start", start, false)?,
+            end: bound("end", end, true)?,
+        })
+    }
+
+    /// Whether an entry matches the selection; `None` when it does, else which member it
+    /// does not match.
+    ///
+    /// # Errors
+    /// `start` or `end` is not a timestamp.
+    pub fn mismatch(&self, view: &EntryView<'_>) -> Result<Option<&'static str>, String> {
+        if self.agent_id.as_deref().is_some_and(|a| a != view.agent_id) {
+            return Ok(Some("agent_id"));
+        }
+        if self.session_id.as_deref().is_some_and(|s| s != view.session_id) {
+            return Ok(Some("session_id"));
+        }
+        if let Some(t) = &self.trace_id
+            && payload_trace_id(view).as_deref() != Some(t.as_str())
+        {
+            return Ok(Some("trace_id"));
+        }
+        if let Some(s) = &self.start
+            && view.timestamp_ms < crate::format::parse_timestamp(s)?
+        {
+            return Ok(Some("start"));
+        }
+        if let Some(e) = &self.end
+            && view.timestamp_ms > crate::format::parse_timestamp(e)?
+        {
+            return Ok(Some("end"));
+        }
+        Ok(None)
+    }
 }
 
 /// Why a proof is rejected. Every variant names what was checked and carries what was found.
@@ -153,6 +291,36 @@ pub enum ProofError {
     /// The Merkle proof does not lead to the signed root.
     #[error("the Merkle proof does not match the signed root: {0}")]
     Merkle(#[source] crate::merkle::MerkleError),
+    /// An entry of a slice is refused; `index` is its place in `entries` (0-based).
+    #[error("entry {index} of the slice (seq {seq}): {source}")]
+    SliceEntry {
+        /// Place in `entries`.
+        index: usize,
+        /// Its `seq`.
+        seq: u64,
+        /// What is wrong with it.
+        #[source]
+        source: Box<ProofError>,
+    },
+    /// An entry of a slice does not match the slice's selection.
+    #[error("entry {index} of the slice (seq {seq}) is outside the selection: its {member} differs")]
+    OutsideSelection {
+        /// Place in `entries`.
+        index: usize,
+        /// Its `seq`.
+        seq: u64,
+        /// The member of the selection it fails.
+        member: &'static str,
+    },
+    /// Two entries of a slice have the same seq.
+    #[error("the slice holds seq {seq} twice")]
+    DuplicateSeq {
+        /// The repeated seq.
+        seq: u64,
+    },
+    /// The slice's selection cannot be read.
+    #[error("not a Blackbox proof document: selection: {0}")]
+    Selection(String),
 }
 
 /// What a valid proof established.
@@ -170,6 +338,20 @@ pub enum Proven {
         tree_size: u64,
         /// Whether the entry line was included and hashed.
         entry_checked: bool,
+    },
+    /// Every entry of a slice is in `tenant`'s tree of `tree_size`, unaltered, and matches the
+    /// selection.
+    Slice {
+        /// Chain.
+        tenant_id: String,
+        /// Entries proven.
+        entries: usize,
+        /// Tree size.
+        tree_size: u64,
+        /// The service said no covered entry of the selection was left out.
+        complete: bool,
+        /// Entries of the selection newer than the checkpoint (not proven).
+        not_covered: u64,
     },
     /// The old tree is a prefix of the new one.
     Consistency {
@@ -210,6 +392,34 @@ impl std::fmt::Display for Proven {
                 group_thousands(*seq),
                 group_thousands(*tree_size),
             ),
+            Self::Slice {
+                tenant_id,
+                entries,
+                tree_size,
+                complete,
+                not_covered,
+            } => {
+                write!(
+                    f,
+                    "OK — {} of tenant {tenant_id} included in the signed tree of {} entries; entry bytes match and each is in the selection",
+                    match *entries {
+                        1 => "1 entry".to_owned(),
+                        n => format!("{} entries", group_thousands(n as u64)),
+                    },
+                    group_thousands(*tree_size),
+                )?;
+                if !complete {
+                    write!(f, "; the slice stopped at its limit: more entries matched")?;
+                }
+                if *not_covered > 0 {
+                    write!(
+                        f,
+                        "; {} newer entries matched but no checkpoint covered them yet",
+                        group_thousands(*not_covered)
+                    )?;
+                }
+                Ok(())
+            }
             Self::Consistency {
                 tenant_id,
                 old_size,
@@ -253,7 +463,68 @@ fn open_checkpoint(
     Ok(cp)
 }
 
-/// Verifies a proof document (either type) with the checkpoint public key alone.
+fn check_size(tree_size: u64, cp: &SignedCheckpoint) -> Result<(), ProofError> {
+    if cp.checkpoint.size == tree_size {
+        Ok(())
+    } else {
+        Err(ProofError::TreeSize {
+            proof: tree_size,
+            checkpoint: cp.checkpoint.size,
+        })
+    }
+}
+
+/// Checks one entry's inclusion: its line (when given) hashes to `entry_hash` and is the entry
+/// named, and the audit path leads from its leaf to the checkpoint's root.
+#[allow(clippy::too_many_arguments)]
+fn check_inclusion(
+    tenant_id: &str,
+    seq: u64,
+    entry_id: &str,
+    entry_hash: &str,
+    entry: Option<&str>,
+    tree_size: u64,
+    hashes: &[String],
+    cp: &SignedCheckpoint,
+) -> Result<(), ProofError> {
+    let hash = Hash::from_prefixed(entry_hash).map_err(|source| ProofError::BadHash {
+        field: "entry_hash",
+        value: entry_hash.to_owned(),
+        source,
+    })?;
+    if let Some(line) = entry {
+        let actual = Hash::digest(line.as_bytes());
+        if actual != hash {
+            return Err(ProofError::EntryHash {
+                expected: hash,
+                actual,
+            });
+        }
+        let view = EntryView::parse(line.as_bytes()).map_err(ProofError::Entry)?;
+        if view.seq != seq || view.tenant_id != tenant_id || view.entry_id.to_string() != entry_id
+        {
+            return Err(ProofError::OtherEntry {
+                seq: view.seq,
+                tenant_id: view.tenant_id.to_string(),
+                entry_id: view.entry_id.to_string(),
+            });
+        }
+    }
+    if seq == 0 {
+        return Err(ProofError::SeqZero);
+    }
+    let hashes = decode_hashes(hashes)?;
+    verify_inclusion(
+        &leaf_hash(hash.as_bytes()),
+        seq - 1,
+        tree_size,
+        &hashes,
+        &cp.checkpoint.root,
+    )
+    .map_err(ProofError::Merkle)
+}
+
+/// Verifies a proof document (any of the three types) with the checkpoint public key alone.
 ///
 /// # Errors
 /// [`ProofError`] saying which check failed.
@@ -268,58 +539,74 @@ pub fn verify_proof_document(json: &str, verifier: &NoteVerifier) -> Result<Prov
         INCLUSION_TYPE => {
             let p: InclusionProof = serde_json::from_str(json).map_err(ProofError::Json)?;
             let cp = open_checkpoint(&p.checkpoint, verifier, &p.tenant_id)?;
-            if cp.checkpoint.size != p.tree_size {
-                return Err(ProofError::TreeSize {
-                    proof: p.tree_size,
-                    checkpoint: cp.checkpoint.size,
-                });
-            }
-            let entry_hash =
-                Hash::from_prefixed(&p.entry_hash).map_err(|source| ProofError::BadHash {
-                    field: "entry_hash",
-                    value: p.entry_hash.clone(),
-                    source,
-                })?;
-            let mut entry_checked = false;
-            if let Some(line) = &p.entry {
-                let actual = Hash::digest(line.as_bytes());
-                if actual != entry_hash {
-                    return Err(ProofError::EntryHash {
-                        expected: entry_hash,
-                        actual,
-                    });
-                }
-                let view = EntryView::parse(line.as_bytes()).map_err(ProofError::Entry)?;
-                if view.seq != p.seq
-                    || view.tenant_id != p.tenant_id
-                    || view.entry_id.to_string() != p.entry_id
-                {
-                    return Err(ProofError::OtherEntry {
-                        seq: view.seq,
-                        tenant_id: view.tenant_id.to_string(),
-                        entry_id: view.entry_id.to_string(),
-                    });
-                }
-                entry_checked = true;
-            }
-            if p.seq == 0 {
-                return Err(ProofError::SeqZero);
-            }
-            let hashes = decode_hashes(&p.hashes)?;
-            verify_inclusion(
-                &leaf_hash(entry_hash.as_bytes()),
-                p.seq - 1,
+            check_size(p.tree_size, &cp)?;
+            let entry_checked = p.entry.is_some();
+            check_inclusion(
+                &p.tenant_id,
+                p.seq,
+                &p.entry_id,
+                &p.entry_hash,
+                p.entry.as_deref(),
                 p.tree_size,
-                &hashes,
-                &cp.checkpoint.root,
-            )
-            .map_err(ProofError::Merkle)?;
+                &p.hashes,
+                &cp,
+            )?;
             Ok(Proven::Inclusion {
                 tenant_id: p.tenant_id,
                 seq: p.seq,
                 entry_id: p.entry_id,
                 tree_size: p.tree_size,
                 entry_checked,
+            })
+        }
+        SLICE_TYPE => {
+            let p: LogSlice = serde_json::from_str(json).map_err(ProofError::Json)?;
+            let cp = open_checkpoint(&p.checkpoint, verifier, &p.tenant_id)?;
+            check_size(p.tree_size, &cp)?;
+            for bound in [&p.selection.start, &p.selection.end].into_iter().flatten() {
+                crate::format::parse_timestamp(bound).map_err(ProofError::Selection)?;
+            }
+            let mut seen = std::collections::HashSet::with_capacity(p.entries.len());
+            for (index, e) in p.entries.iter().enumerate() {
+                let wrap = |source: ProofError| ProofError::SliceEntry {
+                    index,
+                    seq: e.seq,
+                    source: Box::new(source),
+                };
+                if !seen.insert(e.seq) {
+                    return Err(ProofError::DuplicateSeq { seq: e.seq });
+                }
+                check_inclusion(
+                    &p.tenant_id,
+                    e.seq,
+                    &e.entry_id,
+                    &e.entry_hash,
+                    Some(&e.entry),
+                    p.tree_size,
+                    &e.hashes,
+                    &cp,
+                )
+                .map_err(wrap)?;
+                let view = EntryView::parse(e.entry.as_bytes())
+                    .map_err(|err| wrap(ProofError::Entry(err)))?;
+                if let Some(member) = p
+                    .selection
+                    .mismatch(&view)
+                    .map_err(ProofError::Selection)?
+                {
+                    return Err(ProofError::OutsideSelection {
+                        index,
+                        seq: e.seq,
+                        member,
+                    });
+                }
+            }
+            Ok(Proven::Slice {
+                tenant_id: p.tenant_id,
+                entries: p.entries.len(),
+                tree_size: p.tree_size,
+                complete: p.complete,
+                not_covered: p.not_covered,
             })
         }
         CONSISTENCY_TYPE => {

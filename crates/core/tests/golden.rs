@@ -335,3 +335,133 @@ fn worked_example_anchor_matches_golden_file_and_format_md() {
     assert_eq!((c.entries, c.start, c.size), (1, 2, 3));
     assert_eq!(c.checkpoints_verified, 2);
 }
+
+/// A log slice of the worked example (docs/FORMAT.md §10): agent-1's entries from
+/// 18:00:01.000, entries 2 and 3, each with its audit path in the tree of 3
+/// (`tests/data/golden/example-slice.json`).
+#[test]
+fn worked_example_slice_matches_golden_file_and_verifies() {
+    use blackbox_core::proof::{
+        LogSlice, ProofError, Proven, SLICE_TYPE, SliceEntry, SliceSelection,
+        verify_proof_document,
+    };
+    let ex = build();
+    let entries = ex.values["entries"].as_array().unwrap();
+    let hash = |i: usize| Hash::from_prefixed(entries[i]["entry_hash"].as_str().unwrap()).unwrap();
+    let leaves: Vec<Hash> = (0..3).map(|i| leaf_hash(hash(i).as_bytes())).collect();
+    let entry = |i: usize| {
+        let path = blackbox_core::merkle::inclusion_proof::<std::convert::Infallible>(
+            u64::try_from(i).unwrap(),
+            3,
+            |start, level| {
+                let (s, n) = (usize::try_from(start).unwrap(), 1usize << level);
+                let mut level_hashes = leaves[s..s + n].to_vec();
+                while level_hashes.len() > 1 {
+                    level_hashes = level_hashes
+                        .chunks(2)
+                        .map(|p| node_hash(&p[0], &p[1]))
+                        .collect();
+                }
+                Ok(level_hashes[0])
+            },
+        )
+        .unwrap();
+        let line = entries[i]["line"].as_str().unwrap().to_owned();
+        let view = blackbox_core::entry::EntryView::parse(line.as_bytes()).unwrap();
+        SliceEntry {
+            seq: u64::try_from(i + 1).unwrap(),
+            entry_id: view.entry_id.to_string(),
+            entry_hash: hash(i).to_prefixed(),
+            entry: line,
+            hashes: path.iter().map(Hash::to_base64).collect(),
+        }
+    };
+    let slice = LogSlice {
+        kind: SLICE_TYPE.to_owned(),
+        tenant_id: "acme".to_owned(),
+        tree_size: 3,
+        checkpoint: ex.values["checkpoint_note"].as_str().unwrap().to_owned(),
+        selection: SliceSelection {
+            agent_id: Some("agent-1".to_owned()),
+            start: Some("2026-04-14T18:00:01.000Z".to_owned()),
+            ..SliceSelection::default()
+        },
+        entries: vec![entry(1), entry(2)],
+        complete: true,
+        not_covered: 0,
+    };
+    let text = serde_json::to_string_pretty(&slice).unwrap() + "\n";
+    if std::env::var_os("BLACKBOX_BLESS").is_some() {
+        std::fs::write(data("example-slice.json"), &text).unwrap();
+    }
+    assert_eq!(
+        text,
+        std::fs::read_to_string(data("example-slice.json")).unwrap(),
+        "the slice example changed: that is a format change"
+    );
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/FORMAT.md"))
+        .unwrap();
+    assert!(
+        doc.contains("tests/data/golden/example-slice.json") && doc.contains(SLICE_TYPE),
+        "docs/FORMAT.md §10 does not describe the slice example"
+    );
+
+    let signer = NoteSigner::new("blackbox/example", seed_bytes()).unwrap();
+    let vk = signer.verifier();
+    let proven = verify_proof_document(&text, &vk).unwrap();
+    assert_eq!(
+        proven,
+        Proven::Slice {
+            tenant_id: "acme".into(),
+            entries: 2,
+            tree_size: 3,
+            complete: true,
+            not_covered: 0
+        }
+    );
+    assert_eq!(
+        proven.to_string(),
+        "OK — 2 entries of tenant acme included in the signed tree of 3 entries; entry bytes match and each is in the selection"
+    );
+    let check = |s: &LogSlice| verify_proof_document(&serde_json::to_string(s).unwrap(), &vk);
+
+    // An edited entry, a path of another leaf, a repeated entry, an entry outside the
+    // selection (though really in the log) and a narrowed selection are each refused.
+    let mut edited = slice.clone();
+    edited.entries[0].entry = edited.entries[0].entry.replace("SELECT", "DELETE");
+    assert!(matches!(
+        check(&edited),
+        Err(ProofError::SliceEntry { index: 0, seq: 2, .. })
+    ));
+    let mut swapped = slice.clone();
+    swapped.entries[0].hashes = swapped.entries[1].hashes.clone();
+    let e = check(&swapped).unwrap_err();
+    assert!(e.to_string().starts_with("entry 0 of the slice (seq 2): the Merkle proof"), "{e}");
+    let mut twice = slice.clone();
+    twice.entries.push(entry(2));
+    assert!(matches!(check(&twice), Err(ProofError::DuplicateSeq { seq: 3 })));
+    let mut padded = slice.clone();
+    padded.entries.insert(0, entry(0));
+    assert!(matches!(
+        check(&padded),
+        Err(ProofError::OutsideSelection { index: 0, seq: 1, member: "start" })
+    ));
+    let mut other_agent = slice.clone();
+    other_agent.selection.agent_id = Some("agent-2".to_owned());
+    assert!(matches!(
+        check(&other_agent),
+        Err(ProofError::OutsideSelection { member: "agent_id", .. })
+    ));
+    let mut traced = slice.clone();
+    traced.selection.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned());
+    assert!(matches!(
+        check(&traced),
+        Err(ProofError::OutsideSelection { member: "trace_id", .. })
+    ));
+    // Another key: the checkpoint does not verify.
+    let other = NoteSigner::new("blackbox/example", [7u8; 32]).unwrap();
+    assert!(matches!(
+        verify_proof_document(&text, &other.verifier()),
+        Err(ProofError::BadSignature(_))
+    ));
+}

@@ -15,6 +15,7 @@
 //! - [`verdict`]: what `/v1/decide` answers from what fired (shared with `rules test`).
 
 pub mod backtest;
+pub mod describe;
 pub mod detector;
 pub mod evaluate;
 pub mod features;

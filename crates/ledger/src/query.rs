@@ -114,3 +114,68 @@ mod tests {
         assert_eq!(col("seq"), "3");
     }
 }
+
+/// Filters a store's indexes do not apply, read from each entry line: who wrote it (its
+/// origin), when the service wrote it, and the trace it belongs to. `blackbox query` and
+/// `GET /v1/entries` apply them the same way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PostFilter {
+    /// `service`, `token`, `local`, `token:<id>` or `local:<user>` ([`check_origin_filter`]).
+    pub origin: Option<String>,
+    /// Bounds on the writer's time (`written_at`), Unix ms, both included.
+    pub written: Option<(i64, i64)>,
+    /// `payload.trace_id`.
+    pub trace_id: Option<String>,
+}
+
+impl PostFilter {
+    /// Whether any filter is set.
+    #[must_use]
+    pub fn active(&self) -> bool {
+        self.origin.is_some() || self.written.is_some() || self.trace_id.is_some()
+    }
+
+    /// Whether an entry line passes. A line that is not an entry passes nothing.
+    #[must_use]
+    pub fn keep(&self, line: &[u8]) -> bool {
+        if !self.active() {
+            return true;
+        }
+        let Ok(v) = blackbox_core::entry::EntryView::parse(line) else {
+            return false;
+        };
+        if let Some((a, b)) = self.written
+            && (v.written_ms < a || v.written_ms > b)
+        {
+            return false;
+        }
+        if let Some(t) = &self.trace_id
+            && blackbox_core::proof::payload_trace_id(&v).as_deref() != Some(t.as_str())
+        {
+            return false;
+        }
+        match &self.origin {
+            None => true,
+            Some(f) => v.origin.as_ref().is_some_and(|o| o.matches(f)),
+        }
+    }
+}
+
+/// Checks an origin filter: `service`, `token`, `local`, `token:<id>` or `local:<user>`.
+///
+/// # Errors
+/// Not one of the accepted forms, saying which are.
+pub fn check_origin_filter(f: &str) -> Result<(), String> {
+    let ok = match f.split_once(':') {
+        None => matches!(f, "service" | "token" | "local"),
+        Some(("token" | "local", rest)) => !rest.is_empty(),
+        Some(_) => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{f:?}: use service, token, local, token:<token id> or local:<user>"
+        ))
+    }
+}

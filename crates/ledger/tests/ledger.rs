@@ -407,3 +407,70 @@ fn a_log_split_at_an_anchor_verifies_file_by_file_and_as_a_set() {
     let r = check(&[b.clone(), a.clone()]);
     assert!(!r.ok());
 }
+
+#[test]
+fn a_slice_proves_each_entry_of_an_agent_with_the_paths_single_proofs_give() {
+    use blackbox_core::proof::SliceSelection;
+    use blackbox_ledger::proof::prove_slice;
+    let (_tmp, dir) = setup(100);
+    let (mut store, mut writer, _) = open_writer(&dir).unwrap();
+    let events: Vec<_> = (0..700).map(|i| event(i, "acme")).collect();
+    writer
+        .append(&mut store, &events, 1_776_160_000_000, true)
+        .unwrap();
+    // 30 more after the last checkpoint (700): not covered yet.
+    let later: Vec<_> = (700..730).map(|i| event(i, "acme")).collect();
+    writer
+        .append(&mut store, &later, 1_776_160_000_001, false)
+        .unwrap();
+    drop(store);
+    let store = open_reader(&dir).unwrap();
+    let verifier = public_key(&dir).unwrap();
+    let selection = SliceSelection {
+        agent_id: Some("agent-3".into()),
+        ..SliceSelection::default()
+    };
+    let slice = prove_slice(&store, "acme", &selection, 1000).unwrap();
+    assert_eq!(slice.tree_size, 700);
+    assert_eq!(slice.entries.len(), 140);
+    assert_eq!(slice.not_covered, 6);
+    assert!(slice.complete);
+    // Every path equals the one a single inclusion proof gives (the shared subtrees are
+    // computed once for the whole slice).
+    for e in &slice.entries {
+        let mut found = None;
+        store
+            .scan("acme", e.seq, e.seq, &mut |s| {
+                found = Some(s);
+                Ok(false)
+            })
+            .unwrap();
+        let single = prove_inclusion(&store, &found.unwrap(), false).unwrap();
+        assert_eq!(single.hashes, e.hashes, "seq {}", e.seq);
+    }
+    let json = serde_json::to_string(&slice).unwrap();
+    match verify_proof_document(&json, &verifier).unwrap() {
+        Proven::Slice {
+            entries,
+            tree_size,
+            not_covered,
+            ..
+        } => assert_eq!((entries, tree_size, not_covered), (140, 700, 6)),
+        other => panic!("{other:?}"),
+    }
+    // A window and a limit: the slice stops and says so.
+    let window = SliceSelection {
+        agent_id: Some("agent-3".into()),
+        start: Some("2026-04-14T10:01:00.000Z".into()),
+        end: Some("2026-04-14T10:01:59.999Z".into()),
+        ..SliceSelection::default()
+    };
+    let all = prove_slice(&store, "acme", &window, 1000).unwrap();
+    assert!(!all.entries.is_empty() && all.complete);
+    let cut = prove_slice(&store, "acme", &window, 2).unwrap();
+    assert_eq!(cut.entries.len(), 2);
+    assert!(!cut.complete);
+    let json = serde_json::to_string(&cut).unwrap();
+    let text = verify_proof_document(&json, &verifier).unwrap().to_string();
+    assert!(text.contains("the slice stopped at its limit"), "{text}");
+}

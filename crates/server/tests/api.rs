@@ -954,3 +954,145 @@ async fn retention_runs_on_request_for_admins_only() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(ver["status"], "ok", "{ver}");
 }
+
+#[tokio::test]
+async fn a_slice_proves_what_one_agent_or_trace_did_and_trace_filters_page() {
+    let f = fixture();
+    let acme = f.token(Some("acme"), "ingest,read");
+    let globex = f.token(Some("globex"), "ingest,read");
+    let admin = f.token(None, "admin");
+    // Claimed an hour ago (within the clock's bounds), written now.
+    let hour_ago = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+        - 3_600_000;
+    let at = |ms: i64| blackbox_core::entry::format_timestamp(ms).unwrap();
+    let traced = |i: u64, agent: &str, trace: &str| {
+        json!({"agent_id": agent, "session_id": "sess_t", "client_seq": i,
+            "timestamp": at(hour_ago + i64::try_from(i).unwrap() * 60_000), "event_type": "llm_request",
+            "payload": {"model": "gpt-4o", "trace_id": trace, "span_id": format!("{i:016x}")}})
+    };
+    let t1 = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let t2 = "00f067aa0ba902b700f067aa0ba902b7";
+    let batch: Vec<Value> = (0..9)
+        .map(|i| traced(i, if i % 3 == 0 { "a2" } else { "a1" }, if i < 5 { t1 } else { t2 }))
+        .collect();
+    let (s, w) = f.post(&acme, "application/json", Value::Array(batch).to_string()).await;
+    assert_eq!(s, StatusCode::OK, "{w}");
+    let (s, _) = f
+        .post(&globex, "application/json", traced(1, "a1", t1).to_string())
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let sign = Request::post("/v1/checkpoints?tenant_id=acme")
+        .header("authorization", format!("Bearer {admin}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(f.call(sign).await.0, StatusCode::OK);
+
+    // Agent a1's slice: its six entries, proven with the public key alone.
+    let (s, body) = f.get(&acme, "/v1/proofs/slice?agent_id=a1").await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let text = String::from_utf8(body).unwrap();
+    let proven =
+        blackbox_core::proof::verify_proof_document(&text, &f.state.verifier).unwrap();
+    assert!(
+        matches!(proven, blackbox_core::proof::Proven::Slice { entries: 6, ref tenant_id, .. } if tenant_id == "acme"),
+        "{proven:?}"
+    );
+    // A trace within a window, with dates as bounds: written as full timestamps.
+    let (s, v) = f
+        .get_json(
+            &acme,
+            &format!(
+                "/v1/proofs/slice?trace_id={t1}&start={}&end={}",
+                &at(hour_ago)[..10],
+                at(hour_ago + 3 * 60_000)
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["selection"]["start"].as_str().unwrap(),
+        format!("{}T00:00:00.000Z", &at(hour_ago)[..10])
+    );
+    assert_eq!(v["entries"].as_array().unwrap().len(), 4, "{v}");
+    let (s, v) = f.get_json(&acme, "/v1/proofs/slice?agent_id=a1&limit=2").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["complete"], false);
+    // Nothing selected, or a bad bound: 400. Another tenant's chain: 403; its own holds no a1
+    // entry of acme.
+    for uri in [
+        "/v1/proofs/slice",
+        "/v1/proofs/slice?agent_id=a1&start=yesterday",
+        "/v1/proofs/slice?agent_id=a1&limit=0",
+    ] {
+        let (s, e) = f.get_json(&acme, uri).await;
+        assert_eq!((s, code(&e)), (StatusCode::BAD_REQUEST, "invalid_parameter"), "{uri}");
+    }
+    let (s, _) = f
+        .get_json(&globex, "/v1/proofs/slice?agent_id=a1&tenant_id=acme")
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (_, body) = f.get(&globex, "/v1/proofs/slice?agent_id=a1").await;
+    assert!(!String::from_utf8_lossy(&body).contains("\\\"acme\\\""));
+
+    // The trace filter of /v1/entries: exactly the trace's entries, in pages.
+    let (s, v) = f
+        .get_json(&acme, &format!("/v1/entries?trace_id={t2}&format=json&limit=3"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let page1 = v["entries"].as_array().unwrap().clone();
+    assert_eq!(page1.len(), 3);
+    assert!(page1.iter().all(|e| e["payload"]["trace_id"] == t2));
+    let cursor = v["next_cursor"].as_str().unwrap();
+    let (_, v) = f
+        .get_json(
+            &acme,
+            &format!("/v1/entries?trace_id={t2}&format=json&limit=3&cursor={cursor}"),
+        )
+        .await;
+    let page2 = v["entries"].as_array().unwrap();
+    assert_eq!(page2.len(), 1, "{v}");
+    assert_eq!(page2[0]["payload"]["trace_id"], t2);
+    let (_, b) = f.get(&acme, &format!("/v1/entries?trace_id={t1}&format=csv")).await;
+    assert_eq!(String::from_utf8(b).unwrap().lines().count(), 1 + 5);
+    let (s, e) = f
+        .get_json(&acme, &format!("/v1/entries?trace_id={t1}&after_seq=0"))
+        .await;
+    assert_eq!((s, code(&e)), (StatusCode::BAD_REQUEST, "invalid_parameter"));
+
+    // Who wrote it, and the writer's time, as `blackbox query --origin --time written`.
+    let (_, v) = f
+        .get_json(&acme, "/v1/entries?origin=token&format=json&limit=100")
+        .await;
+    let rows = v["entries"].as_array().unwrap();
+    assert_eq!(rows.len(), 9, "{v}");
+    assert!(rows.iter().all(|e| e["origin"]["kind"] == "token"), "{v}");
+    let (_, v) = f
+        .get_json(&acme, "/v1/entries?origin=service&format=json&limit=100")
+        .await;
+    assert!(
+        v["entries"].as_array().unwrap().iter().all(|e| e["origin"]["kind"] == "service"),
+        "{v}"
+    );
+    // The agent claimed times from an hour ago; the service wrote them now.
+    let window = format!(
+        "start={}&end={}&format=json&limit=100",
+        at(hour_ago - 60_000),
+        at(hour_ago + 30 * 60_000)
+    );
+    let (_, v) = f.get_json(&acme, &format!("/v1/entries?{window}")).await;
+    assert_eq!(v["entries"].as_array().unwrap().len(), 9, "{v}");
+    let (_, v) = f
+        .get_json(&acme, &format!("/v1/entries?time=written&{window}"))
+        .await;
+    assert_eq!(v["entries"], json!([]), "{v}");
+    for uri in ["/v1/entries?origin=agents", "/v1/entries?time=sideways"] {
+        let (s, e) = f.get_json(&acme, uri).await;
+        assert_eq!((s, code(&e)), (StatusCode::BAD_REQUEST, "invalid_parameter"), "{uri}");
+    }
+}

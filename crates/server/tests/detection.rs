@@ -931,3 +931,109 @@ async fn tool_call(f: &Fixture, read: &str, id: &Value) -> Value {
         .find(|e| e["entry_id"] == *id)
         .unwrap()
 }
+
+#[tokio::test]
+async fn the_rules_in_force_and_their_history_are_read_per_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        r#"
+anomaly_detection:
+  rules:
+    - name: everyone_injection
+      description: "Injection phrases"
+      condition:
+        match_patterns: ["ignore previous instructions", "jailbreak"]
+        match_regex: ['reveal\s+the\s+system\s+prompt']
+      action: block_and_alert
+    - name: shared_exports
+      condition:
+        tenant: [acme, globex]
+        tool: export_table
+        metric: tool_calls_per_minute
+        baseline_window: 7d
+        threshold_multiplier: 5
+      action: alert
+    - name: globex_only_nights
+      condition:
+        tenant: globex
+        time_window: "mon-fri 22:00-06:00"
+        min_count: 3
+      action: alert
+"#,
+    )
+    .unwrap();
+    let mut f = Fixture {
+        dir,
+        app: None,
+        state: None,
+        writer: None,
+    };
+    f.restart();
+    let admin = f.token(None, "admin");
+    let acme = f.token(Some("acme"), "read");
+    // Not recorded yet (the router alone does not record the start): no history.
+    let (s, v) = f.send("GET", "/v1/rules", &admin, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let names: Vec<&str> = v["in_force"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["everyone_injection", "shared_exports", "globex_only_nights"]
+    );
+    let inj = &v["in_force"]["rules"][0];
+    assert_eq!(inj["action"], "block_and_alert");
+    assert_eq!(inj["kind"], "pattern");
+    assert_eq!(
+        inj["condition"],
+        "tool arguments or prompt match one of 2 phrases, 1 regex"
+    );
+    assert_eq!(inj["scope"], "every agent");
+    assert_eq!(v["in_force"]["rules"][1]["scope"], "tenants acme, globex; tools export_table");
+    assert!(
+        v["in_force"]["rules_sha256"]
+            .as_str()
+            .unwrap()
+            .len()
+            >= 64
+    );
+    assert_eq!(v["history"], json!([]));
+
+    // The service records the rules it puts in force (at start and at each reload).
+    let state = f.state.clone().unwrap();
+    let path = f.dir.path().join("rules.yaml").display().to_string();
+    state
+        .ingest
+        .control(blackbox_server::ingest::Control::Rules(
+            state.rules.get(),
+            path.clone(),
+        ))
+        .await
+        .unwrap();
+    let (_, v) = f.send("GET", "/v1/rules", &admin, None).await;
+    let history = v["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1, "{v}");
+    assert_eq!(history[0]["rules"], 3);
+    assert_eq!(history[0]["file"], path.as_str());
+    assert_eq!(history[0]["in_force"], true);
+    assert_eq!(history[0]["rules_sha256"], v["in_force"]["rules_sha256"]);
+
+    // A tenant reads the rules that may apply to it, and no other tenant's name.
+    let (s, v) = f.send("GET", "/v1/rules", &acme, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let text = v.to_string();
+    assert!(!text.contains("globex"), "{text}");
+    assert_eq!(v["in_force"]["rules"].as_array().unwrap().len(), 2);
+    assert_eq!(v["in_force"]["rules_hidden"], 1);
+    assert_eq!(v["in_force"]["rules"][1]["scope"], "tenants acme; tools export_table");
+    assert_eq!(v["history"].as_array().unwrap().len(), 1);
+    let (s, e) = f.send("GET", "/v1/rules?tenant_id=globex", &acme, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
+    let ingest = f.token(Some("acme"), "ingest");
+    let (s, _) = f.send("GET", "/v1/rules", &ingest, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}

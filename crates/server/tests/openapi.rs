@@ -380,10 +380,60 @@ async fn every_route_answers_as_the_document_says() {
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{export}");
+    // As one tar archive; a bundle (admin only: it holds the service's own chains).
     let (st, _) = s
         .call(
-            M::POST,
-            "/v1/erasures",
+            M::GET,
+            "/v1/exports",
+            "/v1/exports?standard=soc2&control=CC7.2&output=evidence.csv&archive=tar",
+            w,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, refused) = s
+        .call(
+            M::GET,
+            "/v1/exports",
+            "/v1/exports?standard=soc2&control=CC7.2&output=evidence.json&bundle=true",
+            w,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{refused}");
+    let (st, bundle) = s
+        .call(
+            M::GET,
+            "/v1/exports",
+            "/v1/exports?standard=soc2&control=CC7.2&output=report.json&bundle=true&tenant_id=acme",
+            a,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{bundle}");
+    let names: Vec<&str> = bundle["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"log.jsonl") && names.contains(&"checkpoint.pub"), "{names:?}");
+    // The rules in force, and a verified slice of what agent a1 did.
+    let (st, rules) = s.call(M::GET, "/v1/rules", "/v1/rules", w, None).await;
+    assert_eq!(st, StatusCode::OK, "{rules}");
+    let (st, slice) = s
+        .call(
+            M::GET,
+            "/v1/proofs/slice",
+            "/v1/proofs/slice?agent_id=a1",
+            w,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{slice}");
+    assert_eq!(slice["type"], "blackbox.log_slice.v1");
+    let (st, _) = s
+        .call(M::POST, "/v1/erasures",
             "/v1/erasures",
             a,
             Some(json!({"data_subject": "user:42", "reason": "request", "ticket": "T-2"})),

@@ -124,6 +124,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             tenant_id,
             tool,
             event_type,
+            trace_id,
             start,
             end,
             time,
@@ -143,6 +144,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
                 tenant_id,
                 tool,
                 event_type,
+                trace_id,
                 start,
                 end,
                 limit,
@@ -181,6 +183,42 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             sign_now,
             format,
         ),
+        Cmd::Prove {
+            agent_id,
+            session_id,
+            trace_id,
+            start,
+            end,
+            limit,
+            remote,
+            dir,
+            tenant_id,
+            output,
+            ..
+        } if agent_id.is_some() || session_id.is_some() || trace_id.is_some() => {
+            if !(1..=10_000).contains(&limit) {
+                anyhow::bail!("--limit must be between 1 and 10,000");
+            }
+            let selection = blackbox_core::proof::SliceSelection::resolved(
+                agent_id,
+                session_id,
+                trace_id,
+                start.as_deref(),
+                end.as_deref(),
+            )
+            .map_err(|e| anyhow::anyhow!("--{}", e))?;
+            if remote.server.is_some() {
+                remote::prove_slice(&remote, tenant_id.as_deref(), &selection, limit, output.as_deref())
+            } else {
+                proofs::prove_slice(
+                    &DataDir::new(dir.data_dir),
+                    tenant_id.as_deref(),
+                    &selection,
+                    limit,
+                    output.as_deref(),
+                )
+            }
+        }
         Cmd::Prove {
             remote,
             tenant_id,

@@ -123,6 +123,31 @@ fn uuid_bytes(id: &str) -> Result<[u8; 16]> {
     Ok(*u.as_bytes())
 }
 
+/// `prove --agent-id|--session-id|--trace-id …`: a log slice from the data directory.
+pub fn prove_slice(
+    dir: &DataDir,
+    tenant: Option<&str>,
+    selection: &blackbox_core::proof::SliceSelection,
+    limit: usize,
+    output: Option<&Path>,
+) -> Result<Outcome> {
+    let store = blackbox_ledger::open::open_reader(dir)?;
+    let t = pick_tenant(&store, tenant)?;
+    let slice = blackbox_ledger::proof::prove_slice(&store, &t, selection, limit)?;
+    if slice.entries.is_empty() {
+        eprintln!(
+            "note: no entry of the selection is covered by the latest checkpoint of `{t}` ({} newer ones are not covered yet)",
+            slice.not_covered
+        );
+    } else if !slice.complete {
+        eprintln!(
+            "note: the slice stopped at --limit {limit}: more entries matched; narrow --start/--end"
+        );
+    }
+    emit(output, &format!("{}\n", serde_json::to_string_pretty(&slice)?))?;
+    Ok(Outcome::Ok)
+}
+
 pub fn verify_proof(public_key: &Path, proof: &Path, format: TextOrJson) -> Result<Outcome> {
     let verifier = load_verifier(public_key)?;
     let text =

@@ -16,6 +16,8 @@ pub struct Filters {
     pub tenant_id: Option<String>,
     pub tool: Option<String>,
     pub event_type: Option<String>,
+    /// `payload.trace_id`.
+    pub trace_id: Option<String>,
     pub start: Option<String>,
     pub end: Option<String>,
     pub limit: Option<u64>,
@@ -25,53 +27,23 @@ pub struct Filters {
     pub time: TimeBasis,
 }
 
-/// The filters the store cannot apply: origin, and bounds on the writer's time.
-pub struct PostFilter {
-    origin: Option<String>,
-    written: Option<(i64, i64)>,
-}
+pub use blackbox_ledger::query::PostFilter;
 
-impl PostFilter {
-    /// The post-filter of `f`, its bounds already parsed.
-    ///
-    /// # Errors
-    /// A bad `--origin`.
-    pub fn new(f: &Filters, start_ms: Option<i64>, end_ms: Option<i64>) -> Result<Self> {
-        if let Some(o) = &f.origin {
-            check_origin_filter(o)?;
-        }
-        Ok(Self {
-            origin: f.origin.clone(),
-            written: (f.time == TimeBasis::Written && (start_ms.is_some() || end_ms.is_some()))
-                .then(|| (start_ms.unwrap_or(i64::MIN), end_ms.unwrap_or(i64::MAX))),
-        })
+/// The filters of `f` the store cannot apply (origin, bounds on the writer's time, trace), its
+/// bounds already parsed.
+///
+/// # Errors
+/// A bad `--origin`.
+pub fn post_filter(f: &Filters, start_ms: Option<i64>, end_ms: Option<i64>) -> Result<PostFilter> {
+    if let Some(o) = &f.origin {
+        check_origin_filter(o)?;
     }
-
-    /// Whether any filter is set.
-    #[must_use]
-    pub fn active(&self) -> bool {
-        self.origin.is_some() || self.written.is_some()
-    }
-
-    /// Whether an entry line passes.
-    #[must_use]
-    pub fn keep(&self, line: &[u8]) -> bool {
-        if !self.active() {
-            return true;
-        }
-        let Ok(v) = blackbox_core::entry::EntryView::parse(line) else {
-            return false;
-        };
-        if let Some((a, b)) = self.written
-            && (v.written_ms < a || v.written_ms > b)
-        {
-            return false;
-        }
-        match &self.origin {
-            None => true,
-            Some(f) => v.origin.as_ref().is_some_and(|o| o.matches(f)),
-        }
-    }
+    Ok(PostFilter {
+        origin: f.origin.clone(),
+        written: (f.time == TimeBasis::Written && (start_ms.is_some() || end_ms.is_some()))
+            .then(|| (start_ms.unwrap_or(i64::MIN), end_ms.unwrap_or(i64::MAX))),
+        trace_id: f.trace_id.clone(),
+    })
 }
 
 /// Checks an `--origin` filter.
@@ -79,18 +51,7 @@ impl PostFilter {
 /// # Errors
 /// Not one of the accepted forms.
 pub fn check_origin_filter(f: &str) -> Result<()> {
-    let ok = match f.split_once(':') {
-        None => matches!(f, "service" | "token" | "local"),
-        Some(("token" | "local", rest)) => !rest.is_empty(),
-        Some(_) => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(anyhow!(
-            "--origin {f:?}: use service, token, local, token:<token id> or local:<user>"
-        ))
-    }
+    blackbox_ledger::query::check_origin_filter(f).map_err(|e| anyhow!("--origin {e}"))
 }
 
 /// RFC 3339, or a bare date: its first millisecond (`end == false`) or its last (`end == true`).
@@ -123,7 +84,7 @@ pub fn run(
     {
         anyhow::bail!("--start is after --end");
     }
-    let post = PostFilter::new(&f, start_ms, end_ms)?;
+    let post = post_filter(&f, start_ms, end_ms)?;
     let (start_ms, end_ms) = if f.time == TimeBasis::Written {
         (None, None)
     } else {

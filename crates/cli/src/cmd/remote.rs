@@ -10,7 +10,7 @@ use blackbox_core::checkpoint::SignedCheckpoint;
 use crate::Outcome;
 use crate::cli::TimeBasis;
 use crate::cli::{QueryFormat, RemoteArgs, TextOrJson};
-use crate::cmd::query::PostFilter;
+use crate::cmd::query::{PostFilter, post_filter};
 use crate::cmd::query::{Filters, RowWriter};
 
 fn client(r: &RemoteArgs) -> Result<(Client, tokio::runtime::Runtime)> {
@@ -42,7 +42,7 @@ pub fn query(r: &RemoteArgs, f: &Filters, format: QueryFormat) -> Result<Outcome
             .map(|s| crate::cmd::query::parse_bound(flag, s, end))
             .transpose()
     };
-    let post = PostFilter::new(
+    let post = post_filter(
         f,
         bound("--start", &f.start, false)?,
         bound("--end", &f.end, true)?,
@@ -225,6 +225,24 @@ pub fn prove(
         }
         (None, None) => bail!("give --entry-id ID or --consistency OLD_CHECKPOINT"),
     };
+    match output {
+        None => println!("{doc}"),
+        Some(p) => std::fs::write(p, format!("{doc}\n"))
+            .with_context(|| format!("writing {}", p.display()))?,
+    }
+    Ok(Outcome::Ok)
+}
+
+/// `prove --agent-id|--session-id|--trace-id … --server`: a log slice made by the service.
+pub fn prove_slice(
+    r: &RemoteArgs,
+    tenant: Option<&str>,
+    selection: &blackbox_core::proof::SliceSelection,
+    limit: usize,
+    output: Option<&Path>,
+) -> Result<Outcome> {
+    let (c, rt) = client(r)?;
+    let doc = rt.block_on(c.log_slice(selection, limit, tenant))?;
     match output {
         None => println!("{doc}"),
         Some(p) => std::fs::write(p, format!("{doc}\n"))

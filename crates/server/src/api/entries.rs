@@ -30,6 +30,11 @@ const STREAM_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// A page stops after this many bytes of entry lines (its cursor continues after it).
 const MAX_PAGE_BYTES: usize = 8 << 20;
 
+/// With a filter read from the rows (`trace_id`, `origin`, `time=written`), a page stops
+/// after reading this many rows (its cursor continues after
+/// the last one read, so a page may hold fewer rows than `limit`, or none, and a cursor).
+const MAX_SCANNED: usize = 100_000;
+
 /// Query parameters of `GET /v1/entries`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +44,9 @@ struct EntriesParams {
     session_id: Option<String>,
     tool: Option<String>,
     event_type: Option<String>,
+    trace_id: Option<String>,
+    origin: Option<String>,
+    time: Option<String>,
     start: Option<String>,
     end: Option<String>,
     limit: Option<u64>,
@@ -147,6 +155,48 @@ pub(super) async fn query(
         .map(|s| parse_bound("end", s, true))
         .transpose()?;
     let cursor = p.cursor.as_deref().map(decode_cursor).transpose()?;
+    if p.trace_id.as_deref().is_some_and(|t| t.is_empty() || t.len() > 256) {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            "trace_id: 1 to 256 characters",
+        ));
+    }
+    if let Some(o) = &p.origin {
+        blackbox_ledger::query::check_origin_filter(o)
+            .map_err(|e| ApiError::bad_request("invalid_parameter", format!("origin={e}")))?;
+    }
+    let written = match p.time.as_deref() {
+        None | Some("claimed") => false,
+        Some("written") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!(
+                    "time={other:?}: claimed (start and end bound the agent's timestamp, the default) or written (the service's written_at)"
+                ),
+            ));
+        }
+    };
+    // Filters the store's indexes do not apply, read from each row the others let through
+    // (as `blackbox query` applies them).
+    let post = blackbox_ledger::query::PostFilter {
+        origin: p.origin.clone(),
+        written: (written && (start_ms.is_some() || end_ms.is_some()))
+            .then(|| (start_ms.unwrap_or(i64::MIN), end_ms.unwrap_or(i64::MAX))),
+        trace_id: p.trace_id.clone(),
+    };
+    let (start_ms, end_ms) = if written {
+        (None, None)
+    } else {
+        (start_ms, end_ms)
+    };
+    if post.active() && p.after_seq.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            "trace_id, origin and time=written cannot be combined with after_seq (tailing returns every entry)",
+        ));
+    }
+    let post_keep = move |e: &StoredEntry| post.keep(&e.line);
     let content_type = match format {
         Format::Jsonl => "application/x-ndjson",
         Format::Json => "application/json",
@@ -210,11 +260,13 @@ pub(super) async fn query(
     match p.limit {
         Some(limit) => {
             // A page: read it (bounded), then answer with the cursor of its last row.
-            let (rows, more) = with_reader(&state, move |r| {
+            let (rows, more, scanned_to) = with_reader(&state, move |r| {
                 let mut rows = Vec::new();
                 let want = usize::try_from(limit).unwrap_or(usize::MAX);
                 let mut bytes = 0usize;
                 let mut more = false;
+                let mut scanned = 0usize;
+                let mut last = None;
                 r.query(&q, &mut |e| {
                     // The page ends after `limit` rows or MAX_PAGE_BYTES of lines; one more
                     // row tells whether anything follows.
@@ -222,17 +274,30 @@ pub(super) async fn query(
                         more = true;
                         return Ok(false);
                     }
+                    scanned += 1;
+                    if !post_keep(&e) {
+                        // A post-filter reads rows it does not return: a page stops after
+                        // MAX_SCANNED of them, with a cursor after the last one read.
+                        if scanned >= MAX_SCANNED {
+                            more = true;
+                            last = Some(encode_cursor(entry_ts(&e.line), &e.tenant_id, e.seq));
+                            return Ok(false);
+                        }
+                        return Ok(true);
+                    }
                     bytes += e.line.len();
                     rows.push(e);
                     Ok(true)
                 })?;
-                Ok((rows, more))
+                Ok((rows, more, last))
             })
             .await?;
             let rows = rows.as_slice();
             let next = if more {
-                rows.last()
-                    .map(|e| encode_cursor(entry_ts(&e.line), &e.tenant_id, e.seq))
+                scanned_to.or_else(|| {
+                    rows.last()
+                        .map(|e| encode_cursor(entry_ts(&e.line), &e.tenant_id, e.seq))
+                })
             } else {
                 None
             };
@@ -289,7 +354,7 @@ pub(super) async fn query(
                     seq: last.seq,
                 });
                 let mut buf = Vec::with_capacity(64 << 10);
-                for e in &page {
+                for e in page.iter().filter(|e| post_keep(e)) {
                     buf.extend_from_slice(&row_bytes(format, e, first));
                     first = false;
                     if buf.len() >= 60 << 10 {

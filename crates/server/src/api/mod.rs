@@ -18,6 +18,7 @@ pub(crate) mod ops;
 mod overview;
 mod proofs;
 mod retention;
+mod rules;
 pub(crate) mod shares;
 mod tokens;
 mod verify;
@@ -54,8 +55,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/checkpoints", post(proofs::sign_checkpoint))
         .route("/v1/proofs/inclusion", get(proofs::inclusion))
         .route("/v1/proofs/consistency", get(proofs::consistency))
+        .route("/v1/proofs/slice", get(proofs::slice))
         .route("/v1/decide", post(decide::decide))
         .route("/v1/agents", get(agents::list))
+        .route("/v1/rules", get(rules::rules))
         .route("/v1/exports", get(exports::export))
         .route("/v1/agents/{agent_id}/pause", post(agents::pause))
         .route("/v1/agents/{agent_id}/resume", post(agents::resume))

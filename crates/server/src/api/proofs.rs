@@ -172,3 +172,73 @@ fn proof_text(proof: &impl serde::Serialize) -> Result<String, ApiError> {
     serde_json::to_string_pretty(proof)
         .map_err(|e| ApiError::unavailable(format!("the proof could not be written: {e}"), 1))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SliceParams {
+    tenant_id: Option<String>,
+    agent_id: Option<String>,
+    session_id: Option<String>,
+    trace_id: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+    limit: Option<u64>,
+}
+
+/// Entries a slice holds unless `limit` says otherwise, and at most.
+const SLICE_DEFAULT: u64 = 1000;
+const SLICE_MAX: u64 = 10_000;
+
+/// `GET /v1/proofs/slice`: a verified log slice (docs/FORMAT.md §10).
+pub(super) async fn slice(
+    State(state): State<AppState>,
+    caller: Caller<Read>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let p: SliceParams = params(&uri)?;
+    if p.agent_id.is_none() && p.session_id.is_none() && p.trace_id.is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            "give agent_id, session_id or trace_id: a slice is what one agent, session or trace did (start and end bound it in time)",
+        ));
+    }
+    let limit = p.limit.unwrap_or(SLICE_DEFAULT);
+    if limit == 0 || limit > SLICE_MAX {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("limit must be between 1 and {SLICE_MAX}"),
+        ));
+    }
+    for (name, v) in [
+        ("agent_id", &p.agent_id),
+        ("session_id", &p.session_id),
+        ("trace_id", &p.trace_id),
+    ] {
+        if v.as_deref().is_some_and(|s| s.is_empty() || s.len() > 256) {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("{name}: 1 to 256 characters"),
+            ));
+        }
+    }
+    // Bounds are written into the slice as full timestamps, so that a verifier reads them
+    // without knowing how a date was meant.
+    let selection = blackbox_core::proof::SliceSelection::resolved(
+        p.agent_id,
+        p.session_id,
+        p.trace_id,
+        p.start.as_deref(),
+        p.end.as_deref(),
+    )
+    .map_err(|e| ApiError::bad_request("invalid_parameter", e))?;
+    let _running = heavy_read(&state, &caller, "proofs").await?;
+    let tenant = chain_tenant(&state, &caller, p.tenant_id.as_deref()).await?;
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let doc = with_reader(&state, move |r| {
+        let slice = blackbox_ledger::proof::prove_slice(r, &tenant, &selection, limit)
+            .map_err(ledger_to_api)?;
+        proof_text(&slice)
+    })
+    .await?;
+    Ok(json_text(doc))
+}
