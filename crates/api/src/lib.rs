@@ -13,6 +13,8 @@
 //! the API only carries (verification reports, alerts, erasure outcomes, retention reports,
 //! proofs: see docs/FORMAT.md), which are [`serde_json::Value`] here.
 #![forbid(unsafe_code)]
+// The OpenAPI document is one `json!` literal per route table: deeper than the default 128.
+#![recursion_limit = "256"]
 
 pub mod agents;
 pub mod alerts;

@@ -14,7 +14,8 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    agents, alerts, decide, entries, erasures, error, events, exports, overview, proofs, rules, tokens,
+    agents, alerts, decide, entries, erasures, error, events, exports, overview, proofs, rules,
+    tokens,
 };
 
 /// Where component schemas live (`$ref: "#/components/schemas/<Name>"`).

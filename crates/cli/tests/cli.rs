@@ -1155,13 +1155,20 @@ fn a_log_slice_of_one_agent_verifies_offline() {
     ]);
     assert_eq!(bad.code, 1);
     assert!(
-        bad.stdout.contains("outside the selection: its agent_id differs"),
+        bad.stdout
+            .contains("outside the selection: its agent_id differs"),
         "{}",
         bad.stdout
     );
     // A bound that is not a time: a usage error naming it.
     let r = run(&[
-        "prove", "--data-dir", &dir, "--session-id", "s", "--end", "soon",
+        "prove",
+        "--data-dir",
+        &dir,
+        "--session-id",
+        "s",
+        "--end",
+        "soon",
     ]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("--end=\"soon\""), "{}", r.stderr);

@@ -19,8 +19,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{init_store, run};
 use common::serve::{Server, http, token};
+use common::{init_store, run};
 use serde_json::{Value, json};
 
 const RULES: &str = "anomaly_detection:\n  rules:\n    - name: prompt_injection\n      condition: {match_patterns: [ignore previous instructions]}\n      action: block_and_alert\n";
@@ -111,8 +111,9 @@ fn an_incident_is_reconstructed_in_the_browser() {
         let batch: Vec<Value> = (0..2000)
             .map(|i| {
                 let n = chunk * 2000 + i;
-                let ts = blackbox_core::entry::format_timestamp(i64::try_from((t0 + n) * 1000).unwrap())
-                    .unwrap();
+                let ts =
+                    blackbox_core::entry::format_timestamp(i64::try_from((t0 + n) * 1000).unwrap())
+                        .unwrap();
                 json!({"agent_id": "agent-5", "session_id": "s-big", "event_type": "tool_call",
                        "timestamp": ts, "client_seq": n + 1,
                        "payload": {"tool_name": "export_rows", "args": {"page": n}}})
@@ -164,7 +165,12 @@ fn an_incident_is_reconstructed_in_the_browser() {
     // The slice the browser verified and saved is checked again offline with the public key.
     let public = format!("{dir}/checkpoint.pub");
     let slice = out.join("agent-7.slice.json");
-    let r = run(&["verify-proof", "--public-key", &public, slice.to_str().unwrap()]);
+    let r = run(&[
+        "verify-proof",
+        "--public-key",
+        &public,
+        slice.to_str().unwrap(),
+    ]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.starts_with("OK — "), "{}", r.stdout);
     // The bundle the admin downloaded is re-performed offline.

@@ -1822,3 +1822,49 @@ fn a_bundle_is_reperformed_offline_and_names_what_was_changed() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("is not empty"), "{}", r.stderr);
 }
+
+/// A bundle of a log larger than one block of Merkle nodes (256 entries): its proofs read
+/// subtrees the exported log must compute from its entries (it keeps no nodes).
+#[test]
+fn a_bundle_of_a_thousand_entries_proves_every_sample() {
+    let (tmp, dir) = init_store();
+    let r = common::run_stdin(
+        &["append", "--data-dir", &dir],
+        Some(&common::events(1000, "acme")),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let bundle = tmp.path().join("bundle");
+    let r = run(&[
+        "export",
+        "--data-dir",
+        &dir,
+        "--standard",
+        "soc2",
+        "--control",
+        "CC7.2",
+        "--tenant-id",
+        "acme",
+        "--bundle",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let proofs = std::fs::read_dir(&bundle)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("proof-")
+        })
+        .count();
+    assert_eq!(proofs, 25, "a proof for each of the 25 sampled entries");
+    let r = run(&[
+        "export",
+        "reperform",
+        bundle.to_str().unwrap(),
+        "--public-key",
+        &format!("{dir}/checkpoint.pub"),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+}

@@ -98,8 +98,14 @@
     where.replaceChildren(el('p', { class: 'error', role: 'alert', text: msg }));
   }
 
+  // Replaces the view; kids that are null, undefined or false (a part a view leaves out) are
+  // skipped, not written as text.
+  function show(...kids) {
+    view.replaceChildren(...kids.flat(Infinity).filter((k) => k !== null && k !== undefined && k !== false));
+  }
+
   function loading(what) {
-    view.replaceChildren(el('p', { class: 'loading muted', text: 'Loading ' + what }));
+    show(el('p', { class: 'loading muted', text: 'Loading ' + what }));
   }
 
   // ---------------------------------------------------------------------------------------
@@ -117,7 +123,7 @@
     nav.hidden = true;
     signoutBtn.hidden = true;
     document.getElementById('who').textContent = '';
-    view.replaceChildren();
+    show();
     signin.hidden = false;
     document.getElementById('signin-error').textContent = why || '';
     document.getElementById('token').focus();
@@ -202,7 +208,7 @@
           el('dd', { text: cp ? (t.entries - cp.size).toLocaleString() + ' entries after it' : String(t.entries) })),
         el('div', { class: 'actions' }, verifyBtn, pick), result);
     });
-    view.replaceChildren(
+    show(
       el('h1', { text: 'Overview' }),
       el('p', { class: 'muted' }, 'Checkpoint key ', el('span', { class: 'mono', text: me.key_fingerprint }),
         ' — compare it with the one your auditor holds (blackbox keys show).'),
@@ -424,7 +430,7 @@
       }, label)),
       el('button', { type: 'button', class: 'secondary', onclick: () => { const [a, b] = bounds(); setWindow((a + b) / 2, (b - a) / 10); } }, 'Zoom in'),
       el('button', { type: 'button', class: 'secondary', onclick: () => { const [a, b] = bounds(); setWindow((a + b) / 2, (b - a) * 10); } }, 'Zoom out'));
-    view.replaceChildren(el('h1', { text: 'Timeline' + (tenant() ? ' — ' + tenant() : '') }), form, zoom, strip, status, table, moreRows, more);
+    show(el('h1', { text: 'Timeline' + (tenant() ? ' — ' + tenant() : '') }), form, zoom, strip, status, table, moreRows, more);
     let cursor = null;
     let rendered = 0;
     let links = () => [];
@@ -603,7 +609,7 @@
     const t = Date.parse(e.timestamp);
     const scope = (kind, value) => '#/scope?' + new URLSearchParams({ [kind]: value, at: e.timestamp, window: '1h', from: e.entry_id });
     const p = e.payload || {};
-    view.replaceChildren(
+    show(
       el('h1', { text: e.event_type + ' #' + e.seq }),
       el('nav', { class: 'actions', 'aria-label': 'Incident scope' },
         el('span', { class: 'muted', text: 'Incident scope (±1 h):' }),
@@ -709,7 +715,7 @@
 
   async function scopeView(params) {
     const kind = KINDS.find(([k]) => params.get(k));
-    if (!kind) { view.replaceChildren(el('p', { class: 'error', text: 'Give an agent, a session or a trace.' })); return; }
+    if (!kind) { show(el('p', { class: 'error', text: 'Give an agent, a session or a trace.' })); return; }
     const [key, noun] = kind;
     const value = params.get(key);
     const at = Date.parse(params.get('at') || '') || Date.now();
@@ -780,7 +786,7 @@
     const frag = document.createDocumentFragment();
     for (const e of entries.slice(0, ROWS_AT_ONCE)) frag.append(entryRow(e, links));
     tbody.append(frag);
-    view.replaceChildren(
+    show(
       el('h1', { text: 'Incident scope — ' + noun + ' ' + value }),
       el('p', { class: 'muted' }, 'What this ' + noun + ' did from ', el('span', { class: 'mono', text: start }), ' to ',
         el('span', { class: 'mono', text: end }), ' (claimed time)',
@@ -805,7 +811,7 @@
     const r = await api('/v1/rules?' + withTenant());
     const f = r.in_force;
     const field = (k, v, mono) => [el('dt', { text: k }), el('dd', { class: mono ? 'mono' : null, text: v })];
-    view.replaceChildren(
+    show(
       el('h1', { text: 'Rules' }),
       f.file === null
         ? el('p', { class: 'warn', text: 'The service runs without a rules file: no detection rule is in force (blackbox serve --rules FILE).' })
@@ -916,7 +922,7 @@
         bundleBtn.disabled = false;
       }
     });
-    view.replaceChildren(
+    show(
       el('h1', { text: 'Exports' + (tenant() ? ' — ' + tenant() : '') }),
       el('p', { class: 'muted', text: 'Reports an auditor accepts as they are, made by the service from the log (docs in the README, “Compliance evidence”). Leave the period empty for the whole log.' }),
       form,
@@ -973,7 +979,7 @@
           el('a', { href: '#/timeline?' + scope }, 'timeline ±1 h')),
         cell);
     });
-    view.replaceChildren(
+    show(
       el('h1', { text: 'Alerts' }),
       el('div', { class: 'filters' }, el('div', {}, el('label', { for: 'a-state', text: 'State' }), picker)),
       rows.length ? el('table', {},
@@ -1014,7 +1020,7 @@
         el('td', {}, el('a', { href: '#/timeline?' + new URLSearchParams({ agent_id: a.agent_id, event_type: 'tool_call' }) }, 'recent decisions')),
         cell);
     });
-    view.replaceChildren(el('h1', { text: 'Agents' }),
+    show(el('h1', { text: 'Agents' }),
       rows.length ? el('table', {},
         el('thead', {}, el('tr', {}, ['Agent', 'Tenant', 'State', 'Paused or throttled', 'Last seen', 'Events', 'Calls', isAdmin() ? 'Action' : '']
           .map((c) => el('th', { scope: 'col', text: c })))),
@@ -1044,7 +1050,7 @@
       else if (path === '/scope') await scopeView(params);
       else if (path === '/rules') await rules();
       else if (path === '/exports') await exportsView();
-      else view.replaceChildren(el('p', { class: 'error', text: 'No such view: ' + path }));
+      else show(el('p', { class: 'error', text: 'No such view: ' + path }));
       document.getElementById('main').focus({ preventScroll: true });
     } catch (e) {
       if (token) showError(view, e);

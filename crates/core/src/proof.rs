@@ -133,7 +133,10 @@ pub fn payload_trace_id(view: &EntryView<'_>) -> Option<String> {
     struct Trace {
         trace_id: Option<Value>,
     }
-    match serde_json::from_str::<Trace>(view.payload.get()).ok()?.trace_id {
+    match serde_json::from_str::<Trace>(view.payload.get())
+        .ok()?
+        .trace_id
+    {
         Some(Value::String(s)) => Some(s),
         _ => None,
     }
@@ -179,7 +182,11 @@ impl SliceSelection {
         if self.agent_id.as_deref().is_some_and(|a| a != view.agent_id) {
             return Ok(Some("agent_id"));
         }
-        if self.session_id.as_deref().is_some_and(|s| s != view.session_id) {
+        if self
+            .session_id
+            .as_deref()
+            .is_some_and(|s| s != view.session_id)
+        {
             return Ok(Some("session_id"));
         }
         if let Some(t) = &self.trace_id
@@ -303,7 +310,9 @@ pub enum ProofError {
         source: Box<ProofError>,
     },
     /// An entry of a slice does not match the slice's selection.
-    #[error("entry {index} of the slice (seq {seq}) is outside the selection: its {member} differs")]
+    #[error(
+        "entry {index} of the slice (seq {seq}) is outside the selection: its {member} differs"
+    )]
     OutsideSelection {
         /// Place in `entries`.
         index: usize,
@@ -501,8 +510,7 @@ fn check_inclusion(
             });
         }
         let view = EntryView::parse(line.as_bytes()).map_err(ProofError::Entry)?;
-        if view.seq != seq || view.tenant_id != tenant_id || view.entry_id.to_string() != entry_id
-        {
+        if view.seq != seq || view.tenant_id != tenant_id || view.entry_id.to_string() != entry_id {
             return Err(ProofError::OtherEntry {
                 seq: view.seq,
                 tenant_id: view.tenant_id.to_string(),
@@ -589,11 +597,7 @@ pub fn verify_proof_document(json: &str, verifier: &NoteVerifier) -> Result<Prov
                 .map_err(wrap)?;
                 let view = EntryView::parse(e.entry.as_bytes())
                     .map_err(|err| wrap(ProofError::Entry(err)))?;
-                if let Some(member) = p
-                    .selection
-                    .mismatch(&view)
-                    .map_err(ProofError::Selection)?
-                {
+                if let Some(member) = p.selection.mismatch(&view).map_err(ProofError::Selection)? {
                     return Err(ProofError::OutsideSelection {
                         index,
                         seq: e.seq,

@@ -342,8 +342,7 @@ fn worked_example_anchor_matches_golden_file_and_format_md() {
 #[test]
 fn worked_example_slice_matches_golden_file_and_verifies() {
     use blackbox_core::proof::{
-        LogSlice, ProofError, Proven, SLICE_TYPE, SliceEntry, SliceSelection,
-        verify_proof_document,
+        LogSlice, ProofError, Proven, SLICE_TYPE, SliceEntry, SliceSelection, verify_proof_document,
     };
     let ex = build();
     let entries = ex.values["entries"].as_array().unwrap();
@@ -428,35 +427,57 @@ fn worked_example_slice_matches_golden_file_and_verifies() {
     // An edited entry, a path of another leaf, a repeated entry, an entry outside the
     // selection (though really in the log) and a narrowed selection are each refused.
     let mut edited = slice.clone();
-    edited.entries[0].entry = edited.entries[0].entry.replace("SELECT", "DELETE");
+    edited.entries[0].entry = edited.entries[0].entry.replace("\"orders\"", "\"payroll\"");
+    assert_ne!(edited.entries[0].entry, slice.entries[0].entry);
     assert!(matches!(
         check(&edited),
-        Err(ProofError::SliceEntry { index: 0, seq: 2, .. })
+        Err(ProofError::SliceEntry {
+            index: 0,
+            seq: 2,
+            ..
+        })
     ));
     let mut swapped = slice.clone();
     swapped.entries[0].hashes = swapped.entries[1].hashes.clone();
     let e = check(&swapped).unwrap_err();
-    assert!(e.to_string().starts_with("entry 0 of the slice (seq 2): the Merkle proof"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("entry 0 of the slice (seq 2): the Merkle proof"),
+        "{e}"
+    );
     let mut twice = slice.clone();
     twice.entries.push(entry(2));
-    assert!(matches!(check(&twice), Err(ProofError::DuplicateSeq { seq: 3 })));
+    assert!(matches!(
+        check(&twice),
+        Err(ProofError::DuplicateSeq { seq: 3 })
+    ));
     let mut padded = slice.clone();
     padded.entries.insert(0, entry(0));
     assert!(matches!(
         check(&padded),
-        Err(ProofError::OutsideSelection { index: 0, seq: 1, member: "start" })
+        Err(ProofError::OutsideSelection {
+            index: 0,
+            seq: 1,
+            member: "start"
+        })
     ));
     let mut other_agent = slice.clone();
     other_agent.selection.agent_id = Some("agent-2".to_owned());
     assert!(matches!(
         check(&other_agent),
-        Err(ProofError::OutsideSelection { member: "agent_id", .. })
+        Err(ProofError::OutsideSelection {
+            member: "agent_id",
+            ..
+        })
     ));
     let mut traced = slice.clone();
     traced.selection.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned());
     assert!(matches!(
         check(&traced),
-        Err(ProofError::OutsideSelection { member: "trace_id", .. })
+        Err(ProofError::OutsideSelection {
+            member: "trace_id",
+            ..
+        })
     ));
     // Another key: the checkpoint does not verify.
     let other = NoteSigner::new("blackbox/example", [7u8; 32]).unwrap();

@@ -8,7 +8,12 @@ use crate::rules::{Kind, Rule, RuleSet, Scope};
 
 /// A duration in ms as the rules file writes it (`90s`, `15m`, `2h`, `7d`).
 fn duration(ms: i64) -> String {
-    const UNITS: [(i64, &str); 4] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s")];
+    const UNITS: [(i64, &str); 4] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1000, "s"),
+    ];
     for (unit, name) in UNITS {
         if ms >= unit && ms % unit == 0 {
             return format!("{}{name}", ms / unit);
@@ -42,7 +47,11 @@ impl Rule {
             ),
             Kind::TimeWindow { window, min_count } => format!(
                 "{} in {window} ({})",
-                count(usize::try_from(*min_count).unwrap_or(usize::MAX), "event", "events"),
+                count(
+                    usize::try_from(*min_count).unwrap_or(usize::MAX),
+                    "event",
+                    "events"
+                ),
                 set.time_zone_name
             ),
             Kind::Pattern {
@@ -87,7 +96,10 @@ impl Rule {
                     .filter(|h| mask & h.bit() != 0)
                     .map(|h| h.name())
                     .collect();
-                format!("hidden text in tool arguments or prompt: {}", kinds.join(", "))
+                format!(
+                    "hidden text in tool arguments or prompt: {}",
+                    kinds.join(", ")
+                )
             }
             Kind::Classifier { at_least } => {
                 format!("the external classifier's score reaches {at_least}")
@@ -100,7 +112,10 @@ fn set_text(what: &str, set: &BTreeSet<String>) -> Option<String> {
     (!set.is_empty()).then(|| {
         format!(
             "{what} {}",
-            set.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+            set.iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     })
 }

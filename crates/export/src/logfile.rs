@@ -16,6 +16,7 @@ use blackbox_core::merkle::{CompactRange, leaf_hash};
 use blackbox_ledger::jsonl::{
     RecordKind, parse_checkpoint_record, parse_personal_record, record_kind,
 };
+use blackbox_ledger::writer::NODE_LEVEL;
 use blackbox_store::{
     ChainHead, Query, Store, StoreError, StoredAnchor, StoredCheckpoint, StoredEntry, TenantRef,
     WriteBatch,
@@ -29,6 +30,35 @@ struct Chain {
     head: ChainHead,
     /// Where the chain starts when not at its genesis.
     anchor: Option<StoredAnchor>,
+    /// Its Merkle nodes at the level the store keeps ([`NODE_LEVEL`]), computed on first use
+    /// from the entry hashes: one per complete block of `2^NODE_LEVEL` entries held (`None`
+    /// for a block before the chain's anchor).
+    nodes: std::sync::OnceLock<Vec<Option<Hash>>>,
+}
+
+/// The level-[`NODE_LEVEL`] node of every complete block of entries held.
+fn block_nodes(entries: &[StoredEntry]) -> Vec<Option<Hash>> {
+    let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+        return Vec::new();
+    };
+    let width = 1u64 << NODE_LEVEL;
+    let blocks = usize::try_from(last.seq / width).unwrap_or(0);
+    (0..blocks)
+        .map(|b| {
+            let lo = b as u64 * width + 1;
+            let at = usize::try_from(lo.checked_sub(first.seq)?).ok()?;
+            let block = entries.get(at..at + usize::try_from(width).ok()?)?;
+            // Entries are held in seq order without gaps; checked all the same.
+            if block.first()?.seq != lo || block.last()?.seq != lo + width - 1 {
+                return None;
+            }
+            let leaves: Vec<Hash> = block
+                .iter()
+                .map(|e| leaf_hash(e.entry_hash.as_bytes()))
+                .collect();
+            Some(blackbox_core::merkle::root_from_leaf_hashes(&leaves))
+        })
+        .collect()
 }
 
 /// The chains of a JSONL log, in memory.
@@ -76,6 +106,7 @@ impl LogFileStore {
                     entries: Vec::new(),
                     checkpoints: Vec::new(),
                     anchor: None,
+                    nodes: std::sync::OnceLock::new(),
                     head: ChainHead {
                         tenant_id: tenant.to_owned(),
                         size: 0,
@@ -334,13 +365,26 @@ impl Store for LogFileStore {
 
     fn nodes(
         &self,
-        _tenant: TenantRef<'_>,
-        _level: u8,
-        _first: u64,
-        _last: u64,
+        tenant: TenantRef<'_>,
+        level: u8,
+        first: u64,
+        last: u64,
     ) -> Result<Vec<(u64, Hash)>, StoreError> {
-        // None kept: readers fall back to the entry hashes.
-        Ok(Vec::new())
+        // A log file keeps no Merkle nodes: those of the level proofs read are computed once
+        // from the entry hashes (a bundle proves many entries of one large log).
+        let Some(c) = self.chain(tenant) else {
+            return Ok(Vec::new());
+        };
+        if level != NODE_LEVEL || first > last {
+            return Ok(Vec::new());
+        }
+        let all = c.nodes.get_or_init(|| block_nodes(&c.entries));
+        Ok((first..=last)
+            .map_while(|i| {
+                let h = (*all.get(usize::try_from(i).ok()?)?)?;
+                Some((i, h))
+            })
+            .collect())
     }
 
     fn checkpoints(&self, tenant: TenantRef<'_>) -> Result<Vec<StoredCheckpoint>, StoreError> {

@@ -979,9 +979,17 @@ async fn a_slice_proves_what_one_agent_or_trace_did_and_trace_filters_page() {
     let t1 = "4bf92f3577b34da6a3ce929d0e0e4736";
     let t2 = "00f067aa0ba902b700f067aa0ba902b7";
     let batch: Vec<Value> = (0..9)
-        .map(|i| traced(i, if i % 3 == 0 { "a2" } else { "a1" }, if i < 5 { t1 } else { t2 }))
+        .map(|i| {
+            traced(
+                i,
+                if i % 3 == 0 { "a2" } else { "a1" },
+                if i < 5 { t1 } else { t2 },
+            )
+        })
         .collect();
-    let (s, w) = f.post(&acme, "application/json", Value::Array(batch).to_string()).await;
+    let (s, w) = f
+        .post(&acme, "application/json", Value::Array(batch).to_string())
+        .await;
     assert_eq!(s, StatusCode::OK, "{w}");
     let (s, _) = f
         .post(&globex, "application/json", traced(1, "a1", t1).to_string())
@@ -997,8 +1005,7 @@ async fn a_slice_proves_what_one_agent_or_trace_did_and_trace_filters_page() {
     let (s, body) = f.get(&acme, "/v1/proofs/slice?agent_id=a1").await;
     assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     let text = String::from_utf8(body).unwrap();
-    let proven =
-        blackbox_core::proof::verify_proof_document(&text, &f.state.verifier).unwrap();
+    let proven = blackbox_core::proof::verify_proof_document(&text, &f.state.verifier).unwrap();
     assert!(
         matches!(proven, blackbox_core::proof::Proven::Slice { entries: 6, ref tenant_id, .. } if tenant_id == "acme"),
         "{proven:?}"
@@ -1020,7 +1027,9 @@ async fn a_slice_proves_what_one_agent_or_trace_did_and_trace_filters_page() {
         format!("{}T00:00:00.000Z", &at(hour_ago)[..10])
     );
     assert_eq!(v["entries"].as_array().unwrap().len(), 4, "{v}");
-    let (s, v) = f.get_json(&acme, "/v1/proofs/slice?agent_id=a1&limit=2").await;
+    let (s, v) = f
+        .get_json(&acme, "/v1/proofs/slice?agent_id=a1&limit=2")
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["complete"], false);
     // Nothing selected, or a bad bound: 400. Another tenant's chain: 403; its own holds no a1
@@ -1031,7 +1040,11 @@ async fn a_slice_proves_what_one_agent_or_trace_did_and_trace_filters_page() {
         "/v1/proofs/slice?agent_id=a1&limit=0",
     ] {
         let (s, e) = f.get_json(&acme, uri).await;
-        assert_eq!((s, code(&e)), (StatusCode::BAD_REQUEST, "invalid_parameter"), "{uri}");
+        assert_eq!(
+            (s, code(&e)),
+            (StatusCode::BAD_REQUEST, "invalid_parameter"),
+            "{uri}"
+        );
     }
     let (s, _) = f
         .get_json(&globex, "/v1/proofs/slice?agent_id=a1&tenant_id=acme")
@@ -1042,7 +1055,10 @@ async fn a_slice_proves_what_one_agent_or_trace_did_and_trace_filters_page() {
 
     // The trace filter of /v1/entries: exactly the trace's entries, in pages.
     let (s, v) = f
-        .get_json(&acme, &format!("/v1/entries?trace_id={t2}&format=json&limit=3"))
+        .get_json(
+            &acme,
+            &format!("/v1/entries?trace_id={t2}&format=json&limit=3"),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let page1 = v["entries"].as_array().unwrap().clone();
@@ -1058,12 +1074,17 @@ async fn a_slice_proves_what_one_agent_or_trace_did_and_trace_filters_page() {
     let page2 = v["entries"].as_array().unwrap();
     assert_eq!(page2.len(), 1, "{v}");
     assert_eq!(page2[0]["payload"]["trace_id"], t2);
-    let (_, b) = f.get(&acme, &format!("/v1/entries?trace_id={t1}&format=csv")).await;
+    let (_, b) = f
+        .get(&acme, &format!("/v1/entries?trace_id={t1}&format=csv"))
+        .await;
     assert_eq!(String::from_utf8(b).unwrap().lines().count(), 1 + 5);
     let (s, e) = f
         .get_json(&acme, &format!("/v1/entries?trace_id={t1}&after_seq=0"))
         .await;
-    assert_eq!((s, code(&e)), (StatusCode::BAD_REQUEST, "invalid_parameter"));
+    assert_eq!(
+        (s, code(&e)),
+        (StatusCode::BAD_REQUEST, "invalid_parameter")
+    );
 
     // Who wrote it, and the writer's time, as `blackbox query --origin --time written`.
     let (_, v) = f
@@ -1076,7 +1097,11 @@ async fn a_slice_proves_what_one_agent_or_trace_did_and_trace_filters_page() {
         .get_json(&acme, "/v1/entries?origin=service&format=json&limit=100")
         .await;
     assert!(
-        v["entries"].as_array().unwrap().iter().all(|e| e["origin"]["kind"] == "service"),
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["origin"]["kind"] == "service"),
         "{v}"
     );
     // The agent claimed times from an hour ago; the service wrote them now.
@@ -1093,6 +1118,10 @@ async fn a_slice_proves_what_one_agent_or_trace_did_and_trace_filters_page() {
     assert_eq!(v["entries"], json!([]), "{v}");
     for uri in ["/v1/entries?origin=agents", "/v1/entries?time=sideways"] {
         let (s, e) = f.get_json(&acme, uri).await;
-        assert_eq!((s, code(&e)), (StatusCode::BAD_REQUEST, "invalid_parameter"), "{uri}");
+        assert_eq!(
+            (s, code(&e)),
+            (StatusCode::BAD_REQUEST, "invalid_parameter"),
+            "{uri}"
+        );
     }
 }

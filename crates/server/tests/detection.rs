@@ -963,13 +963,13 @@ anomaly_detection:
 "#,
     )
     .unwrap();
-    let mut f = Fixture {
+    let (app, state, writer) = start(dir.path(), None);
+    let f = Fixture {
         dir,
-        app: None,
-        state: None,
-        writer: None,
+        app: Some(app),
+        state: Some(state),
+        writer: Some(writer),
     };
-    f.restart();
     let admin = f.token(None, "admin");
     let acme = f.token(Some("acme"), "read");
     // Not recorded yet (the router alone does not record the start): no history.
@@ -993,14 +993,11 @@ anomaly_detection:
         "tool arguments or prompt match one of 2 phrases, 1 regex"
     );
     assert_eq!(inj["scope"], "every agent");
-    assert_eq!(v["in_force"]["rules"][1]["scope"], "tenants acme, globex; tools export_table");
-    assert!(
-        v["in_force"]["rules_sha256"]
-            .as_str()
-            .unwrap()
-            .len()
-            >= 64
+    assert_eq!(
+        v["in_force"]["rules"][1]["scope"],
+        "tenants acme, globex; tools export_table"
     );
+    assert!(v["in_force"]["rules_sha256"].as_str().unwrap().len() >= 64);
     assert_eq!(v["history"], json!([]));
 
     // The service records the rules it puts in force (at start and at each reload).
@@ -1029,9 +1026,14 @@ anomaly_detection:
     assert!(!text.contains("globex"), "{text}");
     assert_eq!(v["in_force"]["rules"].as_array().unwrap().len(), 2);
     assert_eq!(v["in_force"]["rules_hidden"], 1);
-    assert_eq!(v["in_force"]["rules"][1]["scope"], "tenants acme; tools export_table");
+    assert_eq!(
+        v["in_force"]["rules"][1]["scope"],
+        "tenants acme; tools export_table"
+    );
     assert_eq!(v["history"].as_array().unwrap().len(), 1);
-    let (s, e) = f.send("GET", "/v1/rules?tenant_id=globex", &acme, None).await;
+    let (s, e) = f
+        .send("GET", "/v1/rules?tenant_id=globex", &acme, None)
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
     let ingest = f.token(Some("acme"), "ingest");
     let (s, _) = f.send("GET", "/v1/rules", &ingest, None).await;

@@ -417,7 +417,10 @@ async fn every_route_answers_as_the_document_says() {
         .iter()
         .map(|f| f["name"].as_str().unwrap())
         .collect();
-    assert!(names.contains(&"log.jsonl") && names.contains(&"checkpoint.pub"), "{names:?}");
+    assert!(
+        names.contains(&"log.jsonl") && names.contains(&"checkpoint.pub"),
+        "{names:?}"
+    );
     // The rules in force, and a verified slice of what agent a1 did.
     let (st, rules) = s.call(M::GET, "/v1/rules", "/v1/rules", w, None).await;
     assert_eq!(st, StatusCode::OK, "{rules}");
@@ -433,7 +436,9 @@ async fn every_route_answers_as_the_document_says() {
     assert_eq!(st, StatusCode::OK, "{slice}");
     assert_eq!(slice["type"], "blackbox.log_slice.v1");
     let (st, _) = s
-        .call(M::POST, "/v1/erasures",
+        .call(
+            M::POST,
+            "/v1/erasures",
             "/v1/erasures",
             a,
             Some(json!({"data_subject": "user:42", "reason": "request", "ticket": "T-2"})),

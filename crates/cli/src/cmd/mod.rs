@@ -208,7 +208,13 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             )
             .map_err(|e| anyhow::anyhow!("--{}", e))?;
             if remote.server.is_some() {
-                remote::prove_slice(&remote, tenant_id.as_deref(), &selection, limit, output.as_deref())
+                remote::prove_slice(
+                    &remote,
+                    tenant_id.as_deref(),
+                    &selection,
+                    limit,
+                    output.as_deref(),
+                )
             } else {
                 proofs::prove_slice(
                     &DataDir::new(dir.data_dir),

@@ -144,7 +144,10 @@ pub fn prove_slice(
             "note: the slice stopped at --limit {limit}: more entries matched; narrow --start/--end"
         );
     }
-    emit(output, &format!("{}\n", serde_json::to_string_pretty(&slice)?))?;
+    emit(
+        output,
+        &format!("{}\n", serde_json::to_string_pretty(&slice)?),
+    )?;
     Ok(Outcome::Ok)
 }
 

@@ -10,8 +10,8 @@ use blackbox_core::checkpoint::SignedCheckpoint;
 use crate::Outcome;
 use crate::cli::TimeBasis;
 use crate::cli::{QueryFormat, RemoteArgs, TextOrJson};
-use crate::cmd::query::{PostFilter, post_filter};
 use crate::cmd::query::{Filters, RowWriter};
+use crate::cmd::query::{PostFilter, post_filter};
 
 fn client(r: &RemoteArgs) -> Result<(Client, tokio::runtime::Runtime)> {
     let server = r

@@ -155,7 +155,10 @@ pub(super) async fn query(
         .map(|s| parse_bound("end", s, true))
         .transpose()?;
     let cursor = p.cursor.as_deref().map(decode_cursor).transpose()?;
-    if p.trace_id.as_deref().is_some_and(|t| t.is_empty() || t.len() > 256) {
+    if p.trace_id
+        .as_deref()
+        .is_some_and(|t| t.is_empty() || t.len() > 256)
+    {
         return Err(ApiError::bad_request(
             "invalid_parameter",
             "trace_id: 1 to 256 characters",

@@ -102,7 +102,9 @@ pub(super) async fn export(
         .map_err(bad)?;
         match state
             .ingest
-            .control(crate::ingest::Control::SignCheckpoints(vec![tenant.clone()]))
+            .control(crate::ingest::Control::SignCheckpoints(vec![
+                tenant.clone(),
+            ]))
             .await?
         {
             crate::ingest::ControlReply::Signed(_) => {}
@@ -199,7 +201,10 @@ fn tar_answer(
     let failed = |e: std::io::Error| ApiError::unavailable(format!("the archive failed: {e}"), 1);
     let mut builder = tar::Builder::new(Vec::new());
     let mtime = u64::try_from(blackbox_ledger::clock::now_ms() / 1000).unwrap_or(0);
-    let manifest = (produced.manifest.0.clone(), produced.manifest.1.clone().into_bytes());
+    let manifest = (
+        produced.manifest.0.clone(),
+        produced.manifest.1.clone().into_bytes(),
+    );
     for (name, bytes) in produced.files.iter().chain(std::iter::once(&manifest)) {
         let mut header = tar::Header::new_ustar();
         header.set_size(bytes.len() as u64);

@@ -98,9 +98,7 @@ pub(super) async fn rules(
                 Ok(true)
             })?;
         }
-        out.sort_by(|a, b| {
-            (b.0, &b.1.chain, b.1.seq).cmp(&(a.0, &a.1.chain, a.1.seq))
-        });
+        out.sort_by(|a, b| (b.0, &b.1.chain, b.1.seq).cmp(&(a.0, &a.1.chain, a.1.seq)));
         let more = out.len() > HISTORY;
         out.truncate(HISTORY);
         let mut history: Vec<RulesVersion> = out.into_iter().map(|(_, v)| v).collect();
