@@ -149,8 +149,9 @@ pub fn document() -> Value {
             "responses": with(std_err(&["404"]), ok("200", "The entry", &stored))}},
         "/v1/verify": {"get": {
             "summary": "Verify the tenant's chain (as `blackbox verify --format json`)", "operationId": "verify",
-            "parameters": [tenant],
-            "responses": with(std_err(&[]), ok("200", "The report (status ok or tampered)", &ref_("VerifyReport")))}},
+            "parameters": [tenant, param("progress", "query", false, "Stream NDJSON: {\"checked\": n} lines while it runs, then {\"report\": …} (or {\"error\": {\"code\", \"message\"}})", Some(json!({"type": "boolean"})))],
+            "responses": with(std_err(&[]), json!({"200": {"description": "The report (status ok or tampered); with progress=true, NDJSON progress lines and then the report",
+                "content": {"application/json": {"schema": ref_("VerifyReport")}, "application/x-ndjson": {"schema": {"type": "string"}}}}}))}},
         "/v1/overview": {"get": {
             "summary": "Each readable tenant's entries, agents, open alerts and latest checkpoint (the console's first page)", "operationId": "overview",
             "parameters": [tenant],

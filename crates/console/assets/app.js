@@ -170,20 +170,51 @@
       verifyBtn.addEventListener('click', async () => {
         verifyBtn.disabled = true;
         const started = Date.now();
+        let checked = 0;
+        const secs = () => ((Date.now() - started) / 1000).toFixed(1) + ' s';
         const tick = setInterval(() => {
-          result.textContent = 'Verifying the whole chain… ' + Math.round((Date.now() - started) / 1000) + ' s';
+          result.textContent = 'Verifying the whole chain… ' + checked.toLocaleString() + ' of ' +
+            t.entries.toLocaleString() + ' entries checked, ' + secs();
         }, 250);
         result.className = 'loading muted';
         try {
-          const p = new URLSearchParams();
+          // The service streams how far it is ({"checked": n} lines), then the report.
+          const p = new URLSearchParams({ progress: 'true' });
           if (!me.token_tenant) p.set('tenant_id', t.tenant_id);
-          const r = await api('/v1/verify?' + p);
+          const resp = await fetch('/v1/verify?' + p, {
+            headers: { Authorization: 'Bearer ' + token }, cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer',
+          });
+          if (!resp.ok) {
+            let err = {};
+            try { err = (await resp.json()).error || {}; } catch (_) { err = {}; }
+            if (resp.status === 401) signOut('The service refused this token (401): sign in again.');
+            throw new ApiError(resp.status, err.code || String(resp.status), err.message || resp.statusText);
+          }
+          const reader = resp.body.getReader();
+          const dec = new TextDecoder();
+          let buf = '';
+          let last = null;
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (value) buf += dec.decode(value, { stream: true });
+            let nl;
+            while ((nl = buf.indexOf('\n')) >= 0) {
+              const line = JSON.parse(buf.slice(0, nl));
+              buf = buf.slice(nl + 1);
+              if (line.checked !== undefined) checked = line.checked;
+              else last = line;
+            }
+            if (done) break;
+          }
+          if (!last) throw new Error('the service ended the verification without a report');
+          if (last.error) throw new ApiError(503, last.error.code, last.error.message);
+          const r = last.report;
           const chain = (r.chains || []).find((c) => c.tenant_id === t.tenant_id) || r;
           const good = r.status === 'ok';
           result.className = good ? 'ok' : 'error';
           result.textContent = (good ? '✓ Verified: ' : '✗ ' + (r.status || 'failed') + ': ') +
-            (chain.entries !== undefined ? chain.entries + ' entries, ' : '') +
-            'checked by the service in ' + ((Date.now() - started) / 1000).toFixed(1) + ' s';
+            (chain.entries !== undefined ? chain.entries.toLocaleString() + ' entries, ' : '') +
+            'checked by the service in ' + secs();
         } catch (e) {
           showError(result, e);
         } finally {

@@ -1116,7 +1116,29 @@ async fn a_slice_proves_what_one_agent_or_trace_did_and_trace_filters_page() {
         .get_json(&acme, &format!("/v1/entries?time=written&{window}"))
         .await;
     assert_eq!(v["entries"], json!([]), "{v}");
-    for uri in ["/v1/entries?origin=agents", "/v1/entries?time=sideways"] {
+    // Verification with its progress streamed: NDJSON, the report last.
+    let (s, body) = f.get(&acme, "/v1/verify?progress=true").await;
+    assert_eq!(s, StatusCode::OK);
+    let text = String::from_utf8(body).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last = lines.last().unwrap();
+    assert_eq!(last["report"]["status"], "ok", "{text}");
+    assert!(
+        lines[..lines.len() - 1]
+            .iter()
+            .all(|l| l["checked"].is_u64()),
+        "{text}"
+    );
+    let (_, whole) = f.get_json(&acme, "/v1/verify").await;
+    assert_eq!(last["report"]["entries"], whole["entries"]);
+    for uri in [
+        "/v1/entries?origin=agents",
+        "/v1/entries?time=sideways",
+        "/v1/verify?progress=maybe",
+    ] {
         let (s, e) = f.get_json(&acme, uri).await;
         assert_eq!(
             (s, code(&e)),
