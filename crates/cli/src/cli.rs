@@ -427,7 +427,8 @@ pub struct ExportArgs {
     /// PDF, JSON and CSV, the log, a checkpoint signed now, an inclusion proof for every
     /// sampled entry and every alert, and a manifest over all of it (`export reperform`
     /// recomputes every figure from it offline). While the service runs, the proofs are
-    /// against its latest checkpoint.
+    /// against its latest checkpoint; with --server (an admin token) the service signs a
+    /// checkpoint and makes the bundle.
     #[arg(long, value_name = "DIR")]
     pub bundle: Option<PathBuf>,
     /// The tenant (default: the only tenant of the store).

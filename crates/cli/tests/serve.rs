@@ -997,6 +997,43 @@ fn export_through_the_service_verifies_with_the_public_key() {
         "{}",
         r.stderr
     );
+    // A bundle made by the running service: an admin token (a read token is refused), then
+    // re-performed offline.
+    let bundle = tmp.path().join("bundle");
+    let args = |t: &str| {
+        vec![
+            "export".to_owned(),
+            "--server".to_owned(),
+            url.clone(),
+            "--token".to_owned(),
+            t.to_owned(),
+            "--standard".to_owned(),
+            "soc2".to_owned(),
+            "--control".to_owned(),
+            "CC7.2".to_owned(),
+            "--tenant-id".to_owned(),
+            "acme".to_owned(),
+            "--bundle".to_owned(),
+            bundle.to_str().unwrap().to_owned(),
+        ]
+    };
+    let refused = args(&read);
+    let r = run(&refused.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("admin token"), "{}", r.stderr);
+    let admin = common::serve::token(&dir, None, "admin");
+    let ok = args(&admin);
+    let r = run(&ok.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("made by the service"), "{}", r.stdout);
+    let r = run(&[
+        "export",
+        "reperform",
+        bundle.to_str().unwrap(),
+        "--public-key",
+        &format!("{dir}/checkpoint.pub"),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
 }
 
 /// Every reserved event type (FORMAT.md §3, generated from the one list in the core) is refused

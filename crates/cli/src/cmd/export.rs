@@ -69,7 +69,7 @@ pub fn run(a: ExportArgs) -> Result<Outcome> {
         seed: a.seed.clone(),
     };
     let (files, manifest, summary) = if a.remote.server.is_some() {
-        crate::cmd::remote::export(&a.remote, &job)?
+        crate::cmd::remote::export(&a.remote, &job, false)?
     } else {
         let dir = DataDir::new(a.dir.data_dir.clone());
         if !dir.is_initialised() {
@@ -154,16 +154,45 @@ fn delivery_records(
 
 /// `export --bundle DIR`: signs a checkpoint of the whole chain now, then writes the bundle.
 fn write_bundle(a: &ExportArgs, control: Control, bundle: &Path) -> Result<Outcome> {
-    if a.remote.server.is_some() {
-        bail!(
-            "--bundle works on a data directory (the log's writer signs the bundle's checkpoint): run it where the data directory is, with the service stopped"
-        );
-    }
     if bundle.exists() && std::fs::read_dir(bundle).is_ok_and(|mut d| d.next().is_some()) {
         bail!(
             "{} exists and is not empty: a bundle goes into a new directory",
             bundle.display()
         );
+    }
+    if a.remote.server.is_some() {
+        // The service signs a checkpoint over the tenant's chain, then makes the bundle (an
+        // admin token: a bundle holds the service's own chains).
+        let job = Job {
+            control,
+            tenant: a.tenant_id.clone(),
+            period: a.period.clone(),
+            output_name: "report.pdf".into(),
+            data_subjects: a.include_data_subjects,
+            sample_size: a.sample_size,
+            seed: a.seed.clone(),
+        };
+        let (files, manifest, summary) = crate::cmd::remote::export(&a.remote, &job, true)?;
+        std::fs::create_dir_all(bundle)
+            .with_context(|| format!("creating {}", bundle.display()))?;
+        for (name, bytes) in &files {
+            write_atomic(&bundle.join(name), bytes)?;
+        }
+        write_atomic(&bundle.join(&manifest.0), manifest.1.as_bytes())?;
+        println!(
+            "Wrote the evidence bundle {} ({} files and {}), made by the service",
+            bundle.display(),
+            files.len(),
+            manifest.0
+        );
+        for l in summary {
+            println!("  {l}");
+        }
+        println!(
+            "Re-perform it offline: blackbox export reperform {} --public-key checkpoint.pub [--key-file hmac.keys]",
+            bundle.display()
+        );
+        return Ok(Outcome::Ok);
     }
     let dir = DataDir::new(a.dir.data_dir.clone());
     if !dir.is_initialised() {

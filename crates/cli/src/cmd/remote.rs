@@ -254,7 +254,11 @@ pub fn prove_slice(
 /// Files, manifest (name, text) and summary lines of an export made by the service.
 pub type RemoteExport = (Vec<(String, Vec<u8>)>, (String, String), Vec<String>);
 
-pub fn export(r: &RemoteArgs, job: &blackbox_export::produce::Job) -> Result<RemoteExport> {
+pub fn export(
+    r: &RemoteArgs,
+    job: &blackbox_export::produce::Job,
+    bundle: bool,
+) -> Result<RemoteExport> {
     use base64::Engine as _;
     let (c, rt) = client(r)?;
     let mut params: Vec<(&str, String)> = vec![
@@ -264,6 +268,9 @@ pub fn export(r: &RemoteArgs, job: &blackbox_export::produce::Job) -> Result<Rem
         ("include_data_subjects", job.data_subjects.to_string()),
         ("sample_size", job.sample_size.to_string()),
     ];
+    if bundle {
+        params.push(("bundle", "true".to_owned()));
+    }
     if let Some(p) = &job.period {
         params.push(("period", p.clone()));
     }
