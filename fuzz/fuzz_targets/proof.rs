@@ -1,5 +1,5 @@
-//! Inclusion and consistency proof documents and log slices (core/proof.rs, what `blackbox verify-proof`
-//! reads).
+//! Inclusion and consistency proof documents, log slices and C2SP tlog-proofs (core/proof.rs,
+//! tlog_proof.rs: what `blackbox verify-proof` reads).
 //!
 //! 1. `verify_proof_document` on arbitrary text must never panic, and must accept nothing
 //!    unless its checkpoints carry a valid signature of the key (the fuzz key below signs no

@@ -60,6 +60,15 @@ pub enum TextOrJson {
     Json,
 }
 
+/// The file `prove` writes for an entry.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProofFormat {
+    /// `blackbox.inclusion_proof.v1` (docs/FORMAT.md §10).
+    Json,
+    /// C2SP tlog-proof (the entry line as its extra data; docs/FORMAT.md §10).
+    TlogProof,
+}
+
 /// Which of an entry's two times a query's bounds apply to (docs/FORMAT.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum TimeBasis {
@@ -269,8 +278,12 @@ pub enum Cmd {
         #[arg(long)]
         consistency: Option<PathBuf>,
         /// Leave the entry line out of an inclusion proof (prove by hash only).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "format")]
         no_entry: bool,
+        /// An entry's inclusion proof as `json` (docs/FORMAT.md §10) or as a C2SP `tlog-proof`
+        /// (`.tlog-proof`, read by any C2SP implementation; the entry line is its extra data).
+        #[arg(long, value_enum, default_value = "json")]
+        format: ProofFormat,
         /// Write the proof here instead of standard output.
         #[arg(long)]
         output: Option<PathBuf>,

@@ -329,6 +329,43 @@ fn proofs_verify_with_the_public_key_alone() {
     ]);
     assert_eq!(ok.code, 0, "{}", ok.stdout);
     assert!(ok.stdout.starts_with("OK — entry 3 "), "{}", ok.stdout);
+    // The same entry as a C2SP tlog-proof.
+    let tlog = tmp.path().join("e3.tlog-proof");
+    let p = run(&[
+        "prove",
+        "--data-dir",
+        &dir,
+        "--entry-id",
+        id,
+        "--format",
+        "tlog-proof",
+        "--output",
+        tlog.to_str().unwrap(),
+    ]);
+    assert_eq!(p.code, 0, "{}", p.stderr);
+    let text = std::fs::read_to_string(&tlog).unwrap();
+    assert!(
+        text.starts_with("c2sp.org/tlog-proof@v1\nextra ") && text.contains("\nindex 2\n"),
+        "{text}"
+    );
+    let ok = run(&[
+        "verify-proof",
+        "--public-key",
+        &pubkey,
+        tlog.to_str().unwrap(),
+    ]);
+    assert_eq!(ok.code, 0, "{}", ok.stdout);
+    assert!(ok.stdout.starts_with("OK — entry 3 "), "{}", ok.stdout);
+    let bad = run(&[
+        "prove",
+        "--data-dir",
+        &dir,
+        "--agent-id",
+        "a",
+        "--format",
+        "tlog-proof",
+    ]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
 
     // Any change to the proof is caught.
     let text = std::fs::read_to_string(&proof).unwrap();

@@ -23,6 +23,7 @@ mod node;
 pub mod note;
 pub mod origin;
 pub mod proof;
+pub mod tlog_proof;
 pub mod verify;
 
 pub use hash::Hash;

@@ -330,6 +330,15 @@ pub enum ProofError {
     /// The slice's selection cannot be read.
     #[error("not a Blackbox proof document: selection: {0}")]
     Selection(String),
+    /// A C2SP tlog-proof that cannot be read.
+    #[error("{0}")]
+    TlogProof(#[source] crate::tlog_proof::TlogProofError),
+    /// A C2SP tlog-proof without the entry line as its extra data: the record it proves is
+    /// the entry's hash, which only the entry line gives.
+    #[error(
+        "the tlog-proof has no extra data: a Blackbox tlog-proof carries the entry line there (blackbox prove --format tlog-proof)"
+    )]
+    TlogNoEntry,
 }
 
 /// What a valid proof established.
@@ -532,11 +541,48 @@ fn check_inclusion(
     .map_err(ProofError::Merkle)
 }
 
-/// Verifies a proof document (any of the three types) with the checkpoint public key alone.
+/// A C2SP tlog-proof of a Blackbox entry: the entry line (its extra data) hashes to the record
+/// whose leaf the proof leads from, at index `seq - 1`, to the signed root.
+fn verify_tlog_proof(text: &str, verifier: &NoteVerifier) -> Result<Proven, ProofError> {
+    let p = crate::tlog_proof::TlogProof::parse(text).map_err(ProofError::TlogProof)?;
+    let line = p.extra.as_deref().ok_or(ProofError::TlogNoEntry)?;
+    let view = EntryView::parse(line).map_err(ProofError::Entry)?;
+    let tenant = view.tenant_id.to_string();
+    let cp = open_checkpoint(&p.checkpoint, verifier, &tenant)?;
+    if view.seq != p.index.saturating_add(1) {
+        return Err(ProofError::OtherEntry {
+            seq: view.seq,
+            tenant_id: tenant,
+            entry_id: view.entry_id.to_string(),
+        });
+    }
+    let entry_hash = Hash::digest(line);
+    verify_inclusion(
+        &leaf_hash(entry_hash.as_bytes()),
+        p.index,
+        cp.checkpoint.size,
+        &p.hashes,
+        &cp.checkpoint.root,
+    )
+    .map_err(ProofError::Merkle)?;
+    Ok(Proven::Inclusion {
+        tenant_id: tenant,
+        seq: view.seq,
+        entry_id: view.entry_id.to_string(),
+        tree_size: cp.checkpoint.size,
+        entry_checked: true,
+    })
+}
+
+/// Verifies a proof document (any of the three types, or a C2SP tlog-proof) with the
+/// checkpoint public key alone.
 ///
 /// # Errors
 /// [`ProofError`] saying which check failed.
 pub fn verify_proof_document(json: &str, verifier: &NoteVerifier) -> Result<Proven, ProofError> {
+    if json.starts_with(crate::tlog_proof::HEADER) {
+        return verify_tlog_proof(json, verifier);
+    }
     #[derive(Deserialize)]
     struct Probe {
         #[serde(rename = "type")]

@@ -486,3 +486,84 @@ fn worked_example_slice_matches_golden_file_and_verifies() {
         Err(ProofError::BadSignature(_))
     ));
 }
+
+/// The worked example's entry 2 as a C2SP tlog-proof (docs/FORMAT.md §10,
+/// `tests/data/golden/example.tlog-proof`).
+#[test]
+fn worked_example_tlog_proof_matches_golden_file_and_verifies() {
+    use blackbox_core::proof::{INCLUSION_TYPE, InclusionProof, ProofError, verify_proof_document};
+    use blackbox_core::tlog_proof::TlogProof;
+    let ex = build();
+    let entries = ex.values["entries"].as_array().unwrap();
+    let hash = |i: usize| Hash::from_prefixed(entries[i]["entry_hash"].as_str().unwrap()).unwrap();
+    let (l0, l2) = (leaf_hash(hash(0).as_bytes()), leaf_hash(hash(2).as_bytes()));
+    let line = entries[1]["line"].as_str().unwrap();
+    let view = blackbox_core::entry::EntryView::parse(line.as_bytes()).unwrap();
+    // Leaf 1 of 3: its sibling (leaf 0), then the right subtree (leaf 2).
+    let proof = InclusionProof {
+        kind: INCLUSION_TYPE.to_owned(),
+        tenant_id: "acme".to_owned(),
+        entry_id: view.entry_id.to_string(),
+        seq: 2,
+        entry_hash: hash(1).to_prefixed(),
+        entry: Some(line.to_owned()),
+        tree_size: 3,
+        hashes: vec![l0.to_base64(), l2.to_base64()],
+        checkpoint: ex.values["checkpoint_note"].as_str().unwrap().to_owned(),
+    };
+    let text = TlogProof::from_inclusion(&proof).unwrap().to_text();
+    if std::env::var_os("BLACKBOX_BLESS").is_some() {
+        std::fs::write(data("example.tlog-proof"), &text).unwrap();
+    }
+    assert_eq!(
+        text,
+        std::fs::read_to_string(data("example.tlog-proof")).unwrap(),
+        "the tlog-proof example changed: that is a format change"
+    );
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/FORMAT.md"))
+        .unwrap();
+    assert!(
+        doc.contains("tests/data/golden/example.tlog-proof")
+            && doc.contains(text.lines().nth(3).unwrap()),
+        "docs/FORMAT.md §10 does not quote the tlog-proof example"
+    );
+    let vk = NoteSigner::new("blackbox/example", seed_bytes())
+        .unwrap()
+        .verifier();
+    let proven = verify_proof_document(&text, &vk).unwrap();
+    assert_eq!(
+        proven.to_string(),
+        format!(
+            "OK — entry 2 ({}) of tenant acme is included in the signed tree of 3 entries; entry bytes match",
+            view.entry_id
+        )
+    );
+    // The record a generic C2SP verifier proves is SHA-256(entry line): the leaf's input.
+    let parsed = TlogProof::parse(&text).unwrap();
+    assert_eq!(parsed.index, 1);
+    assert_eq!(
+        Hash::digest(parsed.extra.as_deref().unwrap()),
+        hash(1),
+        "the record is the entry hash"
+    );
+    // Another entry's line as extra data, a changed proof, no extra data: refused.
+    let other = TlogProof {
+        extra: Some(entries[2]["line"].as_str().unwrap().as_bytes().to_vec()),
+        ..parsed.clone()
+    };
+    assert!(verify_proof_document(&other.to_text(), &vk).is_err());
+    let mut swapped = parsed.clone();
+    swapped.hashes.reverse();
+    assert!(matches!(
+        verify_proof_document(&swapped.to_text(), &vk),
+        Err(ProofError::Merkle(_))
+    ));
+    let bare = TlogProof {
+        extra: None,
+        ..parsed
+    };
+    assert!(matches!(
+        verify_proof_document(&bare.to_text(), &vk),
+        Err(ProofError::TlogNoEntry)
+    ));
+}

@@ -194,8 +194,14 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             dir,
             tenant_id,
             output,
+            format,
             ..
         } if agent_id.is_some() || session_id.is_some() || trace_id.is_some() => {
+            if format != crate::cli::ProofFormat::Json {
+                anyhow::bail!(
+                    "--format tlog-proof proves one entry (--entry-id); a slice is written as blackbox.log_slice.v1 JSON"
+                );
+            }
             if !(1..=10_000).contains(&limit) {
                 anyhow::bail!("--limit must be between 1 and 10,000");
             }
@@ -231,6 +237,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             entry_id,
             consistency,
             output,
+            format,
             ..
         } if remote.server.is_some() => remote::prove(
             &remote,
@@ -238,6 +245,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             entry_id.as_deref(),
             consistency.as_deref(),
             output.as_deref(),
+            format,
         ),
         Cmd::Prove {
             dir,
@@ -245,6 +253,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             consistency,
             no_entry,
             output,
+            format,
             ..
         } => proofs::prove(
             &DataDir::new(dir.data_dir),
@@ -252,6 +261,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             consistency.as_deref(),
             !no_entry,
             output.as_deref(),
+            format,
         ),
         Cmd::VerifyProof {
             public_key,

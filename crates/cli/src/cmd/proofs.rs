@@ -10,7 +10,7 @@ use blackbox_ledger::proof::{latest_checkpoint, prove_consistency, prove_inclusi
 use blackbox_store::Store as _;
 
 use crate::Outcome;
-use crate::cli::TextOrJson;
+use crate::cli::{ProofFormat, TextOrJson};
 use crate::output::n;
 use blackbox_ledger::clock::now_ms;
 
@@ -80,13 +80,31 @@ pub fn checkpoint(
     Ok(Outcome::Ok)
 }
 
+/// An inclusion proof as the file `format` names.
+pub fn inclusion_text(
+    proof: &blackbox_core::proof::InclusionProof,
+    format: ProofFormat,
+) -> Result<String> {
+    Ok(match format {
+        ProofFormat::Json => serde_json::to_string_pretty(proof)?,
+        ProofFormat::TlogProof => blackbox_core::tlog_proof::TlogProof::from_inclusion(proof)?
+            .to_text()
+            .trim_end_matches('\n')
+            .to_owned(),
+    })
+}
+
 pub fn prove(
     dir: &DataDir,
     entry_id: Option<&str>,
     consistency: Option<&Path>,
     include_entry: bool,
     output: Option<&Path>,
+    format: ProofFormat,
 ) -> Result<Outcome> {
+    if entry_id.is_none() && format != ProofFormat::Json {
+        bail!("--format tlog-proof proves one entry: give --entry-id");
+    }
     let store = blackbox_ledger::open::open_reader(dir)?;
     let json = if let Some(id) = entry_id {
         let uuid = uuid_bytes(id)?;
@@ -105,7 +123,7 @@ pub fn prove(
                     anyhow!("no entry with id {id}")
                 }
             })?;
-        serde_json::to_string_pretty(&prove_inclusion(&store, &entry, include_entry)?)?
+        inclusion_text(&prove_inclusion(&store, &entry, include_entry)?, format)?
     } else if let Some(path) = consistency {
         let old =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

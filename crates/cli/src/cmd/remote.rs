@@ -200,10 +200,19 @@ pub fn prove(
     entry_id: Option<&str>,
     consistency: Option<&Path>,
     output: Option<&Path>,
+    format: crate::cli::ProofFormat,
 ) -> Result<Outcome> {
+    if entry_id.is_none() && format != crate::cli::ProofFormat::Json {
+        bail!("--format tlog-proof proves one entry: give --entry-id");
+    }
     let (c, rt) = client(r)?;
     let doc = match (entry_id, consistency) {
-        (Some(id), _) => rt.block_on(c.inclusion_proof(id, tenant))?,
+        (Some(id), _) => {
+            let json = rt.block_on(c.inclusion_proof(id, tenant))?;
+            let proof: blackbox_core::proof::InclusionProof = serde_json::from_str(&json)
+                .map_err(|e| anyhow!("the service's inclusion proof is unreadable: {e}"))?;
+            crate::cmd::proofs::inclusion_text(&proof, format)?
+        }
         (None, Some(old_path)) => {
             let old_text = std::fs::read_to_string(old_path)
                 .with_context(|| format!("cannot read --consistency {}", old_path.display()))?;
