@@ -255,9 +255,11 @@ impl TimeWindow {
                     |next| tz.preceding(next).next(),
                 )
                 .map(|tr| tr.timestamp());
+            // A span that starts exactly at the transition may go on before it (a civil hour
+            // that a fall-back repeats): that case continues below, like one reaching past it.
             let region_start = match (candidate, transition) {
                 (Some(c), None) => return Some(c),
-                (Some(c), Some(p)) if c >= p => return Some(c),
+                (Some(c), Some(p)) if c > p => return Some(c),
                 (_, Some(p)) => p,
                 (None, None) => return Some(cur),
             };
@@ -1358,6 +1360,29 @@ mod tests {
             "Australia/Lord_Howe",
         ])
         .prop_map(|name| parse_time_zone(name).unwrap())
+    }
+
+    /// The hour a fall-back repeats is one occurrence, from its first start: on
+    /// 2022-11-06 in New York, 01:00–02:00 runs from 05:00Z (EDT) to 07:00Z (EST), and at
+    /// 06:00Z (01:00 EST, the transition itself) it began at 05:00Z. (Found by the property
+    /// test below; its seed is kept in proptest-regressions.)
+    #[test]
+    fn a_repeated_civil_hour_is_one_occurrence_from_its_first_start() {
+        let w = TimeWindow::parse("01:00-02:00 on Sun").unwrap();
+        let tz = parse_time_zone("America/New_York").unwrap();
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        for t in [
+            "2022-11-06T05:00:00Z",
+            "2022-11-06T06:00:00Z",
+            "2022-11-06T06:59:59Z",
+        ] {
+            assert_eq!(
+                w.occurrence_start(at(t), &tz),
+                Some(at("2022-11-06T05:00:00Z")),
+                "{t}"
+            );
+        }
+        assert_eq!(w.occurrence_start(at("2022-11-06T07:00:00Z"), &tz), None);
     }
 
     proptest! {
