@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use blackbox_core::alert::Triage;
 use blackbox_core::entry::format_timestamp;
-use blackbox_store::{Query, Store};
+use blackbox_store::Store;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -534,42 +534,25 @@ fn hours(ms: i64) -> f64 {
 /// Every `rules_loaded` entry the service wrote in its chains, oldest first, with its writer
 /// time.
 fn rules_versions(store: &dyn Store) -> Result<Vec<(RulesVersion, i64)>, ExportError> {
-    let q = Query {
-        event_type: Some("rules_loaded".into()),
-        ..Query::default()
-    };
-    let mut out = Vec::new();
-    store.query(&q, &mut |e| {
-        if !blackbox_core::ids::is_service_tenant(&e.tenant_id) {
-            return Ok(true);
-        }
-        let Ok(v) = blackbox_core::entry::EntryView::parse(&e.line) else {
-            return Ok(true);
-        };
-        if !v.by_service() {
-            return Ok(true);
-        }
-        let p: Value = serde_json::from_str(v.payload.get()).unwrap_or(Value::Null);
-        let n = |k: &str| p.get(k).and_then(Value::as_u64).unwrap_or(0);
-        let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-        out.push((
-            RulesVersion {
-                loaded_at: time(v.written_ms),
-                chain: e.tenant_id.clone(),
-                seq: e.seq,
-                rules_sha256: s("rules_sha256"),
-                rules: n("rules"),
-                enabled: n("enabled"),
-                webhooks: n("webhooks"),
-                file: s("file"),
-                in_period: false,
-            },
-            v.written_ms,
-        ));
-        Ok(true)
-    })?;
-    out.sort_by(|a, b| (a.1, &a.0.chain, a.0.seq).cmp(&(b.1, &b.0.chain, b.0.seq)));
-    Ok(out)
+    Ok(blackbox_ledger::rules_loaded::rules_loaded(store)?
+        .into_iter()
+        .map(|r| {
+            (
+                RulesVersion {
+                    loaded_at: time(r.written_ms),
+                    chain: r.chain,
+                    seq: r.seq,
+                    rules_sha256: r.rules_sha256,
+                    rules: r.rules,
+                    enabled: r.enabled,
+                    webhooks: r.webhooks,
+                    file: r.file,
+                    in_period: false,
+                },
+                r.written_ms,
+            )
+        })
+        .collect())
 }
 
 /// An alert's delivery from its outbox rows (`webhooks`: how many the rules in force

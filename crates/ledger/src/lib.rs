@@ -25,6 +25,7 @@ pub mod proof;
 pub mod query;
 pub mod relocate;
 pub mod report;
+pub mod rules_loaded;
 pub mod tenant_map;
 pub mod verify;
 pub mod writer;

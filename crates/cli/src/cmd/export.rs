@@ -152,6 +152,19 @@ fn delivery_records(
     }
 }
 
+/// Writes a bundle's files and its manifest into the directory `bundle` (made if missing).
+fn write_bundle_files(
+    bundle: &Path,
+    files: &[(String, Vec<u8>)],
+    manifest: &(String, String),
+) -> Result<()> {
+    std::fs::create_dir_all(bundle).with_context(|| format!("creating {}", bundle.display()))?;
+    for (name, bytes) in files {
+        write_atomic(&bundle.join(name), bytes)?;
+    }
+    write_atomic(&bundle.join(&manifest.0), manifest.1.as_bytes())
+}
+
 /// `export --bundle DIR`: signs a checkpoint of the whole chain now, then writes the bundle.
 fn write_bundle(a: &ExportArgs, control: Control, bundle: &Path) -> Result<Outcome> {
     if bundle.exists() && std::fs::read_dir(bundle).is_ok_and(|mut d| d.next().is_some()) {
@@ -173,12 +186,7 @@ fn write_bundle(a: &ExportArgs, control: Control, bundle: &Path) -> Result<Outco
             seed: a.seed.clone(),
         };
         let (files, manifest, summary) = crate::cmd::remote::export(&a.remote, &job, true)?;
-        std::fs::create_dir_all(bundle)
-            .with_context(|| format!("creating {}", bundle.display()))?;
-        for (name, bytes) in &files {
-            write_atomic(&bundle.join(name), bytes)?;
-        }
-        write_atomic(&bundle.join(&manifest.0), manifest.1.as_bytes())?;
+        write_bundle_files(bundle, &files, &manifest)?;
         println!(
             "Wrote the evidence bundle {} ({} files and {}), made by the service",
             bundle.display(),
@@ -237,11 +245,7 @@ fn write_bundle(a: &ExportArgs, control: Control, bundle: &Path) -> Result<Outco
     let outbox = crate::cmd::webhooks::open(&dir);
     let records = delivery_records(&outbox);
     let p = blackbox_export::produce::produce_bundle(&dir, &config, &job, &records, now_ms)?;
-    std::fs::create_dir_all(bundle).with_context(|| format!("creating {}", bundle.display()))?;
-    for (name, bytes) in &p.files {
-        write_atomic(&bundle.join(name), bytes)?;
-    }
-    write_atomic(&bundle.join(&p.manifest.0), p.manifest.1.as_bytes())?;
+    write_bundle_files(bundle, &p.files, &p.manifest)?;
     println!(
         "Wrote the evidence bundle {} ({} files and {})",
         bundle.display(),

@@ -100,21 +100,7 @@ pub(super) async fn export(
         .await
         .map_err(|_| ApiError::unavailable("the export's worker failed; retry", 1))?
         .map_err(bad)?;
-        match state
-            .ingest
-            .control(crate::ingest::Control::SignCheckpoints(vec![
-                tenant.clone(),
-            ]))
-            .await?
-        {
-            crate::ingest::ControlReply::Signed(_) => {}
-            _ => {
-                return Err(ApiError::unavailable(
-                    "unexpected answer from the writer",
-                    1,
-                ));
-            }
-        }
+        super::proofs::sign_now(&state, &tenant).await?;
         let cp = super::with_reader(&state, move |r| Ok(r.latest_checkpoint(&tenant)?)).await?;
         Some(cp.map_or_else(blackbox_ledger::clock::now_ms, |c| c.ts_ms))
     } else {

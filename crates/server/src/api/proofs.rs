@@ -78,22 +78,26 @@ pub(super) async fn sign_checkpoint(
 ) -> Result<Response, ApiError> {
     let p: TenantParam = params(&uri)?;
     let tenant = chain_tenant(&state, &caller, p.tenant_id.as_deref()).await?;
+    sign_now(&state, &tenant).await?;
+    checkpoint_of(&state, tenant).await
+}
+
+/// Has the writer sign a checkpoint of `tenant`'s chain now when its latest one does not cover
+/// its last entry.
+pub(super) async fn sign_now(state: &AppState, tenant: &str) -> Result<(), ApiError> {
     match state
         .ingest
         .control(crate::ingest::Control::SignCheckpoints(vec![
-            tenant.clone(),
+            tenant.to_owned(),
         ]))
         .await?
     {
-        crate::ingest::ControlReply::Signed(_) => {}
-        _ => {
-            return Err(ApiError::unavailable(
-                "unexpected answer from the writer",
-                1,
-            ));
-        }
+        crate::ingest::ControlReply::Signed(_) => Ok(()),
+        _ => Err(ApiError::unavailable(
+            "unexpected answer from the writer",
+            1,
+        )),
     }
-    checkpoint_of(&state, tenant).await
 }
 
 #[derive(Debug, Deserialize)]

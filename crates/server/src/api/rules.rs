@@ -5,8 +5,6 @@ use axum::extract::State;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use blackbox_api::rules::{RuleSummary, RulesAnswer, RulesInForce, RulesVersion};
-use blackbox_store::Query;
-use serde_json::Value;
 
 use super::auth::{Caller, Read};
 use super::input::{TenantParam, params};
@@ -59,49 +57,26 @@ pub(super) async fn rules(
     let current = set.source_sha256.clone();
     let has_file = state.rules.path.is_some();
     let (history, history_more) = with_reader(&state, move |r| {
-        let mut out: Vec<(i64, RulesVersion)> = Vec::new();
-        for head in r.chains()? {
-            if !blackbox_core::ids::is_service_tenant(&head.tenant_id) {
-                continue;
-            }
-            let q = Query {
-                tenant_id: Some(head.tenant_id.clone()),
-                event_type: Some("rules_loaded".into()),
-                ..Query::default()
-            };
-            r.query(&q, &mut |e| {
-                let Ok(v) = blackbox_core::entry::EntryView::parse(&e.line) else {
-                    return Ok(true);
-                };
-                if !v.by_service() {
-                    return Ok(true);
-                }
-                let p: Value = serde_json::from_str(v.payload.get()).unwrap_or(Value::Null);
-                let n = |k: &str| p.get(k).and_then(Value::as_u64).unwrap_or(0);
-                let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-                out.push((
-                    v.written_ms,
-                    RulesVersion {
-                        loaded_at: blackbox_core::entry::format_timestamp(v.written_ms)
-                            .unwrap_or_default(),
-                        rules_sha256: s("rules_sha256"),
-                        rules: n("rules"),
-                        enabled: n("enabled"),
-                        webhooks: n("webhooks"),
-                        file: s("file"),
-                        chain: e.tenant_id.clone(),
-                        seq: e.seq,
-                        entry_id: v.entry_id.to_string(),
-                        in_force: false,
-                    },
-                ));
-                Ok(true)
-            })?;
-        }
-        out.sort_by(|a, b| (b.0, &b.1.chain, b.1.seq).cmp(&(a.0, &a.1.chain, a.1.seq)));
-        let more = out.len() > HISTORY;
-        out.truncate(HISTORY);
-        let mut history: Vec<RulesVersion> = out.into_iter().map(|(_, v)| v).collect();
+        let all = blackbox_ledger::rules_loaded::rules_loaded(r)
+            .map_err(|e| ApiError::from(crate::ServerError::from(e)))?;
+        let more = all.len() > HISTORY;
+        let mut history: Vec<RulesVersion> = all
+            .into_iter()
+            .rev()
+            .take(HISTORY)
+            .map(|v| RulesVersion {
+                loaded_at: blackbox_core::entry::format_timestamp(v.written_ms).unwrap_or_default(),
+                rules_sha256: v.rules_sha256,
+                rules: v.rules,
+                enabled: v.enabled,
+                webhooks: v.webhooks,
+                file: v.file,
+                chain: v.chain,
+                seq: v.seq,
+                entry_id: v.entry_id,
+                in_force: false,
+            })
+            .collect();
         // The newest record of the file in force is the version in force (a service without a
         // rules file records none).
         if has_file && let Some(v) = history.iter_mut().find(|v| v.rules_sha256 == current) {
