@@ -31,8 +31,8 @@ const STREAM_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 const MAX_PAGE_BYTES: usize = 8 << 20;
 
 /// With a filter read from the rows (`trace_id`, `origin`, `time=written`), a page stops
-/// after reading this many rows (its cursor continues after
-/// the last one read, so a page may hold fewer rows than `limit`, or none, and a cursor).
+/// after reading this many rows: its cursor continues after the last one read, so a page may
+/// hold fewer rows than `limit`, or none, and a cursor.
 const MAX_SCANNED: usize = 100_000;
 
 /// Query parameters of `GET /v1/entries`.
