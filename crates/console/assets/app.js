@@ -35,7 +35,9 @@
     }
   }
 
-  async function api(path, options) {
+  // A request with the token in its header; answers the response once it is a success, and
+  // throws an ApiError naming the service's refusal otherwise (a 401 signs out).
+  async function request(path, options) {
     const { method = 'GET', body } = options || {};
     const headers = { Authorization: 'Bearer ' + token, Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
@@ -48,15 +50,20 @@
     } catch (e) {
       throw new ApiError(0, 'unreachable', 'The service did not answer (' + e.message + '). Is blackbox serve running?');
     }
-    const text = await resp.text();
-    let data = null;
-    try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
     if (!resp.ok) {
-      const err = (data && data.error) || {};
+      const text = await resp.text();
+      let err = {};
+      try { err = (JSON.parse(text) || {}).error || {}; } catch (_) { err = {}; }
       if (resp.status === 401) signOut('The service refused this token (401): sign in again.');
       throw new ApiError(resp.status, err.code || String(resp.status), err.message || text || resp.statusText);
     }
-    return data;
+    return resp;
+  }
+
+  // A JSON answer (null for an empty body).
+  async function api(path, options) {
+    const text = await (await request(path, options)).text();
+    try { return text ? JSON.parse(text) : null; } catch (_) { return null; }
   }
 
   const isAdmin = () => !!(me && me.scopes.includes('admin'));
@@ -181,15 +188,7 @@
           // The service streams how far it is ({"checked": n} lines), then the report.
           const p = new URLSearchParams({ progress: 'true' });
           if (!me.token_tenant) p.set('tenant_id', t.tenant_id);
-          const resp = await fetch('/v1/verify?' + p, {
-            headers: { Authorization: 'Bearer ' + token }, cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer',
-          });
-          if (!resp.ok) {
-            let err = {};
-            try { err = (await resp.json()).error || {}; } catch (_) { err = {}; }
-            if (resp.status === 401) signOut('The service refused this token (401): sign in again.');
-            throw new ApiError(resp.status, err.code || String(resp.status), err.message || resp.statusText);
-          }
+          const resp = await request('/v1/verify?' + p);
           const reader = resp.body.getReader();
           const dec = new TextDecoder();
           let buf = '';
@@ -522,19 +521,7 @@
   }
 
   async function fetchBlob(path) {
-    let resp;
-    try {
-      resp = await fetch(path, { headers: { Authorization: 'Bearer ' + token }, cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer' });
-    } catch (e) {
-      throw new ApiError(0, 'unreachable', 'The service did not answer (' + e.message + ').');
-    }
-    if (!resp.ok) {
-      let err = {};
-      try { err = (await resp.json()).error || {}; } catch (_) { err = {}; }
-      if (resp.status === 401) signOut('The service refused this token (401): sign in again.');
-      throw new ApiError(resp.status, err.code || String(resp.status), err.message || resp.statusText);
-    }
-    return resp.blob();
+    return (await request(path)).blob();
   }
 
   // ---------------------------------------------------------------------------------------

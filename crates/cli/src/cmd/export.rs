@@ -173,35 +173,45 @@ fn write_bundle(a: &ExportArgs, control: Control, bundle: &Path) -> Result<Outco
             bundle.display()
         );
     }
-    if a.remote.server.is_some() {
+    let job = Job {
+        control,
+        tenant: a.tenant_id.clone(),
+        period: a.period.clone(),
+        output_name: "report.pdf".into(),
+        data_subjects: a.include_data_subjects,
+        sample_size: a.sample_size,
+        seed: a.seed.clone(),
+    };
+    let (files, manifest, summary, by) = if a.remote.server.is_some() {
         // The service signs a checkpoint over the tenant's chain, then makes the bundle (an
         // admin token: a bundle holds the service's own chains).
-        let job = Job {
-            control,
-            tenant: a.tenant_id.clone(),
-            period: a.period.clone(),
-            output_name: "report.pdf".into(),
-            data_subjects: a.include_data_subjects,
-            sample_size: a.sample_size,
-            seed: a.seed.clone(),
-        };
         let (files, manifest, summary) = crate::cmd::remote::export(&a.remote, &job, true)?;
-        write_bundle_files(bundle, &files, &manifest)?;
-        println!(
-            "Wrote the evidence bundle {} ({} files and {}), made by the service",
-            bundle.display(),
-            files.len(),
-            manifest.0
-        );
-        for l in summary {
-            println!("  {l}");
-        }
-        println!(
-            "Re-perform it offline: blackbox export reperform {} --public-key checkpoint.pub [--key-file hmac.keys]",
-            bundle.display()
-        );
-        return Ok(Outcome::Ok);
+        (files, manifest, summary, ", made by the service")
+    } else {
+        let p = local_bundle(a, &job)?;
+        let summary = summary_lines(&p.figures, &p.period);
+        (p.files, p.manifest, summary, "")
+    };
+    write_bundle_files(bundle, &files, &manifest)?;
+    println!(
+        "Wrote the evidence bundle {} ({} files and {}){by}",
+        bundle.display(),
+        files.len(),
+        manifest.0
+    );
+    for l in summary {
+        println!("  {l}");
     }
+    println!(
+        "Re-perform it offline: blackbox export reperform {} --public-key checkpoint.pub [--key-file hmac.keys]",
+        bundle.display()
+    );
+    Ok(Outcome::Ok)
+}
+
+/// A bundle made from the data directory: a checkpoint of every chain signed now (unless the
+/// service holds the writer), then the report, the log and the proofs.
+fn local_bundle(a: &ExportArgs, job: &Job) -> Result<blackbox_export::produce::Produced> {
     let dir = DataDir::new(a.dir.data_dir.clone());
     if !dir.is_initialised() {
         bail!(
@@ -213,16 +223,7 @@ fn write_bundle(a: &ExportArgs, control: Control, bundle: &Path) -> Result<Outco
         Some(path) => ExportConfig::load(path)?,
         None => ExportConfig::load_or_default(&dir.root().join("export.toml"))?,
     };
-    let job = Job {
-        control,
-        tenant: a.tenant_id.clone(),
-        period: a.period.clone(),
-        output_name: "report.pdf".into(),
-        data_subjects: a.include_data_subjects,
-        sample_size: a.sample_size,
-        seed: a.seed.clone(),
-    };
-    let tenant = blackbox_export::produce::request(&dir, &config, &job, 0)?.tenant;
+    let tenant = blackbox_export::produce::request(&dir, &config, job, 0)?.tenant;
     // A checkpoint of every chain signed now, so that the proofs cover every entry and the
     // figures are as of it. While the service runs it holds the writer: the bundle then uses
     // the service's latest checkpoint, and entries after it are listed unproved.
@@ -244,22 +245,9 @@ fn write_bundle(a: &ExportArgs, control: Control, bundle: &Path) -> Result<Outco
     };
     let outbox = crate::cmd::webhooks::open(&dir);
     let records = delivery_records(&outbox);
-    let p = blackbox_export::produce::produce_bundle(&dir, &config, &job, &records, now_ms)?;
-    write_bundle_files(bundle, &p.files, &p.manifest)?;
-    println!(
-        "Wrote the evidence bundle {} ({} files and {})",
-        bundle.display(),
-        p.files.len(),
-        p.manifest.0
-    );
-    for l in summary_lines(&p.figures, &p.period) {
-        println!("  {l}");
-    }
-    println!(
-        "Re-perform it offline: blackbox export reperform {} --public-key checkpoint.pub [--key-file hmac.keys]",
-        bundle.display()
-    );
-    Ok(Outcome::Ok)
+    Ok(blackbox_export::produce::produce_bundle(
+        &dir, &config, job, &records, now_ms,
+    )?)
 }
 
 /// `export reperform BUNDLE`: every check, match / mismatch; exit 1 on a mismatch.
