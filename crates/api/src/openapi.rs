@@ -331,7 +331,7 @@ fn hand_written() -> Vec<(&'static str, Value)> {
         ),
         (
             "VerifyReport",
-            json!({"type": "object", "properties": {"status": {"type": "string", "enum": ["ok", "tampered"]}, "summary": {"type": "string"}, "entries": {"type": "integer"}, "chains": {"type": "array", "items": {"type": "object"}}, "findings": {"type": "array", "items": {"type": "object"}}, "findings_total": {"type": "integer"}}}),
+            json!({"type": "object", "properties": {"status": {"type": "string", "enum": ["ok", "tampered", "not_witnessed"]}, "summary": {"type": "string"}, "entries": {"type": "integer"}, "chains": {"type": "array", "items": {"type": "object"}}, "findings": {"type": "array", "items": {"type": "object"}}, "findings_total": {"type": "integer"}}}),
         ),
         ("TriageMark", mark),
         (

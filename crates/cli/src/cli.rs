@@ -51,6 +51,19 @@ pub struct RemoteArgs {
     pub token: Option<String>,
 }
 
+/// A witness policy (docs/WITNESS.md): checkpoints must be cosigned by a quorum of witnesses.
+#[derive(Args, Debug, Clone, Default)]
+pub struct WitnessPolicyArgs {
+    /// A witness's public key: a file holding it (`blackbox witness keygen` writes
+    /// <key file>.pub) or the key itself (`name+keyid+base64`, type 0x04). Repeat for each
+    /// witness of the policy; each chain then needs a checkpoint cosigned by the quorum.
+    #[arg(long = "witness-key", value_name = "FILE|VKEY")]
+    pub witness_key: Vec<PathBuf>,
+    /// How many of the --witness-key witnesses must have cosigned a checkpoint [default: all].
+    #[arg(long, requires = "witness_key", value_name = "N")]
+    pub witness_quorum: Option<usize>,
+}
+
 /// `--token`'s help on commands whose route needs the admin scope.
 const ADMIN_TOKEN_HELP: &str = "API token for --server (admin scope)";
 
@@ -148,6 +161,8 @@ pub enum Cmd {
         /// archive and store as one chain.
         #[arg(long, conflicts_with = "log_file")]
         include_archive: bool,
+        #[command(flatten)]
+        witness: WitnessPolicyArgs,
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
         #[command(flatten)]
@@ -295,6 +310,8 @@ pub enum Cmd {
         public_key: PathBuf,
         /// The proof file (JSON from `blackbox prove`).
         proof: PathBuf,
+        #[command(flatten)]
+        witness: WitnessPolicyArgs,
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
     },
@@ -337,6 +354,12 @@ pub enum Cmd {
     Mcp {
         #[command(subcommand)]
         cmd: McpCmd,
+    },
+    /// Witnessing (C2SP tlog-witness): run a witness that cosigns other logs' checkpoints after
+    /// checking they are consistent with what it saw before, and make its key (docs/WITNESS.md).
+    Witness {
+        #[command(subcommand)]
+        cmd: WitnessCmd,
     },
     /// Manage the service's API tokens.
     Tokens {
@@ -919,4 +942,52 @@ pub struct ServeArgs {
     /// Print an example settings file with every default, and exit.
     #[arg(long)]
     pub print_config: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WitnessCmd {
+    /// Make a witness key: the secret (mode 0600) to --key-file, the public key to
+    /// <key-file>.pub (give that to the logs and auditors that rely on this witness).
+    Keygen {
+        /// The witness's name: a schema-less URL that identifies it (e.g. witness.example.com/w1).
+        #[arg(long)]
+        name: String,
+        /// Where to write the secret key (refuses to overwrite).
+        #[arg(long)]
+        key_file: PathBuf,
+    },
+    /// Run a witness: cosign each checkpoint of the logs given whose consistency with the last
+    /// one seen for its origin is proven; refuse any other (POST /add-checkpoint).
+    Serve {
+        /// The witness's secret key (`blackbox witness keygen`).
+        #[arg(long, env = "BLACKBOX_WITNESS_KEY")]
+        key_file: PathBuf,
+        /// A log's checkpoint public key (a file such as a Blackbox data directory's
+        /// checkpoint.pub, or the key itself). A key named N covers the origins N and
+        /// N/<tenant>. Repeat for each log followed.
+        #[arg(long = "log-key", required = true, value_name = "FILE|VKEY")]
+        log_key: Vec<PathBuf>,
+        /// Where the witness keeps what it cosigned (created if missing; one witness per
+        /// directory).
+        #[arg(
+            long,
+            env = "BLACKBOX_WITNESS_STATE",
+            default_value = "./blackbox-witness"
+        )]
+        state_dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7380")]
+        listen: String,
+    },
+    /// What a witness has cosigned, per origin (reads its state directory).
+    Status {
+        #[arg(
+            long,
+            env = "BLACKBOX_WITNESS_STATE",
+            default_value = "./blackbox-witness"
+        )]
+        state_dir: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+    },
 }

@@ -13,6 +13,7 @@
 pub mod alert;
 pub mod anchor;
 pub mod checkpoint;
+pub mod cosignature;
 pub mod duration;
 pub mod erasure;
 mod format;
@@ -25,6 +26,7 @@ pub mod origin;
 pub mod proof;
 pub mod tlog_proof;
 pub mod verify;
+pub mod witness;
 
 pub use hash::Hash;
 pub mod entry;

@@ -574,6 +574,38 @@ fn verify_tlog_proof(text: &str, verifier: &NoteVerifier) -> Result<Proven, Proo
     })
 }
 
+/// The signed checkpoint notes a proof document rests on, as written in it (for a consistency
+/// proof, the old then the new one), for a witness policy to look at their cosignatures. Nothing
+/// is verified here: call [`verify_proof_document`] first.
+///
+/// # Errors
+/// [`ProofError`] when the document cannot be read.
+pub fn proof_checkpoints(doc: &str) -> Result<Vec<SignedCheckpoint>, ProofError> {
+    let texts = if doc.starts_with(crate::tlog_proof::HEADER) {
+        let p = crate::tlog_proof::TlogProof::parse(doc).map_err(ProofError::TlogProof)?;
+        vec![p.checkpoint]
+    } else {
+        #[derive(Deserialize)]
+        struct Notes {
+            #[serde(default)]
+            checkpoint: Option<String>,
+            #[serde(default)]
+            old_checkpoint: Option<String>,
+            #[serde(default)]
+            new_checkpoint: Option<String>,
+        }
+        let n: Notes = serde_json::from_str(doc).map_err(ProofError::Json)?;
+        [n.checkpoint, n.old_checkpoint, n.new_checkpoint]
+            .into_iter()
+            .flatten()
+            .collect()
+    };
+    texts
+        .iter()
+        .map(|t| SignedCheckpoint::parse(t).map_err(ProofError::Checkpoint))
+        .collect()
+}
+
 /// Verifies a proof document (any of the three types, or a C2SP tlog-proof) with the
 /// checkpoint public key alone.
 ///

@@ -22,6 +22,7 @@ use std::fmt;
 
 use crate::anchor::{Anchor, AnchorError};
 use crate::checkpoint::SignedCheckpoint;
+use crate::cosignature::{WitnessMark, WitnessPolicy};
 use crate::entry::{
     EntryView, GENESIS_HASH, HmacStatus, check_hmac_digest, check_suffix_mac, line_digests,
 };
@@ -76,11 +77,16 @@ pub enum FindingKind {
     /// it in the chain (a writer never goes back: a key forged for an earlier epoch, or
     /// reordering).
     EpochNotIncreasing,
+    /// A checkpoint carries a cosignature line of a witness of the policy that does not verify
+    /// (a forged cosignature, or a checkpoint altered after it was cosigned).
+    BadCosignature,
+    /// With a witness policy: no checkpoint of the chain is cosigned by the quorum of witnesses.
+    NotWitnessed,
 }
 
 impl FindingKind {
     /// Every kind, in declaration order (docs/FORMAT.md §9, "Verdicts", has a row for each).
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 17] = [
         Self::Modification,
         Self::Deletion,
         Self::Insertion,
@@ -96,6 +102,8 @@ impl FindingKind {
         Self::IdNotIncreasing,
         Self::ErasureIncomplete,
         Self::EpochNotIncreasing,
+        Self::BadCosignature,
+        Self::NotWitnessed,
     ];
 
     /// Stable machine name (used in `--format json`).
@@ -117,6 +125,8 @@ impl FindingKind {
             Self::IdNotIncreasing => "id_not_increasing",
             Self::ErasureIncomplete => "erasure_incomplete",
             Self::EpochNotIncreasing => "epoch_not_increasing",
+            Self::BadCosignature => "bad_cosignature",
+            Self::NotWitnessed => "not_witnessed",
         }
     }
 
@@ -139,6 +149,8 @@ impl FindingKind {
             Self::IdNotIncreasing => "clock manipulation or reordering detected",
             Self::ErasureIncomplete => "erasure marker does not match the entries",
             Self::EpochNotIncreasing => "forward-secure epoch went back",
+            Self::BadCosignature => "bad witness cosignature",
+            Self::NotWitnessed => "not cosigned by the witness quorum",
         }
     }
 }
@@ -482,6 +494,24 @@ pub struct ChainSummary {
     pub redacted: u64,
     /// Erasure markers read whose HMAC verified (or was not checked) and whose payload is valid.
     pub erasure_markers: u64,
+    /// With a witness policy: the largest verified checkpoint cosigned by the quorum, and who
+    /// cosigned it (witness name, cosignature time in seconds since the epoch).
+    pub witnessed: Option<Witnessed>,
+    /// With a witness policy: per listed witness, the largest verified checkpoint size it
+    /// cosigned (witnesses that cosigned none are absent).
+    pub cosigned_by: BTreeMap<String, u64>,
+}
+
+/// The largest checkpoint of a chain that met the witness policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Witnessed {
+    /// Its tree size.
+    pub size: u64,
+    /// The listed witnesses that cosigned it, in the policy's order, with their cosignature
+    /// times (seconds since the epoch).
+    pub cosigners: Vec<(String, u64)>,
+    /// The listed witnesses that did not.
+    pub missing: Vec<String>,
 }
 
 /// The outcome of verifying a log.
@@ -512,6 +542,8 @@ pub struct Report {
     pub checkpoints_seen: u64,
     /// What could not be checked, in plain words.
     pub not_checked: Vec<String>,
+    /// The witness policy applied: the quorum and the witnesses' names (`None`: no policy).
+    pub witness_policy: Option<(usize, Vec<String>)>,
 }
 
 impl Report {
@@ -552,6 +584,8 @@ struct ChainState {
     checkpoints: BTreeMap<u64, Vec<PendingCheckpoint>>,
     checkpoints_verified: u64,
     largest_checkpoint: u64,
+    witnessed: Option<Witnessed>,
+    cosigned_by: BTreeMap<String, u64>,
     redacted: u64,
     erasure_markers: u64,
     /// Entries read without their sidecar, waiting for a marker: seq -> (entry id, position).
@@ -940,6 +974,8 @@ pub struct LogVerifier {
     /// Per forward-secure generation: erasure markers of erased epochs that were applied without
     /// their HMAC being checked, and the redactions they resolved (FORMAT.md §5, §17).
     unchecked_markers: BTreeMap<String, (u64, u64)>,
+    /// The witness policy, if any.
+    witnesses: Option<WitnessPolicy>,
 }
 
 impl fmt::Debug for LogVerifier {
@@ -1003,7 +1039,18 @@ impl LogVerifier {
             anchor_notes: Vec::new(),
             erased: BTreeMap::new(),
             unchecked_markers: BTreeMap::new(),
+            witnesses: None,
         }
+    }
+
+    /// Requires every chain to have a verified checkpoint cosigned by the policy's quorum of
+    /// witnesses (else a `not_witnessed` finding), and every cosignature line of a listed witness
+    /// on a verified checkpoint to verify (else `bad_cosignature`). Cosignatures are only looked
+    /// at on checkpoints whose signature (with a public key) and root verified.
+    #[must_use]
+    pub fn with_witness_policy(mut self, policy: WitnessPolicy) -> Self {
+        self.witnesses = Some(policy);
+        self
     }
 
     /// Records what a store's (unsigned) chain head says: `size` entries ending in `head`. A
@@ -1112,6 +1159,39 @@ impl LogVerifier {
             if pc.cp.checkpoint.root == root {
                 state.checkpoints_verified += 1;
                 state.largest_checkpoint = state.largest_checkpoint.max(size);
+                if let Some(policy) = &self.witnesses {
+                    let check = policy.check(&pc.cp.note);
+                    for (name, mark) in &check.witnesses {
+                        match mark {
+                            WitnessMark::Cosigned(_) => {
+                                let e = state.cosigned_by.entry(name.clone()).or_insert(0);
+                                *e = (*e).max(size);
+                            }
+                            WitnessMark::Invalid(e) => out.push(Finding::new(
+                                tenant,
+                                size,
+                                pc.position,
+                                FindingKind::BadCosignature,
+                                format!("checkpoint for tree size {}: {e}", group_thousands(size)),
+                            )),
+                            WitnessMark::Missing => {}
+                        }
+                    }
+                    if check.met() && state.witnessed.as_ref().is_none_or(|w| w.size <= size) {
+                        state.witnessed = Some(Witnessed {
+                            size,
+                            cosigners: check
+                                .witnesses
+                                .iter()
+                                .filter_map(|(n, m)| match m {
+                                    WitnessMark::Cosigned(t) => Some((n.clone(), *t)),
+                                    _ => None,
+                                })
+                                .collect(),
+                            missing: check.missing().into_iter().map(str::to_owned).collect(),
+                        });
+                    }
+                }
             } else {
                 let what = if pc.trusted {
                     "the trusted checkpoint"
@@ -1712,6 +1792,49 @@ impl LogVerifier {
             }
         }
 
+        if let Some(policy) = &self.witnesses {
+            let mut out = Vec::new();
+            for (t, state) in &self.chains {
+                if state.witnessed.is_some() {
+                    continue;
+                }
+                let cosigned: Vec<String> = state
+                    .cosigned_by
+                    .iter()
+                    .map(|(w, s)| format!("{w} up to size {}", group_thousands(*s)))
+                    .collect();
+                let never: Vec<&str> = policy
+                    .witnesses()
+                    .iter()
+                    .map(|w| w.name())
+                    .filter(|n| !state.cosigned_by.contains_key(*n))
+                    .collect();
+                out.push(Finding::new(
+                    t,
+                    state.largest_checkpoint,
+                    0,
+                    FindingKind::NotWitnessed,
+                    format!(
+                        "no verified checkpoint of this chain is cosigned by {} of the {} witnesses given ({})",
+                        policy.quorum(),
+                        policy.witnesses().len(),
+                        match (cosigned.is_empty(), never.is_empty()) {
+                            (true, _) => "none cosigned any".to_owned(),
+                            (false, true) => format!("cosigned: {}", cosigned.join(", ")),
+                            (false, false) => format!(
+                                "cosigned: {}; none by {}",
+                                cosigned.join(", "),
+                                never.join(", ")
+                            ),
+                        }
+                    ),
+                ));
+            }
+            for f in out {
+                self.push(f);
+            }
+        }
+
         // Wrong key: every entry under a key id fails its HMAC while the links around them hold.
         let mut wrong: BTreeSet<String> = BTreeSet::new();
         for (k, invalid) in &self.hmac_invalid_by_key {
@@ -1760,6 +1883,8 @@ impl LogVerifier {
                 FindingKind::CheckpointMismatch
                     | FindingKind::BadCheckpointSignature
                     | FindingKind::Truncation
+                    | FindingKind::BadCosignature
+                    | FindingKind::NotWitnessed
             )
         };
         self.findings.sort_by(|a, b| {
@@ -1824,6 +1949,8 @@ impl LogVerifier {
                 largest_checkpoint: s.largest_checkpoint,
                 redacted: s.redacted,
                 erasure_markers: s.erasure_markers,
+                witnessed: s.witnessed.clone(),
+                cosigned_by: s.cosigned_by.clone(),
             })
             .collect();
         Report {
@@ -1842,6 +1969,12 @@ impl LogVerifier {
             hmac_erased: self.erased.values().map(|(n, _)| n).sum(),
             checkpoints_seen: self.checkpoints_seen,
             not_checked,
+            witness_policy: self.witnesses.as_ref().map(|p| {
+                (
+                    p.quorum(),
+                    p.witnesses().iter().map(|w| w.name().to_owned()).collect(),
+                )
+            }),
         }
     }
 }
@@ -1870,7 +2003,9 @@ mod tests {
                 | FindingKind::UnmarkedRedaction
                 | FindingKind::IdNotIncreasing
                 | FindingKind::ErasureIncomplete
-                | FindingKind::EpochNotIncreasing => {}
+                | FindingKind::EpochNotIncreasing
+                | FindingKind::BadCosignature
+                | FindingKind::NotWitnessed => {}
             }
         }
         let distinct: BTreeSet<FindingKind> = FindingKind::ALL.into_iter().collect();

@@ -1467,6 +1467,7 @@ fn integrity_of(
     let opts = blackbox_ledger::verify::StoreVerifyOptions {
         tenant: Some(tenant.to_owned()),
         trusted_checkpoints: Vec::new(),
+        witness_policy: None,
     };
     let report = blackbox_ledger::verify::verify_chains_and_archive(
         store,

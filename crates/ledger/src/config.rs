@@ -36,6 +36,23 @@ out_of_bound = "mark"
 # 5 minutes). Off by default: agents that replay buffered events send old times honestly.
 alert = false
 
+[witnessing]
+# Witnesses (C2SP tlog-witness) `blackbox serve` submits each new checkpoint to, with a
+# consistency proof; their cosignatures are stored on the checkpoint (docs/WITNESS.md). A witness
+# that refuses raises a `witness_refused` alert. None by default. Each: its submission URL and
+# its public key (`blackbox witness keygen` writes it), e.g.
+# witnesses = [
+#   { url = "https://witness.example.com", key = "witness.example.com/w1+1a2b3c4d+BASE64..." },
+# ]
+witnesses = []
+# Cosignatures the console, `/v1/verify` and the evidence exports require per checkpoint
+# (0: as many as witnesses are listed).
+quorum = 0
+# How long to wait for a witness's answer; an unanswered submission is retried (backing off to
+# `retry_max_seconds`).
+timeout_seconds = 10
+retry_max_seconds = 300
+
 [redaction]
 # Raw-content fields replaced by `<name>_hash` = "sha256:<hex>" before anything is stored.
 raw_fields = ["prompt", "completion", "messages", "query", "content", "result_data", "args_raw"]
@@ -84,6 +101,59 @@ struct RawConfig {
     retention: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     clock: RawClock,
+    #[serde(default)]
+    witnessing: RawWitnessing,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWitnessing {
+    #[serde(default)]
+    witnesses: Vec<RawWitness>,
+    quorum: Option<usize>,
+    timeout_seconds: Option<u64>,
+    retry_max_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWitness {
+    url: String,
+    key: String,
+}
+
+/// A witness the service submits its checkpoints to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessConfig {
+    /// Its submission URL prefix (`/add-checkpoint` is appended).
+    pub url: String,
+    /// Its public key (cosignature/v1).
+    pub key: blackbox_core::cosignature::CosignerKey,
+}
+
+/// `[witnessing]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Witnessing {
+    /// The witnesses, in order.
+    pub witnesses: Vec<WitnessConfig>,
+    /// Cosignatures required per checkpoint by the service's own checks (1..=witnesses).
+    pub quorum: usize,
+    /// How long to wait for an answer, in milliseconds.
+    pub timeout_ms: u64,
+    /// Longest pause between retries, in milliseconds.
+    pub retry_max_ms: u64,
+}
+
+impl Witnessing {
+    /// The witness policy of the service's own checks, when witnesses are configured.
+    #[must_use]
+    pub fn policy(&self) -> Option<blackbox_core::cosignature::WitnessPolicy> {
+        blackbox_core::cosignature::WitnessPolicy::new(
+            self.witnesses.iter().map(|w| w.key.clone()).collect(),
+            self.quorum,
+        )
+        .ok()
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -130,6 +200,8 @@ pub struct LedgerConfig {
     pub redaction: RedactionPolicy,
     /// How far a claimed timestamp may lie from the writer's clock.
     pub clock: blackbox_core::entry::ClockBound,
+    /// Witnesses and the witness policy.
+    pub witnessing: Witnessing,
 }
 
 impl Default for LedgerConfig {
@@ -227,8 +299,10 @@ impl LedgerConfig {
                 }
             },
         };
+        let witnessing = parse_witnessing(raw.witnessing).map_err(bad)?;
         Ok(Self {
             clock,
+            witnessing,
             default_tenant,
             checkpoint_every_entries: every_entries,
             checkpoint_every_ms: i64::try_from(every_seconds * 1000).unwrap_or(i64::MAX),
@@ -238,6 +312,54 @@ impl LedgerConfig {
             },
         })
     }
+}
+
+fn parse_witnessing(raw: RawWitnessing) -> Result<Witnessing, String> {
+    let mut witnesses = Vec::new();
+    for (i, w) in raw.witnesses.into_iter().enumerate() {
+        let url = w.url.trim().to_owned();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "[witnessing] witnesses[{i}].url must be an http:// or https:// URL, not {url:?}"
+            ));
+        }
+        let key = blackbox_core::cosignature::CosignerKey::from_vkey(&w.key)
+            .map_err(|e| format!("[witnessing] witnesses[{i}].key: {e}"))?;
+        if witnesses
+            .iter()
+            .any(|o: &WitnessConfig| o.key.name() == key.name())
+        {
+            return Err(format!(
+                "[witnessing] witnesses[{i}]: a witness named {:?} is listed twice",
+                key.name()
+            ));
+        }
+        witnesses.push(WitnessConfig { url, key });
+    }
+    let quorum = match raw.quorum.unwrap_or(0) {
+        0 => witnesses.len(),
+        q if q > witnesses.len() => {
+            return Err(format!(
+                "[witnessing] quorum = {q} but only {} witnesses are listed",
+                witnesses.len()
+            ));
+        }
+        q => q,
+    };
+    let timeout = raw.timeout_seconds.unwrap_or(10);
+    if timeout == 0 || timeout > 600 {
+        return Err("[witnessing] timeout_seconds must be between 1 and 600".into());
+    }
+    let retry = raw.retry_max_seconds.unwrap_or(300);
+    if retry == 0 || retry > 86_400 {
+        return Err("[witnessing] retry_max_seconds must be between 1 and 86400".into());
+    }
+    Ok(Witnessing {
+        witnesses,
+        quorum,
+        timeout_ms: timeout * 1000,
+        retry_max_ms: retry * 1000,
+    })
 }
 
 #[cfg(test)]

@@ -187,6 +187,31 @@ pub fn prove_sizes(
     prove_between(store, old, new)
 }
 
+/// The RFC 6962 consistency proof of `tenant`'s chain from `old` leaves to `new` (empty when
+/// `old` is 0 or equals `new`), as a witness expects it (C2SP tlog-witness).
+///
+/// # Errors
+/// [`LedgerError::Proof`] when `old > new` or `new` exceeds the chain; store failures.
+pub fn consistency_hashes(
+    store: &dyn Store,
+    tenant: &str,
+    old: u64,
+    new: u64,
+) -> Result<Vec<Hash>, LedgerError> {
+    if old > new {
+        return Err(LedgerError::Proof(format!(
+            "no consistency proof from {old} entries to fewer ({new})"
+        )));
+    }
+    if old == 0 || old == new {
+        return Ok(Vec::new());
+    }
+    consistency_proof(old, new, |start, level| {
+        subtree_hash(store, tenant, start, level)
+    })
+    .map_err(map_proof_err)
+}
+
 fn prove_between(
     store: &dyn Store,
     old: SignedCheckpoint,

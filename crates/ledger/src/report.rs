@@ -16,6 +16,13 @@ pub fn headline(r: &Report) -> String {
         } else {
             String::new()
         };
+        let not_witnessed = r
+            .findings
+            .iter()
+            .all(|f| f.kind == blackbox_core::verify::FindingKind::NotWitnessed);
+        if not_witnessed {
+            return format!("NOT WITNESSED — {tenant}{}", f.message);
+        }
         return format!("TAMPERED — {tenant}{}", f.headline());
     }
     let intact = if chains > 1 {
@@ -81,11 +88,17 @@ pub fn report_json(r: &Report) -> serde_json::Value {
                 "tenant_id": c.tenant_id, "entries": c.entries, "start": c.start, "size": c.size, "head": c.head.to_prefixed(), "merkle_root": c.root.to_base64(),
                 "checkpoints_verified": c.checkpoints_verified, "largest_checkpoint": c.largest_checkpoint, "redacted": c.redacted,
                 "erasure_markers": c.erasure_markers,
+                "witnessed": c.witnessed.as_ref().map(|w| serde_json::json!({
+                    "size": w.size,
+                    "cosigners": w.cosigners.iter().map(|(n, t)| serde_json::json!({"witness": n, "timestamp": t})).collect::<Vec<_>>(),
+                    "missing": w.missing,
+                })),
+                "cosigned_by": c.cosigned_by,
             })
         })
         .collect();
     serde_json::json!({
-        "status": if r.ok() { "ok" } else { "tampered" },
+        "status": status(r),
         "summary": headline(r),
         "entries": r.entries,
         "redacted": erasures(r).0,
@@ -99,5 +112,23 @@ pub fn report_json(r: &Report) -> serde_json::Value {
         "entries_by_origin": r.entries_by_origin,
         "checkpoints_seen": r.checkpoints_seen,
         "not_checked": r.not_checked,
+        "witness_policy": r.witness_policy.as_ref().map(|(q, w)| serde_json::json!({"quorum": q, "witnesses": w})),
     })
+}
+
+/// `ok`, `tampered`, or `not_witnessed` when the only problems are chains without a checkpoint
+/// cosigned by the witness quorum.
+#[must_use]
+pub fn status(r: &Report) -> &'static str {
+    if r.ok() {
+        "ok"
+    } else if r
+        .findings
+        .iter()
+        .all(|f| f.kind == blackbox_core::verify::FindingKind::NotWitnessed)
+    {
+        "not_witnessed"
+    } else {
+        "tampered"
+    }
 }

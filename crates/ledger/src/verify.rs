@@ -269,6 +269,8 @@ pub struct StoreVerifyOptions {
     pub tenant: Option<String>,
     /// Trusted checkpoints (signed note texts) from the auditor.
     pub trusted_checkpoints: Vec<String>,
+    /// Require checkpoints cosigned by a quorum of these witnesses (docs/WITNESS.md).
+    pub witness_policy: Option<blackbox_core::cosignature::WitnessPolicy>,
 }
 
 /// Verifies every chain (or one) of the store at `db_path`.
@@ -340,6 +342,9 @@ pub fn verify_chains_and_archive(
     progress: Progress<'_>,
 ) -> Result<Report, LedgerError> {
     let mut v = LogVerifier::new(keys.is_some(), verifier);
+    if let Some(p) = &opts.witness_policy {
+        v = v.with_witness_policy(p.clone());
+    }
     for (i, cp) in opts.trusted_checkpoints.iter().enumerate() {
         v.add_checkpoint(u64::try_from(i).unwrap_or(0) + 1, cp, true);
     }
@@ -581,10 +586,28 @@ pub fn verify_log_files(
     trusted_checkpoints: &[String],
     progress: Progress<'_>,
 ) -> Result<Report, LedgerError> {
+    verify_log_files_with(paths, keys, verifier, trusted_checkpoints, None, progress)
+}
+
+/// [`verify_log_files`] with a witness policy (docs/WITNESS.md).
+///
+/// # Errors
+/// As [`verify_log_files`].
+pub fn verify_log_files_with(
+    paths: &[PathBuf],
+    keys: Option<&Keyring>,
+    verifier: Option<NoteVerifier>,
+    trusted_checkpoints: &[String],
+    witness_policy: Option<blackbox_core::cosignature::WitnessPolicy>,
+    progress: Progress<'_>,
+) -> Result<Report, LedgerError> {
     for path in paths {
         check_is_log(path, !trusted_checkpoints.is_empty())?;
     }
     let mut v = LogVerifier::new(keys.is_some(), verifier);
+    if let Some(p) = witness_policy {
+        v = v.with_witness_policy(p);
+    }
     for cp in trusted_checkpoints {
         v.add_checkpoint(0, cp, true);
     }

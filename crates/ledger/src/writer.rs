@@ -484,6 +484,8 @@ enum StoreCmd {
     Nodes(String, Vec<(u64, Hash)>),
     SetHead(ChainHead),
     Checkpoint(StoredCheckpoint),
+    /// Witnesses' cosignature lines for a stored checkpoint (tenant, size, note).
+    Signatures(String, u64, String),
     Archive(StoredAnchor),
     Segment(ArchiveSegment),
     Forget(String, Vec<u64>),
@@ -544,6 +546,7 @@ fn refuse(cmd: StoreCmd, spent: &mpsc::Sender<Vec<NewEntry>>) {
         StoreCmd::Nodes(..)
         | StoreCmd::SetHead(_)
         | StoreCmd::Checkpoint(_)
+        | StoreCmd::Signatures(..)
         | StoreCmd::Archive(_)
         | StoreCmd::Segment(_)
         | StoreCmd::Forget(..)
@@ -669,6 +672,16 @@ fn store_worker(
                 StoreCmd::SetHead(h) => apply(&mut failed, batch.as_mut(), |b| b.set_head(&h)),
                 StoreCmd::Checkpoint(cp) => {
                     apply(&mut failed, batch.as_mut(), |b| b.put_checkpoint(&cp))
+                }
+                StoreCmd::Signatures(t, size, note) => {
+                    apply(&mut failed, batch.as_mut(), |b| {
+                        match b.add_signatures(&t, size, &note) {
+                            // A checkpoint no longer stored (archived since) or another text:
+                            // nothing written, and no reason to undo the group around it.
+                            Ok(_) | Err(StoreError::Invalid { .. }) => Ok(()),
+                            Err(e) => Err(e),
+                        }
+                    });
                 }
                 StoreCmd::Archive(a) => apply(&mut failed, batch.as_mut(), |b| {
                     b.retention()?.archive_prefix(&a)
@@ -1021,6 +1034,22 @@ impl AppendSink<'_> {
     /// The store thread stopped.
     pub fn forget_subjects(&mut self, tenant: &str, seqs: Vec<u64>) -> Result<(), LedgerError> {
         self.send(StoreCmd::Forget(tenant.to_owned(), seqs))
+    }
+
+    /// Stages witnesses' cosignature lines for `tenant`'s stored checkpoint at `size` (with the
+    /// next [`Self::commit`]); `note` is that checkpoint's note with the lines added. The caller
+    /// verifies the cosignatures first. A note no stored checkpoint has is skipped (see
+    /// [`blackbox_store::WriteBatch::add_signatures`]) without failing the batch.
+    ///
+    /// # Errors
+    /// The store thread stopped.
+    pub fn add_signatures(
+        &mut self,
+        tenant: &str,
+        size: u64,
+        note: String,
+    ) -> Result<(), LedgerError> {
+        self.send(StoreCmd::Signatures(tenant.to_owned(), size, note))
     }
 
     /// Stages the record of an archive segment (with the next [`Self::commit`]).

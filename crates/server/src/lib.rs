@@ -33,6 +33,7 @@ pub mod readers;
 pub mod retention;
 pub mod tokens;
 pub mod webhooks;
+pub mod witnessing;
 
 use std::sync::Arc;
 
@@ -115,6 +116,8 @@ pub struct AppState {
     /// Held from checking an alert's state to the commit of its triage entry, so two triage
     /// requests for one alert cannot both pass the check.
     pub triage: Arc<tokio::sync::Mutex<()>>,
+    /// The witnesses checkpoints are submitted to (`[witnessing]`), their policy and status.
+    pub witnessing: Arc<witnessing::Witnessing>,
 }
 
 impl AppState {
@@ -321,6 +324,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
         webhooks,
         stop_webhooks: Arc::new(stop_webhooks),
         triage: Arc::new(tokio::sync::Mutex::new(())),
+        witnessing: Arc::new(witnessing::Witnessing::new(ledger_config.witnessing)),
     };
     Ok((state, thread))
 }
@@ -371,6 +375,9 @@ pub async fn serve_on(
     }
     if let Some(every) = retention::period(&state) {
         tasks.push(tokio::spawn(retention::schedule(state.clone(), every)));
+    }
+    if state.witnessing.enabled() {
+        tasks.push(tokio::spawn(witnessing::run(state.clone())));
     }
     // The OTLP listeners stop with the main one.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());

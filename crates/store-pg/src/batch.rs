@@ -565,6 +565,48 @@ impl WriteBatch for PgBatch {
         Ok(())
     }
 
+    fn add_signatures(
+        &mut self,
+        tenant: TenantRef<'_>,
+        size: u64,
+        note: &str,
+    ) -> Result<usize, StoreError> {
+        self.usable()?;
+        let size_i = to_i64(size, "a checkpoint size")?;
+        let no_checkpoint = || {
+            invalid(format!(
+                "no stored checkpoint of tenant {tenant:?} at size {size} has this note's text; signatures are added only to a checkpoint the log signed"
+            ))
+        };
+        let Some(state) = self.chain(tenant, false)? else {
+            return Err(no_checkpoint());
+        };
+        let chain_id = state.chain_id;
+        let rows = self.write(|c| {
+            c.query(
+                "SELECT checkpoint_id, note FROM checkpoints WHERE chain_id = $1 AND size = $2 \
+                 ORDER BY checkpoint_id FOR UPDATE",
+                &[&chain_id, &size_i],
+            )
+        })?;
+        for r in rows {
+            let id: i64 = r.get(0);
+            let stored: String = r.get(1);
+            if let Some((merged, added)) = blackbox_store::merge_note_signatures(&stored, note) {
+                if added > 0 {
+                    self.write(|c| {
+                        c.execute(
+                            "UPDATE checkpoints SET note = $1 WHERE checkpoint_id = $2",
+                            &[&merged, &id],
+                        )
+                    })?;
+                }
+                return Ok(added);
+            }
+        }
+        Err(no_checkpoint())
+    }
+
     fn put_nodes(
         &mut self,
         tenant: TenantRef<'_>,

@@ -56,6 +56,7 @@ pub fn run_all<B: Backend>(fresh: &mut dyn FnMut() -> B) -> Result<(), StoreErro
     dropped_batch_leaves_nothing(&mut fresh())?;
     ordering(&mut fresh())?;
     checkpoints_and_nodes(&mut fresh())?;
+    checkpoint_signatures(&mut fresh())?;
     tenant_isolation(&mut fresh())?;
     duplicate_entry_ids(&mut fresh())?;
     query_equivalence(&mut fresh(), 0x5eed)?;
@@ -411,6 +412,92 @@ pub fn checkpoints_and_nodes(b: &mut dyn Backend) -> Result<(), StoreError> {
     assert!(s.nodes("acme", 7, 0, 5)?.is_empty());
     assert!(s.checkpoints("nobody")?.is_empty());
     assert_eq!(s.latest_checkpoint("nobody")?, None);
+    Ok(())
+}
+
+/// Signature lines added to a stored checkpoint (witness cosignatures) extend exactly that
+/// checkpoint's note, keep what was there, are not added twice, roll back with their batch, and
+/// a note whose text no stored checkpoint has is refused with nothing changed.
+///
+/// # Errors
+/// Backend failures.
+pub fn checkpoint_signatures(b: &mut dyn Backend) -> Result<(), StoreError> {
+    let mut s = b.open()?;
+    append(s.as_mut(), "acme", &plains("acme", 1, 20))?;
+    let a = checkpoint("acme", 20, 100);
+    let other = StoredCheckpoint {
+        note: "conformance\n20\nother root\n\n— sig acme 150\n".into(),
+        ts_ms: 150,
+        ..a.clone()
+    };
+    {
+        let mut batch = s.begin()?;
+        batch.put_checkpoint(&checkpoint("acme", 10, 50))?;
+        batch.put_checkpoint(&a)?;
+        batch.put_checkpoint(&other)?;
+        batch.commit()?;
+    }
+    let body = "conformance\n20\nroot\n\n";
+    let cosigned = format!("{body}— witness-1 AAAA\n— witness-2 BBBB\n");
+    {
+        let mut batch = s.begin()?;
+        let added = batch.add_signatures("acme", 20, &cosigned)?;
+        assert_eq!(added, 2, "two new signature lines");
+        // Dropped: nothing of it stays.
+    }
+    assert_eq!(
+        s.checkpoints("acme")?[1],
+        a,
+        "a dropped batch adds no signature"
+    );
+    {
+        let mut batch = s.begin()?;
+        assert_eq!(batch.add_signatures("acme", 20, &cosigned)?, 2);
+        batch.commit()?;
+    }
+    drop(s);
+    let mut s = b.open()?;
+    let expect = format!("{}— witness-1 AAAA\n— witness-2 BBBB\n", a.note);
+    let cps = s.checkpoints("acme")?;
+    assert_eq!(cps.len(), 3);
+    assert_eq!(cps[1].note, expect, "the lines follow the stored ones");
+    assert_eq!(
+        cps[2], other,
+        "the other checkpoint of that size is untouched"
+    );
+    assert_eq!(cps[0], checkpoint("acme", 10, 50));
+    {
+        let mut batch = s.begin()?;
+        // Again, plus one more line: only the new one is added.
+        let more = format!("{body}— witness-2 BBBB\n— witness-3 CCCC\n");
+        assert_eq!(batch.add_signatures("acme", 20, &more)?, 1);
+        // Another text, an unknown size, an unknown chain: refused.
+        for (tenant, size, note) in [
+            (
+                "acme",
+                20,
+                "conformance\n20\nforged\n\n— witness-1 AAAA\n".to_owned(),
+            ),
+            ("acme", 19, cosigned.clone()),
+            ("nobody", 20, cosigned.clone()),
+        ] {
+            match batch.add_signatures(tenant, size, &note) {
+                Err(StoreError::Invalid { .. }) => {}
+                other => panic!("add_signatures({tenant}, {size}) must be refused: {other:?}"),
+            }
+        }
+        batch.commit()?;
+    }
+    let cps = s.checkpoints("acme")?;
+    assert_eq!(cps[1].note, format!("{expect}— witness-3 CCCC\n"));
+    assert_eq!(s.latest_checkpoint("acme")?.map(|c| c.size), Some(20));
+    assert_eq!(s.chains()?.len(), 1);
+    assert_chain(
+        s.as_ref(),
+        "acme",
+        &plains("acme", 1, 20),
+        "after adding signatures",
+    )?;
     Ok(())
 }
 

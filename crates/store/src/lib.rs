@@ -380,6 +380,25 @@ pub trait WriteBatch {
     /// Backend failures.
     fn put_checkpoint(&mut self, cp: &StoredCheckpoint) -> Result<(), StoreError>;
 
+    /// Adds signature lines (witness cosignatures, docs/FORMAT.md §7) to a stored checkpoint:
+    /// `note` is a checkpoint note of `tenant` at `size` whose text (everything up to and
+    /// including its blank line) is that of a stored checkpoint; each of its signature lines not
+    /// already stored is appended to that checkpoint's stored note (see
+    /// [`merge_note_signatures`]). Returns how many lines were added.
+    ///
+    /// MUST keep the stored note's text and every signature line already stored, in order, and
+    /// MUST NOT change anything else (entries, heads, other checkpoints). MUST refuse a note whose
+    /// text no stored checkpoint of `tenant` at `size` has, with [`StoreError::Invalid`].
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] as above; backend failures.
+    fn add_signatures(
+        &mut self,
+        tenant: TenantRef<'_>,
+        size: u64,
+        note: &str,
+    ) -> Result<usize, StoreError>;
+
     /// Stores hashes of complete Merkle subtrees of height `level` (covering leaves
     /// `index * 2^level .. (index + 1) * 2^level`), used to build proofs without reading every leaf.
     ///
@@ -570,6 +589,38 @@ pub fn anchor_on_existing_chain(tenant: &str) -> StoreError {
              yet can start at an anchor"
         ),
     }
+}
+
+/// The signature lines of a signed note and the part before them (its text and the blank line),
+/// read as text: the note is split at its last blank line (`"\n\n"`), as C2SP signed-note does.
+fn note_parts(note: &str) -> Option<(&str, impl Iterator<Item = &str>)> {
+    let at = note.rfind("\n\n")?;
+    let (body, sigs) = note.split_at(at + 2);
+    let sigs = sigs.strip_suffix('\n')?;
+    Some((body, sigs.split('\n').filter(|l| !l.is_empty())))
+}
+
+/// `stored` with the signature lines of `with` it does not have appended, when both notes have
+/// the same text; `None` when their texts differ or either is not a note. Returns the merged
+/// note and how many lines were added. Lines are compared as text; nothing is verified here
+/// (callers verify cosignatures before storing them).
+#[must_use]
+pub fn merge_note_signatures(stored: &str, with: &str) -> Option<(String, usize)> {
+    let (body, _) = note_parts(stored)?;
+    let (other, new) = note_parts(with)?;
+    if body != other {
+        return None;
+    }
+    let mut out = stored.to_owned();
+    let mut added = 0;
+    for line in new {
+        if !out[body.len()..].split('\n').any(|l| l == line) {
+            out.push_str(line);
+            out.push('\n');
+            added += 1;
+        }
+    }
+    Some((out, added))
 }
 
 /// A ledger store: the core contract every backend implements. See the crate docs for the

@@ -581,6 +581,15 @@ impl WriteBatch for ShardedBatch<'_> {
         self.for_tenant(tenant)?.put_nodes(tenant, level, nodes)
     }
 
+    fn add_signatures(
+        &mut self,
+        tenant: TenantRef<'_>,
+        size: u64,
+        note: &str,
+    ) -> Result<usize, StoreError> {
+        self.for_tenant(tenant)?.add_signatures(tenant, size, note)
+    }
+
     /// Written to every store (each database then says which log it belongs to).
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
         self.all()?;

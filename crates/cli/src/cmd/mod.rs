@@ -25,6 +25,7 @@ mod serve;
 mod tokens;
 mod verify;
 mod webhooks;
+mod witness;
 
 pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.cmd {
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         } => init(&DataDir::new(dir.data_dir), log_name, &fss, format),
         Cmd::Serve(args) => serve::run(args),
         Cmd::Mcp { cmd } => mcp::run(cmd),
+        Cmd::Witness { cmd } => witness::run(cmd),
         Cmd::Export(args) => export::run(args),
         Cmd::Migrate { from, to, format } => migrate::run(&from, &to, format),
         Cmd::Tokens { cmd } => match cmd {
@@ -73,8 +75,16 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             all,
             format,
             remote,
+            witness,
             ..
-        } if remote.server.is_some() => remote::verify(&remote, tenant_id.as_deref(), all, format),
+        } if remote.server.is_some() => {
+            if !witness.witness_key.is_empty() {
+                anyhow::bail!(
+                    "--witness-key is checked here, on the log itself: verify a data directory or --log-file (a service applies its own [witnessing] policy in /v1/verify)"
+                );
+            }
+            remote::verify(&remote, tenant_id.as_deref(), all, format)
+        }
         Cmd::Verify {
             data_dir,
             log_file,
@@ -84,6 +94,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             tenant_id,
             all,
             include_archive,
+            witness,
             format,
             remote: _,
         } => verify::run(&verify::Args {
@@ -95,6 +106,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             tenant_id,
             all,
             include_archive,
+            witness,
             format,
         }),
         Cmd::Erase {
@@ -266,8 +278,9 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Cmd::VerifyProof {
             public_key,
             proof,
+            witness,
             format,
-        } => proofs::verify_proof(&public_key, &proof, format),
+        } => proofs::verify_proof(&public_key, &proof, &witness, format),
         Cmd::ExportLog {
             dir,
             tenant_id,

@@ -169,28 +169,115 @@ pub fn prove_slice(
     Ok(Outcome::Ok)
 }
 
-pub fn verify_proof(public_key: &Path, proof: &Path, format: TextOrJson) -> Result<Outcome> {
+pub fn verify_proof(
+    public_key: &Path,
+    proof: &Path,
+    witness: &crate::cli::WitnessPolicyArgs,
+    format: TextOrJson,
+) -> Result<Outcome> {
     let verifier = load_verifier(public_key)?;
+    let policy = super::verify::witness_policy(witness)?;
     let text =
         std::fs::read_to_string(proof).with_context(|| format!("reading {}", proof.display()))?;
     let result = verify_proof_document(&text, &verifier);
+    // With a witness policy, the (verified) checkpoint the proof rests on must be cosigned by
+    // the quorum; for a consistency proof, the new one.
+    let witnessed = match (&result, &policy) {
+        (Ok(_), Some(policy)) => {
+            let cps = blackbox_core::proof::proof_checkpoints(&text)?;
+            cps.last().map(|cp| policy.check(&cp.note))
+        }
+        _ => None,
+    };
+    let witness_ok = witnessed.as_ref().is_none_or(|c| c.met());
+    let witness_words = witnessed.as_ref().map(witness_sentence);
     match (&result, format) {
-        (Ok(p), TextOrJson::Text) => println!("{p}"),
+        (Ok(p), TextOrJson::Text) => {
+            if witness_ok {
+                println!("{p}");
+            } else {
+                println!(
+                    "NOT WITNESSED — {p}, but its checkpoint is not cosigned by the witness quorum"
+                );
+            }
+            if let Some(w) = &witness_words {
+                println!("  {w}");
+            }
+        }
         (Err(e), TextOrJson::Text) => println!("INVALID — {e}"),
         (Ok(p), TextOrJson::Json) => println!(
             "{}",
-            serde_json::json!({"status": "ok", "summary": p.to_string()})
+            serde_json::json!({
+                "status": if witness_ok { "ok" } else { "not_witnessed" },
+                "summary": p.to_string(),
+                "witnesses": witnessed.as_ref().map(witness_json),
+            })
         ),
         (Err(e), TextOrJson::Json) => println!(
             "{}",
             serde_json::json!({"status": "invalid", "reason": e.to_string()})
         ),
     }
-    Ok(if result.is_ok() {
+    Ok(if result.is_ok() && witness_ok {
         Outcome::Ok
     } else {
         Outcome::CheckFailed
     })
+}
+
+/// Who cosigned, in words: `cosigned by w1 (…), w2 (…); 2 of 3 required; not by w3`.
+fn witness_sentence(c: &blackbox_core::cosignature::WitnessCheck) -> String {
+    use blackbox_core::cosignature::WitnessMark;
+    let by: Vec<String> = c
+        .witnesses
+        .iter()
+        .filter_map(|(n, m)| match m {
+            WitnessMark::Cosigned(t) => Some(format!("{n} (at {t})")),
+            _ => None,
+        })
+        .collect();
+    let bad: Vec<&str> = c
+        .witnesses
+        .iter()
+        .filter(|(_, m)| matches!(m, WitnessMark::Invalid(_)))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let mut s = format!(
+        "witnesses: cosigned by {}; {} of {} required",
+        if by.is_empty() {
+            "none".to_owned()
+        } else {
+            by.join(", ")
+        },
+        c.quorum,
+        c.witnesses.len()
+    );
+    let missing = c.missing();
+    if !missing.is_empty() {
+        s.push_str(&format!("; not by {}", missing.join(", ")));
+    }
+    if !bad.is_empty() {
+        s.push_str(&format!("; INVALID cosignature by {}", bad.join(", ")));
+    }
+    s
+}
+
+fn witness_json(c: &blackbox_core::cosignature::WitnessCheck) -> serde_json::Value {
+    use blackbox_core::cosignature::WitnessMark;
+    let rows: Vec<serde_json::Value> = c
+        .witnesses
+        .iter()
+        .map(|(n, m)| match m {
+            WitnessMark::Cosigned(t) => {
+                serde_json::json!({"witness": n, "status": "cosigned", "timestamp": t})
+            }
+            WitnessMark::Invalid(e) => {
+                serde_json::json!({"witness": n, "status": "invalid", "reason": e.to_string()})
+            }
+            WitnessMark::Missing => serde_json::json!({"witness": n, "status": "missing"}),
+        })
+        .collect();
+    serde_json::json!({"quorum": c.quorum, "met": c.met(), "witnesses": rows})
 }
 
 pub fn export_log(dir: &DataDir, tenant: Option<&str>, output: &Path) -> Result<Outcome> {

@@ -43,7 +43,7 @@ pub fn run(a: ServeArgs) -> Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-fn init_logging(format: LogFormat) {
+pub(crate) fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BLACKBOX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::env::var_os("NO_COLOR").is_none()

@@ -7,10 +7,10 @@ use blackbox_core::keys::Keyring;
 use blackbox_core::verify::Report;
 use blackbox_ledger::datadir::{DEFAULT_DATA_DIR, DataDir, load_keyring, load_verifier};
 use blackbox_ledger::report::{headline, report_json};
-use blackbox_ledger::verify::{StoreVerifyOptions, prescan_log, verify_log_files};
+use blackbox_ledger::verify::{StoreVerifyOptions, prescan_log, verify_log_files_with};
 
 use crate::Outcome;
-use crate::cli::TextOrJson;
+use crate::cli::{TextOrJson, WitnessPolicyArgs};
 use crate::output::{n, progress};
 
 pub struct Args {
@@ -24,7 +24,25 @@ pub struct Args {
     pub tenant_id: Option<String>,
     pub all: bool,
     pub include_archive: bool,
+    pub witness: WitnessPolicyArgs,
     pub format: TextOrJson,
+}
+
+/// The witness policy of `--witness-key` / `--witness-quorum` (`None` without keys).
+pub(crate) fn witness_policy(
+    a: &WitnessPolicyArgs,
+) -> Result<Option<blackbox_core::cosignature::WitnessPolicy>> {
+    if a.witness_key.is_empty() {
+        return Ok(None);
+    }
+    let mut keys = Vec::new();
+    for k in &a.witness_key {
+        keys.push(blackbox_witness::keys::load_witness_key(k).context("loading --witness-key")?);
+    }
+    let quorum = a.witness_quorum.unwrap_or(keys.len());
+    let policy = blackbox_core::cosignature::WitnessPolicy::new(keys, quorum)
+        .context("--witness-key / --witness-quorum")?;
+    Ok(Some(policy))
 }
 
 /// The keyrings of `paths` merged into one (`None` when there is none).
@@ -43,6 +61,12 @@ pub(crate) fn load_keyrings(paths: &[PathBuf]) -> Result<Option<Keyring>> {
 }
 
 pub fn run(a: &Args) -> Result<Outcome> {
+    let policy = witness_policy(&a.witness)?;
+    if policy.is_some() && a.public_key.is_none() && !a.log_file.is_empty() {
+        bail!(
+            "a witness policy checks cosignatures on signed checkpoints: give --public-key (checkpoint.pub) too"
+        );
+    }
     let mut trusted = Vec::new();
     for p in &a.checkpoints {
         trusted.push(
@@ -70,9 +94,14 @@ pub fn run(a: &Args) -> Result<Outcome> {
             }
         }
         let pb = progress(total, "verifying");
-        let r = verify_log_files(&a.log_file, keys.as_ref(), verifier, &trusted, &|done| {
-            pb.set_position(done)
-        })?;
+        let r = verify_log_files_with(
+            &a.log_file,
+            keys.as_ref(),
+            verifier,
+            &trusted,
+            policy,
+            &|done| pb.set_position(done),
+        )?;
         pb.finish_and_clear();
         r
     } else {
@@ -132,6 +161,7 @@ pub fn run(a: &Args) -> Result<Outcome> {
         let opts = StoreVerifyOptions {
             tenant: a.tenant_id.clone(),
             trusted_checkpoints: trusted,
+            witness_policy: policy,
         };
         let r = blackbox_ledger::verify::verify_store_and_archive(
             &dir.store_location(),
@@ -216,6 +246,31 @@ pub fn report_text(r: &Report, all: bool) -> String {
             n(c.largest_checkpoint),
             c.head
         ));
+        if let Some(w) = &c.witnessed {
+            let by: Vec<String> = w
+                .cosigners
+                .iter()
+                .map(|(name, t)| format!("{name} ({})", witness_time(*t)))
+                .collect();
+            out.push_str(&format!(
+                "  {:<22} witnessed up to {}: cosigned by {}{}\n",
+                "",
+                n(w.size),
+                by.join(", "),
+                if w.missing.is_empty() {
+                    String::new()
+                } else {
+                    format!("; not by {}", w.missing.join(", "))
+                }
+            ));
+            if w.size < c.size {
+                out.push_str(&format!(
+                    "  {:<22} entries after {} are not yet cosigned by the witness quorum\n",
+                    "",
+                    n(w.size)
+                ));
+            }
+        }
         if c.start > 0 {
             out.push_str(&format!(
                 "  {:<22} entries {} to {}: the log picks the chain up at an anchor of size {}\n",
@@ -256,8 +311,23 @@ pub fn report_text(r: &Report, all: bool) -> String {
             keys.join(", ")
         ));
     }
+    if let Some((q, ws)) = &r.witness_policy {
+        out.push_str(&format!(
+            "  witness policy: {q} of {} ({})\n",
+            ws.len(),
+            ws.join(", ")
+        ));
+    }
     for nc in &r.not_checked {
         out.push_str(&format!("  not checked: {nc}\n"));
     }
     out
+}
+
+/// A cosignature time (seconds since the epoch) as RFC 3339.
+fn witness_time(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map_or_else(|| secs.to_string(), |t| t.to_string())
 }

@@ -45,12 +45,15 @@ pub(super) async fn verify(
     let keys_path = state.dir.hmac_keys_path();
     let verifier = (*state.verifier).clone();
     let failures = state.metrics.verify_failures.clone();
+    // The service's own witness policy ([witnessing]): checkpoints cosigned by the quorum.
+    let witness_policy = state.witnessing.config.policy();
     let run = move |progress: blackbox_ledger::verify::Progress<'_>| {
         let keys = blackbox_ledger::datadir::load_keyring(&keys_path)
             .map_err(|e| ApiError::from(crate::ServerError::from(e)))?;
         let opts = blackbox_ledger::verify::StoreVerifyOptions {
             tenant,
             trusted_checkpoints: Vec::new(),
+            witness_policy,
         };
         let report = blackbox_ledger::verify::verify_store_and_archive(
             &location,

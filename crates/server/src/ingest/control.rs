@@ -56,6 +56,19 @@ pub enum Control {
     /// Sign a checkpoint now for each of these chains whose latest one does not cover its
     /// last entry (an auditor's bundle, `POST /v1/checkpoints`).
     SignCheckpoints(Vec<String>),
+    /// Store witnesses' cosignatures (verified by the caller) on a stored checkpoint: `note` is
+    /// its note with their lines added.
+    Cosigned {
+        /// The chain.
+        tenant: String,
+        /// The checkpoint's size.
+        size: u64,
+        /// The note with the cosignature lines.
+        note: String,
+    },
+    /// A witness refused a checkpoint, or answered what an honest witness cannot: the built-in
+    /// `witness_refused` alert, in the service's chain (payload given, FORMAT.md §14).
+    WitnessAlert(Value),
 }
 
 /// What a [`Control`] did.
@@ -174,6 +187,19 @@ pub(super) fn control(
         )),
         Control::List(tenant) => ControlReply::Agents(det.agents(tenant.as_deref(), now)),
         Control::Retention(staged) => ControlReply::Changed(staged.apply(sink, now)?),
+        Control::Cosigned { tenant, size, note } => {
+            sink.add_signatures(&tenant, size, note)?;
+            ControlReply::Changed(None)
+        }
+        Control::WitnessAlert(payload) => {
+            let who = Subject {
+                tenant: system_tenant,
+                agent: "blackbox-server",
+                session: "witness",
+            };
+            let kind = ("anomaly_detected", Some(crate::witnessing::RULE));
+            ControlReply::Changed(Some(appender.add_system(sink, who, kind, payload, now)?))
+        }
         Control::SignCheckpoints(tenants) => {
             for t in &tenants {
                 sink.track(t)?;

@@ -601,6 +601,41 @@ impl WriteBatch for SqliteBatch<'_> {
         Ok(())
     }
 
+    fn add_signatures(
+        &mut self,
+        tenant: TenantRef<'_>,
+        size: u64,
+        note: &str,
+    ) -> Result<usize, StoreError> {
+        self.usable()?;
+        let size_i = to_i64(size, "checkpoint size")?;
+        let Some(state) = self.chain(tenant, false)? else {
+            return Err(no_checkpoint(tenant, size));
+        };
+        let chain_id = state.chain_id;
+        let rows: Vec<(i64, String)> = self
+            .tx
+            .prepare_cached(
+                "SELECT checkpoint_id, note FROM checkpoints WHERE chain_id = ?1 AND size = ?2 \
+                 ORDER BY checkpoint_id",
+            )?
+            .query_map(params![chain_id, size_i], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (id, stored) in rows {
+            if let Some((merged, added)) = crate::merge_note_signatures(&stored, note) {
+                if added > 0 {
+                    self.tx
+                        .prepare_cached(
+                            "UPDATE checkpoints SET note = ?1 WHERE checkpoint_id = ?2",
+                        )?
+                        .execute(params![merged, id])?;
+                }
+                return Ok(added);
+            }
+        }
+        Err(no_checkpoint(tenant, size))
+    }
+
     fn put_nodes(
         &mut self,
         tenant: TenantRef<'_>,
@@ -711,4 +746,11 @@ pub(super) fn hex16(b: &[u8; 16]) -> String {
         let _ = write!(s, "{x:02x}");
         s
     })
+}
+
+/// No stored checkpoint of `tenant` at `size` has the text of the note to add signatures to.
+fn no_checkpoint(tenant: &str, size: u64) -> StoreError {
+    invalid(format!(
+        "no stored checkpoint of tenant {tenant:?} at size {size} has this note's text; signatures are added only to a checkpoint the log signed"
+    ))
 }
