@@ -30,3 +30,4 @@ pub mod proofs;
 pub mod rules;
 pub mod schema_check;
 pub mod tokens;
+pub mod witnesses;

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     agents, alerts, decide, entries, erasures, error, events, exports, overview, proofs, rules,
-    tokens,
+    tokens, witnesses,
 };
 
 /// Where component schemas live (`$ref: "#/components/schemas/<Name>"`).
@@ -64,6 +64,7 @@ pub fn document() -> Value {
     let decision = r(|g| g.subschema_for::<decide::Decision>());
     let agent_list = r(|g| g.subschema_for::<agents::AgentList>());
     let rules_answer = r(|g| g.subschema_for::<rules::RulesAnswer>());
+    let witnesses_answer = r(|g| g.subschema_for::<witnesses::WitnessesAnswer>());
     let overview = r(|g| g.subschema_for::<overview::Overview>());
     let checkpoint_key = r(|g| g.subschema_for::<overview::CheckpointKey>());
     let agent_action = r(|g| g.subschema_for::<agents::AgentAction>());
@@ -189,6 +190,10 @@ pub fn document() -> Value {
             "summary": "The detection rules in force (each in words) and the rules versions recorded as loaded", "operationId": "rules",
             "parameters": [tenant],
             "responses": with(std_err(&[]), ok("200", "RulesAnswer", &rules_answer))}},
+        "/v1/witnesses": {"get": {
+            "summary": "The witnesses checkpoints are submitted to ([witnessing]), the quorum the service checks, and what each cosigned (docs/WITNESS.md)", "operationId": "witnesses",
+            "parameters": [tenant],
+            "responses": with(std_err(&[]), ok("200", "WitnessesAnswer", &witnesses_answer))}},
         "/v1/tokens": {
             "post": {"summary": "Create a token (admin)", "operationId": "createToken",
                 "requestBody": body(true, &new_token),

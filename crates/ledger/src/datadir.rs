@@ -320,7 +320,7 @@ pub fn write_secret(path: &Path, contents: &str) -> Result<(), LedgerError> {
         f.sync_all().map_err(LedgerError::io(&tmp))?;
     }
     fs::rename(&tmp, path).map_err(LedgerError::io(path))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    sync_dir(parent_dir(path))
 }
 
 /// Writes a public file atomically.
@@ -334,7 +334,7 @@ pub fn write_public(path: &Path, contents: &str) -> Result<(), LedgerError> {
         .and_then(|f| f.sync_all())
         .map_err(LedgerError::io(&tmp))?;
     fs::rename(&tmp, path).map_err(LedgerError::io(path))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    sync_dir(parent_dir(path))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), LedgerError> {
@@ -547,4 +547,11 @@ pub fn advance_keyring_file(path: &Path, generation: &str, epoch: u64) -> Result
             problem: format!("cannot move the forward-secure key to epoch {epoch}: {e}"),
         })?;
     write_secret(path, &ring.to_secret_text())
+}
+
+/// The directory holding `path` (`.` for a bare file name, whose parent is the empty path).
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }

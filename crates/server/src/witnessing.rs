@@ -19,7 +19,6 @@ use blackbox_core::witness::AddCheckpoint;
 use blackbox_ledger::config::Witnessing as WitnessingConfig;
 use blackbox_store::StoredCheckpoint;
 use blackbox_witness::client::{SubmitError, Witness, add_checkpoint};
-use serde::Serialize;
 use serde_json::json;
 
 use crate::AppState;
@@ -34,9 +33,9 @@ const ALERT_EVERY: Duration = Duration::from_secs(3600);
 /// First retry pause after a failure (doubling up to `[witnessing] retry_max_seconds`).
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
-/// Where witnessing stands, per witness (the API's `GET /v1/witnesses`, the console).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct WitnessStatus {
+/// Where witnessing stands, per witness (answered as `GET /v1/witnesses`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
     /// The witness's name (its key name).
     pub name: String,
     /// Its submission URL.
@@ -61,7 +60,7 @@ pub struct Witnessing {
     /// `[witnessing]`.
     pub config: WitnessingConfig,
     witnesses: Vec<Witness>,
-    status: Mutex<Vec<WitnessStatus>>,
+    status: Mutex<Vec<Standing>>,
 }
 
 impl Witnessing {
@@ -78,7 +77,7 @@ impl Witnessing {
             .collect();
         let status = witnesses
             .iter()
-            .map(|w| WitnessStatus {
+            .map(|w| Standing {
                 name: w.name().to_owned(),
                 url: blackbox_webhooks::redact_url(&w.url),
                 key: w.key.to_vkey(),
@@ -104,14 +103,14 @@ impl Witnessing {
 
     /// A copy of the status.
     #[must_use]
-    pub fn status(&self) -> Vec<WitnessStatus> {
+    pub fn status(&self) -> Vec<Standing> {
         self.status
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
-    fn update(&self, i: usize, f: impl FnOnce(&mut WitnessStatus)) {
+    fn update(&self, i: usize, f: impl FnOnce(&mut Standing)) {
         let mut s = self
             .status
             .lock()

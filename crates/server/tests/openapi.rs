@@ -424,6 +424,13 @@ async fn every_route_answers_as_the_document_says() {
     // The rules in force, and a verified slice of what agent a1 did.
     let (st, rules) = s.call(M::GET, "/v1/rules", "/v1/rules", w, None).await;
     assert_eq!(st, StatusCode::OK, "{rules}");
+    // No witness configured here: quorum 0, no witness.
+    let (st, wit) = s
+        .call(M::GET, "/v1/witnesses", "/v1/witnesses", w, None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{wit}");
+    assert_eq!(wit["quorum"], 0);
+    assert_eq!(wit["witnesses"].as_array().map(Vec::len), Some(0));
     let (st, slice) = s
         .call(
             M::GET,

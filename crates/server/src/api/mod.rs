@@ -22,6 +22,7 @@ mod rules;
 pub(crate) mod shares;
 mod tokens;
 mod verify;
+mod witnesses;
 
 use std::time::Instant;
 
@@ -59,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/decide", post(decide::decide))
         .route("/v1/agents", get(agents::list))
         .route("/v1/rules", get(rules::rules))
+        .route("/v1/witnesses", get(witnesses::witnesses))
         .route("/v1/exports", get(exports::export))
         .route("/v1/agents/{agent_id}/pause", post(agents::pause))
         .route("/v1/agents/{agent_id}/resume", post(agents::resume))
