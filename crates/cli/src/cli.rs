@@ -500,6 +500,8 @@ pub enum ExportCmd {
         /// HMAC key file(s), to check every entry's HMAC too (repeatable).
         #[arg(long)]
         key_file: Vec<PathBuf>,
+        #[command(flatten)]
+        witness: WitnessPolicyArgs,
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
     },

@@ -354,6 +354,52 @@ fn witnesses_cosign_refuse_a_split_view_and_a_rolled_back_witness() {
     a.stop();
     let proof_a = root.join("a.tlog-proof");
     tlog_proof(&dir_a, &proof_a);
+    // An evidence bundle carries the cosigned checkpoints: the auditor's policy re-performs.
+    let bundle = root.join("bundle");
+    let r = run(&[
+        "export",
+        "--data-dir",
+        &dir_a,
+        "--standard",
+        "soc2",
+        "--control",
+        "CC7.2",
+        "--tenant-id",
+        "acme",
+        "--bundle",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let reperform = |quorum: &str| {
+        let mut a: Vec<String> = vec![
+            "export".into(),
+            "reperform".into(),
+            bundle.display().to_string(),
+            "--public-key".into(),
+            log_pub.display().to_string(),
+        ];
+        a.extend(key_args(3));
+        a.extend(["--witness-quorum".into(), quorum.into()]);
+        run(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let r = reperform("2");
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.lines().any(|l| l.starts_with("match")
+            && l.contains("witnesses: 2 of 3 required")
+            && l.contains("chain acme witnessed up to 7")),
+        "{}",
+        r.stdout
+    );
+    let r = reperform("3");
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.lines().any(|l| l.starts_with("mismatch")
+            && l.contains("witnesses")
+            && l.contains("none by witness.test/w3")),
+        "{}",
+        r.stdout
+    );
 
     // 3. The split view: the copy grows another way; both honest witnesses refuse it.
     let mut b = Server::start(&dir_b);

@@ -81,6 +81,21 @@ pub fn reperform(
     verifier: &NoteVerifier,
     keys: Option<Keyring>,
 ) -> Result<Reperformed, ExportError> {
+    reperform_with(dir, verifier, keys, None)
+}
+
+/// [`reperform`], and with a witness policy (docs/WITNESS.md) one check more, `witnesses`: every
+/// chain of the bundle's log has a verified checkpoint cosigned by the quorum (the cosignatures
+/// travel in the log's checkpoint lines), naming who cosigned up to which size.
+///
+/// # Errors
+/// As [`reperform`].
+pub fn reperform_with(
+    dir: &Path,
+    verifier: &NoteVerifier,
+    keys: Option<Keyring>,
+    witnesses: Option<&blackbox_core::cosignature::WitnessPolicy>,
+) -> Result<Reperformed, ExportError> {
     let mut out = Reperformed::default();
     match crate::manifest::verify(&dir.join(BUNDLE_MANIFEST), verifier) {
         Ok(v) => {
@@ -158,11 +173,73 @@ pub fn reperform(
             format!("{} (HMACs not checked: give --key-file)", integrity.summary)
         },
     );
+    if let Some(policy) = witnesses {
+        check_witnesses(&mut out, dir, verifier, policy)?;
+    }
     let again = serde_json::to_value(&figures)
         .map_err(|e| ExportError::Usage(format!("the figures: {e}")))?;
     compare_figures(&mut out, &report["figures"], &again, hmacs);
     check_proofs(&mut out, dir, verifier, &report["figures"], &log, &params);
     Ok(out)
+}
+
+/// The witness policy over the bundle's log (its checkpoint lines carry the cosignatures).
+fn check_witnesses(
+    out: &mut Reperformed,
+    dir: &Path,
+    verifier: &NoteVerifier,
+    policy: &blackbox_core::cosignature::WitnessPolicy,
+) -> Result<(), ExportError> {
+    let report = blackbox_ledger::verify::verify_log_files_with(
+        &[dir.join(BUNDLE_LOG)],
+        None,
+        Some(verifier.clone()),
+        &[],
+        Some(policy.clone()),
+        &|_| {},
+    )?;
+    use blackbox_core::verify::FindingKind;
+    let problems: Vec<String> = report
+        .findings
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.kind,
+                FindingKind::NotWitnessed | FindingKind::BadCosignature
+            )
+        })
+        .map(|f| format!("chain {}: {}", f.tenant_id, f.message))
+        .collect();
+    let witnessed: Vec<String> = report
+        .chains
+        .iter()
+        .filter_map(|c| {
+            let w = c.witnessed.as_ref()?;
+            let by: Vec<&str> = w.cosigners.iter().map(|(n, _)| n.as_str()).collect();
+            Some(format!(
+                "chain {} witnessed up to {} of {} entries by {}",
+                c.tenant_id,
+                w.size,
+                c.size,
+                by.join(", ")
+            ))
+        })
+        .collect();
+    if problems.is_empty() {
+        out.push(
+            "witnesses",
+            MATCH,
+            format!(
+                "{} of {} required: {}",
+                policy.quorum(),
+                policy.witnesses().len(),
+                witnessed.join("; ")
+            ),
+        );
+    } else {
+        out.push("witnesses", MISMATCH, problems.join("; "));
+    }
+    Ok(())
 }
 
 /// Each figure of the report against the one computed again.

@@ -86,7 +86,43 @@ pub fn latest_checkpoint(store: &dyn Store, tenant: &str) -> Result<SignedCheckp
         .map_err(|e| LedgerError::Inconsistent(format!("stored checkpoint unreadable: {e}")))
 }
 
-/// An inclusion proof for `entry` against the latest checkpoint that covers it.
+/// Checkpoints looked at, newest first, when choosing the one a proof rests on.
+const CHECKPOINTS_CONSIDERED: usize = 10_000;
+
+/// The checkpoint an inclusion proof for entry `seq` of `tenant` rests on: among the newest
+/// checkpoints that cover it, the one with the most signature lines (witnesses' cosignatures,
+/// docs/WITNESS.md), the newest of those; without cosignatures, the latest checkpoint. A proof
+/// against a cosigned checkpoint can be checked offline against a witness policy.
+///
+/// # Errors
+/// [`LedgerError::NotFound`] when no checkpoint exists; store failures.
+pub fn proving_checkpoint(
+    store: &dyn Store,
+    tenant: &str,
+    seq: u64,
+) -> Result<SignedCheckpoint, LedgerError> {
+    let latest = latest_checkpoint(store, tenant)?;
+    if latest.checkpoint.size < seq {
+        return Ok(latest);
+    }
+    let covering = store.checkpoints_since(tenant, seq, i64::MAX)?;
+    let best = covering
+        .iter()
+        .rev()
+        .take(CHECKPOINTS_CONSIDERED)
+        .filter_map(|c| SignedCheckpoint::parse(&c.note).ok())
+        .fold(None::<SignedCheckpoint>, |best, c| match best {
+            Some(b) if b.note.signatures.len() >= c.note.signatures.len() => Some(b),
+            _ => Some(c),
+        });
+    Ok(match best {
+        Some(b) if b.note.signatures.len() > latest.note.signatures.len() => b,
+        _ => latest,
+    })
+}
+
+/// An inclusion proof for `entry` against [`proving_checkpoint`]: the latest checkpoint that
+/// covers it, or a newer-cosigned one.
 ///
 /// # Errors
 /// [`LedgerError::NotFound`] when no checkpoint covers the entry yet; store failures.
@@ -95,7 +131,7 @@ pub fn prove_inclusion(
     entry: &StoredEntry,
     include_entry: bool,
 ) -> Result<InclusionProof, LedgerError> {
-    let cp = latest_checkpoint(store, &entry.tenant_id)?;
+    let cp = proving_checkpoint(store, &entry.tenant_id, entry.seq)?;
     prove_inclusion_at(store, entry, &cp, include_entry)
 }
 

@@ -36,8 +36,9 @@ pub fn run(a: ExportArgs) -> Result<Outcome> {
             bundle,
             public_key,
             key_file,
+            witness,
             format,
-        }) => return reperform(&bundle, &public_key, &key_file, format),
+        }) => return reperform(&bundle, &public_key, &key_file, &witness, format),
         None => {}
     }
     let standard = a.standard.as_deref().unwrap_or_default();
@@ -255,11 +256,13 @@ fn reperform(
     bundle: &Path,
     public_key: &Path,
     key_files: &[std::path::PathBuf],
+    witness: &crate::cli::WitnessPolicyArgs,
     format: TextOrJson,
 ) -> Result<Outcome> {
     let verifier = blackbox_ledger::datadir::load_verifier(public_key)?;
     let keys = crate::cmd::verify::load_keyrings(key_files)?;
-    let r = blackbox_export::reperform::reperform(bundle, &verifier, keys)?;
+    let policy = crate::cmd::verify::witness_policy(witness)?;
+    let r = blackbox_export::reperform::reperform_with(bundle, &verifier, keys, policy.as_ref())?;
     match format {
         TextOrJson::Json => println!(
             "{}",
