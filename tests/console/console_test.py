@@ -102,6 +102,15 @@ def run(p):
         expect(card).to_contain_text("1 paused")
         page.click("section.card button:has-text('Verify now')")
         expect(card.locator("p.ok")).to_contain_text("Verified", timeout=TIMEOUT)
+        # The witness cosigned the chain: the card, the verification and the witnesses' table.
+        expect(card).to_contain_text("Witnessed")
+        expect(card).to_contain_text("(quorum 1 of 1): witness.test/console")
+        expect(card.locator("p.ok")).to_contain_text("witnessed up to", timeout=TIMEOUT)
+        witnesses = page.locator("section[aria-label='Witnesses']")
+        expect(witnesses).to_contain_text("Witnesses (quorum 1 of 1)")
+        expect(witnesses.locator("tbody tr")).to_have_count(1)
+        expect(witnesses.locator("tbody tr")).to_contain_text("witness.test/console")
+        expect(witnesses.locator("tbody tr")).to_contain_text("acme:")
         shot(page, "02-overview")
 
         # Alerts: the planted injection, and no triage for a read token.

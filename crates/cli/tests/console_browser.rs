@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::serve::{Server, http, token};
+use common::witness::{WitnessProc, configure};
 use common::{init_store, run};
 use serde_json::{Value, json};
 
@@ -73,6 +74,28 @@ fn an_incident_is_reconstructed_in_the_browser() {
     let admin = token(&dir, None, "admin");
     let other_ingest = token(&dir, Some("globex"), "ingest");
     let other = token(&dir, Some("globex"), "read");
+    // One witness cosigns the service's checkpoints (the overview shows where it stands).
+    let wkey = tmp.path().join("witness.key");
+    let r = run(&[
+        "witness",
+        "keygen",
+        "--name",
+        "witness.test/console",
+        "--key-file",
+        wkey.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let waddr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let _witness = WitnessProc::start(
+        &wkey,
+        &Path::new(&dir).join("checkpoint.pub"),
+        &tmp.path().join("witness-state"),
+        waddr,
+    );
+    configure(&dir, &[(waddr, r.stdout.trim().to_owned())], 1);
     let srv = Server::start_with(&dir, |mut c| {
         c.args(["--rules", rules.to_str().unwrap()]);
         c
@@ -143,8 +166,29 @@ fn an_incident_is_reconstructed_in_the_browser() {
         &json!({"agent_id": "globex-bot", "session_id": "g", "event_type": "llm_request",
                 "payload": {"model": "m", "prompt": "hello"}}),
     );
-    // A checkpoint covering everything, so that every entry has a proof.
+    // A checkpoint covering everything, so that every entry has a proof, cosigned by the
+    // witness before the browser looks.
     post(&srv, "/v1/checkpoints?tenant_id=acme", &admin, &json!({}));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (st, body) = http(srv.addr, "GET", "/v1/witnesses", Some(&admin), None).unwrap();
+        assert_eq!(st, 200, "{body}");
+        let (_, ov) = http(srv.addr, "GET", "/v1/overview", Some(&admin), None).unwrap();
+        let ov: Value = serde_json::from_str(&ov).unwrap();
+        let want = ov["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tenant_id"] == "acme")
+            .and_then(|t| t["checkpoint"]["size"].as_u64())
+            .unwrap();
+        let w: Value = serde_json::from_str(&body).unwrap();
+        if w["witnesses"][0]["cosigned"]["acme"].as_u64() >= Some(want) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not cosigned: {w:#}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/console-artifacts");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/console/console_test.py");
     let r = Command::new(&python)

@@ -171,6 +171,20 @@
   async function overview() {
     loading('the overview');
     me = await api('/v1/overview');
+    // The witnesses of [witnessing] (docs/WITNESS.md); an older service has no such route.
+    let wit = null;
+    try { wit = await api('/v1/witnesses'); } catch (e) { wit = null; }
+    const witnessed = (tenant) => {
+      if (!wit || !wit.witnesses.length) return 'no witness configured';
+      const sizes = wit.witnesses.map((w) => [w.name, w.cosigned[tenant]]).filter(([, s]) => s !== undefined);
+      if (!sizes.length) return 'not yet cosigned (quorum ' + wit.quorum + ' of ' + wit.witnesses.length + ')';
+      // The size the quorum has cosigned: the quorum-th largest of the witnesses' sizes.
+      const desc = sizes.map(([, s]) => s).sort((a, b) => b - a);
+      const upTo = desc.length >= wit.quorum ? desc[wit.quorum - 1] : null;
+      return (upTo !== null ? 'up to ' + upTo.toLocaleString() + ' entries' : 'below the quorum') +
+        ' (quorum ' + wit.quorum + ' of ' + wit.witnesses.length + '): ' +
+        sizes.map(([n, s]) => n + ' ' + s.toLocaleString()).join(', ');
+    };
     const cards = me.tenants.map((t) => {
       const result = el('p', { class: 'muted', text: '' });
       const verifyBtn = el('button', { type: 'button', class: 'secondary' }, 'Verify now');
@@ -211,9 +225,13 @@
           const chain = (r.chains || []).find((c) => c.tenant_id === t.tenant_id) || r;
           const good = r.status === 'ok';
           result.className = good ? 'ok' : 'error';
+          const w = chain.witnessed;
           result.textContent = (good ? '✓ Verified: ' : '✗ ' + (r.status || 'failed') + ': ') +
             (chain.entries !== undefined ? chain.entries.toLocaleString() + ' entries, ' : '') +
-            'checked by the service in ' + secs();
+            'checked by the service in ' + secs() +
+            (w ? '; witnessed up to ' + w.size.toLocaleString() + ' by ' + w.cosigners.map((c) => c.witness).join(', ') +
+              (w.missing.length ? ' (not by ' + w.missing.join(', ') + ')' : '') : '') +
+            (good ? '' : ' — ' + r.summary);
         } catch (e) {
           showError(result, e);
         } finally {
@@ -235,7 +253,9 @@
           el('dt', { text: 'Last checkpoint' }),
           el('dd', { text: cp ? cp.size.toLocaleString() + ' entries, signed ' + cp.timestamp + ' (' + fmtAge(cp.timestamp) + ')' : 'none yet' }),
           el('dt', { text: 'Uncovered' }),
-          el('dd', { text: cp ? (t.entries - cp.size).toLocaleString() + ' entries after it' : String(t.entries) })),
+          el('dd', { text: cp ? (t.entries - cp.size).toLocaleString() + ' entries after it' : String(t.entries) }),
+          el('dt', { text: 'Witnessed' }),
+          el('dd', { text: witnessed(t.tenant_id) })),
         el('div', { class: 'actions' }, verifyBtn, pick), result);
     });
     show(
@@ -243,7 +263,28 @@
       el('p', { class: 'muted' }, 'Checkpoint key ', el('span', { class: 'mono', text: me.key_fingerprint }),
         ' — compare it with the one your auditor holds (blackbox keys show).'),
       cards.length ? el('div', { class: 'cards' }, cards)
-        : el('p', { text: 'No tenant has entries yet. Send an event (POST /v1/events) and reload.' }));
+        : el('p', { text: 'No tenant has entries yet. Send an event (POST /v1/events) and reload.' }),
+      witnessesSection(wit));
+  }
+
+  // The witnesses and where each stands: what it cosigned, its last refusal or failure.
+  function witnessesSection(wit) {
+    if (!wit) return null;
+    if (!wit.witnesses.length) {
+      return el('section', { 'aria-label': 'Witnesses' }, el('h2', { text: 'Witnesses' }),
+        el('p', { class: 'muted', text: 'No witness is configured: checkpoints are signed by this service alone. [witnessing] in blackbox.toml lists witnesses (docs/WITNESS.md).' }));
+    }
+    const rows = wit.witnesses.map((w) => el('tr', {},
+      el('td', {}, el('span', { text: w.name }), el('br'), el('span', { class: 'mono muted', text: w.key })),
+      el('td', { text: Object.entries(w.cosigned).map(([t, s]) => t + ': ' + s.toLocaleString()).join(', ') || 'nothing yet' }),
+      el('td', { text: w.last_cosigned_at ? w.last_cosigned_at + ' (' + fmtAge(w.last_cosigned_at) + ')' : '—' }),
+      el('td', { class: w.last_error ? 'error' : '', text: w.last_error ? w.last_error + (w.last_error_at ? ' (' + w.last_error_at + ')' : '') : 'none' }),
+      el('td', { text: Object.entries(w.suspended).map(([t, why]) => t + ': ' + why).join('; ') || '—' })));
+    return el('section', { 'aria-label': 'Witnesses' },
+      el('h2', { text: 'Witnesses (quorum ' + wit.quorum + ' of ' + wit.witnesses.length + ')' }),
+      el('table', {},
+        el('thead', {}, el('tr', {}, ['Witness', 'Cosigned (per chain)', 'Last cosignature', 'Last refusal or failure', 'Suspended'].map((h) => el('th', { scope: 'col', text: h })))),
+        el('tbody', {}, rows)));
   }
 
   // ---------------------------------------------------------------------------------------

@@ -104,3 +104,4 @@ pub fn events(n: usize, tenant: &str) -> String {
     s
 }
 pub mod serve;
+pub mod witness;
