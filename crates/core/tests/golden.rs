@@ -567,3 +567,54 @@ fn worked_example_tlog_proof_matches_golden_file_and_verifies() {
         Err(ProofError::TlogNoEntry)
     ));
 }
+
+/// The worked example's checkpoint cosigned by a witness (docs/FORMAT.md §7 "Cosignatures",
+/// `tests/data/golden/example.cosigned-checkpoint`): the witness `witness.example/w1` with the
+/// Ed25519 seed 0x77 × 32, at 1776189603 (2026-04-14T18:00:03Z).
+#[test]
+fn worked_example_cosigned_checkpoint_matches_golden_file_and_verifies() {
+    use blackbox_core::cosignature::{Cosigner, WitnessMark, WitnessPolicy, add_signatures};
+    use blackbox_core::note::SignedNote;
+    let ex = build();
+    let note_text = ex.values["checkpoint_note"].as_str().unwrap();
+    let mut note = SignedNote::parse(note_text).unwrap();
+    let witness = Cosigner::new("witness.example/w1", [0x77; 32]).unwrap();
+    let sig = witness.cosign(&note.text, 1_776_189_603).unwrap();
+    assert_eq!(add_signatures(&mut note, &[sig]), 1);
+    let text = format!("{note}");
+    let public = format!("{}\n", witness.key().to_vkey());
+    if std::env::var_os("BLACKBOX_BLESS").is_some() {
+        std::fs::write(data("example.cosigned-checkpoint"), &text).unwrap();
+        std::fs::write(data("example.witness.pub"), &public).unwrap();
+    }
+    assert_eq!(
+        text,
+        std::fs::read_to_string(data("example.cosigned-checkpoint")).unwrap(),
+        "the cosigned checkpoint example changed: that is a format change"
+    );
+    assert_eq!(
+        public,
+        std::fs::read_to_string(data("example.witness.pub")).unwrap()
+    );
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/FORMAT.md"))
+        .unwrap();
+    assert!(
+        doc.contains("tests/data/golden/example.cosigned-checkpoint")
+            && doc.contains(text.lines().last().unwrap())
+            && doc.contains(public.trim()),
+        "docs/FORMAT.md §7 does not quote the cosigned checkpoint example"
+    );
+    // The log's signature still verifies; the witness's too, at its time.
+    let parsed = SignedNote::parse(&text).unwrap();
+    let vk = NoteSigner::new("blackbox/example", seed_bytes())
+        .unwrap()
+        .verifier();
+    parsed.verify(&vk).unwrap();
+    let check = WitnessPolicy::new(vec![witness.key().clone()], 1)
+        .unwrap()
+        .check(&parsed);
+    assert_eq!(
+        check.witnesses[0].1,
+        WitnessMark::Cosigned(1_776_189_603)
+    );
+}
