@@ -613,8 +613,5 @@ fn worked_example_cosigned_checkpoint_matches_golden_file_and_verifies() {
     let check = WitnessPolicy::new(vec![witness.key().clone()], 1)
         .unwrap()
         .check(&parsed);
-    assert_eq!(
-        check.witnesses[0].1,
-        WitnessMark::Cosigned(1_776_189_603)
-    );
+    assert_eq!(check.witnesses[0].1, WitnessMark::Cosigned(1_776_189_603));
 }
