@@ -261,6 +261,15 @@ pub fn document() -> Value {
                 param("archive", "query", false, "tar: the files and the manifest as one tar archive instead of JSON", Some(json!({"type": "string", "enum": ["tar"]})))],
             "responses": with(std_err(&[]), json!({"200": {"description": "Files (base64) and the signed manifest (docs/FORMAT.md §16); with archive=tar, a tar archive of them under one directory",
                 "content": {"application/json": {"schema": export}, "application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}}))}},
+        "/tlog/{tenant}/checkpoint": {"get": {
+            "summary": "The chain's newest signed checkpoint with its witnesses' cosignatures (C2SP tlog-tiles; docs/WITNESS.md). A read token of the tenant, or none with [witnessing] public_tiles", "operationId": "tlogCheckpoint",
+            "parameters": [param("tenant", "path", true, "Tenant id (the checkpoint origin's last segment)", None)],
+            "responses": with(std_err(&["404"]), json!({"200": {"description": "A C2SP signed note (docs/FORMAT.md §7)", "content": {"text/plain": {"schema": {"type": "string"}}}}}))}},
+        "/tlog/{tenant}/tile/{path}": {"get": {
+            "summary": "A C2SP tlog-tiles tile: <L>/<N>[.p/<W>] (Merkle tree hashes) or entries/<N>[.p/<W>] (bundles of uint16-length-prefixed 32-byte entry hashes), up to the newest checkpoint", "operationId": "tlogTile",
+            "parameters": [param("tenant", "path", true, "Tenant id", None),
+                param("path", "path", true, "The rest of the tile path, e.g. 0/x001/234.p/17 or entries/000", None)],
+            "responses": with(std_err(&["404"]), json!({"200": {"description": "The tile's bytes (immutable)", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}))}},
         "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz", "security": [],
             "responses": {"200": {"description": "Up", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/readyz": {"get": {"summary": "Readiness (the store commits)", "operationId": "readyz", "security": [],

@@ -24,6 +24,7 @@ mod node;
 pub mod note;
 pub mod origin;
 pub mod proof;
+pub mod tiles;
 pub mod tlog_proof;
 pub mod verify;
 pub mod witness;

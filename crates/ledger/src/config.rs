@@ -52,6 +52,10 @@ quorum = 0
 # `retry_max_seconds`).
 timeout_seconds = 10
 retry_max_seconds = 300
+# Each chain is also served as a C2SP tlog-tiles log at /tlog/<tenant>/ (checkpoint, tiles of
+# hashes, bundles of entry hashes: never the entries' content), to a read token of the tenant.
+# true: to anyone, without a token (for public witnesses, monitors and caches).
+public_tiles = false
 
 [redaction]
 # Raw-content fields replaced by `<name>_hash` = "sha256:<hex>" before anything is stored.
@@ -113,6 +117,7 @@ struct RawWitnessing {
     quorum: Option<usize>,
     timeout_seconds: Option<u64>,
     retry_max_seconds: Option<u64>,
+    public_tiles: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +147,8 @@ pub struct Witnessing {
     pub timeout_ms: u64,
     /// Longest pause between retries, in milliseconds.
     pub retry_max_ms: u64,
+    /// Whether `/tlog/{tenant}/…` (the chains as C2SP tlog-tiles) is served without a token.
+    pub public_tiles: bool,
 }
 
 impl Witnessing {
@@ -359,6 +366,7 @@ fn parse_witnessing(raw: RawWitnessing) -> Result<Witnessing, String> {
         quorum,
         timeout_ms: timeout * 1000,
         retry_max_ms: retry * 1000,
+        public_tiles: raw.public_tiles.unwrap_or(false),
     })
 }
 

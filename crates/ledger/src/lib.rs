@@ -27,6 +27,7 @@ pub mod relocate;
 pub mod report;
 pub mod rules_loaded;
 pub mod tenant_map;
+pub mod tiles;
 pub mod verify;
 pub mod writer;
 

@@ -424,6 +424,37 @@ async fn every_route_answers_as_the_document_says() {
     // The rules in force, and a verified slice of what agent a1 did.
     let (st, rules) = s.call(M::GET, "/v1/rules", "/v1/rules", w, None).await;
     assert_eq!(st, StatusCode::OK, "{rules}");
+    // The chain as C2SP tlog-tiles: its checkpoint, a partial level-0 tile, its entry bundle.
+    let (st, _) = s
+        .call(
+            M::GET,
+            "/tlog/{tenant}/checkpoint",
+            "/tlog/acme/checkpoint",
+            w,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s
+        .call(
+            M::GET,
+            "/tlog/{tenant}/tile/{path}",
+            "/tlog/acme/tile/0/000.p/1",
+            w,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s
+        .call(
+            M::GET,
+            "/tlog/{tenant}/tile/{path}",
+            "/tlog/acme/tile/9/000",
+            w,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
     // No witness configured here: quorum 0, no witness.
     let (st, wit) = s
         .call(M::GET, "/v1/witnesses", "/v1/witnesses", w, None)

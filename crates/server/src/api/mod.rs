@@ -20,6 +20,7 @@ mod proofs;
 mod retention;
 mod rules;
 pub(crate) mod shares;
+mod tiles;
 mod tokens;
 mod verify;
 mod witnesses;
@@ -61,6 +62,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agents", get(agents::list))
         .route("/v1/rules", get(rules::rules))
         .route("/v1/witnesses", get(witnesses::witnesses))
+        .route("/tlog/{tenant}/checkpoint", get(tiles::checkpoint))
+        .route("/tlog/{tenant}/tile/{*path}", get(tiles::tile))
         .route("/v1/exports", get(exports::export))
         .route("/v1/agents/{agent_id}/pause", post(agents::pause))
         .route("/v1/agents/{agent_id}/resume", post(agents::resume))
