@@ -232,7 +232,7 @@ fn witness_sentence(c: &blackbox_core::cosignature::WitnessCheck) -> String {
         .witnesses
         .iter()
         .filter_map(|(n, m)| match m {
-            WitnessMark::Cosigned(t) => Some(format!("{n} (at {t})")),
+            WitnessMark::Cosigned(t) => Some(format!("{n} ({})", super::verify::witness_time(*t))),
             _ => None,
         })
         .collect();

@@ -325,7 +325,7 @@ pub fn report_text(r: &Report, all: bool) -> String {
 }
 
 /// A cosignature time (seconds since the epoch) as RFC 3339.
-fn witness_time(secs: u64) -> String {
+pub(crate) fn witness_time(secs: u64) -> String {
     i64::try_from(secs)
         .ok()
         .and_then(|s| jiff::Timestamp::from_second(s).ok())
