@@ -278,9 +278,9 @@ fn witnesses_cosign_refuse_a_split_view_and_a_rolled_back_witness() {
         "--data-dir",
         &dir_a,
         "--standard",
-        "soc2",
+        "iso27001",
         "--control",
-        "CC7.2",
+        "A.8.15",
         "--tenant-id",
         "acme",
         "--bundle",
@@ -306,6 +306,13 @@ fn witnesses_cosign_refuse_a_split_view_and_a_rolled_back_witness() {
             && l.contains("witnesses: 2 of 3 required")
             && l.contains("chain acme witnessed up to 7")),
         "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.lines().any(|l| l.starts_with("match")
+            && l.contains("tlog-proof")
+            && l.contains("cosigned by witness.test/w1, witness.test/w2")),
+        "the bundle's tlog-proofs rest on cosigned checkpoints:\n{}",
         r.stdout
     );
     let r = reperform("3");

@@ -403,7 +403,8 @@ impl Store for LogFileStore {
         Ok(self
             .checkpoints(tenant)?
             .into_iter()
-            .filter(|c| c.size >= min_size && c.ts_ms > after_ms)
+            // The contract's "or" (a follower's catch-up: larger, or newer).
+            .filter(|c| c.size >= min_size || c.ts_ms > after_ms)
             .collect())
     }
 

@@ -382,6 +382,17 @@ pub fn produce_bundle(
         let json = serde_json::to_string_pretty(&proof)
             .map_err(|e| ExportError::Usage(format!("writing a proof: {e}")))?;
         files.push((format!("proof-{id}.json"), (json + "\n").into_bytes()));
+        // The same entry as a C2SP tlog-proof against the newest checkpoint covering it that
+        // carries the most witness cosignatures (docs/WITNESS.md): checkable offline by any C2SP
+        // implementation, with a witness policy.
+        let witnessed =
+            blackbox_ledger::proof::proving_checkpoint(&log_store, &req.tenant, entry.seq)?;
+        let tlog =
+            blackbox_ledger::proof::prove_inclusion_at(&log_store, &entry, &witnessed, true)?;
+        let text = blackbox_core::tlog_proof::TlogProof::from_inclusion(&tlog)
+            .map_err(|e| ExportError::Usage(format!("writing a tlog-proof: {e}")))?
+            .to_text();
+        files.push((format!("proof-{id}.tlog-proof"), text.into_bytes()));
     }
     let public = std::fs::read(dir.public_key_path()).map_err(|cause| ExportError::Io {
         path: dir.public_key_path().display().to_string(),

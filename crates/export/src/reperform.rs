@@ -179,7 +179,15 @@ pub fn reperform_with(
     let again = serde_json::to_value(&figures)
         .map_err(|e| ExportError::Usage(format!("the figures: {e}")))?;
     compare_figures(&mut out, &report["figures"], &again, hmacs);
-    check_proofs(&mut out, dir, verifier, &report["figures"], &log, &params);
+    check_proofs(
+        &mut out,
+        dir,
+        verifier,
+        &report["figures"],
+        &log,
+        &params,
+        witnesses,
+    );
     Ok(out)
 }
 
@@ -355,6 +363,7 @@ fn check_proofs(
     claimed: &Value,
     log: &LogFileStore,
     params: &BundleParameters,
+    witnesses: Option<&blackbox_core::cosignature::WitnessPolicy>,
 ) {
     let checkpoint_size = params.checkpoint_size;
     let mut ids: Vec<String> = Vec::new();
@@ -417,5 +426,84 @@ fn check_proofs(
         } else {
             out.push(what, MATCH, proven.to_string());
         }
+        check_tlog_proof(out, dir, verifier, &id, line, witnesses);
+    }
+}
+
+/// The entry's C2SP tlog-proof (bundles made since 2026-12-07 carry one): it verifies, proves
+/// the same entry line, and with a witness policy its checkpoint's cosignatures are weighed.
+fn check_tlog_proof(
+    out: &mut Reperformed,
+    dir: &Path,
+    verifier: &NoteVerifier,
+    id: &str,
+    line: &str,
+    witnesses: Option<&blackbox_core::cosignature::WitnessPolicy>,
+) {
+    let name = format!("proof-{id}.tlog-proof");
+    let what = format!("tlog-proof {id}");
+    let Ok(text) = std::fs::read_to_string(dir.join(&name)) else {
+        return;
+    };
+    let proven = match blackbox_core::proof::verify_proof_document(&text, verifier) {
+        Ok(p) => p,
+        Err(e) => {
+            out.push(what, MISMATCH, format!("{name} does not verify: {e}"));
+            return;
+        }
+    };
+    let same = blackbox_core::tlog_proof::TlogProof::parse(&text)
+        .ok()
+        .and_then(|p| p.extra)
+        .is_some_and(|extra| extra == line.as_bytes());
+    if !same {
+        out.push(what, MISMATCH, format!("{name} proves another entry line"));
+        return;
+    }
+    let Some(policy) = witnesses else {
+        out.push(what, MATCH, proven.to_string());
+        return;
+    };
+    let Some(cp) = blackbox_core::proof::proof_checkpoints(&text)
+        .ok()
+        .and_then(|c| c.into_iter().last())
+    else {
+        out.push(what, MISMATCH, format!("{name}: no checkpoint"));
+        return;
+    };
+    let check = policy.check(&cp.note);
+    let by: Vec<&str> = check
+        .witnesses
+        .iter()
+        .filter(|(_, m)| matches!(m, blackbox_core::cosignature::WitnessMark::Cosigned(_)))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if check.has_invalid() {
+        out.push(
+            what,
+            MISMATCH,
+            format!("{name}: a witness's cosignature does not verify"),
+        );
+    } else if check.met() {
+        out.push(
+            what,
+            MATCH,
+            format!(
+                "{proven}; its checkpoint (size {}) is cosigned by {}",
+                cp.checkpoint.size,
+                by.join(", ")
+            ),
+        );
+    } else {
+        out.push(
+            what,
+            NOT_REPERFORMED,
+            format!(
+                "{proven}; its checkpoint (size {}) is not cosigned by {} of the witnesses (only {}): the entry came after the last witnessed checkpoint",
+                cp.checkpoint.size,
+                policy.quorum(),
+                if by.is_empty() { "none".to_owned() } else { by.join(", ") }
+            ),
+        );
     }
 }
