@@ -192,6 +192,14 @@ fn witnesses_cosign_refuse_a_split_view_and_a_rolled_back_witness() {
         w3["last_error"].as_str().unwrap().contains("unreachable"),
         "{w3}"
     );
+    let (st, metrics) = http(a.addr, "GET", "/metrics", Some(&admin), None).unwrap();
+    assert_eq!(st, 200);
+    assert!(
+        metrics.contains(
+            "blackbox_witness_submissions_total{witness=\"witness.test/w1\",result=\"cosigned\"}"
+        ) && metrics.contains("result=\"unreachable\""),
+        "{metrics}"
+    );
     let report = get(&a, &admin, "/v1/verify");
     assert_eq!(report["status"], "ok", "{report:#}");
     a.stop();

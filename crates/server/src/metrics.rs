@@ -148,6 +148,18 @@ pub struct Metrics {
     pub otlp_items: Family<OtlpLabel, Counter>,
     /// Guardrail spans exported, by outcome (`sent`, `failed`, `dropped`).
     pub guardrail_spans: Family<ResultLabel, Counter>,
+    /// Submissions to witnesses, by witness and result (docs/WITNESS.md).
+    pub witness_submissions: Family<WitnessLabel, Counter>,
+}
+
+/// Labels of [`Metrics::witness_submissions`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct WitnessLabel {
+    /// The witness's name.
+    pub witness: String,
+    /// `cosigned`, `unreachable`, or the refusal's reason code (`inconsistent`, `conflict`,
+    /// `witness_ahead`, `witness_rolled_back`, …).
+    pub result: String,
 }
 
 /// Labels of [`Metrics::otlp_items`].
@@ -209,6 +221,7 @@ impl Metrics {
             webhook_failed_attempts: Gauge::default(),
             otlp_items: Family::default(),
             guardrail_spans: Family::default(),
+            witness_submissions: Family::default(),
         };
         {
             let mut r = m
@@ -339,6 +352,11 @@ impl Metrics {
                 "guardrail_spans",
                 "Enforcement decisions exported as OpenTelemetry guardrail spans, by result (sent, failed, dropped)",
                 m.guardrail_spans.clone(),
+            );
+            r.register(
+                "witness_submissions",
+                "Checkpoints submitted to witnesses, by witness and result (cosigned, unreachable, or the refusal's reason code)",
+                m.witness_submissions.clone(),
             );
         }
         m

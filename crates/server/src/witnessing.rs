@@ -220,7 +220,21 @@ pub async fn run(state: AppState) {
                 {
                     continue;
                 }
-                match submit(&state, &http, witness, &tenant, &signed, track).await {
+                let outcome = submit(&state, &http, witness, &tenant, &signed, track).await;
+                let result = match &outcome {
+                    Ok(_) => "cosigned",
+                    Err(AlertReason::Local(_)) => "proof_failed",
+                    Err(r) => r.alert_kind().unwrap_or("unreachable"),
+                };
+                state
+                    .metrics
+                    .witness_submissions
+                    .get_or_create(&crate::metrics::WitnessLabel {
+                        witness: witness.name().to_owned(),
+                        result: result.to_owned(),
+                    })
+                    .inc();
+                match outcome {
                     Ok(sigs) => {
                         track.done = Some(text_hash);
                         track.size = Some(cp.size);
