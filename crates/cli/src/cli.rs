@@ -55,7 +55,7 @@ pub struct RemoteArgs {
 #[derive(Args, Debug, Clone, Default)]
 pub struct WitnessPolicyArgs {
     /// A witness's public key: a file holding it (`blackbox witness keygen` writes
-    /// <key file>.pub) or the key itself (`name+keyid+base64`, type 0x04). Repeat for each
+    /// `<key file>.pub`) or the key itself (`name+keyid+base64`, type 0x04). Repeat for each
     /// witness of the policy; each chain then needs a checkpoint cosigned by the quorum.
     #[arg(long = "witness-key", value_name = "FILE|VKEY")]
     pub witness_key: Vec<PathBuf>,
@@ -949,7 +949,7 @@ pub struct ServeArgs {
 #[derive(Subcommand, Debug)]
 pub enum WitnessCmd {
     /// Make a witness key: the secret (mode 0600) to --key-file, the public key to
-    /// <key-file>.pub (give that to the logs and auditors that rely on this witness).
+    /// `<key-file>.pub` (give that to the logs and auditors that rely on this witness).
     Keygen {
         /// The witness's name: a schema-less URL that identifies it (e.g. witness.example.com/w1).
         #[arg(long)]
@@ -966,7 +966,7 @@ pub enum WitnessCmd {
         key_file: PathBuf,
         /// A log's checkpoint public key (a file such as a Blackbox data directory's
         /// checkpoint.pub, or the key itself). A key named N covers the origins N and
-        /// N/<tenant>. Repeat for each log followed.
+        /// `N/<tenant>`. Repeat for each log followed.
         #[arg(long = "log-key", required = true, value_name = "FILE|VKEY")]
         log_key: Vec<PathBuf>,
         /// Where the witness keeps what it cosigned (created if missing; one witness per

@@ -49,6 +49,8 @@ impl WitnessProc {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!(
             "the witness did not start:\n{}",
             log.lock().unwrap().join("\n")
