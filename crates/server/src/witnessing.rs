@@ -19,6 +19,7 @@ use blackbox_core::witness::AddCheckpoint;
 use blackbox_ledger::config::Witnessing as WitnessingConfig;
 use blackbox_store::StoredCheckpoint;
 use blackbox_witness::client::{SubmitError, Witness, add_checkpoint};
+use futures_util::StreamExt as _;
 use serde_json::json;
 
 use crate::AppState;
@@ -32,6 +33,8 @@ const TICK: Duration = Duration::from_secs(1);
 const ALERT_EVERY: Duration = Duration::from_secs(3600);
 /// First retry pause after a failure (doubling up to `[witnessing] retry_max_seconds`).
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// Submissions in flight at once (over every witness and chain).
+const CONCURRENT: usize = 32;
 
 /// Where witnessing stands, per witness (answered as `GET /v1/witnesses`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,39 +182,42 @@ pub async fn run(state: AppState) {
                 continue;
             }
         };
+        // What to submit: per chain, to each witness that has not cosigned its newest checkpoint
+        // and is due (not backing off, not suspended).
+        let mut newest: HashMap<String, (u64, SignedCheckpoint, blackbox_core::Hash)> =
+            HashMap::new();
+        let mut jobs = Vec::new();
         for (tenant, cp) in latest {
             let Ok(signed) = SignedCheckpoint::parse(&cp.note) else {
                 continue;
             };
             let text_hash = blackbox_core::Hash::digest(signed.note.text.as_bytes());
-            let mut found: Vec<(usize, AlertReason)> = Vec::new();
-            let mut gained = Vec::new();
             for (i, witness) in w.witnesses.iter().enumerate() {
                 let key = (i, tenant.clone());
                 if !tracks.contains_key(&key) {
                     let stored = cosigned(&state, &tenant, witness).await;
-                    let t = Track {
-                        size: stored,
-                        max_cosigned: stored.unwrap_or(0),
-                        ..Track::default()
-                    };
                     if let Some(s) = stored {
                         w.update(i, |st| {
                             st.cosigned.insert(tenant.clone(), s);
                         });
                     }
+                    let t = Track {
+                        size: stored,
+                        max_cosigned: stored.unwrap_or(0),
+                        ..Track::default()
+                    };
                     tracks.insert(key.clone(), t);
                 }
                 let Some(track) = tracks.get_mut(&key) else {
                     continue;
                 };
                 // Already cosigned (stored): nothing to ask.
-                let has = signed
+                if signed
                     .note
                     .signatures
                     .iter()
-                    .any(|s| witness.key.matches(s));
-                if has {
+                    .any(|s| witness.key.matches(s))
+                {
                     track.done = Some(text_hash);
                 }
                 if track.suspended.is_some()
@@ -220,90 +226,130 @@ pub async fn run(state: AppState) {
                 {
                     continue;
                 }
-                let outcome = submit(&state, &http, witness, &tenant, &signed, track).await;
-                let result = match &outcome {
-                    Ok(_) => "cosigned",
-                    Err(AlertReason::Local(_)) => "proof_failed",
-                    Err(r) => r.alert_kind().unwrap_or("unreachable"),
-                };
-                state
-                    .metrics
-                    .witness_submissions
-                    .get_or_create(&crate::metrics::WitnessLabel {
-                        witness: witness.name().to_owned(),
-                        result: result.to_owned(),
-                    })
-                    .inc();
-                match outcome {
-                    Ok(sigs) => {
-                        track.done = Some(text_hash);
-                        track.size = Some(cp.size);
-                        track.max_cosigned = track.max_cosigned.max(cp.size);
-                        track.failures = 0;
-                        track.next_try = None;
-                        let now = blackbox_witness::now_ms();
-                        w.update(i, |st| {
-                            st.cosigned.insert(tenant.clone(), cp.size);
-                            st.last_cosigned_ms = Some(now);
-                        });
-                        gained.extend(sigs);
-                    }
-                    Err(reason) => {
-                        track.failures = track.failures.saturating_add(1);
-                        let pause = FIRST_RETRY
-                            .saturating_mul(1 << track.failures.min(16))
-                            .min(Duration::from_millis(w.config.retry_max_ms));
-                        track.next_try = Some(Instant::now() + pause);
-                        if let AlertReason::RolledBack { .. } = &reason {
-                            track.suspended = Some(reason.words());
-                        }
-                        let words = reason.words();
-                        let now = blackbox_witness::now_ms();
-                        let suspended = track.suspended.clone();
-                        w.update(i, |st| {
-                            st.last_error = Some(words);
-                            st.last_error_ms = Some(now);
-                            if let Some(s) = suspended {
-                                st.suspended.insert(tenant.clone(), s);
-                            }
-                        });
-                        found.push((i, reason));
-                    }
+                if let Some(track) = tracks.remove(&key) {
+                    jobs.push((i, tenant.clone(), track));
                 }
             }
-            if !gained.is_empty() {
-                let mut note = signed.note.clone();
-                if add_signatures(&mut note, &gained) > 0 {
-                    let c = Control::Cosigned {
-                        tenant: tenant.clone(),
-                        size: cp.size,
-                        note: note.to_string(),
+            newest.insert(tenant, (cp.size, signed, text_hash));
+        }
+        if jobs.is_empty() {
+            continue;
+        }
+        // Submitted concurrently: a slow or silent witness holds up neither the others nor
+        // the other chains.
+        let results: Vec<_> =
+            futures_util::stream::iter(jobs.into_iter().map(|(i, tenant, mut track)| {
+                let (state, http, w, newest) = (&state, &http, &w, &newest);
+                async move {
+                    let outcome = match newest.get(&tenant) {
+                        Some((_, signed, _)) => {
+                            submit(state, http, &w.witnesses[i], &tenant, signed, &mut track).await
+                        }
+                        None => Err(AlertReason::Local("no checkpoint".into())),
                     };
-                    if let Err(e) = state.ingest.control(c).await {
-                        tracing::warn!(tenant, error = %e.message, "cosignatures could not be stored; they are asked for again");
-                        for i in 0..w.witnesses.len() {
-                            if let Some(t) = tracks.get_mut(&(i, tenant.clone())) {
-                                t.done = None;
-                            }
+                    (i, tenant, track, outcome)
+                }
+            }))
+            .buffer_unordered(CONCURRENT)
+            .collect()
+            .await;
+        let mut gained: HashMap<String, Vec<blackbox_core::note::NoteSignature>> = HashMap::new();
+        let mut found: Vec<(usize, String, AlertReason)> = Vec::new();
+        for (i, tenant, mut track, outcome) in results {
+            let witness = &w.witnesses[i];
+            let Some((size, _, text_hash)) = newest.get(&tenant) else {
+                continue;
+            };
+            let result = match &outcome {
+                Ok(_) => "cosigned",
+                Err(AlertReason::Local(_)) => "proof_failed",
+                Err(r) => r.alert_kind().unwrap_or("unreachable"),
+            };
+            state
+                .metrics
+                .witness_submissions
+                .get_or_create(&crate::metrics::WitnessLabel {
+                    witness: witness.name().to_owned(),
+                    result: result.to_owned(),
+                })
+                .inc();
+            match outcome {
+                Ok(sigs) => {
+                    track.done = Some(*text_hash);
+                    track.size = Some(*size);
+                    track.max_cosigned = track.max_cosigned.max(*size);
+                    track.failures = 0;
+                    track.next_try = None;
+                    let now = blackbox_witness::now_ms();
+                    w.update(i, |st| {
+                        st.cosigned.insert(tenant.clone(), *size);
+                        st.last_cosigned_ms = Some(now);
+                    });
+                    gained.entry(tenant.clone()).or_default().extend(sigs);
+                }
+                Err(reason) => {
+                    track.failures = track.failures.saturating_add(1);
+                    let pause = FIRST_RETRY
+                        .saturating_mul(1 << track.failures.min(16))
+                        .min(Duration::from_millis(w.config.retry_max_ms));
+                    track.next_try = Some(Instant::now() + pause);
+                    if let AlertReason::RolledBack { .. } = &reason {
+                        track.suspended = Some(reason.words());
+                    }
+                    let words = reason.words();
+                    let now = blackbox_witness::now_ms();
+                    let suspended = track.suspended.clone();
+                    w.update(i, |st| {
+                        st.last_error = Some(words);
+                        st.last_error_ms = Some(now);
+                        if let Some(s) = suspended {
+                            st.suspended.insert(tenant.clone(), s);
                         }
+                    });
+                    found.push((i, tenant.clone(), reason));
+                }
+            }
+            tracks.insert((i, tenant), track);
+        }
+        for (tenant, sigs) in gained {
+            let Some((size, signed, _)) = newest.get(&tenant) else {
+                continue;
+            };
+            let mut note = signed.note.clone();
+            if add_signatures(&mut note, &sigs) == 0 {
+                continue;
+            }
+            let c = Control::Cosigned {
+                tenant: tenant.clone(),
+                size: *size,
+                note: note.to_string(),
+            };
+            if let Err(e) = state.ingest.control(c).await {
+                tracing::warn!(tenant, error = %e.message, "cosignatures could not be stored; they are asked for again");
+                for i in 0..w.witnesses.len() {
+                    if let Some(t) = tracks.get_mut(&(i, tenant.clone())) {
+                        t.done = None;
                     }
                 }
             }
-            for (i, reason) in found {
-                let Some(kind) = reason.alert_kind() else {
-                    continue;
-                };
-                let k = (i, tenant.clone(), kind);
-                if alerted.get(&k).is_some_and(|t| t.elapsed() < ALERT_EVERY) {
-                    continue;
-                }
-                alerted.insert(k, Instant::now());
-                let payload = alert_payload(&w.witnesses[i], &signed, &reason);
-                tracing::error!(witness = w.witnesses[i].name(), tenant, reason = %reason.words(), "a witness refused this log's checkpoint");
-                if let Err(e) = state.ingest.control(Control::WitnessAlert(payload)).await {
-                    tracing::error!(error = %e.message, "the witness_refused alert could not be written");
-                    alerted.remove(&(i, tenant.clone(), kind));
-                }
+        }
+        for (i, tenant, reason) in found {
+            let Some(kind) = reason.alert_kind() else {
+                continue;
+            };
+            let Some((_, signed, _)) = newest.get(&tenant) else {
+                continue;
+            };
+            let k = (i, tenant.clone(), kind);
+            if alerted.get(&k).is_some_and(|t| t.elapsed() < ALERT_EVERY) {
+                continue;
+            }
+            alerted.insert(k, Instant::now());
+            let payload = alert_payload(&w.witnesses[i], signed, &reason);
+            tracing::error!(witness = w.witnesses[i].name(), tenant, reason = %reason.words(), "a witness refused this log's checkpoint");
+            if let Err(e) = state.ingest.control(Control::WitnessAlert(payload)).await {
+                tracing::error!(error = %e.message, "the witness_refused alert could not be written");
+                alerted.remove(&(i, tenant.clone(), kind));
             }
         }
     }
