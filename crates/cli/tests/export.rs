@@ -1848,17 +1848,22 @@ fn a_bundle_of_a_thousand_entries_proves_every_sample() {
         bundle.to_str().unwrap(),
     ]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    let proofs = std::fs::read_dir(&bundle)
+    let names: Vec<String> = std::fs::read_dir(&bundle)
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with("proof-")
-        })
-        .count();
-    assert_eq!(proofs, 25, "a proof for each of the 25 sampled entries");
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let count = |ext: &str| {
+        names
+            .iter()
+            .filter(|n| n.starts_with("proof-") && n.ends_with(ext))
+            .count()
+    };
+    assert_eq!(
+        count(".json"),
+        25,
+        "a proof for each of the 25 sampled entries"
+    );
+    assert_eq!(count(".tlog-proof"), 25, "and each as a C2SP tlog-proof");
     let r = run(&[
         "export",
         "reperform",

@@ -191,7 +191,7 @@ mod tests {
         // A tree of 70,000: 273 full level-0 tiles, a partial of 112, a partial level-1 of 17,
         // a partial level-2 of 1.
         let p0 = TilePath::parse("tile/0/273.p/112").unwrap();
-        assert_eq!(p0.needs_tree_size(), Some(70_000 - 70_000 % 256));
+        assert_eq!(p0.needs_tree_size(), Some(70_000));
         let p1 = TilePath::parse("tile/1/000.p/17").unwrap();
         assert_eq!(p1.needs_tree_size(), Some(17 * 256));
         let p2 = TilePath::parse("tile/2/000.p/1").unwrap();
