@@ -16,8 +16,12 @@ An erasure marker resolves the redactions it lists when its HMAC verifies or is 
 key, or an erased epoch: then the output says so), never when it fails or names an unknown key
 (FORMAT.md §5 "Markers whose HMAC is not checked").
 
-usage: verify_jsonl.py LOG [LOG ...] [--key-file hmac.keys ...] [--public-key checkpoint.pub]
-exit: 0 OK, 1 TAMPERED, 2 usage error
+With --witness-key (repeatable) and --witness-quorum N (default: all of them), every chain needs a
+checkpoint whose root matches and that carries valid Ed25519 cosignature/v1 lines of N of those
+witnesses (FORMAT.md §7 "Cosignatures"); a listed witness's line that does not verify is tampering.
+
+usage: verify_jsonl.py LOG [LOG ...] [--key-file hmac.keys ...] [--public-key checkpoint.pub] [--witness-key w.pub ... [--witness-quorum N]]
+exit: 0 OK, 1 TAMPERED or not witnessed, 2 usage error
 """
 import base64, datetime, hashlib, hmac, json, re, struct, sys
 
@@ -191,8 +195,10 @@ def main(argv):
     for a in it:
         if a == "--key-file":
             key_files.append(next(it))
-        elif a == "--public-key":
+        elif a in ("--public-key", "--witness-quorum"):
             opts[a] = next(it)
+        elif a == "--witness-key":
+            opts.setdefault(a, []).append(next(it))
         else:
             args.append(a)
     if not args:
@@ -220,6 +226,45 @@ def main(argv):
                     pass
         return False
 
+    # Witness policy: cosignature/v1 keys (name, key ID = SHA-256(name \n 0x04 key)[:4], key).
+    witnesses = []
+    for path in opts.get("--witness-key", []):
+        line = next(l.strip() for l in open(path, encoding="utf-8") if l.strip() and not l.startswith("#"))
+        name, kid, b64 = line.split("+")
+        raw = base64.b64decode(b64, validate=True)
+        if raw[0] != 4 or len(raw) != 33 or sha(name.encode() + b"\n" + raw)[:4] != bytes.fromhex(kid):
+            print(f"{path}: not a witness key (type 0x04)", file=sys.stderr)
+            return 2
+        witnesses.append((name, bytes.fromhex(kid), raw[1:]))
+    quorum = int(opts.get("--witness-quorum", len(witnesses)))
+    if witnesses and not 1 <= quorum <= len(witnesses):
+        print("--witness-quorum must be between 1 and the number of --witness-key", file=sys.stderr)
+        return 2
+    if witnesses:
+        try:
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey as _K
+        except ImportError:
+            print("--witness-key needs the `cryptography` package (pip install cryptography)", file=sys.stderr)
+            return 2
+
+    def cosigners(body, sigs):
+        """The listed witnesses whose cosignature verifies ([(name, time)]), and those whose does not."""
+        ok, bad = [], []
+        for name, kid, pk in witnesses:
+            mine = [sig for n_, kh, sig in sigs if n_ == name and kh == kid]
+            good = None
+            for sig in mine:
+                t = struct.unpack(">Q", sig[:8])[0] if len(sig) == 72 else None
+                try:
+                    _K.from_public_bytes(pk).verify(sig[8:], f"cosignature/v1\ntime {t}\n".encode() + body.encode())
+                    good = t
+                except Exception:
+                    bad.append(name)
+            if good is not None and name not in bad:
+                ok.append((name, good))
+        return ok, bad
+
+    witnessed = {}  # tenant -> [size, [(witness, time)]]
     chains, problems, checkpoints, notes, sidecar, origins = {}, [], [], [], None, {}
     lines = ((f"{path} line {n}", raw) for path in args for n, raw in enumerate(open(path, "rb"), 1))
     for n, raw in lines:
@@ -350,6 +395,14 @@ def main(argv):
             problems.append(f"checkpoint ({n}): bad signature")
         c = chains.get(tenant, {"roots": {}, "start": 0})
         got = c["roots"].get(size, sha(b"") if size == 0 else None)
+        if witnesses and got == root and (not ed or signed(body, sigs)):
+            ok, bad = cosigners(body, sigs)
+            for name in bad:
+                problems.append(f"checkpoint ({n}): the cosignature of witness {name} does not verify")
+            if len(ok) >= quorum and not bad:
+                w = witnessed.setdefault(tenant, [0, []])
+                if size >= w[0]:
+                    witnessed[tenant] = [size, ok]
         if got is None and size < c["start"]:
             notes.append(f"checkpoint ({n}) of {tenant} at {size}: before the anchor the chain starts at, not checked")
         elif got is None:
@@ -357,6 +410,10 @@ def main(argv):
         elif got != root:
             problems.append(f"checkpoint ({n}): Merkle root differs from the entries")
 
+    if witnesses:
+        for t in chains:
+            if t not in witnessed:
+                problems.append(f"chain {t}: no checkpoint is cosigned by {quorum} of the {len(witnesses)} witnesses given (not witnessed)")
     for t, c in chains.items():
         for s_, (_, n) in sorted(c.get("unmarked", {}).items()):
             problems.append(f"entry {s_} ({n}) of {t}: personal data removed without an erasure marker")
@@ -373,6 +430,8 @@ def main(argv):
           + (f"; {redacted:,} entries redacted under {markers:,} erasure marker(s)" if markers else ""))
     if origins:
         print("  origin: " + ", ".join(f"{k} {v:,}" for k, v in sorted(origins.items())))
+    for t, (size, who) in sorted(witnessed.items()):
+        print(f"  chain {t}: witnessed up to {size:,} by " + ", ".join(f"{name} (time {ts})" for name, ts in who))
     for gen, count in erased.items():
         notes.append(f"HMACs of {count} entries in forward-secure epochs before e{fss[gen].held} of {gen}: only the auditor's initial key can check them")
     for gen, (m, r) in unchecked_markers.items():

@@ -1887,13 +1887,24 @@ impl LogVerifier {
                     | FindingKind::NotWitnessed
             )
         };
+        // A chain's `not_witnessed` comes after everything else found in it: what is wrong with
+        // the log (a forged cosignature among it) is named first.
+        let last = |k: FindingKind| k == FindingKind::NotWitnessed;
         self.findings.sort_by(|a, b| {
-            (&a.tenant_id, a.seq, from_checkpoint(a.kind), a.position).cmp(&(
-                &b.tenant_id,
-                b.seq,
-                from_checkpoint(b.kind),
-                b.position,
-            ))
+            (
+                &a.tenant_id,
+                last(a.kind),
+                a.seq,
+                from_checkpoint(a.kind),
+                a.position,
+            )
+                .cmp(&(
+                    &b.tenant_id,
+                    last(b.kind),
+                    b.seq,
+                    from_checkpoint(b.kind),
+                    b.position,
+                ))
         });
 
         let mut not_checked = Vec::new();
