@@ -89,23 +89,29 @@ fn hex_decode(s: &str, out: &mut [u8; 32]) -> Result<(), ()> {
     Ok(())
 }
 
+/// The text of the key file `arg`, or `arg` itself when it is no file but a verifier key
+/// (`name+keyid+base64`).
+fn vkey_text(arg: &Path) -> Result<String, WitnessError> {
+    match std::fs::read_to_string(arg) {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            let s = arg.to_string_lossy();
+            if s.matches('+').count() >= 2 && !arg.exists() {
+                Ok(s.into_owned())
+            } else {
+                Err(key_err(arg, format!("cannot read it ({e})")))
+            }
+        }
+    }
+}
+
 /// Loads a witness public key (a vkey of type 0x04) from a file, or takes `arg` itself when it
 /// is a vkey rather than a path.
 ///
 /// # Errors
 /// [`WitnessError::KeyFile`] saying what is wrong.
 pub fn load_witness_key(arg: &Path) -> Result<CosignerKey, WitnessError> {
-    let text = match std::fs::read_to_string(arg) {
-        Ok(t) => t,
-        Err(e) => {
-            let s = arg.to_string_lossy();
-            if s.matches('+').count() >= 2 && !arg.exists() {
-                s.into_owned()
-            } else {
-                return Err(key_err(arg, format!("cannot read it ({e})")));
-            }
-        }
-    };
+    let text = vkey_text(arg)?;
     CosignerKey::from_vkey(first_line(&text)).map_err(|e| {
         key_err(
             arg,
@@ -120,17 +126,7 @@ pub fn load_witness_key(arg: &Path) -> Result<CosignerKey, WitnessError> {
 /// # Errors
 /// [`WitnessError::KeyFile`].
 pub fn load_log_key(arg: &Path) -> Result<NoteVerifier, WitnessError> {
-    let text = match std::fs::read_to_string(arg) {
-        Ok(t) => t,
-        Err(e) => {
-            let s = arg.to_string_lossy();
-            if s.matches('+').count() >= 2 && !arg.exists() {
-                s.into_owned()
-            } else {
-                return Err(key_err(arg, format!("cannot read it ({e})")));
-            }
-        }
-    };
+    let text = vkey_text(arg)?;
     NoteVerifier::from_vkey(first_line(&text)).map_err(|e| {
         key_err(
             arg,

@@ -16,7 +16,7 @@ use std::sync::mpsc;
 use blackbox_core::Hash;
 use blackbox_core::note::NoteVerifier;
 use blackbox_core::witness::{AddCheckpoint, Refusal, WitnessRecord, check_add_checkpoint};
-use rusqlite::{Connection, OptionalExtension as _, params};
+use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use crate::WitnessError;
@@ -105,10 +105,11 @@ fn open(path: &Path) -> Result<Connection, WitnessError> {
     Ok(conn)
 }
 
-fn load(conn: &Connection, path: &Path) -> Result<HashMap<String, WitnessRecord>, WitnessError> {
+/// Every origin's record in the state file, checked (a root of 32 bytes, a size that fits).
+fn read_records(conn: &Connection, path: &Path) -> Result<Vec<LogRecord>, WitnessError> {
     let err = db_err(path);
     let mut stmt = conn
-        .prepare("SELECT origin, size, root FROM logs")
+        .prepare("SELECT origin, size, root, updated_ms FROM logs ORDER BY origin")
         .map_err(&err)?;
     let rows = stmt
         .query_map([], |r| {
@@ -116,29 +117,42 @@ fn load(conn: &Connection, path: &Path) -> Result<HashMap<String, WitnessRecord>
                 r.get::<_, String>(0)?,
                 r.get::<_, i64>(1)?,
                 r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, i64>(3)?,
             ))
         })
         .map_err(&err)?;
-    let mut out = HashMap::new();
+    let mut out = Vec::new();
     for row in rows {
-        let (origin, size, root) = row.map_err(&err)?;
-        let root: [u8; 32] = root.try_into().map_err(|_| WitnessError::State {
+        let (origin, size, root, updated_ms) = row.map_err(&err)?;
+        let corrupt = |what: &str| WitnessError::State {
             path: path.to_owned(),
-            problem: format!("the root hash recorded for {origin:?} is not 32 bytes"),
-        })?;
-        let size = u64::try_from(size).map_err(|_| WitnessError::State {
-            path: path.to_owned(),
-            problem: format!("the size recorded for {origin:?} is negative"),
-        })?;
-        out.insert(
+            problem: format!("the {what} recorded for {origin:?} is invalid"),
+        };
+        let root: [u8; 32] = root.try_into().map_err(|_| corrupt("root hash"))?;
+        let size = u64::try_from(size).map_err(|_| corrupt("size"))?;
+        out.push(LogRecord {
             origin,
-            WitnessRecord {
-                size,
-                root: Hash(root),
-            },
-        );
+            size,
+            root: Hash(root),
+            updated_ms,
+        });
     }
     Ok(out)
+}
+
+fn load(conn: &Connection, path: &Path) -> Result<HashMap<String, WitnessRecord>, WitnessError> {
+    Ok(read_records(conn, path)?
+        .into_iter()
+        .map(|r| {
+            (
+                r.origin,
+                WitnessRecord {
+                    size: r.size,
+                    root: r.root,
+                },
+            )
+        })
+        .collect())
 }
 
 impl WitnessState {
@@ -251,33 +265,9 @@ impl WitnessState {
     /// [`WitnessError::State`].
     pub fn records(dir: &Path) -> Result<Vec<LogRecord>, WitnessError> {
         let path = dir.join("witness.db");
-        let err = db_err(&path);
         let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(&err)?;
-        let mut stmt = conn
-            .prepare("SELECT origin, size, root, updated_ms FROM logs ORDER BY origin")
-            .map_err(&err)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })
-            .map_err(&err)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (origin, size, root, updated_ms) = row.map_err(&err)?;
-            out.push(LogRecord {
-                origin,
-                size: u64::try_from(size).unwrap_or(0),
-                root: Hash(root.try_into().unwrap_or([0; 32])),
-                updated_ms,
-            });
-        }
-        Ok(out)
+            .map_err(db_err(&path))?;
+        read_records(&conn, &path)
     }
 }
 
@@ -368,23 +358,8 @@ fn run(
 /// # Errors
 /// [`WitnessError::State`].
 pub fn record_of(dir: &Path, origin: &str) -> Result<Option<(u64, Hash)>, WitnessError> {
-    let path = dir.join("witness.db");
-    let err = db_err(&path);
-    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(&err)?;
-    conn.query_row(
-        "SELECT size, root FROM logs WHERE origin = ?1",
-        params![origin],
-        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
-    )
-    .optional()
-    .map_err(&err)
-    .map(|o| {
-        o.map(|(s, r)| {
-            (
-                u64::try_from(s).unwrap_or(0),
-                Hash(r.try_into().unwrap_or([0; 32])),
-            )
-        })
-    })
+    Ok(WitnessState::records(dir)?
+        .into_iter()
+        .find(|r| r.origin == origin)
+        .map(|r| (r.size, r.root)))
 }
