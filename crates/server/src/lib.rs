@@ -458,7 +458,8 @@ pub async fn serve_on(
 /// Serves HTTP/1.1 connections until `shutdown` completes, then lets every connection finish its
 /// request in progress and waits for them to close. Like `axum::serve`, plus a header read
 /// timeout (a client that never finishes its headers holds a connection for at most that long).
-async fn serve_http(
+/// Also what `blackbox witness serve` listens with.
+pub async fn serve_http(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     header_timeout: std::time::Duration,

@@ -58,10 +58,15 @@ pub fn run(cmd: WitnessCmd) -> Result<Outcome> {
                     "witness listening"
                 );
                 let svc = Arc::new(WitnessService::new(cosigner, logs, state));
-                axum::serve(listener, router(svc))
-                    .with_graceful_shutdown(shutdown())
-                    .await
-                    .context("the witness's listener failed")?;
+                // The service's listener: a client that never finishes its headers is dropped
+                // after 10 s (a witness faces the network).
+                blackbox_server::serve_http(
+                    listener,
+                    router(svc),
+                    std::time::Duration::from_secs(10),
+                    shutdown(),
+                )
+                .await;
                 Ok::<_, anyhow::Error>(())
             })?;
             Ok(Outcome::Ok)
