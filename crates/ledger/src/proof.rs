@@ -86,13 +86,16 @@ pub fn latest_checkpoint(store: &dyn Store, tenant: &str) -> Result<SignedCheckp
         .map_err(|e| LedgerError::Inconsistent(format!("stored checkpoint unreadable: {e}")))
 }
 
-/// Checkpoints looked at, newest first, when choosing the one a proof rests on.
-const CHECKPOINTS_CONSIDERED: usize = 10_000;
+/// How far back from the newest checkpoint the one a proof rests on is looked for (ms): the
+/// witnesses cosign the newest checkpoint within seconds, and a chain signs a heartbeat
+/// checkpoint every minute even when idle, so this bounds the rows read.
+const PROVING_WINDOW_MS: i64 = 10 * 60 * 1000;
 
-/// The checkpoint an inclusion proof for entry `seq` of `tenant` rests on: among the newest
-/// checkpoints that cover it, the one with the most signature lines (witnesses' cosignatures,
-/// docs/WITNESS.md), the newest of those; without cosignatures, the latest checkpoint. A proof
-/// against a cosigned checkpoint can be checked offline against a witness policy.
+/// The checkpoint an inclusion proof for entry `seq` of `tenant` rests on: among the checkpoints
+/// that cover it signed in the ten minutes before the newest, the one with the most signature
+/// lines (witnesses' cosignatures, docs/WITNESS.md), the newest of those; without cosignatures,
+/// the latest checkpoint. A proof against a cosigned checkpoint can be checked offline against a
+/// witness policy.
 ///
 /// # Errors
 /// [`LedgerError::NotFound`] when no checkpoint exists; store failures.
@@ -101,15 +104,26 @@ pub fn proving_checkpoint(
     tenant: &str,
     seq: u64,
 ) -> Result<SignedCheckpoint, LedgerError> {
-    let latest = latest_checkpoint(store, tenant)?;
+    let Some(newest) = store.latest_checkpoint(tenant)? else {
+        return Err(LedgerError::NotFound(format!(
+            "tenant `{tenant}` has no checkpoint yet"
+        )));
+    };
+    let latest = SignedCheckpoint::parse(&newest.note)
+        .map_err(|e| LedgerError::Inconsistent(format!("stored checkpoint unreadable: {e}")))?;
     if latest.checkpoint.size < seq {
         return Ok(latest);
     }
-    let covering = store.checkpoints_since(tenant, seq, i64::MAX)?;
-    let best = covering
+    // No size reaches u64::MAX: this reads the checkpoints signed after the window's start.
+    let recent = store.checkpoints_since(
+        tenant,
+        u64::MAX,
+        newest.ts_ms.saturating_sub(PROVING_WINDOW_MS),
+    )?;
+    let best = recent
         .iter()
         .rev()
-        .take(CHECKPOINTS_CONSIDERED)
+        .filter(|c| c.size >= seq)
         .filter_map(|c| SignedCheckpoint::parse(&c.note).ok())
         .fold(None::<SignedCheckpoint>, |best, c| match best {
             Some(b) if b.note.signatures.len() >= c.note.signatures.len() => Some(b),

@@ -375,13 +375,19 @@ async fn read_latest(state: &AppState) -> Result<Vec<(String, StoredCheckpoint)>
     .map_err(|e| e.to_string())?
 }
 
-/// The largest size of `tenant`'s stored checkpoints `w` cosigned.
+/// The largest size of `tenant`'s checkpoints of the last day (before its newest) that `w`
+/// cosigned. Older ones are not read (a chain signs a checkpoint a minute even when idle); a
+/// witness not found there says its size in its first answer (409).
 async fn cosigned(state: &AppState, tenant: &str, w: &Witness) -> Option<u64> {
+    const LOOK_BACK_MS: i64 = 24 * 3600 * 1000;
     let readers = Arc::clone(&state.readers);
     let (tenant, w) = (tenant.to_owned(), w.clone());
     tokio::task::spawn_blocking(move || {
         let r = readers.get().ok()?;
-        let cps = r.checkpoints(&tenant).ok()?;
+        let newest = r.latest_checkpoint(&tenant).ok()??;
+        let cps = r
+            .checkpoints_since(&tenant, u64::MAX, newest.ts_ms.saturating_sub(LOOK_BACK_MS))
+            .ok()?;
         cosigned_size(&cps, &w)
     })
     .await
