@@ -16,7 +16,7 @@ use blackbox_core::proof::{
     SliceEntry, SliceSelection, payload_trace_id,
 };
 use blackbox_core::verify::origin_tenant;
-use blackbox_store::{Query, Store, StoredEntry};
+use blackbox_store::{Query, Store, StoredCheckpoint, StoredEntry};
 
 use crate::error::LedgerError;
 use crate::writer::NODE_LEVEL;
@@ -79,9 +79,18 @@ pub(crate) fn map_proof_err(e: MerkleProofError<LedgerError>) -> LedgerError {
 /// # Errors
 /// [`LedgerError::NotFound`] when the chain has none.
 pub fn latest_checkpoint(store: &dyn Store, tenant: &str) -> Result<SignedCheckpoint, LedgerError> {
-    let cp = store
+    parse_stored(&stored_latest(store, tenant)?)
+}
+
+/// The latest checkpoint of `tenant` as stored (with its signing time).
+fn stored_latest(store: &dyn Store, tenant: &str) -> Result<StoredCheckpoint, LedgerError> {
+    store
         .latest_checkpoint(tenant)?
-        .ok_or_else(|| LedgerError::NotFound(format!("tenant `{tenant}` has no checkpoint yet")))?;
+        .ok_or_else(|| LedgerError::NotFound(format!("tenant `{tenant}` has no checkpoint yet")))
+}
+
+/// A stored checkpoint's note, parsed.
+fn parse_stored(cp: &StoredCheckpoint) -> Result<SignedCheckpoint, LedgerError> {
     SignedCheckpoint::parse(&cp.note)
         .map_err(|e| LedgerError::Inconsistent(format!("stored checkpoint unreadable: {e}")))
 }
@@ -104,13 +113,8 @@ pub fn proving_checkpoint(
     tenant: &str,
     seq: u64,
 ) -> Result<SignedCheckpoint, LedgerError> {
-    let Some(newest) = store.latest_checkpoint(tenant)? else {
-        return Err(LedgerError::NotFound(format!(
-            "tenant `{tenant}` has no checkpoint yet"
-        )));
-    };
-    let latest = SignedCheckpoint::parse(&newest.note)
-        .map_err(|e| LedgerError::Inconsistent(format!("stored checkpoint unreadable: {e}")))?;
+    let newest = stored_latest(store, tenant)?;
+    let latest = parse_stored(&newest)?;
     if latest.checkpoint.size < seq {
         return Ok(latest);
     }
@@ -226,8 +230,7 @@ pub fn prove_sizes(
                     "tenant `{tenant}` has no signed checkpoint at tree size {size}"
                 ))
             })?;
-        SignedCheckpoint::parse(&cp.note)
-            .map_err(|e| LedgerError::Inconsistent(format!("stored checkpoint unreadable: {e}")))
+        parse_stored(&cp)
     };
     let old = at(from_size)?;
     let new = match to_size {
@@ -274,14 +277,7 @@ fn prove_between(
             "the old checkpoint commits to {old_size} entries but the latest has only {new_size}: the log was truncated or the checkpoint is from another log"
         )));
     }
-    let hashes = if old_size == 0 || old_size == new_size {
-        Vec::new()
-    } else {
-        consistency_proof(old_size, new_size, |start, level| {
-            subtree_hash(store, &tenant, start, level)
-        })
-        .map_err(map_proof_err)?
-    };
+    let hashes = consistency_hashes(store, &tenant, old_size, new_size)?;
     Ok(ConsistencyProof {
         kind: CONSISTENCY_TYPE.to_owned(),
         tenant_id: tenant,

@@ -119,17 +119,13 @@ pub async fn add_checkpoint(
         200 => cosignatures(witness, req, &body),
         409 => {
             let line = first_line(&body);
-            line.parse::<u64>()
-                .map(|size| SubmitError::Conflict { size })
-                .map_or_else(
-                    |_| {
-                        Err(SubmitError::Refused {
-                            status,
-                            message: format!("409 without a size in its body: {line:?}"),
-                        })
-                    },
-                    Err,
-                )
+            Err(match line.parse::<u64>() {
+                Ok(size) => SubmitError::Conflict { size },
+                Err(_) => SubmitError::Refused {
+                    status,
+                    message: format!("409 without a size in its body: {line:?}"),
+                },
+            })
         }
         s if s >= 500 => Err(SubmitError::Unreachable(format!(
             "HTTP {s}: {}",
