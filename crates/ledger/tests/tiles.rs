@@ -118,6 +118,31 @@ fn their_tile_reader_authenticates_our_tiles_and_proves_from_them() {
         let hashes: Vec<Hash> = proof.iter().map(|h| Hash(h.0)).collect();
         verify_consistency(old, size, &hashes, &old_root, &root).unwrap();
     }
+    // Every tile their library says a tree of this size publishes, we serve, at the same path
+    // (theirs is Go's `tile/8/…`, C2SP drops the height) and with the width they expect; and
+    // the tile they name next for a larger tree is not served yet.
+    let published = Tile::new_tiles(8, 0, size);
+    assert_eq!(
+        published.len(),
+        273 + 1 + 1 + 1 + 1,
+        "the spec's 70,000-entry example"
+    );
+    for t in &published {
+        let p = ours(t);
+        assert_eq!(
+            format!("tile/8/{}", &p.to_string()["tile/".len()..]),
+            t.path()
+        );
+        let bytes = read_tile(&store, "acme", &p, size).unwrap();
+        assert_eq!(bytes.len(), t.width() as usize * 32, "{}", t.path());
+    }
+    for t in Tile::new_tiles(8, size, size + 1) {
+        assert!(
+            read_tile(&store, "acme", &ours(&t), size).is_err(),
+            "{}",
+            t.path()
+        );
+    }
     // An entry bundle hashes to its level-0 tile; partial tiles have the spec's widths.
     let bundle = read_tile(
         &store,
