@@ -11,10 +11,23 @@
 //!
 //! The database's `meta` table records how far the segments are committed (`lines_end`: the last
 //! segment and its committed length), inside the same transaction as the rows that point into
-//! them. A batch writes its lines past that end, and at commit first fsyncs the segment files
-//! (and the directory when it created one), then commits the SQLite transaction. So:
+//! them. A batch writes its lines past that end, and at commit makes them durable before or
+//! with the rows, in one of two ways:
 //!
-//! - every committed row points at bytes that were durable before the row was;
+//! - a large batch (or one that starts a segment file) first fsyncs the segment files (and the
+//!   directory when it created one), then commits the SQLite transaction;
+//! - a small batch (at most 64 KiB of lines, while at most 1 MiB is kept so) writes its lines
+//!   to the segment file without an fsync and puts a copy of their bytes into the transaction
+//!   (`unsynced_lines`: segment, offset, bytes), whose commit is then the batch's one fsync.
+//!   `lines_synced` in `meta` records how far the segment file is durable on its own; the
+//!   next large batch's fsync covers every earlier byte of the file, and it deletes the copies.
+//!   Every open of the store compares the copies with the file and writes back what the file
+//!   lacks (after the machine stopped before the kernel wrote them), then fsyncs it.
+//!
+//! So:
+//!
+//! - every committed row points at bytes that were durable before the row was, or whose copy
+//!   was committed with it;
 //! - bytes past the committed end belong to a batch that never committed (the process died or
 //!   rolled back). Nothing points at them; the next writer truncates them when it begins, and a
 //!   batch that is dropped truncates them itself.
@@ -435,6 +448,33 @@ impl SegmentWriter {
         })
     }
 
+    /// The batch's lines when they can be committed without an fsync of their own, their copy
+    /// kept in the transaction instead (see the module's "Crash safety"): where they start and
+    /// their bytes. Only while they are all still in the write buffer and go into the segment
+    /// the batch started in, which existed before it (a new file's directory entry needs an
+    /// fsync anyway).
+    pub fn unsynced_tail(&self) -> Option<(u32, u64, &[u8])> {
+        let in_buffer = self.len.checked_sub(self.start.len) == Some(self.buf.len() as u64);
+        (self.seg == self.start.seg
+            && self.full.is_empty()
+            && self.created.is_empty()
+            && self.file.is_some()
+            && self.flushing.is_none()
+            && in_buffer)
+            .then_some((self.seg, self.start.len, self.buf.as_slice()))
+    }
+
+    /// Writes the batch's lines to the segment file without making them durable (their copy
+    /// in the committing transaction does: [`Self::unsynced_tail`]); returns the end to record.
+    pub fn write_unsynced(&mut self) -> Result<LinesEnd, StoreError> {
+        self.flush_buf()?;
+        self.join_flush()?;
+        Ok(LinesEnd {
+            seg: self.seg,
+            len: self.len,
+        })
+    }
+
     /// Whether the batch wrote any line.
     pub fn is_dirty(&self) -> bool {
         self.len != self.start.len || self.seg != self.start.seg
@@ -444,6 +484,60 @@ impl SegmentWriter {
     pub fn committed(&mut self) {
         self.committed = true;
     }
+}
+
+/// Puts back lines whose copy a committed transaction holds (rows of `unsynced_lines`: the
+/// segment, the offset and the bytes) wherever the segment file lacks them (the machine stopped
+/// before the kernel wrote them: the file is shorter, or holds zeros there), then makes the
+/// file durable. Bytes that differ otherwise were changed after they were written: they are
+/// left for verification to report, never "repaired" out of sight. Returns how
+/// many bytes were written back. A segment file that does not exist is left for the reads to
+/// report (its committed prefix is gone too; nothing here can restore it).
+pub(crate) fn restore_unsynced(
+    dir: &Path,
+    rows: &[(u32, u64, Vec<u8>)],
+) -> Result<u64, StoreError> {
+    let mut restored = 0u64;
+    let mut segs: Vec<u32> = rows.iter().map(|r| r.0).collect();
+    segs.dedup();
+    for seg in segs {
+        let file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(segment_path(dir, seg))
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut written = false;
+        for (_, off, data) in rows.iter().filter(|r| r.0 == seg) {
+            let mut have = vec![0u8; data.len()];
+            let mut got = 0;
+            while got < have.len() {
+                match file.read_at(&mut have[got..], off + got as u64)? {
+                    0 => break,
+                    n => got += n,
+                }
+            }
+            // Lost bytes are missing (the file is short) or zeros (a block allocated but never
+            // written); lines hold no NUL byte. Other bytes than the copy's are no loss but a
+            // change, which stays for verification to report: never written over.
+            let lost = have[..got]
+                .iter()
+                .zip(data.iter())
+                .all(|(h, d)| h == d || *h == 0);
+            if lost && (got < data.len() || have != *data) {
+                file.write_all_at(data, *off)?;
+                restored += data.len() as u64;
+                written = true;
+            }
+        }
+        if written {
+            file.sync_data()?;
+        }
+    }
+    Ok(restored)
 }
 
 impl Drop for SegmentWriter {

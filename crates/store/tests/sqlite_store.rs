@@ -1883,3 +1883,133 @@ fn entry_id_index_is_high_half_first_and_old_stores_are_rebuilt_on_open() {
     let mut b = store.begin().unwrap();
     assert!(b.append("globex", &[dup]).is_err());
 }
+
+/// `meta`'s `lines_end` and `lines_synced` as "<segment> <length>".
+fn lines_meta(path: &Path) -> (String, String) {
+    let get = |k: &str| -> String {
+        raw(path)
+            .query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
+            .unwrap()
+    };
+    (get("lines_end"), get("lines_synced"))
+}
+
+fn unsynced_copies(path: &Path) -> Vec<(i64, i64, u64)> {
+    let c = raw(path);
+    let mut stmt = c
+        .prepare("SELECT seg, off, length(data) FROM unsynced_lines ORDER BY seg, off")
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            u64::try_from(r.get::<_, i64>(2)?).unwrap(),
+        ))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// An entry whose line is `pad` bytes longer than [`entry`]'s.
+fn big_entry(tenant: &str, seq: u64, pad: usize) -> NewEntry {
+    let mut e = entry(tenant, seq, 1, "a", "s", "ev", None);
+    let mut line = e.line[..e.line.len() - 1].to_vec();
+    line.extend_from_slice(format!(",\"big\":\"{}\"}}", "y".repeat(pad)).as_bytes());
+    e.entry_hash = Hash::digest(&line);
+    e.line = line;
+    e
+}
+
+#[test]
+fn small_batches_keep_a_copy_of_their_lines_and_a_machine_crash_loses_none() {
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    let entries: Vec<_> = (1..=8)
+        .map(|s| entry("t", s, 1, "a", "s", "ev", None))
+        .collect();
+    // The first batch creates the segment file: fsynced (with its directory), no copy.
+    append(&mut store, "t", &entries[..2]);
+    let (end, synced) = lines_meta(&path);
+    assert_eq!(end, synced);
+    assert!(unsynced_copies(&path).is_empty());
+    // Small batches: one fsync each (the transaction's), their lines copied into it.
+    for e in &entries[2..] {
+        append(&mut store, "t", std::slice::from_ref(e));
+    }
+    let copies = unsynced_copies(&path);
+    assert_eq!(copies.len(), 6, "{copies:?}");
+    let (end, synced) = lines_meta(&path);
+    let synced_len: u64 = synced.split(' ').nth(1).unwrap().parse().unwrap();
+    let end_len: u64 = end.split(' ').nth(1).unwrap().parse().unwrap();
+    assert_eq!(
+        copies.iter().map(|c| c.2).sum::<u64>(),
+        end_len - synced_len
+    );
+    assert_eq!(copies[0].1, i64::try_from(synced_len).unwrap());
+    drop(store);
+
+    // The machine stops before the kernel wrote the last lines: the file ends where it was last
+    // fsynced, or holds zeros past it (blocks allocated, never written).
+    let (file, _, _) = line_place(&path, 1);
+    for lost in ["cut", "zeros"] {
+        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        f.set_len(synced_len).unwrap();
+        if lost == "zeros" {
+            f.set_len(end_len).unwrap();
+        }
+        drop(f);
+        // Even a read-only open puts the committed lines back, then every read finds them.
+        let reader = SqliteStore::open_read_only(&path).unwrap();
+        let got = scan_all(&reader, "t");
+        assert_eq!(got.len(), 8, "{lost}");
+        for (g, w) in got.iter().zip(&entries) {
+            assert_eq!(g.line, w.line, "{lost}");
+        }
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), end_len, "{lost}");
+    }
+
+    // A line changed in place after it was written is no loss: the copy never writes over it,
+    // so verification sees the change.
+    let (file, off, len) = line_place(&path, 7);
+    let forged = vec![b'X'; len];
+    std::os::unix::fs::FileExt::write_all_at(
+        &std::fs::File::options().write(true).open(&file).unwrap(),
+        &forged,
+        off,
+    )
+    .unwrap();
+    let mut store = SqliteStore::open(&path).unwrap();
+    assert_eq!(scan_all(&store, "t")[6].line, forged);
+
+    // A writer continues after the restored lines; a large batch fsyncs the segment file and
+    // drops every copy.
+    let big: Vec<_> = (9..=10).map(|s| big_entry("t", s, 40_000)).collect();
+    append(&mut store, "t", &big);
+    assert!(unsynced_copies(&path).is_empty());
+    let (end, synced) = lines_meta(&path);
+    assert_eq!(end, synced);
+    let got = scan_all(&store, "t");
+    assert_eq!(got.len(), 10);
+    assert_eq!(got[9].line, big[1].line);
+}
+
+#[test]
+fn lines_kept_only_through_copies_are_bounded() {
+    let (_dir, path) = tmp();
+    let mut store = SqliteStore::create(&path).unwrap();
+    append(&mut store, "t", &[entry("t", 1, 1, "a", "s", "ev", None)]);
+    // 60 KB lines, each batch small enough for a copy; after 1 MiB of copies a batch fsyncs.
+    let mut most = 0u64;
+    let mut emptied = false;
+    for seq in 2..=40 {
+        append(&mut store, "t", &[big_entry("t", seq, 60_000)]);
+        let kept: u64 = unsynced_copies(&path).iter().map(|c| c.2).sum();
+        most = most.max(kept);
+        emptied |= seq > 2 && kept == 0;
+    }
+    assert!(most <= 1 << 20, "{most}");
+    assert!(most > 900_000, "{most}");
+    assert!(emptied);
+    assert_eq!(scan_all(&store, "t").len(), 40);
+}

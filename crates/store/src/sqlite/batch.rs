@@ -36,6 +36,11 @@ pub(super) struct SqliteBatch<'a> {
     pub(super) tx: Transaction<'a>,
     /// The batch's entry lines (written past the committed end; durable before `tx` commits).
     pub(super) lines: SegmentWriter,
+    /// The committed end of the lines when the batch began.
+    pub(super) start: LinesEnd,
+    /// How far the lines were durable on their own when the batch began (what lies between
+    /// this and `start` is durable through its copy in `unsynced_lines`).
+    pub(super) synced: LinesEnd,
     /// An `append` failed half-way; nothing more may be written or committed.
     pub(super) failed: bool,
     /// The store's committed-name cache.
@@ -709,18 +714,50 @@ impl WriteBatch for SqliteBatch<'_> {
         let SqliteBatch {
             tx,
             mut lines,
+            start,
+            mut synced,
             names,
             new_names,
             ..
         } = this;
-        // The lines are durable before the rows that point at them are committed.
+        // The lines are durable before the rows that point at them are committed: a small
+        // batch's through their copy in the transaction (one fsync, the transaction's, instead
+        // of two), a large one's by an fsync of the segment files first, which makes every
+        // earlier copy needless (segments.rs, "Crash safety").
         if lines.is_dirty() {
-            let end = lines.sync()?;
+            let tail = lines.unsynced_tail().filter(|&(seg, off, bytes)| {
+                seg == synced.seg
+                    && off >= synced.len
+                    && bytes.len() <= UNSYNCED_BATCH_BYTES
+                    && (off - synced.len) + bytes.len() as u64 <= UNSYNCED_MAX_BYTES
+            });
+            let end = match tail {
+                Some((seg, off, bytes)) => {
+                    tx.prepare_cached(
+                        "INSERT INTO unsynced_lines(seg, off, data) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![
+                        seg,
+                        to_i64(off, "a line offset")?,
+                        bytes
+                    ])?;
+                    lines.write_unsynced()?
+                }
+                None => {
+                    let end = lines.sync()?;
+                    if synced != start {
+                        tx.prepare_cached("DELETE FROM unsynced_lines")?
+                            .execute([])?;
+                    }
+                    synced = end;
+                    end
+                }
+            };
             tx.prepare_cached(
-                "INSERT INTO meta(key, value) VALUES ('lines_end', ?1) \
+                "INSERT INTO meta(key, value) VALUES ('lines_end', ?1), ('lines_synced', ?2) \
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             )?
-            .execute([end.to_meta()])?;
+            .execute([end.to_meta(), synced.to_meta()])?;
         }
         tx.commit()?;
         lines.committed();

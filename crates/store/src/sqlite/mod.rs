@@ -131,6 +131,15 @@ const CACHE_SIZE_KIB: i64 = 64 * 1024;
 /// a WAL file as large as the biggest batch).
 const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
+/// A batch whose new lines take at most this many bytes commits them with one fsync, the
+/// transaction's, which holds their copy (`unsynced_lines`); larger ones fsync their segment
+/// file first. A lone decision's record (about 1 KiB) pays one fsync instead of two.
+const UNSYNCED_BATCH_BYTES: usize = 64 * 1024;
+
+/// Most bytes of lines kept durable only through their copies; the batch that would go past
+/// it fsyncs the segment file and drops the copies.
+const UNSYNCED_MAX_BYTES: u64 = 1 << 20;
+
 /// WAL pages after which a commit checkpoints (SQLite's default is 1,000 pages, 8 MiB here).
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 4000;
 
@@ -176,6 +185,48 @@ impl std::fmt::Debug for SqliteStore {
             .field("read_only", &self.read_only)
             .field("cached_names", &self.names.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// Writes back the lines committed through their copies (`unsynced_lines`) that the segment
+/// files lack: after the machine stopped, the kernel may not have written them. Every open
+/// does it, a read-only one too (it writes the bytes the committed rows point at, nothing
+/// else), so that reads after a crash find every committed line; a process that may not write
+/// the files leaves them to the next one that can.
+fn restore_unsynced_lines(
+    conn: &Connection,
+    path: &Path,
+    read_only: bool,
+) -> Result<(), StoreError> {
+    if read_only {
+        let exists: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'unsynced_lines'",
+            [],
+            |r| r.get(0),
+        )?;
+        if exists == 0 {
+            return Ok(());
+        }
+    }
+    let mut stmt = conn.prepare("SELECT seg, off, data FROM unsynced_lines ORDER BY seg, off")?;
+    let mut rows = stmt.query([])?;
+    let mut copies = Vec::new();
+    while let Some(row) = rows.next()? {
+        let seg = u32::try_from(col_i64(row, 0, "an unsynced line's segment")?)
+            .map_err(|_| corrupt("an unsynced line's segment number is out of range"))?;
+        let off = col_u64(row, 1, "an unsynced line's offset")?;
+        let data: Vec<u8> = row.get(2)?;
+        copies.push((seg, off, data));
+    }
+    if copies.is_empty() {
+        return Ok(());
+    }
+    match crate::segments::restore_unsynced(&lines_dir(path), &copies) {
+        Ok(_) => Ok(()),
+        Err(StoreError::Io(e)) if read_only && e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -238,6 +289,7 @@ impl SqliteStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(SCHEMA)?;
         tx.execute_batch(ARCHIVE_SCHEMA)?;
+        tx.execute_batch(UNSYNCED_SCHEMA)?;
         tx.execute_batch(SUBJECT_INDEX_DDL)?;
         tx.pragma_update(None, "application_id", APPLICATION_ID)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -317,8 +369,10 @@ impl SqliteStore {
             )? > 0
         } else {
             conn.execute_batch(ARCHIVE_SCHEMA)?;
+            conn.execute_batch(UNSYNCED_SCHEMA)?;
             true
         };
+        restore_unsynced_lines(&conn, path, read_only)?;
         let mut store = Self::from_conn(conn, path, read_only);
         store.archive_tables = archive_tables;
         Ok(store)

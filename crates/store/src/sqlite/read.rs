@@ -11,22 +11,35 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Read under the write lock: no other writer can move the end now.
-        let end: Option<String> = tx
-            .prepare_cached("SELECT value FROM meta WHERE key = 'lines_end'")?
-            .query_row([], |r| r.get(0))
-            .optional()?;
-        let end = match end {
-            None => LinesEnd::START,
-            Some(v) => LinesEnd::parse(&v).ok_or_else(|| {
-                corrupt(format!(
-                    "the committed end of the entry lines ({v:?}) is unreadable"
-                ))
-            })?,
-        };
+        let (mut end, mut synced) = (None, None);
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT key, value FROM meta WHERE key IN ('lines_end', 'lines_synced')",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let key: String = row.get(0)?;
+                let v: String = row.get(1)?;
+                let at = LinesEnd::parse(&v).ok_or_else(|| {
+                    corrupt(format!("the entry lines' {key} ({v:?}) is unreadable"))
+                })?;
+                if key == "lines_end" {
+                    end = Some(at);
+                } else {
+                    synced = Some(at);
+                }
+            }
+        }
+        let end = end.unwrap_or(LinesEnd::START);
+        // A store last written by a version that synced every batch's lines has no
+        // `lines_synced`: everything committed is durable.
+        let synced = synced.unwrap_or(end);
         let lines = SegmentWriter::begin(&lines_dir(&self.path), end, self.segment_limit)?;
         Ok(Box::new(SqliteBatch {
             tx,
             lines,
+            start: end,
+            synced,
             failed: false,
             names: &mut self.names,
             new_names: HashMap::new(),
