@@ -482,8 +482,29 @@ impl Pipeline<'_> {
         let (tx, done) = crossbeam_channel::bounded(1);
         // What the service wrote itself in this group, for metrics and webhooks once committed.
         self.open.written = self.appender.take_written();
+        // Decisions waiting for this commit are answered by the store thread as soon as it
+        // returns, not after a hand-over back to this thread: one wake-up fewer on the path of
+        // every tool call an agent waits for (what the commit means is unchanged).
+        let mut decided = Vec::new();
+        for p in std::mem::take(&mut self.open.pending) {
+            match p {
+                Pending::Decide(reply, d) => decided.push((reply, d)),
+                other => self.open.pending.push(other),
+            }
+        }
+        let metrics = std::sync::Arc::clone(&self.shared.metrics);
         let now = sink.now_ms();
         let outcome = sink.commit_then(now, false, move |r| {
+            for (reply, d) in decided {
+                let answer = match &r {
+                    Ok(()) => {
+                        count_decision(&metrics, d.decision);
+                        Ok(d)
+                    }
+                    Err(e) => Err(IngestFailure::Store(e.to_string())),
+                };
+                let _ = reply.send(answer);
+            }
             let _ = tx.send(r);
         })?;
         self.inflight = Some(InFlight {
