@@ -2013,3 +2013,46 @@ fn lines_kept_only_through_copies_are_bounded() {
     assert!(emptied);
     assert_eq!(scan_all(&store, "t").len(), 40);
 }
+
+#[test]
+fn a_store_from_before_the_copies_opens_and_keeps_its_lines() {
+    // A store last written by a version that fsynced every batch's lines: no `unsynced_lines`
+    // table, no `lines_synced`.
+    let (_dir, path) = tmp();
+    let entries: Vec<_> = (1..=4)
+        .map(|s| entry("t", s, 1, "a", "s", "ev", None))
+        .collect();
+    {
+        let mut store = SqliteStore::create(&path).unwrap();
+        append(&mut store, "t", &entries[..2]);
+    }
+    let end_before: String = {
+        let c = raw(&path);
+        c.execute_batch("DROP TABLE unsynced_lines; DELETE FROM meta WHERE key = 'lines_synced';")
+            .unwrap();
+        c.query_row("SELECT value FROM meta WHERE key = 'lines_end'", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    // Read-only: nothing to create, nothing to restore.
+    let reader = SqliteStore::open_read_only(&path).unwrap();
+    assert_eq!(scan_all(&reader, "t").len(), 2);
+    drop(reader);
+    // A writer creates the table; what was committed before counts as fsynced, so the first
+    // copy starts at the old end.
+    let mut store = SqliteStore::open(&path).unwrap();
+    append(&mut store, "t", &entries[2..3]);
+    append(&mut store, "t", &entries[3..]);
+    let (_, synced) = lines_meta(&path);
+    assert_eq!(synced, end_before);
+    let copies = unsynced_copies(&path);
+    assert_eq!(copies.len(), 2);
+    let old_len: i64 = end_before.split(' ').nth(1).unwrap().parse().unwrap();
+    assert_eq!(copies[0].1, old_len);
+    let got = scan_all(&store, "t");
+    assert_eq!(got.len(), 4);
+    for (g, w) in got.iter().zip(&entries) {
+        assert_eq!(g.line, w.line);
+    }
+}

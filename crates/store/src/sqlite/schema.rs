@@ -103,12 +103,10 @@ JOIN names v ON v.name_id = e.event_type
 LEFT JOIN names t ON t.name_id = e.tool;
 ";
 
-/// Tables of archiving (created on open when missing, so stores made before archiving existed
-/// gain them without a schema version change).
 /// Copies of entry lines committed without an fsync of their segment file (small batches):
 /// the segment, the offset and the bytes, kept until a later batch fsyncs the segment. A store
 /// opened after the machine stopped writes them back where the file lacks them
-/// (`segments::restore_unsynced`).
+/// (`segments::restore_unsynced`). Created on open when missing, like the archive tables.
 pub(super) const UNSYNCED_SCHEMA: &str = r"
 CREATE TABLE IF NOT EXISTS unsynced_lines(
     seg  INTEGER NOT NULL,
@@ -118,6 +116,8 @@ CREATE TABLE IF NOT EXISTS unsynced_lines(
 ) WITHOUT ROWID;
 ";
 
+/// Tables of archiving (created on open when missing, so stores made before archiving existed
+/// gain them without a schema version change).
 pub(super) const ARCHIVE_SCHEMA: &str = r"
 -- Where a chain's stored entries begin after its first `size` entries were archived.
 -- record: the anchor record line (FORMAT.md §8). tail_hashes: 32-byte entry hashes of the seqs
