@@ -10,10 +10,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, to_bytes};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -147,16 +148,65 @@ impl WitnessService {
     }
 }
 
+/// How long a request body may take in all: a client that sends it slowly (or stops half-way)
+/// is answered 408 and its connection closed, instead of holding the connection for ever (a
+/// witness faces the network; its headers are bounded by the listener).
+pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
+
 /// The witness's HTTP routes.
 pub fn router(svc: Arc<WitnessService>) -> Router {
+    router_with(svc, BODY_DEADLINE)
+}
+
+/// [`router`] with another body deadline.
+pub fn router_with(svc: Arc<WitnessService>, body_deadline: Duration) -> Router {
     Router::new()
-        .route("/add-checkpoint", post(add_checkpoint))
+        .route(
+            "/add-checkpoint",
+            post(move |State(svc): State<Arc<WitnessService>>, body: Body| {
+                add_checkpoint(svc, body, body_deadline)
+            }),
+        )
         .route("/", get(describe))
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(svc)
 }
 
-async fn add_checkpoint(State(svc): State<Arc<WitnessService>>, body: Bytes) -> Response {
+async fn add_checkpoint(svc: Arc<WitnessService>, body: Body, deadline: Duration) -> Response {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    let body = match tokio::time::timeout(deadline, to_bytes(body, MAX_REQUEST_BYTES)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_large {
+                let why = format!(
+                    "the request body is larger than {MAX_REQUEST_BYTES} bytes; an add-checkpoint \
+                     request is a checkpoint and its consistency proof\n"
+                );
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    [(header::CONTENT_TYPE, TEXT)],
+                    why,
+                )
+                    .into_response()
+            } else {
+                let why = format!("the request body could not be read: {e}\n");
+                (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, TEXT)], why).into_response()
+            };
+        }
+        Err(_) => {
+            let why = format!(
+                "the request body was not complete after {} s; send it whole\n",
+                deadline.as_secs_f64()
+            );
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                [(header::CONTENT_TYPE, TEXT), (header::CONNECTION, "close")],
+                why,
+            )
+                .into_response();
+        }
+    };
     let (status, ctype, body) = svc.handle(&body).await;
     (status, [(header::CONTENT_TYPE, ctype)], body).into_response()
 }

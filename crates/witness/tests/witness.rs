@@ -15,7 +15,7 @@ use blackbox_core::merkle::{consistency_proof, leaf_hash, root_from_leaf_hashes}
 use blackbox_core::note::NoteSigner;
 use blackbox_core::witness::AddCheckpoint;
 use blackbox_witness::client::{SubmitError, Witness, add_checkpoint};
-use blackbox_witness::serve::{WitnessService, router};
+use blackbox_witness::serve::{WitnessService, router, router_with};
 use blackbox_witness::state::{WitnessState, record_of};
 
 const ORIGIN: &str = "log.test/acme";
@@ -188,4 +188,59 @@ async fn state_survives_a_restart_and_one_witness_per_directory() {
     let (size, root) = record_of(dir.path(), ORIGIN).unwrap().unwrap();
     assert_eq!(size, 6);
     assert_eq!(root, root_from_leaf_hashes(&l[..6]));
+}
+
+/// Sends `head` and then `body_part` on a raw connection, and reads the whole answer (to the
+/// connection's end, or 5 s).
+async fn raw_exchange(addr: std::net::SocketAddr, head: &str, body_part: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body_part).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_or_oversized_body_is_refused_and_its_connection_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Arc::new(WitnessService::new(
+        Cosigner::new("witness.test/w1", [8; 32]).unwrap(),
+        vec![log().verifier()],
+        WitnessState::open(dir.path()).unwrap(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router_with(svc, Duration::from_millis(300)))
+            .await
+            .unwrap();
+    });
+    // A body announced at 100 bytes of which 6 come, then nothing: 408 after the deadline,
+    // and the connection is closed (read to its end above).
+    let started = std::time::Instant::now();
+    let answer = raw_exchange(
+        addr,
+        "POST /add-checkpoint HTTP/1.1\r\nHost: w\r\nContent-Length: 100\r\n\r\n",
+        b"old 0\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("not complete after 0.3 s"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    // Larger than any add-checkpoint request: 413, with what the limit is.
+    let big = vec![b'x'; blackbox_core::witness::MAX_REQUEST_BYTES + 1];
+    let head = format!(
+        "POST /add-checkpoint HTTP/1.1\r\nHost: w\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        big.len()
+    );
+    let answer = raw_exchange(addr, &head, &big).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("larger than"), "{answer}");
+    task.abort();
 }
