@@ -1328,6 +1328,19 @@ fn line_place(path: &Path, seq: u64) -> (PathBuf, u64, usize) {
     )
 }
 
+/// Writes `len` bytes `X` over a stored line in its segment file, as someone editing the file
+/// would; returns them.
+fn forge_line(file: &Path, off: u64, len: usize) -> Vec<u8> {
+    let forged = vec![b'X'; len];
+    std::os::unix::fs::FileExt::write_all_at(
+        &std::fs::File::options().write(true).open(file).unwrap(),
+        &forged,
+        off,
+    )
+    .unwrap();
+    forged
+}
+
 #[test]
 fn a_stored_line_can_be_changed_in_its_segment_file() {
     // How the CLI's tampering tests edit a stored line: in place, in the segment file.
@@ -1351,13 +1364,7 @@ fn a_stored_line_can_be_changed_in_its_segment_file() {
     assert_eq!(&bytes[at..at + len], entries[4].line.as_slice());
     // Lines are plain JSONL: each followed by a newline.
     assert_eq!(bytes[at + len], b'\n');
-    let forged = vec![b'X'; len];
-    std::os::unix::fs::FileExt::write_all_at(
-        &std::fs::File::options().write(true).open(&file).unwrap(),
-        &forged,
-        off,
-    )
-    .unwrap();
+    let forged = forge_line(&file, off, len);
     assert_eq!(scan_all(&store, "t")[4].line, forged);
 }
 
@@ -1972,13 +1979,7 @@ fn small_batches_keep_a_copy_of_their_lines_and_a_machine_crash_loses_none() {
     // A line changed in place after it was written is no loss: the copy never writes over it,
     // so verification sees the change.
     let (file, off, len) = line_place(&path, 7);
-    let forged = vec![b'X'; len];
-    std::os::unix::fs::FileExt::write_all_at(
-        &std::fs::File::options().write(true).open(&file).unwrap(),
-        &forged,
-        off,
-    )
-    .unwrap();
+    let forged = forge_line(&file, off, len);
     let mut store = SqliteStore::open(&path).unwrap();
     assert_eq!(scan_all(&store, "t")[6].line, forged);
 
