@@ -16,8 +16,8 @@ ND="${2:-100000}"
 OUT="$(mktemp -d)"
 cargo build --release --quiet -p blackbox
 cargo build --release --quiet -p blackbox-client --example loadgen
-BB="$PWD/target/release/blackbox"
-LG="$PWD/target/release/examples/loadgen"
+BB="${CARGO_TARGET_DIR:-$PWD/target}/release/blackbox"
+LG="${CARGO_TARGET_DIR:-$PWD/target}/release/examples/loadgen"
 PORT="${PORT:-17900}"
 URL="http://127.0.0.1:$PORT"
 echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"

@@ -21,7 +21,7 @@ if [ -z "${BB:-}" ]; then
   cargo build --release --quiet -p blackbox-client --example loadgen
 fi
 BB="${BB:-$PWD/target/release/blackbox}"
-LG="${LG:-$PWD/target/release/examples/loadgen}"
+LG="${LG:-${CARGO_TARGET_DIR:-$PWD/target}/release/examples/loadgen}"
 PORT="${PORT:-17860}"
 URL="http://127.0.0.1:$PORT"
 SERVER=""

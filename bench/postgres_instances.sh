@@ -19,7 +19,7 @@ if [ -z "${BB:-}" ]; then
   cargo build --release --quiet -p blackbox-client --example loadgen
 fi
 BB="${BB:-$PWD/target/release/blackbox}"
-LG="${LG:-$PWD/target/release/examples/loadgen}"
+LG="${LG:-${CARGO_TARGET_DIR:-$PWD/target}/release/examples/loadgen}"
 PORT="${PORT:-17870}"
 PIDS=()
 DBS=()

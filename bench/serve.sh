@@ -14,8 +14,8 @@ mkdir -p "$OUT"
 # BB=/path/to/blackbox measures another binary (e.g. the previous release, side by side).
 [ -n "${BB:-}" ] || cargo build --release --quiet -p blackbox
 cargo build --release --quiet -p blackbox-client --example loadgen
-BB="${BB:-$PWD/target/release/blackbox}"
-LG="$PWD/target/release/examples/loadgen"
+BB="${BB:-${CARGO_TARGET_DIR:-$PWD/target}/release/blackbox}"
+LG="${CARGO_TARGET_DIR:-$PWD/target}/release/examples/loadgen"
 PORT="${PORT:-17800}"
 URL="http://127.0.0.1:$PORT"
 

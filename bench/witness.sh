@@ -19,9 +19,9 @@ mkdir -p "$OUT"
 [ -n "${BB:-}" ] || cargo build --release --quiet -p blackbox
 cargo build --release --quiet -p blackbox-witness --example witness_load
 cargo build --release --quiet -p blackbox-client --example loadgen
-BB="${BB:-$PWD/target/release/blackbox}"
+BB="${BB:-${CARGO_TARGET_DIR:-$PWD/target}/release/blackbox}"
 WL="$PWD/target/release/examples/witness_load"
-LG="$PWD/target/release/examples/loadgen"
+LG="${CARGO_TARGET_DIR:-$PWD/target}/release/examples/loadgen"
 echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
 
 wait_up() { for _ in $(seq 100); do curl -fs "$1" > /dev/null && return; sleep 0.1; done; echo "$1 did not start"; exit 2; }
