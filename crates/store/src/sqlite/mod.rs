@@ -188,6 +188,17 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// Whether the store has the table `name` (tables added after a store was made are created by
+/// its first writable open; a read-only open may find them missing).
+fn table_exists(conn: &Connection, name: &str) -> Result<bool, StoreError> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
+}
+
 /// Writes back the lines committed through their copies (`unsynced_lines`) that the segment
 /// files lack: after the machine stopped, the kernel may not have written them. Every open
 /// does it, a read-only one too (it writes the bytes the committed rows point at, nothing
@@ -198,15 +209,8 @@ fn restore_unsynced_lines(
     path: &Path,
     read_only: bool,
 ) -> Result<(), StoreError> {
-    if read_only {
-        let exists: i64 = conn.query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'unsynced_lines'",
-            [],
-            |r| r.get(0),
-        )?;
-        if exists == 0 {
-            return Ok(());
-        }
+    if read_only && !table_exists(conn, "unsynced_lines")? {
+        return Ok(());
     }
     let mut stmt = conn.prepare("SELECT seg, off, data FROM unsynced_lines ORDER BY seg, off")?;
     let mut rows = stmt.query([])?;
@@ -362,11 +366,7 @@ impl SqliteStore {
             upgrade_entry_id_index(&mut conn)?;
         }
         let archive_tables = if read_only {
-            conn.query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'anchors'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )? > 0
+            table_exists(&conn, "anchors")?
         } else {
             conn.execute_batch(ARCHIVE_SCHEMA)?;
             conn.execute_batch(UNSYNCED_SCHEMA)?;
