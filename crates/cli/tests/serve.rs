@@ -227,19 +227,7 @@ fn decisions_answered_before_a_commit_that_failed_are_named_in_the_chain() {
     let (_tmp, dir) = init_store();
     let t = token(&dir, "acme", "ingest,read");
     let server = start_fsize_limitable(&dir, &[("BLACKBOX_DECIDE_ANSWER", "sequenced")]);
-    let decide = |i: usize| {
-        let body = json!({"agent_id": "agent-1", "session_id": "s-1", "tool_name": "search_docs",
-            "args": {"q": format!("question {i}")}});
-        let (s, b) = http(
-            server.addr,
-            "POST",
-            "/v1/decide",
-            Some(&t),
-            Some(&body.to_string()),
-        )
-        .unwrap();
-        (s, serde_json::from_str::<Value>(&b).unwrap())
-    };
+    let decide = |i: usize| decide_question(server.addr, &t, i);
     let mut answered = Vec::new();
     let (s, v) = decide(0);
     assert_eq!(s, 200, "{v}");
@@ -297,6 +285,88 @@ fn decisions_answered_before_a_commit_that_failed_are_named_in_the_chain() {
         "the failed commit's decisions must be named: {body}"
     );
     account_for_answers(server.addr, &t, &answered, &lost);
+}
+
+/// A decision answered as durable (the default) is durable in the commit journal when its
+/// answer leaves, even if the store's commit of it then fails (a full disk): the writer appends
+/// the journal's entries before anything else once it can, refusing requests meanwhile, and
+/// every decision answered is in the chain, none named as lost.
+#[test]
+fn durable_decisions_survive_a_failed_commit_through_the_commit_journal() {
+    if prlimit_missing() {
+        return;
+    }
+    let (_tmp, dir) = init_store();
+    let t = token(&dir, "acme", "ingest,read");
+    let server = start_fsize_limitable(&dir, &[]);
+    let decide = |i: usize| decide_question(server.addr, &t, i);
+    let mut answered = Vec::new();
+    let (s, v) = decide(0);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["durable"], true, "{v}");
+    answered.push(v["entry_id"].as_str().unwrap().to_owned());
+
+    set_fsize_limit(&server, &dir, true);
+    let mut failed = false;
+    for i in 1..3000 {
+        let (s, v) = decide(i);
+        match s {
+            200 => {
+                assert_eq!(v["durable"], true, "{v}");
+                answered.push(v["entry_id"].as_str().unwrap().to_owned());
+            }
+            503 => {}
+            other => panic!("unexpected {other}: {v}"),
+        }
+        if http(server.addr, "GET", "/readyz", None, None).unwrap().0 == 503 {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "commits never failed under the file-size limit");
+    // While the disk is full, requests are answered (refused) at once, not left waiting.
+    for i in 0..3 {
+        let asked = Instant::now();
+        let (s, v) = decide(50_000 + i);
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "a request waited {:?} for the disk",
+            asked.elapsed()
+        );
+        match s {
+            200 => answered.push(v["entry_id"].as_str().unwrap().to_owned()),
+            503 => {}
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    set_fsize_limit(&server, &dir, false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, v) = decide(100_000);
+        if s == 200 {
+            answered.push(v["entry_id"].as_str().unwrap().to_owned());
+            break;
+        }
+        assert!(Instant::now() < deadline, "the service did not recover");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The failed group's decision was answered from the journal and appended from it.
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("durable in the commit journal were appended"),
+        "the journal's entries were not appended: {log}"
+    );
+    let (unrecorded, body) = unrecorded_decisions(server.addr, &t);
+    assert!(
+        unrecorded.is_empty(),
+        "durable decisions named as lost: {body}"
+    );
+    account_for_answers(
+        server.addr,
+        &t,
+        &answered,
+        &std::collections::BTreeSet::new(),
+    );
 }
 
 /// A decision answered once sequenced whose commit never happened because the service was
@@ -400,6 +470,15 @@ fn decisions_answered_before_a_crash_are_named_in_the_chain_after_restart() {
     account_for_answers(server.addr, &t, &answered, &lost);
     // Once written down, the journal is emptied.
     assert_eq!(std::fs::read_to_string(&journal).unwrap(), "");
+}
+
+/// Asks for a decision on `agent-1` calling `search_docs` with question `i`: the status and the
+/// answer.
+fn decide_question(addr: SocketAddr, t: &str, i: usize) -> (u16, Value) {
+    let body = json!({"agent_id": "agent-1", "session_id": "s-1", "tool_name": "search_docs",
+        "args": {"q": format!("question {i}")}});
+    let (s, b) = http(addr, "POST", "/v1/decide", Some(t), Some(&body.to_string())).unwrap();
+    (s, serde_json::from_str::<Value>(&b).unwrap())
 }
 
 /// The `decisions_unrecorded` entries of the chain (and the body they came in).

@@ -198,6 +198,12 @@ impl DataDir {
         self.root.join("blackbox.db")
     }
 
+    /// The commit journal (`DIR/commit.journal`, docs/FORMAT.md §19).
+    #[must_use]
+    pub fn commit_journal_path(&self) -> PathBuf {
+        self.root.join(crate::journal::JOURNAL_FILE)
+    }
+
     /// The settings file.
     #[must_use]
     pub fn config_path(&self) -> PathBuf {

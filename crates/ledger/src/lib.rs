@@ -19,6 +19,7 @@ pub mod datadir;
 pub mod erase;
 pub mod error;
 pub mod export;
+pub mod journal;
 pub mod jsonl;
 pub mod open;
 pub mod proof;

@@ -228,6 +228,18 @@ pub fn open_writer(dir: &DataDir) -> Result<(Box<dyn Store>, Writer, LedgerConfi
     .with_keyring_file(dir.hmac_keys_path())
     .with_clock(crate::clock::Clock::from_env())
     .with_lock(lock);
+    let mut store = store;
+    let writer = match dir.store_location() {
+        // The embedded store has one writer at a time (this one, holding the lock): what its
+        // journal holds can be appended on top of the store after a crash. (A database other
+        // instances append to cannot take a crashed instance's batches later.)
+        crate::datadir::StoreLocation::Sqlite(_) => {
+            let mut w = writer.with_journal(dir.commit_journal_path());
+            w.recover_journal(store.as_mut())?;
+            w
+        }
+        _ => writer,
+    };
     Ok((store, writer, config))
 }
 

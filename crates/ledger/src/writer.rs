@@ -28,6 +28,7 @@ use blackbox_store::{
 
 use crate::clock::Clock;
 use crate::error::LedgerError;
+use crate::journal::CommitJournal;
 
 /// Merkle subtrees of this height are stored, so proofs read at most 2^8 leaves per level.
 pub const NODE_LEVEL: u8 = 8;
@@ -175,6 +176,9 @@ pub struct Writer {
     time: Clock,
     /// The data directory's writer lock, held while the writer lives.
     _lock: Option<std::fs::File>,
+    /// Where batches answered before their store commit are made durable first (see
+    /// [`crate::journal`]).
+    journal: Option<CommitJournal>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -263,7 +267,91 @@ impl Writer {
             subject_key: None,
             time: Clock::system(),
             _lock: None,
+            journal: None,
         })
+    }
+
+    /// Keeps a commit journal at `path` ([`crate::journal`]): [`AppendSink::commit_journaled`]
+    /// then makes a batch durable there before the store has committed it. Only for a store no
+    /// other writer appends to (a journalled batch is re-appended after a crash, on top of what
+    /// the store holds). [`Self::recover_journal`] must run before the first batch.
+    #[must_use]
+    pub fn with_journal(mut self, path: PathBuf) -> Self {
+        self.journal = Some(CommitJournal::new(path));
+        self
+    }
+
+    /// Appends what the commit journal holds that `store` has not committed (batches answered
+    /// as durable whose store commit did not happen: a crash, a failed commit), exactly as
+    /// signed, each in its own batch that records it as committed. Returns how many entries were
+    /// appended. Without a journal, nothing to do.
+    ///
+    /// # Errors
+    /// The journal cannot be read, a record does not continue the store's chains (the store
+    /// was replaced or restored from a backup: the error says which file to move aside), store
+    /// failures.
+    pub fn recover_journal(&mut self, store: &mut dyn Store) -> Result<u64, LedgerError> {
+        let Some(j) = &mut self.journal else {
+            return Ok(0);
+        };
+        j.begin_recovery();
+        let path = j.path().to_owned();
+        let bytes = j.read()?;
+        let committed: u64 = match store.meta(crate::journal::JOURNAL_META)? {
+            None => 0,
+            Some(v) => v.parse().map_err(|_| {
+                LedgerError::Inconsistent(format!(
+                    "the store's `{}` is not a number: {v:?}",
+                    crate::journal::JOURNAL_META
+                ))
+            })?,
+        };
+        let due: Vec<_> = crate::journal::records(&bytes)
+            .into_iter()
+            .filter(|r| r.batch > committed)
+            .collect();
+        let last = due.last().map_or(committed, |r| r.batch);
+        let mut appended = 0u64;
+        if !due.is_empty() {
+            let now = self.now_ms();
+            self.stream_unchecked(store, |sink| {
+                for r in &due {
+                    let chains = crate::journal::decode(r.payload).map_err(|e| {
+                        LedgerError::Inconsistent(format!(
+                            "{e} (batch {}, offset {} of {})",
+                            r.batch,
+                            r.offset,
+                            path.display()
+                        ))
+                    })?;
+                    for (tenant, entries) in chains {
+                        for e in entries {
+                            sink.add_signed(&tenant, e, now).map_err(|e| {
+                                LedgerError::Inconsistent(format!(
+                                    "{} holds batch {} (answered as durable, not in the store) \
+                                     that does not continue the store's chains: {e}. Was the \
+                                     store replaced or restored from a backup? Move the journal \
+                                     aside to open the store without its entries.",
+                                    path.display(),
+                                    r.batch
+                                ))
+                            })?;
+                            appended += 1;
+                        }
+                    }
+                    sink.send(StoreCmd::Meta(
+                        crate::journal::JOURNAL_META.to_owned(),
+                        r.batch.to_string(),
+                    ))?;
+                    sink.commit(now, false)?;
+                }
+                Ok(())
+            })?;
+        }
+        if let Some(j) = &mut self.journal {
+            j.recovered(last);
+        }
+        Ok(appended)
     }
 
     /// Sets the subject-index key (`keys/subject-index.key`): events naming data subjects are
@@ -369,6 +457,23 @@ impl Writer {
         store: &mut dyn Store,
         f: impl FnOnce(&mut AppendSink<'_>) -> Result<T, LedgerError>,
     ) -> Result<T, LedgerError> {
+        if let Some(j) = &self.journal
+            && j.needs_recovery()
+        {
+            return Err(LedgerError::Inconsistent(format!(
+                "the commit journal {} may hold entries the store has not committed: they are \
+                 appended first (Writer::recover_journal)",
+                j.path().display()
+            )));
+        }
+        self.stream_unchecked(store, f)
+    }
+
+    fn stream_unchecked<T>(
+        &mut self,
+        store: &mut dyn Store,
+        f: impl FnOnce(&mut AppendSink<'_>) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
         let (key_id, key) = self.current_key()?;
         let evolve_at = self.keys.next_epoch_at_ms();
         std::thread::scope(|scope| {
@@ -376,7 +481,10 @@ impl Writer {
             let (spent_tx, spent_rx) = mpsc::channel::<Vec<NewEntry>>();
             let failed = Arc::new(AtomicBool::new(false));
             let failed_w = Arc::clone(&failed);
-            let worker = scope.spawn(move || store_worker(store, &rx, &spent_tx, &failed_w));
+            let committed = self.journal.as_ref().map(CommitJournal::committed);
+            let worker = scope.spawn(move || {
+                store_worker(store, &rx, &spent_tx, &failed_w, committed.as_deref());
+            });
             let mut sink = AppendSink {
                 writer: self,
                 tx,
@@ -388,6 +496,9 @@ impl Writer {
                 chains: BTreeMap::new(),
                 checkpoints: Vec::new(),
                 outcome: BatchOutcome::default(),
+                flushed: false,
+                unjournalled: false,
+                plain_in_flight: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             };
             let result = f(&mut sink);
             drop(sink); // closes the channel: an uncommitted batch is rolled back
@@ -486,13 +597,27 @@ enum StoreCmd {
     Checkpoint(StoredCheckpoint),
     /// Witnesses' cosignature lines for a stored checkpoint (tenant, size, note).
     Signatures(String, u64, String),
+    /// A meta key set in the batch.
+    Meta(String, String),
     Archive(StoredAnchor),
     Segment(ArchiveSegment),
     Forget(String, Vec<u64>),
-    Commit(Done),
+    Commit(Done, CommitHow),
     /// The sequencing side saw a failed commit and reset its chain state: what follows starts
     /// afresh.
     Resume,
+}
+
+/// A batch's journal record: its payload, its number, and the flag a failed store commit of it
+/// raises.
+type JournalRecord = (Vec<u8>, u64, Arc<AtomicBool>);
+
+/// How a batch is committed.
+#[derive(Debug, Clone, Copy, Default)]
+struct CommitHow {
+    /// The batch's commit journal record, if it has one (the store thread records it as
+    /// committed once the commit returns).
+    journal: Option<u64>,
 }
 
 /// Who hears of a commit's result.
@@ -524,7 +649,7 @@ fn earlier_failed() -> StoreError {
 /// learnt of the failure (batches sequenced on top of the rolled-back one), up to its `Resume`.
 fn refuse(cmd: StoreCmd, spent: &mpsc::Sender<Vec<NewEntry>>) {
     match cmd {
-        StoreCmd::Commit(done) => done.send(Err(earlier_failed())),
+        StoreCmd::Commit(done, _) => done.send(Err(earlier_failed())),
         StoreCmd::Subject(_, r) => {
             let _ = r.send(Err(earlier_failed()));
         }
@@ -547,6 +672,7 @@ fn refuse(cmd: StoreCmd, spent: &mpsc::Sender<Vec<NewEntry>>) {
         | StoreCmd::SetHead(_)
         | StoreCmd::Checkpoint(_)
         | StoreCmd::Signatures(..)
+        | StoreCmd::Meta(..)
         | StoreCmd::Archive(_)
         | StoreCmd::Segment(_)
         | StoreCmd::Forget(..)
@@ -563,6 +689,7 @@ fn store_worker(
     rx: &mpsc::Receiver<StoreCmd>,
     spent: &mpsc::Sender<Vec<NewEntry>>,
     failed_flag: &AtomicBool,
+    journal: Option<&std::sync::atomic::AtomicU64>,
 ) {
     let mut poisoned = false;
     while let Ok(first) = rx.recv() {
@@ -592,7 +719,7 @@ fn store_worker(
         let mut cmd = first;
         loop {
             match cmd {
-                StoreCmd::Commit(done) => {
+                StoreCmd::Commit(done, how) => {
                     let result = match (failed.take(), batch.take()) {
                         (Some(e), _) => Err(e),
                         (None, Some(b)) => b.commit(),
@@ -605,6 +732,8 @@ fn store_worker(
                         // finds it set when it learns.
                         poisoned = true;
                         failed_flag.store(true, Ordering::Release);
+                    } else if let (Some(committed), Some(n)) = (journal, how.journal) {
+                        committed.fetch_max(n, Ordering::AcqRel);
                     }
                     done.send(result);
                     break;
@@ -683,6 +812,7 @@ fn store_worker(
                         }
                     });
                 }
+                StoreCmd::Meta(k, v) => apply(&mut failed, batch.as_mut(), |b| b.set_meta(&k, &v)),
                 StoreCmd::Archive(a) => apply(&mut failed, batch.as_mut(), |b| {
                     b.retention()?.archive_prefix(&a)
                 }),
@@ -749,6 +879,16 @@ pub struct AppendSink<'w> {
     chains: BTreeMap<String, ChainWork>,
     checkpoints: Vec<StoredCheckpoint>,
     outcome: BatchOutcome,
+    /// Entries of the open batch went to the store thread already (it can no longer be
+    /// journalled: the journal is written from the entries staged at the commit).
+    flushed: bool,
+    /// The open batch holds writes other than entries, heads, nodes and checkpoints (it is
+    /// not journalled).
+    unjournalled: bool,
+    /// Batches handed over with [`Self::commit_then`] (not journalled) whose commit has not
+    /// returned: a batch is journalled only on top of what is committed or journalled, so that
+    /// the journal alone can restore everything it depends on.
+    plain_in_flight: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for AppendSink<'_> {
@@ -802,6 +942,17 @@ impl AppendSink<'_> {
             self.reset();
             return Err(earlier_failed().into());
         }
+        if let Some(j) = &self.writer.journal
+            && j.unapplied()
+        {
+            // Entries answered as durable are in the journal, not in the store: nothing may be
+            // sequenced on the store's heads before they are appended.
+            return Err(LedgerError::Inconsistent(format!(
+                "a journalled batch's store commit failed; its entries (durable in {}) are \
+                 appended before anything else (Writer::recover_journal)",
+                j.path().display()
+            )));
+        }
         Ok(())
     }
 
@@ -810,6 +961,8 @@ impl AppendSink<'_> {
         self.chains.clear();
         self.checkpoints.clear();
         self.outcome = BatchOutcome::default();
+        self.flushed = false;
+        self.unjournalled = false;
         let _ = self.tx.send(StoreCmd::Resume);
     }
 
@@ -893,6 +1046,7 @@ impl AppendSink<'_> {
         let entries = std::mem::replace(&mut work.entries, next);
         let nodes = std::mem::take(&mut work.nodes);
         if !entries.is_empty() {
+            self.flushed = true;
             self.send(StoreCmd::Append(tenant.to_owned(), entries))?;
         }
         if !nodes.is_empty() {
@@ -964,19 +1118,7 @@ impl AppendSink<'_> {
             },
         )
         .map_err(|e| LedgerError::Inconsistent(e.to_string()))?;
-        let nodes = &mut work.nodes;
-        work.tree
-            .push(leaf_hash(sealed.entry_hash.as_bytes()), |level, idx, h| {
-                if level == NODE_LEVEL {
-                    nodes.push((idx, *h));
-                }
-            });
-        work.head.size = seq;
-        work.head.head_hash = sealed.entry_hash;
-        work.head.last_entry_id = *entry_id.as_bytes();
-        work.last_id = Some(entry_id);
-        work.dirty = true;
-        work.entries.push(NewEntry {
+        let entry = NewEntry {
             seq,
             entry_id: *entry_id.as_bytes(),
             ts_ms,
@@ -993,28 +1135,80 @@ impl AppendSink<'_> {
                 }),
                 None => None,
             },
-        });
-        if seq % self.writer.settings.checkpoint_every_entries == 0 {
-            self.checkpoints
-                .push(work.checkpoint(&self.writer.signer, tenant.as_str(), now_ms)?);
-        }
-        if work.entries.len() >= FLUSH_EVERY {
-            self.flush(tenant.as_str())?;
-        }
-        self.outcome.count += 1;
-        match self.outcome.chains.get_mut(tenant.as_str()) {
-            Some(range) => range.1 = seq,
-            None => {
-                self.outcome
-                    .chains
-                    .insert(tenant.as_str().to_owned(), (seq, seq));
-            }
-        }
+        };
+        self.stage(tenant.as_str(), entry, now_ms)?;
         Ok(Appended {
             seq,
             entry_id,
             entry_hash: sealed.entry_hash,
         })
+    }
+
+    /// Stages an entry sealed for `tenant`'s next seq: the Merkle tree, the head, a checkpoint
+    /// due by count, the outcome.
+    fn stage(&mut self, tenant: &str, entry: NewEntry, now_ms: i64) -> Result<(), LedgerError> {
+        let Some(work) = self.chains.get_mut(tenant) else {
+            return Err(LedgerError::Inconsistent("chain state vanished".to_owned()));
+        };
+        let seq = entry.seq;
+        let nodes = &mut work.nodes;
+        work.tree
+            .push(leaf_hash(entry.entry_hash.as_bytes()), |level, idx, h| {
+                if level == NODE_LEVEL {
+                    nodes.push((idx, *h));
+                }
+            });
+        work.head.size = seq;
+        work.head.head_hash = entry.entry_hash;
+        work.head.last_entry_id = entry.entry_id;
+        work.last_id = Some(uuid::Uuid::from_bytes(entry.entry_id));
+        work.dirty = true;
+        work.entries.push(entry);
+        if seq.is_multiple_of(self.writer.settings.checkpoint_every_entries) {
+            self.checkpoints
+                .push(work.checkpoint(&self.writer.signer, tenant, now_ms)?);
+        }
+        if work.entries.len() >= FLUSH_EVERY {
+            self.flush(tenant)?;
+        }
+        self.outcome.count += 1;
+        match self.outcome.chains.get_mut(tenant) {
+            Some(range) => range.1 = seq,
+            None => {
+                self.outcome.chains.insert(tenant.to_owned(), (seq, seq));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stages an entry sealed earlier (a commit journal's, [`Writer::recover_journal`]): it
+    /// must be the chain's next, linked to its head.
+    fn add_signed(
+        &mut self,
+        tenant: &str,
+        entry: NewEntry,
+        now_ms: i64,
+    ) -> Result<(), LedgerError> {
+        self.check_failed()?;
+        self.load(tenant)?;
+        let Some(work) = self.chains.get(tenant) else {
+            return Err(LedgerError::Inconsistent("chain state vanished".to_owned()));
+        };
+        if entry.seq != work.head.size + 1 {
+            return Err(LedgerError::Inconsistent(format!(
+                "its entry {} of chain {tenant:?} is not the next (the store's head is at {})",
+                entry.seq, work.head.size
+            )));
+        }
+        let view = blackbox_core::entry::EntryView::parse(&entry.line)
+            .map_err(|e| LedgerError::Inconsistent(e.to_string()))?;
+        if view.prev_entry_hash != work.head.head_hash {
+            return Err(LedgerError::Inconsistent(format!(
+                "its entry {} of chain {tenant:?} does not link to the store's head",
+                entry.seq
+            )));
+        }
+        self.stage(tenant, entry, now_ms)
     }
 
     /// Stages the removal of a chain's archived entries and records where its stored entries
@@ -1024,6 +1218,7 @@ impl AppendSink<'_> {
     /// # Errors
     /// The store thread stopped.
     pub fn archive_prefix(&mut self, anchor: StoredAnchor) -> Result<(), LedgerError> {
+        self.unjournalled = true;
         self.send(StoreCmd::Archive(anchor))
     }
 
@@ -1033,6 +1228,7 @@ impl AppendSink<'_> {
     /// # Errors
     /// The store thread stopped.
     pub fn forget_subjects(&mut self, tenant: &str, seqs: Vec<u64>) -> Result<(), LedgerError> {
+        self.unjournalled = true;
         self.send(StoreCmd::Forget(tenant.to_owned(), seqs))
     }
 
@@ -1049,6 +1245,7 @@ impl AppendSink<'_> {
         size: u64,
         note: String,
     ) -> Result<(), LedgerError> {
+        self.unjournalled = true;
         self.send(StoreCmd::Signatures(tenant.to_owned(), size, note))
     }
 
@@ -1057,6 +1254,7 @@ impl AppendSink<'_> {
     /// # Errors
     /// The store thread stopped.
     pub fn put_archive_segment(&mut self, segment: ArchiveSegment) -> Result<(), LedgerError> {
+        self.unjournalled = true;
         self.send(StoreCmd::Segment(segment))
     }
 
@@ -1067,6 +1265,7 @@ impl AppendSink<'_> {
     /// Store failures.
     pub fn subject_entries(&mut self, key: [u8; 32]) -> Result<Vec<SubjectEntry>, LedgerError> {
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        self.unjournalled = true;
         self.send(StoreCmd::Subject(key, reply_tx))?;
         Ok(reply_rx.recv().map_err(|_| gone())??)
     }
@@ -1082,6 +1281,7 @@ impl AppendSink<'_> {
         seqs: Vec<u64>,
     ) -> Result<Vec<Erasure>, LedgerError> {
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        self.unjournalled = true;
         self.send(StoreCmd::Erase(tenant.to_owned(), seqs, reply_tx))?;
         Ok(reply_rx.recv().map_err(|_| gone())??)
     }
@@ -1167,7 +1367,7 @@ impl AppendSink<'_> {
     pub fn commit(&mut self, now_ms: i64, close: bool) -> Result<BatchOutcome, LedgerError> {
         self.stage_commit(now_ms, close)?;
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
-        self.send(StoreCmd::Commit(Done::Wait(reply_tx)))?;
+        self.send(StoreCmd::Commit(Done::Wait(reply_tx), CommitHow::default()))?;
         let result = reply_rx.recv().map_err(|_| gone())?;
         if let Err(e) = result {
             // The store rolled back: forget this batch's chain state and outcome.
@@ -1194,8 +1394,35 @@ impl AppendSink<'_> {
         done: impl FnOnce(Result<(), StoreError>) + Send + 'static,
     ) -> Result<BatchOutcome, LedgerError> {
         self.stage_commit(now_ms, close)?;
-        self.send(StoreCmd::Commit(Done::Call(Box::new(done))))?;
+        let plain = Arc::clone(&self.plain_in_flight);
+        plain.fetch_add(1, Ordering::AcqRel);
+        let sent = self.send(StoreCmd::Commit(
+            Done::Call(Box::new(move |r| {
+                plain.fetch_sub(1, Ordering::AcqRel);
+                done(r);
+            })),
+            CommitHow::default(),
+        ));
+        if let Err(e) = sent {
+            self.plain_in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(e);
+        }
         Ok(std::mem::take(&mut self.outcome))
+    }
+
+    /// Whether the open batch can still be journalled by [`Self::commit_journaled`] (a commit
+    /// journal is kept and ready, nothing but entries and checkpoints staged, no entries handed
+    /// to the store yet, every batch before it committed or journalled). Its entries may still
+    /// keep it out (a personal sidecar, too large).
+    #[must_use]
+    pub fn can_journal(&self) -> bool {
+        self.writer
+            .journal
+            .as_ref()
+            .is_some_and(|j| !j.needs_recovery())
+            && !self.flushed
+            && !self.unjournalled
+            && self.plain_in_flight.load(Ordering::Acquire) == 0
     }
 
     /// Hands the batch's entries, heads, Merkle nodes and due checkpoints to the store thread.
@@ -1226,6 +1453,68 @@ impl AppendSink<'_> {
                 .push((cp.tenant_id.clone(), cp.size));
             self.send(StoreCmd::Checkpoint(cp))?;
         }
+        self.flushed = false;
+        self.unjournalled = false;
         Ok(())
+    }
+
+    /// Like [`Self::commit_then`], and with a commit journal ([`Writer::with_journal`]) the
+    /// batch's entries are also written to it and fsynced, on this thread while the store
+    /// commits: once that returns `Some(Ok(()))` the batch is durable (a crash or a failed
+    /// store commit leaves it to [`Writer::recover_journal`]), whether or not the store has
+    /// committed yet. `None`: not journalled (no journal, a batch of other writes than entries
+    /// and checkpoints, a personal sidecar, a batch larger than
+    /// [`crate::journal::MAX_RECORD`], entries already handed to the store), so durable only
+    /// when `done` reports it. `Some(Err(_))`: the journal could not be written (likewise).
+    ///
+    /// # Errors
+    /// As [`Self::commit_then`].
+    pub fn commit_journaled(
+        &mut self,
+        now_ms: i64,
+        done: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+    ) -> Result<(BatchOutcome, Option<Result<(), LedgerError>>), LedgerError> {
+        self.check_failed()?;
+        let Some((payload, n, unapplied)) = self.journal_payload() else {
+            return Ok((self.commit_then(now_ms, false, done)?, None));
+        };
+        self.stage_commit(now_ms, false)?;
+        self.send(StoreCmd::Meta(
+            crate::journal::JOURNAL_META.to_owned(),
+            n.to_string(),
+        ))?;
+        self.send(StoreCmd::Commit(
+            Done::Call(Box::new(move |r| {
+                if r.is_err() {
+                    // Its record is applied before anything else is written.
+                    unapplied.store(true, Ordering::Release);
+                }
+                done(r);
+            })),
+            CommitHow { journal: Some(n) },
+        ))?;
+        // Written and fsynced while the store commits.
+        let written = match &mut self.writer.journal {
+            Some(j) => j.write(n, &payload),
+            None => Err(LedgerError::Inconsistent("no commit journal".to_owned())),
+        };
+        Ok((std::mem::take(&mut self.outcome), Some(written)))
+    }
+
+    /// The open batch's journal record payload and number, if it can be journalled.
+    fn journal_payload(&self) -> Option<JournalRecord> {
+        let j = self.writer.journal.as_ref()?;
+        if !self.can_journal() || self.outcome.count == 0 {
+            return None;
+        }
+        let mut p = crate::journal::Payload { chains: Vec::new() };
+        for (tenant, work) in &self.chains {
+            crate::journal::add_chain(&mut p, tenant, &work.entries)?;
+        }
+        let bytes = serde_json::to_vec(&p).ok()?;
+        (bytes.len() <= crate::journal::MAX_RECORD && j.fits(bytes.len())).then(|| {
+            let (n, unapplied) = j.next();
+            (bytes, n, unapplied)
+        })
     }
 }

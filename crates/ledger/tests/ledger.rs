@@ -474,3 +474,116 @@ fn a_slice_proves_each_entry_of_an_agent_with_the_paths_single_proofs_give() {
     let text = verify_proof_document(&json, &verifier).unwrap().to_string();
     assert!(text.contains("the slice stopped at its limit"), "{text}");
 }
+
+/// A batch answered as durable through the commit journal whose store commit never happened
+/// (the process died while the store was busy with the batch before) is appended from the
+/// journal, exactly as signed, when the data directory is next opened for writing; opening it
+/// again appends nothing twice, and the chains verify. A batch with a personal sidecar is never
+/// journalled (its bytes must be erasable from every file).
+#[test]
+fn a_journalled_batch_the_store_never_committed_is_appended_at_the_next_open() {
+    let (_tmp, dir) = setup(1000);
+    let (mut store, mut writer, _) = open_writer(&dir).unwrap();
+    let now = 1_776_160_000_000;
+    let mut answered = Vec::new();
+    let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+    let crashed = writer.stream(&mut store, |sink| {
+        // With a personal sidecar (event 9 names a data subject): not journalled.
+        sink.add(&event(9, "acme"), now)?;
+        let (plain_tx, plain_rx) = std::sync::mpsc::channel();
+        let (_, journal) =
+            sink.commit_journaled(now, move |r| plain_tx.send(r.is_ok()).unwrap())?;
+        assert!(journal.is_none(), "a personal sidecar went to the journal");
+        // (A batch is journalled only on top of what is committed or journalled.)
+        assert!(plain_rx.recv().unwrap());
+        for i in 1..=3 {
+            sink.add(&event(i, "acme"), now)?;
+        }
+        // (Its head read now: the store thread is busy below.)
+        sink.track("beta")?;
+        // The store thread is held in this batch's callback, then dies: the process crashed
+        // before the store committed the next batch.
+        let (_, journal) = sink.commit_journaled(now, move |r| {
+            assert!(r.is_ok());
+            let _ = gate_rx.recv_timeout(std::time::Duration::from_secs(30));
+            panic!("simulated crash of the store thread");
+        })?;
+        assert!(matches!(journal, Some(Ok(()))), "{journal:?}");
+        for i in 4..=7 {
+            answered.push(("acme", sink.add(&event(i, "acme"), now)?));
+        }
+        answered.push(("beta", sink.add(&event(10, "beta"), now)?));
+        let (outcome, journal) = sink.commit_journaled(now, |_| {})?;
+        assert!(
+            matches!(journal, Some(Ok(()))),
+            "the batch was not journalled: {journal:?}"
+        );
+        assert_eq!(outcome.chains["acme"], (5, 8));
+        gate_tx.send(()).unwrap();
+        Ok(())
+    });
+    assert!(crashed.is_err(), "the store thread died");
+    let sizes = |store: &dyn blackbox_store::Store| -> Vec<(String, u64)> {
+        store
+            .chains()
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.tenant_id, h.size))
+            .collect()
+    };
+    assert_eq!(sizes(store.as_ref()), [("acme".to_owned(), 4)]);
+    // What `verify` reports before the next writing open.
+    assert_eq!(
+        blackbox_ledger::journal::unapplied_entries(&dir.commit_journal_path(), store.as_ref())
+            .unwrap(),
+        5
+    );
+    drop(store);
+    drop(writer);
+    let journal = std::fs::read(dir.commit_journal_path()).unwrap();
+
+    // The next open appends the journalled batch.
+    let (store, writer, _) = open_writer(&dir).unwrap();
+    assert_eq!(
+        sizes(store.as_ref()),
+        [("acme".to_owned(), 8), ("beta".to_owned(), 1)]
+    );
+    for (tenant, a) in &answered {
+        let e = store.entry_by_id(a.entry_id.as_bytes()).unwrap().unwrap();
+        assert_eq!(e.tenant_id, *tenant);
+        assert_eq!((e.seq, e.entry_hash), (a.seq, a.entry_hash));
+    }
+    drop(store);
+    drop(writer);
+    let (store, writer, _) = open_writer(&dir).unwrap();
+    assert_eq!(
+        sizes(store.as_ref()),
+        [("acme".to_owned(), 8), ("beta".to_owned(), 1)],
+        "appended twice"
+    );
+    assert_eq!(
+        blackbox_ledger::journal::unapplied_entries(&dir.commit_journal_path(), store.as_ref())
+            .unwrap(),
+        0
+    );
+    drop(store);
+    drop(writer);
+    let report = verify_with_keys(&dir);
+    assert!(report.ok(), "{:?}", report.findings);
+    assert_eq!(report.entries, 9);
+
+    // A journal that does not continue the store (the store restored from an older copy, say):
+    // the store is not opened for writing, and the error says which file and what to do.
+    let mut raw = blackbox_ledger::open::open_location(&dir.store_location(), false).unwrap();
+    let mut b = raw.begin().unwrap();
+    b.set_meta(blackbox_ledger::journal::JOURNAL_META, "0")
+        .unwrap();
+    b.commit().unwrap();
+    drop(raw);
+    std::fs::write(dir.commit_journal_path(), &journal).unwrap();
+    let err = open_writer(&dir).unwrap_err().to_string();
+    assert!(
+        err.contains("commit.journal") && err.contains("not the next") && err.contains("aside"),
+        "{err}"
+    );
+}

@@ -230,6 +230,7 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
     let verifier = blackbox_ledger::open::public_key(&dir)?;
     let tokens = tokens::Tokens::open_for(&dir)?;
     let metrics = Arc::new(metrics::Metrics::new());
+    let visible = Arc::new(readers::Visibility::default());
     let (ingest, thread) = ingest::Ingest::start(
         store,
         writer,
@@ -258,9 +259,13 @@ pub fn start(config: ServerConfig) -> Result<(AppState, ingest::WriterThread), S
             },
             known,
             system_tenant: system_tenant(&dir),
+            visible: Arc::clone(&visible),
         },
     );
-    let readers = Arc::new(readers::ReaderPool::new(dir.store_location()));
+    let readers = Arc::new(readers::ReaderPool::with_visibility(
+        dir.store_location(),
+        Arc::clone(&visible),
+    ));
     let (stop_webhooks, stop_rx) = tokio::sync::watch::channel(false);
     // Delivery needs the async runtime; without one (tools that only write), alerts wait in the
     // chain and are enqueued by the next service start's catch-up.

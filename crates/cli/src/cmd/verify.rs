@@ -174,6 +174,7 @@ pub fn run(a: &Args) -> Result<Outcome> {
             &|done| pb.set_position(done),
         )?;
         pb.finish_and_clear();
+        journal_note(&dir);
         r
     };
     match a.format {
@@ -185,6 +186,34 @@ pub fn run(a: &Args) -> Result<Outcome> {
     } else {
         Outcome::CheckFailed
     })
+}
+
+/// Says (on stderr) how many entries the commit journal holds that the store has not committed
+/// (answered as durable before a crash; docs/FORMAT.md §19): verification reads the store only,
+/// and the next writing open of the data directory appends them.
+fn journal_note(dir: &DataDir) {
+    let path = dir.commit_journal_path();
+    if !path.exists() {
+        return;
+    }
+    let n = blackbox_ledger::open::open_reader(dir)
+        .map_err(|e| e.to_string())
+        .and_then(|s| {
+            blackbox_ledger::journal::unapplied_entries(&path, s.as_ref())
+                .map_err(|e| e.to_string())
+        });
+    match n {
+        Ok(0) => {}
+        Ok(n) => eprintln!(
+            "note: {} holds {} entr{} answered as durable that the store has not committed yet \
+             (the service stopped first); not verified here: the next writing open of the data \
+             directory (blackbox serve, append…) appends them to the store",
+            path.display(),
+            n,
+            if n == 1 { "y" } else { "ies" }
+        ),
+        Err(e) => eprintln!("note: cannot read {}: {e}", path.display()),
+    }
 }
 
 pub fn report_text(r: &Report, all: bool) -> String {

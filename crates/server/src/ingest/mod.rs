@@ -118,6 +118,9 @@ pub struct WriterOptions {
     pub known: crate::detection::Known,
     /// The service's own chain ([`crate::system_tenant`]).
     pub system_tenant: String,
+    /// Decisions answered before their commit, which reads wait for
+    /// ([`crate::readers::Visibility`]).
+    pub visible: Arc<crate::readers::Visibility>,
 }
 
 /// The handlers' end of the writer.
@@ -157,11 +160,13 @@ impl Ingest {
             shared_store,
             known,
             system_tenant,
+            visible,
         } = o;
         let (tx, rx) = crossbeam_channel::bounded(queue_capacity);
         let ready = Arc::new(AtomicBool::new(true));
         let dropped = Arc::new(AtomicU64::new(0));
         let shared = Shared {
+            visible,
             system_tenant,
             ready: Arc::clone(&ready),
             stopping: AtomicBool::new(false),
@@ -347,6 +352,8 @@ struct Shared {
     lost: std::sync::Mutex<Vec<LostDecision>>,
     /// Decisions answered and not yet committed (used by the writer thread only).
     journal: Option<std::sync::Mutex<AnsweredJournal>>,
+    /// Decisions answered before their commit (reads wait for it).
+    visible: Arc<crate::readers::Visibility>,
     /// The chains' sizes as this instance last committed or followed them (entries beyond are
     /// other instances').
     known: std::sync::Mutex<crate::detection::Known>,
@@ -361,6 +368,32 @@ impl Shared {
     fn lose(&self, l: impl IntoIterator<Item = LostDecision>) {
         if let Ok(mut v) = self.lost.lock() {
             v.extend(l);
+        }
+    }
+}
+
+/// Answers what arrives for `wait` with a refusal (503): the writer cannot write now.
+fn refuse_for(rx: &Receiver<Msg>, shared: &Shared, wait: Duration) {
+    let why = || IngestFailure::Store("the writer cannot write now".to_owned());
+    let until = Instant::now() + wait;
+    while let Ok(m) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        match m {
+            Msg::Job(j) => {
+                let _ = j.reply.send(Err(why()));
+            }
+            Msg::Erase(_, r) => {
+                let _ = r.send(Err(why()));
+            }
+            Msg::Decide(_, r) => {
+                let _ = r.send(Err(why()));
+            }
+            Msg::Control(_, r) => {
+                let _ = r.send(Err(why()));
+            }
+            // Counted: the next group's summary record says how many were not recorded.
+            Msg::Denial(_) => {
+                shared.dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -446,7 +479,21 @@ fn run(
                     blackbox_store::StoreError::SeqConflict { .. }
                 ))
             );
+        let mut pending_journal = false;
         if r.is_err() {
+            // Entries answered as durable through the commit journal whose store commit failed
+            // are appended first (the next stream refuses to start until they are).
+            match writer.recover_journal(store.as_mut()) {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    entries = n,
+                    "entries durable in the commit journal were appended to the store"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot append the commit journal's entries yet; refusing requests until they are");
+                    pending_journal = true;
+                }
+            }
             // A group that failed may have changed the detector (a pause, counters) before its
             // commit was refused: its state is rebuilt from what the store holds, and the
             // sizes it knows with it.
@@ -491,7 +538,13 @@ fn run(
                     return;
                 }
                 tracing::error!(error = %e, "the writer failed; restarting it in 1 s");
-                std::thread::sleep(Duration::from_secs(1));
+                if pending_journal {
+                    // Nothing is written before the journal's entries: what arrives meanwhile
+                    // is refused at once rather than left waiting for the disk.
+                    refuse_for(rx, shared, Duration::from_secs(1));
+                } else {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
             }
         }
     }

@@ -168,6 +168,56 @@ pub(super) struct InFlight {
     done: Receiver<Result<(), StoreError>>,
     group: Applied,
     outcome: BatchOutcome,
+    /// The group's entries are durable in the commit journal (a failed store commit loses
+    /// nothing: the writer appends them from the journal when it restarts).
+    journaled: bool,
+}
+
+/// A reply to a decision, with the decision.
+type Decided = (oneshot::Sender<Result<Decision, IngestFailure>>, Decision);
+
+/// Where a group's entries stand on their way to disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stage {
+    Waiting,
+    Durable,
+    Failed(String),
+}
+
+/// The decisions of a group, answered as soon as their records are durable: by the writer
+/// thread once the commit journal holds them, or by the store thread once its commit returned,
+/// whichever comes first. Refused only when neither made them durable.
+struct Handoff {
+    decided: Vec<Decided>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    journal: Stage,
+    store: Stage,
+}
+
+impl Handoff {
+    fn update(h: &std::sync::Mutex<Self>, f: impl FnOnce(&mut Self)) {
+        let Ok(mut h) = h.lock() else {
+            return;
+        };
+        f(&mut h);
+        let answer = if h.journal == Stage::Durable || h.store == Stage::Durable {
+            Ok(())
+        } else if let (Stage::Failed(_), Stage::Failed(why)) = (&h.journal, &h.store) {
+            Err(why.clone())
+        } else {
+            return;
+        };
+        for (reply, d) in std::mem::take(&mut h.decided) {
+            let r = match &answer {
+                Ok(()) => {
+                    count_decision(&h.metrics, d.decision);
+                    Ok(d)
+                }
+                Err(why) => Err(IngestFailure::Store(why.clone())),
+            };
+            let _ = reply.send(r);
+        }
+    }
 }
 
 /// The writer's loop with commits pipelined: while the store thread commits (fsyncs) one
@@ -179,13 +229,22 @@ pub(super) struct InFlight {
 pub(super) struct Pipeline<'s> {
     shared: &'s Shared,
     open: Applied,
-    inflight: Option<InFlight>,
+    /// Groups handed to the store thread, oldest first: one, or two when the second is durable
+    /// in the commit journal (see [`Pipeline::early`]).
+    inflight: std::collections::VecDeque<InFlight>,
+    /// Messages were waiting in the queue when last looked: the writer is busy, and groups are
+    /// formed and committed as usual (one fsync each, on the store thread) rather than journalled.
+    backlog: bool,
     appender: Appender,
     last_heartbeat: Instant,
     /// A read-only handle on a store other instances write to as well, and when it was last
     /// looked at for their entries.
     watch: Option<(&'s dyn blackbox_store::Store, Instant)>,
 }
+
+/// Most groups in flight at once: one, and a second handed over early (durable in the commit
+/// journal while the first commits). More would split a busy writer's groups into more commits.
+pub(super) const MAX_IN_FLIGHT: usize = 2;
 
 /// How often a writer on a store shared with other instances looks for their entries: an agent
 /// paused through one instance is refused by the others within this (plus one commit).
@@ -210,7 +269,8 @@ pub(super) fn serve(
     let mut p = Pipeline {
         shared,
         open: Applied::default(),
-        inflight: None,
+        inflight: std::collections::VecDeque::new(),
+        backlog: false,
         appender: Appender::new(),
         last_heartbeat: Instant::now(),
         watch: watch.map(|w| (w, Instant::now())),
@@ -219,7 +279,10 @@ pub(super) fn serve(
     if let Err(e) = &r {
         // Whatever is in flight is answered as its commit went; what is open was not written.
         let why = e.to_string();
-        let _ = p.settle();
+        while let Some(f) = p.inflight.front() {
+            let r = f.done.recv().unwrap_or_else(|_| Err(store_gone()));
+            let _ = p.finish(r);
+        }
         fail_all(std::mem::take(&mut p.open.pending), &why, shared);
     }
     r
@@ -237,26 +300,39 @@ impl Pipeline<'_> {
             if self.open.is_empty() {
                 self.catch_up(sink, det, false)?;
             }
-            if let Some(f) = &self.inflight {
+            self.backlog = !rx.is_empty();
+            if let Some(f) = self.inflight.front() {
                 let done = f.done.clone();
-                if self.open.events >= MAX_GROUP_EVENTS {
-                    // The next group is full: wait for the store.
+                if self.open.events >= MAX_GROUP_EVENTS || self.inflight.len() >= MAX_IN_FLIGHT {
+                    // The next group is full (or too many are in flight): wait for the store.
                     let r = done.recv().unwrap_or_else(|_| Err(store_gone()));
                     self.finish(r)?;
-                    self.hand_over(sink)?;
+                    if self.inflight.is_empty() || self.early(sink) {
+                        self.hand_over(sink)?;
+                    }
                     continue;
                 }
                 crossbeam_channel::select! {
                     recv(rx) -> m => match m {
-                        Ok(m) => self.take(sink, det, mirror, m)?,
+                        Ok(m) => {
+                            self.take(sink, det, mirror, m)?;
+                            self.backlog = !rx.is_empty();
+                            if self.early(sink) {
+                                self.hand_over(sink)?;
+                            }
+                        }
                         Err(_) => return self.shut_down(sink, mirror),
                     },
                     recv(done) -> r => {
                         self.finish(r.unwrap_or_else(|_| Err(store_gone())))?;
                         if self.open.is_empty() {
-                            // Idle: the mirror catches up with what was just committed.
-                            follow(sink, mirror, self.watch.map(|(w, _)| w));
-                        } else if self.open.linger().is_zero() {
+                            if self.inflight.is_empty() {
+                                // Idle: the mirror catches up with what was just committed.
+                                follow(sink, mirror, self.watch.map(|(w, _)| w));
+                            }
+                        } else if self.open.linger().is_zero()
+                            && (self.inflight.is_empty() || self.early(sink))
+                        {
                             self.hand_over(sink)?;
                         }
                     },
@@ -355,7 +431,7 @@ impl Pipeline<'_> {
         let moved = {
             let mut known = self.shared.known.lock().map_err(|_| poisoned())?.clone();
             // This instance's own group in flight (committed or not) is not another's.
-            if let Some(f) = &self.inflight {
+            for f in &self.inflight {
                 for (t, (_, last)) in &f.outcome.chains {
                     let k = known.entry(t.clone()).or_insert(0);
                     *k = (*k).max(*last);
@@ -449,10 +525,32 @@ impl Pipeline<'_> {
         apply(sink, det, self.shared, m, now, &mut bufs)
     }
 
+    /// Whether the open group goes to the store thread now although a group is in flight: it
+    /// holds a decision someone waits for, nothing else is waiting to join it, and it and the
+    /// group ahead of it are durable in the commit journal as soon as their records are written
+    /// (so its decisions are answered after one small fsync instead of after the commit ahead
+    /// of it; a journalled group is never sequenced on top of entries a crash could lose).
+    fn early(&self, sink: &AppendSink<'_>) -> bool {
+        !self.open.is_empty()
+            && !self.backlog
+            && self.inflight.len() < MAX_IN_FLIGHT
+            && self.inflight.iter().all(|f| f.journaled)
+            && sink.can_journal()
+            && self.lone_decision()
+    }
+
+    /// Whether the open group's one reply is a decision's: an agent waiting for its tool call,
+    /// alone. Only such a group is journalled (its fsync on this thread, beside the store's
+    /// commit, is what the agent waits for instead of the commit); when several replies share a
+    /// group, requests are arriving together and one commit for all of them carries more.
+    fn lone_decision(&self) -> bool {
+        matches!(self.open.pending.as_slice(), [Pending::Decide(..)])
+    }
+
     /// Hands the open group to the store thread (nothing to do when none is open). Only when
-    /// nothing is in flight.
+    /// nothing is in flight, or when [`Self::early`] says so.
     pub(super) fn hand_over(&mut self, sink: &mut AppendSink<'_>) -> Result<(), LedgerError> {
-        debug_assert!(self.inflight.is_none());
+        debug_assert!(self.inflight.is_empty() || self.early(sink));
         if self.open.is_empty() {
             return Ok(());
         }
@@ -482,9 +580,10 @@ impl Pipeline<'_> {
         let (tx, done) = crossbeam_channel::bounded(1);
         // What the service wrote itself in this group, for metrics and webhooks once committed.
         self.open.written = self.appender.take_written();
-        // Decisions waiting for this commit are answered by the store thread as soon as it
-        // returns, not after a hand-over back to this thread: one wake-up fewer on the path of
-        // every tool call an agent waits for (what the commit means is unchanged).
+        // Decisions waiting for this commit are answered as soon as their records are durable:
+        // by this thread once the commit journal holds them (one small fsync, while the store
+        // commits), or by the store thread as soon as its commit returns, not after a hand-over
+        // back to this thread (see `Handoff`).
         let mut decided = Vec::new();
         for p in std::mem::take(&mut self.open.pending) {
             match p {
@@ -492,36 +591,76 @@ impl Pipeline<'_> {
                 other => self.open.pending.push(other),
             }
         }
-        let metrics = std::sync::Arc::clone(&self.shared.metrics);
         let now = sink.now_ms();
-        let outcome = sink.commit_then(now, false, move |r| {
-            for (reply, d) in decided {
-                let answer = match &r {
-                    Ok(()) => {
-                        count_decision(&metrics, d.decision);
-                        Ok(d)
-                    }
-                    Err(e) => Err(IngestFailure::Store(e.to_string())),
+        let (outcome, journaled) = if decided.is_empty() {
+            let outcome = sink.commit_then(now, false, move |r| {
+                let _ = tx.send(r);
+            })?;
+            (outcome, false)
+        } else {
+            // The group's one reply is a decision (see `lone_decision`).
+            let lone = decided.len() == 1 && self.open.pending.is_empty();
+            let h = std::sync::Arc::new(std::sync::Mutex::new(Handoff {
+                decided,
+                metrics: std::sync::Arc::clone(&self.shared.metrics),
+                journal: Stage::Waiting,
+                store: Stage::Waiting,
+            }));
+            let on_store = std::sync::Arc::clone(&h);
+            // Reads wait for this group's commit should its decisions be answered first.
+            let pending = self.shared.visible.begin();
+            let done = move |r: Result<(), StoreError>| {
+                let _pending = pending;
+                Handoff::update(&on_store, |h| {
+                    h.store = match &r {
+                        Ok(()) => Stage::Durable,
+                        Err(e) => Stage::Failed(e.to_string()),
+                    };
+                });
+                let _ = tx.send(r);
+            };
+            // A busy writer (messages waiting, or several replies in the group) commits as it
+            // would without the journal: the journal's fsync on this thread would hold up the
+            // sequencing of what waits, and the group's decisions are answered by the store
+            // thread after its commit.
+            let (outcome, journal) = if self.backlog || !lone {
+                (sink.commit_then(now, false, done)?, None)
+            } else {
+                sink.commit_journaled(now, done)?
+            };
+            let journaled = match journal {
+                Some(Ok(())) => true,
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "the commit journal could not be written; decisions are answered after the store's commit");
+                    false
+                }
+                None => false,
+            };
+            Handoff::update(&h, |h| {
+                h.journal = if journaled {
+                    Stage::Durable
+                } else {
+                    Stage::Failed("not journalled".to_owned())
                 };
-                let _ = reply.send(answer);
-            }
-            let _ = tx.send(r);
-        })?;
-        self.inflight = Some(InFlight {
+            });
+            (outcome, journaled)
+        };
+        self.inflight.push_back(InFlight {
             done,
             group: std::mem::take(&mut self.open),
             outcome,
+            journaled,
         });
         Ok(())
     }
 
-    /// Waits for the group in flight, if any, and answers it.
+    /// Waits for the groups in flight, if any, and answers them.
     pub(super) fn settle(&mut self) -> Result<(), LedgerError> {
-        let Some(f) = &self.inflight else {
-            return Ok(());
-        };
-        let r = f.done.recv().unwrap_or_else(|_| Err(store_gone()));
-        self.finish(r)
+        while let Some(f) = self.inflight.front() {
+            let r = f.done.recv().unwrap_or_else(|_| Err(store_gone()));
+            self.finish(r)?;
+        }
+        Ok(())
     }
 
     /// Commits everything: the group in flight, then the open one.
@@ -544,7 +683,7 @@ impl Pipeline<'_> {
             Ok(signed)
         }) {
             Ok(_) => {
-                if self.inflight.is_none() {
+                if self.inflight.is_empty() {
                     self.shared.ready.store(true, Ordering::Relaxed);
                 }
                 Ok(())
@@ -595,36 +734,50 @@ impl Pipeline<'_> {
         Ok(())
     }
 
-    /// Answers the group in flight with how its commit went.
+    /// Answers the oldest group in flight with how its commit went.
     pub(super) fn finish(&mut self, result: Result<(), StoreError>) -> Result<(), LedgerError> {
         let Some(InFlight {
             group,
             outcome,
             done: _,
-        }) = self.inflight.take()
+            journaled,
+        }) = self.inflight.pop_front()
         else {
             return Ok(());
         };
         let shared = self.shared;
-        if let Err(e) = result {
-            if matches!(e, StoreError::SeqConflict { .. }) {
-                // Another instance's entries under this group: the writer restarts at once and
-                // takes the database's lock before sequencing for a while.
-                shared.conflicted.store(true, Ordering::Relaxed);
-                if let Ok(mut c) = shared.contended_until.lock() {
-                    *c = Some(Instant::now() + CONTENDED);
-                }
+        let failed = match result {
+            Ok(()) => None,
+            Err(e) if journaled => {
+                // Durable in the commit journal: answered as committed, and the writer restarts,
+                // appending them from the journal before anything else.
+                shared.ready.store(false, Ordering::Relaxed);
+                shared.metrics.commit_failures.inc();
+                tracing::error!(error = %e, events = group.events, "group commit failed; its entries are durable in the commit journal and are appended when the writer restarts");
+                Some(e)
             }
-            shared.ready.store(false, Ordering::Relaxed);
-            shared.metrics.commit_failures.inc();
-            tracing::error!(error = %e, events = group.events, "group commit failed; answering 503");
-            fail_all(group.pending, &e.to_string(), shared);
-            shared.lose(group.reported);
-            // The sink resets when it next runs (the store thread told it); restarting it
-            // tracks every chain again.
-            return Err(e.into());
+            Err(e) => {
+                if matches!(e, StoreError::SeqConflict { .. }) {
+                    // Another instance's entries under this group: the writer restarts at once
+                    // and takes the database's lock before sequencing for a while.
+                    shared.conflicted.store(true, Ordering::Relaxed);
+                    if let Ok(mut c) = shared.contended_until.lock() {
+                        *c = Some(Instant::now() + CONTENDED);
+                    }
+                }
+                shared.ready.store(false, Ordering::Relaxed);
+                shared.metrics.commit_failures.inc();
+                tracing::error!(error = %e, events = group.events, "group commit failed; answering 503");
+                fail_all(group.pending, &e.to_string(), shared);
+                shared.lose(group.reported);
+                // The sink resets when it next runs (the store thread told it); restarting it
+                // tracks every chain again.
+                return Err(e.into());
+            }
+        };
+        if failed.is_none() {
+            shared.ready.store(true, Ordering::Relaxed);
         }
-        shared.ready.store(true, Ordering::Relaxed);
         if shared.journal.is_some() {
             // What the journal must still hold: decisions answered in the open group, lost
             // ones it reports, and lost ones waiting for a group to report them.
@@ -678,7 +831,10 @@ impl Pipeline<'_> {
         {
             let _ = tx.send(group.written);
         }
-        Ok(())
+        match failed {
+            None => Ok(()),
+            Some(e) => Err(e.into()),
+        }
     }
 }
 
