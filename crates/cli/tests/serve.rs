@@ -369,6 +369,70 @@ fn durable_decisions_survive_a_failed_commit_through_the_commit_journal() {
     );
 }
 
+/// A durable decision is answered once its record is in the commit journal, and the store
+/// commits the journalled groups of a few milliseconds together (docs/PERFORMANCE.md, "Merged
+/// store commits"). A service killed (SIGKILL) while such groups wait for their store commit
+/// loses none of them: `verify` says the journal holds entries the store lacks, the next start
+/// appends them, and every decision answered is in the chain, which verifies.
+#[test]
+fn durable_decisions_waiting_for_a_merged_store_commit_survive_a_kill_9() {
+    let (_tmp, dir) = init_store();
+    let t = token(&dir, "acme", "ingest,read");
+    let mut answered = Vec::new();
+    let mut pending_seen = None;
+    // The kill must land inside a merge window (5 ms after a group): decisions are asked back
+    // to back, and a round whose kill came just after a store commit is tried again.
+    for round in 0..10 {
+        let mut server = Server::start(&dir);
+        for i in 0..40 {
+            let (s, v) = decide_question(server.addr, &t, round * 1000 + i);
+            assert_eq!(s, 200, "{v}");
+            assert_eq!(v["durable"], true, "{v}");
+            answered.push(v["entry_id"].as_str().unwrap().to_owned());
+        }
+        server.kill9();
+        let v = run(&["verify", "--data-dir", &dir]);
+        assert!(v.code == 0 || v.code == 1, "{} {}", v.stdout, v.stderr);
+        if v.stderr
+            .contains("answered as durable that the store has not committed yet")
+        {
+            pending_seen = Some(v.stderr);
+            break;
+        }
+    }
+    let note =
+        pending_seen.expect("no kill landed while journalled groups waited for their store commit");
+    assert!(note.contains("commit.journal"), "{note}");
+    let mut server = Server::start(&dir);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http(server.addr, "GET", "/readyz", None, None).unwrap().0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the service did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    account_for_answers(
+        server.addr,
+        &t,
+        &answered,
+        &std::collections::BTreeSet::new(),
+    );
+    let (unrecorded, body) = unrecorded_decisions(server.addr, &t);
+    assert!(
+        unrecorded.is_empty(),
+        "durable decisions named as lost: {body}"
+    );
+    server.stop();
+    let v = run(&["verify", "--data-dir", &dir]);
+    assert_eq!(v.code, 0, "{} {}", v.stdout, v.stderr);
+    assert!(
+        !v.stderr.contains("has not committed yet"),
+        "the journal's entries were not appended: {}",
+        v.stderr
+    );
+}
+
 /// A decision answered once sequenced whose commit never happened because the service was
 /// killed is named in the chain by the next start (from the journal of answered decisions),
 /// so that every answer given is accounted for.

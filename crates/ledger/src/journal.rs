@@ -365,6 +365,14 @@ impl CommitJournal {
         self.starts_over() || self.end + (HEADER + len + TRAILER) as u64 <= MAX_FILE
     }
 
+    /// Whether a record of `len` payload bytes would end within the first half of the
+    /// preallocated file: its batch's store commit may then wait for the batches that follow
+    /// (the records between stay in the part of the file whose `fdatasync` writes no metadata).
+    pub(crate) fn has_room(&self, len: usize) -> bool {
+        let at = if self.starts_over() { 0 } else { self.end };
+        at + (HEADER + len + TRAILER) as u64 <= PREALLOCATE / 2
+    }
+
     /// Whether the next record goes to the start of the file (every earlier one's batch is
     /// durable in the store).
     fn starts_over(&self) -> bool {

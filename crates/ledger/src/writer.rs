@@ -618,6 +618,35 @@ struct CommitHow {
     /// The batch's commit journal record, if it has one (the store thread records it as
     /// committed once the commit returns).
     journal: Option<u64>,
+    /// The batch is durable in the commit journal (once its record's write returns), which has
+    /// room for more records: the store thread may keep its transaction open for the batches
+    /// that follow within [`MERGE_WINDOW`] and commit them all at once (see [`store_worker`]).
+    merge: bool,
+}
+
+/// How long the store thread keeps a journalled batch's transaction open for the batches that
+/// follow (one commit, one fsync, for all of them; each was durable in the commit journal
+/// already). A plain batch, a synchronous commit or anything but appending ends it at once.
+const MERGE_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Most journalled batches merged into one store commit.
+const MERGE_MOST: usize = 256;
+
+/// Whether a command may join a transaction kept open for merged journalled batches: the
+/// appending commands of a next batch. Anything else (reads, erasures, retention, a purge, a
+/// resume) commits the merged batches first.
+fn mergeable(cmd: &StoreCmd) -> bool {
+    matches!(
+        cmd,
+        StoreCmd::Begin(_)
+            | StoreCmd::Append(..)
+            | StoreCmd::Nodes(..)
+            | StoreCmd::SetHead(_)
+            | StoreCmd::Checkpoint(_)
+            | StoreCmd::Signatures(..)
+            | StoreCmd::Meta(..)
+            | StoreCmd::Commit(..)
+    )
 }
 
 /// Who hears of a commit's result.
@@ -692,7 +721,9 @@ fn store_worker(
     journal: Option<&std::sync::atomic::AtomicU64>,
 ) {
     let mut poisoned = false;
-    while let Ok(first) = rx.recv() {
+    // A command that ended a merge, to run first in a batch of its own.
+    let mut carried: Option<StoreCmd> = None;
+    while let Some(first) = carried.take().or_else(|| rx.recv().ok()) {
         let first = match first {
             StoreCmd::Resume => {
                 poisoned = false;
@@ -717,25 +748,33 @@ fn store_worker(
             }
         };
         let mut cmd = first;
+        // Journalled batches whose commit waits for the batches that follow (see
+        // [`MERGE_WINDOW`]), and until when.
+        let mut merged: Vec<(Done, Option<u64>)> = Vec::new();
+        let mut until: Option<std::time::Instant> = None;
+        // The last command was a merged batch's `Commit`: the next batch has not begun (a
+        // transaction is only ever committed between batches, never within one).
+        let mut boundary = false;
         loop {
+            if !matches!(cmd, StoreCmd::Commit(..)) {
+                boundary = false;
+            }
             match cmd {
+                StoreCmd::Commit(done, how)
+                    if how.merge
+                        && failed.is_none()
+                        && batch.is_some()
+                        && merged.len() + 1 < MERGE_MOST
+                        && until.is_none_or(|t| std::time::Instant::now() < t) =>
+                {
+                    merged.push((done, how.journal));
+                    until.get_or_insert_with(|| std::time::Instant::now() + MERGE_WINDOW);
+                    boundary = true;
+                }
                 StoreCmd::Commit(done, how) => {
-                    let result = match (failed.take(), batch.take()) {
-                        (Some(e), _) => Err(e),
-                        (None, Some(b)) => b.commit(),
-                        (None, None) => Err(StoreError::Invalid {
-                            what: "no open batch".to_owned(),
-                        }),
-                    };
-                    if result.is_err() {
-                        // Raised before anyone hears of the failure, so the sequencing side
-                        // finds it set when it learns.
-                        poisoned = true;
-                        failed_flag.store(true, Ordering::Release);
-                    } else if let (Some(committed), Some(n)) = (journal, how.journal) {
-                        committed.fetch_max(n, Ordering::AcqRel);
-                    }
-                    done.send(result);
+                    merged.push((done, how.journal));
+                    poisoned |=
+                        commit_merged(&mut failed, &mut batch, merged, journal, failed_flag);
                     break;
                 }
                 // Inside a batch only after a failure the sequencing side saw before this
@@ -823,12 +862,100 @@ fn store_worker(
                     b.erasure()?.forget_subjects(&t, &seqs)
                 }),
             }
-            match rx.recv() {
-                Ok(next) => cmd = next,
-                Err(_) => return,
+            let (Some(t), true) = (until, boundary) else {
+                match rx.recv() {
+                    Ok(next) => cmd = next,
+                    Err(_) => {
+                        // The sequencing side hung up: what it sent whole is committed (the
+                        // merged batches), a batch cut short is rolled back.
+                        if boundary {
+                            let m = std::mem::take(&mut merged);
+                            commit_merged(&mut failed, &mut batch, m, journal, failed_flag);
+                        } else {
+                            // (Durable in the commit journal: the next writing open appends
+                            // them.)
+                            failed_flag.store(true, Ordering::Release);
+                            for (done, _) in merged.drain(..) {
+                                done.send(Err(StoreError::Invalid {
+                                    what: "the writer stopped in the middle of a batch".to_owned(),
+                                }));
+                            }
+                        }
+                        return;
+                    }
+                }
+                continue;
+            };
+            // Batches wait in the open transaction: the next one joins them, or they commit
+            // when the window closes, when the sequencing side hangs up, or before a command
+            // that must not join them.
+            match rx.recv_timeout(t.saturating_duration_since(std::time::Instant::now())) {
+                Ok(next) if mergeable(&next) => cmd = next,
+                Ok(next) => {
+                    carried = Some(next);
+                    let m = std::mem::take(&mut merged);
+                    poisoned |= commit_merged(&mut failed, &mut batch, m, journal, failed_flag);
+                    break;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let m = std::mem::take(&mut merged);
+                    poisoned |= commit_merged(&mut failed, &mut batch, m, journal, failed_flag);
+                    break;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let m = std::mem::take(&mut merged);
+                    commit_merged(&mut failed, &mut batch, m, journal, failed_flag);
+                    return;
+                }
             }
         }
     }
+}
+
+/// Commits the open batch (or reports why it cannot) and tells each of its merged batches how
+/// it went, the last journalled one recorded as committed. Returns whether it failed (the store
+/// thread then refuses what follows up to the sequencing side's `Resume`).
+fn commit_merged<'b>(
+    failed: &mut Option<StoreError>,
+    batch: &mut Option<Box<dyn WriteBatch + 'b>>,
+    merged: Vec<(Done, Option<u64>)>,
+    journal: Option<&std::sync::atomic::AtomicU64>,
+    failed_flag: &AtomicBool,
+) -> bool {
+    let result = match (failed.take(), batch.take()) {
+        (Some(e), _) => Err(e),
+        (None, Some(b)) => b.commit(),
+        (None, None) => Err(StoreError::Invalid {
+            what: "no open batch".to_owned(),
+        }),
+    };
+    let bad = result.is_err();
+    if bad {
+        // Raised before anyone hears of the failure, so the sequencing side finds it set when
+        // it learns.
+        failed_flag.store(true, Ordering::Release);
+    } else if let (Some(committed), Some(n)) =
+        (journal, merged.iter().filter_map(|(_, n)| *n).max())
+    {
+        committed.fetch_max(n, Ordering::AcqRel);
+    }
+    let why = result.as_ref().err().map(ToString::to_string);
+    let n = merged.len();
+    for (i, (done, _)) in merged.into_iter().enumerate() {
+        match (&why, i + 1 == n) {
+            (None, _) => done.send(Ok(())),
+            // The last batch hears the store's own error; the ones merged before it, what it
+            // said.
+            (Some(_), true) => {
+                done.send(result);
+                break;
+            }
+            (Some(w), false) => done.send(Err(StoreError::Invalid {
+                what: format!("the commit of merged journalled batches failed: {w}"),
+            })),
+        }
+    }
+    bad
 }
 
 /// Runs a read or write that answers with a value inside the open batch.
@@ -1478,6 +1605,11 @@ impl AppendSink<'_> {
         let Some((payload, n, unapplied)) = self.journal_payload() else {
             return Ok((self.commit_then(now_ms, false, done)?, None));
         };
+        let merge = self
+            .writer
+            .journal
+            .as_ref()
+            .is_some_and(|j| j.has_room(payload.len()));
         self.stage_commit(now_ms, false)?;
         self.send(StoreCmd::Meta(
             crate::journal::JOURNAL_META.to_owned(),
@@ -1491,7 +1623,10 @@ impl AppendSink<'_> {
                 }
                 done(r);
             })),
-            CommitHow { journal: Some(n) },
+            CommitHow {
+                journal: Some(n),
+                merge,
+            },
         ))?;
         // Written and fsynced while the store commits.
         let written = match &mut self.writer.journal {

@@ -475,6 +475,53 @@ fn a_slice_proves_each_entry_of_an_agent_with_the_paths_single_proofs_give() {
     assert!(text.contains("the slice stopped at its limit"), "{text}");
 }
 
+/// Journalled batches handed over back to back may share one store commit (the store thread
+/// keeps the first one's transaction open for a few milliseconds): each is still reported
+/// committed, in order, the store holds every entry, and the journal holds none the store lacks.
+/// A plain batch behind them commits them with it.
+#[test]
+fn journalled_batches_merged_into_one_store_commit_are_each_reported_in_order() {
+    let (_tmp, dir) = setup(1000);
+    let (mut store, mut writer, _) = open_writer(&dir).unwrap();
+    let now = 1_776_160_000_000;
+    writer
+        .stream(&mut store, |sink| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            // (No personal sidecar: such a batch is never journalled.)
+            for i in [1, 2, 3, 4, 5, 6, 7, 8, 10, 11] {
+                sink.add(&event(i, "acme"), now)?;
+                let tx = tx.clone();
+                let (outcome, journal) =
+                    sink.commit_journaled(now, move |r| tx.send((i, r.is_ok())).unwrap())?;
+                assert!(matches!(journal, Some(Ok(()))), "{i}: {journal:?}");
+                assert_eq!(outcome.count, 1);
+            }
+            sink.add(&event(12, "acme"), now)?;
+            let tx2 = tx.clone();
+            sink.commit_then(now, false, move |r| tx2.send((12, r.is_ok())).unwrap())?;
+            let got: Vec<(usize, bool)> = (0..11).map(|_| rx.recv().unwrap()).collect();
+            assert_eq!(
+                got,
+                [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12].map(|i| (i, true)),
+                "reported out of order or failed"
+            );
+            Ok(())
+        })
+        .unwrap();
+    let heads = store.chains().unwrap();
+    assert_eq!(heads.len(), 1);
+    assert_eq!(heads[0].size, 11);
+    assert_eq!(
+        blackbox_ledger::journal::unapplied_entries(&dir.commit_journal_path(), store.as_ref())
+            .unwrap(),
+        0
+    );
+    drop(store);
+    drop(writer);
+    let report = verify_with_keys(&dir);
+    assert!(report.ok(), "{:?}", report.findings);
+}
+
 /// A batch answered as durable through the commit journal whose store commit never happened
 /// (the process died while the store was busy with the batch before) is appended from the
 /// journal, exactly as signed, when the data directory is next opened for writing; opening it
@@ -502,13 +549,17 @@ fn a_journalled_batch_the_store_never_committed_is_appended_at_the_next_open() {
         // (Its head read now: the store thread is busy below.)
         sink.track("beta")?;
         // The store thread is held in this batch's callback, then dies: the process crashed
-        // before the store committed the next batch.
-        let (_, journal) = sink.commit_journaled(now, move |r| {
+        // before the store committed the next batch. (A plain batch: a journalled one's store
+        // commit may wait for the next batch and commit with it, see the merged commits below.)
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+        sink.commit_then(now, false, move |r| {
             assert!(r.is_ok());
+            entered_tx.send(()).unwrap();
             let _ = gate_rx.recv_timeout(std::time::Duration::from_secs(30));
             panic!("simulated crash of the store thread");
         })?;
-        assert!(matches!(journal, Some(Ok(()))), "{journal:?}");
+        // Journalled only on top of what is committed.
+        entered_rx.recv().unwrap();
         for i in 4..=7 {
             answered.push(("acme", sink.add(&event(i, "acme"), now)?));
         }

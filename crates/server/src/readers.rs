@@ -21,59 +21,83 @@ pub struct ReaderPool {
 }
 
 /// Writes answered before the store has committed them (a decision durable in the commit
-/// journal, docs/FORMAT.md §19): a read waits for their commit, so that what a client was
-/// answered is what it reads next (read-your-writes), as when every answer followed the commit.
+/// journal, docs/FORMAT.md §19): a read waits for the commit of those answered before it began,
+/// so that what a client was answered is what it reads next (read-your-writes), as when every
+/// answer followed the commit. Writes answered after the read began are not waited for (a
+/// steady stream of decisions must not hold reads up).
 #[derive(Debug, Default)]
 pub struct Visibility {
-    pending: Mutex<u64>,
+    tickets: Mutex<Tickets>,
     committed: Condvar,
 }
 
-/// Longest a read waits for answered writes to be committed (a commit takes a millisecond; a
-/// store that cannot commit is not waited for).
+#[derive(Debug, Default)]
+struct Tickets {
+    /// The last ticket handed out.
+    issued: u64,
+    /// Tickets of writes not committed yet.
+    outstanding: std::collections::BTreeSet<u64>,
+    /// Reads waiting.
+    waiting: usize,
+}
+
+impl Tickets {
+    /// Whether a write answered up to ticket `upto` still awaits its commit.
+    fn behind(&self, upto: u64) -> bool {
+        self.outstanding.first().is_some_and(|&t| t <= upto)
+    }
+}
+
+/// Longest a read waits for answered writes to be committed (a commit takes a few milliseconds;
+/// a store that cannot commit is not waited for).
 const VISIBLE_WAIT: Duration = Duration::from_secs(1);
 
 impl Visibility {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tickets> {
+        self.tickets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// A write is about to be answered before its commit; [`PendingWrite`] ends it when
     /// dropped (after its commit returned, or once it cannot happen).
     #[must_use]
     pub fn begin(self: &Arc<Self>) -> PendingWrite {
-        *self
-            .pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
-        PendingWrite(Arc::clone(self))
+        let mut t = self.lock();
+        t.issued += 1;
+        let ticket = t.issued;
+        t.outstanding.insert(ticket);
+        PendingWrite(Arc::clone(self), ticket)
     }
 
-    /// Waits until no answered write awaits its commit (at most a second).
+    /// Waits until every write answered before this call has been committed (at most a second).
     pub fn wait(&self) {
-        let n = self
-            .pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if *n == 0 {
+        let mut t = self.lock();
+        let upto = t.issued;
+        if !t.behind(upto) {
             return;
         }
-        let _ = self
+        t.waiting += 1;
+        let mut t = match self
             .committed
-            .wait_timeout_while(n, VISIBLE_WAIT, |n| *n > 0)
-            .map_err(|_| ());
+            .wait_timeout_while(t, VISIBLE_WAIT, |t| t.behind(upto))
+        {
+            Ok((t, _)) => t,
+            Err(e) => e.into_inner().0,
+        };
+        t.waiting -= 1;
     }
 }
 
 /// One write answered before its commit (see [`Visibility::begin`]).
 #[derive(Debug)]
-pub struct PendingWrite(Arc<Visibility>);
+pub struct PendingWrite(Arc<Visibility>, u64);
 
 impl Drop for PendingWrite {
     fn drop(&mut self) {
-        let mut n = self
-            .0
-            .pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *n = n.saturating_sub(1);
-        if *n == 0 {
+        let mut t = self.0.lock();
+        t.outstanding.remove(&self.1);
+        if t.waiting > 0 {
             self.0.committed.notify_all();
         }
     }
@@ -155,5 +179,56 @@ impl ReaderPool {
             pool: self,
             store: Some(store),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A read waits for the commit of writes answered before it began, and not for writes
+    /// answered after (a steady stream of answers must not hold it up).
+    #[test]
+    fn a_read_waits_for_writes_answered_before_it_not_after() {
+        let v = Arc::new(Visibility::default());
+        let first = v.begin();
+        let reader = Arc::clone(&v);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h = std::thread::spawn(move || {
+            reader.wait();
+            tx.send(()).unwrap();
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while v.lock().waiting == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the read never waited"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let later = v.begin();
+        assert!(
+            rx.recv_timeout(Duration::from_millis(50)).is_err(),
+            "did not wait"
+        );
+        drop(first);
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("the read waited for a write answered after it began");
+        h.join().unwrap();
+        // A read that begins now waits for `later`.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = Arc::clone(&v);
+        let h = std::thread::spawn(move || {
+            reader.wait();
+            tx.send(()).unwrap();
+        });
+        assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
+        drop(later);
+        rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        h.join().unwrap();
+        // With nothing outstanding, a read does not wait at all.
+        v.wait();
     }
 }

@@ -229,8 +229,8 @@ impl Handoff {
 pub(super) struct Pipeline<'s> {
     shared: &'s Shared,
     open: Applied,
-    /// Groups handed to the store thread, oldest first: one, or two when the second is durable
-    /// in the commit journal (see [`Pipeline::early`]).
+    /// Groups handed to the store thread, oldest first: one, or several durable in the commit
+    /// journal and at most one plain group after them (see [`Pipeline::may_follow`]).
     inflight: std::collections::VecDeque<InFlight>,
     /// Messages were waiting in the queue when last looked: the writer is busy, and groups are
     /// formed and committed as usual (one fsync each, on the store thread) rather than journalled.
@@ -242,9 +242,10 @@ pub(super) struct Pipeline<'s> {
     watch: Option<(&'s dyn blackbox_store::Store, Instant)>,
 }
 
-/// Most groups in flight at once: one, and a second handed over early (durable in the commit
-/// journal while the first commits). More would split a busy writer's groups into more commits.
-pub(super) const MAX_IN_FLIGHT: usize = 2;
+/// Most groups in flight at once: journalled ones (a lone decision each, durable in the commit
+/// journal; the store thread commits them together) and at most one plain group after them. A
+/// plain group is alone in flight otherwise: what arrives during its commit shares the next one.
+pub(super) const MAX_IN_FLIGHT: usize = 64;
 
 /// How often a writer on a store shared with other instances looks for their entries: an agent
 /// paused through one instance is refused by the others within this (plus one commit).
@@ -307,7 +308,7 @@ impl Pipeline<'_> {
                     // The next group is full (or too many are in flight): wait for the store.
                     let r = done.recv().unwrap_or_else(|_| Err(store_gone()));
                     self.finish(r)?;
-                    if self.inflight.is_empty() || self.early(sink) {
+                    if self.inflight.is_empty() || self.may_follow(sink) {
                         self.hand_over(sink)?;
                     }
                     continue;
@@ -317,7 +318,7 @@ impl Pipeline<'_> {
                         Ok(m) => {
                             self.take(sink, det, mirror, m)?;
                             self.backlog = !rx.is_empty();
-                            if self.early(sink) {
+                            if self.may_follow(sink) {
                                 self.hand_over(sink)?;
                             }
                         }
@@ -331,7 +332,7 @@ impl Pipeline<'_> {
                                 follow(sink, mirror, self.watch.map(|(w, _)| w));
                             }
                         } else if self.open.linger().is_zero()
-                            && (self.inflight.is_empty() || self.early(sink))
+                            && (self.inflight.is_empty() || self.may_follow(sink))
                         {
                             self.hand_over(sink)?;
                         }
@@ -525,18 +526,20 @@ impl Pipeline<'_> {
         apply(sink, det, self.shared, m, now, &mut bufs)
     }
 
-    /// Whether the open group goes to the store thread now although a group is in flight: it
-    /// holds a decision someone waits for, nothing else is waiting to join it, and it and the
-    /// group ahead of it are durable in the commit journal as soon as their records are written
-    /// (so its decisions are answered after one small fsync instead of after the commit ahead
-    /// of it; a journalled group is never sequenced on top of entries a crash could lose).
-    fn early(&self, sink: &AppendSink<'_>) -> bool {
+    /// Whether the open group goes to the store thread now although groups are in flight:
+    /// nothing else is waiting to join it, and every group ahead of it is durable in the commit
+    /// journal (the store thread may be keeping their transaction open for what follows, see
+    /// `blackbox_ledger::writer`'s merged commits). Either the open group is journalled too (a
+    /// lone decision: answered after one small fsync instead of after the commits ahead of it;
+    /// a journalled group is never sequenced on top of entries a crash could lose), or replies
+    /// wait for it: its plain commit then commits the merged groups ahead of it with it, at
+    /// once, instead of after their merge window.
+    fn may_follow(&self, sink: &AppendSink<'_>) -> bool {
         !self.open.is_empty()
             && !self.backlog
             && self.inflight.len() < MAX_IN_FLIGHT
             && self.inflight.iter().all(|f| f.journaled)
-            && sink.can_journal()
-            && self.lone_decision()
+            && ((sink.can_journal() && self.lone_decision()) || self.open.linger().is_zero())
     }
 
     /// Whether the open group's one reply is a decision's: an agent waiting for its tool call,
@@ -548,9 +551,9 @@ impl Pipeline<'_> {
     }
 
     /// Hands the open group to the store thread (nothing to do when none is open). Only when
-    /// nothing is in flight, or when [`Self::early`] says so.
+    /// nothing is in flight, or when [`Self::may_follow`] says so.
     pub(super) fn hand_over(&mut self, sink: &mut AppendSink<'_>) -> Result<(), LedgerError> {
-        debug_assert!(self.inflight.is_empty() || self.early(sink));
+        debug_assert!(self.inflight.is_empty() || self.may_follow(sink));
         if self.open.is_empty() {
             return Ok(());
         }
