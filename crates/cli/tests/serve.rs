@@ -404,14 +404,7 @@ fn durable_decisions_waiting_for_a_merged_store_commit_survive_a_kill_9() {
         pending_seen.expect("no kill landed while journalled groups waited for their store commit");
     assert!(note.contains("commit.journal"), "{note}");
     let mut server = Server::start(&dir);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http(server.addr, "GET", "/readyz", None, None).unwrap().0 != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "the service did not become ready"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_ready(&server);
     account_for_answers(
         server.addr,
         &t,
@@ -490,14 +483,7 @@ fn decisions_answered_before_a_crash_are_named_in_the_chain_after_restart() {
 
     // The next start (in the default mode) writes down what is missing.
     let server = Server::start(&dir);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http(server.addr, "GET", "/readyz", None, None).unwrap().0 != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "the service did not become ready"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let deadline = wait_ready(&server);
     // The writer thread writes the journal's decisions down in its first commit, which may come
     // just after /readyz answers 200 (the service is ready to take requests at once; they queue
     // behind that commit): wait for it rather than race it.
@@ -534,6 +520,19 @@ fn decisions_answered_before_a_crash_are_named_in_the_chain_after_restart() {
     account_for_answers(server.addr, &t, &answered, &lost);
     // Once written down, the journal is emptied.
     assert_eq!(std::fs::read_to_string(&journal).unwrap(), "");
+}
+
+/// Waits (at most 30 s) until the service answers `/readyz` with 200; returns that deadline.
+fn wait_ready(server: &Server) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http(server.addr, "GET", "/readyz", None, None).unwrap().0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the service did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    deadline
 }
 
 /// Asks for a decision on `agent-1` calling `search_docs` with question `i`: the status and the

@@ -475,6 +475,25 @@ fn a_slice_proves_each_entry_of_an_agent_with_the_paths_single_proofs_give() {
     assert!(text.contains("the slice stopped at its limit"), "{text}");
 }
 
+/// Checks that the store holds every journalled entry (none left to apply), closes it and
+/// verifies the data directory (the report is asserted OK and returned).
+fn journal_applied_then_verify(
+    dir: &DataDir,
+    store: Box<dyn blackbox_store::Store>,
+    writer: blackbox_ledger::writer::Writer,
+) -> blackbox_core::verify::Report {
+    assert_eq!(
+        blackbox_ledger::journal::unapplied_entries(&dir.commit_journal_path(), store.as_ref())
+            .unwrap(),
+        0
+    );
+    drop(store);
+    drop(writer);
+    let report = verify_with_keys(dir);
+    assert!(report.ok(), "{:?}", report.findings);
+    report
+}
+
 /// Journalled batches handed over back to back may share one store commit (the store thread
 /// keeps the first one's transaction open for a few milliseconds): each is still reported
 /// committed, in order, the store holds every entry, and the journal holds none the store lacks.
@@ -511,15 +530,7 @@ fn journalled_batches_merged_into_one_store_commit_are_each_reported_in_order() 
     let heads = store.chains().unwrap();
     assert_eq!(heads.len(), 1);
     assert_eq!(heads[0].size, 11);
-    assert_eq!(
-        blackbox_ledger::journal::unapplied_entries(&dir.commit_journal_path(), store.as_ref())
-            .unwrap(),
-        0
-    );
-    drop(store);
-    drop(writer);
-    let report = verify_with_keys(&dir);
-    assert!(report.ok(), "{:?}", report.findings);
+    journal_applied_then_verify(&dir, store, writer);
 }
 
 /// A batch answered as durable through the commit journal whose store commit never happened
@@ -612,15 +623,7 @@ fn a_journalled_batch_the_store_never_committed_is_appended_at_the_next_open() {
         [("acme".to_owned(), 8), ("beta".to_owned(), 1)],
         "appended twice"
     );
-    assert_eq!(
-        blackbox_ledger::journal::unapplied_entries(&dir.commit_journal_path(), store.as_ref())
-            .unwrap(),
-        0
-    );
-    drop(store);
-    drop(writer);
-    let report = verify_with_keys(&dir);
-    assert!(report.ok(), "{:?}", report.findings);
+    let report = journal_applied_then_verify(&dir, store, writer);
     assert_eq!(report.entries, 9);
 
     // A journal that does not continue the store (the store restored from an older copy, say):
