@@ -369,8 +369,13 @@ impl CommitJournal {
     /// preallocated file: its batch's store commit may then wait for the batches that follow
     /// (the records between stay in the part of the file whose `fdatasync` writes no metadata).
     pub(crate) fn has_room(&self, len: usize) -> bool {
-        let at = if self.starts_over() { 0 } else { self.end };
-        at + (HEADER + len + TRAILER) as u64 <= PREALLOCATE / 2
+        self.next_at() + (HEADER + len + TRAILER) as u64 <= PREALLOCATE / 2
+    }
+
+    /// Where the next record goes: the start of the file when every earlier record's batch is
+    /// known committed, else right after the last.
+    fn next_at(&self) -> u64 {
+        if self.starts_over() { 0 } else { self.end }
     }
 
     /// Whether the next record goes to the start of the file (every earlier one's batch is
@@ -415,7 +420,7 @@ impl CommitJournal {
     pub(crate) fn write(&mut self, batch: u64, payload: &[u8]) -> Result<(), LedgerError> {
         use std::os::unix::fs::FileExt as _;
         let rec = encode(batch, payload);
-        let at = if self.starts_over() { 0 } else { self.end };
+        let at = self.next_at();
         let r = self
             .open()
             .and_then(|f| f.write_all_at(&rec, at).and_then(|()| f.sync_data()));

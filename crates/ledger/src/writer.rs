@@ -862,52 +862,48 @@ fn store_worker(
                     b.erasure()?.forget_subjects(&t, &seqs)
                 }),
             }
-            let (Some(t), true) = (until, boundary) else {
-                match rx.recv() {
-                    Ok(next) => cmd = next,
+            // Between batches with merged ones waiting (`boundary` implies `until`): the next
+            // batch joins them, or they commit when the window closes, when the sequencing side
+            // hangs up, or before a command that must not join them.
+            let hung_up = match until.filter(|_| boundary) {
+                None => match rx.recv() {
+                    Ok(next) => {
+                        cmd = next;
+                        continue;
+                    }
                     Err(_) => {
-                        // The sequencing side hung up: what it sent whole is committed (the
-                        // merged batches), a batch cut short is rolled back.
-                        if boundary {
-                            let m = std::mem::take(&mut merged);
-                            commit_merged(&mut failed, &mut batch, m, journal, failed_flag);
-                        } else {
-                            // (Durable in the commit journal: the next writing open appends
-                            // them.)
-                            failed_flag.store(true, Ordering::Release);
-                            for (done, _) in merged.drain(..) {
-                                done.send(Err(StoreError::Invalid {
-                                    what: "the writer stopped in the middle of a batch".to_owned(),
-                                }));
-                            }
+                        // Hung up in the middle of a batch: it is rolled back, and the merged
+                        // batches with it (durable in the commit journal: the next writing
+                        // open appends them).
+                        if !merged.is_empty() {
+                            failed.get_or_insert_with(|| StoreError::Invalid {
+                                what: "the writer stopped in the middle of a batch".to_owned(),
+                            });
+                            commit_merged(&mut failed, &mut batch, merged, journal, failed_flag);
                         }
                         return;
                     }
+                },
+                Some(t) => {
+                    match rx.recv_timeout(t.saturating_duration_since(std::time::Instant::now())) {
+                        Ok(next) if mergeable(&next) => {
+                            cmd = next;
+                            continue;
+                        }
+                        Ok(next) => {
+                            carried = Some(next);
+                            false
+                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) => false,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => true,
+                    }
                 }
-                continue;
             };
-            // Batches wait in the open transaction: the next one joins them, or they commit
-            // when the window closes, when the sequencing side hangs up, or before a command
-            // that must not join them.
-            match rx.recv_timeout(t.saturating_duration_since(std::time::Instant::now())) {
-                Ok(next) if mergeable(&next) => cmd = next,
-                Ok(next) => {
-                    carried = Some(next);
-                    let m = std::mem::take(&mut merged);
-                    poisoned |= commit_merged(&mut failed, &mut batch, m, journal, failed_flag);
-                    break;
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    let m = std::mem::take(&mut merged);
-                    poisoned |= commit_merged(&mut failed, &mut batch, m, journal, failed_flag);
-                    break;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let m = std::mem::take(&mut merged);
-                    commit_merged(&mut failed, &mut batch, m, journal, failed_flag);
-                    return;
-                }
+            poisoned |= commit_merged(&mut failed, &mut batch, merged, journal, failed_flag);
+            if hung_up {
+                return;
             }
+            break;
         }
     }
 }
