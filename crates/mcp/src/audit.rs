@@ -59,8 +59,12 @@ pub struct Stats {
     pub decide_micros: AtomicU64,
 }
 
-/// How long records gather before they are sent (at most 256 a request).
+/// How long records gather before they are sent (at most [`BATCH`] a request): a request is
+/// sent at most once per `GATHER` unless a full batch waits.
 const GATHER: Duration = Duration::from_millis(25);
+
+/// Most records in one request.
+const BATCH: usize = 256;
 
 /// Records waiting to be sent, shared by the gateway's tasks and the sender. A string in it
 /// marks the end of a claimed spool file (`\u{0}remove:<path>`), removed once all before it
@@ -70,6 +74,8 @@ struct Backlog {
     queue: Mutex<VecDeque<Value>>,
     more: tokio::sync::Notify,
     closing: std::sync::atomic::AtomicBool,
+    /// Notified once `closing` is set (a sender gathering records stops waiting).
+    closed: tokio::sync::Notify,
     /// A request with records is on its way to the service (its outcome not known yet).
     sending: std::sync::atomic::AtomicBool,
 }
@@ -209,6 +215,7 @@ impl Audit {
             .take();
         self.backlog.closing.store(true, Ordering::Release);
         self.backlog.more.notify_one();
+        self.backlog.closed.notify_one();
         let until = Instant::now() + deadline;
         while Instant::now() < until && self.stats.waiting.load(Ordering::Relaxed) > 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -343,7 +350,7 @@ async fn send_loop(client: blackbox_client::Client, backlog: Arc<Backlog>, stats
                 q.pop_front();
             }
             q.iter()
-                .take(256)
+                .take(BATCH)
                 .take_while(|v| !v.is_string())
                 .cloned()
                 .collect()
@@ -374,6 +381,16 @@ async fn send_loop(client: blackbox_client::Client, backlog: Arc<Backlog>, stats
                 stats.recorded.fetch_add(n as u64, Ordering::Relaxed);
                 stats.waiting.fetch_sub(n as u64, Ordering::Relaxed);
                 backoff = Duration::from_millis(250);
+                // Under a steady stream of calls the next record is already waiting: it still
+                // gathers with the ones that follow (one request per `GATHER` unless a batch
+                // is full). A request per record would cost each call a batch of its own in
+                // the service, and end the merged store commit its decision could join.
+                if n < BATCH && !backlog.closing.load(Ordering::Acquire) {
+                    tokio::select! {
+                        () = tokio::time::sleep(GATHER) => {}
+                        () = backlog.closed.notified() => {}
+                    }
+                }
             }
             Err(e) if !unavailable(&e) => {
                 // The service refused the batch: drop the event it names (or, without an
@@ -431,5 +448,66 @@ mod tests {
         let again = claim_spool(&dir).unwrap_or_default();
         assert!(again.is_empty(), "{again:?}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Under a steady stream of calls, records gather into few requests (at most one per
+    /// `GATHER` unless a batch is full) rather than one request per record as soon as the
+    /// previous one returns; none is lost.
+    #[tokio::test]
+    #[allow(clippy::unwrap_used)]
+    async fn a_steady_stream_of_records_is_sent_in_gathered_requests() {
+        let requests = Arc::new(AtomicU64::new(0));
+        let received = Arc::new(AtomicU64::new(0));
+        let app = axum::Router::new().route(
+            "/v1/events",
+            axum::routing::post({
+                let (requests, received) = (requests.clone(), received.clone());
+                move |body: axum::body::Bytes| async move {
+                    // A service that takes a few milliseconds to commit a request.
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                    let events: Vec<Value> = serde_json::from_slice(&body).unwrap_or_default();
+                    requests.fetch_add(1, Ordering::Relaxed);
+                    received.fetch_add(events.len() as u64, Ordering::Relaxed);
+                    let entries: Vec<Value> = (0..events.len())
+                        .map(|i| {
+                            serde_json::json!({
+                                "entry_id": format!("e{i}"),
+                                "seq": i,
+                                "entry_hash": format!("sha256:{}", "0".repeat(64)),
+                            })
+                        })
+                        .collect();
+                    axum::Json(serde_json::json!({
+                        "tenant_id": "acme",
+                        "count": events.len(),
+                        "entries": entries,
+                    }))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = blackbox_client::Client::new(&url, "bbx_0000000000000000_test").unwrap();
+        let audit = Audit::start(client, None, None).unwrap();
+        let started = Instant::now();
+        // 120 records, one every millisecond or so (at least 120 ms): records keep arriving
+        // while each request is on its way.
+        for i in 0..120 {
+            audit.record(serde_json::json!({
+                "agent_id": "a",
+                "session_id": "s",
+                "event_type": "tool_result",
+                "payload": {"n": i},
+            }));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(audit.close(Duration::from_secs(10)).await, 0);
+        let ms = started.elapsed().as_millis();
+        assert_eq!(received.load(Ordering::Relaxed), 120);
+        let n = u128::from(requests.load(Ordering::Relaxed));
+        // At most one per `GATHER` (25 ms) and a request's 3 ms, whatever this machine's pace;
+        // sent as soon as the last returned, they would be one per 3 ms or so.
+        assert!(n <= ms / 20 + 3, "{n} requests for 120 records in {ms} ms");
     }
 }

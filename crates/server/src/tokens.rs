@@ -679,15 +679,26 @@ impl Tokens {
             return Ok(None);
         };
         let mut store = self.store();
-        if !store.records()?.contains_key(id) && !store.missed() {
-            return Ok(None);
-        }
-        let Some(rec) = store.records()?.get(id) else {
+        // The tokens are read (or checked for changes) once; again only when the id is unknown
+        // and the store says a second look may find it.
+        let first = store
+            .records()?
+            .get(id)
+            .map(|rec| (rec.secret_sha256, rec.info.clone()));
+        let rec = match first {
+            Some(rec) => Some(rec),
+            None if store.missed() => store
+                .records()?
+                .get(id)
+                .map(|rec| (rec.secret_sha256, rec.info.clone())),
+            None => None,
+        };
+        let Some((expected, info)) = rec else {
             return Ok(None);
         };
         let hash: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        let same: bool = hash.ct_eq(&rec.secret_sha256).into();
-        Ok((same && rec.info.revoked_ms.is_none()).then(|| rec.info.clone()))
+        let same: bool = hash.ct_eq(&expected).into();
+        Ok((same && info.revoked_ms.is_none()).then_some(info))
     }
 }
 

@@ -53,9 +53,49 @@ struct Parts {
 /// authenticated (the run's own ingest token is the caller): no loopback HTTP on a call's path.
 struct InProcess {
     state: blackbox_server::AppState,
-    /// The run's token, authenticated again for every decision (a revocation holds here as
-    /// over HTTP). Never printed.
+    /// The run's token, authenticated again when the last check is older than
+    /// [`AUTH_AGAIN`] (a revocation holds here as over HTTP, within that time). Never printed.
     token: String,
+    /// The last check of `token`: when, and what it authenticated.
+    checked: std::sync::Mutex<Option<(std::time::Instant, blackbox_server::tokens::TokenInfo)>>,
+}
+
+/// How long the run's token, once authenticated, is taken as still valid by [`InProcess`]: a
+/// check reads the token store (a read transaction on `tokens.db`, file locks), which would
+/// otherwise run for every call.
+const AUTH_AGAIN: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl InProcess {
+    fn authenticate(
+        &self,
+    ) -> Result<blackbox_server::tokens::TokenInfo, blackbox_mcp::audit::DecideError> {
+        let now = std::time::Instant::now();
+        let mut checked = self
+            .checked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, info)) = checked.as_ref()
+            && now.duration_since(*at) < AUTH_AGAIN
+        {
+            return Ok(info.clone());
+        }
+        match self.state.tokens.authenticate(&self.token) {
+            Ok(Some(t)) => {
+                *checked = Some((now, t.clone()));
+                Ok(t)
+            }
+            Ok(None) => {
+                *checked = None;
+                Err(blackbox_mcp::audit::DecideError::Refused(
+                    "the run's token was revoked".to_owned(),
+                ))
+            }
+            Err(e) => {
+                *checked = None;
+                Err(blackbox_mcp::audit::DecideError::Unavailable(e.to_string()))
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for InProcess {
@@ -73,15 +113,7 @@ impl blackbox_mcp::audit::LocalDecider for InProcess {
         Result<blackbox_api::decide::Decision, blackbox_mcp::audit::DecideError>,
     > {
         Box::pin(async move {
-            let token = match self.state.tokens.authenticate(&self.token) {
-                Ok(Some(t)) => t,
-                Ok(None) => {
-                    return Err(blackbox_mcp::audit::DecideError::Refused(
-                        "the run's token was revoked".to_owned(),
-                    ));
-                }
-                Err(e) => return Err(blackbox_mcp::audit::DecideError::Unavailable(e.to_string())),
-            };
+            let token = self.authenticate()?;
             blackbox_server::api::decide_for(&self.state, &token, request, None)
                 .await
                 .map_err(|e| {
@@ -145,6 +177,7 @@ impl Embedded {
         let decider = Arc::new(InProcess {
             state: state.clone(),
             token: token.clone(),
+            checked: std::sync::Mutex::new(None),
         });
         let task = tokio::spawn(blackbox_server::serve_on(
             state,
