@@ -337,6 +337,20 @@ fn claim_spool(dir: &Path) -> Result<VecDeque<Value>, String> {
 }
 
 /// The background sender: batches of up to 256 records, [`GATHER`] after the first.
+/// Lets records gather into one request for [`GATHER`], or until the gateway closes: they are
+/// not on any call's way, and a request per record would cost each call a write group of its
+/// own in the service (ending the merged store commit its decision could join) and take CPU
+/// from the calls in flight.
+async fn gather(backlog: &Backlog) {
+    if backlog.closing.load(Ordering::Acquire) {
+        return;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(GATHER) => {}
+        () = backlog.closed.notified() => {}
+    }
+}
+
 async fn send_loop(client: blackbox_client::Client, backlog: Arc<Backlog>, stats: Arc<Stats>) {
     let mut backoff = Duration::from_millis(250);
     loop {
@@ -360,9 +374,7 @@ async fn send_loop(client: blackbox_client::Client, backlog: Arc<Backlog>, stats
                 return;
             }
             backlog.more.notified().await;
-            // Let records gather into one request: they are not on any call's way (a request
-            // per record would take CPU from the calls in flight).
-            tokio::time::sleep(GATHER).await;
+            gather(&backlog).await;
             continue;
         }
         let n = batch.len();
@@ -383,13 +395,9 @@ async fn send_loop(client: blackbox_client::Client, backlog: Arc<Backlog>, stats
                 backoff = Duration::from_millis(250);
                 // Under a steady stream of calls the next record is already waiting: it still
                 // gathers with the ones that follow (one request per `GATHER` unless a batch
-                // is full). A request per record would cost each call a batch of its own in
-                // the service, and end the merged store commit its decision could join.
-                if n < BATCH && !backlog.closing.load(Ordering::Acquire) {
-                    tokio::select! {
-                        () = tokio::time::sleep(GATHER) => {}
-                        () = backlog.closed.notified() => {}
-                    }
+                // is full).
+                if n < BATCH {
+                    gather(&backlog).await;
                 }
             }
             Err(e) if !unavailable(&e) => {
