@@ -53,15 +53,17 @@ run() { # run ANSWER MODE
   fi
   WRAP="[\"$BB\",\"mcp\",\"wrap\",\"--agent-id\",\"bench\",${wrap_dir[*]:-}\"--\",\"$EV\",\"stdio\"]"
   STRAIGHT="[\"$EV\",\"stdio\"]"
-  sd=$(load latency --stdio "$STRAIGHT"); sw=$(load latency --stdio "$WRAP")
+  # Each latency run calls the gateway and the same server straight in turn (mcp_load.py
+  # --ref-*), so that both distributions come from the same seconds of a shared machine.
+  sw=$(load latency --stdio "$WRAP" --ref-stdio "$STRAIGHT")
   # MCP pings: what the stdio gateway adds without a decision (its own hops and reading).
-  pd=$(load latency --tool ping --stdio "$STRAIGHT"); pw=$(load latency --tool ping --stdio "$WRAP")
+  pw=$(load latency --tool ping --stdio "$WRAP" --ref-stdio "$STRAIGHT")
   PORT=$UP "$EV" streamableHttp > /dev/null 2>&1 & PIDS+=($!)
   wait_port "$UP"
   "$BB" mcp proxy --agent-id bench-http "${proxy_dir[@]}" --upstream "http://127.0.0.1:$UP/mcp" \
     --listen "127.0.0.1:$GW" 2> /dev/null & PIDS+=($!)
   wait_port "$GW"
-  hd=$(load latency --url "http://127.0.0.1:$UP/mcp"); hw=$(load latency --url "http://127.0.0.1:$GW/mcp")
+  hw=$(load latency --url "http://127.0.0.1:$GW/mcp" --ref-url "http://127.0.0.1:$UP/mcp")
   td=$(load throughput --stdio "$STRAIGHT"); tw=$(load throughput --stdio "$WRAP")
   cleanup; PIDS=(); sleep 0.5
   unset BLACKBOX_SERVER BLACKBOX_TOKEN
@@ -70,10 +72,11 @@ run() { # run ANSWER MODE
     n=$((n + $("$BB" query --data-dir "$d" --event-type tool_result --format json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')))
     "$BB" verify --data-dir "$d" > /dev/null || v=FAILED
   done
-  python3 - "$answer" "$sd" "$sw" "$hd" "$hw" "$td" "$tw" "$n" "$v" "$pd" "$pw" "$mode" <<'PY'
+  python3 - "$answer" "$sw" "$hw" "$td" "$tw" "$n" "$v" "$pw" "$mode" <<'PY'
 import json, sys
-answer, sd, sw, hd, hw, td, tw, n, v, pd, pw, mode = sys.argv[1:]
-sd, sw, hd, hw, td, tw, pd, pw = map(json.loads, (sd, sw, hd, hw, td, tw, pd, pw))
+answer, sw, hw, td, tw, n, v, pw, mode = sys.argv[1:]
+sw, hw, td, tw, pw = map(json.loads, (sw, hw, td, tw, pw))
+sd, hd, pd = sw["ref"], hw["ref"], pw["ref"]
 where = "a blackbox serve over loopback HTTP" if mode == "service" else "the service inside the gateway (--data-dir)"
 print(f"== decide_answer = {answer}, decisions by {where}: verify {v}, {n} tool_result entries")
 for name, d, w in (("stdio", sd, sw), ("http ", hd, hw)):

@@ -3,9 +3,13 @@ Streamable HTTP (standard library only, so that the client adds as little as pos
 tool call again and again, straight to the server or through the gateway.
 
 usage: mcp_load.py latency --stdio CMD_JSON | --url URL  [--calls N] [--tool T --args JSON]
+                           [--ref-stdio CMD_JSON | --ref-url URL]
        mcp_load.py throughput --stdio CMD_JSON [--calls N] [--window K]
 
-Prints one line `RESULT {json}`: latencies in ms (p50, p90, p99, max) or calls/s."""
+Prints one line `RESULT {json}`: latencies in ms (p50, p90, p99, max) or calls/s. With a
+reference (`--ref-stdio`, `--ref-url`: the same server called straight), the calls alternate
+between the two, one at a time, so that both distributions are taken over the same seconds of a
+noisy machine; the line then also holds the reference's (`ref`)."""
 import argparse
 import http.client
 import json
@@ -55,6 +59,13 @@ class Stdio:
                     raise SystemExit(f"call {i} failed: {m['error']}")
                 return m
 
+    def timed_call(self, msg):
+        """The call's round trip in ms (a JSON-RPC error stops the run)."""
+        t0 = time.perf_counter()
+        self.send(msg)
+        self.wait_id(msg["id"])
+        return (time.perf_counter() - t0) * 1000
+
     def close(self):
         self.p.stdin.close()
         try:
@@ -71,6 +82,18 @@ class Http:
         self.session = None
         self.post(INIT)
         self.post(INITIALIZED)
+
+    def timed_call(self, msg):
+        """The call's round trip in ms (a JSON-RPC error stops the run)."""
+        t0 = time.perf_counter()
+        m = self.post(msg)
+        dt = (time.perf_counter() - t0) * 1000
+        if "error" in m:
+            raise SystemExit(f"call failed: {m['error']}")
+        return dt
+
+    def close(self):
+        self.c.close()
 
     def post(self, msg):
         h = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
@@ -94,6 +117,15 @@ class Http:
         return json.loads(body)
 
 
+def open_transport(stdio, url):
+    return Stdio(json.loads(stdio)) if stdio else Http(url)
+
+
+def summary(lat):
+    return {"calls": len(lat), "p50": percentile(lat, 50), "p90": percentile(lat, 90),
+            "p99": percentile(lat, 99), "max": max(lat)}
+
+
 def call(i, tool, args):
     if tool == "ping":
         # Not a tool call: what the gateway adds without a decision (its hops alone).
@@ -106,6 +138,8 @@ def main():
     ap.add_argument("mode", choices=["latency", "throughput"])
     ap.add_argument("--stdio")
     ap.add_argument("--url")
+    ap.add_argument("--ref-stdio", help="the same server straight, called in turn with --stdio/--url")
+    ap.add_argument("--ref-url", help="the same server straight over HTTP, called in turn")
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--window", type=int, default=32)
@@ -114,25 +148,21 @@ def main():
     a = ap.parse_args()
     args = json.loads(a.args)
     if a.mode == "latency":
-        t = Stdio(json.loads(a.stdio)) if a.stdio else Http(a.url)
-        lat = []
+        subjects = [open_transport(a.stdio, a.url)]
+        if a.ref_stdio or a.ref_url:
+            subjects.append(open_transport(a.ref_stdio, a.ref_url))
+        lat = [[] for _ in subjects]
         for i in range(1, a.warmup + a.calls + 1):
-            t0 = time.perf_counter()
-            if a.stdio:
-                t.send(call(i, a.tool, args))
-                m = t.wait_id(i)
-            else:
-                m = t.post(call(i, a.tool, args))
-            dt = (time.perf_counter() - t0) * 1000
-            if "error" in m:
-                raise SystemExit(f"call failed: {m['error']}")
-            if i > a.warmup:
-                lat.append(dt)
-        if a.stdio:
+            for t, out in zip(subjects, lat):
+                dt = t.timed_call(call(i, a.tool, args))
+                if i > a.warmup:
+                    out.append(dt)
+        for t in subjects:
             t.close()
-        print("RESULT " + json.dumps({"calls": len(lat), "p50": percentile(lat, 50),
-                                      "p90": percentile(lat, 90), "p99": percentile(lat, 99),
-                                      "max": max(lat)}))
+        result = summary(lat[0])
+        if len(lat) > 1:
+            result["ref"] = summary(lat[1])
+        print("RESULT " + json.dumps(result))
         return
     # Throughput: up to `window` calls outstanding on one stdio connection.
     t = Stdio(json.loads(a.stdio))
