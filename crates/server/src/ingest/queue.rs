@@ -369,6 +369,11 @@ impl Pipeline<'_> {
                                 Err(_) => break,
                             }
                         }
+                        // What waits now, not what waited before the group was taken: a lone
+                        // decision that arrived while this thread finished the group before
+                        // must not count as a backlog of its own, or it is committed without
+                        // the journal (and answered after the store's commit).
+                        self.backlog = !rx.is_empty();
                         if self.open.linger().is_zero() {
                             self.hand_over(sink)?;
                             follow(sink, mirror, self.watch.map(|(w, _)| w));
