@@ -336,7 +336,6 @@ fn claim_spool(dir: &Path) -> Result<VecDeque<Value>, String> {
     Ok(out)
 }
 
-/// The background sender: batches of up to 256 records, [`GATHER`] after the first.
 /// Lets records gather into one request for [`GATHER`], or until the gateway closes: they are
 /// not on any call's way, and a request per record would cost each call a write group of its
 /// own in the service (ending the merged store commit its decision could join) and take CPU
@@ -351,6 +350,7 @@ async fn gather(backlog: &Backlog) {
     }
 }
 
+/// The background sender: batches of up to 256 records, [`GATHER`] after the first.
 async fn send_loop(client: blackbox_client::Client, backlog: Arc<Backlog>, stats: Arc<Stats>) {
     let mut backoff = Duration::from_millis(250);
     loop {
